@@ -1,0 +1,285 @@
+//! A campaign's terms: what is sold, at what price and deposit, and when a batch is made.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{CampaignId, Currency, DomainError, Money};
+
+/// What a merchant asks for when creating a campaign, as received. Nothing here is
+/// trusted until [`CampaignSpec::validate`] turns it into [`CampaignTerms`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignSpec {
+    pub sku: String,
+    pub title: String,
+    pub currency: String,
+    /// Price per unit in minor units.
+    pub unit_price: i64,
+    /// Deposit per unit in minor units, held when the pre-order is placed.
+    pub deposit: i64,
+    /// Units that must be pre-ordered before a batch is produced.
+    pub batch_threshold: i64,
+    /// Most units one batch may hold; absent means a batch locks at its threshold anyway,
+    /// so the cap only matters for the order that crosses the threshold.
+    pub batch_cap: Option<i64>,
+    /// Most units one pre-order may ask for.
+    pub max_per_order: Option<i64>,
+    /// Most units one consumer may hold across the campaign (cancelled orders excluded).
+    pub max_per_consumer: Option<i64>,
+    /// Most units the campaign sells across all its batches.
+    pub total_cap: Option<i64>,
+    pub opens_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+}
+
+/// Validated campaign terms: every invariant the pooling rule relies on holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignTerms {
+    pub sku: String,
+    pub title: String,
+    pub unit_price: Money,
+    pub deposit: Money,
+    pub batch_threshold: i64,
+    pub batch_cap: Option<i64>,
+    pub max_per_order: Option<i64>,
+    pub max_per_consumer: Option<i64>,
+    pub total_cap: Option<i64>,
+    pub opens_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+}
+
+fn positive(field: &str, v: i64) -> Result<i64, DomainError> {
+    if v <= 0 {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be positive, got {v}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn text(field: &str, v: &str, max: usize) -> Result<String, DomainError> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if t.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+impl CampaignSpec {
+    /// Checks the spec against `now`. Errors name the offending field, so a client can
+    /// point at the exact input.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<CampaignTerms, DomainError> {
+        let sku = text("sku", &self.sku, 64)?;
+        if !sku
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(DomainError::invalid(
+                "sku",
+                "may contain only ASCII letters, digits, '-', '_' and '.'",
+            ));
+        }
+        let title = text("title", &self.title, 200)?;
+        let currency = Currency::parse(&self.currency)?;
+        let unit_price = positive("unit_price", self.unit_price)?;
+        let deposit = positive("deposit", self.deposit)?;
+        if deposit > unit_price {
+            return Err(DomainError::invalid(
+                "deposit",
+                format!("deposit {deposit} is larger than the unit price {unit_price}"),
+            ));
+        }
+        let batch_threshold = positive("batch_threshold", self.batch_threshold)?;
+        let batch_cap = self
+            .batch_cap
+            .map(|v| positive("batch_cap", v))
+            .transpose()?;
+        if let Some(cap) = batch_cap {
+            if batch_threshold > cap {
+                return Err(DomainError::invalid(
+                    "batch_threshold",
+                    format!("threshold {batch_threshold} is above the batch cap {cap}"),
+                ));
+            }
+        }
+        let max_per_order = self
+            .max_per_order
+            .map(|v| positive("max_per_order", v))
+            .transpose()?;
+        if let (Some(per_order), Some(cap)) = (max_per_order, batch_cap) {
+            if per_order > cap {
+                return Err(DomainError::invalid(
+                    "max_per_order",
+                    format!("{per_order} units could never fit a batch capped at {cap}"),
+                ));
+            }
+        }
+        let max_per_consumer = self
+            .max_per_consumer
+            .map(|v| positive("max_per_consumer", v))
+            .transpose()?;
+        let total_cap = self
+            .total_cap
+            .map(|v| positive("total_cap", v))
+            .transpose()?;
+        if let Some(total) = total_cap {
+            if total < batch_threshold {
+                return Err(DomainError::invalid(
+                    "total_cap",
+                    format!("total cap {total} is below the batch threshold {batch_threshold}, so no batch could ever lock"),
+                ));
+            }
+        }
+        if self.deadline <= now {
+            return Err(DomainError::invalid(
+                "deadline",
+                format!(
+                    "deadline {} is not in the future",
+                    self.deadline.to_rfc3339()
+                ),
+            ));
+        }
+        if self.deadline <= self.opens_at {
+            return Err(DomainError::invalid(
+                "deadline",
+                "deadline must be after opens_at",
+            ));
+        }
+        // Guard the money arithmetic of the largest possible order up front.
+        let biggest_order = max_per_order.or(batch_cap).unwrap_or(1);
+        Money::new(unit_price, currency).times(biggest_order, "unit_price")?;
+        Ok(CampaignTerms {
+            sku,
+            title,
+            unit_price: Money::new(unit_price, currency),
+            deposit: Money::new(deposit, currency),
+            batch_threshold,
+            batch_cap,
+            max_per_order,
+            max_per_consumer,
+            total_cap,
+            opens_at: self.opens_at,
+            deadline: self.deadline,
+        })
+    }
+}
+
+/// Where a campaign stands in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    /// Before `opens_at`: visible, not yet taking pre-orders.
+    Scheduled,
+    /// Taking pre-orders.
+    Open,
+    /// At or past the deadline, or sold out to its total cap.
+    Closed,
+}
+
+/// A stored campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub id: CampaignId,
+    pub terms: CampaignTerms,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Campaign {
+    pub fn status(&self, now: DateTime<Utc>) -> CampaignStatus {
+        if now >= self.terms.deadline {
+            CampaignStatus::Closed
+        } else if now < self.terms.opens_at {
+            CampaignStatus::Scheduled
+        } else {
+            CampaignStatus::Open
+        }
+    }
+}
+
+/// What a consumer sees of a campaign's progress: numbers they can check against their
+/// own pre-order, all read in one consistent snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignProgress {
+    pub campaign: Campaign,
+    /// Units pooled in the open batch (0 when no batch is open).
+    pub open_batch_units: i64,
+    /// Sequence number of the open batch, if there is one.
+    pub open_batch_seq: Option<i64>,
+    pub batches_locked: i64,
+    pub batches_failed: i64,
+    /// Units in open and locked batches, the figure the total cap applies to.
+    pub units_committed: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    pub(crate) fn spec(now: DateTime<Utc>) -> CampaignSpec {
+        CampaignSpec {
+            sku: "kettle-17-white".into(),
+            title: "Kettle 1.7 l".into(),
+            currency: "CNY".into(),
+            unit_price: 39900,
+            deposit: 5000,
+            batch_threshold: 50,
+            batch_cap: Some(60),
+            max_per_order: Some(5),
+            max_per_consumer: Some(10),
+            total_cap: None,
+            opens_at: now,
+            deadline: now + Duration::days(7),
+        }
+    }
+
+    fn field_of(err: DomainError) -> String {
+        match err {
+            DomainError::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_spec_validates() {
+        let now = Utc::now();
+        let terms = spec(now).validate(now).unwrap();
+        assert_eq!(terms.unit_price.minor, 39900);
+        assert_eq!(terms.deposit.currency.as_str(), "CNY");
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let now = Utc::now();
+        let cases: Vec<(&str, Box<dyn Fn(&mut CampaignSpec)>)> = vec![
+            ("deposit", Box::new(|s| s.deposit = s.unit_price + 1)),
+            ("batch_threshold", Box::new(|s| s.batch_threshold = 61)),
+            (
+                "deadline",
+                Box::new(move |s| s.deadline = now - Duration::seconds(1)),
+            ),
+            ("currency", Box::new(|s| s.currency = "yuan".into())),
+            ("unit_price", Box::new(|s| s.unit_price = 0)),
+            ("sku", Box::new(|s| s.sku = " ".into())),
+            ("max_per_order", Box::new(|s| s.max_per_order = Some(61))),
+            ("total_cap", Box::new(|s| s.total_cap = Some(10))),
+        ];
+        for (field, mutate) in cases {
+            let mut s = spec(now);
+            mutate(&mut s);
+            assert_eq!(field_of(s.validate(now).unwrap_err()), field);
+        }
+    }
+}

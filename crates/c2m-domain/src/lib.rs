@@ -1,0 +1,35 @@
+//! The language of c2m, with no I/O.
+//!
+//! Everything the service decides about money and pooling is decided here, in plain
+//! functions over plain values, so that the store (which persists) and the server (which
+//! speaks gRPC) only carry decisions out. The layout:
+//!
+//! - [`money`]: [`Currency`] and [`Money`], integer minor units, never floats.
+//! - [`ids`]: newtypes for campaign, batch, pre-order and consumer ids.
+//! - [`campaign`]: a campaign's terms ([`CampaignSpec`], validated into [`CampaignTerms`]).
+//! - [`pooling`]: the admission rule that pools a pre-order into a batch and says when the
+//!   batch locks.
+//! - [`preorder`]: pre-orders and batches as stored and shown.
+//! - [`idempotency`]: request fingerprints for idempotency keys.
+//! - [`clock`]: an injectable clock, so deadlines can be tested without waiting.
+//! - [`error`]: [`DomainError`], each variant saying what the caller did wrong.
+
+pub mod campaign;
+pub mod clock;
+pub mod error;
+pub mod idempotency;
+pub mod ids;
+pub mod money;
+pub mod page;
+pub mod pooling;
+pub mod preorder;
+
+pub use campaign::{Campaign, CampaignProgress, CampaignSpec, CampaignStatus, CampaignTerms};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::DomainError;
+pub use idempotency::{Fingerprint, IdempotencyKey};
+pub use ids::{BatchId, CampaignId, ConsumerId, PreorderId};
+pub use money::{Currency, Money};
+pub use page::{Page, PageRequest};
+pub use pooling::{Admission, PoolState};
+pub use preorder::{Batch, BatchStatus, Preorder, PreorderStatus};

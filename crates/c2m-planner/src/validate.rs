@@ -1,0 +1,363 @@
+//! The rules a scenario must follow before it can be planned.
+//!
+//! A [`ValidatedScenario`] can only be built here, so the model code never
+//! has to wonder whether an id resolves or a quantity is negative. All broken
+//! rules are collected, not only the first, so that a person fixing a file by
+//! hand sees every place at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::scenario::{FieldError, Line, Offer, Scenario, ScenarioError};
+
+/// The largest demand, run or pack count accepted: the pure-Rust solver keeps
+/// integer bounds in `i32`, and no real batch comes near this.
+const MAX_UNITS: i64 = 1_000_000_000;
+
+/// A scenario that has passed every rule, with its ids resolved to indices.
+#[derive(Debug, Clone)]
+pub struct ValidatedScenario {
+    scenario: Scenario,
+    /// Per product: `(material index, quantity per unit)`, materials with a
+    /// positive quantity only.
+    bom: Vec<Vec<(usize, f64)>>,
+    lines: Vec<LineRef>,
+    offers: Vec<OfferRef>,
+}
+
+/// A line `(p, f)` resolved to indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRef {
+    pub product: usize,
+    pub factory: usize,
+    /// Index into `factories[factory].lines`.
+    pub line: usize,
+}
+
+/// An offer `(s, m)` resolved to indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferRef {
+    pub supplier: usize,
+    /// Index into `suppliers[supplier].offers`.
+    pub offer: usize,
+    pub material: usize,
+    /// False when the supplier's lead time exceeds the material deadline:
+    /// the offer cannot be used at all.
+    pub usable: bool,
+}
+
+impl ValidatedScenario {
+    /// The scenario as written.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// All lines, in file order (factory by factory).
+    pub fn lines(&self) -> &[LineRef] {
+        &self.lines
+    }
+
+    /// All offers in file order, usable or not.
+    pub fn offers(&self) -> &[OfferRef] {
+        &self.offers
+    }
+
+    /// The data of a line.
+    pub fn line(&self, l: LineRef) -> &Line {
+        &self.scenario.factories[l.factory].lines[l.line]
+    }
+
+    /// The data of an offer.
+    pub fn offer(&self, o: OfferRef) -> &Offer {
+        &self.scenario.suppliers[o.supplier].offers[o.offer]
+    }
+
+    /// Bill of materials of product `p` as `(material index, quantity per unit)`.
+    pub fn bom(&self, p: usize) -> &[(usize, f64)] {
+        &self.bom[p]
+    }
+
+    /// Index of a product by sku.
+    pub fn product_index(&self, sku: &str) -> Option<usize> {
+        self.scenario.products.iter().position(|p| p.sku == sku)
+    }
+
+    /// Index of a material by id.
+    pub fn material_index(&self, id: &str) -> Option<usize> {
+        self.scenario.materials.iter().position(|m| m.id == id)
+    }
+
+    /// Index of a factory by id.
+    pub fn factory_index(&self, id: &str) -> Option<usize> {
+        self.scenario.factories.iter().position(|f| f.id == id)
+    }
+
+    /// Index of a supplier by id.
+    pub fn supplier_index(&self, id: &str) -> Option<usize> {
+        self.scenario.suppliers.iter().position(|s| s.id == id)
+    }
+
+    /// Gives the scenario back, for example to edit it and validate again.
+    pub fn into_inner(self) -> Scenario {
+        self.scenario
+    }
+}
+
+impl TryFrom<Scenario> for ValidatedScenario {
+    type Error = ScenarioError;
+    fn try_from(s: Scenario) -> Result<Self, Self::Error> {
+        s.validate()
+    }
+}
+
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn err(&mut self, path: String, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path,
+            message: message.into(),
+        });
+    }
+
+    /// A quantity or amount of money: finite and not negative.
+    fn non_negative(&mut self, path: impl FnOnce() -> String, v: f64) {
+        if !v.is_finite() {
+            self.err(path(), format!("must be a finite number, got {v}"));
+        } else if v < 0.0 {
+            self.err(path(), format!("must not be negative, got {v}"));
+        }
+    }
+
+    fn units(&mut self, path: impl FnOnce() -> String, v: i64) {
+        if v < 0 {
+            self.err(path(), format!("must not be negative, got {v}"));
+        } else if v > MAX_UNITS {
+            self.err(path(), format!("must be at most {MAX_UNITS}, got {v}"));
+        }
+    }
+
+    fn id(&mut self, seen: &mut HashMap<String, usize>, path: String, what: &str, id: &str) {
+        if id.trim().is_empty() {
+            self.err(path, format!("{what} must not be empty"));
+        } else if let Some(first) = seen.get(id) {
+            self.err(
+                path,
+                format!("duplicate {what} `{id}` (first used at index {first})"),
+            );
+        } else {
+            seen.insert(id.to_string(), seen.len());
+        }
+    }
+}
+
+impl Scenario {
+    /// Checks every rule of the contract and resolves ids.
+    ///
+    /// Errors name the field and its place, e.g.
+    /// `suppliers[2].offers[0].breaks[1].min_qty: price breaks must be sorted by min_qty`.
+    pub fn validate(self) -> Result<ValidatedScenario, ScenarioError> {
+        let mut c = Checker { errors: Vec::new() };
+        let s = &self;
+
+        let cur = &s.currency;
+        if cur.len() != 3 || !cur.chars().all(|ch| ch.is_ascii_uppercase()) {
+            c.err(
+                "currency".into(),
+                format!("must be an ISO 4217 code of three capital letters, got `{cur}`"),
+            );
+        }
+        if let Some(d) = s.material_deadline_days {
+            if d < 0 {
+                c.err(
+                    "material_deadline_days".into(),
+                    format!("must not be negative, got {d}"),
+                );
+            }
+        }
+
+        let mut material_ids = HashMap::new();
+        for (i, m) in s.materials.iter().enumerate() {
+            c.id(
+                &mut material_ids,
+                format!("materials[{i}].id"),
+                "material id",
+                &m.id,
+            );
+            c.non_negative(|| format!("materials[{i}].on_hand"), m.on_hand);
+            c.non_negative(|| format!("materials[{i}].holding_cost"), m.holding_cost);
+        }
+        let material_index: HashMap<&str, usize> = s
+            .materials
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.as_str(), i))
+            .rev()
+            .collect();
+
+        let mut skus = HashMap::new();
+        let mut bom = Vec::with_capacity(s.products.len());
+        for (i, p) in s.products.iter().enumerate() {
+            c.id(&mut skus, format!("products[{i}].sku"), "sku", &p.sku);
+            c.units(|| format!("products[{i}].demand"), p.demand);
+            let mut row = Vec::new();
+            for (mid, &qty) in &p.bom {
+                let path = || format!("products[{i}].bom.{mid}");
+                c.non_negative(path, qty);
+                match material_index.get(mid.as_str()) {
+                    None => c.err(path(), format!("unknown material `{mid}`")),
+                    Some(&m) if qty > 0.0 && qty.is_finite() => row.push((m, qty)),
+                    Some(_) => {}
+                }
+            }
+            bom.push(row);
+        }
+        let product_index: HashMap<&str, usize> = s
+            .products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.sku.as_str(), i))
+            .rev()
+            .collect();
+
+        let mut factory_ids = HashMap::new();
+        let mut lines = Vec::new();
+        for (fi, f) in s.factories.iter().enumerate() {
+            c.id(
+                &mut factory_ids,
+                format!("factories[{fi}].id"),
+                "factory id",
+                &f.id,
+            );
+            c.non_negative(|| format!("factories[{fi}].capacity_hours"), f.capacity_hours);
+            let mut line_skus = HashSet::new();
+            for (li, l) in f.lines.iter().enumerate() {
+                let at = |field: &str| format!("factories[{fi}].lines[{li}].{field}");
+                c.non_negative(|| at("unit_cost"), l.unit_cost);
+                c.non_negative(|| at("setup_cost"), l.setup_cost);
+                c.non_negative(|| at("hours_per_unit"), l.hours_per_unit);
+                c.non_negative(|| at("setup_hours"), l.setup_hours);
+                c.units(|| at("min_run"), l.min_run);
+                if !line_skus.insert(l.sku.as_str()) {
+                    c.err(
+                        at("sku"),
+                        format!("duplicate line for `{}` in factory `{}`", l.sku, f.id),
+                    );
+                    continue;
+                }
+                match product_index.get(l.sku.as_str()) {
+                    None => c.err(at("sku"), format!("unknown product `{}`", l.sku)),
+                    Some(&p) => lines.push(LineRef {
+                        product: p,
+                        factory: fi,
+                        line: li,
+                    }),
+                }
+            }
+        }
+
+        let mut supplier_ids = HashMap::new();
+        let mut offers = Vec::new();
+        for (si, sup) in s.suppliers.iter().enumerate() {
+            c.id(
+                &mut supplier_ids,
+                format!("suppliers[{si}].id"),
+                "supplier id",
+                &sup.id,
+            );
+            if sup.lead_days < 0 {
+                c.err(
+                    format!("suppliers[{si}].lead_days"),
+                    format!("must not be negative, got {}", sup.lead_days),
+                );
+            }
+            let usable = s
+                .material_deadline_days
+                .is_none_or(|deadline| sup.lead_days <= deadline);
+            let mut offer_materials = HashSet::new();
+            for (oi, o) in sup.offers.iter().enumerate() {
+                let at = |field: &str| format!("suppliers[{si}].offers[{oi}].{field}");
+                c.non_negative(|| at("moq"), o.moq);
+                c.non_negative(|| at("order_cost"), o.order_cost);
+                if let Some(p) = o.pack_size {
+                    c.non_negative(|| at("pack_size"), p);
+                    if p > 0.0 && p.is_finite() && (o.max_qty.unwrap_or(0.0) / p) > MAX_UNITS as f64
+                    {
+                        c.err(at("pack_size"), "too small for the quantities offered");
+                    }
+                }
+                if let Some(q) = o.max_qty {
+                    c.non_negative(|| at("max_qty"), q);
+                }
+                if o.breaks.is_empty() {
+                    c.err(at("breaks"), "an offer needs at least one price break");
+                }
+                for (bi, b) in o.breaks.iter().enumerate() {
+                    let bat = |field: &str| {
+                        format!("suppliers[{si}].offers[{oi}].breaks[{bi}].{field}")
+                    };
+                    c.non_negative(|| bat("min_qty"), b.min_qty);
+                    c.non_negative(|| bat("unit_price"), b.unit_price);
+                    if bi > 0 {
+                        let prev = o.breaks[bi - 1].min_qty;
+                        if b.min_qty == prev {
+                            c.err(
+                                bat("min_qty"),
+                                format!("duplicate price break at min_qty {}", b.min_qty),
+                            );
+                        } else if b.min_qty < prev {
+                            c.err(
+                                bat("min_qty"),
+                                format!(
+                                    "price breaks must be sorted by min_qty: {} comes after {prev}",
+                                    b.min_qty
+                                ),
+                            );
+                        }
+                    }
+                }
+                if !offer_materials.insert(o.material.as_str()) {
+                    c.err(
+                        at("material"),
+                        format!(
+                            "duplicate offer for `{}` from supplier `{}`",
+                            o.material, sup.id
+                        ),
+                    );
+                    continue;
+                }
+                match material_index.get(o.material.as_str()) {
+                    None => c.err(at("material"), format!("unknown material `{}`", o.material)),
+                    Some(&m) => offers.push(OfferRef {
+                        supplier: si,
+                        offer: oi,
+                        material: m,
+                        usable,
+                    }),
+                }
+            }
+        }
+
+        if c.errors.is_empty() {
+            Ok(ValidatedScenario {
+                scenario: self,
+                bom,
+                lines,
+                offers,
+            })
+        } else {
+            Err(ScenarioError::Invalid(c.errors))
+        }
+    }
+}
+
+/// Per material, the offers that sell it (indices into
+/// [`ValidatedScenario::offers`]); used by the greedy planner and the diagnosis.
+pub(crate) fn offers_by_material(v: &ValidatedScenario) -> BTreeMap<usize, Vec<usize>> {
+    let mut map: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, o) in v.offers().iter().enumerate() {
+        map.entry(o.material).or_default().push(i);
+    }
+    map
+}
