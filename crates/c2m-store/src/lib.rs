@@ -1,1 +1,163 @@
-//! Placeholder.
+//! Persistence for c2m. All SQL in the project lives in this crate.
+//!
+//! - [`Store`]: the one interface the server uses. Every method is one transaction.
+//! - [`sqlite::SqliteStore`]: the embedded default (a file in a data directory, WAL mode,
+//!   `synchronous=FULL`, so an acknowledged write survives a crash or power loss).
+//! - [`postgres::PgStore`]: the production store; several c2m replicas may share one
+//!   database, so every rule that must hold across replicas is enforced with row locks and
+//!   constraints inside PostgreSQL, never with in-process state.
+//! - [`conformance`] (feature `conformance`): the test suite every backend must pass.
+//! - [`open`]: picks the backend from a database URL.
+//!
+//! The pooling decisions themselves are made by [`c2m_domain::pooling`]; a store reads the
+//! counts under the campaign's lock, asks the domain, and writes what it says.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use c2m_domain::{
+    Batch, Campaign, CampaignId, CampaignProgress, CampaignSpec, ConsumerId, DomainError,
+    IdempotencyKey, Page, PageRequest, Preorder, PreorderId,
+};
+
+mod error;
+pub use error::StoreError;
+
+pub mod postgres;
+pub mod sqlite;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// A request to create a campaign, as the server hands it over.
+#[derive(Debug, Clone)]
+pub struct CreateCampaign {
+    pub idempotency_key: IdempotencyKey,
+    pub spec: CampaignSpec,
+}
+
+/// A request to place a pre-order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlacePreorder {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub campaign_id: CampaignId,
+    pub consumer_id: ConsumerId,
+    pub quantity: i64,
+}
+
+/// A request to cancel a pre-order. `consumer_id`, when given, must own the pre-order; the
+/// storefront passes it so one consumer cannot cancel another's order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CancelPreorder {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub preorder_id: PreorderId,
+    pub consumer_id: Option<ConsumerId>,
+}
+
+/// Which pre-orders to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreorderFilter {
+    Consumer(ConsumerId),
+    Campaign(CampaignId),
+    /// One consumer's pre-orders within one campaign.
+    ConsumerInCampaign(ConsumerId, CampaignId),
+}
+
+/// What the deadline sweeper did to one campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadlineOutcome {
+    pub campaign_id: CampaignId,
+    /// The batch that failed, if the campaign had an open one; `None` if another sweeper
+    /// (or an earlier run of this one) already handled it.
+    pub failed_batch: Option<Batch>,
+    /// Pre-orders in the failed batch that are now owed a refund.
+    pub refunds_due: i64,
+}
+
+/// The store. Each method runs in one transaction: it either happens completely or not at
+/// all, and an error leaves nothing written.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and the health report ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    /// Validates the spec against `now` and creates the campaign. Idempotent by key.
+    async fn create_campaign(
+        &self,
+        req: &CreateCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError>;
+
+    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError>;
+
+    /// Campaigns in creation order.
+    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError>;
+
+    /// Pools the pre-order into the campaign's open batch (opening one if needed) and locks
+    /// the batch, in the same transaction, if the order brings it to its threshold.
+    /// Idempotent by key: a retry returns the pre-order as it was first returned.
+    async fn place_preorder(
+        &self,
+        req: &PlacePreorder,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError>;
+
+    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError>;
+
+    /// Pre-orders in placement order.
+    async fn list_preorders(
+        &self,
+        filter: &PreorderFilter,
+        page: PageRequest,
+    ) -> Result<Page<Preorder>, StoreError>;
+
+    /// Cancels a pre-order whose batch is still open, returning its units to the batch.
+    /// Idempotent by key.
+    async fn cancel_preorder(
+        &self,
+        req: &CancelPreorder,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError>;
+
+    /// A campaign's batches in sequence order.
+    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError>;
+
+    /// Campaigns whose deadline is at or before `now` and that still have an open batch,
+    /// oldest deadline first, at most `limit`.
+    async fn campaigns_past_deadline(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CampaignId>, StoreError>;
+
+    /// Fails the campaign's open batch if its deadline has passed at `now`. Safe to call any
+    /// number of times, from any number of sweepers: the batch fails exactly once.
+    async fn fail_open_batch_at_deadline(
+        &self,
+        campaign_id: &CampaignId,
+        now: DateTime<Utc>,
+    ) -> Result<DeadlineOutcome, StoreError>;
+
+    /// Checks that the store is reachable (for the health service).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a database URL names, creating and migrating it if needed:
+/// `sqlite://PATH` (or a bare file path) for SQLite, `postgres://...` for PostgreSQL.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
+    } else {
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path)).await?))
+    }
+}
+
+/// Domain errors pass through the store unchanged, so the server maps them in one place.
+impl From<DomainError> for StoreError {
+    fn from(e: DomainError) -> Self {
+        StoreError::Domain(e)
+    }
+}
