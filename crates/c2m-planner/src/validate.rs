@@ -230,7 +230,10 @@ impl Scenario {
                 "factory id",
                 &f.id,
             );
-            c.non_negative(|| format!("factories[{fi}].capacity_hours"), f.capacity_hours);
+            c.non_negative(
+                || format!("factories[{fi}].capacity_hours"),
+                f.capacity_hours,
+            );
             let mut line_skus = HashSet::new();
             for (li, l) in f.lines.iter().enumerate() {
                 let at = |field: &str| format!("factories[{fi}].lines[{li}].{field}");
@@ -294,9 +297,8 @@ impl Scenario {
                     c.err(at("breaks"), "an offer needs at least one price break");
                 }
                 for (bi, b) in o.breaks.iter().enumerate() {
-                    let bat = |field: &str| {
-                        format!("suppliers[{si}].offers[{oi}].breaks[{bi}].{field}")
-                    };
+                    let bat =
+                        |field: &str| format!("suppliers[{si}].offers[{oi}].breaks[{bi}].{field}");
                     c.non_negative(|| bat("min_qty"), b.min_qty);
                     c.non_negative(|| bat("unit_price"), b.unit_price);
                     if bi > 0 {

@@ -1,0 +1,146 @@
+//! From a validated scenario to a plan: greedy start, MILP, and, when demand
+//! cannot be met, the elastic model that finds the best partial plan.
+
+use std::time::{Duration, Instant};
+
+use crate::explain;
+use crate::greedy::greedy_decisions;
+use crate::model::{build, BuildOptions};
+use crate::plan::{plan_from_decisions, Decisions, Plan, PlanStatus};
+use crate::solve::{solve_model, Outcome, SolveOptions, SolverError};
+use crate::validate::ValidatedScenario;
+
+/// Gaps at or below this are treated as proven optimal (solver tolerances).
+const OPTIMAL_GAP: f64 = 1e-9;
+
+/// Why no plan could be made. An infeasible scenario is *not* an error: it
+/// is a plan with status `infeasible` and its shortfalls.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Solver(#[from] SolverError),
+    /// The time limit passed before the solver found any plan, and the
+    /// greedy rules found none either.
+    #[error("no plan found within the time limit of {0:?}")]
+    NoSolution(Duration),
+}
+
+/// Plans the cycle: the MILP of `planning-model.md` solved as `opts` says.
+///
+/// This call is CPU-bound and may run for up to the time limit (twice for
+/// an infeasible scenario): async callers run it with `spawn_blocking`.
+pub fn plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Plan, PlanError> {
+    let started = Instant::now();
+    if !opts.solver.is_available() {
+        return Err(SolverError::NotAvailable(opts.solver).into());
+    }
+    let greedy = greedy_decisions(v);
+    let model = build(
+        v,
+        &BuildOptions {
+            formulation: opts.formulation,
+            ..Default::default()
+        },
+    );
+    let layout = model.layout();
+    let start = match (&greedy, opts.warm_start) {
+        (Some(d), true) => Some(layout.start_values(v, d)),
+        _ => None,
+    };
+    tracing::debug!(
+        variables = layout.n_vars,
+        rows = model.constraints.len(),
+        formulation = opts.formulation.name(),
+        solver = opts.solver.name(),
+        "model built"
+    );
+    let outcome = solve_model(model, opts.solver, opts.time_limit, opts.mip_gap, start)?;
+
+    let (decisions, mut plan) = match outcome {
+        Outcome::Solved(raw) => {
+            let d = layout.decisions(v, &raw.values);
+            let mut plan = plan_from_decisions(v, &d, PlanStatus::Feasible, opts.solver.name());
+            let bound = raw.best_bound.map(|b| b + layout.constant);
+            set_gap(&mut plan, bound, raw.finished);
+            (d, plan)
+        }
+        Outcome::NoSolution => match greedy {
+            Some(d) => {
+                let mut plan = plan_from_decisions(v, &d, PlanStatus::Feasible, "greedy");
+                plan.gap = f64::INFINITY;
+                (d, plan)
+            }
+            None => return Err(PlanError::NoSolution(opts.time_limit)),
+        },
+        Outcome::Infeasible => {
+            let d = best_partial_plan(v, opts)?;
+            let mut plan = plan_from_decisions(v, &d, PlanStatus::Infeasible, opts.solver.name());
+            plan.diagnosis = Some(explain::diagnose(v, &d));
+            if plan.shortfalls.is_empty() {
+                // The solver called the model infeasible, yet the elastic
+                // model met demand: trust the plan, not the claim.
+                tracing::warn!("elastic model met demand after an infeasible verdict");
+                plan.status = PlanStatus::Feasible;
+                plan.gap = f64::INFINITY;
+                plan.diagnosis = None;
+            }
+            (d, plan)
+        }
+    };
+
+    plan.cost_per_unit = explain::cost_per_unit(v, &decisions);
+    plan.binding = explain::binding(v, &decisions);
+    if opts.shadow_prices && plan.status != PlanStatus::Infeasible {
+        match explain::shadow_prices(v, &decisions, opts.solver) {
+            Ok(sp) => plan.shadow_prices = Some(sp),
+            Err(e) => tracing::warn!(error = %e, "no shadow prices"),
+        }
+    }
+    plan.solve_seconds = started.elapsed().as_secs_f64();
+    Ok(plan)
+}
+
+/// Sets status, gap and best bound from the solver's bound (on the total).
+fn set_gap(plan: &mut Plan, bound: Option<f64>, finished: bool) {
+    let total = plan.exact_costs.total();
+    let gap = match bound {
+        Some(b) => ((total - b) / total.abs().max(1e-9)).max(0.0),
+        None if finished => 0.0,
+        None => f64::INFINITY,
+    };
+    if finished && gap <= OPTIMAL_GAP {
+        plan.status = PlanStatus::Optimal;
+        plan.gap = 0.0;
+        plan.best_bound = Some(bound.unwrap_or(total).min(total));
+    } else {
+        plan.status = PlanStatus::Feasible;
+        plan.gap = gap;
+        plan.best_bound = bound;
+    }
+}
+
+/// The elastic model: demand may fall short at a penalty that dominates
+/// every real cost, so the solver makes as much as it can, as cheaply as it can.
+fn best_partial_plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Decisions, PlanError> {
+    let model = build(
+        v,
+        &BuildOptions {
+            formulation: opts.formulation,
+            elastic: true,
+            ..Default::default()
+        },
+    );
+    let layout = model.layout();
+    // All zero is always a plan of the elastic model: a safe start.
+    let start = Some(layout.start_values(v, &Decisions::empty(v)));
+    match solve_model(model, opts.solver, opts.time_limit, opts.mip_gap, start)? {
+        Outcome::Solved(raw) => Ok(layout.decisions(v, &raw.values)),
+        Outcome::NoSolution => Ok(Decisions::empty(v)),
+        Outcome::Infeasible => Err(SolverError::Failed {
+            solver: opts.solver,
+            message: "the elastic model, which always has a plan, was called infeasible"
+                .to_string(),
+        }
+        .into()),
+    }
+}

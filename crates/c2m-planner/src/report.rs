@@ -1,0 +1,306 @@
+//! Rendering a plan for people (aligned tables) and for tools (JSON).
+//! Returns strings: printing is the caller's business.
+
+use std::fmt::Write;
+
+use crate::plan::{Binding, Plan, PlanStatus};
+use crate::validate::ValidatedScenario;
+
+/// The plan as one JSON object (the contract of `scenario-format.md`, plus
+/// the added fields).
+pub fn render_json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).expect("a plan always serializes")
+}
+
+/// Money in minor units shown as major units with the currency,
+/// e.g. `12,345.67 CNY`.
+pub fn money(minor: i64, currency: &str) -> String {
+    let neg = minor < 0;
+    let abs = minor.unsigned_abs();
+    let major = abs / 100;
+    let cents = abs % 100;
+    let digits = major.to_string();
+    let mut grouped = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!(
+        "{}{grouped}.{cents:02} {currency}",
+        if neg { "-" } else { "" }
+    )
+}
+
+/// A quantity without trailing zeros.
+fn qty(v: f64) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// A simple table: columns right-aligned when numeric.
+struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+    numeric: Vec<bool>,
+}
+
+impl Table {
+    fn new(head: &[&str], numeric: &[bool]) -> Self {
+        Table {
+            head: head.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+            numeric: numeric.to_vec(),
+        }
+    }
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+    fn render(&self, out: &mut String) {
+        let n = self.head.len();
+        let width: Vec<usize> = (0..n)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([self.head[c].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[String], out: &mut String| {
+            let mut s = String::from("  ");
+            for c in 0..n {
+                if c > 0 {
+                    s.push_str("  ");
+                }
+                if self.numeric[c] {
+                    let _ = write!(s, "{:>w$}", cells[c], w = width[c]);
+                } else {
+                    let _ = write!(s, "{:<w$}", cells[c], w = width[c]);
+                }
+            }
+            out.push_str(s.trim_end());
+            out.push('\n');
+        };
+        line(&self.head, out);
+        let rule: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+        line(&rule, out);
+        for r in &self.rows {
+            line(r, out);
+        }
+    }
+}
+
+/// The plan for people: status, total and its parts, runs per factory,
+/// purchase orders per supplier, leftovers, explanations, time taken.
+pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
+    let s = v.scenario();
+    let cur = &plan.currency;
+    let mut out = String::new();
+    let _ = writeln!(out, "Plan for `{}`", s.name);
+    let status = match plan.status {
+        PlanStatus::Optimal => "optimal (proven)".to_string(),
+        PlanStatus::Feasible if plan.gap.is_finite() => {
+            format!("feasible, gap {:.4}%", plan.gap * 100.0)
+        }
+        PlanStatus::Feasible => "feasible, gap unknown".to_string(),
+        PlanStatus::Infeasible => "INFEASIBLE: demand cannot be met".to_string(),
+    };
+    let _ = writeln!(out, "Status:  {status}");
+    let _ = writeln!(out, "Solver:  {}", plan.solver);
+    if let Some(b) = plan.best_bound {
+        let _ = writeln!(out, "Bound:   {}", money(b.round() as i64, cur));
+    }
+    let _ = writeln!(out, "Time:    {:.3} s", plan.solve_seconds);
+    out.push('\n');
+
+    let _ = writeln!(out, "Total cost: {}", money(plan.total_cost, cur));
+    let mut t = Table::new(&["part", "cost"], &[false, true]);
+    let b = &plan.cost_breakdown;
+    for (name, c) in [
+        ("production", b.production),
+        ("setup", b.setup),
+        ("purchase", b.purchase),
+        ("ordering", b.ordering),
+        ("holding", b.holding),
+    ] {
+        t.row(vec![name.to_string(), money(c, cur)]);
+    }
+    t.render(&mut out);
+    out.push('\n');
+
+    if !plan.shortfalls.is_empty() {
+        let _ = writeln!(out, "Shortfalls:");
+        let mut t = Table::new(&["sku", "short by"], &[false, true]);
+        for sf in &plan.shortfalls {
+            t.row(vec![sf.sku.clone(), sf.short_by.to_string()]);
+        }
+        t.render(&mut out);
+        if let Some(d) = &plan.diagnosis {
+            for r in &d.reasons {
+                let _ = writeln!(out, "  - {r}");
+            }
+        }
+        out.push('\n');
+    }
+
+    let _ = writeln!(out, "Runs:");
+    if plan.runs.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    } else {
+        let mut t = Table::new(
+            &["factory", "sku", "quantity", "hours"],
+            &[false, false, true, true],
+        );
+        for r in &plan.runs {
+            let hours = v
+                .lines()
+                .iter()
+                .find(|l| {
+                    s.factories[l.factory].id == r.factory && s.products[l.product].sku == r.sku
+                })
+                .map(|l| {
+                    let line = v.line(*l);
+                    line.hours_per_unit * r.quantity as f64 + line.setup_hours
+                })
+                .unwrap_or(0.0);
+            t.row(vec![
+                r.factory.clone(),
+                r.sku.clone(),
+                r.quantity.to_string(),
+                format!("{hours:.2}"),
+            ]);
+        }
+        t.render(&mut out);
+    }
+    out.push('\n');
+
+    let _ = writeln!(out, "Purchase orders:");
+    if plan.purchases.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    } else {
+        let mut t = Table::new(
+            &[
+                "supplier",
+                "material",
+                "quantity",
+                "unit",
+                "packs",
+                "unit price",
+                "amount",
+            ],
+            &[false, false, true, false, true, true, true],
+        );
+        for p in &plan.purchases {
+            let unit = s
+                .materials
+                .iter()
+                .find(|m| m.id == p.material)
+                .map_or("", |m| m.unit.as_str());
+            t.row(vec![
+                p.supplier.clone(),
+                p.material.clone(),
+                qty(p.quantity),
+                unit.to_string(),
+                p.packs.map_or("-".to_string(), |n| n.to_string()),
+                qty(p.unit_price),
+                money((p.quantity * p.unit_price).round() as i64, cur),
+            ]);
+        }
+        t.render(&mut out);
+    }
+    out.push('\n');
+
+    let _ = writeln!(out, "Leftover stock:");
+    let mut t = Table::new(&["material", "leftover", "unit"], &[false, true, false]);
+    for (id, left) in plan.leftover.iter() {
+        let unit = s
+            .materials
+            .iter()
+            .find(|m| m.id == id)
+            .map_or("", |m| m.unit.as_str());
+        t.row(vec![id.to_string(), qty(left), unit.to_string()]);
+    }
+    t.render(&mut out);
+    out.push('\n');
+
+    if !plan.cost_per_unit.0.is_empty() {
+        let _ = writeln!(out, "Cost per unit (full cost per demanded unit):");
+        let mut t = Table::new(&["sku", "cost per unit"], &[false, true]);
+        for (sku, c) in plan.cost_per_unit.iter() {
+            t.row(vec![sku.to_string(), money(c.round() as i64, cur)]);
+        }
+        t.render(&mut out);
+        out.push('\n');
+    }
+
+    if !plan.binding.is_empty() {
+        let _ = writeln!(out, "Binding constraints:");
+        for b in &plan.binding {
+            let line = match b {
+                Binding::Capacity {
+                    factory,
+                    used_hours,
+                    capacity_hours,
+                } => {
+                    format!("capacity: `{factory}` uses {used_hours:.2} of {capacity_hours} hours")
+                }
+                Binding::SupplierCap {
+                    supplier,
+                    material,
+                    max_qty,
+                } => format!(
+                    "supplier cap: `{supplier}` sells at most {} of `{material}`",
+                    qty(*max_qty)
+                ),
+                Binding::Stock { material, on_hand } => format!(
+                    "stock: all `{material}` is used ({} on hand, the rest bought)",
+                    qty(*on_hand)
+                ),
+                Binding::MinRun {
+                    factory,
+                    sku,
+                    min_run,
+                } => {
+                    format!("minimum run: `{sku}` at `{factory}` makes {min_run}, more than needed")
+                }
+                Binding::RoundUp {
+                    supplier,
+                    material,
+                    reason,
+                } => format!(
+                    "round-up: `{material}` from `{supplier}` bought beyond need ({reason})"
+                ),
+            };
+            let _ = writeln!(out, "  - {line}");
+        }
+        out.push('\n');
+    }
+
+    if let Some(sp) = &plan.shadow_prices {
+        let _ = writeln!(
+            out,
+            "Shadow prices (saving from one more unit, runs and tiers fixed):"
+        );
+        let mut t = Table::new(&["resource", "per unit"], &[false, true]);
+        for (id, p) in sp.materials.iter() {
+            t.row(vec![
+                format!("material `{id}`"),
+                format!("{} {cur}", qty(p)),
+            ]);
+        }
+        for (id, p) in sp.factory_hours.iter() {
+            t.row(vec![format!("hour at `{id}`"), format!("{} {cur}", qty(p))]);
+        }
+        t.render(&mut out);
+        let _ = writeln!(out, "  (prices in minor units)");
+    }
+    out
+}

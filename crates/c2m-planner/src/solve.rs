@@ -1,0 +1,306 @@
+//! Solver back ends: HiGHS (production) and microlp (pure Rust, default build).
+//!
+//! good_lp builds the model for both. For HiGHS the built problem is turned
+//! into the underlying `highs::Model` before solving, because good_lp's
+//! solution type hides what the plan must report: the true MIP gap, the best
+//! bound (`mip_dual_bound`) and the row duals; the time limit, gap target and
+//! warm start are set on that model too.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::model::{Formulation, Model};
+
+/// A solver compiled into this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SolverKind {
+    /// HiGHS through its C API (cargo feature `highs`).
+    Highs,
+    /// The pure-Rust microlp (cargo feature `microlp`); slow on large MILPs.
+    Microlp,
+}
+
+impl SolverKind {
+    /// The solvers compiled in, best first.
+    pub fn available() -> &'static [SolverKind] {
+        &[
+            #[cfg(feature = "highs")]
+            SolverKind::Highs,
+            #[cfg(feature = "microlp")]
+            SolverKind::Microlp,
+        ]
+    }
+
+    /// HiGHS when compiled in, else microlp.
+    pub fn default_available() -> Option<SolverKind> {
+        SolverKind::available().first().copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SolverKind::Highs => "highs",
+            SolverKind::Microlp => "microlp",
+        }
+    }
+
+    pub fn is_available(self) -> bool {
+        SolverKind::available().contains(&self)
+    }
+}
+
+impl fmt::Display for SolverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A solver name that is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown solver `{0}` (expected `highs` or `microlp`)")]
+pub struct UnknownSolver(pub String);
+
+impl FromStr for SolverKind {
+    type Err = UnknownSolver;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "highs" => Ok(SolverKind::Highs),
+            "microlp" => Ok(SolverKind::Microlp),
+            other => Err(UnknownSolver(other.to_string())),
+        }
+    }
+}
+
+/// How to solve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SolveOptions {
+    pub solver: SolverKind,
+    /// Wall-clock limit for the MILP; the best plan found by then is returned
+    /// with its gap.
+    pub time_limit: Duration,
+    /// Relative gap at which the solver may stop. 0 asks for proven optimality.
+    pub mip_gap: f64,
+    pub formulation: Formulation,
+    /// Start the solver from the greedy plan.
+    pub warm_start: bool,
+    /// Compute shadow prices (one extra LP; with microlp one LP per material
+    /// and factory).
+    pub shadow_prices: bool,
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        SolveOptions {
+            solver: SolverKind::default_available().unwrap_or(SolverKind::Microlp),
+            time_limit: Duration::from_secs(60),
+            mip_gap: 0.0,
+            formulation: Formulation::Tight,
+            warm_start: true,
+            shadow_prices: true,
+        }
+    }
+}
+
+/// What a solver run produced.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Solved(RawSolution),
+    Infeasible,
+    /// The time limit passed before any solution was found.
+    NoSolution,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RawSolution {
+    /// Values of `Model::all`, by index.
+    pub values: Vec<f64>,
+    /// The solver proved optimality (within its gap target).
+    pub finished: bool,
+    /// Best bound on the solver's objective (without the model constant).
+    pub best_bound: Option<f64>,
+    /// Row duals, when the solver gives them (HiGHS, LP only).
+    pub row_duals: Option<Vec<f64>>,
+}
+
+/// Why a solve failed for a reason other than the scenario itself.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SolverError {
+    #[error("solver `{0}` is not compiled into this build")]
+    NotAvailable(SolverKind),
+    #[error("{solver} failed: {message}")]
+    Failed { solver: SolverKind, message: String },
+}
+
+/// Solves a built model.
+pub(crate) fn solve_model(
+    model: Model,
+    solver: SolverKind,
+    time_limit: Duration,
+    mip_gap: f64,
+    start: Option<Vec<f64>>,
+) -> Result<Outcome, SolverError> {
+    let started = Instant::now();
+    let result = match solver {
+        #[cfg(feature = "highs")]
+        SolverKind::Highs => highs_backend::solve(model, time_limit, mip_gap, start),
+        #[cfg(feature = "microlp")]
+        SolverKind::Microlp => microlp_backend::solve(model, time_limit, mip_gap, start),
+        #[allow(unreachable_patterns)]
+        other => {
+            let _ = (model, time_limit, mip_gap, start);
+            Err(SolverError::NotAvailable(other))
+        }
+    };
+    tracing::debug!(
+        solver = solver.name(),
+        seconds = started.elapsed().as_secs_f64(),
+        "solve finished"
+    );
+    result
+}
+
+#[cfg(feature = "microlp")]
+mod microlp_backend {
+    use super::*;
+    use good_lp::{
+        ResolutionError, Solution, SolutionStatus, SolverModel, WithInitialSolution, WithMipGap,
+        WithTimeLimit,
+    };
+
+    pub(super) fn solve(
+        model: Model,
+        time_limit: Duration,
+        mip_gap: f64,
+        start: Option<Vec<f64>>,
+    ) -> Result<Outcome, SolverError> {
+        let fail = |message: String| SolverError::Failed {
+            solver: SolverKind::Microlp,
+            message,
+        };
+        let Model {
+            vars,
+            all,
+            objective,
+            constraints,
+            has_integers,
+            ..
+        } = model;
+        let mut problem = vars
+            .minimise(objective)
+            .using(good_lp::microlp)
+            .with_time_limit(time_limit.as_secs_f64());
+        if mip_gap > 0.0 {
+            problem = problem
+                .with_mip_gap(mip_gap as f32)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        if let Some(start) = start {
+            problem = problem.with_initial_solution(all.iter().copied().zip(start));
+        }
+        for c in constraints {
+            problem.add_constraint(c);
+        }
+        match problem.solve() {
+            Ok(sol) => {
+                let values = all.iter().map(|&v| sol.value(v)).collect();
+                let finished = matches!(
+                    sol.status(),
+                    SolutionStatus::Optimal | SolutionStatus::GapLimit
+                );
+                let inner = sol.into_inner();
+                let best_bound = if has_integers {
+                    inner.stats().best_bound
+                } else {
+                    Some(inner.objective())
+                };
+                Ok(Outcome::Solved(RawSolution {
+                    values,
+                    finished,
+                    best_bound,
+                    row_duals: None,
+                }))
+            }
+            Err(ResolutionError::Infeasible) => Ok(Outcome::Infeasible),
+            Err(ResolutionError::Other(m)) if m.contains("Time limit") => Ok(Outcome::NoSolution),
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+}
+
+#[cfg(feature = "highs")]
+mod highs_backend {
+    use super::*;
+    use good_lp::SolverModel;
+    use highs::{HighsModelStatus, HighsSolutionStatus};
+
+    pub(super) fn solve(
+        model: Model,
+        time_limit: Duration,
+        mip_gap: f64,
+        start: Option<Vec<f64>>,
+    ) -> Result<Outcome, SolverError> {
+        let fail = |message: String| SolverError::Failed {
+            solver: SolverKind::Highs,
+            message,
+        };
+        let Model {
+            vars,
+            objective,
+            constraints,
+            has_integers,
+            ..
+        } = model;
+        let mut problem = good_lp::solvers::highs::highs(vars.minimise(objective));
+        for c in constraints {
+            problem.add_constraint(c);
+        }
+        let mut m = problem.try_into_inner().map_err(|e| fail(e.to_string()))?;
+        let mut set = |name: &str, value: f64| {
+            m.try_set_option(name, value)
+                .map_err(|e| fail(format!("cannot set option {name}: {e:?}")))
+        };
+        set("time_limit", time_limit.as_secs_f64().max(0.001))?;
+        if has_integers {
+            set("mip_rel_gap", mip_gap.max(0.0))?;
+        }
+        if let Some(start) = start {
+            // An infeasible start is only a warning to HiGHS; it then starts cold.
+            m.try_set_solution(Some(&start), None, None, None)
+                .map_err(|e| fail(format!("cannot set the start solution: {e:?}")))?;
+        }
+        let solved = m
+            .try_solve()
+            .map_err(|e| fail(format!("solve failed: {e:?}")))?;
+        let status = solved.status();
+        let finished = match status {
+            HighsModelStatus::Optimal => true,
+            HighsModelStatus::Infeasible => return Ok(Outcome::Infeasible),
+            HighsModelStatus::UnboundedOrInfeasible => return Ok(Outcome::Infeasible),
+            HighsModelStatus::ReachedTimeLimit
+            | HighsModelStatus::ReachedIterationLimit
+            | HighsModelStatus::ReachedSolutionLimit
+            | HighsModelStatus::ReachedInterrupt
+            | HighsModelStatus::ObjectiveBound
+            | HighsModelStatus::ObjectiveTarget => false,
+            other => return Err(fail(format!("model status {other:?}"))),
+        };
+        if solved.primal_solution_status() != HighsSolutionStatus::Feasible {
+            return Ok(Outcome::NoSolution);
+        }
+        let solution = solved.get_solution();
+        let best_bound = if has_integers {
+            solved
+                .double_info_value(c"mip_dual_bound")
+                .ok()
+                .filter(|b| b.is_finite())
+        } else {
+            Some(solved.objective_value())
+        };
+        Ok(Outcome::Solved(RawSolution {
+            values: solution.columns().to_vec(),
+            finished,
+            best_bound,
+            row_duals: (!has_integers).then(|| solution.dual_rows().to_vec()),
+        }))
+    }
+}
