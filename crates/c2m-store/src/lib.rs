@@ -23,7 +23,11 @@ use c2m_domain::{
 mod error;
 pub use error::StoreError;
 
+mod pooling;
+mod rows;
+
 pub mod postgres;
+pub mod probe;
 pub mod sqlite;
 
 #[cfg(feature = "conformance")]
@@ -74,6 +78,16 @@ pub struct DeadlineOutcome {
     pub failed_batch: Option<Batch>,
     /// Pre-orders in the failed batch that are now owed a refund.
     pub refunds_due: i64,
+}
+
+/// One entry of a batch's append-only transition record: the batch entered `status` at
+/// `at`. Each batch has one `Open` entry and at most one `Locked` or `Failed` entry, which
+/// the database enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchTransition {
+    pub batch_id: c2m_domain::BatchId,
+    pub status: c2m_domain::BatchStatus,
+    pub at: DateTime<Utc>,
 }
 
 /// The store. Each method runs in one transaction: it either happens completely or not at
@@ -150,8 +164,13 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
     } else {
-        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path)).await?))
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
     }
 }
 

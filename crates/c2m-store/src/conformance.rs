@@ -1,0 +1,1313 @@
+//! The conformance suite: the behaviour every [`Store`] backend must show, written once
+//! against the trait (the IOx catalog's `interface_tests` pattern).
+//!
+//! A backend's test file provides a [`Fixture`] (a fresh, empty database per test) and
+//! expands [`conformance_tests!`](crate::conformance_tests), which generates one
+//! `#[tokio::test]` per case:
+//!
+//! ```ignore
+//! c2m_store::conformance_tests!(async { Some(c2m_store::conformance::SqliteFixture::new().await) });
+//! ```
+//!
+//! The fixture expression may evaluate to `None` to skip (the PostgreSQL tests do when
+//! `TEST_DATABASE_URL` is not set). Each case runs on its own task; the fixture's
+//! [`Fixture::teardown`] runs afterwards whether the case passed or panicked.
+//!
+//! [`fresh_pg_database`] and [`drop_pg_database`] are public so that end-to-end tests can
+//! give real server processes a database of their own.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::sync::Mutex;
+
+use c2m_domain::{
+    Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignSpec, ConsumerId, DomainError,
+    IdempotencyKey, PageRequest, Preorder, PreorderId, PreorderStatus,
+};
+
+use crate::postgres::PgStore;
+use crate::sqlite::SqliteStore;
+use crate::{
+    BatchTransition, CancelPreorder, CreateCampaign, PlacePreorder, PreorderFilter, Store,
+    StoreError,
+};
+
+/// A fresh, empty database for one test case, and ways to look at it.
+#[async_trait]
+pub trait Fixture: Send + Sync + 'static {
+    /// The store under test.
+    fn store(&self) -> Arc<dyn Store>;
+    /// Another store on the same database with its own connections, standing in for a
+    /// second c2m process.
+    async fn replica(&self) -> Arc<dyn Store>;
+    /// The batch's transition record, read past the trait.
+    async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition>;
+    /// Releases the database (closes connections, drops a PostgreSQL test database).
+    async fn teardown(&self);
+}
+
+/// Runs one case on its own task, then tears the fixture down, then re-raises the case's
+/// panic if it had one. Used by [`conformance_tests!`](crate::conformance_tests).
+pub async fn run_case<Fut>(fixture: Arc<dyn Fixture>, case: impl FnOnce(Arc<dyn Fixture>) -> Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let outcome = tokio::spawn(case(fixture.clone())).await;
+    fixture.teardown().await;
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("case task failed: {e}"),
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance case. The argument is an expression that
+/// evaluates to a future of `Option<impl Fixture>`; `None` skips the test.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:expr) => {
+        $crate::conformance_tests!(@cases $fixture;
+            campaigns_create_get_list_and_page,
+            bad_campaign_spec_names_the_field_and_writes_nothing,
+            bad_preorder_names_the_field_and_writes_nothing,
+            create_campaign_is_idempotent,
+            place_preorder_is_idempotent,
+            place_preorder_retry_returns_the_first_result_after_state_changes,
+            cancel_preorder_is_idempotent,
+            threshold_locks_exactly_once_and_next_order_opens_the_next_batch,
+            batch_cap_refuses_an_order_that_does_not_fit,
+            per_consumer_and_total_caps,
+            cancel_only_while_open_and_units_return,
+            cancel_of_another_consumers_order_is_not_found,
+            list_preorders_filters_and_pages,
+            deadline_fails_the_open_batch_exactly_once,
+            empty_open_batch_still_fails_at_the_deadline,
+            orders_outside_the_campaign_window_are_refused,
+            concurrent_orders_lock_each_batch_exactly_once,
+            concurrent_orders_never_overfill_a_capped_batch,
+            concurrent_retries_with_one_key_place_one_preorder,
+            concurrent_orders_from_two_replicas,
+        );
+    };
+    (@cases $fixture:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some(fixture) = $fixture.await else { return };
+                $crate::conformance::run_case(
+                    ::std::sync::Arc::new(fixture),
+                    $crate::conformance::$case,
+                )
+                .await;
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+/// A SQLite database file in a temporary folder that is removed on teardown.
+pub struct SqliteFixture {
+    dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    replicas: Mutex<Vec<Arc<SqliteStore>>>,
+}
+
+impl SqliteFixture {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let store = SqliteStore::open(&dir.path().join("data").join("c2m.db"))
+            .await
+            .expect("open sqlite store");
+        SqliteFixture {
+            dir,
+            store: Arc::new(store),
+            replicas: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Fixture for SqliteFixture {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    async fn replica(&self) -> Arc<dyn Store> {
+        let store = Arc::new(
+            SqliteStore::open(&self.dir.path().join("data").join("c2m.db"))
+                .await
+                .expect("open second sqlite store"),
+        );
+        self.replicas.lock().await.push(store.clone());
+        store
+    }
+
+    async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
+        self.store
+            .batch_transitions(batch)
+            .await
+            .expect("read transitions")
+    }
+
+    async fn teardown(&self) {}
+}
+
+/// A fresh PostgreSQL database, created through an admin URL and dropped on teardown.
+pub struct PgFixture {
+    admin_url: String,
+    url: String,
+    store: Arc<PgStore>,
+    replicas: Mutex<Vec<Arc<PgStore>>>,
+}
+
+/// Connections per store in the tests: cases run in parallel against one server.
+const TEST_POOL_SIZE: u32 = 8;
+
+impl PgFixture {
+    /// `admin_url` names a database the test user may connect to and create databases from
+    /// (for example `postgres://postgres:postgres@127.0.0.1:5432/postgres`).
+    pub async fn new(admin_url: &str) -> Self {
+        let url = fresh_pg_database(admin_url).await;
+        let store = PgStore::connect_with_pool_size(&url, TEST_POOL_SIZE)
+            .await
+            .expect("connect to the test database");
+        PgFixture {
+            admin_url: admin_url.to_owned(),
+            url,
+            store: Arc::new(store),
+            replicas: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+#[async_trait]
+impl Fixture for PgFixture {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    async fn replica(&self) -> Arc<dyn Store> {
+        let store = Arc::new(
+            PgStore::connect_with_pool_size(&self.url, TEST_POOL_SIZE)
+                .await
+                .expect("connect a second store"),
+        );
+        self.replicas.lock().await.push(store.clone());
+        store
+    }
+
+    async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
+        self.store
+            .batch_transitions(batch)
+            .await
+            .expect("read transitions")
+    }
+
+    async fn teardown(&self) {
+        for replica in self.replicas.lock().await.iter() {
+            replica.close().await;
+        }
+        self.store.close().await;
+        drop_pg_database(&self.admin_url, &self.url).await;
+    }
+}
+
+/// The URL `url` with its database name replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{}", &base[..path_start], name);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn database_name(url: &str) -> &str {
+    let base = url.split('?').next().unwrap_or(url);
+    base.rsplit('/').next().unwrap_or(base)
+}
+
+/// Creates an empty database `c2m_test_<random>` through `admin_url` and returns its URL.
+/// Panics if the server cannot be reached: this is a test helper.
+pub async fn fresh_pg_database(admin_url: &str) -> String {
+    let name = format!("c2m_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the admin database (TEST_DATABASE_URL)");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create the test database");
+    admin.close().await.ok();
+    with_database(admin_url, &name)
+}
+
+/// Drops a database made by [`fresh_pg_database`], disconnecting anyone still on it.
+pub async fn drop_pg_database(admin_url: &str, url: &str) {
+    let name = database_name(url);
+    assert!(
+        name.starts_with("c2m_test_")
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "refusing to drop {name:?}: not a test database"
+    );
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the admin database");
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .expect("drop the test database");
+    admin.close().await.ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+/// A fixed "now" for the suite; campaigns open at it and close a week later.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 3, 1, 9, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn deadline() -> DateTime<Utc> {
+    t0() + Duration::days(7)
+}
+
+fn spec(threshold: i64, cap: Option<i64>) -> CampaignSpec {
+    CampaignSpec {
+        sku: "kettle-17-white".into(),
+        title: "Kettle 1.7 l".into(),
+        currency: "CNY".into(),
+        unit_price: 39900,
+        deposit: 5000,
+        batch_threshold: threshold,
+        batch_cap: cap,
+        max_per_order: None,
+        max_per_consumer: None,
+        total_cap: None,
+        opens_at: t0(),
+        deadline: deadline(),
+    }
+}
+
+fn key() -> IdempotencyKey {
+    IdempotencyKey::parse(&format!("key-{}", uuid::Uuid::new_v4().simple())).expect("valid key")
+}
+
+fn consumer(n: usize) -> ConsumerId {
+    ConsumerId::parse(&format!("con_{n}")).expect("valid consumer id")
+}
+
+async fn create(store: &dyn Store, spec: CampaignSpec) -> Campaign {
+    store
+        .create_campaign(
+            &CreateCampaign {
+                idempotency_key: key(),
+                spec,
+            },
+            t0(),
+        )
+        .await
+        .expect("create campaign")
+}
+
+fn place_req(campaign: &CampaignId, who: &ConsumerId, quantity: i64) -> PlacePreorder {
+    PlacePreorder {
+        idempotency_key: key(),
+        campaign_id: campaign.clone(),
+        consumer_id: who.clone(),
+        quantity,
+    }
+}
+
+async fn place(
+    store: &dyn Store,
+    campaign: &CampaignId,
+    who: &ConsumerId,
+    quantity: i64,
+) -> Result<Preorder, StoreError> {
+    store
+        .place_preorder(
+            &place_req(campaign, who, quantity),
+            t0() + Duration::hours(1),
+        )
+        .await
+}
+
+async fn cancel(
+    store: &dyn Store,
+    id: &PreorderId,
+    who: Option<&ConsumerId>,
+    now: DateTime<Utc>,
+) -> Result<Preorder, StoreError> {
+    store
+        .cancel_preorder(
+            &CancelPreorder {
+                idempotency_key: key(),
+                preorder_id: id.clone(),
+                consumer_id: who.cloned(),
+            },
+            now,
+        )
+        .await
+}
+
+#[track_caller]
+fn invalid_field<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Domain(DomainError::InvalidArgument { field, .. })) => field,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn precondition<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Domain(DomainError::FailedPrecondition(reason))) => reason,
+        other => panic!("expected FailedPrecondition, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn not_found<T: std::fmt::Debug>(r: Result<T, StoreError>, expected: &str) {
+    match r {
+        Err(StoreError::Domain(DomainError::NotFound { entity, .. })) if entity == expected => {}
+        other => panic!("expected NotFound {expected}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) {
+    match r {
+        Err(StoreError::Domain(DomainError::IdempotencyConflict { .. })) => {}
+        other => panic!("expected IdempotencyConflict, got {other:?}"),
+    }
+}
+
+async fn all_preorders(store: &dyn Store, filter: PreorderFilter) -> Vec<Preorder> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(200);
+    loop {
+        let got = store
+            .list_preorders(&filter, page)
+            .await
+            .expect("list pre-orders");
+        out.extend(got.items);
+        match got.next_after {
+            Some(after) => page.after = Some(after),
+            None => return out,
+        }
+    }
+}
+
+async fn batches(store: &dyn Store, campaign: &CampaignId) -> Vec<Batch> {
+    store.list_batches(campaign).await.expect("list batches")
+}
+
+/// Checks a campaign's batches against its pre-orders after any sequence of operations:
+/// each pre-order is in exactly one batch of its campaign, each batch's units are the sum
+/// of its live pre-orders, at most one batch is open, every locked batch reached its
+/// threshold (and stayed within `cap`) and has exactly one 'locked' transition.
+async fn check_pool_invariants(
+    fx: &dyn Fixture,
+    campaign: &CampaignId,
+    cap: Option<i64>,
+) -> (Vec<Batch>, Vec<Preorder>) {
+    let store = fx.store();
+    let batches = batches(&*store, campaign).await;
+    let preorders = all_preorders(&*store, PreorderFilter::Campaign(campaign.clone())).await;
+    let mut units: HashMap<&BatchId, i64> = HashMap::new();
+    let ids: HashSet<&BatchId> = batches.iter().map(|b| &b.id).collect();
+    for p in &preorders {
+        assert!(ids.contains(&p.batch_id), "pre-order {} has no batch", p.id);
+        if p.cancelled_at.is_none() {
+            *units.entry(&p.batch_id).or_default() += p.quantity;
+        }
+    }
+    assert!(
+        batches
+            .iter()
+            .filter(|b| b.status == BatchStatus::Open)
+            .count()
+            <= 1
+    );
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(b.seq, i as i64 + 1, "batch seqs are 1, 2, ...");
+        assert_eq!(
+            b.units,
+            units.get(&b.id).copied().unwrap_or(0),
+            "units of batch {}",
+            b.seq
+        );
+        if let Some(cap) = cap {
+            assert!(
+                b.units <= cap,
+                "batch {} holds {} > cap {cap}",
+                b.seq,
+                b.units
+            );
+        }
+        let t = fx.transitions(&b.id).await;
+        let statuses: Vec<BatchStatus> = t.iter().map(|t| t.status).collect();
+        match b.status {
+            BatchStatus::Open => {
+                assert!(b.units < b.threshold);
+                assert_eq!(statuses, vec![BatchStatus::Open]);
+            }
+            BatchStatus::Locked => {
+                assert!(b.units >= b.threshold);
+                assert!(b.locked_at.is_some() && b.failed_at.is_none());
+                assert_eq!(statuses, vec![BatchStatus::Open, BatchStatus::Locked]);
+                assert_eq!(Some(t[1].at), b.locked_at);
+            }
+            BatchStatus::Failed => {
+                assert!(b.failed_at.is_some() && b.locked_at.is_none());
+                assert_eq!(statuses, vec![BatchStatus::Open, BatchStatus::Failed]);
+                assert_eq!(Some(t[1].at), b.failed_at);
+            }
+        }
+    }
+    (batches, preorders)
+}
+
+// ---------------------------------------------------------------------------------------
+// Cases
+
+pub async fn campaigns_create_get_list_and_page(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let mut s = spec(10, Some(12));
+        s.sku = format!("sku-{i}");
+        s.max_per_order = Some(5);
+        created.push(create(&*store, s).await);
+    }
+    let got = store.get_campaign(&created[2].id).await.expect("get");
+    assert_eq!(got.campaign, created[2]);
+    assert_eq!(got.campaign.terms.sku, "sku-2");
+    assert_eq!(got.campaign.terms.max_per_order, Some(5));
+    assert_eq!(
+        (
+            got.open_batch_units,
+            got.open_batch_seq,
+            got.batches_locked,
+            got.batches_failed,
+            got.units_committed
+        ),
+        (0, None, 0, 0, 0)
+    );
+
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    let mut pages = 0;
+    loop {
+        let got = store.list_campaigns(page).await.expect("list");
+        pages += 1;
+        assert!(got.items.len() <= 2);
+        seen.extend(got.items);
+        match got.next_after {
+            Some(after) => page.after = Some(after),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        seen, created,
+        "campaigns come back in creation order, each once"
+    );
+    let all = store
+        .list_campaigns(PageRequest::first(5))
+        .await
+        .expect("list");
+    assert_eq!(all.items.len(), 5);
+    assert_eq!(
+        all.next_after, None,
+        "no further page when exactly `size` remain"
+    );
+
+    not_found(
+        store.get_campaign(&CampaignId::generate()).await,
+        "campaign",
+    );
+    not_found(
+        store.list_batches(&CampaignId::generate()).await,
+        "campaign",
+    );
+    assert!(batches(&*store, &created[0].id).await.is_empty());
+    store.ping().await.expect("ping");
+}
+
+pub async fn bad_campaign_spec_names_the_field_and_writes_nothing(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let k = key();
+    let cases: Vec<(&str, Box<dyn Fn(&mut CampaignSpec) + Send + Sync>)> = vec![
+        ("deposit", Box::new(|s| s.deposit = s.unit_price + 1)),
+        ("batch_threshold", Box::new(|s| s.batch_threshold = 13)),
+        (
+            "deadline",
+            Box::new(|s| s.deadline = t0() - Duration::seconds(1)),
+        ),
+        ("currency", Box::new(|s| s.currency = "yuan".into())),
+        ("unit_price", Box::new(|s| s.unit_price = 0)),
+        ("sku", Box::new(|s| s.sku = " ".into())),
+        ("title", Box::new(|s| s.title = String::new())),
+        ("max_per_order", Box::new(|s| s.max_per_order = Some(13))),
+        ("total_cap", Box::new(|s| s.total_cap = Some(9))),
+    ];
+    for (field, mutate) in cases {
+        let mut s = spec(10, Some(12));
+        mutate(&mut s);
+        let r = store
+            .create_campaign(
+                &CreateCampaign {
+                    idempotency_key: k.clone(),
+                    spec: s,
+                },
+                t0(),
+            )
+            .await;
+        assert_eq!(invalid_field(r), field);
+    }
+    let listed = store
+        .list_campaigns(PageRequest::first(10))
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "a refused spec writes nothing");
+    // Not even the key: the same key with a good spec now succeeds.
+    let ok = store
+        .create_campaign(
+            &CreateCampaign {
+                idempotency_key: k,
+                spec: spec(10, Some(12)),
+            },
+            t0(),
+        )
+        .await
+        .expect("the key was not consumed by refused requests");
+    assert_eq!(ok.terms.batch_threshold, 10);
+}
+
+pub async fn bad_preorder_names_the_field_and_writes_nothing(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(10, Some(12));
+    s.max_per_order = Some(5);
+    let c = create(&*store, s).await;
+    let who = consumer(1);
+    let k = key();
+    for q in [0, -3, 6] {
+        let mut req = place_req(&c.id, &who, q);
+        req.idempotency_key = k.clone();
+        let r = store.place_preorder(&req, t0() + Duration::hours(1)).await;
+        assert_eq!(invalid_field(r), "quantity");
+    }
+    let mut req = place_req(&CampaignId::generate(), &who, 1);
+    req.idempotency_key = k.clone();
+    not_found(store.place_preorder(&req, t0()).await, "campaign");
+
+    assert!(
+        batches(&*store, &c.id).await.is_empty(),
+        "no batch was opened"
+    );
+    assert!(
+        all_preorders(&*store, PreorderFilter::Campaign(c.id.clone()))
+            .await
+            .is_empty()
+    );
+    let mut req = place_req(&c.id, &who, 2);
+    req.idempotency_key = k;
+    let p = store
+        .place_preorder(&req, t0() + Duration::hours(1))
+        .await
+        .expect("the key was not consumed by refused requests");
+    assert_eq!(p.quantity, 2);
+    assert_eq!(p.deposit_total.minor, 10000);
+    assert_eq!(p.unit_price.minor, 39900);
+    assert_eq!(p.deposit_total.currency.as_str(), "CNY");
+    not_found(
+        store.get_preorder(&PreorderId::generate()).await,
+        "preorder",
+    );
+}
+
+pub async fn create_campaign_is_idempotent(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let req = CreateCampaign {
+        idempotency_key: key(),
+        spec: spec(10, None),
+    };
+    let first = store.create_campaign(&req, t0()).await.expect("create");
+    let again = store
+        .create_campaign(&req, t0() + Duration::minutes(5))
+        .await
+        .expect("retry");
+    assert_eq!(
+        first, again,
+        "a retry returns the first result, field for field"
+    );
+    let mut other = req.clone();
+    other.spec.title = "Another kettle".into();
+    conflict(store.create_campaign(&other, t0()).await);
+    let listed = store
+        .list_campaigns(PageRequest::first(10))
+        .await
+        .expect("list");
+    assert_eq!(listed.items, vec![first]);
+}
+
+pub async fn place_preorder_is_idempotent(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    let req = place_req(&c.id, &consumer(1), 3);
+    let now = t0() + Duration::hours(1);
+    let first = store.place_preorder(&req, now).await.expect("place");
+    let again = store
+        .place_preorder(&req, now + Duration::seconds(3))
+        .await
+        .expect("retry");
+    assert_eq!(first, again);
+    assert_eq!(store.get_preorder(&first.id).await.expect("get"), first);
+
+    let mut other = req.clone();
+    other.quantity = 4;
+    conflict(store.place_preorder(&other, now).await);
+    let mut other = req.clone();
+    other.consumer_id = consumer(2);
+    conflict(store.place_preorder(&other, now).await);
+
+    let all = all_preorders(&*store, PreorderFilter::Campaign(c.id.clone())).await;
+    assert_eq!(all, vec![first]);
+    assert_eq!(
+        store
+            .get_campaign(&c.id)
+            .await
+            .expect("get")
+            .open_batch_units,
+        3
+    );
+}
+
+pub async fn place_preorder_retry_returns_the_first_result_after_state_changes(
+    fx: Arc<dyn Fixture>,
+) {
+    let store = fx.store();
+    let c = create(&*store, spec(3, None)).await;
+    let req = place_req(&c.id, &consumer(1), 2);
+    let now = t0() + Duration::hours(1);
+    let first = store.place_preorder(&req, now).await.expect("place");
+    assert_eq!(first.status, PreorderStatus::Pooled);
+    let locking = place(&*store, &c.id, &consumer(2), 1).await.expect("place");
+    assert_eq!(locking.status, PreorderStatus::Locked);
+    // The batch has locked and the deadline has passed: the retry still gets the original.
+    let late = store
+        .place_preorder(&req, deadline() + Duration::days(1))
+        .await
+        .expect("retry after the batch locked and the campaign closed");
+    assert_eq!(late, first);
+    assert_eq!(
+        store.get_preorder(&first.id).await.expect("get").status,
+        PreorderStatus::Locked,
+        "reads derive the current status"
+    );
+    assert_eq!(
+        all_preorders(&*store, PreorderFilter::Campaign(c.id.clone()))
+            .await
+            .len(),
+        2
+    );
+}
+
+pub async fn cancel_preorder_is_idempotent(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    let who = consumer(1);
+    let a = place(&*store, &c.id, &who, 2).await.expect("place");
+    let b = place(&*store, &c.id, &who, 3).await.expect("place");
+    let req = CancelPreorder {
+        idempotency_key: key(),
+        preorder_id: a.id.clone(),
+        consumer_id: Some(who.clone()),
+    };
+    let now = t0() + Duration::hours(2);
+    let first = store.cancel_preorder(&req, now).await.expect("cancel");
+    assert_eq!(first.status, PreorderStatus::Cancelled);
+    assert_eq!(first.cancelled_at, Some(now));
+    let again = store
+        .cancel_preorder(&req, now + Duration::seconds(1))
+        .await
+        .expect("retry");
+    assert_eq!(first, again);
+    assert_eq!(store.get_preorder(&a.id).await.expect("get"), first);
+    // A new key for the same cancellation is refused: it is already cancelled.
+    precondition(cancel(&*store, &a.id, Some(&who), now).await);
+    // The key reused for another pre-order conflicts and cancels nothing.
+    let mut other = req.clone();
+    other.preorder_id = b.id.clone();
+    conflict(store.cancel_preorder(&other, now).await);
+    assert_eq!(
+        store.get_preorder(&b.id).await.expect("get").status,
+        PreorderStatus::Pooled
+    );
+    assert_eq!(
+        store
+            .get_campaign(&c.id)
+            .await
+            .expect("get")
+            .open_batch_units,
+        3
+    );
+    check_pool_invariants(&*fx, &c.id, None).await;
+}
+
+pub async fn threshold_locks_exactly_once_and_next_order_opens_the_next_batch(
+    fx: Arc<dyn Fixture>,
+) {
+    let store = fx.store();
+    let c = create(&*store, spec(3, None)).await;
+    let p1 = place(&*store, &c.id, &consumer(1), 1).await.expect("place");
+    let p2 = place(&*store, &c.id, &consumer(2), 1).await.expect("place");
+    assert_eq!((p1.batch_seq, p1.status), (1, PreorderStatus::Pooled));
+    assert_eq!((p2.batch_seq, p2.status), (1, PreorderStatus::Pooled));
+    let progress = store.get_campaign(&c.id).await.expect("get");
+    assert_eq!(
+        (progress.open_batch_units, progress.open_batch_seq),
+        (2, Some(1))
+    );
+
+    let p3 = place(&*store, &c.id, &consumer(3), 2).await.expect("place");
+    assert_eq!((p3.batch_seq, p3.status), (1, PreorderStatus::Locked));
+    let bs = batches(&*store, &c.id).await;
+    assert_eq!(bs.len(), 1);
+    assert_eq!(
+        (bs[0].status, bs[0].units, bs[0].threshold),
+        (BatchStatus::Locked, 4, 3)
+    );
+    assert_eq!(bs[0].locked_at, Some(p3.created_at));
+    assert_eq!(
+        store.get_preorder(&p1.id).await.expect("get").status,
+        PreorderStatus::Locked
+    );
+
+    let p4 = place(&*store, &c.id, &consumer(4), 1).await.expect("place");
+    assert_eq!((p4.batch_seq, p4.status), (2, PreorderStatus::Pooled));
+    assert_ne!(p4.batch_id, p3.batch_id);
+    let progress = store.get_campaign(&c.id).await.expect("get");
+    assert_eq!(
+        (
+            progress.open_batch_units,
+            progress.open_batch_seq,
+            progress.batches_locked,
+            progress.units_committed
+        ),
+        (1, Some(2), 1, 5)
+    );
+    let (bs, _) = check_pool_invariants(&*fx, &c.id, None).await;
+    assert_eq!(fx.transitions(&bs[0].id).await.len(), 2);
+}
+
+pub async fn batch_cap_refuses_an_order_that_does_not_fit(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(10, Some(12));
+    s.max_per_order = Some(5);
+    let c = create(&*store, s).await;
+    place(&*store, &c.id, &consumer(1), 5).await.expect("place");
+    place(&*store, &c.id, &consumer(2), 4).await.expect("place");
+    // 9 + 5 = 14 > 12: refused whole, nothing split or written.
+    precondition(place(&*store, &c.id, &consumer(3), 5).await);
+    assert_eq!(
+        store
+            .get_campaign(&c.id)
+            .await
+            .expect("get")
+            .open_batch_units,
+        9
+    );
+    let p = place(&*store, &c.id, &consumer(3), 3)
+        .await
+        .expect("fits exactly");
+    assert_eq!(p.status, PreorderStatus::Locked);
+    let bs = batches(&*store, &c.id).await;
+    assert_eq!((bs[0].status, bs[0].units), (BatchStatus::Locked, 12));
+    let p = place(&*store, &c.id, &consumer(3), 5)
+        .await
+        .expect("next batch");
+    assert_eq!(p.batch_seq, 2);
+    check_pool_invariants(&*fx, &c.id, Some(12)).await;
+}
+
+pub async fn per_consumer_and_total_caps(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(3, None);
+    s.max_per_consumer = Some(4);
+    s.total_cap = Some(6);
+    let c = create(&*store, s).await;
+    let (a, b, d) = (consumer(1), consumer(2), consumer(3));
+    place(&*store, &c.id, &a, 2).await.expect("place");
+    place(&*store, &c.id, &a, 2)
+        .await
+        .expect("place; batch 1 locks at 4");
+    precondition(place(&*store, &c.id, &a, 1).await);
+    let pb = place(&*store, &c.id, &b, 2).await.expect("place");
+    assert_eq!(pb.batch_seq, 2);
+    let reason = precondition(place(&*store, &c.id, &d, 1).await);
+    assert!(reason.contains("sold out"), "{reason}");
+    let progress = store.get_campaign(&c.id).await.expect("get");
+    assert_eq!(progress.units_committed, 6);
+    // Cancelling frees units under the total cap, and under the consumer's limit.
+    cancel(&*store, &pb.id, Some(&b), t0() + Duration::hours(2))
+        .await
+        .expect("cancel");
+    place(&*store, &c.id, &d, 1).await.expect("room again");
+    place(&*store, &c.id, &b, 1).await.expect("room again");
+    assert_eq!(
+        store
+            .get_campaign(&c.id)
+            .await
+            .expect("get")
+            .units_committed,
+        6
+    );
+    check_pool_invariants(&*fx, &c.id, None).await;
+}
+
+pub async fn cancel_only_while_open_and_units_return(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(5, None)).await;
+    let (a, b) = (consumer(1), consumer(2));
+    let pa = place(&*store, &c.id, &a, 2).await.expect("place");
+    let pb = place(&*store, &c.id, &b, 2).await.expect("place");
+    let cancelled = cancel(&*store, &pa.id, Some(&a), t0() + Duration::hours(2))
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.status, PreorderStatus::Cancelled);
+    assert_eq!(
+        store
+            .get_campaign(&c.id)
+            .await
+            .expect("get")
+            .open_batch_units,
+        2
+    );
+    let filled = place(&*store, &c.id, &a, 3).await.expect("place");
+    assert_eq!(
+        filled.status,
+        PreorderStatus::Locked,
+        "2 + 3 reaches 5 again"
+    );
+    let reason = precondition(cancel(&*store, &pb.id, Some(&b), t0() + Duration::hours(3)).await);
+    assert!(reason.contains("no longer open"), "{reason}");
+    assert_eq!(
+        store.get_preorder(&pb.id).await.expect("get").status,
+        PreorderStatus::Locked
+    );
+
+    // A pooled order cannot be cancelled once the deadline passes, even before the sweep.
+    let pc = place(&*store, &c.id, &b, 1).await.expect("place");
+    precondition(cancel(&*store, &pc.id, Some(&b), deadline()).await);
+    not_found(
+        cancel(&*store, &PreorderId::generate(), None, t0()).await,
+        "preorder",
+    );
+    let (bs, _) = check_pool_invariants(&*fx, &c.id, None).await;
+    assert_eq!(bs[0].units, 5);
+    assert_eq!(bs[1].units, 1);
+}
+
+/// Choice documented here: cancelling someone else's pre-order answers `NotFound`, the
+/// same as for an id that does not exist, so other consumers' ids cannot be probed.
+pub async fn cancel_of_another_consumers_order_is_not_found(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(5, None)).await;
+    let p = place(&*store, &c.id, &consumer(1), 2).await.expect("place");
+    not_found(
+        cancel(
+            &*store,
+            &p.id,
+            Some(&consumer(2)),
+            t0() + Duration::hours(2),
+        )
+        .await,
+        "preorder",
+    );
+    assert_eq!(store.get_preorder(&p.id).await.expect("get"), p);
+    // Without a consumer (the merchant's back office) the cancel goes through.
+    let done = cancel(&*store, &p.id, None, t0() + Duration::hours(2))
+        .await
+        .expect("cancel");
+    assert_eq!(done.status, PreorderStatus::Cancelled);
+}
+
+pub async fn list_preorders_filters_and_pages(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c1 = create(&*store, spec(100, None)).await;
+    let c2 = create(&*store, spec(100, None)).await;
+    let (a, b) = (consumer(1), consumer(2));
+    let mut placed = Vec::new();
+    for i in 0..7 {
+        let campaign = if i % 2 == 0 { &c1.id } else { &c2.id };
+        let who = if i < 4 { &a } else { &b };
+        placed.push(place(&*store, campaign, who, 1).await.expect("place"));
+    }
+    let of = |f: &dyn Fn(&Preorder) -> bool| -> Vec<Preorder> {
+        placed.iter().filter(|p| f(p)).cloned().collect()
+    };
+    assert_eq!(
+        all_preorders(&*store, PreorderFilter::Consumer(a.clone())).await,
+        of(&|p| p.consumer_id == a)
+    );
+    assert_eq!(
+        all_preorders(&*store, PreorderFilter::Campaign(c2.id.clone())).await,
+        of(&|p| p.campaign_id == c2.id)
+    );
+    assert_eq!(
+        all_preorders(
+            &*store,
+            PreorderFilter::ConsumerInCampaign(b.clone(), c1.id.clone())
+        )
+        .await,
+        of(&|p| p.consumer_id == b && p.campaign_id == c1.id)
+    );
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(3);
+    loop {
+        let got = store
+            .list_preorders(&PreorderFilter::Consumer(a.clone()), page)
+            .await
+            .expect("list");
+        assert!(got.items.len() <= 3);
+        seen.extend(got.items);
+        match got.next_after {
+            Some(n) => page.after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, of(&|p| p.consumer_id == a));
+    assert!(
+        all_preorders(&*store, PreorderFilter::Consumer(consumer(99)))
+            .await
+            .is_empty()
+    );
+}
+
+pub async fn deadline_fails_the_open_batch_exactly_once(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(4, None)).await;
+    let other = create(&*store, {
+        let mut s = spec(3, None);
+        s.deadline = deadline() + Duration::days(1);
+        s
+    })
+    .await;
+    place(&*store, &other.id, &consumer(1), 1)
+        .await
+        .expect("place");
+    // Batch 1 locks; batch 2 is open at the deadline with three orders, one cancelled.
+    let locked = place(&*store, &c.id, &consumer(1), 4).await.expect("place");
+    let p1 = place(&*store, &c.id, &consumer(1), 1).await.expect("place");
+    let p2 = place(&*store, &c.id, &consumer(2), 1).await.expect("place");
+    let p3 = place(&*store, &c.id, &consumer(3), 1).await.expect("place");
+    cancel(&*store, &p3.id, None, t0() + Duration::hours(2))
+        .await
+        .expect("cancel");
+
+    let before = deadline() - Duration::seconds(1);
+    assert!(store
+        .campaigns_past_deadline(before, 10)
+        .await
+        .expect("sweep")
+        .is_empty());
+    let early = store
+        .fail_open_batch_at_deadline(&c.id, before)
+        .await
+        .expect("early");
+    assert_eq!((early.failed_batch, early.refunds_due), (None, 0));
+
+    let due = store
+        .campaigns_past_deadline(deadline(), 10)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        due,
+        vec![c.id.clone()],
+        "only campaigns at or past their deadline"
+    );
+    let out = store
+        .fail_open_batch_at_deadline(&c.id, deadline())
+        .await
+        .expect("fail");
+    assert_eq!(out.campaign_id, c.id);
+    assert_eq!(out.refunds_due, 2);
+    let failed = out.failed_batch.expect("the open batch failed");
+    assert_eq!(
+        (failed.seq, failed.status, failed.units),
+        (2, BatchStatus::Failed, 2)
+    );
+    assert_eq!(failed.failed_at, Some(deadline()));
+
+    let again = store
+        .fail_open_batch_at_deadline(&c.id, deadline() + Duration::minutes(1))
+        .await
+        .expect("again");
+    assert_eq!((again.failed_batch, again.refunds_due), (None, 0));
+    assert!(store
+        .campaigns_past_deadline(deadline(), 10)
+        .await
+        .expect("sweep")
+        .is_empty());
+
+    let bs = batches(&*store, &c.id).await;
+    assert_eq!(bs[1], failed, "the returned batch is what is stored");
+    assert_eq!(
+        bs[0].status,
+        BatchStatus::Locked,
+        "a locked batch stays locked"
+    );
+    for (p, status) in [
+        (&locked, PreorderStatus::Locked),
+        (&p1, PreorderStatus::RefundDue),
+        (&p2, PreorderStatus::RefundDue),
+        (&p3, PreorderStatus::Cancelled),
+    ] {
+        assert_eq!(store.get_preorder(&p.id).await.expect("get").status, status);
+    }
+    let progress = store.get_campaign(&c.id).await.expect("get");
+    assert_eq!(
+        (
+            progress.open_batch_seq,
+            progress.batches_locked,
+            progress.batches_failed,
+            progress.units_committed
+        ),
+        (None, 1, 1, 4)
+    );
+    check_pool_invariants(&*fx, &c.id, None).await;
+    let untouched = store.get_campaign(&other.id).await.expect("get");
+    assert_eq!(untouched.open_batch_units, 1);
+}
+
+pub async fn empty_open_batch_still_fails_at_the_deadline(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(3, None)).await;
+    let p = place(&*store, &c.id, &consumer(1), 1).await.expect("place");
+    cancel(&*store, &p.id, None, t0() + Duration::hours(2))
+        .await
+        .expect("cancel");
+    assert_eq!(
+        store
+            .campaigns_past_deadline(deadline(), 10)
+            .await
+            .expect("sweep"),
+        vec![c.id.clone()]
+    );
+    let out = store
+        .fail_open_batch_at_deadline(&c.id, deadline())
+        .await
+        .expect("fail");
+    let failed = out.failed_batch.expect("the empty open batch fails too");
+    assert_eq!((failed.units, out.refunds_due), (0, 0));
+    not_found(
+        store
+            .fail_open_batch_at_deadline(&CampaignId::generate(), deadline())
+            .await,
+        "campaign",
+    );
+    check_pool_invariants(&*fx, &c.id, None).await;
+}
+
+pub async fn orders_outside_the_campaign_window_are_refused(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(3, None);
+    s.opens_at = t0() + Duration::days(1);
+    let c = create(&*store, s).await;
+    let who = consumer(1);
+    let early = store.place_preorder(&place_req(&c.id, &who, 1), t0()).await;
+    assert!(precondition(early).contains("opens at"));
+    // At the deadline the campaign is closed, whether or not the sweeper has run.
+    let late = store
+        .place_preorder(&place_req(&c.id, &who, 1), deadline())
+        .await;
+    assert!(precondition(late).contains("closed"));
+    assert!(batches(&*store, &c.id).await.is_empty());
+    assert!(
+        all_preorders(&*store, PreorderFilter::Campaign(c.id.clone()))
+            .await
+            .is_empty()
+    );
+    store
+        .place_preorder(
+            &place_req(&c.id, &who, 1),
+            deadline() - Duration::seconds(1),
+        )
+        .await
+        .expect("the last second is still open");
+}
+
+/// Places `orders_per_task` orders from each of `tasks` tasks, spread over `stores`, and
+/// returns what each accepted; refusals by the pooling rule are expected and skipped.
+async fn hammer(
+    stores: Vec<Arc<dyn Store>>,
+    campaign: &CampaignId,
+    tasks: usize,
+    orders_per_task: usize,
+    quantity: impl Fn(usize, usize) -> i64 + Send + Sync + Copy + 'static,
+) -> Vec<Preorder> {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let store = stores[t % stores.len()].clone();
+        let campaign = campaign.clone();
+        handles.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..orders_per_task {
+                let req = place_req(&campaign, &consumer(t), quantity(t, i));
+                match store.place_preorder(&req, t0() + Duration::hours(1)).await {
+                    Ok(p) => accepted.push(p),
+                    Err(StoreError::Domain(DomainError::FailedPrecondition(_))) => {}
+                    Err(e) => panic!("task {t} order {i}: {e:?}"),
+                }
+            }
+            accepted
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("task"));
+    }
+    all
+}
+
+async fn check_fifty_by_ten(fx: &dyn Fixture, c: &CampaignId, accepted: Vec<Preorder>) {
+    assert_eq!(accepted.len(), 500);
+    let (bs, preorders) = check_pool_invariants(fx, c, None).await;
+    assert_eq!(preorders.len(), 500);
+    let mut ids: Vec<&PreorderId> = preorders.iter().map(|p| &p.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 500);
+    assert_eq!(bs.len(), 10, "{bs:?}");
+    for b in &bs {
+        assert_eq!(
+            (b.status, b.units),
+            (BatchStatus::Locked, 50),
+            "batch {}",
+            b.seq
+        );
+        let locked: Vec<_> = fx
+            .transitions(&b.id)
+            .await
+            .into_iter()
+            .filter(|t| t.status == BatchStatus::Locked)
+            .collect();
+        assert_eq!(locked.len(), 1);
+    }
+    let progress = fx.store().get_campaign(c).await.expect("get");
+    assert_eq!(
+        (
+            progress.batches_locked,
+            progress.open_batch_seq,
+            progress.units_committed
+        ),
+        (10, None, 500)
+    );
+    // Exactly one order per batch saw the lock happen.
+    let locking = accepted
+        .iter()
+        .filter(|p| p.status == PreorderStatus::Locked)
+        .count();
+    assert_eq!(locking, 10);
+}
+
+pub async fn concurrent_orders_lock_each_batch_exactly_once(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(50, None)).await;
+    let accepted = hammer(vec![store], &c.id, 50, 10, |_, _| 1).await;
+    check_fifty_by_ten(&*fx, &c.id, accepted).await;
+}
+
+pub async fn concurrent_orders_from_two_replicas(fx: Arc<dyn Fixture>) {
+    let first = fx.replica().await;
+    let second = fx.replica().await;
+    let c = create(&*first, spec(50, None)).await;
+    let accepted = hammer(vec![first, second], &c.id, 50, 10, |_, _| 1).await;
+    check_fifty_by_ten(&*fx, &c.id, accepted).await;
+}
+
+pub async fn concurrent_orders_never_overfill_a_capped_batch(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(10, Some(12));
+    s.max_per_order = Some(5);
+    let c = create(&*store, s).await;
+    // A fixed spread of sizes 1..=5 so runs are comparable.
+    let accepted = hammer(vec![store], &c.id, 20, 15, |t, i| {
+        ((t * 7 + i * 3) % 5 + 1) as i64
+    })
+    .await;
+    assert!(!accepted.is_empty());
+    let (bs, preorders) = check_pool_invariants(&*fx, &c.id, Some(12)).await;
+    assert_eq!(preorders.len(), accepted.len());
+    let total: i64 = accepted.iter().map(|p| p.quantity).sum();
+    assert_eq!(bs.iter().map(|b| b.units).sum::<i64>(), total);
+    for b in &bs {
+        match b.status {
+            BatchStatus::Locked => assert!((10..=12).contains(&b.units), "{b:?}"),
+            BatchStatus::Open => assert!(b.units < 10, "{b:?}"),
+            BatchStatus::Failed => panic!("nothing failed: {b:?}"),
+        }
+    }
+}
+
+pub async fn concurrent_retries_with_one_key_place_one_preorder(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let second = fx.replica().await;
+    let c = create(&*store, spec(50, None)).await;
+    let req = place_req(&c.id, &consumer(1), 2);
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 {
+            store.clone()
+        } else {
+            second.clone()
+        };
+        let req = req.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .place_preorder(&req, t0() + Duration::hours(1))
+                .await
+                .expect("place or replay")
+        }));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.expect("task"));
+    }
+    assert!(results.iter().all(|p| *p == results[0]));
+    let all = all_preorders(&*store, PreorderFilter::Campaign(c.id.clone())).await;
+    assert_eq!(all, vec![results[0].clone()]);
+    assert_eq!(
+        store
+            .get_campaign(&c.id)
+            .await
+            .expect("get")
+            .open_batch_units,
+        2
+    );
+}

@@ -1,0 +1,225 @@
+//! The production store: PostgreSQL, shared by any number of c2m replicas.
+//!
+//! Nothing that must hold across replicas lives in process memory:
+//!
+//! - Every write on a campaign (place, cancel, fail at the deadline) first takes the
+//!   campaign's row lock with `SELECT ... FROM campaigns WHERE id = $1 FOR UPDATE`, so all
+//!   writers on one campaign, in any replica, run one after another; they read the pool
+//!   counts under that lock (READ COMMITTED: each statement sees what the previous holder
+//!   committed), ask the domain, and write.
+//! - Constraints back the rules up: at most one open batch per campaign (a partial unique
+//!   index), a batch locks or fails once (`batch_transitions` primary key and trigger), an
+//!   idempotency key is recorded once (primary key).
+//! - Retries: a transaction that fails with a serialization failure (`40001`), a deadlock
+//!   (`40P01`) or a unique violation on `idempotency_keys_pkey` (the same key used by a
+//!   concurrent request that committed first) is run again from the start, up to
+//!   [`ATTEMPTS`] times. The rerun sees the committed key and replays its response or
+//!   reports the conflict; nothing from the failed attempt is kept.
+
+mod pooling;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use c2m_domain::{
+    Batch, BatchId, Campaign, CampaignId, CampaignProgress, DomainError, Page, PageRequest,
+    Preorder, PreorderId,
+};
+
+use self::pooling::PgTx;
+use crate::{
+    BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder,
+    PreorderFilter, Store, StoreError,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Connections per store (per replica). PostgreSQL's default limit is 100 in all.
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+/// How many times a write transaction is tried before its error is returned.
+pub const ATTEMPTS: u32 = 5;
+
+/// The PostgreSQL store. See the module docs for how replicas stay correct.
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects with [`DEFAULT_POOL_SIZE`] connections and applies the migrations (sqlx
+    /// holds an advisory lock while migrating, so replicas may start together).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_pool_size(url, DEFAULT_POOL_SIZE).await
+    }
+
+    #[tracing::instrument(skip(url), err)]
+    pub async fn connect_with_pool_size(url: &str, size: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(size.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    /// The append-only transition record of a batch, oldest first (for audits and tests).
+    pub async fn batch_transitions(
+        &self,
+        batch: &BatchId,
+    ) -> Result<Vec<BatchTransition>, StoreError> {
+        pooling::batch_transitions(&self.pool, batch).await
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Whether running the whole transaction again may succeed (see the module docs).
+fn retryable(e: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(db)) = e else {
+        return false;
+    };
+    match db.code().as_deref() {
+        Some("40001") | Some("40P01") => true,
+        Some("23505") => db.constraint() == Some("idempotency_keys_pkey"),
+        _ => false,
+    }
+}
+
+/// Runs one pooling operation in a transaction, retrying as the module docs describe.
+macro_rules! write {
+    ($self:ident, |$tx:ident| $op:expr) => {{
+        let mut attempt = 1;
+        loop {
+            let mut $tx = PgTx($self.pool.begin().await?);
+            let result = $op.await;
+            match $tx.finish(result).await {
+                Err(e) if attempt < ATTEMPTS && retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "retrying transaction");
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+fn campaign_not_found(id: &CampaignId) -> StoreError {
+    DomainError::NotFound {
+        entity: "campaign",
+        id: id.as_str().to_owned(),
+    }
+    .into()
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn create_campaign(
+        &self,
+        req: &CreateCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError> {
+        write!(self, |tx| crate::pooling::create_campaign(
+            &mut tx, req, now
+        ))
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
+        pooling::campaign_progress(&self.pool, id)
+            .await?
+            .ok_or_else(|| campaign_not_found(id))
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
+        pooling::list_campaigns(&self.pool, page).await
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn place_preorder(
+        &self,
+        req: &PlacePreorder,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError> {
+        write!(self, |tx| crate::pooling::place_preorder(&mut tx, req, now))
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
+        pooling::get_preorder(&self.pool, id).await?.ok_or_else(|| {
+            DomainError::NotFound {
+                entity: "preorder",
+                id: id.as_str().to_owned(),
+            }
+            .into()
+        })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn list_preorders(
+        &self,
+        filter: &PreorderFilter,
+        page: PageRequest,
+    ) -> Result<Page<Preorder>, StoreError> {
+        pooling::list_preorders(&self.pool, filter, page).await
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn cancel_preorder(
+        &self,
+        req: &CancelPreorder,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError> {
+        write!(self, |tx| crate::pooling::cancel_preorder(
+            &mut tx, req, now
+        ))
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
+        let batches = pooling::list_batches(&self.pool, campaign_id).await?;
+        if batches.is_empty() && !pooling::campaign_exists(&self.pool, campaign_id).await? {
+            return Err(campaign_not_found(campaign_id));
+        }
+        Ok(batches)
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn campaigns_past_deadline(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CampaignId>, StoreError> {
+        pooling::campaigns_past_deadline(&self.pool, now, limit).await
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn fail_open_batch_at_deadline(
+        &self,
+        campaign_id: &CampaignId,
+        now: DateTime<Utc>,
+    ) -> Result<DeadlineOutcome, StoreError> {
+        write!(self, |tx| crate::pooling::fail_open_batch_at_deadline(
+            &mut tx,
+            campaign_id,
+            now
+        ))
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,494 @@
+//! PostgreSQL SQL for campaigns, batches and pre-orders: the [`PoolingTx`] implementation the
+//! write path runs on, and the read queries.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use c2m_domain::{
+    Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignProgress, ConsumerId, Fingerprint,
+    Page, PageRequest, Preorder, PreorderId,
+};
+
+use crate::pooling::{PoolingTx, StoredResponse};
+use crate::rows::{self, batch_columns, campaign_columns, preorder_select, Columns};
+use crate::{BatchTransition, PreorderFilter, StoreError};
+
+impl Columns for PgRow {
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int_opt(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+}
+
+/// A pooled connection in a READ COMMITTED transaction. Writers on one campaign are
+/// serialised by [`PoolingTx::lock_campaign`] (`SELECT ... FOR UPDATE`); every statement
+/// after it sees what the previous holder of the lock committed.
+pub(crate) struct PgTx(pub(crate) Transaction<'static, Postgres>);
+
+impl PgTx {
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.0
+    }
+
+    /// Commits on `Ok`, rolls back on `Err`.
+    pub(crate) async fn finish<T>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Ok(v) => {
+                self.0.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rollback) = self.0.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PoolingTx for PgTx {
+    async fn idempotency_get(
+        &mut self,
+        operation: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        let row = sqlx::query(
+            "SELECT fingerprint, response::text AS response FROM idempotency_keys WHERE operation = $1 AND key = $2",
+        )
+        .bind(operation)
+        .bind(key)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| {
+            Ok(StoredResponse {
+                fingerprint: r.try_get("fingerprint")?,
+                response: r.try_get("response")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn idempotency_put(
+        &mut self,
+        operation: &str,
+        key: &str,
+        fingerprint: &Fingerprint,
+        response: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
+             VALUES ($1, $2, $3, $4::jsonb, $5)",
+        )
+        .bind(operation)
+        .bind(key)
+        .bind(fingerprint.as_str())
+        .bind(response)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_campaign(&mut self, c: &Campaign) -> Result<(), StoreError> {
+        let t = &c.terms;
+        sqlx::query(
+            "INSERT INTO campaigns (id, sku, title, currency, unit_price, deposit, \
+             batch_threshold, batch_cap, max_per_order, max_per_consumer, total_cap, opens_at, \
+             deadline, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(c.id.as_str())
+        .bind(&t.sku)
+        .bind(&t.title)
+        .bind(t.unit_price.currency.as_str())
+        .bind(t.unit_price.minor)
+        .bind(t.deposit.minor)
+        .bind(t.batch_threshold)
+        .bind(t.batch_cap)
+        .bind(t.max_per_order)
+        .bind(t.max_per_consumer)
+        .bind(t.total_cap)
+        .bind(t.opens_at)
+        .bind(t.deadline)
+        .bind(c.created_at)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            campaign_columns!(),
+            " FROM campaigns WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(rows::campaign).transpose()
+    }
+
+    async fn open_batch(&mut self, campaign: &CampaignId) -> Result<Option<Batch>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            batch_columns!(),
+            " FROM batches WHERE campaign_id = $1 AND status = 'open'"
+        ))
+        .bind(campaign.as_str())
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(rows::batch).transpose()
+    }
+
+    async fn campaign_units(&mut self, campaign: &CampaignId) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(SUM(units), 0)::BIGINT FROM batches \
+             WHERE campaign_id = $1 AND status IN ('open', 'locked')",
+        )
+        .bind(campaign.as_str())
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    async fn consumer_units(
+        &mut self,
+        campaign: &CampaignId,
+        consumer: &ConsumerId,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(SUM(p.quantity), 0)::BIGINT FROM preorders p \
+             JOIN batches b ON b.id = p.batch_id \
+             WHERE p.campaign_id = $1 AND p.consumer_id = $2 \
+             AND p.cancelled_at IS NULL AND b.status <> 'failed'",
+        )
+        .bind(campaign.as_str())
+        .bind(consumer.as_str())
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    async fn next_batch_seq(&mut self, campaign: &CampaignId) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM batches WHERE campaign_id = $1",
+        )
+        .bind(campaign.as_str())
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    async fn insert_batch(&mut self, b: &Batch) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO batches (id, campaign_id, seq, status, units, threshold, created_at) \
+             VALUES ($1, $2, $3, 'open', $4, $5, $6)",
+        )
+        .bind(b.id.as_str())
+        .bind(b.campaign_id.as_str())
+        .bind(b.seq)
+        .bind(b.units)
+        .bind(b.threshold)
+        .bind(b.created_at)
+        .execute(self.conn())
+        .await?;
+        sqlx::query("INSERT INTO batch_transitions (batch_id, status, at) VALUES ($1, 'open', $2)")
+            .bind(b.id.as_str())
+            .bind(b.created_at)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_preorder(&mut self, p: &Preorder) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, unit_price, \
+             deposit_total, currency, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(p.id.as_str())
+        .bind(p.campaign_id.as_str())
+        .bind(p.consumer_id.as_str())
+        .bind(p.batch_id.as_str())
+        .bind(p.quantity)
+        .bind(p.unit_price.minor)
+        .bind(p.deposit_total.minor)
+        .bind(p.unit_price.currency.as_str())
+        .bind(p.created_at)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn set_batch_units(&mut self, batch: &BatchId, units: i64) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE batches SET units = $2 WHERE id = $1 AND status = 'open'")
+            .bind(batch.as_str())
+            .bind(units)
+            .execute(self.conn())
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!("batch {batch} is not open")));
+        }
+        Ok(())
+    }
+
+    async fn end_batch(
+        &mut self,
+        batch: &BatchId,
+        status: BatchStatus,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = match status {
+            BatchStatus::Locked => {
+                "UPDATE batches SET status = 'locked', locked_at = $2 WHERE id = $1 AND status = 'open'"
+            }
+            BatchStatus::Failed => {
+                "UPDATE batches SET status = 'failed', failed_at = $2 WHERE id = $1 AND status = 'open'"
+            }
+            BatchStatus::Open => {
+                return Err(StoreError::Corrupt("a batch cannot end as open".into()))
+            }
+        };
+        let done = sqlx::query(sql)
+            .bind(batch.as_str())
+            .bind(at)
+            .execute(self.conn())
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!("batch {batch} is not open")));
+        }
+        sqlx::query("INSERT INTO batch_transitions (batch_id, status, at) VALUES ($1, $2, $3)")
+            .bind(batch.as_str())
+            .bind(status.as_str())
+            .bind(at)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn preorder(&mut self, id: &PreorderId) -> Result<Option<Preorder>, StoreError> {
+        let row = sqlx::query(concat!(preorder_select!(), "WHERE p.id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(rows::preorder).transpose()
+    }
+
+    async fn set_cancelled(
+        &mut self,
+        id: &PreorderId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE preorders SET cancelled_at = $2 WHERE id = $1 AND cancelled_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(at)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "pre-order {id} was already cancelled"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn live_preorders(&mut self, batch: &BatchId) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM preorders WHERE batch_id = $1 AND cancelled_at IS NULL",
+        )
+        .bind(batch.as_str())
+        .fetch_one(self.conn())
+        .await?)
+    }
+}
+
+/// One statement, so PostgreSQL reads every figure from the same snapshot.
+pub(crate) async fn campaign_progress(
+    pool: &PgPool,
+    id: &CampaignId,
+) -> Result<Option<CampaignProgress>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        campaign_columns!(),
+        ", (SELECT units FROM batches b WHERE b.campaign_id = c.id AND b.status = 'open') AS open_units, \
+         (SELECT seq FROM batches b WHERE b.campaign_id = c.id AND b.status = 'open') AS open_seq, \
+         (SELECT COUNT(*) FROM batches b WHERE b.campaign_id = c.id AND b.status = 'locked') AS locked, \
+         (SELECT COUNT(*) FROM batches b WHERE b.campaign_id = c.id AND b.status = 'failed') AS failed, \
+         (SELECT COALESCE(SUM(units), 0)::BIGINT FROM batches b \
+          WHERE b.campaign_id = c.id AND b.status IN ('open', 'locked')) AS committed \
+         FROM campaigns c WHERE c.id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(CampaignProgress {
+        campaign: rows::campaign(&r)?,
+        open_batch_units: r.int_opt("open_units")?.unwrap_or(0),
+        open_batch_seq: r.int_opt("open_seq")?,
+        batches_locked: r.int("locked")?,
+        batches_failed: r.int("failed")?,
+        units_committed: r.int("committed")?,
+    }))
+}
+
+pub(crate) async fn list_campaigns(
+    pool: &PgPool,
+    page: PageRequest,
+) -> Result<Page<Campaign>, StoreError> {
+    let found = sqlx::query(concat!(
+        "SELECT ",
+        campaign_columns!(),
+        " FROM campaigns WHERE seq > $1 ORDER BY seq LIMIT $2"
+    ))
+    .bind(page.after.unwrap_or(0))
+    .bind(rows::page_limit(page.size))
+    .fetch_all(pool)
+    .await?;
+    let items = found
+        .iter()
+        .map(|r| Ok((r.int("seq")?, rows::campaign(r)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(rows::page(items, page.size))
+}
+
+pub(crate) async fn get_preorder(
+    pool: &PgPool,
+    id: &PreorderId,
+) -> Result<Option<Preorder>, StoreError> {
+    let row = sqlx::query(concat!(preorder_select!(), "WHERE p.id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(rows::preorder).transpose()
+}
+
+pub(crate) async fn list_preorders(
+    pool: &PgPool,
+    filter: &PreorderFilter,
+    page: PageRequest,
+) -> Result<Page<Preorder>, StoreError> {
+    let after = page.after.unwrap_or(0);
+    let limit = rows::page_limit(page.size);
+    let found = match filter {
+        PreorderFilter::Consumer(consumer) => {
+            sqlx::query(concat!(
+                preorder_select!(),
+                "WHERE p.consumer_id = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3"
+            ))
+            .bind(consumer.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        PreorderFilter::Campaign(campaign) => {
+            sqlx::query(concat!(
+                preorder_select!(),
+                "WHERE p.campaign_id = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3"
+            ))
+            .bind(campaign.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        PreorderFilter::ConsumerInCampaign(consumer, campaign) => {
+            sqlx::query(concat!(
+                preorder_select!(),
+                "WHERE p.campaign_id = $1 AND p.consumer_id = $2 AND p.seq > $3 \
+                 ORDER BY p.seq LIMIT $4"
+            ))
+            .bind(campaign.as_str())
+            .bind(consumer.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    let items = found
+        .iter()
+        .map(|r| Ok((r.int("seq")?, rows::preorder(r)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(rows::page(items, page.size))
+}
+
+pub(crate) async fn list_batches(
+    pool: &PgPool,
+    campaign: &CampaignId,
+) -> Result<Vec<Batch>, StoreError> {
+    sqlx::query(concat!(
+        "SELECT ",
+        batch_columns!(),
+        " FROM batches WHERE campaign_id = $1 ORDER BY seq"
+    ))
+    .bind(campaign.as_str())
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(rows::batch)
+    .collect()
+}
+
+pub(crate) async fn campaign_exists(pool: &PgPool, id: &CampaignId) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM campaigns WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(pool)
+            .await?
+            > 0,
+    )
+}
+
+pub(crate) async fn campaigns_past_deadline(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<CampaignId>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT c.id FROM campaigns c JOIN batches b ON b.campaign_id = c.id AND b.status = 'open' \
+         WHERE c.deadline <= $1 ORDER BY c.deadline, c.seq LIMIT $2",
+    )
+    .bind(now)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(ids.into_iter().map(CampaignId::from_trusted).collect())
+}
+
+pub(crate) async fn batch_transitions(
+    pool: &PgPool,
+    batch: &BatchId,
+) -> Result<Vec<BatchTransition>, StoreError> {
+    sqlx::query("SELECT batch_id, status, at FROM batch_transitions WHERE batch_id = $1 ORDER BY at, CASE status WHEN 'open' THEN 0 ELSE 1 END")
+        .bind(batch.as_str())
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let status = r.text("status")?;
+            Ok(BatchTransition {
+                batch_id: BatchId::from_trusted(r.text("batch_id")?),
+                status: BatchStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("transition status {status:?}")))?,
+                at: r.ts("at")?,
+            })
+        })
+        .collect()
+}
