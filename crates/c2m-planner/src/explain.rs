@@ -173,8 +173,11 @@ pub(crate) fn shadow_prices(
 ) -> Result<ShadowPrices, SolverError> {
     let s = v.scenario();
     let limit = Duration::from_secs(30);
+    // The plain formulation on purpose: the tight bounds are derived from
+    // the factory hours and stock, so with them one more hour or unit could
+    // be blocked by a bound instead of showing its value.
     let opts = BuildOptions {
-        formulation: Formulation::Tight,
+        formulation: Formulation::BigM,
         elastic: false,
         fixed: Some(d.clone()),
         rhs_delta: None,
