@@ -1,0 +1,272 @@
+//! Seeded random scenarios for the benchmark and the cross-check tests.
+//!
+//! The same seed and size always give the same scenario, on every machine:
+//! the generator carries its own small PRNG (splitmix64) rather than
+//! depending on a crate whose streams may change between versions.
+
+use std::collections::BTreeMap;
+
+use crate::scenario::{Factory, Line, Material, Offer, PriceBreak, Product, Scenario, Supplier};
+
+/// The shape of a generated scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub products: usize,
+    pub factories: usize,
+    pub materials: usize,
+    /// Each offer gets between 1 and this many price breaks.
+    pub max_breaks: usize,
+}
+
+impl Size {
+    /// About 5 products, 2 factories, 10 materials.
+    pub const SMALL: Size = Size {
+        products: 5,
+        factories: 2,
+        materials: 10,
+        max_breaks: 4,
+    };
+    /// About 15 products, 5 factories, 30 materials.
+    pub const MEDIUM: Size = Size {
+        products: 15,
+        factories: 5,
+        materials: 30,
+        max_breaks: 4,
+    };
+    /// About 60 products, 12 factories, 150 materials.
+    pub const LARGE: Size = Size {
+        products: 60,
+        factories: 12,
+        materials: 150,
+        max_breaks: 4,
+    };
+}
+
+/// A tiny deterministic PRNG (splitmix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in `[lo, hi)`.
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+    /// Uniform integer in `[lo, hi]`.
+    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % ((hi - lo + 1) as u64)) as i64
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    /// `k` distinct indices from `0..n`.
+    pub fn pick(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..k.min(n) {
+            let j = i + (self.next_u64() % (n - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        all.truncate(k.min(n));
+        all.sort_unstable();
+        all
+    }
+}
+
+fn round_to(v: f64, step: f64) -> f64 {
+    (v / step).round() * step
+}
+
+/// A realistic-looking random scenario: products with 2 to 6 materials,
+/// 1 to 3 lines each, factories loaded to roughly 60-90 %, 1 to 3 offers per
+/// material from suppliers of varied lead times (some past the 15-day
+/// deadline), with MOQs, packs, caps, order costs and 1 to `max_breaks`
+/// all-units price breaks. Usually feasible, not always.
+pub fn random_scenario(seed: u64, size: Size) -> Scenario {
+    let mut r = Rng::new(seed);
+    let materials: Vec<Material> = (0..size.materials)
+        .map(|i| Material {
+            id: format!("m{i:03}"),
+            unit: if i % 3 == 0 { "pcs" } else { "kg" }.to_string(),
+            on_hand: 0.0,
+            holding_cost: 0.0,
+        })
+        .collect();
+    let base_price: Vec<f64> = (0..size.materials)
+        .map(|_| round_to(r.range(50.0, 3000.0), 1.0))
+        .collect();
+
+    let mut products = Vec::new();
+    let mut usage = vec![0.0; size.materials];
+    for i in 0..size.products {
+        let demand = r.int(100, 2000);
+        let n_mat = r.int(2, 6.min(size.materials as i64)) as usize;
+        let mut bom = BTreeMap::new();
+        for m in r.pick(size.materials, n_mat) {
+            let a = if m % 3 == 0 {
+                r.int(1, 2) as f64
+            } else {
+                round_to(r.range(0.01, 1.5), 0.01)
+            };
+            usage[m] += a * demand as f64;
+            bom.insert(materials[m].id.clone(), a);
+        }
+        products.push(Product {
+            sku: format!("p{i:03}"),
+            demand,
+            bom,
+        });
+    }
+    let mut materials = materials;
+    for (m, mat) in materials.iter_mut().enumerate() {
+        if r.chance(0.4) {
+            mat.on_hand = round_to(usage[m] * r.range(0.05, 0.6), 1.0);
+        }
+        mat.holding_cost = round_to(base_price[m] * r.range(0.01, 0.08), 0.1);
+    }
+
+    // Lines: each product at 1 to 3 factories.
+    let mut lines: Vec<Vec<Line>> = vec![Vec::new(); size.factories];
+    let mut load = vec![0.0; size.factories];
+    for p in &products {
+        let mat_cost: f64 = p
+            .bom
+            .iter()
+            .map(|(id, a)| {
+                let m = materials.iter().position(|x| &x.id == id).unwrap_or(0);
+                a * materials[m].holding_cost
+            })
+            .sum();
+        let n = r.int(1, 3.min(size.factories as i64)) as usize;
+        let at = r.pick(size.factories, n);
+        for &f in &at {
+            let hours_per_unit = round_to(r.range(0.02, 0.12), 0.005);
+            let setup_hours = round_to(r.range(1.0, 8.0), 0.5);
+            load[f] += (hours_per_unit * p.demand as f64) / n as f64 + setup_hours;
+            lines[f].push(Line {
+                sku: p.sku.clone(),
+                // At least the holding cost of its materials, so that
+                // over-producing to use up stock never pays (see the model).
+                unit_cost: round_to(r.range(300.0, 2000.0), 10.0).max(mat_cost.ceil()),
+                setup_cost: round_to(r.range(10_000.0, 150_000.0), 1000.0),
+                min_run: if r.chance(0.6) {
+                    round_to(r.range(0.0, p.demand as f64 / 3.0), 10.0) as i64
+                } else {
+                    0
+                },
+                hours_per_unit,
+                setup_hours,
+            });
+        }
+    }
+    let factories: Vec<Factory> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(f, lines)| Factory {
+            id: format!("f{f:02}"),
+            capacity_hours: round_to((load[f] * r.range(1.15, 1.7)).max(8.0), 1.0),
+            lines,
+        })
+        .collect();
+
+    // Suppliers: about one per two materials.
+    let n_sup = (size.materials / 2).max(2);
+    let lead: Vec<i64> = (0..n_sup)
+        .map(|s| if s % 4 == 3 { r.int(16, 30) } else { r.int(2, 14) })
+        .collect();
+    let mut offers: Vec<Vec<Offer>> = vec![Vec::new(); n_sup];
+    for m in 0..size.materials {
+        let need = (usage[m] - materials[m].on_hand).max(1.0);
+        let n_off = r.int(1, 3) as usize;
+        let mut chosen = r.pick(n_sup, n_off);
+        // One fast supplier for every material, so most scenarios are feasible.
+        let fast = (0..n_sup)
+            .map(|k| (m * 7 + k) % n_sup)
+            .find(|&s| lead[s] <= 15)
+            .unwrap_or(0);
+        if !chosen.iter().any(|&s| lead[s] <= 15) {
+            chosen[0] = fast;
+        }
+        chosen.sort_unstable();
+        chosen.dedup();
+        for (j, &s) in chosen.iter().enumerate() {
+            let n_breaks = r.int(1, size.max_breaks as i64) as usize;
+            let mut breaks = vec![PriceBreak {
+                min_qty: 0.0,
+                unit_price: round_to(base_price[m] * r.range(0.9, 1.2), 1.0),
+            }];
+            let mut q = need * r.range(0.3, 0.8);
+            for _ in 1..n_breaks {
+                let min_qty = round_to(q, 10.0).max(breaks.last().unwrap().min_qty + 10.0);
+                let unit_price =
+                    round_to(breaks.last().unwrap().unit_price * r.range(0.85, 0.97), 1.0);
+                breaks.push(PriceBreak {
+                    min_qty,
+                    unit_price,
+                });
+                q *= r.range(1.4, 2.5);
+            }
+            let pack_size = if r.chance(0.5) {
+                let p = [5.0, 10.0, 25.0, 50.0, 100.0][r.int(0, 4) as usize];
+                Some(if need < 20.0 * p { 1.0 } else { p })
+            } else {
+                None
+            };
+            let capped = j > 0 || chosen.len() > 1;
+            offers[s].push(Offer {
+                material: materials[m].id.clone(),
+                moq: if r.chance(0.3) {
+                    round_to(need * r.range(0.1, 0.4), 5.0)
+                } else {
+                    0.0
+                },
+                pack_size,
+                max_qty: if capped && r.chance(0.3) {
+                    Some(round_to(need * r.range(0.5, 1.2), 10.0).max(10.0))
+                } else {
+                    None
+                },
+                order_cost: if r.chance(0.6) {
+                    round_to(r.range(1000.0, 50_000.0), 100.0)
+                } else {
+                    0.0
+                },
+                breaks,
+            });
+        }
+    }
+    let suppliers = offers
+        .into_iter()
+        .enumerate()
+        .map(|(s, offers)| Supplier {
+            id: format!("s{s:03}"),
+            lead_days: lead[s],
+            offers,
+        })
+        .collect();
+
+    Scenario {
+        name: format!(
+            "random-{}x{}x{}-{seed}",
+            size.products, size.factories, size.materials
+        ),
+        currency: "CNY".to_string(),
+        material_deadline_days: Some(15),
+        products,
+        materials,
+        factories,
+        suppliers,
+    }
+}
