@@ -306,7 +306,7 @@ fn spec(threshold: i64, cap: Option<i64>) -> CampaignSpec {
         max_per_order: None,
         max_per_consumer: None,
         total_cap: None,
-        opens_at: t0(),
+        opens_at: Some(t0()),
         deadline: deadline(),
     }
 }
@@ -558,22 +558,22 @@ pub async fn campaigns_create_get_list_and_page(fx: Arc<dyn Fixture>) {
     store.ping().await.expect("ping");
 }
 
+/// A change that breaks one field of a valid spec.
+type SpecEdit = fn(&mut CampaignSpec);
+
 pub async fn bad_campaign_spec_names_the_field_and_writes_nothing(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     let k = key();
-    let cases: Vec<(&str, Box<dyn Fn(&mut CampaignSpec) + Send + Sync>)> = vec![
-        ("deposit", Box::new(|s| s.deposit = s.unit_price + 1)),
-        ("batch_threshold", Box::new(|s| s.batch_threshold = 13)),
-        (
-            "deadline",
-            Box::new(|s| s.deadline = t0() - Duration::seconds(1)),
-        ),
-        ("currency", Box::new(|s| s.currency = "yuan".into())),
-        ("unit_price", Box::new(|s| s.unit_price = 0)),
-        ("sku", Box::new(|s| s.sku = " ".into())),
-        ("title", Box::new(|s| s.title = String::new())),
-        ("max_per_order", Box::new(|s| s.max_per_order = Some(13))),
-        ("total_cap", Box::new(|s| s.total_cap = Some(9))),
+    let cases: Vec<(&str, SpecEdit)> = vec![
+        ("deposit", |s| s.deposit = s.unit_price + 1),
+        ("batch_threshold", |s| s.batch_threshold = 13),
+        ("deadline", |s| s.deadline = t0() - Duration::seconds(1)),
+        ("currency", |s| s.currency = "yuan".into()),
+        ("unit_price", |s| s.unit_price = 0),
+        ("sku", |s| s.sku = " ".into()),
+        ("title", |s| s.title = String::new()),
+        ("max_per_order", |s| s.max_per_order = Some(13)),
+        ("total_cap", |s| s.total_cap = Some(9)),
     ];
     for (field, mutate) in cases {
         let mut s = spec(10, Some(12));
@@ -1137,7 +1137,7 @@ pub async fn empty_open_batch_still_fails_at_the_deadline(fx: Arc<dyn Fixture>) 
 pub async fn orders_outside_the_campaign_window_are_refused(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     let mut s = spec(3, None);
-    s.opens_at = t0() + Duration::days(1);
+    s.opens_at = Some(t0() + Duration::days(1));
     let c = create(&*store, s).await;
     let who = consumer(1);
     let early = store.place_preorder(&place_req(&c.id, &who, 1), t0()).await;

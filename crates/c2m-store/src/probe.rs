@@ -1,1 +1,202 @@
-//! Placeholder; see below.
+//! The raw durable write rate of a backend, as a yardstick for the service's own figure.
+//!
+//! [`raw_write_rate`] does the least a durable pre-order must cost: one transaction per
+//! order with one `INSERT` (the order) and one `UPDATE` of a single shared row (the batch,
+//! which like a campaign's lock serialises every order), on connections set up exactly
+//! as the store sets them up (SQLite: the same pragmas, `synchronous=FULL`, one writer
+//! behind a mutex, `BEGIN IMMEDIATE`; PostgreSQL: a pool of the store's size). The scratch
+//! tables `probe_orders` and `probe_batches` are created for the run and dropped after it;
+//! they are not part of the migrations.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{ConnectOptions, Connection, Executor, PgPool, SqliteConnection};
+use tokio::sync::Mutex;
+
+use crate::StoreError;
+
+/// What one probe run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReport {
+    /// "sqlite" or "postgres".
+    pub backend: &'static str,
+    pub orders: usize,
+    pub concurrency: usize,
+    pub elapsed: Duration,
+    pub orders_per_sec: f64,
+    /// Per-order latency, from asking for the writer (or a connection) to the commit.
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// Measures `orders` durable write transactions issued by `concurrency` tasks against the
+/// database `url` names (as [`crate::open`] reads it).
+#[tracing::instrument(skip(url), err)]
+pub async fn raw_write_rate(
+    url: &str,
+    orders: usize,
+    concurrency: usize,
+) -> Result<ProbeReport, StoreError> {
+    let concurrency = concurrency.max(1);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        postgres(url, orders, concurrency).await
+    } else {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        sqlite(Path::new(path), orders, concurrency).await
+    }
+}
+
+fn report(
+    backend: &'static str,
+    concurrency: usize,
+    elapsed: Duration,
+    mut latencies: Vec<Duration>,
+) -> ProbeReport {
+    latencies.sort();
+    let at = |pct: usize| {
+        latencies
+            .get(latencies.len().saturating_sub(1) * pct / 100)
+            .copied()
+            .unwrap_or_default()
+    };
+    let orders = latencies.len();
+    ProbeReport {
+        backend,
+        orders,
+        concurrency,
+        elapsed,
+        orders_per_sec: orders as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+        p50: at(50),
+        p99: at(99),
+    }
+}
+
+/// Runs `order` `orders` times from `concurrency` tasks, timing each.
+async fn drive<F, Fut>(
+    orders: usize,
+    concurrency: usize,
+    order: F,
+) -> Result<(Duration, Vec<Duration>), StoreError>
+where
+    F: Fn(i64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), StoreError>> + Send,
+{
+    let order = Arc::new(order);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (order, next) = (order.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= orders {
+                    return Ok::<_, StoreError>(latencies);
+                }
+                let t = Instant::now();
+                order(i as i64).await?;
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(orders);
+    for task in tasks {
+        let done = task
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("probe task failed: {e}")))??;
+        latencies.extend(done);
+    }
+    Ok((started.elapsed(), latencies))
+}
+
+async fn sqlite(path: &Path, orders: usize, concurrency: usize) -> Result<ProbeReport, StoreError> {
+    crate::sqlite::create_parent_dir(path).await?;
+    let mut conn = crate::sqlite::connect_options(path).connect().await?;
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS probe_batches (id INTEGER PRIMARY KEY, units INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS probe_orders (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             batch_id INTEGER NOT NULL REFERENCES probe_batches (id),
+             quantity INTEGER NOT NULL,
+             created_at INTEGER NOT NULL);
+         INSERT OR REPLACE INTO probe_batches (id, units) VALUES (1, 0);",
+    )
+    .await?;
+    let writer = Arc::new(Mutex::new(conn));
+    let w = writer.clone();
+    let measured = drive(orders, concurrency, move |i| {
+        let w = w.clone();
+        async move {
+            let mut conn = w.lock().await;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(
+                "INSERT INTO probe_orders (batch_id, quantity, created_at) VALUES (1, 1, ?1)",
+            )
+            .bind(i)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE probe_batches SET units = units + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    })
+    .await;
+    let mut conn: tokio::sync::MutexGuard<'_, SqliteConnection> = writer.lock().await;
+    conn.execute("DROP TABLE IF EXISTS probe_orders; DROP TABLE IF EXISTS probe_batches;")
+        .await?;
+    let (elapsed, latencies) = measured?;
+    Ok(report("sqlite", concurrency, elapsed, latencies))
+}
+
+async fn postgres(url: &str, orders: usize, concurrency: usize) -> Result<ProbeReport, StoreError> {
+    let pool: PgPool = PgPoolOptions::new()
+        .max_connections(crate::postgres::DEFAULT_POOL_SIZE)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await?;
+    pool.execute(
+        "CREATE TABLE IF NOT EXISTS probe_batches (id BIGINT PRIMARY KEY, units BIGINT NOT NULL);
+         CREATE TABLE IF NOT EXISTS probe_orders (
+             seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             batch_id BIGINT NOT NULL REFERENCES probe_batches (id),
+             quantity BIGINT NOT NULL,
+             created_at BIGINT NOT NULL);
+         INSERT INTO probe_batches (id, units) VALUES (1, 0)
+             ON CONFLICT (id) DO UPDATE SET units = 0;",
+    )
+    .await?;
+    let p = pool.clone();
+    let measured = drive(orders, concurrency, move |i| {
+        let p = p.clone();
+        async move {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "INSERT INTO probe_orders (batch_id, quantity, created_at) VALUES (1, 1, $1)",
+            )
+            .bind(i)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE probe_batches SET units = units + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    })
+    .await;
+    pool.execute("DROP TABLE IF EXISTS probe_orders; DROP TABLE IF EXISTS probe_batches;")
+        .await?;
+    pool.close().await;
+    let (elapsed, latencies) = measured?;
+    Ok(report("postgres", concurrency, elapsed, latencies))
+}
