@@ -27,7 +27,9 @@ pub struct CampaignSpec {
     pub max_per_consumer: Option<i64>,
     /// Most units the campaign sells across all its batches.
     pub total_cap: Option<i64>,
-    pub opens_at: DateTime<Utc>,
+    /// When pre-orders open; absent means at creation. Kept optional in the request (not
+    /// filled in by the server) so that a retried request fingerprints the same.
+    pub opens_at: Option<DateTime<Utc>>,
     pub deadline: DateTime<Utc>,
 }
 
@@ -151,7 +153,8 @@ impl CampaignSpec {
                 ),
             ));
         }
-        if self.deadline <= self.opens_at {
+        let opens_at = self.opens_at.unwrap_or(now);
+        if self.deadline <= opens_at {
             return Err(DomainError::invalid(
                 "deadline",
                 "deadline must be after opens_at",
@@ -170,7 +173,7 @@ impl CampaignSpec {
             max_per_order,
             max_per_consumer,
             total_cap,
-            opens_at: self.opens_at,
+            opens_at,
             deadline: self.deadline,
         })
     }
@@ -240,7 +243,7 @@ mod tests {
             max_per_order: Some(5),
             max_per_consumer: Some(10),
             total_cap: None,
-            opens_at: now,
+            opens_at: Some(now),
             deadline: now + Duration::days(7),
         }
     }

@@ -142,7 +142,7 @@ mod tests {
             max_per_order: per_order,
             max_per_consumer: Some(8),
             total_cap: Some(100),
-            opens_at: now,
+            opens_at: Some(now),
             deadline: now + Duration::days(1),
         }
         .validate(now)

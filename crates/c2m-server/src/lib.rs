@@ -1,1 +1,22 @@
+//! The c2m gRPC service. This is the only crate that knows protobuf.
+//!
+//! - [`config`]: settings from flags and environment variables.
+//! - [`app`]: [`app::Application`] binds a listener, opens the store and serves until a
+//!   shutdown future resolves; `main` and the tests use the same path.
+//! - [`services`]: one module per gRPC service, each a thin translation between protobuf
+//!   and the store.
+//! - [`convert`]: protobuf <-> domain conversions; request validation errors name the field.
+//! - [`status`]: the one function that turns a store or domain error into a gRPC status.
+//! - [`sweeper`]: the background task that fails batches at their campaign's deadline.
+//! - [`cli`]: the `c2m` command line.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod convert;
+pub mod services;
+pub mod status;
+pub mod sweeper;
+
+pub use app::Application;
+pub use config::Settings;

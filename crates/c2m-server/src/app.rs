@@ -1,0 +1,184 @@
+//! Startup: from settings to a serving process.
+//!
+//! [`Application::build`] opens (and migrates) the store and binds the listener, so the
+//! port is known before serving starts (tests bind port 0 and ask for it).
+//! [`Application::run_until`] serves gRPC and runs the deadline sweeper until the shutdown
+//! future resolves, then drains in-flight requests. `main` and the integration tests use
+//! exactly this path.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use c2m_domain::{Clock, SystemClock};
+use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
+use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
+use c2m_store::Store;
+
+use crate::services::campaign::CampaignSvc;
+use crate::services::preorder::PreorderSvc;
+use crate::services::Ctx;
+use crate::sweeper::Sweeper;
+use crate::Settings;
+
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with the clock injected (tests move time by hand).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let url = settings.database_url();
+        if settings.database_url.is_none() {
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!(
+                    "cannot create data directory {}",
+                    settings.data_dir.display()
+                )
+            })?;
+        }
+        let store = c2m_store::open(&url)
+            .await
+            .with_context(|| format!("cannot open the store at {}", redact(&url)))?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        tracing::info!(%local_addr, backend = store.backend(), database = %redact(&url), "c2m ready");
+        Ok(Application {
+            settings,
+            listener,
+            local_addr,
+            store,
+            clock,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Application {
+            settings,
+            listener,
+            store,
+            clock,
+            ..
+        } = self;
+        let ctx = Ctx {
+            store: store.clone(),
+            clock: clock.clone(),
+        };
+        let max = settings.max_message_bytes;
+
+        let (mut health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<CampaignServiceServer<CampaignSvc>>()
+            .await;
+        health_reporter
+            .set_serving::<PreorderServiceServer<PreorderSvc>>()
+            .await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(c2m_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(c2m_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sweeper = Sweeper::new(store.clone(), clock.clone());
+        let sweep_task =
+            tokio::spawn(sweeper.run(settings.sweep_interval, wait_for(stop_rx.clone())));
+
+        let result = tonic::transport::Server::builder()
+            .timeout(settings.request_timeout)
+            .concurrency_limit_per_connection(settings.concurrency_per_connection)
+            .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(
+                CampaignServiceServer::new(CampaignSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                PreorderServiceServer::new(PreorderSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                shutdown.await;
+                tracing::info!("shutting down: draining in-flight requests");
+            })
+            .await;
+
+        let _ = stop_tx.send(true);
+        let _ = sweep_task.await;
+        result.context("gRPC server failed")?;
+        tracing::info!("c2m stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Hides the password in a database URL before it is logged.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            super::redact("sqlite://data/c2m.db"),
+            "sqlite://data/c2m.db"
+        );
+    }
+}

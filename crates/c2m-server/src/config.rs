@@ -1,0 +1,95 @@
+//! Settings. Every flag has an environment variable, so the same binary runs from a shell,
+//! a unit file or a container without wrapper scripts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to serve gRPC on. Port 0 picks a free port (printed at start).
+    #[arg(long, env = "C2M_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded SQLite database, created if missing.
+    #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `postgres://...` for PostgreSQL, `sqlite://PATH` for another SQLite
+    /// file. Defaults to `DATA_DIR/c2m.db`.
+    #[arg(long, env = "C2M_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// How often the deadline sweeper looks for campaigns past their deadline.
+    #[arg(long, env = "C2M_SWEEP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "C2M_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Requests taking longer than this are cancelled with DEADLINE_EXCEEDED.
+    #[arg(long, env = "C2M_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most requests handled at once on one connection; further ones wait.
+    #[arg(long, env = "C2M_CONCURRENCY_PER_CONNECTION", default_value_t = 256)]
+    pub concurrency_per_connection: usize,
+}
+
+impl Settings {
+    /// Settings for tests and examples: a random port, SQLite in `data_dir`, a fast sweeper.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Settings {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            data_dir,
+            database_url: None,
+            sweep_interval: Duration::from_millis(100),
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            concurrency_per_connection: 256,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("c2m.db").display()),
+        }
+    }
+}
+
+/// Parses `250ms`, `2s`, `5m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 2s or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+}

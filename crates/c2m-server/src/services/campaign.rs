@@ -1,0 +1,75 @@
+use tonic::{Request, Response, Status};
+
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::campaign_service_server::CampaignService;
+
+use super::Ctx;
+use crate::convert;
+use crate::status::store_status;
+
+pub struct CampaignSvc(pub Ctx);
+
+#[tonic::async_trait]
+impl CampaignService for CampaignSvc {
+    #[tracing::instrument(skip_all, fields(key = %req.get_ref().idempotency_key))]
+    async fn create_campaign(
+        &self,
+        req: Request<pb::CreateCampaignRequest>,
+    ) -> Result<Response<pb::Campaign>, Status> {
+        let now = self.0.clock.now();
+        let cmd = convert::create_campaign(req.into_inner())?;
+        let c = self
+            .0
+            .store
+            .create_campaign(&cmd, now)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(campaign = %c.id, sku = %c.terms.sku, "campaign created");
+        Ok(Response::new(convert::campaign(&c, now)))
+    }
+
+    #[tracing::instrument(skip_all, fields(campaign = %req.get_ref().campaign_id))]
+    async fn get_campaign(
+        &self,
+        req: Request<pb::GetCampaignRequest>,
+    ) -> Result<Response<pb::CampaignProgress>, Status> {
+        let id = convert::campaign_id(&req.get_ref().campaign_id)?;
+        let p = self.0.store.get_campaign(&id).await.map_err(store_status)?;
+        Ok(Response::new(convert::progress(&p, self.0.clock.now())))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_campaigns(
+        &self,
+        req: Request<pb::ListCampaignsRequest>,
+    ) -> Result<Response<pb::ListCampaignsResponse>, Status> {
+        let r = req.into_inner();
+        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token)
+            .map_err(|e| crate::status::domain_status(&e))?;
+        let p = self
+            .0
+            .store
+            .list_campaigns(page)
+            .await
+            .map_err(store_status)?;
+        let now = self.0.clock.now();
+        Ok(Response::new(pb::ListCampaignsResponse {
+            campaigns: p.items.iter().map(|c| convert::campaign(c, now)).collect(),
+            next_page_token: p.next_token(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(campaign = %req.get_ref().campaign_id))]
+    async fn list_batches(
+        &self,
+        req: Request<pb::ListBatchesRequest>,
+    ) -> Result<Response<pb::ListBatchesResponse>, Status> {
+        let id = convert::campaign_id(&req.get_ref().campaign_id)?;
+        // Distinguish "no such campaign" from "no batches yet".
+        self.0.store.get_campaign(&id).await.map_err(store_status)?;
+        let batches = self.0.store.list_batches(&id).await.map_err(store_status)?;
+        Ok(Response::new(pb::ListBatchesResponse {
+            batches: batches.iter().map(convert::batch).collect(),
+        }))
+    }
+}

@@ -1,0 +1,85 @@
+use tonic::{Request, Response, Status};
+
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::preorder_service_server::PreorderService;
+
+use super::Ctx;
+use crate::convert;
+use crate::status::{domain_status, store_status};
+
+pub struct PreorderSvc(pub Ctx);
+
+#[tonic::async_trait]
+impl PreorderService for PreorderSvc {
+    #[tracing::instrument(skip_all, fields(
+        key = %req.get_ref().idempotency_key,
+        campaign = %req.get_ref().campaign_id,
+        quantity = req.get_ref().quantity,
+    ))]
+    async fn place_preorder(
+        &self,
+        req: Request<pb::PlacePreorderRequest>,
+    ) -> Result<Response<pb::Preorder>, Status> {
+        let cmd = convert::place_preorder(req.into_inner())?;
+        let now = self.0.clock.now();
+        let p = self
+            .0
+            .store
+            .place_preorder(&cmd, now)
+            .await
+            .map_err(store_status)?;
+        tracing::debug!(preorder = %p.id, batch = %p.batch_id, "pre-order placed");
+        Ok(Response::new(convert::preorder(&p)))
+    }
+
+    #[tracing::instrument(skip_all, fields(preorder = %req.get_ref().preorder_id))]
+    async fn get_preorder(
+        &self,
+        req: Request<pb::GetPreorderRequest>,
+    ) -> Result<Response<pb::Preorder>, Status> {
+        let id = convert::preorder_id(&req.get_ref().preorder_id)?;
+        let p = self.0.store.get_preorder(&id).await.map_err(store_status)?;
+        Ok(Response::new(convert::preorder(&p)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_preorders(
+        &self,
+        req: Request<pb::ListPreordersRequest>,
+    ) -> Result<Response<pb::ListPreordersResponse>, Status> {
+        let r = req.into_inner();
+        let filter = convert::preorder_filter(&r.consumer_id, &r.campaign_id)?;
+        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token)
+            .map_err(|e| domain_status(&e))?;
+        let p = self
+            .0
+            .store
+            .list_preorders(&filter, page)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListPreordersResponse {
+            preorders: p.items.iter().map(convert::preorder).collect(),
+            next_page_token: p.next_token(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        key = %req.get_ref().idempotency_key,
+        preorder = %req.get_ref().preorder_id,
+    ))]
+    async fn cancel_preorder(
+        &self,
+        req: Request<pb::CancelPreorderRequest>,
+    ) -> Result<Response<pb::Preorder>, Status> {
+        let cmd = convert::cancel_preorder(req.into_inner())?;
+        let now = self.0.clock.now();
+        let p = self
+            .0
+            .store
+            .cancel_preorder(&cmd, now)
+            .await
+            .map_err(store_status)?;
+        tracing::debug!(preorder = %p.id, "pre-order cancelled");
+        Ok(Response::new(convert::preorder(&p)))
+    }
+}

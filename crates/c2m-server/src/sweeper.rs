@@ -1,0 +1,78 @@
+//! The deadline sweeper: fails the open batch of every campaign whose deadline has passed.
+//!
+//! It keeps no state of its own. Each pass asks the store which campaigns are past their
+//! deadline with an open batch and fails them one campaign per transaction, so a sweeper
+//! killed mid-pass leaves every campaign either done or untouched, and the next pass (in
+//! this process after a restart, or in another replica) finishes the rest. The store makes
+//! each failure happen exactly once however many sweepers race.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use c2m_domain::Clock;
+use c2m_store::{DeadlineOutcome, Store, StoreError};
+
+/// Campaigns handled per store query; a pass loops until none are left.
+const PAGE: u32 = 100;
+
+pub struct Sweeper {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Sweeper {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Sweeper { store, clock }
+    }
+
+    /// Fails at most `limit` campaigns' open batches; returns what it did. `limit` exists so
+    /// tests can stop a pass part-way, as a crash would.
+    #[tracing::instrument(skip(self))]
+    pub async fn sweep(&self, limit: usize) -> Result<Vec<DeadlineOutcome>, StoreError> {
+        let mut done = Vec::new();
+        while done.len() < limit {
+            let now = self.clock.now();
+            let want = PAGE.min((limit - done.len()) as u32);
+            let due = self.store.campaigns_past_deadline(now, want).await?;
+            if due.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for id in due {
+                let outcome = self.store.fail_open_batch_at_deadline(&id, now).await?;
+                if let Some(b) = &outcome.failed_batch {
+                    progressed = true;
+                    tracing::info!(campaign = %id, batch = %b.id, refunds_due = outcome.refunds_due, "batch failed at deadline");
+                }
+                done.push(outcome);
+                if done.len() >= limit {
+                    break;
+                }
+            }
+            if !progressed {
+                // Another replica got there first; nothing more for us this pass.
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Sweeps every `interval` until `shutdown` resolves. Store errors are logged and
+    /// retried on the next tick: a database blip must not stop deadlines for good.
+    pub async fn run(self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {
+                    if let Err(e) = self.sweep(usize::MAX).await {
+                        tracing::warn!(error = %e, "deadline sweep failed; retrying next tick");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! A tiny storefront client for trying c2m by hand against a running server.
+//!
+//! ```text
+//! cargo run --example storefront -- create-campaign --sku kettle-17-white --threshold 3
+//! cargo run --example storefront -- place --campaign cmp_... --consumer alice --quantity 2
+//! cargo run --example storefront -- campaign cmp_...
+//! cargo run --example storefront -- preorders --consumer alice
+//! cargo run --example storefront -- cancel --preorder po_... --consumer alice
+//! ```
+//!
+//! Every mutating call sends an idempotency key: pass `--key` to retry a call safely,
+//! otherwise a fresh one is generated.
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
+use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
+
+#[derive(Parser)]
+#[command(about = "Try c2m from the command line")]
+struct Args {
+    /// The server's address.
+    #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// Idempotency key for the call; a fresh one when absent.
+    #[arg(long, global = true)]
+    key: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a campaign (prices in minor units).
+    CreateCampaign {
+        #[arg(long, default_value = "kettle-17-white")]
+        sku: String,
+        #[arg(long, default_value = "Kettle 1.7 l, white")]
+        title: String,
+        #[arg(long, default_value = "CNY")]
+        currency: String,
+        #[arg(long, default_value_t = 39_900)]
+        price: i64,
+        #[arg(long, default_value_t = 5_000)]
+        deposit: i64,
+        #[arg(long, default_value_t = 50)]
+        threshold: i64,
+        #[arg(long)]
+        batch_cap: Option<i64>,
+        #[arg(long)]
+        max_per_order: Option<i64>,
+        #[arg(long)]
+        max_per_consumer: Option<i64>,
+        /// Deadline, in days from now.
+        #[arg(long, default_value_t = 7.0)]
+        deadline_days: f64,
+    },
+    /// Show a campaign's progress.
+    Campaign { id: String },
+    /// List a campaign's batches.
+    Batches { id: String },
+    /// Place a pre-order.
+    Place {
+        #[arg(long)]
+        campaign: String,
+        #[arg(long)]
+        consumer: String,
+        #[arg(long, default_value_t = 1)]
+        quantity: i64,
+    },
+    /// List pre-orders of a consumer and/or a campaign.
+    Preorders {
+        #[arg(long, default_value = "")]
+        consumer: String,
+        #[arg(long, default_value = "")]
+        campaign: String,
+    },
+    /// Cancel a pre-order while its batch is open.
+    Cancel {
+        #[arg(long)]
+        preorder: String,
+        #[arg(long, default_value = "")]
+        consumer: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach c2m at {}; is `c2m serve` running?", args.addr))?;
+    let mut campaigns = CampaignServiceClient::new(channel.clone());
+    let mut preorders = PreorderServiceClient::new(channel);
+    let key = args
+        .key
+        .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple()));
+    let out: serde_json::Value = match args.cmd {
+        Cmd::CreateCampaign {
+            sku,
+            title,
+            currency,
+            price,
+            deposit,
+            threshold,
+            batch_cap,
+            max_per_order,
+            max_per_consumer,
+            deadline_days,
+        } => {
+            let deadline =
+                Utc::now() + chrono::Duration::seconds((deadline_days * 86_400.0) as i64);
+            let c = campaigns
+                .create_campaign(pb::CreateCampaignRequest {
+                    idempotency_key: key,
+                    sku,
+                    title,
+                    currency,
+                    unit_price_minor: price,
+                    deposit_minor: deposit,
+                    batch_threshold: threshold,
+                    batch_cap,
+                    max_per_order,
+                    max_per_consumer,
+                    total_cap: None,
+                    opens_at: None,
+                    deadline: Some(prost_types::Timestamp {
+                        seconds: deadline.timestamp(),
+                        nanos: 0,
+                    }),
+                })
+                .await?
+                .into_inner();
+            serde_json::json!({ "id": c.id, "sku": c.sku, "threshold": c.batch_threshold, "deadline": deadline.to_rfc3339() })
+        }
+        Cmd::Campaign { id } => {
+            let p = campaigns
+                .get_campaign(pb::GetCampaignRequest { campaign_id: id })
+                .await?
+                .into_inner();
+            serde_json::json!({
+                "open_batch_units": p.open_batch_units,
+                "units_to_threshold": p.units_to_threshold,
+                "open_batch_seq": p.open_batch_seq,
+                "batches_locked": p.batches_locked,
+                "batches_failed": p.batches_failed,
+                "remaining_seconds": p.remaining_seconds,
+            })
+        }
+        Cmd::Batches { id } => {
+            let bs = campaigns
+                .list_batches(pb::ListBatchesRequest { campaign_id: id })
+                .await?
+                .into_inner();
+            serde_json::Value::Array(
+                bs.batches
+                    .iter()
+                    .map(|b| serde_json::json!({ "seq": b.seq, "id": b.id, "status": status_name(pb::BatchStatus::try_from(b.status).map(|s| s.as_str_name())), "units": b.units }))
+                    .collect(),
+            )
+        }
+        Cmd::Place {
+            campaign,
+            consumer,
+            quantity,
+        } => {
+            let p = preorders
+                .place_preorder(pb::PlacePreorderRequest {
+                    idempotency_key: key.clone(),
+                    campaign_id: campaign,
+                    consumer_id: consumer,
+                    quantity,
+                })
+                .await?
+                .into_inner();
+            preorder_json(&p, Some(&key))
+        }
+        Cmd::Preorders { consumer, campaign } => {
+            let r = preorders
+                .list_preorders(pb::ListPreordersRequest {
+                    consumer_id: consumer,
+                    campaign_id: campaign,
+                    page_size: 0,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            serde_json::Value::Array(r.preorders.iter().map(|p| preorder_json(p, None)).collect())
+        }
+        Cmd::Cancel { preorder, consumer } => {
+            let p = preorders
+                .cancel_preorder(pb::CancelPreorderRequest {
+                    idempotency_key: key.clone(),
+                    preorder_id: preorder,
+                    consumer_id: consumer,
+                })
+                .await?
+                .into_inner();
+            preorder_json(&p, Some(&key))
+        }
+    };
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+fn status_name(s: Result<&'static str, prost::UnknownEnumValue>) -> String {
+    s.map(|s| s.to_owned()).unwrap_or_else(|_| "UNKNOWN".into())
+}
+
+fn preorder_json(p: &pb::Preorder, key: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "id": p.id,
+        "batch_seq": p.batch_seq,
+        "quantity": p.quantity,
+        "status": status_name(pb::PreorderStatus::try_from(p.status).map(|s| s.as_str_name())),
+        "deposit_total": p.deposit_total.as_ref().map(|m| m.minor),
+        "idempotency_key": key,
+    })
+}

@@ -1,0 +1,278 @@
+//! Shared helpers for the end-to-end tests: a real server (in-process on a random port, or
+//! a real `c2m` process), real tonic clients, and request builders.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+use c2m_domain::{Clock, SystemClock};
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
+use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
+use c2m_server::{Application, Settings};
+use c2m_store::Store;
+
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+/// A server running inside the test process, on its own SQLite database and port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn sqlite() -> TestServer {
+        Self::sqlite_with_clock(Arc::new(SystemClock)).await
+    }
+
+    pub async fn sqlite_with_clock(clock: Arc<dyn Clock>) -> TestServer {
+        init_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = Settings::for_tests(dir.path().to_path_buf());
+        Self::start(settings, clock, Some(dir)).await
+    }
+
+    pub async fn with_database(url: &str) -> TestServer {
+        init_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::for_tests(dir.path().to_path_buf());
+        settings.database_url = Some(url.to_owned());
+        Self::start(settings, Arc::new(SystemClock), Some(dir)).await
+    }
+
+    async fn start(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        dir: Option<tempfile::TempDir>,
+    ) -> TestServer {
+        let app = Application::build_with_clock(settings, clock)
+            .await
+            .expect("server builds");
+        let addr = app.local_addr();
+        let store = app.store();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            store,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub async fn clients(&self) -> Clients {
+        Clients::connect(self.addr).await
+    }
+
+    /// Graceful shutdown, as SIGTERM would do; returns once the server has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Clients {
+    pub campaigns: CampaignServiceClient<Channel>,
+    pub preorders: PreorderServiceClient<Channel>,
+    pub channel: Channel,
+}
+
+impl Clients {
+    pub async fn connect(addr: SocketAddr) -> Clients {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connects");
+        Clients {
+            campaigns: CampaignServiceClient::new(channel.clone()),
+            preorders: PreorderServiceClient::new(channel.clone()),
+            channel,
+        }
+    }
+}
+
+/// A real `c2m serve` process, killed when dropped.
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    pub child: Child,
+}
+
+impl ServerProcess {
+    pub async fn spawn(database_url: &str, data_dir: &std::path::Path) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_c2m"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--sweep-interval",
+                "200ms",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--database-url")
+            .arg(database_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("c2m binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("server prints its address within a minute")
+            .expect("read stdout")
+            .expect("a line on stdout");
+        let addr = line
+            .strip_prefix("c2m listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("an address");
+        ServerProcess { addr, child }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// One deadline for the whole test process, a week away, so that two requests built by
+/// [`campaign_request`] are identical (a retry must send the same request).
+pub fn week_from_start() -> DateTime<Utc> {
+    static DEADLINE: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *DEADLINE.get_or_init(|| Utc::now() + chrono::Duration::days(7))
+}
+
+/// A valid campaign request with the given threshold, deadline a week away.
+pub fn campaign_request(key: &str, threshold: i64) -> pb::CreateCampaignRequest {
+    pb::CreateCampaignRequest {
+        idempotency_key: key.to_owned(),
+        sku: "kettle-17-white".into(),
+        title: "Kettle 1.7 l, white".into(),
+        currency: "CNY".into(),
+        unit_price_minor: 39_900,
+        deposit_minor: 5_000,
+        batch_threshold: threshold,
+        batch_cap: None,
+        max_per_order: Some(10),
+        max_per_consumer: None,
+        total_cap: None,
+        opens_at: None,
+        deadline: Some(ts(week_from_start())),
+    }
+}
+
+pub fn place(key: &str, campaign: &str, consumer: &str, quantity: i64) -> pb::PlacePreorderRequest {
+    pb::PlacePreorderRequest {
+        idempotency_key: key.to_owned(),
+        campaign_id: campaign.to_owned(),
+        consumer_id: consumer.to_owned(),
+        quantity,
+    }
+}
+
+/// Every pre-order of a campaign, following page tokens.
+pub async fn all_preorders(c: &mut Clients, campaign: &str) -> Vec<pb::Preorder> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .preorders
+            .list_preorders(pb::ListPreordersRequest {
+                consumer_id: String::new(),
+                campaign_id: campaign.to_owned(),
+                page_size: 97,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("list pre-orders")
+            .into_inner();
+        out.extend(page.preorders);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Places 500 single-unit orders from 50 concurrent tasks spread over `servers`, returns
+/// what each accepted call answered.
+pub async fn place_concurrently(
+    servers: &[SocketAddr],
+    campaign: &str,
+    tasks: usize,
+    per_task: usize,
+) -> Vec<pb::Preorder> {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let addr = servers[t % servers.len()];
+        let campaign = campaign.to_owned();
+        handles.push(tokio::spawn(async move {
+            let mut c = Clients::connect(addr).await;
+            let mut placed = Vec::new();
+            for i in 0..per_task {
+                let key = format!("place-{t}-{i}");
+                let p = c
+                    .preorders
+                    .place_preorder(place(&key, &campaign, &format!("consumer-{t}"), 1))
+                    .await
+                    .unwrap_or_else(|s| panic!("order {key} refused: {s:?}"))
+                    .into_inner();
+                placed.push((key, p));
+            }
+            // Every retry of an accepted request returns the original result.
+            for (key, original) in &placed {
+                let again = c
+                    .preorders
+                    .place_preorder(place(key, &campaign, &format!("consumer-{t}"), 1))
+                    .await
+                    .expect("retry accepted")
+                    .into_inner();
+                assert_eq!(&again, original, "retry of {key} returned something else");
+            }
+            placed.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("task"));
+    }
+    all
+}

@@ -1,0 +1,442 @@
+//! End to end over gRPC: the real server on a random port, the generated tonic clients.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::Utc;
+use tonic::Code;
+
+use c2m_proto::v1 as pb;
+use common::*;
+
+/// Checks the pooling invariants of one campaign after `accepted` orders were acknowledged:
+/// `batches` locked batches of exactly `threshold` units, every order in exactly one batch.
+async fn assert_pooled(
+    c: &mut Clients,
+    campaign: &str,
+    accepted: &[pb::Preorder],
+    threshold: i64,
+    batches: usize,
+) {
+    let ids: HashSet<_> = accepted.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(
+        ids.len(),
+        accepted.len(),
+        "an order id was handed out twice"
+    );
+
+    let listed = all_preorders(c, campaign).await;
+    let listed_ids: HashSet<_> = listed.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(listed.len(), listed_ids.len(), "listing repeats an order");
+    assert_eq!(
+        listed_ids, ids,
+        "stored orders differ from acknowledged orders"
+    );
+
+    let bs = c
+        .campaigns
+        .list_batches(pb::ListBatchesRequest {
+            campaign_id: campaign.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .batches;
+    let locked: Vec<_> = bs
+        .iter()
+        .filter(|b| b.status == pb::BatchStatus::Locked as i32)
+        .collect();
+    assert_eq!(locked.len(), batches, "locked batches: {bs:#?}");
+    assert!(
+        bs.iter()
+            .all(|b| b.status == pb::BatchStatus::Locked as i32),
+        "no batch left open: {bs:#?}"
+    );
+
+    let mut per_batch: BTreeMap<String, i64> = BTreeMap::new();
+    for p in &listed {
+        assert_eq!(
+            p.status,
+            pb::PreorderStatus::Locked as i32,
+            "order {} not locked",
+            p.id
+        );
+        *per_batch.entry(p.batch_id.clone()).or_default() += p.quantity;
+    }
+    assert_eq!(per_batch.len(), batches);
+    for b in &locked {
+        assert_eq!(
+            per_batch.get(&b.id),
+            Some(&threshold),
+            "units in batch {}",
+            b.seq
+        );
+        assert_eq!(b.units, threshold);
+        assert!(b.locked_at.is_some());
+    }
+    let seqs: Vec<_> = bs.iter().map(|b| b.seq).collect();
+    assert_eq!(seqs, (1..=batches as i64).collect::<Vec<_>>());
+
+    let progress = c
+        .campaigns
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: campaign.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(progress.batches_locked, batches as i64);
+    assert_eq!(progress.open_batch_units, 0);
+    assert_eq!(progress.units_committed, threshold * batches as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_orders_from_fifty_clients_lock_ten_batches_on_sqlite() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let campaign = c
+        .campaigns
+        .create_campaign(campaign_request("cmp-1", 50))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let accepted = place_concurrently(&[server.addr], &campaign.id, 50, 10).await;
+    assert_eq!(accepted.len(), 500);
+    assert_pooled(&mut c, &campaign.id, &accepted, 50, 10).await;
+
+    // The same key with a different request is refused and changes nothing.
+    let err = c
+        .preorders
+        .place_preorder(place("place-0-0", &campaign.id, "consumer-0", 2))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert!(
+        err.message().contains("idempotency key"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(all_preorders(&mut c, &campaign.id).await.len(), 500);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn campaign_create_is_idempotent_and_progress_is_reported() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let first = c
+        .campaigns
+        .create_campaign(campaign_request("k", 5))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = c
+        .campaigns
+        .create_campaign(campaign_request("k", 5))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.id, again.id);
+    let conflict = c
+        .campaigns
+        .create_campaign(campaign_request("k", 6))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict.code(), Code::AlreadyExists);
+    let listed = c
+        .campaigns
+        .list_campaigns(pb::ListCampaignsRequest {
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.campaigns.len(), 1);
+
+    c.preorders
+        .place_preorder(place("a", &first.id, "alice", 3))
+        .await
+        .unwrap();
+    let p = c
+        .campaigns
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: first.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.open_batch_units, 3);
+    assert_eq!(p.units_to_threshold, 2);
+    assert_eq!(p.open_batch_seq, 1);
+    assert_eq!(p.batches_locked, 0);
+    assert!(p.remaining_seconds > 6 * 24 * 3600 && p.remaining_seconds <= 7 * 24 * 3600);
+    assert_eq!(p.campaign.unwrap().status, pb::CampaignStatus::Open as i32);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_is_allowed_only_while_the_batch_is_open() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let cmp = c
+        .campaigns
+        .create_campaign(campaign_request("k", 4))
+        .await
+        .unwrap()
+        .into_inner();
+    let a = c
+        .preorders
+        .place_preorder(place("a", &cmp.id, "alice", 2))
+        .await
+        .unwrap()
+        .into_inner();
+    let cancel = |key: &str, id: &str, consumer: &str| pb::CancelPreorderRequest {
+        idempotency_key: key.into(),
+        preorder_id: id.into(),
+        consumer_id: consumer.into(),
+    };
+    // Another consumer cannot cancel Alice's order.
+    let err = c
+        .preorders
+        .cancel_preorder(cancel("x", &a.id, "mallory"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Code::FailedPrecondition | Code::NotFound | Code::PermissionDenied
+        ),
+        "{err:?}"
+    );
+    let cancelled = c
+        .preorders
+        .cancel_preorder(cancel("c", &a.id, "alice"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status, pb::PreorderStatus::Cancelled as i32);
+    assert_eq!(
+        c.preorders
+            .cancel_preorder(cancel("c", &a.id, "alice"))
+            .await
+            .unwrap()
+            .into_inner(),
+        cancelled
+    );
+    let p = c
+        .campaigns
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: cmp.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.open_batch_units, 0, "cancelled units leave the batch");
+
+    let b = c
+        .preorders
+        .place_preorder(place("b", &cmp.id, "bob", 4))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        b.status,
+        pb::PreorderStatus::Locked as i32,
+        "bob's order locks the batch"
+    );
+    let err = c
+        .preorders
+        .cancel_preorder(cancel("d", &b.id, "bob"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let b_now = c
+        .preorders
+        .get_preorder(pb::GetPreorderRequest {
+            preorder_id: b.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b_now.status, pb::PreorderStatus::Locked as i32);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_writes_nothing() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let past = Some(ts(Utc::now() - chrono::Duration::hours(1)));
+    let cases: Vec<(pb::CreateCampaignRequest, &str)> = vec![
+        (
+            pb::CreateCampaignRequest {
+                deposit_minor: 40_000,
+                ..campaign_request("b1", 5)
+            },
+            "deposit",
+        ),
+        (
+            pb::CreateCampaignRequest {
+                batch_cap: Some(4),
+                ..campaign_request("b2", 5)
+            },
+            "batch_threshold",
+        ),
+        (
+            pb::CreateCampaignRequest {
+                deadline: past,
+                ..campaign_request("b3", 5)
+            },
+            "deadline",
+        ),
+        (
+            pb::CreateCampaignRequest {
+                deadline: None,
+                ..campaign_request("b4", 5)
+            },
+            "deadline",
+        ),
+        (
+            pb::CreateCampaignRequest {
+                currency: "RMB".into(),
+                ..campaign_request("b5", 5)
+            },
+            "currency",
+        ),
+        (
+            pb::CreateCampaignRequest {
+                unit_price_minor: -1,
+                ..campaign_request("b6", 5)
+            },
+            "unit_price",
+        ),
+        (
+            pb::CreateCampaignRequest {
+                batch_threshold: 0,
+                ..campaign_request("b7", 5)
+            },
+            "batch_threshold",
+        ),
+        (
+            pb::CreateCampaignRequest {
+                idempotency_key: String::new(),
+                ..campaign_request("", 5)
+            },
+            "idempotency_key",
+        ),
+    ];
+    for (req, field) in cases {
+        let err = c.campaigns.create_campaign(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert!(
+            err.message().contains(field),
+            "{field} not named in {:?}",
+            err.message()
+        );
+    }
+    let none = c
+        .campaigns
+        .list_campaigns(pb::ListCampaignsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.campaigns.is_empty(), "a refused campaign was stored");
+
+    let cmp = c
+        .campaigns
+        .create_campaign(campaign_request("ok", 5))
+        .await
+        .unwrap()
+        .into_inner();
+    let order_cases = vec![
+        (
+            place("q0", &cmp.id, "alice", 0),
+            Code::InvalidArgument,
+            "quantity",
+        ),
+        (
+            place("q1", &cmp.id, "alice", 11),
+            Code::InvalidArgument,
+            "quantity",
+        ),
+        (
+            place("q2", "cmp_nope", "alice", 1),
+            Code::NotFound,
+            "cmp_nope",
+        ),
+        (
+            place("q3", &cmp.id, "", 1),
+            Code::InvalidArgument,
+            "consumer_id",
+        ),
+    ];
+    for (req, code, named) in order_cases {
+        let err = c.preorders.place_preorder(req).await.unwrap_err();
+        assert_eq!(err.code(), code, "{named}: {err:?}");
+        assert!(
+            err.message().contains(named),
+            "{named} not named in {:?}",
+            err.message()
+        );
+    }
+    assert!(
+        all_preorders(&mut c, &cmp.id).await.is_empty(),
+        "a refused order was stored"
+    );
+    let err = c
+        .preorders
+        .list_preorders(pb::ListPreordersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = c
+        .preorders
+        .list_preorders(pb::ListPreordersRequest {
+            campaign_id: cmp.id.clone(),
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_token"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_served() {
+    let server = TestServer::sqlite().await;
+    let c = server.clients().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(c.channel.clone());
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "c2m.v1.PreorderService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let mut req = campaign_request("big", 5);
+    req.title = "x".repeat(5 * 1024 * 1024);
+    let err = c.campaigns.create_campaign(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    // The server is still healthy afterwards.
+    c.campaigns
+        .create_campaign(campaign_request("small", 5))
+        .await
+        .unwrap();
+    server.shutdown().await;
+}
