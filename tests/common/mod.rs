@@ -57,6 +57,16 @@ impl TestServer {
         Self::start(settings, Arc::new(SystemClock), Some(dir)).await
     }
 
+    /// A new server on an existing store, as a restarted process would be.
+    pub async fn restart_sqlite(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> TestServer {
+        init_logs();
+        let settings = Settings::for_tests(std::env::temp_dir());
+        let app = Application::with_store(settings, store, clock)
+            .await
+            .expect("server builds");
+        Self::run(app, None)
+    }
+
     async fn start(
         settings: Settings,
         clock: Arc<dyn Clock>,
@@ -65,6 +75,10 @@ impl TestServer {
         let app = Application::build_with_clock(settings, clock)
             .await
             .expect("server builds");
+        Self::run(app, dir)
+    }
+
+    fn run(app: Application, dir: Option<tempfile::TempDir>) -> TestServer {
         let addr = app.local_addr();
         let store = app.store();
         let (tx, rx) = oneshot::channel::<()>();
@@ -84,8 +98,9 @@ impl TestServer {
         Clients::connect(self.addr).await
     }
 
-    /// Graceful shutdown, as SIGTERM would do; returns once the server has stopped.
-    pub async fn shutdown(mut self) {
+    /// Graceful shutdown, as SIGTERM would do; returns once the server has stopped, handing
+    /// back its data directory (dropping it deletes the database).
+    pub async fn shutdown(mut self) -> Option<tempfile::TempDir> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -94,6 +109,7 @@ impl TestServer {
                 .expect("server task")
                 .expect("server ran cleanly");
         }
+        self._dir.take()
     }
 }
 

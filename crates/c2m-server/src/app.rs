@@ -56,11 +56,21 @@ impl Application {
         let store = c2m_store::open(&url)
             .await
             .with_context(|| format!("cannot open the store at {}", redact(&url)))?;
+        tracing::info!(backend = store.backend(), database = %redact(&url), "store open");
+        Self::with_store(settings, store, clock).await
+    }
+
+    /// Serves an already opened store (tests restart a server on the same store).
+    pub async fn with_store(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(%local_addr, backend = store.backend(), database = %redact(&url), "c2m ready");
+        tracing::info!(%local_addr, "c2m ready");
         Ok(Application {
             settings,
             listener,
