@@ -31,7 +31,7 @@ use c2m_domain::{
 };
 
 use crate::postgres::PgStore;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{SqliteOptions, SqliteStore};
 use crate::{
     BatchTransition, CancelPreorder, CreateCampaign, PlacePreorder, PreorderFilter, Store,
     StoreError,
@@ -116,18 +116,24 @@ macro_rules! conformance_tests {
 /// A SQLite database file in a temporary folder that is removed on teardown.
 pub struct SqliteFixture {
     dir: tempfile::TempDir,
+    options: SqliteOptions,
     store: Arc<SqliteStore>,
     replicas: Mutex<Vec<Arc<SqliteStore>>>,
 }
 
 impl SqliteFixture {
     pub async fn new() -> Self {
+        Self::with_options(SqliteOptions::default()).await
+    }
+
+    pub async fn with_options(options: SqliteOptions) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let store = SqliteStore::open(&dir.path().join("data").join("c2m.db"))
+        let store = SqliteStore::open_with(&dir.path().join("data").join("c2m.db"), options)
             .await
             .expect("open sqlite store");
         SqliteFixture {
             dir,
+            options,
             store: Arc::new(store),
             replicas: Mutex::new(Vec::new()),
         }
@@ -142,7 +148,7 @@ impl Fixture for SqliteFixture {
 
     async fn replica(&self) -> Arc<dyn Store> {
         let store = Arc::new(
-            SqliteStore::open(&self.dir.path().join("data").join("c2m.db"))
+            SqliteStore::open_with(&self.dir.path().join("data").join("c2m.db"), self.options)
                 .await
                 .expect("open second sqlite store"),
         );
@@ -503,6 +509,30 @@ pub async fn campaigns_create_get_list_and_page(fx: Arc<dyn Fixture>) {
         s.max_per_order = Some(5);
         created.push(create(&*store, s).await);
     }
+    let mut unscheduled = spec(10, None);
+    unscheduled.opens_at = None;
+    let opened = store
+        .create_campaign(
+            &CreateCampaign {
+                idempotency_key: key(),
+                spec: unscheduled,
+            },
+            t0() + Duration::microseconds(1500) + Duration::nanoseconds(700),
+        )
+        .await
+        .expect("create without opens_at");
+    assert_eq!(
+        (opened.terms.opens_at, opened.created_at),
+        (
+            t0() + Duration::microseconds(1500),
+            t0() + Duration::microseconds(1500)
+        ),
+        "opens at creation; times are kept to the microsecond"
+    );
+    assert_eq!(
+        store.get_campaign(&opened.id).await.expect("get").campaign,
+        opened
+    );
     let got = store.get_campaign(&created[2].id).await.expect("get");
     assert_eq!(got.campaign, created[2]);
     assert_eq!(got.campaign.terms.sku, "sku-2");
@@ -531,16 +561,17 @@ pub async fn campaigns_create_get_list_and_page(fx: Arc<dyn Fixture>) {
             None => break,
         }
     }
+    created.push(opened);
     assert_eq!(pages, 3);
     assert_eq!(
         seen, created,
         "campaigns come back in creation order, each once"
     );
     let all = store
-        .list_campaigns(PageRequest::first(5))
+        .list_campaigns(PageRequest::first(6))
         .await
         .expect("list");
-    assert_eq!(all.items.len(), 5);
+    assert_eq!(all.items.len(), 6);
     assert_eq!(
         all.next_after, None,
         "no further page when exactly `size` remain"

@@ -7,10 +7,46 @@
 //!   database, so every rule that must hold across replicas is enforced with row locks and
 //!   constraints inside PostgreSQL, never with in-process state.
 //! - [`conformance`] (feature `conformance`): the test suite every backend must pass.
+//! - [`probe`]: the raw durable write rate of a backend, to compare the service against.
 //! - [`open`]: picks the backend from a database URL.
 //!
 //! The pooling decisions themselves are made by [`c2m_domain::pooling`]; a store reads the
-//! counts under the campaign's lock, asks the domain, and writes what it says.
+//! counts under the campaign's lock, asks the domain, and writes what it says. The write
+//! operations are written once, in the private `pooling` module, over a small trait each
+//! backend implements with its own SQL (`sqlite/pooling.rs`, `postgres/pooling.rs`); the
+//! migrations live in `migrations/sqlite` and `migrations/postgres` at the workspace root
+//! and are applied when a store opens.
+//!
+//! # Behaviour the trait leaves open, as implemented
+//!
+//! - Idempotency keys are scoped by operation (`create_campaign`, `place_preorder`,
+//!   `cancel_preorder`). The key is looked up before anything else, so a retry gets the
+//!   first response even after the batch locked or the campaign closed; the response is the
+//!   recorded snapshot (a replayed pre-order shows the status it was first returned with,
+//!   while [`Store::get_preorder`] derives the current one). A refused request records
+//!   nothing, not even its key.
+//! - Cancelling another consumer's pre-order answers `NotFound`, as for an unknown id, so
+//!   ids cannot be probed; cancelling an already cancelled pre-order with a new key is a
+//!   `FailedPrecondition`.
+//! - [`Store::list_batches`] of an unknown campaign is `NotFound`.
+//! - Timestamps are kept to the microsecond: every time a method is given is truncated to
+//!   microseconds before it is written or returned, so returned values equal later reads.
+//! - Paging cursors are the insertion sequence (`seq`). On PostgreSQL a sequence number is
+//!   taken at insert and becomes visible at commit, so under concurrent inserts a page read
+//!   at the wrong moment can miss a row that commits later with a lower number.
+//!
+//! # Tests
+//!
+//! `tests/sqlite.rs` runs the conformance suite against SQLite, each case on a fresh file
+//! in a temporary folder. `tests/postgres.rs` runs the same suite against PostgreSQL when
+//! `TEST_DATABASE_URL` names a server and a database to administer from; each case creates
+//! its own database `c2m_test_<random>` and drops it afterwards, so cases run in parallel.
+//! Without the variable each PostgreSQL test prints a note and passes.
+//!
+//! ```text
+//! cargo test -p c2m-store
+//! TEST_DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres cargo test -p c2m-store
+//! ```
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -9,6 +9,7 @@ async fn probe_measures_sqlite_and_cleans_up() {
     let report = raw_write_rate(path.to_str().expect("utf-8 path"), 200, 8)
         .await
         .expect("probe");
+    eprintln!("{report:?}");
     assert_eq!(
         (report.backend, report.orders, report.concurrency),
         ("sqlite", 200, 8)

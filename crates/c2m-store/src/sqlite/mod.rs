@@ -3,18 +3,23 @@
 //! - Durability: `synchronous=FULL`, so a write is on disk (in the WAL) before it is
 //!   acknowledged; `foreign_keys` on; a busy timeout for other processes on the same file.
 //! - Writers: SQLite allows one writer at a time, so the store keeps exactly one writer
-//!   connection behind a [`tokio::sync::Mutex`] and starts every write with
-//!   `BEGIN IMMEDIATE`. Writers queue on the mutex instead of meeting `SQLITE_BUSY` when a
-//!   read transaction tries to upgrade; the campaign "lock" of the pooling rule is this one
-//!   write lock. A second process on the same file is serialised by `BEGIN IMMEDIATE` and
-//!   the busy timeout.
+//!   connection, owned by one task ([`writer`]), and starts every write transaction with
+//!   `BEGIN IMMEDIATE`. Writes queue on the task's channel instead of meeting `SQLITE_BUSY`
+//!   when a read transaction tries to upgrade; the campaign "lock" of the pooling rule is
+//!   this one write lock. A second process on the same file is serialised by
+//!   `BEGIN IMMEDIATE` and the busy timeout.
+//! - Group commit: the writer runs the writes queued together (up to
+//!   [`SqliteOptions::max_group`]) in one transaction, a savepoint each, and commits once;
+//!   see [`writer`] for why every call keeps the semantics of its own transaction.
 //! - Readers: a small pool; in WAL mode they read a consistent snapshot while the writer
 //!   works. Each read is a single statement.
 //! - Time: timestamps are INTEGER microseconds since the Unix epoch (UTC).
 
 mod pooling;
+mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +29,8 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
 
 use c2m_domain::{
     Batch, BatchId, Campaign, CampaignId, CampaignProgress, DomainError, Page, PageRequest,
@@ -32,6 +38,8 @@ use c2m_domain::{
 };
 
 use self::pooling::SqliteTx;
+pub use self::writer::WriterStats;
+use self::writer::{Counters, Job, Operation, Queued};
 use crate::{
     BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder,
     PreorderFilter, Store, StoreError,
@@ -43,11 +51,28 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readers in the pool; reads are short single statements.
 const READERS: u32 = 4;
+/// Writes that may wait for the writer before callers are held back.
+const QUEUE: usize = 1024;
+
+/// How the SQLite store runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Most writes committed together in one transaction; 1 turns group commit off.
+    pub max_group: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { max_group: 64 }
+    }
+}
 
 /// The SQLite store. See the module docs for the connection layout.
 pub struct SqliteStore {
-    /// The only connection that writes; held for the whole of each write transaction.
-    writer: Mutex<SqliteConnection>,
+    /// The queue of the writer task, the only owner of the connection that writes.
+    jobs: mpsc::Sender<Box<dyn Queued>>,
+    writer: Mutex<Option<JoinHandle<SqliteConnection>>>,
+    counters: Arc<Counters>,
     readers: SqlitePool,
 }
 
@@ -84,8 +109,13 @@ pub(crate) fn time_of(micros: i64) -> Result<DateTime<Utc>, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, and its folder, and applies
     /// the migrations.
-    #[tracing::instrument(err)]
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    #[tracing::instrument(err)]
+    pub async fn open_with(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        let settings = options;
         create_parent_dir(path).await?;
         let options = connect_options(path);
         let mut writer = options.connect().await?;
@@ -94,8 +124,18 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(options)
             .await?;
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let counters = Arc::new(Counters::default());
+        let writer = tokio::spawn(writer::run(
+            writer,
+            queue,
+            settings.max_group,
+            counters.clone(),
+        ));
         Ok(SqliteStore {
-            writer: Mutex::new(writer),
+            jobs,
+            writer: Mutex::new(Some(writer)),
+            counters,
             readers,
         })
     }
@@ -108,23 +148,79 @@ impl SqliteStore {
         pooling::batch_transitions(&self.readers, batch).await
     }
 
-    /// Closes the connections, checkpointing the WAL.
+    /// Writes run and transactions used so far by this store's writer.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.counters.snapshot()
+    }
+
+    /// Finishes the queued writes and closes the connections, checkpointing the WAL.
     pub async fn close(self) {
-        self.readers.close().await;
-        if let Err(e) = self.writer.into_inner().close().await {
-            tracing::warn!(error = %e, "closing the sqlite writer");
+        let SqliteStore {
+            jobs,
+            writer,
+            readers,
+            ..
+        } = self;
+        drop(jobs);
+        readers.close().await;
+        if let Some(handle) = writer.into_inner() {
+            match handle.await {
+                Ok(conn) => {
+                    if let Err(e) = conn.close().await {
+                        tracing::warn!(error = %e, "closing the sqlite writer");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the sqlite writer task failed"),
+            }
         }
+    }
+
+    /// Queues a write for the writer task and waits for its (durable) result.
+    async fn write<O: Operation>(&self, op: O) -> Result<O::Output, StoreError> {
+        let (job, answer) = Job::new(op);
+        self.jobs
+            .send(Box::new(job))
+            .await
+            .map_err(|_| writer::writer_gone())?;
+        answer.await.map_err(|_| writer::writer_gone())?
     }
 }
 
-/// Runs one pooling operation on the writer in a `BEGIN IMMEDIATE` transaction.
-macro_rules! write {
-    ($self:ident, |$tx:ident| $op:expr) => {{
-        let mut conn = $self.writer.lock().await;
-        let mut $tx = SqliteTx(conn.begin_with("BEGIN IMMEDIATE").await?);
-        let result = $op.await;
-        $tx.finish(result).await
-    }};
+struct CreateOp(CreateCampaign, DateTime<Utc>);
+struct PlaceOp(PlacePreorder, DateTime<Utc>);
+struct CancelOp(CancelPreorder, DateTime<Utc>);
+struct DeadlineOp(CampaignId, DateTime<Utc>);
+
+#[async_trait]
+impl Operation for CreateOp {
+    type Output = Campaign;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Campaign, StoreError> {
+        crate::pooling::create_campaign(tx, &self.0, self.1).await
+    }
+}
+
+#[async_trait]
+impl Operation for PlaceOp {
+    type Output = Preorder;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Preorder, StoreError> {
+        crate::pooling::place_preorder(tx, &self.0, self.1).await
+    }
+}
+
+#[async_trait]
+impl Operation for CancelOp {
+    type Output = Preorder;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Preorder, StoreError> {
+        crate::pooling::cancel_preorder(tx, &self.0, self.1).await
+    }
+}
+
+#[async_trait]
+impl Operation for DeadlineOp {
+    type Output = DeadlineOutcome;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<DeadlineOutcome, StoreError> {
+        crate::pooling::fail_open_batch_at_deadline(tx, &self.0, self.1).await
+    }
 }
 
 fn campaign_not_found(id: &CampaignId) -> StoreError {
@@ -147,9 +243,7 @@ impl Store for SqliteStore {
         req: &CreateCampaign,
         now: DateTime<Utc>,
     ) -> Result<Campaign, StoreError> {
-        write!(self, |tx| crate::pooling::create_campaign(
-            &mut tx, req, now
-        ))
+        self.write(CreateOp(req.clone(), now)).await
     }
 
     #[tracing::instrument(skip(self), err)]
@@ -170,7 +264,7 @@ impl Store for SqliteStore {
         req: &PlacePreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        write!(self, |tx| crate::pooling::place_preorder(&mut tx, req, now))
+        self.write(PlaceOp(req.clone(), now)).await
     }
 
     #[tracing::instrument(skip(self), err)]
@@ -201,9 +295,7 @@ impl Store for SqliteStore {
         req: &CancelPreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        write!(self, |tx| crate::pooling::cancel_preorder(
-            &mut tx, req, now
-        ))
+        self.write(CancelOp(req.clone(), now)).await
     }
 
     #[tracing::instrument(skip(self), err)]
@@ -230,11 +322,7 @@ impl Store for SqliteStore {
         campaign_id: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<DeadlineOutcome, StoreError> {
-        write!(self, |tx| crate::pooling::fail_open_batch_at_deadline(
-            &mut tx,
-            campaign_id,
-            now
-        ))
+        self.write(DeadlineOp(campaign_id.clone(), now)).await
     }
 
     #[tracing::instrument(skip(self), err)]

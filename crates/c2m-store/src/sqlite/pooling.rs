@@ -44,22 +44,6 @@ impl SqliteTx<'_> {
     fn conn(&mut self) -> &mut SqliteConnection {
         &mut self.0
     }
-
-    /// Commits on `Ok`, rolls back on `Err`.
-    pub(crate) async fn finish<T>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        match result {
-            Ok(v) => {
-                self.0.commit().await?;
-                Ok(v)
-            }
-            Err(e) => {
-                if let Err(rollback) = self.0.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback failed");
-                }
-                Err(e)
-            }
-        }
-    }
 }
 
 #[async_trait]

@@ -1,0 +1,193 @@
+//! The writer task: the one task that owns the SQLite write connection, with group commit.
+//!
+//! Write operations arrive on a channel. The task takes the first one waiting and, without
+//! waiting for more, every further one already queued (up to the group size), and runs
+//! them in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint: an operation
+//! that is refused (or fails) is rolled back to its savepoint alone, one that succeeds is
+//! released into the group. The group then commits once, with one `fsync` for all of them,
+//! and only then is every operation answered, so no caller hears of a write that is not
+//! durable, and none hears of a refusal computed from writes that were then lost.
+//!
+//! Each operation sees exactly the writes of the operations queued before it, as it would
+//! if they had run one transaction each in arrival order, so the semantics of every call
+//! are those of the one-transaction-per-call path. If anything about the group itself fails
+//! (beginning, a savepoint, the commit), nothing of it was written and its operations are
+//! run again one transaction each, so each gets its own result or error.
+//!
+//! Because the task (not the caller) runs the operation, a caller that gives up (a client
+//! that disconnects) cannot leave a transaction half done; the write completes or rolls
+//! back as a whole and the idempotency key gives a retry its result.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Connection;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use super::pooling::SqliteTx;
+use crate::StoreError;
+
+/// One write operation, run by the writer in the transaction (or savepoint) it is given.
+#[async_trait]
+pub(crate) trait Operation: Send + Sync + 'static {
+    type Output: Send + 'static;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Self::Output, StoreError>;
+}
+
+/// A queued operation, its result once run, and where to send it.
+#[async_trait]
+pub(crate) trait Queued: Send {
+    /// Runs the operation and keeps its result; `true` if it succeeded.
+    async fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool;
+    /// Replaces the result with an error about the transaction around the operation.
+    fn fail(&mut self, error: StoreError);
+    /// Sends the result to the caller (who may have stopped listening).
+    fn answer(&mut self);
+}
+
+pub(crate) struct Job<O: Operation> {
+    op: O,
+    result: Option<Result<O::Output, StoreError>>,
+    reply: Option<oneshot::Sender<Result<O::Output, StoreError>>>,
+    /// The caller's span, so the work shows up under the store call that asked for it.
+    span: tracing::Span,
+}
+
+impl<O: Operation> Job<O> {
+    pub(crate) fn new(op: O) -> (Self, oneshot::Receiver<Result<O::Output, StoreError>>) {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            op,
+            result: None,
+            reply: Some(tx),
+            span: tracing::Span::current(),
+        };
+        (job, rx)
+    }
+}
+
+#[async_trait]
+impl<O: Operation> Queued for Job<O> {
+    async fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool {
+        let result = self.op.run(tx).instrument(self.span.clone()).await;
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.result = Some(Err(error));
+    }
+
+    fn answer(&mut self) {
+        if let (Some(reply), Some(result)) = (self.reply.take(), self.result.take()) {
+            // The caller may be gone; its write stands and a retry replays it.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// The error a caller sees when the writer task is gone (it panicked or the store closed).
+pub(crate) fn writer_gone() -> StoreError {
+    StoreError::Database(sqlx::Error::WorkerCrashed)
+}
+
+/// What the writer has done so far, for tests and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Write operations run (each answered once).
+    pub writes: u64,
+    /// Transactions committed or rolled back for them; `writes / transactions` is the mean
+    /// group size.
+    pub transactions: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    writes: AtomicU64,
+    transactions: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> WriterStats {
+        WriterStats {
+            writes: self.writes.load(Ordering::Relaxed),
+            transactions: self.transactions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The task's loop; returns the connection when every sender is gone.
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Box<dyn Queued>>,
+    max_group: usize,
+    counters: Arc<Counters>,
+) -> SqliteConnection {
+    let max_group = max_group.max(1);
+    let mut group: Vec<Box<dyn Queued>> = Vec::with_capacity(max_group);
+    while let Some(first) = jobs.recv().await {
+        group.push(first);
+        while group.len() < max_group {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut transactions = 1;
+        if group.len() == 1 {
+            run_alone(&mut conn, group[0].as_mut()).await;
+        } else if let Err(e) = run_group(&mut conn, &mut group).await {
+            tracing::warn!(error = %e, size = group.len(), "group commit failed; running its writes one by one");
+            for job in group.iter_mut() {
+                run_alone(&mut conn, job.as_mut()).await;
+            }
+            transactions += group.len() as u64;
+        }
+        counters
+            .writes
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        counters
+            .transactions
+            .fetch_add(transactions, Ordering::Relaxed);
+        for mut job in group.drain(..) {
+            job.answer();
+        }
+    }
+    conn
+}
+
+/// One operation in its own transaction: the path without grouping.
+async fn run_alone(conn: &mut SqliteConnection, job: &mut dyn Queued) {
+    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => SqliteTx(tx),
+        Err(e) => return job.fail(e.into()),
+    };
+    if job.run(&mut tx).await {
+        if let Err(e) = tx.0.commit().await {
+            job.fail(e.into());
+        }
+    } else if let Err(e) = tx.0.rollback().await {
+        tracing::warn!(error = %e, "rollback failed");
+    }
+}
+
+/// All operations of the group in one transaction, one savepoint each.
+async fn run_group(
+    conn: &mut SqliteConnection,
+    group: &mut [Box<dyn Queued>],
+) -> Result<(), sqlx::Error> {
+    let mut outer = conn.begin_with("BEGIN IMMEDIATE").await?;
+    for job in group.iter_mut() {
+        let mut savepoint = SqliteTx(Connection::begin(&mut *outer).await?);
+        if job.run(&mut savepoint).await {
+            savepoint.0.commit().await?;
+        } else {
+            savepoint.0.rollback().await?;
+        }
+    }
+    outer.commit().await
+}

@@ -1,0 +1,96 @@
+//! Group commit on SQLite: concurrent writes share transactions, and the results are the
+//! same as one transaction each (the conformance suite checks the semantics both ways).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use c2m_domain::{CampaignSpec, ConsumerId, IdempotencyKey, PreorderStatus};
+use c2m_store::sqlite::{SqliteOptions, SqliteStore};
+use c2m_store::{CreateCampaign, PlacePreorder, Store};
+use chrono::{Duration, TimeZone, Utc};
+
+async fn place_many(max_group: usize) -> (c2m_store::sqlite::WriterStats, std::time::Duration) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let store = Arc::new(
+        SqliteStore::open_with(&dir.path().join("c2m.db"), SqliteOptions { max_group })
+            .await
+            .expect("open"),
+    );
+    let now = Utc
+        .with_ymd_and_hms(2030, 3, 1, 9, 0, 0)
+        .single()
+        .expect("time");
+    let campaign = store
+        .create_campaign(
+            &CreateCampaign {
+                idempotency_key: IdempotencyKey::parse("create-1").expect("key"),
+                spec: CampaignSpec {
+                    sku: "mug".into(),
+                    title: "Mug".into(),
+                    currency: "EUR".into(),
+                    unit_price: 1200,
+                    deposit: 300,
+                    batch_threshold: 25,
+                    batch_cap: None,
+                    max_per_order: None,
+                    max_per_consumer: None,
+                    total_cap: None,
+                    opens_at: Some(now),
+                    deadline: now + Duration::days(3),
+                },
+            },
+            now,
+        )
+        .await
+        .expect("create");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..40 {
+        let (store, id) = (store.clone(), campaign.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut locked = 0;
+            for i in 0..5 {
+                let p = store
+                    .place_preorder(
+                        &PlacePreorder {
+                            idempotency_key: IdempotencyKey::parse(&format!("k-{t}-{i}"))
+                                .expect("key"),
+                            campaign_id: id.clone(),
+                            consumer_id: ConsumerId::parse(&format!("con_{t}")).expect("id"),
+                            quantity: 1,
+                        },
+                        now + Duration::hours(1),
+                    )
+                    .await
+                    .expect("place");
+                locked += usize::from(p.status == PreorderStatus::Locked);
+            }
+            locked
+        }));
+    }
+    let mut locked = 0;
+    for t in tasks {
+        locked += t.await.expect("task");
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(
+        locked, 8,
+        "200 units lock 8 batches of 25, each exactly once"
+    );
+    let progress = store.get_campaign(&campaign.id).await.expect("get");
+    assert_eq!(
+        (progress.batches_locked, progress.units_committed),
+        (8, 200)
+    );
+    (store.writer_stats(), elapsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_transactions() {
+    let (grouped, grouped_time) = place_many(64).await;
+    let (alone, alone_time) = place_many(1).await;
+    eprintln!("grouped: {grouped:?} in {grouped_time:?}; one by one: {alone:?} in {alone_time:?}");
+    assert_eq!(grouped.writes, 201);
+    assert!(grouped.transactions < grouped.writes, "{grouped:?}");
+    assert_eq!(alone.transactions, alone.writes);
+}
