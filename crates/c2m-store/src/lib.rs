@@ -59,6 +59,7 @@ use c2m_domain::{
 mod error;
 pub use error::StoreError;
 
+mod idempotency;
 mod pooling;
 mod rows;
 
@@ -164,14 +165,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<Preorder>, StoreError>;
 
     /// Cancels a pre-order whose batch is still open, returning its units to the batch.
-    /// Idempotent by key.
+    /// Idempotent by key. A `consumer_id` that does not own the pre-order gets `NotFound`,
+    /// as for an unknown id; a pre-order already cancelled (under another key), in a locked
+    /// or failed batch, or past the campaign's deadline gets `FailedPrecondition`.
     async fn cancel_preorder(
         &self,
         req: &CancelPreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError>;
 
-    /// A campaign's batches in sequence order.
+    /// A campaign's batches in sequence order; `NotFound` for an unknown campaign.
     async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError>;
 
     /// Campaigns whose deadline is at or before `now` and that still have an open batch,

@@ -10,13 +10,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{de::DeserializeOwned, Serialize};
 
 use c2m_domain::{
     pooling, Batch, BatchId, BatchStatus, Campaign, CampaignId, ConsumerId, DomainError,
-    Fingerprint, IdempotencyKey, PoolState, Preorder, PreorderId, PreorderStatus,
+    Fingerprint, PoolState, Preorder, PreorderId, PreorderStatus,
 };
 
+use crate::idempotency::{record, replay, IdempotencyTx};
 use crate::rows::micros;
 use crate::{CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder, StoreError};
 
@@ -25,32 +25,9 @@ pub(crate) const OP_CREATE_CAMPAIGN: &str = "create_campaign";
 pub(crate) const OP_PLACE_PREORDER: &str = "place_preorder";
 pub(crate) const OP_CANCEL_PREORDER: &str = "cancel_preorder";
 
-/// A recorded idempotency key: the request's fingerprint and the response's JSON.
-pub(crate) struct StoredResponse {
-    pub fingerprint: String,
-    pub response: String,
-}
-
 /// The reads and writes the pooling operations need, inside one transaction.
 #[async_trait]
-pub(crate) trait PoolingTx: Send {
-    async fn idempotency_get(
-        &mut self,
-        operation: &str,
-        key: &str,
-    ) -> Result<Option<StoredResponse>, StoreError>;
-
-    /// Records the key. On PostgreSQL a concurrent use of the same key surfaces here as a
-    /// unique violation, which the store retries (the retry then replays or conflicts).
-    async fn idempotency_put(
-        &mut self,
-        operation: &str,
-        key: &str,
-        fingerprint: &Fingerprint,
-        response: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
+pub(crate) trait PoolingTx: IdempotencyTx {
     async fn insert_campaign(&mut self, campaign: &Campaign) -> Result<(), StoreError>;
 
     /// Reads the campaign and holds it against other writers until the transaction ends.
@@ -95,42 +72,6 @@ pub(crate) trait PoolingTx: Send {
 
     /// Pre-orders in the batch that are not cancelled.
     async fn live_preorders(&mut self, batch: &BatchId) -> Result<i64, StoreError>;
-}
-
-/// If `key` was used before for `operation`: the recorded response when the fingerprint
-/// matches, [`DomainError::IdempotencyConflict`] when it does not.
-async fn replay<T: DeserializeOwned>(
-    tx: &mut (impl PoolingTx + ?Sized),
-    operation: &str,
-    key: &IdempotencyKey,
-    fingerprint: &Fingerprint,
-) -> Result<Option<T>, StoreError> {
-    let Some(stored) = tx.idempotency_get(operation, key.as_str()).await? else {
-        return Ok(None);
-    };
-    if stored.fingerprint != fingerprint.as_str() {
-        return Err(DomainError::IdempotencyConflict {
-            key: key.as_str().to_owned(),
-        }
-        .into());
-    }
-    serde_json::from_str(&stored.response)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt(format!("stored {operation} response: {e}")))
-}
-
-async fn record<T: Serialize>(
-    tx: &mut (impl PoolingTx + ?Sized),
-    operation: &str,
-    key: &IdempotencyKey,
-    fingerprint: &Fingerprint,
-    response: &T,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let json = serde_json::to_string(response)
-        .map_err(|e| StoreError::Corrupt(format!("serializing {operation} response: {e}")))?;
-    tx.idempotency_put(operation, key.as_str(), fingerprint, &json, now)
-        .await
 }
 
 fn campaign_not_found(id: &CampaignId) -> StoreError {

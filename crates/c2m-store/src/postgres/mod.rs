@@ -16,6 +16,7 @@
 //!   [`ATTEMPTS`] times. The rerun sees the committed key and replays its response or
 //!   reports the conflict; nothing from the failed attempt is kept.
 
+mod idempotency;
 mod pooling;
 
 use std::time::Duration;

@@ -7,11 +7,11 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use c2m_domain::{
-    Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignProgress, ConsumerId, Fingerprint,
-    Page, PageRequest, Preorder, PreorderId,
+    Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignProgress, ConsumerId, Page,
+    PageRequest, Preorder, PreorderId,
 };
 
-use crate::pooling::{PoolingTx, StoredResponse};
+use crate::pooling::PoolingTx;
 use crate::rows::{self, batch_columns, campaign_columns, preorder_select, Columns};
 use crate::{BatchTransition, PreorderFilter, StoreError};
 
@@ -39,7 +39,7 @@ impl Columns for PgRow {
 pub(crate) struct PgTx(pub(crate) Transaction<'static, Postgres>);
 
 impl PgTx {
-    fn conn(&mut self) -> &mut PgConnection {
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
         &mut self.0
     }
 
@@ -62,49 +62,6 @@ impl PgTx {
 
 #[async_trait]
 impl PoolingTx for PgTx {
-    async fn idempotency_get(
-        &mut self,
-        operation: &str,
-        key: &str,
-    ) -> Result<Option<StoredResponse>, StoreError> {
-        let row = sqlx::query(
-            "SELECT fingerprint, response::text AS response FROM idempotency_keys WHERE operation = $1 AND key = $2",
-        )
-        .bind(operation)
-        .bind(key)
-        .fetch_optional(self.conn())
-        .await?;
-        row.map(|r| {
-            Ok(StoredResponse {
-                fingerprint: r.try_get("fingerprint")?,
-                response: r.try_get("response")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn idempotency_put(
-        &mut self,
-        operation: &str,
-        key: &str,
-        fingerprint: &Fingerprint,
-        response: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
-             VALUES ($1, $2, $3, $4::jsonb, $5)",
-        )
-        .bind(operation)
-        .bind(key)
-        .bind(fingerprint.as_str())
-        .bind(response)
-        .bind(now)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-
     async fn insert_campaign(&mut self, c: &Campaign) -> Result<(), StoreError> {
         let t = &c.terms;
         sqlx::query(

@@ -15,6 +15,7 @@
 //!   works. Each read is a single statement.
 //! - Time: timestamps are INTEGER microseconds since the Unix epoch (UTC).
 
+mod idempotency;
 mod pooling;
 mod writer;
 
