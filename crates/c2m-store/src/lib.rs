@@ -35,6 +35,10 @@
 //!   taken at insert and becomes visible at commit, so under concurrent inserts a page read
 //!   at the wrong moment can miss a row that commits later with a lower number.
 //!
+//! Every store call has a `tracing` span; an error is recorded on it at debug level,
+//! because most are refusals the caller expects (sold out, closed), and the server logs
+//! database errors once, where it maps them to a status.
+//!
 //! # Tests
 //!
 //! `tests/sqlite.rs` runs the conformance suite against SQLite, each case on a fresh file

@@ -124,7 +124,7 @@ impl Store for PgStore {
         "postgres"
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn create_campaign(
         &self,
         req: &CreateCampaign,
@@ -135,19 +135,19 @@ impl Store for PgStore {
         ))
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
         pooling::campaign_progress(&self.pool, id)
             .await?
             .ok_or_else(|| campaign_not_found(id))
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
         pooling::list_campaigns(&self.pool, page).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn place_preorder(
         &self,
         req: &PlacePreorder,
@@ -156,7 +156,7 @@ impl Store for PgStore {
         write!(self, |tx| crate::pooling::place_preorder(&mut tx, req, now))
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
         pooling::get_preorder(&self.pool, id).await?.ok_or_else(|| {
             DomainError::NotFound {
@@ -167,7 +167,7 @@ impl Store for PgStore {
         })
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_preorders(
         &self,
         filter: &PreorderFilter,
@@ -176,7 +176,7 @@ impl Store for PgStore {
         pooling::list_preorders(&self.pool, filter, page).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn cancel_preorder(
         &self,
         req: &CancelPreorder,
@@ -187,7 +187,7 @@ impl Store for PgStore {
         ))
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
         let batches = pooling::list_batches(&self.pool, campaign_id).await?;
         if batches.is_empty() && !pooling::campaign_exists(&self.pool, campaign_id).await? {
@@ -196,7 +196,7 @@ impl Store for PgStore {
         Ok(batches)
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn campaigns_past_deadline(
         &self,
         now: DateTime<Utc>,
@@ -205,7 +205,7 @@ impl Store for PgStore {
         pooling::campaigns_past_deadline(&self.pool, now, limit).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn fail_open_batch_at_deadline(
         &self,
         campaign_id: &CampaignId,
@@ -218,7 +218,7 @@ impl Store for PgStore {
         ))
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -238,7 +238,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn create_campaign(
         &self,
         req: &CreateCampaign,
@@ -247,19 +247,19 @@ impl Store for SqliteStore {
         self.write(CreateOp(req.clone(), now)).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
         pooling::campaign_progress(&self.readers, id)
             .await?
             .ok_or_else(|| campaign_not_found(id))
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
         pooling::list_campaigns(&self.readers, page).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn place_preorder(
         &self,
         req: &PlacePreorder,
@@ -268,7 +268,7 @@ impl Store for SqliteStore {
         self.write(PlaceOp(req.clone(), now)).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
         pooling::get_preorder(&self.readers, id)
             .await?
@@ -281,7 +281,7 @@ impl Store for SqliteStore {
             })
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_preorders(
         &self,
         filter: &PreorderFilter,
@@ -290,7 +290,7 @@ impl Store for SqliteStore {
         pooling::list_preorders(&self.readers, filter, page).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn cancel_preorder(
         &self,
         req: &CancelPreorder,
@@ -299,7 +299,7 @@ impl Store for SqliteStore {
         self.write(CancelOp(req.clone(), now)).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
         let batches = pooling::list_batches(&self.readers, campaign_id).await?;
         if batches.is_empty() && !pooling::campaign_exists(&self.readers, campaign_id).await? {
@@ -308,7 +308,7 @@ impl Store for SqliteStore {
         Ok(batches)
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn campaigns_past_deadline(
         &self,
         now: DateTime<Utc>,
@@ -317,7 +317,7 @@ impl Store for SqliteStore {
         pooling::campaigns_past_deadline(&self.readers, now, limit).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn fail_open_batch_at_deadline(
         &self,
         campaign_id: &CampaignId,
@@ -326,7 +326,7 @@ impl Store for SqliteStore {
         self.write(DeadlineOp(campaign_id.clone(), now)).await
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
