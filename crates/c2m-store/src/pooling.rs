@@ -35,15 +35,14 @@ pub(crate) trait PoolingTx: IdempotencyTx {
 
     async fn open_batch(&mut self, campaign: &CampaignId) -> Result<Option<Batch>, StoreError>;
 
-    /// Units in the campaign's open and locked batches.
-    async fn campaign_units(&mut self, campaign: &CampaignId) -> Result<i64, StoreError>;
-
-    /// Units the consumer holds in the campaign: not cancelled, batch not failed.
-    async fn consumer_units(
+    /// The campaign's open batch, if any, and the counts the pooling rule needs (units in
+    /// open and locked batches; the consumer's units that are not cancelled and not in a
+    /// failed batch), read in one statement.
+    async fn pool_state(
         &mut self,
         campaign: &CampaignId,
         consumer: &ConsumerId,
-    ) -> Result<i64, StoreError>;
+    ) -> Result<(Option<Batch>, PoolState), StoreError>;
 
     /// The sequence number the campaign's next batch gets.
     async fn next_batch_seq(&mut self, campaign: &CampaignId) -> Result<i64, StoreError>;
@@ -135,12 +134,7 @@ pub(crate) async fn place_preorder(
         .lock_campaign(&req.campaign_id)
         .await?
         .ok_or_else(|| campaign_not_found(&req.campaign_id))?;
-    let open = tx.open_batch(&campaign.id).await?;
-    let state = PoolState {
-        open_batch_units: open.as_ref().map_or(0, |b| b.units),
-        campaign_units: tx.campaign_units(&campaign.id).await?,
-        consumer_units: tx.consumer_units(&campaign.id, &req.consumer_id).await?,
-    };
+    let (open, state) = tx.pool_state(&campaign.id, &req.consumer_id).await?;
     let admission = pooling::admit(&campaign.terms, campaign.status(now), state, req.quantity)?;
     let deposit_total = campaign.terms.deposit.times(req.quantity, "quantity")?;
 

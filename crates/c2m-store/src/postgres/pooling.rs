@@ -8,7 +8,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use c2m_domain::{
     Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignProgress, ConsumerId, Page,
-    PageRequest, Preorder, PreorderId,
+    PageRequest, PoolState, Preorder, PreorderId,
 };
 
 use crate::pooling::PoolingTx;
@@ -113,31 +113,37 @@ impl PoolingTx for PgTx {
         row.as_ref().map(rows::batch).transpose()
     }
 
-    async fn campaign_units(&mut self, campaign: &CampaignId) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(SUM(units), 0)::BIGINT FROM batches \
-             WHERE campaign_id = $1 AND status IN ('open', 'locked')",
-        )
-        .bind(campaign.as_str())
-        .fetch_one(self.conn())
-        .await?)
-    }
-
-    async fn consumer_units(
+    async fn pool_state(
         &mut self,
         campaign: &CampaignId,
         consumer: &ConsumerId,
-    ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(SUM(p.quantity), 0)::BIGINT FROM preorders p \
-             JOIN batches b ON b.id = p.batch_id \
-             WHERE p.campaign_id = $1 AND p.consumer_id = $2 \
-             AND p.cancelled_at IS NULL AND b.status <> 'failed'",
+    ) -> Result<(Option<Batch>, PoolState), StoreError> {
+        let row = sqlx::query(
+            "SELECT b.id, b.campaign_id, b.seq, b.status, b.units, b.threshold, b.created_at, \
+             b.locked_at, b.failed_at, \
+             (SELECT COALESCE(SUM(units), 0)::BIGINT FROM batches \
+              WHERE campaign_id = $1 AND status IN ('open', 'locked')) AS campaign_units, \
+             (SELECT COALESCE(SUM(p.quantity), 0)::BIGINT FROM preorders p \
+              JOIN batches pb ON pb.id = p.batch_id \
+              WHERE p.campaign_id = $1 AND p.consumer_id = $2 \
+              AND p.cancelled_at IS NULL AND pb.status <> 'failed') AS consumer_units \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN batches b ON b.campaign_id = $1 AND b.status = 'open'",
         )
         .bind(campaign.as_str())
         .bind(consumer.as_str())
         .fetch_one(self.conn())
-        .await?)
+        .await?;
+        let open = match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Some(rows::batch(&row)?),
+            None => None,
+        };
+        let state = PoolState {
+            open_batch_units: open.as_ref().map_or(0, |b| b.units),
+            campaign_units: row.int("campaign_units")?,
+            consumer_units: row.int("consumer_units")?,
+        };
+        Ok((open, state))
     }
 
     async fn next_batch_seq(&mut self, campaign: &CampaignId) -> Result<i64, StoreError> {
