@@ -93,6 +93,8 @@ macro_rules! conformance_tests {
             concurrent_orders_never_overfill_a_capped_batch,
             concurrent_retries_with_one_key_place_one_preorder,
             concurrent_orders_from_two_replicas,
+            abandoned_calls_happen_whole_or_not_at_all,
+            random_operations_match_a_model_of_the_pooling_rule,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1341,4 +1343,197 @@ pub async fn concurrent_retries_with_one_key_place_one_preorder(fx: Arc<dyn Fixt
             .open_batch_units,
         2
     );
+}
+
+/// Callers that give up mid-call (a client that disconnects drops the server's future)
+/// leave no half-done transaction behind: every call either happened whole or not at all,
+/// and a retry with its key finds out which.
+pub async fn abandoned_calls_happen_whole_or_not_at_all(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(7, None)).await;
+    let reqs: Vec<PlacePreorder> = (0..60)
+        .map(|i| place_req(&c.id, &consumer(i % 10), 1))
+        .collect();
+    let mut handles = Vec::new();
+    for (i, req) in reqs.iter().enumerate() {
+        let (store, req) = (store.clone(), req.clone());
+        handles.push(tokio::spawn(async move {
+            let wait = std::time::Duration::from_micros((i % 6) as u64 * 400);
+            tokio::time::timeout(wait, store.place_preorder(&req, t0() + Duration::hours(1)))
+                .await
+                .is_ok()
+        }));
+    }
+    let mut finished = 0;
+    for h in handles {
+        finished += usize::from(h.await.expect("task"));
+    }
+    assert!(finished < reqs.len(), "some calls were abandoned");
+    for req in &reqs {
+        store
+            .place_preorder(req, t0() + Duration::hours(2))
+            .await
+            .expect("a retry places or replays");
+    }
+    let (bs, preorders) = check_pool_invariants(&*fx, &c.id, None).await;
+    assert_eq!(preorders.len(), reqs.len(), "one pre-order per key");
+    assert_eq!(bs.iter().map(|b| b.units).sum::<i64>(), 60);
+}
+
+/// A small deterministic generator, so a failing sequence can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+struct ModelPreorder {
+    id: PreorderId,
+    consumer: usize,
+    quantity: i64,
+    batch_seq: i64,
+    cancelled: bool,
+}
+
+/// Places and cancels at random and checks every answer against an in-memory model that
+/// applies the domain's rule to its own counts; then fails the last batch at the deadline.
+pub async fn random_operations_match_a_model_of_the_pooling_rule(fx: Arc<dyn Fixture>) {
+    use c2m_domain::{pooling, CampaignStatus, PoolState};
+
+    let store = fx.store();
+    let mut s = spec(8, Some(10));
+    s.max_per_order = Some(4);
+    s.max_per_consumer = Some(9);
+    s.total_cap = Some(60);
+    let c = create(&*store, s).await;
+    let now = t0() + Duration::hours(1);
+    let mut rng = Lcg(0x5eed);
+    // Batches by seq - 1: (status, units).
+    let mut batches_model: Vec<(BatchStatus, i64)> = Vec::new();
+    let mut orders: Vec<ModelPreorder> = Vec::new();
+    // (locks, invalid, refused, cancelled): the sequence must exercise every outcome.
+    let mut seen = (0, 0, 0, 0);
+
+    for step in 0..250 {
+        let open = batches_model
+            .iter()
+            .position(|(st, _)| *st == BatchStatus::Open);
+        if orders.is_empty() || rng.below(4) != 0 {
+            let who = rng.below(12) as usize;
+            let quantity = rng.below(6) as i64; // 0 and 5 are refused as invalid
+            let state = PoolState {
+                open_batch_units: open.map_or(0, |i| batches_model[i].1),
+                campaign_units: batches_model
+                    .iter()
+                    .filter(|(st, _)| *st != BatchStatus::Failed)
+                    .map(|(_, u)| u)
+                    .sum(),
+                consumer_units: orders
+                    .iter()
+                    .filter(|o| o.consumer == who && !o.cancelled)
+                    .map(|o| o.quantity)
+                    .sum(),
+            };
+            let expected = pooling::admit(&c.terms, CampaignStatus::Open, state, quantity);
+            let got = store
+                .place_preorder(&place_req(&c.id, &consumer(who), quantity), now)
+                .await;
+            match (expected, got) {
+                (Ok(admission), Ok(p)) => {
+                    let seq = match open {
+                        Some(i) => i,
+                        None => {
+                            batches_model.push((BatchStatus::Open, 0));
+                            batches_model.len() - 1
+                        }
+                    };
+                    batches_model[seq].1 = admission.batch_units_after;
+                    if admission.locks {
+                        batches_model[seq].0 = BatchStatus::Locked;
+                        seen.0 += 1;
+                    }
+                    assert_eq!(p.batch_seq, seq as i64 + 1, "step {step}");
+                    assert_eq!(
+                        p.status == PreorderStatus::Locked,
+                        admission.locks,
+                        "step {step}"
+                    );
+                    orders.push(ModelPreorder {
+                        id: p.id,
+                        consumer: who,
+                        quantity,
+                        batch_seq: p.batch_seq,
+                        cancelled: false,
+                    });
+                }
+                (Err(want), Err(StoreError::Domain(got))) => {
+                    assert_eq!(got, want, "step {step}");
+                    match got {
+                        DomainError::InvalidArgument { .. } => seen.1 += 1,
+                        _ => seen.2 += 1,
+                    }
+                }
+                (want, got) => panic!("step {step}: model says {want:?}, store says {got:?}"),
+            }
+        } else {
+            let i = rng.below(orders.len() as u64) as usize;
+            let owner = orders[i].consumer;
+            let who = if rng.below(5) == 0 {
+                (owner + 1) % 12
+            } else {
+                owner
+            };
+            let batch = orders[i].batch_seq as usize - 1;
+            let got = cancel(&*store, &orders[i].id, Some(&consumer(who)), now).await;
+            if who != owner {
+                not_found(got, "preorder");
+            } else if orders[i].cancelled || batches_model[batch].0 != BatchStatus::Open {
+                precondition(got);
+            } else {
+                let p = got.unwrap_or_else(|e| panic!("step {step}: cancel refused: {e:?}"));
+                assert_eq!(p.status, PreorderStatus::Cancelled);
+                orders[i].cancelled = true;
+                batches_model[batch].1 -= orders[i].quantity;
+                seen.3 += 1;
+            }
+        }
+    }
+
+    assert!(
+        seen.0 > 0 && seen.1 > 0 && seen.2 > 0 && seen.3 > 0,
+        "outcomes seen (locks, invalid, refused, cancelled): {seen:?}"
+    );
+    let stored: Vec<(BatchStatus, i64)> = batches(&*store, &c.id)
+        .await
+        .iter()
+        .map(|b| (b.status, b.units))
+        .collect();
+    assert_eq!(stored, batches_model);
+    check_pool_invariants(&*fx, &c.id, Some(10)).await;
+
+    let out = store
+        .fail_open_batch_at_deadline(&c.id, deadline())
+        .await
+        .expect("deadline");
+    match batches_model
+        .iter()
+        .position(|(st, _)| *st == BatchStatus::Open)
+    {
+        Some(i) => {
+            let live = orders
+                .iter()
+                .filter(|o| o.batch_seq == i as i64 + 1 && !o.cancelled)
+                .count() as i64;
+            assert_eq!(out.refunds_due, live);
+            assert_eq!(out.failed_batch.map(|b| b.seq), Some(i as i64 + 1));
+        }
+        None => assert_eq!(out.failed_batch, None),
+    }
+    check_pool_invariants(&*fx, &c.id, Some(10)).await;
 }
