@@ -332,3 +332,34 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::*;
+
+    /// Every connection the store opens is durable before it acknowledges, checks foreign
+    /// keys and waits for other writers.
+    #[tokio::test]
+    async fn connections_use_the_durable_settings() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("a").join("b").join("c2m.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        assert!(path.exists(), "the folder and file are created");
+        let row = sqlx::query(
+            "SELECT (SELECT journal_mode FROM pragma_journal_mode) AS journal, \
+             (SELECT synchronous FROM pragma_synchronous) AS sync, \
+             (SELECT foreign_keys FROM pragma_foreign_keys) AS fk, \
+             (SELECT timeout FROM pragma_busy_timeout) AS busy",
+        )
+        .fetch_one(&store.readers)
+        .await
+        .expect("pragmas");
+        assert_eq!(row.get::<String, _>("journal"), "wal");
+        assert_eq!(row.get::<i64, _>("sync"), 2, "synchronous=FULL");
+        assert_eq!(row.get::<i64, _>("fk"), 1);
+        assert_eq!(row.get::<i64, _>("busy"), 10_000);
+        store.close().await;
+    }
+}
