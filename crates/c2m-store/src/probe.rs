@@ -162,7 +162,7 @@ async fn postgres(url: &str, orders: usize, concurrency: usize) -> Result<ProbeR
     let pool: PgPool = PgPoolOptions::new()
         .max_connections(crate::postgres::DEFAULT_POOL_SIZE)
         .acquire_timeout(Duration::from_secs(30))
-        .connect(url)
+        .connect_with(crate::postgres::connect_options(url)?)
         .await?;
     pool.execute(
         "CREATE TABLE IF NOT EXISTS probe_batches (id BIGINT PRIMARY KEY, units BIGINT NOT NULL);

@@ -15,3 +15,31 @@ async fn fixture() -> Option<c2m_store::conformance::PgFixture> {
 }
 
 c2m_store::conformance_tests!(fixture());
+
+/// The session settings that keep a stalled replica from blocking the others.
+#[tokio::test]
+async fn sessions_carry_the_lock_and_idle_timeouts() {
+    use sqlx::{ConnectOptions, Connection};
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
+        return;
+    };
+    let mut conn = c2m_store::postgres::connect_options(&admin)
+        .expect("options")
+        .connect()
+        .await
+        .expect("connect");
+    let (lock, idle, app): (String, String, String) = sqlx::query_as(
+        "SELECT current_setting('lock_timeout'), \
+         current_setting('idle_in_transaction_session_timeout'), \
+         current_setting('application_name')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("settings");
+    assert_eq!(
+        (lock.as_str(), idle.as_str(), app.as_str()),
+        ("10s", "1min", "c2m")
+    );
+    conn.close().await.ok();
+}

@@ -19,11 +19,12 @@
 mod idempotency;
 mod pooling;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use c2m_domain::{
     Batch, BatchId, Campaign, CampaignId, CampaignProgress, DomainError, Page, PageRequest,
@@ -60,7 +61,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(size.max(1))
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(connect_options(url)?)
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(PgStore { pool })
@@ -78,6 +79,23 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The session settings of every connection (the probe uses them too):
+///
+/// - `idle_in_transaction_session_timeout`: a replica that stalls inside a transaction
+///   (paused, partitioned) holds its campaign's lock; the server ends its session after a
+///   minute, so the other replicas are not blocked for longer.
+/// - `lock_timeout`: a write that waits more than ten seconds for a campaign's lock fails
+///   (`55P03`, a database error the caller may retry with the same key) instead of hanging.
+/// - `application_name` `c2m`, to find the service in `pg_stat_activity`.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)?
+        .application_name("c2m")
+        .options([
+            ("idle_in_transaction_session_timeout", "60s"),
+            ("lock_timeout", "10s"),
+        ]))
 }
 
 /// Whether running the whole transaction again may succeed (see the module docs).
