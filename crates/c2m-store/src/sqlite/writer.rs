@@ -191,3 +191,107 @@ async fn run_group(
     }
     outer.commit().await
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use c2m_domain::DomainError;
+    use futures::future::join_all;
+
+    use super::super::pooling::SqliteTx;
+    use super::super::{SqliteOptions, SqliteStore};
+    use super::Operation;
+    use crate::StoreError;
+
+    /// Inserts `x` into `scratch`; then fails if `refuse`, or leaves a foreign key broken
+    /// (checked only at commit) if `break_at_commit`.
+    struct Insert {
+        x: i64,
+        refuse: bool,
+        break_at_commit: bool,
+    }
+
+    #[async_trait]
+    impl Operation for Insert {
+        type Output = i64;
+        async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<i64, StoreError> {
+            sqlx::query("INSERT INTO scratch (x) VALUES (?1)")
+                .bind(self.x)
+                .execute(tx.conn())
+                .await?;
+            if self.break_at_commit {
+                sqlx::query("PRAGMA defer_foreign_keys = ON")
+                    .execute(tx.conn())
+                    .await?;
+                sqlx::query("INSERT INTO batch_transitions (batch_id, status, at) VALUES ('nope', 'open', 0)")
+                    .execute(tx.conn())
+                    .await?;
+            }
+            if self.refuse {
+                return Err(DomainError::precondition("refused").into());
+            }
+            Ok(self.x)
+        }
+    }
+
+    fn op(x: i64) -> Insert {
+        Insert {
+            x,
+            refuse: false,
+            break_at_commit: false,
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let store = SqliteStore::open_with(&dir.path().join("c2m.db"), SqliteOptions::default())
+            .await
+            .expect("open");
+        sqlx::query("CREATE TABLE scratch (x INTEGER NOT NULL)")
+            .execute(&store.readers)
+            .await
+            .expect("scratch table");
+        (dir, store)
+    }
+
+    async fn stored(store: &SqliteStore) -> Vec<i64> {
+        sqlx::query_scalar("SELECT x FROM scratch ORDER BY x")
+            .fetch_all(&store.readers)
+            .await
+            .expect("read")
+    }
+
+    // On the current-thread runtime every write below is queued before the writer task
+    // runs, so they form one group.
+    #[tokio::test]
+    async fn a_refused_write_rolls_back_alone_and_the_group_commits_once() {
+        let (_dir, store) = store().await;
+        let mut ops: Vec<Insert> = (1..=5).map(op).collect();
+        ops[2].refuse = true;
+        let results = join_all(ops.into_iter().map(|o| store.write(o))).await;
+        assert!(matches!(results[2], Err(StoreError::Domain(_))));
+        let ok: Vec<i64> = results.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(ok, vec![1, 2, 4, 5]);
+        assert_eq!(stored(&store).await, vec![1, 2, 4, 5]);
+        let stats = store.writer_stats();
+        assert_eq!((stats.writes, stats.transactions), (5, 1));
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_commit_fails_is_rerun_one_write_at_a_time() {
+        let (_dir, store) = store().await;
+        let mut ops: Vec<Insert> = (1..=4).map(op).collect();
+        ops[1].break_at_commit = true;
+        let results = join_all(ops.into_iter().map(|o| store.write(o))).await;
+        assert!(
+            matches!(results[1], Err(StoreError::Database(_))),
+            "{:?}",
+            results[1]
+        );
+        let ok: Vec<i64> = results.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(ok, vec![1, 3, 4]);
+        assert_eq!(stored(&store).await, vec![1, 3, 4]);
+        let stats = store.writer_stats();
+        assert_eq!((stats.writes, stats.transactions), (4, 5));
+    }
+}
