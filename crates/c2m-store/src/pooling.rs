@@ -2,9 +2,9 @@
 //!
 //! Each backend implements [`PoolingTx`] (plain reads and writes, no decisions) for its
 //! transaction type and runs these functions inside a transaction that already serialises
-//! writers on the campaign: the SQLite store holds its one writer connection in a
-//! `BEGIN IMMEDIATE` transaction; the PostgreSQL store takes the campaign's row lock in
-//! [`PoolingTx::lock_campaign`]. The decisions (validate the terms, admit the order, may it
+//! writers on the campaign: the SQLite store runs them on its one writer connection in a
+//! `BEGIN IMMEDIATE` transaction (under group commit, in a savepoint of one); the
+//! PostgreSQL store takes the campaign's row lock in [`PoolingTx::lock_campaign`]. The decisions (validate the terms, admit the order, may it
 //! be cancelled) are the domain's; this module reads what they need and writes what they
 //! say, so the two backends cannot disagree about a rule.
 

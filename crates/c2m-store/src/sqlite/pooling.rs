@@ -36,8 +36,9 @@ impl Columns for SqliteRow {
     }
 }
 
-/// The writer connection inside a `BEGIN IMMEDIATE` transaction: the database's write lock
-/// is held from the first statement, so the whole operation sees and writes one state.
+/// The writer connection inside a `BEGIN IMMEDIATE` transaction, or inside a savepoint of
+/// one when writes are grouped: the database's write lock is held from the first
+/// statement, so the whole operation sees and writes one state.
 pub(crate) struct SqliteTx<'c>(pub(crate) Transaction<'c, Sqlite>);
 
 impl SqliteTx<'_> {
