@@ -33,7 +33,9 @@
 //!   microseconds before it is written or returned, so returned values equal later reads.
 //! - Paging cursors are the insertion sequence (`seq`). On PostgreSQL a sequence number is
 //!   taken at insert and becomes visible at commit, so under concurrent inserts a page read
-//!   at the wrong moment can miss a row that commits later with a lower number.
+//!   at the wrong moment can miss a row that commits later with a lower number. Pre-orders
+//!   of one campaign are inserted under its lock, in commit order, so listing by campaign
+//!   is not affected; listing campaigns, or one consumer across campaigns, can be.
 //!
 //! Every store call has a `tracing` span; an error is recorded on it at debug level,
 //! because most are refusals the caller expects (sold out, closed), and the server logs
