@@ -24,7 +24,12 @@ pub enum Command {
 
 /// Logs go to standard error; `RUST_LOG` tunes them (default `info`).
 pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_tracing_with_default("info");
+}
+
+/// As [`init_tracing`], with another level when `RUST_LOG` is not set (examples use `warn`).
+pub fn init_tracing_with_default(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

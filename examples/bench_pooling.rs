@@ -1,0 +1,215 @@
+//! Pre-order throughput over gRPC, next to the raw durable write rate of the same store.
+//!
+//! ```text
+//! cargo run --release --example bench_pooling -- [--orders 5000] [--concurrency 64]
+//!     [--database-url postgres://...] [--addr http://host:port]
+//! ```
+//!
+//! Without `--addr` it starts a server in this process on a fresh SQLite database in a
+//! temporary directory (or on `--database-url`). First it measures the raw rate of the
+//! store: one transaction per order with one INSERT and one UPDATE, at the same durability
+//! settings (`c2m_store::probe`). Then it places the same number of single-unit pre-orders
+//! over gRPC from `--concurrency` tasks and reports accepted orders per second and
+//! p50/p99 latency. Every order is durable before it is acknowledged in both runs, so the
+//! ratio shows what the service costs on top of its store. This is a benchmark, not a
+//! test: it asserts nothing but prints figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use tonic::transport::Channel;
+
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
+use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
+use c2m_server::{Application, Settings};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 5000)]
+    orders: usize,
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Units per batch; each lock is part of the measured work.
+    #[arg(long, default_value_t = 100)]
+    threshold: i64,
+    /// Benchmark this database instead of a fresh SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Benchmark an already running server (the raw probe then needs --database-url).
+    #[arg(long)]
+    addr: Option<String>,
+    /// gRPC connections the load is spread over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[allow(clippy::print_stdout)]
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    c2m_server::cli::init_tracing_with_default("warn");
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+
+    // 1. The raw durable write rate of the same store (before the server takes load).
+    let raw = if args.addr.is_none() || args.database_url.is_some() {
+        Some(c2m_store::probe::raw_write_rate(&url, args.orders, args.concurrency).await?)
+    } else {
+        None
+    };
+
+    // 2. The service over gRPC.
+    let (addr, server) = match &args.addr {
+        Some(a) => (a.clone(), None),
+        None => {
+            let mut settings = Settings::for_tests(dir.path().to_path_buf());
+            settings.database_url = Some(url.clone());
+            let app = Application::build(settings).await?;
+            let addr = format!("http://{}", app.local_addr());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(app.run_until(async {
+                let _ = rx.await;
+            }));
+            (addr, Some((tx, task)))
+        }
+    };
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(
+            Channel::from_shared(addr.clone())?
+                .connect()
+                .await
+                .with_context(|| format!("cannot reach {addr}"))?,
+        );
+    }
+    let deadline = chrono::Utc::now() + chrono::Duration::days(1);
+    let campaign = CampaignServiceClient::new(channels[0].clone())
+        .create_campaign(pb::CreateCampaignRequest {
+            idempotency_key: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+            sku: "bench-sku".into(),
+            title: "benchmark".into(),
+            currency: "CNY".into(),
+            unit_price_minor: 10_000,
+            deposit_minor: 1_000,
+            batch_threshold: args.threshold,
+            batch_cap: None,
+            max_per_order: None,
+            max_per_consumer: None,
+            total_cap: None,
+            opens_at: None,
+            deadline: Some(prost_types::Timestamp {
+                seconds: deadline.timestamp(),
+                nanos: 0,
+            }),
+        })
+        .await?
+        .into_inner();
+
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..args.concurrency.max(1) {
+        let mut client = PreorderServiceClient::new(channels[t % channels.len()].clone());
+        let next = next.clone();
+        let campaign = campaign.id.clone();
+        let total = args.orders;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut refused = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let t0 = Instant::now();
+                let r = client
+                    .place_preorder(pb::PlacePreorderRequest {
+                        idempotency_key: format!("bench-{campaign}-{i}"),
+                        campaign_id: campaign.clone(),
+                        consumer_id: format!("consumer-{}", i % 1000),
+                        quantity: 1,
+                    })
+                    .await;
+                match r {
+                    Ok(_) => lat.push(t0.elapsed()),
+                    Err(_) => refused += 1,
+                }
+            }
+            (lat, refused)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (l, r) = t.await?;
+        lat.extend(l);
+        refused += r;
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    let rate = lat.len() as f64 / elapsed.as_secs_f64();
+
+    println!(
+        "c2m pooling benchmark: {} single-unit pre-orders, {} concurrent clients, threshold {}",
+        args.orders, args.concurrency, args.threshold
+    );
+    println!(
+        "store: {}",
+        if url.starts_with("postgres") {
+            "postgres"
+        } else {
+            "sqlite (WAL, synchronous=FULL)"
+        }
+    );
+    println!();
+    println!(
+        "{:<34} {:>12} {:>10} {:>10}",
+        "", "orders/s", "p50 ms", "p99 ms"
+    );
+    println!(
+        "{:<34} {:>12.0} {:>10.2} {:>10.2}",
+        "gRPC PlacePreorder (accepted)",
+        rate,
+        ms(pct(&lat, 0.50)),
+        ms(pct(&lat, 0.99))
+    );
+    if let Some(raw) = &raw {
+        println!(
+            "{:<34} {:>12.0} {:>10.2} {:>10.2}",
+            "raw store: 1 insert+update txn",
+            raw.orders_per_sec,
+            ms(raw.p50),
+            ms(raw.p99)
+        );
+        println!();
+        println!(
+            "service / raw store rate: {:.2}x",
+            rate / raw.orders_per_sec
+        );
+    }
+    if refused > 0 {
+        println!("refused: {refused}");
+    }
+    if let Some((tx, task)) = server {
+        let _ = tx.send(());
+        task.await??;
+    }
+    Ok(())
+}
