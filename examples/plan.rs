@@ -101,14 +101,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let scenario =
-        match Scenario::from_str_with_name(&args.path, &text).and_then(|s| s.validate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("{}: invalid scenario:\n{e}", args.path);
-                return ExitCode::from(1);
-            }
-        };
+    let scenario = match Scenario::from_str_with_name(&args.path, &text).and_then(|s| s.validate())
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: invalid scenario:\n{e}", args.path);
+            return ExitCode::from(1);
+        }
+    };
     let plan = match plan(&scenario, &args.opts) {
         Ok(p) => p,
         Err(e) => {

@@ -322,6 +322,9 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Decisions) -> Diagnosis {
                     ));
                 }
                 why.push(reason);
+            } else if usable.iter().any(|o| v.offer(***o).max_qty.is_none()) {
+                // Someone sells any quantity: the material is not what limits.
+                continue;
             } else {
                 let capped: Vec<String> = usable
                     .iter()
@@ -330,13 +333,11 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Decisions) -> Diagnosis {
                         Some(format!("`{}` (max {cap})", s.suppliers[o.supplier].id))
                     })
                     .collect();
-                let mut reason = format!("material `{}` runs out", mat.id);
-                if capped.len() == usable.len() {
-                    reason.push_str(&format!(
-                        ": every usable offer is capped: {}",
-                        capped.join(", ")
-                    ));
-                }
+                let mut reason = format!(
+                    "material `{}` runs out: every usable offer is capped: {}",
+                    mat.id,
+                    capped.join(", ")
+                );
                 if !excluded.is_empty() {
                     reason.push_str(&format!(
                         "; offers from {} are excluded by the {}-day material deadline",

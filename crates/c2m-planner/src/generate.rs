@@ -184,7 +184,13 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
     // Suppliers: about one per two materials.
     let n_sup = (size.materials / 2).max(2);
     let lead: Vec<i64> = (0..n_sup)
-        .map(|s| if s % 4 == 3 { r.int(16, 30) } else { r.int(2, 14) })
+        .map(|s| {
+            if s % 4 == 3 {
+                r.int(16, 30)
+            } else {
+                r.int(2, 14)
+            }
+        })
         .collect();
     let mut offers: Vec<Vec<Offer>> = vec![Vec::new(); n_sup];
     for m in 0..size.materials {
@@ -201,7 +207,10 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
         }
         chosen.sort_unstable();
         chosen.dedup();
-        for (j, &s) in chosen.iter().enumerate() {
+        // The first fast supplier is never capped: caps make plans split,
+        // not fail.
+        let anchor = chosen.iter().copied().find(|&s| lead[s] <= 15);
+        for &s in &chosen {
             let n_breaks = r.int(1, size.max_breaks as i64) as usize;
             let mut breaks = vec![PriceBreak {
                 min_qty: 0.0,
@@ -224,7 +233,7 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
             } else {
                 None
             };
-            let capped = j > 0 || chosen.len() > 1;
+            let capped = Some(s) != anchor;
             offers[s].push(Offer {
                 material: materials[m].id.clone(),
                 moq: if r.chance(0.3) {

@@ -248,6 +248,21 @@ pub(crate) fn tier_bounds(
         .collect()
 }
 
+/// Per material, what every plan that meets demand must buy at least.
+pub(crate) fn min_need(v: &ValidatedScenario) -> Vec<f64> {
+    let s = v.scenario();
+    let mut need = vec![0.0; s.materials.len()];
+    for (p, prod) in s.products.iter().enumerate() {
+        for &(m, a) in v.bom(p) {
+            need[m] += a * prod.demand as f64;
+        }
+    }
+    for (m, mat) in s.materials.iter().enumerate() {
+        need[m] -= mat.on_hand;
+    }
+    need
+}
+
 /// Shortfall penalty per unit: more than everything a unit could ever cost,
 /// so that the elastic model first makes as much as it can.
 fn shortfall_penalty(v: &ValidatedScenario) -> f64 {
@@ -338,6 +353,19 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
         lines.push(LineVars { x, y });
     }
 
+    // What every plan must buy of each material: demand is at least met, so
+    // at least `sum_p a_pm d_p - on_hand_m`. Where that is positive some
+    // offer must be ordered; with a single usable offer, that offer must be
+    // ordered and its tiers that cannot cover the need are useless.
+    let min_need = min_need(v);
+    // Only where demand is firm: the elastic model may make less, and the
+    // fixed LP must keep the plan it was given.
+    let strengthen = f == Formulation::Tight && fixed.is_none() && !opts.elastic;
+    let mut usable_offers = vec![0usize; s.materials.len()];
+    for o in v.offers().iter().filter(|o| o.usable) {
+        usable_offers[o.material] += 1;
+    }
+    let mut orders = vec![Expression::default(); s.materials.len()];
     let mut offers = Vec::with_capacity(v.offers().len());
     for (oi, o) in v.offers().iter().enumerate() {
         if !o.usable {
@@ -345,7 +373,18 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
             continue;
         }
         let offer = v.offer(*o);
-        let bounds = tier_bounds(v, oi, need[o.material], f);
+        let mut bounds = tier_bounds(v, oi, need[o.material], f);
+        if strengthen && usable_offers[o.material] == 1 {
+            // The only offer buys at least the need, whichever tier it uses.
+            let must = ceil_pack(min_need[o.material].max(0.0), offer.pack());
+            for b in bounds.iter_mut() {
+                *b = match *b {
+                    Some((_, hi)) if hi < must - 1e-9 => None,
+                    Some((lo, hi)) => Some((lo.max(must), hi)),
+                    None => None,
+                };
+            }
+        }
         let fixed_tier = fixed.map(|d| d.buy[oi].map(|(k, _)| k));
         let mut tiers = Vec::new();
         let mut total_q = Expression::default();
@@ -381,6 +420,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
             }
             total_q += q.v;
             total_z += z.v;
+            orders[o.material] += z.v;
             tiers.push(TierVars { k, q, z });
         }
         if tiers.is_empty() {
@@ -417,6 +457,31 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
             n
         });
         offers.push(Some(OfferVars { tiers, n }));
+    }
+
+    if strengthen {
+        for (m, expr) in orders.into_iter().enumerate() {
+            if min_need[m] > 1e-9 && usable_offers[m] > 0 {
+                if usable_offers[m] == 1 {
+                    constraints.push(expr.eq(1.0));
+                } else {
+                    constraints.push(expr.geq(1.0));
+                }
+            }
+        }
+        // Every product with demand runs on at least one line.
+        for (p, prod) in s.products.iter().enumerate() {
+            if prod.demand > 0 {
+                let ys: Expression = v
+                    .lines()
+                    .iter()
+                    .zip(&lines)
+                    .filter(|(l, _)| l.product == p)
+                    .map(|(_, lv)| Expression::from(lv.y.v))
+                    .sum();
+                constraints.push(ys.geq(1.0));
+            }
+        }
     }
 
     // Materials: consumption <= on hand + bought. Leftover is priced by

@@ -90,7 +90,11 @@ fn tiny(seed: u64) -> Scenario {
             }
             offers.push(Offer {
                 material: format!("m{m}"),
-                moq: if r.chance(0.3) { r.int(1, 8) as f64 } else { 0.0 },
+                moq: if r.chance(0.3) {
+                    r.int(1, 8) as f64
+                } else {
+                    0.0
+                },
                 pack_size: if r.chance(0.3) {
                     Some(r.int(2, 5) as f64)
                 } else {

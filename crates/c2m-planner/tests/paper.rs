@@ -82,7 +82,10 @@ breaks = [ { min_qty = 0.0, unit_price = 10.0 }, { min_qty = 100.0, unit_price =
         assert_eq!(p.cost_breakdown.holding, 10);
         assert_eq!(purchases(&p), vec![("s".into(), 100.0, 8.0)]);
         assert_eq!(p.leftover.get("m"), Some(10.0));
-        assert!(p.binding.iter().any(|b| matches!(b, Binding::RoundUp { .. })));
+        assert!(p
+            .binding
+            .iter()
+            .any(|b| matches!(b, Binding::RoundUp { .. })));
     }
 }
 
@@ -235,7 +238,10 @@ hours_per_unit = 1.0
         assert_eq!(p.total_cost, 500);
         assert_eq!(p.runs.len(), 1);
         assert_eq!(p.runs[0].quantity, 100);
-        assert!(p.binding.iter().any(|b| matches!(b, Binding::MinRun { .. })));
+        assert!(p
+            .binding
+            .iter()
+            .any(|b| matches!(b, Binding::MinRun { .. })));
     }
 }
 
@@ -403,7 +409,10 @@ hours_per_unit = 1.0
     for p in solve_all(&v) {
         assert_eq!(p.status, PlanStatus::Infeasible);
         assert_eq!(p.shortfalls.len(), 1);
-        assert_eq!((p.shortfalls[0].sku.as_str(), p.shortfalls[0].short_by), ("p", 40));
+        assert_eq!(
+            (p.shortfalls[0].sku.as_str(), p.shortfalls[0].short_by),
+            ("p", 40)
+        );
         assert_eq!(p.total_cost, 300);
         let d = p.diagnosis.as_ref().expect("a diagnosis");
         assert_eq!(d.capacity_bound, vec!["a".to_string()]);

@@ -91,7 +91,10 @@ fn the_contract_example_is_valid_and_plans() {
 
 #[test]
 fn unknown_field_names_the_field_and_its_place() {
-    let text = SMALL.replace("order_cost = 5000.0", "order_cost = 5000.0\ncolour = \"red\"");
+    let text = SMALL.replace(
+        "order_cost = 5000.0",
+        "order_cost = 5000.0\ncolour = \"red\"",
+    );
     let e = errors(&text);
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].0, "suppliers[0].offers[0].colour");
@@ -195,7 +198,10 @@ fn json_is_the_same_structure_and_round_trips() {
     assert_eq!(Scenario::from_toml_str(&toml).unwrap(), s);
     let bad = json.replacen("\"lead_days\"", "\"lead_time\"", 1);
     let err = Scenario::from_json_str(&bad).unwrap_err();
-    assert!(err.to_string().starts_with("suppliers[0].lead_time"), "{err}");
+    assert!(
+        err.to_string().starts_with("suppliers[0].lead_time"),
+        "{err}"
+    );
 }
 
 // The kettle sample: every solver and formulation agree on one optimum, and
