@@ -130,6 +130,8 @@ pub(crate) struct Model {
     pub offers: Vec<Option<OfferVars>>,
     pub shortfall: Vec<Option<Var>>,
     pub has_integers: bool,
+    /// Demand no line can meet: infeasible before any solver looks.
+    pub trivially_infeasible: bool,
 }
 
 /// Upper bounds of runs, in units, for the given formulation.
@@ -553,15 +555,24 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
         0.0
     };
     let mut shortfall = vec![None; s.products.len()];
+    let mut trivially_infeasible = false;
     for (p, prod) in s.products.iter().enumerate() {
         if prod.demand == 0 {
             continue;
         }
         let mut made = Expression::default();
+        let mut any_line = false;
         for (i, l) in v.lines().iter().enumerate() {
             if l.product == p {
                 made += lines[i].x.v;
+                any_line = true;
             }
+        }
+        if !any_line && !opts.elastic {
+            // No line can make it: a row without variables, which some
+            // solvers reject as an empty model rather than call infeasible.
+            trivially_infeasible = true;
+            continue;
         }
         if opts.elastic {
             let sv = add(&mut vars, variable().min(0.0).max(prod.demand as f64));
@@ -584,6 +595,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
         offers,
         shortfall,
         has_integers,
+        trivially_infeasible,
     }
 }
 
@@ -644,17 +656,23 @@ impl Layout {
             let Some(ov) = ov else { continue };
             let pack = v.offer(v.offers()[oi]).pack();
             let mut best: Option<(usize, f64)> = None;
+            // The tier is the one that carries the quantity. Its binary is
+            // not trusted alone: with a big M, a solver may keep `z` within
+            // its integrality tolerance of 0 (1e-6 * M = 1 unit) while buying.
             for t in &ov.tiers {
                 let z = vals[t.z.i];
                 let q = vals[t.q.i];
-                if z > 0.5 && best.is_none_or(|(_, bq)| q > bq) {
+                let carries = q > 1e-7 || (z > 0.5 && q >= 0.0);
+                if carries && best.is_none_or(|(_, bq)| q > bq) {
                     best = Some((t.k, q));
                 }
             }
             if let Some((k, mut q)) = best {
                 q = match (pack, ov.n) {
                     (Some(p), Some(n)) => vals[n.i].round().max(0.0) * p,
-                    _ => crate::plan::clean(q.max(0.0)),
+                    // Solvers meet rows to about 1e-7: snap to 1e-6 so that
+                    // 2.9999997 reads as the 3 it stands for.
+                    _ => (q.max(0.0) * 1e6).round() / 1e6,
                 };
                 if q > 0.0 {
                     d.buy[oi] = Some((k, q));

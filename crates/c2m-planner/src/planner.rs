@@ -10,8 +10,13 @@ use crate::plan::{plan_from_decisions, Decisions, Plan, PlanStatus};
 use crate::solve::{solve_model, Outcome, SolveOptions, SolverError};
 use crate::validate::ValidatedScenario;
 
-/// Gaps at or below this are treated as proven optimal (solver tolerances).
-const OPTIMAL_GAP: f64 = 1e-9;
+/// Relative gaps at or below this are treated as proven optimal: solvers
+/// stop at an absolute gap of about 1e-6 even when asked for zero.
+const OPTIMAL_GAP: f64 = 1e-7;
+
+/// Absolute gaps (minor units) at or below this are proven optimal too: a
+/// hundredth of a cent is below anything the plan reports.
+const OPTIMAL_ABS_GAP: f64 = 1e-2;
 
 /// Why no plan could be made. An infeasible scenario is *not* an error: it
 /// is a plan with status `infeasible` and its shortfalls.
@@ -108,7 +113,8 @@ fn set_gap(plan: &mut Plan, bound: Option<f64>, finished: bool) {
         None if finished => 0.0,
         None => f64::INFINITY,
     };
-    if finished && gap <= OPTIMAL_GAP {
+    let abs_gap = bound.map_or(0.0, |b| total - b);
+    if finished && (gap <= OPTIMAL_GAP || abs_gap <= OPTIMAL_ABS_GAP) {
         plan.status = PlanStatus::Optimal;
         plan.gap = 0.0;
         plan.best_bound = Some(bound.unwrap_or(total).min(total));

@@ -140,6 +140,18 @@ pub(crate) fn solve_model(
     start: Option<Vec<f64>>,
 ) -> Result<Outcome, SolverError> {
     let started = Instant::now();
+    if model.trivially_infeasible {
+        return Ok(Outcome::Infeasible);
+    }
+    if model.all.is_empty() {
+        // Nothing to decide (no lines, no offers): the empty plan.
+        return Ok(Outcome::Solved(RawSolution {
+            values: Vec::new(),
+            finished: true,
+            best_bound: Some(0.0),
+            row_duals: Some(vec![0.0; model.constraints.len()]),
+        }));
+    }
     let result = match solver {
         #[cfg(feature = "highs")]
         SolverKind::Highs => highs_backend::solve(model, time_limit, mip_gap, start),
@@ -262,6 +274,10 @@ mod highs_backend {
         set("time_limit", time_limit.as_secs_f64().max(0.001))?;
         if has_integers {
             set("mip_rel_gap", mip_gap.max(0.0))?;
+            // A binary at 1e-6 (HiGHS's default integrality tolerance) times
+            // a bound of 1e4..1e6 lets units through unpaid and under the
+            // MOQ; plans are checked exactly, so the tolerance must be tight.
+            set("mip_feasibility_tolerance", 1e-9)?;
         }
         if let Some(start) = start {
             // An infeasible start is only a warning to HiGHS; it then starts cold.
