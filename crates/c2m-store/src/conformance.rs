@@ -32,9 +32,15 @@ use c2m_domain::{
 
 use crate::postgres::PgStore;
 use crate::sqlite::{SqliteOptions, SqliteStore};
+use crate::catalogue::{
+    CatalogueFactory, CatalogueMaterial, CatalogueProduct, CatalogueSupplier, FactoryLine,
+    OfferPriceBreak, SupplierOffer,
+};
+use crate::planning::{MaterialDelivery, NewWorkOrder, RunBatch, WorkOrderRun};
 use crate::{
-    BatchTransition, CancelPreorder, CreateCampaign, PlacePreorder, PreorderFilter, Store,
-    StoreError,
+    BatchTransition, CancelPreorder, Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit,
+    CatalogueKind, ChangeCatalogue, CreateCampaign, NewPlan, PlacePreorder, PlanStatus,
+    PreorderFilter, Store, StoreError,
 };
 
 /// A fresh, empty database for one test case, and ways to look at it.
@@ -57,6 +63,7 @@ pub async fn run_case<Fut>(fixture: Arc<dyn Fixture>, case: impl FnOnce(Arc<dyn 
 where
     Fut: Future<Output = ()> + Send + 'static,
 {
+    seed_catalogue(&*fixture.store()).await;
     let outcome = tokio::spawn(case(fixture.clone())).await;
     fixture.teardown().await;
     if let Err(e) = outcome {
@@ -95,6 +102,8 @@ macro_rules! conformance_tests {
             concurrent_orders_from_two_replicas,
             abandoned_calls_happen_whole_or_not_at_all,
             random_operations_match_a_model_of_the_pooling_rule,
+            catalogue_changes_and_the_sku_rule,
+            plans_take_batches_once_and_number_work_orders_per_factory,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1536,4 +1545,356 @@ pub async fn random_operations_match_a_model_of_the_pooling_rule(fx: Arc<dyn Fix
         None => assert_eq!(out.failed_batch, None),
     }
     check_pool_invariants(&*fx, &c.id, Some(10)).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Catalogue and planning
+
+/// The skus the pooling cases sell; campaigns need their product in the catalogue.
+pub const SEEDED_SKUS: &[&str] = &["kettle-17-white", "sku-0", "sku-1", "sku-2", "sku-3", "sku-4"];
+
+fn accept_all() -> CatalogueCheck {
+    Arc::new(|_: &Catalogue| Ok(()))
+}
+
+/// Adds the products of [`SEEDED_SKUS`] to the catalogue (run before every case).
+pub async fn seed_catalogue(store: &dyn Store) {
+    ensure_products(store, SEEDED_SKUS).await;
+}
+
+/// Adds products with these skus (and no bill of materials) to the catalogue, keeping
+/// everything else; for tests that create campaigns.
+pub async fn ensure_products(store: &dyn Store, skus: &[&str]) {
+    let products = skus
+        .iter()
+        .map(|s| CatalogueProduct {
+            sku: (*s).to_owned(),
+            bom: Default::default(),
+        })
+        .collect();
+    store
+        .change_catalogue(
+            &ChangeCatalogue {
+                idempotency_key: key(),
+                edit: CatalogueEdit::Merge(Catalogue {
+                    name: "conformance".into(),
+                    currency: Some("CNY".into()),
+                    products,
+                    ..Catalogue::default()
+                }),
+            },
+            accept_all(),
+            t0(),
+        )
+        .await
+        .expect("add products to the catalogue");
+}
+
+fn sample_catalogue() -> Catalogue {
+    Catalogue {
+        version: 0,
+        name: "sample".into(),
+        currency: Some("CNY".into()),
+        material_deadline_days: Some(21),
+        products: vec![
+            CatalogueProduct {
+                sku: "kettle-17-white".into(),
+                bom: [("steel".to_owned(), 0.8), ("cord".to_owned(), 1.0)].into(),
+            },
+            CatalogueProduct {
+                sku: "toaster".into(),
+                bom: [("steel".to_owned(), 1.2)].into(),
+            },
+        ],
+        materials: vec![
+            CatalogueMaterial {
+                id: "steel".into(),
+                unit: "kg".into(),
+                on_hand: 10.0,
+                holding_cost: 5.0,
+            },
+            CatalogueMaterial {
+                id: "cord".into(),
+                unit: "pc".into(),
+                on_hand: 0.0,
+                holding_cost: 0.0,
+            },
+        ],
+        factories: vec![CatalogueFactory {
+            id: "f1".into(),
+            capacity_hours: 100.0,
+            lines: vec![FactoryLine {
+                sku: "kettle-17-white".into(),
+                unit_cost: 1000.0,
+                setup_cost: 0.0,
+                min_run: 0,
+                hours_per_unit: 0.1,
+                setup_hours: 0.0,
+            }],
+        }],
+        suppliers: vec![CatalogueSupplier {
+            id: "steel-co".into(),
+            lead_days: 7,
+            offers: vec![SupplierOffer {
+                material: "steel".into(),
+                moq: 0.0,
+                pack_size: Some(5.0),
+                max_qty: None,
+                order_cost: 100.0,
+                breaks: vec![OfferPriceBreak {
+                    min_qty: 0.0,
+                    unit_price: 50.0,
+                }],
+            }],
+        }],
+    }
+}
+
+async fn change(
+    store: &dyn Store,
+    edit: CatalogueEdit,
+    check: CatalogueCheck,
+) -> Result<CatalogueChanged, StoreError> {
+    store
+        .change_catalogue(
+            &ChangeCatalogue {
+                idempotency_key: key(),
+                edit,
+            },
+            check,
+            t0(),
+        )
+        .await
+}
+
+pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let sample = sample_catalogue();
+    let req = ChangeCatalogue {
+        idempotency_key: key(),
+        edit: CatalogueEdit::Replace(sample.clone()),
+    };
+    let first = store
+        .change_catalogue(&req, accept_all(), t0())
+        .await
+        .expect("replace");
+    let again = store
+        .change_catalogue(&req, accept_all(), t0())
+        .await
+        .expect("replayed");
+    assert_eq!(first, again, "a retry replays the first answer");
+    let mut read = store.catalogue().await.expect("read");
+    assert_eq!(read.version, first.version);
+    read.version = 0;
+    assert_eq!(read, sample, "what was written reads back in order");
+
+    // A check that refuses writes nothing.
+    let refuse: CatalogueCheck =
+        Arc::new(|_: &Catalogue| Err(DomainError::invalid("materials[0].on_hand", "no")));
+    let mut more = sample.clone();
+    more.materials[0].on_hand = 99.0;
+    assert_eq!(
+        invalid_field(change(&*store, CatalogueEdit::Merge(more.clone()), refuse).await),
+        "materials[0].on_hand"
+    );
+    assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 10.0);
+
+    // Merge replaces by id and appends new entries.
+    let fragment = Catalogue {
+        name: "sample".into(),
+        currency: Some("CNY".into()),
+        materials: vec![
+            CatalogueMaterial {
+                id: "cord".into(),
+                unit: "pc".into(),
+                on_hand: 40.0,
+                holding_cost: 0.0,
+            },
+            CatalogueMaterial {
+                id: "glass".into(),
+                unit: "kg".into(),
+                on_hand: 1.0,
+                holding_cost: 0.0,
+            },
+        ],
+        ..Catalogue::default()
+    };
+    change(&*store, CatalogueEdit::Merge(fragment), accept_all())
+        .await
+        .expect("merge");
+    let c = store.catalogue().await.unwrap();
+    let ids: Vec<(&str, f64)> = c.materials.iter().map(|m| (m.id.as_str(), m.on_hand)).collect();
+    assert_eq!(ids, vec![("steel", 10.0), ("cord", 40.0), ("glass", 1.0)]);
+    assert_eq!(c.products.len(), 2, "entries not given stay");
+    let mut usd = Catalogue {
+        currency: Some("USD".into()),
+        ..Catalogue::default()
+    };
+    usd.name = "x".into();
+    assert_eq!(
+        invalid_field(change(&*store, CatalogueEdit::Merge(usd), accept_all()).await),
+        "currency"
+    );
+
+    // The sku rule: a campaign needs its product, and keeps it.
+    let mut unknown = spec(5, None);
+    unknown.sku = "no-such-sku".into();
+    let refused = store
+        .create_campaign(
+            &CreateCampaign {
+                idempotency_key: key(),
+                spec: unknown,
+            },
+            t0(),
+        )
+        .await;
+    assert!(precondition(refused).contains("no-such-sku"));
+    create(&*store, spec(5, None)).await;
+    let delete = CatalogueEdit::Delete {
+        kind: CatalogueKind::Product,
+        id: "kettle-17-white".into(),
+    };
+    assert!(precondition(change(&*store, delete, accept_all()).await).contains("kettle-17-white"));
+    let mut without = sample.clone();
+    without.products.remove(0);
+    assert!(precondition(
+        change(&*store, CatalogueEdit::Replace(without), accept_all()).await
+    )
+    .contains("kettle-17-white"));
+    let delete = CatalogueEdit::Delete {
+        kind: CatalogueKind::Product,
+        id: "toaster".into(),
+    };
+    change(&*store, delete.clone(), accept_all())
+        .await
+        .expect("an unused product can go");
+    not_found(change(&*store, delete, accept_all()).await, "product");
+    assert_eq!(store.catalogue().await.unwrap().products.len(), 1);
+}
+
+/// Locks one batch of a new campaign selling `sku` and returns it.
+async fn locked_batch(store: &dyn Store, sku: &str) -> Batch {
+    let mut s = spec(2, None);
+    s.sku = sku.into();
+    let c = create(store, s).await;
+    place(store, &c.id, &consumer(1), 2).await.expect("locks");
+    let b = batches(store, &c.id).await.remove(0);
+    assert_eq!(b.status, BatchStatus::Locked);
+    b
+}
+
+fn new_plan(status: PlanStatus, batches: Vec<BatchId>, work_orders: Vec<NewWorkOrder>) -> NewPlan {
+    NewPlan {
+        idempotency_key: None,
+        status,
+        currency: "CNY".into(),
+        total_cost: 1234,
+        cost_breakdown: "{}".into(),
+        gap: if status == PlanStatus::Optimal { Some(0.0) } else { None },
+        solver: "test".into(),
+        solve_seconds: 0.5,
+        diagnosis: (status == PlanStatus::Infeasible).then(|| "{\"reasons\":[]}".to_owned()),
+        scenario: "name = \"x\"".into(),
+        plan: "{}".into(),
+        catalogue_version: 1,
+        batches,
+        work_orders,
+        reservations: vec![("steel".into(), 4.0)],
+    }
+}
+
+fn work_order(factory: &str, batch: &Batch) -> NewWorkOrder {
+    NewWorkOrder {
+        factory_id: factory.into(),
+        runs: vec![WorkOrderRun {
+            sku: "kettle-17-white".into(),
+            quantity: batch.units,
+            batches: vec![RunBatch {
+                batch_id: batch.id.clone(),
+                units: batch.units,
+            }],
+        }],
+        materials: vec![MaterialDelivery {
+            material: "steel".into(),
+            supplier: None,
+            quantity: 4.0,
+        }],
+        due_at: t0() + Duration::days(30),
+    }
+}
+
+pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    change(&*store, CatalogueEdit::Replace(sample_catalogue()), accept_all())
+        .await
+        .expect("catalogue");
+    let a = locked_batch(&*store, "kettle-17-white").await;
+    let b = locked_batch(&*store, "toaster").await;
+    let queue = store.planning_queue().await.expect("queue");
+    let mut queued: Vec<(&BatchId, &str)> = queue.iter().map(|q| (&q.batch.id, q.sku.as_str())).collect();
+    queued.sort();
+    let mut expected = vec![(&a.id, "kettle-17-white"), (&b.id, "toaster")];
+    expected.sort();
+    assert_eq!(queued, expected, "both locked batches wait (same lock time: by id)");
+
+    // An infeasible cycle is kept, with its diagnosis, and leaves the batches queued.
+    let infeasible = store
+        .store_plan(&new_plan(PlanStatus::Infeasible, vec![a.id.clone(), b.id.clone()], vec![]), t0())
+        .await
+        .expect("store infeasible");
+    let queue = store.planning_queue().await.expect("queue");
+    assert_eq!(queue.len(), 2);
+    assert_eq!(queue[0].last_plan.as_ref().map(|p| p.id.as_str()), Some(infeasible.as_str()));
+    let got = store.get_plan(&infeasible).await.expect("get");
+    assert_eq!(got.summary.status, PlanStatus::Infeasible);
+    assert!(got.diagnosis.is_some() && got.work_orders.is_empty() && got.reservations.is_empty());
+    assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 10.0);
+
+    // A feasible plan holds both batches, reserves stock, numbers work orders per factory.
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        vec![a.id.clone(), b.id.clone()],
+        vec![work_order("f1", &a), work_order("f2", &b), work_order("f1", &b)],
+    );
+    plan.idempotency_key = Some(key());
+    let id = store.store_plan(&plan, t0()).await.expect("store");
+    assert_eq!(store.store_plan(&plan, t0()).await.expect("replay"), id);
+    assert_eq!(
+        store.replayed_plan(plan.idempotency_key.as_ref().unwrap()).await.unwrap(),
+        Some(id.clone())
+    );
+    assert!(store.planning_queue().await.unwrap().is_empty());
+    let got = store.get_plan(&id).await.expect("get");
+    let seqs: Vec<(&str, i64)> = got.work_orders.iter().map(|w| (w.factory_id.as_str(), w.seq)).collect();
+    assert_eq!(seqs, vec![("f1", 1), ("f1", 2), ("f2", 1)]);
+    assert_eq!(got.work_orders[0].runs, plan.work_orders[0].runs);
+    assert_eq!(got.reservations, vec![("steel".to_owned(), 4.0)]);
+    assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 6.0);
+
+    // A batch is held by one plan at a time.
+    let mut twice = new_plan(PlanStatus::Optimal, vec![a.id.clone()], vec![work_order("f1", &a)]);
+    twice.reservations.clear();
+    assert!(precondition(store.store_plan(&twice, t0()).await).contains(a.id.as_str()));
+    // Stock that is not there cannot be reserved.
+    let c = locked_batch(&*store, "kettle-17-white").await;
+    let mut greedy = new_plan(PlanStatus::Feasible, vec![c.id.clone()], vec![work_order("f2", &c)]);
+    greedy.reservations = vec![("steel".into(), 7.0)];
+    assert!(precondition(store.store_plan(&greedy, t0()).await).contains("steel"));
+    greedy.reservations = vec![("steel".into(), 6.0)];
+    let third = store.store_plan(&greedy, t0()).await.expect("store third");
+    let got = store.get_plan(&third).await.unwrap();
+    assert_eq!(got.work_orders[0].seq, 2, "f2's sequence continues");
+    assert_eq!(got.summary.gap, None);
+
+    let listed = store.list_plans(PageRequest::first(2)).await.unwrap();
+    let ids: Vec<&str> = listed.items.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, vec![third.as_str(), id.as_str()], "newest first");
+    let rest = store
+        .list_plans(PageRequest { size: 2, after: listed.next_after })
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].id, infeasible);
+    assert_eq!(rest.items[0].batches, 2);
+    not_found(store.get_plan("pln_nope").await, "plan");
 }

@@ -64,8 +64,15 @@ use c2m_domain::{
 
 mod error;
 pub use error::StoreError;
+pub use catalogue::{
+    Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, ChangeCatalogue,
+};
+pub use planning::{NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, WorkOrder};
 
+pub mod catalogue;
 mod idempotency;
+pub mod planning;
+mod planning_sql;
 mod pooling;
 mod rows;
 
@@ -133,10 +140,49 @@ pub struct BatchTransition {
     pub at: DateTime<Utc>,
 }
 
-/// The store. Each method runs in one transaction: it either happens completely or not at
-/// all, and an error leaves nothing written.
+/// The catalogue: the production data the planner needs (see [`catalogue`]).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait CatalogueStore: Send + Sync + 'static {
+    /// The whole catalogue, read in one snapshot.
+    async fn catalogue(&self) -> Result<Catalogue, StoreError>;
+
+    /// Applies the edit if the resulting catalogue passes `check` and no campaign's sku
+    /// disappears (`FailedPrecondition` naming the sku). Idempotent by key.
+    async fn change_catalogue(
+        &self,
+        req: &ChangeCatalogue,
+        check: CatalogueCheck,
+        now: DateTime<Utc>,
+    ) -> Result<CatalogueChanged, StoreError>;
+}
+
+/// The planning queue and the stored plans (see [`planning`]).
+#[async_trait]
+pub trait PlanningStore: Send + Sync + 'static {
+    /// The batches waiting for a planning cycle, oldest lock first. The one selection is
+    /// `planning::QUEUED_BATCHES` (today: locked batches that no plan holds).
+    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError>;
+
+    /// Stores a cycle's plan, its work orders (numbered per factory) and its stock
+    /// reservations, in one transaction; returns the plan's id. `FailedPrecondition` if a
+    /// batch is no longer waiting or the stock it reserves is gone (plan again).
+    /// Idempotent by the plan's key, when it has one.
+    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String, StoreError>;
+
+    /// The plan a `RunPlanning` idempotency key already produced.
+    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>, StoreError>;
+
+    async fn get_plan(&self, id: &str) -> Result<StoredPlan, StoreError>;
+
+    /// Plans, newest first.
+    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError>;
+}
+
+/// The store. Each method runs in one transaction: it either happens completely or not at
+/// all, and an error leaves nothing written. The catalogue and planning methods are in
+/// their own traits, which every store also implements.
+#[async_trait]
+pub trait Store: CatalogueStore + PlanningStore + Send + Sync + 'static {
     /// Which backend this is, for logs and the health report ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 

@@ -90,7 +90,7 @@ fn preorder_not_found(id: &PreorderId) -> StoreError {
 }
 
 pub(crate) async fn create_campaign(
-    tx: &mut (impl PoolingTx + ?Sized),
+    tx: &mut (impl PoolingTx + crate::catalogue::CatalogueTx + ?Sized),
     req: &CreateCampaign,
     now: DateTime<Utc>,
 ) -> Result<Campaign, StoreError> {
@@ -100,6 +100,7 @@ pub(crate) async fn create_campaign(
         return Ok(done);
     }
     let mut terms = req.spec.validate(now)?;
+    crate::catalogue::require_product(tx, &terms.sku).await?;
     terms.opens_at = micros(terms.opens_at);
     terms.deadline = micros(terms.deadline);
     let campaign = Campaign {

@@ -128,6 +128,9 @@ macro_rules! write {
     }};
 }
 
+// After `write!`, which it uses.
+mod planning;
+
 fn campaign_not_found(id: &CampaignId) -> StoreError {
     DomainError::NotFound {
         entity: "campaign",

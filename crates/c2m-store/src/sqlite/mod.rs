@@ -16,6 +16,7 @@
 //! - Time: timestamps are INTEGER microseconds since the Unix epoch (UTC).
 
 mod idempotency;
+mod planning;
 mod pooling;
 mod writer;
 

@@ -1,0 +1,107 @@
+//! PostgreSQL: the catalogue and planning tables ([`CatalogueStore`], [`PlanningStore`]).
+//!
+//! Catalogue changes and stored plans serialise on the `catalogue_meta` row
+//! (`FOR UPDATE`), across replicas; creating a campaign holds its product's row
+//! (`FOR SHARE`) so the product cannot be removed under it. Reads run in a read-only
+//! REPEATABLE READ transaction, so a multi-statement read sees one snapshot.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use c2m_domain::{IdempotencyKey, Page, PageRequest};
+
+use super::pooling::PgTx;
+use super::{retryable, PgStore, ATTEMPTS};
+use crate::catalogue::{Catalogue, CatalogueChanged, CatalogueCheck, ChangeCatalogue};
+use crate::planning::{plan_not_found, NewPlan, PlanSummary, QueuedBatch, StoredPlan};
+use crate::{CatalogueStore, PlanningStore, StoreError};
+
+mod sql {
+    use super::super::pooling::PgTx;
+    use sqlx::postgres::PgRow;
+
+    fn ts(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        t
+    }
+
+    crate::planning_sql::catalogue_planning_sql!(
+        tx = PgTx,
+        row = PgRow,
+        ts = ts,
+        for_update = " FOR UPDATE",
+        for_share = " FOR SHARE",
+    );
+}
+
+impl PgStore {
+    /// A read-only snapshot.
+    async fn snapshot(&self) -> Result<PgTx, StoreError> {
+        let mut tx = PgTx(self.pool.begin().await?);
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(tx.conn())
+            .await?;
+        Ok(tx)
+    }
+}
+
+#[async_trait]
+impl CatalogueStore for PgStore {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn catalogue(&self) -> Result<Catalogue, StoreError> {
+        use crate::catalogue::CatalogueTx;
+        let mut tx = self.snapshot().await?;
+        let r = tx.read_catalogue().await;
+        tx.finish(r).await
+    }
+
+    #[tracing::instrument(skip(self, check), err(level = "debug"))]
+    async fn change_catalogue(
+        &self,
+        req: &ChangeCatalogue,
+        check: CatalogueCheck,
+        now: DateTime<Utc>,
+    ) -> Result<CatalogueChanged, StoreError> {
+        write!(self, |tx| crate::catalogue::change_catalogue(
+            &mut tx, req, &check, now
+        ))
+    }
+}
+
+#[async_trait]
+impl PlanningStore for PgStore {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError> {
+        use crate::planning::PlanningTx;
+        let mut tx = self.snapshot().await?;
+        let r = tx.queued_batches().await;
+        tx.finish(r).await
+    }
+
+    #[tracing::instrument(skip(self, plan), err(level = "debug"))]
+    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String, StoreError> {
+        write!(self, |tx| crate::planning::store_plan(&mut tx, plan, now))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>, StoreError> {
+        let mut tx = self.snapshot().await?;
+        let r = crate::planning::replayed_plan(&mut tx, key).await;
+        tx.finish(r).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn get_plan(&self, id: &str) -> Result<StoredPlan, StoreError> {
+        use crate::planning::PlanningTx;
+        let mut tx = self.snapshot().await?;
+        let r = tx.plan(id).await;
+        tx.finish(r).await?.ok_or_else(|| plan_not_found(id))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError> {
+        use crate::planning::PlanningTx;
+        let mut tx = self.snapshot().await?;
+        let r = tx.plans(page).await;
+        tx.finish(r).await
+    }
+}
