@@ -3,7 +3,14 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::pricing::{PriceLadder, PriceTier, TierPosition};
 use crate::{CampaignId, Currency, DomainError, Money};
+
+/// The balance window when a campaign with a balance to pay does not set one: seven days
+/// from the moment its batch locks.
+pub const DEFAULT_BALANCE_WINDOW_SECS: i64 = 7 * 24 * 3600;
+/// The longest balance window a campaign may set (90 days): the factory waits for it.
+pub const MAX_BALANCE_WINDOW_SECS: i64 = 90 * 24 * 3600;
 
 /// What a merchant asks for when creating a campaign, as received. Nothing here is
 /// trusted until [`CampaignSpec::validate`] turns it into [`CampaignTerms`].
@@ -31,6 +38,19 @@ pub struct CampaignSpec {
     /// filled in by the server) so that a retried request fingerprints the same.
     pub opens_at: Option<DateTime<Utc>>,
     pub deadline: DateTime<Utc>,
+    /// Volume price breaks on `unit_price` (see [`crate::pricing`]); empty for one price.
+    /// Omitted from the fingerprint when empty, so requests made before ladders existed
+    /// fingerprint as they did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub price_ladder: Vec<PriceTier>,
+    /// Seconds a consumer has, from the moment their batch locks, to pay the balance; an
+    /// unpaid balance then forfeits the deposit. Must be absent when the deposit is the
+    /// full price (nothing is left to pay); absent otherwise means
+    /// [`DEFAULT_BALANCE_WINDOW_SECS`]. A window relative to the lock (rather than one
+    /// date for the campaign) gives every batch the same time to pay, however early it
+    /// locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_window_secs: Option<i64>,
 }
 
 /// Validated campaign terms: every invariant the pooling rule relies on holds.
@@ -47,6 +67,58 @@ pub struct CampaignTerms {
     pub total_cap: Option<i64>,
     pub opens_at: DateTime<Utc>,
     pub deadline: DateTime<Utc>,
+    /// Empty when the campaign has one price.
+    #[serde(default)]
+    pub price_ladder: PriceLadder,
+    /// `None` exactly when the deposit is the full price: batches are then ready for
+    /// production at lock.
+    #[serde(default)]
+    pub balance_window_secs: Option<i64>,
+}
+
+impl CampaignTerms {
+    /// Whether the deposit is the whole price, so no balance is ever due.
+    pub fn deposit_is_full_price(&self) -> bool {
+        self.deposit == self.unit_price
+    }
+
+    /// The unit price a batch holding `units` locks at.
+    pub fn price_for(&self, units: i64) -> Money {
+        self.price_ladder.price_for(units, self.unit_price)
+    }
+
+    /// Where a batch of `units` stands on the price ladder.
+    pub fn tier_position(&self, units: i64) -> TierPosition {
+        self.price_ladder.position(units, self.unit_price)
+    }
+
+    /// The balance window, when there is one.
+    pub fn balance_window(&self) -> Option<chrono::Duration> {
+        self.balance_window_secs.map(chrono::Duration::seconds)
+    }
+
+    /// What happens to the money, in words a consumer reads before ordering (shown by
+    /// GetCampaign).
+    pub fn money_policy(&self) -> String {
+        match self.balance_window_secs {
+            None => format!(
+                "The deposit of {} per unit is the full price. It is held when you order, \
+                 released in full if you cancel while the batch is open or if the batch fails \
+                 at the deadline, and taken when the batch locks.",
+                self.deposit
+            ),
+            Some(secs) => format!(
+                "A deposit of {} per unit is held when you order and released in full if you \
+                 cancel while the batch is open or if the batch fails at the deadline. When the \
+                 batch locks the deposit is taken and the balance (the batch's final unit price \
+                 times your units, minus the deposit) is due within {} hours. A balance not \
+                 paid in time forfeits the deposit to the merchant, and the units leave the \
+                 batch.",
+                self.deposit,
+                secs / 3600
+            ),
+        }
+    }
 }
 
 fn positive(field: &str, v: i64) -> Result<i64, DomainError> {
@@ -163,6 +235,29 @@ impl CampaignSpec {
         // Guard the money arithmetic of the largest possible order up front.
         let biggest_order = max_per_order.or(batch_cap).unwrap_or(1);
         Money::new(unit_price, currency).times(biggest_order, "unit_price")?;
+        let price_ladder = PriceLadder::new(
+            &self.price_ladder,
+            Money::new(unit_price, currency),
+            Money::new(deposit, currency),
+            batch_cap,
+        )?;
+        let balance_window_secs = match (deposit == unit_price, self.balance_window_secs) {
+            (true, None) => None,
+            (true, Some(_)) => {
+                return Err(DomainError::invalid(
+                    "balance_window_seconds",
+                    "must be absent: the deposit is the full price, so no balance is ever due",
+                ))
+            }
+            (false, None) => Some(DEFAULT_BALANCE_WINDOW_SECS),
+            (false, Some(secs)) if secs <= 0 || secs > MAX_BALANCE_WINDOW_SECS => {
+                return Err(DomainError::invalid(
+                    "balance_window_seconds",
+                    format!("must be between 1 and {MAX_BALANCE_WINDOW_SECS} seconds, got {secs}"),
+                ))
+            }
+            (false, Some(secs)) => Some(secs),
+        };
         Ok(CampaignTerms {
             sku,
             title,
@@ -175,6 +270,8 @@ impl CampaignSpec {
             total_cap,
             opens_at,
             deadline: self.deadline,
+            price_ladder,
+            balance_window_secs,
         })
     }
 }
@@ -245,6 +342,8 @@ mod tests {
             total_cap: None,
             opens_at: Some(now),
             deadline: now + Duration::days(7),
+            price_ladder: vec![],
+            balance_window_secs: None,
         }
     }
 
@@ -261,6 +360,17 @@ mod tests {
         let terms = spec(now).validate(now).unwrap();
         assert_eq!(terms.unit_price.minor, 39900);
         assert_eq!(terms.deposit.currency.as_str(), "CNY");
+        assert_eq!(terms.balance_window_secs, Some(DEFAULT_BALANCE_WINDOW_SECS));
+        let mut full = spec(now);
+        full.deposit = full.unit_price;
+        assert_eq!(full.validate(now).unwrap().balance_window_secs, None);
+    }
+
+    #[test]
+    fn a_spec_without_money_fields_fingerprints_as_before() {
+        let now = Utc::now();
+        let json = serde_json::to_string(&spec(now)).unwrap();
+        assert!(!json.contains("price_ladder") && !json.contains("balance_window"));
     }
 
     #[test]
@@ -278,6 +388,26 @@ mod tests {
             ("sku", Box::new(|s| s.sku = " ".into())),
             ("max_per_order", Box::new(|s| s.max_per_order = Some(61))),
             ("total_cap", Box::new(|s| s.total_cap = Some(10))),
+            (
+                "balance_window_seconds",
+                Box::new(|s| s.balance_window_secs = Some(0)),
+            ),
+            (
+                "balance_window_seconds",
+                Box::new(|s| {
+                    s.deposit = s.unit_price;
+                    s.balance_window_secs = Some(3600);
+                }),
+            ),
+            (
+                "price_ladder[0].unit_price",
+                Box::new(|s| {
+                    s.price_ladder = vec![PriceTier {
+                        min_units: 10,
+                        unit_price: 4000,
+                    }]
+                }),
+            ),
         ];
         for (field, mutate) in cases {
             let mut s = spec(now);

@@ -10,6 +10,9 @@
 //! - [`pooling`]: the admission rule that pools a pre-order into a batch and says when the
 //!   batch locks.
 //! - [`preorder`]: pre-orders and batches as stored and shown.
+//! - [`ledger`]: the chart of accounts, balanced transactions, deposit holds that resolve
+//!   exactly once, the balance rule.
+//! - [`pricing`]: volume price ladders; a batch pays the tier it reached at lock.
 //! - [`idempotency`]: request fingerprints for idempotency keys.
 //! - [`clock`]: an injectable clock, so deadlines can be tested without waiting.
 //! - [`error`]: [`DomainError`], each variant saying what the caller did wrong.
@@ -19,17 +22,23 @@ pub mod clock;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 pub mod page;
 pub mod pooling;
 pub mod preorder;
+pub mod pricing;
 
 pub use campaign::{Campaign, CampaignProgress, CampaignSpec, CampaignStatus, CampaignTerms};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::DomainError;
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use ids::{BatchId, CampaignId, ConsumerId, PreorderId};
+pub use ledger::{
+    Account, CampaignMoney, HoldState, LedgerEntry, LedgerTxn, MoneyState, Posting, TxnKind,
+};
 pub use money::{Currency, Money};
 pub use page::{Page, PageRequest};
 pub use pooling::{Admission, PoolState};
-pub use preorder::{Batch, BatchStatus, Preorder, PreorderStatus};
+pub use preorder::{Batch, BatchStatus, Preorder, PreorderMoney, PreorderStatus};
+pub use pricing::{PriceLadder, PriceTier, TierPosition};

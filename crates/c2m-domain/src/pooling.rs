@@ -144,6 +144,8 @@ mod tests {
             total_cap: Some(100),
             opens_at: Some(now),
             deadline: now + Duration::days(1),
+            price_ladder: vec![],
+            balance_window_secs: None,
         }
         .validate(now)
         .unwrap()
