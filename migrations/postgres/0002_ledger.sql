@@ -17,6 +17,8 @@ ALTER TABLE campaigns ADD COLUMN balance_window_secs BIGINT CHECK (balance_windo
 -- frozen at lock (the pooling code only updates open batches), so the 0001 check
 -- "a locked batch holds at least its threshold" stays true of the units at lock.
 ALTER TABLE batches ADD COLUMN final_unit_price BIGINT CHECK (final_unit_price > 0);
+-- The currency of final_unit_price, written with it (the campaign's currency).
+ALTER TABLE batches ADD COLUMN currency TEXT CHECK (length(currency) = 3);
 ALTER TABLE batches ADD COLUMN balance_due_by TIMESTAMPTZ;
 ALTER TABLE batches ADD COLUMN forfeited_units BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE batches ADD CONSTRAINT batches_forfeited_units_range

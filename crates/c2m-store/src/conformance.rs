@@ -325,6 +325,8 @@ fn spec(threshold: i64, cap: Option<i64>) -> CampaignSpec {
         total_cap: None,
         opens_at: Some(t0()),
         deadline: deadline(),
+        price_ladder: vec![],
+        balance_window_secs: None,
     }
 }
 

@@ -58,8 +58,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use c2m_domain::{
-    Batch, Campaign, CampaignId, CampaignProgress, CampaignSpec, ConsumerId, DomainError,
-    IdempotencyKey, Page, PageRequest, Preorder, PreorderId,
+    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, CampaignSpec,
+    ConsumerId, DomainError, IdempotencyKey, LedgerEntry, Money, Page, PageRequest, Preorder,
+    PreorderId,
 };
 
 mod error;
@@ -71,12 +72,14 @@ pub use planning::{NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, Wo
 
 pub mod catalogue;
 mod idempotency;
+mod ledger;
 pub mod planning;
 mod planning_sql;
 mod pooling;
 mod rows;
 
 pub mod postgres;
+pub mod payment;
 pub mod probe;
 pub mod sqlite;
 
@@ -128,6 +131,41 @@ pub struct DeadlineOutcome {
     pub failed_batch: Option<Batch>,
     /// Pre-orders in the failed batch that are now owed a refund.
     pub refunds_due: i64,
+}
+
+/// A request to pay a pre-order's balance. `amount` must be exactly the balance due, in the
+/// campaign's currency; `consumer_id`, when given, must own the pre-order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PayBalance {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub preorder_id: PreorderId,
+    pub consumer_id: Option<ConsumerId>,
+    pub amount: Money,
+}
+
+/// What closing one batch's balance window did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceWindowOutcome {
+    /// The batch, now ready for planning; `None` if it was not due (or already closed by
+    /// another sweeper or an earlier run).
+    pub batch: Option<Batch>,
+    /// Pre-orders whose deposit was forfeited.
+    pub forfeited: i64,
+}
+
+/// A check of the whole ledger, for audits and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerAudit {
+    pub transactions: i64,
+    /// Transactions (by stored sequence) whose postings do not sum to zero; always empty
+    /// unless the database was tampered with.
+    pub unbalanced: Vec<i64>,
+    /// The sum over all accounts per currency; always zero.
+    pub totals: Vec<(String, i64)>,
+    /// Pre-orders whose stored hold state disagrees with their ledger movements (a hold
+    /// with no `hold` movement, a resolved hold without exactly one capture or release).
+    pub hold_mismatches: Vec<PreorderId>,
 }
 
 /// One entry of a batch's append-only transition record: the batch entered `status` at
@@ -244,6 +282,48 @@ pub trait Store: CatalogueStore + PlanningStore + Send + Sync + 'static {
         campaign_id: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<DeadlineOutcome, StoreError>;
+
+    /// Pays the balance of a pre-order whose batch locked, before its balance window
+    /// closes. Idempotent by key. A second payment under another key, a cancelled, pooled,
+    /// failed or forfeited pre-order, or a closed window is `FailedPrecondition`; a wrong
+    /// currency or amount is `InvalidArgument` naming `amount.currency` or `amount.minor`.
+    /// Refusals write nothing.
+    async fn pay_balance(&self, req: &PayBalance, now: DateTime<Utc>)
+        -> Result<Preorder, StoreError>;
+
+    /// Locked batches whose balance window has closed at `now` and that are not yet ready
+    /// for planning, earliest first, at most `limit`.
+    async fn batches_past_balance_window(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<BatchId>, StoreError>;
+
+    /// Closes the batch's balance window if it has passed: unpaid balances forfeit their
+    /// deposits, paid units are settled to the merchant, the batch becomes ready for
+    /// planning. Happens exactly once however often it is called.
+    async fn close_balance_window(
+        &self,
+        batch: &BatchId,
+        now: DateTime<Utc>,
+    ) -> Result<BalanceWindowOutcome, StoreError>;
+
+    /// Batches ready for production planning, in the order they became ready, at most
+    /// `limit`; [`Batch::paid_units`] is what to make.
+    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError>;
+
+    /// The campaign's money summary, in one snapshot; `NotFound` for an unknown campaign.
+    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError>;
+
+    /// The campaign's ledger transactions in the order they were written, paged.
+    async fn list_ledger(
+        &self,
+        campaign: &CampaignId,
+        page: PageRequest,
+    ) -> Result<Page<LedgerEntry>, StoreError>;
+
+    /// Checks the whole ledger (see [`LedgerAudit`]).
+    async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError>;
 
     /// Checks that the store is reachable (for the health service).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -17,6 +17,8 @@ use c2m_domain::{
 };
 
 use crate::idempotency::{record, replay, IdempotencyTx};
+use crate::ledger::{self, LedgerTx};
+use crate::payment::PaymentProvider;
 use crate::rows::micros;
 use crate::{CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder, StoreError};
 
@@ -68,9 +70,6 @@ pub(crate) trait PoolingTx: IdempotencyTx {
 
     async fn set_cancelled(&mut self, id: &PreorderId, at: DateTime<Utc>)
         -> Result<(), StoreError>;
-
-    /// Pre-orders in the batch that are not cancelled.
-    async fn live_preorders(&mut self, batch: &BatchId) -> Result<i64, StoreError>;
 }
 
 fn campaign_not_found(id: &CampaignId) -> StoreError {
@@ -122,7 +121,8 @@ pub(crate) async fn create_campaign(
 }
 
 pub(crate) async fn place_preorder(
-    tx: &mut (impl PoolingTx + ?Sized),
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
     req: &PlacePreorder,
     now: DateTime<Utc>,
 ) -> Result<Preorder, StoreError> {
@@ -152,6 +152,10 @@ pub(crate) async fn place_preorder(
                 created_at: now,
                 locked_at: None,
                 failed_at: None,
+                final_unit_price: None,
+                balance_due_by: None,
+                forfeited_units: 0,
+                ready_at: None,
             };
             tx.insert_batch(&b).await?;
             b
@@ -173,13 +177,30 @@ pub(crate) async fn place_preorder(
         },
         created_at: now,
         cancelled_at: None,
+        money: Default::default(),
     };
     tx.insert_preorder(&preorder).await?;
+    ledger::hold_deposit(tx, provider, &preorder).await?;
     tx.set_batch_units(&batch.id, admission.batch_units_after)
         .await?;
-    if admission.locks {
+    let preorder = if admission.locks {
         tx.end_batch(&batch.id, BatchStatus::Locked, now).await?;
-    }
+        ledger::lock_batch_money(
+            tx,
+            provider,
+            &campaign,
+            &batch.id,
+            admission.batch_units_after,
+            now,
+        )
+        .await?;
+        // Answer with the money as it stands after the lock (captured, balance due).
+        tx.preorder(&preorder.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} vanished", preorder.id)))?
+    } else {
+        preorder
+    };
     record(
         tx,
         OP_PLACE_PREORDER,
@@ -195,7 +216,8 @@ pub(crate) async fn place_preorder(
 /// A consumer naming a pre-order that is not theirs gets `NotFound`, exactly as for an id
 /// that does not exist, so ids cannot be probed for other consumers' orders.
 pub(crate) async fn cancel_preorder(
-    tx: &mut (impl PoolingTx + ?Sized),
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
     req: &CancelPreorder,
     now: DateTime<Utc>,
 ) -> Result<Preorder, StoreError> {
@@ -245,6 +267,7 @@ pub(crate) async fn cancel_preorder(
     }
     tx.set_cancelled(&preorder.id, now).await?;
     tx.set_batch_units(&batch.id, units).await?;
+    ledger::release_deposit(tx, provider, &mut preorder, now).await?;
     preorder.cancelled_at = Some(now);
     preorder.status = PreorderStatus::Cancelled;
     record(
@@ -260,7 +283,8 @@ pub(crate) async fn cancel_preorder(
 }
 
 pub(crate) async fn fail_open_batch_at_deadline(
-    tx: &mut (impl PoolingTx + ?Sized),
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
     campaign_id: &CampaignId,
     now: DateTime<Utc>,
 ) -> Result<DeadlineOutcome, StoreError> {
@@ -283,7 +307,10 @@ pub(crate) async fn fail_open_batch_at_deadline(
     tx.end_batch(&batch.id, BatchStatus::Failed, now).await?;
     batch.status = BatchStatus::Failed;
     batch.failed_at = Some(now);
-    let refunds_due = tx.live_preorders(&batch.id).await?;
+    // Every hold in the batch is released in the same transaction as the failure, so a
+    // sweeper that crashes part-way leaves a batch either open and held or failed and
+    // released.
+    let refunds_due = ledger::release_failed_batch(tx, provider, &batch.id, now).await?;
     Ok(DeadlineOutcome {
         campaign_id: campaign.id,
         failed_batch: Some(batch),

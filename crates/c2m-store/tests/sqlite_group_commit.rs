@@ -38,6 +38,8 @@ async fn place_many(max_group: usize) -> (c2m_store::sqlite::WriterStats, std::t
                     total_cap: None,
                     opens_at: Some(now),
                     deadline: now + Duration::days(3),
+                    price_ladder: vec![],
+                    balance_window_secs: None,
                 },
             },
             now,

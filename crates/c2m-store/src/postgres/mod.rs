@@ -17,6 +17,7 @@
 //!   reports the conflict; nothing from the failed attempt is kept.
 
 mod idempotency;
+mod ledger;
 mod pooling;
 
 use std::str::FromStr;
@@ -27,14 +28,15 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use c2m_domain::{
-    Batch, BatchId, Campaign, CampaignId, CampaignProgress, DomainError, Page, PageRequest,
-    Preorder, PreorderId,
+    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
+    LedgerEntry, Page, PageRequest, Preorder, PreorderId,
 };
 
 use self::pooling::PgTx;
+use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::{
-    BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder,
-    PreorderFilter, Store, StoreError,
+    BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
+    LedgerAudit, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -47,6 +49,8 @@ pub const ATTEMPTS: u32 = 5;
 /// The PostgreSQL store. See the module docs for how replicas stay correct.
 pub struct PgStore {
     pool: PgPool,
+    /// Shown every money movement inside its transaction (see [`crate::payment`]).
+    provider: std::sync::Arc<dyn PaymentProvider>,
 }
 
 impl PgStore {
@@ -64,7 +68,16 @@ impl PgStore {
             .connect_with(connect_options(url)?)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            provider: std::sync::Arc::new(LedgerOnly),
+        })
+    }
+
+    /// Uses `provider` instead of the built-in [`LedgerOnly`].
+    pub fn with_provider(mut self, provider: std::sync::Arc<dyn PaymentProvider>) -> Self {
+        self.provider = provider;
+        self
     }
 
     /// The append-only transition record of a batch, oldest first (for audits and tests).
@@ -174,7 +187,12 @@ impl Store for PgStore {
         req: &PlacePreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        write!(self, |tx| crate::pooling::place_preorder(&mut tx, req, now))
+        write!(self, |tx| crate::pooling::place_preorder(
+            &mut tx,
+            &*self.provider,
+            req,
+            now
+        ))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -204,7 +222,10 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
         write!(self, |tx| crate::pooling::cancel_preorder(
-            &mut tx, req, now
+            &mut tx,
+            &*self.provider,
+            req,
+            now
         ))
     }
 
@@ -234,9 +255,77 @@ impl Store for PgStore {
     ) -> Result<DeadlineOutcome, StoreError> {
         write!(self, |tx| crate::pooling::fail_open_batch_at_deadline(
             &mut tx,
+            &*self.provider,
             campaign_id,
             now
         ))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn pay_balance(
+        &self,
+        req: &PayBalance,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError> {
+        write!(self, |tx| crate::ledger::pay_balance(
+            &mut tx,
+            &*self.provider,
+            req,
+            now
+        ))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batches_past_balance_window(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<BatchId>, StoreError> {
+        ledger::batches_past_balance_window(&self.pool, now, limit).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn close_balance_window(
+        &self,
+        batch: &BatchId,
+        now: DateTime<Utc>,
+    ) -> Result<BalanceWindowOutcome, StoreError> {
+        write!(self, |tx| crate::ledger::close_balance_window(
+            &mut tx,
+            &*self.provider,
+            batch,
+            now
+        ))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError> {
+        ledger::batches_ready_for_planning(&self.pool, limit).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError> {
+        ledger::campaign_money(&self.pool, campaign)
+            .await?
+            .ok_or_else(|| campaign_not_found(campaign))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_ledger(
+        &self,
+        campaign: &CampaignId,
+        page: PageRequest,
+    ) -> Result<Page<LedgerEntry>, StoreError> {
+        let entries = ledger::list_ledger(&self.pool, campaign, page).await?;
+        if entries.items.is_empty() && !pooling::campaign_exists(&self.pool, campaign).await? {
+            return Err(campaign_not_found(campaign));
+        }
+        Ok(entries)
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError> {
+        ledger::ledger_audit(&self.pool).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -16,6 +16,7 @@
 //! - Time: timestamps are INTEGER microseconds since the Unix epoch (UTC).
 
 mod idempotency;
+mod ledger;
 mod planning;
 mod pooling;
 mod writer;
@@ -35,16 +36,17 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
 use c2m_domain::{
-    Batch, BatchId, Campaign, CampaignId, CampaignProgress, DomainError, Page, PageRequest,
-    Preorder, PreorderId,
+    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
+    LedgerEntry, Page, PageRequest, Preorder, PreorderId,
 };
 
 use self::pooling::SqliteTx;
 pub use self::writer::WriterStats;
 use self::writer::{Counters, Job, Operation, Queued};
+use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::{
-    BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder,
-    PreorderFilter, Store, StoreError,
+    BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
+    LedgerAudit, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -76,6 +78,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<JoinHandle<SqliteConnection>>>,
     counters: Arc<Counters>,
     readers: SqlitePool,
+    /// Shown every money movement inside its transaction (see [`crate::payment`]).
+    provider: Arc<dyn PaymentProvider>,
 }
 
 /// The connection settings every connection to the file uses (the probe uses them too).
@@ -139,7 +143,14 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             counters,
             readers,
+            provider: Arc::new(LedgerOnly),
         })
+    }
+
+    /// Uses `provider` instead of the built-in [`LedgerOnly`].
+    pub fn with_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.provider = provider;
+        self
     }
 
     /// The append-only transition record of a batch, oldest first (for audits and tests).
@@ -189,9 +200,11 @@ impl SqliteStore {
 }
 
 struct CreateOp(CreateCampaign, DateTime<Utc>);
-struct PlaceOp(PlacePreorder, DateTime<Utc>);
-struct CancelOp(CancelPreorder, DateTime<Utc>);
-struct DeadlineOp(CampaignId, DateTime<Utc>);
+struct PlaceOp(PlacePreorder, DateTime<Utc>, Arc<dyn PaymentProvider>);
+struct CancelOp(CancelPreorder, DateTime<Utc>, Arc<dyn PaymentProvider>);
+struct DeadlineOp(CampaignId, DateTime<Utc>, Arc<dyn PaymentProvider>);
+struct PayOp(PayBalance, DateTime<Utc>, Arc<dyn PaymentProvider>);
+struct WindowOp(BatchId, DateTime<Utc>, Arc<dyn PaymentProvider>);
 
 #[async_trait]
 impl Operation for CreateOp {
@@ -205,7 +218,7 @@ impl Operation for CreateOp {
 impl Operation for PlaceOp {
     type Output = Preorder;
     async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Preorder, StoreError> {
-        crate::pooling::place_preorder(tx, &self.0, self.1).await
+        crate::pooling::place_preorder(tx, &*self.2, &self.0, self.1).await
     }
 }
 
@@ -213,7 +226,7 @@ impl Operation for PlaceOp {
 impl Operation for CancelOp {
     type Output = Preorder;
     async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Preorder, StoreError> {
-        crate::pooling::cancel_preorder(tx, &self.0, self.1).await
+        crate::pooling::cancel_preorder(tx, &*self.2, &self.0, self.1).await
     }
 }
 
@@ -221,7 +234,23 @@ impl Operation for CancelOp {
 impl Operation for DeadlineOp {
     type Output = DeadlineOutcome;
     async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<DeadlineOutcome, StoreError> {
-        crate::pooling::fail_open_batch_at_deadline(tx, &self.0, self.1).await
+        crate::pooling::fail_open_batch_at_deadline(tx, &*self.2, &self.0, self.1).await
+    }
+}
+
+#[async_trait]
+impl Operation for PayOp {
+    type Output = Preorder;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Preorder, StoreError> {
+        crate::ledger::pay_balance(tx, &*self.2, &self.0, self.1).await
+    }
+}
+
+#[async_trait]
+impl Operation for WindowOp {
+    type Output = BalanceWindowOutcome;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<BalanceWindowOutcome, StoreError> {
+        crate::ledger::close_balance_window(tx, &*self.2, &self.0, self.1).await
     }
 }
 
@@ -266,7 +295,8 @@ impl Store for SqliteStore {
         req: &PlacePreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        self.write(PlaceOp(req.clone(), now)).await
+        self.write(PlaceOp(req.clone(), now, self.provider.clone()))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -297,7 +327,8 @@ impl Store for SqliteStore {
         req: &CancelPreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        self.write(CancelOp(req.clone(), now)).await
+        self.write(CancelOp(req.clone(), now, self.provider.clone()))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -324,7 +355,67 @@ impl Store for SqliteStore {
         campaign_id: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<DeadlineOutcome, StoreError> {
-        self.write(DeadlineOp(campaign_id.clone(), now)).await
+        self.write(DeadlineOp(campaign_id.clone(), now, self.provider.clone()))
+            .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn pay_balance(
+        &self,
+        req: &PayBalance,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError> {
+        self.write(PayOp(req.clone(), now, self.provider.clone()))
+            .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batches_past_balance_window(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<BatchId>, StoreError> {
+        ledger::batches_past_balance_window(&self.readers, now, limit).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn close_balance_window(
+        &self,
+        batch: &BatchId,
+        now: DateTime<Utc>,
+    ) -> Result<BalanceWindowOutcome, StoreError> {
+        self.write(WindowOp(batch.clone(), now, self.provider.clone()))
+            .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError> {
+        ledger::batches_ready_for_planning(&self.readers, limit).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError> {
+        ledger::campaign_money(&self.readers, campaign)
+            .await?
+            .ok_or_else(|| campaign_not_found(campaign))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_ledger(
+        &self,
+        campaign: &CampaignId,
+        page: PageRequest,
+    ) -> Result<Page<LedgerEntry>, StoreError> {
+        let entries = ledger::list_ledger(&self.readers, campaign, page).await?;
+        if entries.items.is_empty() && !pooling::campaign_exists(&self.readers, campaign).await? {
+            return Err(campaign_not_found(campaign));
+        }
+        Ok(entries)
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError> {
+        ledger::ledger_audit(&self.readers).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -20,6 +20,9 @@ impl Columns for SqliteRow {
     fn text(&self, col: &str) -> Result<String, StoreError> {
         Ok(self.try_get(col)?)
     }
+    fn text_opt(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
     fn int(&self, col: &str) -> Result<i64, StoreError> {
         Ok(self.try_get(col)?)
     }
@@ -54,8 +57,8 @@ impl PoolingTx for SqliteTx<'_> {
         sqlx::query(
             "INSERT INTO campaigns (id, sku, title, currency, unit_price, deposit, \
              batch_threshold, batch_cap, max_per_order, max_per_consumer, total_cap, opens_at, \
-             deadline, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             deadline, created_at, price_ladder, balance_window_secs) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )
         .bind(c.id.as_str())
         .bind(&t.sku)
@@ -71,6 +74,8 @@ impl PoolingTx for SqliteTx<'_> {
         .bind(micros_of(t.opens_at))
         .bind(micros_of(t.deadline))
         .bind(micros_of(c.created_at))
+        .bind(rows::ladder_json(&t.price_ladder))
+        .bind(t.balance_window_secs)
         .execute(self.conn())
         .await?;
         Ok(())
@@ -108,13 +113,15 @@ impl PoolingTx for SqliteTx<'_> {
     ) -> Result<(Option<Batch>, PoolState), StoreError> {
         let row = sqlx::query(
             "SELECT b.id, b.campaign_id, b.seq, b.status, b.units, b.threshold, b.created_at, \
-             b.locked_at, b.failed_at, \
-             (SELECT COALESCE(SUM(units), 0) FROM batches \
+             b.locked_at, b.failed_at, b.final_unit_price, b.balance_due_by, b.forfeited_units, \
+             b.ready_at, \
+             (SELECT COALESCE(SUM(units - forfeited_units), 0) FROM batches \
               WHERE campaign_id = ?1 AND status IN ('open', 'locked')) AS campaign_units, \
              (SELECT COALESCE(SUM(p.quantity), 0) FROM preorders p \
               JOIN batches pb ON pb.id = p.batch_id \
               WHERE p.campaign_id = ?1 AND p.consumer_id = ?2 \
-              AND p.cancelled_at IS NULL AND pb.status <> 'failed') AS consumer_units \
+              AND p.cancelled_at IS NULL AND p.forfeited_at IS NULL \
+              AND pb.status <> 'failed') AS consumer_units \
              FROM (SELECT 1) AS one \
              LEFT JOIN batches b ON b.campaign_id = ?1 AND b.status = 'open'",
         )
@@ -257,15 +264,6 @@ impl PoolingTx for SqliteTx<'_> {
         }
         Ok(())
     }
-
-    async fn live_preorders(&mut self, batch: &BatchId) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM preorders WHERE batch_id = ?1 AND cancelled_at IS NULL",
-        )
-        .bind(batch.as_str())
-        .fetch_one(self.conn())
-        .await?)
-    }
 }
 
 /// One statement, so SQLite reads every figure from the same snapshot.
@@ -280,7 +278,7 @@ pub(crate) async fn campaign_progress(
          (SELECT seq FROM batches b WHERE b.campaign_id = c.id AND b.status = 'open') AS open_seq, \
          (SELECT COUNT(*) FROM batches b WHERE b.campaign_id = c.id AND b.status = 'locked') AS locked, \
          (SELECT COUNT(*) FROM batches b WHERE b.campaign_id = c.id AND b.status = 'failed') AS failed, \
-         (SELECT COALESCE(SUM(units), 0) FROM batches b \
+         (SELECT COALESCE(SUM(units - forfeited_units), 0) FROM batches b \
           WHERE b.campaign_id = c.id AND b.status IN ('open', 'locked')) AS committed \
          FROM campaigns c WHERE c.id = ?1"
     ))

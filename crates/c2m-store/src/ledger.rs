@@ -1,0 +1,415 @@
+//! The money side of the pooling operations, written once over a backend's transaction.
+//!
+//! Like [`crate::pooling`], these functions make no decisions of their own: the domain says
+//! what a movement is ([`c2m_domain::ledger`]), what the price at lock is
+//! ([`c2m_domain::pricing`]) and whether a balance payment is acceptable; this module reads
+//! what those rules need and writes the ledger transaction together with the state it
+//! explains, in the caller's transaction (so under the campaign's lock). Each movement is
+//! also shown to the [`PaymentProvider`].
+//!
+//! Exactly-once is enforced by the database, not by these functions alone: each pre-order
+//! has at most one ledger transaction of each kind and capture/release are exclusive
+//! (unique index and trigger in `0002_ledger.sql`); a hold's state only moves from `held`
+//! (trigger); a batch settles once (unique index) and becomes ready once
+//! (`ready_at IS NULL` guard).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use c2m_domain::ledger::{self, Account, HoldState, LedgerTxn, TxnKind};
+use c2m_domain::{
+    Batch, BatchId, BatchStatus, Campaign, CampaignId, DomainError, Fingerprint, Money, Preorder,
+    PreorderId, PreorderStatus,
+};
+
+use crate::idempotency::{record, replay};
+use crate::payment::PaymentProvider;
+use crate::pooling::PoolingTx;
+use crate::rows::micros;
+use crate::{BalanceWindowOutcome, PayBalance, StoreError};
+
+pub(crate) const OP_PAY_BALANCE: &str = "pay_balance";
+
+/// What a ledger transaction is about, besides its campaign.
+pub(crate) enum Subject<'a> {
+    Preorder(&'a PreorderId),
+    Batch(&'a BatchId),
+}
+
+/// The ledger's reads and writes inside one transaction.
+#[async_trait]
+pub(crate) trait LedgerTx: PoolingTx {
+    /// Appends the transaction and its postings.
+    async fn insert_ledger_txn(
+        &mut self,
+        campaign: &CampaignId,
+        subject: Subject<'_>,
+        txn: &LedgerTxn,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Moves the pre-order's hold from `held` to `to`; corrupt data if it was not held.
+    async fn resolve_hold(
+        &mut self,
+        preorder: &PreorderId,
+        to: HoldState,
+    ) -> Result<(), StoreError>;
+
+    /// Records the price and balance window of a batch that just locked.
+    async fn set_batch_price(
+        &mut self,
+        batch: &BatchId,
+        final_unit_price: Money,
+        balance_due_by: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
+    /// Records the balance a pre-order owes, and `paid_at` when it owes nothing.
+    async fn set_balance_due(
+        &mut self,
+        preorder: &PreorderId,
+        due: Money,
+        paid_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
+    async fn set_balance_paid(
+        &mut self,
+        preorder: &PreorderId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Marks the pre-order forfeited and takes its units out of its batch's paid units.
+    async fn set_forfeited(
+        &mut self,
+        preorder: &PreorderId,
+        batch: &BatchId,
+        quantity: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Marks a locked batch ready for planning; corrupt data if it already was.
+    async fn set_ready(&mut self, batch: &BatchId, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError>;
+
+    /// Every pre-order of the batch (cancelled ones included), in placement order.
+    async fn batch_preorders(&mut self, batch: &BatchId) -> Result<Vec<Preorder>, StoreError>;
+}
+
+/// Writes `txn` and shows it to the provider.
+async fn post(
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
+    campaign: &CampaignId,
+    subject: Subject<'_>,
+    txn: LedgerTxn,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match txn.kind() {
+        TxnKind::Hold => provider.hold(&txn)?,
+        TxnKind::Release => provider.release(&txn)?,
+        TxnKind::Capture => provider.capture(&txn)?,
+        TxnKind::Balance => provider.charge(&txn)?,
+        TxnKind::Forfeit | TxnKind::Settle => provider.pay_out(&txn)?,
+    }
+    tx.insert_ledger_txn(campaign, subject, &txn, at).await
+}
+
+/// Holds the deposit of a pre-order just placed: consumer → holds.
+pub(crate) async fn hold_deposit(
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
+    preorder: &Preorder,
+) -> Result<(), StoreError> {
+    let txn = LedgerTxn::transfer(
+        TxnKind::Hold,
+        Account::Consumer(preorder.consumer_id.clone()),
+        Account::Holds(preorder.campaign_id.clone()),
+        preorder.deposit_total,
+    )?;
+    post(
+        tx,
+        provider,
+        &preorder.campaign_id,
+        Subject::Preorder(&preorder.id),
+        txn,
+        preorder.created_at,
+    )
+    .await
+}
+
+/// Releases a held deposit in full: holds → consumer.
+pub(crate) async fn release_deposit(
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
+    preorder: &mut Preorder,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    preorder.money.hold = preorder.money.hold.release()?;
+    tx.resolve_hold(&preorder.id, HoldState::Released).await?;
+    let txn = LedgerTxn::transfer(
+        TxnKind::Release,
+        Account::Holds(preorder.campaign_id.clone()),
+        Account::Consumer(preorder.consumer_id.clone()),
+        preorder.deposit_total,
+    )?;
+    post(
+        tx,
+        provider,
+        &preorder.campaign_id,
+        Subject::Preorder(&preorder.id),
+        txn,
+        now,
+    )
+    .await
+}
+
+/// The money side of a batch locking at `units`: fixes the price from the ladder, captures
+/// every live deposit (holds → escrow), sets each balance, and, when nothing is left to
+/// pay (the price is the deposit), settles the batch and makes it ready at once.
+pub(crate) async fn lock_batch_money(
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
+    campaign: &Campaign,
+    batch: &BatchId,
+    units: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let terms = &campaign.terms;
+    let price = terms.price_for(units);
+    let nothing_due = price == terms.deposit;
+    let due_by = match (nothing_due, terms.balance_window()) {
+        (false, Some(window)) => Some(micros(now + window)),
+        // A balance with no window cannot happen (validation gives one); treat the balance
+        // as due until paid rather than forfeiting at once.
+        (false, None) => None,
+        (true, _) => None,
+    };
+    tx.set_batch_price(batch, price, due_by).await?;
+    for p in tx.batch_preorders(batch).await? {
+        if p.cancelled_at.is_some() {
+            continue;
+        }
+        tx.resolve_hold(&p.id, p.money.hold.capture()?).await?;
+        let txn = LedgerTxn::transfer(
+            TxnKind::Capture,
+            Account::Holds(campaign.id.clone()),
+            Account::Escrow(campaign.id.clone()),
+            p.deposit_total,
+        )?;
+        post(
+            tx,
+            provider,
+            &campaign.id,
+            Subject::Preorder(&p.id),
+            txn,
+            now,
+        )
+        .await?;
+        let due = ledger::balance_due(p.quantity, price, p.deposit_total)?;
+        let paid_at = (due.minor == 0).then_some(now);
+        tx.set_balance_due(&p.id, due, paid_at).await?;
+    }
+    if nothing_due {
+        settle(tx, provider, campaign, batch, now).await?;
+    }
+    Ok(())
+}
+
+/// Pays the paid units of a batch out of escrow to the merchant and marks the batch ready
+/// for production planning.
+async fn settle(
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
+    campaign: &Campaign,
+    batch: &BatchId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut total = Money::zero(campaign.terms.unit_price.currency);
+    for p in tx.batch_preorders(batch).await? {
+        if p.cancelled_at.is_some() || p.money.forfeited_at.is_some() {
+            continue;
+        }
+        if p.money.balance_paid_at.is_none() {
+            return Err(StoreError::Corrupt(format!(
+                "pre-order {} is unpaid at settlement of batch {batch}",
+                p.id
+            )));
+        }
+        let price = p
+            .money
+            .final_unit_price
+            .ok_or_else(|| StoreError::Corrupt(format!("batch {batch} settles without a price")))?;
+        total = total
+            .checked_add(price.times(p.quantity, "quantity")?)
+            .ok_or_else(|| StoreError::Corrupt("settlement overflows".into()))?;
+    }
+    if total.minor > 0 {
+        let txn = LedgerTxn::transfer(
+            TxnKind::Settle,
+            Account::Escrow(campaign.id.clone()),
+            Account::Merchant(campaign.id.clone()),
+            total,
+        )?;
+        post(tx, provider, &campaign.id, Subject::Batch(batch), txn, now).await?;
+    }
+    tx.set_ready(batch, now).await
+}
+
+fn preorder_not_found(id: &PreorderId) -> StoreError {
+    DomainError::NotFound {
+        entity: "preorder",
+        id: id.as_str().to_owned(),
+    }
+    .into()
+}
+
+/// A consumer naming a pre-order that is not theirs gets `NotFound`, as for cancel.
+pub(crate) async fn pay_balance(
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
+    req: &PayBalance,
+    now: DateTime<Utc>,
+) -> Result<Preorder, StoreError> {
+    let now = micros(now);
+    let fingerprint = Fingerprint::of(OP_PAY_BALANCE, req);
+    if let Some(done) = replay(tx, OP_PAY_BALANCE, &req.idempotency_key, &fingerprint).await? {
+        return Ok(done);
+    }
+    let first = tx
+        .preorder(&req.preorder_id)
+        .await?
+        .ok_or_else(|| preorder_not_found(&req.preorder_id))?;
+    if req
+        .consumer_id
+        .as_ref()
+        .is_some_and(|c| *c != first.consumer_id)
+    {
+        return Err(preorder_not_found(&req.preorder_id));
+    }
+    tx.lock_campaign(&first.campaign_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} has no campaign", first.id)))?;
+    // Read again under the campaign lock: the window may have closed meanwhile.
+    let mut preorder = tx
+        .preorder(&req.preorder_id)
+        .await?
+        .ok_or_else(|| preorder_not_found(&req.preorder_id))?;
+    let due = ledger::check_balance_payment(&preorder, req.amount, now)?;
+    if due.minor > 0 {
+        let txn = LedgerTxn::transfer(
+            TxnKind::Balance,
+            Account::Consumer(preorder.consumer_id.clone()),
+            Account::Escrow(preorder.campaign_id.clone()),
+            due,
+        )?;
+        post(
+            tx,
+            provider,
+            &preorder.campaign_id,
+            Subject::Preorder(&preorder.id),
+            txn,
+            now,
+        )
+        .await?;
+    }
+    tx.set_balance_paid(&preorder.id, now).await?;
+    preorder.money.balance_paid_at = Some(now);
+    record(
+        tx,
+        OP_PAY_BALANCE,
+        &req.idempotency_key,
+        &fingerprint,
+        &preorder,
+        now,
+    )
+    .await?;
+    Ok(preorder)
+}
+
+/// Closes a locked batch's balance window if it has passed at `now`: every unpaid balance
+/// forfeits its deposit (escrow → merchant) and its units leave the batch; the paid units
+/// are settled and the batch becomes ready for planning. Safe to repeat: a batch already
+/// ready is left alone.
+pub(crate) async fn close_balance_window(
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
+    batch_id: &BatchId,
+    now: DateTime<Utc>,
+) -> Result<BalanceWindowOutcome, StoreError> {
+    let now = micros(now);
+    let first = tx.batch(batch_id).await?.ok_or_else(|| {
+        StoreError::Domain(DomainError::NotFound {
+            entity: "batch",
+            id: batch_id.as_str().to_owned(),
+        })
+    })?;
+    let campaign = tx
+        .lock_campaign(&first.campaign_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("batch {batch_id} has no campaign")))?;
+    let batch = tx
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("batch {batch_id} vanished")))?;
+    let nothing = BalanceWindowOutcome {
+        batch: None,
+        forfeited: 0,
+    };
+    let due = match (batch.status, batch.ready_at, batch.balance_due_by) {
+        (BatchStatus::Locked, None, Some(by)) => by,
+        _ => return Ok(nothing),
+    };
+    if due > now {
+        return Ok(nothing);
+    }
+    let mut forfeited = 0;
+    for p in tx.batch_preorders(batch_id).await? {
+        if p.status != PreorderStatus::Locked || p.money.balance_paid_at.is_some() {
+            continue;
+        }
+        let txn = LedgerTxn::transfer(
+            TxnKind::Forfeit,
+            Account::Escrow(campaign.id.clone()),
+            Account::Merchant(campaign.id.clone()),
+            p.deposit_total,
+        )?;
+        post(
+            tx,
+            provider,
+            &campaign.id,
+            Subject::Preorder(&p.id),
+            txn,
+            now,
+        )
+        .await?;
+        tx.set_forfeited(&p.id, batch_id, p.quantity, now).await?;
+        forfeited += 1;
+    }
+    settle(tx, provider, &campaign, batch_id, now).await?;
+    let batch = tx
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("batch {batch_id} vanished")))?;
+    Ok(BalanceWindowOutcome {
+        batch: Some(batch),
+        forfeited,
+    })
+}
+
+/// Releases every hold of a batch that just failed; returns how many.
+pub(crate) async fn release_failed_batch(
+    tx: &mut (impl LedgerTx + ?Sized),
+    provider: &dyn PaymentProvider,
+    batch: &BatchId,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let mut released = 0;
+    for mut p in tx.batch_preorders(batch).await? {
+        if p.cancelled_at.is_some() {
+            continue;
+        }
+        release_deposit(tx, provider, &mut p, now).await?;
+        released += 1;
+    }
+    Ok(released)
+}

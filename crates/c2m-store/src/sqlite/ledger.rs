@@ -1,0 +1,309 @@
+//! SQLite SQL for the money ledger: the [`LedgerTx`] implementation and the read queries.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::SqlitePool;
+
+use c2m_domain::{
+    Batch, BatchId, CampaignId, CampaignMoney, HoldState, LedgerEntry, LedgerTxn, Money, Page,
+    PageRequest, Preorder, PreorderId,
+};
+
+use super::micros_of;
+use super::pooling::SqliteTx;
+use crate::ledger::{LedgerTx, Subject};
+use crate::rows::{self, batch_columns, preorder_select, Columns};
+use crate::{LedgerAudit, StoreError};
+
+#[async_trait]
+impl LedgerTx for SqliteTx<'_> {
+    async fn insert_ledger_txn(
+        &mut self,
+        campaign: &CampaignId,
+        subject: Subject<'_>,
+        txn: &LedgerTxn,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (preorder, batch) = match subject {
+            Subject::Preorder(p) => (Some(p.as_str()), None),
+            Subject::Batch(b) => (None, Some(b.as_str())),
+        };
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+        )
+        .bind(rows::ledger_txn_id())
+        .bind(campaign.as_str())
+        .bind(preorder)
+        .bind(batch)
+        .bind(txn.kind().as_str())
+        .bind(txn.currency().as_str())
+        .bind(micros_of(at))
+        .fetch_one(self.conn())
+        .await?;
+        for p in txn.postings() {
+            sqlx::query(
+                "INSERT INTO ledger_postings (txn_seq, account, amount) VALUES (?1, ?2, ?3)",
+            )
+            .bind(seq)
+            .bind(p.account.code())
+            .bind(p.amount)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn resolve_hold(
+        &mut self,
+        preorder: &PreorderId,
+        to: HoldState,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE preorders SET hold_state = ?2 WHERE id = ?1 AND hold_state = 'held'",
+        )
+        .bind(preorder.as_str())
+        .bind(to.as_str())
+        .execute(self.conn())
+        .await?;
+        rows::one(done.rows_affected(), || {
+            format!("the hold of pre-order {preorder} was already resolved")
+        })
+    }
+
+    async fn set_batch_price(
+        &mut self,
+        batch: &BatchId,
+        final_unit_price: Money,
+        balance_due_by: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE batches SET final_unit_price = ?2, currency = ?4, balance_due_by = ?3 \
+             WHERE id = ?1 AND status = 'locked' AND final_unit_price IS NULL",
+        )
+        .bind(batch.as_str())
+        .bind(final_unit_price.minor)
+        .bind(balance_due_by.map(micros_of))
+        .bind(final_unit_price.currency.as_str())
+        .execute(self.conn())
+        .await?;
+        rows::one(done.rows_affected(), || {
+            format!("batch {batch} is not a newly locked batch")
+        })
+    }
+
+    async fn set_balance_due(
+        &mut self,
+        preorder: &PreorderId,
+        due: Money,
+        paid_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE preorders SET balance_due = ?2, balance_paid_at = ?3 \
+             WHERE id = ?1 AND balance_due IS NULL",
+        )
+        .bind(preorder.as_str())
+        .bind(due.minor)
+        .bind(paid_at.map(micros_of))
+        .execute(self.conn())
+        .await?;
+        rows::one(done.rows_affected(), || {
+            format!("pre-order {preorder} already has a balance")
+        })
+    }
+
+    async fn set_balance_paid(
+        &mut self,
+        preorder: &PreorderId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE preorders SET balance_paid_at = ?2 \
+             WHERE id = ?1 AND balance_paid_at IS NULL AND forfeited_at IS NULL",
+        )
+        .bind(preorder.as_str())
+        .bind(micros_of(at))
+        .execute(self.conn())
+        .await?;
+        rows::one(done.rows_affected(), || {
+            format!("pre-order {preorder} was already paid or forfeited")
+        })
+    }
+
+    async fn set_forfeited(
+        &mut self,
+        preorder: &PreorderId,
+        batch: &BatchId,
+        quantity: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE preorders SET forfeited_at = ?2 \
+             WHERE id = ?1 AND forfeited_at IS NULL AND balance_paid_at IS NULL",
+        )
+        .bind(preorder.as_str())
+        .bind(micros_of(at))
+        .execute(self.conn())
+        .await?;
+        rows::one(done.rows_affected(), || {
+            format!("pre-order {preorder} was already paid or forfeited")
+        })?;
+        let done = sqlx::query(
+            "UPDATE batches SET forfeited_units = forfeited_units + ?2 \
+             WHERE id = ?1 AND status = 'locked'",
+        )
+        .bind(batch.as_str())
+        .bind(quantity)
+        .execute(self.conn())
+        .await?;
+        rows::one(done.rows_affected(), || {
+            format!("batch {batch} is not locked")
+        })
+    }
+
+    async fn set_ready(&mut self, batch: &BatchId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE batches SET ready_at = ?2 \
+             WHERE id = ?1 AND status = 'locked' AND ready_at IS NULL",
+        )
+        .bind(batch.as_str())
+        .bind(micros_of(at))
+        .execute(self.conn())
+        .await?;
+        rows::one(done.rows_affected(), || {
+            format!("batch {batch} is not locked or already ready")
+        })
+    }
+
+    async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            batch_columns!(),
+            " FROM batches WHERE id = ?1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(rows::batch).transpose()
+    }
+
+    async fn batch_preorders(&mut self, batch: &BatchId) -> Result<Vec<Preorder>, StoreError> {
+        sqlx::query(concat!(
+            preorder_select!(),
+            "WHERE p.batch_id = ?1 ORDER BY p.seq"
+        ))
+        .bind(batch.as_str())
+        .fetch_all(self.conn())
+        .await?
+        .iter()
+        .map(rows::preorder)
+        .collect()
+    }
+}
+
+pub(crate) async fn batches_past_balance_window(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<BatchId>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM batches \
+         WHERE status = 'locked' AND ready_at IS NULL AND balance_due_by <= ?1 \
+         ORDER BY balance_due_by, id LIMIT ?2",
+    )
+    .bind(micros_of(now))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(ids.into_iter().map(BatchId::from_trusted).collect())
+}
+
+pub(crate) async fn batches_ready_for_planning(
+    pool: &SqlitePool,
+    limit: u32,
+) -> Result<Vec<Batch>, StoreError> {
+    sqlx::query(concat!(
+        "SELECT ",
+        batch_columns!(),
+        " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, id LIMIT ?1"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(rows::batch)
+    .collect()
+}
+
+/// One statement, so every figure comes from the same snapshot.
+pub(crate) async fn campaign_money(
+    pool: &SqlitePool,
+    campaign: &CampaignId,
+) -> Result<Option<CampaignMoney>, StoreError> {
+    let row = sqlx::query(&rows::campaign_money_sql("?1"))
+        .bind(campaign.as_str())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(rows::campaign_money).transpose()
+}
+
+pub(crate) async fn list_ledger(
+    pool: &SqlitePool,
+    campaign: &CampaignId,
+    page: PageRequest,
+) -> Result<Page<LedgerEntry>, StoreError> {
+    let txns = sqlx::query(
+        "SELECT seq, id, campaign_id, preorder_id, batch_id, kind, currency, at \
+         FROM ledger_txns WHERE campaign_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )
+    .bind(campaign.as_str())
+    .bind(page.after.unwrap_or(0))
+    .bind(rows::page_limit(page.size))
+    .fetch_all(pool)
+    .await?;
+    let (first, last) = match (txns.first(), txns.last()) {
+        (Some(f), Some(l)) => (f.int("seq")?, l.int("seq")?),
+        _ => return Ok(rows::page(Vec::new(), page.size)),
+    };
+    // The postings of those transactions; a transaction and its postings are written in
+    // one transaction and never change, so reading them second is consistent.
+    let postings = sqlx::query(
+        "SELECT p.txn_seq, p.account, p.amount FROM ledger_postings p \
+         JOIN ledger_txns t ON t.seq = p.txn_seq \
+         WHERE t.campaign_id = ?1 AND p.txn_seq BETWEEN ?2 AND ?3 ORDER BY p.txn_seq, p.amount",
+    )
+    .bind(campaign.as_str())
+    .bind(first)
+    .bind(last)
+    .fetch_all(pool)
+    .await?;
+    rows::ledger_page(&txns, &postings, page.size)
+}
+
+pub(crate) async fn ledger_audit(pool: &SqlitePool) -> Result<LedgerAudit, StoreError> {
+    let transactions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_txns")
+        .fetch_one(pool)
+        .await?;
+    let unbalanced: Vec<i64> = sqlx::query_scalar(rows::UNBALANCED_SQL)
+        .fetch_all(pool)
+        .await?;
+    let totals = sqlx::query(rows::TOTALS_SQL)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r: &SqliteRow| Ok((r.text("currency")?, r.int("total")?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let hold_mismatches: Vec<String> = sqlx::query_scalar(rows::HOLD_MISMATCH_SQL)
+        .fetch_all(pool)
+        .await?;
+    Ok(LedgerAudit {
+        transactions,
+        unbalanced,
+        totals,
+        hold_mismatches: hold_mismatches
+            .into_iter()
+            .map(PreorderId::from_trusted)
+            .collect(),
+    })
+}
