@@ -43,6 +43,13 @@ use crate::{
     PreorderFilter, Store, StoreError,
 };
 
+pub mod ledger;
+pub use ledger::{
+    balance_window_closes_once_under_racing_sweepers, check_ledger,
+    failed_batch_releases_every_hold_exactly_once, full_price_deposit_is_ready_at_lock,
+    ledger_follows_preorders_through_lock_pay_and_forfeit,
+};
+
 /// A fresh, empty database for one test case, and ways to look at it.
 #[async_trait]
 pub trait Fixture: Send + Sync + 'static {
@@ -103,6 +110,10 @@ macro_rules! conformance_tests {
             abandoned_calls_happen_whole_or_not_at_all,
             random_operations_match_a_model_of_the_pooling_rule,
             catalogue_changes_and_the_sku_rule,
+            ledger_follows_preorders_through_lock_pay_and_forfeit,
+            failed_batch_releases_every_hold_exactly_once,
+            full_price_deposit_is_ready_at_lock,
+            balance_window_closes_once_under_racing_sweepers,
             plans_take_batches_once_and_number_work_orders_per_factory,
         );
     };

@@ -209,7 +209,7 @@ pub(crate) async fn batches_past_balance_window(
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM batches \
          WHERE status = 'locked' AND ready_at IS NULL AND balance_due_by <= $1 \
-         ORDER BY balance_due_by, id LIMIT $2",
+         ORDER BY balance_due_by, campaign_id, seq LIMIT $2",
     )
     .bind(now)
     .bind(i64::from(limit))
@@ -225,7 +225,7 @@ pub(crate) async fn batches_ready_for_planning(
     sqlx::query(concat!(
         "SELECT ",
         batch_columns!(),
-        " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, id LIMIT $1"
+        " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, campaign_id, seq LIMIT $1"
     ))
     .bind(i64::from(limit))
     .fetch_all(pool)

@@ -210,7 +210,7 @@ pub(crate) async fn batches_past_balance_window(
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM batches \
          WHERE status = 'locked' AND ready_at IS NULL AND balance_due_by <= ?1 \
-         ORDER BY balance_due_by, id LIMIT ?2",
+         ORDER BY balance_due_by, campaign_id, seq LIMIT ?2",
     )
     .bind(micros_of(now))
     .bind(i64::from(limit))
@@ -226,7 +226,7 @@ pub(crate) async fn batches_ready_for_planning(
     sqlx::query(concat!(
         "SELECT ",
         batch_columns!(),
-        " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, id LIMIT ?1"
+        " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, campaign_id, seq LIMIT ?1"
     ))
     .bind(i64::from(limit))
     .fetch_all(pool)
