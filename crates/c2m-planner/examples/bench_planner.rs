@@ -16,6 +16,9 @@
 //! 10 s) stops it, and the saving of the plan over the greedy plan. Every
 //! plan is checked with `verify_plan`.
 
+// Printing the plan is what this program is for.
+#![allow(clippy::print_stdout)]
+
 use std::time::{Duration, Instant};
 
 use c2m_planner::generate::{random_scenario, Size};

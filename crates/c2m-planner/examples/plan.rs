@@ -11,6 +11,9 @@
 //! 1 for a file that cannot be read or is invalid, or when no plan could be
 //! made (a message on standard error, nothing on standard output).
 
+// Printing the plan is what this program is for.
+#![allow(clippy::print_stdout)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -207,7 +207,7 @@ pub fn verify_plan(v: &ValidatedScenario, plan: &Plan) -> Result<(), Vec<Violati
             );
         }
         let q = p.quantity;
-        if !(q > 0.0) {
+        if q.is_nan() || q <= 0.0 {
             bad(Rule::Moq, format!("{at}: quantity {q} is not positive"));
             continue;
         }
