@@ -118,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
                 seconds: deadline.timestamp(),
                 nanos: 0,
             }),
+            ..Default::default()
         })
         .await?
         .into_inner();

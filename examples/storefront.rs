@@ -145,6 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         seconds: deadline.timestamp(),
                         nanos: 0,
                     }),
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

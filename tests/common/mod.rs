@@ -212,6 +212,8 @@ pub fn campaign_request(key: &str, threshold: i64) -> pb::CreateCampaignRequest 
         total_cap: None,
         opens_at: None,
         deadline: Some(ts(week_from_start())),
+        price_ladder: vec![],
+        balance_window_seconds: None,
     }
 }
 

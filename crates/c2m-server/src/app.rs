@@ -17,10 +17,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use c2m_domain::{Clock, SystemClock};
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
+use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
 use c2m_store::Store;
 
 use crate::services::campaign::CampaignSvc;
+use crate::services::ledger::LedgerSvc;
 use crate::services::preorder::PreorderSvc;
 use crate::services::Ctx;
 use crate::sweeper::Sweeper;
@@ -109,6 +111,9 @@ impl Application {
         health_reporter
             .set_serving::<PreorderServiceServer<PreorderSvc>>()
             .await;
+        health_reporter
+            .set_serving::<LedgerServiceServer<LedgerSvc>>()
+            .await;
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(c2m_proto::FILE_DESCRIPTOR_SET)
@@ -138,6 +143,11 @@ impl Application {
             )
             .add_service(
                 PreorderServiceServer::new(PreorderSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                LedgerServiceServer::new(LedgerSvc(ctx.clone()))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )

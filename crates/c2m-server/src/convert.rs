@@ -6,11 +6,12 @@ use prost_types::Timestamp;
 use tonic::Status;
 
 use c2m_domain::{
-    Batch, BatchStatus, Campaign, CampaignId, CampaignProgress, CampaignSpec, CampaignStatus,
-    ConsumerId, DomainError, IdempotencyKey, Money, Preorder, PreorderId, PreorderStatus,
+    Batch, BatchStatus, Campaign, CampaignId, CampaignMoney, CampaignProgress, CampaignSpec,
+    CampaignStatus, ConsumerId, Currency, DomainError, IdempotencyKey, LedgerEntry, Money,
+    MoneyState, Preorder, PreorderId, PreorderStatus, PriceTier,
 };
 use c2m_proto::v1 as pb;
-use c2m_store::{CancelPreorder, CreateCampaign, PlacePreorder, PreorderFilter};
+use c2m_store::{CancelPreorder, CreateCampaign, PayBalance, PlacePreorder, PreorderFilter};
 
 use crate::status::domain_status;
 
@@ -82,7 +83,46 @@ pub fn create_campaign(r: pb::CreateCampaignRequest) -> Result<CreateCampaign, S
             total_cap: r.total_cap,
             opens_at,
             deadline,
+            price_ladder: r
+                .price_ladder
+                .iter()
+                .map(|t| PriceTier {
+                    min_units: t.min_units,
+                    unit_price: t.unit_price_minor,
+                })
+                .collect(),
+            balance_window_secs: r.balance_window_seconds,
         },
+    })
+}
+
+/// Parses `amount`: present, a known currency, positive. Whether it is the right amount
+/// is the store's question (it depends on the pre-order).
+pub fn pay_balance(r: pb::PayBalanceRequest) -> Result<PayBalance, Status> {
+    let amount = r
+        .amount
+        .ok_or_else(|| invalid(DomainError::invalid("amount", "is required")))?;
+    let currency = Currency::parse(&amount.currency).map_err(|e| match e {
+        DomainError::InvalidArgument { reason, .. } => {
+            invalid(DomainError::invalid("amount.currency", reason))
+        }
+        other => invalid(other),
+    })?;
+    if amount.minor <= 0 {
+        return Err(invalid(DomainError::invalid(
+            "amount.minor",
+            format!("must be positive, got {}", amount.minor),
+        )));
+    }
+    Ok(PayBalance {
+        idempotency_key: idempotency_key(&r.idempotency_key)?,
+        preorder_id: preorder_id(&r.preorder_id)?,
+        consumer_id: if r.consumer_id.is_empty() {
+            None
+        } else {
+            Some(ConsumerId::parse(&r.consumer_id).map_err(invalid)?)
+        },
+        amount: Money::new(amount.minor, currency),
     })
 }
 
@@ -150,11 +190,23 @@ pub fn campaign(c: &Campaign, now: DateTime<Utc>) -> pb::Campaign {
         deadline: Some(timestamp(t.deadline)),
         created_at: Some(timestamp(c.created_at)),
         status: campaign_status(c.status(now)) as i32,
+        price_ladder: t
+            .price_ladder
+            .tiers()
+            .iter()
+            .map(|t| pb::PriceTier {
+                min_units: t.min_units,
+                unit_price_minor: t.unit_price,
+            })
+            .collect(),
+        balance_window_seconds: t.balance_window_secs,
+        money_policy: t.money_policy(),
     }
 }
 
 pub fn progress(p: &CampaignProgress, now: DateTime<Utc>) -> pb::CampaignProgress {
     let threshold = p.campaign.terms.batch_threshold;
+    let tier = p.campaign.terms.tier_position(p.open_batch_units);
     pb::CampaignProgress {
         campaign: Some(campaign(&p.campaign, now)),
         open_batch_units: p.open_batch_units,
@@ -164,6 +216,9 @@ pub fn progress(p: &CampaignProgress, now: DateTime<Utc>) -> pb::CampaignProgres
         batches_failed: p.batches_failed,
         units_committed: p.units_committed,
         remaining_seconds: (p.campaign.terms.deadline - now).num_seconds().max(0),
+        current_unit_price: Some(money(tier.unit_price)),
+        units_to_next_tier: tier.next.map_or(0, |(units, _)| units),
+        next_tier_unit_price: tier.next.map(|(_, price)| money(price)),
     }
 }
 
@@ -195,6 +250,17 @@ fn preorder_status(s: PreorderStatus) -> pb::PreorderStatus {
         PreorderStatus::Locked => pb::PreorderStatus::Locked,
         PreorderStatus::Cancelled => pb::PreorderStatus::Cancelled,
         PreorderStatus::RefundDue => pb::PreorderStatus::RefundDue,
+        PreorderStatus::Forfeited => pb::PreorderStatus::Forfeited,
+    }
+}
+
+fn money_state(s: MoneyState) -> pb::MoneyState {
+    match s {
+        MoneyState::DepositHeld => pb::MoneyState::DepositHeld,
+        MoneyState::DepositReleased => pb::MoneyState::DepositReleased,
+        MoneyState::BalanceDue => pb::MoneyState::BalanceDue,
+        MoneyState::Paid => pb::MoneyState::Paid,
+        MoneyState::Forfeited => pb::MoneyState::Forfeited,
     }
 }
 
@@ -211,5 +277,62 @@ pub fn preorder(p: &Preorder) -> pb::Preorder {
         status: preorder_status(p.status) as i32,
         created_at: Some(timestamp(p.created_at)),
         cancelled_at: p.cancelled_at.map(timestamp),
+        money_state: money_state(p.money_state()) as i32,
+        deposit_held: Some(money(p.deposit_held())),
+        deposit_captured: Some(money(p.deposit_captured())),
+        deposit_released: Some(money(p.deposit_released())),
+        deposit_forfeited: Some(money(p.deposit_forfeited())),
+        final_unit_price: p.money.final_unit_price.map(money),
+        balance_due: p.money.balance_due.map(money),
+        balance_paid: Some(money(p.balance_paid())),
+        balance_due_by: p.money.balance_due_by.map(timestamp),
+        balance_paid_at: p.money.balance_paid_at.map(timestamp),
+        forfeited_at: p.money.forfeited_at.map(timestamp),
+    }
+}
+
+pub fn campaign_money(m: &CampaignMoney) -> pb::CampaignMoney {
+    let at = |minor| Some(money(Money::new(minor, m.currency)));
+    pb::CampaignMoney {
+        campaign_id: m.campaign_id.to_string(),
+        deposited: at(m.deposited),
+        held: at(m.held),
+        captured: at(m.captured),
+        released: at(m.released),
+        balances_paid: at(m.balances_paid),
+        balances_outstanding: at(m.balances_outstanding),
+        forfeited: at(m.forfeited),
+        settled: at(m.settled),
+        escrow: at(m.escrow),
+        merchant: at(m.merchant),
+    }
+}
+
+pub fn ledger_entry(e: &LedgerEntry) -> pb::LedgerEntry {
+    let currency = e.txn.currency();
+    pb::LedgerEntry {
+        id: e.id.clone(),
+        campaign_id: e.campaign_id.to_string(),
+        kind: e.txn.kind().as_str().to_owned(),
+        preorder_id: e
+            .preorder_id
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        batch_id: e
+            .batch_id
+            .as_ref()
+            .map(|b| b.to_string())
+            .unwrap_or_default(),
+        at: Some(timestamp(e.at)),
+        postings: e
+            .txn
+            .postings()
+            .iter()
+            .map(|p| pb::Posting {
+                account: p.account.code(),
+                amount: Some(money(Money::new(p.amount, currency))),
+            })
+            .collect(),
     }
 }

@@ -1,4 +1,7 @@
-//! The deadline sweeper: fails the open batch of every campaign whose deadline has passed.
+//! The deadline sweeper: fails the open batch of every campaign whose deadline has passed
+//! (releasing every deposit hold in it), and closes the balance window of every locked
+//! batch whose balance deadline has passed (forfeiting unpaid deposits, settling the paid
+//! units and marking the batch ready for planning).
 //!
 //! It keeps no state of its own. Each pass asks the store which campaigns are past their
 //! deadline with an open batch and fails them one campaign per transaction, so a sweeper
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use c2m_domain::Clock;
-use c2m_store::{DeadlineOutcome, Store, StoreError};
+use c2m_store::{BalanceWindowOutcome, DeadlineOutcome, Store, StoreError};
 
 /// Campaigns handled per store query; a pass loops until none are left.
 const PAGE: u32 = 100;
@@ -58,6 +61,41 @@ impl Sweeper {
         Ok(done)
     }
 
+    /// Closes at most `limit` balance windows that are due; returns what it did. Each batch
+    /// is closed in its own transaction, exactly once however many sweepers race, so a
+    /// sweeper stopped part-way leaves each batch closed or untouched.
+    #[tracing::instrument(skip(self))]
+    pub async fn close_balance_windows(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<BalanceWindowOutcome>, StoreError> {
+        let mut done = Vec::new();
+        while done.len() < limit {
+            let now = self.clock.now();
+            let want = PAGE.min((limit - done.len()) as u32);
+            let due = self.store.batches_past_balance_window(now, want).await?;
+            if due.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for id in due {
+                let outcome = self.store.close_balance_window(&id, now).await?;
+                if let Some(b) = &outcome.batch {
+                    progressed = true;
+                    tracing::info!(batch = %b.id, forfeited = outcome.forfeited, paid_units = b.paid_units(), "balance window closed; batch ready for planning");
+                }
+                done.push(outcome);
+                if done.len() >= limit {
+                    break;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
     /// Sweeps every `interval` until `shutdown` resolves. Store errors are logged and
     /// retried on the next tick: a database blip must not stop deadlines for good.
     pub async fn run(self, interval: Duration, shutdown: impl Future<Output = ()>) {
@@ -70,6 +108,9 @@ impl Sweeper {
                 _ = tick.tick() => {
                     if let Err(e) = self.sweep(usize::MAX).await {
                         tracing::warn!(error = %e, "deadline sweep failed; retrying next tick");
+                    }
+                    if let Err(e) = self.close_balance_windows(usize::MAX).await {
+                        tracing::warn!(error = %e, "balance window sweep failed; retrying next tick");
                     }
                 }
             }

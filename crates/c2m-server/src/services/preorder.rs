@@ -82,4 +82,24 @@ impl PreorderService for PreorderSvc {
         tracing::debug!(preorder = %p.id, "pre-order cancelled");
         Ok(Response::new(convert::preorder(&p)))
     }
+
+    #[tracing::instrument(skip_all, fields(
+        key = %req.get_ref().idempotency_key,
+        preorder = %req.get_ref().preorder_id,
+    ))]
+    async fn pay_balance(
+        &self,
+        req: Request<pb::PayBalanceRequest>,
+    ) -> Result<Response<pb::Preorder>, Status> {
+        let cmd = convert::pay_balance(req.into_inner())?;
+        let now = self.0.clock.now();
+        let p = self
+            .0
+            .store
+            .pay_balance(&cmd, now)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(preorder = %p.id, amount = %cmd.amount, "balance paid");
+        Ok(Response::new(convert::preorder(&p)))
+    }
 }
