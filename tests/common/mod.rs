@@ -17,6 +17,8 @@ use tonic::transport::Channel;
 use c2m_domain::{Clock, SystemClock};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
+use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
+use c2m_proto::v1::planning_service_client::PlanningServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::{Application, Settings};
 use c2m_store::Store;
@@ -75,7 +77,9 @@ impl TestServer {
         let app = Application::build_with_clock(settings, clock)
             .await
             .expect("server builds");
-        Self::run(app, dir)
+        let server = Self::run(app, dir);
+        ensure_skus(&mut server.clients().await, &[CAMPAIGN_SKU]).await;
+        server
     }
 
     fn run(app: Application, dir: Option<tempfile::TempDir>) -> TestServer {
@@ -117,6 +121,8 @@ impl TestServer {
 pub struct Clients {
     pub campaigns: CampaignServiceClient<Channel>,
     pub preorders: PreorderServiceClient<Channel>,
+    pub catalogue: CatalogueServiceClient<Channel>,
+    pub planning: PlanningServiceClient<Channel>,
     pub channel: Channel,
 }
 
@@ -131,6 +137,8 @@ impl Clients {
         Clients {
             campaigns: CampaignServiceClient::new(channel.clone()),
             preorders: PreorderServiceClient::new(channel.clone()),
+            catalogue: CatalogueServiceClient::new(channel.clone()),
+            planning: PlanningServiceClient::new(channel.clone()),
             channel,
         }
     }
@@ -174,6 +182,7 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .expect("an address");
+        ensure_skus(&mut Clients::connect(addr).await, &[CAMPAIGN_SKU]).await;
         ServerProcess { addr, child }
     }
 
@@ -196,11 +205,32 @@ pub fn week_from_start() -> DateTime<Utc> {
     *DEADLINE.get_or_init(|| Utc::now() + chrono::Duration::days(7))
 }
 
+/// The sku [`campaign_request`] sells; every test server has it in its catalogue.
+pub const CAMPAIGN_SKU: &str = "kettle-17-white";
+
+/// Makes sure the catalogue has products with these skus (merging, so nothing else
+/// changes; the key is derived from the skus, so it is safe to call again).
+pub async fn ensure_skus(c: &mut Clients, skus: &[&str]) {
+    let mut text = String::from("name = \"test products\"\ncurrency = \"CNY\"\n");
+    for sku in skus {
+        text.push_str(&format!("\n[[products]]\nsku = \"{sku}\"\ndemand = 0\n"));
+    }
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: format!("ensure-skus-{}", skus.join("-")),
+            text,
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: pb::ImportMode::Merge as i32,
+        })
+        .await
+        .expect("products added to the catalogue");
+}
+
 /// A valid campaign request with the given threshold, deadline a week away.
 pub fn campaign_request(key: &str, threshold: i64) -> pb::CreateCampaignRequest {
     pb::CreateCampaignRequest {
         idempotency_key: key.to_owned(),
-        sku: "kettle-17-white".into(),
+        sku: CAMPAIGN_SKU.into(),
         title: "Kettle 1.7 l, white".into(),
         currency: "CNY".into(),
         unit_price_minor: 39_900,

@@ -17,11 +17,16 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use c2m_domain::{Clock, SystemClock};
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
+use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
+use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
 use c2m_store::Store;
 
+use crate::planning::PlanningCycles;
 use crate::services::campaign::CampaignSvc;
+use crate::services::catalogue::CatalogueSvc;
+use crate::services::planning::PlanningSvc;
 use crate::services::ledger::LedgerSvc;
 use crate::services::preorder::PreorderSvc;
 use crate::services::Ctx;
@@ -128,6 +133,17 @@ impl Application {
         let sweeper = Sweeper::new(store.clone(), clock.clone());
         let sweep_task =
             tokio::spawn(sweeper.run(settings.sweep_interval, wait_for(stop_rx.clone())));
+        let cycles = Arc::new(PlanningCycles::new(
+            store.clone(),
+            clock.clone(),
+            settings.plan_time_limit,
+        ));
+        let plan_task = tokio::spawn(crate::planning::run_schedule(
+            cycles.clone(),
+            settings.plan_every,
+            settings.plan_when_waiting,
+            wait_for(stop_rx.clone()),
+        ));
 
         let result = tonic::transport::Server::builder()
             .timeout(settings.request_timeout)
@@ -151,6 +167,19 @@ impl Application {
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
+            .add_service(
+                CatalogueServiceServer::new(CatalogueSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                PlanningServiceServer::new(PlanningSvc {
+                    ctx: ctx.clone(),
+                    cycles,
+                })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight requests");
@@ -159,6 +188,7 @@ impl Application {
 
         let _ = stop_tx.send(true);
         let _ = sweep_task.await;
+        let _ = plan_task.await;
         result.context("gRPC server failed")?;
         tracing::info!("c2m stopped");
         Ok(())

@@ -37,6 +37,20 @@ pub struct Settings {
     /// Most requests handled at once on one connection; further ones wait.
     #[arg(long, env = "C2M_CONCURRENCY_PER_CONNECTION", default_value_t = 256)]
     pub concurrency_per_connection: usize,
+
+    /// Run a planning cycle this often when batches wait; 0 turns the schedule off
+    /// (cycles then run on demand, or by `--plan-when-waiting`).
+    #[arg(long, env = "C2M_PLAN_EVERY", default_value = "10m", value_parser = parse_duration)]
+    pub plan_every: Duration,
+
+    /// Run a planning cycle as soon as this many batches wait; 0 turns this off.
+    #[arg(long, env = "C2M_PLAN_WHEN_WAITING", default_value_t = 0)]
+    pub plan_when_waiting: usize,
+
+    /// Wall-clock limit for the solver in one cycle (the best plan found by then is kept,
+    /// with its gap).
+    #[arg(long, env = "C2M_PLAN_TIME_LIMIT", default_value = "30s", value_parser = parse_duration)]
+    pub plan_time_limit: Duration,
 }
 
 impl Settings {
@@ -50,6 +64,9 @@ impl Settings {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             concurrency_per_connection: 256,
+            plan_every: Duration::ZERO,
+            plan_when_waiting: 0,
+            plan_time_limit: Duration::from_secs(20),
         }
     }
 

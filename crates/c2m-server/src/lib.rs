@@ -7,6 +7,8 @@
 //!   and the store.
 //! - [`convert`]: protobuf <-> domain conversions; request validation errors name the field.
 //! - [`status`]: the one function that turns a store or domain error into a gRPC status.
+//! - [`planning`]: planning cycles (queue → scenario → planner → stored plan) and the
+//!   catalogue ↔ scenario conversions.
 //! - [`sweeper`]: the background task that fails batches at their campaign's deadline.
 //! - [`cli`]: the `c2m` command line.
 
@@ -19,6 +21,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod planning;
 pub mod services;
 pub mod status;
 pub mod sweeper;

@@ -35,3 +35,22 @@ pub fn store_status(e: StoreError) -> Status {
         }
     }
 }
+
+/// A planning cycle's failure. The scenario rules name the place (INVALID_ARGUMENT); a
+/// solver failure or a time limit with no plan at all is UNAVAILABLE (try again, perhaps
+/// with a longer limit), logged here.
+pub fn cycle_status(e: crate::planning::CycleError) -> Status {
+    use crate::planning::CycleError;
+    match e {
+        CycleError::Store(s) => store_status(s),
+        CycleError::Scenario(s) => domain_status(&crate::planning::scenario_error(&s)),
+        CycleError::Planner(p) => {
+            tracing::error!(error = %p, "planning cycle failed");
+            Status::unavailable(format!("planning failed: {p}"))
+        }
+        CycleError::Join(m) => {
+            tracing::error!(%m, "planning task failed");
+            Status::internal("internal error")
+        }
+    }
+}

@@ -177,11 +177,9 @@ pub(crate) trait CatalogueTx: IdempotencyTx {
     ) -> Result<(), StoreError>;
 
     async fn upsert_product(&mut self, pos: i64, p: &CatalogueProduct) -> Result<(), StoreError>;
-    async fn upsert_material(&mut self, pos: i64, m: &CatalogueMaterial)
-        -> Result<(), StoreError>;
+    async fn upsert_material(&mut self, pos: i64, m: &CatalogueMaterial) -> Result<(), StoreError>;
     async fn upsert_factory(&mut self, pos: i64, f: &CatalogueFactory) -> Result<(), StoreError>;
-    async fn upsert_supplier(&mut self, pos: i64, s: &CatalogueSupplier)
-        -> Result<(), StoreError>;
+    async fn upsert_supplier(&mut self, pos: i64, s: &CatalogueSupplier) -> Result<(), StoreError>;
 
     /// Writes the scenario-level fields and the new version.
     async fn set_catalogue_meta(
@@ -250,7 +248,10 @@ pub(crate) fn apply(current: &Catalogue, edit: &CatalogueEdit) -> Result<Catalog
 }
 
 fn is_empty(c: &Catalogue) -> bool {
-    c.products.is_empty() && c.materials.is_empty() && c.factories.is_empty() && c.suppliers.is_empty()
+    c.products.is_empty()
+        && c.materials.is_empty()
+        && c.factories.is_empty()
+        && c.suppliers.is_empty()
 }
 
 fn count(c: &Catalogue, kind: CatalogueKind) -> usize {
@@ -296,11 +297,13 @@ pub(crate) async fn change_catalogue(
     }
     let current = tx.lock_catalogue().await?;
     let next = apply(&current, &req.edit)?;
+    let gone_products = removed(&current.products, &next.products, |p| &p.sku);
+    // The sku rule first: its error says more than the rules the removal would break.
+    sku_rule(tx, &gone_products).await?;
     check(&next)?;
 
-    // Deletes first: on PostgreSQL a campaign being created holds its product's row, so a
-    // delete waits for it, and the sku check below then sees the new campaign.
-    let gone_products = removed(&current.products, &next.products, |p| &p.sku);
+    // Deletes, then the sku rule again: on PostgreSQL a campaign being created holds its
+    // product's row, so a delete waits for it, and the second check sees the new campaign.
     let deletes = [
         (CatalogueKind::Product, gone_products.clone()),
         (
@@ -321,14 +324,7 @@ pub(crate) async fn change_catalogue(
             tx.delete_catalogue_entries(*kind, ids).await?;
         }
     }
-    if !gone_products.is_empty() {
-        if let Some(sku) = tx.sku_in_use(&gone_products).await? {
-            return Err(DomainError::precondition(format!(
-                "product `{sku}` is sold by a campaign and cannot be removed from the catalogue"
-            ))
-            .into());
-        }
-    }
+    sku_rule(tx, &gone_products).await?;
     for (i, p) in next.products.iter().enumerate() {
         if current.products.get(i) != Some(p) {
             tx.upsert_product(i as i64, p).await?;
@@ -368,6 +364,20 @@ pub(crate) async fn change_catalogue(
     )
     .await?;
     Ok(changed)
+}
+
+/// Refuses to remove a product some campaign sells.
+async fn sku_rule(tx: &mut (impl CatalogueTx + ?Sized), gone: &[String]) -> Result<(), StoreError> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    match tx.sku_in_use(gone).await? {
+        Some(sku) => Err(DomainError::precondition(format!(
+            "product `{sku}` is sold by a campaign and cannot be removed from the catalogue"
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The check in `create_campaign`: the sku must be in the catalogue (and stays there until

@@ -8,7 +8,9 @@ use c2m_domain::Clock;
 use c2m_store::Store;
 
 pub mod campaign;
+pub mod catalogue;
 pub mod ledger;
+pub mod planning;
 pub mod preorder;
 
 /// What every service needs: the store and the clock (injectable so tests control time).

@@ -3,8 +3,8 @@
 //! on a reader connection, so a multi-statement read sees one snapshot (WAL).
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use c2m_domain::{IdempotencyKey, Page, PageRequest};
+use chrono::{DateTime, Utc};
 
 use super::pooling::SqliteTx;
 use super::writer::Operation;

@@ -1,0 +1,130 @@
+//! `CatalogueService`: the catalogue moves in and out as scenario files.
+
+use tonic::{Request, Response, Status};
+
+use c2m_domain::DomainError;
+use c2m_planner::Scenario;
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::catalogue_service_server::CatalogueService;
+use c2m_store::{CatalogueChanged, CatalogueEdit, CatalogueKind, ChangeCatalogue};
+
+use super::Ctx;
+use crate::convert;
+use crate::planning::{catalogue_check, catalogue_of, scenario_error, scenario_of};
+use crate::status::{domain_status, store_status};
+
+pub struct CatalogueSvc(pub Ctx);
+
+fn changed(c: CatalogueChanged) -> pb::CatalogueChange {
+    pb::CatalogueChange {
+        version: c.version,
+        products: c.products,
+        materials: c.materials,
+        factories: c.factories,
+        suppliers: c.suppliers,
+    }
+}
+
+fn is_json(format: i32) -> Result<bool, Status> {
+    match pb::ScenarioFormat::try_from(format) {
+        Ok(pb::ScenarioFormat::Json) => Ok(true),
+        Ok(_) => Ok(false),
+        Err(_) => Err(domain_status(&DomainError::invalid(
+            "format",
+            "unknown format",
+        ))),
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogueService for CatalogueSvc {
+    #[tracing::instrument(skip_all, fields(key = %req.get_ref().idempotency_key))]
+    async fn import_scenario(
+        &self,
+        req: Request<pb::ImportScenarioRequest>,
+    ) -> Result<Response<pb::CatalogueChange>, Status> {
+        let r = req.into_inner();
+        let idempotency_key = convert::idempotency_key(&r.idempotency_key)?;
+        let parsed = if is_json(r.format)? {
+            Scenario::from_json_str(&r.text)
+        } else {
+            Scenario::from_toml_str(&r.text)
+        }
+        .map_err(|e| domain_status(&scenario_error(&e)))?;
+        let catalogue = catalogue_of(&parsed);
+        let edit = match pb::ImportMode::try_from(r.mode) {
+            Ok(pb::ImportMode::Merge) => CatalogueEdit::Merge(catalogue),
+            Ok(_) => CatalogueEdit::Replace(catalogue),
+            Err(_) => return Err(domain_status(&DomainError::invalid("mode", "unknown mode"))),
+        };
+        let now = self.0.clock.now();
+        let done = self
+            .0
+            .store
+            .change_catalogue(
+                &ChangeCatalogue {
+                    idempotency_key,
+                    edit,
+                },
+                catalogue_check(),
+                now,
+            )
+            .await
+            .map_err(store_status)?;
+        tracing::info!(version = done.version, "catalogue imported");
+        Ok(Response::new(changed(done)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn export_scenario(
+        &self,
+        req: Request<pb::ExportScenarioRequest>,
+    ) -> Result<Response<pb::ExportScenarioResponse>, Status> {
+        let json = is_json(req.get_ref().format)?;
+        let c = self.0.store.catalogue().await.map_err(store_status)?;
+        let s = scenario_of(&c, None).map_err(|e| domain_status(&e))?;
+        let text = if json {
+            s.to_json_string()
+        } else {
+            s.to_toml_string()
+        }
+        .map_err(|e| domain_status(&scenario_error(&e)))?;
+        Ok(Response::new(pb::ExportScenarioResponse {
+            text,
+            version: c.version,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %req.get_ref().idempotency_key, id = %req.get_ref().id))]
+    async fn delete_catalogue_entry(
+        &self,
+        req: Request<pb::DeleteCatalogueEntryRequest>,
+    ) -> Result<Response<pb::CatalogueChange>, Status> {
+        let r = req.into_inner();
+        let idempotency_key = convert::idempotency_key(&r.idempotency_key)?;
+        let kind = match pb::CatalogueKind::try_from(r.kind) {
+            Ok(pb::CatalogueKind::Product) => CatalogueKind::Product,
+            Ok(pb::CatalogueKind::Material) => CatalogueKind::Material,
+            Ok(pb::CatalogueKind::Factory) => CatalogueKind::Factory,
+            Ok(pb::CatalogueKind::Supplier) => CatalogueKind::Supplier,
+            _ => return Err(domain_status(&DomainError::invalid("kind", "is required"))),
+        };
+        if r.id.trim().is_empty() {
+            return Err(domain_status(&DomainError::invalid("id", "is required")));
+        }
+        let done = self
+            .0
+            .store
+            .change_catalogue(
+                &ChangeCatalogue {
+                    idempotency_key,
+                    edit: CatalogueEdit::Delete { kind, id: r.id },
+                },
+                catalogue_check(),
+                self.0.clock.now(),
+            )
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(changed(done)))
+    }
+}

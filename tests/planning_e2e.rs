@@ -1,0 +1,342 @@
+//! Catalogue and planning cycles end to end over gRPC (SQLite): two campaigns that share a
+//! material lock batches, one cycle plans both, the stored plan checks out against the
+//! planner's independent verifier, an infeasible cycle leaves its batches queued with a
+//! diagnosis, and the catalogue round-trips through scenario files.
+
+mod common;
+
+use c2m_planner::{verify_plan, Plan, Scenario};
+use c2m_proto::v1 as pb;
+use common::*;
+use tonic::Code;
+
+const SCENARIO: &str = r#"
+name = "phone-cases"
+currency = "CNY"
+material_deadline_days = 21
+
+[[products]]
+sku = "case-a"
+demand = 0
+bom = { tpu = 0.05, ink = 0.002 }
+
+[[products]]
+sku = "case-b"
+demand = 0
+bom = { tpu = 0.08 }
+
+[[materials]]
+id = "tpu"
+unit = "kg"
+on_hand = 0.5
+holding_cost = 150.0
+
+[[materials]]
+id = "ink"
+unit = "l"
+on_hand = 1.0
+
+[[factories]]
+id = "dongguan-1"
+capacity_hours = 40.0
+
+[[factories.lines]]
+sku = "case-a"
+unit_cost = 300.0
+setup_cost = 5000.0
+hours_per_unit = 0.05
+setup_hours = 1.0
+
+[[factories.lines]]
+sku = "case-b"
+unit_cost = 320.0
+hours_per_unit = 0.05
+
+[[factories]]
+id = "ningbo-2"
+capacity_hours = 40.0
+
+[[factories.lines]]
+sku = "case-a"
+unit_cost = 350.0
+hours_per_unit = 0.04
+
+[[factories.lines]]
+sku = "case-b"
+unit_cost = 280.0
+setup_cost = 2000.0
+hours_per_unit = 0.06
+
+[[suppliers]]
+id = "tpu-co"
+lead_days = 7
+
+[[suppliers.offers]]
+material = "tpu"
+pack_size = 1.0
+order_cost = 500.0
+breaks = [
+  { min_qty = 0.0, unit_price = 2800.0 },
+  { min_qty = 2.0, unit_price = 2400.0 },
+]
+"#;
+
+async fn import(
+    c: &mut Clients,
+    key: &str,
+    text: &str,
+    mode: pb::ImportMode,
+) -> Result<pb::CatalogueChange, tonic::Status> {
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: key.into(),
+            text: text.into(),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: mode as i32,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn export(c: &mut Clients, format: pb::ScenarioFormat) -> String {
+    c.catalogue
+        .export_scenario(pb::ExportScenarioRequest {
+            format: format as i32,
+        })
+        .await
+        .expect("export")
+        .into_inner()
+        .text
+}
+
+/// A campaign for `sku` with threshold 10 and one locked batch of `units` (10..=20).
+async fn locked_batch(c: &mut Clients, key: &str, sku: &str, units: i64) -> String {
+    let mut req = campaign_request(key, 10);
+    req.sku = sku.into();
+    req.max_per_order = None;
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    let p = c
+        .preorders
+        .place_preorder(place(&format!("{key}-order"), &cmp.id, "consumer-1", units))
+        .await
+        .expect("order")
+        .into_inner();
+    assert_eq!(p.status, pb::PreorderStatus::Locked as i32);
+    p.batch_id
+}
+
+async fn queued(c: &mut Clients) -> Vec<pb::QueuedBatch> {
+    c.planning
+        .list_queued_batches(pb::ListQueuedBatchesRequest {})
+        .await
+        .expect("queue")
+        .into_inner()
+        .batches
+}
+
+async fn run(c: &mut Clients, key: &str) -> Result<pb::Plan, tonic::Status> {
+    c.planning
+        .run_planning(pb::RunPlanningRequest {
+            idempotency_key: key.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cycle_plans_two_campaigns_that_share_a_material() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+
+    // Import, export, compare: the catalogue is the scenario (demand is not kept).
+    import(&mut c, "import-1", SCENARIO, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let input = Scenario::from_toml_str(SCENARIO).unwrap();
+    assert_eq!(
+        Scenario::from_toml_str(&export(&mut c, pb::ScenarioFormat::Toml).await).unwrap(),
+        input
+    );
+    assert_eq!(
+        Scenario::from_json_str(&export(&mut c, pb::ScenarioFormat::Json).await).unwrap(),
+        input
+    );
+
+    // A campaign needs its sku in the catalogue.
+    let mut unknown = campaign_request("unknown", 10);
+    unknown.sku = "case-z".into();
+    let err = c.campaigns.create_campaign(unknown).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("case-z"), "{}", err.message());
+
+    // Nothing waits yet.
+    assert_eq!(
+        run(&mut c, "too-early").await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+
+    let a = locked_batch(&mut c, "cmp-a", "case-a", 20).await;
+    let b = locked_batch(&mut c, "cmp-b", "case-b", 15).await;
+    let q = queued(&mut c).await;
+    assert_eq!(q.len(), 2);
+
+    // One cycle plans both.
+    let plan = run(&mut c, "cycle-1").await.expect("cycle");
+    let summary = plan.summary.clone().unwrap();
+    assert_eq!(summary.status, pb::PlanStatus::Optimal as i32, "{plan:?}");
+    let mut batch_ids = plan.batch_ids.clone();
+    batch_ids.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(batch_ids, expected);
+    assert!(
+        queued(&mut c).await.is_empty(),
+        "planned batches leave the queue"
+    );
+
+    // The stored scenario and plan reproduce and verify independently.
+    let scenario = Scenario::from_toml_str(&plan.scenario_toml).expect("stored scenario parses");
+    let demand: Vec<(String, i64)> = scenario
+        .products
+        .iter()
+        .map(|p| (p.sku.clone(), p.demand))
+        .collect();
+    assert_eq!(demand, vec![("case-a".into(), 20), ("case-b".into(), 15)]);
+    let validated = scenario.clone().validate().expect("valid");
+    let stored: Plan = serde_json::from_str(&plan.plan_json).expect("stored plan parses");
+    verify_plan(&validated, &stored).expect("the stored plan passes the verifier");
+    assert_eq!(
+        summary.total_cost.as_ref().unwrap().minor,
+        stored.total_cost
+    );
+    let tpu_bought: f64 = stored
+        .purchases
+        .iter()
+        .filter(|p| p.material == "tpu")
+        .map(|p| p.quantity)
+        .sum();
+    assert!(
+        tpu_bought >= 2.0 - 1e-9,
+        "both products' tpu together reach the 2 kg break: {tpu_bought}"
+    );
+
+    // Work orders: one per factory that runs, seq 1 each, the batches' units all placed.
+    let mut placed: std::collections::HashMap<String, i64> = Default::default();
+    for w in &plan.work_orders {
+        assert_eq!(w.seq, 1, "first work order of {}", w.factory_id);
+        for r in &w.runs {
+            for x in &r.batches {
+                *placed.entry(x.batch_id.clone()).or_default() += x.units;
+            }
+        }
+    }
+    assert_eq!(placed.get(&a), Some(&20));
+    assert_eq!(placed.get(&b), Some(&15));
+
+    // Stock on hand used by the plan is reserved.
+    let after = Scenario::from_toml_str(&export(&mut c, pb::ScenarioFormat::Toml).await).unwrap();
+    let tpu = after.materials.iter().find(|m| m.id == "tpu").unwrap();
+    assert!(tpu.on_hand < 0.5, "tpu stock reserved: {}", tpu.on_hand);
+
+    // A retry returns the same plan; GetPlan and ListPlans show it.
+    let again = run(&mut c, "cycle-1").await.expect("retry");
+    assert_eq!(again.summary.unwrap().id, summary.id);
+    let got = c
+        .planning
+        .get_plan(pb::GetPlanRequest {
+            plan_id: summary.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, plan);
+    let listed = c
+        .planning
+        .list_plans(pb::ListPlansRequest {
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.plans.len(), 1);
+
+    // An infeasible cycle: no factory has the hours. Stored with its diagnosis; the batch
+    // stays queued, visible with the plan that tried it.
+    let small = SCENARIO.replace("capacity_hours = 40.0", "capacity_hours = 0.1");
+    import(&mut c, "import-small", &small, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let late = locked_batch(&mut c, "cmp-c", "case-a", 12).await;
+    let infeasible = run(&mut c, "cycle-2")
+        .await
+        .expect("infeasible cycle is stored");
+    let s = infeasible.summary.unwrap();
+    assert_eq!(s.status, pb::PlanStatus::Infeasible as i32);
+    assert!(!infeasible.diagnosis.is_empty());
+    assert!(infeasible.work_orders.is_empty());
+    let q = queued(&mut c).await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].batch.as_ref().unwrap().id, late);
+    assert_eq!(q[0].last_plan.as_ref().unwrap().id, s.id);
+
+    // Fix the catalogue (merge one factory) and plan again.
+    let fix = "name = \"fix\"\ncurrency = \"CNY\"\n\n[[factories]]\nid = \"ningbo-2\"\ncapacity_hours = 40.0\n\n[[factories.lines]]\nsku = \"case-a\"\nunit_cost = 350.0\nhours_per_unit = 0.04\n";
+    import(&mut c, "fix", fix, pb::ImportMode::Merge)
+        .await
+        .expect("merge");
+    let replanned = run(&mut c, "cycle-3").await.expect("cycle");
+    assert_ne!(
+        replanned.summary.as_ref().unwrap().status,
+        pb::PlanStatus::Infeasible as i32
+    );
+    assert_eq!(replanned.work_orders.len(), 1);
+    assert_eq!(replanned.work_orders[0].factory_id, "ningbo-2");
+    assert!(queued(&mut c).await.is_empty());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn scenario_errors_name_the_place_and_campaign_skus_stay() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let bad = SCENARIO.replace(
+        "{ min_qty = 2.0, unit_price = 2400.0 }",
+        "{ min_qty = 0.0, unit_price = 2400.0 }",
+    );
+    let err = import(&mut c, "bad", &bad, pb::ImportMode::Replace)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("suppliers[0].offers[0].breaks[1].min_qty"),
+        "{}",
+        err.message()
+    );
+    let err = import(&mut c, "typo", "name = \"x\"\ncurrency = \"CNY\"\n[[materials]]\nid = \"a\"\nunit = \"kg\"\non_hnd = 1.0\n", pb::ImportMode::Replace).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("materials[0]"), "{}", err.message());
+
+    import(&mut c, "good", SCENARIO, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    locked_batch(&mut c, "cmp-a", "case-a", 10).await;
+    let err = c
+        .catalogue
+        .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
+            idempotency_key: "del".into(),
+            kind: pb::CatalogueKind::Product as i32,
+            id: "case-a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("case-a"));
+    server.shutdown().await;
+}
