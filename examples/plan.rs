@@ -11,8 +11,6 @@
 //! 1 for a file that cannot be read or is invalid, or when no plan could be
 //! made (a message on standard error, nothing on standard output).
 
-// Printing the plan is what this program is for.
-#![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -119,11 +117,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if args.json {
-        println!("{}", report::render_json(&plan));
+    let out = if args.json {
+        format!("{}\n", report::render_json(&plan))
     } else {
-        print!("{}", report::render_text(&scenario, &plan));
-    }
+        report::render_text(&scenario, &plan)
+    };
+    // A closed pipe (`plan ... | head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     if plan.status == PlanStatus::Infeasible {
         ExitCode::from(2)
     } else {
