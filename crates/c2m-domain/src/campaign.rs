@@ -376,7 +376,8 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let now = Utc::now();
-        let cases: Vec<(&str, Box<dyn Fn(&mut CampaignSpec)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut CampaignSpec)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("deposit", Box::new(|s| s.deposit = s.unit_price + 1)),
             ("batch_threshold", Box::new(|s| s.batch_threshold = 61)),
             (

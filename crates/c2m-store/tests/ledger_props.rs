@@ -503,10 +503,8 @@ fn ledger_invariants_hold_under_random_operations() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    rt.block_on(async {
-        let db = db.borrow();
-        audit(db.store()).await.expect("final audit");
-    });
+    let db = db.into_inner();
+    rt.block_on(audit(db.store())).expect("final audit");
 }
 
 /// The whole-ledger audit: every transaction balances, all accounts sum to zero, every
