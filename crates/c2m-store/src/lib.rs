@@ -10,6 +10,11 @@
 //! - [`probe`]: the raw durable write rate of a backend, to compare the service against.
 //! - [`open`]: picks the backend from a database URL.
 //!
+//! Money: every movement is appended to a double-entry ledger (`ledger_txns`,
+//! `ledger_postings`) in the same transaction as the pooling change that causes it; the
+//! write logic is the private `ledger` module, next to `pooling`, and each movement is shown
+//! to a [`payment::PaymentProvider`] (the built-in [`payment::LedgerOnly`] by default).
+//!
 //! The pooling decisions themselves are made by [`c2m_domain::pooling`]; a store reads the
 //! counts under the campaign's lock, asks the domain, and writes what it says. The write
 //! operations are written once, in the private `pooling` module, over a small trait each
@@ -20,10 +25,10 @@
 //! # Behaviour the trait leaves open, as implemented
 //!
 //! - Idempotency keys are scoped by operation (`create_campaign`, `place_preorder`,
-//!   `cancel_preorder`). The key is looked up before anything else, so a retry gets the
-//!   first response even after the batch locked or the campaign closed; the response is the
-//!   recorded snapshot (a replayed pre-order shows the status it was first returned with,
-//!   while [`Store::get_preorder`] derives the current one). A refused request records
+//!   `cancel_preorder`, `pay_balance`). The key is looked up before anything else, so a
+//!   retry gets the first response even after the batch locked or the campaign closed; the
+//!   response is the recorded snapshot (a replayed pre-order shows the status and money it
+//!   was first returned with, while [`Store::get_preorder`] derives the current ones). A refused request records
 //!   nothing, not even its key.
 //! - Cancelling another consumer's pre-order answers `NotFound`, as for an unknown id, so
 //!   ids cannot be probed; cancelling an already cancelled pre-order with a new key is a
@@ -64,10 +69,10 @@ use c2m_domain::{
 };
 
 mod error;
-pub use error::StoreError;
 pub use catalogue::{
     Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, ChangeCatalogue,
 };
+pub use error::StoreError;
 pub use planning::{NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, WorkOrder};
 
 pub mod catalogue;
@@ -78,8 +83,8 @@ mod planning_sql;
 mod pooling;
 mod rows;
 
-pub mod postgres;
 pub mod payment;
+pub mod postgres;
 pub mod probe;
 pub mod sqlite;
 
@@ -288,8 +293,11 @@ pub trait Store: CatalogueStore + PlanningStore + Send + Sync + 'static {
     /// failed or forfeited pre-order, or a closed window is `FailedPrecondition`; a wrong
     /// currency or amount is `InvalidArgument` naming `amount.currency` or `amount.minor`.
     /// Refusals write nothing.
-    async fn pay_balance(&self, req: &PayBalance, now: DateTime<Utc>)
-        -> Result<Preorder, StoreError>;
+    async fn pay_balance(
+        &self,
+        req: &PayBalance,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError>;
 
     /// Locked batches whose balance window has closed at `now` and that are not yet ready
     /// for planning, earliest first, at most `limit`.
