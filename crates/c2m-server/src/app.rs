@@ -18,16 +18,16 @@ use tokio_stream::wrappers::TcpListenerStream;
 use c2m_domain::{Clock, SystemClock};
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
 use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
-use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
+use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
 use c2m_store::Store;
 
 use crate::planning::PlanningCycles;
 use crate::services::campaign::CampaignSvc;
 use crate::services::catalogue::CatalogueSvc;
-use crate::services::planning::PlanningSvc;
 use crate::services::ledger::LedgerSvc;
+use crate::services::planning::PlanningSvc;
 use crate::services::preorder::PreorderSvc;
 use crate::services::Ctx;
 use crate::sweeper::Sweeper;

@@ -30,13 +30,13 @@ use c2m_domain::{
     IdempotencyKey, PageRequest, Preorder, PreorderId, PreorderStatus,
 };
 
-use crate::postgres::PgStore;
-use crate::sqlite::{SqliteOptions, SqliteStore};
 use crate::catalogue::{
     CatalogueFactory, CatalogueMaterial, CatalogueProduct, CatalogueSupplier, FactoryLine,
     OfferPriceBreak, SupplierOffer,
 };
 use crate::planning::{MaterialDelivery, NewWorkOrder, RunBatch, WorkOrderRun};
+use crate::postgres::PgStore;
+use crate::sqlite::{SqliteOptions, SqliteStore};
 use crate::{
     BatchTransition, CancelPreorder, Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit,
     CatalogueKind, ChangeCatalogue, CreateCampaign, NewPlan, PlacePreorder, PlanStatus,
@@ -1564,7 +1564,14 @@ pub async fn random_operations_match_a_model_of_the_pooling_rule(fx: Arc<dyn Fix
 // Catalogue and planning
 
 /// The skus the pooling cases sell; campaigns need their product in the catalogue.
-pub const SEEDED_SKUS: &[&str] = &["kettle-17-white", "sku-0", "sku-1", "sku-2", "sku-3", "sku-4"];
+pub const SEEDED_SKUS: &[&str] = &[
+    "kettle-17-white",
+    "sku-0",
+    "sku-1",
+    "sku-2",
+    "sku-3",
+    "sku-4",
+];
 
 fn accept_all() -> CatalogueCheck {
     Arc::new(|_: &Catalogue| Ok(()))
@@ -1736,7 +1743,11 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
         .await
         .expect("merge");
     let c = store.catalogue().await.unwrap();
-    let ids: Vec<(&str, f64)> = c.materials.iter().map(|m| (m.id.as_str(), m.on_hand)).collect();
+    let ids: Vec<(&str, f64)> = c
+        .materials
+        .iter()
+        .map(|m| (m.id.as_str(), m.on_hand))
+        .collect();
     assert_eq!(ids, vec![("steel", 10.0), ("cord", 40.0), ("glass", 1.0)]);
     assert_eq!(c.products.len(), 2, "entries not given stay");
     let mut usd = Catalogue {
@@ -1770,10 +1781,10 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
     assert!(precondition(change(&*store, delete, accept_all()).await).contains("kettle-17-white"));
     let mut without = sample.clone();
     without.products.remove(0);
-    assert!(precondition(
-        change(&*store, CatalogueEdit::Replace(without), accept_all()).await
-    )
-    .contains("kettle-17-white"));
+    assert!(
+        precondition(change(&*store, CatalogueEdit::Replace(without), accept_all()).await)
+            .contains("kettle-17-white")
+    );
     let delete = CatalogueEdit::Delete {
         kind: CatalogueKind::Product,
         id: "toaster".into(),
@@ -1803,7 +1814,11 @@ fn new_plan(status: PlanStatus, batches: Vec<BatchId>, work_orders: Vec<NewWorkO
         currency: "CNY".into(),
         total_cost: 1234,
         cost_breakdown: "{}".into(),
-        gap: if status == PlanStatus::Optimal { Some(0.0) } else { None },
+        gap: if status == PlanStatus::Optimal {
+            Some(0.0)
+        } else {
+            None
+        },
         solver: "test".into(),
         solve_seconds: 0.5,
         diagnosis: (status == PlanStatus::Infeasible).then(|| "{\"reasons\":[]}".to_owned()),
@@ -1838,26 +1853,46 @@ fn work_order(factory: &str, batch: &Batch) -> NewWorkOrder {
 
 pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<dyn Fixture>) {
     let store = fx.store();
-    change(&*store, CatalogueEdit::Replace(sample_catalogue()), accept_all())
-        .await
-        .expect("catalogue");
+    change(
+        &*store,
+        CatalogueEdit::Replace(sample_catalogue()),
+        accept_all(),
+    )
+    .await
+    .expect("catalogue");
     let a = locked_batch(&*store, "kettle-17-white").await;
     let b = locked_batch(&*store, "toaster").await;
     let queue = store.planning_queue().await.expect("queue");
-    let mut queued: Vec<(&BatchId, &str)> = queue.iter().map(|q| (&q.batch.id, q.sku.as_str())).collect();
+    let mut queued: Vec<(&BatchId, &str)> = queue
+        .iter()
+        .map(|q| (&q.batch.id, q.sku.as_str()))
+        .collect();
     queued.sort();
     let mut expected = vec![(&a.id, "kettle-17-white"), (&b.id, "toaster")];
     expected.sort();
-    assert_eq!(queued, expected, "both locked batches wait (same lock time: by id)");
+    assert_eq!(
+        queued, expected,
+        "both locked batches wait (same lock time: by id)"
+    );
 
     // An infeasible cycle is kept, with its diagnosis, and leaves the batches queued.
     let infeasible = store
-        .store_plan(&new_plan(PlanStatus::Infeasible, vec![a.id.clone(), b.id.clone()], vec![]), t0())
+        .store_plan(
+            &new_plan(
+                PlanStatus::Infeasible,
+                vec![a.id.clone(), b.id.clone()],
+                vec![],
+            ),
+            t0(),
+        )
         .await
         .expect("store infeasible");
     let queue = store.planning_queue().await.expect("queue");
     assert_eq!(queue.len(), 2);
-    assert_eq!(queue[0].last_plan.as_ref().map(|p| p.id.as_str()), Some(infeasible.as_str()));
+    assert_eq!(
+        queue[0].last_plan.as_ref().map(|p| p.id.as_str()),
+        Some(infeasible.as_str())
+    );
     let got = store.get_plan(&infeasible).await.expect("get");
     assert_eq!(got.summary.status, PlanStatus::Infeasible);
     assert!(got.diagnosis.is_some() && got.work_orders.is_empty() && got.reservations.is_empty());
@@ -1867,30 +1902,49 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     let mut plan = new_plan(
         PlanStatus::Optimal,
         vec![a.id.clone(), b.id.clone()],
-        vec![work_order("f1", &a), work_order("f2", &b), work_order("f1", &b)],
+        vec![
+            work_order("f1", &a),
+            work_order("f2", &b),
+            work_order("f1", &b),
+        ],
     );
     plan.idempotency_key = Some(key());
     let id = store.store_plan(&plan, t0()).await.expect("store");
     assert_eq!(store.store_plan(&plan, t0()).await.expect("replay"), id);
     assert_eq!(
-        store.replayed_plan(plan.idempotency_key.as_ref().unwrap()).await.unwrap(),
+        store
+            .replayed_plan(plan.idempotency_key.as_ref().unwrap())
+            .await
+            .unwrap(),
         Some(id.clone())
     );
     assert!(store.planning_queue().await.unwrap().is_empty());
     let got = store.get_plan(&id).await.expect("get");
-    let seqs: Vec<(&str, i64)> = got.work_orders.iter().map(|w| (w.factory_id.as_str(), w.seq)).collect();
+    let seqs: Vec<(&str, i64)> = got
+        .work_orders
+        .iter()
+        .map(|w| (w.factory_id.as_str(), w.seq))
+        .collect();
     assert_eq!(seqs, vec![("f1", 1), ("f1", 2), ("f2", 1)]);
     assert_eq!(got.work_orders[0].runs, plan.work_orders[0].runs);
     assert_eq!(got.reservations, vec![("steel".to_owned(), 4.0)]);
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 6.0);
 
     // A batch is held by one plan at a time.
-    let mut twice = new_plan(PlanStatus::Optimal, vec![a.id.clone()], vec![work_order("f1", &a)]);
+    let mut twice = new_plan(
+        PlanStatus::Optimal,
+        vec![a.id.clone()],
+        vec![work_order("f1", &a)],
+    );
     twice.reservations.clear();
     assert!(precondition(store.store_plan(&twice, t0()).await).contains(a.id.as_str()));
     // Stock that is not there cannot be reserved.
     let c = locked_batch(&*store, "kettle-17-white").await;
-    let mut greedy = new_plan(PlanStatus::Feasible, vec![c.id.clone()], vec![work_order("f2", &c)]);
+    let mut greedy = new_plan(
+        PlanStatus::Feasible,
+        vec![c.id.clone()],
+        vec![work_order("f2", &c)],
+    );
     greedy.reservations = vec![("steel".into(), 7.0)];
     assert!(precondition(store.store_plan(&greedy, t0()).await).contains("steel"));
     greedy.reservations = vec![("steel".into(), 6.0)];
@@ -1903,7 +1957,10 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     let ids: Vec<&str> = listed.items.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, vec![third.as_str(), id.as_str()], "newest first");
     let rest = store
-        .list_plans(PageRequest { size: 2, after: listed.next_after })
+        .list_plans(PageRequest {
+            size: 2,
+            after: listed.next_after,
+        })
         .await
         .unwrap();
     assert_eq!(rest.items.len(), 1);
