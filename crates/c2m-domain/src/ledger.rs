@@ -557,6 +557,73 @@ mod tests {
     }
 
     #[test]
+    fn a_balance_payment_must_be_due_open_and_exact() {
+        use crate::{BatchId, Preorder, PreorderId, PreorderMoney, PreorderStatus};
+        let now = chrono::Utc::now();
+        let locked = Preorder {
+            id: PreorderId::parse("po_1").unwrap(),
+            campaign_id: CampaignId::parse("cmp_1").unwrap(),
+            consumer_id: ConsumerId::parse("con_a").unwrap(),
+            batch_id: BatchId::parse("bat_1").unwrap(),
+            batch_seq: 1,
+            quantity: 2,
+            unit_price: cny(39_900),
+            deposit_total: cny(10_000),
+            status: PreorderStatus::Locked,
+            created_at: now,
+            cancelled_at: None,
+            money: PreorderMoney {
+                hold: HoldState::Captured,
+                final_unit_price: Some(cny(36_900)),
+                balance_due: Some(cny(63_800)),
+                balance_due_by: Some(now + chrono::Duration::hours(1)),
+                balance_paid_at: None,
+                forfeited_at: None,
+            },
+        };
+        assert_eq!(
+            check_balance_payment(&locked, cny(63_800), now),
+            Ok(cny(63_800))
+        );
+        let field = |r: Result<Money, DomainError>| match r {
+            Err(DomainError::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(check_balance_payment(&locked, cny(63_799), now)),
+            "amount.minor"
+        );
+        let usd = Money::new(63_800, Currency::parse("USD").unwrap());
+        assert_eq!(
+            field(check_balance_payment(&locked, usd, now)),
+            "amount.currency"
+        );
+        let late = now + chrono::Duration::hours(1);
+        assert!(check_balance_payment(&locked, cny(63_800), late).is_err());
+        for status in [
+            PreorderStatus::Pooled,
+            PreorderStatus::Cancelled,
+            PreorderStatus::RefundDue,
+            PreorderStatus::Forfeited,
+        ] {
+            let p = Preorder {
+                status,
+                ..locked.clone()
+            };
+            assert!(matches!(
+                check_balance_payment(&p, cny(63_800), now),
+                Err(DomainError::FailedPrecondition(_))
+            ));
+        }
+        let mut paid = locked.clone();
+        paid.money.balance_paid_at = Some(now);
+        assert!(matches!(
+            check_balance_payment(&paid, cny(63_800), now),
+            Err(DomainError::FailedPrecondition(_))
+        ));
+    }
+
+    #[test]
     fn balance_is_full_price_minus_deposit() {
         assert_eq!(
             balance_due(3, cny(36_900), cny(15_000)).unwrap(),
