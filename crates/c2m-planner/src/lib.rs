@@ -33,6 +33,7 @@ pub mod scenario;
 mod solve;
 pub mod validate;
 mod verify;
+pub mod whatif;
 
 pub use greedy::greedy_plan;
 pub use model::Formulation;

@@ -1,0 +1,376 @@
+//! Threshold advice: the minimum viable batch for a campaign's price and
+//! margin, and the volumes at which price breaks let the price ladder step
+//! down.
+//!
+//! Cost per unit at volume V is the plan's full cost per demanded unit of
+//! the sku, with its demand set to V and the other products' demand as in
+//! the base (the batch is planned in the cycle it will share). Cost per unit
+//! is not monotone in V (setups, minimum runs, MOQs and breaks make it
+//! jump), so the search is a scan: every `step` units from `step` to `max`,
+//! then every unit between the first passing grid point and the one before
+//! it. With `step = 1` the scan is exact over `1..=max`; with a larger step
+//! a passing volume that lies between two failing grid points is missed,
+//! and the output says so.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::sweep::{break_volumes, scenario_at, BreakMark, Quantity};
+use crate::{Plan, PlanStatus, Scenario, SolveOptions};
+
+/// The campaign and the search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdviceSpec {
+    pub sku: String,
+    /// Price promised to consumers, minor units per unit.
+    pub price: f64,
+    /// Deposit per unit paid at pre-order, minor units.
+    pub deposit: f64,
+    /// Target margin as a fraction of the price (0.2 = 20%).
+    pub margin: f64,
+    /// Largest volume considered.
+    pub max: i64,
+    /// Grid step of the scan (1 = every volume).
+    pub step: i64,
+}
+
+/// The cost of the sku at one volume and what drives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeCost {
+    pub volume: i64,
+    pub status: PlanStatus,
+    /// Minor units per unit.
+    pub cost_per_unit: f64,
+    /// Setup cost of the sku's runs per unit.
+    pub setup_per_unit: f64,
+    /// `factory: quantity` for each run of the sku.
+    pub runs: Vec<String>,
+    /// Purchases of the materials the sku uses, with the tier price paid.
+    pub purchases: Vec<String>,
+    /// Purchase plus ordering cost of the whole plan (cash out before the
+    /// balance is paid).
+    pub material_cash: i64,
+}
+
+/// One step of the price ladder: a break and the cost just below and at it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LadderStep {
+    pub mark: BreakMark,
+    pub below: VolumeCost,
+    pub at: VolumeCost,
+    /// Lowest price keeping the margin at `volume - 1` and at `volume`.
+    pub price_below: f64,
+    pub price_at: f64,
+}
+
+/// The advice.
+#[derive(Debug, Clone, Serialize)]
+pub struct Advice {
+    pub sku: String,
+    pub currency: String,
+    pub price: f64,
+    pub deposit: f64,
+    pub margin: f64,
+    /// Cost per unit may be at most this.
+    pub target_cost: f64,
+    pub max: i64,
+    pub step: i64,
+    /// Volumes solved.
+    pub evaluated: usize,
+    /// The smallest viable volume found, with its costs; `None` when no
+    /// volume up to `max` leaves the margin.
+    pub minimum_viable: Option<VolumeCost>,
+    /// The volume just below it, when there is one.
+    pub below_minimum: Option<VolumeCost>,
+    pub ladder: Vec<LadderStep>,
+}
+
+/// Plans the base with the sku's demand at `volume`.
+pub fn cost_at(
+    base: &Scenario,
+    sku: &str,
+    volume: i64,
+    opts: &SolveOptions,
+) -> Result<VolumeCost, String> {
+    let q = Quantity::Demand {
+        sku: sku.to_string(),
+    };
+    let s = scenario_at(base, &q, volume as f64)?;
+    let plan = super::plan_scenario(&s, opts).map_err(|e| format!("at {volume} units: {e}"))?;
+    Ok(volume_cost(&s, sku, volume, &plan))
+}
+
+fn volume_cost(s: &Scenario, sku: &str, volume: i64, plan: &Plan) -> VolumeCost {
+    let mut setup = 0.0;
+    let mut runs = Vec::new();
+    for r in plan.runs.iter().filter(|r| r.sku == sku) {
+        if let Some(line) = s
+            .factories
+            .iter()
+            .find(|f| f.id == r.factory)
+            .and_then(|f| f.lines.iter().find(|l| l.sku == sku))
+        {
+            setup += line.setup_cost;
+        }
+        runs.push(format!("{}: {}", r.factory, r.quantity));
+    }
+    let bom: Vec<&String> = s
+        .products
+        .iter()
+        .find(|p| p.sku == sku)
+        .map(|p| p.bom.keys().collect())
+        .unwrap_or_default();
+    let purchases = plan
+        .purchases
+        .iter()
+        .filter(|p| bom.contains(&&p.material))
+        .map(|p| {
+            format!(
+                "{}/{}: {} @ {:.2}",
+                p.supplier,
+                p.material,
+                p.quantity,
+                p.unit_price / 100.0
+            )
+        })
+        .collect();
+    VolumeCost {
+        volume,
+        status: plan.status,
+        cost_per_unit: plan.cost_per_unit.get(sku).unwrap_or(f64::NAN),
+        setup_per_unit: if volume > 0 {
+            setup / volume as f64
+        } else {
+            0.0
+        },
+        runs,
+        purchases,
+        material_cash: plan.cost_breakdown.purchase + plan.cost_breakdown.ordering,
+    }
+}
+
+/// Finds the minimum viable batch and the ladder steps up to `max`.
+pub fn advise(
+    base: &Scenario,
+    spec: &AdviceSpec,
+    opts: &SolveOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Advice, String> {
+    if !(spec.price > 0.0) {
+        return Err("the price must be positive".into());
+    }
+    if !(0.0..1.0).contains(&spec.margin) {
+        return Err("the margin must be in [0, 1)".into());
+    }
+    if spec.max < 1 || spec.step < 1 {
+        return Err("--max and --step must be at least 1".into());
+    }
+    let target = spec.price * (1.0 - spec.margin);
+    let mut cache: BTreeMap<i64, VolumeCost> = BTreeMap::new();
+    let eval = |v: i64, cache: &mut BTreeMap<i64, VolumeCost>| -> Result<VolumeCost, String> {
+        if let Some(c) = cache.get(&v) {
+            return Ok(c.clone());
+        }
+        let c = cost_at(base, &spec.sku, v, opts)?;
+        cache.insert(v, c.clone());
+        Ok(c)
+    };
+    let viable =
+        |c: &VolumeCost| c.status != PlanStatus::Infeasible && c.cost_per_unit <= target + 1e-9;
+
+    let marks: Vec<BreakMark> = break_volumes(base, &spec.sku)?
+        .into_iter()
+        .filter(|m| m.volume >= 2 && m.volume <= spec.max)
+        .collect();
+    let grid: Vec<i64> = {
+        let mut g: Vec<i64> = (1..=spec.max / spec.step).map(|k| k * spec.step).collect();
+        if g.last() != Some(&spec.max) {
+            g.push(spec.max);
+        }
+        g
+    };
+    let total = grid.len() + 2 * marks.len();
+    let mut done = 0;
+    let mut found = None;
+    let mut prev = 0;
+    for &v in &grid {
+        let c = eval(v, &mut cache)?;
+        done += 1;
+        progress(done, total);
+        if viable(&c) {
+            // Every unit between the last failing grid point and this one.
+            for w in prev + 1..v {
+                let cw = eval(w, &mut cache)?;
+                if viable(&cw) {
+                    found = Some(w);
+                    break;
+                }
+            }
+            found = found.or(Some(v));
+            break;
+        }
+        prev = v;
+    }
+    let minimum_viable = match found {
+        Some(v) => Some(eval(v, &mut cache)?),
+        None => None,
+    };
+    let below_minimum = match found {
+        Some(v) if v > 1 => Some(eval(v - 1, &mut cache)?),
+        _ => None,
+    };
+    let mut ladder = Vec::new();
+    for m in marks {
+        let below = eval(m.volume - 1, &mut cache)?;
+        let at = eval(m.volume, &mut cache)?;
+        done += 2;
+        progress(done.min(total), total);
+        ladder.push(LadderStep {
+            price_below: below.cost_per_unit / (1.0 - spec.margin),
+            price_at: at.cost_per_unit / (1.0 - spec.margin),
+            mark: m,
+            below,
+            at,
+        });
+    }
+    progress(total, total);
+    Ok(Advice {
+        sku: spec.sku.clone(),
+        currency: base.currency.clone(),
+        price: spec.price,
+        deposit: spec.deposit,
+        margin: spec.margin,
+        target_cost: target,
+        max: spec.max,
+        step: spec.step,
+        evaluated: cache.len(),
+        minimum_viable,
+        below_minimum,
+        ladder,
+    })
+}
+
+fn m2(v: f64) -> String {
+    format!("{:.2}", v / 100.0)
+}
+
+fn describe(out: &mut String, c: &VolumeCost) {
+    let _ = writeln!(
+        out,
+        "      cost per unit {} (setup {} of it); runs: {}",
+        m2(c.cost_per_unit),
+        m2(c.setup_per_unit),
+        if c.runs.is_empty() {
+            "none".to_string()
+        } else {
+            c.runs.join(", ")
+        }
+    );
+    if !c.purchases.is_empty() {
+        let _ = writeln!(out, "      buys: {}", c.purchases.join("; "));
+    }
+}
+
+/// The advice and its reasoning, for people.
+pub fn render_text(a: &Advice) -> String {
+    let mut out = String::new();
+    let cur = &a.currency;
+    let _ = writeln!(
+        out,
+        "campaign {}: price {} {cur}, deposit {}, target margin {:.1}%",
+        a.sku,
+        m2(a.price),
+        m2(a.deposit),
+        a.margin * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "  cost per unit must be at most {} = price x (1 - margin)",
+        m2(a.target_cost)
+    );
+    let _ = writeln!(
+        out,
+        "  search: every {} units up to {}, then every unit below the first passing point \
+         ({} volumes planned){}",
+        a.step,
+        a.max,
+        a.evaluated,
+        if a.step > 1 {
+            "; cost per unit is not monotone, so a viable volume between two failing grid \
+             points would be missed (use --step 1 for an exact scan)"
+        } else {
+            "; exact"
+        }
+    );
+    match &a.minimum_viable {
+        Some(c) => {
+            let _ = writeln!(out, "\nminimum viable batch: {} units", c.volume);
+            describe(&mut out, c);
+            let _ = writeln!(
+                out,
+                "      margin {:.1}%; deposits collected {} against material purchases {}{}",
+                (a.price - c.cost_per_unit) / a.price * 100.0,
+                m2(a.deposit * c.volume as f64),
+                m2(c.material_cash as f64),
+                if a.deposit * c.volume as f64 >= c.material_cash as f64 {
+                    " (covered)"
+                } else {
+                    " (not covered: the balance or working capital must fund the rest)"
+                }
+            );
+            if let Some(b) = &a.below_minimum {
+                let _ = writeln!(out, "    at {} units the margin is not met:", b.volume);
+                describe(&mut out, b);
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "\nno volume up to {} leaves a margin of {:.1}% at this price",
+                a.max,
+                a.margin * 100.0
+            );
+        }
+    }
+    if a.ladder.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nno supplier price break is reached up to {} units",
+            a.max
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nprice ladder: supplier breaks reached as volume grows (price keeping the margin)"
+        );
+        for s in &a.ladder {
+            let _ = writeln!(
+                out,
+                "  at {} units {}/{} reaches {} ({} -> {} per unit of material):",
+                s.mark.volume,
+                s.mark.supplier,
+                s.mark.material,
+                s.mark.min_qty,
+                m2(s.mark.previous_price),
+                m2(s.mark.unit_price)
+            );
+            let _ = writeln!(
+                out,
+                "      cost per unit {} -> {}, price {} -> {}",
+                m2(s.below.cost_per_unit),
+                m2(s.at.cost_per_unit),
+                m2(s.price_below),
+                m2(s.price_at)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  (the planner may buy up to a break before its volume when that is cheaper, \
+             so a step can show up earlier)"
+        );
+    }
+    let _ = writeln!(out, "\nmoney in {cur} (major units)");
+    out
+}

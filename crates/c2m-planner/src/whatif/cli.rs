@@ -1,0 +1,262 @@
+//! The `what_if` example's command line. The binary supplies an [`Env`]
+//! that reads and writes files and draws the progress bar; tests supply
+//! their own and run exactly what the binary runs.
+
+use super::advice::{self, AdviceSpec};
+use super::overlay::{apply_all, Overlay};
+use super::sweep::{self, Quantity, SweepSpec};
+use super::{chart, compare, default_options, tools};
+use crate::Scenario;
+
+/// What the command line needs from the outside world.
+pub trait Env {
+    fn read(&mut self, path: &str) -> Result<String, String>;
+    fn write(&mut self, path: &str, contents: &[u8]) -> Result<(), String>;
+    /// Called as work proceeds: `done` of `total` plans solved.
+    fn progress(&mut self, done: usize, total: usize);
+}
+
+/// What to print and the exit status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub stdout: String,
+    pub code: u8,
+}
+
+pub const USAGE: &str = "\
+usage:
+  what_if compare BASE OVERLAY [--json|--csv]
+  what_if sweep BASE --demand SKU --from N --to N [--points 50] [--svg FILE] [--csv]
+  what_if sweep BASE --price SUPPLIER:MATERIAL --sku SKU --from -20% --to +20% [--points 50] [--svg FILE] [--csv]
+  what_if advise BASE --sku SKU --price P --deposit D --margin 0.2 [--max 5000] [--step 50] [--json]
+  what_if scenario validate FILE
+  what_if scenario summary FILE
+  what_if scenario convert IN OUT        (.json or .toml by extension)
+money (--price, --deposit) in major units of the scenario's currency";
+
+fn load(env: &mut dyn Env, path: &str) -> Result<Scenario, String> {
+    let text = env.read(path)?;
+    tools::read_valid(path, &text).map_err(|e| format!("{path}: invalid scenario:\n{e}"))
+}
+
+/// Options after the positional arguments, as `--name value` or flags.
+struct Flags(Vec<String>);
+
+impl Flags {
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|a| a == name)
+    }
+    fn get(&self, name: &str) -> Result<Option<String>, String> {
+        match self.0.iter().position(|a| a == name) {
+            Some(i) => self
+                .0
+                .get(i + 1)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| format!("{name} needs a value")),
+            None => Ok(None),
+        }
+    }
+    fn need(&self, name: &str) -> Result<String, String> {
+        self.get(name)?.ok_or_else(|| format!("{name} is required"))
+    }
+    fn num(&self, name: &str) -> Result<Option<f64>, String> {
+        self.get(name)?
+            .map(|v| parse_num(&v).map_err(|e| format!("{name}: {e}")))
+            .transpose()
+    }
+    /// Rejects options not in `known` (flags and valued options).
+    fn check(&self, flags: &[&str], valued: &[&str]) -> Result<(), String> {
+        let mut i = 0;
+        while i < self.0.len() {
+            let a = self.0[i].as_str();
+            if valued.contains(&a) {
+                i += 2;
+            } else if flags.contains(&a) {
+                i += 1;
+            } else {
+                return Err(format!("unexpected argument `{a}`\n{USAGE}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A number, or a percentage (`-20%` is -0.2).
+fn parse_num(v: &str) -> Result<f64, String> {
+    let t = v.trim();
+    let (t, scale) = match t.strip_suffix('%') {
+        Some(t) => (t, 0.01),
+        None => (t, 1.0),
+    };
+    let x: f64 = t
+        .trim_start_matches('+')
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{v}` is not a number"))?;
+    if !x.is_finite() {
+        return Err(format!("`{v}` is not a finite number"));
+    }
+    Ok(x * scale)
+}
+
+/// Runs one command. Errors are messages for standard error (exit 1).
+pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
+    let (cmd, rest) = args.split_first().ok_or_else(|| USAGE.to_string())?;
+    let positional: Vec<&String> = rest.iter().take_while(|a| !a.starts_with("--")).collect();
+    let flags = Flags(rest[positional.len()..].to_vec());
+    let ok = |stdout: String| Ok(Output { stdout, code: 0 });
+    match cmd.as_str() {
+        "compare" => {
+            flags.check(&["--json", "--csv"], &[])?;
+            let [base, overlay] = positional[..] else {
+                return Err(format!("compare needs BASE and OVERLAY\n{USAGE}"));
+            };
+            let base_s = load(env, base)?;
+            let text = env.read(overlay)?;
+            let ov = Overlay::from_str_with_name(overlay, &text)
+                .map_err(|e| format!("{overlay}: {e}"))?;
+            let applied = apply_all(&base_s, &ov).map_err(|e| format!("{overlay}: {e}"))?;
+            let variants: Vec<(String, Scenario)> = ov
+                .variants
+                .iter()
+                .map(|v| v.name.clone())
+                .zip(applied)
+                .collect();
+            let c = compare::compare(&base_s, &variants, &default_options())?;
+            ok(if flags.has("--json") {
+                compare::render_json(&c) + "\n"
+            } else if flags.has("--csv") {
+                compare::render_csv(&c)
+            } else {
+                compare::render_text(&c)
+            })
+        }
+        "sweep" => {
+            flags.check(
+                &["--csv"],
+                &[
+                    "--demand", "--price", "--sku", "--from", "--to", "--points", "--svg", "--png",
+                ],
+            )?;
+            let [base] = positional[..] else {
+                return Err(format!("sweep needs BASE\n{USAGE}"));
+            };
+            if flags.get("--png")?.is_some() {
+                return Err(
+                    "--png is not supported: write --svg and convert it (e.g. with rsvg-convert)"
+                        .into(),
+                );
+            }
+            let base_s = load(env, base)?;
+            let (quantity, sku) = match (flags.get("--demand")?, flags.get("--price")?) {
+                (Some(sku), None) => (Quantity::Demand { sku: sku.clone() }, sku),
+                (None, Some(p)) => {
+                    let (s, m) = p.split_once(':').ok_or("--price takes SUPPLIER:MATERIAL")?;
+                    let sku = match flags.get("--sku")? {
+                        Some(s) => s,
+                        None => base_s
+                            .products
+                            .first()
+                            .map(|p| p.sku.clone())
+                            .ok_or("the scenario has no products")?,
+                    };
+                    (
+                        Quantity::Price {
+                            supplier: s.to_string(),
+                            material: m.to_string(),
+                        },
+                        sku,
+                    )
+                }
+                _ => return Err("give one of --demand SKU or --price SUPPLIER:MATERIAL".into()),
+            };
+            let spec = SweepSpec {
+                quantity,
+                from: flags.num("--from")?.ok_or("--from is required")?,
+                to: flags.num("--to")?.ok_or("--to is required")?,
+                points: flags.num("--points")?.unwrap_or(50.0) as usize,
+                sku,
+            };
+            if let Quantity::Demand { .. } = spec.quantity {
+                if spec.from < 0.0 || spec.to < 0.0 {
+                    return Err("a demand cannot be negative".into());
+                }
+            }
+            let s = sweep::run_sweep(&base_s, &spec, &default_options(), &mut |d, t| {
+                env.progress(d, t)
+            })?;
+            if let Some(path) = flags.get("--svg")? {
+                env.write(&path, chart::render_svg(&s).as_bytes())?;
+            }
+            ok(if flags.has("--csv") {
+                sweep::render_csv(&s)
+            } else {
+                sweep::render_text(&s)
+            })
+        }
+        "advise" => {
+            flags.check(
+                &["--json"],
+                &[
+                    "--sku",
+                    "--price",
+                    "--deposit",
+                    "--margin",
+                    "--max",
+                    "--step",
+                ],
+            )?;
+            let [base] = positional[..] else {
+                return Err(format!("advise needs BASE\n{USAGE}"));
+            };
+            let base_s = load(env, base)?;
+            let max = flags.num("--max")?.unwrap_or(5000.0) as i64;
+            let spec = AdviceSpec {
+                sku: flags.need("--sku")?,
+                price: flags.num("--price")?.ok_or("--price is required")? * 100.0,
+                deposit: flags.num("--deposit")?.unwrap_or(0.0) * 100.0,
+                margin: flags.num("--margin")?.ok_or("--margin is required")?,
+                max,
+                step: flags
+                    .num("--step")?
+                    .map_or((max / 100).max(1), |s| s as i64),
+            };
+            let a = advice::advise(&base_s, &spec, &default_options(), &mut |d, t| {
+                env.progress(d, t)
+            })?;
+            ok(if flags.has("--json") {
+                serde_json::to_string_pretty(&a).expect("advice serializes") + "\n"
+            } else {
+                advice::render_text(&a)
+            })
+        }
+        "scenario" => {
+            flags.check(&[], &[])?;
+            match positional.as_slice() {
+                [sub, file] if sub.as_str() == "validate" => {
+                    let s = load(env, file)?;
+                    ok(format!(
+                        "{file}: valid ({} products, {} materials, {} factories, {} suppliers)\n",
+                        s.products.len(),
+                        s.materials.len(),
+                        s.factories.len(),
+                        s.suppliers.len()
+                    ))
+                }
+                [sub, file] if sub.as_str() == "summary" => ok(tools::summary(&load(env, file)?)),
+                [sub, input, output] if sub.as_str() == "convert" => {
+                    let s = load(env, input)?;
+                    let text = tools::convert(&s, output).map_err(|e| e.to_string())?;
+                    env.write(output, text.as_bytes())?;
+                    ok(format!("{input} -> {output}\n"))
+                }
+                _ => Err(format!(
+                    "scenario validate|summary FILE, or convert IN OUT\n{USAGE}"
+                )),
+            }
+        }
+        "-h" | "--help" | "help" => ok(format!("{USAGE}\n")),
+        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+    }
+}

@@ -1,0 +1,429 @@
+//! The overlay file: named variants of a base scenario, each a short list of
+//! changes addressed by path.
+//!
+//! ```toml
+//! [[variants]]
+//! name = "cheap-steel"
+//! changes = [
+//!   { set = "suppliers.ningbo-steel.offers.steel-304.breaks[1].unit_price", value = 1900.0 },
+//!   { remove = "suppliers.dongguan-pack" },
+//!   { scale = "products.kettle-17-white.demand", by = 1.2 },
+//! ]
+//! ```
+//!
+//! A path follows the scenario's own field names. In a list, the next part
+//! is an id (products by `sku`, materials, factories and suppliers by `id`,
+//! lines by `sku`, offers by `material`) or an index in brackets
+//! (`breaks[1]`, `lines[0]`). `set` replaces a value (a field that may be
+//! absent, such as `max_qty`, may be set too), `scale` multiplies a number
+//! (whole-number fields are rounded), `remove` deletes an element of a list,
+//! a BOM entry or an optional field. After its changes, a variant is checked
+//! by the planner's validation.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Scenario;
+
+/// The overlay file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    pub variants: Vec<Variant>,
+}
+
+/// One named variant of the base scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub changes: Vec<Change>,
+}
+
+/// One change: exactly one of `set` (with `value`), `scale` (with `by`) or
+/// `remove`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<String>,
+}
+
+impl Change {
+    /// A one-line description, as written in the file.
+    pub fn describe(&self) -> String {
+        if let (Some(p), Some(v)) = (&self.set, &self.value) {
+            format!("set {p} = {v}")
+        } else if let (Some(p), Some(by)) = (&self.scale, self.by) {
+            format!("scale {p} by {by}")
+        } else if let Some(p) = &self.remove {
+            format!("remove {p}")
+        } else {
+            "(incomplete change)".to_string()
+        }
+    }
+}
+
+/// Why an overlay could not be read or applied. The message names the
+/// variant and the change (`variant "cheap-steel", change 2`) and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OverlayError(pub String);
+
+/// Fields that may be absent from a scenario and so may be set or removed.
+const OPTIONAL_FIELDS: &[&str] = &["material_deadline_days", "pack_size", "max_qty"];
+
+impl Overlay {
+    /// Reads an overlay from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Overlay, OverlayError> {
+        let de = toml::Deserializer::new(text);
+        let overlay: Overlay = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            OverlayError(format!("overlay: {path}: {}", inner.message().trim()))
+        })?;
+        overlay.check()?;
+        Ok(overlay)
+    }
+
+    /// Reads an overlay from JSON text of the same structure.
+    pub fn from_json_str(text: &str) -> Result<Overlay, OverlayError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let overlay: Overlay = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            OverlayError(format!("overlay: {path}: {}", e.into_inner()))
+        })?;
+        overlay.check()?;
+        Ok(overlay)
+    }
+
+    /// Reads TOML or JSON, chosen by the file name (`.json` is JSON).
+    pub fn from_str_with_name(file_name: &str, text: &str) -> Result<Overlay, OverlayError> {
+        if file_name.to_ascii_lowercase().ends_with(".json") {
+            Overlay::from_json_str(text)
+        } else {
+            Overlay::from_toml_str(text)
+        }
+    }
+
+    /// Shape rules that serde cannot state: names unique and non-empty,
+    /// each change exactly one operation with its operand.
+    fn check(&self) -> Result<(), OverlayError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, v) in self.variants.iter().enumerate() {
+            if v.name.trim().is_empty() {
+                return Err(OverlayError(format!(
+                    "variant {}: the name is empty",
+                    i + 1
+                )));
+            }
+            if v.name == "base" || !seen.insert(v.name.as_str()) {
+                return Err(OverlayError(format!(
+                    "variant \"{}\": the name is used twice (or is \"base\")",
+                    v.name
+                )));
+            }
+            for (j, c) in v.changes.iter().enumerate() {
+                let at = || format!("variant \"{}\", change {}", v.name, j + 1);
+                let ops = [c.set.is_some(), c.scale.is_some(), c.remove.is_some()];
+                if ops.iter().filter(|&&b| b).count() != 1 {
+                    return Err(OverlayError(format!(
+                        "{}: give exactly one of `set`, `scale` or `remove`",
+                        at()
+                    )));
+                }
+                if c.set.is_some() != c.value.is_some() {
+                    return Err(OverlayError(format!(
+                        "{}: `value` goes with `set`, and only with it",
+                        at()
+                    )));
+                }
+                if c.scale.is_some() != c.by.is_some() {
+                    return Err(OverlayError(format!(
+                        "{}: `by` goes with `scale`, and only with it",
+                        at()
+                    )));
+                }
+                if let Some(by) = c.by {
+                    if !by.is_finite() || by < 0.0 {
+                        return Err(OverlayError(format!(
+                            "{}: `by` must be a finite number >= 0, not {by}",
+                            at()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one variant to the base and validates the result: the variant's
+/// scenario, named `base name + variant name`.
+pub fn apply_variant(base: &Scenario, variant: &Variant) -> Result<Scenario, OverlayError> {
+    let mut doc = serde_json::to_value(base).expect("a scenario always serializes");
+    for (j, c) in variant.changes.iter().enumerate() {
+        apply_change(&mut doc, c).map_err(|e| {
+            OverlayError(format!(
+                "variant \"{}\", change {} ({}): {e}",
+                variant.name,
+                j + 1,
+                c.describe()
+            ))
+        })?;
+    }
+    let mut scenario: Scenario = serde_path_to_error::deserialize(&doc).map_err(|e| {
+        let path = e.path().to_string();
+        OverlayError(format!(
+            "variant \"{}\": {path}: {}",
+            variant.name,
+            e.into_inner()
+        ))
+    })?;
+    if let Err(e) = scenario.clone().validate() {
+        let places: Vec<String> = e
+            .field_errors()
+            .iter()
+            .map(|f| format!("variant \"{}\": {}: {}", variant.name, f.path, f.message))
+            .collect();
+        return Err(OverlayError(places.join("\n")));
+    }
+    scenario.name = format!("{} + {}", base.name, variant.name);
+    Ok(scenario)
+}
+
+/// Applies every variant; the first error stops.
+pub fn apply_all(base: &Scenario, overlay: &Overlay) -> Result<Vec<Scenario>, OverlayError> {
+    overlay
+        .variants
+        .iter()
+        .map(|v| apply_variant(base, v))
+        .collect()
+}
+
+/// One part of a path: a field name, an id in a list, or an index.
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Name(String),
+    Index(usize),
+}
+
+fn parse_path(path: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    if path.trim().is_empty() {
+        return Err("the path is empty".to_string());
+    }
+    for seg in path.split('.') {
+        let (name, mut rest) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
+        };
+        if name.is_empty() && rest.is_empty() {
+            return Err(format!("empty part in path `{path}`"));
+        }
+        if !name.is_empty() {
+            parts.push(Part::Name(name.to_string()));
+        }
+        while !rest.is_empty() {
+            let close = rest
+                .find(']')
+                .ok_or_else(|| format!("unclosed `[` in path `{path}`"))?;
+            let idx: usize = rest[1..close]
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{}` is not an index in path `{path}`", &rest[1..close]))?;
+            parts.push(Part::Index(idx));
+            rest = &rest[close + 1..];
+            if !rest.is_empty() && !rest.starts_with('[') {
+                return Err(format!("unexpected `{rest}` in path `{path}`"));
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// The id field and the singular noun of each list of the scenario.
+fn list_kind(list: &str) -> Option<(&'static str, &'static str)> {
+    Some(match list {
+        "products" => ("sku", "product"),
+        "materials" => ("id", "material"),
+        "factories" => ("id", "factory"),
+        "lines" => ("sku", "line"),
+        "suppliers" => ("id", "supplier"),
+        "offers" => ("material", "offer"),
+        "breaks" => ("", "price break"),
+        _ => return None,
+    })
+}
+
+/// What a path points at: a container and the key or index in it.
+enum Slot<'a> {
+    Field(&'a mut serde_json::Map<String, Value>, String),
+    Element(&'a mut Vec<Value>, usize),
+}
+
+/// Walks the path to the slot of its last part. `where_` is the path so far,
+/// for messages.
+fn locate<'a>(doc: &'a mut Value, parts: &[Part]) -> Result<Slot<'a>, String> {
+    let mut cur = doc;
+    let mut list_name = String::new();
+    let mut where_ = String::from("the scenario");
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        match cur {
+            Value::Object(map) => {
+                let Part::Name(name) = part else {
+                    return Err(format!("{where_} is not a list; it cannot be indexed"));
+                };
+                if !map.contains_key(name) && !(last && OPTIONAL_FIELDS.contains(&name.as_str())) {
+                    // A BOM is a map of material ids, not of fields.
+                    let is_bom = where_.ends_with(".bom");
+                    let mut fields: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+                    fields.sort_unstable();
+                    return Err(if is_bom {
+                        format!("{where_} has no material `{name}`")
+                    } else {
+                        format!(
+                            "{where_} has no field `{name}` (fields: {})",
+                            fields.join(", ")
+                        )
+                    });
+                }
+                if last {
+                    return Ok(Slot::Field(map, name.clone()));
+                }
+                list_name = name.clone();
+                where_ = if where_ == "the scenario" {
+                    name.clone()
+                } else {
+                    format!("{where_}.{name}")
+                };
+                cur = map.get_mut(name).expect("checked above");
+            }
+            Value::Array(items) => {
+                let (id_field, noun) = list_kind(&list_name).unwrap_or(("", "element"));
+                let idx = match part {
+                    Part::Index(k) => {
+                        if *k >= items.len() {
+                            return Err(format!(
+                                "{where_} has {} {noun}s; there is no [{k}]",
+                                items.len()
+                            ));
+                        }
+                        *k
+                    }
+                    Part::Name(id) => {
+                        if id_field.is_empty() {
+                            return Err(format!(
+                                "{where_} is addressed by index, as `{list_name}[0]`, not by `{id}`"
+                            ));
+                        }
+                        let found = items
+                            .iter()
+                            .position(|it| it.get(id_field).and_then(Value::as_str) == Some(id));
+                        match found {
+                            Some(k) => k,
+                            None => {
+                                let known: Vec<&str> = items
+                                    .iter()
+                                    .filter_map(|it| it.get(id_field).and_then(Value::as_str))
+                                    .collect();
+                                return Err(format!(
+                                    "unknown {noun} \"{id}\" in {where_} (known: {})",
+                                    known.join(", ")
+                                ));
+                            }
+                        }
+                    }
+                };
+                if last {
+                    return Ok(Slot::Element(items, idx));
+                }
+                where_ = match part {
+                    Part::Index(k) => format!("{where_}[{k}]"),
+                    Part::Name(id) => format!("{where_}.{id}"),
+                };
+                cur = &mut items[idx];
+            }
+            _ => return Err(format!("{where_} is a value; it has no `{part:?}`")),
+        }
+    }
+    Err("the path is empty".to_string())
+}
+
+fn apply_change(doc: &mut Value, c: &Change) -> Result<(), String> {
+    if let (Some(path), Some(value)) = (&c.set, &c.value) {
+        let parts = parse_path(path)?;
+        let new = serde_json::to_value(value).map_err(|e| format!("value: {e}"))?;
+        match locate(doc, &parts)? {
+            Slot::Field(map, key) => {
+                if let Some(old) = map.get(&key) {
+                    if old.is_object() || old.is_array() {
+                        return Err(format!(
+                            "`{key}` is a table or list; set one of its fields instead"
+                        ));
+                    }
+                    if old.is_number() != new.is_number() || old.is_string() != new.is_string() {
+                        return Err(format!("`{key}` is {old}, which {new} cannot replace"));
+                    }
+                }
+                map.insert(key, new);
+            }
+            Slot::Element(_, _) => {
+                return Err("a whole element cannot be set; set one of its fields".to_string())
+            }
+        }
+        return Ok(());
+    }
+    if let (Some(path), Some(by)) = (&c.scale, c.by) {
+        let parts = parse_path(path)?;
+        let (value, key) = match locate(doc, &parts)? {
+            Slot::Field(map, key) => (map.get_mut(&key), key),
+            Slot::Element(items, k) => (items.get_mut(k), format!("[{k}]")),
+        };
+        let Some(value) = value else {
+            return Err(format!("`{key}` is not set, so it cannot be scaled"));
+        };
+        *value = if let Some(i) = value.as_i64() {
+            Value::from((i as f64 * by).round() as i64)
+        } else if let Some(f) = value.as_f64() {
+            Value::from(f * by)
+        } else {
+            return Err(format!("`{key}` is not a number"));
+        };
+        return Ok(());
+    }
+    if let Some(path) = &c.remove {
+        let parts = parse_path(path)?;
+        match locate(doc, &parts)? {
+            Slot::Element(items, k) => {
+                items.remove(k);
+            }
+            Slot::Field(map, key) => {
+                let removable = OPTIONAL_FIELDS.contains(&key.as_str())
+                    || path.split('.').rev().nth(1) == Some("bom");
+                if !removable {
+                    return Err(format!(
+                        "`{key}` is a required field; only list elements, BOM entries and \
+                         optional fields can be removed"
+                    ));
+                }
+                map.remove(&key);
+            }
+        }
+        return Ok(());
+    }
+    Err("give exactly one of `set`, `scale` or `remove`".to_string())
+}

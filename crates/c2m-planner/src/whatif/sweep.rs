@@ -1,0 +1,267 @@
+//! One quantity varied over a range, and how cost per unit responds.
+
+use serde::Serialize;
+
+use crate::{PlanStatus, Scenario, SolveOptions};
+
+/// What a sweep varies.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Quantity {
+    /// The demand of one sku, in units (rounded to whole units).
+    Demand { sku: String },
+    /// Every price break of one offer, scaled by `1 + x` (x = -0.2 is -20%).
+    Price { supplier: String, material: String },
+}
+
+/// A sweep request: `points` values evenly spaced from `from` to `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepSpec {
+    pub quantity: Quantity,
+    pub from: f64,
+    pub to: f64,
+    pub points: usize,
+    /// The sku whose cost per unit is reported (for a demand sweep, that sku).
+    pub sku: String,
+}
+
+/// One solved point.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    /// The swept value: units, or the price change as a fraction.
+    pub x: f64,
+    pub status: PlanStatus,
+    pub total_cost: i64,
+    /// Full cost per demanded unit of the reported sku (minor units).
+    pub cost_per_unit: f64,
+}
+
+/// A volume at which a supplier's price break is reached.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakMark {
+    pub supplier: String,
+    pub material: String,
+    pub min_qty: f64,
+    pub unit_price: f64,
+    /// The price of the tier below.
+    pub previous_price: f64,
+    /// Units of the sku at which its own need (after stock on hand and the
+    /// other products' use) reaches `min_qty`.
+    pub volume: i64,
+}
+
+/// A finished sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep {
+    pub label: String,
+    pub sku: String,
+    pub currency: String,
+    pub points: Vec<SweepPoint>,
+    /// Break volumes inside the range (demand sweeps only).
+    pub breaks: Vec<BreakMark>,
+}
+
+/// The values a sweep visits.
+pub fn values(spec: &SweepSpec) -> Vec<f64> {
+    let n = spec.points.max(1);
+    (0..n)
+        .map(|i| {
+            let t = if n == 1 {
+                0.0
+            } else {
+                i as f64 / (n - 1) as f64
+            };
+            let x = spec.from + (spec.to - spec.from) * t;
+            match spec.quantity {
+                Quantity::Demand { .. } => x.round(),
+                Quantity::Price { .. } => x,
+            }
+        })
+        .collect()
+}
+
+/// The base with the swept quantity set to `x`.
+pub fn scenario_at(base: &Scenario, q: &Quantity, x: f64) -> Result<Scenario, String> {
+    let mut s = base.clone();
+    match q {
+        Quantity::Demand { sku } => {
+            let p = s
+                .products
+                .iter_mut()
+                .find(|p| &p.sku == sku)
+                .ok_or_else(|| format!("unknown product \"{sku}\""))?;
+            p.demand = x.round() as i64;
+        }
+        Quantity::Price { supplier, material } => {
+            let sup = s
+                .suppliers
+                .iter_mut()
+                .find(|x| &x.id == supplier)
+                .ok_or_else(|| format!("unknown supplier \"{supplier}\""))?;
+            let offer = sup
+                .offers
+                .iter_mut()
+                .find(|o| &o.material == material)
+                .ok_or_else(|| format!("supplier \"{supplier}\" has no offer of \"{material}\""))?;
+            for b in &mut offer.breaks {
+                b.unit_price *= 1.0 + x;
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Runs the sweep; `progress(done, total)` is called after each point.
+pub fn run_sweep(
+    base: &Scenario,
+    spec: &SweepSpec,
+    opts: &SolveOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Sweep, String> {
+    if !base.products.iter().any(|p| p.sku == spec.sku) {
+        return Err(format!("unknown product \"{}\"", spec.sku));
+    }
+    if spec.points < 2 {
+        return Err("a sweep needs at least 2 points".to_string());
+    }
+    let xs = values(spec);
+    let mut points = Vec::with_capacity(xs.len());
+    for (i, &x) in xs.iter().enumerate() {
+        let s = scenario_at(base, &spec.quantity, x)?;
+        let plan = super::plan_scenario(&s, opts).map_err(|e| format!("at {x}: {e}"))?;
+        points.push(SweepPoint {
+            x,
+            status: plan.status,
+            total_cost: plan.total_cost,
+            cost_per_unit: plan.cost_per_unit.get(&spec.sku).unwrap_or(f64::NAN),
+        });
+        progress(i + 1, xs.len());
+    }
+    let (label, breaks) = match &spec.quantity {
+        Quantity::Demand { sku } => {
+            let (lo, hi) = (spec.from.min(spec.to), spec.from.max(spec.to));
+            let marks = break_volumes(base, sku)?
+                .into_iter()
+                .filter(|m| (m.volume as f64) > lo && (m.volume as f64) <= hi)
+                .collect();
+            (format!("demand of {sku} (units)"), marks)
+        }
+        Quantity::Price { supplier, material } => (
+            format!("price change of {supplier}/{material} (%)"),
+            Vec::new(),
+        ),
+    };
+    Ok(Sweep {
+        label,
+        sku: spec.sku.clone(),
+        currency: base.currency.clone(),
+        points,
+        breaks,
+    })
+}
+
+/// Volumes of `sku` at which each price break of the materials it uses is
+/// reached, if the sku's need were bought from that offer alone: the need
+/// for material m at volume V is `a_m * V + (other products' use) -
+/// on_hand`, so the break at `min_qty` is reached at
+/// `V = ceil((min_qty + on_hand - other use) / a_m)`. The planner may buy up
+/// to a break earlier (when the whole order at the lower price costs less),
+/// so the cost curve can step down a little before the mark.
+pub fn break_volumes(base: &Scenario, sku: &str) -> Result<Vec<BreakMark>, String> {
+    let product = base
+        .products
+        .iter()
+        .find(|p| p.sku == sku)
+        .ok_or_else(|| format!("unknown product \"{sku}\""))?;
+    let mut marks = Vec::new();
+    for (mat, &a) in &product.bom {
+        if a <= 0.0 {
+            continue;
+        }
+        let on_hand = base
+            .materials
+            .iter()
+            .find(|m| &m.id == mat)
+            .map_or(0.0, |m| m.on_hand);
+        let other: f64 = base
+            .products
+            .iter()
+            .filter(|p| p.sku != sku)
+            .map(|p| p.demand as f64 * p.bom.get(mat).copied().unwrap_or(0.0))
+            .sum();
+        for sup in &base.suppliers {
+            for offer in sup.offers.iter().filter(|o| &o.material == mat) {
+                for w in offer.breaks.windows(2) {
+                    let (prev, b) = (w[0], w[1]);
+                    let v = ((b.min_qty + on_hand - other) / a - 1e-9).ceil().max(1.0);
+                    marks.push(BreakMark {
+                        supplier: sup.id.clone(),
+                        material: mat.clone(),
+                        min_qty: b.min_qty,
+                        unit_price: b.unit_price,
+                        previous_price: prev.unit_price,
+                        volume: v as i64,
+                    });
+                }
+            }
+        }
+    }
+    marks.sort_by(|a, b| {
+        (a.volume, &a.supplier, &a.material).cmp(&(b.volume, &b.supplier, &b.material))
+    });
+    Ok(marks)
+}
+
+/// CSV of the points: x, status, total cost, cost per unit.
+pub fn render_csv(s: &Sweep) -> String {
+    let mut out = format!(
+        "x,status,total_cost,{}\n",
+        super::compare::csv_field(&format!("cost_per_unit:{}", s.sku))
+    );
+    for p in &s.points {
+        out.push_str(&format!(
+            "{},{},{},{:.4}\n",
+            p.x, p.status, p.total_cost, p.cost_per_unit
+        ));
+    }
+    out
+}
+
+/// An aligned table of the points, with the break marks listed after it.
+pub fn render_text(s: &Sweep) -> String {
+    let mut out = format!(
+        "{:>12}  {:<10}  {:>16}  {:>14}\n",
+        "x", "status", "total", "per unit"
+    );
+    for p in &s.points {
+        let x = if s.label.starts_with("price") {
+            format!("{:+.1}%", p.x * 100.0)
+        } else {
+            format!("{}", p.x)
+        };
+        out.push_str(&format!(
+            "{x:>12}  {:<10}  {:>16.2}  {:>14.2}\n",
+            p.status.to_string(),
+            p.total_cost as f64 / 100.0,
+            p.cost_per_unit / 100.0
+        ));
+    }
+    if !s.breaks.is_empty() {
+        out.push_str("\nprice breaks reached in the range:\n");
+        for b in &s.breaks {
+            out.push_str(&format!(
+                "  at {} units: {}/{} reaches {} ({:.2} -> {:.2} per unit of material)\n",
+                b.volume,
+                b.supplier,
+                b.material,
+                b.min_qty,
+                b.previous_price / 100.0,
+                b.unit_price / 100.0
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\nmoney in {} (major units); per unit: full cost per demanded unit of {}\n",
+        s.currency, s.sku
+    ));
+    out
+}

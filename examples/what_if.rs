@@ -1,0 +1,68 @@
+//! What-if for planners: compare variants, sweep a quantity, advise
+//! thresholds, and validate, summarise or convert scenarios.
+//!
+//! ```text
+//! cargo run --release --example what_if -- compare BASE OVERLAY [--json|--csv]
+//! cargo run --release --example what_if -- sweep BASE --demand SKU --from 100 --to 5000 --points 50 --svg out.svg
+//! cargo run --release --example what_if -- advise BASE --sku SKU --price 199 --deposit 20 --margin 0.2
+//! cargo run --release --example what_if -- scenario validate|summary FILE | convert IN OUT
+//! ```
+//!
+//! A thin wrapper over `c2m_planner::whatif::cli::run`: this file does the
+//! I/O (files, the progress bar on standard error) and nothing else. Exit
+//! status: 0 on success, 1 with a message on standard error otherwise.
+
+use std::process::ExitCode;
+
+use c2m_planner::whatif::cli::{run, Env};
+use indicatif::{ProgressBar, ProgressStyle};
+
+struct Real {
+    bar: Option<ProgressBar>,
+}
+
+impl Env for Real {
+    fn read(&mut self, path: &str) -> Result<String, String> {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+    }
+
+    fn write(&mut self, path: &str, contents: &[u8]) -> Result<(), String> {
+        std::fs::write(path, contents).map_err(|e| format!("cannot write {path}: {e}"))
+    }
+
+    fn progress(&mut self, done: usize, total: usize) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} plans  {elapsed} (eta {eta})")
+                    .expect("a valid template"),
+            );
+            b
+        });
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut env = Real { bar: None };
+    let result = run(&args, &mut env);
+    if let Some(b) = env.bar.take() {
+        b.finish_and_clear();
+    }
+    match result {
+        Ok(out) => {
+            // A closed pipe (`what_if ... | head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.stdout.as_bytes());
+            ExitCode::from(out.code)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
