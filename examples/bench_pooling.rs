@@ -23,8 +23,43 @@ use tonic::transport::Channel;
 
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
+use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::{Application, Settings};
+
+/// The product the benchmark campaign sells, with just enough around it to be a valid
+/// scenario.
+const BENCH_CATALOGUE: &str = r#"
+name = "bench"
+currency = "CNY"
+
+[[products]]
+sku = "bench-sku"
+demand = 0
+bom = { part = 1.0 }
+
+[[materials]]
+id = "part"
+unit = "pcs"
+on_hand = 0.0
+
+[[factories]]
+id = "bench-factory"
+capacity_hours = 1000.0
+
+[[factories.lines]]
+sku = "bench-sku"
+unit_cost = 100.0
+hours_per_unit = 0.01
+
+[[suppliers]]
+id = "bench-supplier"
+lead_days = 1
+
+[[suppliers.offers]]
+material = "part"
+breaks = [{ min_qty = 0.0, unit_price = 10.0 }]
+"#;
 
 #[derive(Parser)]
 struct Args {
@@ -99,6 +134,15 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot reach {addr}"))?,
         );
     }
+    // A campaign's sku must be in the catalogue: merge in a one-product catalogue.
+    CatalogueServiceClient::new(channels[0].clone())
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: format!("bench-catalogue-{}", uuid::Uuid::new_v4().simple()),
+            text: BENCH_CATALOGUE.into(),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: pb::ImportMode::Merge as i32,
+        })
+        .await?;
     let deadline = chrono::Utc::now() + chrono::Duration::days(1);
     let campaign = CampaignServiceClient::new(channels[0].clone())
         .create_campaign(pb::CreateCampaignRequest {

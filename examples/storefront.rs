@@ -1,6 +1,7 @@
 //! A tiny storefront client for trying c2m by hand against a running server.
 //!
 //! ```text
+//! cargo run --example storefront -- import-catalogue examples/scenarios/kettle-c2m.toml
 //! cargo run --example storefront -- create-campaign --sku kettle-17-white --threshold 3
 //! cargo run --example storefront -- place --campaign cmp_... --consumer alice --quantity 2
 //! cargo run --example storefront -- campaign cmp_...
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
+use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 
 #[derive(Parser)]
@@ -34,6 +36,15 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Load the catalogue (products, materials, factories, suppliers) from a scenario file;
+    /// a campaign's sku must be in the catalogue. Demands in the file are ignored.
+    ImportCatalogue {
+        /// A scenario file, `.toml` or `.json`.
+        file: std::path::PathBuf,
+        /// Merge into the catalogue instead of replacing it.
+        #[arg(long)]
+        merge: bool,
+    },
     /// Create a campaign (prices in minor units).
     CreateCampaign {
         #[arg(long, default_value = "kettle-17-white")]
@@ -107,12 +118,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot reach c2m at {}; is `c2m serve` running?", args.addr))?;
+    let mut catalogue = CatalogueServiceClient::new(channel.clone());
     let mut campaigns = CampaignServiceClient::new(channel.clone());
     let mut preorders = PreorderServiceClient::new(channel);
     let key = args
         .key
         .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple()));
     let out: serde_json::Value = match args.cmd {
+        Cmd::ImportCatalogue { file, merge } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let format = if file.extension().is_some_and(|e| e == "json") {
+                pb::ScenarioFormat::Json
+            } else {
+                pb::ScenarioFormat::Toml
+            };
+            let mode = if merge {
+                pb::ImportMode::Merge
+            } else {
+                pb::ImportMode::Replace
+            };
+            let change = catalogue
+                .import_scenario(pb::ImportScenarioRequest {
+                    idempotency_key: key,
+                    text,
+                    format: format as i32,
+                    mode: mode as i32,
+                })
+                .await?
+                .into_inner();
+            serde_json::json!({
+                "imported": file.display().to_string(),
+                "catalogue_version": change.version,
+                "products": change.products,
+                "materials": change.materials,
+                "factories": change.factories,
+                "suppliers": change.suppliers,
+            })
+        }
         Cmd::CreateCampaign {
             sku,
             title,
