@@ -293,14 +293,16 @@ pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
         for (id, p) in sp.materials.iter() {
             t.row(vec![
                 format!("material `{id}`"),
-                format!("{} {cur}", qty(p)),
+                money(p.round() as i64, cur),
             ]);
         }
         for (id, p) in sp.factory_hours.iter() {
-            t.row(vec![format!("hour at `{id}`"), format!("{} {cur}", qty(p))]);
+            t.row(vec![
+                format!("hour at `{id}`"),
+                money(p.round() as i64, cur),
+            ]);
         }
         t.render(&mut out);
-        let _ = writeln!(out, "  (prices in minor units)");
     }
     out
 }
