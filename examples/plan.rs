@@ -11,7 +11,6 @@
 //! 1 for a file that cannot be read or is invalid, or when no plan could be
 //! made (a message on standard error, nothing on standard output).
 
-
 use std::process::ExitCode;
 use std::time::Duration;
 

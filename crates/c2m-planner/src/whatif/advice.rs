@@ -158,7 +158,8 @@ pub fn advise(
     opts: &SolveOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Advice, String> {
-    if !(spec.price > 0.0) {
+    // Written so that NaN is refused too.
+    if spec.price.is_nan() || spec.price <= 0.0 {
         return Err("the price must be positive".into());
     }
     if !(0.0..1.0).contains(&spec.margin) {

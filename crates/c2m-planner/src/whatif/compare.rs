@@ -8,6 +8,9 @@ use serde::Serialize;
 use crate::report::money;
 use crate::{CostBreakdown, Plan, Scenario, SolveOptions};
 
+/// Reads one part of a cost breakdown.
+type PartOf = fn(&CostBreakdown) -> i64;
+
 /// One planned scenario in a comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct Column {
@@ -159,7 +162,7 @@ pub fn render_text(c: &Comparison) -> String {
             .map(|k| money(k.total_cost, "").trim_end().to_string())
             .collect(),
     ));
-    let parts: [(&str, fn(&CostBreakdown) -> i64); 5] = [
+    let parts: [(&str, PartOf); 5] = [
         ("  production", |b| b.production),
         ("  setup", |b| b.setup),
         ("  purchase", |b| b.purchase),

@@ -287,7 +287,7 @@ fn locate<'a>(doc: &'a mut Value, parts: &[Part]) -> Result<Slot<'a>, String> {
                 let Part::Name(name) = part else {
                     return Err(format!("{where_} is not a list; it cannot be indexed"));
                 };
-                if !map.contains_key(name) && !(last && OPTIONAL_FIELDS.contains(&name.as_str())) {
+                if !(map.contains_key(name) || last && OPTIONAL_FIELDS.contains(&name.as_str())) {
                     // A BOM is a map of material ids, not of fields.
                     let is_bom = where_.ends_with(".bom");
                     let mut fields: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
