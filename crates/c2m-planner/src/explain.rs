@@ -69,7 +69,9 @@ pub(crate) fn cost_per_unit(v: &ValidatedScenario, d: &Decisions) -> NamedValues
                 } else {
                     0.0
                 };
-                (prod.sku.clone(), (c * 100.0).round() / 100.0)
+                // Exact: threshold advice compares it against a target, so rounding here
+                // would move the minimum viable batch. Reports round when they print.
+                (prod.sku.clone(), c)
             })
             .collect(),
     )

@@ -158,10 +158,7 @@ changes = [ { remove = "suppliers.dongguan-pack" } ]"#,
     assert_eq!(json["columns"][1]["total_cost"], c.columns[1].total_cost);
 }
 
-// Known failure, under investigation: the scan returns 769 where the paper says 770
-// (140 + 10000/769 = 153.004 > 153); see the report of issue 5.
 #[test]
-#[ignore]
 fn advice_matches_the_paper() {
     // On paper, price 300, margin 49%: cost per unit must be <= 153.
     //  V <= 160: c = 100 + 10000/V + 50 > 150 + ... > 153 only while
