@@ -4,8 +4,8 @@
 use c2m_planner::whatif::advice::{advise, AdviceSpec};
 use c2m_planner::whatif::overlay::{apply_all, apply_variant, Overlay};
 use c2m_planner::whatif::sweep::{run_sweep, Quantity, SweepSpec};
-use c2m_planner::whatif::{chart, compare, default_options, plan_scenario};
-use c2m_planner::Scenario;
+use c2m_planner::whatif::{chart, compare, default_options, plan_scenario, scan_options};
+use c2m_planner::{PlanStatus, Scenario};
 
 const KETTLE: &str = include_str!("../../../examples/scenarios/kettle-c2m.toml");
 const KETTLE_OVERLAY: &str = include_str!("../../../examples/scenarios/kettle-what-if.toml");
@@ -141,8 +141,8 @@ changes = [ { remove = "suppliers.dongguan-pack" } ]"#,
     no_dg.suppliers.retain(|s| s.id != "dongguan-pack");
     for (col, s) in c.columns.iter().zip([base, cheap, no_dg]) {
         let p = plan_scenario(&s, &opts).unwrap();
-        assert_eq!(col.total_cost, p.total_cost, "{}", col.name);
-        assert_eq!(col.cost_breakdown, p.cost_breakdown, "{}", col.name);
+        assert_eq!(col.total_cost, Some(p.total_cost), "{}", col.name);
+        assert_eq!(col.cost_breakdown, Some(p.cost_breakdown), "{}", col.name);
         assert_eq!(col.status, p.status.to_string());
         for (sku, v) in p.cost_per_unit.iter() {
             assert!((col.cost_per_unit[sku] - v).abs() < 1e-6);
@@ -153,9 +153,12 @@ changes = [ { remove = "suppliers.dongguan-pack" } ]"#,
     let csv = compare::render_csv(&c);
     assert_eq!(csv.lines().count(), 4);
     let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
-    assert_eq!(row[3], c.columns[0].total_cost.to_string());
+    assert_eq!(row[3], c.columns[0].total_cost.unwrap().to_string());
     let json: serde_json::Value = serde_json::from_str(&compare::render_json(&c)).unwrap();
-    assert_eq!(json["columns"][1]["total_cost"], c.columns[1].total_cost);
+    assert_eq!(
+        json["columns"][1]["total_cost"],
+        c.columns[1].total_cost.unwrap()
+    );
 }
 
 #[test]
@@ -203,15 +206,40 @@ fn sweep_chart_parses_with_points_and_breaks() {
     let s = run_sweep(&base, &spec, &default_options(), &mut |_, _| calls += 1).unwrap();
     assert_eq!(calls, 50);
     assert_eq!(s.points.len(), 50);
+    // Every point against the cost worked out on paper (see MUG): the step
+    // down comes where buying 200 kg at 40 beats buying V kg at 50 (V > 160).
+    for p in &s.points {
+        let v = p.x;
+        let paper = if v >= 200.0 {
+            140.0 + 10000.0 / v
+        } else if v > 160.0 {
+            100.0 + 18000.0 / v
+        } else {
+            150.0 + 10000.0 / v
+        };
+        assert_eq!(p.status, PlanStatus::Optimal, "at {v}");
+        assert!(
+            (p.cost_per_unit - paper).abs() < 1e-6,
+            "at {v}: {} vs {paper}",
+            p.cost_per_unit
+        );
+        assert_eq!(p.total_cost, Some((paper * v).round() as i64), "at {v}");
+    }
+    // One break in range, at 200 units: 200 kg of clay at 1 kg per mug.
+    assert_eq!(s.breaks.len(), 1);
+    assert_eq!(s.breaks[0].volume, 200);
     // Each point is the plan of the scenario with that demand.
     let mut at = base.clone();
     at.products[0].demand = s.points[7].x as i64;
     let p = plan_scenario(&at, &default_options()).unwrap();
-    assert_eq!(p.total_cost, s.points[7].total_cost);
-    check_svg(&chart::render_svg(&s), 50, 1);
+    assert_eq!(Some(p.total_cost), s.points[7].total_cost);
+    check_svg(&chart::render_svg(&s), 50, 0, 1);
 }
 
-fn check_svg(svg: &str, points: usize, breaks: usize) {
+/// Parses the chart and counts what it draws: one circle per feasible
+/// point, one cross per infeasible point, the curve through the feasible
+/// points (one polyline per unbroken run), one dashed line per break.
+fn check_svg(svg: &str, points: usize, infeasible: usize, breaks: usize) {
     let doc = roxmltree::Document::parse(svg).expect("the chart is well-formed XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
     let class = |c: &str| {
@@ -220,21 +248,61 @@ fn check_svg(svg: &str, points: usize, breaks: usize) {
             .count()
     };
     assert_eq!(class("point"), points);
-    assert_eq!(class("curve"), 1);
+    assert_eq!(class("infeasible"), infeasible);
     assert_eq!(class("break"), breaks);
-    let poly = doc
+    assert_eq!(class("break-label"), breaks);
+    let curve_points: usize = doc
         .descendants()
-        .find(|n| n.attribute("class") == Some("curve"))
-        .unwrap();
-    assert_eq!(poly.attribute("points").unwrap().split(' ').count(), points);
+        .filter(|n| n.attribute("class") == Some("curve"))
+        .map(|n| n.attribute("points").unwrap().split(' ').count())
+        .sum();
+    assert_eq!(curve_points, points);
+    // Every coordinate is a finite number inside the drawing.
+    let (w, h): (f64, f64) = (
+        doc.root_element()
+            .attribute("width")
+            .unwrap()
+            .parse()
+            .unwrap(),
+        doc.root_element()
+            .attribute("height")
+            .unwrap()
+            .parse()
+            .unwrap(),
+    );
+    for n in doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("point"))
+    {
+        let cx: f64 = n.attribute("cx").unwrap().parse().unwrap();
+        let cy: f64 = n.attribute("cy").unwrap().parse().unwrap();
+        assert!(
+            (0.0..=w).contains(&cx) && (0.0..=h).contains(&cy),
+            "{cx},{cy}"
+        );
+    }
 }
 
-/// The acceptance sweep: 50 points on the kettle scenario. About 5 minutes in a
-/// debug build with microlp, so it runs on request:
-/// `cargo test --release -p c2m-planner --test whatif -- --ignored`.
+/// The acceptance sweep: 50 points on the kettle scenario, 100 to 5000 units
+/// of kettle-17-white, with the options and progress reports of `what_if sweep`.
+///
+/// On paper: cixi-1 has 160 h, zhongshan-2 90 h. Sage (650 units, cixi-1
+/// only) takes 6 + 0.06 x 650 = 45 h. Travel (400) takes 3 + 0.055 x 400 = 25 h
+/// at zhongshan-2 or 5 + 0.05 x 400 = 25 h at cixi-1. With travel at
+/// zhongshan-2, white gets floor((160 - 45 - 6) / 0.06) = 1816 at cixi-1 and
+/// floor((90 - 25 - 3) / 0.07) = 885 at zhongshan-2: 2701 units; with travel at
+/// cixi-1, 1400 + 1242 = 2642; splitting travel costs a second setup. So
+/// white demand up to 2701 can be met and more cannot.
+///
+/// Break volumes: V = ceil((min_qty + on_hand - other products' use) / per unit):
+/// element-1800w 1000 + 300 - 650 = 650; steel-304 (500 + 180 - 389) / 0.42 =
+/// 692.9 -> 693 and (1000 + 180 - 389) / 0.42 = 1883.3 -> 1884; box-large
+/// 2000 - 650 = 1350; base-360 2000 + 500 - 1050 = 1450; abs-white
+/// (250 + 25 - 32) / 0.11 = 2209.1 -> 2210; element-1800w 3000 + 300 - 650 = 2650;
+/// element-1200w (travel only) is not used by white.
 #[test]
-#[ignore]
 fn kettle_sweep_of_50_points() {
+    let started = std::time::Instant::now();
     let base = kettle();
     let spec = SweepSpec {
         quantity: Quantity::Demand {
@@ -245,9 +313,131 @@ fn kettle_sweep_of_50_points() {
         points: 50,
         sku: "kettle-17-white".into(),
     };
-    let s = run_sweep(&base, &spec, &default_options(), &mut |_, _| {}).unwrap();
+    let mut reports = Vec::new();
+    let s = run_sweep(&base, &spec, &scan_options(), &mut |d, t| {
+        reports.push((d, t))
+    })
+    .unwrap();
+    assert_eq!(reports, (1..=50).map(|d| (d, 50)).collect::<Vec<_>>());
     assert_eq!(s.points.len(), 50);
-    let n = s.breaks.len();
-    assert!(n > 0);
-    check_svg(&chart::render_svg(&s), 50, n);
+    let mut feasible = 0;
+    for (i, p) in s.points.iter().enumerate() {
+        assert_eq!(p.x, 100.0 + 100.0 * i as f64);
+        if p.x <= 2701.0 {
+            feasible += 1;
+            assert_eq!(p.status, PlanStatus::Optimal, "at {}", p.x);
+            assert!(p.total_cost.is_some() && p.cost_per_unit.is_finite());
+            assert!(p.shortfalls.is_empty());
+        } else {
+            assert_eq!(p.status, PlanStatus::Infeasible, "at {}", p.x);
+            assert_eq!(p.total_cost, None);
+            assert!(p.cost_per_unit.is_nan());
+            // Some product falls short (which one depends on the partial plan:
+            // dropping sage frees 45 h for white).
+            assert!(p.shortfalls.iter().all(|f| f.short_by > 0));
+            assert!(!p.shortfalls.is_empty(), "at {}", p.x);
+        }
+    }
+    assert_eq!(feasible, 27);
+    // Points against plans solved directly.
+    for i in [0, 5, 12, 26] {
+        let mut at = kettle();
+        at.products[0].demand = s.points[i].x as i64;
+        let p = plan_scenario(&at, &default_options()).unwrap();
+        assert_eq!(
+            s.points[i].total_cost,
+            Some(p.total_cost),
+            "at {}",
+            s.points[i].x
+        );
+        let cpu = p.cost_per_unit.get("kettle-17-white").unwrap();
+        assert!((s.points[i].cost_per_unit - cpu).abs() < 1e-6);
+    }
+    let volumes: Vec<i64> = s.breaks.iter().map(|b| b.volume).collect();
+    assert_eq!(volumes, [650, 693, 1350, 1450, 1884, 2210, 2650]);
+    check_svg(&chart::render_svg(&s), 27, 23, 7);
+    eprintln!(
+        "kettle sweep of 50 points: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// An infeasible variant shows its status and shortfall, never the partial
+/// plan's costs as if they were a plan's, in the table, JSON and CSV.
+///
+/// On paper: the mug base costs 100 x 100 + 10 000 setup + 100 kg of clay at 50
+/// (5 000, less than 200 kg at 40) = 25 000. With 0.5 h at 0.01 h per mug the
+/// factory makes at most 50 of the 100 mugs: short by 50.
+#[test]
+fn compare_shows_an_infeasible_variant_as_infeasible() {
+    let base = Scenario::from_toml_str(MUG).unwrap();
+    let ov = Overlay::from_toml_str(
+        r#"[[variants]]
+name = "tiny-factory"
+changes = [ { set = "factories.f.capacity_hours", value = 0.5 } ]
+[[variants]]
+name = "double"
+changes = [ { scale = "products.mug.demand", by = 2.0 } ]"#,
+    )
+    .unwrap();
+    let applied = apply_all(&base, &ov).unwrap();
+    let names = ov.variants.iter().map(|v| v.name.clone());
+    let variants: Vec<_> = names.zip(applied).collect();
+    let c = compare::compare(&base, &variants, &default_options()).unwrap();
+
+    let (b, tiny, double) = (&c.columns[0], &c.columns[1], &c.columns[2]);
+    assert_eq!(b.total_cost, Some(25_000));
+    assert_eq!(b.status, "optimal");
+    // 200 mugs: 20 000 + 10 000 + 200 kg at 40 = 38 000.
+    assert_eq!(double.total_cost, Some(38_000));
+    assert_eq!(tiny.status, "infeasible");
+    assert_eq!(tiny.total_cost, None);
+    assert_eq!(tiny.cost_breakdown, None);
+    assert!(tiny.cost_per_unit.is_empty());
+    assert!(tiny.changes.is_empty());
+    assert_eq!(tiny.shortfalls.len(), 1);
+    assert_eq!(tiny.shortfalls[0].sku, "mug");
+    assert_eq!(tiny.shortfalls[0].short_by, 50);
+
+    let text = compare::render_text(&c);
+    let row = |label: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no row {label}:\n{text}"));
+        line[label.len()..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row("status"), ["optimal", "INFEASIBLE", "optimal"]);
+    assert_eq!(row("total (EUR)"), ["250.00", "-", "380.00"]);
+    assert_eq!(row("  purchase"), ["50.00", "-", "80.00"]);
+    assert_eq!(row("short mug"), ["-", "50", "-"]);
+    assert_eq!(row("per unit mug"), ["2.50", "-", "1.90"]);
+    assert!(
+        text.contains("INFEASIBLE: demand cannot be met; short: mug by 50 units"),
+        "{text}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&compare::render_json(&c)).unwrap();
+    let t = &json["columns"][1];
+    assert_eq!(t["status"], "infeasible");
+    assert!(t["total_cost"].is_null() && t["cost_breakdown"].is_null());
+    assert_eq!(t["shortfalls"][0]["sku"], "mug");
+    assert_eq!(t["shortfalls"][0]["short_by"], 50);
+    assert_eq!(json["columns"][0]["total_cost"], 25_000);
+
+    let csv = compare::render_csv(&c);
+    let lines: Vec<&str> = csv.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let tiny_row: Vec<&str> = lines[2].split(',').collect();
+    assert_eq!(tiny_row[col("status")], "infeasible");
+    assert_eq!(tiny_row[col("total_cost")], "");
+    assert_eq!(tiny_row[col("purchase")], "");
+    assert_eq!(tiny_row[col("shortfalls")], "mug:50");
+    let base_row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(base_row[col("total_cost")], "25000");
+    assert_eq!(base_row[col("shortfalls")], "");
 }

@@ -8,7 +8,8 @@
 //! is not monotone in V (setups, minimum runs, MOQs and breaks make it
 //! jump), so the search is a scan: every `step` units from `step` to `max`,
 //! then every unit between the first passing grid point and the one before
-//! it. With `step = 1` the scan is exact over `1..=max`; with a larger step
+//! it (both in blocks of one volume per core, planned in parallel). With
+//! `step = 1` the scan is exact over `1..=max`; with a larger step
 //! a passing volume that lies between two failing grid points is missed,
 //! and the output says so.
 
@@ -84,6 +85,11 @@ pub struct Advice {
     pub minimum_viable: Option<VolumeCost>,
     /// The volume just below it, when there is one.
     pub below_minimum: Option<VolumeCost>,
+    /// The first grid volume at which demand cannot be met (with the other
+    /// products' demand as in the base). Demand is a lower bound, so every
+    /// larger volume is infeasible too: the scan stops there, and breaks
+    /// from there on are left out of the ladder.
+    pub infeasible_from: Option<i64>,
     pub ladder: Vec<LadderStep>,
 }
 
@@ -170,13 +176,25 @@ pub fn advise(
     }
     let target = spec.price * (1.0 - spec.margin);
     let mut cache: BTreeMap<i64, VolumeCost> = BTreeMap::new();
-    let eval = |v: i64, cache: &mut BTreeMap<i64, VolumeCost>| -> Result<VolumeCost, String> {
-        if let Some(c) = cache.get(&v) {
-            return Ok(c.clone());
-        }
-        let c = cost_at(base, &spec.sku, v, opts)?;
-        cache.insert(v, c.clone());
-        Ok(c)
+    let threads = super::threads();
+    // Plans the volumes not planned yet, in parallel, into the cache.
+    let eval_many = |vs: &[i64],
+                     cache: &mut BTreeMap<i64, VolumeCost>,
+                     progress: &mut dyn FnMut(usize)|
+     -> Result<(), String> {
+        let todo: Vec<i64> = vs
+            .iter()
+            .copied()
+            .filter(|v| !cache.contains_key(v))
+            .collect();
+        let costs = super::par_map(
+            &todo,
+            threads,
+            |&v| cost_at(base, &spec.sku, v, opts),
+            progress,
+        )?;
+        cache.extend(todo.into_iter().zip(costs));
+        Ok(())
     };
     let viable =
         |c: &VolumeCost| c.status != PlanStatus::Infeasible && c.cost_per_unit <= target + 1e-9;
@@ -194,48 +212,75 @@ pub fn advise(
     };
     let total = grid.len() + 2 * marks.len();
     let mut done = 0;
+    // The grid, a block of `threads` volumes at a time, up to the first
+    // viable volume; then every unit between the failing grid point before
+    // it and it, likewise in blocks.
     let mut found = None;
+    let mut infeasible_from = None;
     let mut prev = 0;
-    for &v in &grid {
-        let c = eval(v, &mut cache)?;
-        done += 1;
-        progress(done, total);
-        if viable(&c) {
-            // Every unit between the last failing grid point and this one.
-            for w in prev + 1..v {
-                let cw = eval(w, &mut cache)?;
-                if viable(&cw) {
-                    found = Some(w);
-                    break;
-                }
+    'grid: for block in grid.chunks(threads) {
+        eval_many(block, &mut cache, &mut |_| {})?;
+        for &v in block {
+            done += 1;
+            progress(done, total);
+            if cache[&v].status == PlanStatus::Infeasible {
+                // Demand is a lower bound, so every larger volume is
+                // infeasible too: nothing further can be viable.
+                infeasible_from = Some(v);
+                break 'grid;
             }
-            found = found.or(Some(v));
-            break;
+            if viable(&cache[&v]) {
+                let between: Vec<i64> = (prev + 1..v).collect();
+                for sub in between.chunks(threads) {
+                    eval_many(sub, &mut cache, &mut |_| {})?;
+                    if let Some(&w) = sub.iter().find(|w| viable(&cache[w])) {
+                        found = Some(w);
+                        break 'grid;
+                    }
+                }
+                found = Some(v);
+                break 'grid;
+            }
+            prev = v;
         }
-        prev = v;
     }
-    let minimum_viable = match found {
-        Some(v) => Some(eval(v, &mut cache)?),
-        None => None,
-    };
-    let below_minimum = match found {
-        Some(v) if v > 1 => Some(eval(v - 1, &mut cache)?),
-        _ => None,
-    };
-    let mut ladder = Vec::new();
-    for m in marks {
-        let below = eval(m.volume - 1, &mut cache)?;
-        let at = eval(m.volume, &mut cache)?;
-        done += 2;
-        progress(done.min(total), total);
-        ladder.push(LadderStep {
-            price_below: below.cost_per_unit / (1.0 - spec.margin),
-            price_at: at.cost_per_unit / (1.0 - spec.margin),
-            mark: m,
-            below,
-            at,
-        });
+    let mut needed: Vec<i64> = Vec::new();
+    if let Some(v) = found {
+        needed.push(v);
+        if v > 1 {
+            needed.push(v - 1);
+        }
     }
+    // Breaks at volumes the factories cannot make are left out.
+    let marks: Vec<BreakMark> = marks
+        .into_iter()
+        .filter(|m| infeasible_from.is_none_or(|f| m.volume < f))
+        .collect();
+    for m in &marks {
+        needed.extend([m.volume - 1, m.volume]);
+    }
+    needed.sort_unstable();
+    needed.dedup();
+    let before = done;
+    eval_many(&needed, &mut cache, &mut |d| {
+        progress((before + d).min(total), total)
+    })?;
+    let minimum_viable = found.map(|v| cache[&v].clone());
+    let below_minimum = found.filter(|&v| v > 1).map(|v| cache[&(v - 1)].clone());
+    let ladder = marks
+        .into_iter()
+        .map(|m| {
+            let below = cache[&(m.volume - 1)].clone();
+            let at = cache[&m.volume].clone();
+            LadderStep {
+                price_below: below.cost_per_unit / (1.0 - spec.margin),
+                price_at: at.cost_per_unit / (1.0 - spec.margin),
+                mark: m,
+                below,
+                at,
+            }
+        })
+        .collect();
     progress(total, total);
     Ok(Advice {
         sku: spec.sku.clone(),
@@ -249,6 +294,7 @@ pub fn advise(
         evaluated: cache.len(),
         minimum_viable,
         below_minimum,
+        infeasible_from,
         ladder,
     })
 }
@@ -330,10 +376,17 @@ pub fn render_text(a: &Advice) -> String {
             let _ = writeln!(
                 out,
                 "\nno volume up to {} leaves a margin of {:.1}% at this price",
-                a.max,
+                a.infeasible_from.map_or(a.max, |f| f - 1),
                 a.margin * 100.0
             );
         }
+    }
+    if let Some(f) = a.infeasible_from {
+        let _ = writeln!(
+            out,
+            "\nat {f} units demand cannot be met (with the other products' demand as planned), \
+             nor at any larger volume: the scan stops there"
+        );
     }
     if a.ladder.is_empty() {
         let _ = writeln!(

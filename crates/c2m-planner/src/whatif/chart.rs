@@ -2,7 +2,11 @@
 //!
 //! Structure, which tests rely on: one `<polyline class="curve">`, one
 //! `<circle class="point">` per point, and for each price break in range one
-//! `<line class="break">` with a `<text class="break-label">`.
+//! `<line class="break">` with a `<text class="break-label">`. A point
+//! where demand cannot be met has no cost: it is drawn as one
+//! `<path class="infeasible">` cross on the x axis instead of a circle, and
+//! the curve stops there (one `<polyline class="curve">` per run of
+//! feasible points).
 
 use std::fmt::Write;
 
@@ -50,9 +54,17 @@ pub fn render_svg(s: &Sweep) -> String {
         .filter(|p| p.cost_per_unit.is_finite())
         .map(|p| (p.x, p.cost_per_unit / 100.0))
         .collect();
-    let is_price = s.label.starts_with("price");
-    let (mut x0, mut x1) = pts
+    let infeasible: Vec<f64> = s
+        .points
         .iter()
+        .filter(|p| !p.cost_per_unit.is_finite())
+        .map(|p| p.x)
+        .collect();
+    let is_price = s.label.starts_with("price");
+    let (mut x0, mut x1) = s
+        .points
+        .iter()
+        .map(|p| (p.x, 0.0))
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
             (a.min(p.0), b.max(p.0))
         });
@@ -62,7 +74,10 @@ pub fn render_svg(s: &Sweep) -> String {
             (a.min(p.1), b.max(p.1))
         });
     if !x0.is_finite() {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        (x0, x1) = (0.0, 1.0);
+    }
+    if !y0.is_finite() {
+        (y0, y1) = (0.0, 1.0);
     }
     if x1 - x0 < 1e-9 {
         x1 = x0 + 1.0;
@@ -156,22 +171,53 @@ pub fn render_svg(s: &Sweep) -> String {
             b.unit_price / 100.0
         );
     }
-    // The curve and its points.
-    let coords: Vec<String> = pts
-        .iter()
-        .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-        .collect();
-    let _ = writeln!(
-        out,
-        r##"<polyline class="curve" fill="none" stroke="#1f5fa8" stroke-width="2" points="{}"/>"##,
-        coords.join(" ")
-    );
+    // The curve, broken where points are infeasible, and its points.
+    let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+    for p in &s.points {
+        if p.cost_per_unit.is_finite() {
+            let c = format!("{:.1},{:.1}", px(p.x), py(p.cost_per_unit / 100.0));
+            runs.last_mut().expect("never empty").push(c);
+        } else if !runs.last().expect("never empty").is_empty() {
+            runs.push(Vec::new());
+        }
+    }
+    for coords in runs.iter().filter(|r| !r.is_empty()) {
+        let _ = writeln!(
+            out,
+            r##"<polyline class="curve" fill="none" stroke="#1f5fa8" stroke-width="2" points="{}"/>"##,
+            coords.join(" ")
+        );
+    }
     for &(x, y) in &pts {
         let _ = writeln!(
             out,
             r##"<circle class="point" cx="{:.1}" cy="{:.1}" r="3" fill="#1f5fa8"><title>{x}: {y:.2}</title></circle>"##,
             px(x),
             py(y)
+        );
+    }
+    let yb = H - BOTTOM;
+    for &x in &infeasible {
+        let cx = px(x);
+        let _ = writeln!(
+            out,
+            r##"<path class="infeasible" d="M{:.1},{:.1} L{:.1},{:.1} M{:.1},{:.1} L{:.1},{:.1}" stroke="#c33" stroke-width="1.5"><title>{x}: infeasible</title></path>"##,
+            cx - 4.0,
+            yb - 4.0,
+            cx + 4.0,
+            yb + 4.0,
+            cx - 4.0,
+            yb + 4.0,
+            cx + 4.0,
+            yb - 4.0
+        );
+    }
+    if !infeasible.is_empty() {
+        let _ = writeln!(
+            out,
+            r##"<text class="legend" x="{}" y="{}" text-anchor="end" fill="#c33">&#215; infeasible: demand cannot be met</text>"##,
+            W - RIGHT,
+            TOP - 8.0
         );
     }
     out.push_str("</svg>\n");

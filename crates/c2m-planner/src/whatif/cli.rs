@@ -5,8 +5,8 @@
 use super::advice::{self, AdviceSpec};
 use super::overlay::{apply_all, Overlay};
 use super::sweep::{self, Quantity, SweepSpec};
-use super::{chart, compare, default_options, tools};
-use crate::Scenario;
+use super::{chart, compare, default_options, scan_options, tools};
+use crate::{Scenario, SolveOptions};
 
 /// What the command line needs from the outside world.
 pub trait Env {
@@ -25,14 +25,28 @@ pub struct Output {
 
 pub const USAGE: &str = "\
 usage:
-  what_if compare BASE OVERLAY [--json|--csv]
-  what_if sweep BASE --demand SKU --from N --to N [--points 50] [--svg FILE] [--csv]
-  what_if sweep BASE --price SUPPLIER:MATERIAL --sku SKU --from -20% --to +20% [--points 50] [--svg FILE] [--csv]
-  what_if advise BASE --sku SKU --price P --deposit D --margin 0.2 [--max 5000] [--step 50] [--json]
+  what_if compare BASE OVERLAY [--json|--csv] [--time-limit 60]
+  what_if sweep BASE --demand SKU --from N --to N [--points 50] [--svg FILE] [--csv] [--time-limit 5]
+  what_if sweep BASE --price SUPPLIER:MATERIAL --sku SKU --from -20% --to +20% [--points 50] [--svg FILE] [--csv] [--time-limit 5]
+  what_if advise BASE --sku SKU --price P --deposit D --margin 0.2 [--max 5000] [--step 50] [--json] [--time-limit 5]
   what_if scenario validate FILE
   what_if scenario summary FILE
   what_if scenario convert IN OUT        (.json or .toml by extension)
-money (--price, --deposit) in major units of the scenario's currency";
+money (--price, --deposit) in major units of the scenario's currency;
+--time-limit: seconds per plan (sweep and advise solve many plans, one per core at a time)";
+
+/// The solve options with `--time-limit` applied.
+fn with_time_limit(flags: &Flags, mut opts: SolveOptions) -> Result<SolveOptions, String> {
+    if let Some(t) = flags.num("--time-limit")? {
+        if t <= 0.0 || t > 86_400.0 {
+            return Err(format!(
+                "--time-limit: {t} is not a number of seconds in (0, 86400]"
+            ));
+        }
+        opts.time_limit = std::time::Duration::from_secs_f64(t);
+    }
+    Ok(opts)
+}
 
 fn load(env: &mut dyn Env, path: &str) -> Result<Scenario, String> {
     let text = env.read(path)?;
@@ -108,7 +122,7 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
     let ok = |stdout: String| Ok(Output { stdout, code: 0 });
     match cmd.as_str() {
         "compare" => {
-            flags.check(&["--json", "--csv"], &[])?;
+            flags.check(&["--json", "--csv"], &["--time-limit"])?;
             let [base, overlay] = positional[..] else {
                 return Err(format!("compare needs BASE and OVERLAY\n{USAGE}"));
             };
@@ -123,7 +137,8 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 .map(|v| v.name.clone())
                 .zip(applied)
                 .collect();
-            let c = compare::compare(&base_s, &variants, &default_options())?;
+            let opts = with_time_limit(&flags, default_options())?;
+            let c = compare::compare(&base_s, &variants, &opts)?;
             ok(if flags.has("--json") {
                 compare::render_json(&c) + "\n"
             } else if flags.has("--csv") {
@@ -136,7 +151,15 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             flags.check(
                 &["--csv"],
                 &[
-                    "--demand", "--price", "--sku", "--from", "--to", "--points", "--svg", "--png",
+                    "--demand",
+                    "--price",
+                    "--sku",
+                    "--from",
+                    "--to",
+                    "--points",
+                    "--svg",
+                    "--png",
+                    "--time-limit",
                 ],
             )?;
             let [base] = positional[..] else {
@@ -183,9 +206,8 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                     return Err("a demand cannot be negative".into());
                 }
             }
-            let s = sweep::run_sweep(&base_s, &spec, &default_options(), &mut |d, t| {
-                env.progress(d, t)
-            })?;
+            let opts = with_time_limit(&flags, scan_options())?;
+            let s = sweep::run_sweep(&base_s, &spec, &opts, &mut |d, t| env.progress(d, t))?;
             if let Some(path) = flags.get("--svg")? {
                 env.write(&path, chart::render_svg(&s).as_bytes())?;
             }
@@ -205,6 +227,7 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                     "--margin",
                     "--max",
                     "--step",
+                    "--time-limit",
                 ],
             )?;
             let [base] = positional[..] else {
@@ -222,9 +245,8 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                     .num("--step")?
                     .map_or((max / 100).max(1), |s| s as i64),
             };
-            let a = advice::advise(&base_s, &spec, &default_options(), &mut |d, t| {
-                env.progress(d, t)
-            })?;
+            let opts = with_time_limit(&flags, scan_options())?;
+            let a = advice::advise(&base_s, &spec, &opts, &mut |d, t| env.progress(d, t))?;
             ok(if flags.has("--json") {
                 serde_json::to_string_pretty(&a).expect("advice serializes") + "\n"
             } else {

@@ -6,23 +6,37 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::report::money;
-use crate::{CostBreakdown, Plan, Scenario, SolveOptions};
+use crate::{CostBreakdown, Plan, PlanStatus, Scenario, Shortfall, SolveOptions};
 
 /// Reads one part of a cost breakdown.
 type PartOf = fn(&CostBreakdown) -> i64;
 
 /// One planned scenario in a comparison.
+///
+/// An infeasible scenario has no plan, only the planner's best partial
+/// plan, whose costs are not the cost of meeting demand: its column has no
+/// costs (`null` in JSON, empty in CSV, `-` in the table), no changes, and
+/// instead its shortfalls and the planner's reasons.
 #[derive(Debug, Clone, Serialize)]
 pub struct Column {
     /// `base` or the variant's name.
     pub name: String,
+    /// `optimal`, `feasible` or `infeasible`.
     pub status: String,
-    pub gap: f64,
-    pub total_cost: i64,
-    pub cost_breakdown: CostBreakdown,
-    /// Per sku (scenario order), minor units per demanded unit.
+    /// Relative gap of a feasible plan (0 when optimal); `null` when
+    /// infeasible or unknown.
+    pub gap: Option<f64>,
+    pub total_cost: Option<i64>,
+    pub cost_breakdown: Option<CostBreakdown>,
+    /// Per sku, minor units per demanded unit (empty when infeasible).
     pub cost_per_unit: BTreeMap<String, f64>,
-    /// What differs from the base plan, one line each (empty for the base).
+    /// Products the best partial plan cannot make enough of, and by how
+    /// many units (empty unless infeasible).
+    pub shortfalls: Vec<Shortfall>,
+    /// Why demand cannot be met, as the planner diagnoses it.
+    pub reasons: Vec<String>,
+    /// What differs from the base plan, one line each (empty for the base,
+    /// and when this column or the base is infeasible).
     pub changes: Vec<String>,
     #[serde(skip)]
     pub plan: Plan,
@@ -37,7 +51,14 @@ pub struct Comparison {
     pub columns: Vec<Column>,
 }
 
+impl Column {
+    pub fn is_infeasible(&self) -> bool {
+        self.status == PlanStatus::Infeasible.to_string()
+    }
+}
+
 /// Plans the base and each variant (already applied) and compares them.
+/// The scenarios are planned in parallel ([`super::par_map`]).
 pub fn compare(
     base: &Scenario,
     variants: &[(String, Scenario)],
@@ -45,39 +66,71 @@ pub fn compare(
 ) -> Result<Comparison, String> {
     let mut all = vec![("base".to_string(), base.clone())];
     all.extend(variants.iter().cloned());
-    let mut columns: Vec<Column> = Vec::new();
     let mut skus: Vec<String> = Vec::new();
-    for (name, scenario) in &all {
+    for (_, scenario) in &all {
         for p in &scenario.products {
             if !skus.contains(&p.sku) {
                 skus.push(p.sku.clone());
             }
         }
-        let plan = super::plan_scenario(scenario, opts).map_err(|e| format!("{name}: {e}"))?;
-        let changes = match columns.first() {
-            Some(b) => plan_changes(&b.plan, &plan),
-            None => Vec::new(),
-        };
-        columns.push(Column {
-            name: name.clone(),
-            status: plan.status.to_string(),
-            gap: plan.gap,
-            total_cost: plan.total_cost,
-            cost_breakdown: plan.cost_breakdown,
-            cost_per_unit: plan
-                .cost_per_unit
-                .iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            changes,
-            plan,
-        });
     }
+    let plans = super::par_map(
+        &all,
+        super::threads(),
+        |(name, scenario)| super::plan_scenario(scenario, opts).map_err(|e| format!("{name}: {e}")),
+        &mut |_| {},
+    )?;
+    let base_plan = plans.first().filter(|p| p.status != PlanStatus::Infeasible);
+    let columns = all
+        .iter()
+        .zip(&plans)
+        .enumerate()
+        .map(|(i, ((name, _), plan))| column(name, plan, if i == 0 { None } else { base_plan }))
+        .collect();
     Ok(Comparison {
         currency: base.currency.clone(),
         skus,
         columns,
     })
+}
+
+fn column(name: &str, plan: &Plan, base: Option<&Plan>) -> Column {
+    let infeasible = plan.status == PlanStatus::Infeasible;
+    let feasible = !infeasible;
+    Column {
+        name: name.to_string(),
+        status: plan.status.to_string(),
+        gap: feasible.then_some(plan.gap).filter(|g| g.is_finite()),
+        total_cost: feasible.then_some(plan.total_cost),
+        cost_breakdown: feasible.then_some(plan.cost_breakdown),
+        cost_per_unit: if infeasible {
+            BTreeMap::new()
+        } else {
+            plan.cost_per_unit
+                .iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        },
+        shortfalls: plan.shortfalls.clone(),
+        reasons: plan
+            .diagnosis
+            .as_ref()
+            .map(|d| d.reasons.clone())
+            .unwrap_or_default(),
+        changes: match base {
+            Some(b) if !infeasible => plan_changes(b, plan),
+            _ => Vec::new(),
+        },
+        plan: plan.clone(),
+    }
+}
+
+/// `sku:units; sku:units` for CSV cells.
+pub fn shortfall_text(s: &[Shortfall]) -> String {
+    s.iter()
+        .map(|f| format!("{}:{}", f.sku, f.short_by))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn qty(v: f64) -> String {
@@ -138,20 +191,20 @@ fn minor2(v: f64) -> String {
     format!("{:.2}", v / 100.0)
 }
 
-/// The aligned table for people.
+/// The aligned table for people. An infeasible column shows `INFEASIBLE`,
+/// `-` for every cost, and its shortfalls (`short SKU` rows) instead.
 pub fn render_text(c: &Comparison) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let cur = &c.currency;
+    let dash = || "-".to_string();
     rows.push((
         "status".into(),
         c.columns
             .iter()
-            .map(|k| {
-                if k.status == "feasible" && k.gap.is_finite() {
-                    format!("feasible (gap {:.2}%)", k.gap * 100.0)
-                } else {
-                    k.status.clone()
-                }
+            .map(|k| match k.gap {
+                _ if k.is_infeasible() => "INFEASIBLE".to_string(),
+                Some(g) if k.status == "feasible" => format!("feasible (gap {:.2}%)", g * 100.0),
+                _ => k.status.clone(),
             })
             .collect(),
     ));
@@ -159,7 +212,10 @@ pub fn render_text(c: &Comparison) -> String {
         format!("total ({cur})"),
         c.columns
             .iter()
-            .map(|k| money(k.total_cost, "").trim_end().to_string())
+            .map(|k| {
+                k.total_cost
+                    .map_or_else(dash, |t| money(t, "").trim_end().to_string())
+            })
             .collect(),
     ));
     let parts: [(&str, PartOf); 5] = [
@@ -174,27 +230,34 @@ pub fn render_text(c: &Comparison) -> String {
             label.to_string(),
             c.columns
                 .iter()
-                .map(|k| money(f(&k.cost_breakdown), "").trim_end().to_string())
+                .map(|k| {
+                    k.cost_breakdown
+                        .as_ref()
+                        .map_or_else(dash, |b| money(f(b), "").trim_end().to_string())
+                })
                 .collect(),
         ));
     }
-    let base_total = c.columns.first().map_or(0, |b| b.total_cost);
+    let base_total = c.columns.first().and_then(|b| b.total_cost);
     rows.push((
         "vs base".into(),
         c.columns
             .iter()
-            .map(|k| {
-                let d = k.total_cost - base_total;
-                let pct = if base_total != 0 {
-                    d as f64 * 100.0 / base_total as f64
-                } else {
-                    0.0
-                };
-                format!(
-                    "{}{} ({pct:+.1}%)",
-                    if d >= 0 { "+" } else { "" },
-                    money(d, "").trim_end()
-                )
+            .map(|k| match (k.total_cost, base_total) {
+                (Some(t), Some(b)) => {
+                    let d = t - b;
+                    let pct = if b != 0 {
+                        d as f64 * 100.0 / b as f64
+                    } else {
+                        0.0
+                    };
+                    format!(
+                        "{}{} ({pct:+.1}%)",
+                        if d >= 0 { "+" } else { "" },
+                        money(d, "").trim_end()
+                    )
+                }
+                _ => dash(),
             })
             .collect(),
     ));
@@ -203,7 +266,29 @@ pub fn render_text(c: &Comparison) -> String {
             format!("per unit {sku}"),
             c.columns
                 .iter()
-                .map(|k| k.cost_per_unit.get(sku).map_or("-".into(), |v| minor2(*v)))
+                .map(|k| k.cost_per_unit.get(sku).map_or_else(dash, |v| minor2(*v)))
+                .collect(),
+        ));
+    }
+    let short_skus: Vec<&String> = c
+        .skus
+        .iter()
+        .filter(|sku| {
+            c.columns
+                .iter()
+                .any(|k| k.shortfalls.iter().any(|f| &f.sku == *sku))
+        })
+        .collect();
+    for sku in short_skus {
+        rows.push((
+            format!("short {sku}"),
+            c.columns
+                .iter()
+                .map(|k| match k.shortfalls.iter().find(|f| &f.sku == sku) {
+                    Some(f) => f.short_by.to_string(),
+                    None if k.is_infeasible() => "0".to_string(),
+                    None => dash(),
+                })
                 .collect(),
         ));
     }
@@ -237,10 +322,19 @@ pub fn render_text(c: &Comparison) -> String {
         }
         out.push('\n');
     }
+    let base_infeasible = c.columns.first().is_some_and(Column::is_infeasible);
+    if let Some(b) = c.columns.first().filter(|b| b.is_infeasible()) {
+        let _ = writeln!(out, "\nbase: INFEASIBLE");
+        write_infeasible(&mut out, b);
+    }
     out.push_str("\nchanges in runs and purchases, against base:\n");
     for k in c.columns.iter().skip(1) {
         let _ = writeln!(out, "  {}:", k.name);
-        if k.changes.is_empty() {
+        if k.is_infeasible() {
+            write_infeasible(&mut out, k);
+        } else if base_infeasible {
+            out.push_str("    (the base has no plan to compare with)\n");
+        } else if k.changes.is_empty() {
             out.push_str("    (same runs and purchases)\n");
         }
         for ch in &k.changes {
@@ -251,7 +345,30 @@ pub fn render_text(c: &Comparison) -> String {
         out,
         "\nmoney in {cur} (major units); per unit: full cost per demanded unit of the sku"
     );
+    if c.columns.iter().any(Column::is_infeasible) {
+        let _ = writeln!(
+            out,
+            "INFEASIBLE: no plan meets demand, so no costs are shown; short: units of demand \
+             the best partial plan cannot make"
+        );
+    }
     out
+}
+
+fn write_infeasible(out: &mut String, k: &Column) {
+    let short: Vec<String> = k
+        .shortfalls
+        .iter()
+        .map(|f| format!("{} by {} units", f.sku, f.short_by))
+        .collect();
+    let _ = writeln!(
+        out,
+        "    INFEASIBLE: demand cannot be met; short: {}",
+        short.join(", ")
+    );
+    for r in &k.reasons {
+        let _ = writeln!(out, "    - {r}");
+    }
 }
 
 /// One JSON object for tools: currency, skus and one entry per column.
@@ -259,32 +376,30 @@ pub fn render_json(c: &Comparison) -> String {
     serde_json::to_string_pretty(c).expect("a comparison always serializes")
 }
 
-/// CSV for spreadsheets: one row per scenario, money in minor units.
+/// CSV for spreadsheets: one row per scenario, money in minor units. An
+/// infeasible row has empty cost cells and its shortfalls as `sku:units; ...`.
 pub fn render_csv(c: &Comparison) -> String {
     let mut out =
         String::from("scenario,status,gap,total_cost,production,setup,purchase,ordering,holding");
     for sku in &c.skus {
         let _ = write!(out, ",{}", csv_field(&format!("cost_per_unit:{sku}")));
     }
-    out.push_str(",changes\n");
+    out.push_str(",shortfalls,changes\n");
     for k in &c.columns {
-        let b = &k.cost_breakdown;
-        let gap = if k.gap.is_finite() {
-            format!("{}", k.gap)
-        } else {
-            String::new()
-        };
+        let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
+        let b = k.cost_breakdown.as_ref();
         let _ = write!(
             out,
-            "{},{},{gap},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             csv_field(&k.name),
             k.status,
-            k.total_cost,
-            b.production,
-            b.setup,
-            b.purchase,
-            b.ordering,
-            b.holding
+            k.gap.map_or(String::new(), |g| g.to_string()),
+            opt(k.total_cost),
+            opt(b.map(|b| b.production)),
+            opt(b.map(|b| b.setup)),
+            opt(b.map(|b| b.purchase)),
+            opt(b.map(|b| b.ordering)),
+            opt(b.map(|b| b.holding)),
         );
         for sku in &c.skus {
             match k.cost_per_unit.get(sku) {
@@ -294,7 +409,12 @@ pub fn render_csv(c: &Comparison) -> String {
                 None => out.push(','),
             }
         }
-        let _ = writeln!(out, ",{}", csv_field(&k.changes.join("; ")));
+        let _ = writeln!(
+            out,
+            ",{},{}",
+            csv_field(&shortfall_text(&k.shortfalls)),
+            csv_field(&k.changes.join("; "))
+        );
     }
     out
 }

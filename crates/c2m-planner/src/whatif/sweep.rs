@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{PlanStatus, Scenario, SolveOptions};
+use crate::{PlanStatus, Scenario, Shortfall, SolveOptions};
 
 /// What a sweep varies.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,9 +30,14 @@ pub struct SweepPoint {
     /// The swept value: units, or the price change as a fraction.
     pub x: f64,
     pub status: PlanStatus,
-    pub total_cost: i64,
-    /// Full cost per demanded unit of the reported sku (minor units).
+    /// `None` where the point is infeasible.
+    pub total_cost: Option<i64>,
+    /// Full cost per demanded unit of the reported sku (minor units); NaN
+    /// (`null` in JSON) where the point is infeasible.
     pub cost_per_unit: f64,
+    /// What the best partial plan cannot make, where the point is infeasible.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shortfalls: Vec<Shortfall>,
 }
 
 /// A volume at which a supplier's price break is reached.
@@ -110,7 +115,8 @@ pub fn scenario_at(base: &Scenario, q: &Quantity, x: f64) -> Result<Scenario, St
     Ok(s)
 }
 
-/// Runs the sweep; `progress(done, total)` is called after each point.
+/// Runs the sweep, one point per thread at a time on every core;
+/// `progress(done, total)` is called (on this thread) as points finish.
 pub fn run_sweep(
     base: &Scenario,
     spec: &SweepSpec,
@@ -124,18 +130,29 @@ pub fn run_sweep(
         return Err("a sweep needs at least 2 points".to_string());
     }
     let xs = values(spec);
-    let mut points = Vec::with_capacity(xs.len());
-    for (i, &x) in xs.iter().enumerate() {
-        let s = scenario_at(base, &spec.quantity, x)?;
-        let plan = super::plan_scenario(&s, opts).map_err(|e| format!("at {x}: {e}"))?;
-        points.push(SweepPoint {
-            x,
-            status: plan.status,
-            total_cost: plan.total_cost,
-            cost_per_unit: plan.cost_per_unit.get(&spec.sku).unwrap_or(f64::NAN),
-        });
-        progress(i + 1, xs.len());
-    }
+    let total = xs.len();
+    let points = super::par_map(
+        &xs,
+        super::threads(),
+        |&x| {
+            let s = scenario_at(base, &spec.quantity, x)?;
+            let plan = super::plan_scenario(&s, opts).map_err(|e| format!("at {x}: {e}"))?;
+            let feasible = plan.status != PlanStatus::Infeasible;
+            Ok(SweepPoint {
+                x,
+                status: plan.status,
+                // An infeasible point's partial plan has no cost to show.
+                total_cost: feasible.then_some(plan.total_cost),
+                cost_per_unit: if feasible {
+                    plan.cost_per_unit.get(&spec.sku).unwrap_or(f64::NAN)
+                } else {
+                    f64::NAN
+                },
+                shortfalls: plan.shortfalls,
+            })
+        },
+        &mut |done| progress(done, total),
+    )?;
     let (label, breaks) = match &spec.quantity {
         Quantity::Demand { sku } => {
             let (lo, hi) = (spec.from.min(spec.to), spec.from.max(spec.to));
@@ -211,17 +228,26 @@ pub fn break_volumes(base: &Scenario, sku: &str) -> Result<Vec<BreakMark>, Strin
     Ok(marks)
 }
 
-/// CSV of the points: x, status, total cost, cost per unit.
+/// CSV of the points: x, status, total cost, cost per unit, and for an
+/// infeasible point (no costs) its shortfalls as `sku:units; ...`.
 pub fn render_csv(s: &Sweep) -> String {
     let mut out = format!(
-        "x,status,total_cost,{}\n",
+        "x,status,total_cost,{},shortfalls\n",
         super::compare::csv_field(&format!("cost_per_unit:{}", s.sku))
     );
     for p in &s.points {
-        out.push_str(&format!(
-            "{},{},{},{:.4}\n",
-            p.x, p.status, p.total_cost, p.cost_per_unit
-        ));
+        match p.total_cost {
+            Some(t) => out.push_str(&format!(
+                "{},{},{t},{:.4},\n",
+                p.x, p.status, p.cost_per_unit
+            )),
+            None => out.push_str(&format!(
+                "{},{},,,{}\n",
+                p.x,
+                p.status,
+                super::compare::csv_field(&super::compare::shortfall_text(&p.shortfalls))
+            )),
+        }
     }
     out
 }
@@ -238,12 +264,28 @@ pub fn render_text(s: &Sweep) -> String {
         } else {
             format!("{}", p.x)
         };
-        out.push_str(&format!(
-            "{x:>12}  {:<10}  {:>16.2}  {:>14.2}\n",
-            p.status.to_string(),
-            p.total_cost as f64 / 100.0,
-            p.cost_per_unit / 100.0
-        ));
+        match p.total_cost {
+            Some(t) => out.push_str(&format!(
+                "{x:>12}  {:<10}  {:>16.2}  {:>14.2}\n",
+                p.status.to_string(),
+                t as f64 / 100.0,
+                p.cost_per_unit / 100.0
+            )),
+            None => {
+                let short: Vec<String> = p
+                    .shortfalls
+                    .iter()
+                    .map(|f| format!("{} short by {}", f.sku, f.short_by))
+                    .collect();
+                out.push_str(&format!(
+                    "{x:>12}  {:<10}  {:>16}  {:>14}  {}\n",
+                    "INFEASIBLE",
+                    "-",
+                    "-",
+                    short.join(", ")
+                ));
+            }
+        }
     }
     if !s.breaks.is_empty() {
         out.push_str("\nprice breaks reached in the range:\n");
@@ -263,5 +305,17 @@ pub fn render_text(s: &Sweep) -> String {
         "\nmoney in {} (major units); per unit: full cost per demanded unit of {}\n",
         s.currency, s.sku
     ));
+    let infeasible = s
+        .points
+        .iter()
+        .filter(|p| p.status == PlanStatus::Infeasible)
+        .count();
+    if infeasible > 0 {
+        out.push_str(&format!(
+            "INFEASIBLE at {infeasible} of {} points: demand cannot be met, so no costs; \
+             short: what the best partial plan found within the time limit cannot make\n",
+            s.points.len()
+        ));
+    }
     out
 }
