@@ -1,0 +1,411 @@
+//! The `what_if` command line as the example runs it (`whatif::cli::run`),
+//! over files held in memory: the scenario tools, overlay errors through
+//! the command line, and its JSON against plans solved directly.
+
+use std::collections::BTreeMap;
+
+use c2m_planner::whatif::cli::{run, Env, Output};
+use c2m_planner::Scenario;
+
+const KETTLE: &str = include_str!("../../../examples/scenarios/kettle-c2m.toml");
+const KETTLE_OVERLAY: &str = include_str!("../../../examples/scenarios/kettle-what-if.toml");
+const INFEASIBLE: &str = include_str!("../../../examples/scenarios/infeasible-capacity.toml");
+/// One product, one material (the mug of `tests/whatif.rs`): cost per unit
+/// at V mugs is 100 + 10 000 / V + clay, clay 50/kg below 200 kg, 40 from 200.
+const MUG: &str = r#"
+name = "mug"
+currency = "EUR"
+[[products]]
+sku = "mug"
+demand = 100
+bom = { clay = 1.0 }
+[[materials]]
+id = "clay"
+unit = "kg"
+on_hand = 0.0
+[[factories]]
+id = "f"
+capacity_hours = 100000.0
+[[factories.lines]]
+sku = "mug"
+unit_cost = 100.0
+setup_cost = 10000.0
+hours_per_unit = 0.01
+[[suppliers]]
+id = "s"
+lead_days = 1
+[[suppliers.offers]]
+material = "clay"
+breaks = [ { min_qty = 0.0, unit_price = 50.0 }, { min_qty = 200.0, unit_price = 40.0 } ]
+"#;
+const SHARED_KETTLE: &str = "../../../shared/scenarios/kettle-c2m.toml";
+
+/// Files in memory; `progress` reports are kept.
+#[derive(Default)]
+struct Mem {
+    files: BTreeMap<String, String>,
+    progress: Vec<(usize, usize)>,
+}
+
+impl Mem {
+    fn with(files: &[(&str, &str)]) -> Mem {
+        Mem {
+            files: files
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            progress: Vec::new(),
+        }
+    }
+}
+
+impl Env for Mem {
+    fn read(&mut self, path: &str) -> Result<String, String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| format!("cannot read {path}: no such file"))
+    }
+    fn write(&mut self, path: &str, contents: &[u8]) -> Result<(), String> {
+        let text = String::from_utf8(contents.to_vec()).map_err(|e| e.to_string())?;
+        self.files.insert(path.to_string(), text);
+        Ok(())
+    }
+    fn progress(&mut self, done: usize, total: usize) {
+        self.progress.push((done, total));
+    }
+}
+
+fn cli(env: &mut Mem, args: &str) -> Result<Output, String> {
+    let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+    run(&args, env)
+}
+
+/// The shipped samples, and the shared kettle scenario when it is there.
+fn samples() -> Vec<(String, String)> {
+    let mut out = vec![
+        ("kettle-c2m.toml".to_string(), KETTLE.to_string()),
+        (
+            "infeasible-capacity.toml".to_string(),
+            INFEASIBLE.to_string(),
+        ),
+    ];
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(SHARED_KETTLE);
+    match std::fs::read_to_string(&shared) {
+        Ok(t) => out.push(("shared-kettle-c2m.toml".to_string(), t)),
+        Err(_) => eprintln!("skipped: {} is absent", shared.display()),
+    }
+    out
+}
+
+#[test]
+fn validate_counts_what_the_file_holds() {
+    // Counted in the file by hand: 3 products; 8 materials; 2 factories;
+    // 6 suppliers (ningbo-steel, foshan-metal, shunde-elec, yuyao-plastics,
+    // wenzhou-pack, dongguan-pack).
+    let mut env = Mem::with(&[("k.toml", KETTLE), ("i.toml", INFEASIBLE)]);
+    let out = cli(&mut env, "scenario validate k.toml").unwrap();
+    assert_eq!(
+        out.stdout,
+        "k.toml: valid (3 products, 8 materials, 2 factories, 6 suppliers)\n"
+    );
+    assert_eq!(out.code, 0);
+    // Infeasible is not invalid.
+    let out = cli(&mut env, "scenario validate i.toml").unwrap();
+    assert_eq!(
+        out.stdout,
+        "i.toml: valid (1 products, 1 materials, 1 factories, 1 suppliers)\n"
+    );
+}
+
+#[test]
+fn validate_errors_name_the_file_and_the_field() {
+    let negative = KETTLE.replacen("capacity_hours = 160.0", "capacity_hours = -160.0", 1);
+    let unknown = KETTLE.replacen("capacity_hours = 90.0", "capacity_hrs = 90.0", 1);
+    let bad_break = KETTLE.replacen(
+        "{ min_qty = 500.0,  unit_price = 1980.0 }",
+        "{ min_qty = 500.0,  unit_price = -1980.0 }",
+        1,
+    );
+    assert_ne!(negative, KETTLE);
+    assert_ne!(unknown, KETTLE);
+    assert_ne!(bad_break, KETTLE);
+    let json = Scenario::from_toml_str(&negative)
+        .unwrap()
+        .to_json_string()
+        .unwrap();
+    let mut env = Mem::with(&[
+        ("neg.toml", &negative),
+        ("unknown.toml", &unknown),
+        ("break.toml", &bad_break),
+        ("neg.json", &json),
+    ]);
+    for (file, place) in [
+        ("neg.toml", "factories[0].capacity_hours"),
+        ("unknown.toml", "factories[1]"),
+        ("break.toml", "suppliers[0].offers[0].breaks[1].unit_price"),
+        ("neg.json", "factories[0].capacity_hours"),
+    ] {
+        let e = cli(&mut env, &format!("scenario validate {file}")).unwrap_err();
+        assert!(e.starts_with(&format!("{file}: invalid scenario")), "{e}");
+        assert!(e.contains(place), "{file}: {e}");
+    }
+    let e = cli(&mut env, "scenario validate unknown.toml").unwrap_err();
+    assert!(e.contains("capacity_hrs"), "{e}");
+    let e = cli(&mut env, "scenario validate missing.toml").unwrap_err();
+    assert!(e.contains("cannot read missing.toml"), "{e}");
+}
+
+#[test]
+fn summary_of_the_kettle_scenario() {
+    let mut env = Mem::with(&[("k.toml", KETTLE)]);
+    let text = cli(&mut env, "scenario summary k.toml").unwrap().stdout;
+    assert!(text.starts_with("scenario kettle-c2m (money in CNY minor units)\n"));
+    assert!(text.contains("material deadline: 14 days"), "{text}");
+    // 3 + 2 lines; offers 1 + 2 + 2 + 2 + 2 + 1.
+    assert!(
+        text.contains("3 products, 8 materials, 2 factories (5 lines), 6 suppliers (10 offers)"),
+        "{text}"
+    );
+    let row = |name: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name}:\n{text}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        row("kettle-17-white")[..3],
+        ["kettle-17-white", "demand", "1200"]
+    );
+    // Need at demand, by hand: steel 0.42 x (1200 + 650) + 0.29 x 400 = 893;
+    // abs-white 0.11 x 1200 + 0.08 x 400 = 164; base-360 one each: 2250.
+    assert_eq!(
+        row("steel-304")[..5],
+        ["steel-304", "893.00", "/", "180.00", "kg"]
+    );
+    assert_eq!(
+        row("abs-white")[..5],
+        ["abs-white", "164.00", "/", "25.00", "kg"]
+    );
+    assert_eq!(
+        row("base-360")[..5],
+        ["base-360", "2250.00", "/", "500.00", "pcs"]
+    );
+    assert!(text.contains("cixi-1 (160 h)") && text.contains("zhongshan-2 (90 h)"));
+    assert!(
+        text.contains("0+ @ 2150, 500+ @ 1980, 1000+ @ 1860"),
+        "{text}"
+    );
+}
+
+#[test]
+fn convert_round_trips_toml_json_toml() {
+    for (name, text) in samples() {
+        let original = Scenario::from_toml_str(&text).unwrap();
+        let mut env = Mem::with(&[(&name, &text)]);
+        let out = cli(&mut env, &format!("scenario convert {name} out.json")).unwrap();
+        assert_eq!(out.stdout, format!("{name} -> out.json\n"));
+        let json = env.files["out.json"].clone();
+        // Really JSON, with the scenario's fields.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["name"], original.name.as_str());
+        assert_eq!(
+            v["products"].as_array().unwrap().len(),
+            original.products.len()
+        );
+        cli(&mut env, "scenario convert out.json back.toml").unwrap();
+        let back = env.files["back.toml"].clone();
+        assert_eq!(Scenario::from_json_str(&json).unwrap(), original, "{name}");
+        assert_eq!(Scenario::from_toml_str(&back).unwrap(), original, "{name}");
+        // And the converted files validate like the original.
+        cli(&mut env, "scenario validate back.toml").unwrap();
+        cli(&mut env, "scenario validate out.json").unwrap();
+    }
+}
+
+fn compare_err(overlay: &str) -> String {
+    let mut env = Mem::with(&[("k.toml", KETTLE), ("bad.toml", overlay)]);
+    cli(&mut env, "compare k.toml bad.toml").unwrap_err()
+}
+
+#[test]
+fn bad_overlays_fail_naming_the_overlay_and_the_field() {
+    // An unknown supplier.
+    let e = compare_err(
+        r#"[[variants]]
+name = "cheap-steel"
+changes = [ { set = "suppliers.ningbo-stel.offers.steel-304.moq", value = 1.0 } ]"#,
+    );
+    assert!(e.starts_with("bad.toml: "), "{e}");
+    assert!(e.contains(r#"variant "cheap-steel", change 1"#), "{e}");
+    assert!(e.contains(r#"unknown supplier "ningbo-stel""#), "{e}");
+    // A field that does not exist.
+    let e = compare_err(
+        r#"[[variants]]
+name = "typo"
+changes = [ { set = "factories.cixi-1.capacity_hrs", value = 100.0 } ]"#,
+    );
+    assert!(e.starts_with("bad.toml: "), "{e}");
+    assert!(e.contains(r#"variant "typo", change 1"#), "{e}");
+    assert!(
+        e.contains("factories.cixi-1 has no field `capacity_hrs`"),
+        "{e}"
+    );
+    // A negative capacity: the variant and the scenario's field.
+    let e = compare_err(
+        r#"[[variants]]
+name = "negative"
+changes = [ { set = "factories.zhongshan-2.capacity_hours", value = -5.0 } ]"#,
+    );
+    assert!(e.starts_with("bad.toml: "), "{e}");
+    assert!(
+        e.contains(r#"variant "negative": factories[1].capacity_hours"#),
+        "{e}"
+    );
+    // A field of the overlay file itself.
+    let e = compare_err(
+        r#"[[variants]]
+name = "x"
+changes = [ { sett = "factories.cixi-1.capacity_hours", value = 1.0 } ]"#,
+    );
+    assert!(e.starts_with("bad.toml: "), "{e}");
+    assert!(
+        e.contains("variants[0].changes[0]") && e.contains("sett"),
+        "{e}"
+    );
+}
+
+/// `compare --json` on the shipped overlay, against each variant edited by
+/// hand (not through the overlay code) and planned directly.
+#[test]
+fn compare_json_matches_plans_solved_directly() {
+    use c2m_planner::whatif::{default_options, plan_scenario};
+    let mut env = Mem::with(&[("k.toml", KETTLE), ("o.toml", KETTLE_OVERLAY)]);
+    let out = cli(&mut env, "compare k.toml o.toml --json").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["currency"], "CNY");
+    let cols = json["columns"].as_array().unwrap();
+    let names: Vec<&str> = cols.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "base",
+            "cheap-steel",
+            "no-wenzhou",
+            "white-up-20",
+            "cixi-short",
+            "steel-holding"
+        ]
+    );
+
+    let base = Scenario::from_toml_str(KETTLE).unwrap();
+    let edit = |f: &dyn Fn(&mut Scenario)| {
+        let mut s = base.clone();
+        f(&mut s);
+        s
+    };
+    let by_hand = [
+        base.clone(),
+        edit(&|s| s.suppliers[0].offers[0].breaks[1].unit_price = 1900.0),
+        edit(&|s| {
+            s.suppliers.retain(|x| x.id != "wenzhou-pack");
+            s.material_deadline_days = Some(21);
+        }),
+        edit(&|s| s.products[0].demand = 1440),
+        edit(&|s| {
+            s.factories[0].capacity_hours = 120.0;
+            s.factories[1].lines.retain(|l| l.sku != "kettle-12-travel");
+        }),
+        edit(&|s| s.materials[0].holding_cost = 360.0),
+    ];
+    let opts = default_options();
+    for (col, s) in cols.iter().zip(&by_hand) {
+        let name = col["name"].as_str().unwrap();
+        let p = plan_scenario(s, &opts).unwrap();
+        assert_eq!(col["status"], p.status.to_string(), "{name}");
+        if name == "no-wenzhou" {
+            // On paper: box-small comes only from wenzhou-pack, so no travel
+            // kettle can be boxed: all 400 fall short; large boxes come from
+            // dongguan-pack (21 days, inside the new deadline).
+            assert_eq!(col["status"], "infeasible");
+            assert!(col["total_cost"].is_null(), "{col}");
+            assert!(col["cost_breakdown"].is_null(), "{col}");
+            assert_eq!(
+                col["shortfalls"],
+                serde_json::json!([{ "sku": "kettle-12-travel", "short_by": 400 }])
+            );
+            continue;
+        }
+        assert_eq!(col["total_cost"], p.total_cost, "{name}");
+        let b = &col["cost_breakdown"];
+        let parts = [
+            ("production", p.cost_breakdown.production),
+            ("setup", p.cost_breakdown.setup),
+            ("purchase", p.cost_breakdown.purchase),
+            ("ordering", p.cost_breakdown.ordering),
+            ("holding", p.cost_breakdown.holding),
+        ];
+        for (part, v) in parts {
+            assert_eq!(b[part], v, "{name} {part}");
+        }
+        for (sku, v) in p.cost_per_unit.iter() {
+            let got = col["cost_per_unit"][sku].as_f64().unwrap();
+            assert!((got - v).abs() < 1e-6, "{name} {sku}: {got} vs {v}");
+        }
+        assert_eq!(col["shortfalls"], serde_json::json!([]));
+    }
+    // The demand up 20% makes more white kettles: its run quantities change.
+    let white = cols[3]["changes"].as_array().unwrap();
+    assert!(
+        white
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("kettle-17-white")),
+        "{white:?}"
+    );
+}
+
+#[test]
+fn price_sweep_through_the_command_line() {
+    // On paper, 100 mugs with clay prices scaled by (1 + x): 100 kg at
+    // 50 (1 + x) beats 200 kg at 40 (1 + x) for every x, so the total is
+    // 10 000 + 10 000 + 5 000 (1 + x) and cost per unit 200 + 50 (1 + x).
+    let mut env = Mem::with(&[("mug.toml", MUG)]);
+    let out = cli(
+        &mut env,
+        "sweep mug.toml --price s:clay --sku mug --from -20% --to +20% --points 5 --csv --svg p.svg",
+    )
+    .unwrap();
+    assert_eq!(env.progress.last(), Some(&(5, 5)));
+    assert_eq!(env.progress.len(), 5);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "x,status,total_cost,cost_per_unit:mug,shortfalls");
+    assert_eq!(lines.len(), 6);
+    for (line, x) in lines[1..].iter().zip([-0.2, -0.1, 0.0, 0.1, 0.2]) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert!((f[0].parse::<f64>().unwrap() - x).abs() < 1e-12, "{line}");
+        assert_eq!(f[1], "optimal");
+        let total = 20_000.0 + 5_000.0 * (1.0 + x);
+        assert_eq!(f[2].parse::<i64>().unwrap(), total.round() as i64);
+        let per_unit: f64 = f[3].parse().unwrap();
+        assert!(
+            (per_unit - (200.0 + 50.0 * (1.0 + x))).abs() < 1e-3,
+            "{line}"
+        );
+    }
+    let svg = &env.files["p.svg"];
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    let points = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("point"))
+        .count();
+    assert_eq!(points, 5);
+    // A PNG is refused with a way out, not silently skipped.
+    let e = cli(
+        &mut env,
+        "sweep mug.toml --demand mug --from 100 --to 200 --png p.png",
+    )
+    .unwrap_err();
+    assert!(e.contains("--png is not supported"), "{e}");
+}
