@@ -16,6 +16,11 @@ pub enum DomainError {
     /// The thing named does not exist.
     #[error("{entity} {id} not found")]
     NotFound { entity: &'static str, id: String },
+    /// A position (a delivery cursor, an acknowledged sequence number) is beyond what
+    /// exists: the caller's idea of the state is ahead of the server's, which retrying will
+    /// not fix; it must resynchronise.
+    #[error("{0}")]
+    OutOfRange(String),
     /// An idempotency key was reused for a different request.
     #[error("idempotency key {key:?} was already used for a different request")]
     IdempotencyConflict { key: String },

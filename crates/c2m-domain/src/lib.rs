@@ -13,6 +13,8 @@
 //! - [`ledger`]: the chart of accounts, balanced transactions, deposit holds that resolve
 //!   exactly once, the balance rule.
 //! - [`pricing`]: volume price ladders; a batch pays the tier it reached at lock.
+//! - [`production`]: a work order's life at its factory: which progress report is
+//!   allowed when.
 //! - [`idempotency`]: request fingerprints for idempotency keys.
 //! - [`clock`]: an injectable clock, so deadlines can be tested without waiting.
 //! - [`error`]: [`DomainError`], each variant saying what the caller did wrong.
@@ -28,6 +30,7 @@ pub mod page;
 pub mod pooling;
 pub mod preorder;
 pub mod pricing;
+pub mod production;
 
 pub use campaign::{Campaign, CampaignProgress, CampaignSpec, CampaignStatus, CampaignTerms};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -42,3 +45,4 @@ pub use page::{Page, PageRequest};
 pub use pooling::{Admission, PoolState};
 pub use preorder::{Batch, BatchStatus, Preorder, PreorderMoney, PreorderStatus};
 pub use pricing::{PriceLadder, PriceTier, TierPosition};
+pub use production::{Progress, Tally, WorkOrderState};

@@ -13,6 +13,7 @@ pub fn domain_status(e: &DomainError) -> Status {
         DomainError::InvalidArgument { .. } => Code::InvalidArgument,
         DomainError::FailedPrecondition(_) => Code::FailedPrecondition,
         DomainError::NotFound { .. } => Code::NotFound,
+        DomainError::OutOfRange(_) => Code::OutOfRange,
         DomainError::IdempotencyConflict { .. } => Code::AlreadyExists,
     };
     Status::new(code, e.to_string())

@@ -73,9 +73,13 @@ pub use catalogue::{
     Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, ChangeCatalogue,
 };
 pub use error::StoreError;
+pub use factory::{
+    BatchProduction, FactoryPosition, ProductionStage, ReportProgress, WorkOrderStatus,
+};
 pub use planning::{NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, WorkOrder};
 
 pub mod catalogue;
+pub mod factory;
 mod idempotency;
 mod ledger;
 pub mod planning;
@@ -221,11 +225,54 @@ pub trait PlanningStore: Send + Sync + 'static {
     async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError>;
 }
 
+/// Factory delivery: work orders by factory sequence, acknowledgements, progress (see
+/// [`factory`]). Every method is scoped by the factory id it is given.
+#[async_trait]
+pub trait FactoryStore: Send + Sync + 'static {
+    /// Where the factory's delivery stands; `NotFound` for a factory neither in the
+    /// catalogue nor with work orders.
+    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError>;
+
+    /// The factory's work orders numbered above `after`, in sequence order, at most
+    /// `limit` (capped at [`factory::FEED_PAGE`]).
+    async fn factory_work_orders(
+        &self,
+        factory: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WorkOrder>, StoreError>;
+
+    /// Acknowledges the factory's work orders up to `seq`: harmless to repeat or to send
+    /// out of order; `OutOfRange` beyond the factory's last work order.
+    async fn ack_work_orders(
+        &self,
+        factory: &str,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<FactoryPosition, StoreError>;
+
+    /// Applies a progress report to one of the factory's work orders (another factory's
+    /// is `NotFound`). A rejection sends the work order's batch units back to the planning
+    /// queue with the factory excluded for them, in the same transaction. Idempotent by key.
+    async fn report_progress(
+        &self,
+        req: &ReportProgress,
+        now: DateTime<Utc>,
+    ) -> Result<WorkOrderStatus, StoreError>;
+
+    /// How far each batch's production has come; batches not yet locked and ready for
+    /// production are left out.
+    async fn batch_production(
+        &self,
+        batches: &[BatchId],
+    ) -> Result<Vec<BatchProduction>, StoreError>;
+}
+
 /// The store. Each method runs in one transaction: it either happens completely or not at
 /// all, and an error leaves nothing written. The catalogue and planning methods are in
 /// their own traits, which every store also implements.
 #[async_trait]
-pub trait Store: CatalogueStore + PlanningStore + Send + Sync + 'static {
+pub trait Store: CatalogueStore + PlanningStore + FactoryStore + Send + Sync + 'static {
     /// Which backend this is, for logs and the health report ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 

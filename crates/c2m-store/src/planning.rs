@@ -12,8 +12,10 @@
 //! # The queue
 //!
 //! Which batches wait is decided in exactly one place, [`QUEUED_BATCHES`]: locked batches
-//! that no plan holds. When batches become "ready for planning" only after their balance
-//! window (the ledger), that condition is switched there and nowhere else.
+//! that are ready for production (their balance window closed, or nothing was left to
+//! pay) and whose paid units are not all in live work orders. Counting units rather than
+//! "held by a plan" is what lets a factory's rejection send back just its part of a
+//! batch split over two factories ([`crate::factory`]).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,11 +29,29 @@ use crate::StoreError;
 
 pub(crate) const OP_RUN_PLANNING: &str = "run_planning";
 
+/// The units of batch `b` not yet in a live (not rejected) work order: paid units minus
+/// the units live work orders make for it. Used by [`QUEUED_BATCHES`] and shown as
+/// [`QueuedBatch::units_to_plan`].
+macro_rules! unplanned_units_sql {
+    () => {
+        "((b.units - b.forfeited_units) - COALESCE(CAST((SELECT SUM(x.units) \
+         FROM work_order_batches x JOIN work_orders w ON w.id = x.work_order_id \
+         WHERE x.batch_id = b.id AND w.state <> 'rejected') AS BIGINT), 0))"
+    };
+}
+
+
+/// The units expression of [`unplanned_units_sql`], as a constant.
+pub(crate) const UNPLANNED_UNITS: &str = unplanned_units_sql!();
+
 /// The one definition of the planning queue: the `WHERE` clause over `batches b` that
-/// selects the batches a planning cycle takes. Today: locked and not held by any plan.
-/// (To be switched to the ledger's "ready for planning" when it lands.)
-pub(crate) const QUEUED_BATCHES: &str = "b.status = 'locked' AND NOT EXISTS \
-     (SELECT 1 FROM plan_batches pb WHERE pb.batch_id = b.id AND pb.active = TRUE)";
+/// selects the batches a planning cycle takes: locked, ready for production, with units
+/// no live work order makes.
+pub(crate) const QUEUED_BATCHES: &str = concat!(
+    "b.status = 'locked' AND b.ready_at IS NOT NULL AND ",
+    unplanned_units_sql!(),
+    " > 0"
+);
 
 /// How good a stored plan is known to be (the planner's status, in the store's words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +87,9 @@ pub struct QueuedBatch {
     pub batch: Batch,
     /// The campaign's sku: what the batch's units are.
     pub sku: String,
+    /// Units to plan: the batch's paid units not yet in a live work order (all of them,
+    /// unless a factory rejected its part of a split batch).
+    pub units_to_plan: i64,
     /// Factories that rejected the batch and must not be given it again.
     pub excluded_factories: Vec<String>,
     /// The last plan that took the batch and let it go again (infeasible, or rejected).
@@ -120,6 +143,8 @@ pub struct WorkOrder {
     pub materials: Vec<MaterialDelivery>,
     pub due_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// Where it stands at the factory (issued until the factory reports).
+    pub state: c2m_domain::WorkOrderState,
 }
 
 /// The result of one planning cycle, to be stored.
@@ -249,17 +274,35 @@ pub(crate) async fn store_plan(
         return Err(DomainError::precondition("no batches are waiting for planning").into());
     }
     tx.lock_planning().await?;
-    let queued: std::collections::HashSet<BatchId> = tx
+    let queued: std::collections::HashMap<BatchId, i64> = tx
         .queued_batches()
         .await?
         .into_iter()
-        .map(|q| q.batch.id)
+        .map(|q| (q.batch.id, q.units_to_plan))
         .collect();
-    if let Some(gone) = new.batches.iter().find(|b| !queued.contains(b)) {
+    if let Some(gone) = new.batches.iter().find(|b| !queued.contains_key(b)) {
         return Err(DomainError::precondition(format!(
             "batch {gone} is no longer waiting for planning; run the cycle again"
         ))
         .into());
+    }
+    // A plan may give a batch fewer units than wait (a rejection meanwhile sent more
+    // back: they stay queued for the next cycle), never more.
+    let mut given: std::collections::HashMap<&BatchId, i64> = Default::default();
+    for r in new.work_orders.iter().flat_map(|w| &w.runs) {
+        for b in &r.batches {
+            *given.entry(&b.batch_id).or_default() += b.units;
+        }
+    }
+    for (batch, units) in given {
+        let waiting = queued.get(batch).copied().unwrap_or(0);
+        if units > waiting {
+            return Err(DomainError::precondition(format!(
+                "batch {batch} has {waiting} units waiting for planning, not {units}; \
+                 run the cycle again"
+            ))
+            .into());
+        }
     }
     let id = format!("pln_{}", uuid::Uuid::new_v4().simple());
     let holds = new.status != PlanStatus::Infeasible;
@@ -293,6 +336,7 @@ pub(crate) async fn store_plan(
                 materials: w.materials.clone(),
                 due_at: micros(w.due_at),
                 created_at: now,
+                state: c2m_domain::WorkOrderState::Issued,
             };
             tx.insert_work_order(&wo).await?;
         }

@@ -23,10 +23,14 @@ macro_rules! catalogue_planning_sql {
             Catalogue, CatalogueFactory, CatalogueKind, CatalogueMaterial, CatalogueProduct,
             CatalogueSupplier, CatalogueTx,
         };
+        use $crate::factory::{
+            parse_tally, shipped_fraction, BatchShare, FactoryPosition, FactoryTx,
+        };
         use $crate::planning::{
             from_json, json, NewPlan, PlanStatus, PlanSummary, PlanningTx, QueuedBatch,
-            StoredPlan, WorkOrder, WorkOrderBody, QUEUED_BATCHES,
+            StoredPlan, WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
         };
+        use ::c2m_domain::production::{Progress, Tally, WorkOrderState};
         use $crate::rows::{self, batch_columns, Columns};
         use $crate::StoreError;
 
@@ -38,6 +42,26 @@ macro_rules! catalogue_planning_sql {
              p.solver, p.created_at, \
              (SELECT COUNT(*) FROM plan_batches x WHERE x.plan_id = p.id) AS batch_count \
              FROM plans p ";
+
+        const WORK_ORDER: &str = "SELECT id, plan_id, factory_id, seq, body, due_at, \
+             created_at, state, tally, state_at FROM work_orders ";
+
+        fn work_order(w: &$row) -> Result<WorkOrder, StoreError> {
+            let body: WorkOrderBody = from_json("work order", &w.text("body")?)?;
+            let state = w.text("state")?;
+            Ok(WorkOrder {
+                id: w.text("id")?,
+                plan_id: w.text("plan_id")?,
+                factory_id: w.text("factory_id")?,
+                seq: w.int("seq")?,
+                runs: body.runs,
+                materials: body.materials,
+                due_at: w.ts("due_at")?,
+                created_at: w.ts("created_at")?,
+                state: WorkOrderState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("work order state {state:?}")))?,
+            })
+        }
 
         fn plan_summary(r: &$row) -> Result<PlanSummary, StoreError> {
             Ok(PlanSummary {
@@ -281,7 +305,8 @@ macro_rules! catalogue_planning_sql {
 
             async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>, StoreError> {
                 let sql = format!(
-                    "SELECT b.{}, c.sku AS campaign_sku FROM batches b \
+                    "SELECT b.{}, c.sku AS campaign_sku, {UNPLANNED_UNITS} AS units_to_plan \
+                     FROM batches b \
                      JOIN campaigns c ON c.id = b.campaign_id WHERE {} \
                      ORDER BY b.locked_at, b.id",
                     batch_columns!().replace(", ", ", b."),
@@ -308,6 +333,7 @@ macro_rules! catalogue_planning_sql {
                     .await?;
                     out.push(QueuedBatch {
                         sku: r.try_get("campaign_sku")?,
+                        units_to_plan: r.int("units_to_plan")?,
                         batch,
                         excluded_factories,
                         last_plan: last.as_ref().map(plan_summary).transpose()?,
@@ -483,25 +509,14 @@ macro_rules! catalogue_planning_sql {
                 .fetch_all(self.conn())
                 .await?;
                 let mut work_orders = Vec::new();
-                for w in sqlx::query(
-                    "SELECT id, plan_id, factory_id, seq, body, due_at, created_at \
-                     FROM work_orders WHERE plan_id = $1 ORDER BY factory_id, seq",
-                )
+                for w in sqlx::query(&format!(
+                    "{WORK_ORDER} WHERE plan_id = $1 ORDER BY factory_id, seq"
+                ))
                 .bind(id)
                 .fetch_all(self.conn())
                 .await?
                 {
-                    let body: WorkOrderBody = from_json("work order", &w.text("body")?)?;
-                    work_orders.push(WorkOrder {
-                        id: w.text("id")?,
-                        plan_id: w.text("plan_id")?,
-                        factory_id: w.text("factory_id")?,
-                        seq: w.int("seq")?,
-                        runs: body.runs,
-                        materials: body.materials,
-                        due_at: w.ts("due_at")?,
-                        created_at: w.ts("created_at")?,
-                    });
+                    work_orders.push(work_order(&w)?);
                 }
                 let mut reservations = Vec::new();
                 for x in sqlx::query(
@@ -541,6 +556,235 @@ macro_rules! catalogue_planning_sql {
                     .map(|r| Ok((r.int("seq")?, plan_summary(r)?)))
                     .collect::<Result<Vec<_>, StoreError>>()?;
                 Ok(rows::page(items, page.size))
+            }
+        }
+
+        #[async_trait]
+        impl FactoryTx for $tx {
+            async fn factory_known(&mut self, factory: &str) -> Result<bool, StoreError> {
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(1 AS BIGINT) FROM catalogue_factories WHERE id = $1 \
+                     UNION ALL SELECT CAST(1 AS BIGINT) FROM work_orders WHERE factory_id = $1 LIMIT 1",
+                )
+                .bind(factory)
+                .fetch_optional(self.conn())
+                .await?;
+                Ok(found.is_some())
+            }
+
+            async fn factory_position(
+                &mut self,
+                factory: &str,
+            ) -> Result<FactoryPosition, StoreError> {
+                let last_seq: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(seq), 0) FROM work_orders WHERE factory_id = $1",
+                )
+                .bind(factory)
+                .fetch_one(self.conn())
+                .await?;
+                let acked_seq: Option<i64> = sqlx::query_scalar(
+                    "SELECT acked_seq FROM factory_cursors WHERE factory_id = $1",
+                )
+                .bind(factory)
+                .fetch_optional(self.conn())
+                .await?;
+                Ok(FactoryPosition {
+                    last_seq,
+                    acked_seq: acked_seq.unwrap_or(0),
+                })
+            }
+
+            async fn raise_factory_ack(
+                &mut self,
+                factory: &str,
+                seq: i64,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO factory_cursors (factory_id, acked_seq, updated_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (factory_id) DO UPDATE SET \
+                     acked_seq = CASE WHEN excluded.acked_seq > factory_cursors.acked_seq \
+                     THEN excluded.acked_seq ELSE factory_cursors.acked_seq END, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(factory)
+                .bind(seq)
+                .bind($ts(now))
+                .execute(self.conn())
+                .await?;
+                Ok(())
+            }
+
+            async fn work_orders_after(
+                &mut self,
+                factory: &str,
+                after: i64,
+                limit: u32,
+            ) -> Result<Vec<WorkOrder>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "{WORK_ORDER} WHERE factory_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                ))
+                .bind(factory)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.conn())
+                .await?;
+                rows.iter().map(work_order).collect()
+            }
+
+            async fn factory_work_order(
+                &mut self,
+                factory: &str,
+                id: &str,
+            ) -> Result<Option<(WorkOrder, Tally, Option<DateTime<Utc>>)>, StoreError> {
+                let sql = format!(
+                    "{WORK_ORDER} WHERE factory_id = $1 AND id = $2{}",
+                    $for_update
+                );
+                let Some(r) = sqlx::query(&sql)
+                    .bind(factory)
+                    .bind(id)
+                    .fetch_optional(self.conn())
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    work_order(&r)?,
+                    parse_tally(&r.text("tally")?)?,
+                    r.ts_opt("state_at")?,
+                )))
+            }
+
+            async fn set_work_order_state(
+                &mut self,
+                id: &str,
+                state: WorkOrderState,
+                tally: &Tally,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE work_orders SET state = $2, tally = $3, state_at = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(state.as_str())
+                .bind(json(tally)?)
+                .bind($ts(now))
+                .execute(self.conn())
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_work_order_event(
+                &mut self,
+                wo: &WorkOrder,
+                progress: &Progress,
+                state: WorkOrderState,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO work_order_events (work_order_id, factory_id, kind, state, \
+                     body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&wo.id)
+                .bind(&wo.factory_id)
+                .bind(progress.kind())
+                .bind(state.as_str())
+                .bind($crate::factory::event_body(progress)?)
+                .bind($ts(now))
+                .execute(self.conn())
+                .await?;
+                Ok(())
+            }
+
+            async fn release_plan_batch(
+                &mut self,
+                plan: &str,
+                batch: &BatchId,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE plan_batches SET active = FALSE WHERE plan_id = $1 AND batch_id = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM work_order_batches x \
+                     JOIN work_orders w ON w.id = x.work_order_id \
+                     WHERE w.plan_id = $1 AND x.batch_id = $2 AND w.state <> 'rejected')",
+                )
+                .bind(plan)
+                .bind(batch.as_str())
+                .execute(self.conn())
+                .await?;
+                Ok(())
+            }
+
+            async fn exclude_factory(
+                &mut self,
+                batch: &BatchId,
+                factory: &str,
+                reason: &str,
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO batch_factory_exclusions (batch_id, factory_id, reason, \
+                     created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (batch_id, factory_id) DO NOTHING",
+                )
+                .bind(batch.as_str())
+                .bind(factory)
+                .bind(reason)
+                .bind($ts(now))
+                .execute(self.conn())
+                .await?;
+                Ok(())
+            }
+
+            async fn return_stock(
+                &mut self,
+                material: &str,
+                quantity: f64,
+            ) -> Result<(), StoreError> {
+                // A material removed from the catalogue since keeps no stock to return to.
+                sqlx::query(
+                    "UPDATE catalogue_materials SET on_hand = on_hand + $2 WHERE id = $1",
+                )
+                .bind(material)
+                .bind(quantity)
+                .execute(self.conn())
+                .await?;
+                Ok(())
+            }
+
+            async fn batch_shares(&mut self, batch: &BatchId) -> Result<Vec<BatchShare>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT w.state, w.tally, x.sku, x.units FROM work_order_batches x \
+                     JOIN work_orders w ON w.id = x.work_order_id \
+                     WHERE x.batch_id = $1 AND w.state <> 'rejected' ORDER BY w.id",
+                )
+                .bind(batch.as_str())
+                .fetch_all(self.conn())
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let state = r.text("state")?;
+                    let tally = parse_tally(&r.text("tally")?)?;
+                    out.push(BatchShare {
+                        state: WorkOrderState::parse(&state).ok_or_else(|| {
+                            StoreError::Corrupt(format!("work order state {state:?}"))
+                        })?,
+                        units: r.int("units")?,
+                        shipped_fraction: shipped_fraction(&tally, &r.text("sku")?),
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn unplanned_units(&mut self, batch: &BatchId) -> Result<Option<i64>, StoreError> {
+                let sql = format!(
+                    "SELECT {UNPLANNED_UNITS} AS n FROM batches b WHERE b.id = $1 AND {QUEUED_BATCHES}"
+                );
+                let n: Option<i64> = sqlx::query_scalar(&sql)
+                    .bind(batch.as_str())
+                    .fetch_optional(self.conn())
+                    .await?;
+                Ok(n)
             }
         }
     };

@@ -13,8 +13,12 @@ use c2m_domain::{IdempotencyKey, Page, PageRequest};
 use super::pooling::PgTx;
 use super::{retryable, PgStore, ATTEMPTS};
 use crate::catalogue::{Catalogue, CatalogueChanged, CatalogueCheck, ChangeCatalogue};
-use crate::planning::{plan_not_found, NewPlan, PlanSummary, QueuedBatch, StoredPlan};
-use crate::{CatalogueStore, PlanningStore, StoreError};
+use crate::factory::{
+    BatchProduction, FactoryPosition, ReportProgress, WorkOrderStatus, FEED_PAGE,
+};
+use crate::planning::{plan_not_found, NewPlan, PlanSummary, QueuedBatch, StoredPlan, WorkOrder};
+use crate::{CatalogueStore, FactoryStore, PlanningStore, StoreError};
+use c2m_domain::BatchId;
 
 mod sql {
     use super::super::pooling::PgTx;
@@ -102,6 +106,60 @@ impl PlanningStore for PgStore {
         use crate::planning::PlanningTx;
         let mut tx = self.snapshot().await?;
         let r = tx.plans(page).await;
+        tx.finish(r).await
+    }
+}
+
+#[async_trait]
+impl FactoryStore for PgStore {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError> {
+        let mut tx = self.snapshot().await?;
+        let r = crate::factory::known_position(&mut tx, factory).await;
+        tx.finish(r).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn factory_work_orders(
+        &self,
+        factory: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WorkOrder>, StoreError> {
+        use crate::factory::FactoryTx;
+        let mut tx = self.snapshot().await?;
+        let r = tx
+            .work_orders_after(factory, after, limit.clamp(1, FEED_PAGE))
+            .await;
+        tx.finish(r).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn ack_work_orders(
+        &self,
+        factory: &str,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<FactoryPosition, StoreError> {
+        write!(self, |tx| crate::factory::ack(&mut tx, factory, seq, now))
+    }
+
+    #[tracing::instrument(skip(self, req), fields(work_order = %req.work_order_id), err(level = "debug"))]
+    async fn report_progress(
+        &self,
+        req: &ReportProgress,
+        now: DateTime<Utc>,
+    ) -> Result<WorkOrderStatus, StoreError> {
+        write!(self, |tx| crate::factory::report(&mut tx, req, now))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batch_production(
+        &self,
+        batches: &[BatchId],
+    ) -> Result<Vec<BatchProduction>, StoreError> {
+        let mut tx = self.snapshot().await?;
+        let r = crate::factory::batch_production(&mut tx, batches).await;
         tx.finish(r).await
     }
 }

@@ -10,8 +10,12 @@ use super::pooling::SqliteTx;
 use super::writer::Operation;
 use super::SqliteStore;
 use crate::catalogue::{Catalogue, CatalogueChanged, CatalogueCheck, ChangeCatalogue};
-use crate::planning::{plan_not_found, NewPlan, PlanSummary, QueuedBatch, StoredPlan};
-use crate::{CatalogueStore, PlanningStore, StoreError};
+use crate::factory::{
+    BatchProduction, FactoryPosition, ReportProgress, WorkOrderStatus, FEED_PAGE,
+};
+use crate::planning::{plan_not_found, NewPlan, PlanSummary, QueuedBatch, StoredPlan, WorkOrder};
+use crate::{CatalogueStore, FactoryStore, PlanningStore, StoreError};
+use c2m_domain::BatchId;
 
 mod sql {
     use super::super::micros_of;
@@ -29,6 +33,24 @@ mod sql {
 
 struct ChangeOp(ChangeCatalogue, CatalogueCheck, DateTime<Utc>);
 struct StorePlanOp(NewPlan, DateTime<Utc>);
+struct AckOp(String, i64, DateTime<Utc>);
+struct ReportOp(ReportProgress, DateTime<Utc>);
+
+#[async_trait]
+impl Operation for AckOp {
+    type Output = FactoryPosition;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<FactoryPosition, StoreError> {
+        crate::factory::ack(tx, &self.0, self.1, self.2).await
+    }
+}
+
+#[async_trait]
+impl Operation for ReportOp {
+    type Output = WorkOrderStatus;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<WorkOrderStatus, StoreError> {
+        crate::factory::report(tx, &self.0, self.1).await
+    }
+}
 
 #[async_trait]
 impl Operation for ChangeOp {
@@ -106,5 +128,55 @@ impl PlanningStore for SqliteStore {
     async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError> {
         use crate::planning::PlanningTx;
         self.snapshot().await?.plans(page).await
+    }
+}
+
+#[async_trait]
+impl FactoryStore for SqliteStore {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError> {
+        let mut tx = self.snapshot().await?;
+        crate::factory::known_position(&mut tx, factory).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn factory_work_orders(
+        &self,
+        factory: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WorkOrder>, StoreError> {
+        use crate::factory::FactoryTx;
+        let mut tx = self.snapshot().await?;
+        tx.work_orders_after(factory, after, limit.clamp(1, FEED_PAGE))
+            .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn ack_work_orders(
+        &self,
+        factory: &str,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<FactoryPosition, StoreError> {
+        self.write(AckOp(factory.to_owned(), seq, now)).await
+    }
+
+    #[tracing::instrument(skip(self, req), fields(work_order = %req.work_order_id), err(level = "debug"))]
+    async fn report_progress(
+        &self,
+        req: &ReportProgress,
+        now: DateTime<Utc>,
+    ) -> Result<WorkOrderStatus, StoreError> {
+        self.write(ReportOp(req.clone(), now)).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batch_production(
+        &self,
+        batches: &[BatchId],
+    ) -> Result<Vec<BatchProduction>, StoreError> {
+        let mut tx = self.snapshot().await?;
+        crate::factory::batch_production(&mut tx, batches).await
     }
 }

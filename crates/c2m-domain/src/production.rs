@@ -1,0 +1,397 @@
+//! A work order's life at its factory, as the factory reports it.
+//!
+//! The factory drives the state with reports; this module says which report is allowed in
+//! which state, so the store only writes what [`apply`] decides. The states only move
+//! forward, with two deliberate loops: a failed quality check may be followed by another
+//! check (after rework), and shipments may come in parts until every unit has shipped.
+//!
+//! ```text
+//! issued ──accept──> accepted ──start──> in_production ──qc──> qc_passed / qc_failed ──ship──> shipped
+//!    └──────────reject (with a reason)───────┘                      └─qc again─┘   (parts)
+//! ```
+//!
+//! A rejection is only possible before production starts: after that the factory has
+//! spent material and hours, and a problem is a failed quality check, not a rejection.
+//! Reporting the state a work order is already in (accepting twice, starting twice) is
+//! harmless: nothing changes, and the answer says so.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+
+/// Where a work order stands at its factory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkOrderState {
+    /// Stored and being delivered; the factory has not answered yet.
+    Issued,
+    Accepted,
+    /// Refused by the factory; its batches went back to the planning queue.
+    Rejected,
+    InProduction,
+    QcPassed,
+    QcFailed,
+    /// Every unit of the work order has shipped.
+    Shipped,
+}
+
+impl WorkOrderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkOrderState::Issued => "issued",
+            WorkOrderState::Accepted => "accepted",
+            WorkOrderState::Rejected => "rejected",
+            WorkOrderState::InProduction => "in_production",
+            WorkOrderState::QcPassed => "qc_passed",
+            WorkOrderState::QcFailed => "qc_failed",
+            WorkOrderState::Shipped => "shipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "issued" => WorkOrderState::Issued,
+            "accepted" => WorkOrderState::Accepted,
+            "rejected" => WorkOrderState::Rejected,
+            "in_production" => WorkOrderState::InProduction,
+            "qc_passed" => WorkOrderState::QcPassed,
+            "qc_failed" => WorkOrderState::QcFailed,
+            "shipped" => WorkOrderState::Shipped,
+            _ => return None,
+        })
+    }
+
+    /// How far along production is, for summarising a batch made by several work orders
+    /// (the batch is as far as its slowest work order). Rejected work orders do not count.
+    pub fn rank(self) -> u8 {
+        match self {
+            WorkOrderState::Issued | WorkOrderState::Rejected => 0,
+            WorkOrderState::Accepted => 1,
+            WorkOrderState::InProduction => 2,
+            WorkOrderState::QcPassed | WorkOrderState::QcFailed => 3,
+            WorkOrderState::Shipped => 4,
+        }
+    }
+}
+
+impl fmt::Display for WorkOrderState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One progress report from a factory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Progress {
+    Accepted,
+    Rejected { reason: String },
+    InProduction,
+    /// A quality check over `passed + failed` units; it passes when none failed.
+    QualityCheck { passed: i64, failed: i64 },
+    /// Units shipped, per sku. Shipments may come in parts.
+    Shipped { quantities: BTreeMap<String, i64> },
+}
+
+impl Progress {
+    /// Checks what can be checked without the work order; `field` prefixes the names.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Progress::Rejected { reason } if reason.trim().is_empty() => Err(
+                DomainError::invalid("rejected.reason", "a rejection must say why"),
+            ),
+            Progress::Rejected { reason } if reason.len() > 2000 => Err(DomainError::invalid(
+                "rejected.reason",
+                "at most 2000 bytes",
+            )),
+            Progress::QualityCheck { passed, failed } => {
+                if *passed < 0 {
+                    return Err(DomainError::invalid(
+                        "quality_check.passed",
+                        "must not be negative",
+                    ));
+                }
+                if *failed < 0 {
+                    return Err(DomainError::invalid(
+                        "quality_check.failed",
+                        "must not be negative",
+                    ));
+                }
+                if passed + failed == 0 {
+                    return Err(DomainError::invalid(
+                        "quality_check",
+                        "a check must count at least one unit",
+                    ));
+                }
+                Ok(())
+            }
+            Progress::Shipped { quantities } => {
+                if quantities.is_empty() {
+                    return Err(DomainError::invalid(
+                        "shipped.quantities",
+                        "name at least one sku and its quantity",
+                    ));
+                }
+                for (sku, q) in quantities {
+                    if *q <= 0 {
+                        return Err(DomainError::invalid(
+                            format!("shipped.quantities[{sku}]"),
+                            format!("must be positive, got {q}"),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Progress::Accepted => "accepted",
+            Progress::Rejected { .. } => "rejected",
+            Progress::InProduction => "in_production",
+            Progress::QualityCheck { .. } => "quality_check",
+            Progress::Shipped { .. } => "shipped",
+        }
+    }
+}
+
+/// What a work order has made and shipped so far, as its reports said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Units to make, per sku (the work order's runs).
+    pub ordered: BTreeMap<String, i64>,
+    pub qc_passed: i64,
+    pub qc_failed: i64,
+    pub shipped: BTreeMap<String, i64>,
+}
+
+/// What applying a report does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub state: WorkOrderState,
+    pub tally: Tally,
+    /// False when the report repeated the current state: nothing to record.
+    pub changed: bool,
+}
+
+/// Applies `report` to a work order in `state` with `tally`, or says why it cannot be.
+pub fn apply(
+    work_order: &str,
+    state: WorkOrderState,
+    tally: &Tally,
+    report: &Progress,
+) -> Result<Transition, DomainError> {
+    use WorkOrderState as S;
+    report.validate()?;
+    let refuse = |what: &str| {
+        Err(DomainError::precondition(format!(
+            "work order {work_order} is {state}: cannot report {what}"
+        )))
+    };
+    let same = |state| {
+        Ok(Transition {
+            state,
+            tally: tally.clone(),
+            changed: false,
+        })
+    };
+    let mut next = tally.clone();
+    let to = match report {
+        Progress::Accepted => match state {
+            S::Issued => S::Accepted,
+            S::Accepted => return same(state),
+            _ => return refuse("accepted"),
+        },
+        Progress::Rejected { .. } => match state {
+            S::Issued | S::Accepted => S::Rejected,
+            S::Rejected => return same(state),
+            _ => return refuse("rejected (production has started; report a failed quality check instead)"),
+        },
+        Progress::InProduction => match state {
+            S::Issued | S::Accepted => S::InProduction,
+            S::InProduction => return same(state),
+            _ => return refuse("in production"),
+        },
+        Progress::QualityCheck { passed, failed } => match state {
+            S::InProduction | S::QcFailed | S::QcPassed => {
+                next.qc_passed += passed;
+                next.qc_failed += failed;
+                if *failed == 0 {
+                    S::QcPassed
+                } else {
+                    S::QcFailed
+                }
+            }
+            _ => return refuse("a quality check (production has not started)"),
+        },
+        Progress::Shipped { quantities } => match state {
+            S::QcPassed | S::QcFailed => {
+                for (sku, q) in quantities {
+                    let Some(ordered) = tally.ordered.get(sku) else {
+                        return Err(DomainError::invalid(
+                            format!("shipped.quantities[{sku}]"),
+                            format!("work order {work_order} makes no `{sku}`"),
+                        ));
+                    };
+                    let total = next.shipped.get(sku).copied().unwrap_or(0) + q;
+                    if total > *ordered {
+                        return Err(DomainError::invalid(
+                            format!("shipped.quantities[{sku}]"),
+                            format!(
+                                "{total} shipped in all would exceed the {ordered} units ordered"
+                            ),
+                        ));
+                    }
+                    next.shipped.insert(sku.clone(), total);
+                }
+                let all = next
+                    .ordered
+                    .iter()
+                    .all(|(sku, q)| next.shipped.get(sku).copied().unwrap_or(0) >= *q);
+                if all {
+                    S::Shipped
+                } else {
+                    state
+                }
+            }
+            _ => return refuse("a shipment (no quality check has been reported)"),
+        },
+    };
+    Ok(Transition {
+        state: to,
+        tally: next,
+        changed: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use WorkOrderState as S;
+
+    fn tally() -> Tally {
+        Tally {
+            ordered: [("kettle".to_string(), 10)].into_iter().collect(),
+            ..Tally::default()
+        }
+    }
+
+    fn ship(n: i64) -> Progress {
+        Progress::Shipped {
+            quantities: [("kettle".to_string(), n)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn the_happy_path_ships_in_parts() {
+        let t = tally();
+        let a = apply("wo", S::Issued, &t, &Progress::Accepted).unwrap();
+        assert_eq!(a.state, S::Accepted);
+        let p = apply("wo", a.state, &a.tally, &Progress::InProduction).unwrap();
+        let q = apply(
+            "wo",
+            p.state,
+            &p.tally,
+            &Progress::QualityCheck {
+                passed: 10,
+                failed: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(q.state, S::QcPassed);
+        let part = apply("wo", q.state, &q.tally, &ship(4)).unwrap();
+        assert_eq!(part.state, S::QcPassed, "6 units still to ship");
+        let rest = apply("wo", part.state, &part.tally, &ship(6)).unwrap();
+        assert_eq!(rest.state, S::Shipped);
+        assert_eq!(rest.tally.shipped["kettle"], 10);
+        let err = apply("wo", part.state, &part.tally, &ship(7)).unwrap_err();
+        assert!(err.to_string().contains("exceed the 10 units"), "{err}");
+    }
+
+    #[test]
+    fn repeats_are_harmless_and_rejection_stops_at_production() {
+        let t = tally();
+        let again = apply("wo", S::Accepted, &t, &Progress::Accepted).unwrap();
+        assert!(!again.changed);
+        let reject = Progress::Rejected {
+            reason: "line down".into(),
+        };
+        assert_eq!(
+            apply("wo", S::Accepted, &t, &reject).unwrap().state,
+            S::Rejected
+        );
+        let late = apply("wo", S::InProduction, &t, &reject).unwrap_err();
+        assert!(matches!(late, DomainError::FailedPrecondition(_)));
+        assert!(apply("wo", S::Rejected, &t, &Progress::Accepted).is_err());
+        assert!(apply("wo", S::Issued, &t, &ship(1)).is_err());
+    }
+
+    #[test]
+    fn bad_reports_name_the_field() {
+        let t = tally();
+        let e = apply(
+            "wo",
+            S::Issued,
+            &t,
+            &Progress::Rejected {
+                reason: "  ".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rejected.reason"), "{e}");
+        let e = apply(
+            "wo",
+            S::InProduction,
+            &t,
+            &Progress::QualityCheck {
+                passed: -1,
+                failed: 0,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("quality_check.passed"), "{e}");
+        let e = apply(
+            "wo",
+            S::QcPassed,
+            &t,
+            &Progress::Shipped {
+                quantities: [("toaster".to_string(), 1)].into_iter().collect(),
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("shipped.quantities[toaster]"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_check_can_be_followed_by_another() {
+        let t = tally();
+        let f = apply(
+            "wo",
+            S::InProduction,
+            &t,
+            &Progress::QualityCheck {
+                passed: 8,
+                failed: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(f.state, S::QcFailed);
+        let ok = apply(
+            "wo",
+            f.state,
+            &f.tally,
+            &Progress::QualityCheck {
+                passed: 2,
+                failed: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(ok.state, S::QcPassed);
+        assert_eq!((ok.tally.qc_passed, ok.tally.qc_failed), (10, 2));
+    }
+}

@@ -1,0 +1,384 @@
+//! Factory delivery: each factory's work orders in sequence, its acknowledgement cursor,
+//! and the progress it reports back.
+//!
+//! Delivery is "store first, deliver after": a work order and its number in the
+//! factory's sequence are written with the plan ([`crate::planning::store_plan`]), so
+//! the stream a factory reads ([`FactoryTx::work_orders_after`]) is just the table in
+//! sequence order, resumable from any number. Every read and write here is scoped by the
+//! factory id: a work order of another factory is "not found", whatever id is sent.
+//!
+//! A rejection is the one report with consequences beyond the work order: in the same
+//! transaction, the factory is excluded for each of the work order's batches, the stock
+//! on hand the work order was given goes back to the catalogue, and the batches' units
+//! in this work order become unplanned again, so they wait in the planning queue
+//! ([`crate::planning::QUEUED_BATCHES`] counts units in live work orders) and the next
+//! cycle plans them elsewhere.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
+use c2m_domain::{BatchId, DomainError, Fingerprint, IdempotencyKey};
+
+use crate::idempotency::{record, replay, IdempotencyTx};
+use crate::planning::{PlanningTx, WorkOrder};
+use crate::rows::micros;
+use crate::StoreError;
+
+pub(crate) const OP_REPORT_PROGRESS: &str = "report_progress";
+
+/// Most work orders one read of a factory's feed returns.
+pub const FEED_PAGE: u32 = 100;
+
+/// Where a factory's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactoryPosition {
+    /// The highest sequence number stored for the factory (0 before its first).
+    pub last_seq: i64,
+    /// The highest sequence number it acknowledged (0 before its first ack).
+    pub acked_seq: i64,
+}
+
+/// A report from a factory about one of its work orders.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportProgress {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub factory_id: String,
+    pub work_order_id: String,
+    pub progress: Progress,
+}
+
+/// A work order's progress, as answered to a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkOrderStatus {
+    pub work_order_id: String,
+    pub factory_id: String,
+    pub seq: i64,
+    pub state: WorkOrderState,
+    pub tally: Tally,
+    pub state_at: Option<DateTime<Utc>>,
+    /// Batches whose units in this work order went back to the planning queue (a
+    /// rejection); empty otherwise.
+    pub requeued_batches: Vec<BatchId>,
+}
+
+/// How far a batch's production has come, across the work orders that make it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductionStage {
+    /// Locked (and paid) units wait for a planning cycle, or for a replan after a
+    /// factory rejected them.
+    AwaitingPlan,
+    /// Every unit is in a work order; not all factories have accepted yet.
+    Planned,
+    Accepted,
+    InProduction,
+    QualityCheck,
+    /// Every unit has shipped.
+    Shipped,
+}
+
+/// A batch's production as consumers see it on their pre-orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchProduction {
+    pub batch_id: BatchId,
+    pub stage: ProductionStage,
+    /// Units of the batch in live work orders that have shipped.
+    pub units_shipped: i64,
+    /// Units of the batch still waiting for a plan.
+    pub units_awaiting_plan: i64,
+}
+
+/// One live work order's part in a batch, for [`batch_production`].
+#[derive(Debug, Clone)]
+pub(crate) struct BatchShare {
+    pub state: WorkOrderState,
+    pub units: i64,
+    pub shipped_fraction: f64,
+}
+
+/// The factory tables inside a backend's transaction.
+#[async_trait]
+pub(crate) trait FactoryTx: PlanningTx + IdempotencyTx {
+    /// Whether the factory exists: in the catalogue, or with work orders from earlier.
+    async fn factory_known(&mut self, factory: &str) -> Result<bool, StoreError>;
+
+    async fn factory_position(&mut self, factory: &str) -> Result<FactoryPosition, StoreError>;
+
+    /// Moves the factory's acknowledgement cursor up to `seq` (never down).
+    async fn raise_factory_ack(
+        &mut self,
+        factory: &str,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The factory's work orders with a sequence number above `after`, in order.
+    async fn work_orders_after(
+        &mut self,
+        factory: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WorkOrder>, StoreError>;
+
+    /// The factory's work order (locked for update on PostgreSQL), with its tally.
+    async fn factory_work_order(
+        &mut self,
+        factory: &str,
+        id: &str,
+    ) -> Result<Option<(WorkOrder, Tally, Option<DateTime<Utc>>)>, StoreError>;
+
+    async fn set_work_order_state(
+        &mut self,
+        id: &str,
+        state: WorkOrderState,
+        tally: &Tally,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    async fn insert_work_order_event(
+        &mut self,
+        wo: &WorkOrder,
+        progress: &Progress,
+        state: WorkOrderState,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Marks the plan as no longer making any of the batch, unless another live work
+    /// order of the plan still does.
+    async fn release_plan_batch(&mut self, plan: &str, batch: &BatchId)
+        -> Result<(), StoreError>;
+
+    /// Excludes the factory from the batch's future plans (once; a repeat is ignored).
+    async fn exclude_factory(
+        &mut self,
+        batch: &BatchId,
+        factory: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Gives stock back to the catalogue (a rejected work order's share of a plan's
+    /// reservation).
+    async fn return_stock(&mut self, material: &str, quantity: f64) -> Result<(), StoreError>;
+
+    /// The live (not rejected) work orders' shares of a batch.
+    async fn batch_shares(&mut self, batch: &BatchId) -> Result<Vec<BatchShare>, StoreError>;
+
+    /// The batch's units still waiting for a plan, if it waits at all (see
+    /// [`crate::planning::QUEUED_BATCHES`]); `None` for a batch not in the queue.
+    async fn unplanned_units(&mut self, batch: &BatchId) -> Result<Option<i64>, StoreError>;
+}
+
+/// Acknowledges the factory's work orders up to `seq`. Acknowledging twice, or an older
+/// number after a newer one, changes nothing; a number beyond the last work order is
+/// `OutOfRange`.
+pub(crate) async fn ack(
+    tx: &mut (impl FactoryTx + ?Sized),
+    factory: &str,
+    seq: i64,
+    now: DateTime<Utc>,
+) -> Result<FactoryPosition, StoreError> {
+    if seq <= 0 {
+        return Err(DomainError::invalid("seq", format!("must be positive, got {seq}")).into());
+    }
+    let pos = known_position(tx, factory).await?;
+    if seq > pos.last_seq {
+        return Err(ahead("acknowledged", factory, seq, pos.last_seq));
+    }
+    if seq > pos.acked_seq {
+        tx.raise_factory_ack(factory, seq, micros(now)).await?;
+    }
+    Ok(FactoryPosition {
+        last_seq: pos.last_seq,
+        acked_seq: pos.acked_seq.max(seq),
+    })
+}
+
+/// The factory's position; `NotFound` for a factory the store has never heard of.
+pub(crate) async fn known_position(
+    tx: &mut (impl FactoryTx + ?Sized),
+    factory: &str,
+) -> Result<FactoryPosition, StoreError> {
+    if factory.trim().is_empty() {
+        return Err(DomainError::invalid("factory_id", "must not be empty").into());
+    }
+    if !tx.factory_known(factory).await? {
+        return Err(DomainError::NotFound {
+            entity: "factory",
+            id: factory.to_owned(),
+        }
+        .into());
+    }
+    tx.factory_position(factory).await
+}
+
+/// The error for a cursor beyond the factory's last work order.
+pub(crate) fn ahead(what: &str, factory: &str, seq: i64, last: i64) -> StoreError {
+    DomainError::OutOfRange(format!(
+        "{what} sequence number {seq} is ahead of factory {factory}'s last work order ({last}); \
+         the factory's cursor does not belong to this server's data: resubscribe from {last} or lower"
+    ))
+    .into()
+}
+
+/// Applies a factory's report to its work order; see the module docs for rejections.
+/// Idempotent by key; a report that repeats the current state records nothing.
+pub(crate) async fn report(
+    tx: &mut (impl FactoryTx + ?Sized),
+    req: &ReportProgress,
+    now: DateTime<Utc>,
+) -> Result<WorkOrderStatus, StoreError> {
+    let now = micros(now);
+    let fingerprint = Fingerprint::of(OP_REPORT_PROGRESS, req);
+    if let Some(done) =
+        replay::<WorkOrderStatus>(tx, OP_REPORT_PROGRESS, &req.idempotency_key, &fingerprint)
+            .await?
+    {
+        return Ok(done);
+    }
+    req.progress.validate()?;
+    known_position(tx, &req.factory_id).await?;
+    let rejection = matches!(req.progress, Progress::Rejected { .. });
+    if rejection {
+        // A rejection changes the queue and the stock: serialise with stored plans.
+        tx.lock_planning().await?;
+    }
+    let Some((wo, mut tally, state_at)) = tx
+        .factory_work_order(&req.factory_id, &req.work_order_id)
+        .await?
+    else {
+        return Err(DomainError::NotFound {
+            entity: "work order",
+            id: req.work_order_id.clone(),
+        }
+        .into());
+    };
+    if tally.ordered.is_empty() {
+        for run in &wo.runs {
+            *tally.ordered.entry(run.sku.clone()).or_default() += run.quantity;
+        }
+    }
+    let t = production::apply(&wo.id, wo.state, &tally, &req.progress)?;
+    let mut status = WorkOrderStatus {
+        work_order_id: wo.id.clone(),
+        factory_id: wo.factory_id.clone(),
+        seq: wo.seq,
+        state: t.state,
+        tally: t.tally.clone(),
+        state_at,
+        requeued_batches: Vec::new(),
+    };
+    if t.changed {
+        tx.set_work_order_state(&wo.id, t.state, &t.tally, now)
+            .await?;
+        tx.insert_work_order_event(&wo, &req.progress, t.state, now)
+            .await?;
+        status.state_at = Some(now);
+        if let Progress::Rejected { reason } = &req.progress {
+            let mut batches: Vec<BatchId> = wo
+                .runs
+                .iter()
+                .flat_map(|r| r.batches.iter().map(|b| b.batch_id.clone()))
+                .collect();
+            batches.sort();
+            batches.dedup();
+            for b in &batches {
+                tx.exclude_factory(b, &wo.factory_id, reason, now).await?;
+                tx.release_plan_batch(&wo.plan_id, b).await?;
+            }
+            let mut returned = false;
+            for m in wo.materials.iter().filter(|m| m.supplier.is_none()) {
+                if m.quantity > 0.0 {
+                    tx.return_stock(&m.material, m.quantity).await?;
+                    returned = true;
+                }
+            }
+            if returned {
+                tx.bump_catalogue_version(now).await?;
+            }
+            status.requeued_batches = batches;
+        }
+    }
+    record(
+        tx,
+        OP_REPORT_PROGRESS,
+        &req.idempotency_key,
+        &fingerprint,
+        &status,
+        now,
+    )
+    .await?;
+    Ok(status)
+}
+
+/// How far each batch's production has come (batches that are not locked and ready are
+/// left out: they have no production yet).
+pub(crate) async fn batch_production(
+    tx: &mut (impl FactoryTx + ?Sized),
+    batches: &[BatchId],
+) -> Result<Vec<BatchProduction>, StoreError> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for b in batches {
+        if !seen.insert(b.clone()) {
+            continue;
+        }
+        let shares = tx.batch_shares(b).await?;
+        let waiting = tx.unplanned_units(b).await?;
+        if shares.is_empty() && waiting.is_none() {
+            continue;
+        }
+        let shipped: f64 = shares
+            .iter()
+            .map(|s| s.units as f64 * s.shipped_fraction)
+            .sum();
+        let stage = if waiting.is_some() || shares.is_empty() {
+            ProductionStage::AwaitingPlan
+        } else {
+            let slowest = shares
+                .iter()
+                .map(|s| s.state)
+                .min_by_key(|s| s.rank())
+                .unwrap_or(WorkOrderState::Issued);
+            match slowest {
+                WorkOrderState::Issued | WorkOrderState::Rejected => ProductionStage::Planned,
+                WorkOrderState::Accepted => ProductionStage::Accepted,
+                WorkOrderState::InProduction => ProductionStage::InProduction,
+                WorkOrderState::QcPassed | WorkOrderState::QcFailed => {
+                    ProductionStage::QualityCheck
+                }
+                WorkOrderState::Shipped => ProductionStage::Shipped,
+            }
+        };
+        out.push(BatchProduction {
+            batch_id: b.clone(),
+            stage,
+            units_shipped: shipped.floor() as i64,
+            units_awaiting_plan: waiting.unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+/// The share of a work order's units of `sku` that shipped, from its tally.
+pub(crate) fn shipped_fraction(tally: &Tally, sku: &str) -> f64 {
+    let ordered = tally.ordered.get(sku).copied().unwrap_or(0);
+    if ordered <= 0 {
+        return 0.0;
+    }
+    let shipped = tally.shipped.get(sku).copied().unwrap_or(0);
+    (shipped as f64 / ordered as f64).min(1.0)
+}
+
+/// The JSON stored in `work_order_events.body`.
+pub(crate) fn event_body(p: &Progress) -> Result<String, StoreError> {
+    crate::planning::json(p)
+}
+
+/// Parses a stored tally (`{}` for work orders that never reported).
+pub(crate) fn parse_tally(s: &str) -> Result<Tally, StoreError> {
+    crate::planning::from_json("work order tally", s)
+}
