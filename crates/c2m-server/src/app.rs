@@ -18,6 +18,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use c2m_domain::{Clock, SystemClock};
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
 use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
+use c2m_proto::v1::factory_service_server::FactoryServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
 use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
@@ -26,6 +27,7 @@ use c2m_store::Store;
 use crate::planning::PlanningCycles;
 use crate::services::campaign::CampaignSvc;
 use crate::services::catalogue::CatalogueSvc;
+use crate::services::factory::{Deliveries, FactorySvc};
 use crate::services::ledger::LedgerSvc;
 use crate::services::planning::PlanningSvc;
 use crate::services::preorder::PreorderSvc;
@@ -130,13 +132,17 @@ impl Application {
             .build_v1alpha()?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let stop_on_shutdown = stop_tx.clone();
         let sweeper = Sweeper::new(store.clone(), clock.clone());
         let sweep_task =
             tokio::spawn(sweeper.run(settings.sweep_interval, wait_for(stop_rx.clone())));
+        let deliveries = Deliveries::new();
         let cycles = Arc::new(PlanningCycles::new(
             store.clone(),
             clock.clone(),
             settings.plan_time_limit,
+            deliveries.clone(),
         ));
         let plan_task = tokio::spawn(crate::planning::run_schedule(
             cycles.clone(),
@@ -180,9 +186,22 @@ impl Application {
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             )
+            .add_service(
+                FactoryServiceServer::new(FactorySvc {
+                    ctx: ctx.clone(),
+                    deliveries,
+                    heartbeat: settings.factory_heartbeat,
+                    poll: settings.factory_poll,
+                    stop: stop_rx.clone(),
+                })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight requests");
+                // Long-lived streams (factory subscriptions) end now, so draining ends.
+                let _ = stop_on_shutdown.send(true);
             })
             .await;
 

@@ -51,6 +51,16 @@ pub struct Settings {
     /// with its gap).
     #[arg(long, env = "C2M_PLAN_TIME_LIMIT", default_value = "30s", value_parser = parse_duration)]
     pub plan_time_limit: Duration,
+
+    /// A factory's work order stream sends a heartbeat when nothing else was sent for
+    /// this long.
+    #[arg(long, env = "C2M_FACTORY_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub factory_heartbeat: Duration,
+
+    /// How often a caught-up work order stream looks for work orders stored by another
+    /// replica (plans stored by this process are sent at once).
+    #[arg(long, env = "C2M_FACTORY_POLL", default_value = "1s", value_parser = parse_duration)]
+    pub factory_poll: Duration,
 }
 
 impl Settings {
@@ -67,6 +77,8 @@ impl Settings {
             plan_every: Duration::ZERO,
             plan_when_waiting: 0,
             plan_time_limit: Duration::from_secs(20),
+            factory_heartbeat: Duration::from_millis(500),
+            factory_poll: Duration::from_millis(200),
         }
     }
 

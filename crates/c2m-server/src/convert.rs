@@ -288,6 +288,25 @@ pub fn preorder(p: &Preorder) -> pb::Preorder {
         balance_due_by: p.money.balance_due_by.map(timestamp),
         balance_paid_at: p.money.balance_paid_at.map(timestamp),
         forfeited_at: p.money.forfeited_at.map(timestamp),
+        production: None,
+    }
+}
+
+/// A batch's production as shown on its pre-orders.
+pub fn batch_production(b: &c2m_store::BatchProduction) -> pb::BatchProduction {
+    use c2m_store::ProductionStage as S;
+    let stage = match b.stage {
+        S::AwaitingPlan => pb::ProductionStage::AwaitingPlan,
+        S::Planned => pb::ProductionStage::Planned,
+        S::Accepted => pb::ProductionStage::Accepted,
+        S::InProduction => pb::ProductionStage::InProduction,
+        S::QualityCheck => pb::ProductionStage::QualityCheck,
+        S::Shipped => pb::ProductionStage::Shipped,
+    };
+    pb::BatchProduction {
+        stage: stage as i32,
+        units_shipped: b.units_shipped,
+        units_awaiting_plan: b.units_awaiting_plan,
     }
 }
 

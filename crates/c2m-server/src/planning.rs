@@ -252,6 +252,8 @@ pub struct PlanningCycles {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     time_limit: Duration,
+    /// Woken when a plan (with work orders) is stored.
+    deliveries: crate::services::factory::Deliveries,
     /// One cycle at a time in this process.
     running: Mutex<()>,
 }
@@ -268,11 +270,17 @@ pub enum CycleOutcome {
 }
 
 impl PlanningCycles {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, time_limit: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        time_limit: Duration,
+        deliveries: crate::services::factory::Deliveries,
+    ) -> Self {
         PlanningCycles {
             store,
             clock,
             time_limit,
+            deliveries,
             running: Mutex::new(()),
         }
     }
@@ -297,11 +305,7 @@ impl PlanningCycles {
         }
         let catalogue = self.store.catalogue().await?;
         let now = self.clock.now();
-        let mut demand: BTreeMap<String, i64> = BTreeMap::new();
-        for q in &queue {
-            *demand.entry(q.sku.clone()).or_default() += q.batch.units;
-        }
-        let mut scenario = scenario_of(&catalogue, Some(&demand)).map_err(StoreError::Domain)?;
+        let (mut scenario, products) = cycle_scenario(&catalogue, &queue)?;
         scenario.name = format!("cycle-{}", now.format("%Y%m%dT%H%M%SZ"));
         let validated = scenario.clone().validate()?;
         let opts = planner::SolveOptions {
@@ -320,13 +324,105 @@ impl PlanningCycles {
             solver = %plan.solver,
             "cycle planned"
         );
-        let new = new_plan(key, &catalogue, &scenario, &validated, &plan, &queue, now)?;
+        let new = new_plan(
+            key, &catalogue, &scenario, &validated, &plan, &queue, &products, now,
+        )?;
         let plan_id = self.store.store_plan(&new, now).await?;
+        if !new.work_orders.is_empty() {
+            self.deliveries.notify();
+        }
         Ok(CycleOutcome::Planned {
             plan_id,
             status: new.status,
         })
     }
+}
+
+/// Which queued batches each product of a cycle's scenario makes, and the catalogue sku
+/// it stands for.
+#[derive(Debug, Default)]
+pub struct CycleProducts {
+    /// Scenario product -> (catalogue sku, indices into the queue).
+    by_product: BTreeMap<String, (String, Vec<usize>)>,
+}
+
+/// The scenario for one cycle: demand is each queued batch's units still to plan, and a
+/// factory that rejected a batch has no line for it.
+///
+/// Exclusions are per batch but a scenario's lines are per product, so batches of one sku
+/// are grouped by the factories they exclude. The common case, one group per sku, keeps the
+/// sku as the product (its excluded factories lose that line). When batches of one sku
+/// exclude different factories, each further group becomes its own product, `SKU~2`,
+/// `SKU~3`, ... with the same bill of materials and the lines of the factories it may
+/// use; the work orders name the real sku again. (Those variants pay their own setups: a
+/// rare case, priced conservatively.)
+pub fn cycle_scenario(
+    c: &Catalogue,
+    queue: &[QueuedBatch],
+) -> Result<(planner::Scenario, CycleProducts), CycleError> {
+    let mut groups: BTreeMap<(&str, &[String]), Vec<usize>> = BTreeMap::new();
+    for (i, q) in queue.iter().enumerate() {
+        groups
+            .entry((q.sku.as_str(), q.excluded_factories.as_slice()))
+            .or_default()
+            .push(i);
+    }
+    let mut demand: BTreeMap<String, i64> = BTreeMap::new();
+    for q in queue {
+        *demand.entry(q.sku.clone()).or_default() += q.units_to_plan;
+    }
+    let mut scenario = scenario_of(c, Some(&demand)).map_err(StoreError::Domain)?;
+    let mut products = CycleProducts::default();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for ((sku, excluded), members) in &groups {
+        let n = seen.entry(sku).or_default();
+        *n += 1;
+        let name = if *n == 1 {
+            (*sku).to_owned()
+        } else {
+            format!("{sku}~{n}")
+        };
+        let units: i64 = members.iter().map(|&i| queue[i].units_to_plan).sum();
+        if *n == 1 {
+            if let Some(p) = scenario.products.iter_mut().find(|p| p.sku == *sku) {
+                p.demand = units;
+            }
+        } else if let Some(base) = scenario.products.iter().find(|p| p.sku == *sku).cloned() {
+            scenario.products.push(planner::Product {
+                sku: name.clone(),
+                demand: units,
+                bom: base.bom,
+            });
+        }
+        for f in &mut scenario.factories {
+            let banned = excluded.contains(&f.id);
+            if *n == 1 {
+                if banned {
+                    f.lines.retain(|l| l.sku != *sku);
+                }
+            } else if !banned {
+                if let Some(line) = c
+                    .factories
+                    .iter()
+                    .find(|cf| cf.id == f.id)
+                    .and_then(|cf| cf.lines.iter().find(|l| l.sku == *sku))
+                {
+                    f.lines.push(planner::Line {
+                        sku: name.clone(),
+                        unit_cost: line.unit_cost,
+                        setup_cost: line.setup_cost,
+                        min_run: line.min_run,
+                        hours_per_unit: line.hours_per_unit,
+                        setup_hours: line.setup_hours,
+                    });
+                }
+            }
+        }
+        products
+            .by_product
+            .insert(name, ((*sku).to_owned(), members.clone()));
+    }
+    Ok((scenario, products))
 }
 
 fn status_of(s: planner::PlanStatus) -> PlanStatus {
@@ -344,6 +440,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CycleError> {
 
 /// The store's record of a cycle: the plan, its scenario, the work orders and the stock it
 /// takes.
+#[allow(clippy::too_many_arguments)]
 fn new_plan(
     key: Option<IdempotencyKey>,
     catalogue: &Catalogue,
@@ -351,12 +448,13 @@ fn new_plan(
     v: &planner::ValidatedScenario,
     plan: &planner::Plan,
     queue: &[QueuedBatch],
+    products: &CycleProducts,
     now: DateTime<Utc>,
 ) -> Result<NewPlan, CycleError> {
     let status = status_of(plan.status);
     let feasible = status != PlanStatus::Infeasible;
     let (work_orders, reservations) = if feasible {
-        work_orders(v, plan, queue, now)
+        work_orders(v, plan, queue, products, now)
     } else {
         (Vec::new(), Vec::new())
     };
@@ -391,15 +489,20 @@ fn work_orders(
     v: &planner::ValidatedScenario,
     plan: &planner::Plan,
     queue: &[QueuedBatch],
+    products: &CycleProducts,
     now: DateTime<Utc>,
 ) -> (Vec<NewWorkOrder>, Vec<(String, f64)>) {
     let s = v.scenario();
-    // Units of each batch still to place, per sku, in queue order.
+    // Units of each batch still to place, per scenario product, in queue order.
     let mut open: BTreeMap<&str, Vec<(BatchId, i64)>> = BTreeMap::new();
-    for q in queue {
-        open.entry(q.sku.as_str())
-            .or_default()
-            .push((q.batch.id.clone(), q.batch.units));
+    for (product, (_, members)) in &products.by_product {
+        open.insert(
+            product.as_str(),
+            members
+                .iter()
+                .map(|&i| (queue[i].batch.id.clone(), queue[i].units_to_plan))
+                .collect(),
+        );
     }
     let mut orders: Vec<NewWorkOrder> = Vec::new();
     let mut hours: BTreeMap<String, f64> = BTreeMap::new();
@@ -446,8 +549,18 @@ fn work_orders(
                 orders.last_mut().expect("just pushed")
             }
         };
+        let sku = products
+            .by_product
+            .get(&run.sku)
+            .map_or_else(|| run.sku.clone(), |(sku, _)| sku.clone());
+        // Two variants of one sku at one factory are one run for the factory.
+        if let Some(r) = w.runs.iter_mut().find(|r| r.sku == sku) {
+            r.quantity += run.quantity;
+            r.batches.extend(batches);
+            continue;
+        }
         w.runs.push(WorkOrderRun {
-            sku: run.sku.clone(),
+            sku,
             quantity: run.quantity,
             batches,
         });

@@ -215,8 +215,9 @@ pub(crate) async fn known_position(
     tx.factory_position(factory).await
 }
 
-/// The error for a cursor beyond the factory's last work order.
-pub(crate) fn ahead(what: &str, factory: &str, seq: i64, last: i64) -> StoreError {
+/// The error for a cursor or acknowledgement beyond the factory's last work order (the
+/// server checks a subscription's cursor with it too).
+pub fn ahead(what: &str, factory: &str, seq: i64, last: i64) -> StoreError {
     DomainError::OutOfRange(format!(
         "{what} sequence number {seq} is ahead of factory {factory}'s last work order ({last}); \
          the factory's cursor does not belong to this server's data: resubscribe from {last} or lower"

@@ -79,6 +79,21 @@ pub fn work_order(w: &WorkOrder) -> pb::WorkOrder {
             })
             .collect(),
         due_at: Some(convert::timestamp(w.due_at)),
+        state: work_order_state(w.state) as i32,
+        created_at: Some(convert::timestamp(w.created_at)),
+    }
+}
+
+pub fn work_order_state(s: c2m_domain::WorkOrderState) -> pb::WorkOrderState {
+    use c2m_domain::WorkOrderState as S;
+    match s {
+        S::Issued => pb::WorkOrderState::Issued,
+        S::Accepted => pb::WorkOrderState::Accepted,
+        S::Rejected => pb::WorkOrderState::Rejected,
+        S::InProduction => pb::WorkOrderState::InProduction,
+        S::QcPassed => pb::WorkOrderState::QcPassed,
+        S::QcFailed => pb::WorkOrderState::QcFailed,
+        S::Shipped => pb::WorkOrderState::Shipped,
     }
 }
 
@@ -195,6 +210,7 @@ impl PlanningService for PlanningSvc {
                     batch: Some(convert::batch(&q.batch)),
                     sku: q.sku.clone(),
                     excluded_factories: q.excluded_factories.clone(),
+                    units_to_plan: q.units_to_plan,
                     last_plan: q.last_plan.as_ref().map(summary),
                 })
                 .collect(),

@@ -9,6 +9,35 @@ use crate::status::{domain_status, store_status};
 
 pub struct PreorderSvc(pub Ctx);
 
+impl PreorderSvc {
+    /// Adds each locked pre-order's batch production (one store read for the lot).
+    async fn with_production(&self, mut out: Vec<pb::Preorder>) -> Result<Vec<pb::Preorder>, Status> {
+        let batches: Vec<c2m_domain::BatchId> = out
+            .iter()
+            .filter(|p| p.status == pb::PreorderStatus::Locked as i32)
+            .map(|p| c2m_domain::BatchId::from_trusted(p.batch_id.clone()))
+            .collect();
+        if batches.is_empty() {
+            return Ok(out);
+        }
+        let production = self
+            .0
+            .store
+            .batch_production(&batches)
+            .await
+            .map_err(store_status)?;
+        for p in out
+            .iter_mut()
+            .filter(|p| p.status == pb::PreorderStatus::Locked as i32)
+        {
+            if let Some(b) = production.iter().find(|b| b.batch_id.as_str() == p.batch_id) {
+                p.production = Some(convert::batch_production(b));
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[tonic::async_trait]
 impl PreorderService for PreorderSvc {
     #[tracing::instrument(skip_all, fields(
@@ -39,7 +68,8 @@ impl PreorderService for PreorderSvc {
     ) -> Result<Response<pb::Preorder>, Status> {
         let id = convert::preorder_id(&req.get_ref().preorder_id)?;
         let p = self.0.store.get_preorder(&id).await.map_err(store_status)?;
-        Ok(Response::new(convert::preorder(&p)))
+        let mut out = self.with_production(vec![convert::preorder(&p)]).await?;
+        Ok(Response::new(out.remove(0)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -57,8 +87,11 @@ impl PreorderService for PreorderSvc {
             .list_preorders(&filter, page)
             .await
             .map_err(store_status)?;
+        let preorders = self
+            .with_production(p.items.iter().map(convert::preorder).collect())
+            .await?;
         Ok(Response::new(pb::ListPreordersResponse {
-            preorders: p.items.iter().map(convert::preorder).collect(),
+            preorders,
             next_page_token: p.next_token(),
         }))
     }

@@ -1,0 +1,314 @@
+//! `FactoryService`: work orders streamed to each factory, acknowledgements, progress.
+//!
+//! A subscription is a loop over the store, not a fan-out of in-memory events: it reads
+//! the factory's work orders after its cursor (a page at a time), sends them, and when it
+//! has caught up waits for a sign that more may exist: a plan stored by this process
+//! (the [`Deliveries`] signal), or the poll interval, which is how plans stored by another
+//! replica on the same PostgreSQL are noticed. Because the stream only ever reads what is
+//! committed, a server crash cannot lose a work order or send one that was not stored;
+//! the factory resumes from its last sequence number and gets everything after it.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use c2m_domain::production::Progress;
+use c2m_domain::DomainError;
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::factory_service_server::FactoryService;
+use c2m_store::factory::{ahead, FEED_PAGE};
+use c2m_store::{ReportProgress, WorkOrderStatus};
+
+use super::planning::{work_order, work_order_state};
+use super::Ctx;
+use crate::convert;
+use crate::status::{domain_status, store_status};
+
+/// Tells subscriptions in this process that new work orders may have been stored.
+#[derive(Clone)]
+pub struct Deliveries(watch::Sender<u64>);
+
+impl Deliveries {
+    pub fn new() -> Self {
+        Deliveries(watch::channel(0).0)
+    }
+
+    /// Wakes every subscription (called after a plan is stored).
+    pub fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct FactorySvc {
+    pub ctx: Ctx,
+    pub deliveries: Deliveries,
+    /// A heartbeat is sent when nothing was sent for this long.
+    pub heartbeat: Duration,
+    /// How often a caught-up subscription looks for work orders stored elsewhere.
+    pub poll: Duration,
+    /// Becomes true when the server shuts down: streams end so the server can drain.
+    pub stop: watch::Receiver<bool>,
+}
+
+type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::FactoryEvent, Status>> + Send>>;
+
+/// Factory ids are catalogue ids: short, printable.
+fn factory_id(s: &str) -> Result<String, Status> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(domain_status(&DomainError::invalid(
+            "factory_id",
+            "is required",
+        )));
+    }
+    if s.len() > 200 || s.chars().any(char::is_control) {
+        return Err(domain_status(&DomainError::invalid(
+            "factory_id",
+            "must be at most 200 printable characters",
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+fn heartbeat(pos: c2m_store::FactoryPosition, now: chrono::DateTime<chrono::Utc>) -> pb::FactoryEvent {
+    pb::FactoryEvent {
+        event: Some(pb::factory_event::Event::Heartbeat(pb::Heartbeat {
+            at: Some(convert::timestamp(now)),
+            last_seq: pos.last_seq,
+            acked_seq: pos.acked_seq,
+        })),
+    }
+}
+
+pub fn progress(s: &WorkOrderStatus) -> pb::WorkOrderProgress {
+    pb::WorkOrderProgress {
+        work_order_id: s.work_order_id.clone(),
+        factory_id: s.factory_id.clone(),
+        seq: s.seq,
+        state: work_order_state(s.state) as i32,
+        state_at: s.state_at.map(convert::timestamp),
+        qc_passed: s.tally.qc_passed,
+        qc_failed: s.tally.qc_failed,
+        shipped: s
+            .tally
+            .shipped
+            .iter()
+            .map(|(sku, q)| pb::ShippedQuantity {
+                sku: sku.clone(),
+                quantity: *q,
+            })
+            .collect(),
+        requeued_batch_ids: s.requeued_batches.iter().map(|b| b.to_string()).collect(),
+    }
+}
+
+fn report_progress(p: Option<pb::report_request::Progress>) -> Result<Progress, Status> {
+    use pb::report_request::Progress as P;
+    Ok(match p {
+        None => {
+            return Err(domain_status(&DomainError::invalid(
+                "progress",
+                "one of accepted, rejected, in_production, quality_check, shipped is required",
+            )))
+        }
+        Some(P::Accepted(_)) => Progress::Accepted,
+        Some(P::Rejected(r)) => Progress::Rejected { reason: r.reason },
+        Some(P::InProduction(_)) => Progress::InProduction,
+        Some(P::QualityCheck(q)) => Progress::QualityCheck {
+            passed: q.passed,
+            failed: q.failed,
+        },
+        Some(P::Shipped(s)) => {
+            let mut quantities = BTreeMap::new();
+            for (i, q) in s.quantities.into_iter().enumerate() {
+                if q.sku.trim().is_empty() {
+                    return Err(domain_status(&DomainError::invalid(
+                        format!("shipped.quantities[{i}].sku"),
+                        "is required",
+                    )));
+                }
+                if quantities.insert(q.sku.clone(), q.quantity).is_some() {
+                    return Err(domain_status(&DomainError::invalid(
+                        format!("shipped.quantities[{i}].sku"),
+                        format!("`{}` is listed twice", q.sku),
+                    )));
+                }
+            }
+            Progress::Shipped { quantities }
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl FactoryService for FactorySvc {
+    type SubscribeStream = EventStream;
+
+    #[tracing::instrument(skip_all, fields(factory = %req.get_ref().factory_id, after = ?req.get_ref().after_seq))]
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let r = req.into_inner();
+        let factory = factory_id(&r.factory_id)?;
+        let store = self.ctx.store.clone();
+        let pos = store
+            .factory_position(&factory)
+            .await
+            .map_err(store_status)?;
+        let after = match r.after_seq {
+            Some(n) if n < 0 => {
+                return Err(domain_status(&DomainError::invalid(
+                    "after_seq",
+                    format!("must not be negative, got {n}"),
+                )))
+            }
+            Some(n) if n > pos.last_seq => {
+                return Err(store_status(ahead("cursor", &factory, n, pos.last_seq)))
+            }
+            Some(n) => n,
+            None => pos.acked_seq,
+        };
+        tracing::info!(%factory, after, last = pos.last_seq, "factory subscribed");
+
+        let (tx, rx) = mpsc::channel::<Result<pb::FactoryEvent, Status>>(FEED_PAGE as usize);
+        let mut wake = self.deliveries.subscribe();
+        let mut stop = self.stop.clone();
+        let clock = self.ctx.clock.clone();
+        let (beat, poll) = (self.heartbeat, self.poll);
+        tokio::spawn(async move {
+            let mut cursor = after;
+            // The first message says the stream is up and where the factory stands.
+            if tx.send(Ok(heartbeat(pos, clock.now()))).await.is_err() {
+                return;
+            }
+            let mut last_sent = tokio::time::Instant::now();
+            loop {
+                wake.mark_unchanged();
+                let page = match store.factory_work_orders(&factory, cursor, FEED_PAGE).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(store_status(e))).await;
+                        return;
+                    }
+                };
+                let full = page.len() as u32 == FEED_PAGE;
+                for wo in &page {
+                    let event = pb::FactoryEvent {
+                        event: Some(pb::factory_event::Event::WorkOrder(work_order(wo))),
+                    };
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                    cursor = wo.seq;
+                    last_sent = tokio::time::Instant::now();
+                }
+                if full {
+                    continue;
+                }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "the server is shutting down; subscribe again from your last seq",
+                            )))
+                            .await;
+                        return;
+                    }
+                    _ = wake.changed() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = tokio::time::sleep_until(last_sent + beat) => {
+                        let pos = match store.factory_position(&factory).await {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let _ = tx.send(Err(store_status(e))).await;
+                                return;
+                            }
+                        };
+                        if tx.send(Ok(heartbeat(pos, clock.now()))).await.is_err() {
+                            return;
+                        }
+                        last_sent = tokio::time::Instant::now();
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all, fields(factory = %req.get_ref().factory_id, seq = req.get_ref().seq))]
+    async fn ack(
+        &self,
+        req: Request<pb::AckRequest>,
+    ) -> Result<Response<pb::AckResponse>, Status> {
+        let r = req.into_inner();
+        let factory = factory_id(&r.factory_id)?;
+        let pos = self
+            .ctx
+            .store
+            .ack_work_orders(&factory, r.seq, self.ctx.clock.now())
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::AckResponse {
+            acked_seq: pos.acked_seq,
+            last_seq: pos.last_seq,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        key = %req.get_ref().idempotency_key,
+        factory = %req.get_ref().factory_id,
+        work_order = %req.get_ref().work_order_id,
+    ))]
+    async fn report(
+        &self,
+        req: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::WorkOrderProgress>, Status> {
+        let r = req.into_inner();
+        let cmd = ReportProgress {
+            idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
+            factory_id: factory_id(&r.factory_id)?,
+            work_order_id: {
+                if r.work_order_id.trim().is_empty() {
+                    return Err(domain_status(&DomainError::invalid(
+                        "work_order_id",
+                        "is required",
+                    )));
+                }
+                r.work_order_id
+            },
+            progress: report_progress(r.progress)?,
+        };
+        let s = self
+            .ctx
+            .store
+            .report_progress(&cmd, self.ctx.clock.now())
+            .await
+            .map_err(store_status)?;
+        if !s.requeued_batches.is_empty() {
+            tracing::warn!(
+                work_order = %s.work_order_id,
+                factory = %s.factory_id,
+                batches = s.requeued_batches.len(),
+                "work order rejected; its batches wait for planning again"
+            );
+        } else {
+            tracing::info!(work_order = %s.work_order_id, state = %s.state, "progress reported");
+        }
+        Ok(Response::new(progress(&s)))
+    }
+}
