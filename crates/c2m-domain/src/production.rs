@@ -162,6 +162,7 @@ impl Progress {
 
 /// What a work order has made and shipped so far, as its reports said.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Tally {
     /// Units to make, per sku (the work order's runs).
     pub ordered: BTreeMap<String, i64>,

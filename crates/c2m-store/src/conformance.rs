@@ -42,6 +42,8 @@ use crate::{
     CatalogueKind, ChangeCatalogue, CreateCampaign, NewPlan, PlacePreorder, PlanStatus,
     PreorderFilter, Store, StoreError,
 };
+use crate::{ProductionStage, ReportProgress};
+use c2m_domain::{Progress, WorkOrderState};
 
 pub mod ledger;
 pub use ledger::{
@@ -115,6 +117,7 @@ macro_rules! conformance_tests {
             full_price_deposit_is_ready_at_lock,
             balance_window_closes_once_under_racing_sweepers,
             plans_take_batches_once_and_number_work_orders_per_factory,
+            factories_get_their_own_work_orders_and_rejections_requeue_units,
         );
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
@@ -1796,10 +1799,12 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
     assert_eq!(store.catalogue().await.unwrap().products.len(), 1);
 }
 
-/// Locks one batch of a new campaign selling `sku` and returns it.
+/// Locks one batch of a new campaign selling `sku` and returns it. The deposit is the full
+/// price, so the batch is ready for production at lock.
 async fn locked_batch(store: &dyn Store, sku: &str) -> Batch {
     let mut s = spec(2, None);
     s.sku = sku.into();
+    s.deposit = s.unit_price;
     let c = create(store, s).await;
     place(store, &c.id, &consumer(1), 2).await.expect("locks");
     let b = batches(store, &c.id).await.remove(0);
@@ -1832,14 +1837,19 @@ fn new_plan(status: PlanStatus, batches: Vec<BatchId>, work_orders: Vec<NewWorkO
 }
 
 fn work_order(factory: &str, batch: &Batch) -> NewWorkOrder {
+    part_order(factory, batch, batch.units)
+}
+
+/// A work order making `units` of the batch.
+fn part_order(factory: &str, batch: &Batch, units: i64) -> NewWorkOrder {
     NewWorkOrder {
         factory_id: factory.into(),
         runs: vec![WorkOrderRun {
             sku: "kettle-17-white".into(),
-            quantity: batch.units,
+            quantity: units,
             batches: vec![RunBatch {
                 batch_id: batch.id.clone(),
-                units: batch.units,
+                units,
             }],
         }],
         materials: vec![MaterialDelivery {
@@ -1860,9 +1870,22 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     )
     .await
     .expect("catalogue");
+    // A batch waits for planning once it is ready for production: a deposit-only batch
+    // after its balance window, a full-price one at lock.
+    let mut unpaid = spec(2, None);
+    unpaid.sku = "toaster".into();
+    let unpaid = create(&*store, unpaid).await;
+    place(&*store, &unpaid.id, &consumer(9), 2)
+        .await
+        .expect("locks");
+    assert!(
+        store.planning_queue().await.unwrap().is_empty(),
+        "a batch in its balance window is not planned"
+    );
     let a = locked_batch(&*store, "kettle-17-white").await;
     let b = locked_batch(&*store, "toaster").await;
     let queue = store.planning_queue().await.expect("queue");
+    assert!(queue.iter().all(|q| q.units_to_plan == 2));
     let mut queued: Vec<(&BatchId, &str)> = queue
         .iter()
         .map(|q| (&q.batch.id, q.sku.as_str()))
@@ -1904,8 +1927,8 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
         vec![a.id.clone(), b.id.clone()],
         vec![
             work_order("f1", &a),
-            work_order("f2", &b),
-            work_order("f1", &b),
+            part_order("f2", &b, 1),
+            part_order("f1", &b, 1),
         ],
     );
     plan.idempotency_key = Some(key());
@@ -1926,11 +1949,15 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
         .map(|w| (w.factory_id.as_str(), w.seq))
         .collect();
     assert_eq!(seqs, vec![("f1", 1), ("f1", 2), ("f2", 1)]);
+    assert!(got
+        .work_orders
+        .iter()
+        .all(|w| w.state == c2m_domain::WorkOrderState::Issued));
     assert_eq!(got.work_orders[0].runs, plan.work_orders[0].runs);
     assert_eq!(got.reservations, vec![("steel".to_owned(), 4.0)]);
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 6.0);
 
-    // A batch is held by one plan at a time.
+    // A batch whose units are all in work orders is not planned again.
     let mut twice = new_plan(
         PlanStatus::Optimal,
         vec![a.id.clone()],
@@ -1967,4 +1994,232 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     assert_eq!(rest.items[0].id, infeasible);
     assert_eq!(rest.items[0].batches, 2);
     not_found(store.get_plan("pln_nope").await, "plan");
+}
+
+fn report_req(factory: &str, work_order: &str, progress: Progress) -> ReportProgress {
+    ReportProgress {
+        idempotency_key: key(),
+        factory_id: factory.into(),
+        work_order_id: work_order.into(),
+        progress,
+    }
+}
+
+fn out_of_range<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Domain(DomainError::OutOfRange(m))) => m,
+        other => panic!("expected OutOfRange, got {other:?}"),
+    }
+}
+
+pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
+    fx: Arc<dyn Fixture>,
+) {
+    let store = fx.store();
+    change(
+        &*store,
+        CatalogueEdit::Replace(sample_catalogue()),
+        accept_all(),
+    )
+    .await
+    .expect("catalogue");
+    let b = locked_batch(&*store, "kettle-17-white").await;
+    let c = locked_batch(&*store, "kettle-17-white").await;
+    // b is split over f1 (1 unit) and f2 (1 unit); f2 also makes all of c, in one run.
+    let mut f2 = part_order("f2", &b, 1);
+    f2.runs[0].quantity = 3;
+    f2.runs[0].batches.push(RunBatch {
+        batch_id: c.id.clone(),
+        units: 2,
+    });
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone(), c.id.clone()],
+        vec![part_order("f1", &b, 1), f2],
+    );
+    plan.reservations = vec![("steel".into(), 8.0)];
+    let p1 = store.store_plan(&plan, t0()).await.expect("store");
+    assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 2.0);
+
+    // Each factory sees exactly its own work orders, by its own sequence.
+    let f1_orders = store.factory_work_orders("f1", 0, 100).await.unwrap();
+    let f2_orders = store.factory_work_orders("f2", 0, 100).await.unwrap();
+    assert_eq!(f1_orders.len(), 1);
+    assert_eq!(f2_orders.len(), 1);
+    assert!(f1_orders
+        .iter()
+        .all(|w| w.factory_id == "f1" && w.plan_id == p1));
+    assert_eq!((f1_orders[0].seq, f2_orders[0].seq), (1, 1));
+    assert!(store
+        .factory_work_orders("f1", 1, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    not_found(store.factory_position("nowhere").await, "factory");
+
+    // Acks: harmless twice or out of order, never beyond the last work order.
+    let pos = store.ack_work_orders("f1", 1, t0()).await.expect("ack");
+    assert_eq!((pos.acked_seq, pos.last_seq), (1, 1));
+    store.ack_work_orders("f1", 1, t0()).await.expect("again");
+    assert!(out_of_range(store.ack_work_orders("f1", 2, t0()).await).contains("f1"));
+    assert_eq!(
+        invalid_field(store.ack_work_orders("f1", 0, t0()).await),
+        "seq"
+    );
+    assert_eq!(store.factory_position("f1").await.unwrap().acked_seq, 1);
+    assert_eq!(store.factory_position("f2").await.unwrap().acked_seq, 0);
+
+    // A factory cannot touch another's work order, whatever id it sends.
+    let w1 = f1_orders[0].id.clone();
+    let w2 = f2_orders[0].id.clone();
+    not_found(
+        store
+            .report_progress(&report_req("f2", &w1, Progress::Accepted), t0())
+            .await,
+        "work order",
+    );
+
+    // Accept, idempotently; a repeat under another key changes nothing.
+    let accept = report_req("f1", &w1, Progress::Accepted);
+    let accepted = store.report_progress(&accept, t0()).await.expect("accept");
+    assert_eq!(accepted.state, WorkOrderState::Accepted);
+    assert_eq!(
+        store.report_progress(&accept, t0()).await.expect("replay"),
+        accepted
+    );
+    let mut conflict = accept.clone();
+    conflict.progress = Progress::InProduction;
+    match store.report_progress(&conflict, t0()).await {
+        Err(StoreError::Domain(DomainError::IdempotencyConflict { .. })) => {}
+        other => panic!("expected a key conflict, got {other:?}"),
+    }
+    let again = store
+        .report_progress(&report_req("f1", &w1, Progress::Accepted), t0())
+        .await
+        .expect("accept again");
+    assert_eq!(again.state, WorkOrderState::Accepted);
+    let production = store.batch_production(&[b.id.clone()]).await.unwrap();
+    assert_eq!(
+        production[0].stage,
+        ProductionStage::Planned,
+        "f2 has not accepted"
+    );
+
+    // f1 rejects: its unit of b goes back to the queue with f1 excluded; c is untouched;
+    // the stock f1 was given returns.
+    let rejected = store
+        .report_progress(
+            &report_req(
+                "f1",
+                &w1,
+                Progress::Rejected {
+                    reason: "line 2 down for maintenance".into(),
+                },
+            ),
+            t0(),
+        )
+        .await
+        .expect("reject");
+    assert_eq!(rejected.state, WorkOrderState::Rejected);
+    assert_eq!(rejected.requeued_batches, vec![b.id.clone()]);
+    let queue = store.planning_queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].batch.id, b.id);
+    assert_eq!(queue[0].units_to_plan, 1);
+    assert_eq!(queue[0].excluded_factories, vec!["f1".to_owned()]);
+    assert_eq!(
+        queue[0].last_plan.as_ref().map(|p| p.id.as_str()),
+        Some(p1.as_str()),
+        "the plan whose factory rejected it"
+    );
+    assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 6.0);
+    let production = store
+        .batch_production(&[b.id.clone(), c.id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(production[0].stage, ProductionStage::AwaitingPlan);
+    assert_eq!(production[0].units_awaiting_plan, 1);
+    assert_eq!(production[1].stage, ProductionStage::Planned);
+    // A rejected work order takes no further reports.
+    precondition(
+        store
+            .report_progress(&report_req("f1", &w1, Progress::InProduction), t0())
+            .await,
+    );
+
+    // The next plan may give b only the unit that waits.
+    let mut too_much = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone()],
+        vec![part_order("f2", &b, 2)],
+    );
+    too_much.reservations.clear();
+    assert!(precondition(store.store_plan(&too_much, t0()).await).contains("1 units waiting"));
+    let mut replan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone()],
+        vec![part_order("f2", &b, 1)],
+    );
+    replan.reservations.clear();
+    let p2 = store.store_plan(&replan, t0()).await.expect("replan");
+    assert!(store.planning_queue().await.unwrap().is_empty());
+    let f2_orders = store.factory_work_orders("f2", 1, 100).await.unwrap();
+    assert_eq!(f2_orders.len(), 1);
+    assert_eq!(
+        (f2_orders[0].seq, f2_orders[0].plan_id.as_str()),
+        (2, p2.as_str())
+    );
+
+    // f2 takes its first work order through to shipping, in parts.
+    for progress in [
+        Progress::InProduction,
+        Progress::QualityCheck {
+            passed: 3,
+            failed: 0,
+        },
+    ] {
+        store
+            .report_progress(&report_req("f2", &w2, progress), t0())
+            .await
+            .expect("progress");
+    }
+    let ship = |n: i64| Progress::Shipped {
+        quantities: [("kettle-17-white".to_string(), n)].into_iter().collect(),
+    };
+    let part = store
+        .report_progress(&report_req("f2", &w2, ship(2)), t0())
+        .await
+        .expect("ship part");
+    assert_eq!(part.state, WorkOrderState::QcPassed);
+    assert_eq!(
+        invalid_field(
+            store
+                .report_progress(&report_req("f2", &w2, ship(2)), t0())
+                .await
+        ),
+        "shipped.quantities[kettle-17-white]"
+    );
+    let done = store
+        .report_progress(&report_req("f2", &w2, ship(1)), t0())
+        .await
+        .expect("ship rest");
+    assert_eq!(done.state, WorkOrderState::Shipped);
+    let production = store
+        .batch_production(&[c.id.clone(), b.id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(production[0].stage, ProductionStage::Shipped);
+    assert_eq!(production[0].units_shipped, 2);
+    assert_eq!(
+        production[1].stage,
+        ProductionStage::Planned,
+        "b waits for its second work order"
+    );
+    assert_eq!(production[1].units_shipped, 1);
+    let got = store.get_plan(&p1).await.unwrap();
+    let states: Vec<WorkOrderState> = got.work_orders.iter().map(|w| w.state).collect();
+    assert_eq!(
+        states,
+        vec![WorkOrderState::Rejected, WorkOrderState::Shipped]
+    );
 }

@@ -148,8 +148,7 @@ pub(crate) trait FactoryTx: PlanningTx + IdempotencyTx {
 
     /// Marks the plan as no longer making any of the batch, unless another live work
     /// order of the plan still does.
-    async fn release_plan_batch(&mut self, plan: &str, batch: &BatchId)
-        -> Result<(), StoreError>;
+    async fn release_plan_batch(&mut self, plan: &str, batch: &BatchId) -> Result<(), StoreError>;
 
     /// Excludes the factory from the batch's future plans (once; a repeat is ignored).
     async fn exclude_factory(

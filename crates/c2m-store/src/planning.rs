@@ -40,7 +40,6 @@ macro_rules! unplanned_units_sql {
     };
 }
 
-
 /// The units expression of [`unplanned_units_sql`], as a constant.
 pub(crate) const UNPLANNED_UNITS: &str = unplanned_units_sql!();
 

@@ -326,7 +326,10 @@ macro_rules! catalogue_planning_sql {
                     let last = sqlx::query(&format!(
                         "{SUMMARY} WHERE p.seq = (SELECT MAX(q.seq) FROM plans q \
                          JOIN plan_batches x ON x.plan_id = q.id \
-                         WHERE x.batch_id = $1 AND x.active = FALSE)"
+                         WHERE x.batch_id = $1 AND (x.active = FALSE OR EXISTS \
+                         (SELECT 1 FROM work_orders w JOIN work_order_batches y \
+                         ON y.work_order_id = w.id WHERE w.plan_id = q.id \
+                         AND y.batch_id = $1 AND w.state = 'rejected')))"
                     ))
                     .bind(batch.id.as_str())
                     .fetch_optional(self.conn())
