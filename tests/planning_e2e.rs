@@ -10,126 +10,6 @@ use c2m_proto::v1 as pb;
 use common::*;
 use tonic::Code;
 
-const SCENARIO: &str = r#"
-name = "phone-cases"
-currency = "CNY"
-material_deadline_days = 21
-
-[[products]]
-sku = "case-a"
-demand = 0
-bom = { tpu = 0.05, ink = 0.002 }
-
-[[products]]
-sku = "case-b"
-demand = 0
-bom = { tpu = 0.08 }
-
-[[materials]]
-id = "tpu"
-unit = "kg"
-on_hand = 0.5
-holding_cost = 150.0
-
-[[materials]]
-id = "ink"
-unit = "l"
-on_hand = 1.0
-
-[[factories]]
-id = "dongguan-1"
-capacity_hours = 40.0
-
-[[factories.lines]]
-sku = "case-a"
-unit_cost = 300.0
-setup_cost = 5000.0
-hours_per_unit = 0.05
-setup_hours = 1.0
-
-[[factories.lines]]
-sku = "case-b"
-unit_cost = 320.0
-hours_per_unit = 0.05
-
-[[factories]]
-id = "ningbo-2"
-capacity_hours = 40.0
-
-[[factories.lines]]
-sku = "case-a"
-unit_cost = 350.0
-hours_per_unit = 0.04
-
-[[factories.lines]]
-sku = "case-b"
-unit_cost = 280.0
-setup_cost = 2000.0
-hours_per_unit = 0.06
-
-[[suppliers]]
-id = "tpu-co"
-lead_days = 7
-
-[[suppliers.offers]]
-material = "tpu"
-pack_size = 1.0
-order_cost = 500.0
-breaks = [
-  { min_qty = 0.0, unit_price = 2800.0 },
-  { min_qty = 2.0, unit_price = 2400.0 },
-]
-"#;
-
-async fn import(
-    c: &mut Clients,
-    key: &str,
-    text: &str,
-    mode: pb::ImportMode,
-) -> Result<pb::CatalogueChange, tonic::Status> {
-    c.catalogue
-        .import_scenario(pb::ImportScenarioRequest {
-            idempotency_key: key.into(),
-            text: text.into(),
-            format: pb::ScenarioFormat::Toml as i32,
-            mode: mode as i32,
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn export(c: &mut Clients, format: pb::ScenarioFormat) -> String {
-    c.catalogue
-        .export_scenario(pb::ExportScenarioRequest {
-            format: format as i32,
-        })
-        .await
-        .expect("export")
-        .into_inner()
-        .text
-}
-
-/// A campaign for `sku` with threshold 10 and one locked batch of `units` (10..=20).
-async fn locked_batch(c: &mut Clients, key: &str, sku: &str, units: i64) -> String {
-    let mut req = campaign_request(key, 10);
-    req.sku = sku.into();
-    req.max_per_order = None;
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
-    let p = c
-        .preorders
-        .place_preorder(place(&format!("{key}-order"), &cmp.id, "consumer-1", units))
-        .await
-        .expect("order")
-        .into_inner();
-    assert_eq!(p.status, pb::PreorderStatus::Locked as i32);
-    p.batch_id
-}
-
 async fn queued(c: &mut Clients) -> Vec<pb::QueuedBatch> {
     c.planning
         .list_queued_batches(pb::ListQueuedBatchesRequest {})
@@ -139,25 +19,16 @@ async fn queued(c: &mut Clients) -> Vec<pb::QueuedBatch> {
         .batches
 }
 
-async fn run(c: &mut Clients, key: &str) -> Result<pb::Plan, tonic::Status> {
-    c.planning
-        .run_planning(pb::RunPlanningRequest {
-            idempotency_key: key.into(),
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_cycle_plans_two_campaigns_that_share_a_material() {
     let server = TestServer::sqlite().await;
     let mut c = server.clients().await;
 
     // Import, export, compare: the catalogue is the scenario (demand is not kept).
-    import(&mut c, "import-1", SCENARIO, pb::ImportMode::Replace)
+    import(&mut c, "import-1", PHONE_CASES, pb::ImportMode::Replace)
         .await
         .expect("import");
-    let input = Scenario::from_toml_str(SCENARIO).unwrap();
+    let input = Scenario::from_toml_str(PHONE_CASES).unwrap();
     assert_eq!(
         Scenario::from_toml_str(&export(&mut c, pb::ScenarioFormat::Toml).await).unwrap(),
         input
@@ -176,7 +47,7 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
 
     // Nothing waits yet.
     assert_eq!(
-        run(&mut c, "too-early").await.unwrap_err().code(),
+        run_planning(&mut c, "too-early").await.unwrap_err().code(),
         Code::FailedPrecondition
     );
 
@@ -186,7 +57,7 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
     assert_eq!(q.len(), 2);
 
     // One cycle plans both.
-    let plan = run(&mut c, "cycle-1").await.expect("cycle");
+    let plan = run_planning(&mut c, "cycle-1").await.expect("cycle");
     let summary = plan.summary.clone().unwrap();
     assert_eq!(summary.status, pb::PlanStatus::Optimal as i32, "{plan:?}");
     let mut batch_ids = plan.batch_ids.clone();
@@ -244,7 +115,7 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
     assert!(tpu.on_hand < 0.5, "tpu stock reserved: {}", tpu.on_hand);
 
     // A retry returns the same plan; GetPlan and ListPlans show it.
-    let again = run(&mut c, "cycle-1").await.expect("retry");
+    let again = run_planning(&mut c, "cycle-1").await.expect("retry");
     assert_eq!(again.summary.unwrap().id, summary.id);
     let got = c
         .planning
@@ -268,12 +139,12 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
 
     // An infeasible cycle: no factory has the hours. Stored with its diagnosis; the batch
     // stays queued, visible with the plan that tried it.
-    let small = SCENARIO.replace("capacity_hours = 40.0", "capacity_hours = 0.1");
+    let small = PHONE_CASES.replace("capacity_hours = 40.0", "capacity_hours = 0.1");
     import(&mut c, "import-small", &small, pb::ImportMode::Replace)
         .await
         .expect("import");
     let late = locked_batch(&mut c, "cmp-c", "case-a", 12).await;
-    let infeasible = run(&mut c, "cycle-2")
+    let infeasible = run_planning(&mut c, "cycle-2")
         .await
         .expect("infeasible cycle is stored");
     let s = infeasible.summary.unwrap();
@@ -290,7 +161,7 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
     import(&mut c, "fix", fix, pb::ImportMode::Merge)
         .await
         .expect("merge");
-    let replanned = run(&mut c, "cycle-3").await.expect("cycle");
+    let replanned = run_planning(&mut c, "cycle-3").await.expect("cycle");
     assert_ne!(
         replanned.summary.as_ref().unwrap().status,
         pb::PlanStatus::Infeasible as i32
@@ -305,7 +176,7 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
 async fn scenario_errors_name_the_place_and_campaign_skus_stay() {
     let server = TestServer::sqlite().await;
     let mut c = server.clients().await;
-    let bad = SCENARIO.replace(
+    let bad = PHONE_CASES.replace(
         "{ min_qty = 2.0, unit_price = 2400.0 }",
         "{ min_qty = 0.0, unit_price = 2400.0 }",
     );
@@ -323,7 +194,7 @@ async fn scenario_errors_name_the_place_and_campaign_skus_stay() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("materials[0]"), "{}", err.message());
 
-    import(&mut c, "good", SCENARIO, pb::ImportMode::Replace)
+    import(&mut c, "good", PHONE_CASES, pb::ImportMode::Replace)
         .await
         .expect("import");
     locked_batch(&mut c, "cmp-a", "case-a", 10).await;

@@ -18,6 +18,7 @@ use c2m_domain::{Clock, SystemClock};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
 use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
+use c2m_proto::v1::factory_service_client::FactoryServiceClient;
 use c2m_proto::v1::planning_service_client::PlanningServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::{Application, Settings};
@@ -123,6 +124,7 @@ pub struct Clients {
     pub preorders: PreorderServiceClient<Channel>,
     pub catalogue: CatalogueServiceClient<Channel>,
     pub planning: PlanningServiceClient<Channel>,
+    pub factory: FactoryServiceClient<Channel>,
     pub channel: Channel,
 }
 
@@ -139,6 +141,7 @@ impl Clients {
             preorders: PreorderServiceClient::new(channel.clone()),
             catalogue: CatalogueServiceClient::new(channel.clone()),
             planning: PlanningServiceClient::new(channel.clone()),
+            factory: FactoryServiceClient::new(channel.clone()),
             channel,
         }
     }
@@ -323,4 +326,140 @@ pub async fn place_concurrently(
         all.extend(h.await.expect("task"));
     }
     all
+}
+
+// ---------------------------------------------------------------------------------------
+// Catalogue and planning
+
+/// Two phone cases sharing a material (tpu), two factories: with the default demand
+/// case-a is cheapest at ningbo-2 and case-b at dongguan-1.
+pub const PHONE_CASES: &str = r#"
+name = "phone-cases"
+currency = "CNY"
+material_deadline_days = 21
+
+[[products]]
+sku = "case-a"
+demand = 0
+bom = { tpu = 0.05, ink = 0.002 }
+
+[[products]]
+sku = "case-b"
+demand = 0
+bom = { tpu = 0.08 }
+
+[[materials]]
+id = "tpu"
+unit = "kg"
+on_hand = 0.5
+holding_cost = 150.0
+
+[[materials]]
+id = "ink"
+unit = "l"
+on_hand = 1.0
+
+[[factories]]
+id = "dongguan-1"
+capacity_hours = 40.0
+
+[[factories.lines]]
+sku = "case-a"
+unit_cost = 300.0
+setup_cost = 5000.0
+hours_per_unit = 0.05
+setup_hours = 1.0
+
+[[factories.lines]]
+sku = "case-b"
+unit_cost = 320.0
+hours_per_unit = 0.05
+
+[[factories]]
+id = "ningbo-2"
+capacity_hours = 40.0
+
+[[factories.lines]]
+sku = "case-a"
+unit_cost = 350.0
+hours_per_unit = 0.04
+
+[[factories.lines]]
+sku = "case-b"
+unit_cost = 280.0
+setup_cost = 2000.0
+hours_per_unit = 0.06
+
+[[suppliers]]
+id = "tpu-co"
+lead_days = 7
+
+[[suppliers.offers]]
+material = "tpu"
+pack_size = 1.0
+order_cost = 500.0
+breaks = [
+  { min_qty = 0.0, unit_price = 2800.0 },
+  { min_qty = 2.0, unit_price = 2400.0 },
+]
+"#;
+
+pub async fn import(
+    c: &mut Clients,
+    key: &str,
+    text: &str,
+    mode: pb::ImportMode,
+) -> Result<pb::CatalogueChange, tonic::Status> {
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: key.into(),
+            text: text.into(),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: mode as i32,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn export(c: &mut Clients, format: pb::ScenarioFormat) -> String {
+    c.catalogue
+        .export_scenario(pb::ExportScenarioRequest {
+            format: format as i32,
+        })
+        .await
+        .expect("export")
+        .into_inner()
+        .text
+}
+
+/// A campaign for `sku` with threshold 10 and one locked batch of `units` (10..=20). The
+/// deposit is the full price, so the batch is ready for production at lock.
+pub async fn locked_batch(c: &mut Clients, key: &str, sku: &str, units: i64) -> String {
+    let mut req = campaign_request(key, 10);
+    req.sku = sku.into();
+    req.max_per_order = None;
+    req.deposit_minor = req.unit_price_minor;
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    let p = c
+        .preorders
+        .place_preorder(place(&format!("{key}-order"), &cmp.id, "consumer-1", units))
+        .await
+        .expect("order")
+        .into_inner();
+    assert_eq!(p.status, pb::PreorderStatus::Locked as i32);
+    p.batch_id
+}
+
+pub async fn run_planning(c: &mut Clients, key: &str) -> Result<pb::Plan, tonic::Status> {
+    c.planning
+        .run_planning(pb::RunPlanningRequest {
+            idempotency_key: key.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
 }

@@ -88,21 +88,29 @@ impl fmt::Display for WorkOrderState {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Progress {
     Accepted,
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
     InProduction,
     /// A quality check over `passed + failed` units; it passes when none failed.
-    QualityCheck { passed: i64, failed: i64 },
+    QualityCheck {
+        passed: i64,
+        failed: i64,
+    },
     /// Units shipped, per sku. Shipments may come in parts.
-    Shipped { quantities: BTreeMap<String, i64> },
+    Shipped {
+        quantities: BTreeMap<String, i64>,
+    },
 }
 
 impl Progress {
     /// Checks what can be checked without the work order; `field` prefixes the names.
     pub fn validate(&self) -> Result<(), DomainError> {
         match self {
-            Progress::Rejected { reason } if reason.trim().is_empty() => Err(
-                DomainError::invalid("rejected.reason", "a rejection must say why"),
-            ),
+            Progress::Rejected { reason } if reason.trim().is_empty() => Err(DomainError::invalid(
+                "rejected.reason",
+                "a rejection must say why",
+            )),
             Progress::Rejected { reason } if reason.len() > 2000 => Err(DomainError::invalid(
                 "rejected.reason",
                 "at most 2000 bytes",
@@ -211,7 +219,11 @@ pub fn apply(
         Progress::Rejected { .. } => match state {
             S::Issued | S::Accepted => S::Rejected,
             S::Rejected => return same(state),
-            _ => return refuse("rejected (production has started; report a failed quality check instead)"),
+            _ => {
+                return refuse(
+                    "rejected (production has started; report a failed quality check instead)",
+                )
+            }
         },
         Progress::InProduction => match state {
             S::Issued | S::Accepted => S::InProduction,

@@ -64,7 +64,8 @@ pub struct FactorySvc {
     pub stop: watch::Receiver<bool>,
 }
 
-type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::FactoryEvent, Status>> + Send>>;
+type EventStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::FactoryEvent, Status>> + Send>>;
 
 /// Factory ids are catalogue ids: short, printable.
 fn factory_id(s: &str) -> Result<String, Status> {
@@ -84,7 +85,10 @@ fn factory_id(s: &str) -> Result<String, Status> {
     Ok(s.to_owned())
 }
 
-fn heartbeat(pos: c2m_store::FactoryPosition, now: chrono::DateTime<chrono::Utc>) -> pb::FactoryEvent {
+fn heartbeat(
+    pos: c2m_store::FactoryPosition,
+    now: chrono::DateTime<chrono::Utc>,
+) -> pb::FactoryEvent {
     pb::FactoryEvent {
         event: Some(pb::factory_event::Event::Heartbeat(pb::Heartbeat {
             at: Some(convert::timestamp(now)),
@@ -251,10 +255,7 @@ impl FactoryService for FactorySvc {
     }
 
     #[tracing::instrument(skip_all, fields(factory = %req.get_ref().factory_id, seq = req.get_ref().seq))]
-    async fn ack(
-        &self,
-        req: Request<pb::AckRequest>,
-    ) -> Result<Response<pb::AckResponse>, Status> {
+    async fn ack(&self, req: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
         let r = req.into_inner();
         let factory = factory_id(&r.factory_id)?;
         let pos = self

@@ -11,7 +11,10 @@ pub struct PreorderSvc(pub Ctx);
 
 impl PreorderSvc {
     /// Adds each locked pre-order's batch production (one store read for the lot).
-    async fn with_production(&self, mut out: Vec<pb::Preorder>) -> Result<Vec<pb::Preorder>, Status> {
+    async fn with_production(
+        &self,
+        mut out: Vec<pb::Preorder>,
+    ) -> Result<Vec<pb::Preorder>, Status> {
         let batches: Vec<c2m_domain::BatchId> = out
             .iter()
             .filter(|p| p.status == pb::PreorderStatus::Locked as i32)
@@ -30,7 +33,10 @@ impl PreorderSvc {
             .iter_mut()
             .filter(|p| p.status == pb::PreorderStatus::Locked as i32)
         {
-            if let Some(b) = production.iter().find(|b| b.batch_id.as_str() == p.batch_id) {
+            if let Some(b) = production
+                .iter()
+                .find(|b| b.batch_id.as_str() == p.batch_id)
+            {
                 p.production = Some(convert::batch_production(b));
             }
         }

@@ -1,0 +1,392 @@
+//! Factory delivery end to end over gRPC: two campaigns that share a material lock
+//! batches, one planning cycle plans both, two factory clients each receive exactly their
+//! work orders; one rejects, and the next cycle gives the batch to the other. Progress
+//! reports show on the consumers' pre-orders; resuming from old and new cursors, and a
+//! cursor ahead of the server. Runs on SQLite, and on PostgreSQL when `TEST_DATABASE_URL`
+//! is set (as in CI).
+
+mod common;
+
+use std::time::Duration;
+
+use c2m_proto::v1 as pb;
+use common::*;
+use tokio::sync::mpsc;
+use tonic::Code;
+
+/// A factory's subscription, read on a task into a channel.
+struct Feed {
+    rx: mpsc::UnboundedReceiver<pb::FactoryEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    async fn open(c: &Clients, factory: &str, after: Option<i64>) -> Result<Feed, tonic::Status> {
+        let mut client = c.factory.clone();
+        let mut stream = client
+            .subscribe(pb::SubscribeRequest {
+                factory_id: factory.into(),
+                after_seq: after,
+            })
+            .await?
+            .into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok(Some(e)) = stream.message().await {
+                if tx.send(e).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Feed { rx, task })
+    }
+
+    /// The next work order, skipping heartbeats; panics after `within`.
+    async fn work_order(&mut self, within: Duration) -> pb::WorkOrder {
+        tokio::time::timeout(within, async {
+            loop {
+                match self.rx.recv().await.expect("stream open").event {
+                    Some(pb::factory_event::Event::WorkOrder(w)) => return w,
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("a work order arrives in time")
+    }
+
+    /// Reads for `span` and returns the work orders seen, and whether a heartbeat came.
+    async fn drain(&mut self, span: Duration) -> (Vec<pb::WorkOrder>, bool) {
+        let mut orders = Vec::new();
+        let mut beat = false;
+        let _ = tokio::time::timeout(span, async {
+            while let Some(e) = self.rx.recv().await {
+                match e.event {
+                    Some(pb::factory_event::Event::WorkOrder(w)) => orders.push(w),
+                    Some(pb::factory_event::Event::Heartbeat(_)) => beat = true,
+                    None => {}
+                }
+            }
+        })
+        .await;
+        (orders, beat)
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn report(
+    key: &str,
+    factory: &str,
+    work_order: &str,
+    progress: pb::report_request::Progress,
+) -> pb::ReportRequest {
+    pb::ReportRequest {
+        idempotency_key: key.into(),
+        factory_id: factory.into(),
+        work_order_id: work_order.into(),
+        progress: Some(progress),
+    }
+}
+
+fn batches_of(w: &pb::WorkOrder) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = w
+        .runs
+        .iter()
+        .flat_map(|r| r.batches.iter().map(|b| (b.batch_id.clone(), b.units)))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn stage_of(c: &mut Clients, preorder: &str) -> Option<pb::BatchProduction> {
+    c.preorders
+        .get_preorder(pb::GetPreorderRequest {
+            preorder_id: preorder.into(),
+        })
+        .await
+        .expect("pre-order")
+        .into_inner()
+        .production
+}
+
+fn stage(p: &Option<pb::BatchProduction>) -> pb::ProductionStage {
+    p.as_ref()
+        .map(|p| p.stage())
+        .unwrap_or(pb::ProductionStage::Unspecified)
+}
+
+async fn two_factories_one_rejects_and_the_batch_moves(server_addr: std::net::SocketAddr) {
+    let mut c = Clients::connect(server_addr).await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let a = locked_batch(&mut c, "cmp-a", "case-a", 20).await;
+    let b = locked_batch(&mut c, "cmp-b", "case-b", 15).await;
+    let a_order = c
+        .preorders
+        .list_preorders(pb::ListPreordersRequest {
+            consumer_id: "consumer-1".into(),
+            campaign_id: String::new(),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .preorders
+        .into_iter()
+        .find(|p| p.batch_id == a)
+        .expect("the pre-order that locked batch a");
+    assert_eq!(
+        stage(&a_order.production),
+        pb::ProductionStage::AwaitingPlan,
+        "a locked, paid batch waits for planning"
+    );
+
+    // Both factories subscribe before anything is planned: the stream opens with a
+    // heartbeat and stays quiet.
+    let mut dongguan = Feed::open(&c, "dongguan-1", None).await.expect("subscribe");
+    let mut ningbo = Feed::open(&c, "ningbo-2", None).await.expect("subscribe");
+    let (none, beat) = dongguan.drain(Duration::from_millis(700)).await;
+    assert!(none.is_empty() && beat);
+
+    // One cycle plans both campaigns; each factory receives exactly its own work order.
+    let plan = run_planning(&mut c, "cycle-1").await.expect("cycle");
+    assert_eq!(plan.work_orders.len(), 2, "{plan:?}");
+    let w_dongguan = dongguan.work_order(Duration::from_secs(5)).await;
+    let w_ningbo = ningbo.work_order(Duration::from_secs(5)).await;
+    assert_eq!(w_dongguan.factory_id, "dongguan-1");
+    assert_eq!(w_ningbo.factory_id, "ningbo-2");
+    assert_eq!((w_dongguan.seq, w_ningbo.seq), (1, 1));
+    assert_eq!(batches_of(&w_dongguan), vec![(b.clone(), 15)]);
+    assert_eq!(batches_of(&w_ningbo), vec![(a.clone(), 20)]);
+    for w in &plan.work_orders {
+        let delivered = if w.factory_id == "dongguan-1" {
+            &w_dongguan
+        } else {
+            &w_ningbo
+        };
+        assert_eq!(w.id, delivered.id, "the stream sends the stored work order");
+    }
+    assert_eq!(
+        stage(&stage_of(&mut c, &a_order.id).await),
+        pb::ProductionStage::Planned
+    );
+    let (more, _) = dongguan.drain(Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "nothing is sent twice on one stream");
+
+    // Acks: idempotent, out of order harmless, never ahead.
+    let ack = |factory: &str, seq: i64| pb::AckRequest {
+        factory_id: factory.into(),
+        seq,
+    };
+    let r = c
+        .factory
+        .ack(ack("ningbo-2", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.acked_seq, r.last_seq), (1, 1));
+    c.factory.ack(ack("ningbo-2", 1)).await.expect("twice");
+    let err = c.factory.ack(ack("ningbo-2", 7)).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+
+    // A factory cannot report on another's work order.
+    let err = c
+        .factory
+        .report(report(
+            "steal",
+            "ningbo-2",
+            &w_dongguan.id,
+            pb::report_request::Progress::Accepted(pb::Accepted {}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // ningbo-2 rejects: case-a's batch goes back to the queue with ningbo-2 excluded.
+    let rejected = c
+        .factory
+        .report(report(
+            "reject-1",
+            "ningbo-2",
+            &w_ningbo.id,
+            pb::report_request::Progress::Rejected(pb::Rejected {
+                reason: "mould cracked".into(),
+            }),
+        ))
+        .await
+        .expect("reject")
+        .into_inner();
+    assert_eq!(rejected.state(), pb::WorkOrderState::Rejected);
+    assert_eq!(rejected.requeued_batch_ids, vec![a.clone()]);
+    let q = c
+        .planning
+        .list_queued_batches(pb::ListQueuedBatchesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .batches;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].batch.as_ref().unwrap().id, a);
+    assert_eq!(q[0].excluded_factories, vec!["ningbo-2".to_owned()]);
+    assert_eq!(q[0].units_to_plan, 20);
+    assert_eq!(
+        stage(&stage_of(&mut c, &a_order.id).await),
+        pb::ProductionStage::AwaitingPlan
+    );
+
+    // The next cycle gives case-a to dongguan-1, the only factory left for it.
+    let replan = run_planning(&mut c, "cycle-2").await.expect("replan");
+    let scenario = c2m_planner::Scenario::from_toml_str(&replan.scenario_toml).unwrap();
+    assert!(
+        scenario
+            .factories
+            .iter()
+            .find(|f| f.id == "ningbo-2")
+            .is_none_or(|f| f.lines.iter().all(|l| l.sku != "case-a")),
+        "the stored scenario has no case-a line at ningbo-2"
+    );
+    assert_eq!(replan.work_orders.len(), 1);
+    let moved = dongguan.work_order(Duration::from_secs(5)).await;
+    assert_eq!(moved.seq, 2);
+    assert_eq!(batches_of(&moved), vec![(a.clone(), 20)]);
+    let (extra, _) = ningbo.drain(Duration::from_millis(700)).await;
+    assert!(extra.is_empty(), "ningbo-2 gets nothing more");
+
+    // Progress shows on the consumer's pre-order, as far as the batch's slowest order.
+    for (i, progress) in [
+        pb::report_request::Progress::Accepted(pb::Accepted {}),
+        pb::report_request::Progress::InProduction(pb::InProduction {}),
+        pb::report_request::Progress::QualityCheck(pb::QualityCheck {
+            passed: 20,
+            failed: 0,
+        }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        c.factory
+            .report(report(&format!("p-{i}"), "dongguan-1", &moved.id, progress))
+            .await
+            .expect("progress");
+    }
+    assert_eq!(
+        stage(&stage_of(&mut c, &a_order.id).await),
+        pb::ProductionStage::QualityCheck
+    );
+    let shipped = c
+        .factory
+        .report(report(
+            "ship",
+            "dongguan-1",
+            &moved.id,
+            pb::report_request::Progress::Shipped(pb::Shipped {
+                quantities: vec![pb::ShippedQuantity {
+                    sku: "case-a".into(),
+                    quantity: 20,
+                }],
+            }),
+        ))
+        .await
+        .expect("ship")
+        .into_inner();
+    assert_eq!(shipped.state(), pb::WorkOrderState::Shipped);
+    let p = stage_of(&mut c, &a_order.id).await;
+    assert_eq!(stage(&p), pb::ProductionStage::Shipped);
+    assert_eq!(p.unwrap().units_shipped, 20);
+    let err = c
+        .factory
+        .report(report(
+            "bad",
+            "dongguan-1",
+            &moved.id,
+            pb::report_request::Progress::QualityCheck(pb::QualityCheck {
+                passed: -1,
+                failed: 0,
+            }),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("quality_check.passed"),
+        "{}",
+        err.message()
+    );
+
+    // Resuming: from an old cursor everything after it, by the same ids; without a cursor
+    // after the last ack; ahead of the server is an error, not silence.
+    drop(dongguan);
+    let mut again = Feed::open(&c, "dongguan-1", Some(0)).await.expect("resume");
+    let first = again.work_order(Duration::from_secs(5)).await;
+    let second = again.work_order(Duration::from_secs(5)).await;
+    assert_eq!(
+        (first.id.as_str(), second.id.as_str()),
+        (w_dongguan.id.as_str(), moved.id.as_str())
+    );
+    c.factory.ack(ack("dongguan-1", 2)).await.expect("ack");
+    c.factory
+        .ack(ack("dongguan-1", 1))
+        .await
+        .expect("older ack is harmless");
+    let mut after_ack = Feed::open(&c, "dongguan-1", None).await.expect("resume");
+    let (none, beat) = after_ack.drain(Duration::from_millis(700)).await;
+    assert!(
+        none.is_empty() && beat,
+        "nothing after the acknowledged cursor"
+    );
+    let err = Feed::open(&c, "dongguan-1", Some(3))
+        .await
+        .err()
+        .expect("ahead");
+    assert_eq!(err.code(), Code::OutOfRange);
+    assert!(err.message().contains("ahead"), "{}", err.message());
+    let err = Feed::open(&c, "nowhere-9", None)
+        .await
+        .err()
+        .expect("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    let err = Feed::open(&c, "", None).await.err().expect("empty");
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_factories_one_rejects_and_the_batch_moves() {
+    let server = TestServer::sqlite().await;
+    two_factories_one_rejects_and_the_batch_moves(server.addr).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_factories_one_rejects_and_the_batch_moves() {
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL factory test");
+        return;
+    };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let server = TestServer::with_database(&url).await;
+    two_factories_one_rejects_and_the_batch_moves(server.addr).await;
+    server.shutdown().await;
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ends_cleanly_when_the_server_shuts_down() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let mut feed = Feed::open(&c, "dongguan-1", None).await.expect("subscribe");
+    let (_, beat) = feed.drain(Duration::from_millis(300)).await;
+    assert!(beat);
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown does not wait for open streams forever");
+}
