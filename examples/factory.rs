@@ -1,0 +1,309 @@
+//! An example factory client: subscribes to its work orders, prints them as they arrive,
+//! acknowledges them and reports progress; survives disconnects and its own restarts.
+//!
+//! ```text
+//! cargo run --example factory -- --factory cixi-1
+//! cargo run --example factory -- --factory cixi-1 --progress          # accept, make, check, ship
+//! cargo run --example factory -- --factory zhongshan-2 --reject "line 3 down"
+//! ```
+//!
+//! Resuming: the client keeps the last sequence number it has processed in a cursor file
+//! (`--cursor-file`, by default `factory-<id>.cursor` in the current directory) and
+//! subscribes after it, so a restart neither misses nor repeats anything it finished.
+//! Work orders it receives again (after a crash between processing and saving the cursor)
+//! are recognised by id and skipped. Without the file it resumes from the server's record
+//! of its acknowledgements. The stream is reopened with a backoff whenever it breaks.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::factory_service_client::FactoryServiceClient;
+use pb::report_request::Progress;
+
+#[derive(Parser)]
+#[command(about = "A factory that receives c2m work orders")]
+struct Args {
+    /// The server's address.
+    #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// This factory's id, as in the catalogue.
+    #[arg(long)]
+    factory: String,
+    /// Where the last processed sequence number is kept between runs.
+    #[arg(long)]
+    cursor_file: Option<PathBuf>,
+    /// Take every work order through accepted, in production, quality check and shipped.
+    #[arg(long)]
+    progress: bool,
+    /// Reject every work order with this reason (its batches go back to planning).
+    #[arg(long, conflicts_with = "progress")]
+    reject: Option<String>,
+    /// Stop after this many new work orders (for scripts); runs until Ctrl-C otherwise.
+    #[arg(long)]
+    exit_after: Option<usize>,
+}
+
+fn cursor_path(a: &Args) -> PathBuf {
+    a.cursor_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("factory-{}.cursor", a.factory)))
+}
+
+fn load_cursor(path: &PathBuf) -> anyhow::Result<Option<i64>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s.trim().parse().with_context(|| {
+            format!("{} does not hold a sequence number", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes the cursor durably: a temporary file, fsync, then rename over the old one.
+fn save_cursor(path: &PathBuf, seq: i64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("cursor.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{seq}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn print_work_order(w: &pb::WorkOrder) {
+    let due = w
+        .due_at
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    println!(
+        "work order #{} {} (plan {}), due {due}",
+        w.seq, w.id, w.plan_id
+    );
+    for r in &w.runs {
+        let batches: Vec<String> = r
+            .batches
+            .iter()
+            .map(|b| format!("{} x{}", b.batch_id, b.units))
+            .collect();
+        println!(
+            "  make {:>6} x {:<20} for {}",
+            r.quantity,
+            r.sku,
+            batches.join(", ")
+        );
+    }
+    for m in &w.materials {
+        let from = if m.supplier.is_empty() {
+            "stock on hand".to_owned()
+        } else {
+            format!("supplier {}", m.supplier)
+        };
+        println!(
+            "  expect {:>10.3} {:<18} from {from}",
+            m.quantity, m.material
+        );
+    }
+}
+
+async fn report(
+    client: &mut FactoryServiceClient<tonic::transport::Channel>,
+    factory: &str,
+    w: &pb::WorkOrder,
+    step: &str,
+    progress: Progress,
+) -> anyhow::Result<()> {
+    // The key is derived from the work order and the step, so a retry after a crash
+    // repeats the same report instead of adding another.
+    let r = client
+        .report(pb::ReportRequest {
+            idempotency_key: format!("{}-{step}", w.id),
+            factory_id: factory.to_owned(),
+            work_order_id: w.id.clone(),
+            progress: Some(progress),
+        })
+        .await
+        .with_context(|| format!("reporting {step} on {}", w.id))?
+        .into_inner();
+    println!("  reported {step}: now {:?}", r.state());
+    Ok(())
+}
+
+async fn process(
+    args: &Args,
+    client: &mut FactoryServiceClient<tonic::transport::Channel>,
+    w: &pb::WorkOrder,
+) -> anyhow::Result<()> {
+    if let Some(reason) = &args.reject {
+        return report(
+            client,
+            &args.factory,
+            w,
+            "rejected",
+            Progress::Rejected(pb::Rejected {
+                reason: reason.clone(),
+            }),
+        )
+        .await;
+    }
+    if !args.progress {
+        return Ok(());
+    }
+    let units: i64 = w.runs.iter().map(|r| r.quantity).sum();
+    let steps = [
+        ("accepted", Progress::Accepted(pb::Accepted {})),
+        ("in-production", Progress::InProduction(pb::InProduction {})),
+        (
+            "quality-check",
+            Progress::QualityCheck(pb::QualityCheck {
+                passed: units,
+                failed: 0,
+            }),
+        ),
+        (
+            "shipped",
+            Progress::Shipped(pb::Shipped {
+                quantities: w
+                    .runs
+                    .iter()
+                    .map(|r| pb::ShippedQuantity {
+                        sku: r.sku.clone(),
+                        quantity: r.quantity,
+                    })
+                    .collect(),
+            }),
+        ),
+    ];
+    for (step, progress) in steps {
+        match report(client, &args.factory, w, step, progress).await {
+            Ok(()) => {}
+            // Already past this step (a restart in the middle): go on.
+            Err(e)
+                if e.downcast_ref::<tonic::Status>()
+                    .is_some_and(|s| s.code() == tonic::Code::FailedPrecondition) =>
+            {
+                println!("  {step}: already done")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let path = cursor_path(&args);
+    let mut cursor = load_cursor(&path)?;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut handled = 0usize;
+    let mut backoff = Duration::from_millis(200);
+    println!(
+        "factory {} subscribing to {} {}",
+        args.factory,
+        args.addr,
+        match cursor {
+            Some(c) => format!("after work order #{c} ({})", path.display()),
+            None => "from the server's acknowledged cursor".to_owned(),
+        }
+    );
+    loop {
+        let stream = async {
+            let mut client = FactoryServiceClient::connect(args.addr.clone()).await?;
+            let stream = client
+                .subscribe(pb::SubscribeRequest {
+                    factory_id: args.factory.clone(),
+                    after_seq: cursor,
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok((client, stream))
+        }
+        .await;
+        let (mut client, mut stream) = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                // A cursor ahead of the server, or an unknown factory, will not heal.
+                if let Some(s) = e.downcast_ref::<tonic::Status>() {
+                    if matches!(
+                        s.code(),
+                        tonic::Code::OutOfRange
+                            | tonic::Code::NotFound
+                            | tonic::Code::InvalidArgument
+                    ) {
+                        anyhow::bail!("cannot subscribe: {}", s.message());
+                    }
+                }
+                eprintln!("cannot reach the server ({e:#}); retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        loop {
+            let event = tokio::select! {
+                e = stream.message() => e,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
+            let event = match event {
+                Ok(Some(e)) => e,
+                Ok(None) => {
+                    eprintln!("stream closed by the server; resubscribing");
+                    break;
+                }
+                Err(s) => {
+                    eprintln!("stream broke ({}); resubscribing", s.message());
+                    break;
+                }
+            };
+            match event.event {
+                Some(pb::factory_event::Event::Heartbeat(h)) => {
+                    show_heartbeat(&h);
+                }
+                Some(pb::factory_event::Event::WorkOrder(w)) => {
+                    if !seen.insert(w.id.clone()) || cursor.is_some_and(|c| w.seq <= c) {
+                        println!("work order #{} {} again: already handled", w.seq, w.id);
+                        continue;
+                    }
+                    print_work_order(&w);
+                    process(&args, &mut client, &w).await?;
+                    save_cursor(&path, w.seq)?;
+                    cursor = Some(w.seq);
+                    client
+                        .ack(pb::AckRequest {
+                            factory_id: args.factory.clone(),
+                            seq: w.seq,
+                        })
+                        .await
+                        .context("acknowledging")?;
+                    handled += 1;
+                    if args.exit_after.is_some_and(|n| handled >= n) {
+                        return Ok(());
+                    }
+                }
+                None => {}
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Heartbeats are only shown when they tell something: work orders this client has not
+/// processed yet.
+fn show_heartbeat(h: &pb::Heartbeat) {
+    if h.last_seq > h.acked_seq {
+        println!(
+            "heartbeat: {} work order(s) not yet acknowledged (last #{}, acked #{})",
+            h.last_seq - h.acked_seq,
+            h.last_seq,
+            h.acked_seq
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! The whole story against a running server: a catalogue, two campaigns whose products
+//! share materials, enough pre-orders to lock a batch of each, one planning cycle for
+//! both, and the factories receiving their work orders.
+//!
+//! ```text
+//! cargo run --release -- serve                       # terminal 1: the server
+//! cargo run --example factory -- --factory cixi-1 --progress     # terminal 2 (optional)
+//! cargo run --example story                          # terminal 3
+//! ```
+//!
+//! The campaigns take the full price as deposit, so a batch is ready for production the
+//! moment it locks (with a smaller deposit it waits for its balance window). Each run uses
+//! fresh idempotency keys, so it can be run again against the same server. The example
+//! watches each factory's stream itself (without acknowledging, so a real factory client
+//! still gets everything) and prints what arrives.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::Parser;
+
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
+use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
+use c2m_proto::v1::factory_service_client::FactoryServiceClient;
+use c2m_proto::v1::planning_service_client::PlanningServiceClient;
+use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
+
+#[derive(Parser)]
+#[command(about = "Drive the whole c2m story against a running server")]
+struct Args {
+    #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// The catalogue to import (replacing the server's).
+    #[arg(long, default_value = "examples/scenarios/kettle-c2m.toml")]
+    catalogue: std::path::PathBuf,
+    /// Units that lock a batch, per campaign.
+    #[arg(long, default_value_t = 60)]
+    threshold: i64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {}; is `c2m serve` running?", args.addr))?;
+    let mut catalogue = CatalogueServiceClient::new(channel.clone());
+    let mut campaigns = CampaignServiceClient::new(channel.clone());
+    let mut preorders = PreorderServiceClient::new(channel.clone());
+    let mut planning = PlanningServiceClient::new(channel.clone());
+
+    // 1. The catalogue: products with their bills of materials, factories, suppliers.
+    let text = std::fs::read_to_string(&args.catalogue)
+        .with_context(|| format!("reading {}", args.catalogue.display()))?;
+    let change = catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: format!("story-{run}-catalogue"),
+            text,
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: pb::ImportMode::Replace as i32,
+        })
+        .await?
+        .into_inner();
+    println!(
+        "1. catalogue {} imported (version {})",
+        args.catalogue.display(),
+        change.version
+    );
+
+    // 2. Two campaigns whose kettles share steel and bases.
+    let mut ids = Vec::new();
+    for (sku, title, price) in [
+        ("kettle-17-white", "Kettle 1.7 l, white", 39_900),
+        ("kettle-12-travel", "Travel kettle 1.2 l", 29_900),
+    ] {
+        let c = campaigns
+            .create_campaign(pb::CreateCampaignRequest {
+                idempotency_key: format!("story-{run}-{sku}"),
+                sku: sku.into(),
+                title: title.into(),
+                currency: "CNY".into(),
+                unit_price_minor: price,
+                deposit_minor: price,
+                batch_threshold: args.threshold,
+                batch_cap: None,
+                max_per_order: Some(5),
+                max_per_consumer: None,
+                total_cap: None,
+                opens_at: None,
+                deadline: Some(prost_types::Timestamp {
+                    seconds: (Utc::now() + chrono::Duration::days(14)).timestamp(),
+                    nanos: 0,
+                }),
+                price_ladder: vec![],
+                balance_window_seconds: None,
+            })
+            .await?
+            .into_inner();
+        println!(
+            "2. campaign {} for {sku}, threshold {}",
+            c.id, c.batch_threshold
+        );
+        ids.push((c.id, sku));
+    }
+
+    // 3. Consumers pre-order until each campaign's first batch locks.
+    let mut watched = Vec::new();
+    for (campaign, sku) in &ids {
+        let mut n = 0;
+        loop {
+            let p = preorders
+                .place_preorder(pb::PlacePreorderRequest {
+                    idempotency_key: format!("story-{run}-{campaign}-{n}"),
+                    campaign_id: campaign.clone(),
+                    consumer_id: format!("consumer-{}", n % 37),
+                    quantity: 1 + (n % 3),
+                })
+                .await?
+                .into_inner();
+            n += 1;
+            if p.status == pb::PreorderStatus::Locked as i32 {
+                println!("3. {sku}: batch {} locked after {n} pre-orders", p.batch_id);
+                watched.push(p.id);
+                break;
+            }
+        }
+    }
+
+    // 4. One planning cycle for both batches.
+    let plan = planning
+        .run_planning(pb::RunPlanningRequest {
+            idempotency_key: format!("story-{run}-cycle"),
+        })
+        .await
+        .context("planning")?
+        .into_inner();
+    let s = plan.summary.clone().unwrap_or_default();
+    let total = s.total_cost.clone().unwrap_or_default();
+    println!(
+        "4. plan {}: {:?}, total {}.{:02} {} for {} batches, solved by {} in {:.2} s",
+        s.id,
+        s.status(),
+        total.minor / 100,
+        total.minor % 100,
+        total.currency,
+        s.batches,
+        s.solver,
+        plan.solve_seconds
+    );
+    for d in &plan.diagnosis {
+        println!("   {d}");
+    }
+
+    // 5. Each factory's stream delivers its work order.
+    for w in &plan.work_orders {
+        let mut factory = FactoryServiceClient::new(channel.clone());
+        let mut stream = factory
+            .subscribe(pb::SubscribeRequest {
+                factory_id: w.factory_id.clone(),
+                after_seq: Some(w.seq - 1),
+            })
+            .await?
+            .into_inner();
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(e) = stream.message().await? {
+                if let Some(pb::factory_event::Event::WorkOrder(got)) = e.event {
+                    return anyhow::Ok(got);
+                }
+            }
+            anyhow::bail!("stream ended")
+        })
+        .await
+        .context("waiting for the work order")??;
+        let runs: Vec<String> = got
+            .runs
+            .iter()
+            .map(|r| format!("{} x {}", r.quantity, r.sku))
+            .collect();
+        println!(
+            "5. {} received work order #{} {}: {}",
+            got.factory_id,
+            got.seq,
+            got.id,
+            runs.join(", ")
+        );
+    }
+
+    // 6. What a consumer sees.
+    for id in &watched {
+        let p = preorders
+            .get_preorder(pb::GetPreorderRequest {
+                preorder_id: id.clone(),
+            })
+            .await?
+            .into_inner();
+        println!(
+            "6. pre-order {}: {:?}, production {:?}",
+            p.id,
+            p.status(),
+            p.production.map(|x| x.stage())
+        );
+    }
+    println!(
+        "\nRun `cargo run --example factory -- --factory {} --progress` to take the orders \
+         through production.",
+        plan.work_orders
+            .first()
+            .map_or("cixi-1", |w| w.factory_id.as_str())
+    );
+    Ok(())
+}
