@@ -7,6 +7,8 @@
 //! cargo run --example storefront -- campaign cmp_...
 //! cargo run --example storefront -- preorders --consumer alice
 //! cargo run --example storefront -- cancel --preorder po_... --consumer alice
+//! cargo run --example storefront -- queue          # admin: batches waiting for planning
+//! cargo run --example storefront -- run-planning   # admin: a planning cycle now
 //! ```
 //!
 //! Every mutating call sends an idempotency key: pass `--key` to retry a call safely,
@@ -96,6 +98,10 @@ enum Cmd {
         #[arg(long, default_value = "")]
         consumer: String,
     },
+    /// (Admin) The batches waiting for planning, with excluded factories.
+    Queue,
+    /// (Admin) Run a planning cycle now over every waiting batch.
+    RunPlanning,
 }
 
 #[tokio::main]
@@ -120,7 +126,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach c2m at {}; is `c2m serve` running?", args.addr))?;
     let mut catalogue = CatalogueServiceClient::new(channel.clone());
     let mut campaigns = CampaignServiceClient::new(channel.clone());
-    let mut preorders = PreorderServiceClient::new(channel);
+    let mut preorders = PreorderServiceClient::new(channel.clone());
+    let mut planning = c2m_proto::v1::planning_service_client::PlanningServiceClient::new(channel);
     let key = args
         .key
         .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple()));
@@ -258,6 +265,49 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             preorder_json(&p, Some(&key))
+        }
+        Cmd::Queue => {
+            let q = planning
+                .list_queued_batches(pb::ListQueuedBatchesRequest {})
+                .await?
+                .into_inner();
+            serde_json::Value::Array(
+                q.batches
+                    .iter()
+                    .map(|b| {
+                        serde_json::json!({
+                            "batch_id": b.batch.as_ref().map(|x| x.id.clone()),
+                            "sku": b.sku,
+                            "units_to_plan": b.units_to_plan,
+                            "excluded_factories": b.excluded_factories,
+                            "last_plan": b.last_plan.as_ref().map(|p| p.id.clone()),
+                        })
+                    })
+                    .collect(),
+            )
+        }
+        Cmd::RunPlanning => {
+            let p = planning
+                .run_planning(pb::RunPlanningRequest {
+                    idempotency_key: key.clone(),
+                })
+                .await?
+                .into_inner();
+            let s = p.summary.clone().unwrap_or_default();
+            serde_json::json!({
+                "plan_id": s.id,
+                "status": status_name(pb::PlanStatus::try_from(s.status).map(|x| x.as_str_name())),
+                "total_cost": s.total_cost.as_ref().map(|m| m.minor),
+                "batches": p.batch_ids,
+                "diagnosis": p.diagnosis,
+                "work_orders": p.work_orders.iter().map(|w| serde_json::json!({
+                    "factory": w.factory_id,
+                    "seq": w.seq,
+                    "id": w.id,
+                    "runs": w.runs.iter().map(|r| format!("{} x {}", r.quantity, r.sku)).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "idempotency_key": key,
+            })
         }
     };
     #[allow(clippy::print_stdout)]
