@@ -2098,7 +2098,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         .await
         .expect("accept again");
     assert_eq!(again.state, WorkOrderState::Accepted);
-    let production = store.batch_production(&[b.id.clone()]).await.unwrap();
+    let production = store.batch_production(std::slice::from_ref(&b.id)).await.unwrap();
     assert_eq!(
         production[0].stage,
         ProductionStage::Planned,
