@@ -1,0 +1,443 @@
+//! The `what_if` example run as a process, exactly as the README runs it: on the
+//! shipped sample scenarios and on `../shared/scenarios/kettle-c2m.toml`. Its
+//! `--json` and `--csv` output is checked against plans solved directly with
+//! `c2m_planner`, and the threshold advice against a value worked out on paper.
+//!
+//! Cargo builds examples for `cargo test` but not for `cargo test --test
+//! what_if_example`, and gives integration tests no path to them, so the
+//! test builds the example itself with the cargo that runs it (same target
+//! directory and profile; a no-op when it is up to date) and takes the path
+//! from cargo's build messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use c2m_planner::whatif::{default_options, plan_scenario, scan_options};
+use c2m_planner::{PlanStatus, Scenario};
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn example() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        // The profile this test was built with: target/<profile>/deps/<test>.
+        let me = std::env::current_exe().expect("the test's own path");
+        let profile = me
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .and_then(|p| p.to_str())
+            .unwrap_or("debug")
+            .to_string();
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(ROOT)
+            .args(["build", "--example", "what_if", "--message-format=json"]);
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let out = cmd.output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "cargo build --example what_if failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let exe = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "what_if")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reports the example's executable");
+        assert!(exe.is_file(), "{} is not a file", exe.display());
+        exe
+    })
+}
+
+/// Runs the example in the repository root (the README's paths are relative to it).
+fn what_if(args: &[&str]) -> Output {
+    Command::new(example())
+        .current_dir(ROOT)
+        .args(args)
+        .output()
+        .expect("the example runs")
+}
+
+fn stdout_ok(args: &[&str]) -> String {
+    let out = what_if(args);
+    assert!(
+        out.status.success(),
+        "what_if {args:?} exited {:?}:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+fn scenario(path: &str) -> Scenario {
+    let text = std::fs::read_to_string(Path::new(ROOT).join(path)).unwrap();
+    Scenario::from_toml_str(&text).unwrap()
+}
+
+const KETTLE: &str = "examples/scenarios/kettle-c2m.toml";
+const OVERLAY: &str = "examples/scenarios/kettle-what-if.toml";
+const INFEASIBLE: &str = "examples/scenarios/infeasible-capacity.toml";
+const SHARED_KETTLE: &str = "../shared/scenarios/kettle-c2m.toml";
+
+/// The shared kettle scenario, or `None` (with a message) when it is absent.
+fn shared_kettle() -> Option<&'static str> {
+    if Path::new(ROOT).join(SHARED_KETTLE).is_file() {
+        Some(SHARED_KETTLE)
+    } else {
+        eprintln!("skipped: {SHARED_KETTLE} is absent (it lives beside the repository)");
+        None
+    }
+}
+
+/// The kettle's variants from `kettle-what-if.toml`, edited by hand.
+fn variants_by_hand(base: &Scenario) -> Vec<(&'static str, Scenario)> {
+    let edit = |f: &dyn Fn(&mut Scenario)| {
+        let mut s = base.clone();
+        f(&mut s);
+        s
+    };
+    vec![
+        ("base", base.clone()),
+        (
+            "cheap-steel",
+            edit(&|s| s.suppliers[0].offers[0].breaks[1].unit_price = 1900.0),
+        ),
+        (
+            "no-wenzhou",
+            edit(&|s| {
+                s.suppliers.retain(|x| x.id != "wenzhou-pack");
+                s.material_deadline_days = Some(21);
+            }),
+        ),
+        ("white-up-20", edit(&|s| s.products[0].demand = 1440)),
+        (
+            "cixi-short",
+            edit(&|s| {
+                s.factories[0].capacity_hours = 120.0;
+                s.factories[1].lines.retain(|l| l.sku != "kettle-12-travel");
+            }),
+        ),
+        (
+            "steel-holding",
+            edit(&|s| s.materials[0].holding_cost = 360.0),
+        ),
+    ]
+}
+
+fn check_compare_json(base_path: &str) {
+    let json: Value =
+        serde_json::from_str(&stdout_ok(&["compare", base_path, OVERLAY, "--json"])).unwrap();
+    let cols = json["columns"].as_array().unwrap();
+    let by_hand = variants_by_hand(&scenario(base_path));
+    assert_eq!(cols.len(), by_hand.len());
+    for (col, (name, s)) in cols.iter().zip(&by_hand) {
+        assert_eq!(col["name"], *name);
+        let p = plan_scenario(s, &default_options()).unwrap();
+        assert_eq!(col["status"], p.status.to_string(), "{name}");
+        if p.status == PlanStatus::Infeasible {
+            assert!(col["total_cost"].is_null(), "{name}: {col}");
+            assert!(col["cost_breakdown"].is_null(), "{name}: {col}");
+            let short: Vec<(String, i64)> = p
+                .shortfalls
+                .iter()
+                .map(|f| (f.sku.clone(), f.short_by))
+                .collect();
+            let got: Vec<(String, i64)> = col["shortfalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    (
+                        f["sku"].as_str().unwrap().to_string(),
+                        f["short_by"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, short, "{name}");
+            continue;
+        }
+        assert_eq!(col["total_cost"], p.total_cost, "{name}");
+        let b = &col["cost_breakdown"];
+        assert_eq!(b["production"], p.cost_breakdown.production, "{name}");
+        assert_eq!(b["setup"], p.cost_breakdown.setup, "{name}");
+        assert_eq!(b["purchase"], p.cost_breakdown.purchase, "{name}");
+        assert_eq!(b["ordering"], p.cost_breakdown.ordering, "{name}");
+        assert_eq!(b["holding"], p.cost_breakdown.holding, "{name}");
+        for (sku, v) in p.cost_per_unit.iter() {
+            let got = col["cost_per_unit"][sku].as_f64().unwrap();
+            assert!((got - v).abs() < 1e-6, "{name} {sku}: {got} vs {v}");
+        }
+    }
+    // On paper: without wenzhou-pack no small box can be bought, so all 400
+    // travel kettles fall short.
+    assert_eq!(cols[2]["status"], "infeasible");
+    assert_eq!(
+        cols[2]["shortfalls"],
+        serde_json::json!([{ "sku": "kettle-12-travel", "short_by": 400 }])
+    );
+}
+
+#[test]
+fn compare_json_on_the_samples() {
+    check_compare_json(KETTLE);
+    if let Some(shared) = shared_kettle() {
+        check_compare_json(shared);
+    }
+}
+
+#[test]
+fn compare_table_and_csv() {
+    let table = stdout_ok(&["compare", KETTLE, OVERLAY]);
+    let status = table.lines().find(|l| l.starts_with("status")).unwrap();
+    let cells: Vec<&str> = status.split_whitespace().skip(1).collect();
+    assert_eq!(cells[2], "INFEASIBLE", "{table}");
+    assert!(table.contains("short kettle-12-travel"), "{table}");
+
+    let csv = stdout_ok(&["compare", KETTLE, OVERLAY, "--csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let base = plan_scenario(&scenario(KETTLE), &default_options()).unwrap();
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(row[at("scenario")], "base");
+    assert_eq!(row[at("total_cost")], base.total_cost.to_string());
+    let row: Vec<&str> = lines[3].split(',').collect();
+    assert_eq!(row[at("scenario")], "no-wenzhou");
+    assert_eq!(row[at("status")], "infeasible");
+    assert_eq!(row[at("total_cost")], "");
+    assert_eq!(row[at("shortfalls")], "kettle-12-travel:400");
+}
+
+/// The README's sweep: 50 points, 100 to 5000 white kettles, with a chart.
+#[test]
+fn kettle_sweep_writes_a_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("sweep.svg");
+    let svg_arg = svg.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let csv = stdout_ok(&[
+        "sweep",
+        KETTLE,
+        "--demand",
+        "kettle-17-white",
+        "--from",
+        "100",
+        "--to",
+        "5000",
+        "--points",
+        "50",
+        "--svg",
+        svg_arg,
+        "--csv",
+    ]);
+    eprintln!(
+        "what_if sweep of 50 points: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 50);
+    // A few points against plans solved directly with the same options.
+    let base = scenario(KETTLE);
+    for i in [0, 9, 20, 26] {
+        let x: i64 = rows[i][0].parse().unwrap();
+        assert_eq!(x, 100 + 100 * i as i64);
+        let mut s = base.clone();
+        s.products[0].demand = x;
+        let p = plan_scenario(&s, &scan_options()).unwrap();
+        assert_eq!(rows[i][1], p.status.to_string(), "at {x}");
+        assert_eq!(rows[i][2], p.total_cost.to_string(), "at {x}");
+    }
+    // White demand above 2701 cannot be met (see tests/whatif.rs in the planner
+    // for the hours worked out on paper): 27 points have costs, 23 do not.
+    let infeasible = rows.iter().filter(|r| r[1] == "infeasible").count();
+    assert_eq!(infeasible, 23);
+    assert!(rows
+        .iter()
+        .filter(|r| r[1] == "infeasible")
+        .all(|r| r[2].is_empty() && !r[4].is_empty()));
+
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("the chart is well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let count = |tag: &str, class: &str| {
+        doc.descendants()
+            .filter(|n| n.tag_name().name() == tag && n.attribute("class") == Some(class))
+            .count()
+    };
+    assert_eq!(count("circle", "point"), 27);
+    assert_eq!(count("path", "infeasible"), 23);
+    assert_eq!(count("line", "break"), 7);
+    assert!(count("polyline", "curve") >= 1);
+}
+
+/// One product, one material: cost per unit at V mugs is 100 + 10 000 / V +
+/// clay, clay 50/kg below 200 kg and 40 from 200 kg on (all units). With
+/// price 3.00 and margin 49% the cost may be at most 1.53 (153 minor units):
+/// below 200 it is at least 150 + 10 000 / 160 > 153 or 100 + 18 000 / V
+/// > 153 (V < 340); from 200 on it is 140 + 10 000 / V <= 153 for V >=
+/// 769.2, so the minimum viable batch is 770.
+const MUG: &str = r#"
+name = "mug"
+currency = "EUR"
+[[products]]
+sku = "mug"
+demand = 100
+bom = { clay = 1.0 }
+[[materials]]
+id = "clay"
+unit = "kg"
+on_hand = 0.0
+[[factories]]
+id = "f"
+capacity_hours = 100000.0
+[[factories.lines]]
+sku = "mug"
+unit_cost = 100.0
+setup_cost = 10000.0
+hours_per_unit = 0.01
+[[suppliers]]
+id = "s"
+lead_days = 1
+[[suppliers.offers]]
+material = "clay"
+breaks = [ { min_qty = 0.0, unit_price = 50.0 }, { min_qty = 200.0, unit_price = 40.0 } ]
+"#;
+
+#[test]
+fn advice_on_paper_and_on_the_kettle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mug = dir.path().join("mug.toml");
+    std::fs::write(&mug, MUG).unwrap();
+    let out = stdout_ok(&[
+        "advise",
+        mug.to_str().unwrap(),
+        "--sku",
+        "mug",
+        "--price",
+        "3",
+        "--deposit",
+        "0.3",
+        "--margin",
+        "0.49",
+        "--max",
+        "1000",
+        "--json",
+    ]);
+    let a: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["minimum_viable"]["volume"], 770);
+    assert_eq!(a["below_minimum"]["volume"], 769);
+    assert_eq!(a["ladder"][0]["mark"]["volume"], 200);
+
+    // The README's advice on the kettle: whatever volume it names, a plan
+    // solved directly must leave the margin there and not one unit below.
+    let out = stdout_ok(&[
+        "advise",
+        KETTLE,
+        "--sku",
+        "kettle-17-white",
+        "--price",
+        "399",
+        "--deposit",
+        "50",
+        "--margin",
+        "0.2",
+        "--json",
+    ]);
+    let a: Value = serde_json::from_str(&out).unwrap();
+    let target = 39_900.0 * 0.8;
+    assert!((a["target_cost"].as_f64().unwrap() - target).abs() < 1e-6);
+    let v = a["minimum_viable"]["volume"]
+        .as_i64()
+        .expect("a viable volume for the README's example");
+    let cost_at = |volume: i64| {
+        let mut s = scenario(KETTLE);
+        s.products[0].demand = volume;
+        let p = plan_scenario(&s, &scan_options()).unwrap();
+        p.cost_per_unit.get("kettle-17-white").unwrap()
+    };
+    assert!(cost_at(v) <= target, "at {v}");
+    assert!(cost_at(v - 1) > target, "at {}", v - 1);
+    let text = stdout_ok(&[
+        "advise",
+        KETTLE,
+        "--sku",
+        "kettle-17-white",
+        "--price",
+        "399",
+        "--deposit",
+        "50",
+        "--margin",
+        "0.2",
+    ]);
+    assert!(
+        text.contains(&format!("minimum viable batch: {v} units")),
+        "{text}"
+    );
+}
+
+#[test]
+fn scenario_tools_on_the_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = vec![KETTLE, INFEASIBLE];
+    files.extend(shared_kettle());
+    for file in files {
+        let original = scenario(file);
+        let out = stdout_ok(&["scenario", "validate", file]);
+        assert!(out.starts_with(&format!("{file}: valid (")), "{out}");
+        let summary = stdout_ok(&["scenario", "summary", file]);
+        assert!(
+            summary.starts_with(&format!("scenario {} ", original.name)),
+            "{summary}"
+        );
+        for p in &original.products {
+            assert!(summary.contains(&p.sku), "{summary}");
+        }
+        let json = dir.path().join("s.json");
+        let toml = dir.path().join("s.toml");
+        stdout_ok(&["scenario", "convert", file, json.to_str().unwrap()]);
+        stdout_ok(&[
+            "scenario",
+            "convert",
+            json.to_str().unwrap(),
+            toml.to_str().unwrap(),
+        ]);
+        let from_json = Scenario::from_json_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let from_toml = Scenario::from_toml_str(&std::fs::read_to_string(&toml).unwrap()).unwrap();
+        assert_eq!(from_json, original, "{file}");
+        assert_eq!(from_toml, original, "{file}");
+    }
+}
+
+#[test]
+fn errors_go_to_stderr_with_exit_status_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = dir.path().join("bad.toml");
+    std::fs::write(
+        &overlay,
+        "[[variants]]\nname = \"typo\"\nchanges = [ { set = \"factories.cixi-1.capacity_hrs\", value = 1.0 } ]\n",
+    )
+    .unwrap();
+    let out = what_if(&["compare", KETTLE, overlay.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains(r#"variant "typo", change 1"#), "{err}");
+    assert!(err.contains("no field `capacity_hrs`"), "{err}");
+}
