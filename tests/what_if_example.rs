@@ -288,10 +288,11 @@ fn kettle_sweep_writes_a_chart() {
 
 /// One product, one material: cost per unit at V mugs is 100 + 10 000 / V +
 /// clay, clay 50/kg below 200 kg and 40 from 200 kg on (all units). With
-/// price 3.00 and margin 49% the cost may be at most 1.53 (153 minor units):
-/// below 200 it is at least 150 + 10 000 / 160 > 153 or 100 + 18 000 / V
-/// > 153 (V < 340); from 200 on it is 140 + 10 000 / V <= 153 for V >=
-/// 769.2, so the minimum viable batch is 770.
+/// price 3.00 and margin 49% the cost may be at most 1.53 (153 minor units).
+/// Up to 160 mugs it is 150 + 10 000 / V, at least 212.5; from 161 to 199
+/// (buying 200 kg at 40 is cheaper) 100 + 18 000 / V, more than 190; from 200
+/// on 140 + 10 000 / V, which is at most 153 once V is at least 769.2: the
+/// minimum viable batch is 770.
 const MUG: &str = r#"
 name = "mug"
 currency = "EUR"
