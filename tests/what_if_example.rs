@@ -353,15 +353,15 @@ fn advice_on_paper_and_on_the_kettle() {
         "--sku",
         "kettle-17-white",
         "--price",
-        "399",
+        "49",
         "--deposit",
-        "50",
+        "10",
         "--margin",
-        "0.2",
+        "0.15",
         "--json",
     ]);
     let a: Value = serde_json::from_str(&out).unwrap();
-    let target = 39_900.0 * 0.8;
+    let target = 4_900.0 * 0.85;
     assert!((a["target_cost"].as_f64().unwrap() - target).abs() < 1e-6);
     let v = a["minimum_viable"]["volume"]
         .as_i64()
@@ -380,11 +380,11 @@ fn advice_on_paper_and_on_the_kettle() {
         "--sku",
         "kettle-17-white",
         "--price",
-        "399",
+        "49",
         "--deposit",
-        "50",
+        "10",
         "--margin",
-        "0.2",
+        "0.15",
     ]);
     assert!(
         text.contains(&format!("minimum viable batch: {v} units")),

@@ -375,7 +375,9 @@ pub fn render_text(a: &Advice) -> String {
         None => {
             let _ = writeln!(
                 out,
-                "\nno volume up to {} leaves a margin of {:.1}% at this price",
+                "\nno volume of the scan (every {} units up to {}) leaves a margin of {:.1}% \
+                 at this price",
+                a.step,
                 a.infeasible_from.map_or(a.max, |f| f - 1),
                 a.margin * 100.0
             );
