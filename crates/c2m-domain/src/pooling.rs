@@ -69,7 +69,9 @@ pub fn admit(
         CampaignStatus::Open => {}
     }
     if let Some(max) = terms.max_per_consumer {
-        if state.consumer_units + quantity > max {
+        // Saturating: a quantity near `i64::MAX` must be refused here, not wrap to a
+        // negative sum that passes the limit (or panic in a debug build).
+        if state.consumer_units.saturating_add(quantity) > max {
             return Err(DomainError::precondition(format!(
                 "consumer already holds {} units; {quantity} more would pass the limit of {max} per consumer",
                 state.consumer_units
@@ -86,7 +88,12 @@ pub fn admit(
             }));
         }
     }
-    let after = state.open_batch_units + quantity;
+    // Checked: without a per-order limit a client may ask for any `i64`, and a batch's
+    // count that wrapped negative would be stored.
+    let after = state
+        .open_batch_units
+        .checked_add(quantity)
+        .ok_or_else(|| DomainError::invalid("quantity", format!("{quantity} units is too many")))?;
     if let Some(cap) = terms.batch_cap {
         if after > cap {
             // An order is never split across batches, so it must fit the open batch whole.
