@@ -110,6 +110,7 @@ macro_rules! conformance_tests {
             concurrent_retries_with_one_key_place_one_preorder,
             concurrent_orders_from_two_replicas,
             abandoned_calls_happen_whole_or_not_at_all,
+            writes_arriving_together_keep_their_own_results,
             random_operations_match_a_model_of_the_pooling_rule,
             catalogue_changes_and_the_sku_rule,
             ledger_follows_preorders_through_lock_pay_and_forfeit,
@@ -220,6 +221,11 @@ impl PgFixture {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The store under test as what it is, for figures only PostgreSQL has.
+    pub fn pg_store(&self) -> Arc<PgStore> {
+        self.store.clone()
     }
 }
 
@@ -1405,6 +1411,210 @@ pub async fn abandoned_calls_happen_whole_or_not_at_all(fx: Arc<dyn Fixture>) {
     assert_eq!(bs.iter().map(|b| b.units).sum::<i64>(), 60);
 }
 
+/// One placement of [`place_together`]: who, how many, and which earlier request's
+/// idempotency key it reuses, if any.
+struct Together {
+    who: usize,
+    quantity: i64,
+    same_key_as: Option<usize>,
+}
+
+/// What each placement of [`place_together`] must answer, in the order they are queued.
+enum Expect {
+    Pooled {
+        batch: i64,
+    },
+    Locks {
+        batch: i64,
+    },
+    /// The same answer as an earlier request.
+    Replays(usize),
+    InvalidQuantity,
+    Precondition,
+    Conflict,
+}
+
+/// Queues 26 placements on one campaign at once, as concurrent callers whose writes the
+/// store may commit in one transaction (the SQLite writer and the PostgreSQL campaign
+/// writers group what is queued together, each write in its own savepoint): they cross the
+/// threshold twice, and refusals of every kind sit in the middle (over the per-order limit,
+/// over the per-consumer limit, over the batch cap, a key reused for another request), as
+/// does a retry of an order that locked a batch. Each request must get exactly the answer
+/// it would get alone in that order; a refused one writes nothing and changes no other
+/// answer. Every call is made from one task, so they are queued in order.
+///
+/// Terms: threshold 10, batch cap 12, at most 5 units per order and 4 per consumer.
+/// Returns the campaign and the accepted pre-orders (a replay counted once).
+pub async fn place_together(fx: &dyn Fixture) -> (CampaignId, Vec<Preorder>) {
+    let store = fx.store();
+    let mut s = spec(10, Some(12));
+    s.max_per_order = Some(5);
+    s.max_per_consumer = Some(4);
+    let c = create(&*store, s).await;
+    let one = |who| Together {
+        who,
+        quantity: 1,
+        same_key_as: None,
+    };
+    let mut plan: Vec<(Together, Expect)> = Vec::new();
+    for who in 0..9 {
+        plan.push((one(who), Expect::Pooled { batch: 1 }));
+    }
+    let refusals = [
+        (100, 6, Expect::InvalidQuantity), // over the 5 per order
+        (0, 4, Expect::Precondition),      // consumer 0 holds 1: 5 is over 4 per consumer
+    ];
+    for (who, quantity, expect) in refusals {
+        let order = Together {
+            who,
+            quantity,
+            same_key_as: None,
+        };
+        plan.push((order, expect));
+    }
+    let locking = plan.len();
+    let three = |same_key_as| Together {
+        who: 9,
+        quantity: 3,
+        same_key_as,
+    };
+    plan.push((three(None), Expect::Locks { batch: 1 })); // 9 + 3 = 12: locks at the cap
+    plan.push((three(Some(locking)), Expect::Replays(locking)));
+    let other = Together {
+        who: 9,
+        quantity: 2,
+        same_key_as: Some(locking),
+    };
+    plan.push((other, Expect::Conflict));
+    for who in 10..19 {
+        plan.push((one(who), Expect::Pooled { batch: 2 }));
+    }
+    let over_cap = Together {
+        who: 30,
+        quantity: 4,
+        same_key_as: None,
+    };
+    plan.push((over_cap, Expect::Precondition)); // 9 + 4 = 13 is over the cap of 12
+    plan.push((one(19), Expect::Locks { batch: 2 }));
+    let next = Together {
+        who: 20,
+        quantity: 2,
+        same_key_as: None,
+    };
+    plan.push((next, Expect::Pooled { batch: 3 }));
+    assert_eq!(plan.len(), 26);
+
+    let mut reqs: Vec<PlacePreorder> = Vec::new();
+    for (order, _) in &plan {
+        let mut req = place_req(&c.id, &consumer(order.who), order.quantity);
+        if let Some(earlier) = order.same_key_as {
+            req.idempotency_key = reqs[earlier].idempotency_key.clone();
+        }
+        reqs.push(req);
+    }
+    let now = t0() + Duration::hours(1);
+    let results =
+        futures::future::join_all(reqs.iter().map(|r| store.place_preorder(r, now))).await;
+
+    let mut accepted = Vec::new();
+    for (i, ((_, expect), result)) in plan.iter().zip(&results).enumerate() {
+        match (expect, result) {
+            (Expect::Pooled { batch }, Ok(p)) => {
+                assert_eq!(
+                    (p.status, p.batch_seq),
+                    (PreorderStatus::Pooled, *batch),
+                    "{i}"
+                );
+                accepted.push(p.clone());
+            }
+            (Expect::Locks { batch }, Ok(p)) => {
+                assert_eq!(
+                    (p.status, p.batch_seq),
+                    (PreorderStatus::Locked, *batch),
+                    "{i}"
+                );
+                accepted.push(p.clone());
+            }
+            (Expect::Replays(earlier), Ok(p)) => {
+                assert_eq!(Some(p), results[*earlier].as_ref().ok(), "{i}");
+            }
+            (
+                Expect::InvalidQuantity,
+                Err(StoreError::Domain(DomainError::InvalidArgument { field, .. })),
+            ) => assert_eq!(field, "quantity", "{i}"),
+            (Expect::Precondition, Err(StoreError::Domain(DomainError::FailedPrecondition(_))))
+            | (
+                Expect::Conflict,
+                Err(StoreError::Domain(DomainError::IdempotencyConflict { .. })),
+            ) => {}
+            (_, other) => panic!("placement {i} answered {other:?}"),
+        }
+    }
+    (c.id, accepted)
+}
+
+/// Writes arriving together (see [`place_together`]) keep the results they would get one
+/// transaction each; then cancels and placements arriving together do too.
+pub async fn writes_arriving_together_keep_their_own_results(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let (c, accepted) = place_together(&*fx).await;
+    check_placed_together(&*fx, &c, &accepted).await;
+
+    // Cancels and a placement together: the open batch's order is cancelled, a cancel of an
+    // order in a locked batch is refused alone, and a new order joins the open batch. (On
+    // PostgreSQL a cancel reads its campaign before it is queued, so the placement may be
+    // queued first; the outcome is the same in either order.)
+    let open = accepted.last().expect("an order in batch 3");
+    let locked = &accepted[0];
+    let now = t0() + Duration::hours(2);
+    let cancel_req = |p: &Preorder| CancelPreorder {
+        idempotency_key: key(),
+        preorder_id: p.id.clone(),
+        consumer_id: Some(p.consumer_id.clone()),
+    };
+    let (cancel_open, cancel_locked) = (cancel_req(open), cancel_req(locked));
+    let again = place_req(&c, &consumer(21), 4);
+    let (a, b, d) = futures::future::join3(
+        store.cancel_preorder(&cancel_open, now),
+        store.cancel_preorder(&cancel_locked, now),
+        store.place_preorder(&again, now + Duration::seconds(1)),
+    )
+    .await;
+    assert_eq!(
+        a.expect("cancel the open order").status,
+        PreorderStatus::Cancelled
+    );
+    precondition(b);
+    let again = d.expect("a new order in the open batch");
+    assert_eq!((again.batch_seq, again.quantity), (3, 4));
+    let (bs, _) = check_pool_invariants(&*fx, &c, Some(12)).await;
+    assert_eq!(bs.last().map(|b| (b.seq, b.units)), Some((3, 4)));
+    check_ledger(&*store, &c).await;
+}
+
+/// What [`place_together`] must leave behind: batches of 12 and 10 locked exactly once, a
+/// third open with 2 units, one pre-order per accepted request, nothing oversold, and a
+/// ledger that balances.
+pub async fn check_placed_together(fx: &dyn Fixture, c: &CampaignId, accepted: &[Preorder]) {
+    assert_eq!(accepted.len(), 21);
+    let (bs, preorders) = check_pool_invariants(fx, c, Some(12)).await;
+    let mut stored: Vec<&PreorderId> = preorders.iter().map(|p| &p.id).collect();
+    let mut answered: Vec<&PreorderId> = accepted.iter().map(|p| &p.id).collect();
+    stored.sort();
+    answered.sort();
+    assert_eq!(stored, answered, "one pre-order per accepted request");
+    let shape: Vec<(BatchStatus, i64)> = bs.iter().map(|b| (b.status, b.units)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            (BatchStatus::Locked, 12),
+            (BatchStatus::Locked, 10),
+            (BatchStatus::Open, 2)
+        ]
+    );
+    check_ledger(&*fx.store(), c).await;
+}
+
 /// A small deterministic generator, so a failing sequence can be replayed.
 struct Lcg(u64);
 
@@ -2098,7 +2308,10 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         .await
         .expect("accept again");
     assert_eq!(again.state, WorkOrderState::Accepted);
-    let production = store.batch_production(std::slice::from_ref(&b.id)).await.unwrap();
+    let production = store
+        .batch_production(std::slice::from_ref(&b.id))
+        .await
+        .unwrap();
     assert_eq!(
         production[0].stage,
         ProductionStage::Planned,

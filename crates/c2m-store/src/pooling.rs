@@ -4,9 +4,11 @@
 //! transaction type and runs these functions inside a transaction that already serialises
 //! writers on the campaign: the SQLite store runs them on its one writer connection in a
 //! `BEGIN IMMEDIATE` transaction (under group commit, in a savepoint of one); the
-//! PostgreSQL store takes the campaign's row lock in [`PoolingTx::lock_campaign`]. The decisions (validate the terms, admit the order, may it
-//! be cancelled) are the domain's; this module reads what they need and writes what they
-//! say, so the two backends cannot disagree about a rule.
+//! PostgreSQL store takes the campaign's row lock in [`PoolingTx::lock_campaign`] (under
+//! group commit the campaign's writer has taken it once for the whole transaction, and each
+//! operation runs in a savepoint of it). The decisions (validate the terms, admit the
+//! order, may it be cancelled) are the domain's; this module reads what they need and
+//! writes what they say, so the two backends cannot disagree about a rule.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

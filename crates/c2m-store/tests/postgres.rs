@@ -43,3 +43,31 @@ async fn sessions_carry_the_lock_and_idle_timeouts() {
     );
     conn.close().await.ok();
 }
+
+/// Group commit on PostgreSQL. On this current-thread runtime the 26 placements of
+/// `place_together` are all queued before the campaign's writer first runs, so they form
+/// one group: one transaction, one campaign lock, a savepoint each, and still each request
+/// gets the answer it would get alone, the refused ones write nothing, each batch locks
+/// once and nothing is oversold.
+#[tokio::test]
+async fn placements_queued_together_commit_in_one_transaction() {
+    use c2m_store::conformance::{check_placed_together, place_together, run_case};
+    let Some(fx) = fixture().await else { return };
+    let store = fx.pg_store();
+    run_case(std::sync::Arc::new(fx), move |fx| async move {
+        let before = store.writer_stats();
+        let (campaign, accepted) = place_together(&*fx).await;
+        let after = store.writer_stats();
+        assert_eq!(
+            (
+                after.writes - before.writes,
+                after.transactions - before.transactions,
+                after.groups - before.groups,
+            ),
+            (26, 1, 1),
+            "{before:?} -> {after:?}"
+        );
+        check_placed_together(&*fx, &campaign, &accepted).await;
+    })
+    .await;
+}

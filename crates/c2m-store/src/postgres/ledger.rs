@@ -28,9 +28,21 @@ impl LedgerTx for PgTx {
             Subject::Preorder(p) => (Some(p.as_str()), None),
             Subject::Batch(b) => (None, Some(b.as_str())),
         };
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+        // One statement (one round trip under the campaign's lock, however many legs): the
+        // transaction and its postings. The postings' foreign key is checked at the end of
+        // the statement, when the transaction row is in; the balance at commit.
+        let (accounts, amounts): (Vec<String>, Vec<i64>) = txn
+            .postings()
+            .iter()
+            .map(|p| (p.account.code(), p.amount))
+            .unzip();
+        sqlx::query(
+            "WITH txn AS ( \
+                 INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq) \
+             INSERT INTO ledger_postings (txn_seq, account, amount) \
+             SELECT txn.seq, legs.account, legs.amount \
+             FROM txn, UNNEST($8::text[], $9::bigint[]) AS legs (account, amount)",
         )
         .bind(rows::ledger_txn_id())
         .bind(campaign.as_str())
@@ -39,18 +51,10 @@ impl LedgerTx for PgTx {
         .bind(txn.kind().as_str())
         .bind(txn.currency().as_str())
         .bind(at)
-        .fetch_one(self.conn())
+        .bind(accounts)
+        .bind(amounts)
+        .execute(self.conn())
         .await?;
-        for p in txn.postings() {
-            sqlx::query(
-                "INSERT INTO ledger_postings (txn_seq, account, amount) VALUES ($1, $2, $3)",
-            )
-            .bind(seq)
-            .bind(p.account.code())
-            .bind(p.amount)
-            .execute(self.conn())
-            .await?;
-        }
         Ok(())
     }
 

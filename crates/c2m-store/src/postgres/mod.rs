@@ -15,10 +15,17 @@
 //!   concurrent request that committed first) is run again from the start, up to
 //!   [`ATTEMPTS`] times. The rerun sees the committed key and replays its response or
 //!   reports the conflict; nothing from the failed attempt is kept.
+//! - Group commit: placements and cancels on one campaign are queued on a per-campaign
+//!   writer that runs those waiting together in one transaction, under one `FOR UPDATE`
+//!   of the campaign row, a savepoint each, and commits once (one WAL flush for the group);
+//!   see [`writer`] for why every call keeps the semantics of its own transaction. The
+//!   queue lives in process memory but decides only which calls share a transaction; the
+//!   row lock and the constraints still order and check the writers of every replica.
 
 mod idempotency;
 mod ledger;
 mod pooling;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,6 +40,8 @@ use c2m_domain::{
 };
 
 use self::pooling::PgTx;
+pub use self::writer::WriterStats;
+use self::writer::{Operation, Writers};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::{
     BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
@@ -45,10 +54,37 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 /// How many times a write transaction is tried before its error is returned.
 pub const ATTEMPTS: u32 = 5;
+/// The largest group a campaign's writer commits at once. Each operation of a group runs
+/// in a savepoint, a subtransaction with its own transaction id once it writes; PostgreSQL
+/// keeps up to 64 of those per backend in shared memory, and past that every other
+/// session's snapshot has to look subtransactions up on disk (`pg_subtrans`), which slows
+/// the whole server. So a group never holds more than 64 savepoints that wrote.
+pub const MAX_GROUP: usize = 64;
+
+/// How the PostgreSQL store runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Connections per store (per replica); see [`DEFAULT_POOL_SIZE`].
+    pub pool_size: u32,
+    /// Most placements and cancels of one campaign committed together in one transaction,
+    /// at most [`MAX_GROUP`]; 1 turns group commit off.
+    pub max_group: usize,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: DEFAULT_POOL_SIZE,
+            max_group: MAX_GROUP,
+        }
+    }
+}
 
 /// The PostgreSQL store. See the module docs for how replicas stay correct.
 pub struct PgStore {
     pool: PgPool,
+    /// The per-campaign writers placements and cancels are queued on (group commit).
+    writers: std::sync::Arc<Writers>,
     /// Shown every money movement inside its transaction (see [`crate::payment`]).
     provider: std::sync::Arc<dyn PaymentProvider>,
 }
@@ -60,15 +96,25 @@ impl PgStore {
         Self::connect_with_pool_size(url, DEFAULT_POOL_SIZE).await
     }
 
-    #[tracing::instrument(skip(url), err)]
     pub async fn connect_with_pool_size(url: &str, size: u32) -> Result<Self, StoreError> {
+        let options = PgOptions {
+            pool_size: size,
+            ..PgOptions::default()
+        };
+        Self::connect_with(url, options).await
+    }
+
+    #[tracing::instrument(skip(url), err)]
+    pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
-            .max_connections(size.max(1))
+            .max_connections(options.pool_size.max(1))
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect_options(url)?)
             .await?;
         MIGRATOR.run(&pool).await?;
+        let max_group = options.max_group.clamp(1, MAX_GROUP);
         Ok(PgStore {
+            writers: std::sync::Arc::new(Writers::new(pool.clone(), max_group)),
             pool,
             provider: std::sync::Arc::new(LedgerOnly),
         })
@@ -86,6 +132,11 @@ impl PgStore {
         batch: &BatchId,
     ) -> Result<Vec<BatchTransition>, StoreError> {
         pooling::batch_transitions(&self.pool, batch).await
+    }
+
+    /// Placements and cancels run and transactions used so far by this store's writers.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writers.stats()
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
@@ -128,7 +179,7 @@ macro_rules! write {
     ($self:ident, |$tx:ident| $op:expr) => {{
         let mut attempt = 1;
         loop {
-            let mut $tx = PgTx($self.pool.begin().await?);
+            let mut $tx = PgTx::new($self.pool.begin().await?);
             let result = $op.await;
             match $tx.finish(result).await {
                 Err(e) if attempt < ATTEMPTS && retryable(&e) => {
@@ -143,6 +194,33 @@ macro_rules! write {
 
 // After `write!`, which it uses.
 mod planning;
+
+struct PlaceOp(
+    PlacePreorder,
+    DateTime<Utc>,
+    std::sync::Arc<dyn PaymentProvider>,
+);
+struct CancelOp(
+    CancelPreorder,
+    DateTime<Utc>,
+    std::sync::Arc<dyn PaymentProvider>,
+);
+
+#[async_trait]
+impl Operation for PlaceOp {
+    type Output = Preorder;
+    async fn run(&self, tx: &mut PgTx) -> Result<Preorder, StoreError> {
+        crate::pooling::place_preorder(tx, &*self.2, &self.0, self.1).await
+    }
+}
+
+#[async_trait]
+impl Operation for CancelOp {
+    type Output = Preorder;
+    async fn run(&self, tx: &mut PgTx) -> Result<Preorder, StoreError> {
+        crate::pooling::cancel_preorder(tx, &*self.2, &self.0, self.1).await
+    }
+}
 
 fn campaign_not_found(id: &CampaignId) -> StoreError {
     DomainError::NotFound {
@@ -187,12 +265,8 @@ impl Store for PgStore {
         req: &PlacePreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        write!(self, |tx| crate::pooling::place_preorder(
-            &mut tx,
-            &*self.provider,
-            req,
-            now
-        ))
+        let op = PlaceOp(req.clone(), now, self.provider.clone());
+        self.writers.write(&req.campaign_id, op).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -221,12 +295,21 @@ impl Store for PgStore {
         req: &CancelPreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        write!(self, |tx| crate::pooling::cancel_preorder(
-            &mut tx,
-            &*self.provider,
-            req,
-            now
-        ))
+        // A cancel is grouped with its campaign's other writes, so its campaign is read
+        // first (a pre-order never changes campaign). An unknown id runs on its own and
+        // answers as the shared logic says (a replay, or `NotFound`).
+        match pooling::campaign_of(&self.pool, &req.preorder_id).await? {
+            Some(campaign) => {
+                let op = CancelOp(req.clone(), now, self.provider.clone());
+                self.writers.write(&campaign, op).await
+            }
+            None => write!(self, |tx| crate::pooling::cancel_preorder(
+                &mut tx,
+                &*self.provider,
+                req,
+                now
+            )),
+        }
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -40,7 +40,7 @@ mod sql {
 impl PgStore {
     /// A read-only snapshot.
     async fn snapshot(&self) -> Result<PgTx, StoreError> {
-        let mut tx = PgTx(self.pool.begin().await?);
+        let mut tx = PgTx::new(self.pool.begin().await?);
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(tx.conn())
             .await?;

@@ -39,22 +39,43 @@ impl Columns for PgRow {
 /// A pooled connection in a READ COMMITTED transaction. Writers on one campaign are
 /// serialised by [`PoolingTx::lock_campaign`] (`SELECT ... FOR UPDATE`); every statement
 /// after it sees what the previous holder of the lock committed.
-pub(crate) struct PgTx(pub(crate) Transaction<'static, Postgres>);
+pub(crate) struct PgTx {
+    pub(crate) tx: Transaction<'static, Postgres>,
+    /// The campaign whose row this transaction locked at its outermost level, before any
+    /// savepoint (see [`PgTx::hold_campaign`]); `None` in a transaction of one operation.
+    held: Option<Campaign>,
+}
 
 impl PgTx {
+    pub(crate) fn new(tx: Transaction<'static, Postgres>) -> Self {
+        PgTx { tx, held: None }
+    }
+
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
-        &mut self.0
+        &mut self.tx
+    }
+
+    /// Takes the campaign's row lock for the whole transaction, for a group of operations
+    /// on that campaign (see [`super::writer`]). The operations then call
+    /// [`PoolingTx::lock_campaign`] as usual and get the row read here without another
+    /// round trip: the lock is already theirs, it outlives every savepoint (it was taken
+    /// outside all of them), and a campaign row is never updated after it is inserted, so
+    /// the copy is what a second `FOR UPDATE` would read. An unknown campaign holds
+    /// nothing; each operation then finds it missing itself.
+    pub(crate) async fn hold_campaign(&mut self, id: &CampaignId) -> Result<(), StoreError> {
+        self.held = select_campaign_for_update(self.conn(), id).await?;
+        Ok(())
     }
 
     /// Commits on `Ok`, rolls back on `Err`.
     pub(crate) async fn finish<T>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match result {
             Ok(v) => {
-                self.0.commit().await?;
+                self.tx.commit().await?;
                 Ok(v)
             }
             Err(e) => {
-                if let Err(rollback) = self.0.rollback().await {
+                if let Err(rollback) = self.tx.rollback().await {
                     tracing::warn!(error = %rollback, "rollback failed");
                 }
                 Err(e)
@@ -95,15 +116,10 @@ impl PoolingTx for PgTx {
     }
 
     async fn lock_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            campaign_columns!(),
-            " FROM campaigns WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(self.conn())
-        .await?;
-        row.as_ref().map(rows::campaign).transpose()
+        if let Some(held) = self.held.as_ref().filter(|c| c.id == *id) {
+            return Ok(Some(held.clone()));
+        }
+        select_campaign_for_update(self.conn(), id).await
     }
 
     async fn open_batch(&mut self, campaign: &CampaignId) -> Result<Option<Batch>, StoreError> {
@@ -278,6 +294,21 @@ impl PoolingTx for PgTx {
     }
 }
 
+async fn select_campaign_for_update(
+    conn: &mut PgConnection,
+    id: &CampaignId,
+) -> Result<Option<Campaign>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        campaign_columns!(),
+        " FROM campaigns WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(rows::campaign).transpose()
+}
+
 /// One statement, so PostgreSQL reads every figure from the same snapshot.
 pub(crate) async fn campaign_progress(
     pool: &PgPool,
@@ -405,6 +436,18 @@ pub(crate) async fn list_batches(
     .iter()
     .map(rows::batch)
     .collect()
+}
+
+/// The campaign a pre-order belongs to, if the pre-order exists.
+pub(crate) async fn campaign_of(
+    pool: &PgPool,
+    preorder: &PreorderId,
+) -> Result<Option<CampaignId>, StoreError> {
+    let id: Option<String> = sqlx::query_scalar("SELECT campaign_id FROM preorders WHERE id = $1")
+        .bind(preorder.as_str())
+        .fetch_optional(pool)
+        .await?;
+    Ok(id.map(CampaignId::from_trusted))
 }
 
 pub(crate) async fn campaign_exists(pool: &PgPool, id: &CampaignId) -> Result<bool, StoreError> {
