@@ -23,7 +23,12 @@ use clap::Parser;
 
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::factory_service_client::FactoryServiceClient;
+use c2m_server::auth::{client_token, Bearer};
 use pb::report_request::Progress;
+
+type Client = FactoryServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
 
 #[derive(Parser)]
 #[command(about = "A factory that receives c2m work orders")]
@@ -34,6 +39,12 @@ struct Args {
     /// This factory's id, as in the catalogue.
     #[arg(long)]
     factory: String,
+    /// This factory's token (`c2m token create --role factory --factory ID`); by default
+    /// the admin token a local server wrote to DATA_DIR/admin.token, for trying it out.
+    #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
     /// Where the last processed sequence number is kept between runs.
     #[arg(long)]
     cursor_file: Option<PathBuf>,
@@ -113,7 +124,7 @@ fn print_work_order(w: &pb::WorkOrder) {
 }
 
 async fn report(
-    client: &mut FactoryServiceClient<tonic::transport::Channel>,
+    client: &mut Client,
     factory: &str,
     w: &pb::WorkOrder,
     step: &str,
@@ -135,11 +146,7 @@ async fn report(
     Ok(())
 }
 
-async fn process(
-    args: &Args,
-    client: &mut FactoryServiceClient<tonic::transport::Channel>,
-    w: &pb::WorkOrder,
-) -> anyhow::Result<()> {
+async fn process(args: &Args, client: &mut Client, w: &pb::WorkOrder) -> anyhow::Result<()> {
     if let Some(reason) = &args.reject {
         return report(
             client,
@@ -215,7 +222,13 @@ async fn main() -> anyhow::Result<()> {
     );
     loop {
         let stream = async {
-            let mut client = FactoryServiceClient::connect(args.addr.clone()).await?;
+            let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?
+                .connect()
+                .await?;
+            let mut client = FactoryServiceClient::with_interceptor(
+                channel,
+                Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref()),
+            );
             let stream = client
                 .subscribe(pb::SubscribeRequest {
                     factory_id: args.factory.clone(),
@@ -236,6 +249,8 @@ async fn main() -> anyhow::Result<()> {
                         tonic::Code::OutOfRange
                             | tonic::Code::NotFound
                             | tonic::Code::InvalidArgument
+                            | tonic::Code::Unauthenticated
+                            | tonic::Code::PermissionDenied
                     ) {
                         anyhow::bail!("cannot subscribe: {}", s.message());
                     }

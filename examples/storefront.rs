@@ -22,6 +22,7 @@ use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
 use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
+use c2m_server::auth::{client_token, Bearer};
 
 #[derive(Parser)]
 #[command(about = "Try c2m from the command line")]
@@ -29,6 +30,13 @@ struct Args {
     /// The server's address.
     #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// Bearer token; by default the admin token a local server wrote to
+    /// DATA_DIR/admin.token at its first start.
+    #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where a local server keeps its data (for admin.token).
+    #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
+    data_dir: std::path::PathBuf,
     /// Idempotency key for the call; a fresh one when absent.
     #[arg(long, global = true)]
     key: Option<String>,
@@ -124,10 +132,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot reach c2m at {}; is `c2m serve` running?", args.addr))?;
-    let mut catalogue = CatalogueServiceClient::new(channel.clone());
-    let mut campaigns = CampaignServiceClient::new(channel.clone());
-    let mut preorders = PreorderServiceClient::new(channel.clone());
-    let mut planning = c2m_proto::v1::planning_service_client::PlanningServiceClient::new(channel);
+    let bearer = Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref());
+    let mut catalogue = CatalogueServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut campaigns = CampaignServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut preorders = PreorderServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut planning =
+        c2m_proto::v1::planning_service_client::PlanningServiceClient::with_interceptor(
+            channel, bearer,
+        );
     let key = args
         .key
         .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple()));

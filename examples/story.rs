@@ -26,12 +26,18 @@ use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::factory_service_client::FactoryServiceClient;
 use c2m_proto::v1::planning_service_client::PlanningServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
+use c2m_server::auth::{client_token, Bearer};
 
 #[derive(Parser)]
 #[command(about = "Drive the whole c2m story against a running server")]
 struct Args {
     #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// An admin token; by default the one a local server wrote to DATA_DIR/admin.token.
+    #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
+    data_dir: std::path::PathBuf,
     /// The catalogue to import (replacing the server's).
     #[arg(long, default_value = "examples/scenarios/kettle-c2m.toml")]
     catalogue: std::path::PathBuf,
@@ -48,10 +54,11 @@ async fn main() -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot reach {}; is `c2m serve` running?", args.addr))?;
-    let mut catalogue = CatalogueServiceClient::new(channel.clone());
-    let mut campaigns = CampaignServiceClient::new(channel.clone());
-    let mut preorders = PreorderServiceClient::new(channel.clone());
-    let mut planning = PlanningServiceClient::new(channel.clone());
+    let bearer = Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref());
+    let mut catalogue = CatalogueServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut campaigns = CampaignServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut preorders = PreorderServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut planning = PlanningServiceClient::with_interceptor(channel.clone(), bearer.clone());
 
     // 1. The catalogue: products with their bills of materials, factories, suppliers.
     let text = std::fs::read_to_string(&args.catalogue)
@@ -157,7 +164,8 @@ async fn main() -> anyhow::Result<()> {
 
     // 5. Each factory's stream delivers its work order.
     for w in &plan.work_orders {
-        let mut factory = FactoryServiceClient::new(channel.clone());
+        // An admin may read any factory's stream (without acknowledging anything).
+        let mut factory = FactoryServiceClient::with_interceptor(channel.clone(), bearer.clone());
         let mut stream = factory
             .subscribe(pb::SubscribeRequest {
                 factory_id: w.factory_id.clone(),

@@ -35,6 +35,8 @@ pub fn init_logs() {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub store: Arc<dyn Store>,
+    /// With access control on: an admin token made at start.
+    pub admin_token: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -50,6 +52,24 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let settings = Settings::for_tests(dir.path().to_path_buf());
         Self::start(settings, clock, Some(dir)).await
+    }
+
+    /// As [`TestServer::sqlite`], with settings changed by `f`.
+    pub async fn sqlite_with(f: impl FnOnce(&mut Settings)) -> TestServer {
+        init_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::for_tests(dir.path().to_path_buf());
+        f(&mut settings);
+        Self::start(settings, Arc::new(SystemClock), Some(dir)).await
+    }
+
+    /// As [`TestServer::sqlite`], with access control on and an admin token ready.
+    pub async fn sqlite_with_auth() -> TestServer {
+        init_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::for_tests(dir.path().to_path_buf());
+        settings.no_auth = false;
+        Self::start(settings, Arc::new(SystemClock), Some(dir)).await
     }
 
     pub async fn with_database(url: &str) -> TestServer {
@@ -75,10 +95,21 @@ impl TestServer {
         clock: Arc<dyn Clock>,
         dir: Option<tempfile::TempDir>,
     ) -> TestServer {
+        let auth = !settings.no_auth;
         let app = Application::build_with_clock(settings, clock)
             .await
             .expect("server builds");
-        let server = Self::run(app, dir);
+        let mut server = Self::run(app, dir);
+        if auth {
+            let admin =
+                c2m_server::auth::issue(c2m_domain::Role::Admin, None, "tests").expect("token");
+            server
+                .store
+                .create_token(&admin.stored, Utc::now())
+                .await
+                .expect("admin token stored");
+            server.admin_token = Some(admin.token);
+        }
         ensure_skus(&mut server.clients().await, &[CAMPAIGN_SKU]).await;
         server
     }
@@ -93,14 +124,16 @@ impl TestServer {
         TestServer {
             addr,
             store,
+            admin_token: None,
             stop: Some(tx),
             task: Some(task),
             _dir: dir,
         }
     }
 
+    /// Clients with the admin token when access control is on.
     pub async fn clients(&self) -> Clients {
-        Clients::connect(self.addr).await
+        Clients::connect_as(self.addr, self.admin_token.as_deref()).await
     }
 
     /// Graceful shutdown, as SIGTERM would do; returns once the server has stopped, handing
@@ -118,30 +151,41 @@ impl TestServer {
     }
 }
 
+pub use c2m_server::auth::Bearer;
+
+/// A channel that sends the client's token.
+pub type Ch = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
 #[derive(Clone)]
 pub struct Clients {
-    pub campaigns: CampaignServiceClient<Channel>,
-    pub preorders: PreorderServiceClient<Channel>,
-    pub catalogue: CatalogueServiceClient<Channel>,
-    pub planning: PlanningServiceClient<Channel>,
-    pub factory: FactoryServiceClient<Channel>,
+    pub campaigns: CampaignServiceClient<Ch>,
+    pub preorders: PreorderServiceClient<Ch>,
+    pub catalogue: CatalogueServiceClient<Ch>,
+    pub planning: PlanningServiceClient<Ch>,
+    pub factory: FactoryServiceClient<Ch>,
     pub channel: Channel,
 }
 
 impl Clients {
     pub async fn connect(addr: SocketAddr) -> Clients {
+        Self::connect_as(addr, None).await
+    }
+
+    /// Clients that present `token` on every call.
+    pub async fn connect_as(addr: SocketAddr, token: Option<&str>) -> Clients {
         let channel = Channel::from_shared(format!("http://{addr}"))
             .expect("uri")
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
             .expect("connects");
+        let b = Bearer::new(token);
         Clients {
-            campaigns: CampaignServiceClient::new(channel.clone()),
-            preorders: PreorderServiceClient::new(channel.clone()),
-            catalogue: CatalogueServiceClient::new(channel.clone()),
-            planning: PlanningServiceClient::new(channel.clone()),
-            factory: FactoryServiceClient::new(channel.clone()),
+            campaigns: CampaignServiceClient::with_interceptor(channel.clone(), b.clone()),
+            preorders: PreorderServiceClient::with_interceptor(channel.clone(), b.clone()),
+            catalogue: CatalogueServiceClient::with_interceptor(channel.clone(), b.clone()),
+            planning: PlanningServiceClient::with_interceptor(channel.clone(), b.clone()),
+            factory: FactoryServiceClient::with_interceptor(channel.clone(), b),
             channel,
         }
     }
@@ -162,6 +206,8 @@ impl ServerProcess {
                 "127.0.0.1:0",
                 "--sweep-interval",
                 "200ms",
+                // Access control has its own tests (tests/access_control.rs).
+                "--no-auth",
             ])
             .arg("--data-dir")
             .arg(data_dir)

@@ -21,6 +21,9 @@ pub enum DomainError {
     /// not fix; it must resynchronise.
     #[error("{0}")]
     OutOfRange(String),
+    /// The caller is known but its role may not do this (or not for this factory).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// An idempotency key was reused for a different request.
     #[error("idempotency key {key:?} was already used for a different request")]
     IdempotencyConflict { key: String },

@@ -4,6 +4,7 @@
 //! functions over plain values, so that the store (which persists) and the server (which
 //! speaks gRPC) only carry decisions out. The layout:
 //!
+//! - [`access`]: roles and the principal a bearer token stands for.
 //! - [`money`]: [`Currency`] and [`Money`], integer minor units, never floats.
 //! - [`ids`]: newtypes for campaign, batch, pre-order and consumer ids.
 //! - [`campaign`]: a campaign's terms ([`CampaignSpec`], validated into [`CampaignTerms`]).
@@ -19,6 +20,7 @@
 //! - [`clock`]: an injectable clock, so deadlines can be tested without waiting.
 //! - [`error`]: [`DomainError`], each variant saying what the caller did wrong.
 
+pub mod access;
 pub mod campaign;
 pub mod clock;
 pub mod error;
@@ -32,6 +34,7 @@ pub mod preorder;
 pub mod pricing;
 pub mod production;
 
+pub use access::{Principal, Role};
 pub use campaign::{Campaign, CampaignProgress, CampaignSpec, CampaignStatus, CampaignTerms};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::DomainError;

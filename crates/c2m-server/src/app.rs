@@ -151,8 +151,19 @@ impl Application {
             wait_for(stop_rx.clone()),
         ));
 
+        let auth = (!settings.no_auth).then(|| {
+            Arc::new(crate::auth::Authenticator::new(
+                store.clone(),
+                settings.token_cache,
+            ))
+        });
+        if auth.is_none() {
+            tracing::warn!("access control is off (--no-auth): every caller acts as admin");
+        }
         let result = tonic::transport::Server::builder()
             .timeout(settings.request_timeout)
+            .layer(crate::limits::ShedLayer::new(settings.max_in_flight))
+            .layer(crate::auth::AuthLayer(auth))
             .concurrency_limit_per_connection(settings.concurrency_per_connection)
             .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
             .add_service(health_service)
@@ -193,6 +204,7 @@ impl Application {
                     heartbeat: settings.factory_heartbeat,
                     poll: settings.factory_poll,
                     stop: stop_rx.clone(),
+                    streams: Default::default(),
                 })
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),

@@ -20,6 +20,63 @@ pub struct Cli {
 pub enum Command {
     /// Serve the gRPC API (SQLite in ./data unless --database-url says otherwise).
     Serve(Settings),
+    /// Create, revoke and list bearer tokens (straight in the store; the server need not
+    /// run).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// Where the store is, as for `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
+    pub data_dir: std::path::PathBuf,
+    #[arg(long, env = "C2M_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("c2m.db").display()),
+        }
+    }
+
+    async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn c2m_store::Store>> {
+        if self.database_url.is_none() {
+            std::fs::create_dir_all(&self.data_dir)?;
+        }
+        Ok(c2m_store::open(&self.url()).await?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (shown this once; only its hash is kept).
+    Create {
+        #[arg(long, value_parser = ["admin", "storefront", "factory"])]
+        role: String,
+        /// The factory a factory token acts for.
+        #[arg(long)]
+        factory: Option<String>,
+        /// A note for `token list` (who holds it).
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token by id (the part after `c2m_` and before the next `_`).
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (ids, roles, factories, labels; never secrets).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// Logs go to standard error; `RUST_LOG` tunes them (default `info`).
@@ -39,7 +96,17 @@ pub fn init_tracing_with_default(level: &str) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => {
+            let data_dir = settings.data_dir.clone();
+            let auth = !settings.no_auth;
             let app = Application::build(settings).await?;
+            if auth {
+                if let Some(path) = bootstrap_admin(&*app.store(), &data_dir).await? {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "first start: an admin token was written here; create others with `c2m token create`"
+                    );
+                }
+            }
             // The one line on standard output: scripts and tests read the bound address
             // from it (useful with --listen 127.0.0.1:0).
             #[allow(clippy::print_stdout)]
@@ -48,7 +115,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             app.run_until(shutdown_signal()).await
         }
+        Command::Token(cmd) => token(cmd).await,
     }
+}
+
+#[allow(clippy::print_stdout)]
+async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    use c2m_domain::Role;
+    let now = chrono::Utc::now();
+    match cmd {
+        TokenCommand::Create {
+            role,
+            factory,
+            label,
+            store,
+        } => {
+            let role = Role::parse(&role)?;
+            let issued = crate::auth::issue(role, factory.as_deref(), &label)?;
+            store
+                .open()
+                .await?
+                .create_token(&issued.stored, now)
+                .await?;
+            println!("{}", issued.token);
+        }
+        TokenCommand::Revoke { id, store } => {
+            let id = id
+                .strip_prefix("c2m_")
+                .and_then(|r| r.split('_').next())
+                .unwrap_or(&id)
+                .to_owned();
+            if store.open().await?.revoke_token(&id, now).await? {
+                println!("revoked {id}");
+            } else {
+                println!("{id} was already revoked");
+            }
+        }
+        TokenCommand::List { store } => {
+            for t in store.open().await?.tokens().await? {
+                println!(
+                    "{}  {:<10} {:<14} {:<8} {}",
+                    t.id,
+                    t.role,
+                    t.factory.as_deref().unwrap_or("-"),
+                    if t.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    },
+                    t.label
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// On a first start with access control on, makes an admin token and writes it to
+/// `DATA_DIR/admin.token` (readable by the owner only), so a new user has a way in. Does
+/// nothing once any admin token exists.
+pub async fn bootstrap_admin(
+    store: &dyn c2m_store::Store,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    use anyhow::Context;
+    let tokens = store.tokens().await?;
+    if tokens.iter().any(|t| t.role == c2m_domain::Role::Admin) {
+        return Ok(None);
+    }
+    let issued = crate::auth::issue(c2m_domain::Role::Admin, None, "first admin (admin.token)")?;
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("admin.token");
+    write_private(&path, &format!("{}\n", issued.token))
+        .with_context(|| format!("writing {}", path.display()))?;
+    store
+        .create_token(&issued.stored, chrono::Utc::now())
+        .await?;
+    Ok(Some(path))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 /// Resolves on Ctrl-C or SIGTERM, whichever comes first.

@@ -34,6 +34,11 @@ pub struct Settings {
     #[arg(long, env = "C2M_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// Most calls handled at once across all connections; beyond it calls are refused at
+    /// once with RESOURCE_EXHAUSTED (load shedding) rather than queued.
+    #[arg(long, env = "C2M_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
     /// Most requests handled at once on one connection; further ones wait.
     #[arg(long, env = "C2M_CONCURRENCY_PER_CONNECTION", default_value_t = 256)]
     pub concurrency_per_connection: usize,
@@ -61,10 +66,21 @@ pub struct Settings {
     /// replica (plans stored by this process are sent at once).
     #[arg(long, env = "C2M_FACTORY_POLL", default_value = "1s", value_parser = parse_duration)]
     pub factory_poll: Duration,
+
+    /// Serve without access control: every call acts as admin. For trying c2m on a
+    /// laptop only; never on a network others can reach.
+    #[arg(long, env = "C2M_NO_AUTH")]
+    pub no_auth: bool,
+
+    /// How long a verified token is trusted without asking the store again (a revoked
+    /// token stops working within this time).
+    #[arg(long, env = "C2M_TOKEN_CACHE", default_value = "2s", value_parser = parse_duration)]
+    pub token_cache: Duration,
 }
 
 impl Settings {
-    /// Settings for tests and examples: a random port, SQLite in `data_dir`, a fast sweeper.
+    /// Settings for tests and examples: a random port, SQLite in `data_dir`, a fast sweeper,
+    /// and access control off (the access-control tests turn it on).
     pub fn for_tests(data_dir: PathBuf) -> Self {
         Settings {
             listen: "127.0.0.1:0".parse().expect("literal address"),
@@ -74,11 +90,14 @@ impl Settings {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             concurrency_per_connection: 256,
+            max_in_flight: 1024,
             plan_every: Duration::ZERO,
             plan_when_waiting: 0,
             plan_time_limit: Duration::from_secs(20),
             factory_heartbeat: Duration::from_millis(500),
             factory_poll: Duration::from_millis(200),
+            no_auth: true,
+            token_cache: Duration::from_millis(100),
         }
     }
 

@@ -1,10 +1,12 @@
 //! The c2m gRPC service. This is the only crate that knows protobuf.
 //!
+//! - [`auth`]: bearer tokens with roles, checked in one tower layer.
 //! - [`config`]: settings from flags and environment variables.
 //! - [`app`]: [`app::Application`] binds a listener, opens the store and serves until a
 //!   shutdown future resolves; `main` and the tests use the same path.
 //! - [`services`]: one module per gRPC service, each a thin translation between protobuf
 //!   and the store.
+//! - [`limits`]: load shedding (RESOURCE_EXHAUSTED beyond `--max-in-flight`).
 //! - [`convert`]: protobuf <-> domain conversions; request validation errors name the field.
 //! - [`status`]: the one function that turns a store or domain error into a gRPC status.
 //! - [`planning`]: planning cycles (queue → scenario → planner → stored plan) and the
@@ -18,9 +20,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod limits;
 pub mod planning;
 pub mod services;
 pub mod status;

@@ -14,6 +14,7 @@ pub fn domain_status(e: &DomainError) -> Status {
         DomainError::FailedPrecondition(_) => Code::FailedPrecondition,
         DomainError::NotFound { .. } => Code::NotFound,
         DomainError::OutOfRange(_) => Code::OutOfRange,
+        DomainError::PermissionDenied(_) => Code::PermissionDenied,
         DomainError::IdempotencyConflict { .. } => Code::AlreadyExists,
     };
     Status::new(code, e.to_string())

@@ -69,6 +69,7 @@ use c2m_domain::{
 };
 
 mod error;
+pub use access::{NewToken, StoredToken, TokenStore};
 pub use catalogue::{
     Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, ChangeCatalogue,
 };
@@ -78,6 +79,7 @@ pub use factory::{
 };
 pub use planning::{NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, WorkOrder};
 
+pub mod access;
 pub mod catalogue;
 pub mod factory;
 mod idempotency;
@@ -272,7 +274,9 @@ pub trait FactoryStore: Send + Sync + 'static {
 /// all, and an error leaves nothing written. The catalogue and planning methods are in
 /// their own traits, which every store also implements.
 #[async_trait]
-pub trait Store: CatalogueStore + PlanningStore + FactoryStore + Send + Sync + 'static {
+pub trait Store:
+    CatalogueStore + PlanningStore + FactoryStore + TokenStore + Send + Sync + 'static
+{
     /// Which backend this is, for logs and the health report ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 

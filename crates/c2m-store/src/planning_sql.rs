@@ -23,6 +23,7 @@ macro_rules! catalogue_planning_sql {
             Catalogue, CatalogueFactory, CatalogueKind, CatalogueMaterial, CatalogueProduct,
             CatalogueSupplier, CatalogueTx,
         };
+        use $crate::access::{NewToken, StoredToken, TokenTx};
         use $crate::factory::{
             parse_tally, shipped_fraction, BatchShare, FactoryPosition, FactoryTx,
         };
@@ -788,6 +789,66 @@ macro_rules! catalogue_planning_sql {
                     .fetch_optional(self.conn())
                     .await?;
                 Ok(n)
+            }
+        }
+
+        fn stored_token(r: &$row) -> Result<StoredToken, StoreError> {
+            Ok(StoredToken {
+                id: r.text("id")?,
+                secret_hash: r.text("secret_hash")?,
+                role: $crate::access::role(&r.text("role")?)?,
+                factory: r.text_opt("factory_id")?,
+                label: r.text("label")?,
+                created_at: r.ts("created_at")?,
+                revoked_at: r.ts_opt("revoked_at")?,
+            })
+        }
+
+        const TOKEN: &str = "SELECT id, secret_hash, role, factory_id, label, created_at, \
+             revoked_at FROM api_tokens ";
+
+        #[async_trait]
+        impl TokenTx for $tx {
+            async fn insert_token(&mut self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, secret_hash, role, factory_id, label, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&t.id)
+                .bind(&t.secret_hash)
+                .bind(t.role.as_str())
+                .bind(&t.factory)
+                .bind(&t.label)
+                .bind($ts(now))
+                .execute(self.conn())
+                .await?;
+                Ok(())
+            }
+
+            async fn revoke_token(&mut self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind($ts(now))
+                .execute(self.conn())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+                let r = sqlx::query(&format!("{TOKEN} WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(self.conn())
+                    .await?;
+                r.as_ref().map(stored_token).transpose()
+            }
+
+            async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError> {
+                let rows = sqlx::query(&format!("{TOKEN} ORDER BY created_at, id"))
+                    .fetch_all(self.conn())
+                    .await?;
+                rows.iter().map(stored_token).collect()
             }
         }
     };

@@ -8,8 +8,9 @@
 //! committed, a server crash cannot lose a work order or send one that was not stored;
 //! the factory resumes from its last sequence number and gets everything after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -62,13 +63,42 @@ pub struct FactorySvc {
     pub poll: Duration,
     /// Becomes true when the server shuts down: streams end so the server can drain.
     pub stop: watch::Receiver<bool>,
+    /// The latest subscription of each factory (in this process): a factory has one
+    /// stream at a time, and a new subscription closes the old one, so a client that lost
+    /// track of a half-open connection cannot end up with two consumers of its orders.
+    pub streams: Streams,
+}
+
+/// Per factory, the number of its newest subscription.
+#[derive(Clone, Default)]
+pub struct Streams(Arc<Mutex<HashMap<String, watch::Sender<u64>>>>);
+
+impl Streams {
+    /// Registers a new subscription; returns its number and a receiver that changes when
+    /// a newer one replaces it.
+    fn claim(&self, factory: &str) -> (u64, watch::Receiver<u64>) {
+        let mut map = self.0.lock().expect("streams lock");
+        let tx = map
+            .entry(factory.to_owned())
+            .or_insert_with(|| watch::channel(0).0);
+        let mut mine = 0;
+        tx.send_modify(|n| {
+            *n += 1;
+            mine = *n;
+        });
+        (mine, tx.subscribe())
+    }
 }
 
 type EventStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::FactoryEvent, Status>> + Send>>;
 
-/// Factory ids are catalogue ids: short, printable.
-fn factory_id(s: &str) -> Result<String, Status> {
+/// The factory a call acts for: a factory token's own (another id is PERMISSION_DENIED),
+/// the requested one for an admin. Factory ids are catalogue ids: short, printable.
+fn factory_id<T>(req: &Request<T>, requested: &str) -> Result<String, Status> {
+    let s = crate::auth::principal(req)
+        .factory_scope(requested)
+        .map_err(|e| domain_status(&e))?;
     let s = s.trim();
     if s.is_empty() {
         return Err(domain_status(&DomainError::invalid(
@@ -166,8 +196,8 @@ impl FactoryService for FactorySvc {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let factory = factory_id(&req, &req.get_ref().factory_id)?;
         let r = req.into_inner();
-        let factory = factory_id(&r.factory_id)?;
         let store = self.ctx.store.clone();
         let pos = store
             .factory_position(&factory)
@@ -190,6 +220,7 @@ impl FactoryService for FactorySvc {
 
         let (tx, rx) = mpsc::channel::<Result<pb::FactoryEvent, Status>>(FEED_PAGE as usize);
         let mut wake = self.deliveries.subscribe();
+        let (mine, mut newest) = self.streams.claim(&factory);
         let mut stop = self.stop.clone();
         let clock = self.ctx.clock.clone();
         let (beat, poll) = (self.heartbeat, self.poll);
@@ -233,6 +264,14 @@ impl FactoryService for FactorySvc {
                             .await;
                         return;
                     }
+                    _ = async { let _ = newest.wait_for(|n| *n != mine).await; } => {
+                        let _ = tx
+                            .send(Err(Status::aborted(
+                                "a newer subscription for this factory replaced this stream",
+                            )))
+                            .await;
+                        return;
+                    }
                     _ = wake.changed() => {}
                     _ = tokio::time::sleep(poll) => {}
                     _ = tokio::time::sleep_until(last_sent + beat) => {
@@ -256,8 +295,8 @@ impl FactoryService for FactorySvc {
 
     #[tracing::instrument(skip_all, fields(factory = %req.get_ref().factory_id, seq = req.get_ref().seq))]
     async fn ack(&self, req: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        let factory = factory_id(&req, &req.get_ref().factory_id)?;
         let r = req.into_inner();
-        let factory = factory_id(&r.factory_id)?;
         let pos = self
             .ctx
             .store
@@ -279,10 +318,11 @@ impl FactoryService for FactorySvc {
         &self,
         req: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::WorkOrderProgress>, Status> {
+        let factory = factory_id(&req, &req.get_ref().factory_id)?;
         let r = req.into_inner();
         let cmd = ReportProgress {
             idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
-            factory_id: factory_id(&r.factory_id)?,
+            factory_id: factory,
             work_order_id: {
                 if r.work_order_id.trim().is_empty() {
                     return Err(domain_status(&DomainError::invalid(

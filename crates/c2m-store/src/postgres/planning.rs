@@ -12,6 +12,7 @@ use c2m_domain::{IdempotencyKey, Page, PageRequest};
 
 use super::pooling::PgTx;
 use super::{retryable, PgStore, ATTEMPTS};
+use crate::access::{NewToken, StoredToken, TokenStore};
 use crate::catalogue::{Catalogue, CatalogueChanged, CatalogueCheck, ChangeCatalogue};
 use crate::factory::{
     BatchProduction, FactoryPosition, ReportProgress, WorkOrderStatus, FEED_PAGE,
@@ -160,6 +161,34 @@ impl FactoryStore for PgStore {
     ) -> Result<Vec<BatchProduction>, StoreError> {
         let mut tx = self.snapshot().await?;
         let r = crate::factory::batch_production(&mut tx, batches).await;
+        tx.finish(r).await
+    }
+}
+
+#[async_trait]
+impl TokenStore for PgStore {
+    #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
+    async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
+        use crate::access::TokenTx;
+        write!(self, |tx| tx.insert_token(t, now))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        write!(self, |tx| crate::access::revoke(&mut tx, id, now))
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+        use crate::access::TokenTx;
+        let mut tx = self.snapshot().await?;
+        let r = tx.token(id).await;
+        tx.finish(r).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        use crate::access::TokenTx;
+        let mut tx = self.snapshot().await?;
+        let r = tx.tokens().await;
         tx.finish(r).await
     }
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::pooling::SqliteTx;
 use super::writer::Operation;
 use super::SqliteStore;
+use crate::access::{NewToken, StoredToken, TokenStore};
 use crate::catalogue::{Catalogue, CatalogueChanged, CatalogueCheck, ChangeCatalogue};
 use crate::factory::{
     BatchProduction, FactoryPosition, ReportProgress, WorkOrderStatus, FEED_PAGE,
@@ -34,6 +35,25 @@ mod sql {
 struct ChangeOp(ChangeCatalogue, CatalogueCheck, DateTime<Utc>);
 struct StorePlanOp(NewPlan, DateTime<Utc>);
 struct AckOp(String, i64, DateTime<Utc>);
+struct TokenOp(NewToken, DateTime<Utc>);
+struct RevokeOp(String, DateTime<Utc>);
+
+#[async_trait]
+impl Operation for TokenOp {
+    type Output = ();
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<(), StoreError> {
+        use crate::access::TokenTx;
+        tx.insert_token(&self.0, self.1).await
+    }
+}
+
+#[async_trait]
+impl Operation for RevokeOp {
+    type Output = bool;
+    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<bool, StoreError> {
+        revoke(tx, &self.0, self.1).await
+    }
+}
 struct ReportOp(ReportProgress, DateTime<Utc>);
 
 #[async_trait]
@@ -178,5 +198,33 @@ impl FactoryStore for SqliteStore {
     ) -> Result<Vec<BatchProduction>, StoreError> {
         let mut tx = self.snapshot().await?;
         crate::factory::batch_production(&mut tx, batches).await
+    }
+}
+
+/// Revokes a known token (see [`TokenStore::revoke_token`]).
+async fn revoke(tx: &mut SqliteTx<'_>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    crate::access::revoke(tx, id, now).await
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
+    async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(TokenOp(t.clone(), now)).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.write(RevokeOp(id.to_owned(), now)).await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+        use crate::access::TokenTx;
+        self.snapshot().await?.token(id).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        use crate::access::TokenTx;
+        self.snapshot().await?.tokens().await
     }
 }

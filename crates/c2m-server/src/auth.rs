@@ -1,0 +1,325 @@
+//! Access control: bearer tokens with roles, checked in one place.
+//!
+//! A token reads `c2m_<id>_<secret>`: the id is public (logs, `c2m token list`, revoking),
+//! the secret is 32 random bytes shown once at creation. The store keeps only the
+//! SHA-256 of the secret; a request's secret is hashed and compared with
+//! [`subtle::ConstantTimeEq`], so timing reveals nothing about a stored hash. (A plain
+//! hash is enough: the secret is random and long, so there is nothing to brute-force
+//! that a slow hash would protect.)
+//!
+//! [`AuthLayer`] wraps the whole gRPC router. For each `c2m.v1` method it looks up the
+//! roles allowed in [`allowed_roles`] (the one table; a method missing from it is
+//! admin-only), authenticates the `authorization: Bearer ...` header, and passes the
+//! [`Principal`] on in the request's extensions. Health and reflection stay open, so
+//! probes and `grpcurl list` work without a token. Handlers that act for a factory ask the
+//! principal for the factory they may act for ([`Principal::factory_scope`]), so a factory
+//! token reaches only its own work orders whatever ids it sends.
+//!
+//! Verified tokens are cached for `--token-cache` (2 s by default) so a busy storefront
+//! does not cost a store read per request; a revoked token therefore stops working within
+//! that time on every replica.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::body::BoxBody;
+use tonic::Status;
+
+use c2m_domain::{DomainError, Principal, Role};
+use c2m_store::{NewToken, Store, StoredToken};
+
+use crate::status::store_status;
+
+/// Roles that may call a `c2m.v1` method (`Service/Method`). Admin may call everything.
+pub fn allowed_roles(method: &str) -> &'static [Role] {
+    use Role::*;
+    match method {
+        "PreorderService/PlacePreorder"
+        | "PreorderService/GetPreorder"
+        | "PreorderService/ListPreorders"
+        | "PreorderService/CancelPreorder"
+        | "PreorderService/PayBalance"
+        | "CampaignService/GetCampaign"
+        | "CampaignService/ListCampaigns"
+        | "CampaignService/ListBatches" => &[Admin, Storefront],
+        "FactoryService/Subscribe" | "FactoryService/Ack" | "FactoryService/Report" => {
+            &[Admin, Factory]
+        }
+        _ => &[Admin],
+    }
+}
+
+/// A freshly made token: what to show once, and what to store.
+pub struct IssuedToken {
+    pub token: String,
+    pub stored: NewToken,
+}
+
+/// Makes a token for `role` (bound to `factory` for factory tokens).
+pub fn issue(role: Role, factory: Option<&str>, label: &str) -> Result<IssuedToken, DomainError> {
+    c2m_domain::access::check_binding(role, factory)?;
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let id = hex(&id);
+    let secret = hex(&secret);
+    Ok(IssuedToken {
+        token: format!("c2m_{id}_{secret}"),
+        stored: NewToken {
+            id,
+            secret_hash: hash(&secret),
+            role,
+            factory: factory.map(|f| f.trim().to_owned()),
+            label: label.to_owned(),
+        },
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Splits `c2m_<id>_<secret>`; `None` for anything else.
+fn parse(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix("c2m_")?;
+    let (id, secret) = rest.split_once('_')?;
+    let hexish = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (id.len() == 16 && secret.len() == 64 && hexish(id) && hexish(secret)).then_some((id, secret))
+}
+
+/// Checks tokens against the store, with a short cache.
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, (Option<StoredToken>, Instant)>>,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        Authenticator {
+            store,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn lookup(&self, id: &str) -> Result<Option<StoredToken>, Status> {
+        if let Some((t, at)) = self.cache.lock().expect("cache lock").get(id) {
+            if at.elapsed() < self.ttl {
+                return Ok(t.clone());
+            }
+        }
+        let t = self.store.token(id).await.map_err(store_status)?;
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() > 10_000 {
+            // Unknown ids are cached too (so a flood of bad tokens cannot hammer the
+            // store); keep the map bounded.
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), (t.clone(), Instant::now()));
+        Ok(t)
+    }
+
+    /// The principal for an `authorization` header value, or UNAUTHENTICATED.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, Status> {
+        let Some(value) = header else {
+            return Err(Status::unauthenticated(
+                "missing `authorization: Bearer <token>` (see `c2m token create`)",
+            ));
+        };
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+        let bad = || Status::unauthenticated("unknown or revoked token");
+        let (id, secret) = parse(token).ok_or_else(bad)?;
+        let stored = self.lookup(id).await?.ok_or_else(bad)?;
+        let given = hash(secret);
+        if !bool::from(given.as_bytes().ct_eq(stored.secret_hash.as_bytes())) {
+            return Err(bad());
+        }
+        if stored.revoked_at.is_some() {
+            return Err(bad());
+        }
+        Ok(Principal {
+            token_id: stored.id,
+            role: stored.role,
+            factory: stored.factory,
+        })
+    }
+
+    /// Authenticates and authorises a call to `path` (`/package.Service/Method`); `None`
+    /// for paths that need no token (health, reflection).
+    pub async fn check(
+        &self,
+        path: &str,
+        header: Option<&str>,
+    ) -> Result<Option<Principal>, Status> {
+        let Some(method) = path.strip_prefix("/c2m.v1.") else {
+            return Ok(None);
+        };
+        let principal = self.authenticate(header).await?;
+        if !allowed_roles(method).contains(&principal.role) {
+            return Err(Status::permission_denied(format!(
+                "a {} token may not call {method}",
+                principal.role
+            )));
+        }
+        Ok(Some(principal))
+    }
+}
+
+/// The principal of a request; absent when access control is off (`--no-auth`), which
+/// acts as admin.
+pub fn principal<T>(req: &tonic::Request<T>) -> Principal {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal {
+            token_id: "no-auth".into(),
+            role: Role::Admin,
+            factory: None,
+        })
+}
+
+/// The tower layer that puts [`Authenticator::check`] in front of every call.
+#[derive(Clone)]
+pub struct AuthLayer(pub Option<Arc<Authenticator>>);
+
+impl<S> tower_layer::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            auth: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Option<Arc<Authenticator>>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> tower_service::Service<http::Request<BoxBody>> for AuthService<S>
+where
+    S: tower_service::Service<http::Request<BoxBody>, Response = http::Response<BoxBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<BoxBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<BoxBody>) -> Self::Future {
+        // The ready service answers this call; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some(auth) = self.auth.clone() else {
+            return Box::pin(inner.call(req));
+        };
+        Box::pin(async move {
+            let header = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            match auth.check(req.uri().path(), header.as_deref()).await {
+                Ok(Some(p)) => {
+                    tracing::debug!(token = %p.token_id, role = %p.role, "authenticated");
+                    req.extensions_mut().insert(p);
+                    inner.call(req).await
+                }
+                Ok(None) => inner.call(req).await,
+                Err(status) => {
+                    tracing::info!(path = %req.uri().path(), code = ?status.code(), "refused");
+                    Ok(status.into_http())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_and_hash() {
+        let t = issue(Role::Factory, Some("cixi-1"), "line 1").unwrap();
+        let (id, secret) = parse(&t.token).unwrap();
+        assert_eq!(id, t.stored.id);
+        assert_eq!(hash(secret), t.stored.secret_hash);
+        assert_ne!(t.stored.secret_hash, secret, "only the hash is stored");
+        assert!(parse("c2m_short_x").is_none());
+        assert!(parse(&t.token.replace("c2m_", "xyz_")).is_none());
+        assert!(issue(Role::Factory, None, "").is_err());
+    }
+
+    #[test]
+    fn the_role_table_defaults_to_admin_only() {
+        assert_eq!(
+            allowed_roles("CatalogueService/ImportScenario"),
+            &[Role::Admin]
+        );
+        assert_eq!(allowed_roles("SomethingNew/Method"), &[Role::Admin]);
+        assert!(allowed_roles("PreorderService/PlacePreorder").contains(&Role::Storefront));
+        assert!(!allowed_roles("PreorderService/PlacePreorder").contains(&Role::Factory));
+        assert!(allowed_roles("FactoryService/Report").contains(&Role::Factory));
+    }
+}
+
+/// The client side, for the example binaries and tests: sends `authorization: Bearer
+/// <token>` on every call (nothing without a token).
+#[derive(Clone, Default)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// `None` if the token cannot be a header value (it is then not a c2m token anyway).
+    pub fn new(token: Option<&str>) -> Bearer {
+        Bearer(token.and_then(|t| format!("Bearer {}", t.trim()).parse().ok()))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            r.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// The token a client should send: the one given (`--token` / `C2M_TOKEN`), else the
+/// first admin token a local server wrote to `DATA_DIR/admin.token`, else none.
+pub fn client_token(given: Option<String>, data_dir: &std::path::Path) -> Option<String> {
+    given.or_else(|| {
+        std::fs::read_to_string(data_dir.join("admin.token"))
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    })
+}

@@ -1,0 +1,75 @@
+//! Bearer tokens, as stored: an id, a hash of the secret, a role, and for factory tokens
+//! the factory. The server makes and checks tokens (`c2m_server::auth`); the store only
+//! keeps them, so the secret itself never reaches the database.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use c2m_domain::Role;
+
+use crate::StoreError;
+
+/// A token to store (its secret already hashed by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub id: String,
+    pub secret_hash: String,
+    pub role: Role,
+    pub factory: Option<String>,
+    pub label: String,
+}
+
+/// A stored token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub id: String,
+    pub secret_hash: String,
+    pub role: Role,
+    pub factory: Option<String>,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The token table inside a backend's transaction.
+#[async_trait]
+pub(crate) trait TokenTx: Send {
+    async fn insert_token(&mut self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks the token revoked; false if there is no such token or it already was.
+    async fn revoke_token(&mut self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError>;
+    async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError>;
+}
+
+/// Bearer tokens (see [`crate::access`]).
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Revokes a token; `NotFound` if there is none with that id. Revoking twice is
+    /// harmless (false the second time).
+    async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// The token with this id, revoked or not.
+    async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError>;
+    /// Every token, oldest first.
+    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError>;
+}
+
+pub(crate) fn role(s: &str) -> Result<Role, StoreError> {
+    Role::parse(s).map_err(|_| StoreError::Corrupt(format!("token role {s:?}")))
+}
+
+/// Revokes a token that exists (`NotFound` otherwise); false if it already was revoked.
+pub(crate) async fn revoke(
+    tx: &mut (impl TokenTx + ?Sized),
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    if tx.token(id).await?.is_none() {
+        return Err(c2m_domain::DomainError::NotFound {
+            entity: "token",
+            id: id.to_owned(),
+        }
+        .into());
+    }
+    tx.revoke_token(id, crate::rows::micros(now)).await
+}

@@ -1,0 +1,384 @@
+//! Access control end to end: the authorisation matrix over every RPC of the API (read
+//! from the compiled descriptor set, so a new RPC is covered the day it is added), factory
+//! scoping, and the real binary's first admin token and `c2m token` commands.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::Duration;
+
+use c2m_domain::Role;
+use c2m_proto::v1 as pb;
+use common::*;
+use prost::Message;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tonic::codec::ProstCodec;
+use tonic::transport::Channel;
+use tonic::Code;
+
+/// Every `c2m.v1` method as (path, server streaming).
+fn every_method() -> Vec<(String, bool)> {
+    let set = prost_types::FileDescriptorSet::decode(c2m_proto::FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
+    let mut out = Vec::new();
+    for f in set.file.iter().filter(|f| f.package() == "c2m.v1") {
+        for s in &f.service {
+            for m in &s.method {
+                out.push((
+                    format!("/c2m.v1.{}/{}", s.name(), m.name()),
+                    m.server_streaming(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What this test expects each role to reach (written here, independently of the
+/// server's table).
+fn storefront_may(path: &str) -> bool {
+    [
+        "/c2m.v1.PreorderService/PlacePreorder",
+        "/c2m.v1.PreorderService/GetPreorder",
+        "/c2m.v1.PreorderService/ListPreorders",
+        "/c2m.v1.PreorderService/CancelPreorder",
+        "/c2m.v1.PreorderService/PayBalance",
+        "/c2m.v1.CampaignService/GetCampaign",
+        "/c2m.v1.CampaignService/ListCampaigns",
+        "/c2m.v1.CampaignService/ListBatches",
+    ]
+    .contains(&path)
+}
+
+fn factory_may(path: &str) -> bool {
+    path.starts_with("/c2m.v1.FactoryService/")
+}
+
+/// Calls `path` with an empty request (all fields default) and returns the status code
+/// the call ended with (`Ok` if it succeeded).
+async fn call(channel: &Channel, path: &str, streaming: bool, token: Option<&str>) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("ready");
+    let mut req = tonic::Request::new(());
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let path = http::uri::PathAndQuery::from_str(path).unwrap();
+    let codec = ProstCodec::<(), ()>::default();
+    let result = tokio::time::timeout(Duration::from_secs(10), async {
+        if streaming {
+            match grpc.server_streaming(req, path, codec).await {
+                Ok(mut s) => match s.get_mut().message().await {
+                    Ok(_) => Code::Ok,
+                    Err(e) => e.code(),
+                },
+                Err(e) => e.code(),
+            }
+        } else {
+            match grpc.unary(req, path, codec).await {
+                Ok(_) => Code::Ok,
+                Err(e) => e.code(),
+            }
+        }
+    })
+    .await;
+    result.expect("no call hangs")
+}
+
+async fn token(server: &TestServer, role: Role, factory: Option<&str>) -> String {
+    let t = c2m_server::auth::issue(role, factory, "test").unwrap();
+    server
+        .store
+        .create_token(&t.stored, chrono::Utc::now())
+        .await
+        .unwrap();
+    t.token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_refuses_the_wrong_caller_with_the_right_status() {
+    let server = TestServer::sqlite_with_auth().await;
+    let admin = server.admin_token.clone().unwrap();
+    let storefront = token(&server, Role::Storefront, None).await;
+    let dongguan = token(&server, Role::Factory, Some("dongguan-1")).await;
+    let revoked = token(&server, Role::Storefront, None).await;
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_owned();
+    assert!(server
+        .store
+        .revoke_token(&revoked_id, chrono::Utc::now())
+        .await
+        .unwrap());
+    // The server trusts a verified token for its cache time (100 ms in tests).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let forged = format!("c2m_{}_{}", revoked_id, "0".repeat(64));
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let methods = every_method();
+    assert!(methods.len() >= 21, "{methods:?}");
+    let mut seen_services = BTreeSet::new();
+    for (path, streaming) in &methods {
+        seen_services.insert(path.split('/').nth(1).unwrap().to_owned());
+        for (who, t) in [
+            ("no token", None),
+            ("garbage", Some("hello")),
+            (
+                "unknown token",
+                Some("c2m_0123456789abcdef_".to_owned() + &"a".repeat(64)).as_deref(),
+            ),
+            ("revoked token", Some(revoked.as_str())),
+            ("forged secret", Some(forged.as_str())),
+        ] {
+            assert_eq!(
+                call(&channel, path, *streaming, t).await,
+                Code::Unauthenticated,
+                "{path} with {who}"
+            );
+        }
+        let code = call(&channel, path, *streaming, Some(&admin)).await;
+        assert!(
+            !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+            "admin may call {path}: {code:?}"
+        );
+        for (role, t, may) in [
+            ("storefront", &storefront, storefront_may(path)),
+            ("factory", &dongguan, factory_may(path)),
+        ] {
+            let code = call(&channel, path, *streaming, Some(t)).await;
+            if may {
+                assert!(
+                    !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+                    "{role} may call {path}: {code:?}"
+                );
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{role} calling {path}");
+            }
+        }
+    }
+    for s in [
+        "c2m.v1.CampaignService",
+        "c2m.v1.PreorderService",
+        "c2m.v1.LedgerService",
+        "c2m.v1.CatalogueService",
+        "c2m.v1.PlanningService",
+        "c2m.v1.FactoryService",
+    ] {
+        assert!(seen_services.contains(s), "{s} covered");
+    }
+
+    // Health and reflection stay open.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health needs no token");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_token_reaches_only_its_own_work_orders() {
+    let server = TestServer::sqlite_with_auth().await;
+    let mut admin = server.clients().await;
+    import(&mut admin, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    locked_batch(&mut admin, "cmp-a", "case-a", 20).await;
+    locked_batch(&mut admin, "cmp-b", "case-b", 15).await;
+    let plan = run_planning(&mut admin, "cycle").await.expect("plan");
+    let ningbo_order = plan
+        .work_orders
+        .iter()
+        .find(|w| w.factory_id == "ningbo-2")
+        .expect("ningbo-2 has a work order")
+        .id
+        .clone();
+    let dongguan_token = token(&server, Role::Factory, Some("dongguan-1")).await;
+    let mut dongguan = Clients::connect_as(server.addr, Some(&dongguan_token)).await;
+
+    // Naming another factory is refused; naming none means its own.
+    let err = dongguan
+        .factory
+        .subscribe(pb::SubscribeRequest {
+            factory_id: "ningbo-2".into(),
+            after_seq: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = dongguan
+        .factory
+        .ack(pb::AckRequest {
+            factory_id: "ningbo-2".into(),
+            seq: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let mut own = dongguan
+        .factory
+        .subscribe(pb::SubscribeRequest {
+            factory_id: String::new(),
+            after_seq: Some(0),
+        })
+        .await
+        .expect("own stream")
+        .into_inner();
+    let mut got = Vec::new();
+    while got.is_empty() {
+        let e = tokio::time::timeout(Duration::from_secs(5), own.message())
+            .await
+            .expect("in time")
+            .expect("stream")
+            .expect("event");
+        if let Some(pb::factory_event::Event::WorkOrder(w)) = e.event {
+            got.push(w);
+        }
+    }
+    assert!(got.iter().all(|w| w.factory_id == "dongguan-1"));
+
+    // Another factory's work order id, under its own factory id: not found, as if it did
+    // not exist.
+    let err = dongguan
+        .factory
+        .report(pb::ReportRequest {
+            idempotency_key: "steal".into(),
+            factory_id: String::new(),
+            work_order_id: ningbo_order,
+            progress: Some(pb::report_request::Progress::Accepted(pb::Accepted {})),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    server.shutdown().await;
+}
+
+/// The real binary: a first start writes an admin token; `c2m token` creates and revokes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_c2m");
+    let mut child = tokio::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--token-cache", "200ms"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("c2m listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let path = dir.path().join("admin.token");
+    let admin = std::fs::read_to_string(&path)
+        .expect("admin.token written at first start")
+        .trim()
+        .to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "admin.token is private: {mode:o}");
+    }
+    let mut anon = Clients::connect(addr).await;
+    let err = anon
+        .catalogue
+        .export_scenario(pb::ExportScenarioRequest { format: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut c = Clients::connect_as(addr, Some(&admin)).await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("the admin token works");
+
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let factory = run(&[
+        "token",
+        "create",
+        "--role",
+        "factory",
+        "--factory",
+        "dongguan-1",
+    ])
+    .trim()
+    .to_owned();
+    let listed = run(&["token", "list"]);
+    assert!(
+        listed.contains("dongguan-1") && !listed.contains(&factory[21..]),
+        "{listed}"
+    );
+    let mut f = Clients::connect_as(addr, Some(&factory)).await;
+    f.factory
+        .ack(pb::AckRequest {
+            factory_id: String::new(),
+            seq: 1,
+        })
+        .await
+        .map(|_| ())
+        .or_else(|e| {
+            // No work orders yet: OUT_OF_RANGE proves the call got past access control.
+            (e.code() == Code::OutOfRange).then_some(()).ok_or(e)
+        })
+        .expect("the factory token works");
+    let id = factory.split('_').nth(1).unwrap();
+    assert!(run(&["token", "revoke", id]).contains("revoked"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = f
+        .factory
+        .ack(pb::AckRequest {
+            factory_id: String::new(),
+            seq: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    // A second start writes no new admin token.
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    std::fs::remove_file(&path).unwrap();
+    let mut again = tokio::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(again.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!path.exists(), "an admin exists already: no new token file");
+    again.start_kill().unwrap();
+}
