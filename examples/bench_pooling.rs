@@ -217,7 +217,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "store: {}",
-        if url.starts_with("postgres") {
+        if args.addr.is_some() && args.database_url.is_none() {
+            "the running server's (not probed)"
+        } else if url.starts_with("postgres") {
             "postgres"
         } else {
             "sqlite (WAL, synchronous=FULL)"
