@@ -14,9 +14,15 @@
 //! - the what-if overlay sample with the same edits, applied to the kettle scenario.
 //!
 //! The properties: nothing panics; an error names a place (a non-empty path, rooted at a
-//! field of the format for the validator's errors); a validated scenario plans with
+//! field of the format for the validator's errors); a validated scenario is planned with
 //! microlp within a short time limit, checked by a watchdog so a hang fails the test
-//! instead of stalling it. `PROPTEST_CASES` sets the number of cases of each property
+//! instead of stalling it, and ends in a consistent plan (shortfalls exactly when
+//! infeasible, renders as text and JSON), no plan within the limit, or a solver error
+//! with a message. How the plans ended is printed per test (`--nocapture`): with extreme
+//! numbers that validation accepts (1e300 prices, 5e-324 pack sizes, a billion units)
+//! microlp often fails (integer bounds outside `i32`, a solution that fails its own
+//! feasibility check); those are errors, not panics, and reach a client as UNAVAILABLE
+//! from a planning cycle. Each test checks that some of its cases reached the planner. `PROPTEST_CASES` sets the number of cases of each property
 //! (defaults below, about 20 s for the file in a debug build);
 //! `PROPTEST_CASES=5000 cargo test -p c2m-planner --test hostile_input` searches deeper.
 

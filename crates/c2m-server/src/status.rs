@@ -8,6 +8,30 @@ use c2m_domain::DomainError;
 use c2m_store::StoreError;
 use tonic::{Code, Status};
 
+/// The longest status message sent, in bytes. Refusals quote what the client sent (a
+/// currency code, an unknown field of a scenario) and a scenario's refusal lists every
+/// broken rule, so without a bound a request decides the size of its own answer: a
+/// megabyte-long currency made a megabyte-long `grpc-message` header, which clients refuse
+/// (hyper's limit on response headers is 16 KiB), so the caller saw a protocol error
+/// instead of INVALID_ARGUMENT. Percent-encoding can triple the size; 4 KiB tripled still
+/// fits with the other headers.
+pub const MAX_STATUS_MESSAGE: usize = 4 * 1024;
+
+/// `message`, cut at [`MAX_STATUS_MESSAGE`] bytes (on a character boundary) with a note of
+/// how much was left out.
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_STATUS_MESSAGE {
+        let mut cut = MAX_STATUS_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let left_out = message.len() - cut;
+        message.truncate(cut);
+        message.push_str(&format!("... ({left_out} more bytes)"));
+    }
+    message
+}
+
 pub fn domain_status(e: &DomainError) -> Status {
     let code = match e {
         DomainError::InvalidArgument { .. } => Code::InvalidArgument,
@@ -17,7 +41,7 @@ pub fn domain_status(e: &DomainError) -> Status {
         DomainError::PermissionDenied(_) => Code::PermissionDenied,
         DomainError::IdempotencyConflict { .. } => Code::AlreadyExists,
     };
-    Status::new(code, e.to_string())
+    Status::new(code, bounded(e.to_string()))
 }
 
 pub fn store_status(e: StoreError) -> Status {
@@ -54,5 +78,22 @@ pub fn cycle_status(e: crate::planning::CycleError) -> Status {
             tracing::error!(%m, "planning task failed");
             Status::internal("internal error")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let e = DomainError::invalid("currency", "é".repeat(10_000));
+        let s = domain_status(&e);
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().starts_with("invalid currency: é"));
+        assert!(s.message().len() < MAX_STATUS_MESSAGE + 32);
+        assert!(s.message().ends_with("more bytes)"));
+        let short = domain_status(&DomainError::invalid("sku", "must not be empty"));
+        assert_eq!(short.message(), "invalid sku: must not be empty");
     }
 }
