@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --features highs --example bench_planner -- \
 //!     [--seeds N] [--time-limit SECS] [--gap G] [--sizes small,medium,large]
-//!     [--solvers highs,microlp] [--write-scenarios DIR]
+//!     [--solvers highs,microlp] [--models tight,big-m] [--write-scenarios DIR]
 //! ```
 //!
 //! `--write-scenarios DIR` also writes each generated scenario as TOML, so
@@ -32,6 +32,7 @@ struct Config {
     gap: f64,
     sizes: Vec<(&'static str, Size)>,
     solvers: Vec<SolverKind>,
+    models: Vec<Formulation>,
     write_to: Option<String>,
 }
 
@@ -46,6 +47,7 @@ fn parse() -> Result<Config, String> {
             ("large", Size::LARGE),
         ],
         solvers: SolverKind::available().to_vec(),
+        models: vec![Formulation::Tight, Formulation::BigM],
         write_to: None,
     };
     let mut it = std::env::args().skip(1);
@@ -79,6 +81,17 @@ fn parse() -> Result<Config, String> {
                 if let Some(s) = c.solvers.iter().find(|s| !s.is_available()) {
                     return Err(format!("solver `{s}` is not compiled in"));
                 }
+            }
+            "--models" => {
+                let v = value()?;
+                c.models = v
+                    .split(',')
+                    .map(|s| match s {
+                        "tight" => Ok(Formulation::Tight),
+                        "big-m" | "bigm" => Ok(Formulation::BigM),
+                        other => Err(format!("unknown model `{other}`")),
+                    })
+                    .collect::<Result<_, _>>()?;
             }
             "--write-scenarios" => c.write_to = Some(value()?),
             other => return Err(format!("unknown argument `{other}`")),
@@ -122,7 +135,7 @@ fn main() {
             }
             let greedy = greedy_plan(&v);
             for &solver in &c.solvers {
-                for formulation in [Formulation::Tight, Formulation::BigM] {
+                for &formulation in &c.models {
                     let opts = SolveOptions {
                         solver,
                         time_limit: c.time_limit,

@@ -11,7 +11,15 @@
 //!   tier by its own breaks, the supplier cap and the most the plan could
 //!   ever need (rounded up to a pack), and folds the MOQ and pack rounding
 //!   into the tier's lower bound. Each bound is argued valid where it is
-//!   computed: it never cuts off an optimal plan.
+//!   computed: it never cuts off an optimal plan. The most a plan could
+//!   need of a material counts each product once, at the most an optimal
+//!   plan makes of it over all its lines ([`max_made`]), and that total is
+//!   a row too.
+//!
+//! For HiGHS the tight model also writes large integers (run sizes, pack
+//! counts) as two small ones ([`build_split`]): the same plans, the same LP
+//! relaxation, but HiGHS's root reduced-cost fixing, whose time grows with
+//! the square of an integer column's range, no longer dominates the solve.
 //!
 //! Row indices of the material and capacity rows are kept so that the
 //! shadow prices can be read from the LP duals.
@@ -111,6 +119,49 @@ pub(crate) struct Layout {
     pub lines: Vec<LineVars>,
     pub offers: Vec<Option<OfferVars>>,
     pub shortfall: Vec<Option<Var>>,
+    pub splits: Vec<Split>,
+}
+
+/// An integer quantity written as `whole = step * high + low` with two
+/// integer columns of small range (`low < step`), `whole` itself continuous.
+/// The same set of values, so the same model; see [`split_integer`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Split {
+    pub whole: Var,
+    pub high: Var,
+    pub low: Var,
+    pub step: f64,
+}
+
+/// Integer columns of a range above this are split (see [`build_split`]).
+const SPLIT_ABOVE: f64 = 64.0;
+
+/// ... and up to this (a larger bound is a "no bound" stand-in).
+const SPLIT_AT_MOST: f64 = 1.0e7;
+
+/// Writes the integer `whole` in `[0, ub]` (a continuous column) as
+/// `step * high + low` with integer `high` in `[0, ub / step]` and `low` in
+/// `[0, step - 1]`, `step` about the square root of the range: every
+/// integer in `[0, ub]` has exactly one such form, so the model keeps its
+/// plans, and its LP relaxation (`whole` still ranges over `[0, ub]`).
+fn split_integer(
+    add: &mut impl FnMut(&mut ProblemVariables, good_lp::VariableDefinition) -> Var,
+    vars: &mut ProblemVariables,
+    constraints: &mut Vec<Constraint>,
+    whole: Var,
+    ub: f64,
+) -> Split {
+    let ub = (ub + 1e-9).floor();
+    let step = (ub + 1.0).sqrt().ceil();
+    let high = add(vars, variable().integer().min(0.0).max((ub / step).floor()));
+    let low = add(vars, variable().integer().min(0.0).max(step - 1.0));
+    constraints.push(Expression::from(whole.v).eq(step * high.v + low.v));
+    Split {
+        whole,
+        high,
+        low,
+        step,
+    }
 }
 
 /// A built model, ready to hand to a solver.
@@ -129,6 +180,10 @@ pub(crate) struct Model {
     /// Per offer of the scenario; `None` for an offer that cannot be used.
     pub offers: Vec<Option<OfferVars>>,
     pub shortfall: Vec<Option<Var>>,
+    /// Integer columns written as two (only from [`build_split`]). HiGHS's
+    /// presolve merges them back, so the HiGHS back end turns presolve off
+    /// when there are any.
+    pub splits: Vec<Split>,
     pub has_integers: bool,
     /// Demand no line can meet: infeasible before any solver looks.
     pub trivially_infeasible: bool,
@@ -195,16 +250,62 @@ pub(crate) fn floor_pack(q: f64, pack: Option<f64>) -> f64 {
     }
 }
 
-/// Per material, the most any plan within the run bounds could need to buy.
+/// Per product, the most an optimal plan needs to make over all its lines,
+/// given the (tight) run bounds.
+///
+/// Where every line of the product costs at least the holding cost of the
+/// materials a unit frees (as in [`run_bounds`]), production beyond demand
+/// can be cut back without costing more: a unit fewer on a line above its
+/// minimum run, or a whole line switched off when the others still meet
+/// demand (setup and unit costs are not negative, and hours and materials
+/// are only freed). What is left over demand is then below the minimum run
+/// of every running line: at most `demand - 1 + max min_run`. Otherwise only
+/// the sum of the run bounds holds.
+pub(crate) fn max_made(v: &ValidatedScenario, run_ub: &[f64]) -> Vec<f64> {
+    let s = v.scenario();
+    let n = s.products.len();
+    let mut sum_u = vec![0.0; n];
+    let mut max_min_run = vec![0.0f64; n];
+    let mut cuts_back = vec![true; n];
+    for (l, &u) in v.lines().iter().zip(run_ub) {
+        let line = v.line(*l);
+        let min_run = line.min_run as f64;
+        if u < min_run.max(1.0) {
+            continue; // never runs (see `build`)
+        }
+        let p = l.product;
+        sum_u[p] += u;
+        max_min_run[p] = max_min_run[p].max(min_run);
+        let hold: f64 = v
+            .bom(p)
+            .iter()
+            .map(|&(m, a)| a * s.materials[m].holding_cost)
+            .sum();
+        if line.unit_cost < hold {
+            cuts_back[p] = false;
+        }
+    }
+    (0..n)
+        .map(|p| {
+            let d = s.products[p].demand as f64;
+            if cuts_back[p] {
+                sum_u[p].min(d.max(d - 1.0 + max_min_run[p]))
+            } else {
+                sum_u[p]
+            }
+        })
+        .collect()
+}
+
+/// Per material, the most an optimal plan within the run bounds could need
+/// to buy: what the most it makes of each product uses ([`max_made`]),
+/// less what is on hand.
 pub(crate) fn max_need(v: &ValidatedScenario, run_ub: &[f64]) -> Vec<f64> {
     let s = v.scenario();
     let mut need = vec![0.0; s.materials.len()];
-    for (l, &u) in v.lines().iter().zip(run_ub) {
-        if u <= 0.0 {
-            continue;
-        }
-        for &(m, a) in v.bom(l.product) {
-            need[m] += a * u;
+    for (p, &made) in max_made(v, run_ub).iter().enumerate() {
+        for &(m, a) in v.bom(p) {
+            need[m] += a * made;
         }
     }
     for (m, mat) in s.materials.iter().enumerate() {
@@ -303,6 +404,20 @@ fn shortfall_penalty(v: &ValidatedScenario) -> f64 {
 
 /// Builds the model.
 pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
+    build_split(v, opts, false)
+}
+
+/// Builds the model; with `split_integers`, each integer quantity of a large
+/// range (run sizes, pack counts) is written as two integers of small range
+/// ([`split_integer`]). That is for HiGHS: its reduced-cost fixing at the
+/// root takes time quadratic in an integer column's range (up to 1024
+/// steps) after every root LP, and on the medium benchmark that was most of
+/// the solve. The solver must then not presolve the split away.
+pub(crate) fn build_split(
+    v: &ValidatedScenario,
+    opts: &BuildOptions,
+    split_integers: bool,
+) -> Model {
     let s = v.scenario();
     let f = opts.formulation;
     let mut vars = ProblemVariables::new();
@@ -318,6 +433,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
     };
     let fixed = opts.fixed.as_ref();
 
+    let mut splits: Vec<Split> = Vec::new();
     let run_ub = run_bounds(v, f);
     let need = max_need(v, &run_bounds(v, Formulation::Tight));
 
@@ -343,7 +459,13 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
             None => {
                 has_integers = true;
                 let y = add(&mut vars, variable().binary());
-                let x = add(&mut vars, variable().integer().min(0.0).max(u));
+                let x = if split_integers && u > SPLIT_ABOVE && u <= SPLIT_AT_MOST {
+                    let x = add(&mut vars, variable().min(0.0).max(u));
+                    splits.push(split_integer(&mut add, &mut vars, &mut constraints, x, u));
+                    x
+                } else {
+                    add(&mut vars, variable().integer().min(0.0).max(u))
+                };
                 (x, y)
             }
         };
@@ -448,13 +570,23 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
             } else {
                 def
             };
-            let def = if fixed.is_some() {
-                def
+            let n = if fixed.is_some() {
+                add(&mut vars, def)
+            } else if split_integers && max_n > SPLIT_ABOVE && max_n <= SPLIT_AT_MOST {
+                has_integers = true;
+                let n = add(&mut vars, def);
+                splits.push(split_integer(
+                    &mut add,
+                    &mut vars,
+                    &mut constraints,
+                    n,
+                    max_n,
+                ));
+                n
             } else {
                 has_integers = true;
-                def.integer()
+                add(&mut vars, def.integer())
             };
-            let n = add(&mut vars, def);
             constraints.push(total_q.clone().eq(p * n.v));
             n
         });
@@ -469,6 +601,29 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
                 } else {
                     constraints.push(expr.geq(1.0));
                 }
+            }
+        }
+        // No product is made beyond the most an optimal plan needs to make
+        // of it (see `max_made`), where that says more than the run bounds.
+        let made_ub = max_made(v, &run_ub);
+        for (p, &most) in made_ub.iter().enumerate() {
+            let of_p: Vec<&LineVars> = v
+                .lines()
+                .iter()
+                .zip(&lines)
+                .filter(|(l, _)| l.product == p)
+                .map(|(_, lv)| lv)
+                .collect();
+            let sum_u: f64 = v
+                .lines()
+                .iter()
+                .zip(&run_ub)
+                .filter(|(l, _)| l.product == p)
+                .map(|(_, &u)| u.max(0.0))
+                .sum();
+            if of_p.len() > 1 && most < sum_u - 0.5 {
+                let xs: Expression = of_p.iter().map(|lv| Expression::from(lv.x.v)).sum();
+                constraints.push(xs.leq(most));
             }
         }
         // Every product with demand runs on at least one line.
@@ -594,6 +749,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &BuildOptions) -> Model {
         lines,
         offers,
         shortfall,
+        splits,
         has_integers,
         trivially_infeasible,
     }
@@ -609,6 +765,7 @@ impl Model {
             lines: self.lines.clone(),
             offers: self.offers.clone(),
             shortfall: self.shortfall.clone(),
+            splits: self.splits.clone(),
         }
     }
 }
@@ -639,6 +796,12 @@ impl Layout {
                 let demand = v.scenario().products[p].demand;
                 vals[sv.i] = (demand - made[p]).max(0) as f64;
             }
+        }
+        for sp in &self.splits {
+            let whole = vals[sp.whole.i].round().max(0.0);
+            let high = (whole / sp.step).floor();
+            vals[sp.high.i] = high;
+            vals[sp.low.i] = whole - sp.step * high;
         }
         vals
     }

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::explain;
 use crate::greedy::greedy_decisions;
-use crate::model::{build, BuildOptions};
+use crate::model::{build_split, BuildOptions, Formulation};
 use crate::plan::{plan_from_decisions, Decisions, Plan, PlanStatus};
-use crate::solve::{solve_model, Outcome, SolveOptions, SolverError};
+use crate::solve::{solve_model, Outcome, SolveOptions, SolverError, SolverKind};
 use crate::validate::ValidatedScenario;
 
 /// Relative gaps at or below this are treated as proven optimal: solvers
@@ -40,12 +40,13 @@ pub fn plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Plan, PlanErro
         return Err(SolverError::NotAvailable(opts.solver).into());
     }
     let greedy = greedy_decisions(v);
-    let model = build(
+    let model = build_split(
         v,
         &BuildOptions {
             formulation: opts.formulation,
             ..Default::default()
         },
+        split_integers(opts),
     );
     let layout = model.layout();
     let start = match (&greedy, opts.warm_start) {
@@ -105,6 +106,13 @@ pub fn plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Plan, PlanErro
     Ok(plan)
 }
 
+/// Whether to split large integer columns (see `model::build_split`): for
+/// HiGHS with the tight model. The big-M model stays the plain baseline,
+/// and microlp has no such cost.
+fn split_integers(opts: &SolveOptions) -> bool {
+    opts.solver == SolverKind::Highs && opts.formulation == Formulation::Tight
+}
+
 /// Sets status, gap and best bound from the solver's bound (on the total).
 fn set_gap(plan: &mut Plan, bound: Option<f64>, finished: bool) {
     let total = plan.exact_costs.total();
@@ -128,13 +136,14 @@ fn set_gap(plan: &mut Plan, bound: Option<f64>, finished: bool) {
 /// The elastic model: demand may fall short at a penalty that dominates
 /// every real cost, so the solver makes as much as it can, as cheaply as it can.
 fn best_partial_plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Decisions, PlanError> {
-    let model = build(
+    let model = build_split(
         v,
         &BuildOptions {
             formulation: opts.formulation,
             elastic: true,
             ..Default::default()
         },
+        split_integers(opts),
     );
     let layout = model.layout();
     // All zero is always a plan of the elastic model: a safe start.
