@@ -212,7 +212,20 @@ mod microlp_backend {
         for c in constraints {
             problem.add_constraint(c);
         }
-        match problem.solve() {
+        // microlp checks its own numerics with assertions, which can fire on valid but
+        // numerically extreme models (1e300 prices, denormal pack sizes). A solver that
+        // gives up must be a `SolverError` the caller can report, not a panic that takes
+        // down a planning cycle or a what-if sweep.
+        let solved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| problem.solve()))
+            .map_err(|payload| {
+                let why = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown cause".into());
+                fail(format!("microlp stopped on an internal check: {why}"))
+            })?;
+        match solved {
             Ok(sol) => {
                 let values = all.iter().map(|&v| sol.value(v)).collect();
                 let finished = matches!(
