@@ -56,7 +56,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Code, Request};
+use tonic::{Code, Request, Status};
 
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
@@ -149,6 +149,8 @@ struct Phase {
     ok: u64,
     shed: u64,
     other: BTreeMap<String, u64>,
+    /// The first message seen with each other code.
+    other_msg: BTreeMap<String, String>,
     ok_us: Histogram<u64>,
     shed_us: Histogram<u64>,
     lag_us: Histogram<u64>,
@@ -159,6 +161,7 @@ struct Tally {
     ok: u64,
     shed: u64,
     other: BTreeMap<String, u64>,
+    other_msg: BTreeMap<String, String>,
     ok_us: Histogram<u64>,
     shed_us: Histogram<u64>,
     lag_us: Histogram<u64>,
@@ -179,23 +182,30 @@ impl Tally {
             ok: 0,
             shed: 0,
             other: BTreeMap::new(),
+            other_msg: BTreeMap::new(),
             ok_us: histogram(),
             shed_us: histogram(),
             lag_us: histogram(),
         }
     }
 
-    fn record(&mut self, result: &Result<(), Code>, latency: Duration, lag: Duration) {
+    fn record(&mut self, result: &Result<(), Status>, latency: Duration, lag: Duration) {
         match result {
             Ok(()) => {
                 self.ok += 1;
                 self.ok_us.saturating_record(micros(latency));
             }
-            Err(Code::ResourceExhausted) => {
+            Err(s) if s.code() == Code::ResourceExhausted => {
                 self.shed += 1;
                 self.shed_us.saturating_record(micros(latency));
             }
-            Err(code) => *self.other.entry(format!("{code:?}")).or_default() += 1,
+            Err(s) => {
+                let code = format!("{:?}", s.code());
+                self.other_msg
+                    .entry(code.clone())
+                    .or_insert_with(|| s.message().to_owned());
+                *self.other.entry(code).or_default() += 1;
+            }
         }
         self.lag_us.saturating_record(micros(lag));
     }
@@ -210,6 +220,7 @@ impl Tally {
             ok: self.ok,
             shed: self.shed,
             other: self.other,
+            other_msg: self.other_msg,
             ok_us: self.ok_us,
             shed_us: self.shed_us,
             lag_us: self.lag_us,
@@ -229,7 +240,7 @@ struct Load {
 
 impl Load {
     /// Places order `i` of phase `tag`; returns the status code of the answer.
-    async fn place(&self, tag: &str, i: u64) -> Result<(), Code> {
+    async fn place(&self, tag: &str, i: u64) -> Result<(), Status> {
         let mut client = self.clients[i as usize % self.clients.len()].clone();
         let campaign = &self.campaigns[i as usize % self.campaigns.len()];
         let mut req = Request::new(pb::PlacePreorderRequest {
@@ -241,8 +252,8 @@ impl Load {
         req.set_timeout(self.timeout);
         match tokio::time::timeout(self.timeout, client.place_preorder(req)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => Err(status.code()),
-            Err(_) => Err(Code::DeadlineExceeded),
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(Status::deadline_exceeded("client-side timeout")),
         }
     }
 
@@ -319,7 +330,7 @@ impl Load {
                         .lock()
                         .expect("tally")
                         .record(&result, latency, Duration::ZERO);
-                    if result == Err(Code::ResourceExhausted) {
+                    if matches!(&result, Err(s) if s.code() == Code::ResourceExhausted) {
                         // A refused client backs off a little instead of spinning.
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
@@ -407,6 +418,7 @@ impl Phase {
             "ok": self.ok,
             "resource_exhausted": self.shed,
             "other": self.other,
+            "other_first_message": self.other_msg,
             "ok_per_sec": self.ok_per_sec(),
             "latency_ms": lat(&self.ok_us),
             "refusal_latency_ms": lat(&self.shed_us),
@@ -477,7 +489,14 @@ fn table(phases: &[Phase]) -> Vec<String> {
     let others: BTreeMap<&str, String> = phases
         .iter()
         .filter(|p| !p.other.is_empty())
-        .map(|p| (p.name, format!("{:?}", p.other)))
+        .map(|p| {
+            let codes: Vec<String> = p
+                .other
+                .iter()
+                .map(|(code, n)| format!("{n} {code} (\"{}\")", p.other_msg[code]))
+                .collect();
+            (p.name, codes.join(", "))
+        })
         .collect();
     for (name, codes) in others {
         out.push(format!("other errors in {name}: {codes}"));
