@@ -293,32 +293,7 @@ fn kettle_sweep_writes_a_chart() {
 /// (buying 200 kg at 40 is cheaper) 100 + 18 000 / V, more than 190; from 200
 /// on 140 + 10 000 / V, which is at most 153 once V is at least 769.2: the
 /// minimum viable batch is 770.
-const MUG: &str = r#"
-name = "mug"
-currency = "EUR"
-[[products]]
-sku = "mug"
-demand = 100
-bom = { clay = 1.0 }
-[[materials]]
-id = "clay"
-unit = "kg"
-on_hand = 0.0
-[[factories]]
-id = "f"
-capacity_hours = 100000.0
-[[factories.lines]]
-sku = "mug"
-unit_cost = 100.0
-setup_cost = 10000.0
-hours_per_unit = 0.01
-[[suppliers]]
-id = "s"
-lead_days = 1
-[[suppliers.offers]]
-material = "clay"
-breaks = [ { min_qty = 0.0, unit_price = 50.0 }, { min_qty = 200.0, unit_price = 40.0 } ]
-"#;
+const MUG: &str = include_str!("../crates/c2m-planner/tests/data/mug.toml");
 
 #[test]
 fn advice_on_paper_and_on_the_kettle() {

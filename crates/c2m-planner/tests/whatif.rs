@@ -18,32 +18,7 @@ fn kettle() -> Scenario {
 /// cost(V) = 100 V + 10 000 (setup) + clay, where clay costs 50 below 200
 /// units and 40 from 200 on (all units). Below 200 the planner buys
 /// min(50 V, 40 x 200 = 8000): buying up to the break pays from V > 160.
-const MUG: &str = r#"
-name = "mug"
-currency = "EUR"
-[[products]]
-sku = "mug"
-demand = 100
-bom = { clay = 1.0 }
-[[materials]]
-id = "clay"
-unit = "kg"
-on_hand = 0.0
-[[factories]]
-id = "f"
-capacity_hours = 100000.0
-[[factories.lines]]
-sku = "mug"
-unit_cost = 100.0
-setup_cost = 10000.0
-hours_per_unit = 0.01
-[[suppliers]]
-id = "s"
-lead_days = 1
-[[suppliers.offers]]
-material = "clay"
-breaks = [ { min_qty = 0.0, unit_price = 50.0 }, { min_qty = 200.0, unit_price = 40.0 } ]
-"#;
+const MUG: &str = include_str!("data/mug.toml");
 
 #[test]
 fn overlay_applies_set_scale_remove() {

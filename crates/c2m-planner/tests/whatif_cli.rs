@@ -12,32 +12,7 @@ const KETTLE_OVERLAY: &str = include_str!("../../../examples/scenarios/kettle-wh
 const INFEASIBLE: &str = include_str!("../../../examples/scenarios/infeasible-capacity.toml");
 /// One product, one material (the mug of `tests/whatif.rs`): cost per unit
 /// at V mugs is 100 + 10 000 / V + clay, clay 50/kg below 200 kg, 40 from 200.
-const MUG: &str = r#"
-name = "mug"
-currency = "EUR"
-[[products]]
-sku = "mug"
-demand = 100
-bom = { clay = 1.0 }
-[[materials]]
-id = "clay"
-unit = "kg"
-on_hand = 0.0
-[[factories]]
-id = "f"
-capacity_hours = 100000.0
-[[factories.lines]]
-sku = "mug"
-unit_cost = 100.0
-setup_cost = 10000.0
-hours_per_unit = 0.01
-[[suppliers]]
-id = "s"
-lead_days = 1
-[[suppliers.offers]]
-material = "clay"
-breaks = [ { min_qty = 0.0, unit_price = 50.0 }, { min_qty = 200.0, unit_price = 40.0 } ]
-"#;
+const MUG: &str = include_str!("data/mug.toml");
 const SHARED_KETTLE: &str = "../../../shared/scenarios/kettle-c2m.toml";
 
 /// Files in memory; `progress` reports are kept.

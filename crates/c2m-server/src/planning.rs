@@ -100,14 +100,7 @@ pub fn scenario_of(
                     .lines
                     .iter()
                     .filter(|l| wanted(&l.sku))
-                    .map(|l| planner::Line {
-                        sku: l.sku.clone(),
-                        unit_cost: l.unit_cost,
-                        setup_cost: l.setup_cost,
-                        min_run: l.min_run,
-                        hours_per_unit: l.hours_per_unit,
-                        setup_hours: l.setup_hours,
-                    })
+                    .map(|l| line_of(l, &l.sku))
                     .collect(),
             })
             .collect(),
@@ -139,6 +132,18 @@ pub fn scenario_of(
             })
             .collect(),
     })
+}
+
+/// A catalogue line as a scenario line making `sku` (its own sku, or a cycle's variant).
+fn line_of(l: &FactoryLine, sku: &str) -> planner::Line {
+    planner::Line {
+        sku: sku.to_owned(),
+        unit_cost: l.unit_cost,
+        setup_cost: l.setup_cost,
+        min_run: l.min_run,
+        hours_per_unit: l.hours_per_unit,
+        setup_hours: l.setup_hours,
+    }
 }
 
 /// A scenario as catalogue entries (its demand is dropped).
@@ -407,14 +412,7 @@ pub fn cycle_scenario(
                     .find(|cf| cf.id == f.id)
                     .and_then(|cf| cf.lines.iter().find(|l| l.sku == *sku))
                 {
-                    f.lines.push(planner::Line {
-                        sku: name.clone(),
-                        unit_cost: line.unit_cost,
-                        setup_cost: line.setup_cost,
-                        min_run: line.min_run,
-                        hours_per_unit: line.hours_per_unit,
-                        setup_hours: line.setup_hours,
-                    });
+                    f.lines.push(line_of(line, &name));
                 }
             }
         }
