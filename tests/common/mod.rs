@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use c2m_domain::{Clock, SystemClock};
 use c2m_proto::v1 as pb;
@@ -37,6 +37,8 @@ pub struct TestServer {
     pub store: Arc<dyn Store>,
     /// With access control on: an admin token made at start.
     pub admin_token: Option<String>,
+    /// With TLS on: how this server's own clients connect (trusting its CA).
+    pub tls: Option<ClientTlsConfig>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -72,6 +74,21 @@ impl TestServer {
         Self::start(settings, Arc::new(SystemClock), Some(dir)).await
     }
 
+    /// As [`TestServer::sqlite_with_auth`], with the TLS files `f` sets in the settings
+    /// (`tls_cert`, `tls_key`, maybe `tls_client_ca`); the server's own clients connect
+    /// over TLS with `trust` (no client certificate).
+    pub async fn sqlite_with_tls(
+        f: impl FnOnce(&mut Settings),
+        trust: ClientTlsConfig,
+    ) -> TestServer {
+        init_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::for_tests(dir.path().to_path_buf());
+        settings.no_auth = false;
+        f(&mut settings);
+        Self::start_tls(settings, Arc::new(SystemClock), Some(dir), Some(trust)).await
+    }
+
     pub async fn with_database(url: &str) -> TestServer {
         init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -95,11 +112,21 @@ impl TestServer {
         clock: Arc<dyn Clock>,
         dir: Option<tempfile::TempDir>,
     ) -> TestServer {
+        Self::start_tls(settings, clock, dir, None).await
+    }
+
+    async fn start_tls(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        dir: Option<tempfile::TempDir>,
+        tls: Option<ClientTlsConfig>,
+    ) -> TestServer {
         let auth = !settings.no_auth;
         let app = Application::build_with_clock(settings, clock)
             .await
             .expect("server builds");
         let mut server = Self::run(app, dir);
+        server.tls = tls;
         if auth {
             let admin =
                 c2m_server::auth::issue(c2m_domain::Role::Admin, None, "tests").expect("token");
@@ -125,15 +152,25 @@ impl TestServer {
             addr,
             store,
             admin_token: None,
+            tls: None,
             stop: Some(tx),
             task: Some(task),
             _dir: dir,
         }
     }
 
-    /// Clients with the admin token when access control is on.
+    /// Clients with the admin token when access control is on (over TLS when it is on).
     pub async fn clients(&self) -> Clients {
-        Clients::connect_as(self.addr, self.admin_token.as_deref()).await
+        match &self.tls {
+            None => Clients::connect_as(self.addr, self.admin_token.as_deref()).await,
+            Some(tls) => {
+                Clients::connect_to(
+                    https_endpoint(self.addr, tls.clone()),
+                    self.admin_token.as_deref(),
+                )
+                .await
+            }
+        }
     }
 
     /// Graceful shutdown, as SIGTERM would do; returns once the server has stopped, handing
@@ -173,12 +210,29 @@ impl Clients {
 
     /// Clients that present `token` on every call.
     pub async fn connect_as(addr: SocketAddr, token: Option<&str>) -> Clients {
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
+        let endpoint = Endpoint::from_shared(format!("http://{addr}")).expect("uri");
+        Self::connect_to(endpoint, token).await
+    }
+
+    /// Clients on `endpoint` (plaintext or TLS) that present `token` on every call.
+    pub async fn connect_to(endpoint: Endpoint, token: Option<&str>) -> Clients {
+        let channel = Self::try_connect(endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("connects: {e}"));
+        Self::on(channel, token)
+    }
+
+    /// Connects (for TLS, the handshake), or says why not, with the whole error chain.
+    pub async fn try_connect(endpoint: Endpoint) -> Result<Channel, String> {
+        endpoint
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
-            .expect("connects");
+            .map_err(|e| error_chain(&e))
+    }
+
+    /// Clients on an open channel that present `token` on every call.
+    pub fn on(channel: Channel, token: Option<&str>) -> Clients {
         let b = Bearer::new(token);
         Clients {
             campaigns: CampaignServiceClient::with_interceptor(channel.clone(), b.clone()),
@@ -189,6 +243,27 @@ impl Clients {
             channel,
         }
     }
+}
+
+/// An endpoint for `https://127.0.0.1:PORT` with `tls` (the server certificate must name
+/// 127.0.0.1).
+pub fn https_endpoint(addr: SocketAddr, tls: ClientTlsConfig) -> Endpoint {
+    Endpoint::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("client TLS settings")
+}
+
+/// `error: cause: cause ...` (tonic's transport errors say little at the top).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
 
 /// A real `c2m serve` process, killed when dropped.

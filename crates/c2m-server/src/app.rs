@@ -33,6 +33,7 @@ use crate::services::planning::PlanningSvc;
 use crate::services::preorder::PreorderSvc;
 use crate::services::Ctx;
 use crate::sweeper::Sweeper;
+use crate::tls::ServerTls;
 use crate::Settings;
 
 pub struct Application {
@@ -41,6 +42,8 @@ pub struct Application {
     local_addr: SocketAddr,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// The listener's TLS, checked at build; `None` serves plaintext.
+    tls: Option<ServerTls>,
 }
 
 impl Application {
@@ -53,6 +56,8 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        // TLS files first: a typo in a path fails before anything is created or opened.
+        let tls = ServerTls::from_settings(&settings)?;
         let url = settings.database_url();
         if settings.database_url.is_none() {
             std::fs::create_dir_all(&settings.data_dir).with_context(|| {
@@ -66,7 +71,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot open the store at {}", redact(&url)))?;
         tracing::info!(backend = store.backend(), database = %redact(&url), "store open");
-        Self::with_store(settings, store, clock).await
+        Self::assemble(settings, store, clock, tls).await
     }
 
     /// Serves an already opened store (tests restart a server on the same store).
@@ -75,17 +80,47 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let tls = ServerTls::from_settings(&settings)?;
+        Self::assemble(settings, store, clock, tls).await
+    }
+
+    async fn assemble(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        tls: Option<ServerTls>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(%local_addr, "c2m ready");
+        match &tls {
+            Some(tls) => {
+                tls.log();
+                if settings.no_auth && tls.factory_certificates {
+                    tracing::warn!(
+                        "--tls-client-ca with --no-auth: client certificates are verified \
+                         at the handshake, but every caller acts as admin"
+                    );
+                }
+            }
+            None if local_addr.ip().is_loopback() => {
+                tracing::info!("TLS off: plaintext gRPC (--tls-cert and --tls-key turn it on)")
+            }
+            None => tracing::warn!(
+                %local_addr,
+                "TLS off on a non-loopback address: tokens and orders cross the network in \
+                 plaintext (--tls-cert and --tls-key turn TLS on)"
+            ),
+        }
+        tracing::info!(%local_addr, tls = tls.is_some(), "c2m ready");
         Ok(Application {
             settings,
             listener,
             local_addr,
             store,
             clock,
+            tls,
         })
     }
 
@@ -103,6 +138,7 @@ impl Application {
             listener,
             store,
             clock,
+            tls,
             ..
         } = self;
         let ctx = Ctx {
@@ -151,16 +187,24 @@ impl Application {
             wait_for(stop_rx.clone()),
         ));
 
+        let factory_certificates = tls.as_ref().is_some_and(|t| t.factory_certificates);
         let auth = (!settings.no_auth).then(|| {
-            Arc::new(crate::auth::Authenticator::new(
-                store.clone(),
-                settings.token_cache,
-            ))
+            Arc::new(
+                crate::auth::Authenticator::new(store.clone(), settings.token_cache)
+                    .with_factory_certificates(factory_certificates),
+            )
         });
         if auth.is_none() {
             tracing::warn!("access control is off (--no-auth): every caller acts as admin");
         }
-        let result = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            // Checked once already in `ServerTls::from_settings`, so this does not fail.
+            server = server
+                .tls_config(tls.config())
+                .context("TLS settings refused")?;
+        }
+        let result = server
             .timeout(settings.request_timeout)
             .layer(crate::limits::ShedLayer::new(settings.max_in_flight))
             .layer(crate::auth::AuthLayer(auth))

@@ -18,6 +18,18 @@
 //! Verified tokens are cached for `--token-cache` (2 s by default) so a busy storefront
 //! does not cost a store read per request; a revoked token therefore stops working within
 //! that time on every replica.
+//!
+//! Under mutual TLS (`--tls-client-ca`) a factory token is half of the factory's
+//! credentials; the other half is the client certificate the TLS handshake verified
+//! (rustls has already checked it against the client CA; see [`crate::tls`]). The token
+//! is accepted only on a connection whose certificate names the token's factory
+//! ([`crate::tls::CertificateNames::names`]: a DNS subject alternative name, or the
+//! subject CN when there is none). No certificate is UNAUTHENTICATED, like a missing
+//! token: the caller has not proved who it is. A certificate of another factory is
+//! PERMISSION_DENIED, like naming another factory: both credentials are genuine, they just
+//! do not give this token to this connection. Storefront and admin tokens need no
+//! certificate. The check sits here, in [`Authenticator::check`], so no handler has to
+//! remember it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +42,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::body::BoxBody;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
 use c2m_domain::{DomainError, Principal, Role};
@@ -104,6 +117,8 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Option<StoredToken>, Instant)>>,
+    /// Mutual TLS is on: a factory token needs a client certificate naming its factory.
+    factory_certificates: bool,
 }
 
 impl Authenticator {
@@ -112,7 +127,15 @@ impl Authenticator {
             store,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            factory_certificates: false,
         }
+    }
+
+    /// Factory tokens are accepted only with a verified client certificate naming their
+    /// factory (the server has `--tls-client-ca`).
+    pub fn with_factory_certificates(mut self, required: bool) -> Self {
+        self.factory_certificates = required;
+        self
     }
 
     async fn lookup(&self, id: &str) -> Result<Option<StoredToken>, Status> {
@@ -161,17 +184,50 @@ impl Authenticator {
         })
     }
 
-    /// Authenticates and authorises a call to `path` (`/package.Service/Method`); `None`
+    /// Under mutual TLS, a factory principal stands only if `client_cert` (the DER of the
+    /// certificate the handshake verified, if the client presented one) names its factory.
+    fn check_factory_certificate(
+        &self,
+        principal: &Principal,
+        client_cert: Option<&[u8]>,
+    ) -> Result<(), Status> {
+        if !self.factory_certificates || principal.role != Role::Factory {
+            return Ok(());
+        }
+        let factory = principal.factory.as_deref().unwrap_or_default();
+        let Some(der) = client_cert else {
+            return Err(Status::unauthenticated(format!(
+                "this server requires a client certificate with factory tokens: connect over \
+                 TLS presenting the certificate of factory {factory}"
+            )));
+        };
+        let names = crate::tls::CertificateNames::from_der(der).map_err(|e| {
+            Status::unauthenticated(format!("the client certificate cannot be read: {e}"))
+        })?;
+        if names.names_factory(factory) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "the client certificate names {names}, but this token is bound to factory \
+                 {factory}: a factory token is accepted only with its own factory's certificate"
+            )))
+        }
+    }
+
+    /// Authenticates and authorises a call to `path` (`/package.Service/Method`) that came
+    /// on a connection with `client_cert` (the verified client certificate, DER); `None`
     /// for paths that need no token (health, reflection).
     pub async fn check(
         &self,
         path: &str,
         header: Option<&str>,
+        client_cert: Option<&[u8]>,
     ) -> Result<Option<Principal>, Status> {
         let Some(method) = path.strip_prefix("/c2m.v1.") else {
             return Ok(None);
         };
         let principal = self.authenticate(header).await?;
+        self.check_factory_certificate(&principal, client_cert)?;
         if !allowed_roles(method).contains(&principal.role) {
             return Err(Status::permission_denied(format!(
                 "a {} token may not call {method}",
@@ -247,7 +303,17 @@ where
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            match auth.check(req.uri().path(), header.as_deref()).await {
+            // tonic puts the connection's TLS details in every request's extensions; the
+            // first certificate is the client's own (the rest is its chain).
+            let certs = req
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.peer_certs());
+            let client_cert = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+            match auth
+                .check(req.uri().path(), header.as_deref(), client_cert)
+                .await
+            {
                 Ok(Some(p)) => {
                     tracing::debug!(token = %p.token_id, role = %p.role, "authenticated");
                     req.extensions_mut().insert(p);

@@ -76,6 +76,23 @@ pub struct Settings {
     /// token stops working within this time).
     #[arg(long, env = "C2M_TOKEN_CACHE", default_value = "2s", value_parser = parse_duration)]
     pub token_cache: Duration,
+
+    /// PEM certificate chain of the gRPC listener (its own certificate first). With
+    /// --tls-key the listener speaks TLS only; without both, plaintext.
+    #[arg(long, env = "C2M_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "C2M_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM bundle of the CAs that sign factories' client certificates; turns on mutual
+    /// TLS (needs --tls-cert). A client certificate stays optional at the handshake, so
+    /// storefronts and admins connect without one, but a factory token is then accepted
+    /// only on a connection whose certificate names its factory (a DNS subject
+    /// alternative name, or the subject CN when there is none).
+    #[arg(long, env = "C2M_TLS_CLIENT_CA", value_name = "PATH")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Settings {
@@ -98,6 +115,9 @@ impl Settings {
             factory_poll: Duration::from_millis(200),
             no_auth: true,
             token_cache: Duration::from_millis(100),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 

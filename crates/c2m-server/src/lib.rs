@@ -1,6 +1,9 @@
 //! The c2m gRPC service. This is the only crate that knows protobuf.
 //!
-//! - [`auth`]: bearer tokens with roles, checked in one tower layer.
+//! - [`auth`]: bearer tokens with roles, checked in one tower layer (with, under mutual
+//!   TLS, the factory's client certificate).
+//! - [`tls`]: the listener's TLS and client CA from `--tls-*` files, the names a client
+//!   certificate gives a factory, and the client side the example binaries share.
 //! - [`config`]: settings from flags and environment variables.
 //! - [`app`]: [`app::Application`] binds a listener, opens the store and serves until a
 //!   shutdown future resolves; `main` and the tests use the same path.
@@ -29,6 +32,7 @@ pub mod planning;
 pub mod services;
 pub mod status;
 pub mod sweeper;
+pub mod tls;
 
 pub use app::Application;
 pub use config::Settings;

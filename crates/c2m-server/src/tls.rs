@@ -1,0 +1,416 @@
+//! TLS for the gRPC listener, mutual TLS for factories, and the client side the example
+//! binaries share.
+//!
+//! The server side ([`ServerTls::from_settings`]) reads `--tls-cert`, `--tls-key` and
+//! `--tls-client-ca` once at start and checks everything it can before the listener
+//! opens: each file is read and parsed here, and the certificate and key are handed to
+//! rustls (through tonic) once, so a missing file, bad PEM or a key that does not belong to
+//! the certificate stops the server with an error naming the flag and the path instead of
+//! failing the first handshake.
+//!
+//! With `--tls-client-ca`, client certificates are *optional* at the handshake (rustls
+//! verifies any certificate a client presents against the CA bundle and refuses the
+//! connection if it does not verify), because storefronts and admins authenticate by
+//! token alone. The binding of a factory to its certificate is an access-control rule, so
+//! it lives with the other rules in [`crate::auth`]: a factory token is accepted only on a
+//! connection whose verified certificate names the token's factory
+//! ([`CertificateNames::names`]).
+//!
+//! The client side ([`ClientTls`]) is what the example binaries flatten into their
+//! command lines: `https://` addresses, `--tls-ca` to trust, and `--tls-cert` /
+//! `--tls-key` to present (a factory's identity).
+
+use std::fmt;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::Settings;
+
+/// A TLS setting that cannot be used; every variant names the flag (and the file) so the
+/// operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    // The io error is part of the message (not a `source`), so the one line in the log or
+    // on the terminal says it all.
+    #[error("{flag} {}: cannot read the file: {error}", path.display())]
+    Unreadable {
+        flag: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{flag} {}: {problem}", path.display())]
+    BadPem {
+        flag: &'static str,
+        path: PathBuf,
+        problem: String,
+    },
+    #[error("{given} needs {missing} as well: TLS takes a certificate and its private key, both or neither")]
+    Incomplete {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error("--tls-client-ca needs --tls-cert and --tls-key: client certificates are verified only on a TLS listener")]
+    ClientCaWithoutTls,
+    #[error("--tls-cert {} and --tls-key {}: refused by rustls: {problem}", cert.display(), key.display())]
+    Rejected {
+        cert: PathBuf,
+        key: PathBuf,
+        problem: String,
+    },
+    #[error("{flag} is for https:// addresses, and {addr} is plaintext (use https://...)")]
+    NotHttps { flag: &'static str, addr: String },
+    #[error("{addr} is https:// but no CA to trust was given: pass --tls-ca PATH (the CA certificate that signed the server's certificate)")]
+    NoTrustRoot { addr: String },
+    #[error("{addr}: {problem}")]
+    Address { addr: String, problem: String },
+}
+
+fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|error| TlsError::Unreadable {
+        flag,
+        path: path.to_owned(),
+        error,
+    })
+}
+
+/// The X.509 certificates of a PEM file, checked to parse; at least one.
+fn read_certificates(flag: &'static str, path: &Path) -> Result<PemCertificates, TlsError> {
+    let pem = read(flag, path)?;
+    let bad = |problem: String| TlsError::BadPem {
+        flag,
+        path: path.to_owned(),
+        problem,
+    };
+    let ders = rustls_pemfile::certs(&mut Cursor::new(&pem))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not valid PEM: {e}")))?;
+    if ders.is_empty() {
+        return Err(bad(
+            "no certificate in the file (expected a PEM `-----BEGIN CERTIFICATE-----` block)"
+                .into(),
+        ));
+    }
+    let mut first = None;
+    for (i, der) in ders.iter().enumerate() {
+        let names = CertificateNames::from_der(der)
+            .map_err(|e| bad(format!("certificate {} is not valid X.509: {e}", i + 1)))?;
+        first.get_or_insert(names);
+    }
+    Ok(PemCertificates {
+        pem,
+        count: ders.len(),
+        first: first.expect("at least one certificate"),
+    })
+}
+
+struct PemCertificates {
+    pem: Vec<u8>,
+    count: usize,
+    /// The first certificate: the server's own in `--tls-cert`.
+    first: CertificateNames,
+}
+
+/// A private key PEM file, checked to hold a key rustls can read.
+fn read_key(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    let pem = read(flag, path)?;
+    let bad = |problem: String| TlsError::BadPem {
+        flag,
+        path: path.to_owned(),
+        problem,
+    };
+    match rustls_pemfile::private_key(&mut Cursor::new(&pem)) {
+        Ok(Some(_)) => Ok(pem),
+        Ok(None) => Err(bad(
+            "no private key in the file (expected a PEM `BEGIN PRIVATE KEY`, \
+             `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY` block)"
+                .into(),
+        )),
+        Err(e) => Err(bad(format!("not valid PEM: {e}"))),
+    }
+}
+
+/// `error: cause: cause`, for errors from libraries whose `Display` is only the outer layer
+/// (tonic's is "transport error").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
+}
+
+/// The listener's TLS, loaded and checked at start.
+pub struct ServerTls {
+    config: ServerTlsConfig,
+    /// `--tls-client-ca` is set: factory tokens need a certificate naming their factory.
+    pub factory_certificates: bool,
+    cert: PathBuf,
+    client_ca: Option<PathBuf>,
+    client_cas: usize,
+    server: CertificateNames,
+}
+
+impl ServerTls {
+    /// `None` when TLS is off (neither `--tls-cert` nor `--tls-key`).
+    pub fn from_settings(s: &Settings) -> Result<Option<ServerTls>, TlsError> {
+        let (cert, key) = match (&s.tls_cert, &s.tls_key) {
+            (None, None) if s.tls_client_ca.is_some() => return Err(TlsError::ClientCaWithoutTls),
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(TlsError::Incomplete {
+                    given: "--tls-cert",
+                    missing: "--tls-key",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(TlsError::Incomplete {
+                    given: "--tls-key",
+                    missing: "--tls-cert",
+                })
+            }
+            (Some(c), Some(k)) => (c, k),
+        };
+        let chain_pem = read_certificates("--tls-cert", cert)?;
+        let key_pem = read_key("--tls-key", key)?;
+        let mut config =
+            ServerTlsConfig::new().identity(Identity::from_pem(&chain_pem.pem, &key_pem));
+        let mut client_cas = 0;
+        if let Some(ca) = &s.tls_client_ca {
+            let bundle = read_certificates("--tls-client-ca", ca)?;
+            client_cas = bundle.count;
+            config = config
+                .client_ca_root(Certificate::from_pem(&bundle.pem))
+                .client_auth_optional(true);
+        }
+        // tonic hands the files to rustls here; doing it now makes a key that does not
+        // belong to the certificate (or a CA rustls cannot use) a start-up error.
+        Server::builder().tls_config(config.clone()).map_err(|e| {
+            let why = chain(&e);
+            let why = why.strip_prefix("transport error: ").unwrap_or(&why);
+            TlsError::Rejected {
+                cert: cert.clone(),
+                key: key.clone(),
+                problem: if why.contains("KeyMismatch") {
+                    format!("the private key does not belong to the certificate ({why})")
+                } else {
+                    why.to_owned()
+                },
+            }
+        })?;
+        Ok(Some(ServerTls {
+            config,
+            factory_certificates: s.tls_client_ca.is_some(),
+            cert: cert.clone(),
+            client_ca: s.tls_client_ca.clone(),
+            client_cas,
+            server: chain_pem.first,
+        }))
+    }
+
+    pub fn config(&self) -> ServerTlsConfig {
+        self.config.clone()
+    }
+
+    /// Says at start what the listener does, so an operator can see it in the log.
+    pub fn log(&self) {
+        tracing::info!(
+            cert = %self.cert.display(),
+            names = %self.server,
+            expires = %self.server.not_after,
+            "TLS on: the listener accepts TLS only"
+        );
+        if !self.server.valid_now {
+            tracing::warn!(
+                cert = %self.cert.display(),
+                not_before = %self.server.not_before,
+                not_after = %self.server.not_after,
+                "the server certificate is not valid now: clients will refuse it"
+            );
+        }
+        match &self.client_ca {
+            Some(ca) => tracing::info!(
+                client_ca = %ca.display(),
+                certificates = self.client_cas,
+                "mutual TLS on: client certificates are verified against the client CA; \
+                 a factory token is accepted only with a certificate naming its factory"
+            ),
+            None => tracing::info!(
+                "mutual TLS off: factory tokens are accepted without a client certificate \
+                 (--tls-client-ca turns it on)"
+            ),
+        }
+    }
+}
+
+/// The names in a certificate that identify a factory, and its validity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateNames {
+    /// Subject alternative names of type DNS.
+    pub dns: Vec<String>,
+    /// The subject's common name (the first, if there are several).
+    pub common_name: Option<String>,
+    not_before: String,
+    not_after: String,
+    valid_now: bool,
+}
+
+impl CertificateNames {
+    pub fn from_der(der: &[u8]) -> Result<CertificateNames, String> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+        let dns = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    _ => None,
+                })
+                .collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => return Err(format!("subject alternative names: {e}")),
+        };
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
+        let time = |t: x509_parser::time::ASN1Time| {
+            chrono::DateTime::from_timestamp(t.timestamp(), 0)
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_else(|| t.to_string())
+        };
+        Ok(CertificateNames {
+            dns,
+            common_name,
+            not_before: time(cert.validity().not_before),
+            not_after: time(cert.validity().not_after),
+            valid_now: cert.validity().is_valid(),
+        })
+    }
+
+    /// The names the certificate is recognised by, as a factory id: its DNS subject
+    /// alternative names, or, only when it has none, its subject common name. (The same
+    /// rule as for server names: a certificate with DNS names is not also identified by its
+    /// CN, so a CA that writes names into SANs cannot be surprised by a stray CN.)
+    /// Compared exactly, case included, as factory ids are.
+    pub fn names(&self) -> Vec<&str> {
+        if self.dns.is_empty() {
+            self.common_name.as_deref().into_iter().collect()
+        } else {
+            self.dns.iter().map(String::as_str).collect()
+        }
+    }
+
+    pub fn names_factory(&self, factory: &str) -> bool {
+        self.names().contains(&factory)
+    }
+}
+
+impl fmt::Display for CertificateNames {
+    /// `DNS a, DNS b` or `CN x` (what [`CertificateNames::names`] uses), for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dns.is_empty() {
+            match &self.common_name {
+                Some(cn) => write!(f, "CN {cn}"),
+                None => f.write_str("no DNS name and no CN"),
+            }
+        } else {
+            let names: Vec<String> = self.dns.iter().map(|d| format!("DNS {d}")).collect();
+            f.write_str(&names.join(", "))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The client side
+
+/// TLS options of a client (the example binaries flatten this into their arguments).
+///
+/// The environment variables of the client identity are not the server's `C2M_TLS_CERT` /
+/// `C2M_TLS_KEY`, so a shell set up to run the server does not make every client present
+/// the server's certificate.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientTls {
+    /// PEM CA certificate(s) to trust for the server's certificate; needed for https://
+    /// addresses (there are no built-in roots).
+    #[arg(long, env = "C2M_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate to present (a factory's identity under mutual TLS); with
+    /// --tls-key.
+    #[arg(long, env = "C2M_CLIENT_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "C2M_CLIENT_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientTls {
+    /// An endpoint for `addr`: plaintext for `http://`, TLS for `https://` trusting
+    /// `--tls-ca` and presenting `--tls-cert` / `--tls-key` when given. The server's name is
+    /// checked against the address's host (a DNS name or an IP address in the server
+    /// certificate's subject alternative names).
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, TlsError> {
+        let endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|e| TlsError::Address {
+            addr: addr.to_owned(),
+            problem: format!("not a valid address: {}", chain(&e)),
+        })?;
+        let https = endpoint.uri().scheme_str() == Some("https");
+        if !https {
+            for (flag, given) in [
+                ("--tls-ca", self.tls_ca.is_some()),
+                ("--tls-cert", self.tls_cert.is_some()),
+                ("--tls-key", self.tls_key.is_some()),
+            ] {
+                if given {
+                    return Err(TlsError::NotHttps {
+                        flag,
+                        addr: addr.to_owned(),
+                    });
+                }
+            }
+            return Ok(endpoint);
+        }
+        let ca = self
+            .tls_ca
+            .as_deref()
+            .ok_or_else(|| TlsError::NoTrustRoot {
+                addr: addr.to_owned(),
+            })?;
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(
+            read_certificates("--tls-ca", ca)?.pem,
+        ));
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(TlsError::Incomplete {
+                    given: "--tls-cert",
+                    missing: "--tls-key",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(TlsError::Incomplete {
+                    given: "--tls-key",
+                    missing: "--tls-cert",
+                })
+            }
+            (Some(cert), Some(key)) => {
+                config = config.identity(Identity::from_pem(
+                    read_certificates("--tls-cert", cert)?.pem,
+                    read_key("--tls-key", key)?,
+                ));
+            }
+        }
+        endpoint.tls_config(config).map_err(|e| TlsError::Address {
+            addr: addr.to_owned(),
+            problem: format!("TLS settings refused: {}", chain(&e)),
+        })
+    }
+}
