@@ -6,6 +6,7 @@
 //!     [--overload-rate N | --overload-factor 4] [--no-overload] [--compare-unlimited]
 //!     [--json]
 //!     [--addr http://host:port [--token T] [--server-pid PID]]
+//!     [--addr https://host:port --tls-ca ca.pem ...]
 //! ```
 //!
 //! Without `--addr` it starts servers in this process (on a runtime of their own, so the
@@ -63,6 +64,7 @@ use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
 use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::auth::Bearer;
+use c2m_server::tls::ClientTls;
 use c2m_server::{Application, Settings};
 
 const SKU: &str = "bench-load-sku";
@@ -120,6 +122,9 @@ struct Args {
     /// Bearer token for --addr.
     #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// TLS for an https:// --addr.
+    #[command(flatten)]
+    tls: ClientTls,
     /// Process id of the --addr server, for its peak memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -651,10 +656,11 @@ fn start_server(
 /// Connects, adds the product to the catalogue and creates the campaigns.
 async fn setup(args: &Args, addr: &str) -> anyhow::Result<Load> {
     let auth = Bearer::new(args.token.as_deref());
+    let endpoint = args.tls.endpoint(addr)?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(
-            Channel::from_shared(addr.to_owned())?
+            endpoint
                 .connect()
                 .await
                 .with_context(|| format!("cannot reach {addr}"))?,

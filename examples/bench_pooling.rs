@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example bench_pooling -- [--orders 5000] [--concurrency 64]
-//!     [--database-url postgres://...] [--addr http://host:port]
+//!     [--database-url postgres://...]
+//!     [--addr http://host:port | https://host:port --tls-ca ca.pem] [--token T]
 //! ```
 //!
 //! Without `--addr` it starts a server in this process on a fresh SQLite database in a
@@ -19,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use tonic::transport::Channel;
 
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
 use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
+use c2m_server::auth::Bearer;
+use c2m_server::tls::ClientTls;
 use c2m_server::{Application, Settings};
 
 /// The product the benchmark campaign sells, with just enough around it to be a valid
@@ -76,6 +78,13 @@ struct Args {
     /// Benchmark an already running server (the raw probe then needs --database-url).
     #[arg(long)]
     addr: Option<String>,
+    /// Bearer token (admin: the benchmark imports a product and creates a campaign) for
+    /// --addr.
+    #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// TLS for an https:// --addr.
+    #[command(flatten)]
+    tls: ClientTls,
     /// gRPC connections the load is spread over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -125,17 +134,19 @@ async fn main() -> anyhow::Result<()> {
             (addr, Some((tx, task)))
         }
     };
+    let auth = Bearer::new(args.token.as_deref());
+    let endpoint = args.tls.endpoint(&addr)?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(
-            Channel::from_shared(addr.clone())?
+            endpoint
                 .connect()
                 .await
                 .with_context(|| format!("cannot reach {addr}"))?,
         );
     }
     // A campaign's sku must be in the catalogue: merge in a one-product catalogue.
-    CatalogueServiceClient::new(channels[0].clone())
+    CatalogueServiceClient::with_interceptor(channels[0].clone(), auth.clone())
         .import_scenario(pb::ImportScenarioRequest {
             idempotency_key: format!("bench-catalogue-{}", uuid::Uuid::new_v4().simple()),
             text: BENCH_CATALOGUE.into(),
@@ -144,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     let deadline = chrono::Utc::now() + chrono::Duration::days(1);
-    let campaign = CampaignServiceClient::new(channels[0].clone())
+    let campaign = CampaignServiceClient::with_interceptor(channels[0].clone(), auth.clone())
         .create_campaign(pb::CreateCampaignRequest {
             idempotency_key: format!("bench-{}", uuid::Uuid::new_v4().simple()),
             sku: "bench-sku".into(),
@@ -171,7 +182,10 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..args.concurrency.max(1) {
-        let mut client = PreorderServiceClient::new(channels[t % channels.len()].clone());
+        let mut client = PreorderServiceClient::with_interceptor(
+            channels[t % channels.len()].clone(),
+            auth.clone(),
+        );
         let next = next.clone();
         let campaign = campaign.id.clone();
         let total = args.orders;

@@ -5,6 +5,9 @@
 //! cargo run --example factory -- --factory cixi-1
 //! cargo run --example factory -- --factory cixi-1 --progress          # accept, make, check, ship
 //! cargo run --example factory -- --factory zhongshan-2 --reject "line 3 down"
+//! # over mutual TLS, with the factory's own token and certificate
+//! cargo run --example factory -- --addr https://localhost:50051 --tls-ca ca.pem \
+//!     --tls-cert cixi-1.pem --tls-key cixi-1.key --token c2m_... --factory cixi-1
 //! ```
 //!
 //! Resuming: the client keeps the last sequence number it has processed in a cursor file
@@ -24,6 +27,7 @@ use clap::Parser;
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::factory_service_client::FactoryServiceClient;
 use c2m_server::auth::{client_token, Bearer};
+use c2m_server::tls::ClientTls;
 use pb::report_request::Progress;
 
 type Client = FactoryServiceClient<
@@ -33,9 +37,13 @@ type Client = FactoryServiceClient<
 #[derive(Parser)]
 #[command(about = "A factory that receives c2m work orders")]
 struct Args {
-    /// The server's address.
+    /// The server's address (`https://...` for TLS, with --tls-ca).
     #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// TLS: the CA to trust, and this factory's client certificate when the server
+    /// requires one (`--tls-client-ca`).
+    #[command(flatten)]
+    tls: ClientTls,
     /// This factory's id, as in the catalogue.
     #[arg(long)]
     factory: String,
@@ -211,6 +219,8 @@ async fn main() -> anyhow::Result<()> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut handled = 0usize;
     let mut backoff = Duration::from_millis(200);
+    // Built once: a bad TLS file is an error now, not a reason to retry for ever.
+    let endpoint = args.tls.endpoint(&args.addr)?;
     println!(
         "factory {} subscribing to {} {}",
         args.factory,
@@ -222,9 +232,7 @@ async fn main() -> anyhow::Result<()> {
     );
     loop {
         let stream = async {
-            let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?
-                .connect()
-                .await?;
+            let channel = endpoint.connect().await?;
             let mut client = FactoryServiceClient::with_interceptor(
                 channel,
                 Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref()),

@@ -23,13 +23,16 @@ use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
 use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::auth::{client_token, Bearer};
+use c2m_server::tls::ClientTls;
 
 #[derive(Parser)]
 #[command(about = "Try c2m from the command line")]
 struct Args {
-    /// The server's address.
+    /// The server's address (`https://...` for TLS, with --tls-ca).
     #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
+    #[command(flatten)]
+    tls: ClientTls,
     /// Bearer token; by default the admin token a local server wrote to
     /// DATA_DIR/admin.token at its first start.
     #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
@@ -128,7 +131,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?
+    let channel = args
+        .tls
+        .endpoint(&args.addr)?
         .connect()
         .await
         .with_context(|| format!("cannot reach c2m at {}; is `c2m serve` running?", args.addr))?;

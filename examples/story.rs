@@ -27,12 +27,16 @@ use c2m_proto::v1::factory_service_client::FactoryServiceClient;
 use c2m_proto::v1::planning_service_client::PlanningServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::auth::{client_token, Bearer};
+use c2m_server::tls::ClientTls;
 
 #[derive(Parser)]
 #[command(about = "Drive the whole c2m story against a running server")]
 struct Args {
+    /// The server's address (`https://...` for TLS, with --tls-ca).
     #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
+    #[command(flatten)]
+    tls: ClientTls,
     /// An admin token; by default the one a local server wrote to DATA_DIR/admin.token.
     #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -50,7 +54,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?
+    let channel = args
+        .tls
+        .endpoint(&args.addr)?
         .connect()
         .await
         .with_context(|| format!("cannot reach {}; is `c2m serve` running?", args.addr))?;

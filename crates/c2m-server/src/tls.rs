@@ -62,7 +62,7 @@ pub enum TlsError {
     },
     #[error("{flag} is for https:// addresses, and {addr} is plaintext (use https://...)")]
     NotHttps { flag: &'static str, addr: String },
-    #[error("{addr} is https:// but no CA to trust was given: pass --tls-ca PATH (the CA certificate that signed the server's certificate)")]
+    #[error("{addr}: TLS needs a CA to trust: pass --tls-ca PATH (the CA certificate that signed the server's certificate)")]
     NoTrustRoot { addr: String },
     #[error("{addr}: {problem}")]
     Address { addr: String, problem: String },
@@ -221,7 +221,7 @@ impl ServerTls {
     pub fn log(&self) {
         tracing::info!(
             cert = %self.cert.display(),
-            names = %self.server,
+            names = %self.server.all_names(),
             expires = %self.server.not_after,
             "TLS on: the listener accepts TLS only"
         );
@@ -253,6 +253,9 @@ impl ServerTls {
 pub struct CertificateNames {
     /// Subject alternative names of type DNS.
     pub dns: Vec<String>,
+    /// Subject alternative names of type IP address (only logged: a server certificate
+    /// needs one when clients dial an address).
+    ip: Vec<String>,
     /// The subject's common name (the first, if there are several).
     pub common_name: Option<String>,
     not_before: String,
@@ -263,19 +266,31 @@ pub struct CertificateNames {
 impl CertificateNames {
     pub fn from_der(der: &[u8]) -> Result<CertificateNames, String> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-        let dns = match cert.subject_alternative_name() {
-            Ok(Some(san)) => san
-                .value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some((*d).to_owned()),
-                    _ => None,
-                })
-                .collect(),
+        let sans = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san.value.general_names.clone(),
             Ok(None) => Vec::new(),
             Err(e) => return Err(format!("subject alternative names: {e}")),
         };
+        let dns = sans
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some((*d).to_owned()),
+                _ => None,
+            })
+            .collect();
+        let ip = sans
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+                    16 => {
+                        Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).ok()?).to_string())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
         let common_name = cert
             .subject()
             .iter_common_name()
@@ -289,6 +304,7 @@ impl CertificateNames {
         };
         Ok(CertificateNames {
             dns,
+            ip,
             common_name,
             not_before: time(cert.validity().not_before),
             not_after: time(cert.validity().not_after),
@@ -311,6 +327,14 @@ impl CertificateNames {
 
     pub fn names_factory(&self, factory: &str) -> bool {
         self.names().contains(&factory)
+    }
+
+    /// `DNS a, IP b, CN c`: every name, for the start-up log.
+    fn all_names(&self) -> String {
+        let mut all: Vec<String> = self.dns.iter().map(|d| format!("DNS {d}")).collect();
+        all.extend(self.ip.iter().map(|i| format!("IP {i}")));
+        all.extend(self.common_name.iter().map(|c| format!("CN {c}")));
+        all.join(", ")
     }
 }
 
