@@ -1429,19 +1429,22 @@ enum Expect {
     },
     /// The same answer as an earlier request.
     Replays(usize),
+    /// A retry of the order placed before the others: the same answer it got then.
+    ReplaysFirst,
     InvalidQuantity,
     Precondition,
     Conflict,
 }
 
-/// Queues 26 placements on one campaign at once, as concurrent callers whose writes the
-/// store may commit in one transaction (the SQLite writer and the PostgreSQL campaign
-/// writers group what is queued together, each write in its own savepoint): they cross the
-/// threshold twice, and refusals of every kind sit in the middle (over the per-order limit,
-/// over the per-consumer limit, over the batch cap, a key reused for another request), as
-/// does a retry of an order that locked a batch. Each request must get exactly the answer
-/// it would get alone in that order; a refused one writes nothing and changes no other
-/// answer. Every call is made from one task, so they are queued in order.
+/// Places one order, then queues 27 placements on one campaign at once, as concurrent
+/// callers whose writes the store may commit in one transaction (the SQLite writer and the
+/// PostgreSQL campaign writers group what is queued together, each write in its own
+/// savepoint): they cross the threshold twice, and refusals of every kind sit in the middle
+/// (over the per-order limit, over the per-consumer limit, over the batch cap, a key reused
+/// for another request), as do retries: of the order placed before, of an order placed
+/// earlier in the same group, and of an order that locked a batch. Each request must get
+/// exactly the answer it would get alone in that order; a refused one writes nothing and
+/// changes no other answer. Every call is made from one task, so they are queued in order.
 ///
 /// Terms: threshold 10, batch cap 12, at most 5 units per order and 4 per consumer.
 /// Returns the campaign and the accepted pre-orders (a replay counted once).
@@ -1451,13 +1454,30 @@ pub async fn place_together(fx: &dyn Fixture) -> (CampaignId, Vec<Preorder>) {
     s.max_per_order = Some(5);
     s.max_per_consumer = Some(4);
     let c = create(&*store, s).await;
+    let first_req = place_req(&c.id, &consumer(0), 1);
+    let first = store
+        .place_preorder(&first_req, t0() + Duration::minutes(30))
+        .await
+        .expect("the first order");
     let one = |who| Together {
         who,
         quantity: 1,
         same_key_as: None,
     };
     let mut plan: Vec<(Together, Expect)> = Vec::new();
-    for who in 0..9 {
+    for who in 1..5 {
+        plan.push((one(who), Expect::Pooled { batch: 1 }));
+    }
+    plan.push((one(0), Expect::ReplaysFirst));
+    plan.push((
+        Together {
+            who: 1,
+            quantity: 1,
+            same_key_as: Some(0),
+        },
+        Expect::Replays(0),
+    ));
+    for who in 5..9 {
         plan.push((one(who), Expect::Pooled { batch: 1 }));
     }
     let refusals = [
@@ -1502,13 +1522,16 @@ pub async fn place_together(fx: &dyn Fixture) -> (CampaignId, Vec<Preorder>) {
         same_key_as: None,
     };
     plan.push((next, Expect::Pooled { batch: 3 }));
-    assert_eq!(plan.len(), 26);
+    assert_eq!(plan.len(), 27);
 
     let mut reqs: Vec<PlacePreorder> = Vec::new();
-    for (order, _) in &plan {
+    for (order, expect) in &plan {
         let mut req = place_req(&c.id, &consumer(order.who), order.quantity);
         if let Some(earlier) = order.same_key_as {
             req.idempotency_key = reqs[earlier].idempotency_key.clone();
+        }
+        if let Expect::ReplaysFirst = expect {
+            req = first_req.clone();
         }
         reqs.push(req);
     }
@@ -1516,7 +1539,7 @@ pub async fn place_together(fx: &dyn Fixture) -> (CampaignId, Vec<Preorder>) {
     let results =
         futures::future::join_all(reqs.iter().map(|r| store.place_preorder(r, now))).await;
 
-    let mut accepted = Vec::new();
+    let mut accepted = vec![first.clone()];
     for (i, ((_, expect), result)) in plan.iter().zip(&results).enumerate() {
         match (expect, result) {
             (Expect::Pooled { batch }, Ok(p)) => {
@@ -1538,6 +1561,7 @@ pub async fn place_together(fx: &dyn Fixture) -> (CampaignId, Vec<Preorder>) {
             (Expect::Replays(earlier), Ok(p)) => {
                 assert_eq!(Some(p), results[*earlier].as_ref().ok(), "{i}");
             }
+            (Expect::ReplaysFirst, Ok(p)) => assert_eq!(p, &first, "{i}"),
             (
                 Expect::InvalidQuantity,
                 Err(StoreError::Domain(DomainError::InvalidArgument { field, .. })),

@@ -11,6 +11,7 @@ use c2m_domain::{DomainError, Fingerprint, IdempotencyKey};
 use crate::StoreError;
 
 /// A recorded idempotency key: the request's fingerprint and the response's JSON.
+#[derive(Clone)]
 pub(crate) struct StoredResponse {
     pub fingerprint: String,
     pub response: String,
@@ -68,8 +69,16 @@ pub(crate) async fn record<T: Serialize>(
     response: &T,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let json = serde_json::to_string(response)
-        .map_err(|e| StoreError::Corrupt(format!("serializing {operation} response: {e}")))?;
+    let json = response_json(operation, response)?;
     tx.idempotency_put(operation, key.as_str(), fingerprint, &json, now)
         .await
+}
+
+/// A response as recorded for an idempotency key.
+pub(crate) fn response_json<T: Serialize>(
+    operation: &str,
+    response: &T,
+) -> Result<String, StoreError> {
+    serde_json::to_string(response)
+        .map_err(|e| StoreError::Corrupt(format!("serializing {operation} response: {e}")))
 }

@@ -18,8 +18,8 @@ use c2m_domain::{
     Fingerprint, PoolState, Preorder, PreorderId, PreorderStatus,
 };
 
-use crate::idempotency::{record, replay, IdempotencyTx};
-use crate::ledger::{self, LedgerTx};
+use crate::idempotency::{record, replay, response_json, IdempotencyTx};
+use crate::ledger::{self, KeyRecord, LedgerTx, Placement};
 use crate::payment::PaymentProvider;
 use crate::rows::micros;
 use crate::{CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder, StoreError};
@@ -181,28 +181,46 @@ pub(crate) async fn place_preorder(
         cancelled_at: None,
         money: Default::default(),
     };
-    tx.insert_preorder(&preorder).await?;
-    ledger::hold_deposit(tx, provider, &preorder).await?;
-    tx.set_batch_units(&batch.id, admission.batch_units_after)
+    let hold = ledger::hold_deposit(provider, &preorder)?;
+    if !admission.locks {
+        // The common case, written at once: the answer is the pre-order as placed.
+        let key = KeyRecord {
+            operation: OP_PLACE_PREORDER,
+            key: &req.idempotency_key,
+            fingerprint: &fingerprint,
+            response: response_json(OP_PLACE_PREORDER, &preorder)?,
+        };
+        tx.insert_placement(&Placement {
+            preorder: &preorder,
+            hold: &hold,
+            batch_units: admission.batch_units_after,
+            key: Some(key),
+        })
         .await?;
-    let preorder = if admission.locks {
-        tx.end_batch(&batch.id, BatchStatus::Locked, now).await?;
-        ledger::lock_batch_money(
-            tx,
-            provider,
-            &campaign,
-            &batch.id,
-            admission.batch_units_after,
-            now,
-        )
-        .await?;
-        // Answer with the money as it stands after the lock (captured, balance due).
-        tx.preorder(&preorder.id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} vanished", preorder.id)))?
-    } else {
-        preorder
-    };
+        return Ok(preorder);
+    }
+    tx.insert_placement(&Placement {
+        preorder: &preorder,
+        hold: &hold,
+        batch_units: admission.batch_units_after,
+        key: None,
+    })
+    .await?;
+    tx.end_batch(&batch.id, BatchStatus::Locked, now).await?;
+    ledger::lock_batch_money(
+        tx,
+        provider,
+        &campaign,
+        &batch.id,
+        admission.batch_units_after,
+        now,
+    )
+    .await?;
+    // Answer with the money as it stands after the lock (captured, balance due).
+    let preorder = tx
+        .preorder(&preorder.id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} vanished", preorder.id)))?;
     record(
         tx,
         OP_PLACE_PREORDER,

@@ -148,6 +148,19 @@ pub(crate) fn one(rows_affected: u64, what: impl FnOnce() -> String) -> Result<(
     }
 }
 
+/// As [`one`], for a statement meant to change `expected` rows.
+pub(crate) fn exactly(
+    rows_affected: u64,
+    expected: usize,
+    what: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    if rows_affected == expected as u64 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(what()))
+    }
+}
+
 /// A fresh ledger transaction id (`ltx_...`), the key a gateway would be given.
 pub(crate) fn ledger_txn_id() -> String {
     format!("ltx_{}", uuid::Uuid::new_v4().simple())

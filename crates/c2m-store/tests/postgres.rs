@@ -44,9 +44,11 @@ async fn sessions_carry_the_lock_and_idle_timeouts() {
     conn.close().await.ok();
 }
 
-/// Group commit on PostgreSQL. On this current-thread runtime the 26 placements of
-/// `place_together` are all queued before the campaign's writer first runs, so they form
-/// one group: one transaction, one campaign lock, a savepoint each, and still each request
+/// Group commit on PostgreSQL. On this current-thread runtime the 27 placements of
+/// `place_together` after its first order are all queued before the campaign's writer first
+/// runs, so they form one group: one transaction, one campaign lock, a savepoint each, and
+/// idempotency keys looked up together (including a retry of the first order and one of an
+/// order earlier in the group), and still each request
 /// gets the answer it would get alone, the refused ones write nothing, each batch locks
 /// once and nothing is oversold.
 #[tokio::test]
@@ -64,7 +66,7 @@ async fn placements_queued_together_commit_in_one_transaction() {
                 after.transactions - before.transactions,
                 after.groups - before.groups,
             ),
-            (26, 1, 1),
+            (28, 2, 1),
             "{before:?} -> {after:?}"
         );
         check_placed_together(&*fx, &campaign, &accepted).await;

@@ -17,6 +17,9 @@ impl IdempotencyTx for PgTx {
         operation: &str,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError> {
+        if let Some(known) = self.keys.get(&(operation.to_owned(), key.to_owned())) {
+            return Ok(known.clone());
+        }
         let row = sqlx::query(
             "SELECT fingerprint, response::text AS response FROM idempotency_keys WHERE operation = $1 AND key = $2",
         )
@@ -41,6 +44,7 @@ impl IdempotencyTx for PgTx {
         response: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.keys.remove(&(operation.to_owned(), key.to_owned()));
         sqlx::query(
             "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
              VALUES ($1, $2, $3, $4::jsonb, $5)",

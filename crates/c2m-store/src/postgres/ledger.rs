@@ -11,7 +11,7 @@ use c2m_domain::{
 };
 
 use super::pooling::PgTx;
-use crate::ledger::{LedgerTx, Subject};
+use crate::ledger::{LedgerTx, Placement, Subject};
 use crate::rows::{self, batch_columns, preorder_select, Columns};
 use crate::{LedgerAudit, StoreError};
 
@@ -56,6 +56,173 @@ impl LedgerTx for PgTx {
         .execute(self.conn())
         .await?;
         Ok(())
+    }
+
+    async fn insert_ledger_txns(
+        &mut self,
+        campaign: &CampaignId,
+        txns: &[(Subject<'_>, LedgerTxn)],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if txns.is_empty() {
+            return Ok(());
+        }
+        let mut t = TxnColumns::default();
+        let mut legs = LegColumns::default();
+        for (subject, txn) in txns {
+            let id = rows::ledger_txn_id();
+            legs.push(&id, txn);
+            t.push(id, *subject, txn);
+        }
+        // One statement for every transaction and leg: the transactions in the order given
+        // (their `seq` follows it), the legs joined to them by id.
+        sqlx::query(
+            "WITH input AS ( \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                 WITH ORDINALITY AS i (id, preorder_id, batch_id, kind, currency, ord)), \
+             txns AS ( \
+                 INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
+                 SELECT id, $6, preorder_id, batch_id, kind, currency, $7 FROM input ORDER BY ord \
+                 RETURNING id, seq) \
+             INSERT INTO ledger_postings (txn_seq, account, amount) \
+             SELECT txns.seq, legs.account, legs.amount \
+             FROM UNNEST($8::text[], $9::text[], $10::bigint[]) AS legs (txn_id, account, amount) \
+             JOIN txns ON txns.id = legs.txn_id",
+        )
+        .bind(t.ids)
+        .bind(t.preorders)
+        .bind(t.batches)
+        .bind(t.kinds)
+        .bind(t.currencies)
+        .bind(campaign.as_str())
+        .bind(at)
+        .bind(legs.txn_ids)
+        .bind(legs.accounts)
+        .bind(legs.amounts)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn resolve_holds(&mut self, holds: &[(PreorderId, HoldState)]) -> Result<(), StoreError> {
+        if holds.is_empty() {
+            return Ok(());
+        }
+        let (ids, states): (Vec<&str>, Vec<&str>) = holds
+            .iter()
+            .map(|(p, to)| (p.as_str(), to.as_str()))
+            .unzip();
+        let done = sqlx::query(
+            "UPDATE preorders p SET hold_state = v.state \
+             FROM UNNEST($1::text[], $2::text[]) AS v (id, state) \
+             WHERE p.id = v.id AND p.hold_state = 'held'",
+        )
+        .bind(ids)
+        .bind(states)
+        .execute(self.conn())
+        .await?;
+        rows::exactly(done.rows_affected(), holds.len(), || {
+            "a hold among the batch's pre-orders was already resolved".to_owned()
+        })
+    }
+
+    async fn set_balances_due(
+        &mut self,
+        dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
+    ) -> Result<(), StoreError> {
+        if dues.is_empty() {
+            return Ok(());
+        }
+        let mut ids = Vec::with_capacity(dues.len());
+        let mut amounts = Vec::with_capacity(dues.len());
+        let mut paid = Vec::with_capacity(dues.len());
+        for (p, due, at) in dues {
+            ids.push(p.as_str());
+            amounts.push(due.minor);
+            paid.push(*at);
+        }
+        let done = sqlx::query(
+            "UPDATE preorders p SET balance_due = v.due, balance_paid_at = v.paid_at \
+             FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) AS v (id, due, paid_at) \
+             WHERE p.id = v.id AND p.balance_due IS NULL",
+        )
+        .bind(ids)
+        .bind(amounts)
+        .bind(paid)
+        .execute(self.conn())
+        .await?;
+        rows::exactly(done.rows_affected(), dues.len(), || {
+            "a pre-order of the batch already has a balance".to_owned()
+        })
+    }
+
+    async fn insert_placement(&mut self, placement: &Placement<'_>) -> Result<(), StoreError> {
+        let p = placement.preorder;
+        let mut legs = LegColumns::default();
+        let txn_id = rows::ledger_txn_id();
+        legs.push(&txn_id, placement.hold);
+        let (operation, key, fingerprint, response) = match &placement.key {
+            Some(k) => {
+                self.keys
+                    .remove(&(k.operation.to_owned(), k.key.as_str().to_owned()));
+                (
+                    Some(k.operation),
+                    Some(k.key.as_str()),
+                    Some(k.fingerprint.as_str()),
+                    Some(k.response.as_str()),
+                )
+            }
+            None => (None, None, None, None),
+        };
+        // The four writes of a placement in one statement (one round trip under the
+        // campaign's lock). Data-modifying CTEs all run, whatever the outer query reads;
+        // foreign keys between them (the hold's pre-order, the legs' transaction) are
+        // checked at the end of the statement, when every row is in. The batch update
+        // reports whether the batch was still open, as `set_batch_units` checks.
+        let batch_rows: i64 = sqlx::query_scalar(
+            "WITH p AS ( \
+                 INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, \
+                     unit_price, deposit_total, currency, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
+             t AS ( \
+                 INSERT INTO ledger_txns (id, campaign_id, preorder_id, kind, currency, at) \
+                 VALUES ($10, $2, $1, $11, $12, $9) RETURNING seq), \
+             l AS ( \
+                 INSERT INTO ledger_postings (txn_seq, account, amount) \
+                 SELECT t.seq, legs.account, legs.amount \
+                 FROM t, UNNEST($13::text[], $14::bigint[]) AS legs (account, amount)), \
+             k AS ( \
+                 INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
+                 SELECT $17, $18, $19, $20::jsonb, $9 WHERE $17::text IS NOT NULL), \
+             b AS ( \
+                 UPDATE batches SET units = $16 WHERE id = $15 AND status = 'open' RETURNING id) \
+             SELECT COUNT(*) FROM b",
+        )
+        .bind(p.id.as_str())
+        .bind(p.campaign_id.as_str())
+        .bind(p.consumer_id.as_str())
+        .bind(p.batch_id.as_str())
+        .bind(p.quantity)
+        .bind(p.unit_price.minor)
+        .bind(p.deposit_total.minor)
+        .bind(p.unit_price.currency.as_str())
+        .bind(p.created_at)
+        .bind(&txn_id)
+        .bind(placement.hold.kind().as_str())
+        .bind(placement.hold.currency().as_str())
+        .bind(legs.accounts)
+        .bind(legs.amounts)
+        .bind(p.batch_id.as_str())
+        .bind(placement.batch_units)
+        .bind(operation)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(response)
+        .fetch_one(self.conn())
+        .await?;
+        rows::one(batch_rows as u64, || {
+            format!("batch {} is not open", p.batch_id)
+        })
     }
 
     async fn resolve_hold(
@@ -309,4 +476,46 @@ pub(crate) async fn ledger_audit(pool: &PgPool) -> Result<LedgerAudit, StoreErro
             .map(PreorderId::from_trusted)
             .collect(),
     })
+}
+
+/// The columns of several ledger transactions, for `UNNEST`.
+#[derive(Default)]
+struct TxnColumns<'a> {
+    ids: Vec<String>,
+    preorders: Vec<Option<&'a str>>,
+    batches: Vec<Option<&'a str>>,
+    kinds: Vec<&'static str>,
+    currencies: Vec<String>,
+}
+
+impl<'a> TxnColumns<'a> {
+    fn push(&mut self, id: String, subject: Subject<'a>, txn: &LedgerTxn) {
+        let (preorder, batch) = match subject {
+            Subject::Preorder(p) => (Some(p.as_str()), None),
+            Subject::Batch(b) => (None, Some(b.as_str())),
+        };
+        self.ids.push(id);
+        self.preorders.push(preorder);
+        self.batches.push(batch);
+        self.kinds.push(txn.kind().as_str());
+        self.currencies.push(txn.currency().as_str().to_owned());
+    }
+}
+
+/// The legs of several ledger transactions, each with its transaction's id.
+#[derive(Default)]
+struct LegColumns {
+    txn_ids: Vec<String>,
+    accounts: Vec<String>,
+    amounts: Vec<i64>,
+}
+
+impl LegColumns {
+    fn push(&mut self, txn_id: &str, txn: &LedgerTxn) {
+        for leg in txn.postings() {
+            self.txn_ids.push(txn_id.to_owned());
+            self.accounts.push(leg.account.code());
+            self.amounts.push(leg.amount);
+        }
+    }
 }

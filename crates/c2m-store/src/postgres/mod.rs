@@ -212,6 +212,13 @@ impl Operation for PlaceOp {
     async fn run(&self, tx: &mut PgTx) -> Result<Preorder, StoreError> {
         crate::pooling::place_preorder(tx, &*self.2, &self.0, self.1).await
     }
+
+    fn idempotency_key(&self) -> Option<(&'static str, String)> {
+        Some((
+            crate::pooling::OP_PLACE_PREORDER,
+            self.0.idempotency_key.as_str().to_owned(),
+        ))
+    }
 }
 
 #[async_trait]
@@ -219,6 +226,13 @@ impl Operation for CancelOp {
     type Output = Preorder;
     async fn run(&self, tx: &mut PgTx) -> Result<Preorder, StoreError> {
         crate::pooling::cancel_preorder(tx, &*self.2, &self.0, self.1).await
+    }
+
+    fn idempotency_key(&self) -> Option<(&'static str, String)> {
+        Some((
+            crate::pooling::OP_CANCEL_PREORDER,
+            self.0.idempotency_key.as_str().to_owned(),
+        ))
     }
 }
 

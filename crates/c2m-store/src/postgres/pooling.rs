@@ -1,6 +1,8 @@
 //! PostgreSQL SQL for campaigns, batches and pre-orders: the [`PoolingTx`] implementation the
 //! write path runs on, and the read queries.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
@@ -11,6 +13,7 @@ use c2m_domain::{
     PageRequest, PoolState, Preorder, PreorderId,
 };
 
+use crate::idempotency::StoredResponse;
 use crate::pooling::PoolingTx;
 use crate::rows::{self, batch_columns, campaign_columns, preorder_select, Columns};
 use crate::{BatchTransition, PreorderFilter, StoreError};
@@ -44,11 +47,60 @@ pub(crate) struct PgTx {
     /// The campaign whose row this transaction locked at its outermost level, before any
     /// savepoint (see [`PgTx::hold_campaign`]); `None` in a transaction of one operation.
     held: Option<Campaign>,
+    /// Idempotency keys looked up ahead for a group ([`PgTx::prefetch_keys`]): the
+    /// recorded response, or `None` for a key not recorded. A key this transaction records
+    /// is dropped from here, so it is read again from the table if asked for.
+    pub(crate) keys: HashMap<(String, String), Option<StoredResponse>>,
 }
 
 impl PgTx {
     pub(crate) fn new(tx: Transaction<'static, Postgres>) -> Self {
-        PgTx { tx, held: None }
+        PgTx {
+            tx,
+            held: None,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Looks up the idempotency keys a group's operations will ask for, in one query, so
+    /// that each operation's replay check costs no round trip under the campaign's lock.
+    /// Run after the lock is taken: every key recorded by an earlier holder of the lock is
+    /// seen. A key recorded meanwhile for another campaign meets the unique index when
+    /// this transaction records it, and the group is run again.
+    pub(crate) async fn prefetch_keys(
+        &mut self,
+        wanted: &[(&'static str, String)],
+    ) -> Result<(), StoreError> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let (ops, keys): (Vec<&str>, Vec<&str>) =
+            wanted.iter().map(|(op, key)| (*op, key.as_str())).unzip();
+        let found = sqlx::query(
+            "SELECT k.operation, k.key, k.fingerprint, k.response::text AS response \
+             FROM idempotency_keys k \
+             JOIN UNNEST($1::text[], $2::text[]) AS w (operation, key) \
+             ON k.operation = w.operation AND k.key = w.key",
+        )
+        .bind(ops)
+        .bind(keys)
+        .fetch_all(self.conn())
+        .await?;
+        for (op, key) in wanted {
+            self.keys.insert(((*op).to_owned(), key.clone()), None);
+        }
+        for row in found {
+            let op: String = row.try_get("operation")?;
+            let key: String = row.try_get("key")?;
+            let stored = StoredResponse {
+                fingerprint: row.try_get("fingerprint")?,
+                response: row.try_get("response")?,
+            };
+            if let Some(known) = self.keys.get_mut(&(op, key)) {
+                *known = Some(stored);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn conn(&mut self) -> &mut PgConnection {

@@ -59,6 +59,12 @@ use crate::StoreError;
 pub(crate) trait Operation: Send + Sync + 'static {
     type Output: Send + 'static;
     async fn run(&self, tx: &mut PgTx) -> Result<Self::Output, StoreError>;
+
+    /// The idempotency key the operation checks first (operation name, key), if any: a
+    /// group looks all of them up in one query before its operations run.
+    fn idempotency_key(&self) -> Option<(&'static str, String)> {
+        None
+    }
 }
 
 /// How an operation's run ended, as far as its transaction is concerned.
@@ -80,6 +86,8 @@ trait Queued: Send {
     fn fail(&mut self, error: StoreError);
     /// Sends the result to the caller (who may have stopped listening).
     fn answer(&mut self);
+    /// [`Operation::idempotency_key`].
+    fn idempotency_key(&self) -> Option<(&'static str, String)>;
 }
 
 struct Job<O: Operation> {
@@ -112,6 +120,10 @@ impl<O: Operation> Queued for Job<O> {
             // The caller may be gone; its write stands and a retry replays it.
             let _ = reply.send(result);
         }
+    }
+
+    fn idempotency_key(&self) -> Option<(&'static str, String)> {
+        self.op.idempotency_key()
     }
 }
 
@@ -370,6 +382,11 @@ async fn run_group(
 ) -> Result<(), Abort> {
     let mut tx = PgTx::new(pool.begin().await.map_err(Abort::start)?);
     tx.hold_campaign(campaign).await.map_err(Abort::start)?;
+    let keys: Vec<_> = group
+        .iter()
+        .filter_map(|job| job.idempotency_key())
+        .collect();
+    tx.prefetch_keys(&keys).await?;
     tx.conn().execute("SAVEPOINT op").await?;
     let last = group.len() - 1;
     for (i, job) in group.iter_mut().enumerate() {
