@@ -18,7 +18,7 @@ c2m_store::conformance_tests!(fixture());
 
 /// The session settings that keep a stalled replica from blocking the others.
 #[tokio::test]
-async fn sessions_carry_the_lock_and_idle_timeouts() {
+async fn sessions_carry_the_lock_and_idle_timeouts_and_generic_plans() {
     use sqlx::{ConnectOptions, Connection};
     let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
         eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
@@ -29,17 +29,17 @@ async fn sessions_carry_the_lock_and_idle_timeouts() {
         .connect()
         .await
         .expect("connect");
-    let (lock, idle, app): (String, String, String) = sqlx::query_as(
+    let (lock, idle, app, plans): (String, String, String, String) = sqlx::query_as(
         "SELECT current_setting('lock_timeout'), \
          current_setting('idle_in_transaction_session_timeout'), \
-         current_setting('application_name')",
+         current_setting('application_name'), current_setting('plan_cache_mode')",
     )
     .fetch_one(&mut conn)
     .await
     .expect("settings");
     assert_eq!(
-        (lock.as_str(), idle.as_str(), app.as_str()),
-        ("10s", "1min", "c2m")
+        (lock.as_str(), idle.as_str(), app.as_str(), plans.as_str()),
+        ("10s", "1min", "c2m", "force_generic_plan")
     );
     conn.close().await.ok();
 }

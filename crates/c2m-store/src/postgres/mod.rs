@@ -152,6 +152,12 @@ impl PgStore {
 ///   minute, so the other replicas are not blocked for longer.
 /// - `lock_timeout`: a write that waits more than ten seconds for a campaign's lock fails
 ///   (`55P03`, a database error the caller may retry with the same key) instead of hanging.
+/// - `plan_cache_mode` `force_generic_plan`: every statement the store sends is a short
+///   one on keys, prepared once per connection; by default PostgreSQL may plan such a
+///   statement afresh at every execution, and for the pool-state read planning took 0.6 ms
+///   against 0.1 ms of execution. A campaign's writes run one after another under its
+///   lock, so that planning time was paid by every order queued behind. The generic plans
+///   use the same indexes (no statement has optional filters a generic plan would scan for).
 /// - `application_name` `c2m`, to find the service in `pg_stat_activity`.
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     Ok(PgConnectOptions::from_str(url)?
@@ -159,6 +165,7 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
         .options([
             ("idle_in_transaction_session_timeout", "60s"),
             ("lock_timeout", "10s"),
+            ("plan_cache_mode", "force_generic_plan"),
         ]))
 }
 
