@@ -179,6 +179,21 @@ impl Clients {
             .connect()
             .await
             .expect("connects");
+        Self::on(channel, token)
+    }
+
+    /// As [`Clients::connect`], but an error instead of a panic when nothing answers (a
+    /// server that was just killed).
+    pub async fn try_connect(addr: SocketAddr) -> Result<Clients, tonic::transport::Error> {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_timeout(Duration::from_secs(1))
+            .connect()
+            .await?;
+        Ok(Self::on(channel, None))
+    }
+
+    fn on(channel: Channel, token: Option<&str>) -> Clients {
         let b = Bearer::new(token);
         Clients {
             campaigns: CampaignServiceClient::with_interceptor(channel.clone(), b.clone()),
@@ -199,6 +214,15 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn spawn(database_url: &str, data_dir: &std::path::Path) -> ServerProcess {
+        Self::spawn_with(database_url, data_dir, &[]).await
+    }
+
+    /// As [`ServerProcess::spawn`], with more `serve` flags (`["--plan-every", "1s"]`).
+    pub async fn spawn_with(
+        database_url: &str,
+        data_dir: &std::path::Path,
+        flags: &[&str],
+    ) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_c2m"))
             .args([
                 "serve",
@@ -209,6 +233,7 @@ impl ServerProcess {
                 // Access control has its own tests (tests/access_control.rs).
                 "--no-auth",
             ])
+            .args(flags)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--database-url")
