@@ -231,6 +231,16 @@ impl Clients {
             .map_err(|e| error_chain(&e))
     }
 
+    /// Plaintext clients on `addr`, or an error instead of a panic when nothing answers
+    /// within a second (a server that was just killed).
+    pub async fn try_connect_addr(addr: SocketAddr) -> Result<Clients, String> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_timeout(Duration::from_secs(1));
+        let channel = endpoint.connect().await.map_err(|e| error_chain(&e))?;
+        Ok(Self::on(channel, None))
+    }
+
     /// Clients on an open channel that present `token` on every call.
     pub fn on(channel: Channel, token: Option<&str>) -> Clients {
         let b = Bearer::new(token);
@@ -274,6 +284,15 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn spawn(database_url: &str, data_dir: &std::path::Path) -> ServerProcess {
+        Self::spawn_with(database_url, data_dir, &[]).await
+    }
+
+    /// As [`ServerProcess::spawn`], with more `serve` flags (`["--plan-every", "1s"]`).
+    pub async fn spawn_with(
+        database_url: &str,
+        data_dir: &std::path::Path,
+        flags: &[&str],
+    ) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_c2m"))
             .args([
                 "serve",
@@ -284,6 +303,7 @@ impl ServerProcess {
                 // Access control has its own tests (tests/access_control.rs).
                 "--no-auth",
             ])
+            .args(flags)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--database-url")

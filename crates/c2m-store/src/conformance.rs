@@ -108,6 +108,7 @@ macro_rules! conformance_tests {
             concurrent_orders_lock_each_batch_exactly_once,
             concurrent_orders_never_overfill_a_capped_batch,
             concurrent_retries_with_one_key_place_one_preorder,
+            concurrent_sends_of_one_key_replay_once_the_first_commits,
             concurrent_orders_from_two_replicas,
             abandoned_calls_happen_whole_or_not_at_all,
             writes_arriving_together_keep_their_own_results,
@@ -1374,6 +1375,103 @@ pub async fn concurrent_retries_with_one_key_place_one_preorder(fx: Arc<dyn Fixt
             .open_batch_units,
         2
     );
+}
+
+/// Sends one request 16 times at once, alternating two replicas, and returns the answer:
+/// every send must get the same success.
+async fn one_key_at_once<T, F, Fut>(stores: &[Arc<dyn Store>; 2], what: &str, send: F) -> T
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    T: std::fmt::Debug + PartialEq + Send + 'static,
+{
+    let handles: Vec<_> = (0..16)
+        .map(|i| tokio::spawn(send(stores[i % 2].clone())))
+        .collect();
+    let mut answers = Vec::new();
+    for h in handles {
+        answers.push(h.await.expect("task"));
+    }
+    let refused: Vec<&StoreError> = answers.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        refused.is_empty(),
+        "{what}: {} of 16 sends of one key refused: {:?}",
+        refused.len(),
+        refused[0]
+    );
+    let mut answers = answers.into_iter().map(|r| r.expect("checked"));
+    let first = answers.next().expect("sixteen answers");
+    for a in answers {
+        assert_eq!(a, first, "{what}: one key, two answers");
+    }
+    first
+}
+
+/// The same key sent at once to two replicas, for a write that can happen only once: an
+/// order with room for it once but not twice, a cancel, a payment. Whichever send commits
+/// first does it; every other send must replay that answer, including one that looked the
+/// key up before the first committed and then waited for the campaign's lock (it must not
+/// go on to be refused as a second order, cancel or payment).
+pub async fn concurrent_sends_of_one_key_replay_once_the_first_commits(fx: Arc<dyn Fixture>) {
+    let stores = [fx.store(), fx.replica().await];
+    let now = t0() + Duration::hours(1);
+    for round in 0..5 {
+        // Threshold and cap 10, 7 units pooled: 2 more fit once.
+        let c = create(&*stores[0], spec(10, Some(10))).await;
+        place(&*stores[0], &c.id, &consumer(0), 7)
+            .await
+            .expect("7 units");
+        let req = place_req(&c.id, &consumer(1), 2);
+        let placed = one_key_at_once(&stores, &format!("round {round}: place"), move |s| {
+            let req = req.clone();
+            async move { s.place_preorder(&req, now).await }
+        })
+        .await;
+        let units = |s: Arc<dyn Store>, id: CampaignId| async move {
+            s.get_campaign(&id)
+                .await
+                .expect("campaign")
+                .open_batch_units
+        };
+        assert_eq!(
+            units(stores[0].clone(), c.id.clone()).await,
+            9,
+            "round {round}"
+        );
+
+        let req = CancelPreorder {
+            idempotency_key: key(),
+            preorder_id: placed.id.clone(),
+            consumer_id: Some(consumer(1)),
+        };
+        one_key_at_once(&stores, &format!("round {round}: cancel"), move |s| {
+            let req = req.clone();
+            async move { s.cancel_preorder(&req, now).await }
+        })
+        .await;
+        assert_eq!(
+            units(stores[0].clone(), c.id.clone()).await,
+            7,
+            "round {round}"
+        );
+
+        // 3 more lock the batch at its cap; the balance is paid once.
+        let locking = place(&*stores[0], &c.id, &consumer(2), 3)
+            .await
+            .expect("3 units");
+        assert_eq!(locking.status, PreorderStatus::Locked, "round {round}");
+        let req = crate::PayBalance {
+            idempotency_key: key(),
+            preorder_id: locking.id.clone(),
+            consumer_id: None,
+            amount: locking.money.balance_due.expect("a balance"),
+        };
+        one_key_at_once(&stores, &format!("round {round}: pay"), move |s| {
+            let req = req.clone();
+            async move { s.pay_balance(&req, now).await }
+        })
+        .await;
+    }
 }
 
 /// Callers that give up mid-call (a client that disconnects drops the server's future)

@@ -392,6 +392,12 @@ pub(crate) async fn pay_balance(
     tx.lock_campaign(&first.campaign_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} has no campaign", first.id)))?;
+    // The key again under the lock: another send of it may have committed while this one
+    // waited (payments are not grouped, so even on one replica), and must be replayed
+    // rather than refused as a second payment.
+    if let Some(done) = replay(tx, OP_PAY_BALANCE, &req.idempotency_key, &fingerprint).await? {
+        return Ok(done);
+    }
     // Read again under the campaign lock: the window may have closed meanwhile.
     let mut preorder = tx
         .preorder(&req.preorder_id)

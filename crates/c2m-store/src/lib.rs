@@ -25,8 +25,11 @@
 //! # Behaviour the trait leaves open, as implemented
 //!
 //! - Idempotency keys are scoped by operation (`create_campaign`, `place_preorder`,
-//!   `cancel_preorder`, `pay_balance`). The key is looked up before anything else, so a
-//!   retry gets the first response even after the batch locked or the campaign closed; the
+//!   `cancel_preorder`, `pay_balance`). The key is looked up before anything that could
+//!   refuse the request, so a retry gets the first response even after the batch locked or
+//!   the campaign closed; placements, cancels and payments look it up once they hold the
+//!   campaign's lock, so a send that waited for the lock while another send of the same key
+//!   committed replays that answer instead of being refused; the
 //!   response is the recorded snapshot (a replayed pre-order shows the status and money it
 //!   was first returned with, while [`Store::get_preorder`] derives the current ones). A refused request records
 //!   nothing, not even its key.

@@ -130,13 +130,16 @@ pub(crate) async fn place_preorder(
 ) -> Result<Preorder, StoreError> {
     let now = micros(now);
     let fingerprint = Fingerprint::of(OP_PLACE_PREORDER, req);
-    if let Some(done) = replay(tx, OP_PLACE_PREORDER, &req.idempotency_key, &fingerprint).await? {
-        return Ok(done);
-    }
+    // The campaign's lock first, then the key: a send of the same key that committed while
+    // this one waited for the lock (on another replica) is replayed, rather than taken for
+    // a second order that may no longer fit.
     let campaign = tx
         .lock_campaign(&req.campaign_id)
         .await?
         .ok_or_else(|| campaign_not_found(&req.campaign_id))?;
+    if let Some(done) = replay(tx, OP_PLACE_PREORDER, &req.idempotency_key, &fingerprint).await? {
+        return Ok(done);
+    }
     let (open, state) = tx.pool_state(&campaign.id, &req.consumer_id).await?;
     let admission = pooling::admit(&campaign.terms, campaign.status(now), state, req.quantity)?;
     let deposit_total = campaign.terms.deposit.times(req.quantity, "quantity")?;
@@ -261,6 +264,11 @@ pub(crate) async fn cancel_preorder(
         .lock_campaign(&first.campaign_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} has no campaign", first.id)))?;
+    // The key again under the lock: a send of it may have committed meanwhile (on another
+    // replica), and must be replayed rather than refused as a second cancel.
+    if let Some(done) = replay(tx, OP_CANCEL_PREORDER, &req.idempotency_key, &fingerprint).await? {
+        return Ok(done);
+    }
     // Read again under the campaign lock: the batch may have locked or failed meanwhile.
     let mut preorder = tx
         .preorder(&req.preorder_id)
