@@ -29,6 +29,10 @@
 //! - work orders: each factory's sequence is 1..n with no gap, what a factory received is
 //!   what is stored under that number, and no batch is planned for more than its units.
 //!
+//! (A campaign found final at an earlier kill, its deadline passed and every batch failed
+//! or closed, has only its batches read again until the end, so the check does not grow
+//! with the run.) The workload pauses from a kill until the checks after the restart end.
+//!
 //! After each restart it checks through gRPC that every acknowledged pre-order is there as
 //! acknowledged, and that replaying each acknowledged call with its key returns the
 //! original answer (a key reused for another request is refused). At the end, after every
