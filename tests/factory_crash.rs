@@ -103,44 +103,19 @@ async fn kill(server: &mut ServerProcess) {
 async fn stored(c: &mut Clients) -> (HashMap<String, BTreeMap<i64, String>>, HashMap<String, i64>) {
     let mut by_factory: HashMap<String, BTreeMap<i64, String>> = HashMap::new();
     let mut units: HashMap<String, i64> = HashMap::new();
-    let mut token = String::new();
-    loop {
-        let page = c
-            .planning
-            .list_plans(pb::ListPlansRequest {
-                page_size: 50,
-                page_token: token.clone(),
-            })
-            .await
-            .expect("plans")
-            .into_inner();
-        for s in &page.plans {
-            let plan = c
-                .planning
-                .get_plan(pb::GetPlanRequest {
-                    plan_id: s.id.clone(),
-                })
-                .await
-                .expect("plan")
-                .into_inner();
-            for w in plan.work_orders {
-                let prev = by_factory
-                    .entry(w.factory_id.clone())
-                    .or_default()
-                    .insert(w.seq, w.id.clone());
-                assert!(prev.is_none(), "two stored work orders with one seq");
-                for r in &w.runs {
-                    for b in &r.batches {
-                        *units.entry(b.batch_id.clone()).or_default() += b.units;
-                    }
-                }
+    for w in all_work_orders(c).await {
+        let prev = by_factory
+            .entry(w.factory_id.clone())
+            .or_default()
+            .insert(w.seq, w.id.clone());
+        assert!(prev.is_none(), "two stored work orders with one seq");
+        for r in &w.runs {
+            for b in &r.batches {
+                *units.entry(b.batch_id.clone()).or_default() += b.units;
             }
         }
-        if page.next_page_token.is_empty() {
-            return (by_factory, units);
-        }
-        token = page.next_page_token;
     }
+    (by_factory, units)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

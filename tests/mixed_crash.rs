@@ -1645,35 +1645,10 @@ where
 /// Work orders stored per factory (seq -> id), read through gRPC.
 async fn stored_work_orders(c: &mut Clients) -> BTreeMap<String, BTreeMap<i64, String>> {
     let mut out: BTreeMap<String, BTreeMap<i64, String>> = BTreeMap::new();
-    let mut token = String::new();
-    loop {
-        let page = c
-            .planning
-            .list_plans(pb::ListPlansRequest {
-                page_size: 100,
-                page_token: token.clone(),
-            })
-            .await
-            .expect("plans")
-            .into_inner();
-        for s in &page.plans {
-            let plan = c
-                .planning
-                .get_plan(pb::GetPlanRequest {
-                    plan_id: s.id.clone(),
-                })
-                .await
-                .expect("plan")
-                .into_inner();
-            for w in plan.work_orders {
-                out.entry(w.factory_id).or_default().insert(w.seq, w.id);
-            }
-        }
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
+    for w in all_work_orders(c).await {
+        out.entry(w.factory_id).or_default().insert(w.seq, w.id);
     }
+    out
 }
 
 /// Every campaign, through gRPC.

@@ -604,3 +604,35 @@ pub async fn run_planning(c: &mut Clients, key: &str) -> Result<pb::Plan, tonic:
         .await
         .map(|r| r.into_inner())
 }
+
+/// Every work order of every stored plan, read through gRPC (plans in pages of 100).
+pub async fn all_work_orders(c: &mut Clients) -> Vec<pb::WorkOrder> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .planning
+            .list_plans(pb::ListPlansRequest {
+                page_size: 100,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("plans")
+            .into_inner();
+        for s in &page.plans {
+            let plan = c
+                .planning
+                .get_plan(pb::GetPlanRequest {
+                    plan_id: s.id.clone(),
+                })
+                .await
+                .expect("plan")
+                .into_inner();
+            out.extend(plan.work_orders);
+        }
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}

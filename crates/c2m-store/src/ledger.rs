@@ -288,12 +288,7 @@ pub(crate) async fn lock_batch_money(
         (true, _) => None,
     };
     tx.set_batch_price(batch, price, due_by).await?;
-    let live: Vec<Preorder> = tx
-        .batch_preorders(batch)
-        .await?
-        .into_iter()
-        .filter(|p| p.cancelled_at.is_none())
-        .collect();
+    let live = live_preorders(tx, batch).await?;
     let mut holds = Vec::with_capacity(live.len());
     let mut captures = Vec::with_capacity(live.len());
     let mut dues = Vec::with_capacity(live.len());
@@ -505,6 +500,17 @@ pub(crate) async fn close_balance_window(
     })
 }
 
+/// The batch's pre-orders that were not cancelled, in placement order: the ones whose
+/// deposits a lock captures or a failure releases.
+async fn live_preorders(
+    tx: &mut (impl LedgerTx + ?Sized),
+    batch: &BatchId,
+) -> Result<Vec<Preorder>, StoreError> {
+    let mut preorders = tx.batch_preorders(batch).await?;
+    preorders.retain(|p| p.cancelled_at.is_none());
+    Ok(preorders)
+}
+
 /// Releases every hold of a batch that just failed; returns how many.
 pub(crate) async fn release_failed_batch(
     tx: &mut (impl LedgerTx + ?Sized),
@@ -512,12 +518,7 @@ pub(crate) async fn release_failed_batch(
     batch: &BatchId,
     now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
-    let live: Vec<Preorder> = tx
-        .batch_preorders(batch)
-        .await?
-        .into_iter()
-        .filter(|p| p.cancelled_at.is_none())
-        .collect();
+    let live = live_preorders(tx, batch).await?;
     let mut holds = Vec::with_capacity(live.len());
     let mut releases = Vec::with_capacity(live.len());
     for p in &live {
