@@ -18,7 +18,7 @@ macro_rules! id_type {
         impl $name {
             /// A fresh random id, prefixed so that ids in logs say what they are.
             pub fn generate() -> Self {
-                $name(format!(concat!($prefix, "_{}"), Uuid::new_v4().simple()))
+                $name(format!(concat!($prefix, "_{}"), Uuid::now_v7().simple()))
             }
 
             /// An id received from a client: non-empty, at most 128 printable ASCII characters.

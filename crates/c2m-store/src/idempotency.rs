@@ -2,6 +2,8 @@
 //! ledger and planning later): look the key up first, record it with the response in the
 //! same transaction as the mutation.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
@@ -26,6 +28,22 @@ pub(crate) trait IdempotencyTx: Send {
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError>;
 
+    /// The recorded keys among `keys` for `operation`, by key: for a run of placements,
+    /// which looks all its keys up at once. The default asks one at a time.
+    async fn idempotency_get_many(
+        &mut self,
+        operation: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, StoredResponse>, StoreError> {
+        let mut found = HashMap::new();
+        for key in keys {
+            if let Some(stored) = self.idempotency_get(operation, key).await? {
+                found.insert((*key).to_owned(), stored);
+            }
+        }
+        Ok(found)
+    }
+
     /// Records the key. On PostgreSQL a concurrent use of the same key surfaces here as a
     /// unique violation, which the store retries (the retry then replays or conflicts).
     async fn idempotency_put(
@@ -46,7 +64,18 @@ pub(crate) async fn replay<T: DeserializeOwned>(
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
 ) -> Result<Option<T>, StoreError> {
-    let Some(stored) = tx.idempotency_get(operation, key.as_str()).await? else {
+    let stored = tx.idempotency_get(operation, key.as_str()).await?;
+    replay_stored(operation, key, fingerprint, stored.as_ref())
+}
+
+/// [`replay`] on a record already read (`None`: the key is not recorded).
+pub(crate) fn replay_stored<T: DeserializeOwned>(
+    operation: &str,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    stored: Option<&StoredResponse>,
+) -> Result<Option<T>, StoreError> {
+    let Some(stored) = stored else {
         return Ok(None);
     };
     if stored.fingerprint != fingerprint.as_str() {

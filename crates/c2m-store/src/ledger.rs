@@ -40,36 +40,12 @@ pub(crate) enum Subject<'a> {
 /// The ledger's reads and writes inside one transaction.
 #[async_trait]
 pub(crate) trait LedgerTx: PoolingTx {
-    /// Appends the transaction and its postings.
-    async fn insert_ledger_txn(
-        &mut self,
-        campaign: &CampaignId,
-        subject: Subject<'_>,
-        txn: &LedgerTxn,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Moves the pre-order's hold from `held` to `to`; corrupt data if it was not held.
-    async fn resolve_hold(
-        &mut self,
-        preorder: &PreorderId,
-        to: HoldState,
-    ) -> Result<(), StoreError>;
-
     /// Records the price and balance window of a batch that just locked.
     async fn set_batch_price(
         &mut self,
         batch: &BatchId,
         final_unit_price: Money,
         balance_due_by: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
-
-    /// Records the balance a pre-order owes, and `paid_at` when it owes nothing.
-    async fn set_balance_due(
-        &mut self,
-        preorder: &PreorderId,
-        due: Money,
-        paid_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
 
     async fn set_balance_paid(
@@ -95,77 +71,68 @@ pub(crate) trait LedgerTx: PoolingTx {
     /// Every pre-order of the batch (cancelled ones included), in placement order.
     async fn batch_preorders(&mut self, batch: &BatchId) -> Result<Vec<Preorder>, StoreError>;
 
-    // Several rows at once. A batch that locks or fails moves the money of every pre-order
-    // in it while the campaign's lock is held; one statement per pre-order and kind made a
-    // lock of a 100-unit batch cost some 300 round trips on PostgreSQL, during which the
-    // campaign took no orders. A backend where a statement is cheap (SQLite, in process)
-    // keeps these defaults; PostgreSQL writes each in one statement.
+    // Several rows at once, in a few statements whatever their number. A batch that locks
+    // or fails moves the money of every pre-order in it while the campaign's lock is held,
+    // and every statement then is paid by every order waiting behind the lock: one
+    // statement per pre-order and kind made the lock of a 100-unit batch some 300 round
+    // trips on PostgreSQL and 500 statements on SQLite. The one-row forms below are these
+    // with one row.
 
-    /// As [`LedgerTx::insert_ledger_txn`] for each of `txns`, in order.
+    /// Appends the transactions and their postings, in order (their sequence numbers
+    /// follow it).
     async fn insert_ledger_txns(
         &mut self,
         campaign: &CampaignId,
         txns: &[(Subject<'_>, LedgerTxn)],
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        for (subject, txn) in txns {
-            self.insert_ledger_txn(campaign, *subject, txn, at).await?;
-        }
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
 
-    /// As [`LedgerTx::resolve_hold`] for each pre-order (each named once).
-    async fn resolve_holds(&mut self, holds: &[(PreorderId, HoldState)]) -> Result<(), StoreError> {
-        for (preorder, to) in holds {
-            self.resolve_hold(preorder, *to).await?;
-        }
-        Ok(())
-    }
+    /// Moves each pre-order's hold (each named once) from `held` to its state; corrupt
+    /// data if one was not held.
+    async fn resolve_holds(&mut self, holds: &[(PreorderId, HoldState)]) -> Result<(), StoreError>;
 
-    /// As [`LedgerTx::set_balance_due`] for each pre-order (each named once).
-    async fn set_balances_due(
+    /// Captures each pre-order's deposit (`held` to `captured`; each pre-order named once)
+    /// and records the balance it owes, and `paid_at` when it owes nothing: what a batch's
+    /// lock does to each of its pre-orders, in one pass over their rows rather than one
+    /// per change (each pass writes a new version of every row and of its index entries).
+    /// Corrupt data if a hold was not held or a balance was already recorded.
+    async fn capture_holds(
         &mut self,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
+    ) -> Result<(), StoreError>;
+
+    /// Appends the transaction and its postings.
+    async fn insert_ledger_txn(
+        &mut self,
+        campaign: &CampaignId,
+        subject: Subject<'_>,
+        txn: &LedgerTxn,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        for (preorder, due, paid_at) in dues {
-            self.set_balance_due(preorder, *due, *paid_at).await?;
-        }
-        Ok(())
+        self.insert_ledger_txns(campaign, &[(subject, txn.clone())], at)
+            .await
     }
 
-    /// Writes a pre-order just placed, the hold of its deposit (already shown to the
-    /// provider), its batch's new unit count and, when given, its idempotency record: the
-    /// whole write of a placement that does not lock its batch. The default is the four
-    /// single writes; PostgreSQL sends them as one statement, since a campaign's
-    /// placements run one after another under its lock and each round trip is paid by
-    /// every order behind it.
-    async fn insert_placement(&mut self, placement: &Placement<'_>) -> Result<(), StoreError> {
-        let p = placement.preorder;
-        self.insert_preorder(p).await?;
-        self.insert_ledger_txn(
-            &p.campaign_id,
-            Subject::Preorder(&p.id),
-            placement.hold,
-            p.created_at,
-        )
-        .await?;
-        self.set_batch_units(&p.batch_id, placement.batch_units)
-            .await?;
-        if let Some(key) = &placement.key {
-            self.idempotency_put(
-                key.operation,
-                key.key.as_str(),
-                key.fingerprint,
-                &key.response,
-                p.created_at,
-            )
-            .await?;
-        }
-        Ok(())
+    /// Moves the pre-order's hold from `held` to `to`; corrupt data if it was not held.
+    async fn resolve_hold(
+        &mut self,
+        preorder: &PreorderId,
+        to: HoldState,
+    ) -> Result<(), StoreError> {
+        self.resolve_holds(&[(preorder.clone(), to)]).await
     }
+
+    /// Writes pre-orders just placed, in order, all in one open batch: each pre-order,
+    /// the hold of its deposit (already shown to the provider) and, when given, its
+    /// idempotency record; the batch's units become the last one's `batch_units`. Corrupt
+    /// data if the batch is not open. This is the whole write of a run of placements
+    /// ([`crate::pooling::place_preorders`]); both backends send it as a few multi-row
+    /// statements, since a campaign's placements run one after another under its lock and
+    /// every statement per order is paid by every order behind it.
+    async fn insert_placements(&mut self, placements: &[Placement<'_>]) -> Result<(), StoreError>;
 }
 
-/// The writes of one placement, for [`LedgerTx::insert_placement`].
+/// The writes of one placement, for [`LedgerTx::insert_placements`].
 pub(crate) struct Placement<'a> {
     pub preorder: &'a Preorder,
     /// The hold of the pre-order's deposit, at the pre-order's `created_at`.
@@ -176,13 +143,33 @@ pub(crate) struct Placement<'a> {
     pub key: Option<KeyRecord<'a>>,
 }
 
+/// The pre-order that opens a run of placements and the units its batch ends with, after
+/// checking that the run is in one batch (as [`LedgerTx::insert_placements`] requires);
+/// `None` for an empty run.
+pub(crate) fn one_batch<'a>(
+    placements: &[Placement<'a>],
+) -> Result<Option<(&'a Preorder, i64)>, StoreError> {
+    let (Some(first), Some(last)) = (placements.first(), placements.last()) else {
+        return Ok(None);
+    };
+    let batch = &first.preorder.batch_id;
+    if let Some(stray) = placements.iter().find(|p| p.preorder.batch_id != *batch) {
+        return Err(StoreError::Corrupt(format!(
+            "placements in batches {batch} and {} were written as one run",
+            stray.preorder.batch_id
+        )));
+    }
+    Ok(Some((first.preorder, last.batch_units)))
+}
+
 /// An idempotency key and the response to record for it.
+#[derive(Clone, Copy)]
 pub(crate) struct KeyRecord<'a> {
     pub operation: &'static str,
     pub key: &'a IdempotencyKey,
     pub fingerprint: &'a Fingerprint,
     /// The response, as JSON.
-    pub response: String,
+    pub response: &'a str,
 }
 
 /// Writes `txn` and shows it to the provider.
@@ -289,11 +276,10 @@ pub(crate) async fn lock_batch_money(
     };
     tx.set_batch_price(batch, price, due_by).await?;
     let live = live_preorders(tx, batch).await?;
-    let mut holds = Vec::with_capacity(live.len());
     let mut captures = Vec::with_capacity(live.len());
     let mut dues = Vec::with_capacity(live.len());
     for p in &live {
-        holds.push((p.id.clone(), p.money.hold.capture()?));
+        p.money.hold.capture()?;
         let txn = LedgerTxn::transfer(
             TxnKind::Capture,
             Account::Holds(campaign.id.clone()),
@@ -304,9 +290,8 @@ pub(crate) async fn lock_batch_money(
         let due = ledger::balance_due(p.quantity, price, p.deposit_total)?;
         dues.push((p.id.clone(), due, (due.minor == 0).then_some(now)));
     }
-    tx.resolve_holds(&holds).await?;
+    tx.capture_holds(&dues).await?;
     post_all(tx, provider, &campaign.id, &captures, now).await?;
-    tx.set_balances_due(&dues).await?;
     if nothing_due {
         settle(tx, provider, campaign, batch, now).await?;
     }

@@ -10,15 +10,20 @@
 //! order, may it be cancelled) are the domain's; this module reads what they need and
 //! writes what they say, so the two backends cannot disagree about a rule.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use c2m_domain::ledger::LedgerTxn;
 use c2m_domain::{
     pooling, Batch, BatchId, BatchStatus, Campaign, CampaignId, ConsumerId, DomainError,
-    Fingerprint, PoolState, Preorder, PreorderId, PreorderStatus,
+    Fingerprint, IdempotencyKey, PoolState, Preorder, PreorderId, PreorderStatus,
 };
 
-use crate::idempotency::{record, replay, response_json, IdempotencyTx};
+use crate::idempotency::{
+    record, replay, replay_stored, response_json, IdempotencyTx, StoredResponse,
+};
 use crate::ledger::{self, KeyRecord, LedgerTx, Placement};
 use crate::payment::PaymentProvider;
 use crate::rows::micros;
@@ -39,22 +44,21 @@ pub(crate) trait PoolingTx: IdempotencyTx {
 
     async fn open_batch(&mut self, campaign: &CampaignId) -> Result<Option<Batch>, StoreError>;
 
-    /// The campaign's open batch, if any, and the counts the pooling rule needs (units in
-    /// open and locked batches; the consumer's units that are not cancelled and not in a
-    /// failed batch), read in one statement.
-    async fn pool_state(
+    /// The campaign's open batch, if any, the units in its open and locked batches, and
+    /// the units each of `consumers` holds in it (not cancelled, not forfeited, not in a
+    /// failed batch), read in one statement: what the pooling rule needs for a run of
+    /// placements.
+    async fn pool_snapshot(
         &mut self,
         campaign: &CampaignId,
-        consumer: &ConsumerId,
-    ) -> Result<(Option<Batch>, PoolState), StoreError>;
+        consumers: &[&ConsumerId],
+    ) -> Result<PoolSnapshot, StoreError>;
 
     /// The sequence number the campaign's next batch gets.
     async fn next_batch_seq(&mut self, campaign: &CampaignId) -> Result<i64, StoreError>;
 
     /// Inserts an open batch and its 'open' transition.
     async fn insert_batch(&mut self, batch: &Batch) -> Result<(), StoreError>;
-
-    async fn insert_preorder(&mut self, preorder: &Preorder) -> Result<(), StoreError>;
 
     async fn set_batch_units(&mut self, batch: &BatchId, units: i64) -> Result<(), StoreError>;
 
@@ -72,6 +76,24 @@ pub(crate) trait PoolingTx: IdempotencyTx {
 
     async fn set_cancelled(&mut self, id: &PreorderId, at: DateTime<Utc>)
         -> Result<(), StoreError>;
+}
+
+/// The pool of a campaign as [`PoolingTx::pool_snapshot`] reads it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PoolSnapshot {
+    pub open: Option<Batch>,
+    pub campaign_units: i64,
+    /// Units per consumer id; a consumer asked about and not here holds none.
+    pub consumer_units: HashMap<String, i64>,
+}
+
+impl PoolSnapshot {
+    fn consumer_units(&self, consumer: &ConsumerId) -> i64 {
+        self.consumer_units
+            .get(consumer.as_str())
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 fn campaign_not_found(id: &CampaignId) -> StoreError {
@@ -122,118 +144,306 @@ pub(crate) async fn create_campaign(
     Ok(campaign)
 }
 
+/// One placement of a run ([`place_preorders`]): the request, when it arrived, and the
+/// provider its deposit is held with.
+#[derive(Clone, Copy)]
+pub(crate) struct Placing<'a> {
+    pub req: &'a PlacePreorder,
+    pub now: DateTime<Utc>,
+    pub provider: &'a dyn PaymentProvider,
+}
+
+/// Places one pre-order: a run of one.
 pub(crate) async fn place_preorder(
     tx: &mut (impl LedgerTx + ?Sized),
     provider: &dyn PaymentProvider,
     req: &PlacePreorder,
     now: DateTime<Utc>,
 ) -> Result<Preorder, StoreError> {
-    let now = micros(now);
-    let fingerprint = Fingerprint::of(OP_PLACE_PREORDER, req);
-    // The campaign's lock first, then the key: a send of the same key that committed while
+    let one = Placing { req, now, provider };
+    place_preorders(tx, &req.campaign_id, &[one])
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Corrupt("a run of one gave no result".into())))
+}
+
+/// Places a run of pre-orders on one campaign, in order, in the caller's transaction, and
+/// answers each exactly as if each had run alone in that order: every request sees the
+/// orders admitted before it (units, batches, idempotency keys), and a refused one writes
+/// nothing and changes no other answer.
+///
+/// Why a run and not one at a time: a campaign's placements are serialised by its lock, so
+/// whatever one costs in round trips to the database is paid by every order queued behind
+/// it. Here the run reads what the pooling rule needs once (the campaign, its open batch
+/// and units, each consumer's units, every key), admits the orders one after another in
+/// memory with the same rule ([`pooling::admit`]), and writes the admitted ones together
+/// ([`LedgerTx::insert_placements`]); the cost per order is CPU, not round trips. An order
+/// that locks its batch is the exception: the orders before it are written, then the lock
+/// moves the batch's money as it always has, and the run goes on with no open batch.
+///
+/// The outer error means the transaction cannot be trusted (a database error, a refusal
+/// part-way through locking a batch): the caller rolls it back, and a writer then runs each
+/// request alone, so each still gets its own answer. The inner results are the answers.
+pub(crate) async fn place_preorders(
+    tx: &mut (impl LedgerTx + ?Sized),
+    campaign_id: &CampaignId,
+    run: &[Placing<'_>],
+) -> Result<Vec<Result<Preorder, StoreError>>, StoreError> {
+    if let Some(stray) = run.iter().find(|p| p.req.campaign_id != *campaign_id) {
+        return Err(StoreError::Corrupt(format!(
+            "a placement on campaign {} was run with campaign {campaign_id}",
+            stray.req.campaign_id
+        )));
+    }
+    // The campaign's lock first, then the keys: a send of the same key that committed while
     // this one waited for the lock (on another replica) is replayed, rather than taken for
     // a second order that may no longer fit.
-    let campaign = tx
-        .lock_campaign(&req.campaign_id)
-        .await?
-        .ok_or_else(|| campaign_not_found(&req.campaign_id))?;
-    if let Some(done) = replay(tx, OP_PLACE_PREORDER, &req.idempotency_key, &fingerprint).await? {
-        return Ok(done);
+    let Some(campaign) = tx.lock_campaign(campaign_id).await? else {
+        return Ok(run
+            .iter()
+            .map(|_| Err(campaign_not_found(campaign_id)))
+            .collect());
+    };
+    let keys: Vec<&str> = run.iter().map(|p| p.req.idempotency_key.as_str()).collect();
+    let recorded = tx.idempotency_get_many(OP_PLACE_PREORDER, &keys).await?;
+    let mut consumers: Vec<&ConsumerId> = run.iter().map(|p| &p.req.consumer_id).collect();
+    consumers.sort_unstable();
+    consumers.dedup();
+    let pool = tx.pool_snapshot(&campaign.id, &consumers).await?;
+    let mut state = RunState {
+        campaign: &campaign,
+        pool,
+        new_batch: false,
+        recorded,
+        staged: Vec::new(),
+    };
+    let mut answers = Vec::with_capacity(run.len());
+    for placing in run {
+        answers.push(state.place(tx, placing).await?);
     }
-    let (open, state) = tx.pool_state(&campaign.id, &req.consumer_id).await?;
-    let admission = pooling::admit(&campaign.terms, campaign.status(now), state, req.quantity)?;
-    let deposit_total = campaign.terms.deposit.times(req.quantity, "quantity")?;
+    state.flush(tx).await?;
+    Ok(answers)
+}
 
-    let batch = match open {
-        Some(b) => b,
-        None => {
-            let b = Batch {
-                id: BatchId::generate(),
-                campaign_id: campaign.id.clone(),
-                seq: tx.next_batch_seq(&campaign.id).await?,
-                status: BatchStatus::Open,
-                units: 0,
-                threshold: campaign.terms.batch_threshold,
-                created_at: now,
-                locked_at: None,
-                failed_at: None,
-                final_unit_price: None,
-                balance_due_by: None,
-                forfeited_units: 0,
-                ready_at: None,
-            };
-            tx.insert_batch(&b).await?;
-            b
+/// What a run knows between its orders: the pool as the orders so far left it, and the
+/// admitted orders not yet written.
+struct RunState<'a> {
+    campaign: &'a Campaign,
+    pool: PoolSnapshot,
+    /// `pool.open` was opened by this run and is not written yet.
+    new_batch: bool,
+    /// Every key of the run that is recorded, or recorded by an order of the run.
+    recorded: HashMap<String, StoredResponse>,
+    staged: Vec<Staged<'a>>,
+}
+
+/// An admitted order that does not lock its batch, waiting to be written.
+struct Staged<'a> {
+    key: &'a IdempotencyKey,
+    fingerprint: Fingerprint,
+    preorder: Preorder,
+    hold: LedgerTxn,
+    /// The open batch's units once this order is in it.
+    units_after: i64,
+    response: String,
+}
+
+impl<'a> RunState<'a> {
+    /// Answers one request. `Err` only when the run must be given up.
+    async fn place(
+        &mut self,
+        tx: &mut (impl LedgerTx + ?Sized),
+        placing: &Placing<'a>,
+    ) -> Result<Result<Preorder, StoreError>, StoreError> {
+        let Placing { req, now, provider } = *placing;
+        let now = micros(now);
+        let fingerprint = Fingerprint::of(OP_PLACE_PREORDER, req);
+        let key = &req.idempotency_key;
+        match replay_stored(
+            OP_PLACE_PREORDER,
+            key,
+            &fingerprint,
+            self.recorded.get(key.as_str()),
+        ) {
+            Ok(Some(done)) => return Ok(Ok(done)),
+            Ok(None) => {}
+            Err(refused) => return Ok(Err(refused)),
         }
-    };
-    let preorder = Preorder {
-        id: PreorderId::generate(),
-        campaign_id: campaign.id.clone(),
-        consumer_id: req.consumer_id.clone(),
-        batch_id: batch.id.clone(),
-        batch_seq: batch.seq,
-        quantity: req.quantity,
-        unit_price: campaign.terms.unit_price,
-        deposit_total,
-        status: if admission.locks {
-            PreorderStatus::Locked
-        } else {
-            PreorderStatus::Pooled
-        },
-        created_at: now,
-        cancelled_at: None,
-        money: Default::default(),
-    };
-    let hold = ledger::hold_deposit(provider, &preorder)?;
-    if !admission.locks {
-        // The common case, written at once: the answer is the pre-order as placed.
-        let key = KeyRecord {
-            operation: OP_PLACE_PREORDER,
-            key: &req.idempotency_key,
-            fingerprint: &fingerprint,
-            response: response_json(OP_PLACE_PREORDER, &preorder)?,
+        let terms = &self.campaign.terms;
+        let state = PoolState {
+            open_batch_units: self.pool.open.as_ref().map_or(0, |b| b.units),
+            campaign_units: self.pool.campaign_units,
+            consumer_units: self.pool.consumer_units(&req.consumer_id),
         };
-        tx.insert_placement(&Placement {
+        let admitted = pooling::admit(terms, self.campaign.status(now), state, req.quantity)
+            .map_err(StoreError::from)
+            .and_then(|admission| {
+                let deposit = terms.deposit.times(req.quantity, "quantity")?;
+                Ok((admission, deposit))
+            });
+        let (admission, deposit_total) = match admitted {
+            Ok(admitted) => admitted,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let (batch, new_batch) = match &self.pool.open {
+            Some(open) => (open.clone(), false),
+            None => (self.open_batch(tx, now).await?, true),
+        };
+        let preorder = Preorder {
+            id: PreorderId::generate(),
+            campaign_id: self.campaign.id.clone(),
+            consumer_id: req.consumer_id.clone(),
+            batch_id: batch.id.clone(),
+            batch_seq: batch.seq,
+            quantity: req.quantity,
+            unit_price: terms.unit_price,
+            deposit_total,
+            status: if admission.locks {
+                PreorderStatus::Locked
+            } else {
+                PreorderStatus::Pooled
+            },
+            created_at: now,
+            cancelled_at: None,
+            money: Default::default(),
+        };
+        let hold = match ledger::hold_deposit(provider, &preorder) {
+            Ok(hold) => hold,
+            // Nothing is written, not even a batch this order would have opened.
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if new_batch {
+            self.pool.open = Some(batch.clone());
+            self.new_batch = true;
+        }
+        let units_after = admission.batch_units_after;
+        if !admission.locks {
+            // The common case: the answer is the pre-order as placed, written with the run.
+            let response = response_json(OP_PLACE_PREORDER, &preorder)?;
+            self.recorded.insert(
+                key.as_str().to_owned(),
+                StoredResponse {
+                    fingerprint: fingerprint.as_str().to_owned(),
+                    response: response.clone(),
+                },
+            );
+            self.admitted(req, units_after);
+            self.staged.push(Staged {
+                key,
+                fingerprint,
+                preorder: preorder.clone(),
+                hold,
+                units_after,
+                response,
+            });
+            return Ok(Ok(preorder));
+        }
+        // The batch locks with this order: what came before it is written first, then the
+        // order, the lock and its money.
+        self.flush(tx).await?;
+        tx.insert_placements(&[Placement {
             preorder: &preorder,
             hold: &hold,
-            batch_units: admission.batch_units_after,
-            key: Some(key),
-        })
+            batch_units: units_after,
+            key: None,
+        }])
         .await?;
-        return Ok(preorder);
+        tx.end_batch(&batch.id, BatchStatus::Locked, now).await?;
+        ledger::lock_batch_money(tx, provider, self.campaign, &batch.id, units_after, now).await?;
+        self.admitted(req, units_after);
+        self.pool.open = None;
+        // Answer with the money as it stands after the lock (captured, balance due).
+        let preorder = tx
+            .preorder(&preorder.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} vanished", preorder.id)))?;
+        let response = response_json(OP_PLACE_PREORDER, &preorder)?;
+        tx.idempotency_put(
+            OP_PLACE_PREORDER,
+            key.as_str(),
+            &fingerprint,
+            &response,
+            now,
+        )
+        .await?;
+        self.recorded.insert(
+            key.as_str().to_owned(),
+            StoredResponse {
+                fingerprint: fingerprint.as_str().to_owned(),
+                response,
+            },
+        );
+        Ok(Ok(preorder))
     }
-    tx.insert_placement(&Placement {
-        preorder: &preorder,
-        hold: &hold,
-        batch_units: admission.batch_units_after,
-        key: None,
-    })
-    .await?;
-    tx.end_batch(&batch.id, BatchStatus::Locked, now).await?;
-    ledger::lock_batch_money(
-        tx,
-        provider,
-        &campaign,
-        &batch.id,
-        admission.batch_units_after,
-        now,
-    )
-    .await?;
-    // Answer with the money as it stands after the lock (captured, balance due).
-    let preorder = tx
-        .preorder(&preorder.id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} vanished", preorder.id)))?;
-    record(
-        tx,
-        OP_PLACE_PREORDER,
-        &req.idempotency_key,
-        &fingerprint,
-        &preorder,
-        now,
-    )
-    .await?;
-    Ok(preorder)
+
+    /// Counts an admitted order in the pool.
+    fn admitted(&mut self, req: &PlacePreorder, units_after: i64) {
+        if let Some(open) = self.pool.open.as_mut() {
+            open.units = units_after;
+        }
+        self.pool.campaign_units += req.quantity;
+        *self
+            .pool
+            .consumer_units
+            .entry(req.consumer_id.as_str().to_owned())
+            .or_default() += req.quantity;
+    }
+
+    /// The batch the next admitted order opens, in memory: it is written with that order.
+    async fn open_batch(
+        &self,
+        tx: &mut (impl LedgerTx + ?Sized),
+        now: DateTime<Utc>,
+    ) -> Result<Batch, StoreError> {
+        Ok(Batch {
+            id: BatchId::generate(),
+            campaign_id: self.campaign.id.clone(),
+            seq: tx.next_batch_seq(&self.campaign.id).await?,
+            status: BatchStatus::Open,
+            units: 0,
+            threshold: self.campaign.terms.batch_threshold,
+            created_at: now,
+            locked_at: None,
+            failed_at: None,
+            final_unit_price: None,
+            balance_due_by: None,
+            forfeited_units: 0,
+            ready_at: None,
+        })
+    }
+
+    /// Writes the batch this run opened, if not yet written, and the staged orders.
+    async fn flush(&mut self, tx: &mut (impl LedgerTx + ?Sized)) -> Result<(), StoreError> {
+        if self.new_batch {
+            if let Some(open) = &self.pool.open {
+                let mut empty = open.clone();
+                empty.units = 0;
+                tx.insert_batch(&empty).await?;
+            }
+            self.new_batch = false;
+        }
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let placements: Vec<Placement<'_>> = self
+            .staged
+            .iter()
+            .map(|s| Placement {
+                preorder: &s.preorder,
+                hold: &s.hold,
+                batch_units: s.units_after,
+                key: Some(KeyRecord {
+                    operation: OP_PLACE_PREORDER,
+                    key: s.key,
+                    fingerprint: &s.fingerprint,
+                    response: &s.response,
+                }),
+            })
+            .collect();
+        tx.insert_placements(&placements).await?;
+        self.staged.clear();
+        Ok(())
+    }
 }
 
 /// A consumer naming a pre-order that is not theirs gets `NotFound`, exactly as for an id

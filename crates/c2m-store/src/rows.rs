@@ -10,6 +10,7 @@ use c2m_domain::{
     HoldState, Money, Preorder, PreorderId, PreorderMoney, PreorderStatus, PriceLadder, PriceTier,
 };
 
+use crate::pooling::PoolSnapshot;
 use crate::StoreError;
 
 /// Typed access to a row's columns, with decoding failures reported as [`StoreError`].
@@ -81,6 +82,26 @@ pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
 /// Columns: `id, campaign_id, seq, status, units, threshold, created_at, locked_at,
 /// failed_at, final_unit_price, currency, balance_due_by, forfeited_units, ready_at`
 /// (`currency` is read only when `final_unit_price` is set).
+/// A [`PoolSnapshot`]: the open batch's columns (all null when there is none),
+/// `campaign_units`, and `consumer_units` as a JSON object of units by consumer id.
+pub(crate) fn pool_snapshot(r: &impl Columns) -> Result<PoolSnapshot, StoreError> {
+    let open = match r.text_opt("id")? {
+        Some(_) => Some(batch(r)?),
+        None => None,
+    };
+    let consumers = r.text_opt("consumer_units")?;
+    let consumer_units = match consumers.as_deref() {
+        None | Some("") => Default::default(),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| StoreError::Corrupt(format!("consumer units {json:?}: {e}")))?,
+    };
+    Ok(PoolSnapshot {
+        open,
+        campaign_units: r.int("campaign_units")?,
+        consumer_units,
+    })
+}
+
 pub(crate) fn batch(r: &impl Columns) -> Result<Batch, StoreError> {
     let final_unit_price = match r.int_opt("final_unit_price")? {
         Some(minor) => Some(Money::new(minor, currency(&r.text("currency")?)?)),
@@ -163,7 +184,7 @@ pub(crate) fn exactly(
 
 /// A fresh ledger transaction id (`ltx_...`), the key a gateway would be given.
 pub(crate) fn ledger_txn_id() -> String {
-    format!("ltx_{}", uuid::Uuid::new_v4().simple())
+    format!("ltx_{}", uuid::Uuid::now_v7().simple())
 }
 
 /// The money summary of one campaign in one statement (the campaign id is `param`).

@@ -73,3 +73,86 @@ async fn placements_queued_together_commit_in_one_transaction() {
     })
     .await;
 }
+
+/// The ledger's balance rule (migration 0006): an INSERT on `ledger_postings` whose legs
+/// leave a transaction unbalanced fails with a check violation, whether it is that
+/// transaction's first statement or a later one adding legs; balanced legs go in.
+#[tokio::test]
+async fn every_statement_leaves_each_ledger_transaction_balanced() {
+    use sqlx::{ConnectOptions, Connection};
+    let Some(fx) = fixture().await else { return };
+    let mut conn = c2m_store::postgres::connect_options(fx.url())
+        .expect("options")
+        .connect()
+        .await
+        .expect("connect");
+    // A campaign for the transactions to belong to, written as the store writes one.
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::raw_sql(
+        "INSERT INTO campaigns (id, sku, title, currency, unit_price, deposit, batch_threshold, \
+         opens_at, deadline, created_at) VALUES ('cmp_t', 'sku', 't', 'CNY', 100, 10, 1, \
+         now(), now() + interval '1 day', now()); \
+         INSERT INTO ledger_txns (id, campaign_id, batch_id, kind, currency, at) \
+         VALUES ('ltx_a', 'cmp_t', NULL, 'hold', 'CNY', now()), \
+                ('ltx_b', 'cmp_t', NULL, 'hold', 'CNY', now());",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("a campaign and two transactions");
+    let seq = |id: &str| format!("(SELECT seq FROM ledger_txns WHERE id = '{id}')");
+    let insert = |legs: &[(&str, &str, i64)]| {
+        let values: Vec<String> = legs
+            .iter()
+            .map(|(id, account, amount)| format!("({}, '{account}', {amount})", seq(id)))
+            .collect();
+        format!(
+            "INSERT INTO ledger_postings (txn_seq, account, amount) VALUES {}",
+            values.join(", ")
+        )
+    };
+    let refused = |e: sqlx::Error| match e {
+        sqlx::Error::Database(db) => {
+            assert_eq!(db.code().as_deref(), Some("23514"), "{db}");
+            assert!(db.message().contains("does not balance"), "{db}");
+        }
+        other => panic!("expected a check violation, got {other}"),
+    };
+    for (name, legs) in [
+        ("one leg alone", vec![("ltx_a", "consumer:c", -5)]),
+        (
+            "one balanced and one not",
+            vec![
+                ("ltx_a", "consumer:c", -5),
+                ("ltx_a", "holds:cmp_t", 5),
+                ("ltx_b", "consumer:d", -7),
+                ("ltx_b", "holds:cmp_t", 6),
+            ],
+        ),
+    ] {
+        let mut sp = tx.begin().await.expect("savepoint");
+        let e = sqlx::query(&insert(&legs))
+            .execute(&mut *sp)
+            .await
+            .expect_err(name);
+        refused(e);
+        sp.rollback().await.expect("rollback to the savepoint");
+    }
+    sqlx::query(&insert(&[
+        ("ltx_a", "consumer:c", -5),
+        ("ltx_a", "holds:cmp_t", 5),
+    ]))
+    .execute(&mut *tx)
+    .await
+    .expect("balanced legs go in");
+    // A later statement adding one unbalanced leg to the balanced transaction.
+    let mut sp = tx.begin().await.expect("savepoint");
+    let e = sqlx::query(&insert(&[("ltx_a", "escrow:cmp_t", 1)]))
+        .execute(&mut *sp)
+        .await
+        .expect_err("a leg added later");
+    refused(e);
+    sp.rollback().await.expect("rollback to the savepoint");
+    tx.rollback().await.expect("rollback");
+    conn.close().await.ok();
+    c2m_store::conformance::Fixture::teardown(&fx).await;
+}

@@ -1,5 +1,7 @@
 //! PostgreSQL SQL for the `idempotency_keys` table.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -34,6 +36,45 @@ impl IdempotencyTx for PgTx {
             })
         })
         .transpose()
+    }
+
+    /// From the keys a group looked up ahead ([`PgTx::prefetch_keys`]) where it can, the
+    /// rest in one query.
+    async fn idempotency_get_many(
+        &mut self,
+        operation: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, StoredResponse>, StoreError> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        for key in keys {
+            match self.keys.get(&(operation.to_owned(), (*key).to_owned())) {
+                Some(Some(stored)) => {
+                    found.insert((*key).to_owned(), stored.clone());
+                }
+                Some(None) => {}
+                None => missing.push(*key),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let rows = sqlx::query(
+            "SELECT key, fingerprint, response::text AS response FROM idempotency_keys \
+             WHERE operation = $1 AND key = ANY($2::text[])",
+        )
+        .bind(operation)
+        .bind(missing)
+        .fetch_all(self.conn())
+        .await?;
+        for r in rows {
+            let stored = StoredResponse {
+                fingerprint: r.try_get("fingerprint")?,
+                response: r.try_get("response")?,
+            };
+            found.insert(r.try_get("key")?, stored);
+        }
+        Ok(found)
     }
 
     async fn idempotency_put(

@@ -11,53 +11,12 @@ use c2m_domain::{
 };
 
 use super::pooling::PgTx;
-use crate::ledger::{LedgerTx, Placement, Subject};
+use crate::ledger::{one_batch, LedgerTx, Placement, Subject};
 use crate::rows::{self, batch_columns, preorder_select, Columns};
 use crate::{LedgerAudit, StoreError};
 
 #[async_trait]
 impl LedgerTx for PgTx {
-    async fn insert_ledger_txn(
-        &mut self,
-        campaign: &CampaignId,
-        subject: Subject<'_>,
-        txn: &LedgerTxn,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let (preorder, batch) = match subject {
-            Subject::Preorder(p) => (Some(p.as_str()), None),
-            Subject::Batch(b) => (None, Some(b.as_str())),
-        };
-        // One statement (one round trip under the campaign's lock, however many legs): the
-        // transaction and its postings. The postings' foreign key is checked at the end of
-        // the statement, when the transaction row is in; the balance at commit.
-        let (accounts, amounts): (Vec<String>, Vec<i64>) = txn
-            .postings()
-            .iter()
-            .map(|p| (p.account.code(), p.amount))
-            .unzip();
-        sqlx::query(
-            "WITH txn AS ( \
-                 INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq) \
-             INSERT INTO ledger_postings (txn_seq, account, amount) \
-             SELECT txn.seq, legs.account, legs.amount \
-             FROM txn, UNNEST($8::text[], $9::bigint[]) AS legs (account, amount)",
-        )
-        .bind(rows::ledger_txn_id())
-        .bind(campaign.as_str())
-        .bind(preorder)
-        .bind(batch)
-        .bind(txn.kind().as_str())
-        .bind(txn.currency().as_str())
-        .bind(at)
-        .bind(accounts)
-        .bind(amounts)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-
     async fn insert_ledger_txns(
         &mut self,
         campaign: &CampaignId,
@@ -126,7 +85,7 @@ impl LedgerTx for PgTx {
         })
     }
 
-    async fn set_balances_due(
+    async fn capture_holds(
         &mut self,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
     ) -> Result<(), StoreError> {
@@ -142,9 +101,10 @@ impl LedgerTx for PgTx {
             paid.push(*at);
         }
         let done = sqlx::query(
-            "UPDATE preorders p SET balance_due = v.due, balance_paid_at = v.paid_at \
+            "UPDATE preorders p \
+             SET hold_state = 'captured', balance_due = v.due, balance_paid_at = v.paid_at \
              FROM UNNEST($1::text[], $2::bigint[], $3::timestamptz[]) AS v (id, due, paid_at) \
-             WHERE p.id = v.id AND p.balance_due IS NULL",
+             WHERE p.id = v.id AND p.hold_state = 'held' AND p.balance_due IS NULL",
         )
         .bind(ids)
         .bind(amounts)
@@ -152,93 +112,115 @@ impl LedgerTx for PgTx {
         .execute(self.conn())
         .await?;
         rows::exactly(done.rows_affected(), dues.len(), || {
-            "a pre-order of the batch already has a balance".to_owned()
+            "a pre-order of the batch was not held or already has a balance".to_owned()
         })
     }
 
-    async fn insert_placement(&mut self, placement: &Placement<'_>) -> Result<(), StoreError> {
-        let p = placement.preorder;
+    async fn insert_placements(&mut self, placements: &[Placement<'_>]) -> Result<(), StoreError> {
+        let Some((first, batch_units)) = one_batch(placements)? else {
+            return Ok(());
+        };
+        let n = placements.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut consumers = Vec::with_capacity(n);
+        let mut quantities = Vec::with_capacity(n);
+        let mut prices = Vec::with_capacity(n);
+        let mut deposits = Vec::with_capacity(n);
+        let mut currencies = Vec::with_capacity(n);
+        let mut created = Vec::with_capacity(n);
+        let mut txn_ids = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut txn_currencies = Vec::with_capacity(n);
         let mut legs = LegColumns::default();
-        let txn_id = rows::ledger_txn_id();
-        legs.push(&txn_id, placement.hold);
-        let (operation, key, fingerprint, response) = match &placement.key {
-            Some(k) => {
+        let mut keys = KeyColumns::default();
+        for placement in placements {
+            let p = placement.preorder;
+            ids.push(p.id.as_str());
+            consumers.push(p.consumer_id.as_str());
+            quantities.push(p.quantity);
+            prices.push(p.unit_price.minor);
+            deposits.push(p.deposit_total.minor);
+            currencies.push(p.unit_price.currency.as_str());
+            created.push(p.created_at);
+            let txn_id = rows::ledger_txn_id();
+            legs.push(&txn_id, placement.hold);
+            txn_ids.push(txn_id);
+            kinds.push(placement.hold.kind().as_str());
+            txn_currencies.push(placement.hold.currency().as_str().to_owned());
+            if let Some(k) = &placement.key {
                 self.keys
                     .remove(&(k.operation.to_owned(), k.key.as_str().to_owned()));
-                (
-                    Some(k.operation),
-                    Some(k.key.as_str()),
-                    Some(k.fingerprint.as_str()),
-                    Some(k.response.as_str()),
-                )
+                keys.operations.push(k.operation);
+                keys.keys.push(k.key.as_str());
+                keys.fingerprints.push(k.fingerprint.as_str());
+                keys.responses.push(k.response);
+                keys.at.push(p.created_at);
             }
-            None => (None, None, None, None),
-        };
-        // The four writes of a placement in one statement (one round trip under the
-        // campaign's lock). Data-modifying CTEs all run, whatever the outer query reads;
-        // foreign keys between them (the hold's pre-order, the legs' transaction) are
-        // checked at the end of the statement, when every row is in. The batch update
-        // reports whether the batch was still open, as `set_batch_units` checks.
+        }
+        // Every write of the run in one statement (one round trip under the campaign's
+        // lock, however many orders). Data-modifying CTEs all run, whatever the outer query
+        // reads; rows are inserted in the order given (`ORDER BY` the ordinality), so
+        // sequence numbers follow placement order; foreign keys between the CTEs (a hold's
+        // pre-order, a leg's transaction) are checked at the end of the statement, when
+        // every row is in. The batch update reports whether the batch was still open.
         let batch_rows: i64 = sqlx::query_scalar(
             "WITH p AS ( \
                  INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, \
                      unit_price, deposit_total, currency, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
+                 SELECT u.id, $1, u.consumer_id, $2, u.quantity, u.unit_price, \
+                     u.deposit_total, u.currency, u.created_at \
+                 FROM UNNEST($3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+                     $7::bigint[], $8::text[], $9::timestamptz[]) WITH ORDINALITY \
+                     AS u (id, consumer_id, quantity, unit_price, deposit_total, currency, \
+                         created_at, n) \
+                 ORDER BY u.n), \
              t AS ( \
                  INSERT INTO ledger_txns (id, campaign_id, preorder_id, kind, currency, at) \
-                 VALUES ($10, $2, $1, $11, $12, $9) RETURNING seq), \
+                 SELECT u.txn_id, $1, u.preorder_id, u.kind, u.currency, u.at \
+                 FROM UNNEST($10::text[], $3::text[], $11::text[], $12::text[], \
+                     $9::timestamptz[]) WITH ORDINALITY \
+                     AS u (txn_id, preorder_id, kind, currency, at, n) \
+                 ORDER BY u.n \
+                 RETURNING seq, id), \
              l AS ( \
                  INSERT INTO ledger_postings (txn_seq, account, amount) \
                  SELECT t.seq, legs.account, legs.amount \
-                 FROM t, UNNEST($13::text[], $14::bigint[]) AS legs (account, amount)), \
+                 FROM t JOIN UNNEST($13::text[], $14::text[], $15::bigint[]) \
+                     AS legs (txn_id, account, amount) ON legs.txn_id = t.id), \
              k AS ( \
                  INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
-                 SELECT $17, $18, $19, $20::jsonb, $9 WHERE $17::text IS NOT NULL), \
+                 SELECT u.operation, u.key, u.fingerprint, u.response::jsonb, u.at \
+                 FROM UNNEST($16::text[], $17::text[], $18::text[], $19::text[], \
+                     $20::timestamptz[]) AS u (operation, key, fingerprint, response, at)), \
              b AS ( \
-                 UPDATE batches SET units = $16 WHERE id = $15 AND status = 'open' RETURNING id) \
+                 UPDATE batches SET units = $21 WHERE id = $2 AND status = 'open' RETURNING id) \
              SELECT COUNT(*) FROM b",
         )
-        .bind(p.id.as_str())
-        .bind(p.campaign_id.as_str())
-        .bind(p.consumer_id.as_str())
-        .bind(p.batch_id.as_str())
-        .bind(p.quantity)
-        .bind(p.unit_price.minor)
-        .bind(p.deposit_total.minor)
-        .bind(p.unit_price.currency.as_str())
-        .bind(p.created_at)
-        .bind(&txn_id)
-        .bind(placement.hold.kind().as_str())
-        .bind(placement.hold.currency().as_str())
+        .bind(first.campaign_id.as_str())
+        .bind(first.batch_id.as_str())
+        .bind(ids)
+        .bind(consumers)
+        .bind(quantities)
+        .bind(prices)
+        .bind(deposits)
+        .bind(currencies)
+        .bind(created)
+        .bind(txn_ids)
+        .bind(kinds)
+        .bind(txn_currencies)
+        .bind(legs.txn_ids)
         .bind(legs.accounts)
         .bind(legs.amounts)
-        .bind(p.batch_id.as_str())
-        .bind(placement.batch_units)
-        .bind(operation)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(response)
+        .bind(keys.operations)
+        .bind(keys.keys)
+        .bind(keys.fingerprints)
+        .bind(keys.responses)
+        .bind(keys.at)
+        .bind(batch_units)
         .fetch_one(self.conn())
         .await?;
         rows::one(batch_rows as u64, || {
-            format!("batch {} is not open", p.batch_id)
-        })
-    }
-
-    async fn resolve_hold(
-        &mut self,
-        preorder: &PreorderId,
-        to: HoldState,
-    ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE preorders SET hold_state = $2 WHERE id = $1 AND hold_state = 'held'",
-        )
-        .bind(preorder.as_str())
-        .bind(to.as_str())
-        .execute(self.conn())
-        .await?;
-        rows::one(done.rows_affected(), || {
-            format!("the hold of pre-order {preorder} was already resolved")
+            format!("batch {} is not open", first.batch_id)
         })
     }
 
@@ -260,26 +242,6 @@ impl LedgerTx for PgTx {
         .await?;
         rows::one(done.rows_affected(), || {
             format!("batch {batch} is not a newly locked batch")
-        })
-    }
-
-    async fn set_balance_due(
-        &mut self,
-        preorder: &PreorderId,
-        due: Money,
-        paid_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE preorders SET balance_due = $2, balance_paid_at = $3 \
-             WHERE id = $1 AND balance_due IS NULL",
-        )
-        .bind(preorder.as_str())
-        .bind(due.minor)
-        .bind(paid_at)
-        .execute(self.conn())
-        .await?;
-        rows::one(done.rows_affected(), || {
-            format!("pre-order {preorder} already has a balance")
         })
     }
 
@@ -500,6 +462,16 @@ impl<'a> TxnColumns<'a> {
         self.kinds.push(txn.kind().as_str());
         self.currencies.push(txn.currency().as_str().to_owned());
     }
+}
+
+/// Idempotency records of several placements, as columns.
+#[derive(Default)]
+struct KeyColumns<'a> {
+    operations: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    fingerprints: Vec<&'a str>,
+    responses: Vec<&'a str>,
+    at: Vec<DateTime<Utc>>,
 }
 
 /// The legs of several ledger transactions, each with its transaction's id.

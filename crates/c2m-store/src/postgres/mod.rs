@@ -109,6 +109,13 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // No ping before every acquire: the campaign writers take a connection per
+            // group, and under load a ping is one more round trip of the group, paid by
+            // every order waiting on the campaign. A connection is still pinged when it is
+            // returned (sqlx does that off the caller's path, and drops it if broken); one
+            // that breaks while idle (the server restarted) fails its next statement, and
+            // the caller retries with the same idempotency key.
+            .test_before_acquire(false)
             .connect_with(connect_options(url)?)
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -225,6 +232,18 @@ impl Operation for PlaceOp {
             crate::pooling::OP_PLACE_PREORDER,
             self.0.idempotency_key.as_str().to_owned(),
         ))
+    }
+
+    fn placement(&self) -> Option<crate::pooling::Placing<'_>> {
+        Some(crate::pooling::Placing {
+            req: &self.0,
+            now: self.1,
+            provider: &*self.2,
+        })
+    }
+
+    fn placed(&self, answer: Result<Preorder, StoreError>) -> Result<Preorder, StoreError> {
+        answer
     }
 }
 

@@ -48,10 +48,11 @@ use sqlx::{Executor, PgPool};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use c2m_domain::CampaignId;
+use c2m_domain::{CampaignId, Preorder};
 
 use super::pooling::PgTx;
 use super::{retryable, ATTEMPTS};
+use crate::pooling::Placing;
 use crate::StoreError;
 
 /// One write operation on a campaign, run in the transaction (or savepoint) it is given.
@@ -64,6 +65,22 @@ pub(crate) trait Operation: Send + Sync + 'static {
     /// group looks all of them up in one query before its operations run.
     fn idempotency_key(&self) -> Option<(&'static str, String)> {
         None
+    }
+
+    /// The placement this operation is, if it is one. A group writes each run of
+    /// placements together ([`crate::pooling::place_preorders`]) instead of calling `run`
+    /// on each, and hands each its answer through [`Operation::placed`].
+    fn placement(&self) -> Option<Placing<'_>> {
+        None
+    }
+
+    /// The output for the answer to this operation's placement; asked only of an
+    /// operation whose [`Operation::placement`] is `Some`.
+    fn placed(&self, answer: Result<Preorder, StoreError>) -> Result<Self::Output, StoreError> {
+        drop(answer);
+        Err(StoreError::Corrupt(
+            "a placement's answer was given to an operation that is not a placement".into(),
+        ))
     }
 }
 
@@ -88,6 +105,10 @@ trait Queued: Send {
     fn answer(&mut self);
     /// [`Operation::idempotency_key`].
     fn idempotency_key(&self) -> Option<(&'static str, String)>;
+    /// [`Operation::placement`].
+    fn placement(&self) -> Option<Placing<'_>>;
+    /// Keeps the answer a run of placements gave this one ([`Operation::placed`]).
+    fn placed(&mut self, answer: Result<Preorder, StoreError>);
 }
 
 struct Job<O: Operation> {
@@ -124,6 +145,14 @@ impl<O: Operation> Queued for Job<O> {
 
     fn idempotency_key(&self) -> Option<(&'static str, String)> {
         self.op.idempotency_key()
+    }
+
+    fn placement(&self) -> Option<Placing<'_>> {
+        self.op.placement()
+    }
+
+    fn placed(&mut self, answer: Result<Preorder, StoreError>) {
+        self.result = Some(self.op.placed(answer));
     }
 }
 
@@ -388,9 +417,32 @@ async fn run_group(
         .collect();
     tx.prefetch_keys(&keys).await?;
     tx.conn().execute("SAVEPOINT op").await?;
-    let last = group.len() - 1;
-    for (i, job) in group.iter_mut().enumerate() {
-        let close = match (job.run(&mut tx).await, i == last) {
+    let mut next = 0;
+    while next < group.len() {
+        let placements = group[next..]
+            .iter()
+            .take_while(|job| job.placement().is_some())
+            .count();
+        let ran = if placements > 0 {
+            // A run of placements: written together, each answered as if alone. A refused
+            // one wrote nothing, so the run needs no savepoint of its own; anything that
+            // fails the run as a whole aborts the group (see `place_preorders`).
+            let run = &mut group[next..next + placements];
+            let answers = {
+                let placing: Vec<Placing<'_>> =
+                    run.iter().filter_map(|job| job.placement()).collect();
+                crate::pooling::place_preorders(&mut tx, campaign, &placing).await?
+            };
+            for (job, answer) in run.iter_mut().zip(answers) {
+                job.placed(answer);
+            }
+            next += placements;
+            Ran::Done
+        } else {
+            next += 1;
+            group[next - 1].run(&mut tx).await
+        };
+        let close = match (ran, next == group.len()) {
             (Ran::Done, true) => None,
             (Ran::Done, false) => Some("RELEASE SAVEPOINT op; SAVEPOINT op"),
             (Ran::Failed, _) => Some("ROLLBACK TO SAVEPOINT op"),

@@ -1,5 +1,7 @@
 //! SQLite SQL for the `idempotency_keys` table.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -32,6 +34,33 @@ impl IdempotencyTx for SqliteTx<'_> {
             })
         })
         .transpose()
+    }
+
+    /// In one query, the keys passed as a JSON array.
+    async fn idempotency_get_many(
+        &mut self,
+        operation: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, StoredResponse>, StoreError> {
+        let keys = serde_json::to_string(keys)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency keys as JSON: {e}")))?;
+        let rows = sqlx::query(
+            "SELECT key, fingerprint, response FROM idempotency_keys \
+             WHERE operation = ?1 AND key IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(operation)
+        .bind(keys)
+        .fetch_all(self.conn())
+        .await?;
+        let mut found = HashMap::new();
+        for r in rows {
+            let stored = StoredResponse {
+                fingerprint: r.try_get("fingerprint")?,
+                response: r.try_get("response")?,
+            };
+            found.insert(r.try_get("key")?, stored);
+        }
+        Ok(found)
     }
 
     async fn idempotency_put(

@@ -12,64 +12,195 @@ use c2m_domain::{
 
 use super::micros_of;
 use super::pooling::SqliteTx;
-use crate::ledger::{LedgerTx, Subject};
+use crate::ledger::{one_batch, LedgerTx, Placement, Subject};
+use crate::pooling::PoolingTx;
 use crate::rows::{self, batch_columns, preorder_select, Columns};
 use crate::{LedgerAudit, StoreError};
 
-#[async_trait]
-impl LedgerTx for SqliteTx<'_> {
-    async fn insert_ledger_txn(
-        &mut self,
-        campaign: &CampaignId,
-        subject: Subject<'_>,
-        txn: &LedgerTxn,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+/// Rows for a statement that reads them with `json_each(?)`: one JSON array of rows, each
+/// an array of columns. Writing several rows costs one statement, and the SQL text is the
+/// same however many rows there are, so the statement stays prepared. On SQLite a
+/// statement costs a hop to the connection's thread and back, and every order waiting for
+/// the writer pays for each one.
+fn json_rows(rows: Vec<serde_json::Value>) -> String {
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// Ledger transactions and their legs, gathered for [`TxnRows::insert`].
+#[derive(Default)]
+struct TxnRows {
+    txns: Vec<serde_json::Value>,
+    legs: Vec<serde_json::Value>,
+}
+
+impl TxnRows {
+    fn push(&mut self, subject: Subject<'_>, txn: &LedgerTxn, at: DateTime<Utc>) {
         let (preorder, batch) = match subject {
             Subject::Preorder(p) => (Some(p.as_str()), None),
             Subject::Batch(b) => (None, Some(b.as_str())),
         };
-        let seq: i64 = sqlx::query_scalar(
+        let id = rows::ledger_txn_id();
+        for leg in txn.postings() {
+            self.legs
+                .push(serde_json::json!([id, leg.account.code(), leg.amount]));
+        }
+        self.txns.push(serde_json::json!([
+            id,
+            preorder,
+            batch,
+            txn.kind().as_str(),
+            txn.currency().as_str(),
+            micros_of(at),
+        ]));
+    }
+
+    /// Two statements: the transactions in order (`json_each` yields rows in array order,
+    /// so their `seq` follows it), then the legs joined to them by id.
+    async fn insert(self, tx: &mut SqliteTx<'_>, campaign: &CampaignId) -> Result<(), StoreError> {
+        if self.txns.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
             "INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
+             SELECT value ->> 0, ?2, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+             value ->> 5 FROM json_each(?1) ORDER BY key",
         )
-        .bind(rows::ledger_txn_id())
+        .bind(json_rows(self.txns))
         .bind(campaign.as_str())
-        .bind(preorder)
-        .bind(batch)
-        .bind(txn.kind().as_str())
-        .bind(txn.currency().as_str())
-        .bind(micros_of(at))
-        .fetch_one(self.conn())
+        .execute(tx.conn())
         .await?;
-        for p in txn.postings() {
+        let legs = self.legs.len();
+        let done = sqlx::query(
+            "INSERT INTO ledger_postings (txn_seq, account, amount) \
+             SELECT t.seq, l.value ->> 1, l.value ->> 2 \
+             FROM json_each(?1) AS l JOIN ledger_txns t ON t.id = l.value ->> 0 \
+             ORDER BY l.key",
+        )
+        .bind(json_rows(self.legs))
+        .execute(tx.conn())
+        .await?;
+        rows::exactly(done.rows_affected(), legs, || {
+            "a ledger posting found no transaction".to_owned()
+        })
+    }
+}
+
+#[async_trait]
+impl LedgerTx for SqliteTx<'_> {
+    async fn insert_ledger_txns(
+        &mut self,
+        campaign: &CampaignId,
+        txns: &[(Subject<'_>, LedgerTxn)],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut rows = TxnRows::default();
+        for (subject, txn) in txns {
+            rows.push(*subject, txn, at);
+        }
+        rows.insert(self, campaign).await
+    }
+
+    async fn resolve_holds(&mut self, holds: &[(PreorderId, HoldState)]) -> Result<(), StoreError> {
+        if holds.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<_> = holds
+            .iter()
+            .map(|(p, to)| serde_json::json!([p.as_str(), to.as_str()]))
+            .collect();
+        let done = sqlx::query(
+            "UPDATE preorders SET hold_state = v.value ->> 1 FROM json_each(?1) AS v \
+             WHERE preorders.id = v.value ->> 0 AND preorders.hold_state = 'held'",
+        )
+        .bind(json_rows(values))
+        .execute(self.conn())
+        .await?;
+        rows::exactly(done.rows_affected(), holds.len(), || {
+            "a hold among the pre-orders was already resolved".to_owned()
+        })
+    }
+
+    async fn capture_holds(
+        &mut self,
+        dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
+    ) -> Result<(), StoreError> {
+        if dues.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<_> = dues
+            .iter()
+            .map(|(p, due, paid_at)| {
+                serde_json::json!([p.as_str(), due.minor, paid_at.map(micros_of)])
+            })
+            .collect();
+        let done = sqlx::query(
+            "UPDATE preorders SET hold_state = 'captured', balance_due = v.value ->> 1, \
+             balance_paid_at = v.value ->> 2 FROM json_each(?1) AS v \
+             WHERE preorders.id = v.value ->> 0 AND preorders.hold_state = 'held' \
+             AND preorders.balance_due IS NULL",
+        )
+        .bind(json_rows(values))
+        .execute(self.conn())
+        .await?;
+        rows::exactly(done.rows_affected(), dues.len(), || {
+            "a pre-order among them was not held or already has a balance".to_owned()
+        })
+    }
+
+    async fn insert_placements(&mut self, placements: &[Placement<'_>]) -> Result<(), StoreError> {
+        let Some((first, batch_units)) = one_batch(placements)? else {
+            return Ok(());
+        };
+        // Four statements for the whole run however many orders, each reading its rows
+        // from one JSON array (see `json_rows`).
+        let mut orders = Vec::with_capacity(placements.len());
+        let mut txns = TxnRows::default();
+        let mut keys = Vec::with_capacity(placements.len());
+        for placement in placements {
+            let p = placement.preorder;
+            orders.push(serde_json::json!([
+                p.id.as_str(),
+                p.consumer_id.as_str(),
+                p.quantity,
+                p.unit_price.minor,
+                p.deposit_total.minor,
+                p.unit_price.currency.as_str(),
+                micros_of(p.created_at),
+            ]));
+            txns.push(Subject::Preorder(&p.id), placement.hold, p.created_at);
+            if let Some(k) = &placement.key {
+                keys.push(serde_json::json!([
+                    k.operation,
+                    k.key.as_str(),
+                    k.fingerprint.as_str(),
+                    k.response,
+                    micros_of(p.created_at),
+                ]));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, unit_price, \
+             deposit_total, currency, created_at) \
+             SELECT value ->> 0, ?2, value ->> 1, ?3, value ->> 2, value ->> 3, value ->> 4, \
+             value ->> 5, value ->> 6 FROM json_each(?1) ORDER BY key",
+        )
+        .bind(json_rows(orders))
+        .bind(first.campaign_id.as_str())
+        .bind(first.batch_id.as_str())
+        .execute(self.conn())
+        .await?;
+        txns.insert(self, &first.campaign_id).await?;
+        if !keys.is_empty() {
             sqlx::query(
-                "INSERT INTO ledger_postings (txn_seq, account, amount) VALUES (?1, ?2, ?3)",
+                "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 \
+                 FROM json_each(?1) ORDER BY key",
             )
-            .bind(seq)
-            .bind(p.account.code())
-            .bind(p.amount)
+            .bind(json_rows(keys))
             .execute(self.conn())
             .await?;
         }
-        Ok(())
-    }
-
-    async fn resolve_hold(
-        &mut self,
-        preorder: &PreorderId,
-        to: HoldState,
-    ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE preorders SET hold_state = ?2 WHERE id = ?1 AND hold_state = 'held'",
-        )
-        .bind(preorder.as_str())
-        .bind(to.as_str())
-        .execute(self.conn())
-        .await?;
-        rows::one(done.rows_affected(), || {
-            format!("the hold of pre-order {preorder} was already resolved")
-        })
+        self.set_batch_units(&first.batch_id, batch_units).await
     }
 
     async fn set_batch_price(
@@ -90,26 +221,6 @@ impl LedgerTx for SqliteTx<'_> {
         .await?;
         rows::one(done.rows_affected(), || {
             format!("batch {batch} is not a newly locked batch")
-        })
-    }
-
-    async fn set_balance_due(
-        &mut self,
-        preorder: &PreorderId,
-        due: Money,
-        paid_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE preorders SET balance_due = ?2, balance_paid_at = ?3 \
-             WHERE id = ?1 AND balance_due IS NULL",
-        )
-        .bind(preorder.as_str())
-        .bind(due.minor)
-        .bind(paid_at.map(micros_of))
-        .execute(self.conn())
-        .await?;
-        rows::one(done.rows_affected(), || {
-            format!("pre-order {preorder} already has a balance")
         })
     }
 

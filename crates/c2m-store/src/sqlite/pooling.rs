@@ -8,11 +8,11 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use c2m_domain::{
     Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignProgress, ConsumerId, Page,
-    PageRequest, PoolState, Preorder, PreorderId,
+    PageRequest, Preorder, PreorderId,
 };
 
 use super::{micros_of, time_of};
-use crate::pooling::PoolingTx;
+use crate::pooling::{PoolSnapshot, PoolingTx};
 use crate::rows::{self, batch_columns, campaign_columns, preorder_select, Columns};
 use crate::{BatchTransition, PreorderFilter, StoreError};
 
@@ -106,39 +106,36 @@ impl PoolingTx for SqliteTx<'_> {
         row.as_ref().map(rows::batch).transpose()
     }
 
-    async fn pool_state(
+    async fn pool_snapshot(
         &mut self,
         campaign: &CampaignId,
-        consumer: &ConsumerId,
-    ) -> Result<(Option<Batch>, PoolState), StoreError> {
+        consumers: &[&ConsumerId],
+    ) -> Result<PoolSnapshot, StoreError> {
+        let consumers: Vec<&str> = consumers.iter().map(|c| c.as_str()).collect();
+        let consumers = serde_json::to_string(&consumers)
+            .map_err(|e| StoreError::Corrupt(format!("consumer ids as JSON: {e}")))?;
         let row = sqlx::query(
             "SELECT b.id, b.campaign_id, b.seq, b.status, b.units, b.threshold, b.created_at, \
              b.locked_at, b.failed_at, b.final_unit_price, b.balance_due_by, b.forfeited_units, \
              b.ready_at, \
              (SELECT COALESCE(SUM(units - forfeited_units), 0) FROM batches \
               WHERE campaign_id = ?1 AND status IN ('open', 'locked')) AS campaign_units, \
-             (SELECT COALESCE(SUM(p.quantity), 0) FROM preorders p \
-              JOIN batches pb ON pb.id = p.batch_id \
-              WHERE p.campaign_id = ?1 AND p.consumer_id = ?2 \
-              AND p.cancelled_at IS NULL AND p.forfeited_at IS NULL \
-              AND pb.status <> 'failed') AS consumer_units \
+             (SELECT json_group_object(s.consumer_id, s.units) FROM ( \
+                 SELECT p.consumer_id, SUM(p.quantity) AS units FROM preorders p \
+                 JOIN batches pb ON pb.id = p.batch_id \
+                 WHERE p.campaign_id = ?1 \
+                 AND p.consumer_id IN (SELECT value FROM json_each(?2)) \
+                 AND p.cancelled_at IS NULL AND p.forfeited_at IS NULL \
+                 AND pb.status <> 'failed' \
+                 GROUP BY p.consumer_id) AS s) AS consumer_units \
              FROM (SELECT 1) AS one \
              LEFT JOIN batches b ON b.campaign_id = ?1 AND b.status = 'open'",
         )
         .bind(campaign.as_str())
-        .bind(consumer.as_str())
+        .bind(consumers)
         .fetch_one(self.conn())
         .await?;
-        let open = match row.try_get::<Option<String>, _>("id")? {
-            Some(_) => Some(rows::batch(&row)?),
-            None => None,
-        };
-        let state = PoolState {
-            open_batch_units: open.as_ref().map_or(0, |b| b.units),
-            campaign_units: row.int("campaign_units")?,
-            consumer_units: row.int("consumer_units")?,
-        };
-        Ok((open, state))
+        rows::pool_snapshot(&row)
     }
 
     async fn next_batch_seq(&mut self, campaign: &CampaignId) -> Result<i64, StoreError> {
@@ -168,26 +165,6 @@ impl PoolingTx for SqliteTx<'_> {
             .bind(micros_of(b.created_at))
             .execute(self.conn())
             .await?;
-        Ok(())
-    }
-
-    async fn insert_preorder(&mut self, p: &Preorder) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, unit_price, \
-             deposit_total, currency, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .bind(p.id.as_str())
-        .bind(p.campaign_id.as_str())
-        .bind(p.consumer_id.as_str())
-        .bind(p.batch_id.as_str())
-        .bind(p.quantity)
-        .bind(p.unit_price.minor)
-        .bind(p.deposit_total.minor)
-        .bind(p.unit_price.currency.as_str())
-        .bind(micros_of(p.created_at))
-        .execute(self.conn())
-        .await?;
         Ok(())
     }
 

@@ -27,7 +27,10 @@ use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use c2m_domain::{CampaignId, Preorder};
+
 use super::pooling::SqliteTx;
+use crate::pooling::Placing;
 use crate::StoreError;
 
 /// One write operation, run by the writer in the transaction (or savepoint) it is given.
@@ -35,6 +38,22 @@ use crate::StoreError;
 pub(crate) trait Operation: Send + Sync + 'static {
     type Output: Send + 'static;
     async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Self::Output, StoreError>;
+
+    /// The placement this operation is, if it is one. A group writes each run of
+    /// placements together ([`crate::pooling::place_preorders`]) instead of calling `run`
+    /// on each, and hands each its answer through [`Operation::placed`].
+    fn placement(&self) -> Option<Placing<'_>> {
+        None
+    }
+
+    /// The output for the answer to this operation's placement; asked only of an
+    /// operation whose [`Operation::placement`] is `Some`.
+    fn placed(&self, answer: Result<Preorder, StoreError>) -> Result<Self::Output, StoreError> {
+        drop(answer);
+        Err(StoreError::Corrupt(
+            "a placement's answer was given to an operation that is not a placement".into(),
+        ))
+    }
 }
 
 /// A queued operation, its result once run, and where to send it.
@@ -46,6 +65,10 @@ pub(crate) trait Queued: Send {
     fn fail(&mut self, error: StoreError);
     /// Sends the result to the caller (who may have stopped listening).
     fn answer(&mut self);
+    /// [`Operation::placement`].
+    fn placement(&self) -> Option<Placing<'_>>;
+    /// Keeps the answer a run of placements gave this one ([`Operation::placed`]).
+    fn placed(&mut self, answer: Result<Preorder, StoreError>);
 }
 
 pub(crate) struct Job<O: Operation> {
@@ -87,6 +110,14 @@ impl<O: Operation> Queued for Job<O> {
             // The caller may be gone; its write stands and a retry replays it.
             let _ = reply.send(result);
         }
+    }
+
+    fn placement(&self) -> Option<Placing<'_>> {
+        self.op.placement()
+    }
+
+    fn placed(&mut self, answer: Result<Preorder, StoreError>) {
+        self.result = Some(self.op.placed(answer));
     }
 }
 
@@ -175,21 +206,63 @@ async fn run_alone(conn: &mut SqliteConnection, job: &mut dyn Queued) {
     }
 }
 
-/// All operations of the group in one transaction, one savepoint each.
+/// All operations of the group in one transaction, one savepoint each, except that each
+/// run of placements is written together ([`crate::pooling::place_preorders`], one call per
+/// campaign in the run): a refused placement writes nothing, so it needs no savepoint, and
+/// a run that fails as a whole fails the group, whose operations then run one by one.
 async fn run_group(
     conn: &mut SqliteConnection,
     group: &mut [Box<dyn Queued>],
-) -> Result<(), sqlx::Error> {
-    let mut outer = conn.begin_with("BEGIN IMMEDIATE").await?;
-    for job in group.iter_mut() {
-        let mut savepoint = SqliteTx(Connection::begin(&mut *outer).await?);
-        if job.run(&mut savepoint).await {
-            savepoint.0.commit().await?;
-        } else {
-            savepoint.0.rollback().await?;
+) -> Result<(), StoreError> {
+    let mut outer = SqliteTx(conn.begin_with("BEGIN IMMEDIATE").await?);
+    let mut next = 0;
+    while next < group.len() {
+        let placements = group[next..]
+            .iter()
+            .take_while(|job| job.placement().is_some())
+            .count();
+        if placements == 0 {
+            let mut savepoint = SqliteTx(Connection::begin(&mut *outer.0).await?);
+            if group[next].run(&mut savepoint).await {
+                savepoint.0.commit().await?;
+            } else {
+                savepoint.0.rollback().await?;
+            }
+            next += 1;
+            continue;
+        }
+        let run = &mut group[next..next + placements];
+        next += placements;
+        // The writer serves every campaign. The run's placements were all waiting at once,
+        // none answered yet, so taking them campaign by campaign (each campaign's in
+        // arrival order) is one of the orders they could have run in.
+        let mut campaigns: Vec<CampaignId> = Vec::new();
+        for job in run.iter() {
+            if let Some(p) = job.placement() {
+                if !campaigns.contains(&p.req.campaign_id) {
+                    campaigns.push(p.req.campaign_id.clone());
+                }
+            }
+        }
+        for campaign in &campaigns {
+            let (mine, answers) = {
+                let (mine, placing): (Vec<usize>, Vec<Placing<'_>>) = run
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, job)| job.placement().map(|p| (i, p)))
+                    .filter(|(_, p)| p.req.campaign_id == *campaign)
+                    .unzip();
+                let answers =
+                    crate::pooling::place_preorders(&mut outer, campaign, &placing).await?;
+                (mine, answers)
+            };
+            for (i, answer) in mine.into_iter().zip(answers) {
+                run[i].placed(answer);
+            }
         }
     }
-    outer.commit().await
+    outer.0.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
