@@ -1537,8 +1537,8 @@ enum Expect {
 
 /// Places one order, then queues 27 placements on one campaign at once, as concurrent
 /// callers whose writes the store may commit in one transaction (the SQLite writer and the
-/// PostgreSQL campaign writers group what is queued together, each write in its own
-/// savepoint): they cross the threshold twice, and refusals of every kind sit in the middle
+/// PostgreSQL campaign writers group what is queued together and admit its placements
+/// together): they cross the threshold twice, and refusals of every kind sit in the middle
 /// (over the per-order limit, over the per-consumer limit, over the batch cap, a key reused
 /// for another request), as do retries: of the order placed before, of an order placed
 /// earlier in the same group, and of an order that locked a batch. Each request must get

@@ -3,10 +3,11 @@
 //! Each backend implements [`PoolingTx`] (plain reads and writes, no decisions) for its
 //! transaction type and runs these functions inside a transaction that already serialises
 //! writers on the campaign: the SQLite store runs them on its one writer connection in a
-//! `BEGIN IMMEDIATE` transaction (under group commit, in a savepoint of one); the
-//! PostgreSQL store takes the campaign's row lock in [`PoolingTx::lock_campaign`] (under
-//! group commit the campaign's writer has taken it once for the whole transaction, and each
-//! operation runs in a savepoint of it). The decisions (validate the terms, admit the
+//! `BEGIN IMMEDIATE` transaction (under group commit, shared with the writes queued with
+//! it); the PostgreSQL store takes the campaign's row lock in [`PoolingTx::lock_campaign`]
+//! (under group commit the campaign's writer has taken it once for the whole transaction).
+//! Placements run in runs ([`place_preorders`]); other operations one at a time, each in a
+//! savepoint of the group. The decisions (validate the terms, admit the
 //! order, may it be cancelled) are the domain's; this module reads what they need and
 //! writes what they say, so the two backends cannot disagree about a rule.
 

@@ -46,9 +46,9 @@ async fn sessions_carry_the_lock_and_idle_timeouts_and_generic_plans() {
 
 /// Group commit on PostgreSQL. On this current-thread runtime the 27 placements of
 /// `place_together` after its first order are all queued before the campaign's writer first
-/// runs, so they form one group: one transaction, one campaign lock, a savepoint each, and
-/// idempotency keys looked up together (including a retry of the first order and one of an
-/// order earlier in the group), and still each request
+/// runs, so they form one group: one transaction, one campaign lock, the placements
+/// admitted together, and idempotency keys looked up together (including a retry of the
+/// first order and one of an order earlier in the group), and still each request
 /// gets the answer it would get alone, the refused ones write nothing, each batch locks
 /// once and nothing is oversold.
 #[tokio::test]

@@ -15,13 +15,16 @@
 //! - A group runs in one transaction that first takes the campaign's row lock once
 //!   (`SELECT ... FOR UPDATE`, [`PgTx::hold_campaign`]), then each operation inside its own
 //!   savepoint: one that is refused (or fails) is rolled back to its savepoint alone, one
-//!   that succeeds is released into the group. The group commits once, one WAL flush for
-//!   all of it, and only then is any operation answered, so no caller hears of a write that
-//!   is not durable, nor of a refusal computed from writes that were then lost.
+//!   that succeeds is released into the group. Placements next to each other in the group
+//!   are the exception: each such run is admitted in memory and written together
+//!   ([`crate::pooling::place_preorders`]), since a refused placement writes nothing. The
+//!   group commits once, one WAL flush for all of it, and only then is any operation
+//!   answered, so no caller hears of a write that is not durable, nor of a refusal
+//!   computed from writes that were then lost.
 //! - Each operation sees exactly the writes of the operations before it in the group, as it
 //!   would if each had its own transaction in that order; in particular an idempotency key
 //!   recorded by one operation is replayed to a later one in the same group. The shared
-//!   write logic ([`crate::pooling`], [`crate::ledger`]) runs unchanged.
+//!   write logic ([`crate::pooling`], [`crate::ledger`]) is the same on both paths.
 //! - Retries keep the semantics of the one-transaction path ([`super::retryable`]): if an
 //!   operation or the commit meets a serialization failure, a deadlock or a concurrent
 //!   use of an idempotency key, the whole group is rolled back and run again, up to

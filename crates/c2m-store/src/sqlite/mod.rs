@@ -9,8 +9,9 @@
 //!   this one write lock. A second process on the same file is serialised by
 //!   `BEGIN IMMEDIATE` and the busy timeout.
 //! - Group commit: the writer runs the writes queued together (up to
-//!   [`SqliteOptions::max_group`]) in one transaction, a savepoint each, and commits once;
-//!   see [`writer`] for why every call keeps the semantics of its own transaction.
+//!   [`SqliteOptions::max_group`]) in one transaction (placements admitted together, other
+//!   writes a savepoint each) and commits once; see [`writer`] for why every call keeps
+//!   the semantics of its own transaction.
 //! - Readers: a small pool; in WAL mode they read a consistent snapshot while the writer
 //!   works. Each read is a single statement.
 //! - Time: timestamps are INTEGER microseconds since the Unix epoch (UTC).

@@ -4,7 +4,9 @@
 //! waiting for more, every further one already queued (up to the group size), and runs
 //! them in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint: an operation
 //! that is refused (or fails) is rolled back to its savepoint alone, one that succeeds is
-//! released into the group. The group then commits once, with one `fsync` for all of them,
+//! released into the group; placements next to each other are admitted in memory and
+//! written together instead ([`crate::pooling::place_preorders`]), since a refused one
+//! writes nothing. The group then commits once, with one `fsync` for all of them,
 //! and only then is every operation answered, so no caller hears of a write that is not
 //! durable, and none hears of a refusal computed from writes that were then lost.
 //!
