@@ -95,15 +95,7 @@ async fn unfilled_batches_fail_exactly_once_across_sweeper_restarts() {
     let server = TestServer::restart_sqlite(store, Arc::new(clock.clone())).await;
     let mut c = server.clients().await;
     for (i, id) in due.iter().enumerate() {
-        let batches = c
-            .campaigns
-            .list_batches(pb::ListBatchesRequest {
-                campaign_id: id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .batches;
+        let batches = list_batches(&mut c, id).await;
         let statuses: Vec<_> = batches.iter().map(|b| b.status).collect();
         let want = if i == 3 {
             vec![
@@ -144,15 +136,7 @@ async fn unfilled_batches_fail_exactly_once_across_sweeper_restarts() {
             .unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     }
-    let later_batches = c
-        .campaigns
-        .list_batches(pb::ListBatchesRequest {
-            campaign_id: later.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batches;
+    let later_batches = list_batches(&mut c, &later.id).await;
     assert_eq!(later_batches[0].status, pb::BatchStatus::Open as i32);
     server.shutdown().await;
 }

@@ -21,13 +21,6 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
-/// What one factory client received: seq -> work order id, and how often each came.
-#[derive(Default)]
-struct Received {
-    by_seq: BTreeMap<i64, String>,
-    deliveries: usize,
-}
-
 /// A factory that subscribes (resuming from the server's cursor), records and
 /// acknowledges every work order, and reconnects whenever the stream breaks.
 async fn factory_client(
@@ -67,17 +60,7 @@ async fn factory_client(
         let mut stream = stream.into_inner();
         while let Ok(Some(e)) = stream.message().await {
             if let Some(pb::factory_event::Event::WorkOrder(w)) = e.event {
-                {
-                    let mut r = received.lock().unwrap();
-                    r.deliveries += 1;
-                    let id = r.by_seq.entry(w.seq).or_insert_with(|| w.id.clone());
-                    assert_eq!(
-                        *id, w.id,
-                        "{factory}: seq {} delivered as two different work orders",
-                        w.seq
-                    );
-                    assert_eq!(w.factory_id, factory, "another factory's work order");
-                }
+                received.lock().unwrap().record(factory, &w);
                 let _ = client
                     .ack(pb::AckRequest {
                         factory_id: factory.into(),

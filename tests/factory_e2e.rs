@@ -365,10 +365,7 @@ async fn sqlite_two_factories_one_rejects_and_the_batch_moves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_factories_one_rejects_and_the_batch_moves() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL factory test");
-        return;
-    };
+    let Some(admin) = pg_admin_url() else { return };
     let url = c2m_store::conformance::fresh_pg_database(&admin).await;
     let server = TestServer::with_database(&url).await;
     two_factories_one_rejects_and_the_batch_moves(server.addr).await;

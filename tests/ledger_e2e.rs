@@ -288,15 +288,7 @@ async fn ladder_balances_forfeit_and_failure_leave_every_minor_unit_in_place() {
         async move { g.await.money_state() == pb::MoneyState::DepositReleased }
     })
     .await;
-    let batches = c
-        .campaigns
-        .list_batches(pb::ListBatchesRequest {
-            campaign_id: cmp.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batches;
+    let batches = list_batches(&mut c, &cmp.id).await;
     let statuses: Vec<_> = batches.iter().map(|b| (b.status(), b.units)).collect();
     assert_eq!(
         statuses,

@@ -177,13 +177,6 @@ impl Journal {
     }
 }
 
-/// What one factory client received: seq -> work order id, and how often work orders came.
-#[derive(Default)]
-struct Received {
-    by_seq: BTreeMap<i64, String>,
-    deliveries: usize,
-}
-
 /// The state the client tasks share.
 struct World {
     addr: watch::Receiver<Option<SocketAddr>>,
@@ -639,17 +632,7 @@ async fn factory_client(world: Arc<World>, i: usize) {
         let mut stream = stream.into_inner();
         while let Ok(Some(e)) = stream.message().await {
             if let Some(pb::factory_event::Event::WorkOrder(w)) = e.event {
-                {
-                    let mut r = world.received[i].lock().unwrap();
-                    r.deliveries += 1;
-                    let id = r.by_seq.entry(w.seq).or_insert_with(|| w.id.clone());
-                    assert_eq!(
-                        *id, w.id,
-                        "{factory}: seq {} delivered as two different work orders",
-                        w.seq
-                    );
-                    assert_eq!(w.factory_id, factory, "another factory's work order");
-                }
+                world.received[i].lock().unwrap().record(factory, &w);
                 let _ = c
                     .factory
                     .ack(pb::AckRequest {
@@ -1929,13 +1912,7 @@ async fn mixed_workload_survives_sigkills_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_workload_survives_sigkills_on_postgres() {
-    let admin = match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            eprintln!("skipped: TEST_DATABASE_URL is not set (see README, Testing)");
-            return;
-        }
-    };
+    let Some(admin) = pg_admin_url() else { return };
     let url = fresh_pg_database(&admin).await;
     let dir = tempfile::tempdir().unwrap();
     let db = Db::Postgres(url.clone());

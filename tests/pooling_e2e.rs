@@ -34,15 +34,7 @@ async fn assert_pooled(
         "stored orders differ from acknowledged orders"
     );
 
-    let bs = c
-        .campaigns
-        .list_batches(pb::ListBatchesRequest {
-            campaign_id: campaign.to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batches;
+    let bs = list_batches(c, campaign).await;
     let locked: Vec<_> = bs
         .iter()
         .filter(|b| b.status == pb::BatchStatus::Locked as i32)

@@ -10,19 +10,9 @@ use c2m_proto::v1 as pb;
 use c2m_store::conformance::{drop_pg_database, fresh_pg_database};
 use common::*;
 
-fn admin_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("skipped: TEST_DATABASE_URL is not set (see README, Testing)");
-            None
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_server_processes_on_one_postgres_lock_each_batch_once() {
-    let Some(admin) = admin_url() else { return };
+    let Some(admin) = pg_admin_url() else { return };
     let url = fresh_pg_database(&admin).await;
     let dir = tempfile::tempdir().unwrap();
     let a = ServerProcess::spawn(&url, dir.path()).await;
@@ -54,15 +44,7 @@ async fn two_server_processes_on_one_postgres_lock_each_batch_once() {
         listed.iter().map(|p| p.id.clone()).collect::<HashSet<_>>(),
         ids
     );
-    let batches = c
-        .campaigns
-        .list_batches(pb::ListBatchesRequest {
-            campaign_id: campaign.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batches;
+    let batches = list_batches(&mut c, &campaign.id).await;
     assert_eq!(batches.len(), 10, "{batches:#?}");
     let mut units: BTreeMap<String, i64> = BTreeMap::new();
     for p in &listed {
@@ -80,7 +62,7 @@ async fn two_server_processes_on_one_postgres_lock_each_batch_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_server_on_postgres_passes_the_pooling_story() {
-    let Some(admin) = admin_url() else { return };
+    let Some(admin) = pg_admin_url() else { return };
     let url = fresh_pg_database(&admin).await;
     let server = TestServer::with_database(&url).await;
     let mut c = server.clients().await;

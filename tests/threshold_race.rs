@@ -252,15 +252,7 @@ async fn race(seed: u64, servers: &[SocketAddr]) -> String {
     // The store after the race.
     let mut c = Clients::connect(servers[servers.len() - 1]).await;
     let listed = all_preorders(&mut c, &campaign.id).await;
-    let batches = c
-        .campaigns
-        .list_batches(pb::ListBatchesRequest {
-            campaign_id: campaign.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .batches;
+    let batches = list_batches(&mut c, &campaign.id).await;
 
     // Every key has one answer: the stored pre-orders are exactly the acknowledged ones.
     let acked: HashMap<&str, &pb::Preorder> = answers
@@ -423,13 +415,7 @@ async fn threshold_race_over_seeds_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn threshold_race_over_seeds_on_postgres_with_two_processes() {
-    let admin = match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            eprintln!("skipped: TEST_DATABASE_URL is not set (see README, Testing)");
-            return;
-        }
-    };
+    let Some(admin) = pg_admin_url() else { return };
     let url = fresh_pg_database(&admin).await;
     let dir = tempfile::tempdir().unwrap();
     let a = ServerProcess::spawn(&url, dir.path()).await;

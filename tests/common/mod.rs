@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -265,15 +266,53 @@ pub fn https_endpoint(addr: SocketAddr, tls: ClientTlsConfig) -> Endpoint {
 }
 
 /// `error: cause: cause ...` (tonic's transport errors say little at the top).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        next = s.source();
+#[allow(unused_imports)]
+pub use c2m_server::tls::error_chain;
+
+/// The PostgreSQL server the PostgreSQL tests may create databases on
+/// (`TEST_DATABASE_URL`), or `None`, said on stderr, when it is not set.
+pub fn pg_admin_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: TEST_DATABASE_URL is not set (see README, Testing)");
+            None
+        }
     }
-    out
+}
+
+/// What one factory client received: seq -> work order id, and how often work orders came.
+#[derive(Default)]
+pub struct Received {
+    pub by_seq: BTreeMap<i64, String>,
+    pub deliveries: usize,
+}
+
+impl Received {
+    /// Counts a delivery of `w` to `factory`, and checks it is that factory's and that its
+    /// seq never names two different work orders (a redelivery is recognised by its id).
+    pub fn record(&mut self, factory: &str, w: &pb::WorkOrder) {
+        self.deliveries += 1;
+        let id = self.by_seq.entry(w.seq).or_insert_with(|| w.id.clone());
+        assert_eq!(
+            *id, w.id,
+            "{factory}: seq {} delivered as two different work orders",
+            w.seq
+        );
+        assert_eq!(w.factory_id, factory, "another factory's work order");
+    }
+}
+
+/// Every batch of a campaign, in order.
+pub async fn list_batches(c: &mut Clients, campaign: &str) -> Vec<pb::Batch> {
+    c.campaigns
+        .list_batches(pb::ListBatchesRequest {
+            campaign_id: campaign.to_owned(),
+        })
+        .await
+        .expect("list batches")
+        .into_inner()
+        .batches
 }
 
 /// A real `c2m serve` process, killed when dropped.

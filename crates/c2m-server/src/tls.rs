@@ -134,7 +134,7 @@ fn read_key(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// `error: cause: cause`, for errors from libraries whose `Display` is only the outer layer
 /// (tonic's is "transport error").
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(s) = next {
@@ -191,7 +191,7 @@ impl ServerTls {
         // tonic hands the files to rustls here; doing it now makes a key that does not
         // belong to the certificate (or a CA rustls cannot use) a start-up error.
         Server::builder().tls_config(config.clone()).map_err(|e| {
-            let why = chain(&e);
+            let why = error_chain(&e);
             let why = why.strip_prefix("transport error: ").unwrap_or(&why);
             TlsError::Rejected {
                 cert: cert.clone(),
@@ -384,7 +384,7 @@ impl ClientTls {
     pub fn endpoint(&self, addr: &str) -> Result<Endpoint, TlsError> {
         let endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|e| TlsError::Address {
             addr: addr.to_owned(),
-            problem: format!("not a valid address: {}", chain(&e)),
+            problem: format!("not a valid address: {}", error_chain(&e)),
         })?;
         let https = endpoint.uri().scheme_str() == Some("https");
         if !https {
@@ -434,7 +434,7 @@ impl ClientTls {
         }
         endpoint.tls_config(config).map_err(|e| TlsError::Address {
             addr: addr.to_owned(),
-            problem: format!("TLS settings refused: {}", chain(&e)),
+            problem: format!("TLS settings refused: {}", error_chain(&e)),
         })
     }
 }

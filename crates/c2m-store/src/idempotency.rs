@@ -10,6 +10,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use c2m_domain::{DomainError, Fingerprint, IdempotencyKey};
 
+use crate::rows::Columns;
 use crate::StoreError;
 
 /// A recorded idempotency key: the request's fingerprint and the response's JSON.
@@ -17,6 +18,16 @@ use crate::StoreError;
 pub(crate) struct StoredResponse {
     pub fingerprint: String,
     pub response: String,
+}
+
+impl StoredResponse {
+    /// From a row with the columns `fingerprint` and `response` (as text).
+    pub(crate) fn from_row(r: &impl Columns) -> Result<Self, StoreError> {
+        Ok(StoredResponse {
+            fingerprint: r.text("fingerprint")?,
+            response: r.text("response")?,
+        })
+    }
 }
 
 /// The `idempotency_keys` table, inside a backend's transaction.

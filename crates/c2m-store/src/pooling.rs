@@ -288,7 +288,7 @@ impl<'a> RunState<'a> {
         };
         let (batch, new_batch) = match &self.pool.open {
             Some(open) => (open.clone(), false),
-            None => (self.open_batch(tx, now).await?, true),
+            None => (self.next_batch(tx, now).await?, true),
         };
         let preorder = Preorder {
             id: PreorderId::generate(),
@@ -391,7 +391,7 @@ impl<'a> RunState<'a> {
     }
 
     /// The batch the next admitted order opens, in memory: it is written with that order.
-    async fn open_batch(
+    async fn next_batch(
         &self,
         tx: &mut (impl LedgerTx + ?Sized),
         now: DateTime<Utc>,

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
+use crate::rows::Columns;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use c2m_domain::Fingerprint;
 
@@ -29,13 +29,7 @@ impl IdempotencyTx for PgTx {
         .bind(key)
         .fetch_optional(self.conn())
         .await?;
-        row.map(|r| {
-            Ok(StoredResponse {
-                fingerprint: r.try_get("fingerprint")?,
-                response: r.try_get("response")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(StoredResponse::from_row).transpose()
     }
 
     /// From the keys a group looked up ahead ([`PgTx::prefetch_keys`]) where it can, the
@@ -67,12 +61,8 @@ impl IdempotencyTx for PgTx {
         .bind(missing)
         .fetch_all(self.conn())
         .await?;
-        for r in rows {
-            let stored = StoredResponse {
-                fingerprint: r.try_get("fingerprint")?,
-                response: r.try_get("response")?,
-            };
-            found.insert(r.try_get("key")?, stored);
+        for r in &rows {
+            found.insert(r.text("key")?, StoredResponse::from_row(r)?);
         }
         Ok(found)
     }

@@ -92,10 +92,7 @@ impl PgTx {
         for row in found {
             let op: String = row.try_get("operation")?;
             let key: String = row.try_get("key")?;
-            let stored = StoredResponse {
-                fingerprint: row.try_get("fingerprint")?,
-                response: row.try_get("response")?,
-            };
+            let stored = StoredResponse::from_row(&row)?;
             if let Some(known) = self.keys.get_mut(&(op, key)) {
                 *known = Some(stored);
             }

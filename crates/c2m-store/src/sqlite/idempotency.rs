@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
+use crate::rows::Columns;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use c2m_domain::Fingerprint;
 
@@ -27,13 +27,7 @@ impl IdempotencyTx for SqliteTx<'_> {
         .bind(key)
         .fetch_optional(self.conn())
         .await?;
-        row.map(|r| {
-            Ok(StoredResponse {
-                fingerprint: r.try_get("fingerprint")?,
-                response: r.try_get("response")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(StoredResponse::from_row).transpose()
     }
 
     /// In one query, the keys passed as a JSON array.
@@ -53,12 +47,8 @@ impl IdempotencyTx for SqliteTx<'_> {
         .fetch_all(self.conn())
         .await?;
         let mut found = HashMap::new();
-        for r in rows {
-            let stored = StoredResponse {
-                fingerprint: r.try_get("fingerprint")?,
-                response: r.try_get("response")?,
-            };
-            found.insert(r.try_get("key")?, stored);
+        for r in &rows {
+            found.insert(r.text("key")?, StoredResponse::from_row(r)?);
         }
         Ok(found)
     }
