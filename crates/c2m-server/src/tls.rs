@@ -145,6 +145,26 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// `--tls-cert` and `--tls-key`, which come together or not at all (on the server and on
+/// a client alike): both, neither, or an error naming the one missing.
+fn certificate_and_key<'a>(
+    cert: &'a Option<PathBuf>,
+    key: &'a Option<PathBuf>,
+) -> Result<Option<(&'a PathBuf, &'a PathBuf)>, TlsError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(TlsError::Incomplete {
+            given: "--tls-cert",
+            missing: "--tls-key",
+        }),
+        (None, Some(_)) => Err(TlsError::Incomplete {
+            given: "--tls-key",
+            missing: "--tls-cert",
+        }),
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+    }
+}
+
 /// The listener's TLS, loaded and checked at start.
 pub struct ServerTls {
     config: ServerTlsConfig,
@@ -159,22 +179,11 @@ pub struct ServerTls {
 impl ServerTls {
     /// `None` when TLS is off (neither `--tls-cert` nor `--tls-key`).
     pub fn from_settings(s: &Settings) -> Result<Option<ServerTls>, TlsError> {
-        let (cert, key) = match (&s.tls_cert, &s.tls_key) {
-            (None, None) if s.tls_client_ca.is_some() => return Err(TlsError::ClientCaWithoutTls),
-            (None, None) => return Ok(None),
-            (Some(_), None) => {
-                return Err(TlsError::Incomplete {
-                    given: "--tls-cert",
-                    missing: "--tls-key",
-                })
+        let Some((cert, key)) = certificate_and_key(&s.tls_cert, &s.tls_key)? else {
+            if s.tls_client_ca.is_some() {
+                return Err(TlsError::ClientCaWithoutTls);
             }
-            (None, Some(_)) => {
-                return Err(TlsError::Incomplete {
-                    given: "--tls-key",
-                    missing: "--tls-cert",
-                })
-            }
-            (Some(c), Some(k)) => (c, k),
+            return Ok(None);
         };
         let chain_pem = read_certificates("--tls-cert", cert)?;
         let key_pem = read_key("--tls-key", key)?;
@@ -411,26 +420,11 @@ impl ClientTls {
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(
             read_certificates("--tls-ca", ca)?.pem,
         ));
-        match (&self.tls_cert, &self.tls_key) {
-            (None, None) => {}
-            (Some(_), None) => {
-                return Err(TlsError::Incomplete {
-                    given: "--tls-cert",
-                    missing: "--tls-key",
-                })
-            }
-            (None, Some(_)) => {
-                return Err(TlsError::Incomplete {
-                    given: "--tls-key",
-                    missing: "--tls-cert",
-                })
-            }
-            (Some(cert), Some(key)) => {
-                config = config.identity(Identity::from_pem(
-                    read_certificates("--tls-cert", cert)?.pem,
-                    read_key("--tls-key", key)?,
-                ));
-            }
+        if let Some((cert, key)) = certificate_and_key(&self.tls_cert, &self.tls_key)? {
+            config = config.identity(Identity::from_pem(
+                read_certificates("--tls-cert", cert)?.pem,
+                read_key("--tls-key", key)?,
+            ));
         }
         endpoint.tls_config(config).map_err(|e| TlsError::Address {
             addr: addr.to_owned(),
