@@ -84,6 +84,7 @@ pub use planning::{NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, Wo
 
 pub mod access;
 pub mod catalogue;
+mod dialect;
 pub mod factory;
 mod idempotency;
 mod ledger;

@@ -13,15 +13,7 @@ use c2m_domain::{
 use crate::pooling::PoolSnapshot;
 use crate::StoreError;
 
-/// Typed access to a row's columns, with decoding failures reported as [`StoreError`].
-pub(crate) trait Columns {
-    fn text(&self, col: &str) -> Result<String, StoreError>;
-    fn text_opt(&self, col: &str) -> Result<Option<String>, StoreError>;
-    fn int(&self, col: &str) -> Result<i64, StoreError>;
-    fn int_opt(&self, col: &str) -> Result<Option<i64>, StoreError>;
-    fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError>;
-    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
-}
+pub(crate) use crate::dialect::Columns;
 
 /// Both backends keep timestamps to the microsecond. Every time the store writes is cut to
 /// that precision first, so what an operation returns equals what a later read returns.

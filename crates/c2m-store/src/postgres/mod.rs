@@ -32,7 +32,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow,
+    PgTypeInfo,
+};
+use sqlx::{Arguments, Encode, Postgres, Row, Type};
 
 use c2m_domain::{
     Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
@@ -42,6 +49,7 @@ use c2m_domain::{
 use self::pooling::PgTx;
 pub use self::writer::WriterStats;
 use self::writer::{Operation, Writers};
+use crate::dialect::{Dialect, Value};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::{
     BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
@@ -178,13 +186,72 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
 
 /// Whether running the whole transaction again may succeed (see the module docs).
 fn retryable(e: &StoreError) -> bool {
-    let StoreError::Database(sqlx::Error::Database(db)) = e else {
-        return false;
-    };
-    match db.code().as_deref() {
-        Some("40001") | Some("40P01") => true,
-        Some("23505") => db.constraint() == Some("idempotency_keys_pkey"),
-        _ => false,
+    <Postgres as Dialect>::retryable(e)
+}
+
+/// PostgreSQL's dialect: timestamps are `TIMESTAMPTZ`, a recorded response is `JSONB`,
+/// writers lock the rows their rules rely on, and a snapshot is a read-only REPEATABLE
+/// READ transaction.
+impl Dialect for Postgres {
+    const BACKEND: &'static str = "postgres";
+    const ROW_LOCKS: bool = true;
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
+    fn push<'q>(args: &mut PgArguments, value: Value<'q>) -> Result<(), BoxDynError> {
+        match value {
+            Value::Ts(t) => args.add(t),
+            Value::OptTs(t) => args.add(t),
+            Value::Json(json) => args.add(Jsonb(json)),
+            plain => plain.push_plain::<Postgres>(args),
+        }
+    }
+
+    fn read_ts(row: &PgRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
+        Ok(row.try_get(col)?)
+    }
+
+    fn read_ts_opt(row: &PgRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(row.try_get(col)?)
+    }
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    /// A serialization failure (`40001`), a deadlock (`40P01`), or a unique violation on
+    /// `idempotency_keys_pkey` (the same key used by a concurrent request that committed
+    /// first): see the module docs.
+    fn retryable(e: &StoreError) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = e else {
+            return false;
+        };
+        match db.code().as_deref() {
+            Some("40001") | Some("40P01") => true,
+            Some("23505") => db.constraint() == Some("idempotency_keys_pkey"),
+            _ => false,
+        }
+    }
+}
+
+/// A JSON document, given as text, bound as `JSONB` (what `$n::jsonb` would do).
+struct Jsonb<'a>(&'a str);
+
+impl Type<Postgres> for Jsonb<'_> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(JSONB_OID))
+    }
+}
+
+/// `jsonb` in `pg_type`.
+const JSONB_OID: u32 = 3802;
+
+impl Encode<'_, Postgres> for Jsonb<'_> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        // The binary form of JSONB: a version byte, then the text.
+        buf.push(1);
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
     }
 }
 
@@ -193,7 +260,7 @@ macro_rules! write {
     ($self:ident, |$tx:ident| $op:expr) => {{
         let mut attempt = 1;
         loop {
-            let mut $tx = PgTx::new($self.pool.begin().await?);
+            let mut $tx = PgTx::write(&$self.pool).await?;
             let result = $op.await;
             match $tx.finish(result).await {
                 Err(e) if attempt < ATTEMPTS && retryable(&e) => {

@@ -41,11 +41,7 @@ mod sql {
 impl PgStore {
     /// A read-only snapshot.
     async fn snapshot(&self) -> Result<PgTx, StoreError> {
-        let mut tx = PgTx::new(self.pool.begin().await?);
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(tx.conn())
-            .await?;
-        Ok(tx)
+        Ok(PgTx::snapshot(&self.pool).await?)
     }
 }
 

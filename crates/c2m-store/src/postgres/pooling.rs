@@ -1,67 +1,28 @@
 //! PostgreSQL SQL for campaigns, batches and pre-orders: the [`PoolingTx`] implementation the
 //! write path runs on, and the read queries.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Postgres, Row};
 
 use c2m_domain::{
     Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignProgress, ConsumerId, Page,
     PageRequest, Preorder, PreorderId,
 };
 
+use crate::dialect::Tx;
 use crate::idempotency::StoredResponse;
 use crate::pooling::{PoolSnapshot, PoolingTx};
 use crate::rows::{self, batch_columns, campaign_columns, preorder_select, Columns};
 use crate::{BatchTransition, PreorderFilter, StoreError};
 
-impl Columns for PgRow {
-    fn text(&self, col: &str) -> Result<String, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn text_opt(&self, col: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn int(&self, col: &str) -> Result<i64, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn int_opt(&self, col: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-}
-
 /// A pooled connection in a READ COMMITTED transaction. Writers on one campaign are
 /// serialised by [`PoolingTx::lock_campaign`] (`SELECT ... FOR UPDATE`); every statement
 /// after it sees what the previous holder of the lock committed.
-pub(crate) struct PgTx {
-    pub(crate) tx: Transaction<'static, Postgres>,
-    /// The campaign whose row this transaction locked at its outermost level, before any
-    /// savepoint (see [`PgTx::hold_campaign`]); `None` in a transaction of one operation.
-    held: Option<Campaign>,
-    /// Idempotency keys looked up ahead for a group ([`PgTx::prefetch_keys`]): the
-    /// recorded response, or `None` for a key not recorded. A key this transaction records
-    /// is dropped from here, so it is read again from the table if asked for.
-    pub(crate) keys: HashMap<(String, String), Option<StoredResponse>>,
-}
+pub(crate) type PgTx = Tx<Postgres>;
 
-impl PgTx {
-    pub(crate) fn new(tx: Transaction<'static, Postgres>) -> Self {
-        PgTx {
-            tx,
-            held: None,
-            keys: HashMap::new(),
-        }
-    }
-
+impl Tx<Postgres> {
     /// Looks up the idempotency keys a group's operations will ask for, in one query, so
     /// that each operation's replay check costs no round trip under the campaign's lock.
     /// Run after the lock is taken: every key recorded by an earlier holder of the lock is
@@ -100,10 +61,6 @@ impl PgTx {
         Ok(())
     }
 
-    pub(crate) fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
-    }
-
     /// Takes the campaign's row lock for the whole transaction, for a group of operations
     /// on that campaign (see [`super::writer`]). The operations then call
     /// [`PoolingTx::lock_campaign`] as usual and get the row read here without another
@@ -114,22 +71,6 @@ impl PgTx {
     pub(crate) async fn hold_campaign(&mut self, id: &CampaignId) -> Result<(), StoreError> {
         self.held = select_campaign_for_update(self.conn(), id).await?;
         Ok(())
-    }
-
-    /// Commits on `Ok`, rolls back on `Err`.
-    pub(crate) async fn finish<T>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        match result {
-            Ok(v) => {
-                self.tx.commit().await?;
-                Ok(v)
-            }
-            Err(e) => {
-                if let Err(rollback) = self.tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback failed");
-                }
-                Err(e)
-            }
-        }
     }
 }
 

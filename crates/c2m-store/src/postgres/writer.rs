@@ -412,7 +412,7 @@ async fn run_group(
     campaign: &CampaignId,
     group: &mut [Box<dyn Queued>],
 ) -> Result<(), Abort> {
-    let mut tx = PgTx::new(pool.begin().await.map_err(Abort::start)?);
+    let mut tx = PgTx::write(pool).await.map_err(Abort::start)?;
     tx.hold_campaign(campaign).await.map_err(Abort::start)?;
     let keys: Vec<_> = group
         .iter()
@@ -456,7 +456,7 @@ async fn run_group(
             tx.conn().execute(sql).await?;
         }
     }
-    tx.tx.commit().await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -465,15 +465,15 @@ async fn run_group(
 async fn run_alone(pool: &PgPool, job: &mut dyn Queued) -> u64 {
     let mut attempt = 1;
     loop {
-        let mut tx = match pool.begin().await {
-            Ok(tx) => PgTx::new(tx),
+        let mut tx = match PgTx::write(pool).await {
+            Ok(tx) => tx,
             Err(e) => {
                 job.fail(e.into());
                 return attempt;
             }
         };
         let again = match job.run(&mut tx).await {
-            Ran::Done => match tx.tx.commit().await {
+            Ran::Done => match tx.commit().await {
                 Ok(()) => return attempt,
                 Err(e) => {
                     let e = StoreError::from(e);
@@ -483,7 +483,7 @@ async fn run_alone(pool: &PgPool, job: &mut dyn Queued) -> u64 {
                 }
             },
             ran @ (Ran::Failed | Ran::Retry) => {
-                if let Err(e) = tx.tx.rollback().await {
+                if let Err(e) = tx.rollback().await {
                     tracing::warn!(error = %e, "rollback failed");
                 }
                 matches!(ran, Ran::Retry)

@@ -14,7 +14,7 @@ use crate::idempotency::{IdempotencyTx, StoredResponse};
 use crate::StoreError;
 
 #[async_trait]
-impl IdempotencyTx for SqliteTx<'_> {
+impl IdempotencyTx for SqliteTx {
     async fn idempotency_get(
         &mut self,
         operation: &str,

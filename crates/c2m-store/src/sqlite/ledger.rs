@@ -56,7 +56,7 @@ impl TxnRows {
 
     /// Two statements: the transactions in order (`json_each` yields rows in array order,
     /// so their `seq` follows it), then the legs joined to them by id.
-    async fn insert(self, tx: &mut SqliteTx<'_>, campaign: &CampaignId) -> Result<(), StoreError> {
+    async fn insert(self, tx: &mut SqliteTx, campaign: &CampaignId) -> Result<(), StoreError> {
         if self.txns.is_empty() {
             return Ok(());
         }
@@ -86,7 +86,7 @@ impl TxnRows {
 }
 
 #[async_trait]
-impl LedgerTx for SqliteTx<'_> {
+impl LedgerTx for SqliteTx {
     async fn insert_ledger_txns(
         &mut self,
         campaign: &CampaignId,

@@ -28,11 +28,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{Arguments, Row, Sqlite};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
@@ -44,6 +45,7 @@ use c2m_domain::{
 use self::pooling::SqliteTx;
 pub use self::writer::WriterStats;
 use self::writer::{Counters, Job, Operation, Queued};
+use crate::dialect::{Dialect, Value};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::{
     BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
@@ -76,7 +78,9 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     /// The queue of the writer task, the only owner of the connection that writes.
     jobs: mpsc::Sender<Box<dyn Queued>>,
-    writer: Mutex<Option<JoinHandle<SqliteConnection>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The one connection that writes, used only by the writer task.
+    writer_pool: SqlitePool,
     counters: Arc<Counters>,
     readers: SqlitePool,
     /// Shown every money movement inside its transaction (see [`crate::payment`]).
@@ -109,6 +113,36 @@ pub(crate) async fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// SQLite's dialect: timestamps are INTEGER microseconds since the Unix epoch, a JSON
+/// response is TEXT, and the one writer holds the whole database (no row locks).
+impl Dialect for Sqlite {
+    const BACKEND: &'static str = "sqlite";
+    const ROW_LOCKS: bool = false;
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN";
+
+    fn push<'q>(args: &mut SqliteArguments<'q>, value: Value<'q>) -> Result<(), BoxDynError> {
+        match value {
+            Value::Ts(t) => args.add(micros_of(t)),
+            Value::OptTs(t) => args.add(t.map(micros_of)),
+            Value::Json(json) => args.add(json),
+            plain => plain.push_plain::<Sqlite>(args),
+        }
+    }
+
+    fn read_ts(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
+        time_of(row.try_get(col)?)
+    }
+
+    fn read_ts_opt(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        row.try_get::<Option<i64>, _>(col)?.map(time_of).transpose()
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
 pub(crate) fn micros_of(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -130,8 +164,16 @@ impl SqliteStore {
         let settings = options;
         create_parent_dir(path).await?;
         let options = connect_options(path);
-        let mut writer = options.connect().await?;
-        MIGRATOR.run_direct(&mut writer).await?;
+        // One connection, kept for the life of the store: a pool only so that its
+        // transactions are the same type as every other backend's.
+        let writer_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer_pool).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options)
@@ -139,7 +181,7 @@ impl SqliteStore {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let writer = tokio::spawn(writer::run(
-            writer,
+            writer_pool.clone(),
             queue,
             settings.max_group,
             counters.clone(),
@@ -147,6 +189,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             jobs,
             writer: Mutex::new(Some(writer)),
+            writer_pool,
             counters,
             readers,
             provider: Arc::new(LedgerOnly),
@@ -177,21 +220,18 @@ impl SqliteStore {
         let SqliteStore {
             jobs,
             writer,
+            writer_pool,
             readers,
             ..
         } = self;
         drop(jobs);
         readers.close().await;
         if let Some(handle) = writer.into_inner() {
-            match handle.await {
-                Ok(conn) => {
-                    if let Err(e) = conn.close().await {
-                        tracing::warn!(error = %e, "closing the sqlite writer");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "the sqlite writer task failed"),
+            if let Err(e) = handle.await {
+                tracing::warn!(error = %e, "the sqlite writer task failed");
             }
         }
+        writer_pool.close().await;
     }
 
     /// Queues a write for the writer task and waits for its (durable) result.
@@ -215,7 +255,7 @@ struct WindowOp(BatchId, DateTime<Utc>, Arc<dyn PaymentProvider>);
 #[async_trait]
 impl Operation for CreateOp {
     type Output = Campaign;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Campaign, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<Campaign, StoreError> {
         crate::pooling::create_campaign(tx, &self.0, self.1).await
     }
 }
@@ -223,7 +263,7 @@ impl Operation for CreateOp {
 #[async_trait]
 impl Operation for PlaceOp {
     type Output = Preorder;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Preorder, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<Preorder, StoreError> {
         crate::pooling::place_preorder(tx, &*self.2, &self.0, self.1).await
     }
 
@@ -243,7 +283,7 @@ impl Operation for PlaceOp {
 #[async_trait]
 impl Operation for CancelOp {
     type Output = Preorder;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Preorder, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<Preorder, StoreError> {
         crate::pooling::cancel_preorder(tx, &*self.2, &self.0, self.1).await
     }
 }
@@ -251,7 +291,7 @@ impl Operation for CancelOp {
 #[async_trait]
 impl Operation for DeadlineOp {
     type Output = DeadlineOutcome;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<DeadlineOutcome, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<DeadlineOutcome, StoreError> {
         crate::pooling::fail_open_batch_at_deadline(tx, &*self.2, &self.0, self.1).await
     }
 }
@@ -259,7 +299,7 @@ impl Operation for DeadlineOp {
 #[async_trait]
 impl Operation for PayOp {
     type Output = Preorder;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Preorder, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<Preorder, StoreError> {
         crate::ledger::pay_balance(tx, &*self.2, &self.0, self.1).await
     }
 }
@@ -267,7 +307,7 @@ impl Operation for PayOp {
 #[async_trait]
 impl Operation for WindowOp {
     type Output = BalanceWindowOutcome;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<BalanceWindowOutcome, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<BalanceWindowOutcome, StoreError> {
         crate::ledger::close_balance_window(tx, &*self.2, &self.0, self.1).await
     }
 }

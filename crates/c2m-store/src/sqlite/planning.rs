@@ -24,7 +24,7 @@ mod sql {
     use sqlx::sqlite::SqliteRow;
 
     crate::planning_sql::catalogue_planning_sql!(
-        tx = SqliteTx<'_>,
+        tx = SqliteTx,
         row = SqliteRow,
         ts = micros_of,
         for_update = "",
@@ -41,7 +41,7 @@ struct RevokeOp(String, DateTime<Utc>);
 #[async_trait]
 impl Operation for TokenOp {
     type Output = ();
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<(), StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<(), StoreError> {
         use crate::access::TokenTx;
         tx.insert_token(&self.0, self.1).await
     }
@@ -50,7 +50,7 @@ impl Operation for TokenOp {
 #[async_trait]
 impl Operation for RevokeOp {
     type Output = bool;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<bool, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<bool, StoreError> {
         revoke(tx, &self.0, self.1).await
     }
 }
@@ -59,7 +59,7 @@ struct ReportOp(ReportProgress, DateTime<Utc>);
 #[async_trait]
 impl Operation for AckOp {
     type Output = FactoryPosition;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<FactoryPosition, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<FactoryPosition, StoreError> {
         crate::factory::ack(tx, &self.0, self.1, self.2).await
     }
 }
@@ -67,7 +67,7 @@ impl Operation for AckOp {
 #[async_trait]
 impl Operation for ReportOp {
     type Output = WorkOrderStatus;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<WorkOrderStatus, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<WorkOrderStatus, StoreError> {
         crate::factory::report(tx, &self.0, self.1).await
     }
 }
@@ -75,7 +75,7 @@ impl Operation for ReportOp {
 #[async_trait]
 impl Operation for ChangeOp {
     type Output = CatalogueChanged;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<CatalogueChanged, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<CatalogueChanged, StoreError> {
         crate::catalogue::change_catalogue(tx, &self.0, &self.1, self.2).await
     }
 }
@@ -83,15 +83,15 @@ impl Operation for ChangeOp {
 #[async_trait]
 impl Operation for StorePlanOp {
     type Output = String;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<String, StoreError> {
+    async fn run(&self, tx: &mut SqliteTx) -> Result<String, StoreError> {
         crate::planning::store_plan(tx, &self.0, self.1).await
     }
 }
 
 impl SqliteStore {
     /// A read-only snapshot on a reader connection.
-    async fn snapshot(&self) -> Result<SqliteTx<'static>, StoreError> {
-        Ok(SqliteTx(self.readers.begin().await?))
+    async fn snapshot(&self) -> Result<SqliteTx, StoreError> {
+        Ok(crate::dialect::Tx::snapshot(&self.readers).await?)
     }
 }
 
@@ -202,7 +202,7 @@ impl FactoryStore for SqliteStore {
 }
 
 /// Revokes a known token (see [`TokenStore::revoke_token`]).
-async fn revoke(tx: &mut SqliteTx<'_>, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+async fn revoke(tx: &mut SqliteTx, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     crate::access::revoke(tx, id, now).await
 }
 

@@ -3,55 +3,25 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool};
 
 use c2m_domain::{
     Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignProgress, ConsumerId, Page,
     PageRequest, Preorder, PreorderId,
 };
 
-use super::{micros_of, time_of};
+use super::micros_of;
+use crate::dialect::Tx;
 use crate::pooling::{PoolSnapshot, PoolingTx};
 use crate::rows::{self, batch_columns, campaign_columns, preorder_select, Columns};
 use crate::{BatchTransition, PreorderFilter, StoreError};
 
-impl Columns for SqliteRow {
-    fn text(&self, col: &str) -> Result<String, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn text_opt(&self, col: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn int(&self, col: &str) -> Result<i64, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn int_opt(&self, col: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(col)?)
-    }
-    fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError> {
-        time_of(self.try_get(col)?)
-    }
-    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.try_get::<Option<i64>, _>(col)?
-            .map(time_of)
-            .transpose()
-    }
-}
-
-/// The writer connection inside a `BEGIN IMMEDIATE` transaction, or inside a savepoint of
-/// one when writes are grouped: the database's write lock is held from the first
-/// statement, so the whole operation sees and writes one state.
-pub(crate) struct SqliteTx<'c>(pub(crate) Transaction<'c, Sqlite>);
-
-impl SqliteTx<'_> {
-    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
-        &mut self.0
-    }
-}
+/// The writer's transaction (`BEGIN IMMEDIATE`): the database's write lock is held from
+/// the first statement, so the whole operation sees and writes one state.
+pub(crate) type SqliteTx = Tx<Sqlite>;
 
 #[async_trait]
-impl PoolingTx for SqliteTx<'_> {
+impl PoolingTx for SqliteTx {
     async fn insert_campaign(&mut self, c: &Campaign) -> Result<(), StoreError> {
         let t = &c.terms;
         sqlx::query(

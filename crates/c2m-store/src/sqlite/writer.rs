@@ -24,14 +24,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::Connection;
+use sqlx::{Executor, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use c2m_domain::{CampaignId, Preorder};
 
 use super::pooling::SqliteTx;
+use crate::dialect::Tx;
 use crate::pooling::Placing;
 use crate::StoreError;
 
@@ -39,7 +39,7 @@ use crate::StoreError;
 #[async_trait]
 pub(crate) trait Operation: Send + Sync + 'static {
     type Output: Send + 'static;
-    async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<Self::Output, StoreError>;
+    async fn run(&self, tx: &mut SqliteTx) -> Result<Self::Output, StoreError>;
 
     /// The placement this operation is, if it is one. A group writes each run of
     /// placements together ([`crate::pooling::place_preorders`]) instead of calling `run`
@@ -62,7 +62,7 @@ pub(crate) trait Operation: Send + Sync + 'static {
 #[async_trait]
 pub(crate) trait Queued: Send {
     /// Runs the operation and keeps its result; `true` if it succeeded.
-    async fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool;
+    async fn run(&mut self, tx: &mut SqliteTx) -> bool;
     /// Replaces the result with an error about the transaction around the operation.
     fn fail(&mut self, error: StoreError);
     /// Sends the result to the caller (who may have stopped listening).
@@ -96,7 +96,7 @@ impl<O: Operation> Job<O> {
 
 #[async_trait]
 impl<O: Operation> Queued for Job<O> {
-    async fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool {
+    async fn run(&mut self, tx: &mut SqliteTx) -> bool {
         let result = self.op.run(tx).instrument(self.span.clone()).await;
         let ok = result.is_ok();
         self.result = Some(result);
@@ -153,13 +153,13 @@ impl Counters {
     }
 }
 
-/// The task's loop; returns the connection when every sender is gone.
+/// The task's loop; ends when every sender is gone.
 pub(crate) async fn run(
-    mut conn: SqliteConnection,
+    pool: SqlitePool,
     mut jobs: mpsc::Receiver<Box<dyn Queued>>,
     max_group: usize,
     counters: Arc<Counters>,
-) -> SqliteConnection {
+) {
     let max_group = max_group.max(1);
     let mut group: Vec<Box<dyn Queued>> = Vec::with_capacity(max_group);
     while let Some(first) = jobs.recv().await {
@@ -172,11 +172,11 @@ pub(crate) async fn run(
         }
         let mut transactions = 1;
         if group.len() == 1 {
-            run_alone(&mut conn, group[0].as_mut()).await;
-        } else if let Err(e) = run_group(&mut conn, &mut group).await {
+            run_alone(&pool, group[0].as_mut()).await;
+        } else if let Err(e) = run_group(&pool, &mut group).await {
             tracing::warn!(error = %e, size = group.len(), "group commit failed; running its writes one by one");
             for job in group.iter_mut() {
-                run_alone(&mut conn, job.as_mut()).await;
+                run_alone(&pool, job.as_mut()).await;
             }
             transactions += group.len() as u64;
         }
@@ -190,20 +190,19 @@ pub(crate) async fn run(
             job.answer();
         }
     }
-    conn
 }
 
 /// One operation in its own transaction: the path without grouping.
-async fn run_alone(conn: &mut SqliteConnection, job: &mut dyn Queued) {
-    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => SqliteTx(tx),
+async fn run_alone(pool: &SqlitePool, job: &mut dyn Queued) {
+    let mut tx = match Tx::write(pool).await {
+        Ok(tx) => tx,
         Err(e) => return job.fail(e.into()),
     };
     if job.run(&mut tx).await {
-        if let Err(e) = tx.0.commit().await {
+        if let Err(e) = tx.commit().await {
             job.fail(e.into());
         }
-    } else if let Err(e) = tx.0.rollback().await {
+    } else if let Err(e) = tx.rollback().await {
         tracing::warn!(error = %e, "rollback failed");
     }
 }
@@ -212,11 +211,8 @@ async fn run_alone(conn: &mut SqliteConnection, job: &mut dyn Queued) {
 /// run of placements is written together ([`crate::pooling::place_preorders`], one call per
 /// campaign in the run): a refused placement writes nothing, so it needs no savepoint, and
 /// a run that fails as a whole fails the group, whose operations then run one by one.
-async fn run_group(
-    conn: &mut SqliteConnection,
-    group: &mut [Box<dyn Queued>],
-) -> Result<(), StoreError> {
-    let mut outer = SqliteTx(conn.begin_with("BEGIN IMMEDIATE").await?);
+async fn run_group(pool: &SqlitePool, group: &mut [Box<dyn Queued>]) -> Result<(), StoreError> {
+    let mut outer = Tx::write(pool).await?;
     let mut next = 0;
     while next < group.len() {
         let placements = group[next..]
@@ -224,12 +220,13 @@ async fn run_group(
             .take_while(|job| job.placement().is_some())
             .count();
         if placements == 0 {
-            let mut savepoint = SqliteTx(Connection::begin(&mut *outer.0).await?);
-            if group[next].run(&mut savepoint).await {
-                savepoint.0.commit().await?;
+            outer.conn().execute("SAVEPOINT op").await?;
+            let close = if group[next].run(&mut outer).await {
+                "RELEASE SAVEPOINT op"
             } else {
-                savepoint.0.rollback().await?;
-            }
+                "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op"
+            };
+            outer.conn().execute(close).await?;
             next += 1;
             continue;
         }
@@ -263,7 +260,7 @@ async fn run_group(
             }
         }
     }
-    outer.0.commit().await?;
+    outer.commit().await?;
     Ok(())
 }
 
@@ -289,7 +286,7 @@ mod tests {
     #[async_trait]
     impl Operation for Insert {
         type Output = i64;
-        async fn run(&self, tx: &mut SqliteTx<'_>) -> Result<i64, StoreError> {
+        async fn run(&self, tx: &mut SqliteTx) -> Result<i64, StoreError> {
             sqlx::query("INSERT INTO scratch (x) VALUES (?1)")
                 .bind(self.x)
                 .execute(tx.conn())

@@ -1,0 +1,459 @@
+//! One way to speak two dialects: the generic layer every feature's SQL is written on.
+//!
+//! SQLite and PostgreSQL both accept `$n` placeholders, and for the statements c2m sends
+//! they accept the same SQL text (`CAST(x AS BIGINT)` rather than `x::BIGINT`, `CAST(response
+//! AS TEXT)` rather than `response::text`). So each feature writes a statement once, as a
+//! constant, and runs it with [`Dialect::sql`] on a transaction ([`Tx`]) or a pooled
+//! connection; rows come back as the backend's row type, read through [`Columns`]. What
+//! truly differs between the two is said here, once, by each backend's `impl Dialect`
+//! (`sqlite/mod.rs`, `postgres/mod.rs`):
+//!
+//! - **Type binding.** A timestamp is INTEGER microseconds on SQLite and `TIMESTAMPTZ` on
+//!   PostgreSQL; a recorded response is TEXT on SQLite and `JSONB` on PostgreSQL. A value is
+//!   bound as a [`Value`], which the backend turns into its own type ([`Dialect::push`]),
+//!   and a timestamp is read back with [`Dialect::read_ts`].
+//! - **Locking.** On PostgreSQL the rows a writer relies on are locked (`FOR UPDATE`,
+//!   `FOR SHARE`), since several replicas write; on SQLite the one writer already holds the
+//!   whole database ([`Dialect::ROW_LOCKS`], [`Dialect::locking`]).
+//! - **Transactions.** How a write transaction and a read snapshot begin, and which errors
+//!   make a whole transaction worth running again ([`Dialect::retryable`]).
+//! - **Multi-row statements.** Writing many rows in one statement binds them differently
+//!   (`UNNEST` over arrays on PostgreSQL, `json_each` over one JSON array on SQLite). Those
+//!   few statements are written in both dialects side by side, in the feature they belong
+//!   to, as a small trait each backend implements ([`crate::idempotency::KeysSql`],
+//!   [`crate::pooling::PoolSql`], [`crate::ledger::LedgerSql`]); [`Backend`] is all of them.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::error::BoxDynError;
+use sqlx::{Arguments, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row};
+use sqlx::{Transaction, Type};
+
+use c2m_domain::Campaign;
+
+use crate::idempotency::StoredResponse;
+use crate::StoreError;
+
+/// What differs between SQLite and PostgreSQL, said once per backend. See the module docs.
+pub(crate) trait Dialect: Database<Row: Columns, Connection: Run<Self>> {
+    /// For logs and the health report: "sqlite" or "postgres".
+    const BACKEND: &'static str;
+
+    /// Whether a writer must lock the rows its rules rely on (PostgreSQL: `FOR UPDATE`, so
+    /// that writers in every replica take turns) or already holds the whole database
+    /// (SQLite: one writer, `BEGIN IMMEDIATE`).
+    const ROW_LOCKS: bool;
+
+    /// The statement that begins a write transaction.
+    const BEGIN_WRITE: &'static str;
+
+    /// The statement that begins a read of several statements that must see one snapshot.
+    const BEGIN_SNAPSHOT: &'static str;
+
+    /// Adds `value` to a statement's arguments in this backend's type for it.
+    fn push<'q>(args: &mut Self::Arguments<'q>, value: Value<'q>) -> Result<(), BoxDynError>;
+
+    /// Reads a timestamp column, stored in this backend's type for it.
+    fn read_ts(row: &Self::Row, col: &str) -> Result<DateTime<Utc>, StoreError>;
+
+    /// Reads a nullable timestamp column.
+    fn read_ts_opt(row: &Self::Row, col: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// How many rows a statement changed.
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// Whether running the whole transaction again may succeed where this error failed it.
+    fn retryable(_error: &StoreError) -> bool {
+        false
+    }
+
+    /// A statement to bind values to and run.
+    fn sql(sql: &str) -> Statement<'_, Self> {
+        Statement {
+            sql,
+            args: Default::default(),
+            bad: None,
+        }
+    }
+
+    /// `locked` where writers lock rows ([`Dialect::ROW_LOCKS`]), `plain` where they do not.
+    fn locking(plain: &'static str, locked: &'static str) -> &'static str {
+        if Self::ROW_LOCKS {
+            locked
+        } else {
+            plain
+        }
+    }
+}
+
+/// A value to bind, in the Rust type the shared code has; the backend picks the column
+/// type ([`Dialect::push`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Value<'q> {
+    Text(&'q str),
+    OptText(Option<&'q str>),
+    String(String),
+    Int(i64),
+    OptInt(Option<i64>),
+    Real(f64),
+    OptReal(Option<f64>),
+    Bool(bool),
+    /// A timestamp: INTEGER microseconds on SQLite, `TIMESTAMPTZ` on PostgreSQL.
+    Ts(DateTime<Utc>),
+    OptTs(Option<DateTime<Utc>>),
+    /// A JSON document given as text: TEXT on SQLite, `JSONB` on PostgreSQL.
+    Json(&'q str),
+}
+
+impl<'q> Value<'q> {
+    /// Adds a value that both backends bind as the same Rust type; timestamps and JSON are
+    /// each backend's own ([`Dialect::push`]).
+    pub(crate) fn push_plain<D: Database>(
+        self,
+        args: &mut D::Arguments<'q>,
+    ) -> Result<(), BoxDynError>
+    where
+        &'q str: Encode<'q, D> + Type<D>,
+        Option<&'q str>: Encode<'q, D> + Type<D>,
+        String: Encode<'q, D> + Type<D>,
+        i64: Encode<'q, D> + Type<D>,
+        Option<i64>: Encode<'q, D> + Type<D>,
+        f64: Encode<'q, D> + Type<D>,
+        Option<f64>: Encode<'q, D> + Type<D>,
+        bool: Encode<'q, D> + Type<D>,
+    {
+        match self {
+            Value::Text(v) => args.add(v),
+            Value::OptText(v) => args.add(v),
+            Value::String(v) => args.add(v),
+            Value::Int(v) => args.add(v),
+            Value::OptInt(v) => args.add(v),
+            Value::Real(v) => args.add(v),
+            Value::OptReal(v) => args.add(v),
+            Value::Bool(v) => args.add(v),
+            Value::Ts(_) | Value::OptTs(_) | Value::Json(_) => {
+                Err("timestamps and JSON are bound by the backend's dialect".into())
+            }
+        }
+    }
+}
+
+impl<'q> From<&'q str> for Value<'q> {
+    fn from(v: &'q str) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl<'q> From<&'q String> for Value<'q> {
+    fn from(v: &'q String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl<'q> From<Option<&'q str>> for Value<'q> {
+    fn from(v: Option<&'q str>) -> Self {
+        Value::OptText(v)
+    }
+}
+
+impl<'q> From<&'q Option<String>> for Value<'q> {
+    fn from(v: &'q Option<String>) -> Self {
+        Value::OptText(v.as_deref())
+    }
+}
+
+impl From<String> for Value<'_> {
+    fn from(v: String) -> Self {
+        Value::String(v)
+    }
+}
+
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<Option<i64>> for Value<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Value::OptInt(v)
+    }
+}
+
+impl From<f64> for Value<'_> {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+
+impl From<Option<f64>> for Value<'_> {
+    fn from(v: Option<f64>) -> Self {
+        Value::OptReal(v)
+    }
+}
+
+impl From<bool> for Value<'_> {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+impl From<DateTime<Utc>> for Value<'_> {
+    fn from(v: DateTime<Utc>) -> Self {
+        Value::Ts(v)
+    }
+}
+
+impl From<Option<DateTime<Utc>>> for Value<'_> {
+    fn from(v: Option<DateTime<Utc>>) -> Self {
+        Value::OptTs(v)
+    }
+}
+
+/// A statement with its arguments, built as `sqlx::query(..).bind(..)` is, and run on a
+/// connection of its backend (a transaction's, or one taken from a pool).
+pub(crate) struct Statement<'q, D: Database> {
+    sql: &'q str,
+    args: D::Arguments<'q>,
+    /// The first value that could not be bound, reported when the statement runs.
+    bad: Option<BoxDynError>,
+}
+
+impl<'q, D: Dialect> Statement<'q, D> {
+    pub(crate) fn bind(mut self, value: impl Into<Value<'q>>) -> Self {
+        if self.bad.is_none() {
+            if let Err(e) = D::push(&mut self.args, value.into()) {
+                self.bad = Some(e);
+            }
+        }
+        self
+    }
+
+    fn ready(self) -> Result<(&'q str, D::Arguments<'q>), StoreError> {
+        match self.bad {
+            Some(e) => Err(sqlx::Error::Encode(e).into()),
+            None => Ok((self.sql, self.args)),
+        }
+    }
+
+    /// Runs the statement; returns how many rows it changed.
+    pub(crate) async fn execute(self, conn: &mut D::Connection) -> Result<u64, StoreError> {
+        let (sql, args) = self.ready()?;
+        let done = conn.run(sql, args).await?;
+        Ok(D::rows_affected(&done))
+    }
+
+    pub(crate) async fn fetch_all(
+        self,
+        conn: &mut D::Connection,
+    ) -> Result<Vec<D::Row>, StoreError> {
+        let (sql, args) = self.ready()?;
+        Ok(conn.rows(sql, args).await?)
+    }
+
+    pub(crate) async fn fetch_optional(
+        self,
+        conn: &mut D::Connection,
+    ) -> Result<Option<D::Row>, StoreError> {
+        let (sql, args) = self.ready()?;
+        Ok(conn.row(sql, args).await?)
+    }
+
+    pub(crate) async fn fetch_one(self, conn: &mut D::Connection) -> Result<D::Row, StoreError> {
+        self.fetch_optional(conn)
+            .await?
+            .ok_or_else(|| sqlx::Error::RowNotFound.into())
+    }
+}
+
+/// What a connection of backend `D` does for a [`Statement`]: sqlx's `Executor`, which is
+/// implemented for `&mut` connections, turned into methods of the connection itself so
+/// that [`Dialect`] can require it of its connection type.
+pub(crate) trait Run<D: Database>: Send {
+    fn run<'e, 'q: 'e>(
+        &'e mut self,
+        sql: &'q str,
+        args: D::Arguments<'q>,
+    ) -> BoxFuture<'e, Result<D::QueryResult, sqlx::Error>>;
+
+    fn rows<'e, 'q: 'e>(
+        &'e mut self,
+        sql: &'q str,
+        args: D::Arguments<'q>,
+    ) -> BoxFuture<'e, Result<Vec<D::Row>, sqlx::Error>>;
+
+    fn row<'e, 'q: 'e>(
+        &'e mut self,
+        sql: &'q str,
+        args: D::Arguments<'q>,
+    ) -> BoxFuture<'e, Result<Option<D::Row>, sqlx::Error>>;
+
+    /// Runs statements without arguments, several separated by `;` if need be, in one
+    /// round trip (PostgreSQL's simple query protocol).
+    fn batch<'e>(&'e mut self, sql: &'e str) -> BoxFuture<'e, Result<(), sqlx::Error>>;
+}
+
+impl<D, C> Run<D> for C
+where
+    D: Database,
+    C: Send,
+    for<'e> &'e mut C: Executor<'e, Database = D>,
+    for<'q> D::Arguments<'q>: IntoArguments<'q, D>,
+{
+    fn run<'e, 'q: 'e>(
+        &'e mut self,
+        sql: &'q str,
+        args: D::Arguments<'q>,
+    ) -> BoxFuture<'e, Result<D::QueryResult, sqlx::Error>> {
+        Box::pin(sqlx::query_with(sql, args).execute(self))
+    }
+
+    fn rows<'e, 'q: 'e>(
+        &'e mut self,
+        sql: &'q str,
+        args: D::Arguments<'q>,
+    ) -> BoxFuture<'e, Result<Vec<D::Row>, sqlx::Error>> {
+        Box::pin(sqlx::query_with(sql, args).fetch_all(self))
+    }
+
+    fn row<'e, 'q: 'e>(
+        &'e mut self,
+        sql: &'q str,
+        args: D::Arguments<'q>,
+    ) -> BoxFuture<'e, Result<Option<D::Row>, sqlx::Error>> {
+        Box::pin(sqlx::query_with(sql, args).fetch_optional(self))
+    }
+
+    fn batch<'e>(&'e mut self, sql: &'e str) -> BoxFuture<'e, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            self.execute(sql).await?;
+            Ok(())
+        })
+    }
+}
+
+/// Typed access to a row's columns, with decoding failures reported as [`StoreError`];
+/// the one place a row's timestamps are read in the backend's type.
+pub(crate) trait Columns {
+    fn text(&self, col: &str) -> Result<String, StoreError>;
+    fn text_opt(&self, col: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, col: &str) -> Result<i64, StoreError>;
+    fn int_opt(&self, col: &str) -> Result<Option<i64>, StoreError>;
+    fn real(&self, col: &str) -> Result<f64, StoreError>;
+    fn real_opt(&self, col: &str) -> Result<Option<f64>, StoreError>;
+    fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError>;
+    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+impl<R, D> Columns for R
+where
+    R: Row<Database = D>,
+    D: Dialect<Row = R>,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, D> + Type<D>,
+    for<'r> Option<String>: Decode<'r, D> + Type<D>,
+    for<'r> i64: Decode<'r, D> + Type<D>,
+    for<'r> Option<i64>: Decode<'r, D> + Type<D>,
+    for<'r> f64: Decode<'r, D> + Type<D>,
+    for<'r> Option<f64>: Decode<'r, D> + Type<D>,
+{
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn text_opt(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int_opt(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn real(&self, col: &str) -> Result<f64, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn real_opt(&self, col: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError> {
+        D::read_ts(self, col)
+    }
+    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        D::read_ts_opt(self, col)
+    }
+}
+
+/// A transaction of backend `D`: every write runs in one (a group's writes share one, a
+/// savepoint each), and so does every read of several statements.
+pub(crate) struct Tx<D: Database> {
+    tx: Transaction<'static, D>,
+    /// The campaign whose row this transaction locked at its outermost level, before any
+    /// savepoint ([`crate::pooling::PoolingTx::hold_campaign`]); `None` unless a writer
+    /// groups a campaign's writes.
+    pub(crate) held: Option<Campaign>,
+    /// Idempotency keys looked up ahead for a group ([`KeysSql::prefetch_keys`]): the
+    /// recorded response, or `None` for a key not recorded. A key this transaction records
+    /// is dropped from here, so it is read again from the table if asked for.
+    pub(crate) keys: HashMap<(String, String), Option<StoredResponse>>,
+}
+
+impl<D: Dialect> Tx<D> {
+    /// Begins a write transaction ([`Dialect::BEGIN_WRITE`]).
+    pub(crate) async fn write(pool: &Pool<D>) -> Result<Self, sqlx::Error> {
+        Self::begin(pool, D::BEGIN_WRITE).await
+    }
+
+    /// Begins a read that sees one snapshot ([`Dialect::BEGIN_SNAPSHOT`]).
+    pub(crate) async fn snapshot(pool: &Pool<D>) -> Result<Self, sqlx::Error> {
+        Self::begin(pool, D::BEGIN_SNAPSHOT).await
+    }
+
+    async fn begin(pool: &Pool<D>, statement: &'static str) -> Result<Self, sqlx::Error> {
+        Ok(Tx {
+            tx: pool.begin_with(statement).await?,
+            held: None,
+            keys: HashMap::new(),
+        })
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut D::Connection {
+        &mut self.tx
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+
+    /// Commits on `Ok`, rolls back on `Err`.
+    pub(crate) async fn finish<T>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Ok(v) => {
+                self.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Err(rollback) = self.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `read` in this transaction and ends it: the shape of every read of several
+    /// statements. `args` is what the read needs besides the transaction.
+    pub(crate) async fn read<A: ?Sized + Sync, T>(
+        mut self,
+        args: &A,
+        read: impl for<'t> FnOnce(&'t mut Tx<D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = read(&mut self, args).await;
+        self.finish(result).await
+    }
+}
