@@ -71,5 +71,5 @@ pub(crate) async fn revoke(
         }
         .into());
     }
-    tx.revoke_token(id, crate::rows::micros(now)).await
+    tx.revoke_token(id, crate::dialect::micros(now)).await
 }

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use c2m_domain::{DomainError, Fingerprint, IdempotencyKey};
 
+use crate::dialect::micros;
 use crate::idempotency::{record, replay, IdempotencyTx};
-use crate::rows::micros;
 use crate::StoreError;
 
 pub(crate) const OP_CHANGE_CATALOGUE: &str = "change_catalogue";

@@ -25,15 +25,19 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::{Arguments, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row};
 use sqlx::{Transaction, Type};
 
-use c2m_domain::Campaign;
+use c2m_domain::{Campaign, Page};
 
-use crate::idempotency::StoredResponse;
+#[cfg(doc)]
+use crate::idempotency::IdempotencyTx;
+use crate::idempotency::{KeysSql, StoredResponse};
+use crate::ledger::LedgerSql;
+use crate::pooling::PoolSql;
 use crate::StoreError;
 
 /// What differs between SQLite and PostgreSQL, said once per backend. See the module docs.
@@ -88,6 +92,12 @@ pub(crate) trait Dialect: Database<Row: Columns, Connection: Run<Self>> {
     }
 }
 
+/// Everything a backend implements: the dialect and the few statements each feature
+/// writes in both dialects. The shared code is generic over this one trait.
+pub(crate) trait Backend: Dialect + KeysSql + PoolSql + LedgerSql {}
+
+impl<D: Dialect + KeysSql + PoolSql + LedgerSql> Backend for D {}
+
 /// A value to bind, in the Rust type the shared code has; the backend picks the column
 /// type ([`Dialect::push`]).
 #[derive(Debug, Clone)]
@@ -105,6 +115,9 @@ pub(crate) enum Value<'q> {
     OptTs(Option<DateTime<Utc>>),
     /// A JSON document given as text: TEXT on SQLite, `JSONB` on PostgreSQL.
     Json(&'q str),
+    /// A list of text as one value: a JSON array on SQLite (read with `json_each`), a
+    /// `text[]` on PostgreSQL (read with `ANY` or `UNNEST`).
+    List(&'q [&'q str]),
 }
 
 impl<'q> Value<'q> {
@@ -133,8 +146,8 @@ impl<'q> Value<'q> {
             Value::Real(v) => args.add(v),
             Value::OptReal(v) => args.add(v),
             Value::Bool(v) => args.add(v),
-            Value::Ts(_) | Value::OptTs(_) | Value::Json(_) => {
-                Err("timestamps and JSON are bound by the backend's dialect".into())
+            Value::Ts(_) | Value::OptTs(_) | Value::Json(_) | Value::List(_) => {
+                Err("timestamps, JSON and lists are bound by the backend's dialect".into())
             }
         }
     }
@@ -393,7 +406,7 @@ pub(crate) struct Tx<D: Database> {
     /// savepoint ([`crate::pooling::PoolingTx::hold_campaign`]); `None` unless a writer
     /// groups a campaign's writes.
     pub(crate) held: Option<Campaign>,
-    /// Idempotency keys looked up ahead for a group ([`KeysSql::prefetch_keys`]): the
+    /// Idempotency keys looked up ahead for a group ([`IdempotencyTx::prefetch_keys`]): the
     /// recorded response, or `None` for a key not recorded. A key this transaction records
     /// is dropped from here, so it is read again from the table if asked for.
     pub(crate) keys: HashMap<(String, String), Option<StoredResponse>>,
@@ -456,4 +469,51 @@ impl<D: Dialect> Tx<D> {
         let result = read(&mut self, args).await;
         self.finish(result).await
     }
+}
+
+/// Both backends keep timestamps to the microsecond. Every time the store writes is cut to
+/// that precision first, so what an operation returns equals what a later read returns.
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// `Ok` when an update touched exactly one row; otherwise the state was not what the
+/// caller read under the lock, which is corrupt data (or a bug), never a client error.
+pub(crate) fn one(rows_affected: u64, what: impl FnOnce() -> String) -> Result<(), StoreError> {
+    exactly(rows_affected, 1, what)
+}
+
+/// As [`one`], for a statement meant to change `expected` rows.
+pub(crate) fn exactly(
+    rows_affected: u64,
+    expected: usize,
+    what: impl FnOnce() -> String,
+) -> Result<(), StoreError> {
+    if rows_affected == expected as u64 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(what()))
+    }
+}
+
+/// Cuts a fetched `size + 1` rows (each with its `seq`) down to a page: the extra row, if
+/// present, only says that a further page exists.
+pub(crate) fn page<T>(mut rows: Vec<(i64, T)>, size: u32) -> Page<T> {
+    let size = size.max(1) as usize;
+    let more = rows.len() > size;
+    rows.truncate(size);
+    let next_after = if more {
+        rows.last().map(|(seq, _)| *seq)
+    } else {
+        None
+    };
+    Page {
+        items: rows.into_iter().map(|(_, item)| item).collect(),
+        next_after,
+    }
+}
+
+/// The SQL `LIMIT` for a page: one more than its size.
+pub(crate) fn page_limit(size: u32) -> i64 {
+    i64::from(size.max(1)) + 1
 }

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
 use c2m_domain::{BatchId, DomainError, Fingerprint, IdempotencyKey};
 
+use crate::dialect::micros;
 use crate::idempotency::{record, replay, IdempotencyTx};
 use crate::planning::{PlanningTx, WorkOrder};
-use crate::rows::micros;
 use crate::StoreError;
 
 pub(crate) const OP_REPORT_PROGRESS: &str = "report_progress";

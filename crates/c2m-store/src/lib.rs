@@ -91,7 +91,6 @@ mod ledger;
 pub mod planning;
 mod planning_sql;
 mod pooling;
-mod rows;
 
 pub mod payment;
 pub mod postgres;

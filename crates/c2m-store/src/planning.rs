@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use c2m_domain::{Batch, BatchId, DomainError, Fingerprint, IdempotencyKey, Page, PageRequest};
 
+use crate::dialect::micros;
 use crate::idempotency::{record, replay, IdempotencyTx};
-use crate::rows::micros;
 use crate::StoreError;
 
 pub(crate) const OP_RUN_PLANNING: &str = "run_planning";

@@ -32,7 +32,8 @@ macro_rules! catalogue_planning_sql {
             StoredPlan, WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
         };
         use ::c2m_domain::production::{Progress, Tally, WorkOrderState};
-        use $crate::rows::{self, batch_columns, Columns};
+        use $crate::dialect::{page_limit, Columns};
+        use $crate::pooling::batch_columns;
         use $crate::StoreError;
 
         fn plan_status(s: &str) -> Result<PlanStatus, StoreError> {
@@ -316,7 +317,7 @@ macro_rules! catalogue_planning_sql {
                 let rows = sqlx::query(&sql).fetch_all(self.conn()).await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
-                    let batch = rows::batch(r)?;
+                    let batch = $crate::pooling::batch(r)?;
                     let excluded_factories: Vec<String> = sqlx::query_scalar(
                         "SELECT factory_id FROM batch_factory_exclusions WHERE batch_id = $1 \
                          ORDER BY factory_id",
@@ -552,14 +553,14 @@ macro_rules! catalogue_planning_sql {
                     "{SUMMARY} WHERE p.seq < $1 ORDER BY p.seq DESC LIMIT $2"
                 ))
                 .bind(page.after.unwrap_or(i64::MAX))
-                .bind(rows::page_limit(page.size))
+                .bind(page_limit(page.size))
                 .fetch_all(self.conn())
                 .await?;
                 let items = rows
                     .iter()
                     .map(|r| Ok((r.int("seq")?, plan_summary(r)?)))
                     .collect::<Result<Vec<_>, StoreError>>()?;
-                Ok(rows::page(items, page.size))
+                Ok($crate::dialect::page(items, page.size))
             }
         }
 

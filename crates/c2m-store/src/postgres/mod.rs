@@ -22,9 +22,6 @@
 //!   queue lives in process memory but decides only which calls share a transaction; the
 //!   row lock and the constraints still order and check the writers of every replica.
 
-mod idempotency;
-mod ledger;
-mod pooling;
 mod writer;
 
 use std::str::FromStr;
@@ -46,10 +43,9 @@ use c2m_domain::{
     LedgerEntry, Page, PageRequest, Preorder, PreorderId,
 };
 
-use self::pooling::PgTx;
 pub use self::writer::WriterStats;
 use self::writer::{Operation, Writers};
-use crate::dialect::{Dialect, Value};
+use crate::dialect::{Dialect, Tx, Value};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::{
     BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
@@ -146,7 +142,7 @@ impl PgStore {
         &self,
         batch: &BatchId,
     ) -> Result<Vec<BatchTransition>, StoreError> {
-        pooling::batch_transitions(&self.pool, batch).await
+        crate::pooling::batch_transitions(&self.pool, batch).await
     }
 
     /// Placements and cancels run and transactions used so far by this store's writers.
@@ -203,6 +199,7 @@ impl Dialect for Postgres {
             Value::Ts(t) => args.add(t),
             Value::OptTs(t) => args.add(t),
             Value::Json(json) => args.add(Jsonb(json)),
+            Value::List(list) => args.add(list),
             plain => plain.push_plain::<Postgres>(args),
         }
     }
@@ -233,6 +230,11 @@ impl Dialect for Postgres {
         }
     }
 }
+
+/// A pooled connection in a READ COMMITTED transaction. Writers on one campaign are
+/// serialised by [`crate::pooling::PoolingTx::lock_campaign`] (`SELECT ... FOR UPDATE`);
+/// every statement after it sees what the previous holder of the lock committed.
+pub(crate) type PgTx = Tx<Postgres>;
 
 /// A JSON document, given as text, bound as `JSONB` (what `$n::jsonb` would do).
 struct Jsonb<'a>(&'a str);
@@ -356,14 +358,14 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
-        pooling::campaign_progress(&self.pool, id)
+        crate::pooling::campaign_progress(&self.pool, id)
             .await?
             .ok_or_else(|| campaign_not_found(id))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
-        pooling::list_campaigns(&self.pool, page).await
+        crate::pooling::list_campaigns(&self.pool, page).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -378,13 +380,15 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
-        pooling::get_preorder(&self.pool, id).await?.ok_or_else(|| {
-            DomainError::NotFound {
-                entity: "preorder",
-                id: id.as_str().to_owned(),
-            }
-            .into()
-        })
+        crate::pooling::get_preorder(&self.pool, id)
+            .await?
+            .ok_or_else(|| {
+                DomainError::NotFound {
+                    entity: "preorder",
+                    id: id.as_str().to_owned(),
+                }
+                .into()
+            })
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -393,7 +397,7 @@ impl Store for PgStore {
         filter: &PreorderFilter,
         page: PageRequest,
     ) -> Result<Page<Preorder>, StoreError> {
-        pooling::list_preorders(&self.pool, filter, page).await
+        crate::pooling::list_preorders(&self.pool, filter, page).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -405,7 +409,7 @@ impl Store for PgStore {
         // A cancel is grouped with its campaign's other writes, so its campaign is read
         // first (a pre-order never changes campaign). An unknown id runs on its own and
         // answers as the shared logic says (a replay, or `NotFound`).
-        match pooling::campaign_of(&self.pool, &req.preorder_id).await? {
+        match crate::pooling::campaign_of(&self.pool, &req.preorder_id).await? {
             Some(campaign) => {
                 let op = CancelOp(req.clone(), now, self.provider.clone());
                 self.writers.write(&campaign, op).await
@@ -421,8 +425,8 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
-        let batches = pooling::list_batches(&self.pool, campaign_id).await?;
-        if batches.is_empty() && !pooling::campaign_exists(&self.pool, campaign_id).await? {
+        let batches = crate::pooling::list_batches(&self.pool, campaign_id).await?;
+        if batches.is_empty() && !crate::pooling::campaign_exists(&self.pool, campaign_id).await? {
             return Err(campaign_not_found(campaign_id));
         }
         Ok(batches)
@@ -434,7 +438,7 @@ impl Store for PgStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<CampaignId>, StoreError> {
-        pooling::campaigns_past_deadline(&self.pool, now, limit).await
+        crate::pooling::campaigns_past_deadline(&self.pool, now, limit).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -471,7 +475,7 @@ impl Store for PgStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<BatchId>, StoreError> {
-        ledger::batches_past_balance_window(&self.pool, now, limit).await
+        crate::ledger::batches_past_balance_window(&self.pool, now, limit).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -490,12 +494,12 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError> {
-        ledger::batches_ready_for_planning(&self.pool, limit).await
+        crate::ledger::batches_ready_for_planning(&self.pool, limit).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError> {
-        ledger::campaign_money(&self.pool, campaign)
+        crate::ledger::campaign_money(&self.pool, campaign)
             .await?
             .ok_or_else(|| campaign_not_found(campaign))
     }
@@ -506,8 +510,10 @@ impl Store for PgStore {
         campaign: &CampaignId,
         page: PageRequest,
     ) -> Result<Page<LedgerEntry>, StoreError> {
-        let entries = ledger::list_ledger(&self.pool, campaign, page).await?;
-        if entries.items.is_empty() && !pooling::campaign_exists(&self.pool, campaign).await? {
+        let entries = crate::ledger::list_ledger(&self.pool, campaign, page).await?;
+        if entries.items.is_empty()
+            && !crate::pooling::campaign_exists(&self.pool, campaign).await?
+        {
             return Err(campaign_not_found(campaign));
         }
         Ok(entries)
@@ -515,7 +521,7 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError> {
-        ledger::ledger_audit(&self.pool).await
+        crate::ledger::ledger_audit(&self.pool).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

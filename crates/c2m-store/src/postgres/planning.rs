@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use c2m_domain::{IdempotencyKey, Page, PageRequest};
 
-use super::pooling::PgTx;
+use super::PgTx;
 use super::{retryable, PgStore, ATTEMPTS};
 use crate::access::{NewToken, StoredToken, TokenStore};
 use crate::catalogue::{Catalogue, CatalogueChanged, CatalogueCheck, ChangeCatalogue};
@@ -22,7 +22,7 @@ use crate::{CatalogueStore, FactoryStore, PlanningStore, StoreError};
 use c2m_domain::BatchId;
 
 mod sql {
-    use super::super::pooling::PgTx;
+    use super::super::PgTx;
     use sqlx::postgres::PgRow;
 
     fn ts(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {

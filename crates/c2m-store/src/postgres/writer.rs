@@ -53,9 +53,11 @@ use tracing::Instrument;
 
 use c2m_domain::{CampaignId, Preorder};
 
-use super::pooling::PgTx;
+use super::PgTx;
 use super::{retryable, ATTEMPTS};
+use crate::idempotency::IdempotencyTx;
 use crate::pooling::Placing;
+use crate::pooling::PoolingTx;
 use crate::StoreError;
 
 /// One write operation on a campaign, run in the transaction (or savepoint) it is given.
@@ -507,8 +509,8 @@ mod tests {
     use futures::future::join_all;
     use sqlx::Executor;
 
-    use super::super::pooling::PgTx;
     use super::super::PgStore;
+    use super::super::PgTx;
     use super::{Operation, Writers};
     use crate::conformance::{drop_pg_database, fresh_pg_database};
     use crate::StoreError;

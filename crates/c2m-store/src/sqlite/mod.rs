@@ -16,10 +16,7 @@
 //!   works. Each read is a single statement.
 //! - Time: timestamps are INTEGER microseconds since the Unix epoch (UTC).
 
-mod idempotency;
-mod ledger;
 mod planning;
-mod pooling;
 mod writer;
 
 use std::path::Path;
@@ -42,10 +39,9 @@ use c2m_domain::{
     LedgerEntry, Page, PageRequest, Preorder, PreorderId,
 };
 
-use self::pooling::SqliteTx;
 pub use self::writer::WriterStats;
 use self::writer::{Counters, Job, Operation, Queued};
-use crate::dialect::{Dialect, Value};
+use crate::dialect::{Dialect, Tx, Value};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::{
     BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
@@ -126,6 +122,7 @@ impl Dialect for Sqlite {
             Value::Ts(t) => args.add(micros_of(t)),
             Value::OptTs(t) => args.add(t.map(micros_of)),
             Value::Json(json) => args.add(json),
+            Value::List(list) => args.add(serde_json::to_string(list)?),
             plain => plain.push_plain::<Sqlite>(args),
         }
     }
@@ -142,6 +139,10 @@ impl Dialect for Sqlite {
         done.rows_affected()
     }
 }
+
+/// The writer's transaction (`BEGIN IMMEDIATE`): the database's write lock is held from
+/// the first statement, so the whole operation sees and writes one state.
+pub(crate) type SqliteTx = Tx<Sqlite>;
 
 pub(crate) fn micros_of(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -207,7 +208,7 @@ impl SqliteStore {
         &self,
         batch: &BatchId,
     ) -> Result<Vec<BatchTransition>, StoreError> {
-        pooling::batch_transitions(&self.readers, batch).await
+        crate::pooling::batch_transitions(&self.readers, batch).await
     }
 
     /// Writes run and transactions used so far by this store's writer.
@@ -337,14 +338,14 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
-        pooling::campaign_progress(&self.readers, id)
+        crate::pooling::campaign_progress(&self.readers, id)
             .await?
             .ok_or_else(|| campaign_not_found(id))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
-        pooling::list_campaigns(&self.readers, page).await
+        crate::pooling::list_campaigns(&self.readers, page).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -359,7 +360,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
-        pooling::get_preorder(&self.readers, id)
+        crate::pooling::get_preorder(&self.readers, id)
             .await?
             .ok_or_else(|| {
                 DomainError::NotFound {
@@ -376,7 +377,7 @@ impl Store for SqliteStore {
         filter: &PreorderFilter,
         page: PageRequest,
     ) -> Result<Page<Preorder>, StoreError> {
-        pooling::list_preorders(&self.readers, filter, page).await
+        crate::pooling::list_preorders(&self.readers, filter, page).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -391,8 +392,10 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
-        let batches = pooling::list_batches(&self.readers, campaign_id).await?;
-        if batches.is_empty() && !pooling::campaign_exists(&self.readers, campaign_id).await? {
+        let batches = crate::pooling::list_batches(&self.readers, campaign_id).await?;
+        if batches.is_empty()
+            && !crate::pooling::campaign_exists(&self.readers, campaign_id).await?
+        {
             return Err(campaign_not_found(campaign_id));
         }
         Ok(batches)
@@ -404,7 +407,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<CampaignId>, StoreError> {
-        pooling::campaigns_past_deadline(&self.readers, now, limit).await
+        crate::pooling::campaigns_past_deadline(&self.readers, now, limit).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -433,7 +436,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<BatchId>, StoreError> {
-        ledger::batches_past_balance_window(&self.readers, now, limit).await
+        crate::ledger::batches_past_balance_window(&self.readers, now, limit).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -448,12 +451,12 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError> {
-        ledger::batches_ready_for_planning(&self.readers, limit).await
+        crate::ledger::batches_ready_for_planning(&self.readers, limit).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError> {
-        ledger::campaign_money(&self.readers, campaign)
+        crate::ledger::campaign_money(&self.readers, campaign)
             .await?
             .ok_or_else(|| campaign_not_found(campaign))
     }
@@ -464,8 +467,10 @@ impl Store for SqliteStore {
         campaign: &CampaignId,
         page: PageRequest,
     ) -> Result<Page<LedgerEntry>, StoreError> {
-        let entries = ledger::list_ledger(&self.readers, campaign, page).await?;
-        if entries.items.is_empty() && !pooling::campaign_exists(&self.readers, campaign).await? {
+        let entries = crate::ledger::list_ledger(&self.readers, campaign, page).await?;
+        if entries.items.is_empty()
+            && !crate::pooling::campaign_exists(&self.readers, campaign).await?
+        {
             return Err(campaign_not_found(campaign));
         }
         Ok(entries)
@@ -473,7 +478,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError> {
-        ledger::ledger_audit(&self.readers).await
+        crate::ledger::ledger_audit(&self.readers).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use c2m_domain::{IdempotencyKey, Page, PageRequest};
 use chrono::{DateTime, Utc};
 
-use super::pooling::SqliteTx;
 use super::writer::Operation;
 use super::SqliteStore;
+use super::SqliteTx;
 use crate::access::{NewToken, StoredToken, TokenStore};
 use crate::catalogue::{Catalogue, CatalogueChanged, CatalogueCheck, ChangeCatalogue};
 use crate::factory::{
@@ -20,7 +20,7 @@ use c2m_domain::BatchId;
 
 mod sql {
     use super::super::micros_of;
-    use super::super::pooling::SqliteTx;
+    use super::super::SqliteTx;
     use sqlx::sqlite::SqliteRow;
 
     crate::planning_sql::catalogue_planning_sql!(

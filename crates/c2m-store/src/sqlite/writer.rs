@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use c2m_domain::{CampaignId, Preorder};
 
-use super::pooling::SqliteTx;
+use super::SqliteTx;
 use crate::dialect::Tx;
 use crate::pooling::Placing;
 use crate::StoreError;
@@ -270,7 +270,7 @@ mod tests {
     use c2m_domain::DomainError;
     use futures::future::join_all;
 
-    use super::super::pooling::SqliteTx;
+    use super::super::SqliteTx;
     use super::super::{SqliteOptions, SqliteStore};
     use super::Operation;
     use crate::StoreError;

@@ -22,11 +22,20 @@ use c2m_domain::{
     Money, Preorder, PreorderId, PreorderStatus,
 };
 
+use crate::dialect::micros;
 use crate::idempotency::{record, replay};
 use crate::payment::PaymentProvider;
 use crate::pooling::PoolingTx;
-use crate::rows::micros;
 use crate::{BalanceWindowOutcome, PayBalance, StoreError};
+
+mod multirow;
+mod sql;
+
+pub(crate) use multirow::LedgerSql;
+pub(crate) use sql::{
+    batches_past_balance_window, batches_ready_for_planning, campaign_money, ledger_audit,
+    list_ledger,
+};
 
 pub(crate) const OP_PAY_BALANCE: &str = "pay_balance";
 
@@ -35,6 +44,16 @@ pub(crate) const OP_PAY_BALANCE: &str = "pay_balance";
 pub(crate) enum Subject<'a> {
     Preorder(&'a PreorderId),
     Batch(&'a BatchId),
+}
+
+impl<'a> Subject<'a> {
+    /// The transaction's `preorder_id` and `batch_id` columns.
+    fn columns(self) -> (Option<&'a str>, Option<&'a str>) {
+        match self {
+            Subject::Preorder(p) => (Some(p.as_str()), None),
+            Subject::Batch(b) => (None, Some(b.as_str())),
+        }
+    }
 }
 
 /// The ledger's reads and writes inside one transaction.

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Sqlite};
 
 use c2m_domain::ledger::LedgerTxn;
 use c2m_domain::{
@@ -22,18 +23,26 @@ use c2m_domain::{
     Fingerprint, IdempotencyKey, PoolState, Preorder, PreorderId, PreorderStatus,
 };
 
+use crate::dialect::{micros, Dialect};
 use crate::idempotency::{
     record, replay, replay_stored, response_json, IdempotencyTx, StoredResponse,
 };
 use crate::ledger::{self, KeyRecord, LedgerTx, Placement};
 use crate::payment::PaymentProvider;
-use crate::rows::micros;
 use crate::{CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder, StoreError};
 
 /// Operation names under which idempotency keys are recorded (and fingerprinted).
 pub(crate) const OP_CREATE_CAMPAIGN: &str = "create_campaign";
 pub(crate) const OP_PLACE_PREORDER: &str = "place_preorder";
 pub(crate) const OP_CANCEL_PREORDER: &str = "cancel_preorder";
+
+mod sql;
+
+pub(crate) use sql::{
+    batch, batch_columns, batch_transitions, campaign_exists, campaign_of, campaign_progress,
+    campaigns_past_deadline, currency, get_preorder, list_batches, list_campaigns, list_preorders,
+    preorder, preorder_select,
+};
 
 /// The reads and writes the pooling operations need, inside one transaction.
 #[async_trait]
@@ -42,6 +51,15 @@ pub(crate) trait PoolingTx: IdempotencyTx {
 
     /// Reads the campaign and holds it against other writers until the transaction ends.
     async fn lock_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>, StoreError>;
+
+    /// Takes the campaign's lock for the whole transaction, for a group of writes on that
+    /// campaign (see [`crate::writer`]). The writes then call [`PoolingTx::lock_campaign`]
+    /// as usual and get the row read here without another round trip: the lock is already
+    /// theirs, it outlives every savepoint (it was taken outside all of them), and a
+    /// campaign row is never updated after it is inserted, so the copy is what a second
+    /// `FOR UPDATE` would read. An unknown campaign holds nothing; each write then finds it
+    /// missing itself.
+    async fn hold_campaign(&mut self, id: &CampaignId) -> Result<(), StoreError>;
 
     async fn open_batch(&mut self, campaign: &CampaignId) -> Result<Option<Batch>, StoreError>;
 
@@ -77,6 +95,54 @@ pub(crate) trait PoolingTx: IdempotencyTx {
 
     async fn set_cancelled(&mut self, id: &PreorderId, at: DateTime<Utc>)
         -> Result<(), StoreError>;
+}
+
+/// The one statement of [`PoolingTx`] whose text differs: the pool snapshot binds its
+/// consumers as one list value (a JSON array on SQLite, a `text[]` on PostgreSQL) and
+/// gathers their units into one JSON object, with each dialect's own functions.
+pub(crate) trait PoolSql: Dialect {
+    /// The open batch of campaign `$1` (its columns, all null when there is none), the
+    /// units of its open and locked batches (`campaign_units`), and the units each
+    /// consumer of the list `$2` holds in it as a JSON object (`consumer_units`; not
+    /// cancelled, not forfeited, not in a failed batch).
+    const POOL_SNAPSHOT: &'static str;
+}
+
+impl PoolSql for Sqlite {
+    const POOL_SNAPSHOT: &'static str =
+        "SELECT b.id, b.campaign_id, b.seq, b.status, b.units, b.threshold, b.created_at, \
+         b.locked_at, b.failed_at, b.final_unit_price, b.balance_due_by, b.forfeited_units, \
+         b.ready_at, \
+         (SELECT COALESCE(SUM(units - forfeited_units), 0) FROM batches \
+          WHERE campaign_id = $1 AND status IN ('open', 'locked')) AS campaign_units, \
+         (SELECT json_group_object(s.consumer_id, s.units) FROM ( \
+             SELECT p.consumer_id, SUM(p.quantity) AS units FROM preorders p \
+             JOIN batches pb ON pb.id = p.batch_id \
+             WHERE p.campaign_id = $1 \
+             AND p.consumer_id IN (SELECT value FROM json_each($2)) \
+             AND p.cancelled_at IS NULL AND p.forfeited_at IS NULL \
+             AND pb.status <> 'failed' \
+             GROUP BY p.consumer_id) AS s) AS consumer_units \
+         FROM (SELECT 1) AS one \
+         LEFT JOIN batches b ON b.campaign_id = $1 AND b.status = 'open'";
+}
+
+impl PoolSql for Postgres {
+    const POOL_SNAPSHOT: &'static str =
+        "SELECT b.id, b.campaign_id, b.seq, b.status, b.units, b.threshold, b.created_at, \
+         b.locked_at, b.failed_at, b.final_unit_price, b.balance_due_by, b.forfeited_units, \
+         b.ready_at, \
+         (SELECT COALESCE(SUM(units - forfeited_units), 0)::BIGINT FROM batches \
+          WHERE campaign_id = $1 AND status IN ('open', 'locked')) AS campaign_units, \
+         (SELECT COALESCE(json_object_agg(s.consumer_id, s.units), '{}')::text FROM ( \
+             SELECT p.consumer_id, SUM(p.quantity)::BIGINT AS units FROM preorders p \
+             JOIN batches pb ON pb.id = p.batch_id \
+             WHERE p.campaign_id = $1 AND p.consumer_id = ANY($2::text[]) \
+             AND p.cancelled_at IS NULL AND p.forfeited_at IS NULL \
+             AND pb.status <> 'failed' \
+             GROUP BY p.consumer_id) AS s) AS consumer_units \
+         FROM (SELECT 1) AS one \
+         LEFT JOIN batches b ON b.campaign_id = $1 AND b.status = 'open'";
 }
 
 /// The pool of a campaign as [`PoolingTx::pool_snapshot`] reads it.

@@ -1,0 +1,411 @@
+//! The SQL of the ledger, written once for both backends: the [`LedgerTx`] statements whose
+//! text is the same on both (the several-row ones are in `multirow.rs`), the reads, and
+//! turning their rows into domain values.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Pool;
+
+use c2m_domain::{
+    Account, Batch, BatchId, CampaignId, CampaignMoney, HoldState, LedgerEntry, LedgerTxn, Money,
+    Page, PageRequest, Posting, Preorder, PreorderId, TxnKind,
+};
+
+use super::{one_batch, LedgerTx, Placement, Subject};
+use crate::dialect::{exactly, one, page, page_limit, Backend, Columns, Dialect, Tx};
+use crate::pooling::{batch, batch_columns, currency, preorder, preorder_select};
+use crate::{LedgerAudit, StoreError};
+
+#[async_trait]
+impl<D: Backend> LedgerTx for Tx<D> {
+    async fn insert_ledger_txns(
+        &mut self,
+        campaign: &CampaignId,
+        txns: &[(Subject<'_>, LedgerTxn)],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if txns.is_empty() {
+            return Ok(());
+        }
+        D::insert_ledger_txns(self, campaign, txns, at).await
+    }
+
+    async fn resolve_holds(&mut self, holds: &[(PreorderId, HoldState)]) -> Result<(), StoreError> {
+        if holds.is_empty() {
+            return Ok(());
+        }
+        let done = D::resolve_holds(self, holds).await?;
+        exactly(done, holds.len(), || {
+            "a hold among the pre-orders was already resolved".to_owned()
+        })
+    }
+
+    async fn capture_holds(
+        &mut self,
+        dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
+    ) -> Result<(), StoreError> {
+        if dues.is_empty() {
+            return Ok(());
+        }
+        let done = D::capture_holds(self, dues).await?;
+        exactly(done, dues.len(), || {
+            "a pre-order among them was not held or already has a balance".to_owned()
+        })
+    }
+
+    async fn insert_placements(&mut self, placements: &[Placement<'_>]) -> Result<(), StoreError> {
+        let Some((first, batch_units)) = one_batch(placements)? else {
+            return Ok(());
+        };
+        // Keys this transaction records are read again from the table if asked for.
+        for k in placements.iter().filter_map(|p| p.key.as_ref()) {
+            self.keys
+                .remove(&(k.operation.to_owned(), k.key.as_str().to_owned()));
+        }
+        let batch_rows = D::insert_placements(self, placements, first, batch_units).await?;
+        one(batch_rows, || {
+            format!("batch {} is not open", first.batch_id)
+        })
+    }
+
+    async fn set_batch_price(
+        &mut self,
+        batch: &BatchId,
+        final_unit_price: Money,
+        balance_due_by: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let done = D::sql(
+            "UPDATE batches SET final_unit_price = $2, currency = $4, balance_due_by = $3 \
+             WHERE id = $1 AND status = 'locked' AND final_unit_price IS NULL",
+        )
+        .bind(batch.as_str())
+        .bind(final_unit_price.minor)
+        .bind(balance_due_by)
+        .bind(final_unit_price.currency.as_str())
+        .execute(self.conn())
+        .await?;
+        one(done, || {
+            format!("batch {batch} is not a newly locked batch")
+        })
+    }
+
+    async fn set_balance_paid(
+        &mut self,
+        preorder: &PreorderId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = D::sql(
+            "UPDATE preorders SET balance_paid_at = $2 \
+             WHERE id = $1 AND balance_paid_at IS NULL AND forfeited_at IS NULL",
+        )
+        .bind(preorder.as_str())
+        .bind(at)
+        .execute(self.conn())
+        .await?;
+        one(done, || {
+            format!("pre-order {preorder} was already paid or forfeited")
+        })
+    }
+
+    async fn set_forfeited(
+        &mut self,
+        preorder: &PreorderId,
+        batch: &BatchId,
+        quantity: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = D::sql(
+            "UPDATE preorders SET forfeited_at = $2 \
+             WHERE id = $1 AND forfeited_at IS NULL AND balance_paid_at IS NULL",
+        )
+        .bind(preorder.as_str())
+        .bind(at)
+        .execute(self.conn())
+        .await?;
+        one(done, || {
+            format!("pre-order {preorder} was already paid or forfeited")
+        })?;
+        let done = D::sql(
+            "UPDATE batches SET forfeited_units = forfeited_units + $2 \
+             WHERE id = $1 AND status = 'locked'",
+        )
+        .bind(batch.as_str())
+        .bind(quantity)
+        .execute(self.conn())
+        .await?;
+        one(done, || format!("batch {batch} is not locked"))
+    }
+
+    async fn set_ready(&mut self, batch: &BatchId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let done = D::sql(
+            "UPDATE batches SET ready_at = $2 \
+             WHERE id = $1 AND status = 'locked' AND ready_at IS NULL",
+        )
+        .bind(batch.as_str())
+        .bind(at)
+        .execute(self.conn())
+        .await?;
+        one(done, || {
+            format!("batch {batch} is not locked or already ready")
+        })
+    }
+
+    async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError> {
+        let row = D::sql(concat!(
+            "SELECT ",
+            batch_columns!(),
+            " FROM batches WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(batch).transpose()
+    }
+
+    async fn batch_preorders(&mut self, batch: &BatchId) -> Result<Vec<Preorder>, StoreError> {
+        D::sql(concat!(
+            preorder_select!(),
+            "WHERE p.batch_id = $1 ORDER BY p.seq"
+        ))
+        .bind(batch.as_str())
+        .fetch_all(self.conn())
+        .await?
+        .iter()
+        .map(preorder)
+        .collect()
+    }
+}
+
+pub(crate) async fn batches_past_balance_window<D: Dialect>(
+    pool: &Pool<D>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<BatchId>, StoreError> {
+    D::sql(
+        "SELECT id FROM batches \
+         WHERE status = 'locked' AND ready_at IS NULL AND balance_due_by <= $1 \
+         ORDER BY balance_due_by, campaign_id, seq LIMIT $2",
+    )
+    .bind(now)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *pool.acquire().await?)
+    .await?
+    .iter()
+    .map(|r| Ok(BatchId::from_trusted(r.text("id")?)))
+    .collect()
+}
+
+pub(crate) async fn batches_ready_for_planning<D: Dialect>(
+    pool: &Pool<D>,
+    limit: u32,
+) -> Result<Vec<Batch>, StoreError> {
+    D::sql(concat!(
+        "SELECT ",
+        batch_columns!(),
+        " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, campaign_id, seq LIMIT $1"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *pool.acquire().await?)
+    .await?
+    .iter()
+    .map(batch)
+    .collect()
+}
+
+/// One statement, so every figure comes from the same snapshot.
+pub(crate) async fn campaign_money<D: Dialect>(
+    pool: &Pool<D>,
+    campaign: &CampaignId,
+) -> Result<Option<CampaignMoney>, StoreError> {
+    let row = D::sql(&CAMPAIGN_MONEY)
+        .bind(campaign.as_str())
+        .fetch_optional(&mut *pool.acquire().await?)
+        .await?;
+    row.as_ref().map(campaign_money_row).transpose()
+}
+
+pub(crate) async fn list_ledger<D: Dialect>(
+    pool: &Pool<D>,
+    campaign: &CampaignId,
+    req: PageRequest,
+) -> Result<Page<LedgerEntry>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let txns = D::sql(
+        "SELECT seq, id, campaign_id, preorder_id, batch_id, kind, currency, at \
+         FROM ledger_txns WHERE campaign_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(campaign.as_str())
+    .bind(req.after.unwrap_or(0))
+    .bind(page_limit(req.size))
+    .fetch_all(&mut conn)
+    .await?;
+    let (first, last) = match (txns.first(), txns.last()) {
+        (Some(f), Some(l)) => (f.int("seq")?, l.int("seq")?),
+        _ => return Ok(page(Vec::new(), req.size)),
+    };
+    // The postings of those transactions; a transaction and its postings are written in
+    // one transaction and never change, so reading them second is consistent.
+    let postings = D::sql(
+        "SELECT p.txn_seq, p.account, p.amount FROM ledger_postings p \
+         JOIN ledger_txns t ON t.seq = p.txn_seq \
+         WHERE t.campaign_id = $1 AND p.txn_seq BETWEEN $2 AND $3 ORDER BY p.txn_seq, p.amount",
+    )
+    .bind(campaign.as_str())
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut conn)
+    .await?;
+    ledger_page(&txns, &postings, req.size)
+}
+
+pub(crate) async fn ledger_audit<D: Dialect>(pool: &Pool<D>) -> Result<LedgerAudit, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let transactions = D::sql("SELECT COUNT(*) AS n FROM ledger_txns")
+        .fetch_one(&mut conn)
+        .await?
+        .int("n")?;
+    let unbalanced = D::sql(UNBALANCED_SQL)
+        .fetch_all(&mut conn)
+        .await?
+        .iter()
+        .map(|r| r.int("txn_seq"))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let totals = D::sql(TOTALS_SQL)
+        .fetch_all(&mut conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.text("currency")?, r.int("total")?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let hold_mismatches = D::sql(HOLD_MISMATCH_SQL)
+        .fetch_all(&mut conn)
+        .await?
+        .iter()
+        .map(|r| Ok(PreorderId::from_trusted(r.text("id")?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(LedgerAudit {
+        transactions,
+        unbalanced,
+        totals,
+        hold_mismatches,
+    })
+}
+
+/// A fresh ledger transaction id (`ltx_...`), the key a gateway would be given.
+pub(crate) fn ledger_txn_id() -> String {
+    format!("ltx_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The money summary of campaign `$1` in one statement: a sum per kind of movement (one
+/// column per [`TxnKind`], so a new kind is summed without touching this), the balance of
+/// three of its accounts, and the balances still owed. `CAST(... AS BIGINT)` keeps
+/// PostgreSQL's sums integers; SQLite accepts it as is. Built once, on first use.
+static CAMPAIGN_MONEY: LazyLock<String> = LazyLock::new(|| {
+    let kind = |k: &str| {
+        format!(
+            "(SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM ledger_txns t \
+             JOIN ledger_postings p ON p.txn_seq = t.seq \
+             WHERE t.campaign_id = c.id AND t.kind = '{k}' AND p.amount > 0) AS kind_{k}"
+        )
+    };
+    let account = |prefix: &str| {
+        format!(
+            "(SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_postings \
+             WHERE account = '{prefix}:' || c.id) AS account_{prefix}"
+        )
+    };
+    let columns: Vec<String> = TxnKind::ALL
+        .iter()
+        .map(|k| kind(k.as_str()))
+        .chain(["holds", "escrow", "merchant"].map(account))
+        .collect();
+    format!(
+        "SELECT c.id, c.currency, {}, \
+         (SELECT CAST(COALESCE(SUM(balance_due), 0) AS BIGINT) FROM preorders \
+          WHERE campaign_id = c.id AND hold_state = 'captured' AND balance_paid_at IS NULL \
+          AND forfeited_at IS NULL) AS outstanding \
+         FROM campaigns c WHERE c.id = $1",
+        columns.join(", ")
+    )
+});
+
+fn campaign_money_row(r: &impl Columns) -> Result<CampaignMoney, StoreError> {
+    Ok(CampaignMoney {
+        campaign_id: CampaignId::from_trusted(r.text("id")?),
+        currency: currency(&r.text("currency")?)?,
+        deposited: r.int("kind_hold")?,
+        held: r.int("account_holds")?,
+        captured: r.int("kind_capture")?,
+        released: r.int("kind_release")?,
+        balances_paid: r.int("kind_balance")?,
+        balances_outstanding: r.int("outstanding")?,
+        forfeited: r.int("kind_forfeit")?,
+        settled: r.int("kind_settle")?,
+        escrow: r.int("account_escrow")?,
+        merchant: r.int("account_merchant")?,
+    })
+}
+
+/// Transactions whose postings do not sum to zero.
+const UNBALANCED_SQL: &str = "SELECT txn_seq FROM ledger_postings GROUP BY txn_seq \
+     HAVING SUM(amount) <> 0 ORDER BY txn_seq";
+
+/// The sum over all accounts, per currency.
+const TOTALS_SQL: &str = "SELECT t.currency, CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) AS total \
+     FROM ledger_postings p JOIN ledger_txns t ON t.seq = p.txn_seq \
+     GROUP BY t.currency ORDER BY t.currency";
+
+/// Pre-orders whose hold state disagrees with their ledger movements.
+const HOLD_MISMATCH_SQL: &str = "SELECT p.id FROM preorders p WHERE \
+     (SELECT COUNT(*) FROM ledger_txns t WHERE t.preorder_id = p.id AND t.kind = 'hold') <> 1 \
+     OR (SELECT COUNT(*) FROM ledger_txns t WHERE t.preorder_id = p.id AND t.kind = 'capture') \
+        <> CASE p.hold_state WHEN 'captured' THEN 1 ELSE 0 END \
+     OR (SELECT COUNT(*) FROM ledger_txns t WHERE t.preorder_id = p.id AND t.kind = 'release') \
+        <> CASE p.hold_state WHEN 'released' THEN 1 ELSE 0 END \
+     ORDER BY p.seq";
+
+/// Builds a page of ledger entries from the transaction rows (`seq, id, campaign_id,
+/// preorder_id, batch_id, kind, currency, at`, `size + 1` at most) and the postings rows
+/// (`txn_seq, account, amount`) of those transactions.
+fn ledger_page(
+    txns: &[impl Columns],
+    postings: &[impl Columns],
+    size: u32,
+) -> Result<Page<LedgerEntry>, StoreError> {
+    let mut by_txn: std::collections::HashMap<i64, Vec<Posting>> = Default::default();
+    for p in postings {
+        let code = p.text("account")?;
+        let account = Account::parse(&code)
+            .ok_or_else(|| StoreError::Corrupt(format!("ledger account {code:?}")))?;
+        by_txn.entry(p.int("txn_seq")?).or_default().push(Posting {
+            account,
+            amount: p.int("amount")?,
+        });
+    }
+    let mut items = Vec::with_capacity(txns.len());
+    for t in txns {
+        let seq = t.int("seq")?;
+        let kind_text = t.text("kind")?;
+        let kind = TxnKind::parse(&kind_text)
+            .ok_or_else(|| StoreError::Corrupt(format!("ledger kind {kind_text:?}")))?;
+        let txn = LedgerTxn::new(
+            kind,
+            currency(&t.text("currency")?)?,
+            by_txn.remove(&seq).unwrap_or_default(),
+        )
+        .map_err(|e| StoreError::Corrupt(format!("ledger transaction {seq}: {e}")))?;
+        items.push((
+            seq,
+            LedgerEntry {
+                id: t.text("id")?,
+                campaign_id: CampaignId::from_trusted(t.text("campaign_id")?),
+                preorder_id: t.text_opt("preorder_id")?.map(PreorderId::from_trusted),
+                batch_id: t.text_opt("batch_id")?.map(BatchId::from_trusted),
+                txn,
+                at: t.ts("at")?,
+            },
+        ));
+    }
+    Ok(page(items, size))
+}
