@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use c2m_domain::Role;
 
+use crate::dialect::{Backend, Columns, Tx};
 use crate::StoreError;
 
 /// A token to store (its secret already hashed by the caller).
@@ -54,7 +55,69 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError>;
 }
 
-pub(crate) fn role(s: &str) -> Result<Role, StoreError> {
+/// The columns [`stored_token`] reads.
+const TOKEN: &str =
+    "SELECT id, secret_hash, role, factory_id, label, created_at, revoked_at FROM api_tokens ";
+
+#[async_trait]
+impl<D: Backend> TokenTx for Tx<D> {
+    async fn insert_token(&mut self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
+        D::sql(
+            "INSERT INTO api_tokens (id, secret_hash, role, factory_id, label, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.id)
+        .bind(&t.secret_hash)
+        .bind(t.role.as_str())
+        .bind(&t.factory)
+        .bind(&t.label)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_token(&mut self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done =
+            D::sql("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .execute(self.conn())
+                .await?;
+        Ok(done == 1)
+    }
+
+    async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+        let r = D::sql(&format!("{TOKEN} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        r.as_ref().map(stored_token).transpose()
+    }
+
+    async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError> {
+        D::sql(&format!("{TOKEN} ORDER BY created_at, id"))
+            .fetch_all(self.conn())
+            .await?
+            .iter()
+            .map(stored_token)
+            .collect()
+    }
+}
+
+fn stored_token(r: &impl Columns) -> Result<StoredToken, StoreError> {
+    Ok(StoredToken {
+        id: r.text("id")?,
+        secret_hash: r.text("secret_hash")?,
+        role: role(&r.text("role")?)?,
+        factory: r.text_opt("factory_id")?,
+        label: r.text("label")?,
+        created_at: r.ts("created_at")?,
+        revoked_at: r.ts_opt("revoked_at")?,
+    })
+}
+
+fn role(s: &str) -> Result<Role, StoreError> {
     Role::parse(s).map_err(|_| StoreError::Corrupt(format!("token role {s:?}")))
 }
 

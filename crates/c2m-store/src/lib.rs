@@ -89,7 +89,6 @@ pub mod factory;
 mod idempotency;
 mod ledger;
 pub mod planning;
-mod planning_sql;
 mod pooling;
 
 pub mod payment;

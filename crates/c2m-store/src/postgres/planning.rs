@@ -21,23 +21,6 @@ use crate::planning::{plan_not_found, NewPlan, PlanSummary, QueuedBatch, StoredP
 use crate::{CatalogueStore, FactoryStore, PlanningStore, StoreError};
 use c2m_domain::BatchId;
 
-mod sql {
-    use super::super::PgTx;
-    use sqlx::postgres::PgRow;
-
-    fn ts(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-        t
-    }
-
-    crate::planning_sql::catalogue_planning_sql!(
-        tx = PgTx,
-        row = PgRow,
-        ts = ts,
-        for_update = " FOR UPDATE",
-        for_share = " FOR SHARE",
-    );
-}
-
 impl PgStore {
     /// A read-only snapshot.
     async fn snapshot(&self) -> Result<PgTx, StoreError> {

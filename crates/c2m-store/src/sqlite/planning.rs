@@ -18,20 +18,6 @@ use crate::planning::{plan_not_found, NewPlan, PlanSummary, QueuedBatch, StoredP
 use crate::{CatalogueStore, FactoryStore, PlanningStore, StoreError};
 use c2m_domain::BatchId;
 
-mod sql {
-    use super::super::micros_of;
-    use super::super::SqliteTx;
-    use sqlx::sqlite::SqliteRow;
-
-    crate::planning_sql::catalogue_planning_sql!(
-        tx = SqliteTx,
-        row = SqliteRow,
-        ts = micros_of,
-        for_update = "",
-        for_share = "",
-    );
-}
-
 struct ChangeOp(ChangeCatalogue, CatalogueCheck, DateTime<Utc>);
 struct StorePlanOp(NewPlan, DateTime<Utc>);
 struct AckOp(String, i64, DateTime<Utc>);

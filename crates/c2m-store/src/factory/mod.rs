@@ -26,6 +26,8 @@ use crate::idempotency::{record, replay, IdempotencyTx};
 use crate::planning::{PlanningTx, WorkOrder};
 use crate::StoreError;
 
+mod sql;
+
 pub(crate) const OP_REPORT_PROGRESS: &str = "report_progress";
 
 /// Most work orders one read of a factory's feed returns.

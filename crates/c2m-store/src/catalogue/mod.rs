@@ -25,6 +25,8 @@ use crate::dialect::micros;
 use crate::idempotency::{record, replay, IdempotencyTx};
 use crate::StoreError;
 
+mod sql;
+
 pub(crate) const OP_CHANGE_CATALOGUE: &str = "change_catalogue";
 
 /// The whole catalogue, in the order the admin gave it.
@@ -166,9 +168,6 @@ pub(crate) trait CatalogueTx: IdempotencyTx {
 
     /// The whole catalogue, without holding it (for reads in a snapshot).
     async fn read_catalogue(&mut self) -> Result<Catalogue, StoreError>;
-
-    /// One of the two above.
-    async fn read_catalogue_locked(&mut self, lock: bool) -> Result<Catalogue, StoreError>;
 
     async fn delete_catalogue_entries(
         &mut self,

@@ -27,6 +27,10 @@ use crate::dialect::micros;
 use crate::idempotency::{record, replay, IdempotencyTx};
 use crate::StoreError;
 
+mod sql;
+
+pub(crate) use sql::{work_order, work_order_select, work_order_state};
+
 pub(crate) const OP_RUN_PLANNING: &str = "run_planning";
 
 /// The units of batch `b` not yet in a live (not rejected) work order: paid units minus

@@ -1,0 +1,354 @@
+//! The SQL of the planning queue and the plans, written once for both backends: the
+//! [`PlanningTx`] implementation and turning its rows into plans and work orders.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use c2m_domain::{BatchId, Page, PageRequest, WorkOrderState};
+
+use super::{
+    from_json, json, NewPlan, PlanStatus, PlanSummary, PlanningTx, QueuedBatch, StoredPlan,
+    WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
+};
+use crate::dialect::{page, page_limit, Backend, Columns, Tx};
+use crate::pooling::{batch, batch_columns};
+use crate::StoreError;
+
+/// The planning lock: the catalogue's row, which PostgreSQL's plan writers (and catalogue
+/// writers, and factories rejecting work) lock; SQLite's one writer holds it already.
+const PLANNING: &str = "SELECT id FROM catalogue_meta WHERE id = 1";
+const PLANNING_FOR_UPDATE: &str = "SELECT id FROM catalogue_meta WHERE id = 1 FOR UPDATE";
+
+/// The columns [`plan_summary`] reads, for `FROM plans p`.
+macro_rules! plan_summary_select {
+    () => {
+        "SELECT p.seq, p.id, p.status, p.currency, p.total_cost, p.gap, p.solver, \
+         p.created_at, \
+         (SELECT COUNT(*) FROM plan_batches x WHERE x.plan_id = p.id) AS batch_count \
+         FROM plans p "
+    };
+}
+
+/// The columns [`work_order`] reads (and `tally`, `state_at`), for `FROM work_orders`.
+macro_rules! work_order_select {
+    () => {
+        "SELECT id, plan_id, factory_id, seq, body, due_at, created_at, state, tally, \
+         state_at FROM work_orders "
+    };
+}
+
+pub(crate) use work_order_select;
+
+/// The batches waiting for a plan ([`QUEUED_BATCHES`]), their sku and units to plan.
+static QUEUED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT b.{}, c.sku AS campaign_sku, {UNPLANNED_UNITS} AS units_to_plan \
+         FROM batches b \
+         JOIN campaigns c ON c.id = b.campaign_id WHERE {QUEUED_BATCHES} \
+         ORDER BY b.locked_at, b.id",
+        batch_columns!().replace(", ", ", b."),
+    )
+});
+
+#[async_trait]
+impl<D: Backend> PlanningTx for Tx<D> {
+    async fn lock_planning(&mut self) -> Result<(), StoreError> {
+        D::sql(D::locking(PLANNING, PLANNING_FOR_UPDATE))
+            .fetch_one(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>, StoreError> {
+        let rows = D::sql(&QUEUED).fetch_all(self.conn()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let batch = batch(r)?;
+            let excluded_factories = D::sql(
+                "SELECT factory_id FROM batch_factory_exclusions WHERE batch_id = $1 \
+                 ORDER BY factory_id",
+            )
+            .bind(batch.id.as_str())
+            .fetch_all(self.conn())
+            .await?
+            .iter()
+            .map(|x| x.text("factory_id"))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let last = D::sql(concat!(
+                plan_summary_select!(),
+                "WHERE p.seq = (SELECT MAX(q.seq) FROM plans q \
+                 JOIN plan_batches x ON x.plan_id = q.id \
+                 WHERE x.batch_id = $1 AND (x.active = FALSE OR EXISTS \
+                 (SELECT 1 FROM work_orders w JOIN work_order_batches y \
+                 ON y.work_order_id = w.id WHERE w.plan_id = q.id \
+                 AND y.batch_id = $1 AND w.state = 'rejected')))"
+            ))
+            .bind(batch.id.as_str())
+            .fetch_optional(self.conn())
+            .await?;
+            out.push(QueuedBatch {
+                sku: r.text("campaign_sku")?,
+                units_to_plan: r.int("units_to_plan")?,
+                batch,
+                excluded_factories,
+                last_plan: last.as_ref().map(plan_summary).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn take_stock(&mut self, material: &str, reserve: f64) -> Result<bool, StoreError> {
+        let on_hand = D::sql("SELECT on_hand FROM catalogue_materials WHERE id = $1")
+            .bind(material)
+            .fetch_optional(self.conn())
+            .await?
+            .map(|r| r.real("on_hand"))
+            .transpose()?;
+        match on_hand {
+            Some(have) if have + 1e-9 >= reserve => {
+                D::sql("UPDATE catalogue_materials SET on_hand = $2 WHERE id = $1")
+                    .bind(material)
+                    .bind((have - reserve).max(0.0))
+                    .execute(self.conn())
+                    .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn bump_catalogue_version(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        D::sql("UPDATE catalogue_meta SET version = version + 1, updated_at = $1 WHERE id = 1")
+            .bind(now)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn next_work_order_seq(&mut self, factory: &str) -> Result<i64, StoreError> {
+        D::sql("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM work_orders WHERE factory_id = $1")
+            .bind(factory)
+            .fetch_one(self.conn())
+            .await?
+            .int("seq")
+    }
+
+    async fn insert_plan(
+        &mut self,
+        id: &str,
+        p: &NewPlan,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        D::sql(
+            "INSERT INTO plans (id, status, currency, total_cost, cost_breakdown, gap, \
+             solver, solve_seconds, diagnosis, scenario, plan, catalogue_version, \
+             created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(id)
+        .bind(p.status.as_str())
+        .bind(&p.currency)
+        .bind(p.total_cost)
+        .bind(&p.cost_breakdown)
+        .bind(p.gap)
+        .bind(&p.solver)
+        .bind(p.solve_seconds)
+        .bind(&p.diagnosis)
+        .bind(&p.scenario)
+        .bind(&p.plan)
+        .bind(p.catalogue_version)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_plan_batch(
+        &mut self,
+        plan: &str,
+        batch: &BatchId,
+        active: bool,
+    ) -> Result<(), StoreError> {
+        D::sql("INSERT INTO plan_batches (plan_id, batch_id, active) VALUES ($1, $2, $3)")
+            .bind(plan)
+            .bind(batch.as_str())
+            .bind(active)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_reservation(
+        &mut self,
+        plan: &str,
+        material: &str,
+        quantity: f64,
+    ) -> Result<(), StoreError> {
+        D::sql(
+            "INSERT INTO plan_reservations (plan_id, material_id, quantity) VALUES ($1, $2, $3)",
+        )
+        .bind(plan)
+        .bind(material)
+        .bind(quantity)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_work_order(&mut self, wo: &WorkOrder) -> Result<(), StoreError> {
+        let body = WorkOrderBody {
+            runs: wo.runs.clone(),
+            materials: wo.materials.clone(),
+        };
+        D::sql(
+            "INSERT INTO work_orders (id, plan_id, factory_id, seq, body, due_at, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&wo.id)
+        .bind(&wo.plan_id)
+        .bind(&wo.factory_id)
+        .bind(wo.seq)
+        .bind(json(&body)?)
+        .bind(wo.due_at)
+        .bind(wo.created_at)
+        .execute(self.conn())
+        .await?;
+        let mut units: Vec<(BatchId, String, i64)> = Vec::new();
+        for run in &wo.runs {
+            for b in &run.batches {
+                match units
+                    .iter_mut()
+                    .find(|(id, sku, _)| *id == b.batch_id && *sku == run.sku)
+                {
+                    Some(e) => e.2 += b.units,
+                    None => units.push((b.batch_id.clone(), run.sku.clone(), b.units)),
+                }
+            }
+        }
+        for (batch, sku, n) in units.into_iter().filter(|u| u.2 > 0) {
+            D::sql(
+                "INSERT INTO work_order_batches (work_order_id, batch_id, sku, units) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&wo.id)
+            .bind(batch.as_str())
+            .bind(sku)
+            .bind(n)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn plan(&mut self, id: &str) -> Result<Option<StoredPlan>, StoreError> {
+        let Some(r) = D::sql(
+            "SELECT p.seq, p.id, p.status, p.currency, p.total_cost, p.gap, p.solver, \
+             p.created_at, p.cost_breakdown, p.solve_seconds, p.diagnosis, p.scenario, \
+             p.plan, p.catalogue_version, \
+             (SELECT COUNT(*) FROM plan_batches x WHERE x.plan_id = p.id) AS batch_count \
+             FROM plans p WHERE p.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let batches =
+            D::sql("SELECT batch_id FROM plan_batches WHERE plan_id = $1 ORDER BY batch_id")
+                .bind(id)
+                .fetch_all(self.conn())
+                .await?
+                .iter()
+                .map(|x| Ok(BatchId::from_trusted(x.text("batch_id")?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+        let work_orders = D::sql(concat!(
+            work_order_select!(),
+            "WHERE plan_id = $1 ORDER BY factory_id, seq"
+        ))
+        .bind(id)
+        .fetch_all(self.conn())
+        .await?
+        .iter()
+        .map(work_order)
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        let reservations = D::sql(
+            "SELECT material_id, quantity FROM plan_reservations WHERE plan_id = $1 \
+             ORDER BY material_id",
+        )
+        .bind(id)
+        .fetch_all(self.conn())
+        .await?
+        .iter()
+        .map(|x| Ok((x.text("material_id")?, x.real("quantity")?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(StoredPlan {
+            summary: plan_summary(&r)?,
+            cost_breakdown: r.text("cost_breakdown")?,
+            solve_seconds: r.real("solve_seconds")?,
+            diagnosis: r.text_opt("diagnosis")?,
+            scenario: r.text("scenario")?,
+            plan: r.text("plan")?,
+            catalogue_version: r.int("catalogue_version")?,
+            batches,
+            work_orders,
+            reservations,
+        }))
+    }
+
+    async fn plans(&mut self, req: PageRequest) -> Result<Page<PlanSummary>, StoreError> {
+        let rows = D::sql(concat!(
+            plan_summary_select!(),
+            "WHERE p.seq < $1 ORDER BY p.seq DESC LIMIT $2"
+        ))
+        .bind(req.after.unwrap_or(i64::MAX))
+        .bind(page_limit(req.size))
+        .fetch_all(self.conn())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| Ok((r.int("seq")?, plan_summary(r)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(page(items, req.size))
+    }
+}
+
+fn plan_status(s: &str) -> Result<PlanStatus, StoreError> {
+    PlanStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("plan status {s:?}")))
+}
+
+pub(crate) fn work_order_state(s: &str) -> Result<WorkOrderState, StoreError> {
+    WorkOrderState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("work order state {s:?}")))
+}
+
+/// Columns: those of `work_order_select!`.
+pub(crate) fn work_order(w: &impl Columns) -> Result<WorkOrder, StoreError> {
+    let body: WorkOrderBody = from_json("work order", &w.text("body")?)?;
+    Ok(WorkOrder {
+        id: w.text("id")?,
+        plan_id: w.text("plan_id")?,
+        factory_id: w.text("factory_id")?,
+        seq: w.int("seq")?,
+        runs: body.runs,
+        materials: body.materials,
+        due_at: w.ts("due_at")?,
+        created_at: w.ts("created_at")?,
+        state: work_order_state(&w.text("state")?)?,
+    })
+}
+
+/// Columns: those of `plan_summary_select!`.
+fn plan_summary(r: &impl Columns) -> Result<PlanSummary, StoreError> {
+    Ok(PlanSummary {
+        id: r.text("id")?,
+        status: plan_status(&r.text("status")?)?,
+        currency: r.text("currency")?,
+        total_cost: r.int("total_cost")?,
+        gap: r.real_opt("gap")?,
+        solver: r.text("solver")?,
+        batches: r.int("batch_count")?,
+        created_at: r.ts("created_at")?,
+    })
+}
