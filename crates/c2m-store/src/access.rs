@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use c2m_domain::Role;
 
 use crate::dialect::{Backend, Columns, Tx};
+use crate::engine::{Engine, Lane};
+use crate::writer::Op;
 use crate::StoreError;
 
 /// A token to store (its secret already hashed by the caller).
@@ -121,8 +123,33 @@ fn role(s: &str) -> Result<Role, StoreError> {
     Role::parse(s).map_err(|_| StoreError::Corrupt(format!("token role {s:?}")))
 }
 
+#[async_trait]
+impl<E: Engine> TokenStore for E {
+    #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
+    async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let op = Op::new((t.clone(), now), |tx, (t, now)| tx.insert_token(t, *now));
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let op = Op::new((id.to_owned(), now), |tx, (id, now)| {
+            Box::pin(revoke(tx, id, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+        self.snapshot().await?.read(id, |tx, id| tx.token(id)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+        self.snapshot().await?.read(&(), |tx, _| tx.tokens()).await
+    }
+}
+
 /// Revokes a token that exists (`NotFound` otherwise); false if it already was revoked.
-pub(crate) async fn revoke(
+async fn revoke(
     tx: &mut (impl TokenTx + ?Sized),
     id: &str,
     now: DateTime<Utc>,

@@ -74,17 +74,22 @@ use c2m_domain::{
 mod error;
 pub use access::{NewToken, StoredToken, TokenStore};
 pub use catalogue::{
-    Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, ChangeCatalogue,
+    Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, CatalogueStore,
+    ChangeCatalogue,
 };
 pub use error::StoreError;
 pub use factory::{
-    BatchProduction, FactoryPosition, ProductionStage, ReportProgress, WorkOrderStatus,
+    BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress,
+    WorkOrderStatus,
 };
-pub use planning::{NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, WorkOrder};
+pub use planning::{
+    NewPlan, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
+};
 
 pub mod access;
 pub mod catalogue;
 mod dialect;
+mod engine;
 pub mod factory;
 mod idempotency;
 mod ledger;
@@ -95,6 +100,7 @@ pub mod payment;
 pub mod postgres;
 pub mod probe;
 pub mod sqlite;
+mod writer;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -189,87 +195,6 @@ pub struct BatchTransition {
     pub batch_id: c2m_domain::BatchId,
     pub status: c2m_domain::BatchStatus,
     pub at: DateTime<Utc>,
-}
-
-/// The catalogue: the production data the planner needs (see [`catalogue`]).
-#[async_trait]
-pub trait CatalogueStore: Send + Sync + 'static {
-    /// The whole catalogue, read in one snapshot.
-    async fn catalogue(&self) -> Result<Catalogue, StoreError>;
-
-    /// Applies the edit if the resulting catalogue passes `check` and no campaign's sku
-    /// disappears (`FailedPrecondition` naming the sku). Idempotent by key.
-    async fn change_catalogue(
-        &self,
-        req: &ChangeCatalogue,
-        check: CatalogueCheck,
-        now: DateTime<Utc>,
-    ) -> Result<CatalogueChanged, StoreError>;
-}
-
-/// The planning queue and the stored plans (see [`planning`]).
-#[async_trait]
-pub trait PlanningStore: Send + Sync + 'static {
-    /// The batches waiting for a planning cycle, oldest lock first. The one selection is
-    /// `planning::QUEUED_BATCHES` (today: locked batches that no plan holds).
-    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError>;
-
-    /// Stores a cycle's plan, its work orders (numbered per factory) and its stock
-    /// reservations, in one transaction; returns the plan's id. `FailedPrecondition` if a
-    /// batch is no longer waiting or the stock it reserves is gone (plan again).
-    /// Idempotent by the plan's key, when it has one.
-    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String, StoreError>;
-
-    /// The plan a `RunPlanning` idempotency key already produced.
-    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>, StoreError>;
-
-    async fn get_plan(&self, id: &str) -> Result<StoredPlan, StoreError>;
-
-    /// Plans, newest first.
-    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError>;
-}
-
-/// Factory delivery: work orders by factory sequence, acknowledgements, progress (see
-/// [`factory`]). Every method is scoped by the factory id it is given.
-#[async_trait]
-pub trait FactoryStore: Send + Sync + 'static {
-    /// Where the factory's delivery stands; `NotFound` for a factory neither in the
-    /// catalogue nor with work orders.
-    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError>;
-
-    /// The factory's work orders numbered above `after`, in sequence order, at most
-    /// `limit` (capped at [`factory::FEED_PAGE`]).
-    async fn factory_work_orders(
-        &self,
-        factory: &str,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<WorkOrder>, StoreError>;
-
-    /// Acknowledges the factory's work orders up to `seq`: harmless to repeat or to send
-    /// out of order; `OutOfRange` beyond the factory's last work order.
-    async fn ack_work_orders(
-        &self,
-        factory: &str,
-        seq: i64,
-        now: DateTime<Utc>,
-    ) -> Result<FactoryPosition, StoreError>;
-
-    /// Applies a progress report to one of the factory's work orders (another factory's
-    /// is `NotFound`). A rejection sends the work order's batch units back to the planning
-    /// queue with the factory excluded for them, in the same transaction. Idempotent by key.
-    async fn report_progress(
-        &self,
-        req: &ReportProgress,
-        now: DateTime<Utc>,
-    ) -> Result<WorkOrderStatus, StoreError>;
-
-    /// How far each batch's production has come; batches not yet locked and ready for
-    /// production are left out.
-    async fn batch_production(
-        &self,
-        batches: &[BatchId],
-    ) -> Result<Vec<BatchProduction>, StoreError>;
 }
 
 /// The store. Each method runs in one transaction: it either happens completely or not at

@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use c2m_domain::{DomainError, Fingerprint, IdempotencyKey};
 
 use crate::dialect::micros;
+use crate::engine::{Engine, Lane};
 use crate::idempotency::{record, replay, IdempotencyTx};
+use crate::writer::Op;
 use crate::StoreError;
 
 mod sql;
@@ -392,5 +394,45 @@ pub(crate) async fn require_product(
             "sku `{sku}` is not in the catalogue; add the product first"
         ))
         .into())
+    }
+}
+
+/// The catalogue: the production data the planner needs (see the [module docs](self)).
+#[async_trait]
+pub trait CatalogueStore: Send + Sync + 'static {
+    /// The whole catalogue, read in one snapshot.
+    async fn catalogue(&self) -> Result<Catalogue, StoreError>;
+
+    /// Applies the edit if the resulting catalogue passes `check` and no campaign's sku
+    /// disappears (`FailedPrecondition` naming the sku). Idempotent by key.
+    async fn change_catalogue(
+        &self,
+        req: &ChangeCatalogue,
+        check: CatalogueCheck,
+        now: DateTime<Utc>,
+    ) -> Result<CatalogueChanged, StoreError>;
+}
+
+#[async_trait]
+impl<E: Engine> CatalogueStore for E {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn catalogue(&self) -> Result<Catalogue, StoreError> {
+        self.snapshot()
+            .await?
+            .read(&(), |tx, _| tx.read_catalogue())
+            .await
+    }
+
+    #[tracing::instrument(skip(self, check), err(level = "debug"))]
+    async fn change_catalogue(
+        &self,
+        req: &ChangeCatalogue,
+        check: CatalogueCheck,
+        now: DateTime<Utc>,
+    ) -> Result<CatalogueChanged, StoreError> {
+        let op = Op::new((req.clone(), check, now), |tx, (req, check, now)| {
+            Box::pin(change_catalogue(tx, req, check, *now))
+        });
+        self.write(Lane::Alone, op).await
     }
 }

@@ -22,8 +22,10 @@ use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
 use c2m_domain::{BatchId, DomainError, Fingerprint, IdempotencyKey};
 
 use crate::dialect::micros;
+use crate::engine::{Engine, Lane};
 use crate::idempotency::{record, replay, IdempotencyTx};
 use crate::planning::{PlanningTx, WorkOrder};
+use crate::writer::Op;
 use crate::StoreError;
 
 mod sql;
@@ -383,4 +385,112 @@ pub(crate) fn event_body(p: &Progress) -> Result<String, StoreError> {
 /// Parses a stored tally (`{}` for work orders that never reported).
 pub(crate) fn parse_tally(s: &str) -> Result<Tally, StoreError> {
     crate::planning::from_json("work order tally", s)
+}
+
+/// Factory delivery: work orders by factory sequence, acknowledgements, progress (see the
+/// [module docs](self)). Every method is scoped by the factory id it is given.
+#[async_trait]
+pub trait FactoryStore: Send + Sync + 'static {
+    /// Where the factory's delivery stands; `NotFound` for a factory neither in the
+    /// catalogue nor with work orders.
+    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError>;
+
+    /// The factory's work orders numbered above `after`, in sequence order, at most
+    /// `limit` (capped at [`factory::FEED_PAGE`]).
+    async fn factory_work_orders(
+        &self,
+        factory: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WorkOrder>, StoreError>;
+
+    /// Acknowledges the factory's work orders up to `seq`: harmless to repeat or to send
+    /// out of order; `OutOfRange` beyond the factory's last work order.
+    async fn ack_work_orders(
+        &self,
+        factory: &str,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<FactoryPosition, StoreError>;
+
+    /// Applies a progress report to one of the factory's work orders (another factory's
+    /// is `NotFound`). A rejection sends the work order's batch units back to the planning
+    /// queue with the factory excluded for them, in the same transaction. Idempotent by key.
+    async fn report_progress(
+        &self,
+        req: &ReportProgress,
+        now: DateTime<Utc>,
+    ) -> Result<WorkOrderStatus, StoreError>;
+
+    /// How far each batch's production has come; batches not yet locked and ready for
+    /// production are left out.
+    async fn batch_production(
+        &self,
+        batches: &[BatchId],
+    ) -> Result<Vec<BatchProduction>, StoreError>;
+}
+
+#[async_trait]
+impl<E: Engine> FactoryStore for E {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError> {
+        self.snapshot()
+            .await?
+            .read(factory, |tx, factory| Box::pin(known_position(tx, factory)))
+            .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn factory_work_orders(
+        &self,
+        factory: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<WorkOrder>, StoreError> {
+        let args = (factory, after, limit.clamp(1, FEED_PAGE));
+        self.snapshot()
+            .await?
+            .read(&args, |tx, (factory, after, limit)| {
+                tx.work_orders_after(factory, *after, *limit)
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn ack_work_orders(
+        &self,
+        factory: &str,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<FactoryPosition, StoreError> {
+        let op = Op::new((factory.to_owned(), seq, now), |tx, (factory, seq, now)| {
+            Box::pin(ack(tx, factory, *seq, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self, req), fields(work_order = %req.work_order_id), err(level = "debug"))]
+    async fn report_progress(
+        &self,
+        req: &ReportProgress,
+        now: DateTime<Utc>,
+    ) -> Result<WorkOrderStatus, StoreError> {
+        let op = Op::new((req.clone(), now), |tx, (req, now)| {
+            Box::pin(report(tx, req, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batch_production(
+        &self,
+        batches: &[BatchId],
+    ) -> Result<Vec<BatchProduction>, StoreError> {
+        self.snapshot()
+            .await?
+            .read(batches, |tx, batches| {
+                Box::pin(batch_production(tx, batches))
+            })
+            .await
+    }
 }

@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use c2m_domain::{Batch, BatchId, DomainError, Fingerprint, IdempotencyKey, Page, PageRequest};
 
 use crate::dialect::micros;
+use crate::engine::{Engine, Lane};
 use crate::idempotency::{record, replay, IdempotencyTx};
+use crate::writer::Op;
 use crate::StoreError;
 
 mod sql;
@@ -395,4 +397,70 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     s: &str,
 ) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("stored {what}: {e}")))
+}
+
+/// The planning queue and the stored plans (see the [module docs](self)).
+#[async_trait]
+pub trait PlanningStore: Send + Sync + 'static {
+    /// The batches waiting for a planning cycle, oldest lock first. The one selection is
+    /// `planning::QUEUED_BATCHES` (today: locked batches that no plan holds).
+    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError>;
+
+    /// Stores a cycle's plan, its work orders (numbered per factory) and its stock
+    /// reservations, in one transaction; returns the plan's id. `FailedPrecondition` if a
+    /// batch is no longer waiting or the stock it reserves is gone (plan again).
+    /// Idempotent by the plan's key, when it has one.
+    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String, StoreError>;
+
+    /// The plan a `RunPlanning` idempotency key already produced.
+    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>, StoreError>;
+
+    async fn get_plan(&self, id: &str) -> Result<StoredPlan, StoreError>;
+
+    /// Plans, newest first.
+    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError>;
+}
+
+#[async_trait]
+impl<E: Engine> PlanningStore for E {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError> {
+        self.snapshot()
+            .await?
+            .read(&(), |tx, _| tx.queued_batches())
+            .await
+    }
+
+    #[tracing::instrument(skip(self, plan), err(level = "debug"))]
+    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String, StoreError> {
+        let op = Op::new((plan.clone(), now), |tx, (plan, now)| {
+            Box::pin(store_plan(tx, plan, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>, StoreError> {
+        self.snapshot()
+            .await?
+            .read(key, |tx, key| Box::pin(replayed_plan(tx, key)))
+            .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn get_plan(&self, id: &str) -> Result<StoredPlan, StoreError> {
+        self.snapshot()
+            .await?
+            .read(id, |tx, id| tx.plan(id))
+            .await?
+            .ok_or_else(|| plan_not_found(id))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError> {
+        self.snapshot()
+            .await?
+            .read(&page, |tx, page| tx.plans(*page))
+            .await
+    }
 }

@@ -1,12 +1,16 @@
 //! The production store: PostgreSQL, shared by any number of c2m replicas.
 //!
-//! Nothing that must hold across replicas lives in process memory:
+//! What is PostgreSQL's own is here; the SQL and the write logic are the features', written
+//! once for both backends ([`crate::dialect`]). Nothing that must hold across replicas
+//! lives in process memory:
 //!
-//! - Every write on a campaign (place, cancel, fail at the deadline) first takes the
-//!   campaign's row lock with `SELECT ... FROM campaigns WHERE id = $1 FOR UPDATE`, so all
-//!   writers on one campaign, in any replica, run one after another; they read the pool
-//!   counts under that lock (READ COMMITTED: each statement sees what the previous holder
-//!   committed), ask the domain, and write.
+//! - Every write on a campaign (place, cancel, fail at the deadline, pay, close a window)
+//!   first takes the campaign's row lock with `SELECT ... FROM campaigns WHERE id = $1 FOR
+//!   UPDATE`, so all writers on one campaign, in any replica, run one after another; they
+//!   read the pool counts under that lock (READ COMMITTED: each statement sees what the
+//!   previous holder committed), ask the domain, and write. The catalogue, plans and
+//!   factory reports lock their rows likewise (each feature's module docs say which); this
+//!   is why the dialect takes row locks ([`Dialect::ROW_LOCKS`]).
 //! - Constraints back the rules up: at most one open batch per campaign (a partial unique
 //!   index), a batch locks or fails once (`batch_transitions` primary key and trigger), an
 //!   idempotency key is recorded once (primary key).
@@ -18,13 +22,14 @@
 //! - Group commit: placements and cancels on one campaign are queued on a per-campaign
 //!   writer that runs those waiting together in one transaction, under one `FOR UPDATE`
 //!   of the campaign row, a savepoint each, and commits once (one WAL flush for the group);
-//!   see [`writer`] for why every call keeps the semantics of its own transaction. The
+//!   see [`crate::writer`] for why every call keeps the semantics of its own transaction. The
 //!   queue lives in process memory but decides only which calls share a transaction; the
 //!   row lock and the constraints still order and check the writers of every replica.
 
-mod writer;
+mod writers;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,26 +43,20 @@ use sqlx::postgres::{
 };
 use sqlx::{Arguments, Encode, Postgres, Row, Type};
 
-use c2m_domain::{
-    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
-    LedgerEntry, Page, PageRequest, Preorder, PreorderId,
-};
+use c2m_domain::BatchId;
 
-pub use self::writer::WriterStats;
-use self::writer::{Operation, Writers};
-use crate::dialect::{Dialect, Tx, Value};
+use self::writers::Writers;
+use crate::dialect::{Dialect, Value};
+use crate::engine::{Engine, Lane};
 use crate::payment::{LedgerOnly, PaymentProvider};
-use crate::{
-    BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
-    LedgerAudit, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
-};
+use crate::writer::{run_now, Op};
+pub use crate::writer::{WriterStats, ATTEMPTS};
+use crate::{BatchTransition, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// Connections per store (per replica). PostgreSQL's default limit is 100 in all.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
-/// How many times a write transaction is tried before its error is returned.
-pub const ATTEMPTS: u32 = 5;
 /// The largest group a campaign's writer commits at once. Each operation of a group runs
 /// in a savepoint, a subtransaction with its own transaction id once it writes; PostgreSQL
 /// keeps up to 64 of those per backend in shared memory, and past that every other
@@ -88,9 +87,9 @@ impl Default for PgOptions {
 pub struct PgStore {
     pool: PgPool,
     /// The per-campaign writers placements and cancels are queued on (group commit).
-    writers: std::sync::Arc<Writers>,
+    writers: Arc<Writers>,
     /// Shown every money movement inside its transaction (see [`crate::payment`]).
-    provider: std::sync::Arc<dyn PaymentProvider>,
+    provider: Arc<dyn PaymentProvider>,
 }
 
 impl PgStore {
@@ -125,14 +124,14 @@ impl PgStore {
         MIGRATOR.run(&pool).await?;
         let max_group = options.max_group.clamp(1, MAX_GROUP);
         Ok(PgStore {
-            writers: std::sync::Arc::new(Writers::new(pool.clone(), max_group)),
+            writers: Arc::new(Writers::new(pool.clone(), max_group)),
             pool,
-            provider: std::sync::Arc::new(LedgerOnly),
+            provider: Arc::new(LedgerOnly),
         })
     }
 
     /// Uses `provider` instead of the built-in [`LedgerOnly`].
-    pub fn with_provider(mut self, provider: std::sync::Arc<dyn PaymentProvider>) -> Self {
+    pub fn with_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
         self.provider = provider;
         self
     }
@@ -178,11 +177,6 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
             ("lock_timeout", "10s"),
             ("plan_cache_mode", "force_generic_plan"),
         ]))
-}
-
-/// Whether running the whole transaction again may succeed (see the module docs).
-fn retryable(e: &StoreError) -> bool {
-    <Postgres as Dialect>::retryable(e)
 }
 
 /// PostgreSQL's dialect: timestamps are `TIMESTAMPTZ`, a recorded response is `JSONB`,
@@ -231,11 +225,6 @@ impl Dialect for Postgres {
     }
 }
 
-/// A pooled connection in a READ COMMITTED transaction. Writers on one campaign are
-/// serialised by [`crate::pooling::PoolingTx::lock_campaign`] (`SELECT ... FOR UPDATE`);
-/// every statement after it sees what the previous holder of the lock committed.
-pub(crate) type PgTx = Tx<Postgres>;
-
 /// A JSON document, given as text, bound as `JSONB` (what `$n::jsonb` would do).
 struct Jsonb<'a>(&'a str);
 
@@ -257,276 +246,35 @@ impl Encode<'_, Postgres> for Jsonb<'_> {
     }
 }
 
-/// Runs one pooling operation in a transaction, retrying as the module docs describe.
-macro_rules! write {
-    ($self:ident, |$tx:ident| $op:expr) => {{
-        let mut attempt = 1;
-        loop {
-            let mut $tx = PgTx::write(&$self.pool).await?;
-            let result = $op.await;
-            match $tx.finish(result).await {
-                Err(e) if attempt < ATTEMPTS && retryable(&e) => {
-                    tracing::debug!(attempt, error = %e, "retrying transaction");
-                    attempt += 1;
-                }
-                other => break other,
-            }
-        }
-    }};
-}
-
-// After `write!`, which it uses.
-mod planning;
-
-struct PlaceOp(
-    PlacePreorder,
-    DateTime<Utc>,
-    std::sync::Arc<dyn PaymentProvider>,
-);
-struct CancelOp(
-    CancelPreorder,
-    DateTime<Utc>,
-    std::sync::Arc<dyn PaymentProvider>,
-);
-
 #[async_trait]
-impl Operation for PlaceOp {
-    type Output = Preorder;
-    async fn run(&self, tx: &mut PgTx) -> Result<Preorder, StoreError> {
-        crate::pooling::place_preorder(tx, &*self.2, &self.0, self.1).await
+impl Engine for PgStore {
+    type D = Postgres;
+
+    fn readers(&self) -> &PgPool {
+        &self.pool
     }
 
-    fn idempotency_key(&self) -> Option<(&'static str, String)> {
-        Some((
-            crate::pooling::OP_PLACE_PREORDER,
-            self.0.idempotency_key.as_str().to_owned(),
-        ))
+    fn provider(&self) -> &Arc<dyn PaymentProvider> {
+        &self.provider
     }
 
-    fn placement(&self) -> Option<crate::pooling::Placing<'_>> {
-        Some(crate::pooling::Placing {
-            req: &self.0,
-            now: self.1,
-            provider: &*self.2,
-        })
-    }
-
-    fn placed(&self, answer: Result<Preorder, StoreError>) -> Result<Preorder, StoreError> {
-        answer
-    }
-}
-
-#[async_trait]
-impl Operation for CancelOp {
-    type Output = Preorder;
-    async fn run(&self, tx: &mut PgTx) -> Result<Preorder, StoreError> {
-        crate::pooling::cancel_preorder(tx, &*self.2, &self.0, self.1).await
-    }
-
-    fn idempotency_key(&self) -> Option<(&'static str, String)> {
-        Some((
-            crate::pooling::OP_CANCEL_PREORDER,
-            self.0.idempotency_key.as_str().to_owned(),
-        ))
-    }
-}
-
-fn campaign_not_found(id: &CampaignId) -> StoreError {
-    DomainError::NotFound {
-        entity: "campaign",
-        id: id.as_str().to_owned(),
-    }
-    .into()
-}
-
-#[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn create_campaign(
-        &self,
-        req: &CreateCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<Campaign, StoreError> {
-        write!(self, |tx| crate::pooling::create_campaign(
-            &mut tx, req, now
-        ))
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
-        crate::pooling::campaign_progress(&self.pool, id)
-            .await?
-            .ok_or_else(|| campaign_not_found(id))
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
-        crate::pooling::list_campaigns(&self.pool, page).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn place_preorder(
-        &self,
-        req: &PlacePreorder,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
-        let op = PlaceOp(req.clone(), now, self.provider.clone());
-        self.writers.write(&req.campaign_id, op).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
-        crate::pooling::get_preorder(&self.pool, id)
-            .await?
-            .ok_or_else(|| {
-                DomainError::NotFound {
-                    entity: "preorder",
-                    id: id.as_str().to_owned(),
-                }
-                .into()
-            })
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_preorders(
-        &self,
-        filter: &PreorderFilter,
-        page: PageRequest,
-    ) -> Result<Page<Preorder>, StoreError> {
-        crate::pooling::list_preorders(&self.pool, filter, page).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn cancel_preorder(
-        &self,
-        req: &CancelPreorder,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
-        // A cancel is grouped with its campaign's other writes, so its campaign is read
-        // first (a pre-order never changes campaign). An unknown id runs on its own and
-        // answers as the shared logic says (a replay, or `NotFound`).
-        match crate::pooling::campaign_of(&self.pool, &req.preorder_id).await? {
-            Some(campaign) => {
-                let op = CancelOp(req.clone(), now, self.provider.clone());
-                self.writers.write(&campaign, op).await
-            }
-            None => write!(self, |tx| crate::pooling::cancel_preorder(
-                &mut tx,
-                &*self.provider,
-                req,
-                now
-            )),
+    /// A write on a campaign goes to the campaign's writer, to share a transaction with
+    /// the writes waiting for the same lock; any other runs in a transaction of its own.
+    async fn write<A, T>(&self, lane: Lane<'_>, op: Op<Postgres, A, T>) -> Result<T, StoreError>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let campaign = match lane {
+            Lane::Alone => None,
+            Lane::Campaign(campaign) => Some(campaign.clone()),
+            // A pre-order never changes campaign. An unknown one runs on its own and
+            // answers as the shared logic says (a replay, or `NotFound`).
+            Lane::Preorder(preorder) => crate::pooling::campaign_of(&self.pool, preorder).await?,
+        };
+        match campaign {
+            Some(campaign) => self.writers.write(&campaign, op).await,
+            None => run_now(&self.pool, op).await,
         }
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
-        let batches = crate::pooling::list_batches(&self.pool, campaign_id).await?;
-        if batches.is_empty() && !crate::pooling::campaign_exists(&self.pool, campaign_id).await? {
-            return Err(campaign_not_found(campaign_id));
-        }
-        Ok(batches)
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn campaigns_past_deadline(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<CampaignId>, StoreError> {
-        crate::pooling::campaigns_past_deadline(&self.pool, now, limit).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn fail_open_batch_at_deadline(
-        &self,
-        campaign_id: &CampaignId,
-        now: DateTime<Utc>,
-    ) -> Result<DeadlineOutcome, StoreError> {
-        write!(self, |tx| crate::pooling::fail_open_batch_at_deadline(
-            &mut tx,
-            &*self.provider,
-            campaign_id,
-            now
-        ))
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn pay_balance(
-        &self,
-        req: &PayBalance,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
-        write!(self, |tx| crate::ledger::pay_balance(
-            &mut tx,
-            &*self.provider,
-            req,
-            now
-        ))
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn batches_past_balance_window(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<BatchId>, StoreError> {
-        crate::ledger::batches_past_balance_window(&self.pool, now, limit).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn close_balance_window(
-        &self,
-        batch: &BatchId,
-        now: DateTime<Utc>,
-    ) -> Result<BalanceWindowOutcome, StoreError> {
-        write!(self, |tx| crate::ledger::close_balance_window(
-            &mut tx,
-            &*self.provider,
-            batch,
-            now
-        ))
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError> {
-        crate::ledger::batches_ready_for_planning(&self.pool, limit).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError> {
-        crate::ledger::campaign_money(&self.pool, campaign)
-            .await?
-            .ok_or_else(|| campaign_not_found(campaign))
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_ledger(
-        &self,
-        campaign: &CampaignId,
-        page: PageRequest,
-    ) -> Result<Page<LedgerEntry>, StoreError> {
-        let entries = crate::ledger::list_ledger(&self.pool, campaign, page).await?;
-        if entries.items.is_empty()
-            && !crate::pooling::campaign_exists(&self.pool, campaign).await?
-        {
-            return Err(campaign_not_found(campaign));
-        }
-        Ok(entries)
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError> {
-        crate::ledger::ledger_audit(&self.pool).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
     }
 }

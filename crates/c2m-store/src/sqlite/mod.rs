@@ -1,23 +1,25 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
+//! What is SQLite's own is here; the SQL and the write logic are the features', written
+//! once for both backends ([`crate::dialect`]).
+//!
 //! - Durability: `synchronous=FULL`, so a write is on disk (in the WAL) before it is
 //!   acknowledged; `foreign_keys` on; a busy timeout for other processes on the same file.
 //! - Writers: SQLite allows one writer at a time, so the store keeps exactly one writer
-//!   connection, owned by one task ([`writer`]), and starts every write transaction with
-//!   `BEGIN IMMEDIATE`. Writes queue on the task's channel instead of meeting `SQLITE_BUSY`
-//!   when a read transaction tries to upgrade; the campaign "lock" of the pooling rule is
-//!   this one write lock. A second process on the same file is serialised by
-//!   `BEGIN IMMEDIATE` and the busy timeout.
+//!   connection, used by one task, and starts every write transaction with `BEGIN
+//!   IMMEDIATE`. Writes queue on the task's channel instead of meeting `SQLITE_BUSY` when a
+//!   read transaction tries to upgrade; the campaign "lock" of the pooling rule, and every
+//!   other feature's lock, is this one write lock (which is why the dialect takes no row
+//!   locks). A second process on the same file is serialised by `BEGIN IMMEDIATE` and the
+//!   busy timeout.
 //! - Group commit: the writer runs the writes queued together (up to
-//!   [`SqliteOptions::max_group`]) in one transaction (placements admitted together, other
-//!   writes a savepoint each) and commits once; see [`writer`] for why every call keeps
-//!   the semantics of its own transaction.
+//!   [`SqliteOptions::max_group`], any campaigns) as one group in one transaction and
+//!   commits once; see [`crate::writer`] for why every call keeps the semantics of its own
+//!   transaction.
 //! - Readers: a small pool; in WAL mode they read a consistent snapshot while the writer
-//!   works. Each read is a single statement.
-//! - Time: timestamps are INTEGER microseconds since the Unix epoch (UTC).
-
-mod planning;
-mod writer;
+//!   works.
+//! - Type binding: timestamps are INTEGER microseconds since the Unix epoch (UTC), a
+//!   recorded response is TEXT, a list of values one JSON array.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,19 +36,14 @@ use sqlx::{Arguments, Row, Sqlite};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
-use c2m_domain::{
-    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
-    LedgerEntry, Page, PageRequest, Preorder, PreorderId,
-};
+use c2m_domain::BatchId;
 
-pub use self::writer::WriterStats;
-use self::writer::{Counters, Job, Operation, Queued};
-use crate::dialect::{Dialect, Tx, Value};
+use crate::dialect::{Dialect, Value};
+use crate::engine::{Engine, Lane};
 use crate::payment::{LedgerOnly, PaymentProvider};
-use crate::{
-    BalanceWindowOutcome, BatchTransition, CancelPreorder, CreateCampaign, DeadlineOutcome,
-    LedgerAudit, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
-};
+pub use crate::writer::WriterStats;
+use crate::writer::{writer_gone, Counters, Job, Op, Queued};
+use crate::{BatchTransition, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -72,8 +69,8 @@ impl Default for SqliteOptions {
 
 /// The SQLite store. See the module docs for the connection layout.
 pub struct SqliteStore {
-    /// The queue of the writer task, the only owner of the connection that writes.
-    jobs: mpsc::Sender<Box<dyn Queued>>,
+    /// The queue of the writer task, the only user of the connection that writes.
+    jobs: mpsc::Sender<Box<dyn Queued<Sqlite>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// The one connection that writes, used only by the writer task.
     writer_pool: SqlitePool,
@@ -140,10 +137,6 @@ impl Dialect for Sqlite {
     }
 }
 
-/// The writer's transaction (`BEGIN IMMEDIATE`): the database's write lock is held from
-/// the first statement, so the whole operation sees and writes one state.
-pub(crate) type SqliteTx = Tx<Sqlite>;
-
 pub(crate) fn micros_of(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -181,7 +174,7 @@ impl SqliteStore {
             .await?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        let writer = tokio::spawn(writer::run(
+        let writer = tokio::spawn(write_loop(
             writer_pool.clone(),
             queue,
             settings.max_group,
@@ -234,257 +227,57 @@ impl SqliteStore {
         }
         writer_pool.close().await;
     }
+}
 
-    /// Queues a write for the writer task and waits for its (durable) result.
-    async fn write<O: Operation>(&self, op: O) -> Result<O::Output, StoreError> {
+/// The writer task: takes the first write waiting and, without waiting for more, every
+/// further one already queued (up to `max_group`), and runs them as one group
+/// ([`crate::writer::run`]); ends when every sender is gone.
+async fn write_loop(
+    pool: SqlitePool,
+    mut jobs: mpsc::Receiver<Box<dyn Queued<Sqlite>>>,
+    max_group: usize,
+    counters: Arc<Counters>,
+) {
+    let max_group = max_group.max(1);
+    let mut group = Vec::with_capacity(max_group);
+    while let Some(first) = jobs.recv().await {
+        group.push(first);
+        while group.len() < max_group {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        crate::writer::run(&pool, None, &mut group, &counters).await;
+        group.clear();
+    }
+}
+
+#[async_trait]
+impl Engine for SqliteStore {
+    type D = Sqlite;
+
+    fn readers(&self) -> &SqlitePool {
+        &self.readers
+    }
+
+    fn provider(&self) -> &Arc<dyn PaymentProvider> {
+        &self.provider
+    }
+
+    /// Every write goes through the one writer task, whatever its lane: the writer serves
+    /// every campaign.
+    async fn write<A, T>(&self, _lane: Lane<'_>, op: Op<Sqlite, A, T>) -> Result<T, StoreError>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+    {
         let (job, answer) = Job::new(op);
         self.jobs
             .send(Box::new(job))
             .await
-            .map_err(|_| writer::writer_gone())?;
-        answer.await.map_err(|_| writer::writer_gone())?
-    }
-}
-
-struct CreateOp(CreateCampaign, DateTime<Utc>);
-struct PlaceOp(PlacePreorder, DateTime<Utc>, Arc<dyn PaymentProvider>);
-struct CancelOp(CancelPreorder, DateTime<Utc>, Arc<dyn PaymentProvider>);
-struct DeadlineOp(CampaignId, DateTime<Utc>, Arc<dyn PaymentProvider>);
-struct PayOp(PayBalance, DateTime<Utc>, Arc<dyn PaymentProvider>);
-struct WindowOp(BatchId, DateTime<Utc>, Arc<dyn PaymentProvider>);
-
-#[async_trait]
-impl Operation for CreateOp {
-    type Output = Campaign;
-    async fn run(&self, tx: &mut SqliteTx) -> Result<Campaign, StoreError> {
-        crate::pooling::create_campaign(tx, &self.0, self.1).await
-    }
-}
-
-#[async_trait]
-impl Operation for PlaceOp {
-    type Output = Preorder;
-    async fn run(&self, tx: &mut SqliteTx) -> Result<Preorder, StoreError> {
-        crate::pooling::place_preorder(tx, &*self.2, &self.0, self.1).await
-    }
-
-    fn placement(&self) -> Option<crate::pooling::Placing<'_>> {
-        Some(crate::pooling::Placing {
-            req: &self.0,
-            now: self.1,
-            provider: &*self.2,
-        })
-    }
-
-    fn placed(&self, answer: Result<Preorder, StoreError>) -> Result<Preorder, StoreError> {
-        answer
-    }
-}
-
-#[async_trait]
-impl Operation for CancelOp {
-    type Output = Preorder;
-    async fn run(&self, tx: &mut SqliteTx) -> Result<Preorder, StoreError> {
-        crate::pooling::cancel_preorder(tx, &*self.2, &self.0, self.1).await
-    }
-}
-
-#[async_trait]
-impl Operation for DeadlineOp {
-    type Output = DeadlineOutcome;
-    async fn run(&self, tx: &mut SqliteTx) -> Result<DeadlineOutcome, StoreError> {
-        crate::pooling::fail_open_batch_at_deadline(tx, &*self.2, &self.0, self.1).await
-    }
-}
-
-#[async_trait]
-impl Operation for PayOp {
-    type Output = Preorder;
-    async fn run(&self, tx: &mut SqliteTx) -> Result<Preorder, StoreError> {
-        crate::ledger::pay_balance(tx, &*self.2, &self.0, self.1).await
-    }
-}
-
-#[async_trait]
-impl Operation for WindowOp {
-    type Output = BalanceWindowOutcome;
-    async fn run(&self, tx: &mut SqliteTx) -> Result<BalanceWindowOutcome, StoreError> {
-        crate::ledger::close_balance_window(tx, &*self.2, &self.0, self.1).await
-    }
-}
-
-fn campaign_not_found(id: &CampaignId) -> StoreError {
-    DomainError::NotFound {
-        entity: "campaign",
-        id: id.as_str().to_owned(),
-    }
-    .into()
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn create_campaign(
-        &self,
-        req: &CreateCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<Campaign, StoreError> {
-        self.write(CreateOp(req.clone(), now)).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
-        crate::pooling::campaign_progress(&self.readers, id)
-            .await?
-            .ok_or_else(|| campaign_not_found(id))
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
-        crate::pooling::list_campaigns(&self.readers, page).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn place_preorder(
-        &self,
-        req: &PlacePreorder,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
-        self.write(PlaceOp(req.clone(), now, self.provider.clone()))
-            .await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
-        crate::pooling::get_preorder(&self.readers, id)
-            .await?
-            .ok_or_else(|| {
-                DomainError::NotFound {
-                    entity: "preorder",
-                    id: id.as_str().to_owned(),
-                }
-                .into()
-            })
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_preorders(
-        &self,
-        filter: &PreorderFilter,
-        page: PageRequest,
-    ) -> Result<Page<Preorder>, StoreError> {
-        crate::pooling::list_preorders(&self.readers, filter, page).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn cancel_preorder(
-        &self,
-        req: &CancelPreorder,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
-        self.write(CancelOp(req.clone(), now, self.provider.clone()))
-            .await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
-        let batches = crate::pooling::list_batches(&self.readers, campaign_id).await?;
-        if batches.is_empty()
-            && !crate::pooling::campaign_exists(&self.readers, campaign_id).await?
-        {
-            return Err(campaign_not_found(campaign_id));
-        }
-        Ok(batches)
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn campaigns_past_deadline(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<CampaignId>, StoreError> {
-        crate::pooling::campaigns_past_deadline(&self.readers, now, limit).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn fail_open_batch_at_deadline(
-        &self,
-        campaign_id: &CampaignId,
-        now: DateTime<Utc>,
-    ) -> Result<DeadlineOutcome, StoreError> {
-        self.write(DeadlineOp(campaign_id.clone(), now, self.provider.clone()))
-            .await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn pay_balance(
-        &self,
-        req: &PayBalance,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
-        self.write(PayOp(req.clone(), now, self.provider.clone()))
-            .await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn batches_past_balance_window(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<BatchId>, StoreError> {
-        crate::ledger::batches_past_balance_window(&self.readers, now, limit).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn close_balance_window(
-        &self,
-        batch: &BatchId,
-        now: DateTime<Utc>,
-    ) -> Result<BalanceWindowOutcome, StoreError> {
-        self.write(WindowOp(batch.clone(), now, self.provider.clone()))
-            .await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError> {
-        crate::ledger::batches_ready_for_planning(&self.readers, limit).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError> {
-        crate::ledger::campaign_money(&self.readers, campaign)
-            .await?
-            .ok_or_else(|| campaign_not_found(campaign))
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_ledger(
-        &self,
-        campaign: &CampaignId,
-        page: PageRequest,
-    ) -> Result<Page<LedgerEntry>, StoreError> {
-        let entries = crate::ledger::list_ledger(&self.readers, campaign, page).await?;
-        if entries.items.is_empty()
-            && !crate::pooling::campaign_exists(&self.readers, campaign).await?
-        {
-            return Err(campaign_not_found(campaign));
-        }
-        Ok(entries)
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError> {
-        crate::ledger::ledger_audit(&self.readers).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.readers).await?;
-        Ok(())
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
     }
 }
 

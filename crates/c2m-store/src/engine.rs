@@ -1,0 +1,279 @@
+//! How a backend runs the store's calls, and the one [`Store`] implementation on top of it.
+//!
+//! A backend says where reads go and how a write reaches a transaction ([`Engine`]); every
+//! store trait is then implemented once, for any engine: [`Store`] here, the feature
+//! stores next to their features ([`crate::CatalogueStore`] in `catalogue`, ...). A store
+//! call is one of three shapes:
+//!
+//! - a read of one statement, on a pooled connection ([`Engine::readers`]);
+//! - a read of several statements, in one snapshot ([`Engine::snapshot`], [`Tx::read`]);
+//! - a write, in one transaction ([`Engine::write`] with an [`Op`]): the write's [`Lane`]
+//!   says which other writes it may share a transaction with (group commit,
+//!   [`crate::writer`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Pool;
+
+use c2m_domain::{
+    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
+    LedgerEntry, Page, PageRequest, Preorder, PreorderId,
+};
+
+use crate::dialect::{Backend, Dialect, Tx};
+use crate::payment::PaymentProvider;
+use crate::pooling::{Placing, OP_CANCEL_PREORDER, OP_PLACE_PREORDER};
+use crate::writer::Op;
+use crate::{
+    ledger, pooling, BalanceWindowOutcome, CancelPreorder, CreateCampaign, DeadlineOutcome,
+    LedgerAudit, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
+};
+
+/// Which writes a write may share a transaction with. A backend that groups all its writes
+/// (SQLite's one writer) ignores it; PostgreSQL groups the writes of one campaign, under
+/// that campaign's lock, and runs the others alone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lane<'a> {
+    /// A write with a transaction of its own.
+    Alone,
+    /// A write on this campaign.
+    Campaign(&'a CampaignId),
+    /// A write on this pre-order's campaign (an unknown pre-order runs alone).
+    Preorder(&'a PreorderId),
+}
+
+/// What a backend provides for the store traits to be implemented on it.
+#[async_trait]
+pub(crate) trait Engine: Send + Sync + 'static {
+    type D: Backend;
+
+    /// The pool reads run on.
+    fn readers(&self) -> &Pool<Self::D>;
+
+    /// Shown every money movement inside its transaction (see [`crate::payment`]).
+    fn provider(&self) -> &Arc<dyn PaymentProvider>;
+
+    /// Runs `op` in a write transaction (its own, or its group's) and answers once that
+    /// transaction has committed.
+    async fn write<A, T>(&self, lane: Lane<'_>, op: Op<Self::D, A, T>) -> Result<T, StoreError>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static;
+
+    /// A transaction for a read of several statements that must see one snapshot.
+    async fn snapshot(&self) -> Result<Tx<Self::D>, StoreError> {
+        Ok(Tx::snapshot(self.readers()).await?)
+    }
+}
+
+fn campaign_not_found(id: &CampaignId) -> StoreError {
+    DomainError::NotFound {
+        entity: "campaign",
+        id: id.as_str().to_owned(),
+    }
+    .into()
+}
+
+/// The request of a placement, when it arrived, and the provider its deposit is held with.
+type PlaceArgs = (PlacePreorder, DateTime<Utc>, Arc<dyn PaymentProvider>);
+
+fn placing((req, now, provider): &PlaceArgs) -> Placing<'_> {
+    Placing {
+        req,
+        now: *now,
+        provider: &**provider,
+    }
+}
+
+#[async_trait]
+impl<E: Engine> Store for E {
+    fn backend(&self) -> &'static str {
+        E::D::BACKEND
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn create_campaign(
+        &self,
+        req: &CreateCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign, StoreError> {
+        let op = Op::new((req.clone(), now), |tx, (req, now)| {
+            Box::pin(pooling::create_campaign(tx, req, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
+        pooling::campaign_progress(self.readers(), id)
+            .await?
+            .ok_or_else(|| campaign_not_found(id))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
+        pooling::list_campaigns(self.readers(), page).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn place_preorder(
+        &self,
+        req: &PlacePreorder,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError> {
+        let args = (req.clone(), now, self.provider().clone());
+        let op = Op::new(args, |tx, (req, now, provider)| {
+            Box::pin(pooling::place_preorder(tx, &**provider, req, *now))
+        })
+        .key(OP_PLACE_PREORDER, req.idempotency_key.as_str())
+        .placement(placing, |answer| answer);
+        self.write(Lane::Campaign(&req.campaign_id), op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
+        pooling::get_preorder(self.readers(), id)
+            .await?
+            .ok_or_else(|| {
+                DomainError::NotFound {
+                    entity: "preorder",
+                    id: id.as_str().to_owned(),
+                }
+                .into()
+            })
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_preorders(
+        &self,
+        filter: &PreorderFilter,
+        page: PageRequest,
+    ) -> Result<Page<Preorder>, StoreError> {
+        pooling::list_preorders(self.readers(), filter, page).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn cancel_preorder(
+        &self,
+        req: &CancelPreorder,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError> {
+        let args = (req.clone(), now, self.provider().clone());
+        let op = Op::new(args, |tx, (req, now, provider)| {
+            Box::pin(pooling::cancel_preorder(tx, &**provider, req, *now))
+        })
+        .key(OP_CANCEL_PREORDER, req.idempotency_key.as_str());
+        self.write(Lane::Preorder(&req.preorder_id), op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
+        let batches = pooling::list_batches(self.readers(), campaign_id).await?;
+        if batches.is_empty() && !pooling::campaign_exists(self.readers(), campaign_id).await? {
+            return Err(campaign_not_found(campaign_id));
+        }
+        Ok(batches)
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn campaigns_past_deadline(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CampaignId>, StoreError> {
+        pooling::campaigns_past_deadline(self.readers(), now, limit).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn fail_open_batch_at_deadline(
+        &self,
+        campaign_id: &CampaignId,
+        now: DateTime<Utc>,
+    ) -> Result<DeadlineOutcome, StoreError> {
+        let args = (campaign_id.clone(), now, self.provider().clone());
+        let op = Op::new(args, |tx, (campaign, now, provider)| {
+            Box::pin(pooling::fail_open_batch_at_deadline(
+                tx,
+                &**provider,
+                campaign,
+                *now,
+            ))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn pay_balance(
+        &self,
+        req: &PayBalance,
+        now: DateTime<Utc>,
+    ) -> Result<Preorder, StoreError> {
+        let args = (req.clone(), now, self.provider().clone());
+        let op = Op::new(args, |tx, (req, now, provider)| {
+            Box::pin(ledger::pay_balance(tx, &**provider, req, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batches_past_balance_window(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<BatchId>, StoreError> {
+        ledger::batches_past_balance_window(self.readers(), now, limit).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn close_balance_window(
+        &self,
+        batch: &BatchId,
+        now: DateTime<Utc>,
+    ) -> Result<BalanceWindowOutcome, StoreError> {
+        let args = (batch.clone(), now, self.provider().clone());
+        let op = Op::new(args, |tx, (batch, now, provider)| {
+            Box::pin(ledger::close_balance_window(tx, &**provider, batch, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError> {
+        ledger::batches_ready_for_planning(self.readers(), limit).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError> {
+        ledger::campaign_money(self.readers(), campaign)
+            .await?
+            .ok_or_else(|| campaign_not_found(campaign))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_ledger(
+        &self,
+        campaign: &CampaignId,
+        page: PageRequest,
+    ) -> Result<Page<LedgerEntry>, StoreError> {
+        let entries = ledger::list_ledger(self.readers(), campaign, page).await?;
+        if entries.items.is_empty() && !pooling::campaign_exists(self.readers(), campaign).await? {
+            return Err(campaign_not_found(campaign));
+        }
+        Ok(entries)
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError> {
+        ledger::ledger_audit(self.readers()).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn ping(&self) -> Result<(), StoreError> {
+        E::D::sql("SELECT 1")
+            .execute(&mut *self.readers().acquire().await?)
+            .await?;
+        Ok(())
+    }
+}
