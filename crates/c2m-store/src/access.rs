@@ -34,16 +34,6 @@ pub struct StoredToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// The token table inside a backend's transaction.
-#[async_trait]
-pub(crate) trait TokenTx: Send {
-    async fn insert_token(&mut self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Marks the token revoked; false if there is no such token or it already was.
-    async fn revoke_token(&mut self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
-    async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError>;
-    async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError>;
-}
-
 /// Bearer tokens (see [`crate::access`]).
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
@@ -57,53 +47,54 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError>;
 }
 
-/// The columns [`stored_token`] reads.
-const TOKEN: &str =
-    "SELECT id, secret_hash, role, factory_id, label, created_at, revoked_at FROM api_tokens ";
+/// The columns [`stored_token`] reads, for `FROM api_tokens`.
+macro_rules! token_select {
+    () => {
+        "SELECT id, secret_hash, role, factory_id, label, created_at, revoked_at FROM api_tokens "
+    };
+}
 
-#[async_trait]
-impl<D: Backend> TokenTx for Tx<D> {
-    async fn insert_token(&mut self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
-        D::sql(
-            "INSERT INTO api_tokens (id, secret_hash, role, factory_id, label, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&t.id)
-        .bind(&t.secret_hash)
-        .bind(t.role.as_str())
-        .bind(&t.factory)
-        .bind(&t.label)
-        .bind(now)
-        .execute(self.conn())
-        .await?;
+/// The token table.
+impl<D: Backend> Tx<D> {
+    pub(crate) async fn insert_token(
+        &mut self,
+        t: &NewToken,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO api_tokens (id, secret_hash, role, factory_id, label, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)";
+        let params = (
+            &t.id,
+            &t.secret_hash,
+            t.role.as_str(),
+            &t.factory,
+            &t.label,
+            now,
+        );
+        self.execute(sql, params).await?;
         Ok(())
     }
 
-    async fn revoke_token(&mut self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done =
-            D::sql("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id)
-                .bind(now)
-                .execute(self.conn())
-                .await?;
-        Ok(done == 1)
+    /// Marks the token revoked; false if there is no such token or it already was.
+    pub(crate) async fn revoke_token(
+        &mut self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+        Ok(self.execute(sql, (id, now)).await? == 1)
     }
 
-    async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError> {
-        let r = D::sql(&format!("{TOKEN} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?;
-        r.as_ref().map(stored_token).transpose()
+    pub(crate) async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+        let sql = concat!(token_select!(), "WHERE id = $1");
+        let row = self.fetch_optional(sql, (id,)).await?;
+        row.as_ref().map(stored_token).transpose()
     }
 
-    async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError> {
-        D::sql(&format!("{TOKEN} ORDER BY created_at, id"))
-            .fetch_all(self.conn())
-            .await?
-            .iter()
-            .map(stored_token)
-            .collect()
+    pub(crate) async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError> {
+        let sql = concat!(token_select!(), "ORDER BY created_at, id");
+        let rows = self.fetch_all(sql, ()).await?;
+        rows.iter().map(stored_token).collect()
     }
 }
 
@@ -127,7 +118,9 @@ fn role(s: &str) -> Result<Role, StoreError> {
 impl<E: Engine> TokenStore for E {
     #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
     async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let op = Op::new((t.clone(), now), |tx, (t, now)| tx.insert_token(t, *now));
+        let op = Op::new((t.clone(), now), |tx, (t, now)| {
+            Box::pin(tx.insert_token(t, *now))
+        });
         self.write(Lane::Alone, op).await
     }
 
@@ -140,17 +133,23 @@ impl<E: Engine> TokenStore for E {
     }
 
     async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError> {
-        self.snapshot().await?.read(id, |tx, id| tx.token(id)).await
+        self.snapshot()
+            .await?
+            .read(id, |tx, id| Box::pin(tx.token(id)))
+            .await
     }
 
     async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
-        self.snapshot().await?.read(&(), |tx, _| tx.tokens()).await
+        self.snapshot()
+            .await?
+            .read(&(), |tx, _| Box::pin(tx.tokens()))
+            .await
     }
 }
 
 /// Revokes a token that exists (`NotFound` otherwise); false if it already was revoked.
-async fn revoke(
-    tx: &mut (impl TokenTx + ?Sized),
+async fn revoke<D: Backend>(
+    tx: &mut Tx<D>,
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {

@@ -33,8 +33,6 @@ use sqlx::{Transaction, Type};
 
 use c2m_domain::{Campaign, Page};
 
-#[cfg(doc)]
-use crate::idempotency::IdempotencyTx;
 use crate::idempotency::{KeysSql, StoredResponse};
 use crate::ledger::LedgerSql;
 use crate::pooling::PoolSql;
@@ -80,6 +78,11 @@ pub(crate) trait Dialect: Database<Row: Columns, Connection: Run<Self>> {
             args: Default::default(),
             bad: None,
         }
+    }
+
+    /// A statement with its parameters `$1`, `$2`, ... given as one tuple.
+    fn query<'q>(sql: &'q str, params: impl Params<'q>) -> Statement<'q, Self> {
+        params.bind_to(Self::sql(sql))
     }
 
     /// `locked` where writers lock rows ([`Dialect::ROW_LOCKS`]), `plain` where they do not.
@@ -224,6 +227,44 @@ impl From<Option<DateTime<Utc>>> for Value<'_> {
         Value::OptTs(v)
     }
 }
+
+/// The parameters of a statement, `$1`, `$2`, ... in order, as one tuple of values that
+/// convert into [`Value`]s: `(id.as_str(), units)`, `(id,)`, `()`.
+pub(crate) trait Params<'q> {
+    fn bind_to<D: Dialect>(self, statement: Statement<'q, D>) -> Statement<'q, D>;
+}
+
+/// [`Params`] for tuples of up to sixteen values.
+macro_rules! tuple_params {
+    ($($value:ident),*) => {
+        impl<'q, $($value: Into<Value<'q>>),*> Params<'q> for ($($value,)*) {
+            #[allow(non_snake_case, unused_mut)]
+            fn bind_to<D: Dialect>(self, mut statement: Statement<'q, D>) -> Statement<'q, D> {
+                let ($($value,)*) = self;
+                $(statement = statement.bind($value);)*
+                statement
+            }
+        }
+    };
+}
+
+tuple_params!();
+tuple_params!(A);
+tuple_params!(A, B);
+tuple_params!(A, B, C);
+tuple_params!(A, B, C, E);
+tuple_params!(A, B, C, E, F);
+tuple_params!(A, B, C, E, F, G);
+tuple_params!(A, B, C, E, F, G, H);
+tuple_params!(A, B, C, E, F, G, H, I);
+tuple_params!(A, B, C, E, F, G, H, I, J);
+tuple_params!(A, B, C, E, F, G, H, I, J, K);
+tuple_params!(A, B, C, E, F, G, H, I, J, K, L);
+tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M);
+tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N);
+tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N, O);
+tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N, O, P);
+tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N, O, P, Q);
 
 /// A statement with its arguments, built as `sqlx::query(..).bind(..)` is, and run on a
 /// connection of its backend (a transaction's, or one taken from a pool).
@@ -403,10 +444,10 @@ where
 pub(crate) struct Tx<D: Database> {
     tx: Transaction<'static, D>,
     /// The campaign whose row this transaction locked at its outermost level, before any
-    /// savepoint ([`crate::pooling::PoolingTx::hold_campaign`]); `None` unless a writer
+    /// savepoint ([`Tx::hold_campaign`]); `None` unless a writer
     /// groups a campaign's writes.
     pub(crate) held: Option<Campaign>,
-    /// Idempotency keys looked up ahead for a group ([`IdempotencyTx::prefetch_keys`]): the
+    /// Idempotency keys looked up ahead for a group ([`Tx::prefetch_keys`]): the
     /// recorded response, or `None` for a key not recorded. A key this transaction records
     /// is dropped from here, so it is read again from the table if asked for.
     pub(crate) keys: HashMap<(String, String), Option<StoredResponse>>,
@@ -433,6 +474,39 @@ impl<D: Dialect> Tx<D> {
 
     pub(crate) fn conn(&mut self) -> &mut D::Connection {
         &mut self.tx
+    }
+
+    /// Runs a statement ([`Dialect::query`]); returns how many rows it changed.
+    pub(crate) async fn execute<'q>(
+        &mut self,
+        sql: &'q str,
+        params: impl Params<'q>,
+    ) -> Result<u64, StoreError> {
+        D::query(sql, params).execute(self.conn()).await
+    }
+
+    pub(crate) async fn fetch_all<'q>(
+        &mut self,
+        sql: &'q str,
+        params: impl Params<'q>,
+    ) -> Result<Vec<D::Row>, StoreError> {
+        D::query(sql, params).fetch_all(self.conn()).await
+    }
+
+    pub(crate) async fn fetch_optional<'q>(
+        &mut self,
+        sql: &'q str,
+        params: impl Params<'q>,
+    ) -> Result<Option<D::Row>, StoreError> {
+        D::query(sql, params).fetch_optional(self.conn()).await
+    }
+
+    pub(crate) async fn fetch_one<'q>(
+        &mut self,
+        sql: &'q str,
+        params: impl Params<'q>,
+    ) -> Result<D::Row, StoreError> {
+        D::query(sql, params).fetch_one(self.conn()).await
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {

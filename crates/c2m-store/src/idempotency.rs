@@ -1,26 +1,26 @@
 //! Idempotency keys, shared by every mutating operation of every feature: look the key up
-//! first, record it with the response in the same transaction as the mutation.
+//! first ([`Keyed::replay`]), record it with the response in the same transaction as the
+//! write ([`Keyed::record`]).
 //!
 //! The lock that makes a key's rules safe is the feature's own (a placement's key is looked
 //! up again once the campaign's lock is held, so a send that waited for the lock replays
 //! its twin's answer); the database backs it with the primary key `(operation, key)`: two
 //! sends racing past their locks (on PostgreSQL, different campaigns' locks) cannot both
-//! record, and the loser's transaction is run again ([`crate::dialect::Dialect::retryable`]),
-//! when it finds the key recorded.
+//! record, and the loser's transaction is run again
+//! ([`crate::dialect::Dialect::retryable`]), when it finds the key recorded.
 //!
-//! The SQL is written once ([`IdempotencyTx`] for [`Tx`]); looking several keys up in one
-//! statement binds the keys as one list value, so only its SQL text differs ([`KeysSql`]).
+//! The SQL is written once, for [`Tx`]; looking several keys up in one statement binds the
+//! keys as one list value, so only its SQL text differs ([`KeysSql`]).
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 use sqlx::{Postgres, Sqlite};
 
 use c2m_domain::{DomainError, Fingerprint, IdempotencyKey};
 
-use crate::dialect::{Columns, Dialect, Tx, Value};
+use crate::dialect::{Backend, Columns, Dialect, Tx, Value};
 use crate::StoreError;
 
 /// A recorded idempotency key: the request's fingerprint and the response's JSON.
@@ -40,44 +40,8 @@ impl StoredResponse {
     }
 }
 
-/// The `idempotency_keys` table, inside a transaction.
-#[async_trait]
-pub(crate) trait IdempotencyTx: Send {
-    async fn idempotency_get(
-        &mut self,
-        operation: &str,
-        key: &str,
-    ) -> Result<Option<StoredResponse>, StoreError>;
-
-    /// The recorded keys among `keys` for `operation`, by key: for a run of placements,
-    /// which looks all its keys up at once.
-    async fn idempotency_get_many(
-        &mut self,
-        operation: &str,
-        keys: &[&str],
-    ) -> Result<HashMap<String, StoredResponse>, StoreError>;
-
-    /// Looks up the keys a group's operations will ask for (operation name, key), in one
-    /// statement, so that each operation's replay check costs no round trip under the
-    /// campaign's lock. Run after the lock is taken: every key recorded by an earlier
-    /// holder of the lock is seen. A key recorded meanwhile for another campaign meets the
-    /// primary key when this transaction records it, and the group is run again.
-    async fn prefetch_keys(&mut self, wanted: &[(&'static str, String)]) -> Result<(), StoreError>;
-
-    /// Records the key. On PostgreSQL a concurrent use of the same key surfaces here as a
-    /// unique violation, which the store retries (the retry then replays or conflicts).
-    async fn idempotency_put(
-        &mut self,
-        operation: &str,
-        key: &str,
-        fingerprint: &Fingerprint,
-        response: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-}
-
-/// The statements of [`IdempotencyTx`] whose text differs: a list of keys is one value, a
-/// JSON array on SQLite (read with `json_each`) and a `text[]` on PostgreSQL.
+/// The statements whose text differs: a list of keys is one value, a JSON array on SQLite
+/// (read with `json_each`) and a `text[]` on PostgreSQL.
 pub(crate) trait KeysSql: Dialect {
     /// The recorded keys of operation `$1` among the list `$2`: `key, fingerprint, response`.
     const KEYS_AMONG: &'static str;
@@ -106,9 +70,9 @@ impl KeysSql for Postgres {
     );
 }
 
-#[async_trait]
-impl<D: KeysSql> IdempotencyTx for Tx<D> {
-    async fn idempotency_get(
+/// The `idempotency_keys` table.
+impl<D: Backend> Tx<D> {
+    pub(crate) async fn idempotency_get(
         &mut self,
         operation: &str,
         key: &str,
@@ -116,20 +80,20 @@ impl<D: KeysSql> IdempotencyTx for Tx<D> {
         if let Some(known) = self.keys.get(&(operation.to_owned(), key.to_owned())) {
             return Ok(known.clone());
         }
-        let row = D::sql(
-            "SELECT fingerprint, CAST(response AS TEXT) AS response FROM idempotency_keys \
-             WHERE operation = $1 AND key = $2",
-        )
-        .bind(operation)
-        .bind(key)
-        .fetch_optional(self.conn())
-        .await?;
+        let row = self
+            .fetch_optional(
+                "SELECT fingerprint, CAST(response AS TEXT) AS response FROM idempotency_keys \
+                 WHERE operation = $1 AND key = $2",
+                (operation, key),
+            )
+            .await?;
         row.as_ref().map(StoredResponse::from_row).transpose()
     }
 
-    /// From the keys a group looked up ahead ([`IdempotencyTx::prefetch_keys`]) where it
-    /// can, the rest in one statement.
-    async fn idempotency_get_many(
+    /// The recorded keys among `keys` for `operation`, by key (for a run of placements,
+    /// which looks all its keys up at once): from the keys a group looked up ahead
+    /// ([`Tx::prefetch_keys`]) where it can, the rest in one statement.
+    pub(crate) async fn idempotency_get_many(
         &mut self,
         operation: &str,
         keys: &[&str],
@@ -148,10 +112,8 @@ impl<D: KeysSql> IdempotencyTx for Tx<D> {
         if missing.is_empty() {
             return Ok(found);
         }
-        let rows = D::sql(D::KEYS_AMONG)
-            .bind(operation)
-            .bind(Value::List(&missing))
-            .fetch_all(self.conn())
+        let rows = self
+            .fetch_all(D::KEYS_AMONG, (operation, Value::List(&missing)))
             .await?;
         for r in &rows {
             found.insert(r.text("key")?, StoredResponse::from_row(r)?);
@@ -159,16 +121,22 @@ impl<D: KeysSql> IdempotencyTx for Tx<D> {
         Ok(found)
     }
 
-    async fn prefetch_keys(&mut self, wanted: &[(&'static str, String)]) -> Result<(), StoreError> {
+    /// Looks up the keys a group's writes will ask for (operation name, key), in one
+    /// statement, so that each write's replay check costs no round trip under the
+    /// campaign's lock. Run after the lock is taken: every key recorded by an earlier
+    /// holder of the lock is seen. A key recorded meanwhile for another campaign meets the
+    /// primary key when this transaction records it, and the group is run again.
+    pub(crate) async fn prefetch_keys(
+        &mut self,
+        wanted: &[(&'static str, String)],
+    ) -> Result<(), StoreError> {
         let Some(sql) = D::KEY_PAIRS_AMONG.filter(|_| !wanted.is_empty()) else {
             return Ok(());
         };
         let (ops, keys): (Vec<&str>, Vec<&str>) =
             wanted.iter().map(|(op, key)| (*op, key.as_str())).unzip();
-        let found = D::sql(sql)
-            .bind(Value::List(&ops))
-            .bind(Value::List(&keys))
-            .fetch_all(self.conn())
+        let found = self
+            .fetch_all(sql, (Value::List(&ops), Value::List(&keys)))
             .await?;
         for (op, key) in wanted {
             self.keys.insert(((*op).to_owned(), key.clone()), None);
@@ -182,82 +150,108 @@ impl<D: KeysSql> IdempotencyTx for Tx<D> {
         Ok(())
     }
 
-    async fn idempotency_put(
+    /// Records the key. On PostgreSQL a concurrent use of the same key surfaces here as a
+    /// unique violation, which the store retries (the retry then replays or conflicts).
+    pub(crate) async fn idempotency_put(
         &mut self,
-        operation: &str,
-        key: &str,
-        fingerprint: &Fingerprint,
+        key: &Keyed<'_>,
         response: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.keys.remove(&(operation.to_owned(), key.to_owned()));
-        D::sql(
+        let operation = key.operation;
+        self.keys
+            .remove(&(operation.to_owned(), key.key.as_str().to_owned()));
+        self.execute(
             "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
+            (
+                operation,
+                key.key.as_str(),
+                key.fingerprint.as_str(),
+                Value::Json(response),
+                now,
+            ),
         )
-        .bind(operation)
-        .bind(key)
-        .bind(fingerprint.as_str())
-        .bind(Value::Json(response))
-        .bind(now)
-        .execute(self.conn())
         .await?;
         Ok(())
     }
 }
 
-/// If `key` was used before for `operation`: the recorded response when the fingerprint
-/// matches, [`DomainError::IdempotencyConflict`] when it does not.
-pub(crate) async fn replay<T: DeserializeOwned>(
-    tx: &mut (impl IdempotencyTx + ?Sized),
-    operation: &str,
-    key: &IdempotencyKey,
-    fingerprint: &Fingerprint,
-) -> Result<Option<T>, StoreError> {
-    let stored = tx.idempotency_get(operation, key.as_str()).await?;
-    replay_stored(operation, key, fingerprint, stored.as_ref())
+/// A request's idempotency key under its operation's name, with the request's
+/// fingerprint: what a write looks up first and records with its answer.
+pub(crate) struct Keyed<'a> {
+    pub operation: &'static str,
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: Fingerprint,
 }
 
-/// [`replay`] on a record already read (`None`: the key is not recorded).
-pub(crate) fn replay_stored<T: DeserializeOwned>(
-    operation: &str,
-    key: &IdempotencyKey,
-    fingerprint: &Fingerprint,
-    stored: Option<&StoredResponse>,
-) -> Result<Option<T>, StoreError> {
-    let Some(stored) = stored else {
-        return Ok(None);
-    };
-    if stored.fingerprint != fingerprint.as_str() {
-        return Err(DomainError::IdempotencyConflict {
-            key: key.as_str().to_owned(),
+impl<'a> Keyed<'a> {
+    pub(crate) fn new(
+        operation: &'static str,
+        key: &'a IdempotencyKey,
+        request: &impl Serialize,
+    ) -> Self {
+        Keyed {
+            operation,
+            key,
+            fingerprint: Fingerprint::of(operation, request),
         }
-        .into());
     }
-    serde_json::from_str(&stored.response)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt(format!("stored {operation} response: {e}")))
-}
 
-/// Records `response` as the answer to `key` for `operation`.
-pub(crate) async fn record<T: Serialize>(
-    tx: &mut (impl IdempotencyTx + ?Sized),
-    operation: &str,
-    key: &IdempotencyKey,
-    fingerprint: &Fingerprint,
-    response: &T,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let json = response_json(operation, response)?;
-    tx.idempotency_put(operation, key.as_str(), fingerprint, &json, now)
-        .await
-}
+    /// If the key was used before: the recorded response when the fingerprint matches,
+    /// [`DomainError::IdempotencyConflict`] when it does not.
+    pub(crate) async fn replay<D: Backend, T: DeserializeOwned>(
+        &self,
+        tx: &mut Tx<D>,
+    ) -> Result<Option<T>, StoreError> {
+        let stored = tx
+            .idempotency_get(self.operation, self.key.as_str())
+            .await?;
+        self.replay_stored(stored.as_ref())
+    }
 
-/// A response as recorded for an idempotency key.
-pub(crate) fn response_json<T: Serialize>(
-    operation: &str,
-    response: &T,
-) -> Result<String, StoreError> {
-    serde_json::to_string(response)
-        .map_err(|e| StoreError::Corrupt(format!("serializing {operation} response: {e}")))
+    /// [`Keyed::replay`] on a record already read (`None`: the key is not recorded).
+    pub(crate) fn replay_stored<T: DeserializeOwned>(
+        &self,
+        stored: Option<&StoredResponse>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        if stored.fingerprint != self.fingerprint.as_str() {
+            return Err(DomainError::IdempotencyConflict {
+                key: self.key.as_str().to_owned(),
+            }
+            .into());
+        }
+        serde_json::from_str(&stored.response)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("stored {} response: {e}", self.operation)))
+    }
+
+    /// Records `response` as the answer to the key.
+    pub(crate) async fn record<D: Backend, T: Serialize>(
+        &self,
+        tx: &mut Tx<D>,
+        response: &T,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let json = self.response_json(response)?;
+        tx.idempotency_put(self, &json, now).await
+    }
+
+    /// A response as recorded for the key.
+    pub(crate) fn response_json<T: Serialize>(&self, response: &T) -> Result<String, StoreError> {
+        serde_json::to_string(response).map_err(|e| {
+            StoreError::Corrupt(format!("serializing {} response: {e}", self.operation))
+        })
+    }
+
+    /// The recorded form of the key with `response`, for writing it with other rows.
+    pub(crate) fn stored(&self, response: String) -> StoredResponse {
+        StoredResponse {
+            fingerprint: self.fingerprint.as_str().to_owned(),
+            response,
+        }
+    }
 }

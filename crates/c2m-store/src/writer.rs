@@ -15,8 +15,8 @@
 //!   retries ([`run_alone`]).
 //! - A group runs in one transaction ([`run_group`]). Where the group is one campaign's,
 //!   the transaction first takes that campaign's lock once
-//!   ([`crate::pooling::PoolingTx::hold_campaign`]) and looks up every idempotency key the
-//!   group will ask for ([`crate::idempotency::IdempotencyTx::prefetch_keys`]). Each write
+//!   ([`Tx::hold_campaign`]) and looks up every idempotency key the group will ask for
+//!   ([`Tx::prefetch_keys`]). Each write
 //!   then runs in a savepoint of its own: one that is refused (or fails) is rolled back to
 //!   its savepoint alone, one that succeeds is kept. Placements next to each other are the
 //!   exception: each such run is admitted in memory and written together
@@ -56,8 +56,7 @@ use tracing::Instrument;
 use c2m_domain::{CampaignId, Preorder};
 
 use crate::dialect::{Backend, Dialect, Run, Tx};
-use crate::idempotency::IdempotencyTx;
-use crate::pooling::{place_preorders, Placing, PoolingTx};
+use crate::pooling::{place_preorders, Placing};
 use crate::StoreError;
 
 /// How many times a write transaction is tried before its error is returned.

@@ -8,7 +8,7 @@
 //! (the server passes the planner's validation), on the catalogue as it would be after the
 //! change, inside the change's transaction.
 //!
-//! A change is written once, in [`change_catalogue`], over [`CatalogueTx`]: read the
+//! A change is written once, in [`change_catalogue`], over [`Tx`]: read the
 //! catalogue under its lock, apply the change in memory, check it, write the difference,
 //! refuse if a campaign's sku would disappear, record the idempotency key.
 
@@ -19,11 +19,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use c2m_domain::{DomainError, Fingerprint, IdempotencyKey};
+use c2m_domain::{DomainError, IdempotencyKey};
 
-use crate::dialect::micros;
+use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
-use crate::idempotency::{record, replay, IdempotencyTx};
+use crate::idempotency::Keyed;
 use crate::writer::Op;
 use crate::StoreError;
 
@@ -161,43 +161,6 @@ pub struct CatalogueChanged {
     pub suppliers: i64,
 }
 
-/// The catalogue's tables inside a backend's transaction (plain reads and writes).
-#[async_trait]
-pub(crate) trait CatalogueTx: IdempotencyTx {
-    /// The whole catalogue; in a write transaction it is held against other catalogue
-    /// writers (and plans reserving stock) until the transaction ends.
-    async fn lock_catalogue(&mut self) -> Result<Catalogue, StoreError>;
-
-    /// The whole catalogue, without holding it (for reads in a snapshot).
-    async fn read_catalogue(&mut self) -> Result<Catalogue, StoreError>;
-
-    async fn delete_catalogue_entries(
-        &mut self,
-        kind: CatalogueKind,
-        ids: &[String],
-    ) -> Result<(), StoreError>;
-
-    async fn upsert_product(&mut self, pos: i64, p: &CatalogueProduct) -> Result<(), StoreError>;
-    async fn upsert_material(&mut self, pos: i64, m: &CatalogueMaterial) -> Result<(), StoreError>;
-    async fn upsert_factory(&mut self, pos: i64, f: &CatalogueFactory) -> Result<(), StoreError>;
-    async fn upsert_supplier(&mut self, pos: i64, s: &CatalogueSupplier) -> Result<(), StoreError>;
-
-    /// Writes the scenario-level fields and the new version.
-    async fn set_catalogue_meta(
-        &mut self,
-        c: &Catalogue,
-        version: i64,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// A sku among `skus` that some campaign sells, if any.
-    async fn sku_in_use(&mut self, skus: &[String]) -> Result<Option<String>, StoreError>;
-
-    /// Whether the catalogue has the product; in a write transaction the product is held
-    /// (against deletion) until the transaction ends.
-    async fn hold_product(&mut self, sku: &str) -> Result<bool, StoreError>;
-}
-
 /// The catalogue after `edit`, or why the edit cannot apply.
 pub(crate) fn apply(current: &Catalogue, edit: &CatalogueEdit) -> Result<Catalogue, DomainError> {
     let mut next = current.clone();
@@ -285,15 +248,23 @@ fn removed<T>(old: &[T], new: &[T], id: impl Fn(&T) -> &String) -> Vec<String> {
         .collect()
 }
 
-pub(crate) async fn change_catalogue(
-    tx: &mut (impl CatalogueTx + ?Sized),
+/// The entries of `new` that are not at the same place in `old`, with their place.
+fn changed<'a, T: PartialEq>(old: &'a [T], new: &'a [T]) -> impl Iterator<Item = (i64, &'a T)> {
+    new.iter()
+        .enumerate()
+        .filter(move |(i, e)| old.get(*i) != Some(*e))
+        .map(|(i, e)| (i as i64, e))
+}
+
+pub(crate) async fn change_catalogue<D: Backend>(
+    tx: &mut Tx<D>,
     req: &ChangeCatalogue,
     check: &CatalogueCheck,
     now: DateTime<Utc>,
 ) -> Result<CatalogueChanged, StoreError> {
     let now = micros(now);
-    let fingerprint = Fingerprint::of(OP_CHANGE_CATALOGUE, req);
-    if let Some(done) = replay(tx, OP_CHANGE_CATALOGUE, &req.idempotency_key, &fingerprint).await? {
+    let key = Keyed::new(OP_CHANGE_CATALOGUE, &req.idempotency_key, req);
+    if let Some(done) = key.replay(tx).await? {
         return Ok(done);
     }
     let current = tx.lock_catalogue().await?;
@@ -326,25 +297,17 @@ pub(crate) async fn change_catalogue(
         }
     }
     sku_rule(tx, &gone_products).await?;
-    for (i, p) in next.products.iter().enumerate() {
-        if current.products.get(i) != Some(p) {
-            tx.upsert_product(i as i64, p).await?;
-        }
+    for (i, p) in changed(&current.products, &next.products) {
+        tx.upsert_product(i, p).await?;
     }
-    for (i, m) in next.materials.iter().enumerate() {
-        if current.materials.get(i) != Some(m) {
-            tx.upsert_material(i as i64, m).await?;
-        }
+    for (i, m) in changed(&current.materials, &next.materials) {
+        tx.upsert_material(i, m).await?;
     }
-    for (i, f) in next.factories.iter().enumerate() {
-        if current.factories.get(i) != Some(f) {
-            tx.upsert_factory(i as i64, f).await?;
-        }
+    for (i, f) in changed(&current.factories, &next.factories) {
+        tx.upsert_factory(i, f).await?;
     }
-    for (i, s) in next.suppliers.iter().enumerate() {
-        if current.suppliers.get(i) != Some(s) {
-            tx.upsert_supplier(i as i64, s).await?;
-        }
+    for (i, s) in changed(&current.suppliers, &next.suppliers) {
+        tx.upsert_supplier(i, s).await?;
     }
     let version = current.version + 1;
     tx.set_catalogue_meta(&next, version, now).await?;
@@ -355,20 +318,12 @@ pub(crate) async fn change_catalogue(
         factories: next.factories.len() as i64,
         suppliers: next.suppliers.len() as i64,
     };
-    record(
-        tx,
-        OP_CHANGE_CATALOGUE,
-        &req.idempotency_key,
-        &fingerprint,
-        &changed,
-        now,
-    )
-    .await?;
+    key.record(tx, &changed, now).await?;
     Ok(changed)
 }
 
 /// Refuses to remove a product some campaign sells.
-async fn sku_rule(tx: &mut (impl CatalogueTx + ?Sized), gone: &[String]) -> Result<(), StoreError> {
+async fn sku_rule<D: Backend>(tx: &mut Tx<D>, gone: &[String]) -> Result<(), StoreError> {
     if gone.is_empty() {
         return Ok(());
     }
@@ -383,8 +338,8 @@ async fn sku_rule(tx: &mut (impl CatalogueTx + ?Sized), gone: &[String]) -> Resu
 
 /// The check in `create_campaign`: the sku must be in the catalogue (and stays there until
 /// the campaign is written).
-pub(crate) async fn require_product(
-    tx: &mut (impl CatalogueTx + ?Sized),
+pub(crate) async fn require_product<D: Backend>(
+    tx: &mut Tx<D>,
     sku: &str,
 ) -> Result<(), StoreError> {
     if tx.hold_product(sku).await? {
@@ -419,7 +374,7 @@ impl<E: Engine> CatalogueStore for E {
     async fn catalogue(&self) -> Result<Catalogue, StoreError> {
         self.snapshot()
             .await?
-            .read(&(), |tx, _| tx.read_catalogue())
+            .read(&(), |tx, _| Box::pin(tx.read_catalogue()))
             .await
     }
 

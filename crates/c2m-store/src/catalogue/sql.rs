@@ -1,12 +1,10 @@
-//! The SQL of the catalogue, written once for both backends: the [`CatalogueTx`]
-//! implementation.
+//! The SQL of the catalogue, written once for both backends.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
     Catalogue, CatalogueFactory, CatalogueKind, CatalogueMaterial, CatalogueProduct,
-    CatalogueSupplier, CatalogueTx,
+    CatalogueSupplier,
 };
 use crate::dialect::{Backend, Columns, Tx};
 use crate::planning::{from_json, json};
@@ -24,17 +22,20 @@ const META_FOR_UPDATE: &str = "SELECT name, currency, material_deadline_days, ve
 const PRODUCT: &str = "SELECT sku FROM catalogue_products WHERE sku = $1";
 const PRODUCT_FOR_SHARE: &str = "SELECT sku FROM catalogue_products WHERE sku = $1 FOR SHARE";
 
-#[async_trait]
-impl<D: Backend> CatalogueTx for Tx<D> {
-    async fn lock_catalogue(&mut self) -> Result<Catalogue, StoreError> {
+/// The catalogue's tables.
+impl<D: Backend> Tx<D> {
+    /// The whole catalogue; in a write transaction it is held against other catalogue
+    /// writers (and plans reserving stock) until the transaction ends.
+    pub(crate) async fn lock_catalogue(&mut self) -> Result<Catalogue, StoreError> {
         read_catalogue(self, D::locking(META, META_FOR_UPDATE)).await
     }
 
-    async fn read_catalogue(&mut self) -> Result<Catalogue, StoreError> {
+    /// The whole catalogue, without holding it (for reads in a snapshot).
+    pub(crate) async fn read_catalogue(&mut self) -> Result<Catalogue, StoreError> {
         read_catalogue(self, META).await
     }
 
-    async fn delete_catalogue_entries(
+    pub(crate) async fn delete_catalogue_entries(
         &mut self,
         kind: CatalogueKind,
         ids: &[String],
@@ -46,114 +47,98 @@ impl<D: Backend> CatalogueTx for Tx<D> {
             CatalogueKind::Supplier => "DELETE FROM catalogue_suppliers WHERE id = $1",
         };
         for id in ids {
-            D::sql(sql).bind(id).execute(self.conn()).await?;
+            self.execute(sql, (id,)).await?;
         }
         Ok(())
     }
 
-    async fn upsert_product(&mut self, pos: i64, p: &CatalogueProduct) -> Result<(), StoreError> {
-        D::sql(
-            "INSERT INTO catalogue_products (sku, position, bom) VALUES ($1, $2, $3) \
-             ON CONFLICT (sku) DO UPDATE SET position = excluded.position, \
-             bom = excluded.bom",
-        )
-        .bind(&p.sku)
-        .bind(pos)
-        .bind(json(&p.bom)?)
-        .execute(self.conn())
-        .await?;
+    pub(crate) async fn upsert_product(
+        &mut self,
+        pos: i64,
+        p: &CatalogueProduct,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO catalogue_products (sku, position, bom) VALUES ($1, $2, $3) \
+             ON CONFLICT (sku) DO UPDATE SET position = excluded.position, bom = excluded.bom";
+        self.execute(sql, (&p.sku, pos, json(&p.bom)?)).await?;
         Ok(())
     }
 
-    async fn upsert_material(&mut self, pos: i64, m: &CatalogueMaterial) -> Result<(), StoreError> {
-        D::sql(
-            "INSERT INTO catalogue_materials (id, position, unit, on_hand, holding_cost) \
+    pub(crate) async fn upsert_material(
+        &mut self,
+        pos: i64,
+        m: &CatalogueMaterial,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO catalogue_materials (id, position, unit, on_hand, holding_cost) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
              unit = excluded.unit, on_hand = excluded.on_hand, \
-             holding_cost = excluded.holding_cost",
-        )
-        .bind(&m.id)
-        .bind(pos)
-        .bind(&m.unit)
-        .bind(m.on_hand)
-        .bind(m.holding_cost)
-        .execute(self.conn())
-        .await?;
+             holding_cost = excluded.holding_cost";
+        let params = (&m.id, pos, &m.unit, m.on_hand, m.holding_cost);
+        self.execute(sql, params).await?;
         Ok(())
     }
 
-    async fn upsert_factory(&mut self, pos: i64, f: &CatalogueFactory) -> Result<(), StoreError> {
-        D::sql(
-            "INSERT INTO catalogue_factories (id, position, capacity_hours, lines) \
+    pub(crate) async fn upsert_factory(
+        &mut self,
+        pos: i64,
+        f: &CatalogueFactory,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO catalogue_factories (id, position, capacity_hours, lines) \
              VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
-             capacity_hours = excluded.capacity_hours, lines = excluded.lines",
-        )
-        .bind(&f.id)
-        .bind(pos)
-        .bind(f.capacity_hours)
-        .bind(json(&f.lines)?)
-        .execute(self.conn())
-        .await?;
+             capacity_hours = excluded.capacity_hours, lines = excluded.lines";
+        let params = (&f.id, pos, f.capacity_hours, json(&f.lines)?);
+        self.execute(sql, params).await?;
         Ok(())
     }
 
-    async fn upsert_supplier(&mut self, pos: i64, s: &CatalogueSupplier) -> Result<(), StoreError> {
-        D::sql(
-            "INSERT INTO catalogue_suppliers (id, position, lead_days, offers) \
+    pub(crate) async fn upsert_supplier(
+        &mut self,
+        pos: i64,
+        s: &CatalogueSupplier,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO catalogue_suppliers (id, position, lead_days, offers) \
              VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
-             lead_days = excluded.lead_days, offers = excluded.offers",
-        )
-        .bind(&s.id)
-        .bind(pos)
-        .bind(s.lead_days)
-        .bind(json(&s.offers)?)
-        .execute(self.conn())
-        .await?;
+             lead_days = excluded.lead_days, offers = excluded.offers";
+        let params = (&s.id, pos, s.lead_days, json(&s.offers)?);
+        self.execute(sql, params).await?;
         Ok(())
     }
 
-    async fn set_catalogue_meta(
+    /// Writes the scenario-level fields and the new version.
+    pub(crate) async fn set_catalogue_meta(
         &mut self,
         c: &Catalogue,
         version: i64,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        D::sql(
-            "UPDATE catalogue_meta SET name = $1, currency = $2, \
-             material_deadline_days = $3, version = $4, updated_at = $5 WHERE id = 1",
-        )
-        .bind(&c.name)
-        .bind(&c.currency)
-        .bind(c.material_deadline_days)
-        .bind(version)
-        .bind(now)
-        .execute(self.conn())
-        .await?;
+        let sql = "UPDATE catalogue_meta SET name = $1, currency = $2, \
+             material_deadline_days = $3, version = $4, updated_at = $5 WHERE id = 1";
+        let params = (&c.name, &c.currency, c.material_deadline_days, version, now);
+        self.execute(sql, params).await?;
         Ok(())
     }
 
-    async fn sku_in_use(&mut self, skus: &[String]) -> Result<Option<String>, StoreError> {
+    /// A sku among `skus` that some campaign sells, if any.
+    pub(crate) async fn sku_in_use(
+        &mut self,
+        skus: &[String],
+    ) -> Result<Option<String>, StoreError> {
         for sku in skus {
-            let used = D::sql("SELECT sku FROM campaigns WHERE sku = $1 LIMIT 1")
-                .bind(sku)
-                .fetch_optional(self.conn())
-                .await?;
-            if let Some(row) = used {
+            let sql = "SELECT sku FROM campaigns WHERE sku = $1 LIMIT 1";
+            if let Some(row) = self.fetch_optional(sql, (sku,)).await? {
                 return Ok(Some(row.text("sku")?));
             }
         }
         Ok(None)
     }
 
-    async fn hold_product(&mut self, sku: &str) -> Result<bool, StoreError> {
-        let found = D::sql(D::locking(PRODUCT, PRODUCT_FOR_SHARE))
-            .bind(sku)
-            .fetch_optional(self.conn())
-            .await?;
-        Ok(found.is_some())
+    /// Whether the catalogue has the product; in a write transaction the product is held
+    /// (against deletion) until the transaction ends.
+    pub(crate) async fn hold_product(&mut self, sku: &str) -> Result<bool, StoreError> {
+        let sql = D::locking(PRODUCT, PRODUCT_FOR_SHARE);
+        Ok(self.fetch_optional(sql, (sku,)).await?.is_some())
     }
 }
 
@@ -162,7 +147,7 @@ async fn read_catalogue<D: Backend>(
     tx: &mut Tx<D>,
     meta: &'static str,
 ) -> Result<Catalogue, StoreError> {
-    let meta = D::sql(meta).fetch_one(tx.conn()).await?;
+    let meta = tx.fetch_one(meta, ()).await?;
     let mut c = Catalogue {
         version: meta.int("version")?,
         name: meta.text("name")?,
@@ -170,21 +155,16 @@ async fn read_catalogue<D: Backend>(
         material_deadline_days: meta.int_opt("material_deadline_days")?,
         ..Catalogue::default()
     };
-    for r in D::sql("SELECT sku, bom FROM catalogue_products ORDER BY position, sku")
-        .fetch_all(tx.conn())
-        .await?
-    {
+    let sql = "SELECT sku, bom FROM catalogue_products ORDER BY position, sku";
+    for r in tx.fetch_all(sql, ()).await? {
         c.products.push(CatalogueProduct {
             sku: r.text("sku")?,
             bom: from_json("bom", &r.text("bom")?)?,
         });
     }
-    for r in D::sql(
-        "SELECT id, unit, on_hand, holding_cost FROM catalogue_materials ORDER BY position, id",
-    )
-    .fetch_all(tx.conn())
-    .await?
-    {
+    let sql = "SELECT id, unit, on_hand, holding_cost FROM catalogue_materials \
+         ORDER BY position, id";
+    for r in tx.fetch_all(sql, ()).await? {
         c.materials.push(CatalogueMaterial {
             id: r.text("id")?,
             unit: r.text("unit")?,
@@ -192,21 +172,16 @@ async fn read_catalogue<D: Backend>(
             holding_cost: r.real("holding_cost")?,
         });
     }
-    for r in
-        D::sql("SELECT id, capacity_hours, lines FROM catalogue_factories ORDER BY position, id")
-            .fetch_all(tx.conn())
-            .await?
-    {
+    let sql = "SELECT id, capacity_hours, lines FROM catalogue_factories ORDER BY position, id";
+    for r in tx.fetch_all(sql, ()).await? {
         c.factories.push(CatalogueFactory {
             id: r.text("id")?,
             capacity_hours: r.real("capacity_hours")?,
             lines: from_json("lines", &r.text("lines")?)?,
         });
     }
-    for r in D::sql("SELECT id, lead_days, offers FROM catalogue_suppliers ORDER BY position, id")
-        .fetch_all(tx.conn())
-        .await?
-    {
+    let sql = "SELECT id, lead_days, offers FROM catalogue_suppliers ORDER BY position, id";
+    for r in tx.fetch_all(sql, ()).await? {
         c.suppliers.push(CatalogueSupplier {
             id: r.text("id")?,
             lead_days: r.int("lead_days")?,

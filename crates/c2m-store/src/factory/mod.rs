@@ -3,7 +3,7 @@
 //!
 //! Delivery is "store first, deliver after": a work order and its number in the
 //! factory's sequence are written with the plan ([`crate::planning::store_plan`]), so
-//! the stream a factory reads ([`FactoryTx::work_orders_after`]) is just the table in
+//! the stream a factory reads ([`Tx::work_orders_after`]) is just the table in
 //! sequence order, resumable from any number. Every read and write here is scoped by the
 //! factory id: a work order of another factory is "not found", whatever id is sent.
 //!
@@ -19,12 +19,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
-use c2m_domain::{BatchId, DomainError, Fingerprint, IdempotencyKey};
+use c2m_domain::{BatchId, DomainError, IdempotencyKey};
 
-use crate::dialect::micros;
+use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
-use crate::idempotency::{record, replay, IdempotencyTx};
-use crate::planning::{PlanningTx, WorkOrder};
+use crate::idempotency::Keyed;
+use crate::planning::WorkOrder;
 use crate::writer::Op;
 use crate::StoreError;
 
@@ -103,83 +103,11 @@ pub(crate) struct BatchShare {
     pub shipped_fraction: f64,
 }
 
-/// The factory tables inside a backend's transaction.
-#[async_trait]
-pub(crate) trait FactoryTx: PlanningTx + IdempotencyTx {
-    /// Whether the factory exists: in the catalogue, or with work orders from earlier.
-    async fn factory_known(&mut self, factory: &str) -> Result<bool, StoreError>;
-
-    async fn factory_position(&mut self, factory: &str) -> Result<FactoryPosition, StoreError>;
-
-    /// Moves the factory's acknowledgement cursor up to `seq` (never down).
-    async fn raise_factory_ack(
-        &mut self,
-        factory: &str,
-        seq: i64,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// The factory's work orders with a sequence number above `after`, in order.
-    async fn work_orders_after(
-        &mut self,
-        factory: &str,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<WorkOrder>, StoreError>;
-
-    /// The factory's work order (locked for update on PostgreSQL), with its tally.
-    async fn factory_work_order(
-        &mut self,
-        factory: &str,
-        id: &str,
-    ) -> Result<Option<(WorkOrder, Tally, Option<DateTime<Utc>>)>, StoreError>;
-
-    async fn set_work_order_state(
-        &mut self,
-        id: &str,
-        state: WorkOrderState,
-        tally: &Tally,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    async fn insert_work_order_event(
-        &mut self,
-        wo: &WorkOrder,
-        progress: &Progress,
-        state: WorkOrderState,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Marks the plan as no longer making any of the batch, unless another live work
-    /// order of the plan still does.
-    async fn release_plan_batch(&mut self, plan: &str, batch: &BatchId) -> Result<(), StoreError>;
-
-    /// Excludes the factory from the batch's future plans (once; a repeat is ignored).
-    async fn exclude_factory(
-        &mut self,
-        batch: &BatchId,
-        factory: &str,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Gives stock back to the catalogue (a rejected work order's share of a plan's
-    /// reservation).
-    async fn return_stock(&mut self, material: &str, quantity: f64) -> Result<(), StoreError>;
-
-    /// The live (not rejected) work orders' shares of a batch.
-    async fn batch_shares(&mut self, batch: &BatchId) -> Result<Vec<BatchShare>, StoreError>;
-
-    /// The batch's units still waiting for a plan, if it waits at all (see
-    /// [`crate::planning::QUEUED_BATCHES`]); `None` for a batch not in the queue.
-    async fn unplanned_units(&mut self, batch: &BatchId) -> Result<Option<i64>, StoreError>;
-}
-
 /// Acknowledges the factory's work orders up to `seq`. Acknowledging twice, or an older
 /// number after a newer one, changes nothing; a number beyond the last work order is
 /// `OutOfRange`.
-pub(crate) async fn ack(
-    tx: &mut (impl FactoryTx + ?Sized),
+pub(crate) async fn ack<D: Backend>(
+    tx: &mut Tx<D>,
     factory: &str,
     seq: i64,
     now: DateTime<Utc>,
@@ -201,8 +129,8 @@ pub(crate) async fn ack(
 }
 
 /// The factory's position; `NotFound` for a factory the store has never heard of.
-pub(crate) async fn known_position(
-    tx: &mut (impl FactoryTx + ?Sized),
+pub(crate) async fn known_position<D: Backend>(
+    tx: &mut Tx<D>,
     factory: &str,
 ) -> Result<FactoryPosition, StoreError> {
     if factory.trim().is_empty() {
@@ -230,17 +158,14 @@ pub fn ahead(what: &str, factory: &str, seq: i64, last: i64) -> StoreError {
 
 /// Applies a factory's report to its work order; see the module docs for rejections.
 /// Idempotent by key; a report that repeats the current state records nothing.
-pub(crate) async fn report(
-    tx: &mut (impl FactoryTx + ?Sized),
+pub(crate) async fn report<D: Backend>(
+    tx: &mut Tx<D>,
     req: &ReportProgress,
     now: DateTime<Utc>,
 ) -> Result<WorkOrderStatus, StoreError> {
     let now = micros(now);
-    let fingerprint = Fingerprint::of(OP_REPORT_PROGRESS, req);
-    if let Some(done) =
-        replay::<WorkOrderStatus>(tx, OP_REPORT_PROGRESS, &req.idempotency_key, &fingerprint)
-            .await?
-    {
+    let key = Keyed::new(OP_REPORT_PROGRESS, &req.idempotency_key, req);
+    if let Some(done) = key.replay(tx).await? {
         return Ok(done);
     }
     req.progress.validate()?;
@@ -276,10 +201,7 @@ pub(crate) async fn report(
         requeued_batches: Vec::new(),
     };
     if t.changed {
-        tx.set_work_order_state(&wo.id, t.state, &t.tally, now)
-            .await?;
-        tx.insert_work_order_event(&wo, &req.progress, t.state, now)
-            .await?;
+        tx.set_work_order_state(&wo, &req.progress, &t, now).await?;
         status.state_at = Some(now);
         if let Progress::Rejected { reason } = &req.progress {
             let mut batches: Vec<BatchId> = wo
@@ -306,22 +228,14 @@ pub(crate) async fn report(
             status.requeued_batches = batches;
         }
     }
-    record(
-        tx,
-        OP_REPORT_PROGRESS,
-        &req.idempotency_key,
-        &fingerprint,
-        &status,
-        now,
-    )
-    .await?;
+    key.record(tx, &status, now).await?;
     Ok(status)
 }
 
 /// How far each batch's production has come (batches that are not locked and ready are
 /// left out: they have no production yet).
-pub(crate) async fn batch_production(
-    tx: &mut (impl FactoryTx + ?Sized),
+pub(crate) async fn batch_production<D: Backend>(
+    tx: &mut Tx<D>,
     batches: &[BatchId],
 ) -> Result<Vec<BatchProduction>, StoreError> {
     let mut out = Vec::new();
@@ -451,7 +365,7 @@ impl<E: Engine> FactoryStore for E {
         self.snapshot()
             .await?
             .read(&args, |tx, (factory, after, limit)| {
-                tx.work_orders_after(factory, *after, *limit)
+                Box::pin(tx.work_orders_after(factory, *after, *limit))
             })
             .await
     }

@@ -1,4 +1,19 @@
-//! The money side of the pooling operations, written once over a backend's transaction.
+//! The ledger: the money side of the pooling operations, written once for both backends.
+//!
+//! - Types: the domain's ([`c2m_domain::ledger`]: accounts, balanced transactions, hold
+//!   states) and the crate root's requests and outcomes ([`crate::PayBalance`],
+//!   [`crate::LedgerAudit`], ...); [`Placement`] is a placement's write.
+//! - Logic: the movements of a placement, a cancel, a lock, a failure ([`hold_deposit`],
+//!   [`release_deposit`], [`lock_batch_money`], [`release_failed_batch`]), and the ledger's
+//!   own writes, [`pay_balance`] and [`close_balance_window`].
+//! - SQL: `sql.rs` (the statements both backends share, the reads, the rows);
+//!   `multirow.rs` ([`LedgerSql`]: the several-row writes in both dialects).
+//! - Conformance cases: `crate::conformance::ledger`.
+//!
+//! **The lock.** The ledger's writes run inside the pooling writes that cause them, or, for
+//! a payment and a window's closing, take the campaign's lock themselves
+//! ([`Tx::lock_campaign`]) before reading what they change: a campaign's money moves one
+//! write at a time, like its pool.
 //!
 //! Like [`crate::pooling`], these functions make no decisions of their own: the domain says
 //! what a movement is ([`c2m_domain::ledger`]), what the price at lock is
@@ -13,19 +28,18 @@
 //! (trigger); a batch settles once (unique index) and becomes ready once
 //! (`ready_at IS NULL` guard).
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use c2m_domain::ledger::{self, Account, HoldState, LedgerTxn, TxnKind};
 use c2m_domain::{
-    Batch, BatchId, BatchStatus, Campaign, CampaignId, DomainError, Fingerprint, IdempotencyKey,
-    Money, Preorder, PreorderId, PreorderStatus,
+    BatchId, BatchStatus, Campaign, CampaignId, DomainError, Money, Preorder, PreorderId,
+    PreorderStatus,
 };
 
-use crate::dialect::micros;
-use crate::idempotency::{record, replay};
+use crate::dialect::{micros, Backend, Tx};
+use crate::idempotency::Keyed;
 use crate::payment::PaymentProvider;
-use crate::pooling::PoolingTx;
+use crate::pooling::{lock_preorder, UnderLock};
 use crate::{BalanceWindowOutcome, PayBalance, StoreError};
 
 mod multirow;
@@ -56,102 +70,7 @@ impl<'a> Subject<'a> {
     }
 }
 
-/// The ledger's reads and writes inside one transaction.
-#[async_trait]
-pub(crate) trait LedgerTx: PoolingTx {
-    /// Records the price and balance window of a batch that just locked.
-    async fn set_batch_price(
-        &mut self,
-        batch: &BatchId,
-        final_unit_price: Money,
-        balance_due_by: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
-
-    async fn set_balance_paid(
-        &mut self,
-        preorder: &PreorderId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Marks the pre-order forfeited and takes its units out of its batch's paid units.
-    async fn set_forfeited(
-        &mut self,
-        preorder: &PreorderId,
-        batch: &BatchId,
-        quantity: i64,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Marks a locked batch ready for planning; corrupt data if it already was.
-    async fn set_ready(&mut self, batch: &BatchId, at: DateTime<Utc>) -> Result<(), StoreError>;
-
-    async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError>;
-
-    /// Every pre-order of the batch (cancelled ones included), in placement order.
-    async fn batch_preorders(&mut self, batch: &BatchId) -> Result<Vec<Preorder>, StoreError>;
-
-    // Several rows at once, in a few statements whatever their number. A batch that locks
-    // or fails moves the money of every pre-order in it while the campaign's lock is held,
-    // and every statement then is paid by every order waiting behind the lock: one
-    // statement per pre-order and kind made the lock of a 100-unit batch some 300 round
-    // trips on PostgreSQL and 500 statements on SQLite. The one-row forms below are these
-    // with one row.
-
-    /// Appends the transactions and their postings, in order (their sequence numbers
-    /// follow it).
-    async fn insert_ledger_txns(
-        &mut self,
-        campaign: &CampaignId,
-        txns: &[(Subject<'_>, LedgerTxn)],
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Moves each pre-order's hold (each named once) from `held` to its state; corrupt
-    /// data if one was not held.
-    async fn resolve_holds(&mut self, holds: &[(PreorderId, HoldState)]) -> Result<(), StoreError>;
-
-    /// Captures each pre-order's deposit (`held` to `captured`; each pre-order named once)
-    /// and records the balance it owes, and `paid_at` when it owes nothing: what a batch's
-    /// lock does to each of its pre-orders, in one pass over their rows rather than one
-    /// per change (each pass writes a new version of every row and of its index entries).
-    /// Corrupt data if a hold was not held or a balance was already recorded.
-    async fn capture_holds(
-        &mut self,
-        dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
-    ) -> Result<(), StoreError>;
-
-    /// Appends the transaction and its postings.
-    async fn insert_ledger_txn(
-        &mut self,
-        campaign: &CampaignId,
-        subject: Subject<'_>,
-        txn: &LedgerTxn,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.insert_ledger_txns(campaign, &[(subject, txn.clone())], at)
-            .await
-    }
-
-    /// Moves the pre-order's hold from `held` to `to`; corrupt data if it was not held.
-    async fn resolve_hold(
-        &mut self,
-        preorder: &PreorderId,
-        to: HoldState,
-    ) -> Result<(), StoreError> {
-        self.resolve_holds(&[(preorder.clone(), to)]).await
-    }
-
-    /// Writes pre-orders just placed, in order, all in one open batch: each pre-order,
-    /// the hold of its deposit (already shown to the provider) and, when given, its
-    /// idempotency record; the batch's units become the last one's `batch_units`. Corrupt
-    /// data if the batch is not open. This is the whole write of a run of placements
-    /// ([`crate::pooling::place_preorders`]); both backends send it as a few multi-row
-    /// statements, since a campaign's placements run one after another under its lock and
-    /// every statement per order is paid by every order behind it.
-    async fn insert_placements(&mut self, placements: &[Placement<'_>]) -> Result<(), StoreError>;
-}
-
-/// The writes of one placement, for [`LedgerTx::insert_placements`].
+/// The writes of one placement, for [`Tx::insert_placements`].
 pub(crate) struct Placement<'a> {
     pub preorder: &'a Preorder,
     /// The hold of the pre-order's deposit, at the pre-order's `created_at`.
@@ -163,7 +82,7 @@ pub(crate) struct Placement<'a> {
 }
 
 /// The pre-order that opens a run of placements and the units its batch ends with, after
-/// checking that the run is in one batch (as [`LedgerTx::insert_placements`] requires);
+/// checking that the run is in one batch (as [`Tx::insert_placements`] requires);
 /// `None` for an empty run.
 pub(crate) fn one_batch<'a>(
     placements: &[Placement<'a>],
@@ -184,29 +103,14 @@ pub(crate) fn one_batch<'a>(
 /// An idempotency key and the response to record for it.
 #[derive(Clone, Copy)]
 pub(crate) struct KeyRecord<'a> {
-    pub operation: &'static str,
-    pub key: &'a IdempotencyKey,
-    pub fingerprint: &'a Fingerprint,
+    pub key: &'a Keyed<'a>,
     /// The response, as JSON.
     pub response: &'a str,
 }
 
-/// Writes `txn` and shows it to the provider.
-async fn post(
-    tx: &mut (impl LedgerTx + ?Sized),
-    provider: &dyn PaymentProvider,
-    campaign: &CampaignId,
-    subject: Subject<'_>,
-    txn: LedgerTxn,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    show(provider, &txn)?;
-    tx.insert_ledger_txn(campaign, subject, &txn, at).await
-}
-
 /// Writes `txns` in order and shows each to the provider (all before any is written).
-async fn post_all(
-    tx: &mut (impl LedgerTx + ?Sized),
+async fn post<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     campaign: &CampaignId,
     txns: &[(Subject<'_>, LedgerTxn)],
@@ -231,7 +135,7 @@ pub(crate) fn show(provider: &dyn PaymentProvider, txn: &LedgerTxn) -> Result<()
 }
 
 /// The hold of a pre-order's deposit (consumer → holds), shown to the provider; the
-/// caller writes it with the pre-order ([`LedgerTx::insert_placement`]).
+/// caller writes it with the pre-order ([`Tx::insert_placements`]).
 pub(crate) fn hold_deposit(
     provider: &dyn PaymentProvider,
     preorder: &Preorder,
@@ -247,14 +151,15 @@ pub(crate) fn hold_deposit(
 }
 
 /// Releases a held deposit in full: holds → consumer.
-pub(crate) async fn release_deposit(
-    tx: &mut (impl LedgerTx + ?Sized),
+pub(crate) async fn release_deposit<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     preorder: &mut Preorder,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     preorder.money.hold = preorder.money.hold.release()?;
-    tx.resolve_hold(&preorder.id, HoldState::Released).await?;
+    tx.resolve_holds(&[(preorder.id.clone(), HoldState::Released)])
+        .await?;
     let txn = LedgerTxn::transfer(
         TxnKind::Release,
         Account::Holds(preorder.campaign_id.clone()),
@@ -265,8 +170,7 @@ pub(crate) async fn release_deposit(
         tx,
         provider,
         &preorder.campaign_id,
-        Subject::Preorder(&preorder.id),
-        txn,
+        &[(Subject::Preorder(&preorder.id), txn)],
         now,
     )
     .await
@@ -275,8 +179,8 @@ pub(crate) async fn release_deposit(
 /// The money side of a batch locking at `units`: fixes the price from the ladder, captures
 /// every live deposit (holds → escrow), sets each balance, and, when nothing is left to
 /// pay (the price is the deposit), settles the batch and makes it ready at once.
-pub(crate) async fn lock_batch_money(
-    tx: &mut (impl LedgerTx + ?Sized),
+pub(crate) async fn lock_batch_money<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     campaign: &Campaign,
     batch: &BatchId,
@@ -310,7 +214,7 @@ pub(crate) async fn lock_batch_money(
         dues.push((p.id.clone(), due, (due.minor == 0).then_some(now)));
     }
     tx.capture_holds(&dues).await?;
-    post_all(tx, provider, &campaign.id, &captures, now).await?;
+    post(tx, provider, &campaign.id, &captures, now).await?;
     if nothing_due {
         settle(tx, provider, campaign, batch, now).await?;
     }
@@ -319,8 +223,8 @@ pub(crate) async fn lock_batch_money(
 
 /// Pays the paid units of a batch out of escrow to the merchant and marks the batch ready
 /// for production planning.
-async fn settle(
-    tx: &mut (impl LedgerTx + ?Sized),
+async fn settle<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     campaign: &Campaign,
     batch: &BatchId,
@@ -352,56 +256,32 @@ async fn settle(
             Account::Merchant(campaign.id.clone()),
             total,
         )?;
-        post(tx, provider, &campaign.id, Subject::Batch(batch), txn, now).await?;
+        post(
+            tx,
+            provider,
+            &campaign.id,
+            &[(Subject::Batch(batch), txn)],
+            now,
+        )
+        .await?;
     }
     tx.set_ready(batch, now).await
 }
 
-fn preorder_not_found(id: &PreorderId) -> StoreError {
-    DomainError::NotFound {
-        entity: "preorder",
-        id: id.as_str().to_owned(),
-    }
-    .into()
-}
-
 /// A consumer naming a pre-order that is not theirs gets `NotFound`, as for cancel.
-pub(crate) async fn pay_balance(
-    tx: &mut (impl LedgerTx + ?Sized),
+pub(crate) async fn pay_balance<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     req: &PayBalance,
     now: DateTime<Utc>,
 ) -> Result<Preorder, StoreError> {
     let now = micros(now);
-    let fingerprint = Fingerprint::of(OP_PAY_BALANCE, req);
-    if let Some(done) = replay(tx, OP_PAY_BALANCE, &req.idempotency_key, &fingerprint).await? {
-        return Ok(done);
-    }
-    let first = tx
-        .preorder(&req.preorder_id)
-        .await?
-        .ok_or_else(|| preorder_not_found(&req.preorder_id))?;
-    if req
-        .consumer_id
-        .as_ref()
-        .is_some_and(|c| *c != first.consumer_id)
-    {
-        return Err(preorder_not_found(&req.preorder_id));
-    }
-    tx.lock_campaign(&first.campaign_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} has no campaign", first.id)))?;
-    // The key again under the lock: another send of it may have committed while this one
-    // waited (payments are not grouped, so even on one replica), and must be replayed
-    // rather than refused as a second payment.
-    if let Some(done) = replay(tx, OP_PAY_BALANCE, &req.idempotency_key, &fingerprint).await? {
-        return Ok(done);
-    }
-    // Read again under the campaign lock: the window may have closed meanwhile.
-    let mut preorder = tx
-        .preorder(&req.preorder_id)
-        .await?
-        .ok_or_else(|| preorder_not_found(&req.preorder_id))?;
+    let key = Keyed::new(OP_PAY_BALANCE, &req.idempotency_key, req);
+    let consumer = req.consumer_id.as_ref();
+    let mut preorder = match lock_preorder(tx, &key, &req.preorder_id, consumer).await? {
+        UnderLock::Replayed(done) => return Ok(done),
+        UnderLock::Found(found) => found.0,
+    };
     let due = ledger::check_balance_payment(&preorder, req.amount, now)?;
     if due.minor > 0 {
         let txn = LedgerTxn::transfer(
@@ -414,23 +294,14 @@ pub(crate) async fn pay_balance(
             tx,
             provider,
             &preorder.campaign_id,
-            Subject::Preorder(&preorder.id),
-            txn,
+            &[(Subject::Preorder(&preorder.id), txn)],
             now,
         )
         .await?;
     }
     tx.set_balance_paid(&preorder.id, now).await?;
     preorder.money.balance_paid_at = Some(now);
-    record(
-        tx,
-        OP_PAY_BALANCE,
-        &req.idempotency_key,
-        &fingerprint,
-        &preorder,
-        now,
-    )
-    .await?;
+    key.record(tx, &preorder, now).await?;
     Ok(preorder)
 }
 
@@ -438,8 +309,8 @@ pub(crate) async fn pay_balance(
 /// forfeits its deposit (escrow → merchant) and its units leave the batch; the paid units
 /// are settled and the batch becomes ready for planning. Safe to repeat: a batch already
 /// ready is left alone.
-pub(crate) async fn close_balance_window(
-    tx: &mut (impl LedgerTx + ?Sized),
+pub(crate) async fn close_balance_window<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     batch_id: &BatchId,
     now: DateTime<Utc>,
@@ -485,12 +356,11 @@ pub(crate) async fn close_balance_window(
             tx,
             provider,
             &campaign.id,
-            Subject::Preorder(&p.id),
-            txn,
+            &[(Subject::Preorder(&p.id), txn)],
             now,
         )
         .await?;
-        tx.set_forfeited(&p.id, batch_id, p.quantity, now).await?;
+        tx.set_forfeited(&p, now).await?;
         forfeited += 1;
     }
     settle(tx, provider, &campaign, batch_id, now).await?;
@@ -506,8 +376,8 @@ pub(crate) async fn close_balance_window(
 
 /// The batch's pre-orders that were not cancelled, in placement order: the ones whose
 /// deposits a lock captures or a failure releases.
-async fn live_preorders(
-    tx: &mut (impl LedgerTx + ?Sized),
+async fn live_preorders<D: Backend>(
+    tx: &mut Tx<D>,
     batch: &BatchId,
 ) -> Result<Vec<Preorder>, StoreError> {
     let mut preorders = tx.batch_preorders(batch).await?;
@@ -516,8 +386,8 @@ async fn live_preorders(
 }
 
 /// Releases every hold of a batch that just failed; returns how many.
-pub(crate) async fn release_failed_batch(
-    tx: &mut (impl LedgerTx + ?Sized),
+pub(crate) async fn release_failed_batch<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     batch: &BatchId,
     now: DateTime<Utc>,
@@ -537,7 +407,7 @@ pub(crate) async fn release_failed_batch(
     }
     tx.resolve_holds(&holds).await?;
     if let Some(first) = live.first() {
-        post_all(tx, provider, &first.campaign_id, &releases, now).await?;
+        post(tx, provider, &first.campaign_id, &releases, now).await?;
     }
     Ok(live.len() as i64)
 }

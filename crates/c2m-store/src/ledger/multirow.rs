@@ -27,7 +27,7 @@ use crate::sqlite::micros_of;
 use crate::StoreError;
 
 /// The ledger's several-row writes (see the module docs). Each backend's rows are checked
-/// by the caller ([`super::LedgerTx`] for [`Tx`]) where a count is returned.
+/// by the caller ([`Tx::insert_placements`], ...) where a count is returned.
 #[async_trait]
 pub(crate) trait LedgerSql: Dialect {
     /// Appends the transactions and their legs, in order (their sequence numbers follow
@@ -206,9 +206,9 @@ impl LedgerSql for Sqlite {
             txns.push(Subject::Preorder(&p.id), placement.hold, p.created_at);
             if let Some(k) = &placement.key {
                 keys.push(serde_json::json!([
-                    k.operation,
-                    k.key.as_str(),
-                    k.fingerprint.as_str(),
+                    k.key.operation,
+                    k.key.key.as_str(),
+                    k.key.fingerprint.as_str(),
                     k.response,
                     micros_of(p.created_at),
                 ]));
@@ -356,9 +356,9 @@ impl LedgerSql for Postgres {
             legs.push(&txn_id, placement.hold);
             orders.push(p, txn_id, placement.hold);
             if let Some(k) = &placement.key {
-                keys.operations.push(k.operation);
-                keys.keys.push(k.key.as_str());
-                keys.fingerprints.push(k.fingerprint.as_str());
+                keys.operations.push(k.key.operation);
+                keys.keys.push(k.key.key.as_str());
+                keys.fingerprints.push(k.key.fingerprint.as_str());
                 keys.responses.push(k.response);
                 keys.at.push(p.created_at);
             }

@@ -21,11 +21,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use c2m_domain::{Batch, BatchId, DomainError, Fingerprint, IdempotencyKey, Page, PageRequest};
+use c2m_domain::{Batch, BatchId, DomainError, IdempotencyKey, Page, PageRequest};
 
-use crate::dialect::micros;
+use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
-use crate::idempotency::{record, replay, IdempotencyTx};
+use crate::idempotency::Keyed;
 use crate::writer::Op;
 use crate::StoreError;
 
@@ -216,62 +216,16 @@ struct PlanRef {
     plan_id: String,
 }
 
-/// The planning tables inside a backend's transaction.
-#[async_trait]
-pub(crate) trait PlanningTx: IdempotencyTx {
-    /// Serialises plan writers (one cycle's result is stored at a time, across replicas).
-    async fn lock_planning(&mut self) -> Result<(), StoreError>;
-
-    /// The batches selected by [`QUEUED_BATCHES`], oldest lock first.
-    async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>, StoreError>;
-
-    /// Takes `reserve` of the material's stock on hand; false if there is not that much.
-    async fn take_stock(&mut self, material: &str, reserve: f64) -> Result<bool, StoreError>;
-
-    /// Bumps the catalogue version (stock changed).
-    async fn bump_catalogue_version(&mut self, now: DateTime<Utc>) -> Result<(), StoreError>;
-
-    /// The next number in the factory's work order sequence.
-    async fn next_work_order_seq(&mut self, factory: &str) -> Result<i64, StoreError>;
-
-    async fn insert_plan(
-        &mut self,
-        id: &str,
-        plan: &NewPlan,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    async fn insert_plan_batch(
-        &mut self,
-        plan: &str,
-        batch: &BatchId,
-        active: bool,
-    ) -> Result<(), StoreError>;
-
-    async fn insert_reservation(
-        &mut self,
-        plan: &str,
-        material: &str,
-        quantity: f64,
-    ) -> Result<(), StoreError>;
-
-    async fn insert_work_order(&mut self, wo: &WorkOrder) -> Result<(), StoreError>;
-
-    async fn plan(&mut self, id: &str) -> Result<Option<StoredPlan>, StoreError>;
-
-    async fn plans(&mut self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError>;
-}
-
 /// Stores a cycle's plan; returns its id. See the module docs.
-pub(crate) async fn store_plan(
-    tx: &mut (impl PlanningTx + ?Sized),
+pub(crate) async fn store_plan<D: Backend>(
+    tx: &mut Tx<D>,
     new: &NewPlan,
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
     let now = micros(now);
-    let fingerprint = Fingerprint::of(OP_RUN_PLANNING, &());
-    if let Some(key) = &new.idempotency_key {
-        if let Some(done) = replay::<PlanRef>(tx, OP_RUN_PLANNING, key, &fingerprint).await? {
+    let key = new.idempotency_key.as_ref().map(run_planning);
+    if let Some(key) = &key {
+        if let Some(done) = key.replay::<D, PlanRef>(tx).await? {
             return Ok(done.plan_id);
         }
     }
@@ -346,31 +300,25 @@ pub(crate) async fn store_plan(
             tx.insert_work_order(&wo).await?;
         }
     }
-    if let Some(key) = &new.idempotency_key {
-        record(
-            tx,
-            OP_RUN_PLANNING,
-            key,
-            &fingerprint,
-            &PlanRef {
-                plan_id: id.clone(),
-            },
-            now,
-        )
-        .await?;
+    if let Some(key) = &key {
+        let plan_id = id.clone();
+        key.record(tx, &PlanRef { plan_id }, now).await?;
     }
     Ok(id)
 }
 
+/// A `RunPlanning` key: its request has no fields (the cycle plans whatever waits).
+fn run_planning(key: &IdempotencyKey) -> Keyed<'_> {
+    Keyed::new(OP_RUN_PLANNING, key, &())
+}
+
 /// The plan a `RunPlanning` key already produced, if any.
-pub(crate) async fn replayed_plan(
-    tx: &mut (impl PlanningTx + ?Sized),
+pub(crate) async fn replayed_plan<D: Backend>(
+    tx: &mut Tx<D>,
     key: &IdempotencyKey,
 ) -> Result<Option<String>, StoreError> {
-    let fingerprint = Fingerprint::of(OP_RUN_PLANNING, &());
-    Ok(replay::<PlanRef>(tx, OP_RUN_PLANNING, key, &fingerprint)
-        .await?
-        .map(|r| r.plan_id))
+    let done: Option<PlanRef> = run_planning(key).replay(tx).await?;
+    Ok(done.map(|r| r.plan_id))
 }
 
 /// The JSON stored in `work_orders.body`.
@@ -427,7 +375,7 @@ impl<E: Engine> PlanningStore for E {
     async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError> {
         self.snapshot()
             .await?
-            .read(&(), |tx, _| tx.queued_batches())
+            .read(&(), |tx, _| Box::pin(tx.queued_batches()))
             .await
     }
 
@@ -451,7 +399,7 @@ impl<E: Engine> PlanningStore for E {
     async fn get_plan(&self, id: &str) -> Result<StoredPlan, StoreError> {
         self.snapshot()
             .await?
-            .read(id, |tx, id| tx.plan(id))
+            .read(id, |tx, id| Box::pin(tx.plan(id)))
             .await?
             .ok_or_else(|| plan_not_found(id))
     }
@@ -460,7 +408,7 @@ impl<E: Engine> PlanningStore for E {
     async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError> {
         self.snapshot()
             .await?
-            .read(&page, |tx, page| tx.plans(*page))
+            .read(&page, |tx, page| Box::pin(tx.plans(*page)))
             .await
     }
 }

@@ -1,19 +1,18 @@
-//! The SQL of the planning queue and the plans, written once for both backends: the
-//! [`PlanningTx`] implementation and turning its rows into plans and work orders.
+//! The SQL of the planning queue and the plans, written once for both backends, and
+//! turning its rows into plans and work orders.
 
 use std::sync::LazyLock;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use c2m_domain::{BatchId, Page, PageRequest, WorkOrderState};
 
 use super::{
-    from_json, json, NewPlan, PlanStatus, PlanSummary, PlanningTx, QueuedBatch, StoredPlan,
-    WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
+    from_json, json, NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, WorkOrder,
+    WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
 };
-use crate::dialect::{page, page_limit, Backend, Columns, Tx};
-use crate::pooling::{batch, batch_columns};
+use crate::dialect::{page_limit, Backend, Columns, Tx};
+use crate::pooling::{batch, batch_columns, paged};
 use crate::StoreError;
 
 /// The planning lock: the catalogue's row, which PostgreSQL's plan writers (and catalogue
@@ -52,66 +51,50 @@ static QUEUED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-#[async_trait]
-impl<D: Backend> PlanningTx for Tx<D> {
-    async fn lock_planning(&mut self) -> Result<(), StoreError> {
-        D::sql(D::locking(PLANNING, PLANNING_FOR_UPDATE))
-            .fetch_one(self.conn())
-            .await?;
+/// The planning tables.
+impl<D: Backend> Tx<D> {
+    /// Serialises plan writers (one cycle's result is stored at a time, across replicas).
+    pub(crate) async fn lock_planning(&mut self) -> Result<(), StoreError> {
+        let sql = D::locking(PLANNING, PLANNING_FOR_UPDATE);
+        self.fetch_one(sql, ()).await?;
         Ok(())
     }
 
-    async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>, StoreError> {
-        let rows = D::sql(&QUEUED).fetch_all(self.conn()).await?;
+    /// The batches selected by [`QUEUED_BATCHES`], oldest lock first.
+    pub(crate) async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>, StoreError> {
+        let rows = self.fetch_all(&QUEUED, ()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let batch = batch(r)?;
-            let excluded_factories = D::sql(
-                "SELECT factory_id FROM batch_factory_exclusions WHERE batch_id = $1 \
-                 ORDER BY factory_id",
-            )
-            .bind(batch.id.as_str())
-            .fetch_all(self.conn())
-            .await?
-            .iter()
-            .map(|x| x.text("factory_id"))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-            let last = D::sql(concat!(
-                plan_summary_select!(),
-                "WHERE p.seq = (SELECT MAX(q.seq) FROM plans q \
-                 JOIN plan_batches x ON x.plan_id = q.id \
-                 WHERE x.batch_id = $1 AND (x.active = FALSE OR EXISTS \
-                 (SELECT 1 FROM work_orders w JOIN work_order_batches y \
-                 ON y.work_order_id = w.id WHERE w.plan_id = q.id \
-                 AND y.batch_id = $1 AND w.state = 'rejected')))"
-            ))
-            .bind(batch.id.as_str())
-            .fetch_optional(self.conn())
-            .await?;
+            let id = (batch.id.as_str(),);
+            let excluded = self.fetch_all(EXCLUSIONS, id).await?;
+            let last = self.fetch_optional(LAST_PLAN, id).await?;
             out.push(QueuedBatch {
                 sku: r.text("campaign_sku")?,
                 units_to_plan: r.int("units_to_plan")?,
                 batch,
-                excluded_factories,
+                excluded_factories: excluded
+                    .iter()
+                    .map(|x| x.text("factory_id"))
+                    .collect::<Result<_, _>>()?,
                 last_plan: last.as_ref().map(plan_summary).transpose()?,
             });
         }
         Ok(out)
     }
 
-    async fn take_stock(&mut self, material: &str, reserve: f64) -> Result<bool, StoreError> {
-        let on_hand = D::sql("SELECT on_hand FROM catalogue_materials WHERE id = $1")
-            .bind(material)
-            .fetch_optional(self.conn())
-            .await?
-            .map(|r| r.real("on_hand"))
-            .transpose()?;
-        match on_hand {
+    /// Takes `reserve` of the material's stock on hand; false if there is not that much.
+    pub(crate) async fn take_stock(
+        &mut self,
+        material: &str,
+        reserve: f64,
+    ) -> Result<bool, StoreError> {
+        let sql = "SELECT on_hand FROM catalogue_materials WHERE id = $1";
+        let on_hand = self.fetch_optional(sql, (material,)).await?;
+        match on_hand.map(|r| r.real("on_hand")).transpose()? {
             Some(have) if have + 1e-9 >= reserve => {
-                D::sql("UPDATE catalogue_materials SET on_hand = $2 WHERE id = $1")
-                    .bind(material)
-                    .bind((have - reserve).max(0.0))
-                    .execute(self.conn())
+                let sql = "UPDATE catalogue_materials SET on_hand = $2 WHERE id = $1";
+                self.execute(sql, (material, (have - reserve).max(0.0)))
                     .await?;
                 Ok(true)
             }
@@ -119,102 +102,86 @@ impl<D: Backend> PlanningTx for Tx<D> {
         }
     }
 
-    async fn bump_catalogue_version(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        D::sql("UPDATE catalogue_meta SET version = version + 1, updated_at = $1 WHERE id = 1")
-            .bind(now)
-            .execute(self.conn())
-            .await?;
+    /// Bumps the catalogue version (stock changed).
+    pub(crate) async fn bump_catalogue_version(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE catalogue_meta SET version = version + 1, updated_at = $1 WHERE id = 1";
+        self.execute(sql, (now,)).await?;
         Ok(())
     }
 
-    async fn next_work_order_seq(&mut self, factory: &str) -> Result<i64, StoreError> {
-        D::sql("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM work_orders WHERE factory_id = $1")
-            .bind(factory)
-            .fetch_one(self.conn())
-            .await?
-            .int("seq")
+    /// The next number in the factory's work order sequence.
+    pub(crate) async fn next_work_order_seq(&mut self, factory: &str) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM work_orders WHERE factory_id = $1";
+        self.fetch_one(sql, (factory,)).await?.int("seq")
     }
 
-    async fn insert_plan(
+    pub(crate) async fn insert_plan(
         &mut self,
         id: &str,
         p: &NewPlan,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        D::sql(
-            "INSERT INTO plans (id, status, currency, total_cost, cost_breakdown, gap, \
-             solver, solve_seconds, diagnosis, scenario, plan, catalogue_version, \
-             created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(id)
-        .bind(p.status.as_str())
-        .bind(&p.currency)
-        .bind(p.total_cost)
-        .bind(&p.cost_breakdown)
-        .bind(p.gap)
-        .bind(&p.solver)
-        .bind(p.solve_seconds)
-        .bind(&p.diagnosis)
-        .bind(&p.scenario)
-        .bind(&p.plan)
-        .bind(p.catalogue_version)
-        .bind(now)
-        .execute(self.conn())
-        .await?;
+        let params = (
+            id,
+            p.status.as_str(),
+            &p.currency,
+            p.total_cost,
+            &p.cost_breakdown,
+            p.gap,
+            &p.solver,
+            p.solve_seconds,
+            &p.diagnosis,
+            &p.scenario,
+            &p.plan,
+            p.catalogue_version,
+            now,
+        );
+        self.execute(INSERT_PLAN, params).await?;
         Ok(())
     }
 
-    async fn insert_plan_batch(
+    pub(crate) async fn insert_plan_batch(
         &mut self,
         plan: &str,
         batch: &BatchId,
         active: bool,
     ) -> Result<(), StoreError> {
-        D::sql("INSERT INTO plan_batches (plan_id, batch_id, active) VALUES ($1, $2, $3)")
-            .bind(plan)
-            .bind(batch.as_str())
-            .bind(active)
-            .execute(self.conn())
-            .await?;
+        let sql = "INSERT INTO plan_batches (plan_id, batch_id, active) VALUES ($1, $2, $3)";
+        self.execute(sql, (plan, batch.as_str(), active)).await?;
         Ok(())
     }
 
-    async fn insert_reservation(
+    pub(crate) async fn insert_reservation(
         &mut self,
         plan: &str,
         material: &str,
         quantity: f64,
     ) -> Result<(), StoreError> {
-        D::sql(
-            "INSERT INTO plan_reservations (plan_id, material_id, quantity) VALUES ($1, $2, $3)",
-        )
-        .bind(plan)
-        .bind(material)
-        .bind(quantity)
-        .execute(self.conn())
-        .await?;
+        let sql =
+            "INSERT INTO plan_reservations (plan_id, material_id, quantity) VALUES ($1, $2, $3)";
+        self.execute(sql, (plan, material, quantity)).await?;
         Ok(())
     }
 
-    async fn insert_work_order(&mut self, wo: &WorkOrder) -> Result<(), StoreError> {
+    /// The work order and the units of each batch it makes (per sku).
+    pub(crate) async fn insert_work_order(&mut self, wo: &WorkOrder) -> Result<(), StoreError> {
         let body = WorkOrderBody {
             runs: wo.runs.clone(),
             materials: wo.materials.clone(),
         };
-        D::sql(
-            "INSERT INTO work_orders (id, plan_id, factory_id, seq, body, due_at, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&wo.id)
-        .bind(&wo.plan_id)
-        .bind(&wo.factory_id)
-        .bind(wo.seq)
-        .bind(json(&body)?)
-        .bind(wo.due_at)
-        .bind(wo.created_at)
-        .execute(self.conn())
-        .await?;
+        let params = (
+            &wo.id,
+            &wo.plan_id,
+            &wo.factory_id,
+            wo.seq,
+            json(&body)?,
+            wo.due_at,
+            wo.created_at,
+        );
+        self.execute(INSERT_WORK_ORDER, params).await?;
         let mut units: Vec<(BatchId, String, i64)> = Vec::new();
         for run in &wo.runs {
             for b in &run.batches {
@@ -228,62 +195,27 @@ impl<D: Backend> PlanningTx for Tx<D> {
             }
         }
         for (batch, sku, n) in units.into_iter().filter(|u| u.2 > 0) {
-            D::sql(
-                "INSERT INTO work_order_batches (work_order_id, batch_id, sku, units) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&wo.id)
-            .bind(batch.as_str())
-            .bind(sku)
-            .bind(n)
-            .execute(self.conn())
-            .await?;
+            let sql = "INSERT INTO work_order_batches (work_order_id, batch_id, sku, units) \
+                 VALUES ($1, $2, $3, $4)";
+            self.execute(sql, (&wo.id, batch.as_str(), sku, n)).await?;
         }
         Ok(())
     }
 
-    async fn plan(&mut self, id: &str) -> Result<Option<StoredPlan>, StoreError> {
-        let Some(r) = D::sql(
-            "SELECT p.seq, p.id, p.status, p.currency, p.total_cost, p.gap, p.solver, \
-             p.created_at, p.cost_breakdown, p.solve_seconds, p.diagnosis, p.scenario, \
-             p.plan, p.catalogue_version, \
-             (SELECT COUNT(*) FROM plan_batches x WHERE x.plan_id = p.id) AS batch_count \
-             FROM plans p WHERE p.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?
-        else {
+    pub(crate) async fn plan(&mut self, id: &str) -> Result<Option<StoredPlan>, StoreError> {
+        let Some(r) = self.fetch_optional(PLAN, (id,)).await? else {
             return Ok(None);
         };
-        let batches =
-            D::sql("SELECT batch_id FROM plan_batches WHERE plan_id = $1 ORDER BY batch_id")
-                .bind(id)
-                .fetch_all(self.conn())
-                .await?
-                .iter()
-                .map(|x| Ok(BatchId::from_trusted(x.text("batch_id")?)))
-                .collect::<Result<Vec<_>, StoreError>>()?;
-        let work_orders = D::sql(concat!(
+        let sql = "SELECT batch_id FROM plan_batches WHERE plan_id = $1 ORDER BY batch_id";
+        let batches = self.fetch_all(sql, (id,)).await?;
+        let sql = concat!(
             work_order_select!(),
             "WHERE plan_id = $1 ORDER BY factory_id, seq"
-        ))
-        .bind(id)
-        .fetch_all(self.conn())
-        .await?
-        .iter()
-        .map(work_order)
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        let reservations = D::sql(
-            "SELECT material_id, quantity FROM plan_reservations WHERE plan_id = $1 \
-             ORDER BY material_id",
-        )
-        .bind(id)
-        .fetch_all(self.conn())
-        .await?
-        .iter()
-        .map(|x| Ok((x.text("material_id")?, x.real("quantity")?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        );
+        let work_orders = self.fetch_all(sql, (id,)).await?;
+        let sql = "SELECT material_id, quantity FROM plan_reservations WHERE plan_id = $1 \
+             ORDER BY material_id";
+        let reservations = self.fetch_all(sql, (id,)).await?;
         Ok(Some(StoredPlan {
             summary: plan_summary(&r)?,
             cost_breakdown: r.text("cost_breakdown")?,
@@ -292,28 +224,63 @@ impl<D: Backend> PlanningTx for Tx<D> {
             scenario: r.text("scenario")?,
             plan: r.text("plan")?,
             catalogue_version: r.int("catalogue_version")?,
-            batches,
-            work_orders,
-            reservations,
+            batches: batches
+                .iter()
+                .map(|x| Ok(BatchId::from_trusted(x.text("batch_id")?)))
+                .collect::<Result<_, StoreError>>()?,
+            work_orders: work_orders
+                .iter()
+                .map(work_order)
+                .collect::<Result<_, _>>()?,
+            reservations: reservations
+                .iter()
+                .map(|x| Ok((x.text("material_id")?, x.real("quantity")?)))
+                .collect::<Result<_, StoreError>>()?,
         }))
     }
 
-    async fn plans(&mut self, req: PageRequest) -> Result<Page<PlanSummary>, StoreError> {
-        let rows = D::sql(concat!(
+    /// Plans, newest first.
+    pub(crate) async fn plans(
+        &mut self,
+        req: PageRequest,
+    ) -> Result<Page<PlanSummary>, StoreError> {
+        let sql = concat!(
             plan_summary_select!(),
             "WHERE p.seq < $1 ORDER BY p.seq DESC LIMIT $2"
-        ))
-        .bind(req.after.unwrap_or(i64::MAX))
-        .bind(page_limit(req.size))
-        .fetch_all(self.conn())
-        .await?;
-        let items = rows
-            .iter()
-            .map(|r| Ok((r.int("seq")?, plan_summary(r)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(page(items, req.size))
+        );
+        let params = (req.after.unwrap_or(i64::MAX), page_limit(req.size));
+        let rows = self.fetch_all(sql, params).await?;
+        paged(&rows, req, plan_summary)
     }
 }
+
+const EXCLUSIONS: &str =
+    "SELECT factory_id FROM batch_factory_exclusions WHERE batch_id = $1 ORDER BY factory_id";
+
+/// The last plan that took batch `$1` and let it go again (infeasible, or rejected).
+const LAST_PLAN: &str = concat!(
+    plan_summary_select!(),
+    "WHERE p.seq = (SELECT MAX(q.seq) FROM plans q \
+     JOIN plan_batches x ON x.plan_id = q.id \
+     WHERE x.batch_id = $1 AND (x.active = FALSE OR EXISTS \
+     (SELECT 1 FROM work_orders w JOIN work_order_batches y \
+     ON y.work_order_id = w.id WHERE w.plan_id = q.id \
+     AND y.batch_id = $1 AND w.state = 'rejected')))"
+);
+
+const INSERT_PLAN: &str = "INSERT INTO plans (id, status, currency, total_cost, \
+     cost_breakdown, gap, solver, solve_seconds, diagnosis, scenario, plan, \
+     catalogue_version, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+const INSERT_WORK_ORDER: &str = "INSERT INTO work_orders (id, plan_id, factory_id, seq, body, \
+     due_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+const PLAN: &str = "SELECT p.seq, p.id, p.status, p.currency, p.total_cost, p.gap, p.solver, \
+     p.created_at, p.cost_breakdown, p.solve_seconds, p.diagnosis, p.scenario, \
+     p.plan, p.catalogue_version, \
+     (SELECT COUNT(*) FROM plan_batches x WHERE x.plan_id = p.id) AS batch_count \
+     FROM plans p WHERE p.id = $1";
 
 fn plan_status(s: &str) -> Result<PlanStatus, StoreError> {
     PlanStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("plan status {s:?}")))

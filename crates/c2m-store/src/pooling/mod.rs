@@ -1,33 +1,44 @@
-//! The pooling operations, written once over a backend's transaction.
+//! Campaigns and pooling: campaigns, their batches and pre-orders, and the operations that
+//! pool pre-orders into batches, written once for both backends.
 //!
-//! Each backend implements [`PoolingTx`] (plain reads and writes, no decisions) for its
-//! transaction type and runs these functions inside a transaction that already serialises
-//! writers on the campaign: the SQLite store runs them on its one writer connection in a
-//! `BEGIN IMMEDIATE` transaction (under group commit, shared with the writes queued with
-//! it); the PostgreSQL store takes the campaign's row lock in [`PoolingTx::lock_campaign`]
-//! (under group commit the campaign's writer has taken it once for the whole transaction).
-//! Placements run in runs ([`place_preorders`]); other operations one at a time, each in a
-//! savepoint of the group. The decisions (validate the terms, admit the
-//! order, may it be cancelled) are the domain's; this module reads what they need and
-//! writes what they say, so the two backends cannot disagree about a rule.
+//! - Types: the requests and outcomes are the crate root's ([`crate::PlacePreorder`], ...),
+//!   the domain's values ([`c2m_domain::Campaign`], ...); [`PoolSnapshot`] is what a run of
+//!   placements reads.
+//! - Logic: [`create_campaign`], [`place_preorders`] (a lone placement is a run of one),
+//!   [`cancel_preorder`], [`fail_open_batch_at_deadline`]. The decisions (validate the
+//!   terms, admit the order, may it be cancelled) are the domain's
+//!   ([`c2m_domain::pooling`]); these functions read what the rules need and write what
+//!   they say, so the two backends cannot disagree about a rule.
+//! - SQL: `sql.rs` (the statements of [`Tx`] both backends share, the reads, the rows);
+//!   [`PoolSql`] (the pool snapshot, in both dialects).
+//! - Conformance cases: `crate::conformance` (campaigns, placements, cancels, deadlines,
+//!   the concurrency cases).
+//!
+//! **The lock.** Every write on a campaign holds the campaign's lock from its first
+//! statement to its commit, and reads the pool (units per batch and per consumer, the open
+//! batch, the idempotency keys) only under it, so the pooling rule is applied to the pool
+//! as the previous writer left it: [`Tx::lock_campaign`], a row lock (`FOR UPDATE` on the
+//! campaign) on PostgreSQL, SQLite's one write lock on SQLite. A group of writes on one
+//! campaign takes it once ([`Tx::hold_campaign`]). A rule that would span campaigns (a
+//! consumer's limit across campaigns, say) needs a lock of its own, for example a row per
+//! consumer locked `FOR UPDATE` after the campaign's, always in that order so that two
+//! writers cannot wait for each other.
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use sqlx::{Postgres, Sqlite};
 
 use c2m_domain::ledger::LedgerTxn;
 use c2m_domain::{
-    pooling, Batch, BatchId, BatchStatus, Campaign, CampaignId, ConsumerId, DomainError,
-    Fingerprint, IdempotencyKey, PoolState, Preorder, PreorderId, PreorderStatus,
+    pooling, Batch, BatchId, BatchStatus, Campaign, CampaignId, ConsumerId, DomainError, PoolState,
+    Preorder, PreorderId, PreorderStatus,
 };
 
-use crate::dialect::{micros, Dialect};
-use crate::idempotency::{
-    record, replay, replay_stored, response_json, IdempotencyTx, StoredResponse,
-};
-use crate::ledger::{self, KeyRecord, LedgerTx, Placement};
+use crate::dialect::{micros, Backend, Dialect, Tx};
+use crate::idempotency::{Keyed, StoredResponse};
+use crate::ledger::{self, KeyRecord, Placement};
 use crate::payment::PaymentProvider;
 use crate::{CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder, StoreError};
 
@@ -41,63 +52,10 @@ mod sql;
 pub(crate) use sql::{
     batch, batch_columns, batch_transitions, campaign_exists, campaign_of, campaign_progress,
     campaigns_past_deadline, currency, get_preorder, list_batches, list_campaigns, list_preorders,
-    preorder, preorder_select,
+    paged, preorder, preorder_select,
 };
 
-/// The reads and writes the pooling operations need, inside one transaction.
-#[async_trait]
-pub(crate) trait PoolingTx: IdempotencyTx {
-    async fn insert_campaign(&mut self, campaign: &Campaign) -> Result<(), StoreError>;
-
-    /// Reads the campaign and holds it against other writers until the transaction ends.
-    async fn lock_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>, StoreError>;
-
-    /// Takes the campaign's lock for the whole transaction, for a group of writes on that
-    /// campaign (see [`crate::writer`]). The writes then call [`PoolingTx::lock_campaign`]
-    /// as usual and get the row read here without another round trip: the lock is already
-    /// theirs, it outlives every savepoint (it was taken outside all of them), and a
-    /// campaign row is never updated after it is inserted, so the copy is what a second
-    /// `FOR UPDATE` would read. An unknown campaign holds nothing; each write then finds it
-    /// missing itself.
-    async fn hold_campaign(&mut self, id: &CampaignId) -> Result<(), StoreError>;
-
-    async fn open_batch(&mut self, campaign: &CampaignId) -> Result<Option<Batch>, StoreError>;
-
-    /// The campaign's open batch, if any, the units in its open and locked batches, and
-    /// the units each of `consumers` holds in it (not cancelled, not forfeited, not in a
-    /// failed batch), read in one statement: what the pooling rule needs for a run of
-    /// placements.
-    async fn pool_snapshot(
-        &mut self,
-        campaign: &CampaignId,
-        consumers: &[&ConsumerId],
-    ) -> Result<PoolSnapshot, StoreError>;
-
-    /// The sequence number the campaign's next batch gets.
-    async fn next_batch_seq(&mut self, campaign: &CampaignId) -> Result<i64, StoreError>;
-
-    /// Inserts an open batch and its 'open' transition.
-    async fn insert_batch(&mut self, batch: &Batch) -> Result<(), StoreError>;
-
-    async fn set_batch_units(&mut self, batch: &BatchId, units: i64) -> Result<(), StoreError>;
-
-    /// Moves an open batch to `status` (locked or failed) at `at` and records the
-    /// transition. Fails (as corrupt data) if the batch was not open.
-    async fn end_batch(
-        &mut self,
-        batch: &BatchId,
-        status: BatchStatus,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// The pre-order with its status derived from its batch.
-    async fn preorder(&mut self, id: &PreorderId) -> Result<Option<Preorder>, StoreError>;
-
-    async fn set_cancelled(&mut self, id: &PreorderId, at: DateTime<Utc>)
-        -> Result<(), StoreError>;
-}
-
-/// The one statement of [`PoolingTx`] whose text differs: the pool snapshot binds its
+/// The one statement of the pooling SQL whose text differs: the pool snapshot binds its
 /// consumers as one list value (a JSON array on SQLite, a `text[]` on PostgreSQL) and
 /// gathers their units into one JSON object, with each dialect's own functions.
 pub(crate) trait PoolSql: Dialect {
@@ -145,7 +103,7 @@ impl PoolSql for Postgres {
          LEFT JOIN batches b ON b.campaign_id = $1 AND b.status = 'open'";
 }
 
-/// The pool of a campaign as [`PoolingTx::pool_snapshot`] reads it.
+/// The pool of a campaign as [`Tx::pool_snapshot`] reads it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PoolSnapshot {
     pub open: Option<Batch>,
@@ -171,7 +129,7 @@ fn campaign_not_found(id: &CampaignId) -> StoreError {
     .into()
 }
 
-fn preorder_not_found(id: &PreorderId) -> StoreError {
+pub(crate) fn preorder_not_found(id: &PreorderId) -> StoreError {
     DomainError::NotFound {
         entity: "preorder",
         id: id.as_str().to_owned(),
@@ -179,14 +137,14 @@ fn preorder_not_found(id: &PreorderId) -> StoreError {
     .into()
 }
 
-pub(crate) async fn create_campaign(
-    tx: &mut (impl PoolingTx + crate::catalogue::CatalogueTx + ?Sized),
+pub(crate) async fn create_campaign<D: Backend>(
+    tx: &mut Tx<D>,
     req: &CreateCampaign,
     now: DateTime<Utc>,
 ) -> Result<Campaign, StoreError> {
     let now = micros(now);
-    let fingerprint = Fingerprint::of(OP_CREATE_CAMPAIGN, &req.spec);
-    if let Some(done) = replay(tx, OP_CREATE_CAMPAIGN, &req.idempotency_key, &fingerprint).await? {
+    let key = Keyed::new(OP_CREATE_CAMPAIGN, &req.idempotency_key, &req.spec);
+    if let Some(done) = key.replay(tx).await? {
         return Ok(done);
     }
     let mut terms = req.spec.validate(now)?;
@@ -199,15 +157,7 @@ pub(crate) async fn create_campaign(
         created_at: now,
     };
     tx.insert_campaign(&campaign).await?;
-    record(
-        tx,
-        OP_CREATE_CAMPAIGN,
-        &req.idempotency_key,
-        &fingerprint,
-        &campaign,
-        now,
-    )
-    .await?;
+    key.record(tx, &campaign, now).await?;
     Ok(campaign)
 }
 
@@ -221,8 +171,8 @@ pub(crate) struct Placing<'a> {
 }
 
 /// Places one pre-order: a run of one.
-pub(crate) async fn place_preorder(
-    tx: &mut (impl LedgerTx + ?Sized),
+pub(crate) async fn place_preorder<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     req: &PlacePreorder,
     now: DateTime<Utc>,
@@ -244,15 +194,15 @@ pub(crate) async fn place_preorder(
 /// it. Here the run reads what the pooling rule needs once (the campaign, its open batch
 /// and units, each consumer's units, every key), admits the orders one after another in
 /// memory with the same rule ([`pooling::admit`]), and writes the admitted ones together
-/// ([`LedgerTx::insert_placements`]); the cost per order is CPU, not round trips. An order
+/// ([`Tx::insert_placements`]); the cost per order is CPU, not round trips. An order
 /// that locks its batch is the exception: the orders before it are written, then the lock
 /// moves the batch's money as it always has, and the run goes on with no open batch.
 ///
 /// The outer error means the transaction cannot be trusted (a database error, a refusal
 /// part-way through locking a batch): the caller rolls it back, and a writer then runs each
 /// request alone, so each still gets its own answer. The inner results are the answers.
-pub(crate) async fn place_preorders(
-    tx: &mut (impl LedgerTx + ?Sized),
+pub(crate) async fn place_preorders<D: Backend>(
+    tx: &mut Tx<D>,
     campaign_id: &CampaignId,
     run: &[Placing<'_>],
 ) -> Result<Vec<Result<Preorder, StoreError>>, StoreError> {
@@ -306,8 +256,7 @@ struct RunState<'a> {
 
 /// An admitted order that does not lock its batch, waiting to be written.
 struct Staged<'a> {
-    key: &'a IdempotencyKey,
-    fingerprint: Fingerprint,
+    key: Keyed<'a>,
     preorder: Preorder,
     hold: LedgerTxn,
     /// The open batch's units once this order is in it.
@@ -317,21 +266,15 @@ struct Staged<'a> {
 
 impl<'a> RunState<'a> {
     /// Answers one request. `Err` only when the run must be given up.
-    async fn place(
+    async fn place<D: Backend>(
         &mut self,
-        tx: &mut (impl LedgerTx + ?Sized),
+        tx: &mut Tx<D>,
         placing: &Placing<'a>,
     ) -> Result<Result<Preorder, StoreError>, StoreError> {
         let Placing { req, now, provider } = *placing;
         let now = micros(now);
-        let fingerprint = Fingerprint::of(OP_PLACE_PREORDER, req);
-        let key = &req.idempotency_key;
-        match replay_stored(
-            OP_PLACE_PREORDER,
-            key,
-            &fingerprint,
-            self.recorded.get(key.as_str()),
-        ) {
+        let key = Keyed::new(OP_PLACE_PREORDER, &req.idempotency_key, req);
+        match key.replay_stored(self.recorded.get(key.key.as_str())) {
             Ok(Some(done)) => return Ok(Ok(done)),
             Ok(None) => {}
             Err(refused) => return Ok(Err(refused)),
@@ -386,18 +329,12 @@ impl<'a> RunState<'a> {
         let units_after = admission.batch_units_after;
         if !admission.locks {
             // The common case: the answer is the pre-order as placed, written with the run.
-            let response = response_json(OP_PLACE_PREORDER, &preorder)?;
-            self.recorded.insert(
-                key.as_str().to_owned(),
-                StoredResponse {
-                    fingerprint: fingerprint.as_str().to_owned(),
-                    response: response.clone(),
-                },
-            );
+            let response = key.response_json(&preorder)?;
+            self.recorded
+                .insert(key.key.as_str().to_owned(), key.stored(response.clone()));
             self.admitted(req, units_after);
             self.staged.push(Staged {
                 key,
-                fingerprint,
                 preorder: preorder.clone(),
                 hold,
                 units_after,
@@ -424,22 +361,10 @@ impl<'a> RunState<'a> {
             .preorder(&preorder.id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} vanished", preorder.id)))?;
-        let response = response_json(OP_PLACE_PREORDER, &preorder)?;
-        tx.idempotency_put(
-            OP_PLACE_PREORDER,
-            key.as_str(),
-            &fingerprint,
-            &response,
-            now,
-        )
-        .await?;
-        self.recorded.insert(
-            key.as_str().to_owned(),
-            StoredResponse {
-                fingerprint: fingerprint.as_str().to_owned(),
-                response,
-            },
-        );
+        let response = key.response_json(&preorder)?;
+        tx.idempotency_put(&key, &response, now).await?;
+        self.recorded
+            .insert(key.key.as_str().to_owned(), key.stored(response));
         Ok(Ok(preorder))
     }
 
@@ -457,9 +382,9 @@ impl<'a> RunState<'a> {
     }
 
     /// The batch the next admitted order opens, in memory: it is written with that order.
-    async fn next_batch(
+    async fn next_batch<D: Backend>(
         &self,
-        tx: &mut (impl LedgerTx + ?Sized),
+        tx: &mut Tx<D>,
         now: DateTime<Utc>,
     ) -> Result<Batch, StoreError> {
         Ok(Batch {
@@ -480,7 +405,7 @@ impl<'a> RunState<'a> {
     }
 
     /// Writes the batch this run opened, if not yet written, and the staged orders.
-    async fn flush(&mut self, tx: &mut (impl LedgerTx + ?Sized)) -> Result<(), StoreError> {
+    async fn flush<D: Backend>(&mut self, tx: &mut Tx<D>) -> Result<(), StoreError> {
         if self.new_batch {
             if let Some(open) = &self.pool.open {
                 let mut empty = open.clone();
@@ -500,9 +425,7 @@ impl<'a> RunState<'a> {
                 hold: &s.hold,
                 batch_units: s.units_after,
                 key: Some(KeyRecord {
-                    operation: OP_PLACE_PREORDER,
-                    key: s.key,
-                    fingerprint: &s.fingerprint,
+                    key: &s.key,
                     response: &s.response,
                 }),
             })
@@ -513,44 +436,65 @@ impl<'a> RunState<'a> {
     }
 }
 
-/// A consumer naming a pre-order that is not theirs gets `NotFound`, exactly as for an id
+/// What a cancel or a payment finds once it holds the pre-order's campaign's lock.
+pub(crate) enum UnderLock<T> {
+    /// The answer recorded for the key: a send of it committed while this one waited.
+    Replayed(T),
+    /// The pre-order as it is now, and its campaign.
+    Found(Box<(Preorder, Campaign)>),
+}
+
+/// The pre-order a request names, read again once its campaign's lock is held (a batch may
+/// have locked or failed, a window closed, meanwhile). The key is looked up before anything
+/// that could refuse the request, and again under the lock: a send of it may have
+/// committed while this one waited (on another replica, or, for writes that are not
+/// grouped, on this one), and must be replayed rather than refused as a second one. A
+/// consumer naming a pre-order that is not theirs gets `NotFound`, exactly as for an id
 /// that does not exist, so ids cannot be probed for other consumers' orders.
-pub(crate) async fn cancel_preorder(
-    tx: &mut (impl LedgerTx + ?Sized),
-    provider: &dyn PaymentProvider,
-    req: &CancelPreorder,
-    now: DateTime<Utc>,
-) -> Result<Preorder, StoreError> {
-    let now = micros(now);
-    let fingerprint = Fingerprint::of(OP_CANCEL_PREORDER, req);
-    if let Some(done) = replay(tx, OP_CANCEL_PREORDER, &req.idempotency_key, &fingerprint).await? {
-        return Ok(done);
+pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
+    tx: &mut Tx<D>,
+    key: &Keyed<'_>,
+    id: &PreorderId,
+    consumer: Option<&ConsumerId>,
+) -> Result<UnderLock<T>, StoreError> {
+    if let Some(done) = key.replay(tx).await? {
+        return Ok(UnderLock::Replayed(done));
     }
     let first = tx
-        .preorder(&req.preorder_id)
+        .preorder(id)
         .await?
-        .ok_or_else(|| preorder_not_found(&req.preorder_id))?;
-    if req
-        .consumer_id
-        .as_ref()
-        .is_some_and(|c| *c != first.consumer_id)
-    {
-        return Err(preorder_not_found(&req.preorder_id));
+        .ok_or_else(|| preorder_not_found(id))?;
+    if consumer.is_some_and(|c| *c != first.consumer_id) {
+        return Err(preorder_not_found(id));
     }
     let campaign = tx
         .lock_campaign(&first.campaign_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} has no campaign", first.id)))?;
-    // The key again under the lock: a send of it may have committed meanwhile (on another
-    // replica), and must be replayed rather than refused as a second cancel.
-    if let Some(done) = replay(tx, OP_CANCEL_PREORDER, &req.idempotency_key, &fingerprint).await? {
-        return Ok(done);
+    if let Some(done) = key.replay(tx).await? {
+        return Ok(UnderLock::Replayed(done));
     }
-    // Read again under the campaign lock: the batch may have locked or failed meanwhile.
-    let mut preorder = tx
-        .preorder(&req.preorder_id)
+    let preorder = tx
+        .preorder(id)
         .await?
-        .ok_or_else(|| preorder_not_found(&req.preorder_id))?;
+        .ok_or_else(|| preorder_not_found(id))?;
+    Ok(UnderLock::Found(Box::new((preorder, campaign))))
+}
+
+pub(crate) async fn cancel_preorder<D: Backend>(
+    tx: &mut Tx<D>,
+    provider: &dyn PaymentProvider,
+    req: &CancelPreorder,
+    now: DateTime<Utc>,
+) -> Result<Preorder, StoreError> {
+    let now = micros(now);
+    let key = Keyed::new(OP_CANCEL_PREORDER, &req.idempotency_key, req);
+    let consumer = req.consumer_id.as_ref();
+    let (mut preorder, campaign) = match lock_preorder(tx, &key, &req.preorder_id, consumer).await?
+    {
+        UnderLock::Replayed(done) => return Ok(done),
+        UnderLock::Found(found) => *found,
+    };
     if preorder.cancelled_at.is_some() {
         return Err(DomainError::precondition("the pre-order is already cancelled").into());
     }
@@ -575,20 +519,12 @@ pub(crate) async fn cancel_preorder(
     ledger::release_deposit(tx, provider, &mut preorder, now).await?;
     preorder.cancelled_at = Some(now);
     preorder.status = PreorderStatus::Cancelled;
-    record(
-        tx,
-        OP_CANCEL_PREORDER,
-        &req.idempotency_key,
-        &fingerprint,
-        &preorder,
-        now,
-    )
-    .await?;
+    key.record(tx, &preorder, now).await?;
     Ok(preorder)
 }
 
-pub(crate) async fn fail_open_batch_at_deadline(
-    tx: &mut (impl LedgerTx + ?Sized),
+pub(crate) async fn fail_open_batch_at_deadline<D: Backend>(
+    tx: &mut Tx<D>,
     provider: &dyn PaymentProvider,
     campaign_id: &CampaignId,
     now: DateTime<Utc>,

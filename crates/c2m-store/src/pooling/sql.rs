@@ -1,8 +1,7 @@
 //! The SQL of campaigns, batches and pre-orders, written once for both backends: the
-//! [`PoolingTx`] implementation the write path runs on, the reads, and turning their rows
-//! into domain values.
+//! statements the write path runs on a [`Tx`], the reads, and turning their rows into
+//! domain values.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Pool;
 
@@ -12,7 +11,7 @@ use c2m_domain::{
     PreorderStatus, PriceLadder, PriceTier,
 };
 
-use super::{PoolSnapshot, PoolingTx};
+use super::PoolSnapshot;
 use crate::dialect::{one, page, page_limit, Backend, Columns, Dialect, Tx, Value};
 use crate::{BatchTransition, PreorderFilter, StoreError};
 
@@ -61,119 +60,120 @@ const CAMPAIGN_FOR_UPDATE: &str = concat!(
 
 pub(crate) const PREORDER: &str = concat!(preorder_select!(), "WHERE p.id = $1");
 
-#[async_trait]
-impl<D: Backend> PoolingTx for Tx<D> {
-    async fn insert_campaign(&mut self, c: &Campaign) -> Result<(), StoreError> {
+/// The reads and writes the pooling operations need, inside the write's transaction.
+impl<D: Backend> Tx<D> {
+    pub(crate) async fn insert_campaign(&mut self, c: &Campaign) -> Result<(), StoreError> {
         let t = &c.terms;
-        D::sql(
-            "INSERT INTO campaigns (id, sku, title, currency, unit_price, deposit, \
-             batch_threshold, batch_cap, max_per_order, max_per_consumer, total_cap, opens_at, \
-             deadline, created_at, price_ladder, balance_window_secs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(c.id.as_str())
-        .bind(&t.sku)
-        .bind(&t.title)
-        .bind(t.unit_price.currency.as_str())
-        .bind(t.unit_price.minor)
-        .bind(t.deposit.minor)
-        .bind(t.batch_threshold)
-        .bind(t.batch_cap)
-        .bind(t.max_per_order)
-        .bind(t.max_per_consumer)
-        .bind(t.total_cap)
-        .bind(t.opens_at)
-        .bind(t.deadline)
-        .bind(c.created_at)
-        .bind(ladder_json(&t.price_ladder))
-        .bind(t.balance_window_secs)
-        .execute(self.conn())
-        .await?;
+        let params = (
+            c.id.as_str(),
+            &t.sku,
+            &t.title,
+            t.unit_price.currency.as_str(),
+            t.unit_price.minor,
+            t.deposit.minor,
+            t.batch_threshold,
+            t.batch_cap,
+            t.max_per_order,
+            t.max_per_consumer,
+            t.total_cap,
+            t.opens_at,
+            t.deadline,
+            c.created_at,
+            ladder_json(&t.price_ladder),
+            t.balance_window_secs,
+        );
+        self.execute(INSERT_CAMPAIGN, params).await?;
         Ok(())
     }
 
-    async fn lock_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>, StoreError> {
+    /// Reads the campaign and holds it against other writers until the transaction ends
+    /// (see the module docs); `None` for an unknown campaign.
+    pub(crate) async fn lock_campaign(
+        &mut self,
+        id: &CampaignId,
+    ) -> Result<Option<Campaign>, StoreError> {
         if let Some(held) = self.held.as_ref().filter(|c| c.id == *id) {
             return Ok(Some(held.clone()));
         }
-        let row = D::sql(D::locking(CAMPAIGN, CAMPAIGN_FOR_UPDATE))
-            .bind(id.as_str())
-            .fetch_optional(self.conn())
-            .await?;
+        let sql = D::locking(CAMPAIGN, CAMPAIGN_FOR_UPDATE);
+        let row = self.fetch_optional(sql, (id.as_str(),)).await?;
         row.as_ref().map(campaign).transpose()
     }
 
-    async fn hold_campaign(&mut self, id: &CampaignId) -> Result<(), StoreError> {
+    /// Takes the campaign's lock for the whole transaction, for a group of writes on that
+    /// campaign (see [`crate::writer`]). The writes then call [`Tx::lock_campaign`] as
+    /// usual and get the row read here without another round trip: the lock is already
+    /// theirs, it outlives every savepoint (it was taken outside all of them), and a
+    /// campaign row is never updated after it is inserted, so the copy is what a second
+    /// `FOR UPDATE` would read. An unknown campaign holds nothing; each write then finds it
+    /// missing itself.
+    pub(crate) async fn hold_campaign(&mut self, id: &CampaignId) -> Result<(), StoreError> {
         self.held = None;
         self.held = self.lock_campaign(id).await?;
         Ok(())
     }
 
-    async fn open_batch(&mut self, campaign: &CampaignId) -> Result<Option<Batch>, StoreError> {
-        let row = D::sql(concat!(
-            "SELECT ",
-            batch_columns!(),
-            " FROM batches WHERE campaign_id = $1 AND status = 'open'"
-        ))
-        .bind(campaign.as_str())
-        .fetch_optional(self.conn())
-        .await?;
+    pub(crate) async fn open_batch(
+        &mut self,
+        campaign: &CampaignId,
+    ) -> Result<Option<Batch>, StoreError> {
+        let row = self
+            .fetch_optional(OPEN_BATCH, (campaign.as_str(),))
+            .await?;
         row.as_ref().map(batch).transpose()
     }
 
-    async fn pool_snapshot(
+    /// The campaign's open batch, if any, the units in its open and locked batches, and
+    /// the units each of `consumers` holds in it (not cancelled, not forfeited, not in a
+    /// failed batch), read in one statement: what the pooling rule needs for a run of
+    /// placements.
+    pub(crate) async fn pool_snapshot(
         &mut self,
         campaign: &CampaignId,
         consumers: &[&ConsumerId],
     ) -> Result<PoolSnapshot, StoreError> {
         let consumers: Vec<&str> = consumers.iter().map(|c| c.as_str()).collect();
-        let row = D::sql(D::POOL_SNAPSHOT)
-            .bind(campaign.as_str())
-            .bind(Value::List(&consumers))
-            .fetch_one(self.conn())
-            .await?;
-        pool_snapshot(&row)
+        let params = (campaign.as_str(), Value::List(&consumers));
+        pool_snapshot(&self.fetch_one(D::POOL_SNAPSHOT, params).await?)
     }
 
-    async fn next_batch_seq(&mut self, campaign: &CampaignId) -> Result<i64, StoreError> {
-        D::sql("SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM batches WHERE campaign_id = $1")
-            .bind(campaign.as_str())
-            .fetch_one(self.conn())
-            .await?
-            .int("seq")
+    /// The sequence number the campaign's next batch gets.
+    pub(crate) async fn next_batch_seq(
+        &mut self,
+        campaign: &CampaignId,
+    ) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM batches WHERE campaign_id = $1";
+        self.fetch_one(sql, (campaign.as_str(),)).await?.int("seq")
     }
 
-    async fn insert_batch(&mut self, b: &Batch) -> Result<(), StoreError> {
-        D::sql(
-            "INSERT INTO batches (id, campaign_id, seq, status, units, threshold, created_at) \
-             VALUES ($1, $2, $3, 'open', $4, $5, $6)",
-        )
-        .bind(b.id.as_str())
-        .bind(b.campaign_id.as_str())
-        .bind(b.seq)
-        .bind(b.units)
-        .bind(b.threshold)
-        .bind(b.created_at)
-        .execute(self.conn())
-        .await?;
-        D::sql("INSERT INTO batch_transitions (batch_id, status, at) VALUES ($1, 'open', $2)")
-            .bind(b.id.as_str())
-            .bind(b.created_at)
-            .execute(self.conn())
-            .await?;
+    /// Inserts an open batch and its 'open' transition.
+    pub(crate) async fn insert_batch(&mut self, b: &Batch) -> Result<(), StoreError> {
+        let params = (
+            b.id.as_str(),
+            b.campaign_id.as_str(),
+            b.seq,
+            b.units,
+            b.threshold,
+            b.created_at,
+        );
+        self.execute(INSERT_BATCH, params).await?;
+        self.execute(OPENED, (b.id.as_str(), b.created_at)).await?;
         Ok(())
     }
 
-    async fn set_batch_units(&mut self, batch: &BatchId, units: i64) -> Result<(), StoreError> {
-        let done = D::sql("UPDATE batches SET units = $2 WHERE id = $1 AND status = 'open'")
-            .bind(batch.as_str())
-            .bind(units)
-            .execute(self.conn())
-            .await?;
+    pub(crate) async fn set_batch_units(
+        &mut self,
+        batch: &BatchId,
+        units: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE batches SET units = $2 WHERE id = $1 AND status = 'open'";
+        let done = self.execute(sql, (batch.as_str(), units)).await?;
         one(done, || format!("batch {batch} is not open"))
     }
 
-    async fn end_batch(
+    /// Moves an open batch to `status` (locked or failed) at `at` and records the
+    /// transition. Fails (as corrupt data) if the batch was not open.
+    pub(crate) async fn end_batch(
         &mut self,
         batch: &BatchId,
         status: BatchStatus,
@@ -190,63 +190,59 @@ impl<D: Backend> PoolingTx for Tx<D> {
                 return Err(StoreError::Corrupt("a batch cannot end as open".into()))
             }
         };
-        let done = D::sql(sql)
-            .bind(batch.as_str())
-            .bind(at)
-            .execute(self.conn())
-            .await?;
+        let done = self.execute(sql, (batch.as_str(), at)).await?;
         one(done, || format!("batch {batch} is not open"))?;
-        D::sql("INSERT INTO batch_transitions (batch_id, status, at) VALUES ($1, $2, $3)")
-            .bind(batch.as_str())
-            .bind(status.as_str())
-            .bind(at)
-            .execute(self.conn())
-            .await?;
+        let params = (batch.as_str(), status.as_str(), at);
+        self.execute(ENDED, params).await?;
         Ok(())
     }
 
-    async fn preorder(&mut self, id: &PreorderId) -> Result<Option<Preorder>, StoreError> {
-        let row = D::sql(PREORDER)
-            .bind(id.as_str())
-            .fetch_optional(self.conn())
-            .await?;
+    /// The pre-order with its status derived from its batch.
+    pub(crate) async fn preorder(
+        &mut self,
+        id: &PreorderId,
+    ) -> Result<Option<Preorder>, StoreError> {
+        let row = self.fetch_optional(PREORDER, (id.as_str(),)).await?;
         row.as_ref().map(preorder).transpose()
     }
 
-    async fn set_cancelled(
+    pub(crate) async fn set_cancelled(
         &mut self,
         id: &PreorderId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let done =
-            D::sql("UPDATE preorders SET cancelled_at = $2 WHERE id = $1 AND cancelled_at IS NULL")
-                .bind(id.as_str())
-                .bind(at)
-                .execute(self.conn())
-                .await?;
+        let sql = "UPDATE preorders SET cancelled_at = $2 WHERE id = $1 AND cancelled_at IS NULL";
+        let done = self.execute(sql, (id.as_str(), at)).await?;
         one(done, || format!("pre-order {id} was already cancelled"))
     }
 }
+
+const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, sku, title, currency, unit_price, \
+     deposit, batch_threshold, batch_cap, max_per_order, max_per_consumer, total_cap, \
+     opens_at, deadline, created_at, price_ladder, balance_window_secs) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+const OPEN_BATCH: &str = concat!(
+    "SELECT ",
+    batch_columns!(),
+    " FROM batches WHERE campaign_id = $1 AND status = 'open'"
+);
+
+const INSERT_BATCH: &str = "INSERT INTO batches (id, campaign_id, seq, status, units, \
+     threshold, created_at) VALUES ($1, $2, $3, 'open', $4, $5, $6)";
+
+const OPENED: &str = "INSERT INTO batch_transitions (batch_id, status, at) VALUES ($1, 'open', $2)";
+
+const ENDED: &str = "INSERT INTO batch_transitions (batch_id, status, at) VALUES ($1, $2, $3)";
 
 /// One statement, so every figure comes from the same snapshot.
 pub(crate) async fn campaign_progress<D: Dialect>(
     pool: &Pool<D>,
     id: &CampaignId,
 ) -> Result<Option<CampaignProgress>, StoreError> {
-    let row = D::sql(concat!(
-        "SELECT ",
-        campaign_columns!(),
-        ", (SELECT units FROM batches b WHERE b.campaign_id = c.id AND b.status = 'open') AS open_units, \
-         (SELECT seq FROM batches b WHERE b.campaign_id = c.id AND b.status = 'open') AS open_seq, \
-         (SELECT COUNT(*) FROM batches b WHERE b.campaign_id = c.id AND b.status = 'locked') AS locked, \
-         (SELECT COUNT(*) FROM batches b WHERE b.campaign_id = c.id AND b.status = 'failed') AS failed, \
-         (SELECT CAST(COALESCE(SUM(units - forfeited_units), 0) AS BIGINT) FROM batches b \
-          WHERE b.campaign_id = c.id AND b.status IN ('open', 'locked')) AS committed \
-         FROM campaigns c WHERE c.id = $1"
-    ))
-    .bind(id.as_str())
-    .fetch_optional(&mut *pool.acquire().await?)
-    .await?;
+    let row = D::query(PROGRESS, (id.as_str(),))
+        .fetch_optional(&mut *pool.acquire().await?)
+        .await?;
     let Some(r) = row else { return Ok(None) };
     Ok(Some(CampaignProgress {
         campaign: campaign(&r)?,
@@ -258,32 +254,39 @@ pub(crate) async fn campaign_progress<D: Dialect>(
     }))
 }
 
+const PROGRESS: &str = concat!(
+    "SELECT ",
+    campaign_columns!(),
+    ", (SELECT units FROM batches b WHERE b.campaign_id = c.id AND b.status = 'open') AS open_units, \
+     (SELECT seq FROM batches b WHERE b.campaign_id = c.id AND b.status = 'open') AS open_seq, \
+     (SELECT COUNT(*) FROM batches b WHERE b.campaign_id = c.id AND b.status = 'locked') AS locked, \
+     (SELECT COUNT(*) FROM batches b WHERE b.campaign_id = c.id AND b.status = 'failed') AS failed, \
+     (SELECT CAST(COALESCE(SUM(units - forfeited_units), 0) AS BIGINT) FROM batches b \
+      WHERE b.campaign_id = c.id AND b.status IN ('open', 'locked')) AS committed \
+     FROM campaigns c WHERE c.id = $1"
+);
+
 pub(crate) async fn list_campaigns<D: Dialect>(
     pool: &Pool<D>,
     req: PageRequest,
 ) -> Result<Page<Campaign>, StoreError> {
-    let found = D::sql(concat!(
+    let sql = concat!(
         "SELECT ",
         campaign_columns!(),
         " FROM campaigns WHERE seq > $1 ORDER BY seq LIMIT $2"
-    ))
-    .bind(req.after.unwrap_or(0))
-    .bind(page_limit(req.size))
-    .fetch_all(&mut *pool.acquire().await?)
-    .await?;
-    let items = found
-        .iter()
-        .map(|r| Ok((r.int("seq")?, campaign(r)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(page(items, req.size))
+    );
+    let params = (req.after.unwrap_or(0), page_limit(req.size));
+    let rows = D::query(sql, params)
+        .fetch_all(&mut *pool.acquire().await?)
+        .await?;
+    paged(&rows, req, campaign)
 }
 
 pub(crate) async fn get_preorder<D: Dialect>(
     pool: &Pool<D>,
     id: &PreorderId,
 ) -> Result<Option<Preorder>, StoreError> {
-    let row = D::sql(PREORDER)
-        .bind(id.as_str())
+    let row = D::query(PREORDER, (id.as_str(),))
         .fetch_optional(&mut *pool.acquire().await?)
         .await?;
     row.as_ref().map(preorder).transpose()
@@ -294,45 +297,45 @@ pub(crate) async fn list_preorders<D: Dialect>(
     filter: &PreorderFilter,
     req: PageRequest,
 ) -> Result<Page<Preorder>, StoreError> {
-    let (sql, first, second) = match filter {
-        PreorderFilter::Consumer(consumer) => (
+    let after = req.after.unwrap_or(0);
+    let limit = page_limit(req.size);
+    let query = match filter {
+        PreorderFilter::Consumer(consumer) => D::query(
             concat!(
                 preorder_select!(),
                 "WHERE p.consumer_id = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3"
             ),
-            consumer.as_str(),
-            None,
+            (consumer.as_str(), after, limit),
         ),
-        PreorderFilter::Campaign(campaign) => (
+        PreorderFilter::Campaign(campaign) => D::query(
             concat!(
                 preorder_select!(),
                 "WHERE p.campaign_id = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3"
             ),
-            campaign.as_str(),
-            None,
+            (campaign.as_str(), after, limit),
         ),
-        PreorderFilter::ConsumerInCampaign(consumer, campaign) => (
+        PreorderFilter::ConsumerInCampaign(consumer, campaign) => D::query(
             concat!(
                 preorder_select!(),
                 "WHERE p.campaign_id = $1 AND p.consumer_id = $2 AND p.seq > $3 \
                  ORDER BY p.seq LIMIT $4"
             ),
-            campaign.as_str(),
-            Some(consumer.as_str()),
+            (campaign.as_str(), consumer.as_str(), after, limit),
         ),
     };
-    let mut query = D::sql(sql).bind(first);
-    if let Some(second) = second {
-        query = query.bind(second);
-    }
-    let found = query
-        .bind(req.after.unwrap_or(0))
-        .bind(page_limit(req.size))
-        .fetch_all(&mut *pool.acquire().await?)
-        .await?;
-    let items = found
+    let rows = query.fetch_all(&mut *pool.acquire().await?).await?;
+    paged(&rows, req, preorder)
+}
+
+/// A page of rows that each carry their `seq`, read into items with `item`.
+pub(crate) fn paged<R: Columns, T>(
+    rows: &[R],
+    req: PageRequest,
+    item: impl Fn(&R) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let items = rows
         .iter()
-        .map(|r| Ok((r.int("seq")?, preorder(r)?)))
+        .map(|r| Ok((r.int("seq")?, item(r)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(page(items, req.size))
 }
@@ -341,17 +344,15 @@ pub(crate) async fn list_batches<D: Dialect>(
     pool: &Pool<D>,
     campaign: &CampaignId,
 ) -> Result<Vec<Batch>, StoreError> {
-    D::sql(concat!(
+    let sql = concat!(
         "SELECT ",
         batch_columns!(),
         " FROM batches WHERE campaign_id = $1 ORDER BY seq"
-    ))
-    .bind(campaign.as_str())
-    .fetch_all(&mut *pool.acquire().await?)
-    .await?
-    .iter()
-    .map(batch)
-    .collect()
+    );
+    let rows = D::query(sql, (campaign.as_str(),))
+        .fetch_all(&mut *pool.acquire().await?)
+        .await?;
+    rows.iter().map(batch).collect()
 }
 
 /// The campaign a pre-order belongs to, if the pre-order exists.
@@ -359,8 +360,8 @@ pub(crate) async fn campaign_of<D: Dialect>(
     pool: &Pool<D>,
     preorder: &PreorderId,
 ) -> Result<Option<CampaignId>, StoreError> {
-    let row = D::sql("SELECT campaign_id FROM preorders WHERE id = $1")
-        .bind(preorder.as_str())
+    let sql = "SELECT campaign_id FROM preorders WHERE id = $1";
+    let row = D::query(sql, (preorder.as_str(),))
         .fetch_optional(&mut *pool.acquire().await?)
         .await?;
     row.map(|r| Ok(CampaignId::from_trusted(r.text("campaign_id")?)))
@@ -371,8 +372,8 @@ pub(crate) async fn campaign_exists<D: Dialect>(
     pool: &Pool<D>,
     id: &CampaignId,
 ) -> Result<bool, StoreError> {
-    let row = D::sql("SELECT COUNT(*) AS n FROM campaigns WHERE id = $1")
-        .bind(id.as_str())
+    let sql = "SELECT COUNT(*) AS n FROM campaigns WHERE id = $1";
+    let row = D::query(sql, (id.as_str(),))
         .fetch_one(&mut *pool.acquire().await?)
         .await?;
     Ok(row.int("n")? > 0)
@@ -383,28 +384,27 @@ pub(crate) async fn campaigns_past_deadline<D: Dialect>(
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<CampaignId>, StoreError> {
-    D::sql(
-        "SELECT c.id FROM campaigns c JOIN batches b ON b.campaign_id = c.id AND b.status = 'open' \
-         WHERE c.deadline <= $1 ORDER BY c.deadline, c.seq LIMIT $2",
-    )
-    .bind(now)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *pool.acquire().await?)
-    .await?
-    .iter()
-    .map(|r| Ok(CampaignId::from_trusted(r.text("id")?)))
-    .collect()
+    let sql = "SELECT c.id FROM campaigns c \
+         JOIN batches b ON b.campaign_id = c.id AND b.status = 'open' \
+         WHERE c.deadline <= $1 ORDER BY c.deadline, c.seq LIMIT $2";
+    let rows = D::query(sql, (now, i64::from(limit)))
+        .fetch_all(&mut *pool.acquire().await?)
+        .await?;
+    rows.iter()
+        .map(|r| Ok(CampaignId::from_trusted(r.text("id")?)))
+        .collect()
 }
 
 pub(crate) async fn batch_transitions<D: Dialect>(
     pool: &Pool<D>,
     batch: &BatchId,
 ) -> Result<Vec<BatchTransition>, StoreError> {
-    D::sql("SELECT batch_id, status, at FROM batch_transitions WHERE batch_id = $1 ORDER BY at, CASE status WHEN 'open' THEN 0 ELSE 1 END")
-        .bind(batch.as_str())
+    let sql = "SELECT batch_id, status, at FROM batch_transitions WHERE batch_id = $1 \
+         ORDER BY at, CASE status WHEN 'open' THEN 0 ELSE 1 END";
+    let rows = D::query(sql, (batch.as_str(),))
         .fetch_all(&mut *pool.acquire().await?)
-        .await?
-        .iter()
+        .await?;
+    rows.iter()
         .map(|r| {
             Ok(BatchTransition {
                 batch_id: BatchId::from_trusted(r.text("batch_id")?),

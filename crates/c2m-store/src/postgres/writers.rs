@@ -24,6 +24,9 @@ use c2m_domain::CampaignId;
 use crate::writer::{writer_gone, Counters, Job, Op, Queued, WriterStats};
 use crate::StoreError;
 
+/// The writes waiting for one campaign's writer, oldest first.
+type Queue = VecDeque<Box<dyn Queued<Postgres>>>;
+
 /// The per-campaign queues of one store, and the writers that drain them.
 pub(crate) struct Writers {
     pool: PgPool,
@@ -31,7 +34,7 @@ pub(crate) struct Writers {
     /// Operations waiting, per campaign. A campaign has an entry exactly while a writer
     /// task runs for it; the task removes the entry, under this mutex, when it finds the
     /// queue empty, so an operation is never queued where no writer will see it.
-    queues: Mutex<HashMap<CampaignId, VecDeque<Box<dyn Queued<Postgres>>>>>,
+    queues: Mutex<HashMap<CampaignId, Queue>>,
     counters: Counters,
 }
 
