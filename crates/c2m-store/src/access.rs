@@ -71,7 +71,7 @@ impl<D: Backend> Tx<D> {
             &t.label,
             now,
         );
-        self.execute(sql, params).await?;
+        D::query(sql, params).execute(self).await?;
         Ok(())
     }
 
@@ -82,18 +82,18 @@ impl<D: Backend> Tx<D> {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let sql = "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
-        Ok(self.execute(sql, (id, now)).await? == 1)
+        Ok(D::query(sql, (id, now)).execute(self).await? == 1)
     }
 
     pub(crate) async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError> {
         let sql = concat!(token_select!(), "WHERE id = $1");
-        let row = self.fetch_optional(sql, (id,)).await?;
+        let row = D::query(sql, (id,)).fetch_optional(self).await?;
         row.as_ref().map(stored_token).transpose()
     }
 
     pub(crate) async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError> {
         let sql = concat!(token_select!(), "ORDER BY created_at, id");
-        let rows = self.fetch_all(sql, ()).await?;
+        let rows = D::query(sql, ()).fetch_all(self).await?;
         rows.iter().map(stored_token).collect()
     }
 }

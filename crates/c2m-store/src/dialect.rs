@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::future::BoxFuture;
 use sqlx::error::BoxDynError;
+use sqlx::pool::PoolConnection;
 use sqlx::{Arguments, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row};
 use sqlx::{Transaction, Type};
 
@@ -156,76 +157,32 @@ impl<'q> Value<'q> {
     }
 }
 
-impl<'q> From<&'q str> for Value<'q> {
-    fn from(v: &'q str) -> Self {
-        Value::Text(v)
-    }
+/// How each Rust type the shared code binds becomes a [`Value`].
+macro_rules! value_from {
+    ($($ty:ty => |$v:ident| $value:expr),* $(,)?) => {
+        $(
+            impl<'q> From<$ty> for Value<'q> {
+                fn from($v: $ty) -> Self {
+                    $value
+                }
+            }
+        )*
+    };
 }
 
-impl<'q> From<&'q String> for Value<'q> {
-    fn from(v: &'q String) -> Self {
-        Value::Text(v)
-    }
-}
-
-impl<'q> From<Option<&'q str>> for Value<'q> {
-    fn from(v: Option<&'q str>) -> Self {
-        Value::OptText(v)
-    }
-}
-
-impl<'q> From<&'q Option<String>> for Value<'q> {
-    fn from(v: &'q Option<String>) -> Self {
-        Value::OptText(v.as_deref())
-    }
-}
-
-impl From<String> for Value<'_> {
-    fn from(v: String) -> Self {
-        Value::String(v)
-    }
-}
-
-impl From<i64> for Value<'_> {
-    fn from(v: i64) -> Self {
-        Value::Int(v)
-    }
-}
-
-impl From<Option<i64>> for Value<'_> {
-    fn from(v: Option<i64>) -> Self {
-        Value::OptInt(v)
-    }
-}
-
-impl From<f64> for Value<'_> {
-    fn from(v: f64) -> Self {
-        Value::Real(v)
-    }
-}
-
-impl From<Option<f64>> for Value<'_> {
-    fn from(v: Option<f64>) -> Self {
-        Value::OptReal(v)
-    }
-}
-
-impl From<bool> for Value<'_> {
-    fn from(v: bool) -> Self {
-        Value::Bool(v)
-    }
-}
-
-impl From<DateTime<Utc>> for Value<'_> {
-    fn from(v: DateTime<Utc>) -> Self {
-        Value::Ts(v)
-    }
-}
-
-impl From<Option<DateTime<Utc>>> for Value<'_> {
-    fn from(v: Option<DateTime<Utc>>) -> Self {
-        Value::OptTs(v)
-    }
+value_from! {
+    &'q str => |v| Value::Text(v),
+    &'q String => |v| Value::Text(v),
+    Option<&'q str> => |v| Value::OptText(v),
+    &'q Option<String> => |v| Value::OptText(v.as_deref()),
+    String => |v| Value::String(v),
+    i64 => |v| Value::Int(v),
+    Option<i64> => |v| Value::OptInt(v),
+    f64 => |v| Value::Real(v),
+    Option<f64> => |v| Value::OptReal(v),
+    bool => |v| Value::Bool(v),
+    DateTime<Utc> => |v| Value::Ts(v),
+    Option<DateTime<Utc>> => |v| Value::OptTs(v),
 }
 
 /// The parameters of a statement, `$1`, `$2`, ... in order, as one tuple of values that
@@ -292,33 +249,48 @@ impl<'q, D: Dialect> Statement<'q, D> {
         }
     }
 
-    /// Runs the statement; returns how many rows it changed.
-    pub(crate) async fn execute(self, conn: &mut D::Connection) -> Result<u64, StoreError> {
+    /// Runs the statement on `on`; returns how many rows it changed.
+    pub(crate) async fn execute(self, on: &mut impl Conn<D>) -> Result<u64, StoreError> {
         let (sql, args) = self.ready()?;
-        let done = conn.run(sql, args).await?;
+        let done = on.conn().run(sql, args).await?;
         Ok(D::rows_affected(&done))
     }
 
-    pub(crate) async fn fetch_all(
-        self,
-        conn: &mut D::Connection,
-    ) -> Result<Vec<D::Row>, StoreError> {
+    pub(crate) async fn fetch_all(self, on: &mut impl Conn<D>) -> Result<Vec<D::Row>, StoreError> {
         let (sql, args) = self.ready()?;
-        Ok(conn.rows(sql, args).await?)
+        Ok(on.conn().rows(sql, args).await?)
     }
 
     pub(crate) async fn fetch_optional(
         self,
-        conn: &mut D::Connection,
+        on: &mut impl Conn<D>,
     ) -> Result<Option<D::Row>, StoreError> {
         let (sql, args) = self.ready()?;
-        Ok(conn.row(sql, args).await?)
+        Ok(on.conn().row(sql, args).await?)
     }
 
-    pub(crate) async fn fetch_one(self, conn: &mut D::Connection) -> Result<D::Row, StoreError> {
-        self.fetch_optional(conn)
+    pub(crate) async fn fetch_one(self, on: &mut impl Conn<D>) -> Result<D::Row, StoreError> {
+        self.fetch_optional(on)
             .await?
             .ok_or_else(|| sqlx::Error::RowNotFound.into())
+    }
+}
+
+/// What a statement runs on: a transaction ([`Tx`]), or a connection taken from a pool
+/// for the one statement (`&mut pool.acquire().await?`).
+pub(crate) trait Conn<D: Database>: Send {
+    fn conn(&mut self) -> &mut D::Connection;
+}
+
+impl<D: Database> Conn<D> for Tx<D> {
+    fn conn(&mut self) -> &mut D::Connection {
+        &mut self.tx
+    }
+}
+
+impl<D: Database> Conn<D> for PoolConnection<D> {
+    fn conn(&mut self) -> &mut D::Connection {
+        self
     }
 }
 
@@ -470,43 +442,6 @@ impl<D: Dialect> Tx<D> {
             held: None,
             keys: HashMap::new(),
         })
-    }
-
-    pub(crate) fn conn(&mut self) -> &mut D::Connection {
-        &mut self.tx
-    }
-
-    /// Runs a statement ([`Dialect::query`]); returns how many rows it changed.
-    pub(crate) async fn execute<'q>(
-        &mut self,
-        sql: &'q str,
-        params: impl Params<'q>,
-    ) -> Result<u64, StoreError> {
-        D::query(sql, params).execute(self.conn()).await
-    }
-
-    pub(crate) async fn fetch_all<'q>(
-        &mut self,
-        sql: &'q str,
-        params: impl Params<'q>,
-    ) -> Result<Vec<D::Row>, StoreError> {
-        D::query(sql, params).fetch_all(self.conn()).await
-    }
-
-    pub(crate) async fn fetch_optional<'q>(
-        &mut self,
-        sql: &'q str,
-        params: impl Params<'q>,
-    ) -> Result<Option<D::Row>, StoreError> {
-        D::query(sql, params).fetch_optional(self.conn()).await
-    }
-
-    pub(crate) async fn fetch_one<'q>(
-        &mut self,
-        sql: &'q str,
-        params: impl Params<'q>,
-    ) -> Result<D::Row, StoreError> {
-        D::query(sql, params).fetch_one(self.conn()).await
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {

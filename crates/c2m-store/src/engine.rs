@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Pool;
+use sqlx::{Database, Pool};
 
 use c2m_domain::{
     Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
@@ -23,7 +23,7 @@ use c2m_domain::{
 };
 
 use crate::dialect::{Backend, Dialect, Tx};
-use crate::payment::PaymentProvider;
+use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::pooling::{Placing, OP_CANCEL_PREORDER, OP_PLACE_PREORDER};
 use crate::writer::Op;
 use crate::{
@@ -44,23 +44,53 @@ pub(crate) enum Lane<'a> {
     Preorder(&'a PreorderId),
 }
 
+/// What every store holds whatever its backend.
+pub(crate) struct Base<D: Database> {
+    /// The pool reads run on (on PostgreSQL, writes too).
+    pub(crate) pool: Pool<D>,
+    /// Shown every money movement inside its transaction (see [`crate::payment`]).
+    pub(crate) provider: Arc<dyn PaymentProvider>,
+}
+
+impl<D: Database> Base<D> {
+    /// With the built-in [`LedgerOnly`] provider.
+    pub(crate) fn new(pool: Pool<D>) -> Self {
+        Base {
+            pool,
+            provider: Arc::new(LedgerOnly),
+        }
+    }
+}
+
+/// What a write's arguments and answer must be to wait in a writer's queue.
+pub(crate) trait Owned: Send + Sync + 'static {}
+
+impl<T: Send + Sync + 'static> Owned for T {}
+
 /// What a backend provides for the store traits to be implemented on it.
 #[async_trait]
 pub(crate) trait Engine: Send + Sync + 'static {
     type D: Backend;
 
-    /// The pool reads run on.
-    fn readers(&self) -> &Pool<Self::D>;
-
-    /// Shown every money movement inside its transaction (see [`crate::payment`]).
-    fn provider(&self) -> &Arc<dyn PaymentProvider>;
-
     /// Runs `op` in a write transaction (its own, or its group's) and answers once that
     /// transaction has committed.
-    async fn write<A, T>(&self, lane: Lane<'_>, op: Op<Self::D, A, T>) -> Result<T, StoreError>
-    where
-        A: Send + Sync + 'static,
-        T: Send + 'static;
+    async fn write<A: Owned, T: Owned>(
+        &self,
+        lane: Lane<'_>,
+        op: Op<Self::D, A, T>,
+    ) -> Result<T, StoreError>;
+
+    fn base(&self) -> &Base<Self::D>;
+
+    /// The pool reads run on.
+    fn readers(&self) -> &Pool<Self::D> {
+        &self.base().pool
+    }
+
+    /// Shown every money movement inside its transaction (see [`crate::payment`]).
+    fn provider(&self) -> &Arc<dyn PaymentProvider> {
+        &self.base().provider
+    }
 
     /// A transaction for a read of several statements that must see one snapshot.
     async fn snapshot(&self) -> Result<Tx<Self::D>, StoreError> {
@@ -272,7 +302,7 @@ impl<E: Engine> Store for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn ping(&self) -> Result<(), StoreError> {
         E::D::sql("SELECT 1")
-            .execute(&mut *self.readers().acquire().await?)
+            .execute(&mut self.readers().acquire().await?)
             .await?;
         Ok(())
     }

@@ -80,13 +80,13 @@ impl<D: Backend> Tx<D> {
         if let Some(known) = self.keys.get(&(operation.to_owned(), key.to_owned())) {
             return Ok(known.clone());
         }
-        let row = self
-            .fetch_optional(
-                "SELECT fingerprint, CAST(response AS TEXT) AS response FROM idempotency_keys \
+        let row = D::query(
+            "SELECT fingerprint, CAST(response AS TEXT) AS response FROM idempotency_keys \
                  WHERE operation = $1 AND key = $2",
-                (operation, key),
-            )
-            .await?;
+            (operation, key),
+        )
+        .fetch_optional(self)
+        .await?;
         row.as_ref().map(StoredResponse::from_row).transpose()
     }
 
@@ -112,8 +112,8 @@ impl<D: Backend> Tx<D> {
         if missing.is_empty() {
             return Ok(found);
         }
-        let rows = self
-            .fetch_all(D::KEYS_AMONG, (operation, Value::List(&missing)))
+        let rows = D::query(D::KEYS_AMONG, (operation, Value::List(&missing)))
+            .fetch_all(self)
             .await?;
         for r in &rows {
             found.insert(r.text("key")?, StoredResponse::from_row(r)?);
@@ -135,8 +135,8 @@ impl<D: Backend> Tx<D> {
         };
         let (ops, keys): (Vec<&str>, Vec<&str>) =
             wanted.iter().map(|(op, key)| (*op, key.as_str())).unzip();
-        let found = self
-            .fetch_all(sql, (Value::List(&ops), Value::List(&keys)))
+        let found = D::query(sql, (Value::List(&ops), Value::List(&keys)))
+            .fetch_all(self)
             .await?;
         for (op, key) in wanted {
             self.keys.insert(((*op).to_owned(), key.clone()), None);
@@ -161,7 +161,7 @@ impl<D: Backend> Tx<D> {
         let operation = key.operation;
         self.keys
             .remove(&(operation.to_owned(), key.key.as_str().to_owned()));
-        self.execute(
+        D::query(
             "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
             (
@@ -172,6 +172,7 @@ impl<D: Backend> Tx<D> {
                 now,
             ),
         )
+        .execute(self)
         .await?;
         Ok(())
     }

@@ -4,9 +4,10 @@
 //! order with one `INSERT` (the order) and one `UPDATE` of a single shared row (the batch,
 //! which like a campaign's lock serialises every order), on connections set up exactly
 //! as the store sets them up (SQLite: the same pragmas, `synchronous=FULL`, one writer
-//! behind a mutex, `BEGIN IMMEDIATE`; PostgreSQL: a pool of the store's size). The scratch
-//! tables `probe_orders` and `probe_batches` are created for the run and dropped after it;
-//! they are not part of the migrations.
+//! connection taken in turn, `BEGIN IMMEDIATE`; PostgreSQL: a pool of the store's size),
+//! and with the store's own transactions ([`Tx::write`]). The scratch tables
+//! `probe_orders` and `probe_batches` are created for the run and dropped after it; they
+//! are not part of the migrations.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,9 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{ConnectOptions, Connection, Executor, PgPool, SqliteConnection};
-use tokio::sync::Mutex;
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::Pool;
 
+use crate::dialect::{Dialect, Run, Tx};
 use crate::StoreError;
 
 /// What one probe run measured.
@@ -43,14 +45,75 @@ pub async fn raw_write_rate(
 ) -> Result<ProbeReport, StoreError> {
     let concurrency = concurrency.max(1);
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        postgres(url, orders, concurrency).await
+        let pool = PgPoolOptions::new()
+            .max_connections(crate::postgres::DEFAULT_POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(crate::postgres::connect_options(url)?)
+            .await?;
+        probe(pool, POSTGRES_TABLES, orders, concurrency).await
     } else {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
-        sqlite(Path::new(path), orders, concurrency).await
+        let path = Path::new(path);
+        crate::sqlite::create_parent_dir(path).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(crate::sqlite::connect_options(path))
+            .await?;
+        probe(pool, SQLITE_TABLES, orders, concurrency).await
     }
+}
+
+const SQLITE_TABLES: &str = "CREATE TABLE IF NOT EXISTS probe_batches (
+         id INTEGER PRIMARY KEY, units INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS probe_orders (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         batch_id INTEGER NOT NULL REFERENCES probe_batches (id),
+         quantity INTEGER NOT NULL,
+         created_at INTEGER NOT NULL);
+     INSERT OR REPLACE INTO probe_batches (id, units) VALUES (1, 0);";
+
+const POSTGRES_TABLES: &str = "CREATE TABLE IF NOT EXISTS probe_batches (
+         id BIGINT PRIMARY KEY, units BIGINT NOT NULL);
+     CREATE TABLE IF NOT EXISTS probe_orders (
+         seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         batch_id BIGINT NOT NULL REFERENCES probe_batches (id),
+         quantity BIGINT NOT NULL,
+         created_at BIGINT NOT NULL);
+     INSERT INTO probe_batches (id, units) VALUES (1, 0)
+         ON CONFLICT (id) DO UPDATE SET units = 0;";
+
+/// Creates the scratch tables with `tables`, runs the orders, and drops the tables.
+async fn probe<D: Dialect>(
+    pool: Pool<D>,
+    tables: &str,
+    orders: usize,
+    concurrency: usize,
+) -> Result<ProbeReport, StoreError> {
+    pool.acquire().await?.batch(tables).await?;
+    let p = pool.clone();
+    let measured = drive(orders, concurrency, move |i| {
+        let pool = p.clone();
+        async move {
+            let mut tx = Tx::write(&pool).await?;
+            let order = "INSERT INTO probe_orders (batch_id, quantity, created_at) \
+                 VALUES (1, 1, $1)";
+            D::query(order, (i,)).execute(&mut tx).await?;
+            let batch = "UPDATE probe_batches SET units = units + 1 WHERE id = 1";
+            D::query(batch, ()).execute(&mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    })
+    .await;
+    let drop = "DROP TABLE IF EXISTS probe_orders; DROP TABLE IF EXISTS probe_batches;";
+    pool.acquire().await?.batch(drop).await?;
+    pool.close().await;
+    let (elapsed, latencies) = measured?;
+    Ok(report(D::BACKEND, concurrency, elapsed, latencies))
 }
 
 fn report(
@@ -115,88 +178,4 @@ where
         latencies.extend(done);
     }
     Ok((started.elapsed(), latencies))
-}
-
-async fn sqlite(path: &Path, orders: usize, concurrency: usize) -> Result<ProbeReport, StoreError> {
-    crate::sqlite::create_parent_dir(path).await?;
-    let mut conn = crate::sqlite::connect_options(path).connect().await?;
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS probe_batches (id INTEGER PRIMARY KEY, units INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS probe_orders (
-             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-             batch_id INTEGER NOT NULL REFERENCES probe_batches (id),
-             quantity INTEGER NOT NULL,
-             created_at INTEGER NOT NULL);
-         INSERT OR REPLACE INTO probe_batches (id, units) VALUES (1, 0);",
-    )
-    .await?;
-    let writer = Arc::new(Mutex::new(conn));
-    let w = writer.clone();
-    let measured = drive(orders, concurrency, move |i| {
-        let w = w.clone();
-        async move {
-            let mut conn = w.lock().await;
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query(
-                "INSERT INTO probe_orders (batch_id, quantity, created_at) VALUES (1, 1, ?1)",
-            )
-            .bind(i)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE probe_batches SET units = units + 1 WHERE id = 1")
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(())
-        }
-    })
-    .await;
-    let mut conn: tokio::sync::MutexGuard<'_, SqliteConnection> = writer.lock().await;
-    conn.execute("DROP TABLE IF EXISTS probe_orders; DROP TABLE IF EXISTS probe_batches;")
-        .await?;
-    let (elapsed, latencies) = measured?;
-    Ok(report("sqlite", concurrency, elapsed, latencies))
-}
-
-async fn postgres(url: &str, orders: usize, concurrency: usize) -> Result<ProbeReport, StoreError> {
-    let pool: PgPool = PgPoolOptions::new()
-        .max_connections(crate::postgres::DEFAULT_POOL_SIZE)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(crate::postgres::connect_options(url)?)
-        .await?;
-    pool.execute(
-        "CREATE TABLE IF NOT EXISTS probe_batches (id BIGINT PRIMARY KEY, units BIGINT NOT NULL);
-         CREATE TABLE IF NOT EXISTS probe_orders (
-             seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-             batch_id BIGINT NOT NULL REFERENCES probe_batches (id),
-             quantity BIGINT NOT NULL,
-             created_at BIGINT NOT NULL);
-         INSERT INTO probe_batches (id, units) VALUES (1, 0)
-             ON CONFLICT (id) DO UPDATE SET units = 0;",
-    )
-    .await?;
-    let p = pool.clone();
-    let measured = drive(orders, concurrency, move |i| {
-        let p = p.clone();
-        async move {
-            let mut tx = p.begin().await?;
-            sqlx::query(
-                "INSERT INTO probe_orders (batch_id, quantity, created_at) VALUES (1, 1, $1)",
-            )
-            .bind(i)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE probe_batches SET units = units + 1 WHERE id = 1")
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(())
-        }
-    })
-    .await;
-    pool.execute("DROP TABLE IF EXISTS probe_orders; DROP TABLE IF EXISTS probe_batches;")
-        .await?;
-    pool.close().await;
-    let (elapsed, latencies) = measured?;
-    Ok(report("postgres", concurrency, elapsed, latencies))
 }

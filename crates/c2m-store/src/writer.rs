@@ -55,7 +55,7 @@ use tracing::Instrument;
 
 use c2m_domain::{CampaignId, Preorder};
 
-use crate::dialect::{Backend, Dialect, Run, Tx};
+use crate::dialect::{Backend, Conn, Dialect, Run, Tx};
 use crate::pooling::{place_preorders, Placing};
 use crate::StoreError;
 
@@ -530,7 +530,7 @@ mod tests {
 
     use super::{Op, WriterStats};
     use crate::conformance::{drop_pg_database, fresh_pg_database};
-    use crate::dialect::{Backend, Columns, Dialect, Run, Tx};
+    use crate::dialect::{Backend, Columns, Conn, Dialect, Run, Tx};
     use crate::engine::{Engine, Lane};
     use crate::postgres::PgStore;
     use crate::sqlite::{SqliteOptions, SqliteStore};
@@ -552,7 +552,7 @@ mod tests {
         D::sql("INSERT INTO scratch (x, parent) VALUES ($1, $2)")
             .bind(i.x)
             .bind(parent)
-            .execute(tx.conn())
+            .execute(tx)
             .await?;
         if let Some(first) = &i.conflict_once {
             if first.swap(false, Ordering::SeqCst) {
@@ -643,74 +643,59 @@ mod tests {
         assert_eq!(stored(store).await, vec![1, 3, 4]);
     }
 
-    async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    /// Each case on a fresh SQLite store.
+    #[tokio::test]
+    async fn sqlite_groups_commit_once_and_rerun_alone_when_the_commit_fails() {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let store = SqliteStore::open_with(&dir.path().join("c2m.db"), SqliteOptions::default())
-            .await
-            .expect("open");
-        (dir, with_scratch(store).await)
+        for (case, file) in [(0, "refused.db"), (1, "broken.db")] {
+            let store = SqliteStore::open_with(&dir.path().join(file), SqliteOptions::default())
+                .await
+                .expect("open");
+            let store = with_scratch(store).await;
+            if case == 0 {
+                a_refused_write_rolls_back_alone(&store).await;
+                assert_eq!(counts(store.writer_stats()), (5, 1, 1), "refused");
+            } else {
+                a_failed_commit_reruns_each_write_alone(&store).await;
+                assert_eq!(counts(store.writer_stats()), (4, 5, 0), "broken");
+            }
+            store.close().await;
+        }
     }
 
-    /// A fresh database and a store on it; `None` without `TEST_DATABASE_URL`.
-    async fn postgres() -> Option<(String, String, PgStore)> {
+    /// Each case on a fresh PostgreSQL database, and a serialization failure, which runs
+    /// the whole group again; skipped without `TEST_DATABASE_URL`.
+    #[tokio::test]
+    async fn postgres_groups_commit_once_rerun_alone_and_retry_whole() {
         let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
             eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
-            return None;
-        };
-        let url = fresh_pg_database(&admin).await;
-        let store = PgStore::connect(&url).await.expect("connect");
-        Some((admin, url, with_scratch(store).await))
-    }
-
-    #[tokio::test]
-    async fn sqlite_a_refused_write_rolls_back_alone_and_the_group_commits_once() {
-        let (_dir, store) = sqlite().await;
-        a_refused_write_rolls_back_alone(&store).await;
-        assert_eq!(counts(store.writer_stats()), (5, 1, 1));
-    }
-
-    #[tokio::test]
-    async fn sqlite_a_group_whose_commit_fails_is_rerun_one_write_at_a_time() {
-        let (_dir, store) = sqlite().await;
-        a_failed_commit_reruns_each_write_alone(&store).await;
-        assert_eq!(counts(store.writer_stats()), (4, 5, 0));
-    }
-
-    #[tokio::test]
-    async fn postgres_a_refused_write_rolls_back_alone_and_the_group_commits_once() {
-        let Some((admin, url, store)) = postgres().await else {
             return;
         };
-        a_refused_write_rolls_back_alone(&store).await;
-        assert_eq!(counts(store.writer_stats()), (5, 1, 1));
-        store.close().await;
-        drop_pg_database(&admin, &url).await;
-    }
-
-    #[tokio::test]
-    async fn postgres_a_group_whose_commit_fails_is_rerun_one_write_at_a_time() {
-        let Some((admin, url, store)) = postgres().await else {
-            return;
-        };
-        a_failed_commit_reruns_each_write_alone(&store).await;
-        assert_eq!(counts(store.writer_stats()), (4, 5, 0));
-        store.close().await;
-        drop_pg_database(&admin, &url).await;
-    }
-
-    #[tokio::test]
-    async fn postgres_a_serialization_failure_runs_the_whole_group_again() {
-        let Some((admin, url, store)) = postgres().await else {
-            return;
-        };
-        let mut ops = inserts(4);
-        ops[2].conflict_once = Some(Arc::new(AtomicBool::new(true)));
-        let results = run_all(&store, ops).await;
-        let ok: Vec<i64> = results.into_iter().filter_map(Result::ok).collect();
-        assert_eq!(ok, vec![1, 2, 3, 4]);
-        assert_eq!(stored(&store).await, vec![1, 2, 3, 4], "nothing twice");
-        assert_eq!(counts(store.writer_stats()), (4, 2, 1));
-        store.close().await;
-        drop_pg_database(&admin, &url).await;
+        for case in 0..3 {
+            let url = fresh_pg_database(&admin).await;
+            let store = with_scratch(PgStore::connect(&url).await.expect("connect")).await;
+            let expected = match case {
+                0 => {
+                    a_refused_write_rolls_back_alone(&store).await;
+                    (5, 1, 1)
+                }
+                1 => {
+                    a_failed_commit_reruns_each_write_alone(&store).await;
+                    (4, 5, 0)
+                }
+                _ => {
+                    let mut ops = inserts(4);
+                    ops[2].conflict_once = Some(Arc::new(AtomicBool::new(true)));
+                    let results = run_all(&store, ops).await;
+                    let ok: Vec<i64> = results.into_iter().filter_map(Result::ok).collect();
+                    assert_eq!(ok, vec![1, 2, 3, 4]);
+                    assert_eq!(stored(&store).await, vec![1, 2, 3, 4], "nothing twice");
+                    (4, 2, 1)
+                }
+            };
+            assert_eq!(counts(store.writer_stats()), expected, "case {case}");
+            store.close().await;
+            drop_pg_database(&admin, &url).await;
+        }
     }
 }

@@ -248,12 +248,24 @@ fn removed<T>(old: &[T], new: &[T], id: impl Fn(&T) -> &String) -> Vec<String> {
         .collect()
 }
 
+/// One entry of the catalogue, to write at its place in its list.
+pub(crate) enum Entry<'a> {
+    Product(&'a CatalogueProduct),
+    Material(&'a CatalogueMaterial),
+    Factory(&'a CatalogueFactory),
+    Supplier(&'a CatalogueSupplier),
+}
+
 /// The entries of `new` that are not at the same place in `old`, with their place.
-fn changed<'a, T: PartialEq>(old: &'a [T], new: &'a [T]) -> impl Iterator<Item = (i64, &'a T)> {
+fn changed<'a, T: PartialEq + Sync>(
+    old: &'a [T],
+    new: &'a [T],
+    entry: fn(&'a T) -> Entry<'a>,
+) -> impl Iterator<Item = (i64, Entry<'a>)> + Send {
     new.iter()
         .enumerate()
         .filter(move |(i, e)| old.get(*i) != Some(*e))
-        .map(|(i, e)| (i as i64, e))
+        .map(move |(i, e)| (i as i64, entry(e)))
 }
 
 pub(crate) async fn change_catalogue<D: Backend>(
@@ -297,17 +309,13 @@ pub(crate) async fn change_catalogue<D: Backend>(
         }
     }
     sku_rule(tx, &gone_products).await?;
-    for (i, p) in changed(&current.products, &next.products) {
-        tx.upsert_product(i, p).await?;
-    }
-    for (i, m) in changed(&current.materials, &next.materials) {
-        tx.upsert_material(i, m).await?;
-    }
-    for (i, f) in changed(&current.factories, &next.factories) {
-        tx.upsert_factory(i, f).await?;
-    }
-    for (i, s) in changed(&current.suppliers, &next.suppliers) {
-        tx.upsert_supplier(i, s).await?;
+    let (old, new) = (&current, &next);
+    let upserts = changed(&old.products, &new.products, Entry::Product)
+        .chain(changed(&old.materials, &new.materials, Entry::Material))
+        .chain(changed(&old.factories, &new.factories, Entry::Factory))
+        .chain(changed(&old.suppliers, &new.suppliers, Entry::Supplier));
+    for (pos, entry) in upserts {
+        tx.upsert_entry(pos, entry).await?;
     }
     let version = current.version + 1;
     tx.set_catalogue_meta(&next, version, now).await?;

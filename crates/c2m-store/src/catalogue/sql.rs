@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Catalogue, CatalogueFactory, CatalogueKind, CatalogueMaterial, CatalogueProduct,
-    CatalogueSupplier,
+    CatalogueSupplier, Entry,
 };
 use crate::dialect::{Backend, Columns, Tx};
 use crate::planning::{from_json, json};
@@ -16,6 +16,25 @@ const META: &str =
     "SELECT name, currency, material_deadline_days, version FROM catalogue_meta WHERE id = 1";
 const META_FOR_UPDATE: &str = "SELECT name, currency, material_deadline_days, version \
      FROM catalogue_meta WHERE id = 1 FOR UPDATE";
+
+const UPSERT_PRODUCT: &str = "INSERT INTO catalogue_products (sku, position, bom) \
+     VALUES ($1, $2, $3) \
+     ON CONFLICT (sku) DO UPDATE SET position = excluded.position, bom = excluded.bom";
+
+const UPSERT_MATERIAL: &str = "INSERT INTO catalogue_materials \
+     (id, position, unit, on_hand, holding_cost) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (id) DO UPDATE SET position = excluded.position, unit = excluded.unit, \
+     on_hand = excluded.on_hand, holding_cost = excluded.holding_cost";
+
+const UPSERT_FACTORY: &str = "INSERT INTO catalogue_factories \
+     (id, position, capacity_hours, lines) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
+     capacity_hours = excluded.capacity_hours, lines = excluded.lines";
+
+const UPSERT_SUPPLIER: &str = "INSERT INTO catalogue_suppliers \
+     (id, position, lead_days, offers) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
+     lead_days = excluded.lead_days, offers = excluded.offers";
 
 /// A product by sku; PostgreSQL's campaign writers hold its row (`FOR SHARE`) so that it
 /// cannot be deleted before their campaign is written.
@@ -47,62 +66,33 @@ impl<D: Backend> Tx<D> {
             CatalogueKind::Supplier => "DELETE FROM catalogue_suppliers WHERE id = $1",
         };
         for id in ids {
-            self.execute(sql, (id,)).await?;
+            D::query(sql, (id,)).execute(self).await?;
         }
         Ok(())
     }
 
-    pub(crate) async fn upsert_product(
+    /// Writes an entry at its place in its list, replacing the entry with its id.
+    pub(crate) async fn upsert_entry(
         &mut self,
         pos: i64,
-        p: &CatalogueProduct,
+        entry: Entry<'_>,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO catalogue_products (sku, position, bom) VALUES ($1, $2, $3) \
-             ON CONFLICT (sku) DO UPDATE SET position = excluded.position, bom = excluded.bom";
-        self.execute(sql, (&p.sku, pos, json(&p.bom)?)).await?;
-        Ok(())
-    }
-
-    pub(crate) async fn upsert_material(
-        &mut self,
-        pos: i64,
-        m: &CatalogueMaterial,
-    ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO catalogue_materials (id, position, unit, on_hand, holding_cost) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
-             unit = excluded.unit, on_hand = excluded.on_hand, \
-             holding_cost = excluded.holding_cost";
-        let params = (&m.id, pos, &m.unit, m.on_hand, m.holding_cost);
-        self.execute(sql, params).await?;
-        Ok(())
-    }
-
-    pub(crate) async fn upsert_factory(
-        &mut self,
-        pos: i64,
-        f: &CatalogueFactory,
-    ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO catalogue_factories (id, position, capacity_hours, lines) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
-             capacity_hours = excluded.capacity_hours, lines = excluded.lines";
-        let params = (&f.id, pos, f.capacity_hours, json(&f.lines)?);
-        self.execute(sql, params).await?;
-        Ok(())
-    }
-
-    pub(crate) async fn upsert_supplier(
-        &mut self,
-        pos: i64,
-        s: &CatalogueSupplier,
-    ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO catalogue_suppliers (id, position, lead_days, offers) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
-             lead_days = excluded.lead_days, offers = excluded.offers";
-        let params = (&s.id, pos, s.lead_days, json(&s.offers)?);
-        self.execute(sql, params).await?;
+        let statement = match entry {
+            Entry::Product(p) => D::query(UPSERT_PRODUCT, (&p.sku, pos, json(&p.bom)?)),
+            Entry::Material(m) => {
+                let params = (&m.id, pos, &m.unit, m.on_hand, m.holding_cost);
+                D::query(UPSERT_MATERIAL, params)
+            }
+            Entry::Factory(f) => {
+                let params = (&f.id, pos, f.capacity_hours, json(&f.lines)?);
+                D::query(UPSERT_FACTORY, params)
+            }
+            Entry::Supplier(s) => {
+                let params = (&s.id, pos, s.lead_days, json(&s.offers)?);
+                D::query(UPSERT_SUPPLIER, params)
+            }
+        };
+        statement.execute(self).await?;
         Ok(())
     }
 
@@ -116,7 +106,7 @@ impl<D: Backend> Tx<D> {
         let sql = "UPDATE catalogue_meta SET name = $1, currency = $2, \
              material_deadline_days = $3, version = $4, updated_at = $5 WHERE id = 1";
         let params = (&c.name, &c.currency, c.material_deadline_days, version, now);
-        self.execute(sql, params).await?;
+        D::query(sql, params).execute(self).await?;
         Ok(())
     }
 
@@ -127,7 +117,7 @@ impl<D: Backend> Tx<D> {
     ) -> Result<Option<String>, StoreError> {
         for sku in skus {
             let sql = "SELECT sku FROM campaigns WHERE sku = $1 LIMIT 1";
-            if let Some(row) = self.fetch_optional(sql, (sku,)).await? {
+            if let Some(row) = D::query(sql, (sku,)).fetch_optional(self).await? {
                 return Ok(Some(row.text("sku")?));
             }
         }
@@ -138,7 +128,7 @@ impl<D: Backend> Tx<D> {
     /// (against deletion) until the transaction ends.
     pub(crate) async fn hold_product(&mut self, sku: &str) -> Result<bool, StoreError> {
         let sql = D::locking(PRODUCT, PRODUCT_FOR_SHARE);
-        Ok(self.fetch_optional(sql, (sku,)).await?.is_some())
+        Ok(D::query(sql, (sku,)).fetch_optional(self).await?.is_some())
     }
 }
 
@@ -147,7 +137,7 @@ async fn read_catalogue<D: Backend>(
     tx: &mut Tx<D>,
     meta: &'static str,
 ) -> Result<Catalogue, StoreError> {
-    let meta = tx.fetch_one(meta, ()).await?;
+    let meta = D::query(meta, ()).fetch_one(tx).await?;
     let mut c = Catalogue {
         version: meta.int("version")?,
         name: meta.text("name")?,
@@ -156,7 +146,7 @@ async fn read_catalogue<D: Backend>(
         ..Catalogue::default()
     };
     let sql = "SELECT sku, bom FROM catalogue_products ORDER BY position, sku";
-    for r in tx.fetch_all(sql, ()).await? {
+    for r in D::query(sql, ()).fetch_all(tx).await? {
         c.products.push(CatalogueProduct {
             sku: r.text("sku")?,
             bom: from_json("bom", &r.text("bom")?)?,
@@ -164,7 +154,7 @@ async fn read_catalogue<D: Backend>(
     }
     let sql = "SELECT id, unit, on_hand, holding_cost FROM catalogue_materials \
          ORDER BY position, id";
-    for r in tx.fetch_all(sql, ()).await? {
+    for r in D::query(sql, ()).fetch_all(tx).await? {
         c.materials.push(CatalogueMaterial {
             id: r.text("id")?,
             unit: r.text("unit")?,
@@ -173,7 +163,7 @@ async fn read_catalogue<D: Backend>(
         });
     }
     let sql = "SELECT id, capacity_hours, lines FROM catalogue_factories ORDER BY position, id";
-    for r in tx.fetch_all(sql, ()).await? {
+    for r in D::query(sql, ()).fetch_all(tx).await? {
         c.factories.push(CatalogueFactory {
             id: r.text("id")?,
             capacity_hours: r.real("capacity_hours")?,
@@ -181,7 +171,7 @@ async fn read_catalogue<D: Backend>(
         });
     }
     let sql = "SELECT id, lead_days, offers FROM catalogue_suppliers ORDER BY position, id";
-    for r in tx.fetch_all(sql, ()).await? {
+    for r in D::query(sql, ()).fetch_all(tx).await? {
         c.suppliers.push(CatalogueSupplier {
             id: r.text("id")?,
             lead_days: r.int("lead_days")?,

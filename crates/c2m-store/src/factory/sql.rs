@@ -34,7 +34,10 @@ impl<D: Backend> Tx<D> {
     pub(crate) async fn factory_known(&mut self, factory: &str) -> Result<bool, StoreError> {
         let sql = "SELECT CAST(1 AS BIGINT) AS known FROM catalogue_factories WHERE id = $1 \
              UNION ALL SELECT CAST(1 AS BIGINT) FROM work_orders WHERE factory_id = $1 LIMIT 1";
-        Ok(self.fetch_optional(sql, (factory,)).await?.is_some())
+        Ok(D::query(sql, (factory,))
+            .fetch_optional(self)
+            .await?
+            .is_some())
     }
 
     pub(crate) async fn factory_position(
@@ -42,9 +45,12 @@ impl<D: Backend> Tx<D> {
         factory: &str,
     ) -> Result<FactoryPosition, StoreError> {
         let sql = "SELECT COALESCE(MAX(seq), 0) AS seq FROM work_orders WHERE factory_id = $1";
-        let last_seq = self.fetch_one(sql, (factory,)).await?.int("seq")?;
+        let last_seq = D::query(sql, (factory,))
+            .fetch_one(self)
+            .await?
+            .int("seq")?;
         let sql = "SELECT acked_seq FROM factory_cursors WHERE factory_id = $1";
-        let acked = self.fetch_optional(sql, (factory,)).await?;
+        let acked = D::query(sql, (factory,)).fetch_optional(self).await?;
         Ok(FactoryPosition {
             last_seq,
             acked_seq: acked.map(|r| r.int("acked_seq")).transpose()?.unwrap_or(0),
@@ -63,7 +69,7 @@ impl<D: Backend> Tx<D> {
              acked_seq = CASE WHEN excluded.acked_seq > factory_cursors.acked_seq \
              THEN excluded.acked_seq ELSE factory_cursors.acked_seq END, \
              updated_at = excluded.updated_at";
-        self.execute(sql, (factory, seq, now)).await?;
+        D::query(sql, (factory, seq, now)).execute(self).await?;
         Ok(())
     }
 
@@ -78,8 +84,8 @@ impl<D: Backend> Tx<D> {
             work_order_select!(),
             "WHERE factory_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
         );
-        let rows = self
-            .fetch_all(sql, (factory, after, i64::from(limit)))
+        let rows = D::query(sql, (factory, after, i64::from(limit)))
+            .fetch_all(self)
             .await?;
         rows.iter().map(work_order).collect()
     }
@@ -91,7 +97,7 @@ impl<D: Backend> Tx<D> {
         id: &str,
     ) -> Result<Option<(WorkOrder, Tally, Option<DateTime<Utc>>)>, StoreError> {
         let sql = D::locking(WORK_ORDER, WORK_ORDER_FOR_UPDATE);
-        let Some(r) = self.fetch_optional(sql, (factory, id)).await? else {
+        let Some(r) = D::query(sql, (factory, id)).fetch_optional(self).await? else {
             return Ok(None);
         };
         Ok(Some((
@@ -111,13 +117,14 @@ impl<D: Backend> Tx<D> {
     ) -> Result<(), StoreError> {
         let sql = "UPDATE work_orders SET state = $2, tally = $3, state_at = $4 WHERE id = $1";
         let state = change.state.as_str();
-        self.execute(sql, (&wo.id, state, json(&change.tally)?, now))
+        D::query(sql, (&wo.id, state, json(&change.tally)?, now))
+            .execute(self)
             .await?;
         let sql = "INSERT INTO work_order_events (work_order_id, factory_id, kind, state, \
              body, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         let body = event_body(progress)?;
         let params = (&wo.id, &wo.factory_id, progress.kind(), state, body, now);
-        self.execute(sql, params).await?;
+        D::query(sql, params).execute(self).await?;
         Ok(())
     }
 
@@ -132,7 +139,7 @@ impl<D: Backend> Tx<D> {
              AND NOT EXISTS (SELECT 1 FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
              WHERE w.plan_id = $1 AND x.batch_id = $2 AND w.state <> 'rejected')";
-        self.execute(sql, (plan, batch.as_str())).await?;
+        D::query(sql, (plan, batch.as_str())).execute(self).await?;
         Ok(())
     }
 
@@ -147,7 +154,8 @@ impl<D: Backend> Tx<D> {
         let sql = "INSERT INTO batch_factory_exclusions (batch_id, factory_id, reason, \
              created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (batch_id, factory_id) DO NOTHING";
-        self.execute(sql, (batch.as_str(), factory, reason, now))
+        D::query(sql, (batch.as_str(), factory, reason, now))
+            .execute(self)
             .await?;
         Ok(())
     }
@@ -161,7 +169,7 @@ impl<D: Backend> Tx<D> {
         quantity: f64,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE catalogue_materials SET on_hand = on_hand + $2 WHERE id = $1";
-        self.execute(sql, (material, quantity)).await?;
+        D::query(sql, (material, quantity)).execute(self).await?;
         Ok(())
     }
 
@@ -173,7 +181,7 @@ impl<D: Backend> Tx<D> {
         let sql = "SELECT w.state, w.tally, x.sku, x.units FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
              WHERE x.batch_id = $1 AND w.state <> 'rejected' ORDER BY w.id";
-        let rows = self.fetch_all(sql, (batch.as_str(),)).await?;
+        let rows = D::query(sql, (batch.as_str(),)).fetch_all(self).await?;
         rows.iter()
             .map(|r| {
                 let tally = parse_tally(&r.text("tally")?)?;
@@ -192,7 +200,9 @@ impl<D: Backend> Tx<D> {
         &mut self,
         batch: &BatchId,
     ) -> Result<Option<i64>, StoreError> {
-        let row = self.fetch_optional(&UNPLANNED, (batch.as_str(),)).await?;
+        let row = D::query(&UNPLANNED, (batch.as_str(),))
+            .fetch_optional(self)
+            .await?;
         row.map(|r| r.int("n")).transpose()
     }
 }

@@ -22,7 +22,7 @@ use c2m_domain::{CampaignId, HoldState, LedgerTxn, Money, Preorder, PreorderId};
 
 use super::sql::ledger_txn_id;
 use super::{Placement, Subject};
-use crate::dialect::{exactly, Dialect, Tx};
+use crate::dialect::{exactly, Conn, Dialect, Tx};
 use crate::sqlite::micros_of;
 use crate::StoreError;
 

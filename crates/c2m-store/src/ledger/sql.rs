@@ -111,7 +111,7 @@ impl<D: Backend> Tx<D> {
             balance_due_by,
             price.currency.as_str(),
         );
-        let done = self.execute(sql, params).await?;
+        let done = D::query(sql, params).execute(self).await?;
         one(done, || {
             format!("batch {batch} is not a newly locked batch")
         })
@@ -124,7 +124,7 @@ impl<D: Backend> Tx<D> {
     ) -> Result<(), StoreError> {
         let sql = "UPDATE preorders SET balance_paid_at = $2 \
              WHERE id = $1 AND balance_paid_at IS NULL AND forfeited_at IS NULL";
-        let done = self.execute(sql, (preorder.as_str(), at)).await?;
+        let done = D::query(sql, (preorder.as_str(), at)).execute(self).await?;
         one(done, || {
             format!("pre-order {preorder} was already paid or forfeited")
         })
@@ -138,13 +138,15 @@ impl<D: Backend> Tx<D> {
     ) -> Result<(), StoreError> {
         let sql = "UPDATE preorders SET forfeited_at = $2 \
              WHERE id = $1 AND forfeited_at IS NULL AND balance_paid_at IS NULL";
-        let done = self.execute(sql, (p.id.as_str(), at)).await?;
+        let done = D::query(sql, (p.id.as_str(), at)).execute(self).await?;
         one(done, || {
             format!("pre-order {} was already paid or forfeited", p.id)
         })?;
         let sql = "UPDATE batches SET forfeited_units = forfeited_units + $2 \
              WHERE id = $1 AND status = 'locked'";
-        let done = self.execute(sql, (p.batch_id.as_str(), p.quantity)).await?;
+        let done = D::query(sql, (p.batch_id.as_str(), p.quantity))
+            .execute(self)
+            .await?;
         one(done, || format!("batch {} is not locked", p.batch_id))
     }
 
@@ -156,7 +158,7 @@ impl<D: Backend> Tx<D> {
     ) -> Result<(), StoreError> {
         let sql = "UPDATE batches SET ready_at = $2 \
              WHERE id = $1 AND status = 'locked' AND ready_at IS NULL";
-        let done = self.execute(sql, (batch.as_str(), at)).await?;
+        let done = D::query(sql, (batch.as_str(), at)).execute(self).await?;
         one(done, || {
             format!("batch {batch} is not locked or already ready")
         })
@@ -164,7 +166,7 @@ impl<D: Backend> Tx<D> {
 
     pub(crate) async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError> {
         let sql = concat!("SELECT ", batch_columns!(), " FROM batches WHERE id = $1");
-        let row = self.fetch_optional(sql, (id.as_str(),)).await?;
+        let row = D::query(sql, (id.as_str(),)).fetch_optional(self).await?;
         row.as_ref().map(batch).transpose()
     }
 
@@ -174,7 +176,7 @@ impl<D: Backend> Tx<D> {
         batch: &BatchId,
     ) -> Result<Vec<Preorder>, StoreError> {
         let sql = concat!(preorder_select!(), "WHERE p.batch_id = $1 ORDER BY p.seq");
-        let rows = self.fetch_all(sql, (batch.as_str(),)).await?;
+        let rows = D::query(sql, (batch.as_str(),)).fetch_all(self).await?;
         rows.iter().map(preorder).collect()
     }
 }
@@ -188,7 +190,7 @@ pub(crate) async fn batches_past_balance_window<D: Dialect>(
          WHERE status = 'locked' AND ready_at IS NULL AND balance_due_by <= $1 \
          ORDER BY balance_due_by, campaign_id, seq LIMIT $2";
     let rows = D::query(sql, (now, i64::from(limit)))
-        .fetch_all(&mut *pool.acquire().await?)
+        .fetch_all(&mut pool.acquire().await?)
         .await?;
     rows.iter()
         .map(|r| Ok(BatchId::from_trusted(r.text("id")?)))
@@ -205,7 +207,7 @@ pub(crate) async fn batches_ready_for_planning<D: Dialect>(
         " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, campaign_id, seq LIMIT $1"
     );
     let rows = D::query(sql, (i64::from(limit),))
-        .fetch_all(&mut *pool.acquire().await?)
+        .fetch_all(&mut pool.acquire().await?)
         .await?;
     rows.iter().map(batch).collect()
 }
@@ -216,7 +218,7 @@ pub(crate) async fn campaign_money<D: Dialect>(
     campaign: &CampaignId,
 ) -> Result<Option<CampaignMoney>, StoreError> {
     let row = D::query(&CAMPAIGN_MONEY, (campaign.as_str(),))
-        .fetch_optional(&mut *pool.acquire().await?)
+        .fetch_optional(&mut pool.acquire().await?)
         .await?;
     row.as_ref().map(campaign_money_row).transpose()
 }

@@ -56,19 +56,19 @@ impl<D: Backend> Tx<D> {
     /// Serialises plan writers (one cycle's result is stored at a time, across replicas).
     pub(crate) async fn lock_planning(&mut self) -> Result<(), StoreError> {
         let sql = D::locking(PLANNING, PLANNING_FOR_UPDATE);
-        self.fetch_one(sql, ()).await?;
+        D::query(sql, ()).fetch_one(self).await?;
         Ok(())
     }
 
     /// The batches selected by [`QUEUED_BATCHES`], oldest lock first.
     pub(crate) async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>, StoreError> {
-        let rows = self.fetch_all(&QUEUED, ()).await?;
+        let rows = D::query(&QUEUED, ()).fetch_all(self).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let batch = batch(r)?;
             let id = (batch.id.as_str(),);
-            let excluded = self.fetch_all(EXCLUSIONS, id).await?;
-            let last = self.fetch_optional(LAST_PLAN, id).await?;
+            let excluded = D::query(EXCLUSIONS, id).fetch_all(self).await?;
+            let last = D::query(LAST_PLAN, id).fetch_optional(self).await?;
             out.push(QueuedBatch {
                 sku: r.text("campaign_sku")?,
                 units_to_plan: r.int("units_to_plan")?,
@@ -90,11 +90,12 @@ impl<D: Backend> Tx<D> {
         reserve: f64,
     ) -> Result<bool, StoreError> {
         let sql = "SELECT on_hand FROM catalogue_materials WHERE id = $1";
-        let on_hand = self.fetch_optional(sql, (material,)).await?;
+        let on_hand = D::query(sql, (material,)).fetch_optional(self).await?;
         match on_hand.map(|r| r.real("on_hand")).transpose()? {
             Some(have) if have + 1e-9 >= reserve => {
                 let sql = "UPDATE catalogue_materials SET on_hand = $2 WHERE id = $1";
-                self.execute(sql, (material, (have - reserve).max(0.0)))
+                D::query(sql, (material, (have - reserve).max(0.0)))
+                    .execute(self)
                     .await?;
                 Ok(true)
             }
@@ -108,14 +109,14 @@ impl<D: Backend> Tx<D> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE catalogue_meta SET version = version + 1, updated_at = $1 WHERE id = 1";
-        self.execute(sql, (now,)).await?;
+        D::query(sql, (now,)).execute(self).await?;
         Ok(())
     }
 
     /// The next number in the factory's work order sequence.
     pub(crate) async fn next_work_order_seq(&mut self, factory: &str) -> Result<i64, StoreError> {
         let sql = "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM work_orders WHERE factory_id = $1";
-        self.fetch_one(sql, (factory,)).await?.int("seq")
+        D::query(sql, (factory,)).fetch_one(self).await?.int("seq")
     }
 
     pub(crate) async fn insert_plan(
@@ -139,7 +140,7 @@ impl<D: Backend> Tx<D> {
             p.catalogue_version,
             now,
         );
-        self.execute(INSERT_PLAN, params).await?;
+        D::query(INSERT_PLAN, params).execute(self).await?;
         Ok(())
     }
 
@@ -150,7 +151,9 @@ impl<D: Backend> Tx<D> {
         active: bool,
     ) -> Result<(), StoreError> {
         let sql = "INSERT INTO plan_batches (plan_id, batch_id, active) VALUES ($1, $2, $3)";
-        self.execute(sql, (plan, batch.as_str(), active)).await?;
+        D::query(sql, (plan, batch.as_str(), active))
+            .execute(self)
+            .await?;
         Ok(())
     }
 
@@ -162,7 +165,9 @@ impl<D: Backend> Tx<D> {
     ) -> Result<(), StoreError> {
         let sql =
             "INSERT INTO plan_reservations (plan_id, material_id, quantity) VALUES ($1, $2, $3)";
-        self.execute(sql, (plan, material, quantity)).await?;
+        D::query(sql, (plan, material, quantity))
+            .execute(self)
+            .await?;
         Ok(())
     }
 
@@ -181,7 +186,7 @@ impl<D: Backend> Tx<D> {
             wo.due_at,
             wo.created_at,
         );
-        self.execute(INSERT_WORK_ORDER, params).await?;
+        D::query(INSERT_WORK_ORDER, params).execute(self).await?;
         let mut units: Vec<(BatchId, String, i64)> = Vec::new();
         for run in &wo.runs {
             for b in &run.batches {
@@ -197,25 +202,27 @@ impl<D: Backend> Tx<D> {
         for (batch, sku, n) in units.into_iter().filter(|u| u.2 > 0) {
             let sql = "INSERT INTO work_order_batches (work_order_id, batch_id, sku, units) \
                  VALUES ($1, $2, $3, $4)";
-            self.execute(sql, (&wo.id, batch.as_str(), sku, n)).await?;
+            D::query(sql, (&wo.id, batch.as_str(), sku, n))
+                .execute(self)
+                .await?;
         }
         Ok(())
     }
 
     pub(crate) async fn plan(&mut self, id: &str) -> Result<Option<StoredPlan>, StoreError> {
-        let Some(r) = self.fetch_optional(PLAN, (id,)).await? else {
+        let Some(r) = D::query(PLAN, (id,)).fetch_optional(self).await? else {
             return Ok(None);
         };
         let sql = "SELECT batch_id FROM plan_batches WHERE plan_id = $1 ORDER BY batch_id";
-        let batches = self.fetch_all(sql, (id,)).await?;
+        let batches = D::query(sql, (id,)).fetch_all(self).await?;
         let sql = concat!(
             work_order_select!(),
             "WHERE plan_id = $1 ORDER BY factory_id, seq"
         );
-        let work_orders = self.fetch_all(sql, (id,)).await?;
+        let work_orders = D::query(sql, (id,)).fetch_all(self).await?;
         let sql = "SELECT material_id, quantity FROM plan_reservations WHERE plan_id = $1 \
              ORDER BY material_id";
-        let reservations = self.fetch_all(sql, (id,)).await?;
+        let reservations = D::query(sql, (id,)).fetch_all(self).await?;
         Ok(Some(StoredPlan {
             summary: plan_summary(&r)?,
             cost_breakdown: r.text("cost_breakdown")?,
@@ -249,7 +256,7 @@ impl<D: Backend> Tx<D> {
             "WHERE p.seq < $1 ORDER BY p.seq DESC LIMIT $2"
         );
         let params = (req.after.unwrap_or(i64::MAX), page_limit(req.size));
-        let rows = self.fetch_all(sql, params).await?;
+        let rows = D::query(sql, params).fetch_all(self).await?;
         paged(&rows, req, plan_summary)
     }
 }

@@ -82,7 +82,7 @@ impl<D: Backend> Tx<D> {
             ladder_json(&t.price_ladder),
             t.balance_window_secs,
         );
-        self.execute(INSERT_CAMPAIGN, params).await?;
+        D::query(INSERT_CAMPAIGN, params).execute(self).await?;
         Ok(())
     }
 
@@ -96,7 +96,7 @@ impl<D: Backend> Tx<D> {
             return Ok(Some(held.clone()));
         }
         let sql = D::locking(CAMPAIGN, CAMPAIGN_FOR_UPDATE);
-        let row = self.fetch_optional(sql, (id.as_str(),)).await?;
+        let row = D::query(sql, (id.as_str(),)).fetch_optional(self).await?;
         row.as_ref().map(campaign).transpose()
     }
 
@@ -117,8 +117,8 @@ impl<D: Backend> Tx<D> {
         &mut self,
         campaign: &CampaignId,
     ) -> Result<Option<Batch>, StoreError> {
-        let row = self
-            .fetch_optional(OPEN_BATCH, (campaign.as_str(),))
+        let row = D::query(OPEN_BATCH, (campaign.as_str(),))
+            .fetch_optional(self)
             .await?;
         row.as_ref().map(batch).transpose()
     }
@@ -134,7 +134,7 @@ impl<D: Backend> Tx<D> {
     ) -> Result<PoolSnapshot, StoreError> {
         let consumers: Vec<&str> = consumers.iter().map(|c| c.as_str()).collect();
         let params = (campaign.as_str(), Value::List(&consumers));
-        pool_snapshot(&self.fetch_one(D::POOL_SNAPSHOT, params).await?)
+        pool_snapshot(&D::query(D::POOL_SNAPSHOT, params).fetch_one(self).await?)
     }
 
     /// The sequence number the campaign's next batch gets.
@@ -143,7 +143,10 @@ impl<D: Backend> Tx<D> {
         campaign: &CampaignId,
     ) -> Result<i64, StoreError> {
         let sql = "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM batches WHERE campaign_id = $1";
-        self.fetch_one(sql, (campaign.as_str(),)).await?.int("seq")
+        D::query(sql, (campaign.as_str(),))
+            .fetch_one(self)
+            .await?
+            .int("seq")
     }
 
     /// Inserts an open batch and its 'open' transition.
@@ -156,8 +159,10 @@ impl<D: Backend> Tx<D> {
             b.threshold,
             b.created_at,
         );
-        self.execute(INSERT_BATCH, params).await?;
-        self.execute(OPENED, (b.id.as_str(), b.created_at)).await?;
+        D::query(INSERT_BATCH, params).execute(self).await?;
+        D::query(OPENED, (b.id.as_str(), b.created_at))
+            .execute(self)
+            .await?;
         Ok(())
     }
 
@@ -167,7 +172,7 @@ impl<D: Backend> Tx<D> {
         units: i64,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE batches SET units = $2 WHERE id = $1 AND status = 'open'";
-        let done = self.execute(sql, (batch.as_str(), units)).await?;
+        let done = D::query(sql, (batch.as_str(), units)).execute(self).await?;
         one(done, || format!("batch {batch} is not open"))
     }
 
@@ -190,10 +195,10 @@ impl<D: Backend> Tx<D> {
                 return Err(StoreError::Corrupt("a batch cannot end as open".into()))
             }
         };
-        let done = self.execute(sql, (batch.as_str(), at)).await?;
+        let done = D::query(sql, (batch.as_str(), at)).execute(self).await?;
         one(done, || format!("batch {batch} is not open"))?;
         let params = (batch.as_str(), status.as_str(), at);
-        self.execute(ENDED, params).await?;
+        D::query(ENDED, params).execute(self).await?;
         Ok(())
     }
 
@@ -202,7 +207,9 @@ impl<D: Backend> Tx<D> {
         &mut self,
         id: &PreorderId,
     ) -> Result<Option<Preorder>, StoreError> {
-        let row = self.fetch_optional(PREORDER, (id.as_str(),)).await?;
+        let row = D::query(PREORDER, (id.as_str(),))
+            .fetch_optional(self)
+            .await?;
         row.as_ref().map(preorder).transpose()
     }
 
@@ -212,7 +219,7 @@ impl<D: Backend> Tx<D> {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE preorders SET cancelled_at = $2 WHERE id = $1 AND cancelled_at IS NULL";
-        let done = self.execute(sql, (id.as_str(), at)).await?;
+        let done = D::query(sql, (id.as_str(), at)).execute(self).await?;
         one(done, || format!("pre-order {id} was already cancelled"))
     }
 }
@@ -241,7 +248,7 @@ pub(crate) async fn campaign_progress<D: Dialect>(
     id: &CampaignId,
 ) -> Result<Option<CampaignProgress>, StoreError> {
     let row = D::query(PROGRESS, (id.as_str(),))
-        .fetch_optional(&mut *pool.acquire().await?)
+        .fetch_optional(&mut pool.acquire().await?)
         .await?;
     let Some(r) = row else { return Ok(None) };
     Ok(Some(CampaignProgress {
@@ -277,7 +284,7 @@ pub(crate) async fn list_campaigns<D: Dialect>(
     );
     let params = (req.after.unwrap_or(0), page_limit(req.size));
     let rows = D::query(sql, params)
-        .fetch_all(&mut *pool.acquire().await?)
+        .fetch_all(&mut pool.acquire().await?)
         .await?;
     paged(&rows, req, campaign)
 }
@@ -287,7 +294,7 @@ pub(crate) async fn get_preorder<D: Dialect>(
     id: &PreorderId,
 ) -> Result<Option<Preorder>, StoreError> {
     let row = D::query(PREORDER, (id.as_str(),))
-        .fetch_optional(&mut *pool.acquire().await?)
+        .fetch_optional(&mut pool.acquire().await?)
         .await?;
     row.as_ref().map(preorder).transpose()
 }
@@ -323,7 +330,7 @@ pub(crate) async fn list_preorders<D: Dialect>(
             (campaign.as_str(), consumer.as_str(), after, limit),
         ),
     };
-    let rows = query.fetch_all(&mut *pool.acquire().await?).await?;
+    let rows = query.fetch_all(&mut pool.acquire().await?).await?;
     paged(&rows, req, preorder)
 }
 
@@ -350,7 +357,7 @@ pub(crate) async fn list_batches<D: Dialect>(
         " FROM batches WHERE campaign_id = $1 ORDER BY seq"
     );
     let rows = D::query(sql, (campaign.as_str(),))
-        .fetch_all(&mut *pool.acquire().await?)
+        .fetch_all(&mut pool.acquire().await?)
         .await?;
     rows.iter().map(batch).collect()
 }
@@ -362,7 +369,7 @@ pub(crate) async fn campaign_of<D: Dialect>(
 ) -> Result<Option<CampaignId>, StoreError> {
     let sql = "SELECT campaign_id FROM preorders WHERE id = $1";
     let row = D::query(sql, (preorder.as_str(),))
-        .fetch_optional(&mut *pool.acquire().await?)
+        .fetch_optional(&mut pool.acquire().await?)
         .await?;
     row.map(|r| Ok(CampaignId::from_trusted(r.text("campaign_id")?)))
         .transpose()
@@ -374,7 +381,7 @@ pub(crate) async fn campaign_exists<D: Dialect>(
 ) -> Result<bool, StoreError> {
     let sql = "SELECT COUNT(*) AS n FROM campaigns WHERE id = $1";
     let row = D::query(sql, (id.as_str(),))
-        .fetch_one(&mut *pool.acquire().await?)
+        .fetch_one(&mut pool.acquire().await?)
         .await?;
     Ok(row.int("n")? > 0)
 }
@@ -388,7 +395,7 @@ pub(crate) async fn campaigns_past_deadline<D: Dialect>(
          JOIN batches b ON b.campaign_id = c.id AND b.status = 'open' \
          WHERE c.deadline <= $1 ORDER BY c.deadline, c.seq LIMIT $2";
     let rows = D::query(sql, (now, i64::from(limit)))
-        .fetch_all(&mut *pool.acquire().await?)
+        .fetch_all(&mut pool.acquire().await?)
         .await?;
     rows.iter()
         .map(|r| Ok(CampaignId::from_trusted(r.text("id")?)))
@@ -402,7 +409,7 @@ pub(crate) async fn batch_transitions<D: Dialect>(
     let sql = "SELECT batch_id, status, at FROM batch_transitions WHERE batch_id = $1 \
          ORDER BY at, CASE status WHEN 'open' THEN 0 ELSE 1 END";
     let rows = D::query(sql, (batch.as_str(),))
-        .fetch_all(&mut *pool.acquire().await?)
+        .fetch_all(&mut pool.acquire().await?)
         .await?;
     rows.iter()
         .map(|r| {

@@ -38,7 +38,7 @@ use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{
-    PgArgumentBuffer, PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult, PgRow,
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgPoolOptions, PgQueryResult, PgRow,
     PgTypeInfo,
 };
 use sqlx::{Arguments, Encode, Postgres, Row, Type};
@@ -47,8 +47,8 @@ use c2m_domain::BatchId;
 
 use self::writers::Writers;
 use crate::dialect::{Dialect, Value};
-use crate::engine::{Engine, Lane};
-use crate::payment::{LedgerOnly, PaymentProvider};
+use crate::engine::{Base, Engine, Lane, Owned};
+use crate::payment::PaymentProvider;
 use crate::writer::{run_now, Op};
 pub use crate::writer::{WriterStats, ATTEMPTS};
 use crate::{BatchTransition, StoreError};
@@ -85,11 +85,10 @@ impl Default for PgOptions {
 
 /// The PostgreSQL store. See the module docs for how replicas stay correct.
 pub struct PgStore {
-    pool: PgPool,
     /// The per-campaign writers placements and cancels are queued on (group commit).
     writers: Arc<Writers>,
-    /// Shown every money movement inside its transaction (see [`crate::payment`]).
-    provider: Arc<dyn PaymentProvider>,
+    /// The pool every read and write runs on.
+    base: Base<Postgres>,
 }
 
 impl PgStore {
@@ -125,14 +124,13 @@ impl PgStore {
         let max_group = options.max_group.clamp(1, MAX_GROUP);
         Ok(PgStore {
             writers: Arc::new(Writers::new(pool.clone(), max_group)),
-            pool,
-            provider: Arc::new(LedgerOnly),
+            base: Base::new(pool),
         })
     }
 
-    /// Uses `provider` instead of the built-in [`LedgerOnly`].
+    /// Uses `provider` instead of the built-in [`LedgerOnly`](crate::payment::LedgerOnly)(crate::payment::LedgerOnly).
     pub fn with_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
-        self.provider = provider;
+        self.base.provider = provider;
         self
     }
 
@@ -141,7 +139,7 @@ impl PgStore {
         &self,
         batch: &BatchId,
     ) -> Result<Vec<BatchTransition>, StoreError> {
-        crate::pooling::batch_transitions(&self.pool, batch).await
+        crate::pooling::batch_transitions(&self.base.pool, batch).await
     }
 
     /// Placements and cancels run and transactions used so far by this store's writers.
@@ -151,7 +149,7 @@ impl PgStore {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.base.pool.close().await;
     }
 }
 
@@ -250,31 +248,28 @@ impl Encode<'_, Postgres> for Jsonb<'_> {
 impl Engine for PgStore {
     type D = Postgres;
 
-    fn readers(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn provider(&self) -> &Arc<dyn PaymentProvider> {
-        &self.provider
-    }
-
     /// A write on a campaign goes to the campaign's writer, to share a transaction with
     /// the writes waiting for the same lock; any other runs in a transaction of its own.
-    async fn write<A, T>(&self, lane: Lane<'_>, op: Op<Postgres, A, T>) -> Result<T, StoreError>
-    where
-        A: Send + Sync + 'static,
-        T: Send + 'static,
-    {
+    async fn write<A: Owned, T: Owned>(
+        &self,
+        lane: Lane<'_>,
+        op: Op<Postgres, A, T>,
+    ) -> Result<T, StoreError> {
+        let pool = &self.base.pool;
         let campaign = match lane {
             Lane::Alone => None,
             Lane::Campaign(campaign) => Some(campaign.clone()),
             // A pre-order never changes campaign. An unknown one runs on its own and
             // answers as the shared logic says (a replay, or `NotFound`).
-            Lane::Preorder(preorder) => crate::pooling::campaign_of(&self.pool, preorder).await?,
+            Lane::Preorder(preorder) => crate::pooling::campaign_of(pool, preorder).await?,
         };
         match campaign {
             Some(campaign) => self.writers.write(&campaign, op).await,
-            None => run_now(&self.pool, op).await,
+            None => run_now(pool, op).await,
         }
+    }
+
+    fn base(&self) -> &Base<Postgres> {
+        &self.base
     }
 }

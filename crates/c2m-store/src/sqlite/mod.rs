@@ -39,8 +39,8 @@ use tokio::task::JoinHandle;
 use c2m_domain::BatchId;
 
 use crate::dialect::{Dialect, Value};
-use crate::engine::{Engine, Lane};
-use crate::payment::{LedgerOnly, PaymentProvider};
+use crate::engine::{Base, Engine, Lane, Owned};
+use crate::payment::PaymentProvider;
 pub use crate::writer::WriterStats;
 use crate::writer::{writer_gone, Counters, Job, Op, Queued};
 use crate::{BatchTransition, StoreError};
@@ -75,9 +75,9 @@ pub struct SqliteStore {
     /// The one connection that writes, used only by the writer task.
     writer_pool: SqlitePool,
     counters: Arc<Counters>,
-    readers: SqlitePool,
-    /// Shown every money movement inside its transaction (see [`crate::payment`]).
-    provider: Arc<dyn PaymentProvider>,
+    /// The readers: a small pool; in WAL mode they read a consistent snapshot while the
+    /// writer works.
+    base: Base<Sqlite>,
 }
 
 /// The connection settings every connection to the file uses (the probe uses them too).
@@ -185,28 +185,19 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             writer_pool,
             counters,
-            readers,
-            provider: Arc::new(LedgerOnly),
+            base: Base::new(readers),
         })
-    }
-
-    /// Uses `provider` instead of the built-in [`LedgerOnly`].
-    pub fn with_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
-        self.provider = provider;
-        self
-    }
-
-    /// The append-only transition record of a batch, oldest first (for audits and tests).
-    pub async fn batch_transitions(
-        &self,
-        batch: &BatchId,
-    ) -> Result<Vec<BatchTransition>, StoreError> {
-        crate::pooling::batch_transitions(&self.readers, batch).await
     }
 
     /// Writes run and transactions used so far by this store's writer.
     pub fn writer_stats(&self) -> WriterStats {
         self.counters.snapshot()
+    }
+
+    /// Uses `provider` instead of the built-in [`LedgerOnly`](crate::payment::LedgerOnly)(crate::payment::LedgerOnly).
+    pub fn with_provider(mut self, provider: Arc<dyn PaymentProvider>) -> Self {
+        self.base.provider = provider;
+        self
     }
 
     /// Finishes the queued writes and closes the connections, checkpointing the WAL.
@@ -215,17 +206,25 @@ impl SqliteStore {
             jobs,
             writer,
             writer_pool,
-            readers,
+            base,
             ..
         } = self;
         drop(jobs);
-        readers.close().await;
+        base.pool.close().await;
         if let Some(handle) = writer.into_inner() {
             if let Err(e) = handle.await {
                 tracing::warn!(error = %e, "the sqlite writer task failed");
             }
         }
         writer_pool.close().await;
+    }
+
+    /// The append-only transition record of a batch, oldest first (for audits and tests).
+    pub async fn batch_transitions(
+        &self,
+        batch: &BatchId,
+    ) -> Result<Vec<BatchTransition>, StoreError> {
+        crate::pooling::batch_transitions(&self.base.pool, batch).await
     }
 }
 
@@ -257,26 +256,20 @@ async fn write_loop(
 impl Engine for SqliteStore {
     type D = Sqlite;
 
-    fn readers(&self) -> &SqlitePool {
-        &self.readers
-    }
-
-    fn provider(&self) -> &Arc<dyn PaymentProvider> {
-        &self.provider
+    fn base(&self) -> &Base<Sqlite> {
+        &self.base
     }
 
     /// Every write goes through the one writer task, whatever its lane: the writer serves
     /// every campaign.
-    async fn write<A, T>(&self, _lane: Lane<'_>, op: Op<Sqlite, A, T>) -> Result<T, StoreError>
-    where
-        A: Send + Sync + 'static,
-        T: Send + 'static,
-    {
+    async fn write<A: Owned, T: Owned>(
+        &self,
+        _: Lane<'_>,
+        op: Op<Sqlite, A, T>,
+    ) -> Result<T, StoreError> {
         let (job, answer) = Job::new(op);
-        self.jobs
-            .send(Box::new(job))
-            .await
-            .map_err(|_| writer_gone())?;
+        let queued = self.jobs.send(Box::new(job)).await;
+        queued.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 }
@@ -301,7 +294,7 @@ mod tests {
              (SELECT foreign_keys FROM pragma_foreign_keys) AS fk, \
              (SELECT timeout FROM pragma_busy_timeout) AS busy",
         )
-        .fetch_one(&store.readers)
+        .fetch_one(&store.base.pool)
         .await
         .expect("pragmas");
         assert_eq!(row.get::<String, _>("journal"), "wal");
