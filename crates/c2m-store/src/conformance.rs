@@ -83,12 +83,19 @@ where
     }
 }
 
-/// Generates one `#[tokio::test]` per conformance case. The argument is an expression that
-/// evaluates to a future of `Option<impl Fixture>`; `None` skips the test.
+/// The one list of conformance cases, grouped by feature: [`conformance_tests!`] expands
+/// one test per name from it. A name here that is not a case does not compile, and the
+/// crate's test `every_written_case_is_registered` fails for a case
+/// (`pub async fn name(fx: Arc<dyn Fixture>)`) that is not here: a case that is written is a
+/// case that runs. The argument is the macro to call with the names (after its own
+/// arguments), in brackets.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! conformance_tests {
-    ($fixture:expr) => {
-        $crate::conformance_tests!(@cases $fixture;
+macro_rules! conformance_cases {
+    ([$($callback:tt)*] $($args:tt)*) => {
+        $($callback)*! {
+            $($args)*
+            // Campaigns and pooling.
             campaigns_create_get_list_and_page,
             bad_campaign_spec_names_the_field_and_writes_nothing,
             bad_preorder_names_the_field_and_writes_nothing,
@@ -114,14 +121,28 @@ macro_rules! conformance_tests {
             writes_arriving_together_keep_their_own_results,
             placements_together_answer_as_one_at_a_time,
             random_operations_match_a_model_of_the_pooling_rule,
-            catalogue_changes_and_the_sku_rule,
+            // The ledger (`conformance/ledger.rs`).
             ledger_follows_preorders_through_lock_pay_and_forfeit,
             failed_batch_releases_every_hold_exactly_once,
             full_price_deposit_is_ready_at_lock,
             balance_window_closes_once_under_racing_sweepers,
+            // The catalogue.
+            catalogue_changes_and_the_sku_rule,
+            // Planning.
             plans_take_batches_once_and_number_work_orders_per_factory,
+            // Factory delivery.
             factories_get_their_own_work_orders_and_rejections_requeue_units,
-        );
+        }
+    };
+}
+
+/// Generates one `#[tokio::test]` per conformance case ([`conformance_cases!`]). The
+/// argument is an expression that evaluates to a future of `Option<impl Fixture>`; `None`
+/// skips the test.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:expr) => {
+        $crate::conformance_cases!([$crate::conformance_tests] @cases $fixture;);
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {
         $(
@@ -2692,4 +2713,56 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         states,
         vec![WorkOrderState::Rejected, WorkOrderState::Shipped]
     );
+}
+
+#[cfg(test)]
+mod registry {
+    /// The names [`conformance_cases!`] lists.
+    macro_rules! registered {
+        ($($case:ident),* $(,)?) => {
+            &[$(stringify!($case)),*]
+        };
+    }
+
+    const REGISTERED: &[&str] = crate::conformance_cases!([registered]);
+
+    /// The cases written in the suite's sources: `pub async fn name(fx: Arc<dyn Fixture>)`.
+    fn written() -> Vec<String> {
+        let mut names = Vec::new();
+        for source in [include_str!("conformance.rs"), include_str!("conformance/ledger.rs")] {
+            // Functions start a line; mentions in comments do not.
+            for (at, _) in source.match_indices("\npub async fn ") {
+                let rest = &source[at + "\npub async fn ".len()..];
+                let Some((name, after)) = rest.split_once('(') else {
+                    continue;
+                };
+                let params: String = after
+                    .split(')')
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect();
+                if params.trim_end_matches(',') == "fx:Arc<dynFixture>" {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_written_case_is_registered() {
+        let written = written();
+        assert!(written.len() >= 30, "found only {written:?}");
+        let missing: Vec<&String> = written
+            .iter()
+            .filter(|w| !REGISTERED.contains(&w.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "cases missing from conformance_cases!: {missing:?}");
+        let mut unique = REGISTERED.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), REGISTERED.len(), "a case is registered twice");
+        assert_eq!(REGISTERED.len(), written.len(), "registered {REGISTERED:?}");
+    }
 }
