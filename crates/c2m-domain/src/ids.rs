@@ -16,7 +16,8 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
-            /// A fresh random id, prefixed so that ids in logs say what they are.
+            /// A fresh id, prefixed so that ids in logs say what they are: a UUIDv7, so ids
+            /// made later sort later and new rows append to every index they are in.
             pub fn generate() -> Self {
                 $name(format!(concat!($prefix, "_{}"), Uuid::now_v7().simple()))
             }
@@ -34,6 +35,10 @@ macro_rules! id_type {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
             }
         }
 
@@ -60,6 +65,18 @@ id_type!(
 id_type!(
     /// A consumer, as the storefront knows them. c2m never invents these.
     ConsumerId, "con", "consumer_id"
+);
+id_type!(
+    /// A stored plan: the result of one planning cycle.
+    PlanId, "pln", "plan_id"
+);
+id_type!(
+    /// A work order: one factory's part of a plan.
+    WorkOrderId, "wo", "work_order_id"
+);
+id_type!(
+    /// A ledger transaction: the key a payment gateway would be given for its movement.
+    LedgerTxnId, "ltx", "ledger_txn_id"
 );
 
 /// Checks a client-supplied token (id or key): the rules are deliberately narrow so that
@@ -92,6 +109,11 @@ mod tests {
         let id = CampaignId::generate();
         assert!(id.as_str().starts_with("cmp_"));
         assert_eq!(CampaignId::parse(id.as_str()).unwrap(), id);
+        let plan = PlanId::generate().into_string();
+        let version = plan.strip_prefix("pln_").and_then(|u| u.chars().nth(12));
+        assert_eq!(version, Some('7'), "{plan} is a UUIDv7");
+        assert!(WorkOrderId::generate().as_str().starts_with("wo_"));
+        assert!(LedgerTxnId::generate().as_str().starts_with("ltx_"));
     }
 
     #[test]

@@ -2729,7 +2729,10 @@ mod registry {
     /// The cases written in the suite's sources: `pub async fn name(fx: Arc<dyn Fixture>)`.
     fn written() -> Vec<String> {
         let mut names = Vec::new();
-        for source in [include_str!("conformance.rs"), include_str!("conformance/ledger.rs")] {
+        for source in [
+            include_str!("conformance.rs"),
+            include_str!("conformance/ledger.rs"),
+        ] {
             // Functions start a line; mentions in comments do not.
             for (at, _) in source.match_indices("\npub async fn ") {
                 let rest = &source[at + "\npub async fn ".len()..];
@@ -2758,7 +2761,10 @@ mod registry {
             .iter()
             .filter(|w| !REGISTERED.contains(&w.as_str()))
             .collect();
-        assert!(missing.is_empty(), "cases missing from conformance_cases!: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "cases missing from conformance_cases!: {missing:?}"
+        );
         let mut unique = REGISTERED.to_vec();
         unique.sort_unstable();
         unique.dedup();

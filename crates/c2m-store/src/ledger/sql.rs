@@ -286,7 +286,7 @@ pub(crate) async fn ledger_audit<D: Dialect>(pool: &Pool<D>) -> Result<LedgerAud
 
 /// A fresh ledger transaction id (`ltx_...`), the key a gateway would be given.
 pub(crate) fn ledger_txn_id() -> String {
-    format!("ltx_{}", uuid::Uuid::now_v7().simple())
+    c2m_domain::ids::LedgerTxnId::generate().into_string()
 }
 
 /// The money summary of campaign `$1` in one statement: a sum per kind of movement (one

@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use c2m_domain::ids::{PlanId, WorkOrderId};
 use c2m_domain::{Batch, BatchId, DomainError, IdempotencyKey, Page, PageRequest};
 
 use crate::dialect::{micros, Backend, Tx};
@@ -263,7 +264,7 @@ pub(crate) async fn store_plan<D: Backend>(
             .into());
         }
     }
-    let id = format!("pln_{}", uuid::Uuid::new_v4().simple());
+    let id = PlanId::generate().into_string();
     let holds = new.status != PlanStatus::Infeasible;
     tx.insert_plan(&id, new, now).await?;
     for b in &new.batches {
@@ -287,7 +288,7 @@ pub(crate) async fn store_plan<D: Backend>(
         for w in &new.work_orders {
             let seq = tx.next_work_order_seq(&w.factory_id).await?;
             let wo = WorkOrder {
-                id: format!("wo_{}", uuid::Uuid::new_v4().simple()),
+                id: WorkOrderId::generate().into_string(),
                 plan_id: id.clone(),
                 factory_id: w.factory_id.clone(),
                 seq,
