@@ -87,14 +87,12 @@ impl<D: Backend> Tx<D> {
 
     pub(crate) async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError> {
         let sql = concat!(token_select!(), "WHERE id = $1");
-        let row = D::query(sql, (id,)).fetch_optional(self).await?;
-        row.as_ref().map(stored_token).transpose()
+        D::query(sql, (id,)).optional(self, stored_token).await
     }
 
     pub(crate) async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError> {
         let sql = concat!(token_select!(), "ORDER BY created_at, id");
-        let rows = D::query(sql, ()).fetch_all(self).await?;
-        rows.iter().map(stored_token).collect()
+        D::query(sql, ()).all(self, stored_token).await
     }
 }
 

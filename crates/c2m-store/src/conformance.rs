@@ -373,6 +373,15 @@ fn spec(threshold: i64, cap: Option<i64>) -> CampaignSpec {
     }
 }
 
+/// The one store or the other, turn about: two replicas sharing the work of a race.
+fn alternate(i: usize, one: &Arc<dyn Store>, other: &Arc<dyn Store>) -> Arc<dyn Store> {
+    if i.is_multiple_of(2) {
+        one.clone()
+    } else {
+        other.clone()
+    }
+}
+
 fn key() -> IdempotencyKey {
     IdempotencyKey::parse(&format!("key-{}", uuid::Uuid::new_v4().simple())).expect("valid key")
 }
@@ -1369,11 +1378,7 @@ pub async fn concurrent_retries_with_one_key_place_one_preorder(fx: Arc<dyn Fixt
     let req = place_req(&c.id, &consumer(1), 2);
     let mut handles = Vec::new();
     for i in 0..20 {
-        let store = if i % 2 == 0 {
-            store.clone()
-        } else {
-            second.clone()
-        };
+        let store = alternate(i, &store, &second);
         let req = req.clone();
         handles.push(tokio::spawn(async move {
             store

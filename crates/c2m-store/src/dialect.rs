@@ -274,6 +274,28 @@ impl<'q, D: Dialect> Statement<'q, D> {
             .await?
             .ok_or_else(|| sqlx::Error::RowNotFound.into())
     }
+
+    /// The row, if there is one, read with `read`.
+    pub(crate) async fn optional<T>(
+        self,
+        on: &mut impl Conn<D>,
+        read: impl Fn(&D::Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.fetch_optional(on)
+            .await?
+            .as_ref()
+            .map(read)
+            .transpose()
+    }
+
+    /// Every row, each read with `read`.
+    pub(crate) async fn all<T>(
+        self,
+        on: &mut impl Conn<D>,
+        read: impl Fn(&D::Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.fetch_all(on).await?.iter().map(read).collect()
+    }
 }
 
 /// What a statement runs on: a transaction ([`Tx`]), or a connection taken from a pool

@@ -80,14 +80,13 @@ impl<D: Backend> Tx<D> {
         if let Some(known) = self.keys.get(&(operation.to_owned(), key.to_owned())) {
             return Ok(known.clone());
         }
-        let row = D::query(
+        D::query(
             "SELECT fingerprint, CAST(response AS TEXT) AS response FROM idempotency_keys \
                  WHERE operation = $1 AND key = $2",
             (operation, key),
         )
-        .fetch_optional(self)
-        .await?;
-        row.as_ref().map(StoredResponse::from_row).transpose()
+        .optional(self, StoredResponse::from_row)
+        .await
     }
 
     /// The recorded keys among `keys` for `operation`, by key (for a run of placements,

@@ -146,37 +146,46 @@ async fn read_catalogue<D: Backend>(
         ..Catalogue::default()
     };
     let sql = "SELECT sku, bom FROM catalogue_products ORDER BY position, sku";
-    for r in D::query(sql, ()).fetch_all(tx).await? {
-        c.products.push(CatalogueProduct {
+    let product = |r: &D::Row| {
+        let bom = from_json("bom", &r.text("bom")?)?;
+        Ok(CatalogueProduct {
             sku: r.text("sku")?,
-            bom: from_json("bom", &r.text("bom")?)?,
-        });
-    }
+            bom,
+        })
+    };
+    c.products = D::query(sql, ()).all(tx, product).await?;
     let sql = "SELECT id, unit, on_hand, holding_cost FROM catalogue_materials \
          ORDER BY position, id";
-    for r in D::query(sql, ()).fetch_all(tx).await? {
-        c.materials.push(CatalogueMaterial {
+    let material = |r: &D::Row| {
+        Ok(CatalogueMaterial {
             id: r.text("id")?,
             unit: r.text("unit")?,
             on_hand: r.real("on_hand")?,
             holding_cost: r.real("holding_cost")?,
-        });
-    }
+        })
+    };
+    c.materials = D::query(sql, ()).all(tx, material).await?;
     let sql = "SELECT id, capacity_hours, lines FROM catalogue_factories ORDER BY position, id";
-    for r in D::query(sql, ()).fetch_all(tx).await? {
-        c.factories.push(CatalogueFactory {
+    let factory = |r: &D::Row| {
+        let lines = from_json("lines", &r.text("lines")?)?;
+        let capacity_hours = r.real("capacity_hours")?;
+        Ok(CatalogueFactory {
             id: r.text("id")?,
-            capacity_hours: r.real("capacity_hours")?,
-            lines: from_json("lines", &r.text("lines")?)?,
-        });
-    }
+            capacity_hours,
+            lines,
+        })
+    };
+    c.factories = D::query(sql, ()).all(tx, factory).await?;
     let sql = "SELECT id, lead_days, offers FROM catalogue_suppliers ORDER BY position, id";
-    for r in D::query(sql, ()).fetch_all(tx).await? {
-        c.suppliers.push(CatalogueSupplier {
+    let supplier = |r: &D::Row| {
+        let offers = from_json("offers", &r.text("offers")?)?;
+        let lead_days = r.int("lead_days")?;
+        Ok(CatalogueSupplier {
             id: r.text("id")?,
-            lead_days: r.int("lead_days")?,
-            offers: from_json("offers", &r.text("offers")?)?,
-        });
-    }
+            lead_days,
+            offers,
+        })
+    };
+    c.suppliers = D::query(sql, ()).all(tx, supplier).await?;
     Ok(c)
 }

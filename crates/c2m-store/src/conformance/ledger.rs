@@ -327,11 +327,7 @@ pub async fn balance_window_closes_once_under_racing_sweepers(fx: Arc<dyn Fixtur
     let replica = fx.replica().await;
     let mut tasks = Vec::new();
     for i in 0..6 {
-        let s = if i % 2 == 0 {
-            store.clone()
-        } else {
-            replica.clone()
-        };
+        let s = super::alternate(i, &store, &replica);
         let b = batch.clone();
         tasks.push(tokio::spawn(
             async move { s.close_balance_window(&b, at).await },

@@ -50,10 +50,11 @@ impl<D: Backend> Tx<D> {
             .await?
             .int("seq")?;
         let sql = "SELECT acked_seq FROM factory_cursors WHERE factory_id = $1";
-        let acked = D::query(sql, (factory,)).fetch_optional(self).await?;
+        let acked = D::query(sql, (factory,));
+        let acked = acked.optional(self, |r| r.int("acked_seq")).await?;
         Ok(FactoryPosition {
             last_seq,
-            acked_seq: acked.map(|r| r.int("acked_seq")).transpose()?.unwrap_or(0),
+            acked_seq: acked.unwrap_or(0),
         })
     }
 
@@ -84,10 +85,9 @@ impl<D: Backend> Tx<D> {
             work_order_select!(),
             "WHERE factory_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
         );
-        let rows = D::query(sql, (factory, after, i64::from(limit)))
-            .fetch_all(self)
-            .await?;
-        rows.iter().map(work_order).collect()
+        D::query(sql, (factory, after, i64::from(limit)))
+            .all(self, work_order)
+            .await
     }
 
     /// The factory's work order (locked for update on PostgreSQL), with its tally.
@@ -181,17 +181,15 @@ impl<D: Backend> Tx<D> {
         let sql = "SELECT w.state, w.tally, x.sku, x.units FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
              WHERE x.batch_id = $1 AND w.state <> 'rejected' ORDER BY w.id";
-        let rows = D::query(sql, (batch.as_str(),)).fetch_all(self).await?;
-        rows.iter()
-            .map(|r| {
-                let tally = parse_tally(&r.text("tally")?)?;
-                Ok(BatchShare {
-                    state: work_order_state(&r.text("state")?)?,
-                    units: r.int("units")?,
-                    shipped_fraction: shipped_fraction(&tally, &r.text("sku")?),
-                })
+        let share = |r: &D::Row| {
+            let tally = parse_tally(&r.text("tally")?)?;
+            Ok(BatchShare {
+                state: work_order_state(&r.text("state")?)?,
+                units: r.int("units")?,
+                shipped_fraction: shipped_fraction(&tally, &r.text("sku")?),
             })
-            .collect()
+        };
+        D::query(sql, (batch.as_str(),)).all(self, share).await
     }
 
     /// The batch's units still waiting for a plan, if it waits at all (see

@@ -166,8 +166,7 @@ impl<D: Backend> Tx<D> {
 
     pub(crate) async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError> {
         let sql = concat!("SELECT ", batch_columns!(), " FROM batches WHERE id = $1");
-        let row = D::query(sql, (id.as_str(),)).fetch_optional(self).await?;
-        row.as_ref().map(batch).transpose()
+        D::query(sql, (id.as_str(),)).optional(self, batch).await
     }
 
     /// Every pre-order of the batch (cancelled ones included), in placement order.
@@ -176,8 +175,7 @@ impl<D: Backend> Tx<D> {
         batch: &BatchId,
     ) -> Result<Vec<Preorder>, StoreError> {
         let sql = concat!(preorder_select!(), "WHERE p.batch_id = $1 ORDER BY p.seq");
-        let rows = D::query(sql, (batch.as_str(),)).fetch_all(self).await?;
-        rows.iter().map(preorder).collect()
+        D::query(sql, (batch.as_str(),)).all(self, preorder).await
     }
 }
 
@@ -189,12 +187,11 @@ pub(crate) async fn batches_past_balance_window<D: Dialect>(
     let sql = "SELECT id FROM batches \
          WHERE status = 'locked' AND ready_at IS NULL AND balance_due_by <= $1 \
          ORDER BY balance_due_by, campaign_id, seq LIMIT $2";
-    let rows = D::query(sql, (now, i64::from(limit)))
-        .fetch_all(&mut pool.acquire().await?)
-        .await?;
-    rows.iter()
-        .map(|r| Ok(BatchId::from_trusted(r.text("id")?)))
-        .collect()
+    let id = |r: &D::Row| Ok(BatchId::from_trusted(r.text("id")?));
+    let mut conn = pool.acquire().await?;
+    D::query(sql, (now, i64::from(limit)))
+        .all(&mut conn, id)
+        .await
 }
 
 pub(crate) async fn batches_ready_for_planning<D: Dialect>(
@@ -206,10 +203,9 @@ pub(crate) async fn batches_ready_for_planning<D: Dialect>(
         batch_columns!(),
         " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, campaign_id, seq LIMIT $1"
     );
-    let rows = D::query(sql, (i64::from(limit),))
-        .fetch_all(&mut pool.acquire().await?)
-        .await?;
-    rows.iter().map(batch).collect()
+    D::query(sql, (i64::from(limit),))
+        .all(&mut pool.acquire().await?, batch)
+        .await
 }
 
 /// One statement, so every figure comes from the same snapshot.
@@ -217,10 +213,9 @@ pub(crate) async fn campaign_money<D: Dialect>(
     pool: &Pool<D>,
     campaign: &CampaignId,
 ) -> Result<Option<CampaignMoney>, StoreError> {
-    let row = D::query(&CAMPAIGN_MONEY, (campaign.as_str(),))
-        .fetch_optional(&mut pool.acquire().await?)
-        .await?;
-    row.as_ref().map(campaign_money_row).transpose()
+    D::query(&CAMPAIGN_MONEY, (campaign.as_str(),))
+        .optional(&mut pool.acquire().await?, campaign_money_row)
+        .await
 }
 
 pub(crate) async fn list_ledger<D: Dialect>(
@@ -259,23 +254,12 @@ pub(crate) async fn ledger_audit<D: Dialect>(pool: &Pool<D>) -> Result<LedgerAud
         .await?
         .int("n")?;
     let unbalanced = D::sql(UNBALANCED_SQL)
-        .fetch_all(&mut conn)
-        .await?
-        .iter()
-        .map(|r| r.int("txn_seq"))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let totals = D::sql(TOTALS_SQL)
-        .fetch_all(&mut conn)
-        .await?
-        .iter()
-        .map(|r| Ok((r.text("currency")?, r.int("total")?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let hold_mismatches = D::sql(HOLD_MISMATCH_SQL)
-        .fetch_all(&mut conn)
-        .await?
-        .iter()
-        .map(|r| Ok(PreorderId::from_trusted(r.text("id")?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .all(&mut conn, |r| r.int("txn_seq"))
+        .await?;
+    let total = |r: &D::Row| Ok((r.text("currency")?, r.int("total")?));
+    let totals = D::sql(TOTALS_SQL).all(&mut conn, total).await?;
+    let preorder = |r: &D::Row| Ok(PreorderId::from_trusted(r.text("id")?));
+    let hold_mismatches = D::sql(HOLD_MISMATCH_SQL).all(&mut conn, preorder).await?;
     Ok(LedgerAudit {
         transactions,
         unbalanced,

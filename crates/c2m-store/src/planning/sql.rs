@@ -67,17 +67,15 @@ impl<D: Backend> Tx<D> {
         for r in &rows {
             let batch = batch(r)?;
             let id = (batch.id.as_str(),);
-            let excluded = D::query(EXCLUSIONS, id).fetch_all(self).await?;
-            let last = D::query(LAST_PLAN, id).fetch_optional(self).await?;
+            let excluded = D::query(EXCLUSIONS, id);
+            let excluded_factories = excluded.all(self, |x| x.text("factory_id")).await?;
+            let last_plan = D::query(LAST_PLAN, id).optional(self, plan_summary).await?;
             out.push(QueuedBatch {
                 sku: r.text("campaign_sku")?,
                 units_to_plan: r.int("units_to_plan")?,
                 batch,
-                excluded_factories: excluded
-                    .iter()
-                    .map(|x| x.text("factory_id"))
-                    .collect::<Result<_, _>>()?,
-                last_plan: last.as_ref().map(plan_summary).transpose()?,
+                excluded_factories,
+                last_plan,
             });
         }
         Ok(out)
@@ -90,8 +88,8 @@ impl<D: Backend> Tx<D> {
         reserve: f64,
     ) -> Result<bool, StoreError> {
         let sql = "SELECT on_hand FROM catalogue_materials WHERE id = $1";
-        let on_hand = D::query(sql, (material,)).fetch_optional(self).await?;
-        match on_hand.map(|r| r.real("on_hand")).transpose()? {
+        let on_hand = D::query(sql, (material,));
+        match on_hand.optional(self, |r| r.real("on_hand")).await? {
             Some(have) if have + 1e-9 >= reserve => {
                 let sql = "UPDATE catalogue_materials SET on_hand = $2 WHERE id = $1";
                 D::query(sql, (material, (have - reserve).max(0.0)))
@@ -214,15 +212,17 @@ impl<D: Backend> Tx<D> {
             return Ok(None);
         };
         let sql = "SELECT batch_id FROM plan_batches WHERE plan_id = $1 ORDER BY batch_id";
-        let batches = D::query(sql, (id,)).fetch_all(self).await?;
+        let batch = |x: &D::Row| Ok(BatchId::from_trusted(x.text("batch_id")?));
+        let batches = D::query(sql, (id,)).all(self, batch).await?;
         let sql = concat!(
             work_order_select!(),
             "WHERE plan_id = $1 ORDER BY factory_id, seq"
         );
-        let work_orders = D::query(sql, (id,)).fetch_all(self).await?;
+        let work_orders = D::query(sql, (id,)).all(self, work_order).await?;
         let sql = "SELECT material_id, quantity FROM plan_reservations WHERE plan_id = $1 \
              ORDER BY material_id";
-        let reservations = D::query(sql, (id,)).fetch_all(self).await?;
+        let reservation = |x: &D::Row| Ok((x.text("material_id")?, x.real("quantity")?));
+        let reservations = D::query(sql, (id,)).all(self, reservation).await?;
         Ok(Some(StoredPlan {
             summary: plan_summary(&r)?,
             cost_breakdown: r.text("cost_breakdown")?,
@@ -231,18 +231,9 @@ impl<D: Backend> Tx<D> {
             scenario: r.text("scenario")?,
             plan: r.text("plan")?,
             catalogue_version: r.int("catalogue_version")?,
-            batches: batches
-                .iter()
-                .map(|x| Ok(BatchId::from_trusted(x.text("batch_id")?)))
-                .collect::<Result<_, StoreError>>()?,
-            work_orders: work_orders
-                .iter()
-                .map(work_order)
-                .collect::<Result<_, _>>()?,
-            reservations: reservations
-                .iter()
-                .map(|x| Ok((x.text("material_id")?, x.real("quantity")?)))
-                .collect::<Result<_, StoreError>>()?,
+            batches,
+            work_orders,
+            reservations,
         }))
     }
 

@@ -467,9 +467,8 @@ pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
     if consumer.is_some_and(|c| *c != first.consumer_id) {
         return Err(preorder_not_found(id));
     }
-    let campaign = tx
-        .lock_campaign(&first.campaign_id)
-        .await?
+    let campaign = tx.lock_campaign(&first.campaign_id).await?;
+    let campaign = campaign
         .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} has no campaign", first.id)))?;
     if let Some(done) = key.replay(tx).await? {
         return Ok(UnderLock::Replayed(done));

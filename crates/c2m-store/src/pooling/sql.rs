@@ -96,8 +96,7 @@ impl<D: Backend> Tx<D> {
             return Ok(Some(held.clone()));
         }
         let sql = D::locking(CAMPAIGN, CAMPAIGN_FOR_UPDATE);
-        let row = D::query(sql, (id.as_str(),)).fetch_optional(self).await?;
-        row.as_ref().map(campaign).transpose()
+        D::query(sql, (id.as_str(),)).optional(self, campaign).await
     }
 
     /// Takes the campaign's lock for the whole transaction, for a group of writes on that
@@ -117,10 +116,9 @@ impl<D: Backend> Tx<D> {
         &mut self,
         campaign: &CampaignId,
     ) -> Result<Option<Batch>, StoreError> {
-        let row = D::query(OPEN_BATCH, (campaign.as_str(),))
-            .fetch_optional(self)
-            .await?;
-        row.as_ref().map(batch).transpose()
+        D::query(OPEN_BATCH, (campaign.as_str(),))
+            .optional(self, batch)
+            .await
     }
 
     /// The campaign's open batch, if any, the units in its open and locked batches, and
@@ -207,10 +205,9 @@ impl<D: Backend> Tx<D> {
         &mut self,
         id: &PreorderId,
     ) -> Result<Option<Preorder>, StoreError> {
-        let row = D::query(PREORDER, (id.as_str(),))
-            .fetch_optional(self)
-            .await?;
-        row.as_ref().map(preorder).transpose()
+        D::query(PREORDER, (id.as_str(),))
+            .optional(self, preorder)
+            .await
     }
 
     pub(crate) async fn set_cancelled(
@@ -247,18 +244,20 @@ pub(crate) async fn campaign_progress<D: Dialect>(
     pool: &Pool<D>,
     id: &CampaignId,
 ) -> Result<Option<CampaignProgress>, StoreError> {
-    let row = D::query(PROGRESS, (id.as_str(),))
-        .fetch_optional(&mut pool.acquire().await?)
-        .await?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(CampaignProgress {
-        campaign: campaign(&r)?,
-        open_batch_units: r.int_opt("open_units")?.unwrap_or(0),
-        open_batch_seq: r.int_opt("open_seq")?,
-        batches_locked: r.int("locked")?,
-        batches_failed: r.int("failed")?,
-        units_committed: r.int("committed")?,
-    }))
+    let progress = |r: &D::Row| {
+        Ok(CampaignProgress {
+            campaign: campaign(r)?,
+            open_batch_units: r.int_opt("open_units")?.unwrap_or(0),
+            open_batch_seq: r.int_opt("open_seq")?,
+            batches_locked: r.int("locked")?,
+            batches_failed: r.int("failed")?,
+            units_committed: r.int("committed")?,
+        })
+    };
+    let mut conn = pool.acquire().await?;
+    D::query(PROGRESS, (id.as_str(),))
+        .optional(&mut conn, progress)
+        .await
 }
 
 const PROGRESS: &str = concat!(
@@ -293,10 +292,9 @@ pub(crate) async fn get_preorder<D: Dialect>(
     pool: &Pool<D>,
     id: &PreorderId,
 ) -> Result<Option<Preorder>, StoreError> {
-    let row = D::query(PREORDER, (id.as_str(),))
-        .fetch_optional(&mut pool.acquire().await?)
-        .await?;
-    row.as_ref().map(preorder).transpose()
+    D::query(PREORDER, (id.as_str(),))
+        .optional(&mut pool.acquire().await?, preorder)
+        .await
 }
 
 pub(crate) async fn list_preorders<D: Dialect>(
@@ -356,10 +354,9 @@ pub(crate) async fn list_batches<D: Dialect>(
         batch_columns!(),
         " FROM batches WHERE campaign_id = $1 ORDER BY seq"
     );
-    let rows = D::query(sql, (campaign.as_str(),))
-        .fetch_all(&mut pool.acquire().await?)
-        .await?;
-    rows.iter().map(batch).collect()
+    D::query(sql, (campaign.as_str(),))
+        .all(&mut pool.acquire().await?, batch)
+        .await
 }
 
 /// The campaign a pre-order belongs to, if the pre-order exists.
@@ -368,11 +365,11 @@ pub(crate) async fn campaign_of<D: Dialect>(
     preorder: &PreorderId,
 ) -> Result<Option<CampaignId>, StoreError> {
     let sql = "SELECT campaign_id FROM preorders WHERE id = $1";
-    let row = D::query(sql, (preorder.as_str(),))
-        .fetch_optional(&mut pool.acquire().await?)
-        .await?;
-    row.map(|r| Ok(CampaignId::from_trusted(r.text("campaign_id")?)))
-        .transpose()
+    let campaign = |r: &D::Row| Ok(CampaignId::from_trusted(r.text("campaign_id")?));
+    let mut conn = pool.acquire().await?;
+    D::query(sql, (preorder.as_str(),))
+        .optional(&mut conn, campaign)
+        .await
 }
 
 pub(crate) async fn campaign_exists<D: Dialect>(
@@ -394,12 +391,11 @@ pub(crate) async fn campaigns_past_deadline<D: Dialect>(
     let sql = "SELECT c.id FROM campaigns c \
          JOIN batches b ON b.campaign_id = c.id AND b.status = 'open' \
          WHERE c.deadline <= $1 ORDER BY c.deadline, c.seq LIMIT $2";
-    let rows = D::query(sql, (now, i64::from(limit)))
-        .fetch_all(&mut pool.acquire().await?)
-        .await?;
-    rows.iter()
-        .map(|r| Ok(CampaignId::from_trusted(r.text("id")?)))
-        .collect()
+    let id = |r: &D::Row| Ok(CampaignId::from_trusted(r.text("id")?));
+    let mut conn = pool.acquire().await?;
+    D::query(sql, (now, i64::from(limit)))
+        .all(&mut conn, id)
+        .await
 }
 
 pub(crate) async fn batch_transitions<D: Dialect>(
@@ -408,18 +404,17 @@ pub(crate) async fn batch_transitions<D: Dialect>(
 ) -> Result<Vec<BatchTransition>, StoreError> {
     let sql = "SELECT batch_id, status, at FROM batch_transitions WHERE batch_id = $1 \
          ORDER BY at, CASE status WHEN 'open' THEN 0 ELSE 1 END";
-    let rows = D::query(sql, (batch.as_str(),))
-        .fetch_all(&mut pool.acquire().await?)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(BatchTransition {
-                batch_id: BatchId::from_trusted(r.text("batch_id")?),
-                status: batch_status(&r.text("status")?)?,
-                at: r.ts("at")?,
-            })
+    let transition = |r: &D::Row| {
+        Ok(BatchTransition {
+            batch_id: BatchId::from_trusted(r.text("batch_id")?),
+            status: batch_status(&r.text("status")?)?,
+            at: r.ts("at")?,
         })
-        .collect()
+    };
+    let mut conn = pool.acquire().await?;
+    D::query(sql, (batch.as_str(),))
+        .all(&mut conn, transition)
+        .await
 }
 
 pub(crate) fn currency(code: &str) -> Result<Currency, StoreError> {
