@@ -2,16 +2,14 @@
 //! from the compiled descriptor set, so a new RPC is covered the day it is added), factory
 //! scoping, and the real binary's first admin token and `c2m token` commands.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::common::*;
 use c2m_domain::Role;
 use c2m_proto::v1 as pb;
-use common::*;
 use prost::Message;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::codec::ProstCodec;

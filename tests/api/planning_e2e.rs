@@ -3,11 +3,9 @@
 //! planner's independent verifier, an infeasible cycle leaves its batches queued with a
 //! diagnosis, and the catalogue round-trips through scenario files.
 
-mod common;
-
+use crate::common::*;
 use c2m_planner::{verify_plan, Plan, Scenario};
 use c2m_proto::v1 as pb;
-use common::*;
 use tonic::Code;
 
 async fn queued(c: &mut Clients) -> Vec<pb::QueuedBatch> {

@@ -4,8 +4,6 @@
 //! file from the campaign's terms, then compared to the minor unit with what the server
 //! reports: each pre-order, each consumer's account, the campaign's totals.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -13,10 +11,10 @@ use std::time::Duration as StdDuration;
 use chrono::{Duration, SubsecRound, Utc};
 use tonic::Code;
 
+use crate::common::*;
 use c2m_domain::ManualClock;
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::ledger_service_client::LedgerServiceClient;
-use common::*;
 
 const SKU: &str = "kettle-ladder";
 const BASE: i64 = 39_900;

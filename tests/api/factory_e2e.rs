@@ -5,12 +5,10 @@
 //! cursor ahead of the server. Runs on SQLite, and on PostgreSQL when `TEST_DATABASE_URL`
 //! is set (as in CI).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use c2m_proto::v1 as pb;
-use common::*;
 use tokio::sync::mpsc;
 use tonic::Code;
 

@@ -23,8 +23,6 @@
 //! seed; PostgreSQL (when `TEST_DATABASE_URL` is set) runs two `c2m serve` processes on one
 //! fresh database, shared by the seeds, each seed on its own campaign.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,9 +31,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::{Code, Status};
 
+use crate::common::*;
 use c2m_proto::v1 as pb;
 use c2m_store::conformance::{drop_pg_database, fresh_pg_database};
-use common::*;
 
 /// One race, as a seed chose it.
 #[derive(Debug, Clone)]

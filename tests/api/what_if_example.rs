@@ -293,7 +293,7 @@ fn kettle_sweep_writes_a_chart() {
 /// (buying 200 kg at 40 is cheaper) 100 + 18 000 / V, more than 190; from 200
 /// on 140 + 10 000 / V, which is at most 153 once V is at least 769.2: the
 /// minimum viable batch is 770.
-const MUG: &str = include_str!("../crates/c2m-planner/tests/data/mug.toml");
+const MUG: &str = include_str!("../../crates/c2m-planner/tests/data/mug.toml");
 
 #[test]
 fn advice_on_paper_and_on_the_kettle() {

@@ -16,8 +16,6 @@
 //! One test function, sections in order, because the memory measurement needs the process
 //! to itself: a second test running beside it would move the same number.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -29,8 +27,8 @@ use tonic::codegen::http;
 use tonic::codegen::Bytes;
 use tonic::Code;
 
+use crate::common::{campaign_request, place, Clients, TestServer};
 use c2m_proto::v1 as pb;
-use common::{campaign_request, place, Clients, TestServer};
 
 /// Longest any one call may take. Generous for a debug build on a busy machine; a hang
 /// is forever.

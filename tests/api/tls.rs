@@ -3,15 +3,13 @@
 //! with `--tls-cert` / `--tls-key` / `--tls-client-ca`, real tonic clients over rustls; the
 //! real `c2m` binary with the flags; and the start-up errors of bad settings.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::*;
 use c2m_domain::Role;
 use c2m_proto::v1 as pb;
-use common::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,

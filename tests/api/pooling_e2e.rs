@@ -1,14 +1,12 @@
 //! End to end over gRPC: the real server on a random port, the generated tonic clients.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 use tonic::Code;
 
+use crate::common::*;
 use c2m_proto::v1 as pb;
-use common::*;
 
 /// Checks the pooling invariants of one campaign after `accepted` orders were acknowledged:
 /// `batches` locked batches of exactly `threshold` units, every order in exactly one batch.
