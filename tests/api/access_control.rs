@@ -318,6 +318,21 @@ async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
+    // A factory the catalogue does not know gets no token.
+    let unknown = std::process::Command::new(bin)
+        .args(["token", "create", "--role", "factory", "--factory"])
+        .arg("no-such-factory")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("factory `no-such-factory` is not in the catalogue"),
+        "{unknown:?}"
+    );
+    assert!(!run(&["token", "list"]).contains("no-such-factory"));
     let factory = run(&[
         "token",
         "create",

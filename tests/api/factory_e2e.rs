@@ -311,11 +311,10 @@ async fn two_factories_one_rejects_and_the_batch_moves(server_addr: std::net::So
         ))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(
-        err.message().contains("quality_check.passed"),
-        "{}",
-        err.message()
+    assert_refused(&err, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(
+        error_meta(&err, "field").as_deref(),
+        Some("quality_check.passed")
     );
 
     // Resuming: from an old cursor everything after it, by the same ids; without a cursor
@@ -343,8 +342,8 @@ async fn two_factories_one_rejects_and_the_batch_moves(server_addr: std::net::So
         .await
         .err()
         .expect("ahead");
-    assert_eq!(err.code(), Code::OutOfRange);
-    assert!(err.message().contains("ahead"), "{}", err.message());
+    assert_refused(&err, Code::OutOfRange, "CURSOR_AHEAD");
+    assert_eq!(error_meta(&err, "last").as_deref(), Some("2"), "{err:?}");
     let err = Feed::open(&c, "nowhere-9", None)
         .await
         .err()

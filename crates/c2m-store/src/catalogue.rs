@@ -372,10 +372,7 @@ async fn sku_rule(tx: &mut (impl CatalogueTx + ?Sized), gone: &[String]) -> Resu
         return Ok(());
     }
     match tx.sku_in_use(gone).await? {
-        Some(sku) => Err(DomainError::precondition(format!(
-            "product `{sku}` is sold by a campaign and cannot be removed from the catalogue"
-        ))
-        .into()),
+        Some(sku) => Err(DomainError::from(c2m_domain::Refusal::SkuInUse { sku }).into()),
         None => Ok(()),
     }
 }
@@ -389,9 +386,9 @@ pub(crate) async fn require_product(
     if tx.hold_product(sku).await? {
         Ok(())
     } else {
-        Err(DomainError::precondition(format!(
-            "sku `{sku}` is not in the catalogue; add the product first"
-        ))
+        Err(DomainError::from(c2m_domain::Refusal::SkuNotInCatalogue {
+            sku: sku.to_owned(),
+        })
         .into())
     }
 }

@@ -688,3 +688,27 @@ pub async fn all_work_orders(c: &mut Clients) -> Vec<pb::WorkOrder> {
         token = page.next_page_token;
     }
 }
+
+/// The `google.rpc.ErrorInfo` of a status: its reason ("" when it has none, which c2m never
+/// sends) and its metadata. Tests assert on these, not on the message, which is for people.
+pub fn reason(s: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    s.get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
+/// One metadata value of a status's `ErrorInfo`, when present.
+pub fn error_meta(s: &tonic::Status, key: &str) -> Option<String> {
+    use tonic_types::StatusExt;
+    s.get_error_details()
+        .error_info()
+        .and_then(|i| i.metadata.get(key).cloned())
+}
+
+/// Asserts that `s` has `code` and `reason`, and returns it for further checks.
+#[track_caller]
+pub fn assert_refused(s: &tonic::Status, code: tonic::Code, why: &str) {
+    assert_eq!((s.code(), reason(s).as_str()), (code, why), "{s:?}");
+}

@@ -27,7 +27,7 @@ use c2m_store::{ReportProgress, WorkOrderStatus};
 use super::planning::{work_order, work_order_state};
 use super::Ctx;
 use crate::convert;
-use crate::status::{domain_status, store_status};
+use crate::status::{domain_status, edge_status, store_status, Edge};
 
 /// Tells subscriptions in this process that new work orders may have been stored.
 #[derive(Clone)]
@@ -77,7 +77,13 @@ impl Streams {
     /// Registers a new subscription; returns its number and a receiver that changes when
     /// a newer one replaces it.
     fn claim(&self, factory: &str) -> (u64, watch::Receiver<u64>) {
-        let mut map = self.0.lock().expect("streams lock");
+        // A panic elsewhere while the map was locked leaves it consistent (each entry is
+        // one counter), so a poisoned lock is used as it is rather than failing every
+        // later subscription.
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = map
             .entry(factory.to_owned())
             .or_insert_with(|| watch::channel(0).0);
@@ -258,17 +264,13 @@ impl FactoryService for FactorySvc {
                     _ = tx.closed() => return,
                     _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                         let _ = tx
-                            .send(Err(Status::unavailable(
-                                "the server is shutting down; subscribe again from your last seq",
-                            )))
+                            .send(Err(edge_status(Edge::ShuttingDown)))
                             .await;
                         return;
                     }
                     _ = async { let _ = newest.wait_for(|n| *n != mine).await; } => {
                         let _ = tx
-                            .send(Err(Status::aborted(
-                                "a newer subscription for this factory replaced this stream",
-                            )))
+                            .send(Err(edge_status(Edge::StreamReplaced)))
                             .await;
                         return;
                     }

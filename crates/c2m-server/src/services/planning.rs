@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use c2m_domain::DomainError;
+use c2m_domain::{DomainError, Refusal};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::planning_service_server::PlanningService;
 use c2m_store::planning::WorkOrder;
@@ -141,9 +141,7 @@ impl PlanningService for PlanningSvc {
     ) -> Result<Response<pb::Plan>, Status> {
         let key = convert::idempotency_key(&req.get_ref().idempotency_key)?;
         match self.cycles.run(Some(key)).await.map_err(cycle_status)? {
-            CycleOutcome::Idle => Err(domain_status(&DomainError::precondition(
-                "no batches are waiting for planning",
-            ))),
+            CycleOutcome::Idle => Err(domain_status(&Refusal::NothingToPlan.into())),
             CycleOutcome::Planned { plan_id, .. } => {
                 let p = self
                     .ctx
