@@ -619,6 +619,18 @@ async fn the_binary_serves_mutual_tls_from_its_flags() {
         .unwrap()
         .trim()
         .to_owned();
+
+    // The clients' own TLS options, as the example binaries take them.
+    let https = format!("https://localhost:{}", addr.port());
+    let trust = c2m_server::tls::ClientTls {
+        tls_ca: Some(pki.ca_file.clone()),
+        ..Default::default()
+    };
+    let mut c = Clients::connect_to(trust.endpoint(&https).unwrap(), Some(&admin)).await;
+    import(&mut c, "import", CIXI_MUGS, pb::ImportMode::Replace)
+        .await
+        .expect("the admin token works over TLS");
+    // A factory token, once the catalogue knows the factory.
     let out = std::process::Command::new(bin)
         .args([
             "token",
@@ -634,17 +646,6 @@ async fn the_binary_serves_mutual_tls_from_its_flags() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let factory = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-
-    // The clients' own TLS options, as the example binaries take them.
-    let https = format!("https://localhost:{}", addr.port());
-    let trust = c2m_server::tls::ClientTls {
-        tls_ca: Some(pki.ca_file.clone()),
-        ..Default::default()
-    };
-    let mut c = Clients::connect_to(trust.endpoint(&https).unwrap(), Some(&admin)).await;
-    import(&mut c, "import", CIXI_MUGS, pb::ImportMode::Replace)
-        .await
-        .expect("the admin token works over TLS");
 
     let bare = c.channel.clone();
     let s = ack(&bare, &factory, 1).await;
