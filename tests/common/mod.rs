@@ -275,7 +275,7 @@ pub fn pg_admin_url() -> Option<String> {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("skipped: TEST_DATABASE_URL is not set (see README, Testing)");
+            eprintln!("skipped: TEST_DATABASE_URL is not set (see docs/testing.md)");
             None
         }
     }
