@@ -176,7 +176,9 @@ fn broken_links(page: &Path, text: &str) -> Vec<String> {
         if path.is_empty() {
             let fragment = fragment.unwrap_or_default();
             if !anchors(text).contains(fragment) {
-                problems.push(format!("{where_}: {t}: no heading #{fragment} on this page"));
+                problems.push(format!(
+                    "{where_}: {t}: no heading #{fragment} on this page"
+                ));
             }
             continue;
         }
@@ -220,7 +222,11 @@ fn every_relative_link_resolves() {
     }
     // The docs link to each other a great deal; finding none means the parser is broken.
     assert!(checked > 50, "only {checked} links found");
-    assert!(problems.is_empty(), "broken links:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "broken links:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -262,10 +268,19 @@ fn the_checker_finds_what_is_broken() {
         [ref]: ../nowhere/file.md\n";
     let problems = broken_links(&page, text);
     assert_eq!(problems.len(), 4, "{problems:#?}");
-    assert!(problems[0].contains("docs/example.md:6: no-such-page.md"), "{problems:#?}");
+    assert!(
+        problems[0].contains("docs/example.md:6: no-such-page.md"),
+        "{problems:#?}"
+    );
     assert!(problems[1].contains("missing.png"), "{problems:#?}");
-    assert!(problems[2].contains("has no heading #nowhere"), "{problems:#?}");
-    assert!(problems[3].contains("docs/example.md:11: ../nowhere/file.md"), "{problems:#?}");
+    assert!(
+        problems[2].contains("has no heading #nowhere"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[3].contains("docs/example.md:11: ../nowhere/file.md"),
+        "{problems:#?}"
+    );
 }
 
 #[test]
@@ -274,6 +289,11 @@ fn anchors_follow_github() {
     let got: Vec<String> = anchors(text).into_iter().collect();
     assert_eq!(
         got,
-        ["bench_load-a-fixed-rate-and-overload", "c2m", "the-api", "the-api-1"]
+        [
+            "bench_load-a-fixed-rate-and-overload",
+            "c2m",
+            "the-api",
+            "the-api-1"
+        ]
     );
 }
