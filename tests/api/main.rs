@@ -12,6 +12,7 @@ mod common;
 
 mod access_control;
 mod deadline_e2e;
+mod docs_links;
 mod factory_crash;
 mod factory_e2e;
 mod hostile_grpc;

@@ -1,7 +1,7 @@
 //! The catalogue: the production data the planner needs, held in the store.
 //!
 //! The types here are the store's own and mirror the scenario contract
-//! (`shared/docs/scenario-format.md`) field for field, so that the server can turn the
+//! (`docs/scenario-format.md`) field for field, so that the server can turn the
 //! catalogue into a planner scenario and back without the store knowing the planner. The
 //! scenario *rules* (no negative quantities, known ids, sorted price breaks) are not
 //! repeated here: every change is checked by a [`CatalogueCheck`] the caller passes in
