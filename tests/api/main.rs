@@ -11,6 +11,7 @@
 mod common;
 
 mod access_control;
+mod architecture;
 mod deadline_e2e;
 mod docs_links;
 mod factory_crash;

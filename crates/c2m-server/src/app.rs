@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use c2m_domain::{Clock, SystemClock};
+use c2m_domain::Clock;
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
 use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
 use c2m_proto::v1::factory_service_server::FactoryServiceServer;
@@ -290,6 +290,17 @@ impl Application {
 
 async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// The wall clock: the one place the service reads the time of day (the domain takes
+/// `now` as an argument, and tests inject a `c2m_domain::ManualClock`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
 }
 
 /// Hides the password in a database URL before it is logged.

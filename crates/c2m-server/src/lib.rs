@@ -36,5 +36,5 @@ pub mod sweeper;
 pub mod tasks;
 pub mod tls;
 
-pub use app::Application;
+pub use app::{Application, SystemClock};
 pub use config::Settings;

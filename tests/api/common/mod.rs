@@ -15,14 +15,14 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use c2m_domain::{Clock, SystemClock};
+use c2m_domain::Clock;
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
 use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::factory_service_client::FactoryServiceClient;
 use c2m_proto::v1::planning_service_client::PlanningServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
-use c2m_server::{Application, Settings};
+use c2m_server::{Application, Settings, SystemClock};
 use c2m_store::Store;
 
 pub fn init_logs() {
