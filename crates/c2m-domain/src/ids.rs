@@ -78,6 +78,10 @@ id_type!(
     /// A ledger transaction: the key a payment gateway would be given for its movement.
     LedgerTxnId, "ltx", "ledger_txn_id"
 );
+id_type!(
+    /// An event of the outbox: receivers of an at-least-once delivery drop duplicates by it.
+    EventId, "evt", "event_id"
+);
 
 /// Checks a client-supplied token (id or key): the rules are deliberately narrow so that
 /// ids can be logged and put in URLs without escaping.

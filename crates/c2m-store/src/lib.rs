@@ -77,7 +77,7 @@ pub use catalogue::{
     Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, CatalogueStore,
     ChangeCatalogue,
 };
-pub use error::StoreError;
+pub use error::{is_transient, StoreError};
 pub use factory::{
     BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress,
     WorkOrderStatus,

@@ -562,7 +562,7 @@ mod tests {
             }
         }
         if i.refuse {
-            return Err(DomainError::precondition("refused").into());
+            return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan).into());
         }
         Ok(i.x)
     }
