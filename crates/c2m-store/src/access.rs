@@ -1,6 +1,11 @@
 //! Bearer tokens, as stored: an id, a hash of the secret, a role, and for factory tokens
 //! the factory. The server makes and checks tokens (`c2m_server::auth`); the store only
 //! keeps them, so the secret itself never reaches the database.
+//!
+//! The types, [`TokenStore`] (implemented once, here) and the SQL (one text for both
+//! backends) are all in this module. No lock is needed: each write is one statement on one
+//! row (an insert under the token's primary key, a revocation guarded by
+//! `revoked_at IS NULL`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

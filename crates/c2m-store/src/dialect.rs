@@ -3,25 +3,30 @@
 //! SQLite and PostgreSQL both accept `$n` placeholders, and for the statements c2m sends
 //! they accept the same SQL text (`CAST(x AS BIGINT)` rather than `x::BIGINT`, `CAST(response
 //! AS TEXT)` rather than `response::text`). So each feature writes a statement once, as a
-//! constant, and runs it with [`Dialect::sql`] on a transaction ([`Tx`]) or a pooled
-//! connection; rows come back as the backend's row type, read through [`Columns`]. What
-//! truly differs between the two is said here, once, by each backend's `impl Dialect`
-//! (`sqlite/mod.rs`, `postgres/mod.rs`):
+//! constant, and runs it, with its parameters as one tuple ([`Dialect::query`], or
+//! [`Dialect::sql`] and [`Statement::bind`]), on anything that lends a connection
+//! ([`Conn`]: a transaction, [`Tx`], or a connection taken from a pool); rows come back as
+//! the backend's row type, read through [`Columns`] ([`Statement::optional`],
+//! [`Statement::all`]). The shared code is ordinary generic code over `D: Backend`, so an
+//! IDE follows every call to its SQL. What truly differs between the two backends is said
+//! here, once, by each backend's `impl Dialect` (`sqlite/mod.rs`, `postgres/mod.rs`):
 //!
 //! - **Type binding.** A timestamp is INTEGER microseconds on SQLite and `TIMESTAMPTZ` on
-//!   PostgreSQL; a recorded response is TEXT on SQLite and `JSONB` on PostgreSQL. A value is
-//!   bound as a [`Value`], which the backend turns into its own type ([`Dialect::push`]),
-//!   and a timestamp is read back with [`Dialect::read_ts`].
+//!   PostgreSQL; a recorded response is TEXT on SQLite and `JSONB` on PostgreSQL; a list of
+//!   text is one JSON array on SQLite and a `text[]` on PostgreSQL. A value is bound as a
+//!   [`Value`], which the backend turns into its own type ([`Dialect::push`]), and a
+//!   timestamp is read back with [`Dialect::read_ts`].
 //! - **Locking.** On PostgreSQL the rows a writer relies on are locked (`FOR UPDATE`,
 //!   `FOR SHARE`), since several replicas write; on SQLite the one writer already holds the
 //!   whole database ([`Dialect::ROW_LOCKS`], [`Dialect::locking`]).
 //! - **Transactions.** How a write transaction and a read snapshot begin, and which errors
 //!   make a whole transaction worth running again ([`Dialect::retryable`]).
-//! - **Multi-row statements.** Writing many rows in one statement binds them differently
-//!   (`UNNEST` over arrays on PostgreSQL, `json_each` over one JSON array on SQLite). Those
-//!   few statements are written in both dialects side by side, in the feature they belong
-//!   to, as a small trait each backend implements ([`crate::idempotency::KeysSql`],
-//!   [`crate::pooling::PoolSql`], [`crate::ledger::LedgerSql`]); [`Backend`] is all of them.
+//! - **Statements of their own.** Where the SQL itself differs (a list read with
+//!   `json_each` or `ANY`, several rows written with `json_each` over one JSON array or
+//!   with `UNNEST` over arrays), the few statements concerned are written in both dialects
+//!   side by side, in the feature they belong to, as a small trait each backend implements
+//!   ([`crate::idempotency::KeysSql`], [`crate::pooling::PoolSql`],
+//!   [`crate::ledger::LedgerSql`]); [`Backend`] is all of them.
 
 use std::collections::HashMap;
 

@@ -1,26 +1,49 @@
 //! Persistence for c2m. All SQL in the project lives in this crate.
 //!
-//! - [`Store`]: the one interface the server uses. Every method is one transaction.
+//! - [`Store`]: the one interface the server uses (with the feature stores it extends:
+//!   [`CatalogueStore`], [`PlanningStore`], [`FactoryStore`], [`TokenStore`]). Every method
+//!   is one transaction.
 //! - [`sqlite::SqliteStore`]: the embedded default (a file in a data directory, WAL mode,
 //!   `synchronous=FULL`, so an acknowledged write survives a crash or power loss).
 //! - [`postgres::PgStore`]: the production store; several c2m replicas may share one
 //!   database, so every rule that must hold across replicas is enforced with row locks and
 //!   constraints inside PostgreSQL, never with in-process state.
-//! - [`conformance`] (feature `conformance`): the test suite every backend must pass.
+//! - `conformance` (feature `conformance`): the test suite every backend must pass.
 //! - [`probe`]: the raw durable write rate of a backend, to compare the service against.
 //! - [`open`]: picks the backend from a database URL.
 //!
-//! Money: every movement is appended to a double-entry ledger (`ledger_txns`,
-//! `ledger_postings`) in the same transaction as the pooling change that causes it; the
-//! write logic is the private `ledger` module, next to `pooling`, and each movement is shown
-//! to a [`payment::PaymentProvider`] (the built-in [`payment::LedgerOnly`] by default).
+//! # Layout: by feature, one dialect layer, two backends
 //!
-//! The pooling decisions themselves are made by [`c2m_domain::pooling`]; a store reads the
-//! counts under the campaign's lock, asks the domain, and writes what it says. The write
-//! operations are written once, in the private `pooling` module, over a small trait each
-//! backend implements with its own SQL (`sqlite/pooling.rs`, `postgres/pooling.rs`); the
-//! migrations live in `migrations/sqlite` and `migrations/postgres` at the workspace root
-//! and are applied when a store opens.
+//! Each feature is one module that holds its types, its store trait, the logic both
+//! backends share, its SQL (written once where both dialects accept it, side by side where
+//! they do not) and, in its docs, the lock that makes its rules safe:
+//!
+//! - `pooling`: campaigns, batches, pre-orders; placing, cancelling, failing at the
+//!   deadline (the decisions are [`c2m_domain::pooling`]'s).
+//! - `ledger`: the double-entry money ledger, appended in the same transaction as the
+//!   pooling change that causes it, each movement shown to a [`payment::PaymentProvider`]
+//!   (the built-in [`payment::LedgerOnly`] by default); balances and their windows.
+//! - [`catalogue`], [`planning`], [`factory`] (delivery of work orders and the progress
+//!   factories report), [`access`] (bearer tokens).
+//! - `idempotency`: the keys every mutating call is recorded under.
+//!
+//! Under them, three shared modules, each written once:
+//!
+//! - `dialect`: the generic layer the features' SQL is written on: a statement and its
+//!   parameters, one transaction type `Tx<D>` for both backends, rows read through
+//!   `Columns`, and the `Dialect` trait that says what truly differs (type binding of
+//!   timestamps, JSON and lists; row locks; how transactions begin; what is retried).
+//! - `engine`: the one implementation of every store trait, over an `Engine` (where a
+//!   backend's reads go and how its writes reach a transaction).
+//! - `writer`: the one group-commit core (writes waiting together share a transaction).
+//!
+//! The backend folders keep only what is the backend's own: [`sqlite`] its connection
+//! settings, dialect and single writer task; [`postgres`] its pool, dialect and
+//! per-campaign writers. The few several-row statements whose binding differs (`UNNEST`
+//! over arrays against `json_each` over one JSON array) are written in both dialects in the
+//! feature they belong to (`ledger/multirow.rs`, the pool snapshot in `pooling`, the key
+//! lists in `idempotency`). The migrations live in `migrations/sqlite` and
+//! `migrations/postgres` at the workspace root and are applied when a store opens.
 //!
 //! # Behaviour the trait leaves open, as implemented
 //!
@@ -52,7 +75,10 @@
 //! # Tests
 //!
 //! `tests/sqlite.rs` runs the conformance suite against SQLite, each case on a fresh file
-//! in a temporary folder. `tests/postgres.rs` runs the same suite against PostgreSQL when
+//! in a temporary folder, with group commit and without; `tests/sqlite_group_commit.rs`
+//! checks that concurrent writes share transactions. The cases are listed once, in
+//! `conformance_cases!`, which a test checks against the cases written.
+//! `tests/postgres.rs` runs the same suite against PostgreSQL when
 //! `TEST_DATABASE_URL` names a server and a database to administer from; each case creates
 //! its own database `c2m_test_<random>` and drops it afterwards, so cases run in parallel.
 //! Without the variable each PostgreSQL test prints a note and passes.

@@ -5,7 +5,7 @@
 //! which like a campaign's lock serialises every order), on connections set up exactly
 //! as the store sets them up (SQLite: the same pragmas, `synchronous=FULL`, one writer
 //! connection taken in turn, `BEGIN IMMEDIATE`; PostgreSQL: a pool of the store's size),
-//! and with the store's own transactions ([`Tx::write`]). The scratch tables
+//! and with the store's own transactions (`Tx::write`). The scratch tables
 //! `probe_orders` and `probe_batches` are created for the run and dropped after it; they
 //! are not part of the migrations.
 

@@ -8,9 +8,20 @@
 //! (the server passes the planner's validation), on the catalogue as it would be after the
 //! change, inside the change's transaction.
 //!
-//! A change is written once, in [`change_catalogue`], over [`Tx`]: read the
+//! A change is written once, in `change_catalogue`, for both backends: read the
 //! catalogue under its lock, apply the change in memory, check it, write the difference,
-//! refuse if a campaign's sku would disappear, record the idempotency key.
+//! refuse if a campaign's sku would disappear, record the idempotency key. Its SQL is
+//! `sql.rs`, the same text on both backends; the store trait, [`CatalogueStore`], is
+//! implemented once, at the end of this module. Its conformance case is
+//! `catalogue_changes_and_the_sku_rule` (`crate::conformance`).
+//!
+//! **The locks.** A change reads and writes the whole catalogue under the catalogue's lock:
+//! the `catalogue_meta` row, `FOR UPDATE` on PostgreSQL (SQLite's one writer holds the whole
+//! database), which plans reserving stock take too ([`crate::planning`]). The rule that
+//! spans features, "no campaign's sku disappears", takes a second lock in a fixed order: a
+//! campaign being created holds its product's row (`FOR SHARE`) until it commits, so a
+//! delete waits for it; the change checks the rule again after its deletes, when it sees
+//! the new campaign.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! and the progress it reports back.
 //!
 //! Delivery is "store first, deliver after": a work order and its number in the
-//! factory's sequence are written with the plan ([`crate::planning::store_plan`]), so
-//! the stream a factory reads ([`Tx::work_orders_after`]) is just the table in
+//! factory's sequence are written with the plan (`crate::planning::store_plan`), so
+//! the stream a factory reads (`Tx::work_orders_after`) is just the table in
 //! sequence order, resumable from any number. Every read and write here is scoped by the
 //! factory id: a work order of another factory is "not found", whatever id is sent.
 //!
@@ -11,8 +11,20 @@
 //! transaction, the factory is excluded for each of the work order's batches, the stock
 //! on hand the work order was given goes back to the catalogue, and the batches' units
 //! in this work order become unplanned again, so they wait in the planning queue
-//! ([`crate::planning::QUEUED_BATCHES`] counts units in live work orders) and the next
+//! (`crate::planning::QUEUED_BATCHES` counts units in live work orders) and the next
 //! cycle plans them elsewhere.
+//!
+//! # Layout and locks
+//!
+//! The types and [`FactoryStore`] (implemented once, at the end of this module) are here,
+//! the SQL in `sql.rs` (one text for both backends); the conformance case is
+//! `factories_get_their_own_work_orders_and_rejections_requeue_units`
+//! (`crate::conformance`). A report holds its work order's row (`FOR UPDATE` on
+//! PostgreSQL; SQLite's one writer), so two reports on one work order take turns and each
+//! moves it from the state the other left. A rejection also changes the queue and the
+//! stock, so it takes the planning lock first ([`crate::planning`]), always before the work
+//! order's row, the order every writer of both takes them in. Acknowledgements need no
+//! lock: the cursor only moves up (a `CASE` in one upsert).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -312,7 +324,7 @@ pub trait FactoryStore: Send + Sync + 'static {
     async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError>;
 
     /// The factory's work orders numbered above `after`, in sequence order, at most
-    /// `limit` (capped at [`factory::FEED_PAGE`]).
+    /// `limit` (capped at [`FEED_PAGE`]).
     async fn factory_work_orders(
         &self,
         factory: &str,

@@ -2,7 +2,7 @@
 //! the work orders they give each factory.
 //!
 //! The planner itself runs in the server (off the async runtime); the store keeps what it
-//! decided. [`store_plan`] writes a cycle's result in one transaction: it checks, under the
+//! decided. `store_plan` writes a cycle's result in one transaction: it checks, under the
 //! planning lock, that every batch is still waiting, takes the batches (a partial unique
 //! index lets one plan hold a batch at a time), reserves the stock on hand the plan uses,
 //! and gives each factory's work order the next number of that factory's sequence. An
@@ -11,11 +11,23 @@
 //!
 //! # The queue
 //!
-//! Which batches wait is decided in exactly one place, [`QUEUED_BATCHES`]: locked batches
+//! Which batches wait is decided in exactly one place, `QUEUED_BATCHES`: locked batches
 //! that are ready for production (their balance window closed, or nothing was left to
 //! pay) and whose paid units are not all in live work orders. Counting units rather than
 //! "held by a plan" is what lets a factory's rejection send back just its part of a
 //! batch split over two factories ([`crate::factory`]).
+//!
+//! # Layout and lock
+//!
+//! The types and [`PlanningStore`] (implemented once, at the end of this module) are
+//! here, the SQL in `sql.rs` (one text for both backends); the conformance case is
+//! `plans_take_batches_once_and_number_work_orders_per_factory` (`crate::conformance`).
+//! Plans are stored one at a time under the planning lock, the catalogue's row
+//! (`catalogue_meta`, `FOR UPDATE` on PostgreSQL; SQLite's one writer), which a catalogue
+//! change and a factory's rejection take too: the queue a plan is checked against, the
+//! stock it reserves and each factory's next work order number cannot change under it.
+//! The database backs it up: one active plan per batch (partial unique index) and
+//! `UNIQUE (factory_id, seq)` on work orders.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -37,7 +49,7 @@ pub(crate) use sql::{work_order, work_order_select, work_order_state};
 pub(crate) const OP_RUN_PLANNING: &str = "run_planning";
 
 /// The units of batch `b` not yet in a live (not rejected) work order: paid units minus
-/// the units live work orders make for it. Used by [`QUEUED_BATCHES`] and shown as
+/// the units live work orders make for it. Used by `QUEUED_BATCHES` and shown as
 /// [`QueuedBatch::units_to_plan`].
 macro_rules! unplanned_units_sql {
     () => {

@@ -1,7 +1,7 @@
 //! The production store: PostgreSQL, shared by any number of c2m replicas.
 //!
 //! What is PostgreSQL's own is here; the SQL and the write logic are the features', written
-//! once for both backends ([`crate::dialect`]). Nothing that must hold across replicas
+//! once for both backends (`crate::dialect`). Nothing that must hold across replicas
 //! lives in process memory:
 //!
 //! - Every write on a campaign (place, cancel, fail at the deadline, pay, close a window)
@@ -10,7 +10,7 @@
 //!   read the pool counts under that lock (READ COMMITTED: each statement sees what the
 //!   previous holder committed), ask the domain, and write. The catalogue, plans and
 //!   factory reports lock their rows likewise (each feature's module docs say which); this
-//!   is why the dialect takes row locks ([`Dialect::ROW_LOCKS`]).
+//!   is why the dialect takes row locks (`Dialect::ROW_LOCKS`).
 //! - Constraints back the rules up: at most one open batch per campaign (a partial unique
 //!   index), a batch locks or fails once (`batch_transitions` primary key and trigger), an
 //!   idempotency key is recorded once (primary key).
@@ -22,7 +22,7 @@
 //! - Group commit: placements and cancels on one campaign are queued on a per-campaign
 //!   writer that runs those waiting together in one transaction, under one `FOR UPDATE`
 //!   of the campaign row, a savepoint each, and commits once (one WAL flush for the group);
-//!   see [`crate::writer`] for why every call keeps the semantics of its own transaction. The
+//!   see `crate::writer` for why every call keeps the semantics of its own transaction. The
 //!   queue lives in process memory but decides only which calls share a transaction; the
 //!   row lock and the constraints still order and check the writers of every replica.
 

@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! What is SQLite's own is here; the SQL and the write logic are the features', written
-//! once for both backends ([`crate::dialect`]).
+//! once for both backends (`crate::dialect`).
 //!
 //! - Durability: `synchronous=FULL`, so a write is on disk (in the WAL) before it is
 //!   acknowledged; `foreign_keys` on; a busy timeout for other processes on the same file.
@@ -14,7 +14,7 @@
 //!   busy timeout.
 //! - Group commit: the writer runs the writes queued together (up to
 //!   [`SqliteOptions::max_group`], any campaigns) as one group in one transaction and
-//!   commits once; see [`crate::writer`] for why every call keeps the semantics of its own
+//!   commits once; see `crate::writer` for why every call keeps the semantics of its own
 //!   transaction.
 //! - Readers: a small pool; in WAL mode they read a consistent snapshot while the writer
 //!   works.
