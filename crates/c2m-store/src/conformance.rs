@@ -376,7 +376,7 @@ fn spec(threshold: i64, cap: Option<i64>) -> CampaignSpec {
 
 /// The one store or the other, turn about: two replicas sharing the work of a race.
 fn alternate(i: usize, one: &Arc<dyn Store>, other: &Arc<dyn Store>) -> Arc<dyn Store> {
-    if i.is_multiple_of(2) {
+    if i % 2 == 0 {
         one.clone()
     } else {
         other.clone()
