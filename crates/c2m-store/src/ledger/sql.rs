@@ -14,7 +14,7 @@ use c2m_domain::{
 
 use super::{one_batch, Placement, Subject};
 use crate::dialect::{exactly, one, page, page_limit, Backend, Columns, Dialect, Tx};
-use crate::pooling::{batch, batch_columns, currency, preorder, preorder_select};
+use crate::pooling::{batch, batch_columns, currency, due, preorder, preorder_select};
 use crate::{LedgerAudit, StoreError};
 
 /// The ledger's reads and writes inside the write's transaction.
@@ -187,11 +187,7 @@ pub(crate) async fn batches_past_balance_window<D: Dialect>(
     let sql = "SELECT id FROM batches \
          WHERE status = 'locked' AND ready_at IS NULL AND balance_due_by <= $1 \
          ORDER BY balance_due_by, campaign_id, seq LIMIT $2";
-    let id = |r: &D::Row| Ok(BatchId::from_trusted(r.text("id")?));
-    let mut conn = pool.acquire().await?;
-    D::query(sql, (now, i64::from(limit)))
-        .all(&mut conn, id)
-        .await
+    due(pool, sql, now, limit, BatchId::from_trusted).await
 }
 
 pub(crate) async fn batches_ready_for_planning<D: Dialect>(

@@ -51,8 +51,8 @@ mod sql;
 
 pub(crate) use sql::{
     batch, batch_columns, batch_transitions, campaign_exists, campaign_of, campaign_progress,
-    campaigns_past_deadline, currency, get_preorder, list_batches, list_campaigns, list_preorders,
-    paged, preorder, preorder_select,
+    campaigns_past_deadline, currency, due, get_preorder, list_batches, list_campaigns,
+    list_preorders, paged, preorder, preorder_select,
 };
 
 /// The one statement of the pooling SQL whose text differs: the pool snapshot binds its
@@ -460,10 +460,7 @@ pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
     if let Some(done) = key.replay(tx).await? {
         return Ok(UnderLock::Replayed(done));
     }
-    let first = tx
-        .preorder(id)
-        .await?
-        .ok_or_else(|| preorder_not_found(id))?;
+    let first = named(tx.preorder(id).await?, id)?;
     if consumer.is_some_and(|c| *c != first.consumer_id) {
         return Err(preorder_not_found(id));
     }
@@ -473,11 +470,13 @@ pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
     if let Some(done) = key.replay(tx).await? {
         return Ok(UnderLock::Replayed(done));
     }
-    let preorder = tx
-        .preorder(id)
-        .await?
-        .ok_or_else(|| preorder_not_found(id))?;
+    let preorder = named(tx.preorder(id).await?, id)?;
     Ok(UnderLock::Found(Box::new((preorder, campaign))))
+}
+
+/// The pre-order read, or `NotFound` for the id asked for.
+fn named(preorder: Option<Preorder>, id: &PreorderId) -> Result<Preorder, StoreError> {
+    preorder.ok_or_else(|| preorder_not_found(id))
 }
 
 pub(crate) async fn cancel_preorder<D: Backend>(

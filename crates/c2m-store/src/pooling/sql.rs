@@ -391,10 +391,21 @@ pub(crate) async fn campaigns_past_deadline<D: Dialect>(
     let sql = "SELECT c.id FROM campaigns c \
          JOIN batches b ON b.campaign_id = c.id AND b.status = 'open' \
          WHERE c.deadline <= $1 ORDER BY c.deadline, c.seq LIMIT $2";
-    let id = |r: &D::Row| Ok(CampaignId::from_trusted(r.text("id")?));
+    due(pool, sql, now, limit, CampaignId::from_trusted).await
+}
+
+/// What a sweep is due to handle at `now`: the ids (column `id`) `sql` selects with `now`
+/// as `$1` and at most `limit` as `$2`.
+pub(crate) async fn due<D: Dialect, Id>(
+    pool: &Pool<D>,
+    sql: &str,
+    now: DateTime<Utc>,
+    limit: u32,
+    id: fn(String) -> Id,
+) -> Result<Vec<Id>, StoreError> {
     let mut conn = pool.acquire().await?;
     D::query(sql, (now, i64::from(limit)))
-        .all(&mut conn, id)
+        .all(&mut conn, |r| Ok(id(r.text("id")?)))
         .await
 }
 
