@@ -60,7 +60,7 @@ macro_rules! token_select {
 }
 
 /// The token table.
-impl<D: Backend> Tx<D> {
+impl<D: Backend> Tx<'_, D> {
     pub(crate) async fn insert_token(
         &mut self,
         t: &NewToken,
@@ -152,7 +152,7 @@ impl<E: Engine> TokenStore for E {
 
 /// Revokes a token that exists (`NotFound` otherwise); false if it already was revoked.
 async fn revoke<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {

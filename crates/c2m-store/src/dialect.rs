@@ -30,11 +30,15 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
-use sqlx::{Arguments, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row};
+use sqlx::{
+    Arguments, ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool,
+    Row,
+};
 use sqlx::{Transaction, Type};
 
 use c2m_domain::{Campaign, Page};
@@ -309,7 +313,7 @@ pub(crate) trait Conn<D: Database>: Send {
     fn conn(&mut self) -> &mut D::Connection;
 }
 
-impl<D: Database> Conn<D> for Tx<D> {
+impl<D: Database> Conn<D> for Tx<'_, D> {
     fn conn(&mut self) -> &mut D::Connection {
         &mut self.tx
     }
@@ -439,12 +443,14 @@ where
 }
 
 /// A transaction of backend `D`: every write runs in one (a group's writes share one, a
-/// savepoint each), and so does every read of several statements.
-pub(crate) struct Tx<D: Database> {
-    tx: Transaction<'static, D>,
+/// savepoint each), and so does every read of several statements. `'c` is the borrow of
+/// the connection it runs on: `'static` for one taken from a pool, shorter for SQLite's
+/// writer, which owns its one connection.
+pub(crate) struct Tx<'c, D: Database> {
+    tx: Transaction<'c, D>,
     /// The campaign whose row this transaction locked at its outermost level, before any
-    /// savepoint ([`Tx::hold_campaign`]); `None` unless a writer
-    /// groups a campaign's writes.
+    /// savepoint ([`Tx::hold_campaign`]); `None` unless a writer groups a campaign's
+    /// writes.
     pub(crate) held: Option<Campaign>,
     /// Idempotency keys looked up ahead for a group ([`Tx::prefetch_keys`]): the
     /// recorded response, or `None` for a key not recorded. A key this transaction records
@@ -452,23 +458,30 @@ pub(crate) struct Tx<D: Database> {
     pub(crate) keys: HashMap<(String, String), Option<StoredResponse>>,
 }
 
-impl<D: Dialect> Tx<D> {
-    /// Begins a write transaction ([`Dialect::BEGIN_WRITE`]).
+impl<D: Dialect> Tx<'static, D> {
+    /// Begins a write transaction ([`Dialect::BEGIN_WRITE`]) on a connection of the pool.
     pub(crate) async fn write(pool: &Pool<D>) -> Result<Self, sqlx::Error> {
-        Self::begin(pool, D::BEGIN_WRITE).await
+        Ok(Self::new(pool.begin_with(D::BEGIN_WRITE).await?))
     }
 
     /// Begins a read that sees one snapshot ([`Dialect::BEGIN_SNAPSHOT`]).
     pub(crate) async fn snapshot(pool: &Pool<D>) -> Result<Self, sqlx::Error> {
-        Self::begin(pool, D::BEGIN_SNAPSHOT).await
+        Ok(Self::new(pool.begin_with(D::BEGIN_SNAPSHOT).await?))
+    }
+}
+
+impl<'c, D: Dialect> Tx<'c, D> {
+    /// Begins a write transaction ([`Dialect::BEGIN_WRITE`]) on `conn`.
+    pub(crate) async fn write_on(conn: &'c mut D::Connection) -> Result<Self, sqlx::Error> {
+        Ok(Self::new(conn.begin_with(D::BEGIN_WRITE).await?))
     }
 
-    async fn begin(pool: &Pool<D>, statement: &'static str) -> Result<Self, sqlx::Error> {
-        Ok(Tx {
-            tx: pool.begin_with(statement).await?,
+    fn new(tx: Transaction<'c, D>) -> Self {
+        Tx {
+            tx,
             held: None,
             keys: HashMap::new(),
-        })
+        }
     }
 
     pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
@@ -500,10 +513,25 @@ impl<D: Dialect> Tx<D> {
     pub(crate) async fn read<A: ?Sized + Sync, T>(
         mut self,
         args: &A,
-        read: impl for<'t> FnOnce(&'t mut Tx<D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>,
+        read: impl for<'t> FnOnce(&'t mut Tx<'c, D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let result = read(&mut self, args).await;
         self.finish(result).await
+    }
+}
+
+/// Where a writer's transactions begin: a pool (a connection taken for each transaction) or
+/// the one connection a writer owns (SQLite's writer: no connection goes back to a pool,
+/// which would ping it, between one group and the next).
+#[async_trait]
+pub(crate) trait Begin<D: Dialect>: Send {
+    async fn begin(&mut self) -> Result<Tx<'_, D>, sqlx::Error>;
+}
+
+#[async_trait]
+impl<D: Dialect> Begin<D> for Pool<D> {
+    async fn begin(&mut self) -> Result<Tx<'_, D>, sqlx::Error> {
+        Tx::write(self).await
     }
 }
 

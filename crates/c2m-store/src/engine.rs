@@ -93,7 +93,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
     }
 
     /// A transaction for a read of several statements that must see one snapshot.
-    async fn snapshot(&self) -> Result<Tx<Self::D>, StoreError> {
+    async fn snapshot(&self) -> Result<Tx<'static, Self::D>, StoreError> {
         Ok(Tx::snapshot(self.readers()).await?)
     }
 }

@@ -71,7 +71,7 @@ impl KeysSql for Postgres {
 }
 
 /// The `idempotency_keys` table.
-impl<D: Backend> Tx<D> {
+impl<D: Backend> Tx<'_, D> {
     pub(crate) async fn idempotency_get(
         &mut self,
         operation: &str,
@@ -202,7 +202,7 @@ impl<'a> Keyed<'a> {
     /// [`DomainError::IdempotencyConflict`] when it does not.
     pub(crate) async fn replay<D: Backend, T: DeserializeOwned>(
         &self,
-        tx: &mut Tx<D>,
+        tx: &mut Tx<'_, D>,
     ) -> Result<Option<T>, StoreError> {
         let stored = tx
             .idempotency_get(self.operation, self.key.as_str())
@@ -232,7 +232,7 @@ impl<'a> Keyed<'a> {
     /// Records `response` as the answer to the key.
     pub(crate) async fn record<D: Backend, T: Serialize>(
         &self,
-        tx: &mut Tx<D>,
+        tx: &mut Tx<'_, D>,
         response: &T,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {

@@ -30,7 +30,7 @@
 //! Under them, three shared modules, each written once:
 //!
 //! - `dialect`: the generic layer the features' SQL is written on: a statement and its
-//!   parameters, one transaction type `Tx<D>` for both backends, rows read through
+//!   parameters, one transaction type `Tx<'_, D>` for both backends, rows read through
 //!   `Columns`, and the `Dialect` trait that says what truly differs (type binding of
 //!   timestamps, JSON and lists; row locks; how transactions begin; what is retried).
 //! - `engine`: the one implementation of every store trait, over an `Engine` (where a

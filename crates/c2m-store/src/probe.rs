@@ -5,7 +5,7 @@
 //! which like a campaign's lock serialises every order), on connections set up exactly
 //! as the store sets them up (SQLite: the same pragmas, `synchronous=FULL`, one writer
 //! connection taken in turn, `BEGIN IMMEDIATE`; PostgreSQL: a pool of the store's size),
-//! and with the store's own transactions (`Tx::write`). The scratch tables
+//! and begun as the store begins its writes. The scratch tables
 //! `probe_orders` and `probe_batches` are created for the run and dropped after it; they
 //! are not part of the migrations.
 
@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::Pool;
+use sqlx::{ConnectOptions, Postgres, Sqlite};
+use tokio::sync::Mutex;
 
-use crate::dialect::{Dialect, Run, Tx};
+use crate::dialect::{Begin, Dialect, Run};
 use crate::StoreError;
 
 /// What one probe run measured.
@@ -50,7 +50,17 @@ pub async fn raw_write_rate(
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(crate::postgres::connect_options(url)?)
             .await?;
-        probe(pool, POSTGRES_TABLES, orders, concurrency).await
+        pool.acquire().await?.batch(POSTGRES_TABLES).await?;
+        let p = pool.clone();
+        let measured = drive(orders, concurrency, move |i| {
+            let mut pool = p.clone();
+            async move { order::<Postgres>(&mut pool, i).await }
+        })
+        .await;
+        pool.acquire().await?.batch(DROP_TABLES).await?;
+        pool.close().await;
+        let (elapsed, latencies) = measured?;
+        Ok(report("postgres", concurrency, elapsed, latencies))
     } else {
         let path = url
             .strip_prefix("sqlite://")
@@ -58,12 +68,19 @@ pub async fn raw_write_rate(
             .unwrap_or(url);
         let path = Path::new(path);
         crate::sqlite::create_parent_dir(path).await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(crate::sqlite::connect_options(path))
-            .await?;
-        probe(pool, SQLITE_TABLES, orders, concurrency).await
+        let mut conn = crate::sqlite::connect_options(path).connect().await?;
+        conn.batch(SQLITE_TABLES).await?;
+        // One writer, as the store's: the orders take the connection in turn.
+        let writer = Arc::new(Mutex::new(conn));
+        let w = writer.clone();
+        let measured = drive(orders, concurrency, move |i| {
+            let w = w.clone();
+            async move { order::<Sqlite>(&mut *w.lock().await, i).await }
+        })
+        .await;
+        writer.lock().await.batch(DROP_TABLES).await?;
+        let (elapsed, latencies) = measured?;
+        Ok(report("sqlite", concurrency, elapsed, latencies))
     }
 }
 
@@ -86,34 +103,18 @@ const POSTGRES_TABLES: &str = "CREATE TABLE IF NOT EXISTS probe_batches (
      INSERT INTO probe_batches (id, units) VALUES (1, 0)
          ON CONFLICT (id) DO UPDATE SET units = 0;";
 
-/// Creates the scratch tables with `tables`, runs the orders, and drops the tables.
-async fn probe<D: Dialect>(
-    pool: Pool<D>,
-    tables: &str,
-    orders: usize,
-    concurrency: usize,
-) -> Result<ProbeReport, StoreError> {
-    pool.acquire().await?.batch(tables).await?;
-    let p = pool.clone();
-    let measured = drive(orders, concurrency, move |i| {
-        let pool = p.clone();
-        async move {
-            let mut tx = Tx::write(&pool).await?;
-            let order = "INSERT INTO probe_orders (batch_id, quantity, created_at) \
-                 VALUES (1, 1, $1)";
-            D::query(order, (i,)).execute(&mut tx).await?;
-            let batch = "UPDATE probe_batches SET units = units + 1 WHERE id = 1";
-            D::query(batch, ()).execute(&mut tx).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-    })
-    .await;
-    let drop = "DROP TABLE IF EXISTS probe_orders; DROP TABLE IF EXISTS probe_batches;";
-    pool.acquire().await?.batch(drop).await?;
-    pool.close().await;
-    let (elapsed, latencies) = measured?;
-    Ok(report(D::BACKEND, concurrency, elapsed, latencies))
+const DROP_TABLES: &str = "DROP TABLE IF EXISTS probe_orders; DROP TABLE IF EXISTS probe_batches;";
+
+/// One order: a transaction begun as the store begins its writes, with one `INSERT` and one
+/// `UPDATE` of the shared row.
+async fn order<D: Dialect>(source: &mut impl Begin<D>, i: i64) -> Result<(), StoreError> {
+    let mut tx = source.begin().await?;
+    let order = "INSERT INTO probe_orders (batch_id, quantity, created_at) VALUES (1, 1, $1)";
+    D::query(order, (i,)).execute(&mut tx).await?;
+    let batch = "UPDATE probe_batches SET units = units + 1 WHERE id = 1";
+    D::query(batch, ()).execute(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn report(

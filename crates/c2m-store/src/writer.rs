@@ -55,7 +55,7 @@ use tracing::Instrument;
 
 use c2m_domain::{CampaignId, Preorder};
 
-use crate::dialect::{Backend, Conn, Dialect, Run, Tx};
+use crate::dialect::{Backend, Begin, Conn, Dialect, Run, Tx};
 use crate::pooling::{place_preorders, Placing};
 use crate::StoreError;
 
@@ -63,7 +63,7 @@ use crate::StoreError;
 pub const ATTEMPTS: u32 = 5;
 
 /// What a write runs: a function of the transaction and the write's arguments.
-type RunFn<D, A, T> = for<'t> fn(&'t mut Tx<D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>;
+type RunFn<D, A, T> = for<'t> fn(&'t mut Tx<'_, D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>;
 
 /// One write: what it needs (owned, so that it can wait in a queue) and what it runs in
 /// the transaction it is given, as often as the transaction is tried.
@@ -125,7 +125,7 @@ pub(crate) enum Ran {
 #[async_trait]
 pub(crate) trait Queued<D: Database>: Send {
     /// Runs the write and keeps its result (replacing an earlier attempt's).
-    async fn run(&mut self, tx: &mut Tx<D>) -> Ran;
+    async fn run(&mut self, tx: &mut Tx<'_, D>) -> Ran;
     /// Replaces the result with an error about the transaction around the write.
     fn fail(&mut self, error: StoreError);
     /// Sends the result to the caller (who may have stopped listening).
@@ -177,7 +177,7 @@ where
     A: Send + Sync + 'static,
     T: Send + 'static,
 {
-    async fn run(&mut self, tx: &mut Tx<D>) -> Ran {
+    async fn run(&mut self, tx: &mut Tx<'_, D>) -> Ran {
         let result = (self.op.run)(tx, &self.op.args)
             .instrument(self.span.clone())
             .await;
@@ -234,7 +234,7 @@ where
     T: Send + 'static,
 {
     let mut job = Job::direct(op);
-    run_alone(pool, &mut job).await;
+    run_alone(&mut pool.clone(), &mut job).await;
     job.result
         .unwrap_or_else(|| Err(StoreError::Corrupt("a write ran and gave no result".into())))
 }
@@ -269,10 +269,11 @@ impl Counters {
 }
 
 /// Runs one group taken off a queue to the end (committed together, or failing that one
-/// by one, as the module docs say) and answers each write. `campaign` is the campaign every
-/// write of the group is on, when the queue is per campaign.
+/// by one, as the module docs say) and answers each write. Its transactions begin on
+/// `source`; `campaign` is the campaign every write of the group is on, when the queue is
+/// per campaign.
 pub(crate) async fn run<D: Backend>(
-    pool: &Pool<D>,
+    source: &mut impl Begin<D>,
     campaign: Option<&CampaignId>,
     group: &mut [Box<dyn Queued<D>>],
     counters: &Counters,
@@ -281,10 +282,10 @@ pub(crate) async fn run<D: Backend>(
         .writes
         .fetch_add(group.len() as u64, Ordering::Relaxed);
     if let [job] = group {
-        let tries = run_alone(pool, job.as_mut()).await;
+        let tries = run_alone(source, job.as_mut()).await;
         counters.transactions.fetch_add(tries, Ordering::Relaxed);
     } else {
-        run_together(pool, campaign, group, counters).await;
+        run_together(source, campaign, group, counters).await;
     }
     for job in group.iter_mut() {
         job.answer();
@@ -292,7 +293,7 @@ pub(crate) async fn run<D: Backend>(
 }
 
 async fn run_together<D: Backend>(
-    pool: &Pool<D>,
+    source: &mut impl Begin<D>,
     campaign: Option<&CampaignId>,
     group: &mut [Box<dyn Queued<D>>],
     counters: &Counters,
@@ -300,7 +301,7 @@ async fn run_together<D: Backend>(
     let mut attempt = 1;
     loop {
         counters.transactions.fetch_add(1, Ordering::Relaxed);
-        match run_group(pool, campaign, group).await {
+        match run_group(source, campaign, group).await {
             Ok(()) => {
                 counters.groups.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -324,7 +325,7 @@ async fn run_together<D: Backend>(
             Err(abort) => {
                 tracing::warn!(error = %abort, size = group.len(), "group commit failed; running its writes one by one");
                 for job in group.iter_mut() {
-                    let tries = run_alone(pool, job.as_mut()).await;
+                    let tries = run_alone(source, job.as_mut()).await;
                     counters.transactions.fetch_add(tries, Ordering::Relaxed);
                 }
                 return;
@@ -388,14 +389,12 @@ enum Savepoint {
 
 /// All writes of the group in one transaction: see the module docs.
 async fn run_group<D: Backend>(
-    pool: &Pool<D>,
+    source: &mut impl Begin<D>,
     campaign: Option<&CampaignId>,
     group: &mut [Box<dyn Queued<D>>],
 ) -> Result<(), Abort> {
     let fail = |e: StoreError| Abort::new::<D>(e, false);
-    let mut tx = Tx::write(pool)
-        .await
-        .map_err(|e| Abort::new::<D>(e, true))?;
+    let mut tx = source.begin().await.map_err(|e| Abort::new::<D>(e, true))?;
     if let Some(campaign) = campaign {
         tx.hold_campaign(campaign)
             .await
@@ -452,7 +451,7 @@ async fn run_group<D: Backend>(
 /// campaign by campaign (each campaign's in arrival order) is one of the orders they
 /// could have run in.
 async fn place_run<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     run: &mut [Box<dyn Queued<D>>],
 ) -> Result<(), StoreError> {
     let mut campaigns: Vec<CampaignId> = Vec::new();
@@ -480,10 +479,10 @@ async fn place_run<D: Backend>(
 
 /// One write in its own transaction, retried as [`Dialect::retryable`] says: the path
 /// without grouping. Returns the transactions used.
-async fn run_alone<D: Backend>(pool: &Pool<D>, job: &mut dyn Queued<D>) -> u64 {
+async fn run_alone<D: Backend>(source: &mut impl Begin<D>, job: &mut dyn Queued<D>) -> u64 {
     let mut attempt = 1;
     loop {
-        let mut tx = match Tx::write(pool).await {
+        let mut tx = match source.begin().await {
             Ok(tx) => tx,
             Err(e) => {
                 job.fail(e.into());
@@ -547,7 +546,7 @@ mod tests {
         conflict_once: Option<Arc<AtomicBool>>,
     }
 
-    async fn insert<D: Backend>(tx: &mut Tx<D>, i: &Insert) -> Result<i64, StoreError> {
+    async fn insert<D: Backend>(tx: &mut Tx<'_, D>, i: &Insert) -> Result<i64, StoreError> {
         let parent = if i.break_at_commit { -1 } else { 1 };
         D::sql("INSERT INTO scratch (x, parent) VALUES ($1, $2)")
             .bind(i.x)

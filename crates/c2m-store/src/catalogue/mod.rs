@@ -280,7 +280,7 @@ fn changed<'a, T: PartialEq + Sync>(
 }
 
 pub(crate) async fn change_catalogue<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     req: &ChangeCatalogue,
     check: &CatalogueCheck,
     now: DateTime<Utc>,
@@ -342,7 +342,7 @@ pub(crate) async fn change_catalogue<D: Backend>(
 }
 
 /// Refuses to remove a product some campaign sells.
-async fn sku_rule<D: Backend>(tx: &mut Tx<D>, gone: &[String]) -> Result<(), StoreError> {
+async fn sku_rule<D: Backend>(tx: &mut Tx<'_, D>, gone: &[String]) -> Result<(), StoreError> {
     if gone.is_empty() {
         return Ok(());
     }
@@ -355,7 +355,7 @@ async fn sku_rule<D: Backend>(tx: &mut Tx<D>, gone: &[String]) -> Result<(), Sto
 /// The check in `create_campaign`: the sku must be in the catalogue (and stays there until
 /// the campaign is written).
 pub(crate) async fn require_product<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     sku: &str,
 ) -> Result<(), StoreError> {
     if tx.hold_product(sku).await? {

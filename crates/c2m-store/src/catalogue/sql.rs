@@ -42,7 +42,7 @@ const PRODUCT: &str = "SELECT sku FROM catalogue_products WHERE sku = $1";
 const PRODUCT_FOR_SHARE: &str = "SELECT sku FROM catalogue_products WHERE sku = $1 FOR SHARE";
 
 /// The catalogue's tables.
-impl<D: Backend> Tx<D> {
+impl<D: Backend> Tx<'_, D> {
     /// The whole catalogue; in a write transaction it is held against other catalogue
     /// writers (and plans reserving stock) until the transaction ends.
     pub(crate) async fn lock_catalogue(&mut self) -> Result<Catalogue, StoreError> {
@@ -134,7 +134,7 @@ impl<D: Backend> Tx<D> {
 
 /// The whole catalogue, its scenario-level row read with `meta`.
 async fn read_catalogue<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     meta: &'static str,
 ) -> Result<Catalogue, StoreError> {
     let meta = D::query(meta, ()).fetch_one(tx).await?;

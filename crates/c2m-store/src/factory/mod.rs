@@ -119,7 +119,7 @@ pub(crate) struct BatchShare {
 /// number after a newer one, changes nothing; a number beyond the last work order is
 /// `OutOfRange`.
 pub(crate) async fn ack<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     factory: &str,
     seq: i64,
     now: DateTime<Utc>,
@@ -142,7 +142,7 @@ pub(crate) async fn ack<D: Backend>(
 
 /// The factory's position; `NotFound` for a factory the store has never heard of.
 pub(crate) async fn known_position<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     factory: &str,
 ) -> Result<FactoryPosition, StoreError> {
     if factory.trim().is_empty() {
@@ -173,7 +173,7 @@ pub fn ahead(what: &'static str, factory: &str, seq: i64, last: i64) -> StoreErr
 /// Applies a factory's report to its work order; see the module docs for rejections.
 /// Idempotent by key; a report that repeats the current state records nothing.
 pub(crate) async fn report<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     req: &ReportProgress,
     now: DateTime<Utc>,
 ) -> Result<WorkOrderStatus, StoreError> {
@@ -249,7 +249,7 @@ pub(crate) async fn report<D: Backend>(
 /// How far each batch's production has come (batches that are not locked and ready are
 /// left out: they have no production yet).
 pub(crate) async fn batch_production<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     batches: &[BatchId],
 ) -> Result<Vec<BatchProduction>, StoreError> {
     let mut out = Vec::new();

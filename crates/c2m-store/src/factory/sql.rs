@@ -29,7 +29,7 @@ static UNPLANNED: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The factory tables. Every read and write is scoped by the factory id it is given.
-impl<D: Backend> Tx<D> {
+impl<D: Backend> Tx<'_, D> {
     /// Whether the factory exists: in the catalogue, or with work orders from earlier.
     pub(crate) async fn factory_known(&mut self, factory: &str) -> Result<bool, StoreError> {
         let sql = "SELECT CAST(1 AS BIGINT) AS known FROM catalogue_factories WHERE id = $1 \

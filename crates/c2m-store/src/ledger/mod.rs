@@ -110,7 +110,7 @@ pub(crate) struct KeyRecord<'a> {
 
 /// Writes `txns` in order and shows each to the provider (all before any is written).
 async fn post<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     campaign: &CampaignId,
     txns: &[(Subject<'_>, LedgerTxn)],
@@ -152,7 +152,7 @@ pub(crate) fn hold_deposit(
 
 /// Releases a held deposit in full: holds → consumer.
 pub(crate) async fn release_deposit<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     preorder: &mut Preorder,
     now: DateTime<Utc>,
@@ -180,7 +180,7 @@ pub(crate) async fn release_deposit<D: Backend>(
 /// every live deposit (holds → escrow), sets each balance, and, when nothing is left to
 /// pay (the price is the deposit), settles the batch and makes it ready at once.
 pub(crate) async fn lock_batch_money<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     campaign: &Campaign,
     batch: &BatchId,
@@ -224,7 +224,7 @@ pub(crate) async fn lock_batch_money<D: Backend>(
 /// Pays the paid units of a batch out of escrow to the merchant and marks the batch ready
 /// for production planning.
 async fn settle<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     campaign: &Campaign,
     batch: &BatchId,
@@ -270,7 +270,7 @@ async fn settle<D: Backend>(
 
 /// A consumer naming a pre-order that is not theirs gets `NotFound`, as for cancel.
 pub(crate) async fn pay_balance<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     req: &PayBalance,
     now: DateTime<Utc>,
@@ -310,7 +310,7 @@ pub(crate) async fn pay_balance<D: Backend>(
 /// are settled and the batch becomes ready for planning. Safe to repeat: a batch already
 /// ready is left alone.
 pub(crate) async fn close_balance_window<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     batch_id: &BatchId,
     now: DateTime<Utc>,
@@ -377,7 +377,7 @@ pub(crate) async fn close_balance_window<D: Backend>(
 /// The batch's pre-orders that were not cancelled, in placement order: the ones whose
 /// deposits a lock captures or a failure releases.
 async fn live_preorders<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     batch: &BatchId,
 ) -> Result<Vec<Preorder>, StoreError> {
     let mut preorders = tx.batch_preorders(batch).await?;
@@ -387,7 +387,7 @@ async fn live_preorders<D: Backend>(
 
 /// Releases every hold of a batch that just failed; returns how many.
 pub(crate) async fn release_failed_batch<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     batch: &BatchId,
     now: DateTime<Utc>,

@@ -33,7 +33,7 @@ pub(crate) trait LedgerSql: Dialect {
     /// Appends the transactions and their legs, in order (their sequence numbers follow
     /// it); `txns` is not empty.
     async fn insert_ledger_txns(
-        tx: &mut Tx<Self>,
+        tx: &mut Tx<'_, Self>,
         campaign: &CampaignId,
         txns: &[(Subject<'_>, LedgerTxn)],
         at: DateTime<Utc>,
@@ -41,14 +41,14 @@ pub(crate) trait LedgerSql: Dialect {
 
     /// Moves each hold from `held` to its state; returns how many moved.
     async fn resolve_holds(
-        tx: &mut Tx<Self>,
+        tx: &mut Tx<'_, Self>,
         holds: &[(PreorderId, HoldState)],
     ) -> Result<u64, StoreError>;
 
     /// Captures each held deposit and records its balance (and when it was paid, when
     /// nothing is owed); returns how many were captured.
     async fn capture_holds(
-        tx: &mut Tx<Self>,
+        tx: &mut Tx<'_, Self>,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
     ) -> Result<u64, StoreError>;
 
@@ -56,7 +56,7 @@ pub(crate) trait LedgerSql: Dialect {
     /// records) and sets the batch's units to `batch_units` if it is still open; returns
     /// how many batches that update changed.
     async fn insert_placements(
-        tx: &mut Tx<Self>,
+        tx: &mut Tx<'_, Self>,
         placements: &[Placement<'_>],
         first: &Preorder,
         batch_units: i64,
@@ -98,7 +98,11 @@ impl TxnRows {
 
     /// Two statements: the transactions in order (`json_each` yields rows in array order,
     /// so their `seq` follows it), then the legs joined to them by id.
-    async fn insert(self, tx: &mut Tx<Sqlite>, campaign: &CampaignId) -> Result<(), StoreError> {
+    async fn insert(
+        self,
+        tx: &mut Tx<'_, Sqlite>,
+        campaign: &CampaignId,
+    ) -> Result<(), StoreError> {
         if self.txns.is_empty() {
             return Ok(());
         }
@@ -130,7 +134,7 @@ impl TxnRows {
 #[async_trait]
 impl LedgerSql for Sqlite {
     async fn insert_ledger_txns(
-        tx: &mut Tx<Sqlite>,
+        tx: &mut Tx<'_, Sqlite>,
         campaign: &CampaignId,
         txns: &[(Subject<'_>, LedgerTxn)],
         at: DateTime<Utc>,
@@ -143,7 +147,7 @@ impl LedgerSql for Sqlite {
     }
 
     async fn resolve_holds(
-        tx: &mut Tx<Sqlite>,
+        tx: &mut Tx<'_, Sqlite>,
         holds: &[(PreorderId, HoldState)],
     ) -> Result<u64, StoreError> {
         let values: Vec<_> = holds
@@ -161,7 +165,7 @@ impl LedgerSql for Sqlite {
     }
 
     async fn capture_holds(
-        tx: &mut Tx<Sqlite>,
+        tx: &mut Tx<'_, Sqlite>,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
     ) -> Result<u64, StoreError> {
         let values: Vec<_> = dues
@@ -184,7 +188,7 @@ impl LedgerSql for Sqlite {
 
     /// Four statements for the whole run however many orders.
     async fn insert_placements(
-        tx: &mut Tx<Sqlite>,
+        tx: &mut Tx<'_, Sqlite>,
         placements: &[Placement<'_>],
         first: &Preorder,
         batch_units: i64,
@@ -253,7 +257,7 @@ impl LedgerSql for Postgres {
     /// One statement for every transaction and leg: the transactions in the order given
     /// (their `seq` follows it), the legs joined to them by id.
     async fn insert_ledger_txns(
-        tx: &mut Tx<Postgres>,
+        tx: &mut Tx<'_, Postgres>,
         campaign: &CampaignId,
         txns: &[(Subject<'_>, LedgerTxn)],
         at: DateTime<Utc>,
@@ -294,7 +298,7 @@ impl LedgerSql for Postgres {
     }
 
     async fn resolve_holds(
-        tx: &mut Tx<Postgres>,
+        tx: &mut Tx<'_, Postgres>,
         holds: &[(PreorderId, HoldState)],
     ) -> Result<u64, StoreError> {
         let (ids, states): (Vec<&str>, Vec<&str>) = holds
@@ -314,7 +318,7 @@ impl LedgerSql for Postgres {
     }
 
     async fn capture_holds(
-        tx: &mut Tx<Postgres>,
+        tx: &mut Tx<'_, Postgres>,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
     ) -> Result<u64, StoreError> {
         let mut ids = Vec::with_capacity(dues.len());
@@ -342,7 +346,7 @@ impl LedgerSql for Postgres {
     /// Every write of the run in one statement (one round trip under the campaign's lock,
     /// however many orders); the batch update reports whether the batch was still open.
     async fn insert_placements(
-        tx: &mut Tx<Postgres>,
+        tx: &mut Tx<'_, Postgres>,
         placements: &[Placement<'_>],
         first: &Preorder,
         batch_units: i64,

@@ -25,7 +25,7 @@ use crate::{LedgerAudit, StoreError};
 /// pre-order and kind made the lock of a 100-unit batch some 300 round trips on
 /// PostgreSQL and 500 statements on SQLite). The several-row statements are each
 /// backend's ([`LedgerSql`]); what both share is here.
-impl<D: Backend> Tx<D> {
+impl<D: Backend> Tx<'_, D> {
     /// Appends the transactions and their postings, in order (their sequence numbers
     /// follow it).
     pub(crate) async fn insert_ledger_txns(

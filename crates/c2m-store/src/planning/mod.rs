@@ -231,7 +231,7 @@ struct PlanRef {
 
 /// Stores a cycle's plan; returns its id. See the module docs.
 pub(crate) async fn store_plan<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     new: &NewPlan,
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
@@ -328,7 +328,7 @@ fn run_planning(key: &IdempotencyKey) -> Keyed<'_> {
 
 /// The plan a `RunPlanning` key already produced, if any.
 pub(crate) async fn replayed_plan<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     key: &IdempotencyKey,
 ) -> Result<Option<String>, StoreError> {
     let done: Option<PlanRef> = run_planning(key).replay(tx).await?;

@@ -52,7 +52,7 @@ static QUEUED: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The planning tables.
-impl<D: Backend> Tx<D> {
+impl<D: Backend> Tx<'_, D> {
     /// Serialises plan writers (one cycle's result is stored at a time, across replicas).
     pub(crate) async fn lock_planning(&mut self) -> Result<(), StoreError> {
         let sql = D::locking(PLANNING, PLANNING_FOR_UPDATE);

@@ -138,7 +138,7 @@ pub(crate) fn preorder_not_found(id: &PreorderId) -> StoreError {
 }
 
 pub(crate) async fn create_campaign<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     req: &CreateCampaign,
     now: DateTime<Utc>,
 ) -> Result<Campaign, StoreError> {
@@ -172,7 +172,7 @@ pub(crate) struct Placing<'a> {
 
 /// Places one pre-order: a run of one.
 pub(crate) async fn place_preorder<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     req: &PlacePreorder,
     now: DateTime<Utc>,
@@ -202,7 +202,7 @@ pub(crate) async fn place_preorder<D: Backend>(
 /// part-way through locking a batch): the caller rolls it back, and a writer then runs each
 /// request alone, so each still gets its own answer. The inner results are the answers.
 pub(crate) async fn place_preorders<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     campaign_id: &CampaignId,
     run: &[Placing<'_>],
 ) -> Result<Vec<Result<Preorder, StoreError>>, StoreError> {
@@ -268,7 +268,7 @@ impl<'a> RunState<'a> {
     /// Answers one request. `Err` only when the run must be given up.
     async fn place<D: Backend>(
         &mut self,
-        tx: &mut Tx<D>,
+        tx: &mut Tx<'_, D>,
         placing: &Placing<'a>,
     ) -> Result<Result<Preorder, StoreError>, StoreError> {
         let Placing { req, now, provider } = *placing;
@@ -384,7 +384,7 @@ impl<'a> RunState<'a> {
     /// The batch the next admitted order opens, in memory: it is written with that order.
     async fn next_batch<D: Backend>(
         &self,
-        tx: &mut Tx<D>,
+        tx: &mut Tx<'_, D>,
         now: DateTime<Utc>,
     ) -> Result<Batch, StoreError> {
         Ok(Batch {
@@ -405,7 +405,7 @@ impl<'a> RunState<'a> {
     }
 
     /// Writes the batch this run opened, if not yet written, and the staged orders.
-    async fn flush<D: Backend>(&mut self, tx: &mut Tx<D>) -> Result<(), StoreError> {
+    async fn flush<D: Backend>(&mut self, tx: &mut Tx<'_, D>) -> Result<(), StoreError> {
         if self.new_batch {
             if let Some(open) = &self.pool.open {
                 let mut empty = open.clone();
@@ -452,7 +452,7 @@ pub(crate) enum UnderLock<T> {
 /// consumer naming a pre-order that is not theirs gets `NotFound`, exactly as for an id
 /// that does not exist, so ids cannot be probed for other consumers' orders.
 pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     key: &Keyed<'_>,
     id: &PreorderId,
     consumer: Option<&ConsumerId>,
@@ -480,7 +480,7 @@ fn named(preorder: Option<Preorder>, id: &PreorderId) -> Result<Preorder, StoreE
 }
 
 pub(crate) async fn cancel_preorder<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     req: &CancelPreorder,
     now: DateTime<Utc>,
@@ -522,7 +522,7 @@ pub(crate) async fn cancel_preorder<D: Backend>(
 }
 
 pub(crate) async fn fail_open_batch_at_deadline<D: Backend>(
-    tx: &mut Tx<D>,
+    tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     campaign_id: &CampaignId,
     now: DateTime<Utc>,

@@ -61,7 +61,7 @@ const CAMPAIGN_FOR_UPDATE: &str = concat!(
 pub(crate) const PREORDER: &str = concat!(preorder_select!(), "WHERE p.id = $1");
 
 /// The reads and writes the pooling operations need, inside the write's transaction.
-impl<D: Backend> Tx<D> {
+impl<D: Backend> Tx<'_, D> {
     pub(crate) async fn insert_campaign(&mut self, c: &Campaign) -> Result<(), StoreError> {
         let t = &c.terms;
         let params = (

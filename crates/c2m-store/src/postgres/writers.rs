@@ -103,7 +103,8 @@ impl Writers {
                     .map(|q| q.drain(..take).collect())
                     .unwrap_or_default()
             };
-            crate::writer::run(&self.pool, Some(&campaign), &mut group, &self.counters).await;
+            let mut pool = self.pool.clone();
+            crate::writer::run(&mut pool, Some(&campaign), &mut group, &self.counters).await;
         }
     }
 }

@@ -29,16 +29,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
     SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Arguments, Row, Sqlite};
+use sqlx::{Arguments, ConnectOptions, Connection, Row, Sqlite};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
 use c2m_domain::BatchId;
 
-use crate::dialect::{Dialect, Value};
+use crate::dialect::{Begin, Dialect, Tx, Value};
 use crate::engine::{Base, Engine, Lane, Owned};
 use crate::payment::PaymentProvider;
 pub use crate::writer::WriterStats;
@@ -71,9 +71,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     /// The queue of the writer task, the only user of the connection that writes.
     jobs: mpsc::Sender<Box<dyn Queued<Sqlite>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    /// The one connection that writes, used only by the writer task.
-    writer_pool: SqlitePool,
+    /// The writer task; it gives its connection back when it ends.
+    writer: Mutex<Option<JoinHandle<SqliteConnection>>>,
     counters: Arc<Counters>,
     /// The readers: a small pool; in WAL mode they read a consistent snapshot while the
     /// writer works.
@@ -158,16 +157,8 @@ impl SqliteStore {
         let settings = options;
         create_parent_dir(path).await?;
         let options = connect_options(path);
-        // One connection, kept for the life of the store: a pool only so that its
-        // transactions are the same type as every other backend's.
-        let writer_pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
-            .await?;
-        MIGRATOR.run(&writer_pool).await?;
+        let mut writer = options.connect().await?;
+        MIGRATOR.run_direct(&mut writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options)
@@ -175,7 +166,7 @@ impl SqliteStore {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let writer = tokio::spawn(write_loop(
-            writer_pool.clone(),
+            writer,
             queue,
             settings.max_group,
             counters.clone(),
@@ -183,7 +174,6 @@ impl SqliteStore {
         Ok(SqliteStore {
             jobs,
             writer: Mutex::new(Some(writer)),
-            writer_pool,
             counters,
             base: Base::new(readers),
         })
@@ -203,20 +193,20 @@ impl SqliteStore {
     /// Finishes the queued writes and closes the connections, checkpointing the WAL.
     pub async fn close(self) {
         let SqliteStore {
-            jobs,
-            writer,
-            writer_pool,
-            base,
-            ..
+            jobs, writer, base, ..
         } = self;
         drop(jobs);
         base.pool.close().await;
         if let Some(handle) = writer.into_inner() {
-            if let Err(e) = handle.await {
-                tracing::warn!(error = %e, "the sqlite writer task failed");
+            match handle.await {
+                Ok(conn) => {
+                    if let Err(e) = conn.close().await {
+                        tracing::warn!(error = %e, "closing the sqlite writer");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the sqlite writer task failed"),
             }
         }
-        writer_pool.close().await;
     }
 
     /// The append-only transition record of a batch, oldest first (for audits and tests).
@@ -229,14 +219,14 @@ impl SqliteStore {
 }
 
 /// The writer task: takes the first write waiting and, without waiting for more, every
-/// further one already queued (up to `max_group`), and runs them as one group
-/// ([`crate::writer::run`]); ends when every sender is gone.
+/// further one already queued (up to `max_group`), and runs them as one group on its
+/// connection (`crate::writer::run`); gives the connection back when every sender is gone.
 async fn write_loop(
-    pool: SqlitePool,
+    mut conn: SqliteConnection,
     mut jobs: mpsc::Receiver<Box<dyn Queued<Sqlite>>>,
     max_group: usize,
     counters: Arc<Counters>,
-) {
+) -> SqliteConnection {
     let max_group = max_group.max(1);
     let mut group = Vec::with_capacity(max_group);
     while let Some(first) = jobs.recv().await {
@@ -247,8 +237,17 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        crate::writer::run(&pool, None, &mut group, &counters).await;
+        crate::writer::run(&mut conn, None, &mut group, &counters).await;
         group.clear();
+    }
+    conn
+}
+
+/// The writer's transactions begin on its own connection, `BEGIN IMMEDIATE`.
+#[async_trait]
+impl Begin<Sqlite> for SqliteConnection {
+    async fn begin(&mut self) -> Result<Tx<'_, Sqlite>, sqlx::Error> {
+        Tx::write_on(self).await
     }
 }
 
