@@ -102,6 +102,7 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
             unit: if i % 3 == 0 { "pcs" } else { "kg" }.to_string(),
             on_hand: 0.0,
             holding_cost: 0.0,
+            receipts: Vec::new(),
         })
         .collect();
     let base_price: Vec<f64> = (0..size.materials)
@@ -123,11 +124,7 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
             usage[m] += a * demand as f64;
             bom.insert(materials[m].id.clone(), a);
         }
-        products.push(Product {
-            sku: format!("p{i:03}"),
-            demand,
-            bom,
-        });
+        products.push(Product::with_demand(format!("p{i:03}"), demand, bom));
     }
     let mut materials = materials;
     for (m, mat) in materials.iter_mut().enumerate() {
@@ -177,6 +174,7 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
         .map(|(f, lines)| Factory {
             id: format!("f{f:02}"),
             capacity_hours: round_to((load[f] * r.range(1.15, 1.7)).max(8.0), 1.0),
+            calendar: None,
             lines,
         })
         .collect();
@@ -273,6 +271,7 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
         ),
         currency: "CNY".to_string(),
         material_deadline_days: Some(15),
+        horizon: None,
         products,
         materials,
         factories,

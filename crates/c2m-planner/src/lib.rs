@@ -38,13 +38,15 @@ pub mod whatif;
 pub use greedy::greedy_plan;
 pub use model::Formulation;
 pub use plan::{
-    round_money, Binding, CostBreakdown, Diagnosis, ExactCosts, NamedValues, Plan, PlanStatus,
-    Purchase, Run, ShadowPrices, Shortfall,
+    round_money, Binding, Completions, Consolidation, CostBreakdown, Diagnosis, ExactCosts,
+    FactoryPeriods, JustInTime, LateUnits, LatenessChoice, NamedSeries, NamedValues, OnTime,
+    PeriodCapacity, PeriodShadowPrices, Plan, PlanStatus, Purchase, Run, ShadowPrices, Shortfall,
+    TimeExplanation,
 };
 pub use planner::{plan, PlanError};
 pub use scenario::{
-    Factory, FieldError, Line, Material, Offer, PriceBreak, Product, Scenario, ScenarioError,
-    Supplier,
+    Due, Factory, FieldError, Horizon, Line, Material, Offer, PriceBreak, Product, Receipt,
+    Scenario, ScenarioError, Supplier,
 };
 pub use solve::{SolveOptions, SolverError, SolverKind, UnknownSolver};
 pub use validate::ValidatedScenario;

@@ -39,6 +39,13 @@ pub fn plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Plan, PlanErro
     if !opts.solver.is_available() {
         return Err(SolverError::NotAvailable(opts.solver).into());
     }
+    if v.is_timed() {
+        return Err(SolverError::Failed {
+            solver: opts.solver,
+            message: "time-phased planning is not built yet".into(),
+        }
+        .into());
+    }
     let greedy = greedy_decisions(v);
     let model = build_split(
         v,
