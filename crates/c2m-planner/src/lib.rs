@@ -26,6 +26,7 @@ mod explain;
 pub mod generate;
 mod greedy;
 mod model;
+mod phased;
 mod plan;
 mod planner;
 pub mod report;

@@ -49,11 +49,11 @@ impl Formulation {
 }
 
 /// The big-M constant of the plain formulation (units and material quantities).
-const BIG_M: f64 = 1.0e6;
+pub(crate) const BIG_M: f64 = 1.0e6;
 
 /// The fallback bound of a run whose factory has no hour limit on it and
 /// where over-production may pay (see [`run_bounds`]).
-const HUGE_UNITS: f64 = 1.0e9;
+pub(crate) const HUGE_UNITS: f64 = 1.0e9;
 
 /// A model variable and its position among all variables (the column
 /// index the solvers use; good_lp keeps its own index private).
@@ -134,17 +134,17 @@ pub(crate) struct Split {
 }
 
 /// Integer columns of a range above this are split (see [`build_split`]).
-const SPLIT_ABOVE: f64 = 64.0;
+pub(crate) const SPLIT_ABOVE: f64 = 64.0;
 
 /// ... and up to this (a larger bound is a "no bound" stand-in).
-const SPLIT_AT_MOST: f64 = 1.0e7;
+pub(crate) const SPLIT_AT_MOST: f64 = 1.0e7;
 
 /// Writes the integer `whole` in `[0, ub]` (a continuous column) as
 /// `step * high + low` with integer `high` in `[0, ub / step]` and `low` in
 /// `[0, step - 1]`, `step` about the square root of the range: every
 /// integer in `[0, ub]` has exactly one such form, so the model keeps its
 /// plans, and its LP relaxation (`whole` still ranges over `[0, ub]`).
-fn split_integer(
+pub(crate) fn split_integer(
     add: &mut impl FnMut(&mut ProblemVariables, good_lp::VariableDefinition) -> Var,
     vars: &mut ProblemVariables,
     constraints: &mut Vec<Constraint>,

@@ -1,0 +1,198 @@
+//! Lot-for-lot MRP: the rule-based time-phased plan.
+//!
+//! Production: the dues are taken earliest first; each is made in its due
+//! period on the cheapest line with hours left, else as late as possible
+//! before it, else (only for a product that may be late) as early as
+//! possible after it; a new run is raised to its minimum run where that
+//! fits. A period is only used if every material of the product can be
+//! there: some offer arrives by then, or stock on hand and receipts cover it.
+//!
+//! Purchases: walking the periods, each period's net need (its consumption
+//! less the stock carried into it) is bought on its own, from the offer and
+//! tier that cover it most cheaply among the offers that arrive in time,
+//! ordered exactly its lead time before. That is what a rule-based MRP does;
+//! the MILP starts from it and the benchmark reports the saving over it.
+
+use crate::greedy::buy_need;
+use crate::plan::{Plan, PlanStatus};
+use crate::validate::ValidatedScenario;
+
+use super::{plan_from_schedule, Schedule};
+
+/// The lot-for-lot plan, or `None` when the rules find no plan that meets
+/// every due (the scenario may still be feasible).
+pub(crate) fn greedy_plan(v: &ValidatedScenario) -> Option<Plan> {
+    let d = greedy_schedule(v)?;
+    let mut plan = plan_from_schedule(v, &d, PlanStatus::Feasible, "greedy");
+    plan.gap = f64::INFINITY;
+    Some(plan)
+}
+
+/// Hours a run of `q` units takes on line `l`.
+fn run_hours(v: &ValidatedScenario, l: usize, q: i64) -> f64 {
+    let line = v.line(v.lines()[l]);
+    if q == 0 {
+        0.0
+    } else {
+        line.hours_per_unit * q as f64 + line.setup_hours
+    }
+}
+
+pub(crate) fn greedy_schedule(v: &ValidatedScenario) -> Option<Schedule> {
+    let mut d = greedy_production(v)?;
+    d.buy = lot_for_lot(v, &d)?;
+    Some(d)
+}
+
+/// The production half of the greedy plan (no orders).
+pub(crate) fn greedy_production(v: &ValidatedScenario) -> Option<Schedule> {
+    let s = v.scenario();
+    let n = v.periods();
+    let mut d = Schedule::empty(v);
+    let mut left: Vec<Vec<f64>> = (0..s.factories.len())
+        .map(|f| v.hours(f).to_vec())
+        .collect();
+    // The first period an order of each material can arrive in.
+    let mut first_arrival = vec![usize::MAX; s.materials.len()];
+    for o in v.offers().iter().filter(|o| o.usable) {
+        first_arrival[o.material] = first_arrival[o.material].min(o.lead_periods);
+    }
+    // Stock-only availability per material and period, before any order:
+    // on hand plus receipts so far, less what the runs so far consume.
+    let mut free: Vec<Vec<f64>> = s
+        .materials
+        .iter()
+        .enumerate()
+        .map(|(m, mat)| {
+            let mut acc = mat.on_hand;
+            v.receipts(m)
+                .iter()
+                .map(|r| {
+                    acc += r;
+                    acc
+                })
+                .collect()
+        })
+        .collect();
+
+    let mut dues: Vec<(usize, usize, i64)> = Vec::new();
+    for p in 0..s.products.len() {
+        for (t, &q) in v.due(p).iter().enumerate() {
+            if q > 0 {
+                dues.push((t, p, q));
+            }
+        }
+    }
+    dues.sort();
+    for (t_due, p, qty) in dues {
+        let may_be_late = s.products[p].late_cost.is_some();
+        let mut periods: Vec<usize> = (0..=t_due).rev().collect();
+        if may_be_late {
+            periods.extend(t_due + 1..n);
+        }
+        let mut lines: Vec<usize> = (0..v.lines().len())
+            .filter(|&i| v.lines()[i].product == p)
+            .collect();
+        lines.sort_by(|&a, &b| {
+            v.line(v.lines()[a])
+                .unit_cost
+                .total_cmp(&v.line(v.lines()[b]).unit_cost)
+        });
+        let mut remaining = qty;
+        for &t in &periods {
+            if remaining <= 0 {
+                break;
+            }
+            // The most the materials allow in period t without an order.
+            let mut by_material = i64::MAX;
+            for &(m, a) in v.bom(p) {
+                if first_arrival[m] <= t {
+                    continue;
+                }
+                let until = first_arrival[m].min(n);
+                let room = free[m][t..until]
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min);
+                by_material = by_material.min(((room / a) + 1e-9).floor().max(0.0) as i64);
+            }
+            for &i in &lines {
+                if remaining <= 0 || by_material <= 0 {
+                    break;
+                }
+                let l = v.lines()[i];
+                let line = v.line(l);
+                let running = d.x[t][i] > 0;
+                let room = left[l.factory][t] - if running { 0.0 } else { line.setup_hours };
+                let fits = if line.hours_per_unit > 0.0 {
+                    ((room / line.hours_per_unit) + 1e-9).floor().max(0.0) as i64
+                } else if room >= -1e-9 {
+                    i64::MAX
+                } else {
+                    0
+                };
+                let fits = fits.min(by_material);
+                let mut q = remaining.min(fits);
+                if !running && q < line.min_run {
+                    if fits >= line.min_run {
+                        q = line.min_run;
+                    } else {
+                        continue;
+                    }
+                }
+                if q <= 0 {
+                    continue;
+                }
+                let before = run_hours(v, i, d.x[t][i]);
+                d.x[t][i] += q;
+                left[l.factory][t] -= run_hours(v, i, d.x[t][i]) - before;
+                for &(m, a) in v.bom(p) {
+                    for f in free[m][t..].iter_mut() {
+                        *f -= a * q as f64;
+                    }
+                }
+                by_material -= q;
+                remaining -= q;
+            }
+        }
+        if remaining > 0 {
+            return None;
+        }
+    }
+    Some(d)
+}
+
+/// Each period's net need of each material bought on its own, from the
+/// cheapest offer that arrives in time (`buy[t][o]` of a schedule), or
+/// `None` when some period's need cannot be bought in time.
+pub(crate) fn lot_for_lot(
+    v: &ValidatedScenario,
+    d: &Schedule,
+) -> Option<Vec<Vec<Option<(usize, f64)>>>> {
+    let s = v.scenario();
+    let n = v.periods();
+    let used = d.consumption(v);
+    let mut buy = vec![vec![None; v.offers().len()]; n];
+    for (m, mat) in s.materials.iter().enumerate() {
+        let mut stock = mat.on_hand;
+        for t in 0..n {
+            stock += v.receipts(m)[t];
+            let need = used[m][t] - stock;
+            if need > 1e-9 {
+                let offers: Vec<usize> = (0..v.offers().len())
+                    .filter(|&o| {
+                        let r = v.offers()[o];
+                        r.material == m && r.usable && r.lead_periods <= t
+                    })
+                    .collect();
+                for (oi, k, q) in buy_need(v, &offers, need, mat.holding_cost)? {
+                    let placed = t - v.offers()[oi].lead_periods;
+                    buy[placed][oi] = Some((k, q));
+                    stock += q;
+                }
+            }
+            stock -= used[m][t];
+        }
+    }
+    Some(buy)
+}
