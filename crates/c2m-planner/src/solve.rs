@@ -29,7 +29,20 @@ pub(crate) struct Problem {
     pub split: bool,
     /// Infeasible before any solver looks (a due no line can make).
     pub trivially_infeasible: bool,
+    /// HiGHS's integrality tolerance (see the HiGHS back end).
+    #[cfg_attr(not(feature = "highs"), allow(dead_code))]
+    pub feasibility_tolerance: f64,
 }
+
+/// HiGHS's integrality tolerance for the models: a binary at 1e-6 (the
+/// default) times a bound of 1e4..1e6 lets units through unpaid and under
+/// the MOQ, and plans are checked exactly.
+pub(crate) const TIGHT_TOLERANCE: f64 = 1e-9;
+
+/// The same for the plain version 2 model: at 1e-9, HiGHS's presolve calls
+/// some feasible big-M time-phased models infeasible (its bound tightening
+/// through `x <= 1e6 y` rows), which 1e-8 does not.
+pub(crate) const BIG_M_V2_TOLERANCE: f64 = 1e-8;
 
 impl From<Model> for Problem {
     fn from(m: Model) -> Self {
@@ -41,6 +54,7 @@ impl From<Model> for Problem {
             has_integers: m.has_integers,
             split: !m.splits.is_empty(),
             trivially_infeasible: m.trivially_infeasible,
+            feasibility_tolerance: TIGHT_TOLERANCE,
         }
     }
 }
@@ -310,6 +324,7 @@ mod highs_backend {
             constraints,
             has_integers,
             split,
+            feasibility_tolerance,
             ..
         } = model;
         let mut problem = good_lp::solvers::highs::highs(vars.minimise(objective));
@@ -324,10 +339,8 @@ mod highs_backend {
         set("time_limit", time_limit.as_secs_f64().max(0.001))?;
         if has_integers {
             set("mip_rel_gap", mip_gap.max(0.0))?;
-            // A binary at 1e-6 (HiGHS's default integrality tolerance) times
-            // a bound of 1e4..1e6 lets units through unpaid and under the
-            // MOQ; plans are checked exactly, so the tolerance must be tight.
-            set("mip_feasibility_tolerance", 1e-9)?;
+            // See `TIGHT_TOLERANCE`.
+            set("mip_feasibility_tolerance", feasibility_tolerance)?;
         }
         if split {
             // Presolve would merge each split integer back into one column

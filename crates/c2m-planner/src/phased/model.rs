@@ -688,6 +688,11 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
         has_integers,
         split: !splits.is_empty(),
         trivially_infeasible,
+        feasibility_tolerance: if tight {
+            crate::solve::TIGHT_TOLERANCE
+        } else {
+            crate::solve::BIG_M_V2_TOLERANCE
+        },
     };
     (problem, layout)
 }
