@@ -39,11 +39,6 @@ pub(crate) struct Problem {
 /// the MOQ, and plans are checked exactly.
 pub(crate) const TIGHT_TOLERANCE: f64 = 1e-9;
 
-/// The same for the plain version 2 model: at 1e-9, HiGHS's presolve calls
-/// some feasible big-M time-phased models infeasible (its bound tightening
-/// through `x <= 1e6 y` rows), which 1e-8 does not.
-pub(crate) const BIG_M_V2_TOLERANCE: f64 = 1e-8;
-
 impl From<Model> for Problem {
     fn from(m: Model) -> Self {
         Problem {

@@ -14,7 +14,7 @@ use good_lp::{variable, Constraint, Expression, ProblemVariables, VariableDefini
 
 use crate::model::{
     ceil_pack, floor_pack, split_integer, Formulation, LineVars, OfferVars, Split, TierVars, Var,
-    BIG_M, HUGE_UNITS, SPLIT_ABOVE, SPLIT_AT_MOST,
+    HUGE_UNITS, SPLIT_ABOVE, SPLIT_AT_MOST,
 };
 use crate::solve::Problem;
 use crate::validate::ValidatedScenario;
@@ -134,20 +134,31 @@ pub(crate) fn bounds(v: &ValidatedScenario, opts: &Options) -> Bounds {
     let n = v.periods();
     let cd = cumulative_due(v);
     if opts.formulation == Formulation::BigM {
+        // The plain model's M: ten times what the dues need, the bound a
+        // modeller writes without thinking about the data (a constant of
+        // 1e6 as in version 1 makes HiGHS's presolve call feasible
+        // time-phased models infeasible, or stop at a plan it wrongly
+        // calls optimal).
         let run = vec![
             v.lines()
                 .iter()
                 .map(|l| {
                     let d = v.total_due(l.product) as f64;
-                    BIG_M.max(10.0 * d.max(v.line(*l).min_run as f64))
+                    10.0 * d.max(v.line(*l).min_run as f64).max(1.0)
                 })
                 .collect();
             n
         ];
+        let mut need = vec![0.0; s.materials.len()];
+        for p in 0..s.products.len() {
+            for &(m, a) in v.bom(p) {
+                need[m] += 10.0 * a * v.total_due(p) as f64;
+            }
+        }
         return Bounds {
             run,
             max_made: vec![f64::INFINITY; s.products.len()],
-            need_from: vec![vec![BIG_M; n]; s.materials.len()],
+            need_from: need.into_iter().map(|q| vec![q.max(1.0); n]).collect(),
         };
     }
     let first = first_arrival(v);
@@ -280,7 +291,10 @@ fn order_tiers(
             let min_k = o.breaks[k].min_qty;
             let next = o.breaks.get(k + 1).map_or(f64::INFINITY, |b| b.min_qty);
             match formulation {
-                Formulation::BigM => Some((min_k, next.min(cap).min(BIG_M))),
+                Formulation::BigM => {
+                    let m = need + o.moq + pack.unwrap_or(0.0) + min_k;
+                    Some((min_k, next.min(cap).min(m)))
+                }
                 Formulation::Tight => {
                     let lo = ceil_pack(min_k.max(o.moq), pack);
                     let useful = ceil_pack(min_k.max(o.moq).max(need), pack);
@@ -688,11 +702,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
         has_integers,
         split: !splits.is_empty(),
         trivially_infeasible,
-        feasibility_tolerance: if tight {
-            crate::solve::TIGHT_TOLERANCE
-        } else {
-            crate::solve::BIG_M_V2_TOLERANCE
-        },
+        feasibility_tolerance: crate::solve::TIGHT_TOLERANCE,
     };
     (problem, layout)
 }
