@@ -1,6 +1,7 @@
 //! Lot-for-lot MRP: the rule-based time-phased plan.
 //!
-//! Production: the dues are taken earliest first; each is made in its due
+//! Production: the dues are taken earliest first (those that may not be
+//! late before those that may); each is made in its due
 //! period on the cheapest line with hours left, else as late as possible
 //! before it, else (only for a product that may be late) as early as
 //! possible after it; a new run is raised to its minimum run where that
@@ -75,16 +76,19 @@ pub(crate) fn greedy_production(v: &ValidatedScenario) -> Option<Schedule> {
         })
         .collect();
 
-    let mut dues: Vec<(usize, usize, i64)> = Vec::new();
+    // Dues that may not be late first (they have no later period to go
+    // to), each group earliest first.
+    let mut dues: Vec<(bool, usize, usize, i64)> = Vec::new();
     for p in 0..s.products.len() {
+        let may_be_late = s.products[p].late_cost.is_some();
         for (t, &q) in v.due(p).iter().enumerate() {
             if q > 0 {
-                dues.push((t, p, q));
+                dues.push((may_be_late, t, p, q));
             }
         }
     }
     dues.sort();
-    for (t_due, p, qty) in dues {
+    for (_, t_due, p, qty) in dues {
         let may_be_late = s.products[p].late_cost.is_some();
         let mut periods: Vec<usize> = (0..=t_due).rev().collect();
         if may_be_late {
