@@ -192,7 +192,7 @@ pub(crate) fn tier_of(offer: &crate::scenario::Offer, q: f64) -> Option<usize> {
 
 /// Cheapest way to cover `need` from one offer alone: `(tier, quantity, cost)`,
 /// counting holding cost on what is bought beyond the need.
-fn cheapest_buy(
+pub(crate) fn cheapest_buy(
     v: &ValidatedScenario,
     oi: usize,
     need: f64,

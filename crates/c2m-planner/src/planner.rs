@@ -173,13 +173,24 @@ fn plan_timed(
     started: Instant,
 ) -> Result<Plan, PlanError> {
     let greedy = phased::greedy::greedy_schedule(v);
+    // The warm start: the lot-for-lot plan, or the same runs with orders
+    // that cover several periods where that is cheaper.
+    let start_plan = greedy.as_ref().map(|d| {
+        let better = phased::greedy::consolidated(v, d)
+            .map(|buy| Schedule {
+                x: d.x.clone(),
+                buy,
+            })
+            .filter(|c| c.costs(v).total() < d.costs(v).total());
+        better.unwrap_or_else(|| d.clone())
+    });
     let build = phased::model::Options {
         formulation: opts.formulation,
         split_integers: split_integers(opts),
         ..Default::default()
     };
     let (problem, layout) = phased::model::build(v, &build);
-    let start = match (&greedy, opts.warm_start) {
+    let start = match (&start_plan, opts.warm_start) {
         (Some(d), true) => Some(layout.start_values(v, d)),
         _ => None,
     };
@@ -199,7 +210,7 @@ fn plan_timed(
             set_gap(&mut plan, raw.best_bound, raw.finished);
             (d, plan)
         }
-        Outcome::NoSolution => match greedy {
+        Outcome::NoSolution => match start_plan {
             Some(d) => {
                 let mut plan = plan_from_schedule(v, &d, PlanStatus::Feasible, "greedy");
                 plan.gap = f64::INFINITY;

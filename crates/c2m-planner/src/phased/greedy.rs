@@ -200,3 +200,77 @@ pub(crate) fn lot_for_lot(
     }
     Some(buy)
 }
+
+/// Purchases for the runs of `d` that cover several periods with one order
+/// where that pays: for each material, the periods' net needs (after stock
+/// on hand and receipts, first in first out) are split into intervals by
+/// dynamic programming over the periods (Wagner and Whitin's lot sizing),
+/// each interval bought in one order, from the offer and tier that cover it
+/// most cheaply among those that arrive in time, paying holding for what
+/// waits. `None` when some interval cannot be bought (caps, lead times):
+/// the MILP's warm start then falls back to lot-for-lot.
+pub(crate) fn consolidated(
+    v: &ValidatedScenario,
+    d: &Schedule,
+) -> Option<Vec<Vec<Option<(usize, f64)>>>> {
+    let s = v.scenario();
+    let n = v.periods();
+    let used = d.consumption(v);
+    let mut buy = vec![vec![None; v.offers().len()]; n];
+    for (m, mat) in s.materials.iter().enumerate() {
+        let h = mat.holding_cost;
+        let mut stock = mat.on_hand;
+        let need: Vec<f64> = (0..n)
+            .map(|a| {
+                stock += v.receipts(m)[a];
+                let from_stock = stock.min(used[m][a]);
+                stock -= from_stock;
+                used[m][a] - from_stock
+            })
+            .collect();
+        // best[b]: cheapest cover of periods 0..b, and how.
+        let mut best: Vec<Option<(f64, Option<(usize, usize, usize, f64)>, usize)>> =
+            vec![None; n + 1];
+        best[0] = Some((0.0, None, 0));
+        for a in 0..n {
+            let Some((base, _, _)) = best[a] else {
+                continue;
+            };
+            if need[a] <= 1e-9 && best[a + 1].is_none_or(|(c, _, _)| base < c) {
+                best[a + 1] = Some((base, None, a));
+            }
+            if need[a] <= 1e-9 {
+                continue;
+            }
+            let mut total = 0.0;
+            let mut waiting = 0.0; // unit-periods held within the interval
+            for b in a + 1..=n {
+                total += need[b - 1];
+                waiting += need[b - 1] * (b - 1 - a) as f64;
+                for (oi, o) in v.offers().iter().enumerate() {
+                    if o.material != m || !o.usable || o.lead_periods > a {
+                        continue;
+                    }
+                    let Some((k, q, cost)) =
+                        crate::greedy::cheapest_buy(v, oi, total, h * (n - a) as f64)
+                    else {
+                        continue;
+                    };
+                    let c = base + cost + h * waiting;
+                    if best[b].is_none_or(|(bc, _, _)| c < bc - 1e-9) {
+                        best[b] = Some((c, Some((oi, a - o.lead_periods, k, q)), a));
+                    }
+                }
+            }
+        }
+        let mut b = n;
+        while b > 0 {
+            let (_, order, a) = best[b]?;
+            if let Some((oi, placed, k, q)) = order {
+                buy[placed][oi] = Some((k, q));
+            }
+            b = a;
+        }
+    }
+    Some(buy)
+}
