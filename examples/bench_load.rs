@@ -70,6 +70,9 @@ use c2m_server::{Application, Settings};
 const SKU: &str = "bench-load-sku";
 
 #[derive(Parser, Clone)]
+#[command(
+    about = "Open-loop pre-order load at a fixed rate: latency percentiles, shedding, memory"
+)]
 struct Args {
     /// Offered rate of the steady phase, orders per second.
     #[arg(long, default_value_t = 500.0)]

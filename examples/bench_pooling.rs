@@ -64,6 +64,9 @@ breaks = [{ min_qty = 0.0, unit_price = 10.0 }]
 "#;
 
 #[derive(Parser)]
+#[command(
+    about = "Durable pre-orders per second on one hot campaign, next to the store's raw rate"
+)]
 struct Args {
     #[arg(long, default_value_t = 5000)]
     orders: usize,

@@ -154,9 +154,12 @@ async fn main() -> anyhow::Result<()> {
     let s = plan.summary.clone().unwrap_or_default();
     let total = s.total_cost.clone().unwrap_or_default();
     println!(
-        "4. plan {}: {:?}, total {}.{:02} {} for {} batches, solved by {} in {:.2} s",
+        "4. plan {}: {}, total {}.{:02} {} for {} batches, solved by {} in {:.2} s",
         s.id,
-        s.status(),
+        s.status()
+            .as_str_name()
+            .trim_start_matches("PLAN_STATUS_")
+            .to_lowercase(),
         total.minor / 100,
         total.minor % 100,
         total.currency,
@@ -211,11 +214,16 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?
             .into_inner();
+        // Names as the API spells them, without the enum prefix: "locked", "planned".
+        let name = |s: &str, prefix: &str| s.trim_start_matches(prefix).to_lowercase();
         println!(
-            "6. pre-order {}: {:?}, production {:?}",
+            "6. pre-order {}: {}, production {}",
             p.id,
-            p.status(),
-            p.production.map(|x| x.stage())
+            name(p.status().as_str_name(), "PREORDER_STATUS_"),
+            p.production.map_or("not started".to_owned(), |x| name(
+                x.stage().as_str_name(),
+                "PRODUCTION_STAGE_"
+            ))
         );
     }
     println!(

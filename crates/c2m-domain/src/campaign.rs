@@ -12,6 +12,18 @@ pub const DEFAULT_BALANCE_WINDOW_SECS: i64 = 7 * 24 * 3600;
 /// The longest balance window a campaign may set (90 days): the factory waits for it.
 pub const MAX_BALANCE_WINDOW_SECS: i64 = 90 * 24 * 3600;
 
+/// The highest unit price a campaign may ask, in minor units (ten billion major units).
+pub const MAX_UNIT_PRICE: i64 = 1_000_000_000_000;
+
+/// The most money one campaign may commit, in minor units: its committed units (open and
+/// locked batches) times its unit price may not pass it. Every sum the ledger and the
+/// money summary compute for a campaign (a batch's settlement, the campaign's deposits,
+/// captures and balances) is bounded by a small multiple of this, so it fits a 64-bit
+/// integer with room to spare, on both stores, and sums over thousands of campaigns at
+/// the bound still fit. Caps and thresholds are checked against it at creation; a
+/// campaign without a total cap is refused further orders once it reaches it.
+pub const MAX_CAMPAIGN_MONEY: i64 = 1_000_000_000_000_000;
+
 /// What a merchant asks for when creating a campaign, as received. Nothing here is
 /// trusted until [`CampaignSpec::validate`] turns it into [`CampaignTerms`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,14 +123,45 @@ impl CampaignTerms {
                 "A deposit of {} per unit is held when you order and released in full if you \
                  cancel while the batch is open or if the batch fails at the deadline. When the \
                  batch locks the deposit is taken and the balance (the batch's final unit price \
-                 times your units, minus the deposit) is due within {} hours. A balance not \
+                 times your units, minus the deposit) is due within {}. A balance not \
                  paid in time forfeits the deposit to the merchant, and the units leave the \
                  batch.",
                 self.deposit,
-                secs / 3600
+                span(secs)
             ),
         }
     }
+}
+
+/// A span of seconds as people say it: "7 days", "36 hours", "1 hour 30 minutes",
+/// "45 minutes", "20 seconds" (never "0 hours").
+pub fn span(secs: i64) -> String {
+    fn n(v: i64, one: &str) -> String {
+        if v == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{v} {one}s")
+        }
+    }
+    let (days, minutes, seconds) = (secs / 86_400, secs % 3_600 / 60, secs % 60);
+    let parts: Vec<String> = if secs >= 2 * 86_400 && secs % 86_400 == 0 {
+        vec![n(days, "day")]
+    } else if secs >= 3_600 {
+        let mut p = vec![n(secs / 3_600, "hour")];
+        if minutes > 0 {
+            p.push(n(minutes, "minute"));
+        }
+        p
+    } else if secs >= 60 {
+        let mut p = vec![n(secs / 60, "minute")];
+        if seconds > 0 {
+            p.push(n(seconds, "second"));
+        }
+        p
+    } else {
+        vec![n(secs, "second")]
+    };
+    parts.join(" ")
 }
 
 fn positive(field: &str, v: i64) -> Result<i64, DomainError> {
@@ -168,6 +211,29 @@ impl CampaignSpec {
         let title = text("title", &self.title, 200)?;
         let currency = Currency::parse(&self.currency)?;
         let unit_price = positive("unit_price", self.unit_price)?;
+        if unit_price > MAX_UNIT_PRICE {
+            return Err(DomainError::invalid(
+                "unit_price",
+                format!(
+                    "{unit_price} is over the highest unit price, {MAX_UNIT_PRICE} minor units"
+                ),
+            ));
+        }
+        // Every unit count a campaign names must be sellable without its money passing
+        // MAX_CAMPAIGN_MONEY, or a batch could fill and then fail to settle.
+        let most_units = MAX_CAMPAIGN_MONEY / unit_price;
+        let affordable = |field: &str, units: i64| {
+            if units > most_units {
+                Err(DomainError::invalid(
+                    field,
+                    format!(
+                        "{units} units at {unit_price} minor units each is more money than a campaign may hold (at most {most_units} units at this price)"
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         let deposit = positive("deposit", self.deposit)?;
         if deposit > unit_price {
             return Err(DomainError::invalid(
@@ -176,11 +242,13 @@ impl CampaignSpec {
             ));
         }
         let batch_threshold = positive("batch_threshold", self.batch_threshold)?;
+        affordable("batch_threshold", batch_threshold)?;
         let batch_cap = self
             .batch_cap
             .map(|v| positive("batch_cap", v))
             .transpose()?;
         if let Some(cap) = batch_cap {
+            affordable("batch_cap", cap)?;
             if batch_threshold > cap {
                 return Err(DomainError::invalid(
                     "batch_threshold",
@@ -209,6 +277,7 @@ impl CampaignSpec {
             .map(|v| positive("total_cap", v))
             .transpose()?;
         if let Some(total) = total_cap {
+            affordable("total_cap", total)?;
             if total < batch_threshold {
                 return Err(DomainError::invalid(
                     "total_cap",
@@ -351,6 +420,57 @@ mod tests {
         match err {
             DomainError::InvalidArgument { field, .. } => field,
             other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn spans_read_as_people_say_them() {
+        assert_eq!(span(7 * 86_400), "7 days");
+        assert_eq!(span(86_400), "24 hours");
+        assert_eq!(span(36 * 3_600), "36 hours");
+        assert_eq!(span(5_400), "1 hour 30 minutes");
+        assert_eq!(span(3_600), "1 hour");
+        assert_eq!(span(45 * 60), "45 minutes");
+        assert_eq!(span(90), "1 minute 30 seconds");
+        assert_eq!(span(20), "20 seconds");
+        assert_eq!(span(1), "1 second");
+    }
+
+    #[test]
+    fn a_short_balance_window_is_not_zero_hours() {
+        let now = Utc::now();
+        let mut s = spec(now);
+        s.balance_window_secs = Some(30 * 60);
+        let policy = s.validate(now).unwrap().money_policy();
+        assert!(policy.contains("due within 30 minutes."), "{policy}");
+        assert!(!policy.contains("0 hours"), "{policy}");
+    }
+
+    #[test]
+    fn money_that_would_not_fit_the_ledger_is_refused_at_creation() {
+        let now = Utc::now();
+        // The independent client's two campaigns: price = deposit = 2^62, threshold 2;
+        // and price 5e18 with a deposit of 1.
+        let mut huge = spec(now);
+        (huge.unit_price, huge.deposit, huge.batch_threshold) = (1 << 62, 1 << 62, 2);
+        (huge.batch_cap, huge.max_per_order) = (None, None);
+        assert_eq!(field_of(huge.validate(now).unwrap_err()), "unit_price");
+        let mut huge = spec(now);
+        (huge.unit_price, huge.deposit) = (5_000_000_000_000_000_000, 1);
+        assert_eq!(field_of(huge.validate(now).unwrap_err()), "unit_price");
+        // At the highest price, 1000 units is the most a campaign may commit.
+        let mut top = spec(now);
+        (top.unit_price, top.deposit) = (MAX_UNIT_PRICE, MAX_UNIT_PRICE);
+        (top.batch_threshold, top.batch_cap, top.max_per_order) = (1_000, Some(1_000), None);
+        assert!(top.validate(now).is_ok());
+        for (field, change) in [
+            ("batch_threshold", (1_001, Some(1_001), None)),
+            ("batch_cap", (10, Some(1_001), None)),
+            ("total_cap", (10, Some(10), Some(1_001))),
+        ] {
+            let mut s = top.clone();
+            (s.batch_threshold, s.batch_cap, s.total_cap) = change;
+            assert_eq!(field_of(s.validate(now).unwrap_err()), field);
         }
     }
 

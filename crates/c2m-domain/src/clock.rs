@@ -1,5 +1,6 @@
 //! An injectable clock. Deadlines drive state changes, so tests must be able to move time
-//! instead of sleeping.
+//! instead of sleeping. The domain never reads the time itself: functions take `now`, and
+//! the wall clock (`c2m_server::SystemClock`) lives at the edge that calls them.
 
 use std::sync::{Arc, Mutex};
 
@@ -7,15 +8,6 @@ use chrono::{DateTime, Duration, Utc};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
 }
 
 /// A clock that only moves when told to; clones share the same time.

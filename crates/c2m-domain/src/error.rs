@@ -1,7 +1,16 @@
 //! Errors a caller can act on. Each variant maps to exactly one gRPC status in the server
 //! (see `c2m_server::status`), so the variant is chosen by what the caller must do next:
 //! fix the request, wait for a state change, or look elsewhere.
+//!
+//! Every error also has a stable machine-readable **reason** (`UPPER_SNAKE_CASE`, see
+//! [`DomainError::reason`]) and **metadata** (the numbers and names behind it, see
+//! [`DomainError::metadata`]). The server sends both as a `google.rpc.ErrorInfo` detail,
+//! so a client acts on the reason ("only 3 units still fit the batch": offer 3) without
+//! parsing the message, which stays for people and may be reworded at any time. The
+//! reasons are part of the API (listed in `docs/api.md`); a new refusal is a new
+//! [`Refusal`] variant, never a new sentence.
 
+use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -10,17 +19,26 @@ pub enum DomainError {
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: String, reason: String },
     /// The request is well formed but the current state forbids it (closed campaign,
-    /// locked batch, sold out); it may succeed later or with other values.
+    /// locked batch, sold out); it may succeed later or with other values. The
+    /// [`Refusal`] says which rule refused it.
     #[error("{0}")]
-    FailedPrecondition(String),
+    Refused(Refusal),
     /// The thing named does not exist.
     #[error("{entity} {id} not found")]
     NotFound { entity: &'static str, id: String },
     /// A position (a delivery cursor, an acknowledged sequence number) is beyond what
     /// exists: the caller's idea of the state is ahead of the server's, which retrying will
-    /// not fix; it must resynchronise.
-    #[error("{0}")]
-    OutOfRange(String),
+    /// not fix; it must resynchronise from `last` or lower.
+    #[error(
+        "{what} sequence number {seq} is ahead of factory {factory}'s last work order ({last}); \
+         the factory's cursor does not belong to this server's data: resubscribe from {last} or lower"
+    )]
+    Ahead {
+        what: &'static str,
+        factory: String,
+        seq: i64,
+        last: i64,
+    },
     /// The caller is known but its role may not do this (or not for this factory).
     #[error("{0}")]
     PermissionDenied(String),
@@ -37,7 +55,397 @@ impl DomainError {
         }
     }
 
-    pub fn precondition(reason: impl Into<String>) -> Self {
-        DomainError::FailedPrecondition(reason.into())
+    /// The stable name of this error for machines (`ErrorInfo.reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DomainError::InvalidArgument { .. } => "INVALID_FIELD",
+            DomainError::Refused(r) => r.reason(),
+            DomainError::NotFound { .. } => "NOT_FOUND",
+            DomainError::Ahead { .. } => "CURSOR_AHEAD",
+            DomainError::PermissionDenied(_) => "NOT_PERMITTED",
+            DomainError::IdempotencyConflict { .. } => "IDEMPOTENCY_KEY_REUSED",
+        }
+    }
+
+    /// The values behind the error, by name (`ErrorInfo.metadata`; keys in lowerCamelCase
+    /// as Google's API guidelines ask).
+    pub fn metadata(&self) -> Vec<(&'static str, String)> {
+        match self {
+            DomainError::InvalidArgument { field, .. } => vec![("field", field.clone())],
+            DomainError::Refused(r) => r.metadata(),
+            DomainError::NotFound { entity, id } => {
+                vec![("entity", (*entity).to_owned()), ("id", id.clone())]
+            }
+            DomainError::Ahead {
+                what,
+                factory,
+                seq,
+                last,
+            } => vec![
+                ("what", (*what).to_owned()),
+                ("factoryId", factory.clone()),
+                ("seq", seq.to_string()),
+                ("last", last.to_string()),
+            ],
+            DomainError::PermissionDenied(_) => vec![],
+            DomainError::IdempotencyConflict { key } => vec![("idempotencyKey", key.clone())],
+        }
+    }
+
+    /// The refusal, when this is one.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            DomainError::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl From<Refusal> for DomainError {
+    fn from(r: Refusal) -> Self {
+        DomainError::Refused(r)
+    }
+}
+
+/// Why the current state refuses a well-formed request (gRPC `FAILED_PRECONDITION`). The
+/// message ([`std::fmt::Display`]) is for people; [`Refusal::reason`] and
+/// [`Refusal::metadata`] are for programs.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    // --- Placing a pre-order ---------------------------------------------------------
+    /// The campaign has not opened yet.
+    #[error("campaign opens at {}", .opens_at.to_rfc3339())]
+    CampaignNotOpen { opens_at: DateTime<Utc> },
+    /// The campaign's deadline has passed; it takes no more orders.
+    #[error("campaign closed at its deadline {}", .deadline.to_rfc3339())]
+    CampaignClosed { deadline: DateTime<Utc> },
+    /// The consumer would hold more than the campaign allows one consumer.
+    #[error(
+        "consumer already holds {held} {}; {requested} more would pass the limit of {limit} per consumer",
+        units(*.held)
+    )]
+    PerConsumerLimit {
+        held: i64,
+        requested: i64,
+        limit: i64,
+    },
+    /// The campaign's total cap is reached: nothing more can be sold.
+    #[error("campaign is sold out at its total cap of {total_cap} units")]
+    SoldOut { total_cap: i64 },
+    /// Fewer units are left under the total cap than were asked for.
+    #[error(
+        "only {left} {} left under the campaign's total cap of {total_cap}",
+        units_are(*.left)
+    )]
+    TotalCapLeft { left: i64, total_cap: i64 },
+    /// The order does not fit the open batch whole (orders are never split across batches).
+    #[error(
+        "only {fits} {} in the open batch (cap {cap}); order at most that many",
+        units_fit(*.fits)
+    )]
+    BatchCap { fits: i64, cap: i64 },
+    /// The units would make a campaign or batch total too large to account for in the
+    /// ledger (the sum of money would overflow).
+    #[error("{units} more units would make the {what} too large to account for")]
+    TooLarge { what: &'static str, units: i64 },
+
+    // --- Cancelling -------------------------------------------------------------------
+    /// The pre-order's batch locked or failed; its units are no longer withdrawable.
+    #[error("the pre-order's batch is no longer open (locked or failed); it cannot be cancelled")]
+    BatchNotOpen,
+    /// The campaign has passed its deadline; its open batch is being failed and refunded.
+    #[error(
+        "the campaign has passed its deadline {}; its open batch is being failed and refunded",
+        .deadline.to_rfc3339()
+    )]
+    PastDeadline { deadline: DateTime<Utc> },
+    /// The pre-order was already cancelled (under another key).
+    #[error("the pre-order is already cancelled")]
+    AlreadyCancelled,
+
+    // --- Paying the balance -----------------------------------------------------------
+    /// The pre-order was cancelled; there is nothing to pay.
+    #[error("the pre-order was cancelled; there is no balance to pay")]
+    PreorderCancelled,
+    /// The batch has not locked yet; the balance is due once it locks.
+    #[error("the pre-order's batch has not locked yet; the balance is due once it locks")]
+    BatchNotLocked,
+    /// The batch failed; the deposit was released and nothing is due.
+    #[error("the pre-order's batch failed; its deposit was released and nothing is due")]
+    BatchFailed,
+    /// The balance window closed unpaid; the deposit was forfeited.
+    #[error("the balance window closed unpaid; the deposit was forfeited")]
+    DepositForfeited,
+    /// The balance is already paid.
+    #[error("the balance of this pre-order is already paid")]
+    BalanceAlreadyPaid,
+    /// The balance window has closed.
+    #[error("the balance window closed at {}", .closed_at.to_rfc3339())]
+    BalanceWindowClosed { closed_at: DateTime<Utc> },
+    /// A deposit hold was already captured or released.
+    #[error("the deposit hold was already {was}; it cannot be {to} as well")]
+    HoldAlreadyResolved { was: &'static str, to: &'static str },
+    /// The deposit paid exceeds the price the batch locked at.
+    #[error("the deposit {deposit} exceeds the full price {full}")]
+    DepositExceedsPrice { deposit: String, full: String },
+
+    // --- Production at a factory ------------------------------------------------------
+    /// The work order's state does not allow this report.
+    #[error("work order {work_order} is {state}: cannot report {report}")]
+    WorkOrderState {
+        work_order: String,
+        state: String,
+        report: String,
+    },
+    /// The last quality check of the work order failed units that are not yet accounted
+    /// for: a shipment needs a passing check first.
+    #[error(
+        "work order {work_order}'s last quality check failed ({failed} failed {} so far); report a passing check before shipping",
+        units(*.failed)
+    )]
+    QualityCheckFailed { work_order: String, failed: i64 },
+
+    // --- Catalogue and campaigns ------------------------------------------------------
+    /// A product some campaign sells cannot leave the catalogue.
+    #[error("product `{sku}` is sold by a campaign and cannot be removed from the catalogue")]
+    SkuInUse { sku: String },
+    /// A campaign's sku must be a product of the catalogue.
+    #[error("sku `{sku}` is not in the catalogue; add the product first")]
+    SkuNotInCatalogue { sku: String },
+    /// A campaign's currency must be the catalogue's: costs and prices are compared.
+    #[error(
+        "the campaign's currency {campaign} is not the catalogue's {catalogue}; prices and costs must be in one currency"
+    )]
+    CurrencyMismatch { campaign: String, catalogue: String },
+    /// A factory named for a token is not in the catalogue.
+    #[error("factory `{factory}` is not in the catalogue; import it first")]
+    FactoryNotInCatalogue { factory: String },
+    /// The catalogue is empty.
+    #[error("the catalogue is empty: import a scenario first")]
+    CatalogueEmpty,
+
+    // --- Planning ---------------------------------------------------------------------
+    /// No batch is waiting for planning.
+    #[error("no batches are waiting for planning")]
+    NothingToPlan,
+    /// A batch the plan covers is no longer waiting (planned meanwhile).
+    #[error("batch {batch} is no longer waiting for planning; run the cycle again")]
+    BatchNotWaiting { batch: String },
+    /// A plan gives a batch more units than wait for planning.
+    #[error("batch {batch} has {waiting} units waiting for planning, not {planned}; run the cycle again")]
+    UnitsNotWaiting {
+        batch: String,
+        waiting: i64,
+        planned: i64,
+    },
+    /// The stock a plan reserves changed since its scenario was built.
+    #[error("stock of `{material}` changed since the scenario was built; run the cycle again")]
+    StockChanged { material: String },
+    /// A sku waits for planning but is no longer in the catalogue.
+    #[error("sku `{sku}` waits for planning but is not in the catalogue")]
+    WaitingSkuNotInCatalogue { sku: String },
+}
+
+/// "1 unit", "2 units".
+fn units(n: i64) -> String {
+    if n == 1 {
+        "unit".into()
+    } else {
+        "units".into()
+    }
+}
+
+fn units_are(n: i64) -> &'static str {
+    if n == 1 {
+        "unit is"
+    } else {
+        "units are"
+    }
+}
+
+fn units_fit(n: i64) -> &'static str {
+    if n == 1 {
+        "unit fits"
+    } else {
+        "units fit"
+    }
+}
+
+impl Refusal {
+    /// The stable name of the rule that refused (`ErrorInfo.reason`).
+    pub fn reason(&self) -> &'static str {
+        use Refusal::*;
+        match self {
+            CampaignNotOpen { .. } => "CAMPAIGN_NOT_OPEN",
+            CampaignClosed { .. } => "CAMPAIGN_CLOSED",
+            PerConsumerLimit { .. } => "PER_CONSUMER_LIMIT",
+            SoldOut { .. } => "SOLD_OUT",
+            TotalCapLeft { .. } => "TOTAL_CAP",
+            BatchCap { .. } => "BATCH_CAP",
+            TooLarge { .. } => "TOO_LARGE",
+            BatchNotOpen => "BATCH_NOT_OPEN",
+            PastDeadline { .. } => "PAST_DEADLINE",
+            AlreadyCancelled => "ALREADY_CANCELLED",
+            PreorderCancelled => "PREORDER_CANCELLED",
+            BatchNotLocked => "BATCH_NOT_LOCKED",
+            BatchFailed => "BATCH_FAILED",
+            DepositForfeited => "DEPOSIT_FORFEITED",
+            BalanceAlreadyPaid => "BALANCE_ALREADY_PAID",
+            BalanceWindowClosed { .. } => "BALANCE_WINDOW_CLOSED",
+            HoldAlreadyResolved { .. } => "HOLD_ALREADY_RESOLVED",
+            DepositExceedsPrice { .. } => "DEPOSIT_EXCEEDS_PRICE",
+            WorkOrderState { .. } => "WORK_ORDER_STATE",
+            QualityCheckFailed { .. } => "QUALITY_CHECK_FAILED",
+            SkuInUse { .. } => "SKU_IN_USE",
+            SkuNotInCatalogue { .. } => "SKU_NOT_IN_CATALOGUE",
+            CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
+            FactoryNotInCatalogue { .. } => "FACTORY_NOT_IN_CATALOGUE",
+            CatalogueEmpty => "CATALOGUE_EMPTY",
+            NothingToPlan => "NOTHING_TO_PLAN",
+            BatchNotWaiting { .. } => "BATCH_NOT_WAITING",
+            UnitsNotWaiting { .. } => "UNITS_NOT_WAITING",
+            StockChanged { .. } => "STOCK_CHANGED",
+            WaitingSkuNotInCatalogue { .. } => "WAITING_SKU_NOT_IN_CATALOGUE",
+        }
+    }
+
+    /// The values behind the refusal, by name (`ErrorInfo.metadata`).
+    pub fn metadata(&self) -> Vec<(&'static str, String)> {
+        use Refusal::*;
+        let n = |v: &i64| v.to_string();
+        let t = |v: &DateTime<Utc>| v.to_rfc3339();
+        match self {
+            CampaignNotOpen { opens_at } => vec![("opensAt", t(opens_at))],
+            CampaignClosed { deadline } | PastDeadline { deadline } => {
+                vec![("deadline", t(deadline))]
+            }
+            PerConsumerLimit {
+                held,
+                requested,
+                limit,
+            } => vec![
+                ("held", n(held)),
+                ("requested", n(requested)),
+                ("limit", n(limit)),
+                ("unitsLeft", n(&(limit - held).max(0))),
+            ],
+            SoldOut { total_cap } => vec![("totalCap", n(total_cap)), ("unitsLeft", n(&0))],
+            TotalCapLeft { left, total_cap } => {
+                vec![("totalCap", n(total_cap)), ("unitsLeft", n(left))]
+            }
+            BatchCap { fits, cap } => vec![("batchCap", n(cap)), ("unitsFit", n(fits))],
+            TooLarge { what, units } => {
+                vec![("what", (*what).to_owned()), ("units", n(units))]
+            }
+            BatchNotOpen | AlreadyCancelled | PreorderCancelled | BatchNotLocked | BatchFailed
+            | DepositForfeited | BalanceAlreadyPaid | CatalogueEmpty | NothingToPlan => vec![],
+            BalanceWindowClosed { closed_at } => vec![("closedAt", t(closed_at))],
+            HoldAlreadyResolved { was, to } => {
+                vec![("was", (*was).to_owned()), ("to", (*to).to_owned())]
+            }
+            DepositExceedsPrice { deposit, full } => {
+                vec![("deposit", deposit.clone()), ("fullPrice", full.clone())]
+            }
+            WorkOrderState {
+                work_order,
+                state,
+                report,
+            } => vec![
+                ("workOrderId", work_order.clone()),
+                ("state", state.clone()),
+                ("report", report.clone()),
+            ],
+            QualityCheckFailed { work_order, failed } => vec![
+                ("workOrderId", work_order.clone()),
+                ("failedUnits", n(failed)),
+            ],
+            SkuInUse { sku } | SkuNotInCatalogue { sku } | WaitingSkuNotInCatalogue { sku } => {
+                vec![("sku", sku.clone())]
+            }
+            CurrencyMismatch {
+                campaign,
+                catalogue,
+            } => vec![
+                ("currency", campaign.clone()),
+                ("catalogueCurrency", catalogue.clone()),
+            ],
+            FactoryNotInCatalogue { factory } => vec![("factoryId", factory.clone())],
+            BatchNotWaiting { batch } => vec![("batchId", batch.clone())],
+            UnitsNotWaiting {
+                batch,
+                waiting,
+                planned,
+            } => vec![
+                ("batchId", batch.clone()),
+                ("unitsWaiting", n(waiting)),
+                ("unitsPlanned", n(planned)),
+            ],
+            StockChanged { material } => vec![("material", material.clone())],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_unit_is_singular_in_messages() {
+        let r = Refusal::BatchCap { fits: 1, cap: 10 };
+        assert_eq!(
+            r.to_string(),
+            "only 1 unit fits in the open batch (cap 10); order at most that many"
+        );
+        let r = Refusal::BatchCap { fits: 3, cap: 10 };
+        assert!(r.to_string().starts_with("only 3 units fit"));
+        let r = Refusal::PerConsumerLimit {
+            held: 1,
+            requested: 2,
+            limit: 2,
+        };
+        assert!(r.to_string().starts_with("consumer already holds 1 unit;"));
+    }
+
+    #[test]
+    fn reasons_are_upper_snake_case_and_metadata_keys_lower_camel_case() {
+        let samples = [
+            DomainError::invalid("quantity", "must be positive"),
+            Refusal::BatchCap { fits: 2, cap: 5 }.into(),
+            Refusal::PerConsumerLimit {
+                held: 1,
+                requested: 5,
+                limit: 3,
+            }
+            .into(),
+            DomainError::Ahead {
+                what: "cursor",
+                factory: "f".into(),
+                seq: 9,
+                last: 3,
+            },
+            DomainError::IdempotencyConflict { key: "k".into() },
+        ];
+        for e in samples {
+            let reason = e.reason();
+            assert!(
+                reason.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{reason}"
+            );
+            for (k, _) in e.metadata() {
+                assert!(k.chars().next().unwrap().is_ascii_lowercase(), "{k}");
+                assert!(!k.contains('_'), "{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn per_consumer_metadata_says_how_many_still_fit() {
+        let e: DomainError = Refusal::PerConsumerLimit {
+            held: 1,
+            requested: 5,
+            limit: 3,
+        }
+        .into();
+        assert!(e.metadata().contains(&("unitsLeft", "2".to_owned())));
     }
 }

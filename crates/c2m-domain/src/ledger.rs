@@ -35,7 +35,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{CampaignId, ConsumerId, Currency, DomainError, Money};
+use crate::{CampaignId, ConsumerId, Currency, DomainError, Money, Refusal};
 
 /// An account of the ledger (see the module docs for the chart).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -343,11 +343,11 @@ impl HoldState {
     fn resolve(self, to: HoldState) -> Result<HoldState, DomainError> {
         match self {
             HoldState::Held => Ok(to),
-            done => Err(DomainError::precondition(format!(
-                "the deposit hold was already {}; it cannot be {} as well",
-                done.as_str(),
-                to.as_str()
-            ))),
+            done => Err(Refusal::HoldAlreadyResolved {
+                was: done.as_str(),
+                to: to.as_str(),
+            }
+            .into()),
         }
     }
 }
@@ -381,9 +381,11 @@ pub fn balance_due(
         .checked_sub(deposit_total)
         .ok_or_else(|| DomainError::invalid("deposit_total", "currency or overflow mismatch"))?;
     if due.minor < 0 {
-        return Err(DomainError::precondition(format!(
-            "the deposit {deposit_total} exceeds the full price {full}"
-        )));
+        return Err(Refusal::DepositExceedsPrice {
+            deposit: deposit_total.to_string(),
+            full: full.to_string(),
+        }
+        .into());
     }
     Ok(due)
 }
@@ -400,45 +402,22 @@ pub fn check_balance_payment(
 ) -> Result<Money, DomainError> {
     use crate::PreorderStatus as S;
     match preorder.status {
-        S::Cancelled => {
-            return Err(DomainError::precondition(
-                "the pre-order was cancelled; there is no balance to pay",
-            ))
-        }
-        S::Pooled => {
-            return Err(DomainError::precondition(
-                "the pre-order's batch has not locked yet; the balance is due once it locks",
-            ))
-        }
-        S::RefundDue => {
-            return Err(DomainError::precondition(
-                "the pre-order's batch failed; its deposit was released and nothing is due",
-            ))
-        }
-        S::Forfeited => {
-            return Err(DomainError::precondition(
-                "the balance window closed unpaid; the deposit was forfeited",
-            ))
-        }
+        S::Cancelled => return Err(Refusal::PreorderCancelled.into()),
+        S::Pooled => return Err(Refusal::BatchNotLocked.into()),
+        S::RefundDue => return Err(Refusal::BatchFailed.into()),
+        S::Forfeited => return Err(Refusal::DepositForfeited.into()),
         S::Locked => {}
     }
     let m = &preorder.money;
     if m.balance_paid_at.is_some() {
-        return Err(DomainError::precondition(
-            "the balance of this pre-order is already paid",
-        ));
+        return Err(Refusal::BalanceAlreadyPaid.into());
     }
     if let Some(by) = m.balance_due_by {
         if now >= by {
-            return Err(DomainError::precondition(format!(
-                "the balance window closed at {}",
-                by.to_rfc3339()
-            )));
+            return Err(Refusal::BalanceWindowClosed { closed_at: by }.into());
         }
     }
-    let due = m
-        .balance_due
-        .ok_or_else(|| DomainError::precondition("the pre-order's batch has not locked yet"))?;
+    let due = m.balance_due.ok_or(Refusal::BatchNotLocked)?;
     if amount.currency != due.currency {
         return Err(DomainError::invalid(
             "amount.currency",
@@ -599,27 +578,32 @@ mod tests {
             "amount.currency"
         );
         let late = now + chrono::Duration::hours(1);
-        assert!(check_balance_payment(&locked, cny(63_800), late).is_err());
-        for status in [
-            PreorderStatus::Pooled,
-            PreorderStatus::Cancelled,
-            PreorderStatus::RefundDue,
-            PreorderStatus::Forfeited,
+        assert!(matches!(
+            check_balance_payment(&locked, cny(63_800), late),
+            Err(DomainError::Refused(Refusal::BalanceWindowClosed { .. }))
+        ));
+        for (status, reason) in [
+            (PreorderStatus::Pooled, "BATCH_NOT_LOCKED"),
+            (PreorderStatus::Cancelled, "PREORDER_CANCELLED"),
+            (PreorderStatus::RefundDue, "BATCH_FAILED"),
+            (PreorderStatus::Forfeited, "DEPOSIT_FORFEITED"),
         ] {
             let p = Preorder {
                 status,
                 ..locked.clone()
             };
-            assert!(matches!(
-                check_balance_payment(&p, cny(63_800), now),
-                Err(DomainError::FailedPrecondition(_))
-            ));
+            assert_eq!(
+                check_balance_payment(&p, cny(63_800), now)
+                    .unwrap_err()
+                    .reason(),
+                reason
+            );
         }
         let mut paid = locked.clone();
         paid.money.balance_paid_at = Some(now);
         assert!(matches!(
             check_balance_payment(&paid, cny(63_800), now),
-            Err(DomainError::FailedPrecondition(_))
+            Err(DomainError::Refused(Refusal::BalanceAlreadyPaid))
         ));
     }
 

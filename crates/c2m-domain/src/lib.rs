@@ -36,8 +36,8 @@ pub mod production;
 
 pub use access::{Principal, Role};
 pub use campaign::{Campaign, CampaignProgress, CampaignSpec, CampaignStatus, CampaignTerms};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::DomainError;
+pub use clock::{Clock, ManualClock};
+pub use error::{DomainError, Refusal};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use ids::{BatchId, CampaignId, ConsumerId, PreorderId};
 pub use ledger::{

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{CampaignStatus, CampaignTerms, DomainError};
+use crate::{CampaignStatus, CampaignTerms, DomainError, Refusal};
 
 /// Counts read from the store under the campaign lock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,16 +55,16 @@ pub fn admit(
     }
     match status {
         CampaignStatus::Scheduled => {
-            return Err(DomainError::precondition(format!(
-                "campaign opens at {}",
-                terms.opens_at.to_rfc3339()
-            )))
+            return Err(Refusal::CampaignNotOpen {
+                opens_at: terms.opens_at,
+            }
+            .into())
         }
         CampaignStatus::Closed => {
-            return Err(DomainError::precondition(format!(
-                "campaign closed at its deadline {}",
-                terms.deadline.to_rfc3339()
-            )))
+            return Err(Refusal::CampaignClosed {
+                deadline: terms.deadline,
+            }
+            .into())
         }
         CampaignStatus::Open => {}
     }
@@ -72,21 +72,44 @@ pub fn admit(
         // Saturating: a quantity near `i64::MAX` must be refused here, not wrap to a
         // negative sum that passes the limit (or panic in a debug build).
         if state.consumer_units.saturating_add(quantity) > max {
-            return Err(DomainError::precondition(format!(
-                "consumer already holds {} units; {quantity} more would pass the limit of {max} per consumer",
-                state.consumer_units
-            )));
+            return Err(Refusal::PerConsumerLimit {
+                held: state.consumer_units,
+                requested: quantity,
+                limit: max,
+            }
+            .into());
         }
     }
     if let Some(total) = terms.total_cap {
         let left = total - state.campaign_units;
         if quantity > left {
-            return Err(DomainError::precondition(if left <= 0 {
-                format!("campaign is sold out at its total cap of {total} units")
+            return Err(if left <= 0 {
+                Refusal::SoldOut { total_cap: total }
             } else {
-                format!("only {left} units are left under the campaign's total cap of {total}")
-            }));
+                Refusal::TotalCapLeft {
+                    left,
+                    total_cap: total,
+                }
+            }
+            .into());
         }
+    }
+    // The campaign's money stays within what its ledger can sum (a campaign without a
+    // total cap is bounded here; one with a cap was bounded at creation).
+    let most_units = crate::campaign::MAX_CAMPAIGN_MONEY / terms.unit_price.minor.max(1);
+    if quantity > most_units {
+        // No state of the campaign could take this order.
+        return Err(DomainError::invalid(
+            "quantity",
+            format!("{quantity} units is more than a campaign may hold at this price (at most {most_units})"),
+        ));
+    }
+    if state.campaign_units.saturating_add(quantity) > most_units {
+        return Err(Refusal::TooLarge {
+            what: "campaign",
+            units: quantity,
+        }
+        .into());
     }
     // Checked: without a per-order limit a client may ask for any `i64`, and a batch's
     // count that wrapped negative would be stored.
@@ -97,10 +120,11 @@ pub fn admit(
     if let Some(cap) = terms.batch_cap {
         if after > cap {
             // An order is never split across batches, so it must fit the open batch whole.
-            return Err(DomainError::precondition(format!(
-                "only {} units fit in the open batch (cap {cap}); order at most that many",
-                cap - state.open_batch_units
-            )));
+            return Err(Refusal::BatchCap {
+                fits: cap - state.open_batch_units,
+                cap,
+            }
+            .into());
         }
     }
     Ok(Admission {
@@ -117,14 +141,13 @@ pub fn may_cancel(
     now: DateTime<Utc>,
 ) -> Result<(), DomainError> {
     if !batch_open {
-        return Err(DomainError::precondition(
-            "the pre-order's batch is no longer open (locked or failed); it cannot be cancelled",
-        ));
+        return Err(Refusal::BatchNotOpen.into());
     }
     if now >= campaign_closed_at {
-        return Err(DomainError::precondition(
-            "the campaign has passed its deadline; its open batch is being failed and refunded",
-        ));
+        return Err(Refusal::PastDeadline {
+            deadline: campaign_closed_at,
+        }
+        .into());
     }
     Ok(())
 }
@@ -182,7 +205,7 @@ mod tests {
         );
         assert!(matches!(
             admit(&t, CampaignStatus::Open, s, 5),
-            Err(DomainError::FailedPrecondition(_))
+            Err(DomainError::Refused(Refusal::BatchCap { fits: 4, cap: 12 }))
         ));
     }
 
@@ -200,22 +223,34 @@ mod tests {
         ));
         assert!(matches!(
             admit(&t, CampaignStatus::Closed, s, 1),
-            Err(DomainError::FailedPrecondition(_))
+            Err(DomainError::Refused(Refusal::CampaignClosed { .. }))
         ));
         assert!(matches!(
             admit(&t, CampaignStatus::Scheduled, s, 1),
-            Err(DomainError::FailedPrecondition(_))
+            Err(DomainError::Refused(Refusal::CampaignNotOpen { .. }))
         ));
         let heavy = PoolState {
             consumer_units: 7,
             ..s
         };
-        assert!(admit(&t, CampaignStatus::Open, heavy, 2).is_err());
+        assert_eq!(
+            admit(&t, CampaignStatus::Open, heavy, 2)
+                .unwrap_err()
+                .reason(),
+            "PER_CONSUMER_LIMIT"
+        );
         let sold = PoolState {
             campaign_units: 99,
             ..s
         };
-        assert!(admit(&t, CampaignStatus::Open, sold, 2).is_err());
+        assert_eq!(
+            admit(&t, CampaignStatus::Open, sold, 2),
+            Err(Refusal::TotalCapLeft {
+                left: 1,
+                total_cap: 100
+            }
+            .into())
+        );
         assert!(admit(&t, CampaignStatus::Open, sold, 1).is_ok());
     }
 

@@ -6,9 +6,12 @@
 //! check (after rework), and shipments may come in parts until every unit has shipped.
 //!
 //! ```text
-//! issued ──accept──> accepted ──start──> in_production ──qc──> qc_passed / qc_failed ──ship──> shipped
-//!    └──────────reject (with a reason)───────┘                      └─qc again─┘   (parts)
+//! issued ──accept──> accepted ──start──> in_production ──qc──> qc_passed ──ship──> shipped
+//!    └──────────reject (with a reason)───────┘                  qc_failed ─qc again─┘   (parts)
 //! ```
+//!
+//! Only a work order whose last quality check passed may ship: after a failed check the
+//! factory reworks and checks again before anything leaves.
 //!
 //! A rejection is only possible before production starts: after that the factory has
 //! spent material and hours, and a problem is a failed quality check, not a rejection.
@@ -20,7 +23,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::DomainError;
+use crate::{DomainError, Refusal};
 
 /// Where a work order stands at its factory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -198,9 +201,12 @@ pub fn apply(
     use WorkOrderState as S;
     report.validate()?;
     let refuse = |what: &str| {
-        Err(DomainError::precondition(format!(
-            "work order {work_order} is {state}: cannot report {what}"
-        )))
+        Err(Refusal::WorkOrderState {
+            work_order: work_order.to_owned(),
+            state: state.to_string(),
+            report: what.to_owned(),
+        }
+        .into())
     };
     let same = |state| {
         Ok(Transition {
@@ -243,7 +249,16 @@ pub fn apply(
             _ => return refuse("a quality check (production has not started)"),
         },
         Progress::Shipped { quantities } => match state {
-            S::QcPassed | S::QcFailed => {
+            // Units whose last check failed are not fit to ship: rework, check again, and
+            // ship once a check passes.
+            S::QcFailed => {
+                return Err(Refusal::QualityCheckFailed {
+                    work_order: work_order.to_owned(),
+                    failed: tally.qc_failed,
+                }
+                .into())
+            }
+            S::QcPassed => {
                 for (sku, q) in quantities {
                     let Some(ordered) = tally.ordered.get(sku) else {
                         return Err(DomainError::invalid(
@@ -339,7 +354,7 @@ mod tests {
             S::Rejected
         );
         let late = apply("wo", S::InProduction, &t, &reject).unwrap_err();
-        assert!(matches!(late, DomainError::FailedPrecondition(_)));
+        assert_eq!(late.reason(), "WORK_ORDER_STATE");
         assert!(apply("wo", S::Rejected, &t, &Progress::Accepted).is_err());
         assert!(apply("wo", S::Issued, &t, &ship(1)).is_err());
     }
@@ -406,5 +421,56 @@ mod tests {
         .unwrap();
         assert_eq!(ok.state, S::QcPassed);
         assert_eq!((ok.tally.qc_passed, ok.tally.qc_failed), (10, 2));
+    }
+
+    #[test]
+    fn nothing_ships_while_the_last_check_failed() {
+        let t = tally();
+        let f = apply(
+            "wo",
+            S::InProduction,
+            &t,
+            &Progress::QualityCheck {
+                passed: 8,
+                failed: 2,
+            },
+        )
+        .unwrap();
+        let refused = apply("wo", f.state, &f.tally, &ship(8)).unwrap_err();
+        assert_eq!(
+            refused,
+            DomainError::Refused(Refusal::QualityCheckFailed {
+                work_order: "wo".into(),
+                failed: 2
+            })
+        );
+        // After a partial shipment, a failed check stops the rest too.
+        let passed = apply(
+            "wo",
+            S::InProduction,
+            &t,
+            &Progress::QualityCheck {
+                passed: 10,
+                failed: 0,
+            },
+        )
+        .unwrap();
+        let part = apply("wo", passed.state, &passed.tally, &ship(4)).unwrap();
+        let failed = apply(
+            "wo",
+            part.state,
+            &part.tally,
+            &Progress::QualityCheck {
+                passed: 0,
+                failed: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            apply("wo", failed.state, &failed.tally, &ship(6))
+                .unwrap_err()
+                .reason(),
+            "QUALITY_CHECK_FAILED"
+        );
     }
 }

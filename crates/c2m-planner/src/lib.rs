@@ -1,8 +1,8 @@
 //! The batch planner: a validated scenario in, a plan out.
 //!
-//! It solves the MILP of `shared/docs/planning-model.md` over materials,
+//! It solves the MILP of `docs/planning-model.md` over materials,
 //! all-units price breaks, packs, MOQs and factory capacity, and reads and
-//! writes the scenario format of `shared/docs/scenario-format.md`. Both
+//! writes the scenario format of `docs/scenario-format.md`. Both
 //! documents are contracts with tools outside the project.
 //!
 //! Layout:

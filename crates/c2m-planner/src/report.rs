@@ -33,6 +33,20 @@ pub fn money(minor: i64, currency: &str) -> String {
     )
 }
 
+/// A unit price (minor units, possibly fractional) in major units like every other amount,
+/// with at least two decimals and up to four when the price has them: 2150 fen is
+/// `21.50`, 2.5 fen `0.025`.
+fn unit_price(minor: f64) -> String {
+    let s = format!("{:.4}", minor / 100.0);
+    let trimmed = s.trim_end_matches('0');
+    let decimals = trimmed.split('.').nth(1).map_or(0, str::len);
+    if decimals < 2 {
+        format!("{:.2}", minor / 100.0)
+    } else {
+        trimmed.to_string()
+    }
+}
+
 /// A quantity without trailing zeros.
 fn qty(v: f64) -> String {
     let s = format!("{v:.4}");
@@ -210,7 +224,7 @@ pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
                 qty(p.quantity),
                 unit.to_string(),
                 p.packs.map_or("-".to_string(), |n| n.to_string()),
-                qty(p.unit_price),
+                unit_price(p.unit_price),
                 money((p.quantity * p.unit_price).round() as i64, cur),
             ]);
         }
@@ -305,4 +319,18 @@ pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
         t.render(&mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_prices_are_major_units_like_the_amounts_beside_them() {
+        assert_eq!(unit_price(2150.0), "21.50");
+        assert_eq!(unit_price(100.0), "1.00");
+        assert_eq!(unit_price(2.5), "0.025");
+        assert_eq!(unit_price(1234.5678), "12.3457");
+        assert_eq!(money(215_000, "CNY"), "2,150.00 CNY");
+    }
 }

@@ -1,7 +1,7 @@
 //! The scenario file: one planning cycle written down.
 //!
 //! The field names are a contract shared with tools outside the project
-//! (`shared/docs/scenario-format.md`), so every struct here denies unknown
+//! (`docs/scenario-format.md`), so every struct here denies unknown
 //! fields and the optional fields carry the defaults the contract states.
 //! Parsing only checks the shape; the rules (no negative quantities, known
 //! ids, sorted breaks) live in [`crate::validate`].

@@ -13,7 +13,6 @@ const INFEASIBLE: &str = include_str!("../../../examples/scenarios/infeasible-ca
 /// One product, one material (the mug of `tests/whatif.rs`): cost per unit
 /// at V mugs is 100 + 10 000 / V + clay, clay 50/kg below 200 kg, 40 from 200.
 const MUG: &str = include_str!("data/mug.toml");
-const SHARED_KETTLE: &str = "../../../shared/scenarios/kettle-c2m.toml";
 
 /// Files in memory; `progress` reports are kept.
 #[derive(Default)]
@@ -56,21 +55,15 @@ fn cli(env: &mut Mem, args: &str) -> Result<Output, String> {
     run(&args, env)
 }
 
-/// The shipped samples, and the shared kettle scenario when it is there.
+/// The shipped samples (`kettle-c2m.toml` is the shared contract's sample, copied).
 fn samples() -> Vec<(String, String)> {
-    let mut out = vec![
+    vec![
         ("kettle-c2m.toml".to_string(), KETTLE.to_string()),
         (
             "infeasible-capacity.toml".to_string(),
             INFEASIBLE.to_string(),
         ),
-    ];
-    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(SHARED_KETTLE);
-    match std::fs::read_to_string(&shared) {
-        Ok(t) => out.push(("shared-kettle-c2m.toml".to_string(), t)),
-        Err(_) => eprintln!("skipped: {} is absent", shared.display()),
-    }
-    out
+    ]
 }
 
 #[test]

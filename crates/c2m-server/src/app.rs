@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use c2m_domain::{Clock, SystemClock};
+use c2m_domain::Clock;
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
 use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
 use c2m_proto::v1::factory_service_server::FactoryServiceServer;
@@ -33,6 +33,7 @@ use crate::services::planning::PlanningSvc;
 use crate::services::preorder::PreorderSvc;
 use crate::services::Ctx;
 use crate::sweeper::Sweeper;
+use crate::tasks::supervise;
 use crate::tls::ServerTls;
 use crate::Settings;
 
@@ -157,6 +158,15 @@ impl Application {
         health_reporter
             .set_serving::<LedgerServiceServer<LedgerSvc>>()
             .await;
+        health_reporter
+            .set_serving::<CatalogueServiceServer<CatalogueSvc>>()
+            .await;
+        health_reporter
+            .set_serving::<PlanningServiceServer<PlanningSvc>>()
+            .await;
+        health_reporter
+            .set_serving::<FactoryServiceServer<FactorySvc>>()
+            .await;
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(c2m_proto::FILE_DESCRIPTOR_SET)
@@ -170,9 +180,11 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
         let stop_on_shutdown = stop_tx.clone();
-        let sweeper = Sweeper::new(store.clone(), clock.clone());
-        let sweep_task =
-            tokio::spawn(sweeper.run(settings.sweep_interval, wait_for(stop_rx.clone())));
+        let sweep_task = tokio::spawn(supervise("sweeper", stop_rx.clone(), {
+            let (store, clock, stop) = (store.clone(), clock.clone(), stop_rx.clone());
+            let interval = settings.sweep_interval;
+            move || Sweeper::new(store.clone(), clock.clone()).run(interval, wait_for(stop.clone()))
+        }));
         let deliveries = Deliveries::new();
         let cycles = Arc::new(PlanningCycles::new(
             store.clone(),
@@ -180,12 +192,18 @@ impl Application {
             settings.plan_time_limit,
             deliveries.clone(),
         ));
-        let plan_task = tokio::spawn(crate::planning::run_schedule(
-            cycles.clone(),
-            settings.plan_every,
-            settings.plan_when_waiting,
-            wait_for(stop_rx.clone()),
-        ));
+        let plan_task = tokio::spawn(supervise("planning schedule", stop_rx.clone(), {
+            let (cycles, stop) = (cycles.clone(), stop_rx.clone());
+            let (every, when_waiting) = (settings.plan_every, settings.plan_when_waiting);
+            move || {
+                crate::planning::run_schedule(
+                    cycles.clone(),
+                    every,
+                    when_waiting,
+                    wait_for(stop.clone()),
+                )
+            }
+        }));
 
         let factory_certificates = tls.as_ref().is_some_and(|t| t.factory_certificates);
         let auth = (!settings.no_auth).then(|| {
@@ -272,6 +290,17 @@ impl Application {
 
 async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// The wall clock: the one place the service reads the time of day (the domain takes
+/// `now` as an argument, and tests inject a `c2m_domain::ManualClock`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
 }
 
 /// Hides the password in a database URL before it is logged.

@@ -48,7 +48,7 @@ use tonic::Status;
 use c2m_domain::{DomainError, Principal, Role};
 use c2m_store::{NewToken, Store, StoredToken};
 
-use crate::status::store_status;
+use crate::status::{edge_status, store_status, Edge};
 
 /// Roles that may call a `c2m.v1` method (`Service/Method`). Admin may call everything.
 pub fn allowed_roles(method: &str) -> &'static [Role] {
@@ -112,11 +112,14 @@ fn parse(token: &str) -> Option<(&str, &str)> {
     (id.len() == 16 && secret.len() == 64 && hexish(id) && hexish(secret)).then_some((id, secret))
 }
 
+/// Token id -> the stored token (or `None`: unknown) and when it was read.
+type TokenCache = HashMap<String, (Option<StoredToken>, Instant)>;
+
 /// Checks tokens against the store, with a short cache.
 pub struct Authenticator {
     store: Arc<dyn Store>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Option<StoredToken>, Instant)>>,
+    cache: Mutex<TokenCache>,
     /// Mutual TLS is on: a factory token needs a client certificate naming its factory.
     factory_certificates: bool,
 }
@@ -138,14 +141,23 @@ impl Authenticator {
         self
     }
 
+    /// The cache, locked. It is only a cache: after a panic elsewhere poisoned its lock it
+    /// is still a map of tokens read from the store, so it is used as it is rather than
+    /// failing every later call.
+    fn cache(&self) -> std::sync::MutexGuard<'_, TokenCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     async fn lookup(&self, id: &str) -> Result<Option<StoredToken>, Status> {
-        if let Some((t, at)) = self.cache.lock().expect("cache lock").get(id) {
+        if let Some((t, at)) = self.cache().get(id) {
             if at.elapsed() < self.ttl {
                 return Ok(t.clone());
             }
         }
         let t = self.store.token(id).await.map_err(store_status)?;
-        let mut cache = self.cache.lock().expect("cache lock");
+        let mut cache = self.cache();
         if cache.len() > 10_000 {
             // Unknown ids are cached too (so a flood of bad tokens cannot hammer the
             // store); keep the map bounded.
@@ -158,16 +170,14 @@ impl Authenticator {
     /// The principal for an `authorization` header value, or UNAUTHENTICATED.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, Status> {
         let Some(value) = header else {
-            return Err(Status::unauthenticated(
-                "missing `authorization: Bearer <token>` (see `c2m token create`)",
-            ));
+            return Err(edge_status(Edge::TokenMissing));
         };
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
-            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
-        let bad = || Status::unauthenticated("unknown or revoked token");
+            .ok_or_else(|| edge_status(Edge::TokenMalformed))?;
+        let bad = || edge_status(Edge::TokenInvalid);
         let (id, secret) = parse(token).ok_or_else(bad)?;
         let stored = self.lookup(id).await?.ok_or_else(bad)?;
         let given = hash(secret);
@@ -196,21 +206,22 @@ impl Authenticator {
         }
         let factory = principal.factory.as_deref().unwrap_or_default();
         let Some(der) = client_cert else {
-            return Err(Status::unauthenticated(format!(
-                "this server requires a client certificate with factory tokens: connect over \
-                 TLS presenting the certificate of factory {factory}"
-            )));
+            return Err(edge_status(Edge::CertificateRequired {
+                factory: factory.to_owned(),
+            }));
         };
         let names = crate::tls::CertificateNames::from_der(der).map_err(|e| {
-            Status::unauthenticated(format!("the client certificate cannot be read: {e}"))
+            edge_status(Edge::CertificateUnreadable {
+                error: e.to_string(),
+            })
         })?;
         if names.names_factory(factory) {
             Ok(())
         } else {
-            Err(Status::permission_denied(format!(
-                "the client certificate names {names}, but this token is bound to factory \
-                 {factory}: a factory token is accepted only with its own factory's certificate"
-            )))
+            Err(edge_status(Edge::CertificateMismatch {
+                names: names.to_string(),
+                factory: factory.to_owned(),
+            }))
         }
     }
 
@@ -229,10 +240,10 @@ impl Authenticator {
         let principal = self.authenticate(header).await?;
         self.check_factory_certificate(&principal, client_cert)?;
         if !allowed_roles(method).contains(&principal.role) {
-            return Err(Status::permission_denied(format!(
-                "a {} token may not call {method}",
-                principal.role
-            )));
+            return Err(edge_status(Edge::RoleNotAllowed {
+                role: principal.role.to_string(),
+                method: method.to_owned(),
+            }));
         }
         Ok(Some(principal))
     }
@@ -355,6 +366,40 @@ mod tests {
         assert!(allowed_roles("PreorderService/PlacePreorder").contains(&Role::Storefront));
         assert!(!allowed_roles("PreorderService/PlacePreorder").contains(&Role::Factory));
         assert!(allowed_roles("FactoryService/Report").contains(&Role::Factory));
+    }
+
+    /// A panic while the token cache was locked must not turn every later call into a
+    /// panic (the independent client's defect 3).
+    #[tokio::test]
+    async fn a_poisoned_cache_does_not_fail_later_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            c2m_store::sqlite::SqliteStore::open(&dir.path().join("c2m.db"))
+                .await
+                .unwrap(),
+        );
+        let t = issue(Role::Storefront, None, "shop").unwrap();
+        store
+            .create_token(&t.stored, chrono::Utc::now())
+            .await
+            .unwrap();
+        let auth = Authenticator::new(store, Duration::from_secs(2));
+        std::thread::scope(|s| {
+            let holder = s.spawn(|| {
+                let _guard = auth.cache.lock().unwrap();
+                panic!("a bug while the cache is locked");
+            });
+            assert!(holder.join().is_err());
+        });
+        assert!(auth.cache.is_poisoned());
+        let header = format!("Bearer {}", t.token);
+        for _ in 0..2 {
+            let p = auth
+                .authenticate(Some(&header))
+                .await
+                .expect("authenticated");
+            assert_eq!(p.role, Role::Storefront);
+        }
     }
 }
 

@@ -132,11 +132,18 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
         } => {
             let role = Role::parse(&role)?;
             let issued = crate::auth::issue(role, factory.as_deref(), &label)?;
-            store
-                .open()
-                .await?
-                .create_token(&issued.stored, now)
-                .await?;
+            let store = store.open().await?;
+            // A token for a factory the catalogue does not know would be accepted and then
+            // see no work orders, ever: refuse it, naming the factory.
+            if let Some(f) = &issued.stored.factory {
+                let catalogue = store.catalogue().await?;
+                if !catalogue.factories.iter().any(|c| &c.id == f) {
+                    anyhow::bail!(c2m_domain::DomainError::from(
+                        c2m_domain::Refusal::FactoryNotInCatalogue { factory: f.clone() }
+                    ));
+                }
+            }
+            store.create_token(&issued.stored, now).await?;
             println!("{}", issued.token);
         }
         TokenCommand::Revoke { id, store } => {

@@ -15,6 +15,7 @@
 //! - [`planning`]: planning cycles (queue → scenario → planner → stored plan) and the
 //!   catalogue ↔ scenario conversions.
 //! - [`sweeper`]: the background task that fails batches at their campaign's deadline.
+//! - [`tasks`]: background tasks restarted when they panic.
 //! - [`cli`]: the `c2m` command line.
 
 // `tonic::Status` is large (it carries metadata and details); handlers and conversions
@@ -32,7 +33,8 @@ pub mod planning;
 pub mod services;
 pub mod status;
 pub mod sweeper;
+pub mod tasks;
 pub mod tls;
 
-pub use app::Application;
+pub use app::{Application, SystemClock};
 pub use config::Settings;

@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 
 use tokio::sync::Semaphore;
 use tonic::body::BoxBody;
-use tonic::Status;
+
+use crate::status::{edge_status, Edge};
 
 #[derive(Clone)]
 pub struct ShedLayer(pub Arc<Semaphore>);
@@ -74,12 +75,7 @@ where
             }),
             Err(_) => {
                 tracing::debug!(path = %req.uri().path(), "shed: too many calls in flight");
-                Box::pin(async {
-                    Ok(Status::resource_exhausted(
-                        "the server is at its limit of calls in flight; retry with backoff",
-                    )
-                    .into_http())
-                })
+                Box::pin(async { Ok(edge_status(Edge::Overloaded).into_http()) })
             }
         }
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
-use c2m_domain::{BatchId, Clock, DomainError, IdempotencyKey};
+use c2m_domain::{BatchId, Clock, DomainError, IdempotencyKey, Refusal};
 use c2m_planner as planner;
 use c2m_store::catalogue::{
     CatalogueFactory, CatalogueMaterial, CatalogueProduct, CatalogueSupplier, FactoryLine,
@@ -51,15 +51,14 @@ pub fn scenario_of(
     c: &Catalogue,
     demand: Option<&BTreeMap<String, i64>>,
 ) -> Result<planner::Scenario, DomainError> {
-    let currency = c.currency.clone().ok_or_else(|| {
-        DomainError::precondition("the catalogue is empty: import a scenario first")
-    })?;
+    let currency = c.currency.clone().ok_or(Refusal::CatalogueEmpty)?;
     let wanted = |sku: &str| demand.is_none_or(|d| d.contains_key(sku));
     if let Some(d) = demand {
         if let Some(missing) = d.keys().find(|s| !c.products.iter().any(|p| &p.sku == *s)) {
-            return Err(DomainError::precondition(format!(
-                "sku `{missing}` waits for planning but is not in the catalogue"
-            )));
+            return Err(Refusal::WaitingSkuNotInCatalogue {
+                sku: missing.clone(),
+            }
+            .into());
         }
     }
     Ok(planner::Scenario {

@@ -2,26 +2,43 @@
 //!
 //! Domain errors carry what the client did wrong and are passed on verbatim; database and
 //! internal errors are logged here with their detail and reach the client only as a
-//! generic message, so no SQL or schema detail leaks.
+//! generic message, so no SQL or schema detail leaks. Every status carries a
+//! `google.rpc.ErrorInfo` detail (domain `c2m`) whose `reason` names the rule and whose
+//! `metadata` gives its numbers, so clients act without parsing the message; the reasons
+//! are listed in `docs/api.md`. Refusals made before a request reaches a service (access
+//! control, load shedding, a stream's end) are [`Edge`] values, built here too.
+
+use std::collections::HashMap;
 
 use c2m_domain::DomainError;
 use c2m_store::StoreError;
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// The longest status message sent, in bytes. Refusals quote what the client sent (a
 /// currency code, an unknown field of a scenario) and a scenario's refusal lists every
 /// broken rule, so without a bound a request decides the size of its own answer: a
 /// megabyte-long currency made a megabyte-long `grpc-message` header, which clients refuse
 /// (hyper's limit on response headers is 16 KiB), so the caller saw a protocol error
-/// instead of INVALID_ARGUMENT. Percent-encoding can triple the size; 4 KiB tripled still
-/// fits with the other headers.
-pub const MAX_STATUS_MESSAGE: usize = 4 * 1024;
+/// instead of INVALID_ARGUMENT. The message travels twice: percent-encoded in
+/// `grpc-message` (up to three times its size) and inside the base64 `google.rpc.Status`
+/// of `grpc-status-details-bin` (four thirds), with the [`MAX_METADATA_VALUE`]-bounded
+/// metadata; 2 KiB leaves both well inside the limit.
+pub const MAX_STATUS_MESSAGE: usize = 2 * 1024;
+
+/// The longest `ErrorInfo` metadata value sent, in bytes (a field name or an id the client
+/// sent may be of any length).
+pub const MAX_METADATA_VALUE: usize = 256;
 
 /// `message`, cut at [`MAX_STATUS_MESSAGE`] bytes (on a character boundary) with a note of
 /// how much was left out.
-fn bounded(mut message: String) -> String {
-    if message.len() > MAX_STATUS_MESSAGE {
-        let mut cut = MAX_STATUS_MESSAGE;
+fn bounded(message: String) -> String {
+    cut(message, MAX_STATUS_MESSAGE)
+}
+
+fn cut(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut cut = max;
         while !message.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -32,34 +49,167 @@ fn bounded(mut message: String) -> String {
     message
 }
 
-pub fn domain_status(e: &DomainError) -> Status {
-    let code = match e {
+/// `ErrorInfo.domain` of every c2m error: the reasons are c2m's own names.
+pub const ERROR_DOMAIN: &str = "c2m";
+
+/// A status with `message` for people and a `google.rpc.ErrorInfo` detail (`reason`,
+/// `metadata`) for programs. Every status c2m sends is built here.
+fn status(code: Code, message: String, reason: &str, metadata: Vec<(&str, String)>) -> Status {
+    let metadata: HashMap<String, String> = metadata
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), cut(v, MAX_METADATA_VALUE)))
+        .collect();
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    Status::with_error_details(code, bounded(message), details)
+}
+
+/// The gRPC code of a domain error: chosen by what the caller must do next.
+pub fn domain_code(e: &DomainError) -> Code {
+    match e {
         DomainError::InvalidArgument { .. } => Code::InvalidArgument,
-        DomainError::FailedPrecondition(_) => Code::FailedPrecondition,
+        DomainError::Refused(_) => Code::FailedPrecondition,
         DomainError::NotFound { .. } => Code::NotFound,
-        DomainError::OutOfRange(_) => Code::OutOfRange,
+        DomainError::Ahead { .. } => Code::OutOfRange,
         DomainError::PermissionDenied(_) => Code::PermissionDenied,
         DomainError::IdempotencyConflict { .. } => Code::AlreadyExists,
-    };
-    Status::new(code, bounded(e.to_string()))
+    }
+}
+
+pub fn domain_status(e: &DomainError) -> Status {
+    status(domain_code(e), e.to_string(), e.reason(), e.metadata())
 }
 
 pub fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Domain(d) => domain_status(&d),
-        StoreError::Database(err) => {
+        StoreError::Database(err) if c2m_store::is_transient(&err) => {
             tracing::error!(error = %err, "store call failed");
-            Status::unavailable("the store is unavailable; retry with the same idempotency key")
+            status(
+                Code::Unavailable,
+                "the store is unavailable; retry with the same idempotency key".into(),
+                "STORE_UNAVAILABLE",
+                vec![],
+            )
+        }
+        // A statement the database refused for good (an arithmetic overflow, a broken
+        // constraint): retrying cannot help, so it is not UNAVAILABLE.
+        StoreError::Database(err) => {
+            tracing::error!(error = %err, "store call failed permanently");
+            internal()
         }
         StoreError::Migrate(err) => {
             tracing::error!(error = %err, "migration error");
-            Status::internal("internal error")
+            internal()
         }
         StoreError::Corrupt(msg) => {
             tracing::error!(%msg, "corrupt data");
-            Status::internal("internal error")
+            internal()
         }
     }
+}
+
+/// INTERNAL, without detail: the cause is logged where it happened.
+pub fn internal() -> Status {
+    status(Code::Internal, "internal error".into(), "INTERNAL", vec![])
+}
+
+/// Refusals made at the edge, before a request reaches a service: access control, load
+/// shedding, and the life of a stream. Each has its code and reason here, with the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edge {
+    /// No `authorization` header.
+    TokenMissing,
+    /// An `authorization` header that is not `Bearer <token>`.
+    TokenMalformed,
+    /// A token that is unknown, wrong or revoked (which one is not said).
+    TokenInvalid,
+    /// Under mutual TLS, a factory token on a connection without a client certificate.
+    CertificateRequired { factory: String },
+    /// A client certificate that cannot be parsed.
+    CertificateUnreadable { error: String },
+    /// A client certificate that names another factory than the token's.
+    CertificateMismatch { names: String, factory: String },
+    /// The token's role may not call the method.
+    RoleNotAllowed { role: String, method: String },
+    /// More calls in flight than `--max-in-flight`.
+    Overloaded,
+    /// The server is stopping; the stream ends and the client resumes elsewhere or later.
+    ShuttingDown,
+    /// A newer subscription of the same factory replaced this stream.
+    StreamReplaced,
+}
+
+pub fn edge_status(e: Edge) -> Status {
+    use Edge::*;
+    let (code, reason, message, metadata) = match e {
+        TokenMissing => (
+            Code::Unauthenticated,
+            "TOKEN_MISSING",
+            "missing `authorization: Bearer <token>` (see `c2m token create`)".to_owned(),
+            vec![],
+        ),
+        TokenMalformed => (
+            Code::Unauthenticated,
+            "TOKEN_MALFORMED",
+            "authorization must be `Bearer <token>`".to_owned(),
+            vec![],
+        ),
+        TokenInvalid => (
+            Code::Unauthenticated,
+            "TOKEN_INVALID",
+            "unknown or revoked token".to_owned(),
+            vec![],
+        ),
+        CertificateRequired { factory } => (
+            Code::Unauthenticated,
+            "CLIENT_CERTIFICATE_REQUIRED",
+            format!(
+                "this server requires a client certificate with factory tokens: connect over \
+                 TLS presenting the certificate of factory {factory}"
+            ),
+            vec![("factoryId", factory)],
+        ),
+        CertificateUnreadable { error } => (
+            Code::Unauthenticated,
+            "CLIENT_CERTIFICATE_UNREADABLE",
+            format!("the client certificate cannot be read: {error}"),
+            vec![],
+        ),
+        CertificateMismatch { names, factory } => (
+            Code::PermissionDenied,
+            "CLIENT_CERTIFICATE_MISMATCH",
+            format!(
+                "the client certificate names {names}, but this token is bound to factory \
+                 {factory}: a factory token is accepted only with its own factory's certificate"
+            ),
+            vec![("factoryId", factory), ("certificateNames", names)],
+        ),
+        RoleNotAllowed { role, method } => (
+            Code::PermissionDenied,
+            "ROLE_NOT_ALLOWED",
+            format!("a {role} token may not call {method}"),
+            vec![("role", role), ("method", method)],
+        ),
+        Overloaded => (
+            Code::ResourceExhausted,
+            "OVERLOADED",
+            "the server is at its limit of calls in flight; retry with backoff".to_owned(),
+            vec![],
+        ),
+        ShuttingDown => (
+            Code::Unavailable,
+            "SHUTTING_DOWN",
+            "the server is shutting down; subscribe again from your last seq".to_owned(),
+            vec![],
+        ),
+        StreamReplaced => (
+            Code::Aborted,
+            "STREAM_REPLACED",
+            "a newer subscription for this factory replaced this stream".to_owned(),
+            vec![],
+        ),
+    };
+    status(code, message, reason, metadata)
 }
 
 /// A planning cycle's failure. The scenario rules name the place (INVALID_ARGUMENT); a
@@ -72,11 +222,16 @@ pub fn cycle_status(e: crate::planning::CycleError) -> Status {
         CycleError::Scenario(s) => domain_status(&crate::planning::scenario_error(&s)),
         CycleError::Planner(p) => {
             tracing::error!(error = %p, "planning cycle failed");
-            Status::unavailable(format!("planning failed: {p}"))
+            status(
+                Code::Unavailable,
+                format!("planning failed: {p}"),
+                "PLANNING_FAILED",
+                vec![],
+            )
         }
         CycleError::Join(m) => {
             tracing::error!(%m, "planning task failed");
-            Status::internal("internal error")
+            internal()
         }
     }
 }
@@ -95,5 +250,53 @@ mod tests {
         assert!(s.message().ends_with("more bytes)"));
         let short = domain_status(&DomainError::invalid("sku", "must not be empty"));
         assert_eq!(short.message(), "invalid sku: must not be empty");
+    }
+
+    /// The worst case of both headers (a message of characters that percent-encode to
+    /// three bytes each, and a field name as long as a client likes) stays well under
+    /// hyper's 16 KiB limit on a response's headers.
+    #[test]
+    fn the_headers_of_the_largest_status_fit_a_client() {
+        let e = DomainError::invalid("\u{1}".repeat(100_000), "\u{1}".repeat(100_000));
+        let headers = domain_status(&e).into_http().headers().clone();
+        let size: usize = headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        assert!(size < 12 * 1024, "{size} bytes of headers");
+        let back = Status::from_header_map(&headers).expect("a status");
+        let info = back
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("ErrorInfo");
+        assert_eq!(info.reason, "INVALID_FIELD");
+        assert!(info.metadata["field"].len() < MAX_METADATA_VALUE + 32);
+    }
+
+    #[test]
+    fn refusals_carry_their_reason_and_numbers() {
+        let e: DomainError = c2m_domain::Refusal::BatchCap { fits: 3, cap: 10 }.into();
+        let s = domain_status(&e);
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        let info = s
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("BATCH_CAP", "c2m")
+        );
+        assert_eq!(info.metadata["unitsFit"], "3");
+        assert_eq!(info.metadata["batchCap"], "10");
+        let shed = edge_status(Edge::Overloaded);
+        assert_eq!(shed.code(), Code::ResourceExhausted);
+        assert_eq!(
+            shed.get_error_details()
+                .error_info()
+                .map(|i| i.reason.clone()),
+            Some("OVERLOADED".into())
+        );
     }
 }

@@ -60,24 +60,25 @@ const CAMPAIGN_FIELDS: &[&str] = &[
     "balance_window_seconds",
 ];
 
-/// The field a status names: statuses of refused requests read `invalid FIELD: reason`.
+/// The field a status names, from its `ErrorInfo` (reason `INVALID_FIELD`, metadata
+/// `field`); the message must name it too, for people.
 fn status_field(s: &Status) -> Result<String, TestCaseError> {
+    use tonic_types::StatusExt;
     prop_assert_eq!(s.code(), Code::InvalidArgument, "{:?}", s);
-    let rest = s.message().strip_prefix("invalid ");
+    let details = s.get_error_details();
+    let info = details.error_info();
+    prop_assert!(info.is_some(), "no ErrorInfo: {:?}", s);
+    let reason = info.map(|i| i.reason.clone()).unwrap_or_default();
+    prop_assert_eq!(reason.as_str(), "INVALID_FIELD", "{:?}", s);
+    let field = info
+        .and_then(|i| i.metadata.get("field").cloned())
+        .unwrap_or_default();
     prop_assert!(
-        rest.is_some(),
-        "message does not name a field: {:?}",
+        s.message().starts_with(&format!("invalid {field}: ")),
+        "the message does not name {field}: {:?}",
         s.message()
     );
-    let field = rest
-        .and_then(|r| r.split_once(": "))
-        .map(|(f, _)| f.to_owned());
-    prop_assert!(
-        field.is_some(),
-        "message without a reason: {:?}",
-        s.message()
-    );
-    Ok(field.unwrap_or_default())
+    Ok(field)
 }
 
 fn domain_field(e: &DomainError) -> Result<String, TestCaseError> {
@@ -472,7 +473,7 @@ fn check_create_campaign(
             Err(DomainError::InvalidArgument { field, .. }) => {
                 prop_assert_eq!(field, "quantity")
             }
-            Err(DomainError::FailedPrecondition(m)) => prop_assert!(!m.is_empty()),
+            Err(DomainError::Refused(r)) => prop_assert!(!r.to_string().is_empty()),
             Err(other) => return Err(TestCaseError::fail(format!("admit: {other:?}"))),
         }
     }
@@ -621,7 +622,7 @@ fn a_huge_quantity_does_not_overflow_the_pooling_rule() {
         consumer_units: 3,
     };
     let e = admit(&terms, CampaignStatus::Open, state, i64::MAX).unwrap_err();
-    assert!(matches!(e, DomainError::FailedPrecondition(_)), "{e:?}");
+    assert_eq!(e.reason(), "PER_CONSUMER_LIMIT", "{e:?}");
     // Without a per-consumer limit, the batch's own count must not overflow either.
     let mut open = terms.clone();
     open.max_per_consumer = None;

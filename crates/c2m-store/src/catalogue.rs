@@ -1,7 +1,7 @@
 //! The catalogue: the production data the planner needs, held in the store.
 //!
 //! The types here are the store's own and mirror the scenario contract
-//! (`shared/docs/scenario-format.md`) field for field, so that the server can turn the
+//! (`docs/scenario-format.md`) field for field, so that the server can turn the
 //! catalogue into a planner scenario and back without the store knowing the planner. The
 //! scenario *rules* (no negative quantities, known ids, sorted price breaks) are not
 //! repeated here: every change is checked by a [`CatalogueCheck`] the caller passes in
@@ -372,10 +372,7 @@ async fn sku_rule(tx: &mut (impl CatalogueTx + ?Sized), gone: &[String]) -> Resu
         return Ok(());
     }
     match tx.sku_in_use(gone).await? {
-        Some(sku) => Err(DomainError::precondition(format!(
-            "product `{sku}` is sold by a campaign and cannot be removed from the catalogue"
-        ))
-        .into()),
+        Some(sku) => Err(DomainError::from(c2m_domain::Refusal::SkuInUse { sku }).into()),
         None => Ok(()),
     }
 }
@@ -389,9 +386,9 @@ pub(crate) async fn require_product(
     if tx.hold_product(sku).await? {
         Ok(())
     } else {
-        Err(DomainError::precondition(format!(
-            "sku `{sku}` is not in the catalogue; add the product first"
-        ))
+        Err(DomainError::from(c2m_domain::Refusal::SkuNotInCatalogue {
+            sku: sku.to_owned(),
+        })
         .into())
     }
 }

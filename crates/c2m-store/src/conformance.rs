@@ -28,6 +28,7 @@ use tokio::sync::Mutex;
 use c2m_domain::{
     Batch, BatchId, BatchStatus, Campaign, CampaignId, CampaignMoney, CampaignSpec, ConsumerId,
     DomainError, IdempotencyKey, PageRequest, Preorder, PreorderId, PreorderStatus, PriceTier,
+    Refusal,
 };
 
 use crate::catalogue::{
@@ -423,10 +424,10 @@ fn invalid_field<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
 }
 
 #[track_caller]
-fn precondition<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+fn precondition<T: std::fmt::Debug>(r: Result<T, StoreError>) -> Refusal {
     match r {
-        Err(StoreError::Domain(DomainError::FailedPrecondition(reason))) => reason,
-        other => panic!("expected FailedPrecondition, got {other:?}"),
+        Err(StoreError::Domain(DomainError::Refused(refusal))) => refusal,
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
@@ -825,7 +826,10 @@ pub async fn cancel_preorder_is_idempotent(fx: Arc<dyn Fixture>) {
     assert_eq!(first, again);
     assert_eq!(store.get_preorder(&a.id).await.expect("get"), first);
     // A new key for the same cancellation is refused: it is already cancelled.
-    precondition(cancel(&*store, &a.id, Some(&who), now).await);
+    assert_eq!(
+        precondition(cancel(&*store, &a.id, Some(&who), now).await),
+        Refusal::AlreadyCancelled
+    );
     // The key reused for another pre-order conflicts and cancels nothing.
     let mut other = req.clone();
     other.preorder_id = b.id.clone();
@@ -899,7 +903,10 @@ pub async fn batch_cap_refuses_an_order_that_does_not_fit(fx: Arc<dyn Fixture>) 
     place(&*store, &c.id, &consumer(1), 5).await.expect("place");
     place(&*store, &c.id, &consumer(2), 4).await.expect("place");
     // 9 + 5 = 14 > 12: refused whole, nothing split or written.
-    precondition(place(&*store, &c.id, &consumer(3), 5).await);
+    assert_eq!(
+        precondition(place(&*store, &c.id, &consumer(3), 5).await),
+        Refusal::BatchCap { fits: 3, cap: 12 }
+    );
     assert_eq!(
         store
             .get_campaign(&c.id)
@@ -936,7 +943,7 @@ pub async fn per_consumer_and_total_caps(fx: Arc<dyn Fixture>) {
     let pb = place(&*store, &c.id, &b, 2).await.expect("place");
     assert_eq!(pb.batch_seq, 2);
     let reason = precondition(place(&*store, &c.id, &d, 1).await);
-    assert!(reason.contains("sold out"), "{reason}");
+    assert!(matches!(reason, Refusal::SoldOut { .. }), "{reason}");
     let progress = store.get_campaign(&c.id).await.expect("get");
     assert_eq!(progress.units_committed, 6);
     // Cancelling frees units under the total cap, and under the consumer's limit.
@@ -981,7 +988,7 @@ pub async fn cancel_only_while_open_and_units_return(fx: Arc<dyn Fixture>) {
         "2 + 3 reaches 5 again"
     );
     let reason = precondition(cancel(&*store, &pb.id, Some(&b), t0() + Duration::hours(3)).await);
-    assert!(reason.contains("no longer open"), "{reason}");
+    assert_eq!(reason, Refusal::BatchNotOpen);
     assert_eq!(
         store.get_preorder(&pb.id).await.expect("get").status,
         PreorderStatus::Locked
@@ -989,7 +996,10 @@ pub async fn cancel_only_while_open_and_units_return(fx: Arc<dyn Fixture>) {
 
     // A pooled order cannot be cancelled once the deadline passes, even before the sweep.
     let pc = place(&*store, &c.id, &b, 1).await.expect("place");
-    precondition(cancel(&*store, &pc.id, Some(&b), deadline()).await);
+    assert_eq!(
+        precondition(cancel(&*store, &pc.id, Some(&b), deadline()).await).reason(),
+        "PAST_DEADLINE"
+    );
     not_found(
         cancel(&*store, &PreorderId::generate(), None, t0()).await,
         "preorder",
@@ -1207,12 +1217,15 @@ pub async fn orders_outside_the_campaign_window_are_refused(fx: Arc<dyn Fixture>
     let c = create(&*store, s).await;
     let who = consumer(1);
     let early = store.place_preorder(&place_req(&c.id, &who, 1), t0()).await;
-    assert!(precondition(early).contains("opens at"));
+    assert!(matches!(
+        precondition(early),
+        Refusal::CampaignNotOpen { .. }
+    ));
     // At the deadline the campaign is closed, whether or not the sweeper has run.
     let late = store
         .place_preorder(&place_req(&c.id, &who, 1), deadline())
         .await;
-    assert!(precondition(late).contains("closed"));
+    assert!(matches!(precondition(late), Refusal::CampaignClosed { .. }));
     assert!(batches(&*store, &c.id).await.is_empty());
     assert!(
         all_preorders(&*store, PreorderFilter::Campaign(c.id.clone()))
@@ -1247,7 +1260,7 @@ async fn hammer(
                 let req = place_req(&campaign, &consumer(t), quantity(t, i));
                 match store.place_preorder(&req, t0() + Duration::hours(1)).await {
                     Ok(p) => accepted.push(p),
-                    Err(StoreError::Domain(DomainError::FailedPrecondition(_))) => {}
+                    Err(StoreError::Domain(DomainError::Refused(_))) => {}
                     Err(e) => panic!("task {t} order {i}: {e:?}"),
                 }
             }
@@ -1665,7 +1678,7 @@ pub async fn place_together(fx: &dyn Fixture) -> (CampaignId, Vec<Preorder>) {
                 Expect::InvalidQuantity,
                 Err(StoreError::Domain(DomainError::InvalidArgument { field, .. })),
             ) => assert_eq!(field, "quantity", "{i}"),
-            (Expect::Precondition, Err(StoreError::Domain(DomainError::FailedPrecondition(_))))
+            (Expect::Precondition, Err(StoreError::Domain(DomainError::Refused(_))))
             | (
                 Expect::Conflict,
                 Err(StoreError::Domain(DomainError::IdempotencyConflict { .. })),
@@ -2242,18 +2255,29 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
             t0(),
         )
         .await;
-    assert!(precondition(refused).contains("no-such-sku"));
+    assert_eq!(
+        precondition(refused),
+        Refusal::SkuNotInCatalogue {
+            sku: "no-such-sku".into()
+        }
+    );
     create(&*store, spec(5, None)).await;
     let delete = CatalogueEdit::Delete {
         kind: CatalogueKind::Product,
         id: "kettle-17-white".into(),
     };
-    assert!(precondition(change(&*store, delete, accept_all()).await).contains("kettle-17-white"));
+    let in_use = Refusal::SkuInUse {
+        sku: "kettle-17-white".into(),
+    };
+    assert_eq!(
+        precondition(change(&*store, delete, accept_all()).await),
+        in_use
+    );
     let mut without = sample.clone();
     without.products.remove(0);
-    assert!(
-        precondition(change(&*store, CatalogueEdit::Replace(without), accept_all()).await)
-            .contains("kettle-17-white")
+    assert_eq!(
+        precondition(change(&*store, CatalogueEdit::Replace(without), accept_all()).await),
+        in_use
     );
     let delete = CatalogueEdit::Delete {
         kind: CatalogueKind::Product,
@@ -2431,7 +2455,12 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
         vec![work_order("f1", &a)],
     );
     twice.reservations.clear();
-    assert!(precondition(store.store_plan(&twice, t0()).await).contains(a.id.as_str()));
+    assert_eq!(
+        precondition(store.store_plan(&twice, t0()).await),
+        Refusal::BatchNotWaiting {
+            batch: a.id.to_string()
+        }
+    );
     // Stock that is not there cannot be reserved.
     let c = locked_batch(&*store, "kettle-17-white").await;
     let mut greedy = new_plan(
@@ -2440,7 +2469,12 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
         vec![work_order("f2", &c)],
     );
     greedy.reservations = vec![("steel".into(), 7.0)];
-    assert!(precondition(store.store_plan(&greedy, t0()).await).contains("steel"));
+    assert_eq!(
+        precondition(store.store_plan(&greedy, t0()).await),
+        Refusal::StockChanged {
+            material: "steel".into()
+        }
+    );
     greedy.reservations = vec![("steel".into(), 6.0)];
     let third = store.store_plan(&greedy, t0()).await.expect("store third");
     let got = store.get_plan(&third).await.unwrap();
@@ -2472,10 +2506,10 @@ fn report_req(factory: &str, work_order: &str, progress: Progress) -> ReportProg
     }
 }
 
-fn out_of_range<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+fn out_of_range<T: std::fmt::Debug>(r: Result<T, StoreError>) -> DomainError {
     match r {
-        Err(StoreError::Domain(DomainError::OutOfRange(m))) => m,
-        other => panic!("expected OutOfRange, got {other:?}"),
+        Err(StoreError::Domain(e @ DomainError::Ahead { .. })) => e,
+        other => panic!("expected a position ahead of the store, got {other:?}"),
     }
 }
 
@@ -2528,7 +2562,10 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     let pos = store.ack_work_orders("f1", 1, t0()).await.expect("ack");
     assert_eq!((pos.acked_seq, pos.last_seq), (1, 1));
     store.ack_work_orders("f1", 1, t0()).await.expect("again");
-    assert!(out_of_range(store.ack_work_orders("f1", 2, t0()).await).contains("f1"));
+    assert!(matches!(
+        out_of_range(store.ack_work_orders("f1", 2, t0()).await),
+        DomainError::Ahead { factory, seq: 2, last: 1, .. } if factory == "f1"
+    ));
     assert_eq!(
         invalid_field(store.ack_work_orders("f1", 0, t0()).await),
         "seq"
@@ -2624,7 +2661,10 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         vec![part_order("f2", &b, 2)],
     );
     too_much.reservations.clear();
-    assert!(precondition(store.store_plan(&too_much, t0()).await).contains("1 units waiting"));
+    assert!(matches!(
+        precondition(store.store_plan(&too_much, t0()).await),
+        Refusal::UnitsNotWaiting { waiting: 1, .. }
+    ));
     let mut replan = new_plan(
         PlanStatus::Optimal,
         vec![b.id.clone()],

@@ -18,3 +18,36 @@ pub enum StoreError {
     #[error("corrupt data: {0}")]
     Corrupt(String),
 }
+
+/// Whether a database error may pass if the call is retried unchanged: the connection or
+/// the pool failed, or the database gave up on a lock, a serialization conflict or its
+/// own shutdown. Anything else (an arithmetic overflow, a constraint the data breaks, a
+/// column that does not decode) fails again the same way, so the server must not tell the
+/// caller to retry it.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.as_ref() {
+                // PostgreSQL: serialization failure, deadlock, lock timeout, the server
+                // going away or out of connections, a connection failure (class 08).
+                "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" => true,
+                c if c.starts_with("08") => true,
+                // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes, a full disk,
+                // I/O errors.
+                c if c.bytes().all(|b| b.is_ascii_digit()) => {
+                    let n: u32 = c.parse().unwrap_or(0);
+                    matches!(n & 0xff, 5 | 6 | 10 | 13)
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}

@@ -216,11 +216,13 @@ pub(crate) async fn known_position(
 
 /// The error for a cursor or acknowledgement beyond the factory's last work order (the
 /// server checks a subscription's cursor with it too).
-pub fn ahead(what: &str, factory: &str, seq: i64, last: i64) -> StoreError {
-    DomainError::OutOfRange(format!(
-        "{what} sequence number {seq} is ahead of factory {factory}'s last work order ({last}); \
-         the factory's cursor does not belong to this server's data: resubscribe from {last} or lower"
-    ))
+pub fn ahead(what: &'static str, factory: &str, seq: i64, last: i64) -> StoreError {
+    DomainError::Ahead {
+        what,
+        factory: factory.to_owned(),
+        seq,
+        last,
+    }
     .into()
 }
 

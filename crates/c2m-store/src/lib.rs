@@ -76,7 +76,7 @@ pub use access::{NewToken, StoredToken, TokenStore};
 pub use catalogue::{
     Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, ChangeCatalogue,
 };
-pub use error::StoreError;
+pub use error::{is_transient, StoreError};
 pub use factory::{
     BatchProduction, FactoryPosition, ProductionStage, ReportProgress, WorkOrderStatus,
 };

@@ -270,7 +270,7 @@ pub(crate) async fn store_plan(
         }
     }
     if new.batches.is_empty() {
-        return Err(DomainError::precondition("no batches are waiting for planning").into());
+        return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan).into());
     }
     tx.lock_planning().await?;
     let queued: std::collections::HashMap<BatchId, i64> = tx
@@ -280,9 +280,9 @@ pub(crate) async fn store_plan(
         .map(|q| (q.batch.id, q.units_to_plan))
         .collect();
     if let Some(gone) = new.batches.iter().find(|b| !queued.contains_key(b)) {
-        return Err(DomainError::precondition(format!(
-            "batch {gone} is no longer waiting for planning; run the cycle again"
-        ))
+        return Err(DomainError::from(c2m_domain::Refusal::BatchNotWaiting {
+            batch: gone.to_string(),
+        })
         .into());
     }
     // A plan may give a batch fewer units than wait (a rejection meanwhile sent more
@@ -296,10 +296,11 @@ pub(crate) async fn store_plan(
     for (batch, units) in given {
         let waiting = queued.get(batch).copied().unwrap_or(0);
         if units > waiting {
-            return Err(DomainError::precondition(format!(
-                "batch {batch} has {waiting} units waiting for planning, not {units}; \
-                 run the cycle again"
-            ))
+            return Err(DomainError::from(c2m_domain::Refusal::UnitsNotWaiting {
+                batch: batch.to_string(),
+                waiting,
+                planned: units,
+            })
             .into());
         }
     }
@@ -313,9 +314,9 @@ pub(crate) async fn store_plan(
         let mut reserved = false;
         for (material, qty) in new.reservations.iter().filter(|(_, q)| *q > 0.0) {
             if !tx.take_stock(material, *qty).await? {
-                return Err(DomainError::precondition(format!(
-                    "stock of `{material}` changed since the scenario was built; run the cycle again"
-                ))
+                return Err(DomainError::from(c2m_domain::Refusal::StockChanged {
+                    material: material.clone(),
+                })
                 .into());
             }
             tx.insert_reservation(&id, material, *qty).await?;

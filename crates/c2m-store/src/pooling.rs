@@ -486,7 +486,7 @@ pub(crate) async fn cancel_preorder(
         .await?
         .ok_or_else(|| preorder_not_found(&req.preorder_id))?;
     if preorder.cancelled_at.is_some() {
-        return Err(DomainError::precondition("the pre-order is already cancelled").into());
+        return Err(DomainError::from(c2m_domain::Refusal::AlreadyCancelled).into());
     }
     let batch = tx.open_batch(&campaign.id).await?;
     let batch_open = preorder.status == PreorderStatus::Pooled;

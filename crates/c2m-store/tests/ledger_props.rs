@@ -153,9 +153,9 @@ fn key(n: &mut u64) -> IdempotencyKey {
 
 fn refused(r: &Result<impl std::fmt::Debug, StoreError>) -> Result<(), TestCaseError> {
     match r {
-        Err(StoreError::Domain(
-            DomainError::FailedPrecondition(_) | DomainError::InvalidArgument { .. },
-        )) => Ok(()),
+        Err(StoreError::Domain(DomainError::Refused(_) | DomainError::InvalidArgument { .. })) => {
+            Ok(())
+        }
         other => Err(TestCaseError::fail(format!(
             "expected a refusal, got {other:?}"
         ))),

@@ -25,7 +25,11 @@ impl CampaignService for CampaignSvc {
             .await
             .map_err(store_status)?;
         tracing::info!(campaign = %c.id, sku = %c.terms.sku, "campaign created");
-        Ok(Response::new(convert::campaign(&c, now)))
+        // The status is shown as of now, read again: a resend may be answered with the
+        // campaign its twin created after this request read the clock (on another
+        // replica, say), and a campaign is never shown as it was before it existed.
+        let shown_at = self.0.clock.now().max(c.created_at);
+        Ok(Response::new(convert::campaign(&c, shown_at)))
     }
 
     #[tracing::instrument(skip_all, fields(campaign = %req.get_ref().campaign_id))]

@@ -6,35 +6,15 @@ use c2m_domain::DomainError;
 use c2m_planner::Scenario;
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::catalogue_service_server::CatalogueService;
-use c2m_store::{CatalogueChanged, CatalogueEdit, CatalogueKind, ChangeCatalogue};
+use c2m_store::{CatalogueEdit, CatalogueKind, ChangeCatalogue};
 
 use super::Ctx;
 use crate::convert;
+use crate::convert::catalogue::{changed, is_json};
 use crate::planning::{catalogue_check, catalogue_of, scenario_error, scenario_of};
 use crate::status::{domain_status, store_status};
 
 pub struct CatalogueSvc(pub Ctx);
-
-fn changed(c: CatalogueChanged) -> pb::CatalogueChange {
-    pb::CatalogueChange {
-        version: c.version,
-        products: c.products,
-        materials: c.materials,
-        factories: c.factories,
-        suppliers: c.suppliers,
-    }
-}
-
-fn is_json(format: i32) -> Result<bool, Status> {
-    match pb::ScenarioFormat::try_from(format) {
-        Ok(pb::ScenarioFormat::Json) => Ok(true),
-        Ok(_) => Ok(false),
-        Err(_) => Err(domain_status(&DomainError::invalid(
-            "format",
-            "unknown format",
-        ))),
-    }
-}
 
 #[tonic::async_trait]
 impl CatalogueService for CatalogueSvc {

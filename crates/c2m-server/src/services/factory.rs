@@ -8,7 +8,7 @@
 //! committed, a server crash cannot lose a work order or send one that was not stored;
 //! the factory resumes from its last sequence number and gets everything after it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,17 +17,17 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use c2m_domain::production::Progress;
 use c2m_domain::DomainError;
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::factory_service_server::FactoryService;
 use c2m_store::factory::{ahead, FEED_PAGE};
-use c2m_store::{ReportProgress, WorkOrderStatus};
+use c2m_store::ReportProgress;
 
-use super::planning::{work_order, work_order_state};
 use super::Ctx;
 use crate::convert;
-use crate::status::{domain_status, store_status};
+use crate::convert::factory::{heartbeat, progress, report_progress};
+use crate::convert::planning::work_order;
+use crate::status::{domain_status, edge_status, store_status, Edge};
 
 /// Tells subscriptions in this process that new work orders may have been stored.
 #[derive(Clone)]
@@ -77,7 +77,13 @@ impl Streams {
     /// Registers a new subscription; returns its number and a receiver that changes when
     /// a newer one replaces it.
     fn claim(&self, factory: &str) -> (u64, watch::Receiver<u64>) {
-        let mut map = self.0.lock().expect("streams lock");
+        // A panic elsewhere while the map was locked leaves it consistent (each entry is
+        // one counter), so a poisoned lock is used as it is rather than failing every
+        // later subscription.
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = map
             .entry(factory.to_owned())
             .or_insert_with(|| watch::channel(0).0);
@@ -113,78 +119,6 @@ fn factory_id<T>(req: &Request<T>, requested: &str) -> Result<String, Status> {
         )));
     }
     Ok(s.to_owned())
-}
-
-fn heartbeat(
-    pos: c2m_store::FactoryPosition,
-    now: chrono::DateTime<chrono::Utc>,
-) -> pb::FactoryEvent {
-    pb::FactoryEvent {
-        event: Some(pb::factory_event::Event::Heartbeat(pb::Heartbeat {
-            at: Some(convert::timestamp(now)),
-            last_seq: pos.last_seq,
-            acked_seq: pos.acked_seq,
-        })),
-    }
-}
-
-pub fn progress(s: &WorkOrderStatus) -> pb::WorkOrderProgress {
-    pb::WorkOrderProgress {
-        work_order_id: s.work_order_id.clone(),
-        factory_id: s.factory_id.clone(),
-        seq: s.seq,
-        state: work_order_state(s.state) as i32,
-        state_at: s.state_at.map(convert::timestamp),
-        qc_passed: s.tally.qc_passed,
-        qc_failed: s.tally.qc_failed,
-        shipped: s
-            .tally
-            .shipped
-            .iter()
-            .map(|(sku, q)| pb::ShippedQuantity {
-                sku: sku.clone(),
-                quantity: *q,
-            })
-            .collect(),
-        requeued_batch_ids: s.requeued_batches.iter().map(|b| b.to_string()).collect(),
-    }
-}
-
-fn report_progress(p: Option<pb::report_request::Progress>) -> Result<Progress, Status> {
-    use pb::report_request::Progress as P;
-    Ok(match p {
-        None => {
-            return Err(domain_status(&DomainError::invalid(
-                "progress",
-                "one of accepted, rejected, in_production, quality_check, shipped is required",
-            )))
-        }
-        Some(P::Accepted(_)) => Progress::Accepted,
-        Some(P::Rejected(r)) => Progress::Rejected { reason: r.reason },
-        Some(P::InProduction(_)) => Progress::InProduction,
-        Some(P::QualityCheck(q)) => Progress::QualityCheck {
-            passed: q.passed,
-            failed: q.failed,
-        },
-        Some(P::Shipped(s)) => {
-            let mut quantities = BTreeMap::new();
-            for (i, q) in s.quantities.into_iter().enumerate() {
-                if q.sku.trim().is_empty() {
-                    return Err(domain_status(&DomainError::invalid(
-                        format!("shipped.quantities[{i}].sku"),
-                        "is required",
-                    )));
-                }
-                if quantities.insert(q.sku.clone(), q.quantity).is_some() {
-                    return Err(domain_status(&DomainError::invalid(
-                        format!("shipped.quantities[{i}].sku"),
-                        format!("`{}` is listed twice", q.sku),
-                    )));
-                }
-            }
-            Progress::Shipped { quantities }
-        }
-    })
 }
 
 #[tonic::async_trait]
@@ -258,17 +192,13 @@ impl FactoryService for FactorySvc {
                     _ = tx.closed() => return,
                     _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                         let _ = tx
-                            .send(Err(Status::unavailable(
-                                "the server is shutting down; subscribe again from your last seq",
-                            )))
+                            .send(Err(edge_status(Edge::ShuttingDown)))
                             .await;
                         return;
                     }
                     _ = async { let _ = newest.wait_for(|n| *n != mine).await; } => {
                         let _ = tx
-                            .send(Err(Status::aborted(
-                                "a newer subscription for this factory replaced this stream",
-                            )))
+                            .send(Err(edge_status(Edge::StreamReplaced)))
                             .await;
                         return;
                     }

@@ -4,132 +4,19 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use c2m_domain::DomainError;
+use c2m_domain::{DomainError, Refusal};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::planning_service_server::PlanningService;
-use c2m_store::planning::WorkOrder;
-use c2m_store::{PlanStatus, PlanSummary, StoredPlan};
 
 use super::Ctx;
 use crate::convert;
+use crate::convert::planning::{plan, summary};
 use crate::planning::{CycleOutcome, PlanningCycles};
 use crate::status::{cycle_status, domain_status, store_status};
 
 pub struct PlanningSvc {
     pub ctx: Ctx,
     pub cycles: Arc<PlanningCycles>,
-}
-
-fn money(minor: i64, currency: &str) -> pb::Money {
-    pb::Money {
-        minor,
-        currency: currency.to_owned(),
-    }
-}
-
-fn status(s: PlanStatus) -> i32 {
-    (match s {
-        PlanStatus::Optimal => pb::PlanStatus::Optimal,
-        PlanStatus::Feasible => pb::PlanStatus::Feasible,
-        PlanStatus::Infeasible => pb::PlanStatus::Infeasible,
-    }) as i32
-}
-
-pub fn summary(p: &PlanSummary) -> pb::PlanSummary {
-    pb::PlanSummary {
-        id: p.id.clone(),
-        status: status(p.status),
-        total_cost: Some(money(p.total_cost, &p.currency)),
-        gap: p.gap,
-        solver: p.solver.clone(),
-        batches: p.batches,
-        created_at: Some(convert::timestamp(p.created_at)),
-    }
-}
-
-pub fn work_order(w: &WorkOrder) -> pb::WorkOrder {
-    pb::WorkOrder {
-        id: w.id.clone(),
-        plan_id: w.plan_id.clone(),
-        factory_id: w.factory_id.clone(),
-        seq: w.seq,
-        runs: w
-            .runs
-            .iter()
-            .map(|r| pb::ProductionRun {
-                sku: r.sku.clone(),
-                quantity: r.quantity,
-                batches: r
-                    .batches
-                    .iter()
-                    .map(|b| pb::RunBatch {
-                        batch_id: b.batch_id.to_string(),
-                        units: b.units,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        materials: w
-            .materials
-            .iter()
-            .map(|m| pb::MaterialDelivery {
-                material: m.material.clone(),
-                supplier: m.supplier.clone().unwrap_or_default(),
-                quantity: m.quantity,
-            })
-            .collect(),
-        due_at: Some(convert::timestamp(w.due_at)),
-        state: work_order_state(w.state) as i32,
-        created_at: Some(convert::timestamp(w.created_at)),
-    }
-}
-
-pub fn work_order_state(s: c2m_domain::WorkOrderState) -> pb::WorkOrderState {
-    use c2m_domain::WorkOrderState as S;
-    match s {
-        S::Issued => pb::WorkOrderState::Issued,
-        S::Accepted => pb::WorkOrderState::Accepted,
-        S::Rejected => pb::WorkOrderState::Rejected,
-        S::InProduction => pb::WorkOrderState::InProduction,
-        S::QcPassed => pb::WorkOrderState::QcPassed,
-        S::QcFailed => pb::WorkOrderState::QcFailed,
-        S::Shipped => pb::WorkOrderState::Shipped,
-    }
-}
-
-fn plan(p: &StoredPlan) -> Result<pb::Plan, Status> {
-    let cur = &p.summary.currency;
-    let b: c2m_planner::CostBreakdown = serde_json::from_str(&p.cost_breakdown).map_err(|e| {
-        store_status(c2m_store::StoreError::Corrupt(format!(
-            "cost breakdown: {e}"
-        )))
-    })?;
-    let diagnosis = match &p.diagnosis {
-        Some(d) => {
-            serde_json::from_str::<c2m_planner::Diagnosis>(d)
-                .map_err(|e| {
-                    store_status(c2m_store::StoreError::Corrupt(format!("diagnosis: {e}")))
-                })?
-                .reasons
-        }
-        None => Vec::new(),
-    };
-    Ok(pb::Plan {
-        summary: Some(summary(&p.summary)),
-        cost_breakdown: Some(pb::CostBreakdown {
-            production: Some(money(b.production, cur)),
-            setup: Some(money(b.setup, cur)),
-            purchase: Some(money(b.purchase, cur)),
-            ordering: Some(money(b.ordering, cur)),
-            holding: Some(money(b.holding, cur)),
-        }),
-        solve_seconds: p.solve_seconds,
-        diagnosis,
-        scenario_toml: p.scenario.clone(),
-        plan_json: p.plan.clone(),
-        batch_ids: p.batches.iter().map(|b| b.to_string()).collect(),
-        work_orders: p.work_orders.iter().map(work_order).collect(),
-    })
 }
 
 #[tonic::async_trait]
@@ -141,9 +28,7 @@ impl PlanningService for PlanningSvc {
     ) -> Result<Response<pb::Plan>, Status> {
         let key = convert::idempotency_key(&req.get_ref().idempotency_key)?;
         match self.cycles.run(Some(key)).await.map_err(cycle_status)? {
-            CycleOutcome::Idle => Err(domain_status(&DomainError::precondition(
-                "no batches are waiting for planning",
-            ))),
+            CycleOutcome::Idle => Err(domain_status(&Refusal::NothingToPlan.into())),
             CycleOutcome::Planned { plan_id, .. } => {
                 let p = self
                     .ctx

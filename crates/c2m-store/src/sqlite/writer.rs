@@ -303,7 +303,7 @@ mod tests {
                     .await?;
             }
             if self.refuse {
-                return Err(DomainError::precondition("refused").into());
+                return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan).into());
             }
             Ok(self.x)
         }

@@ -5,12 +5,10 @@
 //! cursor ahead of the server. Runs on SQLite, and on PostgreSQL when `TEST_DATABASE_URL`
 //! is set (as in CI).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use c2m_proto::v1 as pb;
-use common::*;
 use tokio::sync::mpsc;
 use tonic::Code;
 
@@ -313,11 +311,10 @@ async fn two_factories_one_rejects_and_the_batch_moves(server_addr: std::net::So
         ))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(
-        err.message().contains("quality_check.passed"),
-        "{}",
-        err.message()
+    assert_refused(&err, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(
+        error_meta(&err, "field").as_deref(),
+        Some("quality_check.passed")
     );
 
     // Resuming: from an old cursor everything after it, by the same ids; without a cursor
@@ -345,8 +342,8 @@ async fn two_factories_one_rejects_and_the_batch_moves(server_addr: std::net::So
         .await
         .err()
         .expect("ahead");
-    assert_eq!(err.code(), Code::OutOfRange);
-    assert!(err.message().contains("ahead"), "{}", err.message());
+    assert_refused(&err, Code::OutOfRange, "CURSOR_AHEAD");
+    assert_eq!(error_meta(&err, "last").as_deref(), Some("2"), "{err:?}");
     let err = Feed::open(&c, "nowhere-9", None)
         .await
         .err()

@@ -1,5 +1,5 @@
-//! The `what_if` example run as a process, exactly as the README runs it: on the
-//! shipped sample scenarios and on `../shared/scenarios/kettle-c2m.toml`. Its
+//! The `what_if` example run as a process, exactly as `docs/what-if.md` runs it: on the
+//! shipped sample scenarios (`kettle-c2m.toml` is the shared contract's sample). Its
 //! `--json` and `--csv` output is checked against plans solved directly with
 //! `c2m_planner`, and the threshold advice against a value worked out on paper.
 //!
@@ -61,7 +61,7 @@ fn example() -> &'static Path {
     })
 }
 
-/// Runs the example in the repository root (the README's paths are relative to it).
+/// Runs the example in the repository root (the paths of `docs/what-if.md` are relative to it).
 fn what_if(args: &[&str]) -> Output {
     Command::new(example())
         .current_dir(ROOT)
@@ -89,17 +89,6 @@ fn scenario(path: &str) -> Scenario {
 const KETTLE: &str = "examples/scenarios/kettle-c2m.toml";
 const OVERLAY: &str = "examples/scenarios/kettle-what-if.toml";
 const INFEASIBLE: &str = "examples/scenarios/infeasible-capacity.toml";
-const SHARED_KETTLE: &str = "../shared/scenarios/kettle-c2m.toml";
-
-/// The shared kettle scenario, or `None` (with a message) when it is absent.
-fn shared_kettle() -> Option<&'static str> {
-    if Path::new(ROOT).join(SHARED_KETTLE).is_file() {
-        Some(SHARED_KETTLE)
-    } else {
-        eprintln!("skipped: {SHARED_KETTLE} is absent (it lives beside the repository)");
-        None
-    }
-}
 
 /// The kettle's variants from `kettle-what-if.toml`, edited by hand.
 fn variants_by_hand(base: &Scenario) -> Vec<(&'static str, Scenario)> {
@@ -192,9 +181,6 @@ fn check_compare_json(base_path: &str) {
 #[test]
 fn compare_json_on_the_samples() {
     check_compare_json(KETTLE);
-    if let Some(shared) = shared_kettle() {
-        check_compare_json(shared);
-    }
 }
 
 #[test]
@@ -220,7 +206,7 @@ fn compare_table_and_csv() {
     assert_eq!(row[at("shortfalls")], "kettle-12-travel:400");
 }
 
-/// The README's sweep: 50 points, 100 to 5000 white kettles, with a chart.
+/// The sweep of `docs/what-if.md`: 50 points, 100 to 5000 white kettles, with a chart.
 #[test]
 fn kettle_sweep_writes_a_chart() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,7 +279,7 @@ fn kettle_sweep_writes_a_chart() {
 /// (buying 200 kg at 40 is cheaper) 100 + 18 000 / V, more than 190; from 200
 /// on 140 + 10 000 / V, which is at most 153 once V is at least 769.2: the
 /// minimum viable batch is 770.
-const MUG: &str = include_str!("../crates/c2m-planner/tests/data/mug.toml");
+const MUG: &str = include_str!("../../crates/c2m-planner/tests/data/mug.toml");
 
 #[test]
 fn advice_on_paper_and_on_the_kettle() {
@@ -320,7 +306,7 @@ fn advice_on_paper_and_on_the_kettle() {
     assert_eq!(a["below_minimum"]["volume"], 769);
     assert_eq!(a["ladder"][0]["mark"]["volume"], 200);
 
-    // The README's advice on the kettle: whatever volume it names, a plan
+    // The advice of `docs/what-if.md` on the kettle: whatever volume it names, a plan
     // solved directly must leave the margin there and not one unit below.
     let out = stdout_ok(&[
         "advise",
@@ -340,7 +326,7 @@ fn advice_on_paper_and_on_the_kettle() {
     assert!((a["target_cost"].as_f64().unwrap() - target).abs() < 1e-6);
     let v = a["minimum_viable"]["volume"]
         .as_i64()
-        .expect("a viable volume for the README's example");
+        .expect("a viable volume for the example of docs/what-if.md");
     let cost_at = |volume: i64| {
         let mut s = scenario(KETTLE);
         s.products[0].demand = volume;
@@ -370,9 +356,7 @@ fn advice_on_paper_and_on_the_kettle() {
 #[test]
 fn scenario_tools_on_the_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let mut files = vec![KETTLE, INFEASIBLE];
-    files.extend(shared_kettle());
-    for file in files {
+    for file in [KETTLE, INFEASIBLE] {
         let original = scenario(file);
         let out = stdout_ok(&["scenario", "validate", file]);
         assert!(out.starts_with(&format!("{file}: valid (")), "{out}");

@@ -2,16 +2,14 @@
 //! from the compiled descriptor set, so a new RPC is covered the day it is added), factory
 //! scoping, and the real binary's first admin token and `c2m token` commands.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::common::*;
 use c2m_domain::Role;
 use c2m_proto::v1 as pb;
-use common::*;
 use prost::Message;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::codec::ProstCodec;
@@ -320,6 +318,21 @@ async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
+    // A factory the catalogue does not know gets no token.
+    let unknown = std::process::Command::new(bin)
+        .args(["token", "create", "--role", "factory", "--factory"])
+        .arg("no-such-factory")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("factory `no-such-factory` is not in the catalogue"),
+        "{unknown:?}"
+    );
+    assert!(!run(&["token", "list"]).contains("no-such-factory"));
     let factory = run(&[
         "token",
         "create",

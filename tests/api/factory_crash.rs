@@ -9,15 +9,13 @@
 //! `C2M_CRASH_ROUNDS` (default 15) sets the number of rounds, two kills each;
 //! `C2M_CRASH_SEED` replays a run (the seed is printed).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use c2m_proto::v1 as pb;
-use common::*;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 

@@ -2,13 +2,11 @@
 //! database: runs when `TEST_DATABASE_URL` names a PostgreSQL server it may create
 //! databases on (`.ci/run` starts one), and says it skipped otherwise.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
+use crate::common::*;
 use c2m_proto::v1 as pb;
 use c2m_store::conformance::{drop_pg_database, fresh_pg_database};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_server_processes_on_one_postgres_lock_each_batch_once() {

@@ -1,5 +1,11 @@
-//! Protobuf <-> domain. Parsing a request either yields a domain command that is valid as
-//! far as the request alone can tell, or an INVALID_ARGUMENT status naming the field.
+//! Protobuf <-> domain, store and planner values: every conversion of the server lives in
+//! this module, one submodule per concern beside the pooling and money ones here. Parsing
+//! a request either yields a domain command that is valid as far as the request alone can
+//! tell, or an INVALID_ARGUMENT status naming the field.
+
+pub mod catalogue;
+pub mod factory;
+pub mod planning;
 
 use chrono::{DateTime, TimeZone, Utc};
 use prost_types::Timestamp;
@@ -39,9 +45,14 @@ pub fn parse_timestamp(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, Stat
 }
 
 fn money(m: Money) -> pb::Money {
+    minor_money(m.minor, m.currency.as_str())
+}
+
+/// An amount stored as minor units beside its currency's code (plans keep theirs so).
+pub fn minor_money(minor: i64, currency: &str) -> pb::Money {
     pb::Money {
-        minor: m.minor,
-        currency: m.currency.to_string(),
+        minor,
+        currency: currency.to_owned(),
     }
 }
 

@@ -1,18 +1,16 @@
 //! Deadlines with an injected clock: an unfilled batch fails exactly once, even when the
 //! sweeper is stopped part-way through a pass and a new one takes over.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use tonic::Code;
 
+use crate::common::*;
 use c2m_domain::{CampaignId, ManualClock};
 use c2m_proto::v1 as pb;
 use c2m_server::sweeper::Sweeper;
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfilled_batches_fail_exactly_once_across_sweeper_restarts() {

@@ -3,11 +3,9 @@
 //! planner's independent verifier, an infeasible cycle leaves its batches queued with a
 //! diagnosis, and the catalogue round-trips through scenario files.
 
-mod common;
-
+use crate::common::*;
 use c2m_planner::{verify_plan, Plan, Scenario};
 use c2m_proto::v1 as pb;
-use common::*;
 use tonic::Code;
 
 async fn queued(c: &mut Clients) -> Vec<pb::QueuedBatch> {
@@ -42,13 +40,14 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
     let mut unknown = campaign_request("unknown", 10);
     unknown.sku = "case-z".into();
     let err = c.campaigns.create_campaign(unknown).await.unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("case-z"), "{}", err.message());
+    assert_refused(&err, Code::FailedPrecondition, "SKU_NOT_IN_CATALOGUE");
+    assert_eq!(error_meta(&err, "sku").as_deref(), Some("case-z"));
 
     // Nothing waits yet.
-    assert_eq!(
-        run_planning(&mut c, "too-early").await.unwrap_err().code(),
-        Code::FailedPrecondition
+    assert_refused(
+        &run_planning(&mut c, "too-early").await.unwrap_err(),
+        Code::FailedPrecondition,
+        "NOTHING_TO_PLAN",
     );
 
     let a = locked_batch(&mut c, "cmp-a", "case-a", 20).await;
@@ -183,16 +182,17 @@ async fn scenario_errors_name_the_place_and_campaign_skus_stay() {
     let err = import(&mut c, "bad", &bad, pb::ImportMode::Replace)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(
-        err.message()
-            .contains("suppliers[0].offers[0].breaks[1].min_qty"),
-        "{}",
-        err.message()
+    assert_refused(&err, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(
+        error_meta(&err, "field").as_deref(),
+        Some("suppliers[0].offers[0].breaks[1].min_qty")
     );
     let err = import(&mut c, "typo", "name = \"x\"\ncurrency = \"CNY\"\n[[materials]]\nid = \"a\"\nunit = \"kg\"\non_hnd = 1.0\n", pb::ImportMode::Replace).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("materials[0]"), "{}", err.message());
+    assert_refused(&err, Code::InvalidArgument, "INVALID_FIELD");
+    assert!(
+        error_meta(&err, "field").is_some_and(|f| f.starts_with("materials[0]")),
+        "{err:?}"
+    );
 
     import(&mut c, "good", PHONE_CASES, pb::ImportMode::Replace)
         .await
@@ -207,7 +207,7 @@ async fn scenario_errors_name_the_place_and_campaign_skus_stay() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("case-a"));
+    assert_refused(&err, Code::FailedPrecondition, "SKU_IN_USE");
+    assert_eq!(error_meta(&err, "sku").as_deref(), Some("case-a"));
     server.shutdown().await;
 }

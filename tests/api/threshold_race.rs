@@ -23,8 +23,6 @@
 //! seed; PostgreSQL (when `TEST_DATABASE_URL` is set) runs two `c2m serve` processes on one
 //! fresh database, shared by the seeds, each seed on its own campaign.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,9 +31,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::{Code, Status};
 
+use crate::common::*;
 use c2m_proto::v1 as pb;
 use c2m_store::conformance::{drop_pg_database, fresh_pg_database};
-use common::*;
 
 /// One race, as a seed chose it.
 #[derive(Debug, Clone)]
@@ -343,9 +341,9 @@ async fn race(seed: u64, servers: &[SocketAddr]) -> String {
     // One send placed, the other refused: allowed only if the refusal could have been
     // decided before the placement committed (a refused request records nothing, so an
     // original still in flight may be placed after its duplicate was refused). Every
-    // refusal says what it saw: the open batch's units ("only X units fit in the open
-    // batch (cap C)"), or the units committed ("only X units are left under the
-    // campaign's total cap", "sold out"). Orders are never cancelled here, so what the
+    // refusal says what it saw, in its ErrorInfo: the units that still fit the open batch
+    // (`BATCH_CAP`, `unitsFit`), or the units left under the total cap (`TOTAL_CAP`,
+    // `unitsLeft`; `SOLD_OUT`). Orders are never cancelled here, so what the
     // store held before the placement is a list of states; a refusal that saw none of them
     // was decided after the placement, and should have replayed it.
     let mut before = vec![(0, 0)]; // (units in the open batch, units committed)
@@ -364,22 +362,24 @@ async fn race(seed: u64, servers: &[SocketAddr]) -> String {
             .position(|p| p.id == placed.id)
             .expect("placed");
         let states = &before[..=at];
-        let m = s.message();
-        let seen = if let (Some(cap), Some(x)) = (race.cap, number_after(m, "only ")) {
-            if m.contains("fit in the open batch") {
-                states.iter().any(|(u, _)| *u == cap - x)
-            } else if m.contains("total cap") {
-                let total_cap = race.total_cap.expect("a total cap");
-                states.iter().any(|(_, t)| *t == total_cap - x)
-            } else {
-                panic!("seed {seed}: {key}: a refusal not understood: {s:?}")
+        let number = |key: &str| -> i64 {
+            error_meta(s, key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("seed {seed}: {key} missing from {s:?}"))
+        };
+        let seen = match reason(s).as_str() {
+            "BATCH_CAP" => {
+                let (cap, fits) = (number("batchCap"), number("unitsFit"));
+                assert_eq!(Some(cap), race.cap, "seed {seed}: {s:?}");
+                states.iter().any(|(u, _)| *u == cap - fits)
             }
-        } else if let (Some(total_cap), Some(x)) = (race.total_cap, number_after(m, "only ")) {
-            states.iter().any(|(_, t)| *t == total_cap - x)
-        } else if m.contains("sold out") {
-            false
-        } else {
-            panic!("seed {seed}: {key}: a refusal not understood: {s:?}")
+            "TOTAL_CAP" => {
+                let (total_cap, left) = (number("totalCap"), number("unitsLeft"));
+                assert_eq!(Some(total_cap), race.total_cap, "seed {seed}: {s:?}");
+                states.iter().any(|(_, t)| *t == total_cap - left)
+            }
+            "SOLD_OUT" => false,
+            _ => panic!("seed {seed}: {key}: a refusal not understood: {s:?}"),
         };
         assert!(
             seen,
@@ -399,10 +399,6 @@ async fn race(seed: u64, servers: &[SocketAddr]) -> String {
 }
 
 /// The number that follows `after` in a message.
-fn number_after(message: &str, after: &str) -> Option<i64> {
-    message.split(after).nth(1)?.split(' ').next()?.parse().ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn threshold_race_over_seeds_on_sqlite() {
     for seed in seeds() {

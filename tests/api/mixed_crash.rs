@@ -46,8 +46,6 @@
 //! SQLite, and on PostgreSQL too when `TEST_DATABASE_URL` is set (the c2m process is
 //! killed, never PostgreSQL).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,6 +62,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::{Code, Status};
 
+use crate::common::*;
 use c2m_domain::{
     Batch, BatchId, BatchStatus, HoldState, Page, PageRequest, Preorder, PreorderStatus, TxnKind,
 };
@@ -72,7 +71,6 @@ use c2m_store::conformance::{drop_pg_database, fresh_pg_database};
 use c2m_store::postgres::PgStore;
 use c2m_store::sqlite::SqliteStore;
 use c2m_store::{BatchTransition, PreorderFilter, Store, StoreError};
-use common::*;
 
 const FACTORIES: [&str; 2] = ["dongguan-1", "ningbo-2"];
 const SKUS: [&str; 2] = ["case-a", "case-b"];
@@ -404,7 +402,9 @@ async fn director(world: Arc<World>, seed: u64) {
                 .push((cmp.id.clone(), from_ts(&req.deadline))),
             // The deadline passed while the server was down; a campaign created by an
             // earlier send would have been replayed instead.
-            Err(s) if s.code() == Code::InvalidArgument && s.message().contains("deadline") => {}
+            Err(s)
+                if s.code() == Code::InvalidArgument
+                    && error_meta(s, "field").as_deref() == Some("deadline") => {}
             Err(s) => panic!("{key}: {s:?}"),
         }
         world.journal(|j| j.campaigns.get_mut(&key).unwrap().outcome = settle(r));

@@ -1,12 +1,10 @@
 //! Limits end to end: load shedding answers RESOURCE_EXHAUSTED at once instead of queueing,
 //! and a factory has one work order stream at a time (a new subscription closes the old).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use c2m_proto::v1 as pb;
-use common::*;
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
