@@ -14,6 +14,7 @@
 pub(crate) mod explain;
 pub(crate) mod greedy;
 pub(crate) mod model;
+pub(crate) mod unit_cost;
 pub(crate) mod verify;
 
 use crate::plan::{
