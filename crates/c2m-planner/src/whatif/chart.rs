@@ -11,6 +11,7 @@
 use std::fmt::Write;
 
 use super::sweep::Sweep;
+use crate::report::svg_escape as esc;
 
 const W: f64 = 900.0;
 const H: f64 = 520.0;
@@ -18,13 +19,6 @@ const LEFT: f64 = 80.0;
 const RIGHT: f64 = 30.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// "Nice" tick values covering `[lo, hi]`, about `n` of them.
 fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
