@@ -287,8 +287,8 @@ fn lead_time_chart_draws_lateness_as_a_second_series() {
     assert!(svg.contains("total cost and lateness against lead time of slow (days)"));
 }
 
-/// Cost per unit at V units due in week 1, slow a week late: 100 + 10 + 10
-/// + 500 / V. At a price of 2.00 and 20% margin the target is 160, met from
+/// Cost per unit at V units due in week 1, slow a week late:
+/// 100 + 10 + 10 + 500 / V. At a price of 2.00 and 20% margin the target is 160, met from
 /// 500 / 40 = 12.5, so 13 units.
 #[test]
 fn advice_on_a_v2_scenario_matches_the_paper() {

@@ -311,17 +311,24 @@ pub fn render_svg(s: &Sweep) -> String {
         let (lx, ly) = (LEFT + 12.0, TOP + 14.0);
         let _ = writeln!(
             out,
-            r#"<g class="legend"><rect x="{0:.1}" y="{1:.1}" width="190" height="42" fill="white" fill-opacity="0.85" stroke="{2}"/><line x1="{3:.1}" y1="{4:.1}" x2="{5:.1}" y2="{4:.1}" stroke="{COST}" stroke-width="2"/><text x="{6:.1}" y="{7:.1}">{8}</text><line x1="{3:.1}" y1="{9:.1}" x2="{5:.1}" y2="{9:.1}" stroke="{LATENESS}" stroke-width="2" stroke-dasharray="6 3"/><text x="{6:.1}" y="{10:.1}">lateness (right axis)</text></g>"#,
+            r##"<g class="legend"><rect x="{:.1}" y="{:.1}" width="190" height="42" fill="white" fill-opacity="0.85" stroke="#ccc"/>"##,
             lx - 6.0,
-            ly - 12.0,
-            "#ccc",
-            lx,
-            ly,
+            ly - 12.0
+        );
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{COST}" stroke-width="2"/><text x="{:.1}" y="{:.1}">{}</text>"#,
             lx + 24.0,
             lx + 30.0,
             ly + 4.0,
-            esc(&y_label.replace(&format!(" ({})", s.currency), "")),
+            esc(&y_label.replace(&format!(" ({})", s.currency), ""))
+        );
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx:.1}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="{LATENESS}" stroke-width="2" stroke-dasharray="6 3"/><text x="{2:.1}" y="{3:.1}">lateness (right axis)</text></g>"#,
             ly + 18.0,
+            lx + 24.0,
+            lx + 30.0,
             ly + 22.0
         );
     }
