@@ -356,7 +356,7 @@ fn advice_on_paper_and_on_the_kettle() {
 #[test]
 fn scenario_tools_on_the_samples() {
     let dir = tempfile::tempdir().unwrap();
-    for file in [KETTLE, INFEASIBLE] {
+    for file in [KETTLE, INFEASIBLE, WEEKS] {
         let original = scenario(file);
         let out = stdout_ok(&["scenario", "validate", file]);
         assert!(out.starts_with(&format!("{file}: valid (")), "{out}");

@@ -348,9 +348,10 @@ fn a_v2_demand_keeps_the_shape_of_the_due_schedule() {
     );
 }
 
-/// Files in memory, like `tests/whatif_cli.rs`.
+/// Files in memory, like `tests/whatif_cli.rs`, and the last progress
+/// report's total (plans to solve).
 #[derive(Default)]
-struct Mem(BTreeMap<String, String>);
+struct Mem(BTreeMap<String, String>, usize);
 
 impl Env for Mem {
     fn read(&mut self, path: &str) -> Result<String, String> {
@@ -364,7 +365,9 @@ impl Env for Mem {
             .insert(path.to_string(), String::from_utf8_lossy(contents).into());
         Ok(())
     }
-    fn progress(&mut self, _: usize, _: usize) {}
+    fn progress(&mut self, _: usize, total: usize) {
+        self.1 = total;
+    }
 }
 
 fn cli(env: &mut Mem, args: &str) -> Result<String, String> {
@@ -399,6 +402,9 @@ fn the_command_line_sweeps_a_lead_time() {
         assert_eq!(p["total_cost"], expected, "at {days} days");
     }
     assert!(env.0["lead.svg"].contains(r#"class="lateness""#));
+    // Days of the same week make the same model: 0, 1-7, 8-14, 15-21 and
+    // 22-28 days are five plans, not 29.
+    assert_eq!(env.1, 5);
 
     let csv = cli(
         &mut env,
@@ -441,4 +447,42 @@ fn the_command_line_sweeps_a_lead_time() {
         out.contains("f (h per period: 100, 100, 100, 100)"),
         "{out}"
     );
+}
+
+const WEEKS: &str = include_str!("../../../examples/scenarios/kettle-weeks.toml");
+const WEEKS_OVERLAY: &str = include_str!("../../../examples/scenarios/kettle-weeks-what-if.toml");
+
+/// The sample overlay of `docs/what-if.md` applies to the eight-week kettle
+/// and changes what its notes say (nothing is solved here).
+#[test]
+fn the_kettle_weeks_overlay_applies() {
+    let base = Scenario::from_toml_str(WEEKS).unwrap();
+    let ov = Overlay::from_toml_str(WEEKS_OVERLAY).unwrap();
+    let all = apply_all(&base, &ov).unwrap();
+    let names: Vec<&str> = ov.variants.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cixi-shut-week-3",
+            "white-batch-up",
+            "cheap-lateness",
+            "ten-weeks"
+        ]
+    );
+    let cixi = |s: &Scenario| s.factories[0].calendar.clone().unwrap();
+    assert_eq!(cixi(&all[0])[3], 0.0);
+    assert_eq!(cixi(&all[0])[4], 0.0);
+    assert_eq!(cixi(&base)[3], 60.0);
+    let white = |s: &Scenario| s.products[0].clone();
+    assert_eq!(
+        white(&all[1]).due[1],
+        Due {
+            period: 4,
+            quantity: 600
+        }
+    );
+    assert_eq!(white(&all[1]).total_due(), 1350);
+    assert_eq!(white(&all[2]).late_cost, Some(100.0));
+    assert_eq!(all[3].horizon.unwrap().periods, 10);
+    assert_eq!(cixi(&all[3]).len(), 10);
 }

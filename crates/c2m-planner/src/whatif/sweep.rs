@@ -167,6 +167,20 @@ pub fn scenario_at(base: &Scenario, q: &Quantity, x: f64) -> Result<Scenario, St
     Ok(s)
 }
 
+/// The value the model at `x` is planned with: `x` itself, except for a
+/// lead time in a version 2 scenario, which counts only through
+/// `ceil(days / period_days)`: every day count of a period gives the same
+/// model, planned once at the period's whole number of days.
+fn same_model_as(base: &Scenario, q: &Quantity, x: f64) -> f64 {
+    match (q, base.horizon) {
+        (Quantity::LeadTime { .. }, Some(h)) if h.period_days > 0 => {
+            let days = x.round().max(0.0) as i64;
+            (((days + h.period_days - 1) / h.period_days) * h.period_days) as f64
+        }
+        _ => x,
+    }
+}
+
 /// Sets a version 2 product's total due to `total`, keeping the shape of
 /// its due schedule: each period's share is scaled and rounded by largest
 /// remainder (ties to the earlier period), so the quantities stay whole and
@@ -223,9 +237,21 @@ pub fn run_sweep(
         return Err("a sweep needs at least 2 points".to_string());
     }
     let xs = values(spec);
-    let total = xs.len();
-    let points = super::par_map(
-        &xs,
+    // Values that make the same model are planned once: in version 2 a lead
+    // time counts in whole periods, so 8 to 14 days are all two weeks.
+    let keys: Vec<f64> = xs
+        .iter()
+        .map(|&x| same_model_as(base, &spec.quantity, x))
+        .collect();
+    let mut distinct: Vec<f64> = Vec::new();
+    for &k in &keys {
+        if !distinct.contains(&k) {
+            distinct.push(k);
+        }
+    }
+    let total = distinct.len();
+    let planned = super::par_map(
+        &distinct,
         super::threads(),
         |&x| {
             let s = scenario_at(base, &spec.quantity, x)?;
@@ -256,6 +282,20 @@ pub fn run_sweep(
         },
         &mut |done| progress(done, total),
     )?;
+    let points = xs
+        .iter()
+        .zip(&keys)
+        .map(|(&x, k)| {
+            let i = distinct
+                .iter()
+                .position(|d| d == k)
+                .expect("every key is planned");
+            SweepPoint {
+                x,
+                ..planned[i].clone()
+            }
+        })
+        .collect();
     let (swept, label, breaks) = match &spec.quantity {
         Quantity::Demand { sku } => {
             let (lo, hi) = (spec.from.min(spec.to), spec.from.max(spec.to));
