@@ -19,82 +19,10 @@ use serde_json::{json, Value};
 const WEEKS: &str = include_str!("../../../examples/scenarios/kettle-weeks.toml");
 const KETTLE: &str = include_str!("../../../examples/scenarios/kettle-c2m.toml");
 
-/// Worked out by hand. Periods are weeks; `f` is closed in weeks 0 and 2.
-/// `slow` sells `m` at 10 and delivers two weeks after the order (8 days),
-/// `fast` at 60 the same week. `box` is only what is on hand (5) and a
-/// receipt of 20 in week 2.
-///
-/// `p` needs 10 by week 1 and 10 more by week 3. Week 1 can make at most 5
-/// (the boxes on hand), from `fast` material only; each such unit costs 50
-/// more in material and saves 2 weeks late at 10 a week = 20: not worth it.
-/// So all 20 are made in week 3 from one `slow` order placed in week 1
-/// (arriving week 3; ordering in week 0 would hold 20 kg for a week).
-/// 10 units are late at the end of weeks 1 and 2: `late` has two entries
-/// of 10, lateness 20 x 10 = 200. `q` has nothing due: completion `null`.
-/// Box stock: 5, 5, 25, 5 (holding 40, leftover 5); `m` stock all 0.
-/// Total: production 2,000 + purchase 200 + holding 40 + lateness 200 = 2,440.
-const TINY: &str = r#"
-name = "tiny-weeks"
-currency = "CNY"
-
-[horizon]
-periods = 4
-period_days = 7
-
-[[products]]
-sku = "p"
-due = [ { period = 1, quantity = 10 }, { period = 3, quantity = 10 } ]
-late_cost = 10.0
-bom = { m = 1.0, box = 1.0 }
-
-[[products]]
-sku = "q"
-due = []
-bom = { m = 1.0 }
-
-[[materials]]
-id = "m"
-unit = "kg"
-on_hand = 0.0
-holding_cost = 1.0
-
-[[materials]]
-id = "box"
-unit = "pcs"
-on_hand = 5.0
-holding_cost = 1.0
-receipts = [ { period = 2, quantity = 20.0 } ]
-
-[[factories]]
-id = "f"
-capacity_hours = [ 0.0, 10.0, 0.0, 20.0 ]
-
-[[factories.lines]]
-sku = "p"
-unit_cost = 100.0
-hours_per_unit = 1.0
-
-[[factories.lines]]
-sku = "q"
-unit_cost = 100.0
-hours_per_unit = 1.0
-
-[[suppliers]]
-id = "slow"
-lead_days = 8
-
-[[suppliers.offers]]
-material = "m"
-breaks = [ { min_qty = 0.0, unit_price = 10.0 } ]
-
-[[suppliers]]
-id = "fast"
-lead_days = 0
-
-[[suppliers.offers]]
-material = "m"
-breaks = [ { min_qty = 0.0, unit_price = 60.0 } ]
-"#;
+/// Worked out by hand in the file's comment: all 20 units of `p` in week 3
+/// from one `slow` order placed in week 1, 10 late at the end of weeks 1 and
+/// 2, total 2,440.
+const TINY: &str = include_str!("data/tiny-weeks.toml");
 
 /// `r` may not be late, but its material arrives two weeks after the order
 /// at the earliest: the 5 units due in week 0 cannot be made in time.

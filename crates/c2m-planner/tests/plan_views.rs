@@ -13,68 +13,11 @@ use c2m_planner::{Plan, SolveOptions, ValidatedScenario};
 const WEEKS: &str = include_str!("../../../examples/scenarios/kettle-weeks.toml");
 const KETTLE: &str = include_str!("../../../examples/scenarios/kettle-c2m.toml");
 
-/// `f` is closed in weeks 0 and 2 and has 10 h in week 1, 20 h in week 3
-/// (1 h a unit). `p` needs 10 by week 1 and 10 by week 3, may be late at
-/// 10 a unit a week; `m` comes from `slow` two weeks after the order
-/// (10 a kg) or `fast` the same week (60 a kg); one box per unit, 5 on
-/// hand and 20 received in week 2. Week 1 can make at most 5 (boxes), at
-/// 50 more material cost each to save 20 of lateness: so all 20 are made
-/// in week 3 from one `slow` order placed in week 1. Late: 10 at the end of
-/// weeks 1 and 2. No plan makes `p` on time (week 1 has 5 boxes for 10
-/// units). Costs: production 2,000, purchase 200, holding 40 (box stock 5,
-/// 5, 25, 5), lateness 200: 2,440 minor units = 24.40 CNY.
-const TINY: &str = r#"
-name = "tiny-weeks"
-currency = "CNY"
-
-[horizon]
-periods = 4
-period_days = 7
-
-[[products]]
-sku = "p"
-due = [ { period = 1, quantity = 10 }, { period = 3, quantity = 10 } ]
-late_cost = 10.0
-bom = { m = 1.0, box = 1.0 }
-
-[[materials]]
-id = "m"
-unit = "kg"
-on_hand = 0.0
-holding_cost = 1.0
-
-[[materials]]
-id = "box"
-unit = "pcs"
-on_hand = 5.0
-holding_cost = 1.0
-receipts = [ { period = 2, quantity = 20.0 } ]
-
-[[factories]]
-id = "f"
-capacity_hours = [ 0.0, 10.0, 0.0, 20.0 ]
-
-[[factories.lines]]
-sku = "p"
-unit_cost = 100.0
-hours_per_unit = 1.0
-
-[[suppliers]]
-id = "slow"
-lead_days = 8
-
-[[suppliers.offers]]
-material = "m"
-breaks = [ { min_qty = 0.0, unit_price = 10.0 } ]
-
-[[suppliers]]
-id = "fast"
-lead_days = 0
-
-[[suppliers.offers]]
-material = "m"
-breaks = [ { min_qty = 0.0, unit_price = 60.0 } ]
-"#;
+/// Worked out by hand in the file's comment: all 20 units of `p` in week 3
+/// from one `slow` order placed in week 1 and arriving in week 3, 10 late at
+/// the end of weeks 1 and 2 (no plan makes `p` on time), box stock 5, 5, 25,
+/// 5: 24.40 CNY.
+const TINY: &str = include_str!("data/tiny-weeks.toml");
 
 fn solve(toml: &str, secs: u64) -> (ValidatedScenario, Plan) {
     let v = common::scenario(toml);
