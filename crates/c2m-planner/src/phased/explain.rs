@@ -38,9 +38,7 @@ pub(crate) fn binding_capacity(v: &ValidatedScenario, d: &Schedule) -> Vec<Perio
     let used = hours_used(v, d);
     let mut out = Vec::new();
     for (f, fac) in s.factories.iter().enumerate() {
-        for t in 0..v.periods() {
-            let cap = v.hours(f)[t];
-            let u = used[f][t];
+        for (t, (&u, &cap)) in used[f].iter().zip(v.hours(f)).enumerate() {
             if u > 0.0 && u >= cap - EPS * cap.max(1.0) {
                 out.push(PeriodCapacity {
                     factory: fac.id.clone(),
@@ -183,9 +181,8 @@ pub(crate) fn shadow_prices(
     let mut factory_hours = Vec::new();
     for (f, fac) in s.factories.iter().enumerate() {
         let mut row = Vec::with_capacity(n);
-        for t in 0..n {
-            let cap = v.hours(f)[t];
-            let binds = used_hours[f][t] >= cap - EPS * cap.max(1.0);
+        for (t, (&used, &cap)) in used_hours[f].iter().zip(v.hours(f)).enumerate() {
+            let binds = used >= cap - EPS * cap.max(1.0);
             row.push(round(value(
                 layout.capacity_rows[f][t],
                 Row::Capacity(f, t),

@@ -18,7 +18,12 @@ use crate::greedy::buy_need;
 use crate::plan::{Plan, PlanStatus};
 use crate::validate::ValidatedScenario;
 
-use super::{plan_from_schedule, Schedule};
+use super::{plan_from_schedule, Orders, Schedule};
+
+/// The cheapest cover of the periods before some period `b`: its cost, the
+/// order covering the last interval (offer, order period, tier, quantity;
+/// none when the interval needs nothing), and the interval's first period.
+type Cover = (f64, Option<(usize, usize, usize, f64)>, usize);
 
 /// The lot-for-lot plan, or `None` when the rules find no plan that meets
 /// every due (the scenario may still be feasible).
@@ -169,19 +174,16 @@ pub(crate) fn greedy_production(v: &ValidatedScenario) -> Option<Schedule> {
 /// Each period's net need of each material bought on its own, from the
 /// cheapest offer that arrives in time (`buy[t][o]` of a schedule), or
 /// `None` when some period's need cannot be bought in time.
-pub(crate) fn lot_for_lot(
-    v: &ValidatedScenario,
-    d: &Schedule,
-) -> Option<Vec<Vec<Option<(usize, f64)>>>> {
+pub(crate) fn lot_for_lot(v: &ValidatedScenario, d: &Schedule) -> Option<Orders> {
     let s = v.scenario();
     let n = v.periods();
     let used = d.consumption(v);
     let mut buy = vec![vec![None; v.offers().len()]; n];
     for (m, mat) in s.materials.iter().enumerate() {
         let mut stock = mat.on_hand;
-        for t in 0..n {
+        for (t, &use_t) in used[m].iter().enumerate() {
             stock += v.receipts(m)[t];
-            let need = used[m][t] - stock;
+            let need = use_t - stock;
             if need > 1e-9 {
                 let offers: Vec<usize> = (0..v.offers().len())
                     .filter(|&o| {
@@ -195,7 +197,7 @@ pub(crate) fn lot_for_lot(
                     stock += q;
                 }
             }
-            stock -= used[m][t];
+            stock -= use_t;
         }
     }
     Some(buy)
@@ -209,10 +211,7 @@ pub(crate) fn lot_for_lot(
 /// most cheaply among those that arrive in time, paying holding for what
 /// waits. `None` when some interval cannot be bought (caps, lead times):
 /// the MILP's warm start then falls back to lot-for-lot.
-pub(crate) fn consolidated(
-    v: &ValidatedScenario,
-    d: &Schedule,
-) -> Option<Vec<Vec<Option<(usize, f64)>>>> {
+pub(crate) fn consolidated(v: &ValidatedScenario, d: &Schedule) -> Option<Orders> {
     let s = v.scenario();
     let n = v.periods();
     let used = d.consumption(v);
@@ -229,8 +228,7 @@ pub(crate) fn consolidated(
             })
             .collect();
         // best[b]: cheapest cover of periods 0..b, and how.
-        let mut best: Vec<Option<(f64, Option<(usize, usize, usize, f64)>, usize)>> =
-            vec![None; n + 1];
+        let mut best: Vec<Option<Cover>> = vec![None; n + 1];
         best[0] = Some((0.0, None, 0));
         for a in 0..n {
             let Some((base, _, _)) = best[a] else {

@@ -22,6 +22,10 @@ use crate::plan::{
 };
 use crate::validate::ValidatedScenario;
 
+/// `orders[t][o]`: the order placed with offer `o` in period `t`, as tier
+/// and quantity.
+pub(crate) type Orders = Vec<Vec<Option<(usize, f64)>>>;
+
 /// The decisions of a version 2 plan in index form, whoever made them.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Schedule {
@@ -30,7 +34,7 @@ pub(crate) struct Schedule {
     pub x: Vec<Vec<i64>>,
     /// `buy[t][o]`: the order placed with offer `o` (indexed like
     /// [`ValidatedScenario::offers`]) in period `t`, as tier and quantity.
-    pub buy: Vec<Vec<Option<(usize, f64)>>>,
+    pub buy: Orders,
 }
 
 impl Schedule {

@@ -357,7 +357,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
 
     // Runs.
     let mut lines: Vec<Vec<Option<LineVars>>> = vec![vec![None; v.lines().len()]; n];
-    for t in 0..n {
+    for (t, row) in lines.iter_mut().enumerate() {
         for (i, l) in v.lines().iter().enumerate() {
             let line = v.line(*l);
             let u = b.run[t][i];
@@ -390,7 +390,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             if min_run > 0.0 {
                 constraints.push(Expression::from(x.v).geq(min_run * y.v));
             }
-            lines[t][i] = Some(LineVars { x, y });
+            row[i] = Some(LineVars { x, y });
         }
     }
 
@@ -406,7 +406,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             continue;
         };
         let offer = v.offer(*o);
-        for t in 0..=last {
+        for (t, row) in orders.iter_mut().enumerate().take(last + 1) {
             let a = t + o.lead_periods;
             let bounds = order_tiers(v, oi, b.need_from[o.material][a], f);
             let fixed_tier = fixed.map(|d| d.buy[t][oi].map(|(k, _)| k));
@@ -477,7 +477,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
                 constraints.push(total_q.clone().eq(p * nv.v));
                 nv
             });
-            orders[t][oi] = Some(OfferVars { tiers, n: pack_var });
+            row[oi] = Some(OfferVars { tiers, n: pack_var });
         }
     }
 
