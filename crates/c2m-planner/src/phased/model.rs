@@ -13,8 +13,8 @@
 use good_lp::{variable, Constraint, Expression, ProblemVariables, VariableDefinition};
 
 use crate::model::{
-    ceil_pack, floor_pack, split_integer, Formulation, LineVars, OfferVars, Split, TierVars, Var,
-    HUGE_UNITS, SPLIT_ABOVE, SPLIT_AT_MOST,
+    ceil_pack, floor_pack, split_integer, start_splits, Formulation, LineVars, OfferVars, Split,
+    TierVars, Var, HUGE_UNITS, SPLIT_ABOVE, SPLIT_AT_MOST,
 };
 use crate::solve::Problem;
 use crate::validate::ValidatedScenario;
@@ -722,15 +722,8 @@ impl Layout {
         }
         for (t, row) in self.orders.iter().enumerate() {
             for (oi, ov) in row.iter().enumerate() {
-                let (Some(ov), Some((k, q))) = (ov, d.buy[t][oi]) else {
-                    continue;
-                };
-                if let Some(tv) = ov.tiers.iter().find(|tv| tv.k == k) {
-                    vals[tv.q.i] = q;
-                    vals[tv.z.i] = 1.0;
-                }
-                if let (Some(nv), Some(p)) = (ov.n, v.offer(v.offers()[oi]).pack()) {
-                    vals[nv.i] = (q / p).round();
+                if let (Some(ov), Some((k, q))) = (ov, d.buy[t][oi]) {
+                    ov.start(v.offer(v.offers()[oi]).pack(), k, q, &mut vals);
                 }
             }
         }
@@ -753,12 +746,7 @@ impl Layout {
                 }
             }
         }
-        for sp in &self.splits {
-            let whole = vals[sp.whole.i].round().max(0.0);
-            let high = (whole / sp.step).floor();
-            vals[sp.high.i] = high;
-            vals[sp.low.i] = whole - sp.step * high;
-        }
+        start_splits(&self.splits, &mut vals);
         vals
     }
 
@@ -775,25 +763,8 @@ impl Layout {
         }
         for (t, row) in self.orders.iter().enumerate() {
             for (oi, ov) in row.iter().enumerate() {
-                let Some(ov) = ov else { continue };
-                let pack = v.offer(v.offers()[oi]).pack();
-                let mut best: Option<(usize, f64)> = None;
-                for tv in &ov.tiers {
-                    let z = vals[tv.z.i];
-                    let q = vals[tv.q.i];
-                    let carries = q > 1e-7 || (z > 0.5 && q >= 0.0);
-                    if carries && best.is_none_or(|(_, bq)| q > bq) {
-                        best = Some((tv.k, q));
-                    }
-                }
-                if let Some((k, mut q)) = best {
-                    q = match (pack, ov.n) {
-                        (Some(p), Some(nv)) => vals[nv.i].round().max(0.0) * p,
-                        _ => (q.max(0.0) * 1e6).round() / 1e6,
-                    };
-                    if q > 0.0 {
-                        d.buy[t][oi] = Some((k, q));
-                    }
+                if let Some(ov) = ov {
+                    d.buy[t][oi] = ov.read(v.offer(v.offers()[oi]).pack(), vals);
                 }
             }
         }
