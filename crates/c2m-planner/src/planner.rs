@@ -231,6 +231,7 @@ fn plan_timed(
             (d, plan)
         }
     };
+    plan.cost_per_unit = phased::explain::cost_per_unit(v, &schedule);
     if plan.status != PlanStatus::Infeasible {
         let mut time = TimeExplanation {
             capacity: phased::explain::binding_capacity(v, &schedule),

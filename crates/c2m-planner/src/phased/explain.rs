@@ -375,3 +375,62 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
     }
     diag
 }
+
+/// Full cost per unit due of each sku, as version 1 reports it: its runs
+/// and setups, its lateness, and its share of each material's purchase,
+/// ordering and holding (over all periods) in proportion to what it uses.
+pub(crate) fn cost_per_unit(v: &ValidatedScenario, d: &Schedule) -> crate::plan::NamedValues {
+    let s = v.scenario();
+    let used: Vec<f64> = d
+        .consumption(v)
+        .iter()
+        .map(|row| row.iter().sum())
+        .collect();
+    let mut material_money = vec![0.0; s.materials.len()];
+    for orders in &d.buy {
+        for (o, b) in v.offers().iter().zip(orders) {
+            if let Some((k, q)) = b {
+                let offer = v.offer(*o);
+                material_money[o.material] += offer.breaks[*k].unit_price * q + offer.order_cost;
+            }
+        }
+    }
+    for (m, row) in d.stock(v).iter().enumerate() {
+        material_money[m] +=
+            s.materials[m].holding_cost * row.iter().map(|q| q.max(0.0)).sum::<f64>();
+    }
+    let made = d.made(v);
+    let mut money = vec![0.0; s.products.len()];
+    for xs in &d.x {
+        for (l, &q) in v.lines().iter().zip(xs) {
+            if q > 0 {
+                let line = v.line(*l);
+                money[l.product] += line.unit_cost * q as f64 + line.setup_cost;
+                for &(m, a) in v.bom(l.product) {
+                    if used[m] > 0.0 {
+                        money[l.product] += a * q as f64 * material_money[m] / used[m];
+                    }
+                }
+            }
+        }
+    }
+    crate::plan::NamedValues(
+        s.products
+            .iter()
+            .enumerate()
+            .map(|(p, prod)| {
+                let late: i64 = super::backlog(v.due(p), &made[p]).iter().sum();
+                let m = money[p] + prod.late_cost.unwrap_or(0.0) * late as f64;
+                let units = if v.total_due(p) > 0 {
+                    v.total_due(p)
+                } else {
+                    made[p].iter().sum()
+                };
+                (
+                    prod.sku.clone(),
+                    if units > 0 { m / units as f64 } else { 0.0 },
+                )
+            })
+            .collect(),
+    )
+}
