@@ -779,15 +779,8 @@ impl Layout {
             vals[lv.y.i] = if q > 0 { 1.0 } else { 0.0 };
         }
         for (oi, ov) in self.offers.iter().enumerate() {
-            let (Some(ov), Some((k, q))) = (ov, d.buy[oi]) else {
-                continue;
-            };
-            if let Some(t) = ov.tiers.iter().find(|t| t.k == k) {
-                vals[t.q.i] = q;
-                vals[t.z.i] = 1.0;
-            }
-            if let (Some(n), Some(p)) = (ov.n, v.offer(v.offers()[oi]).pack()) {
-                vals[n.i] = (q / p).round();
+            if let (Some(ov), Some((k, q))) = (ov, d.buy[oi]) {
+                ov.start(v.offer(v.offers()[oi]).pack(), k, q, &mut vals);
             }
         }
         let made = d.made(v);
@@ -797,12 +790,7 @@ impl Layout {
                 vals[sv.i] = (demand - made[p]).max(0) as f64;
             }
         }
-        for sp in &self.splits {
-            let whole = vals[sp.whole.i].round().max(0.0);
-            let high = (whole / sp.step).floor();
-            vals[sp.high.i] = high;
-            vals[sp.low.i] = whole - sp.step * high;
-        }
+        start_splits(&self.splits, &mut vals);
         vals
     }
 
@@ -816,32 +804,59 @@ impl Layout {
             d.x[i] = q;
         }
         for (oi, ov) in self.offers.iter().enumerate() {
-            let Some(ov) = ov else { continue };
-            let pack = v.offer(v.offers()[oi]).pack();
-            let mut best: Option<(usize, f64)> = None;
-            // The tier is the one that carries the quantity. Its binary is
-            // not trusted alone: with a big M, a solver may keep `z` within
-            // its integrality tolerance of 0 (1e-6 * M = 1 unit) while buying.
-            for t in &ov.tiers {
-                let z = vals[t.z.i];
-                let q = vals[t.q.i];
-                let carries = q > 1e-7 || (z > 0.5 && q >= 0.0);
-                if carries && best.is_none_or(|(_, bq)| q > bq) {
-                    best = Some((t.k, q));
-                }
-            }
-            if let Some((k, mut q)) = best {
-                q = match (pack, ov.n) {
-                    (Some(p), Some(n)) => vals[n.i].round().max(0.0) * p,
-                    // Solvers meet rows to about 1e-7: snap to 1e-6 so that
-                    // 2.9999997 reads as the 3 it stands for.
-                    _ => (q.max(0.0) * 1e6).round() / 1e6,
-                };
-                if q > 0.0 {
-                    d.buy[oi] = Some((k, q));
-                }
+            if let Some(ov) = ov {
+                d.buy[oi] = ov.read(v.offer(v.offers()[oi]).pack(), vals);
             }
         }
         d
+    }
+}
+
+impl OfferVars {
+    /// Start values of one order: tier `k`, quantity `q`.
+    pub(crate) fn start(&self, pack: Option<f64>, k: usize, q: f64, vals: &mut [f64]) {
+        if let Some(t) = self.tiers.iter().find(|t| t.k == k) {
+            vals[t.q.i] = q;
+            vals[t.z.i] = 1.0;
+        }
+        if let (Some(n), Some(p)) = (self.n, pack) {
+            vals[n.i] = (q / p).round();
+        }
+    }
+
+    /// One order read back from solver values, float noise removed: the
+    /// tier that carries the quantity, whole packs, quantities snapped to
+    /// 1e-6; `None` when nothing is ordered.
+    pub(crate) fn read(&self, pack: Option<f64>, vals: &[f64]) -> Option<(usize, f64)> {
+        let mut best: Option<(usize, f64)> = None;
+        // The tier is the one that carries the quantity. Its binary is
+        // not trusted alone: with a big M, a solver may keep `z` within
+        // its integrality tolerance of 0 (1e-6 * M = 1 unit) while buying.
+        for t in &self.tiers {
+            let z = vals[t.z.i];
+            let q = vals[t.q.i];
+            let carries = q > 1e-7 || (z > 0.5 && q >= 0.0);
+            if carries && best.is_none_or(|(_, bq)| q > bq) {
+                best = Some((t.k, q));
+            }
+        }
+        let (k, q) = best?;
+        let q = match (pack, self.n) {
+            (Some(p), Some(n)) => vals[n.i].round().max(0.0) * p,
+            // Solvers meet rows to about 1e-7: snap to 1e-6 so that
+            // 2.9999997 reads as the 3 it stands for.
+            _ => (q.max(0.0) * 1e6).round() / 1e6,
+        };
+        (q > 0.0).then_some((k, q))
+    }
+}
+
+/// Start values of the two halves of each split integer, from the whole.
+pub(crate) fn start_splits(splits: &[Split], vals: &mut [f64]) {
+    for sp in splits {
+        let whole = vals[sp.whole.i].round().max(0.0);
+        let high = (whole / sp.step).floor();
+        vals[sp.high.i] = high;
+        vals[sp.low.i] = whole - sp.step * high;
     }
 }

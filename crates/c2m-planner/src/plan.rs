@@ -5,7 +5,7 @@
 //! may be added"). Money is computed in `f64` from the decisions and rounded
 //! once, here, at the edge: each part of `cost_breakdown` is its exact value
 //! rounded to whole minor units, and `total_cost` is the exact total rounded,
-//! so the parts may differ from the total by at most 2 (five half-unit
+//! so the parts may differ from the total by at most 3 (six half-unit
 //! roundings); [`crate::verify_plan`] checks exactly this rule.
 //!
 //! A plan of a time-phased (version 2) scenario fills the `Option` fields the

@@ -249,9 +249,9 @@ fn brute_force(v: &ValidatedScenario) -> Option<f64> {
         if ok {
             for (p, prod) in s.products.iter().enumerate() {
                 let (mut cd, mut cm) = (0, 0);
-                for t in 0..t_n {
-                    cd += v.due(p)[t];
-                    cm += made[p][t];
+                for (t, (&due, &made)) in v.due(p).iter().zip(&made[p]).enumerate() {
+                    cd += due;
+                    cm += made;
                     let late = (cd - cm).max(0);
                     match prod.late_cost {
                         None if late > 0 => ok = false,

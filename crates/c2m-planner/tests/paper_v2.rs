@@ -274,6 +274,9 @@ fn a_setup_per_period_makes_one_longer_run_better_than_two() {
         assert_eq!(p.total_cost, 10200);
         assert_eq!(runs(&p), vec![("f".into(), 100, 0)]);
         assert_eq!(p.cost_breakdown.setup, 200);
+        // Full cost per unit due: (10000 + 200) / 100 = 102 (the stock was
+        // on hand, nothing bought or held).
+        assert_eq!(p.cost_per_unit.get("p"), Some(102.0));
         assert_eq!(p.completion.as_ref().unwrap().get("p"), Some(Some(0)));
     }
 }

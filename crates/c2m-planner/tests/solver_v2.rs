@@ -90,7 +90,7 @@ fn microlp_and_highs_agree_on_small_time_phased_scenarios() {
     let mut compared = 0;
     for seed in 1..=6 {
         let v = random_timed_scenario(seed, size).validate().unwrap();
-        let mut exact = |solver| {
+        let exact = |solver| {
             let mut o = options(solver, 120);
             o.mip_gap = 0.0;
             common::solve_with(&v, &o)

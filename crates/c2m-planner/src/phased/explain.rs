@@ -38,9 +38,7 @@ pub(crate) fn binding_capacity(v: &ValidatedScenario, d: &Schedule) -> Vec<Perio
     let used = hours_used(v, d);
     let mut out = Vec::new();
     for (f, fac) in s.factories.iter().enumerate() {
-        for t in 0..v.periods() {
-            let cap = v.hours(f)[t];
-            let u = used[f][t];
+        for (t, (&u, &cap)) in used[f].iter().zip(v.hours(f)).enumerate() {
             if u > 0.0 && u >= cap - EPS * cap.max(1.0) {
                 out.push(PeriodCapacity {
                     factory: fac.id.clone(),
@@ -183,9 +181,8 @@ pub(crate) fn shadow_prices(
     let mut factory_hours = Vec::new();
     for (f, fac) in s.factories.iter().enumerate() {
         let mut row = Vec::with_capacity(n);
-        for t in 0..n {
-            let cap = v.hours(f)[t];
-            let binds = used_hours[f][t] >= cap - EPS * cap.max(1.0);
+        for (t, (&used, &cap)) in used_hours[f].iter().zip(v.hours(f)).enumerate() {
+            let binds = used >= cap - EPS * cap.max(1.0);
             row.push(round(value(
                 layout.capacity_rows[f][t],
                 Row::Capacity(f, t),
@@ -377,4 +374,63 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
         diag.reasons.push(format!("{head}: {}", why.join("; ")));
     }
     diag
+}
+
+/// Full cost per unit due of each sku, as version 1 reports it: its runs
+/// and setups, its lateness, and its share of each material's purchase,
+/// ordering and holding (over all periods) in proportion to what it uses.
+pub(crate) fn cost_per_unit(v: &ValidatedScenario, d: &Schedule) -> crate::plan::NamedValues {
+    let s = v.scenario();
+    let used: Vec<f64> = d
+        .consumption(v)
+        .iter()
+        .map(|row| row.iter().sum())
+        .collect();
+    let mut material_money = vec![0.0; s.materials.len()];
+    for orders in &d.buy {
+        for (o, b) in v.offers().iter().zip(orders) {
+            if let Some((k, q)) = b {
+                let offer = v.offer(*o);
+                material_money[o.material] += offer.breaks[*k].unit_price * q + offer.order_cost;
+            }
+        }
+    }
+    for (m, row) in d.stock(v).iter().enumerate() {
+        material_money[m] +=
+            s.materials[m].holding_cost * row.iter().map(|q| q.max(0.0)).sum::<f64>();
+    }
+    let made = d.made(v);
+    let mut money = vec![0.0; s.products.len()];
+    for xs in &d.x {
+        for (l, &q) in v.lines().iter().zip(xs) {
+            if q > 0 {
+                let line = v.line(*l);
+                money[l.product] += line.unit_cost * q as f64 + line.setup_cost;
+                for &(m, a) in v.bom(l.product) {
+                    if used[m] > 0.0 {
+                        money[l.product] += a * q as f64 * material_money[m] / used[m];
+                    }
+                }
+            }
+        }
+    }
+    crate::plan::NamedValues(
+        s.products
+            .iter()
+            .enumerate()
+            .map(|(p, prod)| {
+                let late: i64 = super::backlog(v.due(p), &made[p]).iter().sum();
+                let m = money[p] + prod.late_cost.unwrap_or(0.0) * late as f64;
+                let units = if v.total_due(p) > 0 {
+                    v.total_due(p)
+                } else {
+                    made[p].iter().sum()
+                };
+                (
+                    prod.sku.clone(),
+                    if units > 0 { m / units as f64 } else { 0.0 },
+                )
+            })
+            .collect(),
+    )
 }

@@ -14,7 +14,6 @@
 pub(crate) mod explain;
 pub(crate) mod greedy;
 pub(crate) mod model;
-pub(crate) mod unit_cost;
 pub(crate) mod verify;
 
 use crate::plan::{
@@ -22,6 +21,10 @@ use crate::plan::{
     PlanStatus, Purchase, Run, Shortfall,
 };
 use crate::validate::ValidatedScenario;
+
+/// `orders[t][o]`: the order placed with offer `o` in period `t`, as tier
+/// and quantity.
+pub(crate) type Orders = Vec<Vec<Option<(usize, f64)>>>;
 
 /// The decisions of a version 2 plan in index form, whoever made them.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +34,7 @@ pub(crate) struct Schedule {
     pub x: Vec<Vec<i64>>,
     /// `buy[t][o]`: the order placed with offer `o` (indexed like
     /// [`ValidatedScenario::offers`]) in period `t`, as tier and quantity.
-    pub buy: Vec<Vec<Option<(usize, f64)>>>,
+    pub buy: Orders,
 }
 
 impl Schedule {

@@ -13,8 +13,8 @@
 use good_lp::{variable, Constraint, Expression, ProblemVariables, VariableDefinition};
 
 use crate::model::{
-    ceil_pack, floor_pack, split_integer, Formulation, LineVars, OfferVars, Split, TierVars, Var,
-    HUGE_UNITS, SPLIT_ABOVE, SPLIT_AT_MOST,
+    ceil_pack, floor_pack, split_integer, start_splits, Formulation, LineVars, OfferVars, Split,
+    TierVars, Var, HUGE_UNITS, SPLIT_ABOVE, SPLIT_AT_MOST,
 };
 use crate::solve::Problem;
 use crate::validate::ValidatedScenario;
@@ -357,7 +357,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
 
     // Runs.
     let mut lines: Vec<Vec<Option<LineVars>>> = vec![vec![None; v.lines().len()]; n];
-    for t in 0..n {
+    for (t, row) in lines.iter_mut().enumerate() {
         for (i, l) in v.lines().iter().enumerate() {
             let line = v.line(*l);
             let u = b.run[t][i];
@@ -390,7 +390,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             if min_run > 0.0 {
                 constraints.push(Expression::from(x.v).geq(min_run * y.v));
             }
-            lines[t][i] = Some(LineVars { x, y });
+            row[i] = Some(LineVars { x, y });
         }
     }
 
@@ -406,7 +406,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             continue;
         };
         let offer = v.offer(*o);
-        for t in 0..=last {
+        for (t, row) in orders.iter_mut().enumerate().take(last + 1) {
             let a = t + o.lead_periods;
             let bounds = order_tiers(v, oi, b.need_from[o.material][a], f);
             let fixed_tier = fixed.map(|d| d.buy[t][oi].map(|(k, _)| k));
@@ -477,7 +477,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
                 constraints.push(total_q.clone().eq(p * nv.v));
                 nv
             });
-            orders[t][oi] = Some(OfferVars { tiers, n: pack_var });
+            row[oi] = Some(OfferVars { tiers, n: pack_var });
         }
     }
 
@@ -722,15 +722,8 @@ impl Layout {
         }
         for (t, row) in self.orders.iter().enumerate() {
             for (oi, ov) in row.iter().enumerate() {
-                let (Some(ov), Some((k, q))) = (ov, d.buy[t][oi]) else {
-                    continue;
-                };
-                if let Some(tv) = ov.tiers.iter().find(|tv| tv.k == k) {
-                    vals[tv.q.i] = q;
-                    vals[tv.z.i] = 1.0;
-                }
-                if let (Some(nv), Some(p)) = (ov.n, v.offer(v.offers()[oi]).pack()) {
-                    vals[nv.i] = (q / p).round();
+                if let (Some(ov), Some((k, q))) = (ov, d.buy[t][oi]) {
+                    ov.start(v.offer(v.offers()[oi]).pack(), k, q, &mut vals);
                 }
             }
         }
@@ -753,12 +746,7 @@ impl Layout {
                 }
             }
         }
-        for sp in &self.splits {
-            let whole = vals[sp.whole.i].round().max(0.0);
-            let high = (whole / sp.step).floor();
-            vals[sp.high.i] = high;
-            vals[sp.low.i] = whole - sp.step * high;
-        }
+        start_splits(&self.splits, &mut vals);
         vals
     }
 
@@ -775,25 +763,8 @@ impl Layout {
         }
         for (t, row) in self.orders.iter().enumerate() {
             for (oi, ov) in row.iter().enumerate() {
-                let Some(ov) = ov else { continue };
-                let pack = v.offer(v.offers()[oi]).pack();
-                let mut best: Option<(usize, f64)> = None;
-                for tv in &ov.tiers {
-                    let z = vals[tv.z.i];
-                    let q = vals[tv.q.i];
-                    let carries = q > 1e-7 || (z > 0.5 && q >= 0.0);
-                    if carries && best.is_none_or(|(_, bq)| q > bq) {
-                        best = Some((tv.k, q));
-                    }
-                }
-                if let Some((k, mut q)) = best {
-                    q = match (pack, ov.n) {
-                        (Some(p), Some(nv)) => vals[nv.i].round().max(0.0) * p,
-                        _ => (q.max(0.0) * 1e6).round() / 1e6,
-                    };
-                    if q > 0.0 {
-                        d.buy[t][oi] = Some((k, q));
-                    }
+                if let Some(ov) = ov {
+                    d.buy[t][oi] = ov.read(v.offer(v.offers()[oi]).pack(), vals);
                 }
             }
         }

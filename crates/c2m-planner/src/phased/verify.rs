@@ -89,14 +89,13 @@ pub(crate) fn verify(v: &ValidatedScenario, plan: &Plan) -> Result<(), Vec<Viola
     }
 
     for (fi, f) in s.factories.iter().enumerate() {
-        for t in 0..n {
-            let cap = v.hours(fi)[t];
-            if hours[fi][t] > cap + tol(cap) {
+        for (t, (&used, &cap)) in hours[fi].iter().zip(v.hours(fi)).enumerate() {
+            if used > cap + tol(cap) {
                 bad(
                     Rule::Capacity,
                     format!(
-                        "factory `{}` uses {:.4} hours of {cap} in period {t}",
-                        f.id, hours[fi][t]
+                        "factory `{}` uses {used:.4} hours of {cap} in period {t}",
+                        f.id
                     ),
                 );
             }
