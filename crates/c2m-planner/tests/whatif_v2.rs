@@ -214,7 +214,9 @@ fn lead_time_sweep() -> sweep::Sweep {
 #[test]
 fn lead_time_sweep_moves_cost_and_lateness_as_on_paper() {
     let s = lead_time_sweep();
-    let got: Vec<(f64, Option<i64>, Option<i64>, Option<i64>)> = s
+    // Days, total, lateness, late units.
+    type Point = (f64, Option<i64>, Option<i64>, Option<i64>);
+    let got: Vec<Point> = s
         .points
         .iter()
         .map(|p| (p.x, p.total_cost, p.lateness, p.late_units))
