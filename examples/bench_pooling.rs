@@ -12,8 +12,11 @@
 //! settings (`c2m_store::probe`). Then it places the same number of single-unit pre-orders
 //! over gRPC from `--concurrency` tasks and reports accepted orders per second and
 //! p50/p99 latency. Every order is durable before it is acknowledged in both runs, so the
-//! ratio shows what the service costs on top of its store. This is a benchmark, not a
-//! test: it asserts nothing but prints figures.
+//! ratio shows what the service costs on top of its store. Last it sends the same number
+//! of no-op calls (the standard health `Check`) with the same clients, concurrency and
+//! channels to the same server: the ceiling a call can reach on this machine, so
+//! `service / no-op RPC rate` says how much of the wire an order's own work leaves. This
+//! is a benchmark, not a test: it asserts nothing but prints figures.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +31,7 @@ use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::auth::Bearer;
 use c2m_server::tls::ClientTls;
 use c2m_server::{Application, Settings};
+use tonic_health::pb::health_client::HealthClient;
 
 /// The product the benchmark campaign sells, with just enough around it to be a valid
 /// scenario.
@@ -91,6 +95,66 @@ struct Args {
     /// gRPC connections the load is spread over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+}
+
+/// What a closed loop of calls measured: the latencies of the accepted calls (sorted),
+/// how many were refused, and the accepted calls per second.
+struct Loop {
+    latencies: Vec<Duration>,
+    refused: usize,
+    rate: f64,
+}
+
+/// `total` calls from `concurrency` tasks spread over `channels`, each task sending its
+/// next call as soon as the last one is answered. `call(channel, i)` makes call `i`.
+async fn closed_loop<F, Fut>(
+    total: usize,
+    concurrency: usize,
+    channels: &[tonic::transport::Channel],
+    call: F,
+) -> anyhow::Result<Loop>
+where
+    F: Fn(tonic::transport::Channel, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..concurrency.max(1) {
+        let channel = channels[t % channels.len()].clone();
+        let (next, call) = (next.clone(), call.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut refused = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let t0 = Instant::now();
+                match call(channel.clone(), i).await {
+                    Ok(()) => lat.push(t0.elapsed()),
+                    Err(_) => refused += 1,
+                }
+            }
+            (lat, refused)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (l, r) = t.await?;
+        latencies.extend(l);
+        refused += r;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
+    Ok(Loop {
+        latencies,
+        refused,
+        rate,
+    })
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -181,52 +245,46 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .into_inner();
 
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..args.concurrency.max(1) {
-        let mut client = PreorderServiceClient::with_interceptor(
-            channels[t % channels.len()].clone(),
-            auth.clone(),
-        );
-        let next = next.clone();
+    // 3. The same clients, concurrency and channels placing orders, then calling a no-op
+    //    RPC (the standard health `Check`, through the same interceptor and layers): the
+    //    second is the ceiling of what this machine does per call, so the ratio says how
+    //    much of the wire an order's own work leaves.
+    let orders = {
         let campaign = campaign.id.clone();
-        let total = args.orders;
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut refused = 0usize;
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                let t0 = Instant::now();
-                let r = client
-                    .place_preorder(pb::PlacePreorderRequest {
-                        idempotency_key: format!("bench-{campaign}-{i}"),
-                        campaign_id: campaign.clone(),
-                        consumer_id: format!("consumer-{}", i % 1000),
-                        quantity: 1,
-                    })
-                    .await;
-                match r {
-                    Ok(_) => lat.push(t0.elapsed()),
-                    Err(_) => refused += 1,
-                }
-            }
-            (lat, refused)
-        }));
-    }
-    let mut lat = Vec::new();
-    let mut refused = 0;
-    for t in tasks {
-        let (l, r) = t.await?;
-        lat.extend(l);
-        refused += r;
-    }
-    let elapsed = started.elapsed();
-    lat.sort();
-    let rate = lat.len() as f64 / elapsed.as_secs_f64();
+        closed_loop(
+            args.orders,
+            args.concurrency,
+            &channels,
+            move |channel, i| {
+                let mut client = PreorderServiceClient::with_interceptor(channel, auth.clone());
+                let req = pb::PlacePreorderRequest {
+                    idempotency_key: format!("bench-{campaign}-{i}"),
+                    campaign_id: campaign.clone(),
+                    consumer_id: format!("consumer-{}", i % 1000),
+                    quantity: 1,
+                };
+                async move { client.place_preorder(req).await.map(|_| ()) }
+            },
+        )
+        .await?
+    };
+    let noop = {
+        let auth = Bearer::new(args.token.as_deref());
+        closed_loop(
+            args.orders,
+            args.concurrency,
+            &channels,
+            move |channel, _| {
+                let mut client = HealthClient::with_interceptor(channel, auth.clone());
+                let req = tonic_health::pb::HealthCheckRequest {
+                    service: "c2m.v1.PreorderService".into(),
+                };
+                async move { client.check(req).await.map(|_| ()) }
+            },
+        )
+        .await?
+    };
+    let (lat, refused, rate) = (&orders.latencies, orders.refused, orders.rate);
 
     println!(
         "c2m pooling benchmark: {} single-unit pre-orders, {} concurrent clients, threshold {}",
@@ -251,8 +309,15 @@ async fn main() -> anyhow::Result<()> {
         "{:<34} {:>12.0} {:>10.2} {:>10.2}",
         "gRPC PlacePreorder (accepted)",
         rate,
-        ms(pct(&lat, 0.50)),
-        ms(pct(&lat, 0.99))
+        ms(pct(lat, 0.50)),
+        ms(pct(lat, 0.99))
+    );
+    println!(
+        "{:<34} {:>12.0} {:>10.2} {:>10.2}",
+        "no-op RPC: health Check",
+        noop.rate,
+        ms(pct(&noop.latencies, 0.50)),
+        ms(pct(&noop.latencies, 0.99))
     );
     if let Some(raw) = &raw {
         println!(
@@ -267,6 +332,13 @@ async fn main() -> anyhow::Result<()> {
             "service / raw store rate: {:.2}x",
             rate / raw.orders_per_sec
         );
+    }
+    if raw.is_none() {
+        println!();
+    }
+    println!("service / no-op RPC rate: {:.2}x", rate / noop.rate);
+    if noop.refused > 0 {
+        println!("no-op calls refused: {}", noop.refused);
     }
     if refused > 0 {
         println!("refused: {refused}");

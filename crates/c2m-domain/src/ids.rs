@@ -61,6 +61,10 @@ id_type!(
     /// A consumer, as the storefront knows them. c2m never invents these.
     ConsumerId, "con", "consumer_id"
 );
+id_type!(
+    /// An event of the outbox: receivers of an at-least-once delivery drop duplicates by it.
+    EventId, "evt", "event_id"
+);
 
 /// Checks a client-supplied token (id or key): the rules are deliberately narrow so that
 /// ids can be logged and put in URLs without escaping.

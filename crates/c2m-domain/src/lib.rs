@@ -17,6 +17,8 @@
 //! - [`production`]: a work order's life at its factory: which progress report is
 //!   allowed when.
 //! - [`idempotency`]: request fingerprints for idempotency keys.
+//! - [`events`]: what consumers and merchants hear about (the outbox's events).
+//! - [`webhook`]: the signature of a webhook delivery (HMAC-SHA256 over time and body).
 //! - [`clock`]: an injectable clock, so deadlines can be tested without waiting.
 //! - [`error`]: [`DomainError`], each variant saying what the caller did wrong.
 
@@ -24,6 +26,7 @@ pub mod access;
 pub mod campaign;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
@@ -33,13 +36,14 @@ pub mod pooling;
 pub mod preorder;
 pub mod pricing;
 pub mod production;
+pub mod webhook;
 
 pub use access::{Principal, Role};
 pub use campaign::{Campaign, CampaignProgress, CampaignSpec, CampaignStatus, CampaignTerms};
 pub use clock::{Clock, ManualClock};
 pub use error::{DomainError, Refusal};
 pub use idempotency::{Fingerprint, IdempotencyKey};
-pub use ids::{BatchId, CampaignId, ConsumerId, PreorderId};
+pub use ids::{BatchId, CampaignId, ConsumerId, EventId, PreorderId};
 pub use ledger::{
     Account, CampaignMoney, HoldState, LedgerEntry, LedgerTxn, MoneyState, Posting, TxnKind,
 };
