@@ -14,7 +14,8 @@
 //! - [`greedy_plan`]: the rule-based plan, used as warm start and baseline;
 //! - [`verify_plan`]: an independent check of any plan against the model;
 //! - `explain`: cost per unit, binding constraints, shadow prices, diagnosis;
-//! - [`report`]: text and JSON rendering;
+//! - [`report`]: text and JSON rendering; a time-phased plan as a timeline
+//!   (periods across) and drawn as a schedule (SVG);
 //! - [`generate`]: seeded random scenarios for the benchmark and tests.
 //!
 //! Invariants: this crate does no I/O and knows nothing of async or the
