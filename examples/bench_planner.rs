@@ -1,12 +1,21 @@
 //! Planner benchmark: generated scenarios of three sizes, solved with each
 //! compiled-in solver, with the tight formulation and warm start and with
 //! the plain big-M formulation, next to the greedy (rule-based) plan.
+//! The `weeks-*` sizes are time-phased (planning model version 2): about
+//! 15 products / 5 factories / 30 materials / 8 weekly periods
+//! (`weeks-medium`) and 60 / 12 / 150 / 12 (`weeks-large`); their greedy
+//! plan is lot-for-lot MRP (each period's net need bought from the cheapest
+//! offer that arrives in time), so `saving` is the saving over MRP.
 //!
 //! ```text
 //! cargo run --release --features highs --example bench_planner -- \
-//!     [--seeds N] [--time-limit SECS] [--gap G] [--sizes small,medium,large]
+//!     [--seeds N] [--time-limit SECS] [--gap G]
+//!     [--sizes small,medium,large,weeks-small,weeks-medium,weeks-large]
 //!     [--solvers highs,microlp] [--models tight,big-m] [--write-scenarios DIR]
 //! ```
+//!
+//! The time limit defaults to 10 s for the version 1 sizes and 30 s for the
+//! `weeks-*` sizes.
 //!
 //! `--write-scenarios DIR` also writes each generated scenario as TOML, so
 //! that other tools can be pointed at the same files.
@@ -21,16 +30,50 @@
 
 use std::time::{Duration, Instant};
 
-use c2m_planner::generate::{random_scenario, Size};
+use c2m_planner::generate::{random_scenario, random_timed_scenario, Size, TimedSize};
 use c2m_planner::{
     greedy_plan, plan, verify_plan, Formulation, PlanStatus, SolveOptions, SolverKind,
 };
 
+/// A benchmark size: version 1 or time-phased.
+#[derive(Clone, Copy)]
+enum Shape {
+    Cycle(Size),
+    Weeks(TimedSize),
+}
+
+impl Shape {
+    fn scenario(self, seed: u64) -> c2m_planner::Scenario {
+        match self {
+            Shape::Cycle(s) => random_scenario(seed, s),
+            Shape::Weeks(s) => random_timed_scenario(seed, s),
+        }
+    }
+    fn default_limit(self) -> Duration {
+        match self {
+            Shape::Cycle(_) => Duration::from_secs(10),
+            Shape::Weeks(_) => Duration::from_secs(30),
+        }
+    }
+}
+
+fn shape(name: &str) -> Result<(&'static str, Shape), String> {
+    Ok(match name {
+        "small" => ("small", Shape::Cycle(Size::SMALL)),
+        "medium" => ("medium", Shape::Cycle(Size::MEDIUM)),
+        "large" => ("large", Shape::Cycle(Size::LARGE)),
+        "weeks-small" => ("w-small", Shape::Weeks(TimedSize::SMALL)),
+        "weeks-medium" => ("w-medium", Shape::Weeks(TimedSize::MEDIUM)),
+        "weeks-large" => ("w-large", Shape::Weeks(TimedSize::LARGE)),
+        other => return Err(format!("unknown size `{other}`")),
+    })
+}
+
 struct Config {
     seeds: u64,
-    time_limit: Duration,
+    time_limit: Option<Duration>,
     gap: f64,
-    sizes: Vec<(&'static str, Size)>,
+    sizes: Vec<(&'static str, Shape)>,
     solvers: Vec<SolverKind>,
     models: Vec<Formulation>,
     write_to: Option<String>,
@@ -39,13 +82,12 @@ struct Config {
 fn parse() -> Result<Config, String> {
     let mut c = Config {
         seeds: 3,
-        time_limit: Duration::from_secs(10),
+        time_limit: None,
         gap: 1e-4,
-        sizes: vec![
-            ("small", Size::SMALL),
-            ("medium", Size::MEDIUM),
-            ("large", Size::LARGE),
-        ],
+        sizes: ["small", "medium", "large", "weeks-medium", "weeks-large"]
+            .iter()
+            .map(|n| shape(n))
+            .collect::<Result<_, _>>()?,
         solvers: SolverKind::available().to_vec(),
         models: vec![Formulation::Tight, Formulation::BigM],
         write_to: None,
@@ -57,20 +99,12 @@ fn parse() -> Result<Config, String> {
             "--seeds" => c.seeds = value()?.parse().map_err(|e| format!("--seeds: {e}"))?,
             "--time-limit" => {
                 let s: f64 = value()?.parse().map_err(|e| format!("--time-limit: {e}"))?;
-                c.time_limit = Duration::from_secs_f64(s);
+                c.time_limit = Some(Duration::from_secs_f64(s));
             }
             "--gap" => c.gap = value()?.parse().map_err(|e| format!("--gap: {e}"))?,
             "--sizes" => {
                 let v = value()?;
-                c.sizes = v
-                    .split(',')
-                    .map(|s| match s {
-                        "small" => Ok(("small", Size::SMALL)),
-                        "medium" => Ok(("medium", Size::MEDIUM)),
-                        "large" => Ok(("large", Size::LARGE)),
-                        other => Err(format!("unknown size `{other}`")),
-                    })
-                    .collect::<Result<_, _>>()?;
+                c.sizes = v.split(',').map(shape).collect::<Result<_, _>>()?;
             }
             "--solvers" => {
                 let v = value()?;
@@ -108,18 +142,26 @@ fn main() {
             std::process::exit(1);
         }
     };
+    match c.time_limit {
+        Some(l) => println!(
+            "time limit {:.0} s, gap target {:e}; 'optimal' means proven within the gap target",
+            l.as_secs_f64(),
+            c.gap
+        ),
+        None => println!(
+            "time limit 10 s (30 s for w-*), gap target {:e}; 'optimal' means proven within \
+             the gap target; w-* greedy is lot-for-lot MRP",
+            c.gap
+        ),
+    }
     println!(
-        "time limit {:.0} s, gap target {:e}; 'optimal' means proven within the gap target",
-        c.time_limit.as_secs_f64(),
-        c.gap
-    );
-    println!(
-        "{:<7} {:>4} {:<8} {:<7} {:>9} {:>10} {:>10} {:>15} {:>15} {:>9}",
+        "{:<8} {:>4} {:<8} {:<7} {:>9} {:>10} {:>10} {:>15} {:>15} {:>9}",
         "size", "seed", "solver", "model", "result", "seconds", "gap", "total", "greedy", "saving"
     );
     for (name, size) in &c.sizes {
+        let time_limit = c.time_limit.unwrap_or(size.default_limit());
         for seed in 1..=c.seeds {
-            let v = match random_scenario(seed, *size).validate() {
+            let v = match size.scenario(seed).validate() {
                 Ok(v) => v,
                 Err(e) => {
                     println!("{name} {seed}: generated scenario invalid: {e}");
@@ -138,7 +180,7 @@ fn main() {
                 for &formulation in &c.models {
                     let opts = SolveOptions {
                         solver,
-                        time_limit: c.time_limit,
+                        time_limit,
                         mip_gap: c.gap,
                         formulation,
                         // The baseline is the plain model as one would first
@@ -183,7 +225,7 @@ fn main() {
                                 "-".to_string()
                             };
                             println!(
-                                "{:<7} {:>4} {:<8} {:<7} {:>9} {:>10.3} {:>10} {:>15} {:>15} {:>9}",
+                                "{:<8} {:>4} {:<8} {:<7} {:>9} {:>10.3} {:>10} {:>15} {:>15} {:>9}",
                                 name,
                                 seed,
                                 solver.name(),
@@ -197,7 +239,7 @@ fn main() {
                             );
                         }
                         Err(e) => println!(
-                            "{:<7} {:>4} {:<8} {:<7} {:>9} {:>10.3} {:>10} {:>15} {:>15} {:>9}  ({e})",
+                            "{:<8} {:>4} {:<8} {:<7} {:>9} {:>10.3} {:>10} {:>15} {:>15} {:>9}  ({e})",
                             name,
                             seed,
                             solver.name(),

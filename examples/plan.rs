@@ -1,10 +1,14 @@
 //! Plans one scenario file and prints the plan.
 //!
 //! ```text
-//! cargo run --release --example plan -- SCENARIO [--json]
+//! cargo run --release --example plan -- SCENARIO [--json] [--svg FILE]
 //!     [--solver highs|microlp] [--time-limit SECS] [--gap G]
 //!     [--formulation tight|big-m] [--no-warm-start] [--no-shadow-prices]
 //! ```
+//!
+//! `--svg FILE` also writes the plan drawn as a schedule (periods across,
+//! a row per factory, purchase arrivals, stock curves) for a time-phased
+//! scenario, or as one period for a version 1 scenario.
 //!
 //! Exit status (the contract of `scenario-format.md`): 0 for an optimal or
 //! feasible plan, 2 for an infeasible scenario (the plan is still printed),
@@ -16,24 +20,27 @@ use std::time::Duration;
 
 use c2m_planner::{plan, report, Formulation, PlanStatus, Scenario, SolveOptions, SolverKind};
 
-const USAGE: &str = "usage: plan SCENARIO [--json] [--solver highs|microlp] \
+const USAGE: &str = "usage: plan SCENARIO [--json] [--svg FILE] [--solver highs|microlp] \
 [--time-limit SECS] [--gap G] [--formulation tight|big-m] [--no-warm-start] [--no-shadow-prices]";
 
 struct Args {
     path: String,
     json: bool,
+    svg: Option<String>,
     opts: SolveOptions,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut path = None;
     let mut json = false;
+    let mut svg = None;
     let mut opts = SolveOptions::default();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
             "--json" => json = true,
+            "--svg" => svg = Some(value("--svg")?),
             "--solver" => {
                 let s: SolverKind = value("--solver")?.parse().map_err(|e| format!("{e}"))?;
                 if !s.is_available() {
@@ -83,7 +90,12 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let path = path.ok_or_else(|| USAGE.to_string())?;
-    Ok(Args { path, json, opts })
+    Ok(Args {
+        path,
+        json,
+        svg,
+        opts,
+    })
 }
 
 fn main() -> ExitCode {
@@ -116,6 +128,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(path) = &args.svg {
+        if let Err(e) = std::fs::write(path, report::schedule_svg(&scenario, &plan)) {
+            eprintln!("cannot write {path}: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let out = if args.json {
         format!("{}\n", report::render_json(&plan))
     } else {

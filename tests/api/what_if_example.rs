@@ -356,7 +356,7 @@ fn advice_on_paper_and_on_the_kettle() {
 #[test]
 fn scenario_tools_on_the_samples() {
     let dir = tempfile::tempdir().unwrap();
-    for file in [KETTLE, INFEASIBLE] {
+    for file in [KETTLE, INFEASIBLE, WEEKS] {
         let original = scenario(file);
         let out = stdout_ok(&["scenario", "validate", file]);
         assert!(out.starts_with(&format!("{file}: valid (")), "{out}");
@@ -400,4 +400,50 @@ fn errors_go_to_stderr_with_exit_status_1() {
     assert!(err.contains("bad.toml"), "{err}");
     assert!(err.contains(r#"variant "typo", change 1"#), "{err}");
     assert!(err.contains("no field `capacity_hrs`"), "{err}");
+}
+
+const WEEKS: &str = "examples/scenarios/kettle-weeks.toml";
+
+/// The lead-time sweep of `docs/what-if.md` on the eight-week kettle cycle, cut to three
+/// points and a short time limit for a debug build. Whatever plan the solver finds, some
+/// lateness is forced, worked out from the file: `yuyao-plastics` is the only seller of
+/// `abs-white` (0.11 kg a white kettle, 0.08 a travel kettle; 25 kg on hand).
+/// - 18 days are 3 weeks: nothing ordered arrives before week 3, so of the 300 whites
+///   due by week 2 at most floor(25 / 0.11) = 227 are made in time: at least 73 late.
+/// - 35 days are 5 weeks: nothing arrives before week 5; the 200 travel kettles due in
+///   week 3 may not be late and take 16 kg, leaving 9 kg for 81 whites: at least 219 late
+///   at the end of weeks 2 and 3 and 669 at the end of week 4, 1,107 in all.
+#[test]
+fn lead_time_sweep_on_kettle_weeks() {
+    let csv = stdout_ok(&[
+        "sweep",
+        WEEKS,
+        "--lead-time",
+        "yuyao-plastics",
+        "--from",
+        "0",
+        "--to",
+        "35",
+        "--points",
+        "3",
+        "--time-limit",
+        "4",
+        "--csv",
+    ]);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("x,status,total_cost,cost_per_unit:kettle-17-white,lateness,late_units,shortfalls")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let days: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(days, ["0", "18", "35"]);
+    for (row, at_least) in rows.iter().zip([0, 73, 1107]) {
+        assert_ne!(row[1], "infeasible", "{row:?}");
+        let late: i64 = row[5].parse().unwrap();
+        let lateness: i64 = row[4].parse().unwrap();
+        assert!(late >= at_least, "{row:?}: late {late} < {at_least}");
+        // 800 (8.00 CNY) a unit a week late, for both kettles that may be late.
+        assert_eq!(lateness, late * 800, "{row:?}");
+    }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::scenario::{Factory, Line, Material, Offer, PriceBreak, Product, Scenario, Supplier};
+use crate::scenario::{
+    Due, Factory, Horizon, Line, Material, Offer, PriceBreak, Product, Receipt, Scenario, Supplier,
+};
 
 /// The shape of a generated scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,7 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
             unit: if i % 3 == 0 { "pcs" } else { "kg" }.to_string(),
             on_hand: 0.0,
             holding_cost: 0.0,
+            receipts: Vec::new(),
         })
         .collect();
     let base_price: Vec<f64> = (0..size.materials)
@@ -123,11 +126,7 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
             usage[m] += a * demand as f64;
             bom.insert(materials[m].id.clone(), a);
         }
-        products.push(Product {
-            sku: format!("p{i:03}"),
-            demand,
-            bom,
-        });
+        products.push(Product::with_demand(format!("p{i:03}"), demand, bom));
     }
     let mut materials = materials;
     for (m, mat) in materials.iter_mut().enumerate() {
@@ -177,6 +176,7 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
         .map(|(f, lines)| Factory {
             id: format!("f{f:02}"),
             capacity_hours: round_to((load[f] * r.range(1.15, 1.7)).max(8.0), 1.0),
+            calendar: None,
             lines,
         })
         .collect();
@@ -273,6 +273,299 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
         ),
         currency: "CNY".to_string(),
         material_deadline_days: Some(15),
+        horizon: None,
+        products,
+        materials,
+        factories,
+        suppliers,
+    }
+}
+
+/// The shape of a generated time-phased (version 2) scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedSize {
+    pub products: usize,
+    pub factories: usize,
+    pub materials: usize,
+    pub periods: usize,
+    /// Each offer gets between 1 and this many price breaks.
+    pub max_breaks: usize,
+}
+
+impl TimedSize {
+    /// About 4 products, 2 factories, 6 materials, 4 periods: for tests.
+    pub const SMALL: TimedSize = TimedSize {
+        products: 4,
+        factories: 2,
+        materials: 6,
+        periods: 4,
+        max_breaks: 3,
+    };
+    /// About 15 products, 5 factories, 30 materials, 8 weekly periods.
+    pub const MEDIUM: TimedSize = TimedSize {
+        products: 15,
+        factories: 5,
+        materials: 30,
+        periods: 8,
+        max_breaks: 4,
+    };
+    /// About 60 products, 12 factories, 150 materials, 12 weekly periods.
+    pub const LARGE: TimedSize = TimedSize {
+        products: 60,
+        factories: 12,
+        materials: 150,
+        periods: 12,
+        max_breaks: 4,
+    };
+}
+
+/// A realistic-looking random time-phased scenario over weekly periods.
+///
+/// Products have one to three batches due from period 2 on (half of them
+/// may be late, at a late cost per unit and week); factories are loaded to
+/// roughly 55-80 % of their weekly hours, some closed one week; materials
+/// have weekly holding costs of 0.2-1 % of their price, some stock on hand
+/// and some receipts already ordered; every material has an offer arriving
+/// within a week, and one to three offers in all with lead times of 2 to 30
+/// days, MOQs, packs, caps per order, order costs and price breaks placed
+/// between one period's need and the whole horizon's, so that buying for
+/// several batches at once reaches a better price but holds stock. Usually
+/// feasible, not always.
+pub fn random_timed_scenario(seed: u64, size: TimedSize) -> Scenario {
+    let mut r = Rng::new(seed ^ 0x5eed_0002);
+    let t_n = size.periods.max(1);
+    let mut materials: Vec<Material> = (0..size.materials)
+        .map(|i| Material {
+            id: format!("m{i:03}"),
+            unit: if i % 3 == 0 { "pcs" } else { "kg" }.to_string(),
+            on_hand: 0.0,
+            holding_cost: 0.0,
+            receipts: Vec::new(),
+        })
+        .collect();
+    let base_price: Vec<f64> = (0..size.materials)
+        .map(|_| round_to(r.range(50.0, 3000.0), 1.0))
+        .collect();
+    for (m, mat) in materials.iter_mut().enumerate() {
+        mat.holding_cost = round_to(base_price[m] * r.range(0.002, 0.01), 0.1);
+    }
+
+    let first_due = 2.min(t_n - 1) as i64;
+    let mut products = Vec::new();
+    // usage[m][t]: material needed by the dues of period t.
+    let mut usage = vec![vec![0.0; t_n]; size.materials];
+    for i in 0..size.products {
+        let n_mat = r.int(2, 6.min(size.materials as i64)) as usize;
+        let mut bom = BTreeMap::new();
+        for m in r.pick(size.materials, n_mat) {
+            let a = if m % 3 == 0 {
+                r.int(1, 2) as f64
+            } else {
+                round_to(r.range(0.01, 1.5), 0.01)
+            };
+            bom.insert(materials[m].id.clone(), a);
+        }
+        let n_due = r.int(1, 3.min(t_n as i64 - first_due).max(1)) as usize;
+        let mut periods: Vec<i64> = r
+            .pick((t_n as i64 - first_due) as usize, n_due)
+            .into_iter()
+            .map(|k| k as i64 + first_due)
+            .collect();
+        periods.sort_unstable();
+        let due: Vec<Due> = periods
+            .into_iter()
+            .map(|period| Due {
+                period,
+                quantity: r.int(100, 800),
+            })
+            .collect();
+        for d in &due {
+            for (id, a) in &bom {
+                let m = materials.iter().position(|x| &x.id == id).unwrap_or(0);
+                usage[m][d.period as usize] += a * d.quantity as f64;
+            }
+        }
+        let late_cost = r
+            .chance(0.5)
+            .then(|| round_to(r.range(200.0, 2000.0), 10.0));
+        let mut p = Product {
+            sku: format!("p{i:03}"),
+            demand: 0,
+            bom,
+            due,
+            late_cost,
+        };
+        p.demand = p.total_due();
+        products.push(p);
+    }
+    for (m, mat) in materials.iter_mut().enumerate() {
+        let total: f64 = usage[m].iter().sum();
+        if r.chance(0.4) {
+            mat.on_hand = round_to(total * r.range(0.05, 0.3), 1.0);
+        }
+        if r.chance(0.2) {
+            mat.receipts.push(Receipt {
+                period: r.int(0, (t_n as i64 - 1).min(2)),
+                quantity: round_to(total * r.range(0.05, 0.3), 1.0),
+            });
+        }
+    }
+
+    // Lines: each product at 1 to 3 factories.
+    let mut lines: Vec<Vec<Line>> = vec![Vec::new(); size.factories];
+    let mut load = vec![0.0; size.factories];
+    for p in &products {
+        let hold: f64 = p
+            .bom
+            .iter()
+            .map(|(id, a)| {
+                let m = materials.iter().position(|x| &x.id == id).unwrap_or(0);
+                a * materials[m].holding_cost
+            })
+            .sum();
+        let n = r.int(1, 3.min(size.factories as i64)) as usize;
+        let at = r.pick(size.factories, n);
+        let total = p.total_due() as f64;
+        for &f in &at {
+            let hours_per_unit = round_to(r.range(0.02, 0.12), 0.005);
+            let setup_hours = round_to(r.range(1.0, 8.0), 0.5);
+            load[f] += (hours_per_unit * total) / n as f64 + setup_hours * p.due.len() as f64;
+            lines[f].push(Line {
+                sku: p.sku.clone(),
+                // At least the holding cost of its materials over the
+                // horizon, so that over-producing to use up stock never
+                // pays (see the model's bounds).
+                unit_cost: round_to(r.range(300.0, 2000.0), 10.0).max((hold * t_n as f64).ceil()),
+                setup_cost: round_to(r.range(10_000.0, 150_000.0), 1000.0),
+                min_run: if r.chance(0.5) {
+                    round_to(r.range(0.0, total / 4.0), 10.0) as i64
+                } else {
+                    0
+                },
+                hours_per_unit,
+                setup_hours,
+            });
+        }
+    }
+    // Production happens in the periods from `first_due - 1` on, mostly.
+    let working = (t_n as f64 - first_due as f64 + 1.0).max(1.0);
+    let factories: Vec<Factory> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(f, lines)| {
+            let weekly = round_to((load[f] / working * r.range(1.25, 1.8)).max(8.0), 1.0);
+            let calendar = r.chance(0.3).then(|| {
+                let closed = r.int(1, t_n as i64 - 1) as usize;
+                (0..t_n)
+                    .map(|t| if t == closed { 0.0 } else { weekly })
+                    .collect()
+            });
+            Factory {
+                id: format!("f{f:02}"),
+                capacity_hours: weekly,
+                calendar,
+                lines,
+            }
+        })
+        .collect();
+
+    // Suppliers: about one per two materials; lead times of 2 to 30 days,
+    // a quarter of them slow (2 to 4 weeks).
+    let n_sup = (size.materials / 2).max(2);
+    let lead: Vec<i64> = (0..n_sup)
+        .map(|s| {
+            if s % 4 == 3 {
+                r.int(15, 30)
+            } else {
+                r.int(2, 12)
+            }
+        })
+        .collect();
+    let mut offers: Vec<Vec<Offer>> = vec![Vec::new(); n_sup];
+    for m in 0..size.materials {
+        let total: f64 = usage[m].iter().sum::<f64>().max(1.0);
+        let per_batch = total / (t_n as f64 - first_due as f64).max(1.0);
+        let n_off = r.int(1, 3) as usize;
+        let mut chosen = r.pick(n_sup, n_off);
+        // One supplier within a week for every material.
+        let fast = (0..n_sup)
+            .map(|k| (m * 7 + k) % n_sup)
+            .find(|&s| lead[s] <= 7)
+            .unwrap_or(0);
+        if !chosen.iter().any(|&s| lead[s] <= 7) {
+            chosen[0] = fast;
+        }
+        chosen.sort_unstable();
+        chosen.dedup();
+        let anchor = chosen.iter().copied().find(|&s| lead[s] <= 7);
+        for &s in &chosen {
+            let n_breaks = r.int(1, size.max_breaks as i64) as usize;
+            let mut breaks = vec![PriceBreak {
+                min_qty: 0.0,
+                unit_price: round_to(base_price[m] * r.range(0.9, 1.2), 1.0),
+            }];
+            // Breaks from about one batch's need to the horizon's.
+            let mut q = per_batch * r.range(0.8, 1.6);
+            for _ in 1..n_breaks {
+                let min_qty = round_to(q, 10.0).max(breaks.last().unwrap().min_qty + 10.0);
+                let unit_price =
+                    round_to(breaks.last().unwrap().unit_price * r.range(0.88, 0.97), 1.0);
+                breaks.push(PriceBreak {
+                    min_qty,
+                    unit_price,
+                });
+                q *= r.range(1.5, 2.5);
+            }
+            let pack_size = if r.chance(0.5) {
+                let p = [5.0, 10.0, 25.0, 50.0, 100.0][r.int(0, 4) as usize];
+                Some(if per_batch < 20.0 * p { 1.0 } else { p })
+            } else {
+                None
+            };
+            let capped = Some(s) != anchor;
+            offers[s].push(Offer {
+                material: materials[m].id.clone(),
+                moq: if r.chance(0.3) {
+                    round_to(per_batch * r.range(0.1, 0.5), 5.0)
+                } else {
+                    0.0
+                },
+                pack_size,
+                max_qty: if capped && r.chance(0.3) {
+                    Some(round_to(per_batch * r.range(0.8, 2.0), 10.0).max(10.0))
+                } else {
+                    None
+                },
+                order_cost: if r.chance(0.7) {
+                    round_to(r.range(1000.0, 50_000.0), 100.0)
+                } else {
+                    0.0
+                },
+                breaks,
+            });
+        }
+    }
+    let suppliers = offers
+        .into_iter()
+        .enumerate()
+        .map(|(s, offers)| Supplier {
+            id: format!("s{s:03}"),
+            lead_days: lead[s],
+            offers,
+        })
+        .collect();
+
+    Scenario {
+        name: format!(
+            "weeks-{}x{}x{}x{}-{seed}",
+            size.products, size.factories, size.materials, t_n
+        ),
+        currency: "CNY".to_string(),
+        material_deadline_days: None,
+        horizon: Some(Horizon {
+            periods: t_n as i64,
+            period_days: 7,
+        }),
         products,
         materials,
         factories,

@@ -12,7 +12,13 @@ use crate::validate::{offers_by_material, ValidatedScenario};
 
 /// The greedy plan, or `None` when the rules cannot find a plan that meets
 /// demand (the scenario may still be feasible).
+///
+/// For a time-phased scenario it is the lot-for-lot MRP plan: each period's
+/// net need bought on its own from the cheapest offer that arrives in time.
 pub fn greedy_plan(v: &ValidatedScenario) -> Option<Plan> {
+    if v.is_timed() {
+        return crate::phased::greedy::greedy_plan(v);
+    }
     let d = greedy_decisions(v)?;
     let mut plan = plan_from_decisions(v, &d, PlanStatus::Feasible, "greedy");
     plan.gap = f64::INFINITY;
@@ -105,7 +111,7 @@ pub(crate) fn greedy_decisions(v: &ValidatedScenario) -> Option<Decisions> {
     let used = d.consumption(v);
     let by_material = offers_by_material(v);
     for (m, mat) in s.materials.iter().enumerate() {
-        let mut need = used[m] - mat.on_hand;
+        let need = used[m] - mat.on_hand;
         if need <= 1e-9 {
             continue;
         }
@@ -118,52 +124,65 @@ pub(crate) fn greedy_decisions(v: &ValidatedScenario) -> Option<Decisions> {
                     .collect()
             })
             .unwrap_or_default();
-        // The single offer and quantity that cover the need most cheaply.
-        let mut best: Option<(f64, usize, usize, f64)> = None;
-        for &oi in &offers {
-            if let Some((k, q, cost)) = cheapest_buy(v, oi, need, mat.holding_cost) {
-                if best.is_none_or(|b| cost < b.0) {
-                    best = Some((cost, oi, k, q));
-                }
-            }
-        }
-        if let Some((_, oi, k, q)) = best {
+        for (oi, k, q) in buy_need(v, &offers, need, mat.holding_cost)? {
             d.buy[oi] = Some((k, q));
-            continue;
-        }
-        // Caps force a split: cheapest first price, up to each cap.
-        let mut sorted = offers.clone();
-        let first_price = |o: usize| v.offer(v.offers()[o]).breaks[0].unit_price;
-        sorted.sort_by(|&a, &b| first_price(a).total_cmp(&first_price(b)));
-        for oi in sorted {
-            if need <= 1e-9 {
-                break;
-            }
-            let offer = v.offer(v.offers()[oi]);
-            let cap = offer.max_qty.unwrap_or(f64::INFINITY);
-            let pack = offer.pack();
-            let q = match pack {
-                Some(p) => ((need.min(cap) / p) - 1e-9).ceil() * p,
-                None => need.min(cap),
-            };
-            let q = if q > cap + 1e-9 {
-                crate::model::floor_pack(cap, pack)
-            } else {
-                q
-            };
-            let q = ceil_pack(q.max(offer.moq).max(offer.breaks[0].min_qty), pack);
-            if q <= 0.0 || q > cap + 1e-9 {
-                continue;
-            }
-            let k = tier_of(offer, q)?;
-            d.buy[oi] = Some((k, q));
-            need -= q;
-        }
-        if need > 1e-9 {
-            return None;
         }
     }
     Some(d)
+}
+
+/// How a rule-based buyer covers `need` of one material from `offers`
+/// (indices into [`ValidatedScenario::offers`]): the single offer and tier
+/// that cover it most cheaply (counting holding cost on what is bought
+/// beyond it), or, when caps force it, a split over offers by first price,
+/// up to each cap. `None` when the offers cannot cover it.
+pub(crate) fn buy_need(
+    v: &ValidatedScenario,
+    offers: &[usize],
+    mut need: f64,
+    holding: f64,
+) -> Option<Vec<(usize, usize, f64)>> {
+    let mut best: Option<(f64, usize, usize, f64)> = None;
+    for &oi in offers {
+        if let Some((k, q, cost)) = cheapest_buy(v, oi, need, holding) {
+            if best.is_none_or(|b| cost < b.0) {
+                best = Some((cost, oi, k, q));
+            }
+        }
+    }
+    if let Some((_, oi, k, q)) = best {
+        return Some(vec![(oi, k, q)]);
+    }
+    // Caps force a split: cheapest first price, up to each cap.
+    let mut out = Vec::new();
+    let mut sorted = offers.to_vec();
+    let first_price = |o: usize| v.offer(v.offers()[o]).breaks[0].unit_price;
+    sorted.sort_by(|&a, &b| first_price(a).total_cmp(&first_price(b)));
+    for oi in sorted {
+        if need <= 1e-9 {
+            break;
+        }
+        let offer = v.offer(v.offers()[oi]);
+        let cap = offer.max_qty.unwrap_or(f64::INFINITY);
+        let pack = offer.pack();
+        let q = match pack {
+            Some(p) => ((need.min(cap) / p) - 1e-9).ceil() * p,
+            None => need.min(cap),
+        };
+        let q = if q > cap + 1e-9 {
+            crate::model::floor_pack(cap, pack)
+        } else {
+            q
+        };
+        let q = ceil_pack(q.max(offer.moq).max(offer.breaks[0].min_qty), pack);
+        if q <= 0.0 || q > cap + 1e-9 {
+            continue;
+        }
+        let k = tier_of(offer, q)?;
+        out.push((oi, k, q));
+        need -= q;
+    }
+    (need <= 1e-9).then_some(out)
 }
 
 /// The tier whose break `q` reaches (all-units pricing), if any.
@@ -173,7 +192,7 @@ pub(crate) fn tier_of(offer: &crate::scenario::Offer, q: f64) -> Option<usize> {
 
 /// Cheapest way to cover `need` from one offer alone: `(tier, quantity, cost)`,
 /// counting holding cost on what is bought beyond the need.
-fn cheapest_buy(
+pub(crate) fn cheapest_buy(
     v: &ValidatedScenario,
     oi: usize,
     need: f64,

@@ -14,7 +14,8 @@
 //! - [`greedy_plan`]: the rule-based plan, used as warm start and baseline;
 //! - [`verify_plan`]: an independent check of any plan against the model;
 //! - `explain`: cost per unit, binding constraints, shadow prices, diagnosis;
-//! - [`report`]: text and JSON rendering;
+//! - [`report`]: text and JSON rendering; a time-phased plan as a timeline
+//!   (periods across) and drawn as a schedule (SVG);
 //! - [`generate`]: seeded random scenarios for the benchmark and tests.
 //!
 //! Invariants: this crate does no I/O and knows nothing of async or the
@@ -26,6 +27,7 @@ mod explain;
 pub mod generate;
 mod greedy;
 mod model;
+mod phased;
 mod plan;
 mod planner;
 pub mod report;
@@ -38,13 +40,15 @@ pub mod whatif;
 pub use greedy::greedy_plan;
 pub use model::Formulation;
 pub use plan::{
-    round_money, Binding, CostBreakdown, Diagnosis, ExactCosts, NamedValues, Plan, PlanStatus,
-    Purchase, Run, ShadowPrices, Shortfall,
+    round_money, Binding, Completions, Consolidation, CostBreakdown, Diagnosis, ExactCosts,
+    FactoryPeriods, JustInTime, LateUnits, LatenessChoice, NamedSeries, NamedValues, OnTime,
+    PeriodCapacity, PeriodShadowPrices, Plan, PlanStatus, Purchase, Run, ShadowPrices, Shortfall,
+    TimeExplanation,
 };
 pub use planner::{plan, PlanError};
 pub use scenario::{
-    Factory, FieldError, Line, Material, Offer, PriceBreak, Product, Scenario, ScenarioError,
-    Supplier,
+    Due, Factory, FieldError, Horizon, Line, Material, Offer, PriceBreak, Product, Receipt,
+    Scenario, ScenarioError, Supplier,
 };
 pub use solve::{SolveOptions, SolverError, SolverKind, UnknownSolver};
 pub use validate::ValidatedScenario;

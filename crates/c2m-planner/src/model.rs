@@ -49,11 +49,11 @@ impl Formulation {
 }
 
 /// The big-M constant of the plain formulation (units and material quantities).
-const BIG_M: f64 = 1.0e6;
+pub(crate) const BIG_M: f64 = 1.0e6;
 
 /// The fallback bound of a run whose factory has no hour limit on it and
 /// where over-production may pay (see [`run_bounds`]).
-const HUGE_UNITS: f64 = 1.0e9;
+pub(crate) const HUGE_UNITS: f64 = 1.0e9;
 
 /// A model variable and its position among all variables (the column
 /// index the solvers use; good_lp keeps its own index private).
@@ -134,17 +134,17 @@ pub(crate) struct Split {
 }
 
 /// Integer columns of a range above this are split (see [`build_split`]).
-const SPLIT_ABOVE: f64 = 64.0;
+pub(crate) const SPLIT_ABOVE: f64 = 64.0;
 
 /// ... and up to this (a larger bound is a "no bound" stand-in).
-const SPLIT_AT_MOST: f64 = 1.0e7;
+pub(crate) const SPLIT_AT_MOST: f64 = 1.0e7;
 
 /// Writes the integer `whole` in `[0, ub]` (a continuous column) as
 /// `step * high + low` with integer `high` in `[0, ub / step]` and `low` in
 /// `[0, step - 1]`, `step` about the square root of the range: every
 /// integer in `[0, ub]` has exactly one such form, so the model keeps its
 /// plans, and its LP relaxation (`whole` still ranges over `[0, ub]`).
-fn split_integer(
+pub(crate) fn split_integer(
     add: &mut impl FnMut(&mut ProblemVariables, good_lp::VariableDefinition) -> Var,
     vars: &mut ProblemVariables,
     constraints: &mut Vec<Constraint>,
@@ -779,15 +779,8 @@ impl Layout {
             vals[lv.y.i] = if q > 0 { 1.0 } else { 0.0 };
         }
         for (oi, ov) in self.offers.iter().enumerate() {
-            let (Some(ov), Some((k, q))) = (ov, d.buy[oi]) else {
-                continue;
-            };
-            if let Some(t) = ov.tiers.iter().find(|t| t.k == k) {
-                vals[t.q.i] = q;
-                vals[t.z.i] = 1.0;
-            }
-            if let (Some(n), Some(p)) = (ov.n, v.offer(v.offers()[oi]).pack()) {
-                vals[n.i] = (q / p).round();
+            if let (Some(ov), Some((k, q))) = (ov, d.buy[oi]) {
+                ov.start(v.offer(v.offers()[oi]).pack(), k, q, &mut vals);
             }
         }
         let made = d.made(v);
@@ -797,12 +790,7 @@ impl Layout {
                 vals[sv.i] = (demand - made[p]).max(0) as f64;
             }
         }
-        for sp in &self.splits {
-            let whole = vals[sp.whole.i].round().max(0.0);
-            let high = (whole / sp.step).floor();
-            vals[sp.high.i] = high;
-            vals[sp.low.i] = whole - sp.step * high;
-        }
+        start_splits(&self.splits, &mut vals);
         vals
     }
 
@@ -816,32 +804,59 @@ impl Layout {
             d.x[i] = q;
         }
         for (oi, ov) in self.offers.iter().enumerate() {
-            let Some(ov) = ov else { continue };
-            let pack = v.offer(v.offers()[oi]).pack();
-            let mut best: Option<(usize, f64)> = None;
-            // The tier is the one that carries the quantity. Its binary is
-            // not trusted alone: with a big M, a solver may keep `z` within
-            // its integrality tolerance of 0 (1e-6 * M = 1 unit) while buying.
-            for t in &ov.tiers {
-                let z = vals[t.z.i];
-                let q = vals[t.q.i];
-                let carries = q > 1e-7 || (z > 0.5 && q >= 0.0);
-                if carries && best.is_none_or(|(_, bq)| q > bq) {
-                    best = Some((t.k, q));
-                }
-            }
-            if let Some((k, mut q)) = best {
-                q = match (pack, ov.n) {
-                    (Some(p), Some(n)) => vals[n.i].round().max(0.0) * p,
-                    // Solvers meet rows to about 1e-7: snap to 1e-6 so that
-                    // 2.9999997 reads as the 3 it stands for.
-                    _ => (q.max(0.0) * 1e6).round() / 1e6,
-                };
-                if q > 0.0 {
-                    d.buy[oi] = Some((k, q));
-                }
+            if let Some(ov) = ov {
+                d.buy[oi] = ov.read(v.offer(v.offers()[oi]).pack(), vals);
             }
         }
         d
+    }
+}
+
+impl OfferVars {
+    /// Start values of one order: tier `k`, quantity `q`.
+    pub(crate) fn start(&self, pack: Option<f64>, k: usize, q: f64, vals: &mut [f64]) {
+        if let Some(t) = self.tiers.iter().find(|t| t.k == k) {
+            vals[t.q.i] = q;
+            vals[t.z.i] = 1.0;
+        }
+        if let (Some(n), Some(p)) = (self.n, pack) {
+            vals[n.i] = (q / p).round();
+        }
+    }
+
+    /// One order read back from solver values, float noise removed: the
+    /// tier that carries the quantity, whole packs, quantities snapped to
+    /// 1e-6; `None` when nothing is ordered.
+    pub(crate) fn read(&self, pack: Option<f64>, vals: &[f64]) -> Option<(usize, f64)> {
+        let mut best: Option<(usize, f64)> = None;
+        // The tier is the one that carries the quantity. Its binary is
+        // not trusted alone: with a big M, a solver may keep `z` within
+        // its integrality tolerance of 0 (1e-6 * M = 1 unit) while buying.
+        for t in &self.tiers {
+            let z = vals[t.z.i];
+            let q = vals[t.q.i];
+            let carries = q > 1e-7 || (z > 0.5 && q >= 0.0);
+            if carries && best.is_none_or(|(_, bq)| q > bq) {
+                best = Some((t.k, q));
+            }
+        }
+        let (k, q) = best?;
+        let q = match (pack, self.n) {
+            (Some(p), Some(n)) => vals[n.i].round().max(0.0) * p,
+            // Solvers meet rows to about 1e-7: snap to 1e-6 so that
+            // 2.9999997 reads as the 3 it stands for.
+            _ => (q.max(0.0) * 1e6).round() / 1e6,
+        };
+        (q > 0.0).then_some((k, q))
+    }
+}
+
+/// Start values of the two halves of each split integer, from the whole.
+pub(crate) fn start_splits(splits: &[Split], vals: &mut [f64]) {
+    for sp in splits {
+        let whole = vals[sp.whole.i].round().max(0.0);
+        let high = (whole / sp.step).floor();
+        vals[sp.high.i] = high;
+        vals[sp.low.i] = whole - sp.step * high;
     }
 }

@@ -5,14 +5,21 @@
 //! may be added"). Money is computed in `f64` from the decisions and rounded
 //! once, here, at the edge: each part of `cost_breakdown` is its exact value
 //! rounded to whole minor units, and `total_cost` is the exact total rounded,
-//! so the parts may differ from the total by at most 2 (five half-unit
+//! so the parts may differ from the total by at most 3 (six half-unit
 //! roundings); [`crate::verify_plan`] checks exactly this rule.
+//!
+//! A plan of a time-phased (version 2) scenario fills the `Option` fields the
+//! contract adds for version 2 (`horizon`, `stock`, `late`, `completion`, the
+//! `period` of runs, purchases and shortfalls); a version 1 plan leaves them
+//! `None`, and they are then left out of the JSON, so version 1 output keeps
+//! its shape (`lateness` in the cost breakdown is the one addition, 0).
 
 use std::fmt;
 
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::scenario::Horizon;
 use crate::validate::ValidatedScenario;
 
 /// How good the plan is known to be.
@@ -38,7 +45,7 @@ impl fmt::Display for PlanStatus {
     }
 }
 
-/// The five parts of the objective, in whole minor units.
+/// The six parts of the objective, in whole minor units.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostBreakdown {
     pub production: i64,
@@ -46,9 +53,12 @@ pub struct CostBreakdown {
     pub purchase: i64,
     pub ordering: i64,
     pub holding: i64,
+    /// Version 2: `sum late_cost_p * B_pt`; always 0 in version 1.
+    #[serde(default)]
+    pub lateness: i64,
 }
 
-/// The same five parts before rounding.
+/// The same six parts before rounding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExactCosts {
     pub production: f64,
@@ -56,11 +66,13 @@ pub struct ExactCosts {
     pub purchase: f64,
     pub ordering: f64,
     pub holding: f64,
+    #[serde(default)]
+    pub lateness: f64,
 }
 
 impl ExactCosts {
     pub fn total(&self) -> f64 {
-        self.production + self.setup + self.purchase + self.ordering + self.holding
+        self.production + self.setup + self.purchase + self.ordering + self.holding + self.lateness
     }
 
     /// The reporting rule: each part rounded on its own.
@@ -71,6 +83,7 @@ impl ExactCosts {
             purchase: round_money(self.purchase),
             ordering: round_money(self.ordering),
             holding: round_money(self.holding),
+            lateness: round_money(self.lateness),
         }
     }
 }
@@ -80,15 +93,18 @@ pub fn round_money(v: f64) -> i64 {
     v.round() as i64
 }
 
-/// One production run: a line that runs.
+/// One production run: a line that runs (version 2: in one period).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     pub factory: String,
     pub sku: String,
     pub quantity: i64,
+    /// Version 2: the period of the run (its units ship at the end of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<usize>,
 }
 
-/// One purchase order: what is bought from one offer.
+/// One purchase order: what is bought from one offer (version 2: in one period).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Purchase {
     pub supplier: String,
@@ -98,13 +114,37 @@ pub struct Purchase {
     pub unit_price: f64,
     /// Whole packs bought; `null` where the offer has no pack size.
     pub packs: Option<i64>,
+    /// Version 2: the period the order is placed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<usize>,
+    /// Version 2: the period at whose start it arrives (`period + L_o`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrives: Option<usize>,
 }
 
 /// A product the best partial plan cannot make enough of.
+///
+/// Version 2: for a product that may not be late, `short_by` is the largest
+/// backlog over the periods (units due and not made by then) and `period`
+/// the first period with a backlog; for a product with a `late_cost`,
+/// `short_by` is what is not made by the end of the horizon and `period`
+/// the first period from which it stays behind until the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shortfall {
     pub sku: String,
     pub short_by: i64,
+    /// Version 2: the first period the product falls short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<usize>,
+}
+
+/// Version 2: units of a product due by the end of a period and not made by
+/// then (the backlog `B_pt`: a unit two periods late counts in two periods).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateUnits {
+    pub sku: String,
+    pub period: usize,
+    pub units: i64,
 }
 
 /// A constraint that holds with equality in the plan, i.e. that limits it.
@@ -150,6 +190,13 @@ pub struct ShadowPrices {
     pub factory_hours: NamedValues,
 }
 
+/// A factory and some of its periods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactoryPeriods {
+    pub factory: String,
+    pub periods: Vec<usize>,
+}
+
 /// Why demand cannot be met.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
@@ -165,6 +212,106 @@ pub struct Diagnosis {
     pub missing_lines: Vec<String>,
     /// Materials needed but with no usable offer and not enough on hand.
     pub missing_offers: Vec<String>,
+    /// Version 2: per factory, the periods whose hours the best partial
+    /// plan uses in full.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_bound_periods: Vec<FactoryPeriods>,
+    /// Version 2: per factory, the periods it has no hours at all (closed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_periods: Vec<FactoryPeriods>,
+    /// Version 2: offers too slow for a shortfall, as `supplier/material:
+    /// first arrival in period N` (or `never within the horizon`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late_offers: Vec<String>,
+}
+
+/// Version 2 explanations, period by period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeExplanation {
+    /// Factory periods whose hours the plan uses in full.
+    pub capacity: Vec<PeriodCapacity>,
+    /// Purchases that arrive in the period their material would otherwise
+    /// run out: ordered at the last moment their lead time allows.
+    pub just_in_time: Vec<JustInTime>,
+    /// For each product with late units: what lateness costs and what
+    /// making it on time would cost instead.
+    pub lateness: Vec<LatenessChoice>,
+    /// Shadow prices per period (runs, setups and tiers fixed).
+    pub shadow_prices: Option<PeriodShadowPrices>,
+    /// Buying across periods compared with buying each period's need
+    /// separately, for the plan's own production.
+    pub consolidation: Option<Consolidation>,
+}
+
+/// A factory's hours in one period, used in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeriodCapacity {
+    pub factory: String,
+    pub period: usize,
+    pub used_hours: f64,
+    pub capacity_hours: f64,
+}
+
+/// A purchase without which its material would run short in the period it
+/// arrives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JustInTime {
+    pub supplier: String,
+    pub material: String,
+    pub ordered: usize,
+    pub arrives: usize,
+    pub quantity: f64,
+    /// How much of the material the plan's runs use in the arrival period,
+    /// beyond the stock carried into it.
+    pub needed_on_arrival: f64,
+}
+
+/// Lateness of one product, and why it was cheaper than the alternative.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatenessChoice {
+    pub sku: String,
+    /// `sum_t B_pt`: units late, counted once per period late.
+    pub unit_periods: i64,
+    /// `late_cost * unit_periods`, in minor units.
+    pub cost: f64,
+    /// Making every unit of the product on time instead.
+    pub on_time: OnTime,
+}
+
+/// What making a late product on time would cost (every other rule kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OnTime {
+    /// No plan makes it on time.
+    Impossible,
+    /// The cheapest on-time plan costs at least `extra` more in total
+    /// (exactly `extra` when `proven`).
+    CostsMore { extra: f64, proven: bool },
+    /// Not checked (the time limit ran out first).
+    Unknown,
+}
+
+/// Marginal values per period, from the LP with runs, setups and tiers fixed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeriodShadowPrices {
+    /// Per material, the saving from one more unit arriving at the start of
+    /// each period.
+    pub materials: NamedSeries,
+    /// Per factory, the saving from one more hour in each period.
+    pub factory_hours: NamedSeries,
+}
+
+/// The saving from buying across periods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consolidation {
+    /// Purchase, ordering and holding cost of the plan (minor units).
+    pub plan_material_cost: f64,
+    /// The same for the plan's production with each period's net need
+    /// bought separately, from the cheapest offer that arrives in time;
+    /// `None` when that cannot cover the plan's production.
+    pub separate_material_cost: Option<f64>,
+    /// `separate - plan`.
+    pub saving: Option<f64>,
 }
 
 /// A plan for one cycle. See the module docs for the rounding rule.
@@ -184,6 +331,22 @@ pub struct Plan {
     pub leftover: NamedValues,
     pub shortfalls: Vec<Shortfall>,
 
+    // --- Version 2 (`None` for a version 1 plan). ---
+    /// The scenario's horizon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<Horizon>,
+    /// Per material, in file order: stock at the end of each period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock: Option<NamedSeries>,
+    /// Every product and period with late units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<Vec<LateUnits>>,
+    /// Per product: the first period at which its cumulative production
+    /// reaches its total due; `None` when nothing is due (or, in an
+    /// infeasible plan, it never does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<Completions>,
+
     // --- Additions to the contract. ---
     /// Best proven lower bound on the total (minor units), when the solver gives one.
     pub best_bound: Option<f64>,
@@ -199,6 +362,9 @@ pub struct Plan {
     pub binding: Vec<Binding>,
     pub shadow_prices: Option<ShadowPrices>,
     pub diagnosis: Option<Diagnosis>,
+    /// Version 2: explanations period by period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeExplanation>,
 }
 
 fn finite_or_null<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -241,6 +407,71 @@ impl<'de> Deserialize<'de> for NamedValues {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map = std::collections::BTreeMap::<String, f64>::deserialize(d)?;
         Ok(NamedValues(map.into_iter().collect()))
+    }
+}
+
+/// Name-to-series pairs (one number per period) that keep the scenario's
+/// order and serialize as a JSON object of lists (the contract's `stock`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamedSeries(pub Vec<(String, Vec<f64>)>);
+
+impl NamedSeries {
+    pub fn get(&self, name: &str) -> Option<&[f64]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[f64])> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+}
+
+impl Serialize for NamedSeries {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for NamedSeries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, Vec<f64>>::deserialize(d)?;
+        Ok(NamedSeries(map.into_iter().collect()))
+    }
+}
+
+/// Per product, the completion period (the contract's `completion`: a JSON
+/// object of sku to period or `null`), in the scenario's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completions(pub Vec<(String, Option<usize>)>);
+
+impl Completions {
+    pub fn get(&self, sku: &str) -> Option<Option<usize>> {
+        self.0.iter().find(|(n, _)| n == sku).map(|(_, v)| *v)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<usize>)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+}
+
+impl Serialize for Completions {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Completions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, Option<usize>>::deserialize(d)?;
+        Ok(Completions(map.into_iter().collect()))
     }
 }
 
@@ -350,6 +581,7 @@ pub(crate) fn plan_from_decisions(
             factory: s.factories[l.factory].id.clone(),
             sku: s.products[l.product].sku.clone(),
             quantity: q,
+            period: None,
         })
         .collect();
     let purchases = v
@@ -365,6 +597,8 @@ pub(crate) fn plan_from_decisions(
                 quantity: clean(q),
                 unit_price: offer.breaks[k].unit_price,
                 packs: offer.pack().map(|p| (q / p).round() as i64),
+                period: None,
+                arrives: None,
             })
         })
         .collect();
@@ -391,6 +625,7 @@ pub(crate) fn plan_from_decisions(
         .map(|(p, prod)| Shortfall {
             sku: prod.sku.clone(),
             short_by: prod.demand - made[p],
+            period: None,
         })
         .collect();
     let exact = d.costs(v);
@@ -404,6 +639,10 @@ pub(crate) fn plan_from_decisions(
         purchases,
         leftover,
         shortfalls,
+        horizon: None,
+        stock: None,
+        late: None,
+        completion: None,
         best_bound: None,
         solver: solver.to_string(),
         currency: s.currency.clone(),
@@ -412,5 +651,6 @@ pub(crate) fn plan_from_decisions(
         binding: Vec::new(),
         shadow_prices: None,
         diagnosis: None,
+        time: None,
     }
 }

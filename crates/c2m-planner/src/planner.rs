@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use crate::explain;
 use crate::greedy::greedy_decisions;
 use crate::model::{build_split, BuildOptions, Formulation};
+use crate::phased::{self, plan_from_schedule, Schedule};
 use crate::plan::{plan_from_decisions, Decisions, Plan, PlanStatus};
+use crate::plan::{LatenessChoice, OnTime, TimeExplanation};
 use crate::solve::{solve_model, Outcome, SolveOptions, SolverError, SolverKind};
 use crate::validate::ValidatedScenario;
 
@@ -38,6 +40,9 @@ pub fn plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Plan, PlanErro
     let started = Instant::now();
     if !opts.solver.is_available() {
         return Err(SolverError::NotAvailable(opts.solver).into());
+    }
+    if v.is_timed() {
+        return plan_timed(v, opts, started);
     }
     let greedy = greedy_decisions(v);
     let model = build_split(
@@ -151,6 +156,179 @@ fn best_partial_plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Decis
     match solve_model(model, opts.solver, opts.time_limit, opts.mip_gap, start)? {
         Outcome::Solved(raw) => Ok(layout.decisions(v, &raw.values)),
         Outcome::NoSolution => Ok(Decisions::empty(v)),
+        Outcome::Infeasible => Err(SolverError::Failed {
+            solver: opts.solver,
+            message: "the elastic model, which always has a plan, was called infeasible"
+                .to_string(),
+        }
+        .into()),
+    }
+}
+
+/// Plans a time-phased (version 2) scenario: lot-for-lot start, the MILP,
+/// and for an infeasible one the elastic model and its diagnosis.
+fn plan_timed(
+    v: &ValidatedScenario,
+    opts: &SolveOptions,
+    started: Instant,
+) -> Result<Plan, PlanError> {
+    let greedy = phased::greedy::greedy_schedule(v);
+    // The warm start: the lot-for-lot plan, or the same runs with orders
+    // that cover several periods where that is cheaper.
+    let start_plan = greedy.as_ref().map(|d| {
+        let better = phased::greedy::consolidated(v, d)
+            .map(|buy| Schedule {
+                x: d.x.clone(),
+                buy,
+            })
+            .filter(|c| c.costs(v).total() < d.costs(v).total());
+        better.unwrap_or_else(|| d.clone())
+    });
+    let build = phased::model::Options {
+        formulation: opts.formulation,
+        split_integers: split_integers(opts),
+        ..Default::default()
+    };
+    let (problem, layout) = phased::model::build(v, &build);
+    let start = match (&start_plan, opts.warm_start) {
+        (Some(d), true) => Some(layout.start_values(v, d)),
+        _ => None,
+    };
+    tracing::debug!(
+        variables = layout.n_vars,
+        rows = problem.constraints.len(),
+        formulation = opts.formulation.name(),
+        solver = opts.solver.name(),
+        periods = v.periods(),
+        "time-phased model built"
+    );
+    let outcome = solve_model(problem, opts.solver, opts.time_limit, opts.mip_gap, start)?;
+    let (schedule, mut plan) = match outcome {
+        Outcome::Solved(raw) => {
+            let d = layout.schedule(v, &raw.values);
+            let mut plan = plan_from_schedule(v, &d, PlanStatus::Feasible, opts.solver.name());
+            set_gap(&mut plan, raw.best_bound, raw.finished);
+            (d, plan)
+        }
+        Outcome::NoSolution => match start_plan {
+            Some(d) => {
+                let mut plan = plan_from_schedule(v, &d, PlanStatus::Feasible, "greedy");
+                plan.gap = f64::INFINITY;
+                (d, plan)
+            }
+            None => return Err(PlanError::NoSolution(opts.time_limit)),
+        },
+        Outcome::Infeasible => {
+            let d = best_partial_schedule(v, opts)?;
+            let mut plan = plan_from_schedule(v, &d, PlanStatus::Infeasible, opts.solver.name());
+            plan.diagnosis = Some(phased::explain::diagnose(v, &d));
+            if plan.shortfalls.is_empty() {
+                tracing::warn!("elastic model met every due after an infeasible verdict");
+                plan.status = PlanStatus::Feasible;
+                plan.gap = f64::INFINITY;
+                plan.diagnosis = None;
+            }
+            (d, plan)
+        }
+    };
+    plan.cost_per_unit = phased::explain::cost_per_unit(v, &schedule);
+    if plan.status != PlanStatus::Infeasible {
+        let mut time = TimeExplanation {
+            capacity: phased::explain::binding_capacity(v, &schedule),
+            just_in_time: phased::explain::just_in_time(v, &schedule),
+            lateness: Vec::new(),
+            shadow_prices: None,
+            consolidation: Some(phased::explain::consolidation(v, &schedule)),
+        };
+        if opts.shadow_prices {
+            match phased::explain::shadow_prices(v, &schedule, opts.solver) {
+                Ok(sp) => time.shadow_prices = Some(sp),
+                Err(e) => tracing::warn!(error = %e, "no shadow prices"),
+            }
+            time.lateness = lateness_choices(v, opts, &plan, &schedule)?;
+        }
+        plan.time = Some(time);
+    }
+    plan.solve_seconds = started.elapsed().as_secs_f64();
+    Ok(plan)
+}
+
+/// For each product with late units: what its lateness costs, and what the
+/// cheapest plan that makes it on time would cost more (one more solve per
+/// late product, within a quarter of the time limit and at most 10 s). Lateness was chosen because it is
+/// cheaper than every on-time alternative, or because there is none.
+fn lateness_choices(
+    v: &ValidatedScenario,
+    opts: &SolveOptions,
+    plan: &Plan,
+    d: &Schedule,
+) -> Result<Vec<LatenessChoice>, PlanError> {
+    let s = v.scenario();
+    let made = d.made(v);
+    let mut out = Vec::new();
+    for (p, prod) in s.products.iter().enumerate() {
+        let Some(late_cost) = prod.late_cost else {
+            continue;
+        };
+        let unit_periods: i64 = phased::backlog(v.due(p), &made[p]).iter().sum();
+        if unit_periods == 0 {
+            continue;
+        }
+        let (problem, layout) = phased::model::build(
+            v,
+            &phased::model::Options {
+                formulation: opts.formulation,
+                split_integers: split_integers(opts),
+                on_time: Some(p),
+                ..Default::default()
+            },
+        );
+        let _ = layout;
+        let total = plan.exact_costs.total();
+        // A quarter of the plan's own limit, at most 10 s: the bound it
+        // proves is a valid "at least" whenever it stops.
+        let limit = (opts.time_limit / 4).min(Duration::from_secs(10));
+        let on_time = match solve_model(problem, opts.solver, limit, opts.mip_gap, None)? {
+            Outcome::Infeasible => OnTime::Impossible,
+            Outcome::NoSolution => OnTime::Unknown,
+            Outcome::Solved(raw) => match raw.best_bound {
+                Some(b) => OnTime::CostsMore {
+                    extra: (b - total).max(0.0),
+                    proven: raw.finished,
+                },
+                None => OnTime::Unknown,
+            },
+        };
+        out.push(LatenessChoice {
+            sku: prod.sku.clone(),
+            unit_periods,
+            cost: late_cost * unit_periods as f64,
+            on_time,
+        });
+    }
+    Ok(out)
+}
+
+/// The elastic version 2 model: dues may fall short at a penalty that
+/// dominates every real cost, so the solver makes as much as it can, as
+/// early as it can, as cheaply as it can.
+fn best_partial_schedule(
+    v: &ValidatedScenario,
+    opts: &SolveOptions,
+) -> Result<Schedule, PlanError> {
+    let (problem, layout) = phased::model::build(
+        v,
+        &phased::model::Options {
+            formulation: opts.formulation,
+            elastic: true,
+            split_integers: split_integers(opts),
+            ..Default::default()
+        },
+    );
+    let start = Some(layout.start_values(v, &Schedule::empty(v)));
+    match solve_model(problem, opts.solver, opts.time_limit, opts.mip_gap, start)? {
+        Outcome::Solved(raw) => Ok(layout.schedule(v, &raw.values)),
+        Outcome::NoSolution => Ok(Schedule::empty(v)),
         Outcome::Infeasible => Err(SolverError::Failed {
             solver: opts.solver,
             message: "the elastic model, which always has a plan, was called infeasible"

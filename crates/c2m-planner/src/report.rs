@@ -1,7 +1,16 @@
 //! Rendering a plan for people (aligned tables) and for tools (JSON).
 //! Returns strings: printing is the caller's business.
+//!
+//! A version 2 plan is shown as a timeline with periods across
+//! ([`timeline`]) and can be drawn as a schedule ([`schedule_svg`]).
 
 use std::fmt::Write;
+
+mod schedule;
+mod timeline;
+
+pub use schedule::schedule_svg;
+pub(crate) use schedule::svg_escape;
 
 use crate::plan::{Binding, Plan, PlanStatus};
 use crate::validate::ValidatedScenario;
@@ -112,43 +121,67 @@ impl Table {
     }
 }
 
-/// The plan for people: status, total and its parts, runs per factory,
-/// purchase orders per supplier, leftovers, explanations, time taken.
-pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
-    let s = v.scenario();
-    let cur = &plan.currency;
-    let mut out = String::new();
-    let _ = writeln!(out, "Plan for `{}`", s.name);
+/// Status, solver, bound and time, one line each.
+fn write_status(out: &mut String, plan: &Plan) {
     let status = match plan.status {
         PlanStatus::Optimal => "optimal (proven)".to_string(),
         PlanStatus::Feasible if plan.gap.is_finite() => {
             format!("feasible, gap {:.4}%", plan.gap * 100.0)
         }
         PlanStatus::Feasible => "feasible, gap unknown".to_string(),
+        PlanStatus::Infeasible if plan.horizon.is_some() => {
+            "INFEASIBLE: the dues cannot be met".to_string()
+        }
         PlanStatus::Infeasible => "INFEASIBLE: demand cannot be met".to_string(),
     };
     let _ = writeln!(out, "Status:  {status}");
     let _ = writeln!(out, "Solver:  {}", plan.solver);
     if let Some(b) = plan.best_bound {
-        let _ = writeln!(out, "Bound:   {}", money(b.round() as i64, cur));
+        let _ = writeln!(out, "Bound:   {}", money(b.round() as i64, &plan.currency));
     }
     let _ = writeln!(out, "Time:    {:.3} s", plan.solve_seconds);
-    out.push('\n');
+}
 
+/// The total and its parts; lateness only for a version 2 plan (it is
+/// always 0 in version 1, whose report keeps its five parts).
+fn write_costs(out: &mut String, plan: &Plan) {
+    let cur = &plan.currency;
     let _ = writeln!(out, "Total cost: {}", money(plan.total_cost, cur));
     let mut t = Table::new(&["part", "cost"], &[false, true]);
     let b = &plan.cost_breakdown;
-    for (name, c) in [
+    let mut parts = vec![
         ("production", b.production),
         ("setup", b.setup),
         ("purchase", b.purchase),
         ("ordering", b.ordering),
         ("holding", b.holding),
-    ] {
+    ];
+    if plan.horizon.is_some() {
+        parts.push(("lateness", b.lateness));
+    }
+    for (name, c) in parts {
         t.row(vec![name.to_string(), money(c, cur)]);
     }
-    t.render(&mut out);
+    t.render(out);
     out.push('\n');
+}
+
+/// The plan for people: status, total and its parts, runs per factory,
+/// purchase orders per supplier, leftovers, explanations, time taken.
+///
+/// A version 2 plan (one with a horizon) is shown as a timeline instead:
+/// see [`timeline`].
+pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
+    if v.is_timed() && plan.horizon.is_some() {
+        return timeline::render(v, plan);
+    }
+    let s = v.scenario();
+    let cur = &plan.currency;
+    let mut out = String::new();
+    let _ = writeln!(out, "Plan for `{}`", s.name);
+    write_status(&mut out, plan);
+    out.push('\n');
+    write_costs(&mut out, plan);
 
     if !plan.shortfalls.is_empty() {
         let _ = writeln!(out, "Shortfalls:");

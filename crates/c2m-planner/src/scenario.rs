@@ -5,6 +5,14 @@
 //! fields and the optional fields carry the defaults the contract states.
 //! Parsing only checks the shape; the rules (no negative quantities, known
 //! ids, sorted breaks) live in [`crate::validate`].
+//!
+//! A scenario with a [`Horizon`] is time-phased (planning model version 2):
+//! products give `due` quantities per period instead of one `demand`,
+//! materials may have `receipts`, and a factory's `capacity_hours` may be a
+//! calendar (a list of hours per period). The file is read through private
+//! mirror types ([`ScenarioFile`]) because two of those differences are not
+//! expressible field by field: `demand` is required without a horizon and
+//! refused with one, and `capacity_hours` is a number or a list.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,24 +21,38 @@ use serde::{Deserialize, Serialize};
 
 /// One planning cycle: what must be made, what is on hand, who can make it
 /// and who sells the materials.
+///
+/// Read and written through [`ScenarioFile`], the file's own shape (see the
+/// module docs); in memory a v2 product's `demand` is its total due, so code
+/// that only needs totals reads both versions alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ScenarioFile", into = "ScenarioFile")]
 pub struct Scenario {
     /// A name for people; shown in reports.
     pub name: String,
     /// ISO 4217 code; all money in the file is in its minor units.
     pub currency: String,
-    /// Offers whose supplier needs longer than this cannot be used at all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Offers whose supplier needs longer than this cannot be used at all
+    /// (version 1 only: with a horizon, lead times are planned instead).
     pub material_deadline_days: Option<i64>,
-    #[serde(default)]
+    /// Present: a time-phased scenario (planning model version 2).
+    pub horizon: Option<Horizon>,
     pub products: Vec<Product>,
-    #[serde(default)]
     pub materials: Vec<Material>,
-    #[serde(default)]
     pub factories: Vec<Factory>,
-    #[serde(default)]
     pub suppliers: Vec<Supplier>,
+}
+
+/// The planning horizon of a time-phased scenario: `periods` periods of
+/// `period_days` days, period 0 starting when the cycle plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Horizon {
+    /// `T`, at least 1.
+    pub periods: i64,
+    /// `D`, at least 1: a lead time of `L` days arrives `ceil(L / D)` periods
+    /// after the order.
+    pub period_days: i64,
 }
 
 /// A product with locked demand and its bill of materials.
@@ -38,11 +60,52 @@ pub struct Scenario {
 #[serde(deny_unknown_fields)]
 pub struct Product {
     pub sku: String,
-    /// Units that must be made (the locked batches); an integer.
+    /// Units that must be made (the locked batches); an integer. With a
+    /// horizon the file gives `due` instead, and this is the total due
+    /// (parsing and validation set it; it is not written out).
     pub demand: i64,
     /// Material id to quantity per unit of product.
     #[serde(default)]
     pub bom: BTreeMap<String, f64>,
+    /// Version 2: units due by the end of each period, at most one entry per
+    /// period (periods without an entry have nothing due).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub due: Vec<Due>,
+    /// Version 2: money per unit per period late; absent means the product
+    /// may never be late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_cost: Option<f64>,
+}
+
+impl Product {
+    /// A version 1 product: `demand` units, nothing due per period.
+    pub fn with_demand(sku: impl Into<String>, demand: i64, bom: BTreeMap<String, f64>) -> Self {
+        Product {
+            sku: sku.into(),
+            demand,
+            bom,
+            due: Vec::new(),
+            late_cost: None,
+        }
+    }
+
+    /// The sum of the `due` quantities (saturating; validation refuses
+    /// totals past its limit).
+    pub fn total_due(&self) -> i64 {
+        self.due
+            .iter()
+            .fold(0i64, |acc, d| acc.saturating_add(d.quantity.max(0)))
+    }
+}
+
+/// Units of a product due by the end of one period (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Due {
+    /// In `0 .. T-1`.
+    pub period: i64,
+    /// Whole units, not negative.
+    pub quantity: i64,
 }
 
 /// A material and the stock of it already owned.
@@ -52,20 +115,49 @@ pub struct Material {
     pub id: String,
     /// Free text, only shown in reports.
     pub unit: String,
+    /// Version 2: the stock at the start of period 0.
     pub on_hand: f64,
     /// Money per unit left over after the cycle: the anti-hoarding term.
+    /// Version 2: per unit in stock at the end of each period.
     #[serde(default)]
     pub holding_cost: f64,
+    /// Version 2: quantities already ordered, arriving at the start of a period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<Receipt>,
+}
+
+/// A quantity of material already ordered that arrives at the start of a
+/// period (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// In `0 .. T-1`.
+    pub period: i64,
+    pub quantity: f64,
 }
 
 /// A factory with its hours and the lines that can make products there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "FactoryFile", into = "FactoryFile")]
 pub struct Factory {
     pub id: String,
+    /// Hours available (version 2: in every period, unless `calendar` is given).
     pub capacity_hours: f64,
-    #[serde(default)]
+    /// Version 2: hours in each period, one number per period. The file
+    /// writes it as a list under `capacity_hours`; when it is given,
+    /// `capacity_hours` is not used (parsing sets it to the largest entry).
+    pub calendar: Option<Vec<f64>>,
     pub lines: Vec<Line>,
+}
+
+impl Factory {
+    /// Hours available in period `t` (the calendar's entry, else `capacity_hours`).
+    pub fn hours_in(&self, t: usize) -> f64 {
+        match &self.calendar {
+            Some(c) => c.get(t).copied().unwrap_or(0.0),
+            None => self.capacity_hours,
+        }
+    }
 }
 
 /// The ability of one factory to make one product, and what it costs.
@@ -132,6 +224,207 @@ pub struct PriceBreak {
     pub unit_price: f64,
 }
 
+/// The file's own shape of a scenario: what serde reads and writes. See the
+/// module docs for why it differs from [`Scenario`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: String,
+    currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    material_deadline_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    horizon: Option<Horizon>,
+    #[serde(default)]
+    products: Vec<ProductFile>,
+    #[serde(default)]
+    materials: Vec<Material>,
+    #[serde(default)]
+    factories: Vec<Factory>,
+    #[serde(default)]
+    suppliers: Vec<Supplier>,
+}
+
+/// A product as the file writes it: `demand` (version 1) or `due` (version 2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductFile {
+    sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    demand: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    late_cost: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due: Option<Vec<Due>>,
+    #[serde(default)]
+    bom: BTreeMap<String, f64>,
+}
+
+impl TryFrom<ScenarioFile> for Scenario {
+    type Error = FieldError;
+
+    /// Resolves what the file leaves to the scenario as a whole: without a
+    /// horizon each product needs `demand`, with one it must not have it.
+    fn try_from(f: ScenarioFile) -> Result<Self, FieldError> {
+        let timed = f.horizon.is_some();
+        let mut products = Vec::with_capacity(f.products.len());
+        for (i, p) in f.products.into_iter().enumerate() {
+            let due = p.due.unwrap_or_default();
+            let demand = match (timed, p.demand) {
+                (false, Some(d)) => d,
+                (false, None) => {
+                    return Err(FieldError {
+                        path: format!("products[{i}]"),
+                        message: "missing field `demand`".into(),
+                    })
+                }
+                (true, Some(_)) => {
+                    return Err(FieldError {
+                        path: format!("products[{i}].demand"),
+                        message: "a scenario with a horizon gives `due` quantities per period \
+                                  instead of `demand`"
+                            .into(),
+                    })
+                }
+                (true, None) => 0,
+            };
+            let mut product = Product {
+                sku: p.sku,
+                demand,
+                bom: p.bom,
+                due,
+                late_cost: p.late_cost,
+            };
+            if timed {
+                product.demand = product.total_due();
+            }
+            products.push(product);
+        }
+        Ok(Scenario {
+            name: f.name,
+            currency: f.currency,
+            material_deadline_days: f.material_deadline_days,
+            horizon: f.horizon,
+            products,
+            materials: f.materials,
+            factories: f.factories,
+            suppliers: f.suppliers,
+        })
+    }
+}
+
+impl From<Scenario> for ScenarioFile {
+    fn from(s: Scenario) -> Self {
+        let timed = s.horizon.is_some();
+        ScenarioFile {
+            name: s.name,
+            currency: s.currency,
+            material_deadline_days: s.material_deadline_days,
+            horizon: s.horizon,
+            products: s
+                .products
+                .into_iter()
+                .map(|p| ProductFile {
+                    sku: p.sku,
+                    demand: (!timed).then_some(p.demand),
+                    late_cost: p.late_cost,
+                    due: (timed || !p.due.is_empty()).then_some(p.due),
+                    bom: p.bom,
+                })
+                .collect(),
+            materials: s.materials,
+            factories: s.factories,
+            suppliers: s.suppliers,
+        }
+    }
+}
+
+/// A factory as the file writes it: `capacity_hours` a number or a calendar.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FactoryFile {
+    id: String,
+    capacity_hours: Hours,
+    #[serde(default)]
+    lines: Vec<Line>,
+}
+
+/// `capacity_hours`: one number for every period, or one per period.
+#[derive(Debug, Clone)]
+enum Hours {
+    Every(f64),
+    Calendar(Vec<f64>),
+}
+
+impl Serialize for Hours {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Hours::Every(h) => s.serialize_f64(*h),
+            Hours::Calendar(c) => c.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hours {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Hours;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of hours, or a list of hours per period")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Hours, E> {
+                Ok(Hours::Every(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Hours, E> {
+                Ok(Hours::Every(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Hours, E> {
+                Ok(Hours::Every(v as f64))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Hours, A::Error> {
+                let mut out = Vec::new();
+                while let Some(h) = seq.next_element::<f64>()? {
+                    out.push(h);
+                }
+                Ok(Hours::Calendar(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl From<FactoryFile> for Factory {
+    fn from(f: FactoryFile) -> Self {
+        let (capacity_hours, calendar) = match f.capacity_hours {
+            Hours::Every(h) => (h, None),
+            Hours::Calendar(c) => (c.iter().copied().fold(0.0, f64::max), Some(c)),
+        };
+        Factory {
+            id: f.id,
+            capacity_hours,
+            calendar,
+            lines: f.lines,
+        }
+    }
+}
+
+impl From<Factory> for FactoryFile {
+    fn from(f: Factory) -> Self {
+        FactoryFile {
+            id: f.id,
+            capacity_hours: match f.calendar {
+                Some(c) => Hours::Calendar(c),
+                None => Hours::Every(f.capacity_hours),
+            },
+            lines: f.lines,
+        }
+    }
+}
+
 /// Why a scenario could not be read or is not valid.
 ///
 /// Every variant says where: the path of the field in the file
@@ -196,6 +489,17 @@ impl ScenarioError {
     }
 }
 
+impl From<FieldError> for ScenarioError {
+    /// A rule of the file's shape that spans fields (see [`Scenario`]'s
+    /// `TryFrom`): reported as a parse error at its place.
+    fn from(e: FieldError) -> Self {
+        ScenarioError::Parse {
+            path: e.path,
+            message: e.message,
+        }
+    }
+}
+
 /// Renders a serde path the way the contract writes places:
 /// `suppliers[2].offers[0].breaks[1].min_qty`.
 fn render_path(path: &serde_path_to_error::Path) -> String {
@@ -237,7 +541,7 @@ impl Scenario {
     /// Reads a scenario from TOML text; the shape only (see [`Scenario::validate`]).
     pub fn from_toml_str(text: &str) -> Result<Scenario, ScenarioError> {
         let de = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let file: ScenarioFile = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = render_path(e.path());
             let inner = e.into_inner();
             let mut message = inner.message().trim().to_string();
@@ -246,13 +550,14 @@ impl Scenario {
                 message = format!("{message} (line {line}, column {col})");
             }
             ScenarioError::Parse { path, message }
-        })
+        })?;
+        Scenario::try_from(file).map_err(ScenarioError::from)
     }
 
     /// Reads a scenario from JSON text of the same structure as the TOML.
     pub fn from_json_str(text: &str) -> Result<Scenario, ScenarioError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let scenario: Scenario = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let file: ScenarioFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = render_path(e.path());
             ScenarioError::Parse {
                 path,
@@ -263,7 +568,7 @@ impl Scenario {
             path: "(top level)".to_string(),
             message: e.to_string(),
         })?;
-        Ok(scenario)
+        Scenario::try_from(file).map_err(ScenarioError::from)
     }
 
     /// Reads TOML or JSON, chosen by the file name's extension (`.json` is

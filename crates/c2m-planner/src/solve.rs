@@ -10,7 +10,49 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use good_lp::{Constraint, Expression, ProblemVariables, Variable};
+
 use crate::model::{Formulation, Model};
+
+/// What a back end needs of a built model (version 1 or 2): the variables,
+/// objective and rows, and the facts that change how it is solved.
+pub(crate) struct Problem {
+    pub vars: ProblemVariables,
+    /// Every variable in creation order: `all[i].index() == i`.
+    pub all: Vec<Variable>,
+    pub objective: Expression,
+    pub constraints: Vec<Constraint>,
+    pub has_integers: bool,
+    /// Some integer columns are written as two (see `model::build_split`):
+    /// HiGHS must not presolve them back together.
+    #[cfg_attr(not(feature = "highs"), allow(dead_code))]
+    pub split: bool,
+    /// Infeasible before any solver looks (a due no line can make).
+    pub trivially_infeasible: bool,
+    /// HiGHS's integrality tolerance (see the HiGHS back end).
+    #[cfg_attr(not(feature = "highs"), allow(dead_code))]
+    pub feasibility_tolerance: f64,
+}
+
+/// HiGHS's integrality tolerance for the models: a binary at 1e-6 (the
+/// default) times a bound of 1e4..1e6 lets units through unpaid and under
+/// the MOQ, and plans are checked exactly.
+pub(crate) const TIGHT_TOLERANCE: f64 = 1e-9;
+
+impl From<Model> for Problem {
+    fn from(m: Model) -> Self {
+        Problem {
+            vars: m.vars,
+            all: m.all,
+            objective: m.objective,
+            constraints: m.constraints,
+            has_integers: m.has_integers,
+            split: !m.splits.is_empty(),
+            trivially_infeasible: m.trivially_infeasible,
+            feasibility_tolerance: TIGHT_TOLERANCE,
+        }
+    }
+}
 
 /// A solver compiled into this build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,7 +126,9 @@ pub struct SolveOptions {
     /// Start the solver from the greedy plan.
     pub warm_start: bool,
     /// Compute shadow prices (one extra LP; with microlp one LP per material
-    /// and factory).
+    /// and factory, per period for a time-phased scenario) and, for a
+    /// time-phased scenario, what making each late product on time would
+    /// cost (one more solve per late product).
     pub shadow_prices: bool,
 }
 
@@ -133,13 +177,14 @@ pub enum SolverError {
 
 /// Solves a built model.
 pub(crate) fn solve_model(
-    model: Model,
+    model: impl Into<Problem>,
     solver: SolverKind,
     time_limit: Duration,
     mip_gap: f64,
     start: Option<Vec<f64>>,
 ) -> Result<Outcome, SolverError> {
     let started = Instant::now();
+    let model: Problem = model.into();
     if model.trivially_infeasible {
         return Ok(Outcome::Infeasible);
     }
@@ -180,7 +225,7 @@ mod microlp_backend {
     };
 
     pub(super) fn solve(
-        model: Model,
+        model: Problem,
         time_limit: Duration,
         mip_gap: f64,
         start: Option<Vec<f64>>,
@@ -189,7 +234,7 @@ mod microlp_backend {
             solver: SolverKind::Microlp,
             message,
         };
-        let Model {
+        let Problem {
             vars,
             all,
             objective,
@@ -259,7 +304,7 @@ mod highs_backend {
     use highs::{HighsModelStatus, HighsSolutionStatus};
 
     pub(super) fn solve(
-        model: Model,
+        model: Problem,
         time_limit: Duration,
         mip_gap: f64,
         start: Option<Vec<f64>>,
@@ -268,12 +313,13 @@ mod highs_backend {
             solver: SolverKind::Highs,
             message,
         };
-        let Model {
+        let Problem {
             vars,
             objective,
             constraints,
             has_integers,
-            splits,
+            split,
+            feasibility_tolerance,
             ..
         } = model;
         let mut problem = good_lp::solvers::highs::highs(vars.minimise(objective));
@@ -288,12 +334,10 @@ mod highs_backend {
         set("time_limit", time_limit.as_secs_f64().max(0.001))?;
         if has_integers {
             set("mip_rel_gap", mip_gap.max(0.0))?;
-            // A binary at 1e-6 (HiGHS's default integrality tolerance) times
-            // a bound of 1e4..1e6 lets units through unpaid and under the
-            // MOQ; plans are checked exactly, so the tolerance must be tight.
-            set("mip_feasibility_tolerance", 1e-9)?;
+            // See `TIGHT_TOLERANCE`.
+            set("mip_feasibility_tolerance", feasibility_tolerance)?;
         }
-        if !splits.is_empty() {
+        if split {
             // Presolve would merge each split integer back into one column
             // of large range (see `model::build_split`). The tight
             // model needs little presolving: with the split and presolve

@@ -13,6 +13,10 @@ use crate::scenario::{FieldError, Line, Offer, Scenario, ScenarioError};
 /// integer bounds in `i32`, and no real batch comes near this.
 const MAX_UNITS: i64 = 1_000_000_000;
 
+/// The most periods a horizon may have: ten years of weeks. The model grows
+/// with the square of the periods in places; no planning cycle comes near.
+pub const MAX_PERIODS: i64 = 520;
+
 /// A scenario that has passed every rule, with its ids resolved to indices.
 #[derive(Debug, Clone)]
 pub struct ValidatedScenario {
@@ -22,6 +26,15 @@ pub struct ValidatedScenario {
     bom: Vec<Vec<(usize, f64)>>,
     lines: Vec<LineRef>,
     offers: Vec<OfferRef>,
+    /// `T`: 1 for a version 1 scenario.
+    periods: usize,
+    /// Per product, units due by the end of each period (`T` entries; for
+    /// version 1 the one entry is the demand).
+    due: Vec<Vec<i64>>,
+    /// Per material, quantities arriving at the start of each period.
+    receipts: Vec<Vec<f64>>,
+    /// Per factory, hours in each period.
+    hours: Vec<Vec<f64>>,
 }
 
 /// A line `(p, f)` resolved to indices.
@@ -40,9 +53,13 @@ pub struct OfferRef {
     /// Index into `suppliers[supplier].offers`.
     pub offer: usize,
     pub material: usize,
-    /// False when the supplier's lead time exceeds the material deadline:
-    /// the offer cannot be used at all.
+    /// False when the supplier's lead time exceeds the material deadline
+    /// (version 1), or when no order can arrive within the horizon (version
+    /// 2): the offer cannot be used at all.
     pub usable: bool,
+    /// Version 2: `L_o = ceil(lead_days / period_days)`, the periods between
+    /// an order and its arrival; 0 in version 1.
+    pub lead_periods: usize,
 }
 
 impl ValidatedScenario {
@@ -94,6 +111,44 @@ impl ValidatedScenario {
     /// Index of a supplier by id.
     pub fn supplier_index(&self, id: &str) -> Option<usize> {
         self.scenario.suppliers.iter().position(|s| s.id == id)
+    }
+
+    /// True for a time-phased (version 2) scenario, one with a horizon.
+    pub fn is_timed(&self) -> bool {
+        self.scenario.horizon.is_some()
+    }
+
+    /// `T`, the number of periods; 1 for a version 1 scenario.
+    pub fn periods(&self) -> usize {
+        self.periods
+    }
+
+    /// Units of product `p` due by the end of each period (`T` entries; the
+    /// demand for version 1).
+    pub fn due(&self, p: usize) -> &[i64] {
+        &self.due[p]
+    }
+
+    /// Total units of product `p` due over the horizon (the demand for version 1).
+    pub fn total_due(&self, p: usize) -> i64 {
+        self.due[p].iter().sum()
+    }
+
+    /// Quantity of material `m` arriving at the start of each period from
+    /// orders placed before the cycle (`T` entries; zero for version 1).
+    pub fn receipts(&self, m: usize) -> &[f64] {
+        &self.receipts[m]
+    }
+
+    /// Hours of factory `f` in each period (`T` entries).
+    pub fn hours(&self, f: usize) -> &[f64] {
+        &self.hours[f]
+    }
+
+    /// The last period in which an order from offer `o` may be placed
+    /// (`T - 1 - L_o`), or `None` when none can arrive within the horizon.
+    pub fn last_order_period(&self, o: OfferRef) -> Option<usize> {
+        (self.periods > o.lead_periods).then(|| self.periods - 1 - o.lead_periods)
     }
 
     /// Gives the scenario back, for example to edit it and validate again.
@@ -175,9 +230,52 @@ impl Scenario {
                     format!("must not be negative, got {d}"),
                 );
             }
+            if s.horizon.is_some() {
+                c.err(
+                    "material_deadline_days".into(),
+                    "does not exist in a scenario with a horizon: lead times are planned \
+                     period by period instead",
+                );
+            }
         }
+        // `T` and `D` when the horizon is valid; the per-period rules below
+        // are checked only then.
+        let horizon = s.horizon.and_then(|h| {
+            let mut ok = true;
+            if h.periods < 1 || h.periods > MAX_PERIODS {
+                c.err(
+                    "horizon.periods".into(),
+                    format!("must be between 1 and {MAX_PERIODS}, got {}", h.periods),
+                );
+                ok = false;
+            }
+            if h.period_days < 1 {
+                c.err(
+                    "horizon.period_days".into(),
+                    format!("must be at least 1, got {}", h.period_days),
+                );
+                ok = false;
+            }
+            ok.then_some((h.periods as usize, h.period_days))
+        });
+        let periods = horizon.map_or(1, |(t, _)| t);
+        let timed = s.horizon.is_some();
+        // A period index of a v2 list: inside the horizon.
+        let in_horizon = |c: &mut Checker, path: String, t: i64| -> Option<usize> {
+            let (n, _) = horizon?;
+            if t < 0 || t >= n as i64 {
+                c.err(
+                    path,
+                    format!("period {t} is outside the horizon (periods 0 to {})", n - 1),
+                );
+                None
+            } else {
+                Some(t as usize)
+            }
+        };
 
         let mut material_ids = HashMap::new();
+        let mut receipts = Vec::with_capacity(s.materials.len());
         for (i, m) in s.materials.iter().enumerate() {
             c.id(
                 &mut material_ids,
@@ -187,6 +285,23 @@ impl Scenario {
             );
             c.non_negative(|| format!("materials[{i}].on_hand"), m.on_hand);
             c.non_negative(|| format!("materials[{i}].holding_cost"), m.holding_cost);
+            let mut arriving = vec![0.0; periods];
+            if !timed && !m.receipts.is_empty() {
+                c.err(
+                    format!("materials[{i}].receipts"),
+                    "receipts arrive in periods: they need a [horizon]",
+                );
+            }
+            for (j, r) in m.receipts.iter().enumerate() {
+                let at = |field: &str| format!("materials[{i}].receipts[{j}].{field}");
+                c.non_negative(|| at("quantity"), r.quantity);
+                if let Some(t) = in_horizon(&mut c, at("period"), r.period) {
+                    if r.quantity.is_finite() && r.quantity > 0.0 {
+                        arriving[t] += r.quantity;
+                    }
+                }
+            }
+            receipts.push(arriving);
         }
         let material_index: HashMap<&str, usize> = s
             .materials
@@ -198,9 +313,27 @@ impl Scenario {
 
         let mut skus = HashMap::new();
         let mut bom = Vec::with_capacity(s.products.len());
+        let mut due = Vec::with_capacity(s.products.len());
         for (i, p) in s.products.iter().enumerate() {
             c.id(&mut skus, format!("products[{i}].sku"), "sku", &p.sku);
-            c.units(|| format!("products[{i}].demand"), p.demand);
+            if timed {
+                due.push(self_check_due(&mut c, i, p, periods, &in_horizon));
+            } else {
+                c.units(|| format!("products[{i}].demand"), p.demand);
+                if !p.due.is_empty() {
+                    c.err(
+                        format!("products[{i}].due"),
+                        "due quantities per period need a [horizon]; without one, give `demand`",
+                    );
+                }
+                if p.late_cost.is_some() {
+                    c.err(
+                        format!("products[{i}].late_cost"),
+                        "lateness is counted in periods: it needs a [horizon]",
+                    );
+                }
+                due.push(vec![p.demand.max(0)]);
+            }
             let mut row = Vec::new();
             for (mid, &qty) in &p.bom {
                 let path = || format!("products[{i}].bom.{mid}");
@@ -223,6 +356,7 @@ impl Scenario {
 
         let mut factory_ids = HashMap::new();
         let mut lines = Vec::new();
+        let mut hours = Vec::with_capacity(s.factories.len());
         for (fi, f) in s.factories.iter().enumerate() {
             c.id(
                 &mut factory_ids,
@@ -230,10 +364,38 @@ impl Scenario {
                 "factory id",
                 &f.id,
             );
-            c.non_negative(
-                || format!("factories[{fi}].capacity_hours"),
-                f.capacity_hours,
-            );
+            match &f.calendar {
+                None => {
+                    c.non_negative(
+                        || format!("factories[{fi}].capacity_hours"),
+                        f.capacity_hours,
+                    );
+                    hours.push(vec![f.capacity_hours; periods]);
+                }
+                Some(cal) => {
+                    if !timed {
+                        c.err(
+                            format!("factories[{fi}].capacity_hours"),
+                            "a list of hours per period needs a [horizon]",
+                        );
+                    } else if cal.len() != periods && horizon.is_some() {
+                        c.err(
+                            format!("factories[{fi}].capacity_hours"),
+                            format!(
+                                "a calendar needs one number per period: {periods} periods, \
+                                 got {}",
+                                cal.len()
+                            ),
+                        );
+                    }
+                    for (t, &h) in cal.iter().enumerate() {
+                        c.non_negative(|| format!("factories[{fi}].capacity_hours[{t}]"), h);
+                    }
+                    let mut row = cal.clone();
+                    row.resize(periods, 0.0);
+                    hours.push(row);
+                }
+            }
             let mut line_skus = HashSet::new();
             for (li, l) in f.lines.iter().enumerate() {
                 let at = |field: &str| format!("factories[{fi}].lines[{li}].{field}");
@@ -275,9 +437,18 @@ impl Scenario {
                     format!("must not be negative, got {}", sup.lead_days),
                 );
             }
-            let usable = s
-                .material_deadline_days
-                .is_none_or(|deadline| sup.lead_days <= deadline);
+            let lead_periods = match horizon {
+                Some((_, d)) if sup.lead_days > 0 => {
+                    usize::try_from(sup.lead_days.saturating_add(d - 1) / d).unwrap_or(usize::MAX)
+                }
+                _ => 0,
+            };
+            let usable = if timed {
+                lead_periods < periods
+            } else {
+                s.material_deadline_days
+                    .is_none_or(|deadline| sup.lead_days <= deadline)
+            };
             let mut offer_materials = HashSet::new();
             for (oi, o) in sup.offers.iter().enumerate() {
                 let at = |field: &str| format!("suppliers[{si}].offers[{oi}].{field}");
@@ -336,6 +507,7 @@ impl Scenario {
                         offer: oi,
                         material: m,
                         usable,
+                        lead_periods,
                     }),
                 }
             }
@@ -347,11 +519,72 @@ impl Scenario {
                 bom,
                 lines,
                 offers,
+                periods,
+                due,
+                receipts,
+                hours,
             })
         } else {
             Err(ScenarioError::Invalid(c.errors))
         }
     }
+}
+
+/// The `due` list of a version 2 product: periods inside the horizon, each
+/// at most once, whole units not negative. Returns the units due per period.
+fn self_check_due(
+    c: &mut Checker,
+    i: usize,
+    p: &crate::scenario::Product,
+    periods: usize,
+    in_horizon: &impl Fn(&mut Checker, String, i64) -> Option<usize>,
+) -> Vec<i64> {
+    let mut row = vec![0i64; periods];
+    let mut first_at: HashMap<i64, usize> = HashMap::new();
+    let mut total = 0i64;
+    for (j, d) in p.due.iter().enumerate() {
+        let at = |field: &str| format!("products[{i}].due[{j}].{field}");
+        c.units(|| at("quantity"), d.quantity);
+        if let Some(&first) = first_at.get(&d.period) {
+            c.err(
+                at("period"),
+                format!(
+                    "period {} is already due at products[{i}].due[{first}]: one entry per period",
+                    d.period
+                ),
+            );
+            continue;
+        }
+        first_at.insert(d.period, j);
+        if let Some(t) = in_horizon(c, at("period"), d.period) {
+            if (0..=MAX_UNITS).contains(&d.quantity) {
+                row[t] = d.quantity;
+                total += d.quantity;
+            }
+        }
+    }
+    if total > MAX_UNITS {
+        c.err(
+            format!("products[{i}].due"),
+            format!("the total due must be at most {MAX_UNITS}, got {total}"),
+        );
+    }
+    if let Some(l) = p.late_cost {
+        c.non_negative(|| format!("products[{i}].late_cost"), l);
+    }
+    // `demand` is the total due in memory (see `Scenario`); a caller that
+    // edited it without editing `due` would be ignored, so say so.
+    if p.demand != p.total_due() {
+        c.err(
+            format!("products[{i}].demand"),
+            format!(
+                "a scenario with a horizon takes demand from `due` (total {}), not {}",
+                p.total_due(),
+                p.demand
+            ),
+        );
+    }
+    row
 }
 
 /// Per material, the offers that sell it (indices into

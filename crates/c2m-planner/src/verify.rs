@@ -8,7 +8,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::plan::{round_money, ExactCosts, Plan, PlanStatus};
+use crate::plan::{round_money, ExactCosts, Plan, PlanStatus, Purchase};
+use crate::scenario::Offer;
 use crate::validate::ValidatedScenario;
 
 /// Which rule a plan breaks.
@@ -37,6 +38,15 @@ pub enum Rule {
     Cost,
     /// The status, gap or shortfalls contradict the plan.
     Status,
+    /// Version 2: a run or order in a period it cannot be in (outside the
+    /// horizon, an order too late to arrive, an arrival that is not the
+    /// order period plus the lead time), or no period at all.
+    Period,
+    /// Version 2: units late that may not be, or reported late units or
+    /// completion periods that do not match the runs.
+    Late,
+    /// Version 2: reported stock per period that does not match the flow.
+    Stock,
 }
 
 /// One broken rule.
@@ -53,7 +63,7 @@ impl fmt::Display for Violation {
 }
 
 /// Tolerance on quantities: solvers work to about 1e-9 relative.
-fn tol(scale: f64) -> f64 {
+pub(crate) fn tol(scale: f64) -> f64 {
     1e-6 * scale.abs().max(1.0)
 }
 
@@ -64,6 +74,9 @@ fn tol(scale: f64) -> f64 {
 /// one minor unit for float order effects), and `total_cost` the exact
 /// total rounded, likewise.
 pub fn verify_plan(v: &ValidatedScenario, plan: &Plan) -> Result<(), Vec<Violation>> {
+    if v.is_timed() {
+        return crate::phased::verify::verify(v, plan);
+    }
     let s = v.scenario();
     let mut out = Vec::new();
     let mut bad = |rule: Rule, message: String| out.push(Violation { rule, message });
@@ -207,73 +220,8 @@ pub fn verify_plan(v: &ValidatedScenario, plan: &Plan) -> Result<(), Vec<Violati
             );
         }
         let q = p.quantity;
-        if q.is_nan() || q <= 0.0 {
-            bad(Rule::Moq, format!("{at}: quantity {q} is not positive"));
+        if !check_order(offer, p, &at, &mut bad) {
             continue;
-        }
-        if q < offer.moq - tol(offer.moq) {
-            bad(
-                Rule::Moq,
-                format!("{at}: {q} is below the MOQ {}", offer.moq),
-            );
-        }
-        if let Some(cap) = offer.max_qty {
-            if q > cap + tol(cap) {
-                bad(
-                    Rule::SupplierCap,
-                    format!("{at}: {q} is above the supplier cap {cap}"),
-                );
-            }
-        }
-        match (offer.pack(), p.packs) {
-            (Some(size), Some(n)) => {
-                if (n as f64 * size - q).abs() > tol(q) {
-                    bad(Rule::Pack, format!("{at}: {n} packs of {size} is not {q}"));
-                }
-            }
-            (Some(size), None) => {
-                let n = q / size;
-                if (n - n.round()).abs() > 1e-6 {
-                    bad(
-                        Rule::Pack,
-                        format!("{at}: {q} is not whole packs of {size}"),
-                    );
-                } else {
-                    bad(Rule::Pack, format!("{at}: packs not reported"));
-                }
-            }
-            (None, Some(n)) => bad(
-                Rule::Pack,
-                format!("{at}: {n} packs reported but the offer has no pack size"),
-            ),
-            (None, None) => {}
-        }
-        // The tier the quantity reaches; at a break exactly, the model
-        // (constraint 5) also allows the tier below, so either price is
-        // accepted there.
-        let reached = offer.breaks.iter().rposition(|b| b.min_qty <= q + tol(q));
-        match reached {
-            None => bad(
-                Rule::Tier,
-                format!(
-                    "{at}: {q} is below the first break {}",
-                    offer.breaks[0].min_qty
-                ),
-            ),
-            Some(k) => {
-                let at_break = k > 0 && (offer.breaks[k].min_qty - q).abs() <= tol(q);
-                let ok = offer.breaks[k].unit_price == p.unit_price
-                    || (at_break && offer.breaks[k - 1].unit_price == p.unit_price);
-                if !ok {
-                    bad(
-                        Rule::Tier,
-                        format!(
-                            "{at}: {q} reaches the break at {} priced {}, not {}",
-                            offer.breaks[k].min_qty, offer.breaks[k].unit_price, p.unit_price
-                        ),
-                    );
-                }
-            }
         }
         bought[o.material] += q;
         costs.purchase += p.unit_price * q;
@@ -328,4 +276,86 @@ pub fn verify_plan(v: &ValidatedScenario, plan: &Plan) -> Result<(), Vec<Violati
     } else {
         Err(out)
     }
+}
+
+/// The rules of one order (version 1: the one order of an offer; version 2:
+/// each order of each period): quantity, MOQ, supplier cap, packs and the
+/// tier's price. False when the quantity is not positive (nothing else is
+/// checked then).
+pub(crate) fn check_order(
+    offer: &Offer,
+    p: &Purchase,
+    at: &str,
+    bad: &mut impl FnMut(Rule, String),
+) -> bool {
+    let q = p.quantity;
+    if q.is_nan() || q <= 0.0 {
+        bad(Rule::Moq, format!("{at}: quantity {q} is not positive"));
+        return false;
+    }
+    if q < offer.moq - tol(offer.moq) {
+        bad(
+            Rule::Moq,
+            format!("{at}: {q} is below the MOQ {}", offer.moq),
+        );
+    }
+    if let Some(cap) = offer.max_qty {
+        if q > cap + tol(cap) {
+            bad(
+                Rule::SupplierCap,
+                format!("{at}: {q} is above the supplier cap {cap}"),
+            );
+        }
+    }
+    match (offer.pack(), p.packs) {
+        (Some(size), Some(n)) => {
+            if (n as f64 * size - q).abs() > tol(q) {
+                bad(Rule::Pack, format!("{at}: {n} packs of {size} is not {q}"));
+            }
+        }
+        (Some(size), None) => {
+            let n = q / size;
+            if (n - n.round()).abs() > 1e-6 {
+                bad(
+                    Rule::Pack,
+                    format!("{at}: {q} is not whole packs of {size}"),
+                );
+            } else {
+                bad(Rule::Pack, format!("{at}: packs not reported"));
+            }
+        }
+        (None, Some(n)) => bad(
+            Rule::Pack,
+            format!("{at}: {n} packs reported but the offer has no pack size"),
+        ),
+        (None, None) => {}
+    }
+    // The tier the quantity reaches; at a break exactly, the model
+    // (constraint 5) also allows the tier below, so either price is
+    // accepted there.
+    let reached = offer.breaks.iter().rposition(|b| b.min_qty <= q + tol(q));
+    match reached {
+        None => bad(
+            Rule::Tier,
+            format!(
+                "{at}: {q} is below the first break {}",
+                offer.breaks[0].min_qty
+            ),
+        ),
+        Some(k) => {
+            let at_break = k > 0 && (offer.breaks[k].min_qty - q).abs() <= tol(q);
+            let ok = offer.breaks[k].unit_price == p.unit_price
+                || (at_break && offer.breaks[k - 1].unit_price == p.unit_price);
+            if !ok {
+                bad(
+                    Rule::Tier,
+                    format!(
+                        "{at}: {q} reaches the break at {} priced {}, not {}",
+                        offer.breaks[k].min_qty, offer.breaks[k].unit_price, p.unit_price
+                    ),
+                );
+            }
+        }
+    }
+    true
 }

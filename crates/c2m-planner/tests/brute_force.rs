@@ -29,6 +29,7 @@ fn tiny(seed: u64) -> Scenario {
             unit: "kg".into(),
             on_hand: r.int(0, 4) as f64,
             holding_cost: r.int(0, 3) as f64,
+            receipts: Vec::new(),
         });
     }
     let mut products = Vec::new();
@@ -38,11 +39,7 @@ fn tiny(seed: u64) -> Scenario {
         for m in r.pick(n_mat, k) {
             bom.insert(format!("m{m}"), r.int(1, 2) as f64);
         }
-        products.push(Product {
-            sku: format!("p{p}"),
-            demand: r.int(1, 6),
-            bom,
-        });
+        products.push(Product::with_demand(format!("p{p}"), r.int(1, 6), bom));
     }
     let mut factories = Vec::new();
     for f in 0..n_fac {
@@ -65,6 +62,7 @@ fn tiny(seed: u64) -> Scenario {
         factories.push(Factory {
             id: format!("f{f}"),
             capacity_hours: r.int(4, 14) as f64,
+            calendar: None,
             lines,
         });
     }
@@ -119,6 +117,7 @@ fn tiny(seed: u64) -> Scenario {
         name: format!("tiny-{seed}"),
         currency: "CNY".into(),
         material_deadline_days: Some(10),
+        horizon: None,
         products,
         materials,
         factories,

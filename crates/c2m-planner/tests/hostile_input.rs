@@ -480,7 +480,7 @@ fn product() -> impl Strategy<Value = Product> {
         extreme_i64(),
         prop::collection::btree_map(id(), extreme_f64(), 0..3),
     )
-        .prop_map(|(sku, demand, bom)| Product { sku, demand, bom })
+        .prop_map(|(sku, demand, bom)| Product::with_demand(sku, demand, bom))
 }
 
 fn material() -> impl Strategy<Value = Material> {
@@ -489,6 +489,7 @@ fn material() -> impl Strategy<Value = Material> {
         unit: "kg".into(),
         on_hand,
         holding_cost,
+        receipts: Vec::new(),
     })
 }
 
@@ -518,6 +519,7 @@ fn factory() -> impl Strategy<Value = Factory> {
         |(id, capacity_hours, lines)| Factory {
             id,
             capacity_hours,
+            calendar: None,
             lines,
         },
     )
@@ -582,6 +584,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     name: "hostile".into(),
                     currency: currency.into(),
                     material_deadline_days,
+                    horizon: None,
                     products,
                     materials,
                     factories,
@@ -621,10 +624,12 @@ fn allowed_units() -> impl Strategy<Value = i64> {
 /// in every quantity and price.
 fn allowed_scenario() -> impl Strategy<Value = Scenario> {
     let product = |sku: &'static str| {
-        (allowed_units(), allowed_f64(), allowed_f64()).prop_map(move |(demand, a, b)| Product {
-            sku: sku.into(),
-            demand,
-            bom: [("m1".to_string(), a), ("m2".to_string(), b)].into(),
+        (allowed_units(), allowed_f64(), allowed_f64()).prop_map(move |(demand, a, b)| {
+            Product::with_demand(
+                sku,
+                demand,
+                [("m1".to_string(), a), ("m2".to_string(), b)].into(),
+            )
         })
     };
     let material = |id: &'static str| {
@@ -633,6 +638,7 @@ fn allowed_scenario() -> impl Strategy<Value = Scenario> {
             unit: "kg".into(),
             on_hand,
             holding_cost,
+            receipts: Vec::new(),
         })
     };
     let line = |sku: &'static str| {
@@ -658,6 +664,7 @@ fn allowed_scenario() -> impl Strategy<Value = Scenario> {
         (allowed_f64(), line("a"), line("b")).prop_map(|(capacity_hours, a, b)| Factory {
             id: "f".into(),
             capacity_hours,
+            calendar: None,
             lines: vec![a, b],
         });
     let offer = |material: &'static str| {
@@ -705,6 +712,7 @@ fn allowed_scenario() -> impl Strategy<Value = Scenario> {
             name: "extreme".into(),
             currency: "CNY".into(),
             material_deadline_days,
+            horizon: None,
             products: vec![a, b],
             materials: vec![m1, m2],
             factories: vec![f],

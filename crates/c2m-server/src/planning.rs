@@ -69,14 +69,17 @@ pub fn scenario_of(
         },
         currency,
         material_deadline_days: c.material_deadline_days,
+        horizon: None,
         products: c
             .products
             .iter()
             .filter(|p| wanted(&p.sku))
-            .map(|p| planner::Product {
-                sku: p.sku.clone(),
-                demand: demand.and_then(|d| d.get(&p.sku).copied()).unwrap_or(0),
-                bom: p.bom.clone(),
+            .map(|p| {
+                planner::Product::with_demand(
+                    p.sku.clone(),
+                    demand.and_then(|d| d.get(&p.sku).copied()).unwrap_or(0),
+                    p.bom.clone(),
+                )
             })
             .collect(),
         materials: c
@@ -87,6 +90,7 @@ pub fn scenario_of(
                 unit: m.unit.clone(),
                 on_hand: m.on_hand,
                 holding_cost: m.holding_cost,
+                receipts: Vec::new(),
             })
             .collect(),
         factories: c
@@ -95,6 +99,7 @@ pub fn scenario_of(
             .map(|f| planner::Factory {
                 id: f.id.clone(),
                 capacity_hours: f.capacity_hours,
+                calendar: None,
                 lines: f
                     .lines
                     .iter()
@@ -392,11 +397,9 @@ pub fn cycle_scenario(
                 p.demand = units;
             }
         } else if let Some(base) = scenario.products.iter().find(|p| p.sku == *sku).cloned() {
-            scenario.products.push(planner::Product {
-                sku: name.clone(),
-                demand: units,
-                bom: base.bom,
-            });
+            scenario
+                .products
+                .push(planner::Product::with_demand(name.clone(), units, base.bom));
         }
         for f in &mut scenario.factories {
             let banned = excluded.contains(&f.id);

@@ -12,6 +12,10 @@
 //! `step = 1` the scan is exact over `1..=max`; with a larger step
 //! a passing volume that lies between two failing grid points is missed,
 //! and the output says so.
+//!
+//! In a version 2 scenario the volume is the sku's total due, spread over
+//! its due periods like its due schedule ([`super::sweep::set_total_due`]),
+//! and the cost per unit includes the sku's lateness.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -46,7 +50,8 @@ pub struct VolumeCost {
     pub cost_per_unit: f64,
     /// Setup cost of the sku's runs per unit.
     pub setup_per_unit: f64,
-    /// `factory: quantity` for each run of the sku.
+    /// `factory: quantity` for each run of the sku (`factory: quantity in
+    /// period` in version 2).
     pub runs: Vec<String>,
     /// Purchases of the materials the sku uses, with the tier price paid.
     pub purchases: Vec<String>,
@@ -120,7 +125,10 @@ fn volume_cost(s: &Scenario, sku: &str, volume: i64, plan: &Plan) -> VolumeCost 
         {
             setup += line.setup_cost;
         }
-        runs.push(format!("{}: {}", r.factory, r.quantity));
+        match r.period {
+            Some(t) => runs.push(format!("{}: {} in {t}", r.factory, r.quantity)),
+            None => runs.push(format!("{}: {}", r.factory, r.quantity)),
+        }
     }
     let bom: Vec<&String> = s
         .products
@@ -134,9 +142,10 @@ fn volume_cost(s: &Scenario, sku: &str, volume: i64, plan: &Plan) -> VolumeCost 
         .filter(|p| bom.contains(&&p.material))
         .map(|p| {
             format!(
-                "{}/{}: {} @ {:.2}",
+                "{}/{}{}: {} @ {:.2}",
                 p.supplier,
                 p.material,
+                p.period.map_or(String::new(), |t| format!(" in {t}")),
                 p.quantity,
                 p.unit_price / 100.0
             )

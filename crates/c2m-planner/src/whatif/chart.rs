@@ -7,24 +7,28 @@
 //! `<path class="infeasible">` cross on the x axis instead of a circle, and
 //! the curve stops there (one `<polyline class="curve">` per run of
 //! feasible points).
+//!
+//! A lead-time sweep draws the total cost rather than one sku's cost per
+//! unit (a slower supplier moves every product). A version 2 sweep adds
+//! lateness as a second series on its own axis at the right: one
+//! `<polyline class="lateness">` per run of feasible points and one `<rect
+//! class="lateness-point">` per feasible point, with a legend naming both.
 
 use std::fmt::Write;
 
-use super::sweep::Sweep;
+use super::sweep::{Sweep, SweepPoint, Swept};
+use crate::report::svg_escape as esc;
 
 const W: f64 = 900.0;
 const H: f64 = 520.0;
 const LEFT: f64 = 80.0;
+/// The right margin; a second axis needs room for its labels.
 const RIGHT: f64 = 30.0;
+const RIGHT_AXIS: f64 = 80.0;
+const COST: &str = "#1f5fa8";
+const LATENESS: &str = "#d9822b";
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// "Nice" tick values covering `[lo, hi]`, about `n` of them.
 fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
@@ -45,22 +49,59 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     out
 }
 
+/// The primary series at a point, in major units: total cost for a
+/// lead-time sweep, the sku's cost per unit otherwise; `None` where the
+/// point is infeasible.
+fn primary(s: &Sweep, p: &SweepPoint) -> Option<f64> {
+    match s.swept {
+        Swept::LeadTime => p.total_cost.map(|t| t as f64 / 100.0),
+        _ => p
+            .cost_per_unit
+            .is_finite()
+            .then_some(p.cost_per_unit / 100.0),
+    }
+}
+
+/// Lower and upper bound of `values` with a little room, starting at 0
+/// when `from_zero`.
+fn span(values: impl Iterator<Item = f64>, from_zero: bool) -> (f64, f64) {
+    let (mut lo, mut hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if from_zero {
+        lo = 0.0;
+    }
+    let pad = ((hi - lo) * 0.08).max(0.01);
+    ((lo - if from_zero { 0.0 } else { pad }).max(0.0), hi + pad)
+}
+
 /// The chart: cost per unit (major units) against the swept value, with
-/// the price breaks as dashed vertical lines.
+/// the price breaks as dashed vertical lines; see the module docs for a
+/// lead-time sweep and a version 2 sweep's lateness.
 pub fn render_svg(s: &Sweep) -> String {
+    let timed = s.is_timed();
+    let right = if timed { RIGHT_AXIS } else { RIGHT };
     let pts: Vec<(f64, f64)> = s
         .points
         .iter()
-        .filter(|p| p.cost_per_unit.is_finite())
-        .map(|p| (p.x, p.cost_per_unit / 100.0))
+        .filter_map(|p| primary(s, p).map(|y| (p.x, y)))
+        .collect();
+    let late_pts: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .filter(|p| primary(s, p).is_some())
+        .filter_map(|p| p.lateness.map(|l| (p.x, l as f64 / 100.0)))
         .collect();
     let infeasible: Vec<f64> = s
         .points
         .iter()
-        .filter(|p| !p.cost_per_unit.is_finite())
+        .filter(|p| primary(s, p).is_none())
         .map(|p| p.x)
         .collect();
-    let is_price = s.label.starts_with("price");
+    let is_price = s.swept == Swept::Price;
     let (mut x0, mut x1) = s
         .points
         .iter()
@@ -68,25 +109,29 @@ pub fn render_svg(s: &Sweep) -> String {
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
             (a.min(p.0), b.max(p.0))
         });
-    let (mut y0, mut y1) = pts
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(p.1), b.max(p.1))
-        });
     if !x0.is_finite() {
         (x0, x1) = (0.0, 1.0);
-    }
-    if !y0.is_finite() {
-        (y0, y1) = (0.0, 1.0);
     }
     if x1 - x0 < 1e-9 {
         x1 = x0 + 1.0;
     }
-    let pad = ((y1 - y0) * 0.08).max(0.01);
-    y0 = (y0 - pad).max(0.0);
-    y1 += pad;
-    let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
+    let (y0, y1) = span(pts.iter().map(|p| p.1), false);
+    let (l0, l1) = span(late_pts.iter().map(|p| p.1), true);
+    let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - right);
     let py = |y: f64| H - BOTTOM - (y - y0) / (y1 - y0) * (H - TOP - BOTTOM);
+    let pl = |y: f64| H - BOTTOM - (y - l0) / (l1 - l0) * (H - TOP - BOTTOM);
+    let y_label = match s.swept {
+        Swept::LeadTime => format!("total cost ({})", s.currency),
+        _ => format!("cost per unit ({})", s.currency),
+    };
+    let title = match s.swept {
+        Swept::LeadTime => format!("total cost and lateness against {}", s.label),
+        _ if timed => format!(
+            "cost per unit of {} and lateness against {}",
+            s.sku, s.label
+        ),
+        _ => format!("cost per unit of {} against {}", s.sku, s.label),
+    };
 
     let mut out = String::new();
     let _ = writeln!(
@@ -96,17 +141,16 @@ pub fn render_svg(s: &Sweep) -> String {
     let _ = writeln!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">cost per unit of {} against {}</text>"#,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
         W / 2.0,
-        esc(&s.sku),
-        esc(&s.label)
+        esc(&title)
     );
     // Axes and grid.
     let _ = writeln!(
         out,
         r##"<g class="axes" stroke="#333"><line x1="{LEFT}" y1="{}" x2="{}" y2="{}"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}"/></g>"##,
         H - BOTTOM,
-        W - RIGHT,
+        W - right,
         H - BOTTOM,
         H - BOTTOM
     );
@@ -131,7 +175,7 @@ pub fn render_svg(s: &Sweep) -> String {
             out,
             r##"<g class="ytick"><line x1="{LEFT}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#eee"/><text x="{2}" y="{3:.1}" text-anchor="end">{4}</text></g>"##,
             py(t),
-            W - RIGHT,
+            W - right,
             LEFT - 6.0,
             py(t) + 4.0,
             t
@@ -140,16 +184,42 @@ pub fn render_svg(s: &Sweep) -> String {
     let _ = writeln!(
         out,
         r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-        (LEFT + W - RIGHT) / 2.0,
+        (LEFT + W - right) / 2.0,
         H - 16.0,
         esc(&s.label)
     );
     let _ = writeln!(
         out,
-        r#"<text x="18" y="{0}" text-anchor="middle" transform="rotate(-90 18 {0})">cost per unit ({1})</text>"#,
+        r#"<text x="18" y="{0}" text-anchor="middle" transform="rotate(-90 18 {0})">{1}</text>"#,
         (TOP + H - BOTTOM) / 2.0,
-        esc(&s.currency)
+        esc(&y_label)
     );
+    if timed {
+        let xr = W - right;
+        let _ = writeln!(
+            out,
+            r#"<line class="axes" x1="{xr}" y1="{TOP}" x2="{xr}" y2="{}" stroke="{LATENESS}"/>"#,
+            H - BOTTOM
+        );
+        for t in ticks(l0, l1, 6) {
+            let _ = writeln!(
+                out,
+                r#"<g class="ltick"><line x1="{xr}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="{LATENESS}"/><text x="{2}" y="{3:.1}" fill="{LATENESS}">{4}</text></g>"#,
+                pl(t),
+                xr + 4.0,
+                xr + 7.0,
+                pl(t) + 4.0,
+                t
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{0}" y="{1}" text-anchor="middle" fill="{LATENESS}" transform="rotate(90 {0} {1})">lateness ({2})</text>"#,
+            W - 14.0,
+            (TOP + H - BOTTOM) / 2.0,
+            esc(&s.currency)
+        );
+    }
     // Price breaks.
     for b in &s.breaks {
         let x = px(b.volume as f64);
@@ -171,27 +241,52 @@ pub fn render_svg(s: &Sweep) -> String {
             b.unit_price / 100.0
         );
     }
-    // The curve, broken where points are infeasible, and its points.
+    // The curves, broken where points are infeasible, and their points.
     let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+    let mut late_runs: Vec<Vec<String>> = vec![Vec::new()];
     for p in &s.points {
-        if p.cost_per_unit.is_finite() {
-            let c = format!("{:.1},{:.1}", px(p.x), py(p.cost_per_unit / 100.0));
+        if let Some(y) = primary(s, p) {
+            let c = format!("{:.1},{:.1}", px(p.x), py(y));
             runs.last_mut().expect("never empty").push(c);
-        } else if !runs.last().expect("never empty").is_empty() {
-            runs.push(Vec::new());
+            if let Some(l) = p.lateness {
+                let c = format!("{:.1},{:.1}", px(p.x), pl(l as f64 / 100.0));
+                late_runs.last_mut().expect("never empty").push(c);
+            }
+        } else {
+            if !runs.last().expect("never empty").is_empty() {
+                runs.push(Vec::new());
+            }
+            if !late_runs.last().expect("never empty").is_empty() {
+                late_runs.push(Vec::new());
+            }
         }
+    }
+    for coords in late_runs.iter().filter(|r| !r.is_empty()) {
+        let _ = writeln!(
+            out,
+            r#"<polyline class="lateness" fill="none" stroke="{LATENESS}" stroke-width="2" stroke-dasharray="6 3" points="{}"/>"#,
+            coords.join(" ")
+        );
+    }
+    for &(x, l) in &late_pts {
+        let _ = writeln!(
+            out,
+            r#"<rect class="lateness-point" x="{:.1}" y="{:.1}" width="6" height="6" fill="{LATENESS}"><title>{x}: lateness {l:.2}</title></rect>"#,
+            px(x) - 3.0,
+            pl(l) - 3.0
+        );
     }
     for coords in runs.iter().filter(|r| !r.is_empty()) {
         let _ = writeln!(
             out,
-            r##"<polyline class="curve" fill="none" stroke="#1f5fa8" stroke-width="2" points="{}"/>"##,
+            r#"<polyline class="curve" fill="none" stroke="{COST}" stroke-width="2" points="{}"/>"#,
             coords.join(" ")
         );
     }
     for &(x, y) in &pts {
         let _ = writeln!(
             out,
-            r##"<circle class="point" cx="{:.1}" cy="{:.1}" r="3" fill="#1f5fa8"><title>{x}: {y:.2}</title></circle>"##,
+            r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="3" fill="{COST}"><title>{x}: {y:.2}</title></circle>"#,
             px(x),
             py(y)
         );
@@ -212,11 +307,41 @@ pub fn render_svg(s: &Sweep) -> String {
             yb - 4.0
         );
     }
-    if !infeasible.is_empty() {
+    if timed {
+        let (lx, ly) = (LEFT + 12.0, TOP + 14.0);
         let _ = writeln!(
             out,
-            r##"<text class="legend" x="{}" y="{}" text-anchor="end" fill="#c33">&#215; infeasible: demand cannot be met</text>"##,
-            W - RIGHT,
+            r##"<g class="legend"><rect x="{:.1}" y="{:.1}" width="190" height="42" fill="white" fill-opacity="0.85" stroke="#ccc"/>"##,
+            lx - 6.0,
+            ly - 12.0
+        );
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{COST}" stroke-width="2"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            lx + 24.0,
+            lx + 30.0,
+            ly + 4.0,
+            esc(&y_label.replace(&format!(" ({})", s.currency), ""))
+        );
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx:.1}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="{LATENESS}" stroke-width="2" stroke-dasharray="6 3"/><text x="{2:.1}" y="{3:.1}">lateness (right axis)</text></g>"#,
+            ly + 18.0,
+            lx + 24.0,
+            lx + 30.0,
+            ly + 22.0
+        );
+    }
+    if !infeasible.is_empty() {
+        let what = if timed {
+            "the dues cannot be met"
+        } else {
+            "demand cannot be met"
+        };
+        let _ = writeln!(
+            out,
+            r##"<text class="legend" x="{}" y="{}" text-anchor="end" fill="#c33">&#215; infeasible: {what}</text>"##,
+            W - right,
             TOP - 8.0
         );
     }

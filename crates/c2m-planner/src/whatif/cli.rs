@@ -26,14 +26,17 @@ pub struct Output {
 pub const USAGE: &str = "\
 usage:
   what_if compare BASE OVERLAY [--json|--csv] [--time-limit 60]
-  what_if sweep BASE --demand SKU --from N --to N [--points 50] [--svg FILE] [--csv] [--time-limit 5]
-  what_if sweep BASE --price SUPPLIER:MATERIAL --sku SKU --from -20% --to +20% [--points 50] [--svg FILE] [--csv] [--time-limit 5]
+  what_if sweep BASE --demand SKU --from N --to N [--points 50] [--svg FILE] [--csv|--json] [--time-limit 5]
+  what_if sweep BASE --price SUPPLIER:MATERIAL --sku SKU --from -20% --to +20% [--points 50] [--svg FILE] [--csv|--json] [--time-limit 5]
+  what_if sweep BASE --lead-time SUPPLIER [--sku SKU] --from 0 --to 35 [--points DAYS+1] [--svg FILE] [--csv|--json] [--time-limit 5]
   what_if advise BASE --sku SKU --price P --deposit D --margin 0.2 [--max 5000] [--step 50] [--json] [--time-limit 5]
   what_if scenario validate FILE
   what_if scenario summary FILE
   what_if scenario convert IN OUT        (.json or .toml by extension)
 money (--price, --deposit) in major units of the scenario's currency;
---time-limit: seconds per plan (sweep and advise solve many plans, one per core at a time)";
+--time-limit: seconds per plan (sweep and advise solve many plans, one per core at a time);
+a scenario with a [horizon] (version 2) is compared, swept and advised the same way, with its lateness;
+--lead-time sweeps a supplier's lead time in whole days (--points defaults to one per day, at most 50)";
 
 /// The solve options with `--time-limit` applied.
 fn with_time_limit(flags: &Flags, mut opts: SolveOptions) -> Result<SolveOptions, String> {
@@ -149,10 +152,11 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
         }
         "sweep" => {
             flags.check(
-                &["--csv"],
+                &["--csv", "--json"],
                 &[
                     "--demand",
                     "--price",
+                    "--lead-time",
                     "--sku",
                     "--from",
                     "--to",
@@ -171,40 +175,78 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                         .into(),
                 );
             }
+            if flags.has("--csv") && flags.has("--json") {
+                return Err("give one of --csv or --json".into());
+            }
             let base_s = load(env, base)?;
-            let (quantity, sku) = match (flags.get("--demand")?, flags.get("--price")?) {
-                (Some(sku), None) => (Quantity::Demand { sku: sku.clone() }, sku),
-                (None, Some(p)) => {
+            // The sku whose cost per unit is reported: --sku, else the first.
+            let sku_or_first = || -> Result<String, String> {
+                match flags.get("--sku")? {
+                    Some(s) => Ok(s),
+                    None => base_s
+                        .products
+                        .first()
+                        .map(|p| p.sku.clone())
+                        .ok_or_else(|| "the scenario has no products".to_string()),
+                }
+            };
+            let (quantity, sku) = match (
+                flags.get("--demand")?,
+                flags.get("--price")?,
+                flags.get("--lead-time")?,
+            ) {
+                (Some(sku), None, None) => (Quantity::Demand { sku: sku.clone() }, sku),
+                (None, Some(p), None) => {
                     let (s, m) = p.split_once(':').ok_or("--price takes SUPPLIER:MATERIAL")?;
-                    let sku = match flags.get("--sku")? {
-                        Some(s) => s,
-                        None => base_s
-                            .products
-                            .first()
-                            .map(|p| p.sku.clone())
-                            .ok_or("the scenario has no products")?,
-                    };
                     (
                         Quantity::Price {
                             supplier: s.to_string(),
                             material: m.to_string(),
                         },
-                        sku,
+                        sku_or_first()?,
                     )
                 }
-                _ => return Err("give one of --demand SKU or --price SUPPLIER:MATERIAL".into()),
+                (None, None, Some(supplier)) => {
+                    if !base_s.suppliers.iter().any(|s| s.id == supplier) {
+                        let known: Vec<&str> =
+                            base_s.suppliers.iter().map(|s| s.id.as_str()).collect();
+                        return Err(format!(
+                            "--lead-time: unknown supplier \"{supplier}\" (known: {})",
+                            known.join(", ")
+                        ));
+                    }
+                    (Quantity::LeadTime { supplier }, sku_or_first()?)
+                }
+                _ => {
+                    return Err("give one of --demand SKU, --price SUPPLIER:MATERIAL or \
+                                --lead-time SUPPLIER"
+                        .into())
+                }
+            };
+            let from = flags.num("--from")?.ok_or("--from is required")?;
+            let to = flags.num("--to")?.ok_or("--to is required")?;
+            let default_points = match quantity {
+                // One point per whole day, at most 50.
+                Quantity::LeadTime { .. } => ((to - from).abs().round() as usize + 1).min(50),
+                _ => 50,
             };
             let spec = SweepSpec {
                 quantity,
-                from: flags.num("--from")?.ok_or("--from is required")?,
-                to: flags.num("--to")?.ok_or("--to is required")?,
-                points: flags.num("--points")?.unwrap_or(50.0) as usize,
+                from,
+                to,
+                points: flags
+                    .num("--points")?
+                    .map_or(default_points, |p| p as usize),
                 sku,
             };
-            if let Quantity::Demand { .. } = spec.quantity {
-                if spec.from < 0.0 || spec.to < 0.0 {
+            match spec.quantity {
+                Quantity::Demand { .. } if spec.from < 0.0 || spec.to < 0.0 => {
                     return Err("a demand cannot be negative".into());
                 }
+                Quantity::LeadTime { .. } if spec.from < 0.0 || spec.to < 0.0 => {
+                    return Err("a lead time cannot be negative".into());
+                }
+                _ => {}
             }
             let opts = with_time_limit(&flags, scan_options())?;
             let s = sweep::run_sweep(&base_s, &spec, &opts, &mut |d, t| env.progress(d, t))?;
@@ -213,6 +255,8 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             }
             ok(if flags.has("--csv") {
                 sweep::render_csv(&s)
+            } else if flags.has("--json") {
+                sweep::render_json(&s) + "\n"
             } else {
                 sweep::render_text(&s)
             })

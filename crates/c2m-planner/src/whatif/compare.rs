@@ -1,4 +1,8 @@
 //! The base and its variants planned and set side by side.
+//!
+//! Version 2 scenarios compare the same way; their columns add the
+//! lateness part of the total, the late units, and each sku's completion
+//! period, and changes in runs and purchases name their periods.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -6,7 +10,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::report::money;
-use crate::{CostBreakdown, Plan, PlanStatus, Scenario, Shortfall, SolveOptions};
+use crate::{Completions, CostBreakdown, Plan, PlanStatus, Scenario, Shortfall, SolveOptions};
 
 /// Reads one part of a cost breakdown.
 type PartOf = fn(&CostBreakdown) -> i64;
@@ -38,6 +42,14 @@ pub struct Column {
     /// What differs from the base plan, one line each (empty for the base,
     /// and when this column or the base is infeasible).
     pub changes: Vec<String>,
+    /// Version 2: late units summed over the periods (a unit two periods
+    /// late counts twice); absent in version 1 and when infeasible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_units: Option<i64>,
+    /// Version 2: per sku, the first period its production covers its total
+    /// due (`null` when nothing is due); absent in version 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion: Option<Completions>,
     #[serde(skip)]
     pub plan: Plan,
 }
@@ -54,6 +66,13 @@ pub struct Comparison {
 impl Column {
     pub fn is_infeasible(&self) -> bool {
         self.status == PlanStatus::Infeasible.to_string()
+    }
+}
+
+impl Comparison {
+    /// Whether any column is a version 2 plan (its output adds lateness).
+    pub fn is_timed(&self) -> bool {
+        self.columns.iter().any(|k| k.plan.horizon.is_some())
     }
 }
 
@@ -121,6 +140,12 @@ fn column(name: &str, plan: &Plan, base: Option<&Plan>) -> Column {
             Some(b) if !infeasible => plan_changes(b, plan),
             _ => Vec::new(),
         },
+        late_units: plan
+            .late
+            .as_ref()
+            .filter(|_| feasible)
+            .map(|l| l.iter().map(|l| l.units).sum()),
+        completion: plan.completion.clone(),
         plan: plan.clone(),
     }
 }
@@ -139,13 +164,21 @@ fn qty(v: f64) -> String {
     s.to_string()
 }
 
-/// Runs and purchases that differ between two plans, for people.
+/// ` in 3`: the period of a version 2 run or order, nothing in version 1.
+fn in_period(p: Option<usize>) -> String {
+    p.map_or(String::new(), |t| format!(" in {t}"))
+}
+
+/// Runs and purchases that differ between two plans, for people. Version 2
+/// runs and orders are told apart by period (`run cixi-1/kettle in 3`,
+/// `buy ningbo-steel/steel-304 in 2`).
 pub fn plan_changes(base: &Plan, other: &Plan) -> Vec<String> {
     let mut out = Vec::new();
-    let runs = |p: &Plan| -> BTreeMap<(String, String), i64> {
+    type RunKey = (Option<usize>, String, String);
+    let runs = |p: &Plan| -> BTreeMap<RunKey, i64> {
         p.runs
             .iter()
-            .map(|r| ((r.factory.clone(), r.sku.clone()), r.quantity))
+            .map(|r| ((r.period, r.factory.clone(), r.sku.clone()), r.quantity))
             .collect()
     };
     let (a, b) = (runs(base), runs(other));
@@ -154,15 +187,23 @@ pub fn plan_changes(base: &Plan, other: &Plan) -> Vec<String> {
         let (x, y) = (a.get(&k).copied(), b.get(&k).copied());
         if x != y {
             let show = |q: Option<i64>| q.map_or("-".to_string(), |q| q.to_string());
-            out.push(format!("run {}/{}: {} -> {}", k.0, k.1, show(x), show(y)));
+            out.push(format!(
+                "run {}/{}{}: {} -> {}",
+                k.1,
+                k.2,
+                in_period(k.0),
+                show(x),
+                show(y)
+            ));
         }
     }
-    let buys = |p: &Plan| -> BTreeMap<(String, String), (f64, f64)> {
+    type BuyKey = (Option<usize>, String, String);
+    let buys = |p: &Plan| -> BTreeMap<BuyKey, (f64, f64)> {
         p.purchases
             .iter()
             .map(|r| {
                 (
-                    (r.supplier.clone(), r.material.clone()),
+                    (r.period, r.supplier.clone(), r.material.clone()),
                     (r.quantity, r.unit_price),
                 )
             })
@@ -181,7 +222,14 @@ pub fn plan_changes(base: &Plan, other: &Plan) -> Vec<String> {
             let show = |q: Option<(f64, f64)>| {
                 q.map_or("-".to_string(), |(q, p)| format!("{} @ {}", qty(q), qty(p)))
             };
-            out.push(format!("buy {}/{}: {} -> {}", k.0, k.1, show(x), show(y)));
+            out.push(format!(
+                "buy {}/{}{}: {} -> {}",
+                k.1,
+                k.2,
+                in_period(k.0),
+                show(x),
+                show(y)
+            ));
         }
     }
     out
@@ -218,13 +266,17 @@ pub fn render_text(c: &Comparison) -> String {
             })
             .collect(),
     ));
-    let parts: [(&str, PartOf); 5] = [
+    let timed = c.is_timed();
+    let mut parts: Vec<(&str, PartOf)> = vec![
         ("  production", |b| b.production),
         ("  setup", |b| b.setup),
         ("  purchase", |b| b.purchase),
         ("  ordering", |b| b.ordering),
         ("  holding", |b| b.holding),
     ];
+    if timed {
+        parts.push(("  lateness", |b| b.lateness));
+    }
     for (label, f) in parts {
         rows.push((
             label.to_string(),
@@ -269,6 +321,27 @@ pub fn render_text(c: &Comparison) -> String {
                 .map(|k| k.cost_per_unit.get(sku).map_or_else(dash, |v| minor2(*v)))
                 .collect(),
         ));
+    }
+    if timed {
+        rows.push((
+            "late (unit-periods)".into(),
+            c.columns
+                .iter()
+                .map(|k| k.late_units.map_or_else(dash, |u| u.to_string()))
+                .collect(),
+        ));
+        for sku in &c.skus {
+            rows.push((
+                format!("complete {sku}"),
+                c.columns
+                    .iter()
+                    .map(|k| match k.completion.as_ref().and_then(|m| m.get(sku)) {
+                        Some(Some(t)) if !k.is_infeasible() => format!("period {t}"),
+                        _ => dash(),
+                    })
+                    .collect(),
+            ));
+        }
     }
     let short_skus: Vec<&String> = c
         .skus
@@ -341,10 +414,19 @@ pub fn render_text(c: &Comparison) -> String {
             let _ = writeln!(out, "    {ch}");
         }
     }
-    let _ = writeln!(
-        out,
-        "\nmoney in {cur} (major units); per unit: full cost per demanded unit of the sku"
-    );
+    if timed {
+        let _ = writeln!(
+            out,
+            "\nmoney in {cur} (major units); per unit: full cost per unit due of the sku, its \
+             lateness included; late: units due and not made by a period's end, summed over \
+             the periods; complete: the period production covers the total due"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nmoney in {cur} (major units); per unit: full cost per demanded unit of the sku"
+        );
+    }
     if c.columns.iter().any(Column::is_infeasible) {
         let _ = writeln!(
             out,
@@ -378,11 +460,21 @@ pub fn render_json(c: &Comparison) -> String {
 
 /// CSV for spreadsheets: one row per scenario, money in minor units. An
 /// infeasible row has empty cost cells and its shortfalls as `sku:units; ...`.
+///
+/// A comparison of version 2 scenarios adds `lateness` after `holding` and
+/// `late_units` after the costs per unit.
 pub fn render_csv(c: &Comparison) -> String {
+    let timed = c.is_timed();
     let mut out =
         String::from("scenario,status,gap,total_cost,production,setup,purchase,ordering,holding");
+    if timed {
+        out.push_str(",lateness");
+    }
     for sku in &c.skus {
         let _ = write!(out, ",{}", csv_field(&format!("cost_per_unit:{sku}")));
+    }
+    if timed {
+        out.push_str(",late_units");
     }
     out.push_str(",shortfalls,changes\n");
     for k in &c.columns {
@@ -401,6 +493,9 @@ pub fn render_csv(c: &Comparison) -> String {
             opt(b.map(|b| b.ordering)),
             opt(b.map(|b| b.holding)),
         );
+        if timed {
+            let _ = write!(out, ",{}", opt(b.map(|b| b.lateness)));
+        }
         for sku in &c.skus {
             match k.cost_per_unit.get(sku) {
                 Some(v) => {
@@ -408,6 +503,9 @@ pub fn render_csv(c: &Comparison) -> String {
                 }
                 None => out.push(','),
             }
+        }
+        if timed {
+            let _ = write!(out, ",{}", opt(k.late_units));
         }
         let _ = writeln!(
             out,

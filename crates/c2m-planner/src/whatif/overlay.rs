@@ -13,12 +13,32 @@
 //!
 //! A path follows the scenario's own field names. In a list, the next part
 //! is an id (products by `sku`, materials, factories and suppliers by `id`,
-//! lines by `sku`, offers by `material`) or an index in brackets
-//! (`breaks[1]`, `lines[0]`). `set` replaces a value (a field that may be
-//! absent, such as `max_qty`, may be set too), `scale` multiplies a number
-//! (whole-number fields are rounded), `remove` deletes an element of a list,
-//! a BOM entry or an optional field. After its changes, a variant is checked
-//! by the planner's validation.
+//! lines by `sku`, offers by `material`, a product's `due` and a material's
+//! `receipts` by period number: `due.4`) or an index in brackets
+//! (`breaks[1]`, `lines[0]`, `capacity_hours[4]`). `set` replaces a value (a
+//! field that may be absent, such as `max_qty` or `late_cost`, may be set
+//! too), `scale` multiplies a number (whole-number fields are rounded),
+//! `remove` deletes an element of a list, a BOM entry or an optional field.
+//! After its changes, a variant is checked by the planner's validation.
+//!
+//! Version 2 scenarios (with a `[horizon]`) add what changes in time: `set`
+//! replaces a whole list with a list (`due`, `receipts`, a calendar), turns
+//! a factory's `capacity_hours` from one number into a calendar or back, or
+//! sets one period of a calendar (`capacity_hours[4]`, 0 closes the week);
+//! `scale` of a list scales every number in it, or every `quantity` of its
+//! entries (`scale products.x.due by 1.2`). `horizon.periods` and
+//! `horizon.period_days` are fields like any other; a calendar must then have
+//! the new number of periods, which validation checks.
+//!
+//! ```toml
+//! [[variants]]
+//! name = "cixi-closed-week-3"
+//! changes = [
+//!   { set = "factories.cixi-1.capacity_hours[3]", value = 0.0 },
+//!   { set = "products.kettle-17-white.due.4.quantity", value = 600 },
+//!   { set = "products.kettle-12-travel.late_cost", value = 500.0 },
+//! ]
+//! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -83,7 +103,17 @@ impl Change {
 pub struct OverlayError(pub String);
 
 /// Fields that may be absent from a scenario and so may be set or removed.
-const OPTIONAL_FIELDS: &[&str] = &["material_deadline_days", "pack_size", "max_qty"];
+const OPTIONAL_FIELDS: &[&str] = &[
+    "material_deadline_days",
+    "pack_size",
+    "max_qty",
+    "late_cost",
+    "receipts",
+];
+
+/// A field that is one number or a list of numbers (a calendar), so `set`
+/// may replace either with the other.
+const NUMBER_OR_LIST: &[&str] = &["capacity_hours"];
 
 impl Overlay {
     /// Reads an overlay from TOML text.
@@ -264,6 +294,8 @@ fn list_kind(list: &str) -> Option<(&'static str, &'static str)> {
         "suppliers" => ("id", "supplier"),
         "offers" => ("material", "offer"),
         "breaks" => ("", "price break"),
+        "due" => ("period", "due entry"),
+        "receipts" => ("period", "receipt"),
         _ => return None,
     })
 }
@@ -330,16 +362,17 @@ fn locate<'a>(doc: &'a mut Value, parts: &[Part]) -> Result<Slot<'a>, String> {
                                 "{where_} is addressed by index, as `{list_name}[0]`, not by `{id}`"
                             ));
                         }
-                        let found = items
-                            .iter()
-                            .position(|it| it.get(id_field).and_then(Value::as_str) == Some(id));
+                        // Ids are strings, except periods (`due.4`).
+                        let key = |it: &Value| match it.get(id_field) {
+                            Some(Value::String(s)) => Some(s.clone()),
+                            Some(Value::Number(n)) => Some(n.to_string()),
+                            _ => None,
+                        };
+                        let found = items.iter().position(|it| key(it).as_deref() == Some(id));
                         match found {
                             Some(k) => k,
                             None => {
-                                let known: Vec<&str> = items
-                                    .iter()
-                                    .filter_map(|it| it.get(id_field).and_then(Value::as_str))
-                                    .collect();
+                                let known: Vec<String> = items.iter().filter_map(key).collect();
                                 return Err(format!(
                                     "unknown {noun} \"{id}\" in {where_} (known: {})",
                                     known.join(", ")
@@ -363,6 +396,14 @@ fn locate<'a>(doc: &'a mut Value, parts: &[Part]) -> Result<Slot<'a>, String> {
     Err("the path is empty".to_string())
 }
 
+/// A number times `by`; whole numbers stay whole (rounded).
+fn scaled(v: &Value, by: f64) -> Value {
+    match v.as_i64() {
+        Some(i) => Value::from((i as f64 * by).round() as i64),
+        None => Value::from(v.as_f64().unwrap_or(0.0) * by),
+    }
+}
+
 fn apply_change(doc: &mut Value, c: &Change) -> Result<(), String> {
     if let (Some(path), Some(value)) = (&c.set, &c.value) {
         let parts = parse_path(path)?;
@@ -370,19 +411,33 @@ fn apply_change(doc: &mut Value, c: &Change) -> Result<(), String> {
         match locate(doc, &parts)? {
             Slot::Field(map, key) => {
                 if let Some(old) = map.get(&key) {
-                    if old.is_object() || old.is_array() {
+                    let either = NUMBER_OR_LIST.contains(&key.as_str())
+                        && (old.is_number() || old.is_array())
+                        && (new.is_number() || new.is_array());
+                    if old.is_object() {
+                        return Err(format!("`{key}` is a table; set one of its fields instead"));
+                    }
+                    if old.is_array() && !new.is_array() && !either {
                         return Err(format!(
-                            "`{key}` is a table or list; set one of its fields instead"
+                            "`{key}` is a list; set it to a list, or set one of its entries"
                         ));
                     }
-                    if old.is_number() != new.is_number() || old.is_string() != new.is_string() {
+                    if !either
+                        && !old.is_array()
+                        && (old.is_number() != new.is_number()
+                            || old.is_string() != new.is_string())
+                    {
                         return Err(format!("`{key}` is {old}, which {new} cannot replace"));
                     }
                 }
                 map.insert(key, new);
             }
-            Slot::Element(_, _) => {
-                return Err("a whole element cannot be set; set one of its fields".to_string())
+            Slot::Element(items, k) => {
+                // One number of a list of numbers: a period of a calendar.
+                if !(items[k].is_number() && new.is_number()) {
+                    return Err("a whole element cannot be set; set one of its fields".to_string());
+                }
+                items[k] = new;
             }
         }
         return Ok(());
@@ -396,13 +451,28 @@ fn apply_change(doc: &mut Value, c: &Change) -> Result<(), String> {
         let Some(value) = value else {
             return Err(format!("`{key}` is not set, so it cannot be scaled"));
         };
-        *value = if let Some(i) = value.as_i64() {
-            Value::from((i as f64 * by).round() as i64)
-        } else if let Some(f) = value.as_f64() {
-            Value::from(f * by)
-        } else {
+        if let Value::Array(items) = value {
+            // Every number of the list, or every `quantity` of its entries.
+            for item in items.iter_mut() {
+                let target = match item {
+                    Value::Object(entry) => entry.get_mut("quantity"),
+                    other => Some(other),
+                };
+                match target {
+                    Some(v) if v.is_number() => *v = scaled(v, by),
+                    _ => {
+                        return Err(format!(
+                            "`{key}` holds entries without a number or a `quantity` to scale"
+                        ))
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if !value.is_number() {
             return Err(format!("`{key}` is not a number"));
-        };
+        }
+        *value = scaled(value, by);
         return Ok(());
     }
     if let Some(path) = &c.remove {

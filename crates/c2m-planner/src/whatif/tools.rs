@@ -23,6 +23,13 @@ pub fn summary(s: &Scenario) -> String {
     if let Some(d) = s.material_deadline_days {
         let _ = writeln!(out, "material deadline: {d} days");
     }
+    if let Some(h) = s.horizon {
+        let _ = writeln!(
+            out,
+            "horizon: {} periods of {} days (time-phased, version 2)",
+            h.periods, h.period_days
+        );
+    }
     let _ = writeln!(
         out,
         "{} products, {} materials, {} factories ({} lines), {} suppliers ({} offers)",
@@ -35,7 +42,29 @@ pub fn summary(s: &Scenario) -> String {
     );
     let _ = writeln!(out, "\nproducts:");
     for p in &s.products {
-        let _ = writeln!(out, "  {:<24} demand {:>8}", p.sku, p.demand);
+        if s.horizon.is_none() {
+            let _ = writeln!(out, "  {:<24} demand {:>8}", p.sku, p.demand);
+            continue;
+        }
+        let due: Vec<String> = p
+            .due
+            .iter()
+            .map(|d| format!("{} by {}", d.quantity, d.period))
+            .collect();
+        let late = p.late_cost.map_or("never late".to_string(), |c| {
+            format!("late cost {c} per unit per period")
+        });
+        let _ = writeln!(
+            out,
+            "  {:<24} due {:>8}: {}; {late}",
+            p.sku,
+            p.demand,
+            if due.is_empty() {
+                "nothing".to_string()
+            } else {
+                due.join(", ")
+            }
+        );
     }
     let _ = writeln!(out, "\nmaterials (need at demand / on hand):");
     for m in &s.materials {
@@ -44,15 +73,37 @@ pub fn summary(s: &Scenario) -> String {
             .iter()
             .map(|p| p.demand as f64 * p.bom.get(&m.id).copied().unwrap_or(0.0))
             .sum();
+        let receipts: Vec<String> = m
+            .receipts
+            .iter()
+            .map(|r| format!("{} in {}", r.quantity, r.period))
+            .collect();
         let _ = writeln!(
             out,
-            "  {:<24} {:>12.2} / {:>10.2} {}  holding {}",
-            m.id, need, m.on_hand, m.unit, m.holding_cost
+            "  {:<24} {:>12.2} / {:>10.2} {}  holding {}{}",
+            m.id,
+            need,
+            m.on_hand,
+            m.unit,
+            m.holding_cost,
+            if receipts.is_empty() {
+                String::new()
+            } else {
+                format!("  receipts {}", receipts.join(", "))
+            }
         );
     }
     let _ = writeln!(out, "\nfactories:");
     for f in &s.factories {
-        let _ = writeln!(out, "  {} ({} h)", f.id, f.capacity_hours);
+        match &f.calendar {
+            Some(c) => {
+                let hours: Vec<String> = c.iter().map(|h| h.to_string()).collect();
+                let _ = writeln!(out, "  {} (h per period: {})", f.id, hours.join(", "));
+            }
+            None => {
+                let _ = writeln!(out, "  {} ({} h)", f.id, f.capacity_hours);
+            }
+        }
         for l in &f.lines {
             let _ = writeln!(
                 out,

@@ -1,0 +1,436 @@
+//! Version 2 explanations: which capacity binds in which periods, which
+//! purchases arrive just in time, what consolidating purchases across
+//! periods saved, shadow prices per period, and, for an infeasible
+//! scenario, which products cannot be completed and why.
+
+use std::time::Duration;
+
+use crate::plan::{
+    Consolidation, Diagnosis, FactoryPeriods, JustInTime, NamedSeries, PeriodCapacity,
+    PeriodShadowPrices,
+};
+use crate::solve::{solve_model, Outcome, SolverError, SolverKind};
+use crate::validate::ValidatedScenario;
+
+use super::greedy::lot_for_lot;
+use super::model::{build, first_arrival, Options, Row};
+use super::{shortfall, Schedule};
+
+const EPS: f64 = 1e-6;
+
+/// Hours each factory uses in each period.
+fn hours_used(v: &ValidatedScenario, d: &Schedule) -> Vec<Vec<f64>> {
+    let mut used = vec![vec![0.0; v.periods()]; v.scenario().factories.len()];
+    for (t, xs) in d.x.iter().enumerate() {
+        for (l, &q) in v.lines().iter().zip(xs) {
+            if q > 0 {
+                let line = v.line(*l);
+                used[l.factory][t] += line.hours_per_unit * q as f64 + line.setup_hours;
+            }
+        }
+    }
+    used
+}
+
+/// Factory periods whose hours the schedule uses in full.
+pub(crate) fn binding_capacity(v: &ValidatedScenario, d: &Schedule) -> Vec<PeriodCapacity> {
+    let s = v.scenario();
+    let used = hours_used(v, d);
+    let mut out = Vec::new();
+    for (f, fac) in s.factories.iter().enumerate() {
+        for (t, (&u, &cap)) in used[f].iter().zip(v.hours(f)).enumerate() {
+            if u > 0.0 && u >= cap - EPS * cap.max(1.0) {
+                out.push(PeriodCapacity {
+                    factory: fac.id.clone(),
+                    period: t,
+                    used_hours: (u * 1e6).round() / 1e6,
+                    capacity_hours: cap,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Purchases without which their material would run short in the period
+/// they arrive: the stock carried in and the receipts do not cover that
+/// period's runs.
+pub(crate) fn just_in_time(v: &ValidatedScenario, d: &Schedule) -> Vec<JustInTime> {
+    let s = v.scenario();
+    let used = d.consumption(v);
+    let stock = d.stock(v);
+    let mut out = Vec::new();
+    for (t, orders) in d.buy.iter().enumerate() {
+        for (o, b) in v.offers().iter().zip(orders) {
+            let Some((_, q)) = *b else { continue };
+            let a = t + o.lead_periods;
+            let m = o.material;
+            let carried = if a == 0 {
+                s.materials[m].on_hand
+            } else {
+                stock[m][a - 1].max(0.0)
+            };
+            let short = used[m][a] - carried - v.receipts(m)[a];
+            if short > EPS * used[m][a].max(1.0) {
+                out.push(JustInTime {
+                    supplier: s.suppliers[o.supplier].id.clone(),
+                    material: s.materials[m].id.clone(),
+                    ordered: t,
+                    arrives: a,
+                    quantity: q,
+                    needed_on_arrival: (short * 1e6).round() / 1e6,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Purchase, ordering and holding cost of the schedule against the same
+/// production with each period's net need bought separately.
+pub(crate) fn consolidation(v: &ValidatedScenario, d: &Schedule) -> Consolidation {
+    let material = |sched: &Schedule| {
+        let c = sched.costs(v);
+        c.purchase + c.ordering + c.holding
+    };
+    let plan_material_cost = material(d);
+    let separate_material_cost = lot_for_lot(v, d).map(|buy| {
+        material(&Schedule {
+            x: d.x.clone(),
+            buy,
+        })
+    });
+    Consolidation {
+        plan_material_cost,
+        separate_material_cost,
+        saving: separate_material_cost.map(|s| s - plan_material_cost),
+    }
+}
+
+/// Shadow prices per period from the LP with runs, setups and tiers of `d`
+/// fixed and quantities relaxed: the saving from one more unit of material
+/// arriving at the start of a period, and from one more hour of a factory in
+/// a period. HiGHS gives the duals; for microlp they are finite differences,
+/// computed only for the rows that bind (a row with slack is worth nothing).
+pub(crate) fn shadow_prices(
+    v: &ValidatedScenario,
+    d: &Schedule,
+    solver: SolverKind,
+) -> Result<PeriodShadowPrices, SolverError> {
+    let s = v.scenario();
+    let n = v.periods();
+    let limit = Duration::from_secs(30);
+    // The plain formulation, as in version 1: the tight bounds come from
+    // the hours and stock, and would block the extra unit being priced.
+    let opts = Options {
+        formulation: crate::model::Formulation::BigM,
+        fixed: Some(d.clone()),
+        ..Options::default()
+    };
+    let (problem, layout) = build(v, &opts);
+    let Outcome::Solved(raw) = solve_model(problem, solver, limit, 0.0, None)? else {
+        return Ok(PeriodShadowPrices::default());
+    };
+    let base = raw.best_bound.unwrap_or(0.0);
+    let stock = d.stock(v);
+    let used_hours = hours_used(v, d);
+    let value = |row: Option<usize>, which: Row, binds: bool| -> Result<f64, SolverError> {
+        let Some(row) = row else { return Ok(0.0) };
+        if let Some(duals) = &raw.row_duals {
+            return Ok(-duals[row]);
+        }
+        if !binds {
+            return Ok(0.0);
+        }
+        const STEP: f64 = 0.1;
+        let (problem, _) = build(
+            v,
+            &Options {
+                rhs_delta: Some((which, STEP)),
+                ..opts.clone()
+            },
+        );
+        match solve_model(problem, solver, limit, 0.0, None)? {
+            Outcome::Solved(r) => Ok((base - r.best_bound.unwrap_or(base)) / STEP),
+            _ => Ok(0.0),
+        }
+    };
+    let round = |x: f64| {
+        let r = (x * 1e4).round() / 1e4;
+        if r == 0.0 {
+            0.0
+        } else {
+            r
+        }
+    };
+    let mut materials = Vec::new();
+    for (m, mat) in s.materials.iter().enumerate() {
+        let mut row = Vec::with_capacity(n);
+        for t in 0..n {
+            // One more unit is worth something only where stock runs out
+            // at or after t.
+            let binds = stock[m][t..].iter().any(|&q| q <= EPS * q.abs().max(1.0));
+            row.push(round(value(
+                layout.material_rows[m][t],
+                Row::Material(m, t),
+                binds,
+            )?));
+        }
+        materials.push((mat.id.clone(), row));
+    }
+    let mut factory_hours = Vec::new();
+    for (f, fac) in s.factories.iter().enumerate() {
+        let mut row = Vec::with_capacity(n);
+        for (t, (&used, &cap)) in used_hours[f].iter().zip(v.hours(f)).enumerate() {
+            let binds = used >= cap - EPS * cap.max(1.0);
+            row.push(round(value(
+                layout.capacity_rows[f][t],
+                Row::Capacity(f, t),
+                binds,
+            )?));
+        }
+        factory_hours.push((fac.id.clone(), row));
+    }
+    Ok(PeriodShadowPrices {
+        materials: NamedSeries(materials),
+        factory_hours: NamedSeries(factory_hours),
+    })
+}
+
+/// Ranges of consecutive periods, for people: `0-2, 5`.
+fn ranges(periods: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < periods.len() {
+        let mut j = i;
+        while j + 1 < periods.len() && periods[j + 1] == periods[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            periods[i].to_string()
+        } else {
+            format!("{}-{}", periods[i], periods[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
+}
+
+/// Why the products of the best partial schedule `d` fall short: per
+/// product, the capacity that binds in which periods, closed periods,
+/// materials whose offers cannot arrive in time, minimum runs that fit no
+/// period.
+pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
+    let s = v.scenario();
+    let n = v.periods();
+    let mut diag = Diagnosis::default();
+    let used = hours_used(v, d);
+    let made = d.made(v);
+    let first = first_arrival(v);
+    for (f, fac) in s.factories.iter().enumerate() {
+        let full: Vec<usize> = (0..n)
+            .filter(|&t| {
+                let cap = v.hours(f)[t];
+                used[f][t] > 0.0 && used[f][t] >= cap - EPS * cap.max(1.0)
+            })
+            .collect();
+        if !full.is_empty() {
+            diag.capacity_bound.push(fac.id.clone());
+            diag.capacity_bound_periods.push(FactoryPeriods {
+                factory: fac.id.clone(),
+                periods: full,
+            });
+        }
+        let closed: Vec<usize> = (0..n).filter(|&t| v.hours(f)[t] <= 0.0).collect();
+        if !closed.is_empty() && v.lines().iter().any(|l| l.factory == f) {
+            diag.closed_periods.push(FactoryPeriods {
+                factory: fac.id.clone(),
+                periods: closed,
+            });
+        }
+    }
+    for (p, prod) in s.products.iter().enumerate() {
+        let may_be_late = prod.late_cost.is_some();
+        let Some((short, from)) = shortfall(v.due(p), &made[p], may_be_late) else {
+            continue;
+        };
+        // The periods that could have made the missing units: up to the
+        // first period short, or (for a product that may be late) all.
+        let until = if may_be_late { n - 1 } else { from };
+        let head = if may_be_late {
+            format!(
+                "`{}` is short by {short} at the end of the horizon (behind from period {from})",
+                prod.sku
+            )
+        } else {
+            format!("`{}` is short by {short} from period {from}", prod.sku)
+        };
+        let lines: Vec<_> = v.lines().iter().filter(|l| l.product == p).collect();
+        if lines.is_empty() {
+            diag.missing_lines.push(prod.sku.clone());
+            diag.reasons
+                .push(format!("{head}: no factory has a line for it"));
+            continue;
+        }
+        let mut why = Vec::new();
+        let mut seen_factories = Vec::new();
+        for l in &lines {
+            if seen_factories.contains(&l.factory) {
+                continue;
+            }
+            seen_factories.push(l.factory);
+            let fac = &s.factories[l.factory];
+            let line = v.line(**l);
+            let min_hours = line.setup_hours + line.hours_per_unit * line.min_run.max(1) as f64;
+            let fits: Vec<usize> = (0..=until)
+                .filter(|&t| v.hours(l.factory)[t] + EPS >= min_hours)
+                .collect();
+            if fits.is_empty() {
+                why.push(format!(
+                    "its minimum run at `{}` needs {min_hours} hours, more than any period \
+                     0-{until} has",
+                    fac.id
+                ));
+                continue;
+            }
+            let full: Vec<usize> = (0..=until)
+                .filter(|&t| {
+                    let cap = v.hours(l.factory)[t];
+                    cap > 0.0 && used[l.factory][t] >= cap - EPS * cap.max(1.0)
+                })
+                .collect();
+            let closed: Vec<usize> = (0..=until)
+                .filter(|&t| v.hours(l.factory)[t] <= 0.0)
+                .collect();
+            if !full.is_empty() {
+                why.push(format!(
+                    "`{}` uses all its hours in periods {}",
+                    fac.id,
+                    ranges(&full)
+                ));
+            }
+            if !closed.is_empty() {
+                why.push(format!(
+                    "`{}` is closed in periods {}",
+                    fac.id,
+                    ranges(&closed)
+                ));
+            }
+        }
+        for &(m, a) in v.bom(p) {
+            let mat = &s.materials[m];
+            if first[m] <= until {
+                continue;
+            }
+            // No order arrives by `until`: only stock and receipts.
+            let have: f64 = mat.on_hand + v.receipts(m)[..=until].iter().sum::<f64>();
+            let offers: Vec<String> = v
+                .offers()
+                .iter()
+                .filter(|o| o.material == m)
+                .map(|o| {
+                    let sup = &s.suppliers[o.supplier];
+                    let when = if o.lead_periods < n {
+                        format!("first arrival in period {}", o.lead_periods)
+                    } else {
+                        "never within the horizon".to_string()
+                    };
+                    format!("{}/{}: {} days, {when}", sup.id, mat.id, sup.lead_days)
+                })
+                .collect();
+            for o in &offers {
+                if !diag.late_offers.contains(o) {
+                    diag.late_offers.push(o.clone());
+                }
+            }
+            if offers.is_empty() && !diag.missing_offers.contains(&mat.id) {
+                diag.missing_offers.push(mat.id.clone());
+            }
+            let arrival = if offers.is_empty() {
+                "no offer sells it".to_string()
+            } else if first[m] >= n {
+                format!(
+                    "no offer arrives within the horizon ({})",
+                    offers.join("; ")
+                )
+            } else {
+                format!(
+                    "no offer arrives before period {} ({})",
+                    first[m],
+                    offers.join("; ")
+                )
+            };
+            why.push(format!(
+                "material `{}`: {arrival}, and the {} on hand and received by period {until} \
+                 cover {} units",
+                mat.id,
+                have,
+                ((have / a) + 1e-9).floor()
+            ));
+        }
+        if why.is_empty() {
+            why.push("the hours and materials left cannot cover it".to_string());
+        }
+        diag.reasons.push(format!("{head}: {}", why.join("; ")));
+    }
+    diag
+}
+
+/// Full cost per unit due of each sku, as version 1 reports it: its runs
+/// and setups, its lateness, and its share of each material's purchase,
+/// ordering and holding (over all periods) in proportion to what it uses.
+pub(crate) fn cost_per_unit(v: &ValidatedScenario, d: &Schedule) -> crate::plan::NamedValues {
+    let s = v.scenario();
+    let used: Vec<f64> = d
+        .consumption(v)
+        .iter()
+        .map(|row| row.iter().sum())
+        .collect();
+    let mut material_money = vec![0.0; s.materials.len()];
+    for orders in &d.buy {
+        for (o, b) in v.offers().iter().zip(orders) {
+            if let Some((k, q)) = b {
+                let offer = v.offer(*o);
+                material_money[o.material] += offer.breaks[*k].unit_price * q + offer.order_cost;
+            }
+        }
+    }
+    for (m, row) in d.stock(v).iter().enumerate() {
+        material_money[m] +=
+            s.materials[m].holding_cost * row.iter().map(|q| q.max(0.0)).sum::<f64>();
+    }
+    let made = d.made(v);
+    let mut money = vec![0.0; s.products.len()];
+    for xs in &d.x {
+        for (l, &q) in v.lines().iter().zip(xs) {
+            if q > 0 {
+                let line = v.line(*l);
+                money[l.product] += line.unit_cost * q as f64 + line.setup_cost;
+                for &(m, a) in v.bom(l.product) {
+                    if used[m] > 0.0 {
+                        money[l.product] += a * q as f64 * material_money[m] / used[m];
+                    }
+                }
+            }
+        }
+    }
+    crate::plan::NamedValues(
+        s.products
+            .iter()
+            .enumerate()
+            .map(|(p, prod)| {
+                let late: i64 = super::backlog(v.due(p), &made[p]).iter().sum();
+                let m = money[p] + prod.late_cost.unwrap_or(0.0) * late as f64;
+                let units = if v.total_due(p) > 0 {
+                    v.total_due(p)
+                } else {
+                    made[p].iter().sum()
+                };
+                (
+                    prod.sku.clone(),
+                    if units > 0 { m / units as f64 } else { 0.0 },
+                )
+            })
+            .collect(),
+    )
+}
