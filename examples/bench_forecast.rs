@@ -25,8 +25,6 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::collections::BTreeMap;
-
 use c2m_domain::forecast::{
     Arrival, ArrivalHistory, Cancellation, FillModel, ForecastConfig, OpenBatch, Prior,
 };
@@ -42,13 +40,14 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Campaigns simulated per process.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 2000)]
     campaigns: usize,
-    /// Most earlier campaigns a merchant has (each campaign draws 0 ..= this many).
+    /// Most earlier campaigns a merchant has (each campaign draws `--min-past ..=` this
+    /// many).
     #[arg(long, default_value_t = 4)]
     max_past: usize,
     /// Fewest earlier campaigns a merchant has.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 1)]
     min_past: usize,
     /// Scale of the cancellation probability (0 turns cancellations off).
     #[arg(long, default_value_t = 1.0)]
@@ -331,15 +330,37 @@ impl Campaign {
     }
 }
 
+/// Who is forecasting: a merchant with earlier campaigns of the sku (the forecast leans on
+/// them), or the same campaign seen as the merchant's first (no prior).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Population {
+    Repeat,
+    First,
+}
+
+impl Population {
+    const ALL: [Population; 2] = [Population::Repeat, Population::First];
+
+    fn name(self) -> &'static str {
+        match self {
+            Population::Repeat => "with prior",
+            Population::First => "first campaign",
+        }
+    }
+}
+
 /// One forecast and what happened.
 struct Scored {
+    population: Population,
+    /// Index into [`MOMENTS`].
+    moment: usize,
     forecast: f64,
     naive: f64,
     smoothed: f64,
     locked: bool,
-    with_prior: bool,
-    /// Index into [`MOMENTS`].
-    moment: usize,
+    /// For the forecast's lock-by moments (10%, 50%, 90%) that exist: whether the batch
+    /// had locked by then.
+    locked_by: [Option<bool>; 3],
 }
 
 fn standard_normal_cdf(x: f64) -> f64 {
@@ -376,57 +397,18 @@ fn run_process(args: &Args, p: Process, rng: &mut StdRng, config: &ForecastConfi
             histories.push(c.history(d));
         }
         let prior = Prior::from_campaigns(&histories).expect("simulated campaigns are valid");
-        if std::env::var("FORECAST_DEBUG").is_ok() && past >= 3 {
-            if let Some(pr) = &prior {
-                eprintln!(
-                    "past {past} rate {:.3} shape {:.2} burst {:.3} cancel {:.3}",
-                    pr.order_rate, pr.rate_shape, pr.burstiness, pr.cancel_fraction
-                );
-                eprintln!(
-                    "  launch {:?}",
-                    pr.profile
-                        .launch
-                        .iter()
-                        .map(|s| (s.until_days, s.boost))
-                        .collect::<Vec<_>>()
-                );
-                eprintln!(
-                    "  deadline {:?}",
-                    pr.profile
-                        .deadline
-                        .iter()
-                        .map(|s| (s.until_days, s.boost))
-                        .collect::<Vec<_>>()
-                );
-                let lv: Vec<f64> = histories.iter().map(|h| h.arrivals.len() as f64).collect();
-                eprintln!(
-                    "  counts {lv:?} merchant level {:.3}",
-                    level_for(24.0) * merchant_mismatch
-                );
-            }
-        }
         let d = rng.gen_range(14.0..35.0);
         let level = level_for(d) * merchant_mismatch * (0.3 * normal(rng)).exp();
         let c = simulate(rng, p, level, d, threshold, cancel_prob);
         for (moment, m) in MOMENTS.into_iter().enumerate() {
             let now = m * d;
             let (batch, units) = c.open_batch(now);
-            let locked = c.locks.len() > batch;
+            let lock_at = c.locks.get(batch).copied();
             let history = c.history(now);
-            let model = FillModel::fit(
-                &history,
-                OpenBatch { units, threshold },
-                c.at(now),
-                prior.as_ref(),
-                config,
-            )
-            .expect("simulated state is valid");
-            let forecast = model.forecast().lock_probability;
             // Baselines: the campaign's net units so far, extrapolated linearly.
             let net: i64 = history.arrivals.iter().map(|a| a.units).sum::<i64>()
                 - history.cancellations.iter().map(|x| x.units).sum::<i64>();
-            let pace = net as f64 / now;
-            let ahead = pace * (d - now);
+            let ahead = net as f64 / now * (d - now);
             let gap = units as f64 + ahead - threshold as f64;
             let naive = if gap >= 0.0 { 1.0 } else { 0.0 };
             let n = history.arrivals.len().max(1) as f64;
@@ -437,16 +419,39 @@ fn run_process(args: &Args, p: Process, rng: &mut StdRng, config: &ForecastConfi
                 .map(|a| (a.units * a.units) as f64)
                 .sum::<f64>()
                 / n;
+            // A Poisson stream of the observed order sizes: variance mean·E[S²]/E[S].
             let sd = (ahead.max(0.0) * s2 / s1.max(1.0)).sqrt().max(1.0);
             let smoothed = standard_normal_cdf(gap / sd);
-            out.push(Scored {
-                forecast,
-                naive,
-                smoothed,
-                locked,
-                with_prior: prior.is_some(),
-                moment,
-            });
+            for population in Population::ALL {
+                let prior = match population {
+                    Population::Repeat => prior.as_ref(),
+                    Population::First => None,
+                };
+                let forecast = FillModel::fit(
+                    &history,
+                    OpenBatch { units, threshold },
+                    c.at(now),
+                    prior,
+                    config,
+                )
+                .expect("simulated state is valid")
+                .forecast();
+                let by =
+                    |t: Option<DateTime<Utc>>| t.map(|t| lock_at.is_some_and(|l| c.at(l) <= t));
+                out.push(Scored {
+                    population,
+                    moment,
+                    forecast: forecast.lock_probability,
+                    naive,
+                    smoothed,
+                    locked: lock_at.is_some(),
+                    locked_by: [
+                        by(forecast.lock_by_p10),
+                        by(forecast.lock_by_p50),
+                        by(forecast.lock_by_p90),
+                    ],
+                });
+            }
         }
     }
     out
@@ -465,7 +470,6 @@ struct Bucket {
 struct Moment {
     /// Fraction of the campaign's length elapsed.
     at: f64,
-    forecasts: usize,
     mean_forecast: f64,
     locked: f64,
     brier: f64,
@@ -475,52 +479,53 @@ struct Moment {
 #[derive(Serialize)]
 struct Report {
     process: &'static str,
+    population: &'static str,
     forecasts: usize,
     lock_rate: f64,
     brier: f64,
     brier_naive: f64,
     brier_naive_smoothed: f64,
-    brier_with_prior: f64,
-    brier_without_prior: f64,
     calibration: Vec<Bucket>,
     by_moment: Vec<Moment>,
+    /// Of the forecasts whose lock-by-10% / 50% / 90% moment exists, the share whose batch
+    /// had locked by then (calibrated: 0.1, 0.5, 0.9), and how many there were.
+    locked_by: [(f64, usize); 3],
     /// Largest |mean forecast - locked| over buckets with at least 100 forecasts.
     worst_gap: f64,
     meets_target: bool,
 }
 
-fn brier(s: &[Scored], f: impl Fn(&Scored) -> f64) -> f64 {
-    if s.is_empty() {
-        return f64::NAN;
+fn outcome(s: &Scored) -> f64 {
+    if s.locked {
+        1.0
+    } else {
+        0.0
     }
-    s.iter()
-        .map(|x| (f(x) - if x.locked { 1.0 } else { 0.0 }).powi(2))
-        .sum::<f64>()
-        / s.len() as f64
 }
 
-fn report(p: Process, scored: &[Scored]) -> Report {
-    let mut buckets: BTreeMap<usize, (usize, f64, usize)> = BTreeMap::new();
-    for s in scored {
-        let b = ((s.forecast * 10.0) as usize).min(9);
-        let e = buckets.entry(b).or_default();
-        e.0 += 1;
-        e.1 += s.forecast;
-        e.2 += usize::from(s.locked);
-    }
+fn brier(s: &[&Scored], f: impl Fn(&Scored) -> f64) -> f64 {
+    s.iter().map(|x| (f(x) - outcome(x)).powi(2)).sum::<f64>() / s.len().max(1) as f64
+}
+
+fn mean(s: &[&Scored], f: impl Fn(&Scored) -> f64) -> f64 {
+    s.iter().map(|x| f(x)).sum::<f64>() / s.len().max(1) as f64
+}
+
+fn report(p: Process, population: Population, all: &[Scored]) -> Report {
+    let scored: Vec<&Scored> = all.iter().filter(|s| s.population == population).collect();
     let calibration: Vec<Bucket> = (0..10)
         .map(|b| {
-            let (n, sum, locked) = buckets.get(&b).copied().unwrap_or_default();
+            let v: Vec<&Scored> = scored
+                .iter()
+                .copied()
+                .filter(|s| ((s.forecast * 10.0) as usize).min(9) == b)
+                .collect();
             Bucket {
                 from: b as f64 / 10.0,
                 to: (b + 1) as f64 / 10.0,
-                forecasts: n,
-                mean_forecast: if n > 0 { sum / n as f64 } else { f64::NAN },
-                locked: if n > 0 {
-                    locked as f64 / n as f64
-                } else {
-                    f64::NAN
-                },
+                forecasts: v.len(),
+                mean_forecast: mean(&v, |s| s.forecast),
+                locked: mean(&v, outcome),
             }
         })
         .collect();
@@ -529,53 +534,39 @@ fn report(p: Process, scored: &[Scored]) -> Report {
         .filter(|b| b.forecasts >= 100)
         .map(|b| (b.mean_forecast - b.locked).abs())
         .fold(0.0, f64::max);
-    let with: Vec<&Scored> = scored.iter().filter(|s| s.with_prior).collect();
-    let without: Vec<&Scored> = scored.iter().filter(|s| !s.with_prior).collect();
-    let sub_brier = |v: &[&Scored]| {
-        v.iter()
-            .map(|x| (x.forecast - if x.locked { 1.0 } else { 0.0 }).powi(2))
-            .sum::<f64>()
-            / v.len().max(1) as f64
-    };
     let by_moment = MOMENTS
         .iter()
         .enumerate()
         .map(|(i, &at)| {
-            let v: Vec<&Scored> = scored.iter().filter(|s| s.moment == i).collect();
-            let n = v.len().max(1) as f64;
-            let outcome = |s: &Scored| if s.locked { 1.0 } else { 0.0 };
+            let v: Vec<&Scored> = scored.iter().copied().filter(|s| s.moment == i).collect();
             Moment {
                 at,
-                forecasts: v.len(),
-                mean_forecast: v.iter().map(|s| s.forecast).sum::<f64>() / n,
-                locked: v.iter().map(|s| outcome(s)).sum::<f64>() / n,
-                brier: v
-                    .iter()
-                    .map(|s| (s.forecast - outcome(s)).powi(2))
-                    .sum::<f64>()
-                    / n,
-                brier_naive: v
-                    .iter()
-                    .map(|s| (s.naive - outcome(s)).powi(2))
-                    .sum::<f64>()
-                    / n,
+                mean_forecast: mean(&v, |s| s.forecast),
+                locked: mean(&v, outcome),
+                brier: brier(&v, |s| s.forecast),
+                brier_naive: brier(&v, |s| s.naive),
             }
         })
         .collect();
-    let b = brier(scored, |s| s.forecast);
-    let bn = brier(scored, |s| s.naive);
-    let bs = brier(scored, |s| s.smoothed);
+    let locked_by = [0, 1, 2].map(|q| {
+        let v: Vec<bool> = scored.iter().filter_map(|s| s.locked_by[q]).collect();
+        let share = v.iter().filter(|&&b| b).count() as f64 / v.len().max(1) as f64;
+        (share, v.len())
+    });
+    let b = brier(&scored, |s| s.forecast);
+    let bn = brier(&scored, |s| s.naive);
+    let bs = brier(&scored, |s| s.smoothed);
     Report {
         process: p.name(),
+        population: population.name(),
         forecasts: scored.len(),
-        lock_rate: scored.iter().filter(|s| s.locked).count() as f64 / scored.len() as f64,
+        lock_rate: mean(&scored, outcome),
         brier: b,
         brier_naive: bn,
         brier_naive_smoothed: bs,
-        brier_with_prior: sub_brier(&with),
-        brier_without_prior: sub_brier(&without),
         calibration,
         by_moment,
+        locked_by,
         worst_gap,
         meets_target: b < bn && b < bs && worst_gap <= 0.10,
     }
@@ -598,12 +589,12 @@ fn main() {
         .iter()
         .enumerate()
         .filter(|(_, p)| args.only.is_empty() || args.only.iter().any(|o| o == p.name()))
-        .map(|(i, &p)| {
+        .flat_map(|(i, &p)| {
             // One stream per process, so each process's figures do not depend on the others.
             let mut rng =
                 StdRng::seed_from_u64(args.seed.wrapping_mul(1000).wrapping_add(i as u64));
             let scored = run_process(&args, p, &mut rng, &config);
-            report(p, &scored)
+            Population::ALL.map(|population| report(p, population, &scored))
         })
         .collect();
     if args.json {
@@ -614,47 +605,48 @@ fn main() {
         return;
     }
     println!(
-        "bench_forecast: seed {}, {} campaigns per process, {} forecasts each, 0..={} earlier campaigns per merchant ({:.1} s)",
+        "bench_forecast: seed {}, {} campaigns per process, each forecast at {} moments, with a prior from {}..={} earlier campaigns of the merchant and again as a first campaign ({:.1} s)",
         args.seed,
         args.campaigns,
-        args.campaigns * MOMENTS.len(),
-        args.max_past,
+        MOMENTS.len(),
+        args.min_past,
+        args.max_past.max(args.min_past),
         started.elapsed().as_secs_f64()
     );
     println!();
-    println!(
-        "| process    | forecasts | locked | Brier  | naive  | naive smoothed | Brier w/ prior | w/o prior | worst bucket gap | target |"
-    );
-    println!("|------------|----------:|-------:|-------:|-------:|---------------:|---------------:|----------:|-----------------:|--------|");
+    println!("| process    | population     | forecasts | locked | Brier  | naive  | naive smoothed | worst bucket gap | locked by p10/p50/p90 | target |");
+    println!("|------------|----------------|----------:|-------:|-------:|-------:|---------------:|-----------------:|-----------------------|--------|");
     for r in &reports {
         println!(
-            "| {:<10} | {:>9} | {:>6.3} | {:.4} | {:.4} | {:>14.4} | {:>14.4} | {:>9.4} | {:>16.3} | {} |",
+            "| {:<10} | {:<14} | {:>9} | {:>6.3} | {:.4} | {:.4} | {:>14.4} | {:>16.3} | {:.2} / {:.2} / {:.2}    | {} |",
             r.process,
+            r.population,
             r.forecasts,
             r.lock_rate,
             r.brier,
             r.brier_naive,
             r.brier_naive_smoothed,
-            r.brier_with_prior,
-            r.brier_without_prior,
             r.worst_gap,
+            r.locked_by[0].0,
+            r.locked_by[1].0,
+            r.locked_by[2].0,
             if r.meets_target { "met" } else { "MISSED" }
         );
     }
     println!();
-    println!("by moment of the forecast (fraction of the campaign elapsed): mean forecast / locked, Brier vs naive");
-    print!("| process    |");
+    println!("by moment of the forecast (fraction of the campaign elapsed): mean forecast / locked, Brier / naive Brier");
+    print!("| process    | population     |");
     for m in MOMENTS {
-        print!(" {:>19} |", format!("at {m:.2}"));
+        print!(" {:>21} |", format!("at {m:.2}"));
     }
     println!();
-    print!("|------------|");
+    print!("|------------|----------------|");
     for _ in MOMENTS {
-        print!("---------------------|");
+        print!("-----------------------|");
     }
     println!();
     for r in &reports {
-        print!("| {:<10} |", r.process);
+        print!("| {:<10} | {:<14} |", r.process, r.population);
         for m in &r.by_moment {
             print!(
                 " {:.2}/{:.2} {:.3}/{:.3} |",
@@ -663,29 +655,33 @@ fn main() {
         }
         println!();
     }
-    for r in &reports {
+    for pair in reports.chunks(2) {
         println!();
-        println!("calibration, {}:", r.process);
-        println!("| bucket   | forecasts | mean forecast | locked |");
-        println!("|----------|----------:|--------------:|-------:|");
-        for b in &r.calibration {
-            if b.forecasts == 0 {
-                println!(
-                    "| {:.0}-{:.0}%  | {:>9} |             - |      - |",
-                    b.from * 100.0,
-                    b.to * 100.0,
-                    0
-                );
-            } else {
-                println!(
-                    "| {:>3.0}-{:.0}% | {:>9} | {:>13.3} | {:>6.3} |",
-                    b.from * 100.0,
-                    b.to * 100.0,
-                    b.forecasts,
-                    b.mean_forecast,
-                    b.locked
-                );
+        println!("calibration, {}:", pair[0].process);
+        print!("| bucket    |");
+        for r in pair {
+            print!(" {:<14}: forecasts | mean  | locked |", r.population);
+        }
+        println!();
+        print!("|-----------|");
+        for _ in pair {
+            print!("--------------------------:|------:|-------:|");
+        }
+        println!();
+        for b in 0..10 {
+            print!("| {:<9} |", format!("{}-{}%", b * 10, (b + 1) * 10));
+            for r in pair {
+                let c = &r.calibration[b];
+                if c.forecasts == 0 {
+                    print!(" {:>25} |     - |      - |", 0);
+                } else {
+                    print!(
+                        " {:>25} | {:.3} | {:>6.3} |",
+                        c.forecasts, c.mean_forecast, c.locked
+                    );
+                }
             }
+            println!();
         }
     }
 }

@@ -1,6 +1,77 @@
 //! Will the open batch fill? A fill forecast from the campaign's own arrivals.
 //!
-//! MODEL_DOC_PLACEHOLDER
+//! A batch locks the moment its units reach the threshold, and later orders start the next
+//! batch; so the open batch locks by the deadline exactly when the net units arriving from
+//! now on reach `threshold - units`. Units come as pre-orders of various sizes, so the
+//! model forecasts the number of pre-orders and compounds it with their sizes. Everything
+//! here is pure: time is passed in, nothing is read or written, and every probability is
+//! computed exactly or by a deterministic numerical method (no sampling).
+//!
+//! # The model
+//!
+//! - **Arrivals.** Pre-orders arrive as a Poisson stream of intensity `θ·g(t)`: `θ` is the
+//!   campaign's level of demand (unknown), `g` its [`Profile`], the shape demand takes over
+//!   a selling period (a launch rush, a last-chance surge), learnt from the merchant's
+//!   earlier campaigns of the sku ([`Prior::from_campaigns`]) and flat without them.
+//! - **Level.** A Gamma prior on `θ` (from the earlier campaigns: the mean and spread of
+//!   their levels; without them: a weak prior, shape 1, whose mean is the pace that fills
+//!   one threshold over the campaign) is updated with the campaign's own orders and
+//!   exposure, both discounted with a half-life ([`ForecastConfig::half_life_fraction`]):
+//!   the discount-weighted Gamma-Poisson of the local-level count model (Harvey and
+//!   Fernandes, 1989), so that a change of pace the profile did not foresee is followed.
+//! - **Trend.** A damped trend of the campaign's own (`exp(β·τ·(1 - e^(-u/τ)))` over the
+//!   next `u` days) is estimated from the timing of its orders conditionally on their
+//!   number, so the level drops out; its prior spread is how far earlier campaigns strayed
+//!   from the profile ([`Prior::trend_sd`]). This is what catches a first campaign's launch
+//!   rush fading, or a surge once it has begun.
+//! - **Bursts.** Demand that comes in clumps is modelled as a negative-binomial process: a
+//!   count over `m` days at level `λ` varies by `λm(1 + βλ)` instead of `λm`, with `β`
+//!   ([`Prior::burstiness`]) measured on binned counts of the earlier campaigns and of the
+//!   campaign itself. Bursty orders count for less as evidence (quasi-likelihood) and
+//!   widen the forecast.
+//! - **Predictive.** Orders from now to `t` are negative binomial with mean `E[θ]` times
+//!   the exposure ahead, net of cancellations, and shape `r` from
+//!   `1/r = 1/a + β/m + v_shape + v_trend`: the level's uncertainty, the bursts, and by
+//!   the delta method the uncertainty of the profile's boosts and of the trend. With
+//!   `β = v = 0` it is exactly the Gamma-Poisson (negative binomial) predictive.
+//! - **Units.** The count is compounded with the order sizes seen (the campaign's own and
+//!   the earlier campaigns', the latter worth at most 50 orders) by Panjer's recursion,
+//!   exact up to rounding. Cancellations thin future orders by the fraction of units
+//!   cancelled so far (a Beta estimate with the earlier campaigns' fraction as prior):
+//!   in a steady flow the units cancelled per day are that fraction of those ordered,
+//!   whichever orders they hit.
+//!
+//! Net arrivals are modelled as never decreasing, so "locked by `t`" is "enough units by
+//! `t`", and the lock-time distribution is the probability of enough units on a grid of
+//! moments up to the deadline.
+//!
+//! # What if
+//!
+//! [`FillModel::lock_probability`] answers for another threshold or deadline with the same
+//! fitted state: a lower threshold only lowers the units needed; a later deadline moves
+//! the profile's deadline surge with it and lengthens the exposure ahead. The default
+//! prior is fixed by the campaign's own threshold at fitting, so the answer is monotone in
+//! the threshold, and a later deadline never lowers it in the cases the tests cover.
+//!
+//! # Assumptions and limits
+//!
+//! - A shape never seen cannot be foreseen: without earlier campaigns a late surge only
+//!   shows once it has begun, and a first campaign's launch rush is at first mistaken for
+//!   its pace. `docs/forecast.md` shows how much the prior buys.
+//! - Earlier campaigns of the sku are taken as alike up to their level; an earlier
+//!   campaign's `deadline` must be when it stopped selling.
+//! - Cancellations are a thinning of future orders at the fraction seen so far: units
+//!   already in the batch are not expected to leave, and a future order that will be
+//!   cancelled is not counted even if the batch would lock before it leaves. In a steady
+//!   flow the two roughly offset; the timing of cancellations is not modelled.
+//! - Order sizes do not depend on time or on the pace.
+//! - The profile's steps are at fixed fractions of the earlier campaigns' median length
+//!   and fall away from their end of the campaign (a rush that builds up over days is
+//!   flattened into its peak).
+//!
+//! Calibration is measured, not asserted: `examples/bench_forecast.rs` simulates campaigns
+//! with known processes and prints Brier scores and calibration tables
+//! (`docs/forecast.md`).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -179,19 +250,21 @@ impl Profile {
                     && s.boost >= 0.0
                     && s.until_days.is_finite()
                     && s.until_days > 0.0
+                    && s.orders.is_finite()
+                    && s.orders >= 0.0
             }) && steps.windows(2).all(|w| w[0].until_days < w[1].until_days)
         })
     }
 }
 
 /// A trend `β` in log demand per day (on top of the profile) from the timing of orders:
-/// conditionally on their (weighted) number `n`, orders placed at `t_i` before `now` have
-/// log-likelihood `Σ w_i·β·(t_i - now) - n·ln E(β)` with `E(β)` the exposure under the
-/// trend, so the level drops out. `lag_sum` is `Σ w_i·(t_i - now)` and `scale` how much
-/// each order counts (see [`FillModel::posterior`]). With a normal prior of standard
-/// deviation `sd` the log-posterior is concave; its maximum is found by golden section
-/// (within `±bound`) and its
-/// curvature gives the variance. Returns `(β, variance)`.
+/// conditionally on their (weighted) number, orders placed at `t_i` before `now` have
+/// log-likelihood `Σ w_i·β·(t_i - now) - (Σ w_i)·ln E(β)` with `E(β)` the exposure under
+/// the trend, so the level drops out. `lag_sum` is `Σ w_i·(t_i - now)`, `scale` how much
+/// each order counts (see [`FillModel::posterior`]) and `n` is `scale·Σ w_i`. With a
+/// normal prior of standard deviation `sd` the log-posterior is concave; its maximum is
+/// found by golden section within `±bound` and its curvature gives the variance. Returns
+/// `(β, variance)`.
 fn trend_posterior(
     exposure: &dyn Fn(f64) -> f64,
     lag_sum: f64,
@@ -395,8 +468,9 @@ pub struct ForecastConfig {
     /// Points on which the lock-time distribution is evaluated between now and the
     /// deadline.
     pub lock_time_steps: usize,
-    /// Prior standard deviation of the campaign's own trend, as the change of log demand
-    /// it would make over the campaign's whole length (0 turns the trend off).
+    /// Prior standard deviation of the campaign's own trend without earlier campaigns, as
+    /// the change of log demand it would make over the campaign's whole length (with them,
+    /// [`Prior::trend_sd`] is used). 0 turns the trend off in both cases.
     pub trend_prior_sd: f64,
     /// How long a trend is extrapolated before it levels off (damped trend), as a
     /// fraction of the campaign's length.
@@ -459,6 +533,11 @@ pub struct Evidence {
     pub cancel_fraction: f64,
     /// Earlier campaigns behind the prior; 0 means the default prior.
     pub prior_campaigns: usize,
+    /// The campaign's own trend beyond its profile, in change of log demand per day
+    /// (negative: demand is slowing), before it levels off.
+    pub trend_per_day: f64,
+    /// How bursty demand is (see [`Prior::burstiness`]; 0: as steady as Poisson).
+    pub burstiness: f64,
 }
 
 /// The fitted state of the forecast: the posterior of the demand level and everything else
@@ -615,7 +694,7 @@ impl Prior {
         let mean = rates.iter().map(|r| r.0).sum::<f64>() / k;
         // Between-campaign spread of the level, less the counting noise of each estimate,
         // shrunk towards a default coefficient of variation for few campaigns.
-        const DEFAULT_CV2: f64 = 0.5;
+        const DEFAULT_CV2: f64 = 0.25;
         const CV2_PSEUDO_CAMPAIGNS: f64 = 2.0;
         let cv2 = if mean > 0.0 && k >= 2.0 {
             let var = rates.iter().map(|r| (r.0 - mean).powi(2)).sum::<f64>() / (k - 1.0);
@@ -721,8 +800,11 @@ const DEADLINE_FRACTIONS: [f64; 6] = [
 /// their end of the campaign (pool-adjacent-violators, which is the exact constrained
 /// Poisson maximum). Boosts cannot be negative, so noise alone would make small ones
 /// (a deadline surge that is not there, say); the shape is therefore chosen among flat,
-/// launch steps only, deadline steps only and both by the Bayesian information
-/// criterion, each distinct boost costing `ln(orders)/2` of log-likelihood.
+/// launch steps only, deadline steps only and both by Akaike's information criterion,
+/// each distinct boost costing one unit of log-likelihood. (The stricter Bayesian
+/// criterion picks flat demand too often on a few small campaigns, and a shape wrongly
+/// dropped costs the forecast more than a small boost wrongly kept, whose uncertainty
+/// the forecast carries anyway.)
 fn fit_profile(campaigns: &[ArrivalHistory]) -> Profile {
     const STEPS: usize = LAUNCH_FRACTIONS.len();
     const CELLS: usize = (STEPS + 1) * (STEPS + 1);
@@ -968,6 +1050,12 @@ impl FillModel {
                     format!("must be finite and non-negative, got {}", p.burstiness_bins),
                 ));
             }
+            if !(p.trend_sd.is_finite() && p.trend_sd >= 0.0) {
+                return Err(DomainError::invalid(
+                    "prior.trend_sd",
+                    format!("must be finite and non-negative, got {}", p.trend_sd),
+                ));
+            }
             if !(0.0..1.0).contains(&p.cancel_fraction) {
                 return Err(DomainError::invalid(
                     "prior.cancel_fraction",
@@ -988,6 +1076,18 @@ impl FillModel {
                     "must be positive",
                 ));
             }
+        }
+        if !(config.trend_prior_sd.is_finite() && config.trend_prior_sd >= 0.0) {
+            return Err(DomainError::invalid(
+                "config.trend_prior_sd",
+                "must be finite and non-negative",
+            ));
+        }
+        if !(config.trend_damping_fraction.is_finite() && config.trend_damping_fraction > 0.0) {
+            return Err(DomainError::invalid(
+                "config.trend_damping_fraction",
+                "must be positive",
+            ));
         }
 
         let length = days_between(history.opens_at, history.deadline);
@@ -1061,7 +1161,7 @@ impl FillModel {
             decay: k,
             trend: 0.0,
             trend_var: 0.0,
-            trend_days: config.trend_damping_fraction.max(1e-6) * length,
+            trend_days: config.trend_damping_fraction * length,
             sizes,
             mean_size,
             cancel_fraction,
@@ -1077,8 +1177,11 @@ impl FillModel {
     /// Estimates the campaign's own trend (see [`trend_posterior`]) with the prior's
     /// spread of trends, or [`ForecastConfig::trend_prior_sd`] without one.
     fn fit_trend(&mut self, lag_sum: f64, prior_sd: Option<f64>) {
+        if self.config.trend_prior_sd <= 0.0 {
+            return;
+        }
         let sd = prior_sd.unwrap_or(self.config.trend_prior_sd) / self.length;
-        if !(sd > 0.0) {
+        if sd <= 0.0 {
             return;
         }
         let scale = self.posterior(self.length).evidence_scale;
@@ -1228,6 +1331,8 @@ impl FillModel {
             mean_order_units: self.mean_size,
             cancel_fraction: self.cancel_fraction,
             prior_campaigns: self.prior_campaigns,
+            trend_per_day: self.trend,
+            burstiness: self.burstiness,
         };
         let (r, mean_orders) = self.orders_until(self.length, self.length);
         let projected_units_mean = self.units as f64 + mean_orders * self.mean_size;
@@ -1493,6 +1598,26 @@ mod tests {
                 .map(|i| Arrival {
                     at: day(from + (to - from) * (i as f64 + 0.5) / n as f64),
                     units: 1,
+                })
+                .collect(),
+            cancellations: vec![],
+        }
+    }
+
+    /// `n` single-unit orders over `[0, until]` days at a pace falling by a factor `e`
+    /// every `scale` days (placed at the quantiles of that pace).
+    fn declining(length: f64, n: usize, until: f64, scale: f64) -> ArrivalHistory {
+        let total = 1.0 - (-until / scale).exp();
+        ArrivalHistory {
+            opens_at: t0(),
+            deadline: day(length),
+            arrivals: (0..n)
+                .map(|i| {
+                    let u = (i as f64 + 0.5) / n as f64 * total;
+                    Arrival {
+                        at: day(-scale * (1.0 - u).ln()),
+                        units: 1,
+                    }
                 })
                 .collect(),
             cancellations: vec![],
@@ -1770,6 +1895,36 @@ mod tests {
         // The helper at the fitted terms is the forecast's own probability.
         let f = model.forecast();
         assert!((model.lock_probability(150, day(20.0)) - f.lock_probability).abs() < 1e-12);
+
+        // Again with demand slowing fast (a trend the model extrapolates) and the prior's
+        // deadline surge ahead: a later deadline still never lowers the chance.
+        prior.trend_sd = 3.0;
+        let slowing = declining(20.0, 80, 8.0, 2.0);
+        let model = FillModel::fit(
+            &slowing,
+            OpenBatch {
+                units: 30,
+                threshold: 120,
+            },
+            day(8.0),
+            Some(&prior),
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let f = model.forecast();
+        assert!(f.evidence.trend_per_day < -0.05, "{f:?}");
+        let mut last = 0.0;
+        for hours in (0..=24 * 60).step_by(6) {
+            let p = model.lock_probability(120, day(8.0) + Duration::hours(hours));
+            assert!(p >= last - 1e-12, "{hours} hours: {p} after {last}");
+            last = p;
+        }
+        let mut last = 1.0;
+        for threshold in (31..400).step_by(3) {
+            let p = model.lock_probability(threshold, day(20.0));
+            assert!(p <= last + 1e-12, "threshold {threshold}: {p} after {last}");
+            last = p;
+        }
     }
 
     #[test]
@@ -2056,5 +2211,146 @@ mod tests {
         assert_eq!(back.lock_by_p50, f.lock_by_p50);
         assert_eq!(back.projected_units_p90, f.projected_units_p90);
         assert!(json.contains("\"lock_probability\""), "{json}");
+    }
+
+    #[test]
+    fn a_slowing_campaign_is_not_extrapolated_at_its_launch_pace() {
+        // Eighty orders in eight days either way; front-loaded ones mean a slower pace now.
+        let batch = OpenBatch {
+            units: 40,
+            threshold: 120,
+        };
+        let config = ForecastConfig::default();
+        let even_pace =
+            forecast(&even(20.0, 80, 0.0, 8.0), batch, day(8.0), None, &config).unwrap();
+        let slowing = forecast(
+            &declining(20.0, 80, 8.0, 2.0),
+            batch,
+            day(8.0),
+            None,
+            &config,
+        )
+        .unwrap();
+        assert!(slowing.evidence.trend_per_day < -0.05, "{slowing:?}");
+        assert!(
+            even_pace.evidence.trend_per_day.abs() < 0.05,
+            "{even_pace:?}"
+        );
+        assert!(slowing.projected_units_mean < even_pace.projected_units_mean - 20.0);
+        assert!(slowing.lock_probability < even_pace.lock_probability);
+        // Turned off, the trend is not estimated at all.
+        let flat = ForecastConfig {
+            trend_prior_sd: 0.0,
+            ..config
+        };
+        let no_trend =
+            forecast(&declining(20.0, 80, 8.0, 2.0), batch, day(8.0), None, &flat).unwrap();
+        assert_eq!(no_trend.evidence.trend_per_day, 0.0);
+    }
+
+    #[test]
+    fn bursty_earlier_campaigns_widen_the_forecast() {
+        // The same 200 orders over 20 days: evenly, or in clumps of uneven sizes, each
+        // within a few hours.
+        let clumped = |length: f64| {
+            let clumps = [40, 5, 30, 0, 50, 10, 0, 45, 20, 0];
+            let mut arrivals = vec![];
+            for (c, &n) in clumps.iter().enumerate() {
+                for i in 0..n {
+                    arrivals.push(Arrival {
+                        at: day(c as f64 * 2.0 + 0.7 + i as f64 * 0.005),
+                        units: 1,
+                    });
+                }
+            }
+            ArrivalHistory {
+                arrivals,
+                ..even(length, 0, 0.0, 0.0)
+            }
+        };
+        let bursty = Prior::from_campaigns(&[clumped(20.0), clumped(20.0)])
+            .unwrap()
+            .unwrap();
+        let steady =
+            Prior::from_campaigns(&[even(20.0, 200, 0.0, 20.0), even(20.0, 200, 0.0, 20.0)])
+                .unwrap()
+                .unwrap();
+        assert!(bursty.burstiness > 1.0, "{bursty:?}");
+        assert_eq!(steady.burstiness, 0.0, "{steady:?}");
+        let history = even(20.0, 50, 0.0, 5.0);
+        let batch = OpenBatch {
+            units: 20,
+            threshold: 150,
+        };
+        let config = ForecastConfig::default();
+        let wide = forecast(&history, batch, day(5.0), Some(&bursty), &config).unwrap();
+        let narrow = forecast(&history, batch, day(5.0), Some(&steady), &config).unwrap();
+        // Relative to the demand expected (the clumps also shape the profile).
+        let width = |f: &FillForecast| {
+            (f.projected_units_p90 - f.projected_units_p10) as f64 / (f.projected_units_mean - 20.0)
+        };
+        assert!(
+            width(&wide) > 1.3 * width(&narrow),
+            "{wide:?} vs {narrow:?}"
+        );
+        assert!(wide.evidence.burstiness > 1.0);
+    }
+
+    #[test]
+    fn the_exposure_is_the_integral_of_the_profile() {
+        // Closed-form pieces against a midpoint sum of g(t)·exp(-k(t1 - t)).
+        let p = Profile {
+            launch: vec![step(0.5, 6.0), step(2.0, 2.5), step(5.0, 0.5)],
+            deadline: vec![step(1.0, 4.0), step(3.0, 1.0)],
+        };
+        for (t0, t1, d, k) in [
+            (0.0, 10.0, 12.0, 0.0),
+            (0.3, 11.5, 12.0, 0.2),
+            (2.0, 9.0, 9.0, 1.3),
+        ] {
+            let n = 200_000;
+            let h = (t1 - t0) / n as f64;
+            let numeric: f64 = (0..n)
+                .map(|i| {
+                    let t = t0 + (i as f64 + 0.5) * h;
+                    p.intensity(t, d) * (-k * (t1 - t)).exp() * h
+                })
+                .sum();
+            let closed = p.discounted_integral(t0, t1, d, k);
+            assert!(
+                (closed - numeric).abs() < 1e-3,
+                "{t0}..{t1} of {d}, k {k}: {closed} vs {numeric}"
+            );
+        }
+    }
+
+    #[test]
+    fn pool_adjacent_violators_gives_the_closest_non_increasing_fit() {
+        assert_eq!(
+            non_increasing(&[3.0, 1.0, 2.0, 0.5], &[1.0, 1.0, 1.0, 1.0]),
+            vec![3.0, 1.5, 1.5, 0.5]
+        );
+        assert_eq!(non_increasing(&[1.0, 4.0], &[3.0, 1.0]), vec![1.75, 1.75]);
+        // A step with no exposure takes its neighbour's value.
+        assert_eq!(
+            non_increasing(&[0.0, 2.0, 1.0], &[0.0, 1.0, 1.0]),
+            vec![2.0, 2.0, 1.0]
+        );
+        assert_eq!(
+            non_increasing(&[5.0, 4.0, 0.0], &[1.0, 1.0, 1.0]),
+            vec![5.0, 4.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn the_compound_distribution_is_a_distribution_with_the_right_mean() {
+        let sizes = [(1, 0.5), (2, 0.3), (7, 0.2)];
+        let (r, mean) = (2.5, 40.0);
+        let pmf = CompoundNegBinomial::new(r, mean, &sizes).pmf(2000, None);
+        let total: f64 = pmf.iter().sum();
+        let first: f64 = pmf.iter().enumerate().map(|(x, f)| x as f64 * f).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+        // E[X] = E[N]·E[S] = 40 · 2.5.
+        assert!((first - 100.0).abs() < 1e-6, "{first}");
     }
 }
