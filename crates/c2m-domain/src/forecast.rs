@@ -664,24 +664,44 @@ impl Prior {
         if campaigns.is_empty() {
             return Ok(None);
         }
-        let profile = fit_profile(campaigns);
-        let burst = campaigns
-            .iter()
-            .map(|h| {
-                let len = days_between(h.opens_at, h.deadline);
-                let times: Vec<f64> = h
-                    .arrivals
-                    .iter()
-                    .map(|a| days_between(h.opens_at, a.at))
-                    .collect();
-                BurstSums::measure(&times, len, len, &profile)
-            })
-            .fold(BurstSums::default(), BurstSums::add);
-        let burstiness = if burst.weight > 0.0 {
-            (burst.excess / (burst.weight * (1.0 + BURST_PSEUDO_BINS / burst.bins))).max(0.0)
-        } else {
-            0.0
+        // Bursts make a shape look significant that is not (a burst near the opening
+        // looks like a launch rush), so the shape is chosen twice: once as if orders were
+        // Poisson, then again with the log-likelihood divided by the overdispersion
+        // measured against that first shape, `1 + βλ` (quasi-AIC).
+        let burst_against = |profile: &Profile| -> (BurstSums, f64) {
+            let burst = campaigns
+                .iter()
+                .map(|h| {
+                    let len = days_between(h.opens_at, h.deadline);
+                    let times: Vec<f64> = h
+                        .arrivals
+                        .iter()
+                        .map(|a| days_between(h.opens_at, a.at))
+                        .collect();
+                    BurstSums::measure(&times, len, len, profile)
+                })
+                .fold(BurstSums::default(), BurstSums::add);
+            let beta = if burst.weight > 0.0 {
+                (burst.excess / (burst.weight * (1.0 + BURST_PSEUDO_BINS / burst.bins))).max(0.0)
+            } else {
+                0.0
+            };
+            (burst, beta)
         };
+        let mean_level = |profile: &Profile| -> f64 {
+            campaigns
+                .iter()
+                .map(|h| {
+                    let len = days_between(h.opens_at, h.deadline);
+                    h.arrivals.len() as f64 / profile.integral(0.0, len, len)
+                })
+                .sum::<f64>()
+                / campaigns.len() as f64
+        };
+        let first = fit_profile(campaigns, 1.0);
+        let (_, beta) = burst_against(&first);
+        let profile = fit_profile(campaigns, 1.0 + beta * mean_level(&first));
+        let (burst, burstiness) = burst_against(&profile);
         let rates: Vec<(f64, f64)> = campaigns
             .iter()
             .map(|h| {
@@ -804,8 +824,9 @@ const DEADLINE_FRACTIONS: [f64; 6] = [
 /// each distinct boost costing one unit of log-likelihood. (The stricter Bayesian
 /// criterion picks flat demand too often on a few small campaigns, and a shape wrongly
 /// dropped costs the forecast more than a small boost wrongly kept, whose uncertainty
-/// the forecast carries anyway.)
-fn fit_profile(campaigns: &[ArrivalHistory]) -> Profile {
+/// the forecast carries anyway.) With `dispersion` above 1 (bursty orders) the
+/// log-likelihood is divided by it (quasi-AIC), and so is the evidence behind each boost.
+fn fit_profile(campaigns: &[ArrivalHistory], dispersion: f64) -> Profile {
     const STEPS: usize = LAUNCH_FRACTIONS.len();
     const CELLS: usize = (STEPS + 1) * (STEPS + 1);
     type Boosts = [f64; STEPS + 1];
@@ -930,7 +951,7 @@ fn fit_profile(campaigns: &[ArrivalHistory]) -> Profile {
     let (mut best, mut best_score) = ((flat, flat, flat, flat), 0.0);
     for (launch, deadline) in [(true, false), (false, true), (true, true)] {
         let fit = em(launch, deadline);
-        let score = loglik(&fit.0, &fit.1) - flat_ll - distinct(&fit.0, &fit.1);
+        let score = (loglik(&fit.0, &fit.1) - flat_ll) / dispersion - distinct(&fit.0, &fit.1);
         if score > best_score {
             best = fit;
             best_score = score;
@@ -941,7 +962,7 @@ fn fit_profile(campaigns: &[ArrivalHistory]) -> Profile {
             .map(|i| Step {
                 until_days: edges[i],
                 boost: v[i],
-                orders: r[i],
+                orders: r[i] / dispersion,
             })
             .collect();
         while out.last().is_some_and(|s| s.boost <= 1e-9) {
