@@ -51,7 +51,8 @@
 //! fitted state: a lower threshold only lowers the units needed; a later deadline moves
 //! the profile's deadline surge with it and lengthens the exposure ahead. The default
 //! prior is fixed by the campaign's own threshold at fitting, so the answer is monotone in
-//! the threshold, and a later deadline never lowers it in the cases the tests cover.
+//! the threshold. That a later deadline never lowers it is checked by the tests, not
+//! proven: the uncertainty terms move with the deadline too.
 //!
 //! # Assumptions and limits
 //!
