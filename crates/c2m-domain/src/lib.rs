@@ -20,6 +20,8 @@
 //! - [`events`]: what consumers and merchants hear about (the outbox's events).
 //! - [`webhook`]: the signature of a webhook delivery (HMAC-SHA256 over time and body).
 //! - [`clock`]: an injectable clock, so deadlines can be tested without waiting.
+//! - [`forecast`]: the fill forecast: will the open batch reach its threshold by the
+//!   deadline, and what if the threshold or deadline changed.
 //! - [`error`]: [`DomainError`], each variant saying what the caller did wrong.
 
 pub mod access;
@@ -27,6 +29,7 @@ pub mod campaign;
 pub mod clock;
 pub mod error;
 pub mod events;
+pub mod forecast;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;

@@ -1,0 +1,2378 @@
+//! Will the open batch fill? A fill forecast from the campaign's own arrivals.
+//!
+//! A batch locks the moment its units reach the threshold, and later orders start the next
+//! batch; so the open batch locks by the deadline exactly when the net units arriving from
+//! now on reach `threshold - units`. Units come as pre-orders of various sizes, so the
+//! model forecasts the number of pre-orders and compounds it with their sizes. Everything
+//! here is pure: time is passed in, nothing is read or written, and every probability is
+//! computed exactly or by a deterministic numerical method (no sampling).
+//!
+//! # The model
+//!
+//! - **Arrivals.** Pre-orders arrive as a Poisson stream of intensity `θ·g(t)`: `θ` is the
+//!   campaign's level of demand (unknown), `g` its [`Profile`], the shape demand takes over
+//!   a selling period (a launch rush, a last-chance surge), learnt from the merchant's
+//!   earlier campaigns of the sku ([`Prior::from_campaigns`]) and flat without them.
+//! - **Level.** A Gamma prior on `θ` (from the earlier campaigns: the mean and spread of
+//!   their levels; without them: a weak prior, shape 1, whose mean is the pace that fills
+//!   one threshold over the campaign) is updated with the campaign's own orders and
+//!   exposure, both discounted with a half-life ([`ForecastConfig::half_life_fraction`]):
+//!   the discount-weighted Gamma-Poisson of the local-level count model (Harvey and
+//!   Fernandes, 1989), so that a change of pace the profile did not foresee is followed.
+//! - **Trend.** A damped trend of the campaign's own (`exp(β·τ·(1 - e^(-u/τ)))` over the
+//!   next `u` days) is estimated from the timing of its orders conditionally on their
+//!   number, so the level drops out; its prior spread is how far earlier campaigns strayed
+//!   from the profile ([`Prior::trend_sd`]). This is what catches a first campaign's launch
+//!   rush fading, or a surge once it has begun.
+//! - **Bursts.** Demand that comes in clumps is modelled as a negative-binomial process: a
+//!   count over `m` days at level `λ` varies by `λm(1 + βλ)` instead of `λm`, with `β`
+//!   ([`Prior::burstiness`]) measured on binned counts of the earlier campaigns and of the
+//!   campaign itself. Bursty orders count for less as evidence (quasi-likelihood) and
+//!   widen the forecast.
+//! - **Predictive.** Orders from now to `t` are negative binomial with mean `E[θ]` times
+//!   the exposure ahead, net of cancellations, and shape `r` from
+//!   `1/r = 1/a + β/m + v_shape + v_trend`: the level's uncertainty, the bursts, and by
+//!   the delta method the uncertainty of the profile's boosts and of the trend. With
+//!   `β = v = 0` it is exactly the Gamma-Poisson (negative binomial) predictive.
+//! - **Units.** The count is compounded with the order sizes seen (the campaign's own and
+//!   the earlier campaigns', the latter worth at most 50 orders) by Panjer's recursion,
+//!   exact up to rounding. Cancellations thin future orders by the fraction of units
+//!   cancelled so far (a Beta estimate with the earlier campaigns' fraction as prior):
+//!   in a steady flow the units cancelled per day are that fraction of those ordered,
+//!   whichever orders they hit.
+//!
+//! Net arrivals are modelled as never decreasing, so "locked by `t`" is "enough units by
+//! `t`", and the lock-time distribution is the probability of enough units on a grid of
+//! moments up to the deadline.
+//!
+//! # What if
+//!
+//! [`FillModel::lock_probability`] answers for another threshold or deadline with the same
+//! fitted state: a lower threshold only lowers the units needed; a later deadline moves
+//! the profile's deadline surge with it and lengthens the exposure ahead. The default
+//! prior is fixed by the campaign's own threshold at fitting, so the answer is monotone in
+//! the threshold. That a later deadline never lowers it is checked by the tests, not
+//! proven: the uncertainty terms move with the deadline too.
+//!
+//! # Assumptions and limits
+//!
+//! - A shape never seen cannot be foreseen: without earlier campaigns a late surge only
+//!   shows once it has begun, and a first campaign's launch rush is at first mistaken for
+//!   its pace. `docs/forecast.md` shows how much the prior buys.
+//! - Earlier campaigns of the sku are taken as alike up to their level; an earlier
+//!   campaign's `deadline` must be when it stopped selling.
+//! - Cancellations are a thinning of future orders at the fraction seen so far: units
+//!   already in the batch are not expected to leave, and a future order that will be
+//!   cancelled is not counted even if the batch would lock before it leaves. In a steady
+//!   flow the two roughly offset; the timing of cancellations is not modelled.
+//! - Order sizes do not depend on time or on the pace.
+//! - The profile's steps are at fixed fractions of the earlier campaigns' median length
+//!   and fall away from their end of the campaign (a rush that builds up over days is
+//!   flattened into its peak).
+//!
+//! Calibration is measured, not asserted: `examples/bench_forecast.rs` simulates campaigns
+//! with known processes and prints Brier scores and calibration tables
+//! (`docs/forecast.md`).
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+
+const MS_PER_DAY: f64 = 86_400_000.0;
+
+/// One pre-order as the forecast sees it: when it was placed and how many units it asked
+/// for. Every pre-order counts, whichever batch it went into and whatever became of it
+/// later: the forecast models the flow of demand, not one batch's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    pub at: DateTime<Utc>,
+    pub units: i64,
+}
+
+/// Units that left an open batch because their pre-order was cancelled, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    pub at: DateTime<Utc>,
+    pub units: i64,
+}
+
+/// A campaign's selling period and what happened in it. For the campaign being forecast,
+/// events up to now; for an earlier campaign (a [`Prior`]'s evidence), all of them, with
+/// `deadline` the moment it stopped selling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrivalHistory {
+    pub opens_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub arrivals: Vec<Arrival>,
+    pub cancellations: Vec<Cancellation>,
+}
+
+/// The batch being forecast: the units pooled in it now and the threshold at which it locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenBatch {
+    pub units: i64,
+    pub threshold: i64,
+}
+
+/// One step of a [`Profile`]: extra demand `boost` (relative to the campaign's level) for
+/// times closer than `until_days` to one end of the campaign, and no closer than the
+/// previous step's `until_days`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub until_days: f64,
+    pub boost: f64,
+    /// Pre-orders of the earlier campaigns this boost accounts for: its weight as
+    /// evidence. A boost resting on few orders is uncertain, and the forecast widens by
+    /// how much its own ratio of demand to come over demand seen depends on it.
+    pub orders: f64,
+}
+
+/// The shape of a campaign's demand over its selling period, relative to its level:
+/// `g(t) = 1 + launch(t) + deadline(D - t)`, with `t` days since the campaign opened, `D`
+/// its length, and `launch`, `deadline` step functions that are largest at their end of
+/// the campaign and fall away from it. The launch steps are the rush when a campaign is
+/// announced; the deadline steps are the last-chance surge, which moves with the deadline
+/// (so an extension moves it too). No functional form is assumed beyond that: the steps
+/// are learnt from earlier campaigns ([`Prior::from_campaigns`]). Empty: flat demand.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Ascending `until_days`, non-increasing boosts.
+    pub launch: Vec<Step>,
+    /// Ascending `until_days` (measured back from the deadline), non-increasing boosts.
+    pub deadline: Vec<Step>,
+}
+
+impl Profile {
+    /// Demand at the same pace all along.
+    pub fn flat() -> Profile {
+        Profile::default()
+    }
+
+    /// `g(t)` for a campaign `d` days long.
+    pub fn intensity(&self, t: f64, d: f64) -> f64 {
+        1.0 + step_at(&self.launch, t) + step_at(&self.deadline, d - t)
+    }
+
+    /// `∫ g` over `[t0, t1]` for a campaign `d` days long.
+    pub fn integral(&self, t0: f64, t1: f64, d: f64) -> f64 {
+        self.discounted_integral(t0, t1, d, 0.0)
+    }
+
+    /// `∫ exp(-k·(t1 - t))·g(t) dt` over `[t0, t1]`: the exposure of a stretch of the
+    /// campaign when evidence loses weight at rate `k` per day going back from `t1`. `g`
+    /// is piecewise constant, so the integral is a closed-form sum over its pieces.
+    fn discounted_integral(&self, t0: f64, t1: f64, d: f64, k: f64) -> f64 {
+        self.total(&self.pieces(t0, t1, d, k))
+    }
+
+    /// The exposure of a stretch from its pieces: base plus boosted steps.
+    fn total(&self, pieces: &Pieces) -> f64 {
+        let boosted = |steps: &[Step], exposure: &[f64]| -> f64 {
+            steps.iter().zip(exposure).map(|(s, e)| s.boost * e).sum()
+        };
+        pieces.base
+            + boosted(&self.launch, &pieces.launch)
+            + boosted(&self.deadline, &pieces.deadline)
+    }
+
+    /// The discounted exposure of `[t0, t1]` (see [`Self::discounted_integral`]) split into
+    /// the base and each step's stretch, before the boosts.
+    fn pieces(&self, t0: f64, t1: f64, d: f64, k: f64) -> Pieces {
+        self.pieces_by(t0, t1, d, &|s0, s1| {
+            (-k * (t1 - s1)).exp() * exp_integral(-k, s1 - s0)
+        })
+    }
+
+    /// [`Self::pieces`] for any weight over time: `weight(s0, s1)` is its integral over
+    /// `[s0, s1]`, called only for non-empty stretches inside `[t0, t1]`.
+    fn pieces_by(&self, t0: f64, t1: f64, d: f64, weight: &dyn Fn(f64, f64) -> f64) -> Pieces {
+        let piece = |s0: f64, s1: f64| -> f64 {
+            let (s0, s1) = (s0.max(t0), s1.min(t1));
+            if s1 <= s0 {
+                0.0
+            } else {
+                weight(s0, s1)
+            }
+        };
+        let stretches = |steps: &[Step], to_t: &dyn Fn(f64, f64) -> (f64, f64)| -> Vec<f64> {
+            let mut from = 0.0;
+            steps
+                .iter()
+                .map(|s| {
+                    let (a, b) = to_t(from, s.until_days);
+                    from = s.until_days;
+                    piece(a, b)
+                })
+                .collect()
+        };
+        Pieces {
+            base: piece(t0, t1),
+            launch: stretches(&self.launch, &|from, until| (from, until)),
+            deadline: stretches(&self.deadline, &|from, until| (d - until, d - from)),
+        }
+    }
+
+    /// Relative variance, from the boosts' own uncertainty, of the predicted demand over
+    /// `future` when the level was learnt over `past`: by the delta method, each group of
+    /// equal boosts `a` (one parameter once pooled) resting on `R` orders has variance
+    /// `a²/R`, and moves the log of the prediction by `a·(f/m - w·p)` where `f`, `p` are
+    /// its stretches of the future and the past, `m` the future exposure and `w` the
+    /// weight of one unit of past exposure in the level's posterior rate.
+    fn shape_variance(&self, future: &Pieces, m: f64, past: &Pieces, w: f64) -> f64 {
+        let clock = |steps: &[Step], f: &[f64], p: &[f64]| -> f64 {
+            let mut total = 0.0;
+            let mut i = 0;
+            while i < steps.len() {
+                let (mut grad, mut orders) = (0.0, 0.0);
+                let mut j = i;
+                while j < steps.len()
+                    && (steps[j].boost - steps[i].boost).abs() <= 1e-12 * steps[i].boost.max(1.0)
+                {
+                    grad += f[j] / m - w * p[j];
+                    orders += steps[j].orders;
+                    j += 1;
+                }
+                if orders > 0.0 {
+                    total += (steps[i].boost * grad).powi(2) / orders;
+                }
+                i = j;
+            }
+            total
+        };
+        clock(&self.launch, &future.launch, &past.launch)
+            + clock(&self.deadline, &future.deadline, &past.deadline)
+    }
+
+    fn is_valid(&self) -> bool {
+        [&self.launch, &self.deadline].iter().all(|steps| {
+            steps.iter().all(|s| {
+                s.boost.is_finite()
+                    && s.boost >= 0.0
+                    && s.until_days.is_finite()
+                    && s.until_days > 0.0
+                    && s.orders.is_finite()
+                    && s.orders >= 0.0
+            }) && steps.windows(2).all(|w| w[0].until_days < w[1].until_days)
+        })
+    }
+}
+
+/// A trend `β` in log demand per day (on top of the profile) from the timing of orders:
+/// conditionally on their (weighted) number, orders placed at `t_i` before `now` have
+/// log-likelihood `Σ w_i·β·(t_i - now) - (Σ w_i)·ln E(β)` with `E(β)` the exposure under
+/// the trend, so the level drops out. `lag_sum` is `Σ w_i·(t_i - now)`, `scale` how much
+/// each order counts (see [`FillModel::posterior`]) and `n` is `scale·Σ w_i`. With a
+/// normal prior of standard deviation `sd` the log-posterior is concave; its maximum is
+/// found by golden section within `±bound` and its curvature gives the variance. Returns
+/// `(β, variance)`.
+fn trend_posterior(
+    exposure: &dyn Fn(f64) -> f64,
+    lag_sum: f64,
+    n: f64,
+    scale: f64,
+    sd: Option<f64>,
+    bound: f64,
+) -> (f64, f64) {
+    let prior_var = sd.map_or(f64::INFINITY, |sd| sd * sd);
+    if n <= 0.0 {
+        return (0.0, prior_var);
+    }
+    let log_post = |beta: f64| -> f64 {
+        scale * beta * lag_sum
+            - n * exposure(beta).ln()
+            - sd.map_or(0.0, |sd| 0.5 * (beta / sd).powi(2))
+    };
+    let (mut lo, mut hi) = (-bound, bound);
+    let ratio = (5.0f64.sqrt() - 1.0) / 2.0;
+    let (mut x1, mut x2) = (hi - ratio * (hi - lo), lo + ratio * (hi - lo));
+    let (mut f1, mut f2) = (log_post(x1), log_post(x2));
+    for _ in 0..80 {
+        if f1 < f2 {
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = lo + ratio * (hi - lo);
+            f2 = log_post(x2);
+        } else {
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = hi - ratio * (hi - lo);
+            f1 = log_post(x1);
+        }
+    }
+    let beta = (lo + hi) / 2.0;
+    let h = 1e-4 * bound;
+    let curvature = (log_post(beta + h) - 2.0 * log_post(beta) + log_post(beta - h)) / (h * h);
+    let var = if curvature < 0.0 {
+        (-1.0 / curvature).min(prior_var)
+    } else {
+        prior_var
+    };
+    (beta, var)
+}
+
+/// The Gamma posterior of the demand level.
+struct Posterior {
+    shape: f64,
+    rate: f64,
+    /// How much one order or one day of exposure of the campaign's own counts (see
+    /// [`FillModel::posterior`]).
+    evidence_scale: f64,
+    /// The campaign's own (discounted) exposure so far, by piece of the profile.
+    past: Pieces,
+}
+
+/// Exposures of a stretch of a campaign: the base, and each step's part before its boost.
+struct Pieces {
+    base: f64,
+    launch: Vec<f64>,
+    deadline: Vec<f64>,
+}
+
+fn step_at(steps: &[Step], x: f64) -> f64 {
+    if x < 0.0 {
+        return 0.0;
+    }
+    steps
+        .iter()
+        .find(|s| x < s.until_days)
+        .map_or(0.0, |s| s.boost)
+}
+
+/// `∫_0^len exp(c·u) du`, accurate for any sign of `c` and for `c` near zero.
+fn exp_integral(c: f64, len: f64) -> f64 {
+    let x = c * len;
+    if x.abs() < 1e-9 {
+        len * (1.0 + x / 2.0)
+    } else {
+        x.exp_m1() / c
+    }
+}
+
+/// What the merchant's earlier campaigns of the same sku say about this one, before it has
+/// history of its own. Built by [`Prior::from_campaigns`]; the fields are public so a
+/// caller may keep one and pass it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prior {
+    /// How many campaigns it was built from.
+    pub campaigns: usize,
+    /// Mean level of demand, in pre-orders per day where the profile is 1.
+    pub order_rate: f64,
+    /// Gamma shape of the level across campaigns (larger: campaigns sell alike, the prior
+    /// weighs more against a young campaign's own history).
+    pub rate_shape: f64,
+    /// The demand shape the earlier campaigns followed.
+    pub profile: Profile,
+    /// Order sizes seen, as `(units, count)`, ascending by units.
+    pub order_sizes: Vec<(i64, u64)>,
+    /// Units cancelled per unit ordered.
+    pub cancel_fraction: f64,
+    /// Units ordered behind `cancel_fraction` (its weight as evidence).
+    pub units_ordered: i64,
+    /// How bursty demand is, in days of the profile's time: over a stretch worth `m`
+    /// such days at a level of `λ` pre-orders a day, the count varies by `λm + β·λ²·m`
+    /// rather than the Poisson `λm` (0: Poisson).
+    pub burstiness: f64,
+    /// Bins of [`BURST_BINS`] per campaign behind `burstiness` (its weight as evidence).
+    pub burstiness_bins: f64,
+    /// How far earlier campaigns strayed from the profile, as the standard deviation of
+    /// their own trends (change of log demand over a campaign): the prior of this
+    /// campaign's trend. Small when the profile tells the whole story.
+    pub trend_sd: f64,
+}
+
+/// Prior standard deviation of a campaign's own trend without earlier campaigns to learn
+/// it from, as the change of log demand over the campaign's length: demand may end up
+/// several times higher or lower than its pace so far suggests.
+pub const DEFAULT_TREND_SD: f64 = 2.0;
+
+/// Bins per campaign length in which the burstiness is measured.
+pub const BURST_BINS: usize = 10;
+
+/// Sums behind a burstiness estimate from one campaign: `excess` is
+/// `Σ (n_b - e_b)² - n_b` over bins (plus the expected shortfall from fitting the level on
+/// the same bins), `weight` is `Σ e_b² / m_b`, so `excess / weight` estimates `β`.
+#[derive(Debug, Clone, Copy, Default)]
+struct BurstSums {
+    excess: f64,
+    weight: f64,
+    bins: f64,
+}
+
+impl BurstSums {
+    /// Bins of `length / BURST_BINS` days over `[0, span]` (whole bins only) of a campaign
+    /// `length` days long whose arrivals are at `times` days, against a constant level
+    /// times `profile`.
+    fn measure(times: &[f64], span: f64, length: f64, profile: &Profile) -> BurstSums {
+        let width = length / BURST_BINS as f64;
+        let bins = (span / width + 1e-9).floor() as usize;
+        if bins < 2 {
+            return BurstSums::default();
+        }
+        let mut counts = vec![0.0; bins];
+        for &t in times {
+            let b = (t / width) as usize;
+            if b < bins {
+                counts[b] += 1.0;
+            }
+        }
+        let n: f64 = counts.iter().sum();
+        if n == 0.0 {
+            return BurstSums::default();
+        }
+        let exposure: Vec<f64> = (0..bins)
+            .map(|b| profile.integral(b as f64 * width, (b + 1) as f64 * width, length))
+            .collect();
+        let total: f64 = exposure.iter().sum();
+        let level = n / total;
+        let mut sums = BurstSums {
+            bins: bins as f64,
+            ..BurstSums::default()
+        };
+        for (c, m) in counts.iter().zip(&exposure) {
+            let e = level * m;
+            // Fitting the level on these bins makes each squared residual smaller by
+            // `e·m/total` in expectation; adding it back keeps a Poisson stream at 0.
+            sums.excess += (c - e).powi(2) - c + e * m / total;
+            sums.weight += e * e / m;
+        }
+        sums
+    }
+
+    fn add(self, other: BurstSums) -> BurstSums {
+        BurstSums {
+            excess: self.excess + other.excess,
+            weight: self.weight + other.weight,
+            bins: self.bins + other.bins,
+        }
+    }
+}
+
+/// Evidence in bins that a burstiness estimate must outweigh before it moves away from
+/// Poisson: a few bins of noise must not make a campaign look bursty.
+const BURST_PSEUDO_BINS: f64 = 4.0;
+
+/// Tuning of the forecast. The defaults are what the calibration benchmark
+/// (`examples/bench_forecast.rs`) was run with.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ForecastConfig {
+    /// Half-life of evidence, as a fraction of the campaign's length: an order placed this
+    /// long ago counts half as much as one placed now. `None` keeps every order at full
+    /// weight (right only for demand that follows its profile exactly).
+    pub half_life_fraction: Option<f64>,
+    /// Gamma shape of the default prior used without earlier campaigns. The default prior's
+    /// mean is the pace that would fill one threshold over the campaign: the merchant chose
+    /// the threshold, so that is the best guess before any order; shape 1 makes it weak.
+    pub default_prior_shape: f64,
+    /// Points on which the lock-time distribution is evaluated between now and the
+    /// deadline.
+    pub lock_time_steps: usize,
+    /// Prior standard deviation of the campaign's own trend without earlier campaigns, as
+    /// the change of log demand it would make over the campaign's whole length (with them,
+    /// [`Prior::trend_sd`] is used). 0 turns the trend off in both cases.
+    pub trend_prior_sd: f64,
+    /// How long a trend is extrapolated before it levels off (damped trend), as a
+    /// fraction of the campaign's length.
+    pub trend_damping_fraction: f64,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        ForecastConfig {
+            half_life_fraction: Some(0.25),
+            default_prior_shape: 1.0,
+            lock_time_steps: 32,
+            trend_prior_sd: DEFAULT_TREND_SD,
+            trend_damping_fraction: 0.25,
+        }
+    }
+}
+
+/// The fill forecast for the open batch, ready to be shown (GetCampaign).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FillForecast {
+    /// Probability that the open batch reaches its threshold by the deadline.
+    pub lock_probability: f64,
+    /// Units still missing now.
+    pub units_needed: i64,
+    /// When the batch is expected to lock, given that it locks by the deadline; `None`
+    /// when the chance of locking is nil.
+    pub expected_lock_at: Option<DateTime<Utc>>,
+    /// Moments by which the batch has locked with probability 10%, 50% and 90%; `None`
+    /// where that probability is not reached by the deadline.
+    pub lock_by_p10: Option<DateTime<Utc>>,
+    pub lock_by_p50: Option<DateTime<Utc>>,
+    pub lock_by_p90: Option<DateTime<Utc>>,
+    /// Expected units missing at the deadline, `E[max(0, threshold - units)]` (0 when the
+    /// batch is sure to lock).
+    pub expected_shortfall: f64,
+    /// Units the open batch would hold at the deadline if it never locked: its units now
+    /// plus the demand to come, net of cancellations. At or above the threshold means it
+    /// locks (the excess spills into the next batch). Mean and 10%/50%/90% quantiles.
+    pub projected_units_mean: f64,
+    pub projected_units_p10: i64,
+    pub projected_units_p50: i64,
+    pub projected_units_p90: i64,
+    /// What the forecast stands on.
+    pub evidence: Evidence,
+}
+
+/// The evidence behind a forecast, to say how much it leans on the prior.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Pre-orders in the campaign's history.
+    pub orders_seen: usize,
+    /// The same after decaying old ones: what the estimate of the pace stands on.
+    pub effective_orders: f64,
+    /// Estimated pre-orders per day now (posterior mean).
+    pub order_rate_now: f64,
+    /// Mean units per pre-order.
+    pub mean_order_units: f64,
+    /// Units cancelled per unit ordered.
+    pub cancel_fraction: f64,
+    /// Earlier campaigns behind the prior; 0 means the default prior.
+    pub prior_campaigns: usize,
+    /// The campaign's own trend beyond its profile, in change of log demand per day
+    /// (negative: demand is slowing), before it levels off.
+    pub trend_per_day: f64,
+    /// How bursty demand is (see [`Prior::burstiness`]; 0: as steady as Poisson).
+    pub burstiness: f64,
+}
+
+/// The fitted state of the forecast: the posterior of the demand level and everything else
+/// needed to ask "what if the threshold or the deadline were different".
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillModel {
+    opens_at: DateTime<Utc>,
+    /// Days since the campaign opened.
+    now: f64,
+    /// The campaign's length in days.
+    length: f64,
+    units: i64,
+    threshold: i64,
+    profile: Profile,
+    prior_shape: f64,
+    /// Gamma rate of an explicit prior; `None`: the default prior (depends on the length).
+    prior_rate: Option<f64>,
+    /// Decayed count of orders.
+    weighted_orders: f64,
+    /// Rate per day at which evidence loses weight (0: none).
+    decay: f64,
+    /// The campaign's own trend in log demand per day (beyond its profile), its posterior
+    /// variance, and the days over which it levels off.
+    trend: f64,
+    trend_var: f64,
+    trend_days: f64,
+    /// Order sizes as `(units, probability)`, ascending.
+    sizes: Vec<(usize, f64)>,
+    mean_size: f64,
+    cancel_fraction: f64,
+    /// `β` of [`Prior::burstiness`], from the prior and the campaign's own bins.
+    burstiness: f64,
+    orders_seen: usize,
+    prior_campaigns: usize,
+    config: ForecastConfig,
+}
+
+fn days_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_milliseconds() as f64 / MS_PER_DAY
+}
+
+fn validate_history(
+    h: &ArrivalHistory,
+    field: &str,
+    until: DateTime<Utc>,
+) -> Result<(), DomainError> {
+    if h.deadline <= h.opens_at {
+        return Err(DomainError::invalid(
+            format!("{field}.deadline"),
+            format!(
+                "{} is not after opens_at {}",
+                h.deadline.to_rfc3339(),
+                h.opens_at.to_rfc3339()
+            ),
+        ));
+    }
+    let events = h
+        .arrivals
+        .iter()
+        .map(|a| ("arrivals", a.at, a.units))
+        .enumerate()
+        .chain(
+            h.cancellations
+                .iter()
+                .map(|c| ("cancellations", c.at, c.units))
+                .enumerate(),
+        );
+    for (i, (kind, at, units)) in events {
+        if units <= 0 {
+            return Err(DomainError::invalid(
+                format!("{field}.{kind}[{i}].units"),
+                format!("must be positive, got {units}"),
+            ));
+        }
+        if at < h.opens_at || at > until {
+            return Err(DomainError::invalid(
+                format!("{field}.{kind}[{i}].at"),
+                format!(
+                    "{} is outside the selling period {} .. {}",
+                    at.to_rfc3339(),
+                    h.opens_at.to_rfc3339(),
+                    until.to_rfc3339()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Order sizes as probabilities from counts (campaign's own plus the prior's, the latter
+/// scaled to at most `PRIOR_SIZE_WEIGHT` orders so a campaign's own sizes soon dominate).
+fn size_distribution(own: &[Arrival], prior: Option<&Prior>) -> Vec<(usize, f64)> {
+    const PRIOR_SIZE_WEIGHT: f64 = 50.0;
+    let mut counts: std::collections::BTreeMap<usize, f64> = Default::default();
+    for a in own {
+        *counts.entry(a.units as usize).or_default() += 1.0;
+    }
+    if let Some(p) = prior {
+        let total: u64 = p.order_sizes.iter().map(|(_, c)| c).sum();
+        if total > 0 {
+            let scale = (PRIOR_SIZE_WEIGHT / total as f64).min(1.0);
+            for &(units, c) in &p.order_sizes {
+                if units > 0 {
+                    *counts.entry(units as usize).or_default() += c as f64 * scale;
+                }
+            }
+        }
+    }
+    if counts.is_empty() {
+        // Nothing known: one unit per order, the plainest guess.
+        counts.insert(1, 1.0);
+    }
+    let total: f64 = counts.values().sum();
+    counts.into_iter().map(|(u, c)| (u, c / total)).collect()
+}
+
+impl Prior {
+    /// Builds a prior from earlier campaigns of the same sku (their whole history each).
+    /// `None` when there are none. Errors name the campaign and event that is malformed.
+    pub fn from_campaigns(campaigns: &[ArrivalHistory]) -> Result<Option<Prior>, DomainError> {
+        for (i, h) in campaigns.iter().enumerate() {
+            validate_history(h, &format!("prior[{i}]"), h.deadline)?;
+        }
+        if campaigns.is_empty() {
+            return Ok(None);
+        }
+        // Bursts make a shape look significant that is not (a burst near the opening
+        // looks like a launch rush), so the shape is chosen twice: once as if orders were
+        // Poisson, then again with the log-likelihood divided by the overdispersion
+        // measured against that first shape, `1 + βλ` (quasi-AIC).
+        let burst_against = |profile: &Profile| -> (BurstSums, f64) {
+            let burst = campaigns
+                .iter()
+                .map(|h| {
+                    let len = days_between(h.opens_at, h.deadline);
+                    let times: Vec<f64> = h
+                        .arrivals
+                        .iter()
+                        .map(|a| days_between(h.opens_at, a.at))
+                        .collect();
+                    BurstSums::measure(&times, len, len, profile)
+                })
+                .fold(BurstSums::default(), BurstSums::add);
+            let beta = if burst.weight > 0.0 {
+                (burst.excess / (burst.weight * (1.0 + BURST_PSEUDO_BINS / burst.bins))).max(0.0)
+            } else {
+                0.0
+            };
+            (burst, beta)
+        };
+        let mean_level = |profile: &Profile| -> f64 {
+            campaigns
+                .iter()
+                .map(|h| {
+                    let len = days_between(h.opens_at, h.deadline);
+                    h.arrivals.len() as f64 / profile.integral(0.0, len, len)
+                })
+                .sum::<f64>()
+                / campaigns.len() as f64
+        };
+        let first = fit_profile(campaigns, 1.0);
+        let (_, beta) = burst_against(&first);
+        let profile = fit_profile(campaigns, 1.0 + beta * mean_level(&first));
+        let (burst, burstiness) = burst_against(&profile);
+        let rates: Vec<(f64, f64)> = campaigns
+            .iter()
+            .map(|h| {
+                let len = days_between(h.opens_at, h.deadline);
+                let exposure = profile.integral(0.0, len, len);
+                (h.arrivals.len() as f64 / exposure, exposure)
+            })
+            .collect();
+        let k = rates.len() as f64;
+        let mean = rates.iter().map(|r| r.0).sum::<f64>() / k;
+        // Between-campaign spread of the level, less the counting noise of each estimate,
+        // shrunk towards a default coefficient of variation for few campaigns.
+        const DEFAULT_CV2: f64 = 0.25;
+        const CV2_PSEUDO_CAMPAIGNS: f64 = 2.0;
+        let cv2 = if mean > 0.0 && k >= 2.0 {
+            let var = rates.iter().map(|r| (r.0 - mean).powi(2)).sum::<f64>() / (k - 1.0);
+            // A count over exposure `G` at level `λ` varies by `λG(1 + βλ)`.
+            let noise = rates
+                .iter()
+                .map(|r| r.0 * (1.0 + burstiness * r.0) / r.1)
+                .sum::<f64>()
+                / k;
+            let sample = ((var - noise) / (mean * mean)).max(0.0);
+            ((k - 1.0) * sample + CV2_PSEUDO_CAMPAIGNS * DEFAULT_CV2)
+                / (k - 1.0 + CV2_PSEUDO_CAMPAIGNS)
+        } else {
+            DEFAULT_CV2
+        };
+        // The next campaign's level, not the mean level: its spread plus the mean's.
+        let rate_shape = (1.0 / (cv2 * (1.0 + 1.0 / k))).clamp(0.5, 50.0);
+        // Each campaign's own trend over its whole length (no prior), in change of log
+        // demand over the campaign; their spread less their estimation noise, shrunk
+        // towards the default as if it were one more campaign.
+        let trends: Vec<(f64, f64)> = campaigns
+            .iter()
+            .filter(|h| !h.arrivals.is_empty())
+            .map(|h| {
+                let len = days_between(h.opens_at, h.deadline);
+                let lag_sum: f64 = h
+                    .arrivals
+                    .iter()
+                    .map(|a| days_between(h.opens_at, a.at) - len)
+                    .sum();
+                let exposure = |beta: f64| profile.discounted_integral(0.0, len, len, beta);
+                let (beta, var) = trend_posterior(
+                    &exposure,
+                    lag_sum,
+                    h.arrivals.len() as f64,
+                    1.0,
+                    None,
+                    10.0 / len,
+                );
+                (beta * len, var * len * len)
+            })
+            .collect();
+        let spread = trends.iter().map(|(t, v)| t * t - v).sum::<f64>().max(0.0);
+        let trend_sd = ((spread + DEFAULT_TREND_SD.powi(2)) / (trends.len() as f64 + 1.0)).sqrt();
+        let mut sizes: std::collections::BTreeMap<i64, u64> = Default::default();
+        let (mut ordered, mut cancelled) = (0i64, 0i64);
+        for h in campaigns {
+            for a in &h.arrivals {
+                *sizes.entry(a.units).or_default() += 1;
+                ordered = ordered.saturating_add(a.units);
+            }
+            for c in &h.cancellations {
+                cancelled = cancelled.saturating_add(c.units);
+            }
+        }
+        Ok(Some(Prior {
+            campaigns: campaigns.len(),
+            order_rate: mean.max(1e-9),
+            rate_shape,
+            profile,
+            order_sizes: sizes.into_iter().collect(),
+            cancel_fraction: if ordered > 0 {
+                (cancelled as f64 / ordered as f64).min(0.95)
+            } else {
+                0.0
+            },
+            units_ordered: ordered,
+            burstiness,
+            burstiness_bins: burst.bins,
+            trend_sd,
+        }))
+    }
+}
+
+/// Where the launch steps end, as fractions of the earlier campaigns' median length: finer
+/// near the opening, where a launch rush changes fastest, and reaching half the campaign,
+/// because interest can fade slowly.
+const LAUNCH_FRACTIONS: [f64; 6] = [
+    1.0 / 64.0,
+    1.0 / 32.0,
+    1.0 / 16.0,
+    1.0 / 8.0,
+    1.0 / 4.0,
+    1.0 / 2.0,
+];
+/// Where the deadline steps end, back from the deadline: a last-chance surge is short, so
+/// they reach a quarter of the campaign. The stretch between the two clocks carries only
+/// the level, which is what makes level and boosts separable.
+const DEADLINE_FRACTIONS: [f64; 6] = [
+    1.0 / 128.0,
+    1.0 / 64.0,
+    1.0 / 32.0,
+    1.0 / 16.0,
+    1.0 / 8.0,
+    1.0 / 4.0,
+];
+
+/// Fits the demand shape shared by earlier campaigns by maximum likelihood, each campaign
+/// having its own level. The intensity only depends on which launch step and which
+/// deadline step a moment falls in, so each campaign reduces to counts and exposures per
+/// pair of steps, and the fit is an EM over those cells (the boosts are the extra
+/// components of a Poisson sum). Each M-step keeps the boosts non-increasing away from
+/// their end of the campaign (pool-adjacent-violators, which is the exact constrained
+/// Poisson maximum). Boosts cannot be negative, so noise alone would make small ones
+/// (a deadline surge that is not there, say); the shape is therefore chosen among flat,
+/// launch steps only, deadline steps only and both by Akaike's information criterion,
+/// each distinct boost costing one unit of log-likelihood. (The stricter Bayesian
+/// criterion picks flat demand too often on a few small campaigns, and a shape wrongly
+/// dropped costs the forecast more than a small boost wrongly kept, whose uncertainty
+/// the forecast carries anyway.) With `dispersion` above 1 (bursty orders) the
+/// log-likelihood is divided by it (quasi-AIC), and so is the evidence behind each boost.
+fn fit_profile(campaigns: &[ArrivalHistory], dispersion: f64) -> Profile {
+    const STEPS: usize = LAUNCH_FRACTIONS.len();
+    const CELLS: usize = (STEPS + 1) * (STEPS + 1);
+    type Boosts = [f64; STEPS + 1];
+    struct Cells {
+        exposure: [f64; CELLS],
+        counts: [f64; CELLS],
+        total: f64,
+    }
+    let mut lengths: Vec<f64> = campaigns
+        .iter()
+        .map(|h| days_between(h.opens_at, h.deadline))
+        .collect();
+    lengths.sort_by(f64::total_cmp);
+    let Some(&median) = lengths.get(lengths.len() / 2) else {
+        return Profile::flat();
+    };
+    let launch_edges: Vec<f64> = LAUNCH_FRACTIONS.iter().map(|f| f * median).collect();
+    let deadline_edges: Vec<f64> = DEADLINE_FRACTIONS.iter().map(|f| f * median).collect();
+    // Step index of a distance from one end: STEPS means past the last step.
+    let step_of = |edges: &[f64], x: f64| edges.iter().position(|&e| x < e).unwrap_or(STEPS);
+    let span = |edges: &[f64], i: usize| -> (f64, f64) {
+        (
+            if i == 0 { 0.0 } else { edges[i - 1] },
+            if i == STEPS { f64::INFINITY } else { edges[i] },
+        )
+    };
+    let data: Vec<Cells> = campaigns
+        .iter()
+        .filter(|h| !h.arrivals.is_empty())
+        .map(|h| {
+            let d = days_between(h.opens_at, h.deadline);
+            let mut c = Cells {
+                exposure: [0.0; CELLS],
+                counts: [0.0; CELLS],
+                total: h.arrivals.len() as f64,
+            };
+            for i in 0..=STEPS {
+                for j in 0..=STEPS {
+                    let (l0, l1) = span(&launch_edges, i);
+                    let (u0, u1) = span(&deadline_edges, j);
+                    // Launch step i is t in [l0, l1); deadline step j is t in (d-u1, d-u0].
+                    let from = l0.max(d - u1).max(0.0);
+                    let to = l1.min(d - u0).min(d);
+                    c.exposure[i * (STEPS + 1) + j] = (to - from).max(0.0);
+                }
+            }
+            for a in &h.arrivals {
+                let t = days_between(h.opens_at, a.at);
+                let cell =
+                    step_of(&launch_edges, t) * (STEPS + 1) + step_of(&deadline_edges, d - t);
+                c.counts[cell] += 1.0;
+            }
+            c
+        })
+        .collect();
+    if data.is_empty() {
+        return Profile::flat();
+    }
+    let boost =
+        |a: &Boosts, b: &Boosts, cell: usize| 1.0 + a[cell / (STEPS + 1)] + b[cell % (STEPS + 1)];
+    let loglik = |a: &Boosts, b: &Boosts| -> f64 {
+        data.iter()
+            .map(|c| {
+                let g: f64 = (0..CELLS).map(|x| c.exposure[x] * boost(a, b, x)).sum();
+                let events: f64 = (0..CELLS)
+                    .filter(|&x| c.counts[x] > 0.0)
+                    .map(|x| c.counts[x] * boost(a, b, x).ln())
+                    .sum();
+                events - c.total * g.ln()
+            })
+            .sum()
+    };
+    // The boosts, and the orders each step's boost accounts for.
+    let em = |launch: bool, deadline: bool| -> (Boosts, Boosts, Boosts, Boosts) {
+        let mut a = [if launch { 0.5 } else { 0.0 }; STEPS + 1];
+        let mut b = [if deadline { 0.5 } else { 0.0 }; STEPS + 1];
+        a[STEPS] = 0.0;
+        b[STEPS] = 0.0;
+        let (mut ra, mut rb) = ([0.0; STEPS + 1], [0.0; STEPS + 1]);
+        for _ in 0..2000 {
+            let (mut xa, mut xb) = ([0.0; STEPS + 1], [0.0; STEPS + 1]);
+            ra = [0.0; STEPS + 1];
+            rb = [0.0; STEPS + 1];
+            for c in &data {
+                let g: f64 = (0..CELLS).map(|x| c.exposure[x] * boost(&a, &b, x)).sum();
+                let level = c.total / g;
+                for x in 0..CELLS {
+                    let (i, j) = (x / (STEPS + 1), x % (STEPS + 1));
+                    let share = c.counts[x] / boost(&a, &b, x);
+                    ra[i] += share * a[i];
+                    rb[j] += share * b[j];
+                    xa[i] += level * c.exposure[x];
+                    xb[j] += level * c.exposure[x];
+                }
+            }
+            let before = (a, b);
+            for (v, (r, x)) in [(&mut a, (&ra, &xa)), (&mut b, (&rb, &xb))] {
+                let raw: Vec<f64> = (0..STEPS)
+                    .map(|i| if x[i] > 0.0 { r[i] / x[i] } else { 0.0 })
+                    .collect();
+                v[..STEPS].copy_from_slice(&non_increasing(&raw, &x[..STEPS]));
+            }
+            let moved = (0..STEPS)
+                .map(|i| (a[i] - before.0[i]).abs().max((b[i] - before.1[i]).abs()))
+                .fold(0.0, f64::max);
+            if moved < 1e-8 {
+                break;
+            }
+        }
+        (a, b, ra, rb)
+    };
+    let flat: Boosts = [0.0; STEPS + 1];
+    let flat_ll = loglik(&flat, &flat);
+    let distinct = |a: &Boosts, b: &Boosts| -> f64 {
+        let count = |v: &Boosts| {
+            let mut levels: Vec<f64> = v[..STEPS].iter().copied().filter(|&x| x > 1e-9).collect();
+            levels.dedup_by(|x, y| (*x - *y).abs() < 1e-9);
+            levels.len()
+        };
+        (count(a) + count(b)) as f64
+    };
+    let (mut best, mut best_score) = ((flat, flat, flat, flat), 0.0);
+    for (launch, deadline) in [(true, false), (false, true), (true, true)] {
+        let fit = em(launch, deadline);
+        let score = (loglik(&fit.0, &fit.1) - flat_ll) / dispersion - distinct(&fit.0, &fit.1);
+        if score > best_score {
+            best = fit;
+            best_score = score;
+        }
+    }
+    let steps = |v: &Boosts, r: &Boosts, edges: &[f64]| -> Vec<Step> {
+        let mut out: Vec<Step> = (0..STEPS)
+            .map(|i| Step {
+                until_days: edges[i],
+                boost: v[i],
+                orders: r[i] / dispersion,
+            })
+            .collect();
+        while out.last().is_some_and(|s| s.boost <= 1e-9) {
+            out.pop();
+        }
+        out
+    };
+    Profile {
+        launch: steps(&best.0, &best.2, &launch_edges),
+        deadline: steps(&best.1, &best.3, &deadline_edges),
+    }
+}
+
+/// Weighted least-squares fit of a non-increasing sequence (pool adjacent violators).
+/// Zero-weight entries take their neighbours' value.
+fn non_increasing(values: &[f64], weights: &[f64]) -> Vec<f64> {
+    // Blocks of (mean, weight, count).
+    let mut blocks: Vec<(f64, f64, usize)> = Vec::with_capacity(values.len());
+    for (&v, &w) in values.iter().zip(weights) {
+        blocks.push((v, w, 1));
+        while blocks.len() >= 2 {
+            let (m1, w1, n1) = blocks[blocks.len() - 2];
+            let (m2, w2, n2) = blocks[blocks.len() - 1];
+            if m2 <= m1 {
+                break;
+            }
+            let w = w1 + w2;
+            let m = if w > 0.0 {
+                (m1 * w1 + m2 * w2) / w
+            } else {
+                m1.max(m2)
+            };
+            blocks.pop();
+            let last = blocks.len() - 1;
+            blocks[last] = (m, w, n1 + n2);
+        }
+    }
+    blocks
+        .into_iter()
+        .flat_map(|(m, _, n)| std::iter::repeat_n(m.max(0.0), n))
+        .collect()
+}
+
+impl FillModel {
+    /// Fits the model to a campaign's history up to `now`. `prior` comes from
+    /// [`Prior::from_campaigns`]; without one a weak default prior is used (see
+    /// [`ForecastConfig::default_prior_shape`]). Errors name the malformed field.
+    pub fn fit(
+        history: &ArrivalHistory,
+        batch: OpenBatch,
+        now: DateTime<Utc>,
+        prior: Option<&Prior>,
+        config: &ForecastConfig,
+    ) -> Result<FillModel, DomainError> {
+        if batch.threshold <= 0 {
+            return Err(DomainError::invalid(
+                "batch.threshold",
+                format!("must be positive, got {}", batch.threshold),
+            ));
+        }
+        if batch.units < 0 {
+            return Err(DomainError::invalid(
+                "batch.units",
+                format!("must not be negative, got {}", batch.units),
+            ));
+        }
+        if now < history.opens_at {
+            return Err(DomainError::invalid(
+                "now",
+                format!(
+                    "{} is before the campaign opens at {}",
+                    now.to_rfc3339(),
+                    history.opens_at.to_rfc3339()
+                ),
+            ));
+        }
+        validate_history(history, "history", now)?;
+        if let Some(p) = prior {
+            if !p.profile.is_valid() {
+                return Err(DomainError::invalid(
+                    "prior.profile",
+                    "boosts must be finite and non-negative, until_days positive and ascending",
+                ));
+            }
+            if !(p.order_rate.is_finite() && p.order_rate > 0.0) {
+                return Err(DomainError::invalid(
+                    "prior.order_rate",
+                    format!("must be positive, got {}", p.order_rate),
+                ));
+            }
+            if !(p.rate_shape.is_finite() && p.rate_shape > 0.0) {
+                return Err(DomainError::invalid(
+                    "prior.rate_shape",
+                    format!("must be positive, got {}", p.rate_shape),
+                ));
+            }
+            if !(p.burstiness.is_finite() && p.burstiness >= 0.0) {
+                return Err(DomainError::invalid(
+                    "prior.burstiness",
+                    format!("must be finite and non-negative, got {}", p.burstiness),
+                ));
+            }
+            if !(p.burstiness_bins.is_finite() && p.burstiness_bins >= 0.0) {
+                return Err(DomainError::invalid(
+                    "prior.burstiness_bins",
+                    format!("must be finite and non-negative, got {}", p.burstiness_bins),
+                ));
+            }
+            if !(p.trend_sd.is_finite() && p.trend_sd >= 0.0) {
+                return Err(DomainError::invalid(
+                    "prior.trend_sd",
+                    format!("must be finite and non-negative, got {}", p.trend_sd),
+                ));
+            }
+            if !(0.0..1.0).contains(&p.cancel_fraction) {
+                return Err(DomainError::invalid(
+                    "prior.cancel_fraction",
+                    format!("must be in [0, 1), got {}", p.cancel_fraction),
+                ));
+            }
+        }
+        if !(config.default_prior_shape.is_finite() && config.default_prior_shape > 0.0) {
+            return Err(DomainError::invalid(
+                "config.default_prior_shape",
+                "must be positive",
+            ));
+        }
+        if let Some(f) = config.half_life_fraction {
+            if !(f.is_finite() && f > 0.0) {
+                return Err(DomainError::invalid(
+                    "config.half_life_fraction",
+                    "must be positive",
+                ));
+            }
+        }
+        if !(config.trend_prior_sd.is_finite() && config.trend_prior_sd >= 0.0) {
+            return Err(DomainError::invalid(
+                "config.trend_prior_sd",
+                "must be finite and non-negative",
+            ));
+        }
+        if !(config.trend_damping_fraction.is_finite() && config.trend_damping_fraction > 0.0) {
+            return Err(DomainError::invalid(
+                "config.trend_damping_fraction",
+                "must be positive",
+            ));
+        }
+
+        let length = days_between(history.opens_at, history.deadline);
+        let t_now = days_between(history.opens_at, now).min(length);
+        let profile = prior.map(|p| p.profile.clone()).unwrap_or_default();
+        let k = config
+            .half_life_fraction
+            .map(|f| std::f64::consts::LN_2 / (f * length))
+            .unwrap_or(0.0);
+        let weighted_orders: f64 = history
+            .arrivals
+            .iter()
+            .map(|a| (-k * (t_now - days_between(history.opens_at, a.at)).max(0.0)).exp())
+            .sum();
+        let times: Vec<f64> = history
+            .arrivals
+            .iter()
+            .map(|a| days_between(history.opens_at, a.at))
+            .collect();
+        let lag_sum: f64 = times
+            .iter()
+            .map(|&t| (-k * (t_now - t).max(0.0)).exp() * (t - t_now).min(0.0))
+            .sum();
+        let own = BurstSums::measure(&times, t_now, length, &profile);
+        let burstiness = match prior {
+            Some(p) if p.burstiness_bins > 0.0 => {
+                // The prior's bins count as bins at this campaign's scale (its own mean
+                // weight per bin; the prior's ratio when it has none yet).
+                let per_bin = if own.bins > 0.0 {
+                    own.weight / own.bins
+                } else {
+                    1.0
+                };
+                let prior_weight = p.burstiness_bins * per_bin;
+                (p.burstiness * prior_weight + own.excess)
+                    / (prior_weight + own.weight + BURST_PSEUDO_BINS * per_bin)
+            }
+            _ if own.bins > 0.0 => own.excess / (own.weight * (1.0 + BURST_PSEUDO_BINS / own.bins)),
+            _ => 0.0,
+        }
+        .max(0.0);
+
+        let sizes = size_distribution(&history.arrivals, prior);
+        let mean_size = sizes.iter().map(|&(u, p)| u as f64 * p).sum();
+        // Cancelled units per ordered unit: a Beta estimate whose prior is the earlier
+        // campaigns' fraction (weight up to 200 units) or 5% worth 20 units.
+        let ordered: f64 = history.arrivals.iter().map(|a| a.units as f64).sum();
+        let cancelled: f64 = history.cancellations.iter().map(|c| c.units as f64).sum();
+        let (prior_fraction, prior_weight) = match prior {
+            Some(p) if p.units_ordered > 0 => {
+                (p.cancel_fraction, (p.units_ordered as f64).min(200.0))
+            }
+            _ => (0.05, 20.0),
+        };
+        let cancel_fraction = ((cancelled + prior_fraction * prior_weight)
+            / (ordered + prior_weight))
+            .clamp(0.0, 0.95);
+
+        let mut model = FillModel {
+            opens_at: history.opens_at,
+            now: t_now,
+            length,
+            units: batch.units,
+            threshold: batch.threshold,
+            profile,
+            prior_shape: prior
+                .map(|p| p.rate_shape)
+                .unwrap_or(config.default_prior_shape),
+            prior_rate: prior.map(|p| p.rate_shape / p.order_rate),
+            weighted_orders,
+            decay: k,
+            trend: 0.0,
+            trend_var: 0.0,
+            trend_days: config.trend_damping_fraction * length,
+            sizes,
+            mean_size,
+            cancel_fraction,
+            burstiness,
+            orders_seen: history.arrivals.len(),
+            prior_campaigns: prior.map(|p| p.campaigns).unwrap_or(0),
+            config: *config,
+        };
+        model.fit_trend(lag_sum, prior.map(|p| p.trend_sd));
+        Ok(model)
+    }
+
+    /// Estimates the campaign's own trend (see [`trend_posterior`]) with the prior's
+    /// spread of trends, or [`ForecastConfig::trend_prior_sd`] without one.
+    fn fit_trend(&mut self, lag_sum: f64, prior_sd: Option<f64>) {
+        if self.config.trend_prior_sd <= 0.0 {
+            return;
+        }
+        let sd = prior_sd.unwrap_or(self.config.trend_prior_sd) / self.length;
+        if sd <= 0.0 {
+            return;
+        }
+        let scale = self.posterior(self.length).evidence_scale;
+        let exposure = |beta: f64| {
+            self.profile
+                .discounted_integral(0.0, self.now, self.length, self.decay + beta)
+        };
+        let (beta, var) = trend_posterior(
+            &exposure,
+            lag_sum,
+            self.weighted_orders * scale,
+            scale,
+            Some(sd),
+            5.0 * sd,
+        );
+        self.trend = beta;
+        self.trend_var = var;
+    }
+
+    /// Exposure pieces of `[now, t]` under the damped trend `beta`: demand at `now + u`
+    /// is the level times `exp(beta·τ·(1 - e^(-u/τ)))`, which starts at the present pace
+    /// and levels off after about `τ` days.
+    fn future_pieces(&self, t: f64, length: f64, beta: f64) -> Pieces {
+        let tau = self.trend_days;
+        let now = self.now;
+        let h = |s: f64| (beta * tau * (-(s - now) / tau).exp_m1().abs()).exp();
+        // Simpson's rule on each piece: the trend factor is smooth inside it.
+        let weight = |s0: f64, s1: f64| -> f64 {
+            if beta == 0.0 {
+                return s1 - s0;
+            }
+            const N: usize = 16;
+            let step = (s1 - s0) / N as f64;
+            let mut sum = h(s0) + h(s1);
+            for i in 1..N {
+                sum += h(s0 + i as f64 * step) * if i % 2 == 1 { 4.0 } else { 2.0 };
+            }
+            sum * step / 3.0
+        };
+        self.profile.pieces_by(now, t, length, &weight)
+    }
+
+    /// Gamma posterior `(shape, rate)` of the demand level for a campaign `length` days
+    /// long (the deadline term of the exposure, and the default prior, depend on it).
+    fn posterior(&self, length: f64) -> Posterior {
+        let prior_rate = self.prior_rate.unwrap_or_else(|| {
+            // The pace that fills one threshold over the whole campaign, net of cancels.
+            let orders = self.threshold as f64 / (self.mean_size * (1.0 - self.cancel_fraction));
+            let level = orders / self.profile.integral(0.0, length, length);
+            self.prior_shape / level
+        });
+        let past = self
+            .profile
+            .pieces(0.0, self.now, length, self.decay + self.trend);
+        let exposure = self.profile.total(&past);
+        // Bursty orders carry less information about the level than Poisson ones: a count
+        // over exposure `E` at level `λ` varies by `λE(1 + βλ)`, so the evidence counts
+        // `1/(1 + βλ)` as much (the level taken from the evidence itself).
+        let scale = if exposure > 0.0 {
+            1.0 / (1.0 + self.burstiness * self.weighted_orders / exposure)
+        } else {
+            1.0
+        };
+        Posterior {
+            shape: self.prior_shape + scale * self.weighted_orders,
+            rate: prior_rate + scale * exposure,
+            evidence_scale: scale,
+            past,
+        }
+    }
+
+    /// The predictive distribution of net orders from now to `t` days since opening, for
+    /// a campaign `length` days long: negative binomial with shape `r` and mean `μ`,
+    /// returned as `(r, μ)`. Its mean is the
+    /// posterior mean level times the stretch's exposure, net of cancellations; its
+    /// variance adds to the Poisson part the level's uncertainty (`μ²/a`) and the
+    /// burstiness (`μ²·β/m`) and the profile's own uncertainty (`μ²·v`, see
+    /// [`Profile::shape_variance`]), matched by `1/r = 1/a + β/m + v`. With `β = v = 0`
+    /// this is exactly the Gamma-Poisson predictive `NB(a, b/(b + m))`.
+    fn orders_until(&self, t: f64, length: f64) -> (f64, f64) {
+        let post = self.posterior(length);
+        let (a, b) = (post.shape, post.rate);
+        let future = self.future_pieces(t, length, self.trend);
+        let m = self.profile.total(&future);
+        if m <= 0.0 {
+            return (a, 0.0);
+        }
+        let mean = a / b * m * (1.0 - self.cancel_fraction);
+        let v_shape = self
+            .profile
+            .shape_variance(&future, m, &post.past, post.evidence_scale / b);
+        // The trend's uncertainty, by the delta method on the log of the mean.
+        let v_trend = if self.trend_var > 0.0 {
+            let h = 1e-4 / self.length;
+            let prior_rate = b - post.evidence_scale * self.profile.total(&post.past);
+            let log_mean = |beta: f64| -> f64 {
+                let future = self.profile.total(&self.future_pieces(t, length, beta));
+                let past =
+                    self.profile
+                        .discounted_integral(0.0, self.now, length, self.decay + beta);
+                future.ln() - (prior_rate + post.evidence_scale * past).ln()
+            };
+            let slope = (log_mean(self.trend + h) - log_mean(self.trend - h)) / (2.0 * h);
+            slope * slope * self.trend_var
+        } else {
+            0.0
+        };
+        let r = 1.0 / (1.0 / a + self.burstiness / m + v_shape + v_trend);
+        (r, mean)
+    }
+
+    /// Probability that the open batch locks if its threshold were `threshold` and the
+    /// campaign's deadline `deadline` (the advice's "what if"). Lowering the threshold to
+    /// or below the units pooled gives 1; a deadline not after now gives 0.
+    pub fn lock_probability(&self, threshold: i64, deadline: DateTime<Utc>) -> f64 {
+        let need = threshold - self.units;
+        if need <= 0 {
+            return 1.0;
+        }
+        let length = days_between(self.opens_at, deadline);
+        if length <= self.now {
+            return 0.0;
+        }
+        let (r, mean) = self.orders_until(length, length);
+        let dist = CompoundNegBinomial::new(r, mean, &self.sizes);
+        1.0 - dist.cdf(need as usize - 1)
+    }
+
+    /// The deadline the model was fitted with.
+    pub fn deadline(&self) -> DateTime<Utc> {
+        self.at(self.length)
+    }
+
+    fn at(&self, t: f64) -> DateTime<Utc> {
+        self.opens_at + Duration::milliseconds((t * MS_PER_DAY).round() as i64)
+    }
+
+    /// The forecast at the fitted threshold and deadline.
+    pub fn forecast(&self) -> FillForecast {
+        let need = self.threshold - self.units;
+        let post = self.posterior(self.length);
+        let (a, b) = (post.shape, post.rate);
+        let evidence = Evidence {
+            orders_seen: self.orders_seen,
+            effective_orders: self.weighted_orders,
+            order_rate_now: a / b * self.profile.intensity(self.now, self.length),
+            mean_order_units: self.mean_size,
+            cancel_fraction: self.cancel_fraction,
+            prior_campaigns: self.prior_campaigns,
+            trend_per_day: self.trend,
+            burstiness: self.burstiness,
+        };
+        let (r, mean_orders) = self.orders_until(self.length, self.length);
+        let projected_units_mean = self.units as f64 + mean_orders * self.mean_size;
+        let dist = CompoundNegBinomial::new(r, mean_orders, &self.sizes);
+        let need_u = need.max(0) as usize;
+        let upto = dist.pmf(need_u.max(1), Some(0.9));
+        let quantile = |q: f64| -> i64 {
+            let mut acc = 0.0;
+            for (x, f) in upto.iter().enumerate() {
+                acc += f;
+                if acc >= q - 1e-12 {
+                    return self.units + x as i64;
+                }
+            }
+            // Beyond the exact range (a very large demand): a normal approximation.
+            let var = mean_orders + mean_orders * mean_orders / r;
+            let second: f64 = self.sizes.iter().map(|&(u, w)| (u * u) as f64 * w).sum();
+            let sd = (mean_orders * (second - self.mean_size.powi(2))
+                + var * self.mean_size.powi(2))
+            .sqrt();
+            (projected_units_mean + sd * normal_quantile(q))
+                .round()
+                .max(self.units as f64) as i64
+        };
+        let (p10, p50, p90) = (quantile(0.1), quantile(0.5), quantile(0.9));
+        if need <= 0 {
+            return FillForecast {
+                lock_probability: 1.0,
+                units_needed: 0,
+                expected_lock_at: Some(self.at(self.now)),
+                lock_by_p10: Some(self.at(self.now)),
+                lock_by_p50: Some(self.at(self.now)),
+                lock_by_p90: Some(self.at(self.now)),
+                expected_shortfall: 0.0,
+                projected_units_mean,
+                projected_units_p10: p10,
+                projected_units_p50: p50,
+                projected_units_p90: p90,
+                evidence,
+            };
+        }
+        let below: f64 = upto.iter().take(need_u).sum();
+        let lock_probability = (1.0 - below).clamp(0.0, 1.0);
+        let expected_shortfall: f64 = upto
+            .iter()
+            .take(need_u)
+            .enumerate()
+            .map(|(x, f)| (need_u - x) as f64 * f)
+            .sum();
+        // Lock-time distribution: P(locked by t) on a grid from now to the deadline.
+        let steps = self.config.lock_time_steps.max(2);
+        let span = self.length - self.now;
+        let grid: Vec<(f64, f64)> = (0..=steps)
+            .map(|i| {
+                let t = self.now + span * i as f64 / steps as f64;
+                let f = if i == 0 {
+                    0.0
+                } else if i == steps {
+                    lock_probability
+                } else {
+                    let (r, mean) = self.orders_until(t, self.length);
+                    1.0 - CompoundNegBinomial::new(r, mean, &self.sizes).cdf(need_u - 1)
+                };
+                (t, f)
+            })
+            .collect();
+        let lock_by = |q: f64| -> Option<DateTime<Utc>> {
+            if lock_probability < q || lock_probability <= 0.0 {
+                return None;
+            }
+            grid.windows(2).find(|w| w[1].1 >= q).map(|w| {
+                let (t0, f0) = w[0];
+                let (t1, f1) = w[1];
+                let x = if f1 > f0 { (q - f0) / (f1 - f0) } else { 1.0 };
+                self.at(t0 + (t1 - t0) * x.clamp(0.0, 1.0))
+            })
+        };
+        let expected_lock_at = (lock_probability > 1e-12).then(|| {
+            // E[T | T ≤ D] = now + ∫ (1 - F(t)/F(D)) dt, trapezoids on the grid.
+            let waited: f64 = grid
+                .windows(2)
+                .map(|w| {
+                    let s0 = 1.0 - w[0].1 / lock_probability;
+                    let s1 = 1.0 - w[1].1 / lock_probability;
+                    (w[1].0 - w[0].0) * (s0 + s1) / 2.0
+                })
+                .sum();
+            self.at(self.now + waited.max(0.0))
+        });
+        FillForecast {
+            lock_probability,
+            units_needed: need,
+            expected_lock_at,
+            lock_by_p10: lock_by(0.1),
+            lock_by_p50: lock_by(0.5),
+            lock_by_p90: lock_by(0.9),
+            expected_shortfall,
+            projected_units_mean,
+            projected_units_p10: p10,
+            projected_units_p50: p50,
+            projected_units_p90: p90,
+            evidence,
+        }
+    }
+}
+
+/// Fits and forecasts in one call: the open batch's fill forecast at `now`.
+pub fn forecast(
+    history: &ArrivalHistory,
+    batch: OpenBatch,
+    now: DateTime<Utc>,
+    prior: Option<&Prior>,
+    config: &ForecastConfig,
+) -> Result<FillForecast, DomainError> {
+    Ok(FillModel::fit(history, batch, now, prior, config)?.forecast())
+}
+
+/// The distribution of `X = S_1 + ... + S_N`, `N` negative binomial with
+/// `P(N = n) = Γ(n+r)/(Γ(r)·n!)·p^r·(1-p)^n` and the `S_i` independent order sizes, by
+/// Panjer's recursion (exact up to rounding; the negative binomial is in Panjer's class
+/// with `a = 1-p`, `b = (r-1)(1-p)`). Every term of the recursion is positive, so it is
+/// numerically stable; values are kept scaled so a start `p^r` below the smallest double
+/// does not zero the whole distribution.
+struct CompoundNegBinomial<'a> {
+    r: f64,
+    /// `1 - p` and `ln p`, computed from the mean so that a nearly Poisson `N` (huge
+    /// `r`, `p` within rounding of 1) keeps its precision.
+    q: f64,
+    ln_p: f64,
+    sizes: &'a [(usize, f64)],
+}
+
+impl<'a> CompoundNegBinomial<'a> {
+    /// `N` with shape `r` and mean `mean` (`p = r/(r + mean)`).
+    fn new(r: f64, mean: f64, sizes: &'a [(usize, f64)]) -> Self {
+        let mean = mean.max(0.0);
+        CompoundNegBinomial {
+            r,
+            q: mean / (r + mean),
+            ln_p: -(mean / r).ln_1p(),
+            sizes,
+        }
+    }
+
+    /// `P(X = x)` for `x` from 0 through at least `through`, continuing until the CDF
+    /// reaches `until_cdf` (capped at [`MAX_EXACT_UNITS`]).
+    fn pmf(&self, through: usize, until_cdf: Option<f64>) -> Vec<f64> {
+        const MAX_EXACT_UNITS: usize = 2_000_000;
+        const BIG: f64 = 1e250;
+        if self.q <= 0.0 {
+            let mut v = vec![0.0; through + 1];
+            v[0] = 1.0;
+            return v;
+        }
+        let q = self.q;
+        let (a, b) = (q, (self.r - 1.0) * q);
+        let mut log_scale = self.r * self.ln_p;
+        let mut f: Vec<f64> = vec![1.0];
+        let mut cdf_scaled = 1.0;
+        let mut x = 0usize;
+        loop {
+            let cdf = cdf_scaled * log_scale.exp();
+            let enough = x >= through && until_cdf.is_none_or(|c| cdf >= c);
+            if enough || x >= MAX_EXACT_UNITS {
+                break;
+            }
+            x += 1;
+            let xf = x as f64;
+            let mut v = 0.0;
+            for &(j, w) in self.sizes {
+                if j > x {
+                    break;
+                }
+                v += (a + b * j as f64 / xf) * w * f[x - j];
+            }
+            f.push(v);
+            cdf_scaled += v;
+            if v > BIG || cdf_scaled > BIG {
+                for y in f.iter_mut() {
+                    *y /= BIG;
+                }
+                cdf_scaled /= BIG;
+                log_scale += BIG.ln();
+            }
+        }
+        let scale = log_scale.exp();
+        f.into_iter().map(|y| y * scale).collect()
+    }
+
+    fn cdf(&self, x: usize) -> f64 {
+        self.pmf(x, None).iter().sum::<f64>().min(1.0)
+    }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative error below
+/// 1.2e-9), used only beyond the exact range.
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap()
+    }
+
+    fn day(d: f64) -> DateTime<Utc> {
+        t0() + Duration::milliseconds((d * MS_PER_DAY) as i64)
+    }
+
+    /// A history with `n` single-unit orders spread evenly over `[from, to]` days.
+    fn even(length: f64, n: usize, from: f64, to: f64) -> ArrivalHistory {
+        ArrivalHistory {
+            opens_at: t0(),
+            deadline: day(length),
+            arrivals: (0..n)
+                .map(|i| Arrival {
+                    at: day(from + (to - from) * (i as f64 + 0.5) / n as f64),
+                    units: 1,
+                })
+                .collect(),
+            cancellations: vec![],
+        }
+    }
+
+    /// `n` single-unit orders over `[0, until]` days at a pace falling by a factor `e`
+    /// every `scale` days (placed at the quantiles of that pace).
+    fn declining(length: f64, n: usize, until: f64, scale: f64) -> ArrivalHistory {
+        let total = 1.0 - (-until / scale).exp();
+        ArrivalHistory {
+            opens_at: t0(),
+            deadline: day(length),
+            arrivals: (0..n)
+                .map(|i| {
+                    let u = (i as f64 + 0.5) / n as f64 * total;
+                    Arrival {
+                        at: day(-scale * (1.0 - u).ln()),
+                        units: 1,
+                    }
+                })
+                .collect(),
+            cancellations: vec![],
+        }
+    }
+
+    /// A prior that is all but certain of the level: orders of `size` units, no cancels.
+    fn sure_prior(rate: f64, shape: f64, size: i64) -> Prior {
+        Prior {
+            campaigns: 1,
+            order_rate: rate,
+            rate_shape: shape,
+            profile: Profile::flat(),
+            order_sizes: vec![(size, 1_000_000)],
+            cancel_fraction: 0.0,
+            units_ordered: 1_000_000,
+            burstiness: 0.0,
+            burstiness_bins: 1e6,
+            trend_sd: 0.0,
+        }
+    }
+
+    fn step(until_days: f64, boost: f64) -> Step {
+        Step {
+            until_days,
+            boost,
+            orders: 1e9,
+        }
+    }
+
+    fn field(e: DomainError) -> String {
+        match e {
+            DomainError::InvalidArgument { field, .. } => field,
+            other => panic!("expected an invalid argument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_known_rate_gives_the_poisson_tail() {
+        // A prior of shape 1e12 pins the rate at 5 orders a day: 4 days to go means
+        // Poisson(20) more units, and the batch needs 25 of them.
+        let prior = sure_prior(5.0, 1e12, 1);
+        let model = FillModel::fit(
+            &even(10.0, 0, 0.0, 0.0),
+            OpenBatch {
+                units: 10,
+                threshold: 35,
+            },
+            day(6.0),
+            Some(&prior),
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let (mut term, mut below) = ((-20.0f64).exp(), 0.0);
+        for k in 0..25 {
+            below += term;
+            term *= 20.0 / (k + 1) as f64;
+        }
+        let got = model.forecast();
+        assert!(
+            (got.lock_probability - (1.0 - below)).abs() < 1e-9,
+            "{got:?} vs {}",
+            1.0 - below
+        );
+        assert!((got.projected_units_mean - 30.0).abs() < 1e-6);
+        // The Poisson(20) median is 20, its 10% and 90% quantiles 14 and 26.
+        assert_eq!(
+            (
+                got.projected_units_p10,
+                got.projected_units_p50,
+                got.projected_units_p90
+            ),
+            (24, 30, 36)
+        );
+    }
+
+    #[test]
+    fn an_uncertain_rate_gives_the_negative_binomial_tail_compounded_by_size() {
+        // Gamma(3, rate 1.5) on the level, 5 days ahead, no history: N ~ NB(3, 1.5/6.5).
+        let p: f64 = 1.5 / 6.5;
+        let mut pmf = vec![p.powi(3)];
+        for n in 1..40 {
+            let prev = pmf[n - 1];
+            pmf.push(prev * (n as f64 + 2.0) / n as f64 * (1.0 - p));
+        }
+        let tail = |from: usize| 1.0 - pmf[..from].iter().sum::<f64>();
+        for (size, threshold, orders_needed) in [(1, 7, 7), (2, 7, 4), (2, 8, 4), (3, 1, 1)] {
+            let model = FillModel::fit(
+                &even(5.0, 0, 0.0, 0.0),
+                OpenBatch {
+                    units: 0,
+                    threshold,
+                },
+                t0(),
+                Some(&sure_prior(2.0, 3.0, size)),
+                &ForecastConfig::default(),
+            )
+            .unwrap();
+            let got = model.forecast().lock_probability;
+            let want = tail(orders_needed);
+            assert!(
+                (got - want).abs() < 1e-12,
+                "size {size}, threshold {threshold}: {got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_at_its_threshold_is_sure_to_lock() {
+        let model = FillModel::fit(
+            &even(10.0, 30, 0.0, 3.0),
+            OpenBatch {
+                units: 40,
+                threshold: 40,
+            },
+            day(3.0),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let f = model.forecast();
+        assert_eq!(
+            (f.lock_probability, f.units_needed, f.expected_shortfall),
+            (1.0, 0, 0.0)
+        );
+        assert_eq!(f.expected_lock_at, Some(day(3.0)));
+        assert_eq!(model.lock_probability(40, day(10.0)), 1.0);
+        assert_eq!(model.lock_probability(25, day(10.0)), 1.0);
+    }
+
+    #[test]
+    fn a_passed_deadline_leaves_no_chance() {
+        let model = FillModel::fit(
+            &even(10.0, 30, 0.0, 10.0),
+            OpenBatch {
+                units: 12,
+                threshold: 40,
+            },
+            day(10.0),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let f = model.forecast();
+        assert_eq!(f.lock_probability, 0.0);
+        assert_eq!(f.expected_lock_at, None);
+        assert_eq!(f.lock_by_p10, None);
+        assert_eq!(f.expected_shortfall, 28.0);
+        assert_eq!((f.projected_units_p10, f.projected_units_p90), (12, 12));
+        // An earlier deadline than now also gives 0, a later one a chance again.
+        let fresh = FillModel::fit(
+            &even(10.0, 30, 0.0, 5.0),
+            OpenBatch {
+                units: 12,
+                threshold: 40,
+            },
+            day(5.0),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(fresh.lock_probability(40, day(4.0)), 0.0);
+        assert_eq!(fresh.lock_probability(40, day(5.0)), 0.0);
+        assert!(fresh.lock_probability(40, day(8.0)) > 0.0);
+    }
+
+    #[test]
+    fn no_history_and_no_prior_is_neutral_and_wide() {
+        let f = forecast(
+            &even(14.0, 0, 0.0, 0.0),
+            OpenBatch {
+                units: 0,
+                threshold: 100,
+            },
+            t0(),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        // The default prior expects one threshold of demand over the campaign, weakly.
+        assert!((f.projected_units_mean - 100.0).abs() < 1e-6, "{f:?}");
+        assert!(
+            f.lock_probability > 0.2 && f.lock_probability < 0.6,
+            "{f:?}"
+        );
+        assert!(
+            f.projected_units_p10 < 20 && f.projected_units_p90 > 200,
+            "{f:?}"
+        );
+        assert_eq!(f.evidence.prior_campaigns, 0);
+    }
+
+    #[test]
+    fn more_evidence_at_the_same_pace_narrows_the_forecast() {
+        // Ten single-unit orders a day, five days to go; seen for 2 days or for 10.
+        let config = ForecastConfig {
+            half_life_fraction: None,
+            ..ForecastConfig::default()
+        };
+        let short = forecast(
+            &even(7.0, 20, 0.0, 2.0),
+            OpenBatch {
+                units: 20,
+                threshold: 55,
+            },
+            day(2.0),
+            None,
+            &config,
+        )
+        .unwrap();
+        let long = forecast(
+            &even(15.0, 100, 0.0, 10.0),
+            OpenBatch {
+                units: 20,
+                threshold: 55,
+            },
+            day(10.0),
+            None,
+            &config,
+        )
+        .unwrap();
+        let width = |f: &FillForecast| f.projected_units_p90 - f.projected_units_p10;
+        assert!(long.evidence.effective_orders > short.evidence.effective_orders);
+        assert!(
+            width(&long) < width(&short),
+            "{} vs {}",
+            width(&long),
+            width(&short)
+        );
+        // Both expect about 20 + 48 units; the surer one is surer it locks.
+        assert!(long.lock_probability > short.lock_probability);
+        assert!(long.lock_probability > 0.8);
+    }
+
+    #[test]
+    fn the_chance_falls_with_the_threshold_and_rises_with_the_deadline() {
+        // A shaped prior so that the deadline term of the profile is exercised too.
+        let mut prior = sure_prior(6.0, 4.0, 1);
+        prior.profile = Profile {
+            launch: vec![step(1.0, 4.0), step(3.0, 1.5)],
+            deadline: vec![step(1.0, 6.0), step(3.0, 2.0)],
+        };
+        prior.order_sizes = vec![(1, 50), (2, 20), (5, 5)];
+        prior.cancel_fraction = 0.1;
+        let mut history = even(20.0, 60, 0.0, 8.0);
+        history.cancellations.push(Cancellation {
+            at: day(4.0),
+            units: 2,
+        });
+        let model = FillModel::fit(
+            &history,
+            OpenBatch {
+                units: 30,
+                threshold: 150,
+            },
+            day(8.0),
+            Some(&prior),
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let mut last = 1.0;
+        for threshold in (20..400).step_by(5) {
+            let p = model.lock_probability(threshold, day(20.0));
+            assert!(p <= last + 1e-12, "threshold {threshold}: {p} after {last}");
+            last = p;
+        }
+        assert!(last < 0.01);
+        let mut last = 0.0;
+        for hours in (0..=24 * 30).step_by(6) {
+            let p = model.lock_probability(150, day(8.0) + Duration::hours(hours));
+            assert!(p >= last - 1e-12, "{hours} hours: {p} after {last}");
+            last = p;
+        }
+        assert!(last > 0.99);
+        // The helper at the fitted terms is the forecast's own probability.
+        let f = model.forecast();
+        assert!((model.lock_probability(150, day(20.0)) - f.lock_probability).abs() < 1e-12);
+
+        // Again with demand slowing fast (a trend the model extrapolates) and the prior's
+        // deadline surge ahead: a later deadline still never lowers the chance.
+        prior.trend_sd = 3.0;
+        let slowing = declining(20.0, 80, 8.0, 2.0);
+        let model = FillModel::fit(
+            &slowing,
+            OpenBatch {
+                units: 30,
+                threshold: 120,
+            },
+            day(8.0),
+            Some(&prior),
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let f = model.forecast();
+        assert!(f.evidence.trend_per_day < -0.05, "{f:?}");
+        let mut last = 0.0;
+        for hours in (0..=24 * 60).step_by(6) {
+            let p = model.lock_probability(120, day(8.0) + Duration::hours(hours));
+            assert!(p >= last - 1e-12, "{hours} hours: {p} after {last}");
+            last = p;
+        }
+        let mut last = 1.0;
+        for threshold in (31..400).step_by(3) {
+            let p = model.lock_probability(threshold, day(20.0));
+            assert!(p <= last + 1e-12, "threshold {threshold}: {p} after {last}");
+            last = p;
+        }
+    }
+
+    #[test]
+    fn lock_times_lie_between_now_and_the_deadline_in_order() {
+        let f = forecast(
+            &even(20.0, 80, 0.0, 8.0),
+            OpenBatch {
+                units: 40,
+                threshold: 100,
+            },
+            day(8.0),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        assert!(f.lock_probability > 0.9, "{f:?}");
+        let (p10, p50, p90) = (
+            f.lock_by_p10.unwrap(),
+            f.lock_by_p50.unwrap(),
+            f.lock_by_p90.unwrap(),
+        );
+        assert!(
+            day(8.0) < p10 && p10 <= p50 && p50 <= p90 && p90 <= day(20.0),
+            "{f:?}"
+        );
+        let expected = f.expected_lock_at.unwrap();
+        assert!(p10 < expected && expected < p90, "{f:?}");
+        // About 60 more units at 10 a day (less cancels): about 6.3 days from now.
+        assert!((days_between(day(8.0), p50) - 6.3).abs() < 1.0, "{f:?}");
+    }
+
+    #[test]
+    fn cancellations_slow_the_pace() {
+        let plain = even(20.0, 80, 0.0, 8.0);
+        let mut cancelled = plain.clone();
+        cancelled.cancellations = (0..20)
+            .map(|i| Cancellation {
+                at: day(0.3 * i as f64),
+                units: 1,
+            })
+            .collect();
+        let batch = OpenBatch {
+            units: 40,
+            threshold: 120,
+        };
+        let a = forecast(&plain, batch, day(8.0), None, &ForecastConfig::default()).unwrap();
+        let b = forecast(
+            &cancelled,
+            batch,
+            day(8.0),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        assert!(b.evidence.cancel_fraction > 0.2 && a.evidence.cancel_fraction < 0.02);
+        assert!(b.lock_probability < a.lock_probability);
+        assert!(b.projected_units_mean < a.projected_units_mean);
+    }
+
+    #[test]
+    fn a_prior_learns_the_shape_of_earlier_campaigns() {
+        // Earlier campaigns placed at the quantiles of a late surge: g = 1 + 8·exp(-(D-t)/2).
+        let surge = Profile {
+            launch: vec![],
+            deadline: vec![
+                step(0.5, 9.0),
+                step(1.0, 7.0),
+                step(2.0, 4.0),
+                step(4.0, 1.5),
+            ],
+        };
+        let place = |length: f64, n: usize| -> ArrivalHistory {
+            let total = surge.integral(0.0, length, length);
+            let arrivals = (0..n)
+                .map(|i| {
+                    // Invert the cumulative intensity by bisection.
+                    let target = total * (i as f64 + 0.5) / n as f64;
+                    let (mut lo, mut hi) = (0.0, length);
+                    for _ in 0..60 {
+                        let mid = (lo + hi) / 2.0;
+                        if surge.integral(0.0, mid, length) < target {
+                            lo = mid
+                        } else {
+                            hi = mid
+                        }
+                    }
+                    Arrival {
+                        at: day(lo),
+                        units: 1 + (i % 3) as i64,
+                    }
+                })
+                .collect();
+            ArrivalHistory {
+                opens_at: t0(),
+                deadline: day(length),
+                arrivals,
+                cancellations: vec![],
+            }
+        };
+        let prior = Prior::from_campaigns(&[place(20.0, 400), place(25.0, 500), place(16.0, 300)])
+            .unwrap()
+            .unwrap();
+        let deadline = &prior.profile.deadline;
+        assert!(deadline.len() >= 3 && deadline[0].boost >= 5.0, "{prior:?}");
+        assert!(
+            deadline.windows(2).all(|w| w[0].boost >= w[1].boost),
+            "{prior:?}"
+        );
+        assert!(
+            prior.profile.launch.iter().all(|s| s.boost <= 1.0),
+            "{prior:?}"
+        );
+        // The extra demand it learnt in the last 4 days is what was put there (15 days'
+        // worth), within the steps' resolution.
+        let extra = prior.profile.integral(16.0, 20.0, 20.0) - 4.0;
+        assert!((extra - 15.0).abs() < 2.5, "{extra}: {prior:?}");
+        let sizes: Vec<i64> = prior.order_sizes.iter().map(|s| s.0).collect();
+        assert_eq!(sizes, vec![1, 2, 3]);
+        assert_eq!(prior.order_sizes.iter().map(|s| s.1).sum::<u64>(), 1200);
+        // Evenly spread campaigns give no shape at all.
+        let flat = Prior::from_campaigns(&[even(20.0, 300, 0.0, 20.0), even(10.0, 150, 0.0, 10.0)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(flat.profile, Profile::flat());
+        assert!((flat.order_rate - 15.0).abs() < 0.01, "{flat:?}");
+        assert_eq!(Prior::from_campaigns(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_surge_in_the_prior_raises_the_chance_before_it_comes() {
+        let history = even(20.0, 50, 0.0, 10.0);
+        let batch = OpenBatch {
+            units: 50,
+            threshold: 150,
+        };
+        let mut flat = sure_prior(5.0, 5.0, 1);
+        flat.campaigns = 3;
+        let mut surging = flat.clone();
+        surging.profile = Profile {
+            launch: vec![],
+            deadline: vec![step(1.0, 8.0), step(3.0, 3.0)],
+        };
+        let a = forecast(
+            &history,
+            batch,
+            day(10.0),
+            Some(&flat),
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let b = forecast(
+            &history,
+            batch,
+            day(10.0),
+            Some(&surging),
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        assert!(
+            b.lock_probability > a.lock_probability + 0.2,
+            "{} vs {}",
+            b.lock_probability,
+            a.lock_probability
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let config = ForecastConfig::default();
+        let batch = OpenBatch {
+            units: 0,
+            threshold: 10,
+        };
+        let mut h = even(10.0, 3, 0.0, 2.0);
+        h.arrivals[1].units = 0;
+        assert_eq!(
+            field(forecast(&h, batch, day(3.0), None, &config).unwrap_err()),
+            "history.arrivals[1].units"
+        );
+        let mut h = even(10.0, 3, 0.0, 2.0);
+        h.cancellations.push(Cancellation {
+            at: day(4.0),
+            units: 1,
+        });
+        assert_eq!(
+            field(forecast(&h, batch, day(3.0), None, &config).unwrap_err()),
+            "history.cancellations[0].at"
+        );
+        let h = even(10.0, 3, 0.0, 2.0);
+        assert_eq!(
+            field(
+                forecast(
+                    &h,
+                    OpenBatch {
+                        units: 0,
+                        threshold: 0
+                    },
+                    day(3.0),
+                    None,
+                    &config
+                )
+                .unwrap_err()
+            ),
+            "batch.threshold"
+        );
+        assert_eq!(
+            field(
+                forecast(
+                    &h,
+                    OpenBatch {
+                        units: -1,
+                        threshold: 5
+                    },
+                    day(3.0),
+                    None,
+                    &config
+                )
+                .unwrap_err()
+            ),
+            "batch.units"
+        );
+        assert_eq!(
+            field(forecast(&h, batch, day(-1.0), None, &config).unwrap_err()),
+            "now"
+        );
+        let mut backwards = h.clone();
+        backwards.deadline = t0();
+        assert_eq!(
+            field(forecast(&backwards, batch, day(3.0), None, &config).unwrap_err()),
+            "history.deadline"
+        );
+        let mut bad_prior = sure_prior(1.0, 1.0, 1);
+        bad_prior.rate_shape = f64::NAN;
+        assert_eq!(
+            field(forecast(&h, batch, day(3.0), Some(&bad_prior), &config).unwrap_err()),
+            "prior.rate_shape"
+        );
+        let mut past = even(10.0, 3, 0.0, 2.0);
+        past.arrivals[2].at = day(11.0);
+        assert_eq!(
+            field(Prior::from_campaigns(&[even(5.0, 1, 0.0, 1.0), past]).unwrap_err()),
+            "prior[1].arrivals[2].at"
+        );
+    }
+
+    #[test]
+    fn a_huge_demand_does_not_underflow() {
+        // Ten thousand orders a day against a threshold of a million: p^r underflows a
+        // double, the scaled recursion must still give a proper distribution.
+        let f = forecast(
+            &even(10.0, 50_000, 0.0, 5.0),
+            OpenBatch {
+                units: 50_000,
+                threshold: 90_000,
+            },
+            day(5.0),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        assert!(f.lock_probability > 0.999, "{f:?}");
+        assert!(
+            f.projected_units_p10 > 90_000 && f.projected_units_p10 < f.projected_units_p90,
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn the_forecast_serialises() {
+        let f = forecast(
+            &even(10.0, 10, 0.0, 2.0),
+            OpenBatch {
+                units: 10,
+                threshold: 30,
+            },
+            day(2.0),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let json = serde_json::to_string(&f).unwrap();
+        let back: FillForecast = serde_json::from_str(&json).unwrap();
+        assert!((back.lock_probability - f.lock_probability).abs() < 1e-15);
+        assert_eq!(back.lock_by_p50, f.lock_by_p50);
+        assert_eq!(back.projected_units_p90, f.projected_units_p90);
+        assert!(json.contains("\"lock_probability\""), "{json}");
+    }
+
+    #[test]
+    fn a_slowing_campaign_is_not_extrapolated_at_its_launch_pace() {
+        // Eighty orders in eight days either way; front-loaded ones mean a slower pace now.
+        let batch = OpenBatch {
+            units: 40,
+            threshold: 120,
+        };
+        let config = ForecastConfig::default();
+        let even_pace =
+            forecast(&even(20.0, 80, 0.0, 8.0), batch, day(8.0), None, &config).unwrap();
+        let slowing = forecast(
+            &declining(20.0, 80, 8.0, 2.0),
+            batch,
+            day(8.0),
+            None,
+            &config,
+        )
+        .unwrap();
+        assert!(slowing.evidence.trend_per_day < -0.05, "{slowing:?}");
+        assert!(
+            even_pace.evidence.trend_per_day.abs() < 0.05,
+            "{even_pace:?}"
+        );
+        assert!(slowing.projected_units_mean < even_pace.projected_units_mean - 20.0);
+        assert!(slowing.lock_probability < even_pace.lock_probability);
+        // Turned off, the trend is not estimated at all.
+        let flat = ForecastConfig {
+            trend_prior_sd: 0.0,
+            ..config
+        };
+        let no_trend =
+            forecast(&declining(20.0, 80, 8.0, 2.0), batch, day(8.0), None, &flat).unwrap();
+        assert_eq!(no_trend.evidence.trend_per_day, 0.0);
+    }
+
+    #[test]
+    fn bursty_earlier_campaigns_widen_the_forecast() {
+        // The same 200 orders over 20 days: evenly, or in clumps of uneven sizes, each
+        // within a few hours.
+        let clumped = |length: f64| {
+            let clumps = [40, 5, 30, 0, 50, 10, 0, 45, 20, 0];
+            let mut arrivals = vec![];
+            for (c, &n) in clumps.iter().enumerate() {
+                for i in 0..n {
+                    arrivals.push(Arrival {
+                        at: day(c as f64 * 2.0 + 0.7 + i as f64 * 0.005),
+                        units: 1,
+                    });
+                }
+            }
+            ArrivalHistory {
+                arrivals,
+                ..even(length, 0, 0.0, 0.0)
+            }
+        };
+        let bursty = Prior::from_campaigns(&[clumped(20.0), clumped(20.0)])
+            .unwrap()
+            .unwrap();
+        let steady =
+            Prior::from_campaigns(&[even(20.0, 200, 0.0, 20.0), even(20.0, 200, 0.0, 20.0)])
+                .unwrap()
+                .unwrap();
+        assert!(bursty.burstiness > 1.0, "{bursty:?}");
+        assert_eq!(steady.burstiness, 0.0, "{steady:?}");
+        let history = even(20.0, 50, 0.0, 5.0);
+        let batch = OpenBatch {
+            units: 20,
+            threshold: 150,
+        };
+        let config = ForecastConfig::default();
+        let wide = forecast(&history, batch, day(5.0), Some(&bursty), &config).unwrap();
+        let narrow = forecast(&history, batch, day(5.0), Some(&steady), &config).unwrap();
+        // Relative to the demand expected (the clumps also shape the profile).
+        let width = |f: &FillForecast| {
+            (f.projected_units_p90 - f.projected_units_p10) as f64 / (f.projected_units_mean - 20.0)
+        };
+        assert!(
+            width(&wide) > 1.3 * width(&narrow),
+            "{wide:?} vs {narrow:?}"
+        );
+        assert!(wide.evidence.burstiness > 1.0);
+    }
+
+    #[test]
+    fn the_exposure_is_the_integral_of_the_profile() {
+        // Closed-form pieces against a midpoint sum of g(t)·exp(-k(t1 - t)).
+        let p = Profile {
+            launch: vec![step(0.5, 6.0), step(2.0, 2.5), step(5.0, 0.5)],
+            deadline: vec![step(1.0, 4.0), step(3.0, 1.0)],
+        };
+        for (t0, t1, d, k) in [
+            (0.0, 10.0, 12.0, 0.0),
+            (0.3, 11.5, 12.0, 0.2),
+            (2.0, 9.0, 9.0, 1.3),
+        ] {
+            let n = 200_000;
+            let h = (t1 - t0) / n as f64;
+            let numeric: f64 = (0..n)
+                .map(|i| {
+                    let t = t0 + (i as f64 + 0.5) * h;
+                    p.intensity(t, d) * (-k * (t1 - t)).exp() * h
+                })
+                .sum();
+            let closed = p.discounted_integral(t0, t1, d, k);
+            assert!(
+                (closed - numeric).abs() < 1e-3,
+                "{t0}..{t1} of {d}, k {k}: {closed} vs {numeric}"
+            );
+        }
+    }
+
+    #[test]
+    fn pool_adjacent_violators_gives_the_closest_non_increasing_fit() {
+        assert_eq!(
+            non_increasing(&[3.0, 1.0, 2.0, 0.5], &[1.0, 1.0, 1.0, 1.0]),
+            vec![3.0, 1.5, 1.5, 0.5]
+        );
+        assert_eq!(non_increasing(&[1.0, 4.0], &[3.0, 1.0]), vec![1.75, 1.75]);
+        // A step with no exposure takes its neighbour's value.
+        assert_eq!(
+            non_increasing(&[0.0, 2.0, 1.0], &[0.0, 1.0, 1.0]),
+            vec![2.0, 2.0, 1.0]
+        );
+        assert_eq!(
+            non_increasing(&[5.0, 4.0, 0.0], &[1.0, 1.0, 1.0]),
+            vec![5.0, 4.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn the_compound_distribution_is_a_distribution_with_the_right_mean() {
+        let sizes = [(1, 0.5), (2, 0.3), (7, 0.2)];
+        let (r, mean) = (2.5, 40.0);
+        let pmf = CompoundNegBinomial::new(r, mean, &sizes).pmf(2000, None);
+        let total: f64 = pmf.iter().sum();
+        let first: f64 = pmf.iter().enumerate().map(|(x, f)| x as f64 * f).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+        // E[X] = E[N]·E[S] = 40 · 2.5.
+        assert!((first - 100.0).abs() < 1e-6, "{first}");
+    }
+}
