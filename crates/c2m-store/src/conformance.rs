@@ -216,6 +216,35 @@ impl Fixture for SqliteFixture {
     async fn teardown(&self) {}
 }
 
+/// The PostgreSQL server the PostgreSQL tests may create databases on
+/// (`TEST_DATABASE_URL`), or `None` when it is not set: locally the PostgreSQL cases then
+/// skip, and the first to skip in a test process says so once on stderr; under `CI=true`
+/// (or `CI=1`) a missing database fails the test instead, so a CI run can never pass
+/// without its PostgreSQL suites. Every PostgreSQL test of the workspace asks here.
+pub fn test_database_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !ci,
+                "TEST_DATABASE_URL is not set but CI is: the PostgreSQL suites must run in CI"
+            );
+            static SAID: std::sync::Once = std::sync::Once::new();
+            // Written to the process's stderr, not through `eprintln!`, which the test
+            // harness captures and hides for passing tests: the skip must be seen.
+            SAID.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: the PostgreSQL cases of this test binary (TEST_DATABASE_URL is not set; see docs/testing.md)"
+                );
+            });
+            None
+        }
+    }
+}
+
 /// A fresh PostgreSQL database, created through an admin URL and dropped on teardown.
 pub struct PgFixture {
     admin_url: String,
@@ -2287,7 +2316,41 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
             sku: "no-such-sku".into()
         }
     );
+    // The currency rule: a campaign sells in the catalogue's currency (the independent
+    // client's defect 6: a USD campaign was accepted on a CNY catalogue).
+    let mut dollars = spec(5, None);
+    dollars.currency = "USD".into();
+    let refused = store
+        .create_campaign(
+            &CreateCampaign {
+                idempotency_key: key(),
+                spec: dollars,
+            },
+            t0(),
+        )
+        .await;
+    assert_eq!(
+        precondition(refused),
+        Refusal::CurrencyMismatch {
+            campaign: "USD".into(),
+            catalogue: "CNY".into()
+        }
+    );
     create(&*store, spec(5, None)).await;
+    // ... and the catalogue cannot move to another currency under a campaign.
+    let mut in_dollars = store.catalogue().await.unwrap();
+    in_dollars.currency = Some("USD".into());
+    assert_eq!(
+        precondition(change(&*store, CatalogueEdit::Replace(in_dollars), accept_all()).await),
+        Refusal::CurrencyMismatch {
+            campaign: "CNY".into(),
+            catalogue: "USD".into()
+        }
+    );
+    assert_eq!(
+        store.catalogue().await.unwrap().currency.as_deref(),
+        Some("CNY")
+    );
     let delete = CatalogueEdit::Delete {
         kind: CatalogueKind::Product,
         id: "kettle-17-white".into(),

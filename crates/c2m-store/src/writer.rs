@@ -666,8 +666,7 @@ mod tests {
     /// the whole group again; skipped without `TEST_DATABASE_URL`.
     #[tokio::test]
     async fn postgres_groups_commit_once_rerun_alone_and_retry_whole() {
-        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-            eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
+        let Some(admin) = crate::conformance::test_database_url() else {
             return;
         };
         for case in 0..3 {

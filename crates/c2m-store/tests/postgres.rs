@@ -5,12 +5,9 @@
 //! variable each test prints a note and passes.
 
 async fn fixture() -> Option<c2m_store::conformance::PgFixture> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(c2m_store::conformance::PgFixture::new(&url).await),
-        _ => {
-            eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL conformance tests");
-            None
-        }
+    match c2m_store::conformance::test_database_url() {
+        Some(url) => Some(c2m_store::conformance::PgFixture::new(&url).await),
+        None => None,
     }
 }
 
@@ -20,8 +17,7 @@ c2m_store::conformance_tests!(fixture());
 #[tokio::test]
 async fn sessions_carry_the_lock_and_idle_timeouts_and_generic_plans() {
     use sqlx::{ConnectOptions, Connection};
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL tests");
+    let Some(admin) = c2m_store::conformance::test_database_url() else {
         return;
     };
     let mut conn = c2m_store::postgres::connect_options(&admin)

@@ -32,8 +32,7 @@ async fn probe_measures_sqlite_and_cleans_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_measures_postgres_and_cleans_up() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        eprintln!("skipped: set TEST_DATABASE_URL to run the PostgreSQL probe test");
+    let Some(admin) = c2m_store::conformance::test_database_url() else {
         return;
     };
     let url = c2m_store::conformance::fresh_pg_database(&admin).await;

@@ -269,29 +269,11 @@ pub fn https_endpoint(addr: SocketAddr, tls: ClientTlsConfig) -> Endpoint {
 #[allow(unused_imports)]
 pub use c2m_server::tls::error_chain;
 
-/// The PostgreSQL server the PostgreSQL tests may create databases on
-/// (`TEST_DATABASE_URL`), or `None` when it is not set: locally the PostgreSQL cases then
-/// skip, and the first one to do so says it once on stderr; under `CI=true` a missing
-/// database fails the test instead, so a CI run can never pass without its PostgreSQL
-/// suites.
+/// The PostgreSQL server the PostgreSQL tests may create databases on, or `None`: the one
+/// rule of `c2m_store::conformance::test_database_url` (skip said once locally, a failure
+/// under `CI=true`).
 pub fn pg_admin_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "TEST_DATABASE_URL is not set but CI is: the PostgreSQL suites must run in CI"
-            );
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                eprintln!(
-                    "skipped: the PostgreSQL cases (TEST_DATABASE_URL is not set; see docs/testing.md)"
-                )
-            });
-            None
-        }
-    }
+    c2m_store::conformance::test_database_url()
 }
 
 /// What one factory client received: seq -> work order id, and how often work orders came.

@@ -295,6 +295,7 @@ pub(crate) async fn change_catalogue<D: Backend>(
     let gone_products = removed(&current.products, &next.products, |p| &p.sku);
     // The sku rule first: its error says more than the rules the removal would break.
     sku_rule(tx, &gone_products).await?;
+    currency_rule(tx, &current, &next).await?;
     check(&next)?;
 
     // Deletes, then the sku rule again: on PostgreSQL a campaign being created holds its
@@ -352,19 +353,51 @@ async fn sku_rule<D: Backend>(tx: &mut Tx<'_, D>, gone: &[String]) -> Result<(),
     }
 }
 
-/// The check in `create_campaign`: the sku must be in the catalogue (and stays there until
-/// the campaign is written).
+/// The check in `create_campaign`: the sku must be in the catalogue, and the campaign in
+/// the catalogue's currency (costs and prices are compared, in advice and margins); both
+/// stay so until the campaign is written.
 pub(crate) async fn require_product<D: Backend>(
     tx: &mut Tx<'_, D>,
     sku: &str,
+    currency: &str,
 ) -> Result<(), StoreError> {
-    if tx.hold_product(sku).await? {
-        Ok(())
-    } else {
-        Err(DomainError::from(c2m_domain::Refusal::SkuNotInCatalogue {
+    if !tx.hold_product(sku).await? {
+        return Err(DomainError::from(c2m_domain::Refusal::SkuNotInCatalogue {
             sku: sku.to_owned(),
         })
-        .into())
+        .into());
+    }
+    match tx.hold_currency().await? {
+        Some(catalogue) if catalogue != currency => {
+            Err(DomainError::from(c2m_domain::Refusal::CurrencyMismatch {
+                campaign: currency.to_owned(),
+                catalogue,
+            })
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A catalogue may not move to another currency while campaigns sell in the old one.
+async fn currency_rule<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    current: &Catalogue,
+    next: &Catalogue,
+) -> Result<(), StoreError> {
+    let Some(catalogue) = next.currency.as_deref() else {
+        return Ok(());
+    };
+    if current.currency.as_deref() == Some(catalogue) {
+        return Ok(());
+    }
+    match tx.campaign_currency_other_than(catalogue).await? {
+        Some(campaign) => Err(DomainError::from(c2m_domain::Refusal::CurrencyMismatch {
+            campaign,
+            catalogue: catalogue.to_owned(),
+        })
+        .into()),
+        None => Ok(()),
     }
 }
 

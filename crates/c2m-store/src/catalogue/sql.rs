@@ -40,6 +40,8 @@ const UPSERT_SUPPLIER: &str = "INSERT INTO catalogue_suppliers \
 /// cannot be deleted before their campaign is written.
 const PRODUCT: &str = "SELECT sku FROM catalogue_products WHERE sku = $1";
 const PRODUCT_FOR_SHARE: &str = "SELECT sku FROM catalogue_products WHERE sku = $1 FOR SHARE";
+const CURRENCY: &str = "SELECT currency FROM catalogue_meta WHERE id = 1";
+const CURRENCY_FOR_SHARE: &str = "SELECT currency FROM catalogue_meta WHERE id = 1 FOR SHARE";
 
 /// The catalogue's tables.
 impl<D: Backend> Tx<'_, D> {
@@ -122,6 +124,28 @@ impl<D: Backend> Tx<'_, D> {
             }
         }
         Ok(None)
+    }
+
+    /// The catalogue's currency; in a write transaction it is held (against a change of
+    /// catalogue) until the transaction ends.
+    pub(crate) async fn hold_currency(&mut self) -> Result<Option<String>, StoreError> {
+        let sql = D::locking(CURRENCY, CURRENCY_FOR_SHARE);
+        match D::query(sql, ()).fetch_optional(self).await? {
+            Some(row) => row.text_opt("currency"),
+            None => Ok(None),
+        }
+    }
+
+    /// A currency of some campaign other than `currency`, if there is one.
+    pub(crate) async fn campaign_currency_other_than(
+        &mut self,
+        currency: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT currency FROM campaigns WHERE currency <> $1 LIMIT 1";
+        match D::query(sql, (currency,)).fetch_optional(self).await? {
+            Some(row) => Ok(Some(row.text("currency")?)),
+            None => Ok(None),
+        }
     }
 
     /// Whether the catalogue has the product; in a write transaction the product is held

@@ -148,7 +148,7 @@ pub(crate) async fn create_campaign<D: Backend>(
         return Ok(done);
     }
     let mut terms = req.spec.validate(now)?;
-    crate::catalogue::require_product(tx, &terms.sku).await?;
+    crate::catalogue::require_product(tx, &terms.sku, terms.unit_price.currency.as_str()).await?;
     terms.opens_at = micros(terms.opens_at);
     terms.deadline = micros(terms.deadline);
     let campaign = Campaign {
