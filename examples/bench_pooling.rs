@@ -18,9 +18,6 @@
 //! `service / no-op RPC rate` says how much of the wire an order's own work leaves. This
 //! is a benchmark, not a test: it asserts nothing but prints figures.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use anyhow::Context;
 use clap::Parser;
 
@@ -31,6 +28,10 @@ use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::auth::Bearer;
 use c2m_server::tls::ClientTls;
 use c2m_server::{Application, Settings};
+
+#[path = "common/bench.rs"]
+mod bench;
+use bench::{closed_loop, ms};
 use tonic_health::pb::health_client::HealthClient;
 
 /// The product the benchmark campaign sells, with just enough around it to be a valid
@@ -95,77 +96,6 @@ struct Args {
     /// gRPC connections the load is spread over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-}
-
-/// What a closed loop of calls measured: the latencies of the accepted calls (sorted),
-/// how many were refused, and the accepted calls per second.
-struct Loop {
-    latencies: Vec<Duration>,
-    refused: usize,
-    rate: f64,
-}
-
-/// `total` calls from `concurrency` tasks spread over `channels`, each task sending its
-/// next call as soon as the last one is answered. `call(channel, i)` makes call `i`.
-async fn closed_loop<F, Fut>(
-    total: usize,
-    concurrency: usize,
-    channels: &[tonic::transport::Channel],
-    call: F,
-) -> anyhow::Result<Loop>
-where
-    F: Fn(tonic::transport::Channel, usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
-{
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..concurrency.max(1) {
-        let channel = channels[t % channels.len()].clone();
-        let (next, call) = (next.clone(), call.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut refused = 0usize;
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                let t0 = Instant::now();
-                match call(channel.clone(), i).await {
-                    Ok(()) => lat.push(t0.elapsed()),
-                    Err(_) => refused += 1,
-                }
-            }
-            (lat, refused)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut refused = 0;
-    for t in tasks {
-        let (l, r) = t.await?;
-        latencies.extend(l);
-        refused += r;
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
-    Ok(Loop {
-        latencies,
-        refused,
-        rate,
-    })
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 #[allow(clippy::print_stdout)]
@@ -284,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?
     };
-    let (lat, refused, rate) = (&orders.latencies, orders.refused, orders.rate);
+    let (refused, rate) = (orders.refused, orders.rate);
 
     println!(
         "c2m pooling benchmark: {} single-unit pre-orders, {} concurrent clients, threshold {}",
@@ -309,15 +239,15 @@ async fn main() -> anyhow::Result<()> {
         "{:<34} {:>12.0} {:>10.2} {:>10.2}",
         "gRPC PlacePreorder (accepted)",
         rate,
-        ms(pct(lat, 0.50)),
-        ms(pct(lat, 0.99))
+        orders.p50_ms(),
+        orders.p99_ms()
     );
     println!(
         "{:<34} {:>12.0} {:>10.2} {:>10.2}",
         "no-op RPC: health Check",
         noop.rate,
-        ms(pct(&noop.latencies, 0.50)),
-        ms(pct(&noop.latencies, 0.99))
+        noop.p50_ms(),
+        noop.p99_ms()
     );
     if let Some(raw) = &raw {
         println!(

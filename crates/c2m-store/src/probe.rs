@@ -84,6 +84,32 @@ pub async fn raw_write_rate(
     }
 }
 
+/// How many bytes the database `url` names takes on disk: for SQLite the database file with
+/// its write-ahead log, for PostgreSQL `pg_database_size` of the current database (tables,
+/// indexes and TOAST together). The scale benchmark divides it by the pre-orders it holds.
+#[tracing::instrument(skip(url), err)]
+pub async fn database_bytes(url: &str) -> Result<u64, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let mut conn = crate::postgres::connect_options(url)?.connect().await?;
+        let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(u64::try_from(size).unwrap_or(0))
+    } else {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        let mut total = 0;
+        for suffix in ["", "-wal"] {
+            if let Ok(m) = tokio::fs::metadata(format!("{path}{suffix}")).await {
+                total += m.len();
+            }
+        }
+        Ok(total)
+    }
+}
+
 const SQLITE_TABLES: &str = "CREATE TABLE IF NOT EXISTS probe_batches (
          id INTEGER PRIMARY KEY, units INTEGER NOT NULL);
      CREATE TABLE IF NOT EXISTS probe_orders (
