@@ -1015,6 +1015,11 @@ pub async fn run_schedule(
                 tracing::warn!(plan = %plan_id, "scheduled cycle infeasible; batches stay queued");
                 last_tried = Some(state);
             }
+            Ok(CycleOutcome::Idle) => {
+                // Batches wait but none is due within the horizon yet: time will bring
+                // them in, so the next tick looks again.
+                tracing::debug!("scheduled cycle: nothing due within the horizon");
+            }
             Ok(outcome) => {
                 tracing::info!(?outcome, "scheduled cycle");
                 last_tried = None;

@@ -110,6 +110,7 @@ pub fn plan(p: &StoredPlan) -> Result<pb::Plan, Status> {
             purchase: Some(minor_money(b.purchase, cur)),
             ordering: Some(minor_money(b.ordering, cur)),
             holding: Some(minor_money(b.holding, cur)),
+            lateness: Some(minor_money(b.lateness, cur)),
         }),
         solve_seconds: p.solve_seconds,
         diagnosis,
