@@ -1028,3 +1028,105 @@ pub async fn run_schedule(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn world(frozen: Vec<WorkOrder>) -> World {
+        World {
+            now: Utc.with_ymd_and_hms(2030, 3, 4, 9, 0, 0).single().unwrap(),
+            horizon: PlanHorizon {
+                periods: 6,
+                period_days: 7,
+            },
+            purchase_orders: vec![],
+            frozen,
+        }
+    }
+
+    fn days(d: f64) -> chrono::Duration {
+        chrono::Duration::seconds((d * 86_400.0) as i64)
+    }
+
+    #[test]
+    fn due_dates_fall_in_the_last_period_that_ends_by_them() {
+        let w = world(vec![]);
+        let at = |d: f64| w.now + days(d);
+        assert_eq!(w.due_period(at(14.0)), 1, "period 1 ends on day 14");
+        assert_eq!(w.due_period(at(13.9)), 0);
+        assert_eq!(
+            w.due_period(at(3.0)),
+            0,
+            "before the first period ends: period 0"
+        );
+        assert_eq!(w.due_period(at(-2.0)), 0, "overdue");
+        assert_eq!(
+            w.due_period(at(100.0)),
+            5,
+            "beyond the horizon: its last period"
+        );
+        assert!(w.in_horizon(at(42.0)) && !w.in_horizon(at(42.0) + days(0.0001)));
+        assert!(w.in_horizon(at(-1.0)));
+        assert_eq!(w.arrival_period(at(-1.0)), Some(0), "overdue: usable now");
+        assert_eq!(w.arrival_period(at(0.0)), Some(0));
+        assert_eq!(
+            w.arrival_period(at(0.5)),
+            Some(1),
+            "usable from the next period"
+        );
+        assert_eq!(w.arrival_period(at(7.0)), Some(1));
+        assert_eq!(
+            w.arrival_period(at(36.0)),
+            None,
+            "after the last period starts"
+        );
+    }
+
+    #[test]
+    fn released_runs_take_their_hours_out_of_the_calendar() {
+        let now = world(vec![]).now;
+        let run = |starts: f64, ends: f64, hours: f64| WorkOrderRun {
+            sku: "kettle".into(),
+            quantity: 10,
+            batches: vec![],
+            schedule: Some(RunSchedule {
+                period: 0,
+                starts_at: now + days(starts),
+                ends_at: now + days(ends),
+                hours,
+            }),
+        };
+        let wo = WorkOrder {
+            id: "wo_1".into(),
+            plan_id: "pln_1".into(),
+            factory_id: "f1".into(),
+            seq: 1,
+            // Half of a week's 14 hours falls before this cycle, half in its period 0;
+            // a run a week later takes its 20 hours from period 1.
+            runs: vec![run(-3.5, 3.5, 14.0), run(7.0, 14.0, 20.0)],
+            materials: vec![],
+            due_at: now,
+            created_at: now,
+            state: c2m_domain::WorkOrderState::Accepted,
+        };
+        let w = world(vec![wo]);
+        let mut f = CatalogueFactory {
+            id: "f1".into(),
+            capacity_hours: 40.0,
+            lines: vec![],
+            calendar: None,
+        };
+        let cal = w.calendar(&f);
+        assert_eq!(cal.len(), 6);
+        assert!((cal[0] - 33.0).abs() < 1e-9, "{cal:?}");
+        assert_eq!(cal[1], 20.0);
+        assert_eq!(cal[2..], [40.0; 4]);
+        // A closed week stays closed; another factory's work takes nothing here.
+        f.calendar = Some(vec![16.0, 0.0, 40.0, 40.0, 40.0, 40.0]);
+        assert_eq!(w.calendar(&f)[..2], [9.0, 0.0]);
+        f.id = "f2".into();
+        assert_eq!(w.calendar(&f)[..2], [16.0, 0.0]);
+    }
+}
