@@ -28,7 +28,7 @@ async fn place_many(max_group: usize) -> (c2m_store::sqlite::WriterStats, std::t
                 spec: CampaignSpec {
                     sku: "mug".into(),
                     title: "Mug".into(),
-                    currency: "EUR".into(),
+                    currency: "CNY".into(),
                     unit_price: 1200,
                     deposit: 300,
                     batch_threshold: 25,
