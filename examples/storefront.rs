@@ -9,6 +9,9 @@
 //! cargo run --example storefront -- cancel --preorder po_... --consumer alice
 //! cargo run --example storefront -- queue          # admin: batches waiting for planning
 //! cargo run --example storefront -- run-planning   # admin: a planning cycle now
+//! cargo run --example storefront -- purchase-orders --open --csv > open-orders.csv
+//! cargo run --example storefront -- receive --purchase-order pur_... --quantity 60
+//! cargo run --example storefront -- cancel-purchase-order --purchase-order pur_...
 //! ```
 //!
 //! Every mutating call sends an idempotency key: pass `--key` to retry a call safely,
@@ -113,6 +116,30 @@ enum Cmd {
     Queue,
     /// (Admin) Run a planning cycle now over every waiting batch.
     RunPlanning,
+    /// (Admin) Purchase orders, as JSON or as CSV (for mailing to suppliers).
+    PurchaseOrders {
+        /// Only this supplier's.
+        #[arg(long, default_value = "")]
+        supplier: String,
+        /// Only those with material still to arrive (open or partly received).
+        #[arg(long)]
+        open: bool,
+        /// CSV with a header line instead of JSON.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// (Admin) Record material arriving on a purchase order.
+    Receive {
+        #[arg(long)]
+        purchase_order: String,
+        #[arg(long)]
+        quantity: f64,
+    },
+    /// (Admin) Cancel an open purchase order.
+    CancelPurchaseOrder {
+        #[arg(long)]
+        purchase_order: String,
+    },
 }
 
 #[tokio::main]
@@ -143,6 +170,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut preorders = PreorderServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut planning =
         c2m_proto::v1::planning_service_client::PlanningServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        );
+    let mut purchasing =
+        c2m_proto::v1::purchasing_service_client::PurchasingServiceClient::with_interceptor(
             channel, bearer,
         );
     let key = args
@@ -326,12 +358,142 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "idempotency_key": key,
             })
         }
+        Cmd::PurchaseOrders {
+            supplier,
+            open,
+            csv,
+        } => {
+            let mut orders = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = purchasing
+                    .list_purchase_orders(pb::ListPurchaseOrdersRequest {
+                        supplier_id: supplier.clone(),
+                        state: 0,
+                        page_size: 100,
+                        page_token: page_token.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                orders.extend(page.purchase_orders.into_iter().filter(|p| {
+                    !open
+                        || matches!(
+                            p.state(),
+                            pb::PurchaseOrderState::Open | pb::PurchaseOrderState::PartlyReceived
+                        )
+                }));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if csv {
+                #[allow(clippy::print_stdout)]
+                {
+                    print!("{}", purchase_orders_csv(&orders));
+                }
+                return Ok(());
+            }
+            serde_json::Value::Array(orders.iter().map(purchase_order_json).collect())
+        }
+        Cmd::Receive {
+            purchase_order,
+            quantity,
+        } => {
+            let p = purchasing
+                .receive_purchase_order(pb::ReceivePurchaseOrderRequest {
+                    idempotency_key: key.clone(),
+                    purchase_order_id: purchase_order,
+                    quantity,
+                })
+                .await?
+                .into_inner();
+            purchase_order_json(&p)
+        }
+        Cmd::CancelPurchaseOrder { purchase_order } => {
+            let p = purchasing
+                .cancel_purchase_order(pb::CancelPurchaseOrderRequest {
+                    idempotency_key: key.clone(),
+                    purchase_order_id: purchase_order,
+                })
+                .await?
+                .into_inner();
+            purchase_order_json(&p)
+        }
     };
     #[allow(clippy::print_stdout)]
     {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
+}
+
+fn date(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn purchase_order_json(p: &pb::PurchaseOrder) -> serde_json::Value {
+    serde_json::json!({
+        "id": p.id,
+        "plan_id": p.plan_id,
+        "supplier": p.supplier_id,
+        "material": p.material_id,
+        "quantity": p.quantity,
+        "unit_price": p.unit_price,
+        "tier": p.tier,
+        "packs": p.packs,
+        "total": p.total.as_ref().map(|m| m.minor),
+        "currency": p.currency,
+        "ordered": date(&p.ordered_at),
+        "expected": date(&p.expected_at),
+        "received": p.received,
+        "state": p.state().as_str_name(),
+        "batches": p.batch_ids,
+    })
+}
+
+/// One CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_owned()
+    }
+}
+
+/// Purchase orders as CSV: one header line, one line per order, money in minor units.
+fn purchase_orders_csv(orders: &[pb::PurchaseOrder]) -> String {
+    let mut out = String::from(
+        "purchase_order,supplier,material,quantity,still_to_arrive,unit_price_minor,tier,packs,\
+         total_minor,currency,ordered,expected,state\n",
+    );
+    for p in orders {
+        let fields = [
+            p.id.clone(),
+            p.supplier_id.clone(),
+            p.material_id.clone(),
+            p.quantity.to_string(),
+            (p.quantity - p.received).max(0.0).to_string(),
+            p.unit_price.to_string(),
+            p.tier.to_string(),
+            p.packs.map(|n| n.to_string()).unwrap_or_default(),
+            p.total
+                .as_ref()
+                .map(|m| m.minor.to_string())
+                .unwrap_or_default(),
+            p.currency.clone(),
+            date(&p.ordered_at),
+            date(&p.expected_at),
+            p.state().as_str_name().to_owned(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
 }
 
 fn status_name(s: Result<&'static str, prost::UnknownEnumValue>) -> String {

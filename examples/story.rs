@@ -110,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
                 }),
                 price_ladder: vec![],
                 balance_window_seconds: None,
+                ships_within_days: None,
             })
             .await?
             .into_inner();

@@ -4,7 +4,11 @@
 //! restarted on the same file. The factory clients reconnect and resume from the cursor
 //! the server kept. At the end each factory must hold every work order the store has for
 //! it exactly once by id, with sequence numbers 1..=n and no gap, and every batch must be
-//! planned exactly once (its units in live work orders equal its units).
+//! planned exactly once (its units in live work orders equal its units). Purchase orders
+//! too: each round receives part of every open order under a key, killed in flight and
+//! retried with the same key after the restart; at the end every stored plan's purchase
+//! orders exist exactly once, and each order's received quantity is what the distinct
+//! keys sent (no receipt counted twice).
 //!
 //! `C2M_CRASH_ROUNDS` (default 15) sets the number of rounds, two kills each;
 //! `C2M_CRASH_SEED` replays a run (the seed is printed).
@@ -99,6 +103,37 @@ async fn stored(c: &mut Clients) -> (HashMap<String, BTreeMap<i64, String>>, Has
     (by_factory, units)
 }
 
+fn purchasing(
+    c: &Clients,
+) -> pb::purchasing_service_client::PurchasingServiceClient<tonic::transport::Channel> {
+    pb::purchasing_service_client::PurchasingServiceClient::new(c.channel.clone())
+}
+
+/// Every purchase order the store lists, by id (asserting no id is listed twice).
+async fn listed_purchase_orders(c: &Clients) -> BTreeMap<String, pb::PurchaseOrder> {
+    let mut out = BTreeMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = purchasing(c)
+            .list_purchase_orders(pb::ListPurchaseOrdersRequest {
+                page_size: 100,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("list purchase orders")
+            .into_inner();
+        for p in page.purchase_orders {
+            let id = p.id.clone();
+            assert!(out.insert(id.clone(), p).is_none(), "{id} listed twice");
+        }
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_orders_arrive_exactly_once_across_sigkills() {
     let rounds: usize = std::env::var("C2M_CRASH_ROUNDS")
@@ -136,6 +171,8 @@ async fn work_orders_arrive_exactly_once_across_sigkills() {
         .collect();
 
     let mut batches: HashMap<String, i64> = HashMap::new();
+    // Per purchase order: what the distinct receipt keys sent.
+    let mut receipts: HashMap<String, f64> = HashMap::new();
     for round in 0..rounds {
         // New demand: one batch of each product.
         for (sku, units) in [("case-a", 10 + (round as i64 % 5)), ("case-b", 12)] {
@@ -166,6 +203,46 @@ async fn work_orders_arrive_exactly_once_across_sigkills() {
             plan.diagnosis,
             plan.scenario_toml
         );
+
+        // Receive half of what is still to arrive on every open order, killed in flight;
+        // the same key after the restart either replays the receipt or makes it.
+        let open: Vec<(String, f64)> = listed_purchase_orders(&c)
+            .await
+            .into_values()
+            .filter(|p| p.state() == pb::PurchaseOrderState::Open)
+            .map(|p| (p.id, (p.quantity - p.received) / 2.0))
+            .filter(|(_, q)| *q > 0.0)
+            .collect();
+        if !open.is_empty() {
+            let receive = |id: &str, qty: f64| pb::ReceivePurchaseOrderRequest {
+                idempotency_key: format!("rcv-{round}-{id}"),
+                purchase_order_id: id.to_owned(),
+                quantity: qty,
+            };
+            let first = {
+                let c = c.clone();
+                let reqs: Vec<_> = open.iter().map(|(id, q)| receive(id, *q)).collect();
+                tokio::spawn(async move {
+                    for r in reqs {
+                        let _ = purchasing(&c).receive_purchase_order(r).await;
+                    }
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
+            kill(&mut server).await;
+            let _ = addr_tx.send(None);
+            let _ = first.await;
+            server = start(&url, dir.path()).await;
+            let _ = addr_tx.send(Some(server.addr));
+            c = Clients::connect(server.addr).await;
+            for (id, q) in &open {
+                purchasing(&c)
+                    .receive_purchase_order(receive(id, *q))
+                    .await
+                    .expect("the retry of a receipt");
+                *receipts.entry(id.clone()).or_default() += q;
+            }
+        }
 
         // Kill again while the factories are being delivered to and acknowledging.
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..60))).await;
@@ -203,11 +280,65 @@ async fn work_orders_arrive_exactly_once_across_sigkills() {
         redelivered += r.deliveries - r.by_seq.len();
     }
     assert_eq!(units, batches, "every batch planned exactly once, in full");
+    // Each plan's purchase orders exist once; none without its plan; receipts count once.
+    let listed = listed_purchase_orders(&c).await;
+    let mut of_plans: BTreeMap<String, String> = BTreeMap::new();
+    let mut plan_ids: Vec<String> = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .planning
+            .list_plans(pb::ListPlansRequest {
+                page_size: 100,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("plans")
+            .into_inner();
+        plan_ids.extend(page.plans.iter().map(|p| p.id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    for id in &plan_ids {
+        let plan = c
+            .planning
+            .get_plan(pb::GetPlanRequest {
+                plan_id: id.clone(),
+            })
+            .await
+            .expect("plan")
+            .into_inner();
+        let mut keys = std::collections::BTreeSet::new();
+        for p in plan.purchase_orders {
+            assert!(
+                keys.insert((p.supplier_id.clone(), p.material_id.clone(), p.order_period)),
+                "plan {id} has two orders for one supplier, material and period"
+            );
+            of_plans.insert(p.id.clone(), id.clone());
+        }
+    }
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        of_plans.keys().collect::<Vec<_>>(),
+        "the stored purchase orders are exactly the plans' purchase orders"
+    );
+    for (id, p) in &listed {
+        let want = receipts.get(id).copied().unwrap_or(0.0);
+        assert!(
+            (p.received - want).abs() < 1e-6,
+            "{id}: received {} but the distinct keys sent {want}",
+            p.received
+        );
+    }
     eprintln!(
-        "factory crash test: {} work orders, {} redeliveries recognised by id, {} kills",
+        "factory crash test: {} work orders, {} redeliveries recognised by id, {} purchase \
+         orders, {} receipts",
         expected.values().map(|m| m.len()).sum::<usize>(),
         redelivered,
-        rounds * 2
+        listed.len(),
+        receipts.len()
     );
     for t in clients {
         t.abort();

@@ -91,14 +91,14 @@ fn report(
     }
 }
 
+/// Units of each batch in the work order, over all its runs (a batch may be made in
+/// runs of several periods).
 fn batches_of(w: &pb::WorkOrder) -> Vec<(String, i64)> {
-    let mut out: Vec<(String, i64)> = w
-        .runs
-        .iter()
-        .flat_map(|r| r.batches.iter().map(|b| (b.batch_id.clone(), b.units)))
-        .collect();
-    out.sort();
-    out
+    let mut out: std::collections::BTreeMap<String, i64> = Default::default();
+    for b in w.runs.iter().flat_map(|r| &r.batches) {
+        *out.entry(b.batch_id.clone()).or_default() += b.units;
+    }
+    out.into_iter().collect()
 }
 
 async fn stage_of(c: &mut Clients, preorder: &str) -> Option<pb::BatchProduction> {

@@ -23,6 +23,7 @@ mod mixed_crash;
 mod planning_e2e;
 mod pooling_e2e;
 mod postgres_e2e;
+mod promise_e2e;
 mod threshold_race;
 mod tls;
 mod what_if_example;

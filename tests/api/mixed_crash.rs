@@ -352,6 +352,7 @@ fn campaign_spec(rng: &mut StdRng, key: &str) -> pb::CreateCampaignRequest {
         deadline: Some(ts(deadline)),
         price_ladder,
         balance_window_seconds: (!full).then(|| rng.gen_range(4..=8)),
+        ships_within_days: None,
     }
 }
 

@@ -138,7 +138,8 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
 
     // An infeasible cycle: no factory has the hours. Stored with its diagnosis; the batch
     // stays queued, visible with the plan that tried it.
-    let small = PHONE_CASES.replace("capacity_hours = 40.0", "capacity_hours = 0.1");
+    // (Hours are per planning period: 0.01 an hour a week is not one unit in twelve weeks.)
+    let small = PHONE_CASES.replace("capacity_hours = 40.0", "capacity_hours = 0.01");
     import(&mut c, "import-small", &small, pb::ImportMode::Replace)
         .await
         .expect("import");

@@ -12,6 +12,13 @@ pub const DEFAULT_BALANCE_WINDOW_SECS: i64 = 7 * 24 * 3600;
 /// The longest balance window a campaign may set (90 days): the factory waits for it.
 pub const MAX_BALANCE_WINDOW_SECS: i64 = 90 * 24 * 3600;
 
+/// The delivery promise when a campaign does not state one: six weeks from the moment a
+/// batch locks, or the balance window and four weeks when that is later (the factory
+/// cannot start before the balance window closes).
+pub const DEFAULT_SHIPS_WITHIN_DAYS: i64 = 42;
+/// The longest delivery promise a campaign may make (two years).
+pub const MAX_SHIPS_WITHIN_DAYS: i64 = 730;
+
 /// The highest unit price a campaign may ask, in minor units (ten billion major units).
 pub const MAX_UNIT_PRICE: i64 = 1_000_000_000_000;
 
@@ -63,6 +70,11 @@ pub struct CampaignSpec {
     /// locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance_window_secs: Option<i64>,
+    /// The delivery promise: a locked batch ships within this many days of its lock (its
+    /// due date). Absent means [`DEFAULT_SHIPS_WITHIN_DAYS`], or the balance window and
+    /// four weeks when that is later. Omitted from the fingerprint when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ships_within_days: Option<i64>,
 }
 
 /// Validated campaign terms: every invariant the pooling rule relies on holds.
@@ -86,6 +98,13 @@ pub struct CampaignTerms {
     /// production at lock.
     #[serde(default)]
     pub balance_window_secs: Option<i64>,
+    /// The delivery promise in days from a batch's lock (always set once validated).
+    #[serde(default = "default_ships_within_days")]
+    pub ships_within_days: i64,
+}
+
+fn default_ships_within_days() -> i64 {
+    DEFAULT_SHIPS_WITHIN_DAYS
 }
 
 impl CampaignTerms {
@@ -102,6 +121,11 @@ impl CampaignTerms {
     /// Where a batch of `units` stands on the price ladder.
     pub fn tier_position(&self, units: i64) -> TierPosition {
         self.price_ladder.position(units, self.unit_price)
+    }
+
+    /// The date a batch that locked at `locked_at` is promised to ship by.
+    pub fn due_at(&self, locked_at: DateTime<Utc>) -> DateTime<Utc> {
+        locked_at + chrono::Duration::days(self.ships_within_days)
     }
 
     /// The balance window, when there is one.
@@ -327,6 +351,26 @@ impl CampaignSpec {
             }
             (false, Some(secs)) => Some(secs),
         };
+        let window_days = balance_window_secs.map_or(0, |s| (s + 86_399) / 86_400);
+        let ships_within_days = match self.ships_within_days {
+            None => DEFAULT_SHIPS_WITHIN_DAYS.max(window_days + 28),
+            Some(days) if days <= 0 || days > MAX_SHIPS_WITHIN_DAYS => {
+                return Err(DomainError::invalid(
+                    "ships_within_days",
+                    format!("must be between 1 and {MAX_SHIPS_WITHIN_DAYS} days, got {days}"),
+                ))
+            }
+            Some(days) if days <= window_days => {
+                return Err(DomainError::invalid(
+                    "ships_within_days",
+                    format!(
+                        "{days} days is not longer than the balance window ({window_days} days): \
+                         production starts only once the window closes"
+                    ),
+                ))
+            }
+            Some(days) => days,
+        };
         Ok(CampaignTerms {
             sku,
             title,
@@ -341,6 +385,7 @@ impl CampaignSpec {
             deadline: self.deadline,
             price_ladder,
             balance_window_secs,
+            ships_within_days,
         })
     }
 }
@@ -413,6 +458,7 @@ mod tests {
             deadline: now + Duration::days(7),
             price_ladder: vec![],
             balance_window_secs: None,
+            ships_within_days: None,
         }
     }
 
@@ -484,6 +530,14 @@ mod tests {
         let mut full = spec(now);
         full.deposit = full.unit_price;
         assert_eq!(full.validate(now).unwrap().balance_window_secs, None);
+        assert_eq!(terms.ships_within_days, DEFAULT_SHIPS_WITHIN_DAYS);
+        let mut long = spec(now);
+        long.balance_window_secs = Some(30 * 86_400 + 1);
+        assert_eq!(long.validate(now).unwrap().ships_within_days, 31 + 28);
+        let mut promised = spec(now);
+        promised.ships_within_days = Some(10);
+        let t = promised.validate(now).unwrap();
+        assert_eq!(t.due_at(now), now + Duration::days(10));
     }
 
     #[test]
@@ -491,6 +545,7 @@ mod tests {
         let now = Utc::now();
         let json = serde_json::to_string(&spec(now)).unwrap();
         assert!(!json.contains("price_ladder") && !json.contains("balance_window"));
+        assert!(!json.contains("ships_within_days"));
     }
 
     #[test]
@@ -509,6 +564,19 @@ mod tests {
             ("sku", Box::new(|s| s.sku = " ".into())),
             ("max_per_order", Box::new(|s| s.max_per_order = Some(61))),
             ("total_cap", Box::new(|s| s.total_cap = Some(10))),
+            (
+                "ships_within_days",
+                Box::new(|s| s.ships_within_days = Some(0)),
+            ),
+            (
+                "ships_within_days",
+                Box::new(|s| s.ships_within_days = Some(-3)),
+            ),
+            // Not longer than the default seven-day balance window.
+            (
+                "ships_within_days",
+                Box::new(|s| s.ships_within_days = Some(7)),
+            ),
             (
                 "balance_window_seconds",
                 Box::new(|s| s.balance_window_secs = Some(0)),

@@ -244,6 +244,25 @@ pub enum Refusal {
     /// A sku waits for planning but is no longer in the catalogue.
     #[error("sku `{sku}` waits for planning but is not in the catalogue")]
     WaitingSkuNotInCatalogue { sku: String },
+
+    // --- Purchase orders ---------------------------------------------------------------
+    /// Receiving more than is still to arrive on a purchase order.
+    #[error("purchase order {purchase_order} has {outstanding} still to arrive, not {receiving}")]
+    OverReceived {
+        purchase_order: String,
+        /// Quantities as decimal text (material quantities are decimals).
+        outstanding: String,
+        receiving: String,
+    },
+    /// Receiving or cancelling a cancelled purchase order.
+    #[error("purchase order {purchase_order} is cancelled")]
+    PurchaseOrderCancelled { purchase_order: String },
+    /// Cancelling a purchase order that is no longer open (something was received).
+    #[error("purchase order {purchase_order} is {state}; only an open order can be cancelled")]
+    PurchaseOrderNotOpen {
+        purchase_order: String,
+        state: String,
+    },
 }
 
 /// "1 unit", "2 units".
@@ -306,6 +325,9 @@ impl Refusal {
             UnitsNotWaiting { .. } => "UNITS_NOT_WAITING",
             StockChanged { .. } => "STOCK_CHANGED",
             WaitingSkuNotInCatalogue { .. } => "WAITING_SKU_NOT_IN_CATALOGUE",
+            OverReceived { .. } => "OVER_RECEIVED",
+            PurchaseOrderCancelled { .. } => "PURCHASE_ORDER_CANCELLED",
+            PurchaseOrderNotOpen { .. } => "PURCHASE_ORDER_NOT_OPEN",
         }
     }
 
@@ -381,6 +403,25 @@ impl Refusal {
                 ("unitsPlanned", n(planned)),
             ],
             StockChanged { material } => vec![("material", material.clone())],
+            OverReceived {
+                purchase_order,
+                outstanding,
+                receiving,
+            } => vec![
+                ("purchaseOrderId", purchase_order.clone()),
+                ("outstanding", outstanding.clone()),
+                ("receiving", receiving.clone()),
+            ],
+            PurchaseOrderCancelled { purchase_order } => {
+                vec![("purchaseOrderId", purchase_order.clone())]
+            }
+            PurchaseOrderNotOpen {
+                purchase_order,
+                state,
+            } => vec![
+                ("purchaseOrderId", purchase_order.clone()),
+                ("state", state.clone()),
+            ],
         }
     }
 }

@@ -75,6 +75,10 @@ id_type!(
     WorkOrderId, "wo", "work_order_id"
 );
 id_type!(
+    /// A purchase order: what a plan buys from one supplier, of one material, in one period.
+    PurchaseOrderId, "pur", "purchase_order_id"
+);
+id_type!(
     /// A ledger transaction: the key a payment gateway would be given for its movement.
     LedgerTxnId, "ltx", "ledger_txn_id"
 );

@@ -176,6 +176,7 @@ mod tests {
             deadline: now + Duration::days(1),
             price_ladder: vec![],
             balance_window_secs: None,
+            ships_within_days: None,
         }
         .validate(now)
         .unwrap()

@@ -22,6 +22,7 @@ use c2m_proto::v1::factory_service_server::FactoryServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
 use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
+use c2m_proto::v1::purchasing_service_server::PurchasingServiceServer;
 use c2m_store::Store;
 
 use crate::planning::PlanningCycles;
@@ -31,6 +32,7 @@ use crate::services::factory::{Deliveries, FactorySvc};
 use crate::services::ledger::LedgerSvc;
 use crate::services::planning::PlanningSvc;
 use crate::services::preorder::PreorderSvc;
+use crate::services::purchasing::PurchasingSvc;
 use crate::services::Ctx;
 use crate::sweeper::Sweeper;
 use crate::tasks::supervise;
@@ -91,6 +93,7 @@ impl Application {
         clock: Arc<dyn Clock>,
         tls: Option<ServerTls>,
     ) -> anyhow::Result<Self> {
+        settings.plan_horizon().map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -142,9 +145,11 @@ impl Application {
             tls,
             ..
         } = self;
+        let plan_horizon = settings.plan_horizon().map_err(anyhow::Error::msg)?;
         let ctx = Ctx {
             store: store.clone(),
             clock: clock.clone(),
+            plan_horizon,
         };
         let max = settings.max_message_bytes;
 
@@ -166,6 +171,9 @@ impl Application {
             .await;
         health_reporter
             .set_serving::<FactoryServiceServer<FactorySvc>>()
+            .await;
+        health_reporter
+            .set_serving::<PurchasingServiceServer<PurchasingSvc>>()
             .await;
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -190,6 +198,7 @@ impl Application {
             store.clone(),
             clock.clone(),
             settings.plan_time_limit,
+            plan_horizon,
             deliveries.clone(),
         ));
         let plan_task = tokio::spawn(supervise("planning schedule", stop_rx.clone(), {
@@ -258,6 +267,11 @@ impl Application {
                 })
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
+            )
+            .add_service(
+                PurchasingServiceServer::new(PurchasingSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
             )
             .add_service(
                 FactoryServiceServer::new(FactorySvc {

@@ -57,6 +57,17 @@ pub struct Settings {
     #[arg(long, env = "C2M_PLAN_TIME_LIMIT", default_value = "30s", value_parser = parse_duration)]
     pub plan_time_limit: Duration,
 
+    /// How far ahead a planning cycle plans, in days: batches due within it are planned
+    /// (later ones wait for a later cycle), and factory calendars have one entry per
+    /// period of it.
+    #[arg(long, env = "C2M_PLAN_HORIZON_DAYS", default_value_t = 84)]
+    pub plan_horizon_days: i64,
+
+    /// The length of a planning period in days (a week by default): runs are planned per
+    /// period and ship at its end.
+    #[arg(long, env = "C2M_PLAN_PERIOD_DAYS", default_value_t = 7)]
+    pub plan_period_days: i64,
+
     /// A factory's work order stream sends a heartbeat when nothing else was sent for
     /// this long.
     #[arg(long, env = "C2M_FACTORY_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
@@ -111,6 +122,8 @@ impl Settings {
             plan_every: Duration::ZERO,
             plan_when_waiting: 0,
             plan_time_limit: Duration::from_secs(20),
+            plan_horizon_days: 84,
+            plan_period_days: 7,
             factory_heartbeat: Duration::from_millis(500),
             factory_poll: Duration::from_millis(200),
             no_auth: true,
@@ -121,10 +134,60 @@ impl Settings {
         }
     }
 
+    /// The planning horizon the settings give: `ceil(horizon / period)` periods of
+    /// `period` days. Refused (naming the flag) when a number is not positive, the period
+    /// is longer than the horizon, or there would be more than [`MAX_PLAN_PERIODS`].
+    pub fn plan_horizon(&self) -> Result<PlanHorizon, String> {
+        let (horizon, period) = (self.plan_horizon_days, self.plan_period_days);
+        if !(1..=366).contains(&period) {
+            return Err(format!(
+                "--plan-period-days must be between 1 and 366, got {period}"
+            ));
+        }
+        if horizon < period || horizon > 3 * 366 {
+            return Err(format!(
+                "--plan-horizon-days must be at least the period ({period} days) and at most \
+                 1098, got {horizon}"
+            ));
+        }
+        let periods = (horizon + period - 1) / period;
+        if periods > MAX_PLAN_PERIODS {
+            return Err(format!(
+                "--plan-horizon-days {horizon} in periods of {period} days is {periods} \
+                 periods; at most {MAX_PLAN_PERIODS}"
+            ));
+        }
+        Ok(PlanHorizon {
+            periods,
+            period_days: period,
+        })
+    }
+
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("c2m.db").display()),
+        }
+    }
+}
+
+/// Most periods a planning horizon may have (the model grows with them).
+pub const MAX_PLAN_PERIODS: i64 = 104;
+
+/// A planning cycle's horizon: `periods` periods of `period_days` days, period 0 starting
+/// when the cycle plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanHorizon {
+    pub periods: i64,
+    pub period_days: i64,
+}
+
+impl PlanHorizon {
+    /// The planner's horizon.
+    pub fn scenario_horizon(self) -> c2m_planner::Horizon {
+        c2m_planner::Horizon {
+            periods: self.periods,
+            period_days: self.period_days,
         }
     }
 }
@@ -159,5 +222,29 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn plan_horizons_are_checked() {
+        let mut s = Settings::for_tests(PathBuf::from("x"));
+        assert_eq!(
+            s.plan_horizon().unwrap(),
+            PlanHorizon {
+                periods: 12,
+                period_days: 7
+            }
+        );
+        s.plan_horizon_days = 45;
+        assert_eq!(s.plan_horizon().unwrap().periods, 7);
+        for (h, p, flag) in [
+            (84, 0, "--plan-period-days"),
+            (84, -7, "--plan-period-days"),
+            (3, 7, "--plan-horizon-days"),
+            (1000, 1, "--plan-horizon-days"),
+        ] {
+            (s.plan_horizon_days, s.plan_period_days) = (h, p);
+            let e = s.plan_horizon().unwrap_err();
+            assert!(e.starts_with(flag), "{e}");
+        }
     }
 }

@@ -18,14 +18,22 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
+use c2m_domain::ids::PurchaseOrderId;
 use c2m_domain::{BatchId, Clock, DomainError, IdempotencyKey, Refusal};
 use c2m_planner as planner;
 use c2m_store::catalogue::{
     CatalogueFactory, CatalogueMaterial, CatalogueProduct, CatalogueSupplier, FactoryLine,
     OfferPriceBreak, SupplierOffer,
 };
-use c2m_store::planning::{MaterialDelivery, NewWorkOrder, RunBatch, WorkOrderRun};
-use c2m_store::{Catalogue, CatalogueCheck, NewPlan, PlanStatus, QueuedBatch, Store, StoreError};
+use c2m_store::planning::{
+    MaterialDelivery, NewWorkOrder, RunBatch, RunSchedule, WorkOrder, WorkOrderRun,
+};
+use c2m_store::{
+    Catalogue, CatalogueCheck, NewPlan, NewPurchaseOrder, PlanStatus, PurchaseOrder, QueuedBatch,
+    Store, StoreError,
+};
+
+use crate::config::PlanHorizon;
 
 /// Why a cycle made no plan.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +107,7 @@ pub fn scenario_of(
             .map(|f| planner::Factory {
                 id: f.id.clone(),
                 capacity_hours: f.capacity_hours,
+                // A calendar belongs to a horizon: a cycle's scenario sets both.
                 calendar: None,
                 lines: f
                     .lines
@@ -181,6 +190,7 @@ pub fn catalogue_of(s: &planner::Scenario) -> Catalogue {
             .map(|f| CatalogueFactory {
                 id: f.id.clone(),
                 capacity_hours: f.capacity_hours,
+                calendar: f.calendar.clone(),
                 lines: f
                     .lines
                     .iter()
@@ -245,9 +255,31 @@ pub fn scenario_error(e: &planner::ScenarioError) -> DomainError {
 }
 
 /// The check every catalogue change must pass: the catalogue, as a scenario with zero
-/// demand, follows the scenario rules.
-pub fn catalogue_check() -> CatalogueCheck {
-    Arc::new(|c: &Catalogue| {
+/// demand, follows the scenario rules, and each factory calendar has one number (hours,
+/// not negative) per period of the planning horizon.
+pub fn catalogue_check(horizon: PlanHorizon) -> CatalogueCheck {
+    Arc::new(move |c: &Catalogue| {
+        for (i, f) in c.factories.iter().enumerate() {
+            let Some(cal) = &f.calendar else { continue };
+            if cal.len() as i64 != horizon.periods {
+                return Err(DomainError::invalid(
+                    format!("factories[{i}].calendar"),
+                    format!(
+                        "a calendar needs one number per planning period: {} periods of {} \
+                         days (--plan-horizon-days, --plan-period-days), got {}",
+                        horizon.periods,
+                        horizon.period_days,
+                        cal.len()
+                    ),
+                ));
+            }
+            if let Some(t) = cal.iter().position(|h| !(h.is_finite() && *h >= 0.0)) {
+                return Err(DomainError::invalid(
+                    format!("factories[{i}].calendar[{t}]"),
+                    format!("hours must be a number, not negative, got {}", cal[t]),
+                ));
+            }
+        }
         let s = scenario_of(c, None)?;
         s.validate().map(|_| ()).map_err(|e| scenario_error(&e))
     })
@@ -261,6 +293,9 @@ pub struct PlanningCycles {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     time_limit: Duration,
+    /// How far ahead and in which periods a cycle plans (`--plan-horizon-days`,
+    /// `--plan-period-days`).
+    horizon: PlanHorizon,
     /// Woken when a plan (with work orders) is stored.
     deliveries: crate::services::factory::Deliveries,
     /// One cycle at a time in this process.
@@ -270,7 +305,7 @@ pub struct PlanningCycles {
 /// What a cycle did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CycleOutcome {
-    /// Nothing waits.
+    /// Nothing waits (or nothing waiting is due within the horizon).
     Idle,
     Planned {
         plan_id: String,
@@ -283,19 +318,21 @@ impl PlanningCycles {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         time_limit: Duration,
+        horizon: PlanHorizon,
         deliveries: crate::services::factory::Deliveries,
     ) -> Self {
         PlanningCycles {
             store,
             clock,
             time_limit,
+            horizon,
             deliveries,
             running: Mutex::new(()),
         }
     }
 
-    /// Runs a cycle over every waiting batch. With a key, a cycle already run with it is
-    /// not run again: its plan is returned.
+    /// Runs a cycle over every waiting batch due within the horizon. With a key, a cycle
+    /// already run with it is not run again: its plan is returned.
     #[tracing::instrument(skip(self))]
     pub async fn run(&self, key: Option<IdempotencyKey>) -> Result<CycleOutcome, CycleError> {
         let _one = self.running.lock().await;
@@ -308,13 +345,25 @@ impl PlanningCycles {
                 });
             }
         }
-        let queue = self.store.planning_queue().await?;
+        let now = self.clock.now();
+        let world = World {
+            now,
+            horizon: self.horizon,
+            purchase_orders: self.store.outstanding_purchase_orders().await?,
+            frozen: self.store.frozen_work_orders().await?,
+        };
+        let queue: Vec<QueuedBatch> = self
+            .store
+            .planning_queue()
+            .await?
+            .into_iter()
+            .filter(|q| world.in_horizon(q.due_at))
+            .collect();
         if queue.is_empty() {
             return Ok(CycleOutcome::Idle);
         }
         let catalogue = self.store.catalogue().await?;
-        let now = self.clock.now();
-        let (mut scenario, products) = cycle_scenario(&catalogue, &queue)?;
+        let (mut scenario, products) = cycle_scenario(&catalogue, &queue, &world)?;
         scenario.name = format!("cycle-{}", now.format("%Y%m%dT%H%M%SZ"));
         let validated = scenario.clone().validate()?;
         let opts = planner::SolveOptions {
@@ -330,11 +379,12 @@ impl PlanningCycles {
             status = %plan.status,
             total = plan.total_cost,
             batches = queue.len(),
+            purchases = plan.purchases.len(),
             solver = %plan.solver,
             "cycle planned"
         );
         let new = new_plan(
-            key, &catalogue, &scenario, &validated, &plan, &queue, &products, now,
+            key, &catalogue, &scenario, &validated, &plan, &queue, &products, &world,
         )?;
         let plan_id = self.store.store_plan(&new, now).await?;
         if !new.work_orders.is_empty() {
@@ -347,15 +397,92 @@ impl PlanningCycles {
     }
 }
 
+/// The world a cycle plans in: when it plans, its horizon, and what is already decided
+/// (purchase orders still to arrive, work orders released to factories).
+#[derive(Debug, Clone)]
+pub struct World {
+    pub now: DateTime<Utc>,
+    pub horizon: PlanHorizon,
+    pub purchase_orders: Vec<PurchaseOrder>,
+    pub frozen: Vec<WorkOrder>,
+}
+
+impl World {
+    fn period_length(&self) -> chrono::Duration {
+        chrono::Duration::days(self.horizon.period_days)
+    }
+
+    /// Where period `t` starts.
+    pub fn period_start(&self, t: i64) -> DateTime<Utc> {
+        self.now + self.period_length() * (t as i32)
+    }
+
+    /// Whether a batch due at `due` is planned by this cycle: due by the horizon's end.
+    /// (Later batches wait for a later cycle, when their due date comes into it.)
+    pub fn in_horizon(&self, due: DateTime<Utc>) -> bool {
+        due <= self.period_start(self.horizon.periods)
+    }
+
+    /// The period a batch due at `due` must be made in: the last period that ends by
+    /// its due date (0 when even the first ends after it: it cannot be on time).
+    pub fn due_period(&self, due: DateTime<Utc>) -> i64 {
+        let whole = (due - self.now)
+            .num_seconds()
+            .div_euclid(self.period_length().num_seconds());
+        (whole - 1).clamp(0, self.horizon.periods - 1)
+    }
+
+    /// The period material expected at `at` can first be used in: the first that starts
+    /// at or after it (0 when it is overdue). `None` beyond the horizon.
+    pub fn arrival_period(&self, at: DateTime<Utc>) -> Option<i64> {
+        let secs = (at - self.now).num_seconds().max(0);
+        let len = self.period_length().num_seconds();
+        let t = (secs + len - 1) / len;
+        (t < self.horizon.periods).then_some(t)
+    }
+
+    /// Each factory's hours per period: its calendar (or capacity) less the hours of
+    /// released runs, spread evenly over their dates.
+    fn calendar(&self, f: &CatalogueFactory) -> Vec<f64> {
+        let periods = self.horizon.periods as usize;
+        let mut hours = match &f.calendar {
+            Some(c) if c.len() == periods => c.clone(),
+            _ => vec![f.capacity_hours; periods],
+        };
+        for run in self
+            .frozen
+            .iter()
+            .filter(|w| w.factory_id == f.id)
+            .flat_map(|w| &w.runs)
+        {
+            let Some(s) = &run.schedule else { continue };
+            let span = (s.ends_at - s.starts_at).num_seconds().max(1) as f64;
+            for (t, h) in hours.iter_mut().enumerate() {
+                let (a, b) = (self.period_start(t as i64), self.period_start(t as i64 + 1));
+                let overlap = (s.ends_at.min(b) - s.starts_at.max(a)).num_seconds().max(0) as f64;
+                *h = (*h - s.hours * overlap / span).max(0.0);
+            }
+        }
+        hours
+    }
+}
+
 /// Which queued batches each product of a cycle's scenario makes, and the catalogue sku
 /// it stands for.
 #[derive(Debug, Default)]
 pub struct CycleProducts {
     /// Scenario product -> (catalogue sku, indices into the queue).
     by_product: BTreeMap<String, (String, Vec<usize>)>,
+    /// Open purchase orders the scenario counts as receipts: (id, material, period,
+    /// quantity), in arrival order.
+    receipts: Vec<(String, String, i64, f64)>,
 }
 
-/// The scenario for one cycle: demand is each queued batch's units still to plan, and a
+/// The scenario for one cycle (planning model version 2): each queued batch's units due in
+/// the last period that ends by its due date, late at the cost of the campaign's unit
+/// price per unit and period (so lateness is the last resort, but a promise that cannot
+/// be kept still gets a plan, shown late); stock on hand as it is, open purchase orders'
+/// free quantities as receipts, factories' calendars less the hours of released work; a
 /// factory that rejected a batch has no line for it.
 ///
 /// Exclusions are per batch but a scenario's lines are per product, so batches of one sku
@@ -368,6 +495,7 @@ pub struct CycleProducts {
 pub fn cycle_scenario(
     c: &Catalogue,
     queue: &[QueuedBatch],
+    world: &World,
 ) -> Result<(planner::Scenario, CycleProducts), CycleError> {
     let mut groups: BTreeMap<(&str, &[String]), Vec<usize>> = BTreeMap::new();
     for (i, q) in queue.iter().enumerate() {
@@ -381,6 +509,8 @@ pub fn cycle_scenario(
         *demand.entry(q.sku.clone()).or_default() += q.units_to_plan;
     }
     let mut scenario = scenario_of(c, Some(&demand)).map_err(StoreError::Domain)?;
+    scenario.material_deadline_days = None;
+    scenario.horizon = Some(world.horizon.scenario_horizon());
     let mut products = CycleProducts::default();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for ((sku, excluded), members) in &groups {
@@ -391,15 +521,34 @@ pub fn cycle_scenario(
         } else {
             format!("{sku}~{n}")
         };
-        let units: i64 = members.iter().map(|&i| queue[i].units_to_plan).sum();
+        let mut due: BTreeMap<i64, i64> = BTreeMap::new();
+        for &i in members {
+            *due.entry(world.due_period(queue[i].due_at)).or_default() += queue[i].units_to_plan;
+        }
+        let units: i64 = due.values().sum();
+        let late_cost = members
+            .iter()
+            .map(|&i| queue[i].unit_price as f64)
+            .fold(1.0, f64::max);
+        let timed = |mut p: planner::Product| {
+            p.demand = units;
+            p.due = due
+                .iter()
+                .map(|(&period, &quantity)| planner::Due { period, quantity })
+                .collect();
+            p.late_cost = Some(late_cost);
+            p
+        };
         if *n == 1 {
             if let Some(p) = scenario.products.iter_mut().find(|p| p.sku == *sku) {
-                p.demand = units;
+                *p = timed(p.clone());
             }
         } else if let Some(base) = scenario.products.iter().find(|p| p.sku == *sku).cloned() {
-            scenario
-                .products
-                .push(planner::Product::with_demand(name.clone(), units, base.bom));
+            scenario.products.push(timed(planner::Product::with_demand(
+                name.clone(),
+                units,
+                base.bom,
+            )));
         }
         for f in &mut scenario.factories {
             let banned = excluded.contains(&f.id);
@@ -418,10 +567,42 @@ pub fn cycle_scenario(
                 }
             }
         }
+        let mut members = members.clone();
+        members.sort_by_key(|&i| (queue[i].due_at, i));
         products
             .by_product
-            .insert(name, ((*sku).to_owned(), members.clone()));
+            .insert(name, ((*sku).to_owned(), members));
     }
+    for f in &mut scenario.factories {
+        if let Some(cf) = c.factories.iter().find(|cf| cf.id == f.id) {
+            let cal = world.calendar(cf);
+            f.capacity_hours = cal.iter().copied().fold(0.0, f64::max);
+            f.calendar = Some(cal);
+        }
+    }
+    for po in &world.purchase_orders {
+        let free = po.free_to_arrive();
+        let Some(m) = scenario
+            .materials
+            .iter_mut()
+            .find(|m| m.id == po.material_id)
+        else {
+            continue;
+        };
+        let Some(period) = world.arrival_period(po.expected_at) else {
+            continue;
+        };
+        if free > 1e-9 {
+            m.receipts.push(planner::Receipt {
+                period,
+                quantity: free,
+            });
+            products
+                .receipts
+                .push((po.id.clone(), po.material_id.clone(), period, free));
+        }
+    }
+    products.receipts.sort_by_key(|r| r.2);
     Ok((scenario, products))
 }
 
@@ -438,8 +619,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CycleError> {
         .map_err(|e| CycleError::Store(StoreError::Corrupt(format!("serializing: {e}"))))
 }
 
-/// The store's record of a cycle: the plan, its scenario, the work orders and the stock it
-/// takes.
+/// The store's record of a cycle: the plan, its scenario, the work orders, the purchase
+/// orders and the stock it takes.
 #[allow(clippy::too_many_arguments)]
 fn new_plan(
     key: Option<IdempotencyKey>,
@@ -449,14 +630,13 @@ fn new_plan(
     plan: &planner::Plan,
     queue: &[QueuedBatch],
     products: &CycleProducts,
-    now: DateTime<Utc>,
+    world: &World,
 ) -> Result<NewPlan, CycleError> {
     let status = status_of(plan.status);
-    let feasible = status != PlanStatus::Infeasible;
-    let (work_orders, reservations) = if feasible {
-        work_orders(v, plan, queue, products, now)
+    let split = if status != PlanStatus::Infeasible {
+        work_orders(v, plan, queue, products, world)
     } else {
-        (Vec::new(), Vec::new())
+        Split::default()
     };
     Ok(NewPlan {
         idempotency_key: key,
@@ -472,64 +652,129 @@ fn new_plan(
         plan: planner::report::render_json(plan),
         catalogue_version: catalogue.version,
         batches: queue.iter().map(|q| q.batch.id.clone()).collect(),
-        work_orders,
-        reservations,
+        work_orders: split.work_orders,
+        reservations: split.reservations,
+        purchase_orders: split.purchase_orders,
+        allocations: split.allocations,
     })
 }
 
-/// Splits a feasible plan into one work order per factory that runs anything.
+/// A feasible plan split into what the store keeps.
+#[derive(Debug, Default)]
+struct Split {
+    work_orders: Vec<NewWorkOrder>,
+    reservations: Vec<(String, f64)>,
+    purchase_orders: Vec<NewPurchaseOrder>,
+    allocations: Vec<(String, f64)>,
+}
+
+/// Why units made at `ends` ship after their due date `due`.
+fn late_reason(
+    due: DateTime<Utc>,
+    ends: DateTime<Utc>,
+    world: &World,
+    plan: &planner::Plan,
+) -> String {
+    let days = ((ends - due).num_seconds() + 86_399) / 86_400;
+    if due < world.period_start(1) {
+        return format!(
+            "promised by {}, before the end of the first {}-day planning period: the \
+             earliest the plan can ship is {} ({days} days late)",
+            due.format("%Y-%m-%d"),
+            world.horizon.period_days,
+            world.period_start(1).format("%Y-%m-%d"),
+        );
+    }
+    let due_period = world.due_period(due) as usize;
+    let full: Vec<String> = plan
+        .time
+        .iter()
+        .flat_map(|t| &t.capacity)
+        .filter(|c| c.period <= due_period)
+        .map(|c| format!("{} in period {}", c.factory, c.period))
+        .collect();
+    if full.is_empty() {
+        format!(
+            "no plan makes it by {}: the materials cannot arrive in time (supplier lead \
+             times) or the factories that may make it have no hours then; ships {} ({days} \
+             days late)",
+            due.format("%Y-%m-%d"),
+            ends.format("%Y-%m-%d"),
+        )
+    } else {
+        format!(
+            "the factories' hours before {} are taken ({}); ships {} ({days} days late)",
+            due.format("%Y-%m-%d"),
+            full.join(", "),
+            ends.format("%Y-%m-%d"),
+        )
+    }
+}
+
+/// Splits a feasible plan into one work order per factory that runs anything, and its
+/// purchases into purchase orders.
 ///
-/// - Batches go to runs in queue order, sku by sku, filling each run before the next; a
-///   batch that does not fit a run's remainder is split over two runs (two factories).
+/// - Runs are taken in period order, and batches go to them earliest due date first,
+///   filling each run before the next; a batch that does not fit a run's remainder is
+///   split over two runs (two periods or two factories). Each run carries its period's
+///   dates; units made after their batch's due date carry the reason.
 /// - Materials: each factory needs its runs' BOM quantities; stock on hand is handed out
-///   first (that is what the plan reserves), then the purchases, in the plan's order.
-/// - Due date: the slowest supplier the factory waits for, plus its hours at one
-///   eight-hour shift a day.
+///   first (that is what the plan reserves), then open purchase orders' free quantities in
+///   the order they arrive, then this plan's purchases in the order they are placed (a
+///   book-keeping split; the plan itself keeps every period's material balance).
+/// - Due date: the end of the factory's last run.
 fn work_orders(
     v: &planner::ValidatedScenario,
     plan: &planner::Plan,
     queue: &[QueuedBatch],
     products: &CycleProducts,
-    now: DateTime<Utc>,
-) -> (Vec<NewWorkOrder>, Vec<(String, f64)>) {
+    world: &World,
+) -> Split {
     let s = v.scenario();
-    // Units of each batch still to place, per scenario product, in queue order.
-    let mut open: BTreeMap<&str, Vec<(BatchId, i64)>> = BTreeMap::new();
+    // Units of each batch still to place, per scenario product, earliest due first.
+    let mut open: BTreeMap<&str, Vec<(usize, i64)>> = BTreeMap::new();
     for (product, (_, members)) in &products.by_product {
         open.insert(
             product.as_str(),
             members
                 .iter()
-                .map(|&i| (queue[i].batch.id.clone(), queue[i].units_to_plan))
+                .map(|&i| (i, queue[i].units_to_plan))
                 .collect(),
         );
     }
+    let mut runs: Vec<&planner::Run> = plan.runs.iter().filter(|r| r.quantity > 0).collect();
+    runs.sort_by_key(|r| (r.period.unwrap_or(0), r.factory.clone(), r.sku.clone()));
     let mut orders: Vec<NewWorkOrder> = Vec::new();
-    let mut hours: BTreeMap<String, f64> = BTreeMap::new();
     let mut need: BTreeMap<(String, String), f64> = BTreeMap::new(); // (factory, material)
-    for run in plan.runs.iter().filter(|r| r.quantity > 0) {
+    let mut batches_of: BTreeMap<String, Vec<BatchId>> = BTreeMap::new(); // factory -> batches
+    for run in runs {
+        let period = run.period.unwrap_or(0) as i64;
+        let (starts_at, ends_at) = (world.period_start(period), world.period_start(period + 1));
         let mut batches = Vec::new();
         let mut room = run.quantity;
         if let Some(list) = open.get_mut(run.sku.as_str()) {
-            for (id, left) in list.iter_mut() {
+            for (i, left) in list.iter_mut() {
                 if room == 0 {
                     break;
                 }
                 let take = (*left).min(room);
                 if take > 0 {
+                    let q = &queue[*i];
                     batches.push(RunBatch {
-                        batch_id: id.clone(),
+                        batch_id: q.batch.id.clone(),
                         units: take,
+                        late_reason: (ends_at > q.due_at)
+                            .then(|| late_reason(q.due_at, ends_at, world, plan)),
                     });
                     *left -= take;
                     room -= take;
                 }
             }
         }
+        let mut hours = 0.0;
         if let (Some(f), Some(p)) = (v.factory_index(&run.factory), v.product_index(&run.sku)) {
             if let Some(line) = s.factories[f].lines.iter().find(|l| l.sku == run.sku) {
-                *hours.entry(run.factory.clone()).or_default() +=
-                    line.setup_hours + line.hours_per_unit * run.quantity as f64;
+                hours = line.setup_hours + line.hours_per_unit * run.quantity as f64;
             }
             for (m, per_unit) in v.bom(p) {
                 *need
@@ -537,6 +782,10 @@ fn work_orders(
                     .or_default() += per_unit * run.quantity as f64;
             }
         }
+        batches_of
+            .entry(run.factory.clone())
+            .or_default()
+            .extend(batches.iter().map(|b| b.batch_id.clone()));
         let w = match orders.iter_mut().find(|w| w.factory_id == run.factory) {
             Some(w) => w,
             None => {
@@ -544,53 +793,108 @@ fn work_orders(
                     factory_id: run.factory.clone(),
                     runs: Vec::new(),
                     materials: Vec::new(),
-                    due_at: now,
+                    due_at: ends_at,
                 });
                 orders.last_mut().expect("just pushed")
             }
         };
+        w.due_at = w.due_at.max(ends_at);
         let sku = products
             .by_product
             .get(&run.sku)
             .map_or_else(|| run.sku.clone(), |(sku, _)| sku.clone());
-        // Two variants of one sku at one factory are one run for the factory.
-        if let Some(r) = w.runs.iter_mut().find(|r| r.sku == sku) {
+        // Two variants of one sku at one factory in one period are one run for the factory.
+        if let Some(r) = w
+            .runs
+            .iter_mut()
+            .find(|r| r.sku == sku && r.schedule.as_ref().map(|x| x.period) == Some(period))
+        {
             r.quantity += run.quantity;
             r.batches.extend(batches);
+            if let Some(x) = r.schedule.as_mut() {
+                x.hours += hours;
+            }
             continue;
         }
         w.runs.push(WorkOrderRun {
             sku,
             quantity: run.quantity,
             batches,
+            schedule: Some(RunSchedule {
+                period,
+                starts_at,
+                ends_at,
+                hours,
+            }),
         });
     }
 
-    // Sources per material: stock first, then purchases.
-    let mut sources: BTreeMap<String, Vec<(Option<String>, f64)>> = BTreeMap::new();
+    // This plan's purchases as purchase orders.
+    let mut purchase_orders: Vec<NewPurchaseOrder> = plan
+        .purchases
+        .iter()
+        .filter(|p| p.quantity > 1e-9)
+        .map(|p| {
+            let period = p.period.unwrap_or(0) as i64;
+            let ordered_at = world.period_start(period);
+            let supplier = s.suppliers.iter().find(|x| x.id == p.supplier);
+            let tier = supplier
+                .and_then(|x| x.offers.iter().find(|o| o.material == p.material))
+                .map_or(0, |o| {
+                    o.breaks
+                        .iter()
+                        .rposition(|b| b.min_qty <= p.quantity + 1e-9)
+                        .unwrap_or(0) as i64
+                });
+            let lead = supplier.map_or(0, |x| x.lead_days);
+            NewPurchaseOrder {
+                id: PurchaseOrderId::generate().into_string(),
+                supplier_id: p.supplier.clone(),
+                material_id: p.material.clone(),
+                quantity: p.quantity,
+                unit_price: p.unit_price,
+                tier,
+                packs: p.packs,
+                order_period: period,
+                ordered_at,
+                expected_at: ordered_at + chrono::Duration::days(lead),
+                batches: Vec::new(),
+                allocated: 0.0,
+            }
+        })
+        .collect();
+    purchase_orders.sort_by_key(|p| p.order_period);
+
+    // Sources per material: stock first, then open orders, then this plan's orders.
+    #[derive(Clone, Copy)]
+    enum From {
+        Stock,
+        Open(usize),
+        New(usize),
+    }
+    let mut sources: BTreeMap<String, Vec<(From, f64)>> = BTreeMap::new();
     for m in &s.materials {
         sources
             .entry(m.id.clone())
             .or_default()
-            .push((None, m.on_hand));
+            .push((From::Stock, m.on_hand));
     }
-    for p in &plan.purchases {
+    for (i, (_, material, _, qty)) in products.receipts.iter().enumerate() {
         sources
-            .entry(p.material.clone())
+            .entry(material.clone())
             .or_default()
-            .push((Some(p.supplier.clone()), p.quantity));
+            .push((From::Open(i), *qty));
+    }
+    for (i, p) in purchase_orders.iter().enumerate() {
+        sources
+            .entry(p.material_id.clone())
+            .or_default()
+            .push((From::New(i), p.quantity));
     }
     let mut reserved: BTreeMap<String, f64> = BTreeMap::new();
-    let lead = |supplier: &str| {
-        s.suppliers
-            .iter()
-            .find(|x| x.id == supplier)
-            .map_or(0, |x| x.lead_days)
-    };
+    let mut allocations: BTreeMap<String, f64> = BTreeMap::new();
     for w in &mut orders {
-        let mut wait_days = 0i64;
-        for ((factory, material), qty) in need.iter().filter(|((f, _), _)| *f == w.factory_id) {
-            let _ = factory;
+        for ((_, material), qty) in need.iter().filter(|((f, _), _)| *f == w.factory_id) {
             let mut left = *qty;
             for (from, have) in sources.get_mut(material).into_iter().flatten() {
                 if left <= 1e-9 {
@@ -602,28 +906,57 @@ fn work_orders(
                 }
                 *have -= take;
                 left -= take;
-                match from {
-                    None => *reserved.entry(material.clone()).or_default() += take,
-                    Some(sup) => wait_days = wait_days.max(lead(sup)),
-                }
+                let (supplier, po) = match *from {
+                    From::Stock => {
+                        *reserved.entry(material.clone()).or_default() += take;
+                        (None, None)
+                    }
+                    From::Open(i) => {
+                        let id = products.receipts[i].0.clone();
+                        *allocations.entry(id.clone()).or_default() += take;
+                        let supplier = world
+                            .purchase_orders
+                            .iter()
+                            .find(|p| p.id == id)
+                            .map(|p| p.supplier_id.clone());
+                        (supplier, Some(id))
+                    }
+                    From::New(i) => {
+                        let p = &mut purchase_orders[i];
+                        p.allocated += take;
+                        for b in batches_of.get(&w.factory_id).into_iter().flatten() {
+                            if !p.batches.contains(b) {
+                                p.batches.push(b.clone());
+                            }
+                        }
+                        (Some(p.supplier_id.clone()), Some(p.id.clone()))
+                    }
+                };
                 match w
                     .materials
                     .iter_mut()
-                    .find(|d| &d.material == material && d.supplier == *from)
+                    .find(|d| &d.material == material && d.purchase_order == po)
                 {
                     Some(d) => d.quantity += take,
                     None => w.materials.push(MaterialDelivery {
                         material: material.clone(),
-                        supplier: from.clone(),
+                        supplier,
                         quantity: take,
+                        purchase_order: po,
                     }),
                 }
             }
         }
-        let work_days = (hours.get(&w.factory_id).copied().unwrap_or(0.0) / 8.0).ceil() as i64;
-        w.due_at = now + chrono::Duration::days(wait_days + work_days.max(1));
     }
-    (orders, reserved.into_iter().collect())
+    for p in &mut purchase_orders {
+        p.allocated = p.allocated.min(p.quantity);
+    }
+    Split {
+        work_orders: orders,
+        reservations: reserved.into_iter().collect(),
+        purchase_orders,
+        allocations: allocations.into_iter().collect(),
+    }
 }
 
 /// The scheduled cycles: every `every` (if not zero), and whenever at least `when_waiting`
@@ -682,11 +1015,118 @@ pub async fn run_schedule(
                 tracing::warn!(plan = %plan_id, "scheduled cycle infeasible; batches stay queued");
                 last_tried = Some(state);
             }
+            Ok(CycleOutcome::Idle) => {
+                // Batches wait but none is due within the horizon yet: time will bring
+                // them in, so the next tick looks again.
+                tracing::debug!("scheduled cycle: nothing due within the horizon");
+            }
             Ok(outcome) => {
                 tracing::info!(?outcome, "scheduled cycle");
                 last_tried = None;
             }
             Err(e) => tracing::warn!(error = %e, "scheduled cycle failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn world(frozen: Vec<WorkOrder>) -> World {
+        World {
+            now: Utc.with_ymd_and_hms(2030, 3, 4, 9, 0, 0).single().unwrap(),
+            horizon: PlanHorizon {
+                periods: 6,
+                period_days: 7,
+            },
+            purchase_orders: vec![],
+            frozen,
+        }
+    }
+
+    fn days(d: f64) -> chrono::Duration {
+        chrono::Duration::seconds((d * 86_400.0) as i64)
+    }
+
+    #[test]
+    fn due_dates_fall_in_the_last_period_that_ends_by_them() {
+        let w = world(vec![]);
+        let at = |d: f64| w.now + days(d);
+        assert_eq!(w.due_period(at(14.0)), 1, "period 1 ends on day 14");
+        assert_eq!(w.due_period(at(13.9)), 0);
+        assert_eq!(
+            w.due_period(at(3.0)),
+            0,
+            "before the first period ends: period 0"
+        );
+        assert_eq!(w.due_period(at(-2.0)), 0, "overdue");
+        assert_eq!(
+            w.due_period(at(100.0)),
+            5,
+            "beyond the horizon: its last period"
+        );
+        assert!(w.in_horizon(at(42.0)) && !w.in_horizon(at(42.0) + days(0.0001)));
+        assert!(w.in_horizon(at(-1.0)));
+        assert_eq!(w.arrival_period(at(-1.0)), Some(0), "overdue: usable now");
+        assert_eq!(w.arrival_period(at(0.0)), Some(0));
+        assert_eq!(
+            w.arrival_period(at(0.5)),
+            Some(1),
+            "usable from the next period"
+        );
+        assert_eq!(w.arrival_period(at(7.0)), Some(1));
+        assert_eq!(
+            w.arrival_period(at(36.0)),
+            None,
+            "after the last period starts"
+        );
+    }
+
+    #[test]
+    fn released_runs_take_their_hours_out_of_the_calendar() {
+        let now = world(vec![]).now;
+        let run = |starts: f64, ends: f64, hours: f64| WorkOrderRun {
+            sku: "kettle".into(),
+            quantity: 10,
+            batches: vec![],
+            schedule: Some(RunSchedule {
+                period: 0,
+                starts_at: now + days(starts),
+                ends_at: now + days(ends),
+                hours,
+            }),
+        };
+        let wo = WorkOrder {
+            id: "wo_1".into(),
+            plan_id: "pln_1".into(),
+            factory_id: "f1".into(),
+            seq: 1,
+            // Half of a week's 14 hours falls before this cycle, half in its period 0;
+            // a run a week later takes its 20 hours from period 1.
+            runs: vec![run(-3.5, 3.5, 14.0), run(7.0, 14.0, 20.0)],
+            materials: vec![],
+            due_at: now,
+            created_at: now,
+            state: c2m_domain::WorkOrderState::Accepted,
+        };
+        let w = world(vec![wo]);
+        let mut f = CatalogueFactory {
+            id: "f1".into(),
+            capacity_hours: 40.0,
+            lines: vec![],
+            calendar: None,
+        };
+        let cal = w.calendar(&f);
+        assert_eq!(cal.len(), 6);
+        assert!((cal[0] - 33.0).abs() < 1e-9, "{cal:?}");
+        assert_eq!(cal[1], 20.0);
+        assert_eq!(cal[2..], [40.0; 4]);
+        // A closed week stays closed; another factory's work takes nothing here.
+        f.calendar = Some(vec![16.0, 0.0, 40.0, 40.0, 40.0, 40.0]);
+        assert_eq!(w.calendar(&f)[..2], [9.0, 0.0]);
+        f.id = "f2".into();
+        assert_eq!(w.calendar(&f)[..2], [16.0, 0.0]);
     }
 }

@@ -58,6 +58,7 @@ const CAMPAIGN_FIELDS: &[&str] = &[
     "deadline",
     "price_ladder",
     "balance_window_seconds",
+    "ships_within_days",
 ];
 
 /// The field a status names, from its `ErrorInfo` (reason `INVALID_FIELD`, metadata
@@ -203,7 +204,10 @@ fn create_campaign_request() -> BoxedStrategy<pb::CreateCampaignRequest> {
         ),
         (prop::option::of(timestamp()), prop::option::of(timestamp())),
         ladder,
-        prop::option::of(extreme_i64()),
+        (
+            prop::option::of(extreme_i64()),
+            prop::option::of(extreme_i64()),
+        ),
     )
         .prop_map(
             |(
@@ -212,7 +216,7 @@ fn create_campaign_request() -> BoxedStrategy<pb::CreateCampaignRequest> {
                 (batch_threshold, batch_cap, max_per_order, max_per_consumer, total_cap),
                 (opens_at, deadline),
                 price_ladder,
-                balance_window_seconds,
+                (balance_window_seconds, ships_within_days),
             )| pb::CreateCampaignRequest {
                 idempotency_key,
                 sku,
@@ -229,6 +233,7 @@ fn create_campaign_request() -> BoxedStrategy<pb::CreateCampaignRequest> {
                 deadline,
                 price_ladder,
                 balance_window_seconds,
+                ships_within_days,
             },
         )
         .boxed()
@@ -240,7 +245,7 @@ fn mostly_valid_campaign_request() -> BoxedStrategy<pb::CreateCampaignRequest> {
     let now = Utc::now();
     (
         create_campaign_request(),
-        prop::collection::vec(0usize..15, 0..3),
+        prop::collection::vec(0usize..16, 0..3),
     )
         .prop_map(move |(wild, hostile)| {
             let mut r = pb::CreateCampaignRequest {
@@ -259,6 +264,7 @@ fn mostly_valid_campaign_request() -> BoxedStrategy<pb::CreateCampaignRequest> {
                 deadline: Some(convert::timestamp(now + Duration::days(7))),
                 price_ladder: vec![],
                 balance_window_seconds: None,
+                ships_within_days: None,
             };
             for h in hostile {
                 match h {
@@ -276,7 +282,8 @@ fn mostly_valid_campaign_request() -> BoxedStrategy<pb::CreateCampaignRequest> {
                     11 => r.opens_at = wild.opens_at,
                     12 => r.deadline = wild.deadline,
                     13 => r.price_ladder = wild.price_ladder.clone(),
-                    _ => r.balance_window_seconds = wild.balance_window_seconds,
+                    14 => r.balance_window_seconds = wild.balance_window_seconds,
+                    _ => r.ships_within_days = wild.ships_within_days,
                 }
             }
             r
@@ -428,6 +435,11 @@ fn check_create_campaign(
     prop_assert!(terms.deposit.minor <= terms.unit_price.minor);
     prop_assert!(terms.batch_threshold > 0);
     prop_assert!(terms.deadline > now && terms.deadline > terms.opens_at);
+    prop_assert!(terms.ships_within_days > 0);
+    prop_assert!(
+        terms.ships_within_days * 86_400 > terms.balance_window_secs.unwrap_or(0),
+        "the promise outlasts the balance window"
+    );
     let _ = c2m_domain::Fingerprint::of("create_campaign", &cmd.spec);
 
     let campaign = Campaign {
@@ -614,6 +626,7 @@ fn a_huge_quantity_does_not_overflow_the_pooling_rule() {
         deadline: now + Duration::days(1),
         price_ladder: vec![],
         balance_window_secs: None,
+        ships_within_days: None,
     };
     let terms = spec.validate(now).unwrap();
     let state = PoolState {

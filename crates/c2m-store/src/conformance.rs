@@ -47,10 +47,15 @@ use crate::{ProductionStage, ReportProgress};
 use c2m_domain::{Progress, WorkOrderState};
 
 pub mod ledger;
+pub mod purchasing;
 pub use ledger::{
     balance_window_closes_once_under_racing_sweepers, check_ledger,
     failed_batch_releases_every_hold_exactly_once, full_price_deposit_is_ready_at_lock,
     ledger_follows_preorders_through_lock_pay_and_forfeit,
+};
+pub use purchasing::{
+    a_promise_gives_due_dates_and_plans_give_ship_dates,
+    purchase_orders_are_received_once_and_return_on_rejection,
 };
 
 /// A fresh, empty database for one test case, and ways to look at it.
@@ -133,6 +138,9 @@ macro_rules! conformance_cases {
             plans_take_batches_once_and_number_work_orders_per_factory,
             // Factory delivery.
             factories_get_their_own_work_orders_and_rejections_requeue_units,
+            // The promise and purchase orders (`conformance/purchasing.rs`).
+            a_promise_gives_due_dates_and_plans_give_ship_dates,
+            purchase_orders_are_received_once_and_return_on_rejection,
         }
     };
 }
@@ -400,6 +408,7 @@ fn spec(threshold: i64, cap: Option<i64>) -> CampaignSpec {
         deadline: deadline(),
         price_ladder: vec![],
         balance_window_secs: None,
+        ships_within_days: None,
     }
 }
 
@@ -2189,6 +2198,7 @@ fn sample_catalogue() -> Catalogue {
                 hours_per_unit: 0.1,
                 setup_hours: 0.0,
             }],
+            calendar: None,
         }],
         suppliers: vec![CatalogueSupplier {
             id: "steel-co".into(),
@@ -2413,6 +2423,8 @@ fn new_plan(status: PlanStatus, batches: Vec<BatchId>, work_orders: Vec<NewWorkO
         batches,
         work_orders,
         reservations: vec![("steel".into(), 4.0)],
+        purchase_orders: vec![],
+        allocations: vec![],
     }
 }
 
@@ -2430,12 +2442,15 @@ fn part_order(factory: &str, batch: &Batch, units: i64) -> NewWorkOrder {
             batches: vec![RunBatch {
                 batch_id: batch.id.clone(),
                 units,
+                late_reason: None,
             }],
+            schedule: None,
         }],
         materials: vec![MaterialDelivery {
             material: "steel".into(),
             supplier: None,
             quantity: 4.0,
+            purchase_order: None,
         }],
         due_at: t0() + Duration::days(30),
     }
@@ -2621,6 +2636,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     f2.runs[0].batches.push(RunBatch {
         batch_id: c.id.clone(),
         units: 2,
+        late_reason: None,
     });
     let mut plan = new_plan(
         PlanStatus::Optimal,
@@ -2840,6 +2856,7 @@ mod registry {
         for source in [
             include_str!("conformance.rs"),
             include_str!("conformance/ledger.rs"),
+            include_str!("conformance/purchasing.rs"),
         ] {
             // Functions start a line; mentions in comments do not.
             for (at, _) in source.match_indices("\npub async fn ") {

@@ -200,7 +200,7 @@ pub(crate) trait Params<'q> {
     fn bind_to<D: Dialect>(self, statement: Statement<'q, D>) -> Statement<'q, D>;
 }
 
-/// [`Params`] for tuples of up to sixteen values.
+/// [`Params`] for tuples of up to eighteen values.
 macro_rules! tuple_params {
     ($($value:ident),*) => {
         impl<'q, $($value: Into<Value<'q>>),*> Params<'q> for ($($value,)*) {
@@ -231,6 +231,8 @@ tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N);
 tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N, O);
 tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N, O, P);
 tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N, O, P, Q);
+tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N, O, P, Q, R);
+tuple_params!(A, B, C, E, F, G, H, I, J, K, L, M, N, O, P, Q, R, S);
 
 /// A statement with its arguments, built as `sqlx::query(..).bind(..)` is, and run on a
 /// connection of its backend (a transaction's, or one taken from a pool).

@@ -23,6 +23,7 @@
 //! - `ledger`: the double-entry money ledger, appended in the same transaction as the
 //!   pooling change that causes it, each movement shown to a [`payment::PaymentProvider`]
 //!   (the built-in [`payment::LedgerOnly`] by default); balances and their windows.
+//! - [`purchasing`]: the purchase orders plans place, their receipts and cancellations.
 //! - [`catalogue`], [`planning`], [`factory`] (delivery of work orders and the progress
 //!   factories report), [`access`] (bearer tokens).
 //! - `idempotency`: the keys every mutating call is recorded under.
@@ -111,6 +112,10 @@ pub use factory::{
 pub use planning::{
     NewPlan, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
 };
+pub use purchasing::{
+    CancelPurchaseOrder, NewPurchaseOrder, PurchaseOrder, PurchaseOrderFilter, PurchaseOrderState,
+    PurchasingStore, ReceivePurchaseOrder,
+};
 
 pub mod access;
 pub mod catalogue;
@@ -121,6 +126,7 @@ mod idempotency;
 mod ledger;
 pub mod planning;
 mod pooling;
+pub mod purchasing;
 
 pub mod payment;
 pub mod postgres;
@@ -228,7 +234,7 @@ pub struct BatchTransition {
 /// their own traits, which every store also implements.
 #[async_trait]
 pub trait Store:
-    CatalogueStore + PlanningStore + FactoryStore + TokenStore + Send + Sync + 'static
+    CatalogueStore + PlanningStore + PurchasingStore + FactoryStore + TokenStore + Send + Sync + 'static
 {
     /// Which backend this is, for logs and the health report ("sqlite", "postgres").
     fn backend(&self) -> &'static str;

@@ -193,6 +193,7 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
             })
             .collect(),
         balance_window_secs: (t.deposit < PRICE).then_some(t.window_hours * 3600),
+        ships_within_days: None,
     };
     let campaign = db
         .store()

@@ -40,6 +40,7 @@ async fn place_many(max_group: usize) -> (c2m_store::sqlite::WriterStats, std::t
                     deadline: now + Duration::days(3),
                     price_ladder: vec![],
                     balance_window_secs: None,
+                    ships_within_days: None,
                 },
             },
             now,

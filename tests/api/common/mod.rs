@@ -90,6 +90,21 @@ impl TestServer {
         Self::start_tls(settings, Arc::new(SystemClock), Some(dir), Some(trust)).await
     }
 
+    /// A server with settings changed by `f`, on `clock`, on SQLite in a fresh folder or
+    /// on the database `url`.
+    pub async fn custom(
+        f: impl FnOnce(&mut Settings),
+        clock: Arc<dyn Clock>,
+        url: Option<&str>,
+    ) -> TestServer {
+        init_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::for_tests(dir.path().to_path_buf());
+        settings.database_url = url.map(str::to_owned);
+        f(&mut settings);
+        Self::start(settings, clock, Some(dir)).await
+    }
+
     pub async fn with_database(url: &str) -> TestServer {
         init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -422,6 +437,7 @@ pub fn campaign_request(key: &str, threshold: i64) -> pb::CreateCampaignRequest 
         deadline: Some(ts(week_from_start())),
         price_ladder: vec![],
         balance_window_seconds: None,
+        ships_within_days: None,
     }
 }
 

@@ -103,6 +103,7 @@ pub fn create_campaign(r: pb::CreateCampaignRequest) -> Result<CreateCampaign, S
                 })
                 .collect(),
             balance_window_secs: r.balance_window_seconds,
+            ships_within_days: r.ships_within_days,
         },
     })
 }
@@ -211,6 +212,7 @@ pub fn campaign(c: &Campaign, now: DateTime<Utc>) -> pb::Campaign {
             })
             .collect(),
         balance_window_seconds: t.balance_window_secs,
+        ships_within_days: t.ships_within_days,
         money_policy: t.money_policy(),
     }
 }
@@ -300,6 +302,7 @@ pub fn preorder(p: &Preorder) -> pb::Preorder {
         balance_paid_at: p.money.balance_paid_at.map(timestamp),
         forfeited_at: p.money.forfeited_at.map(timestamp),
         production: None,
+        ship_date: None,
     }
 }
 
@@ -319,6 +322,33 @@ pub fn batch_production(b: &c2m_store::BatchProduction) -> pb::BatchProduction {
         units_shipped: b.units_shipped,
         units_awaiting_plan: b.units_awaiting_plan,
     }
+}
+
+/// A locked batch's ship date: the promise until every unit is planned, then the plan's.
+pub fn ship_date(b: &c2m_store::BatchProduction) -> Option<pb::ShipDate> {
+    let due = b.due_at?;
+    let expected = b.planned_ship_at.unwrap_or(due);
+    let late_by = expected - due;
+    let late = late_by > chrono::Duration::zero();
+    let days_late = if late {
+        (late_by.num_seconds() + 86_399) / 86_400
+    } else {
+        0
+    };
+    Some(pb::ShipDate {
+        promised_by: Some(timestamp(due)),
+        expected_at: Some(timestamp(expected)),
+        planned: b.planned_ship_at.is_some(),
+        late,
+        days_late,
+        late_reason: if late {
+            b.late_reason
+                .clone()
+                .unwrap_or_else(|| "the plan completes the batch after its promised date".into())
+        } else {
+            String::new()
+        },
+    })
 }
 
 pub fn campaign_money(m: &CampaignMoney) -> pb::CampaignMoney {

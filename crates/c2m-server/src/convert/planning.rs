@@ -4,7 +4,7 @@ use tonic::Status;
 
 use c2m_proto::v1 as pb;
 use c2m_store::planning::WorkOrder;
-use c2m_store::{PlanStatus, PlanSummary, StoredPlan};
+use c2m_store::{PlanStatus, PlanSummary, PurchaseOrder, PurchaseOrderState, StoredPlan};
 
 use super::{minor_money, timestamp};
 use crate::status::store_status;
@@ -47,8 +47,13 @@ pub fn work_order(w: &WorkOrder) -> pb::WorkOrder {
                     .map(|b| pb::RunBatch {
                         batch_id: b.batch_id.to_string(),
                         units: b.units,
+                        late_reason: b.late_reason.clone().unwrap_or_default(),
                     })
                     .collect(),
+                period: r.schedule.as_ref().map(|s| s.period),
+                starts_at: r.schedule.as_ref().map(|s| timestamp(s.starts_at)),
+                ends_at: r.schedule.as_ref().map(|s| timestamp(s.ends_at)),
+                hours: r.schedule.as_ref().map_or(0.0, |s| s.hours),
             })
             .collect(),
         materials: w
@@ -58,6 +63,7 @@ pub fn work_order(w: &WorkOrder) -> pb::WorkOrder {
                 material: m.material.clone(),
                 supplier: m.supplier.clone().unwrap_or_default(),
                 quantity: m.quantity,
+                purchase_order_id: m.purchase_order.clone().unwrap_or_default(),
             })
             .collect(),
         due_at: Some(timestamp(w.due_at)),
@@ -104,6 +110,7 @@ pub fn plan(p: &StoredPlan) -> Result<pb::Plan, Status> {
             purchase: Some(minor_money(b.purchase, cur)),
             ordering: Some(minor_money(b.ordering, cur)),
             holding: Some(minor_money(b.holding, cur)),
+            lateness: Some(minor_money(b.lateness, cur)),
         }),
         solve_seconds: p.solve_seconds,
         diagnosis,
@@ -111,5 +118,59 @@ pub fn plan(p: &StoredPlan) -> Result<pb::Plan, Status> {
         plan_json: p.plan.clone(),
         batch_ids: p.batches.iter().map(|b| b.to_string()).collect(),
         work_orders: p.work_orders.iter().map(work_order).collect(),
+        purchase_orders: p.purchase_orders.iter().map(purchase_order).collect(),
     })
+}
+
+pub fn purchase_order_state(s: PurchaseOrderState) -> pb::PurchaseOrderState {
+    match s {
+        PurchaseOrderState::Open => pb::PurchaseOrderState::Open,
+        PurchaseOrderState::PartlyReceived => pb::PurchaseOrderState::PartlyReceived,
+        PurchaseOrderState::Received => pb::PurchaseOrderState::Received,
+        PurchaseOrderState::Cancelled => pb::PurchaseOrderState::Cancelled,
+    }
+}
+
+/// A state filter: `None` for unspecified (every state).
+pub fn purchase_order_state_filter(
+    s: i32,
+) -> Result<Option<PurchaseOrderState>, c2m_domain::DomainError> {
+    match pb::PurchaseOrderState::try_from(s) {
+        Ok(pb::PurchaseOrderState::Unspecified) => Ok(None),
+        Ok(pb::PurchaseOrderState::Open) => Ok(Some(PurchaseOrderState::Open)),
+        Ok(pb::PurchaseOrderState::PartlyReceived) => Ok(Some(PurchaseOrderState::PartlyReceived)),
+        Ok(pb::PurchaseOrderState::Received) => Ok(Some(PurchaseOrderState::Received)),
+        Ok(pb::PurchaseOrderState::Cancelled) => Ok(Some(PurchaseOrderState::Cancelled)),
+        Err(_) => Err(c2m_domain::DomainError::invalid(
+            "state",
+            format!("unknown state {s}"),
+        )),
+    }
+}
+
+pub fn purchase_order(p: &PurchaseOrder) -> pb::PurchaseOrder {
+    pb::PurchaseOrder {
+        id: p.id.clone(),
+        plan_id: p.plan_id.clone(),
+        supplier_id: p.supplier_id.clone(),
+        material_id: p.material_id.clone(),
+        quantity: p.quantity,
+        unit_price: p.unit_price,
+        currency: p.currency.clone(),
+        tier: p.tier,
+        packs: p.packs,
+        order_period: p.order_period,
+        ordered_at: Some(timestamp(p.ordered_at)),
+        expected_at: Some(timestamp(p.expected_at)),
+        batch_ids: p.batches.iter().map(|b| b.to_string()).collect(),
+        allocated: p.allocated,
+        received: p.received,
+        state: purchase_order_state(p.state) as i32,
+        created_at: Some(timestamp(p.created_at)),
+        state_at: Some(timestamp(p.state_at)),
+        total: Some(minor_money(
+            c2m_planner::round_money(p.quantity * p.unit_price),
+            &p.currency,
+        )),
+    }
 }

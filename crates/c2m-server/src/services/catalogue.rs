@@ -46,7 +46,7 @@ impl CatalogueService for CatalogueSvc {
                     idempotency_key,
                     edit,
                 },
-                catalogue_check(),
+                catalogue_check(self.0.plan_horizon),
                 now,
             )
             .await
@@ -100,7 +100,7 @@ impl CatalogueService for CatalogueSvc {
                     idempotency_key,
                     edit: CatalogueEdit::Delete { kind, id: r.id },
                 },
-                catalogue_check(),
+                catalogue_check(self.0.plan_horizon),
                 self.0.clock.now(),
             )
             .await

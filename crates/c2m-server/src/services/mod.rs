@@ -13,10 +13,13 @@ pub mod factory;
 pub mod ledger;
 pub mod planning;
 pub mod preorder;
+pub mod purchasing;
 
 /// What every service needs: the store and the clock (injectable so tests control time).
 #[derive(Clone)]
 pub struct Ctx {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    /// The planning horizon, which factory calendars in the catalogue must match.
+    pub plan_horizon: crate::config::PlanHorizon,
 }

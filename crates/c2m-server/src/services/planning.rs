@@ -97,6 +97,7 @@ impl PlanningService for PlanningSvc {
                     excluded_factories: q.excluded_factories.clone(),
                     units_to_plan: q.units_to_plan,
                     last_plan: q.last_plan.as_ref().map(summary),
+                    due_at: Some(convert::timestamp(q.due_at)),
                 })
                 .collect(),
         }))

@@ -37,7 +37,10 @@ impl PreorderSvc {
                 .iter()
                 .find(|b| b.batch_id.as_str() == p.batch_id)
             {
-                p.production = Some(convert::batch_production(b));
+                if b.in_production {
+                    p.production = Some(convert::batch_production(b));
+                }
+                p.ship_date = convert::ship_date(b);
             }
         }
         Ok(out)

@@ -79,6 +79,11 @@ pub struct CatalogueFactory {
     pub id: String,
     pub capacity_hours: f64,
     pub lines: Vec<FactoryLine>,
+    /// Hours in each period of the planning horizon, counted from each cycle's start (a
+    /// closed week is 0); `None` means `capacity_hours` in every period. Its length must
+    /// be the horizon's number of periods (the server's catalogue check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

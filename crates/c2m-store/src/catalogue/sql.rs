@@ -27,9 +27,10 @@ const UPSERT_MATERIAL: &str = "INSERT INTO catalogue_materials \
      on_hand = excluded.on_hand, holding_cost = excluded.holding_cost";
 
 const UPSERT_FACTORY: &str = "INSERT INTO catalogue_factories \
-     (id, position, capacity_hours, lines) VALUES ($1, $2, $3, $4) \
+     (id, position, capacity_hours, lines, calendar) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
-     capacity_hours = excluded.capacity_hours, lines = excluded.lines";
+     capacity_hours = excluded.capacity_hours, lines = excluded.lines, \
+     calendar = excluded.calendar";
 
 const UPSERT_SUPPLIER: &str = "INSERT INTO catalogue_suppliers \
      (id, position, lead_days, offers) VALUES ($1, $2, $3, $4) \
@@ -79,6 +80,10 @@ impl<D: Backend> Tx<'_, D> {
         pos: i64,
         entry: Entry<'_>,
     ) -> Result<(), StoreError> {
+        let calendar = match &entry {
+            Entry::Factory(f) => f.calendar.as_ref().map(json).transpose()?,
+            _ => None,
+        };
         let statement = match entry {
             Entry::Product(p) => D::query(UPSERT_PRODUCT, (&p.sku, pos, json(&p.bom)?)),
             Entry::Material(m) => {
@@ -86,7 +91,7 @@ impl<D: Backend> Tx<'_, D> {
                 D::query(UPSERT_MATERIAL, params)
             }
             Entry::Factory(f) => {
-                let params = (&f.id, pos, f.capacity_hours, json(&f.lines)?);
+                let params = (&f.id, pos, f.capacity_hours, json(&f.lines)?, &calendar);
                 D::query(UPSERT_FACTORY, params)
             }
             Entry::Supplier(s) => {
@@ -189,7 +194,8 @@ async fn read_catalogue<D: Backend>(
         })
     };
     c.materials = D::query(sql, ()).all(tx, material).await?;
-    let sql = "SELECT id, capacity_hours, lines FROM catalogue_factories ORDER BY position, id";
+    let sql = "SELECT id, capacity_hours, lines, calendar FROM catalogue_factories \
+         ORDER BY position, id";
     let factory = |r: &D::Row| {
         let lines = from_json("lines", &r.text("lines")?)?;
         let capacity_hours = r.real("capacity_hours")?;
@@ -197,6 +203,10 @@ async fn read_catalogue<D: Backend>(
             id: r.text("id")?,
             capacity_hours,
             lines,
+            calendar: r
+                .text_opt("calendar")?
+                .map(|c| from_json("calendar", &c))
+                .transpose()?,
         })
     };
     c.factories = D::query(sql, ()).all(tx, factory).await?;

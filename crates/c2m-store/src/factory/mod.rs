@@ -100,11 +100,21 @@ pub enum ProductionStage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchProduction {
     pub batch_id: BatchId,
+    /// False for a locked batch that is not ready for production yet (its balance window
+    /// is open): only its promise (`due_at`) is known, the rest means nothing.
+    pub in_production: bool,
     pub stage: ProductionStage,
     /// Units of the batch in live work orders that have shipped.
     pub units_shipped: i64,
     /// Units of the batch still waiting for a plan.
     pub units_awaiting_plan: i64,
+    /// The date the batch is promised to ship by (its lock plus the campaign's promise).
+    pub due_at: Option<DateTime<Utc>>,
+    /// When every unit is planned: the end of the last run that makes some of them (when
+    /// the plan completes the batch). `None` while units wait for a plan.
+    pub planned_ship_at: Option<DateTime<Utc>>,
+    /// Why the plan ships it after its due date, when it does.
+    pub late_reason: Option<String>,
 }
 
 /// One live work order's part in a batch, for [`batch_production`].
@@ -113,6 +123,10 @@ pub(crate) struct BatchShare {
     pub state: WorkOrderState,
     pub units: i64,
     pub shipped_fraction: f64,
+    /// The end of the last scheduled run making some of the batch (`None` if none is
+    /// scheduled), and the first late reason given for it.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub late_reason: Option<String>,
 }
 
 /// Acknowledges the factory's work orders up to `seq`. Acknowledging twice, or an older
@@ -229,11 +243,19 @@ pub(crate) async fn report<D: Backend>(
                 tx.exclude_factory(b, &wo.factory_id, reason, now).await?;
                 tx.release_plan_batch(&wo.plan_id, b).await?;
             }
+            // Its materials go back to the pool: stock to stock on hand, its share of each
+            // purchase order released (see `crate::purchasing`).
             let mut returned = false;
-            for m in wo.materials.iter().filter(|m| m.supplier.is_none()) {
-                if m.quantity > 0.0 {
-                    tx.return_stock(&m.material, m.quantity).await?;
-                    returned = true;
+            for m in wo.materials.iter().filter(|m| m.quantity > 0.0) {
+                match (&m.supplier, &m.purchase_order) {
+                    (None, _) => {
+                        tx.return_stock(&m.material, m.quantity).await?;
+                        returned = true;
+                    }
+                    (Some(_), Some(po)) => {
+                        returned |= crate::purchasing::release(tx, po, m.quantity).await?;
+                    }
+                    (Some(_), None) => {}
                 }
             }
             if returned {
@@ -246,8 +268,8 @@ pub(crate) async fn report<D: Backend>(
     Ok(status)
 }
 
-/// How far each batch's production has come (batches that are not locked and ready are
-/// left out: they have no production yet).
+/// How far each batch's production has come, and its ship date (batches that are not
+/// locked are left out; a locked batch not yet ready has only its due date).
 pub(crate) async fn batch_production<D: Backend>(
     tx: &mut Tx<'_, D>,
     batches: &[BatchId],
@@ -260,7 +282,11 @@ pub(crate) async fn batch_production<D: Backend>(
         }
         let shares = tx.batch_shares(b).await?;
         let waiting = tx.unplanned_units(b).await?;
-        if shares.is_empty() && waiting.is_none() {
+        let due_at = tx.batch_due_at(b).await?;
+        // A locked batch not yet ready (its balance window is open) has no production yet,
+        // only its promise.
+        let in_production = !(shares.is_empty() && waiting.is_none());
+        if !in_production && due_at.is_none() {
             continue;
         }
         let shipped: f64 = shares
@@ -285,11 +311,27 @@ pub(crate) async fn batch_production<D: Backend>(
                 WorkOrderState::Shipped => ProductionStage::Shipped,
             }
         };
+        let planned_ship_at = if waiting.is_some() || shares.is_empty() {
+            None
+        } else {
+            shares
+                .iter()
+                .map(|s| s.ends_at)
+                .collect::<Option<Vec<_>>>()
+                .and_then(|ends| ends.into_iter().max())
+        };
+        let late_reason = planned_ship_at
+            .filter(|at| due_at.is_some_and(|due| *at > due))
+            .and_then(|_| shares.iter().find_map(|s| s.late_reason.clone()));
         out.push(BatchProduction {
             batch_id: b.clone(),
+            in_production,
             stage,
             units_shipped: shipped.floor() as i64,
             units_awaiting_plan: waiting.unwrap_or(0),
+            due_at,
+            planned_ship_at,
+            late_reason,
         });
     }
     Ok(out)

@@ -10,8 +10,8 @@ use c2m_domain::BatchId;
 use super::{event_body, parse_tally, shipped_fraction, BatchShare, FactoryPosition};
 use crate::dialect::{Backend, Columns, Tx};
 use crate::planning::{
-    json, work_order, work_order_select, work_order_state, WorkOrder, QUEUED_BATCHES,
-    UNPLANNED_UNITS,
+    from_json, json, work_order, work_order_select, work_order_state, WorkOrder, WorkOrderBody,
+    QUEUED_BATCHES, UNPLANNED_UNITS,
 };
 use crate::StoreError;
 
@@ -178,18 +178,49 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         batch: &BatchId,
     ) -> Result<Vec<BatchShare>, StoreError> {
-        let sql = "SELECT w.state, w.tally, x.sku, x.units FROM work_order_batches x \
+        let sql = "SELECT w.state, w.tally, w.body, x.sku, x.units FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
              WHERE x.batch_id = $1 AND w.state <> 'rejected' ORDER BY w.id";
         let share = |r: &D::Row| {
             let tally = parse_tally(&r.text("tally")?)?;
+            let body: WorkOrderBody = from_json("work order", &r.text("body")?)?;
+            let mine = || {
+                body.runs.iter().flat_map(|run| {
+                    run.batches
+                        .iter()
+                        .filter(|x| x.batch_id == *batch)
+                        .map(move |x| (run, x))
+                })
+            };
             Ok(BatchShare {
                 state: work_order_state(&r.text("state")?)?,
                 units: r.int("units")?,
                 shipped_fraction: shipped_fraction(&tally, &r.text("sku")?),
+                ends_at: mine()
+                    .map(|(run, _)| run.schedule.as_ref().map(|s| s.ends_at))
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|e| e.into_iter().max()),
+                late_reason: mine().find_map(|(_, x)| x.late_reason.clone()),
             })
         };
         D::query(sql, (batch.as_str(),)).all(self, share).await
+    }
+
+    /// The date a locked batch is promised to ship by: its lock plus its campaign's promise.
+    pub(crate) async fn batch_due_at(
+        &mut self,
+        batch: &BatchId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sql = "SELECT b.locked_at, c.ships_within_days FROM batches b \
+             JOIN campaigns c ON c.id = b.campaign_id WHERE b.id = $1";
+        let due = |r: &D::Row| {
+            Ok(r.ts_opt("locked_at")?
+                .map(|at| at + chrono::Duration::days(r.int("ships_within_days").unwrap_or(0))))
+        };
+        Ok(D::query(sql, (batch.as_str(),))
+            .optional(self, due)
+            .await?
+            .flatten())
     }
 
     /// The batch's units still waiting for a plan, if it waits at all (see

@@ -112,6 +112,10 @@ pub struct QueuedBatch {
     pub excluded_factories: Vec<String>,
     /// The last plan that took the batch and let it go again (infeasible, or rejected).
     pub last_plan: Option<PlanSummary>,
+    /// The date the batch is promised to ship by: its lock plus the campaign's promise.
+    pub due_at: DateTime<Utc>,
+    /// The campaign's unit price in minor units (what one late unit is weighed against).
+    pub unit_price: i64,
 }
 
 /// Units of one batch made by a run.
@@ -119,16 +123,34 @@ pub struct QueuedBatch {
 pub struct RunBatch {
     pub batch_id: BatchId,
     pub units: i64,
+    /// Why these units ship after the batch's promised date, when they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_reason: Option<String>,
+}
+
+/// When a run happens: its planning period and that period's dates. Its units ship at
+/// `ends_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSchedule {
+    pub period: i64,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Factory hours the run takes (setup included), spread over its period when a later
+    /// cycle takes them out of the factory's calendar.
+    pub hours: f64,
 }
 
 /// One production run of a work order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkOrderRun {
     pub sku: String,
     pub quantity: i64,
     /// The batches whose units the run makes (their units add up to at most `quantity`;
     /// a minimum run may make more than the batches need).
     pub batches: Vec<RunBatch>,
+    /// When it runs (absent in work orders of plans made before planning in time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<RunSchedule>,
 }
 
 /// Material a factory should expect for its runs, and from where.
@@ -138,6 +160,9 @@ pub struct MaterialDelivery {
     /// The supplier shipping it; `None` for stock already on hand.
     pub supplier: Option<String>,
     pub quantity: f64,
+    /// The purchase order it comes on (`None` for stock on hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purchase_order: Option<String>,
 }
 
 /// A factory's part of a plan, before it is stored.
@@ -193,6 +218,11 @@ pub struct NewPlan {
     pub work_orders: Vec<NewWorkOrder>,
     /// Stock on hand the plan uses, per material; taken from the catalogue when stored.
     pub reservations: Vec<(String, f64)>,
+    /// The plan's purchases, stored as purchase orders with it.
+    pub purchase_orders: Vec<crate::purchasing::NewPurchaseOrder>,
+    /// Quantities of earlier open purchase orders (still to arrive, not yet allocated)
+    /// that this plan's work orders use: (purchase order id, quantity).
+    pub allocations: Vec<(String, f64)>,
 }
 
 /// A plan as listed.
@@ -221,6 +251,7 @@ pub struct StoredPlan {
     pub batches: Vec<BatchId>,
     pub work_orders: Vec<WorkOrder>,
     pub reservations: Vec<(String, f64)>,
+    pub purchase_orders: Vec<crate::purchasing::PurchaseOrder>,
 }
 
 /// The response recorded for a `RunPlanning` key.
@@ -313,6 +344,13 @@ pub(crate) async fn store_plan<D: Backend>(
             };
             tx.insert_work_order(&wo).await?;
         }
+        for (po, qty) in new.allocations.iter().filter(|(_, q)| *q > 0.0) {
+            crate::purchasing::allocate(tx, po, *qty).await?;
+        }
+        for po in &new.purchase_orders {
+            tx.insert_purchase_order(&id, po, &new.currency, now)
+                .await?;
+        }
     }
     if let Some(key) = &key {
         let plan_id = id.clone();
@@ -364,6 +402,10 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
 /// The planning queue and the stored plans (see the [module docs](self)).
 #[async_trait]
 pub trait PlanningStore: Send + Sync + 'static {
+    /// Live work orders a factory has not finished (issued, accepted, in production): a
+    /// cycle keeps them as they are and takes their hours out of the calendars.
+    async fn frozen_work_orders(&self) -> Result<Vec<WorkOrder>, StoreError>;
+
     /// The batches waiting for a planning cycle, oldest lock first. The one selection is
     /// `planning::QUEUED_BATCHES` (today: locked batches that no plan holds).
     async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError>;
@@ -385,6 +427,14 @@ pub trait PlanningStore: Send + Sync + 'static {
 
 #[async_trait]
 impl<E: Engine> PlanningStore for E {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn frozen_work_orders(&self) -> Result<Vec<WorkOrder>, StoreError> {
+        self.snapshot()
+            .await?
+            .read(&(), |tx, _| Box::pin(tx.frozen_work_orders()))
+            .await
+    }
+
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError> {
         self.snapshot()

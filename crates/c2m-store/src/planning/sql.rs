@@ -43,7 +43,8 @@ pub(crate) use work_order_select;
 /// The batches waiting for a plan ([`QUEUED_BATCHES`]), their sku and units to plan.
 static QUEUED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT b.{}, c.sku AS campaign_sku, {UNPLANNED_UNITS} AS units_to_plan \
+        "SELECT b.{}, c.sku AS campaign_sku, c.ships_within_days, \
+         c.unit_price AS campaign_unit_price, {UNPLANNED_UNITS} AS units_to_plan \
          FROM batches b \
          JOIN campaigns c ON c.id = b.campaign_id WHERE {QUEUED_BATCHES} \
          ORDER BY b.locked_at, b.id",
@@ -70,7 +71,13 @@ impl<D: Backend> Tx<'_, D> {
             let excluded = D::query(EXCLUSIONS, id);
             let excluded_factories = excluded.all(self, |x| x.text("factory_id")).await?;
             let last_plan = D::query(LAST_PLAN, id).optional(self, plan_summary).await?;
+            let locked_at = batch.locked_at.ok_or_else(|| {
+                StoreError::Corrupt(format!("queued batch {} not locked", batch.id))
+            })?;
+            let due_at = locked_at + chrono::Duration::days(r.int("ships_within_days")?);
             out.push(QueuedBatch {
+                due_at,
+                unit_price: r.int("campaign_unit_price")?,
                 sku: r.text("campaign_sku")?,
                 units_to_plan: r.int("units_to_plan")?,
                 batch,
@@ -79,6 +86,16 @@ impl<D: Backend> Tx<'_, D> {
             });
         }
         Ok(out)
+    }
+
+    /// Work orders not rejected and not past production (see
+    /// [`super::PlanningStore::frozen_work_orders`]).
+    pub(crate) async fn frozen_work_orders(&mut self) -> Result<Vec<WorkOrder>, StoreError> {
+        let sql = concat!(
+            work_order_select!(),
+            "WHERE state IN ('issued', 'accepted', 'in_production') ORDER BY factory_id, seq"
+        );
+        D::query(sql, ()).all(self, work_order).await
     }
 
     /// Takes `reserve` of the material's stock on hand; false if there is not that much.
@@ -223,7 +240,9 @@ impl<D: Backend> Tx<'_, D> {
              ORDER BY material_id";
         let reservation = |x: &D::Row| Ok((x.text("material_id")?, x.real("quantity")?));
         let reservations = D::query(sql, (id,)).all(self, reservation).await?;
+        let purchase_orders = self.plan_purchase_orders(id).await?;
         Ok(Some(StoredPlan {
+            purchase_orders,
             summary: plan_summary(&r)?,
             cost_breakdown: r.text("cost_breakdown")?,
             solve_seconds: r.real("solve_seconds")?,

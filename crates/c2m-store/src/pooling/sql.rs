@@ -20,7 +20,7 @@ macro_rules! campaign_columns {
     () => {
         "id, seq, sku, title, currency, unit_price, deposit, batch_threshold, batch_cap, \
          max_per_order, max_per_consumer, total_cap, opens_at, deadline, created_at, \
-         price_ladder, balance_window_secs"
+         price_ladder, balance_window_secs, ships_within_days"
     };
 }
 
@@ -81,6 +81,7 @@ impl<D: Backend> Tx<'_, D> {
             c.created_at,
             ladder_json(&t.price_ladder),
             t.balance_window_secs,
+            t.ships_within_days,
         );
         D::query(INSERT_CAMPAIGN, params).execute(self).await?;
         Ok(())
@@ -223,8 +224,8 @@ impl<D: Backend> Tx<'_, D> {
 
 const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, sku, title, currency, unit_price, \
      deposit, batch_threshold, batch_cap, max_per_order, max_per_consumer, total_cap, \
-     opens_at, deadline, created_at, price_ladder, balance_window_secs) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+     opens_at, deadline, created_at, price_ladder, balance_window_secs, ships_within_days) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
 const OPEN_BATCH: &str = concat!(
     "SELECT ",
@@ -454,7 +455,7 @@ fn hold_state(s: &str) -> Result<HoldState, StoreError> {
 
 /// Columns: `id, sku, title, currency, unit_price, deposit, batch_threshold, batch_cap,
 /// max_per_order, max_per_consumer, total_cap, opens_at, deadline, created_at,
-/// price_ladder, balance_window_secs`.
+/// price_ladder, balance_window_secs, ships_within_days`.
 pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
     let cur = currency(&r.text("currency")?)?;
     Ok(Campaign {
@@ -473,6 +474,7 @@ pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
             deadline: r.ts("deadline")?,
             price_ladder: ladder(&r.text("price_ladder")?)?,
             balance_window_secs: r.int_opt("balance_window_secs")?,
+            ships_within_days: r.int("ships_within_days")?,
         },
         created_at: r.ts("created_at")?,
     })

@@ -1,0 +1,129 @@
+//! `PurchasingService`: the purchase orders plans placed; receiving and cancelling them.
+
+use tonic::{Request, Response, Status};
+
+use c2m_domain::{DomainError, PageRequest};
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::purchasing_service_server::PurchasingService;
+use c2m_store::{CancelPurchaseOrder, PurchaseOrderFilter, ReceivePurchaseOrder};
+
+use super::Ctx;
+use crate::convert;
+use crate::convert::planning::{purchase_order, purchase_order_state_filter};
+use crate::status::{domain_status, store_status};
+
+pub struct PurchasingSvc(pub Ctx);
+
+fn required_id(id: &str) -> Result<String, Status> {
+    if id.trim().is_empty() {
+        return Err(domain_status(&DomainError::invalid(
+            "purchase_order_id",
+            "is required",
+        )));
+    }
+    Ok(id.to_owned())
+}
+
+#[tonic::async_trait]
+impl PurchasingService for PurchasingSvc {
+    #[tracing::instrument(skip_all)]
+    async fn list_purchase_orders(
+        &self,
+        req: Request<pb::ListPurchaseOrdersRequest>,
+    ) -> Result<Response<pb::ListPurchaseOrdersResponse>, Status> {
+        let r = req.into_inner();
+        let page = PageRequest::parse(r.page_size, &r.page_token).map_err(|e| domain_status(&e))?;
+        let filter = PurchaseOrderFilter {
+            supplier_id: (!r.supplier_id.is_empty()).then(|| r.supplier_id.clone()),
+            state: purchase_order_state_filter(r.state).map_err(|e| domain_status(&e))?,
+        };
+        let p = self
+            .0
+            .store
+            .list_purchase_orders(&filter, page)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListPurchaseOrdersResponse {
+            purchase_orders: p.items.iter().map(purchase_order).collect(),
+            next_page_token: p.next_token(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(po = %req.get_ref().purchase_order_id))]
+    async fn get_purchase_order(
+        &self,
+        req: Request<pb::GetPurchaseOrderRequest>,
+    ) -> Result<Response<pb::PurchaseOrder>, Status> {
+        let id = required_id(&req.get_ref().purchase_order_id)?;
+        let p = self
+            .0
+            .store
+            .get_purchase_order(&id)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(purchase_order(&p)))
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        key = %req.get_ref().idempotency_key,
+        po = %req.get_ref().purchase_order_id,
+        quantity = req.get_ref().quantity,
+    ))]
+    async fn receive_purchase_order(
+        &self,
+        req: Request<pb::ReceivePurchaseOrderRequest>,
+    ) -> Result<Response<pb::PurchaseOrder>, Status> {
+        let r = req.into_inner();
+        let idempotency_key = convert::idempotency_key(&r.idempotency_key)?;
+        let purchase_order_id = required_id(&r.purchase_order_id)?;
+        if !(r.quantity.is_finite() && r.quantity > 0.0) {
+            return Err(domain_status(&DomainError::invalid(
+                "quantity",
+                format!("must be a positive number, got {}", r.quantity),
+            )));
+        }
+        let now = self.0.clock.now();
+        let p = self
+            .0
+            .store
+            .receive_purchase_order(
+                &ReceivePurchaseOrder {
+                    idempotency_key,
+                    purchase_order_id,
+                    quantity: r.quantity,
+                },
+                now,
+            )
+            .await
+            .map_err(store_status)?;
+        tracing::info!(state = p.state.as_str(), received = p.received, "received");
+        Ok(Response::new(purchase_order(&p)))
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        key = %req.get_ref().idempotency_key,
+        po = %req.get_ref().purchase_order_id,
+    ))]
+    async fn cancel_purchase_order(
+        &self,
+        req: Request<pb::CancelPurchaseOrderRequest>,
+    ) -> Result<Response<pb::PurchaseOrder>, Status> {
+        let r = req.into_inner();
+        let idempotency_key = convert::idempotency_key(&r.idempotency_key)?;
+        let purchase_order_id = required_id(&r.purchase_order_id)?;
+        let now = self.0.clock.now();
+        let p = self
+            .0
+            .store
+            .cancel_purchase_order(
+                &CancelPurchaseOrder {
+                    idempotency_key,
+                    purchase_order_id,
+                },
+                now,
+            )
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(purchase_order(&p)))
+    }
+}

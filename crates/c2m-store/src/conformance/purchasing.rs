@@ -1,0 +1,305 @@
+//! Conformance cases for the promise (due dates, planned ship dates) and purchase orders.
+//! Every quantity a case expects is worked out here from what it stored.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use c2m_domain::{BatchStatus, PageRequest, Progress, Refusal};
+
+use super::{
+    accept_all, batches, change, consumer, create, invalid_field, key, locked_batch, new_plan,
+    not_found, part_order, place, precondition, report_req, sample_catalogue, spec, t0, Fixture,
+};
+use crate::planning::RunSchedule;
+use crate::{
+    CancelPurchaseOrder, CatalogueEdit, NewPurchaseOrder, PlanStatus, PurchaseOrderFilter,
+    PurchaseOrderState, ReceivePurchaseOrder, Store,
+};
+
+async fn on_hand(store: &dyn Store, material: &str) -> f64 {
+    let c = store.catalogue().await.expect("catalogue");
+    c.materials
+        .iter()
+        .find(|m| m.id == material)
+        .map(|m| m.on_hand)
+        .expect("material")
+}
+
+fn receive(id: &str, quantity: f64) -> ReceivePurchaseOrder {
+    ReceivePurchaseOrder {
+        idempotency_key: key(),
+        purchase_order_id: id.into(),
+        quantity,
+    }
+}
+
+fn cancel(id: &str) -> CancelPurchaseOrder {
+    CancelPurchaseOrder {
+        idempotency_key: key(),
+        purchase_order_id: id.into(),
+    }
+}
+
+pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    // 0 and negative promises are refused naming the field, and nothing is written.
+    for days in [0, -5] {
+        let mut s = spec(2, None);
+        s.ships_within_days = Some(days);
+        let r = store
+            .create_campaign(
+                &crate::CreateCampaign {
+                    idempotency_key: key(),
+                    spec: s,
+                },
+                t0(),
+            )
+            .await;
+        assert_eq!(invalid_field(r), "ships_within_days");
+    }
+    let listed = store
+        .list_campaigns(PageRequest::parse(10, "").unwrap())
+        .await
+        .unwrap();
+    assert!(listed.items.is_empty(), "a refused campaign wrote nothing");
+
+    change(
+        &*store,
+        CatalogueEdit::Replace(sample_catalogue()),
+        accept_all(),
+    )
+    .await
+    .expect("catalogue");
+    let mut s = spec(2, None);
+    s.deposit = s.unit_price;
+    s.ships_within_days = Some(20);
+    let c = create(&*store, s).await;
+    assert_eq!(c.terms.ships_within_days, 20);
+    let got = store.get_campaign(&c.id).await.unwrap();
+    assert_eq!(got.campaign.terms.ships_within_days, 20);
+    place(&*store, &c.id, &consumer(1), 2).await.expect("locks");
+    let b = batches(&*store, &c.id).await.remove(0);
+    assert_eq!(b.status, BatchStatus::Locked);
+    let due = b.locked_at.expect("locked") + Duration::days(20);
+
+    // Waiting for a plan: the promise is the date.
+    let queue = store.planning_queue().await.unwrap();
+    assert_eq!(queue[0].due_at, due);
+    let p = store
+        .batch_production(std::slice::from_ref(&b.id))
+        .await
+        .unwrap();
+    assert_eq!((p[0].due_at, p[0].planned_ship_at), (Some(due), None));
+
+    // Planned: the end of its run, late after the due date with the plan's reason.
+    let mut wo = part_order("f1", &b, 2);
+    let ends = due + Duration::days(3);
+    wo.runs[0].schedule = Some(RunSchedule {
+        period: 2,
+        starts_at: ends - Duration::days(7),
+        ends_at: ends,
+        hours: 0.2,
+    });
+    wo.runs[0].batches[0].late_reason = Some("f1 is closed until then".into());
+    let mut plan = new_plan(PlanStatus::Optimal, vec![b.id.clone()], vec![wo]);
+    plan.reservations = vec![];
+    store.store_plan(&plan, t0()).await.expect("stored");
+    let p = store
+        .batch_production(std::slice::from_ref(&b.id))
+        .await
+        .unwrap();
+    assert_eq!(p[0].planned_ship_at, Some(ends));
+    assert_eq!(p[0].late_reason.as_deref(), Some("f1 is closed until then"));
+    let frozen = store.frozen_work_orders().await.unwrap();
+    assert_eq!(frozen.len(), 1);
+    assert_eq!(frozen[0].runs[0].schedule.as_ref().unwrap().ends_at, ends);
+}
+
+pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    change(
+        &*store,
+        CatalogueEdit::Replace(sample_catalogue()),
+        accept_all(),
+    )
+    .await
+    .expect("catalogue");
+    assert_eq!(on_hand(&*store, "steel").await, 10.0);
+    let b = locked_batch(&*store, "kettle-17-white").await;
+    // The work order takes 4 steel from stock and 6 from the first order; the plan buys
+    // 10 on it (4 free when they arrive) and 5 more on a second, for nothing yet.
+    let mut wo = part_order("f1", &b, 2);
+    wo.materials.push(crate::planning::MaterialDelivery {
+        material: "steel".into(),
+        supplier: Some("steel-co".into()),
+        quantity: 6.0,
+        purchase_order: Some("pur_first".into()),
+    });
+    let mut plan = new_plan(PlanStatus::Optimal, vec![b.id.clone()], vec![wo]);
+    plan.idempotency_key = Some(key());
+    let po = |id: &str, qty: f64, allocated: f64, period: i64| NewPurchaseOrder {
+        id: id.into(),
+        supplier_id: "steel-co".into(),
+        material_id: "steel".into(),
+        quantity: qty,
+        unit_price: 80.0,
+        tier: 1,
+        packs: Some((qty / 5.0) as i64),
+        order_period: period,
+        ordered_at: t0() + Duration::days(7 * period),
+        expected_at: t0() + Duration::days(7 * period + 7),
+        batches: vec![b.id.clone()],
+        allocated,
+    };
+    plan.purchase_orders = vec![po("pur_first", 10.0, 6.0, 0), po("pur_second", 5.0, 0.0, 1)];
+    let plan_id = store.store_plan(&plan, t0()).await.expect("stored");
+    assert_eq!(on_hand(&*store, "steel").await, 6.0, "4 reserved");
+    // Storing the same plan again (same key) stores no second set of orders.
+    assert_eq!(store.store_plan(&plan, t0()).await.unwrap(), plan_id);
+    let stored = store.get_plan(&plan_id).await.unwrap();
+    assert_eq!(stored.purchase_orders.len(), 2);
+    let all = store
+        .list_purchase_orders(
+            &PurchaseOrderFilter::default(),
+            PageRequest::parse(10, "").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 2);
+    let first = store.get_purchase_order("pur_first").await.unwrap();
+    assert_eq!(
+        (first.state, first.allocated, first.free_to_arrive()),
+        (PurchaseOrderState::Open, 6.0, 4.0)
+    );
+    assert_eq!(first.currency, "CNY");
+    assert_eq!(store.outstanding_purchase_orders().await.unwrap().len(), 2);
+    not_found(
+        store.get_purchase_order("pur_nowhere").await,
+        "purchase order",
+    );
+
+    // Receiving in two parts; a retry with the same key counts once.
+    let part = receive("pur_first", 4.0);
+    let r = store.receive_purchase_order(&part, t0()).await.unwrap();
+    assert_eq!(
+        (r.state, r.received),
+        (PurchaseOrderState::PartlyReceived, 4.0)
+    );
+    assert_eq!(store.receive_purchase_order(&part, t0()).await.unwrap(), r);
+    assert_eq!(
+        on_hand(&*store, "steel").await,
+        6.0,
+        "the 4 arrived are the work order's"
+    );
+    // More than is still to arrive, a bad quantity: refused, nothing written.
+    match precondition(
+        store
+            .receive_purchase_order(&receive("pur_first", 7.0), t0())
+            .await,
+    ) {
+        Refusal::OverReceived { outstanding, .. } => assert_eq!(outstanding, "6"),
+        other => panic!("expected OVER_RECEIVED, got {other:?}"),
+    }
+    assert_eq!(
+        invalid_field(
+            store
+                .receive_purchase_order(&receive("pur_first", 0.0), t0())
+                .await
+        ),
+        "quantity"
+    );
+    assert_eq!(
+        store
+            .get_purchase_order("pur_first")
+            .await
+            .unwrap()
+            .received,
+        4.0
+    );
+    let r = store
+        .receive_purchase_order(&receive("pur_first", 6.0), t0())
+        .await
+        .unwrap();
+    assert_eq!((r.state, r.received), (PurchaseOrderState::Received, 10.0));
+    assert_eq!(
+        on_hand(&*store, "steel").await,
+        10.0,
+        "4 beyond the work order's 6 are free"
+    );
+    assert!(matches!(
+        precondition(
+            store
+                .cancel_purchase_order(&cancel("pur_first"), t0())
+                .await
+        ),
+        Refusal::PurchaseOrderNotOpen { .. }
+    ));
+
+    // Cancelling an open order; a cancelled order receives nothing.
+    let c = cancel("pur_second");
+    let done = store.cancel_purchase_order(&c, t0()).await.unwrap();
+    assert_eq!(done.state, PurchaseOrderState::Cancelled);
+    assert_eq!(store.cancel_purchase_order(&c, t0()).await.unwrap(), done);
+    assert!(matches!(
+        precondition(
+            store
+                .cancel_purchase_order(&cancel("pur_second"), t0())
+                .await
+        ),
+        Refusal::PurchaseOrderCancelled { .. }
+    ));
+    assert!(matches!(
+        precondition(
+            store
+                .receive_purchase_order(&receive("pur_second", 1.0), t0())
+                .await
+        ),
+        Refusal::PurchaseOrderCancelled { .. }
+    ));
+    let filter = PurchaseOrderFilter {
+        supplier_id: Some("steel-co".into()),
+        state: Some(PurchaseOrderState::Cancelled),
+    };
+    let cancelled = store
+        .list_purchase_orders(&filter, PageRequest::parse(10, "").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cancelled.items.len(), 1);
+    assert_eq!(cancelled.items[0].id, "pur_second");
+    assert!(store
+        .outstanding_purchase_orders()
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The factory rejects: its 4 from stock and its 6 received on the first order are free
+    // stock again.
+    let w = store
+        .factory_work_orders("f1", 0, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .report_progress(
+            &report_req(
+                "f1",
+                &w.id,
+                Progress::Rejected {
+                    reason: "no steel press".into(),
+                },
+            ),
+            t0(),
+        )
+        .await
+        .expect("rejected");
+    assert_eq!(on_hand(&*store, "steel").await, 20.0);
+    assert_eq!(
+        store
+            .get_purchase_order("pur_first")
+            .await
+            .unwrap()
+            .allocated,
+        0.0
+    );
+}

@@ -1,0 +1,427 @@
+//! Purchasing: the purchase orders a plan places, their receipts and cancellations, and
+//! what they mean for stock.
+//!
+//! A plan's purchases are stored as purchase orders in the transaction that stores the plan
+//! (`crate::planning::store_plan`), one row per supplier, material and order period of the
+//! plan (`UNIQUE (plan_id, supplier_id, material_id, order_period)`), so a plan's purchase
+//! orders exist exactly once whatever is retried or killed.
+//!
+//! # Stock
+//!
+//! `catalogue_materials.on_hand` is free stock: received and not given to a live work
+//! order. A purchase order's `allocated` is the part of it that work orders were given;
+//! the rest is free once it arrives. So:
+//!
+//! - receiving `q` grows stock on hand by the free part of what arrives (allocated units
+//!   arrive first): `max(0, received' - allocated) - max(0, received - allocated)`;
+//! - a cycle sees an open order's free quantity still to arrive,
+//!   [`PurchaseOrder::free_to_arrive`], as a receipt in the period it is expected, and may
+//!   give it to its own work orders ([`NewPlan::allocations`](crate::NewPlan), checked again
+//!   under the planning lock when the plan is stored);
+//! - a factory's rejection gives its work order's share back: stock it was given returns to
+//!   stock on hand, and its allocation on each purchase order is released (the part already
+//!   received becomes free stock, the rest a free receipt for the next cycle);
+//! - cancelling an order (only while nothing was received) stops it counting as a receipt.
+//!
+//! # Layout and lock
+//!
+//! Types, the trait and the shared logic here, the SQL in `sql.rs` (one text for both
+//! backends). Every write takes the planning lock (`crate::planning`) first, as plans and
+//! rejections do, so stock on hand, allocations and receipts change one at a time; the
+//! conformance case is `purchase_orders_are_received_once_and_return_on_rejection`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use c2m_domain::{BatchId, DomainError, IdempotencyKey, Page, PageRequest, Refusal};
+
+use crate::dialect::{micros, Backend, Tx};
+use crate::engine::{Engine, Lane};
+use crate::idempotency::Keyed;
+use crate::writer::Op;
+use crate::StoreError;
+
+mod sql;
+
+pub(crate) const OP_RECEIVE: &str = "receive_purchase_order";
+pub(crate) const OP_CANCEL: &str = "cancel_purchase_order";
+
+/// Quantities closer than this are equal (material quantities are decimals).
+const EPS: f64 = 1e-9;
+
+/// Where a purchase order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurchaseOrderState {
+    Open,
+    PartlyReceived,
+    Received,
+    Cancelled,
+}
+
+impl PurchaseOrderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurchaseOrderState::Open => "open",
+            PurchaseOrderState::PartlyReceived => "partly_received",
+            PurchaseOrderState::Received => "received",
+            PurchaseOrderState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(PurchaseOrderState::Open),
+            "partly_received" => Some(PurchaseOrderState::PartlyReceived),
+            "received" => Some(PurchaseOrderState::Received),
+            "cancelled" => Some(PurchaseOrderState::Cancelled),
+            _ => None,
+        }
+    }
+
+    /// Whether material is still to arrive on it.
+    pub fn is_outstanding(self) -> bool {
+        matches!(
+            self,
+            PurchaseOrderState::Open | PurchaseOrderState::PartlyReceived
+        )
+    }
+}
+
+/// A purchase of a plan, before it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewPurchaseOrder {
+    /// Minted by the cycle, so its work orders can name it.
+    pub id: String,
+    pub supplier_id: String,
+    pub material_id: String,
+    pub quantity: f64,
+    /// The price of the tier the quantity reaches, in minor units.
+    pub unit_price: f64,
+    /// The index of that tier among the offer's price breaks (0 = the first break).
+    pub tier: i64,
+    pub packs: Option<i64>,
+    /// The planning period it is ordered in.
+    pub order_period: i64,
+    pub ordered_at: DateTime<Utc>,
+    /// When the supplier's lead time brings it.
+    pub expected_at: DateTime<Utc>,
+    /// The batches whose work orders use it.
+    pub batches: Vec<BatchId>,
+    /// The part of it the plan's work orders use.
+    pub allocated: f64,
+}
+
+/// A stored purchase order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurchaseOrder {
+    pub id: String,
+    pub plan_id: String,
+    pub supplier_id: String,
+    pub material_id: String,
+    pub quantity: f64,
+    pub unit_price: f64,
+    pub tier: i64,
+    pub packs: Option<i64>,
+    pub currency: String,
+    pub order_period: i64,
+    pub ordered_at: DateTime<Utc>,
+    pub expected_at: DateTime<Utc>,
+    pub batches: Vec<BatchId>,
+    pub allocated: f64,
+    pub received: f64,
+    pub state: PurchaseOrderState,
+    pub created_at: DateTime<Utc>,
+    pub state_at: DateTime<Utc>,
+}
+
+impl PurchaseOrder {
+    /// What is still to arrive.
+    pub fn outstanding(&self) -> f64 {
+        if self.state.is_outstanding() {
+            (self.quantity - self.received).max(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// The part still to arrive that no work order was given: a receipt for the next cycle.
+    pub fn free_to_arrive(&self) -> f64 {
+        if self.state.is_outstanding() {
+            (self.quantity - self.received.max(self.allocated)).max(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Which purchase orders to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurchaseOrderFilter {
+    pub supplier_id: Option<String>,
+    pub state: Option<PurchaseOrderState>,
+}
+
+/// Receiving material on a purchase order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceivePurchaseOrder {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub purchase_order_id: String,
+    pub quantity: f64,
+}
+
+/// Cancelling an open purchase order.
+#[derive(Debug, Clone, Serialize)]
+pub struct CancelPurchaseOrder {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub purchase_order_id: String,
+}
+
+pub(crate) fn not_found(id: &str) -> StoreError {
+    DomainError::NotFound {
+        entity: "purchase order",
+        id: id.to_owned(),
+    }
+    .into()
+}
+
+/// Stock that becomes free when `received` grows from `before` to `after` on an order with
+/// `allocated` given to work orders (allocated units arrive first).
+fn freed(allocated: f64, before: f64, after: f64) -> f64 {
+    (after - allocated).max(0.0) - (before - allocated).max(0.0)
+}
+
+/// Gives `qty` of an earlier order's free quantity still to arrive to a new plan's work
+/// orders; `STOCK_CHANGED` when it is no longer free (received, cancelled or given away
+/// since the scenario was built).
+pub(crate) async fn allocate<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    id: &str,
+    qty: f64,
+) -> Result<(), StoreError> {
+    let po = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
+    if po.free_to_arrive() + EPS < qty {
+        return Err(DomainError::from(Refusal::StockChanged {
+            material: po.material_id,
+        })
+        .into());
+    }
+    tx.set_allocated(id, po.allocated + qty).await
+}
+
+/// Releases `qty` of an order's allocation (a rejected work order's share): what of it was
+/// received already becomes free stock. Returns whether stock on hand changed.
+pub(crate) async fn release<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    id: &str,
+    qty: f64,
+) -> Result<bool, StoreError> {
+    let Some(po) = tx.purchase_order(id).await? else {
+        return Ok(false);
+    };
+    let allocated = (po.allocated - qty).max(0.0);
+    tx.set_allocated(id, allocated).await?;
+    // Received units beyond the allocation are free; lowering the allocation frees more.
+    let back = (po.received - allocated).max(0.0) - (po.received - po.allocated).max(0.0);
+    if back > EPS {
+        tx.return_stock(&po.material_id, back).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Receives material on a purchase order. Idempotent by key; see the module docs.
+pub(crate) async fn receive<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    req: &ReceivePurchaseOrder,
+    now: DateTime<Utc>,
+) -> Result<PurchaseOrder, StoreError> {
+    let now = micros(now);
+    let key = Keyed::new(OP_RECEIVE, &req.idempotency_key, req);
+    if let Some(done) = key.replay(tx).await? {
+        return Ok(done);
+    }
+    if !(req.quantity.is_finite() && req.quantity > 0.0) {
+        return Err(DomainError::invalid(
+            "quantity",
+            format!("must be a positive number, got {}", req.quantity),
+        )
+        .into());
+    }
+    tx.lock_planning().await?;
+    let id = req.purchase_order_id.as_str();
+    let po = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
+    match po.state {
+        PurchaseOrderState::Cancelled => {
+            return Err(DomainError::from(Refusal::PurchaseOrderCancelled {
+                purchase_order: po.id,
+            })
+            .into())
+        }
+        PurchaseOrderState::Received => {
+            return Err(DomainError::from(Refusal::OverReceived {
+                purchase_order: po.id,
+                outstanding: "0".into(),
+                receiving: req.quantity.to_string(),
+            })
+            .into())
+        }
+        _ => {}
+    }
+    let outstanding = po.outstanding();
+    if req.quantity > outstanding + EPS {
+        return Err(DomainError::from(Refusal::OverReceived {
+            purchase_order: po.id,
+            outstanding: outstanding.to_string(),
+            receiving: req.quantity.to_string(),
+        })
+        .into());
+    }
+    let received = (po.received + req.quantity).min(po.quantity);
+    let state = if received + EPS >= po.quantity {
+        PurchaseOrderState::Received
+    } else {
+        PurchaseOrderState::PartlyReceived
+    };
+    tx.record_receipt(id, req.quantity, received, state, now)
+        .await?;
+    let free = freed(po.allocated, po.received, received);
+    if free > EPS {
+        tx.return_stock(&po.material_id, free).await?;
+        tx.bump_catalogue_version(now).await?;
+    }
+    let done = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
+    key.record(tx, &done, now).await?;
+    Ok(done)
+}
+
+/// Cancels an open purchase order. Idempotent by key.
+pub(crate) async fn cancel<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    req: &CancelPurchaseOrder,
+    now: DateTime<Utc>,
+) -> Result<PurchaseOrder, StoreError> {
+    let now = micros(now);
+    let key = Keyed::new(OP_CANCEL, &req.idempotency_key, req);
+    if let Some(done) = key.replay(tx).await? {
+        return Ok(done);
+    }
+    tx.lock_planning().await?;
+    let id = req.purchase_order_id.as_str();
+    let po = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
+    match po.state {
+        PurchaseOrderState::Open => {}
+        PurchaseOrderState::Cancelled => {
+            return Err(DomainError::from(Refusal::PurchaseOrderCancelled {
+                purchase_order: po.id,
+            })
+            .into())
+        }
+        other => {
+            return Err(DomainError::from(Refusal::PurchaseOrderNotOpen {
+                purchase_order: po.id,
+                state: other.as_str().to_owned(),
+            })
+            .into())
+        }
+    }
+    tx.set_purchase_order_state(id, PurchaseOrderState::Cancelled, now)
+        .await?;
+    let done = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
+    key.record(tx, &done, now).await?;
+    Ok(done)
+}
+
+/// Purchase orders: listing, receiving, cancelling (see the [module docs](self)).
+#[async_trait]
+pub trait PurchasingStore: Send + Sync + 'static {
+    /// Purchase orders, oldest first, filtered by supplier and state.
+    async fn list_purchase_orders(
+        &self,
+        filter: &PurchaseOrderFilter,
+        page: PageRequest,
+    ) -> Result<Page<PurchaseOrder>, StoreError>;
+
+    async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder, StoreError>;
+
+    /// Every order with material still to arrive (open or partly received), oldest first.
+    async fn outstanding_purchase_orders(&self) -> Result<Vec<PurchaseOrder>, StoreError>;
+
+    /// Receives material: stock on hand grows by the part no work order was given.
+    /// Idempotent by key. More than is still to arrive is `OVER_RECEIVED`; a cancelled
+    /// order is `PURCHASE_ORDER_CANCELLED`; nothing is written when refused.
+    async fn receive_purchase_order(
+        &self,
+        req: &ReceivePurchaseOrder,
+        now: DateTime<Utc>,
+    ) -> Result<PurchaseOrder, StoreError>;
+
+    /// Cancels an open order (nothing received yet): `PURCHASE_ORDER_NOT_OPEN` otherwise,
+    /// `PURCHASE_ORDER_CANCELLED` when it already is (under another key). Idempotent by key.
+    async fn cancel_purchase_order(
+        &self,
+        req: &CancelPurchaseOrder,
+        now: DateTime<Utc>,
+    ) -> Result<PurchaseOrder, StoreError>;
+}
+
+#[async_trait]
+impl<E: Engine> PurchasingStore for E {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn list_purchase_orders(
+        &self,
+        filter: &PurchaseOrderFilter,
+        page: PageRequest,
+    ) -> Result<Page<PurchaseOrder>, StoreError> {
+        self.snapshot()
+            .await?
+            .read(&(filter.clone(), page), |tx, (filter, page)| {
+                Box::pin(tx.purchase_orders(filter, *page))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder, StoreError> {
+        self.snapshot()
+            .await?
+            .read(id, |tx, id| Box::pin(tx.purchase_order(id)))
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn outstanding_purchase_orders(&self) -> Result<Vec<PurchaseOrder>, StoreError> {
+        self.snapshot()
+            .await?
+            .read(&(), |tx, _| Box::pin(tx.outstanding_purchase_orders()))
+            .await
+    }
+
+    #[tracing::instrument(skip(self, req), fields(po = %req.purchase_order_id), err(level = "debug"))]
+    async fn receive_purchase_order(
+        &self,
+        req: &ReceivePurchaseOrder,
+        now: DateTime<Utc>,
+    ) -> Result<PurchaseOrder, StoreError> {
+        let op = Op::new((req.clone(), now), |tx, (req, now)| {
+            Box::pin(receive(tx, req, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self, req), fields(po = %req.purchase_order_id), err(level = "debug"))]
+    async fn cancel_purchase_order(
+        &self,
+        req: &CancelPurchaseOrder,
+        now: DateTime<Utc>,
+    ) -> Result<PurchaseOrder, StoreError> {
+        let op = Op::new((req.clone(), now), |tx, (req, now)| {
+            Box::pin(cancel(tx, req, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+}

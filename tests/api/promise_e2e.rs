@@ -1,0 +1,549 @@
+//! The promise end to end: ship dates, planning in time and purchase orders, over gRPC.
+//!
+//! Two campaigns sharing steel lock a week apart. One cycle with a six-week horizon plans
+//! both and buys their steel in one order that reaches the better price break; the same
+//! cycle with a one-period horizon plans only the batch due within it, at the first
+//! break. The order is received in two parts, a second cycle uses what was left over, a
+//! consumer's pre-order shows the promise then the planned date, a factory's rejection
+//! moves it and returns the steel, and a promise too short for any plan shows late.
+//! Every expected number is worked out here from the catalogue below.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use tonic::Code;
+
+use c2m_domain::{Clock, ManualClock};
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::purchasing_service_client::PurchasingServiceClient;
+use tonic::transport::Channel;
+
+use crate::common::{assert_refused, pg_admin_url, place, ts, Clients, TestServer};
+
+/// Steel at 100 a kg below 150 kg, 70 from 150 kg; a kettle takes 2 kg, a pot 3 kg.
+/// f1 makes both cheaper than f2. Lead time 0 days, so a one-week horizon can buy.
+const CATALOGUE: &str = r#"
+name = "promise"
+currency = "CNY"
+
+[[products]]
+sku = "kettle-steel"
+demand = 0
+bom = { steel = 2.0 }
+
+[[products]]
+sku = "pot-steel"
+demand = 0
+bom = { steel = 3.0 }
+
+[[materials]]
+id = "steel"
+unit = "kg"
+on_hand = 0.0
+holding_cost = 1.0
+
+[[factories]]
+id = "f1"
+capacity_hours = 100.0
+
+[[factories.lines]]
+sku = "kettle-steel"
+unit_cost = 1000.0
+hours_per_unit = 0.5
+
+[[factories.lines]]
+sku = "pot-steel"
+unit_cost = 1200.0
+hours_per_unit = 0.5
+
+[[factories]]
+id = "f2"
+capacity_hours = 100.0
+
+[[factories.lines]]
+sku = "kettle-steel"
+unit_cost = 1500.0
+hours_per_unit = 0.5
+
+[[factories.lines]]
+sku = "pot-steel"
+unit_cost = 1800.0
+hours_per_unit = 0.5
+
+[[suppliers]]
+id = "steelco"
+lead_days = 0
+
+[[suppliers.offers]]
+material = "steel"
+breaks = [{ min_qty = 0.0, unit_price = 100.0 }, { min_qty = 150.0, unit_price = 70.0 }]
+"#;
+
+const FIRST_PRICE: f64 = 100.0;
+const BETTER_PRICE: f64 = 70.0;
+const BETTER_BREAK: f64 = 150.0;
+/// 30 kettles (60 kg) and 20 pots (60 kg).
+const STEEL_A: f64 = 60.0;
+const STEEL_B: f64 = 60.0;
+
+fn start() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(Duration::seconds(1))
+        .expect("whole seconds")
+}
+
+fn campaign(
+    key: &str,
+    sku: &str,
+    threshold: i64,
+    promise: i64,
+    t0: DateTime<Utc>,
+) -> pb::CreateCampaignRequest {
+    pb::CreateCampaignRequest {
+        idempotency_key: key.into(),
+        sku: sku.into(),
+        title: format!("{sku} for the promise test"),
+        currency: "CNY".into(),
+        unit_price_minor: 20_000,
+        // The full price: a batch is ready for production when it locks.
+        deposit_minor: 20_000,
+        batch_threshold: threshold,
+        batch_cap: None,
+        max_per_order: None,
+        max_per_consumer: None,
+        total_cap: None,
+        opens_at: None,
+        deadline: Some(ts(t0 + Duration::days(30))),
+        price_ladder: vec![],
+        balance_window_seconds: None,
+        ships_within_days: Some(promise),
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+fn at(t: &prost_types::Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.seconds, t.nanos as u32).expect("a time")
+}
+
+fn purchasing(c: &Clients) -> PurchasingServiceClient<Channel> {
+    PurchasingServiceClient::new(c.channel.clone())
+}
+
+async fn steel_on_hand(c: &mut Clients) -> f64 {
+    let text = c
+        .catalogue
+        .export_scenario(pb::ExportScenarioRequest {
+            format: pb::ScenarioFormat::Toml as i32,
+        })
+        .await
+        .expect("export")
+        .into_inner()
+        .text;
+    let s = c2m_planner::Scenario::from_toml_str(&text).expect("a scenario");
+    s.materials
+        .iter()
+        .find(|m| m.id == "steel")
+        .expect("steel")
+        .on_hand
+}
+
+async fn ship_date(c: &mut Clients, preorder: &str) -> pb::ShipDate {
+    c.preorders
+        .get_preorder(pb::GetPreorderRequest {
+            preorder_id: preorder.into(),
+        })
+        .await
+        .expect("get pre-order")
+        .into_inner()
+        .ship_date
+        .expect("a locked pre-order has a ship date")
+}
+
+async fn run_cycle(c: &mut Clients, key: &str) -> pb::Plan {
+    c.planning
+        .run_planning(pb::RunPlanningRequest {
+            idempotency_key: key.into(),
+        })
+        .await
+        .expect("a cycle")
+        .into_inner()
+}
+
+/// What [`set_up`] made: campaign C (not locked yet) and the first consumer's pre-order
+/// in A.
+struct Setup {
+    c: String,
+    preorder_a: String,
+}
+
+/// What both servers do before their first cycle: the catalogue, two campaigns locking a
+/// week apart, and a third that locks later.
+async fn set_up(c: &mut Clients, clock: &ManualClock, t0: DateTime<Utc>) -> Setup {
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: "promise-catalogue".into(),
+            text: CATALOGUE.into(),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: pb::ImportMode::Replace as i32,
+        })
+        .await
+        .expect("catalogue");
+    let mut ids = Vec::new();
+    for (key, sku, threshold, promise) in [
+        ("cmp-a", "kettle-steel", 30, 14),
+        ("cmp-b", "pot-steel", 20, 14),
+        // A promise no weekly plan can keep.
+        ("cmp-c", "kettle-steel", 10, 3),
+    ] {
+        let got = c
+            .campaigns
+            .create_campaign(campaign(key, sku, threshold, promise, t0))
+            .await
+            .expect("campaign")
+            .into_inner();
+        assert_eq!(got.ships_within_days, promise);
+        ids.push(got.id);
+    }
+    let shown = c
+        .campaigns
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: ids[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.campaign.unwrap().ships_within_days, 14);
+    // A locks now, B a week later.
+    let a1 = c
+        .preorders
+        .place_preorder(place("a1", &ids[0], "con_a1", 10))
+        .await
+        .unwrap()
+        .into_inner();
+    c.preorders
+        .place_preorder(place("a2", &ids[0], "con_a2", 20))
+        .await
+        .unwrap();
+    clock.advance(Duration::days(7));
+    c.preorders
+        .place_preorder(place("b1", &ids[1], "con_b1", 20))
+        .await
+        .unwrap();
+    Setup {
+        c: ids[2].clone(),
+        preorder_a: a1.id,
+    }
+}
+
+/// The story on SQLite, or on the PostgreSQL database `url`.
+async fn promise_story(url: Option<&str>) {
+    let t0 = start();
+    // The same cycle with a one-period horizon, on a server of its own.
+    let clock1 = Arc::new(ManualClock::new(t0));
+    let one = TestServer::custom(
+        |s| (s.plan_horizon_days, s.plan_period_days) = (7, 7),
+        clock1.clone(),
+        None,
+    )
+    .await;
+    let mut c1 = one.clients().await;
+    set_up(&mut c1, &clock1, t0).await;
+    let short = run_cycle(&mut c1, "cycle-one-period").await;
+    one.shutdown().await;
+
+    let clock = Arc::new(ManualClock::new(t0));
+    let server = TestServer::custom(|s| s.plan_horizon_days = 42, clock.clone(), url).await;
+    let mut c = server.clients().await;
+    let setup = set_up(&mut c, &clock, t0).await;
+    let due_a = t0 + Duration::days(14);
+
+    // Before any plan: the promise.
+    let before = ship_date(&mut c, &setup.preorder_a).await;
+    assert_eq!(at(before.promised_by.as_ref().unwrap()), due_a);
+    assert_eq!(at(before.expected_at.as_ref().unwrap()), due_a);
+    assert!(!before.planned && !before.late);
+    let queued = c
+        .planning
+        .list_queued_batches(pb::ListQueuedBatchesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .batches;
+    assert_eq!(queued.len(), 2);
+
+    // Six weeks: both batches, one steel order at the better break.
+    let plan = run_cycle(&mut c, "cycle-six-weeks").await;
+    assert_eq!(
+        plan.batch_ids.len(),
+        2,
+        "both batches are due within six weeks"
+    );
+    assert_eq!(plan.purchase_orders.len(), 1, "{:?}", plan.purchase_orders);
+    let po = plan.purchase_orders[0].clone();
+    assert_eq!(
+        (po.supplier_id.as_str(), po.material_id.as_str()),
+        ("steelco", "steel")
+    );
+    assert_eq!((po.tier, po.unit_price), (1, BETTER_PRICE));
+    assert!(
+        close(po.quantity, BETTER_BREAK),
+        "the least that reaches the break: {po:?}"
+    );
+    assert!(close(po.allocated, STEEL_A + STEEL_B), "{po:?}");
+    assert_eq!(po.state(), pb::PurchaseOrderState::Open);
+    assert_eq!(po.batch_ids.len(), 2);
+    // One period: only A is due within it, bought alone at the first break.
+    assert_eq!(short.batch_ids.len(), 1);
+    assert_eq!(short.purchase_orders.len(), 1);
+    let alone = &short.purchase_orders[0];
+    assert_eq!((alone.tier, alone.unit_price), (0, FIRST_PRICE));
+    assert!(close(alone.quantity, STEEL_A), "{alone:?}");
+    // Buying each batch's steel on its own, as one-period cycles do, against one order.
+    let separately = alone.unit_price * (STEEL_A + STEEL_B);
+    let together = po.unit_price * po.quantity;
+    assert!(close(
+        separately - together,
+        FIRST_PRICE * 120.0 - BETTER_PRICE * 150.0
+    ));
+    assert!(together < separately);
+    assert_eq!(
+        po.total.as_ref().unwrap().minor,
+        (BETTER_PRICE * BETTER_BREAK) as i64
+    );
+
+    // Work orders carry their schedule; the pre-order shows the planned date.
+    let wo = plan
+        .work_orders
+        .iter()
+        .find(|w| w.factory_id == "f1")
+        .expect("f1 makes them")
+        .clone();
+    for run in &wo.runs {
+        let (s, e) = (
+            at(run.starts_at.as_ref().unwrap()),
+            at(run.ends_at.as_ref().unwrap()),
+        );
+        let period = run.period.expect("a period");
+        assert_eq!(s, clock.now() + Duration::days(7 * period));
+        assert_eq!(e - s, Duration::days(7));
+        assert!(run.hours > 0.0);
+    }
+    let planned = ship_date(&mut c, &setup.preorder_a).await;
+    assert!(planned.planned);
+    let run_a_end = wo
+        .runs
+        .iter()
+        .filter(|r| r.sku == "kettle-steel")
+        .map(|r| at(r.ends_at.as_ref().unwrap()))
+        .max()
+        .unwrap();
+    assert_eq!(at(planned.expected_at.as_ref().unwrap()), run_a_end);
+    assert!(
+        run_a_end <= due_a && !planned.late,
+        "A is due by the end of period 0"
+    );
+
+    // Received in two parts; a retry counts once; more than ordered is refused.
+    let mut p = purchasing(&c);
+    let receive = |key: &str, qty: f64| pb::ReceivePurchaseOrderRequest {
+        idempotency_key: key.into(),
+        purchase_order_id: po.id.clone(),
+        quantity: qty,
+    };
+    let first = p
+        .receive_purchase_order(receive("rcv-1", 60.0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (first.state(), first.received),
+        (pb::PurchaseOrderState::PartlyReceived, 60.0)
+    );
+    let again = p
+        .receive_purchase_order(receive("rcv-1", 60.0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.received, 60.0, "the retry counted once");
+    let over = p
+        .receive_purchase_order(receive("rcv-x", 91.0))
+        .await
+        .unwrap_err();
+    assert_refused(&over, Code::FailedPrecondition, "OVER_RECEIVED");
+    let bad = p
+        .receive_purchase_order(receive("rcv-y", 0.0))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("quantity"), "{bad:?}");
+    let rest = p
+        .receive_purchase_order(receive("rcv-2", 90.0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (rest.state(), rest.received),
+        (pb::PurchaseOrderState::Received, 150.0)
+    );
+    let listed = p
+        .list_purchase_orders(pb::ListPurchaseOrdersRequest {
+            supplier_id: "steelco".into(),
+            state: pb::PurchaseOrderState::Received as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.purchase_orders.len(), 1);
+    let cancel = p
+        .cancel_purchase_order(pb::CancelPurchaseOrderRequest {
+            idempotency_key: "cancel-received".into(),
+            purchase_order_id: po.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&cancel, Code::FailedPrecondition, "PURCHASE_ORDER_NOT_OPEN");
+    let free = BETTER_BREAK - STEEL_A - STEEL_B;
+    assert!(
+        close(steel_on_hand(&mut c).await, free),
+        "what the work order does not use"
+    );
+
+    // A day later C locks with a three-day promise: the second cycle makes it from the
+    // steel received, buys nothing, and shows it late with the reason.
+    clock.advance(Duration::days(1));
+    let c1 = c
+        .preorders
+        .place_preorder(place("c1", &setup.c, "con_c1", 10))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = run_cycle(&mut c, "cycle-second").await;
+    assert_eq!(second.batch_ids.len(), 1);
+    assert!(second.purchase_orders.is_empty(), "the receipt covers it");
+    assert!(close(steel_on_hand(&mut c).await, free - 20.0));
+    let late = ship_date(&mut c, &c1.id).await;
+    let promised = at(late.promised_by.as_ref().unwrap());
+    let expected = at(late.expected_at.as_ref().unwrap());
+    assert_eq!(promised, clock.now() + Duration::days(3));
+    assert_eq!(
+        expected,
+        clock.now() + Duration::days(7),
+        "the end of period 0"
+    );
+    assert!(late.planned && late.late);
+    assert_eq!(late.days_late, 4);
+    assert!(
+        late.late_reason.contains("planning period"),
+        "{}",
+        late.late_reason
+    );
+
+    // f1 rejects the first plan's work order: A and B wait again (their date is the promise
+    // again), the steel returns, and the next cycle moves them to f2 from stock.
+    c.factory
+        .report(pb::ReportRequest {
+            idempotency_key: "reject".into(),
+            factory_id: "f1".into(),
+            work_order_id: wo.id.clone(),
+            progress: Some(pb::report_request::Progress::Rejected(pb::Rejected {
+                reason: "press broken".into(),
+            })),
+        })
+        .await
+        .expect("rejected");
+    let waiting = ship_date(&mut c, &setup.preorder_a).await;
+    assert!(!waiting.planned);
+    assert_eq!(
+        at(waiting.expected_at.as_ref().unwrap()),
+        due_a,
+        "back to the promise"
+    );
+    assert!(close(
+        steel_on_hand(&mut c).await,
+        free - 20.0 + STEEL_A + STEEL_B
+    ));
+    let third = run_cycle(&mut c, "cycle-third").await;
+    assert_eq!(third.batch_ids.len(), 2);
+    assert!(
+        third.purchase_orders.is_empty(),
+        "the returned steel covers them"
+    );
+    assert!(third.work_orders.iter().all(|w| w.factory_id == "f2"));
+    let moved = ship_date(&mut c, &setup.preorder_a).await;
+    assert!(moved.planned);
+    let moved_at = at(moved.expected_at.as_ref().unwrap());
+    assert_ne!(moved_at, run_a_end, "the rejection moved the date");
+    assert_eq!(moved.late, moved_at > due_a);
+    assert!(close(steel_on_hand(&mut c).await, free - 20.0));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_story_on_sqlite() {
+    promise_story(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_story_on_postgres() {
+    let Some(admin) = pg_admin_url() else { return };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    promise_story(Some(&url)).await;
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_promises_and_calendars_are_refused_naming_the_field() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let t0 = start();
+    for days in [0, -1] {
+        let e = c
+            .campaigns
+            .create_campaign(campaign("bad", "kettle-17-white", 2, days, t0))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().contains("ships_within_days"), "{e:?}");
+    }
+    let listed = c
+        .campaigns
+        .list_campaigns(pb::ListCampaignsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.campaigns.is_empty(), "nothing written");
+    // A calendar must have one number per period of the horizon (84 days in weeks: 12).
+    let calendar = |n: usize| {
+        let hours = vec!["40.0"; n].join(", ");
+        format!(
+            "name = \"cal\"\ncurrency = \"CNY\"\n\n[horizon]\nperiods = {n}\nperiod_days = 7\n\n\
+             [[factories]]\nid = \"f1\"\ncapacity_hours = [{hours}]\n"
+        )
+    };
+    let e = c
+        .catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: "cal-5".into(),
+            text: calendar(5),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: pb::ImportMode::Merge as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("factories[0].calendar"), "{e:?}");
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: "cal-12".into(),
+            text: calendar(12),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: pb::ImportMode::Merge as i32,
+        })
+        .await
+        .expect("a calendar of twelve weeks");
+    server.shutdown().await;
+}
