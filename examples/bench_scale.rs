@@ -175,6 +175,7 @@ fn spec(sku: String, threshold: i64, price: i64, deposit: i64, now: DateTime<Utc
         deadline: now + chrono::Duration::days(30),
         price_ladder: vec![],
         balance_window_secs: None,
+        ships_within_days: None,
     }
 }
 
