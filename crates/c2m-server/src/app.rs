@@ -18,6 +18,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use c2m_domain::Clock;
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
 use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
+use c2m_proto::v1::event_service_server::EventServiceServer;
 use c2m_proto::v1::factory_service_server::FactoryServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
 use c2m_proto::v1::planning_service_server::PlanningServiceServer;
@@ -27,6 +28,7 @@ use c2m_store::Store;
 use crate::planning::PlanningCycles;
 use crate::services::campaign::CampaignSvc;
 use crate::services::catalogue::CatalogueSvc;
+use crate::services::events::EventSvc;
 use crate::services::factory::{Deliveries, FactorySvc};
 use crate::services::ledger::LedgerSvc;
 use crate::services::planning::PlanningSvc;
@@ -167,6 +169,9 @@ impl Application {
         health_reporter
             .set_serving::<FactoryServiceServer<FactorySvc>>()
             .await;
+        health_reporter
+            .set_serving::<EventServiceServer<EventSvc>>()
+            .await;
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(c2m_proto::FILE_DESCRIPTOR_SET)
@@ -267,6 +272,16 @@ impl Application {
                     poll: settings.factory_poll,
                     stop: stop_rx.clone(),
                     streams: Default::default(),
+                })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            )
+            .add_service(
+                EventServiceServer::new(EventSvc {
+                    ctx: ctx.clone(),
+                    heartbeat: settings.event_heartbeat,
+                    poll: settings.event_poll,
+                    stop: stop_rx.clone(),
                 })
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),

@@ -25,6 +25,8 @@
 //!   (the built-in [`payment::LedgerOnly`] by default); balances and their windows.
 //! - [`catalogue`], [`planning`], [`factory`] (delivery of work orders and the progress
 //!   factories report), [`access`] (bearer tokens).
+//! - [`events`]: the storefront events, appended in the same transaction as the change
+//!   they tell of (a transactional outbox), numbered in commit order.
 //! - `idempotency`: the keys every mutating call is recorded under.
 //!
 //! Under them, three shared modules, each written once:
@@ -104,6 +106,7 @@ pub use catalogue::{
     ChangeCatalogue,
 };
 pub use error::{is_transient, StoreError};
+pub use events::EventStore;
 pub use factory::{
     BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress,
     WorkOrderStatus,
@@ -116,6 +119,7 @@ pub mod access;
 pub mod catalogue;
 mod dialect;
 mod engine;
+pub mod events;
 pub mod factory;
 mod idempotency;
 mod ledger;
@@ -228,7 +232,7 @@ pub struct BatchTransition {
 /// their own traits, which every store also implements.
 #[async_trait]
 pub trait Store:
-    CatalogueStore + PlanningStore + FactoryStore + TokenStore + Send + Sync + 'static
+    CatalogueStore + PlanningStore + FactoryStore + TokenStore + EventStore + Send + Sync + 'static
 {
     /// Which backend this is, for logs and the health report ("sqlite", "postgres").
     fn backend(&self) -> &'static str;

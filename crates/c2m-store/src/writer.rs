@@ -429,9 +429,12 @@ async fn run_group<D: Backend>(
         if let Some(sql) = open {
             tx.conn().batch(sql).await.map_err(|e| fail(e.into()))?;
         }
+        let events = tx.events.len();
         savepoint = match group[next].run(&mut tx).await {
             Ran::Done => Savepoint::Kept,
             Ran::Failed => {
+                // The write's events go with its savepoint.
+                tx.events.truncate(events);
                 tx.conn()
                     .batch("ROLLBACK TO SAVEPOINT op")
                     .await
@@ -443,6 +446,7 @@ async fn run_group<D: Backend>(
         };
         next += 1;
     }
+    crate::events::flush(&mut tx).await.map_err(fail)?;
     tx.commit().await.map_err(|e| fail(e.into()))
 }
 
@@ -490,7 +494,7 @@ async fn run_alone<D: Backend>(source: &mut impl Begin<D>, job: &mut dyn Queued<
             }
         };
         let again = match job.run(&mut tx).await {
-            Ran::Done => match tx.commit().await {
+            Ran::Done => match commit(tx).await {
                 Ok(()) => return attempt,
                 Err(e) => {
                     let e = StoreError::from(e);
@@ -511,6 +515,20 @@ async fn run_alone<D: Backend>(source: &mut impl Begin<D>, job: &mut dyn Queued<
         }
         tracing::debug!(attempt, "retrying transaction");
         attempt += 1;
+    }
+}
+
+/// Writes the transaction's events ([`crate::events::flush`]), then commits; a failure
+/// rolls the whole transaction back.
+async fn commit<D: Backend>(mut tx: Tx<'_, D>) -> Result<(), StoreError> {
+    match crate::events::flush(&mut tx).await {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
     }
 }
 

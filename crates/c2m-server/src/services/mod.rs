@@ -9,6 +9,7 @@ use c2m_store::Store;
 
 pub mod campaign;
 pub mod catalogue;
+pub mod events;
 pub mod factory;
 pub mod ledger;
 pub mod planning;

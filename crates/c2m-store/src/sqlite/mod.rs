@@ -269,7 +269,11 @@ impl Engine for SqliteStore {
         let (job, answer) = Job::new(op);
         let queued = self.jobs.send(Box::new(job)).await;
         queued.map_err(|_| writer_gone())?;
-        answer.await.map_err(|_| writer_gone())?
+        let done = answer.await.map_err(|_| writer_gone())?;
+        if done.is_ok() {
+            self.base.committed();
+        }
+        done
     }
 }
 
