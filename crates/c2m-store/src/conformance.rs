@@ -48,8 +48,9 @@ use c2m_domain::{Progress, WorkOrderState};
 
 pub mod events;
 pub use events::{
-    concurrent_writes_are_numbered_in_commit_order,
-    events_are_written_with_their_changes_in_order, refused_and_replayed_writes_append_no_event,
+    concurrent_writes_are_numbered_in_commit_order, events_are_written_with_their_changes_in_order,
+    refused_and_replayed_writes_append_no_event,
+    webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
 };
 pub mod ledger;
 pub use ledger::{
@@ -136,6 +137,7 @@ macro_rules! conformance_cases {
             events_are_written_with_their_changes_in_order,
             refused_and_replayed_writes_append_no_event,
             concurrent_writes_are_numbered_in_commit_order,
+            webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
             // The catalogue.
             catalogue_changes_and_the_sku_rule,
             // Planning.

@@ -26,7 +26,8 @@
 //! - [`catalogue`], [`planning`], [`factory`] (delivery of work orders and the progress
 //!   factories report), [`access`] (bearer tokens).
 //! - [`events`]: the storefront events, appended in the same transaction as the change
-//!   they tell of (a transactional outbox), numbered in commit order.
+//!   they tell of (a transactional outbox), numbered in commit order; [`webhooks`]: the
+//!   endpoints events are POSTed to, their cursors, leases and delivery log.
 //! - `idempotency`: the keys every mutating call is recorded under.
 //!
 //! Under them, three shared modules, each written once:
@@ -114,6 +115,7 @@ pub use factory::{
 pub use planning::{
     NewPlan, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
 };
+pub use webhooks::WebhookStore;
 
 pub mod access;
 pub mod catalogue;
@@ -130,6 +132,7 @@ pub mod payment;
 pub mod postgres;
 pub mod probe;
 pub mod sqlite;
+pub mod webhooks;
 mod writer;
 
 #[cfg(feature = "conformance")]
@@ -232,7 +235,15 @@ pub struct BatchTransition {
 /// their own traits, which every store also implements.
 #[async_trait]
 pub trait Store:
-    CatalogueStore + PlanningStore + FactoryStore + TokenStore + EventStore + Send + Sync + 'static
+    CatalogueStore
+    + PlanningStore
+    + FactoryStore
+    + TokenStore
+    + EventStore
+    + WebhookStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is, for logs and the health report ("sqlite", "postgres").
     fn backend(&self) -> &'static str;

@@ -22,7 +22,11 @@ fn cny(minor: i64) -> Money {
 }
 
 /// Every event after `after` (all pages), of one campaign or all.
-pub async fn all_events(store: &dyn Store, after: i64, campaign: Option<&CampaignId>) -> Vec<Event> {
+pub async fn all_events(
+    store: &dyn Store,
+    after: i64,
+    campaign: Option<&CampaignId>,
+) -> Vec<Event> {
     let mut out: Vec<Event> = Vec::new();
     let mut cursor = after;
     loop {
@@ -84,7 +88,9 @@ pub async fn events_are_written_with_their_changes_in_order(fx: Arc<dyn Fixture>
         ]
     );
     assert!(events.iter().all(|e| e.campaign_id == c.id));
-    assert!(events.iter().all(|e| e.batch_id.as_ref() == Some(&pa.batch_id)));
+    assert!(events
+        .iter()
+        .all(|e| e.batch_id.as_ref() == Some(&pa.batch_id)));
     match &events[0].data {
         EventData::PreorderPlaced {
             preorder,
@@ -185,7 +191,9 @@ pub async fn refused_and_replayed_writes_append_no_event(fx: Arc<dyn Fixture>) {
     assert_eq!(store.place_preorder(&req, at).await.expect("replay"), pa);
     precondition(place(&*store, &c.id, &a, 1).await);
     precondition(place(&*store, &c.id, &consumer(2), 2).await);
-    let po = place(&*store, &other.id, &consumer(3), 4).await.expect("other");
+    let po = place(&*store, &other.id, &consumer(3), 4)
+        .await
+        .expect("other");
     let before = store.last_event_seq().await.expect("last");
     assert_eq!(before, 2, "two placements, no more");
     // A cancel after the deadline is refused; the deadline fails the batch, once.
@@ -264,7 +272,11 @@ pub async fn concurrent_writes_are_numbered_in_commit_order(fx: Arc<dyn Fixture>
     let at = t0() + Duration::hours(1);
     let orders = (0..60).map(|i| {
         let s = alternate(i, &store, &replica);
-        let req = place_req(&campaigns[i % campaigns.len()], &consumer(i), 1 + (i % 2) as i64);
+        let req = place_req(
+            &campaigns[i % campaigns.len()],
+            &consumer(i),
+            1 + (i % 2) as i64,
+        );
         async move { s.place_preorder(&req, at).await }
     });
     let accepted: Vec<_> = join_all(orders)
@@ -313,4 +325,226 @@ pub async fn concurrent_writes_are_numbered_in_commit_order(fx: Arc<dyn Fixture>
             .max();
         assert!(last_placed < Some(e.seq), "{e:?}");
     }
+}
+
+fn endpoint(n: usize) -> crate::webhooks::NewEndpoint {
+    crate::webhooks::NewEndpoint {
+        id: format!("whe_{n}"),
+        url: format!("http://127.0.0.1:9/{n}"),
+        kinds: vec!["*".into()],
+        secret: format!("whsec_{n}"),
+    }
+}
+
+fn attempt(
+    endpoint: &str,
+    event: &Event,
+    at: chrono::DateTime<chrono::Utc>,
+    ok: bool,
+) -> crate::webhooks::Delivery {
+    crate::webhooks::Delivery {
+        seq: 0,
+        endpoint_id: endpoint.into(),
+        event_seq: event.seq,
+        event_id: event.id.as_str().into(),
+        attempt: 1,
+        status_code: Some(if ok { 200 } else { 500 }),
+        error: None,
+        latency_ms: 3,
+        delivered: ok,
+        at,
+    }
+}
+
+/// An endpoint starts at the last event; a claim leases it to one worker; a delivery moves
+/// its cursor, a failure makes it wait and gives the lease up; a replay moves the cursor
+/// back (or refuses a number ahead) and takes the lease away; a disabled endpoint is not
+/// claimed. With two replicas claiming at once, each endpoint goes to one of them.
+pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx: Arc<dyn Fixture>) {
+    use crate::webhooks::Outcome;
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    place(&*store, &c.id, &consumer(1), 1).await.expect("first");
+    let now = t0() + Duration::hours(2);
+    let lease = now + Duration::minutes(1);
+    let e = store
+        .create_endpoint(&endpoint(1), now)
+        .await
+        .expect("endpoint");
+    assert_eq!(e.cursor, 1, "starts at the last event");
+    assert!(store
+        .claim_endpoint("w1", now, lease)
+        .await
+        .expect("claim")
+        .is_none());
+    place(&*store, &c.id, &consumer(2), 1)
+        .await
+        .expect("second");
+    let claim = store
+        .claim_endpoint("w1", now, lease)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(
+        (claim.endpoint.id.as_str(), claim.secret.as_str()),
+        ("whe_1", "whsec_1")
+    );
+    assert!(
+        store
+            .claim_endpoint("w2", now, lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "leased"
+    );
+    let second = store
+        .list_events(1, None, 10)
+        .await
+        .expect("events")
+        .remove(0);
+    let delivered = Outcome::Delivered { lease_until: lease };
+    assert!(store
+        .record_attempt("w1", &attempt("whe_1", &second, now, true), &delivered)
+        .await
+        .expect("record"));
+    store
+        .release_endpoint("whe_1", "w1")
+        .await
+        .expect("release");
+    assert!(
+        store
+            .claim_endpoint("w2", now, lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "done"
+    );
+
+    place(&*store, &c.id, &consumer(3), 1).await.expect("third");
+    let third = store
+        .list_events(2, None, 10)
+        .await
+        .expect("events")
+        .remove(0);
+    store
+        .claim_endpoint("w2", now, lease)
+        .await
+        .expect("claim")
+        .expect("due");
+    let failed = Outcome::Failed {
+        retry_at: now + Duration::hours(1),
+        disable: None,
+    };
+    assert!(store
+        .record_attempt("w2", &attempt("whe_1", &third, now, false), &failed)
+        .await
+        .expect("record"));
+    let e = &store.list_endpoints().await.expect("list")[0];
+    assert_eq!((e.cursor, e.failures, e.failing_since), (2, 1, Some(now)));
+    assert!(
+        store
+            .claim_endpoint("w1", now, lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "waits"
+    );
+    let later = now + Duration::hours(2);
+    store
+        .claim_endpoint("w1", later, later + Duration::minutes(1))
+        .await
+        .expect("claim")
+        .expect("due again");
+
+    // A replay takes the lease away: the old owner's next write changes nothing.
+    let e = store.replay_endpoint("whe_1", 0).await.expect("replay");
+    assert_eq!(e.cursor, 0);
+    assert!(!store
+        .record_attempt("w1", &attempt("whe_1", &third, later, true), &delivered)
+        .await
+        .expect("record"));
+    assert_eq!(store.list_endpoints().await.expect("list")[0].cursor, 0);
+    match store.replay_endpoint("whe_1", 4).await {
+        Err(crate::StoreError::Domain(c2m_domain::DomainError::EventCursorAhead {
+            seq: 4,
+            last: 3,
+        })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.replay_endpoint("whe_nope", 0).await,
+        Err(crate::StoreError::Domain(
+            c2m_domain::DomainError::NotFound { .. }
+        ))
+    ));
+    let e = store
+        .set_endpoint_enabled("whe_1", false, later)
+        .await
+        .expect("disable");
+    assert!(e.disabled_at.is_some());
+    assert!(store
+        .claim_endpoint("w1", later, lease)
+        .await
+        .expect("claim")
+        .is_none());
+    let e = store
+        .set_endpoint_enabled("whe_1", true, later)
+        .await
+        .expect("enable");
+    assert_eq!(
+        (e.disabled_at, e.failures, e.failing_since),
+        (None, 0, None)
+    );
+    assert!(store
+        .claim_endpoint("w1", later, later + Duration::minutes(1))
+        .await
+        .expect("claim")
+        .is_some());
+    let log = store
+        .list_deliveries("whe_1", 0, 100)
+        .await
+        .expect("deliveries");
+    let codes: Vec<_> = log
+        .iter()
+        .map(|d| (d.event_seq, d.status_code, d.delivered))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (2, Some(200), true),
+            (3, Some(500), false),
+            (3, Some(200), true)
+        ]
+    );
+
+    // Two replicas claiming at once: each endpoint to one of them.
+    let replica = fx.replica().await;
+    for n in 2..8 {
+        store
+            .create_endpoint(&endpoint(n), later)
+            .await
+            .expect("endpoint");
+        store
+            .replay_endpoint(&format!("whe_{n}"), 0)
+            .await
+            .expect("from the start");
+    }
+    let until = later + Duration::minutes(1);
+    let claims = (0..16).map(|i| {
+        let s = alternate(i, &store, &replica);
+        async move {
+            s.claim_endpoint(&format!("r{i}"), later, until)
+                .await
+                .expect("claim")
+        }
+    });
+    let got: Vec<String> = join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|c| c.endpoint.id)
+        .collect();
+    let distinct: HashSet<&String> = got.iter().collect();
+    assert_eq!(got.len(), distinct.len(), "claimed twice: {got:?}");
+    assert_eq!(got.len(), 6, "every due endpoint was claimed: {got:?}");
 }

@@ -137,7 +137,10 @@ pub(crate) async fn flush<D: Backend>(tx: &mut Tx<'_, D>) -> Result<(), StoreErr
     }
     let events = std::mem::take(&mut tx.events);
     let n = events.len() as i64;
-    let last = D::query(RAISE_COUNTER, (n,)).fetch_one(tx).await?.int("last_seq")?;
+    let last = D::query(RAISE_COUNTER, (n,))
+        .fetch_one(tx)
+        .await?
+        .int("last_seq")?;
     let first = last - n + 1;
     let mut rows = Vec::with_capacity(events.len());
     for e in &events {

@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
 use c2m_domain::events::EventData;
+use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
 use c2m_domain::{BatchId, DomainError, IdempotencyKey};
 
 use crate::dialect::{micros, Backend, Tx};
@@ -265,8 +265,7 @@ pub(crate) async fn production_events<D: Backend>(
 ) -> Result<(), StoreError> {
     for after in batch_production(tx, batches).await? {
         let was = before.iter().find(|b| b.batch_id == after.batch_id);
-        if was.is_some_and(|b| b.stage == after.stage && b.units_shipped == after.units_shipped)
-        {
+        if was.is_some_and(|b| b.stage == after.stage && b.units_shipped == after.units_shipped) {
             continue;
         }
         let Some(batch) = tx.batch(&after.batch_id).await? else {

@@ -238,12 +238,18 @@ pub(crate) async fn lock_batch_money<D: Backend>(
         },
     );
     if let Some(due_by) = due_by {
-        for p in owed.into_iter().filter(|p| p.amount.is_some_and(|a| a.minor > 0)) {
+        for p in owed
+            .into_iter()
+            .filter(|p| p.amount.is_some_and(|a| a.minor > 0))
+        {
             tx.emit(
                 &campaign.id,
                 Some(batch),
                 now,
-                EventData::BalanceDue { preorder: p, due_by },
+                EventData::BalanceDue {
+                    preorder: p,
+                    due_by,
+                },
             );
         }
     }

@@ -445,7 +445,12 @@ impl<'a> RunState<'a> {
 
 /// `preorder.placed`: the order is in its batch, which holds `units` of the campaign's
 /// threshold.
-fn placed_event<D: Backend>(tx: &mut Tx<'_, D>, preorder: &Preorder, units: i64, campaign: &Campaign) {
+fn placed_event<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    preorder: &Preorder,
+    units: i64,
+    campaign: &Campaign,
+) {
     tx.emit(
         &preorder.campaign_id,
         Some(&preorder.batch_id),
