@@ -26,4 +26,5 @@ mod pooling_e2e;
 mod postgres_e2e;
 mod threshold_race;
 mod tls;
+mod webhooks_e2e;
 mod what_if_example;

@@ -23,6 +23,7 @@ use c2m_proto::v1::factory_service_server::FactoryServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
 use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
+use c2m_proto::v1::webhook_service_server::WebhookServiceServer;
 use c2m_store::Store;
 
 use crate::planning::PlanningCycles;
@@ -33,6 +34,7 @@ use crate::services::factory::{Deliveries, FactorySvc};
 use crate::services::ledger::LedgerSvc;
 use crate::services::planning::PlanningSvc;
 use crate::services::preorder::PreorderSvc;
+use crate::services::webhooks::WebhookSvc;
 use crate::services::Ctx;
 use crate::sweeper::Sweeper;
 use crate::tasks::supervise;
@@ -172,6 +174,9 @@ impl Application {
         health_reporter
             .set_serving::<EventServiceServer<EventSvc>>()
             .await;
+        health_reporter
+            .set_serving::<WebhookServiceServer<WebhookSvc>>()
+            .await;
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(c2m_proto::FILE_DESCRIPTOR_SET)
@@ -189,6 +194,17 @@ impl Application {
             let (store, clock, stop) = (store.clone(), clock.clone(), stop_rx.clone());
             let interval = settings.sweep_interval;
             move || Sweeper::new(store.clone(), clock.clone()).run(interval, wait_for(stop.clone()))
+        }));
+        let webhook_task = tokio::spawn(supervise("webhook delivery", stop_rx.clone(), {
+            let (store, stop) = (store.clone(), stop_rx.clone());
+            let settings = crate::webhooks::WorkerSettings {
+                loops: 4,
+                timeout: settings.webhook_timeout,
+                max_backoff: settings.webhook_max_backoff,
+                disable_after: settings.webhook_disable_after,
+                poll: settings.event_poll,
+            };
+            move || crate::webhooks::run(store.clone(), settings, stop.clone())
         }));
         let deliveries = Deliveries::new();
         let cycles = Arc::new(PlanningCycles::new(
@@ -286,6 +302,11 @@ impl Application {
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             )
+            .add_service(
+                WebhookServiceServer::new(WebhookSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight requests");
@@ -297,6 +318,7 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = sweep_task.await;
         let _ = plan_task.await;
+        let _ = webhook_task.await;
         result.context("gRPC server failed")?;
         tracing::info!("c2m stopped");
         Ok(())

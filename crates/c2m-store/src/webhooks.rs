@@ -477,7 +477,7 @@ impl<E: Engine> WebhookStore for E {
             (owner.to_owned(), now, lease_until),
             |tx, (owner, now, until)| Box::pin(claim(tx, owner, *now, *until)),
         );
-        self.write(Lane::Alone, op).await
+        self.write(Lane::Alone, op.quiet()).await
     }
 
     async fn record_attempt(
@@ -490,7 +490,7 @@ impl<E: Engine> WebhookStore for E {
         let op = Op::new(args, |tx, (owner, d, outcome)| {
             Box::pin(record(tx, owner, d, outcome))
         });
-        self.write(Lane::Alone, op).await
+        self.write(Lane::Alone, op.quiet()).await
     }
 
     async fn skip_events(
@@ -504,7 +504,7 @@ impl<E: Engine> WebhookStore for E {
         let op = Op::new(args, |tx, (endpoint, owner, seq, until)| {
             Box::pin(skip(tx, endpoint, owner, *seq, *until))
         });
-        self.write(Lane::Alone, op).await
+        self.write(Lane::Alone, op.quiet()).await
     }
 
     async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<(), StoreError> {
@@ -512,6 +512,6 @@ impl<E: Engine> WebhookStore for E {
         let op = Op::new(args, |tx, (endpoint, owner)| {
             Box::pin(release(tx, endpoint, owner))
         });
-        self.write(Lane::Alone, op).await
+        self.write(Lane::Alone, op.quiet()).await
     }
 }

@@ -76,6 +76,9 @@ pub(crate) struct Op<D: Database, A, T> {
     /// For a placement: the request as a run of placements takes it, and the run's answer
     /// as this write's output.
     place: Option<PlaceHooks<A, T>>,
+    /// The write never appends events, so its commit need not wake event readers
+    /// ([`Op::quiet`]).
+    pub(crate) quiet: bool,
 }
 
 struct PlaceHooks<A, T> {
@@ -90,7 +93,16 @@ impl<D: Database, A, T> Op<D, A, T> {
             run,
             key: None,
             place: None,
+            quiet: false,
         }
+    }
+
+    /// Marks a write that never appends events (the webhook worker's bookkeeping): its
+    /// commit does not wake event readers, which would otherwise read again for nothing
+    /// (and wake the worker that wrote it).
+    pub(crate) fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 
     /// The idempotency key the write looks up first.

@@ -14,6 +14,7 @@ pub mod factory;
 pub mod ledger;
 pub mod planning;
 pub mod preorder;
+pub mod webhooks;
 
 /// What every service needs: the store and the clock (injectable so tests control time).
 #[derive(Clone)]

@@ -260,6 +260,7 @@ impl Engine for PgStore {
         op: Op<Postgres, A, T>,
     ) -> Result<T, StoreError> {
         let pool = &self.base.pool;
+        let quiet = op.quiet;
         let campaign = match lane {
             Lane::Alone => None,
             Lane::Campaign(campaign) => Some(campaign.clone()),
@@ -271,7 +272,7 @@ impl Engine for PgStore {
             Some(campaign) => self.writers.write(&campaign, op).await,
             None => run_now(pool, op).await,
         };
-        if done.is_ok() {
+        if done.is_ok() && !quiet {
             self.base.committed();
         }
         done
