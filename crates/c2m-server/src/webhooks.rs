@@ -87,6 +87,8 @@ async fn worker(
     // Longer than any request, so a lease outlives the delivery it covers.
     let lease = chrono::Duration::from_std(settings.timeout * 3 + Duration::from_secs(5))
         .unwrap_or(chrono::Duration::minutes(1));
+    // The earliest retry this loop scheduled: it looks again then, not only at the poll.
+    let mut next_retry: Option<DateTime<Utc>> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -96,25 +98,39 @@ async fn worker(
         match store.claim_endpoint(&owner, now, now + lease).await {
             Ok(Some(claim)) => {
                 let id = claim.endpoint.id.clone();
-                if let Err(e) = deliver(&*store, &*clock, &client, &settings, lease, claim).await {
-                    tracing::warn!(endpoint = %id, error = %e, "webhook delivery interrupted");
-                    let _ = store.release_endpoint(&id, &owner).await;
+                match deliver(&*store, &*clock, &client, &settings, lease, claim).await {
+                    Ok(Some(retry_at)) => {
+                        next_retry = Some(next_retry.map_or(retry_at, |r| r.min(retry_at)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(endpoint = %id, error = %e, "webhook delivery interrupted");
+                        let _ = store.release_endpoint(&id, &owner).await;
+                    }
                 }
                 continue;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "claiming a webhook endpoint failed"),
         }
+        let mut wait = settings.poll;
+        if let Some(at) = next_retry {
+            if at <= now {
+                next_retry = None;
+            } else {
+                wait = wait.min((at - now).to_std().unwrap_or_default());
+            }
+        }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = wake.changed() => {}
-            _ = tokio::time::sleep(settings.poll) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
 /// Delivers the claimed endpoint's events until it has none left, fails, or loses its
-/// lease.
+/// lease; after a failure, when the next attempt is due.
 async fn deliver(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -122,7 +138,7 @@ async fn deliver(
     settings: &WorkerSettings,
     lease: chrono::Duration,
     claim: Claim,
-) -> Result<(), c2m_store::StoreError> {
+) -> Result<Option<DateTime<Utc>>, c2m_store::StoreError> {
     let Claim {
         endpoint,
         secret,
@@ -135,7 +151,7 @@ async fn deliver(
         let events = store.list_events(cursor, None, EVENTS_PAGE).await?;
         if events.is_empty() {
             store.release_endpoint(&endpoint.id, &owner).await?;
-            return Ok(());
+            return Ok(None);
         }
         let mut skipped = None;
         for e in &events {
@@ -146,7 +162,7 @@ async fn deliver(
             if let Some(seq) = skipped.take() {
                 let until = clock.now() + lease;
                 if !store.skip_events(&endpoint.id, &owner, seq, until).await? {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
             let at = clock.now();
@@ -200,8 +216,11 @@ async fn deliver(
                 error = ?sent.error, latency_ms = delivery.latency_ms, "webhook attempt"
             );
             let held = store.record_attempt(&owner, &delivery, &outcome).await?;
-            if !held || !sent.delivered() {
-                return Ok(());
+            if let Outcome::Failed { retry_at, disable } = &outcome {
+                return Ok((held && disable.is_none()).then_some(*retry_at));
+            }
+            if !held {
+                return Ok(None);
             }
             failures = 0;
             failing_since = None;
@@ -210,7 +229,7 @@ async fn deliver(
         if let Some(seq) = skipped {
             let until = clock.now() + lease;
             if !store.skip_events(&endpoint.id, &owner, seq, until).await? {
-                return Ok(());
+                return Ok(None);
             }
             cursor = seq;
         }
