@@ -192,10 +192,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bearer.clone(),
         );
     if let Cmd::Watch { campaign, after } = &args.cmd {
-        let mut events =
-            c2m_proto::v1::event_service_client::EventServiceClient::with_interceptor(
-                channel, bearer,
-            );
+        let mut events = c2m_proto::v1::event_service_client::EventServiceClient::with_interceptor(
+            channel, bearer,
+        );
         return watch(&mut events, campaign, *after).await;
     }
     let key = args
@@ -489,7 +488,10 @@ async fn watch(
                 }
             }
             Some(pb::event_stream_message::Message::Heartbeat(h)) => {
-                eprintln!("(heartbeat: last event {}, cursor {})", h.last_seq, h.cursor);
+                eprintln!(
+                    "(heartbeat: last event {}, cursor {})",
+                    h.last_seq, h.cursor
+                );
             }
             None => {}
         }

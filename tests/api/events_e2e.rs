@@ -30,7 +30,11 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub async fn open(c: &Clients, after: Option<i64>, campaign: &str) -> Result<Watch, tonic::Status> {
+    pub async fn open(
+        c: &Clients,
+        after: Option<i64>,
+        campaign: &str,
+    ) -> Result<Watch, tonic::Status> {
         let mut client = EventServiceClient::new(c.channel.clone());
         let mut stream = client
             .subscribe(pb::SubscribeEventsRequest {
@@ -64,7 +68,12 @@ impl Watch {
         let mut out = Vec::new();
         tokio::time::timeout(within, async {
             while out.len() < n {
-                let m = self.rx.recv().await.expect("stream open").expect("no error");
+                let m = self
+                    .rx
+                    .recv()
+                    .await
+                    .expect("stream open")
+                    .expect("no error");
                 if let Some(pb::event_stream_message::Message::Event(e)) = m.message {
                     out.push(parse(&e));
                 }
@@ -147,7 +156,11 @@ pub type Expected = Vec<(&'static str, Vec<(String, Option<i64>)>)>;
 /// forfeits; batch 2 fails at the deadline and dave is refunded; planning and a factory
 /// take batch 1 to shipped. `wait` returns once `kind` was seen (the server's sweeper
 /// acts on its own tick). Returns the campaign id and the events it implies.
-pub async fn drive_campaign<W, Fut>(c: &mut Clients, clock: &ManualClock, mut wait: W) -> (String, Expected)
+pub async fn drive_campaign<W, Fut>(
+    c: &mut Clients,
+    clock: &ManualClock,
+    mut wait: W,
+) -> (String, Expected)
 where
     W: FnMut(&'static str) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -161,7 +174,12 @@ where
     req.max_per_order = None;
     req.deadline = Some(ts(start + Duration::days(3)));
     req.balance_window_seconds = Some(24 * 3600);
-    let cmp = c.campaigns.create_campaign(req).await.expect("campaign").into_inner();
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
     let mut placed = Vec::new();
     for (who, qty) in [("alice", 2), ("bob", 1), ("carol", 1), ("dave", 1)] {
         let p = c
@@ -174,8 +192,14 @@ where
     }
     let [alice, bob, carol, dave] = <[pb::Preorder; 4]>::try_from(placed).expect("four");
     let due = |p: &pb::Preorder| p.quantity * (PRICE - DEPOSIT);
-    c.preorders.pay_balance(pay("pay-alice", &alice, due(&alice))).await.expect("alice pays");
-    c.preorders.pay_balance(pay("pay-bob", &bob, due(&bob))).await.expect("bob pays");
+    c.preorders
+        .pay_balance(pay("pay-alice", &alice, due(&alice)))
+        .await
+        .expect("alice pays");
+    c.preorders
+        .pay_balance(pay("pay-bob", &bob, due(&bob)))
+        .await
+        .expect("bob pays");
     clock.advance(Duration::hours(25));
     wait("deposit.forfeited").await;
     clock.advance(Duration::days(3));
@@ -240,7 +264,13 @@ where
 }
 
 /// The stages the five `production.stage_changed` events of [`drive_campaign`] name.
-pub const STAGES: [&str; 5] = ["planned", "accepted", "in_production", "quality_check", "shipped"];
+pub const STAGES: [&str; 5] = [
+    "planned",
+    "accepted",
+    "in_production",
+    "quality_check",
+    "shipped",
+];
 
 /// Checks `events` against what [`drive_campaign`] implies: numbered 1, 2, 3, ... on a
 /// fresh server, the kinds and pre-orders with their amounts in order, the stages.
@@ -319,7 +349,10 @@ async fn a_subscriber_hears_every_change_in_order_and_resumes_after_a_restart() 
 
     // A campaign filter shows that campaign only; another campaign's events are not in it.
     let mut only = Watch::open(&c, Some(0), &campaign).await.expect("filtered");
-    assert_eq!(only.events(expected.len(), StdDuration::from_secs(5)).await, events);
+    assert_eq!(
+        only.events(expected.len(), StdDuration::from_secs(5)).await,
+        events
+    );
     let other = c
         .campaigns
         .create_campaign(campaign_request("events-other", 10))
@@ -355,10 +388,19 @@ async fn a_subscriber_hears_every_change_in_order_and_resumes_after_a_restart() 
     assert!(none.is_empty() && beat);
 
     // A cursor ahead of the server is refused with its reason and numbers.
-    let ahead = Watch::open(&c, Some(total as i64 + 1), "").await.err().expect("refused");
+    let ahead = Watch::open(&c, Some(total as i64 + 1), "")
+        .await
+        .err()
+        .expect("refused");
     assert_refused(&ahead, Code::OutOfRange, "EVENT_CURSOR_AHEAD");
-    assert_eq!(error_meta(&ahead, "last").as_deref(), Some(total.to_string().as_str()));
-    let unknown = Watch::open(&c, Some(0), "cmp_nope").await.err().expect("refused");
+    assert_eq!(
+        error_meta(&ahead, "last").as_deref(),
+        Some(total.to_string().as_str())
+    );
+    let unknown = Watch::open(&c, Some(0), "cmp_nope")
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(unknown.code(), Code::NotFound);
     server.shutdown().await;
 }
@@ -421,7 +463,10 @@ async fn postgres_another_replica_hears_events_promptly() {
     // Far within b's poll interval: only a notification can wake it this soon.
     let events = watch.events(3, StdDuration::from_secs(5)).await;
     let kinds: Vec<_> = events.iter().map(|e| e.data.kind()).collect();
-    assert_eq!(kinds, ["preorder.placed", "preorder.placed", "batch.locked"]);
+    assert_eq!(
+        kinds,
+        ["preorder.placed", "preorder.placed", "batch.locked"]
+    );
     assert!(events.windows(2).all(|w| w[1].seq == w[0].seq + 1));
     drop(watch);
     a.shutdown().await;

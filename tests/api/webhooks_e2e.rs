@@ -100,7 +100,10 @@ impl Receiver {
     }
 
     pub fn answer_next(&self, answers: &[Answer]) {
-        self.script.lock().expect("lock").extend(answers.iter().copied());
+        self.script
+            .lock()
+            .expect("lock")
+            .extend(answers.iter().copied());
     }
 
     /// Waits until `n` requests were answered 200; panics after `within`.
@@ -214,12 +217,20 @@ async fn a_receiver_gets_every_event_signed_in_order() {
     for (url, kinds, field) in [
         ("ftp://shop.example/hook", vec!["*"], "url"),
         ("shop.example/hook", vec!["*"], "url"),
-        ("https://shop.example/hook", vec!["batch.exploded"], "event_types"),
+        (
+            "https://shop.example/hook",
+            vec!["batch.exploded"],
+            "event_types",
+        ),
         ("https://shop.example/hook", vec![], "event_types"),
     ] {
         let s = register(&c, url, &kinds).await.expect_err("refused");
         assert_refused(&s, Code::InvalidArgument, "INVALID_FIELD");
-        assert_eq!(error_meta(&s, "field").as_deref(), Some(field), "{url} {kinds:?}");
+        assert_eq!(
+            error_meta(&s, "field").as_deref(),
+            Some(field),
+            "{url} {kinds:?}"
+        );
     }
 
     let all = Receiver::start(&[]).await;
@@ -244,11 +255,17 @@ async fn a_receiver_gets_every_event_signed_in_order() {
         let watch = &watch;
         async move {
             let mut watch = watch.lock().await;
-            while watch.events(1, StdDuration::from_secs(10)).await[0].data.kind() != kind {}
+            while watch.events(1, StdDuration::from_secs(10)).await[0]
+                .data
+                .kind()
+                != kind
+            {}
         }
     })
     .await;
-    let events = all.delivered(expected.len(), StdDuration::from_secs(20)).await;
+    let events = all
+        .delivered(expected.len(), StdDuration::from_secs(20))
+        .await;
     check_driven(&events, &campaign, &expected);
     let got = all.got();
     assert_eq!(got.len(), expected.len(), "each once");
@@ -280,7 +297,9 @@ async fn a_receiver_gets_every_event_signed_in_order() {
         })
         .await
         .expect("replay");
-    let again = all.delivered(expected.len() + 2, StdDuration::from_secs(10)).await;
+    let again = all
+        .delivered(expected.len() + 2, StdDuration::from_secs(10))
+        .await;
     assert_eq!(again[expected.len()..], events[15..]);
     let log = admin
         .list_deliveries(pb::ListDeliveriesRequest {
@@ -293,7 +312,9 @@ async fn a_receiver_gets_every_event_signed_in_order() {
         .into_inner()
         .deliveries;
     assert_eq!(log.len(), expected.len() + 2);
-    assert!(log.iter().all(|d| d.delivered && d.status_code == 200 && d.attempt == 1));
+    assert!(log
+        .iter()
+        .all(|d| d.delivered && d.status_code == 200 && d.attempt == 1));
     server.shutdown().await;
 }
 
@@ -346,7 +367,10 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
             Answer::Status(200)
         ]
     );
-    assert!(got.windows(2).all(|w| w[0].body == w[1].body), "the same event each time");
+    assert!(
+        got.windows(2).all(|w| w[0].body == w[1].body),
+        "the same event each time"
+    );
     assert_eq!(ok[0].data.preorders()[0].preorder_id.as_str(), preorder);
     signatures_valid(&got, &reg.secret, Utc::now().timestamp());
     let log = admin
@@ -365,10 +389,20 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
         .collect();
     assert_eq!(
         attempts,
-        [(1, 500, false), (2, 503, false), (3, 0, false), (4, 0, false), (5, 200, true)]
+        [
+            (1, 500, false),
+            (2, 503, false),
+            (3, 0, false),
+            (4, 0, false),
+            (5, 200, true)
+        ]
     );
     assert!(log[2].error.contains("no answer within"), "{:?}", log[2]);
-    assert!(log[2].latency_ms >= 500, "a hang costs the timeout: {:?}", log[2]);
+    assert!(
+        log[2].latency_ms >= 500,
+        "a hang costs the timeout: {:?}",
+        log[2]
+    );
     let e = &admin
         .list_endpoints(pb::ListEndpointsRequest {})
         .await
@@ -459,7 +493,11 @@ async fn postgres_two_replicas_deliver_each_event_once_per_endpoint() {
         t.await.expect("orders");
     }
     let total = a.store.last_event_seq().await.expect("last") as usize;
-    assert_eq!(total, 40 + 8 + 40, "40 placements, 8 locks, 40 balances due");
+    assert_eq!(
+        total,
+        40 + 8 + 40,
+        "40 placements, 8 locks, 40 balances due"
+    );
     for r in &receivers {
         let events = r.delivered(total, StdDuration::from_secs(30)).await;
         tokio::time::sleep(StdDuration::from_millis(500)).await;

@@ -129,10 +129,7 @@ pub fn check_kinds(kinds: &[String]) -> Result<(), crate::DomainError> {
             "must name at least one event type (or *)",
         ));
     }
-    if let Some(unknown) = kinds
-        .iter()
-        .find(|k| !crate::events::EventData::is_kind(k))
-    {
+    if let Some(unknown) = kinds.iter().find(|k| !crate::events::EventData::is_kind(k)) {
         return Err(crate::DomainError::invalid(
             "event_types",
             format!(

@@ -175,7 +175,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
         "d" => Ok(Duration::from_secs(n * 86_400)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)")),
+        _ => Err(format!(
+            "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+        )),
     }
 }
 
@@ -189,7 +191,10 @@ mod tests {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("3d").unwrap(), Duration::from_secs(3 * 86_400));
+        assert_eq!(
+            parse_duration("3d").unwrap(),
+            Duration::from_secs(3 * 86_400)
+        );
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("x").is_err());
     }

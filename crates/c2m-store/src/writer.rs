@@ -509,7 +509,6 @@ async fn run_alone<D: Backend>(source: &mut impl Begin<D>, job: &mut dyn Queued<
             Ran::Done => match commit(tx).await {
                 Ok(()) => return attempt,
                 Err(e) => {
-                    let e = StoreError::from(e);
                     let again = D::retryable(&e);
                     job.fail(e);
                     again

@@ -59,7 +59,11 @@ pub fn store_event(e: &Event) -> Result<pb::StoreEvent, StoreError> {
     })
 }
 
-fn heartbeat(last_seq: i64, cursor: i64, now: chrono::DateTime<chrono::Utc>) -> pb::EventStreamMessage {
+fn heartbeat(
+    last_seq: i64,
+    cursor: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> pb::EventStreamMessage {
     pb::EventStreamMessage {
         message: Some(pb::event_stream_message::Message::Heartbeat(
             pb::EventHeartbeat {
@@ -117,7 +121,11 @@ impl EventService for EventSvc {
         let (beat, poll) = (self.heartbeat, self.poll);
         tokio::spawn(async move {
             let mut cursor = after;
-            if tx.send(Ok(heartbeat(last, cursor, clock.now()))).await.is_err() {
+            if tx
+                .send(Ok(heartbeat(last, cursor, clock.now())))
+                .await
+                .is_err()
+            {
                 return;
             }
             let mut last_sent = tokio::time::Instant::now();
