@@ -14,6 +14,7 @@ mod access_control;
 mod architecture;
 mod deadline_e2e;
 mod docs_links;
+mod events_crash;
 mod events_e2e;
 mod factory_crash;
 mod factory_e2e;
