@@ -12,6 +12,9 @@
 //! cargo run --example storefront -- purchase-orders --open --csv > open-orders.csv
 //! cargo run --example storefront -- receive --purchase-order pur_... --quantity 60
 //! cargo run --example storefront -- cancel-purchase-order --purchase-order pur_...
+//! cargo run --example storefront -- watch [--campaign cmp_...] [--after 0]   # events, live
+//! cargo run --example storefront -- webhook add http://127.0.0.1:8088/hooks '*'  # admin
+//! cargo run --example storefront -- webhook list | enable ID | disable ID | replay ID SEQ | deliveries ID
 //! ```
 //!
 //! Every mutating call sends an idempotency key: pass `--key` to retry a call safely,
@@ -140,6 +143,43 @@ enum Cmd {
         #[arg(long)]
         purchase_order: String,
     },
+    /// Print events as they happen, one JSON document a line (docs/events.md), until
+    /// interrupted; resume with `--after` the last `seq` printed.
+    Watch {
+        /// Only this campaign's events.
+        #[arg(long, default_value = "")]
+        campaign: String,
+        /// Start after this event number (0: from the first); live only when absent.
+        #[arg(long)]
+        after: Option<i64>,
+    },
+    /// (Admin) Webhook endpoints: register, list, enable, disable, replay, deliveries.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+}
+
+#[derive(Subcommand)]
+enum WebhookCmd {
+    /// Register an endpoint for event types (`*` for all); prints its secret, once.
+    Add {
+        url: String,
+        #[arg(default_value = "*")]
+        event_types: Vec<String>,
+    },
+    /// Every endpoint, with its cursor and failures.
+    List,
+    /// Enable an endpoint (it resumes at its cursor).
+    Enable { id: String },
+    /// Disable an endpoint.
+    Disable { id: String },
+    /// Deliver again every event after `after_seq`.
+    Replay { id: String, after_seq: i64 },
+    /// An endpoint's delivery attempts.
+    Deliveries {
+        id: String,
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
 }
 
 #[tokio::main]
@@ -175,8 +215,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     let mut purchasing =
         c2m_proto::v1::purchasing_service_client::PurchasingServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        );
+    let mut webhooks =
+        c2m_proto::v1::webhook_service_client::WebhookServiceClient::with_interceptor(
+            channel.clone(),
+            bearer.clone(),
+        );
+    if let Cmd::Watch { campaign, after } = &args.cmd {
+        let mut events = c2m_proto::v1::event_service_client::EventServiceClient::with_interceptor(
             channel, bearer,
         );
+        return watch(&mut events, campaign, *after).await;
+    }
     let key = args
         .key
         .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple()));
@@ -420,6 +472,83 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .into_inner();
             purchase_order_json(&p)
         }
+        Cmd::Watch { .. } => unreachable!("handled above"),
+        Cmd::Webhook(cmd) => match cmd {
+            WebhookCmd::Add { url, event_types } => {
+                let r = webhooks
+                    .register_endpoint(pb::RegisterEndpointRequest { url, event_types })
+                    .await?
+                    .into_inner();
+                serde_json::json!({
+                    "endpoint": r.endpoint.as_ref().map(endpoint_json),
+                    "secret": r.secret,
+                    "note": "the secret is shown this once: give it to the receiver",
+                })
+            }
+            WebhookCmd::List => {
+                let r = webhooks
+                    .list_endpoints(pb::ListEndpointsRequest {})
+                    .await?
+                    .into_inner();
+                serde_json::Value::Array(r.endpoints.iter().map(endpoint_json).collect())
+            }
+            WebhookCmd::Enable { id } => {
+                let e = webhooks
+                    .set_endpoint_enabled(pb::SetEndpointEnabledRequest {
+                        endpoint_id: id,
+                        enabled: true,
+                    })
+                    .await?
+                    .into_inner();
+                endpoint_json(&e)
+            }
+            WebhookCmd::Disable { id } => {
+                let e = webhooks
+                    .set_endpoint_enabled(pb::SetEndpointEnabledRequest {
+                        endpoint_id: id,
+                        enabled: false,
+                    })
+                    .await?
+                    .into_inner();
+                endpoint_json(&e)
+            }
+            WebhookCmd::Replay { id, after_seq } => {
+                let e = webhooks
+                    .replay_endpoint(pb::ReplayEndpointRequest {
+                        endpoint_id: id,
+                        after_seq,
+                    })
+                    .await?
+                    .into_inner();
+                endpoint_json(&e)
+            }
+            WebhookCmd::Deliveries { id, after } => {
+                let r = webhooks
+                    .list_deliveries(pb::ListDeliveriesRequest {
+                        endpoint_id: id,
+                        after,
+                        limit: 0,
+                    })
+                    .await?
+                    .into_inner();
+                serde_json::Value::Array(
+                    r.deliveries
+                        .iter()
+                        .map(|d| {
+                            serde_json::json!({
+                                "seq": d.seq,
+                                "event_seq": d.event_seq,
+                                "attempt": d.attempt,
+                                "status_code": d.status_code,
+                                "error": d.error,
+                                "latency_ms": d.latency_ms,
+                                "delivered": d.delivered,
+                            })
+                        })
+                        .collect(),
+                )
+            }
+        },
     };
     #[allow(clippy::print_stdout)]
     {
@@ -494,6 +623,54 @@ fn purchase_orders_csv(orders: &[pb::PurchaseOrder]) -> String {
         out.push('\n');
     }
     out
+}
+
+type Authed = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+/// Prints each event's JSON on a line as it arrives (heartbeats on stderr), until the
+/// stream ends.
+async fn watch(
+    client: &mut c2m_proto::v1::event_service_client::EventServiceClient<Authed>,
+    campaign: &str,
+    after: Option<i64>,
+) -> anyhow::Result<()> {
+    let mut stream = client
+        .subscribe(pb::SubscribeEventsRequest {
+            after_seq: after,
+            campaign_id: campaign.to_owned(),
+        })
+        .await?
+        .into_inner();
+    while let Some(m) = stream.message().await? {
+        match m.message {
+            Some(pb::event_stream_message::Message::Event(e)) => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{}", e.json);
+                }
+            }
+            Some(pb::event_stream_message::Message::Heartbeat(h)) => {
+                eprintln!(
+                    "(heartbeat: last event {}, cursor {})",
+                    h.last_seq, h.cursor
+                );
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn endpoint_json(e: &pb::WebhookEndpoint) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id,
+        "url": e.url,
+        "event_types": e.event_types,
+        "cursor": e.cursor,
+        "enabled": e.enabled,
+        "disabled_reason": e.disabled_reason,
+        "failures": e.failures,
+    })
 }
 
 fn status_name(s: Result<&'static str, prost::UnknownEnumValue>) -> String {

@@ -47,6 +47,7 @@ fn storefront_may(path: &str) -> bool {
         "/c2m.v1.CampaignService/GetCampaign",
         "/c2m.v1.CampaignService/ListCampaigns",
         "/c2m.v1.CampaignService/ListBatches",
+        "/c2m.v1.EventService/Subscribe",
     ]
     .contains(&path)
 }
@@ -167,6 +168,8 @@ async fn every_rpc_refuses_the_wrong_caller_with_the_right_status() {
         "c2m.v1.CatalogueService",
         "c2m.v1.PlanningService",
         "c2m.v1.FactoryService",
+        "c2m.v1.EventService",
+        "c2m.v1.WebhookService",
     ] {
         assert!(seen_services.contains(s), "{s} covered");
     }

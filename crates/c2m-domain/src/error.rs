@@ -39,6 +39,12 @@ pub enum DomainError {
         seq: i64,
         last: i64,
     },
+    /// An event cursor (a subscription's, a webhook replay's) is beyond the last event
+    /// stored: the caller's position does not belong to this server's data.
+    #[error(
+        "event sequence number {seq} is ahead of the last event ({last}); resume from {last} or lower"
+    )]
+    EventCursorAhead { seq: i64, last: i64 },
     /// The caller is known but its role may not do this (or not for this factory).
     #[error("{0}")]
     PermissionDenied(String),
@@ -62,6 +68,7 @@ impl DomainError {
             DomainError::Refused(r) => r.reason(),
             DomainError::NotFound { .. } => "NOT_FOUND",
             DomainError::Ahead { .. } => "CURSOR_AHEAD",
+            DomainError::EventCursorAhead { .. } => "EVENT_CURSOR_AHEAD",
             DomainError::PermissionDenied(_) => "NOT_PERMITTED",
             DomainError::IdempotencyConflict { .. } => "IDEMPOTENCY_KEY_REUSED",
         }
@@ -87,6 +94,9 @@ impl DomainError {
                 ("seq", seq.to_string()),
                 ("last", last.to_string()),
             ],
+            DomainError::EventCursorAhead { seq, last } => {
+                vec![("seq", seq.to_string()), ("last", last.to_string())]
+            }
             DomainError::PermissionDenied(_) => vec![],
             DomainError::IdempotencyConflict { key } => vec![("idempotencyKey", key.clone())],
         }

@@ -96,9 +96,118 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Checks a webhook endpoint's URL: `http://` or `https://`, a host, no spaces or control
+/// characters, at most 2000 characters. Errors name the field `url`.
+pub fn check_url(url: &str) -> Result<(), crate::DomainError> {
+    let bad = |why: &str| Err(crate::DomainError::invalid("url", why));
+    if url.len() > 2000 {
+        return bad("must be at most 2000 characters");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters");
+    }
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return bad("must be an http:// or https:// URL");
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return bad("must name a host");
+    }
+    Ok(())
+}
+
+/// Checks the event kinds an endpoint asks for (see [`crate::events::EventData::KINDS`];
+/// `*` for every kind): at least one, each known. Errors name the field `event_types`.
+pub fn check_kinds(kinds: &[String]) -> Result<(), crate::DomainError> {
+    if kinds.is_empty() {
+        return Err(crate::DomainError::invalid(
+            "event_types",
+            "must name at least one event type (or *)",
+        ));
+    }
+    if let Some(unknown) = kinds.iter().find(|k| !crate::events::EventData::is_kind(k)) {
+        return Err(crate::DomainError::invalid(
+            "event_types",
+            format!(
+                "unknown event type {unknown:?}; known: {}",
+                crate::events::EventData::KINDS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an endpoint that asked for `kinds` wants an event of `kind`.
+pub fn wants(kinds: &[String], kind: &str) -> bool {
+    kinds.iter().any(|k| k == "*" || k == kind)
+}
+
+/// How long to wait before the next attempt at an endpoint that has failed `failures`
+/// times in a row: one second, doubling with each failure, at most `max`, then scaled by
+/// `0.5 + jitter / 2` ("equal jitter": `jitter` is a random number in [0, 1] the caller
+/// draws), so endpoints that failed together do not retry together.
+pub fn retry_delay(failures: u32, max: std::time::Duration, jitter: f64) -> std::time::Duration {
+    let exp = failures.saturating_sub(1).min(30);
+    let base = std::time::Duration::from_secs(1u64 << exp).min(max);
+    base.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_must_be_http_with_a_host() {
+        assert!(check_url("https://shop.example/hooks/c2m").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/").is_ok());
+        for bad in [
+            "ftp://shop.example/",
+            "shop.example/hook",
+            "https://",
+            "https:///path",
+            "http://:80/",
+            "https://shop.example/a b",
+            "",
+        ] {
+            match check_url(bad) {
+                Err(crate::DomainError::InvalidArgument { field, .. }) => assert_eq!(field, "url"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_must_be_known() {
+        assert!(check_kinds(&["*".into()]).is_ok());
+        assert!(check_kinds(&["batch.locked".into(), "balance.due".into()]).is_ok());
+        for bad in [vec![], vec!["batch.exploded".to_owned()]] {
+            match check_kinds(&bad) {
+                Err(crate::DomainError::InvalidArgument { field, .. }) => {
+                    assert_eq!(field, "event_types")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(wants(&["*".into()], "batch.failed"));
+        assert!(wants(&["batch.failed".into()], "batch.failed"));
+        assert!(!wants(&["batch.locked".into()], "batch.failed"));
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_up_to_the_cap() {
+        use std::time::Duration;
+        let max = Duration::from_secs(600);
+        assert_eq!(retry_delay(1, max, 1.0), Duration::from_secs(1));
+        assert_eq!(retry_delay(2, max, 1.0), Duration::from_secs(2));
+        assert_eq!(retry_delay(5, max, 1.0), Duration::from_secs(16));
+        assert_eq!(retry_delay(5, max, 0.0), Duration::from_secs(8));
+        assert_eq!(retry_delay(40, max, 1.0), max);
+        assert_eq!(retry_delay(40, max, 0.0), max / 2);
+    }
 
     /// The primitive is HMAC-SHA256: RFC 4231's test case 2 (key "Jefe").
     #[test]

@@ -18,21 +18,25 @@ use tokio_stream::wrappers::TcpListenerStream;
 use c2m_domain::Clock;
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
 use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
+use c2m_proto::v1::event_service_server::EventServiceServer;
 use c2m_proto::v1::factory_service_server::FactoryServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
 use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
 use c2m_proto::v1::purchasing_service_server::PurchasingServiceServer;
+use c2m_proto::v1::webhook_service_server::WebhookServiceServer;
 use c2m_store::Store;
 
 use crate::planning::PlanningCycles;
 use crate::services::campaign::CampaignSvc;
 use crate::services::catalogue::CatalogueSvc;
+use crate::services::events::EventSvc;
 use crate::services::factory::{Deliveries, FactorySvc};
 use crate::services::ledger::LedgerSvc;
 use crate::services::planning::PlanningSvc;
 use crate::services::preorder::PreorderSvc;
 use crate::services::purchasing::PurchasingSvc;
+use crate::services::webhooks::WebhookSvc;
 use crate::services::Ctx;
 use crate::sweeper::Sweeper;
 use crate::tasks::supervise;
@@ -175,6 +179,12 @@ impl Application {
         health_reporter
             .set_serving::<PurchasingServiceServer<PurchasingSvc>>()
             .await;
+        health_reporter
+            .set_serving::<EventServiceServer<EventSvc>>()
+            .await;
+        health_reporter
+            .set_serving::<WebhookServiceServer<WebhookSvc>>()
+            .await;
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(c2m_proto::FILE_DESCRIPTOR_SET)
@@ -192,6 +202,17 @@ impl Application {
             let (store, clock, stop) = (store.clone(), clock.clone(), stop_rx.clone());
             let interval = settings.sweep_interval;
             move || Sweeper::new(store.clone(), clock.clone()).run(interval, wait_for(stop.clone()))
+        }));
+        let webhook_task = tokio::spawn(supervise("webhook delivery", stop_rx.clone(), {
+            let (store, stop) = (store.clone(), stop_rx.clone());
+            let settings = crate::webhooks::WorkerSettings {
+                loops: 4,
+                timeout: settings.webhook_timeout,
+                max_backoff: settings.webhook_max_backoff,
+                disable_after: settings.webhook_disable_after,
+                poll: settings.event_poll,
+            };
+            move || crate::webhooks::run(store.clone(), settings, stop.clone())
         }));
         let deliveries = Deliveries::new();
         let cycles = Arc::new(PlanningCycles::new(
@@ -285,6 +306,21 @@ impl Application {
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             )
+            .add_service(
+                EventServiceServer::new(EventSvc {
+                    ctx: ctx.clone(),
+                    heartbeat: settings.event_heartbeat,
+                    poll: settings.event_poll,
+                    stop: stop_rx.clone(),
+                })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            )
+            .add_service(
+                WebhookServiceServer::new(WebhookSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight requests");
@@ -296,6 +332,7 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = sweep_task.await;
         let _ = plan_task.await;
+        let _ = webhook_task.await;
         result.context("gRPC server failed")?;
         tracing::info!("c2m stopped");
         Ok(())

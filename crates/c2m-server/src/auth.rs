@@ -61,7 +61,8 @@ pub fn allowed_roles(method: &str) -> &'static [Role] {
         | "PreorderService/PayBalance"
         | "CampaignService/GetCampaign"
         | "CampaignService/ListCampaigns"
-        | "CampaignService/ListBatches" => &[Admin, Storefront],
+        | "CampaignService/ListBatches"
+        | "EventService/Subscribe" => &[Admin, Storefront],
         "FactoryService/Subscribe" | "FactoryService/Ack" | "FactoryService/Report" => {
             &[Admin, Factory]
         }

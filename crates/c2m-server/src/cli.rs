@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the gRPC API (SQLite in ./data unless --database-url says otherwise).
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Create, revoke and list bearer tokens (straight in the store; the server need not
     /// run).
     #[command(subcommand)]
@@ -96,6 +96,7 @@ pub fn init_tracing_with_default(level: &str) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => {
+            let settings = *settings;
             let data_dir = settings.data_dir.clone();
             let auth = !settings.no_auth;
             let app = Application::build(settings).await?;

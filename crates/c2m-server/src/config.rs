@@ -78,6 +78,31 @@ pub struct Settings {
     #[arg(long, env = "C2M_FACTORY_POLL", default_value = "1s", value_parser = parse_duration)]
     pub factory_poll: Duration,
 
+    /// An event stream (EventService.Subscribe) sends a heartbeat when nothing else was
+    /// sent for this long.
+    #[arg(long, env = "C2M_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub event_heartbeat: Duration,
+
+    /// How often a caught-up event stream, and the webhook worker, read the store in case
+    /// a wake-up was missed (commits in this process, and on PostgreSQL in any replica
+    /// through LISTEN/NOTIFY, wake them at once).
+    #[arg(long, env = "C2M_EVENT_POLL", default_value = "5s", value_parser = parse_duration)]
+    pub event_poll: Duration,
+
+    /// A webhook delivery that has no answer within this long fails (and is retried).
+    #[arg(long, env = "C2M_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// Longest wait between two attempts at a failing webhook endpoint (backoff doubles
+    /// from one second up to this, with jitter).
+    #[arg(long, env = "C2M_WEBHOOK_MAX_BACKOFF", default_value = "10m", value_parser = parse_duration)]
+    pub webhook_max_backoff: Duration,
+
+    /// A webhook endpoint that has failed for this long without one success is disabled
+    /// (an admin re-enables it, and it resumes where it stopped).
+    #[arg(long, env = "C2M_WEBHOOK_DISABLE_AFTER", default_value = "3d", value_parser = parse_duration)]
+    pub webhook_disable_after: Duration,
+
     /// Serve without access control: every call acts as admin. For trying c2m on a
     /// laptop only; never on a network others can reach.
     #[arg(long, env = "C2M_NO_AUTH")]
@@ -126,6 +151,11 @@ impl Settings {
             plan_period_days: 7,
             factory_heartbeat: Duration::from_millis(500),
             factory_poll: Duration::from_millis(200),
+            event_heartbeat: Duration::from_millis(500),
+            event_poll: Duration::from_millis(500),
+            webhook_timeout: Duration::from_secs(2),
+            webhook_max_backoff: Duration::from_millis(400),
+            webhook_disable_after: Duration::from_secs(60),
             no_auth: true,
             token_cache: Duration::from_millis(100),
             tls_cert: None,
@@ -206,7 +236,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        "d" => Ok(Duration::from_secs(n * 86_400)),
+        _ => Err(format!(
+            "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+        )),
     }
 }
 
@@ -220,7 +254,11 @@ mod tests {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(
+            parse_duration("3d").unwrap(),
+            Duration::from_secs(3 * 86_400)
+        );
+        assert!(parse_duration("5w").is_err());
         assert!(parse_duration("x").is_err());
     }
 

@@ -16,6 +16,8 @@
 //!   catalogue ↔ scenario conversions.
 //! - [`sweeper`]: the background task that fails batches at their campaign's deadline.
 //! - [`tasks`]: background tasks restarted when they panic.
+//! - [`webhooks`]: the webhook delivery worker (signed POSTs, retries with backoff and
+//!   jitter, disabling after sustained failure) and its HTTP client.
 //! - [`cli`]: the `c2m` command line.
 
 // `tonic::Status` is large (it carries metadata and details); handlers and conversions
@@ -35,6 +37,7 @@ pub mod status;
 pub mod sweeper;
 pub mod tasks;
 pub mod tls;
+pub mod webhooks;
 
 pub use app::{Application, SystemClock};
 pub use config::Settings;

@@ -69,7 +69,7 @@ pub fn domain_code(e: &DomainError) -> Code {
         DomainError::InvalidArgument { .. } => Code::InvalidArgument,
         DomainError::Refused(_) => Code::FailedPrecondition,
         DomainError::NotFound { .. } => Code::NotFound,
-        DomainError::Ahead { .. } => Code::OutOfRange,
+        DomainError::Ahead { .. } | DomainError::EventCursorAhead { .. } => Code::OutOfRange,
         DomainError::PermissionDenied(_) => Code::PermissionDenied,
         DomainError::IdempotencyConflict { .. } => Code::AlreadyExists,
     }

@@ -46,6 +46,12 @@ use crate::{
 use crate::{ProductionStage, ReportProgress};
 use c2m_domain::{Progress, WorkOrderState};
 
+pub mod events;
+pub use events::{
+    concurrent_writes_are_numbered_in_commit_order, events_are_written_with_their_changes_in_order,
+    refused_and_replayed_writes_append_no_event,
+    webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
+};
 pub mod ledger;
 pub mod purchasing;
 pub use ledger::{
@@ -132,6 +138,11 @@ macro_rules! conformance_cases {
             failed_batch_releases_every_hold_exactly_once,
             full_price_deposit_is_ready_at_lock,
             balance_window_closes_once_under_racing_sweepers,
+            // Events (`conformance/events.rs`).
+            events_are_written_with_their_changes_in_order,
+            refused_and_replayed_writes_append_no_event,
+            concurrent_writes_are_numbered_in_commit_order,
+            webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
             // The catalogue.
             catalogue_changes_and_the_sku_rule,
             // Planning.
@@ -2857,6 +2868,7 @@ mod registry {
             include_str!("conformance.rs"),
             include_str!("conformance/ledger.rs"),
             include_str!("conformance/purchasing.rs"),
+            include_str!("conformance/events.rs"),
         ] {
             // Functions start a line; mentions in comments do not.
             for (at, _) in source.match_indices("\npub async fn ") {

@@ -26,7 +26,7 @@
 //!   with `UNNEST` over arrays), the few statements concerned are written in both dialects
 //!   side by side, in the feature they belong to, as a small trait each backend implements
 //!   ([`crate::idempotency::KeysSql`], [`crate::pooling::PoolSql`],
-//!   [`crate::ledger::LedgerSql`]); [`Backend`] is all of them.
+//!   [`crate::ledger::LedgerSql`], [`crate::events::EventsSql`]); [`Backend`] is all of them.
 
 use std::collections::HashMap;
 
@@ -43,6 +43,7 @@ use sqlx::{Transaction, Type};
 
 use c2m_domain::{Campaign, Page};
 
+use crate::events::EventsSql;
 use crate::idempotency::{KeysSql, StoredResponse};
 use crate::ledger::LedgerSql;
 use crate::pooling::PoolSql;
@@ -107,9 +108,9 @@ pub(crate) trait Dialect: Database<Row: Columns, Connection: Run<Self>> {
 
 /// Everything a backend implements: the dialect and the few statements each feature
 /// writes in both dialects. The shared code is generic over this one trait.
-pub(crate) trait Backend: Dialect + KeysSql + PoolSql + LedgerSql {}
+pub(crate) trait Backend: Dialect + KeysSql + PoolSql + LedgerSql + EventsSql {}
 
-impl<D: Dialect + KeysSql + PoolSql + LedgerSql> Backend for D {}
+impl<D: Dialect + KeysSql + PoolSql + LedgerSql + EventsSql> Backend for D {}
 
 /// A value to bind, in the Rust type the shared code has; the backend picks the column
 /// type ([`Dialect::push`]).
@@ -458,6 +459,10 @@ pub(crate) struct Tx<'c, D: Database> {
     /// recorded response, or `None` for a key not recorded. A key this transaction records
     /// is dropped from here, so it is read again from the table if asked for.
     pub(crate) keys: HashMap<(String, String), Option<StoredResponse>>,
+    /// Events the transaction's writes append, numbered and written just before it
+    /// commits ([`crate::events::flush`]); a write rolled back to its savepoint drops its
+    /// own.
+    pub(crate) events: Vec<c2m_domain::events::NewEvent>,
 }
 
 impl<D: Dialect> Tx<'static, D> {
@@ -483,6 +488,7 @@ impl<'c, D: Dialect> Tx<'c, D> {
             tx,
             held: None,
             keys: HashMap::new(),
+            events: Vec::new(),
         }
     }
 

@@ -50,6 +50,10 @@ pub(crate) struct Base<D: Database> {
     pub(crate) pool: Pool<D>,
     /// Shown every money movement inside its transaction (see [`crate::payment`]).
     pub(crate) provider: Arc<dyn PaymentProvider>,
+    /// Ticked after every write that committed (and, on PostgreSQL, on a notification of
+    /// another replica's events): what event readers wait on
+    /// ([`crate::events::EventStore::event_commits`]).
+    pub(crate) commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl<D: Database> Base<D> {
@@ -58,7 +62,13 @@ impl<D: Database> Base<D> {
         Base {
             pool,
             provider: Arc::new(LedgerOnly),
+            commits: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Says that a write committed (see [`Base::commits`]).
+    pub(crate) fn committed(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -91,6 +101,10 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn provider(&self) -> &Arc<dyn PaymentProvider> {
         &self.base().provider
     }
+
+    /// Makes sure the backend hears of other processes' commits while anyone waits on
+    /// [`Base::commits`] (PostgreSQL's `LISTEN`); nothing for a backend that has none.
+    fn listen(&self) {}
 
     /// A transaction for a read of several statements that must see one snapshot.
     async fn snapshot(&self) -> Result<Tx<'static, Self::D>, StoreError> {

@@ -26,6 +26,9 @@
 //! - [`purchasing`]: the purchase orders plans place, their receipts and cancellations.
 //! - [`catalogue`], [`planning`], [`factory`] (delivery of work orders and the progress
 //!   factories report), [`access`] (bearer tokens).
+//! - [`events`]: the storefront events, appended in the same transaction as the change
+//!   they tell of (a transactional outbox), numbered in commit order; [`webhooks`]: the
+//!   endpoints events are POSTed to, their cursors, leases and delivery log.
 //! - `idempotency`: the keys every mutating call is recorded under.
 //!
 //! Under them, three shared modules, each written once:
@@ -105,6 +108,7 @@ pub use catalogue::{
     ChangeCatalogue,
 };
 pub use error::{is_transient, StoreError};
+pub use events::EventStore;
 pub use factory::{
     BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress,
     WorkOrderStatus,
@@ -116,11 +120,13 @@ pub use purchasing::{
     CancelPurchaseOrder, NewPurchaseOrder, PurchaseOrder, PurchaseOrderFilter, PurchaseOrderState,
     PurchasingStore, ReceivePurchaseOrder,
 };
+pub use webhooks::WebhookStore;
 
 pub mod access;
 pub mod catalogue;
 mod dialect;
 mod engine;
+pub mod events;
 pub mod factory;
 mod idempotency;
 mod ledger;
@@ -132,6 +138,7 @@ pub mod payment;
 pub mod postgres;
 pub mod probe;
 pub mod sqlite;
+pub mod webhooks;
 mod writer;
 
 #[cfg(feature = "conformance")]
@@ -234,7 +241,16 @@ pub struct BatchTransition {
 /// their own traits, which every store also implements.
 #[async_trait]
 pub trait Store:
-    CatalogueStore + PlanningStore + PurchasingStore + FactoryStore + TokenStore + Send + Sync + 'static
+    CatalogueStore
+    + PlanningStore
+    + PurchasingStore
+    + FactoryStore
+    + TokenStore
+    + EventStore
+    + WebhookStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is, for logs and the health report ("sqlite", "postgres").
     fn backend(&self) -> &'static str;

@@ -76,6 +76,9 @@ pub(crate) struct Op<D: Database, A, T> {
     /// For a placement: the request as a run of placements takes it, and the run's answer
     /// as this write's output.
     place: Option<PlaceHooks<A, T>>,
+    /// The write never appends events, so its commit need not wake event readers
+    /// ([`Op::quiet`]).
+    pub(crate) quiet: bool,
 }
 
 struct PlaceHooks<A, T> {
@@ -90,7 +93,16 @@ impl<D: Database, A, T> Op<D, A, T> {
             run,
             key: None,
             place: None,
+            quiet: false,
         }
+    }
+
+    /// Marks a write that never appends events (the webhook worker's bookkeeping): its
+    /// commit does not wake event readers, which would otherwise read again for nothing
+    /// (and wake the worker that wrote it).
+    pub(crate) fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 
     /// The idempotency key the write looks up first.
@@ -429,9 +441,12 @@ async fn run_group<D: Backend>(
         if let Some(sql) = open {
             tx.conn().batch(sql).await.map_err(|e| fail(e.into()))?;
         }
+        let events = tx.events.len();
         savepoint = match group[next].run(&mut tx).await {
             Ran::Done => Savepoint::Kept,
             Ran::Failed => {
+                // The write's events go with its savepoint.
+                tx.events.truncate(events);
                 tx.conn()
                     .batch("ROLLBACK TO SAVEPOINT op")
                     .await
@@ -443,6 +458,7 @@ async fn run_group<D: Backend>(
         };
         next += 1;
     }
+    crate::events::flush(&mut tx).await.map_err(fail)?;
     tx.commit().await.map_err(|e| fail(e.into()))
 }
 
@@ -490,10 +506,9 @@ async fn run_alone<D: Backend>(source: &mut impl Begin<D>, job: &mut dyn Queued<
             }
         };
         let again = match job.run(&mut tx).await {
-            Ran::Done => match tx.commit().await {
+            Ran::Done => match commit(tx).await {
                 Ok(()) => return attempt,
                 Err(e) => {
-                    let e = StoreError::from(e);
                     let again = D::retryable(&e);
                     job.fail(e);
                     again
@@ -511,6 +526,20 @@ async fn run_alone<D: Backend>(source: &mut impl Begin<D>, job: &mut dyn Queued<
         }
         tracing::debug!(attempt, "retrying transaction");
         attempt += 1;
+    }
+}
+
+/// Writes the transaction's events ([`crate::events::flush`]), then commits; a failure
+/// rolls the whole transaction back.
+async fn commit<D: Backend>(mut tx: Tx<'_, D>) -> Result<(), StoreError> {
+    match crate::events::flush(&mut tx).await {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
     }
 }
 

@@ -113,6 +113,18 @@ impl TestServer {
         Self::start(settings, Arc::new(SystemClock), Some(dir)).await
     }
 
+    /// A server on the SQLite database in `dir` (a restarted server finds its data there).
+    pub async fn sqlite_in(
+        dir: tempfile::TempDir,
+        clock: Arc<dyn Clock>,
+        f: impl FnOnce(&mut Settings),
+    ) -> TestServer {
+        init_logs();
+        let mut settings = Settings::for_tests(dir.path().to_path_buf());
+        f(&mut settings);
+        Self::start(settings, clock, Some(dir)).await
+    }
+
     /// A new server on an existing store, as a restarted process would be.
     pub async fn restart_sqlite(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> TestServer {
         init_logs();

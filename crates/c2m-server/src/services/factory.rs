@@ -3,8 +3,9 @@
 //! A subscription is a loop over the store, not a fan-out of in-memory events: it reads
 //! the factory's work orders after its cursor (a page at a time), sends them, and when it
 //! has caught up waits for a sign that more may exist: a plan stored by this process
-//! (the [`Deliveries`] signal), or the poll interval, which is how plans stored by another
-//! replica on the same PostgreSQL are noticed. Because the stream only ever reads what is
+//! (the [`Deliveries`] signal), a commit with events (on PostgreSQL a `NOTIFY` from any
+//! replica: a stored plan appends `production.stage_changed` events, see
+//! `c2m_store::events`), or the poll interval, in case a wake-up was missed. Because the stream only ever reads what is
 //! committed, a server crash cannot lose a work order or send one that was not stored;
 //! the factory resumes from its last sequence number and gets everything after it.
 
@@ -154,6 +155,9 @@ impl FactoryService for FactorySvc {
 
         let (tx, rx) = mpsc::channel::<Result<pb::FactoryEvent, Status>>(FEED_PAGE as usize);
         let mut wake = self.deliveries.subscribe();
+        // Commits with events (a stored plan appends `production.stage_changed`) wake the
+        // feed too; on PostgreSQL that includes plans stored by another replica (NOTIFY).
+        let mut commits = store.event_commits();
         let (mine, mut newest) = self.streams.claim(&factory);
         let mut stop = self.stop.clone();
         let clock = self.ctx.clock.clone();
@@ -167,6 +171,7 @@ impl FactoryService for FactorySvc {
             let mut last_sent = tokio::time::Instant::now();
             loop {
                 wake.mark_unchanged();
+                commits.mark_unchanged();
                 let page = match store.factory_work_orders(&factory, cursor, FEED_PAGE).await {
                     Ok(p) => p,
                     Err(e) => {
@@ -203,6 +208,7 @@ impl FactoryService for FactorySvc {
                         return;
                     }
                     _ = wake.changed() => {}
+                    _ = commits.changed() => {}
                     _ = tokio::time::sleep(poll) => {}
                     _ = tokio::time::sleep_until(last_sent + beat) => {
                         let pos = match store.factory_position(&factory).await {

@@ -9,11 +9,13 @@ use c2m_store::Store;
 
 pub mod campaign;
 pub mod catalogue;
+pub mod events;
 pub mod factory;
 pub mod ledger;
 pub mod planning;
 pub mod preorder;
 pub mod purchasing;
+pub mod webhooks;
 
 /// What every service needs: the store and the clock (injectable so tests control time).
 #[derive(Clone)]

@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use c2m_domain::events::EventData;
 use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
 use c2m_domain::{BatchId, DomainError, IdempotencyKey};
 
@@ -229,16 +230,11 @@ pub(crate) async fn report<D: Backend>(
         requeued_batches: Vec::new(),
     };
     if t.changed {
+        let batches = work_order_batches(&wo);
+        let before = batch_production(tx, &batches).await?;
         tx.set_work_order_state(&wo, &req.progress, &t, now).await?;
         status.state_at = Some(now);
         if let Progress::Rejected { reason } = &req.progress {
-            let mut batches: Vec<BatchId> = wo
-                .runs
-                .iter()
-                .flat_map(|r| r.batches.iter().map(|b| b.batch_id.clone()))
-                .collect();
-            batches.sort();
-            batches.dedup();
             for b in &batches {
                 tx.exclude_factory(b, &wo.factory_id, reason, now).await?;
                 tx.release_plan_batch(&wo.plan_id, b).await?;
@@ -261,11 +257,71 @@ pub(crate) async fn report<D: Backend>(
             if returned {
                 tx.bump_catalogue_version(now).await?;
             }
-            status.requeued_batches = batches;
+            status.requeued_batches = batches.clone();
         }
+        production_events(tx, &batches, &before, now).await?;
     }
     key.record(tx, &status, now).await?;
     Ok(status)
+}
+
+/// The batches a work order makes units of, each once.
+pub(crate) fn work_order_batches(wo: &WorkOrder) -> Vec<BatchId> {
+    let mut batches: Vec<BatchId> = wo
+        .runs
+        .iter()
+        .flat_map(|r| r.batches.iter().map(|b| b.batch_id.clone()))
+        .collect();
+    batches.sort();
+    batches.dedup();
+    batches
+}
+
+/// Appends `production.stage_changed` for each of `batches` whose stage or shipped units
+/// differ from `before` (read in the same transaction before the change).
+pub(crate) async fn production_events<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    batches: &[BatchId],
+    before: &[BatchProduction],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for after in batch_production(tx, batches).await? {
+        let was = before.iter().find(|b| b.batch_id == after.batch_id);
+        if was.is_some_and(|b| b.stage == after.stage && b.units_shipped == after.units_shipped) {
+            continue;
+        }
+        let Some(batch) = tx.batch(&after.batch_id).await? else {
+            continue;
+        };
+        let preorders = tx
+            .batch_preorders(&batch.id)
+            .await?
+            .iter()
+            .filter(|p| {
+                p.cancelled_at.is_none()
+                    && p.money.forfeited_at.is_none()
+                    && p.money.balance_paid_at.is_some()
+            })
+            .map(|p| crate::events::preorder_ref(p, None))
+            .collect();
+        let stage = serde_json::to_value(after.stage)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        tx.emit(
+            &batch.campaign_id,
+            Some(&batch.id),
+            now,
+            EventData::ProductionStageChanged {
+                batch_seq: batch.seq,
+                stage,
+                units_shipped: after.units_shipped,
+                paid_units: batch.paid_units(),
+                preorders,
+            },
+        );
+    }
+    Ok(())
 }
 
 /// How far each batch's production has come, and its ship date (batches that are not

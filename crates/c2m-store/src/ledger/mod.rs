@@ -36,7 +36,11 @@ use c2m_domain::{
     PreorderStatus,
 };
 
+use c2m_domain::events::{EventData, PreorderRef};
+use c2m_domain::Batch;
+
 use crate::dialect::{micros, Backend, Tx};
+use crate::events::preorder_ref;
 use crate::idempotency::Keyed;
 use crate::payment::PaymentProvider;
 use crate::pooling::{lock_preorder, UnderLock};
@@ -183,10 +187,11 @@ pub(crate) async fn lock_batch_money<D: Backend>(
     tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     campaign: &Campaign,
-    batch: &BatchId,
+    locked: &Batch,
     units: i64,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let batch = &locked.id;
     let terms = &campaign.terms;
     let price = terms.price_for(units);
     let nothing_due = price == terms.deposit;
@@ -215,6 +220,39 @@ pub(crate) async fn lock_batch_money<D: Backend>(
     }
     tx.capture_holds(&dues).await?;
     post(tx, provider, &campaign.id, &captures, now).await?;
+    let owed: Vec<PreorderRef> = live
+        .iter()
+        .zip(&dues)
+        .map(|(p, (_, due, _))| preorder_ref(p, Some(*due)))
+        .collect();
+    tx.emit(
+        &campaign.id,
+        Some(batch),
+        now,
+        EventData::BatchLocked {
+            batch_seq: locked.seq,
+            units,
+            final_unit_price: price,
+            preorders: owed.clone(),
+            balance_due_by: due_by,
+        },
+    );
+    if let Some(due_by) = due_by {
+        for p in owed
+            .into_iter()
+            .filter(|p| p.amount.is_some_and(|a| a.minor > 0))
+        {
+            tx.emit(
+                &campaign.id,
+                Some(batch),
+                now,
+                EventData::BalanceDue {
+                    preorder: p,
+                    due_by,
+                },
+            );
+        }
+    }
     if nothing_due {
         settle(tx, provider, campaign, batch, now).await?;
     }
@@ -301,6 +339,14 @@ pub(crate) async fn pay_balance<D: Backend>(
     }
     tx.set_balance_paid(&preorder.id, now).await?;
     preorder.money.balance_paid_at = Some(now);
+    tx.emit(
+        &preorder.campaign_id,
+        Some(&preorder.batch_id),
+        now,
+        EventData::BalancePaid {
+            preorder: preorder_ref(&preorder, Some(due)),
+        },
+    );
     key.record(tx, &preorder, now).await?;
     Ok(preorder)
 }
@@ -361,6 +407,14 @@ pub(crate) async fn close_balance_window<D: Backend>(
         )
         .await?;
         tx.set_forfeited(&p, now).await?;
+        tx.emit(
+            &campaign.id,
+            Some(batch_id),
+            now,
+            EventData::DepositForfeited {
+                preorder: preorder_ref(&p, Some(p.deposit_total)),
+            },
+        );
         forfeited += 1;
     }
     settle(tx, provider, &campaign, batch_id, now).await?;
@@ -385,13 +439,14 @@ async fn live_preorders<D: Backend>(
     Ok(preorders)
 }
 
-/// Releases every hold of a batch that just failed; returns how many.
+/// Releases every hold of a batch that just failed; returns the pre-orders refunded, each
+/// with its refund.
 pub(crate) async fn release_failed_batch<D: Backend>(
     tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
     batch: &BatchId,
     now: DateTime<Utc>,
-) -> Result<i64, StoreError> {
+) -> Result<Vec<PreorderRef>, StoreError> {
     let live = live_preorders(tx, batch).await?;
     let mut holds = Vec::with_capacity(live.len());
     let mut releases = Vec::with_capacity(live.len());
@@ -409,5 +464,8 @@ pub(crate) async fn release_failed_batch<D: Backend>(
     if let Some(first) = live.first() {
         post(tx, provider, &first.campaign_id, &releases, now).await?;
     }
-    Ok(live.len() as i64)
+    Ok(live
+        .iter()
+        .map(|p| preorder_ref(p, Some(p.deposit_total)))
+        .collect())
 }

@@ -310,6 +310,7 @@ pub(crate) async fn store_plan<D: Backend>(
     }
     let id = PlanId::generate().into_string();
     let holds = new.status != PlanStatus::Infeasible;
+    let before = crate::factory::batch_production(tx, &new.batches).await?;
     tx.insert_plan(&id, new, now).await?;
     for b in &new.batches {
         tx.insert_plan_batch(&id, b, holds).await?;
@@ -351,6 +352,9 @@ pub(crate) async fn store_plan<D: Backend>(
             tx.insert_purchase_order(&id, po, &new.currency, now)
                 .await?;
         }
+    }
+    if holds {
+        crate::factory::production_events(tx, &new.batches, &before, now).await?;
     }
     if let Some(key) = &key {
         let plan_id = id.clone();

@@ -36,7 +36,10 @@ use c2m_domain::{
     Preorder, PreorderId, PreorderStatus,
 };
 
+use c2m_domain::events::EventData;
+
 use crate::dialect::{micros, Backend, Dialect, Tx};
+use crate::events::preorder_ref;
 use crate::idempotency::{Keyed, StoredResponse};
 use crate::ledger::{self, KeyRecord, Placement};
 use crate::payment::PaymentProvider;
@@ -352,8 +355,9 @@ impl<'a> RunState<'a> {
             key: None,
         }])
         .await?;
+        placed_event(tx, &preorder, units_after, self.campaign);
         tx.end_batch(&batch.id, BatchStatus::Locked, now).await?;
-        ledger::lock_batch_money(tx, provider, self.campaign, &batch.id, units_after, now).await?;
+        ledger::lock_batch_money(tx, provider, self.campaign, &batch, units_after, now).await?;
         self.admitted(req, units_after);
         self.pool.open = None;
         // Answer with the money as it stands after the lock (captured, balance due).
@@ -431,9 +435,33 @@ impl<'a> RunState<'a> {
             })
             .collect();
         tx.insert_placements(&placements).await?;
+        for s in &self.staged {
+            placed_event(tx, &s.preorder, s.units_after, self.campaign);
+        }
         self.staged.clear();
         Ok(())
     }
+}
+
+/// `preorder.placed`: the order is in its batch, which holds `units` of the campaign's
+/// threshold.
+fn placed_event<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    preorder: &Preorder,
+    units: i64,
+    campaign: &Campaign,
+) {
+    tx.emit(
+        &preorder.campaign_id,
+        Some(&preorder.batch_id),
+        preorder.created_at,
+        EventData::PreorderPlaced {
+            preorder: preorder_ref(preorder, Some(preorder.deposit_total)),
+            batch_seq: preorder.batch_seq,
+            batch_units: units,
+            threshold: campaign.terms.batch_threshold,
+        },
+    );
 }
 
 /// What a cancel or a payment finds once it holds the pre-order's campaign's lock.
@@ -517,6 +545,16 @@ pub(crate) async fn cancel_preorder<D: Backend>(
     ledger::release_deposit(tx, provider, &mut preorder, now).await?;
     preorder.cancelled_at = Some(now);
     preorder.status = PreorderStatus::Cancelled;
+    tx.emit(
+        &campaign.id,
+        Some(&batch.id),
+        now,
+        EventData::PreorderCancelled {
+            preorder: preorder_ref(&preorder, Some(preorder.deposit_total)),
+            batch_units: units,
+            threshold: batch.threshold,
+        },
+    );
     key.record(tx, &preorder, now).await?;
     Ok(preorder)
 }
@@ -549,7 +587,19 @@ pub(crate) async fn fail_open_batch_at_deadline<D: Backend>(
     // Every hold in the batch is released in the same transaction as the failure, so a
     // sweeper that crashes part-way leaves a batch either open and held or failed and
     // released.
-    let refunds_due = ledger::release_failed_batch(tx, provider, &batch.id, now).await?;
+    let refunds = ledger::release_failed_batch(tx, provider, &batch.id, now).await?;
+    let refunds_due = refunds.len() as i64;
+    tx.emit(
+        &campaign.id,
+        Some(&batch.id),
+        now,
+        EventData::BatchFailed {
+            batch_seq: batch.seq,
+            units: batch.units,
+            threshold: batch.threshold,
+            preorders: refunds,
+        },
+    );
     Ok(DeadlineOutcome {
         campaign_id: campaign.id,
         failed_batch: Some(batch),

@@ -26,6 +26,7 @@
 //!   queue lives in process memory but decides only which calls share a transaction; the
 //!   row lock and the constraints still order and check the writers of every replica.
 
+mod listener;
 mod writers;
 
 use std::str::FromStr;
@@ -89,6 +90,8 @@ pub struct PgStore {
     writers: Arc<Writers>,
     /// The pool every read and write runs on.
     base: Base<Postgres>,
+    /// `LISTEN c2m_events` while anyone waits for events (`crate::events`).
+    listener: listener::Listener,
 }
 
 impl PgStore {
@@ -125,6 +128,7 @@ impl PgStore {
         Ok(PgStore {
             writers: Arc::new(Writers::new(pool.clone(), max_group)),
             base: Base::new(pool),
+            listener: listener::Listener::default(),
         })
     }
 
@@ -256,6 +260,7 @@ impl Engine for PgStore {
         op: Op<Postgres, A, T>,
     ) -> Result<T, StoreError> {
         let pool = &self.base.pool;
+        let quiet = op.quiet;
         let campaign = match lane {
             Lane::Alone => None,
             Lane::Campaign(campaign) => Some(campaign.clone()),
@@ -263,13 +268,21 @@ impl Engine for PgStore {
             // answers as the shared logic says (a replay, or `NotFound`).
             Lane::Preorder(preorder) => crate::pooling::campaign_of(pool, preorder).await?,
         };
-        match campaign {
+        let done = match campaign {
             Some(campaign) => self.writers.write(&campaign, op).await,
             None => run_now(pool, op).await,
+        };
+        if done.is_ok() && !quiet {
+            self.base.committed();
         }
+        done
     }
 
     fn base(&self) -> &Base<Postgres> {
         &self.base
+    }
+
+    fn listen(&self) {
+        self.listener.ensure(&self.base);
     }
 }

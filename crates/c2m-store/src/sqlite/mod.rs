@@ -266,10 +266,15 @@ impl Engine for SqliteStore {
         _: Lane<'_>,
         op: Op<Sqlite, A, T>,
     ) -> Result<T, StoreError> {
+        let quiet = op.quiet;
         let (job, answer) = Job::new(op);
         let queued = self.jobs.send(Box::new(job)).await;
         queued.map_err(|_| writer_gone())?;
-        answer.await.map_err(|_| writer_gone())?
+        let done = answer.await.map_err(|_| writer_gone())?;
+        if done.is_ok() && !quiet {
+            self.base.committed();
+        }
+        done
     }
 }
 

@@ -1,0 +1,428 @@
+//! The webhook delivery worker: POSTs each event to every endpoint that asked for its
+//! kind, signed (`c2m_domain::webhook`), in sequence order per endpoint, at least once.
+//!
+//! A few worker loops run in each replica (under [`crate::tasks::supervise`]). Each claims
+//! one endpoint at a time from the store (a lease, `FOR UPDATE SKIP LOCKED` on PostgreSQL:
+//! see `c2m_store::webhooks`), reads the events after the endpoint's cursor and sends them
+//! one by one; a 2xx moves the cursor, anything else (a status, a refused or dropped
+//! connection, no answer within `timeout`) is logged as a failed attempt, and the endpoint
+//! waits `retry_delay` (one second doubling up to `max_backoff`, with jitter) before the
+//! same event is tried again; an endpoint that has failed for `disable_after` without a
+//! success is disabled until an admin enables it. Between claims a loop waits for a commit
+//! (this process's, or another replica's by NOTIFY) or the poll interval.
+//!
+//! Nothing in the write path waits for any of this: events are in the store when their
+//! change commits, and delivery reads them afterwards.
+//!
+//! The HTTP client is hyper's HTTP/1.1 connection over a TCP stream (and rustls for
+//! `https://`, trusting the system's CA bundle: `SSL_CERT_FILE`, or the usual paths), one
+//! connection per request; every request has the whole `timeout` to connect, send and
+//! receive its status, so a hanging receiver costs a timeout, never a stuck worker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use c2m_domain::events::Event;
+use c2m_domain::webhook::{retry_delay, sign, wants, SIGNATURE_HEADER};
+use c2m_domain::Clock;
+use c2m_store::events::EVENTS_PAGE;
+use c2m_store::webhooks::{Claim, Delivery, Outcome};
+use c2m_store::Store;
+
+/// A request's body: the whole JSON at once.
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+/// How the worker delivers.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    /// Worker loops in this replica (endpoints delivered to at once).
+    pub loops: usize,
+    /// One request's whole time: connect, send, status.
+    pub timeout: Duration,
+    /// The longest wait between two attempts at a failing endpoint.
+    pub max_backoff: Duration,
+    /// Failing this long without a success disables an endpoint.
+    pub disable_after: Duration,
+    /// How often a loop with nothing to do looks again without a wake-up.
+    pub poll: Duration,
+}
+
+/// Runs the worker loops until `stop` turns true. The worker reads the wall clock
+/// ([`crate::SystemClock`]), not the service's injectable clock: a signature's timestamp is
+/// checked against the receiver's own clock, and leases and retry times are about real
+/// time passing, not about the business time a test may move.
+pub async fn run(store: Arc<dyn Store>, settings: WorkerSettings, stop: watch::Receiver<bool>) {
+    let clock: Arc<dyn Clock> = Arc::new(crate::SystemClock);
+    let client = Arc::new(HttpClient::new());
+    let replica = hex_id(6);
+    let loops = (0..settings.loops.max(1)).map(|i| {
+        let owner = format!("{replica}-{i}");
+        worker(
+            store.clone(),
+            clock.clone(),
+            client.clone(),
+            settings,
+            owner,
+            stop.clone(),
+        )
+    });
+    futures::future::join_all(loops).await;
+}
+
+async fn worker(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    client: Arc<HttpClient>,
+    settings: WorkerSettings,
+    owner: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut wake = store.event_commits();
+    // Longer than any request, so a lease outlives the delivery it covers.
+    let lease = chrono::Duration::from_std(settings.timeout * 3 + Duration::from_secs(5))
+        .unwrap_or(chrono::Duration::minutes(1));
+    // The earliest retry this loop scheduled: it looks again then, not only at the poll.
+    let mut next_retry: Option<DateTime<Utc>> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        wake.mark_unchanged();
+        let now = clock.now();
+        match store.claim_endpoint(&owner, now, now + lease).await {
+            Ok(Some(claim)) => {
+                let id = claim.endpoint.id.clone();
+                match deliver(&*store, &*clock, &client, &settings, lease, claim).await {
+                    Ok(Some(retry_at)) => {
+                        next_retry = Some(next_retry.map_or(retry_at, |r| r.min(retry_at)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(endpoint = %id, error = %e, "webhook delivery interrupted");
+                        let _ = store.release_endpoint(&id, &owner).await;
+                    }
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "claiming a webhook endpoint failed"),
+        }
+        let mut wait = settings.poll;
+        if let Some(at) = next_retry {
+            if at <= now {
+                next_retry = None;
+            } else {
+                wait = wait.min((at - now).to_std().unwrap_or_default());
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Delivers the claimed endpoint's events until it has none left, fails, or loses its
+/// lease; after a failure, when the next attempt is due.
+async fn deliver(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    client: &HttpClient,
+    settings: &WorkerSettings,
+    lease: chrono::Duration,
+    claim: Claim,
+) -> Result<Option<DateTime<Utc>>, c2m_store::StoreError> {
+    let Claim {
+        endpoint,
+        secret,
+        owner,
+    } = claim;
+    let mut cursor = endpoint.cursor;
+    let mut failures = endpoint.failures;
+    let mut failing_since = endpoint.failing_since;
+    loop {
+        let events = store.list_events(cursor, None, EVENTS_PAGE).await?;
+        if events.is_empty() {
+            store.release_endpoint(&endpoint.id, &owner).await?;
+            return Ok(None);
+        }
+        let mut skipped = None;
+        for e in &events {
+            if !wants(&endpoint.kinds, e.data.kind()) {
+                skipped = Some(e.seq);
+                continue;
+            }
+            if let Some(seq) = skipped.take() {
+                let until = clock.now() + lease;
+                if !store.skip_events(&endpoint.id, &owner, seq, until).await? {
+                    return Ok(None);
+                }
+            }
+            let at = clock.now();
+            let sent = client
+                .post(&endpoint.url, &secret, e, at, settings.timeout)
+                .await;
+            let delivery = Delivery {
+                seq: 0,
+                endpoint_id: endpoint.id.clone(),
+                event_seq: e.seq,
+                event_id: e.id.as_str().to_owned(),
+                attempt: failures + 1,
+                status_code: sent.status.map(i64::from),
+                error: sent.error.clone(),
+                latency_ms: sent.latency.as_millis() as i64,
+                delivered: sent.delivered(),
+                at,
+            };
+            let outcome = if sent.delivered() {
+                Outcome::Delivered {
+                    lease_until: clock.now() + lease,
+                }
+            } else {
+                failures += 1;
+                let since = *failing_since.get_or_insert(at);
+                let wait = retry_delay(
+                    failures.clamp(0, 64) as u32,
+                    settings.max_backoff,
+                    rand::random::<f64>(),
+                );
+                let disable_after = chrono::Duration::from_std(settings.disable_after)
+                    .unwrap_or(chrono::Duration::days(3));
+                let disable = (at - since >= disable_after).then(|| {
+                    format!(
+                        "failing since {} ({} attempts in a row); last: {}",
+                        since.to_rfc3339(),
+                        failures,
+                        sent.summary()
+                    )
+                });
+                if let Some(why) = &disable {
+                    tracing::warn!(endpoint = %endpoint.id, reason = %why, "webhook endpoint disabled");
+                }
+                Outcome::Failed {
+                    retry_at: at + chrono::Duration::from_std(wait).unwrap_or_default(),
+                    disable,
+                }
+            };
+            tracing::debug!(
+                endpoint = %endpoint.id, seq = e.seq, status = ?sent.status,
+                error = ?sent.error, latency_ms = delivery.latency_ms, "webhook attempt"
+            );
+            let held = store.record_attempt(&owner, &delivery, &outcome).await?;
+            if let Outcome::Failed { retry_at, disable } = &outcome {
+                return Ok((held && disable.is_none()).then_some(*retry_at));
+            }
+            if !held {
+                return Ok(None);
+            }
+            failures = 0;
+            failing_since = None;
+            cursor = e.seq;
+        }
+        if let Some(seq) = skipped {
+            let until = clock.now() + lease;
+            if !store.skip_events(&endpoint.id, &owner, seq, until).await? {
+                return Ok(None);
+            }
+            cursor = seq;
+        }
+    }
+}
+
+/// What one POST came to.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency: Duration,
+}
+
+impl Sent {
+    pub fn delivered(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    fn summary(&self) -> String {
+        match (&self.status, &self.error) {
+            (Some(s), _) => format!("HTTP {s}"),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no answer".into(),
+        }
+    }
+}
+
+/// One HTTP/1.1 connection per request, plain or over rustls.
+pub struct HttpClient {
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    /// A client trusting the system's CA bundle for `https://` (without one, https
+    /// deliveries fail with that reason and are retried).
+    pub fn new() -> Self {
+        HttpClient { tls: system_tls() }
+    }
+
+    /// POSTs `event` as JSON to `url`, signed with `secret` at `at`, within `timeout`.
+    pub async fn post(
+        &self,
+        url: &str,
+        secret: &str,
+        event: &Event,
+        at: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Sent {
+        let started = Instant::now();
+        let result = match serde_json::to_vec(event) {
+            Ok(body) => {
+                let signature = sign(secret.as_bytes(), at.timestamp(), &body);
+                match tokio::time::timeout(timeout, self.send(url, &signature, body)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                }
+            }
+            Err(e) => Err(format!("the event does not serialise: {e}")),
+        };
+        let latency = started.elapsed();
+        match result {
+            Ok(status) => Sent {
+                status: Some(status),
+                error: (!(200..300).contains(&status)).then(|| format!("HTTP {status}")),
+                latency,
+            },
+            Err(e) => Sent {
+                status: None,
+                error: Some(e),
+                latency,
+            },
+        }
+    }
+
+    async fn send(&self, url: &str, signature: &str, body: Vec<u8>) -> Result<u16, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            other => return Err(format!("unsupported scheme {other:?}")),
+        };
+        let host = uri.host().ok_or("the URL has no host")?.to_owned();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_else(|| host.clone());
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let request = http::Request::post(path)
+            .header(http::header::HOST, authority)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::USER_AGENT, "c2m-webhooks/1")
+            .header(SIGNATURE_HEADER, signature)
+            .body(Body::from(body))
+            .map_err(|e| format!("request: {e}"))?;
+        if https {
+            let tls = self
+                .tls
+                .as_ref()
+                .ok_or("https: no CA bundle found (set SSL_CERT_FILE)")?;
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(
+                host.trim_matches(['[', ']']).to_owned(),
+            )
+            .map_err(|e| format!("server name: {e}"))?;
+            let stream = tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            exchange(TokioIo::new(stream), request).await
+        } else {
+            exchange(TokioIo::new(tcp), request).await
+        }
+    }
+}
+
+/// Sends one request on a fresh HTTP/1.1 connection and reads the answer's status (and
+/// its body, which is discarded, so the receiver is not cut off mid-answer).
+async fn exchange<I>(io: I, request: http::Request<Body>) -> Result<u16, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        let status = response.status().as_u16();
+        let _ = response.into_body().collect().await;
+        Ok(status)
+    }
+    .await;
+    conn.abort();
+    result
+}
+
+/// rustls trusting the system's CA bundle, if one is found.
+fn system_tls() -> Option<tokio_rustls::TlsConnector> {
+    use tokio_rustls::rustls;
+    let candidates = std::env::var("SSL_CERT_FILE").into_iter().chain(
+        [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+        ]
+        .into_iter()
+        .map(String::from),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for path in candidates {
+        let Ok(pem) = std::fs::read(&path) else {
+            continue;
+        };
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+            let _ = roots.add(cert);
+        }
+        if !roots.is_empty() {
+            break;
+        }
+    }
+    if roots.is_empty() {
+        return None;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// `n` random bytes as hex.
+pub fn hex_id(n: usize) -> String {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

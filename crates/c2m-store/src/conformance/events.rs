@@ -1,0 +1,550 @@
+//! Conformance cases for the events outbox (`crate::events`): each change appends its
+//! events in its own transaction, exactly once, numbered in commit order without gaps;
+//! a refused or replayed request appends none. Every expected event is derived here from
+//! the requests made, never read back from the store first.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Duration;
+use futures::future::join_all;
+
+use c2m_domain::events::{Event, EventData};
+use c2m_domain::{CampaignId, Currency, Money, PreorderId};
+
+use super::{
+    alternate, cancel, consumer, create, key, place, place_req, precondition, spec, t0, Fixture,
+};
+use crate::{PayBalance, Store};
+
+fn cny(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("CNY").expect("CNY"))
+}
+
+/// Every event after `after` (all pages), of one campaign or all.
+pub async fn all_events(
+    store: &dyn Store,
+    after: i64,
+    campaign: Option<&CampaignId>,
+) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page = store
+            .list_events(cursor, campaign, 7)
+            .await
+            .expect("list events");
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        out.extend(page);
+    }
+    out
+}
+
+/// The events' kinds, in order.
+fn kinds(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(|e| e.data.kind()).collect()
+}
+
+/// Numbers are 1, 2, 3, ...: increasing, no gap, no repeat.
+#[track_caller]
+fn numbered_without_gaps(events: &[Event]) {
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "event {i} of {events:?}");
+    }
+}
+
+fn preorder_of(e: &Event) -> &PreorderId {
+    &e.data.preorders()[0].preorder_id
+}
+
+/// A campaign driven through placement, cancel, lock (with balances due), payment, and a
+/// forfeit; the events say exactly that, in order, each with its numbers.
+pub async fn events_are_written_with_their_changes_in_order(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    assert_eq!(store.last_event_seq().await.expect("last"), 0);
+    assert!(all_events(&*store, 0, None).await.is_empty());
+    let mut s = spec(5, None);
+    s.balance_window_secs = Some(24 * 3600);
+    let c = create(&*store, s).await;
+    let (a, b, d) = (consumer(1), consumer(2), consumer(3));
+    let pa = place(&*store, &c.id, &a, 2).await.expect("a");
+    let pb = place(&*store, &c.id, &b, 1).await.expect("b");
+    let at = t0() + Duration::hours(2);
+    cancel(&*store, &pb.id, None, at).await.expect("cancel b");
+    let pd = place(&*store, &c.id, &d, 3).await.expect("d locks");
+    let events = all_events(&*store, 0, None).await;
+    numbered_without_gaps(&events);
+    assert_eq!(
+        kinds(&events),
+        [
+            "preorder.placed",
+            "preorder.placed",
+            "preorder.cancelled",
+            "preorder.placed",
+            "batch.locked",
+            "balance.due",
+            "balance.due",
+        ]
+    );
+    assert!(events.iter().all(|e| e.campaign_id == c.id));
+    assert!(events
+        .iter()
+        .all(|e| e.batch_id.as_ref() == Some(&pa.batch_id)));
+    match &events[0].data {
+        EventData::PreorderPlaced {
+            preorder,
+            batch_units,
+            threshold,
+            batch_seq,
+        } => {
+            assert_eq!(preorder.preorder_id, pa.id);
+            assert_eq!(preorder.consumer_id, a);
+            assert_eq!(preorder.amount, Some(cny(2 * 5_000)));
+            assert_eq!((*batch_units, *threshold, *batch_seq), (2, 5, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &events[2].data {
+        EventData::PreorderCancelled {
+            preorder,
+            batch_units,
+            ..
+        } => {
+            assert_eq!(preorder.preorder_id, pb.id);
+            assert_eq!(preorder.amount, Some(cny(5_000)));
+            assert_eq!(*batch_units, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    let due_by = t0() + Duration::hours(1) + Duration::days(1);
+    match &events[4].data {
+        EventData::BatchLocked {
+            units,
+            final_unit_price,
+            preorders,
+            balance_due_by,
+            ..
+        } => {
+            assert_eq!(*units, 5);
+            assert_eq!(*final_unit_price, cny(39_900));
+            assert_eq!(*balance_due_by, Some(due_by));
+            let owed: Vec<_> = preorders
+                .iter()
+                .map(|p| (p.preorder_id.clone(), p.amount))
+                .collect();
+            assert_eq!(
+                owed,
+                [
+                    (pa.id.clone(), Some(cny(2 * (39_900 - 5_000)))),
+                    (pd.id.clone(), Some(cny(3 * (39_900 - 5_000)))),
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(preorder_of(&events[5]), &pa.id);
+    assert_eq!(preorder_of(&events[6]), &pd.id);
+
+    // A pays; D does not, and forfeits when the window closes.
+    let now = t0() + Duration::hours(3);
+    let pay = PayBalance {
+        idempotency_key: key(),
+        preorder_id: pa.id.clone(),
+        consumer_id: None,
+        amount: cny(2 * (39_900 - 5_000)),
+    };
+    store.pay_balance(&pay, now).await.expect("pay a");
+    // A replay appends nothing.
+    store.pay_balance(&pay, now).await.expect("replay");
+    let closed = store
+        .close_balance_window(&pa.batch_id, due_by + Duration::seconds(1))
+        .await
+        .expect("close");
+    assert_eq!(closed.forfeited, 1);
+    store
+        .close_balance_window(&pa.batch_id, due_by + Duration::seconds(2))
+        .await
+        .expect("close again");
+    let later = all_events(&*store, 7, None).await;
+    assert_eq!(kinds(&later), ["balance.paid", "deposit.forfeited"]);
+    assert_eq!(later[0].seq, 8);
+    assert_eq!(preorder_of(&later[0]), &pa.id);
+    assert_eq!(later[0].data.preorders()[0].amount, Some(cny(2 * 34_900)));
+    assert_eq!(preorder_of(&later[1]), &pd.id);
+    assert_eq!(later[1].data.preorders()[0].amount, Some(cny(3 * 5_000)));
+    assert_eq!(store.last_event_seq().await.expect("last"), 9);
+}
+
+/// Refused writes and replays append nothing; a failed batch tells every refund once; the
+/// campaign filter shows one campaign's events only.
+pub async fn refused_and_replayed_writes_append_no_event(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut capped = spec(3, Some(3));
+    capped.max_per_consumer = Some(2);
+    let c = create(&*store, capped).await;
+    let other = create(&*store, spec(10, None)).await;
+    let a = consumer(1);
+    let req = place_req(&c.id, &a, 2);
+    let at = t0() + Duration::hours(1);
+    let pa = store.place_preorder(&req, at).await.expect("a");
+    assert_eq!(store.place_preorder(&req, at).await.expect("replay"), pa);
+    precondition(place(&*store, &c.id, &a, 1).await);
+    precondition(place(&*store, &c.id, &consumer(2), 2).await);
+    let po = place(&*store, &other.id, &consumer(3), 4)
+        .await
+        .expect("other");
+    let before = store.last_event_seq().await.expect("last");
+    assert_eq!(before, 2, "two placements, no more");
+    // A cancel after the deadline is refused; the deadline fails the batch, once.
+    precondition(cancel(&*store, &pa.id, None, c.terms.deadline + Duration::hours(1)).await);
+    let after = c.terms.deadline + Duration::seconds(1);
+    for _ in 0..2 {
+        store
+            .fail_open_batch_at_deadline(&c.id, after)
+            .await
+            .expect("fail");
+        store
+            .fail_open_batch_at_deadline(&other.id, after)
+            .await
+            .expect("fail other");
+    }
+    let mine = all_events(&*store, 0, Some(&c.id)).await;
+    assert_eq!(kinds(&mine), ["preorder.placed", "batch.failed"]);
+    match &mine[1].data {
+        EventData::BatchFailed {
+            units,
+            threshold,
+            preorders,
+            ..
+        } => {
+            assert_eq!((*units, *threshold), (2, 3));
+            assert_eq!(preorders.len(), 1);
+            assert_eq!(preorders[0].preorder_id, pa.id);
+            assert_eq!(preorders[0].amount, Some(cny(2 * 5_000)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let theirs = all_events(&*store, 0, Some(&other.id)).await;
+    assert_eq!(kinds(&theirs), ["preorder.placed", "batch.failed"]);
+    assert_eq!(preorder_of(&theirs[0]), &po.id);
+    let all = all_events(&*store, 0, None).await;
+    numbered_without_gaps(&all);
+    assert_eq!(all.len(), 4);
+    let ids: HashSet<_> = all.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), 4, "every event has its own id");
+}
+
+/// Orders from two replicas on several campaigns at once, with a reader following the
+/// stream meanwhile: every accepted order has exactly one `preorder.placed`, each locked
+/// batch one `batch.locked`, the numbers have no gap, and the reader, which only ever
+/// asked for numbers above the last it saw, saw every event (none was committed behind
+/// its cursor).
+pub async fn concurrent_writes_are_numbered_in_commit_order(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let replica = fx.replica().await;
+    let mut campaigns = Vec::new();
+    for _ in 0..4 {
+        campaigns.push(create(&*store, spec(4, None)).await.id);
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let store = replica.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen: Vec<Event> = Vec::new();
+            let mut cursor = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = store.list_events(cursor, None, 50).await.expect("read");
+                if let Some(last) = page.last() {
+                    cursor = last.seq;
+                }
+                let empty = page.is_empty();
+                seen.extend(page);
+                if finished && empty {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let at = t0() + Duration::hours(1);
+    let orders = (0..60).map(|i| {
+        let s = alternate(i, &store, &replica);
+        let req = place_req(
+            &campaigns[i % campaigns.len()],
+            &consumer(i),
+            1 + (i % 2) as i64,
+        );
+        async move { s.place_preorder(&req, at).await }
+    });
+    let accepted: Vec<_> = join_all(orders)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every order fits"))
+        .collect();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.expect("reader");
+    let all = all_events(&*store, 0, None).await;
+    numbered_without_gaps(&all);
+    assert_eq!(seen, all, "the follower saw every event, in order");
+    let mut placed: HashMap<PreorderId, usize> = HashMap::new();
+    let mut locked = HashSet::new();
+    for e in &all {
+        match &e.data {
+            EventData::PreorderPlaced { preorder, .. } => {
+                *placed.entry(preorder.preorder_id.clone()).or_default() += 1;
+            }
+            EventData::BatchLocked { .. } => {
+                assert!(locked.insert(e.batch_id.clone()), "locked twice: {e:?}");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(placed.len(), accepted.len());
+    assert!(placed.values().all(|n| *n == 1));
+    for p in &accepted {
+        assert!(placed.contains_key(&p.id), "{p:?}");
+    }
+    let mut locked_batches = HashSet::new();
+    for c in &campaigns {
+        for b in store.list_batches(c).await.expect("batches") {
+            if b.status == c2m_domain::BatchStatus::Locked {
+                locked_batches.insert(Some(b.id));
+            }
+        }
+    }
+    assert_eq!(locked, locked_batches);
+    // Within a campaign, a batch's placements come before its lock.
+    for e in all.iter().filter(|e| e.data.kind() == "batch.locked") {
+        let last_placed = all
+            .iter()
+            .filter(|p| p.batch_id == e.batch_id && p.data.kind() == "preorder.placed")
+            .map(|p| p.seq)
+            .max();
+        assert!(last_placed < Some(e.seq), "{e:?}");
+    }
+}
+
+fn endpoint(n: usize) -> crate::webhooks::NewEndpoint {
+    crate::webhooks::NewEndpoint {
+        id: format!("whe_{n}"),
+        url: format!("http://127.0.0.1:9/{n}"),
+        kinds: vec!["*".into()],
+        secret: format!("whsec_{n}"),
+    }
+}
+
+fn attempt(
+    endpoint: &str,
+    event: &Event,
+    at: chrono::DateTime<chrono::Utc>,
+    ok: bool,
+) -> crate::webhooks::Delivery {
+    crate::webhooks::Delivery {
+        seq: 0,
+        endpoint_id: endpoint.into(),
+        event_seq: event.seq,
+        event_id: event.id.as_str().into(),
+        attempt: 1,
+        status_code: Some(if ok { 200 } else { 500 }),
+        error: None,
+        latency_ms: 3,
+        delivered: ok,
+        at,
+    }
+}
+
+/// An endpoint starts at the last event; a claim leases it to one worker; a delivery moves
+/// its cursor, a failure makes it wait and gives the lease up; a replay moves the cursor
+/// back (or refuses a number ahead) and takes the lease away; a disabled endpoint is not
+/// claimed. With two replicas claiming at once, each endpoint goes to one of them.
+pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx: Arc<dyn Fixture>) {
+    use crate::webhooks::Outcome;
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    place(&*store, &c.id, &consumer(1), 1).await.expect("first");
+    let now = t0() + Duration::hours(2);
+    let lease = now + Duration::minutes(1);
+    let e = store
+        .create_endpoint(&endpoint(1), now)
+        .await
+        .expect("endpoint");
+    assert_eq!(e.cursor, 1, "starts at the last event");
+    assert!(store
+        .claim_endpoint("w1", now, lease)
+        .await
+        .expect("claim")
+        .is_none());
+    place(&*store, &c.id, &consumer(2), 1)
+        .await
+        .expect("second");
+    let claim = store
+        .claim_endpoint("w1", now, lease)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(
+        (claim.endpoint.id.as_str(), claim.secret.as_str()),
+        ("whe_1", "whsec_1")
+    );
+    assert!(
+        store
+            .claim_endpoint("w2", now, lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "leased"
+    );
+    let second = store
+        .list_events(1, None, 10)
+        .await
+        .expect("events")
+        .remove(0);
+    let delivered = Outcome::Delivered { lease_until: lease };
+    assert!(store
+        .record_attempt("w1", &attempt("whe_1", &second, now, true), &delivered)
+        .await
+        .expect("record"));
+    store
+        .release_endpoint("whe_1", "w1")
+        .await
+        .expect("release");
+    assert!(
+        store
+            .claim_endpoint("w2", now, lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "done"
+    );
+
+    place(&*store, &c.id, &consumer(3), 1).await.expect("third");
+    let third = store
+        .list_events(2, None, 10)
+        .await
+        .expect("events")
+        .remove(0);
+    store
+        .claim_endpoint("w2", now, lease)
+        .await
+        .expect("claim")
+        .expect("due");
+    let failed = Outcome::Failed {
+        retry_at: now + Duration::hours(1),
+        disable: None,
+    };
+    assert!(store
+        .record_attempt("w2", &attempt("whe_1", &third, now, false), &failed)
+        .await
+        .expect("record"));
+    let e = &store.list_endpoints().await.expect("list")[0];
+    assert_eq!((e.cursor, e.failures, e.failing_since), (2, 1, Some(now)));
+    assert!(
+        store
+            .claim_endpoint("w1", now, lease)
+            .await
+            .expect("claim")
+            .is_none(),
+        "waits"
+    );
+    let later = now + Duration::hours(2);
+    store
+        .claim_endpoint("w1", later, later + Duration::minutes(1))
+        .await
+        .expect("claim")
+        .expect("due again");
+
+    // A replay takes the lease away: the old owner's next write changes nothing.
+    let e = store.replay_endpoint("whe_1", 0).await.expect("replay");
+    assert_eq!(e.cursor, 0);
+    assert!(!store
+        .record_attempt("w1", &attempt("whe_1", &third, later, true), &delivered)
+        .await
+        .expect("record"));
+    assert_eq!(store.list_endpoints().await.expect("list")[0].cursor, 0);
+    match store.replay_endpoint("whe_1", 4).await {
+        Err(crate::StoreError::Domain(c2m_domain::DomainError::EventCursorAhead {
+            seq: 4,
+            last: 3,
+        })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.replay_endpoint("whe_nope", 0).await,
+        Err(crate::StoreError::Domain(
+            c2m_domain::DomainError::NotFound { .. }
+        ))
+    ));
+    let e = store
+        .set_endpoint_enabled("whe_1", false, later)
+        .await
+        .expect("disable");
+    assert!(e.disabled_at.is_some());
+    assert!(store
+        .claim_endpoint("w1", later, lease)
+        .await
+        .expect("claim")
+        .is_none());
+    let e = store
+        .set_endpoint_enabled("whe_1", true, later)
+        .await
+        .expect("enable");
+    assert_eq!(
+        (e.disabled_at, e.failures, e.failing_since),
+        (None, 0, None)
+    );
+    assert!(store
+        .claim_endpoint("w1", later, later + Duration::minutes(1))
+        .await
+        .expect("claim")
+        .is_some());
+    let log = store
+        .list_deliveries("whe_1", 0, 100)
+        .await
+        .expect("deliveries");
+    let codes: Vec<_> = log
+        .iter()
+        .map(|d| (d.event_seq, d.status_code, d.delivered))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (2, Some(200), true),
+            (3, Some(500), false),
+            (3, Some(200), true)
+        ]
+    );
+
+    // Two replicas claiming at once: each endpoint to one of them.
+    let replica = fx.replica().await;
+    for n in 2..8 {
+        store
+            .create_endpoint(&endpoint(n), later)
+            .await
+            .expect("endpoint");
+        store
+            .replay_endpoint(&format!("whe_{n}"), 0)
+            .await
+            .expect("from the start");
+    }
+    let until = later + Duration::minutes(1);
+    let claims = (0..16).map(|i| {
+        let s = alternate(i, &store, &replica);
+        async move {
+            s.claim_endpoint(&format!("r{i}"), later, until)
+                .await
+                .expect("claim")
+        }
+    });
+    let got: Vec<String> = join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|c| c.endpoint.id)
+        .collect();
+    let distinct: HashSet<&String> = got.iter().collect();
+    assert_eq!(got.len(), distinct.len(), "claimed twice: {got:?}");
+    assert_eq!(got.len(), 6, "every due endpoint was claimed: {got:?}");
+}

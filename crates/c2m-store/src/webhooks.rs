@@ -1,0 +1,517 @@
+//! Webhook endpoints and their delivery log: where events are POSTed, how far each
+//! endpoint has got, and every attempt made.
+//!
+//! An endpoint's `cursor` is the last event sequence number it is done with (delivered, or
+//! not of a kind it asked for), so delivery resumes from it after a crash or a restart:
+//! delivery is at least once, and the event id lets receivers drop a duplicate. The server
+//! makes and signs the requests (`c2m_server::webhooks`); this module keeps the state.
+//!
+//! # Claims, and why each event reaches each endpoint once with several replicas
+//!
+//! A delivery worker claims one endpoint at a time ([`WebhookStore::claim_endpoint`]): it
+//! picks an enabled endpoint that is due (no retry pending, or its time has come), has
+//! events after its cursor, and is not leased, and leases it (`lease_owner`,
+//! `lease_until`) in the same transaction. On PostgreSQL the pick is `FOR UPDATE SKIP
+//! LOCKED`, so two replicas claiming at once take different endpoints instead of waiting
+//! for each other; on SQLite the one writer already serialises claims. Every later write
+//! of the worker (the cursor after a delivery, a failure) is guarded by `lease_owner`, so a
+//! worker whose lease expired (it hung longer than the lease) or was taken away (an admin
+//! replayed the endpoint) stops at its next write instead of moving the cursor. A lease is
+//! renewed by every delivery, and lasts longer than a delivery's timeout.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use c2m_domain::DomainError;
+
+use crate::dialect::{micros, Backend, Columns, Dialect, Tx};
+use crate::engine::{Engine, Lane};
+use crate::writer::Op;
+use crate::StoreError;
+
+/// An endpoint to register (its URL and kinds checked by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEndpoint {
+    pub id: String,
+    pub url: String,
+    /// Event kinds (`*` for all).
+    pub kinds: Vec<String>,
+    /// The signing secret, shown to the admin once.
+    pub secret: String,
+}
+
+/// An endpoint as listed (without its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub id: String,
+    pub url: String,
+    pub kinds: Vec<String>,
+    /// The last event sequence number the endpoint is done with.
+    pub cursor: i64,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+    /// Since when every attempt has failed (none since then succeeded).
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Failed attempts in a row.
+    pub failures: i64,
+    /// When the next attempt is due, after a failure.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// An endpoint leased to a worker, with what it needs to sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub endpoint: Endpoint,
+    pub secret: String,
+    pub owner: String,
+}
+
+/// One attempt to deliver one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub seq: i64,
+    pub endpoint_id: String,
+    pub event_seq: i64,
+    pub event_id: String,
+    /// 1 for the first attempt at this event, 2 for the first retry, ...
+    pub attempt: i64,
+    /// The HTTP status, when the endpoint answered.
+    pub status_code: Option<i64>,
+    /// Why it failed without a status (timeout, connection refused), or what the status
+    /// meant.
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub delivered: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// What happened to an attempt, for [`WebhookStore::record_attempt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx: the cursor moves to the event; the lease is renewed until `lease_until`.
+    Delivered { lease_until: DateTime<Utc> },
+    /// Anything else: the next attempt is due at `retry_at` and the lease is given up;
+    /// with `disable`, the endpoint is disabled (sustained failure).
+    Failed {
+        retry_at: DateTime<Utc>,
+        disable: Option<String>,
+    },
+}
+
+/// Webhook endpoints and deliveries (see the [module docs](self)).
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    /// Registers an endpoint; it gets the events committed from now on (its cursor is the
+    /// last event's number).
+    async fn create_endpoint(
+        &self,
+        e: &NewEndpoint,
+        now: DateTime<Utc>,
+    ) -> Result<Endpoint, StoreError>;
+
+    /// Every endpoint, oldest first.
+    async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
+
+    /// Enables (clearing its failures, due at once) or disables an endpoint; `NotFound` for
+    /// an unknown id.
+    async fn set_endpoint_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Endpoint, StoreError>;
+
+    /// Delivers again every event after `after_seq`: the cursor moves there (back or
+    /// forward) and any lease is taken away. A number beyond the last event is
+    /// `EventCursorAhead`; `NotFound` for an unknown id.
+    async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint, StoreError>;
+
+    /// The endpoint's attempts numbered above `after`, oldest first, at most `limit`.
+    async fn list_deliveries(
+        &self,
+        id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Leases one endpoint that is due and has events to deliver to `owner` until
+    /// `lease_until`; `None` when there is none.
+    async fn claim_endpoint(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Claim>, StoreError>;
+
+    /// Logs an attempt and applies its outcome to the endpoint; false if `owner` no
+    /// longer holds the lease (the attempt is logged, the endpoint left alone).
+    async fn record_attempt(
+        &self,
+        owner: &str,
+        delivery: &Delivery,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError>;
+
+    /// Moves the cursor to `seq` past events the endpoint did not ask for; false if
+    /// `owner` no longer holds the lease.
+    async fn skip_events(
+        &self,
+        endpoint: &str,
+        owner: &str,
+        seq: i64,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up (nothing more to deliver for now).
+    async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<(), StoreError>;
+}
+
+const ENDPOINT: &str = "SELECT id, url, kinds, secret, cursor, created_at, disabled_at, \
+     disabled_reason, failing_since, failures, next_attempt_at FROM webhook_endpoints ";
+
+const DUE: &str = "SELECT id FROM webhook_endpoints \
+     WHERE disabled_at IS NULL \
+     AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+     AND (lease_until IS NULL OR lease_until < $1) \
+     AND cursor < (SELECT last_seq FROM event_counter WHERE id = 1) \
+     ORDER BY id LIMIT 1";
+
+const DUE_SKIP_LOCKED: &str = "SELECT id FROM webhook_endpoints \
+     WHERE disabled_at IS NULL \
+     AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+     AND (lease_until IS NULL OR lease_until < $1) \
+     AND cursor < (SELECT last_seq FROM event_counter WHERE id = 1) \
+     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+fn endpoint(r: &impl Columns) -> Result<Endpoint, StoreError> {
+    let kinds: Vec<String> = serde_json::from_str(&r.text("kinds")?)
+        .map_err(|e| StoreError::Corrupt(format!("webhook kinds: {e}")))?;
+    Ok(Endpoint {
+        id: r.text("id")?,
+        url: r.text("url")?,
+        kinds,
+        cursor: r.int("cursor")?,
+        created_at: r.ts("created_at")?,
+        disabled_at: r.ts_opt("disabled_at")?,
+        disabled_reason: r.text_opt("disabled_reason")?,
+        failing_since: r.ts_opt("failing_since")?,
+        failures: r.int("failures")?,
+        next_attempt_at: r.ts_opt("next_attempt_at")?,
+    })
+}
+
+fn delivery(r: &impl Columns) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
+        seq: r.int("seq")?,
+        endpoint_id: r.text("endpoint_id")?,
+        event_seq: r.int("event_seq")?,
+        event_id: r.text("event_id")?,
+        attempt: r.int("attempt")?,
+        status_code: r.int_opt("status_code")?,
+        error: r.text_opt("error")?,
+        latency_ms: r.int("latency_ms")?,
+        delivered: r.int("delivered")? != 0,
+        at: r.ts("at")?,
+    })
+}
+
+fn endpoint_not_found(id: &str) -> StoreError {
+    DomainError::NotFound {
+        entity: "webhook endpoint",
+        id: id.to_owned(),
+    }
+    .into()
+}
+
+/// The webhook tables.
+impl<D: Backend> Tx<'_, D> {
+    async fn endpoint_row(&mut self, id: &str) -> Result<Option<(Endpoint, String)>, StoreError> {
+        let sql = format!("{ENDPOINT}WHERE id = $1");
+        D::query(&sql, (id,))
+            .optional(self, |r| Ok((endpoint(r)?, r.text("secret")?)))
+            .await
+    }
+
+    async fn endpoint(&mut self, id: &str) -> Result<Endpoint, StoreError> {
+        self.endpoint_row(id)
+            .await?
+            .map(|(e, _)| e)
+            .ok_or_else(|| endpoint_not_found(id))
+    }
+
+    async fn last_seq(&mut self) -> Result<i64, StoreError> {
+        let sql = "SELECT last_seq FROM event_counter WHERE id = 1";
+        D::query(sql, ()).fetch_one(self).await?.int("last_seq")
+    }
+}
+
+async fn create<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    e: &NewEndpoint,
+    now: DateTime<Utc>,
+) -> Result<Endpoint, StoreError> {
+    let kinds = serde_json::to_string(&e.kinds)
+        .map_err(|err| StoreError::Corrupt(format!("webhook kinds: {err}")))?;
+    let cursor = tx.last_seq().await?;
+    let sql = "INSERT INTO webhook_endpoints (id, url, kinds, secret, cursor, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)";
+    D::query(sql, (&e.id, &e.url, kinds, &e.secret, cursor, micros(now)))
+        .execute(tx)
+        .await?;
+    tx.endpoint(&e.id).await
+}
+
+async fn set_enabled<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    id: &str,
+    enabled: bool,
+    now: DateTime<Utc>,
+) -> Result<Endpoint, StoreError> {
+    tx.endpoint(id).await?;
+    if enabled {
+        let sql = "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, \
+             failures = 0, failing_since = NULL, next_attempt_at = NULL WHERE id = $1";
+        D::query(sql, (id,)).execute(tx).await?;
+    } else {
+        let sql = "UPDATE webhook_endpoints SET disabled_at = $2, \
+             disabled_reason = 'disabled by an admin', lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND disabled_at IS NULL";
+        D::query(sql, (id, micros(now))).execute(tx).await?;
+    }
+    tx.endpoint(id).await
+}
+
+async fn replay<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    id: &str,
+    after: i64,
+) -> Result<Endpoint, StoreError> {
+    tx.endpoint(id).await?;
+    if after < 0 {
+        return Err(DomainError::invalid(
+            "after_seq",
+            format!("must not be negative, got {after}"),
+        )
+        .into());
+    }
+    let last = tx.last_seq().await?;
+    if after > last {
+        return Err(DomainError::EventCursorAhead { seq: after, last }.into());
+    }
+    let sql = "UPDATE webhook_endpoints SET cursor = $2, next_attempt_at = NULL, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $1";
+    D::query(sql, (id, after)).execute(tx).await?;
+    tx.endpoint(id).await
+}
+
+async fn claim<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> Result<Option<Claim>, StoreError> {
+    let now = micros(now);
+    let due = D::locking(DUE, DUE_SKIP_LOCKED);
+    let Some(id) = D::query(due, (now,)).optional(tx, |r| r.text("id")).await? else {
+        return Ok(None);
+    };
+    let sql = "UPDATE webhook_endpoints SET lease_owner = $2, lease_until = $3 WHERE id = $1";
+    D::query(sql, (id.as_str(), owner, micros(lease_until)))
+        .execute(tx)
+        .await?;
+    let (endpoint, secret) = tx
+        .endpoint_row(&id)
+        .await?
+        .ok_or_else(|| endpoint_not_found(&id))?;
+    Ok(Some(Claim {
+        endpoint,
+        secret,
+        owner: owner.to_owned(),
+    }))
+}
+
+async fn record<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    owner: &str,
+    d: &Delivery,
+    outcome: &Outcome,
+) -> Result<bool, StoreError> {
+    let sql = "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, attempt, \
+         status_code, error, latency_ms, delivered, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    let params = (
+        &d.endpoint_id,
+        d.event_seq,
+        &d.event_id,
+        d.attempt,
+        d.status_code,
+        &d.error,
+        d.latency_ms,
+        i64::from(d.delivered),
+        micros(d.at),
+    );
+    D::query(sql, params).execute(tx).await?;
+    let held = match outcome {
+        Outcome::Delivered { lease_until } => {
+            let sql = "UPDATE webhook_endpoints SET \
+                 cursor = CASE WHEN cursor < $3 THEN $3 ELSE cursor END, failures = 0, \
+                 failing_since = NULL, next_attempt_at = NULL, lease_until = $4 \
+                 WHERE id = $1 AND lease_owner = $2";
+            let params = (&d.endpoint_id, owner, d.event_seq, micros(*lease_until));
+            D::query(sql, params).execute(tx).await?
+        }
+        Outcome::Failed { retry_at, disable } => {
+            let sql = "UPDATE webhook_endpoints SET failures = failures + 1, \
+                 failing_since = COALESCE(failing_since, $3), next_attempt_at = $4, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2";
+            let params = (&d.endpoint_id, owner, micros(d.at), micros(*retry_at));
+            let held = D::query(sql, params).execute(tx).await?;
+            if let (Some(why), 1) = (disable, held) {
+                let sql = "UPDATE webhook_endpoints SET disabled_at = $2, disabled_reason = $3 \
+                     WHERE id = $1";
+                D::query(sql, (&d.endpoint_id, micros(d.at), why.as_str()))
+                    .execute(tx)
+                    .await?;
+            }
+            held
+        }
+    };
+    Ok(held == 1)
+}
+
+async fn skip<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    endpoint: &str,
+    owner: &str,
+    seq: i64,
+    lease_until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let sql = "UPDATE webhook_endpoints SET \
+         cursor = CASE WHEN cursor < $3 THEN $3 ELSE cursor END, lease_until = $4 \
+         WHERE id = $1 AND lease_owner = $2";
+    let params = (endpoint, owner, seq, micros(lease_until));
+    Ok(D::query(sql, params).execute(tx).await? == 1)
+}
+
+async fn release<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    endpoint: &str,
+    owner: &str,
+) -> Result<(), StoreError> {
+    let sql = "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND lease_owner = $2";
+    D::query(sql, (endpoint, owner)).execute(tx).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl<E: Engine> WebhookStore for E {
+    #[tracing::instrument(skip(self, e), fields(id = %e.id, url = %e.url), err(level = "debug"))]
+    async fn create_endpoint(
+        &self,
+        e: &NewEndpoint,
+        now: DateTime<Utc>,
+    ) -> Result<Endpoint, StoreError> {
+        let op = Op::new((e.clone(), now), |tx, (e, now)| {
+            Box::pin(create(tx, e, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
+        let sql = format!("{ENDPOINT}ORDER BY created_at, id");
+        let mut conn = self.readers().acquire().await?;
+        E::D::query(&sql, ()).all(&mut conn, endpoint).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn set_endpoint_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Endpoint, StoreError> {
+        let op = Op::new((id.to_owned(), enabled, now), |tx, (id, enabled, now)| {
+            Box::pin(set_enabled(tx, id, *enabled, *now))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint, StoreError> {
+        let op = Op::new((id.to_owned(), after_seq), |tx, (id, after)| {
+            Box::pin(replay(tx, id, *after))
+        });
+        self.write(Lane::Alone, op).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.readers().acquire().await?;
+        let sql = format!("{ENDPOINT}WHERE id = $1");
+        let known = E::D::query(&sql, (id,)).fetch_optional(&mut conn).await?;
+        if known.is_none() {
+            return Err(endpoint_not_found(id));
+        }
+        let sql = "SELECT seq, endpoint_id, event_seq, event_id, attempt, status_code, error, \
+             latency_ms, delivered, at FROM webhook_deliveries \
+             WHERE endpoint_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+        let limit = i64::from(limit.clamp(1, 1000));
+        E::D::query(sql, (id, after, limit))
+            .all(&mut conn, delivery)
+            .await
+    }
+
+    async fn claim_endpoint(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Claim>, StoreError> {
+        let op = Op::new(
+            (owner.to_owned(), now, lease_until),
+            |tx, (owner, now, until)| Box::pin(claim(tx, owner, *now, *until)),
+        );
+        self.write(Lane::Alone, op.quiet()).await
+    }
+
+    async fn record_attempt(
+        &self,
+        owner: &str,
+        delivery: &Delivery,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
+        let args = (owner.to_owned(), delivery.clone(), outcome.clone());
+        let op = Op::new(args, |tx, (owner, d, outcome)| {
+            Box::pin(record(tx, owner, d, outcome))
+        });
+        self.write(Lane::Alone, op.quiet()).await
+    }
+
+    async fn skip_events(
+        &self,
+        endpoint: &str,
+        owner: &str,
+        seq: i64,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let args = (endpoint.to_owned(), owner.to_owned(), seq, lease_until);
+        let op = Op::new(args, |tx, (endpoint, owner, seq, until)| {
+            Box::pin(skip(tx, endpoint, owner, *seq, *until))
+        });
+        self.write(Lane::Alone, op.quiet()).await
+    }
+
+    async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<(), StoreError> {
+        let args = (endpoint.to_owned(), owner.to_owned());
+        let op = Op::new(args, |tx, (endpoint, owner)| {
+            Box::pin(release(tx, endpoint, owner))
+        });
+        self.write(Lane::Alone, op.quiet()).await
+    }
+}

@@ -1,0 +1,229 @@
+//! A webhook receiver, as a shop would write one: it checks each delivery's signature
+//! (`C2M-Signature`, HMAC-SHA256 over the timestamp and the raw body, with
+//! `c2m_domain::webhook::verify`), refuses forgeries and stale replays with 400, drops
+//! duplicates by event id (delivery is at least once), and prints what it would tell the
+//! consumer.
+//!
+//! ```text
+//! cargo run --example storefront -- webhook add http://127.0.0.1:8088/hooks '*'
+//! cargo run --example webhook_receiver -- --listen 127.0.0.1:8088 --secret whsec_...
+//! ```
+//!
+//! `--fail-first N` answers the first N deliveries with 500, to watch the retries.
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+use c2m_domain::events::{Event, EventData, PreorderRef};
+use c2m_domain::webhook::{verify, DEFAULT_TOLERANCE_SECS, SIGNATURE_HEADER};
+use c2m_domain::Money;
+
+#[derive(Parser)]
+#[command(about = "Receive c2m webhooks, check their signatures, print the messages")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    listen: SocketAddr,
+    /// The endpoint's secret (`whsec_…`, shown when it was registered).
+    #[arg(long, env = "C2M_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: String,
+    /// Answer the first N deliveries with 500 (to see c2m retry).
+    #[arg(long, default_value_t = 0)]
+    fail_first: usize,
+}
+
+struct State {
+    secret: String,
+    seen: Mutex<HashSet<String>>,
+    fail_left: Mutex<usize>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let state = Arc::new(State {
+        secret: args.secret,
+        seen: Mutex::new(HashSet::new()),
+        fail_left: Mutex::new(args.fail_first),
+    });
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(req, &state).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(status: u16, text: &str) -> hyper::Response<Full<Bytes>> {
+    hyper::Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from(text.to_owned())))
+        .expect("a valid response")
+}
+
+async fn handle(req: hyper::Request<Incoming>, state: &State) -> hyper::Response<Full<Bytes>> {
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+        return answer(400, "unreadable body");
+    };
+    // Always check the signature over the raw bytes, before parsing anything.
+    let now = chrono::Utc::now().timestamp();
+    if let Err(e) = verify(
+        &signature,
+        state.secret.as_bytes(),
+        &body,
+        now,
+        DEFAULT_TOLERANCE_SECS,
+    ) {
+        println!("refused a delivery: {e}");
+        return answer(400, "bad signature");
+    }
+    {
+        let mut left = state.fail_left.lock().expect("lock");
+        if *left > 0 {
+            *left -= 1;
+            println!("(answering 500 on purpose; {left} more to fail)");
+            return answer(500, "try again");
+        }
+    }
+    let event: Event = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("a signed body that is not an event: {e}");
+            return answer(400, "not an event");
+        }
+    };
+    if !state
+        .seen
+        .lock()
+        .expect("lock")
+        .insert(event.id.as_str().to_owned())
+    {
+        println!("#{} {}: a duplicate, ignored", event.seq, event.id);
+        return answer(200, "duplicate");
+    }
+    for line in messages(&event) {
+        println!("#{} {}", event.seq, line);
+    }
+    answer(200, "ok")
+}
+
+fn money(m: &Option<Money>) -> String {
+    match m {
+        Some(m) => format!(
+            "{} {}.{:02}",
+            m.currency.as_str(),
+            m.minor / 100,
+            (m.minor % 100).abs()
+        ),
+        None => "-".into(),
+    }
+}
+
+fn to(p: &PreorderRef) -> String {
+    format!("to {} (pre-order {})", p.consumer_id, p.preorder_id)
+}
+
+/// What a shop would tell each consumer the event concerns.
+fn messages(e: &Event) -> Vec<String> {
+    match &e.data {
+        EventData::PreorderPlaced {
+            preorder,
+            batch_units,
+            threshold,
+            ..
+        } => vec![format!(
+            "{}: your order of {} is in; deposit {} held. The batch has {batch_units} of {threshold}.",
+            to(preorder),
+            preorder.quantity,
+            money(&preorder.amount)
+        )],
+        EventData::PreorderCancelled { preorder, .. } => vec![format!(
+            "{}: cancelled; your deposit of {} is released.",
+            to(preorder),
+            money(&preorder.amount)
+        )],
+        EventData::BatchLocked {
+            final_unit_price,
+            preorders,
+            balance_due_by,
+            ..
+        } => preorders
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: the group is complete at {} a unit! Balance {} due {}.",
+                    to(p),
+                    money(&Some(*final_unit_price)),
+                    money(&p.amount),
+                    balance_due_by.map_or("-".into(), |d| d.to_rfc3339())
+                )
+            })
+            .collect(),
+        EventData::BatchFailed { preorders, .. } => preorders
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: the group did not fill by the deadline; {} is refunded.",
+                    to(p),
+                    money(&p.amount)
+                )
+            })
+            .collect(),
+        EventData::BalanceDue { preorder, due_by } => vec![format!(
+            "{}: please pay the balance of {} by {}.",
+            to(preorder),
+            money(&preorder.amount),
+            due_by.to_rfc3339()
+        )],
+        EventData::BalancePaid { preorder } => vec![format!(
+            "{}: thank you, {} received.",
+            to(preorder),
+            money(&preorder.amount)
+        )],
+        EventData::DepositForfeited { preorder } => vec![format!(
+            "{}: the balance was not paid in time; the deposit of {} is kept.",
+            to(preorder),
+            money(&preorder.amount)
+        )],
+        EventData::ProductionStageChanged {
+            stage,
+            units_shipped,
+            paid_units,
+            preorders,
+            ..
+        } => preorders
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: production is now `{stage}` ({units_shipped} of {paid_units} units shipped).",
+                    to(p)
+                )
+            })
+            .collect(),
+        other => vec![format!("{}: {:?}", other.kind(), other)],
+    }
+}

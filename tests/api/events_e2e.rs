@@ -1,0 +1,475 @@
+//! Storefront events end to end over gRPC: a campaign driven through placements, a lock
+//! with balances due, payments, a forfeit, a failed batch with its refund, planning and a
+//! factory's progress to shipping. A subscriber that opened before the first order sees
+//! exactly the events those changes imply, in sequence order, each with the numbers a
+//! message to the consumer needs; after a server restart a subscriber resumes from an
+//! arbitrary cursor and gets exactly the rest, then live events; a cursor ahead of the
+//! server is refused with EVENT_CURSOR_AHEAD.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, SubsecRound, Utc};
+use tokio::sync::mpsc;
+use tonic::Code;
+
+use c2m_domain::events::{Event, EventData};
+use c2m_domain::{Clock, ManualClock};
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::event_service_client::EventServiceClient;
+
+use crate::common::*;
+
+pub const PRICE: i64 = 39_900;
+pub const DEPOSIT: i64 = 5_000;
+
+/// One subscription, read on a task into a channel.
+pub struct Watch {
+    rx: mpsc::UnboundedReceiver<Result<pb::EventStreamMessage, tonic::Status>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    pub async fn open(
+        c: &Clients,
+        after: Option<i64>,
+        campaign: &str,
+    ) -> Result<Watch, tonic::Status> {
+        let mut client = EventServiceClient::new(c.channel.clone());
+        let mut stream = client
+            .subscribe(pb::SubscribeEventsRequest {
+                after_seq: after,
+                campaign_id: campaign.into(),
+            })
+            .await?
+            .into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match stream.message().await {
+                    Ok(Some(m)) => {
+                        if tx.send(Ok(m)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(s) => {
+                        let _ = tx.send(Err(s));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Watch { rx, task })
+    }
+
+    /// The next `n` events (heartbeats skipped), each checked against its JSON.
+    pub async fn events(&mut self, n: usize, within: StdDuration) -> Vec<Event> {
+        let mut out = Vec::new();
+        tokio::time::timeout(within, async {
+            while out.len() < n {
+                let m = self
+                    .rx
+                    .recv()
+                    .await
+                    .expect("stream open")
+                    .expect("no error");
+                if let Some(pb::event_stream_message::Message::Event(e)) = m.message {
+                    out.push(parse(&e));
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{n} events in time; got {out:?}"));
+        out
+    }
+
+    /// Everything sent for `span`: the events, and whether a heartbeat came.
+    pub async fn drain(&mut self, span: StdDuration) -> (Vec<Event>, bool) {
+        let mut events = Vec::new();
+        let mut beat = false;
+        let _ = tokio::time::timeout(span, async {
+            while let Some(m) = self.rx.recv().await {
+                match m.expect("no error").message {
+                    Some(pb::event_stream_message::Message::Event(e)) => events.push(parse(&e)),
+                    Some(pb::event_stream_message::Message::Heartbeat(_)) => beat = true,
+                    None => {}
+                }
+            }
+        })
+        .await;
+        (events, beat)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The event of a stream message, whose fields must agree with its JSON.
+fn parse(e: &pb::StoreEvent) -> Event {
+    let ev: Event = serde_json::from_str(&e.json).expect("the JSON is an event");
+    assert_eq!(ev.seq, e.seq);
+    assert_eq!(ev.id.as_str(), e.id);
+    assert_eq!(ev.data.kind(), e.kind);
+    assert_eq!(ev.campaign_id.as_str(), e.campaign_id);
+    assert_eq!(
+        ev.batch_id.as_ref().map(|b| b.as_str()).unwrap_or(""),
+        e.batch_id
+    );
+    ev
+}
+
+fn pay(key: &str, p: &pb::Preorder, minor: i64) -> pb::PayBalanceRequest {
+    pb::PayBalanceRequest {
+        idempotency_key: key.into(),
+        preorder_id: p.id.clone(),
+        consumer_id: p.consumer_id.clone(),
+        amount: Some(pb::Money {
+            minor,
+            currency: "CNY".into(),
+        }),
+    }
+}
+
+fn report(
+    key: &str,
+    w: &pb::WorkOrder,
+    progress: pb::report_request::Progress,
+) -> pb::ReportRequest {
+    pb::ReportRequest {
+        idempotency_key: key.into(),
+        factory_id: w.factory_id.clone(),
+        work_order_id: w.id.clone(),
+        progress: Some(progress),
+    }
+}
+
+/// What a driven campaign's events must say: kind, and the pre-orders named with their
+/// amounts, in order.
+pub type Expected = Vec<(&'static str, Vec<(String, Option<i64>)>)>;
+
+/// Drives a campaign (threshold 4, balances due within a day, deadline in three days):
+/// alice 2, bob 1, carol 1 lock batch 1; dave opens batch 2; alice and bob pay, carol
+/// forfeits; batch 2 fails at the deadline and dave is refunded; planning and a factory
+/// take batch 1 to shipped. `wait` returns once `kind` was seen (the server's sweeper
+/// acts on its own tick). Returns the campaign id and the events it implies.
+pub async fn drive_campaign<W, Fut>(
+    c: &mut Clients,
+    clock: &ManualClock,
+    mut wait: W,
+) -> (String, Expected)
+where
+    W: FnMut(&'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    import(c, "events-catalogue", PHONE_CASES, pb::ImportMode::Merge)
+        .await
+        .expect("catalogue");
+    let start = clock.now();
+    let mut req = campaign_request("events-cmp", 4);
+    req.sku = "case-a".into();
+    req.max_per_order = None;
+    req.deadline = Some(ts(start + Duration::days(3)));
+    req.balance_window_seconds = Some(24 * 3600);
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    let mut placed = Vec::new();
+    for (who, qty) in [("alice", 2), ("bob", 1), ("carol", 1), ("dave", 1)] {
+        let p = c
+            .preorders
+            .place_preorder(place(&format!("ev-{who}"), &cmp.id, who, qty))
+            .await
+            .unwrap_or_else(|s| panic!("{who}: {s:?}"))
+            .into_inner();
+        placed.push(p);
+    }
+    let [alice, bob, carol, dave] = <[pb::Preorder; 4]>::try_from(placed).expect("four");
+    let due = |p: &pb::Preorder| p.quantity * (PRICE - DEPOSIT);
+    c.preorders
+        .pay_balance(pay("pay-alice", &alice, due(&alice)))
+        .await
+        .expect("alice pays");
+    c.preorders
+        .pay_balance(pay("pay-bob", &bob, due(&bob)))
+        .await
+        .expect("bob pays");
+    clock.advance(Duration::hours(25));
+    wait("deposit.forfeited").await;
+    clock.advance(Duration::days(3));
+    wait("batch.failed").await;
+
+    let plan = run_planning(c, "events-cycle").await.expect("planning");
+    assert_eq!(plan.work_orders.len(), 1, "{plan:?}");
+    let w = plan.work_orders[0].clone();
+    let made: i64 = w.runs.iter().map(|r| r.quantity).sum();
+    for (i, progress) in [
+        pb::report_request::Progress::Accepted(pb::Accepted {}),
+        pb::report_request::Progress::InProduction(pb::InProduction {}),
+        pb::report_request::Progress::QualityCheck(pb::QualityCheck {
+            passed: made,
+            failed: 0,
+        }),
+        pb::report_request::Progress::Shipped(pb::Shipped {
+            quantities: vec![pb::ShippedQuantity {
+                sku: "case-a".into(),
+                quantity: made,
+            }],
+        }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        c.factory
+            .report(report(&format!("ev-report-{i}"), &w, progress))
+            .await
+            .expect("progress");
+    }
+
+    let one = |p: &pb::Preorder, amount: Option<i64>| vec![(p.id.clone(), amount)];
+    let paid = vec![(alice.id.clone(), None), (bob.id.clone(), None)];
+    let expected: Expected = vec![
+        ("preorder.placed", one(&alice, Some(2 * DEPOSIT))),
+        ("preorder.placed", one(&bob, Some(DEPOSIT))),
+        ("preorder.placed", one(&carol, Some(DEPOSIT))),
+        (
+            "batch.locked",
+            vec![
+                (alice.id.clone(), Some(due(&alice))),
+                (bob.id.clone(), Some(due(&bob))),
+                (carol.id.clone(), Some(due(&carol))),
+            ],
+        ),
+        ("balance.due", one(&alice, Some(due(&alice)))),
+        ("balance.due", one(&bob, Some(due(&bob)))),
+        ("balance.due", one(&carol, Some(due(&carol)))),
+        ("preorder.placed", one(&dave, Some(DEPOSIT))),
+        ("balance.paid", one(&alice, Some(due(&alice)))),
+        ("balance.paid", one(&bob, Some(due(&bob)))),
+        ("deposit.forfeited", one(&carol, Some(DEPOSIT))),
+        ("batch.failed", one(&dave, Some(DEPOSIT))),
+        ("production.stage_changed", paid.clone()),
+        ("production.stage_changed", paid.clone()),
+        ("production.stage_changed", paid.clone()),
+        ("production.stage_changed", paid.clone()),
+        ("production.stage_changed", paid),
+    ];
+    (cmp.id, expected)
+}
+
+/// The stages the five `production.stage_changed` events of [`drive_campaign`] name.
+pub const STAGES: [&str; 5] = [
+    "planned",
+    "accepted",
+    "in_production",
+    "quality_check",
+    "shipped",
+];
+
+/// Checks `events` against what [`drive_campaign`] implies: numbered 1, 2, 3, ... on a
+/// fresh server, the kinds and pre-orders with their amounts in order, the stages.
+#[track_caller]
+pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected) {
+    let got: Expected = events
+        .iter()
+        .map(|e| {
+            (
+                e.data.kind(),
+                e.data
+                    .preorders()
+                    .iter()
+                    .map(|p| (p.preorder_id.as_str().to_owned(), p.amount.map(|a| a.minor)))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(&got, expected);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "sequence without gaps");
+        assert_eq!(e.campaign_id.as_str(), campaign);
+    }
+    let stages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.data {
+            EventData::ProductionStageChanged { stage, .. } => Some(stage.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stages, STAGES);
+    match &events.last().expect("events").data {
+        EventData::ProductionStageChanged {
+            units_shipped,
+            paid_units,
+            ..
+        } => assert_eq!((*units_shipped, *paid_units), (3, 3)),
+        other => panic!("{other:?}"),
+    }
+    match &events[3].data {
+        EventData::BatchLocked {
+            units,
+            final_unit_price,
+            balance_due_by,
+            ..
+        } => {
+            assert_eq!(*units, 4);
+            assert_eq!(final_unit_price.minor, PRICE);
+            assert!(balance_due_by.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_hears_every_change_in_order_and_resumes_after_a_restart() {
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let mut c = server.clients().await;
+
+    // Subscribed before anything happened: a heartbeat, and nothing else.
+    let mut watch = Watch::open(&c, Some(0), "").await.expect("subscribe");
+    let (none, beat) = watch.drain(StdDuration::from_millis(700)).await;
+    assert!(none.is_empty() && beat);
+
+    let seen = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<Event>::new()));
+    // The sweeper acts on its own tick: the stream is read until the awaited kind shows.
+    let (campaign, expected) =
+        drive_campaign_with_watch(&mut c, &clock, &mut watch, seen.clone()).await;
+    let mut events = std::mem::take(&mut *seen.lock().await);
+    let rest = expected.len() - events.len();
+    events.extend(watch.events(rest, StdDuration::from_secs(10)).await);
+    check_driven(&events, &campaign, &expected);
+    let (extra, _) = watch.drain(StdDuration::from_millis(700)).await;
+    assert!(extra.is_empty(), "nothing more: {extra:?}");
+
+    // A campaign filter shows that campaign only; another campaign's events are not in it.
+    let mut only = Watch::open(&c, Some(0), &campaign).await.expect("filtered");
+    assert_eq!(
+        only.events(expected.len(), StdDuration::from_secs(5)).await,
+        events
+    );
+    let other = c
+        .campaigns
+        .create_campaign(campaign_request("events-other", 10))
+        .await
+        .expect("other campaign")
+        .into_inner();
+    c.preorders
+        .place_preorder(place("ev-other", &other.id, "erin", 1))
+        .await
+        .expect("other order");
+    let (none, _) = only.drain(StdDuration::from_millis(700)).await;
+    assert!(none.is_empty(), "{none:?}");
+    let live = watch.events(1, StdDuration::from_secs(5)).await;
+    assert_eq!(live[0].campaign_id.as_str(), other.id);
+    assert_eq!(live[0].seq, expected.len() as i64 + 1);
+    drop((watch, only));
+
+    // Restart on the same database; resume from an arbitrary cursor.
+    let dir = server.shutdown().await.expect("data directory");
+    let server = TestServer::sqlite_in(dir, Arc::new(clock.clone()), |_| {}).await;
+    let c = server.clients().await;
+    let total = expected.len() + 1;
+    let mut resumed = Watch::open(&c, Some(5), "").await.expect("resume");
+    let after = resumed.events(total - 5, StdDuration::from_secs(5)).await;
+    assert_eq!(after[..events.len() - 5], events[5..]);
+    assert_eq!(after.last().map(|e| e.seq), Some(total as i64));
+    let (extra, _) = resumed.drain(StdDuration::from_millis(500)).await;
+    assert!(extra.is_empty(), "exactly once: {extra:?}");
+
+    // Without a cursor the stream is live only.
+    let mut live = Watch::open(&c, None, "").await.expect("live");
+    let (none, beat) = live.drain(StdDuration::from_millis(700)).await;
+    assert!(none.is_empty() && beat);
+
+    // A cursor ahead of the server is refused with its reason and numbers.
+    let ahead = Watch::open(&c, Some(total as i64 + 1), "")
+        .await
+        .err()
+        .expect("refused");
+    assert_refused(&ahead, Code::OutOfRange, "EVENT_CURSOR_AHEAD");
+    assert_eq!(
+        error_meta(&ahead, "last").as_deref(),
+        Some(total.to_string().as_str())
+    );
+    let unknown = Watch::open(&c, Some(0), "cmp_nope")
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(unknown.code(), Code::NotFound);
+    server.shutdown().await;
+}
+
+/// [`drive_campaign`], reading `watch` into `seen` while waiting for the sweeper.
+async fn drive_campaign_with_watch(
+    c: &mut Clients,
+    clock: &ManualClock,
+    watch: &mut Watch,
+    seen: Arc<tokio::sync::Mutex<Vec<Event>>>,
+) -> (String, Expected) {
+    let watch = tokio::sync::Mutex::new(watch);
+    drive_campaign(c, clock, |kind| {
+        let (seen, watch) = (seen.clone(), &watch);
+        async move {
+            let mut watch = watch.lock().await;
+            loop {
+                let e = watch.events(1, StdDuration::from_secs(10)).await;
+                let done = e[0].data.kind() == kind;
+                seen.lock().await.extend(e);
+                if done {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Two servers on one PostgreSQL database: a subscriber of one hears the other's orders
+/// through LISTEN/NOTIFY, well before its poll interval (a minute here) would find them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_another_replica_hears_events_promptly() {
+    let Some(admin) = pg_admin_url() else { return };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let slow_poll = |s: &mut c2m_server::Settings| {
+        s.database_url = Some(url.clone());
+        s.event_poll = StdDuration::from_secs(60);
+        s.factory_poll = StdDuration::from_secs(60);
+    };
+    let a = TestServer::sqlite_with(slow_poll).await;
+    let b = TestServer::sqlite_with(slow_poll).await;
+    let mut ca = a.clients().await;
+    let cb = b.clients().await;
+    let mut watch = Watch::open(&cb, None, "").await.expect("subscribe on b");
+    let (none, _) = watch.drain(StdDuration::from_millis(300)).await;
+    assert!(none.is_empty());
+    let cmp = ca
+        .campaigns
+        .create_campaign(campaign_request("pg-events", 2))
+        .await
+        .expect("campaign")
+        .into_inner();
+    for who in ["alice", "bob"] {
+        ca.preorders
+            .place_preorder(place(&format!("pg-{who}"), &cmp.id, who, 1))
+            .await
+            .expect("order on a");
+    }
+    // Far within b's poll interval: only a notification can wake it this soon.
+    let events = watch.events(3, StdDuration::from_secs(5)).await;
+    let kinds: Vec<_> = events.iter().map(|e| e.data.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["preorder.placed", "preorder.placed", "batch.locked"]
+    );
+    assert!(events.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    drop(watch);
+    a.shutdown().await;
+    b.shutdown().await;
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}

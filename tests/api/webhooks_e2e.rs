@@ -1,0 +1,516 @@
+//! Signed webhooks end to end: real servers, real HTTP receivers (hyper) in the test.
+//!
+//! - A receiver registered for every event sees, for the campaign `events_e2e` drives,
+//!   exactly the events the changes imply, in sequence order, each once, every signature
+//!   valid (checked with `c2m_domain::webhook::verify`); one registered for two kinds sees
+//!   those only. Bad registrations and replays are refused with clear statuses.
+//! - A receiver answering 500 gets the event again until it answers 200; one that hangs
+//!   costs a timeout and gets it again; one that drops the connection likewise; the
+//!   delivery log shows every attempt. An endpoint failing for longer than the limit is
+//!   disabled, and once enabled again it resumes where it stopped.
+//! - On PostgreSQL, two servers on one database deliver each event to each endpoint once.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{SubsecRound, Utc};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tonic::Code;
+
+use c2m_domain::events::Event;
+use c2m_domain::webhook::{verify, SIGNATURE_HEADER};
+use c2m_domain::ManualClock;
+use c2m_proto::v1 as pb;
+use c2m_proto::v1::webhook_service_client::WebhookServiceClient;
+
+use crate::common::*;
+use crate::events_e2e::{check_driven, drive_campaign, Watch};
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Status(u16),
+    /// Never answers (the sender must time out).
+    Hang,
+    /// Drops the connection without an answer.
+    Close,
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub body: Vec<u8>,
+    pub signature: String,
+    pub answer: Answer,
+}
+
+/// A real HTTP server that records every request and answers from a script (then 200).
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub got: Arc<Mutex<Vec<Got>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start(script: &[Answer]) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
+        let (g, s) = (got.clone(), script.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (g, s) = (g.clone(), s.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<Incoming>| {
+                        let (g, s) = (g.clone(), s.clone());
+                        async move { handle(req, g, s).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            addr,
+            got,
+            script,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hooks/c2m", self.addr)
+    }
+
+    pub fn got(&self) -> Vec<Got> {
+        self.got.lock().expect("lock").clone()
+    }
+
+    pub fn answer_next(&self, answers: &[Answer]) {
+        self.script
+            .lock()
+            .expect("lock")
+            .extend(answers.iter().copied());
+    }
+
+    /// Waits until `n` requests were answered 200; panics after `within`.
+    pub async fn delivered(&self, n: usize, within: StdDuration) -> Vec<Event> {
+        let started = std::time::Instant::now();
+        loop {
+            let ok: Vec<Event> = self
+                .got()
+                .iter()
+                .filter(|g| g.answer == Answer::Status(200))
+                .map(|g| serde_json::from_slice(&g.body).expect("the body is an event"))
+                .collect();
+            if ok.len() >= n {
+                return ok;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{n} deliveries in time; got {} ({:?})",
+                ok.len(),
+                self.got().iter().map(|g| g.answer).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    req: hyper::Request<Incoming>,
+    got: Arc<Mutex<Vec<Got>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
+    let signature = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes()
+        .to_vec();
+    let answer = script
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .unwrap_or(Answer::Status(200));
+    got.lock().expect("lock").push(Got {
+        body,
+        signature,
+        answer,
+    });
+    match answer {
+        Answer::Status(s) => Ok(hyper::Response::builder()
+            .status(s)
+            .body(Full::new(Bytes::from_static(b"ok")))
+            .expect("response")),
+        Answer::Hang => {
+            tokio::time::sleep(StdDuration::from_secs(3600)).await;
+            Err(std::io::Error::other("hung"))
+        }
+        Answer::Close => Err(std::io::Error::other("closed on purpose")),
+    }
+}
+
+pub async fn register(
+    c: &Clients,
+    url: &str,
+    kinds: &[&str],
+) -> Result<pb::RegisteredEndpoint, tonic::Status> {
+    WebhookServiceClient::new(c.channel.clone())
+        .register_endpoint(pb::RegisterEndpointRequest {
+            url: url.into(),
+            event_types: kinds.iter().map(|k| k.to_string()).collect(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Every body verifies against the secret (and a changed body does not).
+#[track_caller]
+fn signatures_valid(got: &[Got], secret: &str, now: i64) {
+    for g in got {
+        assert_eq!(
+            verify(&g.signature, secret.as_bytes(), &g.body, now, 7 * 86_400),
+            Ok(()),
+            "{g:?}"
+        );
+        let mut forged = g.body.clone();
+        forged.push(b' ');
+        assert!(verify(&g.signature, secret.as_bytes(), &forged, now, 7 * 86_400).is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_gets_every_event_signed_in_order() {
+    let clock = ManualClock::new(Utc::now().trunc_subsecs(6));
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let mut c = server.clients().await;
+    let mut admin = WebhookServiceClient::new(c.channel.clone());
+
+    // Bad registrations are refused, naming the field.
+    for (url, kinds, field) in [
+        ("ftp://shop.example/hook", vec!["*"], "url"),
+        ("shop.example/hook", vec!["*"], "url"),
+        (
+            "https://shop.example/hook",
+            vec!["batch.exploded"],
+            "event_types",
+        ),
+        ("https://shop.example/hook", vec![], "event_types"),
+    ] {
+        let s = register(&c, url, &kinds).await.expect_err("refused");
+        assert_refused(&s, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(
+            error_meta(&s, "field").as_deref(),
+            Some(field),
+            "{url} {kinds:?}"
+        );
+    }
+
+    let all = Receiver::start(&[]).await;
+    let two = Receiver::start(&[]).await;
+    let every = register(&c, &all.url(), &["*"]).await.expect("register");
+    assert!(every.secret.starts_with("whsec_"));
+    let some = register(&c, &two.url(), &["batch.locked", "batch.failed"])
+        .await
+        .expect("register");
+    let listed = admin
+        .list_endpoints(pb::ListEndpointsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .endpoints;
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|e| e.enabled && e.cursor == 0));
+
+    let mut watch = Watch::open(&c, Some(0), "").await.expect("subscribe");
+    let watch = tokio::sync::Mutex::new(&mut watch);
+    let (campaign, expected) = drive_campaign(&mut c, &clock, |kind| {
+        let watch = &watch;
+        async move {
+            let mut watch = watch.lock().await;
+            while watch.events(1, StdDuration::from_secs(10)).await[0]
+                .data
+                .kind()
+                != kind
+            {}
+        }
+    })
+    .await;
+    let events = all
+        .delivered(expected.len(), StdDuration::from_secs(20))
+        .await;
+    check_driven(&events, &campaign, &expected);
+    let got = all.got();
+    assert_eq!(got.len(), expected.len(), "each once");
+    // Signed with the wall clock, as a receiver checks it (not the test's manual clock).
+    signatures_valid(&got, &every.secret, Utc::now().timestamp());
+    let kinds: Vec<_> = two
+        .delivered(2, StdDuration::from_secs(10))
+        .await
+        .iter()
+        .map(|e| e.data.kind())
+        .collect();
+    assert_eq!(kinds, ["batch.locked", "batch.failed"]);
+    signatures_valid(&two.got(), &some.secret, Utc::now().timestamp());
+
+    // Replay: from a sequence in the future is refused; from 15 delivers 16 and 17 again.
+    let id = every.endpoint.as_ref().expect("endpoint").id.clone();
+    let s = admin
+        .replay_endpoint(pb::ReplayEndpointRequest {
+            endpoint_id: id.clone(),
+            after_seq: 99,
+        })
+        .await
+        .expect_err("ahead");
+    assert_refused(&s, Code::OutOfRange, "EVENT_CURSOR_AHEAD");
+    admin
+        .replay_endpoint(pb::ReplayEndpointRequest {
+            endpoint_id: id.clone(),
+            after_seq: 15,
+        })
+        .await
+        .expect("replay");
+    let again = all
+        .delivered(expected.len() + 2, StdDuration::from_secs(10))
+        .await;
+    assert_eq!(again[expected.len()..], events[15..]);
+    let log = admin
+        .list_deliveries(pb::ListDeliveriesRequest {
+            endpoint_id: id,
+            after: 0,
+            limit: 0,
+        })
+        .await
+        .expect("log")
+        .into_inner()
+        .deliveries;
+    assert_eq!(log.len(), expected.len() + 2);
+    assert!(log
+        .iter()
+        .all(|d| d.delivered && d.status_code == 200 && d.attempt == 1));
+    server.shutdown().await;
+}
+
+/// Places one order on a fresh campaign (its one `preorder.placed` event).
+async fn one_event(c: &mut Clients, key: &str) -> String {
+    let cmp = c
+        .campaigns
+        .create_campaign(campaign_request(key, 10))
+        .await
+        .expect("campaign")
+        .into_inner();
+    c.preorders
+        .place_preorder(place(&format!("{key}-order"), &cmp.id, "alice", 1))
+        .await
+        .expect("order")
+        .into_inner()
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_hanging_and_closing_receivers_get_retries() {
+    let server = TestServer::sqlite_with(|s| {
+        s.webhook_timeout = StdDuration::from_millis(500);
+        s.webhook_max_backoff = StdDuration::from_millis(200);
+        s.webhook_disable_after = StdDuration::from_secs(2);
+    })
+    .await;
+    let mut c = server.clients().await;
+    let mut admin = WebhookServiceClient::new(c.channel.clone());
+    let flaky = Receiver::start(&[
+        Answer::Status(500),
+        Answer::Status(503),
+        Answer::Hang,
+        Answer::Close,
+    ])
+    .await;
+    let reg = register(&c, &flaky.url(), &["*"]).await.expect("register");
+    let id = reg.endpoint.expect("endpoint").id;
+    let preorder = one_event(&mut c, "flaky").await;
+    let ok = flaky.delivered(1, StdDuration::from_secs(20)).await;
+    let got = flaky.got();
+    let answers: Vec<Answer> = got.iter().map(|g| g.answer).collect();
+    assert_eq!(
+        answers,
+        [
+            Answer::Status(500),
+            Answer::Status(503),
+            Answer::Hang,
+            Answer::Close,
+            Answer::Status(200)
+        ]
+    );
+    assert!(
+        got.windows(2).all(|w| w[0].body == w[1].body),
+        "the same event each time"
+    );
+    assert_eq!(ok[0].data.preorders()[0].preorder_id.as_str(), preorder);
+    signatures_valid(&got, &reg.secret, Utc::now().timestamp());
+    let log = admin
+        .list_deliveries(pb::ListDeliveriesRequest {
+            endpoint_id: id.clone(),
+            after: 0,
+            limit: 0,
+        })
+        .await
+        .expect("log")
+        .into_inner()
+        .deliveries;
+    let attempts: Vec<(i64, i32, bool)> = log
+        .iter()
+        .map(|d| (d.attempt, d.status_code, d.delivered))
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            (1, 500, false),
+            (2, 503, false),
+            (3, 0, false),
+            (4, 0, false),
+            (5, 200, true)
+        ]
+    );
+    assert!(log[2].error.contains("no answer within"), "{:?}", log[2]);
+    assert!(
+        log[2].latency_ms >= 500,
+        "a hang costs the timeout: {:?}",
+        log[2]
+    );
+    let e = &admin
+        .list_endpoints(pb::ListEndpointsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .endpoints[0];
+    assert_eq!((e.failures, e.cursor, e.enabled), (0, 1, true));
+
+    // Sustained failure disables the endpoint; enabled again, it resumes at its cursor.
+    flaky.answer_next(&[Answer::Status(500); 200]);
+    one_event(&mut c, "down").await;
+    let mut disabled = None;
+    for _ in 0..100 {
+        let e = admin
+            .list_endpoints(pb::ListEndpointsRequest {})
+            .await
+            .expect("list")
+            .into_inner()
+            .endpoints
+            .remove(0);
+        if !e.enabled {
+            disabled = Some(e);
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    let e = disabled.expect("disabled after sustained failure");
+    assert!(e.disabled_reason.contains("failing since"), "{e:?}");
+    assert_eq!(e.cursor, 1);
+    flaky.script.lock().expect("lock").clear();
+    let before = flaky.got().len();
+    admin
+        .set_endpoint_enabled(pb::SetEndpointEnabledRequest {
+            endpoint_id: id,
+            enabled: true,
+        })
+        .await
+        .expect("enable");
+    let ok = flaky.delivered(2, StdDuration::from_secs(10)).await;
+    assert_eq!(ok[1].seq, 2);
+    assert_eq!(flaky.got().len(), before + 1);
+    server.shutdown().await;
+}
+
+/// Two servers on one PostgreSQL database, both delivering: every event reaches each
+/// endpoint exactly once (every receiver answers 200 at once, so nothing is retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_two_replicas_deliver_each_event_once_per_endpoint() {
+    let Some(admin) = pg_admin_url() else { return };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let on_db = |s: &mut c2m_server::Settings| s.database_url = Some(url.clone());
+    let a = TestServer::sqlite_with(on_db).await;
+    let b = TestServer::sqlite_with(on_db).await;
+    let (mut ca, mut cb) = (a.clients().await, b.clients().await);
+    let receivers = [
+        Receiver::start(&[]).await,
+        Receiver::start(&[]).await,
+        Receiver::start(&[]).await,
+    ];
+    for r in &receivers {
+        register(&ca, &r.url(), &["*"]).await.expect("register");
+    }
+    let mut cmps = Vec::new();
+    for (i, c) in [&mut ca, &mut cb].into_iter().enumerate() {
+        cmps.push(
+            c.campaigns
+                .create_campaign(campaign_request(&format!("pg-wh-{i}"), 5))
+                .await
+                .expect("campaign")
+                .into_inner()
+                .id,
+        );
+    }
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let mut c = if t % 2 == 0 { ca.clone() } else { cb.clone() };
+        let cmp = cmps[t % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                c.preorders
+                    .place_preorder(place(&format!("wh-{t}-{i}"), &cmp, &format!("c{t}"), 1))
+                    .await
+                    .expect("order");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("orders");
+    }
+    let total = a.store.last_event_seq().await.expect("last") as usize;
+    assert_eq!(
+        total,
+        40 + 8 + 40,
+        "40 placements, 8 locks, 40 balances due"
+    );
+    for r in &receivers {
+        let events = r.delivered(total, StdDuration::from_secs(30)).await;
+        tokio::time::sleep(StdDuration::from_millis(500)).await;
+        let mut count: HashMap<i64, usize> = HashMap::new();
+        for g in r.got() {
+            let e: Event = serde_json::from_slice(&g.body).expect("event");
+            *count.entry(e.seq).or_default() += 1;
+        }
+        assert_eq!(count.len(), total);
+        assert!(count.values().all(|n| *n == 1), "each once: {count:?}");
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}
