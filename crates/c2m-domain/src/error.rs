@@ -224,6 +224,34 @@ pub enum Refusal {
     #[error("the catalogue is empty: import a scenario first")]
     CatalogueEmpty,
 
+    // --- The merchant's levers (extend, lower, close, cancel) ---------------------------
+    /// The campaign no longer sells (its deadline passed, or it was closed or cancelled),
+    /// so the lever cannot apply; `field` is the request field that cannot be honoured.
+    #[error("the campaign {how} at {}; {field} cannot be changed", .ended_at.to_rfc3339())]
+    CampaignEnded {
+        field: &'static str,
+        how: &'static str,
+        ended_at: DateTime<Utc>,
+    },
+    /// A deadline may only move later (and so never into the past).
+    #[error(
+        "{field} {} is not after the current deadline {}; a deadline can only be extended",
+        .requested.to_rfc3339(),
+        .current.to_rfc3339()
+    )]
+    DeadlineNotLater {
+        field: &'static str,
+        current: DateTime<Utc>,
+        requested: DateTime<Utc>,
+    },
+    /// A threshold may only be lowered.
+    #[error("{field} {requested} is not below the current threshold {current}; a threshold can only be lowered")]
+    ThresholdNotLower {
+        field: &'static str,
+        current: i64,
+        requested: i64,
+    },
+
     // --- Planning ---------------------------------------------------------------------
     /// No batch is waiting for planning.
     #[error("no batches are waiting for planning")]
@@ -306,6 +334,9 @@ impl Refusal {
             UnitsNotWaiting { .. } => "UNITS_NOT_WAITING",
             StockChanged { .. } => "STOCK_CHANGED",
             WaitingSkuNotInCatalogue { .. } => "WAITING_SKU_NOT_IN_CATALOGUE",
+            CampaignEnded { .. } => "CAMPAIGN_ENDED",
+            DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
+            ThresholdNotLower { .. } => "THRESHOLD_NOT_LOWER",
         }
     }
 
@@ -381,6 +412,33 @@ impl Refusal {
                 ("unitsPlanned", n(planned)),
             ],
             StockChanged { material } => vec![("material", material.clone())],
+            CampaignEnded {
+                field,
+                how,
+                ended_at,
+            } => vec![
+                ("field", (*field).to_owned()),
+                ("how", (*how).to_owned()),
+                ("endedAt", t(ended_at)),
+            ],
+            DeadlineNotLater {
+                field,
+                current,
+                requested,
+            } => vec![
+                ("field", (*field).to_owned()),
+                ("deadline", t(current)),
+                ("requested", t(requested)),
+            ],
+            ThresholdNotLower {
+                field,
+                current,
+                requested,
+            } => vec![
+                ("field", (*field).to_owned()),
+                ("threshold", n(current)),
+                ("requested", n(requested)),
+            ],
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod forecast;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
+pub mod levers;
 pub mod money;
 pub mod page;
 pub mod pooling;

@@ -434,6 +434,8 @@ fn check_create_campaign(
         id: CampaignId::generate(),
         terms: terms.clone(),
         created_at: now,
+        closed_at: None,
+        cancelled_at: None,
     };
     let shown = convert::campaign(&campaign, now);
     prop_assert_eq!(shown.price_ladder.len(), terms.price_ladder.tiers().len());

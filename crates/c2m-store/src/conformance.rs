@@ -47,6 +47,14 @@ use crate::{ProductionStage, ReportProgress};
 use c2m_domain::{Progress, WorkOrderState};
 
 pub mod ledger;
+pub mod levers;
+pub use levers::{
+    cancel_campaign_refunds_deposits_and_balances_once,
+    cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
+    close_campaign_fails_the_open_batch_and_releases_every_deposit,
+    extend_deadline_only_later_while_selling, forecast_input_reads_arrivals_and_earlier_campaigns,
+    lower_threshold_locks_the_open_batch_at_its_tier,
+};
 pub use ledger::{
     balance_window_closes_once_under_racing_sweepers, check_ledger,
     failed_batch_releases_every_hold_exactly_once, full_price_deposit_is_ready_at_lock,
@@ -127,6 +135,13 @@ macro_rules! conformance_cases {
             failed_batch_releases_every_hold_exactly_once,
             full_price_deposit_is_ready_at_lock,
             balance_window_closes_once_under_racing_sweepers,
+            // The merchant's levers and the forecast's input (`conformance/levers.rs`).
+            extend_deadline_only_later_while_selling,
+            lower_threshold_locks_the_open_batch_at_its_tier,
+            close_campaign_fails_the_open_batch_and_releases_every_deposit,
+            cancel_campaign_refunds_deposits_and_balances_once,
+            cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
+            forecast_input_reads_arrivals_and_earlier_campaigns,
             // The catalogue.
             catalogue_changes_and_the_sku_rule,
             // Planning.
@@ -2840,6 +2855,7 @@ mod registry {
         for source in [
             include_str!("conformance.rs"),
             include_str!("conformance/ledger.rs"),
+            include_str!("conformance/levers.rs"),
         ] {
             // Functions start a line; mentions in comments do not.
             for (at, _) in source.match_indices("\npub async fn ") {

@@ -25,6 +25,8 @@
 //!   (the built-in [`payment::LedgerOnly`] by default); balances and their windows.
 //! - [`catalogue`], [`planning`], [`factory`] (delivery of work orders and the progress
 //!   factories report), [`access`] (bearer tokens).
+//! - [`levers`]: the merchant's levers (extend, lower, close, cancel) and the reads built
+//!   on a campaign's history (the fill forecast's input, the demand's insights).
 //! - `idempotency`: the keys every mutating call is recorded under.
 //!
 //! Under them, three shared modules, each written once:
@@ -108,6 +110,10 @@ pub use factory::{
     BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress,
     WorkOrderStatus,
 };
+pub use levers::{
+    CancelCampaign, CloseCampaign, ExtendDeadline, ForecastInput, Insights, LeverOutcome,
+    LeversStore, LowerThreshold, SourceCount, UnitsAt,
+};
 pub use planning::{
     NewPlan, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
 };
@@ -119,6 +125,7 @@ mod engine;
 pub mod factory;
 mod idempotency;
 mod ledger;
+pub mod levers;
 pub mod planning;
 mod pooling;
 
@@ -228,7 +235,7 @@ pub struct BatchTransition {
 /// their own traits, which every store also implements.
 #[async_trait]
 pub trait Store:
-    CatalogueStore + PlanningStore + FactoryStore + TokenStore + Send + Sync + 'static
+    CatalogueStore + PlanningStore + FactoryStore + TokenStore + LeversStore + Send + Sync + 'static
 {
     /// Which backend this is, for logs and the health report ("sqlite", "postgres").
     fn backend(&self) -> &'static str;

@@ -50,7 +50,7 @@ pub(crate) const OP_CANCEL_PREORDER: &str = "cancel_preorder";
 mod sql;
 
 pub(crate) use sql::{
-    batch, batch_columns, batch_transitions, campaign_exists, campaign_of, campaign_progress,
+    batch, batch_columns, batch_transitions, campaign, campaign_columns, CAMPAIGN, campaign_exists, campaign_of, campaign_progress,
     campaigns_past_deadline, currency, due, get_preorder, list_batches, list_campaigns,
     list_preorders, paged, preorder, preorder_select,
 };
@@ -155,6 +155,8 @@ pub(crate) async fn create_campaign<D: Backend>(
         id: CampaignId::generate(),
         terms,
         created_at: now,
+        closed_at: None,
+        cancelled_at: None,
     };
     tx.insert_campaign(&campaign).await?;
     key.record(tx, &campaign, now).await?;

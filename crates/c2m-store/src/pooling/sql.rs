@@ -20,7 +20,7 @@ macro_rules! campaign_columns {
     () => {
         "id, seq, sku, title, currency, unit_price, deposit, batch_threshold, batch_cap, \
          max_per_order, max_per_consumer, total_cap, opens_at, deadline, created_at, \
-         price_ladder, balance_window_secs"
+         price_ladder, balance_window_secs, closed_at, cancelled_at"
     };
 }
 
@@ -44,10 +44,10 @@ macro_rules! preorder_select {
     };
 }
 
-pub(crate) use {batch_columns, preorder_select};
+pub(crate) use {batch_columns, campaign_columns, preorder_select};
 
 /// A campaign by id; PostgreSQL's writers lock its row, which is the campaign's lock.
-const CAMPAIGN: &str = concat!(
+pub(crate) const CAMPAIGN: &str = concat!(
     "SELECT ",
     campaign_columns!(),
     " FROM campaigns WHERE id = $1"
@@ -454,7 +454,7 @@ fn hold_state(s: &str) -> Result<HoldState, StoreError> {
 
 /// Columns: `id, sku, title, currency, unit_price, deposit, batch_threshold, batch_cap,
 /// max_per_order, max_per_consumer, total_cap, opens_at, deadline, created_at,
-/// price_ladder, balance_window_secs`.
+/// price_ladder, balance_window_secs, closed_at, cancelled_at`.
 pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
     let cur = currency(&r.text("currency")?)?;
     Ok(Campaign {
@@ -475,6 +475,8 @@ pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
             balance_window_secs: r.int_opt("balance_window_secs")?,
         },
         created_at: r.ts("created_at")?,
+        closed_at: r.ts_opt("closed_at")?,
+        cancelled_at: r.ts_opt("cancelled_at")?,
     })
 }
 
