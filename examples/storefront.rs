@@ -255,6 +255,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     campaign_id: campaign,
                     consumer_id: consumer,
                     quantity,
+                    channel: None,
+                    region: None,
+                    referrer: None,
                 })
                 .await?
                 .into_inner();

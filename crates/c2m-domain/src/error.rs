@@ -252,6 +252,11 @@ pub enum Refusal {
         requested: i64,
     },
 
+    /// Advice needs a forecast, and there is none: no batch is open, or the campaign does
+    /// not sell now.
+    #[error("the campaign has no open batch to forecast (it does not sell now, or no order opened a batch yet)")]
+    NothingToForecast,
+
     // --- Planning ---------------------------------------------------------------------
     /// No batch is waiting for planning.
     #[error("no batches are waiting for planning")]
@@ -337,6 +342,7 @@ impl Refusal {
             CampaignEnded { .. } => "CAMPAIGN_ENDED",
             DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
             ThresholdNotLower { .. } => "THRESHOLD_NOT_LOWER",
+            NothingToForecast => "NOTHING_TO_FORECAST",
         }
     }
 
@@ -369,7 +375,8 @@ impl Refusal {
                 vec![("what", (*what).to_owned()), ("units", n(units))]
             }
             BatchNotOpen | AlreadyCancelled | PreorderCancelled | BatchNotLocked | BatchFailed
-            | DepositForfeited | BalanceAlreadyPaid | CatalogueEmpty | NothingToPlan => vec![],
+            | DepositForfeited | BalanceAlreadyPaid | CatalogueEmpty | NothingToPlan
+            | NothingToForecast => vec![],
             BalanceWindowClosed { closed_at } => vec![("closedAt", t(closed_at))],
             HoldAlreadyResolved { was, to } => {
                 vec![("was", (*was).to_owned()), ("to", (*to).to_owned())]

@@ -20,6 +20,7 @@ use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
 use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
 use c2m_proto::v1::factory_service_server::FactoryServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
+use c2m_proto::v1::levers_service_server::LeversServiceServer;
 use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
 use c2m_store::Store;
@@ -27,6 +28,7 @@ use c2m_store::Store;
 use crate::planning::PlanningCycles;
 use crate::services::campaign::CampaignSvc;
 use crate::services::catalogue::CatalogueSvc;
+use crate::services::levers::LeversSvc;
 use crate::services::factory::{Deliveries, FactorySvc};
 use crate::services::ledger::LedgerSvc;
 use crate::services::planning::PlanningSvc;
@@ -162,6 +164,9 @@ impl Application {
             .set_serving::<CatalogueServiceServer<CatalogueSvc>>()
             .await;
         health_reporter
+            .set_serving::<LeversServiceServer<LeversSvc>>()
+            .await;
+        health_reporter
             .set_serving::<PlanningServiceServer<PlanningSvc>>()
             .await;
         health_reporter
@@ -248,6 +253,11 @@ impl Application {
             )
             .add_service(
                 CatalogueServiceServer::new(CatalogueSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                LeversServiceServer::new(LeversSvc(ctx.clone()))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )

@@ -519,6 +519,9 @@ fn preorder_requests_are_refused_by_field_or_accepted_whole() {
             idempotency_key: key.clone(),
             campaign_id: id.clone(),
             consumer_id: consumer.clone(),
+            channel: None,
+            region: None,
+            referrer: None,
             quantity,
         }) {
             Ok(cmd) => {

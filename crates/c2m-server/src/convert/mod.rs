@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 pub mod factory;
+pub mod levers;
 pub mod planning;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -44,7 +45,7 @@ pub fn parse_timestamp(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, Stat
         .ok_or_else(|| invalid(DomainError::invalid(field, "timestamp out of range")))
 }
 
-fn money(m: Money) -> pb::Money {
+pub fn money(m: Money) -> pb::Money {
     minor_money(m.minor, m.currency.as_str())
 }
 
@@ -212,6 +213,8 @@ pub fn campaign(c: &Campaign, now: DateTime<Utc>) -> pb::Campaign {
             .collect(),
         balance_window_seconds: t.balance_window_secs,
         money_policy: t.money_policy(),
+        closed_at: c.closed_at.map(timestamp),
+        cancelled_at: c.cancelled_at.map(timestamp),
     }
 }
 
@@ -226,10 +229,15 @@ pub fn progress(p: &CampaignProgress, now: DateTime<Utc>) -> pb::CampaignProgres
         batches_locked: p.batches_locked,
         batches_failed: p.batches_failed,
         units_committed: p.units_committed,
-        remaining_seconds: (p.campaign.terms.deadline - now).num_seconds().max(0),
+        remaining_seconds: if p.campaign.status(now) == CampaignStatus::Closed {
+            0
+        } else {
+            (p.campaign.terms.deadline - now).num_seconds().max(0)
+        },
         current_unit_price: Some(money(tier.unit_price)),
         units_to_next_tier: tier.next.map_or(0, |(units, _)| units),
         next_tier_unit_price: tier.next.map(|(_, price)| money(price)),
+        forecast: None,
     }
 }
 
@@ -335,6 +343,8 @@ pub fn campaign_money(m: &CampaignMoney) -> pb::CampaignMoney {
         settled: at(m.settled),
         escrow: at(m.escrow),
         merchant: at(m.merchant),
+        refunded: at(m.refunded),
+        refunded_by_merchant: at(m.refunded_by_merchant),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod campaign;
 pub mod catalogue;
 pub mod factory;
 pub mod ledger;
+pub mod levers;
 pub mod planning;
 pub mod preorder;
 
