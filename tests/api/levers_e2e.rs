@@ -488,6 +488,10 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
     );
     for p in all_preorders(&mut c, &cmp.id).await {
         assert_ne!(p.status, pb::PreorderStatus::Locked as i32, "{p:?}");
+        if p.id == a.id || p.id == b.id {
+            assert_eq!(p.money_state, pb::MoneyState::Refunded as i32, "{p:?}");
+            assert!(p.refunded_at.is_some());
+        }
     }
     server.shutdown().await;
 }

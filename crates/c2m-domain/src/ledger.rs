@@ -382,6 +382,9 @@ pub enum MoneyState {
     Paid,
     /// The balance was not paid in time; the deposit went to the merchant.
     Forfeited,
+    /// The merchant cancelled the campaign: the captured deposit and any paid balance came
+    /// back in full.
+    Refunded,
 }
 
 /// The balance a pre-order owes once its batch locks at `final_unit_price`: the full price
@@ -574,6 +577,7 @@ mod tests {
                 balance_due_by: Some(now + chrono::Duration::hours(1)),
                 balance_paid_at: None,
                 forfeited_at: None,
+                refunded_at: None,
             },
         };
         assert_eq!(

@@ -138,12 +138,18 @@ pub struct PreorderMoney {
     /// When the balance was paid (also set at lock when the balance is zero).
     pub balance_paid_at: Option<DateTime<Utc>>,
     pub forfeited_at: Option<DateTime<Utc>>,
+    /// When a cancelled campaign refunded the captured deposit and the paid balance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_at: Option<DateTime<Utc>>,
 }
 
 impl Preorder {
     /// Where the money stands (derived, so it cannot disagree with the stored facts).
     pub fn money_state(&self) -> MoneyState {
         let m = &self.money;
+        if m.refunded_at.is_some() {
+            return MoneyState::Refunded;
+        }
         match m.hold {
             HoldState::Held => MoneyState::DepositHeld,
             HoldState::Released => MoneyState::DepositReleased,

@@ -280,6 +280,7 @@ fn money_state(s: MoneyState) -> pb::MoneyState {
         MoneyState::BalanceDue => pb::MoneyState::BalanceDue,
         MoneyState::Paid => pb::MoneyState::Paid,
         MoneyState::Forfeited => pb::MoneyState::Forfeited,
+        MoneyState::Refunded => pb::MoneyState::Refunded,
     }
 }
 
@@ -308,6 +309,7 @@ pub fn preorder(p: &Preorder) -> pb::Preorder {
         balance_paid_at: p.money.balance_paid_at.map(timestamp),
         forfeited_at: p.money.forfeited_at.map(timestamp),
         production: None,
+        refunded_at: p.money.refunded_at.map(timestamp),
     }
 }
 

@@ -307,6 +307,8 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
         let p = store.get_preorder(&p.id).await.expect("get");
         assert_eq!(p.status, PreorderStatus::Cancelled);
         assert_eq!(p.money.hold, HoldState::Captured);
+        assert_eq!(p.money_state(), c2m_domain::MoneyState::Refunded);
+        assert_eq!(p.money.refunded_at, Some(lever_at()));
     }
     let o = store.get_preorder(&o.id).await.expect("o");
     assert_eq!(o.money.hold, HoldState::Released);

@@ -38,7 +38,7 @@ macro_rules! preorder_select {
         "SELECT p.seq, p.id, p.campaign_id, p.consumer_id, p.batch_id, b.seq AS batch_seq, \
          b.status AS batch_status, p.quantity, p.unit_price, p.deposit_total, p.currency, \
          p.created_at, p.cancelled_at, p.hold_state, p.balance_due, p.balance_paid_at, \
-         p.forfeited_at, b.final_unit_price AS batch_final_unit_price, \
+         p.forfeited_at, p.refunded_at, b.final_unit_price AS batch_final_unit_price, \
          b.balance_due_by AS batch_balance_due_by \
          FROM preorders p JOIN batches b ON b.id = p.batch_id "
     };
@@ -543,6 +543,7 @@ pub(crate) fn preorder(r: &impl Columns) -> Result<Preorder, StoreError> {
         balance_due_by: r.ts_opt("batch_balance_due_by")?,
         balance_paid_at: r.ts_opt("balance_paid_at")?,
         forfeited_at,
+        refunded_at: r.ts_opt("refunded_at")?,
     };
     Ok(Preorder {
         id: PreorderId::from_trusted(r.text("id")?),
