@@ -54,6 +54,6 @@ pub use ledger::{
 pub use money::{Currency, Money};
 pub use page::{Page, PageRequest};
 pub use pooling::{Admission, PoolState};
-pub use preorder::{Batch, BatchStatus, Preorder, PreorderMoney, PreorderStatus};
+pub use preorder::{Batch, BatchStatus, Preorder, PreorderMoney, PreorderSource, PreorderStatus};
 pub use pricing::{PriceLadder, PriceTier, TierPosition};
 pub use production::{Progress, Tally, WorkOrderState};

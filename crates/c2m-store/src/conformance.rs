@@ -53,7 +53,7 @@ pub use levers::{
     cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
     close_campaign_fails_the_open_batch_and_releases_every_deposit,
     extend_deadline_only_later_while_selling, forecast_input_reads_arrivals_and_earlier_campaigns,
-    lower_threshold_locks_the_open_batch_at_its_tier,
+    insights_split_the_demand_and_add_up, lower_threshold_locks_the_open_batch_at_its_tier,
 };
 pub use ledger::{
     balance_window_closes_once_under_racing_sweepers, check_ledger,
@@ -142,6 +142,7 @@ macro_rules! conformance_cases {
             cancel_campaign_refunds_deposits_and_balances_once,
             cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
             forecast_input_reads_arrivals_and_earlier_campaigns,
+            insights_split_the_demand_and_add_up,
             // The catalogue.
             catalogue_changes_and_the_sku_rule,
             // Planning.
@@ -454,6 +455,7 @@ fn place_req(campaign: &CampaignId, who: &ConsumerId, quantity: i64) -> PlacePre
         campaign_id: campaign.clone(),
         consumer_id: who.clone(),
         quantity,
+        source: Default::default(),
     }
 }
 
@@ -1878,6 +1880,7 @@ pub async fn placements_together_answer_as_one_at_a_time(fx: Arc<dyn Fixture>) {
                     campaign_id: campaign.id.clone(),
                     consumer_id: consumer(*who),
                     quantity: *quantity,
+                    source: Default::default(),
                 })
                 .collect()
         };

@@ -153,6 +153,10 @@ pub struct PlacePreorder {
     pub campaign_id: CampaignId,
     pub consumer_id: ConsumerId,
     pub quantity: i64,
+    /// Where the demand came from; left out of the fingerprint when empty, so requests made
+    /// before sources existed fingerprint as they did.
+    #[serde(default, skip_serializing_if = "c2m_domain::PreorderSource::is_empty")]
+    pub source: c2m_domain::PreorderSource,
 }
 
 /// A request to cancel a pre-order. `consumer_id`, when given, must own the pre-order; the

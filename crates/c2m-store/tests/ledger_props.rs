@@ -240,6 +240,7 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                     campaign_id: campaign.id.clone(),
                     consumer_id: ConsumerId::parse(&format!("con_{consumer}")).expect("id"),
                     quantity,
+                    source: Default::default(),
                 };
                 match store.place_preorder(&req, now).await {
                     Ok(p) => {

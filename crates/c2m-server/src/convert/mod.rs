@@ -139,11 +139,20 @@ pub fn pay_balance(r: pb::PayBalanceRequest) -> Result<PayBalance, Status> {
 }
 
 pub fn place_preorder(r: pb::PlacePreorderRequest) -> Result<PlacePreorder, Status> {
+    let consumer_id = ConsumerId::parse(&r.consumer_id).map_err(invalid)?;
+    let source = c2m_domain::PreorderSource::parse(
+        r.channel.as_deref(),
+        r.region.as_deref(),
+        r.referrer.as_deref(),
+        &consumer_id,
+    )
+    .map_err(invalid)?;
     Ok(PlacePreorder {
         idempotency_key: idempotency_key(&r.idempotency_key)?,
         campaign_id: campaign_id(&r.campaign_id)?,
-        consumer_id: ConsumerId::parse(&r.consumer_id).map_err(invalid)?,
+        consumer_id,
         quantity: r.quantity,
+        source,
     })
 }
 

@@ -115,6 +115,7 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
         campaign_id: c.id.clone(),
         consumer_id: consumer(1),
         quantity: 2,
+        source: Default::default(),
     };
     store
         .place_preorder(&late, old + Duration::hours(1))
@@ -410,4 +411,90 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
         store.forecast_input(&CampaignId::generate(), now).await,
         "campaign",
     );
+}
+
+/// Sources are kept beside their pre-orders and every split of the insights adds up to the
+/// campaign's units; a consumer who ordered in an earlier campaign counts as returning; a
+/// consumer who refers themselves is refused naming `referrer`, and nothing is written.
+pub async fn insights_split_the_demand_and_add_up(fx: Arc<dyn Fixture>) {
+    use c2m_domain::{ConsumerId, PreorderSource};
+    let store = fx.store();
+    let earlier = create(&*store, spec(100, None)).await;
+    place(&*store, &earlier.id, &consumer(1), 1).await.expect("earlier");
+    let mut s = spec(100, None);
+    s.opens_at = Some(t0() + Duration::minutes(30));
+    let c = create(&*store, s).await;
+    let source = |channel: &str, region: &str, referrer: Option<usize>| PreorderSource {
+        channel: Some(channel.into()),
+        region: Some(region.into()),
+        referrer: referrer.map(consumer),
+    };
+    // (consumer, units, source, minutes after t0)
+    let orders: Vec<(usize, i64, PreorderSource, i64)> = vec![
+        (1, 2, source("app", "SH", None), 40),
+        (2, 3, source("app", "BJ", Some(1)), 50),
+        (3, 1, source("wechat", "SH", Some(1)), 70),
+        (4, 4, source("wechat", "SH", Some(2)), 130),
+        (5, 5, PreorderSource::default(), 200),
+    ];
+    for (who, units, src, at) in &orders {
+        let req = crate::PlacePreorder {
+            idempotency_key: key(),
+            campaign_id: c.id.clone(),
+            consumer_id: consumer(*who),
+            quantity: *units,
+            source: src.clone(),
+        };
+        store
+            .place_preorder(&req, t0() + Duration::minutes(*at))
+            .await
+            .expect("order");
+    }
+    let own = crate::PlacePreorder {
+        idempotency_key: key(),
+        campaign_id: c.id.clone(),
+        consumer_id: consumer(6),
+        quantity: 1,
+        source: PreorderSource {
+            referrer: Some(ConsumerId::parse("con_6").expect("id")),
+            ..PreorderSource::default()
+        },
+    };
+    assert_eq!(
+        invalid_field(store.place_preorder(&own, t0() + Duration::hours(4)).await),
+        "referrer"
+    );
+
+    let i = store.insights(&c.id, 3600, 2).await.expect("insights");
+    assert_eq!((i.preorders, i.units, i.cancelled_units), (5, 15, 0));
+    let total = |v: &[crate::SourceCount]| v.iter().map(|s| s.units).sum::<i64>();
+    assert_eq!(total(&i.by_channel), 15);
+    assert_eq!(total(&i.by_region), 15);
+    assert_eq!(total(&i.by_referrer), 15);
+    let units_of = |v: &[crate::SourceCount], k: &str| {
+        v.iter().find(|s| s.key == k).map(|s| (s.preorders, s.units))
+    };
+    assert_eq!(units_of(&i.by_channel, "app"), Some((2, 5)));
+    assert_eq!(units_of(&i.by_channel, "wechat"), Some((2, 5)));
+    assert_eq!(units_of(&i.by_channel, ""), Some((1, 5)));
+    assert_eq!(units_of(&i.by_region, "SH"), Some((3, 7)));
+    assert_eq!(
+        i.top_referrers
+            .iter()
+            .map(|s| (s.key.as_str(), s.units))
+            .collect::<Vec<_>>(),
+        vec![("con_1", 4), ("con_2", 4)],
+        "largest first, then by key; never the empty key: {:?}",
+        i.top_referrers
+    );
+    // Hour buckets from the opening (t0 + 30 min): 10, 20, 40 min → 0; 100 → 1; 170 → 2.
+    let per_bucket: Vec<(i64, i64)> = i
+        .units_over_time
+        .iter()
+        .map(|u| (u.units, u.cumulative_units))
+        .collect();
+    assert_eq!(per_bucket, vec![(6, 6), (4, 10), (5, 15)]);
+    assert_eq!(i.units_over_time[0].at, t0() + Duration::minutes(30));
+    assert_eq!((i.consumers, i.returning_consumers), (5, 1));
+    not_found(store.insights(&CampaignId::generate(), 3600, 2).await, "campaign");
 }

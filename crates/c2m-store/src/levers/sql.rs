@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use c2m_domain::forecast::{Arrival, ArrivalHistory, Cancellation, OpenBatch};
-use c2m_domain::{Batch, BatchId, Campaign, CampaignId};
+use c2m_domain::{Batch, BatchId, Campaign, CampaignId, Preorder, PreorderSource};
 
 use super::{ForecastInput, EARLIER_CAMPAIGNS};
 use crate::dialect::{one, Backend, Columns, Tx};
@@ -37,7 +37,8 @@ pub struct Insights {
     pub top_referrers: Vec<SourceCount>,
     /// Distinct consumers of the campaign.
     pub consumers: i64,
-    /// Of those, the ones who had pre-ordered in an earlier campaign (any sku).
+    /// Of those, the ones who had pre-ordered in a campaign created before this one (any
+    /// sku).
     pub returning_consumers: i64,
 }
 
@@ -69,6 +70,29 @@ struct Event {
 }
 
 impl<D: Backend> Tx<'_, D> {
+    /// Writes where a pre-order's demand came from, when the request said (one row; most
+    /// pre-orders say nothing and cost nothing here).
+    pub(crate) async fn insert_source(
+        &mut self,
+        preorder: &Preorder,
+        source: &PreorderSource,
+    ) -> Result<(), StoreError> {
+        if source.is_empty() {
+            return Ok(());
+        }
+        let sql = "INSERT INTO preorder_sources (preorder_id, campaign_id, channel, region, \
+             referrer) VALUES ($1, $2, $3, $4, $5)";
+        let params = (
+            preorder.id.as_str(),
+            preorder.campaign_id.as_str(),
+            source.channel.as_deref(),
+            source.region.as_deref(),
+            source.referrer.as_ref().map(|r| r.as_str()),
+        );
+        D::query(sql, params).execute(self).await?;
+        Ok(())
+    }
+
     /// Moves the campaign's deadline.
     pub(crate) async fn set_deadline(
         &mut self,
@@ -289,7 +313,7 @@ impl<D: Backend> Tx<'_, D> {
              COUNT(DISTINCT CASE WHEN EXISTS (SELECT 1 FROM preorders q \
                  JOIN campaigns e ON e.id = q.campaign_id \
                  WHERE q.consumer_id = p.consumer_id AND e.id <> p.campaign_id \
-                 AND e.created_at < c.created_at) THEN p.consumer_id END) AS returned \
+                 AND e.seq < c.seq) THEN p.consumer_id END) AS returned \
              FROM preorders p JOIN campaigns c ON c.id = p.campaign_id WHERE p.campaign_id = $1";
         let row = D::query(sql, (id.as_str(),)).fetch_one(self).await?;
         Ok(Some(Insights {

@@ -259,6 +259,8 @@ struct RunState<'a> {
 /// An admitted order that does not lock its batch, waiting to be written.
 struct Staged<'a> {
     key: Keyed<'a>,
+    /// Where the demand came from (written beside the pre-order when given).
+    source: &'a c2m_domain::PreorderSource,
     preorder: Preorder,
     hold: LedgerTxn,
     /// The open batch's units once this order is in it.
@@ -280,6 +282,9 @@ impl<'a> RunState<'a> {
             Ok(Some(done)) => return Ok(Ok(done)),
             Ok(None) => {}
             Err(refused) => return Ok(Err(refused)),
+        }
+        if let Err(refused) = req.source.check(&req.consumer_id) {
+            return Ok(Err(refused.into()));
         }
         let terms = &self.campaign.terms;
         let state = PoolState {
@@ -337,6 +342,7 @@ impl<'a> RunState<'a> {
             self.admitted(req, units_after);
             self.staged.push(Staged {
                 key,
+                source: &req.source,
                 preorder: preorder.clone(),
                 hold,
                 units_after,
@@ -354,6 +360,7 @@ impl<'a> RunState<'a> {
             key: None,
         }])
         .await?;
+        tx.insert_source(&preorder, &req.source).await?;
         tx.end_batch(&batch.id, BatchStatus::Locked, now).await?;
         ledger::lock_batch_money(tx, provider, self.campaign, &batch.id, units_after, now).await?;
         self.admitted(req, units_after);
@@ -433,6 +440,9 @@ impl<'a> RunState<'a> {
             })
             .collect();
         tx.insert_placements(&placements).await?;
+        for s in &self.staged {
+            tx.insert_source(&s.preorder, s.source).await?;
+        }
         self.staged.clear();
         Ok(())
     }
