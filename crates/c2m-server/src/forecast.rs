@@ -200,9 +200,10 @@ pub async fn advice(
         ));
     }
     if let Some(x) = &extension {
+        let days = if x.days == 1 { "1 day".to_owned() } else { format!("{} days", x.days) };
         summary.push_str(&format!(
-            "; extending by {} days gives {:.2}",
-            x.days, x.lock_probability
+            "; extending by {days} gives {:.2}",
+            x.lock_probability
         ));
     }
     Ok(Advice {
