@@ -495,3 +495,67 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
     }
     server.shutdown().await;
 }
+
+/// Pre-orders carrying channels, regions and referrers: the insights add up to the orders,
+/// the top referrer is the one who brought most units, and a consumer naming themselves as
+/// referrer is refused naming the field, with nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insights_of_a_campaign_add_up_to_its_orders() {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let mut c = server.clients().await;
+    let cmp = campaign(&mut c, "insights", 500, start, 10).await;
+    let channels = ["app", "wechat", "web"];
+    let regions = ["SH", "BJ"];
+    let mut units = 0;
+    for i in 0..12i64 {
+        clock.advance(Duration::hours(5));
+        let mut req = place(&format!("i-{i}"), &cmp.id, &format!("con_{i}"), 1 + i % 3);
+        req.channel = Some(channels[(i % 3) as usize].into());
+        req.region = (i % 4 != 0).then(|| regions[(i % 2) as usize].into());
+        req.referrer = (i > 0).then(|| {
+            if i % 2 == 0 {
+                "con_100".into()
+            } else {
+                "con_101".into()
+            }
+        });
+        c.preorders.place_preorder(req).await.expect("order");
+        units += 1 + i % 3;
+    }
+    let mut own = place("own", &cmp.id, "con_99", 1);
+    own.referrer = Some("con_99".into());
+    let e = c.preorders.place_preorder(own).await.expect_err("self-referral");
+    assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(error_meta(&e, "field").as_deref(), Some("referrer"));
+
+    let i = c
+        .levers
+        .get_insights(pb::GetInsightsRequest {
+            campaign_id: cmp.id.clone(),
+            bucket_seconds: 86_400,
+            top: 1,
+        })
+        .await
+        .expect("insights")
+        .into_inner();
+    assert_eq!((i.preorders, i.units), (12, units));
+    for split in [&i.by_channel, &i.by_region, &i.by_referrer] {
+        assert_eq!(split.iter().map(|s| s.units).sum::<i64>(), units, "{split:?}");
+        assert_eq!(split.iter().map(|s| s.preorders).sum::<i64>(), 12);
+    }
+    let sum_over_time: i64 = i.units_over_time.iter().map(|u| u.units).sum();
+    assert_eq!(sum_over_time, units);
+    assert_eq!(i.units_over_time.last().map(|u| u.cumulative_units), Some(units));
+    // 60 hours in day buckets: days 0, 1 and 2.
+    assert_eq!(i.units_over_time.len(), 3);
+    // con_100 referred orders 2, 4, ..., 10 (units 3+2+1+3+2 = 11); con_101 orders 1, 3,
+    // ..., 11 (2+1+3+2+1+3 = 12).
+    assert_eq!(i.top_referrers.len(), 1);
+    assert_eq!((i.top_referrers[0].key.as_str(), i.top_referrers[0].units), ("con_101", 12));
+    assert_eq!(i.by_region.iter().find(|s| s.key.is_empty()).map(|s| s.preorders), Some(3));
+    assert!(i.forecast.is_some());
+    assert_eq!(i.consumers, 12);
+    server.shutdown().await;
+}
