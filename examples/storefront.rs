@@ -200,10 +200,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             channel.clone(),
             bearer.clone(),
         );
-    let mut levers =
-        c2m_proto::v1::levers_service_client::LeversServiceClient::with_interceptor(
-            channel, bearer,
-        );
+    let mut levers = c2m_proto::v1::levers_service_client::LeversServiceClient::with_interceptor(
+        channel, bearer,
+    );
     let key = args
         .key
         .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple()));
@@ -557,7 +556,11 @@ fn insights_table(i: &pb::Insights) -> String {
             f.lock_probability, f.units_needed, f.projected_units_p10, f.projected_units_p90, f.prior_campaigns
         );
     }
-    let _ = writeln!(out, "\n{:<25} {:>9} {:>7} {:>10}", "from", "pre-orders", "units", "cumulative");
+    let _ = writeln!(
+        out,
+        "\n{:<25} {:>9} {:>7} {:>10}",
+        "from", "pre-orders", "units", "cumulative"
+    );
     for u in &i.units_over_time {
         let _ = writeln!(
             out,
@@ -574,11 +577,23 @@ fn insights_table(i: &pb::Insights) -> String {
         ("referrer", &i.by_referrer),
         ("top referrers", &i.top_referrers),
     ] {
-        let _ = writeln!(out, "\n{:<25} {:>9} {:>7} {:>6}", title, "pre-orders", "units", "share");
+        let _ = writeln!(
+            out,
+            "\n{:<25} {:>9} {:>7} {:>6}",
+            title, "pre-orders", "units", "share"
+        );
         for r in rows.iter() {
-            let key = if r.key.is_empty() { "(not given)" } else { &r.key };
+            let key = if r.key.is_empty() {
+                "(not given)"
+            } else {
+                &r.key
+            };
             let share = 100.0 * r.units as f64 / i.units.max(1) as f64;
-            let _ = writeln!(out, "{:<25} {:>9} {:>7} {:>5.1}%", key, r.preorders, r.units, share);
+            let _ = writeln!(
+                out,
+                "{:<25} {:>9} {:>7} {:>5.1}%",
+                key, r.preorders, r.units, share
+            );
         }
     }
     out

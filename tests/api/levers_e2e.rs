@@ -69,9 +69,8 @@ async fn progress(c: &mut Clients, id: &str) -> pb::CampaignProgress {
 }
 
 async fn money(c: &mut Clients, id: &str) -> pb::CampaignMoney {
-    let mut ledger = c2m_proto::v1::ledger_service_client::LedgerServiceClient::new(
-        c.channel.clone(),
-    );
+    let mut ledger =
+        c2m_proto::v1::ledger_service_client::LedgerServiceClient::new(c.channel.clone());
     ledger
         .get_campaign_money(pb::GetCampaignMoneyRequest {
             campaign_id: id.into(),
@@ -102,8 +101,26 @@ async fn get_campaign_shows_the_open_batchs_fill_forecast() {
     let slow = campaign(&mut c, "slow", 100, start, 10).await;
     let empty = campaign(&mut c, "empty", 100, start, 10).await;
     for round in 0..6 {
-        orders(&mut c, &clock, &fast.id, &format!("f{round}"), 4, 2, Duration::hours(2)).await;
-        orders(&mut c, &clock, &slow.id, &format!("s{round}"), 1, 1, Duration::zero()).await;
+        orders(
+            &mut c,
+            &clock,
+            &fast.id,
+            &format!("f{round}"),
+            4,
+            2,
+            Duration::hours(2),
+        )
+        .await;
+        orders(
+            &mut c,
+            &clock,
+            &slow.id,
+            &format!("s{round}"),
+            1,
+            1,
+            Duration::zero(),
+        )
+        .await;
     }
 
     let f = progress(&mut c, &fast.id).await;
@@ -152,9 +169,8 @@ hours_per_unit = 0.1
 "#;
 
 async fn ledger(c: &mut Clients, id: &str) -> Vec<pb::LedgerEntry> {
-    let mut client = c2m_proto::v1::ledger_service_client::LedgerServiceClient::new(
-        c.channel.clone(),
-    );
+    let mut client =
+        c2m_proto::v1::ledger_service_client::LedgerServiceClient::new(c.channel.clone());
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
@@ -216,12 +232,19 @@ async fn falling_short_advice_and_a_lower_threshold_that_locks_at_once() {
         .into_inner();
     assert!(advice.falling_short);
     assert!(advice.expected_miss_units > 5.0, "{advice:?}");
-    let lower = advice.lower_threshold.clone().expect("a threshold");
+    let lower = advice.lower_threshold.expect("a threshold");
     assert_eq!(lower.batch_threshold, 15, "{advice:?}");
     assert!((lower.cost_per_unit_minor - 20_000.0 - 200_000.0 / 15.0).abs() < 1.0);
     assert!((lower.margin - (1.0 - (20_000.0 + 200_000.0 / 15.0) / 39_900.0)).abs() < 1e-3);
-    assert!(lower.lock_probability > 0.99, "16 units are already in: {lower:?}");
-    assert!(advice.summary.contains("lowering the threshold to 15"), "{}", advice.summary);
+    assert!(
+        lower.lock_probability > 0.99,
+        "16 units are already in: {lower:?}"
+    );
+    assert!(
+        advice.summary.contains("lowering the threshold to 15"),
+        "{}",
+        advice.summary
+    );
     if let Some(x) = &advice.extension {
         assert!(x.lock_probability >= 0.8 && x.days >= 1, "{x:?}");
     }
@@ -264,11 +287,17 @@ async fn falling_short_advice_and_a_lower_threshold_that_locks_at_once() {
         .await
         .expect("retry")
         .into_inner();
-    assert_eq!(again.locked_batch, out.locked_batch, "a retry answers as the first time");
+    assert_eq!(
+        again.locked_batch, out.locked_batch,
+        "a retry answers as the first time"
+    );
     let m = money(&mut c, &cmp.id).await;
     assert_eq!((minor(&m.captured), minor(&m.held)), (16 * 5_000, 0));
     let p = progress(&mut c, &cmp.id).await;
-    assert_eq!((p.batches_locked, p.campaign.expect("c").batch_threshold), (1, 15));
+    assert_eq!(
+        (p.batches_locked, p.campaign.expect("c").batch_threshold),
+        (1, 15)
+    );
     server.shutdown().await;
 }
 
@@ -307,7 +336,11 @@ async fn extended_then_closed_releases_every_deposit_once() {
         .expect("extend")
         .into_inner();
     assert_eq!(
-        extended.campaign.expect("campaign").deadline.map(|t| t.seconds),
+        extended
+            .campaign
+            .expect("campaign")
+            .deadline
+            .map(|t| t.seconds),
         Some(new_deadline.timestamp())
     );
     // Past the old deadline the campaign still sells.
@@ -331,7 +364,12 @@ async fn extended_then_closed_releases_every_deposit_once() {
         Some(pb::BatchStatus::Failed as i32)
     );
     assert!(closed.campaign.as_ref().expect("c").closed_at.is_some());
-    let again = c.levers.close_campaign(close).await.expect("retry").into_inner();
+    let again = c
+        .levers
+        .close_campaign(close)
+        .await
+        .expect("retry")
+        .into_inner();
     assert_eq!(again, closed, "a retry answers as the first time");
     let twice = c
         .levers
@@ -449,7 +487,12 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
     assert_eq!(out.preorders_refunded, 2);
     assert_eq!(out.deposits_released, 1);
     assert_eq!(minor(&out.refunded), 3 * 39_900 + 2 * 5_000);
-    let again = c.levers.cancel_campaign(cancel).await.expect("retry").into_inner();
+    let again = c
+        .levers
+        .cancel_campaign(cancel)
+        .await
+        .expect("retry")
+        .into_inner();
     assert_eq!(again, out);
     let twice = c
         .levers
@@ -463,7 +506,10 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
 
     let m = money(&mut c, &cmp.id).await;
     assert_eq!(minor(&m.refunded), 3 * 39_900 + 2 * 5_000);
-    assert_eq!(minor(&m.refunded), minor(&m.captured) + minor(&m.balances_paid));
+    assert_eq!(
+        minor(&m.refunded),
+        minor(&m.captured) + minor(&m.balances_paid)
+    );
     assert_eq!(minor(&m.released), 5_000);
     assert_eq!(
         (minor(&m.held), minor(&m.escrow), minor(&m.merchant)),
@@ -526,7 +572,11 @@ async fn insights_of_a_campaign_add_up_to_its_orders() {
     }
     let mut own = place("own", &cmp.id, "con_99", 1);
     own.referrer = Some("con_99".into());
-    let e = c.preorders.place_preorder(own).await.expect_err("self-referral");
+    let e = c
+        .preorders
+        .place_preorder(own)
+        .await
+        .expect_err("self-referral");
     assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
     assert_eq!(error_meta(&e, "field").as_deref(), Some("referrer"));
 
@@ -542,19 +592,35 @@ async fn insights_of_a_campaign_add_up_to_its_orders() {
         .into_inner();
     assert_eq!((i.preorders, i.units), (12, units));
     for split in [&i.by_channel, &i.by_region, &i.by_referrer] {
-        assert_eq!(split.iter().map(|s| s.units).sum::<i64>(), units, "{split:?}");
+        assert_eq!(
+            split.iter().map(|s| s.units).sum::<i64>(),
+            units,
+            "{split:?}"
+        );
         assert_eq!(split.iter().map(|s| s.preorders).sum::<i64>(), 12);
     }
     let sum_over_time: i64 = i.units_over_time.iter().map(|u| u.units).sum();
     assert_eq!(sum_over_time, units);
-    assert_eq!(i.units_over_time.last().map(|u| u.cumulative_units), Some(units));
+    assert_eq!(
+        i.units_over_time.last().map(|u| u.cumulative_units),
+        Some(units)
+    );
     // 60 hours in day buckets: days 0, 1 and 2.
     assert_eq!(i.units_over_time.len(), 3);
     // con_100 referred orders 2, 4, ..., 10 (units 3+2+1+3+2 = 11); con_101 orders 1, 3,
     // ..., 11 (2+1+3+2+1+3 = 12).
     assert_eq!(i.top_referrers.len(), 1);
-    assert_eq!((i.top_referrers[0].key.as_str(), i.top_referrers[0].units), ("con_101", 12));
-    assert_eq!(i.by_region.iter().find(|s| s.key.is_empty()).map(|s| s.preorders), Some(3));
+    assert_eq!(
+        (i.top_referrers[0].key.as_str(), i.top_referrers[0].units),
+        ("con_101", 12)
+    );
+    assert_eq!(
+        i.by_region
+            .iter()
+            .find(|s| s.key.is_empty())
+            .map(|s| s.preorders),
+        Some(3)
+    );
     assert!(i.forecast.is_some());
     assert_eq!(i.consumers, 12);
     server.shutdown().await;

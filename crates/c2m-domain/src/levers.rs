@@ -30,7 +30,11 @@ fn ended(campaign: &Campaign, now: DateTime<Utc>) -> Option<(&'static str, DateT
         .then_some(("passed its deadline", campaign.terms.deadline))
 }
 
-fn running(campaign: &Campaign, now: DateTime<Utc>, field: &'static str) -> Result<(), DomainError> {
+fn running(
+    campaign: &Campaign,
+    now: DateTime<Utc>,
+    field: &'static str,
+) -> Result<(), DomainError> {
     match ended(campaign, now) {
         Some((how, ended_at)) => Err(Refusal::CampaignEnded {
             field,
@@ -149,7 +153,9 @@ mod tests {
     }
 
     fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).single().expect("t0")
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+            .single()
+            .expect("t0")
     }
 
     #[test]
@@ -158,16 +164,13 @@ mod tests {
         let c = campaign(now);
         let later = c.terms.deadline + Duration::days(3);
         assert!(may_extend_deadline(&c, later, now + Duration::days(1)).is_ok());
-        let (r, m) = reason(
-            may_extend_deadline(&c, now - Duration::days(1), now).expect_err("past"),
-        );
+        let (r, m) =
+            reason(may_extend_deadline(&c, now - Duration::days(1), now).expect_err("past"));
         assert_eq!(r, "DEADLINE_NOT_LATER");
         assert!(m.contains(&("field", "deadline".into())));
         let same = may_extend_deadline(&c, c.terms.deadline, now).expect_err("same");
         assert_eq!(same.reason(), "DEADLINE_NOT_LATER");
-        let (r, m) = reason(
-            may_extend_deadline(&c, later, c.terms.deadline).expect_err("passed"),
-        );
+        let (r, m) = reason(may_extend_deadline(&c, later, c.terms.deadline).expect_err("passed"));
         assert_eq!(r, "CAMPAIGN_ENDED");
         assert!(m.contains(&("field", "deadline".into())));
         assert!(m.contains(&("how", "passed its deadline".into())));
@@ -184,7 +187,9 @@ mod tests {
         assert!(may_lower_threshold(&c, 80, now).is_ok());
         assert!(may_lower_threshold(&c, 1, now).is_ok());
         assert_eq!(
-            may_lower_threshold(&c, 100, now).expect_err("same").reason(),
+            may_lower_threshold(&c, 100, now)
+                .expect_err("same")
+                .reason(),
             "THRESHOLD_NOT_LOWER"
         );
         assert_eq!(
@@ -209,7 +214,10 @@ mod tests {
         assert!(e.metadata().contains(&("field", "campaign_id".into())));
         assert!(may_cancel(&c).is_ok());
         c.cancelled_at = Some(now);
-        assert_eq!(may_cancel(&c).expect_err("twice").reason(), "CAMPAIGN_ENDED");
+        assert_eq!(
+            may_cancel(&c).expect_err("twice").reason(),
+            "CAMPAIGN_ENDED"
+        );
         assert_eq!(c.status(now), CampaignStatus::Closed);
     }
 

@@ -116,7 +116,9 @@ pub async fn advice(
         forecast,
     } = fitted;
     let terms = input.campaign.terms.clone();
-    let threshold = input.open_batch.map_or(terms.batch_threshold, |b| b.threshold);
+    let threshold = input
+        .open_batch
+        .map_or(terms.batch_threshold, |b| b.threshold);
     let deadline = model.deadline();
     let mut notes = Vec::new();
 
@@ -200,7 +202,11 @@ pub async fn advice(
         ));
     }
     if let Some(x) = &extension {
-        let days = if x.days == 1 { "1 day".to_owned() } else { format!("{} days", x.days) };
+        let days = if x.days == 1 {
+            "1 day".to_owned()
+        } else {
+            format!("{} days", x.days)
+        };
         summary.push_str(&format!(
             "; extending by {days} gives {:.2}",
             x.lock_probability

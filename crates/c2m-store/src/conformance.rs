@@ -48,17 +48,17 @@ use c2m_domain::{Progress, WorkOrderState};
 
 pub mod ledger;
 pub mod levers;
+pub use ledger::{
+    balance_window_closes_once_under_racing_sweepers, check_ledger,
+    failed_batch_releases_every_hold_exactly_once, full_price_deposit_is_ready_at_lock,
+    ledger_follows_preorders_through_lock_pay_and_forfeit,
+};
 pub use levers::{
     cancel_campaign_refunds_deposits_and_balances_once,
     cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
     close_campaign_fails_the_open_batch_and_releases_every_deposit,
     extend_deadline_only_later_while_selling, forecast_input_reads_arrivals_and_earlier_campaigns,
     insights_split_the_demand_and_add_up, lower_threshold_locks_the_open_batch_at_its_tier,
-};
-pub use ledger::{
-    balance_window_closes_once_under_racing_sweepers, check_ledger,
-    failed_batch_releases_every_hold_exactly_once, full_price_deposit_is_ready_at_lock,
-    ledger_follows_preorders_through_lock_pay_and_forfeit,
 };
 
 /// A fresh, empty database for one test case, and ways to look at it.

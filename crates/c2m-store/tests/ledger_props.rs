@@ -40,8 +40,7 @@ use c2m_domain::{
 use c2m_store::sqlite::SqliteStore;
 use c2m_store::{
     CancelCampaign, CancelPreorder, CloseCampaign, CreateCampaign, ExtendDeadline, LeversStore,
-    LowerThreshold,
-    PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
+    LowerThreshold, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
 };
 
 const SKU: &str = "prop-widget";
@@ -468,10 +467,7 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
     let m = check(store, &campaign.id, &terms, &model).await?;
     prop_assert_eq!(m.escrow, 0, "escrow left after resolution: {:?}", m);
     prop_assert_eq!(m.balances_outstanding, 0);
-    prop_assert_eq!(
-        m.merchant,
-        m.forfeited + m.settled - m.refunded_by_merchant
-    );
+    prop_assert_eq!(m.merchant, m.forfeited + m.settled - m.refunded_by_merchant);
     Ok(())
 }
 

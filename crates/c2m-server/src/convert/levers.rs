@@ -148,7 +148,11 @@ fn source(s: &SourceCount) -> pb::SourceCount {
 /// Bucket width and top count: 0 means the defaults (a day, 10); otherwise at least 60
 /// seconds and 1 to 100 referrers.
 pub fn insights_params(r: &pb::GetInsightsRequest) -> Result<(i64, i64), Status> {
-    let bucket = if r.bucket_seconds == 0 { 86_400 } else { r.bucket_seconds };
+    let bucket = if r.bucket_seconds == 0 {
+        86_400
+    } else {
+        r.bucket_seconds
+    };
     if !(60..=366 * 86_400).contains(&bucket) {
         return Err(domain_status(&DomainError::invalid(
             "bucket_seconds",

@@ -11,7 +11,9 @@ use c2m_domain::{
 };
 
 use super::ledger::check_ledger;
-use super::{consumer, create, invalid_field, key, not_found, place, precondition, spec, t0, Fixture};
+use super::{
+    consumer, create, invalid_field, key, not_found, place, precondition, spec, t0, Fixture,
+};
 use crate::{
     CancelCampaign, CloseCampaign, ExtendDeadline, LeverOutcome, LowerThreshold, PageRequest,
     PayBalance, Store, StoreError,
@@ -30,7 +32,9 @@ fn lever_at() -> DateTime<Utc> {
 }
 
 #[track_caller]
-fn refused<T: std::fmt::Debug>(r: Result<T, StoreError>) -> (&'static str, Vec<(&'static str, String)>) {
+fn refused<T: std::fmt::Debug>(
+    r: Result<T, StoreError>,
+) -> (&'static str, Vec<(&'static str, String)>) {
     let refusal: Refusal = precondition(r);
     (refusal.reason(), refusal.metadata())
 }
@@ -86,16 +90,26 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
     let old = c.terms.deadline;
     let new = old + Duration::days(3);
 
-    let (reason, meta) = refused(store.extend_deadline(&extend(&c.id, t0() - Duration::days(1)), lever_at()).await);
+    let (reason, meta) = refused(
+        store
+            .extend_deadline(&extend(&c.id, t0() - Duration::days(1)), lever_at())
+            .await,
+    );
     assert_eq!(reason, "DEADLINE_NOT_LATER");
     assert!(meta.contains(&("field", "deadline".into())), "{meta:?}");
     let (reason, _) = refused(store.extend_deadline(&extend(&c.id, old), lever_at()).await);
     assert_eq!(reason, "DEADLINE_NOT_LATER");
     let unchanged = store.get_campaign(&c.id).await.expect("get");
-    assert_eq!(unchanged.campaign.terms.deadline, old, "a refusal wrote nothing");
+    assert_eq!(
+        unchanged.campaign.terms.deadline, old,
+        "a refusal wrote nothing"
+    );
 
     let req = extend(&c.id, new);
-    let first = store.extend_deadline(&req, lever_at()).await.expect("extend");
+    let first = store
+        .extend_deadline(&req, lever_at())
+        .await
+        .expect("extend");
     assert_eq!(first.campaign.terms.deadline, new);
     let again = store
         .extend_deadline(&req, lever_at() + Duration::hours(1))
@@ -106,7 +120,13 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
     other.deadline = new + Duration::days(1);
     super::conflict(store.extend_deadline(&other, lever_at()).await);
     assert_eq!(
-        store.get_campaign(&c.id).await.expect("get").campaign.terms.deadline,
+        store
+            .get_campaign(&c.id)
+            .await
+            .expect("get")
+            .campaign
+            .terms
+            .deadline,
         new
     );
     // An order after the old deadline and before the new one is taken.
@@ -165,7 +185,10 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
 
     let (reason, meta) = refused(store.lower_threshold(&lower(&c.id, 11), lever_at()).await);
     assert_eq!(reason, "THRESHOLD_NOT_LOWER");
-    assert!(meta.contains(&("field", "batch_threshold".into())), "{meta:?}");
+    assert!(
+        meta.contains(&("field", "batch_threshold".into())),
+        "{meta:?}"
+    );
     assert_eq!(
         invalid_field(store.lower_threshold(&lower(&c.id, 0), lever_at()).await),
         "batch_threshold"
@@ -182,9 +205,15 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
 
     // At or below the units pooled: it locks now, at the tier of 7 units (36 900).
     let req = lower(&c.id, 6);
-    let six = store.lower_threshold(&req, lever_at()).await.expect("lower to 6");
+    let six = store
+        .lower_threshold(&req, lever_at())
+        .await
+        .expect("lower to 6");
     let locked = six.locked_batch.clone().expect("the open batch locked");
-    assert_eq!((locked.status, locked.units, locked.threshold), (BatchStatus::Locked, 7, 6));
+    assert_eq!(
+        (locked.status, locked.units, locked.threshold),
+        (BatchStatus::Locked, 7, 6)
+    );
     assert_eq!(locked.final_unit_price, Some(cny(36_900)));
     for (p, q) in [(&a, 4), (&b, 3)] {
         let p = store.get_preorder(&p.id).await.expect("get");
@@ -209,9 +238,7 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
 /// Closing stops selling: the open batch (short of its threshold) fails and every deposit
 /// in it is released, once; closing again is refused naming the campaign; a retry with the
 /// first key answers as the first time.
-pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(
-    fx: Arc<dyn Fixture>,
-) {
+pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     let c = create(&*store, spec(10, None)).await;
     let a = place(&*store, &c.id, &consumer(1), 3).await.expect("a");
@@ -268,9 +295,13 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
     let price = 39_900;
     let dep = 5_000;
     let a = place(&*store, &c.id, &consumer(1), 3).await.expect("a");
-    let b = place(&*store, &c.id, &consumer(2), 2).await.expect("b (locks batch 1)");
+    let b = place(&*store, &c.id, &consumer(2), 2)
+        .await
+        .expect("b (locks batch 1)");
     assert_eq!(b.status, PreorderStatus::Locked);
-    let o = place(&*store, &c.id, &consumer(3), 1).await.expect("o (open batch 2)");
+    let o = place(&*store, &c.id, &consumer(3), 1)
+        .await
+        .expect("o (open batch 2)");
     // A pays its balance; B does not (yet).
     store
         .pay_balance(
@@ -286,7 +317,10 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
         .expect("pay a");
 
     let req = cancel_all(&c.id);
-    let out = store.cancel_campaign(&req, lever_at()).await.expect("cancel");
+    let out = store
+        .cancel_campaign(&req, lever_at())
+        .await
+        .expect("cancel");
     assert_eq!(out.campaign.cancelled_at, Some(lever_at()));
     assert_eq!(out.deposits_released, 1, "the open batch's deposit");
     assert_eq!(out.preorders_refunded, 2);
@@ -325,7 +359,10 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
         .batches_past_balance_window(lever_at() + Duration::days(30), 10)
         .await
         .expect("due");
-    assert!(due.is_empty(), "a refunded batch has no balance window: {due:?}");
+    assert!(
+        due.is_empty(),
+        "a refunded batch has no balance window: {due:?}"
+    );
     let ready = store.batches_ready_for_planning(10).await.expect("ready");
     assert!(ready.iter().all(|r| r.campaign_id != c.id));
 
@@ -333,22 +370,25 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
     assert_eq!(m.refunded, 3 * price + 2 * dep);
     assert_eq!(m.refunded, m.captured + m.balances_paid);
     assert_eq!(m.refunded_by_merchant, 0);
-    assert_eq!((m.held, m.escrow, m.merchant, m.balances_outstanding), (0, 0, 0, 0));
+    assert_eq!(
+        (m.held, m.escrow, m.merchant, m.balances_outstanding),
+        (0, 0, 0, 0)
+    );
     assert_eq!(m.released, dep);
     assert_eq!(kinds(&*store, &c.id, TxnKind::Refund).await, 2);
 }
 
 /// A batch whose deposit was the full price settled to the merchant at lock: a cancel
 /// takes the refund back from the merchant, to the minor unit.
-pub async fn cancel_campaign_takes_a_settled_batch_back_from_the_merchant(
-    fx: Arc<dyn Fixture>,
-) {
+pub async fn cancel_campaign_takes_a_settled_batch_back_from_the_merchant(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     let mut s = spec(3, None);
     s.deposit = s.unit_price;
     let c = create(&*store, s).await;
     place(&*store, &c.id, &consumer(1), 1).await.expect("a");
-    let b = place(&*store, &c.id, &consumer(2), 2).await.expect("b (locks)");
+    let b = place(&*store, &c.id, &consumer(2), 2)
+        .await
+        .expect("b (locks)");
     assert_eq!(b.status, PreorderStatus::Locked);
     let before = check_ledger(&*store, &c.id).await;
     assert_eq!(before.merchant, 3 * 39_900, "settled at lock");
@@ -359,10 +399,16 @@ pub async fn cancel_campaign_takes_a_settled_batch_back_from_the_merchant(
     assert_eq!(out.preorders_refunded, 2);
     assert_eq!(out.refunded_minor, 3 * 39_900);
     let m = check_ledger(&*store, &c.id).await;
-    assert_eq!((m.refunded, m.refunded_by_merchant), (3 * 39_900, 3 * 39_900));
+    assert_eq!(
+        (m.refunded, m.refunded_by_merchant),
+        (3 * 39_900, 3 * 39_900)
+    );
     assert_eq!((m.merchant, m.escrow, m.held), (0, 0, 0));
     let queue = store.batches_ready_for_planning(10).await.expect("ready");
-    assert!(queue.iter().all(|q| q.campaign_id != c.id), "left the queue");
+    assert!(
+        queue.iter().all(|q| q.campaign_id != c.id),
+        "left the queue"
+    );
 }
 
 /// The forecast reads the campaign's own arrivals and consumer cancellations up to now, its
@@ -398,7 +444,11 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
     let open = input.open_batch.expect("open batch");
     assert_eq!((open.units, open.threshold), (5, 20));
     assert_eq!(input.earlier.len(), 1, "the closed campaign of the sku");
-    assert_eq!(input.earlier[0].deadline, lever_at(), "it stopped selling when closed");
+    assert_eq!(
+        input.earlier[0].deadline,
+        lever_at(),
+        "it stopped selling when closed"
+    );
     assert_eq!(input.earlier[0].arrivals.len(), 3);
     // Seen before the earlier campaign closed, it is not yet a prior.
     let early = store
@@ -420,7 +470,9 @@ pub async fn insights_split_the_demand_and_add_up(fx: Arc<dyn Fixture>) {
     use c2m_domain::{ConsumerId, PreorderSource};
     let store = fx.store();
     let earlier = create(&*store, spec(100, None)).await;
-    place(&*store, &earlier.id, &consumer(1), 1).await.expect("earlier");
+    place(&*store, &earlier.id, &consumer(1), 1)
+        .await
+        .expect("earlier");
     let mut s = spec(100, None);
     s.opens_at = Some(t0() + Duration::minutes(30));
     let c = create(&*store, s).await;
@@ -472,7 +524,9 @@ pub async fn insights_split_the_demand_and_add_up(fx: Arc<dyn Fixture>) {
     assert_eq!(total(&i.by_region), 15);
     assert_eq!(total(&i.by_referrer), 15);
     let units_of = |v: &[crate::SourceCount], k: &str| {
-        v.iter().find(|s| s.key == k).map(|s| (s.preorders, s.units))
+        v.iter()
+            .find(|s| s.key == k)
+            .map(|s| (s.preorders, s.units))
     };
     assert_eq!(units_of(&i.by_channel, "app"), Some((2, 5)));
     assert_eq!(units_of(&i.by_channel, "wechat"), Some((2, 5)));
@@ -496,5 +550,8 @@ pub async fn insights_split_the_demand_and_add_up(fx: Arc<dyn Fixture>) {
     assert_eq!(per_bucket, vec![(6, 6), (4, 10), (5, 15)]);
     assert_eq!(i.units_over_time[0].at, t0() + Duration::minutes(30));
     assert_eq!((i.consumers, i.returning_consumers), (5, 1));
-    not_found(store.insights(&CampaignId::generate(), 3600, 2).await, "campaign");
+    not_found(
+        store.insights(&CampaignId::generate(), 3600, 2).await,
+        "campaign",
+    );
 }

@@ -178,7 +178,9 @@ impl<D: Backend> Tx<'_, D> {
         let sql = "UPDATE batches SET refunded_at = $2, balance_due_by = NULL \
              WHERE id = $1 AND status = 'locked' AND refunded_at IS NULL";
         let done = D::query(sql, (batch.as_str(), at)).execute(self).await?;
-        crate::dialect::one(done, || format!("batch {batch} is not a locked batch to refund"))
+        crate::dialect::one(done, || {
+            format!("batch {batch} is not a locked batch to refund")
+        })
     }
 
     pub(crate) async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError> {

@@ -28,9 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use c2m_domain::forecast::{ArrivalHistory, OpenBatch};
-use c2m_domain::{
-    levers, Batch, BatchStatus, Campaign, CampaignId, DomainError, IdempotencyKey,
-};
+use c2m_domain::{levers, Batch, BatchStatus, Campaign, CampaignId, DomainError, IdempotencyKey};
 
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
@@ -273,7 +271,8 @@ pub(crate) async fn close_campaign<D: Backend>(
         Err(done) => return Ok(done),
     };
     levers::may_close(&campaign, now)?;
-    tx.set_campaign_ended(&campaign.id, "closed_at", now).await?;
+    tx.set_campaign_ended(&campaign.id, "closed_at", now)
+        .await?;
     campaign.closed_at = Some(now);
     let mut outcome = LeverOutcome::of(campaign);
     if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {

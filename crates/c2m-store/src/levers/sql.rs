@@ -135,7 +135,9 @@ impl<D: Backend> Tx<'_, D> {
     ) -> Result<(), StoreError> {
         self.held = None;
         let sql = match column {
-            "closed_at" => "UPDATE campaigns SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL",
+            "closed_at" => {
+                "UPDATE campaigns SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL"
+            }
             "cancelled_at" => {
                 "UPDATE campaigns SET cancelled_at = $2 WHERE id = $1 AND cancelled_at IS NULL"
             }
