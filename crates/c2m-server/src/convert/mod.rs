@@ -139,6 +139,9 @@ pub fn pay_balance(r: pb::PayBalanceRequest) -> Result<PayBalance, Status> {
 }
 
 pub fn place_preorder(r: pb::PlacePreorderRequest) -> Result<PlacePreorder, Status> {
+    // Fields are checked in request order: key, campaign, consumer, then the source.
+    let idempotency_key = idempotency_key(&r.idempotency_key)?;
+    let campaign_id = campaign_id(&r.campaign_id)?;
     let consumer_id = ConsumerId::parse(&r.consumer_id).map_err(invalid)?;
     let source = c2m_domain::PreorderSource::parse(
         r.channel.as_deref(),
@@ -148,8 +151,8 @@ pub fn place_preorder(r: pb::PlacePreorderRequest) -> Result<PlacePreorder, Stat
     )
     .map_err(invalid)?;
     Ok(PlacePreorder {
-        idempotency_key: idempotency_key(&r.idempotency_key)?,
-        campaign_id: campaign_id(&r.campaign_id)?,
+        idempotency_key,
+        campaign_id,
         consumer_id,
         quantity: r.quantity,
         source,
