@@ -255,6 +255,9 @@ impl Load {
             idempotency_key: format!("load-{}-{tag}-{i}", self.run),
             campaign_id: campaign.clone(),
             consumer_id: format!("consumer-{}", i % 10_000),
+            channel: None,
+            region: None,
+            referrer: None,
             quantity: 1,
         });
         req.set_timeout(self.timeout);

@@ -191,6 +191,9 @@ async fn main() -> anyhow::Result<()> {
                     idempotency_key: format!("bench-{campaign}-{i}"),
                     campaign_id: campaign.clone(),
                     consumer_id: format!("consumer-{}", i % 1000),
+                    channel: None,
+                    region: None,
+                    referrer: None,
                     quantity: 1,
                 };
                 async move { client.place_preorder(req).await.map(|_| ()) }

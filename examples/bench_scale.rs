@@ -268,6 +268,7 @@ async fn fixtures(
                 campaign_id: cs[(b / per_sku) % cs.len()].clone(),
                 consumer_id: consumer(format!("fixture-{tag2}-{}", i % 97))?,
                 quantity: 1,
+                source: Default::default(),
             })
         },
     )
@@ -288,6 +289,7 @@ async fn fixtures(
             campaign_id: probe_campaign.clone(),
             consumer_id: consumer(p.clone())?,
             quantity: 1,
+            source: Default::default(),
         })
     })
     .await?;
@@ -335,6 +337,7 @@ async fn preload(
             campaign_id: cs[rng.gen_range(0..cs.len())].clone(),
             consumer_id: consumer(format!("consumer-{}", rng.gen_range(0..consumers)))?,
             quantity: rng.gen_range(1..=3),
+            source: Default::default(),
         })
     })
     .await?;
@@ -381,6 +384,7 @@ async fn measure(
                 campaign_id: hot.clone(),
                 consumer_id: format!("hot-consumer-{}", i % 1000),
                 quantity: 1,
+                ..Default::default()
             };
             async move {
                 PreorderServiceClient::new(ch)

@@ -15,6 +15,12 @@
 //! cargo run --example storefront -- watch [--campaign cmp_...] [--after 0]   # events, live
 //! cargo run --example storefront -- webhook add http://127.0.0.1:8088/hooks '*'  # admin
 //! cargo run --example storefront -- webhook list | enable ID | disable ID | replay ID SEQ | deliveries ID
+//! cargo run --example storefront -- advice cmp_... # admin: falling short? what to do
+//! cargo run --example storefront -- insights cmp_... --format table|csv|svg
+//! cargo run --example storefront -- extend cmp_... --days 3      # admin: the levers
+//! cargo run --example storefront -- lower-threshold cmp_... --threshold 40
+//! cargo run --example storefront -- close cmp_...
+//! cargo run --example storefront -- cancel-campaign cmp_...
 //! ```
 //!
 //! Every mutating call sends an idempotency key: pass `--key` to retry a call safely,
@@ -100,6 +106,15 @@ enum Cmd {
         consumer: String,
         #[arg(long, default_value_t = 1)]
         quantity: i64,
+        /// The sales channel the order came through ("app", "wechat", ...).
+        #[arg(long)]
+        channel: Option<String>,
+        /// The consumer's region.
+        #[arg(long)]
+        region: Option<String>,
+        /// The consumer who shared the campaign.
+        #[arg(long)]
+        referrer: Option<String>,
     },
     /// List pre-orders of a consumer and/or a campaign.
     Preorders {
@@ -153,6 +168,45 @@ enum Cmd {
         #[arg(long)]
         after: Option<i64>,
     },
+    /// (Admin) Will the open batch fill? The forecast, a lower threshold that keeps the
+    /// margin at the planner's cost, and an extension.
+    Advice {
+        id: String,
+        /// Target margin, a fraction of the unit price.
+        #[arg(long, default_value_t = 0.15)]
+        margin: f64,
+        /// Lock probability an extension should reach.
+        #[arg(long, default_value_t = 0.8)]
+        target: f64,
+    },
+    /// (Admin) Who the demand is: units over time, by channel, region and referrer.
+    Insights {
+        id: String,
+        /// Width of a time bucket, in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        bucket_seconds: i64,
+        #[arg(long, default_value_t = 10)]
+        top: i64,
+        /// `table`, `csv` (units over time) or `svg` (units over time with the forecast band).
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// (Admin) Extend the deadline by some days.
+    Extend {
+        id: String,
+        #[arg(long)]
+        days: f64,
+    },
+    /// (Admin) Lower the threshold (the open batch locks at once if it meets it).
+    LowerThreshold {
+        id: String,
+        #[arg(long)]
+        threshold: i64,
+    },
+    /// (Admin) Stop selling now.
+    Close { id: String },
+    /// (Admin) Cancel the campaign: refunds everything not yet in production.
+    CancelCampaign { id: String },
     /// (Admin) Webhook endpoints: register, list, enable, disable, replay, deliveries.
     #[command(subcommand)]
     Webhook(WebhookCmd),
@@ -223,6 +277,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             channel.clone(),
             bearer.clone(),
         );
+    let mut levers = c2m_proto::v1::levers_service_client::LeversServiceClient::with_interceptor(
+        channel.clone(),
+        bearer.clone(),
+    );
     if let Cmd::Watch { campaign, after } = &args.cmd {
         let mut events = c2m_proto::v1::event_service_client::EventServiceClient::with_interceptor(
             channel, bearer,
@@ -314,6 +372,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "batches_locked": p.batches_locked,
                 "batches_failed": p.batches_failed,
                 "remaining_seconds": p.remaining_seconds,
+                "forecast": p.forecast.as_ref().map(forecast_json),
             })
         }
         Cmd::Batches { id } => {
@@ -332,6 +391,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             campaign,
             consumer,
             quantity,
+            channel,
+            region,
+            referrer,
         } => {
             let p = preorders
                 .place_preorder(pb::PlacePreorderRequest {
@@ -339,6 +401,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     campaign_id: campaign,
                     consumer_id: consumer,
                     quantity,
+                    channel,
+                    region,
+                    referrer,
                 })
                 .await?
                 .into_inner();
@@ -549,6 +614,114 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 )
             }
         },
+        Cmd::Advice { id, margin, target } => {
+            let a = levers
+                .get_advice(pb::GetAdviceRequest {
+                    campaign_id: id,
+                    margin,
+                    target_probability: target,
+                })
+                .await?
+                .into_inner();
+            serde_json::json!({
+                "summary": a.summary,
+                "falling_short": a.falling_short,
+                "expected_miss_units": a.expected_miss_units,
+                "lower_threshold": a.lower_threshold.as_ref().map(|t| serde_json::json!({
+                    "threshold": t.batch_threshold,
+                    "cost_per_unit_minor": t.cost_per_unit_minor,
+                    "margin": t.margin,
+                    "lock_probability": t.lock_probability,
+                })),
+                "extension": a.extension.as_ref().map(|x| serde_json::json!({
+                    "days": x.days,
+                    "deadline": x.deadline.as_ref().map(|t| t.seconds),
+                    "lock_probability": x.lock_probability,
+                })),
+                "forecast": a.forecast.as_ref().map(forecast_json),
+                "notes": a.notes,
+            })
+        }
+        Cmd::Insights {
+            id,
+            bucket_seconds,
+            top,
+            format,
+        } => {
+            let i = levers
+                .get_insights(pb::GetInsightsRequest {
+                    campaign_id: id,
+                    bucket_seconds,
+                    top,
+                })
+                .await?
+                .into_inner();
+            let text = match format.as_str() {
+                "table" => insights_table(&i),
+                "csv" => insights_csv(&i),
+                "svg" => insights_svg(&i, Utc::now()),
+                other => anyhow::bail!("--format must be table, csv or svg, not {other:?}"),
+            };
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{text}");
+            }
+            return Ok(());
+        }
+        Cmd::Extend { id, days } => {
+            let current = campaigns
+                .get_campaign(pb::GetCampaignRequest {
+                    campaign_id: id.clone(),
+                })
+                .await?
+                .into_inner()
+                .campaign
+                .and_then(|c| c.deadline)
+                .context("the campaign has no deadline")?;
+            let o = levers
+                .extend_deadline(pb::ExtendDeadlineRequest {
+                    idempotency_key: key.clone(),
+                    campaign_id: id,
+                    deadline: Some(prost_types::Timestamp {
+                        seconds: current.seconds + (days * 86_400.0) as i64,
+                        nanos: current.nanos,
+                    }),
+                })
+                .await?
+                .into_inner();
+            outcome_json(&o, &key)
+        }
+        Cmd::LowerThreshold { id, threshold } => {
+            let o = levers
+                .lower_threshold(pb::LowerThresholdRequest {
+                    idempotency_key: key.clone(),
+                    campaign_id: id,
+                    batch_threshold: threshold,
+                })
+                .await?
+                .into_inner();
+            outcome_json(&o, &key)
+        }
+        Cmd::Close { id } => {
+            let o = levers
+                .close_campaign(pb::CloseCampaignRequest {
+                    idempotency_key: key.clone(),
+                    campaign_id: id,
+                })
+                .await?
+                .into_inner();
+            outcome_json(&o, &key)
+        }
+        Cmd::CancelCampaign { id } => {
+            let o = levers
+                .cancel_campaign(pb::CancelCampaignRequest {
+                    idempotency_key: key.clone(),
+                    campaign_id: id,
+                })
+                .await?
+                .into_inner();
+            outcome_json(&o, &key)
+        }
     };
     #[allow(clippy::print_stdout)]
     {
@@ -625,6 +798,98 @@ fn purchase_orders_csv(orders: &[pb::PurchaseOrder]) -> String {
     out
 }
 
+fn forecast_json(f: &pb::FillForecast) -> serde_json::Value {
+    serde_json::json!({
+        "lock_probability": f.lock_probability,
+        "units_needed": f.units_needed,
+        "expected_lock_at": f.expected_lock_at.as_ref().map(|t| t.seconds),
+        "expected_shortfall": f.expected_shortfall,
+        "projected_units_p10_p50_p90": [f.projected_units_p10, f.projected_units_p50, f.projected_units_p90],
+        "prior_campaigns": f.prior_campaigns,
+        "orders_seen": f.orders_seen,
+    })
+}
+
+fn outcome_json(o: &pb::LeverOutcome, key: &str) -> serde_json::Value {
+    let c = o.campaign.clone().unwrap_or_default();
+    serde_json::json!({
+        "campaign": c.id,
+        "threshold": c.batch_threshold,
+        "deadline": c.deadline.map(|t| t.seconds),
+        "locked_batch": o.locked_batch.as_ref().map(|b| b.seq),
+        "failed_batch": o.failed_batch.as_ref().map(|b| b.seq),
+        "deposits_released": o.deposits_released,
+        "preorders_refunded": o.preorders_refunded,
+        "refunded_minor": o.refunded.as_ref().map(|m| m.minor),
+        "batches_in_production": o.batches_in_production,
+        "idempotency_key": key,
+    })
+}
+
+fn time(t: &Option<prost_types::Timestamp>) -> chrono::DateTime<Utc> {
+    t.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .unwrap_or_default()
+}
+
+fn insights_table(i: &pb::Insights) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "campaign {}: {} pre-orders, {} units ({} cancelled later), {} consumers ({} returning)",
+        i.campaign_id, i.preorders, i.units, i.cancelled_units, i.consumers, i.returning_consumers
+    );
+    if let Some(f) = &i.forecast {
+        let _ = writeln!(
+            out,
+            "forecast: {:.2} chance to lock by the deadline; {} units needed; at the deadline {}..{} units (p10..p90), {} earlier campaigns behind it",
+            f.lock_probability, f.units_needed, f.projected_units_p10, f.projected_units_p90, f.prior_campaigns
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<25} {:>9} {:>7} {:>10}",
+        "from", "pre-orders", "units", "cumulative"
+    );
+    for u in &i.units_over_time {
+        let _ = writeln!(
+            out,
+            "{:<25} {:>9} {:>7} {:>10}",
+            time(&u.at).format("%Y-%m-%d %H:%M"),
+            u.preorders,
+            u.units,
+            u.cumulative_units
+        );
+    }
+    for (title, rows) in [
+        ("channel", &i.by_channel),
+        ("region", &i.by_region),
+        ("referrer", &i.by_referrer),
+        ("top referrers", &i.top_referrers),
+    ] {
+        let _ = writeln!(
+            out,
+            "\n{:<25} {:>9} {:>7} {:>6}",
+            title, "pre-orders", "units", "share"
+        );
+        for r in rows.iter() {
+            let key = if r.key.is_empty() {
+                "(not given)"
+            } else {
+                &r.key
+            };
+            let share = 100.0 * r.units as f64 / i.units.max(1) as f64;
+            let _ = writeln!(
+                out,
+                "{:<25} {:>9} {:>7} {:>5.1}%",
+                key, r.preorders, r.units, share
+            );
+        }
+    }
+    out
+}
+
 type Authed = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
 
 /// Prints each event's JSON on a line as it arrives (heartbeats on stderr), until the
@@ -671,6 +936,168 @@ fn endpoint_json(e: &pb::WebhookEndpoint) -> serde_json::Value {
         "disabled_reason": e.disabled_reason,
         "failures": e.failures,
     })
+}
+
+fn insights_csv(i: &pb::Insights) -> String {
+    let mut out = String::from("from,preorders,units,cumulative_units\n");
+    for u in &i.units_over_time {
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            time(&u.at).to_rfc3339(),
+            u.preorders,
+            u.units,
+            u.cumulative_units
+        ));
+    }
+    out
+}
+
+/// Units ordered over time (cumulative) and, from `now` to the deadline, the forecast band:
+/// from the units now to the units projected at the deadline (p10..p90, median dashed),
+/// joined by straight lines, with the open batch's threshold.
+fn insights_svg(i: &pb::Insights, now: chrono::DateTime<Utc>) -> String {
+    use std::fmt::Write;
+    let (w, h, left, right, top, bottom) = (760.0, 420.0, 64.0, 24.0, 40.0, 56.0);
+    let opens = time(&i.opens_at);
+    let deadline = time(&i.deadline);
+    let span = (deadline - opens).num_seconds().max(1) as f64;
+    let cum_now = i.units_over_time.last().map_or(0, |u| u.cumulative_units);
+    let now = now.clamp(opens, deadline);
+    // The band ahead, in cumulative units ordered: what is to come is the projection less
+    // the units already in the open batch.
+    let band = i.forecast.as_ref().map(|f| {
+        let ahead = |p: i64| cum_now + (p - i.open_batch_units).max(0);
+        (
+            ahead(f.projected_units_p10),
+            ahead(f.projected_units_p50),
+            ahead(f.projected_units_p90),
+            cum_now + f.units_needed,
+        )
+    });
+    let ymax = band
+        .map_or(cum_now, |(_, _, p90, lock)| p90.max(lock))
+        .max(cum_now)
+        .max(1) as f64
+        * 1.1;
+    let x = |t: chrono::DateTime<Utc>| {
+        left + (w - left - right) * ((t - opens).num_seconds() as f64 / span).clamp(0.0, 1.0)
+    };
+    let y = |u: f64| h - bottom - (h - top - bottom) * (u / ymax);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{left}" y="24" font-size="15">Units ordered, campaign {}</text>"#,
+        i.campaign_id
+    );
+    // Axes and grid.
+    for k in 0..=4 {
+        let u = ymax / 1.1 * k as f64 / 4.0;
+        let yy = y(u);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{:.0}</text>"##,
+            w - right,
+            left - 6.0,
+            yy + 4.0,
+            u
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#333"/>"##,
+        h - bottom,
+        w - right,
+        h - bottom
+    );
+    for k in 0..=4 {
+        let t = opens + chrono::Duration::seconds((span * k as f64 / 4.0) as i64);
+        let anchor = match k {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
+            x(t),
+            h - bottom + 18.0,
+            t.format("%m-%d %H:%M")
+        );
+    }
+    // The forecast band and the threshold ahead.
+    if let Some((p10, p50, p90, lock)) = band {
+        let (x0, x1) = (x(now), x(deadline));
+        let c = cum_now as f64;
+        let _ = writeln!(
+            s,
+            r##"<polygon points="{x0:.1},{:.1} {x1:.1},{:.1} {x1:.1},{:.1}" fill="#4a90d9" fill-opacity="0.25" stroke="none"/>"##,
+            y(c),
+            y(p90 as f64),
+            y(p10 as f64)
+        );
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x0:.1}" y1="{:.1}" x2="{x1:.1}" y2="{:.1}" stroke="#4a90d9" stroke-dasharray="6 4" stroke-width="2"/>"##,
+            y(c),
+            y(p50 as f64)
+        );
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c0392b" stroke-dasharray="3 3"/><text x="{:.1}" y="{:.1}" fill="#c0392b">open batch locks at {lock}</text>"##,
+            y(lock as f64),
+            w - right,
+            y(lock as f64),
+            left + 6.0,
+            y(lock as f64) - 5.0
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" fill="#2c6aa8" text-anchor="end">forecast p10..p90 at the deadline: {p10}..{p90}</text>"##,
+            x1 - 4.0,
+            y(p90 as f64) - 6.0
+        );
+    }
+    // Cumulative units ordered, through the end of each bucket.
+    let mut points = vec![format!("{:.1},{:.1}", x(opens), y(0.0))];
+    for u in &i.units_over_time {
+        let end = (time(&u.at) + chrono::Duration::seconds(i.bucket_seconds)).min(now);
+        points.push(format!("{:.1},{:.1}", x(end), y(u.cumulative_units as f64)));
+    }
+    points.push(format!("{:.1},{:.1}", x(now), y(cum_now as f64)));
+    let _ = writeln!(
+        s,
+        r##"<polyline points="{}" fill="none" stroke="#222" stroke-width="2"/>"##,
+        points.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        r##"<line x1="{:.1}" y1="{top}" x2="{:.1}" y2="{:.1}" stroke="#888" stroke-dasharray="2 4"/><text x="{:.1}" y="{:.1}" fill="#555">now</text>"##,
+        x(now),
+        x(now),
+        h - bottom,
+        x(now) + 4.0,
+        top + 12.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#222" stroke-width="2"/><text x="{:.1}" y="{:.1}">units ordered (cumulative)</text><rect x="{:.1}" y="{:.1}" width="20" height="10" fill="#4a90d9" fill-opacity="0.25"/><text x="{:.1}" y="{:.1}">forecast band to the deadline (p10..p90, median dashed)</text>"##,
+        h - 14.0,
+        left + 20.0,
+        h - 14.0,
+        left + 26.0,
+        h - 10.0,
+        left + 220.0,
+        h - 19.0,
+        left + 246.0,
+        h - 10.0
+    );
+    let _ = writeln!(s, "</svg>");
+    s
 }
 
 fn status_name(s: Result<&'static str, prost::UnknownEnumValue>) -> String {

@@ -131,6 +131,9 @@ async fn main() -> anyhow::Result<()> {
                     idempotency_key: format!("story-{run}-{campaign}-{n}"),
                     campaign_id: campaign.clone(),
                     consumer_id: format!("consumer-{}", n % 37),
+                    channel: None,
+                    region: None,
+                    referrer: None,
                     quantity: 1 + (n % 3),
                 })
                 .await?

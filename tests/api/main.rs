@@ -20,6 +20,7 @@ mod factory_crash;
 mod factory_e2e;
 mod hostile_grpc;
 mod ledger_e2e;
+mod levers_e2e;
 mod limits;
 mod mixed_crash;
 mod planning_e2e;

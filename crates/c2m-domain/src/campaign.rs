@@ -398,7 +398,7 @@ pub enum CampaignStatus {
     Scheduled,
     /// Taking pre-orders.
     Open,
-    /// At or past the deadline, or sold out to its total cap.
+    /// At or past the deadline, closed or cancelled by the merchant.
     Closed,
 }
 
@@ -408,11 +408,30 @@ pub struct Campaign {
     pub id: CampaignId,
     pub terms: CampaignTerms,
     pub created_at: DateTime<Utc>,
+    /// When the merchant closed it early (stopped selling before the deadline); see
+    /// [`crate::levers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
+    /// When the merchant cancelled it (every pre-order not in production refunded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 impl Campaign {
+    /// The moment it stopped (or will stop) selling: its deadline, or earlier when the
+    /// merchant closed or cancelled it.
+    pub fn selling_ends(&self) -> DateTime<Utc> {
+        [self.closed_at, self.cancelled_at]
+            .into_iter()
+            .flatten()
+            .fold(self.terms.deadline, DateTime::min)
+    }
+
+    /// Where the campaign stands at `now`. A campaign the merchant closed or cancelled is
+    /// closed from then on whatever `now` a caller brings (a replica's clock a little
+    /// behind must not sell past a close).
     pub fn status(&self, now: DateTime<Utc>) -> CampaignStatus {
-        if now >= self.terms.deadline {
+        if self.closed_at.is_some() || self.cancelled_at.is_some() || now >= self.terms.deadline {
             CampaignStatus::Closed
         } else if now < self.terms.opens_at {
             CampaignStatus::Scheduled

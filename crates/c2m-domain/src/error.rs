@@ -234,6 +234,39 @@ pub enum Refusal {
     #[error("the catalogue is empty: import a scenario first")]
     CatalogueEmpty,
 
+    // --- The merchant's levers (extend, lower, close, cancel) ---------------------------
+    /// The campaign no longer sells (its deadline passed, or it was closed or cancelled),
+    /// so the lever cannot apply; `field` is the request field that cannot be honoured.
+    #[error("the campaign {how} at {}; {field} cannot be changed", .ended_at.to_rfc3339())]
+    CampaignEnded {
+        field: &'static str,
+        how: &'static str,
+        ended_at: DateTime<Utc>,
+    },
+    /// A deadline may only move later (and so never into the past).
+    #[error(
+        "{field} {} is not after the current deadline {}; a deadline can only be extended",
+        .requested.to_rfc3339(),
+        .current.to_rfc3339()
+    )]
+    DeadlineNotLater {
+        field: &'static str,
+        current: DateTime<Utc>,
+        requested: DateTime<Utc>,
+    },
+    /// A threshold may only be lowered.
+    #[error("{field} {requested} is not below the current threshold {current}; a threshold can only be lowered")]
+    ThresholdNotLower {
+        field: &'static str,
+        current: i64,
+        requested: i64,
+    },
+
+    /// Advice needs a forecast, and there is none: no batch is open, or the campaign does
+    /// not sell now.
+    #[error("the campaign has no open batch to forecast (it does not sell now, or no order opened a batch yet)")]
+    NothingToForecast,
+
     // --- Planning ---------------------------------------------------------------------
     /// No batch is waiting for planning.
     #[error("no batches are waiting for planning")]
@@ -338,6 +371,10 @@ impl Refusal {
             OverReceived { .. } => "OVER_RECEIVED",
             PurchaseOrderCancelled { .. } => "PURCHASE_ORDER_CANCELLED",
             PurchaseOrderNotOpen { .. } => "PURCHASE_ORDER_NOT_OPEN",
+            CampaignEnded { .. } => "CAMPAIGN_ENDED",
+            DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
+            ThresholdNotLower { .. } => "THRESHOLD_NOT_LOWER",
+            NothingToForecast => "NOTHING_TO_FORECAST",
         }
     }
 
@@ -370,7 +407,8 @@ impl Refusal {
                 vec![("what", (*what).to_owned()), ("units", n(units))]
             }
             BatchNotOpen | AlreadyCancelled | PreorderCancelled | BatchNotLocked | BatchFailed
-            | DepositForfeited | BalanceAlreadyPaid | CatalogueEmpty | NothingToPlan => vec![],
+            | DepositForfeited | BalanceAlreadyPaid | CatalogueEmpty | NothingToPlan
+            | NothingToForecast => vec![],
             BalanceWindowClosed { closed_at } => vec![("closedAt", t(closed_at))],
             HoldAlreadyResolved { was, to } => {
                 vec![("was", (*was).to_owned()), ("to", (*to).to_owned())]
@@ -431,6 +469,33 @@ impl Refusal {
             } => vec![
                 ("purchaseOrderId", purchase_order.clone()),
                 ("state", state.clone()),
+            ],
+            CampaignEnded {
+                field,
+                how,
+                ended_at,
+            } => vec![
+                ("field", (*field).to_owned()),
+                ("how", (*how).to_owned()),
+                ("endedAt", t(ended_at)),
+            ],
+            DeadlineNotLater {
+                field,
+                current,
+                requested,
+            } => vec![
+                ("field", (*field).to_owned()),
+                ("deadline", t(current)),
+                ("requested", t(requested)),
+            ],
+            ThresholdNotLower {
+                field,
+                current,
+                requested,
+            } => vec![
+                ("field", (*field).to_owned()),
+                ("threshold", n(current)),
+                ("requested", n(requested)),
             ],
         }
     }

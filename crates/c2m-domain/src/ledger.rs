@@ -25,6 +25,7 @@
 //! | `balance` | the consumer pays the balance          | consumer −b, escrow +b           |
 //! | `forfeit` | the balance window closes unpaid       | escrow −d, merchant +d           |
 //! | `settle`  | the balance window closes (or at lock when nothing is left to pay) | escrow −paid, merchant +paid |
+//! | `refund`  | the merchant cancels the campaign (a locked batch not in production) | escrow (or merchant, once settled) −(d+b), consumer +(d+b) |
 //!
 //! A hold is a pending transfer: it is resolved exactly once, by `capture` or by `release`
 //! ([`HoldState`]); the store backs this with a unique index per pre-order and kind and a
@@ -89,16 +90,20 @@ pub enum TxnKind {
     Balance,
     Forfeit,
     Settle,
+    /// A cancelled campaign gives a consumer back what it took: the captured deposit and
+    /// the paid balance, from escrow (or from the merchant, once the batch settled).
+    Refund,
 }
 
 impl TxnKind {
-    pub const ALL: [TxnKind; 6] = [
+    pub const ALL: [TxnKind; 7] = [
         TxnKind::Hold,
         TxnKind::Release,
         TxnKind::Capture,
         TxnKind::Balance,
         TxnKind::Forfeit,
         TxnKind::Settle,
+        TxnKind::Refund,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -109,6 +114,7 @@ impl TxnKind {
             TxnKind::Balance => "balance",
             TxnKind::Forfeit => "forfeit",
             TxnKind::Settle => "settle",
+            TxnKind::Refund => "refund",
         }
     }
 
@@ -268,6 +274,13 @@ pub struct CampaignMoney {
     pub escrow: i64,
     /// What the merchant has earned (balance of `merchant:<campaign>`).
     pub merchant: i64,
+    /// Captured deposits and paid balances given back because the campaign was cancelled
+    /// (sum of `refund`).
+    #[serde(default)]
+    pub refunded: i64,
+    /// The part of `refunded` taken back from the merchant (batches that had settled).
+    #[serde(default)]
+    pub refunded_by_merchant: i64,
 }
 
 impl CampaignMoney {
@@ -281,14 +294,17 @@ impl CampaignMoney {
                 self.held + self.captured + self.released,
             ),
             (
-                "escrow = captured + balances paid - forfeited - settled",
+                "escrow = captured + balances paid - forfeited - settled - refunded from escrow",
                 self.escrow,
-                self.captured + self.balances_paid - self.forfeited - self.settled,
+                self.captured + self.balances_paid
+                    - self.forfeited
+                    - self.settled
+                    - (self.refunded - self.refunded_by_merchant),
             ),
             (
-                "merchant = forfeited + settled",
+                "merchant = forfeited + settled - refunded by the merchant",
                 self.merchant,
-                self.forfeited + self.settled,
+                self.forfeited + self.settled - self.refunded_by_merchant,
             ),
         ];
         for (rule, left, right) in rules {
@@ -366,6 +382,9 @@ pub enum MoneyState {
     Paid,
     /// The balance was not paid in time; the deposit went to the merchant.
     Forfeited,
+    /// The merchant cancelled the campaign: the captured deposit and any paid balance came
+    /// back in full.
+    Refunded,
 }
 
 /// The balance a pre-order owes once its batch locks at `final_unit_price`: the full price
@@ -558,6 +577,7 @@ mod tests {
                 balance_due_by: Some(now + chrono::Duration::hours(1)),
                 balance_paid_at: None,
                 forfeited_at: None,
+                refunded_at: None,
             },
         };
         assert_eq!(

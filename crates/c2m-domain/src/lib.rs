@@ -33,6 +33,7 @@ pub mod forecast;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
+pub mod levers;
 pub mod money;
 pub mod page;
 pub mod pooling;
@@ -53,6 +54,6 @@ pub use ledger::{
 pub use money::{Currency, Money};
 pub use page::{Page, PageRequest};
 pub use pooling::{Admission, PoolState};
-pub use preorder::{Batch, BatchStatus, Preorder, PreorderMoney, PreorderStatus};
+pub use preorder::{Batch, BatchStatus, Preorder, PreorderMoney, PreorderSource, PreorderStatus};
 pub use pricing::{PriceLadder, PriceTier, TierPosition};
 pub use production::{Progress, Tally, WorkOrderState};

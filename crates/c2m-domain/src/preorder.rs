@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{HoldState, MoneyState};
-use crate::{BatchId, CampaignId, ConsumerId, Money, PreorderId};
+use crate::{BatchId, CampaignId, ConsumerId, DomainError, Money, PreorderId};
 
 /// A batch's life: it is open while it pools, then locks or fails exactly once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,12 +138,18 @@ pub struct PreorderMoney {
     /// When the balance was paid (also set at lock when the balance is zero).
     pub balance_paid_at: Option<DateTime<Utc>>,
     pub forfeited_at: Option<DateTime<Utc>>,
+    /// When a cancelled campaign refunded the captured deposit and the paid balance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_at: Option<DateTime<Utc>>,
 }
 
 impl Preorder {
     /// Where the money stands (derived, so it cannot disagree with the stored facts).
     pub fn money_state(&self) -> MoneyState {
         let m = &self.money;
+        if m.refunded_at.is_some() {
+            return MoneyState::Refunded;
+        }
         match m.hold {
             HoldState::Held => MoneyState::DepositHeld,
             HoldState::Released => MoneyState::DepositReleased,
@@ -196,5 +202,111 @@ impl Preorder {
                 .unwrap_or(Money::zero(self.deposit_total.currency)),
             _ => Money::zero(self.deposit_total.currency),
         }
+    }
+}
+
+/// Where a pre-order's demand came from, when the storefront says: the sales channel, the
+/// consumer's region, and the consumer who shared the campaign. Each is optional; an empty
+/// source is what every pre-order had before sources existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreorderSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<ConsumerId>,
+}
+
+/// The longest channel or region accepted.
+pub const MAX_SOURCE_CHARS: usize = 64;
+
+impl PreorderSource {
+    pub fn is_empty(&self) -> bool {
+        self.channel.is_none() && self.region.is_none() && self.referrer.is_none()
+    }
+
+    /// Parses what a request gives (absent or blank means not given): a channel and a region
+    /// of at most [`MAX_SOURCE_CHARS`] characters without control characters, a referrer
+    /// that is a consumer id and not `consumer` itself. Errors name the field.
+    pub fn parse(
+        channel: Option<&str>,
+        region: Option<&str>,
+        referrer: Option<&str>,
+        consumer: &ConsumerId,
+    ) -> Result<PreorderSource, DomainError> {
+        fn label(field: &str, v: Option<&str>) -> Result<Option<String>, DomainError> {
+            let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+                return Ok(None);
+            };
+            if v.chars().count() > MAX_SOURCE_CHARS {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("must be at most {MAX_SOURCE_CHARS} characters"),
+                ));
+            }
+            if v.chars().any(char::is_control) {
+                return Err(DomainError::invalid(
+                    field,
+                    "must not contain control characters",
+                ));
+            }
+            Ok(Some(v.to_owned()))
+        }
+        let referrer = match referrer.map(str::trim).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(r) => Some(ConsumerId::parse(r).map_err(|e| match e {
+                DomainError::InvalidArgument { reason, .. } => {
+                    DomainError::invalid("referrer", reason)
+                }
+                other => other,
+            })?),
+        };
+        let source = PreorderSource {
+            channel: label("channel", channel)?,
+            region: label("region", region)?,
+            referrer,
+        };
+        source.check(consumer)?;
+        Ok(source)
+    }
+
+    /// The rule a stored source keeps: a consumer does not refer themselves.
+    pub fn check(&self, consumer: &ConsumerId) -> Result<(), DomainError> {
+        if self.referrer.as_ref() == Some(consumer) {
+            return Err(DomainError::invalid(
+                "referrer",
+                "must not be the consumer who places the pre-order",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn a_source_names_the_bad_field() {
+        let me = ConsumerId::parse("con_1").expect("id");
+        let field = |e: DomainError| match e {
+            DomainError::InvalidArgument { field, .. } => field,
+            other => panic!("{other:?}"),
+        };
+        let ok = PreorderSource::parse(Some(" app "), Some("SH"), Some("con_2"), &me).expect("ok");
+        assert_eq!(ok.channel.as_deref(), Some("app"));
+        assert_eq!(ok.referrer.as_ref().map(|r| r.as_str()), Some("con_2"));
+        let blank = PreorderSource::parse(Some(""), None, Some("  "), &me).expect("blank");
+        assert!(blank.is_empty());
+        let own = PreorderSource::parse(None, None, Some("con_1"), &me).expect_err("self");
+        assert_eq!(field(own), "referrer");
+        let long = "x".repeat(MAX_SOURCE_CHARS + 1);
+        let e = PreorderSource::parse(Some(&long), None, None, &me).expect_err("long");
+        assert_eq!(field(e), "channel");
+        let e = PreorderSource::parse(None, Some("a\nb"), None, &me).expect_err("control");
+        assert_eq!(field(e), "region");
+        let e = PreorderSource::parse(None, None, Some("a b"), &me).expect_err("bad id");
+        assert_eq!(field(e), "referrer");
     }
 }

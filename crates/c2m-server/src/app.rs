@@ -21,6 +21,7 @@ use c2m_proto::v1::catalogue_service_server::CatalogueServiceServer;
 use c2m_proto::v1::event_service_server::EventServiceServer;
 use c2m_proto::v1::factory_service_server::FactoryServiceServer;
 use c2m_proto::v1::ledger_service_server::LedgerServiceServer;
+use c2m_proto::v1::levers_service_server::LeversServiceServer;
 use c2m_proto::v1::planning_service_server::PlanningServiceServer;
 use c2m_proto::v1::preorder_service_server::PreorderServiceServer;
 use c2m_proto::v1::purchasing_service_server::PurchasingServiceServer;
@@ -33,6 +34,7 @@ use crate::services::catalogue::CatalogueSvc;
 use crate::services::events::EventSvc;
 use crate::services::factory::{Deliveries, FactorySvc};
 use crate::services::ledger::LedgerSvc;
+use crate::services::levers::LeversSvc;
 use crate::services::planning::PlanningSvc;
 use crate::services::preorder::PreorderSvc;
 use crate::services::purchasing::PurchasingSvc;
@@ -171,6 +173,9 @@ impl Application {
             .set_serving::<CatalogueServiceServer<CatalogueSvc>>()
             .await;
         health_reporter
+            .set_serving::<LeversServiceServer<LeversSvc>>()
+            .await;
+        health_reporter
             .set_serving::<PlanningServiceServer<PlanningSvc>>()
             .await;
         health_reporter
@@ -278,6 +283,11 @@ impl Application {
             )
             .add_service(
                 CatalogueServiceServer::new(CatalogueSvc(ctx.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                LeversServiceServer::new(LeversSvc(ctx.clone()))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )

@@ -12,6 +12,8 @@
 //! - [`limits`]: load shedding (RESOURCE_EXHAUSTED beyond `--max-in-flight`).
 //! - [`convert`]: protobuf <-> domain conversions; request validation errors name the field.
 //! - [`status`]: the one function that turns a store or domain error into a gRPC status.
+//! - [`forecast`]: the open batch's fill forecast (store input, domain maths) and the
+//!   advice that joins it with the planner's cost of the sku.
 //! - [`planning`]: planning cycles (queue → scenario → planner → stored plan) and the
 //!   catalogue ↔ scenario conversions.
 //! - [`sweeper`]: the background task that fails batches at their campaign's deadline.
@@ -30,6 +32,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod forecast;
 pub mod limits;
 pub mod planning;
 pub mod services;

@@ -446,6 +446,8 @@ fn check_create_campaign(
         id: CampaignId::generate(),
         terms: terms.clone(),
         created_at: now,
+        closed_at: None,
+        cancelled_at: None,
     };
     let shown = convert::campaign(&campaign, now);
     prop_assert_eq!(shown.price_ladder.len(), terms.price_ladder.tiers().len());
@@ -529,6 +531,9 @@ fn preorder_requests_are_refused_by_field_or_accepted_whole() {
             idempotency_key: key.clone(),
             campaign_id: id.clone(),
             consumer_id: consumer.clone(),
+            channel: None,
+            region: None,
+            referrer: None,
             quantity,
         }) {
             Ok(cmd) => {

@@ -53,11 +53,19 @@ pub use events::{
     webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
 };
 pub mod ledger;
+pub mod levers;
 pub mod purchasing;
 pub use ledger::{
     balance_window_closes_once_under_racing_sweepers, check_ledger,
     failed_batch_releases_every_hold_exactly_once, full_price_deposit_is_ready_at_lock,
     ledger_follows_preorders_through_lock_pay_and_forfeit,
+};
+pub use levers::{
+    cancel_campaign_refunds_deposits_and_balances_once,
+    cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
+    close_campaign_fails_the_open_batch_and_releases_every_deposit,
+    extend_deadline_only_later_while_selling, forecast_input_reads_arrivals_and_earlier_campaigns,
+    insights_split_the_demand_and_add_up, lower_threshold_locks_the_open_batch_at_its_tier,
 };
 pub use purchasing::{
     a_promise_gives_due_dates_and_plans_give_ship_dates,
@@ -143,6 +151,14 @@ macro_rules! conformance_cases {
             refused_and_replayed_writes_append_no_event,
             concurrent_writes_are_numbered_in_commit_order,
             webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
+            // The merchant's levers and the forecast's input (`conformance/levers.rs`).
+            extend_deadline_only_later_while_selling,
+            lower_threshold_locks_the_open_batch_at_its_tier,
+            close_campaign_fails_the_open_batch_and_releases_every_deposit,
+            cancel_campaign_refunds_deposits_and_balances_once,
+            cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
+            forecast_input_reads_arrivals_and_earlier_campaigns,
+            insights_split_the_demand_and_add_up,
             // The catalogue.
             catalogue_changes_and_the_sku_rule,
             // Planning.
@@ -459,6 +475,7 @@ fn place_req(campaign: &CampaignId, who: &ConsumerId, quantity: i64) -> PlacePre
         campaign_id: campaign.clone(),
         consumer_id: who.clone(),
         quantity,
+        source: Default::default(),
     }
 }
 
@@ -1883,6 +1900,7 @@ pub async fn placements_together_answer_as_one_at_a_time(fx: Arc<dyn Fixture>) {
                     campaign_id: campaign.id.clone(),
                     consumer_id: consumer(*who),
                     quantity: *quantity,
+                    source: Default::default(),
                 })
                 .collect()
         };
@@ -2869,6 +2887,7 @@ mod registry {
             include_str!("conformance/ledger.rs"),
             include_str!("conformance/purchasing.rs"),
             include_str!("conformance/events.rs"),
+            include_str!("conformance/levers.rs"),
         ] {
             // Functions start a line; mentions in comments do not.
             for (at, _) in source.match_indices("\npub async fn ") {

@@ -29,6 +29,8 @@
 //! - [`events`]: the storefront events, appended in the same transaction as the change
 //!   they tell of (a transactional outbox), numbered in commit order; [`webhooks`]: the
 //!   endpoints events are POSTed to, their cursors, leases and delivery log.
+//! - [`levers`]: the merchant's levers (extend, lower, close, cancel) and the reads built
+//!   on a campaign's history (the fill forecast's input, the demand's insights).
 //! - `idempotency`: the keys every mutating call is recorded under.
 //!
 //! Under them, three shared modules, each written once:
@@ -113,6 +115,10 @@ pub use factory::{
     BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress,
     WorkOrderStatus,
 };
+pub use levers::{
+    CancelCampaign, CloseCampaign, ExtendDeadline, ForecastInput, Insights, LeverOutcome,
+    LeversStore, LowerThreshold, SourceCount, UnitsAt,
+};
 pub use planning::{
     NewPlan, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
 };
@@ -130,6 +136,7 @@ pub mod events;
 pub mod factory;
 mod idempotency;
 mod ledger;
+pub mod levers;
 pub mod planning;
 mod pooling;
 pub mod purchasing;
@@ -159,6 +166,10 @@ pub struct PlacePreorder {
     pub campaign_id: CampaignId,
     pub consumer_id: ConsumerId,
     pub quantity: i64,
+    /// Where the demand came from; left out of the fingerprint when empty, so requests made
+    /// before sources existed fingerprint as they did.
+    #[serde(default, skip_serializing_if = "c2m_domain::PreorderSource::is_empty")]
+    pub source: c2m_domain::PreorderSource,
 }
 
 /// A request to cancel a pre-order. `consumer_id`, when given, must own the pre-order; the
@@ -248,6 +259,7 @@ pub trait Store:
     + TokenStore
     + EventStore
     + WebhookStore
+    + LeversStore
     + Send
     + Sync
     + 'static

@@ -31,6 +31,9 @@ pub trait PaymentProvider: Send + Sync + 'static {
     fn charge(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
     /// Captured money goes to the merchant (settlement or forfeit).
     fn pay_out(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
+    /// Captured money (deposit and paid balance) goes back to the consumer: the merchant
+    /// cancelled the campaign.
+    fn refund(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
 }
 
 /// The built-in provider: the ledger is the whole record; nothing is sent anywhere.
@@ -51,6 +54,9 @@ impl PaymentProvider for LedgerOnly {
         Ok(())
     }
     fn charge(&self, _: &LedgerTxn) -> Result<(), DomainError> {
+        Ok(())
+    }
+    fn refund(&self, _: &LedgerTxn) -> Result<(), DomainError> {
         Ok(())
     }
     fn pay_out(&self, _: &LedgerTxn) -> Result<(), DomainError> {

@@ -3,14 +3,17 @@
 //! Each case creates its own campaign (random threshold, deposit, price ladder and balance
 //! window) and drives a random sequence of operations against it: place, cancel, retry a
 //! placement with its key, pay a balance (right, wrong, or again with the key), let time
-//! pass, close due balance windows, sweep the deadline, restart the store. After every step
-//! it checks the four invariants of issue 7 against the store:
+//! pass, close due balance windows, sweep the deadline, restart the store, and the
+//! merchant's levers of issue 17 (extend the deadline, lower the threshold, close, cancel
+//! the campaign; each sent twice with its key, the retry answering as the first time).
+//! After every step it checks the four invariants of issue 7 against the store:
 //!
 //! 1. every ledger transaction balances and the sum over all accounts is zero;
 //! 2. per campaign, deposited = held + captured + released (and the other identities of
 //!    `CampaignMoney::check`), and once the campaign has resolved nothing is held;
 //! 3. each hold resolves exactly once: one `hold` movement per pre-order, at most one
-//!    capture or release, matching the pre-order's hold state;
+//!    capture or release, matching the pre-order's hold state; at most one `refund`, given
+//!    exactly to the captured pre-orders a campaign cancel took back;
 //! 4. a locked batch holds at least its threshold (units at lock); a failed batch has
 //!    every deposit released.
 //!
@@ -36,7 +39,8 @@ use c2m_domain::{
 };
 use c2m_store::sqlite::SqliteStore;
 use c2m_store::{
-    CancelPreorder, CreateCampaign, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
+    CancelCampaign, CancelPreorder, CloseCampaign, CreateCampaign, ExtendDeadline, LeversStore,
+    LowerThreshold, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
 };
 
 const SKU: &str = "prop-widget";
@@ -62,6 +66,10 @@ enum Op {
     CloseWindows,
     SweepDeadline,
     Restart,
+    Extend { hours: i64 },
+    Lower { by: i64 },
+    Close,
+    CancelCampaign,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +121,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::CloseWindows),
         1 => Just(Op::SweepDeadline),
         1 => Just(Op::Restart),
+        1 => (-24i64..72).prop_map(|hours| Op::Extend { hours }),
+        1 => (0i64..4).prop_map(|by| Op::Lower { by }),
+        1 => Just(Op::Close),
+        1 => Just(Op::CancelCampaign),
     ]
 }
 
@@ -144,6 +156,11 @@ struct Model {
     deposited: i64,
     balances_paid: i64,
     deadline_swept: bool,
+    /// The campaign's deadline and threshold as the levers left them.
+    deadline: chrono::DateTime<Utc>,
+    threshold: i64,
+    closed: bool,
+    cancelled: bool,
 }
 
 fn key(n: &mut u64) -> IdempotencyKey {
@@ -208,7 +225,11 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
         .map_err(|e| TestCaseError::fail(format!("create: {e:?}")))?;
     let terms = campaign.terms.clone();
     let mut now = t0 + Duration::minutes(1);
-    let mut model = Model::default();
+    let mut model = Model {
+        deadline,
+        threshold: t.threshold,
+        ..Model::default()
+    };
 
     for op in ops {
         let store = db.store();
@@ -219,6 +240,7 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                     campaign_id: campaign.id.clone(),
                     consumer_id: ConsumerId::parse(&format!("con_{consumer}")).expect("id"),
                     quantity,
+                    source: Default::default(),
                 };
                 match store.place_preorder(&req, now).await {
                     Ok(p) => {
@@ -227,7 +249,8 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                         model.placed.push((req, p));
                     }
                     Err(e) => {
-                        prop_assert!(now >= deadline, "place refused while open: {:?}", e);
+                        let selling = now < model.deadline && !model.closed && !model.cancelled;
+                        prop_assert!(!selling, "place refused while open: {:?}", e);
                     }
                 }
             }
@@ -257,7 +280,11 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                 let current = store.get_preorder(&p.id).await.expect("get");
                 // The balance the test expects, from the terms and the batch at lock.
                 let expected_due = match current.money.final_unit_price {
-                    Some(_) if current.cancelled_at.is_none() => {
+                    // A refunded pre-order keeps the balance it owed at lock on record.
+                    Some(_)
+                        if current.cancelled_at.is_none()
+                            || current.money.refunded_at.is_some() =>
+                    {
                         let batch = store
                             .list_batches(&campaign.id)
                             .await
@@ -322,18 +349,109 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                     .fail_open_batch_at_deadline(&campaign.id, now)
                     .await
                     .expect("sweep");
-                if now >= deadline {
+                if now >= model.deadline {
                     model.deadline_swept = true;
                 }
             }
             Op::Restart => db.restart().await,
+            Op::Extend { hours } => {
+                let selling = now < model.deadline && !model.closed && !model.cancelled;
+                let to = model.deadline + Duration::hours(hours);
+                let req = ExtendDeadline {
+                    idempotency_key: key(&mut keys),
+                    campaign_id: campaign.id.clone(),
+                    deadline: to,
+                };
+                let before = store.get_campaign(&campaign.id).await.expect("get");
+                let r = store.extend_deadline(&req, now).await;
+                if selling && hours > 0 {
+                    let out = r.map_err(|e| TestCaseError::fail(format!("extend: {e:?}")))?;
+                    prop_assert_eq!(out.campaign.terms.deadline, to);
+                    let again = store.extend_deadline(&req, now).await.expect("retry");
+                    prop_assert_eq!(again, out);
+                    model.deadline = to;
+                } else {
+                    refused(&r)?;
+                    let after = store.get_campaign(&campaign.id).await.expect("get");
+                    prop_assert_eq!(before, after, "a refused extension wrote");
+                }
+            }
+            Op::Lower { by } => {
+                let selling = now < model.deadline && !model.closed && !model.cancelled;
+                let to = model.threshold - by;
+                let req = LowerThreshold {
+                    idempotency_key: key(&mut keys),
+                    campaign_id: campaign.id.clone(),
+                    batch_threshold: to,
+                };
+                let open = store
+                    .list_batches(&campaign.id)
+                    .await
+                    .expect("batches")
+                    .into_iter()
+                    .find(|b| b.status == BatchStatus::Open);
+                let before = store.campaign_money(&campaign.id).await.expect("money");
+                let r = store.lower_threshold(&req, now).await;
+                if selling && by > 0 && to > 0 {
+                    let out = r.map_err(|e| TestCaseError::fail(format!("lower: {e:?}")))?;
+                    let locks = open.as_ref().is_some_and(|b| b.units >= to);
+                    prop_assert_eq!(out.locked_batch.is_some(), locks);
+                    let again = store.lower_threshold(&req, now).await.expect("retry");
+                    prop_assert_eq!(again, out);
+                    model.threshold = to;
+                } else {
+                    refused(&r)?;
+                    let after = store.campaign_money(&campaign.id).await.expect("money");
+                    prop_assert_eq!(before, after, "a refused lowering moved money");
+                }
+            }
+            Op::Close => {
+                let selling = now < model.deadline && !model.closed && !model.cancelled;
+                let req = CloseCampaign {
+                    idempotency_key: key(&mut keys),
+                    campaign_id: campaign.id.clone(),
+                };
+                let r = store.close_campaign(&req, now).await;
+                if selling {
+                    let out = r.map_err(|e| TestCaseError::fail(format!("close: {e:?}")))?;
+                    let again = store.close_campaign(&req, now).await.expect("retry");
+                    prop_assert_eq!(again, out);
+                    model.closed = true;
+                    model.deadline_swept = true;
+                } else {
+                    refused(&r)?;
+                }
+            }
+            Op::CancelCampaign => {
+                let req = CancelCampaign {
+                    idempotency_key: key(&mut keys),
+                    campaign_id: campaign.id.clone(),
+                };
+                let before = store.campaign_money(&campaign.id).await.expect("money");
+                let r = store.cancel_campaign(&req, now).await;
+                if !model.cancelled {
+                    let out = r.map_err(|e| TestCaseError::fail(format!("cancel: {e:?}")))?;
+                    let after = store.campaign_money(&campaign.id).await.expect("money");
+                    // Everything captured and paid that was still in escrow or earned by a
+                    // settled batch, less forfeits, came back, to the minor unit.
+                    prop_assert_eq!(after.refunded - before.refunded, out.refunded_minor);
+                    prop_assert_eq!(after.escrow, 0, "escrow left after a cancel: {:?}", after);
+                    prop_assert_eq!(after.held, 0);
+                    let again = store.cancel_campaign(&req, now).await.expect("retry");
+                    prop_assert_eq!(again, out);
+                    model.cancelled = true;
+                    model.deadline_swept = true;
+                } else {
+                    refused(&r)?;
+                }
+            }
             _ => {}
         }
         check(db.store(), &campaign.id, &terms, &model).await?;
     }
     // Resolve the campaign: past the deadline and every balance window, then check that
     // nothing is left held or in escrow.
-    now = now.max(deadline) + Duration::days(60);
+    now = now.max(model.deadline) + Duration::days(60);
     let store = db.store();
     store
         .fail_open_batch_at_deadline(&campaign.id, now)
@@ -350,7 +468,7 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
     let m = check(store, &campaign.id, &terms, &model).await?;
     prop_assert_eq!(m.escrow, 0, "escrow left after resolution: {:?}", m);
     prop_assert_eq!(m.balances_outstanding, 0);
-    prop_assert_eq!(m.merchant, m.forfeited + m.settled);
+    prop_assert_eq!(m.merchant, m.forfeited + m.settled - m.refunded_by_merchant);
     Ok(())
 }
 
@@ -422,6 +540,14 @@ async fn check(
         );
         prop_assert_eq!(n(TxnKind::Forfeit) == 1, p.money.forfeited_at.is_some());
         prop_assert!(n(TxnKind::Balance) <= 1);
+        // A refund is given once, exactly to a captured pre-order a cancel took back (a
+        // captured pre-order is cancelled by nothing else).
+        prop_assert!(n(TxnKind::Refund) <= 1, "{:?}", kinds);
+        prop_assert_eq!(
+            n(TxnKind::Refund) == 1,
+            p.money.hold == HoldState::Captured && p.cancelled_at.is_some()
+        );
+        prop_assert_eq!(n(TxnKind::Refund) == 1, p.money.refunded_at.is_some());
     }
 
     // 4. Locked batches reached the threshold at lock; failed ones released everything.

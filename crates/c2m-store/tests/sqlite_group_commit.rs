@@ -62,6 +62,7 @@ async fn place_many(max_group: usize) -> (c2m_store::sqlite::WriterStats, std::t
                             campaign_id: id.clone(),
                             consumer_id: ConsumerId::parse(&format!("con_{t}")).expect("id"),
                             quantity: 1,
+                            source: Default::default(),
                         },
                         now + Duration::hours(1),
                     )

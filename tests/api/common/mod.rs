@@ -20,6 +20,7 @@ use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
 use c2m_proto::v1::catalogue_service_client::CatalogueServiceClient;
 use c2m_proto::v1::factory_service_client::FactoryServiceClient;
+use c2m_proto::v1::levers_service_client::LeversServiceClient;
 use c2m_proto::v1::planning_service_client::PlanningServiceClient;
 use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::{Application, Settings, SystemClock};
@@ -228,6 +229,7 @@ pub struct Clients {
     pub catalogue: CatalogueServiceClient<Ch>,
     pub planning: PlanningServiceClient<Ch>,
     pub factory: FactoryServiceClient<Ch>,
+    pub levers: LeversServiceClient<Ch>,
     pub channel: Channel,
 }
 
@@ -277,7 +279,8 @@ impl Clients {
             preorders: PreorderServiceClient::with_interceptor(channel.clone(), b.clone()),
             catalogue: CatalogueServiceClient::with_interceptor(channel.clone(), b.clone()),
             planning: PlanningServiceClient::with_interceptor(channel.clone(), b.clone()),
-            factory: FactoryServiceClient::with_interceptor(channel.clone(), b),
+            factory: FactoryServiceClient::with_interceptor(channel.clone(), b.clone()),
+            levers: LeversServiceClient::with_interceptor(channel.clone(), b),
             channel,
         }
     }
@@ -458,6 +461,9 @@ pub fn place(key: &str, campaign: &str, consumer: &str, quantity: i64) -> pb::Pl
         idempotency_key: key.to_owned(),
         campaign_id: campaign.to_owned(),
         consumer_id: consumer.to_owned(),
+        channel: None,
+        region: None,
+        referrer: None,
         quantity,
     }
 }

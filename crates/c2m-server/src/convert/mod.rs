@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 pub mod factory;
+pub mod levers;
 pub mod planning;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -44,7 +45,7 @@ pub fn parse_timestamp(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, Stat
         .ok_or_else(|| invalid(DomainError::invalid(field, "timestamp out of range")))
 }
 
-fn money(m: Money) -> pb::Money {
+pub fn money(m: Money) -> pb::Money {
     minor_money(m.minor, m.currency.as_str())
 }
 
@@ -139,11 +140,23 @@ pub fn pay_balance(r: pb::PayBalanceRequest) -> Result<PayBalance, Status> {
 }
 
 pub fn place_preorder(r: pb::PlacePreorderRequest) -> Result<PlacePreorder, Status> {
+    // Fields are checked in request order: key, campaign, consumer, then the source.
+    let idempotency_key = idempotency_key(&r.idempotency_key)?;
+    let campaign_id = campaign_id(&r.campaign_id)?;
+    let consumer_id = ConsumerId::parse(&r.consumer_id).map_err(invalid)?;
+    let source = c2m_domain::PreorderSource::parse(
+        r.channel.as_deref(),
+        r.region.as_deref(),
+        r.referrer.as_deref(),
+        &consumer_id,
+    )
+    .map_err(invalid)?;
     Ok(PlacePreorder {
-        idempotency_key: idempotency_key(&r.idempotency_key)?,
-        campaign_id: campaign_id(&r.campaign_id)?,
-        consumer_id: ConsumerId::parse(&r.consumer_id).map_err(invalid)?,
+        idempotency_key,
+        campaign_id,
+        consumer_id,
         quantity: r.quantity,
+        source,
     })
 }
 
@@ -214,6 +227,8 @@ pub fn campaign(c: &Campaign, now: DateTime<Utc>) -> pb::Campaign {
         balance_window_seconds: t.balance_window_secs,
         ships_within_days: t.ships_within_days,
         money_policy: t.money_policy(),
+        closed_at: c.closed_at.map(timestamp),
+        cancelled_at: c.cancelled_at.map(timestamp),
     }
 }
 
@@ -228,10 +243,15 @@ pub fn progress(p: &CampaignProgress, now: DateTime<Utc>) -> pb::CampaignProgres
         batches_locked: p.batches_locked,
         batches_failed: p.batches_failed,
         units_committed: p.units_committed,
-        remaining_seconds: (p.campaign.terms.deadline - now).num_seconds().max(0),
+        remaining_seconds: if p.campaign.status(now) == CampaignStatus::Closed {
+            0
+        } else {
+            (p.campaign.terms.deadline - now).num_seconds().max(0)
+        },
         current_unit_price: Some(money(tier.unit_price)),
         units_to_next_tier: tier.next.map_or(0, |(units, _)| units),
         next_tier_unit_price: tier.next.map(|(_, price)| money(price)),
+        forecast: None,
     }
 }
 
@@ -274,6 +294,7 @@ fn money_state(s: MoneyState) -> pb::MoneyState {
         MoneyState::BalanceDue => pb::MoneyState::BalanceDue,
         MoneyState::Paid => pb::MoneyState::Paid,
         MoneyState::Forfeited => pb::MoneyState::Forfeited,
+        MoneyState::Refunded => pb::MoneyState::Refunded,
     }
 }
 
@@ -303,6 +324,7 @@ pub fn preorder(p: &Preorder) -> pb::Preorder {
         forfeited_at: p.money.forfeited_at.map(timestamp),
         production: None,
         ship_date: None,
+        refunded_at: p.money.refunded_at.map(timestamp),
     }
 }
 
@@ -365,6 +387,8 @@ pub fn campaign_money(m: &CampaignMoney) -> pb::CampaignMoney {
         settled: at(m.settled),
         escrow: at(m.escrow),
         merchant: at(m.merchant),
+        refunded: at(m.refunded),
+        refunded_by_merchant: at(m.refunded_by_merchant),
     }
 }
 

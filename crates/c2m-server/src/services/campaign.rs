@@ -1,5 +1,6 @@
 use tonic::{Request, Response, Status};
 
+use c2m_domain::CampaignStatus;
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_server::CampaignService;
 
@@ -39,7 +40,20 @@ impl CampaignService for CampaignSvc {
     ) -> Result<Response<pb::CampaignProgress>, Status> {
         let id = convert::campaign_id(&req.get_ref().campaign_id)?;
         let p = self.0.store.get_campaign(&id).await.map_err(store_status)?;
-        Ok(Response::new(convert::progress(&p, self.0.clock.now())))
+        let now = self.0.clock.now();
+        let mut shown = convert::progress(&p, now);
+        if p.open_batch_seq.is_some() && p.campaign.status(now) == CampaignStatus::Open {
+            // Read after the progress, in a snapshot of its own: a placement in between
+            // shows in the forecast's units and not in the progress's, never the reverse
+            // in a way that matters (the forecast is an estimate).
+            let fitted = crate::forecast::fit(&*self.0.store, &id, now)
+                .await
+                .map_err(store_status)?;
+            shown.forecast = fitted
+                .as_ref()
+                .map(|f| convert::levers::fill_forecast(&f.forecast));
+        }
+        Ok(Response::new(shown))
     }
 
     #[tracing::instrument(skip_all)]

@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod events;
 pub mod factory;
 pub mod ledger;
+pub mod levers;
 pub mod planning;
 pub mod preorder;
 pub mod purchasing;

@@ -134,6 +134,7 @@ pub(crate) fn show(provider: &dyn PaymentProvider, txn: &LedgerTxn) -> Result<()
         TxnKind::Capture => provider.capture(txn)?,
         TxnKind::Balance => provider.charge(txn)?,
         TxnKind::Forfeit | TxnKind::Settle => provider.pay_out(txn)?,
+        TxnKind::Refund => provider.refund(txn)?,
     }
     Ok(())
 }
@@ -468,4 +469,72 @@ pub(crate) async fn release_failed_batch<D: Backend>(
         .iter()
         .map(|p| preorder_ref(p, Some(p.deposit_total)))
         .collect())
+}
+
+/// What refunding one locked batch of a cancelled campaign did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Refunded {
+    /// Pre-orders given their money back.
+    pub preorders: i64,
+    /// Minor units given back (captured deposits and paid balances).
+    pub amount: i64,
+}
+
+/// Refunds a locked batch whose campaign was cancelled (the caller holds the campaign's
+/// lock and has checked that no live work order makes the batch): every pre-order still in
+/// it (not cancelled, not forfeited) gets back its captured deposit and its paid balance in
+/// one `refund` movement, from escrow, or from the merchant when the batch had settled
+/// (its paid units were paid out at readiness); the pre-orders are marked cancelled and
+/// refunded, and the batch refunded, which takes it out of the planning queue and of the
+/// balance-window sweep. A forfeited deposit stays forfeited: that consumer did not pay in
+/// time. Exactly once per pre-order: the ledger's unique index per pre-order and kind.
+pub(crate) async fn refund_locked_batch<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    campaign: &Campaign,
+    batch: &c2m_domain::Batch,
+    now: DateTime<Utc>,
+) -> Result<Refunded, StoreError> {
+    let settled = batch.ready_at.is_some();
+    let from = if settled {
+        Account::Merchant(campaign.id.clone())
+    } else {
+        Account::Escrow(campaign.id.clone())
+    };
+    let preorders: Vec<Preorder> = tx
+        .batch_preorders(&batch.id)
+        .await?
+        .into_iter()
+        .filter(|p| p.cancelled_at.is_none() && p.money.forfeited_at.is_none())
+        .collect();
+    let mut refunds = Vec::with_capacity(preorders.len());
+    let mut done = Refunded::default();
+    for p in &preorders {
+        if p.money.hold != HoldState::Captured {
+            return Err(StoreError::Corrupt(format!(
+                "pre-order {} of locked batch {} has its deposit {}",
+                p.id,
+                batch.id,
+                p.money.hold.as_str()
+            )));
+        }
+        let amount = p
+            .deposit_captured()
+            .checked_add(p.balance_paid())
+            .ok_or_else(|| StoreError::Corrupt("a refund overflows".into()))?;
+        let txn = LedgerTxn::transfer(
+            TxnKind::Refund,
+            from.clone(),
+            Account::Consumer(p.consumer_id.clone()),
+            amount,
+        )?;
+        refunds.push((Subject::Preorder(&p.id), txn));
+        done.preorders += 1;
+        done.amount += amount.minor;
+    }
+    if !refunds.is_empty() {
+        post(tx, provider, &campaign.id, &refunds, now).await?;
+    }
+    tx.set_batch_refunded(&batch.id, now).await?;
+    Ok(done)
 }

@@ -164,6 +164,25 @@ impl<D: Backend> Tx<'_, D> {
         })
     }
 
+    /// Marks a cancelled campaign's locked batch refunded, with every pre-order still in
+    /// it (not cancelled, not forfeited) cancelled and refunded at `at`; the batch's balance
+    /// window is gone (nothing is owed any more).
+    pub(crate) async fn set_batch_refunded(
+        &mut self,
+        batch: &BatchId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE preorders SET cancelled_at = $2, refunded_at = $2 \
+             WHERE batch_id = $1 AND cancelled_at IS NULL AND forfeited_at IS NULL";
+        D::query(sql, (batch.as_str(), at)).execute(self).await?;
+        let sql = "UPDATE batches SET refunded_at = $2, balance_due_by = NULL \
+             WHERE id = $1 AND status = 'locked' AND refunded_at IS NULL";
+        let done = D::query(sql, (batch.as_str(), at)).execute(self).await?;
+        crate::dialect::one(done, || {
+            format!("batch {batch} is not a locked batch to refund")
+        })
+    }
+
     pub(crate) async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError> {
         let sql = concat!("SELECT ", batch_columns!(), " FROM batches WHERE id = $1");
         D::query(sql, (id.as_str(),)).optional(self, batch).await
@@ -185,7 +204,8 @@ pub(crate) async fn batches_past_balance_window<D: Dialect>(
     limit: u32,
 ) -> Result<Vec<BatchId>, StoreError> {
     let sql = "SELECT id FROM batches \
-         WHERE status = 'locked' AND ready_at IS NULL AND balance_due_by <= $1 \
+         WHERE status = 'locked' AND ready_at IS NULL AND refunded_at IS NULL \
+         AND balance_due_by <= $1 \
          ORDER BY balance_due_by, campaign_id, seq LIMIT $2";
     due(pool, sql, now, limit, BatchId::from_trusted).await
 }
@@ -197,7 +217,7 @@ pub(crate) async fn batches_ready_for_planning<D: Dialect>(
     let sql = concat!(
         "SELECT ",
         batch_columns!(),
-        " FROM batches WHERE ready_at IS NOT NULL ORDER BY ready_at, campaign_id, seq LIMIT $1"
+        " FROM batches WHERE ready_at IS NOT NULL AND refunded_at IS NULL ORDER BY ready_at, campaign_id, seq LIMIT $1"
     );
     D::query(sql, (i64::from(limit),))
         .all(&mut pool.acquire().await?, batch)
@@ -296,7 +316,11 @@ static CAMPAIGN_MONEY: LazyLock<String> = LazyLock::new(|| {
         "SELECT c.id, c.currency, {}, \
          (SELECT CAST(COALESCE(SUM(balance_due), 0) AS BIGINT) FROM preorders \
           WHERE campaign_id = c.id AND hold_state = 'captured' AND balance_paid_at IS NULL \
-          AND forfeited_at IS NULL) AS outstanding \
+          AND forfeited_at IS NULL AND cancelled_at IS NULL) AS outstanding, \
+         (SELECT CAST(COALESCE(-SUM(p.amount), 0) AS BIGINT) FROM ledger_txns t \
+          JOIN ledger_postings p ON p.txn_seq = t.seq \
+          WHERE t.campaign_id = c.id AND t.kind = 'refund' \
+          AND p.account = 'merchant:' || c.id) AS refunded_by_merchant \
          FROM campaigns c WHERE c.id = $1",
         columns.join(", ")
     )
@@ -316,6 +340,8 @@ fn campaign_money_row(r: &impl Columns) -> Result<CampaignMoney, StoreError> {
         settled: r.int("kind_settle")?,
         escrow: r.int("account_escrow")?,
         merchant: r.int("account_merchant")?,
+        refunded: r.int("kind_refund")?,
+        refunded_by_merchant: r.int("refunded_by_merchant")?,
     })
 }
 
@@ -335,6 +361,8 @@ const HOLD_MISMATCH_SQL: &str = "SELECT p.id FROM preorders p WHERE \
         <> CASE p.hold_state WHEN 'captured' THEN 1 ELSE 0 END \
      OR (SELECT COUNT(*) FROM ledger_txns t WHERE t.preorder_id = p.id AND t.kind = 'release') \
         <> CASE p.hold_state WHEN 'released' THEN 1 ELSE 0 END \
+     OR (SELECT COUNT(*) FROM ledger_txns t WHERE t.preorder_id = p.id AND t.kind = 'refund') \
+        <> CASE WHEN p.refunded_at IS NULL THEN 0 ELSE 1 END \
      ORDER BY p.seq";
 
 /// Builds a page of ledger entries from the transaction rows (`seq, id, campaign_id,

@@ -63,10 +63,10 @@ macro_rules! unplanned_units_sql {
 pub(crate) const UNPLANNED_UNITS: &str = unplanned_units_sql!();
 
 /// The one definition of the planning queue: the `WHERE` clause over `batches b` that
-/// selects the batches a planning cycle takes: locked, ready for production, with units
-/// no live work order makes.
+/// selects the batches a planning cycle takes: locked, ready for production, not refunded
+/// by a cancelled campaign, with units no live work order makes.
 pub(crate) const QUEUED_BATCHES: &str = concat!(
-    "b.status = 'locked' AND b.ready_at IS NOT NULL AND ",
+    "b.status = 'locked' AND b.ready_at IS NOT NULL AND b.refunded_at IS NULL AND ",
     unplanned_units_sql!(),
     " > 0"
 );

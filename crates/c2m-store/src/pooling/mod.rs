@@ -53,9 +53,9 @@ pub(crate) const OP_CANCEL_PREORDER: &str = "cancel_preorder";
 mod sql;
 
 pub(crate) use sql::{
-    batch, batch_columns, batch_transitions, campaign_exists, campaign_of, campaign_progress,
-    campaigns_past_deadline, currency, due, get_preorder, list_batches, list_campaigns,
-    list_preorders, paged, preorder, preorder_select,
+    batch, batch_columns, batch_transitions, campaign, campaign_columns, campaign_exists,
+    campaign_of, campaign_progress, campaigns_past_deadline, currency, due, get_preorder,
+    list_batches, list_campaigns, list_preorders, paged, preorder, preorder_select, CAMPAIGN,
 };
 
 /// The one statement of the pooling SQL whose text differs: the pool snapshot binds its
@@ -158,6 +158,8 @@ pub(crate) async fn create_campaign<D: Backend>(
         id: CampaignId::generate(),
         terms,
         created_at: now,
+        closed_at: None,
+        cancelled_at: None,
     };
     tx.insert_campaign(&campaign).await?;
     key.record(tx, &campaign, now).await?;
@@ -260,6 +262,8 @@ struct RunState<'a> {
 /// An admitted order that does not lock its batch, waiting to be written.
 struct Staged<'a> {
     key: Keyed<'a>,
+    /// Where the demand came from (written beside the pre-order when given).
+    source: &'a c2m_domain::PreorderSource,
     preorder: Preorder,
     hold: LedgerTxn,
     /// The open batch's units once this order is in it.
@@ -281,6 +285,9 @@ impl<'a> RunState<'a> {
             Ok(Some(done)) => return Ok(Ok(done)),
             Ok(None) => {}
             Err(refused) => return Ok(Err(refused)),
+        }
+        if let Err(refused) = req.source.check(&req.consumer_id) {
+            return Ok(Err(refused.into()));
         }
         let terms = &self.campaign.terms;
         let state = PoolState {
@@ -338,6 +345,7 @@ impl<'a> RunState<'a> {
             self.admitted(req, units_after);
             self.staged.push(Staged {
                 key,
+                source: &req.source,
                 preorder: preorder.clone(),
                 hold,
                 units_after,
@@ -356,6 +364,7 @@ impl<'a> RunState<'a> {
         }])
         .await?;
         placed_event(tx, &preorder, units_after, self.campaign);
+        tx.insert_source(&preorder, &req.source).await?;
         tx.end_batch(&batch.id, BatchStatus::Locked, now).await?;
         ledger::lock_batch_money(tx, provider, self.campaign, &batch, units_after, now).await?;
         self.admitted(req, units_after);
@@ -437,6 +446,7 @@ impl<'a> RunState<'a> {
         tx.insert_placements(&placements).await?;
         for s in &self.staged {
             placed_event(tx, &s.preorder, s.units_after, self.campaign);
+            tx.insert_source(&s.preorder, s.source).await?;
         }
         self.staged.clear();
         Ok(())

@@ -20,7 +20,7 @@ macro_rules! campaign_columns {
     () => {
         "id, seq, sku, title, currency, unit_price, deposit, batch_threshold, batch_cap, \
          max_per_order, max_per_consumer, total_cap, opens_at, deadline, created_at, \
-         price_ladder, balance_window_secs, ships_within_days"
+         price_ladder, balance_window_secs, ships_within_days, closed_at, cancelled_at"
     };
 }
 
@@ -38,16 +38,16 @@ macro_rules! preorder_select {
         "SELECT p.seq, p.id, p.campaign_id, p.consumer_id, p.batch_id, b.seq AS batch_seq, \
          b.status AS batch_status, p.quantity, p.unit_price, p.deposit_total, p.currency, \
          p.created_at, p.cancelled_at, p.hold_state, p.balance_due, p.balance_paid_at, \
-         p.forfeited_at, b.final_unit_price AS batch_final_unit_price, \
+         p.forfeited_at, p.refunded_at, b.final_unit_price AS batch_final_unit_price, \
          b.balance_due_by AS batch_balance_due_by \
          FROM preorders p JOIN batches b ON b.id = p.batch_id "
     };
 }
 
-pub(crate) use {batch_columns, preorder_select};
+pub(crate) use {batch_columns, campaign_columns, preorder_select};
 
 /// A campaign by id; PostgreSQL's writers lock its row, which is the campaign's lock.
-const CAMPAIGN: &str = concat!(
+pub(crate) const CAMPAIGN: &str = concat!(
     "SELECT ",
     campaign_columns!(),
     " FROM campaigns WHERE id = $1"
@@ -455,7 +455,7 @@ fn hold_state(s: &str) -> Result<HoldState, StoreError> {
 
 /// Columns: `id, sku, title, currency, unit_price, deposit, batch_threshold, batch_cap,
 /// max_per_order, max_per_consumer, total_cap, opens_at, deadline, created_at,
-/// price_ladder, balance_window_secs, ships_within_days`.
+/// price_ladder, balance_window_secs, ships_within_days, closed_at, cancelled_at`.
 pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
     let cur = currency(&r.text("currency")?)?;
     Ok(Campaign {
@@ -477,6 +477,8 @@ pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
             ships_within_days: r.int("ships_within_days")?,
         },
         created_at: r.ts("created_at")?,
+        closed_at: r.ts_opt("closed_at")?,
+        cancelled_at: r.ts_opt("cancelled_at")?,
     })
 }
 
@@ -543,6 +545,7 @@ pub(crate) fn preorder(r: &impl Columns) -> Result<Preorder, StoreError> {
         balance_due_by: r.ts_opt("batch_balance_due_by")?,
         balance_paid_at: r.ts_opt("balance_paid_at")?,
         forfeited_at,
+        refunded_at: r.ts_opt("refunded_at")?,
     };
     Ok(Preorder {
         id: PreorderId::from_trusted(r.text("id")?),

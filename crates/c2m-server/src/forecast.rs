@@ -1,0 +1,224 @@
+//! The fill forecast of a campaign's open batch, and the advice built on it.
+//!
+//! The store reads what the forecast needs ([`c2m_store::LeversStore::forecast_input`]);
+//! the maths is the domain's ([`c2m_domain::forecast`], pure, given the clock's `now`); the
+//! planner prices the sku at lower volumes ([`c2m_planner::whatif::advice::advise`], the
+//! what-if example's own advice, run here on the catalogue as a scenario). This module only
+//! joins them.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+
+use c2m_domain::forecast::{FillForecast, FillModel, ForecastConfig, Prior};
+use c2m_domain::{CampaignId, CampaignStatus, Money};
+use c2m_planner::whatif::advice::{advise, AdviceSpec};
+use c2m_store::{ForecastInput, Store, StoreError};
+
+/// A campaign's fitted forecast model and what it was fitted on.
+pub struct Fitted {
+    pub input: ForecastInput,
+    pub model: FillModel,
+    pub forecast: FillForecast,
+}
+
+/// Fits the forecast of the campaign's open batch at `now`: `None` when there is nothing to
+/// forecast (no open batch, or the campaign does not sell now) or the history cannot be
+/// fitted (logged: a forecast is never worth failing the call that shows it).
+pub async fn fit(
+    store: &dyn Store,
+    campaign: &CampaignId,
+    now: DateTime<Utc>,
+) -> Result<Option<Fitted>, StoreError> {
+    let input = store.forecast_input(campaign, now).await?;
+    Ok(fit_input(input, now))
+}
+
+/// [`fit`] on an input already read.
+pub fn fit_input(input: ForecastInput, now: DateTime<Utc>) -> Option<Fitted> {
+    let batch = input.open_batch?;
+    if input.campaign.status(now) != CampaignStatus::Open {
+        return None;
+    }
+    let fitted = Prior::from_campaigns(&input.earlier).and_then(|prior| {
+        FillModel::fit(
+            &input.history,
+            batch,
+            now,
+            prior.as_ref(),
+            &ForecastConfig::default(),
+        )
+    });
+    match fitted {
+        Ok(model) => {
+            let forecast = model.forecast();
+            Some(Fitted {
+                input,
+                model,
+                forecast,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(campaign = %input.campaign.id, error = %e, "no forecast");
+            None
+        }
+    }
+}
+
+/// The advice's defaults.
+pub const DEFAULT_MARGIN: f64 = 0.15;
+pub const DEFAULT_TARGET: f64 = 0.8;
+/// The longest extension the advice considers, in days.
+pub const MAX_EXTENSION_DAYS: i64 = 60;
+
+/// A lower threshold that keeps the margin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdAdvice {
+    pub threshold: i64,
+    pub cost_per_unit: f64,
+    pub margin: f64,
+    pub lock_probability: f64,
+}
+
+/// An extension of the deadline and what it gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtensionAdvice {
+    pub days: i64,
+    pub deadline: DateTime<Utc>,
+    pub lock_probability: f64,
+}
+
+/// The advice for a campaign's open batch.
+#[derive(Debug, Clone)]
+pub struct Advice {
+    pub forecast: FillForecast,
+    pub falling_short: bool,
+    pub expected_miss: f64,
+    pub lower_threshold: Option<ThresholdAdvice>,
+    pub extension: Option<ExtensionAdvice>,
+    pub summary: String,
+    pub notes: Vec<String>,
+}
+
+/// Advises on the fitted campaign: the expected miss, the lowest threshold (below the
+/// current one) whose planned cost per unit keeps `margin` of the unit price, with its lock
+/// probability, and the shortest extension (whole days, up to [`MAX_EXTENSION_DAYS`]) that
+/// brings the lock probability to `target`. The planner runs on a blocking thread.
+pub async fn advice(
+    store: &dyn Store,
+    fitted: Fitted,
+    margin: f64,
+    target: f64,
+) -> Result<Advice, StoreError> {
+    let Fitted {
+        input,
+        model,
+        forecast,
+    } = fitted;
+    let terms = input.campaign.terms.clone();
+    let threshold = input
+        .open_batch
+        .map_or(terms.batch_threshold, |b| b.threshold);
+    let deadline = model.deadline();
+    let mut notes = Vec::new();
+
+    let extension = (1..=MAX_EXTENSION_DAYS).find_map(|days| {
+        let later = deadline + Duration::days(days);
+        let p = model.lock_probability(threshold, later);
+        (p >= target).then_some(ExtensionAdvice {
+            days,
+            deadline: later,
+            lock_probability: p,
+        })
+    });
+    if extension.is_none() {
+        notes.push(format!(
+            "no extension of up to {MAX_EXTENSION_DAYS} days reaches a {:.0}% chance to lock",
+            target * 100.0
+        ));
+    }
+
+    let catalogue = store.catalogue().await?;
+    let mut lower_threshold = None;
+    match crate::planning::scenario_of(&catalogue, None) {
+        Err(e) => notes.push(format!("the catalogue cannot price the sku: {e}")),
+        Ok(base) if threshold > 1 => {
+            let spec = AdviceSpec {
+                sku: terms.sku.clone(),
+                price: terms.unit_price.minor as f64,
+                deposit: terms.deposit.minor as f64,
+                margin,
+                max: threshold - 1,
+                step: ((threshold - 1) / 20).max(1),
+            };
+            let mut opts = c2m_planner::whatif::scan_options();
+            opts.time_limit = StdDuration::from_secs(2);
+            let solved =
+                tokio::task::spawn_blocking(move || advise(&base, &spec, &opts, &mut |_, _| {}))
+                    .await;
+            match solved {
+                Ok(Ok(a)) => match a.minimum_viable {
+                    Some(v) => {
+                        let p = model.lock_probability(v.volume, deadline);
+                        lower_threshold = Some(ThresholdAdvice {
+                            threshold: v.volume,
+                            cost_per_unit: v.cost_per_unit,
+                            margin: 1.0 - v.cost_per_unit / terms.unit_price.minor as f64,
+                            lock_probability: p,
+                        });
+                    }
+                    None => notes.push(format!(
+                        "no threshold below {threshold} keeps a {:.0}% margin at the planned cost",
+                        margin * 100.0
+                    )),
+                },
+                Ok(Err(e)) => notes.push(format!("the planner could not price the sku: {e}")),
+                Err(e) => notes.push(format!("the planner's task failed: {e}")),
+            }
+        }
+        Ok(_) => notes.push("the threshold is 1 unit and cannot be lowered".into()),
+    }
+
+    let falling_short = forecast.lock_probability < target;
+    let currency = terms.unit_price.currency;
+    let mut summary = if falling_short {
+        format!(
+            "at the current rate the batch misses by about {:.0} units ({:.2} chance to lock by the deadline)",
+            forecast.expected_shortfall, forecast.lock_probability
+        )
+    } else {
+        format!(
+            "the batch is on course: {:.2} chance to lock by the deadline",
+            forecast.lock_probability
+        )
+    };
+    if let Some(t) = &lower_threshold {
+        summary.push_str(&format!(
+            "; lowering the threshold to {} keeps cost per unit at {} (margin {:.0}%) and gives a {:.2} chance to lock",
+            t.threshold,
+            Money::new(t.cost_per_unit.round() as i64, currency),
+            t.margin * 100.0,
+            t.lock_probability
+        ));
+    }
+    if let Some(x) = &extension {
+        let days = if x.days == 1 {
+            "1 day".to_owned()
+        } else {
+            format!("{} days", x.days)
+        };
+        summary.push_str(&format!(
+            "; extending by {days} gives {:.2}",
+            x.lock_probability
+        ));
+    }
+    Ok(Advice {
+        expected_miss: forecast.expected_shortfall,
+        forecast,
+        falling_short,
+        lower_threshold,
+        extension,
+        summary,
+        notes,
+    })
+}

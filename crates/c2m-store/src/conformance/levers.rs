@@ -1,0 +1,557 @@
+//! Conformance cases for the merchant's levers and the reads built on a campaign's
+//! history. Every amount a case expects is computed here from the campaign's terms.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use c2m_domain::{
+    BatchStatus, CampaignId, Currency, HoldState, Money, PreorderStatus, PriceTier, Refusal,
+    TxnKind,
+};
+
+use super::ledger::check_ledger;
+use super::{
+    consumer, create, invalid_field, key, not_found, place, precondition, spec, t0, Fixture,
+};
+use crate::{
+    CancelCampaign, CloseCampaign, ExtendDeadline, LeverOutcome, LowerThreshold, PageRequest,
+    PayBalance, Store, StoreError,
+};
+
+fn cny(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("CNY").expect("CNY"))
+}
+
+fn placed_at() -> DateTime<Utc> {
+    t0() + Duration::hours(1)
+}
+
+fn lever_at() -> DateTime<Utc> {
+    t0() + Duration::hours(2)
+}
+
+#[track_caller]
+fn refused<T: std::fmt::Debug>(
+    r: Result<T, StoreError>,
+) -> (&'static str, Vec<(&'static str, String)>) {
+    let refusal: Refusal = precondition(r);
+    (refusal.reason(), refusal.metadata())
+}
+
+fn extend(c: &CampaignId, deadline: DateTime<Utc>) -> ExtendDeadline {
+    ExtendDeadline {
+        idempotency_key: key(),
+        campaign_id: c.clone(),
+        deadline,
+    }
+}
+
+fn lower(c: &CampaignId, batch_threshold: i64) -> LowerThreshold {
+    LowerThreshold {
+        idempotency_key: key(),
+        campaign_id: c.clone(),
+        batch_threshold,
+    }
+}
+
+fn close(c: &CampaignId) -> CloseCampaign {
+    CloseCampaign {
+        idempotency_key: key(),
+        campaign_id: c.clone(),
+    }
+}
+
+fn cancel_all(c: &CampaignId) -> CancelCampaign {
+    CancelCampaign {
+        idempotency_key: key(),
+        campaign_id: c.clone(),
+    }
+}
+
+/// The ledger's kinds for one campaign, counted.
+async fn kinds(store: &dyn Store, c: &CampaignId, kind: TxnKind) -> usize {
+    store
+        .list_ledger(c, PageRequest::first(500))
+        .await
+        .expect("ledger")
+        .items
+        .iter()
+        .filter(|e| e.txn.kind() == kind)
+        .count()
+}
+
+/// A deadline moves only later and only while the campaign sells; a refusal names the
+/// field and writes nothing; a retry answers as the first time; an order after the old
+/// deadline is taken.
+pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    let old = c.terms.deadline;
+    let new = old + Duration::days(3);
+
+    let (reason, meta) = refused(
+        store
+            .extend_deadline(&extend(&c.id, t0() - Duration::days(1)), lever_at())
+            .await,
+    );
+    assert_eq!(reason, "DEADLINE_NOT_LATER");
+    assert!(meta.contains(&("field", "deadline".into())), "{meta:?}");
+    let (reason, _) = refused(store.extend_deadline(&extend(&c.id, old), lever_at()).await);
+    assert_eq!(reason, "DEADLINE_NOT_LATER");
+    let unchanged = store.get_campaign(&c.id).await.expect("get");
+    assert_eq!(
+        unchanged.campaign.terms.deadline, old,
+        "a refusal wrote nothing"
+    );
+
+    let req = extend(&c.id, new);
+    let first = store
+        .extend_deadline(&req, lever_at())
+        .await
+        .expect("extend");
+    assert_eq!(first.campaign.terms.deadline, new);
+    let again = store
+        .extend_deadline(&req, lever_at() + Duration::hours(1))
+        .await
+        .expect("retry");
+    assert_eq!(again, first, "a retry answers as the first time");
+    let mut other = req.clone();
+    other.deadline = new + Duration::days(1);
+    super::conflict(store.extend_deadline(&other, lever_at()).await);
+    assert_eq!(
+        store
+            .get_campaign(&c.id)
+            .await
+            .expect("get")
+            .campaign
+            .terms
+            .deadline,
+        new
+    );
+    // An order after the old deadline and before the new one is taken.
+    let late = crate::PlacePreorder {
+        idempotency_key: key(),
+        campaign_id: c.id.clone(),
+        consumer_id: consumer(1),
+        quantity: 2,
+        source: Default::default(),
+    };
+    store
+        .place_preorder(&late, old + Duration::hours(1))
+        .await
+        .expect("placed after the old deadline");
+    // The sweeper leaves it alone until the new deadline.
+    let swept = store
+        .fail_open_batch_at_deadline(&c.id, old + Duration::hours(2))
+        .await
+        .expect("sweep");
+    assert!(swept.failed_batch.is_none());
+    // Once the deadline passed, no lever extends it.
+    let (reason, meta) = refused(
+        store
+            .extend_deadline(&extend(&c.id, new + Duration::days(5)), new)
+            .await,
+    );
+    assert_eq!(reason, "CAMPAIGN_ENDED");
+    assert!(meta.contains(&("field", "deadline".into())), "{meta:?}");
+    not_found(
+        store
+            .extend_deadline(&extend(&CampaignId::generate(), new), lever_at())
+            .await,
+        "campaign",
+    );
+}
+
+/// Lowering the threshold below the open batch's units locks it at once, in the same
+/// transaction, at the ladder tier its units reached, capturing every deposit; raising it
+/// is refused and writes nothing.
+pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(10, Some(12));
+    s.price_ladder = vec![
+        PriceTier {
+            min_units: 5,
+            unit_price: 36_900,
+        },
+        PriceTier {
+            min_units: 10,
+            unit_price: 34_900,
+        },
+    ];
+    let c = create(&*store, s).await;
+    let a = place(&*store, &c.id, &consumer(1), 4).await.expect("a");
+    let b = place(&*store, &c.id, &consumer(2), 3).await.expect("b");
+
+    let (reason, meta) = refused(store.lower_threshold(&lower(&c.id, 11), lever_at()).await);
+    assert_eq!(reason, "THRESHOLD_NOT_LOWER");
+    assert!(
+        meta.contains(&("field", "batch_threshold".into())),
+        "{meta:?}"
+    );
+    assert_eq!(
+        invalid_field(store.lower_threshold(&lower(&c.id, 0), lever_at()).await),
+        "batch_threshold"
+    );
+    // Above the units pooled: lowered, nothing locks.
+    let eight = store
+        .lower_threshold(&lower(&c.id, 8), lever_at())
+        .await
+        .expect("lower to 8");
+    assert!(eight.locked_batch.is_none());
+    assert_eq!(eight.campaign.terms.batch_threshold, 8);
+    let open = super::batches(&*store, &c.id).await;
+    assert_eq!((open[0].status, open[0].threshold), (BatchStatus::Open, 8));
+
+    // At or below the units pooled: it locks now, at the tier of 7 units (36 900).
+    let req = lower(&c.id, 6);
+    let six = store
+        .lower_threshold(&req, lever_at())
+        .await
+        .expect("lower to 6");
+    let locked = six.locked_batch.clone().expect("the open batch locked");
+    assert_eq!(
+        (locked.status, locked.units, locked.threshold),
+        (BatchStatus::Locked, 7, 6)
+    );
+    assert_eq!(locked.final_unit_price, Some(cny(36_900)));
+    for (p, q) in [(&a, 4), (&b, 3)] {
+        let p = store.get_preorder(&p.id).await.expect("get");
+        assert_eq!(p.status, PreorderStatus::Locked);
+        assert_eq!(p.money.hold, HoldState::Captured);
+        assert_eq!(p.money.balance_due, Some(cny(q * 36_900 - q * 5_000)));
+    }
+    let again = store
+        .lower_threshold(&req, lever_at() + Duration::hours(1))
+        .await
+        .expect("retry");
+    assert_eq!(again, six, "a retry answers as the first time");
+    let m = check_ledger(&*store, &c.id).await;
+    assert_eq!((m.held, m.captured), (0, 7 * 5_000));
+    assert_eq!(kinds(&*store, &c.id, TxnKind::Capture).await, 2);
+    // The next order opens a batch with the new threshold and locks it at 6.
+    let next = place(&*store, &c.id, &consumer(3), 6).await.expect("next");
+    assert_eq!(next.status, PreorderStatus::Locked);
+    assert_eq!(next.batch_seq, 2);
+}
+
+/// Closing stops selling: the open batch (short of its threshold) fails and every deposit
+/// in it is released, once; closing again is refused naming the campaign; a retry with the
+/// first key answers as the first time.
+pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    let a = place(&*store, &c.id, &consumer(1), 3).await.expect("a");
+    let b = place(&*store, &c.id, &consumer(2), 2).await.expect("b");
+
+    let req = close(&c.id);
+    let first = store.close_campaign(&req, lever_at()).await.expect("close");
+    assert_eq!(first.campaign.closed_at, Some(lever_at()));
+    let failed = first.failed_batch.clone().expect("the open batch failed");
+    assert_eq!(failed.status, BatchStatus::Failed);
+    assert_eq!(first.deposits_released, 2);
+    for p in [&a, &b] {
+        let p = store.get_preorder(&p.id).await.expect("get");
+        assert_eq!(p.money.hold, HoldState::Released);
+        assert_eq!(p.status, PreorderStatus::RefundDue);
+    }
+    let again = store
+        .close_campaign(&req, lever_at() + Duration::hours(1))
+        .await
+        .expect("retry");
+    assert_eq!(again, first);
+    let (reason, meta) = refused(store.close_campaign(&close(&c.id), lever_at()).await);
+    assert_eq!(reason, "CAMPAIGN_ENDED");
+    assert!(meta.contains(&("field", "campaign_id".into())), "{meta:?}");
+    assert!(meta.contains(&("how", "was closed".into())), "{meta:?}");
+    // It sells no more, and nothing is left for the sweeper.
+    let refused_order = place(&*store, &c.id, &consumer(3), 1).await;
+    assert_eq!(precondition(refused_order).reason(), "CAMPAIGN_CLOSED");
+    let swept = store
+        .fail_open_batch_at_deadline(&c.id, c.terms.deadline)
+        .await
+        .expect("sweep");
+    assert!(swept.failed_batch.is_none());
+    let m = check_ledger(&*store, &c.id).await;
+    assert_eq!((m.deposited, m.released, m.held), (5 * 5_000, 5 * 5_000, 0));
+    assert_eq!(kinds(&*store, &c.id, TxnKind::Release).await, 2);
+    // A closed campaign may still be cancelled (nothing is left to refund here).
+    let cancelled = store
+        .cancel_campaign(&cancel_all(&c.id), lever_at())
+        .await
+        .expect("cancel a closed campaign");
+    assert_eq!(cancelled.preorders_refunded, 0);
+}
+
+/// Cancelling refunds every pre-order not in production, each exactly once, through the
+/// ledger: a locked batch's captured deposits and paid balances (from escrow), the open
+/// batch's held deposits (released); a forfeited deposit stays forfeited. The refunded
+/// batch leaves the balance-window sweep; a second cancel is refused.
+pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(5, None);
+    s.balance_window_secs = Some(24 * 3600);
+    let c = create(&*store, s).await;
+    let price = 39_900;
+    let dep = 5_000;
+    let a = place(&*store, &c.id, &consumer(1), 3).await.expect("a");
+    let b = place(&*store, &c.id, &consumer(2), 2)
+        .await
+        .expect("b (locks batch 1)");
+    assert_eq!(b.status, PreorderStatus::Locked);
+    let o = place(&*store, &c.id, &consumer(3), 1)
+        .await
+        .expect("o (open batch 2)");
+    // A pays its balance; B does not (yet).
+    store
+        .pay_balance(
+            &PayBalance {
+                idempotency_key: key(),
+                preorder_id: a.id.clone(),
+                consumer_id: None,
+                amount: cny(3 * price - 3 * dep),
+            },
+            placed_at() + Duration::minutes(5),
+        )
+        .await
+        .expect("pay a");
+
+    let req = cancel_all(&c.id);
+    let out = store
+        .cancel_campaign(&req, lever_at())
+        .await
+        .expect("cancel");
+    assert_eq!(out.campaign.cancelled_at, Some(lever_at()));
+    assert_eq!(out.deposits_released, 1, "the open batch's deposit");
+    assert_eq!(out.preorders_refunded, 2);
+    assert_eq!(out.refunded_minor, 3 * price + 2 * dep);
+    assert_eq!(out.batches_in_production, 0);
+    let again = store
+        .cancel_campaign(&req, lever_at() + Duration::hours(1))
+        .await
+        .expect("retry");
+    assert_eq!(again, out);
+    let (reason, meta) = refused(store.cancel_campaign(&cancel_all(&c.id), lever_at()).await);
+    assert_eq!(reason, "CAMPAIGN_ENDED");
+    assert!(meta.contains(&("how", "was cancelled".into())), "{meta:?}");
+    // Levers on a cancelled campaign are refused.
+    let (reason, _) = refused(store.close_campaign(&close(&c.id), lever_at()).await);
+    assert_eq!(reason, "CAMPAIGN_ENDED");
+
+    for p in [&a, &b] {
+        let p = store.get_preorder(&p.id).await.expect("get");
+        assert_eq!(p.status, PreorderStatus::Cancelled);
+        assert_eq!(p.money.hold, HoldState::Captured);
+        assert_eq!(p.money_state(), c2m_domain::MoneyState::Refunded);
+        assert_eq!(p.money.refunded_at, Some(lever_at()));
+    }
+    let o = store.get_preorder(&o.id).await.expect("o");
+    assert_eq!(o.money.hold, HoldState::Released);
+    // B's balance is no longer owed: paying it is refused, and no window closes.
+    let pay_b = PayBalance {
+        idempotency_key: key(),
+        preorder_id: b.id.clone(),
+        consumer_id: None,
+        amount: cny(2 * price - 2 * dep),
+    };
+    precondition(store.pay_balance(&pay_b, lever_at()).await);
+    let due = store
+        .batches_past_balance_window(lever_at() + Duration::days(30), 10)
+        .await
+        .expect("due");
+    assert!(
+        due.is_empty(),
+        "a refunded batch has no balance window: {due:?}"
+    );
+    let ready = store.batches_ready_for_planning(10).await.expect("ready");
+    assert!(ready.iter().all(|r| r.campaign_id != c.id));
+
+    let m = check_ledger(&*store, &c.id).await;
+    assert_eq!(m.refunded, 3 * price + 2 * dep);
+    assert_eq!(m.refunded, m.captured + m.balances_paid);
+    assert_eq!(m.refunded_by_merchant, 0);
+    assert_eq!(
+        (m.held, m.escrow, m.merchant, m.balances_outstanding),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(m.released, dep);
+    assert_eq!(kinds(&*store, &c.id, TxnKind::Refund).await, 2);
+}
+
+/// A batch whose deposit was the full price settled to the merchant at lock: a cancel
+/// takes the refund back from the merchant, to the minor unit.
+pub async fn cancel_campaign_takes_a_settled_batch_back_from_the_merchant(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(3, None);
+    s.deposit = s.unit_price;
+    let c = create(&*store, s).await;
+    place(&*store, &c.id, &consumer(1), 1).await.expect("a");
+    let b = place(&*store, &c.id, &consumer(2), 2)
+        .await
+        .expect("b (locks)");
+    assert_eq!(b.status, PreorderStatus::Locked);
+    let before = check_ledger(&*store, &c.id).await;
+    assert_eq!(before.merchant, 3 * 39_900, "settled at lock");
+    let out: LeverOutcome = store
+        .cancel_campaign(&cancel_all(&c.id), lever_at())
+        .await
+        .expect("cancel");
+    assert_eq!(out.preorders_refunded, 2);
+    assert_eq!(out.refunded_minor, 3 * 39_900);
+    let m = check_ledger(&*store, &c.id).await;
+    assert_eq!(
+        (m.refunded, m.refunded_by_merchant),
+        (3 * 39_900, 3 * 39_900)
+    );
+    assert_eq!((m.merchant, m.escrow, m.held), (0, 0, 0));
+    let queue = store.batches_ready_for_planning(10).await.expect("ready");
+    assert!(
+        queue.iter().all(|q| q.campaign_id != c.id),
+        "left the queue"
+    );
+}
+
+/// The forecast reads the campaign's own arrivals and consumer cancellations up to now, its
+/// open batch, and the earlier campaigns of the sku that stopped selling, whole.
+pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let earlier = create(&*store, spec(50, None)).await;
+    for i in 0..3 {
+        place(&*store, &earlier.id, &consumer(i), i as i64 + 1)
+            .await
+            .expect("earlier");
+    }
+    store
+        .close_campaign(&close(&earlier.id), lever_at())
+        .await
+        .expect("close earlier");
+    let c = create(&*store, spec(20, None)).await;
+    let a = place(&*store, &c.id, &consumer(1), 2).await.expect("a");
+    place(&*store, &c.id, &consumer(2), 5).await.expect("b");
+    super::cancel(&*store, &a.id, None, placed_at() + Duration::minutes(1))
+        .await
+        .expect("cancel a");
+    let now = lever_at() + Duration::hours(1);
+    let input = store.forecast_input(&c.id, now).await.expect("input");
+    assert_eq!(input.campaign.id, c.id);
+    assert_eq!(input.history.arrivals.len(), 2);
+    assert_eq!(
+        input.history.arrivals.iter().map(|a| a.units).sum::<i64>(),
+        7
+    );
+    assert_eq!(input.history.cancellations.len(), 1);
+    assert_eq!(input.history.cancellations[0].units, 2);
+    let open = input.open_batch.expect("open batch");
+    assert_eq!((open.units, open.threshold), (5, 20));
+    assert_eq!(input.earlier.len(), 1, "the closed campaign of the sku");
+    assert_eq!(
+        input.earlier[0].deadline,
+        lever_at(),
+        "it stopped selling when closed"
+    );
+    assert_eq!(input.earlier[0].arrivals.len(), 3);
+    // Seen before the earlier campaign closed, it is not yet a prior.
+    let early = store
+        .forecast_input(&c.id, placed_at() + Duration::minutes(30))
+        .await
+        .expect("early");
+    assert!(early.earlier.is_empty());
+    assert_eq!(early.history.arrivals.len(), 2);
+    not_found(
+        store.forecast_input(&CampaignId::generate(), now).await,
+        "campaign",
+    );
+}
+
+/// Sources are kept beside their pre-orders and every split of the insights adds up to the
+/// campaign's units; a consumer who ordered in an earlier campaign counts as returning; a
+/// consumer who refers themselves is refused naming `referrer`, and nothing is written.
+pub async fn insights_split_the_demand_and_add_up(fx: Arc<dyn Fixture>) {
+    use c2m_domain::{ConsumerId, PreorderSource};
+    let store = fx.store();
+    let earlier = create(&*store, spec(100, None)).await;
+    place(&*store, &earlier.id, &consumer(1), 1)
+        .await
+        .expect("earlier");
+    let mut s = spec(100, None);
+    s.opens_at = Some(t0() + Duration::minutes(30));
+    let c = create(&*store, s).await;
+    let source = |channel: &str, region: &str, referrer: Option<usize>| PreorderSource {
+        channel: Some(channel.into()),
+        region: Some(region.into()),
+        referrer: referrer.map(consumer),
+    };
+    // (consumer, units, source, minutes after t0)
+    let orders: Vec<(usize, i64, PreorderSource, i64)> = vec![
+        (1, 2, source("app", "SH", None), 40),
+        (2, 3, source("app", "BJ", Some(1)), 50),
+        (3, 1, source("wechat", "SH", Some(1)), 70),
+        (4, 4, source("wechat", "SH", Some(2)), 130),
+        (5, 5, PreorderSource::default(), 200),
+    ];
+    for (who, units, src, at) in &orders {
+        let req = crate::PlacePreorder {
+            idempotency_key: key(),
+            campaign_id: c.id.clone(),
+            consumer_id: consumer(*who),
+            quantity: *units,
+            source: src.clone(),
+        };
+        store
+            .place_preorder(&req, t0() + Duration::minutes(*at))
+            .await
+            .expect("order");
+    }
+    let own = crate::PlacePreorder {
+        idempotency_key: key(),
+        campaign_id: c.id.clone(),
+        consumer_id: consumer(6),
+        quantity: 1,
+        source: PreorderSource {
+            referrer: Some(ConsumerId::parse("con_6").expect("id")),
+            ..PreorderSource::default()
+        },
+    };
+    assert_eq!(
+        invalid_field(store.place_preorder(&own, t0() + Duration::hours(4)).await),
+        "referrer"
+    );
+
+    let i = store.insights(&c.id, 3600, 2).await.expect("insights");
+    assert_eq!((i.preorders, i.units, i.cancelled_units), (5, 15, 0));
+    let total = |v: &[crate::SourceCount]| v.iter().map(|s| s.units).sum::<i64>();
+    assert_eq!(total(&i.by_channel), 15);
+    assert_eq!(total(&i.by_region), 15);
+    assert_eq!(total(&i.by_referrer), 15);
+    let units_of = |v: &[crate::SourceCount], k: &str| {
+        v.iter()
+            .find(|s| s.key == k)
+            .map(|s| (s.preorders, s.units))
+    };
+    assert_eq!(units_of(&i.by_channel, "app"), Some((2, 5)));
+    assert_eq!(units_of(&i.by_channel, "wechat"), Some((2, 5)));
+    assert_eq!(units_of(&i.by_channel, ""), Some((1, 5)));
+    assert_eq!(units_of(&i.by_region, "SH"), Some((3, 7)));
+    assert_eq!(
+        i.top_referrers
+            .iter()
+            .map(|s| (s.key.as_str(), s.units))
+            .collect::<Vec<_>>(),
+        vec![("con_1", 4), ("con_2", 4)],
+        "largest first, then by key; never the empty key: {:?}",
+        i.top_referrers
+    );
+    // Hour buckets from the opening (t0 + 30 min): 10, 20, 40 min → 0; 100 → 1; 170 → 2.
+    let per_bucket: Vec<(i64, i64)> = i
+        .units_over_time
+        .iter()
+        .map(|u| (u.units, u.cumulative_units))
+        .collect();
+    assert_eq!(per_bucket, vec![(6, 6), (4, 10), (5, 15)]);
+    assert_eq!(i.units_over_time[0].at, t0() + Duration::minutes(30));
+    assert_eq!((i.consumers, i.returning_consumers), (5, 1));
+    not_found(
+        store.insights(&CampaignId::generate(), 3600, 2).await,
+        "campaign",
+    );
+}

@@ -1,0 +1,477 @@
+//! The merchant's levers, and what the forecast, the advice and the insights read: written
+//! once for both backends.
+//!
+//! - Types: the requests ([`ExtendDeadline`], [`LowerThreshold`], [`CloseCampaign`],
+//!   [`CancelCampaign`]), their answer ([`LeverOutcome`]), what the fill forecast reads
+//!   ([`ForecastInput`]) and a campaign's demand ([`Insights`]).
+//! - Logic: [`extend_deadline`], [`lower_threshold`], [`close_campaign`],
+//!   [`cancel_campaign`]. Whether a lever may be pulled is the domain's
+//!   ([`c2m_domain::levers`]); what it does to the open batch reuses the pooling paths (a
+//!   batch that meets its threshold locks through [`Tx::end_batch`] and
+//!   [`ledger::lock_batch_money`], as a placement locks it; a batch that cannot fails and
+//!   releases every hold through [`ledger::release_failed_batch`], as the deadline fails
+//!   it); a cancelled campaign's locked batches are refunded through the ledger
+//!   ([`ledger::refund_locked_batch`]).
+//! - SQL: `sql.rs` (one text for both dialects).
+//! - Conformance cases: `crate::conformance::levers`.
+//!
+//! **The lock.** Every lever takes the campaign's lock ([`Tx::lock_campaign`]) before it
+//! reads the campaign, its batches or its idempotency key, like every other write on the
+//! campaign, so a lever and a placement are ordered: a placement after a lowered threshold
+//! sees the new threshold, one after a close is refused. A lever updates the campaign's row,
+//! which a group of writes may hold a copy of ([`Tx::hold_campaign`]); the lever drops that
+//! copy, so the writes after it in the group read the row again. Each lever is idempotent
+//! by its key (scoped by the lever's name), and a refusal writes nothing.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use c2m_domain::events::EventData;
+use c2m_domain::forecast::{ArrivalHistory, OpenBatch};
+use c2m_domain::{levers, Batch, BatchStatus, Campaign, CampaignId, DomainError, IdempotencyKey};
+
+use crate::dialect::{micros, Backend, Tx};
+use crate::engine::{Engine, Lane};
+use crate::idempotency::Keyed;
+use crate::ledger;
+use crate::payment::PaymentProvider;
+use crate::writer::Op;
+use crate::StoreError;
+
+mod sql;
+
+pub use sql::{Insights, SourceCount, UnitsAt};
+
+pub(crate) const OP_EXTEND_DEADLINE: &str = "extend_deadline";
+pub(crate) const OP_LOWER_THRESHOLD: &str = "lower_threshold";
+pub(crate) const OP_CLOSE_CAMPAIGN: &str = "close_campaign";
+pub(crate) const OP_CANCEL_CAMPAIGN: &str = "cancel_campaign";
+
+/// Move the campaign's deadline to a later moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtendDeadline {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub campaign_id: CampaignId,
+    pub deadline: DateTime<Utc>,
+}
+
+/// Lower the campaign's batch threshold (the open batch's with it).
+#[derive(Debug, Clone, Serialize)]
+pub struct LowerThreshold {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub campaign_id: CampaignId,
+    pub batch_threshold: i64,
+}
+
+/// Stop selling now.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloseCampaign {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub campaign_id: CampaignId,
+}
+
+/// Cancel the campaign and refund every pre-order not yet in production.
+#[derive(Debug, Clone, Serialize)]
+pub struct CancelCampaign {
+    #[serde(skip)]
+    pub idempotency_key: IdempotencyKey,
+    pub campaign_id: CampaignId,
+}
+
+/// What a lever did. A retry with the same key gets this as it was first recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeverOutcome {
+    /// The campaign as the lever left it.
+    pub campaign: Campaign,
+    /// The open batch, if the lever locked it (a lowered threshold it meets; a close).
+    pub locked_batch: Option<Batch>,
+    /// The open batch, if the lever failed it (a close or a cancel short of the threshold).
+    pub failed_batch: Option<Batch>,
+    /// Pre-orders whose held deposit was released (the failed batch's).
+    pub deposits_released: i64,
+    /// Pre-orders of locked batches refunded in full (a cancel).
+    pub preorders_refunded: i64,
+    /// Minor units refunded (captured deposits and paid balances; a cancel).
+    pub refunded_minor: i64,
+    /// Locked batches a cancel left alone because a live work order makes them.
+    pub batches_in_production: i64,
+}
+
+impl LeverOutcome {
+    fn of(campaign: Campaign) -> Self {
+        LeverOutcome {
+            campaign,
+            locked_batch: None,
+            failed_batch: None,
+            deposits_released: 0,
+            preorders_refunded: 0,
+            refunded_minor: 0,
+            batches_in_production: 0,
+        }
+    }
+}
+
+/// What the fill forecast of a campaign reads, in one snapshot: the campaign, its arrivals
+/// up to `now`, its open batch, and the earlier campaigns of the same sku that have stopped
+/// selling (newest first, at most [`EARLIER_CAMPAIGNS`]), each with its whole history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForecastInput {
+    pub campaign: Campaign,
+    pub history: ArrivalHistory,
+    pub open_batch: Option<OpenBatch>,
+    pub earlier: Vec<ArrivalHistory>,
+}
+
+/// How many earlier campaigns of the sku the forecast's prior is built from, at most.
+pub const EARLIER_CAMPAIGNS: i64 = 20;
+
+/// The levers and the reads built on a campaign's history, implemented once for every
+/// backend.
+#[async_trait]
+pub trait LeversStore: Send + Sync + 'static {
+    /// Moves the deadline later. Idempotent by key; `CAMPAIGN_ENDED` once it stopped
+    /// selling, `DEADLINE_NOT_LATER` for a deadline not after the current one.
+    async fn extend_deadline(
+        &self,
+        req: &ExtendDeadline,
+        now: DateTime<Utc>,
+    ) -> Result<LeverOutcome, StoreError>;
+
+    /// Lowers the threshold; the open batch locks at once, at the tier its units reach, if
+    /// it meets the new one. Idempotent by key; `CAMPAIGN_ENDED`, `THRESHOLD_NOT_LOWER`.
+    async fn lower_threshold(
+        &self,
+        req: &LowerThreshold,
+        now: DateTime<Utc>,
+    ) -> Result<LeverOutcome, StoreError>;
+
+    /// Stops selling now: the open batch locks if it meets its threshold, otherwise fails
+    /// and every deposit in it is released. Idempotent by key; `CAMPAIGN_ENDED` once the
+    /// campaign stopped selling.
+    async fn close_campaign(
+        &self,
+        req: &CloseCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<LeverOutcome, StoreError>;
+
+    /// Cancels the campaign: stops selling, fails the open batch (deposits released) and
+    /// refunds every pre-order of a locked batch that no live work order makes (captured
+    /// deposit and paid balance, once each). Idempotent by key; `CAMPAIGN_ENDED` if it was
+    /// cancelled before.
+    async fn cancel_campaign(
+        &self,
+        req: &CancelCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<LeverOutcome, StoreError>;
+
+    /// What the fill forecast reads; `NotFound` for an unknown campaign.
+    async fn forecast_input(
+        &self,
+        campaign: &CampaignId,
+        now: DateTime<Utc>,
+    ) -> Result<ForecastInput, StoreError>;
+
+    /// Who the demand is: units over time, by channel, region and referrer, the top
+    /// referrers, and the consumers who came back from earlier campaigns of the sku.
+    /// `bucket_secs` is the width of the time buckets; `NotFound` for an unknown campaign.
+    async fn insights(
+        &self,
+        campaign: &CampaignId,
+        bucket_secs: i64,
+        top: i64,
+    ) -> Result<Insights, StoreError>;
+}
+
+fn campaign_not_found(id: &CampaignId) -> StoreError {
+    DomainError::NotFound {
+        entity: "campaign",
+        id: id.as_str().to_owned(),
+    }
+    .into()
+}
+
+/// The campaign under its lock, or the answer recorded for the key (looked up before the
+/// lock, and again under it: a send of the key may have committed while this one waited).
+async fn locked<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    key: &Keyed<'_>,
+    id: &CampaignId,
+) -> Result<Result<Campaign, LeverOutcome>, StoreError> {
+    if let Some(done) = key.replay(tx).await? {
+        return Ok(Err(done));
+    }
+    let campaign = tx
+        .lock_campaign(id)
+        .await?
+        .ok_or_else(|| campaign_not_found(id))?;
+    if let Some(done) = key.replay(tx).await? {
+        return Ok(Err(done));
+    }
+    Ok(Ok(campaign))
+}
+
+pub(crate) async fn extend_deadline<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    req: &ExtendDeadline,
+    now: DateTime<Utc>,
+) -> Result<LeverOutcome, StoreError> {
+    let now = micros(now);
+    let key = Keyed::new(OP_EXTEND_DEADLINE, &req.idempotency_key, req);
+    let mut campaign = match locked(tx, &key, &req.campaign_id).await? {
+        Ok(c) => c,
+        Err(done) => return Ok(done),
+    };
+    let deadline = micros(req.deadline);
+    levers::may_extend_deadline(&campaign, deadline, now)?;
+    tx.set_deadline(&campaign.id, deadline).await?;
+    campaign.terms.deadline = deadline;
+    let outcome = LeverOutcome::of(campaign);
+    campaign_changed(tx, &outcome, "deadline_extended", now);
+    key.record(tx, &outcome, now).await?;
+    Ok(outcome)
+}
+
+pub(crate) async fn lower_threshold<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    req: &LowerThreshold,
+    now: DateTime<Utc>,
+) -> Result<LeverOutcome, StoreError> {
+    let now = micros(now);
+    let key = Keyed::new(OP_LOWER_THRESHOLD, &req.idempotency_key, req);
+    let mut campaign = match locked(tx, &key, &req.campaign_id).await? {
+        Ok(c) => c,
+        Err(done) => return Ok(done),
+    };
+    levers::may_lower_threshold(&campaign, req.batch_threshold, now)?;
+    tx.set_threshold(&campaign.id, req.batch_threshold).await?;
+    campaign.terms.batch_threshold = req.batch_threshold;
+    let mut outcome = LeverOutcome::of(campaign);
+    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+        if levers::locks_at(open.units, req.batch_threshold) {
+            outcome.locked_batch = Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+        }
+    }
+    campaign_changed(tx, &outcome, "threshold_lowered", now);
+    key.record(tx, &outcome, now).await?;
+    Ok(outcome)
+}
+
+pub(crate) async fn close_campaign<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    req: &CloseCampaign,
+    now: DateTime<Utc>,
+) -> Result<LeverOutcome, StoreError> {
+    let now = micros(now);
+    let key = Keyed::new(OP_CLOSE_CAMPAIGN, &req.idempotency_key, req);
+    let mut campaign = match locked(tx, &key, &req.campaign_id).await? {
+        Ok(c) => c,
+        Err(done) => return Ok(done),
+    };
+    levers::may_close(&campaign, now)?;
+    tx.set_campaign_ended(&campaign.id, "closed_at", now)
+        .await?;
+    campaign.closed_at = Some(now);
+    let mut outcome = LeverOutcome::of(campaign);
+    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+        if levers::locks_at(open.units, open.threshold) {
+            outcome.locked_batch = Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+        } else {
+            fail(tx, provider, &mut outcome, open, now).await?;
+        }
+    }
+    campaign_changed(tx, &outcome, "closed", now);
+    key.record(tx, &outcome, now).await?;
+    Ok(outcome)
+}
+
+pub(crate) async fn cancel_campaign<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    req: &CancelCampaign,
+    now: DateTime<Utc>,
+) -> Result<LeverOutcome, StoreError> {
+    let now = micros(now);
+    let key = Keyed::new(OP_CANCEL_CAMPAIGN, &req.idempotency_key, req);
+    let mut campaign = match locked(tx, &key, &req.campaign_id).await? {
+        Ok(c) => c,
+        Err(done) => return Ok(done),
+    };
+    levers::may_cancel(&campaign)?;
+    tx.set_campaign_ended(&campaign.id, "cancelled_at", now)
+        .await?;
+    campaign.cancelled_at = Some(now);
+    let mut outcome = LeverOutcome::of(campaign);
+    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+        fail(tx, provider, &mut outcome, open, now).await?;
+    }
+    for batch in tx.refundable_batches(&outcome.campaign.id).await? {
+        if tx.in_production(&batch.id).await? {
+            outcome.batches_in_production += 1;
+            continue;
+        }
+        let done =
+            ledger::refund_locked_batch(tx, provider, &outcome.campaign, &batch, now).await?;
+        outcome.preorders_refunded += done.preorders;
+        outcome.refunded_minor += done.amount;
+    }
+    campaign_changed(tx, &outcome, "cancelled", now);
+    key.record(tx, &outcome, now).await?;
+    Ok(outcome)
+}
+
+/// Tells subscribers what the lever changed (`campaign.changed`), in the lever's own
+/// transaction; a lock or failure it caused has its own event besides.
+fn campaign_changed<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    outcome: &LeverOutcome,
+    change: &str,
+    now: DateTime<Utc>,
+) {
+    let c = &outcome.campaign;
+    tx.emit(
+        &c.id,
+        None,
+        now,
+        EventData::CampaignChanged {
+            change: change.to_owned(),
+            deadline: Some(c.terms.deadline),
+            threshold: Some(c.terms.batch_threshold),
+            refunds: Vec::new(),
+        },
+    );
+}
+
+/// Locks the open batch at its units, as a placement that reaches the threshold does: the
+/// transition, then the money (price from the ladder, deposits captured, balances due).
+async fn lock<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    campaign: &Campaign,
+    open: &Batch,
+    now: DateTime<Utc>,
+) -> Result<Batch, StoreError> {
+    tx.end_batch(&open.id, BatchStatus::Locked, now).await?;
+    ledger::lock_batch_money(tx, provider, campaign, open, open.units, now).await?;
+    tx.batch(&open.id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("batch {} vanished", open.id)))
+}
+
+/// Fails the open batch and releases every hold in it, as the deadline does.
+async fn fail<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    outcome: &mut LeverOutcome,
+    mut open: Batch,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tx.end_batch(&open.id, BatchStatus::Failed, now).await?;
+    open.status = BatchStatus::Failed;
+    open.failed_at = Some(now);
+    let refunds = ledger::release_failed_batch(tx, provider, &open.id, now).await?;
+    outcome.deposits_released = refunds.len() as i64;
+    tx.emit(
+        &open.campaign_id,
+        Some(&open.id),
+        now,
+        EventData::BatchFailed {
+            batch_seq: open.seq,
+            units: open.units,
+            threshold: open.threshold,
+            preorders: refunds,
+        },
+    );
+    outcome.failed_batch = Some(open);
+    Ok(())
+}
+
+#[async_trait]
+impl<E: Engine> LeversStore for E {
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn extend_deadline(
+        &self,
+        req: &ExtendDeadline,
+        now: DateTime<Utc>,
+    ) -> Result<LeverOutcome, StoreError> {
+        let op = Op::new((req.clone(), now), |tx, (req, now)| {
+            Box::pin(extend_deadline(tx, req, *now))
+        });
+        self.write(Lane::Campaign(&req.campaign_id), op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn lower_threshold(
+        &self,
+        req: &LowerThreshold,
+        now: DateTime<Utc>,
+    ) -> Result<LeverOutcome, StoreError> {
+        let args = (req.clone(), now, self.provider().clone());
+        let op = Op::new(args, |tx, (req, now, provider)| {
+            Box::pin(lower_threshold(tx, &**provider, req, *now))
+        });
+        self.write(Lane::Campaign(&req.campaign_id), op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn close_campaign(
+        &self,
+        req: &CloseCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<LeverOutcome, StoreError> {
+        let args = (req.clone(), now, self.provider().clone());
+        let op = Op::new(args, |tx, (req, now, provider)| {
+            Box::pin(close_campaign(tx, &**provider, req, *now))
+        });
+        self.write(Lane::Campaign(&req.campaign_id), op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn cancel_campaign(
+        &self,
+        req: &CancelCampaign,
+        now: DateTime<Utc>,
+    ) -> Result<LeverOutcome, StoreError> {
+        let args = (req.clone(), now, self.provider().clone());
+        let op = Op::new(args, |tx, (req, now, provider)| {
+            Box::pin(cancel_campaign(tx, &**provider, req, *now))
+        });
+        self.write(Lane::Campaign(&req.campaign_id), op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn forecast_input(
+        &self,
+        campaign: &CampaignId,
+        now: DateTime<Utc>,
+    ) -> Result<ForecastInput, StoreError> {
+        self.snapshot()
+            .await?
+            .read(&(campaign.clone(), now), |tx, (campaign, now)| {
+                Box::pin(tx.forecast_input(campaign, *now))
+            })
+            .await?
+            .ok_or_else(|| campaign_not_found(campaign))
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn insights(
+        &self,
+        campaign: &CampaignId,
+        bucket_secs: i64,
+        top: i64,
+    ) -> Result<Insights, StoreError> {
+        self.snapshot()
+            .await?
+            .read(&(campaign.clone(), bucket_secs, top), |tx, (c, b, t)| {
+                Box::pin(tx.insights(c, *b, *t))
+            })
+            .await?
+            .ok_or_else(|| campaign_not_found(campaign))
+    }
+}

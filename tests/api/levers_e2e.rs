@@ -1,0 +1,627 @@
+//! The fill forecast, the merchant's levers, the advice and the insights, end to end over
+//! gRPC with an injected clock (issue 17).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use tonic::Code;
+
+use crate::common::*;
+use c2m_domain::ManualClock;
+use c2m_proto::v1 as pb;
+
+/// A campaign of `threshold` units, a deadline `days` after `start`, one price, deposits of
+/// a quarter.
+async fn campaign(
+    c: &mut Clients,
+    key: &str,
+    threshold: i64,
+    start: DateTime<Utc>,
+    days: i64,
+) -> pb::Campaign {
+    let mut req = campaign_request(key, threshold);
+    req.max_per_order = None;
+    req.deadline = Some(ts(start + Duration::days(days)));
+    c.campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner()
+}
+
+/// Places `orders` orders of `units` each, one every `every` of the clock.
+async fn orders(
+    c: &mut Clients,
+    clock: &ManualClock,
+    campaign: &str,
+    tag: &str,
+    orders: usize,
+    units: i64,
+    every: Duration,
+) -> Vec<pb::Preorder> {
+    let mut out = Vec::new();
+    for i in 0..orders {
+        clock.advance(every);
+        out.push(
+            c.preorders
+                .place_preorder(place(
+                    &format!("{tag}-{i}"),
+                    campaign,
+                    &format!("{tag}-consumer-{i}"),
+                    units,
+                ))
+                .await
+                .expect("order")
+                .into_inner(),
+        );
+    }
+    out
+}
+
+async fn progress(c: &mut Clients, id: &str) -> pb::CampaignProgress {
+    c.campaigns
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: id.into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+}
+
+async fn money(c: &mut Clients, id: &str) -> pb::CampaignMoney {
+    let mut ledger =
+        c2m_proto::v1::ledger_service_client::LedgerServiceClient::new(c.channel.clone());
+    ledger
+        .get_campaign_money(pb::GetCampaignMoneyRequest {
+            campaign_id: id.into(),
+        })
+        .await
+        .expect("money")
+        .into_inner()
+}
+
+fn minor(m: &Option<pb::Money>) -> i64 {
+    m.as_ref().expect("money").minor
+}
+
+/// A campaign on pace to fill shows a high lock probability and an expected lock time
+/// before the deadline; one far behind shows a low one and the units it is expected to
+/// miss; a campaign with no open batch shows no forecast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_campaign_shows_the_open_batchs_fill_forecast() {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let mut c = server.clients().await;
+
+    // 100 units over 10 days (10 a day would fill it). Over the first two days the fast one
+    // takes 2 units every 2 hours (24 a day), the slow one 1 unit every 8 hours (3 a day,
+    // about 30 by the deadline).
+    let fast = campaign(&mut c, "fast", 100, start, 10).await;
+    let slow = campaign(&mut c, "slow", 100, start, 10).await;
+    let empty = campaign(&mut c, "empty", 100, start, 10).await;
+    for round in 0..6 {
+        orders(
+            &mut c,
+            &clock,
+            &fast.id,
+            &format!("f{round}"),
+            4,
+            2,
+            Duration::hours(2),
+        )
+        .await;
+        orders(
+            &mut c,
+            &clock,
+            &slow.id,
+            &format!("s{round}"),
+            1,
+            1,
+            Duration::zero(),
+        )
+        .await;
+    }
+
+    let f = progress(&mut c, &fast.id).await;
+    let ff = f.forecast.expect("a forecast for the open batch");
+    assert_eq!(ff.units_needed, 52);
+    assert!(ff.lock_probability > 0.9, "fast: {ff:?}");
+    let lock_at = ff.expected_lock_at.expect("expected lock time");
+    assert!(lock_at.seconds < ts(start + Duration::days(10)).seconds);
+    assert!(ff.expected_shortfall < 2.0, "{ff:?}");
+    assert_eq!(ff.orders_seen, 24);
+
+    let s = progress(&mut c, &slow.id).await;
+    let sf = s.forecast.expect("a forecast for the open batch");
+    assert_eq!(sf.units_needed, 94);
+    assert!(sf.lock_probability < 0.1, "slow: {sf:?}");
+    assert!(sf.expected_shortfall > 30.0, "{sf:?}");
+    assert!(sf.projected_units_p10 <= sf.projected_units_p50);
+    assert!(sf.projected_units_p50 <= sf.projected_units_p90);
+    assert!(sf.projected_units_p90 < 100, "{sf:?}");
+
+    let e = progress(&mut c, &empty.id).await;
+    assert!(e.forecast.is_none(), "no batch is open");
+    server.shutdown().await;
+}
+
+/// A sku whose cost per unit falls with the batch: 20 000 fen a unit and a setup of
+/// 200 000, so at a price of 39 900 and a 15% margin (cost at most 33 915) the smallest
+/// batch that pays is 15 units (33 333.33 a unit; 14 would cost 34 285.71).
+const LEVER_KETTLE: &str = r#"
+name = "levers"
+currency = "CNY"
+
+[[products]]
+sku = "lever-kettle"
+demand = 0
+
+[[factories]]
+id = "foshan-1"
+capacity_hours = 1000.0
+
+[[factories.lines]]
+sku = "lever-kettle"
+unit_cost = 20000.0
+setup_cost = 200000.0
+hours_per_unit = 0.1
+"#;
+
+async fn ledger(c: &mut Clients, id: &str) -> Vec<pb::LedgerEntry> {
+    let mut client =
+        c2m_proto::v1::ledger_service_client::LedgerServiceClient::new(c.channel.clone());
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_ledger_entries(pb::ListLedgerEntriesRequest {
+                campaign_id: id.into(),
+                page_size: 500,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("ledger")
+            .into_inner();
+        out.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// A campaign falling short shows a low probability; the advice names the threshold the
+/// planner's costs allow (15, computed above by hand) with a better probability; lowering
+/// the threshold to it locks the open batch at once, capturing every deposit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falling_short_advice_and_a_lower_threshold_that_locks_at_once() {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let mut c = server.clients().await;
+    import(&mut c, "lever-kettle", LEVER_KETTLE, pb::ImportMode::Merge)
+        .await
+        .expect("catalogue");
+    let mut req = campaign_request("short", 80);
+    req.sku = "lever-kettle".into();
+    req.max_per_order = None;
+    req.deadline = Some(ts(start + Duration::days(5)));
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    // 16 units in two days: 8 a day, about 40 by the deadline against 80 needed.
+    let placed = orders(&mut c, &clock, &cmp.id, "short", 8, 2, Duration::hours(6)).await;
+
+    let forecast = progress(&mut c, &cmp.id).await.forecast.expect("forecast");
+    assert_eq!(forecast.units_needed, 64);
+    assert!(forecast.lock_probability < 0.2, "{forecast:?}");
+
+    let advice = c
+        .levers
+        .get_advice(pb::GetAdviceRequest {
+            campaign_id: cmp.id.clone(),
+            margin: 0.15,
+            target_probability: 0.8,
+        })
+        .await
+        .expect("advice")
+        .into_inner();
+    assert!(advice.falling_short);
+    assert!(advice.expected_miss_units > 5.0, "{advice:?}");
+    let lower = advice.lower_threshold.expect("a threshold");
+    assert_eq!(lower.batch_threshold, 15, "{advice:?}");
+    assert!((lower.cost_per_unit_minor - 20_000.0 - 200_000.0 / 15.0).abs() < 1.0);
+    assert!((lower.margin - (1.0 - (20_000.0 + 200_000.0 / 15.0) / 39_900.0)).abs() < 1e-3);
+    assert!(
+        lower.lock_probability > 0.99,
+        "16 units are already in: {lower:?}"
+    );
+    assert!(
+        advice.summary.contains("lowering the threshold to 15"),
+        "{}",
+        advice.summary
+    );
+    if let Some(x) = &advice.extension {
+        assert!(x.lock_probability >= 0.8 && x.days >= 1, "{x:?}");
+    }
+
+    // Raising is refused, naming the field, and writes nothing.
+    let up = c
+        .levers
+        .lower_threshold(pb::LowerThresholdRequest {
+            idempotency_key: "raise".into(),
+            campaign_id: cmp.id.clone(),
+            batch_threshold: 90,
+        })
+        .await
+        .expect_err("raising");
+    assert_refused(&up, Code::FailedPrecondition, "THRESHOLD_NOT_LOWER");
+    assert_eq!(error_meta(&up, "field").as_deref(), Some("batch_threshold"));
+
+    let lower_req = pb::LowerThresholdRequest {
+        idempotency_key: "lower-to-15".into(),
+        campaign_id: cmp.id.clone(),
+        batch_threshold: lower.batch_threshold,
+    };
+    let out = c
+        .levers
+        .lower_threshold(lower_req.clone())
+        .await
+        .expect("lower")
+        .into_inner();
+    let locked = out.locked_batch.clone().expect("locked at once");
+    assert_eq!(locked.status, pb::BatchStatus::Locked as i32);
+    assert_eq!((locked.units, locked.threshold), (16, 15));
+    for p in all_preorders(&mut c, &cmp.id).await {
+        assert_eq!(p.status, pb::PreorderStatus::Locked as i32);
+        assert_eq!(minor(&p.deposit_captured), p.quantity * 5_000);
+    }
+    assert_eq!(placed.len(), 8);
+    let again = c
+        .levers
+        .lower_threshold(lower_req)
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(
+        again.locked_batch, out.locked_batch,
+        "a retry answers as the first time"
+    );
+    let m = money(&mut c, &cmp.id).await;
+    assert_eq!((minor(&m.captured), minor(&m.held)), (16 * 5_000, 0));
+    let p = progress(&mut c, &cmp.id).await;
+    assert_eq!(
+        (p.batches_locked, p.campaign.expect("c").batch_threshold),
+        (1, 15)
+    );
+    server.shutdown().await;
+}
+
+/// A campaign extended (never into the past), sold after its old deadline, then closed:
+/// the open batch fails and every deposit is released exactly once; closing again and
+/// extending a closed campaign are refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_then_closed_releases_every_deposit_once() {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let mut c = server.clients().await;
+    let cmp = campaign(&mut c, "extend", 50, start, 3).await;
+    orders(&mut c, &clock, &cmp.id, "e", 3, 2, Duration::hours(1)).await;
+
+    let past = c
+        .levers
+        .extend_deadline(pb::ExtendDeadlineRequest {
+            idempotency_key: "past".into(),
+            campaign_id: cmp.id.clone(),
+            deadline: Some(ts(start - Duration::days(1))),
+        })
+        .await
+        .expect_err("into the past");
+    assert_refused(&past, Code::FailedPrecondition, "DEADLINE_NOT_LATER");
+    assert_eq!(error_meta(&past, "field").as_deref(), Some("deadline"));
+    let new_deadline = start + Duration::days(7);
+    let extended = c
+        .levers
+        .extend_deadline(pb::ExtendDeadlineRequest {
+            idempotency_key: "extend".into(),
+            campaign_id: cmp.id.clone(),
+            deadline: Some(ts(new_deadline)),
+        })
+        .await
+        .expect("extend")
+        .into_inner();
+    assert_eq!(
+        extended
+            .campaign
+            .expect("campaign")
+            .deadline
+            .map(|t| t.seconds),
+        Some(new_deadline.timestamp())
+    );
+    // Past the old deadline the campaign still sells.
+    clock.advance(Duration::days(4));
+    orders(&mut c, &clock, &cmp.id, "late", 1, 1, Duration::zero()).await;
+
+    let close = pb::CloseCampaignRequest {
+        idempotency_key: "close".into(),
+        campaign_id: cmp.id.clone(),
+    };
+    let closed = c
+        .levers
+        .close_campaign(close.clone())
+        .await
+        .expect("close")
+        .into_inner();
+    assert_eq!(closed.deposits_released, 4);
+    assert!(closed.locked_batch.is_none());
+    assert_eq!(
+        closed.failed_batch.as_ref().map(|b| b.status),
+        Some(pb::BatchStatus::Failed as i32)
+    );
+    assert!(closed.campaign.as_ref().expect("c").closed_at.is_some());
+    let again = c
+        .levers
+        .close_campaign(close)
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(again, closed, "a retry answers as the first time");
+    let twice = c
+        .levers
+        .close_campaign(pb::CloseCampaignRequest {
+            idempotency_key: "close-again".into(),
+            campaign_id: cmp.id.clone(),
+        })
+        .await
+        .expect_err("closing a closed campaign");
+    assert_refused(&twice, Code::FailedPrecondition, "CAMPAIGN_ENDED");
+    assert_eq!(error_meta(&twice, "field").as_deref(), Some("campaign_id"));
+    let late = c
+        .levers
+        .extend_deadline(pb::ExtendDeadlineRequest {
+            idempotency_key: "extend-closed".into(),
+            campaign_id: cmp.id.clone(),
+            deadline: Some(ts(new_deadline + Duration::days(3))),
+        })
+        .await
+        .expect_err("extending a closed campaign");
+    assert_refused(&late, Code::FailedPrecondition, "CAMPAIGN_ENDED");
+    assert_eq!(error_meta(&late, "field").as_deref(), Some("deadline"));
+    let order = c
+        .preorders
+        .place_preorder(place("after-close", &cmp.id, "zoe", 1))
+        .await
+        .expect_err("a closed campaign sells no more");
+    assert_refused(&order, Code::FailedPrecondition, "CAMPAIGN_CLOSED");
+
+    let m = money(&mut c, &cmp.id).await;
+    assert_eq!(minor(&m.deposited), 7 * 5_000);
+    assert_eq!(minor(&m.released), 7 * 5_000);
+    assert_eq!(minor(&m.held), 0);
+    let entries = ledger(&mut c, &cmp.id).await;
+    let mut released: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.kind == "release")
+        .map(|e| e.preorder_id.as_str())
+        .collect();
+    released.sort_unstable();
+    released.dedup();
+    assert_eq!(released.len(), 4, "one release per pre-order");
+    assert_eq!(entries.iter().filter(|e| e.kind == "release").count(), 4);
+    assert!(progress(&mut c, &cmp.id).await.forecast.is_none());
+    server.shutdown().await;
+}
+
+/// Cancelling a campaign with a locked batch (one balance paid, one not) and an open
+/// batch: the locked batch's deposits and the paid balance come back through `refund`
+/// movements, the open batch's deposit through a release, each once and to the minor unit;
+/// every consumer's account is back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let mut c = server.clients().await;
+    let mut req = campaign_request("cancel", 5);
+    req.max_per_order = None;
+    req.balance_window_seconds = Some(2 * 86_400);
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    clock.advance(Duration::minutes(1));
+    let a = c
+        .preorders
+        .place_preorder(place("a", &cmp.id, "ann", 3))
+        .await
+        .expect("a")
+        .into_inner();
+    let b = c
+        .preorders
+        .place_preorder(place("b", &cmp.id, "bob", 2))
+        .await
+        .expect("b")
+        .into_inner();
+    assert_eq!(b.status, pb::PreorderStatus::Locked as i32);
+    c.preorders
+        .place_preorder(place("o", &cmp.id, "oli", 1))
+        .await
+        .expect("o");
+    let a = c
+        .preorders
+        .get_preorder(pb::GetPreorderRequest {
+            preorder_id: a.id.clone(),
+        })
+        .await
+        .expect("a")
+        .into_inner();
+    let balance = minor(&a.balance_due);
+    assert_eq!(balance, 3 * 39_900 - 3 * 5_000);
+    c.preorders
+        .pay_balance(pb::PayBalanceRequest {
+            idempotency_key: "pay-a".into(),
+            preorder_id: a.id.clone(),
+            consumer_id: String::new(),
+            amount: a.balance_due.clone(),
+        })
+        .await
+        .expect("pay");
+
+    let cancel = pb::CancelCampaignRequest {
+        idempotency_key: "cancel".into(),
+        campaign_id: cmp.id.clone(),
+    };
+    let out = c
+        .levers
+        .cancel_campaign(cancel.clone())
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(out.preorders_refunded, 2);
+    assert_eq!(out.deposits_released, 1);
+    assert_eq!(minor(&out.refunded), 3 * 39_900 + 2 * 5_000);
+    let again = c
+        .levers
+        .cancel_campaign(cancel)
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(again, out);
+    let twice = c
+        .levers
+        .cancel_campaign(pb::CancelCampaignRequest {
+            idempotency_key: "cancel-again".into(),
+            campaign_id: cmp.id.clone(),
+        })
+        .await
+        .expect_err("cancelling twice");
+    assert_refused(&twice, Code::FailedPrecondition, "CAMPAIGN_ENDED");
+
+    let m = money(&mut c, &cmp.id).await;
+    assert_eq!(minor(&m.refunded), 3 * 39_900 + 2 * 5_000);
+    assert_eq!(
+        minor(&m.refunded),
+        minor(&m.captured) + minor(&m.balances_paid)
+    );
+    assert_eq!(minor(&m.released), 5_000);
+    assert_eq!(
+        (minor(&m.held), minor(&m.escrow), minor(&m.merchant)),
+        (0, 0, 0)
+    );
+    assert_eq!(minor(&m.balances_outstanding), 0);
+    let entries = ledger(&mut c, &cmp.id).await;
+    let refunds: Vec<&pb::LedgerEntry> = entries.iter().filter(|e| e.kind == "refund").collect();
+    assert_eq!(refunds.len(), 2);
+    let mut per_consumer: std::collections::BTreeMap<String, i64> = Default::default();
+    for e in &entries {
+        for p in &e.postings {
+            if p.account.starts_with("consumer:") {
+                *per_consumer.entry(p.account.clone()).or_default() += minor(&p.amount);
+            }
+        }
+    }
+    assert_eq!(per_consumer.len(), 3);
+    assert!(
+        per_consumer.values().all(|v| *v == 0),
+        "every consumer has all their money back: {per_consumer:?}"
+    );
+    for p in all_preorders(&mut c, &cmp.id).await {
+        assert_ne!(p.status, pb::PreorderStatus::Locked as i32, "{p:?}");
+        if p.id == a.id || p.id == b.id {
+            assert_eq!(p.money_state, pb::MoneyState::Refunded as i32, "{p:?}");
+            assert!(p.refunded_at.is_some());
+        }
+    }
+    server.shutdown().await;
+}
+
+/// Pre-orders carrying channels, regions and referrers: the insights add up to the orders,
+/// the top referrer is the one who brought most units, and a consumer naming themselves as
+/// referrer is refused naming the field, with nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insights_of_a_campaign_add_up_to_its_orders() {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let mut c = server.clients().await;
+    let cmp = campaign(&mut c, "insights", 500, start, 10).await;
+    let channels = ["app", "wechat", "web"];
+    let regions = ["SH", "BJ"];
+    let mut units = 0;
+    for i in 0..12i64 {
+        clock.advance(Duration::hours(5));
+        let mut req = place(&format!("i-{i}"), &cmp.id, &format!("con_{i}"), 1 + i % 3);
+        req.channel = Some(channels[(i % 3) as usize].into());
+        req.region = (i % 4 != 0).then(|| regions[(i % 2) as usize].into());
+        req.referrer = (i > 0).then(|| {
+            if i % 2 == 0 {
+                "con_100".into()
+            } else {
+                "con_101".into()
+            }
+        });
+        c.preorders.place_preorder(req).await.expect("order");
+        units += 1 + i % 3;
+    }
+    let mut own = place("own", &cmp.id, "con_99", 1);
+    own.referrer = Some("con_99".into());
+    let e = c
+        .preorders
+        .place_preorder(own)
+        .await
+        .expect_err("self-referral");
+    assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(error_meta(&e, "field").as_deref(), Some("referrer"));
+
+    let i = c
+        .levers
+        .get_insights(pb::GetInsightsRequest {
+            campaign_id: cmp.id.clone(),
+            bucket_seconds: 86_400,
+            top: 1,
+        })
+        .await
+        .expect("insights")
+        .into_inner();
+    assert_eq!((i.preorders, i.units), (12, units));
+    for split in [&i.by_channel, &i.by_region, &i.by_referrer] {
+        assert_eq!(
+            split.iter().map(|s| s.units).sum::<i64>(),
+            units,
+            "{split:?}"
+        );
+        assert_eq!(split.iter().map(|s| s.preorders).sum::<i64>(), 12);
+    }
+    let sum_over_time: i64 = i.units_over_time.iter().map(|u| u.units).sum();
+    assert_eq!(sum_over_time, units);
+    assert_eq!(
+        i.units_over_time.last().map(|u| u.cumulative_units),
+        Some(units)
+    );
+    // 60 hours in day buckets: days 0, 1 and 2.
+    assert_eq!(i.units_over_time.len(), 3);
+    // con_100 referred orders 2, 4, ..., 10 (units 3+2+1+3+2 = 11); con_101 orders 1, 3,
+    // ..., 11 (2+1+3+2+1+3 = 12).
+    assert_eq!(i.top_referrers.len(), 1);
+    assert_eq!(
+        (i.top_referrers[0].key.as_str(), i.top_referrers[0].units),
+        ("con_101", 12)
+    );
+    assert_eq!(
+        i.by_region
+            .iter()
+            .find(|s| s.key.is_empty())
+            .map(|s| s.preorders),
+        Some(3)
+    );
+    assert!(i.forecast.is_some());
+    assert_eq!(i.consumers, 12);
+    server.shutdown().await;
+}
