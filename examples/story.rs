@@ -1,6 +1,8 @@
 //! The whole story against a running server: a catalogue, two campaigns whose products
-//! share materials, enough pre-orders to lock a batch of each, one planning cycle for
-//! both, and the factories receiving their work orders.
+//! share materials, enough pre-orders to lock a batch of each (each with its promised
+//! ship date), one planning cycle for both, the factories receiving their work orders
+//! with each run's week and dates, and a consumer's pre-order showing its planned ship
+//! date against the promise.
 //!
 //! ```text
 //! cargo run --release -- serve                       # terminal 1: the server
@@ -115,8 +117,8 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .into_inner();
         println!(
-            "2. campaign {} for {sku}, threshold {}",
-            c.id, c.batch_threshold
+            "2. campaign {} for {sku}, threshold {}, ships within {} days of its batch locking",
+            c.id, c.batch_threshold, c.ships_within_days
         );
         ids.push((c.id, sku));
     }
@@ -140,7 +142,20 @@ async fn main() -> anyhow::Result<()> {
                 .into_inner();
             n += 1;
             if p.status == pb::PreorderStatus::Locked as i32 {
-                println!("3. {sku}: batch {} locked after {n} pre-orders", p.batch_id);
+                // The consumer's view right after the lock: the promise, not yet a plan.
+                let seen = preorders
+                    .get_preorder(pb::GetPreorderRequest {
+                        preorder_id: p.id.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                let promised = seen.ship_date.as_ref().map_or(String::new(), |d| {
+                    format!(", promised to ship by {}", day(&d.promised_by))
+                });
+                println!(
+                    "3. {sku}: batch {} locked after {n} pre-orders{promised}",
+                    p.batch_id
+                );
                 watched.push(p.id);
                 break;
             }
@@ -199,7 +214,17 @@ async fn main() -> anyhow::Result<()> {
         let runs: Vec<String> = got
             .runs
             .iter()
-            .map(|r| format!("{} x {}", r.quantity, r.sku))
+            .map(|r| match r.period {
+                Some(period) => format!(
+                    "{} x {} in week {} ({} to {})",
+                    r.quantity,
+                    r.sku,
+                    period + 1,
+                    day(&r.starts_at),
+                    day(&r.ends_at)
+                ),
+                None => format!("{} x {}", r.quantity, r.sku),
+            })
             .collect();
         println!(
             "5. {} received work order #{} {}: {}",
@@ -220,8 +245,25 @@ async fn main() -> anyhow::Result<()> {
             .into_inner();
         // Names as the API spells them, without the enum prefix: "locked", "planned".
         let name = |s: &str, prefix: &str| s.trim_start_matches(prefix).to_lowercase();
+        let ship = p.ship_date.as_ref().map_or(String::new(), |d| {
+            let when = if d.planned {
+                "planned to ship"
+            } else {
+                "promised"
+            };
+            let late = if d.late {
+                format!(", {} days late ({})", d.days_late, d.late_reason)
+            } else {
+                ", on time".to_owned()
+            };
+            format!(
+                "; {when} {} against the promise {}{late}",
+                day(&d.expected_at),
+                day(&d.promised_by)
+            )
+        });
         println!(
-            "6. pre-order {}: {}, production {}",
+            "6. pre-order {}: {}, production {}{ship}",
             p.id,
             name(p.status().as_str_name(), "PREORDER_STATUS_"),
             p.production.map_or("not started".to_owned(), |x| name(
@@ -238,4 +280,11 @@ async fn main() -> anyhow::Result<()> {
             .map_or("cixi-1", |w| w.factory_id.as_str())
     );
     Ok(())
+}
+
+/// A timestamp as its UTC date, or "?" when absent.
+fn day(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map_or("?".to_owned(), |d| d.format("%Y-%m-%d").to_string())
 }
