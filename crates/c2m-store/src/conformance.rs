@@ -1247,7 +1247,26 @@ pub async fn deadline_fails_the_open_batch_exactly_once(fx: Arc<dyn Fixture>) {
         .expect("sweep")
         .is_empty());
 
+    // An order sent a moment before the deadline that reaches the store only after the
+    // sweeper failed the open batch must not open a batch after the failed one.
+    let late = store
+        .place_preorder(
+            &place_req(&c.id, &consumer(4), 1),
+            deadline() - Duration::seconds(1),
+        )
+        .await;
+    assert!(
+        matches!(
+            late,
+            Err(StoreError::Domain(DomainError::Refused(
+                Refusal::CampaignClosed { .. }
+            )))
+        ),
+        "an order after the deadline's failure is refused, got {late:?}"
+    );
+
     let bs = batches(&*store, &c.id).await;
+    assert_eq!(bs.len(), 2, "no batch opened after the failed one");
     assert_eq!(bs[1], failed, "the returned batch is what is stored");
     assert_eq!(
         bs[0].status,

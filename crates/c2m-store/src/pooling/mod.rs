@@ -33,7 +33,7 @@ use sqlx::{Postgres, Sqlite};
 use c2m_domain::ledger::LedgerTxn;
 use c2m_domain::{
     pooling, Batch, BatchId, BatchStatus, Campaign, CampaignId, ConsumerId, DomainError, PoolState,
-    Preorder, PreorderId, PreorderStatus,
+    Preorder, PreorderId, PreorderStatus, Refusal,
 };
 
 use c2m_domain::events::EventData;
@@ -307,7 +307,19 @@ impl<'a> RunState<'a> {
         };
         let (batch, new_batch) = match &self.pool.open {
             Some(open) => (open.clone(), false),
-            None => (self.next_batch(tx, now).await?, true),
+            None => {
+                // The sweeper (or a close) may have failed the open batch while this order,
+                // sent before the deadline, waited for the campaign's lock: the campaign's
+                // selling ended then, so the order is refused rather than opening a batch
+                // after the failed one.
+                if tx.newest_batch_failed(&self.campaign.id).await? {
+                    let closed = Refusal::CampaignClosed {
+                        deadline: terms.deadline,
+                    };
+                    return Ok(Err(DomainError::Refused(closed).into()));
+                }
+                (self.next_batch(tx, now).await?, true)
+            }
         };
         let preorder = Preorder {
             id: PreorderId::generate(),

@@ -148,6 +148,20 @@ impl<D: Backend> Tx<'_, D> {
             .int("seq")
     }
 
+    /// Whether the campaign's newest batch failed. A batch fails only when the campaign
+    /// stops selling (its deadline, a close, a cancel), so after that no order may open
+    /// another batch, whatever moment it was sent at.
+    pub(crate) async fn newest_batch_failed(
+        &mut self,
+        campaign: &CampaignId,
+    ) -> Result<bool, StoreError> {
+        let sql = "SELECT status FROM batches WHERE campaign_id = $1 ORDER BY seq DESC LIMIT 1";
+        let newest = D::query(sql, (campaign.as_str(),))
+            .optional(self, |r| r.text("status"))
+            .await?;
+        Ok(newest.as_deref() == Some("failed"))
+    }
+
     /// Inserts an open batch and its 'open' transition.
     pub(crate) async fn insert_batch(&mut self, b: &Batch) -> Result<(), StoreError> {
         let params = (
