@@ -35,6 +35,7 @@ use crate::catalogue::{
     CatalogueFactory, CatalogueMaterial, CatalogueProduct, CatalogueSupplier, FactoryLine,
     OfferPriceBreak, SupplierOffer,
 };
+use crate::engine::Engine;
 use crate::planning::{MaterialDelivery, NewWorkOrder, RunBatch, WorkOrderRun};
 use crate::postgres::PgStore;
 use crate::sqlite::{SqliteOptions, SqliteStore};
@@ -198,12 +199,41 @@ macro_rules! conformance_tests {
 // ---------------------------------------------------------------------------------------
 // Fixtures
 
+/// The store under test and the replicas a case opened on the same database, kept so that
+/// teardown can close them: what every fixture holds, whatever its backend.
+struct Stores<S> {
+    store: Arc<S>,
+    replicas: Mutex<Vec<Arc<S>>>,
+}
+
+impl<S: Engine> Stores<S> {
+    fn new(store: S) -> Self {
+        Stores {
+            store: Arc::new(store),
+            replicas: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps a second store the case opened, and hands it out.
+    async fn add_replica(&self, replica: S) -> Arc<dyn Store> {
+        let replica = Arc::new(replica);
+        self.replicas.lock().await.push(replica.clone());
+        replica
+    }
+
+    /// [`Fixture::transitions`]: read past the trait, on the store under test.
+    async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
+        crate::pooling::batch_transitions(self.store.readers(), batch)
+            .await
+            .expect("read transitions")
+    }
+}
+
 /// A SQLite database file in a temporary folder that is removed on teardown.
 pub struct SqliteFixture {
     dir: tempfile::TempDir,
     options: SqliteOptions,
-    store: Arc<SqliteStore>,
-    replicas: Mutex<Vec<Arc<SqliteStore>>>,
+    stores: Stores<SqliteStore>,
 }
 
 impl SqliteFixture {
@@ -213,39 +243,37 @@ impl SqliteFixture {
 
     pub async fn with_options(options: SqliteOptions) -> Self {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let store = SqliteStore::open_with(&dir.path().join("data").join("c2m.db"), options)
+        let store = SqliteStore::open_with(&Self::file(&dir), options)
             .await
             .expect("open sqlite store");
         SqliteFixture {
             dir,
             options,
-            store: Arc::new(store),
-            replicas: Mutex::new(Vec::new()),
+            stores: Stores::new(store),
         }
+    }
+
+    /// The database file in the fixture's folder.
+    fn file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("data").join("c2m.db")
     }
 }
 
 #[async_trait]
 impl Fixture for SqliteFixture {
     fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
+        self.stores.store.clone()
     }
 
     async fn replica(&self) -> Arc<dyn Store> {
-        let store = Arc::new(
-            SqliteStore::open_with(&self.dir.path().join("data").join("c2m.db"), self.options)
-                .await
-                .expect("open second sqlite store"),
-        );
-        self.replicas.lock().await.push(store.clone());
-        store
+        let replica = SqliteStore::open_with(&Self::file(&self.dir), self.options)
+            .await
+            .expect("open second sqlite store");
+        self.stores.add_replica(replica).await
     }
 
     async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
-        self.store
-            .batch_transitions(batch)
-            .await
-            .expect("read transitions")
+        self.stores.transitions(batch).await
     }
 
     async fn teardown(&self) {}
@@ -284,8 +312,7 @@ pub fn test_database_url() -> Option<String> {
 pub struct PgFixture {
     admin_url: String,
     url: String,
-    store: Arc<PgStore>,
-    replicas: Mutex<Vec<Arc<PgStore>>>,
+    stores: Stores<PgStore>,
 }
 
 /// Connections per store in the tests: cases run in parallel against one server.
@@ -302,8 +329,7 @@ impl PgFixture {
         PgFixture {
             admin_url: admin_url.to_owned(),
             url,
-            store: Arc::new(store),
-            replicas: Mutex::new(Vec::new()),
+            stores: Stores::new(store),
         }
     }
 
@@ -313,38 +339,32 @@ impl PgFixture {
 
     /// The store under test as what it is, for figures only PostgreSQL has.
     pub fn pg_store(&self) -> Arc<PgStore> {
-        self.store.clone()
+        self.stores.store.clone()
     }
 }
 
 #[async_trait]
 impl Fixture for PgFixture {
     fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
+        self.stores.store.clone()
     }
 
     async fn replica(&self) -> Arc<dyn Store> {
-        let store = Arc::new(
-            PgStore::connect_with_pool_size(&self.url, TEST_POOL_SIZE)
-                .await
-                .expect("connect a second store"),
-        );
-        self.replicas.lock().await.push(store.clone());
-        store
+        let replica = PgStore::connect_with_pool_size(&self.url, TEST_POOL_SIZE)
+            .await
+            .expect("connect a second store");
+        self.stores.add_replica(replica).await
     }
 
     async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
-        self.store
-            .batch_transitions(batch)
-            .await
-            .expect("read transitions")
+        self.stores.transitions(batch).await
     }
 
     async fn teardown(&self) {
-        for replica in self.replicas.lock().await.iter() {
+        for replica in self.stores.replicas.lock().await.iter() {
             replica.close().await;
         }
-        self.store.close().await;
+        self.stores.store.close().await;
         drop_pg_database(&self.admin_url, &self.url).await;
     }
 }
@@ -376,14 +396,8 @@ fn database_name(url: &str) -> &str {
 /// Panics if the server cannot be reached: this is a test helper.
 pub async fn fresh_pg_database(admin_url: &str) -> String {
     let name = format!("c2m_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(admin_url)
-        .await
-        .expect("connect to the admin database (TEST_DATABASE_URL)");
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .expect("create the test database");
-    admin.close().await.ok();
+    let create = format!("CREATE DATABASE {name}");
+    on_admin_database(admin_url, &create, "create the test database").await;
     with_database(admin_url, &name)
 }
 
@@ -395,13 +409,17 @@ pub async fn drop_pg_database(admin_url: &str, url: &str) {
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
         "refusing to drop {name:?}: not a test database"
     );
+    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    on_admin_database(admin_url, &drop, "drop the test database").await;
+}
+
+/// Runs one statement on the admin database, on a connection of its own; `what` says
+/// what it does if it fails.
+async fn on_admin_database(admin_url: &str, sql: &str, what: &str) {
     let mut admin = PgConnection::connect(admin_url)
         .await
-        .expect("connect to the admin database");
-    admin
-        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await
-        .expect("drop the test database");
+        .expect("connect to the admin database (TEST_DATABASE_URL)");
+    admin.execute(sql).await.expect(what);
     admin.close().await.ok();
 }
 
@@ -457,6 +475,11 @@ fn consumer(n: usize) -> ConsumerId {
 }
 
 async fn create(store: &dyn Store, spec: CampaignSpec) -> Campaign {
+    try_create(store, spec).await.expect("create campaign")
+}
+
+/// Creates a campaign under a fresh key at [`t0`], for the cases that expect a refusal.
+async fn try_create(store: &dyn Store, spec: CampaignSpec) -> Result<Campaign, StoreError> {
     store
         .create_campaign(
             &CreateCampaign {
@@ -466,7 +489,6 @@ async fn create(store: &dyn Store, spec: CampaignSpec) -> Campaign {
             t0(),
         )
         .await
-        .expect("create campaign")
 }
 
 fn place_req(campaign: &CampaignId, who: &ConsumerId, quantity: i64) -> PlacePreorder {
@@ -541,6 +563,11 @@ fn conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) {
         Err(StoreError::Domain(DomainError::IdempotencyConflict { .. })) => {}
         other => panic!("expected IdempotencyConflict, got {other:?}"),
     }
+}
+
+/// The campaign as [`Store::get_campaign`] reads it.
+async fn campaign_progress(store: &dyn Store, id: &CampaignId) -> c2m_domain::CampaignProgress {
+    store.get_campaign(id).await.expect("get")
 }
 
 async fn all_preorders(store: &dyn Store, filter: PreorderFilter) -> Vec<Preorder> {
@@ -860,14 +887,7 @@ pub async fn place_preorder_is_idempotent(fx: Arc<dyn Fixture>) {
 
     let all = all_preorders(&*store, PreorderFilter::Campaign(c.id.clone())).await;
     assert_eq!(all, vec![first]);
-    assert_eq!(
-        store
-            .get_campaign(&c.id)
-            .await
-            .expect("get")
-            .open_batch_units,
-        3
-    );
+    assert_eq!(campaign_progress(&*store, &c.id).await.open_batch_units, 3);
 }
 
 pub async fn place_preorder_retry_returns_the_first_result_after_state_changes(
@@ -934,14 +954,7 @@ pub async fn cancel_preorder_is_idempotent(fx: Arc<dyn Fixture>) {
         store.get_preorder(&b.id).await.expect("get").status,
         PreorderStatus::Pooled
     );
-    assert_eq!(
-        store
-            .get_campaign(&c.id)
-            .await
-            .expect("get")
-            .open_batch_units,
-        3
-    );
+    assert_eq!(campaign_progress(&*store, &c.id).await.open_batch_units, 3);
     check_pool_invariants(&*fx, &c.id, None).await;
 }
 
@@ -1003,14 +1016,7 @@ pub async fn batch_cap_refuses_an_order_that_does_not_fit(fx: Arc<dyn Fixture>) 
         precondition(place(&*store, &c.id, &consumer(3), 5).await),
         Refusal::BatchCap { fits: 3, cap: 12 }
     );
-    assert_eq!(
-        store
-            .get_campaign(&c.id)
-            .await
-            .expect("get")
-            .open_batch_units,
-        9
-    );
+    assert_eq!(campaign_progress(&*store, &c.id).await.open_batch_units, 9);
     let p = place(&*store, &c.id, &consumer(3), 3)
         .await
         .expect("fits exactly");
@@ -1048,14 +1054,7 @@ pub async fn per_consumer_and_total_caps(fx: Arc<dyn Fixture>) {
         .expect("cancel");
     place(&*store, &c.id, &d, 1).await.expect("room again");
     place(&*store, &c.id, &b, 1).await.expect("room again");
-    assert_eq!(
-        store
-            .get_campaign(&c.id)
-            .await
-            .expect("get")
-            .units_committed,
-        6
-    );
+    assert_eq!(campaign_progress(&*store, &c.id).await.units_committed, 6);
     check_pool_invariants(&*fx, &c.id, None).await;
 }
 
@@ -1069,14 +1068,7 @@ pub async fn cancel_only_while_open_and_units_return(fx: Arc<dyn Fixture>) {
         .await
         .expect("cancel");
     assert_eq!(cancelled.status, PreorderStatus::Cancelled);
-    assert_eq!(
-        store
-            .get_campaign(&c.id)
-            .await
-            .expect("get")
-            .open_batch_units,
-        2
-    );
+    assert_eq!(campaign_progress(&*store, &c.id).await.open_batch_units, 2);
     let filled = place(&*store, &c.id, &a, 3).await.expect("place");
     assert_eq!(
         filled.status,
@@ -1492,14 +1484,7 @@ pub async fn concurrent_retries_with_one_key_place_one_preorder(fx: Arc<dyn Fixt
     assert!(results.iter().all(|p| *p == results[0]));
     let all = all_preorders(&*store, PreorderFilter::Campaign(c.id.clone())).await;
     assert_eq!(all, vec![results[0].clone()]);
-    assert_eq!(
-        store
-            .get_campaign(&c.id)
-            .await
-            .expect("get")
-            .open_batch_units,
-        2
-    );
+    assert_eq!(campaign_progress(&*store, &c.id).await.open_batch_units, 2);
 }
 
 /// Sends one request 16 times at once, alternating two replicas, and returns the answer:
@@ -1765,20 +1750,12 @@ pub async fn place_together(fx: &dyn Fixture) -> (CampaignId, Vec<Preorder>) {
     let mut accepted = vec![first.clone()];
     for (i, ((_, expect), result)) in plan.iter().zip(&results).enumerate() {
         match (expect, result) {
-            (Expect::Pooled { batch }, Ok(p)) => {
-                assert_eq!(
-                    (p.status, p.batch_seq),
-                    (PreorderStatus::Pooled, *batch),
-                    "{i}"
-                );
-                accepted.push(p.clone());
-            }
-            (Expect::Locks { batch }, Ok(p)) => {
-                assert_eq!(
-                    (p.status, p.batch_seq),
-                    (PreorderStatus::Locked, *batch),
-                    "{i}"
-                );
+            (Expect::Pooled { batch } | Expect::Locks { batch }, Ok(p)) => {
+                let status = match expect {
+                    Expect::Locks { .. } => PreorderStatus::Locked,
+                    _ => PreorderStatus::Pooled,
+                };
+                assert_eq!((p.status, p.batch_seq), (status, *batch), "{i}");
                 accepted.push(p.clone());
             }
             (Expect::Replays(earlier), Ok(p)) => {
@@ -2359,15 +2336,7 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
     // The sku rule: a campaign needs its product, and keeps it.
     let mut unknown = spec(5, None);
     unknown.sku = "no-such-sku".into();
-    let refused = store
-        .create_campaign(
-            &CreateCampaign {
-                idempotency_key: key(),
-                spec: unknown,
-            },
-            t0(),
-        )
-        .await;
+    let refused = try_create(&*store, unknown).await;
     assert_eq!(
         precondition(refused),
         Refusal::SkuNotInCatalogue {
@@ -2378,15 +2347,7 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
     // client's defect 6: a USD campaign was accepted on a CNY catalogue).
     let mut dollars = spec(5, None);
     dollars.currency = "USD".into();
-    let refused = store
-        .create_campaign(
-            &CreateCampaign {
-                idempotency_key: key(),
-                spec: dollars,
-            },
-            t0(),
-        )
-        .await;
+    let refused = try_create(&*store, dollars).await;
     assert_eq!(
         precondition(refused),
         Refusal::CurrencyMismatch {
@@ -2439,6 +2400,26 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
 
 /// Locks one batch of a new campaign selling `sku` and returns it. The deposit is the full
 /// price, so the batch is ready for production at lock.
+/// Where each of `batches` stands in production ([`crate::FactoryStore::batch_production`]).
+async fn batch_production(store: &dyn Store, batches: &[&Batch]) -> Vec<crate::BatchProduction> {
+    let ids: Vec<BatchId> = batches.iter().map(|b| b.id.clone()).collect();
+    store
+        .batch_production(&ids)
+        .await
+        .expect("batch production")
+}
+
+/// Replaces the catalogue with [`sample_catalogue`]: the set-up of the cases that plan.
+async fn use_sample_catalogue(store: &dyn Store) {
+    change(
+        store,
+        CatalogueEdit::Replace(sample_catalogue()),
+        accept_all(),
+    )
+    .await
+    .expect("catalogue");
+}
+
 async fn locked_batch(store: &dyn Store, sku: &str) -> Batch {
     let mut s = spec(2, None);
     s.sku = sku.into();
@@ -2506,13 +2487,7 @@ fn part_order(factory: &str, batch: &Batch, units: i64) -> NewWorkOrder {
 
 pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<dyn Fixture>) {
     let store = fx.store();
-    change(
-        &*store,
-        CatalogueEdit::Replace(sample_catalogue()),
-        accept_all(),
-    )
-    .await
-    .expect("catalogue");
+    use_sample_catalogue(&*store).await;
     // A batch waits for planning once it is ready for production: a deposit-only batch
     // after its balance window, a full-price one at lock.
     let mut unpaid = spec(2, None);
@@ -2669,13 +2644,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     fx: Arc<dyn Fixture>,
 ) {
     let store = fx.store();
-    change(
-        &*store,
-        CatalogueEdit::Replace(sample_catalogue()),
-        accept_all(),
-    )
-    .await
-    .expect("catalogue");
+    use_sample_catalogue(&*store).await;
     let b = locked_batch(&*store, "kettle-17-white").await;
     let c = locked_batch(&*store, "kettle-17-white").await;
     // b is split over f1 (1 unit) and f2 (1 unit); f2 also makes all of c, in one run.
@@ -2755,10 +2724,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         .await
         .expect("accept again");
     assert_eq!(again.state, WorkOrderState::Accepted);
-    let production = store
-        .batch_production(std::slice::from_ref(&b.id))
-        .await
-        .unwrap();
+    let production = batch_production(&*store, &[&b]).await;
     assert_eq!(
         production[0].stage,
         ProductionStage::Planned,
@@ -2793,10 +2759,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         "the plan whose factory rejected it"
     );
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 6.0);
-    let production = store
-        .batch_production(&[b.id.clone(), c.id.clone()])
-        .await
-        .unwrap();
+    let production = batch_production(&*store, &[&b, &c]).await;
     assert_eq!(production[0].stage, ProductionStage::AwaitingPlan);
     assert_eq!(production[0].units_awaiting_plan, 1);
     assert_eq!(production[1].stage, ProductionStage::Planned);
@@ -2867,10 +2830,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         .await
         .expect("ship rest");
     assert_eq!(done.state, WorkOrderState::Shipped);
-    let production = store
-        .batch_production(&[c.id.clone(), b.id.clone()])
-        .await
-        .unwrap();
+    let production = batch_production(&*store, &[&c, &b]).await;
     assert_eq!(production[0].stage, ProductionStage::Shipped);
     assert_eq!(production[0].units_shipped, 2);
     assert_eq!(

@@ -8,13 +8,14 @@ use chrono::Duration;
 use c2m_domain::{BatchStatus, PageRequest, Progress, Refusal};
 
 use super::{
-    accept_all, batches, change, consumer, create, invalid_field, key, locked_batch, new_plan,
-    not_found, part_order, place, precondition, report_req, sample_catalogue, spec, t0, Fixture,
+    batch_production, batches, consumer, create, invalid_field, key, locked_batch, new_plan,
+    not_found, part_order, place, precondition, report_req, spec, t0, try_create,
+    use_sample_catalogue, Fixture,
 };
 use crate::planning::RunSchedule;
 use crate::{
-    CancelPurchaseOrder, CatalogueEdit, NewPurchaseOrder, PlanStatus, PurchaseOrderFilter,
-    PurchaseOrderState, ReceivePurchaseOrder, Store,
+    CancelPurchaseOrder, NewPurchaseOrder, PlanStatus, PurchaseOrderFilter, PurchaseOrderState,
+    ReceivePurchaseOrder, Store,
 };
 
 async fn on_hand(store: &dyn Store, material: &str) -> f64 {
@@ -47,15 +48,7 @@ pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fix
     for days in [0, -5] {
         let mut s = spec(2, None);
         s.ships_within_days = Some(days);
-        let r = store
-            .create_campaign(
-                &crate::CreateCampaign {
-                    idempotency_key: key(),
-                    spec: s,
-                },
-                t0(),
-            )
-            .await;
+        let r = try_create(&*store, s).await;
         assert_eq!(invalid_field(r), "ships_within_days");
     }
     let listed = store
@@ -64,13 +57,7 @@ pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fix
         .unwrap();
     assert!(listed.items.is_empty(), "a refused campaign wrote nothing");
 
-    change(
-        &*store,
-        CatalogueEdit::Replace(sample_catalogue()),
-        accept_all(),
-    )
-    .await
-    .expect("catalogue");
+    use_sample_catalogue(&*store).await;
     let mut s = spec(2, None);
     s.deposit = s.unit_price;
     s.ships_within_days = Some(20);
@@ -86,10 +73,7 @@ pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fix
     // Waiting for a plan: the promise is the date.
     let queue = store.planning_queue().await.unwrap();
     assert_eq!(queue[0].due_at, due);
-    let p = store
-        .batch_production(std::slice::from_ref(&b.id))
-        .await
-        .unwrap();
+    let p = batch_production(&*store, &[&b]).await;
     assert_eq!((p[0].due_at, p[0].planned_ship_at), (Some(due), None));
 
     // Planned: the end of its run, late after the due date with the plan's reason.
@@ -105,10 +89,7 @@ pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fix
     let mut plan = new_plan(PlanStatus::Optimal, vec![b.id.clone()], vec![wo]);
     plan.reservations = vec![];
     store.store_plan(&plan, t0()).await.expect("stored");
-    let p = store
-        .batch_production(std::slice::from_ref(&b.id))
-        .await
-        .unwrap();
+    let p = batch_production(&*store, &[&b]).await;
     assert_eq!(p[0].planned_ship_at, Some(ends));
     assert_eq!(p[0].late_reason.as_deref(), Some("f1 is closed until then"));
     let frozen = store.frozen_work_orders().await.unwrap();
@@ -118,13 +99,7 @@ pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fix
 
 pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<dyn Fixture>) {
     let store = fx.store();
-    change(
-        &*store,
-        CatalogueEdit::Replace(sample_catalogue()),
-        accept_all(),
-    )
-    .await
-    .expect("catalogue");
+    use_sample_catalogue(&*store).await;
     assert_eq!(on_hand(&*store, "steel").await, 10.0);
     let b = locked_batch(&*store, "kettle-17-white").await;
     // The work order takes 4 steel from stock and 6 from the first order; the plan buys

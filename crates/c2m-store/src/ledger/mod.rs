@@ -126,6 +126,58 @@ async fn post<D: Backend>(
     tx.insert_ledger_txns(campaign, txns, at).await
 }
 
+/// Writes one movement of a pre-order's money and shows it to the provider.
+async fn post_movement<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    movement: Movement,
+    preorder: &Preorder,
+    amount: Money,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let txn = movement.of(preorder, amount)?;
+    let txns = [(Subject::Preorder(&preorder.id), txn)];
+    post(tx, provider, &preorder.campaign_id, &txns, at).await
+}
+
+/// The movements of one pre-order's money, each between the two accounts it always moves
+/// between (a settlement is the batch's, and a refund's source depends on the batch, so
+/// those two are built where they happen).
+#[derive(Clone, Copy)]
+enum Movement {
+    /// Consumer → holds: the deposit, at placement.
+    Hold,
+    /// Holds → consumer: the deposit, at a cancel or a failed batch.
+    Release,
+    /// Holds → escrow: the deposit, at lock.
+    Capture,
+    /// Consumer → escrow: the balance, when paid.
+    Balance,
+    /// Escrow → merchant: the deposit of a balance not paid in its window.
+    Forfeit,
+}
+
+impl Movement {
+    /// The ledger transaction that moves `amount` of `preorder`'s money.
+    fn of(self, preorder: &Preorder, amount: Money) -> Result<LedgerTxn, StoreError> {
+        let consumer = Account::Consumer(preorder.consumer_id.clone());
+        let holds = || Account::Holds(preorder.campaign_id.clone());
+        let escrow = || Account::Escrow(preorder.campaign_id.clone());
+        let (kind, from, to) = match self {
+            Movement::Hold => (TxnKind::Hold, consumer, holds()),
+            Movement::Release => (TxnKind::Release, holds(), consumer),
+            Movement::Capture => (TxnKind::Capture, holds(), escrow()),
+            Movement::Balance => (TxnKind::Balance, consumer, escrow()),
+            Movement::Forfeit => (
+                TxnKind::Forfeit,
+                escrow(),
+                Account::Merchant(preorder.campaign_id.clone()),
+            ),
+        };
+        Ok(LedgerTxn::transfer(kind, from, to, amount)?)
+    }
+}
+
 /// Shows a movement to the payment provider, which may refuse it.
 pub(crate) fn show(provider: &dyn PaymentProvider, txn: &LedgerTxn) -> Result<(), StoreError> {
     match txn.kind() {
@@ -145,12 +197,7 @@ pub(crate) fn hold_deposit(
     provider: &dyn PaymentProvider,
     preorder: &Preorder,
 ) -> Result<LedgerTxn, StoreError> {
-    let txn = LedgerTxn::transfer(
-        TxnKind::Hold,
-        Account::Consumer(preorder.consumer_id.clone()),
-        Account::Holds(preorder.campaign_id.clone()),
-        preorder.deposit_total,
-    )?;
+    let txn = Movement::Hold.of(preorder, preorder.deposit_total)?;
     show(provider, &txn)?;
     Ok(txn)
 }
@@ -165,20 +212,8 @@ pub(crate) async fn release_deposit<D: Backend>(
     preorder.money.hold = preorder.money.hold.release()?;
     tx.resolve_holds(&[(preorder.id.clone(), HoldState::Released)])
         .await?;
-    let txn = LedgerTxn::transfer(
-        TxnKind::Release,
-        Account::Holds(preorder.campaign_id.clone()),
-        Account::Consumer(preorder.consumer_id.clone()),
-        preorder.deposit_total,
-    )?;
-    post(
-        tx,
-        provider,
-        &preorder.campaign_id,
-        &[(Subject::Preorder(&preorder.id), txn)],
-        now,
-    )
-    .await
+    let deposit = preorder.deposit_total;
+    post_movement(tx, provider, Movement::Release, preorder, deposit, now).await
 }
 
 /// The money side of a batch locking at `units`: fixes the price from the ladder, captures
@@ -209,12 +244,7 @@ pub(crate) async fn lock_batch_money<D: Backend>(
     let mut dues = Vec::with_capacity(live.len());
     for p in &live {
         p.money.hold.capture()?;
-        let txn = LedgerTxn::transfer(
-            TxnKind::Capture,
-            Account::Holds(campaign.id.clone()),
-            Account::Escrow(campaign.id.clone()),
-            p.deposit_total,
-        )?;
+        let txn = Movement::Capture.of(p, p.deposit_total)?;
         captures.push((Subject::Preorder(&p.id), txn));
         let due = ledger::balance_due(p.quantity, price, p.deposit_total)?;
         dues.push((p.id.clone(), due, (due.minor == 0).then_some(now)));
@@ -323,20 +353,7 @@ pub(crate) async fn pay_balance<D: Backend>(
     };
     let due = ledger::check_balance_payment(&preorder, req.amount, now)?;
     if due.minor > 0 {
-        let txn = LedgerTxn::transfer(
-            TxnKind::Balance,
-            Account::Consumer(preorder.consumer_id.clone()),
-            Account::Escrow(preorder.campaign_id.clone()),
-            due,
-        )?;
-        post(
-            tx,
-            provider,
-            &preorder.campaign_id,
-            &[(Subject::Preorder(&preorder.id), txn)],
-            now,
-        )
-        .await?;
+        post_movement(tx, provider, Movement::Balance, &preorder, due, now).await?;
     }
     tx.set_balance_paid(&preorder.id, now).await?;
     preorder.money.balance_paid_at = Some(now);
@@ -393,20 +410,7 @@ pub(crate) async fn close_balance_window<D: Backend>(
         if p.status != PreorderStatus::Locked || p.money.balance_paid_at.is_some() {
             continue;
         }
-        let txn = LedgerTxn::transfer(
-            TxnKind::Forfeit,
-            Account::Escrow(campaign.id.clone()),
-            Account::Merchant(campaign.id.clone()),
-            p.deposit_total,
-        )?;
-        post(
-            tx,
-            provider,
-            &campaign.id,
-            &[(Subject::Preorder(&p.id), txn)],
-            now,
-        )
-        .await?;
+        post_movement(tx, provider, Movement::Forfeit, &p, p.deposit_total, now).await?;
         tx.set_forfeited(&p, now).await?;
         tx.emit(
             &campaign.id,
@@ -453,12 +457,7 @@ pub(crate) async fn release_failed_batch<D: Backend>(
     let mut releases = Vec::with_capacity(live.len());
     for p in &live {
         holds.push((p.id.clone(), p.money.hold.release()?));
-        let txn = LedgerTxn::transfer(
-            TxnKind::Release,
-            Account::Holds(p.campaign_id.clone()),
-            Account::Consumer(p.consumer_id.clone()),
-            p.deposit_total,
-        )?;
+        let txn = Movement::Release.of(p, p.deposit_total)?;
         releases.push((Subject::Preorder(&p.id), txn));
     }
     tx.resolve_holds(&holds).await?;
