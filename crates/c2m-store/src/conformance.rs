@@ -2333,28 +2333,31 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
         "currency"
     );
 
-    // The sku rule: a campaign needs its product, and keeps it.
+    // The sku rule: a campaign needs its product, and keeps it. The currency rule: a
+    // campaign sells in the catalogue's currency (the independent client's defect 6: a USD
+    // campaign was accepted on a CNY catalogue).
     let mut unknown = spec(5, None);
     unknown.sku = "no-such-sku".into();
-    let refused = try_create(&*store, unknown).await;
-    assert_eq!(
-        precondition(refused),
-        Refusal::SkuNotInCatalogue {
-            sku: "no-such-sku".into()
-        }
-    );
-    // The currency rule: a campaign sells in the catalogue's currency (the independent
-    // client's defect 6: a USD campaign was accepted on a CNY catalogue).
     let mut dollars = spec(5, None);
     dollars.currency = "USD".into();
-    let refused = try_create(&*store, dollars).await;
-    assert_eq!(
-        precondition(refused),
-        Refusal::CurrencyMismatch {
-            campaign: "USD".into(),
-            catalogue: "CNY".into()
-        }
-    );
+    let refusals = [
+        (
+            unknown,
+            Refusal::SkuNotInCatalogue {
+                sku: "no-such-sku".into(),
+            },
+        ),
+        (
+            dollars,
+            Refusal::CurrencyMismatch {
+                campaign: "USD".into(),
+                catalogue: "CNY".into(),
+            },
+        ),
+    ];
+    for (refused, refusal) in refusals {
+        assert_eq!(precondition(try_create(&*store, refused).await), refusal);
+    }
     create(&*store, spec(5, None)).await;
     // ... and the catalogue cannot move to another currency under a campaign.
     let mut in_dollars = store.catalogue().await.unwrap();

@@ -112,7 +112,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
     }
 }
 
-fn campaign_not_found(id: &CampaignId) -> StoreError {
+pub(crate) fn campaign_not_found(id: &CampaignId) -> StoreError {
     DomainError::NotFound {
         entity: "campaign",
         id: id.as_str().to_owned(),

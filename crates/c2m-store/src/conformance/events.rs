@@ -360,6 +360,20 @@ fn attempt(
 /// its cursor, a failure makes it wait and gives the lease up; a replay moves the cursor
 /// back (or refuses a number ahead) and takes the lease away; a disabled endpoint is not
 /// claimed. With two replicas claiming at once, each endpoint goes to one of them.
+/// Whether `owner` finds no endpoint to claim at `now` (each leased, done, or waiting).
+async fn claims_nothing(
+    store: &dyn Store,
+    owner: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    lease_until: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    store
+        .claim_endpoint(owner, now, lease_until)
+        .await
+        .expect("claim")
+        .is_none()
+}
+
 pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx: Arc<dyn Fixture>) {
     use crate::webhooks::Outcome;
     let store = fx.store();
@@ -389,14 +403,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         (claim.endpoint.id.as_str(), claim.secret.as_str()),
         ("whe_1", "whsec_1")
     );
-    assert!(
-        store
-            .claim_endpoint("w2", now, lease)
-            .await
-            .expect("claim")
-            .is_none(),
-        "leased"
-    );
+    assert!(claims_nothing(&*store, "w2", now, lease).await, "leased");
     let second = store
         .list_events(1, None, 10)
         .await
@@ -411,14 +418,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         .release_endpoint("whe_1", "w1")
         .await
         .expect("release");
-    assert!(
-        store
-            .claim_endpoint("w2", now, lease)
-            .await
-            .expect("claim")
-            .is_none(),
-        "done"
-    );
+    assert!(claims_nothing(&*store, "w2", now, lease).await, "done");
 
     place(&*store, &c.id, &consumer(3), 1).await.expect("third");
     let third = store
@@ -441,14 +441,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         .expect("record"));
     let e = &store.list_endpoints().await.expect("list")[0];
     assert_eq!((e.cursor, e.failures, e.failing_since), (2, 1, Some(now)));
-    assert!(
-        store
-            .claim_endpoint("w1", now, lease)
-            .await
-            .expect("claim")
-            .is_none(),
-        "waits"
-    );
+    assert!(claims_nothing(&*store, "w1", now, lease).await, "waits");
     let later = now + Duration::hours(2);
     store
         .claim_endpoint("w1", later, later + Duration::minutes(1))

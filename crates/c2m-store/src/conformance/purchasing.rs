@@ -42,6 +42,20 @@ fn cancel(id: &str) -> CancelPurchaseOrder {
     }
 }
 
+/// The refusal of receiving `quantity` on the order `id` under a fresh key.
+async fn receipt_refused(store: &dyn Store, id: &str, quantity: f64) -> Refusal {
+    precondition(
+        store
+            .receive_purchase_order(&receive(id, quantity), t0())
+            .await,
+    )
+}
+
+/// The refusal of cancelling the order `id` under a fresh key.
+async fn cancel_refused(store: &dyn Store, id: &str) -> Refusal {
+    precondition(store.cancel_purchase_order(&cancel(id), t0()).await)
+}
+
 pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     // 0 and negative promises are refused naming the field, and nothing is written.
@@ -168,11 +182,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
         "the 4 arrived are the work order's"
     );
     // More than is still to arrive, a bad quantity: refused, nothing written.
-    match precondition(
-        store
-            .receive_purchase_order(&receive("pur_first", 7.0), t0())
-            .await,
-    ) {
+    match receipt_refused(&*store, "pur_first", 7.0).await {
         Refusal::OverReceived { outstanding, .. } => assert_eq!(outstanding, "6"),
         other => panic!("expected OVER_RECEIVED, got {other:?}"),
     }
@@ -203,11 +213,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
         "4 beyond the work order's 6 are free"
     );
     assert!(matches!(
-        precondition(
-            store
-                .cancel_purchase_order(&cancel("pur_first"), t0())
-                .await
-        ),
+        cancel_refused(&*store, "pur_first").await,
         Refusal::PurchaseOrderNotOpen { .. }
     ));
 
@@ -217,19 +223,11 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
     assert_eq!(done.state, PurchaseOrderState::Cancelled);
     assert_eq!(store.cancel_purchase_order(&c, t0()).await.unwrap(), done);
     assert!(matches!(
-        precondition(
-            store
-                .cancel_purchase_order(&cancel("pur_second"), t0())
-                .await
-        ),
+        cancel_refused(&*store, "pur_second").await,
         Refusal::PurchaseOrderCancelled { .. }
     ));
     assert!(matches!(
-        precondition(
-            store
-                .receive_purchase_order(&receive("pur_second", 1.0), t0())
-                .await
-        ),
+        receipt_refused(&*store, "pur_second", 1.0).await,
         Refusal::PurchaseOrderCancelled { .. }
     ));
     let filter = PurchaseOrderFilter {

@@ -29,10 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use c2m_domain::events::EventData;
 use c2m_domain::forecast::{ArrivalHistory, OpenBatch};
-use c2m_domain::{levers, Batch, BatchStatus, Campaign, CampaignId, DomainError, IdempotencyKey};
+use c2m_domain::{levers, Batch, BatchStatus, Campaign, CampaignId, IdempotencyKey};
 
 use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Engine, Lane};
+use crate::engine::{campaign_not_found, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::ledger;
 use crate::payment::PaymentProvider;
@@ -186,14 +186,6 @@ pub trait LeversStore: Send + Sync + 'static {
     ) -> Result<Insights, StoreError>;
 }
 
-fn campaign_not_found(id: &CampaignId) -> StoreError {
-    DomainError::NotFound {
-        entity: "campaign",
-        id: id.as_str().to_owned(),
-    }
-    .into()
-}
-
 /// The campaign under its lock, or the answer recorded for the key (looked up before the
 /// lock, and again under it: a send of the key may have committed while this one waited).
 async fn locked<D: Backend>(
@@ -230,9 +222,7 @@ pub(crate) async fn extend_deadline<D: Backend>(
     tx.set_deadline(&campaign.id, deadline).await?;
     campaign.terms.deadline = deadline;
     let outcome = LeverOutcome::of(campaign);
-    campaign_changed(tx, &outcome, "deadline_extended", now);
-    key.record(tx, &outcome, now).await?;
-    Ok(outcome)
+    pulled(tx, &key, outcome, "deadline_extended", now).await
 }
 
 pub(crate) async fn lower_threshold<D: Backend>(
@@ -256,9 +246,7 @@ pub(crate) async fn lower_threshold<D: Backend>(
             outcome.locked_batch = Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
         }
     }
-    campaign_changed(tx, &outcome, "threshold_lowered", now);
-    key.record(tx, &outcome, now).await?;
-    Ok(outcome)
+    pulled(tx, &key, outcome, "threshold_lowered", now).await
 }
 
 pub(crate) async fn close_campaign<D: Backend>(
@@ -285,9 +273,7 @@ pub(crate) async fn close_campaign<D: Backend>(
             fail(tx, provider, &mut outcome, open, now).await?;
         }
     }
-    campaign_changed(tx, &outcome, "closed", now);
-    key.record(tx, &outcome, now).await?;
-    Ok(outcome)
+    pulled(tx, &key, outcome, "closed", now).await
 }
 
 pub(crate) async fn cancel_campaign<D: Backend>(
@@ -320,7 +306,19 @@ pub(crate) async fn cancel_campaign<D: Backend>(
         outcome.preorders_refunded += done.preorders;
         outcome.refunded_minor += done.amount;
     }
-    campaign_changed(tx, &outcome, "cancelled", now);
+    pulled(tx, &key, outcome, "cancelled", now).await
+}
+
+/// How every lever ends: it tells subscribers what it changed ([`campaign_changed`]) and
+/// records its outcome as the answer to its key.
+async fn pulled<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    key: &Keyed<'_>,
+    outcome: LeverOutcome,
+    change: &str,
+    now: DateTime<Utc>,
+) -> Result<LeverOutcome, StoreError> {
+    campaign_changed(tx, &outcome, change, now);
     key.record(tx, &outcome, now).await?;
     Ok(outcome)
 }

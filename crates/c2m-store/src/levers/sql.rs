@@ -10,7 +10,7 @@ use c2m_domain::forecast::{Arrival, ArrivalHistory, Cancellation, OpenBatch};
 use c2m_domain::{Batch, BatchId, Campaign, CampaignId, Preorder, PreorderSource};
 
 use super::{ForecastInput, EARLIER_CAMPAIGNS};
-use crate::dialect::{one, Backend, Columns, Tx};
+use crate::dialect::{one, Backend, Columns, Tx, Value};
 use crate::pooling::{batch, batch_columns, campaign, CAMPAIGN};
 use crate::StoreError;
 
@@ -99,12 +99,9 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &CampaignId,
         deadline: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.held = None;
         let sql = "UPDATE campaigns SET deadline = $2 WHERE id = $1";
-        let done = D::query(sql, (campaign.as_str(), deadline))
-            .execute(self)
-            .await?;
-        one(done, || format!("campaign {campaign} vanished"))
+        self.update_campaign(sql, campaign, deadline, "vanished")
+            .await
     }
 
     /// Sets the campaign's threshold and its open batch's.
@@ -113,12 +110,9 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &CampaignId,
         threshold: i64,
     ) -> Result<(), StoreError> {
-        self.held = None;
         let sql = "UPDATE campaigns SET batch_threshold = $2 WHERE id = $1";
-        let done = D::query(sql, (campaign.as_str(), threshold))
-            .execute(self)
+        self.update_campaign(sql, campaign, threshold, "vanished")
             .await?;
-        one(done, || format!("campaign {campaign} vanished"))?;
         let sql = "UPDATE batches SET threshold = $2 WHERE campaign_id = $1 AND status = 'open'";
         D::query(sql, (campaign.as_str(), threshold))
             .execute(self)
@@ -133,7 +127,6 @@ impl<D: Backend> Tx<'_, D> {
         column: &'static str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.held = None;
         let sql = match column {
             "closed_at" => {
                 "UPDATE campaigns SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL"
@@ -143,8 +136,25 @@ impl<D: Backend> Tx<'_, D> {
             }
             other => return Err(StoreError::Corrupt(format!("no campaign column {other}"))),
         };
-        let done = D::query(sql, (campaign.as_str(), at)).execute(self).await?;
-        one(done, || format!("campaign {campaign} already has {column}"))
+        self.update_campaign(sql, campaign, at, &format!("already has {column}"))
+            .await
+    }
+
+    /// Runs `sql`, which sets a column of the campaign `$1` to `$2` and must change its row
+    /// (otherwise the campaign `unchanged`, as corrupt data). A lever's update outdates the
+    /// copy of the row a group holds ([`Tx::hold_campaign`]), so the copy is dropped.
+    async fn update_campaign<'q>(
+        &mut self,
+        sql: &'q str,
+        campaign: &'q CampaignId,
+        value: impl Into<Value<'q>>,
+        unchanged: &str,
+    ) -> Result<(), StoreError> {
+        self.held = None;
+        let done = D::query(sql, (campaign.as_str(), value))
+            .execute(self)
+            .await?;
+        one(done, || format!("campaign {campaign} {unchanged}"))
     }
 
     /// The campaign's locked batches not refunded yet, in sequence order.
@@ -171,16 +181,20 @@ impl<D: Backend> Tx<'_, D> {
         Ok(row.int("n")? > 0)
     }
 
+    /// The campaign, read without its lock (the forecast's and the insights' snapshot).
+    async fn read_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>, StoreError> {
+        D::query(CAMPAIGN, (id.as_str(),))
+            .optional(self, campaign)
+            .await
+    }
+
     /// What the fill forecast reads (see [`ForecastInput`]); `None` for an unknown campaign.
     pub(crate) async fn forecast_input(
         &mut self,
         id: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<Option<ForecastInput>, StoreError> {
-        let Some(this) = D::query(CAMPAIGN, (id.as_str(),))
-            .optional(self, campaign)
-            .await?
-        else {
+        let Some(this) = self.read_campaign(id).await? else {
             return Ok(None);
         };
         let open_batch = self.open_batch(id).await?.map(|b| OpenBatch {
@@ -256,10 +270,7 @@ impl<D: Backend> Tx<'_, D> {
         bucket_secs: i64,
         top: i64,
     ) -> Result<Option<Insights>, StoreError> {
-        let Some(this) = D::query(CAMPAIGN, (id.as_str(),))
-            .optional(self, campaign)
-            .await?
-        else {
+        let Some(this) = self.read_campaign(id).await? else {
             return Ok(None);
         };
         let bucket_secs = bucket_secs.max(60);

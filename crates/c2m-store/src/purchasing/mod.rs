@@ -251,34 +251,16 @@ pub(crate) async fn receive<D: Backend>(
         )
         .into());
     }
-    tx.lock_planning().await?;
     let id = req.purchase_order_id.as_str();
-    let po = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
+    let po = lock_order(tx, id).await?;
     match po.state {
-        PurchaseOrderState::Cancelled => {
-            return Err(DomainError::from(Refusal::PurchaseOrderCancelled {
-                purchase_order: po.id,
-            })
-            .into())
-        }
-        PurchaseOrderState::Received => {
-            return Err(DomainError::from(Refusal::OverReceived {
-                purchase_order: po.id,
-                outstanding: "0".into(),
-                receiving: req.quantity.to_string(),
-            })
-            .into())
-        }
+        PurchaseOrderState::Cancelled => return Err(cancelled(po)),
+        PurchaseOrderState::Received => return Err(over_received(po, "0".into(), req.quantity)),
         _ => {}
     }
     let outstanding = po.outstanding();
     if req.quantity > outstanding + EPS {
-        return Err(DomainError::from(Refusal::OverReceived {
-            purchase_order: po.id,
-            outstanding: outstanding.to_string(),
-            receiving: req.quantity.to_string(),
-        })
-        .into());
+        return Err(over_received(po, outstanding.to_string(), req.quantity));
     }
     let received = (po.received + req.quantity).min(po.quantity);
     let state = if received + EPS >= po.quantity {
@@ -293,9 +275,7 @@ pub(crate) async fn receive<D: Backend>(
         tx.return_stock(&po.material_id, free).await?;
         tx.bump_catalogue_version(now).await?;
     }
-    let done = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
-    key.record(tx, &done, now).await?;
-    Ok(done)
+    answer(tx, &key, id, now).await
 }
 
 /// Cancels an open purchase order. Idempotent by key.
@@ -309,17 +289,11 @@ pub(crate) async fn cancel<D: Backend>(
     if let Some(done) = key.replay(tx).await? {
         return Ok(done);
     }
-    tx.lock_planning().await?;
     let id = req.purchase_order_id.as_str();
-    let po = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
+    let po = lock_order(tx, id).await?;
     match po.state {
         PurchaseOrderState::Open => {}
-        PurchaseOrderState::Cancelled => {
-            return Err(DomainError::from(Refusal::PurchaseOrderCancelled {
-                purchase_order: po.id,
-            })
-            .into())
-        }
+        PurchaseOrderState::Cancelled => return Err(cancelled(po)),
         other => {
             return Err(DomainError::from(Refusal::PurchaseOrderNotOpen {
                 purchase_order: po.id,
@@ -330,9 +304,44 @@ pub(crate) async fn cancel<D: Backend>(
     }
     tx.set_purchase_order_state(id, PurchaseOrderState::Cancelled, now)
         .await?;
+    answer(tx, &key, id, now).await
+}
+
+/// The order a receipt or a cancel changes, under the planning lock: a change to an order
+/// and a plan that allocates it take turns.
+async fn lock_order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder, StoreError> {
+    tx.lock_planning().await?;
+    tx.purchase_order(id).await?.ok_or_else(|| not_found(id))
+}
+
+/// The order as a change left it, recorded as the answer to the change's key.
+async fn answer<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    key: &Keyed<'_>,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<PurchaseOrder, StoreError> {
     let done = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
     key.record(tx, &done, now).await?;
     Ok(done)
+}
+
+/// The refusal of a change to an order that was cancelled (under another key).
+fn cancelled(po: PurchaseOrder) -> StoreError {
+    DomainError::from(Refusal::PurchaseOrderCancelled {
+        purchase_order: po.id,
+    })
+    .into()
+}
+
+/// The refusal of a receipt of more than is still to arrive.
+fn over_received(po: PurchaseOrder, outstanding: String, receiving: f64) -> StoreError {
+    DomainError::from(Refusal::OverReceived {
+        purchase_order: po.id,
+        outstanding,
+        receiving: receiving.to_string(),
+    })
+    .into()
 }
 
 /// Purchase orders: listing, receiving, cancelling (see the [module docs](self)).
