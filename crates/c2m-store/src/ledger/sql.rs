@@ -293,12 +293,15 @@ pub(crate) fn ledger_txn_id() -> String {
 /// column per [`TxnKind`], so a new kind is summed without touching this), the balance of
 /// three of its accounts, and the balances still owed. `CAST(... AS BIGINT)` keeps
 /// PostgreSQL's sums integers; SQLite accepts it as is. Built once, on first use.
+///
+/// The per-kind sums and the merchant's refunds come from one pass over the campaign's
+/// transactions (conditional sums in one aggregate), not a subquery per kind: the read
+/// costs one walk of `ledger_txns_by_campaign` however many kinds there are.
 static CAMPAIGN_MONEY: LazyLock<String> = LazyLock::new(|| {
     let kind = |k: &str| {
         format!(
-            "(SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM ledger_txns t \
-             JOIN ledger_postings p ON p.txn_seq = t.seq \
-             WHERE t.campaign_id = c.id AND t.kind = '{k}' AND p.amount > 0) AS kind_{k}"
+            "CAST(COALESCE(SUM(CASE WHEN t.kind = '{k}' AND p.amount > 0 \
+             THEN p.amount END), 0) AS BIGINT) AS kind_{k}"
         )
     };
     let account = |prefix: &str| {
@@ -307,22 +310,29 @@ static CAMPAIGN_MONEY: LazyLock<String> = LazyLock::new(|| {
              WHERE account = '{prefix}:' || c.id) AS account_{prefix}"
         )
     };
-    let columns: Vec<String> = TxnKind::ALL
+    let kinds: Vec<String> = TxnKind::ALL.iter().map(|k| kind(k.as_str())).collect();
+    let kind_names: Vec<String> = TxnKind::ALL
         .iter()
-        .map(|k| kind(k.as_str()))
-        .chain(["holds", "escrow", "merchant"].map(account))
+        .map(|k| format!("m.kind_{}", k.as_str()))
         .collect();
+    let accounts: Vec<String> = ["holds", "escrow", "merchant"].map(account).into();
     format!(
-        "SELECT c.id, c.currency, {}, \
+        "SELECT c.id, c.currency, {}, {}, \
          (SELECT CAST(COALESCE(SUM(balance_due), 0) AS BIGINT) FROM preorders \
           WHERE campaign_id = c.id AND hold_state = 'captured' AND balance_paid_at IS NULL \
           AND forfeited_at IS NULL AND cancelled_at IS NULL) AS outstanding, \
-         (SELECT CAST(COALESCE(-SUM(p.amount), 0) AS BIGINT) FROM ledger_txns t \
-          JOIN ledger_postings p ON p.txn_seq = t.seq \
-          WHERE t.campaign_id = c.id AND t.kind = 'refund' \
-          AND p.account = 'merchant:' || c.id) AS refunded_by_merchant \
-         FROM campaigns c WHERE c.id = $1",
-        columns.join(", ")
+         m.refunded_by_merchant \
+         FROM campaigns c, \
+         (SELECT {}, \
+          CAST(COALESCE(-SUM(CASE WHEN t.kind = 'refund' \
+          AND p.account = 'merchant:' || t.campaign_id THEN p.amount END), 0) AS BIGINT) \
+          AS refunded_by_merchant \
+          FROM ledger_txns t JOIN ledger_postings p ON p.txn_seq = t.seq \
+          WHERE t.campaign_id = $1) m \
+         WHERE c.id = $1",
+        kind_names.join(", "),
+        accounts.join(", "),
+        kinds.join(", ")
     )
 });
 
