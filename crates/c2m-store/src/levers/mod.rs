@@ -310,6 +310,7 @@ pub(crate) async fn cancel_campaign<D: Backend>(
     if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
         fail(tx, provider, &mut outcome, open, now).await?;
     }
+    let mut refunds = Vec::new();
     for batch in tx.refundable_batches(&outcome.campaign.id).await? {
         if tx.in_production(&batch.id).await? {
             outcome.batches_in_production += 1;
@@ -319,8 +320,9 @@ pub(crate) async fn cancel_campaign<D: Backend>(
             ledger::refund_locked_batch(tx, provider, &outcome.campaign, &batch, now).await?;
         outcome.preorders_refunded += done.preorders;
         outcome.refunded_minor += done.amount;
+        refunds.extend(done.refs);
     }
-    campaign_changed(tx, &outcome, "cancelled", now);
+    campaign_changed_with(tx, &outcome, "cancelled", refunds, now);
     key.record(tx, &outcome, now).await?;
     Ok(outcome)
 }
@@ -333,6 +335,18 @@ fn campaign_changed<D: Backend>(
     change: &str,
     now: DateTime<Utc>,
 ) {
+    campaign_changed_with(tx, outcome, change, Vec::new(), now);
+}
+
+/// [`campaign_changed`] with the refunds of locked batches the change gave back (a
+/// cancel); the open batch's released deposits are in its `batch.failed`.
+fn campaign_changed_with<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    outcome: &LeverOutcome,
+    change: &str,
+    refunds: Vec<c2m_domain::events::PreorderRef>,
+    now: DateTime<Utc>,
+) {
     let c = &outcome.campaign;
     tx.emit(
         &c.id,
@@ -342,7 +356,7 @@ fn campaign_changed<D: Backend>(
             change: change.to_owned(),
             deadline: Some(c.terms.deadline),
             threshold: Some(c.terms.batch_threshold),
-            refunds: Vec::new(),
+            refunds,
         },
     );
 }
