@@ -510,7 +510,8 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
         .await
         .expect("subscribe");
     let (events, _) = watch.drain(std::time::Duration::from_millis(800)).await;
-    let tail: Vec<(&str, Vec<(String, String, Option<i64>)>)> = events
+    type Refs = Vec<(String, String, Option<i64>)>;
+    let tail: Vec<(&str, Refs)> = events
         .iter()
         .skip(events.len().saturating_sub(2))
         .map(|e| {
