@@ -278,16 +278,24 @@ async fn webhook_receiver(
     Ok(addr)
 }
 
-/// Reads `EventService.Subscribe` (live from now, every campaign) into `got` until
-/// aborted.
-async fn subscriber(channel: Channel, auth: Auth, got: Receipts) -> anyhow::Result<()> {
-    let mut stream = EventServiceClient::with_interceptor(channel, auth)
+/// A subscription to every campaign's events, live from now (it opens with a heartbeat).
+async fn live(
+    channel: Channel,
+    auth: Auth,
+) -> anyhow::Result<tonic::Streaming<pb::EventStreamMessage>> {
+    Ok(EventServiceClient::with_interceptor(channel, auth)
         .subscribe(pb::SubscribeEventsRequest {
             after_seq: None,
             campaign_id: String::new(),
         })
         .await?
-        .into_inner();
+        .into_inner())
+}
+
+/// Reads `EventService.Subscribe` (live from now, every campaign) into `got` until
+/// aborted.
+async fn subscriber(channel: Channel, auth: Auth, got: Receipts) -> anyhow::Result<()> {
+    let mut stream = live(channel, auth).await?;
     while let Some(m) = stream.message().await? {
         if let Some(pb::event_stream_message::Message::Event(e)) = m.message {
             let at = Utc::now();
@@ -300,13 +308,7 @@ async fn subscriber(channel: Channel, auth: Auth, got: Receipts) -> anyhow::Resu
 
 /// The last event stored, from a new subscription's first heartbeat.
 async fn last_seq(channel: Channel, auth: Auth) -> anyhow::Result<i64> {
-    let mut stream = EventServiceClient::with_interceptor(channel, auth)
-        .subscribe(pb::SubscribeEventsRequest {
-            after_seq: None,
-            campaign_id: String::new(),
-        })
-        .await?
-        .into_inner();
+    let mut stream = live(channel, auth).await?;
     while let Some(m) = stream.message().await? {
         if let Some(pb::event_stream_message::Message::Heartbeat(h)) = m.message {
             return Ok(h.last_seq);
