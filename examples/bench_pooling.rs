@@ -15,11 +15,36 @@
 //! ratio shows what the service costs on top of its store. Last it sends the same number
 //! of no-op calls (the standard health `Check`) with the same clients, concurrency and
 //! channels to the same server: the ceiling a call can reach on this machine, so
-//! `service / no-op RPC rate` says how much of the wire an order's own work leaves. This
-//! is a benchmark, not a test: it asserts nothing but prints figures.
+//! `service / no-op RPC rate` says how much of the wire an order's own work leaves.
+//!
+//! Then, with a server in this process, the outbox (`docs/events.md`): the same number of
+//! orders placed on fresh campaigns with the outbox off, then on again (the first run
+//! above had it on), so its cost is read within one run; the switch
+//! (`c2m_store::events::set_outbox_for_benchmark`) exists for this benchmark only. Last,
+//! one more round with a webhook endpoint registered on a real HTTP receiver in this
+//! process (it verifies each signature) and an `EventService.Subscribe` stream open, both
+//! for every event: each event's delivery lag is the time from its `occurred_at` (taken
+//! when the write was received, before it queued and committed: an upper bound of
+//! commit-to-receipt) and, for `preorder.placed`, from the moment the client had the
+//! order's answer (after the commit: a lower bound, negative when the event arrived
+//! first). This is a benchmark, not a test: it asserts nothing but prints figures.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use tonic::transport::Channel;
+
+use c2m_domain::events::{Event, EventData};
+use c2m_domain::webhook::{verify, DEFAULT_TOLERANCE_SECS, SIGNATURE_HEADER};
+use c2m_proto::v1::event_service_client::EventServiceClient;
+use c2m_proto::v1::webhook_service_client::WebhookServiceClient;
 
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::campaign_service_client::CampaignServiceClient;
@@ -96,6 +121,243 @@ struct Args {
     /// gRPC connections the load is spread over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Skip the outbox rounds (events off and on, and the delivery lag).
+    #[arg(long)]
+    no_outbox: bool,
+}
+
+type Auth = Bearer;
+
+/// Creates a campaign of `threshold` units selling the benchmark's product; its id.
+async fn new_campaign(channel: Channel, auth: Auth, threshold: i64) -> anyhow::Result<String> {
+    let deadline = chrono::Utc::now() + chrono::Duration::days(1);
+    let campaign = CampaignServiceClient::with_interceptor(channel, auth)
+        .create_campaign(pb::CreateCampaignRequest {
+            idempotency_key: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+            sku: "bench-sku".into(),
+            title: "benchmark".into(),
+            currency: "CNY".into(),
+            unit_price_minor: 10_000,
+            deposit_minor: 1_000,
+            batch_threshold: threshold,
+            batch_cap: None,
+            max_per_order: None,
+            max_per_consumer: None,
+            total_cap: None,
+            opens_at: None,
+            deadline: Some(prost_types::Timestamp {
+                seconds: deadline.timestamp(),
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(campaign.id)
+}
+
+/// When the client had each order's answer, by pre-order id.
+type Acks = Arc<Mutex<HashMap<String, DateTime<Utc>>>>;
+
+/// `args.orders` single-unit orders on `campaign` in a closed loop; with `acks`, records
+/// when each answer came.
+async fn place_orders(
+    args: &Args,
+    channels: &[Channel],
+    auth: Auth,
+    campaign: String,
+    acks: Option<Acks>,
+) -> anyhow::Result<bench::Loop> {
+    closed_loop(
+        args.orders,
+        args.concurrency,
+        channels,
+        move |channel, i| {
+            let mut client = PreorderServiceClient::with_interceptor(channel, auth.clone());
+            let req = pb::PlacePreorderRequest {
+                idempotency_key: format!("bench-{campaign}-{i}"),
+                campaign_id: campaign.clone(),
+                consumer_id: format!("consumer-{}", i % 1000),
+                channel: None,
+                region: None,
+                referrer: None,
+                quantity: 1,
+            };
+            let acks = acks.clone();
+            async move {
+                let p = client.place_preorder(req).await?.into_inner();
+                if let Some(acks) = acks {
+                    acks.lock().expect("acks").insert(p.id, Utc::now());
+                }
+                Ok::<(), tonic::Status>(())
+            }
+        },
+    )
+    .await
+}
+
+/// One event as a receiver got it.
+struct Receipt {
+    seq: i64,
+    occurred_at: DateTime<Utc>,
+    /// The pre-order of a `preorder.placed`.
+    placed: Option<String>,
+    at: DateTime<Utc>,
+}
+
+impl Receipt {
+    fn of(e: &Event, at: DateTime<Utc>) -> Receipt {
+        Receipt {
+            seq: e.seq,
+            occurred_at: e.occurred_at,
+            placed: match &e.data {
+                EventData::PreorderPlaced { preorder, .. } => {
+                    Some(preorder.preorder_id.as_str().to_owned())
+                }
+                _ => None,
+            },
+            at,
+        }
+    }
+}
+
+type Receipts = Arc<Mutex<Vec<Receipt>>>;
+
+/// A webhook receiver on 127.0.0.1: verifies each delivery's signature (with the secret
+/// set once the endpoint is registered) and records when it got which event.
+async fn webhook_receiver(
+    secret: Arc<OnceLock<String>>,
+    got: Receipts,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (secret, got) = (secret.clone(), got.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let (secret, got) = (secret.clone(), got.clone());
+                    async move {
+                        let signature = req
+                            .headers()
+                            .get(SIGNATURE_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let at = Utc::now();
+                        let key = secret.get().map(String::as_bytes).unwrap_or_default();
+                        let ok = verify(
+                            &signature,
+                            key,
+                            &body,
+                            at.timestamp(),
+                            DEFAULT_TOLERANCE_SECS,
+                        )
+                        .is_ok();
+                        let event = serde_json::from_slice::<Event>(&body).ok();
+                        let status = match (ok, event) {
+                            (true, Some(e)) => {
+                                got.lock().expect("receipts").push(Receipt::of(&e, at));
+                                200
+                            }
+                            _ => 400,
+                        };
+                        hyper::Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::new()))
+                            .map_err(|e| anyhow::anyhow!(e))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// A subscription to every campaign's events, live from now (it opens with a heartbeat).
+async fn live(
+    channel: Channel,
+    auth: Auth,
+) -> anyhow::Result<tonic::Streaming<pb::EventStreamMessage>> {
+    Ok(EventServiceClient::with_interceptor(channel, auth)
+        .subscribe(pb::SubscribeEventsRequest {
+            after_seq: None,
+            campaign_id: String::new(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// Reads `EventService.Subscribe` (live from now, every campaign) into `got` until
+/// aborted.
+async fn subscriber(channel: Channel, auth: Auth, got: Receipts) -> anyhow::Result<()> {
+    let mut stream = live(channel, auth).await?;
+    while let Some(m) = stream.message().await? {
+        if let Some(pb::event_stream_message::Message::Event(e)) = m.message {
+            let at = Utc::now();
+            let event: Event = serde_json::from_str(&e.json)?;
+            got.lock().expect("receipts").push(Receipt::of(&event, at));
+        }
+    }
+    Ok(())
+}
+
+/// The last event stored, from a new subscription's first heartbeat.
+async fn last_seq(channel: Channel, auth: Auth) -> anyhow::Result<i64> {
+    let mut stream = live(channel, auth).await?;
+    while let Some(m) = stream.message().await? {
+        if let Some(pb::event_stream_message::Message::Heartbeat(h)) = m.message {
+            return Ok(h.last_seq);
+        }
+    }
+    anyhow::bail!("the event stream ended before its heartbeat")
+}
+
+/// Waits until `got` has event `seq` (or `within` passed); whether it has.
+async fn received(got: &Receipts, seq: i64, within: Duration) -> bool {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        if got.lock().expect("receipts").iter().any(|r| r.seq >= seq) {
+            return true;
+        }
+        if tokio::time::Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// p50 and p99 of signed milliseconds.
+fn quantiles(mut ms: Vec<f64>) -> (f64, f64, usize) {
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        if ms.is_empty() {
+            f64::NAN
+        } else {
+            ms[((ms.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    (at(0.50), at(0.99), ms.len())
+}
+
+/// The lags of `got`'s events: from `occurred_at`, and from the order's answer.
+fn lags(got: &Receipts, acks: &Acks) -> ((f64, f64, usize), (f64, f64, usize)) {
+    let got = got.lock().expect("receipts");
+    let acks = acks.lock().expect("acks");
+    let ms = |d: chrono::Duration| d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e3;
+    let from_write = got.iter().map(|r| ms(r.at - r.occurred_at)).collect();
+    let from_ack = got
+        .iter()
+        .filter_map(|r| {
+            let ack = acks.get(r.placed.as_ref()?)?;
+            Some(ms(r.at - *ack))
+        })
+        .collect();
+    (quantiles(from_write), quantiles(from_ack))
 }
 
 #[allow(clippy::print_stdout)]
@@ -122,6 +384,9 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let mut settings = Settings::for_tests(dir.path().to_path_buf());
             settings.database_url = Some(url.clone());
+            // As `c2m serve` by default: streams and webhooks are woken by commits, not
+            // found by a short poll.
+            settings.event_poll = Duration::from_secs(5);
             let app = Application::build(settings).await?;
             let addr = format!("http://{}", app.local_addr());
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -151,56 +416,13 @@ async fn main() -> anyhow::Result<()> {
             mode: pb::ImportMode::Merge as i32,
         })
         .await?;
-    let deadline = chrono::Utc::now() + chrono::Duration::days(1);
-    let campaign = CampaignServiceClient::with_interceptor(channels[0].clone(), auth.clone())
-        .create_campaign(pb::CreateCampaignRequest {
-            idempotency_key: format!("bench-{}", uuid::Uuid::new_v4().simple()),
-            sku: "bench-sku".into(),
-            title: "benchmark".into(),
-            currency: "CNY".into(),
-            unit_price_minor: 10_000,
-            deposit_minor: 1_000,
-            batch_threshold: args.threshold,
-            batch_cap: None,
-            max_per_order: None,
-            max_per_consumer: None,
-            total_cap: None,
-            opens_at: None,
-            deadline: Some(prost_types::Timestamp {
-                seconds: deadline.timestamp(),
-                nanos: 0,
-            }),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let campaign = new_campaign(channels[0].clone(), auth.clone(), args.threshold).await?;
 
     // 3. The same clients, concurrency and channels placing orders, then calling a no-op
     //    RPC (the standard health `Check`, through the same interceptor and layers): the
     //    second is the ceiling of what this machine does per call, so the ratio says how
     //    much of the wire an order's own work leaves.
-    let orders = {
-        let campaign = campaign.id.clone();
-        closed_loop(
-            args.orders,
-            args.concurrency,
-            &channels,
-            move |channel, i| {
-                let mut client = PreorderServiceClient::with_interceptor(channel, auth.clone());
-                let req = pb::PlacePreorderRequest {
-                    idempotency_key: format!("bench-{campaign}-{i}"),
-                    campaign_id: campaign.clone(),
-                    consumer_id: format!("consumer-{}", i % 1000),
-                    channel: None,
-                    region: None,
-                    referrer: None,
-                    quantity: 1,
-                };
-                async move { client.place_preorder(req).await.map(|_| ()) }
-            },
-        )
-        .await?
-    };
+    let orders = place_orders(&args, &channels, auth.clone(), campaign, None).await?;
     let noop = {
         let auth = Bearer::new(args.token.as_deref());
         closed_loop(
@@ -218,6 +440,58 @@ async fn main() -> anyhow::Result<()> {
         .await?
     };
     let (refused, rate) = (orders.refused, orders.rate);
+
+    // 4. The outbox: off, then on again, each on a fresh campaign; then on, with a webhook
+    //    endpoint and a stream receiving every event (in-process server only: the switch
+    //    is this process's).
+    let outbox = if server.is_some() && !args.no_outbox {
+        c2m_store::events::set_outbox_for_benchmark(false);
+        let campaign = new_campaign(channels[0].clone(), auth.clone(), args.threshold).await?;
+        let off = place_orders(&args, &channels, auth.clone(), campaign, None).await;
+        c2m_store::events::set_outbox_for_benchmark(true);
+        let off = off?;
+        let campaign = new_campaign(channels[0].clone(), auth.clone(), args.threshold).await?;
+        let on = place_orders(&args, &channels, auth.clone(), campaign, None).await?;
+
+        let secret = Arc::new(OnceLock::new());
+        let hooked: Receipts = Arc::default();
+        let hook = webhook_receiver(secret.clone(), hooked.clone()).await?;
+        let registered = WebhookServiceClient::with_interceptor(channels[0].clone(), auth.clone())
+            .register_endpoint(pb::RegisterEndpointRequest {
+                url: format!("http://{hook}/hooks"),
+                event_types: vec!["*".into()],
+            })
+            .await?
+            .into_inner();
+        let _ = secret.set(registered.secret.clone());
+        let streamed: Receipts = Arc::default();
+        let stream = tokio::spawn(subscriber(
+            channels[0].clone(),
+            auth.clone(),
+            streamed.clone(),
+        ));
+        let acks: Acks = Arc::default();
+        let campaign = new_campaign(channels[0].clone(), auth.clone(), args.threshold).await?;
+        let first = last_seq(channels[0].clone(), auth.clone()).await?;
+        let delivered =
+            place_orders(&args, &channels, auth.clone(), campaign, Some(acks.clone())).await?;
+        let last = last_seq(channels[0].clone(), auth.clone()).await?;
+        let all_hooked = received(&hooked, last, Duration::from_secs(120)).await;
+        let all_streamed = received(&streamed, last, Duration::from_secs(30)).await;
+        stream.abort();
+        Some((
+            off,
+            on,
+            delivered,
+            last - first,
+            all_hooked,
+            all_streamed,
+            lags(&hooked, &acks),
+            lags(&streamed, &acks),
+        ))
+    } else {
+        None
+    };
 
     println!(
         "c2m pooling benchmark: {} single-unit pre-orders, {} concurrent clients, threshold {}",
@@ -275,6 +549,60 @@ async fn main() -> anyhow::Result<()> {
     }
     if refused > 0 {
         println!("refused: {refused}");
+    }
+    if let Some((off, on, delivered, events, all_hooked, all_streamed, hook, stream)) = &outbox {
+        println!();
+        println!(
+            "the outbox: the same orders on fresh campaigns of the same server, in this order"
+        );
+        println!(
+            "{:<34} {:>12} {:>10} {:>10}",
+            "", "orders/s", "p50 ms", "p99 ms"
+        );
+        for (name, l) in [
+            ("events on (the first run)", &orders),
+            ("events off", off),
+            ("events on", on),
+            ("events on, webhook + stream", delivered),
+        ] {
+            println!(
+                "{:<34} {:>12.0} {:>10.2} {:>10.2}",
+                name,
+                l.rate,
+                l.p50_ms(),
+                l.p99_ms()
+            );
+        }
+        println!(
+            "events on / off (mean of the two plain on runs): {:.2}x",
+            (orders.rate + on.rate) / 2.0 / off.rate
+        );
+        println!();
+        println!(
+            "delivery lag of the last round's {events} events (ms): {:<10} {:>8} {:>8} {:>8}",
+            "", "p50", "p99", "events"
+        );
+        for (name, ok, ((w50, w99, wn), (a50, a99, an))) in [
+            ("webhook", all_hooked, hook),
+            ("Subscribe stream", all_streamed, stream),
+        ] {
+            println!(
+                "{:<20} from occurred_at   {:>8.1} {:>8.1} {:>8}{}",
+                name,
+                w50,
+                w99,
+                wn,
+                if *ok {
+                    ""
+                } else {
+                    "  (not all arrived in time)"
+                }
+            );
+            println!(
+                "{:<20} from the answer    {:>8.1} {:>8.1} {:>8}",
+                "", a50, a99, an
+            );
+        }
     }
     if let Some((tx, task)) = server {
         let _ = tx.send(());

@@ -224,6 +224,47 @@ fn messages(e: &Event) -> Vec<String> {
                 )
             })
             .collect(),
+        EventData::ShipDateChanged {
+            previous,
+            expected,
+            promised,
+            days_late,
+            planned,
+            late_reason,
+            preorders,
+            ..
+        } => preorders
+            .iter()
+            .map(|p| {
+                let was = previous.map_or("-".into(), |d| d.date_naive().to_string());
+                let now = expected.date_naive();
+                let why = match (planned, days_late) {
+                    (false, _) => format!(
+                        "production is being re-planned; until then we hold to the promise ({})",
+                        promised.date_naive()
+                    ),
+                    (true, 0) => format!("on time for the promise ({})", promised.date_naive()),
+                    (true, n) => format!(
+                        "{n} days after the promise ({}): {}",
+                        promised.date_naive(),
+                        late_reason.as_deref().unwrap_or("-")
+                    ),
+                };
+                format!("{}: expected to ship {now} (was {was}), {why}.", to(p))
+            })
+            .collect(),
+        EventData::CampaignChanged {
+            change, refunds, ..
+        } if !refunds.is_empty() => refunds
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: the campaign was {change}; {} is refunded.",
+                    to(p),
+                    money(&p.amount)
+                )
+            })
+            .collect(),
         other => vec![format!("{}: {:?}", other.kind(), other)],
     }
 }

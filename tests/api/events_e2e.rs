@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, SubsecRound, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use tokio::sync::mpsc;
 use tonic::Code;
 
@@ -151,16 +151,30 @@ fn report(
 /// amounts, in order.
 pub type Expected = Vec<(&'static str, Vec<(String, Option<i64>)>)>;
 
+/// The dates a driven campaign's paid pre-orders show after planning (`GetPreorder`):
+/// the promise, and the plan's date (the end of the plan's last run).
+#[derive(Debug, Clone, Copy)]
+pub struct Dates {
+    pub promised: DateTime<Utc>,
+    pub planned: DateTime<Utc>,
+}
+
+fn time(t: &Option<prost_types::Timestamp>) -> DateTime<Utc> {
+    let t = t.as_ref().expect("a timestamp");
+    DateTime::from_timestamp(t.seconds, t.nanos as u32).expect("in range")
+}
+
 /// Drives a campaign (threshold 4, balances due within a day, deadline in three days):
 /// alice 2, bob 1, carol 1 lock batch 1; dave opens batch 2; alice and bob pay, carol
 /// forfeits; batch 2 fails at the deadline and dave is refunded; planning and a factory
 /// take batch 1 to shipped. `wait` returns once `kind` was seen (the server's sweeper
-/// acts on its own tick). Returns the campaign id and the events it implies.
+/// acts on its own tick). Returns the campaign id, the events it implies, and the ship
+/// dates the pre-orders show once planned.
 pub async fn drive_campaign<W, Fut>(
     c: &mut Clients,
     clock: &ManualClock,
     mut wait: W,
-) -> (String, Expected)
+) -> (String, Expected, Dates)
 where
     W: FnMut(&'static str) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -209,6 +223,25 @@ where
     assert_eq!(plan.work_orders.len(), 1, "{plan:?}");
     let w = plan.work_orders[0].clone();
     let made: i64 = w.runs.iter().map(|r| r.quantity).sum();
+    // Planned: the pre-orders show the end of the plan's last run against the promise,
+    // the lock plus the default 42 days.
+    let shown = c
+        .preorders
+        .get_preorder(pb::GetPreorderRequest {
+            preorder_id: alice.id.clone(),
+        })
+        .await
+        .expect("alice")
+        .into_inner()
+        .ship_date
+        .expect("a ship date");
+    let dates = Dates {
+        promised: time(&shown.promised_by),
+        planned: w.runs.iter().map(|r| time(&r.ends_at)).max().expect("runs"),
+    };
+    assert_eq!(time(&shown.expected_at), dates.planned, "{shown:?}");
+    assert!(shown.planned);
+    assert_ne!(dates.planned, dates.promised, "the plan moves the date");
     for (i, progress) in [
         pb::report_request::Progress::Accepted(pb::Accepted {}),
         pb::report_request::Progress::InProduction(pb::InProduction {}),
@@ -255,12 +288,13 @@ where
         ("deposit.forfeited", one(&carol, Some(DEPOSIT))),
         ("batch.failed", one(&dave, Some(DEPOSIT))),
         ("production.stage_changed", paid.clone()),
+        ("ship_date.changed", paid.clone()),
         ("production.stage_changed", paid.clone()),
         ("production.stage_changed", paid.clone()),
         ("production.stage_changed", paid.clone()),
         ("production.stage_changed", paid),
     ];
-    (cmp.id, expected)
+    (cmp.id, expected, dates)
 }
 
 /// The stages the five `production.stage_changed` events of [`drive_campaign`] name.
@@ -273,9 +307,10 @@ pub const STAGES: [&str; 5] = [
 ];
 
 /// Checks `events` against what [`drive_campaign`] implies: numbered 1, 2, 3, ... on a
-/// fresh server, the kinds and pre-orders with their amounts in order, the stages.
+/// fresh server, the kinds and pre-orders with their amounts in order, the stages, the
+/// promise at the lock and the planned date in `ship_date.changed`.
 #[track_caller]
-pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected) {
+pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected, dates: &Dates) {
     let got: Expected = events
         .iter()
         .map(|e| {
@@ -315,14 +350,60 @@ pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected) {
             units,
             final_unit_price,
             balance_due_by,
+            ships_by,
             ..
         } => {
             assert_eq!(*units, 4);
             assert_eq!(final_unit_price.minor, PRICE);
             assert!(balance_due_by.is_some());
+            assert_eq!(*ships_by, Some(dates.promised));
+            assert_eq!(
+                Some(dates.promised),
+                events[3].occurred_at.checked_add_signed(Duration::days(42))
+            );
         }
         other => panic!("{other:?}"),
     }
+    let moved: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.data {
+            EventData::ShipDateChanged {
+                previous,
+                expected,
+                promised,
+                days_late,
+                planned,
+                late_reason,
+                ..
+            } => Some((
+                *previous,
+                *expected,
+                *promised,
+                *days_late,
+                *planned,
+                late_reason.as_ref().is_some_and(|r| !r.is_empty()),
+            )),
+            _ => None,
+        })
+        .collect();
+    let late = dates.planned - dates.promised;
+    let days_late = if late > Duration::zero() {
+        (late.num_seconds() + 86_399) / 86_400
+    } else {
+        0
+    };
+    assert_eq!(
+        moved,
+        [(
+            Some(dates.promised),
+            dates.planned,
+            dates.promised,
+            days_late,
+            true,
+            days_late > 0,
+        )],
+        "one move, from the promise to the plan's date; a reason when late"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,12 +419,12 @@ async fn a_subscriber_hears_every_change_in_order_and_resumes_after_a_restart() 
 
     let seen = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<Event>::new()));
     // The sweeper acts on its own tick: the stream is read until the awaited kind shows.
-    let (campaign, expected) =
+    let (campaign, expected, dates) =
         drive_campaign_with_watch(&mut c, &clock, &mut watch, seen.clone()).await;
     let mut events = std::mem::take(&mut *seen.lock().await);
     let rest = expected.len() - events.len();
     events.extend(watch.events(rest, StdDuration::from_secs(10)).await);
-    check_driven(&events, &campaign, &expected);
+    check_driven(&events, &campaign, &expected, &dates);
     let (extra, _) = watch.drain(StdDuration::from_millis(700)).await;
     assert!(extra.is_empty(), "nothing more: {extra:?}");
 
@@ -411,7 +492,7 @@ async fn drive_campaign_with_watch(
     clock: &ManualClock,
     watch: &mut Watch,
     seen: Arc<tokio::sync::Mutex<Vec<Event>>>,
-) -> (String, Expected) {
+) -> (String, Expected, Dates) {
     let watch = tokio::sync::Mutex::new(watch);
     drive_campaign(c, clock, |kind| {
         let (seen, watch) = (seen.clone(), &watch);

@@ -504,6 +504,63 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
         .expect_err("cancelling twice");
     assert_refused(&twice, Code::FailedPrecondition, "CAMPAIGN_ENDED");
 
+    // The campaign's events end with the open batch's failure (oli's deposit released)
+    // and one `campaign.changed` carrying each refund of the locked batch.
+    let mut watch = crate::events_e2e::Watch::open(&c, Some(0), &cmp.id)
+        .await
+        .expect("subscribe");
+    let (events, _) = watch.drain(std::time::Duration::from_millis(800)).await;
+    type Refs = Vec<(String, String, Option<i64>)>;
+    let tail: Vec<(&str, Refs)> = events
+        .iter()
+        .skip(events.len().saturating_sub(2))
+        .map(|e| {
+            let mut refs: Vec<_> = e
+                .data
+                .preorders()
+                .iter()
+                .map(|p| {
+                    (
+                        p.preorder_id.as_str().to_owned(),
+                        p.consumer_id.as_str().to_owned(),
+                        p.amount.map(|m| m.minor),
+                    )
+                })
+                .collect();
+            refs.sort();
+            (e.data.kind(), refs)
+        })
+        .collect();
+    let oli = all_preorders(&mut c, &cmp.id)
+        .await
+        .into_iter()
+        .find(|p| p.consumer_id == "oli")
+        .expect("oli");
+    let mut refunds = vec![
+        (a.id.clone(), "ann".to_owned(), Some(3 * 39_900)),
+        (b.id.clone(), "bob".to_owned(), Some(2 * 5_000)),
+    ];
+    refunds.sort();
+    assert_eq!(
+        tail,
+        [
+            (
+                "batch.failed",
+                vec![(oli.id, "oli".to_owned(), Some(5_000))]
+            ),
+            ("campaign.changed", refunds),
+        ]
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.data.kind() == "campaign.changed")
+            .count(),
+        1,
+        "the retry wrote no second event"
+    );
+    drop(watch);
+
     let m = money(&mut c, &cmp.id).await;
     assert_eq!(minor(&m.refunded), 3 * 39_900 + 2 * 5_000);
     assert_eq!(

@@ -27,7 +27,9 @@
 //!   merchant) and the campaign's money summary agree with the orders; the store's audit
 //!   finds nothing unbalanced and no hold out of step;
 //! - work orders: each factory's sequence is 1..n with no gap, what a factory received is
-//!   what is stored under that number, and no batch is planned for more than its units.
+//!   what is stored under that number, and no batch is planned for more than its units;
+//! - events: numbered 1..n with no gap, each id once, and exactly the events the batches
+//!   and pre-orders imply, with their amounts (`check_events`).
 //!
 //! (A campaign found final at an earlier kill, its deadline passed and every batch failed
 //! or closed, has only its batches read again until the end, so the check does not grow
@@ -1383,6 +1385,140 @@ const PARALLEL: usize = 8;
 /// Replays the acknowledged calls of `calls` not replayed yet (all of them with `all`),
 /// `PARALLEL` at a time: each must answer as it first did, as `norm` sees answers.
 /// Returns the keys replayed.
+/// The events outbox against the state (`docs/events.md`): every event exactly once by
+/// sequence (1..n, no gap, distinct ids), and exactly the events the batches and the
+/// pre-orders imply, each naming the pre-orders with their amounts: one `preorder.placed`
+/// per pre-order (its deposit), one `preorder.cancelled` per cancelled one, one
+/// `batch.locked` per locked batch (each live pre-order's balance) and one `balance.due`
+/// per balance owed, one `balance.paid` per balance paid, one `deposit.forfeited` per
+/// forfeit, one `batch.failed` per failed batch (each deposit released); production and
+/// ship-date events only for locked batches. A kill can leave no change without its
+/// event and no event without its change, since both commit together.
+async fn check_events(db: &Opened, at: &str) -> usize {
+    let store = db.store();
+    let mut events = Vec::new();
+    loop {
+        let after = events
+            .last()
+            .map_or(0, |e: &c2m_domain::events::Event| e.seq);
+        let page = store
+            .list_events(after, None, c2m_store::events::EVENTS_PAGE)
+            .await
+            .expect("events");
+        if page.is_empty() {
+            break;
+        }
+        events.extend(page);
+    }
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "{at}: events numbered without gaps");
+    }
+    let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "{at}: an event id twice");
+    assert_eq!(
+        store.last_event_seq().await.expect("last"),
+        events.len() as i64,
+        "{at}: the counter"
+    );
+
+    // (kind, batch, pre-order) -> the amounts the events name, in order.
+    type Told = BTreeMap<(&'static str, String, String), Vec<Option<i64>>>;
+    let mut want: Told = BTreeMap::new();
+    let mut want_batches: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
+    let mut locked = HashSet::new();
+    for c in every(|p| store.list_campaigns(p)).await {
+        let batches = store.list_batches(&c.id).await.expect("batches");
+        let filter = PreorderFilter::Campaign(c.id.clone());
+        let preorders = every(|p| store.list_preorders(&filter, p)).await;
+        for b in &batches {
+            let kind = match b.status {
+                BatchStatus::Open => continue,
+                BatchStatus::Locked => "batch.locked",
+                BatchStatus::Failed => "batch.failed",
+            };
+            if b.status == BatchStatus::Locked {
+                locked.insert(b.id.to_string());
+            }
+            want_batches.insert((kind, b.id.to_string()), 1);
+        }
+        for p in &preorders {
+            let b = batches
+                .iter()
+                .find(|b| b.id == p.batch_id)
+                .unwrap_or_else(|| panic!("{at}: {} has no batch", p.id));
+            let mut tell = |kind: &'static str, amount: Option<i64>| {
+                want.entry((kind, p.batch_id.to_string(), p.id.to_string()))
+                    .or_default()
+                    .push(amount);
+            };
+            let deposit = p.deposit_total.minor;
+            tell("preorder.placed", Some(deposit));
+            if p.cancelled_at.is_some() {
+                tell("preorder.cancelled", Some(deposit));
+                continue;
+            }
+            match b.status {
+                BatchStatus::Open => {}
+                BatchStatus::Failed => tell("batch.failed", Some(deposit)),
+                BatchStatus::Locked => {
+                    let due = p.money.balance_due.map_or(0, |m| m.minor);
+                    tell("batch.locked", Some(due));
+                    if due > 0 {
+                        tell("balance.due", Some(due));
+                        if p.money.balance_paid_at.is_some() {
+                            tell("balance.paid", Some(due));
+                        }
+                    }
+                    if p.money.forfeited_at.is_some() {
+                        tell("deposit.forfeited", Some(deposit));
+                    }
+                }
+            }
+        }
+    }
+    let mut got: Told = BTreeMap::new();
+    let mut got_batches: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
+    for e in &events {
+        let kind = e.data.kind();
+        let batch = e
+            .batch_id
+            .as_ref()
+            .map(|b| b.to_string())
+            .unwrap_or_default();
+        match kind {
+            "production.stage_changed" | "ship_date.changed" => {
+                assert!(
+                    locked.contains(&batch),
+                    "{at}: {kind} of batch {batch}, not locked"
+                );
+                continue;
+            }
+            "batch.locked" | "batch.failed" => {
+                *got_batches.entry((kind, batch.clone())).or_default() += 1;
+            }
+            _ => {}
+        }
+        for p in e.data.preorders() {
+            got.entry((kind, batch.clone(), p.preorder_id.to_string()))
+                .or_default()
+                .push(p.amount.map(|m| m.minor));
+        }
+    }
+    assert_eq!(got_batches, want_batches, "{at}: batch events");
+    if got != want {
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|(k, v)| want.get(*k) != Some(*v))
+            .collect();
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(*v))
+            .collect();
+        panic!("{at}: events differ from the state; stored but not implied (or other amounts): {extra:?}; implied but not stored: {missing:?}");
+    }
+    events.len()
+}
+
 async fn replay_each<Req, Resp, N, F, Fut>(
     c: &Clients,
     calls: &Calls<Req, Resp>,
@@ -1731,6 +1867,7 @@ async fn mixed_workload_across_sigkills(db: Db, dir: &std::path::Path) {
             &at,
         )
         .await;
+        let events = check_events(&opened, &at).await;
         opened.close().await;
         let checked = t.elapsed();
 
@@ -1742,8 +1879,8 @@ async fn mixed_workload_across_sigkills(db: Db, dir: &std::path::Path) {
         world.paused.store(false, Ordering::Relaxed);
         replayed += n;
         eprintln!(
-            "kill {}: store checked in {:.1} s ({} campaigns, {} final before; {} pre-orders read), \
-             restarted in {:.1} s, {n} calls replayed in {:.1} s",
+            "kill {}: store checked in {:.1} s ({} campaigns, {} final before; {} pre-orders read; \
+             {events} events), restarted in {:.1} s, {n} calls replayed in {:.1} s",
             round + 1,
             checked.as_secs_f64(),
             tally.campaigns,
@@ -1864,6 +2001,7 @@ async fn mixed_workload_across_sigkills(db: Db, dir: &std::path::Path) {
         &at,
     )
     .await;
+    let events = check_events(&opened, &at).await;
     opened.close().await;
     server = start(&db, dir).await;
     let _ = addr_tx.send(Some(server.addr));
@@ -1892,7 +2030,7 @@ async fn mixed_workload_across_sigkills(db: Db, dir: &std::path::Path) {
         "mixed crash test ({name}): {} kills; campaigns {}; pre-orders {}; cancels {}; \
          payments {}; plans {}; {} calls answered only after a resend; store: {tally:?}; \
          {} work orders delivered, {redelivered} redeliveries recognised by id; \
-         {replayed} + {replayed_at_end} replays answered as first",
+         {replayed} + {replayed_at_end} replays answered as first; {events} events",
         rounds + 1,
         tallied(&j.campaigns),
         tallied(&j.places),

@@ -479,6 +479,47 @@ async fn promise_story(url: Option<&str>) {
     assert_ne!(moved_at, run_a_end, "the rejection moved the date");
     assert_eq!(moved.late, moved_at > due_a);
     assert!(close(steel_on_hand(&mut c).await, free - 20.0));
+
+    // Each move of A's date, as its pre-order showed it (the promise, planned, back to the
+    // promise, planned elsewhere), is one `ship_date.changed` naming A's pre-order; a step
+    // that left the date where it was (a plan on the promise exactly) is none.
+    let mut watch = crate::events_e2e::Watch::open(&c, Some(0), "")
+        .await
+        .expect("subscribe");
+    let (events, _) = watch.drain(std::time::Duration::from_millis(800)).await;
+    let moves: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.data
+                .preorders()
+                .iter()
+                .any(|p| p.preorder_id.as_str() == setup.preorder_a)
+        })
+        .filter_map(|e| match &e.data {
+            c2m_domain::events::EventData::ShipDateChanged {
+                previous,
+                expected,
+                promised,
+                planned,
+                ..
+            } => Some((*previous, *expected, *promised, *planned)),
+            _ => None,
+        })
+        .collect();
+    let shown = [
+        (due_a, false),
+        (run_a_end, true),
+        (due_a, false),
+        (moved_at, true),
+    ];
+    let implied: Vec<_> = shown
+        .windows(2)
+        .filter(|w| w[0].0 != w[1].0)
+        .map(|w| (Some(w[0].0), w[1].0, due_a, w[1].1))
+        .collect();
+    assert!(!implied.is_empty());
+    assert_eq!(moves, implied);
+    drop(watch);
     server.shutdown().await;
 }
 

@@ -61,6 +61,10 @@ pub enum EventData {
         /// When unpaid balances forfeit their deposits; absent when nothing is due.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         balance_due_by: Option<DateTime<Utc>>,
+        /// The promise: the batch ships by then (its lock plus the campaign's
+        /// `ships_within_days`). A later move of the date is a `ship_date.changed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ships_by: Option<DateTime<Utc>>,
     },
     /// A batch missed the campaign's deadline and failed; each pre-order's deposit was
     /// released in full (`amount` is the refund).
@@ -95,17 +99,27 @@ pub enum EventData {
         paid_units: i64,
         preorders: Vec<PreorderRef>,
     },
-    /// The date a batch's units are expected to ship changed (a plan, a rejection, a
-    /// report moved it).
+    /// The date a locked batch's units are expected to ship changed: a plan took every unit
+    /// (the end of its last run, `planned`), or a factory rejected its work and the units
+    /// wait for a new plan (the promise again, not `planned`). Never written when the date
+    /// stays the same.
     #[serde(rename = "ship_date.changed")]
     ShipDateChanged {
         batch_seq: i64,
+        /// The date consumers were told before.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous: Option<DateTime<Utc>>,
         expected: DateTime<Utc>,
         promised: DateTime<Utc>,
-        /// Days late against the promise (0 when on time).
+        /// Days late against the promise (0 when on time), whole days rounded up.
         days_late: i64,
+        /// Whether `expected` is a plan's (true) or the promise while units wait for one.
+        #[serde(default)]
+        planned: bool,
+        /// Why the plan ships after the promise, when it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        late_reason: Option<String>,
+        /// The pre-orders in the batch (paid, not cancelled or forfeited).
         preorders: Vec<PreorderRef>,
     },
     /// The merchant changed a campaign's terms or ended it (`change` says which:

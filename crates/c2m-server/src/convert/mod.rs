@@ -349,27 +349,16 @@ pub fn batch_production(b: &c2m_store::BatchProduction) -> pb::BatchProduction {
 /// A locked batch's ship date: the promise until every unit is planned, then the plan's.
 pub fn ship_date(b: &c2m_store::BatchProduction) -> Option<pb::ShipDate> {
     let due = b.due_at?;
-    let expected = b.planned_ship_at.unwrap_or(due);
-    let late_by = expected - due;
-    let late = late_by > chrono::Duration::zero();
-    let days_late = if late {
-        (late_by.num_seconds() + 86_399) / 86_400
-    } else {
-        0
-    };
+    let expected = b.expected_ship_at().unwrap_or(due);
+    let late = expected > due;
+    let days_late = b.days_late();
     Some(pb::ShipDate {
         promised_by: Some(timestamp(due)),
         expected_at: Some(timestamp(expected)),
         planned: b.planned_ship_at.is_some(),
         late,
         days_late,
-        late_reason: if late {
-            b.late_reason
-                .clone()
-                .unwrap_or_else(|| "the plan completes the batch after its promised date".into())
-        } else {
-            String::new()
-        },
+        late_reason: b.why_late().unwrap_or_default(),
     })
 }
 

@@ -13,9 +13,12 @@ use c2m_domain::events::{Event, EventData};
 use c2m_domain::{CampaignId, Currency, Money, PreorderId};
 
 use super::{
-    alternate, cancel, consumer, create, key, place, place_req, precondition, spec, t0, Fixture,
+    accept_all, alternate, batches, cancel, change, consumer, create, key, new_plan, part_order,
+    place, place_req, precondition, report_req, sample_catalogue, spec, t0, Fixture,
 };
-use crate::{PayBalance, Store};
+use crate::planning::RunSchedule;
+use crate::{CatalogueEdit, PayBalance, PlanStatus, Store};
+use c2m_domain::Progress;
 
 fn cny(minor: i64) -> Money {
     Money::new(minor, Currency::parse("CNY").expect("CNY"))
@@ -325,6 +328,152 @@ pub async fn concurrent_writes_are_numbered_in_commit_order(fx: Arc<dyn Fixture>
             .max();
         assert!(last_placed < Some(e.seq), "{e:?}");
     }
+}
+
+/// A locked batch's ship date moves with its plan, and only then is there an event:
+/// `batch.locked` carries the promise; a plan that ships later writes `ship_date.changed`
+/// (from the promise to the plan's date, the days late and the plan's reason); a factory's
+/// acceptance leaves the date alone (no event); its rejection sends the date back to the
+/// promise (an event); a plan that ships exactly on the promise, and a rejection of it,
+/// leave the date where it was (no event).
+pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    change(
+        &*store,
+        CatalogueEdit::Replace(sample_catalogue()),
+        accept_all(),
+    )
+    .await
+    .expect("catalogue");
+    let mut s = spec(2, None);
+    s.deposit = s.unit_price;
+    s.ships_within_days = Some(20);
+    let c = create(&*store, s).await;
+    let p = place(&*store, &c.id, &consumer(1), 2).await.expect("locks");
+    let b = batches(&*store, &c.id).await.remove(0);
+    let due = b.locked_at.expect("locked") + Duration::days(20);
+    let events = all_events(&*store, 0, Some(&c.id)).await;
+    assert_eq!(kinds(&events), ["preorder.placed", "batch.locked"]);
+    match &events[1].data {
+        EventData::BatchLocked { ships_by, .. } => assert_eq!(*ships_by, Some(due)),
+        other => panic!("{other:?}"),
+    }
+    let mut seen = events.len();
+    let mut next = |all: Vec<Event>| {
+        let new = all[seen..].to_vec();
+        seen = all.len();
+        new
+    };
+    let scheduled = |factory: &str, ends_at: chrono::DateTime<chrono::Utc>, why: Option<&str>| {
+        let mut wo = part_order(factory, &b, 2);
+        wo.runs[0].schedule = Some(RunSchedule {
+            period: 2,
+            starts_at: ends_at - Duration::days(7),
+            ends_at,
+            hours: 0.2,
+        });
+        wo.runs[0].batches[0].late_reason = why.map(str::to_owned);
+        let mut plan = new_plan(PlanStatus::Optimal, vec![b.id.clone()], vec![wo]);
+        plan.reservations = vec![];
+        plan
+    };
+    let paid = vec![(p.id.clone(), None)];
+    let refs = |e: &Event| -> Vec<(PreorderId, Option<Money>)> {
+        e.data
+            .preorders()
+            .iter()
+            .map(|r| (r.preorder_id.clone(), r.amount))
+            .collect()
+    };
+
+    // Planned three days and an hour after the promise: four days late, with the reason.
+    let late = due + Duration::days(3) + Duration::hours(1);
+    store
+        .store_plan(&scheduled("f1", late, Some("f1 is closed")), t0())
+        .await
+        .expect("plan");
+    let new = next(all_events(&*store, 0, Some(&c.id)).await);
+    assert_eq!(
+        kinds(&new),
+        ["production.stage_changed", "ship_date.changed"]
+    );
+    assert_eq!(new[1].batch_id.as_ref(), Some(&b.id));
+    assert_eq!(refs(&new[1]), paid);
+    match &new[1].data {
+        EventData::ShipDateChanged {
+            batch_seq,
+            previous,
+            expected,
+            promised,
+            days_late,
+            planned,
+            late_reason,
+            ..
+        } => {
+            assert_eq!(*batch_seq, 1);
+            assert_eq!((*previous, *expected, *promised), (Some(due), late, due));
+            assert_eq!((*days_late, *planned), (4, true));
+            assert_eq!(late_reason.as_deref(), Some("f1 is closed"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Accepted: the stage moves, the date does not.
+    let wo = store.factory_work_orders("f1", 0, 10).await.expect("f1")[0].clone();
+    store
+        .report_progress(&report_req("f1", &wo.id, Progress::Accepted), t0())
+        .await
+        .expect("accepted");
+    let new = next(all_events(&*store, 0, Some(&c.id)).await);
+    assert_eq!(kinds(&new), ["production.stage_changed"]);
+
+    // Rejected: the units wait for a plan again, and the date is the promise.
+    let reject = Progress::Rejected {
+        reason: "no capacity".into(),
+    };
+    store
+        .report_progress(&report_req("f1", &wo.id, reject.clone()), t0())
+        .await
+        .expect("rejected");
+    let new = next(all_events(&*store, 0, Some(&c.id)).await);
+    assert_eq!(
+        kinds(&new),
+        ["production.stage_changed", "ship_date.changed"]
+    );
+    assert_eq!(refs(&new[1]), paid);
+    match &new[1].data {
+        EventData::ShipDateChanged {
+            previous,
+            expected,
+            promised,
+            days_late,
+            planned,
+            late_reason,
+            ..
+        } => {
+            assert_eq!((*previous, *expected, *promised), (Some(late), due, due));
+            assert_eq!((*days_late, *planned), (0, false));
+            assert_eq!(*late_reason, None);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Planned on the promise exactly, then rejected: the stage moves twice, the date never.
+    store
+        .store_plan(&scheduled("f2", due, None), t0())
+        .await
+        .expect("plan on time");
+    let wo = store.factory_work_orders("f2", 0, 10).await.expect("f2")[0].clone();
+    store
+        .report_progress(&report_req("f2", &wo.id, reject), t0())
+        .await
+        .expect("rejected again");
+    let new = next(all_events(&*store, 0, Some(&c.id)).await);
+    assert_eq!(
+        kinds(&new),
+        ["production.stage_changed", "production.stage_changed"]
+    );
+    numbered_without_gaps(&all_events(&*store, 0, None).await);
 }
 
 fn endpoint(n: usize) -> crate::webhooks::NewEndpoint {

@@ -331,6 +331,44 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
         .await
         .expect("retry");
     assert_eq!(again, out);
+    // The events: the open batch's failure with o's deposit, then the cancel with the
+    // locked batch's refunds (A's deposit and paid balance, B's deposit), once.
+    let events = super::events::all_events(&*store, 0, Some(&c.id)).await;
+    let tail: Vec<_> = events[events.len() - 2..]
+        .iter()
+        .map(|e| {
+            let mut refs: Vec<_> = e
+                .data
+                .preorders()
+                .iter()
+                .map(|p| (p.preorder_id.clone(), p.consumer_id.clone(), p.amount))
+                .collect();
+            refs.sort_by(|x, y| x.0.cmp(&y.0));
+            (e.data.kind(), refs)
+        })
+        .collect();
+    let mut refunds = vec![
+        (a.id.clone(), consumer(1), Some(cny(3 * price))),
+        (b.id.clone(), consumer(2), Some(cny(2 * dep))),
+    ];
+    refunds.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        tail,
+        [
+            (
+                "batch.failed",
+                vec![(o.id.clone(), consumer(3), Some(cny(dep)))]
+            ),
+            ("campaign.changed", refunds),
+        ]
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.data.kind() == "campaign.changed")
+            .count(),
+        1
+    );
     let (reason, meta) = refused(store.cancel_campaign(&cancel_all(&c.id), lever_at()).await);
     assert_eq!(reason, "CAMPAIGN_ENDED");
     assert!(meta.contains(&("how", "was cancelled".into())), "{meta:?}");

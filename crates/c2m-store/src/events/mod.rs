@@ -129,9 +129,26 @@ pub(crate) fn preorder_ref(p: &Preorder, amount: Option<Money>) -> PreorderRef {
     }
 }
 
+/// Whether writes store their events: always, except in a benchmark that measures what
+/// the outbox costs ([`set_outbox_for_benchmark`]).
+static OUTBOX: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// **Benchmarks only** (`examples/bench_pooling.rs`): turns the outbox off (or on again)
+/// for every store in this process, so a benchmark can place the same orders with and
+/// without it in one run. Off, writes still build their events in memory but store none
+/// (no counter raise, no insert, no `NOTIFY`): subscribers and webhooks hear nothing, so
+/// a server must never run this way.
+#[doc(hidden)]
+pub fn set_outbox_for_benchmark(on: bool) {
+    OUTBOX.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Numbers and writes the transaction's events (its last statements before the commit);
 /// nothing when it has none. See the module docs for why the numbers are in commit order.
 pub(crate) async fn flush<D: Backend>(tx: &mut Tx<'_, D>) -> Result<(), StoreError> {
+    if !OUTBOX.load(std::sync::atomic::Ordering::Relaxed) {
+        tx.events.clear();
+    }
     if tx.events.is_empty() {
         return Ok(());
     }

@@ -118,6 +118,33 @@ pub struct BatchProduction {
     pub late_reason: Option<String>,
 }
 
+impl BatchProduction {
+    /// The date its consumers are told: the plan's when every unit is planned, else the
+    /// promise; `None` for a batch without a promise (not locked).
+    pub fn expected_ship_at(&self) -> Option<DateTime<Utc>> {
+        self.planned_ship_at.or(self.due_at)
+    }
+
+    /// Whole days (rounded up) the expected date is after the promise; 0 when on time.
+    pub fn days_late(&self) -> i64 {
+        match (self.expected_ship_at(), self.due_at) {
+            (Some(at), Some(due)) if at > due => ((at - due).num_seconds() + 86_399) / 86_400,
+            _ => 0,
+        }
+    }
+
+    /// Why it is late, when it is: the plan's reason, or a general one.
+    pub fn why_late(&self) -> Option<String> {
+        let late =
+            matches!((self.expected_ship_at(), self.due_at), (Some(at), Some(due)) if at > due);
+        late.then(|| {
+            self.late_reason
+                .clone()
+                .unwrap_or_else(|| "the plan completes the batch after its promised date".into())
+        })
+    }
+}
+
 /// One live work order's part in a batch, for [`batch_production`].
 #[derive(Debug, Clone)]
 pub(crate) struct BatchShare {
@@ -278,7 +305,8 @@ pub(crate) fn work_order_batches(wo: &WorkOrder) -> Vec<BatchId> {
 }
 
 /// Appends `production.stage_changed` for each of `batches` whose stage or shipped units
-/// differ from `before` (read in the same transaction before the change).
+/// differ from `before` (read in the same transaction before the change), and
+/// `ship_date.changed` for each whose expected ship date differs from before.
 pub(crate) async fn production_events<D: Backend>(
     tx: &mut Tx<'_, D>,
     batches: &[BatchId],
@@ -287,13 +315,17 @@ pub(crate) async fn production_events<D: Backend>(
 ) -> Result<(), StoreError> {
     for after in batch_production(tx, batches).await? {
         let was = before.iter().find(|b| b.batch_id == after.batch_id);
-        if was.is_some_and(|b| b.stage == after.stage && b.units_shipped == after.units_shipped) {
+        let stage_moved =
+            !was.is_some_and(|b| b.stage == after.stage && b.units_shipped == after.units_shipped);
+        let previous = was.and_then(BatchProduction::expected_ship_at);
+        let date_moved = previous.is_some() && previous != after.expected_ship_at();
+        if !stage_moved && !date_moved {
             continue;
         }
         let Some(batch) = tx.batch(&after.batch_id).await? else {
             continue;
         };
-        let preorders = tx
+        let preorders: Vec<_> = tx
             .batch_preorders(&batch.id)
             .await?
             .iter()
@@ -304,22 +336,44 @@ pub(crate) async fn production_events<D: Backend>(
             })
             .map(|p| crate::events::preorder_ref(p, None))
             .collect();
-        let stage = serde_json::to_value(after.stage)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        tx.emit(
-            &batch.campaign_id,
-            Some(&batch.id),
-            now,
-            EventData::ProductionStageChanged {
-                batch_seq: batch.seq,
-                stage,
-                units_shipped: after.units_shipped,
-                paid_units: batch.paid_units(),
-                preorders,
-            },
-        );
+        if stage_moved {
+            let stage = serde_json::to_value(after.stage)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            tx.emit(
+                &batch.campaign_id,
+                Some(&batch.id),
+                now,
+                EventData::ProductionStageChanged {
+                    batch_seq: batch.seq,
+                    stage,
+                    units_shipped: after.units_shipped,
+                    paid_units: batch.paid_units(),
+                    preorders: preorders.clone(),
+                },
+            );
+        }
+        if !date_moved {
+            continue;
+        }
+        if let (Some(expected), Some(promised)) = (after.expected_ship_at(), after.due_at) {
+            tx.emit(
+                &batch.campaign_id,
+                Some(&batch.id),
+                now,
+                EventData::ShipDateChanged {
+                    batch_seq: batch.seq,
+                    previous,
+                    expected,
+                    promised,
+                    days_late: after.days_late(),
+                    planned: after.planned_ship_at.is_some(),
+                    late_reason: after.why_late(),
+                    preorders,
+                },
+            );
+        }
     }
     Ok(())
 }

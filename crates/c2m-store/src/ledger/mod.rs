@@ -266,6 +266,7 @@ pub(crate) async fn lock_batch_money<D: Backend>(
             final_unit_price: price,
             preorders: owed.clone(),
             balance_due_by: due_by,
+            ships_by: Some(terms.due_at(now)),
         },
     );
     if let Some(due_by) = due_by {
@@ -471,12 +472,14 @@ pub(crate) async fn release_failed_batch<D: Backend>(
 }
 
 /// What refunding one locked batch of a cancelled campaign did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Refunded {
     /// Pre-orders given their money back.
     pub preorders: i64,
     /// Minor units given back (captured deposits and paid balances).
     pub amount: i64,
+    /// Each pre-order refunded, with its refund (for the event).
+    pub refs: Vec<PreorderRef>,
 }
 
 /// Refunds a locked batch whose campaign was cancelled (the caller holds the campaign's
@@ -530,6 +533,7 @@ pub(crate) async fn refund_locked_batch<D: Backend>(
         refunds.push((Subject::Preorder(&p.id), txn));
         done.preorders += 1;
         done.amount += amount.minor;
+        done.refs.push(preorder_ref(p, Some(amount)));
     }
     if !refunds.is_empty() {
         post(tx, provider, &campaign.id, &refunds, now).await?;

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use c2m_domain::events::EventData;
+use c2m_domain::events::{EventData, PreorderRef};
 use c2m_domain::forecast::{ArrivalHistory, OpenBatch};
 use c2m_domain::{levers, Batch, BatchStatus, Campaign, CampaignId, IdempotencyKey};
 
@@ -222,7 +222,7 @@ pub(crate) async fn extend_deadline<D: Backend>(
     tx.set_deadline(&campaign.id, deadline).await?;
     campaign.terms.deadline = deadline;
     let outcome = LeverOutcome::of(campaign);
-    pulled(tx, &key, outcome, "deadline_extended", now).await
+    pulled(tx, &key, outcome, "deadline_extended", Vec::new(), now).await
 }
 
 pub(crate) async fn lower_threshold<D: Backend>(
@@ -246,7 +246,7 @@ pub(crate) async fn lower_threshold<D: Backend>(
             outcome.locked_batch = Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
         }
     }
-    pulled(tx, &key, outcome, "threshold_lowered", now).await
+    pulled(tx, &key, outcome, "threshold_lowered", Vec::new(), now).await
 }
 
 pub(crate) async fn close_campaign<D: Backend>(
@@ -273,7 +273,7 @@ pub(crate) async fn close_campaign<D: Backend>(
             fail(tx, provider, &mut outcome, open, now).await?;
         }
     }
-    pulled(tx, &key, outcome, "closed", now).await
+    pulled(tx, &key, outcome, "closed", Vec::new(), now).await
 }
 
 pub(crate) async fn cancel_campaign<D: Backend>(
@@ -296,6 +296,7 @@ pub(crate) async fn cancel_campaign<D: Backend>(
     if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
         fail(tx, provider, &mut outcome, open, now).await?;
     }
+    let mut refunds = Vec::new();
     for batch in tx.refundable_batches(&outcome.campaign.id).await? {
         if tx.in_production(&batch.id).await? {
             outcome.batches_in_production += 1;
@@ -305,30 +306,36 @@ pub(crate) async fn cancel_campaign<D: Backend>(
             ledger::refund_locked_batch(tx, provider, &outcome.campaign, &batch, now).await?;
         outcome.preorders_refunded += done.preorders;
         outcome.refunded_minor += done.amount;
+        refunds.extend(done.refs);
     }
-    pulled(tx, &key, outcome, "cancelled", now).await
+    pulled(tx, &key, outcome, "cancelled", refunds, now).await
 }
 
-/// How every lever ends: it tells subscribers what it changed ([`campaign_changed`]) and
-/// records its outcome as the answer to its key.
+/// How every lever ends: it tells subscribers what it changed ([`campaign_changed`], with
+/// the refunds of locked batches it gave back, if any) and records its outcome as the
+/// answer to its key.
 async fn pulled<D: Backend>(
     tx: &mut Tx<'_, D>,
     key: &Keyed<'_>,
     outcome: LeverOutcome,
     change: &str,
+    refunds: Vec<PreorderRef>,
     now: DateTime<Utc>,
 ) -> Result<LeverOutcome, StoreError> {
-    campaign_changed(tx, &outcome, change, now);
+    campaign_changed(tx, &outcome, change, refunds, now);
     key.record(tx, &outcome, now).await?;
     Ok(outcome)
 }
 
 /// Tells subscribers what the lever changed (`campaign.changed`), in the lever's own
-/// transaction; a lock or failure it caused has its own event besides.
+/// transaction; a lock or failure it caused has its own event besides. `refunds` are the
+/// refunds of locked batches the change gave back (a cancel); the open batch's released
+/// deposits are in its `batch.failed`.
 fn campaign_changed<D: Backend>(
     tx: &mut Tx<'_, D>,
     outcome: &LeverOutcome,
     change: &str,
+    refunds: Vec<PreorderRef>,
     now: DateTime<Utc>,
 ) {
     let c = &outcome.campaign;
@@ -340,7 +347,7 @@ fn campaign_changed<D: Backend>(
             change: change.to_owned(),
             deadline: Some(c.terms.deadline),
             threshold: Some(c.terms.batch_threshold),
-            refunds: Vec::new(),
+            refunds,
         },
     );
 }
