@@ -98,9 +98,142 @@ fn product_cost(v: &ValidatedScenario, cd: &[Vec<i64>], x: &[Vec<i64>], p: usize
     Some(cost)
 }
 
-/// Improves the runs of `start` (and buys again for them) until no single
-/// move pays or `deadline` passes. Returns `start` unchanged when it
-/// breaks one of the bounds the search keeps.
+/// The search state: runs, material use, hours, and the cost parts.
+#[derive(Clone)]
+struct State {
+    x: Vec<Vec<i64>>,
+    used: Vec<Vec<f64>>,
+    hours: Vec<Vec<f64>>,
+    /// Production, setup and lateness per product.
+    pc: Vec<f64>,
+    /// Purchase, ordering and holding per material, and its orders.
+    mc: Vec<f64>,
+    orders: Vec<MaterialOrders>,
+}
+
+impl State {
+    fn total(&self) -> f64 {
+        self.pc.iter().sum::<f64>() + self.mc.iter().sum::<f64>()
+    }
+}
+
+/// What the search reads: the scenario, the bounds it keeps, the dues.
+struct Search<'a> {
+    v: &'a ValidatedScenario,
+    b: &'a Bounds,
+    cd: Vec<Vec<i64>>,
+    lines_of: Vec<Vec<usize>>,
+}
+
+impl Search<'_> {
+    /// Moves the whole run `(t, i)` to `(t2, i2)` (a line of the same
+    /// product), merging it into a run there, when the move keeps every
+    /// rule and bound and `accept` takes its cost change. Returns whether
+    /// it moved.
+    fn try_move(
+        &self,
+        st: &mut State,
+        (t, i): (usize, usize),
+        (t2, i2): (usize, usize),
+        accept: impl Fn(f64) -> bool,
+    ) -> bool {
+        let v = self.v;
+        let q = st.x[t][i];
+        if q == 0 || (t2, i2) == (t, i) {
+            return false;
+        }
+        let target = st.x[t2][i2] + q;
+        let (l, l2) = (v.lines()[i], v.lines()[i2]);
+        let (line, line2) = (v.line(l), v.line(l2));
+        if target < line2.min_run.max(1) || target as f64 > self.b.run[t2][i2] + 1e-9 {
+            return false;
+        }
+        let new_run = st.x[t2][i2] == 0;
+        let mut h2 = st.hours[l2.factory][t2] + line2.hours_per_unit * q as f64;
+        if new_run {
+            h2 += line2.setup_hours;
+        }
+        if (l.factory, t) == (l2.factory, t2) {
+            h2 -= line.hours_per_unit * q as f64 + line.setup_hours;
+        }
+        if h2 > v.hours(l2.factory)[t2] + 1e-9 {
+            return false;
+        }
+        let p = l.product;
+        st.x[t][i] = 0;
+        st.x[t2][i2] = target;
+        let undo = |st: &mut State| {
+            st.x[t2][i2] -= q;
+            st.x[t][i] = q;
+        };
+        let Some(new_pc) = product_cost(v, &self.cd, &st.x, p) else {
+            undo(st);
+            return false;
+        };
+        let mut delta = new_pc - st.pc[p];
+        let mut changed = Vec::new();
+        for &(m, a) in v.bom(p) {
+            let mut u = st.used[m].clone();
+            u[t] -= a * q as f64;
+            u[t2] += a * q as f64;
+            let Some((c, o)) = buy_material(v, m, &u) else {
+                undo(st);
+                return false;
+            };
+            delta += c - st.mc[m];
+            changed.push((m, u, c, o));
+        }
+        if !accept(delta) {
+            undo(st);
+            return false;
+        }
+        st.hours[l.factory][t] -= line.hours_per_unit * q as f64 + line.setup_hours;
+        st.hours[l2.factory][t2] +=
+            line2.hours_per_unit * q as f64 + if new_run { line2.setup_hours } else { 0.0 };
+        st.pc[p] = new_pc;
+        for (m, u, c, o) in changed {
+            st.used[m] = u;
+            st.mc[m] = c;
+            st.orders[m] = o;
+        }
+        true
+    }
+
+    /// First-improvement descent over whole-run moves until none pays;
+    /// `false` when the deadline stopped it.
+    fn descend(&self, st: &mut State, deadline: Instant) -> bool {
+        let n = self.v.periods();
+        let mut improved = true;
+        while improved {
+            improved = false;
+            for lines in &self.lines_of {
+                for t in 0..n {
+                    for &i in lines {
+                        'targets: for t2 in 0..n {
+                            for &i2 in lines {
+                                if Instant::now() > deadline {
+                                    return false;
+                                }
+                                if self.try_move(st, (t, i), (t2, i2), |d| d < -1e-6) {
+                                    improved = true;
+                                    break 'targets;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Improves the runs of `start` (and buys again for them): descent over
+/// whole-run moves, then, while time is left, random kicks of two or three
+/// moves followed by descent, keeping the best plan (iterated local
+/// search, seeded, so the same time gives the same plan on an idle
+/// machine). Returns `start` unchanged when it breaks a bound the search
+/// keeps.
 pub(crate) fn improve(
     v: &ValidatedScenario,
     b: &Bounds,
@@ -110,10 +243,8 @@ pub(crate) fn improve(
     let s = v.scenario();
     let n = v.periods();
     let cd = cumulative_due(v);
-    let mut x = start.x.clone();
-    let mut used = start.consumption(v);
     let mut hours: Vec<Vec<f64>> = vec![vec![0.0; n]; s.factories.len()];
-    for (t, row) in x.iter().enumerate() {
+    for (t, row) in start.x.iter().enumerate() {
         for (i, l) in v.lines().iter().enumerate() {
             if row[i] > 0 {
                 let line = v.line(*l);
@@ -121,121 +252,87 @@ pub(crate) fn improve(
             }
         }
     }
-    let Some(mut pc) = (0..s.products.len())
-        .map(|p| product_cost(v, &cd, &x, p))
+    let Some(pc) = (0..s.products.len())
+        .map(|p| product_cost(v, &cd, &start.x, p))
         .collect::<Option<Vec<f64>>>()
     else {
         return start.clone();
     };
+    let used = start.consumption(v);
     let Some(bought) = (0..s.materials.len())
         .map(|m| buy_material(v, m, &used[m]))
         .collect::<Option<Vec<_>>>()
     else {
         return start.clone();
     };
-    let (mut mc, mut orders): (Vec<f64>, Vec<MaterialOrders>) = bought.into_iter().unzip();
-    let lines_of: Vec<Vec<usize>> = (0..s.products.len())
-        .map(|p| {
-            (0..v.lines().len())
-                .filter(|&i| v.lines()[i].product == p)
-                .collect()
-        })
-        .collect();
-    let fits = |t: usize, i: usize, q: i64| -> bool {
-        let line = v.line(v.lines()[i]);
-        q == 0 || (q >= line.min_run.max(1) && q as f64 <= b.run[t][i] + 1e-9)
+    let (mc, orders): (Vec<f64>, Vec<MaterialOrders>) = bought.into_iter().unzip();
+    let search = Search {
+        v,
+        b,
+        cd,
+        lines_of: (0..s.products.len())
+            .map(|p| {
+                (0..v.lines().len())
+                    .filter(|&i| v.lines()[i].product == p)
+                    .collect()
+            })
+            .collect(),
     };
-    let mut improved = true;
-    'search: while improved {
-        improved = false;
-        for p in 0..s.products.len() {
-            for t in 0..n {
-                for &i in &lines_of[p] {
-                    let q = x[t][i];
-                    if q == 0 {
-                        continue;
-                    }
-                    for t2 in 0..n {
-                        for &i2 in &lines_of[p] {
-                            if Instant::now() > deadline {
-                                break 'search;
-                            }
-                            if (t2, i2) == (t, i) || !fits(t2, i2, x[t2][i2] + q) {
-                                continue;
-                            }
-                            let (l, l2) = (v.lines()[i], v.lines()[i2]);
-                            let (line, line2) = (v.line(l), v.line(l2));
-                            let mut h2 = hours[l2.factory][t2] + line2.hours_per_unit * q as f64;
-                            if x[t2][i2] == 0 {
-                                h2 += line2.setup_hours;
-                            }
-                            if (l.factory, t) == (l2.factory, t2) {
-                                h2 -= line.hours_per_unit * q as f64 + line.setup_hours;
-                            }
-                            if h2 > v.hours(l2.factory)[t2] + 1e-9 {
-                                continue;
-                            }
-                            x[t][i] = 0;
-                            x[t2][i2] += q;
-                            let undo = |x: &mut Vec<Vec<i64>>| {
-                                x[t2][i2] -= q;
-                                x[t][i] = q;
-                            };
-                            let Some(new_pc) = product_cost(v, &cd, &x, p) else {
-                                undo(&mut x);
-                                continue;
-                            };
-                            let mut delta = new_pc - pc[p];
-                            let mut changed = Vec::new();
-                            let mut ok = true;
-                            for &(m, a) in v.bom(p) {
-                                let mut u = used[m].clone();
-                                u[t] -= a * q as f64;
-                                u[t2] += a * q as f64;
-                                match buy_material(v, m, &u) {
-                                    Some((c, o)) => {
-                                        delta += c - mc[m];
-                                        changed.push((m, u, c, o));
-                                    }
-                                    None => {
-                                        ok = false;
-                                        break;
-                                    }
-                                }
-                            }
-                            if !ok || delta > -1e-6 {
-                                undo(&mut x);
-                                continue;
-                            }
-                            // Keep the move.
-                            hours[l.factory][t] -=
-                                line.hours_per_unit * q as f64 + line.setup_hours;
-                            hours[l2.factory][t2] += line2.hours_per_unit * q as f64
-                                + if x[t2][i2] == q {
-                                    line2.setup_hours
-                                } else {
-                                    0.0
-                                };
-                            pc[p] = new_pc;
-                            for (m, u, c, o) in changed {
-                                used[m] = u;
-                                mc[m] = c;
-                                orders[m] = o;
-                            }
-                            improved = true;
-                            break;
-                        }
-                        if x[t][i] == 0 {
-                            break;
-                        }
-                    }
+    let mut st = State {
+        x: start.x.clone(),
+        used,
+        hours,
+        pc,
+        mc,
+        orders,
+    };
+    let finished = search.descend(&mut st, deadline);
+    let mut best = st.clone();
+    if finished {
+        // A small xorshift generator: the search must not depend on
+        // anything but the scenario and the time.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |k: usize| -> usize {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % k.max(1) as u64) as usize
+        };
+        let n_lines = v.lines().len();
+        // Stop after this many kicks in a row that found nothing better
+        // (small scenarios end long before the deadline).
+        let mut fruitless = 0;
+        while Instant::now() < deadline && fruitless < 100 {
+            fruitless += 1;
+            st = best.clone();
+            let mut kicks = 0;
+            for _ in 0..50 {
+                if kicks == 2 + next(2) {
+                    break;
                 }
+                let (t, i) = (next(n), next(n_lines));
+                if st.x[t][i] == 0 {
+                    continue;
+                }
+                let lines = &search.lines_of[v.lines()[i].product];
+                let (t2, i2) = (next(n), lines[next(lines.len())]);
+                if search.try_move(&mut st, (t, i), (t2, i2), |_| true) {
+                    kicks += 1;
+                }
+            }
+            let finished = search.descend(&mut st, deadline);
+            if st.total() < best.total() - 1e-6 {
+                best = st.clone();
+                fruitless = 0;
+            }
+            if !finished {
+                break;
             }
         }
     }
     let mut d = Schedule::empty(v);
-    d.x = x;
-    for os in orders {
+    d.x = best.x;
+    for os in best.orders {
         for (placed, oi, k, q) in os {
             d.buy[placed][oi] = Some((k, q));
         }
@@ -269,7 +366,7 @@ mod tests {
                     continue;
                 };
                 let b = bounds(&v, &Options::default());
-                let e = improve(&v, &b, &d, Instant::now() + Duration::from_secs(5));
+                let e = improve(&v, &b, &d, Instant::now() + Duration::from_secs(2));
                 let (before, after) = (d.costs(&v).total(), e.costs(&v).total());
                 assert!(after <= before + 1e-6, "seed {seed}: {after} > {before}");
                 let plan = plan_from_schedule(&v, &e, PlanStatus::Feasible, "greedy");
