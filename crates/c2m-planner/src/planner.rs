@@ -189,6 +189,32 @@ fn plan_timed(
         split_integers: split_integers(opts),
         ..Default::default()
     };
+    // Improve the start by local search, within a tenth of the time limit
+    // (at most 3 s), taken from the solver's time.
+    let mut time_limit = opts.time_limit;
+    let start_plan = match start_plan {
+        Some(d) if opts.warm_start => {
+            let searching = Instant::now();
+            let budget = (opts.time_limit / 10).min(Duration::from_secs(3));
+            let b = phased::model::bounds(
+                v,
+                &phased::model::Options {
+                    formulation: Formulation::Tight,
+                    ..Default::default()
+                },
+            );
+            let better = phased::improve::improve(v, &b, &d, searching + budget);
+            tracing::debug!(
+                seconds = searching.elapsed().as_secs_f64(),
+                before = d.costs(v).total(),
+                after = better.costs(v).total(),
+                "start improved"
+            );
+            time_limit = time_limit.saturating_sub(searching.elapsed());
+            Some(better)
+        }
+        other => other,
+    };
     let (problem, layout) = phased::model::build(v, &build);
     let start = match (&start_plan, opts.warm_start) {
         (Some(d), true) => Some(layout.start_values(v, d)),
@@ -202,7 +228,7 @@ fn plan_timed(
         periods = v.periods(),
         "time-phased model built"
     );
-    let outcome = solve_model(problem, opts.solver, opts.time_limit, opts.mip_gap, start)?;
+    let outcome = solve_model(problem, opts.solver, time_limit, opts.mip_gap, start)?;
     let (schedule, mut plan) = match outcome {
         Outcome::Solved(raw) => {
             let d = layout.schedule(v, &raw.values);

@@ -218,32 +218,44 @@ fn trim_excess(v: &ValidatedScenario, d: &mut Schedule) {
 /// cheapest offer that arrives in time (`buy[t][o]` of a schedule), or
 /// `None` when some period's need cannot be bought in time.
 pub(crate) fn lot_for_lot(v: &ValidatedScenario, d: &Schedule) -> Option<Orders> {
-    let s = v.scenario();
-    let n = v.periods();
     let used = d.consumption(v);
-    let mut buy = vec![vec![None; v.offers().len()]; n];
-    for (m, mat) in s.materials.iter().enumerate() {
-        let mut stock = mat.on_hand;
-        for (t, &use_t) in used[m].iter().enumerate() {
-            stock += v.receipts(m)[t];
-            let need = use_t - stock;
-            if need > 1e-9 {
-                let offers: Vec<usize> = (0..v.offers().len())
-                    .filter(|&o| {
-                        let r = v.offers()[o];
-                        r.material == m && r.usable && r.lead_periods <= t
-                    })
-                    .collect();
-                for (oi, k, q) in buy_need(v, &offers, need, mat.holding_cost)? {
-                    let placed = t - v.offers()[oi].lead_periods;
-                    buy[placed][oi] = Some((k, q));
-                    stock += q;
-                }
-            }
-            stock -= use_t;
+    let mut buy = vec![vec![None; v.offers().len()]; v.periods()];
+    for (m, used_m) in used.iter().enumerate() {
+        for (placed, oi, k, q) in lot_for_lot_material(v, m, used_m)? {
+            buy[placed][oi] = Some((k, q));
         }
     }
     Some(buy)
+}
+
+/// One material's orders of [`lot_for_lot`] for its consumption `used`:
+/// `(order period, offer, tier, quantity)`.
+pub(crate) fn lot_for_lot_material(
+    v: &ValidatedScenario,
+    m: usize,
+    used: &[f64],
+) -> Option<Vec<(usize, usize, usize, f64)>> {
+    let mat = &v.scenario().materials[m];
+    let mut orders = Vec::new();
+    let mut stock = mat.on_hand;
+    for (t, &use_t) in used.iter().enumerate() {
+        stock += v.receipts(m)[t];
+        let need = use_t - stock;
+        if need > 1e-9 {
+            let offers: Vec<usize> = (0..v.offers().len())
+                .filter(|&o| {
+                    let r = v.offers()[o];
+                    r.material == m && r.usable && r.lead_periods <= t
+                })
+                .collect();
+            for (oi, k, q) in buy_need(v, &offers, need, mat.holding_cost)? {
+                orders.push((t - v.offers()[oi].lead_periods, oi, k, q));
+                stock += q;
+            }
+        }
+        stock -= use_t;
+    }
+    Some(orders)
 }
 
 /// Purchases for the runs of `d` that cover several periods with one order
@@ -255,66 +267,88 @@ pub(crate) fn lot_for_lot(v: &ValidatedScenario, d: &Schedule) -> Option<Orders>
 /// waits. `None` when some interval cannot be bought (caps, lead times):
 /// the MILP's warm start then falls back to lot-for-lot.
 pub(crate) fn consolidated(v: &ValidatedScenario, d: &Schedule) -> Option<Orders> {
-    let s = v.scenario();
-    let n = v.periods();
     let used = d.consumption(v);
-    let mut buy = vec![vec![None; v.offers().len()]; n];
-    for (m, mat) in s.materials.iter().enumerate() {
-        let h = mat.holding_cost;
-        let mut stock = mat.on_hand;
-        let need: Vec<f64> = (0..n)
-            .map(|a| {
-                stock += v.receipts(m)[a];
-                let from_stock = stock.min(used[m][a]);
-                stock -= from_stock;
-                used[m][a] - from_stock
-            })
-            .collect();
-        // best[b]: cheapest cover of periods 0..b, and how.
-        let mut best: Vec<Option<Cover>> = vec![None; n + 1];
-        best[0] = Some((0.0, None, 0));
-        for a in 0..n {
-            let Some((base, _, _)) = best[a] else {
-                continue;
-            };
-            if need[a] <= 1e-9 && best[a + 1].is_none_or(|(c, _, _)| base < c) {
-                best[a + 1] = Some((base, None, a));
-            }
-            if need[a] <= 1e-9 {
-                continue;
-            }
-            let mut total = 0.0;
-            let mut waiting = 0.0; // unit-periods held within the interval
-            for b in a + 1..=n {
-                total += need[b - 1];
-                waiting += need[b - 1] * (b - 1 - a) as f64;
-                for (oi, o) in v.offers().iter().enumerate() {
-                    if o.material != m || !o.usable || o.lead_periods > a {
-                        continue;
-                    }
-                    let Some((k, q, cost)) =
-                        crate::greedy::cheapest_buy(v, oi, total, h * (n - a) as f64)
-                    else {
-                        continue;
-                    };
-                    let c = base + cost + h * waiting;
-                    if best[b].is_none_or(|(bc, _, _)| c < bc - 1e-9) {
-                        best[b] = Some((c, Some((oi, a - o.lead_periods, k, q)), a));
-                    }
-                }
-            }
-        }
-        let mut b = n;
-        while b > 0 {
-            let (_, order, a) = best[b]?;
-            if let Some((oi, placed, k, q)) = order {
-                buy[placed][oi] = Some((k, q));
-            }
-            b = a;
+    let mut buy = vec![vec![None; v.offers().len()]; v.periods()];
+    for (m, used_m) in used.iter().enumerate() {
+        for (placed, oi, k, q) in consolidated_material(v, m, used_m)? {
+            buy[placed][oi] = Some((k, q));
         }
     }
     Some(buy)
 }
+
+/// One material's orders of [`consolidated`] for its consumption `used`:
+/// `(order period, offer, tier, quantity)`.
+pub(crate) fn consolidated_material(
+    v: &ValidatedScenario,
+    m: usize,
+    used: &[f64],
+) -> Option<Vec<(usize, usize, usize, f64)>> {
+    let n = v.periods();
+    let mat = &v.scenario().materials[m];
+    let h = mat.holding_cost;
+    let mut stock = mat.on_hand;
+    let need: Vec<f64> = (0..n)
+        .map(|a| {
+            stock += v.receipts(m)[a];
+            let from_stock = stock.min(used[a]);
+            stock -= from_stock;
+            used[a] - from_stock
+        })
+        .collect();
+    let offers: Vec<usize> = (0..v.offers().len())
+        .filter(|&oi| {
+            let o = v.offers()[oi];
+            o.material == m && o.usable
+        })
+        .collect();
+    // best[b]: cheapest cover of periods 0..b, and how.
+    let mut best: Vec<Option<Cover>> = vec![None; n + 1];
+    best[0] = Some((0.0, None, 0));
+    for a in 0..n {
+        let Some((base, _, _)) = best[a] else {
+            continue;
+        };
+        if need[a] <= 1e-9 && best[a + 1].is_none_or(|(c, _, _)| base < c) {
+            best[a + 1] = Some((base, None, a));
+        }
+        if need[a] <= 1e-9 {
+            continue;
+        }
+        let mut total = 0.0;
+        let mut waiting = 0.0; // unit-periods held within the interval
+        for b in a + 1..=n {
+            total += need[b - 1];
+            waiting += need[b - 1] * (b - 1 - a) as f64;
+            for &oi in &offers {
+                let o = v.offers()[oi];
+                if o.lead_periods > a {
+                    continue;
+                }
+                let Some((k, q, cost)) =
+                    crate::greedy::cheapest_buy(v, oi, total, h * (n - a) as f64)
+                else {
+                    continue;
+                };
+                let c = base + cost + h * waiting;
+                if best[b].is_none_or(|(bc, _, _)| c < bc - 1e-9) {
+                    best[b] = Some((c, Some((oi, a - o.lead_periods, k, q)), a));
+                }
+            }
+        }
+    }
+    let mut orders = Vec::new();
+    let mut b = n;
+    while b > 0 {
+        let (_, order, a) = best[b]?;
+        if let Some((oi, placed, k, q)) = order {
+            orders.push((placed, oi, k, q));
+        }
+        b = a;
+    }
+    Some(orders)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

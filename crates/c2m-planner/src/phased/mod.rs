@@ -13,6 +13,7 @@
 
 pub(crate) mod explain;
 pub(crate) mod greedy;
+pub(crate) mod improve;
 pub(crate) mod model;
 pub(crate) mod verify;
 
