@@ -13,7 +13,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use c2m_domain::Clock;
 use c2m_proto::v1::campaign_service_server::CampaignServiceServer;
@@ -257,6 +256,11 @@ impl Application {
                 .tls_config(tls.config())
                 .context("TLS settings refused")?;
         }
+        // TCP_NODELAY on every accepted connection: with Nagle's algorithm on (tonic 0.12's
+        // default for a listener it is handed), a small response waits for the client's
+        // delayed acknowledgement, about 40 ms, and every unary call's p50 sat at 44 ms.
+        let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
+            .map_err(|e| anyhow::anyhow!("listener refused: {e}"))?;
         let result = server
             .timeout(settings.request_timeout)
             .layer(crate::limits::ShedLayer::new(settings.max_in_flight))
@@ -331,7 +335,7 @@ impl Application {
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight requests");
                 // Long-lived streams (factory subscriptions) end now, so draining ends.
