@@ -89,10 +89,7 @@ fn minor(m: &Option<pb::Money>) -> i64 {
 /// miss; a campaign with no open batch shows no forecast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_campaign_shows_the_open_batchs_fill_forecast() {
-    let start = Utc::now();
-    let clock = ManualClock::new(start);
-    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
-    let mut c = server.clients().await;
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
 
     // 100 units over 10 days (10 a day would fill it). Over the first two days the fast one
     // takes 2 units every 2 hours (24 a day), the slow one 1 unit every 8 hours (3 a day,
@@ -168,6 +165,15 @@ setup_cost = 200000.0
 hours_per_unit = 0.1
 "#;
 
+/// A SQLite server whose clock the test moves, its clients, and the clock's start.
+async fn on_a_manual_clock() -> (DateTime<Utc>, ManualClock, TestServer, Clients) {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
+    let c = server.clients().await;
+    (start, clock, server, c)
+}
+
 async fn ledger(c: &mut Clients, id: &str) -> Vec<pb::LedgerEntry> {
     let mut client =
         c2m_proto::v1::ledger_service_client::LedgerServiceClient::new(c.channel.clone());
@@ -196,10 +202,7 @@ async fn ledger(c: &mut Clients, id: &str) -> Vec<pb::LedgerEntry> {
 /// the threshold to it locks the open batch at once, capturing every deposit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn falling_short_advice_and_a_lower_threshold_that_locks_at_once() {
-    let start = Utc::now();
-    let clock = ManualClock::new(start);
-    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
-    let mut c = server.clients().await;
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
     import(&mut c, "lever-kettle", LEVER_KETTLE, pb::ImportMode::Merge)
         .await
         .expect("catalogue");
@@ -306,10 +309,7 @@ async fn falling_short_advice_and_a_lower_threshold_that_locks_at_once() {
 /// extending a closed campaign are refused naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_then_closed_releases_every_deposit_once() {
-    let start = Utc::now();
-    let clock = ManualClock::new(start);
-    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
-    let mut c = server.clients().await;
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
     let cmp = campaign(&mut c, "extend", 50, start, 3).await;
     orders(&mut c, &clock, &cmp.id, "e", 3, 2, Duration::hours(1)).await;
 
@@ -423,10 +423,7 @@ async fn extended_then_closed_releases_every_deposit_once() {
 /// every consumer's account is back to zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
-    let start = Utc::now();
-    let clock = ManualClock::new(start);
-    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
-    let mut c = server.clients().await;
+    let (_, clock, server, mut c) = on_a_manual_clock().await;
     let mut req = campaign_request("cancel", 5);
     req.max_per_order = None;
     req.balance_window_seconds = Some(2 * 86_400);
@@ -604,10 +601,7 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
 /// referrer is refused naming the field, with nothing written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insights_of_a_campaign_add_up_to_its_orders() {
-    let start = Utc::now();
-    let clock = ManualClock::new(start);
-    let server = TestServer::sqlite_with_clock(Arc::new(clock.clone())).await;
-    let mut c = server.clients().await;
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
     let cmp = campaign(&mut c, "insights", 500, start, 10).await;
     let channels = ["app", "wechat", "web"];
     let regions = ["SH", "BJ"];
