@@ -14,7 +14,6 @@ use c2m_domain::Role;
 
 use crate::dialect::{Backend, Columns, Tx};
 use crate::engine::{Engine, Lane};
-use crate::writer::Op;
 use crate::StoreError;
 
 /// A token to store (its secret already hashed by the caller).
@@ -121,18 +120,18 @@ fn role(s: &str) -> Result<Role, StoreError> {
 impl<E: Engine> TokenStore for E {
     #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
     async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let op = Op::new((t.clone(), now), |tx, (t, now)| {
-            Box::pin(tx.insert_token(t, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, t.clone(), now, |tx, c| {
+            Box::pin(tx.insert_token(&c.req, c.now))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let op = Op::new((id.to_owned(), now), |tx, (id, now)| {
-            Box::pin(revoke(tx, id, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, id.to_owned(), now, |tx, c| {
+            Box::pin(revoke(tx, &c.req, c.now))
+        })
+        .await
     }
 
     async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError> {

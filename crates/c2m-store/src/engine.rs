@@ -25,7 +25,7 @@ use c2m_domain::{
 use crate::dialect::{Backend, Dialect, Tx};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::pooling::{Placing, OP_CANCEL_PREORDER, OP_PLACE_PREORDER};
-use crate::writer::Op;
+use crate::writer::{Op, RunFn};
 use crate::{
     ledger, pooling, BalanceWindowOutcome, CancelPreorder, CreateCampaign, DeadlineOutcome,
     LedgerAudit, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
@@ -110,6 +110,44 @@ pub(crate) trait Engine: Send + Sync + 'static {
     async fn snapshot(&self) -> Result<Tx<'static, Self::D>, StoreError> {
         Ok(Tx::snapshot(self.readers()).await?)
     }
+
+    /// The shape of nearly every write: `run` is given the request, the time of the call
+    /// and the store's payment provider ([`Call`]), in `lane`. A write that needs more
+    /// (an idempotency key looked up ahead, a placement) builds its [`Op`] from
+    /// [`Engine::call_of`] and goes through [`Engine::write`].
+    async fn call<R: Owned, T: Owned>(
+        &self,
+        lane: Lane<'_>,
+        req: R,
+        now: DateTime<Utc>,
+        run: RunFn<Self::D, Call<R>, T>,
+    ) -> Result<T, StoreError> {
+        self.write(lane, Op::new(self.call_of(req, now), run)).await
+    }
+
+    /// The arguments of a write of `req` made at `now`.
+    fn call_of<R>(&self, req: R, now: DateTime<Utc>) -> Call<R> {
+        Call {
+            req,
+            now,
+            provider: self.provider().clone(),
+        }
+    }
+}
+
+/// What a write runs on besides its transaction: its request, owned so that the write can
+/// wait in a writer's queue, the time of the call, and the provider its money movements
+/// are shown to (which the writes that move no money leave alone).
+pub(crate) struct Call<R> {
+    pub(crate) req: R,
+    pub(crate) now: DateTime<Utc>,
+    provider: Arc<dyn PaymentProvider>,
+}
+
+impl<R> Call<R> {
+    pub(crate) fn provider(&self) -> &dyn PaymentProvider {
+        &*self.provider
+    }
 }
 
 pub(crate) fn campaign_not_found(id: &CampaignId) -> StoreError {
@@ -120,14 +158,12 @@ pub(crate) fn campaign_not_found(id: &CampaignId) -> StoreError {
     .into()
 }
 
-/// The request of a placement, when it arrived, and the provider its deposit is held with.
-type PlaceArgs = (PlacePreorder, DateTime<Utc>, Arc<dyn PaymentProvider>);
-
-fn placing((req, now, provider): &PlaceArgs) -> Placing<'_> {
+/// A placement as a run of placements takes it.
+fn placing(c: &Call<PlacePreorder>) -> Placing<'_> {
     Placing {
-        req,
-        now: *now,
-        provider: &**provider,
+        req: &c.req,
+        now: c.now,
+        provider: c.provider(),
     }
 }
 
@@ -143,10 +179,10 @@ impl<E: Engine> Store for E {
         req: &CreateCampaign,
         now: DateTime<Utc>,
     ) -> Result<Campaign, StoreError> {
-        let op = Op::new((req.clone(), now), |tx, (req, now)| {
-            Box::pin(pooling::create_campaign(tx, req, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, req.clone(), now, |tx, c| {
+            Box::pin(pooling::create_campaign(tx, &c.req, c.now))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -167,9 +203,8 @@ impl<E: Engine> Store for E {
         req: &PlacePreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        let args = (req.clone(), now, self.provider().clone());
-        let op = Op::new(args, |tx, (req, now, provider)| {
-            Box::pin(pooling::place_preorder(tx, &**provider, req, *now))
+        let op = Op::new(self.call_of(req.clone(), now), |tx, c| {
+            Box::pin(pooling::place_preorder(tx, c.provider(), &c.req, c.now))
         })
         .key(OP_PLACE_PREORDER, req.idempotency_key.as_str())
         .placement(placing, |answer| answer);
@@ -204,9 +239,8 @@ impl<E: Engine> Store for E {
         req: &CancelPreorder,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        let args = (req.clone(), now, self.provider().clone());
-        let op = Op::new(args, |tx, (req, now, provider)| {
-            Box::pin(pooling::cancel_preorder(tx, &**provider, req, *now))
+        let op = Op::new(self.call_of(req.clone(), now), |tx, c| {
+            Box::pin(pooling::cancel_preorder(tx, c.provider(), &c.req, c.now))
         })
         .key(OP_CANCEL_PREORDER, req.idempotency_key.as_str());
         self.write(Lane::Preorder(&req.preorder_id), op).await
@@ -236,16 +270,15 @@ impl<E: Engine> Store for E {
         campaign_id: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<DeadlineOutcome, StoreError> {
-        let args = (campaign_id.clone(), now, self.provider().clone());
-        let op = Op::new(args, |tx, (campaign, now, provider)| {
+        self.call(Lane::Alone, campaign_id.clone(), now, |tx, c| {
             Box::pin(pooling::fail_open_batch_at_deadline(
                 tx,
-                &**provider,
-                campaign,
-                *now,
+                c.provider(),
+                &c.req,
+                c.now,
             ))
-        });
-        self.write(Lane::Alone, op).await
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -254,11 +287,10 @@ impl<E: Engine> Store for E {
         req: &PayBalance,
         now: DateTime<Utc>,
     ) -> Result<Preorder, StoreError> {
-        let args = (req.clone(), now, self.provider().clone());
-        let op = Op::new(args, |tx, (req, now, provider)| {
-            Box::pin(ledger::pay_balance(tx, &**provider, req, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, req.clone(), now, |tx, c| {
+            Box::pin(ledger::pay_balance(tx, c.provider(), &c.req, c.now))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -276,11 +308,15 @@ impl<E: Engine> Store for E {
         batch: &BatchId,
         now: DateTime<Utc>,
     ) -> Result<BalanceWindowOutcome, StoreError> {
-        let args = (batch.clone(), now, self.provider().clone());
-        let op = Op::new(args, |tx, (batch, now, provider)| {
-            Box::pin(ledger::close_balance_window(tx, &**provider, batch, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, batch.clone(), now, |tx, c| {
+            Box::pin(ledger::close_balance_window(
+                tx,
+                c.provider(),
+                &c.req,
+                c.now,
+            ))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -413,10 +413,10 @@ impl<E: Engine> WebhookStore for E {
         e: &NewEndpoint,
         now: DateTime<Utc>,
     ) -> Result<Endpoint, StoreError> {
-        let op = Op::new((e.clone(), now), |tx, (e, now)| {
-            Box::pin(create(tx, e, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, e.clone(), now, |tx, c| {
+            Box::pin(create(tx, &c.req, c.now))
+        })
+        .await
     }
 
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
@@ -432,10 +432,11 @@ impl<E: Engine> WebhookStore for E {
         enabled: bool,
         now: DateTime<Utc>,
     ) -> Result<Endpoint, StoreError> {
-        let op = Op::new((id.to_owned(), enabled, now), |tx, (id, enabled, now)| {
-            Box::pin(set_enabled(tx, id, *enabled, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, (id.to_owned(), enabled), now, |tx, c| {
+            let (id, enabled) = &c.req;
+            Box::pin(set_enabled(tx, id, *enabled, c.now))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -473,10 +474,11 @@ impl<E: Engine> WebhookStore for E {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Claim>, StoreError> {
-        let op = Op::new(
-            (owner.to_owned(), now, lease_until),
-            |tx, (owner, now, until)| Box::pin(claim(tx, owner, *now, *until)),
-        );
+        let args = self.call_of((owner.to_owned(), lease_until), now);
+        let op = Op::new(args, |tx, c| {
+            let (owner, until) = &c.req;
+            Box::pin(claim(tx, owner, c.now, *until))
+        });
         self.write(Lane::Alone, op.quiet()).await
     }
 

@@ -63,7 +63,8 @@ use crate::StoreError;
 pub const ATTEMPTS: u32 = 5;
 
 /// What a write runs: a function of the transaction and the write's arguments.
-type RunFn<D, A, T> = for<'t> fn(&'t mut Tx<'_, D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>;
+pub(crate) type RunFn<D, A, T> =
+    for<'t> fn(&'t mut Tx<'_, D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>;
 
 /// One write: what it needs (owned, so that it can wait in a queue) and what it runs in
 /// the transaction it is given, as often as the transaction is tried.

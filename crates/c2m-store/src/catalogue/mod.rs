@@ -35,7 +35,6 @@ use c2m_domain::{DomainError, IdempotencyKey};
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
 use crate::idempotency::Keyed;
-use crate::writer::Op;
 use crate::StoreError;
 
 mod sql;
@@ -439,9 +438,10 @@ impl<E: Engine> CatalogueStore for E {
         check: CatalogueCheck,
         now: DateTime<Utc>,
     ) -> Result<CatalogueChanged, StoreError> {
-        let op = Op::new((req.clone(), check, now), |tx, (req, check, now)| {
-            Box::pin(change_catalogue(tx, req, check, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, (req.clone(), check), now, |tx, c| {
+            let (req, check) = &c.req;
+            Box::pin(change_catalogue(tx, req, check, c.now))
+        })
+        .await
     }
 }

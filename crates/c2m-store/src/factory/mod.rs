@@ -38,7 +38,6 @@ use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::planning::WorkOrder;
-use crate::writer::Op;
 use crate::StoreError;
 
 mod sql;
@@ -543,10 +542,11 @@ impl<E: Engine> FactoryStore for E {
         seq: i64,
         now: DateTime<Utc>,
     ) -> Result<FactoryPosition, StoreError> {
-        let op = Op::new((factory.to_owned(), seq, now), |tx, (factory, seq, now)| {
-            Box::pin(ack(tx, factory, *seq, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, (factory.to_owned(), seq), now, |tx, c| {
+            let (factory, seq) = &c.req;
+            Box::pin(ack(tx, factory, *seq, c.now))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self, req), fields(work_order = %req.work_order_id), err(level = "debug"))]
@@ -555,10 +555,10 @@ impl<E: Engine> FactoryStore for E {
         req: &ReportProgress,
         now: DateTime<Utc>,
     ) -> Result<WorkOrderStatus, StoreError> {
-        let op = Op::new((req.clone(), now), |tx, (req, now)| {
-            Box::pin(report(tx, req, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, req.clone(), now, |tx, c| {
+            Box::pin(report(tx, &c.req, c.now))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -4,8 +4,8 @@
 //! - Types: the requests ([`ExtendDeadline`], [`LowerThreshold`], [`CloseCampaign`],
 //!   [`CancelCampaign`]), their answer ([`LeverOutcome`]), what the fill forecast reads
 //!   ([`ForecastInput`]) and a campaign's demand ([`Insights`]).
-//! - Logic: [`extend_deadline`], [`lower_threshold`], [`close_campaign`],
-//!   [`cancel_campaign`]. Whether a lever may be pulled is the domain's
+//! - Logic: [`pull`], the one write of every lever ([`Lever`]: extend, lower, close,
+//!   cancel). Whether a lever may be pulled is the domain's
 //!   ([`c2m_domain::levers`]); what it does to the open batch reuses the pooling paths (a
 //!   batch that meets its threshold locks through [`Tx::end_batch`] and
 //!   [`ledger::lock_batch_money`], as a placement locks it; a batch that cannot fails and
@@ -36,7 +36,6 @@ use crate::engine::{campaign_not_found, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::ledger;
 use crate::payment::PaymentProvider;
-use crate::writer::Op;
 use crate::StoreError;
 
 mod sql;
@@ -185,117 +184,127 @@ pub trait LeversStore: Send + Sync + 'static {
         top: i64,
     ) -> Result<Insights, StoreError>;
 }
+/// A lever's request, as [`pull`] takes it: the one write every lever is.
+pub(crate) enum Lever {
+    Extend(ExtendDeadline),
+    Lower(LowerThreshold),
+    Close(CloseCampaign),
+    Cancel(CancelCampaign),
+}
 
-/// The campaign under its lock, or the answer recorded for the key (looked up before the
-/// lock, and again under it: a send of the key may have committed while this one waited).
-async fn locked<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    key: &Keyed<'_>,
-    id: &CampaignId,
-) -> Result<Result<Campaign, LeverOutcome>, StoreError> {
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(Err(done));
+impl Lever {
+    /// The lever's idempotency key (scoped by the lever's name, fingerprinted from its
+    /// request) and the campaign it acts on.
+    fn target(&self) -> (Keyed<'_>, &CampaignId) {
+        match self {
+            Lever::Extend(r) => (
+                Keyed::new(OP_EXTEND_DEADLINE, &r.idempotency_key, r),
+                &r.campaign_id,
+            ),
+            Lever::Lower(r) => (
+                Keyed::new(OP_LOWER_THRESHOLD, &r.idempotency_key, r),
+                &r.campaign_id,
+            ),
+            Lever::Close(r) => (
+                Keyed::new(OP_CLOSE_CAMPAIGN, &r.idempotency_key, r),
+                &r.campaign_id,
+            ),
+            Lever::Cancel(r) => (
+                Keyed::new(OP_CANCEL_CAMPAIGN, &r.idempotency_key, r),
+                &r.campaign_id,
+            ),
+        }
     }
-    let campaign = tx
+}
+
+/// Pulls a lever: the answer recorded for its key (looked up before the campaign's lock,
+/// and again under it: a send of the key may have committed while this one waited), or
+/// else the lever applied to the locked campaign, told to subscribers
+/// ([`campaign_changed`], with the refunds of locked batches it gave back, if any) and
+/// recorded as the answer to its key.
+pub(crate) async fn pull<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    lever: &Lever,
+    now: DateTime<Utc>,
+) -> Result<LeverOutcome, StoreError> {
+    let now = micros(now);
+    let (key, id) = lever.target();
+    if let Some(done) = key.replay(tx).await? {
+        return Ok(done);
+    }
+    let mut campaign = tx
         .lock_campaign(id)
         .await?
         .ok_or_else(|| campaign_not_found(id))?;
     if let Some(done) = key.replay(tx).await? {
-        return Ok(Err(done));
+        return Ok(done);
     }
-    Ok(Ok(campaign))
-}
-
-pub(crate) async fn extend_deadline<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    req: &ExtendDeadline,
-    now: DateTime<Utc>,
-) -> Result<LeverOutcome, StoreError> {
-    let now = micros(now);
-    let key = Keyed::new(OP_EXTEND_DEADLINE, &req.idempotency_key, req);
-    let mut campaign = match locked(tx, &key, &req.campaign_id).await? {
-        Ok(c) => c,
-        Err(done) => return Ok(done),
-    };
-    let deadline = micros(req.deadline);
-    levers::may_extend_deadline(&campaign, deadline, now)?;
-    tx.set_deadline(&campaign.id, deadline).await?;
-    campaign.terms.deadline = deadline;
-    let outcome = LeverOutcome::of(campaign);
-    pulled(tx, &key, outcome, "deadline_extended", Vec::new(), now).await
-}
-
-pub(crate) async fn lower_threshold<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    req: &LowerThreshold,
-    now: DateTime<Utc>,
-) -> Result<LeverOutcome, StoreError> {
-    let now = micros(now);
-    let key = Keyed::new(OP_LOWER_THRESHOLD, &req.idempotency_key, req);
-    let mut campaign = match locked(tx, &key, &req.campaign_id).await? {
-        Ok(c) => c,
-        Err(done) => return Ok(done),
-    };
-    levers::may_lower_threshold(&campaign, req.batch_threshold, now)?;
-    tx.set_threshold(&campaign.id, req.batch_threshold).await?;
-    campaign.terms.batch_threshold = req.batch_threshold;
-    let mut outcome = LeverOutcome::of(campaign);
-    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-        if levers::locks_at(open.units, req.batch_threshold) {
-            outcome.locked_batch = Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+    let mut refunds = Vec::new();
+    let (outcome, change) = match lever {
+        Lever::Extend(req) => {
+            let deadline = micros(req.deadline);
+            levers::may_extend_deadline(&campaign, deadline, now)?;
+            tx.set_deadline(&campaign.id, deadline).await?;
+            campaign.terms.deadline = deadline;
+            (LeverOutcome::of(campaign), "deadline_extended")
         }
-    }
-    pulled(tx, &key, outcome, "threshold_lowered", Vec::new(), now).await
-}
-
-pub(crate) async fn close_campaign<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    req: &CloseCampaign,
-    now: DateTime<Utc>,
-) -> Result<LeverOutcome, StoreError> {
-    let now = micros(now);
-    let key = Keyed::new(OP_CLOSE_CAMPAIGN, &req.idempotency_key, req);
-    let mut campaign = match locked(tx, &key, &req.campaign_id).await? {
-        Ok(c) => c,
-        Err(done) => return Ok(done),
-    };
-    levers::may_close(&campaign, now)?;
-    tx.set_campaign_ended(&campaign.id, "closed_at", now)
-        .await?;
-    campaign.closed_at = Some(now);
-    let mut outcome = LeverOutcome::of(campaign);
-    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-        if levers::locks_at(open.units, open.threshold) {
-            outcome.locked_batch = Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
-        } else {
-            fail(tx, provider, &mut outcome, open, now).await?;
+        Lever::Lower(req) => {
+            let threshold = req.batch_threshold;
+            levers::may_lower_threshold(&campaign, threshold, now)?;
+            tx.set_threshold(&campaign.id, threshold).await?;
+            campaign.terms.batch_threshold = threshold;
+            let mut outcome = LeverOutcome::of(campaign);
+            if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+                if levers::locks_at(open.units, threshold) {
+                    outcome.locked_batch =
+                        Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+                }
+            }
+            (outcome, "threshold_lowered")
         }
-    }
-    pulled(tx, &key, outcome, "closed", Vec::new(), now).await
+        Lever::Close(_) => {
+            levers::may_close(&campaign, now)?;
+            tx.set_campaign_ended(&campaign.id, "closed_at", now)
+                .await?;
+            campaign.closed_at = Some(now);
+            let mut outcome = LeverOutcome::of(campaign);
+            if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+                if levers::locks_at(open.units, open.threshold) {
+                    outcome.locked_batch =
+                        Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+                } else {
+                    fail(tx, provider, &mut outcome, open, now).await?;
+                }
+            }
+            (outcome, "closed")
+        }
+        Lever::Cancel(_) => {
+            levers::may_cancel(&campaign)?;
+            tx.set_campaign_ended(&campaign.id, "cancelled_at", now)
+                .await?;
+            campaign.cancelled_at = Some(now);
+            let mut outcome = LeverOutcome::of(campaign);
+            if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+                fail(tx, provider, &mut outcome, open, now).await?;
+            }
+            refunds = refund_locked_batches(tx, provider, &mut outcome, now).await?;
+            (outcome, "cancelled")
+        }
+    };
+    campaign_changed(tx, &outcome, change, refunds, now);
+    key.record(tx, &outcome, now).await?;
+    Ok(outcome)
 }
 
-pub(crate) async fn cancel_campaign<D: Backend>(
+/// Refunds in full every locked batch of a cancelled campaign that no live work order
+/// makes (those it counts, and leaves alone); the refunds, for its `campaign.changed`.
+async fn refund_locked_batches<D: Backend>(
     tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
-    req: &CancelCampaign,
+    outcome: &mut LeverOutcome,
     now: DateTime<Utc>,
-) -> Result<LeverOutcome, StoreError> {
-    let now = micros(now);
-    let key = Keyed::new(OP_CANCEL_CAMPAIGN, &req.idempotency_key, req);
-    let mut campaign = match locked(tx, &key, &req.campaign_id).await? {
-        Ok(c) => c,
-        Err(done) => return Ok(done),
-    };
-    levers::may_cancel(&campaign)?;
-    tx.set_campaign_ended(&campaign.id, "cancelled_at", now)
-        .await?;
-    campaign.cancelled_at = Some(now);
-    let mut outcome = LeverOutcome::of(campaign);
-    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-        fail(tx, provider, &mut outcome, open, now).await?;
-    }
+) -> Result<Vec<PreorderRef>, StoreError> {
     let mut refunds = Vec::new();
     for batch in tx.refundable_batches(&outcome.campaign.id).await? {
         if tx.in_production(&batch.id).await? {
@@ -308,23 +317,7 @@ pub(crate) async fn cancel_campaign<D: Backend>(
         outcome.refunded_minor += done.amount;
         refunds.extend(done.refs);
     }
-    pulled(tx, &key, outcome, "cancelled", refunds, now).await
-}
-
-/// How every lever ends: it tells subscribers what it changed ([`campaign_changed`], with
-/// the refunds of locked batches it gave back, if any) and records its outcome as the
-/// answer to its key.
-async fn pulled<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    key: &Keyed<'_>,
-    outcome: LeverOutcome,
-    change: &str,
-    refunds: Vec<PreorderRef>,
-    now: DateTime<Utc>,
-) -> Result<LeverOutcome, StoreError> {
-    campaign_changed(tx, &outcome, change, refunds, now);
-    key.record(tx, &outcome, now).await?;
-    Ok(outcome)
+    Ok(refunds)
 }
 
 /// Tells subscribers what the lever changed (`campaign.changed`), in the lever's own
@@ -404,10 +397,7 @@ impl<E: Engine> LeversStore for E {
         req: &ExtendDeadline,
         now: DateTime<Utc>,
     ) -> Result<LeverOutcome, StoreError> {
-        let op = Op::new((req.clone(), now), |tx, (req, now)| {
-            Box::pin(extend_deadline(tx, req, *now))
-        });
-        self.write(Lane::Campaign(&req.campaign_id), op).await
+        pull_lever(self, Lever::Extend(req.clone()), now).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -416,11 +406,7 @@ impl<E: Engine> LeversStore for E {
         req: &LowerThreshold,
         now: DateTime<Utc>,
     ) -> Result<LeverOutcome, StoreError> {
-        let args = (req.clone(), now, self.provider().clone());
-        let op = Op::new(args, |tx, (req, now, provider)| {
-            Box::pin(lower_threshold(tx, &**provider, req, *now))
-        });
-        self.write(Lane::Campaign(&req.campaign_id), op).await
+        pull_lever(self, Lever::Lower(req.clone()), now).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -429,11 +415,7 @@ impl<E: Engine> LeversStore for E {
         req: &CloseCampaign,
         now: DateTime<Utc>,
     ) -> Result<LeverOutcome, StoreError> {
-        let args = (req.clone(), now, self.provider().clone());
-        let op = Op::new(args, |tx, (req, now, provider)| {
-            Box::pin(close_campaign(tx, &**provider, req, *now))
-        });
-        self.write(Lane::Campaign(&req.campaign_id), op).await
+        pull_lever(self, Lever::Close(req.clone()), now).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -442,11 +424,7 @@ impl<E: Engine> LeversStore for E {
         req: &CancelCampaign,
         now: DateTime<Utc>,
     ) -> Result<LeverOutcome, StoreError> {
-        let args = (req.clone(), now, self.provider().clone());
-        let op = Op::new(args, |tx, (req, now, provider)| {
-            Box::pin(cancel_campaign(tx, &**provider, req, *now))
-        });
-        self.write(Lane::Campaign(&req.campaign_id), op).await
+        pull_lever(self, Lever::Cancel(req.clone()), now).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -479,4 +457,19 @@ impl<E: Engine> LeversStore for E {
             .await?
             .ok_or_else(|| campaign_not_found(campaign))
     }
+}
+
+/// Every lever is one write, in its campaign's lane (grouped with the campaign's other
+/// writes, under its lock).
+async fn pull_lever<E: Engine>(
+    store: &E,
+    lever: Lever,
+    now: DateTime<Utc>,
+) -> Result<LeverOutcome, StoreError> {
+    let campaign = lever.target().1.clone();
+    store
+        .call(Lane::Campaign(&campaign), lever, now, |tx, c| {
+            Box::pin(pull(tx, c.provider(), &c.req, c.now))
+        })
+        .await
 }

@@ -39,7 +39,6 @@ use c2m_domain::{Batch, BatchId, DomainError, IdempotencyKey, Page, PageRequest}
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
 use crate::idempotency::Keyed;
-use crate::writer::Op;
 use crate::StoreError;
 
 mod sql;
@@ -449,10 +448,10 @@ impl<E: Engine> PlanningStore for E {
 
     #[tracing::instrument(skip(self, plan), err(level = "debug"))]
     async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String, StoreError> {
-        let op = Op::new((plan.clone(), now), |tx, (plan, now)| {
-            Box::pin(store_plan(tx, plan, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, plan.clone(), now, |tx, c| {
+            Box::pin(store_plan(tx, &c.req, c.now))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -39,7 +39,6 @@ use c2m_domain::{BatchId, DomainError, IdempotencyKey, Page, PageRequest, Refusa
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
 use crate::idempotency::Keyed;
-use crate::writer::Op;
 use crate::StoreError;
 
 mod sql;
@@ -416,10 +415,10 @@ impl<E: Engine> PurchasingStore for E {
         req: &ReceivePurchaseOrder,
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder, StoreError> {
-        let op = Op::new((req.clone(), now), |tx, (req, now)| {
-            Box::pin(receive(tx, req, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, req.clone(), now, |tx, c| {
+            Box::pin(receive(tx, &c.req, c.now))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self, req), fields(po = %req.purchase_order_id), err(level = "debug"))]
@@ -428,9 +427,9 @@ impl<E: Engine> PurchasingStore for E {
         req: &CancelPurchaseOrder,
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder, StoreError> {
-        let op = Op::new((req.clone(), now), |tx, (req, now)| {
-            Box::pin(cancel(tx, req, *now))
-        });
-        self.write(Lane::Alone, op).await
+        self.call(Lane::Alone, req.clone(), now, |tx, c| {
+            Box::pin(cancel(tx, &c.req, c.now))
+        })
+        .await
     }
 }
