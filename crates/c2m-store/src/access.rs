@@ -14,6 +14,7 @@ use c2m_domain::Role;
 
 use crate::dialect::{Backend, Columns, Tx};
 use crate::engine::{Engine, Lane};
+use crate::Result;
 use crate::StoreError;
 
 /// A token to store (its secret already hashed by the caller).
@@ -41,14 +42,14 @@ pub struct StoredToken {
 /// Bearer tokens (see [`crate::access`]).
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
-    async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<()>;
     /// Revokes a token; `NotFound` if there is none with that id. Revoking twice is
     /// harmless (false the second time).
-    async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool>;
     /// The token with this id, revoked or not.
-    async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError>;
+    async fn token(&self, id: &str) -> Result<Option<StoredToken>>;
     /// Every token, oldest first.
-    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError>;
+    async fn tokens(&self) -> Result<Vec<StoredToken>>;
 }
 
 /// The columns [`stored_token`] reads, for `FROM api_tokens`.
@@ -60,11 +61,7 @@ macro_rules! token_select {
 
 /// The token table.
 impl<D: Backend> Tx<'_, D> {
-    pub(crate) async fn insert_token(
-        &mut self,
-        t: &NewToken,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn insert_token(&mut self, t: &NewToken, now: DateTime<Utc>) -> Result<()> {
         let sql = "INSERT INTO api_tokens (id, secret_hash, role, factory_id, label, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)";
         let params = (
@@ -80,27 +77,23 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Marks the token revoked; false if there is no such token or it already was.
-    pub(crate) async fn revoke_token(
-        &mut self,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    pub(crate) async fn revoke_token(&mut self, id: &str, now: DateTime<Utc>) -> Result<bool> {
         let sql = "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
         Ok(D::query(sql, (id, now)).execute(self).await? == 1)
     }
 
-    pub(crate) async fn token(&mut self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+    pub(crate) async fn token(&mut self, id: &str) -> Result<Option<StoredToken>> {
         let sql = concat!(token_select!(), "WHERE id = $1");
         D::query(sql, (id,)).optional(self, stored_token).await
     }
 
-    pub(crate) async fn tokens(&mut self) -> Result<Vec<StoredToken>, StoreError> {
+    pub(crate) async fn tokens(&mut self) -> Result<Vec<StoredToken>> {
         let sql = concat!(token_select!(), "ORDER BY created_at, id");
         D::query(sql, ()).all(self, stored_token).await
     }
 }
 
-fn stored_token(r: &impl Columns) -> Result<StoredToken, StoreError> {
+fn stored_token(r: &impl Columns) -> Result<StoredToken> {
     Ok(StoredToken {
         id: r.text("id")?,
         secret_hash: r.text("secret_hash")?,
@@ -112,14 +105,14 @@ fn stored_token(r: &impl Columns) -> Result<StoredToken, StoreError> {
     })
 }
 
-fn role(s: &str) -> Result<Role, StoreError> {
+fn role(s: &str) -> Result<Role> {
     Role::parse(s).map_err(|_| StoreError::Corrupt(format!("token role {s:?}")))
 }
 
 #[async_trait]
 impl<E: Engine> TokenStore for E {
     #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
-    async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<()> {
         self.call(Lane::Alone, t.clone(), now, |tx, c| {
             Box::pin(tx.insert_token(&c.req, c.now))
         })
@@ -127,21 +120,21 @@ impl<E: Engine> TokenStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
         self.call(Lane::Alone, id.to_owned(), now, |tx, c| {
             Box::pin(revoke(tx, &c.req, c.now))
         })
         .await
     }
 
-    async fn token(&self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+    async fn token(&self, id: &str) -> Result<Option<StoredToken>> {
         self.snapshot()
             .await?
             .read(id, |tx, id| Box::pin(tx.token(id)))
             .await
     }
 
-    async fn tokens(&self) -> Result<Vec<StoredToken>, StoreError> {
+    async fn tokens(&self) -> Result<Vec<StoredToken>> {
         self.snapshot()
             .await?
             .read(&(), |tx, _| Box::pin(tx.tokens()))
@@ -150,11 +143,7 @@ impl<E: Engine> TokenStore for E {
 }
 
 /// Revokes a token that exists (`NotFound` otherwise); false if it already was revoked.
-async fn revoke<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+async fn revoke<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) -> Result<bool> {
     if tx.token(id).await?.is_none() {
         return Err(c2m_domain::DomainError::NotFound {
             entity: "token",

@@ -47,6 +47,7 @@ use crate::events::EventsSql;
 use crate::idempotency::{KeysSql, StoredResponse};
 use crate::ledger::LedgerSql;
 use crate::pooling::PoolSql;
+use crate::Result;
 use crate::StoreError;
 
 /// What differs between SQLite and PostgreSQL, said once per backend. See the module docs.
@@ -69,10 +70,10 @@ pub(crate) trait Dialect: Database<Row: Columns, Connection: Run<Self>> {
     fn push<'q>(args: &mut Self::Arguments<'q>, value: Value<'q>) -> Result<(), BoxDynError>;
 
     /// Reads a timestamp column, stored in this backend's type for it.
-    fn read_ts(row: &Self::Row, col: &str) -> Result<DateTime<Utc>, StoreError>;
+    fn read_ts(row: &Self::Row, col: &str) -> Result<DateTime<Utc>>;
 
     /// Reads a nullable timestamp column.
-    fn read_ts_opt(row: &Self::Row, col: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    fn read_ts_opt(row: &Self::Row, col: &str) -> Result<Option<DateTime<Utc>>>;
 
     /// How many rows a statement changed.
     fn rows_affected(done: &Self::QueryResult) -> u64;
@@ -254,7 +255,7 @@ impl<'q, D: Dialect> Statement<'q, D> {
         self
     }
 
-    fn ready(self) -> Result<(&'q str, D::Arguments<'q>), StoreError> {
+    fn ready(self) -> Result<(&'q str, D::Arguments<'q>)> {
         match self.bad {
             Some(e) => Err(sqlx::Error::Encode(e).into()),
             None => Ok((self.sql, self.args)),
@@ -262,26 +263,23 @@ impl<'q, D: Dialect> Statement<'q, D> {
     }
 
     /// Runs the statement on `on`; returns how many rows it changed.
-    pub(crate) async fn execute(self, on: &mut impl Conn<D>) -> Result<u64, StoreError> {
+    pub(crate) async fn execute(self, on: &mut impl Conn<D>) -> Result<u64> {
         let (sql, args) = self.ready()?;
         let done = on.conn().run(sql, args).await?;
         Ok(D::rows_affected(&done))
     }
 
-    pub(crate) async fn fetch_all(self, on: &mut impl Conn<D>) -> Result<Vec<D::Row>, StoreError> {
+    pub(crate) async fn fetch_all(self, on: &mut impl Conn<D>) -> Result<Vec<D::Row>> {
         let (sql, args) = self.ready()?;
         Ok(on.conn().rows(sql, args).await?)
     }
 
-    pub(crate) async fn fetch_optional(
-        self,
-        on: &mut impl Conn<D>,
-    ) -> Result<Option<D::Row>, StoreError> {
+    pub(crate) async fn fetch_optional(self, on: &mut impl Conn<D>) -> Result<Option<D::Row>> {
         let (sql, args) = self.ready()?;
         Ok(on.conn().row(sql, args).await?)
     }
 
-    pub(crate) async fn fetch_one(self, on: &mut impl Conn<D>) -> Result<D::Row, StoreError> {
+    pub(crate) async fn fetch_one(self, on: &mut impl Conn<D>) -> Result<D::Row> {
         self.fetch_optional(on)
             .await?
             .ok_or_else(|| sqlx::Error::RowNotFound.into())
@@ -291,8 +289,8 @@ impl<'q, D: Dialect> Statement<'q, D> {
     pub(crate) async fn optional<T>(
         self,
         on: &mut impl Conn<D>,
-        read: impl Fn(&D::Row) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
+        read: impl Fn(&D::Row) -> Result<T>,
+    ) -> Result<Option<T>> {
         self.fetch_optional(on)
             .await?
             .as_ref()
@@ -304,8 +302,8 @@ impl<'q, D: Dialect> Statement<'q, D> {
     pub(crate) async fn all<T>(
         self,
         on: &mut impl Conn<D>,
-        read: impl Fn(&D::Row) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
+        read: impl Fn(&D::Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
         self.fetch_all(on).await?.iter().map(read).collect()
     }
 }
@@ -397,14 +395,14 @@ where
 /// Typed access to a row's columns, with decoding failures reported as [`StoreError`];
 /// the one place a row's timestamps are read in the backend's type.
 pub(crate) trait Columns {
-    fn text(&self, col: &str) -> Result<String, StoreError>;
-    fn text_opt(&self, col: &str) -> Result<Option<String>, StoreError>;
-    fn int(&self, col: &str) -> Result<i64, StoreError>;
-    fn int_opt(&self, col: &str) -> Result<Option<i64>, StoreError>;
-    fn real(&self, col: &str) -> Result<f64, StoreError>;
-    fn real_opt(&self, col: &str) -> Result<Option<f64>, StoreError>;
-    fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError>;
-    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    fn text(&self, col: &str) -> Result<String>;
+    fn text_opt(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn int_opt(&self, col: &str) -> Result<Option<i64>>;
+    fn real(&self, col: &str) -> Result<f64>;
+    fn real_opt(&self, col: &str) -> Result<Option<f64>>;
+    fn ts(&self, col: &str) -> Result<DateTime<Utc>>;
+    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>>;
 }
 
 impl<R, D> Columns for R
@@ -419,28 +417,28 @@ where
     for<'r> f64: Decode<'r, D> + Type<D>,
     for<'r> Option<f64>: Decode<'r, D> + Type<D>,
 {
-    fn text(&self, col: &str) -> Result<String, StoreError> {
+    fn text(&self, col: &str) -> Result<String> {
         Ok(self.try_get(col)?)
     }
-    fn text_opt(&self, col: &str) -> Result<Option<String>, StoreError> {
+    fn text_opt(&self, col: &str) -> Result<Option<String>> {
         Ok(self.try_get(col)?)
     }
-    fn int(&self, col: &str) -> Result<i64, StoreError> {
+    fn int(&self, col: &str) -> Result<i64> {
         Ok(self.try_get(col)?)
     }
-    fn int_opt(&self, col: &str) -> Result<Option<i64>, StoreError> {
+    fn int_opt(&self, col: &str) -> Result<Option<i64>> {
         Ok(self.try_get(col)?)
     }
-    fn real(&self, col: &str) -> Result<f64, StoreError> {
+    fn real(&self, col: &str) -> Result<f64> {
         Ok(self.try_get(col)?)
     }
-    fn real_opt(&self, col: &str) -> Result<Option<f64>, StoreError> {
+    fn real_opt(&self, col: &str) -> Result<Option<f64>> {
         Ok(self.try_get(col)?)
     }
-    fn ts(&self, col: &str) -> Result<DateTime<Utc>, StoreError> {
+    fn ts(&self, col: &str) -> Result<DateTime<Utc>> {
         D::read_ts(self, col)
     }
-    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    fn ts_opt(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
         D::read_ts_opt(self, col)
     }
 }
@@ -501,7 +499,7 @@ impl<'c, D: Dialect> Tx<'c, D> {
     }
 
     /// Commits on `Ok`, rolls back on `Err`.
-    pub(crate) async fn finish<T>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) async fn finish<T>(self, result: Result<T>) -> Result<T> {
         match result {
             Ok(v) => {
                 self.commit().await?;
@@ -521,8 +519,8 @@ impl<'c, D: Dialect> Tx<'c, D> {
     pub(crate) async fn read<A: ?Sized + Sync, T>(
         mut self,
         args: &A,
-        read: impl for<'t> FnOnce(&'t mut Tx<'c, D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+        read: impl for<'t> FnOnce(&'t mut Tx<'c, D>, &'t A) -> BoxFuture<'t, Result<T>>,
+    ) -> Result<T> {
         let result = read(&mut self, args).await;
         self.finish(result).await
     }
@@ -551,7 +549,7 @@ pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// `Ok` when an update touched exactly one row; otherwise the state was not what the
 /// caller read under the lock, which is corrupt data (or a bug), never a client error.
-pub(crate) fn one(rows_affected: u64, what: impl FnOnce() -> String) -> Result<(), StoreError> {
+pub(crate) fn one(rows_affected: u64, what: impl FnOnce() -> String) -> Result<()> {
     exactly(rows_affected, 1, what)
 }
 
@@ -560,7 +558,7 @@ pub(crate) fn exactly(
     rows_affected: u64,
     expected: usize,
     what: impl FnOnce() -> String,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     if rows_affected == expected as u64 {
         Ok(())
     } else {

@@ -26,6 +26,7 @@ use crate::dialect::{Backend, Dialect, Tx};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::pooling::{Placing, OP_CANCEL_PREORDER, OP_PLACE_PREORDER};
 use crate::writer::{Op, RunFn};
+use crate::Result;
 use crate::{
     ledger, pooling, BalanceWindowOutcome, CancelPreorder, CreateCampaign, DeadlineOutcome,
     LedgerAudit, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
@@ -84,11 +85,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
 
     /// Runs `op` in a write transaction (its own, or its group's) and answers once that
     /// transaction has committed.
-    async fn write<A: Owned, T: Owned>(
-        &self,
-        lane: Lane<'_>,
-        op: Op<Self::D, A, T>,
-    ) -> Result<T, StoreError>;
+    async fn write<A: Owned, T: Owned>(&self, lane: Lane<'_>, op: Op<Self::D, A, T>) -> Result<T>;
 
     fn base(&self) -> &Base<Self::D>;
 
@@ -107,7 +104,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn listen(&self) {}
 
     /// A transaction for a read of several statements that must see one snapshot.
-    async fn snapshot(&self) -> Result<Tx<'static, Self::D>, StoreError> {
+    async fn snapshot(&self) -> Result<Tx<'static, Self::D>> {
         Ok(Tx::snapshot(self.readers()).await?)
     }
 
@@ -121,7 +118,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
         req: R,
         now: DateTime<Utc>,
         run: RunFn<Self::D, Call<R>, T>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T> {
         self.write(lane, Op::new(self.call_of(req, now), run)).await
     }
 
@@ -174,11 +171,7 @@ impl<E: Engine> Store for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn create_campaign(
-        &self,
-        req: &CreateCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<Campaign, StoreError> {
+    async fn create_campaign(&self, req: &CreateCampaign, now: DateTime<Utc>) -> Result<Campaign> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
             Box::pin(pooling::create_campaign(tx, &c.req, c.now))
         })
@@ -186,23 +179,19 @@ impl<E: Engine> Store for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError> {
+    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress> {
         pooling::campaign_progress(self.readers(), id)
             .await?
             .ok_or_else(|| campaign_not_found(id))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError> {
+    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>> {
         pooling::list_campaigns(self.readers(), page).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn place_preorder(
-        &self,
-        req: &PlacePreorder,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
+    async fn place_preorder(&self, req: &PlacePreorder, now: DateTime<Utc>) -> Result<Preorder> {
         let op = Op::new(self.call_of(req.clone(), now), |tx, c| {
             Box::pin(pooling::place_preorder(tx, c.provider(), &c.req, c.now))
         })
@@ -212,7 +201,7 @@ impl<E: Engine> Store for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError> {
+    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder> {
         pooling::get_preorder(self.readers(), id)
             .await?
             .ok_or_else(|| {
@@ -229,16 +218,12 @@ impl<E: Engine> Store for E {
         &self,
         filter: &PreorderFilter,
         page: PageRequest,
-    ) -> Result<Page<Preorder>, StoreError> {
+    ) -> Result<Page<Preorder>> {
         pooling::list_preorders(self.readers(), filter, page).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn cancel_preorder(
-        &self,
-        req: &CancelPreorder,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
+    async fn cancel_preorder(&self, req: &CancelPreorder, now: DateTime<Utc>) -> Result<Preorder> {
         let op = Op::new(self.call_of(req.clone(), now), |tx, c| {
             Box::pin(pooling::cancel_preorder(tx, c.provider(), &c.req, c.now))
         })
@@ -247,7 +232,7 @@ impl<E: Engine> Store for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError> {
+    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>> {
         let batches = pooling::list_batches(self.readers(), campaign_id).await?;
         if batches.is_empty() && !pooling::campaign_exists(self.readers(), campaign_id).await? {
             return Err(campaign_not_found(campaign_id));
@@ -260,7 +245,7 @@ impl<E: Engine> Store for E {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<CampaignId>, StoreError> {
+    ) -> Result<Vec<CampaignId>> {
         pooling::campaigns_past_deadline(self.readers(), now, limit).await
     }
 
@@ -269,7 +254,7 @@ impl<E: Engine> Store for E {
         &self,
         campaign_id: &CampaignId,
         now: DateTime<Utc>,
-    ) -> Result<DeadlineOutcome, StoreError> {
+    ) -> Result<DeadlineOutcome> {
         self.call(Lane::Alone, campaign_id.clone(), now, |tx, c| {
             Box::pin(pooling::fail_open_batch_at_deadline(
                 tx,
@@ -282,11 +267,7 @@ impl<E: Engine> Store for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn pay_balance(
-        &self,
-        req: &PayBalance,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError> {
+    async fn pay_balance(&self, req: &PayBalance, now: DateTime<Utc>) -> Result<Preorder> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
             Box::pin(ledger::pay_balance(tx, c.provider(), &c.req, c.now))
         })
@@ -298,7 +279,7 @@ impl<E: Engine> Store for E {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<BatchId>, StoreError> {
+    ) -> Result<Vec<BatchId>> {
         ledger::batches_past_balance_window(self.readers(), now, limit).await
     }
 
@@ -307,7 +288,7 @@ impl<E: Engine> Store for E {
         &self,
         batch: &BatchId,
         now: DateTime<Utc>,
-    ) -> Result<BalanceWindowOutcome, StoreError> {
+    ) -> Result<BalanceWindowOutcome> {
         self.call(Lane::Alone, batch.clone(), now, |tx, c| {
             Box::pin(ledger::close_balance_window(
                 tx,
@@ -320,12 +301,12 @@ impl<E: Engine> Store for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError> {
+    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>> {
         ledger::batches_ready_for_planning(self.readers(), limit).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError> {
+    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney> {
         ledger::campaign_money(self.readers(), campaign)
             .await?
             .ok_or_else(|| campaign_not_found(campaign))
@@ -336,7 +317,7 @@ impl<E: Engine> Store for E {
         &self,
         campaign: &CampaignId,
         page: PageRequest,
-    ) -> Result<Page<LedgerEntry>, StoreError> {
+    ) -> Result<Page<LedgerEntry>> {
         let entries = ledger::list_ledger(self.readers(), campaign, page).await?;
         if entries.items.is_empty() && !pooling::campaign_exists(self.readers(), campaign).await? {
             return Err(campaign_not_found(campaign));
@@ -345,12 +326,12 @@ impl<E: Engine> Store for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError> {
+    async fn ledger_audit(&self) -> Result<LedgerAudit> {
         ledger::ledger_audit(self.readers()).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<()> {
         E::D::sql("SELECT 1")
             .execute(&mut self.readers().acquire().await?)
             .await?;

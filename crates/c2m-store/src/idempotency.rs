@@ -21,6 +21,7 @@ use sqlx::{Postgres, Sqlite};
 use c2m_domain::{DomainError, Fingerprint, IdempotencyKey};
 
 use crate::dialect::{Backend, Columns, Dialect, Tx, Value};
+use crate::Result;
 use crate::StoreError;
 
 /// A recorded idempotency key: the request's fingerprint and the response's JSON.
@@ -32,7 +33,7 @@ pub(crate) struct StoredResponse {
 
 impl StoredResponse {
     /// From a row with the columns `fingerprint` and `response` (as text).
-    pub(crate) fn from_row(r: &impl Columns) -> Result<Self, StoreError> {
+    pub(crate) fn from_row(r: &impl Columns) -> Result<Self> {
         Ok(StoredResponse {
             fingerprint: r.text("fingerprint")?,
             response: r.text("response")?,
@@ -76,7 +77,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         operation: &str,
         key: &str,
-    ) -> Result<Option<StoredResponse>, StoreError> {
+    ) -> Result<Option<StoredResponse>> {
         if let Some(known) = self.keys.get(&(operation.to_owned(), key.to_owned())) {
             return Ok(known.clone());
         }
@@ -96,7 +97,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         operation: &str,
         keys: &[&str],
-    ) -> Result<HashMap<String, StoredResponse>, StoreError> {
+    ) -> Result<HashMap<String, StoredResponse>> {
         let mut found = HashMap::new();
         let mut missing = Vec::new();
         for key in keys {
@@ -125,10 +126,7 @@ impl<D: Backend> Tx<'_, D> {
     /// campaign's lock. Run after the lock is taken: every key recorded by an earlier
     /// holder of the lock is seen. A key recorded meanwhile for another campaign meets the
     /// primary key when this transaction records it, and the group is run again.
-    pub(crate) async fn prefetch_keys(
-        &mut self,
-        wanted: &[(&'static str, String)],
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn prefetch_keys(&mut self, wanted: &[(&'static str, String)]) -> Result<()> {
         let Some(sql) = D::KEY_PAIRS_AMONG.filter(|_| !wanted.is_empty()) else {
             return Ok(());
         };
@@ -156,7 +154,7 @@ impl<D: Backend> Tx<'_, D> {
         key: &Keyed<'_>,
         response: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let operation = key.operation;
         self.keys
             .remove(&(operation.to_owned(), key.key.as_str().to_owned()));
@@ -203,7 +201,7 @@ impl<'a> Keyed<'a> {
     pub(crate) async fn replay<D: Backend, T: DeserializeOwned>(
         &self,
         tx: &mut Tx<'_, D>,
-    ) -> Result<Option<T>, StoreError> {
+    ) -> Result<Option<T>> {
         let stored = tx
             .idempotency_get(self.operation, self.key.as_str())
             .await?;
@@ -214,7 +212,7 @@ impl<'a> Keyed<'a> {
     pub(crate) fn replay_stored<T: DeserializeOwned>(
         &self,
         stored: Option<&StoredResponse>,
-    ) -> Result<Option<T>, StoreError> {
+    ) -> Result<Option<T>> {
         let Some(stored) = stored else {
             return Ok(None);
         };
@@ -235,13 +233,13 @@ impl<'a> Keyed<'a> {
         tx: &mut Tx<'_, D>,
         response: &T,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let json = self.response_json(response)?;
         tx.idempotency_put(self, &json, now).await
     }
 
     /// A response as recorded for the key.
-    pub(crate) fn response_json<T: Serialize>(&self, response: &T) -> Result<String, StoreError> {
+    pub(crate) fn response_json<T: Serialize>(&self, response: &T) -> Result<String> {
         serde_json::to_string(response).map_err(|e| {
             StoreError::Corrupt(format!("serializing {} response: {e}", self.operation))
         })

@@ -104,6 +104,10 @@ use c2m_domain::{
 };
 
 mod error;
+
+/// What every store call answers: most fail with a [`StoreError`], so it is the default
+/// error, and a signature names only what the call returns.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub use access::{NewToken, StoredToken, TokenStore};
 pub use catalogue::{
     Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, CatalogueStore,
@@ -268,47 +272,35 @@ pub trait Store:
     fn backend(&self) -> &'static str;
 
     /// Validates the spec against `now` and creates the campaign. Idempotent by key.
-    async fn create_campaign(
-        &self,
-        req: &CreateCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<Campaign, StoreError>;
+    async fn create_campaign(&self, req: &CreateCampaign, now: DateTime<Utc>) -> Result<Campaign>;
 
-    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress, StoreError>;
+    async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress>;
 
     /// Campaigns in creation order.
-    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>, StoreError>;
+    async fn list_campaigns(&self, page: PageRequest) -> Result<Page<Campaign>>;
 
     /// Pools the pre-order into the campaign's open batch (opening one if needed) and locks
     /// the batch, in the same transaction, if the order brings it to its threshold.
     /// Idempotent by key: a retry returns the pre-order as it was first returned.
-    async fn place_preorder(
-        &self,
-        req: &PlacePreorder,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError>;
+    async fn place_preorder(&self, req: &PlacePreorder, now: DateTime<Utc>) -> Result<Preorder>;
 
-    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder, StoreError>;
+    async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder>;
 
     /// Pre-orders in placement order.
     async fn list_preorders(
         &self,
         filter: &PreorderFilter,
         page: PageRequest,
-    ) -> Result<Page<Preorder>, StoreError>;
+    ) -> Result<Page<Preorder>>;
 
     /// Cancels a pre-order whose batch is still open, returning its units to the batch.
     /// Idempotent by key. A `consumer_id` that does not own the pre-order gets `NotFound`,
     /// as for an unknown id; a pre-order already cancelled (under another key), in a locked
     /// or failed batch, or past the campaign's deadline gets `FailedPrecondition`.
-    async fn cancel_preorder(
-        &self,
-        req: &CancelPreorder,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError>;
+    async fn cancel_preorder(&self, req: &CancelPreorder, now: DateTime<Utc>) -> Result<Preorder>;
 
     /// A campaign's batches in sequence order; `NotFound` for an unknown campaign.
-    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>, StoreError>;
+    async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>>;
 
     /// Campaigns whose deadline is at or before `now` and that still have an open batch,
     /// oldest deadline first, at most `limit`.
@@ -316,7 +308,7 @@ pub trait Store:
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<CampaignId>, StoreError>;
+    ) -> Result<Vec<CampaignId>>;
 
     /// Fails the campaign's open batch if its deadline has passed at `now`. Safe to call any
     /// number of times, from any number of sweepers: the batch fails exactly once.
@@ -324,18 +316,14 @@ pub trait Store:
         &self,
         campaign_id: &CampaignId,
         now: DateTime<Utc>,
-    ) -> Result<DeadlineOutcome, StoreError>;
+    ) -> Result<DeadlineOutcome>;
 
     /// Pays the balance of a pre-order whose batch locked, before its balance window
     /// closes. Idempotent by key. A second payment under another key, a cancelled, pooled,
     /// failed or forfeited pre-order, or a closed window is `FailedPrecondition`; a wrong
     /// currency or amount is `InvalidArgument` naming `amount.currency` or `amount.minor`.
     /// Refusals write nothing.
-    async fn pay_balance(
-        &self,
-        req: &PayBalance,
-        now: DateTime<Utc>,
-    ) -> Result<Preorder, StoreError>;
+    async fn pay_balance(&self, req: &PayBalance, now: DateTime<Utc>) -> Result<Preorder>;
 
     /// Locked batches whose balance window has closed at `now` and that are not yet ready
     /// for planning, earliest first, at most `limit`.
@@ -343,7 +331,7 @@ pub trait Store:
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<BatchId>, StoreError>;
+    ) -> Result<Vec<BatchId>>;
 
     /// Closes the batch's balance window if it has passed: unpaid balances forfeit their
     /// deposits, paid units are settled to the merchant, the batch becomes ready for
@@ -352,32 +340,32 @@ pub trait Store:
         &self,
         batch: &BatchId,
         now: DateTime<Utc>,
-    ) -> Result<BalanceWindowOutcome, StoreError>;
+    ) -> Result<BalanceWindowOutcome>;
 
     /// Batches ready for production planning, in the order they became ready, at most
     /// `limit`; [`Batch::paid_units`] is what to make.
-    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>, StoreError>;
+    async fn batches_ready_for_planning(&self, limit: u32) -> Result<Vec<Batch>>;
 
     /// The campaign's money summary, in one snapshot; `NotFound` for an unknown campaign.
-    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney, StoreError>;
+    async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney>;
 
     /// The campaign's ledger transactions in the order they were written, paged.
     async fn list_ledger(
         &self,
         campaign: &CampaignId,
         page: PageRequest,
-    ) -> Result<Page<LedgerEntry>, StoreError>;
+    ) -> Result<Page<LedgerEntry>>;
 
     /// Checks the whole ledger (see [`LedgerAudit`]).
-    async fn ledger_audit(&self) -> Result<LedgerAudit, StoreError>;
+    async fn ledger_audit(&self) -> Result<LedgerAudit>;
 
     /// Checks that the store is reachable (for the health service).
-    async fn ping(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<()>;
 }
 
 /// Opens the store a database URL names, creating and migrating it if needed:
 /// `sqlite://PATH` (or a bare file path) for SQLite, `postgres://...` for PostgreSQL.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
     } else {

@@ -19,6 +19,7 @@ use sqlx::{ConnectOptions, Postgres, Sqlite};
 use tokio::sync::Mutex;
 
 use crate::dialect::{Begin, Dialect, Run};
+use crate::Result;
 use crate::StoreError;
 
 /// What one probe run measured.
@@ -38,11 +39,7 @@ pub struct ProbeReport {
 /// Measures `orders` durable write transactions issued by `concurrency` tasks against the
 /// database `url` names (as [`crate::open`] reads it).
 #[tracing::instrument(skip(url), err)]
-pub async fn raw_write_rate(
-    url: &str,
-    orders: usize,
-    concurrency: usize,
-) -> Result<ProbeReport, StoreError> {
+pub async fn raw_write_rate(url: &str, orders: usize, concurrency: usize) -> Result<ProbeReport> {
     let concurrency = concurrency.max(1);
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let pool = PgPoolOptions::new()
@@ -88,7 +85,7 @@ pub async fn raw_write_rate(
 /// its write-ahead log, for PostgreSQL `pg_database_size` of the current database (tables,
 /// indexes and TOAST together). The scale benchmark divides it by the pre-orders it holds.
 #[tracing::instrument(skip(url), err)]
-pub async fn database_bytes(url: &str) -> Result<u64, StoreError> {
+pub async fn database_bytes(url: &str) -> Result<u64> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let mut conn = crate::postgres::connect_options(url)?.connect().await?;
         let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
@@ -133,7 +130,7 @@ const DROP_TABLES: &str = "DROP TABLE IF EXISTS probe_orders; DROP TABLE IF EXIS
 
 /// One order: a transaction begun as the store begins its writes, with one `INSERT` and one
 /// `UPDATE` of the shared row.
-async fn order<D: Dialect>(source: &mut impl Begin<D>, i: i64) -> Result<(), StoreError> {
+async fn order<D: Dialect>(source: &mut impl Begin<D>, i: i64) -> Result<()> {
     let mut tx = source.begin().await?;
     let order = "INSERT INTO probe_orders (batch_id, quantity, created_at) VALUES (1, 1, $1)";
     D::query(order, (i,)).execute(&mut tx).await?;
@@ -173,10 +170,10 @@ async fn drive<F, Fut>(
     orders: usize,
     concurrency: usize,
     order: F,
-) -> Result<(Duration, Vec<Duration>), StoreError>
+) -> Result<(Duration, Vec<Duration>)>
 where
     F: Fn(i64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), StoreError>> + Send,
+    Fut: std::future::Future<Output = Result<()>> + Send,
 {
     let order = Arc::new(order);
     let next = Arc::new(AtomicUsize::new(0));

@@ -27,6 +27,7 @@ use c2m_domain::DomainError;
 use crate::dialect::{micros, Backend, Columns, Dialect, Tx};
 use crate::engine::{Engine, Lane};
 use crate::writer::Op;
+use crate::Result;
 use crate::StoreError;
 
 /// An endpoint to register (its URL and kinds checked by the caller).
@@ -104,14 +105,10 @@ pub enum Outcome {
 pub trait WebhookStore: Send + Sync + 'static {
     /// Registers an endpoint; it gets the events committed from now on (its cursor is the
     /// last event's number).
-    async fn create_endpoint(
-        &self,
-        e: &NewEndpoint,
-        now: DateTime<Utc>,
-    ) -> Result<Endpoint, StoreError>;
+    async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Endpoint>;
 
     /// Every endpoint, oldest first.
-    async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError>;
+    async fn list_endpoints(&self) -> Result<Vec<Endpoint>>;
 
     /// Enables (clearing its failures, due at once) or disables an endpoint; `NotFound` for
     /// an unknown id.
@@ -120,20 +117,15 @@ pub trait WebhookStore: Send + Sync + 'static {
         id: &str,
         enabled: bool,
         now: DateTime<Utc>,
-    ) -> Result<Endpoint, StoreError>;
+    ) -> Result<Endpoint>;
 
     /// Delivers again every event after `after_seq`: the cursor moves there (back or
     /// forward) and any lease is taken away. A number beyond the last event is
     /// `EventCursorAhead`; `NotFound` for an unknown id.
-    async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint, StoreError>;
+    async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint>;
 
     /// The endpoint's attempts numbered above `after`, oldest first, at most `limit`.
-    async fn list_deliveries(
-        &self,
-        id: &str,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Delivery>, StoreError>;
+    async fn list_deliveries(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Delivery>>;
 
     /// Leases one endpoint that is due and has events to deliver to `owner` until
     /// `lease_until`; `None` when there is none.
@@ -142,7 +134,7 @@ pub trait WebhookStore: Send + Sync + 'static {
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<Option<Claim>, StoreError>;
+    ) -> Result<Option<Claim>>;
 
     /// Logs an attempt and applies its outcome to the endpoint; false if `owner` no
     /// longer holds the lease (the attempt is logged, the endpoint left alone).
@@ -151,7 +143,7 @@ pub trait WebhookStore: Send + Sync + 'static {
         owner: &str,
         delivery: &Delivery,
         outcome: &Outcome,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool>;
 
     /// Moves the cursor to `seq` past events the endpoint did not ask for; false if
     /// `owner` no longer holds the lease.
@@ -161,10 +153,10 @@ pub trait WebhookStore: Send + Sync + 'static {
         owner: &str,
         seq: i64,
         lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool>;
 
     /// Gives the lease up (nothing more to deliver for now).
-    async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<(), StoreError>;
+    async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<()>;
 }
 
 const ENDPOINT: &str = "SELECT id, url, kinds, secret, cursor, created_at, disabled_at, \
@@ -184,7 +176,7 @@ const DUE_SKIP_LOCKED: &str = "SELECT id FROM webhook_endpoints \
      AND cursor < (SELECT last_seq FROM event_counter WHERE id = 1) \
      ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
-fn endpoint(r: &impl Columns) -> Result<Endpoint, StoreError> {
+fn endpoint(r: &impl Columns) -> Result<Endpoint> {
     let kinds: Vec<String> = serde_json::from_str(&r.text("kinds")?)
         .map_err(|e| StoreError::Corrupt(format!("webhook kinds: {e}")))?;
     Ok(Endpoint {
@@ -201,7 +193,7 @@ fn endpoint(r: &impl Columns) -> Result<Endpoint, StoreError> {
     })
 }
 
-fn delivery(r: &impl Columns) -> Result<Delivery, StoreError> {
+fn delivery(r: &impl Columns) -> Result<Delivery> {
     Ok(Delivery {
         seq: r.int("seq")?,
         endpoint_id: r.text("endpoint_id")?,
@@ -226,21 +218,21 @@ fn endpoint_not_found(id: &str) -> StoreError {
 
 /// The webhook tables.
 impl<D: Backend> Tx<'_, D> {
-    async fn endpoint_row(&mut self, id: &str) -> Result<Option<(Endpoint, String)>, StoreError> {
+    async fn endpoint_row(&mut self, id: &str) -> Result<Option<(Endpoint, String)>> {
         let sql = format!("{ENDPOINT}WHERE id = $1");
         D::query(&sql, (id,))
             .optional(self, |r| Ok((endpoint(r)?, r.text("secret")?)))
             .await
     }
 
-    async fn endpoint(&mut self, id: &str) -> Result<Endpoint, StoreError> {
+    async fn endpoint(&mut self, id: &str) -> Result<Endpoint> {
         self.endpoint_row(id)
             .await?
             .map(|(e, _)| e)
             .ok_or_else(|| endpoint_not_found(id))
     }
 
-    async fn last_seq(&mut self) -> Result<i64, StoreError> {
+    async fn last_seq(&mut self) -> Result<i64> {
         let sql = "SELECT last_seq FROM event_counter WHERE id = 1";
         D::query(sql, ()).fetch_one(self).await?.int("last_seq")
     }
@@ -250,7 +242,7 @@ async fn create<D: Backend>(
     tx: &mut Tx<'_, D>,
     e: &NewEndpoint,
     now: DateTime<Utc>,
-) -> Result<Endpoint, StoreError> {
+) -> Result<Endpoint> {
     let kinds = serde_json::to_string(&e.kinds)
         .map_err(|err| StoreError::Corrupt(format!("webhook kinds: {err}")))?;
     let cursor = tx.last_seq().await?;
@@ -267,7 +259,7 @@ async fn set_enabled<D: Backend>(
     id: &str,
     enabled: bool,
     now: DateTime<Utc>,
-) -> Result<Endpoint, StoreError> {
+) -> Result<Endpoint> {
     tx.endpoint(id).await?;
     if enabled {
         let sql = "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, \
@@ -282,11 +274,7 @@ async fn set_enabled<D: Backend>(
     tx.endpoint(id).await
 }
 
-async fn replay<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    id: &str,
-    after: i64,
-) -> Result<Endpoint, StoreError> {
+async fn replay<D: Backend>(tx: &mut Tx<'_, D>, id: &str, after: i64) -> Result<Endpoint> {
     tx.endpoint(id).await?;
     if after < 0 {
         return Err(DomainError::invalid(
@@ -310,7 +298,7 @@ async fn claim<D: Backend>(
     owner: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-) -> Result<Option<Claim>, StoreError> {
+) -> Result<Option<Claim>> {
     let now = micros(now);
     let due = D::locking(DUE, DUE_SKIP_LOCKED);
     let Some(id) = D::query(due, (now,)).optional(tx, |r| r.text("id")).await? else {
@@ -336,7 +324,7 @@ async fn record<D: Backend>(
     owner: &str,
     d: &Delivery,
     outcome: &Outcome,
-) -> Result<bool, StoreError> {
+) -> Result<bool> {
     let sql = "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, attempt, \
          status_code, error, latency_ms, delivered, at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
@@ -386,7 +374,7 @@ async fn skip<D: Backend>(
     owner: &str,
     seq: i64,
     lease_until: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<bool> {
     let sql = "UPDATE webhook_endpoints SET \
          cursor = CASE WHEN cursor < $3 THEN $3 ELSE cursor END, lease_until = $4 \
          WHERE id = $1 AND lease_owner = $2";
@@ -394,11 +382,7 @@ async fn skip<D: Backend>(
     Ok(D::query(sql, params).execute(tx).await? == 1)
 }
 
-async fn release<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    endpoint: &str,
-    owner: &str,
-) -> Result<(), StoreError> {
+async fn release<D: Backend>(tx: &mut Tx<'_, D>, endpoint: &str, owner: &str) -> Result<()> {
     let sql = "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND lease_owner = $2";
     D::query(sql, (endpoint, owner)).execute(tx).await?;
@@ -408,18 +392,14 @@ async fn release<D: Backend>(
 #[async_trait]
 impl<E: Engine> WebhookStore for E {
     #[tracing::instrument(skip(self, e), fields(id = %e.id, url = %e.url), err(level = "debug"))]
-    async fn create_endpoint(
-        &self,
-        e: &NewEndpoint,
-        now: DateTime<Utc>,
-    ) -> Result<Endpoint, StoreError> {
+    async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Endpoint> {
         self.call(Lane::Alone, e.clone(), now, |tx, c| {
             Box::pin(create(tx, &c.req, c.now))
         })
         .await
     }
 
-    async fn list_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
+    async fn list_endpoints(&self) -> Result<Vec<Endpoint>> {
         let sql = format!("{ENDPOINT}ORDER BY created_at, id");
         let mut conn = self.readers().acquire().await?;
         E::D::query(&sql, ()).all(&mut conn, endpoint).await
@@ -431,7 +411,7 @@ impl<E: Engine> WebhookStore for E {
         id: &str,
         enabled: bool,
         now: DateTime<Utc>,
-    ) -> Result<Endpoint, StoreError> {
+    ) -> Result<Endpoint> {
         self.call(Lane::Alone, (id.to_owned(), enabled), now, |tx, c| {
             let (id, enabled) = &c.req;
             Box::pin(set_enabled(tx, id, *enabled, c.now))
@@ -440,19 +420,14 @@ impl<E: Engine> WebhookStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint, StoreError> {
+    async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint> {
         let op = Op::new((id.to_owned(), after_seq), |tx, (id, after)| {
             Box::pin(replay(tx, id, *after))
         });
         self.write(Lane::Alone, op).await
     }
 
-    async fn list_deliveries(
-        &self,
-        id: &str,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    async fn list_deliveries(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Delivery>> {
         let mut conn = self.readers().acquire().await?;
         let sql = format!("{ENDPOINT}WHERE id = $1");
         let known = E::D::query(&sql, (id,)).fetch_optional(&mut conn).await?;
@@ -473,7 +448,7 @@ impl<E: Engine> WebhookStore for E {
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<Option<Claim>, StoreError> {
+    ) -> Result<Option<Claim>> {
         let args = self.call_of((owner.to_owned(), lease_until), now);
         let op = Op::new(args, |tx, c| {
             let (owner, until) = &c.req;
@@ -487,7 +462,7 @@ impl<E: Engine> WebhookStore for E {
         owner: &str,
         delivery: &Delivery,
         outcome: &Outcome,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool> {
         let args = (owner.to_owned(), delivery.clone(), outcome.clone());
         let op = Op::new(args, |tx, (owner, d, outcome)| {
             Box::pin(record(tx, owner, d, outcome))
@@ -501,7 +476,7 @@ impl<E: Engine> WebhookStore for E {
         owner: &str,
         seq: i64,
         lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool> {
         let args = (endpoint.to_owned(), owner.to_owned(), seq, lease_until);
         let op = Op::new(args, |tx, (endpoint, owner, seq, until)| {
             Box::pin(skip(tx, endpoint, owner, *seq, *until))
@@ -509,7 +484,7 @@ impl<E: Engine> WebhookStore for E {
         self.write(Lane::Alone, op.quiet()).await
     }
 
-    async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<(), StoreError> {
+    async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<()> {
         let args = (endpoint.to_owned(), owner.to_owned());
         let op = Op::new(args, |tx, (endpoint, owner)| {
             Box::pin(release(tx, endpoint, owner))

@@ -57,14 +57,14 @@ use c2m_domain::{CampaignId, Preorder};
 
 use crate::dialect::{Backend, Begin, Conn, Dialect, Run, Tx};
 use crate::pooling::{place_preorders, Placing};
+use crate::Result;
 use crate::StoreError;
 
 /// How many times a write transaction is tried before its error is returned.
 pub const ATTEMPTS: u32 = 5;
 
 /// What a write runs: a function of the transaction and the write's arguments.
-pub(crate) type RunFn<D, A, T> =
-    for<'t> fn(&'t mut Tx<'_, D>, &'t A) -> BoxFuture<'t, Result<T, StoreError>>;
+pub(crate) type RunFn<D, A, T> = for<'t> fn(&'t mut Tx<'_, D>, &'t A) -> BoxFuture<'t, Result<T>>;
 
 /// One write: what it needs (owned, so that it can wait in a queue) and what it runs in
 /// the transaction it is given, as often as the transaction is tried.
@@ -84,7 +84,7 @@ pub(crate) struct Op<D: Database, A, T> {
 
 struct PlaceHooks<A, T> {
     placing: for<'a> fn(&'a A) -> Placing<'a>,
-    placed: fn(Result<Preorder, StoreError>) -> Result<T, StoreError>,
+    placed: fn(Result<Preorder>) -> Result<T>,
 }
 
 impl<D: Database, A, T> Op<D, A, T> {
@@ -117,7 +117,7 @@ impl<D: Database, A, T> Op<D, A, T> {
     pub(crate) fn placement(
         mut self,
         placing: for<'a> fn(&'a A) -> Placing<'a>,
-        placed: fn(Result<Preorder, StoreError>) -> Result<T, StoreError>,
+        placed: fn(Result<Preorder>) -> Result<T>,
     ) -> Self {
         self.place = Some(PlaceHooks { placing, placed });
         self
@@ -148,20 +148,20 @@ pub(crate) trait Queued<D: Database>: Send {
     /// [`Op::placement`]: the placement this write is, if it is one.
     fn placement(&self) -> Option<Placing<'_>>;
     /// Keeps the answer a run of placements gave this one.
-    fn placed(&mut self, answer: Result<Preorder, StoreError>);
+    fn placed(&mut self, answer: Result<Preorder>);
 }
 
 /// A write on its way through a writer.
 pub(crate) struct Job<D: Database, A, T> {
     op: Op<D, A, T>,
-    result: Option<Result<T, StoreError>>,
-    reply: Option<oneshot::Sender<Result<T, StoreError>>>,
+    result: Option<Result<T>>,
+    reply: Option<oneshot::Sender<Result<T>>>,
     /// The caller's span, so the work shows up under the store call that asked for it.
     span: tracing::Span,
 }
 
 /// What a caller waits on for a queued write's result.
-pub(crate) type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+pub(crate) type Answer<T> = oneshot::Receiver<Result<T>>;
 
 impl<D: Database, A, T> Job<D, A, T> {
     /// A job to queue, and where its answer will come.
@@ -222,7 +222,7 @@ where
         self.op.place.as_ref().map(|p| (p.placing)(&self.op.args))
     }
 
-    fn placed(&mut self, answer: Result<Preorder, StoreError>) {
+    fn placed(&mut self, answer: Result<Preorder>) {
         self.result = Some(match &self.op.place {
             Some(p) => (p.placed)(answer),
             None => Err(StoreError::Corrupt(
@@ -240,7 +240,7 @@ pub(crate) fn writer_gone() -> StoreError {
 
 /// Runs `op` in a transaction of its own, in the caller's task, retried as
 /// [`Dialect::retryable`] says: the path of writes that are not grouped.
-pub(crate) async fn run_now<D, A, T>(pool: &Pool<D>, op: Op<D, A, T>) -> Result<T, StoreError>
+pub(crate) async fn run_now<D, A, T>(pool: &Pool<D>, op: Op<D, A, T>) -> Result<T>
 where
     D: Backend,
     A: Send + Sync + 'static,
@@ -467,10 +467,7 @@ async fn run_group<D: Backend>(
 /// The run's placements were all waiting at once, none answered yet, so taking them
 /// campaign by campaign (each campaign's in arrival order) is one of the orders they
 /// could have run in.
-async fn place_run<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    run: &mut [Box<dyn Queued<D>>],
-) -> Result<(), StoreError> {
+async fn place_run<D: Backend>(tx: &mut Tx<'_, D>, run: &mut [Box<dyn Queued<D>>]) -> Result<()> {
     let mut campaigns: Vec<CampaignId> = Vec::new();
     for p in run.iter().filter_map(|job| job.placement()) {
         if !campaigns.contains(&p.req.campaign_id) {
@@ -532,7 +529,7 @@ async fn run_alone<D: Backend>(source: &mut impl Begin<D>, job: &mut dyn Queued<
 
 /// Writes the transaction's events ([`crate::events::flush`]), then commits; a failure
 /// rolls the whole transaction back.
-async fn commit<D: Backend>(mut tx: Tx<'_, D>) -> Result<(), StoreError> {
+async fn commit<D: Backend>(mut tx: Tx<'_, D>) -> Result<()> {
     match crate::events::flush(&mut tx).await {
         Ok(()) => Ok(tx.commit().await?),
         Err(e) => {
@@ -563,7 +560,7 @@ mod tests {
     use crate::engine::{Engine, Lane};
     use crate::postgres::PgStore;
     use crate::sqlite::{SqliteOptions, SqliteStore};
-    use crate::StoreError;
+    use crate::{Result, StoreError};
 
     /// Inserts `x` into `scratch`; then fails if `refuse`, leaves a foreign key broken
     /// (checked only at commit) if `break_at_commit`, or raises a serialization failure
@@ -576,7 +573,7 @@ mod tests {
         conflict_once: Option<Arc<AtomicBool>>,
     }
 
-    async fn insert<D: Backend>(tx: &mut Tx<'_, D>, i: &Insert) -> Result<i64, StoreError> {
+    async fn insert<D: Backend>(tx: &mut Tx<'_, D>, i: &Insert) -> Result<i64> {
         let parent = if i.break_at_commit { -1 } else { 1 };
         D::sql("INSERT INTO scratch (x, parent) VALUES ($1, $2)")
             .bind(i.x)
@@ -624,7 +621,7 @@ mod tests {
         store
     }
 
-    async fn run_all<E: Engine>(store: &E, ops: Vec<Insert>) -> Vec<Result<i64, StoreError>> {
+    async fn run_all<E: Engine>(store: &E, ops: Vec<Insert>) -> Vec<Result<i64>> {
         let campaign = CampaignId::from_trusted("cmp_scratch".into());
         let writes = ops.into_iter().map(|i| {
             let op = Op::new(i, |tx, i| Box::pin(insert(tx, i)));

@@ -35,7 +35,7 @@ use c2m_domain::{DomainError, IdempotencyKey};
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
 use crate::idempotency::Keyed;
-use crate::StoreError;
+use crate::Result;
 
 mod sql;
 
@@ -288,7 +288,7 @@ pub(crate) async fn change_catalogue<D: Backend>(
     req: &ChangeCatalogue,
     check: &CatalogueCheck,
     now: DateTime<Utc>,
-) -> Result<CatalogueChanged, StoreError> {
+) -> Result<CatalogueChanged> {
     let now = micros(now);
     let key = Keyed::new(OP_CHANGE_CATALOGUE, &req.idempotency_key, req);
     if let Some(done) = key.replay(tx).await? {
@@ -347,7 +347,7 @@ pub(crate) async fn change_catalogue<D: Backend>(
 }
 
 /// Refuses to remove a product some campaign sells.
-async fn sku_rule<D: Backend>(tx: &mut Tx<'_, D>, gone: &[String]) -> Result<(), StoreError> {
+async fn sku_rule<D: Backend>(tx: &mut Tx<'_, D>, gone: &[String]) -> Result<()> {
     if gone.is_empty() {
         return Ok(());
     }
@@ -364,7 +364,7 @@ pub(crate) async fn require_product<D: Backend>(
     tx: &mut Tx<'_, D>,
     sku: &str,
     currency: &str,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     if !tx.hold_product(sku).await? {
         return Err(DomainError::from(c2m_domain::Refusal::SkuNotInCatalogue {
             sku: sku.to_owned(),
@@ -388,7 +388,7 @@ async fn currency_rule<D: Backend>(
     tx: &mut Tx<'_, D>,
     current: &Catalogue,
     next: &Catalogue,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     let Some(catalogue) = next.currency.as_deref() else {
         return Ok(());
     };
@@ -409,7 +409,7 @@ async fn currency_rule<D: Backend>(
 #[async_trait]
 pub trait CatalogueStore: Send + Sync + 'static {
     /// The whole catalogue, read in one snapshot.
-    async fn catalogue(&self) -> Result<Catalogue, StoreError>;
+    async fn catalogue(&self) -> Result<Catalogue>;
 
     /// Applies the edit if the resulting catalogue passes `check` and no campaign's sku
     /// disappears (`FailedPrecondition` naming the sku). Idempotent by key.
@@ -418,13 +418,13 @@ pub trait CatalogueStore: Send + Sync + 'static {
         req: &ChangeCatalogue,
         check: CatalogueCheck,
         now: DateTime<Utc>,
-    ) -> Result<CatalogueChanged, StoreError>;
+    ) -> Result<CatalogueChanged>;
 }
 
 #[async_trait]
 impl<E: Engine> CatalogueStore for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn catalogue(&self) -> Result<Catalogue, StoreError> {
+    async fn catalogue(&self) -> Result<Catalogue> {
         self.snapshot()
             .await?
             .read(&(), |tx, _| Box::pin(tx.read_catalogue()))
@@ -437,7 +437,7 @@ impl<E: Engine> CatalogueStore for E {
         req: &ChangeCatalogue,
         check: CatalogueCheck,
         now: DateTime<Utc>,
-    ) -> Result<CatalogueChanged, StoreError> {
+    ) -> Result<CatalogueChanged> {
         self.call(Lane::Alone, (req.clone(), check), now, |tx, c| {
             let (req, check) = &c.req;
             Box::pin(change_catalogue(tx, req, check, c.now))

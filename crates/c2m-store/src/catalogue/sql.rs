@@ -8,7 +8,7 @@ use super::{
 };
 use crate::dialect::{Backend, Columns, Tx};
 use crate::planning::{from_json, json};
-use crate::StoreError;
+use crate::Result;
 
 /// The catalogue's one row of scenario-level fields; PostgreSQL's writers lock it, which is
 /// the catalogue's lock (and the planning lock, [`crate::planning`]).
@@ -48,12 +48,12 @@ const CURRENCY_FOR_SHARE: &str = "SELECT currency FROM catalogue_meta WHERE id =
 impl<D: Backend> Tx<'_, D> {
     /// The whole catalogue; in a write transaction it is held against other catalogue
     /// writers (and plans reserving stock) until the transaction ends.
-    pub(crate) async fn lock_catalogue(&mut self) -> Result<Catalogue, StoreError> {
+    pub(crate) async fn lock_catalogue(&mut self) -> Result<Catalogue> {
         read_catalogue(self, D::locking(META, META_FOR_UPDATE)).await
     }
 
     /// The whole catalogue, without holding it (for reads in a snapshot).
-    pub(crate) async fn read_catalogue(&mut self) -> Result<Catalogue, StoreError> {
+    pub(crate) async fn read_catalogue(&mut self) -> Result<Catalogue> {
         read_catalogue(self, META).await
     }
 
@@ -61,7 +61,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         kind: CatalogueKind,
         ids: &[String],
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = match kind {
             CatalogueKind::Product => "DELETE FROM catalogue_products WHERE sku = $1",
             CatalogueKind::Material => "DELETE FROM catalogue_materials WHERE id = $1",
@@ -75,11 +75,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Writes an entry at its place in its list, replacing the entry with its id.
-    pub(crate) async fn upsert_entry(
-        &mut self,
-        pos: i64,
-        entry: Entry<'_>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn upsert_entry(&mut self, pos: i64, entry: Entry<'_>) -> Result<()> {
         let calendar = match &entry {
             Entry::Factory(f) => f.calendar.as_ref().map(json).transpose()?,
             _ => None,
@@ -109,7 +105,7 @@ impl<D: Backend> Tx<'_, D> {
         c: &Catalogue,
         version: i64,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "UPDATE catalogue_meta SET name = $1, currency = $2, \
              material_deadline_days = $3, version = $4, updated_at = $5 WHERE id = 1";
         let params = (&c.name, &c.currency, c.material_deadline_days, version, now);
@@ -118,10 +114,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// A sku among `skus` that some campaign sells, if any.
-    pub(crate) async fn sku_in_use(
-        &mut self,
-        skus: &[String],
-    ) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn sku_in_use(&mut self, skus: &[String]) -> Result<Option<String>> {
         for sku in skus {
             let sql = "SELECT sku FROM campaigns WHERE sku = $1 LIMIT 1";
             if let Some(row) = D::query(sql, (sku,)).fetch_optional(self).await? {
@@ -133,7 +126,7 @@ impl<D: Backend> Tx<'_, D> {
 
     /// The catalogue's currency; in a write transaction it is held (against a change of
     /// catalogue) until the transaction ends.
-    pub(crate) async fn hold_currency(&mut self) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn hold_currency(&mut self) -> Result<Option<String>> {
         let sql = D::locking(CURRENCY, CURRENCY_FOR_SHARE);
         match D::query(sql, ()).fetch_optional(self).await? {
             Some(row) => row.text_opt("currency"),
@@ -145,7 +138,7 @@ impl<D: Backend> Tx<'_, D> {
     pub(crate) async fn campaign_currency_other_than(
         &mut self,
         currency: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<String>> {
         let sql = "SELECT currency FROM campaigns WHERE currency <> $1 LIMIT 1";
         match D::query(sql, (currency,)).fetch_optional(self).await? {
             Some(row) => Ok(Some(row.text("currency")?)),
@@ -155,17 +148,14 @@ impl<D: Backend> Tx<'_, D> {
 
     /// Whether the catalogue has the product; in a write transaction the product is held
     /// (against deletion) until the transaction ends.
-    pub(crate) async fn hold_product(&mut self, sku: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn hold_product(&mut self, sku: &str) -> Result<bool> {
         let sql = D::locking(PRODUCT, PRODUCT_FOR_SHARE);
         Ok(D::query(sql, (sku,)).fetch_optional(self).await?.is_some())
     }
 }
 
 /// The whole catalogue, its scenario-level row read with `meta`.
-async fn read_catalogue<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    meta: &'static str,
-) -> Result<Catalogue, StoreError> {
+async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> Result<Catalogue> {
     let meta = D::query(meta, ()).fetch_one(tx).await?;
     let mut c = Catalogue {
         version: meta.int("version")?,

@@ -52,6 +52,7 @@ use c2m_domain::{BatchId, CampaignId, EventId, Money, Preorder};
 
 use crate::dialect::{micros, Backend, Columns, Dialect, Tx};
 use crate::engine::Engine;
+use crate::Result;
 use crate::StoreError;
 
 /// Most events one read returns.
@@ -145,7 +146,7 @@ pub fn set_outbox_for_benchmark(on: bool) {
 
 /// Numbers and writes the transaction's events (its last statements before the commit);
 /// nothing when it has none. See the module docs for why the numbers are in commit order.
-pub(crate) async fn flush<D: Backend>(tx: &mut Tx<'_, D>) -> Result<(), StoreError> {
+pub(crate) async fn flush<D: Backend>(tx: &mut Tx<'_, D>) -> Result<()> {
     if !OUTBOX.load(std::sync::atomic::Ordering::Relaxed) {
         tx.events.clear();
     }
@@ -181,7 +182,7 @@ pub(crate) async fn flush<D: Backend>(tx: &mut Tx<'_, D>) -> Result<(), StoreErr
     Ok(())
 }
 
-fn event<D: Dialect>(r: &D::Row) -> Result<Event, StoreError> {
+fn event<D: Dialect>(r: &D::Row) -> Result<Event> {
     let data: EventData = serde_json::from_str(&r.text("data")?)
         .map_err(|e| StoreError::Corrupt(format!("stored event data: {e}")))?;
     Ok(Event {
@@ -201,7 +202,7 @@ pub(crate) async fn list_events<D: Backend>(
     after: i64,
     campaign: Option<&CampaignId>,
     limit: u32,
-) -> Result<Vec<Event>, StoreError> {
+) -> Result<Vec<Event>> {
     let limit = i64::from(limit.clamp(1, EVENTS_PAGE));
     let mut conn = pool.acquire().await?;
     let q = match campaign {
@@ -212,7 +213,7 @@ pub(crate) async fn list_events<D: Backend>(
 }
 
 /// The number of the last event committed (0 before the first).
-pub(crate) async fn last_event_seq<D: Backend>(pool: &sqlx::Pool<D>) -> Result<i64, StoreError> {
+pub(crate) async fn last_event_seq<D: Backend>(pool: &sqlx::Pool<D>) -> Result<i64> {
     let mut conn = pool.acquire().await?;
     let sql = "SELECT last_seq FROM event_counter WHERE id = 1";
     D::query(sql, ())
@@ -233,10 +234,10 @@ pub trait EventStore: Send + Sync + 'static {
         after: i64,
         campaign: Option<&CampaignId>,
         limit: u32,
-    ) -> Result<Vec<Event>, StoreError>;
+    ) -> Result<Vec<Event>>;
 
     /// The number of the last event committed (0 before the first).
-    async fn last_event_seq(&self) -> Result<i64, StoreError>;
+    async fn last_event_seq(&self) -> Result<i64>;
 
     /// A watch that changes after writes commit (in this process, and on PostgreSQL in
     /// any replica): a reader waiting for new events waits for a change, then reads.
@@ -252,12 +253,12 @@ impl<E: Engine> EventStore for E {
         after: i64,
         campaign: Option<&CampaignId>,
         limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<Vec<Event>> {
         list_events(self.readers(), after, campaign, limit).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+    async fn last_event_seq(&self) -> Result<i64> {
         last_event_seq(self.readers()).await
     }
 

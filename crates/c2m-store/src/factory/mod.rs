@@ -38,6 +38,7 @@ use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::planning::WorkOrder;
+use crate::Result;
 use crate::StoreError;
 
 mod sql;
@@ -164,7 +165,7 @@ pub(crate) async fn ack<D: Backend>(
     factory: &str,
     seq: i64,
     now: DateTime<Utc>,
-) -> Result<FactoryPosition, StoreError> {
+) -> Result<FactoryPosition> {
     if seq <= 0 {
         return Err(DomainError::invalid("seq", format!("must be positive, got {seq}")).into());
     }
@@ -185,7 +186,7 @@ pub(crate) async fn ack<D: Backend>(
 pub(crate) async fn known_position<D: Backend>(
     tx: &mut Tx<'_, D>,
     factory: &str,
-) -> Result<FactoryPosition, StoreError> {
+) -> Result<FactoryPosition> {
     if factory.trim().is_empty() {
         return Err(DomainError::invalid("factory_id", "must not be empty").into());
     }
@@ -217,7 +218,7 @@ pub(crate) async fn report<D: Backend>(
     tx: &mut Tx<'_, D>,
     req: &ReportProgress,
     now: DateTime<Utc>,
-) -> Result<WorkOrderStatus, StoreError> {
+) -> Result<WorkOrderStatus> {
     let now = micros(now);
     let key = Keyed::new(OP_REPORT_PROGRESS, &req.idempotency_key, req);
     if let Some(done) = key.replay(tx).await? {
@@ -311,7 +312,7 @@ pub(crate) async fn production_events<D: Backend>(
     batches: &[BatchId],
     before: &[BatchProduction],
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     for after in batch_production(tx, batches).await? {
         let was = before.iter().find(|b| b.batch_id == after.batch_id);
         let stage_moved =
@@ -382,7 +383,7 @@ pub(crate) async fn production_events<D: Backend>(
 pub(crate) async fn batch_production<D: Backend>(
     tx: &mut Tx<'_, D>,
     batches: &[BatchId],
-) -> Result<Vec<BatchProduction>, StoreError> {
+) -> Result<Vec<BatchProduction>> {
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for b in batches {
@@ -457,12 +458,12 @@ pub(crate) fn shipped_fraction(tally: &Tally, sku: &str) -> f64 {
 }
 
 /// The JSON stored in `work_order_events.body`.
-pub(crate) fn event_body(p: &Progress) -> Result<String, StoreError> {
+pub(crate) fn event_body(p: &Progress) -> Result<String> {
     crate::planning::json(p)
 }
 
 /// Parses a stored tally (`{}` for work orders that never reported).
-pub(crate) fn parse_tally(s: &str) -> Result<Tally, StoreError> {
+pub(crate) fn parse_tally(s: &str) -> Result<Tally> {
     crate::planning::from_json("work order tally", s)
 }
 
@@ -472,7 +473,7 @@ pub(crate) fn parse_tally(s: &str) -> Result<Tally, StoreError> {
 pub trait FactoryStore: Send + Sync + 'static {
     /// Where the factory's delivery stands; `NotFound` for a factory neither in the
     /// catalogue nor with work orders.
-    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError>;
+    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition>;
 
     /// The factory's work orders numbered above `after`, in sequence order, at most
     /// `limit` (capped at [`FEED_PAGE`]).
@@ -481,7 +482,7 @@ pub trait FactoryStore: Send + Sync + 'static {
         factory: &str,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<WorkOrder>, StoreError>;
+    ) -> Result<Vec<WorkOrder>>;
 
     /// Acknowledges the factory's work orders up to `seq`: harmless to repeat or to send
     /// out of order; `OutOfRange` beyond the factory's last work order.
@@ -490,7 +491,7 @@ pub trait FactoryStore: Send + Sync + 'static {
         factory: &str,
         seq: i64,
         now: DateTime<Utc>,
-    ) -> Result<FactoryPosition, StoreError>;
+    ) -> Result<FactoryPosition>;
 
     /// Applies a progress report to one of the factory's work orders (another factory's
     /// is `NotFound`). A rejection sends the work order's batch units back to the planning
@@ -499,20 +500,17 @@ pub trait FactoryStore: Send + Sync + 'static {
         &self,
         req: &ReportProgress,
         now: DateTime<Utc>,
-    ) -> Result<WorkOrderStatus, StoreError>;
+    ) -> Result<WorkOrderStatus>;
 
     /// How far each batch's production has come; batches not yet locked and ready for
     /// production are left out.
-    async fn batch_production(
-        &self,
-        batches: &[BatchId],
-    ) -> Result<Vec<BatchProduction>, StoreError>;
+    async fn batch_production(&self, batches: &[BatchId]) -> Result<Vec<BatchProduction>>;
 }
 
 #[async_trait]
 impl<E: Engine> FactoryStore for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition, StoreError> {
+    async fn factory_position(&self, factory: &str) -> Result<FactoryPosition> {
         self.snapshot()
             .await?
             .read(factory, |tx, factory| Box::pin(known_position(tx, factory)))
@@ -525,7 +523,7 @@ impl<E: Engine> FactoryStore for E {
         factory: &str,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<WorkOrder>, StoreError> {
+    ) -> Result<Vec<WorkOrder>> {
         let args = (factory, after, limit.clamp(1, FEED_PAGE));
         self.snapshot()
             .await?
@@ -541,7 +539,7 @@ impl<E: Engine> FactoryStore for E {
         factory: &str,
         seq: i64,
         now: DateTime<Utc>,
-    ) -> Result<FactoryPosition, StoreError> {
+    ) -> Result<FactoryPosition> {
         self.call(Lane::Alone, (factory.to_owned(), seq), now, |tx, c| {
             let (factory, seq) = &c.req;
             Box::pin(ack(tx, factory, *seq, c.now))
@@ -554,7 +552,7 @@ impl<E: Engine> FactoryStore for E {
         &self,
         req: &ReportProgress,
         now: DateTime<Utc>,
-    ) -> Result<WorkOrderStatus, StoreError> {
+    ) -> Result<WorkOrderStatus> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
             Box::pin(report(tx, &c.req, c.now))
         })
@@ -562,10 +560,7 @@ impl<E: Engine> FactoryStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn batch_production(
-        &self,
-        batches: &[BatchId],
-    ) -> Result<Vec<BatchProduction>, StoreError> {
+    async fn batch_production(&self, batches: &[BatchId]) -> Result<Vec<BatchProduction>> {
         self.snapshot()
             .await?
             .read(batches, |tx, batches| {

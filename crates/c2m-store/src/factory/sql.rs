@@ -13,7 +13,7 @@ use crate::planning::{
     from_json, json, work_order, work_order_select, work_order_state, WorkOrder, WorkOrderBody,
     QUEUED_BATCHES, UNPLANNED_UNITS,
 };
-use crate::StoreError;
+use crate::Result;
 
 /// One of the factory's work orders; PostgreSQL's report writers lock its row, so two
 /// reports on one work order take turns (SQLite's one writer does already).
@@ -31,7 +31,7 @@ static UNPLANNED: LazyLock<String> = LazyLock::new(|| {
 /// The factory tables. Every read and write is scoped by the factory id it is given.
 impl<D: Backend> Tx<'_, D> {
     /// Whether the factory exists: in the catalogue, or with work orders from earlier.
-    pub(crate) async fn factory_known(&mut self, factory: &str) -> Result<bool, StoreError> {
+    pub(crate) async fn factory_known(&mut self, factory: &str) -> Result<bool> {
         let sql = "SELECT CAST(1 AS BIGINT) AS known FROM catalogue_factories WHERE id = $1 \
              UNION ALL SELECT CAST(1 AS BIGINT) FROM work_orders WHERE factory_id = $1 LIMIT 1";
         Ok(D::query(sql, (factory,))
@@ -40,10 +40,7 @@ impl<D: Backend> Tx<'_, D> {
             .is_some())
     }
 
-    pub(crate) async fn factory_position(
-        &mut self,
-        factory: &str,
-    ) -> Result<FactoryPosition, StoreError> {
+    pub(crate) async fn factory_position(&mut self, factory: &str) -> Result<FactoryPosition> {
         let sql = "SELECT COALESCE(MAX(seq), 0) AS seq FROM work_orders WHERE factory_id = $1";
         let last_seq = D::query(sql, (factory,))
             .fetch_one(self)
@@ -64,7 +61,7 @@ impl<D: Backend> Tx<'_, D> {
         factory: &str,
         seq: i64,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "INSERT INTO factory_cursors (factory_id, acked_seq, updated_at) \
              VALUES ($1, $2, $3) ON CONFLICT (factory_id) DO UPDATE SET \
              acked_seq = CASE WHEN excluded.acked_seq > factory_cursors.acked_seq \
@@ -80,7 +77,7 @@ impl<D: Backend> Tx<'_, D> {
         factory: &str,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<WorkOrder>, StoreError> {
+    ) -> Result<Vec<WorkOrder>> {
         let sql = concat!(
             work_order_select!(),
             "WHERE factory_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
@@ -95,7 +92,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         factory: &str,
         id: &str,
-    ) -> Result<Option<(WorkOrder, Tally, Option<DateTime<Utc>>)>, StoreError> {
+    ) -> Result<Option<(WorkOrder, Tally, Option<DateTime<Utc>>)>> {
         let sql = D::locking(WORK_ORDER, WORK_ORDER_FOR_UPDATE);
         let Some(r) = D::query(sql, (factory, id)).fetch_optional(self).await? else {
             return Ok(None);
@@ -114,7 +111,7 @@ impl<D: Backend> Tx<'_, D> {
         progress: &Progress,
         change: &Transition,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "UPDATE work_orders SET state = $2, tally = $3, state_at = $4 WHERE id = $1";
         let state = change.state.as_str();
         D::query(sql, (&wo.id, state, json(&change.tally)?, now))
@@ -130,11 +127,7 @@ impl<D: Backend> Tx<'_, D> {
 
     /// Marks the plan as no longer making any of the batch, unless another live work
     /// order of the plan still does.
-    pub(crate) async fn release_plan_batch(
-        &mut self,
-        plan: &str,
-        batch: &BatchId,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn release_plan_batch(&mut self, plan: &str, batch: &BatchId) -> Result<()> {
         let sql = "UPDATE plan_batches SET active = FALSE WHERE plan_id = $1 AND batch_id = $2 \
              AND NOT EXISTS (SELECT 1 FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
@@ -150,7 +143,7 @@ impl<D: Backend> Tx<'_, D> {
         factory: &str,
         reason: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "INSERT INTO batch_factory_exclusions (batch_id, factory_id, reason, \
              created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (batch_id, factory_id) DO NOTHING";
@@ -163,21 +156,14 @@ impl<D: Backend> Tx<'_, D> {
     /// Gives stock back to the catalogue (a rejected work order's share of a plan's
     /// reservation). A material removed from the catalogue since keeps no stock to return
     /// to.
-    pub(crate) async fn return_stock(
-        &mut self,
-        material: &str,
-        quantity: f64,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn return_stock(&mut self, material: &str, quantity: f64) -> Result<()> {
         let sql = "UPDATE catalogue_materials SET on_hand = on_hand + $2 WHERE id = $1";
         D::query(sql, (material, quantity)).execute(self).await?;
         Ok(())
     }
 
     /// The live (not rejected) work orders' shares of a batch.
-    pub(crate) async fn batch_shares(
-        &mut self,
-        batch: &BatchId,
-    ) -> Result<Vec<BatchShare>, StoreError> {
+    pub(crate) async fn batch_shares(&mut self, batch: &BatchId) -> Result<Vec<BatchShare>> {
         let sql = "SELECT w.state, w.tally, w.body, x.sku, x.units FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
              WHERE x.batch_id = $1 AND w.state <> 'rejected' ORDER BY w.id";
@@ -207,10 +193,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// The date a locked batch is promised to ship by: its lock plus its campaign's promise.
-    pub(crate) async fn batch_due_at(
-        &mut self,
-        batch: &BatchId,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(crate) async fn batch_due_at(&mut self, batch: &BatchId) -> Result<Option<DateTime<Utc>>> {
         let sql = "SELECT b.locked_at, c.ships_within_days FROM batches b \
              JOIN campaigns c ON c.id = b.campaign_id WHERE b.id = $1";
         let due = |r: &D::Row| {
@@ -225,10 +208,7 @@ impl<D: Backend> Tx<'_, D> {
 
     /// The batch's units still waiting for a plan, if it waits at all (see
     /// [`QUEUED_BATCHES`]); `None` for a batch not in the queue.
-    pub(crate) async fn unplanned_units(
-        &mut self,
-        batch: &BatchId,
-    ) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn unplanned_units(&mut self, batch: &BatchId) -> Result<Option<i64>> {
         let row = D::query(&UNPLANNED, (batch.as_str(),))
             .fetch_optional(self)
             .await?;

@@ -44,6 +44,7 @@ use crate::events::preorder_ref;
 use crate::idempotency::Keyed;
 use crate::payment::PaymentProvider;
 use crate::pooling::{lock_preorder, UnderLock};
+use crate::Result;
 use crate::{BalanceWindowOutcome, PayBalance, StoreError};
 
 mod multirow;
@@ -88,9 +89,7 @@ pub(crate) struct Placement<'a> {
 /// The pre-order that opens a run of placements and the units its batch ends with, after
 /// checking that the run is in one batch (as [`Tx::insert_placements`] requires);
 /// `None` for an empty run.
-pub(crate) fn one_batch<'a>(
-    placements: &[Placement<'a>],
-) -> Result<Option<(&'a Preorder, i64)>, StoreError> {
+pub(crate) fn one_batch<'a>(placements: &[Placement<'a>]) -> Result<Option<(&'a Preorder, i64)>> {
     let (Some(first), Some(last)) = (placements.first(), placements.last()) else {
         return Ok(None);
     };
@@ -119,7 +118,7 @@ async fn post<D: Backend>(
     campaign: &CampaignId,
     txns: &[(Subject<'_>, LedgerTxn)],
     at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     for (_, txn) in txns {
         show(provider, txn)?;
     }
@@ -134,7 +133,7 @@ async fn post_movement<D: Backend>(
     preorder: &Preorder,
     amount: Money,
     at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     let txn = movement.of(preorder, amount)?;
     let txns = [(Subject::Preorder(&preorder.id), txn)];
     post(tx, provider, &preorder.campaign_id, &txns, at).await
@@ -159,7 +158,7 @@ enum Movement {
 
 impl Movement {
     /// The ledger transaction that moves `amount` of `preorder`'s money.
-    fn of(self, preorder: &Preorder, amount: Money) -> Result<LedgerTxn, StoreError> {
+    fn of(self, preorder: &Preorder, amount: Money) -> Result<LedgerTxn> {
         let consumer = Account::Consumer(preorder.consumer_id.clone());
         let holds = || Account::Holds(preorder.campaign_id.clone());
         let escrow = || Account::Escrow(preorder.campaign_id.clone());
@@ -179,7 +178,7 @@ impl Movement {
 }
 
 /// Shows a movement to the payment provider, which may refuse it.
-pub(crate) fn show(provider: &dyn PaymentProvider, txn: &LedgerTxn) -> Result<(), StoreError> {
+pub(crate) fn show(provider: &dyn PaymentProvider, txn: &LedgerTxn) -> Result<()> {
     match txn.kind() {
         TxnKind::Hold => provider.hold(txn)?,
         TxnKind::Release => provider.release(txn)?,
@@ -196,7 +195,7 @@ pub(crate) fn show(provider: &dyn PaymentProvider, txn: &LedgerTxn) -> Result<()
 pub(crate) fn hold_deposit(
     provider: &dyn PaymentProvider,
     preorder: &Preorder,
-) -> Result<LedgerTxn, StoreError> {
+) -> Result<LedgerTxn> {
     let txn = Movement::Hold.of(preorder, preorder.deposit_total)?;
     show(provider, &txn)?;
     Ok(txn)
@@ -208,7 +207,7 @@ pub(crate) async fn release_deposit<D: Backend>(
     provider: &dyn PaymentProvider,
     preorder: &mut Preorder,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     preorder.money.hold = preorder.money.hold.release()?;
     tx.resolve_holds(&[(preorder.id.clone(), HoldState::Released)])
         .await?;
@@ -226,7 +225,7 @@ pub(crate) async fn lock_batch_money<D: Backend>(
     locked: &Batch,
     units: i64,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     let batch = &locked.id;
     let terms = &campaign.terms;
     let price = terms.price_for(units);
@@ -299,7 +298,7 @@ async fn settle<D: Backend>(
     campaign: &Campaign,
     batch: &BatchId,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     let mut total = Money::zero(campaign.terms.unit_price.currency);
     for p in tx.batch_preorders(batch).await? {
         if p.cancelled_at.is_some() || p.money.forfeited_at.is_some() {
@@ -344,7 +343,7 @@ pub(crate) async fn pay_balance<D: Backend>(
     provider: &dyn PaymentProvider,
     req: &PayBalance,
     now: DateTime<Utc>,
-) -> Result<Preorder, StoreError> {
+) -> Result<Preorder> {
     let now = micros(now);
     let key = Keyed::new(OP_PAY_BALANCE, &req.idempotency_key, req);
     let consumer = req.consumer_id.as_ref();
@@ -379,7 +378,7 @@ pub(crate) async fn close_balance_window<D: Backend>(
     provider: &dyn PaymentProvider,
     batch_id: &BatchId,
     now: DateTime<Utc>,
-) -> Result<BalanceWindowOutcome, StoreError> {
+) -> Result<BalanceWindowOutcome> {
     let now = micros(now);
     let first = tx.batch(batch_id).await?.ok_or_else(|| {
         StoreError::Domain(DomainError::NotFound {
@@ -436,10 +435,7 @@ pub(crate) async fn close_balance_window<D: Backend>(
 
 /// The batch's pre-orders that were not cancelled, in placement order: the ones whose
 /// deposits a lock captures or a failure releases.
-async fn live_preorders<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    batch: &BatchId,
-) -> Result<Vec<Preorder>, StoreError> {
+async fn live_preorders<D: Backend>(tx: &mut Tx<'_, D>, batch: &BatchId) -> Result<Vec<Preorder>> {
     let mut preorders = tx.batch_preorders(batch).await?;
     preorders.retain(|p| p.cancelled_at.is_none());
     Ok(preorders)
@@ -452,7 +448,7 @@ pub(crate) async fn release_failed_batch<D: Backend>(
     provider: &dyn PaymentProvider,
     batch: &BatchId,
     now: DateTime<Utc>,
-) -> Result<Vec<PreorderRef>, StoreError> {
+) -> Result<Vec<PreorderRef>> {
     let live = live_preorders(tx, batch).await?;
     let mut holds = Vec::with_capacity(live.len());
     let mut releases = Vec::with_capacity(live.len());
@@ -496,7 +492,7 @@ pub(crate) async fn refund_locked_batch<D: Backend>(
     campaign: &Campaign,
     batch: &c2m_domain::Batch,
     now: DateTime<Utc>,
-) -> Result<Refunded, StoreError> {
+) -> Result<Refunded> {
     let settled = batch.ready_at.is_some();
     let from = if settled {
         Account::Merchant(campaign.id.clone())

@@ -24,7 +24,7 @@ use super::sql::ledger_txn_id;
 use super::{Placement, Subject};
 use crate::dialect::{exactly, Conn, Dialect, Tx};
 use crate::sqlite::micros_of;
-use crate::StoreError;
+use crate::Result;
 
 /// The ledger's several-row writes (see the module docs). Each backend's rows are checked
 /// by the caller ([`Tx::insert_placements`], ...) where a count is returned.
@@ -37,20 +37,18 @@ pub(crate) trait LedgerSql: Dialect {
         campaign: &CampaignId,
         txns: &[(Subject<'_>, LedgerTxn)],
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<()>;
 
     /// Moves each hold from `held` to its state; returns how many moved.
-    async fn resolve_holds(
-        tx: &mut Tx<'_, Self>,
-        holds: &[(PreorderId, HoldState)],
-    ) -> Result<u64, StoreError>;
+    async fn resolve_holds(tx: &mut Tx<'_, Self>, holds: &[(PreorderId, HoldState)])
+        -> Result<u64>;
 
     /// Captures each held deposit and records its balance (and when it was paid, when
     /// nothing is owed); returns how many were captured.
     async fn capture_holds(
         tx: &mut Tx<'_, Self>,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64>;
 
     /// Writes a run of placements in `first`'s batch (pre-orders, holds, idempotency
     /// records) and sets the batch's units to `batch_units` if it is still open; returns
@@ -60,7 +58,7 @@ pub(crate) trait LedgerSql: Dialect {
         placements: &[Placement<'_>],
         first: &Preorder,
         batch_units: i64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64>;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -98,11 +96,7 @@ impl TxnRows {
 
     /// Two statements: the transactions in order (`json_each` yields rows in array order,
     /// so their `seq` follows it), then the legs joined to them by id.
-    async fn insert(
-        self,
-        tx: &mut Tx<'_, Sqlite>,
-        campaign: &CampaignId,
-    ) -> Result<(), StoreError> {
+    async fn insert(self, tx: &mut Tx<'_, Sqlite>, campaign: &CampaignId) -> Result<()> {
         if self.txns.is_empty() {
             return Ok(());
         }
@@ -138,7 +132,7 @@ impl LedgerSql for Sqlite {
         campaign: &CampaignId,
         txns: &[(Subject<'_>, LedgerTxn)],
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let mut rows = TxnRows::default();
         for (subject, txn) in txns {
             rows.push(*subject, txn, at);
@@ -149,7 +143,7 @@ impl LedgerSql for Sqlite {
     async fn resolve_holds(
         tx: &mut Tx<'_, Sqlite>,
         holds: &[(PreorderId, HoldState)],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64> {
         let values: Vec<_> = holds
             .iter()
             .map(|(p, to)| serde_json::json!([p.as_str(), to.as_str()]))
@@ -167,7 +161,7 @@ impl LedgerSql for Sqlite {
     async fn capture_holds(
         tx: &mut Tx<'_, Sqlite>,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64> {
         let values: Vec<_> = dues
             .iter()
             .map(|(p, due, paid_at)| {
@@ -192,7 +186,7 @@ impl LedgerSql for Sqlite {
         placements: &[Placement<'_>],
         first: &Preorder,
         batch_units: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64> {
         let mut orders = Vec::with_capacity(placements.len());
         let mut txns = TxnRows::default();
         let mut keys = Vec::with_capacity(placements.len());
@@ -261,7 +255,7 @@ impl LedgerSql for Postgres {
         campaign: &CampaignId,
         txns: &[(Subject<'_>, LedgerTxn)],
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let mut t = TxnColumns::default();
         let mut legs = LegColumns::default();
         for (subject, txn) in txns {
@@ -300,7 +294,7 @@ impl LedgerSql for Postgres {
     async fn resolve_holds(
         tx: &mut Tx<'_, Postgres>,
         holds: &[(PreorderId, HoldState)],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64> {
         let (ids, states): (Vec<&str>, Vec<&str>) = holds
             .iter()
             .map(|(p, to)| (p.as_str(), to.as_str()))
@@ -320,7 +314,7 @@ impl LedgerSql for Postgres {
     async fn capture_holds(
         tx: &mut Tx<'_, Postgres>,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64> {
         let mut ids = Vec::with_capacity(dues.len());
         let mut amounts = Vec::with_capacity(dues.len());
         let mut paid = Vec::with_capacity(dues.len());
@@ -350,7 +344,7 @@ impl LedgerSql for Postgres {
         placements: &[Placement<'_>],
         first: &Preorder,
         batch_units: i64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64> {
         let mut orders = OrderColumns::default();
         let mut legs = LegColumns::default();
         let mut keys = KeyColumns::default();

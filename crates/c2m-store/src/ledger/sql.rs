@@ -15,6 +15,7 @@ use c2m_domain::{
 use super::{one_batch, Placement, Subject};
 use crate::dialect::{exactly, one, page, page_limit, Backend, Columns, Dialect, Tx};
 use crate::pooling::{batch, batch_columns, currency, due, preorder, preorder_select};
+use crate::Result;
 use crate::{LedgerAudit, StoreError};
 
 /// The ledger's reads and writes inside the write's transaction.
@@ -33,7 +34,7 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &CampaignId,
         txns: &[(Subject<'_>, LedgerTxn)],
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         if txns.is_empty() {
             return Ok(());
         }
@@ -42,10 +43,7 @@ impl<D: Backend> Tx<'_, D> {
 
     /// Moves each pre-order's hold (each named once) from `held` to its state; corrupt
     /// data if one was not held.
-    pub(crate) async fn resolve_holds(
-        &mut self,
-        holds: &[(PreorderId, HoldState)],
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn resolve_holds(&mut self, holds: &[(PreorderId, HoldState)]) -> Result<()> {
         if holds.is_empty() {
             return Ok(());
         }
@@ -63,7 +61,7 @@ impl<D: Backend> Tx<'_, D> {
     pub(crate) async fn capture_holds(
         &mut self,
         dues: &[(PreorderId, Money, Option<DateTime<Utc>>)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         if dues.is_empty() {
             return Ok(());
         }
@@ -78,10 +76,7 @@ impl<D: Backend> Tx<'_, D> {
     /// idempotency record; the batch's units become the last one's `batch_units`. Corrupt
     /// data if the batch is not open. This is the whole write of a run of placements
     /// ([`crate::pooling::place_preorders`]), a few multi-row statements on both backends.
-    pub(crate) async fn insert_placements(
-        &mut self,
-        placements: &[Placement<'_>],
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn insert_placements(&mut self, placements: &[Placement<'_>]) -> Result<()> {
         let Some((first, batch_units)) = one_batch(placements)? else {
             return Ok(());
         };
@@ -102,7 +97,7 @@ impl<D: Backend> Tx<'_, D> {
         batch: &BatchId,
         price: Money,
         balance_due_by: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "UPDATE batches SET final_unit_price = $2, currency = $4, balance_due_by = $3 \
              WHERE id = $1 AND status = 'locked' AND final_unit_price IS NULL";
         let params = (
@@ -121,7 +116,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         preorder: &PreorderId,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "UPDATE preorders SET balance_paid_at = $2 \
              WHERE id = $1 AND balance_paid_at IS NULL AND forfeited_at IS NULL";
         let done = D::query(sql, (preorder.as_str(), at)).execute(self).await?;
@@ -131,11 +126,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Marks the pre-order forfeited and takes its units out of its batch's paid units.
-    pub(crate) async fn set_forfeited(
-        &mut self,
-        p: &Preorder,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn set_forfeited(&mut self, p: &Preorder, at: DateTime<Utc>) -> Result<()> {
         let sql = "UPDATE preorders SET forfeited_at = $2 \
              WHERE id = $1 AND forfeited_at IS NULL AND balance_paid_at IS NULL";
         let done = D::query(sql, (p.id.as_str(), at)).execute(self).await?;
@@ -151,11 +142,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Marks a locked batch ready for planning; corrupt data if it already was.
-    pub(crate) async fn set_ready(
-        &mut self,
-        batch: &BatchId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn set_ready(&mut self, batch: &BatchId, at: DateTime<Utc>) -> Result<()> {
         let sql = "UPDATE batches SET ready_at = $2 \
              WHERE id = $1 AND status = 'locked' AND ready_at IS NULL";
         let done = D::query(sql, (batch.as_str(), at)).execute(self).await?;
@@ -171,7 +158,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         batch: &BatchId,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "UPDATE preorders SET cancelled_at = $2, refunded_at = $2 \
              WHERE batch_id = $1 AND cancelled_at IS NULL AND forfeited_at IS NULL";
         D::query(sql, (batch.as_str(), at)).execute(self).await?;
@@ -183,16 +170,13 @@ impl<D: Backend> Tx<'_, D> {
         })
     }
 
-    pub(crate) async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>, StoreError> {
+    pub(crate) async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>> {
         let sql = concat!("SELECT ", batch_columns!(), " FROM batches WHERE id = $1");
         D::query(sql, (id.as_str(),)).optional(self, batch).await
     }
 
     /// Every pre-order of the batch (cancelled ones included), in placement order.
-    pub(crate) async fn batch_preorders(
-        &mut self,
-        batch: &BatchId,
-    ) -> Result<Vec<Preorder>, StoreError> {
+    pub(crate) async fn batch_preorders(&mut self, batch: &BatchId) -> Result<Vec<Preorder>> {
         let sql = concat!(preorder_select!(), "WHERE p.batch_id = $1 ORDER BY p.seq");
         D::query(sql, (batch.as_str(),)).all(self, preorder).await
     }
@@ -202,7 +186,7 @@ pub(crate) async fn batches_past_balance_window<D: Dialect>(
     pool: &Pool<D>,
     now: DateTime<Utc>,
     limit: u32,
-) -> Result<Vec<BatchId>, StoreError> {
+) -> Result<Vec<BatchId>> {
     let sql = "SELECT id FROM batches \
          WHERE status = 'locked' AND ready_at IS NULL AND refunded_at IS NULL \
          AND balance_due_by <= $1 \
@@ -213,7 +197,7 @@ pub(crate) async fn batches_past_balance_window<D: Dialect>(
 pub(crate) async fn batches_ready_for_planning<D: Dialect>(
     pool: &Pool<D>,
     limit: u32,
-) -> Result<Vec<Batch>, StoreError> {
+) -> Result<Vec<Batch>> {
     let sql = concat!(
         "SELECT ",
         batch_columns!(),
@@ -228,7 +212,7 @@ pub(crate) async fn batches_ready_for_planning<D: Dialect>(
 pub(crate) async fn campaign_money<D: Dialect>(
     pool: &Pool<D>,
     campaign: &CampaignId,
-) -> Result<Option<CampaignMoney>, StoreError> {
+) -> Result<Option<CampaignMoney>> {
     D::query(&CAMPAIGN_MONEY, (campaign.as_str(),))
         .optional(&mut pool.acquire().await?, campaign_money_row)
         .await
@@ -238,7 +222,7 @@ pub(crate) async fn list_ledger<D: Dialect>(
     pool: &Pool<D>,
     campaign: &CampaignId,
     req: PageRequest,
-) -> Result<Page<LedgerEntry>, StoreError> {
+) -> Result<Page<LedgerEntry>> {
     let mut conn = pool.acquire().await?;
     let sql = "SELECT seq, id, campaign_id, preorder_id, batch_id, kind, currency, at \
          FROM ledger_txns WHERE campaign_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
@@ -263,7 +247,7 @@ pub(crate) async fn list_ledger<D: Dialect>(
     ledger_page(&txns, &postings, req.size)
 }
 
-pub(crate) async fn ledger_audit<D: Dialect>(pool: &Pool<D>) -> Result<LedgerAudit, StoreError> {
+pub(crate) async fn ledger_audit<D: Dialect>(pool: &Pool<D>) -> Result<LedgerAudit> {
     let mut conn = pool.acquire().await?;
     let transactions = D::sql("SELECT COUNT(*) AS n FROM ledger_txns")
         .fetch_one(&mut conn)
@@ -336,7 +320,7 @@ static CAMPAIGN_MONEY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn campaign_money_row(r: &impl Columns) -> Result<CampaignMoney, StoreError> {
+fn campaign_money_row(r: &impl Columns) -> Result<CampaignMoney> {
     Ok(CampaignMoney {
         campaign_id: CampaignId::from_trusted(r.text("id")?),
         currency: currency(&r.text("currency")?)?,
@@ -382,7 +366,7 @@ fn ledger_page(
     txns: &[impl Columns],
     postings: &[impl Columns],
     size: u32,
-) -> Result<Page<LedgerEntry>, StoreError> {
+) -> Result<Page<LedgerEntry>> {
     let mut by_txn: std::collections::HashMap<i64, Vec<Posting>> = Default::default();
     for p in postings {
         let code = p.text("account")?;

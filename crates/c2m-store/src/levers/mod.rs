@@ -36,6 +36,7 @@ use crate::engine::{campaign_not_found, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::ledger;
 use crate::payment::PaymentProvider;
+use crate::Result;
 use crate::StoreError;
 
 mod sql;
@@ -138,7 +139,7 @@ pub trait LeversStore: Send + Sync + 'static {
         &self,
         req: &ExtendDeadline,
         now: DateTime<Utc>,
-    ) -> Result<LeverOutcome, StoreError>;
+    ) -> Result<LeverOutcome>;
 
     /// Lowers the threshold; the open batch locks at once, at the tier its units reach, if
     /// it meets the new one. Idempotent by key; `CAMPAIGN_ENDED`, `THRESHOLD_NOT_LOWER`.
@@ -146,16 +147,13 @@ pub trait LeversStore: Send + Sync + 'static {
         &self,
         req: &LowerThreshold,
         now: DateTime<Utc>,
-    ) -> Result<LeverOutcome, StoreError>;
+    ) -> Result<LeverOutcome>;
 
     /// Stops selling now: the open batch locks if it meets its threshold, otherwise fails
     /// and every deposit in it is released. Idempotent by key; `CAMPAIGN_ENDED` once the
     /// campaign stopped selling.
-    async fn close_campaign(
-        &self,
-        req: &CloseCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<LeverOutcome, StoreError>;
+    async fn close_campaign(&self, req: &CloseCampaign, now: DateTime<Utc>)
+        -> Result<LeverOutcome>;
 
     /// Cancels the campaign: stops selling, fails the open batch (deposits released) and
     /// refunds every pre-order of a locked batch that no live work order makes (captured
@@ -165,24 +163,20 @@ pub trait LeversStore: Send + Sync + 'static {
         &self,
         req: &CancelCampaign,
         now: DateTime<Utc>,
-    ) -> Result<LeverOutcome, StoreError>;
+    ) -> Result<LeverOutcome>;
 
     /// What the fill forecast reads; `NotFound` for an unknown campaign.
     async fn forecast_input(
         &self,
         campaign: &CampaignId,
         now: DateTime<Utc>,
-    ) -> Result<ForecastInput, StoreError>;
+    ) -> Result<ForecastInput>;
 
     /// Who the demand is: units over time, by channel, region and referrer, the top
     /// referrers, and the consumers who came back from earlier campaigns of the sku.
     /// `bucket_secs` is the width of the time buckets; `NotFound` for an unknown campaign.
-    async fn insights(
-        &self,
-        campaign: &CampaignId,
-        bucket_secs: i64,
-        top: i64,
-    ) -> Result<Insights, StoreError>;
+    async fn insights(&self, campaign: &CampaignId, bucket_secs: i64, top: i64)
+        -> Result<Insights>;
 }
 /// A lever's request, as [`pull`] takes it: the one write every lever is.
 pub(crate) enum Lever {
@@ -227,7 +221,7 @@ pub(crate) async fn pull<D: Backend>(
     provider: &dyn PaymentProvider,
     lever: &Lever,
     now: DateTime<Utc>,
-) -> Result<LeverOutcome, StoreError> {
+) -> Result<LeverOutcome> {
     let now = micros(now);
     let (key, id) = lever.target();
     if let Some(done) = key.replay(tx).await? {
@@ -304,7 +298,7 @@ async fn refund_locked_batches<D: Backend>(
     provider: &dyn PaymentProvider,
     outcome: &mut LeverOutcome,
     now: DateTime<Utc>,
-) -> Result<Vec<PreorderRef>, StoreError> {
+) -> Result<Vec<PreorderRef>> {
     let mut refunds = Vec::new();
     for batch in tx.refundable_batches(&outcome.campaign.id).await? {
         if tx.in_production(&batch.id).await? {
@@ -353,7 +347,7 @@ async fn lock<D: Backend>(
     campaign: &Campaign,
     open: &Batch,
     now: DateTime<Utc>,
-) -> Result<Batch, StoreError> {
+) -> Result<Batch> {
     tx.end_batch(&open.id, BatchStatus::Locked, now).await?;
     ledger::lock_batch_money(tx, provider, campaign, open, open.units, now).await?;
     tx.batch(&open.id)
@@ -368,7 +362,7 @@ async fn fail<D: Backend>(
     outcome: &mut LeverOutcome,
     mut open: Batch,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     tx.end_batch(&open.id, BatchStatus::Failed, now).await?;
     open.status = BatchStatus::Failed;
     open.failed_at = Some(now);
@@ -396,7 +390,7 @@ impl<E: Engine> LeversStore for E {
         &self,
         req: &ExtendDeadline,
         now: DateTime<Utc>,
-    ) -> Result<LeverOutcome, StoreError> {
+    ) -> Result<LeverOutcome> {
         pull_lever(self, Lever::Extend(req.clone()), now).await
     }
 
@@ -405,7 +399,7 @@ impl<E: Engine> LeversStore for E {
         &self,
         req: &LowerThreshold,
         now: DateTime<Utc>,
-    ) -> Result<LeverOutcome, StoreError> {
+    ) -> Result<LeverOutcome> {
         pull_lever(self, Lever::Lower(req.clone()), now).await
     }
 
@@ -414,7 +408,7 @@ impl<E: Engine> LeversStore for E {
         &self,
         req: &CloseCampaign,
         now: DateTime<Utc>,
-    ) -> Result<LeverOutcome, StoreError> {
+    ) -> Result<LeverOutcome> {
         pull_lever(self, Lever::Close(req.clone()), now).await
     }
 
@@ -423,7 +417,7 @@ impl<E: Engine> LeversStore for E {
         &self,
         req: &CancelCampaign,
         now: DateTime<Utc>,
-    ) -> Result<LeverOutcome, StoreError> {
+    ) -> Result<LeverOutcome> {
         pull_lever(self, Lever::Cancel(req.clone()), now).await
     }
 
@@ -432,7 +426,7 @@ impl<E: Engine> LeversStore for E {
         &self,
         campaign: &CampaignId,
         now: DateTime<Utc>,
-    ) -> Result<ForecastInput, StoreError> {
+    ) -> Result<ForecastInput> {
         self.snapshot()
             .await?
             .read(&(campaign.clone(), now), |tx, (campaign, now)| {
@@ -448,7 +442,7 @@ impl<E: Engine> LeversStore for E {
         campaign: &CampaignId,
         bucket_secs: i64,
         top: i64,
-    ) -> Result<Insights, StoreError> {
+    ) -> Result<Insights> {
         self.snapshot()
             .await?
             .read(&(campaign.clone(), bucket_secs, top), |tx, (c, b, t)| {
@@ -465,7 +459,7 @@ async fn pull_lever<E: Engine>(
     store: &E,
     lever: Lever,
     now: DateTime<Utc>,
-) -> Result<LeverOutcome, StoreError> {
+) -> Result<LeverOutcome> {
     let campaign = lever.target().1.clone();
     store
         .call(Lane::Campaign(&campaign), lever, now, |tx, c| {

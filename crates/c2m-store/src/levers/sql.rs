@@ -12,6 +12,7 @@ use c2m_domain::{Batch, BatchId, Campaign, CampaignId, Preorder, PreorderSource}
 use super::{ForecastInput, EARLIER_CAMPAIGNS};
 use crate::dialect::{one, Backend, Columns, Tx, Value};
 use crate::pooling::{batch, batch_columns, campaign, CAMPAIGN};
+use crate::Result;
 use crate::StoreError;
 
 /// A campaign's demand: who ordered, when, through what. Units are the units ordered
@@ -76,7 +77,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         preorder: &Preorder,
         source: &PreorderSource,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         if source.is_empty() {
             return Ok(());
         }
@@ -98,7 +99,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         campaign: &CampaignId,
         deadline: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "UPDATE campaigns SET deadline = $2 WHERE id = $1";
         self.update_campaign(sql, campaign, deadline, "vanished")
             .await
@@ -109,7 +110,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         campaign: &CampaignId,
         threshold: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "UPDATE campaigns SET batch_threshold = $2 WHERE id = $1";
         self.update_campaign(sql, campaign, threshold, "vanished")
             .await?;
@@ -126,7 +127,7 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &CampaignId,
         column: &'static str,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = match column {
             "closed_at" => {
                 "UPDATE campaigns SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL"
@@ -149,7 +150,7 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &'q CampaignId,
         value: impl Into<Value<'q>>,
         unchanged: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         self.held = None;
         let done = D::query(sql, (campaign.as_str(), value))
             .execute(self)
@@ -158,10 +159,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// The campaign's locked batches not refunded yet, in sequence order.
-    pub(crate) async fn refundable_batches(
-        &mut self,
-        campaign: &CampaignId,
-    ) -> Result<Vec<Batch>, StoreError> {
+    pub(crate) async fn refundable_batches(&mut self, campaign: &CampaignId) -> Result<Vec<Batch>> {
         let sql = concat!(
             "SELECT ",
             batch_columns!(),
@@ -173,7 +171,7 @@ impl<D: Backend> Tx<'_, D> {
 
     /// Whether a live (not rejected) work order makes units of the batch: it is in
     /// production, and a cancel leaves it alone.
-    pub(crate) async fn in_production(&mut self, batch: &BatchId) -> Result<bool, StoreError> {
+    pub(crate) async fn in_production(&mut self, batch: &BatchId) -> Result<bool> {
         let sql = "SELECT COUNT(*) AS n FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
              WHERE x.batch_id = $1 AND w.state <> 'rejected'";
@@ -182,7 +180,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// The campaign, read without its lock (the forecast's and the insights' snapshot).
-    async fn read_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>, StoreError> {
+    async fn read_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>> {
         D::query(CAMPAIGN, (id.as_str(),))
             .optional(self, campaign)
             .await
@@ -193,7 +191,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         id: &CampaignId,
         now: DateTime<Utc>,
-    ) -> Result<Option<ForecastInput>, StoreError> {
+    ) -> Result<Option<ForecastInput>> {
         let Some(this) = self.read_campaign(id).await? else {
             return Ok(None);
         };
@@ -269,7 +267,7 @@ impl<D: Backend> Tx<'_, D> {
         id: &CampaignId,
         bucket_secs: i64,
         top: i64,
-    ) -> Result<Option<Insights>, StoreError> {
+    ) -> Result<Option<Insights>> {
         let Some(this) = self.read_campaign(id).await? else {
             return Ok(None);
         };
@@ -346,11 +344,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Pre-orders and units of the campaign by one source column, largest first.
-    async fn split(
-        &mut self,
-        id: &CampaignId,
-        column: &'static str,
-    ) -> Result<Vec<SourceCount>, StoreError> {
+    async fn split(&mut self, id: &CampaignId, column: &'static str) -> Result<Vec<SourceCount>> {
         let sql = match column {
             "channel" => SPLIT_CHANNEL,
             "region" => SPLIT_REGION,

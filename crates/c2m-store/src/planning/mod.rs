@@ -39,6 +39,7 @@ use c2m_domain::{Batch, BatchId, DomainError, IdempotencyKey, Page, PageRequest}
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
 use crate::idempotency::Keyed;
+use crate::Result;
 use crate::StoreError;
 
 mod sql;
@@ -264,7 +265,7 @@ pub(crate) async fn store_plan<D: Backend>(
     tx: &mut Tx<'_, D>,
     new: &NewPlan,
     now: DateTime<Utc>,
-) -> Result<String, StoreError> {
+) -> Result<String> {
     let now = micros(now);
     let key = new.idempotency_key.as_ref().map(run_planning);
     if let Some(key) = &key {
@@ -371,7 +372,7 @@ fn run_planning(key: &IdempotencyKey) -> Keyed<'_> {
 pub(crate) async fn replayed_plan<D: Backend>(
     tx: &mut Tx<'_, D>,
     key: &IdempotencyKey,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<String>> {
     let done: Option<PlanRef> = run_planning(key).replay(tx).await?;
     Ok(done.map(|r| r.plan_id))
 }
@@ -391,14 +392,11 @@ pub(crate) fn plan_not_found(id: &str) -> StoreError {
     .into()
 }
 
-pub(crate) fn json<T: Serialize>(v: &T) -> Result<String, StoreError> {
+pub(crate) fn json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("serializing: {e}")))
 }
 
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    s: &str,
-) -> Result<T, StoreError> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("stored {what}: {e}")))
 }
 
@@ -407,31 +405,31 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
 pub trait PlanningStore: Send + Sync + 'static {
     /// Live work orders a factory has not finished (issued, accepted, in production): a
     /// cycle keeps them as they are and takes their hours out of the calendars.
-    async fn frozen_work_orders(&self) -> Result<Vec<WorkOrder>, StoreError>;
+    async fn frozen_work_orders(&self) -> Result<Vec<WorkOrder>>;
 
     /// The batches waiting for a planning cycle, oldest lock first. The one selection is
     /// `planning::QUEUED_BATCHES` (today: locked batches that no plan holds).
-    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError>;
+    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>>;
 
     /// Stores a cycle's plan, its work orders (numbered per factory) and its stock
     /// reservations, in one transaction; returns the plan's id. `FailedPrecondition` if a
     /// batch is no longer waiting or the stock it reserves is gone (plan again).
     /// Idempotent by the plan's key, when it has one.
-    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String, StoreError>;
+    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String>;
 
     /// The plan a `RunPlanning` idempotency key already produced.
-    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>, StoreError>;
+    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>>;
 
-    async fn get_plan(&self, id: &str) -> Result<StoredPlan, StoreError>;
+    async fn get_plan(&self, id: &str) -> Result<StoredPlan>;
 
     /// Plans, newest first.
-    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError>;
+    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>>;
 }
 
 #[async_trait]
 impl<E: Engine> PlanningStore for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn frozen_work_orders(&self) -> Result<Vec<WorkOrder>, StoreError> {
+    async fn frozen_work_orders(&self) -> Result<Vec<WorkOrder>> {
         self.snapshot()
             .await?
             .read(&(), |tx, _| Box::pin(tx.frozen_work_orders()))
@@ -439,7 +437,7 @@ impl<E: Engine> PlanningStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>, StoreError> {
+    async fn planning_queue(&self) -> Result<Vec<QueuedBatch>> {
         self.snapshot()
             .await?
             .read(&(), |tx, _| Box::pin(tx.queued_batches()))
@@ -447,7 +445,7 @@ impl<E: Engine> PlanningStore for E {
     }
 
     #[tracing::instrument(skip(self, plan), err(level = "debug"))]
-    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String, StoreError> {
+    async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String> {
         self.call(Lane::Alone, plan.clone(), now, |tx, c| {
             Box::pin(store_plan(tx, &c.req, c.now))
         })
@@ -455,7 +453,7 @@ impl<E: Engine> PlanningStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>, StoreError> {
+    async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>> {
         self.snapshot()
             .await?
             .read(key, |tx, key| Box::pin(replayed_plan(tx, key)))
@@ -463,7 +461,7 @@ impl<E: Engine> PlanningStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn get_plan(&self, id: &str) -> Result<StoredPlan, StoreError> {
+    async fn get_plan(&self, id: &str) -> Result<StoredPlan> {
         self.snapshot()
             .await?
             .read(id, |tx, id| Box::pin(tx.plan(id)))
@@ -472,7 +470,7 @@ impl<E: Engine> PlanningStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>, StoreError> {
+    async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>> {
         self.snapshot()
             .await?
             .read(&page, |tx, page| Box::pin(tx.plans(*page)))

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::dialect::{page_limit, Backend, Columns, Tx};
 use crate::pooling::{batch, batch_columns, paged};
+use crate::Result;
 use crate::StoreError;
 
 /// The planning lock: the catalogue's row, which PostgreSQL's plan writers (and catalogue
@@ -55,14 +56,14 @@ static QUEUED: LazyLock<String> = LazyLock::new(|| {
 /// The planning tables.
 impl<D: Backend> Tx<'_, D> {
     /// Serialises plan writers (one cycle's result is stored at a time, across replicas).
-    pub(crate) async fn lock_planning(&mut self) -> Result<(), StoreError> {
+    pub(crate) async fn lock_planning(&mut self) -> Result<()> {
         let sql = D::locking(PLANNING, PLANNING_FOR_UPDATE);
         D::query(sql, ()).fetch_one(self).await?;
         Ok(())
     }
 
     /// The batches selected by [`QUEUED_BATCHES`], oldest lock first.
-    pub(crate) async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>, StoreError> {
+    pub(crate) async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>> {
         let rows = D::query(&QUEUED, ()).fetch_all(self).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -90,7 +91,7 @@ impl<D: Backend> Tx<'_, D> {
 
     /// Work orders not rejected and not past production (see
     /// [`super::PlanningStore::frozen_work_orders`]).
-    pub(crate) async fn frozen_work_orders(&mut self) -> Result<Vec<WorkOrder>, StoreError> {
+    pub(crate) async fn frozen_work_orders(&mut self) -> Result<Vec<WorkOrder>> {
         let sql = concat!(
             work_order_select!(),
             "WHERE state IN ('issued', 'accepted', 'in_production') ORDER BY factory_id, seq"
@@ -99,11 +100,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Takes `reserve` of the material's stock on hand; false if there is not that much.
-    pub(crate) async fn take_stock(
-        &mut self,
-        material: &str,
-        reserve: f64,
-    ) -> Result<bool, StoreError> {
+    pub(crate) async fn take_stock(&mut self, material: &str, reserve: f64) -> Result<bool> {
         let sql = "SELECT on_hand FROM catalogue_materials WHERE id = $1";
         let on_hand = D::query(sql, (material,));
         match on_hand.optional(self, |r| r.real("on_hand")).await? {
@@ -119,17 +116,14 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Bumps the catalogue version (stock changed).
-    pub(crate) async fn bump_catalogue_version(
-        &mut self,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn bump_catalogue_version(&mut self, now: DateTime<Utc>) -> Result<()> {
         let sql = "UPDATE catalogue_meta SET version = version + 1, updated_at = $1 WHERE id = 1";
         D::query(sql, (now,)).execute(self).await?;
         Ok(())
     }
 
     /// The next number in the factory's work order sequence.
-    pub(crate) async fn next_work_order_seq(&mut self, factory: &str) -> Result<i64, StoreError> {
+    pub(crate) async fn next_work_order_seq(&mut self, factory: &str) -> Result<i64> {
         let sql = "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM work_orders WHERE factory_id = $1";
         D::query(sql, (factory,)).fetch_one(self).await?.int("seq")
     }
@@ -139,7 +133,7 @@ impl<D: Backend> Tx<'_, D> {
         id: &str,
         p: &NewPlan,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let params = (
             id,
             p.status.as_str(),
@@ -164,7 +158,7 @@ impl<D: Backend> Tx<'_, D> {
         plan: &str,
         batch: &BatchId,
         active: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "INSERT INTO plan_batches (plan_id, batch_id, active) VALUES ($1, $2, $3)";
         D::query(sql, (plan, batch.as_str(), active))
             .execute(self)
@@ -177,7 +171,7 @@ impl<D: Backend> Tx<'_, D> {
         plan: &str,
         material: &str,
         quantity: f64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql =
             "INSERT INTO plan_reservations (plan_id, material_id, quantity) VALUES ($1, $2, $3)";
         D::query(sql, (plan, material, quantity))
@@ -187,7 +181,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// The work order and the units of each batch it makes (per sku).
-    pub(crate) async fn insert_work_order(&mut self, wo: &WorkOrder) -> Result<(), StoreError> {
+    pub(crate) async fn insert_work_order(&mut self, wo: &WorkOrder) -> Result<()> {
         let body = WorkOrderBody {
             runs: wo.runs.clone(),
             materials: wo.materials.clone(),
@@ -224,7 +218,7 @@ impl<D: Backend> Tx<'_, D> {
         Ok(())
     }
 
-    pub(crate) async fn plan(&mut self, id: &str) -> Result<Option<StoredPlan>, StoreError> {
+    pub(crate) async fn plan(&mut self, id: &str) -> Result<Option<StoredPlan>> {
         let Some(r) = D::query(PLAN, (id,)).fetch_optional(self).await? else {
             return Ok(None);
         };
@@ -257,10 +251,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Plans, newest first.
-    pub(crate) async fn plans(
-        &mut self,
-        req: PageRequest,
-    ) -> Result<Page<PlanSummary>, StoreError> {
+    pub(crate) async fn plans(&mut self, req: PageRequest) -> Result<Page<PlanSummary>> {
         let sql = concat!(
             plan_summary_select!(),
             "WHERE p.seq < $1 ORDER BY p.seq DESC LIMIT $2"
@@ -299,16 +290,16 @@ const PLAN: &str = "SELECT p.seq, p.id, p.status, p.currency, p.total_cost, p.ga
      (SELECT COUNT(*) FROM plan_batches x WHERE x.plan_id = p.id) AS batch_count \
      FROM plans p WHERE p.id = $1";
 
-fn plan_status(s: &str) -> Result<PlanStatus, StoreError> {
+fn plan_status(s: &str) -> Result<PlanStatus> {
     PlanStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("plan status {s:?}")))
 }
 
-pub(crate) fn work_order_state(s: &str) -> Result<WorkOrderState, StoreError> {
+pub(crate) fn work_order_state(s: &str) -> Result<WorkOrderState> {
     WorkOrderState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("work order state {s:?}")))
 }
 
 /// Columns: those of `work_order_select!`.
-pub(crate) fn work_order(w: &impl Columns) -> Result<WorkOrder, StoreError> {
+pub(crate) fn work_order(w: &impl Columns) -> Result<WorkOrder> {
     let body: WorkOrderBody = from_json("work order", &w.text("body")?)?;
     Ok(WorkOrder {
         id: w.text("id")?,
@@ -324,7 +315,7 @@ pub(crate) fn work_order(w: &impl Columns) -> Result<WorkOrder, StoreError> {
 }
 
 /// Columns: those of `plan_summary_select!`.
-fn plan_summary(r: &impl Columns) -> Result<PlanSummary, StoreError> {
+fn plan_summary(r: &impl Columns) -> Result<PlanSummary> {
     Ok(PlanSummary {
         id: r.text("id")?,
         status: plan_status(&r.text("status")?)?,

@@ -43,6 +43,7 @@ use crate::events::preorder_ref;
 use crate::idempotency::{Keyed, StoredResponse};
 use crate::ledger::{self, KeyRecord, Placement};
 use crate::payment::PaymentProvider;
+use crate::Result;
 use crate::{CancelPreorder, CreateCampaign, DeadlineOutcome, PlacePreorder, StoreError};
 
 /// Operation names under which idempotency keys are recorded (and fingerprinted).
@@ -144,7 +145,7 @@ pub(crate) async fn create_campaign<D: Backend>(
     tx: &mut Tx<'_, D>,
     req: &CreateCampaign,
     now: DateTime<Utc>,
-) -> Result<Campaign, StoreError> {
+) -> Result<Campaign> {
     let now = micros(now);
     let key = Keyed::new(OP_CREATE_CAMPAIGN, &req.idempotency_key, &req.spec);
     if let Some(done) = key.replay(tx).await? {
@@ -181,7 +182,7 @@ pub(crate) async fn place_preorder<D: Backend>(
     provider: &dyn PaymentProvider,
     req: &PlacePreorder,
     now: DateTime<Utc>,
-) -> Result<Preorder, StoreError> {
+) -> Result<Preorder> {
     let one = Placing { req, now, provider };
     place_preorders(tx, &req.campaign_id, &[one])
         .await?
@@ -210,7 +211,7 @@ pub(crate) async fn place_preorders<D: Backend>(
     tx: &mut Tx<'_, D>,
     campaign_id: &CampaignId,
     run: &[Placing<'_>],
-) -> Result<Vec<Result<Preorder, StoreError>>, StoreError> {
+) -> Result<Vec<Result<Preorder>>> {
     if let Some(stray) = run.iter().find(|p| p.req.campaign_id != *campaign_id) {
         return Err(StoreError::Corrupt(format!(
             "a placement on campaign {} was run with campaign {campaign_id}",
@@ -277,7 +278,7 @@ impl<'a> RunState<'a> {
         &mut self,
         tx: &mut Tx<'_, D>,
         placing: &Placing<'a>,
-    ) -> Result<Result<Preorder, StoreError>, StoreError> {
+    ) -> Result<Result<Preorder>> {
         let Placing { req, now, provider } = *placing;
         let now = micros(now);
         let key = Keyed::new(OP_PLACE_PREORDER, &req.idempotency_key, req);
@@ -411,7 +412,7 @@ impl<'a> RunState<'a> {
         &self,
         tx: &mut Tx<'_, D>,
         now: DateTime<Utc>,
-    ) -> Result<Batch, StoreError> {
+    ) -> Result<Batch> {
         Ok(Batch {
             id: BatchId::generate(),
             campaign_id: self.campaign.id.clone(),
@@ -430,7 +431,7 @@ impl<'a> RunState<'a> {
     }
 
     /// Writes the batch this run opened, if not yet written, and the staged orders.
-    async fn flush<D: Backend>(&mut self, tx: &mut Tx<'_, D>) -> Result<(), StoreError> {
+    async fn flush<D: Backend>(&mut self, tx: &mut Tx<'_, D>) -> Result<()> {
         if self.new_batch {
             if let Some(open) = &self.pool.open {
                 let mut empty = open.clone();
@@ -506,7 +507,7 @@ pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
     key: &Keyed<'_>,
     id: &PreorderId,
     consumer: Option<&ConsumerId>,
-) -> Result<UnderLock<T>, StoreError> {
+) -> Result<UnderLock<T>> {
     if let Some(done) = key.replay(tx).await? {
         return Ok(UnderLock::Replayed(done));
     }
@@ -525,7 +526,7 @@ pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
 }
 
 /// The pre-order read, or `NotFound` for the id asked for.
-fn named(preorder: Option<Preorder>, id: &PreorderId) -> Result<Preorder, StoreError> {
+fn named(preorder: Option<Preorder>, id: &PreorderId) -> Result<Preorder> {
     preorder.ok_or_else(|| preorder_not_found(id))
 }
 
@@ -534,7 +535,7 @@ pub(crate) async fn cancel_preorder<D: Backend>(
     provider: &dyn PaymentProvider,
     req: &CancelPreorder,
     now: DateTime<Utc>,
-) -> Result<Preorder, StoreError> {
+) -> Result<Preorder> {
     let now = micros(now);
     let key = Keyed::new(OP_CANCEL_PREORDER, &req.idempotency_key, req);
     let consumer = req.consumer_id.as_ref();
@@ -586,7 +587,7 @@ pub(crate) async fn fail_open_batch_at_deadline<D: Backend>(
     provider: &dyn PaymentProvider,
     campaign_id: &CampaignId,
     now: DateTime<Utc>,
-) -> Result<DeadlineOutcome, StoreError> {
+) -> Result<DeadlineOutcome> {
     let now = micros(now);
     let campaign = tx
         .lock_campaign(campaign_id)

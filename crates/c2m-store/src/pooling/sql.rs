@@ -13,6 +13,7 @@ use c2m_domain::{
 
 use super::PoolSnapshot;
 use crate::dialect::{one, page, page_limit, Backend, Columns, Dialect, Tx, Value};
+use crate::Result;
 use crate::{BatchTransition, PreorderFilter, StoreError};
 
 /// The columns [`campaign`] reads, plus `seq`, for `FROM campaigns`.
@@ -62,7 +63,7 @@ pub(crate) const PREORDER: &str = concat!(preorder_select!(), "WHERE p.id = $1")
 
 /// The reads and writes the pooling operations need, inside the write's transaction.
 impl<D: Backend> Tx<'_, D> {
-    pub(crate) async fn insert_campaign(&mut self, c: &Campaign) -> Result<(), StoreError> {
+    pub(crate) async fn insert_campaign(&mut self, c: &Campaign) -> Result<()> {
         let t = &c.terms;
         let params = (
             c.id.as_str(),
@@ -89,10 +90,7 @@ impl<D: Backend> Tx<'_, D> {
 
     /// Reads the campaign and holds it against other writers until the transaction ends
     /// (see the module docs); `None` for an unknown campaign.
-    pub(crate) async fn lock_campaign(
-        &mut self,
-        id: &CampaignId,
-    ) -> Result<Option<Campaign>, StoreError> {
+    pub(crate) async fn lock_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>> {
         if let Some(held) = self.held.as_ref().filter(|c| c.id == *id) {
             return Ok(Some(held.clone()));
         }
@@ -107,16 +105,13 @@ impl<D: Backend> Tx<'_, D> {
     /// campaign row is never updated after it is inserted, so the copy is what a second
     /// `FOR UPDATE` would read. An unknown campaign holds nothing; each write then finds it
     /// missing itself.
-    pub(crate) async fn hold_campaign(&mut self, id: &CampaignId) -> Result<(), StoreError> {
+    pub(crate) async fn hold_campaign(&mut self, id: &CampaignId) -> Result<()> {
         self.held = None;
         self.held = self.lock_campaign(id).await?;
         Ok(())
     }
 
-    pub(crate) async fn open_batch(
-        &mut self,
-        campaign: &CampaignId,
-    ) -> Result<Option<Batch>, StoreError> {
+    pub(crate) async fn open_batch(&mut self, campaign: &CampaignId) -> Result<Option<Batch>> {
         D::query(OPEN_BATCH, (campaign.as_str(),))
             .optional(self, batch)
             .await
@@ -130,17 +125,14 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         campaign: &CampaignId,
         consumers: &[&ConsumerId],
-    ) -> Result<PoolSnapshot, StoreError> {
+    ) -> Result<PoolSnapshot> {
         let consumers: Vec<&str> = consumers.iter().map(|c| c.as_str()).collect();
         let params = (campaign.as_str(), Value::List(&consumers));
         pool_snapshot(&D::query(D::POOL_SNAPSHOT, params).fetch_one(self).await?)
     }
 
     /// The sequence number the campaign's next batch gets.
-    pub(crate) async fn next_batch_seq(
-        &mut self,
-        campaign: &CampaignId,
-    ) -> Result<i64, StoreError> {
+    pub(crate) async fn next_batch_seq(&mut self, campaign: &CampaignId) -> Result<i64> {
         let sql = "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM batches WHERE campaign_id = $1";
         D::query(sql, (campaign.as_str(),))
             .fetch_one(self)
@@ -151,10 +143,7 @@ impl<D: Backend> Tx<'_, D> {
     /// Whether the campaign's newest batch failed. A batch fails only when the campaign
     /// stops selling (its deadline, a close, a cancel), so after that no order may open
     /// another batch, whatever moment it was sent at.
-    pub(crate) async fn newest_batch_failed(
-        &mut self,
-        campaign: &CampaignId,
-    ) -> Result<bool, StoreError> {
+    pub(crate) async fn newest_batch_failed(&mut self, campaign: &CampaignId) -> Result<bool> {
         let sql = "SELECT status FROM batches WHERE campaign_id = $1 ORDER BY seq DESC LIMIT 1";
         let newest = D::query(sql, (campaign.as_str(),))
             .optional(self, |r| r.text("status"))
@@ -163,7 +152,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// Inserts an open batch and its 'open' transition.
-    pub(crate) async fn insert_batch(&mut self, b: &Batch) -> Result<(), StoreError> {
+    pub(crate) async fn insert_batch(&mut self, b: &Batch) -> Result<()> {
         let params = (
             b.id.as_str(),
             b.campaign_id.as_str(),
@@ -179,11 +168,7 @@ impl<D: Backend> Tx<'_, D> {
         Ok(())
     }
 
-    pub(crate) async fn set_batch_units(
-        &mut self,
-        batch: &BatchId,
-        units: i64,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn set_batch_units(&mut self, batch: &BatchId, units: i64) -> Result<()> {
         let sql = "UPDATE batches SET units = $2 WHERE id = $1 AND status = 'open'";
         let done = D::query(sql, (batch.as_str(), units)).execute(self).await?;
         one(done, || format!("batch {batch} is not open"))
@@ -196,7 +181,7 @@ impl<D: Backend> Tx<'_, D> {
         batch: &BatchId,
         status: BatchStatus,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = match status {
             BatchStatus::Locked => {
                 "UPDATE batches SET status = 'locked', locked_at = $2 WHERE id = $1 AND status = 'open'"
@@ -216,20 +201,13 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     /// The pre-order with its status derived from its batch.
-    pub(crate) async fn preorder(
-        &mut self,
-        id: &PreorderId,
-    ) -> Result<Option<Preorder>, StoreError> {
+    pub(crate) async fn preorder(&mut self, id: &PreorderId) -> Result<Option<Preorder>> {
         D::query(PREORDER, (id.as_str(),))
             .optional(self, preorder)
             .await
     }
 
-    pub(crate) async fn set_cancelled(
-        &mut self,
-        id: &PreorderId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn set_cancelled(&mut self, id: &PreorderId, at: DateTime<Utc>) -> Result<()> {
         let sql = "UPDATE preorders SET cancelled_at = $2 WHERE id = $1 AND cancelled_at IS NULL";
         let done = D::query(sql, (id.as_str(), at)).execute(self).await?;
         one(done, || format!("pre-order {id} was already cancelled"))
@@ -258,7 +236,7 @@ const ENDED: &str = "INSERT INTO batch_transitions (batch_id, status, at) VALUES
 pub(crate) async fn campaign_progress<D: Dialect>(
     pool: &Pool<D>,
     id: &CampaignId,
-) -> Result<Option<CampaignProgress>, StoreError> {
+) -> Result<Option<CampaignProgress>> {
     let progress = |r: &D::Row| {
         Ok(CampaignProgress {
             campaign: campaign(r)?,
@@ -290,7 +268,7 @@ const PROGRESS: &str = concat!(
 pub(crate) async fn list_campaigns<D: Dialect>(
     pool: &Pool<D>,
     req: PageRequest,
-) -> Result<Page<Campaign>, StoreError> {
+) -> Result<Page<Campaign>> {
     let sql = concat!(
         "SELECT ",
         campaign_columns!(),
@@ -306,7 +284,7 @@ pub(crate) async fn list_campaigns<D: Dialect>(
 pub(crate) async fn get_preorder<D: Dialect>(
     pool: &Pool<D>,
     id: &PreorderId,
-) -> Result<Option<Preorder>, StoreError> {
+) -> Result<Option<Preorder>> {
     D::query(PREORDER, (id.as_str(),))
         .optional(&mut pool.acquire().await?, preorder)
         .await
@@ -316,7 +294,7 @@ pub(crate) async fn list_preorders<D: Dialect>(
     pool: &Pool<D>,
     filter: &PreorderFilter,
     req: PageRequest,
-) -> Result<Page<Preorder>, StoreError> {
+) -> Result<Page<Preorder>> {
     let after = req.after.unwrap_or(0);
     let limit = page_limit(req.size);
     let query = match filter {
@@ -351,19 +329,19 @@ pub(crate) async fn list_preorders<D: Dialect>(
 pub(crate) fn paged<R: Columns, T>(
     rows: &[R],
     req: PageRequest,
-    item: impl Fn(&R) -> Result<T, StoreError>,
-) -> Result<Page<T>, StoreError> {
+    item: impl Fn(&R) -> Result<T>,
+) -> Result<Page<T>> {
     let items = rows
         .iter()
         .map(|r| Ok((r.int("seq")?, item(r)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect::<Result<Vec<_>>>()?;
     Ok(page(items, req.size))
 }
 
 pub(crate) async fn list_batches<D: Dialect>(
     pool: &Pool<D>,
     campaign: &CampaignId,
-) -> Result<Vec<Batch>, StoreError> {
+) -> Result<Vec<Batch>> {
     let sql = concat!(
         "SELECT ",
         batch_columns!(),
@@ -378,7 +356,7 @@ pub(crate) async fn list_batches<D: Dialect>(
 pub(crate) async fn campaign_of<D: Dialect>(
     pool: &Pool<D>,
     preorder: &PreorderId,
-) -> Result<Option<CampaignId>, StoreError> {
+) -> Result<Option<CampaignId>> {
     let sql = "SELECT campaign_id FROM preorders WHERE id = $1";
     let campaign = |r: &D::Row| Ok(CampaignId::from_trusted(r.text("campaign_id")?));
     let mut conn = pool.acquire().await?;
@@ -387,10 +365,7 @@ pub(crate) async fn campaign_of<D: Dialect>(
         .await
 }
 
-pub(crate) async fn campaign_exists<D: Dialect>(
-    pool: &Pool<D>,
-    id: &CampaignId,
-) -> Result<bool, StoreError> {
+pub(crate) async fn campaign_exists<D: Dialect>(pool: &Pool<D>, id: &CampaignId) -> Result<bool> {
     let sql = "SELECT COUNT(*) AS n FROM campaigns WHERE id = $1";
     let row = D::query(sql, (id.as_str(),))
         .fetch_one(&mut pool.acquire().await?)
@@ -402,7 +377,7 @@ pub(crate) async fn campaigns_past_deadline<D: Dialect>(
     pool: &Pool<D>,
     now: DateTime<Utc>,
     limit: u32,
-) -> Result<Vec<CampaignId>, StoreError> {
+) -> Result<Vec<CampaignId>> {
     let sql = "SELECT c.id FROM campaigns c \
          JOIN batches b ON b.campaign_id = c.id AND b.status = 'open' \
          WHERE c.deadline <= $1 ORDER BY c.deadline, c.seq LIMIT $2";
@@ -417,7 +392,7 @@ pub(crate) async fn due<D: Dialect, Id>(
     now: DateTime<Utc>,
     limit: u32,
     id: fn(String) -> Id,
-) -> Result<Vec<Id>, StoreError> {
+) -> Result<Vec<Id>> {
     let mut conn = pool.acquire().await?;
     D::query(sql, (now, i64::from(limit)))
         .all(&mut conn, |r| Ok(id(r.text("id")?)))
@@ -427,7 +402,7 @@ pub(crate) async fn due<D: Dialect, Id>(
 pub(crate) async fn batch_transitions<D: Dialect>(
     pool: &Pool<D>,
     batch: &BatchId,
-) -> Result<Vec<BatchTransition>, StoreError> {
+) -> Result<Vec<BatchTransition>> {
     let sql = "SELECT batch_id, status, at FROM batch_transitions WHERE batch_id = $1 \
          ORDER BY at, CASE status WHEN 'open' THEN 0 ELSE 1 END";
     let transition = |r: &D::Row| {
@@ -443,11 +418,11 @@ pub(crate) async fn batch_transitions<D: Dialect>(
         .await
 }
 
-pub(crate) fn currency(code: &str) -> Result<Currency, StoreError> {
+pub(crate) fn currency(code: &str) -> Result<Currency> {
     Currency::parse(code).map_err(|e| StoreError::Corrupt(format!("stored currency: {e}")))
 }
 
-fn batch_status(s: &str) -> Result<BatchStatus, StoreError> {
+fn batch_status(s: &str) -> Result<BatchStatus> {
     BatchStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("batch status {s:?}")))
 }
 
@@ -457,20 +432,20 @@ fn ladder_json(ladder: &PriceLadder) -> String {
     serde_json::to_string(ladder.tiers()).unwrap_or_else(|_| "[]".to_owned())
 }
 
-fn ladder(json: &str) -> Result<PriceLadder, StoreError> {
+fn ladder(json: &str) -> Result<PriceLadder> {
     let tiers: Vec<PriceTier> = serde_json::from_str(json)
         .map_err(|e| StoreError::Corrupt(format!("stored price ladder: {e}")))?;
     Ok(PriceLadder::from_trusted(tiers))
 }
 
-fn hold_state(s: &str) -> Result<HoldState, StoreError> {
+fn hold_state(s: &str) -> Result<HoldState> {
     HoldState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("hold state {s:?}")))
 }
 
 /// Columns: `id, sku, title, currency, unit_price, deposit, batch_threshold, batch_cap,
 /// max_per_order, max_per_consumer, total_cap, opens_at, deadline, created_at,
 /// price_ladder, balance_window_secs, ships_within_days, closed_at, cancelled_at`.
-pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
+pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign> {
     let cur = currency(&r.text("currency")?)?;
     Ok(Campaign {
         id: CampaignId::from_trusted(r.text("id")?),
@@ -498,7 +473,7 @@ pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign, StoreError> {
 
 /// A [`PoolSnapshot`]: the open batch's columns (all null when there is none),
 /// `campaign_units`, and `consumer_units` as a JSON object of units by consumer id.
-fn pool_snapshot(r: &impl Columns) -> Result<PoolSnapshot, StoreError> {
+fn pool_snapshot(r: &impl Columns) -> Result<PoolSnapshot> {
     let open = match r.text_opt("id")? {
         Some(_) => Some(batch(r)?),
         None => None,
@@ -519,7 +494,7 @@ fn pool_snapshot(r: &impl Columns) -> Result<PoolSnapshot, StoreError> {
 /// Columns: `id, campaign_id, seq, status, units, threshold, created_at, locked_at,
 /// failed_at, final_unit_price, currency, balance_due_by, forfeited_units, ready_at`
 /// (`currency` is read only when `final_unit_price` is set).
-pub(crate) fn batch(r: &impl Columns) -> Result<Batch, StoreError> {
+pub(crate) fn batch(r: &impl Columns) -> Result<Batch> {
     let final_unit_price = match r.int_opt("final_unit_price")? {
         Some(minor) => Some(Money::new(minor, currency(&r.text("currency")?)?)),
         None => None,
@@ -545,7 +520,7 @@ pub(crate) fn batch(r: &impl Columns) -> Result<Batch, StoreError> {
 /// unit_price, deposit_total, currency, created_at, cancelled_at, hold_state, balance_due,
 /// balance_paid_at, forfeited_at, batch_final_unit_price, batch_balance_due_by` (the
 /// batch's columns joined in, so the status is derived from the batch it belongs to).
-pub(crate) fn preorder(r: &impl Columns) -> Result<Preorder, StoreError> {
+pub(crate) fn preorder(r: &impl Columns) -> Result<Preorder> {
     let cur = currency(&r.text("currency")?)?;
     let cancelled_at = r.ts_opt("cancelled_at")?;
     let forfeited_at = r.ts_opt("forfeited_at")?;

@@ -52,6 +52,7 @@ use crate::engine::{Base, Engine, Lane, Owned};
 use crate::payment::PaymentProvider;
 use crate::writer::{run_now, Op};
 pub use crate::writer::{WriterStats, ATTEMPTS};
+use crate::Result;
 use crate::{BatchTransition, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -97,11 +98,11 @@ pub struct PgStore {
 impl PgStore {
     /// Connects with [`DEFAULT_POOL_SIZE`] connections and applies the migrations (sqlx
     /// holds an advisory lock while migrating, so replicas may start together).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with_pool_size(url, DEFAULT_POOL_SIZE).await
     }
 
-    pub async fn connect_with_pool_size(url: &str, size: u32) -> Result<Self, StoreError> {
+    pub async fn connect_with_pool_size(url: &str, size: u32) -> Result<Self> {
         let options = PgOptions {
             pool_size: size,
             ..PgOptions::default()
@@ -110,7 +111,7 @@ impl PgStore {
     }
 
     #[tracing::instrument(skip(url), err)]
-    pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self, StoreError> {
+    pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.max(1))
             .acquire_timeout(Duration::from_secs(30))
@@ -139,10 +140,7 @@ impl PgStore {
     }
 
     /// The append-only transition record of a batch, oldest first (for audits and tests).
-    pub async fn batch_transitions(
-        &self,
-        batch: &BatchId,
-    ) -> Result<Vec<BatchTransition>, StoreError> {
+    pub async fn batch_transitions(&self, batch: &BatchId) -> Result<Vec<BatchTransition>> {
         crate::pooling::batch_transitions(&self.base.pool, batch).await
     }
 
@@ -171,7 +169,7 @@ impl PgStore {
 ///   lock, so that planning time was paid by every order queued behind. The generic plans
 ///   use the same indexes (no statement has optional filters a generic plan would scan for).
 /// - `application_name` `c2m`, to find the service in `pg_stat_activity`.
-pub fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+pub fn connect_options(url: &str) -> Result<PgConnectOptions> {
     Ok(PgConnectOptions::from_str(url)?
         .application_name("c2m")
         .options([
@@ -200,11 +198,11 @@ impl Dialect for Postgres {
         }
     }
 
-    fn read_ts(row: &PgRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
+    fn read_ts(row: &PgRow, col: &str) -> Result<DateTime<Utc>> {
         Ok(row.try_get(col)?)
     }
 
-    fn read_ts_opt(row: &PgRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    fn read_ts_opt(row: &PgRow, col: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(row.try_get(col)?)
     }
 
@@ -254,11 +252,7 @@ impl Engine for PgStore {
 
     /// A write on a campaign goes to the campaign's writer, to share a transaction with
     /// the writes waiting for the same lock; any other runs in a transaction of its own.
-    async fn write<A: Owned, T: Owned>(
-        &self,
-        lane: Lane<'_>,
-        op: Op<Postgres, A, T>,
-    ) -> Result<T, StoreError> {
+    async fn write<A: Owned, T: Owned>(&self, lane: Lane<'_>, op: Op<Postgres, A, T>) -> Result<T> {
         let pool = &self.base.pool;
         let quiet = op.quiet;
         let campaign = match lane {

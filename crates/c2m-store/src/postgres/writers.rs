@@ -22,7 +22,7 @@ use sqlx::{PgPool, Postgres};
 use c2m_domain::CampaignId;
 
 use crate::writer::{writer_gone, Counters, Job, Op, Queued, WriterStats};
-use crate::StoreError;
+use crate::Result;
 
 /// The writes waiting for one campaign's writer, oldest first.
 type Queue = VecDeque<Box<dyn Queued<Postgres>>>;
@@ -57,7 +57,7 @@ impl Writers {
         self: &Arc<Self>,
         campaign: &CampaignId,
         op: Op<Postgres, A, T>,
-    ) -> Result<T, StoreError>
+    ) -> Result<T>
     where
         A: Send + Sync + 'static,
         T: Send + 'static,

@@ -39,6 +39,7 @@ use c2m_domain::{BatchId, DomainError, IdempotencyKey, Page, PageRequest, Refusa
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
 use crate::idempotency::Keyed;
+use crate::Result;
 use crate::StoreError;
 
 mod sql;
@@ -196,11 +197,7 @@ fn freed(allocated: f64, before: f64, after: f64) -> f64 {
 /// Gives `qty` of an earlier order's free quantity still to arrive to a new plan's work
 /// orders; `STOCK_CHANGED` when it is no longer free (received, cancelled or given away
 /// since the scenario was built).
-pub(crate) async fn allocate<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    id: &str,
-    qty: f64,
-) -> Result<(), StoreError> {
+pub(crate) async fn allocate<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) -> Result<()> {
     let po = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
     if po.free_to_arrive() + EPS < qty {
         return Err(DomainError::from(Refusal::StockChanged {
@@ -213,11 +210,7 @@ pub(crate) async fn allocate<D: Backend>(
 
 /// Releases `qty` of an order's allocation (a rejected work order's share): what of it was
 /// received already becomes free stock. Returns whether stock on hand changed.
-pub(crate) async fn release<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    id: &str,
-    qty: f64,
-) -> Result<bool, StoreError> {
+pub(crate) async fn release<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) -> Result<bool> {
     let Some(po) = tx.purchase_order(id).await? else {
         return Ok(false);
     };
@@ -237,7 +230,7 @@ pub(crate) async fn receive<D: Backend>(
     tx: &mut Tx<'_, D>,
     req: &ReceivePurchaseOrder,
     now: DateTime<Utc>,
-) -> Result<PurchaseOrder, StoreError> {
+) -> Result<PurchaseOrder> {
     let now = micros(now);
     let key = Keyed::new(OP_RECEIVE, &req.idempotency_key, req);
     if let Some(done) = key.replay(tx).await? {
@@ -282,7 +275,7 @@ pub(crate) async fn cancel<D: Backend>(
     tx: &mut Tx<'_, D>,
     req: &CancelPurchaseOrder,
     now: DateTime<Utc>,
-) -> Result<PurchaseOrder, StoreError> {
+) -> Result<PurchaseOrder> {
     let now = micros(now);
     let key = Keyed::new(OP_CANCEL, &req.idempotency_key, req);
     if let Some(done) = key.replay(tx).await? {
@@ -308,7 +301,7 @@ pub(crate) async fn cancel<D: Backend>(
 
 /// The order a receipt or a cancel changes, under the planning lock: a change to an order
 /// and a plan that allocates it take turns.
-async fn lock_order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder, StoreError> {
+async fn lock_order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder> {
     tx.lock_planning().await?;
     tx.purchase_order(id).await?.ok_or_else(|| not_found(id))
 }
@@ -319,7 +312,7 @@ async fn answer<D: Backend>(
     key: &Keyed<'_>,
     id: &str,
     now: DateTime<Utc>,
-) -> Result<PurchaseOrder, StoreError> {
+) -> Result<PurchaseOrder> {
     let done = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
     key.record(tx, &done, now).await?;
     Ok(done)
@@ -351,12 +344,12 @@ pub trait PurchasingStore: Send + Sync + 'static {
         &self,
         filter: &PurchaseOrderFilter,
         page: PageRequest,
-    ) -> Result<Page<PurchaseOrder>, StoreError>;
+    ) -> Result<Page<PurchaseOrder>>;
 
-    async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder, StoreError>;
+    async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder>;
 
     /// Every order with material still to arrive (open or partly received), oldest first.
-    async fn outstanding_purchase_orders(&self) -> Result<Vec<PurchaseOrder>, StoreError>;
+    async fn outstanding_purchase_orders(&self) -> Result<Vec<PurchaseOrder>>;
 
     /// Receives material: stock on hand grows by the part no work order was given.
     /// Idempotent by key. More than is still to arrive is `OVER_RECEIVED`; a cancelled
@@ -365,7 +358,7 @@ pub trait PurchasingStore: Send + Sync + 'static {
         &self,
         req: &ReceivePurchaseOrder,
         now: DateTime<Utc>,
-    ) -> Result<PurchaseOrder, StoreError>;
+    ) -> Result<PurchaseOrder>;
 
     /// Cancels an open order (nothing received yet): `PURCHASE_ORDER_NOT_OPEN` otherwise,
     /// `PURCHASE_ORDER_CANCELLED` when it already is (under another key). Idempotent by key.
@@ -373,7 +366,7 @@ pub trait PurchasingStore: Send + Sync + 'static {
         &self,
         req: &CancelPurchaseOrder,
         now: DateTime<Utc>,
-    ) -> Result<PurchaseOrder, StoreError>;
+    ) -> Result<PurchaseOrder>;
 }
 
 #[async_trait]
@@ -383,7 +376,7 @@ impl<E: Engine> PurchasingStore for E {
         &self,
         filter: &PurchaseOrderFilter,
         page: PageRequest,
-    ) -> Result<Page<PurchaseOrder>, StoreError> {
+    ) -> Result<Page<PurchaseOrder>> {
         self.snapshot()
             .await?
             .read(&(filter.clone(), page), |tx, (filter, page)| {
@@ -393,7 +386,7 @@ impl<E: Engine> PurchasingStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder, StoreError> {
+    async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder> {
         self.snapshot()
             .await?
             .read(id, |tx, id| Box::pin(tx.purchase_order(id)))
@@ -402,7 +395,7 @@ impl<E: Engine> PurchasingStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn outstanding_purchase_orders(&self) -> Result<Vec<PurchaseOrder>, StoreError> {
+    async fn outstanding_purchase_orders(&self) -> Result<Vec<PurchaseOrder>> {
         self.snapshot()
             .await?
             .read(&(), |tx, _| Box::pin(tx.outstanding_purchase_orders()))
@@ -414,7 +407,7 @@ impl<E: Engine> PurchasingStore for E {
         &self,
         req: &ReceivePurchaseOrder,
         now: DateTime<Utc>,
-    ) -> Result<PurchaseOrder, StoreError> {
+    ) -> Result<PurchaseOrder> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
             Box::pin(receive(tx, &c.req, c.now))
         })
@@ -426,7 +419,7 @@ impl<E: Engine> PurchasingStore for E {
         &self,
         req: &CancelPurchaseOrder,
         now: DateTime<Utc>,
-    ) -> Result<PurchaseOrder, StoreError> {
+    ) -> Result<PurchaseOrder> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
             Box::pin(cancel(tx, &c.req, c.now))
         })

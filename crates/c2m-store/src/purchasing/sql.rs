@@ -8,6 +8,7 @@ use super::{NewPurchaseOrder, PurchaseOrder, PurchaseOrderFilter, PurchaseOrderS
 use crate::dialect::{page_limit, Backend, Columns, Tx};
 use crate::planning::{from_json, json};
 use crate::pooling::paged;
+use crate::Result;
 use crate::StoreError;
 
 /// The columns [`purchase_order`] reads, for `FROM purchase_orders`.
@@ -31,7 +32,7 @@ impl<D: Backend> Tx<'_, D> {
         po: &NewPurchaseOrder,
         currency: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let batches: Vec<&str> = po.batches.iter().map(|b| b.as_str()).collect();
         let params = (
             &po.id,
@@ -54,25 +55,17 @@ impl<D: Backend> Tx<'_, D> {
         Ok(())
     }
 
-    pub(crate) async fn purchase_order(
-        &mut self,
-        id: &str,
-    ) -> Result<Option<PurchaseOrder>, StoreError> {
+    pub(crate) async fn purchase_order(&mut self, id: &str) -> Result<Option<PurchaseOrder>> {
         let sql = concat!(purchase_order_select!(), "WHERE id = $1");
         D::query(sql, (id,)).optional(self, purchase_order).await
     }
 
-    pub(crate) async fn plan_purchase_orders(
-        &mut self,
-        plan: &str,
-    ) -> Result<Vec<PurchaseOrder>, StoreError> {
+    pub(crate) async fn plan_purchase_orders(&mut self, plan: &str) -> Result<Vec<PurchaseOrder>> {
         let sql = concat!(purchase_order_select!(), "WHERE plan_id = $1 ORDER BY seq");
         D::query(sql, (plan,)).all(self, purchase_order).await
     }
 
-    pub(crate) async fn outstanding_purchase_orders(
-        &mut self,
-    ) -> Result<Vec<PurchaseOrder>, StoreError> {
+    pub(crate) async fn outstanding_purchase_orders(&mut self) -> Result<Vec<PurchaseOrder>> {
         let sql = concat!(
             purchase_order_select!(),
             "WHERE state IN ('open', 'partly_received') ORDER BY expected_at, seq"
@@ -84,7 +77,7 @@ impl<D: Backend> Tx<'_, D> {
         &mut self,
         filter: &PurchaseOrderFilter,
         req: PageRequest,
-    ) -> Result<Page<PurchaseOrder>, StoreError> {
+    ) -> Result<Page<PurchaseOrder>> {
         let sql = concat!(
             purchase_order_select!(),
             "WHERE seq > $1 AND ($2 = '' OR supplier_id = $2) AND ($3 = '' OR state = $3) \
@@ -100,11 +93,7 @@ impl<D: Backend> Tx<'_, D> {
         paged(&rows, req, purchase_order)
     }
 
-    pub(crate) async fn set_allocated(
-        &mut self,
-        id: &str,
-        allocated: f64,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn set_allocated(&mut self, id: &str, allocated: f64) -> Result<()> {
         let sql = "UPDATE purchase_orders SET allocated = $2 WHERE id = $1";
         D::query(sql, (id, allocated.max(0.0)))
             .execute(self)
@@ -120,7 +109,7 @@ impl<D: Backend> Tx<'_, D> {
         received: f64,
         state: PurchaseOrderState,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "INSERT INTO purchase_order_receipts (purchase_order_id, quantity, received_at) \
              VALUES ($1, $2, $3)";
         D::query(sql, (id, quantity, now)).execute(self).await?;
@@ -137,7 +126,7 @@ impl<D: Backend> Tx<'_, D> {
         id: &str,
         state: PurchaseOrderState,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let sql = "UPDATE purchase_orders SET state = $2, state_at = $3 WHERE id = $1";
         D::query(sql, (id, state.as_str(), now))
             .execute(self)
@@ -147,7 +136,7 @@ impl<D: Backend> Tx<'_, D> {
 }
 
 /// Columns: those of `purchase_order_select!`.
-fn purchase_order(r: &impl Columns) -> Result<PurchaseOrder, StoreError> {
+fn purchase_order(r: &impl Columns) -> Result<PurchaseOrder> {
     let state = r.text("state")?;
     let batches: Vec<String> = from_json("purchase order batches", &r.text("batches")?)?;
     Ok(PurchaseOrder {

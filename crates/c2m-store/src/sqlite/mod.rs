@@ -43,6 +43,7 @@ use crate::engine::{Base, Engine, Lane, Owned};
 use crate::payment::PaymentProvider;
 pub use crate::writer::WriterStats;
 use crate::writer::{writer_gone, Counters, Job, Op, Queued};
+use crate::Result;
 use crate::{BatchTransition, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -96,7 +97,7 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 }
 
 /// Creates the file's folder if it is missing.
-pub(crate) async fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
+pub(crate) async fn create_parent_dir(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir)
             .await
@@ -123,11 +124,11 @@ impl Dialect for Sqlite {
         }
     }
 
-    fn read_ts(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
+    fn read_ts(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>> {
         time_of(row.try_get(col)?)
     }
 
-    fn read_ts_opt(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    fn read_ts_opt(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
         row.try_get::<Option<i64>, _>(col)?.map(time_of).transpose()
     }
 
@@ -140,7 +141,7 @@ pub(crate) fn micros_of(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-pub(crate) fn time_of(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn time_of(micros: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {micros} out of range")))
 }
@@ -148,12 +149,12 @@ pub(crate) fn time_of(micros: i64) -> Result<DateTime<Utc>, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, and its folder, and applies
     /// the migrations.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+    pub async fn open(path: &Path) -> Result<Self> {
         Self::open_with(path, SqliteOptions::default()).await
     }
 
     #[tracing::instrument(err)]
-    pub async fn open_with(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+    pub async fn open_with(path: &Path, options: SqliteOptions) -> Result<Self> {
         let settings = options;
         create_parent_dir(path).await?;
         let options = connect_options(path);
@@ -210,10 +211,7 @@ impl SqliteStore {
     }
 
     /// The append-only transition record of a batch, oldest first (for audits and tests).
-    pub async fn batch_transitions(
-        &self,
-        batch: &BatchId,
-    ) -> Result<Vec<BatchTransition>, StoreError> {
+    pub async fn batch_transitions(&self, batch: &BatchId) -> Result<Vec<BatchTransition>> {
         crate::pooling::batch_transitions(&self.base.pool, batch).await
     }
 }
@@ -261,11 +259,7 @@ impl Engine for SqliteStore {
 
     /// Every write goes through the one writer task, whatever its lane: the writer serves
     /// every campaign.
-    async fn write<A: Owned, T: Owned>(
-        &self,
-        _: Lane<'_>,
-        op: Op<Sqlite, A, T>,
-    ) -> Result<T, StoreError> {
+    async fn write<A: Owned, T: Owned>(&self, _: Lane<'_>, op: Op<Sqlite, A, T>) -> Result<T> {
         let quiet = op.quiet;
         let (job, answer) = Job::new(op);
         let queued = self.jobs.send(Box::new(job)).await;
