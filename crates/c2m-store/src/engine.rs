@@ -204,13 +204,7 @@ impl<E: Engine> Store for E {
     async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder> {
         pooling::get_preorder(self.readers(), id)
             .await?
-            .ok_or_else(|| {
-                DomainError::NotFound {
-                    entity: "preorder",
-                    id: id.as_str().to_owned(),
-                }
-                .into()
-            })
+            .ok_or_else(|| pooling::preorder_not_found(id))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -166,10 +166,9 @@ async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> R
     };
     let sql = "SELECT sku, bom FROM catalogue_products ORDER BY position, sku";
     let product = |r: &D::Row| {
-        let bom = from_json("bom", &r.text("bom")?)?;
         Ok(CatalogueProduct {
             sku: r.text("sku")?,
-            bom,
+            bom: from_json("bom", &r.text("bom")?)?,
         })
     };
     c.products = D::query(sql, ()).all(tx, product).await?;
@@ -187,12 +186,10 @@ async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> R
     let sql = "SELECT id, capacity_hours, lines, calendar FROM catalogue_factories \
          ORDER BY position, id";
     let factory = |r: &D::Row| {
-        let lines = from_json("lines", &r.text("lines")?)?;
-        let capacity_hours = r.real("capacity_hours")?;
         Ok(CatalogueFactory {
             id: r.text("id")?,
-            capacity_hours,
-            lines,
+            capacity_hours: r.real("capacity_hours")?,
+            lines: from_json("lines", &r.text("lines")?)?,
             calendar: r
                 .text_opt("calendar")?
                 .map(|c| from_json("calendar", &c))
@@ -202,12 +199,10 @@ async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> R
     c.factories = D::query(sql, ()).all(tx, factory).await?;
     let sql = "SELECT id, lead_days, offers FROM catalogue_suppliers ORDER BY position, id";
     let supplier = |r: &D::Row| {
-        let offers = from_json("offers", &r.text("offers")?)?;
-        let lead_days = r.int("lead_days")?;
         Ok(CatalogueSupplier {
             id: r.text("id")?,
-            lead_days,
-            offers,
+            lead_days: r.int("lead_days")?,
+            offers: from_json("offers", &r.text("offers")?)?,
         })
     };
     c.suppliers = D::query(sql, ()).all(tx, supplier).await?;

@@ -8,8 +8,8 @@
 //!   cancel). Whether a lever may be pulled is the domain's
 //!   ([`c2m_domain::levers`]); what it does to the open batch reuses the pooling paths (a
 //!   batch that meets its threshold locks through [`Tx::end_batch`] and
-//!   [`ledger::lock_batch_money`], as a placement locks it; a batch that cannot fails and
-//!   releases every hold through [`ledger::release_failed_batch`], as the deadline fails
+//!   [`ledger::lock_batch_money`], as a placement locks it; a batch that cannot fails
+//!   through [`pooling::fail_batch`], which releases every hold, as the deadline fails
 //!   it); a cancelled campaign's locked batches are refunded through the ledger
 //!   ([`ledger::refund_locked_batch`]).
 //! - SQL: `sql.rs` (one text for both dialects).
@@ -36,6 +36,7 @@ use crate::engine::{campaign_not_found, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::ledger;
 use crate::payment::PaymentProvider;
+use crate::pooling;
 use crate::Result;
 use crate::StoreError;
 
@@ -363,22 +364,7 @@ async fn fail<D: Backend>(
     mut open: Batch,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    tx.end_batch(&open.id, BatchStatus::Failed, now).await?;
-    open.status = BatchStatus::Failed;
-    open.failed_at = Some(now);
-    let refunds = ledger::release_failed_batch(tx, provider, &open.id, now).await?;
-    outcome.deposits_released = refunds.len() as i64;
-    tx.emit(
-        &open.campaign_id,
-        Some(&open.id),
-        now,
-        EventData::BatchFailed {
-            batch_seq: open.seq,
-            units: open.units,
-            threshold: open.threshold,
-            preorders: refunds,
-        },
-    );
+    outcome.deposits_released = pooling::fail_batch(tx, provider, &mut open, now).await?;
     outcome.failed_batch = Some(open);
     Ok(())
 }

@@ -604,16 +604,32 @@ pub(crate) async fn fail_open_batch_at_deadline<D: Backend>(
     let Some(mut batch) = tx.open_batch(&campaign.id).await? else {
         return Ok(nothing);
     };
+    let refunds_due = fail_batch(tx, provider, &mut batch, now).await?;
+    Ok(DeadlineOutcome {
+        campaign_id: campaign.id,
+        failed_batch: Some(batch),
+        refunds_due,
+    })
+}
+
+/// Fails an open batch and releases every hold in it, telling subscribers
+/// (`batch.failed`); the number of deposits released. The deadline and a merchant's close
+/// or cancel fail a batch this one way. The holds are released in the same transaction as
+/// the failure, so a sweeper that crashes part-way leaves a batch either open and held or
+/// failed and released.
+pub(crate) async fn fail_batch<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    batch: &mut Batch,
+    now: DateTime<Utc>,
+) -> Result<i64> {
     tx.end_batch(&batch.id, BatchStatus::Failed, now).await?;
     batch.status = BatchStatus::Failed;
     batch.failed_at = Some(now);
-    // Every hold in the batch is released in the same transaction as the failure, so a
-    // sweeper that crashes part-way leaves a batch either open and held or failed and
-    // released.
     let refunds = ledger::release_failed_batch(tx, provider, &batch.id, now).await?;
-    let refunds_due = refunds.len() as i64;
+    let released = refunds.len() as i64;
     tx.emit(
-        &campaign.id,
+        &batch.campaign_id,
         Some(&batch.id),
         now,
         EventData::BatchFailed {
@@ -623,9 +639,5 @@ pub(crate) async fn fail_open_batch_at_deadline<D: Backend>(
             preorders: refunds,
         },
     );
-    Ok(DeadlineOutcome {
-        campaign_id: campaign.id,
-        failed_batch: Some(batch),
-        refunds_due,
-    })
+    Ok(released)
 }
