@@ -128,17 +128,11 @@ impl<E: Engine> TokenStore for E {
     }
 
     async fn token(&self, id: &str) -> Result<Option<StoredToken>> {
-        self.snapshot()
-            .await?
-            .read(id, |tx, id| Box::pin(tx.token(id)))
-            .await
+        self.read(id, |tx, id| Box::pin(tx.token(id))).await
     }
 
     async fn tokens(&self) -> Result<Vec<StoredToken>> {
-        self.snapshot()
-            .await?
-            .read(&(), |tx, _| Box::pin(tx.tokens()))
-            .await
+        self.read(&(), |tx, _| Box::pin(tx.tokens())).await
     }
 }
 

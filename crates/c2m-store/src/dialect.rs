@@ -298,6 +298,16 @@ impl<'q, D: Dialect> Statement<'q, D> {
             .transpose()
     }
 
+    /// The row, read with `read`; `missing()` (the caller's `NotFound`) when there is none.
+    pub(crate) async fn found<T>(
+        self,
+        on: &mut impl Conn<D>,
+        read: impl Fn(&D::Row) -> Result<T>,
+        missing: impl FnOnce() -> StoreError,
+    ) -> Result<T> {
+        self.optional(on, read).await?.ok_or_else(missing)
+    }
+
     /// Every row, each read with `read`.
     pub(crate) async fn all<T>(
         self,

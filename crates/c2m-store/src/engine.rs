@@ -6,7 +6,7 @@
 //! call is one of three shapes:
 //!
 //! - a read of one statement, on a pooled connection ([`Engine::readers`]);
-//! - a read of several statements, in one snapshot ([`Engine::snapshot`], [`Tx::read`]);
+//! - a read of several statements, in one snapshot ([`Engine::read`]);
 //! - a write, in one transaction ([`Engine::write`] with an [`Op`]): the write's [`Lane`]
 //!   says which other writes it may share a transaction with (group commit,
 //!   [`crate::writer`]).
@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use sqlx::{Database, Pool};
 
 use c2m_domain::{
@@ -108,6 +109,18 @@ pub(crate) trait Engine: Send + Sync + 'static {
         Ok(Tx::snapshot(self.readers()).await?)
     }
 
+    /// Runs `read` in a snapshot of its own ([`Engine::snapshot`], [`Tx::read`]): the
+    /// shape of every read of several statements. `args` is what it needs besides the
+    /// transaction.
+    async fn read<A, T, F>(&self, args: &A, read: F) -> Result<T>
+    where
+        A: ?Sized + Sync,
+        T: Send,
+        F: for<'t> FnOnce(&'t mut Tx<'static, Self::D>, &'t A) -> BoxFuture<'t, Result<T>> + Send,
+    {
+        self.snapshot().await?.read(args, read).await
+    }
+
     /// The shape of nearly every write: `run` is given the request, the time of the call
     /// and the store's payment provider ([`Call`]), in `lane`. A write that needs more
     /// (an idempotency key looked up ahead, a placement) builds its [`Op`] from
@@ -180,9 +193,7 @@ impl<E: Engine> Store for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_campaign(&self, id: &CampaignId) -> Result<CampaignProgress> {
-        pooling::campaign_progress(self.readers(), id)
-            .await?
-            .ok_or_else(|| campaign_not_found(id))
+        pooling::campaign_progress(self.readers(), id).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -202,9 +213,7 @@ impl<E: Engine> Store for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_preorder(&self, id: &PreorderId) -> Result<Preorder> {
-        pooling::get_preorder(self.readers(), id)
-            .await?
-            .ok_or_else(|| pooling::preorder_not_found(id))
+        pooling::get_preorder(self.readers(), id).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -301,9 +310,7 @@ impl<E: Engine> Store for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn campaign_money(&self, campaign: &CampaignId) -> Result<CampaignMoney> {
-        ledger::campaign_money(self.readers(), campaign)
-            .await?
-            .ok_or_else(|| campaign_not_found(campaign))
+        ledger::campaign_money(self.readers(), campaign).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

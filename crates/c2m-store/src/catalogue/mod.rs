@@ -425,10 +425,7 @@ pub trait CatalogueStore: Send + Sync + 'static {
 impl<E: Engine> CatalogueStore for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn catalogue(&self) -> Result<Catalogue> {
-        self.snapshot()
-            .await?
-            .read(&(), |tx, _| Box::pin(tx.read_catalogue()))
-            .await
+        self.read(&(), |tx, _| Box::pin(tx.read_catalogue())).await
     }
 
     #[tracing::instrument(skip(self, check), err(level = "debug"))]

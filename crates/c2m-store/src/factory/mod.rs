@@ -511,9 +511,7 @@ pub trait FactoryStore: Send + Sync + 'static {
 impl<E: Engine> FactoryStore for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn factory_position(&self, factory: &str) -> Result<FactoryPosition> {
-        self.snapshot()
-            .await?
-            .read(factory, |tx, factory| Box::pin(known_position(tx, factory)))
+        self.read(factory, |tx, factory| Box::pin(known_position(tx, factory)))
             .await
     }
 
@@ -525,12 +523,10 @@ impl<E: Engine> FactoryStore for E {
         limit: u32,
     ) -> Result<Vec<WorkOrder>> {
         let args = (factory, after, limit.clamp(1, FEED_PAGE));
-        self.snapshot()
-            .await?
-            .read(&args, |tx, (factory, after, limit)| {
-                Box::pin(tx.work_orders_after(factory, *after, *limit))
-            })
-            .await
+        self.read(&args, |tx, (factory, after, limit)| {
+            Box::pin(tx.work_orders_after(factory, *after, *limit))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -561,11 +557,9 @@ impl<E: Engine> FactoryStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn batch_production(&self, batches: &[BatchId]) -> Result<Vec<BatchProduction>> {
-        self.snapshot()
-            .await?
-            .read(batches, |tx, batches| {
-                Box::pin(batch_production(tx, batches))
-            })
-            .await
+        self.read(batches, |tx, batches| {
+            Box::pin(batch_production(tx, batches))
+        })
+        .await
     }
 }

@@ -14,6 +14,7 @@ use c2m_domain::{
 
 use super::{one_batch, Placement, Subject};
 use crate::dialect::{exactly, one, page, page_limit, Backend, Columns, Dialect, Tx};
+use crate::engine::campaign_not_found;
 use crate::pooling::{batch, batch_columns, currency, due, preorder, preorder_select};
 use crate::Result;
 use crate::{LedgerAudit, StoreError};
@@ -209,12 +210,15 @@ pub(crate) async fn batches_ready_for_planning<D: Dialect>(
 }
 
 /// One statement, so every figure comes from the same snapshot.
+/// `NotFound` for an unknown campaign.
 pub(crate) async fn campaign_money<D: Dialect>(
     pool: &Pool<D>,
     campaign: &CampaignId,
-) -> Result<Option<CampaignMoney>> {
+) -> Result<CampaignMoney> {
     D::query(&CAMPAIGN_MONEY, (campaign.as_str(),))
-        .optional(&mut pool.acquire().await?, campaign_money_row)
+        .found(&mut pool.acquire().await?, campaign_money_row, || {
+            campaign_not_found(campaign)
+        })
         .await
 }
 

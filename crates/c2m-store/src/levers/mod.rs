@@ -413,13 +413,11 @@ impl<E: Engine> LeversStore for E {
         campaign: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<ForecastInput> {
-        self.snapshot()
-            .await?
-            .read(&(campaign.clone(), now), |tx, (campaign, now)| {
-                Box::pin(tx.forecast_input(campaign, *now))
-            })
-            .await?
-            .ok_or_else(|| campaign_not_found(campaign))
+        self.read(&(campaign.clone(), now), |tx, (campaign, now)| {
+            Box::pin(tx.forecast_input(campaign, *now))
+        })
+        .await?
+        .ok_or_else(|| campaign_not_found(campaign))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -429,13 +427,11 @@ impl<E: Engine> LeversStore for E {
         bucket_secs: i64,
         top: i64,
     ) -> Result<Insights> {
-        self.snapshot()
-            .await?
-            .read(&(campaign.clone(), bucket_secs, top), |tx, (c, b, t)| {
-                Box::pin(tx.insights(c, *b, *t))
-            })
-            .await?
-            .ok_or_else(|| campaign_not_found(campaign))
+        self.read(&(campaign.clone(), bucket_secs, top), |tx, (c, b, t)| {
+            Box::pin(tx.insights(c, *b, *t))
+        })
+        .await?
+        .ok_or_else(|| campaign_not_found(campaign))
     }
 }
 

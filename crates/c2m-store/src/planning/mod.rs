@@ -430,18 +430,13 @@ pub trait PlanningStore: Send + Sync + 'static {
 impl<E: Engine> PlanningStore for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn frozen_work_orders(&self) -> Result<Vec<WorkOrder>> {
-        self.snapshot()
-            .await?
-            .read(&(), |tx, _| Box::pin(tx.frozen_work_orders()))
+        self.read(&(), |tx, _| Box::pin(tx.frozen_work_orders()))
             .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn planning_queue(&self) -> Result<Vec<QueuedBatch>> {
-        self.snapshot()
-            .await?
-            .read(&(), |tx, _| Box::pin(tx.queued_batches()))
-            .await
+        self.read(&(), |tx, _| Box::pin(tx.queued_batches())).await
     }
 
     #[tracing::instrument(skip(self, plan), err(level = "debug"))]
@@ -454,26 +449,19 @@ impl<E: Engine> PlanningStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn replayed_plan(&self, key: &IdempotencyKey) -> Result<Option<String>> {
-        self.snapshot()
-            .await?
-            .read(key, |tx, key| Box::pin(replayed_plan(tx, key)))
+        self.read(key, |tx, key| Box::pin(replayed_plan(tx, key)))
             .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_plan(&self, id: &str) -> Result<StoredPlan> {
-        self.snapshot()
-            .await?
-            .read(id, |tx, id| Box::pin(tx.plan(id)))
+        self.read(id, |tx, id| Box::pin(tx.plan(id)))
             .await?
             .ok_or_else(|| plan_not_found(id))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>> {
-        self.snapshot()
-            .await?
-            .read(&page, |tx, page| Box::pin(tx.plans(*page)))
-            .await
+        self.read(&page, |tx, page| Box::pin(tx.plans(*page))).await
     }
 }

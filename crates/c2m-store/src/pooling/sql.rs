@@ -13,6 +13,8 @@ use c2m_domain::{
 
 use super::PoolSnapshot;
 use crate::dialect::{one, page, page_limit, Backend, Columns, Dialect, Tx, Value};
+use crate::engine::campaign_not_found;
+use crate::pooling::preorder_not_found;
 use crate::Result;
 use crate::{BatchTransition, PreorderFilter, StoreError};
 
@@ -233,10 +235,11 @@ const OPENED: &str = "INSERT INTO batch_transitions (batch_id, status, at) VALUE
 const ENDED: &str = "INSERT INTO batch_transitions (batch_id, status, at) VALUES ($1, $2, $3)";
 
 /// One statement, so every figure comes from the same snapshot.
+/// `NotFound` for an unknown campaign.
 pub(crate) async fn campaign_progress<D: Dialect>(
     pool: &Pool<D>,
     id: &CampaignId,
-) -> Result<Option<CampaignProgress>> {
+) -> Result<CampaignProgress> {
     let progress = |r: &D::Row| {
         Ok(CampaignProgress {
             campaign: campaign(r)?,
@@ -249,7 +252,7 @@ pub(crate) async fn campaign_progress<D: Dialect>(
     };
     let mut conn = pool.acquire().await?;
     D::query(PROGRESS, (id.as_str(),))
-        .optional(&mut conn, progress)
+        .found(&mut conn, progress, || campaign_not_found(id))
         .await
 }
 
@@ -281,12 +284,12 @@ pub(crate) async fn list_campaigns<D: Dialect>(
     paged(&rows, req, campaign)
 }
 
-pub(crate) async fn get_preorder<D: Dialect>(
-    pool: &Pool<D>,
-    id: &PreorderId,
-) -> Result<Option<Preorder>> {
+/// `NotFound` for an unknown pre-order.
+pub(crate) async fn get_preorder<D: Dialect>(pool: &Pool<D>, id: &PreorderId) -> Result<Preorder> {
     D::query(PREORDER, (id.as_str(),))
-        .optional(&mut pool.acquire().await?, preorder)
+        .found(&mut pool.acquire().await?, preorder, || {
+            preorder_not_found(id)
+        })
         .await
 }
 

@@ -377,28 +377,22 @@ impl<E: Engine> PurchasingStore for E {
         filter: &PurchaseOrderFilter,
         page: PageRequest,
     ) -> Result<Page<PurchaseOrder>> {
-        self.snapshot()
-            .await?
-            .read(&(filter.clone(), page), |tx, (filter, page)| {
-                Box::pin(tx.purchase_orders(filter, *page))
-            })
-            .await
+        self.read(&(filter.clone(), page), |tx, (filter, page)| {
+            Box::pin(tx.purchase_orders(filter, *page))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder> {
-        self.snapshot()
-            .await?
-            .read(id, |tx, id| Box::pin(tx.purchase_order(id)))
+        self.read(id, |tx, id| Box::pin(tx.purchase_order(id)))
             .await?
             .ok_or_else(|| not_found(id))
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn outstanding_purchase_orders(&self) -> Result<Vec<PurchaseOrder>> {
-        self.snapshot()
-            .await?
-            .read(&(), |tx, _| Box::pin(tx.outstanding_purchase_orders()))
+        self.read(&(), |tx, _| Box::pin(tx.outstanding_purchase_orders()))
             .await
     }
 
