@@ -72,8 +72,7 @@ impl<D: Backend> Tx<'_, D> {
             &t.label,
             now,
         );
-        D::query(sql, params).execute(self).await?;
-        Ok(())
+        D::query(sql, params).run(self).await
     }
 
     /// Marks the token revoked; false if there is no such token or it already was.

@@ -269,6 +269,13 @@ impl<'q, D: Dialect> Statement<'q, D> {
         Ok(D::rows_affected(&done))
     }
 
+    /// Runs the statement on `on` for its effect alone, where the caller has no use for
+    /// how many rows it changed.
+    pub(crate) async fn run(self, on: &mut impl Conn<D>) -> Result<()> {
+        self.execute(on).await?;
+        Ok(())
+    }
+
     pub(crate) async fn fetch_all(self, on: &mut impl Conn<D>) -> Result<Vec<D::Row>> {
         let (sql, args) = self.ready()?;
         Ok(on.conn().rows(sql, args).await?)

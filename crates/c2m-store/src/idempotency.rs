@@ -169,9 +169,8 @@ impl<D: Backend> Tx<'_, D> {
                 now,
             ),
         )
-        .execute(self)
-        .await?;
-        Ok(())
+        .run(self)
+        .await
     }
 }
 

@@ -385,8 +385,7 @@ async fn skip<D: Backend>(
 async fn release<D: Backend>(tx: &mut Tx<'_, D>, endpoint: &str, owner: &str) -> Result<()> {
     let sql = "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND lease_owner = $2";
-    D::query(sql, (endpoint, owner)).execute(tx).await?;
-    Ok(())
+    D::query(sql, (endpoint, owner)).run(tx).await
 }
 
 #[async_trait]

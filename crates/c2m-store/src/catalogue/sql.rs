@@ -95,8 +95,7 @@ impl<D: Backend> Tx<'_, D> {
                 D::query(UPSERT_SUPPLIER, params)
             }
         };
-        statement.execute(self).await?;
-        Ok(())
+        statement.run(self).await
     }
 
     /// Writes the scenario-level fields and the new version.
@@ -109,8 +108,7 @@ impl<D: Backend> Tx<'_, D> {
         let sql = "UPDATE catalogue_meta SET name = $1, currency = $2, \
              material_deadline_days = $3, version = $4, updated_at = $5 WHERE id = 1";
         let params = (&c.name, &c.currency, c.material_deadline_days, version, now);
-        D::query(sql, params).execute(self).await?;
-        Ok(())
+        D::query(sql, params).run(self).await
     }
 
     /// A sku among `skus` that some campaign sells, if any.

@@ -67,8 +67,7 @@ impl<D: Backend> Tx<'_, D> {
              acked_seq = CASE WHEN excluded.acked_seq > factory_cursors.acked_seq \
              THEN excluded.acked_seq ELSE factory_cursors.acked_seq END, \
              updated_at = excluded.updated_at";
-        D::query(sql, (factory, seq, now)).execute(self).await?;
-        Ok(())
+        D::query(sql, (factory, seq, now)).run(self).await
     }
 
     /// The factory's work orders with a sequence number above `after`, in order.
@@ -121,8 +120,7 @@ impl<D: Backend> Tx<'_, D> {
              body, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         let body = event_body(progress)?;
         let params = (&wo.id, &wo.factory_id, progress.kind(), state, body, now);
-        D::query(sql, params).execute(self).await?;
-        Ok(())
+        D::query(sql, params).run(self).await
     }
 
     /// Marks the plan as no longer making any of the batch, unless another live work
@@ -132,8 +130,7 @@ impl<D: Backend> Tx<'_, D> {
              AND NOT EXISTS (SELECT 1 FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
              WHERE w.plan_id = $1 AND x.batch_id = $2 AND w.state <> 'rejected')";
-        D::query(sql, (plan, batch.as_str())).execute(self).await?;
-        Ok(())
+        D::query(sql, (plan, batch.as_str())).run(self).await
     }
 
     /// Excludes the factory from the batch's future plans (once; a repeat is ignored).
@@ -148,9 +145,8 @@ impl<D: Backend> Tx<'_, D> {
              created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (batch_id, factory_id) DO NOTHING";
         D::query(sql, (batch.as_str(), factory, reason, now))
-            .execute(self)
-            .await?;
-        Ok(())
+            .run(self)
+            .await
     }
 
     /// Gives stock back to the catalogue (a rejected work order's share of a plan's
@@ -158,8 +154,7 @@ impl<D: Backend> Tx<'_, D> {
     /// to.
     pub(crate) async fn return_stock(&mut self, material: &str, quantity: f64) -> Result<()> {
         let sql = "UPDATE catalogue_materials SET on_hand = on_hand + $2 WHERE id = $1";
-        D::query(sql, (material, quantity)).execute(self).await?;
-        Ok(())
+        D::query(sql, (material, quantity)).run(self).await
     }
 
     /// The live (not rejected) work orders' shares of a batch.

@@ -188,26 +188,24 @@ pub(crate) enum Lever {
 }
 
 impl Lever {
-    /// The lever's idempotency key (scoped by the lever's name, fingerprinted from its
-    /// request) and the campaign it acts on.
-    fn target(&self) -> (Keyed<'_>, &CampaignId) {
+    /// The lever's idempotency key: scoped by the lever's name, fingerprinted from its
+    /// request.
+    fn key(&self) -> Keyed<'_> {
         match self {
-            Lever::Extend(r) => (
-                Keyed::new(OP_EXTEND_DEADLINE, &r.idempotency_key, r),
-                &r.campaign_id,
-            ),
-            Lever::Lower(r) => (
-                Keyed::new(OP_LOWER_THRESHOLD, &r.idempotency_key, r),
-                &r.campaign_id,
-            ),
-            Lever::Close(r) => (
-                Keyed::new(OP_CLOSE_CAMPAIGN, &r.idempotency_key, r),
-                &r.campaign_id,
-            ),
-            Lever::Cancel(r) => (
-                Keyed::new(OP_CANCEL_CAMPAIGN, &r.idempotency_key, r),
-                &r.campaign_id,
-            ),
+            Lever::Extend(r) => Keyed::new(OP_EXTEND_DEADLINE, &r.idempotency_key, r),
+            Lever::Lower(r) => Keyed::new(OP_LOWER_THRESHOLD, &r.idempotency_key, r),
+            Lever::Close(r) => Keyed::new(OP_CLOSE_CAMPAIGN, &r.idempotency_key, r),
+            Lever::Cancel(r) => Keyed::new(OP_CANCEL_CAMPAIGN, &r.idempotency_key, r),
+        }
+    }
+
+    /// The campaign the lever acts on.
+    fn campaign_id(&self) -> &CampaignId {
+        match self {
+            Lever::Extend(r) => &r.campaign_id,
+            Lever::Lower(r) => &r.campaign_id,
+            Lever::Close(r) => &r.campaign_id,
+            Lever::Cancel(r) => &r.campaign_id,
         }
     }
 }
@@ -224,7 +222,8 @@ pub(crate) async fn pull<D: Backend>(
     now: DateTime<Utc>,
 ) -> Result<LeverOutcome> {
     let now = micros(now);
-    let (key, id) = lever.target();
+    let key = lever.key();
+    let id = lever.campaign_id();
     if let Some(done) = key.replay(tx).await? {
         return Ok(done);
     }
@@ -442,7 +441,7 @@ async fn pull_lever<E: Engine>(
     lever: Lever,
     now: DateTime<Utc>,
 ) -> Result<LeverOutcome> {
-    let campaign = lever.target().1.clone();
+    let campaign = lever.campaign_id().clone();
     store
         .call(Lane::Campaign(&campaign), lever, now, |tx, c| {
             Box::pin(pull(tx, c.provider(), &c.req, c.now))

@@ -90,8 +90,7 @@ impl<D: Backend> Tx<'_, D> {
             source.region.as_deref(),
             source.referrer.as_ref().map(|r| r.as_str()),
         );
-        D::query(sql, params).execute(self).await?;
-        Ok(())
+        D::query(sql, params).run(self).await
     }
 
     /// Moves the campaign's deadline.
@@ -116,9 +115,8 @@ impl<D: Backend> Tx<'_, D> {
             .await?;
         let sql = "UPDATE batches SET threshold = $2 WHERE campaign_id = $1 AND status = 'open'";
         D::query(sql, (campaign.as_str(), threshold))
-            .execute(self)
-            .await?;
-        Ok(())
+            .run(self)
+            .await
     }
 
     /// Records that the campaign was closed (`closed_at`) or cancelled (`cancelled_at`).

@@ -118,8 +118,7 @@ impl<D: Backend> Tx<'_, D> {
     /// Bumps the catalogue version (stock changed).
     pub(crate) async fn bump_catalogue_version(&mut self, now: DateTime<Utc>) -> Result<()> {
         let sql = "UPDATE catalogue_meta SET version = version + 1, updated_at = $1 WHERE id = 1";
-        D::query(sql, (now,)).execute(self).await?;
-        Ok(())
+        D::query(sql, (now,)).run(self).await
     }
 
     /// The next number in the factory's work order sequence.
@@ -149,8 +148,7 @@ impl<D: Backend> Tx<'_, D> {
             p.catalogue_version,
             now,
         );
-        D::query(INSERT_PLAN, params).execute(self).await?;
-        Ok(())
+        D::query(INSERT_PLAN, params).run(self).await
     }
 
     pub(crate) async fn insert_plan_batch(
@@ -161,9 +159,8 @@ impl<D: Backend> Tx<'_, D> {
     ) -> Result<()> {
         let sql = "INSERT INTO plan_batches (plan_id, batch_id, active) VALUES ($1, $2, $3)";
         D::query(sql, (plan, batch.as_str(), active))
-            .execute(self)
-            .await?;
-        Ok(())
+            .run(self)
+            .await
     }
 
     pub(crate) async fn insert_reservation(
@@ -174,10 +171,7 @@ impl<D: Backend> Tx<'_, D> {
     ) -> Result<()> {
         let sql =
             "INSERT INTO plan_reservations (plan_id, material_id, quantity) VALUES ($1, $2, $3)";
-        D::query(sql, (plan, material, quantity))
-            .execute(self)
-            .await?;
-        Ok(())
+        D::query(sql, (plan, material, quantity)).run(self).await
     }
 
     /// The work order and the units of each batch it makes (per sku).

@@ -86,8 +86,7 @@ impl<D: Backend> Tx<'_, D> {
             t.balance_window_secs,
             t.ships_within_days,
         );
-        D::query(INSERT_CAMPAIGN, params).execute(self).await?;
-        Ok(())
+        D::query(INSERT_CAMPAIGN, params).run(self).await
     }
 
     /// Reads the campaign and holds it against other writers until the transaction ends
@@ -165,9 +164,8 @@ impl<D: Backend> Tx<'_, D> {
         );
         D::query(INSERT_BATCH, params).execute(self).await?;
         D::query(OPENED, (b.id.as_str(), b.created_at))
-            .execute(self)
-            .await?;
-        Ok(())
+            .run(self)
+            .await
     }
 
     pub(crate) async fn set_batch_units(&mut self, batch: &BatchId, units: i64) -> Result<()> {
@@ -198,8 +196,7 @@ impl<D: Backend> Tx<'_, D> {
         let done = D::query(sql, (batch.as_str(), at)).execute(self).await?;
         one(done, || format!("batch {batch} is not open"))?;
         let params = (batch.as_str(), status.as_str(), at);
-        D::query(ENDED, params).execute(self).await?;
-        Ok(())
+        D::query(ENDED, params).run(self).await
     }
 
     /// The pre-order with its status derived from its batch.

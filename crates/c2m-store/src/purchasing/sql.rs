@@ -51,8 +51,7 @@ impl<D: Backend> Tx<'_, D> {
             po.allocated,
             now,
         );
-        D::query(INSERT, params).execute(self).await?;
-        Ok(())
+        D::query(INSERT, params).run(self).await
     }
 
     pub(crate) async fn purchase_order(&mut self, id: &str) -> Result<Option<PurchaseOrder>> {
@@ -95,10 +94,7 @@ impl<D: Backend> Tx<'_, D> {
 
     pub(crate) async fn set_allocated(&mut self, id: &str, allocated: f64) -> Result<()> {
         let sql = "UPDATE purchase_orders SET allocated = $2 WHERE id = $1";
-        D::query(sql, (id, allocated.max(0.0)))
-            .execute(self)
-            .await?;
-        Ok(())
+        D::query(sql, (id, allocated.max(0.0))).run(self).await
     }
 
     /// Appends the receipt and sets the order's received total and state.
@@ -116,9 +112,8 @@ impl<D: Backend> Tx<'_, D> {
         let sql = "UPDATE purchase_orders SET received = $2, state = $3, state_at = $4 \
              WHERE id = $1";
         D::query(sql, (id, received, state.as_str(), now))
-            .execute(self)
-            .await?;
-        Ok(())
+            .run(self)
+            .await
     }
 
     pub(crate) async fn set_purchase_order_state(
@@ -128,10 +123,7 @@ impl<D: Backend> Tx<'_, D> {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let sql = "UPDATE purchase_orders SET state = $2, state_at = $3 WHERE id = $1";
-        D::query(sql, (id, state.as_str(), now))
-            .execute(self)
-            .await?;
-        Ok(())
+        D::query(sql, (id, state.as_str(), now)).run(self).await
     }
 }
 
