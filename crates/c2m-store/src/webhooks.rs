@@ -448,11 +448,10 @@ impl<E: Engine> WebhookStore for E {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Claim>> {
-        let args = self.call_of((owner.to_owned(), lease_until), now);
-        let op = Op::new(args, |tx, c| {
-            let (owner, until) = &c.req;
-            Box::pin(claim(tx, owner, c.now, *until))
-        });
+        let op = Op::new(
+            (owner.to_owned(), now, lease_until),
+            |tx, (owner, now, until)| Box::pin(claim(tx, owner, *now, *until)),
+        );
         self.write(Lane::Alone, op.quiet()).await
     }
 

@@ -179,6 +179,7 @@ pub trait LeversStore: Send + Sync + 'static {
     async fn insights(&self, campaign: &CampaignId, bucket_secs: i64, top: i64)
         -> Result<Insights>;
 }
+
 /// A lever's request, as [`pull`] takes it: the one write every lever is.
 pub(crate) enum Lever {
     Extend(ExtendDeadline),
@@ -234,14 +235,13 @@ pub(crate) async fn pull<D: Backend>(
     if let Some(done) = key.replay(tx).await? {
         return Ok(done);
     }
-    let mut refunds = Vec::new();
-    let (outcome, change) = match lever {
+    let (outcome, change, refunds) = match lever {
         Lever::Extend(req) => {
             let deadline = micros(req.deadline);
             levers::may_extend_deadline(&campaign, deadline, now)?;
             tx.set_deadline(&campaign.id, deadline).await?;
             campaign.terms.deadline = deadline;
-            (LeverOutcome::of(campaign), "deadline_extended")
+            (LeverOutcome::of(campaign), "deadline_extended", Vec::new())
         }
         Lever::Lower(req) => {
             let threshold = req.batch_threshold;
@@ -255,7 +255,7 @@ pub(crate) async fn pull<D: Backend>(
                         Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
                 }
             }
-            (outcome, "threshold_lowered")
+            (outcome, "threshold_lowered", Vec::new())
         }
         Lever::Close(_) => {
             levers::may_close(&campaign, now)?;
@@ -271,7 +271,7 @@ pub(crate) async fn pull<D: Backend>(
                     fail(tx, provider, &mut outcome, open, now).await?;
                 }
             }
-            (outcome, "closed")
+            (outcome, "closed", Vec::new())
         }
         Lever::Cancel(_) => {
             levers::may_cancel(&campaign)?;
@@ -282,8 +282,8 @@ pub(crate) async fn pull<D: Backend>(
             if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
                 fail(tx, provider, &mut outcome, open, now).await?;
             }
-            refunds = refund_locked_batches(tx, provider, &mut outcome, now).await?;
-            (outcome, "cancelled")
+            let refunds = refund_locked_batches(tx, provider, &mut outcome, now).await?;
+            (outcome, "cancelled", refunds)
         }
     };
     campaign_changed(tx, &outcome, change, refunds, now);
