@@ -20,6 +20,13 @@ const OPTIMAL_GAP: f64 = 1e-7;
 /// hundredth of a cent is below anything the plan reports.
 const OPTIMAL_ABS_GAP: f64 = 1e-2;
 
+/// Work per second of the start search (`phased::improve`: evaluations times
+/// periods squared) on the machine its effort was sized on (2 cores, release
+/// build, idle): how a time budget becomes a work bound. Measured on the
+/// benchmark's v2 sizes: 24-33 M on the middle size (which converges within
+/// 11 M, a third of a second), 31-34 M on the large (which does not).
+const START_WORK_PER_SECOND: f64 = 30e6;
+
 /// Why no plan could be made. An infeasible scenario is *not* an error: it
 /// is a plan with status `infeasible` and its shortfalls.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -196,6 +203,12 @@ fn plan_timed(
         Some(d) if opts.warm_start => {
             let searching = Instant::now();
             let budget = (opts.time_limit / 10).min(Duration::from_secs(3));
+            // Sized so an idle machine spends about half the budget: one twice as
+            // busy still finishes the same work, and so gets the same start.
+            let effort = phased::improve::Effort {
+                work: (budget.as_secs_f64() * START_WORK_PER_SECOND / 2.0) as u64,
+                deadline: searching + budget,
+            };
             let b = phased::model::bounds(
                 v,
                 &phased::model::Options {
@@ -203,9 +216,11 @@ fn plan_timed(
                     ..Default::default()
                 },
             );
-            let better = phased::improve::improve(v, &b, &d, searching + budget);
+            let (better, work) = phased::improve::improve(v, &b, &d, effort);
             tracing::debug!(
                 seconds = searching.elapsed().as_secs_f64(),
+                work,
+                effort = effort.work,
                 before = d.costs(v).total(),
                 after = better.costs(v).total(),
                 "start improved"

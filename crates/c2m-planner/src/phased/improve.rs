@@ -9,7 +9,12 @@
 //! Whitin's programme, else lot-for-lot), and keeps a move when the plan's
 //! total cost falls. Every plan it keeps satisfies the model and the tight
 //! formulation's bounds, so the solver accepts it as a start.
+//!
+//! The search is bounded by work, not time ([`Effort`]): the same scenario
+//! and effort give the same start on any machine, however busy, so the
+//! solver starts from the same plan and a re-run gives the same answer.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use crate::validate::ValidatedScenario;
@@ -117,15 +122,41 @@ impl State {
     }
 }
 
-/// What the search reads: the scenario, the bounds it keeps, the dues.
+/// How much the search may do.
+///
+/// `work` counts evaluations (a product's runs re-costed, a material bought
+/// again for a move) times the periods squared, which is what makes the search's result depend on
+/// the scenario alone. `deadline` is a guard for a machine much slower than
+/// the one `work` was sized on (or a debug build): reaching it first gives
+/// a plan that depends on the machine's speed, as any time limit does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Effort {
+    pub work: u64,
+    pub deadline: Instant,
+}
+
+/// What the search reads: the scenario, the bounds it keeps, the dues; and
+/// the work it has done against its effort.
 struct Search<'a> {
     v: &'a ValidatedScenario,
     b: &'a Bounds,
     cd: Vec<Vec<i64>>,
     lines_of: Vec<Vec<usize>>,
+    effort: Effort,
+    done: Cell<u64>,
 }
 
 impl Search<'_> {
+    /// Counts `n` evaluations.
+    fn work(&self, n: u64) {
+        self.done.set(self.done.get() + n);
+    }
+
+    /// Whether the effort is spent.
+    fn spent(&self) -> bool {
+        self.done.get() >= self.effort.work || Instant::now() > self.effort.deadline
+    }
+
     /// Moves the whole run `(t, i)` to `(t2, i2)` (a line of the same
     /// product), merging it into a run there, when the move keeps every
     /// rule and bound and `accept` takes its cost change. Returns whether
@@ -166,6 +197,12 @@ impl Search<'_> {
             st.x[t2][i2] -= q;
             st.x[t][i] = q;
         };
+        // An evaluation's cost grows with the square of the periods (a material's
+        // orders are consolidated by a programme over pairs of periods), so work is
+        // counted in evaluations times periods squared: the same count then takes
+        // about the same time on the benchmark's middle and large sizes.
+        let n = v.periods() as u64;
+        self.work((1 + v.bom(p).len() as u64) * n * n);
         let Some(new_pc) = product_cost(v, &self.cd, &st.x, p) else {
             undo(st);
             return false;
@@ -200,8 +237,8 @@ impl Search<'_> {
     }
 
     /// First-improvement descent over whole-run moves until none pays;
-    /// `false` when the deadline stopped it.
-    fn descend(&self, st: &mut State, deadline: Instant) -> bool {
+    /// `false` when the effort ran out first.
+    fn descend(&self, st: &mut State) -> bool {
         let n = self.v.periods();
         let mut improved = true;
         while improved {
@@ -211,7 +248,7 @@ impl Search<'_> {
                     for &i in lines {
                         'targets: for t2 in 0..n {
                             for &i2 in lines {
-                                if Instant::now() > deadline {
+                                if self.spent() {
                                     return false;
                                 }
                                 if self.try_move(st, (t, i), (t2, i2), |d| d < -1e-6) {
@@ -229,17 +266,17 @@ impl Search<'_> {
 }
 
 /// Improves the runs of `start` (and buys again for them): descent over
-/// whole-run moves, then, while time is left, random kicks of two or three
+/// whole-run moves, then, while effort is left, random kicks of two or three
 /// moves followed by descent, keeping the best plan (iterated local
-/// search, seeded, so the same time gives the same plan on an idle
-/// machine). Returns `start` unchanged when it breaks a bound the search
-/// keeps.
+/// search, seeded, and bounded by work, so the same effort gives the same
+/// plan). Returns `start` unchanged when it breaks a bound the search
+/// keeps, and the evaluations done.
 pub(crate) fn improve(
     v: &ValidatedScenario,
     b: &Bounds,
     start: &Schedule,
-    deadline: Instant,
-) -> Schedule {
+    effort: Effort,
+) -> (Schedule, u64) {
     let s = v.scenario();
     let n = v.periods();
     let cd = cumulative_due(v);
@@ -256,14 +293,14 @@ pub(crate) fn improve(
         .map(|p| product_cost(v, &cd, &start.x, p))
         .collect::<Option<Vec<f64>>>()
     else {
-        return start.clone();
+        return (start.clone(), 0);
     };
     let used = start.consumption(v);
     let Some(bought) = (0..s.materials.len())
         .map(|m| buy_material(v, m, &used[m]))
         .collect::<Option<Vec<_>>>()
     else {
-        return start.clone();
+        return (start.clone(), 0);
     };
     let (mc, orders): (Vec<f64>, Vec<MaterialOrders>) = bought.into_iter().unzip();
     let search = Search {
@@ -277,6 +314,8 @@ pub(crate) fn improve(
                     .collect()
             })
             .collect(),
+        effort,
+        done: Cell::new(0),
     };
     let mut st = State {
         x: start.x.clone(),
@@ -286,11 +325,11 @@ pub(crate) fn improve(
         mc,
         orders,
     };
-    let finished = search.descend(&mut st, deadline);
+    let finished = search.descend(&mut st);
     let mut best = st.clone();
     if finished {
         // A small xorshift generator: the search must not depend on
-        // anything but the scenario and the time.
+        // anything but the scenario and the effort.
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = |k: usize| -> usize {
             seed ^= seed << 13;
@@ -300,9 +339,9 @@ pub(crate) fn improve(
         };
         let n_lines = v.lines().len();
         // Stop after this many kicks in a row that found nothing better
-        // (small scenarios end long before the deadline).
+        // (small scenarios end long before their effort is spent).
         let mut fruitless = 0;
-        while Instant::now() < deadline && fruitless < 100 {
+        while !search.spent() && fruitless < 100 {
             fruitless += 1;
             st = best.clone();
             let mut kicks = 0;
@@ -320,7 +359,7 @@ pub(crate) fn improve(
                     kicks += 1;
                 }
             }
-            let finished = search.descend(&mut st, deadline);
+            let finished = search.descend(&mut st);
             if st.total() < best.total() - 1e-6 {
                 best = st.clone();
                 fruitless = 0;
@@ -337,7 +376,7 @@ pub(crate) fn improve(
             d.buy[placed][oi] = Some((k, q));
         }
     }
-    d
+    (d, search.done.get())
 }
 
 #[cfg(test)]
@@ -366,7 +405,11 @@ mod tests {
                     continue;
                 };
                 let b = bounds(&v, &Options::default());
-                let e = improve(&v, &b, &d, Instant::now() + Duration::from_secs(2));
+                let effort = Effort {
+                    work: u64::MAX,
+                    deadline: Instant::now() + Duration::from_secs(2),
+                };
+                let (e, _) = improve(&v, &b, &d, effort);
                 let (before, after) = (d.costs(&v).total(), e.costs(&v).total());
                 assert!(after <= before + 1e-6, "seed {seed}: {after} > {before}");
                 let plan = plan_from_schedule(&v, &e, PlanStatus::Feasible, "greedy");
@@ -389,5 +432,47 @@ mod tests {
             2 * cheaper >= checked,
             "cheaper on only {cheaper} of {checked}"
         );
+    }
+
+    /// The search is bounded by work, not time: with an effort small
+    /// enough to stop it part-way, two runs give the same plan, even when
+    /// the second runs on a machine kept busy by other threads.
+    #[test]
+    fn the_same_effort_gives_the_same_start() {
+        let v = random_timed_scenario(1, TimedSize::MEDIUM)
+            .validate()
+            .unwrap();
+        let d = greedy_schedule(&v).expect("a lot-for-lot plan");
+        let b = bounds(&v, &Options::default());
+        let run = || {
+            improve(
+                &v,
+                &b,
+                &d,
+                Effort {
+                    work: 2_000_000,
+                    deadline: Instant::now() + Duration::from_secs(600),
+                },
+            )
+        };
+        let (first, work) = run();
+        assert!(work >= 2_000_000, "the effort did not bind: {work}");
+        let busy = std::sync::atomic::AtomicBool::new(true);
+        let (second, again) = std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::black_box((0..1000u64).sum::<u64>());
+                    }
+                });
+            }
+            let out = run();
+            busy.store(false, std::sync::atomic::Ordering::Relaxed);
+            out
+        });
+        assert_eq!(work, again);
+        assert_eq!(first.x, second.x);
+        assert_eq!(first.buy, second.buy);
+        assert!(first.costs(&v).total() < d.costs(&v).total());
     }
 }
