@@ -35,12 +35,19 @@ impl Fingerprint {
     /// `request` must serialize deterministically (structs and vectors do; hash maps
     /// would not, so requests use neither).
     pub fn of<T: Serialize>(operation: &str, request: &T) -> Fingerprint {
-        let mut h = Sha256::new();
-        h.update(operation.as_bytes());
-        h.update([0u8]);
-        // Serializing plain request structs cannot fail.
-        h.update(serde_json::to_vec(request).unwrap_or_default());
-        Fingerprint(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        let mut h = Hashing(Sha256::new());
+        h.0.update(operation.as_bytes());
+        h.0.update([0u8]);
+        // The JSON is hashed as it is written, not collected first: every write pays for
+        // its fingerprint. Serializing plain request structs cannot fail.
+        let _ = serde_json::to_writer(&mut h, request);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for b in h.0.finalize() {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        Fingerprint(hex)
     }
 
     pub fn from_trusted(s: String) -> Fingerprint {
@@ -49,6 +56,20 @@ impl Fingerprint {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Feeds what is written to a hash.
+struct Hashing(Sha256);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -63,5 +84,16 @@ mod tests {
         assert_ne!(a, Fingerprint::of("place", &("c1", 3)));
         assert_ne!(a, Fingerprint::of("cancel", &("c1", 2)));
         assert_eq!(a.as_str().len(), 64);
+    }
+
+    /// Stored keys are compared with fingerprints computed by later versions, so the
+    /// fingerprint is a format: SHA-256 of `operation`, a zero byte and the request's JSON,
+    /// in lower-case hex (the expected value is Python's `hashlib.sha256`).
+    #[test]
+    fn fingerprint_is_sha256_of_operation_nul_and_json() {
+        assert_eq!(
+            Fingerprint::of("place", &("c1", 2)).as_str(),
+            "91db8f543c61324858b139147a8d8880f0bbd1d9dd8b101eb3736c551eb42cbd"
+        );
     }
 }
