@@ -20,7 +20,10 @@
 //! First on the empty store (only what the measurements themselves need), then again after
 //! preloading `--campaigns` campaigns and `--preorders` pre-orders over `--consumers`
 //! consumers through the store's own write path (`Store::place_preorder` from many tasks,
-//! so group commit batches them; not over gRPC), with fresh fixtures of the same size. It
+//! so group commit batches them; not over gRPC), with fresh fixtures of the same size.
+//! Before each phase's measurements PostgreSQL's statistics are brought up to date
+//! (`ANALYZE`, as autovacuum would have a minute into a deployment), so both phases plan
+//! from statistics of what they hold rather than the empty phase from none. It
 //! prints each figure for both stores and their ratio (loaded / empty: for rates, empty /
 //! loaded, so above 1 is always worse), the database size per million pre-orders, and the
 //! process's resident memory before and after the preload. A benchmark, not a test: it
@@ -367,6 +370,7 @@ async fn measure(
     store: &Arc<dyn Store>,
     channels: &[Channel],
     args: &Args,
+    url: &str,
     tag: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Figures> {
@@ -378,6 +382,8 @@ async fn measure(
         now,
     )
     .await?;
+    // Plans from current statistics in both phases (PostgreSQL; SQLite has none).
+    c2m_store::probe::analyze(url).await?;
     let ids: Arc<Vec<String>> = Arc::new(campaigns.iter().map(|c| c.as_str().to_owned()).collect());
     let (n, c) = (args.samples, args.concurrency);
 
@@ -533,7 +539,7 @@ async fn main() -> anyhow::Result<()> {
         .context("import the catalogue")?;
     let now = Utc::now();
 
-    let empty = measure(&store, &channels, &args, "empty", now).await?;
+    let empty = measure(&store, &channels, &args, &url, "empty", now).await?;
     let (rss_before, _) = rss_mib();
     let bytes_before = c2m_store::probe::database_bytes(&url).await?;
 
@@ -543,7 +549,8 @@ async fn main() -> anyhow::Result<()> {
     let (rss_after_preload, _) = rss_mib();
     let bytes_after = c2m_store::probe::database_bytes(&url).await?;
 
-    let loaded = measure(&store, &channels, &args, "loaded", now).await?;
+    let wal_after_preload = c2m_store::probe::wal_bytes(&url).await;
+    let loaded = measure(&store, &channels, &args, &url, "loaded", now).await?;
     let (rss_end, rss_peak) = rss_mib();
 
     println!(
@@ -640,6 +647,13 @@ async fn main() -> anyhow::Result<()> {
         mib(bytes_after),
         mib(bytes_after.saturating_sub(bytes_before)) / (args.preorders.max(1) as f64 / 1e6)
     );
+    if !url.starts_with("postgres") {
+        println!(
+            "write-ahead log: {:.1} MiB after the preload, {:.1} MiB at the end (counted above)",
+            mib(wal_after_preload),
+            mib(c2m_store::probe::wal_bytes(&url).await)
+        );
+    }
     println!(
         "resident memory (this process: server and clients): {rss_before:.0} MiB before the preload, \
          {rss_after_preload:.0} MiB after it, {rss_end:.0} MiB at the end, {rss_peak:.0} MiB peak"

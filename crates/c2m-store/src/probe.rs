@@ -107,6 +107,36 @@ pub async fn database_bytes(url: &str) -> Result<u64> {
     }
 }
 
+/// Brings the database's planner statistics up to date, as a deployment's would be a
+/// minute after its first writes: PostgreSQL's autovacuum analyses a table once enough of
+/// it has changed, but a table filled moments ago (a benchmark's fixtures) still has the
+/// statistics of an empty one, so its plans would be those of an empty table. SQLite needs
+/// nothing: the store never analyses a SQLite database, so its plans come from the schema
+/// alone, in a benchmark as in production.
+pub async fn analyze(url: &str) -> Result<(), StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let mut conn = crate::postgres::connect_options(url)?.connect().await?;
+        sqlx::query("ANALYZE").execute(&mut conn).await?;
+    }
+    Ok(())
+}
+
+/// The size of a SQLite database's write-ahead log in bytes (0 for PostgreSQL, or when
+/// there is none): a log that keeps growing means checkpoints cannot finish, and every
+/// page a reader looks up is searched for in the log's index first.
+pub async fn wal_bytes(url: &str) -> u64 {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return 0;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    tokio::fs::metadata(format!("{path}-wal"))
+        .await
+        .map_or(0, |m| m.len())
+}
+
 const SQLITE_TABLES: &str = "CREATE TABLE IF NOT EXISTS probe_batches (
          id INTEGER PRIMARY KEY, units INTEGER NOT NULL);
      CREATE TABLE IF NOT EXISTS probe_orders (
