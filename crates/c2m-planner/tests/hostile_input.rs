@@ -778,7 +778,12 @@ fn samples_as_json_with_extreme_numbers_never_panic() {
 
 #[test]
 fn built_scenarios_with_extreme_numbers_never_panic() {
-    proptest!(config(400), |(s in scenario(), shadow_prices in any::<bool>())| {
+    // Built scenarios validate rarely (about 1 in 70: every id must resolve and every
+    // number be allowed), so 400 cases reached the planner about five times and, once in
+    // a few hundred runs, never (CI saw it). A fifth of the cases are drawn from the
+    // generator of valid scenarios instead, so the planning half is never vacuous.
+    let scenarios = prop_oneof![4 => scenario(), 1 => allowed_scenario()];
+    proptest!(config(400), |(s in scenarios, shadow_prices in any::<bool>())| {
         // Through the files too: what one format writes, it must read back or refuse.
         if let Ok(text) = s.to_toml_string() {
             match Scenario::from_toml_str(&text) {
