@@ -4,6 +4,7 @@
 //! cargo run --release --example bench_pooling -- [--orders 5000] [--concurrency 64]
 //!     [--database-url postgres://...]
 //!     [--addr http://host:port | https://host:port --tls-ca ca.pem] [--token T]
+//!     [--addr http://a:port,http://b:port --database-url postgres://...]  # replicas
 //! ```
 //!
 //! Without `--addr` it starts a server in this process on a fresh SQLite database in a
@@ -109,8 +110,10 @@ struct Args {
     #[arg(long)]
     database_url: Option<String>,
     /// Benchmark an already running server (the raw probe then needs --database-url).
-    #[arg(long)]
-    addr: Option<String>,
+    /// Several, comma-separated (replicas on one PostgreSQL), spread the connections
+    /// over them in turn: `--connections` is then the total.
+    #[arg(long, value_delimiter = ',')]
+    addr: Vec<String>,
     /// Bearer token (admin: the benchmark imports a product and creates a campaign) for
     /// --addr.
     #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
@@ -372,16 +375,16 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
 
     // 1. The raw durable write rate of the same store (before the server takes load).
-    let raw = if args.addr.is_none() || args.database_url.is_some() {
+    let raw = if args.addr.is_empty() || args.database_url.is_some() {
         Some(c2m_store::probe::raw_write_rate(&url, args.orders, args.concurrency).await?)
     } else {
         None
     };
 
     // 2. The service over gRPC.
-    let (addr, server) = match &args.addr {
-        Some(a) => (a.clone(), None),
-        None => {
+    let (addrs, server) = match args.addr.as_slice() {
+        [_, ..] => (args.addr.clone(), None),
+        [] => {
             let mut settings = Settings::for_tests(dir.path().to_path_buf());
             settings.database_url = Some(url.clone());
             // As `c2m serve` by default: streams and webhooks are woken by commits, not
@@ -393,15 +396,16 @@ async fn main() -> anyhow::Result<()> {
             let task = tokio::spawn(app.run_until(async {
                 let _ = rx.await;
             }));
-            (addr, Some((tx, task)))
+            (vec![addr], Some((tx, task)))
         }
     };
     let auth = Bearer::new(args.token.as_deref());
-    let endpoint = args.tls.endpoint(&addr)?;
     let mut channels = Vec::new();
-    for _ in 0..args.connections.max(1) {
+    for i in 0..args.connections.max(addrs.len()) {
+        let addr = &addrs[i % addrs.len()];
         channels.push(
-            endpoint
+            args.tls
+                .endpoint(addr)?
                 .connect()
                 .await
                 .with_context(|| format!("cannot reach {addr}"))?,
@@ -497,9 +501,12 @@ async fn main() -> anyhow::Result<()> {
         "c2m pooling benchmark: {} single-unit pre-orders, {} concurrent clients, threshold {}",
         args.orders, args.concurrency, args.threshold
     );
+    if addrs.len() > 1 {
+        println!("servers: {} replicas ({})", addrs.len(), addrs.join(", "));
+    }
     println!(
         "store: {}",
-        if args.addr.is_some() && args.database_url.is_none() {
+        if !args.addr.is_empty() && args.database_url.is_none() {
             "the running server's (not probed)"
         } else if url.starts_with("postgres") {
             "postgres"
