@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use good_lp::Expression;
+
 use crate::explain;
 use crate::greedy::greedy_decisions;
 use crate::model::{build_split, BuildOptions, Formulation};
@@ -179,7 +181,38 @@ fn plan_timed(
     opts: &SolveOptions,
     started: Instant,
 ) -> Result<Plan, PlanError> {
-    let greedy = phased::greedy::greedy_schedule(v);
+    let mut time_limit = opts.time_limit;
+    let mut proven_infeasible = false;
+    let greedy = match phased::greedy::greedy_schedule(v) {
+        Some(d) => Some(d),
+        // The rules could not place every due: phase one, within a quarter
+        // of the time limit, finds a plan that does (the start, with its
+        // orders bought again by lot-for-lot) or proves that none exists.
+        // Without a warm start the model runs as written, as it always did.
+        None if !opts.warm_start => None,
+        None => {
+            let searching = Instant::now();
+            let found = phase_one(v, opts, opts.time_limit / 4)?;
+            time_limit = time_limit.saturating_sub(searching.elapsed());
+            tracing::debug!(
+                seconds = searching.elapsed().as_secs_f64(),
+                outcome = match &found {
+                    PhaseOne::Feasible(_) => "a plan meets every due",
+                    PhaseOne::Infeasible => "no plan meets every due",
+                    PhaseOne::Unknown => "not known",
+                },
+                "phase one"
+            );
+            match found {
+                PhaseOne::Feasible(d) => Some(phased::greedy::rebuy(v, d)),
+                PhaseOne::Infeasible => {
+                    proven_infeasible = true;
+                    None
+                }
+                PhaseOne::Unknown => None,
+            }
+        }
+    };
     // The warm start: the lot-for-lot plan, or the same runs with orders
     // that cover several periods where that is cheaper.
     let start_plan = greedy.as_ref().map(|d| {
@@ -198,7 +231,6 @@ fn plan_timed(
     };
     // Improve the start by local search, within a tenth of the time limit
     // (at most 3 s), taken from the solver's time.
-    let mut time_limit = opts.time_limit;
     let start_plan = match start_plan {
         Some(d) if opts.warm_start => {
             let searching = Instant::now();
@@ -243,7 +275,11 @@ fn plan_timed(
         periods = v.periods(),
         "time-phased model built"
     );
-    let outcome = solve_model(problem, opts.solver, time_limit, opts.mip_gap, start)?;
+    let outcome = if proven_infeasible {
+        Outcome::Infeasible
+    } else {
+        solve_model(problem, opts.solver, time_limit, opts.mip_gap, start)?
+    };
     let (schedule, mut plan) = match outcome {
         Outcome::Solved(raw) => {
             let d = layout.schedule(v, &raw.values);
@@ -350,10 +386,58 @@ fn lateness_choices(
     Ok(out)
 }
 
+/// What phase one found: whether any plan meets every due.
+#[derive(Debug)]
+pub(crate) enum PhaseOne {
+    /// A plan that meets every due (costs not considered).
+    Feasible(Schedule),
+    /// Proven: no plan meets every due.
+    Infeasible,
+    /// Neither within the time given.
+    Unknown,
+}
+
+/// Phase one of the two-phase method, for when the lot-for-lot rules
+/// cannot place every due: the model itself with its costs dropped. Any plan
+/// is optimal for it, so the solver stops at the first one it finds (the
+/// start the rules could not give), or proves that none exists. The tight
+/// model's valid inequalities stay in, which is what lets the solver find
+/// plans here that the elastic model (`best_partial_schedule`), whose
+/// shortfalls would void them, does not.
+pub(crate) fn phase_one(
+    v: &ValidatedScenario,
+    opts: &SolveOptions,
+    time_limit: Duration,
+) -> Result<PhaseOne, PlanError> {
+    let (mut problem, layout) = phased::model::build(
+        v,
+        &phased::model::Options {
+            formulation: opts.formulation,
+            split_integers: split_integers(opts),
+            ..Default::default()
+        },
+    );
+    problem.objective = Expression::default();
+    Ok(
+        match solve_model(problem, opts.solver, time_limit, 0.0, None)? {
+            Outcome::Solved(raw) => PhaseOne::Feasible(layout.schedule(v, &raw.values)),
+            Outcome::Infeasible => PhaseOne::Infeasible,
+            Outcome::NoSolution => PhaseOne::Unknown,
+        },
+    )
+}
+
+/// What the greedy rules can place (with lot-for-lot orders), or nothing.
+fn partial_start(v: &ValidatedScenario) -> Schedule {
+    phased::greedy::greedy_partial_schedule(v)
+        .map(|(d, _)| d)
+        .unwrap_or_else(|| Schedule::empty(v))
+}
+
 /// The elastic version 2 model: dues may fall short at a penalty that
 /// dominates every real cost, so the solver makes as much as it can, as
 /// early as it can, as cheaply as it can.
-fn best_partial_schedule(
+pub(crate) fn best_partial_schedule(
     v: &ValidatedScenario,
     opts: &SolveOptions,
 ) -> Result<Schedule, PlanError> {
@@ -366,7 +450,7 @@ fn best_partial_schedule(
             ..Default::default()
         },
     );
-    let start = Some(layout.start_values(v, &Schedule::empty(v)));
+    let start = Some(layout.start_values(v, &partial_start(v)));
     match solve_model(problem, opts.solver, opts.time_limit, opts.mip_gap, start)? {
         Outcome::Solved(raw) => Ok(layout.schedule(v, &raw.values)),
         Outcome::NoSolution => Ok(Schedule::empty(v)),
@@ -376,5 +460,71 @@ fn best_partial_schedule(
                 .to_string(),
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    fn scenario(text: &str) -> ValidatedScenario {
+        Scenario::from_toml_str(text)
+            .expect("parses")
+            .validate()
+            .expect("valid")
+    }
+
+    fn options(solver: SolverKind) -> SolveOptions {
+        SolveOptions {
+            solver,
+            time_limit: Duration::from_secs(20),
+            ..Default::default()
+        }
+    }
+
+    /// Where the lot-for-lot rules find no plan, phase one finds one that
+    /// meets every due, and it passes the independent check.
+    #[test]
+    fn phase_one_finds_the_plan_the_rules_miss() {
+        let v = scenario(include_str!("../tests/data/rules-miss.toml"));
+        assert!(phased::greedy::greedy_schedule(&v).is_none());
+        for &solver in SolverKind::available() {
+            let opts = options(solver);
+            let PhaseOne::Feasible(d) = phase_one(&v, &opts, opts.time_limit).expect("solves")
+            else {
+                panic!("{solver:?}: phase one found no plan");
+            };
+            let d = phased::greedy::rebuy(&v, d);
+            let plan = plan_from_schedule(&v, &d, PlanStatus::Feasible, "phase one");
+            assert!(
+                plan.shortfalls.is_empty(),
+                "{solver:?}: {:?}",
+                plan.shortfalls
+            );
+            if let Err(violations) = crate::verify_plan(&v, &plan) {
+                panic!("{solver:?}: {violations:?}");
+            }
+        }
+    }
+
+    /// Where no plan meets every due, phase one proves it by its bound.
+    #[test]
+    fn phase_one_proves_that_no_plan_exists() {
+        // `b` due in period 1 instead, never late: its material's only offer
+        // arrives in period 2 at the earliest.
+        let text = include_str!("../tests/data/rules-miss.toml");
+        let due_b = "period = 2, quantity = 80 } ]\n\n[[materials]]";
+        assert!(text.contains(due_b));
+        let v = scenario(&text.replace(due_b, "period = 1, quantity = 80 } ]\n\n[[materials]]"));
+        assert!(phased::greedy::greedy_schedule(&v).is_none());
+        for &solver in SolverKind::available() {
+            let opts = options(solver);
+            let found = phase_one(&v, &opts, opts.time_limit).expect("solves");
+            assert!(
+                matches!(found, PhaseOne::Infeasible),
+                "{solver:?}: {found:?}"
+            );
+        }
     }
 }

@@ -376,3 +376,32 @@ fn infeasible_when_a_material_cannot_arrive_in_time() {
         );
     }
 }
+
+// Two products on one factory of 100 hours a week, one hour a unit, setup
+// 100 a run, unit cost 10; 80 of each due by the end of period 2, never late.
+// `a` is made of `ma`, 80 on hand, holding 1 a unit a week; `b` of `mb`, none
+// on hand, whose only offer (price 1) takes 14 days: it arrives in period 2.
+//   The lot-for-lot rules take the dues in order and make each in its due
+//   period where it fits: `a` takes 80 of period 2's hours, `b` finds 20
+//   left and no `mb` before period 2, so the rules find no plan.
+//   A plan exists: `a` in period 0 (its stock used at once: no holding),
+//   `b` in period 2 with 80 `mb` ordered in period 0: production 1600,
+//   setups 200, purchase 80 = 1880. Making `a` in period 1 instead holds 80
+//   `ma` through period 0 (+80); splitting it adds a setup.
+// Phase one finds the plan the rules miss; the solver proves it optimal.
+#[test]
+fn a_plan_the_lot_for_lot_rules_miss() {
+    let v = scenario(include_str!("data/rules-miss.toml"));
+    assert!(
+        c2m_planner::greedy_plan(&v).is_none(),
+        "the scenario must be one the lot-for-lot rules cannot plan"
+    );
+    for p in solve_all(&v) {
+        assert_eq!(p.status, PlanStatus::Optimal);
+        assert_eq!(p.total_cost, 1880);
+        let mut r = runs(&p);
+        r.sort_by_key(|x| x.2);
+        assert_eq!(r, vec![("f".into(), 80, 0), ("f".into(), 80, 2)]);
+        assert_eq!(orders(&p), vec![("s".into(), 80.0, 1.0, 0, 2)]);
+    }
+}

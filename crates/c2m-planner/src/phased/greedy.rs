@@ -52,6 +52,24 @@ pub(crate) fn greedy_schedule(v: &ValidatedScenario) -> Option<Schedule> {
 
 /// The production half of the greedy plan (no orders).
 pub(crate) fn greedy_production(v: &ValidatedScenario) -> Option<Schedule> {
+    let (d, short) = greedy_production_partial(v);
+    (short == 0).then_some(d)
+}
+
+/// The greedy plan with what the rules cannot place left out: production
+/// and lot-for-lot orders for every due that fits, and the units left out.
+/// `None` only when lot-for-lot cannot buy for what was placed. The start of
+/// the elastic model when the greedy plan has a gap: a plan that makes most
+/// of the dues is a far better start than one that makes nothing.
+pub(crate) fn greedy_partial_schedule(v: &ValidatedScenario) -> Option<(Schedule, i64)> {
+    let (mut d, short) = greedy_production_partial(v);
+    d.buy = lot_for_lot(v, &d)?;
+    Some((d, short))
+}
+
+/// [`greedy_production`] that goes on past a due it cannot place: the
+/// schedule and the units of the dues it left (wholly or partly) unmade.
+fn greedy_production_partial(v: &ValidatedScenario) -> (Schedule, i64) {
     let s = v.scenario();
     let n = v.periods();
     let mut d = Schedule::empty(v);
@@ -93,6 +111,7 @@ pub(crate) fn greedy_production(v: &ValidatedScenario) -> Option<Schedule> {
         }
     }
     dues.sort();
+    let mut short = 0;
     for (_, t_due, p, qty) in dues {
         let may_be_late = s.products[p].late_cost.is_some();
         let mut periods: Vec<usize> = (0..=t_due).rev().collect();
@@ -164,12 +183,21 @@ pub(crate) fn greedy_production(v: &ValidatedScenario) -> Option<Schedule> {
                 remaining -= q;
             }
         }
-        if remaining > 0 {
-            return None;
-        }
+        short += remaining.max(0);
     }
     trim_excess(v, &mut d);
-    Some(d)
+    (d, short)
+}
+
+/// A schedule found without regard to cost (phase one) made a sensible
+/// start: production beyond the dues trimmed, and its orders replaced by
+/// lot-for-lot's for the same runs where lot-for-lot can buy them.
+pub(crate) fn rebuy(v: &ValidatedScenario, mut d: Schedule) -> Schedule {
+    trim_excess(v, &mut d);
+    if let Some(buy) = lot_for_lot(v, &d) {
+        d.buy = buy;
+    }
+    d
 }
 
 /// Cuts back what minimum runs made beyond the dues, latest runs first:
