@@ -185,33 +185,37 @@ fn plan_timed(
     let mut proven_infeasible = false;
     let greedy = match phased::greedy::greedy_schedule(v) {
         Some(d) => Some(d),
-        // The rules could not place every due: phase one, within a quarter
-        // of the time limit, finds a plan that does (the start, with its
-        // orders bought again by lot-for-lot) or proves that none exists.
-        // Without a warm start the model runs as written, as it always did.
+        // The rules could not place every due: first the rules again with
+        // the dues they could not place put first; then phase one, within a
+        // quarter of the time limit, finds a plan that does (the start, with
+        // its orders bought again by lot-for-lot) or proves that none
+        // exists. Without a warm start the model runs as written.
         None if !opts.warm_start => None,
-        None => {
-            let searching = Instant::now();
-            let found = phase_one(v, opts, opts.time_limit / 4)?;
-            time_limit = time_limit.saturating_sub(searching.elapsed());
-            tracing::debug!(
-                seconds = searching.elapsed().as_secs_f64(),
-                outcome = match &found {
-                    PhaseOne::Feasible(_) => "a plan meets every due",
-                    PhaseOne::Infeasible => "no plan meets every due",
-                    PhaseOne::Unknown => "not known",
-                },
-                "phase one"
-            );
-            match found {
-                PhaseOne::Feasible(d) => Some(phased::greedy::rebuy(v, d)),
-                PhaseOne::Infeasible => {
-                    proven_infeasible = true;
-                    None
+        None => match phased::greedy::repaired_schedule(v) {
+            Some(d) => Some(d),
+            None => {
+                let searching = Instant::now();
+                let found = phase_one(v, opts, opts.time_limit / 4)?;
+                time_limit = time_limit.saturating_sub(searching.elapsed());
+                tracing::debug!(
+                    seconds = searching.elapsed().as_secs_f64(),
+                    outcome = match &found {
+                        PhaseOne::Feasible(_) => "a plan meets every due",
+                        PhaseOne::Infeasible => "no plan meets every due",
+                        PhaseOne::Unknown => "not known",
+                    },
+                    "phase one"
+                );
+                match found {
+                    PhaseOne::Feasible(d) => Some(phased::greedy::rebuy(v, d)),
+                    PhaseOne::Infeasible => {
+                        proven_infeasible = true;
+                        None
+                    }
+                    PhaseOne::Unknown => None,
                 }
-                PhaseOne::Unknown => None,
             }
-        }
+        },
     };
     // The warm start: the lot-for-lot plan, or the same runs with orders
     // that cover several periods where that is cheaper.
