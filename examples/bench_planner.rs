@@ -28,6 +28,12 @@
 // Printing the plan is what this program is for.
 #![allow(clippy::print_stdout)]
 
+const USAGE: &str = "usage: bench_planner [--seeds N] [--time-limit SECS] [--gap G] \
+    [--sizes small,medium,large,weeks-small,weeks-medium,weeks-large] \
+    [--solvers highs,microlp] [--models tight,big-m] [--write-scenarios DIR]\n\
+    Generated scenarios solved with each solver and model, next to the greedy plan; \
+    the time limit defaults to 10 s (30 s for weeks-*).";
+
 use std::time::{Duration, Instant};
 
 use c2m_planner::generate::{random_scenario, random_timed_scenario, Size, TimedSize};
@@ -128,7 +134,8 @@ fn parse() -> Result<Config, String> {
                     .collect::<Result<_, _>>()?;
             }
             "--write-scenarios" => c.write_to = Some(value()?),
-            other => return Err(format!("unknown argument `{other}`")),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
     Ok(c)

@@ -635,7 +635,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 })),
                 "extension": a.extension.as_ref().map(|x| serde_json::json!({
                     "days": x.days,
-                    "deadline": x.deadline.as_ref().map(|t| t.seconds),
+                    "deadline": x.deadline.map(|t| rfc3339(&t)),
                     "lock_probability": x.lock_probability,
                 })),
                 "forecast": a.forecast.as_ref().map(forecast_json),
@@ -802,7 +802,7 @@ fn forecast_json(f: &pb::FillForecast) -> serde_json::Value {
     serde_json::json!({
         "lock_probability": f.lock_probability,
         "units_needed": f.units_needed,
-        "expected_lock_at": f.expected_lock_at.as_ref().map(|t| t.seconds),
+        "expected_lock_at": f.expected_lock_at.map(|t| rfc3339(&t)),
         "expected_shortfall": f.expected_shortfall,
         "projected_units_p10_p50_p90": [f.projected_units_p10, f.projected_units_p50, f.projected_units_p90],
         "prior_campaigns": f.prior_campaigns,
@@ -815,7 +815,7 @@ fn outcome_json(o: &pb::LeverOutcome, key: &str) -> serde_json::Value {
     serde_json::json!({
         "campaign": c.id,
         "threshold": c.batch_threshold,
-        "deadline": c.deadline.map(|t| t.seconds),
+        "deadline": c.deadline.map(|t| rfc3339(&t)),
         "locked_batch": o.locked_batch.as_ref().map(|b| b.seq),
         "failed_batch": o.failed_batch.as_ref().map(|b| b.seq),
         "deposits_released": o.deposits_released,
@@ -824,6 +824,12 @@ fn outcome_json(o: &pb::LeverOutcome, key: &str) -> serde_json::Value {
         "batches_in_production": o.batches_in_production,
         "idempotency_key": key,
     })
+}
+
+/// A timestamp as the JSON output writes every time: RFC 3339, like `deadline` from
+/// `create-campaign`, not seconds since 1970.
+fn rfc3339(t: &prost_types::Timestamp) -> String {
+    time(&Some(*t)).to_rfc3339()
 }
 
 fn time(t: &Option<prost_types::Timestamp>) -> chrono::DateTime<Utc> {

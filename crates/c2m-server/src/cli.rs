@@ -85,10 +85,13 @@ pub fn init_tracing() {
 }
 
 /// As [`init_tracing`], with another level when `RUST_LOG` is not set (examples use `warn`).
+/// Colours only on a terminal: a log redirected to a file or a collector gets plain text.
 pub fn init_tracing_with_default(level: &str) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

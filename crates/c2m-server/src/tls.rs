@@ -370,7 +370,10 @@ impl fmt::Display for CertificateNames {
 /// The environment variables of the client identity are not the server's `C2M_TLS_CERT` /
 /// `C2M_TLS_KEY`, so a shell set up to run the server does not make every client present
 /// the server's certificate.
+// Without `about = None` clap takes this doc comment as the `--help` text of every command
+// that flattens the struct, in place of the command's own.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(about = None, long_about = None)]
 pub struct ClientTls {
     /// PEM CA certificate(s) to trust for the server's certificate; needed for https://
     /// addresses (there are no built-in roots).
@@ -430,5 +433,29 @@ impl ClientTls {
             addr: addr.to_owned(),
             problem: format!("TLS settings refused: {}", error_chain(&e)),
         })
+    }
+}
+
+#[cfg(test)]
+mod client_tls_tests {
+    use super::ClientTls;
+
+    /// A command that flattens the client's TLS options keeps its own help text (the
+    /// struct's doc comment once replaced it in every example's `--help`).
+    #[test]
+    fn a_command_that_flattens_client_tls_keeps_its_own_help() {
+        #[derive(clap::Parser)]
+        #[command(about = "the command's own words")]
+        struct Cli {
+            #[command(flatten)]
+            tls: ClientTls,
+        }
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let long = command.render_long_help().to_string();
+        let short = command.render_help().to_string();
+        for help in [long, short] {
+            assert!(help.starts_with("the command's own words"), "{help}");
+            assert!(help.contains("--tls-ca"), "{help}");
+        }
     }
 }
