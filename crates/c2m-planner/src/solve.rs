@@ -354,6 +354,7 @@ mod highs_backend {
             .try_solve()
             .map_err(|e| fail(format!("solve failed: {e:?}")))?;
         let status = solved.status();
+        tracing::debug!(?status, "HiGHS stopped");
         let finished = match status {
             HighsModelStatus::Optimal => true,
             HighsModelStatus::Infeasible => return Ok(Outcome::Infeasible),

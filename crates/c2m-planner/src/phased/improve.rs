@@ -4,7 +4,9 @@
 //! product's dues in fewer, earlier runs saves setups and costs only the
 //! holding of the materials that must arrive earlier. The search moves one
 //! whole run at a time to another period or line of the same product
-//! (merging it into a run already there), re-buys the materials the move
+//! (merging it into a run already there), or, where the whole run does not
+//! fit there (hours, or the run's bound), the most of it that does and
+//! leaves at least a minimum run behind; it re-buys the materials the move
 //! touches (each material's orders consolidated over periods by Wagner and
 //! Whitin's programme, else lot-for-lot), and keeps a move when the plan's
 //! total cost falls. Every plan it keeps satisfies the model and the tight
@@ -168,34 +170,82 @@ impl Search<'_> {
         (t2, i2): (usize, usize),
         accept: impl Fn(f64) -> bool,
     ) -> bool {
+        self.try_shift(st, (t, i), (t2, i2), st.x[t][i], accept)
+    }
+
+    /// The most of run `(t, i)` that fits at `(t2, i2)` when the whole run
+    /// does not (hours or the run bound there), leaving at least the
+    /// minimum run behind; `None` when that is nothing or the whole run.
+    fn part_that_fits(
+        &self,
+        st: &State,
+        (t, i): (usize, usize),
+        (t2, i2): (usize, usize),
+    ) -> Option<i64> {
         let v = self.v;
+        let (l, l2) = (v.lines()[i], v.lines()[i2]);
+        let (line, line2) = (v.line(l), v.line(l2));
+        if (l.factory, t) == (l2.factory, t2) || line2.hours_per_unit <= 0.0 {
+            return None;
+        }
         let q = st.x[t][i];
-        if q == 0 || (t2, i2) == (t, i) {
+        let setup = if st.x[t2][i2] == 0 {
+            line2.setup_hours
+        } else {
+            0.0
+        };
+        let room = v.hours(l2.factory)[t2] - st.hours[l2.factory][t2] - setup;
+        let by_hours = ((room / line2.hours_per_unit) + 1e-9).floor() as i64;
+        let by_bound = (self.b.run[t2][i2] + 1e-9).floor() as i64 - st.x[t2][i2];
+        let part = by_hours.min(by_bound).min(q - line.min_run.max(1));
+        (part >= 1 && part < q).then_some(part)
+    }
+
+    /// Moves `q` units of run `(t, i)` to `(t2, i2)` (a line of the same
+    /// product), merging them into a run there; what stays behind must be
+    /// nothing or at least the line's minimum run. Done when the move keeps
+    /// every rule and bound and `accept` takes its cost change; returns
+    /// whether it moved.
+    fn try_shift(
+        &self,
+        st: &mut State,
+        (t, i): (usize, usize),
+        (t2, i2): (usize, usize),
+        q: i64,
+        accept: impl Fn(f64) -> bool,
+    ) -> bool {
+        let v = self.v;
+        let had = st.x[t][i];
+        if q <= 0 || q > had || (t2, i2) == (t, i) {
             return false;
         }
+        let left = had - q;
         let target = st.x[t2][i2] + q;
         let (l, l2) = (v.lines()[i], v.lines()[i2]);
         let (line, line2) = (v.line(l), v.line(l2));
-        if target < line2.min_run.max(1) || target as f64 > self.b.run[t2][i2] + 1e-9 {
+        if (left > 0 && left < line.min_run.max(1))
+            || target < line2.min_run.max(1)
+            || target as f64 > self.b.run[t2][i2] + 1e-9
+        {
             return false;
         }
         let new_run = st.x[t2][i2] == 0;
-        let mut h2 = st.hours[l2.factory][t2] + line2.hours_per_unit * q as f64;
-        if new_run {
-            h2 += line2.setup_hours;
-        }
+        // Hours freed at the source: the units, and the setup if the run goes.
+        let freed = line.hours_per_unit * q as f64 + if left == 0 { line.setup_hours } else { 0.0 };
+        let added = line2.hours_per_unit * q as f64 + if new_run { line2.setup_hours } else { 0.0 };
+        let mut h2 = st.hours[l2.factory][t2] + added;
         if (l.factory, t) == (l2.factory, t2) {
-            h2 -= line.hours_per_unit * q as f64 + line.setup_hours;
+            h2 -= freed;
         }
         if h2 > v.hours(l2.factory)[t2] + 1e-9 {
             return false;
         }
         let p = l.product;
-        st.x[t][i] = 0;
+        st.x[t][i] = left;
         st.x[t2][i2] = target;
         let undo = |st: &mut State| {
             st.x[t2][i2] -= q;
-            st.x[t][i] = q;
+            st.x[t][i] = had;
         };
         // An evaluation's cost grows with the square of the periods (a material's
         // orders are consolidated by a programme over pairs of periods), so work is
@@ -224,9 +274,8 @@ impl Search<'_> {
             undo(st);
             return false;
         }
-        st.hours[l.factory][t] -= line.hours_per_unit * q as f64 + line.setup_hours;
-        st.hours[l2.factory][t2] +=
-            line2.hours_per_unit * q as f64 + if new_run { line2.setup_hours } else { 0.0 };
+        st.hours[l.factory][t] -= freed;
+        st.hours[l2.factory][t2] += added;
         st.pc[p] = new_pc;
         for (m, u, c, o) in changed {
             st.used[m] = u;
@@ -236,7 +285,8 @@ impl Search<'_> {
         true
     }
 
-    /// First-improvement descent over whole-run moves until none pays;
+    /// First-improvement descent over run moves (whole, else the part that
+    /// fits) until none pays;
     /// `false` when the effort ran out first.
     fn descend(&self, st: &mut State) -> bool {
         let n = self.v.periods();
@@ -254,6 +304,13 @@ impl Search<'_> {
                                 if self.try_move(st, (t, i), (t2, i2), |d| d < -1e-6) {
                                     improved = true;
                                     break 'targets;
+                                }
+                                // Where the whole run does not fit, the most of it that does.
+                                if let Some(q) = self.part_that_fits(st, (t, i), (t2, i2)) {
+                                    if self.try_shift(st, (t, i), (t2, i2), q, |d| d < -1e-6) {
+                                        improved = true;
+                                        break 'targets;
+                                    }
                                 }
                             }
                         }
