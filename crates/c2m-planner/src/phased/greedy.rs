@@ -423,33 +423,38 @@ mod tests {
     /// that breaks a row: its runs must keep the tight model's bounds (on
     /// the large seed 1 a minimum run once made 12 units past `max_made`,
     /// and HiGHS then found no plan in 30 s).
+    /// The benchmark's middle seeds 1-8 and large seeds 1-4, validated.
+    fn benchmark_seeds() -> impl Iterator<Item = (u64, ValidatedScenario)> {
+        [(TimedSize::MEDIUM, 1..=8), (TimedSize::LARGE, 1..=4)]
+            .into_iter()
+            .flat_map(|(size, seeds)| seeds.map(move |seed| (seed, size)))
+            .map(|(seed, size)| (seed, random_timed_scenario(seed, size).validate().unwrap()))
+    }
+
     #[test]
     fn greedy_runs_keep_the_tight_bounds() {
         let mut checked = 0;
-        for (size, seeds) in [(TimedSize::MEDIUM, 1..=8), (TimedSize::LARGE, 1..=3)] {
-            for seed in seeds {
-                let v = random_timed_scenario(seed, size).validate().unwrap();
-                // The repaired order where the rule's order finds no plan.
-                let Some(d) = greedy_schedule(&v).or_else(|| repaired_schedule(&v)) else {
-                    continue;
-                };
-                let b = bounds(&v, &Options::default());
-                for (t, xs) in d.x.iter().enumerate() {
-                    for (i, &q) in xs.iter().enumerate() {
-                        let min_run = v.line(v.lines()[i]).min_run.max(1) as f64;
-                        assert!(
-                            q == 0 || (b.run[t][i] >= min_run && q as f64 <= b.run[t][i]),
-                            "seed {seed}: line {i} period {t} makes {q}, bound {}",
-                            b.run[t][i]
-                        );
-                    }
+        for (seed, v) in benchmark_seeds() {
+            // The repaired order where the rule's order finds no plan.
+            let Some(d) = greedy_schedule(&v).or_else(|| repaired_schedule(&v)) else {
+                continue;
+            };
+            let b = bounds(&v, &Options::default());
+            for (t, xs) in d.x.iter().enumerate() {
+                for (i, &q) in xs.iter().enumerate() {
+                    let min_run = v.line(v.lines()[i]).min_run.max(1) as f64;
+                    assert!(
+                        q == 0 || (b.run[t][i] >= min_run && q as f64 <= b.run[t][i]),
+                        "seed {seed}: line {i} period {t} makes {q}, bound {}",
+                        b.run[t][i]
+                    );
                 }
-                for (p, row) in d.made(&v).iter().enumerate() {
-                    let total: i64 = row.iter().sum();
-                    assert!(total as f64 <= b.max_made[p], "seed {seed}: product {p}");
-                }
-                checked += 1;
             }
+            for (p, row) in d.made(&v).iter().enumerate() {
+                let total: i64 = row.iter().sum();
+                assert!(total as f64 <= b.max_made[p], "seed {seed}: product {p}");
+            }
+            checked += 1;
         }
         assert!(checked >= 8, "only {checked} greedy plans");
     }
@@ -460,26 +465,23 @@ mod tests {
     #[test]
     fn the_repaired_order_plans_what_the_rule_cannot() {
         let mut repaired = 0;
-        for (size, seeds) in [(TimedSize::MEDIUM, 1..=8), (TimedSize::LARGE, 1..=4)] {
-            for seed in seeds {
-                let v = random_timed_scenario(seed, size).validate().unwrap();
-                if greedy_schedule(&v).is_some() {
-                    continue;
-                }
-                let d = repaired_schedule(&v)
-                    .unwrap_or_else(|| panic!("seed {seed}: no plan in the repaired order"));
-                let plan = crate::phased::plan_from_schedule(
-                    &v,
-                    &d,
-                    crate::plan::PlanStatus::Feasible,
-                    "repaired",
-                );
-                assert!(plan.shortfalls.is_empty(), "seed {seed}");
-                if let Err(violations) = crate::verify_plan(&v, &plan) {
-                    panic!("seed {seed}: {violations:?}");
-                }
-                repaired += 1;
+        for (seed, v) in benchmark_seeds() {
+            if greedy_schedule(&v).is_some() {
+                continue;
             }
+            let d = repaired_schedule(&v)
+                .unwrap_or_else(|| panic!("seed {seed}: no plan in the repaired order"));
+            let plan = crate::phased::plan_from_schedule(
+                &v,
+                &d,
+                crate::plan::PlanStatus::Feasible,
+                "repaired",
+            );
+            assert!(plan.shortfalls.is_empty(), "seed {seed}");
+            if let Err(violations) = crate::verify_plan(&v, &plan) {
+                panic!("seed {seed}: {violations:?}");
+            }
+            repaired += 1;
         }
         assert!(
             repaired >= 3,
