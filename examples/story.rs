@@ -214,16 +214,29 @@ async fn main() -> anyhow::Result<()> {
         let runs: Vec<String> = got
             .runs
             .iter()
-            .map(|r| match r.period {
-                Some(period) => format!(
-                    "{} x {} in week {} ({} to {})",
-                    r.quantity,
-                    r.sku,
-                    period + 1,
-                    day(&r.starts_at),
-                    day(&r.ends_at)
-                ),
-                None => format!("{} x {}", r.quantity, r.sku),
+            .map(|r| {
+                // A run makes more than its batches ordered only to reach the line's
+                // minimum run (the planner never over-produces otherwise).
+                let ordered: i64 = r.batches.iter().map(|b| b.units).sum();
+                let beyond = if r.quantity > ordered {
+                    format!(
+                        " ({ordered} pre-ordered, {} more to reach the line's minimum run)",
+                        r.quantity - ordered
+                    )
+                } else {
+                    String::new()
+                };
+                match r.period {
+                    Some(period) => format!(
+                        "{} x {} in week {}, {} to {}{beyond}",
+                        r.quantity,
+                        r.sku,
+                        period + 1,
+                        day(&r.starts_at),
+                        day(&r.ends_at)
+                    ),
+                    None => format!("{} x {}{beyond}", r.quantity, r.sku),
+                }
             })
             .collect();
         println!(
