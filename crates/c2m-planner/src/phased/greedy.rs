@@ -57,12 +57,15 @@ pub(crate) fn greedy_production(v: &ValidatedScenario) -> Option<Schedule> {
 }
 
 /// The greedy plan with what the rules cannot place left out: production
-/// and lot-for-lot orders for every due that fits, and the units left out.
-/// `None` only when lot-for-lot cannot buy for what was placed. The start of
-/// the elastic model when the greedy plan has a gap: a plan that makes most
-/// of the dues is a far better start than one that makes nothing.
+/// and lot-for-lot orders for every due that fits, and the units left out,
+/// from the order of dues (the rule's, or a repaired one, see
+/// [`repaired_schedule`]) that leaves out the fewest. `None` only when
+/// lot-for-lot cannot buy for what was placed. The start of the elastic
+/// model: a plan that makes most of the dues is a far better start than one
+/// that makes nothing.
 pub(crate) fn greedy_partial_schedule(v: &ValidatedScenario) -> Option<(Schedule, i64)> {
-    let (mut d, short) = place_dues(v, &dues_in_rule_order(v));
+    let (mut d, short) =
+        repaired_orders(v).min_by_key(|(_, short)| short.iter().map(|&(_, q)| q).sum::<i64>())?;
     d.buy = lot_for_lot(v, &d)?;
     Some((d, short.iter().map(|&(_, q)| q).sum()))
 }
@@ -78,18 +81,32 @@ const REPAIR_ROUNDS: usize = 50;
 /// reach is placed after it and finds other hours. Not the benchmark's MRP
 /// baseline, which keeps the rule as it is.
 pub(crate) fn repaired_schedule(v: &ValidatedScenario) -> Option<Schedule> {
+    let (mut d, _) = repaired_orders(v).find(|(_, short)| short.is_empty())?;
+    d.buy = lot_for_lot(v, &d)?;
+    Some(d)
+}
+
+/// The production of the rule's order of dues, then of each repaired order
+/// (the dues the last one could not place first), for at most
+/// [`REPAIR_ROUNDS`] orders or until one places every due; each with the
+/// dues it left short, as [`place_dues`] gives them.
+fn repaired_orders(
+    v: &ValidatedScenario,
+) -> impl Iterator<Item = (Schedule, Vec<(usize, i64)>)> + '_ {
     let mut order = dues_in_rule_order(v);
-    for _ in 0..REPAIR_ROUNDS.min(order.len()) {
-        let (mut d, short) = place_dues(v, &order);
-        if short.is_empty() {
-            d.buy = lot_for_lot(v, &d)?;
-            return Some(d);
+    let rounds = REPAIR_ROUNDS.min(order.len()).max(1);
+    let mut done = false;
+    (0..rounds).map_while(move |_| {
+        if done {
+            return None;
         }
+        let (d, short) = place_dues(v, &order);
+        done = short.is_empty();
         let failed: Vec<Due> = short.iter().map(|&(i, _)| order[i]).collect();
         order.retain(|due| !failed.contains(due));
         order.splice(0..0, failed);
-    }
-    None
+        Some((d, short))
+    })
 }
 
 /// A due as the rules take it: (may be late, period, product, units).
