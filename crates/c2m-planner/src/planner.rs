@@ -432,7 +432,8 @@ pub(crate) fn phase_one(
     )
 }
 
-/// What the greedy rules can place (with lot-for-lot orders), or nothing.
+/// What the greedy rules, in the order of dues that leaves out the fewest units, can
+/// place (with lot-for-lot orders), or nothing.
 fn partial_start(v: &ValidatedScenario) -> Schedule {
     phased::greedy::greedy_partial_schedule(v)
         .map(|(d, _)| d)
@@ -442,7 +443,7 @@ fn partial_start(v: &ValidatedScenario) -> Schedule {
 /// The elastic version 2 model: dues may fall short at a penalty that
 /// dominates every real cost, so the solver makes as much as it can, as
 /// early as it can, as cheaply as it can.
-pub(crate) fn best_partial_schedule(
+fn best_partial_schedule(
     v: &ValidatedScenario,
     opts: &SolveOptions,
 ) -> Result<Schedule, PlanError> {
