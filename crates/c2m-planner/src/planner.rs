@@ -514,7 +514,7 @@ mod tests {
         }
     }
 
-    /// Where no plan meets every due, phase one proves it by its bound.
+    /// Where no plan meets every due, phase one proves it.
     #[test]
     fn phase_one_proves_that_no_plan_exists() {
         // `b` due in period 1 instead, never late: its material's only offer

@@ -388,7 +388,8 @@ fn infeasible_when_a_material_cannot_arrive_in_time() {
 //   `b` in period 2 with 80 `mb` ordered in period 0: production 1600,
 //   setups 200, purchase 80 = 1880. Making `a` in period 1 instead holds 80
 //   `ma` through period 0 (+80); splitting it adds a setup.
-// Phase one finds the plan the rules miss; the solver proves it optimal.
+// The planner's start comes from the rules' repaired order of dues (`b`
+// first), or from phase one; the solver proves the plan optimal.
 #[test]
 fn a_plan_the_lot_for_lot_rules_miss() {
     let v = scenario(include_str!("data/rules-miss.toml"));

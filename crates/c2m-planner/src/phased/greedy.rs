@@ -436,10 +436,6 @@ mod tests {
     use crate::generate::{random_timed_scenario, TimedSize};
     use crate::phased::model::{bounds, Options};
 
-    /// The greedy plan is the MILP's warm start, and HiGHS drops a start
-    /// that breaks a row: its runs must keep the tight model's bounds (on
-    /// the large seed 1 a minimum run once made 12 units past `max_made`,
-    /// and HiGHS then found no plan in 30 s).
     /// The benchmark's middle seeds 1-8 and large seeds 1-4, validated.
     fn benchmark_seeds() -> impl Iterator<Item = (u64, ValidatedScenario)> {
         [(TimedSize::MEDIUM, 1..=8), (TimedSize::LARGE, 1..=4)]
@@ -448,6 +444,10 @@ mod tests {
             .map(|(seed, size)| (seed, random_timed_scenario(seed, size).validate().unwrap()))
     }
 
+    /// The greedy plan is the MILP's warm start, and HiGHS drops a start
+    /// that breaks a row: its runs must keep the tight model's bounds (on
+    /// the large seed 1 a minimum run once made 12 units past `max_made`,
+    /// and HiGHS then found no plan in 30 s).
     #[test]
     fn greedy_runs_keep_the_tight_bounds() {
         let mut checked = 0;

@@ -4,9 +4,10 @@
 //! product's dues in fewer, earlier runs saves setups and costs only the
 //! holding of the materials that must arrive earlier. The search moves one
 //! whole run at a time to another period or line of the same product
-//! (merging it into a run already there), or, where the whole run does not
-//! fit there (hours, or the run's bound), the most of it that does and
-//! leaves at least a minimum run behind; it re-buys the materials the move
+//! (merging it into a run already there), and, where that does not pay or
+//! does not fit, the largest part of it that fits there (hours, the run's
+//! bound) while leaving at least a minimum run behind; it re-buys the
+//! materials the move
 //! touches (each material's orders consolidated over periods by Wagner and
 //! Whitin's programme, else lot-for-lot), and keeps a move when the plan's
 //! total cost falls. Every plan it keeps satisfies the model and the tight
@@ -173,9 +174,9 @@ impl Search<'_> {
         self.try_shift(st, (t, i), (t2, i2), st.x[t][i], accept)
     }
 
-    /// The most of run `(t, i)` that fits at `(t2, i2)` when the whole run
-    /// does not (hours or the run bound there), leaving at least the
-    /// minimum run behind; `None` when that is nothing or the whole run.
+    /// The largest part of run `(t, i)` that fits at `(t2, i2)` (hours and the
+    /// run bound there) and leaves at least the line's minimum run behind, so
+    /// never the whole run; `None` when that is nothing.
     fn part_that_fits(
         &self,
         st: &State,
@@ -305,7 +306,8 @@ impl Search<'_> {
                                     improved = true;
                                     break 'targets;
                                 }
-                                // Where the whole run does not fit, the most of it that does.
+                                // Where moving the whole run does not pay or does not fit,
+                                // the largest part that fits and leaves a minimum run.
                                 if let Some(q) = self.part_that_fits(st, (t, i), (t2, i2)) {
                                     if self.try_shift(st, (t, i), (t2, i2), q, |d| d < -1e-6) {
                                         improved = true;
