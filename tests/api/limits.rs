@@ -1,5 +1,7 @@
 //! Limits end to end: load shedding answers RESOURCE_EXHAUSTED at once instead of queueing,
-//! and a factory has one work order stream at a time (a new subscription closes the old).
+//! a factory has one work order stream at a time (a new subscription closes the old), and
+//! a call past its deadline is answered DEADLINE_EXCEEDED, `RunPlanning` with the planning
+//! time limit on top of the server's budget.
 
 use std::time::Duration;
 
@@ -119,5 +121,97 @@ async fn a_new_subscription_closes_the_old_stream() {
         still.is_ok(),
         "dongguan-1's stream survives ningbo-2 subscribing"
     );
+    server.shutdown().await;
+}
+
+/// Calls `path` over raw HTTP/2 (so that no client library enforces the deadline itself),
+/// with `grpc-timeout` if given and the request body withheld: the handler waits for the
+/// body, so only the deadline can answer. Returns the status and how long it took.
+async fn withheld_call(
+    addr: std::net::SocketAddr,
+    path: &str,
+    grpc_timeout: Option<&str>,
+) -> (tonic::Status, Duration) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.expect("ready");
+    let mut req = tonic::codegen::http::Request::builder()
+        .method("POST")
+        .uri(format!("http://c2m{path}"))
+        .header("te", "trailers")
+        .header("content-type", "application/grpc");
+    if let Some(t) = grpc_timeout {
+        req = req.header("grpc-timeout", t);
+    }
+    let started = std::time::Instant::now();
+    let (response, _body_never_sent) = client
+        .send_request(req.body(()).expect("request"), false)
+        .expect("send");
+    let response = tokio::time::timeout(Duration::from_secs(60), response)
+        .await
+        .expect("an answer within a minute")
+        .expect("a response");
+    let took = started.elapsed();
+    let status =
+        tonic::Status::from_header_map(response.headers()).expect("a trailers-only gRPC status");
+    (status, took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_is_deadline_exceeded_and_planning_gets_its_time_limit() {
+    let server = TestServer::sqlite_with(|s| {
+        s.request_timeout = Duration::from_secs(2);
+        s.plan_time_limit = Duration::from_secs(3);
+    })
+    .await;
+    let get = "/c2m.v1.CampaignService/GetCampaign";
+    let plan = "/c2m.v1.PlanningService/RunPlanning";
+    let (by_client, by_server, longer_asked, planning) = tokio::join!(
+        withheld_call(server.addr, get, Some("300m")),
+        withheld_call(server.addr, get, None),
+        withheld_call(server.addr, get, Some("1H")),
+        withheld_call(server.addr, plan, None),
+    );
+    for (what, (status, took), limit_ms, set_by) in [
+        ("the client's shorter deadline", by_client, 300, "client"),
+        ("the server's request timeout", by_server, 2_000, "server"),
+        (
+            "a longer client deadline does not lengthen it",
+            longer_asked,
+            2_000,
+            "server",
+        ),
+        (
+            "RunPlanning: the timeout plus the time limit",
+            planning,
+            5_000,
+            "server",
+        ),
+    ] {
+        assert_refused(&status, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
+        assert_eq!(
+            error_meta(&status, "limitMs").as_deref(),
+            Some(limit_ms.to_string().as_str()),
+            "{what}"
+        );
+        assert_eq!(
+            error_meta(&status, "setBy").as_deref(),
+            Some(set_by),
+            "{what}"
+        );
+        assert!(
+            took >= Duration::from_millis(limit_ms),
+            "{what}: answered after {took:?}, before its {limit_ms} ms"
+        );
+    }
+    // The server still answers ordinary calls.
+    let mut c = server.clients().await;
+    c.campaigns
+        .create_campaign(campaign_request("after-deadlines", 5))
+        .await
+        .expect("an ordinary call");
     server.shutdown().await;
 }

@@ -212,3 +212,84 @@ async fn scenario_errors_name_the_place_and_campaign_skus_stay() {
     assert_eq!(error_meta(&err, "sku").as_deref(), Some("case-a"));
     server.shutdown().await;
 }
+
+/// A `RunPlanning` call that ends before its cycle does (its deadline passed, or its
+/// client went away) does not throw the cycle away: the cycle runs on in a task of its
+/// own and stores its plan under the call's key, and the retry with that key returns
+/// that plan rather than solving again. The call is driven by hand here, polled once
+/// (far enough to start the cycle, which needs the store and cannot finish on that poll)
+/// and then dropped, which is exactly what the transport does to a call it ends; before
+/// this, the cycle was dropped with it and no plan ever appeared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_outlives_the_call_that_started_it() {
+    use c2m_proto::v1::planning_service_server::PlanningService;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::Poll;
+
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    locked_batch(&mut c, "cmp-a", "case-a", 20).await;
+
+    let settings = c2m_server::Settings::for_tests(std::env::temp_dir());
+    let clock: Arc<dyn c2m_domain::Clock> = Arc::new(c2m_server::SystemClock);
+    let horizon = settings.plan_horizon().expect("horizon");
+    let svc = c2m_server::services::planning::PlanningSvc {
+        ctx: c2m_server::services::Ctx {
+            store: server.store.clone(),
+            clock: clock.clone(),
+            plan_horizon: horizon,
+        },
+        cycles: Arc::new(c2m_server::planning::PlanningCycles::new(
+            server.store.clone(),
+            clock,
+            settings.plan_time_limit,
+            horizon,
+            c2m_server::services::factory::Deliveries::new(),
+        )),
+    };
+    let mut call = svc.run_planning(tonic::Request::new(pb::RunPlanningRequest {
+        idempotency_key: "cut-short".into(),
+    }));
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).is_pending())).await;
+    assert!(
+        first,
+        "a cycle reads the store: it cannot be done on its first poll"
+    );
+    drop(call);
+
+    // Nobody waits for the cycle now; its plan must appear all the same.
+    let list = |mut c: Clients| async move {
+        c.planning
+            .list_plans(pb::ListPlansRequest {
+                page_size: 10,
+                page_token: String::new(),
+            })
+            .await
+            .expect("list plans")
+            .into_inner()
+            .plans
+    };
+    let started = std::time::Instant::now();
+    let stored = loop {
+        let plans = list(c.clone()).await;
+        if !plans.is_empty() {
+            break plans;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the dropped call's cycle stored no plan"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored.len(), 1);
+
+    // The retry with the key gets that plan; nothing is solved twice.
+    let retry = run_planning(&mut c, "cut-short").await.expect("retry");
+    assert_eq!(retry.summary.unwrap().id, stored[0].id);
+    assert_eq!(list(c.clone()).await.len(), 1);
+    server.shutdown().await;
+}

@@ -262,7 +262,10 @@ impl Application {
         let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
             .map_err(|e| anyhow::anyhow!("listener refused: {e}"))?;
         let result = server
-            .timeout(settings.request_timeout)
+            .layer(crate::limits::DeadlineLayer::new(
+                settings.request_timeout,
+                settings.plan_time_limit,
+            ))
             .layer(crate::limits::ShedLayer::new(settings.max_in_flight))
             .layer(crate::auth::AuthLayer(auth))
             .concurrency_limit_per_connection(settings.concurrency_per_connection)

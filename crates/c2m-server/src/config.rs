@@ -30,7 +30,8 @@ pub struct Settings {
     #[arg(long, env = "C2M_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
-    /// Requests taking longer than this are cancelled with DEADLINE_EXCEEDED.
+    /// Calls not answered within this are answered DEADLINE_EXCEEDED; RunPlanning gets
+    /// the planning time limit on top, and a client's own deadline can only shorten it.
     #[arg(long, env = "C2M_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 

@@ -1,3 +1,5 @@
+//! Load shedding and deadlines.
+//!
 //! Load shedding: at most `--max-in-flight` calls are handled at once across all
 //! connections; a call beyond that is answered at once with RESOURCE_EXHAUSTED instead of
 //! queueing without bound, so latency stays flat under overload and clients back off.
@@ -11,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tonic::body::BoxBody;
@@ -78,5 +81,211 @@ where
                 Box::pin(async { Ok(edge_status(Edge::Overloaded).into_http()) })
             }
         }
+    }
+}
+
+/// The one call whose budget is longer: it runs a solver for up to `--plan-time-limit`.
+const RUN_PLANNING: &str = "/c2m.v1.PlanningService/RunPlanning";
+
+/// Request deadlines: a call whose handler has not answered within its budget is answered
+/// with DEADLINE_EXCEEDED (reason `DEADLINE_EXCEEDED`, metadata `limitMs`, `setBy`).
+///
+/// The budget is `--request-timeout`, except for `RunPlanning`, which gets the planning
+/// time limit on top: a cycle that uses its whole time limit (what a hard scenario does)
+/// must not be cut by the timeout meant for ordinary calls, as it was with one blanket
+/// timeout of 30 s over a 30 s time limit. A client's own `grpc-timeout` shortens the
+/// budget, never lengthens it. As with tonic's own timeout, which this replaces (it
+/// answered CANCELLED, not the code the gRPC spec gives a passed deadline), the budget
+/// covers a streaming call only until its stream is set up.
+#[derive(Clone)]
+pub struct DeadlineLayer {
+    request: Duration,
+    planning: Duration,
+}
+
+impl DeadlineLayer {
+    pub fn new(request_timeout: Duration, plan_time_limit: Duration) -> Self {
+        DeadlineLayer {
+            request: request_timeout,
+            planning: request_timeout.saturating_add(plan_time_limit),
+        }
+    }
+
+    /// The server's own budget for a call to `path`.
+    fn budget(&self, path: &str) -> Duration {
+        if path == RUN_PLANNING {
+            self.planning
+        } else {
+            self.request
+        }
+    }
+
+    /// The budget of one call, and who set it: the client's deadline when it is shorter.
+    fn limit(&self, path: &str, headers: &http::HeaderMap) -> (Duration, SetBy) {
+        let server = self.budget(path);
+        match headers
+            .get("grpc-timeout")
+            .and_then(|v| grpc_timeout(v.to_str().ok()?))
+        {
+            Some(client) if client < server => (client, SetBy::Client),
+            _ => (server, SetBy::Server),
+        }
+    }
+}
+
+/// Whose deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetBy {
+    /// `--request-timeout` (plus the planning time limit for `RunPlanning`).
+    Server,
+    /// The call's own `grpc-timeout`.
+    Client,
+}
+
+impl SetBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetBy::Server => "server",
+            SetBy::Client => "client",
+        }
+    }
+}
+
+/// A `grpc-timeout` header's value: one to eight digits and a unit (`H`, `M`, `S`, `m`,
+/// `u`, `n`), per the gRPC over HTTP/2 spec; `None` for anything else (then the server's
+/// budget applies alone, as tonic does).
+fn grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+impl<S> tower_layer::Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            limits: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    limits: DeadlineLayer,
+}
+
+impl<S> tower_service::Service<http::Request<BoxBody>> for Deadline<S>
+where
+    S: tower_service::Service<http::Request<BoxBody>, Response = http::Response<BoxBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<BoxBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<BoxBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (limit, set_by) = self.limits.limit(req.uri().path(), req.headers());
+        let path = req.uri().path().to_owned();
+        let call = inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, call).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::debug!(%path, ?limit, set_by = set_by.as_str(), "deadline passed");
+                    Ok(edge_status(Edge::DeadlineExceeded { limit, set_by }).into_http())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_reads_every_unit_and_refuses_the_rest() {
+        assert_eq!(grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(grpc_timeout("30S"), Some(Duration::from_secs(30)));
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            grpc_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(grpc_timeout("1n"), Some(Duration::from_nanos(1)));
+        for bad in [
+            "",
+            "S",
+            "5",
+            "123456789S",
+            "5s",
+            "-5S",
+            "5.0S",
+            "+5S",
+            "5 S",
+        ] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn run_planning_gets_the_time_limit_on_top_and_the_client_only_shortens() {
+        let d = DeadlineLayer::new(Duration::from_secs(30), Duration::from_secs(30));
+        let none = http::HeaderMap::new();
+        let plan = "/c2m.v1.PlanningService/RunPlanning";
+        let get = "/c2m.v1.CampaignService/GetCampaign";
+        assert_eq!(
+            d.limit(plan, &none),
+            (Duration::from_secs(60), SetBy::Server)
+        );
+        assert_eq!(
+            d.limit(get, &none),
+            (Duration::from_secs(30), SetBy::Server)
+        );
+        let mut short = http::HeaderMap::new();
+        short.insert("grpc-timeout", "5S".parse().unwrap());
+        assert_eq!(
+            d.limit(plan, &short),
+            (Duration::from_secs(5), SetBy::Client)
+        );
+        let mut long = http::HeaderMap::new();
+        long.insert("grpc-timeout", "2H".parse().unwrap());
+        assert_eq!(
+            d.limit(get, &long),
+            (Duration::from_secs(30), SetBy::Server)
+        );
+        let mut junk = http::HeaderMap::new();
+        junk.insert("grpc-timeout", "soon".parse().unwrap());
+        assert_eq!(
+            d.limit(get, &junk),
+            (Duration::from_secs(30), SetBy::Server)
+        );
     }
 }

@@ -137,6 +137,11 @@ pub enum Edge {
     ShuttingDown,
     /// A newer subscription of the same factory replaced this stream.
     StreamReplaced,
+    /// The call's deadline passed before its handler answered (see `limits::DeadlineLayer`).
+    DeadlineExceeded {
+        limit: std::time::Duration,
+        set_by: crate::limits::SetBy,
+    },
 }
 
 pub fn edge_status(e: Edge) -> Status {
@@ -207,6 +212,25 @@ pub fn edge_status(e: Edge) -> Status {
             "STREAM_REPLACED",
             "a newer subscription for this factory replaced this stream".to_owned(),
             vec![],
+        ),
+        DeadlineExceeded { limit, set_by } => (
+            Code::DeadlineExceeded,
+            "DEADLINE_EXCEEDED",
+            match set_by {
+                crate::limits::SetBy::Server => format!(
+                    "the call ran longer than the server allows ({} ms); a write may still \
+                     complete: retry it with the same idempotency key",
+                    limit.as_millis()
+                ),
+                crate::limits::SetBy::Client => format!(
+                    "the call's own deadline (grpc-timeout, {} ms) passed before it was answered",
+                    limit.as_millis()
+                ),
+            },
+            vec![
+                ("limitMs", limit.as_millis().to_string()),
+                ("setBy", set_by.as_str().to_owned()),
+            ],
         ),
     };
     status(code, message, reason, metadata)

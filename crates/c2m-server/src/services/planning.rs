@@ -27,7 +27,20 @@ impl PlanningService for PlanningSvc {
         req: Request<pb::RunPlanningRequest>,
     ) -> Result<Response<pb::Plan>, Status> {
         let key = convert::idempotency_key(&req.get_ref().idempotency_key)?;
-        match self.cycles.run(Some(key)).await.map_err(cycle_status)? {
+        // The cycle runs in a task of its own, not in this call's future: a call ended by
+        // its deadline (the server's, or the client's `grpc-timeout`) or by a client that
+        // went away would otherwise drop the cycle at its next await, throwing away a
+        // solve that may have run for the whole time limit and storing nothing, so that a
+        // retry solved again from scratch, and was cut again. Detached, the cycle stores
+        // its plan under the key, and the retry with the same key waits for it and gets it.
+        let cycles = self.cycles.clone();
+        let cycle = tokio::spawn(async move { cycles.run(Some(key)).await })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "planning cycle task failed");
+                crate::status::internal()
+            })?;
+        match cycle.map_err(cycle_status)? {
             CycleOutcome::Idle => Err(domain_status(&Refusal::NothingToPlan.into())),
             CycleOutcome::Planned { plan_id, .. } => {
                 let p = self
