@@ -59,8 +59,10 @@ fn parse_args() -> Result<Args, String> {
                 let secs: f64 = value("--time-limit")?
                     .parse()
                     .map_err(|e| format!("--time-limit: {e}"))?;
-                if !(secs > 0.0 && secs.is_finite()) {
-                    return Err("--time-limit must be a positive number of seconds".into());
+                if !(secs > 0.0 && secs <= 86_400.0) {
+                    return Err(format!(
+                        "--time-limit: {secs} is not a number of seconds in (0, 86400]"
+                    ));
                 }
                 opts.time_limit = Duration::from_secs_f64(secs);
             }
@@ -80,7 +82,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--no-warm-start" => opts.warm_start = false,
             "--no-shadow-prices" => opts.shadow_prices = false,
-            "-h" | "--help" => return Err(USAGE.into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
             file => {
                 if path.replace(file.to_string()).is_some() {

@@ -91,7 +91,7 @@ enum Cmd {
         #[arg(long)]
         max_per_consumer: Option<i64>,
         /// Deadline, in days from now.
-        #[arg(long, default_value_t = 7.0)]
+        #[arg(long, default_value_t = 7.0, value_parser = days)]
         deadline_days: f64,
     },
     /// Show a campaign's progress.
@@ -194,7 +194,7 @@ enum Cmd {
     /// (Admin) Extend the deadline by some days.
     Extend {
         id: String,
-        #[arg(long)]
+        #[arg(long, value_parser = days)]
         days: f64,
     },
     /// (Admin) Lower the threshold (the open batch locks at once if it meets it).
@@ -234,6 +234,20 @@ enum WebhookCmd {
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+}
+
+/// A number of days for `--deadline-days` and `--days`: finite and within a century
+/// either way (a larger one is no date; the server judges whether it is in the past).
+fn days(s: &str) -> Result<f64, String> {
+    let d: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of days"))?;
+    if !d.is_finite() || d.abs() > 36_500.0 {
+        return Err(format!(
+            "{s} days is not a date: at most 36500 days either way"
+        ));
+    }
+    Ok(d)
 }
 
 #[tokio::main]

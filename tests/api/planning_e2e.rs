@@ -223,7 +223,6 @@ async fn scenario_errors_name_the_place_and_campaign_skus_stay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_outlives_the_call_that_started_it() {
     use c2m_proto::v1::planning_service_server::PlanningService;
-    use std::future::Future;
     use std::sync::Arc;
     use std::task::Poll;
 

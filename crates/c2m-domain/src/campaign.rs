@@ -430,6 +430,34 @@ impl Campaign {
     /// Where the campaign stands at `now`. A campaign the merchant closed or cancelled is
     /// closed from then on whatever `now` a caller brings (a replica's clock a little
     /// behind must not sell past a close).
+    /// How the campaign stopped selling, and when, if it has at `now`: `was cancelled`,
+    /// `was closed` (by the merchant) or `passed its deadline`. What a refusal says
+    /// (`CAMPAIGN_CLOSED` to an order, `CAMPAIGN_ENDED` to a lever), so that an order on
+    /// a campaign the merchant closed is not told a deadline still weeks away has passed.
+    pub fn ended(&self, now: DateTime<Utc>) -> Option<(&'static str, DateTime<Utc>)> {
+        if let Some(at) = self.cancelled_at {
+            return Some(("was cancelled", at));
+        }
+        if let Some(at) = self.closed_at {
+            return Some(("was closed", at));
+        }
+        (now >= self.terms.deadline).then_some(("passed its deadline", self.terms.deadline))
+    }
+
+    /// The refusal of an order on a campaign that no longer sells at `now` (one that
+    /// has not ended yet reads as past its deadline: the store refuses so only once a
+    /// deadline or a close has failed the open batch).
+    pub fn closed_refusal(&self, now: DateTime<Utc>) -> crate::Refusal {
+        let (how, ended_at) = self
+            .ended(now)
+            .unwrap_or(("passed its deadline", self.terms.deadline));
+        crate::Refusal::CampaignClosed {
+            deadline: self.terms.deadline,
+            how,
+            ended_at,
+        }
+    }
+
     pub fn status(&self, now: DateTime<Utc>) -> CampaignStatus {
         if self.closed_at.is_some() || self.cancelled_at.is_some() || now >= self.terms.deadline {
             CampaignStatus::Closed

@@ -126,9 +126,14 @@ pub enum Refusal {
     /// The campaign has not opened yet.
     #[error("campaign opens at {}", .opens_at.to_rfc3339())]
     CampaignNotOpen { opens_at: DateTime<Utc> },
-    /// The campaign's deadline has passed; it takes no more orders.
-    #[error("campaign closed at its deadline {}", .deadline.to_rfc3339())]
-    CampaignClosed { deadline: DateTime<Utc> },
+    /// The campaign takes no more orders: it passed its deadline, or the merchant closed
+    /// or cancelled it (`how`, at `ended_at`; see [`crate::Campaign::ended`]).
+    #[error("campaign {how} at {}; it takes no more orders", .ended_at.to_rfc3339())]
+    CampaignClosed {
+        deadline: DateTime<Utc>,
+        how: &'static str,
+        ended_at: DateTime<Utc>,
+    },
     /// The consumer would hold more than the campaign allows one consumer.
     #[error(
         "consumer already holds {held} {}; {requested} more would pass the limit of {limit} per consumer",
@@ -385,9 +390,16 @@ impl Refusal {
         let t = |v: &DateTime<Utc>| v.to_rfc3339();
         match self {
             CampaignNotOpen { opens_at } => vec![("opensAt", t(opens_at))],
-            CampaignClosed { deadline } | PastDeadline { deadline } => {
-                vec![("deadline", t(deadline))]
-            }
+            CampaignClosed {
+                deadline,
+                how,
+                ended_at,
+            } => vec![
+                ("deadline", t(deadline)),
+                ("how", (*how).to_owned()),
+                ("endedAt", t(ended_at)),
+            ],
+            PastDeadline { deadline } => vec![("deadline", t(deadline))],
             PerConsumerLimit {
                 held,
                 requested,

@@ -16,26 +16,14 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{Campaign, CampaignStatus, DomainError, Refusal};
-
-/// How the campaign ended, for [`Refusal::CampaignEnded`], if it has at `now`.
-fn ended(campaign: &Campaign, now: DateTime<Utc>) -> Option<(&'static str, DateTime<Utc>)> {
-    if let Some(at) = campaign.cancelled_at {
-        return Some(("was cancelled", at));
-    }
-    if let Some(at) = campaign.closed_at {
-        return Some(("was closed", at));
-    }
-    (campaign.status(now) == CampaignStatus::Closed)
-        .then_some(("passed its deadline", campaign.terms.deadline))
-}
+use crate::{Campaign, DomainError, Refusal};
 
 fn running(
     campaign: &Campaign,
     now: DateTime<Utc>,
     field: &'static str,
 ) -> Result<(), DomainError> {
-    match ended(campaign, now) {
+    match campaign.ended(now) {
         Some((how, ended_at)) => Err(Refusal::CampaignEnded {
             field,
             how,
@@ -119,7 +107,7 @@ pub fn may_cancel(campaign: &Campaign) -> Result<(), DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CampaignId, CampaignSpec};
+    use crate::{CampaignId, CampaignSpec, CampaignStatus};
     use chrono::{Duration, TimeZone};
 
     fn campaign(now: DateTime<Utc>) -> Campaign {

@@ -61,10 +61,14 @@ pub fn admit(
             .into())
         }
         CampaignStatus::Closed => {
+            // Terms alone cannot tell a close or a cancel from the deadline; the store,
+            // which has the campaign, says which (`Campaign::closed_refusal`).
             return Err(Refusal::CampaignClosed {
                 deadline: terms.deadline,
+                how: "passed its deadline",
+                ended_at: terms.deadline,
             }
-            .into())
+            .into());
         }
         CampaignStatus::Open => {}
     }

@@ -64,7 +64,9 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        // TLS files first: a typo in a path fails before anything is created or opened.
+        // Settings and TLS files first: a zero or a typo in a path fails before anything
+        // is created or opened.
+        settings.check().map_err(anyhow::Error::msg)?;
         let tls = ServerTls::from_settings(&settings)?;
         let url = settings.database_url();
         if settings.database_url.is_none() {
@@ -98,7 +100,7 @@ impl Application {
         clock: Arc<dyn Clock>,
         tls: Option<ServerTls>,
     ) -> anyhow::Result<Self> {
-        settings.plan_horizon().map_err(anyhow::Error::msg)?;
+        settings.check().map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -392,6 +394,22 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// A setting the server cannot run with is refused before the data directory or the
+    /// store is created.
+    #[tokio::test]
+    async fn bad_settings_are_refused_before_anything_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut settings = crate::Settings::for_tests(data.clone());
+        settings.sweep_interval = std::time::Duration::ZERO;
+        let e = super::Application::build(settings)
+            .await
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("--sweep-interval"), "{e}");
+        assert!(!data.exists(), "nothing created");
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(

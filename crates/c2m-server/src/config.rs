@@ -165,6 +165,47 @@ impl Settings {
         }
     }
 
+    /// Refuses settings the server cannot run with, naming the flag: a zero where a
+    /// positive duration or count is needed (`--sweep-interval 0` panicked the sweeper on
+    /// every start, so no deadline was ever enforced; `--request-timeout 0` failed every
+    /// call; `--concurrency-per-connection 0` hung every call; `--plan-time-limit 0` left
+    /// every cycle to the greedy rules), and a planning horizon [`Settings::plan_horizon`]
+    /// refuses. Zero stays allowed where it means "off" (`--plan-every`,
+    /// `--plan-when-waiting`) or "no caching" (`--token-cache`). Checked before anything
+    /// is created or opened.
+    pub fn check(&self) -> Result<PlanHorizon, String> {
+        let positive = [
+            ("--sweep-interval", self.sweep_interval),
+            ("--request-timeout", self.request_timeout),
+            ("--plan-time-limit", self.plan_time_limit),
+            ("--factory-heartbeat", self.factory_heartbeat),
+            ("--factory-poll", self.factory_poll),
+            ("--event-heartbeat", self.event_heartbeat),
+            ("--event-poll", self.event_poll),
+            ("--webhook-timeout", self.webhook_timeout),
+            ("--webhook-max-backoff", self.webhook_max_backoff),
+        ];
+        for (flag, d) in positive {
+            if d.is_zero() {
+                return Err(format!("{flag} must be longer than 0"));
+            }
+        }
+        let counts = [
+            ("--max-message-bytes", self.max_message_bytes),
+            ("--max-in-flight", self.max_in_flight),
+            (
+                "--concurrency-per-connection",
+                self.concurrency_per_connection,
+            ),
+        ];
+        for (flag, n) in counts {
+            if n == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
+        }
+        self.plan_horizon()
+    }
+
     /// The planning horizon the settings give: `ceil(horizon / period)` periods of
     /// `period` days. Refused (naming the flag) when a number is not positive, the period
     /// is longer than the horizon, or there would be more than [`MAX_PLAN_PERIODS`].
@@ -261,6 +302,48 @@ mod tests {
         );
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn zeros_that_would_break_the_server_are_refused_naming_the_flag() {
+        let ok = Settings::for_tests(PathBuf::from("x"));
+        assert!(ok.check().is_ok());
+        let cases: [(&str, fn(&mut Settings)); 12] = [
+            ("--sweep-interval", |s| s.sweep_interval = Duration::ZERO),
+            ("--request-timeout", |s| s.request_timeout = Duration::ZERO),
+            ("--plan-time-limit", |s| s.plan_time_limit = Duration::ZERO),
+            ("--factory-heartbeat", |s| {
+                s.factory_heartbeat = Duration::ZERO
+            }),
+            ("--factory-poll", |s| s.factory_poll = Duration::ZERO),
+            ("--event-heartbeat", |s| s.event_heartbeat = Duration::ZERO),
+            ("--event-poll", |s| s.event_poll = Duration::ZERO),
+            ("--webhook-timeout", |s| s.webhook_timeout = Duration::ZERO),
+            ("--webhook-max-backoff", |s| {
+                s.webhook_max_backoff = Duration::ZERO
+            }),
+            ("--max-message-bytes", |s| s.max_message_bytes = 0),
+            ("--max-in-flight", |s| s.max_in_flight = 0),
+            ("--concurrency-per-connection", |s| {
+                s.concurrency_per_connection = 0
+            }),
+        ];
+        for (flag, zero) in cases {
+            let mut s = ok.clone();
+            zero(&mut s);
+            let e = s.check().unwrap_err();
+            assert!(e.starts_with(flag), "{flag}: {e}");
+        }
+        // Zero where it means off, or no caching, stays allowed.
+        let mut off = ok.clone();
+        off.plan_every = Duration::ZERO;
+        off.plan_when_waiting = 0;
+        off.token_cache = Duration::ZERO;
+        assert!(off.check().is_ok());
+        // The horizon is part of the check.
+        let mut bad = ok;
+        bad.plan_period_days = 0;
+        assert!(bad.check().unwrap_err().starts_with("--plan-period-days"));
     }
 
     #[test]

@@ -264,9 +264,22 @@ pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(fx: 
     assert_eq!(reason, "CAMPAIGN_ENDED");
     assert!(meta.contains(&("field", "campaign_id".into())), "{meta:?}");
     assert!(meta.contains(&("how", "was closed".into())), "{meta:?}");
-    // It sells no more, and nothing is left for the sweeper.
-    let refused_order = place(&*store, &c.id, &consumer(3), 1).await;
-    assert_eq!(precondition(refused_order).reason(), "CAMPAIGN_CLOSED");
+    // It sells no more, and the order is told the merchant closed it, and when (its
+    // deadline is still days away); nothing is left for the sweeper.
+    let refused_order = precondition(place(&*store, &c.id, &consumer(3), 1).await);
+    assert_eq!(refused_order.reason(), "CAMPAIGN_CLOSED");
+    let meta = refused_order.metadata();
+    assert!(meta.contains(&("how", "was closed".into())), "{meta:?}");
+    assert!(
+        meta.contains(&("endedAt", lever_at().to_rfc3339())),
+        "{meta:?}"
+    );
+    assert!(
+        refused_order
+            .to_string()
+            .starts_with("campaign was closed at"),
+        "{refused_order}"
+    );
     let swept = store
         .fail_open_batch_at_deadline(&c.id, c.terms.deadline)
         .await
@@ -375,6 +388,13 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
     // Levers on a cancelled campaign are refused.
     let (reason, _) = refused(store.close_campaign(&close(&c.id), lever_at()).await);
     assert_eq!(reason, "CAMPAIGN_ENDED");
+    // An order is told the campaign was cancelled, not that its deadline passed.
+    let late = precondition(place(&*store, &c.id, &consumer(9), 1).await);
+    assert_eq!(late.reason(), "CAMPAIGN_CLOSED");
+    assert!(
+        late.metadata().contains(&("how", "was cancelled".into())),
+        "{late}"
+    );
 
     for p in [&a, &b] {
         let p = store.get_preorder(&p.id).await.expect("get");

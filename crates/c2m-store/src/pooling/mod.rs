@@ -297,6 +297,13 @@ impl<'a> RunState<'a> {
             consumer_units: self.pool.consumer_units(&req.consumer_id),
         };
         let admitted = pooling::admit(terms, self.campaign.status(now), state, req.quantity)
+            .map_err(|e| match e {
+                // Say how it stopped selling: closed, cancelled or past its deadline.
+                DomainError::Refused(Refusal::CampaignClosed { .. }) => {
+                    DomainError::Refused(self.campaign.closed_refusal(now))
+                }
+                other => other,
+            })
             .map_err(StoreError::from)
             .and_then(|admission| {
                 let deposit = terms.deposit.times(req.quantity, "quantity")?;
@@ -314,9 +321,7 @@ impl<'a> RunState<'a> {
                 // selling ended then, so the order is refused rather than opening a batch
                 // after the failed one.
                 if tx.newest_batch_failed(&self.campaign.id).await? {
-                    let closed = Refusal::CampaignClosed {
-                        deadline: terms.deadline,
-                    };
+                    let closed = self.campaign.closed_refusal(now);
                     return Ok(Err(DomainError::Refused(closed).into()));
                 }
                 (self.next_batch(tx, now).await?, true)
