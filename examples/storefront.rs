@@ -424,16 +424,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             preorder_json(&p, Some(&key))
         }
         Cmd::Preorders { consumer, campaign } => {
-            let r = preorders
-                .list_preorders(pb::ListPreordersRequest {
-                    consumer_id: consumer,
-                    campaign_id: campaign,
-                    page_size: 0,
-                    page_token: String::new(),
-                })
-                .await?
-                .into_inner();
-            serde_json::Value::Array(r.preorders.iter().map(|p| preorder_json(p, None)).collect())
+            // Every page: the server answers 50 at a time, and a list that stopped at the
+            // first page would look complete.
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let r = preorders
+                    .list_preorders(pb::ListPreordersRequest {
+                        consumer_id: consumer.clone(),
+                        campaign_id: campaign.clone(),
+                        page_size: 500,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                all.extend(r.preorders.iter().map(|p| preorder_json(p, None)));
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = r.next_page_token;
+            }
+            serde_json::Value::Array(all)
         }
         Cmd::Cancel { preorder, consumer } => {
             let p = preorders

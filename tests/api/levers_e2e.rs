@@ -197,6 +197,60 @@ async fn ledger(c: &mut Clients, id: &str) -> Vec<pb::LedgerEntry> {
     }
 }
 
+/// A campaign on course is not advised to extend its deadline: the advice says no
+/// extension is needed (it once offered a day's extension that read a hair lower).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_course_advice_offers_no_extension() {
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
+    import(&mut c, "lever-kettle", LEVER_KETTLE, pb::ImportMode::Merge)
+        .await
+        .expect("catalogue");
+    let mut req = campaign_request("on-course", 20);
+    req.sku = "lever-kettle".into();
+    req.max_per_order = None;
+    req.deadline = Some(ts(start + Duration::days(5)));
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    // 16 units in two days against 20 needed, three days left.
+    orders(
+        &mut c,
+        &clock,
+        &cmp.id,
+        "on-course",
+        8,
+        2,
+        Duration::hours(6),
+    )
+    .await;
+    let forecast = progress(&mut c, &cmp.id).await.forecast.expect("forecast");
+    assert!(forecast.lock_probability >= 0.8, "{forecast:?}");
+    let advice = c
+        .levers
+        .get_advice(pb::GetAdviceRequest {
+            campaign_id: cmp.id.clone(),
+            margin: 0.15,
+            target_probability: 0.8,
+        })
+        .await
+        .expect("advice")
+        .into_inner();
+    assert!(advice.extension.is_none(), "{advice:?}");
+    assert!(!advice.summary.contains("extending"), "{}", advice.summary);
+    assert!(
+        advice
+            .notes
+            .iter()
+            .any(|n| n.contains("no extension needed")),
+        "{:?}",
+        advice.notes
+    );
+    server.shutdown().await;
+}
+
 /// A campaign falling short shows a low probability; the advice names the threshold the
 /// planner's costs allow (15, computed above by hand) with a better probability; lowering
 /// the threshold to it locks the open batch at once, capturing every deposit.

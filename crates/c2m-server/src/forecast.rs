@@ -122,16 +122,28 @@ pub async fn advice(
     let deadline = model.deadline();
     let mut notes = Vec::new();
 
-    let extension = (1..=MAX_EXTENSION_DAYS).find_map(|days| {
-        let later = deadline + Duration::days(days);
-        let p = model.lock_probability(threshold, later);
-        (p >= target).then_some(ExtensionAdvice {
-            days,
-            deadline: later,
-            lock_probability: p,
+    // No extension when the campaign is already on course: one would only move the
+    // deadline (and could even read a hair lower than now, the forecast being a fit).
+    let now_p = model.lock_probability(threshold, deadline);
+    let extension = (now_p < target)
+        .then(|| {
+            (1..=MAX_EXTENSION_DAYS).find_map(|days| {
+                let later = deadline + Duration::days(days);
+                let p = model.lock_probability(threshold, later);
+                (p >= target && p > now_p).then_some(ExtensionAdvice {
+                    days,
+                    deadline: later,
+                    lock_probability: p,
+                })
+            })
         })
-    });
-    if extension.is_none() {
+        .flatten();
+    if now_p >= target {
+        notes.push(format!(
+            "already a {:.0}% chance to lock by the deadline: no extension needed",
+            now_p * 100.0
+        ));
+    } else if extension.is_none() {
         notes.push(format!(
             "no extension of up to {MAX_EXTENSION_DAYS} days reaches a {:.0}% chance to lock",
             target * 100.0
