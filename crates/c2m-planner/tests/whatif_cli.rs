@@ -377,3 +377,33 @@ fn price_sweep_through_the_command_line() {
     .unwrap_err();
     assert!(e.contains("--png is not supported"), "{e}");
 }
+
+#[test]
+fn sweeps_and_conversions_that_make_no_sense_are_refused() {
+    let mut env = Mem::with(&[("mug.toml", MUG)]);
+    let reversed = cli(
+        &mut env,
+        "sweep mug.toml --demand mug --from 50 --to 10 --points 5",
+    )
+    .unwrap_err();
+    assert!(
+        reversed.contains("--from (50) must be below --to (10)"),
+        "{reversed}"
+    );
+    let flat = cli(
+        &mut env,
+        "sweep mug.toml --demand mug --from 10 --to 10 --points 5",
+    )
+    .unwrap_err();
+    assert!(flat.contains("must be below"), "{flat}");
+    let many = cli(
+        &mut env,
+        "sweep mug.toml --demand mug --from 10 --to 100 --points 1000000",
+    )
+    .unwrap_err();
+    assert!(many.contains("2 to 500 points"), "{many}");
+    assert!(env.progress.is_empty(), "nothing was planned");
+    let yaml = cli(&mut env, "scenario convert mug.toml out.yaml").unwrap_err();
+    assert!(yaml.contains(".toml or .json"), "{yaml}");
+    assert!(!env.files.contains_key("out.yaml"));
+}

@@ -312,6 +312,13 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 }
                 [sub, file] if sub.as_str() == "summary" => ok(tools::summary(&load(env, file)?)),
                 [sub, input, output] if sub.as_str() == "convert" => {
+                    let lower = output.to_ascii_lowercase();
+                    if !(lower.ends_with(".toml") || lower.ends_with(".json")) {
+                        return Err(format!(
+                            "convert: {output}: the output's extension picks the format, \
+                             .toml or .json"
+                        ));
+                    }
                     let s = load(env, input)?;
                     let text = tools::convert(&s, output).map_err(|e| e.to_string())?;
                     env.write(output, text.as_bytes())?;

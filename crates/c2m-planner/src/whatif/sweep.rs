@@ -34,6 +34,9 @@ pub enum Swept {
     LeadTime,
 }
 
+/// Most points one sweep plans (each is a solve; a chart of more is no clearer).
+pub const MAX_POINTS: usize = 500;
+
 /// A sweep request: `points` values evenly spaced from `from` to `to`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepSpec {
@@ -233,8 +236,17 @@ pub fn run_sweep(
     if !base.products.iter().any(|p| p.sku == spec.sku) {
         return Err(format!("unknown product \"{}\"", spec.sku));
     }
-    if spec.points < 2 {
-        return Err("a sweep needs at least 2 points".to_string());
+    if spec.points < 2 || spec.points > MAX_POINTS {
+        return Err(format!(
+            "a sweep takes 2 to {MAX_POINTS} points, got {}",
+            spec.points
+        ));
+    }
+    if !(spec.from < spec.to) {
+        return Err(format!(
+            "--from ({}) must be below --to ({}): a sweep runs upwards",
+            spec.from, spec.to
+        ));
     }
     let xs = values(spec);
     // Values that make the same model are planned once: in version 2 a lead
