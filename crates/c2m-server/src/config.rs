@@ -308,7 +308,8 @@ mod tests {
     fn zeros_that_would_break_the_server_are_refused_naming_the_flag() {
         let ok = Settings::for_tests(PathBuf::from("x"));
         assert!(ok.check().is_ok());
-        let cases: [(&str, fn(&mut Settings)); 12] = [
+        type Zero = fn(&mut Settings);
+        let cases: [(&str, Zero); 12] = [
             ("--sweep-interval", |s| s.sweep_interval = Duration::ZERO),
             ("--request-timeout", |s| s.request_timeout = Duration::ZERO),
             ("--plan-time-limit", |s| s.plan_time_limit = Duration::ZERO),

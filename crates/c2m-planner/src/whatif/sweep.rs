@@ -242,7 +242,8 @@ pub fn run_sweep(
             spec.points
         ));
     }
-    if !(spec.from < spec.to) {
+    // NaN included: it is not below anything.
+    if spec.from.partial_cmp(&spec.to) != Some(std::cmp::Ordering::Less) {
         return Err(format!(
             "--from ({}) must be below --to ({}): a sweep runs upwards",
             spec.from, spec.to
