@@ -1250,9 +1250,13 @@ impl FillModel {
     /// long (the deadline term of the exposure, and the default prior, depend on it).
     fn posterior(&self, length: f64) -> Posterior {
         let prior_rate = self.prior_rate.unwrap_or_else(|| {
-            // The pace that fills one threshold over the whole campaign, net of cancels.
+            // The pace that fills one threshold over the campaign as fitted, net of
+            // cancels. Over the fitted length, not `length`: a what-if deadline must not
+            // move the prior's pace, or a later deadline would spread the same threshold
+            // over more days and the forecast of a campaign with few orders (which leans
+            // on this prior) would not move at all when its deadline is extended.
             let orders = self.threshold as f64 / (self.mean_size * (1.0 - self.cancel_fraction));
-            let level = orders / self.profile.integral(0.0, length, length);
+            let level = orders / self.profile.integral(0.0, self.length, self.length);
             self.prior_shape / level
         });
         let past = self
@@ -1947,6 +1951,33 @@ mod tests {
             assert!(p <= last + 1e-12, "threshold {threshold}: {p} after {last}");
             last = p;
         }
+    }
+
+    /// A first campaign (no earlier ones: the default prior) with a few orders just after
+    /// it opened: a later deadline (the advice's what-if) gives a clearly better chance. The default prior's pace once moved with
+    /// the what-if deadline, so extending by 30 or 300 days read the same as not at all.
+    #[test]
+    fn extending_a_first_campaign_raises_its_chance() {
+        // Three units in the first half hour: the prior carries the forecast.
+        let model = FillModel::fit(
+            &even(7.0, 3, 0.0, 0.01),
+            OpenBatch {
+                units: 3,
+                threshold: 100,
+            },
+            day(0.02),
+            None,
+            &ForecastConfig::default(),
+        )
+        .unwrap();
+        let at_deadline = model.lock_probability(100, day(7.0));
+        let month = model.lock_probability(100, day(37.0));
+        let year = model.lock_probability(100, day(337.0));
+        assert!(at_deadline < 0.95, "{at_deadline}");
+        assert!(month > at_deadline + 0.03, "{at_deadline} then {month}");
+        assert!(year > month, "{month} then {year}");
+        let f = model.forecast();
+        assert!((at_deadline - f.lock_probability).abs() < 1e-12);
     }
 
     #[test]
