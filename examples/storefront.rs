@@ -123,6 +123,14 @@ enum Cmd {
         #[arg(long, default_value = "")]
         campaign: String,
     },
+    /// Pay a pre-order's balance (its batch locked; the deposit was less than the
+    /// price): pays exactly the balance due, read from the pre-order first.
+    Pay {
+        #[arg(long)]
+        preorder: String,
+        #[arg(long, default_value = "")]
+        consumer: String,
+    },
     /// Cancel a pre-order while its batch is open.
     Cancel {
         #[arg(long)]
@@ -445,6 +453,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 page_token = r.next_page_token;
             }
             serde_json::Value::Array(all)
+        }
+        Cmd::Pay { preorder, consumer } => {
+            let p = preorders
+                .get_preorder(pb::GetPreorderRequest {
+                    preorder_id: preorder.clone(),
+                })
+                .await?
+                .into_inner();
+            // The server checks the amount is exactly what is due (and refuses, with a
+            // reason, when nothing is: a batch not locked, a balance paid or forfeited).
+            let due = p.balance_due.clone().unwrap_or_default();
+            let paid = preorders
+                .pay_balance(pb::PayBalanceRequest {
+                    idempotency_key: key.clone(),
+                    preorder_id: preorder,
+                    consumer_id: consumer,
+                    amount: Some(due),
+                })
+                .await?
+                .into_inner();
+            let mut out = preorder_json(&paid, Some(&key));
+            out["balance_paid"] = serde_json::json!(paid.balance_paid.as_ref().map(|m| m.minor));
+            out
         }
         Cmd::Cancel { preorder, consumer } => {
             let p = preorders
