@@ -265,7 +265,7 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             // A refused call is an answer, not a crash: show the status the server chose.
             match e.downcast_ref::<tonic::Status>() {
-                Some(s) => eprintln!("error: {:?}: {}", s.code(), s.message()),
+                Some(s) => eprintln!("error: {}", c2m_server::auth::status_line(s)),
                 None => eprintln!("error: {e:#}"),
             }
             std::process::ExitCode::FAILURE

@@ -48,13 +48,26 @@ struct Args {
     #[arg(long, default_value = "examples/scenarios/kettle-c2m.toml")]
     catalogue: std::path::PathBuf,
     /// Units that lock a batch, per campaign.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..))]
     threshold: i64,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // A refused call is an answer: show its code, message and reason.
+            match e.downcast_ref::<tonic::Status>() {
+                Some(s) => eprintln!("error: {}", c2m_server::auth::status_line(s)),
+                None => eprintln!("error: {e:#}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let channel = args
         .tls
@@ -75,7 +88,16 @@ async fn main() -> anyhow::Result<()> {
         .import_scenario(pb::ImportScenarioRequest {
             idempotency_key: format!("story-{run}-catalogue"),
             text,
-            format: pb::ScenarioFormat::Toml as i32,
+            // The file's extension says its format, as everywhere else scenarios are read.
+            format: if args
+                .catalogue
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+            {
+                pb::ScenarioFormat::Json as i32
+            } else {
+                pb::ScenarioFormat::Toml as i32
+            },
             mode: pb::ImportMode::Replace as i32,
         })
         .await?

@@ -435,3 +435,16 @@ pub fn client_token(given: Option<String>, data_dir: &std::path::Path) -> Option
             .filter(|t| !t.is_empty())
     })
 }
+
+/// A refused call as a client shows it to a person: the code, the message, and the
+/// reason from its `ErrorInfo` when there is one (`FailedPrecondition: batch cap ...
+/// [BATCH_CAP]`), instead of tonic's debug form with the details as raw bytes.
+pub fn status_line(s: &Status) -> String {
+    use tonic_types::StatusExt;
+    let reason = s
+        .get_error_details()
+        .error_info()
+        .map(|i| format!(" [{}]", i.reason))
+        .unwrap_or_default();
+    format!("{:?}: {}{reason}", s.code(), s.message())
+}
