@@ -403,6 +403,15 @@ fn sweeps_and_conversions_that_make_no_sense_are_refused() {
     .unwrap_err();
     assert!(many.contains("2 to 500 points"), "{many}");
     assert!(env.progress.is_empty(), "nothing was planned");
+    let deposit = cli(
+        &mut env,
+        "advise mug.toml --sku mug --price 49 --deposit 60 --margin 0.2",
+    )
+    .unwrap_err();
+    assert!(
+        deposit.contains("must be between 0 and the price"),
+        "{deposit}"
+    );
     let yaml = cli(&mut env, "scenario convert mug.toml out.yaml").unwrap_err();
     assert!(yaml.contains(".toml or .json"), "{yaml}");
     assert!(!env.files.contains_key("out.yaml"));

@@ -180,6 +180,13 @@ pub fn advise(
     if !(0.0..1.0).contains(&spec.margin) {
         return Err("the margin must be in [0, 1)".into());
     }
+    // As the service refuses a campaign whose deposit is more than its price.
+    if !(0.0..=spec.price).contains(&spec.deposit) {
+        return Err(format!(
+            "the deposit ({}) must be between 0 and the price ({})",
+            spec.deposit, spec.price
+        ));
+    }
     if spec.max < 1 || spec.step < 1 {
         return Err("--max and --step must be at least 1".into());
     }
@@ -377,7 +384,13 @@ pub fn render_text(a: &Advice) -> String {
                 }
             );
             if let Some(b) = &a.below_minimum {
-                let _ = writeln!(out, "    at {} units the margin is not met:", b.volume);
+                let _ = writeln!(
+                    out,
+                    "    at {} units the margin is not met (cost per unit above the most it may \
+                     be by {:.4}):",
+                    b.volume,
+                    (b.cost_per_unit - a.target_cost) / 100.0
+                );
                 describe(&mut out, b);
             }
         }
