@@ -28,6 +28,10 @@ const RIGHT_AXIS: f64 = 80.0;
 const COST: &str = "#1f5fa8";
 const LATENESS: &str = "#d9822b";
 const TOP: f64 = 50.0;
+/// About how long one character of a break label is at its font size (10).
+const LABEL_CHAR: f64 = 5.6;
+/// Labels whose lines are closer than this (px) would overlap side by side.
+const LABEL_GAP: f64 = 11.0;
 const BOTTOM: f64 = 60.0;
 
 /// "Nice" tick values covering `[lo, hi]`, about `n` of them.
@@ -220,7 +224,11 @@ pub fn render_svg(s: &Sweep) -> String {
             esc(&s.currency)
         );
     }
-    // Price breaks.
+    // Price breaks. Each label runs up its line from the axis; a label whose line is too
+    // close to an earlier one to stand beside it starts above that one instead (and on
+    // the line's other side when the column is full), so close breaks stay readable. A
+    // white halo keeps a label legible where it crosses the curve.
+    let mut placed: Vec<(f64, f64)> = Vec::new(); // (label x, top of its text)
     for b in &s.breaks {
         let x = px(b.volume as f64);
         let _ = writeln!(
@@ -228,17 +236,38 @@ pub fn render_svg(s: &Sweep) -> String {
             r##"<line class="break" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{}" stroke="#c33" stroke-dasharray="4 3"/>"##,
             H - BOTTOM
         );
-        let _ = writeln!(
-            out,
-            r##"<text class="break-label" x="{:.1}" y="{:.1}" fill="#c33" font-size="10" transform="rotate(-90 {:.1} {:.1})">{}/{} &#8805; {} @ {:.2}</text>"##,
-            x - 3.0,
-            H - BOTTOM - 4.0,
-            x - 3.0,
-            H - BOTTOM - 4.0,
+        let text = format!(
+            "{}/{} &#8805; {} @ {:.2}",
             esc(&b.supplier),
             esc(&b.material),
             b.min_qty,
             b.unit_price / 100.0
+        );
+        let len = format!(
+            "{}/{} = {} @ {:.2}",
+            b.supplier,
+            b.material,
+            b.min_qty,
+            b.unit_price / 100.0
+        )
+        .chars()
+        .count() as f64
+            * LABEL_CHAR;
+        let column = |lx: f64| -> f64 {
+            placed
+                .iter()
+                .filter(|(px, _)| (px - lx).abs() < LABEL_GAP)
+                .fold(H - BOTTOM - 4.0, |y, (_, top)| y.min(top - 8.0))
+        };
+        let (mut lx, mut y) = (x - 3.0, column(x - 3.0));
+        if y - len < TOP {
+            lx = x + 11.0;
+            y = column(lx);
+        }
+        placed.push((lx, y - len));
+        let _ = writeln!(
+            out,
+            r##"<text class="break-label" x="{lx:.1}" y="{y:.1}" fill="#c33" font-size="10" stroke="white" stroke-width="3" paint-order="stroke" transform="rotate(-90 {lx:.1} {y:.1})">{text}</text>"##,
         );
     }
     // The curves, broken where points are infeasible, and their points.
