@@ -4,10 +4,10 @@
 //! Periods run across. Beneath the title come one row per factory with its
 //! runs as bars (sku and quantity, one colour per sku; hours used of the
 //! period's hours under each period; closed periods hatched), a row of the
-//! units due per period (and late units, in red), the purchase orders (a
-//! dot where an order is placed, a line for its lead time, a triangle where
-//! it arrives, labelled with quantity, material and supplier; one colour per
-//! material) and, last, a small stock curve per material in the same
+//! units due per period (late units in their product's colour, outlined in
+//! red), the purchase orders (a dot where an order is placed, a line for its
+//! lead time, a triangle where it arrives, labelled with quantity, material
+//! and supplier; one colour per material) and, last, a small stock curve per material in the same
 //! colour. A legend closes it.
 //!
 //! Structure, which tests rely on: one `<g class="factory">` per factory
@@ -225,7 +225,10 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
             let bx = x_of(t) + 4.0;
             let bw = pw - 8.0;
             let by = y + row_h - 14.0;
-            let full = used >= cap - 1e-6 * cap.max(1.0);
+            // Full as the label reads it (hours to a tenth): 34.99 of 35 prints 35/35,
+            // and must not be drawn as room left.
+            let shown = (used * 10.0).round() / 10.0;
+            let full = shown >= cap - 1e-6 * cap.max(1.0);
             let _ = writeln!(
                 body,
                 r##"<rect x="{bx:.1}" y="{by:.1}" width="{bw:.1}" height="4" fill="#e4e4e4"/><rect class="hours" x="{bx:.1}" y="{by:.1}" width="{:.1}" height="4" fill="{}"/>"##,
@@ -238,7 +241,7 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
                 bx + bw,
                 by + 13.0,
                 if full { LATE } else { MUTED },
-                amount((used * 10.0).round() / 10.0),
+                amount(shown),
                 amount(cap)
             );
         }
@@ -276,17 +279,20 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
             for (k, (p, label, is_late)) in items.iter().enumerate() {
                 let cx = x_of(t + 1) - 10.0;
                 let cy = y + 12.0 + k as f64 * LANE_H;
-                let c = if *is_late {
-                    LATE
-                } else {
-                    colour(SKU_COLOURS, *p)
-                };
+                // The product's colour either way, so that late units say whose they
+                // are; late ones outlined in red (and their label red).
+                let c = colour(SKU_COLOURS, *p);
                 let _ = writeln!(
                     body,
-                    r#"<rect class="{}" x="{:.1}" y="{:.1}" width="8" height="8" fill="{c}" transform="rotate(45 {cx:.1} {cy:.1})"><title>{}: {label} at the end of {name} {t}</title></rect>"#,
+                    r#"<rect class="{}" x="{:.1}" y="{:.1}" width="8" height="8" fill="{c}"{} transform="rotate(45 {cx:.1} {cy:.1})"><title>{}: {label} at the end of {name} {t}</title></rect>"#,
                     if *is_late { "late" } else { "due" },
                     cx - 4.0,
                     cy - 4.0,
+                    if *is_late {
+                        format!(r#" stroke="{LATE}" stroke-width="2""#)
+                    } else {
+                        String::new()
+                    },
                     esc(&s.products[*p].sku)
                 );
                 let _ = writeln!(
@@ -515,7 +521,7 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
         item(&mut legend, mark, "closed", &mut lx, y);
     }
     let mark = format!(
-        r#"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="{LATE}" transform="rotate(45 {:.1} {y:.1})"/>"#,
+        r#"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="white" stroke="{LATE}" stroke-width="2" transform="rotate(45 {:.1} {y:.1})"/>"#,
         lx + 2.0,
         y - 4.0,
         lx + 6.0
@@ -568,7 +574,11 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
         PlanStatus::Infeasible => "INFEASIBLE: best partial plan".to_string(),
     };
     let late_units: i64 = late.iter().map(|l| l.units).sum();
-    let late_text = if late_units == 0 {
+    let short_units: i64 = plan.shortfalls.iter().map(|sf| sf.short_by).sum();
+    let late_text = if late_units == 0 && short_units > 0 {
+        // A shortfall is worse than late: do not call it "nothing late".
+        format!("{short_units} units not made")
+    } else if late_units == 0 {
         "nothing late".to_string()
     } else {
         format!(
