@@ -1017,6 +1017,40 @@ fn insights_csv(i: &pb::Insights) -> String {
 /// Units ordered over time (cumulative) and, from `now` to the deadline, the forecast band:
 /// from the units now to the units projected at the deadline (p10..p90, median dashed),
 /// joined by straight lines, with the open batch's threshold.
+/// A round step (1, 2 or 5 times a power of ten, at least 1 unit) near `raw`.
+fn nice_step(raw: f64) -> f64 {
+    if raw.is_nan() || raw <= 1.0 {
+        return 1.0;
+    }
+    let p = 10f64.powf(raw.log10().floor());
+    let m = raw / p;
+    p * if m <= 1.0 {
+        1.0
+    } else if m <= 2.0 {
+        2.0
+    } else if m <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
+}
+
+/// A count short enough for an axis: `950`, `12.5k`, `3.2M`, `11.6G`.
+fn short_count(u: f64) -> String {
+    let u = u.round();
+    for (div, suffix) in [(1e9, "G"), (1e6, "M"), (1e3, "k")] {
+        if u.abs() >= 10.0 * div || (u.abs() >= div && div >= 1e6) {
+            let v = u / div;
+            return if v.fract().abs() < 0.05 {
+                format!("{v:.0}{suffix}")
+            } else {
+                format!("{v:.1}{suffix}")
+            };
+        }
+    }
+    format!("{u:.0}")
+}
+
 fn insights_svg(i: &pb::Insights, now: chrono::DateTime<Utc>) -> String {
     use std::fmt::Write;
     let (w, h, left, right, top, bottom) = (760.0, 420.0, 64.0, 24.0, 40.0, 56.0);
@@ -1056,18 +1090,21 @@ fn insights_svg(i: &pb::Insights, now: chrono::DateTime<Utc>) -> String {
         r#"<text x="{left}" y="24" font-size="15">Units ordered, campaign {}</text>"#,
         i.campaign_id
     );
-    // Axes and grid.
-    for k in 0..=4 {
-        let u = ymax / 1.1 * k as f64 / 4.0;
+    // Axes and grid: whole-unit ticks at a round step (no repeated labels on a small
+    // campaign), written short (12.3k, 4.5M) so that a large one fits the margin.
+    let step = nice_step(ymax / 1.1 / 4.0);
+    let mut u = 0.0;
+    while u <= ymax {
         let yy = y(u);
         let _ = writeln!(
             s,
-            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{:.0}</text>"##,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
             w - right,
             left - 6.0,
             yy + 4.0,
-            u
+            short_count(u)
         );
+        u += step;
     }
     let _ = writeln!(
         s,
@@ -1076,6 +1113,10 @@ fn insights_svg(i: &pb::Insights, now: chrono::DateTime<Utc>) -> String {
         w - right,
         h - bottom
     );
+    // With the year when the campaign runs into another year or for most of one.
+    let with_year = opens.format("%Y").to_string() != deadline.format("%Y").to_string()
+        || span > 300.0 * 86_400.0;
+    let stamp = if with_year { "%Y-%m-%d" } else { "%m-%d %H:%M" };
     for k in 0..=4 {
         let t = opens + chrono::Duration::seconds((span * k as f64 / 4.0) as i64);
         let anchor = match k {
@@ -1088,7 +1129,7 @@ fn insights_svg(i: &pb::Insights, now: chrono::DateTime<Utc>) -> String {
             r#"<text x="{:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
             x(t),
             h - bottom + 18.0,
-            t.format("%m-%d %H:%M")
+            t.format(stamp)
         );
     }
     // The forecast band and the threshold ahead.
