@@ -174,13 +174,21 @@ fn messages(e: &Event) -> Vec<String> {
         } => preorders
             .iter()
             .map(|p| {
-                format!(
-                    "{}: the group is complete at {} a unit! Balance {} due {}.",
+                let done = format!(
+                    "{}: the group is complete at {} a unit!",
                     to(p),
-                    money(&Some(*final_unit_price)),
-                    money(&p.amount),
-                    balance_due_by.map_or("-".into(), |d| d.to_rfc3339())
-                )
+                    money(&Some(*final_unit_price))
+                );
+                // A deposit of the full price leaves nothing to pay.
+                match (p.amount.filter(|a| a.minor > 0), balance_due_by) {
+                    (Some(_), Some(by)) => format!(
+                        "{done} Balance {} due by {}.",
+                        money(&p.amount),
+                        by.to_rfc3339()
+                    ),
+                    (Some(_), None) => format!("{done} Balance {} due.", money(&p.amount)),
+                    (None, _) => format!("{done} Nothing more to pay."),
+                }
             })
             .collect(),
         EventData::BatchFailed { preorders, .. } => preorders
