@@ -260,12 +260,22 @@ fn days(s: &str) -> Result<f64, String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Args::parse()).await {
+    let args = Args::parse();
+    let (addr, token_given) = (args.addr.clone(), args.token.is_some());
+    let data_dir = args.data_dir.clone();
+    match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // A refused call is an answer, not a crash: show the status the server chose.
             match e.downcast_ref::<tonic::Status>() {
-                Some(s) => eprintln!("error: {}", c2m_server::auth::status_line(s)),
+                Some(s) => {
+                    eprintln!("error: {}", c2m_server::auth::status_line(s));
+                    if let Some(hint) =
+                        c2m_server::auth::client_hint(s, &addr, token_given, &data_dir)
+                    {
+                        eprintln!("hint: {hint}");
+                    }
+                }
                 None => eprintln!("error: {e:#}"),
             }
             std::process::ExitCode::FAILURE

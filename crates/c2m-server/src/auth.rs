@@ -448,3 +448,34 @@ pub fn status_line(s: &Status) -> String {
         .unwrap_or_default();
     format!("{:?}: {}{reason}", s.code(), s.message())
 }
+
+/// What a client could do about a refused call, when the refusal alone does not say:
+/// no token was found to send (none given, no `admin.token` in the data directory), or
+/// a plaintext address for what may be a TLS server (the call then dies without a
+/// status of the server's).
+pub fn client_hint(
+    s: &Status,
+    addr: &str,
+    token_given: bool,
+    data_dir: &std::path::Path,
+) -> Option<String> {
+    use tonic_types::StatusExt;
+    let reason = s.get_error_details().error_info().map(|i| i.reason.clone());
+    if reason.as_deref() == Some("TOKEN_MISSING") && !token_given {
+        return Some(format!(
+            "no token was sent: none given (--token or C2M_TOKEN), and no admin.token in {}",
+            data_dir.display()
+        ));
+    }
+    let dropped = matches!(
+        s.code(),
+        tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
+    ) && reason.is_none();
+    if dropped && addr.starts_with("http://") {
+        return Some(format!(
+            "the call ended without an answer from c2m; if the server at {addr} serves TLS \
+             (--tls-cert), use https:// with --tls-ca"
+        ));
+    }
+    None
+}
