@@ -60,18 +60,10 @@ async fn main() -> std::process::ExitCode {
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // A refused call is an answer: show its code, message and reason.
-            match e.downcast_ref::<tonic::Status>() {
-                Some(s) => {
-                    eprintln!("error: {}", c2m_server::auth::status_line(s));
-                    if let Some(hint) =
-                        c2m_server::auth::client_hint(s, &addr, token_given, &data_dir)
-                    {
-                        eprintln!("hint: {hint}");
-                    }
-                }
-                None => eprintln!("error: {e:#}"),
-            }
+            eprintln!(
+                "{}",
+                c2m_server::auth::client_error(&e, &addr, token_given, &data_dir)
+            );
             std::process::ExitCode::FAILURE
         }
     }

@@ -29,6 +29,25 @@ async fn campaign(
         .into_inner()
 }
 
+/// A campaign for the catalogue's `lever-kettle` (imported first) with a deadline five
+/// days after `start`.
+async fn kettle_campaign(
+    c: &mut Clients,
+    key: &str,
+    threshold: i64,
+    start: DateTime<Utc>,
+) -> pb::Campaign {
+    let mut req = campaign_request(key, threshold);
+    req.sku = "lever-kettle".into();
+    req.max_per_order = None;
+    req.deadline = Some(ts(start + Duration::days(5)));
+    c.campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner()
+}
+
 /// Places `orders` orders of `units` each, one every `every` of the clock.
 async fn orders(
     c: &mut Clients,
@@ -205,16 +224,7 @@ async fn on_course_advice_offers_no_extension() {
     import(&mut c, "lever-kettle", LEVER_KETTLE, pb::ImportMode::Merge)
         .await
         .expect("catalogue");
-    let mut req = campaign_request("on-course", 20);
-    req.sku = "lever-kettle".into();
-    req.max_per_order = None;
-    req.deadline = Some(ts(start + Duration::days(5)));
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
+    let cmp = kettle_campaign(&mut c, "on-course", 20, start).await;
     // 16 units in two days against 20 needed, three days left.
     orders(
         &mut c,
@@ -260,16 +270,7 @@ async fn falling_short_advice_and_a_lower_threshold_that_locks_at_once() {
     import(&mut c, "lever-kettle", LEVER_KETTLE, pb::ImportMode::Merge)
         .await
         .expect("catalogue");
-    let mut req = campaign_request("short", 80);
-    req.sku = "lever-kettle".into();
-    req.max_per_order = None;
-    req.deadline = Some(ts(start + Duration::days(5)));
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
+    let cmp = kettle_campaign(&mut c, "short", 80, start).await;
     // 16 units in two days: 8 a day, about 40 by the deadline against 80 needed.
     let placed = orders(&mut c, &clock, &cmp.id, "short", 8, 2, Duration::hours(6)).await;
 

@@ -264,11 +264,10 @@ impl Application {
         let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
             .map_err(|e| anyhow::anyhow!("listener refused: {e}"))?;
         let result = server
-            .layer(crate::limits::DeadlineLayer::new(
-                settings.request_timeout,
-                settings.plan_time_limit,
+            .layer(crate::limits::LimitsLayer::new(
+                settings.max_in_flight,
+                crate::limits::Deadlines::new(settings.request_timeout, settings.plan_time_limit),
             ))
-            .layer(crate::limits::ShedLayer::new(settings.max_in_flight))
             .layer(crate::auth::AuthLayer(auth))
             .concurrency_limit_per_connection(settings.concurrency_per_connection)
             .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))

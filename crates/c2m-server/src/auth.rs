@@ -479,3 +479,21 @@ pub fn client_hint(
     }
     None
 }
+
+/// What an example client prints when it fails (`error: …`, and a `hint: …` line when
+/// [`client_hint`] has one): a refused call is an answer, shown as the status the server
+/// chose; anything else with its chain of causes.
+pub fn client_error(
+    e: &anyhow::Error,
+    addr: &str,
+    token_given: bool,
+    data_dir: &std::path::Path,
+) -> String {
+    match e.downcast_ref::<Status>() {
+        Some(s) => match client_hint(s, addr, token_given, data_dir) {
+            Some(hint) => format!("error: {}\nhint: {hint}", status_line(s)),
+            None => format!("error: {}", status_line(s)),
+        },
+        None => format!("error: {e:#}"),
+    }
+}

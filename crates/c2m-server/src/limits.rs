@@ -1,4 +1,4 @@
-//! Load shedding and deadlines.
+//! Load shedding and deadlines, one tower layer ([`LimitsLayer`]) around every call.
 //!
 //! Load shedding: at most `--max-in-flight` calls are handled at once across all
 //! connections; a call beyond that is answered at once with RESOURCE_EXHAUSTED instead of
@@ -20,34 +20,41 @@ use tonic::body::BoxBody;
 
 use crate::status::{edge_status, Edge};
 
+/// Both limits, as one tower layer around every call.
 #[derive(Clone)]
-pub struct ShedLayer(pub Arc<Semaphore>);
+pub struct LimitsLayer {
+    slots: Arc<Semaphore>,
+    deadlines: Deadlines,
+}
 
-impl ShedLayer {
-    pub fn new(max_in_flight: usize) -> Self {
-        ShedLayer(Arc::new(Semaphore::new(max_in_flight.max(1))))
+impl LimitsLayer {
+    pub fn new(max_in_flight: usize, deadlines: Deadlines) -> Self {
+        LimitsLayer {
+            slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            deadlines,
+        }
     }
 }
 
-impl<S> tower_layer::Layer<S> for ShedLayer {
-    type Service = Shed<S>;
+impl<S> tower_layer::Layer<S> for LimitsLayer {
+    type Service = Limits<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Shed {
+        Limits {
             inner,
-            slots: self.0.clone(),
+            limits: self.clone(),
         }
     }
 }
 
 #[derive(Clone)]
-pub struct Shed<S> {
+pub struct Limits<S> {
     inner: S,
-    slots: Arc<Semaphore>,
+    limits: LimitsLayer,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S> tower_service::Service<http::Request<BoxBody>> for Shed<S>
+impl<S> tower_service::Service<http::Request<BoxBody>> for Limits<S>
 where
     S: tower_service::Service<http::Request<BoxBody>, Response = http::Response<BoxBody>>
         + Clone
@@ -67,20 +74,32 @@ where
     fn call(&mut self, req: http::Request<BoxBody>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !req.uri().path().starts_with("/c2m.v1.") {
-            return Box::pin(inner.call(req));
-        }
-        match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => Box::pin(async move {
-                let r = inner.call(req).await;
-                drop(permit);
-                r
-            }),
-            Err(_) => {
-                tracing::debug!(path = %req.uri().path(), "shed: too many calls in flight");
-                Box::pin(async { Ok(edge_status(Edge::Overloaded).into_http()) })
+        let path = req.uri().path().to_owned();
+        // Health and reflection are never shed; every call has a deadline.
+        let permit = if path.starts_with("/c2m.v1.") {
+            match self.limits.slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::debug!(%path, "shed: too many calls in flight");
+                    return Box::pin(async { Ok(edge_status(Edge::Overloaded).into_http()) });
+                }
             }
-        }
+        } else {
+            None
+        };
+        let (limit, set_by) = self.limits.deadlines.limit(&path, req.headers());
+        let call = inner.call(req);
+        Box::pin(async move {
+            let answer = match tokio::time::timeout(limit, call).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::debug!(%path, ?limit, set_by = set_by.as_str(), "deadline passed");
+                    Ok(edge_status(Edge::DeadlineExceeded { limit, set_by }).into_http())
+                }
+            };
+            drop(permit);
+            answer
+        })
     }
 }
 
@@ -98,14 +117,14 @@ const RUN_PLANNING: &str = "/c2m.v1.PlanningService/RunPlanning";
 /// answered CANCELLED, not the code the gRPC spec gives a passed deadline), the budget
 /// covers a streaming call only until its stream is set up.
 #[derive(Clone)]
-pub struct DeadlineLayer {
+pub struct Deadlines {
     request: Duration,
     planning: Duration,
 }
 
-impl DeadlineLayer {
+impl Deadlines {
     pub fn new(request_timeout: Duration, plan_time_limit: Duration) -> Self {
-        DeadlineLayer {
+        Deadlines {
             request: request_timeout,
             planning: request_timeout.saturating_add(plan_time_limit),
         }
@@ -174,57 +193,6 @@ fn grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
-impl<S> tower_layer::Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Deadline {
-            inner,
-            limits: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Deadline<S> {
-    inner: S,
-    limits: DeadlineLayer,
-}
-
-impl<S> tower_service::Service<http::Request<BoxBody>> for Deadline<S>
-where
-    S: tower_service::Service<http::Request<BoxBody>, Response = http::Response<BoxBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<BoxBody>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<BoxBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (limit, set_by) = self.limits.limit(req.uri().path(), req.headers());
-        let path = req.uri().path().to_owned();
-        let call = inner.call(req);
-        Box::pin(async move {
-            match tokio::time::timeout(limit, call).await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    tracing::debug!(%path, ?limit, set_by = set_by.as_str(), "deadline passed");
-                    Ok(edge_status(Edge::DeadlineExceeded { limit, set_by }).into_http())
-                }
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,7 +225,7 @@ mod tests {
 
     #[test]
     fn run_planning_gets_the_time_limit_on_top_and_the_client_only_shortens() {
-        let d = DeadlineLayer::new(Duration::from_secs(30), Duration::from_secs(30));
+        let d = Deadlines::new(Duration::from_secs(30), Duration::from_secs(30));
         let none = http::HeaderMap::new();
         let plan = "/c2m.v1.PlanningService/RunPlanning";
         let get = "/c2m.v1.CampaignService/GetCampaign";

@@ -137,7 +137,7 @@ pub enum Edge {
     ShuttingDown,
     /// A newer subscription of the same factory replaced this stream.
     StreamReplaced,
-    /// The call's deadline passed before its handler answered (see `limits::DeadlineLayer`).
+    /// The call's deadline passed before its handler answered (see `limits::Deadlines`).
     DeadlineExceeded {
         limit: std::time::Duration,
         set_by: crate::limits::SetBy,
