@@ -580,11 +580,14 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
         format!("{short_units} units not made")
     } else if late_units == 0 {
         "nothing late".to_string()
-    } else {
+    } else if plan.cost_breakdown.lateness > 0 {
         format!(
             "{late_units} unit-{name}s late ({})",
             money(plan.cost_breakdown.lateness, &plan.currency)
         )
+    } else {
+        // An infeasible plan's late units are its shortfall, not a cost it chose.
+        format!("{late_units} unit-{name}s late")
     };
     let title = format!(
         "Schedule for {}: {n} {name}{}{}",
