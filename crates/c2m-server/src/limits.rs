@@ -74,7 +74,9 @@ where
     fn call(&mut self, req: http::Request<BoxBody>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let path = req.uri().path().to_owned();
+        // A Uri clone shares its bytes (no copy per call on the hot path).
+        let uri = req.uri().clone();
+        let path = uri.path();
         // Health and reflection are never shed; every call has a deadline.
         let permit = if path.starts_with("/c2m.v1.") {
             match self.limits.slots.clone().try_acquire_owned() {
@@ -87,12 +89,13 @@ where
         } else {
             None
         };
-        let (limit, set_by) = self.limits.deadlines.limit(&path, req.headers());
+        let (limit, set_by) = self.limits.deadlines.limit(path, req.headers());
         let call = inner.call(req);
         Box::pin(async move {
             let answer = match tokio::time::timeout(limit, call).await {
                 Ok(answer) => answer,
                 Err(_) => {
+                    let path = uri.path();
                     tracing::debug!(%path, ?limit, set_by = set_by.as_str(), "deadline passed");
                     Ok(edge_status(Edge::DeadlineExceeded { limit, set_by }).into_http())
                 }
