@@ -8,6 +8,10 @@
 //! returns), not for the stream's life, so open factory subscriptions do not use up the
 //! budget. Health checks and reflection are never shed, so an overloaded server still
 //! reports itself alive.
+//!
+//! Deadlines: every call, health included, is answered DEADLINE_EXCEEDED once its budget
+//! has passed without an answer; [`Deadlines`] says what the budget is and why
+//! `RunPlanning`'s is longer.
 
 use std::future::Future;
 use std::pin::Pin;
