@@ -316,6 +316,17 @@ async fn bad_input_names_the_field_and_writes_nothing() {
             },
             "idempotency_key",
         ),
+        // After 9999-12-31: no protobuf JSON client could read the campaign back.
+        (
+            pb::CreateCampaignRequest {
+                deadline: Some(prost_types::Timestamp {
+                    seconds: 254_402_300_800,
+                    nanos: 0,
+                }),
+                ..campaign_request("b8", 5)
+            },
+            "deadline",
+        ),
     ];
     for (req, field) in cases {
         let err = c.campaigns.create_campaign(req).await.unwrap_err();

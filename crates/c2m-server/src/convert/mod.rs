@@ -33,11 +33,26 @@ pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     }
 }
 
+/// The range `google.protobuf.Timestamp` allows: 0001-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59Z. A time outside it cannot be written back in the protobuf JSON
+/// mapping (grpcurl, grpc-gateway), so one stored campaign with such a deadline would make
+/// every JSON client's `ListCampaigns` fail.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
 pub fn parse_timestamp(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, Status> {
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(invalid(DomainError::invalid(
             field,
             "nanos must be in 0..1e9",
+        )));
+    }
+    if !TIMESTAMP_SECONDS.contains(&t.seconds) {
+        return Err(invalid(DomainError::invalid(
+            field,
+            format!(
+                "seconds {} is outside what a protobuf Timestamp allows (years 1 to 9999)",
+                t.seconds
+            ),
         )));
     }
     Utc.timestamp_opt(t.seconds, t.nanos as u32)
