@@ -399,3 +399,90 @@ async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
     assert!(!path.exists(), "an admin exists already: no new token file");
     again.start_kill().unwrap();
 }
+
+/// A token is checked when a call starts; a stream it opened must still end once it is
+/// revoked (within `--token-cache`, 100 ms in tests): the event stream and a factory's
+/// work order feed each end with UNAUTHENTICATED `TOKEN_INVALID`. They ran on for as long
+/// as the client kept them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_ends_the_streams_it_opened() {
+    use c2m_proto::v1::event_service_client::EventServiceClient;
+    use c2m_proto::v1::factory_service_client::FactoryServiceClient;
+    use c2m_server::auth::Bearer;
+
+    let server = TestServer::sqlite_with_auth().await;
+    let mut admin = server.clients().await;
+    import(&mut admin, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let now = chrono::Utc::now();
+    let storefront = c2m_server::auth::issue(Role::Storefront, None, "streamer").unwrap();
+    let factory = c2m_server::auth::issue(Role::Factory, Some("dongguan-1"), "line").unwrap();
+    for t in [&storefront, &factory] {
+        server.store.create_token(&t.stored, now).await.unwrap();
+    }
+    let channel = admin.channel.clone();
+    let mut events =
+        EventServiceClient::with_interceptor(channel.clone(), Bearer::new(Some(&storefront.token)))
+            .subscribe(pb::SubscribeEventsRequest {
+                after_seq: None,
+                campaign_id: String::new(),
+            })
+            .await
+            .expect("event stream opens")
+            .into_inner();
+    let mut work =
+        FactoryServiceClient::with_interceptor(channel, Bearer::new(Some(&factory.token)))
+            .subscribe(pb::SubscribeRequest {
+                factory_id: "dongguan-1".into(),
+                after_seq: None,
+            })
+            .await
+            .expect("work order stream opens")
+            .into_inner();
+    // Both streams are live: each sends its first heartbeat.
+    events
+        .message()
+        .await
+        .expect("event heartbeat")
+        .expect("a message");
+    work.message()
+        .await
+        .expect("work heartbeat")
+        .expect("a message");
+
+    for t in [&storefront, &factory] {
+        assert!(server.store.revoke_token(&t.stored.id, now).await.unwrap());
+    }
+    async fn ended<T>(
+        what: &str,
+        next: impl std::future::Future<Output = Result<Option<T>, tonic::Status>>,
+    ) -> Option<tonic::Status> {
+        match next.await {
+            Ok(Some(_)) => None,
+            Ok(None) => panic!("{what}: ended without a status"),
+            Err(s) => Some(s),
+        }
+    }
+    let events_end = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(s) = ended("events", events.message()).await {
+                return s;
+            }
+        }
+    })
+    .await
+    .expect("the event stream ends within 30 s of the revocation");
+    assert_refused(&events_end, Code::Unauthenticated, "TOKEN_INVALID");
+    let work_end = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(s) = ended("work orders", work.message()).await {
+                return s;
+            }
+        }
+    })
+    .await
+    .expect("the work order stream ends within 30 s of the revocation");
+    assert_refused(&work_end, Code::Unauthenticated, "TOKEN_INVALID");
+    server.shutdown().await;
+}

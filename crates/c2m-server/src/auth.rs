@@ -263,6 +263,69 @@ pub fn principal<T>(req: &tonic::Request<T>) -> Principal {
         })
 }
 
+/// What a server stream needs to end itself once the token that opened it is revoked:
+/// put in the request's extensions beside its [`Principal`] (absent with `--no-auth`).
+#[derive(Clone)]
+pub struct TokenWatch {
+    auth: Arc<Authenticator>,
+    token_id: String,
+}
+
+impl TokenWatch {
+    /// Whether the token still stands, read as every call's check reads it (cached for
+    /// `--token-cache`). A store that cannot answer keeps the stream: a revocation is
+    /// seen at the next look that succeeds.
+    async fn stands(&self) -> bool {
+        match self.auth.lookup(&self.token_id).await {
+            Ok(Some(t)) => t.revoked_at.is_none(),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+/// A server stream (its messages arriving on `rx`) that ends with UNAUTHENTICATED
+/// (`TOKEN_INVALID`) within about `--token-cache` of its token's revocation. A token is
+/// checked when a call starts; without this, a stream opened before a revocation (a
+/// leaked factory token's work order feed, a consumer's event stream) ran on for as long
+/// as the client kept it, though the docs promise a revoked token stops working within
+/// `--token-cache`.
+pub fn until_revoked<T: Send + 'static>(
+    watch: Option<TokenWatch>,
+    rx: tokio::sync::mpsc::Receiver<Result<T, Status>>,
+) -> Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>> {
+    let Some(watch) = watch else {
+        return Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+    };
+    let (tx, out) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut rx = rx;
+        let every = watch.auth.ttl.max(Duration::from_millis(50));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => {
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    if !watch.stands().await {
+                        tracing::info!(token = %watch.token_id, "stream ended: token revoked");
+                        let _ = tx.send(Err(edge_status(Edge::TokenInvalid))).await;
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))
+}
+
 /// The tower layer that puts [`Authenticator::check`] in front of every call.
 #[derive(Clone)]
 pub struct AuthLayer(pub Option<Arc<Authenticator>>);
@@ -328,6 +391,10 @@ where
             {
                 Ok(Some(p)) => {
                     tracing::debug!(token = %p.token_id, role = %p.role, "authenticated");
+                    req.extensions_mut().insert(TokenWatch {
+                        auth: auth.clone(),
+                        token_id: p.token_id.clone(),
+                    });
                     req.extensions_mut().insert(p);
                     inner.call(req).await
                 }

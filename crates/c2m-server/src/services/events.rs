@@ -13,7 +13,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use c2m_domain::events::Event;
@@ -98,6 +97,7 @@ impl EventService for EventSvc {
         &self,
         req: Request<pb::SubscribeEventsRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let watch = req.extensions().get::<crate::auth::TokenWatch>().cloned();
         let r = req.into_inner();
         let store = self.ctx.store.clone();
         let campaign = match r.campaign_id.trim() {
@@ -186,7 +186,7 @@ impl EventService for EventSvc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(crate::auth::until_revoked(watch, rx)))
     }
 }
 

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use c2m_domain::DomainError;
@@ -132,6 +131,7 @@ impl FactoryService for FactorySvc {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let factory = factory_id(&req, &req.get_ref().factory_id)?;
+        let watch = req.extensions().get::<crate::auth::TokenWatch>().cloned();
         let r = req.into_inner();
         let store = self.ctx.store.clone();
         let pos = store
@@ -226,7 +226,7 @@ impl FactoryService for FactorySvc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(crate::auth::until_revoked(watch, rx)))
     }
 
     #[tracing::instrument(skip_all, fields(factory = %req.get_ref().factory_id, seq = req.get_ref().seq))]
