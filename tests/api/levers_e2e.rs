@@ -48,6 +48,19 @@ async fn kettle_campaign(
         .into_inner()
 }
 
+/// The advice at the defaults (margin 0.15, target 0.8).
+async fn advice(c: &mut Clients, campaign: &str) -> pb::Advice {
+    c.levers
+        .get_advice(pb::GetAdviceRequest {
+            campaign_id: campaign.to_owned(),
+            margin: 0.15,
+            target_probability: 0.8,
+        })
+        .await
+        .expect("advice")
+        .into_inner()
+}
+
 /// Places `orders` orders of `units` each, one every `every` of the clock.
 async fn orders(
     c: &mut Clients,
@@ -238,16 +251,7 @@ async fn on_course_advice_offers_no_extension() {
     .await;
     let forecast = progress(&mut c, &cmp.id).await.forecast.expect("forecast");
     assert!(forecast.lock_probability >= 0.8, "{forecast:?}");
-    let advice = c
-        .levers
-        .get_advice(pb::GetAdviceRequest {
-            campaign_id: cmp.id.clone(),
-            margin: 0.15,
-            target_probability: 0.8,
-        })
-        .await
-        .expect("advice")
-        .into_inner();
+    let advice = advice(&mut c, &cmp.id).await;
     assert!(advice.extension.is_none(), "{advice:?}");
     assert!(!advice.summary.contains("extending"), "{}", advice.summary);
     assert!(
@@ -278,16 +282,7 @@ async fn falling_short_advice_and_a_lower_threshold_that_locks_at_once() {
     assert_eq!(forecast.units_needed, 64);
     assert!(forecast.lock_probability < 0.2, "{forecast:?}");
 
-    let advice = c
-        .levers
-        .get_advice(pb::GetAdviceRequest {
-            campaign_id: cmp.id.clone(),
-            margin: 0.15,
-            target_probability: 0.8,
-        })
-        .await
-        .expect("advice")
-        .into_inner();
+    let advice = advice(&mut c, &cmp.id).await;
     assert!(advice.falling_short);
     assert!(advice.expected_miss_units > 5.0, "{advice:?}");
     let lower = advice.lower_threshold.expect("a threshold");

@@ -90,6 +90,7 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        settings.check().map_err(anyhow::Error::msg)?;
         let tls = ServerTls::from_settings(&settings)?;
         Self::assemble(settings, store, clock, tls).await
     }
@@ -100,7 +101,8 @@ impl Application {
         clock: Arc<dyn Clock>,
         tls: Option<ServerTls>,
     ) -> anyhow::Result<Self> {
-        settings.check().map_err(anyhow::Error::msg)?;
+        // `settings` were checked by both callers (`Settings::check`) before anything
+        // was opened.
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
