@@ -598,3 +598,156 @@ async fn hostile_grpc_traffic_is_answered_and_memory_stays_bounded() {
     assert_eq!(got.campaign.expect("campaign").id, campaign.id);
     timed("shutdown", server.shutdown()).await;
 }
+
+/// Ids a request gives back (a plan's, a purchase order's, an endpoint's, a work order's, a
+/// catalogue entry's) are checked like every other field before the store is asked: one
+/// that could name nothing (a megabyte long, a space in a generated id, a control
+/// character in a catalogue id) is INVALID_ARGUMENT naming the field, not a query for it and
+/// a NOT_FOUND; catalogue ids may hold what people write (spaces, any script).
+#[tokio::test]
+async fn ids_that_can_name_nothing_are_refused_naming_the_field() {
+    use c2m_proto::v1::purchasing_service_client::PurchasingServiceClient;
+    use c2m_proto::v1::webhook_service_client::WebhookServiceClient;
+
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let mut purchasing = PurchasingServiceClient::new(c.channel.clone());
+    let mut webhooks = WebhookServiceClient::new(c.channel.clone());
+    let huge = "p".repeat(1 << 20);
+
+    for bad in [huge.as_str(), "pln 1", "", "pln_\u{7}"] {
+        let e = c
+            .planning
+            .get_plan(pb::GetPlanRequest {
+                plan_id: bad.into(),
+            })
+            .await
+            .expect_err("plan id");
+        assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(error_meta(&e, "field").as_deref(), Some("plan_id"), "{e:?}");
+    }
+    // A well-formed id of nothing is still NOT_FOUND.
+    let e = c
+        .planning
+        .get_plan(pb::GetPlanRequest {
+            plan_id: "pln_0".into(),
+        })
+        .await
+        .expect_err("no such plan");
+    assert_refused(&e, Code::NotFound, "NOT_FOUND");
+
+    let e = purchasing
+        .receive_purchase_order(pb::ReceivePurchaseOrderRequest {
+            idempotency_key: "receive-huge".into(),
+            purchase_order_id: huge.clone(),
+            quantity: 1.0,
+        })
+        .await
+        .expect_err("purchase order id");
+    assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(
+        error_meta(&e, "field").as_deref(),
+        Some("purchase_order_id"),
+        "{e:?}"
+    );
+    let e = purchasing
+        .list_purchase_orders(pb::ListPurchaseOrdersRequest {
+            supplier_id: "s\n1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("supplier id");
+    assert_eq!(
+        error_meta(&e, "field").as_deref(),
+        Some("supplier_id"),
+        "{e:?}"
+    );
+    let e = webhooks
+        .list_deliveries(pb::ListDeliveriesRequest {
+            endpoint_id: "whe 1".into(),
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .expect_err("endpoint id");
+    assert_eq!(
+        error_meta(&e, "field").as_deref(),
+        Some("endpoint_id"),
+        "{e:?}"
+    );
+    let e = c
+        .factory
+        .report(pb::ReportRequest {
+            idempotency_key: "report-huge".into(),
+            factory_id: "f1".into(),
+            work_order_id: huge.clone(),
+            progress: Some(pb::report_request::Progress::Accepted(Default::default())),
+        })
+        .await
+        .expect_err("work order id");
+    assert_eq!(
+        error_meta(&e, "field").as_deref(),
+        Some("work_order_id"),
+        "{e:?}"
+    );
+
+    // Catalogue ids: what people write is kept; what no request could name back is refused
+    // when the catalogue is changed, naming the place.
+    let with_material = |id: &str| {
+        format!(
+            "name = \"ids\"\ncurrency = \"CNY\"\n\n[[materials]]\nid = \"{id}\"\nunit = \"kg\"\non_hand = 1.0\n"
+        )
+    };
+    crate::common::import(
+        &mut c,
+        "people-write",
+        &with_material("不锈钢 sheet 2"),
+        pb::ImportMode::Merge,
+    )
+    .await
+    .expect("a material named as people name things");
+    let e = crate::common::import(
+        &mut c,
+        "control",
+        &with_material("steel\\u0007"),
+        pb::ImportMode::Merge,
+    )
+    .await
+    .expect_err("a control character");
+    assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+    assert!(
+        error_meta(&e, "field").is_some_and(|f| f.starts_with("materials[") && f.ends_with("].id")),
+        "{e:?}"
+    );
+    let e = crate::common::import(
+        &mut c,
+        "long",
+        &with_material(&"m".repeat(201)),
+        pb::ImportMode::Merge,
+    )
+    .await
+    .expect_err("too long");
+    assert!(
+        error_meta(&e, "field").is_some_and(|f| f.ends_with("].id")),
+        "{e:?}"
+    );
+    let e = c
+        .catalogue
+        .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
+            idempotency_key: "delete-huge".into(),
+            kind: pb::CatalogueKind::Material as i32,
+            id: huge.clone(),
+        })
+        .await
+        .expect_err("catalogue id");
+    assert_eq!(error_meta(&e, "field").as_deref(), Some("id"), "{e:?}");
+    c.catalogue
+        .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
+            idempotency_key: "delete-named".into(),
+            kind: pb::CatalogueKind::Material as i32,
+            id: "不锈钢 sheet 2".into(),
+        })
+        .await
+        .expect("the material is deleted by the name it was given");
+    server.shutdown().await;
+}

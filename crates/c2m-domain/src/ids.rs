@@ -87,6 +87,42 @@ id_type!(
     EventId, "evt", "event_id"
 );
 
+/// The most characters a catalogue id may have: [`parse_name`].
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// A reference to a record whose id c2m made (a plan, a work order, a purchase order, a
+/// webhook endpoint): those ids follow the token rules of [`parse_token`], so a reference
+/// that breaks them names nothing, and is refused before the store is asked (and before a
+/// megabyte of it travels into a query and a log line).
+pub fn parse_ref(field: &str, s: &str) -> Result<String, DomainError> {
+    parse_token(field, s.trim()).map(str::to_owned)
+}
+
+/// An id a merchant chose (a product, material, factory or supplier of the catalogue):
+/// people write these, so spaces and any script are allowed, but not control characters,
+/// and at most [`MAX_NAME_CHARS`] characters, so that every id the catalogue holds can be
+/// put in a status, a log line and a work order as it is. Surrounding spaces are not part
+/// of it.
+pub fn parse_name(field: &str, s: &str) -> Result<String, DomainError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(DomainError::invalid(field, "is required"));
+    }
+    if s.chars().count() > MAX_NAME_CHARS {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 /// Checks a client-supplied token (id or key): the rules are deliberately narrow so that
 /// ids can be logged and put in URLs without escaping.
 pub(crate) fn parse_token<'a>(field: &str, s: &'a str) -> Result<&'a str, DomainError> {
@@ -111,6 +147,43 @@ pub(crate) fn parse_token<'a>(field: &str, s: &'a str) -> Result<&'a str, Domain
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_follow_the_token_rules() {
+        assert_eq!(parse_ref("plan_id", " pln_1 ").unwrap(), "pln_1");
+        for bad in ["", "  ", "a b", "x\u{7f}"] {
+            let e = parse_ref("plan_id", bad).unwrap_err();
+            assert!(
+                matches!(&e, DomainError::InvalidArgument { field, .. } if field == "plan_id"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(parse_ref("plan_id", &"p".repeat(128)).is_ok());
+        assert!(parse_ref("plan_id", &"p".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn names_allow_what_people_write_and_refuse_the_rest() {
+        assert_eq!(
+            parse_name("factory_id", " Shenzhen line 2 ").unwrap(),
+            "Shenzhen line 2"
+        );
+        assert_eq!(parse_name("factory_id", "深圳工厂").unwrap(), "深圳工厂");
+        let longest = "工".repeat(MAX_NAME_CHARS);
+        assert_eq!(parse_name("factory_id", &longest).unwrap(), longest);
+        for bad in [
+            String::new(),
+            " ".into(),
+            "a\nb".into(),
+            "工".repeat(MAX_NAME_CHARS + 1),
+        ] {
+            let e = parse_name("factory_id", &bad).unwrap_err();
+            assert!(
+                matches!(&e, DomainError::InvalidArgument { field, .. } if field == "factory_id"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn generated_ids_are_prefixed_and_parse_back() {

@@ -257,8 +257,47 @@ pub fn scenario_error(e: &planner::ScenarioError) -> DomainError {
 /// The check every catalogue change must pass: the catalogue, as a scenario with zero
 /// demand, follows the scenario rules, and each factory calendar has one number (hours,
 /// not negative) per period of the planning horizon.
+/// Every id the catalogue defines is a name a request can give back as it is
+/// ([`c2m_domain::ids::parse_name`]): a product, factory or supplier whose id could not be
+/// named in `DeleteCatalogueEntry`, a factory's token or a filter would be stuck there.
+fn catalogue_names(c: &Catalogue) -> Result<(), DomainError> {
+    let ids = (c
+        .products
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("products[{i}].sku"), &p.sku)))
+    .chain(
+        c.materials
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("materials[{i}].id"), &m.id)),
+    )
+    .chain(
+        c.factories
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("factories[{i}].id"), &f.id)),
+    )
+    .chain(
+        c.suppliers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("suppliers[{i}].id"), &s.id)),
+    );
+    for (field, id) in ids {
+        if c2m_domain::ids::parse_name(&field, id)? != *id {
+            return Err(DomainError::invalid(
+                field,
+                "must not start or end with a space",
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn catalogue_check(horizon: PlanHorizon) -> CatalogueCheck {
     Arc::new(move |c: &Catalogue| {
+        catalogue_names(c)?;
         for (i, f) in c.factories.iter().enumerate() {
             let Some(cal) = &f.calendar else { continue };
             if cal.len() as i64 != horizon.periods {

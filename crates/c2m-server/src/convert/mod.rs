@@ -76,6 +76,18 @@ pub fn idempotency_key(s: &str) -> Result<IdempotencyKey, Status> {
     IdempotencyKey::parse(s).map_err(invalid)
 }
 
+/// A reference to a record c2m named (plan, work order, purchase order, webhook endpoint):
+/// see [`c2m_domain::ids::parse_ref`].
+pub fn reference(field: &str, s: &str) -> Result<String, Status> {
+    c2m_domain::ids::parse_ref(field, s).map_err(invalid)
+}
+
+/// A catalogue id (product, material, factory, supplier): see
+/// [`c2m_domain::ids::parse_name`].
+pub fn name(field: &str, s: &str) -> Result<String, Status> {
+    c2m_domain::ids::parse_name(field, s).map_err(invalid)
+}
+
 pub fn campaign_id(s: &str) -> Result<CampaignId, Status> {
     CampaignId::parse(s).map_err(invalid)
 }

@@ -89,16 +89,14 @@ impl CatalogueService for CatalogueSvc {
             Ok(pb::CatalogueKind::Supplier) => CatalogueKind::Supplier,
             _ => return Err(domain_status(&DomainError::invalid("kind", "is required"))),
         };
-        if r.id.trim().is_empty() {
-            return Err(domain_status(&DomainError::invalid("id", "is required")));
-        }
+        let id = convert::name("id", &r.id)?;
         let done = self
             .0
             .store
             .change_catalogue(
                 &ChangeCatalogue {
                     idempotency_key,
-                    edit: CatalogueEdit::Delete { kind, id: r.id },
+                    edit: CatalogueEdit::Delete { kind, id },
                 },
                 catalogue_check(self.0.plan_horizon),
                 self.0.clock.now(),

@@ -105,20 +105,7 @@ fn factory_id<T>(req: &Request<T>, requested: &str) -> Result<String, Status> {
     let s = crate::auth::principal(req)
         .factory_scope(requested)
         .map_err(|e| domain_status(&e))?;
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(domain_status(&DomainError::invalid(
-            "factory_id",
-            "is required",
-        )));
-    }
-    if s.len() > 200 || s.chars().any(char::is_control) {
-        return Err(domain_status(&DomainError::invalid(
-            "factory_id",
-            "must be at most 200 printable characters",
-        )));
-    }
-    Ok(s.to_owned())
+    convert::name("factory_id", &s)
 }
 
 #[tonic::async_trait]
@@ -259,15 +246,7 @@ impl FactoryService for FactorySvc {
         let cmd = ReportProgress {
             idempotency_key: convert::idempotency_key(&r.idempotency_key)?,
             factory_id: factory,
-            work_order_id: {
-                if r.work_order_id.trim().is_empty() {
-                    return Err(domain_status(&DomainError::invalid(
-                        "work_order_id",
-                        "is required",
-                    )));
-                }
-                r.work_order_id
-            },
+            work_order_id: convert::reference("work_order_id", &r.work_order_id)?,
             progress: report_progress(r.progress)?,
         };
         let s = self

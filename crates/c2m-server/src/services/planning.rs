@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use c2m_domain::{DomainError, Refusal};
+use c2m_domain::Refusal;
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::planning_service_server::PlanningService;
 
@@ -59,14 +59,8 @@ impl PlanningService for PlanningSvc {
         &self,
         req: Request<pb::GetPlanRequest>,
     ) -> Result<Response<pb::Plan>, Status> {
-        let id = &req.get_ref().plan_id;
-        if id.is_empty() {
-            return Err(domain_status(&DomainError::invalid(
-                "plan_id",
-                "is required",
-            )));
-        }
-        let p = self.ctx.store.get_plan(id).await.map_err(store_status)?;
+        let id = convert::reference("plan_id", &req.get_ref().plan_id)?;
+        let p = self.ctx.store.get_plan(&id).await.map_err(store_status)?;
         Ok(Response::new(plan(&p)?))
     }
 

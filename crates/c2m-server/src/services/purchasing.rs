@@ -15,13 +15,7 @@ use crate::status::{domain_status, store_status};
 pub struct PurchasingSvc(pub Ctx);
 
 fn required_id(id: &str) -> Result<String, Status> {
-    if id.trim().is_empty() {
-        return Err(domain_status(&DomainError::invalid(
-            "purchase_order_id",
-            "is required",
-        )));
-    }
-    Ok(id.to_owned())
+    convert::reference("purchase_order_id", id)
 }
 
 #[tonic::async_trait]
@@ -34,7 +28,10 @@ impl PurchasingService for PurchasingSvc {
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token).map_err(|e| domain_status(&e))?;
         let filter = PurchaseOrderFilter {
-            supplier_id: (!r.supplier_id.is_empty()).then(|| r.supplier_id.clone()),
+            supplier_id: match r.supplier_id.trim() {
+                "" => None,
+                id => Some(convert::name("supplier_id", id)?),
+            },
             state: purchase_order_state_filter(r.state).map_err(|e| domain_status(&e))?,
         };
         let p = self

@@ -47,14 +47,7 @@ fn delivery(d: &Delivery) -> pb::WebhookDelivery {
 }
 
 fn endpoint_id(id: &str) -> Result<String, Status> {
-    let id = id.trim();
-    if id.is_empty() {
-        return Err(domain_status(&DomainError::invalid(
-            "endpoint_id",
-            "is required",
-        )));
-    }
-    Ok(id.to_owned())
+    crate::convert::reference("endpoint_id", id)
 }
 
 #[tonic::async_trait]
