@@ -197,15 +197,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let s = plan.summary.clone().unwrap_or_default();
     let total = s.total_cost.clone().unwrap_or_default();
     println!(
-        "4. plan {}: {}, total {}.{:02} {} for {} batches, solved by {} in {:.2} s",
+        "4. plan {}: {}, total {} for {} batches, solved by {} in {:.2} s",
         s.id,
         s.status()
             .as_str_name()
             .trim_start_matches("PLAN_STATUS_")
             .to_lowercase(),
-        total.minor / 100,
-        total.minor % 100,
-        total.currency,
+        c2m_domain::Currency::parse(&total.currency)
+            .map(|c| c2m_domain::Money::new(total.minor, c).to_string())
+            .unwrap_or_else(|_| format!("{} {} (minor units)", total.minor, total.currency)),
         s.batches,
         s.solver,
         plan.solve_seconds

@@ -131,16 +131,9 @@ async fn handle(req: hyper::Request<Incoming>, state: &State) -> hyper::Response
     answer(200, "ok")
 }
 
+/// In major units with the currency's own digits (`Money`'s display: `321.75 CNY`).
 fn money(m: &Option<Money>) -> String {
-    match m {
-        Some(m) => format!(
-            "{} {}.{:02}",
-            m.currency.as_str(),
-            m.minor / 100,
-            (m.minor % 100).abs()
-        ),
-        None => "-".into(),
-    }
+    m.map_or_else(|| "-".into(), |m| m.to_string())
 }
 
 fn to(p: &PreorderRef) -> String {

@@ -13,6 +13,8 @@
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
+use crate::Money;
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DomainError {
     /// The request itself is malformed; retrying it unchanged can never succeed.
@@ -202,7 +204,7 @@ pub enum Refusal {
     HoldAlreadyResolved { was: &'static str, to: &'static str },
     /// The deposit paid exceeds the price the batch locked at.
     #[error("the deposit {deposit} exceeds the full price {full}")]
-    DepositExceedsPrice { deposit: String, full: String },
+    DepositExceedsPrice { deposit: Money, full: Money },
 
     // --- Production at a factory ------------------------------------------------------
     /// The work order's state does not allow this report.
@@ -426,7 +428,11 @@ impl Refusal {
                 vec![("was", (*was).to_owned()), ("to", (*to).to_owned())]
             }
             DepositExceedsPrice { deposit, full } => {
-                vec![("deposit", deposit.clone()), ("fullPrice", full.clone())]
+                vec![
+                    ("deposit", deposit.minor.to_string()),
+                    ("fullPrice", full.minor.to_string()),
+                    ("currency", deposit.currency.to_string()),
+                ]
             }
             WorkOrderState {
                 work_order,

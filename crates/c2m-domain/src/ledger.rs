@@ -401,8 +401,8 @@ pub fn balance_due(
         .ok_or_else(|| DomainError::invalid("deposit_total", "currency or overflow mismatch"))?;
     if due.minor < 0 {
         return Err(Refusal::DepositExceedsPrice {
-            deposit: deposit_total.to_string(),
-            full: full.to_string(),
+            deposit: deposit_total,
+            full,
         }
         .into());
     }

@@ -55,6 +55,19 @@ impl Currency {
         // The bytes were checked to be ASCII upper-case letters in `parse`.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
+
+    /// How many digits of a major unit the minor unit is (ISO 4217's exponent): 2 for
+    /// most (100 fen to the yuan), 0 where there is no minor unit in use (yen, won), 3
+    /// for the dinars that count in thousandths. What turns stored minor units into an
+    /// amount people read.
+    pub fn minor_digits(&self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            _ => 2,
+        }
+    }
 }
 
 impl FromStr for Currency {
@@ -131,15 +144,41 @@ impl Money {
     }
 }
 
+/// The amount as people read it, in major units with the currency's minor digits:
+/// `321.75 CNY` for 32175 fen, `1200 JPY`, `-0.05 EUR`. (Messages quote money this way;
+/// machine-readable fields carry minor units.)
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.minor, self.currency)
+        let digits = self.currency.minor_digits();
+        let sign = if self.minor < 0 { "-" } else { "" };
+        let abs = self.minor.unsigned_abs();
+        let scale = 10u64.pow(digits);
+        let (major, fraction) = (abs / scale, abs % scale);
+        if digits == 0 {
+            write!(f, "{sign}{major} {}", self.currency)
+        } else {
+            let width = digits as usize;
+            write!(f, "{sign}{major}.{fraction:0width$} {}", self.currency)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_reads_in_major_units_with_the_currency_s_digits() {
+        let m = |minor, c| Money::new(minor, Currency::parse(c).unwrap()).to_string();
+        assert_eq!(m(32175, "CNY"), "321.75 CNY");
+        assert_eq!(m(5, "EUR"), "0.05 EUR");
+        assert_eq!(m(-5, "EUR"), "-0.05 EUR");
+        assert_eq!(m(-32175, "CNY"), "-321.75 CNY");
+        assert_eq!(m(1200, "JPY"), "1200 JPY");
+        assert_eq!(m(1500, "KWD"), "1.500 KWD");
+        assert_eq!(m(i64::MIN, "USD"), "-92233720368547758.08 USD");
+        assert_eq!(m(i64::MAX, "USD"), "92233720368547758.07 USD");
+    }
 
     #[test]
     fn currency_accepts_iso_codes_only() {
