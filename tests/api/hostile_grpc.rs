@@ -599,6 +599,12 @@ async fn hostile_grpc_traffic_is_answered_and_memory_stays_bounded() {
     timed("shutdown", server.shutdown()).await;
 }
 
+/// INVALID_ARGUMENT, reason INVALID_FIELD, naming `field`.
+fn assert_invalid_field(e: &tonic::Status, field: &str) {
+    assert_refused(e, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(error_meta(e, "field").as_deref(), Some(field), "{e:?}");
+}
+
 /// Ids a request gives back (a plan's, a purchase order's, an endpoint's, a work order's, a
 /// catalogue entry's) are checked like every other field before the store is asked: one
 /// that could name nothing (a megabyte long, a space in a generated id, a control
@@ -623,8 +629,7 @@ async fn ids_that_can_name_nothing_are_refused_naming_the_field() {
             })
             .await
             .expect_err("plan id");
-        assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
-        assert_eq!(error_meta(&e, "field").as_deref(), Some("plan_id"), "{e:?}");
+        assert_invalid_field(&e, "plan_id");
     }
     // A well-formed id of nothing is still NOT_FOUND.
     let e = c
@@ -644,12 +649,7 @@ async fn ids_that_can_name_nothing_are_refused_naming_the_field() {
         })
         .await
         .expect_err("purchase order id");
-    assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
-    assert_eq!(
-        error_meta(&e, "field").as_deref(),
-        Some("purchase_order_id"),
-        "{e:?}"
-    );
+    assert_invalid_field(&e, "purchase_order_id");
     let e = purchasing
         .list_purchase_orders(pb::ListPurchaseOrdersRequest {
             supplier_id: "s\n1".into(),
@@ -657,11 +657,7 @@ async fn ids_that_can_name_nothing_are_refused_naming_the_field() {
         })
         .await
         .expect_err("supplier id");
-    assert_eq!(
-        error_meta(&e, "field").as_deref(),
-        Some("supplier_id"),
-        "{e:?}"
-    );
+    assert_invalid_field(&e, "supplier_id");
     let e = webhooks
         .list_deliveries(pb::ListDeliveriesRequest {
             endpoint_id: "whe 1".into(),
@@ -670,11 +666,7 @@ async fn ids_that_can_name_nothing_are_refused_naming_the_field() {
         })
         .await
         .expect_err("endpoint id");
-    assert_eq!(
-        error_meta(&e, "field").as_deref(),
-        Some("endpoint_id"),
-        "{e:?}"
-    );
+    assert_invalid_field(&e, "endpoint_id");
     let e = c
         .factory
         .report(pb::ReportRequest {
@@ -685,11 +677,7 @@ async fn ids_that_can_name_nothing_are_refused_naming_the_field() {
         })
         .await
         .expect_err("work order id");
-    assert_eq!(
-        error_meta(&e, "field").as_deref(),
-        Some("work_order_id"),
-        "{e:?}"
-    );
+    assert_invalid_field(&e, "work_order_id");
 
     // Catalogue ids: what people write is kept; what no request could name back is refused
     // when the catalogue is changed, naming the place.
@@ -740,7 +728,7 @@ async fn ids_that_can_name_nothing_are_refused_naming_the_field() {
         })
         .await
         .expect_err("catalogue id");
-    assert_eq!(error_meta(&e, "field").as_deref(), Some("id"), "{e:?}");
+    assert_invalid_field(&e, "id");
     c.catalogue
         .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
             idempotency_key: "delete-named".into(),

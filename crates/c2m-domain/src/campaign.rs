@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::text;
 use crate::pricing::{PriceLadder, PriceTier, TierPosition};
 use crate::{CampaignId, Currency, DomainError, Money};
 
@@ -196,26 +197,6 @@ fn positive(field: &str, v: i64) -> Result<i64, DomainError> {
         ));
     }
     Ok(v)
-}
-
-fn text(field: &str, v: &str, max: usize) -> Result<String, DomainError> {
-    let t = v.trim();
-    if t.is_empty() {
-        return Err(DomainError::invalid(field, "must not be empty"));
-    }
-    if t.chars().count() > max {
-        return Err(DomainError::invalid(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    if t.chars().any(char::is_control) {
-        return Err(DomainError::invalid(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(t.to_owned())
 }
 
 impl CampaignSpec {

@@ -104,23 +104,29 @@ pub fn parse_ref(field: &str, s: &str) -> Result<String, DomainError> {
 /// put in a status, a log line and a work order as it is. Surrounding spaces are not part
 /// of it.
 pub fn parse_name(field: &str, s: &str) -> Result<String, DomainError> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(DomainError::invalid(field, "is required"));
+    text(field, s, MAX_NAME_CHARS)
+}
+
+/// Text people write (a name, a title, a label): trimmed, not empty, at most `max`
+/// characters, no control characters (they would break a log line, a CSV row or a header).
+pub(crate) fn text(field: &str, v: &str, max: usize) -> Result<String, DomainError> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
     }
-    if s.chars().count() > MAX_NAME_CHARS {
+    if t.chars().count() > max {
         return Err(DomainError::invalid(
             field,
-            format!("must be at most {MAX_NAME_CHARS} characters"),
+            format!("must be at most {max} characters"),
         ));
     }
-    if s.chars().any(char::is_control) {
+    if t.chars().any(char::is_control) {
         return Err(DomainError::invalid(
             field,
             "must not contain control characters",
         ));
     }
-    Ok(s.to_owned())
+    Ok(t.to_owned())
 }
 
 /// Checks a client-supplied token (id or key): the rules are deliberately narrow so that

@@ -236,22 +236,9 @@ impl PreorderSource {
         consumer: &ConsumerId,
     ) -> Result<PreorderSource, DomainError> {
         fn label(field: &str, v: Option<&str>) -> Result<Option<String>, DomainError> {
-            let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
-                return Ok(None);
-            };
-            if v.chars().count() > MAX_SOURCE_CHARS {
-                return Err(DomainError::invalid(
-                    field,
-                    format!("must be at most {MAX_SOURCE_CHARS} characters"),
-                ));
-            }
-            if v.chars().any(char::is_control) {
-                return Err(DomainError::invalid(
-                    field,
-                    "must not contain control characters",
-                ));
-            }
-            Ok(Some(v.to_owned()))
+            v.filter(|v| !v.trim().is_empty())
+                .map(|v| crate::ids::text(field, v, MAX_SOURCE_CHARS))
+                .transpose()
         }
         let referrer = match referrer.map(str::trim).filter(|v| !v.is_empty()) {
             None => None,
