@@ -21,13 +21,40 @@ pub fn render_json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).expect("a plan always serializes")
 }
 
-/// Money in minor units shown as major units with the currency,
-/// e.g. `12,345.67 CNY`.
+/// How many digits of a major unit the currency's minor unit is (ISO 4217's exponent): 2
+/// for most (fen, cents), 0 for the yen and the won, 3 for the dinars that count in
+/// thousandths. Scenario money is in minor units, so every amount shown to people goes
+/// through this. (The same table as `c2m_domain::Currency::minor_digits`: the planner
+/// depends on no other c2m crate; a code it does not know counts as 2.)
+pub fn minor_digits(currency: &str) -> usize {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// `minor` in the currency's major units, as a number: 2150 fen is 21.5, 2150 yen 2150.
+pub fn to_major(minor: f64, currency: &str) -> f64 {
+    minor / 10f64.powi(minor_digits(currency) as i32)
+}
+
+/// `minor` in major units with the currency's digits and no grouping (table cells):
+/// `21.50` for 2150 fen, `2150` for 2150 yen.
+pub fn major(minor: f64, currency: &str) -> String {
+    let digits = minor_digits(currency);
+    format!("{:.digits$}", to_major(minor, currency))
+}
+
+/// Money in minor units shown as major units with the currency's digits, grouped in
+/// thousands: `12,345.67 CNY`, `1,234,567 JPY`.
 pub fn money(minor: i64, currency: &str) -> String {
     let neg = minor < 0;
     let abs = minor.unsigned_abs();
-    let major = abs / 100;
-    let cents = abs % 100;
+    let places = minor_digits(currency);
+    let scale = 10u64.pow(places as u32);
+    let (major, fraction) = (abs / scale, abs % scale);
     let digits = major.to_string();
     let mut grouped = String::new();
     for (i, ch) in digits.chars().enumerate() {
@@ -36,21 +63,31 @@ pub fn money(minor: i64, currency: &str) -> String {
         }
         grouped.push(ch);
     }
-    format!(
-        "{}{grouped}.{cents:02} {currency}",
-        if neg { "-" } else { "" }
-    )
+    let sign = if neg { "-" } else { "" };
+    let currency = if currency.is_empty() {
+        String::new()
+    } else {
+        format!(" {currency}")
+    };
+    if places == 0 {
+        format!("{sign}{grouped}{currency}")
+    } else {
+        format!("{sign}{grouped}.{fraction:0places$}{currency}")
+    }
 }
 
 /// A unit price (minor units, possibly fractional) in major units like every other amount,
-/// with at least two decimals and up to four when the price has them: 2150 fen is
-/// `21.50`, 2.5 fen `0.025`.
-fn unit_price(minor: f64) -> String {
-    let s = format!("{:.4}", minor / 100.0);
+/// with the currency's digits and up to two more when the price has them: 2150 fen is
+/// `21.50`, 2.5 fen `0.025`, 2.5 yen `2.5`.
+pub(crate) fn unit_price(minor: f64, currency: &str) -> String {
+    let digits = minor_digits(currency);
+    let most = digits + 2;
+    let value = to_major(minor, currency);
+    let s = format!("{value:.most$}");
     let trimmed = s.trim_end_matches('0');
     let decimals = trimmed.split('.').nth(1).map_or(0, str::len);
-    if decimals < 2 {
-        format!("{:.2}", minor / 100.0)
+    if decimals <= digits {
+        format!("{value:.digits$}")
     } else {
         trimmed.to_string()
     }
@@ -257,7 +294,7 @@ pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
                 qty(p.quantity),
                 unit.to_string(),
                 p.packs.map_or("-".to_string(), |n| n.to_string()),
-                unit_price(p.unit_price),
+                unit_price(p.unit_price, cur),
                 money((p.quantity * p.unit_price).round() as i64, cur),
             ]);
         }
@@ -360,10 +397,13 @@ mod tests {
 
     #[test]
     fn unit_prices_are_major_units_like_the_amounts_beside_them() {
-        assert_eq!(unit_price(2150.0), "21.50");
-        assert_eq!(unit_price(100.0), "1.00");
-        assert_eq!(unit_price(2.5), "0.025");
-        assert_eq!(unit_price(1234.5678), "12.3457");
+        assert_eq!(unit_price(2150.0, "CNY"), "21.50");
+        assert_eq!(unit_price(100.0, "CNY"), "1.00");
+        assert_eq!(unit_price(2.5, "CNY"), "0.025");
+        assert_eq!(unit_price(1234.5678, "CNY"), "12.3457");
+        assert_eq!(unit_price(2150.0, "JPY"), "2150");
+        assert_eq!(unit_price(2.5, "JPY"), "2.5");
+        assert_eq!(unit_price(1500.0, "KWD"), "1.500");
         assert_eq!(money(215_000, "CNY"), "2,150.00 CNY");
     }
 }

@@ -41,6 +41,25 @@ fn has_row(rows: &[String], row: &str) -> bool {
     rows.iter().any(|r| r == row)
 }
 
+/// Scenario money is in the currency's minor units: the same hand-made plan in yen (no
+/// minor unit) reads 2,440 JPY, not 24.40, and a unit price of 10 reads 10.
+#[test]
+fn amounts_read_in_the_currency_s_own_digits() {
+    let yen = TINY.replace("currency = \"CNY\"", "currency = \"JPY\"");
+    assert_ne!(yen, TINY, "the scenario names its currency");
+    let (v, plan) = solve(&yen, 30);
+    let text = render_text(&v, &plan);
+    let r = rows(&text);
+    for row in [
+        "Total cost: 2,440 JPY",
+        "lateness 200 JPY",
+        "holding 40 JPY",
+        "1 3 slow m 20 kg - 10 200 JPY",
+    ] {
+        assert!(has_row(&r, row), "no row `{row}` in:\n{text}");
+    }
+}
+
 #[test]
 fn the_timeline_shows_the_hand_made_plan_period_by_period() {
     let (v, plan) = solve(TINY, 30);

@@ -12,7 +12,7 @@
 
 use std::fmt::Write;
 
-use super::{money, qty, unit_price, Table};
+use super::{major, money, qty, unit_price, Table};
 use crate::plan::{OnTime, Plan, PlanStatus};
 use crate::scenario::{Line, Scenario};
 use crate::validate::ValidatedScenario;
@@ -344,7 +344,7 @@ fn write_purchases(out: &mut String, s: &Scenario, plan: &Plan) {
             qty(p.quantity),
             unit_of(s, &p.material).to_string(),
             p.packs.map_or(NONE.to_string(), |n| n.to_string()),
-            unit_price(p.unit_price),
+            unit_price(p.unit_price, cur),
             money((p.quantity * p.unit_price).round() as i64, cur),
         ]);
     }
@@ -507,7 +507,7 @@ fn write_explanations(out: &mut String, s: &Scenario, plan: &Plan) {
                     if x.abs() < 0.005 {
                         NONE.to_string()
                     } else {
-                        format!("{:.2}", x / 100.0)
+                        major(*x, cur)
                     }
                 }));
                 t.row(cells);

@@ -23,6 +23,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::sweep::{break_volumes, scenario_at, BreakMark, Quantity};
+use crate::report::{major, unit_price};
 use crate::{Plan, PlanStatus, Scenario, SolveOptions};
 
 /// The campaign and the search.
@@ -142,12 +143,12 @@ fn volume_cost(s: &Scenario, sku: &str, volume: i64, plan: &Plan) -> VolumeCost 
         .filter(|p| bom.contains(&&p.material))
         .map(|p| {
             format!(
-                "{}/{}{}: {} @ {:.2}",
+                "{}/{}{}: {} @ {}",
                 p.supplier,
                 p.material,
                 p.period.map_or(String::new(), |t| format!(" in {t}")),
                 p.quantity,
-                p.unit_price / 100.0
+                unit_price(p.unit_price, &s.currency)
             )
         })
         .collect();
@@ -315,16 +316,12 @@ pub fn advise(
     })
 }
 
-fn m2(v: f64) -> String {
-    format!("{:.2}", v / 100.0)
-}
-
-fn describe(out: &mut String, c: &VolumeCost) {
+fn describe(out: &mut String, c: &VolumeCost, cur: &str) {
     let _ = writeln!(
         out,
         "      cost per unit {} (setup {} of it); runs: {}",
-        m2(c.cost_per_unit),
-        m2(c.setup_per_unit),
+        major(c.cost_per_unit, cur),
+        major(c.setup_per_unit, cur),
         if c.runs.is_empty() {
             "none".to_string()
         } else {
@@ -344,14 +341,14 @@ pub fn render_text(a: &Advice) -> String {
         out,
         "campaign {}: price {} {cur}, deposit {}, target margin {:.1}%",
         a.sku,
-        m2(a.price),
-        m2(a.deposit),
+        major(a.price, cur),
+        major(a.deposit, cur),
         a.margin * 100.0
     );
     let _ = writeln!(
         out,
         "  cost per unit must be at most {} = price x (1 - margin)",
-        m2(a.target_cost)
+        major(a.target_cost, cur)
     );
     let _ = writeln!(
         out,
@@ -370,13 +367,13 @@ pub fn render_text(a: &Advice) -> String {
     match &a.minimum_viable {
         Some(c) => {
             let _ = writeln!(out, "\nminimum viable batch: {} units", c.volume);
-            describe(&mut out, c);
+            describe(&mut out, c, cur);
             let _ = writeln!(
                 out,
                 "      margin {:.1}%; deposits collected {} against material purchases {}{}",
                 (a.price - c.cost_per_unit) / a.price * 100.0,
-                m2(a.deposit * c.volume as f64),
-                m2(c.material_cash as f64),
+                major(a.deposit * c.volume as f64, cur),
+                major(c.material_cash as f64, cur),
                 if a.deposit * c.volume as f64 >= c.material_cash as f64 {
                     " (covered)"
                 } else {
@@ -387,11 +384,11 @@ pub fn render_text(a: &Advice) -> String {
                 let _ = writeln!(
                     out,
                     "    at {} units the margin is not met (cost per unit above the most it may \
-                     be by {:.4}):",
+                     be by {}):",
                     b.volume,
-                    (b.cost_per_unit - a.target_cost) / 100.0
+                    unit_price(b.cost_per_unit - a.target_cost, cur)
                 );
-                describe(&mut out, b);
+                describe(&mut out, b, cur);
             }
         }
         None => {
@@ -431,16 +428,16 @@ pub fn render_text(a: &Advice) -> String {
                 s.mark.supplier,
                 s.mark.material,
                 s.mark.min_qty,
-                m2(s.mark.previous_price),
-                m2(s.mark.unit_price)
+                major(s.mark.previous_price, cur),
+                major(s.mark.unit_price, cur)
             );
             let _ = writeln!(
                 out,
                 "      cost per unit {} -> {}, price {} -> {}",
-                m2(s.below.cost_per_unit),
-                m2(s.at.cost_per_unit),
-                m2(s.price_below),
-                m2(s.price_at)
+                major(s.below.cost_per_unit, cur),
+                major(s.at.cost_per_unit, cur),
+                major(s.price_below, cur),
+                major(s.price_at, cur)
             );
         }
         let _ = writeln!(

@@ -18,6 +18,7 @@ use std::fmt::Write;
 
 use super::sweep::{Sweep, SweepPoint, Swept};
 use crate::report::svg_escape as esc;
+use crate::report::{to_major, unit_price};
 
 const W: f64 = 900.0;
 const H: f64 = 520.0;
@@ -58,11 +59,11 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 /// point is infeasible.
 fn primary(s: &Sweep, p: &SweepPoint) -> Option<f64> {
     match s.swept {
-        Swept::LeadTime => p.total_cost.map(|t| t as f64 / 100.0),
+        Swept::LeadTime => p.total_cost.map(|t| to_major(t as f64, &s.currency)),
         _ => p
             .cost_per_unit
             .is_finite()
-            .then_some(p.cost_per_unit / 100.0),
+            .then_some(to_major(p.cost_per_unit, &s.currency)),
     }
 }
 
@@ -97,7 +98,7 @@ pub fn render_svg(s: &Sweep) -> String {
         .points
         .iter()
         .filter(|p| primary(s, p).is_some())
-        .filter_map(|p| p.lateness.map(|l| (p.x, l as f64 / 100.0)))
+        .filter_map(|p| p.lateness.map(|l| (p.x, to_major(l as f64, &s.currency))))
         .collect();
     let infeasible: Vec<f64> = s
         .points
@@ -237,18 +238,18 @@ pub fn render_svg(s: &Sweep) -> String {
             H - BOTTOM
         );
         let text = format!(
-            "{}/{} &#8805; {} @ {:.2}",
+            "{}/{} &#8805; {} @ {}",
             esc(&b.supplier),
             esc(&b.material),
             b.min_qty,
-            b.unit_price / 100.0
+            unit_price(b.unit_price, &s.currency)
         );
         let len = format!(
-            "{}/{} = {} @ {:.2}",
+            "{}/{} = {} @ {}",
             b.supplier,
             b.material,
             b.min_qty,
-            b.unit_price / 100.0
+            unit_price(b.unit_price, &s.currency)
         )
         .chars()
         .count() as f64
@@ -278,7 +279,7 @@ pub fn render_svg(s: &Sweep) -> String {
             let c = format!("{:.1},{:.1}", px(p.x), py(y));
             runs.last_mut().expect("never empty").push(c);
             if let Some(l) = p.lateness {
-                let c = format!("{:.1},{:.1}", px(p.x), pl(l as f64 / 100.0));
+                let c = format!("{:.1},{:.1}", px(p.x), pl(to_major(l as f64, &s.currency)));
                 late_runs.last_mut().expect("never empty").push(c);
             }
         } else {

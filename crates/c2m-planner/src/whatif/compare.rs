@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::report::money;
+use crate::report::{major, money};
 use crate::{Completions, CostBreakdown, Plan, PlanStatus, Scenario, Shortfall, SolveOptions};
 
 /// Reads one part of a cost breakdown.
@@ -235,10 +235,6 @@ pub fn plan_changes(base: &Plan, other: &Plan) -> Vec<String> {
     out
 }
 
-fn minor2(v: f64) -> String {
-    format!("{:.2}", v / 100.0)
-}
-
 /// The aligned table for people. An infeasible column shows `INFEASIBLE`,
 /// `-` for every cost, and its shortfalls (`short SKU` rows) instead.
 pub fn render_text(c: &Comparison) -> String {
@@ -318,7 +314,11 @@ pub fn render_text(c: &Comparison) -> String {
             format!("per unit {sku}"),
             c.columns
                 .iter()
-                .map(|k| k.cost_per_unit.get(sku).map_or_else(dash, |v| minor2(*v)))
+                .map(|k| {
+                    k.cost_per_unit
+                        .get(sku)
+                        .map_or_else(dash, |v| major(*v, cur))
+                })
                 .collect(),
         ));
     }

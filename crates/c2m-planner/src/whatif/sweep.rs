@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 
+use crate::report::{major, unit_price};
 use crate::{Due, Horizon, PlanStatus, Product, Scenario, Shortfall, SolveOptions};
 
 /// What a sweep varies.
@@ -444,6 +445,7 @@ pub fn render_json(s: &Sweep) -> String {
 /// An aligned table of the points, with the break marks listed after it.
 pub fn render_text(s: &Sweep) -> String {
     let timed = s.is_timed();
+    let cur = s.currency.as_str();
     let x_head = match s.swept {
         Swept::LeadTime => "days",
         _ => "x",
@@ -465,15 +467,15 @@ pub fn render_text(s: &Sweep) -> String {
         match p.total_cost {
             Some(t) => {
                 out.push_str(&format!(
-                    "{x:>12}  {:<10}  {:>16.2}  {:>14.2}",
+                    "{x:>12}  {:<10}  {:>16}  {:>14}",
                     p.status.to_string(),
-                    t as f64 / 100.0,
-                    p.cost_per_unit / 100.0
+                    major(t as f64, cur),
+                    major(p.cost_per_unit, cur)
                 ));
                 if timed {
                     out.push_str(&format!(
-                        "  {:>12.2}  {:>6}",
-                        p.lateness.unwrap_or(0) as f64 / 100.0,
+                        "  {:>12}  {:>6}",
+                        major(p.lateness.unwrap_or(0) as f64, cur),
                         p.late_units.unwrap_or(0)
                     ));
                 }
@@ -504,13 +506,13 @@ pub fn render_text(s: &Sweep) -> String {
         out.push_str("\nprice breaks reached in the range:\n");
         for b in &s.breaks {
             out.push_str(&format!(
-                "  at {} units: {}/{} reaches {} ({:.2} -> {:.2} per unit of material)\n",
+                "  at {} units: {}/{} reaches {} ({} -> {} per unit of material)\n",
                 b.volume,
                 b.supplier,
                 b.material,
                 b.min_qty,
-                b.previous_price / 100.0,
-                b.unit_price / 100.0
+                unit_price(b.previous_price, cur),
+                unit_price(b.unit_price, cur)
             ));
         }
     }
