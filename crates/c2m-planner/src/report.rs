@@ -50,7 +50,12 @@ pub fn major(minor: f64, currency: &str) -> String {
 /// Money in minor units shown as major units with the currency's digits, grouped in
 /// thousands: `12,345.67 CNY`, `1,234,567 JPY`.
 pub fn money(minor: i64, currency: &str) -> String {
-    let neg = minor < 0;
+    format!("{} {currency}", amount(minor, currency))
+}
+
+/// [`money`] without the currency's code (table cells under a heading that names it).
+pub fn amount(minor: i64, currency: &str) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     let places = minor_digits(currency);
     let scale = 10u64.pow(places as u32);
@@ -63,16 +68,10 @@ pub fn money(minor: i64, currency: &str) -> String {
         }
         grouped.push(ch);
     }
-    let sign = if neg { "-" } else { "" };
-    let currency = if currency.is_empty() {
-        String::new()
-    } else {
-        format!(" {currency}")
-    };
     if places == 0 {
-        format!("{sign}{grouped}{currency}")
+        format!("{sign}{grouped}")
     } else {
-        format!("{sign}{grouped}.{fraction:0places$}{currency}")
+        format!("{sign}{grouped}.{fraction:0places$}")
     }
 }
 

@@ -125,6 +125,30 @@ changes = [ { remove = "suppliers.dongguan-pack" } ]"#,
     }
     let text = compare::render_text(&c);
     assert!(text.contains("cheap-steel") && text.contains("per unit kettle-17-white"));
+    // The table reads money in the currency's digits: two for CNY, none for yen.
+    let total = c.columns[0].total_cost.unwrap();
+    let grouped = |n: i64| {
+        let d = n.to_string();
+        d.chars()
+            .enumerate()
+            .flat_map(|(i, ch)| {
+                (i > 0 && (d.len() - i) % 3 == 0)
+                    .then_some(',')
+                    .into_iter()
+                    .chain([ch])
+            })
+            .collect::<String>()
+    };
+    let cny = format!("{}.{:02}", grouped(total / 100), total % 100);
+    assert!(text.contains(&cny), "no {cny} in:\n{text}");
+    let mut yen = c.clone();
+    yen.currency = "JPY".into();
+    let text = compare::render_text(&yen);
+    let jpy = grouped(total);
+    assert!(
+        text.contains(&format!(" {jpy} ")) || text.contains(&format!(" {jpy}\n")),
+        "no {jpy} in:\n{text}"
+    );
     let csv = compare::render_csv(&c);
     assert_eq!(csv.lines().count(), 4);
     let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::report::{major, money};
+use crate::report::{amount, major};
 use crate::{Completions, CostBreakdown, Plan, PlanStatus, Scenario, Shortfall, SolveOptions};
 
 /// Reads one part of a cost breakdown.
@@ -256,10 +256,7 @@ pub fn render_text(c: &Comparison) -> String {
         format!("total ({cur})"),
         c.columns
             .iter()
-            .map(|k| {
-                k.total_cost
-                    .map_or_else(dash, |t| money(t, "").trim_end().to_string())
-            })
+            .map(|k| k.total_cost.map_or_else(dash, |t| amount(t, cur)))
             .collect(),
     ));
     let timed = c.is_timed();
@@ -281,7 +278,7 @@ pub fn render_text(c: &Comparison) -> String {
                 .map(|k| {
                     k.cost_breakdown
                         .as_ref()
-                        .map_or_else(dash, |b| money(f(b), "").trim_end().to_string())
+                        .map_or_else(dash, |b| amount(f(b), cur))
                 })
                 .collect(),
         ));
@@ -302,7 +299,7 @@ pub fn render_text(c: &Comparison) -> String {
                     format!(
                         "{}{} ({pct:+.1}%)",
                         if d >= 0 { "+" } else { "" },
-                        money(d, "").trim_end()
+                        amount(d, cur)
                     )
                 }
                 _ => dash(),
