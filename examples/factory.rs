@@ -212,8 +212,17 @@ async fn process(args: &Args, client: &mut Client, w: &pb::WorkOrder) -> anyhow:
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let (addr, token_given) = (args.addr.clone(), args.token.is_some());
+    let data_dir = args.data_dir.clone();
+    client::finish(run(args).await, &addr, token_given, &data_dir)
+}
+
+#[path = "common/client.rs"]
+mod client;
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let path = cursor_path(&args);
     let mut cursor = load_cursor(&path)?;
     let mut seen: HashSet<String> = HashSet::new();
@@ -251,17 +260,18 @@ async fn main() -> anyhow::Result<()> {
             Ok(s) => s,
             Err(e) => {
                 // A cursor ahead of the server, or an unknown factory, will not heal.
-                if let Some(s) = e.downcast_ref::<tonic::Status>() {
-                    if matches!(
+                let lasting = e.downcast_ref::<tonic::Status>().is_some_and(|s| {
+                    matches!(
                         s.code(),
                         tonic::Code::OutOfRange
                             | tonic::Code::NotFound
                             | tonic::Code::InvalidArgument
                             | tonic::Code::Unauthenticated
                             | tonic::Code::PermissionDenied
-                    ) {
-                        anyhow::bail!("cannot subscribe: {}", s.message());
-                    }
+                    )
+                });
+                if lasting {
+                    return Err(e.context("cannot subscribe"));
                 }
                 eprintln!("cannot reach the server ({e:#}); retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;

@@ -258,21 +258,15 @@ fn days(s: &str) -> Result<f64, String> {
     Ok(d)
 }
 
+#[path = "common/client.rs"]
+mod client;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let (addr, token_given) = (args.addr.clone(), args.token.is_some());
     let data_dir = args.data_dir.clone();
-    match run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!(
-                "{}",
-                c2m_server::auth::client_error(&e, &addr, token_given, &data_dir)
-            );
-            std::process::ExitCode::FAILURE
-        }
-    }
+    client::finish(run(args).await, &addr, token_given, &data_dir)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -13,6 +13,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
 use c2m_domain::Clock;
 use c2m_store::{BalanceWindowOutcome, DeadlineOutcome, Store, StoreError};
 
@@ -33,32 +36,20 @@ impl Sweeper {
     /// tests can stop a pass part-way, as a crash would.
     #[tracing::instrument(skip(self))]
     pub async fn sweep(&self, limit: usize) -> Result<Vec<DeadlineOutcome>, StoreError> {
-        let mut done = Vec::new();
-        while done.len() < limit {
-            let now = self.clock.now();
-            let want = PAGE.min((limit - done.len()) as u32);
-            let due = self.store.campaigns_past_deadline(now, want).await?;
-            if due.is_empty() {
-                break;
-            }
-            let mut progressed = false;
-            for id in due {
-                let outcome = self.store.fail_open_batch_at_deadline(&id, now).await?;
+        let store = &*self.store;
+        self.drain(
+            limit,
+            |now, want| store.campaigns_past_deadline(now, want),
+            |id, now| Box::pin(async move {
+                let outcome = store.fail_open_batch_at_deadline(&id, now).await?;
                 if let Some(b) = &outcome.failed_batch {
-                    progressed = true;
                     tracing::info!(campaign = %id, batch = %b.id, refunds_due = outcome.refunds_due, "batch failed at deadline");
                 }
-                done.push(outcome);
-                if done.len() >= limit {
-                    break;
-                }
-            }
-            if !progressed {
-                // Another replica got there first; nothing more for us this pass.
-                break;
-            }
-        }
-        Ok(done)
+                let progressed = outcome.failed_batch.is_some();
+                Ok((outcome, progressed))
+            }),
+        )
+        .await
     }
 
     /// Closes at most `limit` balance windows that are due; returns what it did. Each batch
@@ -69,21 +60,44 @@ impl Sweeper {
         &self,
         limit: usize,
     ) -> Result<Vec<BalanceWindowOutcome>, StoreError> {
+        let store = &*self.store;
+        self.drain(
+            limit,
+            |now, want| store.batches_past_balance_window(now, want),
+            |id, now| Box::pin(async move {
+                let outcome = store.close_balance_window(&id, now).await?;
+                if let Some(b) = &outcome.batch {
+                    tracing::info!(batch = %b.id, forfeited = outcome.forfeited, paid_units = b.paid_units(), "balance window closed; batch ready for planning");
+                }
+                let progressed = outcome.batch.is_some();
+                Ok((outcome, progressed))
+            }),
+        )
+        .await
+    }
+
+    /// One pass of a sweep: asks the store for a page of what is `due` at the time, `act`s on
+    /// each item (its own transaction), and goes on until `limit` items are done, nothing is
+    /// due, or a whole page made no progress (another replica got there first: nothing
+    /// more for us this pass, and asking again would return the same page).
+    async fn drain<'a, I, O>(
+        &self,
+        limit: usize,
+        due: impl Fn(DateTime<Utc>, u32) -> BoxFuture<'a, Result<Vec<I>, StoreError>>,
+        act: impl Fn(I, DateTime<Utc>) -> BoxFuture<'a, Result<(O, bool), StoreError>>,
+    ) -> Result<Vec<O>, StoreError> {
         let mut done = Vec::new();
         while done.len() < limit {
             let now = self.clock.now();
             let want = PAGE.min((limit - done.len()) as u32);
-            let due = self.store.batches_past_balance_window(now, want).await?;
-            if due.is_empty() {
+            let page = due(now, want).await?;
+            if page.is_empty() {
                 break;
             }
             let mut progressed = false;
-            for id in due {
-                let outcome = self.store.close_balance_window(&id, now).await?;
-                if let Some(b) = &outcome.batch {
-                    progressed = true;
-                    tracing::info!(batch = %b.id, forfeited = outcome.forfeited, paid_units = b.paid_units(), "balance window closed; batch ready for planning");
-                }
+            for item in page {
+                let (outcome, moved) = act(item, now).await?;
+                progressed |= moved;
                 done.push(outcome);
                 if done.len() >= limit {
                     break;
