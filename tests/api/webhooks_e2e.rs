@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{SubsecRound, Utc};
 use http_body_util::{BodyExt, Full};
@@ -374,16 +374,25 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
     );
     assert_eq!(ok[0].data.preorders()[0].preorder_id.as_str(), preorder);
     signatures_valid(&got, &reg.secret, Utc::now().timestamp());
-    let log = admin
-        .list_deliveries(pb::ListDeliveriesRequest {
-            endpoint_id: id.clone(),
-            after: 0,
-            limit: 0,
-        })
-        .await
-        .expect("log")
-        .into_inner()
-        .deliveries;
+    // The receiver has the fifth request before the server has read its answer and logged
+    // the attempt: wait for the log to say it was delivered.
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    let log = loop {
+        let log = admin
+            .list_deliveries(pb::ListDeliveriesRequest {
+                endpoint_id: id.clone(),
+                after: 0,
+                limit: 0,
+            })
+            .await
+            .expect("log")
+            .into_inner()
+            .deliveries;
+        if log.iter().any(|d| d.delivered) || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    };
     let attempts: Vec<(i64, i32, bool)> = log
         .iter()
         .map(|d| (d.attempt, d.status_code, d.delivered))

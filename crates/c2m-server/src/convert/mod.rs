@@ -88,6 +88,13 @@ pub fn name(field: &str, s: &str) -> Result<String, Status> {
     c2m_domain::ids::parse_name(field, s).map_err(invalid)
 }
 
+/// A consumer id a request may leave empty (an admin acting for no one in particular).
+fn optional_consumer(s: &str) -> Result<Option<ConsumerId>, Status> {
+    (!s.is_empty())
+        .then(|| ConsumerId::parse(s).map_err(invalid))
+        .transpose()
+}
+
 pub fn campaign_id(s: &str) -> Result<CampaignId, Status> {
     CampaignId::parse(s).map_err(invalid)
 }
@@ -157,11 +164,7 @@ pub fn pay_balance(r: pb::PayBalanceRequest) -> Result<PayBalance, Status> {
     Ok(PayBalance {
         idempotency_key: idempotency_key(&r.idempotency_key)?,
         preorder_id: preorder_id(&r.preorder_id)?,
-        consumer_id: if r.consumer_id.is_empty() {
-            None
-        } else {
-            Some(ConsumerId::parse(&r.consumer_id).map_err(invalid)?)
-        },
+        consumer_id: optional_consumer(&r.consumer_id)?,
         amount: Money::new(amount.minor, currency),
     })
 }
@@ -191,18 +194,12 @@ pub fn cancel_preorder(r: pb::CancelPreorderRequest) -> Result<CancelPreorder, S
     Ok(CancelPreorder {
         idempotency_key: idempotency_key(&r.idempotency_key)?,
         preorder_id: preorder_id(&r.preorder_id)?,
-        consumer_id: if r.consumer_id.is_empty() {
-            None
-        } else {
-            Some(ConsumerId::parse(&r.consumer_id).map_err(invalid)?)
-        },
+        consumer_id: optional_consumer(&r.consumer_id)?,
     })
 }
 
 pub fn preorder_filter(consumer_id: &str, campaign: &str) -> Result<PreorderFilter, Status> {
-    let consumer = (!consumer_id.is_empty())
-        .then(|| ConsumerId::parse(consumer_id).map_err(invalid))
-        .transpose()?;
+    let consumer = optional_consumer(consumer_id)?;
     let campaign = (!campaign.is_empty())
         .then(|| campaign_id(campaign))
         .transpose()?;

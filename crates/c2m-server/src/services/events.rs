@@ -10,21 +10,23 @@
 //! a subscriber that reconnects from its last number misses nothing.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use c2m_domain::events::Event;
-use c2m_domain::{CampaignId, DomainError};
+use c2m_domain::{CampaignId, Clock, DomainError};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::event_service_server::EventService;
 use c2m_store::events::EVENTS_PAGE;
-use c2m_store::StoreError;
+use c2m_store::{Store, StoreError};
 
+use super::feed::{Feed, Source};
 use super::Ctx;
 use crate::convert::timestamp;
-use crate::status::{domain_status, edge_status, store_status, Edge};
+use crate::status::{domain_status, store_status};
 
 pub struct EventSvc {
     pub ctx: Ctx,
@@ -88,6 +90,48 @@ pub fn start_cursor(after: Option<i64>, last: i64) -> Result<i64, DomainError> {
     }
 }
 
+/// The events after a cursor (of one campaign, or all), as a [`Feed`] reads them.
+struct Events {
+    store: Arc<dyn Store>,
+    campaign: Option<CampaignId>,
+    /// Ticks on every commit with events (and, on PostgreSQL, on another replica's).
+    wake: watch::Receiver<u64>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Source for Events {
+    type Msg = pb::EventStreamMessage;
+
+    async fn page(&mut self, cursor: i64, limit: u32) -> Result<Vec<(i64, Self::Msg)>, Status> {
+        let page = self
+            .store
+            .list_events(cursor, self.campaign.as_ref(), limit)
+            .await
+            .map_err(store_status)?;
+        page.iter()
+            .map(|e| {
+                let event = store_event(e).map_err(store_status)?;
+                let message = Some(pb::event_stream_message::Message::Event(event));
+                Ok((e.seq, pb::EventStreamMessage { message }))
+            })
+            .collect()
+    }
+
+    async fn heartbeat(&mut self, cursor: i64) -> Result<Self::Msg, Status> {
+        let last = self.store.last_event_seq().await.map_err(store_status)?;
+        Ok(heartbeat(last, cursor, self.clock.now()))
+    }
+
+    fn mark_unchanged(&mut self) {
+        self.wake.mark_unchanged();
+    }
+
+    async fn woken(&mut self) -> Result<(), Status> {
+        let _ = self.wake.changed().await;
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl EventService for EventSvc {
     type SubscribeStream = EventStream;
@@ -110,82 +154,27 @@ impl EventService for EventSvc {
         };
         // Waits are registered before the first read, so a commit between the read and the
         // wait still wakes the loop.
-        let mut wake = store.event_commits();
+        let wake = store.event_commits();
         let last = store.last_event_seq().await.map_err(store_status)?;
         let after = start_cursor(r.after_seq, last).map_err(|e| domain_status(&e))?;
         tracing::info!(after, last, "event subscription");
 
         let (tx, rx) = mpsc::channel::<Result<pb::EventStreamMessage, Status>>(64);
-        let mut stop = self.stop.clone();
-        let clock = self.ctx.clock.clone();
-        let (beat, poll) = (self.heartbeat, self.poll);
-        tokio::spawn(async move {
-            let mut cursor = after;
-            if tx
-                .send(Ok(heartbeat(last, cursor, clock.now())))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let mut last_sent = tokio::time::Instant::now();
-            loop {
-                wake.mark_unchanged();
-                let page = match store
-                    .list_events(cursor, campaign.as_ref(), EVENTS_PAGE)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(store_status(e))).await;
-                        return;
-                    }
-                };
-                let full = page.len() as u32 == EVENTS_PAGE;
-                for e in &page {
-                    let event = match store_event(e) {
-                        Ok(ev) => ev,
-                        Err(err) => {
-                            let _ = tx.send(Err(store_status(err))).await;
-                            return;
-                        }
-                    };
-                    let msg = pb::EventStreamMessage {
-                        message: Some(pb::event_stream_message::Message::Event(event)),
-                    };
-                    if tx.send(Ok(msg)).await.is_err() {
-                        return;
-                    }
-                    cursor = e.seq;
-                    last_sent = tokio::time::Instant::now();
-                }
-                if full {
-                    continue;
-                }
-                tokio::select! {
-                    _ = tx.closed() => return,
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                        let _ = tx.send(Err(edge_status(Edge::ShuttingDown))).await;
-                        return;
-                    }
-                    _ = wake.changed() => {}
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = tokio::time::sleep_until(last_sent + beat) => {
-                        let last = match store.last_event_seq().await {
-                            Ok(n) => n,
-                            Err(e) => {
-                                let _ = tx.send(Err(store_status(e))).await;
-                                return;
-                            }
-                        };
-                        if tx.send(Ok(heartbeat(last, cursor, clock.now()))).await.is_err() {
-                            return;
-                        }
-                        last_sent = tokio::time::Instant::now();
-                    }
-                }
-            }
-        });
+        let first = heartbeat(last, after, self.ctx.clock.now());
+        let feed = Feed {
+            tx,
+            stop: self.stop.clone(),
+            heartbeat: self.heartbeat,
+            poll: self.poll,
+            page: EVENTS_PAGE,
+        };
+        let source = Events {
+            store,
+            campaign,
+            wake,
+            clock: self.ctx.clock.clone(),
+        };
+        tokio::spawn(feed.run(source, after, first));
         Ok(Response::new(crate::auth::until_revoked(watch, rx)))
     }
 }

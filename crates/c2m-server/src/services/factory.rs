@@ -17,12 +17,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
-use c2m_domain::DomainError;
+use c2m_domain::{Clock, DomainError};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::factory_service_server::FactoryService;
 use c2m_store::factory::{ahead, FEED_PAGE};
-use c2m_store::ReportProgress;
+use c2m_store::{ReportProgress, Store};
 
+use super::feed::{Feed, Source};
 use super::Ctx;
 use crate::convert;
 use crate::convert::factory::{heartbeat, progress, report_progress};
@@ -108,6 +109,70 @@ fn factory_id<T>(req: &Request<T>, requested: &str) -> Result<String, Status> {
     convert::name("factory_id", &s)
 }
 
+/// A factory's work orders after a cursor, as a [`Feed`] reads them.
+struct WorkOrders {
+    store: Arc<dyn Store>,
+    factory: String,
+    /// Ticks when this process stores a plan.
+    wake: watch::Receiver<u64>,
+    /// Ticks on every commit with events, here or (PostgreSQL) in another replica.
+    commits: watch::Receiver<u64>,
+    /// This subscription's number, and the factory's newest: a newer one ends this one.
+    mine: u64,
+    newest: watch::Receiver<u64>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Source for WorkOrders {
+    type Msg = pb::FactoryEvent;
+
+    async fn page(&mut self, cursor: i64, limit: u32) -> Result<Vec<(i64, Self::Msg)>, Status> {
+        let page = self
+            .store
+            .factory_work_orders(&self.factory, cursor, limit)
+            .await
+            .map_err(store_status)?;
+        Ok(page
+            .iter()
+            .map(|wo| {
+                let event = Some(pb::factory_event::Event::WorkOrder(work_order(wo)));
+                (wo.seq, pb::FactoryEvent { event })
+            })
+            .collect())
+    }
+
+    async fn heartbeat(&mut self, _cursor: i64) -> Result<Self::Msg, Status> {
+        let pos = self
+            .store
+            .factory_position(&self.factory)
+            .await
+            .map_err(store_status)?;
+        Ok(heartbeat(pos, self.clock.now()))
+    }
+
+    fn mark_unchanged(&mut self) {
+        self.wake.mark_unchanged();
+        self.commits.mark_unchanged();
+    }
+
+    async fn woken(&mut self) -> Result<(), Status> {
+        let WorkOrders {
+            wake,
+            commits,
+            mine,
+            newest,
+            ..
+        } = self;
+        tokio::select! {
+            _ = async { let _ = newest.wait_for(|n| n != mine).await; } => {
+                Err(edge_status(Edge::StreamReplaced))
+            }
+            _ = wake.changed() => Ok(()),
+            _ = commits.changed() => Ok(()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl FactoryService for FactorySvc {
     type SubscribeStream = EventStream;
@@ -141,78 +206,28 @@ impl FactoryService for FactorySvc {
         tracing::info!(%factory, after, last = pos.last_seq, "factory subscribed");
 
         let (tx, rx) = mpsc::channel::<Result<pb::FactoryEvent, Status>>(FEED_PAGE as usize);
-        let mut wake = self.deliveries.subscribe();
-        // Commits with events (a stored plan appends `production.stage_changed`) wake the
-        // feed too; on PostgreSQL that includes plans stored by another replica (NOTIFY).
-        let mut commits = store.event_commits();
-        let (mine, mut newest) = self.streams.claim(&factory);
-        let mut stop = self.stop.clone();
-        let clock = self.ctx.clock.clone();
-        let (beat, poll) = (self.heartbeat, self.poll);
-        tokio::spawn(async move {
-            let mut cursor = after;
-            // The first message says the stream is up and where the factory stands.
-            if tx.send(Ok(heartbeat(pos, clock.now()))).await.is_err() {
-                return;
-            }
-            let mut last_sent = tokio::time::Instant::now();
-            loop {
-                wake.mark_unchanged();
-                commits.mark_unchanged();
-                let page = match store.factory_work_orders(&factory, cursor, FEED_PAGE).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(store_status(e))).await;
-                        return;
-                    }
-                };
-                let full = page.len() as u32 == FEED_PAGE;
-                for wo in &page {
-                    let event = pb::FactoryEvent {
-                        event: Some(pb::factory_event::Event::WorkOrder(work_order(wo))),
-                    };
-                    if tx.send(Ok(event)).await.is_err() {
-                        return;
-                    }
-                    cursor = wo.seq;
-                    last_sent = tokio::time::Instant::now();
-                }
-                if full {
-                    continue;
-                }
-                tokio::select! {
-                    _ = tx.closed() => return,
-                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                        let _ = tx
-                            .send(Err(edge_status(Edge::ShuttingDown)))
-                            .await;
-                        return;
-                    }
-                    _ = async { let _ = newest.wait_for(|n| *n != mine).await; } => {
-                        let _ = tx
-                            .send(Err(edge_status(Edge::StreamReplaced)))
-                            .await;
-                        return;
-                    }
-                    _ = wake.changed() => {}
-                    _ = commits.changed() => {}
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = tokio::time::sleep_until(last_sent + beat) => {
-                        let pos = match store.factory_position(&factory).await {
-                            Ok(p) => p,
-                            Err(e) => {
-                                let _ = tx.send(Err(store_status(e))).await;
-                                return;
-                            }
-                        };
-                        if tx.send(Ok(heartbeat(pos, clock.now()))).await.is_err() {
-                            return;
-                        }
-                        last_sent = tokio::time::Instant::now();
-                    }
-                }
-            }
-        });
+        let (mine, newest) = self.streams.claim(&factory);
+        let first = heartbeat(pos, self.ctx.clock.now());
+        let feed = Feed {
+            tx,
+            stop: self.stop.clone(),
+            heartbeat: self.heartbeat,
+            poll: self.poll,
+            page: FEED_PAGE,
+        };
+        let source = WorkOrders {
+            wake: self.deliveries.subscribe(),
+            // Commits with events (a stored plan appends `production.stage_changed`) wake
+            // the feed too; on PostgreSQL that includes plans stored by another replica
+            // (NOTIFY).
+            commits: store.event_commits(),
+            store,
+            factory,
+            mine,
+            newest,
+            clock: self.ctx.clock.clone(),
+        };
+        tokio::spawn(feed.run(source, after, first));
         Ok(Response::new(crate::auth::until_revoked(watch, rx)))
     }
 

@@ -11,6 +11,7 @@ pub mod campaign;
 pub mod catalogue;
 pub mod events;
 pub mod factory;
+mod feed;
 pub mod ledger;
 pub mod levers;
 pub mod planning;
