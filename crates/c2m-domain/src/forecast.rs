@@ -1375,7 +1375,12 @@ impl FillModel {
             }
             // Beyond the exact range (a very large demand): a normal approximation.
             let var = mean_orders + mean_orders * mean_orders / r;
-            let second: f64 = self.sizes.iter().map(|&(u, w)| (u * u) as f64 * w).sum();
+            // In floating point: an order of ten billion units squared overflows an integer.
+            let second: f64 = self
+                .sizes
+                .iter()
+                .map(|&(u, w)| (u as f64).powi(2) * w)
+                .sum();
             let sd = (mean_orders * (second - self.mean_size.powi(2))
                 + var * self.mean_size.powi(2))
             .sqrt();
@@ -1747,6 +1752,34 @@ mod tests {
             assert!(
                 (got - want).abs() < 1e-12,
                 "size {size}, threshold {threshold}: {got} vs {want}"
+            );
+        }
+    }
+
+    /// Found by an outside tester: one order of ten billion units in a sku's history made
+    /// every later forecast of the sku panic (the spread of sizes was squared in integers).
+    #[test]
+    fn a_whale_order_in_the_history_gives_a_forecast_not_a_panic() {
+        for size in [10_000_000_000_i64, 3_037_000_500, i64::MAX / 2] {
+            let model = FillModel::fit(
+                &even(5.0, 0, 0.0, 0.0),
+                OpenBatch {
+                    units: 2,
+                    threshold: 100_000_000,
+                },
+                t0(),
+                Some(&sure_prior(2.0, 3.0, size)),
+                &ForecastConfig::default(),
+            )
+            .unwrap();
+            let f = model.forecast();
+            assert!(
+                (0.0..=1.0).contains(&f.lock_probability),
+                "size {size}: {f:?}"
+            );
+            assert!(
+                f.projected_units_p10 <= f.projected_units_p90,
+                "size {size}: {f:?}"
             );
         }
     }

@@ -206,7 +206,7 @@ pub async fn advice(
     };
     if let Some(t) = &lower_threshold {
         summary.push_str(&format!(
-            "; lowering the threshold to {} keeps cost per unit at {} minor units (margin {:.0}%) and gives a {:.2} chance to lock",
+            "; lowering the threshold to {} keeps cost per unit at {} (margin {:.0}%) and gives a {:.2} chance to lock",
             t.threshold,
             Money::new(t.cost_per_unit.round() as i64, currency),
             t.margin * 100.0,
