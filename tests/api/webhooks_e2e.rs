@@ -47,6 +47,8 @@ pub struct Got {
     pub body: Vec<u8>,
     pub signature: String,
     pub answer: Answer,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 /// A real HTTP server that records every request and answers from a script (then 200).
@@ -163,6 +165,7 @@ async fn handle(
         body,
         signature,
         answer,
+        at: Instant::now(),
     });
     match answer {
         Answer::Status(s) => Ok(hyper::Response::builder()
@@ -373,6 +376,14 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
         "the same event each time"
     );
     assert_eq!(ok[0].data.preorders()[0].preorder_id.as_str(), preorder);
+    // A receiver that hangs gets its backoff after the timeout, not inside it: the third
+    // failure waits at least half of min(4 s, --webhook-max-backoff 200 ms) after its
+    // 500 ms timeout before the next attempt.
+    let after_hang = got[3].at - got[2].at;
+    assert!(
+        after_hang >= StdDuration::from_millis(600),
+        "the attempt after a hang came {after_hang:?} after it"
+    );
     signatures_valid(&got, &reg.secret, Utc::now().timestamp());
     // The receiver has the fifth request before the server has read its answer and logged
     // the attempt: wait for the log to say it was delivered.

@@ -206,8 +206,10 @@ async fn deliver(
                 if let Some(why) = &disable {
                     tracing::warn!(endpoint = %endpoint.id, reason = %why, "webhook endpoint disabled");
                 }
+                // The backoff counts from the attempt's end: from its start, a receiver
+                // that hangs until the timeout would be retried at once, every time.
                 Outcome::Failed {
-                    retry_at: at + chrono::Duration::from_std(wait).unwrap_or_default(),
+                    retry_at: clock.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
                     disable,
                 }
             };
