@@ -194,3 +194,61 @@ fn verify_catches_plans_that_break_time_rules() {
     cost.cost_breakdown.lateness += 100;
     assert!(rules(&v, &cost).contains(&Rule::Cost));
 }
+
+// kettle-weeks with the travel kettle's first 200 due in period 0, never late.
+// Period 0 has only what is on hand (steel's receipt and every order arrive
+// in period 1 or later): elements 0 and small boxes 0 cover none of the 200;
+// steel 180 / 0.29 = 620 units, white ABS 25 / 0.08 = 312, bases 500 cover
+// all 200. Elements first arrive in period 2 (10 days), boxes in period 1
+// (4 days), so the backlog of 200 stands in periods 0 and 1: short by 200 from
+// period 0. Only elements and small boxes are causes.
+#[test]
+fn the_diagnosis_names_only_the_materials_that_cannot_cover_the_shortfall() {
+    let v = Scenario::from_toml_str(include_str!("data/kettle-weeks-travel-early.toml"))
+        .unwrap()
+        .validate()
+        .unwrap();
+    let solver = SolverKind::default_available().unwrap();
+    let p = plan(&v, &options(solver, 20)).unwrap();
+    assert_eq!(p.status, PlanStatus::Infeasible);
+    let short: Vec<_> = p
+        .shortfalls
+        .iter()
+        .map(|s| (s.sku.as_str(), s.short_by, s.period))
+        .collect();
+    assert_eq!(short, vec![("kettle-12-travel", 200, Some(0))]);
+    let d = p.diagnosis.as_ref().unwrap();
+    let travel: Vec<&String> = d
+        .reasons
+        .iter()
+        .filter(|r| r.starts_with("`kettle-12-travel`"))
+        .collect();
+    assert_eq!(travel.len(), 1, "{:?}", d.reasons);
+    let named: Vec<&str> = [
+        "steel-304",
+        "element-1200w",
+        "abs-white",
+        "base-360",
+        "box-small",
+    ]
+    .into_iter()
+    .filter(|m| travel[0].contains(&format!("material `{m}`")))
+    .collect();
+    assert_eq!(named, vec!["element-1200w", "box-small"], "{}", travel[0]);
+    assert!(
+        travel[0].contains("cover 0 units of the 200 due by then"),
+        "{}",
+        travel[0]
+    );
+    let mut late = d.late_offers.clone();
+    late.sort();
+    assert_eq!(
+        late,
+        vec![
+            "shunde-elec/element-1200w: 10 days, first arrival in period 2",
+            "wenzhou-pack/box-small: 4 days, first arrival in period 1",
+        ]
+    );
+    assert!(d.missing_offers.is_empty());
+    assert!(d.supplier_caps.is_empty());
+}

@@ -216,10 +216,30 @@ fn ranges(periods: &[usize]) -> String {
     out.join(", ")
 }
 
+/// The most of material `m` that can be on hand by the start of period
+/// `until`: stock, receipts, and orders arriving by then at their caps
+/// (`max_qty` per order, one order per offer per period). `None` when an
+/// offer without a cap arrives by then: any quantity can.
+fn obtainable_by(v: &ValidatedScenario, m: usize, until: usize) -> Option<f64> {
+    let mut have = v.scenario().materials[m].on_hand + v.receipts(m)[..=until].iter().sum::<f64>();
+    for o in v.offers().iter().filter(|o| o.material == m && o.usable) {
+        if o.lead_periods > until {
+            continue;
+        }
+        // Orders placed in periods 0 ..= until - L arrive by `until`.
+        let orders = (until - o.lead_periods + 1) as f64;
+        have += v.offer(*o).max_qty? * orders;
+    }
+    Some(have)
+}
+
 /// Why the products of the best partial schedule `d` fall short: per
 /// product, the capacity that binds in which periods, closed periods,
-/// materials whose offers cannot arrive in time, minimum runs that fit no
-/// period.
+/// minimum runs that fit no period, and the materials of which less can be
+/// on hand by the period the product falls short (stock, receipts, orders
+/// arriving in time up to their caps) than its units due by then need.
+/// A material that would cover them is not named, even when its offers are
+/// slow.
 pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
     let s = v.scenario();
     let n = v.periods();
@@ -317,17 +337,26 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                 ));
             }
         }
+        // The units that must be made by `until`: a material is a cause only
+        // when what can be on hand by then does not cover them.
+        let due_by: i64 = v.due(p)[..=until].iter().sum();
         for &(m, a) in v.bom(p) {
             let mat = &s.materials[m];
-            if first[m] <= until {
+            if a <= 0.0 {
                 continue;
             }
-            // No order arrives by `until`: only stock and receipts.
-            let have: f64 = mat.on_hand + v.receipts(m)[..=until].iter().sum::<f64>();
+            let Some(have) = obtainable_by(v, m, until) else {
+                // An offer without a cap arrives in time: any quantity can.
+                continue;
+            };
+            let covers = ((have / a) + 1e-9).floor();
+            if covers >= due_by as f64 {
+                continue;
+            }
             let offers: Vec<String> = v
                 .offers()
                 .iter()
-                .filter(|o| o.material == m)
+                .filter(|o| o.material == m && o.lead_periods > until)
                 .map(|o| {
                     let sup = &s.suppliers[o.supplier];
                     let when = if o.lead_periods < n {
@@ -343,11 +372,31 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                     diag.late_offers.push(o.clone());
                 }
             }
-            if offers.is_empty() && !diag.missing_offers.contains(&mat.id) {
+            let capped: Vec<String> = v
+                .offers()
+                .iter()
+                .filter(|o| o.material == m && o.usable && o.lead_periods <= until)
+                .map(|o| {
+                    let sup = &s.suppliers[o.supplier];
+                    format!("{}/{}", sup.id, mat.id)
+                })
+                .collect();
+            for o in &capped {
+                if !diag.supplier_caps.contains(o) {
+                    diag.supplier_caps.push(o.clone());
+                }
+            }
+            let no_offer = !v.offers().iter().any(|o| o.material == m);
+            if no_offer && !diag.missing_offers.contains(&mat.id) {
                 diag.missing_offers.push(mat.id.clone());
             }
-            let arrival = if offers.is_empty() {
+            let arrival = if no_offer {
                 "no offer sells it".to_string()
+            } else if !capped.is_empty() {
+                format!(
+                    "the offers arriving by period {until} ({}) are capped per order",
+                    capped.join(", ")
+                )
             } else if first[m] >= n {
                 format!(
                     "no offer arrives within the horizon ({})",
@@ -360,12 +409,17 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                     offers.join("; ")
                 )
             };
+            let source = if capped.is_empty() {
+                "on hand and received"
+            } else {
+                "on hand, received and ordered up to the caps"
+            };
             why.push(format!(
-                "material `{}`: {arrival}, and the {} on hand and received by period {until} \
-                 cover {} units",
+                "material `{}`: {arrival}, and the {} {source} by period {until} cover {} \
+                 units of the {due_by} due by then",
                 mat.id,
-                have,
-                ((have / a) + 1e-9).floor()
+                (have * 1e6).round() / 1e6,
+                covers
             ));
         }
         if why.is_empty() {
