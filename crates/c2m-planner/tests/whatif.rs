@@ -191,6 +191,68 @@ fn advice_matches_the_paper() {
     assert!(text.contains("minimum viable batch: 770 units"), "{text}");
 }
 
+/// Two products share material `m` (data/shared-material.toml). At 300 units
+/// of `a` and 100 of `b` the plan buys 400 kg of `m` at 10 plus the order
+/// cost 60 (4060), 600 kg of `ma` at 5 (3000, `a`'s alone) and 100 kg of `mb`
+/// at 7 (700, `b`'s alone): 7760 for the plan. `a` consumes 300 of the 400 kg
+/// of `m`, so its share is 3/4 x 4060 = 3045, and its material cash is
+/// 3045 + 3000 = 6045; `mb` is not among its buys. Its cost per unit is
+/// (300 x 100 + 6045) / 300 = 120.15. Deposits of 20 a unit collect 6000,
+/// which do not cover 6045.
+#[test]
+fn advice_sets_deposits_against_the_skus_own_share_of_materials() {
+    use c2m_planner::whatif::advice::{cost_at, render_text, Advice};
+    let base = Scenario::from_toml_str(include_str!("data/shared-material.toml")).unwrap();
+    let c = cost_at(&base, "a", 300, &default_options()).unwrap();
+    assert_eq!(c.status, PlanStatus::Optimal);
+    assert_eq!(c.plan_material_cash, 7760);
+    assert_eq!(c.material_cash, 6045);
+    assert!(
+        (c.cost_per_unit - 120.15).abs() < 1e-9,
+        "{}",
+        c.cost_per_unit
+    );
+    assert_eq!(c.purchases.len(), 2, "{:?}", c.purchases);
+    assert!(
+        c.purchases
+            .iter()
+            .any(|p| p.starts_with("s/m: 400 @") && p.ends_with("(75.0% the sku's)")),
+        "{:?}",
+        c.purchases
+    );
+    assert!(
+        c.purchases
+            .iter()
+            .any(|p| p.starts_with("t/ma: 600 @") && !p.contains('%')),
+        "{:?}",
+        c.purchases
+    );
+    assert!(!c.purchases.iter().any(|p| p.contains("mb")));
+    let a = Advice {
+        sku: "a".into(),
+        currency: "EUR".into(),
+        price: 200.0,
+        deposit: 20.0,
+        margin: 0.3,
+        target_cost: 140.0,
+        max: 300,
+        step: 300,
+        evaluated: 1,
+        minimum_viable: Some(c),
+        below_minimum: None,
+        infeasible_from: None,
+        ladder: Vec::new(),
+    };
+    let text = render_text(&a);
+    assert!(
+        text.contains(
+            "deposits collected 60.00 against the sku's material purchases 60.45 \
+             (its share, by consumption, of the plan's 77.60) (not covered"
+        ),
+        "{text}"
+    );
+}
+
 #[test]
 fn sweep_chart_parses_with_points_and_breaks() {
     let base = Scenario::from_toml_str(MUG).unwrap();

@@ -16,6 +16,14 @@
 //! In a version 2 scenario the volume is the sku's total due, spread over
 //! its due periods like its due schedule ([`super::sweep::set_total_due`]),
 //! and the cost per unit includes the sku's lateness.
+//!
+//! The material cash set against the deposits is the sku's own: each
+//! purchase's money (units at the tier price plus the order cost) is shared
+//! among the products by what their runs consume of that material over the
+//! plan (over the whole horizon in version 2), the rule cost per unit uses
+//! for purchases, and the sku's share is summed over the materials it uses.
+//! Other products' materials are not in it, and a material the sku shares
+//! counts only in the sku's proportion.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -54,11 +62,15 @@ pub struct VolumeCost {
     /// `factory: quantity` for each run of the sku (`factory: quantity in
     /// period` in version 2).
     pub runs: Vec<String>,
-    /// Purchases of the materials the sku uses, with the tier price paid.
+    /// Purchases of the materials the sku's runs use, with the tier price
+    /// paid and the sku's share of the material.
     pub purchases: Vec<String>,
-    /// Purchase plus ordering cost of the whole plan (cash out before the
-    /// balance is paid).
+    /// The sku's share of the plan's purchase plus ordering cost (cash out
+    /// before the balance is paid): each material's purchases and orders
+    /// times the sku's share of what the plan's runs consume of it.
     pub material_cash: i64,
+    /// Purchase plus ordering cost of the whole plan, every product's.
+    pub plan_material_cash: i64,
 }
 
 /// One step of the price ladder: a break and the cost just below and at it.
@@ -131,27 +143,54 @@ fn volume_cost(s: &Scenario, sku: &str, volume: i64, plan: &Plan) -> VolumeCost 
             None => runs.push(format!("{}: {}", r.factory, r.quantity)),
         }
     }
-    let bom: Vec<&String> = s
-        .products
-        .iter()
-        .find(|p| p.sku == sku)
-        .map(|p| p.bom.keys().collect())
-        .unwrap_or_default();
-    let purchases = plan
-        .purchases
-        .iter()
-        .filter(|p| bom.contains(&&p.material))
-        .map(|p| {
-            format!(
-                "{}/{}{}: {} @ {}",
-                p.supplier,
-                p.material,
-                p.period.map_or(String::new(), |t| format!(" in {t}")),
-                p.quantity,
-                unit_price(p.unit_price, &s.currency)
-            )
-        })
-        .collect();
+    // What the plan's runs consume of each material: all products, and the sku.
+    let mut used_all: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut used_sku: BTreeMap<&str, f64> = BTreeMap::new();
+    for r in &plan.runs {
+        let Some(prod) = s.products.iter().find(|p| p.sku == r.sku) else {
+            continue;
+        };
+        for (m, &a) in &prod.bom {
+            let q = a * r.quantity as f64;
+            *used_all.entry(m.as_str()).or_default() += q;
+            if r.sku == sku {
+                *used_sku.entry(m.as_str()).or_default() += q;
+            }
+        }
+    }
+    let share = |m: &str| match (used_sku.get(m), used_all.get(m)) {
+        (Some(&mine), Some(&all)) if all > 0.0 => mine / all,
+        _ => 0.0,
+    };
+    let order_cost = |supplier: &str, material: &str| {
+        s.suppliers
+            .iter()
+            .find(|x| x.id == supplier)
+            .and_then(|x| x.offers.iter().find(|o| o.material == material))
+            .map_or(0.0, |o| o.order_cost)
+    };
+    let mut cash = 0.0;
+    let mut purchases = Vec::new();
+    for p in &plan.purchases {
+        let share = share(&p.material);
+        if share <= 0.0 {
+            continue;
+        }
+        cash += share * (p.unit_price * p.quantity + order_cost(&p.supplier, &p.material));
+        purchases.push(format!(
+            "{}/{}{}: {} @ {}{}",
+            p.supplier,
+            p.material,
+            p.period.map_or(String::new(), |t| format!(" in {t}")),
+            p.quantity,
+            unit_price(p.unit_price, &s.currency),
+            if share < 1.0 - 1e-9 {
+                format!(" ({:.1}% the sku's)", share * 100.0)
+            } else {
+                String::new()
+            }
+        ));
+    }
     VolumeCost {
         volume,
         status: plan.status,
@@ -163,7 +202,8 @@ fn volume_cost(s: &Scenario, sku: &str, volume: i64, plan: &Plan) -> VolumeCost 
         },
         runs,
         purchases,
-        material_cash: plan.cost_breakdown.purchase + plan.cost_breakdown.ordering,
+        material_cash: cash.round() as i64,
+        plan_material_cash: plan.cost_breakdown.purchase + plan.cost_breakdown.ordering,
     }
 }
 
@@ -370,10 +410,12 @@ pub fn render_text(a: &Advice) -> String {
             describe(&mut out, c, cur);
             let _ = writeln!(
                 out,
-                "      margin {:.1}%; deposits collected {} against material purchases {}{}",
+                "      margin {:.1}%; deposits collected {} against the sku's material \
+                 purchases {} (its share, by consumption, of the plan's {}){}",
                 (a.price - c.cost_per_unit) / a.price * 100.0,
                 major(a.deposit * c.volume as f64, cur),
                 major(c.material_cash as f64, cur),
+                major(c.plan_material_cash as f64, cur),
                 if a.deposit * c.volume as f64 >= c.material_cash as f64 {
                     " (covered)"
                 } else {
