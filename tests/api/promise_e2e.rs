@@ -18,7 +18,7 @@ use c2m_proto::v1 as pb;
 use c2m_proto::v1::purchasing_service_client::PurchasingServiceClient;
 use tonic::transport::Channel;
 
-use crate::common::{assert_refused, pg_admin_url, place, ts, Clients, TestServer};
+use crate::common::{assert_refused, error_meta, pg_admin_url, place, ts, Clients, TestServer};
 
 /// Steel at 100 a kg below 150 kg, 70 from 150 kg; a kettle takes 2 kg, a pot 3 kg.
 /// f1 makes both cheaper than f2. Lead time 0 days, so a one-week horizon can buy.
@@ -586,5 +586,90 @@ async fn bad_promises_and_calendars_are_refused_naming_the_field() {
         })
         .await
         .expect("a calendar of twelve weeks");
+    server.shutdown().await;
+}
+
+/// A calendar written for one horizon is not silently dropped when the server is restarted
+/// with another: the cycle refuses, naming the factory, until the catalogue is imported
+/// with a calendar for the new horizon (planning with the plain capacity would open the
+/// week the calendar closes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calendar_for_another_horizon_stops_planning_until_it_is_imported_again() {
+    let t0 = start();
+    let clock = Arc::new(ManualClock::new(t0));
+    // Twelve weeks (84 days), f1 closed in week 4.
+    let with_calendar = |weeks: usize| {
+        let mut hours = vec!["100.0"; weeks];
+        hours[3] = "0.0";
+        CATALOGUE.replace("demand = 0\n", "due = []\n").replacen(
+            "[[factories]]\nid = \"f1\"\ncapacity_hours = 100.0\n",
+            &format!(
+                "[[factories]]\nid = \"f1\"\ncapacity_hours = [{}]\n",
+                hours.join(", ")
+            ),
+            1,
+        ) + &format!("\n[horizon]\nperiods = {weeks}\nperiod_days = 7\n")
+    };
+    assert!(with_calendar(12).contains("capacity_hours = [100.0, 100.0, 100.0, 0.0,"));
+    let import = |c: &mut Clients, key: &'static str, text: String| {
+        let mut catalogue = c.catalogue.clone();
+        async move {
+            catalogue
+                .import_scenario(pb::ImportScenarioRequest {
+                    idempotency_key: key.into(),
+                    text,
+                    format: pb::ScenarioFormat::Toml as i32,
+                    mode: pb::ImportMode::Replace as i32,
+                })
+                .await
+        }
+    };
+    let server = TestServer::sqlite_in(tempfile::tempdir().expect("tempdir"), clock.clone(), |s| {
+        s.plan_horizon_days = 84
+    })
+    .await;
+    let mut c = server.clients().await;
+    import(&mut c, "twelve", with_calendar(12))
+        .await
+        .expect("a twelve-week calendar");
+    let a = c
+        .campaigns
+        .create_campaign(campaign("cal-a", "kettle-steel", 10, 14, t0))
+        .await
+        .expect("campaign")
+        .into_inner();
+    c.preorders
+        .place_preorder(place("cal-a1", &a.id, "con_cal", 10))
+        .await
+        .expect("locks");
+    let dir = server.shutdown().await.expect("the data directory");
+
+    // The same data, planned in eight weeks.
+    let server = TestServer::sqlite_in(dir, clock.clone(), |s| s.plan_horizon_days = 56).await;
+    let mut c = server.clients().await;
+    let e = c
+        .planning
+        .run_planning(pb::RunPlanningRequest {
+            idempotency_key: "eight-weeks".into(),
+        })
+        .await
+        .expect_err("the calendar does not fit eight weeks");
+    assert_refused(&e, Code::FailedPrecondition, "CALENDAR_HORIZON_MISMATCH");
+    assert_eq!(error_meta(&e, "factoryId").as_deref(), Some("f1"), "{e:?}");
+    assert_eq!(error_meta(&e, "calendarPeriods").as_deref(), Some("12"));
+    assert_eq!(error_meta(&e, "periods").as_deref(), Some("8"));
+    let plans = c
+        .planning
+        .list_plans(pb::ListPlansRequest::default())
+        .await
+        .expect("plans")
+        .into_inner();
+    assert!(plans.plans.is_empty(), "no plan stored: {plans:?}");
+
+    import(&mut c, "eight", with_calendar(8))
+        .await
+        .expect("an eight-week calendar");
+    let plan = run_cycle(&mut c, "eight-weeks-again").await;
+    assert_eq!(plan.summary.expect("summary").batches, 1);
     server.shutdown().await;
 }

@@ -294,6 +294,21 @@ pub enum Refusal {
     /// A sku waits for planning but is no longer in the catalogue.
     #[error("sku `{sku}` waits for planning but is not in the catalogue")]
     WaitingSkuNotInCatalogue { sku: String },
+    /// A factory's calendar was written for another planning horizon than the server's
+    /// (`--plan-horizon-days`, `--plan-period-days` changed since it was imported): which
+    /// week it closes is no longer known, so planning over it would guess.
+    #[error(
+        "factory {factory}'s calendar has {calendar_periods} periods, but planning uses \
+         {periods} periods of {period_days} days (--plan-horizon-days, --plan-period-days): \
+         import the catalogue with a calendar of {periods} periods, or serve with the horizon \
+         the calendar was written for"
+    )]
+    CalendarHorizonMismatch {
+        factory: String,
+        calendar_periods: i64,
+        periods: i64,
+        period_days: i64,
+    },
 
     // --- Purchase orders ---------------------------------------------------------------
     /// Receiving more than is still to arrive on a purchase order.
@@ -375,6 +390,7 @@ impl Refusal {
             UnitsNotWaiting { .. } => "UNITS_NOT_WAITING",
             StockChanged { .. } => "STOCK_CHANGED",
             WaitingSkuNotInCatalogue { .. } => "WAITING_SKU_NOT_IN_CATALOGUE",
+            CalendarHorizonMismatch { .. } => "CALENDAR_HORIZON_MISMATCH",
             OverReceived { .. } => "OVER_RECEIVED",
             PurchaseOrderCancelled { .. } => "PURCHASE_ORDER_CANCELLED",
             PurchaseOrderNotOpen { .. } => "PURCHASE_ORDER_NOT_OPEN",
@@ -450,6 +466,17 @@ impl Refusal {
             SkuInUse { sku } | SkuNotInCatalogue { sku } | WaitingSkuNotInCatalogue { sku } => {
                 vec![("sku", sku.clone())]
             }
+            CalendarHorizonMismatch {
+                factory,
+                calendar_periods,
+                periods,
+                period_days,
+            } => vec![
+                ("factoryId", factory.clone()),
+                ("calendarPeriods", n(calendar_periods)),
+                ("periods", n(periods)),
+                ("periodDays", n(period_days)),
+            ],
             CurrencyMismatch {
                 campaign,
                 catalogue,

@@ -155,6 +155,16 @@ impl Application {
             ..
         } = self;
         let plan_horizon = settings.plan_horizon().map_err(anyhow::Error::msg)?;
+        // Said at start, where the operator who changed the horizon looks: planning
+        // cycles refuse such a calendar (CALENDAR_HORIZON_MISMATCH) until it is imported
+        // again for this horizon.
+        if let Ok(catalogue) = store.catalogue().await {
+            for f in &catalogue.factories {
+                if let Err(e) = crate::planning::check_calendar(f, plan_horizon) {
+                    tracing::warn!(factory = %f.id, "{e}");
+                }
+            }
+        }
         let ctx = Ctx {
             store: store.clone(),
             clock: clock.clone(),

@@ -257,6 +257,20 @@ pub fn scenario_error(e: &planner::ScenarioError) -> DomainError {
 /// The check every catalogue change must pass: the catalogue, as a scenario with zero
 /// demand, follows the scenario rules, and each factory calendar has one number (hours,
 /// not negative) per period of the planning horizon.
+/// A factory's calendar, if it has one, has one number per period of `horizon`.
+pub fn check_calendar(f: &CatalogueFactory, horizon: PlanHorizon) -> Result<(), DomainError> {
+    match &f.calendar {
+        Some(c) if c.len() as i64 != horizon.periods => Err(Refusal::CalendarHorizonMismatch {
+            factory: f.id.clone(),
+            calendar_periods: c.len() as i64,
+            periods: horizon.periods,
+            period_days: horizon.period_days,
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// Every id the catalogue defines is a name a request can give back as it is
 /// ([`c2m_domain::ids::parse_name`]): a product, factory or supplier whose id could not be
 /// named in `DeleteCatalogueEntry`, a factory's token or a filter would be stuck there.
@@ -481,12 +495,15 @@ impl World {
     }
 
     /// Each factory's hours per period: its calendar (or capacity) less the hours of
-    /// released runs, spread evenly over their dates.
-    fn calendar(&self, f: &CatalogueFactory) -> Vec<f64> {
+    /// released runs, spread evenly over their dates. A calendar of another length than
+    /// the horizon is refused ([`check_calendar`]), not replaced by the capacity: that
+    /// would drop the weeks it closes without a word.
+    fn calendar(&self, f: &CatalogueFactory) -> Result<Vec<f64>, DomainError> {
+        check_calendar(f, self.horizon)?;
         let periods = self.horizon.periods as usize;
         let mut hours = match &f.calendar {
-            Some(c) if c.len() == periods => c.clone(),
-            _ => vec![f.capacity_hours; periods],
+            Some(c) => c.clone(),
+            None => vec![f.capacity_hours; periods],
         };
         for run in self
             .frozen
@@ -502,7 +519,7 @@ impl World {
                 *h = (*h - s.hours * overlap / span).max(0.0);
             }
         }
-        hours
+        Ok(hours)
     }
 }
 
@@ -614,7 +631,7 @@ pub fn cycle_scenario(
     }
     for f in &mut scenario.factories {
         if let Some(cf) = c.factories.iter().find(|cf| cf.id == f.id) {
-            let cal = world.calendar(cf);
+            let cal = world.calendar(cf).map_err(StoreError::Domain)?;
             f.capacity_hours = cal.iter().copied().fold(0.0, f64::max);
             f.calendar = Some(cal);
         }
@@ -1157,15 +1174,28 @@ mod tests {
             lines: vec![],
             calendar: None,
         };
-        let cal = w.calendar(&f);
+        let cal = w.calendar(&f).unwrap();
         assert_eq!(cal.len(), 6);
         assert!((cal[0] - 33.0).abs() < 1e-9, "{cal:?}");
         assert_eq!(cal[1], 20.0);
         assert_eq!(cal[2..], [40.0; 4]);
         // A closed week stays closed; another factory's work takes nothing here.
         f.calendar = Some(vec![16.0, 0.0, 40.0, 40.0, 40.0, 40.0]);
-        assert_eq!(w.calendar(&f)[..2], [9.0, 0.0]);
+        assert_eq!(w.calendar(&f).unwrap()[..2], [9.0, 0.0]);
         f.id = "f2".into();
-        assert_eq!(w.calendar(&f)[..2], [16.0, 0.0]);
+        assert_eq!(w.calendar(&f).unwrap()[..2], [16.0, 0.0]);
+        // A calendar written for another horizon is refused, naming the factory: planning
+        // with the capacity instead would open the week it closes.
+        f.calendar = Some(vec![16.0, 0.0, 40.0, 40.0]);
+        let e = w.calendar(&f).unwrap_err();
+        assert_eq!(e.reason(), "CALENDAR_HORIZON_MISMATCH", "{e}");
+        assert!(
+            e.metadata().contains(&("factoryId", "f2".to_owned())),
+            "{e:?}"
+        );
+        assert!(
+            e.metadata().contains(&("calendarPeriods", "4".to_owned())),
+            "{e:?}"
+        );
     }
 }
