@@ -348,15 +348,19 @@ fn price_sweep_through_the_command_line() {
     assert_eq!(env.progress.last(), Some(&(5, 5)));
     assert_eq!(env.progress.len(), 5);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "x,status,total_cost,cost_per_unit:mug,shortfalls");
+    assert_eq!(
+        lines[0],
+        "x,status,gap,total_cost,cost_per_unit:mug,shortfalls"
+    );
     assert_eq!(lines.len(), 6);
     for (line, x) in lines[1..].iter().zip([-0.2, -0.1, 0.0, 0.1, 0.2]) {
         let f: Vec<&str> = line.split(',').collect();
         assert!((f[0].parse::<f64>().unwrap() - x).abs() < 1e-12, "{line}");
         assert_eq!(f[1], "optimal");
+        assert_eq!(f[2], "0");
         let total = 20_000.0 + 5_000.0 * (1.0 + x);
-        assert_eq!(f[2].parse::<i64>().unwrap(), total.round() as i64);
-        let per_unit: f64 = f[3].parse().unwrap();
+        assert_eq!(f[3].parse::<i64>().unwrap(), total.round() as i64);
+        let per_unit: f64 = f[4].parse().unwrap();
         assert!(
             (per_unit - (200.0 + 50.0 * (1.0 + x))).abs() < 1e-3,
             "{line}"

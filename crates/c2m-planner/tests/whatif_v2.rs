@@ -234,6 +234,17 @@ fn lead_time_sweep_moves_cost_and_lateness_as_on_paper() {
     // All of the cost is p's: per unit due, lateness included.
     assert!((s.points[3].cost_per_unit - 180.0).abs() < 1e-9);
     assert!(s.points.iter().all(|p| p.status == PlanStatus::Optimal));
+    // Proven: gap 0 everywhere, and every point its own plan.
+    assert!(s
+        .points
+        .iter()
+        .all(|p| p.gap == Some(0.0) && p.plan_from.is_none()));
+    // A longer lead time never costs less (up to 21 days; at 28 slow cannot
+    // deliver and fast costs more than lateness did).
+    assert!(s
+        .points
+        .windows(2)
+        .all(|w| w[0].total_cost <= w[1].total_cost));
 
     let text = sweep::render_text(&s);
     let rows: Vec<String> = text
@@ -247,9 +258,9 @@ fn lead_time_sweep_moves_cost_and_lateness_as_on_paper() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("x,status,total_cost,cost_per_unit:p,lateness,late_units,shortfalls")
+        Some("x,status,gap,total_cost,cost_per_unit:p,lateness,late_units,plan_from,shortfalls")
     );
-    assert_eq!(lines.nth(2), Some("14,optimal,1700,170.0000,100,10,"));
+    assert_eq!(lines.nth(2), Some("14,optimal,0,1700,170.0000,100,10,,"));
 
     let json: Value = serde_json::from_str(&sweep::render_json(&s)).unwrap();
     assert_eq!(json["swept"], "lead_time");
@@ -415,9 +426,9 @@ fn the_command_line_sweeps_a_lead_time() {
     .unwrap();
     assert_eq!(
         csv,
-        "x,status,total_cost,cost_per_unit:p,lateness,late_units,shortfalls\n\
-         14,optimal,1700,170.0000,100,10,\n\
-         21,optimal,1800,180.0000,200,20,\n"
+        "x,status,gap,total_cost,cost_per_unit:p,lateness,late_units,plan_from,shortfalls\n\
+         14,optimal,0,1700,170.0000,100,10,,\n\
+         21,optimal,0,1800,180.0000,200,20,,\n"
     );
 
     let e = cli(
@@ -487,4 +498,140 @@ fn the_kettle_weeks_overlay_applies() {
     assert_eq!(white(&all[2]).late_cost, Some(100.0));
     assert_eq!(all[3].horizon.unwrap().periods, 10);
     assert_eq!(cixi(&all[3]).len(), 10);
+}
+
+/// The base (`data/lead-weeks.toml`) with slow's lead time at `days`.
+fn lead_at(days: f64) -> Scenario {
+    let q = Quantity::LeadTime {
+        supplier: "slow".into(),
+    };
+    sweep::scenario_at(&lead(), &q, days).unwrap()
+}
+
+fn plan_at(days: f64) -> c2m_planner::Plan {
+    c2m_planner::whatif::plan_scenario(&lead_at(days), &default_options()).unwrap()
+}
+
+/// At 28 days (4 weeks, past the horizon) slow cannot deliver: fast's 10 at
+/// 40 on time, 1,000 + 500 + 400 = 1,900; that plan orders nothing from slow,
+/// so it is a plan for 7 days too, but not the best (1,600). Passed off as the
+/// plan found for 7 days, it is replaced by the 14-day plan (slow ordered in
+/// week 0, arriving in week 2, the units a week late: 1,700) with the order
+/// placed in week 1 instead, which arrives in week 2 as before: 1,700, a plan
+/// for 7 days (`verify_plan`), and no lower bound known for 7 days, so
+/// `feasible`.
+#[test]
+fn a_longer_lead_times_plan_replaces_a_costlier_one_found_for_a_shorter() {
+    let v7 = lead_at(7.0).validate().unwrap();
+    let mut found = plan_at(28.0);
+    assert_eq!(found.total_cost, 1900);
+    assert!(found.purchases.iter().all(|p| p.supplier == "fast"));
+    found.status = PlanStatus::Feasible;
+    found.gap = f64::INFINITY;
+    found.best_bound = None;
+    assert_eq!(c2m_planner::verify_plan(&v7, &found), Ok(()));
+    let fourteen = plan_at(14.0);
+    assert_eq!(fourteen.status, PlanStatus::Optimal);
+    assert_eq!(fourteen.total_cost, 1700);
+    let mut plans = vec![found, fourteen];
+    let from = sweep::monotone_in_lead_time(&lead(), "slow", &[7.0, 14.0], &mut plans).unwrap();
+    assert_eq!(from, vec![Some(14.0), None]);
+    assert_eq!(plans[0].total_cost, 1700);
+    assert_eq!(plans[0].status, PlanStatus::Feasible);
+    assert_eq!(c2m_planner::verify_plan(&v7, &plans[0]), Ok(()));
+    let slow: Vec<_> = plans[0]
+        .purchases
+        .iter()
+        .map(|p| (p.supplier.as_str(), p.quantity, p.period, p.arrives))
+        .collect();
+    assert_eq!(slow, vec![("slow", 10.0, Some(1), Some(2))]);
+    assert_eq!(plans[1].status, PlanStatus::Optimal);
+    assert_eq!(plans[1].total_cost, 1700);
+}
+
+/// 0 and 7 days both cost 1,600 at best (slow arrives by week 1). The 0-day
+/// optimum, 1,600, is a lower bound for every longer lead time: a 7-day plan
+/// of 1,600 reported with a weak bound (1,000) is proven optimal by it, and
+/// the 14-day plan of 1,700 with a bound of 1,500 gets the gap
+/// (1,700 - 1,600) / 1,700.
+#[test]
+fn a_shorter_lead_times_bound_bounds_the_longer_ones() {
+    let zero = plan_at(0.0);
+    assert_eq!((zero.status, zero.total_cost), (PlanStatus::Optimal, 1600));
+    let mut seven = plan_at(7.0);
+    assert_eq!(seven.total_cost, 1600);
+    seven.status = PlanStatus::Feasible;
+    seven.best_bound = Some(1000.0);
+    seven.gap = 0.6 / 1.6;
+    let mut fourteen = plan_at(14.0);
+    assert_eq!(fourteen.total_cost, 1700);
+    fourteen.status = PlanStatus::Feasible;
+    fourteen.best_bound = Some(1500.0);
+    fourteen.gap = 200.0 / 1700.0;
+    let mut plans = vec![fourteen, zero, seven];
+    let from =
+        sweep::monotone_in_lead_time(&lead(), "slow", &[14.0, 0.0, 7.0], &mut plans).unwrap();
+    assert_eq!(from, vec![None, None, None]);
+    assert_eq!(plans[2].status, PlanStatus::Optimal);
+    assert_eq!(plans[2].gap, 0.0);
+    assert_eq!(plans[0].status, PlanStatus::Feasible);
+    assert!(
+        (plans[0].gap - 100.0 / 1700.0).abs() < 1e-12,
+        "{}",
+        plans[0].gap
+    );
+    assert_eq!(plans[0].best_bound, Some(1600.0));
+}
+
+/// A point not proven optimal is flagged in every output: its gap in the
+/// table, CSV and JSON, a note under the table, a hollow circle on the chart.
+#[test]
+fn points_not_proven_optimal_are_flagged_everywhere() {
+    let mut s = lead_time_sweep();
+    s.points[2].status = PlanStatus::Feasible;
+    s.points[2].gap = Some(0.05);
+    s.points[2].plan_from = Some(21.0);
+    let text = sweep::render_text(&s);
+    let rows: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        rows[3],
+        "14 feasible 5.00% 17.00 1.70 1.00 10 plan of 21 days"
+    );
+    assert_eq!(rows[4], "21 optimal 18.00 1.80 2.00 20");
+    assert!(
+        text.contains("NOT PROVEN OPTIMAL at 1 of 5 points"),
+        "{text}"
+    );
+    let csv = sweep::render_csv(&s);
+    assert_eq!(
+        csv.lines().nth(3),
+        Some("14,feasible,0.05,1700,170.0000,100,10,21,")
+    );
+    let json: Value = serde_json::from_str(&sweep::render_json(&s)).unwrap();
+    assert_eq!(json["points"][2]["gap"], 0.05);
+    assert_eq!(json["points"][2]["plan_from"], 21.0);
+    assert_eq!(json["points"][3]["gap"], 0.0);
+    assert!(json["points"][3].get("plan_from").is_none());
+    let svg = chart::render_svg(&s);
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed");
+    let points: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("point"))
+        .collect();
+    assert_eq!(points.len(), 5);
+    let hollow: Vec<_> = points
+        .iter()
+        .filter(|n| n.attribute("data-proven") == Some("false"))
+        .collect();
+    assert_eq!(hollow.len(), 1);
+    assert_eq!(hollow[0].attribute("fill"), Some("white"));
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some("unproven-note"))
+            .count(),
+        1
+    );
 }

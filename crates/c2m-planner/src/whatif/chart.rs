@@ -13,12 +13,18 @@
 //! lateness as a second series on its own axis at the right: one
 //! `<polyline class="lateness">` per run of feasible points and one `<rect
 //! class="lateness-point">` per feasible point, with a legend naming both.
+//!
+//! A point whose plan is not proven optimal (status `feasible`: the best
+//! found within the time limit) is a hollow circle, still `class="point"`,
+//! with `data-proven="false"` and its gap in its title, and one `<text
+//! class="unproven-note">` says what hollow means.
 
 use std::fmt::Write;
 
 use super::sweep::{Sweep, SweepPoint, Swept};
 use crate::report::svg_escape as esc;
 use crate::report::{to_major, unit_price};
+use crate::PlanStatus;
 
 const W: f64 = 900.0;
 const H: f64 = 520.0;
@@ -313,12 +319,36 @@ pub fn render_svg(s: &Sweep) -> String {
             coords.join(" ")
         );
     }
-    for &(x, y) in &pts {
+    for p in &s.points {
+        let Some(y) = primary(s, p) else { continue };
+        let x = p.x;
+        let from = p
+            .plan_from
+            .map_or(String::new(), |d| format!(", plan of {d} days"));
+        if p.status == PlanStatus::Feasible {
+            let gap = p
+                .gap
+                .map_or("unknown".to_string(), |g| format!("{:.2}%", g * 100.0));
+            let _ = writeln!(
+                out,
+                r#"<circle class="point" data-proven="false" cx="{:.1}" cy="{:.1}" r="3.5" fill="white" stroke="{COST}" stroke-width="1.5"><title>{x}: {y:.2} (not proven optimal, gap {gap}{from})</title></circle>"#,
+                px(x),
+                py(y)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="3" fill="{COST}"><title>{x}: {y:.2}{from}</title></circle>"#,
+                px(x),
+                py(y)
+            );
+        }
+    }
+    if s.points.iter().any(|p| p.status == PlanStatus::Feasible) {
         let _ = writeln!(
             out,
-            r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="3" fill="{COST}"><title>{x}: {y:.2}</title></circle>"#,
-            px(x),
-            py(y)
+            r#"<text class="unproven-note" x="{LEFT}" y="{}" fill="{COST}">&#9675; not proven optimal within the time limit (the cost may be lower)</text>"#,
+            TOP - 8.0
         );
     }
     let yb = H - BOTTOM;

@@ -6,11 +6,22 @@
 //! there are. A demand in version 2 is the total due of the sku: the
 //! sweep keeps the shape of its due schedule and scales it to the total
 //! ([`set_total_due`]).
+//!
+//! Every point carries its plan's status and gap: a plan the solver did not
+//! prove optimal within the time limit is the best it found, and another
+//! point's plan can be cheaper than it should be by comparison. A lead-time
+//! sweep uses what the model guarantees ([`monotone_in_lead_time`]): a plan
+//! for a longer lead time, with the supplier's orders placed later by the
+//! difference so they arrive in the same periods, is a plan for a shorter
+//! one at the same cost, and a lower bound for a shorter lead time bounds
+//! every longer one.
 
 use serde::Serialize;
 
 use crate::report::{major, unit_price};
-use crate::{Due, Horizon, PlanStatus, Product, Scenario, Shortfall, SolveOptions};
+use crate::{
+    verify_plan, Due, Horizon, Plan, PlanStatus, Product, Scenario, Shortfall, SolveOptions,
+};
 
 /// What a sweep varies.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +66,18 @@ pub struct SweepPoint {
     /// The swept value: units, or the price change as a fraction.
     pub x: f64,
     pub status: PlanStatus,
+    /// Relative gap between the plan and the best lower bound known for the
+    /// point (0 when proven optimal); `None` where the point is infeasible
+    /// or no bound is known. A point with a gap above 0 is the best plan
+    /// found within the time limit, not proven the cheapest.
+    pub gap: Option<f64>,
+    /// Lead-time sweeps: the lead time (days, a point of this sweep) whose
+    /// plan this point reports, with the supplier's orders placed later so
+    /// they arrive in the same periods, because it is cheaper than the plan
+    /// found for this point itself (checked by `verify_plan`). `None` for a
+    /// point's own plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_from: Option<f64>,
     /// `None` where the point is infeasible.
     pub total_cost: Option<i64>,
     /// Full cost per demanded unit of the reported sku (minor units); NaN
@@ -264,38 +287,36 @@ pub fn run_sweep(
         }
     }
     let total = distinct.len();
-    let planned = super::par_map(
+    let mut plans = super::par_map(
         &distinct,
         super::threads(),
         |&x| {
             let s = scenario_at(base, &spec.quantity, x)?;
-            let plan = super::plan_scenario(&s, opts).map_err(|e| format!("at {x}: {e}"))?;
-            let feasible = plan.status != PlanStatus::Infeasible;
-            let timed = feasible && plan.horizon.is_some();
-            Ok(SweepPoint {
-                lateness: timed.then_some(plan.cost_breakdown.lateness),
-                late_units: timed.then(|| {
-                    plan.late
-                        .as_deref()
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|l| l.units)
-                        .sum()
-                }),
-                x,
-                status: plan.status,
-                // An infeasible point's partial plan has no cost to show.
-                total_cost: feasible.then_some(plan.total_cost),
-                cost_per_unit: if feasible {
-                    plan.cost_per_unit.get(&spec.sku).unwrap_or(f64::NAN)
-                } else {
-                    f64::NAN
-                },
-                shortfalls: plan.shortfalls,
-            })
+            super::plan_scenario(&s, opts).map_err(|e| format!("at {x}: {e}"))
         },
         &mut |done| progress(done, total),
     )?;
+    let mut plan_from = vec![None; distinct.len()];
+    if let Quantity::LeadTime { supplier } = &spec.quantity {
+        // Named by the first swept value that makes the donor's model.
+        plan_from = monotone_in_lead_time(base, supplier, &distinct, &mut plans)?
+            .into_iter()
+            .map(|f| {
+                f.map(|k| {
+                    xs.iter()
+                        .zip(&keys)
+                        .find(|(_, key)| **key == k)
+                        .map_or(k, |(&x, _)| x)
+                })
+            })
+            .collect();
+    }
+    let planned: Vec<SweepPoint> = plans
+        .iter()
+        .zip(&distinct)
+        .zip(plan_from)
+        .map(|((plan, &x), from)| point_of(plan, x, &spec.sku, from))
+        .collect();
     let points = xs
         .iter()
         .zip(&keys)
@@ -344,6 +365,159 @@ pub fn run_sweep(
         breaks,
         horizon: base.horizon,
     })
+}
+
+/// The point a plan makes.
+fn point_of(plan: &Plan, x: f64, sku: &str, plan_from: Option<f64>) -> SweepPoint {
+    let feasible = plan.status != PlanStatus::Infeasible;
+    let timed = feasible && plan.horizon.is_some();
+    SweepPoint {
+        lateness: timed.then_some(plan.cost_breakdown.lateness),
+        late_units: timed.then(|| {
+            plan.late
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(|l| l.units)
+                .sum()
+        }),
+        x,
+        status: plan.status,
+        gap: match plan.status {
+            PlanStatus::Optimal => Some(0.0),
+            PlanStatus::Feasible => Some(plan.gap).filter(|g| g.is_finite()),
+            PlanStatus::Infeasible => None,
+        },
+        plan_from,
+        // An infeasible point's partial plan has no cost to show.
+        total_cost: feasible.then_some(plan.total_cost),
+        cost_per_unit: if feasible {
+            plan.cost_per_unit.get(sku).unwrap_or(f64::NAN)
+        } else {
+            f64::NAN
+        },
+        shortfalls: plan.shortfalls.clone(),
+    }
+}
+
+/// Relative gaps at or below this, or absolute gaps (minor units) at or below
+/// [`OPTIMAL_ABS_GAP`], make a plan proven optimal, as the planner rules.
+const OPTIMAL_GAP: f64 = 1e-7;
+const OPTIMAL_ABS_GAP: f64 = 1e-2;
+
+/// Periods between an order to `supplier` and its arrival in `s`: 0 in
+/// version 1, `ceil(lead_days / period_days)` in version 2.
+fn lead_periods(s: &Scenario, supplier: &str) -> usize {
+    let days = s
+        .suppliers
+        .iter()
+        .find(|x| x.id == supplier)
+        .map_or(0, |x| x.lead_days.max(0));
+    match s.horizon {
+        Some(h) if h.period_days > 0 => ((days + h.period_days - 1) / h.period_days) as usize,
+        _ => 0,
+    }
+}
+
+/// Makes a lead-time sweep's plans agree with what the model guarantees, and
+/// returns, per point, the lead time whose plan it took (if another's).
+///
+/// The cheapest plan can only cost more as the lead time grows: an order
+/// placed in period `t` with a lead of `L'` periods arrives in `t + L'`, and
+/// with a shorter lead `L` the same order placed in `t + L' - L` (still no
+/// later than `T - 1 - L`) arrives in the same period, at the same price, so
+/// every other quantity, the stock and every cost stay as they are. In
+/// version 1 (no periods) a longer lead time can only exclude offers. So,
+/// from the longest lead time down, each point takes the plan of the next
+/// longer one, its orders to the supplier placed later, when `verify_plan`
+/// accepts it for this point and it costs less than the point's own plan (or
+/// the point's own plan fell short); and, from the shortest up, each point's
+/// lower bound is at least the best bound of every shorter lead time. Each
+/// point's gap is then its plan against its bound: a plan taken from
+/// another point is `feasible` unless that bound proves it optimal.
+pub fn monotone_in_lead_time(
+    base: &Scenario,
+    supplier: &str,
+    days: &[f64],
+    plans: &mut [Plan],
+) -> Result<Vec<Option<f64>>, String> {
+    let mut order: Vec<usize> = (0..days.len()).collect();
+    order.sort_by(|&a, &b| days[a].total_cmp(&days[b]));
+    let q = Quantity::LeadTime {
+        supplier: supplier.to_string(),
+    };
+    let mut from: Vec<Option<f64>> = vec![None; days.len()];
+    // Down: the longer lead time's plan, shifted, where it is cheaper.
+    for w in (1..order.len()).rev() {
+        let (longer, i) = (order[w], order[w - 1]);
+        let donor = &plans[longer];
+        if donor.status == PlanStatus::Infeasible {
+            continue;
+        }
+        let here = scenario_at(base, &q, days[i])?;
+        let shift = lead_periods(&scenario_at(base, &q, days[longer])?, supplier)
+            - lead_periods(&here, supplier);
+        let own = &plans[i];
+        let own_total = own.exact_costs.total();
+        let cheaper = own.status == PlanStatus::Infeasible
+            || donor.exact_costs.total() < own_total - 1e-9 * own_total.abs().max(1.0);
+        if !cheaper {
+            continue;
+        }
+        let mut candidate = donor.clone();
+        for p in candidate
+            .purchases
+            .iter_mut()
+            .filter(|p| p.supplier == supplier)
+        {
+            p.period = p.period.map(|t| t + shift);
+        }
+        // The lower bound of this point's own solve still holds; the
+        // upward pass below may raise it.
+        candidate.best_bound = if own.status == PlanStatus::Infeasible {
+            None
+        } else {
+            own.best_bound
+        };
+        candidate.status = PlanStatus::Feasible;
+        candidate.gap = f64::INFINITY;
+        // Explanations about order periods were the donor's.
+        candidate.time = None;
+        let v = here
+            .validate()
+            .map_err(|e| format!("at {}: invalid scenario:\n{e}", days[i]))?;
+        if verify_plan(&v, &candidate).is_ok() {
+            plans[i] = candidate;
+            from[i] = Some(from[longer].unwrap_or(days[longer]));
+        }
+    }
+    // Up: a lower bound for a shorter lead time bounds every longer one.
+    let mut floor = f64::NEG_INFINITY;
+    for &i in &order {
+        let plan = &mut plans[i];
+        if plan.status == PlanStatus::Infeasible {
+            continue;
+        }
+        let own = match plan.status {
+            PlanStatus::Optimal => Some(plan.exact_costs.total()),
+            _ => plan.best_bound,
+        };
+        let bound = own.map_or(floor, |b| b.max(floor));
+        if bound.is_finite() && plan.status == PlanStatus::Feasible {
+            let total = plan.exact_costs.total();
+            let gap = ((total - bound) / total.abs().max(1e-9)).max(0.0);
+            if gap <= OPTIMAL_GAP || total - bound <= OPTIMAL_ABS_GAP {
+                plan.status = PlanStatus::Optimal;
+                plan.gap = 0.0;
+                plan.best_bound = Some(bound.min(total));
+            } else {
+                plan.gap = gap;
+                plan.best_bound = Some(bound);
+            }
+        }
+        floor = floor.max(bound);
+    }
+    Ok(from)
 }
 
 /// Volumes of `sku` at which each price break of the materials it uses is
@@ -398,20 +572,24 @@ pub fn break_volumes(base: &Scenario, sku: &str) -> Result<Vec<BreakMark>, Strin
     Ok(marks)
 }
 
-/// CSV of the points: x, status, total cost, cost per unit, and for an
-/// infeasible point (no costs) its shortfalls as `sku:units; ...`.
+/// CSV of the points: x, status, gap (empty where unknown or infeasible),
+/// total cost, cost per unit, and for an infeasible point (no costs) its
+/// shortfalls as `sku:units; ...`.
 ///
 /// A version 2 sweep adds `lateness` (minor units) and `late_units` after
-/// the cost per unit (empty where the point is infeasible).
+/// the cost per unit (empty where the point is infeasible); a lead-time
+/// sweep adds `plan_from` before the shortfalls (see [`SweepPoint::plan_from`]).
 pub fn render_csv(s: &Sweep) -> String {
     let timed = s.is_timed();
+    let lead = s.swept == Swept::LeadTime;
     let mut out = format!(
-        "x,status,total_cost,{},{}shortfalls\n",
+        "x,status,gap,total_cost,{},{}{}shortfalls\n",
         super::compare::csv_field(&format!("cost_per_unit:{}", s.sku)),
-        if timed { "lateness,late_units," } else { "" }
+        if timed { "lateness,late_units," } else { "" },
+        if lead { "plan_from," } else { "" }
     );
     for p in &s.points {
-        let late = if !timed {
+        let mut late = if !timed {
             String::new()
         } else {
             format!(
@@ -420,13 +598,20 @@ pub fn render_csv(s: &Sweep) -> String {
                 p.late_units.map_or(String::new(), |v| v.to_string())
             )
         };
+        if lead {
+            late.push_str(&format!(
+                "{},",
+                p.plan_from.map_or(String::new(), |v| v.to_string())
+            ));
+        }
+        let gap = p.gap.map_or(String::new(), |g| g.to_string());
         match p.total_cost {
             Some(t) => out.push_str(&format!(
-                "{},{},{t},{:.4},{late}\n",
+                "{},{},{gap},{t},{:.4},{late}\n",
                 p.x, p.status, p.cost_per_unit
             )),
             None => out.push_str(&format!(
-                "{},{},,,{late}{}\n",
+                "{},{},{gap},,,{late}{}\n",
                 p.x,
                 p.status,
                 super::compare::csv_field(&super::compare::shortfall_text(&p.shortfalls))
@@ -442,7 +627,19 @@ pub fn render_json(s: &Sweep) -> String {
     serde_json::to_string_pretty(s).expect("a sweep always serializes")
 }
 
+/// The status column: `optimal`, `feasible 0.41%` (with its gap), or
+/// `feasible ?` when no lower bound is known.
+fn status_cell(p: &SweepPoint) -> String {
+    match (p.status, p.gap) {
+        (PlanStatus::Feasible, Some(g)) => format!("feasible {:.2}%", g * 100.0),
+        (PlanStatus::Feasible, None) => "feasible ?".to_string(),
+        (status, _) => status.to_string(),
+    }
+}
+
 /// An aligned table of the points, with the break marks listed after it.
+/// A point not proven optimal shows `feasible` with its gap, and a note
+/// after the table says what that means.
 pub fn render_text(s: &Sweep) -> String {
     let timed = s.is_timed();
     let cur = s.currency.as_str();
@@ -451,7 +648,7 @@ pub fn render_text(s: &Sweep) -> String {
         _ => "x",
     };
     let mut out = format!(
-        "{:>12}  {:<10}  {:>16}  {:>14}",
+        "{:>12}  {:<16}  {:>16}  {:>14}",
         x_head, "status", "total", "per unit"
     );
     if timed {
@@ -467,8 +664,8 @@ pub fn render_text(s: &Sweep) -> String {
         match p.total_cost {
             Some(t) => {
                 out.push_str(&format!(
-                    "{x:>12}  {:<10}  {:>16}  {:>14}",
-                    p.status.to_string(),
+                    "{x:>12}  {:<16}  {:>16}  {:>14}",
+                    status_cell(p),
                     major(t as f64, cur),
                     major(p.cost_per_unit, cur)
                 ));
@@ -478,6 +675,9 @@ pub fn render_text(s: &Sweep) -> String {
                         major(p.lateness.unwrap_or(0) as f64, cur),
                         p.late_units.unwrap_or(0)
                     ));
+                }
+                if let Some(d) = p.plan_from {
+                    out.push_str(&format!("  plan of {d} days"));
                 }
                 out.push('\n');
             }
@@ -493,7 +693,7 @@ pub fn render_text(s: &Sweep) -> String {
                     String::new()
                 };
                 out.push_str(&format!(
-                    "{x:>12}  {:<10}  {:>16}  {:>14}{late}  {}\n",
+                    "{x:>12}  {:<16}  {:>16}  {:>14}{late}  {}\n",
                     "INFEASIBLE",
                     "-",
                     "-",
@@ -528,6 +728,28 @@ pub fn render_text(s: &Sweep) -> String {
             "\nmoney in {} (major units); per unit: full cost per demanded unit of {}\n",
             s.currency, s.sku
         ));
+    }
+    let unproven = s
+        .points
+        .iter()
+        .filter(|p| p.status == PlanStatus::Feasible)
+        .count();
+    if unproven > 0 {
+        out.push_str(&format!(
+            "NOT PROVEN OPTIMAL at {unproven} of {} points (feasible): the best plan found \
+             within the time limit; the percentage is its gap to the best lower bound known \
+             (? when none is), so its cost may be that much too high and a neighbouring point \
+             may look cheaper than it is (a longer --time-limit narrows it)\n",
+            s.points.len()
+        ));
+    }
+    if s.points.iter().any(|p| p.plan_from.is_some()) {
+        out.push_str(
+            "plan of N days: the plan found for that longer lead time, with the supplier's \
+             orders placed later so they arrive in the same periods, costs less than the one \
+             found for this lead time and is a plan for it too (checked); a longer lead time \
+             never costs less\n",
+        );
     }
     let infeasible = s
         .points
