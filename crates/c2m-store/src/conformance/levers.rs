@@ -470,7 +470,8 @@ pub async fn cancel_campaign_takes_a_settled_batch_back_from_the_merchant(fx: Ar
 }
 
 /// The forecast reads the campaign's own arrivals and consumer cancellations up to now, its
-/// open batch, and the earlier campaigns of the sku that stopped selling, whole.
+/// open batch, and the earlier campaigns of the sku that stopped selling, whole: not one
+/// the merchant cancelled, nor one that sold for less than a day.
 pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     let earlier = create(&*store, spec(50, None)).await;
@@ -479,17 +480,35 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
             .await
             .expect("earlier");
     }
+    let closed_at = lever_at() + Duration::days(1);
     store
-        .close_campaign(&close(&earlier.id), lever_at())
+        .close_campaign(&close(&earlier.id), closed_at)
         .await
         .expect("close earlier");
+    // Two that are no prior: one closed two hours after it opened, one cancelled.
+    let short = create(&*store, spec(50, None)).await;
+    place(&*store, &short.id, &consumer(7), 9)
+        .await
+        .expect("short");
+    store
+        .close_campaign(&close(&short.id), lever_at())
+        .await
+        .expect("close short");
+    let voided = create(&*store, spec(50, None)).await;
+    place(&*store, &voided.id, &consumer(8), 9)
+        .await
+        .expect("voided");
+    store
+        .cancel_campaign(&cancel_all(&voided.id), closed_at)
+        .await
+        .expect("cancel voided");
     let c = create(&*store, spec(20, None)).await;
     let a = place(&*store, &c.id, &consumer(1), 2).await.expect("a");
     place(&*store, &c.id, &consumer(2), 5).await.expect("b");
     super::cancel(&*store, &a.id, None, placed_at() + Duration::minutes(1))
         .await
         .expect("cancel a");
-    let now = lever_at() + Duration::hours(1);
+    let now = closed_at + Duration::hours(1);
     let input = store.forecast_input(&c.id, now).await.expect("input");
     assert_eq!(input.campaign.id, c.id);
     assert_eq!(input.history.arrivals.len(), 2);
@@ -501,10 +520,13 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
     assert_eq!(input.history.cancellations[0].units, 2);
     let open = input.open_batch.expect("open batch");
     assert_eq!((open.units, open.threshold), (5, 20));
-    assert_eq!(input.earlier.len(), 1, "the closed campaign of the sku");
     assert_eq!(
-        input.earlier[0].deadline,
-        lever_at(),
+        input.earlier.len(),
+        1,
+        "the campaign closed after a day; not the short one, nor the cancelled one"
+    );
+    assert_eq!(
+        input.earlier[0].deadline, closed_at,
         "it stopped selling when closed"
     );
     assert_eq!(input.earlier[0].arrivals.len(), 3);

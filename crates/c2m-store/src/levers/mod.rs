@@ -118,7 +118,11 @@ impl LeverOutcome {
 
 /// What the fill forecast of a campaign reads, in one snapshot: the campaign, its arrivals
 /// up to `now`, its open batch, and the earlier campaigns of the same sku that have stopped
-/// selling (newest first, at most [`EARLIER_CAMPAIGNS`]), each with its whole history.
+/// selling (newest first, at most [`EARLIER_CAMPAIGNS`]), each with its whole history. An
+/// earlier campaign the merchant cancelled, or that sold for less than
+/// [`MIN_PRIOR_SELLING`], is not among them: the one was voided and the other says nothing
+/// about a pace over weeks (a test campaign closed seconds after twenty orders made a prior
+/// of millions of orders a day).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForecastInput {
     pub campaign: Campaign,
@@ -129,6 +133,9 @@ pub struct ForecastInput {
 
 /// How many earlier campaigns of the sku the forecast's prior is built from, at most.
 pub const EARLIER_CAMPAIGNS: i64 = 20;
+
+/// How long an earlier campaign must have sold to count in the forecast's prior.
+pub const MIN_PRIOR_SELLING: chrono::Duration = chrono::Duration::days(1);
 
 /// The levers and the reads built on a campaign's history, implemented once for every
 /// backend.

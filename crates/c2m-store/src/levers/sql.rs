@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use c2m_domain::forecast::{Arrival, ArrivalHistory, Cancellation, OpenBatch};
 use c2m_domain::{Batch, BatchId, Campaign, CampaignId, Preorder, PreorderSource};
 
-use super::{ForecastInput, EARLIER_CAMPAIGNS};
+use super::{ForecastInput, EARLIER_CAMPAIGNS, MIN_PRIOR_SELLING};
 use crate::dialect::{one, Backend, Columns, Tx, Value};
 use crate::pooling::{batch, batch_columns, campaign, CAMPAIGN};
 use crate::Result;
@@ -205,7 +205,11 @@ impl<D: Backend> Tx<'_, D> {
         let mut earlier: Vec<Campaign> = D::query(sql, (this.terms.sku.as_str(), id.as_str(), now))
             .all(self, campaign)
             .await?;
-        earlier.retain(|c| c.selling_ends() <= now && c.selling_ends() > c.terms.opens_at);
+        earlier.retain(|c| {
+            c.selling_ends() <= now
+                && c.cancelled_at.is_none()
+                && c.selling_ends() - c.terms.opens_at >= MIN_PRIOR_SELLING
+        });
         earlier.truncate(EARLIER_CAMPAIGNS as usize);
         let sql = "SELECT p.campaign_id, p.created_at, p.quantity, p.cancelled_at, p.refunded_at \
              FROM preorders p JOIN campaigns c ON c.id = p.campaign_id \
