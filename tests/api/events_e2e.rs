@@ -386,12 +386,10 @@ pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected, dates
             _ => None,
         })
         .collect();
-    let late = dates.planned - dates.promised;
-    let days_late = if late > Duration::zero() {
-        (late.num_seconds() + 86_399) / 86_400
-    } else {
-        0
-    };
+    // Late by dates: a promise is a day, kept through its end (UTC).
+    let days_late = (dates.planned.date_naive() - dates.promised.date_naive())
+        .num_days()
+        .max(0);
     assert_eq!(
         moved,
         [(

@@ -232,6 +232,10 @@ fn kettle_sweep_writes_a_chart() {
         "what_if sweep of 50 points: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // Columns by name: the CSV says which is which in its header.
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (status, total, shortfalls) = (col("status"), col("total_cost"), col("shortfalls"));
     let rows: Vec<Vec<&str>> = csv
         .lines()
         .skip(1)
@@ -246,17 +250,17 @@ fn kettle_sweep_writes_a_chart() {
         let mut s = base.clone();
         s.products[0].demand = x;
         let p = plan_scenario(&s, &scan_options()).unwrap();
-        assert_eq!(rows[i][1], p.status.to_string(), "at {x}");
-        assert_eq!(rows[i][2], p.total_cost.to_string(), "at {x}");
+        assert_eq!(rows[i][status], p.status.to_string(), "at {x}");
+        assert_eq!(rows[i][total], p.total_cost.to_string(), "at {x}");
     }
     // White demand above 2701 cannot be met (see tests/whatif.rs in the planner
     // for the hours worked out on paper): 27 points have costs, 23 do not.
-    let infeasible = rows.iter().filter(|r| r[1] == "infeasible").count();
+    let infeasible = rows.iter().filter(|r| r[status] == "infeasible").count();
     assert_eq!(infeasible, 23);
     assert!(rows
         .iter()
-        .filter(|r| r[1] == "infeasible")
-        .all(|r| r[2].is_empty() && !r[4].is_empty()));
+        .filter(|r| r[status] == "infeasible")
+        .all(|r| r[total].is_empty() && !r[shortfalls].is_empty()));
 
     let text = std::fs::read_to_string(&svg).unwrap();
     let doc = roxmltree::Document::parse(&text).expect("the chart is well-formed XML");
@@ -433,15 +437,18 @@ fn lead_time_sweep_on_kettle_weeks() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("x,status,total_cost,cost_per_unit:kettle-17-white,lateness,late_units,shortfalls")
+        Some(
+            "x,status,gap,total_cost,cost_per_unit:kettle-17-white,lateness,late_units,\
+             plan_from,shortfalls"
+        )
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let days: Vec<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(days, ["0", "18", "35"]);
     for (row, at_least) in rows.iter().zip([0, 73, 1107]) {
         assert_ne!(row[1], "infeasible", "{row:?}");
-        let late: i64 = row[5].parse().unwrap();
-        let lateness: i64 = row[4].parse().unwrap();
+        let late: i64 = row[6].parse().unwrap();
+        let lateness: i64 = row[5].parse().unwrap();
         assert!(late >= at_least, "{row:?}: late {late} < {at_least}");
         // 800 (8.00 CNY) a unit a week late, for both kettles that may be late.
         assert_eq!(lateness, late * 800, "{row:?}");

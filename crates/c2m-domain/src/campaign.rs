@@ -13,6 +13,23 @@ pub const DEFAULT_BALANCE_WINDOW_SECS: i64 = 7 * 24 * 3600;
 /// The longest balance window a campaign may set (90 days): the factory waits for it.
 pub const MAX_BALANCE_WINDOW_SECS: i64 = 90 * 24 * 3600;
 
+/// Whole days a batch expected to ship at `expected` is late on its promise `due`, by date
+/// (UTC): a promise is a day ("ships by 24 December"), kept through the end of that day,
+/// so a run that ends minutes after the instant of the lock plus the promise, on the same
+/// date, is on time. 0 when on time.
+pub fn days_late(expected: DateTime<Utc>, due: DateTime<Utc>) -> i64 {
+    (expected.date_naive() - due.date_naive()).num_days().max(0)
+}
+
+/// The end of the day (UTC) a promise falls on: the latest a batch due at `due` may ship
+/// and still be on time ([`days_late`]).
+pub fn promised_day_end(due: DateTime<Utc>) -> DateTime<Utc> {
+    let next = due.date_naive() + chrono::Days::new(1);
+    next.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or(due)
+}
+
 /// The delivery promise when a campaign does not state one: six weeks from the moment a
 /// batch locks, or the balance window and four weeks when that is later (the factory
 /// cannot start before the balance window closes).

@@ -111,7 +111,7 @@ pub enum EventData {
         previous: Option<DateTime<Utc>>,
         expected: DateTime<Utc>,
         promised: DateTime<Utc>,
-        /// Days late against the promise (0 when on time), whole days rounded up.
+        /// Days late against the promised day, by UTC date (0 when on time).
         days_late: i64,
         /// Whether `expected` is a plan's (true) or the promise while units wait for one.
         #[serde(default)]

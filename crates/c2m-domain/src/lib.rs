@@ -43,7 +43,10 @@ pub mod production;
 pub mod webhook;
 
 pub use access::{Principal, Role};
-pub use campaign::{Campaign, CampaignProgress, CampaignSpec, CampaignStatus, CampaignTerms};
+pub use campaign::{
+    days_late, promised_day_end, Campaign, CampaignProgress, CampaignSpec, CampaignStatus,
+    CampaignTerms,
+};
 pub use clock::{Clock, ManualClock};
 pub use error::{DomainError, Refusal};
 pub use idempotency::{Fingerprint, IdempotencyKey};

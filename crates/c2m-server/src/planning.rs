@@ -405,17 +405,24 @@ impl PlanningCycles {
             purchase_orders: self.store.outstanding_purchase_orders().await?,
             frozen: self.store.frozen_work_orders().await?,
         };
-        let queue: Vec<QueuedBatch> = self
+        let catalogue = self.store.catalogue().await?;
+        let (queue, stuck): (Vec<QueuedBatch>, Vec<QueuedBatch>) = self
             .store
             .planning_queue()
             .await?
             .into_iter()
             .filter(|q| world.in_horizon(q.due_at))
-            .collect();
+            .partition(|q| makeable(&catalogue, &q.sku, &q.excluded_factories));
+        for q in &stuck {
+            tracing::warn!(
+                batch = %q.batch.id, sku = %q.sku, excluded = ?q.excluded_factories,
+                "no factory may make this batch (every factory with a line for its sku \
+                 rejected it): left out of planning until the catalogue gains a line for it"
+            );
+        }
         if queue.is_empty() {
             return Ok(CycleOutcome::Idle);
         }
-        let catalogue = self.store.catalogue().await?;
         let (mut scenario, products) = cycle_scenario(&catalogue, &queue, &world)?;
         scenario.name = format!("cycle-{}", now.format("%Y%m%dT%H%M%SZ"));
         let validated = scenario.clone().validate()?;
@@ -450,6 +457,20 @@ impl PlanningCycles {
     }
 }
 
+/// Whether some factory may make the batch: one with a line for its sku that has not
+/// rejected it. A batch no factory may make is left out of the cycle (it stays queued):
+/// in the cycle it would make the whole plan infeasible, holding back every other batch
+/// until an admin cancelled its campaign.
+/// (A sku that left the catalogue is not judged here: the cycle refuses it by name,
+/// `WAITING_SKU_NOT_IN_CATALOGUE`.)
+fn makeable(c: &Catalogue, sku: &str, excluded: &[String]) -> bool {
+    let known = c.products.iter().any(|p| p.sku == sku);
+    !known
+        || c.factories
+            .iter()
+            .any(|f| !excluded.contains(&f.id) && f.lines.iter().any(|l| l.sku == sku))
+}
+
 /// The world a cycle plans in: when it plans, its horizon, and what is already decided
 /// (purchase orders still to arrive, work orders released to factories).
 #[derive(Debug, Clone)]
@@ -476,10 +497,11 @@ impl World {
         due <= self.period_start(self.horizon.periods)
     }
 
-    /// The period a batch due at `due` must be made in: the last period that ends by
-    /// its due date (0 when even the first ends after it: it cannot be on time).
+    /// The period a batch due at `due` must be made in: the last period that ends by the
+    /// end of its promised day ([`c2m_domain::promised_day_end`]; 0 when even the first
+    /// ends after it: it cannot be on time).
     pub fn due_period(&self, due: DateTime<Utc>) -> i64 {
-        let whole = (due - self.now)
+        let whole = (c2m_domain::promised_day_end(due) - self.now)
             .num_seconds()
             .div_euclid(self.period_length().num_seconds());
         (whole - 1).clamp(0, self.horizon.periods - 1)
@@ -724,21 +746,30 @@ struct Split {
     allocations: Vec<(String, f64)>,
 }
 
-/// Why units made at `ends` ship after their due date `due`.
+/// Why units made at `ends` ship after their promised day `due`: the date they ship, how
+/// many days late, and the cause the plan shows (a promise inside the first period, the
+/// factories' hours taken, or materials that cannot arrive in time).
 fn late_reason(
     due: DateTime<Utc>,
     ends: DateTime<Utc>,
     world: &World,
     plan: &planner::Plan,
 ) -> String {
-    let days = ((ends - due).num_seconds() + 86_399) / 86_400;
-    if due < world.period_start(1) {
+    let days = c2m_domain::days_late(ends, due);
+    let late = format!(
+        "ships {} ({days} day{} late)",
+        ends.format("%Y-%m-%d"),
+        if days == 1 { "" } else { "s" }
+    );
+    let promised = due.format("%Y-%m-%d");
+    let first_end = world.period_start(1);
+    // A promise inside the first period: the plan's earliest ship date is that period's end.
+    let inside_first = c2m_domain::promised_day_end(due) < first_end;
+    if inside_first && ends <= first_end {
         return format!(
-            "promised by {}, before the end of the first {}-day planning period: the \
-             earliest the plan can ship is {} ({days} days late)",
-            due.format("%Y-%m-%d"),
+            "promised by {promised}, before the end of the first {}-day planning period; \
+             {late}",
             world.horizon.period_days,
-            world.period_start(1).format("%Y-%m-%d"),
         );
     }
     let due_period = world.due_period(due) as usize;
@@ -749,21 +780,24 @@ fn late_reason(
         .filter(|c| c.period <= due_period)
         .map(|c| format!("{} in period {}", c.factory, c.period))
         .collect();
-    if full.is_empty() {
-        format!(
-            "no plan makes it by {}: the materials cannot arrive in time (supplier lead \
-             times) or the factories that may make it have no hours then; ships {} ({days} \
-             days late)",
-            due.format("%Y-%m-%d"),
-            ends.format("%Y-%m-%d"),
-        )
+    let cause = if full.is_empty() {
+        "the materials cannot arrive in time (supplier lead times) or the factories that may \
+         make it have no hours then"
+            .to_owned()
     } else {
         format!(
-            "the factories' hours before {} are taken ({}); ships {} ({days} days late)",
-            due.format("%Y-%m-%d"),
-            full.join(", "),
-            ends.format("%Y-%m-%d"),
+            "the factories' hours by then are taken ({})",
+            full.join(", ")
         )
+    };
+    if inside_first {
+        format!(
+            "promised by {promised}, before the end of the first {}-day planning period, and \
+             later than that end because {cause}; {late}",
+            world.horizon.period_days,
+        )
+    } else {
+        format!("no plan makes it by {promised}: {cause}; {late}")
     }
 }
 
@@ -819,7 +853,7 @@ fn work_orders(
                     batches.push(RunBatch {
                         batch_id: q.batch.id.clone(),
                         units: take,
-                        late_reason: (ends_at > q.due_at)
+                        late_reason: (c2m_domain::days_late(ends_at, q.due_at) > 0)
                             .then(|| late_reason(q.due_at, ends_at, world, plan)),
                     });
                     *left -= take;
@@ -1108,10 +1142,21 @@ mod tests {
 
     #[test]
     fn due_dates_fall_in_the_last_period_that_ends_by_them() {
+        // Periods start at 09:00, the cycle's time; a promise is kept through the end of
+        // its day.
         let w = world(vec![]);
         let at = |d: f64| w.now + days(d);
         assert_eq!(w.due_period(at(14.0)), 1, "period 1 ends on day 14");
-        assert_eq!(w.due_period(at(13.9)), 0);
+        assert_eq!(
+            w.due_period(at(13.9)),
+            1,
+            "due at 06:36 on day 14, kept through that day: period 1 ends at 09:00 on it"
+        );
+        assert_eq!(
+            w.due_period(at(13.5)),
+            0,
+            "due at 21:00 on day 13: its day ends before period 1 does"
+        );
         assert_eq!(
             w.due_period(at(3.0)),
             0,
@@ -1197,5 +1242,48 @@ mod tests {
             e.metadata().contains(&("calendarPeriods", "4".to_owned())),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_batch_every_factory_rejected_is_left_out_and_the_rest_planned() {
+        let line = |sku: &str| FactoryLine {
+            sku: sku.into(),
+            unit_cost: 1.0,
+            setup_cost: 0.0,
+            min_run: 0,
+            hours_per_unit: 1.0,
+            setup_hours: 0.0,
+        };
+        let factory = |id: &str, skus: &[&str]| CatalogueFactory {
+            id: id.into(),
+            capacity_hours: 40.0,
+            lines: skus.iter().map(|s| line(s)).collect(),
+            calendar: None,
+        };
+        let catalogue = Catalogue {
+            products: ["kettle", "pot"]
+                .iter()
+                .map(|s| c2m_store::catalogue::CatalogueProduct {
+                    sku: (*s).into(),
+                    bom: Default::default(),
+                })
+                .collect(),
+            factories: vec![
+                factory("f1", &["kettle", "pot"]),
+                factory("f2", &["kettle"]),
+            ],
+            ..Catalogue::default()
+        };
+        let queued = |sku: &'static str, excluded: &[&str]| {
+            let excluded: Vec<String> = excluded.iter().map(|s| (*s).to_owned()).collect();
+            (sku, excluded)
+        };
+        let makeable = |(sku, excluded): (&str, Vec<String>)| makeable(&catalogue, sku, &excluded);
+        assert!(makeable(queued("kettle", &[])));
+        assert!(makeable(queued("kettle", &["f1"])), "f2 may");
+        assert!(!makeable(queued("kettle", &["f1", "f2"])));
+        assert!(!makeable(queued("pot", &["f1"])), "only f1 makes pots");
+        // A sku the catalogue lost is the cycle's to refuse by name, not this rule's.
+        assert!(makeable(queued("toaster", &["f1", "f2"])));
     }
 }

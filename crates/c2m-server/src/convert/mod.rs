@@ -374,8 +374,8 @@ pub fn batch_production(b: &c2m_store::BatchProduction) -> pb::BatchProduction {
 pub fn ship_date(b: &c2m_store::BatchProduction) -> Option<pb::ShipDate> {
     let due = b.due_at?;
     let expected = b.expected_ship_at().unwrap_or(due);
-    let late = expected > due;
     let days_late = b.days_late();
+    let late = days_late > 0;
     Some(pb::ShipDate {
         promised_by: Some(timestamp(due)),
         expected_at: Some(timestamp(expected)),

@@ -125,19 +125,18 @@ impl BatchProduction {
         self.planned_ship_at.or(self.due_at)
     }
 
-    /// Whole days (rounded up) the expected date is after the promise; 0 when on time.
+    /// Whole days the expected date is after the promised one ([`c2m_domain::days_late`]:
+    /// by date, so a run ending later on the promised day is on time); 0 when on time.
     pub fn days_late(&self) -> i64 {
         match (self.expected_ship_at(), self.due_at) {
-            (Some(at), Some(due)) if at > due => ((at - due).num_seconds() + 86_399) / 86_400,
+            (Some(at), Some(due)) => c2m_domain::days_late(at, due),
             _ => 0,
         }
     }
 
     /// Why it is late, when it is: the plan's reason, or a general one.
     pub fn why_late(&self) -> Option<String> {
-        let late =
-            matches!((self.expected_ship_at(), self.due_at), (Some(at), Some(due)) if at > due);
-        late.then(|| {
+        (self.days_late() > 0).then(|| {
             self.late_reason
                 .clone()
                 .unwrap_or_else(|| "the plan completes the batch after its promised date".into())
