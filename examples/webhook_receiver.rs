@@ -246,7 +246,8 @@ fn messages(e: &Event) -> Vec<String> {
                     ),
                     (true, 0) => format!("on time for the promise ({})", promised.date_naive()),
                     (true, n) => format!(
-                        "{n} days after the promise ({}): {}",
+                        "{n} day{} after the promise ({}): {}",
+                        if n == 1 { "" } else { "s" },
                         promised.date_naive(),
                         late_reason.as_deref().unwrap_or("-")
                     ),

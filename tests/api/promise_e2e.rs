@@ -677,3 +677,62 @@ async fn a_calendar_for_another_horizon_stops_planning_until_it_is_imported_agai
     assert_eq!(plan.summary.expect("summary").batches, 1);
     server.shutdown().await;
 }
+
+/// A cycle with nothing to plan says what waits and why: a batch due after the horizon is
+/// counted, not reported as "no batches are waiting".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_to_plan_says_what_waits_beyond_the_horizon() {
+    let t0 = start();
+    let clock = Arc::new(ManualClock::new(t0));
+    let server = TestServer::custom(
+        |s| (s.plan_horizon_days, s.plan_period_days) = (7, 7),
+        clock.clone(),
+        None,
+    )
+    .await;
+    let mut c = server.clients().await;
+    let nothing = c
+        .planning
+        .run_planning(pb::RunPlanningRequest {
+            idempotency_key: "empty".into(),
+        })
+        .await
+        .expect_err("nothing waits");
+    assert_refused(&nothing, Code::FailedPrecondition, "NOTHING_TO_PLAN");
+    assert_eq!(
+        error_meta(&nothing, "dueAfterHorizon").as_deref(),
+        Some("0")
+    );
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: "later-catalogue".into(),
+            text: CATALOGUE.into(),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: pb::ImportMode::Replace as i32,
+        })
+        .await
+        .expect("catalogue");
+    // Promised in 30 days: beyond the one-week horizon.
+    let later = c
+        .campaigns
+        .create_campaign(campaign("later", "kettle-steel", 10, 30, t0))
+        .await
+        .expect("campaign")
+        .into_inner();
+    c.preorders
+        .place_preorder(place("later-1", &later.id, "con_later", 10))
+        .await
+        .expect("locks");
+    let e = c
+        .planning
+        .run_planning(pb::RunPlanningRequest {
+            idempotency_key: "later".into(),
+        })
+        .await
+        .expect_err("due after the horizon");
+    assert_refused(&e, Code::FailedPrecondition, "NOTHING_TO_PLAN");
+    assert_eq!(error_meta(&e, "dueAfterHorizon").as_deref(), Some("1"));
+    assert_eq!(error_meta(&e, "noFactory").as_deref(), Some("0"));
+    assert!(e.message().contains("1 batch wait"), "{e:?}");
+    server.shutdown().await;
+}

@@ -275,9 +275,11 @@ pub enum Refusal {
     NothingToForecast,
 
     // --- Planning ---------------------------------------------------------------------
-    /// No batch is waiting for planning.
-    #[error("no batches are waiting for planning")]
-    NothingToPlan,
+    /// No batch can be planned now: none waits, or those that wait are due after the
+    /// planning horizon (a later cycle takes them) or no factory may make them (every
+    /// factory with a line for the sku rejected them).
+    #[error("{}", nothing_to_plan(*due_later, *no_factory))]
+    NothingToPlan { due_later: i64, no_factory: i64 },
     /// A batch the plan covers is no longer waiting (planned meanwhile).
     #[error("batch {batch} is no longer waiting for planning; run the cycle again")]
     BatchNotWaiting { batch: String },
@@ -385,7 +387,7 @@ impl Refusal {
             CurrencyMismatch { .. } => "CURRENCY_MISMATCH",
             FactoryNotInCatalogue { .. } => "FACTORY_NOT_IN_CATALOGUE",
             CatalogueEmpty => "CATALOGUE_EMPTY",
-            NothingToPlan => "NOTHING_TO_PLAN",
+            NothingToPlan { .. } => "NOTHING_TO_PLAN",
             BatchNotWaiting { .. } => "BATCH_NOT_WAITING",
             UnitsNotWaiting { .. } => "UNITS_NOT_WAITING",
             StockChanged { .. } => "STOCK_CHANGED",
@@ -437,8 +439,14 @@ impl Refusal {
                 vec![("what", (*what).to_owned()), ("units", n(units))]
             }
             BatchNotOpen | AlreadyCancelled | PreorderCancelled | BatchNotLocked | BatchFailed
-            | DepositForfeited | BalanceAlreadyPaid | CatalogueEmpty | NothingToPlan
-            | NothingToForecast => vec![],
+            | DepositForfeited | BalanceAlreadyPaid | CatalogueEmpty | NothingToForecast => vec![],
+            NothingToPlan {
+                due_later,
+                no_factory,
+            } => vec![
+                ("dueAfterHorizon", n(due_later)),
+                ("noFactory", n(no_factory)),
+            ],
             BalanceWindowClosed { closed_at } => vec![("closedAt", t(closed_at))],
             HoldAlreadyResolved { was, to } => {
                 vec![("was", (*was).to_owned()), ("to", (*to).to_owned())]
@@ -543,6 +551,34 @@ impl Refusal {
                 ("requested", n(requested)),
             ],
         }
+    }
+}
+
+/// [`Refusal::NothingToPlan`]'s message: what waits, and why it is not planned now.
+fn nothing_to_plan(due_later: i64, no_factory: i64) -> String {
+    let batches = |n: i64| {
+        if n == 1 {
+            "1 batch".to_owned()
+        } else {
+            format!("{n} batches")
+        }
+    };
+    match (due_later, no_factory) {
+        (0, 0) => "no batches are waiting for planning".to_owned(),
+        (l, 0) => format!(
+            "{} wait, due after the planning horizon: a later cycle plans them",
+            batches(l)
+        ),
+        (0, f) => format!(
+            "{} wait, but no factory may make them (every factory with a line for the sku \
+             rejected them)",
+            batches(f)
+        ),
+        (l, f) => format!(
+            "{} wait, due after the planning horizon, and {} no factory may make",
+            batches(l),
+            batches(f)
+        ),
     }
 }
 

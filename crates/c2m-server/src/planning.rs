@@ -358,8 +358,12 @@ pub struct PlanningCycles {
 /// What a cycle did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CycleOutcome {
-    /// Nothing waits (or nothing waiting is due within the horizon).
-    Idle,
+    /// Nothing to plan: nothing waits, or what waits is due after the horizon
+    /// (`due_later`) or no factory may make it (`no_factory`).
+    Idle {
+        due_later: usize,
+        no_factory: usize,
+    },
     Planned {
         plan_id: String,
         status: PlanStatus,
@@ -406,12 +410,14 @@ impl PlanningCycles {
             frozen: self.store.frozen_work_orders().await?,
         };
         let catalogue = self.store.catalogue().await?;
-        let (queue, stuck): (Vec<QueuedBatch>, Vec<QueuedBatch>) = self
+        let (queue, later): (Vec<QueuedBatch>, Vec<QueuedBatch>) = self
             .store
             .planning_queue()
             .await?
             .into_iter()
-            .filter(|q| world.in_horizon(q.due_at))
+            .partition(|q| world.in_horizon(q.due_at));
+        let (queue, stuck): (Vec<QueuedBatch>, Vec<QueuedBatch>) = queue
+            .into_iter()
             .partition(|q| makeable(&catalogue, &q.sku, &q.excluded_factories));
         for q in &stuck {
             tracing::warn!(
@@ -421,7 +427,10 @@ impl PlanningCycles {
             );
         }
         if queue.is_empty() {
-            return Ok(CycleOutcome::Idle);
+            return Ok(CycleOutcome::Idle {
+                due_later: later.len(),
+                no_factory: stuck.len(),
+            });
         }
         let (mut scenario, products) = cycle_scenario(&catalogue, &queue, &world)?;
         scenario.name = format!("cycle-{}", now.format("%Y%m%dT%H%M%SZ"));
@@ -1105,7 +1114,7 @@ pub async fn run_schedule(
                 tracing::warn!(plan = %plan_id, "scheduled cycle infeasible; batches stay queued");
                 last_tried = Some(state);
             }
-            Ok(CycleOutcome::Idle) => {
+            Ok(CycleOutcome::Idle { .. }) => {
                 // Batches wait but none is due within the horizon yet: time will bring
                 // them in, so the next tick looks again.
                 tracing::debug!("scheduled cycle: nothing due within the horizon");

@@ -588,7 +588,11 @@ mod tests {
             }
         }
         if i.refuse {
-            return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan).into());
+            return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan {
+                due_later: 0,
+                no_factory: 0,
+            })
+            .into());
         }
         Ok(i.x)
     }

@@ -41,7 +41,16 @@ impl PlanningService for PlanningSvc {
                 crate::status::internal()
             })?;
         match cycle.map_err(cycle_status)? {
-            CycleOutcome::Idle => Err(domain_status(&Refusal::NothingToPlan.into())),
+            CycleOutcome::Idle {
+                due_later,
+                no_factory,
+            } => Err(domain_status(
+                &Refusal::NothingToPlan {
+                    due_later: due_later as i64,
+                    no_factory: no_factory as i64,
+                }
+                .into(),
+            )),
             CycleOutcome::Planned { plan_id, .. } => {
                 let p = self
                     .ctx

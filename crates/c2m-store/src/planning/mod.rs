@@ -274,7 +274,11 @@ pub(crate) async fn store_plan<D: Backend>(
         }
     }
     if new.batches.is_empty() {
-        return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan).into());
+        return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan {
+            due_later: 0,
+            no_factory: 0,
+        })
+        .into());
     }
     tx.lock_planning().await?;
     let queued: std::collections::HashMap<BatchId, i64> = tx
