@@ -247,7 +247,7 @@ fn messages(e: &Event) -> Vec<String> {
                     (true, 0) => format!("on time for the promise ({})", promised.date_naive()),
                     (true, n) => format!(
                         "{n} day{} after the promise ({}): {}",
-                        if n == 1 { "" } else { "s" },
+                        if *n == 1 { "" } else { "s" },
                         promised.date_naive(),
                         late_reason.as_deref().unwrap_or("-")
                     ),
