@@ -305,6 +305,22 @@ async fn a_receiver_gets_every_event_signed_in_order() {
         .delivered(expected.len() + 2, StdDuration::from_secs(10))
         .await;
     assert_eq!(again[expected.len()..], events[expected.len() - 2..]);
+    // The log's bounds are checked like any other field.
+    for (after, limit, field) in [(-1, 10, "after"), (0, 1001, "limit")] {
+        let e = admin
+            .list_deliveries(pb::ListDeliveriesRequest {
+                endpoint_id: id.clone(),
+                after,
+                limit,
+            })
+            .await
+            .expect_err("out of bounds");
+        assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(
+            crate::common::error_meta(&e, "field").as_deref(),
+            Some(field)
+        );
+    }
     let log = admin
         .list_deliveries(pb::ListDeliveriesRequest {
             endpoint_id: id,
@@ -452,6 +468,10 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
     }
     let e = disabled.expect("disabled after sustained failure");
     assert!(e.disabled_reason.contains("failing since"), "{e:?}");
+    assert_eq!(
+        e.next_attempt_at, None,
+        "a disabled endpoint is not attempted"
+    );
     assert_eq!(e.cursor, 1);
     flaky.script.lock().expect("lock").clear();
     let before = flaky.got().len();

@@ -28,7 +28,11 @@ fn endpoint(e: &Endpoint) -> pb::WebhookEndpoint {
         disabled_reason: e.disabled_reason.clone().unwrap_or_default(),
         failures: e.failures,
         failing_since: e.failing_since.map(timestamp),
-        next_attempt_at: e.next_attempt_at.map(timestamp),
+        // A disabled endpoint is not attempted until it is enabled again.
+        next_attempt_at: e
+            .next_attempt_at
+            .filter(|_| e.disabled_at.is_none())
+            .map(timestamp),
     }
 }
 
@@ -134,6 +138,18 @@ impl WebhookService for WebhookSvc {
     ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
         let r = req.into_inner();
         let id = endpoint_id(&r.endpoint_id)?;
+        if r.after < 0 {
+            return Err(domain_status(&DomainError::invalid(
+                "after",
+                format!("must not be negative, got {}", r.after),
+            )));
+        }
+        if r.limit > 1000 {
+            return Err(domain_status(&DomainError::invalid(
+                "limit",
+                format!("must be at most 1000, got {}", r.limit),
+            )));
+        }
         let limit = if r.limit == 0 { 100 } else { r.limit };
         let log = self
             .0
