@@ -93,6 +93,14 @@ enum Cmd {
         /// Deadline, in days from now.
         #[arg(long, default_value_t = 7.0, value_parser = days)]
         deadline_days: f64,
+        /// The delivery promise: a locked batch ships within this many days of its lock
+        /// (the server's default, six weeks, when not given).
+        #[arg(long)]
+        ships_within_days: Option<i64>,
+        /// How long consumers have to pay the balance once their batch locks, in hours
+        /// (none: the deposit is the whole price, or the server's rule).
+        #[arg(long)]
+        balance_window_hours: Option<i64>,
     },
     /// Show a campaign's progress.
     Campaign { id: String },
@@ -351,6 +359,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             max_per_order,
             max_per_consumer,
             deadline_days,
+            ships_within_days,
+            balance_window_hours,
         } => {
             let deadline =
                 Utc::now() + chrono::Duration::seconds((deadline_days * 86_400.0) as i64);
@@ -372,11 +382,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         seconds: deadline.timestamp(),
                         nanos: 0,
                     }),
+                    ships_within_days,
+                    balance_window_seconds: balance_window_hours.map(|h| h.saturating_mul(3600)),
                     ..Default::default()
                 })
                 .await?
                 .into_inner();
-            serde_json::json!({ "id": c.id, "sku": c.sku, "threshold": c.batch_threshold, "deadline": deadline.to_rfc3339() })
+            serde_json::json!({
+                "id": c.id,
+                "sku": c.sku,
+                "threshold": c.batch_threshold,
+                "deadline": deadline.to_rfc3339(),
+                "ships_within_days": c.ships_within_days,
+                "balance_window_seconds": c.balance_window_seconds,
+            })
         }
         Cmd::Campaign { id } => {
             let p = campaigns

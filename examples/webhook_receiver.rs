@@ -24,7 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use c2m_domain::events::{Event, EventData, PreorderRef};
-use c2m_domain::webhook::{verify, DEFAULT_TOLERANCE_SECS, SIGNATURE_HEADER};
+use c2m_domain::webhook::{verify, SignatureError, DEFAULT_TOLERANCE_SECS, SIGNATURE_HEADER};
 use c2m_domain::Money;
 
 #[derive(Parser)]
@@ -99,7 +99,15 @@ async fn handle(req: hyper::Request<Incoming>, state: &State) -> hyper::Response
         DEFAULT_TOLERANCE_SECS,
     ) {
         println!("refused a delivery: {e}");
-        return answer(400, "bad signature");
+        // The sender's log shows this answer: say which check failed.
+        return answer(
+            400,
+            match e {
+                SignatureError::Stale { .. } => "stale signature timestamp",
+                SignatureError::Malformed => "malformed signature header",
+                SignatureError::Mismatch => "bad signature",
+            },
+        );
     }
     {
         let mut left = state.fail_left.lock().expect("lock");
