@@ -13,6 +13,19 @@ pub const DEFAULT_BALANCE_WINDOW_SECS: i64 = 7 * 24 * 3600;
 /// The longest balance window a campaign may set (90 days): the factory waits for it.
 pub const MAX_BALANCE_WINDOW_SECS: i64 = 90 * 24 * 3600;
 
+/// A balance window as people read it: whole days when it is whole days, else days and
+/// the rest in hours, minutes and seconds (`6 days 0:00:01`).
+fn window_text(secs: i64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let day_word = if days == 1 { "day" } else { "days" };
+    if rest == 0 {
+        format!("{days} {day_word}")
+    } else {
+        let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
+        format!("{days} {day_word} {h}:{m:02}:{s:02}")
+    }
+}
+
 /// Whole days a batch expected to ship at `expected` is late on its promise `due`, by date
 /// (UTC): a promise is a day ("ships by 24 December"), kept through the end of that day,
 /// so a run that ends minutes after the instant of the lock plus the promise, on the same
@@ -362,8 +375,10 @@ impl CampaignSpec {
                 return Err(DomainError::invalid(
                     "ships_within_days",
                     format!(
-                        "{days} days is not longer than the balance window ({window_days} days): \
-                         production starts only once the window closes"
+                        "{days} days is not longer than the balance window ({}, so the promise \
+                         needs at least {} days): production starts only once the window closes",
+                        window_text(balance_window_secs.unwrap_or(0)),
+                        window_days + 1
                     ),
                 ))
             }
@@ -579,6 +594,16 @@ mod tests {
         let mut long = spec(now);
         long.balance_window_secs = Some(30 * 86_400 + 1);
         assert_eq!(long.validate(now).unwrap().ships_within_days, 31 + 28);
+        // A promise must outlast the window; the refusal says the window as it was given.
+        let mut short = spec(now);
+        (short.balance_window_secs, short.ships_within_days) = (Some(6 * 86_400 + 1), Some(7));
+        let e = short.validate(now).unwrap_err().to_string();
+        assert!(
+            e.contains("(6 days 0:00:01, so the promise needs at least 8 days)"),
+            "{e}"
+        );
+        short.ships_within_days = Some(8);
+        assert!(short.validate(now).is_ok());
         let mut promised = spec(now);
         promised.ships_within_days = Some(10);
         let t = promised.validate(now).unwrap();
