@@ -41,8 +41,10 @@ const LABEL_CHAR: f64 = 5.6;
 const LABEL_GAP: f64 = 11.0;
 const BOTTOM: f64 = 60.0;
 
-/// "Nice" tick values covering `[lo, hi]`, about `n` of them.
-fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+/// "Nice" tick values covering `[lo, hi]`, about `n` of them, each with its label: as
+/// many decimals as the step needs and no more (`86,500`, `0.25`), never the float noise
+/// of a sum (`86684.03500000002`).
+fn ticks(lo: f64, hi: f64, n: usize) -> Vec<(f64, String)> {
     let span = (hi - lo).abs().max(1e-9);
     let raw = span / n as f64;
     let mag = 10f64.powf(raw.log10().floor());
@@ -51,11 +53,17 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
         .map(|m| m * mag)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag);
-    let mut t = (lo / step).ceil() * step;
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let first = (lo / step).ceil() as i64;
     let mut out = Vec::new();
-    while t <= hi + step * 1e-9 {
-        out.push(t);
-        t += step;
+    for k in first.. {
+        // Multiples of the step, not a running sum: no drift.
+        let t = k as f64 * step;
+        if t > hi + step * 1e-9 {
+            break;
+        }
+        let t = if t.abs() < step * 1e-9 { 0.0 } else { t };
+        out.push((t, format!("{t:.decimals$}")));
     }
     out
 }
@@ -84,8 +92,15 @@ fn span(values: impl Iterator<Item = f64>, from_zero: bool) -> (f64, f64) {
     }
     if from_zero {
         lo = 0.0;
+        if hi <= 0.0 {
+            // All zero (no lateness anywhere): an axis of whole units, not of hundredths.
+            return (0.0, 1.0);
+        }
     }
-    let pad = ((hi - lo) * 0.08).max(0.01);
+    // A flat series still gets an axis a reader can read: room of 2 % of its level.
+    let pad = ((hi - lo) * 0.08)
+        .max(hi.abs().max(lo.abs()) * 0.02)
+        .max(0.01);
     ((lo - if from_zero { 0.0 } else { pad }).max(0.0), hi + pad)
 }
 
@@ -165,11 +180,11 @@ pub fn render_svg(s: &Sweep) -> String {
         H - BOTTOM,
         H - BOTTOM
     );
-    for t in ticks(x0, x1, 8) {
+    for (t, text) in ticks(x0, x1, 8) {
         let label = if is_price {
             format!("{:+.0}%", t * 100.0)
         } else {
-            format!("{t}")
+            text
         };
         let _ = writeln!(
             out,
@@ -181,7 +196,7 @@ pub fn render_svg(s: &Sweep) -> String {
             esc(&label)
         );
     }
-    for t in ticks(y0, y1, 6) {
+    for (t, text) in ticks(y0, y1, 6) {
         let _ = writeln!(
             out,
             r##"<g class="ytick"><line x1="{LEFT}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#eee"/><text x="{2}" y="{3:.1}" text-anchor="end">{4}</text></g>"##,
@@ -189,7 +204,7 @@ pub fn render_svg(s: &Sweep) -> String {
             W - right,
             LEFT - 6.0,
             py(t) + 4.0,
-            t
+            text
         );
     }
     let _ = writeln!(
@@ -212,7 +227,7 @@ pub fn render_svg(s: &Sweep) -> String {
             r#"<line class="axes" x1="{xr}" y1="{TOP}" x2="{xr}" y2="{}" stroke="{LATENESS}"/>"#,
             H - BOTTOM
         );
-        for t in ticks(l0, l1, 6) {
+        for (t, text) in ticks(l0, l1, 6) {
             let _ = writeln!(
                 out,
                 r#"<g class="ltick"><line x1="{xr}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="{LATENESS}"/><text x="{2}" y="{3:.1}" fill="{LATENESS}">{4}</text></g>"#,
@@ -220,7 +235,7 @@ pub fn render_svg(s: &Sweep) -> String {
                 xr + 4.0,
                 xr + 7.0,
                 pl(t) + 4.0,
-                t
+                text
             );
         }
         let _ = writeln!(
@@ -407,4 +422,27 @@ pub fn render_svg(s: &Sweep) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_have_the_step_s_decimals_and_no_float_noise() {
+        let (lo, hi) = span([86_684.03; 8].into_iter(), false);
+        let t = ticks(lo, hi, 6);
+        assert!(t.len() >= 3, "{t:?}");
+        assert!(
+            t.iter().all(|(_, s)| !s.contains('.')),
+            "whole numbers: {t:?}"
+        );
+        assert!(t.iter().any(|(v, _)| *v < 86_684.03) && t.iter().any(|(v, _)| *v > 86_684.03));
+        let t = ticks(0.0, 1.0, 5);
+        let labels: Vec<&str> = t.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(labels, ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+        let t = ticks(0.1, 0.7, 6);
+        assert!(t.iter().all(|(_, s)| s.len() <= 3), "{t:?}");
+        assert_eq!(span([0.0, 0.0].into_iter(), true), (0.0, 1.0));
+    }
 }
