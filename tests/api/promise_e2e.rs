@@ -18,7 +18,9 @@ use c2m_proto::v1 as pb;
 use c2m_proto::v1::purchasing_service_client::PurchasingServiceClient;
 use tonic::transport::Channel;
 
-use crate::common::{assert_refused, error_meta, pg_admin_url, place, ts, Clients, TestServer};
+use crate::common::{
+    assert_refused, error_meta, import, pg_admin_url, place, ts, Clients, TestServer,
+};
 
 /// Steel at 100 a kg below 150 kg, 70 from 150 kg; a kettle takes 2 kg, a pot 3 kg.
 /// f1 makes both cheaper than f2. Lead time 0 days, so a one-week horizon can buy.
@@ -593,6 +595,33 @@ async fn bad_promises_and_calendars_are_refused_naming_the_field() {
     server.shutdown().await;
 }
 
+/// Creates a campaign of ten steel kettles promised in `promise` days and locks its batch
+/// with one order; returns the campaign id.
+async fn locked_kettles(c: &mut Clients, key: &str, promise: i64, t0: DateTime<Utc>) -> String {
+    let id = c
+        .campaigns
+        .create_campaign(campaign(key, "kettle-steel", 10, promise, t0))
+        .await
+        .expect("campaign")
+        .into_inner()
+        .id;
+    c.preorders
+        .place_preorder(place(&format!("{key}-1"), &id, &format!("con_{key}"), 10))
+        .await
+        .expect("locks");
+    id
+}
+
+/// A cycle the server refuses: its status.
+async fn cycle_refused(c: &mut Clients, key: &str) -> tonic::Status {
+    c.planning
+        .run_planning(pb::RunPlanningRequest {
+            idempotency_key: key.into(),
+        })
+        .await
+        .expect_err("the cycle is refused")
+}
+
 /// A calendar written for one horizon is not silently dropped when the server is restarted
 /// with another: the cycle refuses, naming the factory, until the catalogue is imported
 /// with a calendar for the new horizon (planning with the plain capacity would open the
@@ -601,7 +630,7 @@ async fn bad_promises_and_calendars_are_refused_naming_the_field() {
 async fn a_calendar_for_another_horizon_stops_planning_until_it_is_imported_again() {
     let t0 = start();
     let clock = Arc::new(ManualClock::new(t0));
-    // Twelve weeks (84 days), f1 closed in week 4.
+    // `weeks` weeks, f1 closed in week 4.
     let with_calendar = |weeks: usize| {
         let mut hours = vec!["100.0"; weeks];
         hours[3] = "0.0";
@@ -615,49 +644,26 @@ async fn a_calendar_for_another_horizon_stops_planning_until_it_is_imported_agai
         ) + &format!("\n[horizon]\nperiods = {weeks}\nperiod_days = 7\n")
     };
     assert!(with_calendar(12).contains("capacity_hours = [100.0, 100.0, 100.0, 0.0,"));
-    let import = |c: &mut Clients, key: &'static str, text: String| {
-        let mut catalogue = c.catalogue.clone();
-        async move {
-            catalogue
-                .import_scenario(pb::ImportScenarioRequest {
-                    idempotency_key: key.into(),
-                    text,
-                    format: pb::ScenarioFormat::Toml as i32,
-                    mode: pb::ImportMode::Replace as i32,
-                })
-                .await
-        }
-    };
     let server = TestServer::sqlite_in(tempfile::tempdir().expect("tempdir"), clock.clone(), |s| {
         s.plan_horizon_days = 84
     })
     .await;
     let mut c = server.clients().await;
-    import(&mut c, "twelve", with_calendar(12))
-        .await
-        .expect("a twelve-week calendar");
-    let a = c
-        .campaigns
-        .create_campaign(campaign("cal-a", "kettle-steel", 10, 14, t0))
-        .await
-        .expect("campaign")
-        .into_inner();
-    c.preorders
-        .place_preorder(place("cal-a1", &a.id, "con_cal", 10))
-        .await
-        .expect("locks");
+    import(
+        &mut c,
+        "twelve",
+        &with_calendar(12),
+        pb::ImportMode::Replace,
+    )
+    .await
+    .expect("a twelve-week calendar");
+    locked_kettles(&mut c, "cal-a", 14, t0).await;
     let dir = server.shutdown().await.expect("the data directory");
 
     // The same data, planned in eight weeks.
     let server = TestServer::sqlite_in(dir, clock.clone(), |s| s.plan_horizon_days = 56).await;
     let mut c = server.clients().await;
-    let e = c
-        .planning
-        .run_planning(pb::RunPlanningRequest {
-            idempotency_key: "eight-weeks".into(),
-        })
-        .await
-        .expect_err("the calendar does not fit eight weeks");
+    let e = cycle_refused(&mut c, "eight-weeks").await;
     assert_refused(&e, Code::FailedPrecondition, "CALENDAR_HORIZON_MISMATCH");
     assert_eq!(error_meta(&e, "factoryId").as_deref(), Some("f1"), "{e:?}");
     assert_eq!(error_meta(&e, "calendarPeriods").as_deref(), Some("12"));
@@ -670,7 +676,7 @@ async fn a_calendar_for_another_horizon_stops_planning_until_it_is_imported_agai
         .into_inner();
     assert!(plans.plans.is_empty(), "no plan stored: {plans:?}");
 
-    import(&mut c, "eight", with_calendar(8))
+    import(&mut c, "eight", &with_calendar(8), pb::ImportMode::Replace)
         .await
         .expect("an eight-week calendar");
     let plan = run_cycle(&mut c, "eight-weeks-again").await;
@@ -691,45 +697,23 @@ async fn nothing_to_plan_says_what_waits_beyond_the_horizon() {
     )
     .await;
     let mut c = server.clients().await;
-    let nothing = c
-        .planning
-        .run_planning(pb::RunPlanningRequest {
-            idempotency_key: "empty".into(),
-        })
-        .await
-        .expect_err("nothing waits");
+    let nothing = cycle_refused(&mut c, "empty").await;
     assert_refused(&nothing, Code::FailedPrecondition, "NOTHING_TO_PLAN");
     assert_eq!(
         error_meta(&nothing, "dueAfterHorizon").as_deref(),
         Some("0")
     );
-    c.catalogue
-        .import_scenario(pb::ImportScenarioRequest {
-            idempotency_key: "later-catalogue".into(),
-            text: CATALOGUE.into(),
-            format: pb::ScenarioFormat::Toml as i32,
-            mode: pb::ImportMode::Replace as i32,
-        })
-        .await
-        .expect("catalogue");
+    import(
+        &mut c,
+        "later-catalogue",
+        CATALOGUE,
+        pb::ImportMode::Replace,
+    )
+    .await
+    .expect("catalogue");
     // Promised in 30 days: beyond the one-week horizon.
-    let later = c
-        .campaigns
-        .create_campaign(campaign("later", "kettle-steel", 10, 30, t0))
-        .await
-        .expect("campaign")
-        .into_inner();
-    c.preorders
-        .place_preorder(place("later-1", &later.id, "con_later", 10))
-        .await
-        .expect("locks");
-    let e = c
-        .planning
-        .run_planning(pb::RunPlanningRequest {
-            idempotency_key: "later".into(),
-        })
-        .await
-        .expect_err("due after the horizon");
+    locked_kettles(&mut c, "later", 30, t0).await;
+    let e = cycle_refused(&mut c, "later").await;
     assert_refused(&e, Code::FailedPrecondition, "NOTHING_TO_PLAN");
     assert_eq!(error_meta(&e, "dueAfterHorizon").as_deref(), Some("1"));
     assert_eq!(error_meta(&e, "noFactory").as_deref(), Some("0"));
