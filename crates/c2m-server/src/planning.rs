@@ -565,6 +565,36 @@ pub struct CycleProducts {
     receipts: Vec<(String, String, i64, f64)>,
 }
 
+impl CycleProducts {
+    /// A cycle's diagnosis as people read it: a scenario product that stands for some of
+    /// a sku's batches (`kettle~2`: those that factories rejected, planned apart so they
+    /// avoid them) is named as the sku and whose batches it is, not by its scenario name.
+    fn for_people(&self, d: &planner::Diagnosis) -> planner::Diagnosis {
+        let mut names: Vec<(&String, String)> = self
+            .by_product
+            .iter()
+            .filter(|(product, (sku, _))| *product != sku)
+            .map(|(product, (sku, _))| {
+                (
+                    product,
+                    format!("{sku} (its batches some factory rejected)"),
+                )
+            })
+            .collect();
+        // Longest first, so `kettle~2` does not rename part of `kettle~21`.
+        names.sort_by_key(|(product, _)| std::cmp::Reverse(product.len()));
+        let rename = |s: &String| {
+            names.iter().fold(s.clone(), |s, (product, shown)| {
+                s.replace(product.as_str(), shown)
+            })
+        };
+        let mut shown = d.clone();
+        shown.reasons = d.reasons.iter().map(rename).collect();
+        shown.missing_lines = d.missing_lines.iter().map(rename).collect();
+        shown
+    }
+}
+
 /// The scenario for one cycle (planning model version 2): each queued batch's units due in
 /// the last period that ends by its due date, late at the cost of the campaign's unit
 /// price per unit and period (so lateness is the last resort, but a promise that cannot
@@ -734,7 +764,11 @@ fn new_plan(
         gap: plan.gap.is_finite().then_some(plan.gap),
         solver: plan.solver.clone(),
         solve_seconds: plan.solve_seconds,
-        diagnosis: plan.diagnosis.as_ref().map(to_json).transpose()?,
+        diagnosis: plan
+            .diagnosis
+            .as_ref()
+            .map(|d| to_json(&products.for_people(d)))
+            .transpose()?,
         scenario: scenario.to_toml_string()?,
         plan: planner::report::render_json(plan),
         catalogue_version: catalogue.version,
@@ -1251,6 +1285,40 @@ mod tests {
             e.metadata().contains(&("calendarPeriods", "4".to_owned())),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_diagnosis_names_skus_not_the_cycle_s_split_products() {
+        let mut products = CycleProducts::default();
+        for (product, batches) in [
+            ("kettle", vec![0]),
+            ("kettle~2", vec![1]),
+            ("kettle~21", vec![2]),
+        ] {
+            products
+                .by_product
+                .insert(product.into(), ("kettle".into(), batches));
+        }
+        let d = planner::Diagnosis {
+            reasons: vec![
+                "`kettle~2` is short by 60: no factory has a line for it".into(),
+                "`kettle~21` is short by 5".into(),
+                "`kettle` is short by 1".into(),
+            ],
+            missing_lines: vec!["kettle~2".into()],
+            ..Default::default()
+        };
+        let shown = products.for_people(&d);
+        let split = "kettle (its batches some factory rejected)";
+        assert_eq!(
+            shown.reasons,
+            [
+                format!("`{split}` is short by 60: no factory has a line for it"),
+                format!("`{split}` is short by 5"),
+                "`kettle` is short by 1".to_owned(),
+            ]
+        );
+        assert_eq!(shown.missing_lines, [split]);
     }
 
     #[test]
