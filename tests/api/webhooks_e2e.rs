@@ -321,21 +321,29 @@ async fn a_receiver_gets_every_event_signed_in_order() {
             Some(field)
         );
     }
-    let log = admin
+    let log = delivery_log(&mut admin, &id).await;
+    assert_eq!(log.len(), expected.len() + 2);
+    assert!(log
+        .iter()
+        .all(|d| d.delivered && d.status_code == 200 && d.attempt == 1));
+    server.shutdown().await;
+}
+
+/// An endpoint's delivery log from its first attempt, as many as the default page holds.
+async fn delivery_log(
+    admin: &mut WebhookServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> Vec<pb::WebhookDelivery> {
+    admin
         .list_deliveries(pb::ListDeliveriesRequest {
-            endpoint_id: id,
+            endpoint_id: id.to_owned(),
             after: 0,
             limit: 0,
         })
         .await
         .expect("log")
         .into_inner()
-        .deliveries;
-    assert_eq!(log.len(), expected.len() + 2);
-    assert!(log
-        .iter()
-        .all(|d| d.delivered && d.status_code == 200 && d.attempt == 1));
-    server.shutdown().await;
+        .deliveries
 }
 
 /// Places one order on a fresh campaign (its one `preorder.placed` event).
@@ -405,16 +413,7 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
     // the attempt: wait for the log to say it was delivered.
     let deadline = Instant::now() + StdDuration::from_secs(10);
     let log = loop {
-        let log = admin
-            .list_deliveries(pb::ListDeliveriesRequest {
-                endpoint_id: id.clone(),
-                after: 0,
-                limit: 0,
-            })
-            .await
-            .expect("log")
-            .into_inner()
-            .deliveries;
+        let log = delivery_log(&mut admin, &id).await;
         if log.iter().any(|d| d.delivered) || Instant::now() > deadline {
             break log;
         }
