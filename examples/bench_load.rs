@@ -679,6 +679,7 @@ async fn setup(args: &Args, addr: &str) -> anyhow::Result<Load> {
             text: catalogue(),
             format: pb::ScenarioFormat::Toml as i32,
             mode: pb::ImportMode::Merge as i32,
+            calendar_starts_at: None,
         })
         .await
         .context("importing the benchmark product")?;

@@ -418,6 +418,7 @@ async fn main() -> anyhow::Result<()> {
             text: BENCH_CATALOGUE.into(),
             format: pb::ScenarioFormat::Toml as i32,
             mode: pb::ImportMode::Merge as i32,
+            calendar_starts_at: None,
         })
         .await?;
     let campaign = new_campaign(channels[0].clone(), auth.clone(), args.threshold).await?;

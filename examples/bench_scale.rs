@@ -553,6 +553,7 @@ async fn main() -> anyhow::Result<()> {
             text: catalogue(args.skus),
             format: pb::ScenarioFormat::Toml as i32,
             mode: pb::ImportMode::Merge as i32,
+            calendar_starts_at: None,
         })
         .await
         .context("import the catalogue")?;

@@ -27,7 +27,7 @@
 //! otherwise a fresh one is generated.
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use c2m_proto::v1 as pb;
@@ -69,6 +69,10 @@ enum Cmd {
         /// Merge into the catalogue instead of replacing it.
         #[arg(long)]
         merge: bool,
+        /// Where period 0 of the file's factory calendars starts: a date (`2027-02-08`,
+        /// midnight UTC) or an RFC 3339 time; the moment of the import by default.
+        #[arg(long, value_parser = parse_start)]
+        calendar_starts: Option<DateTime<Utc>>,
     },
     /// Create a campaign (prices in minor units).
     CreateCampaign {
@@ -252,6 +256,16 @@ enum WebhookCmd {
     },
 }
 
+/// A date (midnight UTC) or an RFC 3339 time, for `--calendar-starts`.
+fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("not a date (2027-02-08) or an RFC 3339 time: {e}"))
+}
+
 /// A number of days for `--deadline-days` and `--days`: finite and within a century
 /// either way (a larger one is no date; the server judges whether it is in the past).
 fn days(s: &str) -> Result<f64, String> {
@@ -317,7 +331,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .key
         .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4().simple()));
     let out: serde_json::Value = match args.cmd {
-        Cmd::ImportCatalogue { file, merge } => {
+        Cmd::ImportCatalogue {
+            file,
+            merge,
+            calendar_starts,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let format = if file.extension().is_some_and(|e| e == "json") {
@@ -336,6 +354,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     text,
                     format: format as i32,
                     mode: mode as i32,
+                    calendar_starts_at: calendar_starts.map(|t| prost_types::Timestamp {
+                        seconds: t.timestamp(),
+                        nanos: 0,
+                    }),
                 })
                 .await?
                 .into_inner();

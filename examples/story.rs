@@ -95,6 +95,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 pb::ScenarioFormat::Toml as i32
             },
             mode: pb::ImportMode::Replace as i32,
+            calendar_starts_at: None,
         })
         .await?
         .into_inner();

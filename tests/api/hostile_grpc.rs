@@ -294,6 +294,7 @@ async fn hostile_grpc_traffic_is_answered_and_memory_stays_bounded() {
         text: "#".repeat(MAX_MESSAGE + 1),
         format: pb::ScenarioFormat::Toml as i32,
         mode: pb::ImportMode::Merge as i32,
+        calendar_starts_at: None,
     };
     let e = timed("oversized import", c.catalogue.import_scenario(too_big))
         .await
@@ -458,6 +459,7 @@ async fn hostile_grpc_traffic_is_answered_and_memory_stays_bounded() {
             text: junk_text,
             format: pb::ScenarioFormat::Toml as i32,
             mode: pb::ImportMode::Merge as i32,
+            calendar_starts_at: None,
         }),
     )
     .await
@@ -503,6 +505,7 @@ async fn hostile_grpc_traffic_is_answered_and_memory_stays_bounded() {
             text: many_errors,
             format: pb::ScenarioFormat::Toml as i32,
             mode: pb::ImportMode::Merge as i32,
+            calendar_starts_at: None,
         }),
     )
     .await
@@ -522,6 +525,7 @@ async fn hostile_grpc_traffic_is_answered_and_memory_stays_bounded() {
             text: long_key,
             format: pb::ScenarioFormat::Toml as i32,
             mode: pb::ImportMode::Merge as i32,
+            calendar_starts_at: None,
         }),
     )
     .await

@@ -190,6 +190,7 @@ async fn set_up(c: &mut Clients, clock: &ManualClock, t0: DateTime<Utc>) -> Setu
             text: CATALOGUE.into(),
             format: pb::ScenarioFormat::Toml as i32,
             mode: pb::ImportMode::Replace as i32,
+            calendar_starts_at: None,
         })
         .await
         .expect("catalogue");
@@ -563,35 +564,32 @@ async fn bad_promises_and_calendars_are_refused_naming_the_field() {
         .unwrap()
         .into_inner();
     assert!(listed.campaigns.is_empty(), "nothing written");
-    // A calendar must have one number per period of the horizon (84 days in weeks: 12).
-    let calendar = |n: usize| {
+    // A calendar's periods must be the server's (weeks here): capacity is hours per
+    // period, so a calendar in days would give each week a day's hours.
+    let calendar = |n: usize, period_days: i64| {
         let hours = vec!["40.0"; n].join(", ");
         format!(
-            "name = \"cal\"\ncurrency = \"CNY\"\n\n[horizon]\nperiods = {n}\nperiod_days = 7\n\n\
-             [[factories]]\nid = \"f1\"\ncapacity_hours = [{hours}]\n"
+            "name = \"cal\"\ncurrency = \"CNY\"\n\n[horizon]\nperiods = {n}\n\
+             period_days = {period_days}\n\n[[factories]]\nid = \"f1\"\n\
+             capacity_hours = [{hours}]\n"
         )
     };
-    let e = c
-        .catalogue
-        .import_scenario(pb::ImportScenarioRequest {
-            idempotency_key: "cal-5".into(),
-            text: calendar(5),
-            format: pb::ScenarioFormat::Toml as i32,
-            mode: pb::ImportMode::Merge as i32,
-        })
+    let e = import(&mut c, "cal-days", &calendar(14, 1), pb::ImportMode::Merge)
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("factories[0].calendar"), "{e:?}");
-    c.catalogue
-        .import_scenario(pb::ImportScenarioRequest {
-            idempotency_key: "cal-12".into(),
-            text: calendar(12),
-            format: pb::ScenarioFormat::Toml as i32,
-            mode: pb::ImportMode::Merge as i32,
-        })
+    assert!(e.message().contains("horizon.period_days"), "{e:?}");
+    // A calendar is dates: it may cover fewer weeks than the horizon, or more.
+    for weeks in [5, 12, 20] {
+        import(
+            &mut c,
+            &format!("cal-{weeks}"),
+            &calendar(weeks, 7),
+            pb::ImportMode::Merge,
+        )
         .await
-        .expect("a calendar of twelve weeks");
+        .unwrap_or_else(|e| panic!("a calendar of {weeks} weeks: {e:?}"));
+    }
     server.shutdown().await;
 }
 
@@ -622,34 +620,42 @@ async fn cycle_refused(c: &mut Clients, key: &str) -> tonic::Status {
         .expect_err("the cycle is refused")
 }
 
-/// A calendar written for one horizon is not silently dropped when the server is restarted
-/// with another: the cycle refuses, naming the factory, until the catalogue is imported
-/// with a calendar for the new horizon (planning with the plain capacity would open the
-/// week the calendar closes).
+/// Factory f1's hours per period in a plan's scenario.
+fn f1_hours(plan: &pb::Plan) -> Vec<f64> {
+    let s = c2m_planner::Scenario::from_toml_str(&plan.scenario_toml).expect("the plan's scenario");
+    let f1 = s.factories.iter().find(|f| f.id == "f1").expect("f1");
+    f1.calendar.clone().expect("a calendar")
+}
+
+/// The catalogue with f1 on a calendar of `weeks` weeks, closed in the fourth.
+fn with_calendar(weeks: usize) -> String {
+    let mut hours = vec!["100.0"; weeks];
+    hours[3] = "0.0";
+    CATALOGUE.replace("demand = 0\n", "due = []\n").replacen(
+        "[[factories]]\nid = \"f1\"\ncapacity_hours = 100.0\n",
+        &format!(
+            "[[factories]]\nid = \"f1\"\ncapacity_hours = [{}]\n",
+            hours.join(", ")
+        ),
+        1,
+    ) + &format!("\n[horizon]\nperiods = {weeks}\nperiod_days = 7\n")
+}
+
+/// A factory calendar is dates. The week it closes stays that week as cycles run later
+/// (before, it was always the fourth week from whenever a cycle ran), it survives a
+/// restart with another horizon, and a retry of the import under its key, later, is the
+/// same request (its calendars keep the first import's dates).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_calendar_for_another_horizon_stops_planning_until_it_is_imported_again() {
+async fn a_calendar_keeps_its_dates_as_cycles_move_and_the_horizon_changes() {
     let t0 = start();
     let clock = Arc::new(ManualClock::new(t0));
-    // `weeks` weeks, f1 closed in week 4.
-    let with_calendar = |weeks: usize| {
-        let mut hours = vec!["100.0"; weeks];
-        hours[3] = "0.0";
-        CATALOGUE.replace("demand = 0\n", "due = []\n").replacen(
-            "[[factories]]\nid = \"f1\"\ncapacity_hours = 100.0\n",
-            &format!(
-                "[[factories]]\nid = \"f1\"\ncapacity_hours = [{}]\n",
-                hours.join(", ")
-            ),
-            1,
-        ) + &format!("\n[horizon]\nperiods = {weeks}\nperiod_days = 7\n")
-    };
     assert!(with_calendar(12).contains("capacity_hours = [100.0, 100.0, 100.0, 0.0,"));
     let server = TestServer::sqlite_in(tempfile::tempdir().expect("tempdir"), clock.clone(), |s| {
         s.plan_horizon_days = 84
     })
     .await;
     let mut c = server.clients().await;
-    import(
+    let first = import(
         &mut c,
         "twelve",
         &with_calendar(12),
@@ -658,11 +664,82 @@ async fn a_calendar_for_another_horizon_stops_planning_until_it_is_imported_agai
     .await
     .expect("a twelve-week calendar");
     locked_kettles(&mut c, "cal-a", 14, t0).await;
+    let plan = run_cycle(&mut c, "at-import").await;
+    assert_eq!(f1_hours(&plan)[..5], [100.0, 100.0, 100.0, 0.0, 100.0]);
     let dir = server.shutdown().await.expect("the data directory");
 
-    // The same data, planned in eight weeks.
+    // Two weeks later, planned in eight weeks: the closed week is now the second.
+    clock.advance(Duration::days(14));
     let server = TestServer::sqlite_in(dir, clock.clone(), |s| s.plan_horizon_days = 56).await;
     let mut c = server.clients().await;
+    let again = import(
+        &mut c,
+        "twelve",
+        &with_calendar(12),
+        pb::ImportMode::Replace,
+    )
+    .await
+    .expect("the same import, retried");
+    assert_eq!(again.version, first.version, "a replay, not a new change");
+    locked_kettles(&mut c, "cal-b", 14, clock.now()).await;
+    let plan = run_cycle(&mut c, "two-weeks-later").await;
+    let hours = f1_hours(&plan);
+    assert_eq!(hours.len(), 8, "{hours:?}");
+    assert_eq!(hours[1], 0.0, "the closed week, on its dates: {hours:?}");
+    // The calendar covers ten more weeks: all open but that one.
+    assert!(
+        hours
+            .iter()
+            .enumerate()
+            .all(|(t, h)| (t == 1) == (*h == 0.0)),
+        "{hours:?}"
+    );
+    server.shutdown().await;
+}
+
+/// A calendar stored before calendars had dates counts from each cycle's start; one
+/// written for another horizon is not silently dropped when the server is restarted with
+/// another: the cycle refuses, naming the factory, until the catalogue is imported again
+/// (planning with the plain capacity would open the week the calendar closes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undated_calendar_for_another_horizon_stops_planning_until_it_is_imported_again() {
+    let t0 = start();
+    let clock = Arc::new(ManualClock::new(t0));
+    let server = TestServer::sqlite_in(tempfile::tempdir().expect("tempdir"), clock.clone(), |s| {
+        s.plan_horizon_days = 56
+    })
+    .await;
+    let mut c = server.clients().await;
+    import(&mut c, "plain", CATALOGUE, pb::ImportMode::Replace)
+        .await
+        .expect("the catalogue");
+    // As an older server stored it: twelve weeks of hours, no dates.
+    let mut catalogue = server.store.catalogue().await.expect("catalogue");
+    let f1 = catalogue
+        .factories
+        .iter_mut()
+        .find(|f| f.id == "f1")
+        .expect("f1");
+    let mut hours = vec![100.0; 12];
+    hours[3] = 0.0;
+    f1.calendar = Some(c2m_store::catalogue::FactoryCalendar {
+        hours,
+        period_days: None,
+        starts_at: None,
+    });
+    server
+        .store
+        .change_catalogue(
+            &c2m_store::ChangeCatalogue {
+                idempotency_key: c2m_domain::IdempotencyKey::parse("undated").expect("key"),
+                edit: c2m_store::CatalogueEdit::Replace(catalogue),
+            },
+            Arc::new(|_| Ok(())),
+            t0,
+        )
+        .await
+        .expect("an undated calendar, written as before");
+    locked_kettles(&mut c, "cal-a", 14, t0).await;
     let e = cycle_refused(&mut c, "eight-weeks").await;
     assert_refused(&e, Code::FailedPrecondition, "CALENDAR_HORIZON_MISMATCH");
     assert_eq!(error_meta(&e, "factoryId").as_deref(), Some("f1"), "{e:?}");

@@ -155,9 +155,9 @@ impl Application {
             ..
         } = self;
         let plan_horizon = settings.plan_horizon().map_err(anyhow::Error::msg)?;
-        // Said at start, where the operator who changed the horizon looks: planning
-        // cycles refuse such a calendar (CALENDAR_HORIZON_MISMATCH) until it is imported
-        // again for this horizon.
+        // Said at start, where the operator who changed the horizon looks: a calendar an
+        // older server stored without dates, written for another horizon, is refused by
+        // planning cycles (CALENDAR_HORIZON_MISMATCH) until it is imported again.
         if let Ok(catalogue) = store.catalogue().await {
             for f in &catalogue.factories {
                 if let Err(e) = crate::planning::check_calendar(f, plan_horizon) {

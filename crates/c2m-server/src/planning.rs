@@ -22,8 +22,8 @@ use c2m_domain::ids::PurchaseOrderId;
 use c2m_domain::{BatchId, Clock, DomainError, IdempotencyKey, Refusal};
 use c2m_planner as planner;
 use c2m_store::catalogue::{
-    CatalogueFactory, CatalogueMaterial, CatalogueProduct, CatalogueSupplier, FactoryLine,
-    OfferPriceBreak, SupplierOffer,
+    CatalogueFactory, CatalogueMaterial, CatalogueProduct, CatalogueSupplier, FactoryCalendar,
+    FactoryLine, OfferPriceBreak, SupplierOffer,
 };
 use c2m_store::planning::{
     MaterialDelivery, NewWorkOrder, RunBatch, RunSchedule, WorkOrder, WorkOrderRun,
@@ -159,9 +159,32 @@ fn line_of(l: &FactoryLine, sku: &str) -> planner::Line {
     }
 }
 
-/// A scenario as catalogue entries (its demand is dropped).
-pub fn catalogue_of(s: &planner::Scenario) -> Catalogue {
-    Catalogue {
+/// A scenario as catalogue entries (its demand is dropped). A version 2 scenario's
+/// factory calendars are dated: period 0 starts at `calendars_start`, or, when `None`, at
+/// the moment the store applies the change.
+///
+/// A version 2 scenario's periods must be the server's (`--plan-period-days`):
+/// `capacity_hours` are hours per period, so a scenario in days imported into a server
+/// planning in weeks would give each week a day's hours.
+pub fn catalogue_of(
+    s: &planner::Scenario,
+    calendars_start: Option<DateTime<Utc>>,
+    horizon: PlanHorizon,
+) -> Result<Catalogue, DomainError> {
+    if let Some(h) = &s.horizon {
+        if h.period_days != horizon.period_days {
+            return Err(DomainError::invalid(
+                "horizon.period_days",
+                format!(
+                    "the server plans in periods of {} days (--plan-period-days) and \
+                     capacity_hours are hours per period; the scenario's periods are {} days",
+                    horizon.period_days, h.period_days
+                ),
+            ));
+        }
+    }
+    let period_days = s.horizon.as_ref().map(|h| h.period_days);
+    Ok(Catalogue {
         version: 0,
         name: s.name.clone(),
         currency: Some(s.currency.clone()),
@@ -190,7 +213,11 @@ pub fn catalogue_of(s: &planner::Scenario) -> Catalogue {
             .map(|f| CatalogueFactory {
                 id: f.id.clone(),
                 capacity_hours: f.capacity_hours,
-                calendar: f.calendar.clone(),
+                calendar: f.calendar.clone().map(|hours| FactoryCalendar {
+                    hours,
+                    period_days,
+                    starts_at: calendars_start,
+                }),
                 lines: f
                     .lines
                     .iter()
@@ -232,7 +259,7 @@ pub fn catalogue_of(s: &planner::Scenario) -> Catalogue {
                     .collect(),
             })
             .collect(),
-    }
+    })
 }
 
 /// The scenario rules as a domain error: INVALID_ARGUMENT naming the first place
@@ -257,16 +284,20 @@ pub fn scenario_error(e: &planner::ScenarioError) -> DomainError {
 /// The check every catalogue change must pass: the catalogue, as a scenario with zero
 /// demand, follows the scenario rules, and each factory calendar has one number (hours,
 /// not negative) per period of the planning horizon.
-/// A factory's calendar, if it has one, has one number per period of `horizon`.
+/// A factory's calendar stored before calendars had dates (it counts from each cycle's
+/// start) has one number per period of `horizon`: once the periods change, which week it
+/// closes is not known. A dated calendar fits any horizon.
 pub fn check_calendar(f: &CatalogueFactory, horizon: PlanHorizon) -> Result<(), DomainError> {
     match &f.calendar {
-        Some(c) if c.len() as i64 != horizon.periods => Err(Refusal::CalendarHorizonMismatch {
-            factory: f.id.clone(),
-            calendar_periods: c.len() as i64,
-            periods: horizon.periods,
-            period_days: horizon.period_days,
+        Some(c) if c.period_days.is_none() && c.hours.len() as i64 != horizon.periods => {
+            Err(Refusal::CalendarHorizonMismatch {
+                factory: f.id.clone(),
+                calendar_periods: c.hours.len() as i64,
+                periods: horizon.periods,
+                period_days: horizon.period_days,
+            }
+            .into())
         }
-        .into()),
         _ => Ok(()),
     }
 }
@@ -314,7 +345,7 @@ pub fn catalogue_check(horizon: PlanHorizon) -> CatalogueCheck {
         catalogue_names(c)?;
         for (i, f) in c.factories.iter().enumerate() {
             let Some(cal) = &f.calendar else { continue };
-            if cal.len() as i64 != horizon.periods {
+            if cal.period_days.is_none() && cal.hours.len() as i64 != horizon.periods {
                 return Err(DomainError::invalid(
                     format!("factories[{i}].calendar"),
                     format!(
@@ -322,15 +353,23 @@ pub fn catalogue_check(horizon: PlanHorizon) -> CatalogueCheck {
                          days (--plan-horizon-days, --plan-period-days), got {}",
                         horizon.periods,
                         horizon.period_days,
-                        cal.len()
+                        cal.hours.len()
                     ),
                 ));
             }
-            if let Some(t) = cal.iter().position(|h| !(h.is_finite() && *h >= 0.0)) {
+            if let Some(t) = cal.hours.iter().position(|h| !(h.is_finite() && *h >= 0.0)) {
                 return Err(DomainError::invalid(
                     format!("factories[{i}].calendar[{t}]"),
-                    format!("hours must be a number, not negative, got {}", cal[t]),
+                    format!("hours must be a number, not negative, got {}", cal.hours[t]),
                 ));
+            }
+            if let Some(days) = cal.period_days {
+                if days < 1 {
+                    return Err(DomainError::invalid(
+                        format!("factories[{i}].calendar"),
+                        "a calendar's periods are at least a day",
+                    ));
+                }
             }
         }
         let s = scenario_of(c, None)?;
@@ -526,14 +565,40 @@ impl World {
     }
 
     /// Each factory's hours per period: its calendar (or capacity) less the hours of
-    /// released runs, spread evenly over their dates. A calendar of another length than
-    /// the horizon is refused ([`check_calendar`]), not replaced by the capacity: that
-    /// would drop the weeks it closes without a word.
+    /// released runs, spread evenly over their dates.
+    ///
+    /// A calendar is dates: each period of the cycle gets the hours of the calendar's
+    /// periods it overlaps, in proportion to the overlap, so a closed week stays closed on
+    /// its dates however the cycle's periods fall (a cycle starting mid-week sees half of
+    /// it in each of two periods), and on dates the calendar does not cover the factory
+    /// has `capacity_hours` (for a calendar, its largest period's). A calendar stored
+    /// before calendars had dates counts from the cycle's start, and one of another length
+    /// than the horizon is refused ([`check_calendar`]), not replaced by the capacity:
+    /// that would drop the weeks it closes without a word.
     fn calendar(&self, f: &CatalogueFactory) -> Result<Vec<f64>, DomainError> {
         check_calendar(f, self.horizon)?;
         let periods = self.horizon.periods as usize;
         let mut hours = match &f.calendar {
-            Some(c) => c.clone(),
+            Some(c) => {
+                // Undated: the cycle's own periods, as such a calendar always counted.
+                let (first, len) = c.dates().unwrap_or((self.now, self.period_length()));
+                let start = |j: usize| first + len * (j as i32);
+                let end = start(c.hours.len());
+                let len = len.num_seconds() as f64;
+                (0..periods as i64)
+                    .map(|t| {
+                        let (a, b) = (self.period_start(t), self.period_start(t + 1));
+                        let overlap = |from: DateTime<Utc>, to: DateTime<Utc>| {
+                            (b.min(to) - a.max(from)).num_seconds().max(0) as f64
+                        };
+                        let dated: f64 = (c.hours.iter().enumerate())
+                            .map(|(j, h)| h * overlap(start(j), start(j + 1)) / len)
+                            .sum();
+                        let undated = (b - a).num_seconds() as f64 - overlap(first, end);
+                        dated + f.capacity_hours * undated / len
+                    })
+                    .collect()
+            }
             None => vec![f.capacity_hours; periods],
         };
         for run in self
@@ -1267,14 +1332,15 @@ mod tests {
         assert!((cal[0] - 33.0).abs() < 1e-9, "{cal:?}");
         assert_eq!(cal[1], 20.0);
         assert_eq!(cal[2..], [40.0; 4]);
-        // A closed week stays closed; another factory's work takes nothing here.
-        f.calendar = Some(vec![16.0, 0.0, 40.0, 40.0, 40.0, 40.0]);
+        // A closed week stays closed; another factory's work takes nothing here. (A
+        // calendar stored before calendars had dates counts from the cycle's start.)
+        f.calendar = Some(undated(vec![16.0, 0.0, 40.0, 40.0, 40.0, 40.0]));
         assert_eq!(w.calendar(&f).unwrap()[..2], [9.0, 0.0]);
         f.id = "f2".into();
         assert_eq!(w.calendar(&f).unwrap()[..2], [16.0, 0.0]);
         // A calendar written for another horizon is refused, naming the factory: planning
         // with the capacity instead would open the week it closes.
-        f.calendar = Some(vec![16.0, 0.0, 40.0, 40.0]);
+        f.calendar = Some(undated(vec![16.0, 0.0, 40.0, 40.0]));
         let e = w.calendar(&f).unwrap_err();
         assert_eq!(e.reason(), "CALENDAR_HORIZON_MISMATCH", "{e}");
         assert!(
@@ -1285,6 +1351,66 @@ mod tests {
             e.metadata().contains(&("calendarPeriods", "4".to_owned())),
             "{e:?}"
         );
+    }
+
+    fn undated(hours: Vec<f64>) -> FactoryCalendar {
+        FactoryCalendar {
+            hours,
+            period_days: None,
+            starts_at: None,
+        }
+    }
+
+    /// A calendar is dates: as cycles run later, the week it closes stays on its dates
+    /// (not four weeks from whenever the cycle runs), a cycle starting mid-week sees the
+    /// closure split between two of its periods, and dates the calendar does not cover
+    /// get the factory's capacity. It fits any horizon.
+    #[test]
+    fn a_dated_calendar_keeps_its_closed_week_on_its_dates() {
+        let imported = world(vec![]).now;
+        let f = CatalogueFactory {
+            id: "f1".into(),
+            capacity_hours: 40.0,
+            lines: vec![],
+            // Four weeks from the import, the fourth closed.
+            calendar: Some(FactoryCalendar {
+                hours: vec![40.0, 30.0, 40.0, 0.0],
+                period_days: Some(7),
+                starts_at: Some(imported),
+            }),
+        };
+        let at = |offset: f64, periods: i64| World {
+            now: imported + days(offset),
+            horizon: PlanHorizon {
+                periods,
+                period_days: 7,
+            },
+            ..world(vec![])
+        };
+        let close = |got: Vec<f64>, want: &[f64]| {
+            assert_eq!(got.len(), want.len(), "{got:?}");
+            assert!(
+                got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-9),
+                "{got:?} != {want:?}"
+            );
+        };
+        close(
+            at(0.0, 6).calendar(&f).unwrap(),
+            &[40.0, 30.0, 40.0, 0.0, 40.0, 40.0],
+        );
+        // Two weeks later the closed week is the cycle's period 1.
+        close(at(14.0, 4).calendar(&f).unwrap(), &[40.0, 0.0, 40.0, 40.0]);
+        // Half a week later, each period straddles two of the calendar's weeks.
+        close(
+            at(3.5, 5).calendar(&f).unwrap(),
+            &[35.0, 35.0, 20.0, 20.0, 40.0],
+        );
+        // Long after, the calendar says nothing: the capacity.
+        close(at(70.0, 2).calendar(&f).unwrap(), &[40.0, 40.0]);
+        // A calendar starting next week: this week has the capacity.
+        let mut later = f.clone();
+        later.calendar.as_mut().unwrap().starts_at = Some(imported + days(7.0));
+        close(at(0.0, 3).calendar(&later).unwrap(), &[40.0, 40.0, 30.0]);
     }
 
     #[test]

@@ -429,6 +429,7 @@ pub async fn ensure_skus(c: &mut Clients, skus: &[&str]) {
             text,
             format: pb::ScenarioFormat::Toml as i32,
             mode: pb::ImportMode::Merge as i32,
+            calendar_starts_at: None,
         })
         .await
         .expect("products added to the catalogue");
@@ -625,6 +626,7 @@ pub async fn import(
             text: text.into(),
             format: pb::ScenarioFormat::Toml as i32,
             mode: mode as i32,
+            calendar_starts_at: None,
         })
         .await
         .map(|r| r.into_inner())

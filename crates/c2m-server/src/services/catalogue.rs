@@ -31,13 +31,17 @@ impl CatalogueService for CatalogueSvc {
             Scenario::from_toml_str(&r.text)
         }
         .map_err(|e| domain_status(&scenario_error(&e)))?;
-        let catalogue = catalogue_of(&parsed);
+        let now = self.0.clock.now();
+        let calendars_start = (r.calendar_starts_at.as_ref())
+            .map(|t| convert::parse_timestamp("calendar_starts_at", t))
+            .transpose()?;
+        let catalogue = catalogue_of(&parsed, calendars_start, self.0.plan_horizon)
+            .map_err(|e| domain_status(&e))?;
         let edit = match pb::ImportMode::try_from(r.mode) {
             Ok(pb::ImportMode::Merge) => CatalogueEdit::Merge(catalogue),
             Ok(_) => CatalogueEdit::Replace(catalogue),
             Err(_) => return Err(domain_status(&DomainError::invalid("mode", "unknown mode"))),
         };
-        let now = self.0.clock.now();
         let done = self
             .0
             .store

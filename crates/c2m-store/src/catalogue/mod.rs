@@ -78,11 +78,88 @@ pub struct CatalogueFactory {
     pub id: String,
     pub capacity_hours: f64,
     pub lines: Vec<FactoryLine>,
-    /// Hours in each period of the planning horizon, counted from each cycle's start (a
-    /// closed week is 0); `None` means `capacity_hours` in every period. Its length must
-    /// be the horizon's number of periods (the server's catalogue check).
+    /// Hours period by period from a date on (a closed week is 0); `None` means
+    /// `capacity_hours` in every period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calendar: Option<Vec<f64>>,
+    pub calendar: Option<FactoryCalendar>,
+}
+
+/// A factory's hours period by period. A calendar is dates: the week it closes is the
+/// same week whenever a cycle runs, so it is stored with where its first period starts
+/// and how long its periods are, and each cycle maps its own periods onto those dates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredCalendar")]
+pub struct FactoryCalendar {
+    /// Hours in each period (0: closed).
+    pub hours: Vec<f64>,
+    /// Its periods' length in days; `None` for a calendar stored before calendars had
+    /// dates (a bare list of hours in the `calendar` column), which counts from each
+    /// cycle's start in the cycle's periods, as it did then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_days: Option<i64>,
+    /// Where period 0 starts. In a change, `None` means the change's moment: the store
+    /// dates it when it applies the change, so a retry under the same key, later, is the
+    /// same request and keeps the first date. Stored, it is set whenever `period_days` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<DateTime<Utc>>,
+}
+
+impl FactoryCalendar {
+    /// The calendar's dates, `(start of period 0, period length)`, or `None` for one stored
+    /// before calendars had dates.
+    pub fn dates(&self) -> Option<(DateTime<Utc>, chrono::Duration)> {
+        Some((self.starts_at?, chrono::Duration::days(self.period_days?)))
+    }
+}
+
+/// The `calendar` column as it may be found: an object with the hours and their anchor,
+/// or the bare list of hours written before calendars had dates.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredCalendar {
+    Dated {
+        hours: Vec<f64>,
+        #[serde(default)]
+        period_days: Option<i64>,
+        #[serde(default)]
+        starts_at: Option<DateTime<Utc>>,
+    },
+    Bare(Vec<f64>),
+}
+
+impl From<StoredCalendar> for FactoryCalendar {
+    fn from(s: StoredCalendar) -> Self {
+        match s {
+            StoredCalendar::Dated {
+                hours,
+                period_days,
+                starts_at,
+            } => Self {
+                hours,
+                period_days,
+                starts_at,
+            },
+            StoredCalendar::Bare(hours) => Self {
+                hours,
+                period_days: None,
+                starts_at: None,
+            },
+        }
+    }
+}
+
+/// Dates the calendars of a change that come without a start (see
+/// [`FactoryCalendar::starts_at`]): their period 0 starts at the change's moment.
+fn date_calendars(edit: &CatalogueEdit, now: DateTime<Utc>) -> CatalogueEdit {
+    let mut edit = edit.clone();
+    if let CatalogueEdit::Replace(c) | CatalogueEdit::Merge(c) = &mut edit {
+        for cal in c.factories.iter_mut().filter_map(|f| f.calendar.as_mut()) {
+            if cal.period_days.is_some() && cal.starts_at.is_none() {
+                cal.starts_at = Some(now);
+            }
+        }
+    }
+    edit
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,13 +366,14 @@ pub(crate) async fn change_catalogue<D: Backend>(
     check: &CatalogueCheck,
     now: DateTime<Utc>,
 ) -> Result<CatalogueChanged> {
+    let edit = date_calendars(&req.edit, now);
     let now = micros(now);
     let key = Keyed::new(OP_CHANGE_CATALOGUE, &req.idempotency_key, req);
     if let Some(done) = key.replay(tx).await? {
         return Ok(done);
     }
     let current = tx.lock_catalogue().await?;
-    let next = apply(&current, &req.edit)?;
+    let next = apply(&current, &edit)?;
     let gone_products = removed(&current.products, &next.products, |p| &p.sku);
     // The sku rule first: its error says more than the rules the removal would break.
     sku_rule(tx, &gone_products).await?;
@@ -440,5 +518,62 @@ impl<E: Engine> CatalogueStore for E {
             Box::pin(change_catalogue(tx, req, check, c.now))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `calendar` column holds a bare list of hours where an older server wrote it,
+    /// and an object with the calendar's dates since; both read.
+    #[test]
+    fn a_calendar_reads_as_stored_before_and_after_it_had_dates() {
+        let bare: FactoryCalendar = serde_json::from_str("[40.0, 0.0]").unwrap();
+        assert_eq!(bare.hours, [40.0, 0.0]);
+        assert_eq!(bare.dates(), None);
+        let start = DateTime::parse_from_rfc3339("2030-03-04T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let dated = FactoryCalendar {
+            hours: vec![40.0, 0.0],
+            period_days: Some(7),
+            starts_at: Some(start),
+        };
+        let text = serde_json::to_string(&dated).unwrap();
+        let back: FactoryCalendar = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, dated, "{text}");
+        assert_eq!(back.dates(), Some((start, chrono::Duration::days(7))));
+    }
+
+    /// A change's calendars without a start are dated at the change's moment; one given
+    /// a start keeps it.
+    #[test]
+    fn a_change_dates_its_calendars_that_have_no_start() {
+        let now = DateTime::parse_from_rfc3339("2030-03-04T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let given = now + chrono::Duration::days(3);
+        let factory = |id: &str, starts_at| CatalogueFactory {
+            id: id.into(),
+            capacity_hours: 40.0,
+            lines: vec![],
+            calendar: Some(FactoryCalendar {
+                hours: vec![40.0],
+                period_days: Some(7),
+                starts_at,
+            }),
+        };
+        let edit = CatalogueEdit::Merge(Catalogue {
+            factories: vec![factory("a", None), factory("b", Some(given))],
+            ..Catalogue::default()
+        });
+        let CatalogueEdit::Merge(dated) = date_calendars(&edit, now) else {
+            unreachable!()
+        };
+        let starts: Vec<_> = (dated.factories.iter())
+            .map(|f| f.calendar.as_ref().unwrap().starts_at)
+            .collect();
+        assert_eq!(starts, [Some(now), Some(given)]);
     }
 }
