@@ -579,6 +579,23 @@ async fn bad_promises_and_calendars_are_refused_naming_the_field() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("horizon.period_days"), "{e:?}");
+    // Its start is a date a cycle can add weeks to.
+    let e = c
+        .catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: "cal-far".into(),
+            text: calendar(5, 7),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: pb::ImportMode::Merge as i32,
+            calendar_starts_at: Some(prost_types::Timestamp {
+                seconds: 253_402_300_799,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("calendar_starts_at"), "{e:?}");
     // A calendar is dates: it may cover fewer weeks than the horizon, or more.
     for weeks in [5, 12, 20] {
         import(

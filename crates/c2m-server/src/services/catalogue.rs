@@ -35,6 +35,16 @@ impl CatalogueService for CatalogueSvc {
         let calendars_start = (r.calendar_starts_at.as_ref())
             .map(|t| convert::parse_timestamp("calendar_starts_at", t))
             .transpose()?;
+        // Cycles add the calendar's periods to its start: a start near the end of time
+        // would overflow the dates, and one centuries away is a typo.
+        if let Some(t) = calendars_start {
+            if (t - now).num_days().abs() > 36_525 {
+                return Err(domain_status(&DomainError::invalid(
+                    "calendar_starts_at",
+                    format!("{t} is more than a century from now"),
+                )));
+            }
+        }
         let catalogue = catalogue_of(&parsed, calendars_start, self.0.plan_horizon)
             .map_err(|e| domain_status(&e))?;
         let edit = match pb::ImportMode::try_from(r.mode) {
