@@ -384,3 +384,79 @@ async fn a_subscription_ends_cleanly_when_the_server_shuts_down() {
         .await
         .expect("shutdown does not wait for open streams forever");
 }
+
+/// A factory's counts are checked without overflowing: a shipment near `i64::MAX` after a
+/// first part (it wrapped to a negative total that passed the "not more than ordered" check;
+/// in a debug build it panicked inside SQLite's one writer, after which every write of every
+/// caller failed as UNAVAILABLE until a restart), a quality check whose counts add past
+/// `i64::MAX`, or one counting more units than the work order makes, are refused naming the
+/// field; the tally is unchanged and the store takes the next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_counts_from_a_factory_are_refused_and_the_store_writes_on() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    locked_batch(&mut c, "cmp-a", "case-a", 20).await;
+    let plan = run_planning(&mut c, "cycle").await.expect("plan");
+    let wo = plan.work_orders.first().expect("a work order").clone();
+    let (factory, made): (&str, i64) = (&wo.factory_id, wo.runs.iter().map(|r| r.quantity).sum());
+    let ship = |n: i64| {
+        pb::report_request::Progress::Shipped(pb::Shipped {
+            quantities: vec![pb::ShippedQuantity {
+                sku: "case-a".into(),
+                quantity: n,
+            }],
+        })
+    };
+    let check = |passed: i64, failed: i64| {
+        pb::report_request::Progress::QualityCheck(pb::QualityCheck { passed, failed })
+    };
+    for (i, progress) in [
+        pb::report_request::Progress::Accepted(pb::Accepted {}),
+        pb::report_request::Progress::InProduction(pb::InProduction {}),
+        check(made, 0),
+        ship(1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        c.factory
+            .report(report(&format!("p-{i}"), factory, &wo.id, progress))
+            .await
+            .expect("progress");
+    }
+
+    for (key, progress, field) in [
+        ("huge-ship", ship(i64::MAX), "shipped.quantities[case-a]"),
+        ("huge-check", check(i64::MAX, i64::MAX), "quality_check"),
+        ("over-check", check(made + 1, 0), "quality_check"),
+    ] {
+        let err = c
+            .factory
+            .report(report(key, factory, &wo.id, progress))
+            .await
+            .expect_err(key);
+        assert_refused(&err, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(error_meta(&err, "field").as_deref(), Some(field), "{key}");
+    }
+
+    // The store still writes, and the tally is what the accepted reports made it.
+    let rest = c
+        .factory
+        .report(report("rest", factory, &wo.id, ship(made - 1)))
+        .await
+        .expect("the rest ships")
+        .into_inner();
+    assert_eq!(rest.state(), pb::WorkOrderState::Shipped);
+    assert_eq!(rest.qc_passed, made);
+    assert_eq!(
+        rest.shipped
+            .iter()
+            .map(|s| (s.sku.as_str(), s.quantity))
+            .collect::<Vec<_>>(),
+        vec![("case-a", made)]
+    );
+    server.shutdown().await;
+}

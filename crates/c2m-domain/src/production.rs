@@ -131,13 +131,18 @@ impl Progress {
                         "must not be negative",
                     ));
                 }
-                if passed + failed == 0 {
-                    return Err(DomainError::invalid(
+                // Both are non-negative here, so only a sum past i64 fails to add.
+                match passed.checked_add(*failed) {
+                    Some(0) => Err(DomainError::invalid(
                         "quality_check",
                         "a check must count at least one unit",
-                    ));
+                    )),
+                    Some(_) => Ok(()),
+                    None => Err(DomainError::invalid(
+                        "quality_check",
+                        "passed and failed together count more units than any work order makes",
+                    )),
                 }
-                Ok(())
             }
             Progress::Shipped { quantities } => {
                 if quantities.is_empty() {
@@ -238,8 +243,35 @@ pub fn apply(
         },
         Progress::QualityCheck { passed, failed } => match state {
             S::InProduction | S::QcFailed | S::QcPassed => {
-                next.qc_passed += passed;
-                next.qc_failed += failed;
+                // One check looks at units of this work order, so it counts at most as many
+                // as it makes; the running totals are then bounded by the checks made, and
+                // checked sums keep a factory's report from wrapping them (a check of
+                // i64::MAX units made the totals negative, or panicked a debug build's
+                // writer).
+                let units = tally
+                    .ordered
+                    .values()
+                    .fold(0i64, |n, q| n.saturating_add(*q));
+                let counted = passed + failed; // validated: no overflow
+                if units > 0 && counted > units {
+                    return Err(DomainError::invalid(
+                        "quality_check",
+                        format!(
+                            "a check of {counted} units in work order {work_order}, which makes \
+                             {units}"
+                        ),
+                    ));
+                }
+                let total = |field: &str, was: i64, more: i64| {
+                    was.checked_add(more).ok_or_else(|| {
+                        DomainError::invalid(
+                            format!("quality_check.{field}"),
+                            "the work order's checks count more units than can be kept",
+                        )
+                    })
+                };
+                next.qc_passed = total("passed", next.qc_passed, *passed)?;
+                next.qc_failed = total("failed", next.qc_failed, *failed)?;
                 if *failed == 0 {
                     S::QcPassed
                 } else {
@@ -266,16 +298,20 @@ pub fn apply(
                             format!("work order {work_order} makes no `{sku}`"),
                         ));
                     };
-                    let total = next.shipped.get(sku).copied().unwrap_or(0) + q;
-                    if total > *ordered {
+                    let shipped = next.shipped.get(sku).copied().unwrap_or(0);
+                    // Compared with what is left rather than by adding: a quantity near
+                    // i64::MAX added to what shipped already wrapped to a negative total
+                    // that passed the check (or panicked a debug build's writer).
+                    if *q > ordered.saturating_sub(shipped) {
                         return Err(DomainError::invalid(
                             format!("shipped.quantities[{sku}]"),
                             format!(
-                                "{total} shipped in all would exceed the {ordered} units ordered"
+                                "{} shipped in all would exceed the {ordered} units ordered",
+                                i128::from(shipped) + i128::from(*q)
                             ),
                         ));
                     }
-                    next.shipped.insert(sku.clone(), total);
+                    next.shipped.insert(sku.clone(), shipped + q);
                 }
                 let all = next
                     .ordered
