@@ -105,6 +105,11 @@ pub fn store_status(e: StoreError) -> Status {
             tracing::error!(%msg, "corrupt data");
             internal()
         }
+        // A bug met by this request's write alone (rolled back): retrying meets it again.
+        StoreError::Panicked(msg) => {
+            tracing::error!(%msg, "a store write panicked");
+            internal()
+        }
     }
 }
 

@@ -17,6 +17,10 @@ pub enum StoreError {
     /// Stored data broke an invariant the code relies on (a bug or manual tampering).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A write's code panicked (a bug): that write was rolled back and answered with
+    /// this, and the writer went on with the others.
+    #[error("a write panicked: {0}")]
+    Panicked(String),
 }
 
 /// Whether a database error may pass if the call is retried unchanged: the connection or

@@ -191,7 +191,7 @@ where
     T: Send + 'static,
 {
     async fn run(&mut self, tx: &mut Tx<'_, D>) -> Ran {
-        let result = (self.op.run)(tx, &self.op.args)
+        let result = guard((self.op.run)(tx, &self.op.args))
             .instrument(self.span.clone())
             .await;
         let ran = match &result {
@@ -230,6 +230,28 @@ where
             )),
         });
     }
+}
+
+/// Runs a write's logic, turning a panic in it into [`StoreError::Panicked`] for that
+/// write alone. The writer runs other callers' writes on the same task (SQLite's one
+/// writer, a PostgreSQL campaign's writer): without this, one write that panicked (a
+/// factory's shipment of `i64::MAX` units overflowed in a debug build) ended the task, and
+/// every later write of every caller failed as UNAVAILABLE until a restart. The write's
+/// transaction state is not trusted after it: its savepoint (or transaction) is rolled
+/// back like any failed write's.
+async fn guard<T>(write: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(write)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            Err(StoreError::Panicked(why))
+        })
 }
 
 /// The error a caller sees when its writer is gone (it panicked, the store closed, or the
@@ -482,7 +504,7 @@ async fn place_run<D: Backend>(tx: &mut Tx<'_, D>, run: &mut [Box<dyn Queued<D>>
                 .filter_map(|(i, job)| job.placement().map(|p| (i, p)))
                 .filter(|(_, p)| p.req.campaign_id == *campaign)
                 .unzip();
-            (mine, place_preorders(tx, campaign, &placing).await?)
+            (mine, guard(place_preorders(tx, campaign, &placing)).await?)
         };
         for (i, answer) in mine.into_iter().zip(answers) {
             run[i].placed(answer);
@@ -569,6 +591,8 @@ mod tests {
     struct Insert {
         x: i64,
         refuse: bool,
+        /// Panics after its insert, as a bug in a write's logic would.
+        panic: bool,
         break_at_commit: bool,
         conflict_once: Option<Arc<AtomicBool>>,
     }
@@ -586,6 +610,9 @@ mod tests {
                     RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$";
                 tx.conn().batch(conflict).await?;
             }
+        }
+        if i.panic {
+            panic!("a bug in write {}", i.x);
         }
         if i.refuse {
             return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan {
@@ -671,6 +698,65 @@ mod tests {
         let ok: Vec<i64> = results.into_iter().filter_map(Result::ok).collect();
         assert_eq!(ok, vec![1, 3, 4]);
         assert_eq!(stored(store).await, vec![1, 3, 4]);
+    }
+
+    /// A write that panics, in a group and alone, fails by itself (its insert rolled back,
+    /// its caller answered `Panicked`) and the writer goes on: before, the panic ended the
+    /// writer task and every later write of every caller failed until a restart.
+    async fn a_panicking_write_fails_alone_and_the_writer_goes_on<E: Engine>(store: &E) {
+        let mut ops = inserts(5);
+        ops[2].panic = true;
+        let results = run_all(store, ops).await;
+        assert!(
+            matches!(&results[2], Err(StoreError::Panicked(why)) if why == "a bug in write 3"),
+            "{:?}",
+            results[2]
+        );
+        let ok: Vec<i64> = results.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(ok, vec![1, 2, 4, 5]);
+        let alone = run_all(
+            store,
+            vec![Insert {
+                x: 6,
+                panic: true,
+                ..Insert::default()
+            }],
+        )
+        .await;
+        assert!(matches!(alone[0], Err(StoreError::Panicked(_))));
+        let after = run_all(
+            store,
+            vec![Insert {
+                x: 7,
+                ..Insert::default()
+            }],
+        )
+        .await;
+        assert_eq!(after[0].as_ref().ok(), Some(&7), "the writer still writes");
+        assert_eq!(stored(store).await, vec![1, 2, 4, 5, 7]);
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let store = SqliteStore::open_with(&dir.path().join("panic.db"), SqliteOptions::default())
+            .await
+            .expect("open");
+        let store = with_scratch(store).await;
+        a_panicking_write_fails_alone_and_the_writer_goes_on(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let Some(admin) = crate::conformance::test_database_url() else {
+            return;
+        };
+        let url = fresh_pg_database(&admin).await;
+        let store = with_scratch(PgStore::connect(&url).await.expect("connect")).await;
+        a_panicking_write_fails_alone_and_the_writer_goes_on(&store).await;
+        store.close().await;
+        drop_pg_database(&admin, &url).await;
     }
 
     /// Each case on a fresh SQLite store.
