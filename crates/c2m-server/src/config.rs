@@ -274,17 +274,40 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 500ms, 2s or 5m"))?;
+    // Checked, and at most MAX_DURATION: `1000000000000000d` overflowed the multiplication
+    // (a panic in a debug build, a wrapped and much shorter duration in a release build),
+    // and a duration near u64::MAX seconds overflowed later sums (the webhook worker's
+    // lease, three timeouts long, panicked on every restart).
+    let too_long = || {
+        format!(
+            "{s:?} is longer than {} days, the longest duration c2m takes",
+            MAX_DURATION.as_secs() / 86_400
+        )
+    };
+    let seconds = |per: u64| {
+        n.checked_mul(per)
+            .map(Duration::from_secs)
+            .filter(|d| *d <= MAX_DURATION)
+            .ok_or_else(too_long)
+    };
     match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "d" => Ok(Duration::from_secs(n * 86_400)),
+        "ms" => Some(Duration::from_millis(n))
+            .filter(|d| *d <= MAX_DURATION)
+            .ok_or_else(too_long),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
         _ => Err(format!(
             "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
         )),
     }
 }
+
+/// The longest duration a flag takes (100 years of days): long enough for "never" in
+/// practice, short enough that no sum of a few of them overflows a `Duration` or an
+/// `Instant`.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 #[cfg(test)]
 mod tests {
@@ -302,6 +325,14 @@ mod tests {
         );
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("x").is_err());
+        // Past u64 seconds, or past a hundred years: refused, not a panic (debug) or a
+        // wrapped duration (release) now, or an overflow later.
+        let e = parse_duration("1000000000000000d").unwrap_err();
+        assert!(e.contains("longer than 36500 days"), "{e}");
+        for long in ["18446744073709551615s", "36501d", "18446744073709551615ms"] {
+            assert!(parse_duration(long).is_err(), "{long}");
+        }
+        assert_eq!(parse_duration("36500d").unwrap(), MAX_DURATION);
     }
 
     #[test]
