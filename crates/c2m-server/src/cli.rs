@@ -44,8 +44,10 @@ impl StoreArgs {
     }
 
     async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn c2m_store::Store>> {
-        if self.database_url.is_none() {
-            std::fs::create_dir_all(&self.data_dir)?;
+        match &self.database_url {
+            Some(url) => c2m_store::check_url(url)
+                .map_err(|e| anyhow::anyhow!("--database-url {url}: {e}"))?,
+            None => std::fs::create_dir_all(&self.data_dir)?,
         }
         Ok(c2m_store::open(&self.url()).await?)
     }

@@ -203,6 +203,9 @@ impl Settings {
                 return Err(format!("{flag} must be at least 1"));
             }
         }
+        if let Some(url) = &self.database_url {
+            c2m_store::check_url(url).map_err(|e| format!("--database-url {url}: {e}"))?;
+        }
         self.plan_horizon()
     }
 
@@ -372,6 +375,24 @@ mod tests {
         off.plan_when_waiting = 0;
         off.token_cache = Duration::ZERO;
         assert!(off.check().is_ok());
+        // A database URL of another scheme is refused before anything is created (it was
+        // taken as a SQLite file path: `mysql://db/c2m` ran on ./mysql:/db/c2m).
+        for url in ["mysql://db/c2m", "postgress://h/db", "postgres:/h/db"] {
+            let mut s = ok.clone();
+            s.database_url = Some(url.into());
+            let e = s.check().unwrap_err();
+            assert!(e.starts_with(&format!("--database-url {url}: ")), "{e}");
+        }
+        for url in [
+            "postgres://h/db",
+            "postgresql://h/db",
+            "sqlite://x.db",
+            "x/c2m.db",
+        ] {
+            let mut s = ok.clone();
+            s.database_url = Some(url.into());
+            assert!(s.check().is_ok(), "{url}");
+        }
         // The horizon is part of the check.
         let mut bad = ok;
         bad.plan_period_days = 0;

@@ -363,9 +363,37 @@ pub trait Store:
     async fn ping(&self) -> Result<()>;
 }
 
+/// Which store a database URL names: `postgres://` (or `postgresql://`), `sqlite://PATH`
+/// (`sqlite:PATH`), or a bare file path for SQLite. Any other scheme is refused: it used to
+/// be taken as a file path, so `mysql://db/c2m` or a mistyped `postgress://...` ran the
+/// server on a new SQLite file named after the URL, without a word.
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return Ok(());
+    };
+    // A URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`); one letter
+    // alone is a drive (`C:\data`), not a scheme.
+    let is_scheme = scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    match scheme {
+        "sqlite" => Ok(()),
+        "postgres" | "postgresql" if rest.starts_with("//") => Ok(()),
+        _ if is_scheme => Err(format!(
+            "`{scheme}:` is not a database c2m can use: postgres://user:pass@host/db for \
+             PostgreSQL, sqlite://PATH for SQLite"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Opens the store a database URL names, creating and migrating it if needed:
-/// `sqlite://PATH` (or a bare file path) for SQLite, `postgres://...` for PostgreSQL.
+/// `sqlite://PATH` (or a bare file path) for SQLite, `postgres://...` for PostgreSQL;
+/// another scheme is refused ([`check_url`]).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    check_url(url).map_err(|e| StoreError::Database(sqlx::Error::Configuration(e.into())))?;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
     } else {
