@@ -15,7 +15,9 @@
 //! subscribes after it, so a restart neither misses nor repeats anything it finished.
 //! Work orders it receives again (after a crash between processing and saving the cursor)
 //! are recognised by id and skipped. Without the file it resumes from the server's record
-//! of its acknowledgements. The stream is reopened with a backoff whenever it breaks.
+//! of its acknowledgements. The stream is reopened with a backoff whenever it breaks,
+//! including while a work order is being reported or acknowledged (a server restart): the
+//! work order comes again and its reports replay.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -259,18 +261,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (mut client, mut stream) = match stream {
             Ok(s) => s,
             Err(e) => {
-                // A cursor ahead of the server, or an unknown factory, will not heal.
-                let lasting = e.downcast_ref::<tonic::Status>().is_some_and(|s| {
-                    matches!(
-                        s.code(),
-                        tonic::Code::OutOfRange
-                            | tonic::Code::NotFound
-                            | tonic::Code::InvalidArgument
-                            | tonic::Code::Unauthenticated
-                            | tonic::Code::PermissionDenied
-                    )
-                });
-                if lasting {
+                if lasting(&e) {
                     return Err(e.context("cannot subscribe"));
                 }
                 eprintln!("cannot reach the server ({e:#}); retrying in {backoff:?}");
@@ -280,6 +271,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         backoff = Duration::from_millis(200);
+        // An acknowledgement lost with the last connection is sent again (harmless to
+        // repeat); a run that has done its work orders ends once the server has it.
+        if let Some(c) = cursor.filter(|c| *c > 0) {
+            if let Err(e) = acknowledge(&mut client, &args.factory, c).await {
+                if lasting(&e) {
+                    return Err(e);
+                }
+                eprintln!("cannot acknowledge #{c} ({e:#}); retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        }
+        if args.exit_after.is_some_and(|n| handled >= n) {
+            return Ok(());
+        }
         loop {
             let event = tokio::select! {
                 e = stream.message() => e,
@@ -306,17 +312,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         continue;
                     }
                     print_work_order(&w);
-                    process(&args, &mut client, &w).await?;
+                    // The server going away mid-way (a restart, a dropped connection) is
+                    // a reason to resubscribe, not to stop: the work order is delivered
+                    // again after the saved cursor and its reports, keyed by work order and
+                    // step, replay what was done. (This client used to exit on it.)
+                    if let Err(e) = process(&args, &mut client, &w).await {
+                        if lasting(&e) {
+                            return Err(e);
+                        }
+                        seen.remove(&w.id);
+                        eprintln!(
+                            "lost the server while handling work order #{} ({e:#}); resubscribing",
+                            w.seq
+                        );
+                        break;
+                    }
                     save_cursor(&path, w.seq)?;
                     cursor = Some(w.seq);
-                    client
-                        .ack(pb::AckRequest {
-                            factory_id: args.factory.clone(),
-                            seq: w.seq,
-                        })
-                        .await
-                        .context("acknowledging")?;
                     handled += 1;
+                    if let Err(e) = acknowledge(&mut client, &args.factory, w.seq).await {
+                        if lasting(&e) {
+                            return Err(e);
+                        }
+                        eprintln!("cannot acknowledge #{} ({e:#}); resubscribing", w.seq);
+                        break;
+                    }
                     if args.exit_after.is_some_and(|n| handled >= n) {
                         return Ok(());
                     }
@@ -326,6 +346,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         tokio::time::sleep(backoff).await;
     }
+}
+
+/// Whether a failed call will fail again unchanged (a cursor ahead of the server, an
+/// unknown factory, a bad or refused token, a report the work order's state refuses):
+/// those stop the client. Anything else (the server unreachable, restarting or
+/// overloaded, a transport error) is worth a resubscription.
+fn lasting(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<tonic::Status>().is_some_and(|s| {
+        matches!(
+            s.code(),
+            tonic::Code::OutOfRange
+                | tonic::Code::NotFound
+                | tonic::Code::InvalidArgument
+                | tonic::Code::Unauthenticated
+                | tonic::Code::PermissionDenied
+                | tonic::Code::FailedPrecondition
+        )
+    })
+}
+
+async fn acknowledge(client: &mut Client, factory: &str, seq: i64) -> anyhow::Result<()> {
+    client
+        .ack(pb::AckRequest {
+            factory_id: factory.to_owned(),
+            seq,
+        })
+        .await
+        .context("acknowledging")?;
+    Ok(())
 }
 
 /// Heartbeats are only shown when they tell something: work orders this client has not

@@ -460,3 +460,124 @@ async fn absurd_counts_from_a_factory_are_refused_and_the_store_writes_on() {
     );
     server.shutdown().await;
 }
+
+/// The `factory` example as a user runs it (`--progress`), its server killed while it
+/// works through its work orders and started again on the same address and database: the
+/// example resubscribes and finishes every work order, as its docs promise ("survives
+/// disconnects"). It used to exit with `Unknown: transport error` (and a hint about TLS)
+/// when the server went away during a report or an acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_example_carries_on_when_the_server_restarts_mid_work_order() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    const ORDERS: usize = 12;
+    let exe = tokio::task::spawn_blocking(|| example_binary("factory"))
+        .await
+        .expect("build");
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let url = format!("sqlite://{}", dir.path().join("c2m.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let flags = ["--listen", listen.as_str(), "--plan-every", "0"];
+    let mut server = ServerProcess::spawn_with(&url, dir.path(), &flags).await;
+    let mut c = Clients::connect(server.addr).await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    // One factory left, so every cycle's work order is dongguan-1's.
+    c.catalogue
+        .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
+            idempotency_key: "no-ningbo".into(),
+            kind: pb::CatalogueKind::Factory as i32,
+            id: "ningbo-2".into(),
+        })
+        .await
+        .expect("delete ningbo-2");
+    for i in 0..ORDERS {
+        locked_batch(&mut c, &format!("cmp-{i}"), "case-a", 10).await;
+        let plan = run_planning(&mut c, &format!("cycle-{i}"))
+            .await
+            .expect("plan");
+        assert_eq!(plan.work_orders.len(), 1);
+    }
+
+    let mut factory = tokio::process::Command::new(exe)
+        .args([
+            "--addr",
+            &format!("http://{listen}"),
+            "--factory",
+            "dongguan-1",
+        ])
+        .args(["--progress", "--exit-after", &ORDERS.to_string()])
+        .arg("--cursor-file")
+        .arg(dir.path().join("dongguan-1.cursor"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the factory example starts");
+    let mut out = BufReader::new(factory.stdout.take().expect("stdout")).lines();
+    let mut err = BufReader::new(factory.stderr.take().expect("stderr")).lines();
+    let errors = tokio::spawn(async move {
+        let mut all = String::new();
+        while let Ok(Some(l)) = err.next_line().await {
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    // The first work order done: the rest are being worked on when the server dies.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(l)) = out.next_line().await {
+            if l.contains("reported shipped") {
+                return;
+            }
+        }
+        panic!("the example's output ended before a shipment");
+    })
+    .await
+    .expect("a first shipment within a minute");
+    server.kill();
+    server.child.wait().await.expect("killed");
+    let server = ServerProcess::spawn_with(&url, dir.path(), &flags).await;
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+
+    let status = tokio::time::timeout(Duration::from_secs(120), factory.wait())
+        .await
+        .expect("the example finishes its work orders")
+        .expect("exit status");
+    let _ = drain.await;
+    let errors = errors.await.unwrap_or_default();
+    assert!(status.success(), "the example exited {status:?}:\n{errors}");
+    let mut c = Clients::connect(server.addr).await;
+    let orders = all_work_orders(&mut c).await;
+    assert_eq!(orders.len(), ORDERS);
+    assert!(
+        orders
+            .iter()
+            .all(|w| w.state() == pb::WorkOrderState::Shipped),
+        "every work order shipped: {:?}",
+        orders
+            .iter()
+            .map(|w| (w.seq, w.state()))
+            .collect::<Vec<_>>()
+    );
+    let acked = c
+        .factory
+        .ack(pb::AckRequest {
+            factory_id: "dongguan-1".into(),
+            seq: 1,
+        })
+        .await
+        .expect("ack")
+        .into_inner();
+    assert_eq!(
+        acked.acked_seq, ORDERS as i64,
+        "the last acknowledgement arrived"
+    );
+}

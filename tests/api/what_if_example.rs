@@ -3,15 +3,10 @@
 //! `--json` and `--csv` output is checked against plans solved directly with
 //! `c2m_planner`, and the threshold advice against a value worked out on paper.
 //!
-//! Cargo builds examples for `cargo test` but not for `cargo test --test
-//! what_if_example`, and gives integration tests no path to them, so the
-//! test builds the example itself with the cargo that runs it (same target
-//! directory and profile; a no-op when it is up to date) and takes the path
-//! from cargo's build messages.
+//! The example is built by the test itself (`common::example_binary`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use c2m_planner::whatif::{default_options, plan_scenario, scan_options};
 use c2m_planner::{PlanStatus, Scenario};
@@ -19,46 +14,8 @@ use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-fn example() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        // The profile this test was built with: target/<profile>/deps/<test>.
-        let me = std::env::current_exe().expect("the test's own path");
-        let profile = me
-            .parent()
-            .and_then(Path::parent)
-            .and_then(Path::file_name)
-            .and_then(|p| p.to_str())
-            .unwrap_or("debug")
-            .to_string();
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(ROOT)
-            .args(["build", "--example", "what_if", "--message-format=json"]);
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let out = cmd.output().expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "cargo build --example what_if failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let exe = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "what_if")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the example's executable");
-        assert!(exe.is_file(), "{} is not a file", exe.display());
-        exe
-    })
+fn example() -> PathBuf {
+    crate::common::example_binary("what_if")
 }
 
 /// Runs the example in the repository root (the paths of `docs/what-if.md` are relative to it).

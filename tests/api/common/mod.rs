@@ -351,17 +351,23 @@ impl ServerProcess {
         Self::spawn_with(database_url, data_dir, &[]).await
     }
 
-    /// As [`ServerProcess::spawn`], with more `serve` flags (`["--plan-every", "1s"]`).
+    /// As [`ServerProcess::spawn`], with more `serve` flags (`["--plan-every", "1s"]`;
+    /// `--listen` replaces the random port).
     pub async fn spawn_with(
         database_url: &str,
         data_dir: &std::path::Path,
         flags: &[&str],
     ) -> ServerProcess {
+        // A random port unless the caller chose one (to restart on the same address).
+        let listen: &[&str] = if flags.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_c2m"))
+            .arg("serve")
+            .args(listen)
             .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
                 "--sweep-interval",
                 "200ms",
                 // Access control has its own tests (tests/access_control.rs).
@@ -729,4 +735,61 @@ pub fn error_meta(s: &tonic::Status, key: &str) -> Option<String> {
 #[track_caller]
 pub fn assert_refused(s: &tonic::Status, code: tonic::Code, why: &str) {
     assert_eq!((s.code(), reason(s).as_str()), (code, why), "{s:?}");
+}
+
+/// The path of an example's executable, built on first use with the cargo that runs the
+/// tests (same target directory and profile; a no-op when it is up to date). Cargo builds
+/// examples for `cargo test` but not for `cargo test --test api`, and gives integration
+/// tests no path to them, so the path comes from cargo's build messages.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    static BUILT: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(exe) = built.get(name) {
+        return exe.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    // The profile this test was built with: target/<profile>/deps/<test>.
+    let me = std::env::current_exe().expect("the test's own path");
+    let profile = me
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .and_then(|p| p.to_str())
+        .unwrap_or("debug")
+        .to_string();
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--example",
+        name,
+        "--message-format=json",
+    ]);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let out = cmd.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reports the example's executable");
+    assert!(exe.is_file(), "{} is not a file", exe.display());
+    built.insert(name.to_owned(), exe.clone());
+    exe
 }
