@@ -276,8 +276,8 @@ pub enum Refusal {
 
     // --- Planning ---------------------------------------------------------------------
     /// No batch can be planned now: none waits, or those that wait are due after the
-    /// planning horizon (a later cycle takes them) or no factory may make them (every
-    /// factory with a line for the sku rejected them).
+    /// planning horizon (a later cycle takes them) or no factory may make them (no factory
+    /// in the catalogue has a line for the sku, or every one with a line rejected them).
     #[error("{}", nothing_to_plan(*due_later, *no_factory))]
     NothingToPlan { due_later: i64, no_factory: i64 },
     /// A batch the plan covers is no longer waiting (planned meanwhile).
@@ -554,30 +554,42 @@ impl Refusal {
     }
 }
 
-/// [`Refusal::NothingToPlan`]'s message: what waits, and why it is not planned now.
+/// [`Refusal::NothingToPlan`]'s message: what waits, and why it is not planned now. The
+/// verb agrees with the count ("1 batch waits"; it read "1 batch wait"), and a batch no
+/// factory may make is told both ways that happens: no factory in the catalogue has a line
+/// for its sku (a factory was removed), or every one with a line rejected it (the message
+/// named only the second, also when the catalogue had no factory left).
 fn nothing_to_plan(due_later: i64, no_factory: i64) -> String {
     let batches = |n: i64| {
         if n == 1 {
-            "1 batch".to_owned()
+            "1 batch waits".to_owned()
         } else {
-            format!("{n} batches")
+            format!("{n} batches wait")
         }
     };
+    let them = |n: i64| if n == 1 { "it" } else { "them" };
+    const NO_FACTORY: &str =
+        "no factory in the catalogue has a line for the sku, or every one with a line rejected";
     match (due_later, no_factory) {
         (0, 0) => "no batches are waiting for planning".to_owned(),
         (l, 0) => format!(
-            "{} wait, due after the planning horizon: a later cycle plans them",
-            batches(l)
+            "{}, due after the planning horizon: a later cycle plans {}",
+            batches(l),
+            them(l)
         ),
         (0, f) => format!(
-            "{} wait, but no factory may make them (every factory with a line for the sku \
-             rejected them)",
-            batches(f)
+            "{}, but no factory may make {} ({NO_FACTORY} {})",
+            batches(f),
+            them(f),
+            them(f)
         ),
         (l, f) => format!(
-            "{} wait, due after the planning horizon, and {} no factory may make",
+            "{} due after the planning horizon (a later cycle plans {}), and {} that no \
+             factory may make ({NO_FACTORY} {})",
             batches(l),
-            batches(f)
+            them(l),
+            batches(f),
+            them(f)
         ),
     }
 }
@@ -585,6 +597,37 @@ fn nothing_to_plan(due_later: i64, no_factory: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_to_plan_agrees_in_number_and_names_both_causes() {
+        let msg = |l, f| {
+            Refusal::NothingToPlan {
+                due_later: l,
+                no_factory: f,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            msg(1, 0),
+            "1 batch waits, due after the planning horizon: a later cycle plans it"
+        );
+        assert_eq!(
+            msg(2, 0),
+            "2 batches wait, due after the planning horizon: a later cycle plans them"
+        );
+        assert_eq!(
+            msg(0, 1),
+            "1 batch waits, but no factory may make it (no factory in the catalogue has a line \
+             for the sku, or every one with a line rejected it)"
+        );
+        assert!(msg(0, 3).starts_with("3 batches wait, but no factory may make them ("));
+        assert_eq!(
+            msg(1, 2),
+            "1 batch waits due after the planning horizon (a later cycle plans it), and 2 \
+             batches wait that no factory may make (no factory in the catalogue has a line for \
+             the sku, or every one with a line rejected them)"
+        );
+    }
 
     #[test]
     fn one_unit_is_singular_in_messages() {
