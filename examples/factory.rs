@@ -262,6 +262,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Ok(s) => s,
             Err(e) => {
                 if lasting(&e) {
+                    if let Some(c) = ahead_of_server(&e).then_some(cursor).flatten() {
+                        // The usual cause: the server's data was reset (a fresh `data/`)
+                        // while this client's cursor file stayed; the refusal alone does
+                        // not say which file to remove.
+                        eprintln!(
+                            "hint: {} holds work order #{c}, which this server never sent (was \
+                             its data reset?): delete the file, or pass another --cursor-file, \
+                             to start from the server's acknowledged cursor",
+                            path.display()
+                        );
+                    }
                     return Err(e.context("cannot subscribe"));
                 }
                 eprintln!("cannot reach the server ({e:#}); retrying in {backoff:?}");
@@ -364,6 +375,12 @@ fn lasting(e: &anyhow::Error) -> bool {
                 | tonic::Code::FailedPrecondition
         )
     })
+}
+
+/// A cursor beyond the factory's last work order (`CURSOR_AHEAD`).
+fn ahead_of_server(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<tonic::Status>()
+        .is_some_and(|s| s.code() == tonic::Code::OutOfRange)
 }
 
 async fn acknowledge(client: &mut Client, factory: &str, seq: i64) -> anyhow::Result<()> {

@@ -581,3 +581,44 @@ async fn the_factory_example_carries_on_when_the_server_restarts_mid_work_order(
         "the last acknowledgement arrived"
     );
 }
+
+/// The `factory` example with a cursor file from another server's data (the server was
+/// started afresh, the file stayed) stops, as a cursor ahead of the server will not heal,
+/// and names the file to delete: the refusal alone ("the factory's cursor does not belong
+/// to this server's data") left the user to guess that `factory-<id>.cursor` was meant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_example_names_a_stale_cursor_file() {
+    let exe = tokio::task::spawn_blocking(|| example_binary("factory"))
+        .await
+        .expect("build");
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let cursor = dir.path().join("dongguan-1.cursor");
+    std::fs::write(&cursor, "7\n").expect("cursor file");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(exe)
+            .args(["--addr", &format!("http://{}", server.addr)])
+            .args(["--factory", "dongguan-1", "--cursor-file"])
+            .arg(&cursor)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output(),
+    )
+    .await
+    .expect("the example stops at once")
+    .expect("the example runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("OutOfRange"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: {} holds work order #7", cursor.display()))
+            && stderr.contains("delete the file"),
+        "{stderr}"
+    );
+    server.shutdown().await;
+}
