@@ -112,6 +112,8 @@ impl PgStore {
 
     #[tracing::instrument(skip(url), err)]
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
+        let connect = connect_options(url)?;
+        first_connection(&connect, FIRST_CONNECTION_WAIT).await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.max(1))
             .acquire_timeout(Duration::from_secs(30))
@@ -122,7 +124,7 @@ impl PgStore {
             // that breaks while idle (the server restarted) fails its next statement, and
             // the caller retries with the same idempotency key.
             .test_before_acquire(false)
-            .connect_with(connect_options(url)?)
+            .connect_with(connect)
             .await?;
         MIGRATOR.run(&pool).await?;
         let max_group = options.max_group.clamp(1, MAX_GROUP);
@@ -152,6 +154,42 @@ impl PgStore {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.base.pool.close().await;
+    }
+}
+
+/// How long a server starting beside its database waits for it to accept connections.
+const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(30);
+
+/// Makes one connection before the pool, so a database that cannot be reached says why.
+/// The pool retries a failed connection until its acquire timeout and then reports only
+/// "pool timed out": an operator whose PostgreSQL was down, or on another port, waited 30
+/// seconds in silence for that. Here a failure that may pass (connection refused, the
+/// database starting up) is logged with its cause and retried each second for up to
+/// `wait`, and the last cause is the error; one that will not pass (a wrong password, a
+/// database that does not exist) is the error at once.
+async fn first_connection(options: &PgConnectOptions, wait: Duration) -> Result<()> {
+    use sqlx::Connection;
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match sqlx::PgConnection::connect_with(options).await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Err(e) if crate::error::is_transient(&e) && started.elapsed() < wait => {
+                if attempt == 1 || attempt % 10 == 0 {
+                    tracing::warn!(
+                        error = %e,
+                        "PostgreSQL cannot be reached yet; retrying each second for up to {} s",
+                        wait.as_secs()
+                    );
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -278,5 +316,38 @@ impl Engine for PgStore {
 
     fn listen(&self) {
         self.listener.ensure(&self.base);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that cannot be reached is an error naming why (the connection was
+    /// refused), after the wait, not the pool's bare "pool timed out".
+    #[tokio::test]
+    async fn an_unreachable_database_says_why() {
+        // A port nothing listens on: bound, then let go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("its address")
+            .port();
+        let options = connect_options(&format!("postgres://c2m@127.0.0.1:{port}/c2m")).unwrap();
+        let started = std::time::Instant::now();
+        let e = first_connection(&options, Duration::from_millis(1500))
+            .await
+            .expect_err("nothing listens there");
+        let waited = started.elapsed();
+        let text = e.to_string();
+        assert!(
+            matches!(&e, crate::StoreError::Database(sqlx::Error::Io(_))),
+            "{e:?}"
+        );
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(
+            waited >= Duration::from_millis(1500) && waited < Duration::from_secs(10),
+            "retried for the wait, then gave up: {waited:?}"
+        );
     }
 }
