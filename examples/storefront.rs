@@ -936,25 +936,34 @@ fn insights_table(i: &pb::Insights) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "campaign {}: {} pre-orders, {} units ({} cancelled later), {} consumers ({} returning)",
-        i.campaign_id, i.preorders, i.units, i.cancelled_units, i.consumers, i.returning_consumers
+        "campaign {}: {}, {} ({} cancelled later), {} ({} returning)",
+        i.campaign_id,
+        count(i.preorders, "pre-order"),
+        count(i.units, "unit"),
+        i.cancelled_units,
+        count(i.consumers, "consumer"),
+        i.returning_consumers
     );
     if let Some(f) = &i.forecast {
         let _ = writeln!(
             out,
-            "forecast: {:.2} chance to lock by the deadline; {} units needed; at the deadline {}..{} units (p10..p90), {} earlier campaigns behind it",
-            f.lock_probability, f.units_needed, f.projected_units_p10, f.projected_units_p90, f.prior_campaigns
+            "forecast: {:.2} chance to lock by the deadline; {} needed; at the deadline {}..{} units (p10..p90), {} behind it",
+            f.lock_probability,
+            count(f.units_needed, "unit"),
+            f.projected_units_p10,
+            f.projected_units_p90,
+            count(f.prior_campaigns, "earlier campaign")
         );
     }
     let _ = writeln!(
         out,
-        "\n{:<25} {:>9} {:>7} {:>10}",
+        "\n{:<25} {:>10} {:>7} {:>10}",
         "from", "pre-orders", "units", "cumulative"
     );
     for u in &i.units_over_time {
         let _ = writeln!(
             out,
-            "{:<25} {:>9} {:>7} {:>10}",
+            "{:<25} {:>10} {:>7} {:>10}",
             time(&u.at).format("%Y-%m-%d %H:%M"),
             u.preorders,
             u.units,
@@ -969,7 +978,7 @@ fn insights_table(i: &pb::Insights) -> String {
     ] {
         let _ = writeln!(
             out,
-            "\n{:<25} {:>9} {:>7} {:>6}",
+            "\n{:<25} {:>10} {:>7} {:>6}",
             title, "pre-orders", "units", "share"
         );
         for r in rows.iter() {
@@ -981,12 +990,22 @@ fn insights_table(i: &pb::Insights) -> String {
             let share = 100.0 * r.units as f64 / i.units.max(1) as f64;
             let _ = writeln!(
                 out,
-                "{:<25} {:>9} {:>7} {:>5.1}%",
+                "{:<25} {:>10} {:>7} {:>5.1}%",
                 key, r.preorders, r.units, share
             );
         }
     }
     out
+}
+
+/// `1 unit`, `2 units`: a count with its noun as people write it.
+fn count(n: impl Into<i64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 type Authed = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
