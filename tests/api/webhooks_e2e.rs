@@ -554,3 +554,173 @@ async fn postgres_two_replicas_deliver_each_event_once_per_endpoint() {
     b.shutdown().await;
     c2m_store::conformance::drop_pg_database(&admin, &url).await;
 }
+
+/// How the raw receiver below answers each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawAnswer {
+    /// 200 with a chunked body that never ends.
+    EndlessBody,
+    /// 200 announcing ten bytes of body, then nothing (the connection stays open).
+    StalledBody,
+}
+
+/// A receiver on a plain TCP listener, for answers hyper's server would not give: it
+/// answers the n-th connection with `answers[n]` (the last one after that) and records,
+/// per connection, whether the sender closed it.
+struct RawReceiver {
+    addr: SocketAddr,
+    /// Per connection accepted: true once the sender closed it.
+    closed: Arc<Mutex<Vec<bool>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawReceiver {
+    async fn start(answers: &[RawAnswer]) -> RawReceiver {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let answers = answers.to_vec();
+        let c = closed.clone();
+        let task = tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let answer = answers[n.min(answers.len() - 1)];
+                let i = {
+                    let mut c = c.lock().expect("lock");
+                    c.push(false);
+                    c.len() - 1
+                };
+                n += 1;
+                let c = c.clone();
+                tokio::spawn(async move {
+                    // The request: headers, then the body (its length is in the headers).
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(k) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        if k == 0 {
+                            c.lock().expect("lock")[i] = true;
+                            return;
+                        }
+                        req.extend_from_slice(&buf[..k]);
+                        let text = String::from_utf8_lossy(&req).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            if req.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let (mut read, mut write) = stream.into_split();
+                    match answer {
+                        RawAnswer::EndlessBody => {
+                            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                            if write.write_all(head.as_bytes()).await.is_err() {
+                                c.lock().expect("lock")[i] = true;
+                                return;
+                            }
+                            let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+                            while write.write_all(chunk.as_bytes()).await.is_ok() {
+                                tokio::time::sleep(StdDuration::from_millis(1)).await;
+                            }
+                            c.lock().expect("lock")[i] = true;
+                        }
+                        RawAnswer::StalledBody => {
+                            let head = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n";
+                            let _ = write.write_all(head.as_bytes()).await;
+                            // Hold the connection until the sender closes it.
+                            while matches!(read.read(&mut buf).await, Ok(k) if k > 0) {}
+                            c.lock().expect("lock")[i] = true;
+                            drop(write);
+                        }
+                    }
+                });
+            }
+        });
+        RawReceiver { addr, closed, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hooks/c2m", self.addr)
+    }
+
+    fn closed(&self) -> Vec<bool> {
+        self.closed.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for RawReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls the endpoint's delivery log until `done` says it is complete (10 s at most).
+async fn log_until(
+    admin: &mut WebhookServiceClient<tonic::transport::Channel>,
+    id: &str,
+    done: impl Fn(&[pb::WebhookDelivery]) -> bool,
+) -> Vec<pb::WebhookDelivery> {
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    loop {
+        let log = delivery_log(admin, id).await;
+        if done(&log) || Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+}
+
+/// A receiver that answers 200 is answered, whatever its body does after the status: one
+/// that streams an endless body (or a huge one) and one that announces a body and never
+/// sends it both count as delivered, and the worker reads no more than a little of the
+/// body. Before, the worker read the whole body within the timeout, so both failed ("no
+/// answer within") and the event was sent again and again, while the endless body was
+/// gathered in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_answers_200_is_delivered_whatever_its_body_does() {
+    let server = TestServer::sqlite_with(|s| {
+        s.webhook_timeout = StdDuration::from_secs(2);
+        s.webhook_max_backoff = StdDuration::from_millis(200);
+    })
+    .await;
+    let mut c = server.clients().await;
+    let mut admin = WebhookServiceClient::new(c.channel.clone());
+    let receiver = RawReceiver::start(&[RawAnswer::EndlessBody, RawAnswer::StalledBody]).await;
+    let id = register(&c, &receiver.url(), &["*"])
+        .await
+        .expect("register")
+        .endpoint
+        .expect("endpoint")
+        .id;
+    one_event(&mut c, "endless").await;
+    one_event(&mut c, "stalled").await;
+    let log = log_until(&mut admin, &id, |log| log.len() >= 2).await;
+    let attempts: Vec<(i64, i64, i32, bool)> = log
+        .iter()
+        .map(|d| (d.event_seq, d.attempt, d.status_code, d.delivered))
+        .collect();
+    assert_eq!(attempts, [(1, 1, 200, true), (2, 1, 200, true)], "{log:?}");
+    // The worker let go of both connections.
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while receiver.closed() != [true, true] && Instant::now() < deadline {
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(receiver.closed(), [true, true]);
+    server.shutdown().await;
+}

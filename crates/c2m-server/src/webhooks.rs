@@ -17,7 +17,8 @@
 //! The HTTP client is hyper's HTTP/1.1 connection over a TCP stream (and rustls for
 //! `https://`, trusting the system's CA bundle: `SSL_CERT_FILE`, or the usual paths), one
 //! connection per request; every request has the whole `timeout` to connect, send and
-//! receive its status, so a hanging receiver costs a timeout, never a stuck worker.
+//! receive its status, so a hanging receiver costs a timeout, never a stuck worker. The
+//! status is the answer: at most 64 KiB of the body is read (and discarded).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -291,9 +292,13 @@ impl HttpClient {
         let result = match serde_json::to_vec(event) {
             Ok(body) => {
                 let signature = sign(secret.as_bytes(), at.timestamp(), &body);
-                match tokio::time::timeout(timeout, self.send(url, &signature, body)).await {
+                // The status is the answer: once it is in, a body still coming when the
+                // time is up does not undo it.
+                let mut answered = None;
+                let sent = self.send(url, &signature, body, &mut answered);
+                match tokio::time::timeout(timeout, sent).await {
                     Ok(r) => r,
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                    Err(_) => answered.ok_or_else(|| format!("no answer within {timeout:?}")),
                 }
             }
             Err(e) => Err(format!("the event does not serialise: {e}")),
@@ -313,7 +318,13 @@ impl HttpClient {
         }
     }
 
-    async fn send(&self, url: &str, signature: &str, body: Vec<u8>) -> Result<u16, String> {
+    async fn send(
+        &self,
+        url: &str,
+        signature: &str,
+        body: Vec<u8>,
+        answered: &mut Option<u16>,
+    ) -> Result<u16, String> {
         let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
         let https = match uri.scheme_str() {
             Some("https") => true,
@@ -354,16 +365,26 @@ impl HttpClient {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
-            exchange(TokioIo::new(stream), request).await
+            exchange(TokioIo::new(stream), request, answered).await
         } else {
-            exchange(TokioIo::new(tcp), request).await
+            exchange(TokioIo::new(tcp), request, answered).await
         }
     }
 }
 
-/// Sends one request on a fresh HTTP/1.1 connection and reads the answer's status (and
-/// its body, which is discarded, so the receiver is not cut off mid-answer).
-async fn exchange<I>(io: I, request: http::Request<Body>) -> Result<u16, String>
+/// The most of an answer's body the worker reads (and discards) after its status.
+const BODY_READ_LIMIT: usize = 64 * 1024;
+
+/// Sends one request on a fresh HTTP/1.1 connection and reads the answer's status (put in
+/// `answered` as soon as it is in), then up to [`BODY_READ_LIMIT`] bytes of its body, which
+/// are discarded, so a receiver with a short answer is not cut off mid-answer. A larger,
+/// endless or stalled body is not waited for: the status decides, and the connection is
+/// closed.
+async fn exchange<I>(
+    io: I,
+    request: http::Request<Body>,
+    answered: &mut Option<u16>,
+) -> Result<u16, String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -377,7 +398,15 @@ where
             .await
             .map_err(|e| format!("send: {e}"))?;
         let status = response.status().as_u16();
-        let _ = response.into_body().collect().await;
+        *answered = Some(status);
+        let mut body = response.into_body();
+        let mut read = 0;
+        while read < BODY_READ_LIMIT {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
         Ok(status)
     }
     .await;
