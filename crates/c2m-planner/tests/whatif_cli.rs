@@ -406,6 +406,37 @@ fn sweeps_and_conversions_that_make_no_sense_are_refused() {
     )
     .unwrap_err();
     assert!(many.contains("2 to 500 points"), "{many}");
+    // Counts are whole numbers: a fraction is refused, not cut (2.7 points were 2, a
+    // negative count was "got 0").
+    for (args, said) in [
+        ("--points 2.7", "--points: `2.7` is not a whole number"),
+        ("--points -3", "got -3"),
+    ] {
+        let e = cli(
+            &mut env,
+            &format!("sweep mug.toml --demand mug --from 10 --to 100 {args}"),
+        )
+        .unwrap_err();
+        assert!(e.contains(said), "{args}: {e}");
+    }
+    for (args, said) in [
+        ("--max 100.5", "--max: `100.5` is not a whole number"),
+        (
+            "--max 1e30",
+            "--max: `1000000000000000000000000000000` is not a whole number",
+        ),
+        (
+            "--max 100 --step 2.5",
+            "--step: `2.5` is not a whole number",
+        ),
+    ] {
+        let e = cli(
+            &mut env,
+            &format!("advise mug.toml --sku mug --price 300 --margin 0.2 {args}"),
+        )
+        .unwrap_err();
+        assert!(e.contains(said), "{args}: {e}");
+    }
     assert!(env.progress.is_empty(), "nothing was planned");
     let deposit = cli(
         &mut env,

@@ -77,6 +77,17 @@ impl Flags {
     fn need(&self, name: &str) -> Result<String, String> {
         self.get(name)?.ok_or_else(|| format!("{name} is required"))
     }
+    /// A whole number (`1e6` and `5_000` are), refused when it has a fraction or does
+    /// not fit.
+    fn whole(&self, name: &str) -> Result<Option<i64>, String> {
+        match self.num(name)? {
+            None => Ok(None),
+            Some(x) if x.fract() != 0.0 || x.abs() >= 9.0e18 => {
+                Err(format!("{name}: `{x}` is not a whole number"))
+            }
+            Some(x) => Ok(Some(x as i64)),
+        }
+    }
     fn num(&self, name: &str) -> Result<Option<f64>, String> {
         self.get(name)?
             .map(|v| parse_num(&v).map_err(|e| format!("{name}: {e}")))
@@ -230,13 +241,17 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 Quantity::LeadTime { .. } => ((to - from).abs().round() as usize + 1).min(50),
                 _ => 50,
             };
+            let points = match flags.whole("--points")? {
+                None => default_points,
+                Some(p) => usize::try_from(p).map_err(|_| {
+                    format!("a sweep takes 2 to {} points, got {p}", sweep::MAX_POINTS)
+                })?,
+            };
             let spec = SweepSpec {
                 quantity,
                 from,
                 to,
-                points: flags
-                    .num("--points")?
-                    .map_or(default_points, |p| p as usize),
+                points,
                 sku,
             };
             match spec.quantity {
@@ -278,16 +293,14 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 return Err(format!("advise needs BASE\n{USAGE}"));
             };
             let base_s = load(env, base)?;
-            let max = flags.num("--max")?.unwrap_or(5000.0) as i64;
+            let max = flags.whole("--max")?.unwrap_or(5000);
             let spec = AdviceSpec {
                 sku: flags.need("--sku")?,
                 price: flags.num("--price")?.ok_or("--price is required")? * 100.0,
                 deposit: flags.num("--deposit")?.unwrap_or(0.0) * 100.0,
                 margin: flags.num("--margin")?.ok_or("--margin is required")?,
                 max,
-                step: flags
-                    .num("--step")?
-                    .map_or((max / 100).max(1), |s| s as i64),
+                step: flags.whole("--step")?.unwrap_or((max / 100).max(1)),
             };
             let opts = with_time_limit(&flags, scan_options())?;
             let a = advice::advise(&base_s, &spec, &opts, &mut |d, t| env.progress(d, t))?;
