@@ -502,3 +502,50 @@ changes = [ { scale = "products.mug.demand", by = 2.0 } ]"#,
     assert_eq!(base_row[col("total_cost")], "25000");
     assert_eq!(base_row[col("shortfalls")], "");
 }
+
+/// The mug factory makes at most 10 000 000 mugs (100 000 hours at 0.01 an hour). A scan
+/// whose first grid point is beyond that still finds the minimum viable batch below it
+/// (770, as on paper) and the exact volume where demand stops being met. Before, the
+/// scan stopped at the infeasible grid point and advised that no volume keeps the margin.
+#[test]
+fn advice_looks_below_an_infeasible_first_grid_point() {
+    let base = Scenario::from_toml_str(MUG).unwrap();
+    let spec = AdviceSpec {
+        sku: "mug".into(),
+        price: 300.0,
+        deposit: 30.0,
+        margin: 0.49,
+        max: 100_000_000,
+        step: 20_000_000,
+    };
+    let a = advise(&base, &spec, &default_options(), &mut |_, _| {}).unwrap();
+    assert_eq!(a.infeasible_from, Some(10_000_001));
+    assert_eq!(a.minimum_viable.as_ref().map(|c| c.volume), Some(770));
+    assert_eq!(a.below_minimum.as_ref().map(|c| c.volume), Some(769));
+}
+
+/// The grid is made as the scan goes: a `max` far beyond memory (the service asks for
+/// one below a campaign's threshold, which may be up to 10^15 units) with a step of 1
+/// costs only the volumes planned. Before, the grid was listed first, and the allocation
+/// aborted the process.
+#[test]
+fn advice_with_a_huge_max_plans_only_what_it_needs() {
+    let base = Scenario::from_toml_str(MUG).unwrap();
+    let spec = AdviceSpec {
+        sku: "mug".into(),
+        price: 300.0,
+        deposit: 30.0,
+        margin: 0.49,
+        max: i64::MAX / 2,
+        step: 1,
+    };
+    // At a price where the first volume passes: cost per unit at 1 mug is
+    // 100 + 10 000 + 50 = 10 150.
+    let spec = AdviceSpec {
+        price: 30_000.0,
+        ..spec
+    };
+    let a = advise(&base, &spec, &default_options(), &mut |_, _| {}).unwrap();
+    assert_eq!(a.minimum_viable.as_ref().map(|c| c.volume), Some(1));
+    assert!(a.evaluated < 100, "{} volumes planned", a.evaluated);
+}

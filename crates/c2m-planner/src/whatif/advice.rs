@@ -260,42 +260,87 @@ pub fn advise(
         .into_iter()
         .filter(|m| m.volume >= 2 && m.volume <= spec.max)
         .collect();
-    let grid: Vec<i64> = {
-        let mut g: Vec<i64> = (1..=spec.max / spec.step).map(|k| k * spec.step).collect();
-        if g.last() != Some(&spec.max) {
-            g.push(spec.max);
-        }
-        g
-    };
-    let total = grid.len() + 2 * marks.len();
+    // The grid (`step`, `2 step`, ... up to `max`, and `max`), made a block at a time:
+    // the scan usually stops long before its end, and `max` may be far larger than any
+    // list of volumes that fits in memory.
+    let grid_len = spec.max / spec.step + i64::from(spec.max % spec.step != 0);
+    let grid_at = |k: i64| (k * spec.step).min(spec.max);
+    let mut total = usize::try_from(grid_len).unwrap_or(usize::MAX) + 2 * marks.len();
     let mut done = 0;
+    // The units from `from` up to `to` (excluded), in blocks of `threads`, up to the
+    // first viable one.
+    let first_viable = |from: i64,
+                        to: i64,
+                        cache: &mut BTreeMap<i64, VolumeCost>|
+     -> Result<Option<i64>, String> {
+        let mut lo = from;
+        while lo < to {
+            let hi = lo.saturating_add(threads as i64).min(to);
+            let sub: Vec<i64> = (lo..hi).collect();
+            eval_many(&sub, cache, &mut |_| {})?;
+            if let Some(&w) = sub.iter().find(|w| viable(&cache[w])) {
+                return Ok(Some(w));
+            }
+            lo = hi;
+        }
+        Ok(None)
+    };
     // The grid, a block of `threads` volumes at a time, up to the first
     // viable volume; then every unit between the failing grid point before
     // it and it, likewise in blocks.
     let mut found = None;
     let mut infeasible_from = None;
     let mut prev = 0;
-    'grid: for block in grid.chunks(threads) {
-        eval_many(block, &mut cache, &mut |_| {})?;
-        for &v in block {
+    let mut k = 1;
+    'grid: while k <= grid_len {
+        let block: Vec<i64> = (k..=grid_len.min(k + threads as i64 - 1))
+            .map(grid_at)
+            .collect();
+        k += block.len() as i64;
+        eval_many(&block, &mut cache, &mut |_| {})?;
+        for &v in &block {
             done += 1;
-            progress(done, total);
+            progress(done.min(total), total);
             if cache[&v].status == PlanStatus::Infeasible {
                 // Demand is a lower bound, so every larger volume is
-                // infeasible too: nothing further can be viable.
-                infeasible_from = Some(v);
+                // infeasible too: nothing further can be viable. The
+                // volumes between the last grid point and this one may
+                // be: the largest feasible one is found by bisection
+                // (feasibility only falls with volume), and when a
+                // volume the bisection planned passes, every unit
+                // below it is looked at as for a passing grid point.
+                // A volume near the capacity limit may find no plan within the
+                // time limit: the bisection stops there, with `bad` still a
+                // volume that cannot be made.
+                let (mut ok, mut bad) = (prev, v);
+                while bad - ok > 1 {
+                    let mid = ok + (bad - ok) / 2;
+                    total += 1;
+                    done += 1;
+                    progress(done.min(total), total);
+                    let Ok(c) = cost_at(base, &spec.sku, mid, opts) else {
+                        break;
+                    };
+                    let infeasible = c.status == PlanStatus::Infeasible;
+                    cache.insert(mid, c);
+                    if infeasible {
+                        bad = mid;
+                    } else {
+                        ok = mid;
+                    }
+                }
+                infeasible_from = Some(bad);
+                let passing = cache
+                    .range(prev + 1..bad)
+                    .find(|(_, c)| viable(c))
+                    .map(|(&w, _)| w);
+                if let Some(w) = passing {
+                    found = Some(first_viable(prev + 1, w, &mut cache)?.unwrap_or(w));
+                }
                 break 'grid;
             }
             if viable(&cache[&v]) {
-                let between: Vec<i64> = (prev + 1..v).collect();
-                for sub in between.chunks(threads) {
-                    eval_many(sub, &mut cache, &mut |_| {})?;
-                    if let Some(&w) = sub.iter().find(|w| viable(&cache[w])) {
-                        found = Some(w);
-                        break 'grid;
-                    }
-                }
-                found = Some(v);
+                found = Some(first_viable(prev + 1, v, &mut cache)?.unwrap_or(v));
                 break 'grid;
             }
             prev = v;
