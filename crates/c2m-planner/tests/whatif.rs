@@ -125,6 +125,17 @@ changes = [ { remove = "suppliers.dongguan-pack" } ]"#,
     }
     let text = compare::render_text(&c);
     assert!(text.contains("cheap-steel") && text.contains("per unit kettle-17-white"));
+    // The changes read unit prices in major units like the table above them (the
+    // steel's break at 19.80 CNY became 19.00; it read "@ 1980 -> ... @ 1900", in fen).
+    let steel = c.columns[1]
+        .changes
+        .iter()
+        .find(|ch| ch.starts_with("buy ningbo-steel/steel-304"))
+        .expect("the cheaper steel changes its purchase");
+    assert!(
+        steel.contains("@ 19.80 -> ") && steel.ends_with("@ 19.00"),
+        "{steel}"
+    );
     // The table reads money in the currency's digits: two for CNY, none for yen.
     let total = c.columns[0].total_cost.unwrap();
     let grouped = |n: i64| {

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::report::{amount, major};
+use crate::report::{amount, major, unit_price};
 use crate::{Completions, CostBreakdown, Plan, PlanStatus, Scenario, Shortfall, SolveOptions};
 
 /// Reads one part of a cost breakdown.
@@ -219,8 +219,11 @@ pub fn plan_changes(base: &Plan, other: &Plan) -> Vec<String> {
             _ => false,
         };
         if !same {
+            // The unit price in major units, like every amount beside it.
             let show = |q: Option<(f64, f64)>| {
-                q.map_or("-".to_string(), |(q, p)| format!("{} @ {}", qty(q), qty(p)))
+                q.map_or("-".to_string(), |(q, p)| {
+                    format!("{} @ {}", qty(q), unit_price(p, &other.currency))
+                })
             };
             out.push(format!(
                 "buy {}/{}{}: {} -> {}",
