@@ -724,3 +724,33 @@ async fn a_receiver_that_answers_200_is_delivered_whatever_its_body_does() {
     assert_eq!(receiver.closed(), [true, true]);
     server.shutdown().await;
 }
+
+/// A URL the worker could not deliver to as written is refused at registration, naming
+/// `url`: a port beyond 65535 (the worker fell back to port 80, so the events went to
+/// another service), credentials before the host (they went out in the `Host` header),
+/// and characters that are not ASCII (sent raw, not percent-encoded). Before, all three
+/// were registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_the_worker_cannot_send_to_as_written_are_refused() {
+    let server = TestServer::sqlite().await;
+    let c = server.clients().await;
+    for url in [
+        "http://127.0.0.1:99999/hooks",
+        "http://shop.example:0/hooks",
+        "http://shop.example:80a/hooks",
+        "https://user:secret@shop.example/hooks",
+        "https://shop.example/h\u{00fc}ks",
+    ] {
+        let s = register(&c, url, &["*"]).await.expect_err(url);
+        assert_refused(&s, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(error_meta(&s, "field").as_deref(), Some("url"), "{url}");
+    }
+    for url in [
+        "http://127.0.0.1:65535/hooks",
+        "http://[::1]:8088/hooks?shop=1",
+        "https://shop.example/h%C3%BCks",
+    ] {
+        register(&c, url, &["*"]).await.expect(url);
+    }
+    server.shutdown().await;
+}

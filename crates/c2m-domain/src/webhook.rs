@@ -96,8 +96,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Checks a webhook endpoint's URL: `http://` or `https://`, a host, no spaces or control
-/// characters, at most 2000 characters. Errors name the field `url`.
+/// Checks a webhook endpoint's URL: `http://` or `https://`, a host, a port (if any) from
+/// 1 to 65535, no credentials (`user:password@`: they would be sent in the `Host` header,
+/// not as authentication), ASCII only (other characters percent-encoded), no spaces or
+/// control characters, at most 2000 characters. Errors name the field `url`.
 pub fn check_url(url: &str) -> Result<(), crate::DomainError> {
     let bad = |why: &str| Err(crate::DomainError::invalid("url", why));
     if url.len() > 2000 {
@@ -106,16 +108,43 @@ pub fn check_url(url: &str) -> Result<(), crate::DomainError> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("must not contain spaces or control characters");
     }
+    if !url.is_ascii() {
+        return bad("must be ASCII (percent-encode other characters, as %C3%BC for \u{fc})");
+    }
     let Some(rest) = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
     else {
         return bad("must be an http:// or https:// URL");
     };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = host.rsplit('@').next().unwrap_or_default();
-    if host.is_empty() || host.starts_with(':') {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return bad(
+            "must not carry credentials (user:password@): the receiver checks the signature",
+        );
+    }
+    // An IPv6 address is in brackets; a port follows the last colon after them.
+    let after_host = authority.rfind(']').map_or(0, |i| i + 1);
+    let (host, port) = match authority[after_host..].rfind(':') {
+        Some(i) => (
+            &authority[..after_host + i],
+            Some(&authority[after_host + i + 1..]),
+        ),
+        None => (authority, None),
+    };
+    if host.is_empty() {
         return bad("must name a host");
+    }
+    if let Some(port) = port {
+        let valid = !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p > 0);
+        if !valid {
+            return Err(crate::DomainError::invalid(
+                "url",
+                format!("the port {port:?} is not a number from 1 to 65535"),
+            ));
+        }
     }
     Ok(())
 }
@@ -164,6 +193,9 @@ mod tests {
     fn urls_must_be_http_with_a_host() {
         assert!(check_url("https://shop.example/hooks/c2m").is_ok());
         assert!(check_url("http://127.0.0.1:8080/").is_ok());
+        assert!(check_url("http://[::1]:8080/hooks?shop=1").is_ok());
+        assert!(check_url("http://[::1]/").is_ok());
+        assert!(check_url("https://shop.example:65535/caf%C3%A9#top").is_ok());
         for bad in [
             "ftp://shop.example/",
             "shop.example/hook",
@@ -172,6 +204,13 @@ mod tests {
             "http://:80/",
             "https://shop.example/a b",
             "",
+            "http://127.0.0.1:99999/",
+            "http://shop.example:0/",
+            "http://shop.example:/",
+            "http://shop.example:8o/",
+            "http://[::1]:99999/",
+            "https://user:pw@shop.example/",
+            "https://shop.example/caf\u{e9}",
         ] {
             match check_url(bad) {
                 Err(crate::DomainError::InvalidArgument { field, .. }) => assert_eq!(field, "url"),

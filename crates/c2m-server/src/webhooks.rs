@@ -332,7 +332,16 @@ impl HttpClient {
             other => return Err(format!("unsupported scheme {other:?}")),
         };
         let host = uri.host().ok_or("the URL has no host")?.to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        // A port that is not a u16 is refused at registration; one stored before that
+        // rule fails here rather than going to the scheme's default port.
+        let port = match uri.port() {
+            Some(p) => p
+                .as_str()
+                .parse::<u16>()
+                .map_err(|_| format!("bad URL: the port {:?} is not a number", p.as_str()))?,
+            None if https => 443,
+            None => 80,
+        };
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_owned())
