@@ -70,7 +70,8 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    let skew = (now - timestamp).abs();
+    // Saturating: a forged timestamp far from now (i64::MIN) is stale, not an overflow.
+    let skew = i64::try_from(now.abs_diff(timestamp)).unwrap_or(i64::MAX);
     if skew > tolerance_secs {
         return Err(SignatureError::Stale {
             skew,
@@ -291,6 +292,18 @@ mod tests {
             verify("v1=abcd", secret, body, 0, 300),
             Err(SignatureError::Malformed)
         );
+        // A timestamp as far from now as an i64 goes is stale (it overflowed the skew:
+        // a panic in a debug build, a negative skew that passed in a release build).
+        for t in [i64::MIN, i64::MAX] {
+            let far = format!("t={t},v1={}", &header[16..]);
+            assert!(
+                matches!(
+                    verify(&far, secret, body, 1_700_000_010, 300),
+                    Err(SignatureError::Stale { .. })
+                ),
+                "{far}"
+            );
+        }
         // A rolled secret: the receiver accepts either signature.
         let rolled = format!("{header},v1={}", &sign(b"old", 1_700_000_000, body)[16..]);
         assert_eq!(verify(&rolled, secret, body, 1_700_000_000, 300), Ok(()));
