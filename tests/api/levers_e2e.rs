@@ -463,7 +463,20 @@ async fn extended_then_closed_releases_every_deposit_once() {
     released.dedup();
     assert_eq!(released.len(), 4, "one release per pre-order");
     assert_eq!(entries.iter().filter(|e| e.kind == "release").count(), 4);
-    assert!(progress(&mut c, &cmp.id).await.forecast.is_none());
+    let p = progress(&mut c, &cmp.id).await;
+    assert!(p.forecast.is_none());
+    // No batch is open, so none needs units: the progress said 50 still to lock (the
+    // threshold), as if more orders could lock a closed campaign's batch.
+    assert_eq!(
+        (
+            p.open_batch_seq,
+            p.open_batch_units,
+            p.units_to_threshold,
+            p.units_to_next_tier
+        ),
+        (0, 0, 0, 0),
+        "{p:?}"
+    );
     server.shutdown().await;
 }
 

@@ -259,10 +259,17 @@ pub fn campaign(c: &Campaign, now: DateTime<Utc>) -> pb::Campaign {
 pub fn progress(p: &CampaignProgress, now: DateTime<Utc>) -> pb::CampaignProgress {
     let threshold = p.campaign.terms.batch_threshold;
     let tier = p.campaign.terms.tier_position(p.open_batch_units);
+    // With no batch open (closed, cancelled, or failed at its deadline) no units are
+    // needed: more orders could not lock anything.
+    let open = p.open_batch_seq.is_some();
     pb::CampaignProgress {
         campaign: Some(campaign(&p.campaign, now)),
         open_batch_units: p.open_batch_units,
-        units_to_threshold: (threshold - p.open_batch_units).max(0),
+        units_to_threshold: if open {
+            (threshold - p.open_batch_units).max(0)
+        } else {
+            0
+        },
         open_batch_seq: p.open_batch_seq.unwrap_or(0),
         batches_locked: p.batches_locked,
         batches_failed: p.batches_failed,
@@ -273,8 +280,8 @@ pub fn progress(p: &CampaignProgress, now: DateTime<Utc>) -> pb::CampaignProgres
             (p.campaign.terms.deadline - now).num_seconds().max(0)
         },
         current_unit_price: Some(money(tier.unit_price)),
-        units_to_next_tier: tier.next.map_or(0, |(units, _)| units),
-        next_tier_unit_price: tier.next.map(|(_, price)| money(price)),
+        units_to_next_tier: tier.next.filter(|_| open).map_or(0, |(units, _)| units),
+        next_tier_unit_price: tier.next.filter(|_| open).map(|(_, price)| money(price)),
         forecast: None,
     }
 }
