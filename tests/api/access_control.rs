@@ -397,7 +397,73 @@ async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
         .unwrap()
         .unwrap();
     assert!(!path.exists(), "an admin exists already: no new token file");
+
+    // A token command pointed at a directory with no store refuses, naming the file, and
+    // creates nothing there (before, it made a new empty database and put the token in it).
+    let stray = tempfile::tempdir().unwrap();
+    let typo = stray.path().join("dta");
+    let out = std::process::Command::new(bin)
+        .args(["token", "create", "--role", "admin", "--data-dir"])
+        .arg(&typo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no c2m store at") && said.contains("c2m.db") && said.contains("--data-dir"),
+        "{said}"
+    );
+    assert!(!typo.exists(), "nothing created at {}", typo.display());
+
+    // Every admin token revoked: the next start writes a new one, and it works.
+    let admin_id = admin.split('_').nth(1).unwrap();
+    assert!(run(&["token", "revoke", admin_id]).contains("revoked"));
     again.start_kill().unwrap();
+    let _ = again.wait().await;
+    let mut third = tokio::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(third.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("c2m listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let renewed = std::fs::read_to_string(&path)
+        .expect("a new admin.token once every admin was revoked")
+        .trim()
+        .to_owned();
+    assert_ne!(renewed, admin);
+    let mut old = Clients::connect_as(addr, Some(&admin)).await;
+    let err = import(&mut old, "revoked", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut c = Clients::connect_as(addr, Some(&renewed)).await;
+    import(&mut c, "renewed", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("the new admin token works");
+    let listed = run(&["token", "list"]);
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|l| l.contains("admin") && l.contains("active"))
+            .count(),
+        1,
+        "{listed}"
+    );
+    third.start_kill().unwrap();
 }
 
 /// A token is checked when a call starts; a stream it opened must still end once it is

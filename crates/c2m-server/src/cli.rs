@@ -43,11 +43,24 @@ impl StoreArgs {
         }
     }
 
+    /// Opens the store a server made. A `token` command never creates one: with a
+    /// mistyped `--data-dir` it would make a new empty database, put the token there, and
+    /// the running server would refuse that token with no hint why.
     async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn c2m_store::Store>> {
         match &self.database_url {
             Some(url) => c2m_store::check_url(url)
                 .map_err(|e| anyhow::anyhow!("--database-url {url}: {e}"))?,
-            None => std::fs::create_dir_all(&self.data_dir)?,
+            None => {
+                let db = self.data_dir.join("c2m.db");
+                if !db.is_file() {
+                    anyhow::bail!(
+                        "no c2m store at {}: `c2m serve` creates it on its first start; \
+                         pass the --data-dir (or C2M_DATA_DIR) the server uses, or \
+                         --database-url for PostgreSQL",
+                        db.display()
+                    );
+                }
+            }
         }
         Ok(c2m_store::open(&self.url()).await?)
     }
@@ -106,11 +119,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let auth = !settings.no_auth;
             let app = Application::build(settings).await?;
             if auth {
-                if let Some(path) = bootstrap_admin(&*app.store(), &data_dir).await? {
-                    tracing::warn!(
+                match bootstrap_admin(&*app.store(), &data_dir).await? {
+                    Some(AdminBootstrap::FirstStart(path)) => tracing::warn!(
                         path = %path.display(),
                         "first start: an admin token was written here; create others with `c2m token create`"
-                    );
+                    ),
+                    Some(AdminBootstrap::AllRevoked(path)) => tracing::warn!(
+                        path = %path.display(),
+                        "every admin token was revoked: a new one was written here so the store has an admin again"
+                    ),
+                    None => {}
                 }
             }
             // The one line on standard output: scripts and tests read the bound address
@@ -184,19 +202,38 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On a first start with access control on, makes an admin token and writes it to
-/// `DATA_DIR/admin.token` (readable by the owner only), so a new user has a way in. Does
-/// nothing once any admin token exists.
+/// Why [`bootstrap_admin`] wrote an admin token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    /// The store had no admin token at all: a first start.
+    FirstStart(std::path::PathBuf),
+    /// The store had admin tokens, every one revoked.
+    AllRevoked(std::path::PathBuf),
+}
+
+/// With access control on and no active admin token in the store, makes one and writes it
+/// to `DATA_DIR/admin.token` (readable by the owner only), so there is a way in: on a first
+/// start, and after the last admin token was revoked (else nobody could create tokens or
+/// import a catalogue through the API again, and the only way back would be `c2m token
+/// create` on the store, which whoever can restart the server can run anyway). Does nothing
+/// while an active admin token exists, so a restart makes no second one.
 pub async fn bootstrap_admin(
     store: &dyn c2m_store::Store,
     data_dir: &std::path::Path,
-) -> anyhow::Result<Option<std::path::PathBuf>> {
+) -> anyhow::Result<Option<AdminBootstrap>> {
     use anyhow::Context;
     let tokens = store.tokens().await?;
-    if tokens.iter().any(|t| t.role == c2m_domain::Role::Admin) {
+    let admins = || tokens.iter().filter(|t| t.role == c2m_domain::Role::Admin);
+    if admins().any(|t| t.revoked_at.is_none()) {
         return Ok(None);
     }
-    let issued = crate::auth::issue(c2m_domain::Role::Admin, None, "first admin (admin.token)")?;
+    let first = admins().next().is_none();
+    let label = if first {
+        "first admin (admin.token)"
+    } else {
+        "admin after every admin token was revoked (admin.token)"
+    };
+    let issued = crate::auth::issue(c2m_domain::Role::Admin, None, label)?;
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join("admin.token");
     write_private(&path, &format!("{}\n", issued.token))
@@ -204,7 +241,11 @@ pub async fn bootstrap_admin(
     store
         .create_token(&issued.stored, chrono::Utc::now())
         .await?;
-    Ok(Some(path))
+    Ok(Some(if first {
+        AdminBootstrap::FirstStart(path)
+    } else {
+        AdminBootstrap::AllRevoked(path)
+    }))
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
