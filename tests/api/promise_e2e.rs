@@ -711,6 +711,63 @@ async fn a_calendar_keeps_its_dates_as_cycles_move_and_the_horizon_changes() {
             .all(|(t, h)| (t == 1) == (*h == 0.0)),
         "{hours:?}"
     );
+
+    // An export keeps the calendar: a version 2 scenario from the import's date, which,
+    // imported back at the date the export names, plans the same hours.
+    let exported = c
+        .catalogue
+        .export_scenario(pb::ExportScenarioRequest { format: 0 })
+        .await
+        .expect("export")
+        .into_inner();
+    let from = exported.calendar_starts_at.expect("the calendars' start");
+    assert_eq!(
+        from.seconds,
+        t0.timestamp(),
+        "period 0 is the import's moment"
+    );
+    let s = c2m_planner::Scenario::from_toml_str(&exported.text).expect("a scenario");
+    assert_eq!(s.horizon.as_ref().map(|h| h.periods), Some(12));
+    let f1 = s.factories.iter().find(|f| f.id == "f1").expect("f1");
+    assert_eq!(
+        f1.calendar.as_ref().map(|c| c[3]),
+        Some(0.0),
+        "{:?}",
+        f1.calendar
+    );
+    let f1_calendar = |c: c2m_store::Catalogue| {
+        c.factories
+            .into_iter()
+            .find(|f| f.id == "f1")
+            .and_then(|f| f.calendar)
+            .expect("f1's calendar")
+    };
+    let before = f1_calendar(server.store.catalogue().await.expect("catalogue"));
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: "re-import".into(),
+            text: exported.text.clone(),
+            format: 0,
+            mode: pb::ImportMode::Replace as i32,
+            calendar_starts_at: Some(from),
+        })
+        .await
+        .expect("the export imports back");
+    assert_eq!(
+        f1_calendar(server.store.catalogue().await.expect("catalogue")),
+        before,
+        "the same hours on the same dates after the round trip"
+    );
+    let twice = c
+        .catalogue
+        .export_scenario(pb::ExportScenarioRequest { format: 0 })
+        .await
+        .expect("export")
+        .into_inner();
+    assert_eq!(
+        (twice.text, twice.calendar_starts_at),
+        (exported.text, Some(from))
+    );
     server.shutdown().await;
 }
 

@@ -581,23 +581,15 @@ impl World {
         let mut hours = match &f.calendar {
             Some(c) => {
                 // Undated: the cycle's own periods, as such a calendar always counted.
-                let (first, len) = c.dates().unwrap_or((self.now, self.period_length()));
-                let start = |j: usize| first + len * (j as i32);
-                let end = start(c.hours.len());
-                let len = len.num_seconds() as f64;
-                (0..periods as i64)
-                    .map(|t| {
-                        let (a, b) = (self.period_start(t), self.period_start(t + 1));
-                        let overlap = |from: DateTime<Utc>, to: DateTime<Utc>| {
-                            (b.min(to) - a.max(from)).num_seconds().max(0) as f64
-                        };
-                        let dated: f64 = (c.hours.iter().enumerate())
-                            .map(|(j, h)| h * overlap(start(j), start(j + 1)) / len)
-                            .sum();
-                        let undated = (b - a).num_seconds() as f64 - overlap(first, end);
-                        dated + f.capacity_hours * undated / len
-                    })
-                    .collect()
+                let dates = c.dates().unwrap_or((self.now, self.period_length()));
+                hours_over(
+                    c,
+                    dates,
+                    f.capacity_hours,
+                    self.now,
+                    self.period_length(),
+                    periods,
+                )
             }
             None => vec![f.capacity_hours; periods],
         };
@@ -617,6 +609,97 @@ impl World {
         }
         Ok(hours)
     }
+}
+
+/// Where a calendar's period 0 starts, and its periods' length.
+type CalendarDates = (DateTime<Utc>, chrono::Duration);
+
+/// A calendar's hours over `periods` periods of `length` from `from`: each period gets the
+/// hours of the calendar periods it overlaps, in proportion, and `capacity` per period
+/// length for the time the calendar does not cover. `dates` are where the calendar's period
+/// 0 starts and how long its periods are. Where the periods line up with the calendar's,
+/// the hours are the calendar's own, exactly.
+fn hours_over(
+    c: &FactoryCalendar,
+    (first, len): CalendarDates,
+    capacity: f64,
+    from: DateTime<Utc>,
+    length: chrono::Duration,
+    periods: usize,
+) -> Vec<f64> {
+    let start = |j: usize| first + len * (j as i32);
+    let end = start(c.hours.len());
+    let len = len.num_seconds() as f64;
+    (0..periods as i32)
+        .map(|t| {
+            let (a, b) = (from + length * t, from + length * (t + 1));
+            let overlap = |from: DateTime<Utc>, to: DateTime<Utc>| {
+                (b.min(to) - a.max(from)).num_seconds().max(0) as f64
+            };
+            let dated: f64 = (c.hours.iter().enumerate())
+                .map(|(j, h)| h * overlap(start(j), start(j + 1)) / len)
+                .sum();
+            let undated = (b - a).num_seconds() as f64 - overlap(first, end);
+            dated + capacity * undated / len
+        })
+        .collect()
+}
+
+/// The catalogue as `ExportScenario` writes it, and where its calendars start.
+///
+/// Without factory calendars this is [`scenario_of`]: a version 1 scenario. With them, a
+/// version 2 scenario, so that an export edited and imported again keeps the weeks each
+/// factory closes (a version 1 file has no calendars: the import would drop them). Its
+/// periods are the server's (`--plan-period-days`, which an import requires), period 0
+/// starts at the earliest calendar's start (returned, to pass back as
+/// `calendar_starts_at`), and there are as many periods as reach the last calendar's end;
+/// each calendar is given over those periods, its own hours where its periods line up
+/// with them (as they do for calendars imported into this server), and the factory's
+/// capacity in the periods it does not cover. A calendar stored before calendars had dates
+/// is given as a cycle run now reads it. A catalogue with `material_deadline_days` cannot
+/// be a version 2 scenario and is exported as version 1, without its calendars.
+pub fn export_of(
+    c: &Catalogue,
+    now: DateTime<Utc>,
+    period_days: i64,
+) -> Result<(planner::Scenario, Option<DateTime<Utc>>), DomainError> {
+    let mut s = scenario_of(c, None)?;
+    let length = chrono::Duration::days(period_days);
+    let calendars: Vec<(usize, &FactoryCalendar, CalendarDates)> = (c.factories.iter().enumerate())
+        .filter_map(|(i, f)| {
+            let k = f.calendar.as_ref()?;
+            Some((i, k, k.dates().unwrap_or((now, length))))
+        })
+        .collect();
+    let Some(start) = calendars.iter().map(|(_, _, (first, _))| *first).min() else {
+        return Ok((s, None));
+    };
+    if c.material_deadline_days.is_some() {
+        return Ok((s, None));
+    }
+    let step = length.num_seconds();
+    let mut given: Vec<(usize, Vec<f64>)> = calendars
+        .iter()
+        .map(|&(i, k, (first, len))| {
+            let end = first + len * (k.hours.len() as i32);
+            let periods = ((end - start).num_seconds() + step - 1) / step;
+            let capacity = c.factories[i].capacity_hours;
+            (
+                i,
+                hours_over(k, (first, len), capacity, start, length, periods as usize),
+            )
+        })
+        .collect();
+    let periods = given.iter().map(|(_, h)| h.len()).max().unwrap_or(0).max(1);
+    for (i, hours) in &mut given {
+        hours.resize(periods, c.factories[*i].capacity_hours);
+        s.factories[*i].calendar = Some(std::mem::take(hours));
+    }
+    s.horizon = Some(planner::Horizon {
+        periods: periods as i64,
+        period_days,
+    });
+    Ok((s, Some(start)))
 }
 
 /// Which queued batches each product of a cycle's scenario makes, and the catalogue sku
@@ -1411,6 +1494,98 @@ mod tests {
         let mut later = f.clone();
         later.calendar.as_mut().unwrap().starts_at = Some(imported + days(7.0));
         close(at(0.0, 3).calendar(&later).unwrap(), &[40.0, 40.0, 30.0]);
+    }
+
+    /// An export of a catalogue with calendars is a version 2 scenario that imports back,
+    /// at the start the export names, to calendars every cycle reads the same as before,
+    /// whenever it runs (the export wrote version 1 and left calendars out, so an export
+    /// edited and imported again dropped every closed week). A second export is the same
+    /// text. With `material_deadline_days` (version 1 only) the export stays version 1.
+    #[test]
+    fn an_export_keeps_calendars_on_their_dates() {
+        let s = planner::Scenario::from_toml_str(include_str!(
+            "../../../examples/scenarios/kettle-weeks.toml"
+        ))
+        .unwrap();
+        let server = PlanHorizon {
+            periods: 6,
+            period_days: 7,
+        };
+        let imported = world(vec![]).now;
+        let mut c = catalogue_of(&s, Some(imported), server).unwrap();
+        assert!(c.factories[0].calendar.is_some() && c.factories[1].calendar.is_none());
+        // A second factory whose calendar was imported two weeks later, and is shorter.
+        c.factories[1].calendar = Some(FactoryCalendar {
+            hours: vec![10.0, 0.0],
+            period_days: Some(7),
+            starts_at: Some(imported + days(14.0)),
+        });
+        let exported_at = imported + days(20.0);
+        let (out, start) = export_of(&c, exported_at, 7).unwrap();
+        assert_eq!(
+            start,
+            Some(imported),
+            "period 0 is the earliest calendar's start"
+        );
+        let text = out.to_toml_string().unwrap();
+        let back = planner::Scenario::from_toml_str(&text).expect("a valid version 2 scenario");
+        assert_eq!(
+            back.horizon.as_ref().map(|h| (h.periods, h.period_days)),
+            Some((8, 7))
+        );
+        assert_eq!(
+            back.factories[0].calendar, s.factories[0].calendar,
+            "its own hours where the periods line up"
+        );
+        let second = &back.factories[1];
+        assert_eq!(
+            second.calendar.as_deref(),
+            Some(&[35.0, 35.0, 10.0, 0.0, 35.0, 35.0, 35.0, 35.0][..]),
+            "the capacity outside its dates"
+        );
+        let again = catalogue_of(&back, start, server).unwrap();
+        for offset in [0.0, 3.5, 14.0, 20.0, 45.0] {
+            let w = World {
+                now: imported + days(offset),
+                ..world(vec![])
+            };
+            for (before, after) in c.factories.iter().zip(&again.factories) {
+                let (b, a) = (w.calendar(before).unwrap(), w.calendar(after).unwrap());
+                assert!(
+                    b.iter().zip(&a).all(|(x, y)| (x - y).abs() < 1e-9),
+                    "{} at day {offset}: {b:?} then {a:?}",
+                    before.id
+                );
+            }
+        }
+        let (twice, start_twice) = export_of(&again, exported_at + days(3.0), 7).unwrap();
+        assert_eq!(
+            (twice.to_toml_string().unwrap(), start_twice),
+            (text, start)
+        );
+
+        // A calendar stored before calendars had dates is given as a cycle now reads it.
+        let mut undated = c.clone();
+        for f in &mut undated.factories {
+            f.calendar = None;
+        }
+        undated.factories[0].calendar = Some(FactoryCalendar {
+            hours: vec![5.0, 0.0, 5.0, 5.0, 5.0, 5.0],
+            period_days: None,
+            starts_at: None,
+        });
+        let (out, start) = export_of(&undated, exported_at, 7).unwrap();
+        assert_eq!(start, Some(exported_at));
+        assert_eq!(out.factories[0].calendar.as_ref().map(Vec::len), Some(6));
+
+        // No calendars, or material_deadline_days: version 1, as before.
+        undated.factories[0].calendar = None;
+        let (out, start) = export_of(&undated, exported_at, 7).unwrap();
+        assert!(out.horizon.is_none() && start.is_none());
+        c.material_deadline_days = Some(20);
+        let (out, start) = export_of(&c, exported_at, 7).unwrap();
+        assert!(out.horizon.is_none() && start.is_none());
+        assert!(out.factories.iter().all(|f| f.calendar.is_none()));
     }
 
     #[test]

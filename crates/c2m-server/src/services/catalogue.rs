@@ -11,7 +11,7 @@ use c2m_store::{CatalogueEdit, CatalogueKind, ChangeCatalogue};
 use super::Ctx;
 use crate::convert;
 use crate::convert::catalogue::{changed, is_json};
-use crate::planning::{catalogue_check, catalogue_of, scenario_error, scenario_of};
+use crate::planning::{catalogue_check, catalogue_of, export_of, scenario_error};
 use crate::status::{domain_status, store_status};
 
 pub struct CatalogueSvc(pub Ctx);
@@ -76,7 +76,9 @@ impl CatalogueService for CatalogueSvc {
     ) -> Result<Response<pb::ExportScenarioResponse>, Status> {
         let json = is_json(req.get_ref().format)?;
         let c = self.0.store.catalogue().await.map_err(store_status)?;
-        let s = scenario_of(&c, None).map_err(|e| domain_status(&e))?;
+        let now = self.0.clock.now();
+        let (s, calendars_start) =
+            export_of(&c, now, self.0.plan_horizon.period_days).map_err(|e| domain_status(&e))?;
         let text = if json {
             s.to_json_string()
         } else {
@@ -86,6 +88,7 @@ impl CatalogueService for CatalogueSvc {
         Ok(Response::new(pb::ExportScenarioResponse {
             text,
             version: c.version,
+            calendar_starts_at: calendars_start.map(convert::timestamp),
         }))
     }
 
