@@ -424,7 +424,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .get_campaign(pb::GetCampaignRequest { campaign_id: id })
                 .await?
                 .into_inner();
+            // The terms the levers change and whether it still sells, then the progress.
+            let c = p.campaign.clone().unwrap_or_default();
+            let status = pb::CampaignStatus::try_from(c.status).map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("CAMPAIGN_STATUS_")
+                    .to_lowercase()
+            });
+            let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(rfc3339);
             serde_json::json!({
+                "status": status.unwrap_or_else(|_| "unknown".into()),
+                "threshold": c.batch_threshold,
+                "deadline": time(&c.deadline),
+                "closed_at": time(&c.closed_at),
+                "cancelled_at": time(&c.cancelled_at),
                 "open_batch_units": p.open_batch_units,
                 "units_to_threshold": p.units_to_threshold,
                 "open_batch_seq": p.open_batch_seq,

@@ -739,3 +739,63 @@ async fn insights_of_a_campaign_add_up_to_its_orders() {
     assert_eq!(i.consumers, 12);
     server.shutdown().await;
 }
+
+/// The storefront example's `campaign` shows what the levers change and whether the
+/// campaign still sells: its status, threshold and deadline beside the progress. Before,
+/// it printed the progress alone, so after `extend` or `lower-threshold` the new deadline
+/// and threshold were nowhere, and a closed campaign read like an open one with no time
+/// left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_example_shows_a_campaigns_terms_and_status() {
+    let (start, _clock, server, mut c) = on_a_manual_clock().await;
+    let cmp = campaign(&mut c, "shown", 50, start, 3).await;
+    let deadline = start + Duration::days(9);
+    c.levers
+        .extend_deadline(pb::ExtendDeadlineRequest {
+            idempotency_key: "shown-extend".into(),
+            campaign_id: cmp.id.clone(),
+            deadline: Some(ts(deadline)),
+        })
+        .await
+        .expect("extend");
+    c.levers
+        .lower_threshold(pb::LowerThresholdRequest {
+            idempotency_key: "shown-lower".into(),
+            campaign_id: cmp.id.clone(),
+            batch_threshold: 40,
+        })
+        .await
+        .expect("lower");
+    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
+        .await
+        .expect("built");
+    let addr = format!("http://{}", server.addr);
+    let show = |exe: std::path::PathBuf, addr: String, id: String| async move {
+        let out = tokio::process::Command::new(exe)
+            .args(["--addr", &addr, "--token", "unused", "campaign", &id])
+            .output()
+            .await
+            .expect("storefront runs");
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let shown = show(exe.clone(), addr.clone(), cmp.id.clone()).await;
+    assert_eq!(shown["status"], "open", "{shown}");
+    assert_eq!(shown["threshold"], 40, "{shown}");
+    let shown_deadline = shown["deadline"]
+        .as_str()
+        .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+        .unwrap_or_else(|| panic!("a deadline in {shown}"));
+    assert_eq!(shown_deadline.timestamp(), deadline.timestamp(), "{shown}");
+    c.levers
+        .close_campaign(pb::CloseCampaignRequest {
+            idempotency_key: "shown-close".into(),
+            campaign_id: cmp.id.clone(),
+        })
+        .await
+        .expect("close");
+    let shown = show(exe, addr, cmp.id.clone()).await;
+    assert_eq!(shown["status"], "closed", "{shown}");
+    assert!(shown["closed_at"].is_string(), "{shown}");
+    server.shutdown().await;
+}
