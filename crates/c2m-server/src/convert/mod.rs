@@ -259,9 +259,11 @@ pub fn campaign(c: &Campaign, now: DateTime<Utc>) -> pb::Campaign {
 pub fn progress(p: &CampaignProgress, now: DateTime<Utc>) -> pb::CampaignProgress {
     let threshold = p.campaign.terms.batch_threshold;
     let tier = p.campaign.terms.tier_position(p.open_batch_units);
-    // With no batch open (closed, cancelled, or failed at its deadline) no units are
-    // needed: more orders could not lock anything.
-    let open = p.open_batch_seq.is_some();
+    // A campaign that no longer sells (closed, cancelled, past its deadline) needs no
+    // units: more orders could not lock anything. One that sells needs them whether or not
+    // a batch row exists yet: a new campaign, and one whose last batch just locked, have no
+    // open batch until the next order opens one, and that order needs the whole threshold.
+    let open = p.campaign.status(now) != CampaignStatus::Closed;
     pb::CampaignProgress {
         campaign: Some(campaign(&p.campaign, now)),
         open_batch_units: p.open_batch_units,
