@@ -799,3 +799,31 @@ async fn the_storefront_example_shows_a_campaigns_terms_and_status() {
     assert!(shown["closed_at"].is_string(), "{shown}");
     server.shutdown().await;
 }
+
+/// A threshold beyond the largest demand the planner takes (10^9 units) is still advised:
+/// the scan stops at that demand, finds the factory's limit (10 000 units) below its first
+/// grid point, and advises 15 units as for any threshold. Before, the scan asked the
+/// planner for 499 999 999 units, which it refuses, and the advice only said the planner
+/// could not price the sku.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_beyond_the_planners_largest_demand_is_still_advised() {
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
+    import(&mut c, "lever-kettle", LEVER_KETTLE, pb::ImportMode::Merge)
+        .await
+        .expect("catalogue");
+    let cmp = kettle_campaign(&mut c, "huge", 10_000_000_000, start).await;
+    orders(&mut c, &clock, &cmp.id, "huge", 4, 4, Duration::hours(6)).await;
+    let advice = advice(&mut c, &cmp.id).await;
+    assert!(
+        !advice.notes.iter().any(|n| n.contains("could not price")),
+        "{:?}",
+        advice.notes
+    );
+    assert_eq!(
+        advice.lower_threshold.map(|t| t.batch_threshold),
+        Some(15),
+        "{:?}",
+        advice.notes
+    );
+    server.shutdown().await;
+}

@@ -11,7 +11,7 @@ use crate::scenario::{FieldError, Line, Offer, Scenario, ScenarioError};
 
 /// The largest demand, run or pack count accepted: the pure-Rust solver keeps
 /// integer bounds in `i32`, and no real batch comes near this.
-const MAX_UNITS: i64 = 1_000_000_000;
+pub const MAX_UNITS: i64 = 1_000_000_000;
 
 /// The most periods a horizon may have: ten years of weeks. The model grows
 /// with the square of the periods in places; no planning cycle comes near.

@@ -535,10 +535,8 @@ fn advice_looks_below_an_infeasible_first_grid_point() {
     assert_eq!(a.below_minimum.as_ref().map(|c| c.volume), Some(769));
 }
 
-/// The grid is made as the scan goes: a `max` far beyond memory (the service asks for
-/// one below a campaign's threshold, which may be up to 10^15 units) with a step of 1
-/// costs only the volumes planned. Before, the grid was listed first, and the allocation
-/// aborted the process.
+/// The grid is made as the scan goes: the largest `max` (10^9 units, 8 GB as a list)
+/// with a step of 1 costs only the volumes planned. Before, the grid was listed first.
 #[test]
 fn advice_with_a_huge_max_plans_only_what_it_needs() {
     let base = Scenario::from_toml_str(MUG).unwrap();
@@ -547,7 +545,7 @@ fn advice_with_a_huge_max_plans_only_what_it_needs() {
         price: 300.0,
         deposit: 30.0,
         margin: 0.49,
-        max: i64::MAX / 2,
+        max: c2m_planner::validate::MAX_UNITS,
         step: 1,
     };
     // At a price where the first volume passes: cost per unit at 1 mug is

@@ -429,6 +429,12 @@ fn sweeps_and_conversions_that_make_no_sense_are_refused() {
             "--max 100 --step 2.5",
             "--step: `2.5` is not a whole number",
         ),
+        // Beyond the largest demand a scenario may have: refused before anything is
+        // planned (it failed at the first grid point the planner refused).
+        (
+            "--max 2e9",
+            "--max must be at most 1000000000 (the largest demand the planner takes)",
+        ),
     ] {
         let e = cli(
             &mut env,

@@ -155,13 +155,15 @@ pub async fn advice(
     match crate::planning::scenario_of(&catalogue, None) {
         Err(e) => notes.push(format!("the catalogue cannot price the sku: {e}")),
         Ok(base) if threshold > 1 => {
+            // No larger than the planner takes: a threshold may be larger (a cheap sku).
+            let max = (threshold - 1).min(c2m_planner::validate::MAX_UNITS);
             let spec = AdviceSpec {
                 sku: terms.sku.clone(),
                 price: terms.unit_price.minor as f64,
                 deposit: terms.deposit.minor as f64,
                 margin,
-                max: threshold - 1,
-                step: ((threshold - 1) / 20).max(1),
+                max,
+                step: (max / 20).max(1),
             };
             let mut opts = c2m_planner::whatif::scan_options();
             opts.time_limit = StdDuration::from_secs(2);

@@ -32,6 +32,7 @@ use serde::Serialize;
 
 use super::sweep::{break_volumes, scenario_at, BreakMark, Quantity};
 use crate::report::{major, unit_price};
+use crate::validate::MAX_UNITS;
 use crate::{Plan, PlanStatus, Scenario, SolveOptions};
 
 /// The campaign and the search.
@@ -230,6 +231,12 @@ pub fn advise(
     }
     if spec.max < 1 || spec.step < 1 {
         return Err("--max and --step must be at least 1".into());
+    }
+    if spec.max > MAX_UNITS {
+        return Err(format!(
+            "--max must be at most {MAX_UNITS} (the largest demand the planner takes), got {}",
+            spec.max
+        ));
     }
     let target = spec.price * (1.0 - spec.margin);
     let mut cache: BTreeMap<i64, VolumeCost> = BTreeMap::new();
