@@ -827,3 +827,64 @@ async fn a_threshold_beyond_the_planners_largest_demand_is_still_advised() {
     );
     server.shutdown().await;
 }
+
+/// Insights of a campaign that opened long before its orders come in buckets a client can
+/// take: a minute's buckets over twenty years (ten million) are refused, naming
+/// `bucket_seconds` and the narrowest width that fits, and that width is answered. Before,
+/// the server listed every empty bucket from the opening (gigabytes for an opening set
+/// centuries back) and then could not send the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insights_over_a_long_span_refuse_more_buckets_than_can_be_sent() {
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
+    let mut req = campaign_request("long-ago", 50);
+    req.opens_at = Some(ts(start - Duration::days(20 * 365)));
+    req.deadline = Some(ts(start + Duration::days(3)));
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    orders(
+        &mut c,
+        &clock,
+        &cmp.id,
+        "long-ago",
+        2,
+        1,
+        Duration::hours(1),
+    )
+    .await;
+    let ask = |bucket_seconds: i64| pb::GetInsightsRequest {
+        campaign_id: cmp.id.clone(),
+        bucket_seconds,
+        top: 0,
+    };
+    let refused = c.levers.get_insights(ask(60)).await.expect_err("too many");
+    assert_refused(&refused, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(
+        error_meta(&refused, "field").as_deref(),
+        Some("bucket_seconds")
+    );
+    // The message names a width that fits; asking with it is answered.
+    let message = refused.message().to_owned();
+    let width: i64 = message
+        .split("at least ")
+        .nth(1)
+        .and_then(|w| w.split(' ').next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("a width in {message:?}"));
+    let i = c
+        .levers
+        .get_insights(ask(width))
+        .await
+        .expect("a width that fits")
+        .into_inner();
+    assert!(
+        i.units_over_time.len() <= 50_000,
+        "{}",
+        i.units_over_time.len()
+    );
+    assert_eq!(i.units, 2);
+    server.shutdown().await;
+}

@@ -104,6 +104,31 @@ pub fn may_cancel(campaign: &Campaign) -> Result<(), DomainError> {
     }
 }
 
+/// The most time buckets one insights answer holds: a month of minutes (about 1.5 MB as
+/// protobuf, within the default message size).
+pub const MAX_INSIGHT_BUCKETS: i64 = 50_000;
+
+/// May the units over time, `span_secs` from the opening to the last pre-order, be told in
+/// buckets of `bucket_secs` (positive)? At most [`MAX_INSIGHT_BUCKETS`] of them; otherwise
+/// `INVALID_FIELD` naming `bucket_seconds`, with the narrowest width that fits.
+pub fn check_insight_buckets(span_secs: i64, bucket_secs: i64) -> Result<(), DomainError> {
+    let span = span_secs.max(0);
+    let buckets = span / bucket_secs.max(1) + 1;
+    if buckets <= MAX_INSIGHT_BUCKETS {
+        return Ok(());
+    }
+    // `span / w + 1 <= MAX` holds exactly when `w > span / MAX`.
+    let narrowest = span / MAX_INSIGHT_BUCKETS + 1;
+    Err(DomainError::invalid(
+        "bucket_seconds",
+        format!(
+            "{bucket_secs}-second buckets from the opening to the last pre-order are \
+             {buckets}, more than {MAX_INSIGHT_BUCKETS}: ask for buckets of at least \
+             {narrowest} seconds"
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +164,24 @@ mod tests {
 
     fn reason(e: DomainError) -> (&'static str, Vec<(&'static str, String)>) {
         (e.reason(), e.metadata())
+    }
+
+    #[test]
+    fn insight_buckets_are_bounded_and_the_refusal_names_a_width_that_fits() {
+        assert!(check_insight_buckets(0, 60).is_ok());
+        assert!(check_insight_buckets(-5, 60).is_ok());
+        assert!(check_insight_buckets(60 * (MAX_INSIGHT_BUCKETS - 1), 60).is_ok());
+        let span = 60 * MAX_INSIGHT_BUCKETS;
+        let e = check_insight_buckets(span, 60).expect_err("one too many");
+        let (reason, meta) = reason(e.clone());
+        assert_eq!(reason, "INVALID_FIELD");
+        assert!(
+            meta.contains(&("field", "bucket_seconds".to_owned())),
+            "{meta:?}"
+        );
+        assert!(e.to_string().contains("at least 61 seconds"), "{e}");
+        assert!(check_insight_buckets(span, 61).is_ok());
+        assert!(check_insight_buckets(span, 60 * 60).is_ok());
     }
 
     fn t0() -> DateTime<Utc> {

@@ -286,6 +286,9 @@ impl<D: Backend> Tx<'_, D> {
             })
             .await?;
         let start = this.terms.opens_at;
+        if let Some(latest) = rows.iter().map(|(at, _, _)| *at).max() {
+            c2m_domain::levers::check_insight_buckets((latest - start).num_seconds(), bucket_secs)?;
+        }
         let mut buckets: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         let (mut preorders, mut units, mut cancelled_units) = (0, 0, 0);
         for (at, quantity, cancelled) in &rows {
