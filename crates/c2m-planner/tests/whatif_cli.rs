@@ -457,3 +457,29 @@ fn sweeps_and_conversions_that_make_no_sense_are_refused() {
     assert!(yaml.contains(".toml or .json"), "{yaml}");
     assert!(!env.files.contains_key("out.yaml"));
 }
+
+/// `advise` reads `--price` and `--deposit` in major units of the scenario's currency:
+/// the mug in yen (no minor digits) at `--price 300` is the paper's 300 a mug, whose
+/// minimum viable batch is 770. Before, every currency was taken to have two digits, so
+/// 300 yen became 30 000 and a single mug passed.
+#[test]
+fn advise_reads_money_in_the_scenarios_own_major_units() {
+    let yen = MUG.replace("currency = \"EUR\"", "currency = \"JPY\"");
+    assert_ne!(yen, MUG);
+    let mut env = Mem::with(&[("mug-yen.toml", &yen)]);
+    let out = cli(
+        &mut env,
+        "advise mug-yen.toml --sku mug --price 300 --deposit 30 --margin 0.49 --max 1000 --step 50",
+    )
+    .expect("advice");
+    assert!(
+        out.stdout.contains("price 300 JPY, deposit 30,"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("minimum viable batch: 770 units"),
+        "{}",
+        out.stdout
+    );
+}

@@ -294,10 +294,13 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             };
             let base_s = load(env, base)?;
             let max = flags.whole("--max")?.unwrap_or(5000);
+            // Major units of the scenario's currency to its minor units (2 digits for
+            // CNY, none for JPY).
+            let minor = 10f64.powi(crate::report::minor_digits(&base_s.currency) as i32);
             let spec = AdviceSpec {
                 sku: flags.need("--sku")?,
-                price: flags.num("--price")?.ok_or("--price is required")? * 100.0,
-                deposit: flags.num("--deposit")?.unwrap_or(0.0) * 100.0,
+                price: flags.num("--price")?.ok_or("--price is required")? * minor,
+                deposit: flags.num("--deposit")?.unwrap_or(0.0) * minor,
                 margin: flags.num("--margin")?.ok_or("--margin is required")?,
                 max,
                 step: flags.whole("--step")?.unwrap_or((max / 100).max(1)),
