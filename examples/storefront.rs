@@ -714,6 +714,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                                 "error": d.error,
                                 "latency_ms": d.latency_ms,
                                 "delivered": d.delivered,
+                                "at": d.at.as_ref().map(rfc3339),
                             })
                         })
                         .collect(),
@@ -1066,6 +1067,9 @@ fn endpoint_json(e: &pb::WebhookEndpoint) -> serde_json::Value {
         "enabled": e.enabled,
         "disabled_reason": e.disabled_reason,
         "failures": e.failures,
+        "failing_since": e.failing_since.as_ref().map(rfc3339),
+        "next_attempt_at": e.next_attempt_at.as_ref().map(rfc3339),
+        "created_at": e.created_at.as_ref().map(rfc3339),
     })
 }
 

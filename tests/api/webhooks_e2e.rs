@@ -754,3 +754,56 @@ async fn urls_the_worker_cannot_send_to_as_written_are_refused() {
     }
     server.shutdown().await;
 }
+
+/// The storefront example's `webhook list` and `webhook deliveries` show when things
+/// happen: a failing endpoint's `failing_since` and `next_attempt_at`, and each attempt's
+/// time. Before, neither list had a time, so an admin could not tell when a failing
+/// endpoint would be tried again or how far apart its attempts were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_example_shows_when_a_failing_endpoint_is_tried_again() {
+    let server = TestServer::sqlite_with(|s| {
+        s.webhook_max_backoff = StdDuration::from_secs(3600);
+    })
+    .await;
+    let mut c = server.clients().await;
+    let mut admin = WebhookServiceClient::new(c.channel.clone());
+    // A port nothing listens on: every attempt is refused.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hooks", closed.local_addr().expect("addr"));
+    drop(closed);
+    let id = register(&c, &url, &["*"])
+        .await
+        .expect("register")
+        .endpoint
+        .expect("endpoint")
+        .id;
+    one_event(&mut c, "refused").await;
+    let log = log_until(&mut admin, &id, |log| !log.is_empty()).await;
+    assert!(!log.is_empty() && !log[0].delivered, "{log:?}");
+    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
+        .await
+        .expect("built");
+    let addr = format!("http://{}", server.addr);
+    let run = |args: Vec<String>| {
+        let (exe, addr) = (exe.clone(), addr.clone());
+        async move {
+            let out = tokio::process::Command::new(exe)
+                .args(["--addr", &addr, "--token", "unused", "webhook"])
+                .args(args)
+                .output()
+                .await
+                .expect("storefront runs");
+            assert!(out.status.success(), "{out:?}");
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+        }
+    };
+    let list = run(vec!["list".into()]).await;
+    let e = &list[0];
+    assert!(e["failing_since"].is_string(), "{list}");
+    assert!(e["next_attempt_at"].is_string(), "{list}");
+    let deliveries = run(vec!["deliveries".into(), id]).await;
+    assert!(deliveries[0]["at"].is_string(), "{deliveries}");
+    server.shutdown().await;
+}
