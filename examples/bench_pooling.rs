@@ -465,6 +465,7 @@ async fn main() -> anyhow::Result<()> {
             .register_endpoint(pb::RegisterEndpointRequest {
                 url: format!("http://{hook}/hooks"),
                 event_types: vec!["*".into()],
+                idempotency_key: "bench-pooling-webhook".into(),
             })
             .await?
             .into_inner();

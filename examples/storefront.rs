@@ -647,7 +647,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Webhook(cmd) => match cmd {
             WebhookCmd::Add { url, event_types } => {
                 let r = webhooks
-                    .register_endpoint(pb::RegisterEndpointRequest { url, event_types })
+                    .register_endpoint(pb::RegisterEndpointRequest {
+                        url,
+                        event_types,
+                        idempotency_key: key.clone(),
+                    })
                     .await?
                     .into_inner();
                 serde_json::json!({

@@ -180,15 +180,26 @@ async fn handle(
     }
 }
 
+/// Registers `url` for `kinds` under a fresh idempotency key.
 pub async fn register(
     c: &Clients,
     url: &str,
     kinds: &[&str],
 ) -> Result<pb::RegisteredEndpoint, tonic::Status> {
+    register_with_key(c, url, kinds, &format!("register-{}", uuid::Uuid::new_v4())).await
+}
+
+pub async fn register_with_key(
+    c: &Clients,
+    url: &str,
+    kinds: &[&str],
+    key: &str,
+) -> Result<pb::RegisteredEndpoint, tonic::Status> {
     WebhookServiceClient::new(c.channel.clone())
         .register_endpoint(pb::RegisterEndpointRequest {
             url: url.into(),
             event_types: kinds.iter().map(|k| k.to_string()).collect(),
+            idempotency_key: key.into(),
         })
         .await
         .map(|r| r.into_inner())
@@ -805,5 +816,40 @@ async fn the_storefront_example_shows_when_a_failing_endpoint_is_tried_again() {
     assert!(e["next_attempt_at"].is_string(), "{list}");
     let deliveries = run(vec!["deliveries".into(), id]).await;
     assert!(deliveries[0]["at"].is_string(), "{deliveries}");
+    server.shutdown().await;
+}
+
+/// A registration retried with its idempotency key (its answer was lost) gets the first
+/// endpoint and secret back and registers nothing, like every mutating call; the key with
+/// another URL is refused. Before, the request had no key: each retry registered another
+/// endpoint, which sent every event again signed with a secret the receiver never got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_registration_registers_one_endpoint() {
+    let server = TestServer::sqlite().await;
+    let c = server.clients().await;
+    let mut admin = WebhookServiceClient::new(c.channel.clone());
+    let url = "http://127.0.0.1:9/hooks";
+    let first = register_with_key(&c, url, &["*"], "shop-hook")
+        .await
+        .expect("register");
+    let again = register_with_key(&c, url, &["*"], "shop-hook")
+        .await
+        .expect("retry");
+    assert_eq!(again, first);
+    let other = register_with_key(&c, "http://127.0.0.1:9/other", &["*"], "shop-hook")
+        .await
+        .expect_err("the key with another URL");
+    assert_refused(&other, Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED");
+    let missing = register_with_key(&c, url, &["*"], "")
+        .await
+        .expect_err("no key");
+    assert_refused(&missing, Code::InvalidArgument, "INVALID_FIELD");
+    let all = admin
+        .list_endpoints(pb::ListEndpointsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .endpoints;
+    assert_eq!(all.len(), 1, "{all:?}");
     server.shutdown().await;
 }

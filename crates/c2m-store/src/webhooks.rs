@@ -22,10 +22,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use c2m_domain::DomainError;
+use c2m_domain::{DomainError, IdempotencyKey};
+use serde::{Deserialize, Serialize};
 
 use crate::dialect::{micros, Backend, Columns, Dialect, Tx};
 use crate::engine::{Engine, Lane};
+use crate::idempotency::Keyed;
 use crate::writer::Op;
 use crate::Result;
 use crate::StoreError;
@@ -33,6 +35,10 @@ use crate::StoreError;
 /// An endpoint to register (its URL and kinds checked by the caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEndpoint {
+    /// A retry with the same key and the same URL and kinds gets the first registration
+    /// back (its id and secret); the same key with another URL or kinds is
+    /// `IdempotencyConflict`.
+    pub idempotency_key: IdempotencyKey,
     pub id: String,
     pub url: String,
     /// Event kinds (`*` for all).
@@ -41,8 +47,15 @@ pub struct NewEndpoint {
     pub secret: String,
 }
 
+/// A registered endpoint and its signing secret: the answer to a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    pub endpoint: Endpoint,
+    pub secret: String,
+}
+
 /// An endpoint as listed (without its secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: String,
     pub url: String,
@@ -104,8 +117,9 @@ pub enum Outcome {
 #[async_trait]
 pub trait WebhookStore: Send + Sync + 'static {
     /// Registers an endpoint; it gets the events committed from now on (its cursor is the
-    /// last event's number).
-    async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Endpoint>;
+    /// last event's number). A retry of the same registration (its idempotency key) gets
+    /// the first answer and registers nothing.
+    async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Registered>;
 
     /// Every endpoint, oldest first.
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>>;
@@ -238,11 +252,23 @@ impl<D: Backend> Tx<'_, D> {
     }
 }
 
+/// The operation name of a registration's idempotency key.
+pub(crate) const OP_REGISTER_ENDPOINT: &str = "register_webhook_endpoint";
+
 async fn create<D: Backend>(
     tx: &mut Tx<'_, D>,
     e: &NewEndpoint,
     now: DateTime<Utc>,
-) -> Result<Endpoint> {
+) -> Result<Registered> {
+    // The request is the URL and the kinds; the id and secret are made for it.
+    let key = Keyed::new(
+        OP_REGISTER_ENDPOINT,
+        &e.idempotency_key,
+        &(&e.url, &e.kinds),
+    );
+    if let Some(done) = key.replay(tx).await? {
+        return Ok(done);
+    }
     let kinds = serde_json::to_string(&e.kinds)
         .map_err(|err| StoreError::Corrupt(format!("webhook kinds: {err}")))?;
     let cursor = tx.last_seq().await?;
@@ -251,7 +277,12 @@ async fn create<D: Backend>(
     D::query(sql, (&e.id, &e.url, kinds, &e.secret, cursor, micros(now)))
         .execute(tx)
         .await?;
-    tx.endpoint(&e.id).await
+    let done = Registered {
+        endpoint: tx.endpoint(&e.id).await?,
+        secret: e.secret.clone(),
+    };
+    key.record(tx, &done, now).await?;
+    Ok(done)
 }
 
 async fn set_enabled<D: Backend>(
@@ -391,7 +422,7 @@ async fn release<D: Backend>(tx: &mut Tx<'_, D>, endpoint: &str, owner: &str) ->
 #[async_trait]
 impl<E: Engine> WebhookStore for E {
     #[tracing::instrument(skip(self, e), fields(id = %e.id, url = %e.url), err(level = "debug"))]
-    async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Endpoint> {
+    async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Registered> {
         self.call(Lane::Alone, e.clone(), now, |tx, c| {
             Box::pin(create(tx, &c.req, c.now))
         })

@@ -72,21 +72,23 @@ impl WebhookService for WebhookSvc {
         kinds.dedup();
         check_kinds(&kinds).map_err(|e| domain_status(&e))?;
         let new = NewEndpoint {
+            idempotency_key: crate::convert::idempotency_key(&r.idempotency_key)?,
             id: format!("whe_{}", hex_id(8)),
             url,
             kinds,
             secret: format!("whsec_{}", hex_id(24)),
         };
-        let e = self
+        let done = self
             .0
             .store
             .create_endpoint(&new, self.0.clock.now())
             .await
             .map_err(store_status)?;
+        let e = &done.endpoint;
         tracing::info!(endpoint = %e.id, url = %e.url, "webhook endpoint registered");
         Ok(Response::new(pb::RegisteredEndpoint {
-            endpoint: Some(endpoint(&e)),
-            secret: new.secret,
+            endpoint: Some(endpoint(e)),
+            secret: done.secret,
         }))
     }
 

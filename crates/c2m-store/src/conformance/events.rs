@@ -474,6 +474,8 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
 
 fn endpoint(n: usize) -> crate::webhooks::NewEndpoint {
     crate::webhooks::NewEndpoint {
+        idempotency_key: c2m_domain::IdempotencyKey::parse(&format!("endpoint-{n}"))
+            .expect("a key"),
         id: format!("whe_{n}"),
         url: format!("http://127.0.0.1:9/{n}"),
         kinds: vec!["*".into()],
@@ -529,8 +531,32 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
     let e = store
         .create_endpoint(&endpoint(1), now)
         .await
-        .expect("endpoint");
+        .expect("endpoint")
+        .endpoint;
     assert_eq!(e.cursor, 1, "starts at the last event");
+    // A retry of the registration (its key, the id and secret made anew) gets the first
+    // one back and registers nothing; the key with another URL is a conflict.
+    let retry = crate::webhooks::NewEndpoint {
+        id: "whe_retry".into(),
+        secret: "whsec_retry".into(),
+        ..endpoint(1)
+    };
+    let again = store.create_endpoint(&retry, now).await.expect("retry");
+    assert_eq!(
+        (again.endpoint, again.secret.as_str()),
+        (e.clone(), "whsec_1")
+    );
+    let other = crate::webhooks::NewEndpoint {
+        url: "http://127.0.0.1:9/other".into(),
+        ..retry
+    };
+    assert!(matches!(
+        store.create_endpoint(&other, now).await,
+        Err(crate::StoreError::Domain(
+            c2m_domain::DomainError::IdempotencyConflict { .. }
+        ))
+    ));
+    assert_eq!(store.list_endpoints().await.expect("list").len(), 1);
     assert!(store
         .claim_endpoint("w1", now, lease)
         .await
