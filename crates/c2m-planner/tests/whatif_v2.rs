@@ -635,3 +635,32 @@ fn points_not_proven_optimal_are_flagged_everywhere() {
         1
     );
 }
+
+/// A lead time as long as the horizon (4 weeks) or longer makes one model: nothing
+/// ordered from the supplier arrives within the horizon. A sweep far past it plans that
+/// model once, and every point from 28 days on reads as the 28-day one. Before, each
+/// whole number of weeks was planned as its own model: a sweep to 100,000 days planned 50
+/// identical models.
+#[test]
+fn lead_times_past_the_horizon_are_planned_once() {
+    let spec = SweepSpec {
+        quantity: Quantity::LeadTime {
+            supplier: "slow".into(),
+        },
+        from: 0.0,
+        to: 7_000.0,
+        points: 50,
+        sku: "p".into(),
+    };
+    let mut planned = 0;
+    let s = run_sweep(&lead(), &spec, &default_options(), &mut |_, total| {
+        planned = total
+    })
+    .unwrap();
+    assert!(planned <= 5, "{planned} models planned");
+    assert!(s
+        .points
+        .iter()
+        .filter(|p| p.x >= 28.0)
+        .all(|p| p.total_cost == Some(1900)));
+}

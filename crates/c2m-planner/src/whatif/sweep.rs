@@ -201,7 +201,9 @@ pub fn scenario_at(base: &Scenario, q: &Quantity, x: f64) -> Result<Scenario, St
 fn same_model_as(base: &Scenario, q: &Quantity, x: f64) -> f64 {
     match (q, base.horizon) {
         (Quantity::LeadTime { .. }, Some(h)) if h.period_days > 0 => {
-            let days = x.round().max(0.0) as i64;
+            // From the horizon's length on, nothing ordered from the supplier arrives
+            // within it: every longer lead time is the same model.
+            let days = (x.round().max(0.0) as i64).min(h.periods * h.period_days);
             (((days + h.period_days - 1) / h.period_days) * h.period_days) as f64
         }
         _ => x,
