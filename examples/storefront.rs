@@ -999,6 +999,10 @@ fn insights_table(i: &pb::Insights) -> String {
             "\n{:<25} {:>10} {:>7} {:>6}",
             title, "pre-orders", "units", "share"
         );
+        if rows.is_empty() {
+            // No order named one (top referrers), or no orders at all.
+            let _ = writeln!(out, "(none)");
+        }
         for r in rows.iter() {
             let key = if r.key.is_empty() {
                 "(not given)"

@@ -888,3 +888,44 @@ async fn insights_over_a_long_span_refuse_more_buckets_than_can_be_sent() {
     assert_eq!(i.units, 2);
     server.shutdown().await;
 }
+
+/// The storefront example's insights table says "(none)" under a heading with no rows:
+/// the top referrers of a campaign whose orders named no referrer. Before, the heading
+/// stood alone, as if the table had been cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_insights_table_says_none_under_an_empty_heading() {
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
+    let cmp = campaign(&mut c, "no-referrer", 50, start, 3).await;
+    orders(
+        &mut c,
+        &clock,
+        &cmp.id,
+        "no-referrer",
+        2,
+        1,
+        Duration::hours(1),
+    )
+    .await;
+    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
+        .await
+        .expect("built");
+    let out = tokio::process::Command::new(exe)
+        .args([
+            "--addr",
+            &format!("http://{}", server.addr),
+            "--token",
+            "unused",
+        ])
+        .args(["insights", &cmp.id, "--format", "table"])
+        .output()
+        .await
+        .expect("storefront runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let after = text
+        .split("top referrers")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a top referrers table in {text}"));
+    assert_eq!(after.lines().nth(1), Some("(none)"), "{text}");
+    server.shutdown().await;
+}
