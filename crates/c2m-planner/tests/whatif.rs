@@ -557,4 +557,7 @@ fn advice_with_a_huge_max_plans_only_what_it_needs() {
     let a = advise(&base, &spec, &default_options(), &mut |_, _| {}).unwrap();
     assert_eq!(a.minimum_viable.as_ref().map(|c| c.volume), Some(1));
     assert!(a.evaluated < 100, "{} volumes planned", a.evaluated);
+    // One mug is "1 unit" (it read "1 units").
+    let text = c2m_planner::whatif::advice::render_text(&a);
+    assert!(text.contains("minimum viable batch: 1 unit\n"), "{text}");
 }

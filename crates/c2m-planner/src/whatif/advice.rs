@@ -408,6 +408,15 @@ pub fn advise(
     })
 }
 
+/// `1 unit`, `15 units`.
+fn units(n: i64) -> String {
+    if n == 1 {
+        "1 unit".into()
+    } else {
+        format!("{n} units")
+    }
+}
+
 fn describe(out: &mut String, c: &VolumeCost, cur: &str) {
     let _ = writeln!(
         out,
@@ -458,7 +467,7 @@ pub fn render_text(a: &Advice) -> String {
     );
     match &a.minimum_viable {
         Some(c) => {
-            let _ = writeln!(out, "\nminimum viable batch: {} units", c.volume);
+            let _ = writeln!(out, "\nminimum viable batch: {}", units(c.volume));
             describe(&mut out, c, cur);
             let _ = writeln!(
                 out,
@@ -477,9 +486,9 @@ pub fn render_text(a: &Advice) -> String {
             if let Some(b) = &a.below_minimum {
                 let _ = writeln!(
                     out,
-                    "    at {} units the margin is not met (cost per unit above the most it may \
+                    "    at {} the margin is not met (cost per unit above the most it may \
                      be by {}):",
-                    b.volume,
+                    units(b.volume),
                     unit_price(b.cost_per_unit - a.target_cost, cur)
                 );
                 describe(&mut out, b, cur);
