@@ -552,3 +552,114 @@ async fn postgres_another_replica_hears_events_promptly() {
     b.shutdown().await;
     c2m_store::conformance::drop_pg_database(&admin, &url).await;
 }
+
+/// An event larger than a stream message may be (`--max-message-bytes`; here a lock of
+/// 150 pre-orders against 16 KiB, as tens of thousands would be against the default
+/// 4 MiB) comes in parts with the event's seq, each a whole event listing the next slice
+/// of its pre-orders, and the stream goes on past it. Sent whole, it ended the stream with
+/// OUT_OF_RANGE, and every resume ended at the same event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_larger_than_a_message_comes_in_parts_and_the_stream_goes_on() {
+    const LIMIT: usize = 16 * 1024;
+    const ORDERS: usize = 150;
+    let server = TestServer::sqlite_with(|s| s.max_message_bytes = LIMIT).await;
+    let mut c = server.clients().await;
+    let cmp = c
+        .campaigns
+        .create_campaign(campaign_request("large-lock", ORDERS as i64))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut placed = std::collections::BTreeSet::new();
+    for i in 0..ORDERS {
+        let p = c
+            .preorders
+            .place_preorder(place(
+                &format!("o-{i}"),
+                &cmp.id,
+                &format!("consumer-{i:03}"),
+                1,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        placed.insert(p.id);
+    }
+
+    // Every message up to the lock's last part, from the start.
+    let read_lock = |mut w: Watch| async move {
+        let mut parts: Vec<pb::StoreEvent> = Vec::new();
+        tokio::time::timeout(StdDuration::from_secs(30), async {
+            loop {
+                let m = w.rx.recv().await.expect("stream open").expect("no error");
+                let Some(pb::event_stream_message::Message::Event(e)) = m.message else {
+                    continue;
+                };
+                assert!(
+                    prost::Message::encoded_len(&e) <= LIMIT,
+                    "a message within the limit"
+                );
+                if e.kind == "batch.locked" {
+                    let last = e.part + 1 == e.parts;
+                    parts.push(e);
+                    if last {
+                        return;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the lock's parts in time");
+        (parts, w)
+    };
+    let (parts, mut w) = read_lock(Watch::open(&c, Some(0), "").await.unwrap()).await;
+    let n = parts[0].parts;
+    assert!(
+        n >= 2,
+        "a lock of {ORDERS} pre-orders is split at 16 KiB: {n} part(s)"
+    );
+    assert_eq!(parts.len(), n as usize);
+    let seq = parts[0].seq;
+    let mut listed = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(
+            (p.part, p.parts, p.seq, &p.id),
+            (i as i32, n, seq, &parts[0].id)
+        );
+        let e = parse(p);
+        let EventData::BatchLocked {
+            preorders, units, ..
+        } = e.data
+        else {
+            panic!("a batch.locked part: {e:?}");
+        };
+        assert_eq!(
+            units, ORDERS as i64,
+            "each part is the whole event but its list"
+        );
+        assert!(!preorders.is_empty());
+        listed.extend(
+            preorders
+                .into_iter()
+                .map(|r| r.preorder_id.as_str().to_owned()),
+        );
+    }
+    assert_eq!(listed.len(), ORDERS, "each pre-order listed once");
+    assert_eq!(
+        listed
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        placed
+    );
+    // The stream goes on past it: the balances due follow.
+    let after = w.events(1, StdDuration::from_secs(10)).await;
+    assert!(after[0].seq > seq, "{after:?}");
+
+    // Resumed just before it, the parts come again; resumed at it, the stream goes on.
+    let (again, _) = read_lock(Watch::open(&c, Some(seq - 1), "").await.unwrap()).await;
+    assert_eq!(again.len(), n as usize);
+    let mut past = Watch::open(&c, Some(seq), "").await.unwrap();
+    let next = past.events(1, StdDuration::from_secs(10)).await;
+    assert_eq!(next[0].seq, seq + 1);
+    server.shutdown().await;
+}

@@ -175,6 +175,30 @@ impl EventData {
         Self::KINDS.contains(&name)
     }
 
+    /// The list of pre-orders the event carries (`preorders`, or a change's `refunds`), if
+    /// it carries a list rather than one pre-order.
+    fn list_mut(&mut self) -> Option<&mut Vec<PreorderRef>> {
+        match self {
+            EventData::BatchLocked { preorders, .. }
+            | EventData::BatchFailed { preorders, .. }
+            | EventData::ProductionStageChanged { preorders, .. }
+            | EventData::ShipDateChanged { preorders, .. } => Some(preorders),
+            EventData::CampaignChanged { refunds, .. } => Some(refunds),
+            _ => None,
+        }
+    }
+
+    /// The same event listing only the pre-orders in `range` of its list (an event too
+    /// large for one stream message is sent as such parts). `None` for an event that
+    /// carries one pre-order, not a list.
+    pub fn with_preorders(&self, range: std::ops::Range<usize>) -> Option<EventData> {
+        let mut part = self.clone();
+        let list = part.list_mut()?;
+        let slice = list.get(range)?.to_vec();
+        *list = slice;
+        Some(part)
+    }
+
     /// The pre-orders the event concerns.
     pub fn preorders(&self) -> Vec<&PreorderRef> {
         match self {

@@ -342,6 +342,7 @@ impl Application {
                     heartbeat: settings.event_heartbeat,
                     poll: settings.event_poll,
                     stop: stop_rx.clone(),
+                    max_bytes: max,
                 })
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),

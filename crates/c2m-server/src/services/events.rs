@@ -36,10 +36,67 @@ pub struct EventSvc {
     pub poll: Duration,
     /// Becomes true when the server shuts down: streams end so the server can drain.
     pub stop: watch::Receiver<bool>,
+    /// The largest message the stream may send (`--max-message-bytes`).
+    pub max_bytes: usize,
 }
 
 type EventStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::EventStreamMessage, Status>> + Send>>;
+
+/// What a stream message holds besides its event (the `oneof` tag and length prefixes),
+/// with room to spare.
+const ENVELOPE_BYTES: usize = 64;
+
+/// An event as the stream sends it, in messages of at most `max_bytes`: one, whose JSON
+/// is the webhooks' body, or, for an event too large for one (a lock of tens of thousands
+/// of pre-orders), parts that each list the next slice of its pre-orders. Sent whole, such
+/// an event ended the stream with `OUT_OF_RANGE` at the same place on every resume, so the
+/// subscriber could never get past it.
+pub fn store_event_parts(e: &Event, max_bytes: usize) -> Result<Vec<pb::StoreEvent>, Status> {
+    let budget = max_bytes.saturating_sub(ENVELOPE_BYTES);
+    let whole = store_event(e).map_err(store_status)?;
+    let size = prost::Message::encoded_len(&whole);
+    let count = e.data.preorders().len();
+    if size <= budget {
+        return Ok(vec![whole]);
+    }
+    let too_large = || {
+        Status::out_of_range(format!(
+            "event {} ({}, {size} bytes) does not fit a stream message of \
+             --max-message-bytes {max_bytes}, even split by its pre-orders",
+            e.seq,
+            e.data.kind()
+        ))
+    };
+    if budget == 0 || count < 2 {
+        return Err(too_large());
+    }
+    // Parts of about the budget's size, more if some pre-orders take more room than
+    // others.
+    let mut parts = size.div_ceil(budget).max(2);
+    while parts <= count {
+        let chunk = count.div_ceil(parts);
+        let n = count.div_ceil(chunk);
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let data = (e.data)
+                .with_preorders(i * chunk..((i + 1) * chunk).min(count))
+                .ok_or_else(too_large)?;
+            let mut part = store_event(&Event { data, ..e.clone() }).map_err(store_status)?;
+            if prost::Message::encoded_len(&part) > budget {
+                break;
+            }
+            part.part = i as i32;
+            part.parts = n as i32;
+            out.push(part);
+        }
+        if out.len() == n {
+            return Ok(out);
+        }
+        parts *= 2;
+    }
+    Err(too_large())
+}
 
 /// An event as the stream sends it: its JSON is the webhooks' body.
 pub fn store_event(e: &Event) -> Result<pb::StoreEvent, StoreError> {
@@ -57,6 +114,8 @@ pub fn store_event(e: &Event) -> Result<pb::StoreEvent, StoreError> {
             .unwrap_or_default(),
         occurred_at: Some(timestamp(e.occurred_at)),
         json,
+        part: 0,
+        parts: 1,
     })
 }
 
@@ -97,6 +156,7 @@ struct Events {
     /// Ticks on every commit with events (and, on PostgreSQL, on another replica's).
     wake: watch::Receiver<u64>,
     clock: Arc<dyn Clock>,
+    max_bytes: usize,
 }
 
 impl Source for Events {
@@ -108,13 +168,16 @@ impl Source for Events {
             .list_events(cursor, self.campaign.as_ref(), limit)
             .await
             .map_err(store_status)?;
-        page.iter()
-            .map(|e| {
-                let event = store_event(e).map_err(store_status)?;
+        let mut out = Vec::with_capacity(page.len());
+        for e in &page {
+            // The parts of one event share its seq: the feed's cursor passes it once the
+            // last is sent.
+            for event in store_event_parts(e, self.max_bytes)? {
                 let message = Some(pb::event_stream_message::Message::Event(event));
-                Ok((e.seq, pb::EventStreamMessage { message }))
-            })
-            .collect()
+                out.push((e.seq, pb::EventStreamMessage { message }));
+            }
+        }
+        Ok(out)
     }
 
     async fn heartbeat(&mut self, cursor: i64) -> Result<Self::Msg, Status> {
@@ -173,6 +236,7 @@ impl EventService for EventSvc {
             campaign,
             wake,
             clock: self.ctx.clock.clone(),
+            max_bytes: self.max_bytes,
         };
         tokio::spawn(feed.run(source, after, first));
         Ok(Response::new(crate::auth::until_revoked(watch, rx)))
