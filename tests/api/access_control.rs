@@ -262,32 +262,44 @@ async fn a_factory_token_reaches_only_its_own_work_orders() {
     server.shutdown().await;
 }
 
-/// The real binary: a first start writes an admin token; `c2m token` creates and revokes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_c2m");
-    let mut child = tokio::process::Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--token-cache", "200ms"])
+/// A real `c2m serve` on `data_dir` with access control on (unlike
+/// [`ServerProcess`], which turns it off), on a random port: the process, killed when
+/// dropped, and the address it printed.
+async fn serve(
+    data_dir: &std::path::Path,
+    flags: &[&str],
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(flags)
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        .expect("c2m binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr: std::net::SocketAddr = line
+        .expect("server prints its address within a minute")
+        .expect("read stdout")
+        .expect("a line on stdout");
+    let addr = line
         .strip_prefix("c2m listening on ")
-        .unwrap()
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
-        .unwrap();
+        .expect("an address");
+    (child, addr)
+}
+
+/// The real binary: a first start writes an admin token; `c2m token` creates and revokes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_c2m");
+    let (mut child, addr) = serve(dir.path(), &["--token-cache", "200ms"]).await;
     let path = dir.path().join("admin.token");
     let admin = std::fs::read_to_string(&path)
         .expect("admin.token written at first start")
@@ -382,20 +394,7 @@ async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
     std::fs::remove_file(&path).unwrap();
-    let mut again = tokio::process::Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(again.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut again, _) = serve(dir.path(), &[]).await;
     assert!(!path.exists(), "an admin exists already: no new token file");
 
     // A token command pointed at a directory with no store refuses, naming the file, and
@@ -420,26 +419,7 @@ async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
     assert!(run(&["token", "revoke", admin_id]).contains("revoked"));
     again.start_kill().unwrap();
     let _ = again.wait().await;
-    let mut third = tokio::process::Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(third.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("c2m listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut third, addr) = serve(dir.path(), &[]).await;
     let renewed = std::fs::read_to_string(&path)
         .expect("a new admin.token once every admin was revoked")
         .trim()
