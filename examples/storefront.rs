@@ -178,8 +178,9 @@ enum Cmd {
         #[arg(long)]
         purchase_order: String,
     },
-    /// Print events as they happen, one JSON document a line (docs/events.md), until
-    /// interrupted; resume with `--after` the last `seq` printed.
+    /// Print events as they happen, one JSON document a line (docs/events.md; a large
+    /// event's parts joined into one), until interrupted; resume with `--after` the last
+    /// `seq` printed.
     Watch {
         /// Only this campaign's events.
         #[arg(long, default_value = "")]
@@ -1046,12 +1047,41 @@ async fn watch(
         })
         .await?
         .into_inner();
+    // A large event comes in parts (docs/events.md): printed once, whole, after its last
+    // part, so a line is always a whole event and `--after` the last seq printed resumes
+    // without losing part of one.
+    let mut pending: Option<serde_json::Value> = None;
     while let Some(m) = stream.message().await? {
         match m.message {
             Some(pb::event_stream_message::Message::Event(e)) => {
+                let line = if e.parts <= 1 {
+                    e.json
+                } else {
+                    let part: serde_json::Value = serde_json::from_str(&e.json)?;
+                    let whole = match pending.take() {
+                        Some(mut whole) if e.part > 0 => {
+                            for list in ["preorders", "refunds"] {
+                                if let (
+                                    Some(serde_json::Value::Array(all)),
+                                    Some(serde_json::Value::Array(more)),
+                                ) = (whole.get_mut(list), part.get(list))
+                                {
+                                    all.extend(more.iter().cloned());
+                                }
+                            }
+                            whole
+                        }
+                        _ => part,
+                    };
+                    if e.part + 1 < e.parts {
+                        pending = Some(whole);
+                        continue;
+                    }
+                    whole.to_string()
+                };
                 #[allow(clippy::print_stdout)]
                 {
-                    println!("{}", e.json);
+                    println!("{line}");
                 }
             }
             Some(pb::event_stream_message::Message::Heartbeat(h)) => {

@@ -661,5 +661,50 @@ async fn an_event_larger_than_a_message_comes_in_parts_and_the_stream_goes_on() 
     let mut past = Watch::open(&c, Some(seq), "").await.unwrap();
     let next = past.events(1, StdDuration::from_secs(10)).await;
     assert_eq!(next[0].seq, seq + 1);
+
+    // The storefront example prints it once, whole: one line, every pre-order.
+    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
+        .await
+        .expect("built");
+    let mut watch = tokio::process::Command::new(exe)
+        .args([
+            "--addr",
+            &format!("http://{}", server.addr),
+            "--token",
+            "unused",
+        ])
+        .args(["watch", "--after", &(seq - 1).to_string()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("storefront runs");
+    let stdout = watch.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut printed = Vec::new();
+    for _ in 0..2 {
+        let line = tokio::time::timeout(StdDuration::from_secs(30), lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("read")
+            .expect("a line");
+        printed.push(serde_json::from_str::<Event>(&line).expect("an event a line"));
+    }
+    let _ = watch.start_kill();
+    assert_eq!(
+        printed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [seq, seq + 1],
+        "the lock once, then the next event"
+    );
+    let EventData::BatchLocked { preorders, .. } = &printed[0].data else {
+        panic!("the lock: {:?}", printed[0]);
+    };
+    assert_eq!(
+        preorders
+            .iter()
+            .map(|r| r.preorder_id.as_str().to_owned())
+            .collect::<std::collections::BTreeSet<_>>(),
+        placed
+    );
+    assert_eq!(preorders.len(), ORDERS);
     server.shutdown().await;
 }
