@@ -4,6 +4,7 @@
 //! tell, or an INVALID_ARGUMENT status naming the field.
 
 pub mod catalogue;
+pub mod events;
 pub mod factory;
 pub mod levers;
 pub mod planning;

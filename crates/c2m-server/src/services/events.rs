@@ -21,11 +21,11 @@ use c2m_domain::{CampaignId, Clock, DomainError};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::event_service_server::EventService;
 use c2m_store::events::EVENTS_PAGE;
-use c2m_store::{Store, StoreError};
+use c2m_store::Store;
 
 use super::feed::{Feed, Source};
 use super::Ctx;
-use crate::convert::timestamp;
+use crate::convert::{self, timestamp};
 use crate::status::{domain_status, store_status};
 
 pub struct EventSvc {
@@ -54,7 +54,7 @@ const ENVELOPE_BYTES: usize = 64;
 /// subscriber could never get past it.
 pub fn store_event_parts(e: &Event, max_bytes: usize) -> Result<Vec<pb::StoreEvent>, Status> {
     let budget = max_bytes.saturating_sub(ENVELOPE_BYTES);
-    let whole = store_event(e).map_err(store_status)?;
+    let whole = convert::events::store_event(e).map_err(store_status)?;
     let size = prost::Message::encoded_len(&whole);
     let count = e.data.preorders().len();
     if size <= budget {
@@ -82,7 +82,8 @@ pub fn store_event_parts(e: &Event, max_bytes: usize) -> Result<Vec<pb::StoreEve
             let data = (e.data)
                 .with_preorders(i * chunk..((i + 1) * chunk).min(count))
                 .ok_or_else(too_large)?;
-            let mut part = store_event(&Event { data, ..e.clone() }).map_err(store_status)?;
+            let mut part =
+                convert::events::store_event(&Event { data, ..e.clone() }).map_err(store_status)?;
             if prost::Message::encoded_len(&part) > budget {
                 break;
             }
@@ -96,27 +97,6 @@ pub fn store_event_parts(e: &Event, max_bytes: usize) -> Result<Vec<pb::StoreEve
         parts *= 2;
     }
     Err(too_large())
-}
-
-/// An event as the stream sends it: its JSON is the webhooks' body.
-pub fn store_event(e: &Event) -> Result<pb::StoreEvent, StoreError> {
-    let json = serde_json::to_string(e)
-        .map_err(|err| StoreError::Corrupt(format!("an event does not serialise: {err}")))?;
-    Ok(pb::StoreEvent {
-        seq: e.seq,
-        id: e.id.as_str().to_owned(),
-        kind: e.data.kind().to_owned(),
-        campaign_id: e.campaign_id.as_str().to_owned(),
-        batch_id: e
-            .batch_id
-            .as_ref()
-            .map(|b| b.as_str().to_owned())
-            .unwrap_or_default(),
-        occurred_at: Some(timestamp(e.occurred_at)),
-        json,
-        part: 0,
-        parts: 1,
-    })
 }
 
 fn heartbeat(
