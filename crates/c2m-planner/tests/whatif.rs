@@ -3,7 +3,7 @@
 
 use c2m_planner::whatif::advice::{advise, AdviceSpec};
 use c2m_planner::whatif::overlay::{apply_all, apply_variant, Overlay};
-use c2m_planner::whatif::sweep::{run_sweep, Quantity, SweepSpec};
+use c2m_planner::whatif::sweep::{self, run_sweep, PointStatus, Quantity, SweepSpec};
 use c2m_planner::whatif::{chart, compare, default_options, plan_scenario, scan_options};
 use c2m_planner::{PlanStatus, Scenario};
 
@@ -253,6 +253,8 @@ fn advice_sets_deposits_against_the_skus_own_share_of_materials() {
         below_minimum: None,
         infeasible_from: None,
         ladder: Vec::new(),
+        no_plan: Vec::new(),
+        ladder_left_out: Vec::new(),
     };
     let text = render_text(&a);
     assert!(
@@ -289,7 +291,7 @@ fn sweep_chart_parses_with_points_and_breaks() {
         } else {
             150.0 + 10000.0 / v
         };
-        assert_eq!(p.status, PlanStatus::Optimal, "at {v}");
+        assert_eq!(p.status, PointStatus::Optimal, "at {v}");
         assert!(
             (p.cost_per_unit - paper).abs() < 1e-6,
             "at {v}: {} vs {paper}",
@@ -397,11 +399,11 @@ fn kettle_sweep_of_50_points() {
         assert_eq!(p.x, 100.0 + 100.0 * i as f64);
         if p.x <= 2701.0 {
             feasible += 1;
-            assert_eq!(p.status, PlanStatus::Optimal, "at {}", p.x);
+            assert_eq!(p.status, PointStatus::Optimal, "at {}", p.x);
             assert!(p.total_cost.is_some() && p.cost_per_unit.is_finite());
             assert!(p.shortfalls.is_empty());
         } else {
-            assert_eq!(p.status, PlanStatus::Infeasible, "at {}", p.x);
+            assert_eq!(p.status, PointStatus::Infeasible, "at {}", p.x);
             assert_eq!(p.total_cost, None);
             assert!(p.cost_per_unit.is_nan());
             // Some product falls short (which one depends on the partial plan:
@@ -560,4 +562,131 @@ fn advice_with_a_huge_max_plans_only_what_it_needs() {
     // One mug is "1 unit" (it read "1 units").
     let text = c2m_planner::whatif::advice::render_text(&a);
     assert!(text.contains("minimum viable batch: 1 unit\n"), "{text}");
+}
+
+/// Options under which the solver finds nothing: a microsecond is over before
+/// microlp has a plan, so each point's plan is the greedy rules' or none. On
+/// the kettle, the greedy rules plan 100 units of white but not 2,600 (close
+/// to the factories' capacity of about 2,700), so that point has no plan at
+/// all. (HiGHS's presolve and heuristics run before its first look at the
+/// clock and find a plan even then: microlp is named, in the HiGHS build too.)
+fn no_time() -> c2m_planner::SolveOptions {
+    c2m_planner::SolveOptions {
+        time_limit: std::time::Duration::from_micros(1),
+        solver: c2m_planner::SolverKind::Microlp,
+        ..scan_options()
+    }
+}
+
+/// A point the planner finds no plan for is reported as such, with the
+/// reason, in every output, and the sweep goes on to the other points
+/// (it used to end the whole sweep with the point's error).
+#[test]
+fn a_point_with_no_plan_is_reported_and_the_sweep_goes_on() {
+    let spec = SweepSpec {
+        quantity: Quantity::Demand {
+            sku: "kettle-17-white".into(),
+        },
+        from: 100.0,
+        to: 2600.0,
+        points: 2,
+        sku: "kettle-17-white".into(),
+    };
+    let s = run_sweep(&kettle(), &spec, &no_time(), &mut |_, _| {}).expect("the sweep goes on");
+    let (planned, none) = (&s.points[0], &s.points[1]);
+    assert_eq!(planned.status, PointStatus::Feasible);
+    assert!(planned.total_cost.is_some() && planned.reason.is_none());
+    assert_eq!(none.status, PointStatus::NoPlan);
+    assert_eq!(
+        none.reason.as_deref(),
+        Some("no plan found within the time limit of 1µs")
+    );
+    assert_eq!((none.total_cost, none.gap), (None, None));
+    assert!(none.shortfalls.is_empty());
+
+    let text = sweep::render_text(&s);
+    let row = text.lines().find(|l| l.contains("2600")).unwrap();
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>().join(" "),
+        "2600 NO PLAN - - no plan found within the time limit of 1µs"
+    );
+    assert!(text.contains("NO PLAN at 1 of 2 points"), "{text}");
+    let csv = sweep::render_csv(&s);
+    assert_eq!(csv.lines().nth(2), Some("2600,no_plan,,,,"));
+    let json: serde_json::Value = serde_json::from_str(&sweep::render_json(&s)).unwrap();
+    assert_eq!(json["points"][1]["status"], "no_plan");
+    assert_eq!(
+        json["points"][1]["reason"],
+        "no plan found within the time limit of 1µs"
+    );
+    assert_eq!(json["points"][0]["status"], "feasible");
+    assert!(json["points"][0].get("reason").is_none());
+
+    // The chart: a circle for the planned point, a question mark (not an
+    // infeasible cross) for the other, and the legend says what it means.
+    let svg = chart::render_svg(&s);
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let class = |c: &str| {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(c))
+            .count()
+    };
+    assert_eq!(
+        (class("point"), class("no-plan"), class("infeasible")),
+        (1, 1, 0)
+    );
+    assert_eq!(class("no-plan-legend"), 1);
+    let mark = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("no-plan"))
+        .unwrap();
+    assert!(mark
+        .descendants()
+        .any(|n| n.text() == Some("2600: no plan (no plan found within the time limit of 1µs)")));
+}
+
+/// The advice scan goes on past volumes with no plan: it neither takes them
+/// as viable nor as failing, lists them, and leaves out the ladder steps
+/// that need one; the minimum viable batch is found among the others.
+#[test]
+fn advice_goes_on_past_volumes_with_no_plan() {
+    let spec = AdviceSpec {
+        sku: "kettle-17-white".into(),
+        price: 4900.0,
+        deposit: 1000.0,
+        margin: 0.15,
+        max: 3000,
+        step: 100,
+    };
+    let a = advise(&kettle(), &spec, &no_time(), &mut |_, _| {}).expect("the scan goes on");
+    assert!(
+        !a.no_plan.is_empty(),
+        "some volume near capacity has no plan"
+    );
+    let minimum = a.minimum_viable.as_ref().expect("a viable volume");
+    assert!(minimum.cost_per_unit <= a.target_cost + 1e-9);
+    let unplanned: Vec<i64> = a.no_plan.iter().map(|n| n.volume).collect();
+    assert!(!unplanned.contains(&minimum.volume));
+    for n in &a.no_plan {
+        assert_eq!(n.reason, "no plan found within the time limit of 1µs");
+    }
+    // Every break the scan reaches is a ladder step, or left out because a
+    // volume of the step has no plan.
+    for step in &a.ladder {
+        assert!(!unplanned.contains(&step.mark.volume));
+        assert!(!unplanned.contains(&(step.mark.volume - 1)));
+    }
+    assert!(!a.ladder_left_out.is_empty());
+    for v in &a.ladder_left_out {
+        assert!(unplanned.contains(v) || unplanned.contains(&(v - 1)), "{v}");
+    }
+    let text = c2m_planner::whatif::advice::render_text(&a);
+    assert!(
+        text.contains(&format!(
+            "NO PLAN at {} of the volumes planned",
+            a.no_plan.len()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("price-ladder steps left out"), "{text}");
 }

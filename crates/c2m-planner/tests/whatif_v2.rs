@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use c2m_planner::whatif::advice::{advise, AdviceSpec};
 use c2m_planner::whatif::cli::{run, Env};
 use c2m_planner::whatif::overlay::{apply_all, apply_variant, Overlay};
-use c2m_planner::whatif::sweep::{self, run_sweep, set_total_due, Quantity, SweepSpec};
+use c2m_planner::whatif::sweep::{
+    self, run_sweep, set_total_due, PointStatus, Quantity, SweepSpec,
+};
 use c2m_planner::whatif::{chart, compare, default_options};
 use c2m_planner::{Due, PlanStatus, Product, Scenario};
 use serde_json::Value;
@@ -233,7 +235,7 @@ fn lead_time_sweep_moves_cost_and_lateness_as_on_paper() {
     );
     // All of the cost is p's: per unit due, lateness included.
     assert!((s.points[3].cost_per_unit - 180.0).abs() < 1e-9);
-    assert!(s.points.iter().all(|p| p.status == PlanStatus::Optimal));
+    assert!(s.points.iter().all(|p| p.status == PointStatus::Optimal));
     // Proven: gap 0 everywhere, and every point its own plan.
     assert!(s
         .points
@@ -533,9 +535,10 @@ fn a_longer_lead_times_plan_replaces_a_costlier_one_found_for_a_shorter() {
     let fourteen = plan_at(14.0);
     assert_eq!(fourteen.status, PlanStatus::Optimal);
     assert_eq!(fourteen.total_cost, 1700);
-    let mut plans = vec![found, fourteen];
+    let mut plans = vec![Ok(found), Ok(fourteen)];
     let from = sweep::monotone_in_lead_time(&lead(), "slow", &[7.0, 14.0], &mut plans).unwrap();
     assert_eq!(from, vec![Some(14.0), None]);
+    let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
     assert_eq!(plans[0].total_cost, 1700);
     assert_eq!(plans[0].status, PlanStatus::Feasible);
     assert_eq!(c2m_planner::verify_plan(&v7, &plans[0]), Ok(()));
@@ -547,6 +550,33 @@ fn a_longer_lead_times_plan_replaces_a_costlier_one_found_for_a_shorter() {
     assert_eq!(slow, vec![("slow", 10.0, Some(1), Some(2))]);
     assert_eq!(plans[1].status, PlanStatus::Optimal);
     assert_eq!(plans[1].total_cost, 1700);
+}
+
+/// A lead time the planner found no plan for (here: as if the time limit
+/// passed first) takes the next longer one's plan, its orders to the
+/// supplier placed later, when that plan is one for it: at 7 days the
+/// 14-day plan (1,700) with slow ordered a week later, `feasible` since
+/// nothing bounds it; the sweep point reports it, not "no plan".
+#[test]
+fn a_lead_time_with_no_plan_takes_a_longer_ones_plan() {
+    let fourteen = plan_at(14.0);
+    assert_eq!(fourteen.total_cost, 1700);
+    let none = c2m_planner::PlanError::NoSolution(std::time::Duration::from_secs(5));
+    let mut plans = vec![Err(none.clone()), Ok(fourteen)];
+    let from = sweep::monotone_in_lead_time(&lead(), "slow", &[7.0, 14.0], &mut plans).unwrap();
+    assert_eq!(from, vec![Some(14.0), None]);
+    let seven = plans[0].as_ref().expect("the 14-day plan, shifted");
+    assert_eq!(
+        (seven.status, seven.total_cost),
+        (PlanStatus::Feasible, 1700)
+    );
+    let v7 = lead_at(7.0).validate().unwrap();
+    assert_eq!(c2m_planner::verify_plan(&v7, seven), Ok(()));
+    // The longest lead time has no donor: it stays without a plan.
+    let mut plans = vec![Ok(plan_at(7.0)), Err(none)];
+    let from = sweep::monotone_in_lead_time(&lead(), "slow", &[7.0, 14.0], &mut plans).unwrap();
+    assert_eq!(from, vec![None, None]);
+    assert!(plans[1].is_err());
 }
 
 /// 0 and 7 days both cost 1,600 at best (slow arrives by week 1). The 0-day
@@ -568,10 +598,11 @@ fn a_shorter_lead_times_bound_bounds_the_longer_ones() {
     fourteen.status = PlanStatus::Feasible;
     fourteen.best_bound = Some(1500.0);
     fourteen.gap = 200.0 / 1700.0;
-    let mut plans = vec![fourteen, zero, seven];
+    let mut plans = vec![Ok(fourteen), Ok(zero), Ok(seven)];
     let from =
         sweep::monotone_in_lead_time(&lead(), "slow", &[14.0, 0.0, 7.0], &mut plans).unwrap();
     assert_eq!(from, vec![None, None, None]);
+    let plans: Vec<_> = plans.into_iter().map(Result::unwrap).collect();
     assert_eq!(plans[2].status, PlanStatus::Optimal);
     assert_eq!(plans[2].gap, 0.0);
     assert_eq!(plans[0].status, PlanStatus::Feasible);
@@ -588,7 +619,7 @@ fn a_shorter_lead_times_bound_bounds_the_longer_ones() {
 #[test]
 fn points_not_proven_optimal_are_flagged_everywhere() {
     let mut s = lead_time_sweep();
-    s.points[2].status = PlanStatus::Feasible;
+    s.points[2].status = PointStatus::Feasible;
     s.points[2].gap = Some(0.05);
     s.points[2].plan_from = Some(21.0);
     let text = sweep::render_text(&s);

@@ -171,21 +171,34 @@ pub async fn advice(
                 tokio::task::spawn_blocking(move || advise(&base, &spec, &opts, &mut |_, _| {}))
                     .await;
             match solved {
-                Ok(Ok(a)) => match a.minimum_viable {
-                    Some(v) => {
-                        let p = model.lock_probability(v.volume, deadline);
-                        lower_threshold = Some(ThresholdAdvice {
-                            threshold: v.volume,
-                            cost_per_unit: v.cost_per_unit,
-                            margin: 1.0 - v.cost_per_unit / terms.unit_price.minor as f64,
-                            lock_probability: p,
-                        });
+                Ok(Ok(a)) => {
+                    // The scan goes on past volumes the planner found no plan for;
+                    // the merchant is told a threshold among them was not judged.
+                    if let Some(first) = a.no_plan.first() {
+                        notes.push(format!(
+                            "the planner found no plan at {} of the volumes it priced \
+                             (the first at {} units: {}); a threshold among them was not judged",
+                            a.no_plan.len(),
+                            first.volume,
+                            first.reason
+                        ));
                     }
-                    None => notes.push(format!(
+                    match a.minimum_viable {
+                        Some(v) => {
+                            let p = model.lock_probability(v.volume, deadline);
+                            lower_threshold = Some(ThresholdAdvice {
+                                threshold: v.volume,
+                                cost_per_unit: v.cost_per_unit,
+                                margin: 1.0 - v.cost_per_unit / terms.unit_price.minor as f64,
+                                lock_probability: p,
+                            });
+                        }
+                        None => notes.push(format!(
                         "no threshold below {threshold} keeps a {:.0}% margin at the planned cost",
                         margin * 100.0
                     )),
-                },
+                    }
+                }
                 Ok(Err(e)) => notes.push(format!("the planner could not price the sku: {e}")),
                 Err(e) => notes.push(format!("the planner's task failed: {e}")),
             }

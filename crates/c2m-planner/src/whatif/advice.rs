@@ -24,6 +24,13 @@
 //! for purchases, and the sku's share is summed over the materials it uses.
 //! Other products' materials are not in it, and a material the sku shares
 //! counts only in the sku's proportion.
+//!
+//! A volume the planner finds no plan for (none within the time limit, or
+//! the solver failing on that model: [`super::plan_point`]) is not judged
+//! either way: the scan goes on past it, lists it in [`Advice::no_plan`],
+//! and leaves out a ladder step that needs it. A grid point with no plan is
+//! not a failing grid point: the unit scan below a passing point starts
+//! after the last grid point that was planned and failed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -33,7 +40,7 @@ use serde::Serialize;
 use super::sweep::{break_volumes, scenario_at, BreakMark, Quantity};
 use crate::report::{major, unit_price};
 use crate::validate::MAX_UNITS;
-use crate::{Plan, PlanStatus, Scenario, SolveOptions};
+use crate::{Plan, PlanError, PlanStatus, Scenario, SolveOptions};
 
 /// The campaign and the search.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +117,21 @@ pub struct Advice {
     /// from there on are left out of the ladder.
     pub infeasible_from: Option<i64>,
     pub ladder: Vec<LadderStep>,
+    /// Volumes the planner found no plan for, and why, in volume order:
+    /// neither viable nor failing, and a ladder step needing one is left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub no_plan: Vec<NoPlan>,
+    /// Break volumes whose ladder step is left out because it or the volume
+    /// below it has no plan.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ladder_left_out: Vec<i64>,
+}
+
+/// A volume of the scan with no plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NoPlan {
+    pub volume: i64,
+    pub reason: String,
 }
 
 /// Plans the base with the sku's demand at `volume`.
@@ -119,12 +141,24 @@ pub fn cost_at(
     volume: i64,
     opts: &SolveOptions,
 ) -> Result<VolumeCost, String> {
+    try_cost_at(base, sku, volume, opts)?
+        .map_err(|e| format!("at {volume} units: {}: no plan: {e}", base.name))
+}
+
+/// [`cost_at`], with a volume the planner found no plan for as the inner
+/// error (the scan goes on past it).
+fn try_cost_at(
+    base: &Scenario,
+    sku: &str,
+    volume: i64,
+    opts: &SolveOptions,
+) -> Result<Result<VolumeCost, PlanError>, String> {
     let q = Quantity::Demand {
         sku: sku.to_string(),
     };
     let s = scenario_at(base, &q, volume as f64)?;
-    let plan = super::plan_scenario(&s, opts).map_err(|e| format!("at {volume} units: {e}"))?;
-    Ok(volume_cost(&s, sku, volume, &plan))
+    let plan = super::plan_point(&s, opts).map_err(|e| format!("at {volume} units: {e}"))?;
+    Ok(plan.map(|plan| volume_cost(&s, sku, volume, &plan)))
 }
 
 fn volume_cost(s: &Scenario, sku: &str, volume: i64, plan: &Plan) -> VolumeCost {
@@ -239,11 +273,12 @@ pub fn advise(
         ));
     }
     let target = spec.price * (1.0 - spec.margin);
-    let mut cache: BTreeMap<i64, VolumeCost> = BTreeMap::new();
+    // Every volume planned: its cost, or why the planner found no plan.
+    let mut cache: BTreeMap<i64, Result<VolumeCost, String>> = BTreeMap::new();
     let threads = super::threads();
     // Plans the volumes not planned yet, in parallel, into the cache.
     let eval_many = |vs: &[i64],
-                     cache: &mut BTreeMap<i64, VolumeCost>,
+                     cache: &mut BTreeMap<i64, Result<VolumeCost, String>>,
                      progress: &mut dyn FnMut(usize)|
      -> Result<(), String> {
         let todo: Vec<i64> = vs
@@ -254,14 +289,21 @@ pub fn advise(
         let costs = super::par_map(
             &todo,
             threads,
-            |&v| cost_at(base, &spec.sku, v, opts),
+            |&v| try_cost_at(base, &spec.sku, v, opts),
             progress,
         )?;
-        cache.extend(todo.into_iter().zip(costs));
+        cache.extend(
+            todo.into_iter()
+                .zip(costs.into_iter().map(|c| c.map_err(|e| e.to_string()))),
+        );
         Ok(())
     };
     let viable =
         |c: &VolumeCost| c.status != PlanStatus::Infeasible && c.cost_per_unit <= target + 1e-9;
+    let passes = |c: &Result<VolumeCost, String>| c.as_ref().is_ok_and(viable);
+    let infeasible = |c: &Result<VolumeCost, String>| {
+        c.as_ref().is_ok_and(|c| c.status == PlanStatus::Infeasible)
+    };
 
     let marks: Vec<BreakMark> = break_volumes(base, &spec.sku)?
         .into_iter()
@@ -278,14 +320,14 @@ pub fn advise(
     // first viable one.
     let first_viable = |from: i64,
                         to: i64,
-                        cache: &mut BTreeMap<i64, VolumeCost>|
+                        cache: &mut BTreeMap<i64, Result<VolumeCost, String>>|
      -> Result<Option<i64>, String> {
         let mut lo = from;
         while lo < to {
             let hi = lo.saturating_add(threads as i64).min(to);
             let sub: Vec<i64> = (lo..hi).collect();
             eval_many(&sub, cache, &mut |_| {})?;
-            if let Some(&w) = sub.iter().find(|w| viable(&cache[w])) {
+            if let Some(&w) = sub.iter().find(|w| passes(&cache[w])) {
                 return Ok(Some(w));
             }
             lo = hi;
@@ -308,7 +350,7 @@ pub fn advise(
         for &v in &block {
             done += 1;
             progress(done.min(total), total);
-            if cache[&v].status == PlanStatus::Infeasible {
+            if infeasible(&cache[&v]) {
                 // Demand is a lower bound, so every larger volume is
                 // infeasible too: nothing further can be viable. The
                 // volumes between the last grid point and this one may
@@ -325,12 +367,14 @@ pub fn advise(
                     total += 1;
                     done += 1;
                     progress(done.min(total), total);
-                    let Ok(c) = cost_at(base, &spec.sku, mid, opts) else {
+                    let c = try_cost_at(base, &spec.sku, mid, opts)?;
+                    let Ok(c) = c else {
+                        cache.insert(mid, c.map_err(|e| e.to_string()));
                         break;
                     };
-                    let infeasible = c.status == PlanStatus::Infeasible;
-                    cache.insert(mid, c);
-                    if infeasible {
+                    let short = c.status == PlanStatus::Infeasible;
+                    cache.insert(mid, Ok(c));
+                    if short {
                         bad = mid;
                     } else {
                         ok = mid;
@@ -339,18 +383,23 @@ pub fn advise(
                 infeasible_from = Some(bad);
                 let passing = cache
                     .range(prev + 1..bad)
-                    .find(|(_, c)| viable(c))
+                    .find(|(_, c)| passes(c))
                     .map(|(&w, _)| w);
                 if let Some(w) = passing {
                     found = Some(first_viable(prev + 1, w, &mut cache)?.unwrap_or(w));
                 }
                 break 'grid;
             }
-            if viable(&cache[&v]) {
+            if passes(&cache[&v]) {
                 found = Some(first_viable(prev + 1, v, &mut cache)?.unwrap_or(v));
                 break 'grid;
             }
-            prev = v;
+            // A grid point with no plan is not known to fail: the units
+            // below a later passing point are scanned from the last one that
+            // was planned and failed.
+            if cache[&v].is_ok() {
+                prev = v;
+            }
         }
     }
     let mut needed: Vec<i64> = Vec::new();
@@ -374,20 +423,34 @@ pub fn advise(
     eval_many(&needed, &mut cache, &mut |d| {
         progress((before + d).min(total), total)
     })?;
-    let minimum_viable = found.map(|v| cache[&v].clone());
-    let below_minimum = found.filter(|&v| v > 1).map(|v| cache[&(v - 1)].clone());
+    let planned = |v: i64| cache.get(&v).and_then(|c| c.as_ref().ok()).cloned();
+    let minimum_viable = found.and_then(planned);
+    let below_minimum = found.filter(|&v| v > 1).and_then(|v| planned(v - 1));
+    // A step whose volume or the one below it has no plan is left out.
+    let mut ladder_left_out = Vec::new();
     let ladder = marks
         .into_iter()
-        .map(|m| {
-            let below = cache[&(m.volume - 1)].clone();
-            let at = cache[&m.volume].clone();
-            LadderStep {
+        .filter_map(|m| {
+            let (Some(below), Some(at)) = (planned(m.volume - 1), planned(m.volume)) else {
+                ladder_left_out.push(m.volume);
+                return None;
+            };
+            Some(LadderStep {
                 price_below: below.cost_per_unit / (1.0 - spec.margin),
                 price_at: at.cost_per_unit / (1.0 - spec.margin),
                 mark: m,
                 below,
                 at,
-            }
+            })
+        })
+        .collect();
+    let no_plan = cache
+        .iter()
+        .filter_map(|(&volume, c)| {
+            c.as_ref().err().map(|reason| NoPlan {
+                volume,
+                reason: reason.clone(),
+            })
         })
         .collect();
     progress(total, total);
@@ -405,6 +468,8 @@ pub fn advise(
         below_minimum,
         infeasible_from,
         ladder,
+        no_plan,
+        ladder_left_out,
     })
 }
 
@@ -512,12 +577,34 @@ pub fn render_text(a: &Advice) -> String {
              nor at any larger volume: the scan stops there"
         );
     }
-    if a.ladder.is_empty() {
+    if !a.no_plan.is_empty() {
         let _ = writeln!(
             out,
-            "\nno supplier price break is reached up to {} units",
-            a.max
+            "\nNO PLAN at {} of the volumes planned: the planner found none, so they are \
+             neither viable nor failing, and a ladder step needing one is left out (a longer \
+             --time-limit may find one):",
+            a.no_plan.len()
         );
+        for n in &a.no_plan {
+            let _ = writeln!(out, "  at {}: {}", units(n.volume), n.reason);
+        }
+    }
+    if !a.ladder_left_out.is_empty() {
+        let left: Vec<String> = a.ladder_left_out.iter().map(|v| v.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "\nprice-ladder steps left out (a volume of the step has no plan): at {} units",
+            left.join(", ")
+        );
+    }
+    if a.ladder.is_empty() {
+        if a.ladder_left_out.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nno supplier price break is reached up to {} units",
+                a.max
+            );
+        }
     } else {
         let _ = writeln!(
             out,

@@ -18,13 +18,17 @@
 //! found within the time limit) is a hollow circle, still `class="point"`,
 //! with `data-proven="false"` and its gap in its title, and one `<text
 //! class="unproven-note">` says what hollow means.
+//!
+//! A point with no plan (status `no_plan`: the planner found none) has no
+//! cost either, and nothing is known of it: one grey `<text class="no-plan">`
+//! question mark standing on the x axis, with the reason in its title, and a legend
+//! line saying what it means; the curve stops there too.
 
 use std::fmt::Write;
 
-use super::sweep::{Sweep, SweepPoint, Swept};
+use super::sweep::{PointStatus, Sweep, SweepPoint, Swept};
 use crate::report::svg_escape as esc;
 use crate::report::{to_major, unit_price};
-use crate::PlanStatus;
 
 const W: f64 = 900.0;
 const H: f64 = 520.0;
@@ -124,8 +128,13 @@ pub fn render_svg(s: &Sweep) -> String {
     let infeasible: Vec<f64> = s
         .points
         .iter()
-        .filter(|p| primary(s, p).is_none())
+        .filter(|p| primary(s, p).is_none() && p.status != PointStatus::NoPlan)
         .map(|p| p.x)
+        .collect();
+    let no_plan: Vec<&SweepPoint> = s
+        .points
+        .iter()
+        .filter(|p| p.status == PointStatus::NoPlan)
         .collect();
     let is_price = s.swept == Swept::Price;
     let (mut x0, mut x1) = s
@@ -340,7 +349,7 @@ pub fn render_svg(s: &Sweep) -> String {
         let from = p
             .plan_from
             .map_or(String::new(), |d| format!(", plan of {d} days"));
-        if p.status == PlanStatus::Feasible {
+        if p.status == PointStatus::Feasible {
             let gap = p
                 .gap
                 .map_or("unknown".to_string(), |g| format!("{:.2}%", g * 100.0));
@@ -359,7 +368,7 @@ pub fn render_svg(s: &Sweep) -> String {
             );
         }
     }
-    if s.points.iter().any(|p| p.status == PlanStatus::Feasible) {
+    if s.points.iter().any(|p| p.status == PointStatus::Feasible) {
         let _ = writeln!(
             out,
             r#"<text class="unproven-note" x="{LEFT}" y="{}" fill="{COST}">&#9675; not proven optimal within the time limit (the cost may be lower)</text>"#,
@@ -380,6 +389,16 @@ pub fn render_svg(s: &Sweep) -> String {
             yb + 4.0,
             cx + 4.0,
             yb - 4.0
+        );
+    }
+    for p in &no_plan {
+        let _ = writeln!(
+            out,
+            r##"<text class="no-plan" x="{:.1}" y="{:.1}" text-anchor="middle" fill="#777" font-size="14" font-weight="bold">?<title>{}: no plan ({})</title></text>"##,
+            px(p.x),
+            yb - 3.0,
+            p.x,
+            esc(p.reason.as_deref().unwrap_or_default())
         );
     }
     if timed {
@@ -407,17 +426,31 @@ pub fn render_svg(s: &Sweep) -> String {
             ly + 22.0
         );
     }
+    // One legend line at the top right: what crosses and question marks mean.
+    let mut marks = Vec::new();
     if !infeasible.is_empty() {
         let what = if timed {
             "the dues cannot be met"
         } else {
             "demand cannot be met"
         };
+        marks.push(format!(
+            r##"<tspan fill="#c33">&#215; infeasible: {what}</tspan>"##
+        ));
+    }
+    if !no_plan.is_empty() {
+        marks.push(
+            r##"<tspan class="no-plan-legend" fill="#777">? no plan found: cost unknown</tspan>"##
+                .to_string(),
+        );
+    }
+    if !marks.is_empty() {
         let _ = writeln!(
             out,
-            r##"<text class="legend" x="{}" y="{}" text-anchor="end" fill="#c33">&#215; infeasible: {what}</text>"##,
+            r##"<text class="legend" x="{}" y="{}" text-anchor="end">{}</text>"##,
             W - right,
-            TOP - 8.0
+            TOP - 8.0,
+            marks.join("    ")
         );
     }
     out.push_str("</svg>\n");

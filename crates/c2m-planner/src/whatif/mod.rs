@@ -31,16 +31,35 @@ pub mod tools;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use crate::{plan, Plan, PlanError, Scenario, SolveOptions};
+use crate::{plan, Plan, PlanError, Scenario, SolveOptions, SolverError};
 
 /// Validates and plans one scenario; errors carry the scenario's name.
 pub fn plan_scenario(s: &Scenario, opts: &SolveOptions) -> Result<Plan, String> {
-    let name = s.name.clone();
+    plan_point(s, opts)?.map_err(|e| format!("{}: no plan: {e}", s.name))
+}
+
+/// Validates and plans one scenario of a scan (a point of a sweep, a volume
+/// of the advice scan), telling apart the two ways it can fail.
+///
+/// The inner error is a scenario the planner found no plan for: none within
+/// the time limit (near a capacity limit, where even the greedy rules fail),
+/// or a solver failing on this one model (microlp's "Singular matrix"). The
+/// next point's model differs, so a scan reports the point and goes on. The
+/// outer error is one every point would meet alike (a scenario that is not
+/// valid, a solver this build lacks), so the scan stops; it carries the
+/// scenario's name.
+pub fn plan_point(s: &Scenario, opts: &SolveOptions) -> Result<Result<Plan, PlanError>, String> {
+    let name = &s.name;
     let v = s
         .clone()
         .validate()
         .map_err(|e| format!("{name}: invalid scenario:\n{e}"))?;
-    plan(&v, opts).map_err(|e: PlanError| format!("{name}: no plan: {e}"))
+    match plan(&v, opts) {
+        Err(e @ PlanError::Solver(SolverError::NotAvailable(_))) => {
+            Err(format!("{name}: no plan: {e}"))
+        }
+        r => Ok(r),
+    }
 }
 
 /// The options the what-if tools solve with: the defaults without shadow

@@ -15,12 +15,19 @@
 //! difference so they arrive in the same periods, is a plan for a shorter
 //! one at the same cost, and a lower bound for a shorter lead time bounds
 //! every longer one.
+//!
+//! A point the planner finds no plan for (none within the time limit, or a
+//! solver failing on that one model) does not end the sweep: it is reported
+//! with status `no_plan` and the reason, and the other points go on
+//! ([`super::plan_point`]). A lead-time sweep gives such a point the plan of
+//! a longer lead time when there is one.
 
 use serde::Serialize;
 
 use crate::report::{major, unit_price};
 use crate::{
-    verify_plan, Due, Horizon, Plan, PlanStatus, Product, Scenario, Shortfall, SolveOptions,
+    verify_plan, Due, Horizon, Plan, PlanError, PlanStatus, Product, Scenario, Shortfall,
+    SolveOptions,
 };
 
 /// What a sweep varies.
@@ -60,15 +67,57 @@ pub struct SweepSpec {
     pub sku: String,
 }
 
-/// One solved point.
+/// What a point's plan is known to be: a [`PlanStatus`], or no plan at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PointStatus {
+    #[serde(rename = "optimal")]
+    Optimal,
+    #[serde(rename = "feasible")]
+    Feasible,
+    #[serde(rename = "infeasible")]
+    Infeasible,
+    /// The planner found no plan: none within the time limit (neither the
+    /// solver nor the greedy rules), or the solver failed on this model.
+    /// Nothing is known of the point's cost, not even whether demand can be
+    /// met; [`SweepPoint::reason`] says why.
+    #[serde(rename = "no_plan")]
+    NoPlan,
+}
+
+impl From<PlanStatus> for PointStatus {
+    fn from(s: PlanStatus) -> Self {
+        match s {
+            PlanStatus::Optimal => PointStatus::Optimal,
+            PlanStatus::Feasible => PointStatus::Feasible,
+            PlanStatus::Infeasible => PointStatus::Infeasible,
+        }
+    }
+}
+
+impl std::fmt::Display for PointStatus {
+    /// As in JSON and CSV: `optimal`, `feasible`, `infeasible`, `no_plan`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PointStatus::Optimal => "optimal",
+            PointStatus::Feasible => "feasible",
+            PointStatus::Infeasible => "infeasible",
+            PointStatus::NoPlan => "no_plan",
+        })
+    }
+}
+
+/// One point of a sweep.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepPoint {
     /// The swept value: units, or the price change as a fraction.
     pub x: f64,
-    pub status: PlanStatus,
+    pub status: PointStatus,
+    /// Why the planner found no plan, where the status is `no_plan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Relative gap between the plan and the best lower bound known for the
     /// point (0 when proven optimal); `None` where the point is infeasible
-    /// or no bound is known. A point with a gap above 0 is the best plan
+    /// or has no plan, or no bound is known. A point with a gap above 0 is the best plan
     /// found within the time limit, not proven the cheapest.
     pub gap: Option<f64>,
     /// Lead-time sweeps: the lead time (days, a point of this sweep) whose
@@ -78,16 +127,16 @@ pub struct SweepPoint {
     /// point's own plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan_from: Option<f64>,
-    /// `None` where the point is infeasible.
+    /// `None` where the point is infeasible or has no plan.
     pub total_cost: Option<i64>,
     /// Full cost per demanded unit of the reported sku (minor units); NaN
-    /// (`null` in JSON) where the point is infeasible.
+    /// (`null` in JSON) where the point is infeasible or has no plan.
     pub cost_per_unit: f64,
     /// What the best partial plan cannot make, where the point is infeasible.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shortfalls: Vec<Shortfall>,
     /// Version 2: the lateness part of the total (minor units); absent for a
-    /// version 1 scenario and where the point is infeasible.
+    /// version 1 scenario and where the point is infeasible or has no plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lateness: Option<i64>,
     /// Version 2: late units summed over the periods (`sum B_pt`: a unit two
@@ -294,7 +343,7 @@ pub fn run_sweep(
         super::threads(),
         |&x| {
             let s = scenario_at(base, &spec.quantity, x)?;
-            super::plan_scenario(&s, opts).map_err(|e| format!("at {x}: {e}"))
+            super::plan_point(&s, opts).map_err(|e| format!("at {x}: {e}"))
         },
         &mut |done| progress(done, total),
     )?;
@@ -369,8 +418,30 @@ pub fn run_sweep(
     })
 }
 
-/// The point a plan makes.
-fn point_of(plan: &Plan, x: f64, sku: &str, plan_from: Option<f64>) -> SweepPoint {
+/// The point a plan makes, or a point with no plan and the reason.
+fn point_of(
+    plan: &Result<Plan, PlanError>,
+    x: f64,
+    sku: &str,
+    plan_from: Option<f64>,
+) -> SweepPoint {
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => {
+            return SweepPoint {
+                x,
+                status: PointStatus::NoPlan,
+                reason: Some(e.to_string()),
+                gap: None,
+                plan_from: None,
+                total_cost: None,
+                cost_per_unit: f64::NAN,
+                shortfalls: Vec::new(),
+                lateness: None,
+                late_units: None,
+            }
+        }
+    };
     let feasible = plan.status != PlanStatus::Infeasible;
     let timed = feasible && plan.horizon.is_some();
     SweepPoint {
@@ -384,7 +455,8 @@ fn point_of(plan: &Plan, x: f64, sku: &str, plan_from: Option<f64>) -> SweepPoin
                 .sum()
         }),
         x,
-        status: plan.status,
+        status: plan.status.into(),
+        reason: None,
         gap: match plan.status {
             PlanStatus::Optimal => Some(0.0),
             PlanStatus::Feasible => Some(plan.gap).filter(|g| g.is_finite()),
@@ -433,7 +505,7 @@ fn lead_periods(s: &Scenario, supplier: &str) -> usize {
 /// from the longest lead time down, each point takes the plan of the next
 /// longer one, its orders to the supplier placed later, when `verify_plan`
 /// accepts it for this point and it costs less than the point's own plan (or
-/// the point's own plan fell short); and, from the shortest up, each point's
+/// the point's own plan fell short, or it has none); and, from the shortest up, each point's
 /// lower bound is at least the best bound of every shorter lead time. Each
 /// point's gap is then its plan against its bound: a plan taken from
 /// another point is `feasible` unless that bound proves it optimal.
@@ -441,7 +513,7 @@ pub fn monotone_in_lead_time(
     base: &Scenario,
     supplier: &str,
     days: &[f64],
-    plans: &mut [Plan],
+    plans: &mut [Result<Plan, PlanError>],
 ) -> Result<Vec<Option<f64>>, String> {
     let mut order: Vec<usize> = (0..days.len()).collect();
     order.sort_by(|&a, &b| days[a].total_cmp(&days[b]));
@@ -452,17 +524,22 @@ pub fn monotone_in_lead_time(
     // Down: the longer lead time's plan, shifted, where it is cheaper.
     for w in (1..order.len()).rev() {
         let (longer, i) = (order[w], order[w - 1]);
-        let donor = &plans[longer];
-        if donor.status == PlanStatus::Infeasible {
-            continue;
-        }
+        let donor = match &plans[longer] {
+            Ok(p) if p.status != PlanStatus::Infeasible => p,
+            _ => continue,
+        };
         let here = scenario_at(base, &q, days[i])?;
         let shift = lead_periods(&scenario_at(base, &q, days[longer])?, supplier)
             - lead_periods(&here, supplier);
-        let own = &plans[i];
-        let own_total = own.exact_costs.total();
-        let cheaper = own.status == PlanStatus::Infeasible
-            || donor.exact_costs.total() < own_total - 1e-9 * own_total.abs().max(1.0);
+        // A point with no plan, or one that fell short, takes any donor.
+        let own = plans[i]
+            .as_ref()
+            .ok()
+            .filter(|p| p.status != PlanStatus::Infeasible);
+        let cheaper = own.is_none_or(|own| {
+            let own_total = own.exact_costs.total();
+            donor.exact_costs.total() < own_total - 1e-9 * own_total.abs().max(1.0)
+        });
         if !cheaper {
             continue;
         }
@@ -476,11 +553,7 @@ pub fn monotone_in_lead_time(
         }
         // The lower bound of this point's own solve still holds; the
         // upward pass below may raise it.
-        candidate.best_bound = if own.status == PlanStatus::Infeasible {
-            None
-        } else {
-            own.best_bound
-        };
+        candidate.best_bound = own.and_then(|o| o.best_bound);
         candidate.status = PlanStatus::Feasible;
         candidate.gap = f64::INFINITY;
         // Explanations about order periods were the donor's.
@@ -489,14 +562,14 @@ pub fn monotone_in_lead_time(
             .validate()
             .map_err(|e| format!("at {}: invalid scenario:\n{e}", days[i]))?;
         if verify_plan(&v, &candidate).is_ok() {
-            plans[i] = candidate;
+            plans[i] = Ok(candidate);
             from[i] = Some(from[longer].unwrap_or(days[longer]));
         }
     }
     // Up: a lower bound for a shorter lead time bounds every longer one.
     let mut floor = f64::NEG_INFINITY;
     for &i in &order {
-        let plan = &mut plans[i];
+        let Ok(plan) = &mut plans[i] else { continue };
         if plan.status == PlanStatus::Infeasible {
             continue;
         }
@@ -576,7 +649,8 @@ pub fn break_volumes(base: &Scenario, sku: &str) -> Result<Vec<BreakMark>, Strin
 
 /// CSV of the points: x, status, gap (empty where unknown or infeasible),
 /// total cost, cost per unit, and for an infeasible point (no costs) its
-/// shortfalls as `sku:units; ...`.
+/// shortfalls as `sku:units; ...`. A point with no plan has status
+/// `no_plan` and every other field empty (the JSON carries its `reason`).
 ///
 /// A version 2 sweep adds `lateness` (minor units) and `late_units` after
 /// the cost per unit (empty where the point is infeasible); a lead-time
@@ -633,8 +707,8 @@ pub fn render_json(s: &Sweep) -> String {
 /// `feasible ?` when no lower bound is known.
 fn status_cell(p: &SweepPoint) -> String {
     match (p.status, p.gap) {
-        (PlanStatus::Feasible, Some(g)) => format!("feasible {:.2}%", g * 100.0),
-        (PlanStatus::Feasible, None) => "feasible ?".to_string(),
+        (PointStatus::Feasible, Some(g)) => format!("feasible {:.2}%", g * 100.0),
+        (PointStatus::Feasible, None) => "feasible ?".to_string(),
         (status, _) => status.to_string(),
     }
 }
@@ -682,6 +756,20 @@ pub fn render_text(s: &Sweep) -> String {
                     out.push_str(&format!("  plan of {d} days"));
                 }
                 out.push('\n');
+            }
+            None if p.status == PointStatus::NoPlan => {
+                let late = if timed {
+                    format!("  {:>12}  {:>6}", "-", "-")
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!(
+                    "{x:>12}  {:<16}  {:>16}  {:>14}{late}  {}\n",
+                    "NO PLAN",
+                    "-",
+                    "-",
+                    p.reason.as_deref().unwrap_or_default()
+                ));
             }
             None => {
                 let short: Vec<String> = p
@@ -734,7 +822,7 @@ pub fn render_text(s: &Sweep) -> String {
     let unproven = s
         .points
         .iter()
-        .filter(|p| p.status == PlanStatus::Feasible)
+        .filter(|p| p.status == PointStatus::Feasible)
         .count();
     if unproven > 0 {
         out.push_str(&format!(
@@ -756,12 +844,25 @@ pub fn render_text(s: &Sweep) -> String {
     let infeasible = s
         .points
         .iter()
-        .filter(|p| p.status == PlanStatus::Infeasible)
+        .filter(|p| p.status == PointStatus::Infeasible)
         .count();
     if infeasible > 0 {
         out.push_str(&format!(
             "INFEASIBLE at {infeasible} of {} points: demand cannot be met, so no costs; \
              short: what the best partial plan found within the time limit cannot make\n",
+            s.points.len()
+        ));
+    }
+    let no_plan = s
+        .points
+        .iter()
+        .filter(|p| p.status == PointStatus::NoPlan)
+        .count();
+    if no_plan > 0 {
+        out.push_str(&format!(
+            "NO PLAN at {no_plan} of {} points: the planner found none (the reason follows \
+             each), so nothing is known of their cost, nor whether demand can be met there; \
+             a longer --time-limit may find one\n",
             s.points.len()
         ));
     }
