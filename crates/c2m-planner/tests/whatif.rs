@@ -690,3 +690,54 @@ fn advice_goes_on_past_volumes_with_no_plan() {
     );
     assert!(text.contains("price-ladder steps left out"), "{text}");
 }
+
+/// A variant the planner finds no plan for is a column of its own with the
+/// reason, in every output, and the other columns are compared as usual (it
+/// used to end the comparison).
+#[test]
+fn a_variant_with_no_plan_is_a_column_and_the_comparison_goes_on() {
+    let base = kettle();
+    let mut near_capacity = kettle();
+    near_capacity.products[0].demand = 2600;
+    let c = compare::compare(
+        &base,
+        &[("near-capacity".to_string(), near_capacity)],
+        &no_time(),
+    )
+    .expect("the comparison goes on");
+    let (b, v) = (&c.columns[0], &c.columns[1]);
+    assert_eq!(b.status, "feasible");
+    assert!(b.total_cost.is_some() && b.reason.is_none());
+    assert_eq!(v.status, "no_plan");
+    assert!(v.has_no_plan() && !v.is_infeasible());
+    assert_eq!(
+        v.reason.as_deref(),
+        Some("no plan found within the time limit of 1µs")
+    );
+    assert_eq!((v.total_cost, v.cost_breakdown, v.gap), (None, None, None));
+    assert!(v.cost_per_unit.is_empty() && v.changes.is_empty());
+
+    let text = compare::render_text(&c);
+    let status: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("status"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(status, ["status", "feasible", "NO", "PLAN"], "{text}");
+    assert!(
+        text.contains("  near-capacity:\n    NO PLAN: no plan found within the time limit of 1µs"),
+        "{text}"
+    );
+    assert!(text.contains("NO PLAN: the planner found none"), "{text}");
+    let csv = compare::render_csv(&c);
+    let row = csv.lines().nth(2).unwrap();
+    assert!(row.starts_with("near-capacity,no_plan,,,"), "{row}");
+    assert!(row.trim_end_matches(',').ends_with("no_plan"), "{row}");
+    let json: serde_json::Value = serde_json::from_str(&compare::render_json(&c)).unwrap();
+    assert_eq!(json["columns"][1]["status"], "no_plan");
+    assert_eq!(
+        json["columns"][1]["reason"],
+        "no plan found within the time limit of 1µs"
+    );
+}

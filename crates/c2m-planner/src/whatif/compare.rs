@@ -3,6 +3,11 @@
 //! Version 2 scenarios compare the same way; their columns add the
 //! lateness part of the total, the late units, and each sku's completion
 //! period, and changes in runs and purchases name their periods.
+//!
+//! A scenario the planner finds no plan for (none within the time limit, or
+//! the solver failing on its model: [`super::plan_point`]) is a column with
+//! status `no_plan` and the reason, and the other columns are compared as
+//! usual; a scenario that is not valid still stops the comparison.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -10,7 +15,9 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::report::{amount, major, unit_price};
-use crate::{Completions, CostBreakdown, Plan, PlanStatus, Scenario, Shortfall, SolveOptions};
+use crate::{
+    Completions, CostBreakdown, Plan, PlanError, PlanStatus, Scenario, Shortfall, SolveOptions,
+};
 
 /// Reads one part of a cost breakdown.
 type PartOf = fn(&CostBreakdown) -> i64;
@@ -25,8 +32,12 @@ type PartOf = fn(&CostBreakdown) -> i64;
 pub struct Column {
     /// `base` or the variant's name.
     pub name: String,
-    /// `optimal`, `feasible` or `infeasible`.
+    /// `optimal`, `feasible`, `infeasible`, or `no_plan` where the planner
+    /// found none (then every other field is empty and `reason` says why).
     pub status: String,
+    /// Why the planner found no plan, where the status is `no_plan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Relative gap of a feasible plan (0 when optimal); `null` when
     /// infeasible or unknown.
     pub gap: Option<f64>,
@@ -50,8 +61,9 @@ pub struct Column {
     /// due (`null` when nothing is due); absent in version 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion: Option<Completions>,
+    /// `None` where the planner found no plan.
     #[serde(skip)]
-    pub plan: Plan,
+    pub plan: Option<Plan>,
 }
 
 /// A comparison: the base first, then the variants in file order.
@@ -67,12 +79,19 @@ impl Column {
     pub fn is_infeasible(&self) -> bool {
         self.status == PlanStatus::Infeasible.to_string()
     }
+
+    /// Whether the planner found no plan for this column's scenario.
+    pub fn has_no_plan(&self) -> bool {
+        self.plan.is_none()
+    }
 }
 
 impl Comparison {
     /// Whether any column is a version 2 plan (its output adds lateness).
     pub fn is_timed(&self) -> bool {
-        self.columns.iter().any(|k| k.plan.horizon.is_some())
+        self.columns
+            .iter()
+            .any(|k| k.plan.as_ref().is_some_and(|p| p.horizon.is_some()))
     }
 }
 
@@ -96,15 +115,21 @@ pub fn compare(
     let plans = super::par_map(
         &all,
         super::threads(),
-        |(name, scenario)| super::plan_scenario(scenario, opts).map_err(|e| format!("{name}: {e}")),
+        |(name, scenario)| super::plan_point(scenario, opts).map_err(|e| format!("{name}: {e}")),
         &mut |_| {},
     )?;
-    let base_plan = plans.first().filter(|p| p.status != PlanStatus::Infeasible);
+    let base_plan = plans
+        .first()
+        .and_then(|p| p.as_ref().ok())
+        .filter(|p| p.status != PlanStatus::Infeasible);
     let columns = all
         .iter()
         .zip(&plans)
         .enumerate()
-        .map(|(i, ((name, _), plan))| column(name, plan, if i == 0 { None } else { base_plan }))
+        .map(|(i, ((name, _), plan))| match plan {
+            Ok(plan) => column(name, plan, if i == 0 { None } else { base_plan }),
+            Err(e) => no_plan_column(name, e),
+        })
         .collect();
     Ok(Comparison {
         currency: base.currency.clone(),
@@ -113,12 +138,32 @@ pub fn compare(
     })
 }
 
+/// The column of a scenario the planner found no plan for.
+fn no_plan_column(name: &str, e: &PlanError) -> Column {
+    Column {
+        name: name.to_string(),
+        status: "no_plan".to_string(),
+        reason: Some(e.to_string()),
+        gap: None,
+        total_cost: None,
+        cost_breakdown: None,
+        cost_per_unit: BTreeMap::new(),
+        shortfalls: Vec::new(),
+        reasons: Vec::new(),
+        changes: Vec::new(),
+        late_units: None,
+        completion: None,
+        plan: None,
+    }
+}
+
 fn column(name: &str, plan: &Plan, base: Option<&Plan>) -> Column {
     let infeasible = plan.status == PlanStatus::Infeasible;
     let feasible = !infeasible;
     Column {
         name: name.to_string(),
         status: plan.status.to_string(),
+        reason: None,
         gap: feasible.then_some(plan.gap).filter(|g| g.is_finite()),
         total_cost: feasible.then_some(plan.total_cost),
         cost_breakdown: feasible.then_some(plan.cost_breakdown),
@@ -146,7 +191,7 @@ fn column(name: &str, plan: &Plan, base: Option<&Plan>) -> Column {
             .filter(|_| feasible)
             .map(|l| l.iter().map(|l| l.units).sum()),
         completion: plan.completion.clone(),
-        plan: plan.clone(),
+        plan: Some(plan.clone()),
     }
 }
 
@@ -250,6 +295,7 @@ pub fn render_text(c: &Comparison) -> String {
             .iter()
             .map(|k| match k.gap {
                 _ if k.is_infeasible() => "INFEASIBLE".to_string(),
+                _ if k.has_no_plan() => "NO PLAN".to_string(),
                 Some(g) if k.status == "feasible" => format!("feasible (gap {:.2}%)", g * 100.0),
                 _ => k.status.clone(),
             })
@@ -395,16 +441,25 @@ pub fn render_text(c: &Comparison) -> String {
         }
         out.push('\n');
     }
-    let base_infeasible = c.columns.first().is_some_and(Column::is_infeasible);
+    let base_infeasible = c
+        .columns
+        .first()
+        .is_some_and(|b| b.is_infeasible() || b.has_no_plan());
     if let Some(b) = c.columns.first().filter(|b| b.is_infeasible()) {
         let _ = writeln!(out, "\nbase: INFEASIBLE");
         write_infeasible(&mut out, b);
+    }
+    if let Some(b) = c.columns.first().filter(|b| b.has_no_plan()) {
+        let _ = writeln!(out, "\nbase: NO PLAN");
+        write_no_plan(&mut out, b);
     }
     out.push_str("\nchanges in runs and purchases, against base:\n");
     for k in c.columns.iter().skip(1) {
         let _ = writeln!(out, "  {}:", k.name);
         if k.is_infeasible() {
             write_infeasible(&mut out, k);
+        } else if k.has_no_plan() {
+            write_no_plan(&mut out, k);
         } else if base_infeasible {
             out.push_str("    (the base has no plan to compare with)\n");
         } else if k.changes.is_empty() {
@@ -434,7 +489,23 @@ pub fn render_text(c: &Comparison) -> String {
              the best partial plan cannot make"
         );
     }
+    if c.columns.iter().any(Column::has_no_plan) {
+        let _ = writeln!(
+            out,
+            "NO PLAN: the planner found none (the reason is under changes), so nothing is \
+             known of that scenario's cost, nor whether demand can be met; a longer \
+             --time-limit may find one"
+        );
+    }
     out
+}
+
+fn write_no_plan(out: &mut String, k: &Column) {
+    let _ = writeln!(
+        out,
+        "    NO PLAN: {}",
+        k.reason.as_deref().unwrap_or_default()
+    );
 }
 
 fn write_infeasible(out: &mut String, k: &Column) {
@@ -459,7 +530,9 @@ pub fn render_json(c: &Comparison) -> String {
 }
 
 /// CSV for spreadsheets: one row per scenario, money in minor units. An
-/// infeasible row has empty cost cells and its shortfalls as `sku:units; ...`.
+/// infeasible row has empty cost cells and its shortfalls as `sku:units; ...`;
+/// a row with no plan has status `no_plan` and every other cell empty (the
+/// JSON carries its `reason`).
 ///
 /// A comparison of version 2 scenarios adds `lateness` after `holding` and
 /// `late_units` after the costs per unit.
