@@ -622,3 +622,92 @@ async fn the_factory_example_names_a_stale_cursor_file() {
     );
     server.shutdown().await;
 }
+
+/// A factory has one stream at a time across replicas. With two `c2m serve` processes on
+/// one PostgreSQL database (polling once a minute, so only a wake-up can be this quick),
+/// dongguan-1 subscribes through the first, then through the second: the first stream ends
+/// with ABORTED (`STREAM_REPLACED`) within seconds, having sent no work order, and a plan
+/// stored afterwards, through the first replica, reaches the second replica's stream only.
+/// Before the claim was kept in the store, the rule held per process: both streams stayed
+/// open and both received the work order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_factory_resubscribing_through_another_replica_ends_its_old_stream() {
+    let Some(admin) = pg_admin_url() else { return };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let flags = ["--plan-every", "0", "--factory-poll", "60s"];
+    let one = ServerProcess::spawn_with(&url, dir.path(), &flags).await;
+    let two = ServerProcess::spawn_with(&url, dir.path(), &flags).await;
+    let mut c1 = Clients::connect(one.addr).await;
+    let c2 = Clients::connect(two.addr).await;
+    import(&mut c1, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    // One factory left, so the cycle's work order is dongguan-1's.
+    c1.catalogue
+        .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
+            idempotency_key: "no-ningbo".into(),
+            kind: pb::CatalogueKind::Factory as i32,
+            id: "ningbo-2".into(),
+        })
+        .await
+        .expect("delete ningbo-2");
+    let subscribe = |c: &Clients| {
+        let mut factory = c.factory.clone();
+        async move {
+            factory
+                .subscribe(pb::SubscribeRequest {
+                    factory_id: "dongguan-1".into(),
+                    after_seq: None,
+                })
+                .await
+                .expect("subscribe")
+                .into_inner()
+        }
+    };
+    let mut old = subscribe(&c1).await;
+    old.message().await.expect("first heartbeat").expect("open");
+    let mut new = Feed::open(&c2, "dongguan-1", None)
+        .await
+        .expect("subscribe through the second replica");
+
+    // The old stream ends, having sent nothing but heartbeats.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match old.message().await {
+                Ok(Some(e)) => assert!(
+                    !matches!(e.event, Some(pb::factory_event::Event::WorkOrder(_))),
+                    "a work order on the replaced stream: {e:?}"
+                ),
+                Ok(None) => panic!("closed without a status"),
+                Err(s) => return s,
+            }
+        }
+    })
+    .await
+    .expect("the first replica's stream ends within seconds");
+    assert_refused(&ended, Code::Aborted, "STREAM_REPLACED");
+
+    // A plan stored afterwards, through the first replica, reaches the second's stream.
+    locked_batch(&mut c1, "cmp-a", "case-a", 10).await;
+    let plan = run_planning(&mut c1, "cycle-1").await.expect("cycle");
+    assert_eq!(plan.work_orders.len(), 1, "{plan:?}");
+    assert_eq!(plan.work_orders[0].factory_id, "dongguan-1");
+    let got = new.work_order(Duration::from_secs(10)).await;
+    assert_eq!(
+        (got.id.as_str(), got.seq),
+        (plan.work_orders[0].id.as_str(), 1)
+    );
+    let after = old.message().await;
+    assert!(
+        matches!(after, Ok(None) | Err(_)),
+        "the replaced stream stays ended: {after:?}"
+    );
+    let (more, _) = new.drain(Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "sent once: {more:?}");
+
+    drop(new);
+    drop(one);
+    drop(two);
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}

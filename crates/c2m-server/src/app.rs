@@ -331,7 +331,6 @@ impl Application {
                     heartbeat: settings.factory_heartbeat,
                     poll: settings.factory_poll,
                     stop: stop_rx.clone(),
-                    streams: Default::default(),
                 })
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),

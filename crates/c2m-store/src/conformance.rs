@@ -167,6 +167,7 @@ macro_rules! conformance_cases {
             plans_take_batches_once_and_number_work_orders_per_factory,
             // Factory delivery.
             factories_get_their_own_work_orders_and_rejections_requeue_units,
+            a_factory_stream_claim_replaces_the_older_on_every_replica,
             // The promise and purchase orders (`conformance/purchasing.rs`).
             a_promise_gives_due_dates_and_plans_give_ship_dates,
             purchase_orders_are_received_once_and_return_on_rejection,
@@ -2411,6 +2412,103 @@ async fn batch_production(store: &dyn Store, batches: &[&Batch]) -> Vec<crate::B
         .batch_production(&ids)
         .await
         .expect("batch production")
+}
+
+/// A factory has one stream at a time across replicas: a claim through one store replaces
+/// the claim made through another on the same database, the replaced claim's next page is
+/// `Replaced` whichever store reads it (and stays so when work orders are stored later),
+/// the newest claim reads its work orders, another factory's claim changes nothing, and
+/// claims made at once through both stores each get their own number, the highest being
+/// the one that stands.
+pub async fn a_factory_stream_claim_replaces_the_older_on_every_replica(fx: Arc<dyn Fixture>) {
+    use crate::StreamPage;
+    let store = fx.store();
+    let replica = fx.replica().await;
+    use_sample_catalogue(&*store).await;
+    let b = locked_batch(&*store, "kettle-17-white").await;
+    let plan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone()],
+        vec![work_order("f1", &b)],
+    );
+    store.store_plan(&plan, t0()).await.expect("store");
+    let page = |s: &Arc<dyn Store>, generation: i64| {
+        let s = s.clone();
+        async move {
+            s.factory_stream_page("f1", generation, 0, 100)
+                .await
+                .expect("page")
+        }
+    };
+    let seqs = |p: StreamPage| match p {
+        StreamPage::Current(orders) => orders.iter().map(|w| w.seq).collect::<Vec<_>>(),
+        StreamPage::Replaced => panic!("the newest claim was replaced"),
+    };
+
+    let first = store.claim_factory_stream("f1", t0()).await.expect("claim");
+    assert_eq!(seqs(page(&store, first).await), vec![1]);
+    assert_eq!(
+        seqs(page(&replica, first).await),
+        vec![1],
+        "any store reads it"
+    );
+
+    // The factory subscribes again through the other replica.
+    let second = replica
+        .claim_factory_stream("f1", t0())
+        .await
+        .expect("claim");
+    assert!(second > first, "{second} after {first}");
+    for s in [&store, &replica] {
+        assert_eq!(page(s, first).await, StreamPage::Replaced);
+        assert_eq!(seqs(page(s, second).await), vec![1]);
+    }
+    assert_eq!(
+        page(&store, second + 1).await,
+        StreamPage::Replaced,
+        "a number never claimed is not the newest"
+    );
+
+    // Work orders stored later reach the newest claim only (and f2, with one of its own,
+    // becomes a factory the store knows).
+    let c = locked_batch(&*store, "kettle-17-white").await;
+    let plan = new_plan(
+        PlanStatus::Optimal,
+        vec![c.id.clone()],
+        vec![part_order("f1", &c, 1), part_order("f2", &c, 1)],
+    );
+    replica.store_plan(&plan, t0()).await.expect("store");
+    assert_eq!(page(&store, first).await, StreamPage::Replaced);
+    assert_eq!(seqs(page(&store, second).await), vec![1, 2]);
+
+    // Another factory's claim leaves f1's alone; unknown factories are refused.
+    store.claim_factory_stream("f2", t0()).await.expect("f2");
+    assert_eq!(seqs(page(&replica, second).await), vec![1, 2]);
+    not_found(store.claim_factory_stream("nowhere", t0()).await, "factory");
+    assert_eq!(
+        invalid_field(replica.claim_factory_stream(" ", t0()).await),
+        "factory_id"
+    );
+
+    // Claims at once through both stores: each its own number, the highest stands.
+    let claims = (0..8).map(|i| {
+        let s = if i % 2 == 0 {
+            store.clone()
+        } else {
+            replica.clone()
+        };
+        async move { s.claim_factory_stream("f1", t0()).await.expect("claim") }
+    });
+    let mut got = futures::future::join_all(claims).await;
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got.len(), 8, "two claims got one number: {got:?}");
+    assert!(got[0] > second);
+    let newest = *got.last().expect("eight claims");
+    for g in got.iter().copied().filter(|g| *g != newest).chain([second]) {
+        assert_eq!(page(&replica, g).await, StreamPage::Replaced, "claim {g}");
+    }
+    assert_eq!(seqs(page(&store, newest).await), vec![1, 2]);
 }
 
 /// Replaces the catalogue with [`sample_catalogue`]: the set-up of the cases that plan.

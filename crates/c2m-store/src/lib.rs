@@ -116,7 +116,7 @@ pub use catalogue::{
 pub use error::{is_transient, StoreError};
 pub use events::EventStore;
 pub use factory::{
-    BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress,
+    BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress, StreamPage,
     WorkOrderStatus,
 };
 pub use levers::{

@@ -8,10 +8,16 @@
 //! `c2m_store::events`), or the poll interval, in case a wake-up was missed. Because the stream only ever reads what is
 //! committed, a server crash cannot lose a work order or send one that was not stored;
 //! the factory resumes from its last sequence number and gets everything after it.
+//!
+//! A factory has one stream at a time, across replicas: `Subscribe` claims the factory's
+//! stream in the store, and each page is read with that claim, so once a newer
+//! subscription (on this replica or another) has committed its claim the older stream
+//! ends with `STREAM_REPLACED` instead of sending another page. The claim wakes every
+//! replica's streams, so the older one ends at once, not at its next poll. A client that
+//! lost track of a half-open connection cannot end up with two consumers of its orders.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -21,7 +27,7 @@ use c2m_domain::{Clock, DomainError};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::factory_service_server::FactoryService;
 use c2m_store::factory::{ahead, FEED_PAGE};
-use c2m_store::{ReportProgress, Store};
+use c2m_store::{ReportProgress, Store, StreamPage};
 
 use super::feed::{Feed, Source};
 use super::Ctx;
@@ -64,37 +70,6 @@ pub struct FactorySvc {
     pub poll: Duration,
     /// Becomes true when the server shuts down: streams end so the server can drain.
     pub stop: watch::Receiver<bool>,
-    /// The latest subscription of each factory (in this process): a factory has one
-    /// stream at a time, and a new subscription closes the old one, so a client that lost
-    /// track of a half-open connection cannot end up with two consumers of its orders.
-    pub streams: Streams,
-}
-
-/// Per factory, the number of its newest subscription.
-#[derive(Clone, Default)]
-pub struct Streams(Arc<Mutex<HashMap<String, watch::Sender<u64>>>>);
-
-impl Streams {
-    /// Registers a new subscription; returns its number and a receiver that changes when
-    /// a newer one replaces it.
-    fn claim(&self, factory: &str) -> (u64, watch::Receiver<u64>) {
-        // A panic elsewhere while the map was locked leaves it consistent (each entry is
-        // one counter), so a poisoned lock is used as it is rather than failing every
-        // later subscription.
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = map
-            .entry(factory.to_owned())
-            .or_insert_with(|| watch::channel(0).0);
-        let mut mine = 0;
-        tx.send_modify(|n| {
-            *n += 1;
-            mine = *n;
-        });
-        (mine, tx.subscribe())
-    }
 }
 
 type EventStream =
@@ -117,9 +92,10 @@ struct WorkOrders {
     wake: watch::Receiver<u64>,
     /// Ticks on every commit with events, here or (PostgreSQL) in another replica.
     commits: watch::Receiver<u64>,
-    /// This subscription's number, and the factory's newest: a newer one ends this one.
-    mine: u64,
-    newest: watch::Receiver<u64>,
+    /// This subscription's claim on the factory's one stream (the store's generation,
+    /// `c2m_store::factory`): every page is read with it, and the first page read after a
+    /// newer claim (from any replica) ends the stream with `STREAM_REPLACED`.
+    generation: i64,
     clock: Arc<dyn Clock>,
 }
 
@@ -129,9 +105,12 @@ impl Source for WorkOrders {
     async fn page(&mut self, cursor: i64, limit: u32) -> Result<Vec<(i64, Self::Msg)>, Status> {
         let page = self
             .store
-            .factory_work_orders(&self.factory, cursor, limit)
+            .factory_stream_page(&self.factory, self.generation, cursor, limit)
             .await
             .map_err(store_status)?;
+        let StreamPage::Current(page) = page else {
+            return Err(edge_status(Edge::StreamReplaced));
+        };
         Ok(page
             .iter()
             .map(|wo| {
@@ -155,20 +134,12 @@ impl Source for WorkOrders {
         self.commits.mark_unchanged();
     }
 
+    /// A newer claim wakes the stream too: in this process its commit ticks `commits`, in
+    /// another the claim's `NOTIFY` does (PostgreSQL); the page read next finds it.
     async fn woken(&mut self) -> Result<(), Status> {
-        let WorkOrders {
-            wake,
-            commits,
-            mine,
-            newest,
-            ..
-        } = self;
         tokio::select! {
-            _ = async { let _ = newest.wait_for(|n| n != mine).await; } => {
-                Err(edge_status(Edge::StreamReplaced))
-            }
-            _ = wake.changed() => Ok(()),
-            _ = commits.changed() => Ok(()),
+            _ = self.wake.changed() => Ok(()),
+            _ = self.commits.changed() => Ok(()),
         }
     }
 }
@@ -203,10 +174,16 @@ impl FactoryService for FactorySvc {
             Some(n) => n,
             None => pos.acked_seq,
         };
-        tracing::info!(%factory, after, last = pos.last_seq, "factory subscribed");
+        // Claimed only once the request is known to be good, so a bad one leaves the
+        // factory's stream alone. From the claim's commit on, the older stream ends
+        // wherever it is served (see `c2m_store::factory`).
+        let generation = store
+            .claim_factory_stream(&factory, self.ctx.clock.now())
+            .await
+            .map_err(store_status)?;
+        tracing::info!(%factory, after, last = pos.last_seq, generation, "factory subscribed");
 
         let (tx, rx) = mpsc::channel::<Result<pb::FactoryEvent, Status>>(FEED_PAGE as usize);
-        let (mine, newest) = self.streams.claim(&factory);
         let first = heartbeat(pos, self.ctx.clock.now());
         let feed = Feed {
             tx,
@@ -223,8 +200,7 @@ impl FactoryService for FactorySvc {
             commits: store.event_commits(),
             store,
             factory,
-            mine,
-            newest,
+            generation,
             clock: self.ctx.clock.clone(),
         };
         tokio::spawn(feed.run(source, after, first));

@@ -41,7 +41,9 @@
 //! ([`EventStore::event_commits`]); on PostgreSQL the insert also sends `NOTIFY
 //! c2m_events` (delivered at commit), and a listener in each replica that has subscribers
 //! ticks the same channel, so another replica's events are read promptly rather than at
-//! the next poll.
+//! the next poll. A write that appends no event but must still reach other replicas'
+//! readers at once (a factory's stream claim) sends the same notification
+//! ([`wake_readers`]).
 
 use async_trait::async_trait;
 use sqlx::{Postgres, Sqlite};
@@ -68,6 +70,11 @@ pub(crate) trait EventsSql: Dialect {
     /// Inserts the rows of the JSON array `$1` (each `[id, campaign, batch, kind,
     /// occurred_at in microseconds, data]`), numbered from `$2` in array order.
     const INSERT_EVENTS: &'static str;
+    /// Wakes the readers of every other process at this transaction's commit, for a write
+    /// that appends no event but that their streams must hear of promptly (a factory's
+    /// stream claim, `crate::factory`); `None` where no other process reads the store
+    /// (SQLite: this process's readers wake after every commit anyway).
+    const WAKE_READERS: Option<&'static str>;
 }
 
 impl EventsSql for Sqlite {
@@ -75,6 +82,7 @@ impl EventsSql for Sqlite {
         "INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
          SELECT $2 + key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
          value ->> 5 FROM json_each($1) ORDER BY key";
+    const WAKE_READERS: Option<&'static str> = None;
 }
 
 impl EventsSql for Postgres {
@@ -85,6 +93,10 @@ impl EventsSql for Postgres {
          FROM jsonb_array_elements($1) WITH ORDINALITY AS e(v, ord) ORDER BY e.ord \
          RETURNING seq) \
          SELECT pg_notify('c2m_events', CAST(MAX(seq) AS TEXT)) AS notified FROM ins";
+    // The listener ticks at any notification on the channel; the payload is for people
+    // watching with `LISTEN` by hand.
+    const WAKE_READERS: Option<&'static str> =
+        Some("SELECT pg_notify('c2m_events', 'wake') AS notified");
 }
 
 /// Raises the counter by `$1`; the new last number. See the module docs.
@@ -180,6 +192,16 @@ pub(crate) async fn flush<D: Backend>(tx: &mut Tx<'_, D>) -> Result<()> {
         .fetch_all(tx)
         .await?;
     Ok(())
+}
+
+/// Wakes every other process's readers when this transaction commits
+/// ([`EventsSql::WAKE_READERS`]): they read again, and find what changed. Readers in this
+/// process need nothing: the store ticks their watch after every commit.
+pub(crate) async fn wake_readers<D: Backend>(tx: &mut Tx<'_, D>) -> Result<()> {
+    match D::WAKE_READERS {
+        Some(sql) => D::query(sql, ()).fetch_all(tx).await.map(drop),
+        None => Ok(()),
+    }
 }
 
 fn event<D: Dialect>(r: &D::Row) -> Result<Event> {

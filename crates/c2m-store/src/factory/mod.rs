@@ -17,14 +17,35 @@
 //! # Layout and locks
 //!
 //! The types and [`FactoryStore`] (implemented once, at the end of this module) are here,
-//! the SQL in `sql.rs` (one text for both backends); the conformance case is
-//! `factories_get_their_own_work_orders_and_rejections_requeue_units`
+//! the SQL in `sql.rs` (one text for both backends); the conformance cases are
+//! `factories_get_their_own_work_orders_and_rejections_requeue_units` and
+//! `a_factory_stream_claim_replaces_the_older_on_every_replica`
 //! (`crate::conformance`). A report holds its work order's row (`FOR UPDATE` on
 //! PostgreSQL; SQLite's one writer), so two reports on one work order take turns and each
 //! moves it from the state the other left. A rejection also changes the queue and the
 //! stock, so it takes the planning lock first ([`crate::planning`]), always before the work
 //! order's row, the order every writer of both takes them in. Acknowledgements need no
 //! lock: the cursor only moves up (a `CASE` in one upsert).
+//!
+//! # One stream per factory, across replicas
+//!
+//! A factory has one stream at a time, whichever replica serves it: each
+//! `FactoryService.Subscribe` claims the factory's stream ([`FactoryStore::claim_factory_stream`]),
+//! raising its generation in `factory_streams` by one upsert (PostgreSQL holds the row's
+//! lock to the commit, so concurrent claims take turns and each gets its own number;
+//! SQLite's one writer does already), and keeps the number it got. A stream reads each
+//! page with [`FactoryStore::factory_stream_page`], which reads the stored generation and
+//! the work orders in one snapshot: once another claim has committed, the next page is
+//! [`StreamPage::Replaced`] and the stream ends without sending it. Because the two reads
+//! share a snapshot, a page can only hold work orders stored after the newer claim if it
+//! also sees that claim, so the replaced stream never sends a work order stored after the
+//! claim committed; what it can still send is the rest of a page it read before (at most
+//! [`FEED_PAGE`] work orders, all stored before the claim). The claim's transaction also
+//! wakes every other replica's readers at its commit (`crate::events::wake_readers`, the
+//! `NOTIFY` the events use), so a replaced stream elsewhere reads again, and ends, at
+//! once rather than at its next poll. The rule lives in the store, not in a process's
+//! memory, because a factory reconnecting through another replica must end its old
+//! stream there too.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -47,6 +68,17 @@ pub(crate) const OP_REPORT_PROGRESS: &str = "report_progress";
 
 /// Most work orders one read of a factory's feed returns.
 pub const FEED_PAGE: u32 = 100;
+
+/// What a factory's stream reads next ([`FactoryStore::factory_stream_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamPage {
+    /// The stream still holds the factory's newest claim: its work orders after the
+    /// cursor, in sequence order (empty when it has caught up).
+    Current(Vec<WorkOrder>),
+    /// A newer claim (a later `Subscribe`, in any process on this store) replaced the
+    /// stream's: it must end without sending anything more.
+    Replaced,
+}
 
 /// Where a factory's delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +323,36 @@ pub(crate) async fn report<D: Backend>(
     Ok(status)
 }
 
+/// Claims the factory's one stream (see the module docs): raises its generation and
+/// answers the new number; `NotFound` for a factory the store has never heard of.
+pub(crate) async fn claim_stream<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    factory: &str,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    known_position(tx, factory).await?;
+    let generation = tx.raise_stream_generation(factory, micros(now)).await?;
+    crate::events::wake_readers(tx).await?;
+    Ok(generation)
+}
+
+/// The page of the stream holding claim `generation`: the claim and the work orders read
+/// in one snapshot (the caller's), so a page never holds a work order stored after a
+/// newer claim.
+pub(crate) async fn stream_page<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    factory: &str,
+    generation: i64,
+    after: i64,
+    limit: u32,
+) -> Result<StreamPage> {
+    if tx.stream_generation(factory).await? != Some(generation) {
+        return Ok(StreamPage::Replaced);
+    }
+    let page = tx.work_orders_after(factory, after, limit).await?;
+    Ok(StreamPage::Current(page))
+}
+
 /// The batches a work order makes units of, each once.
 pub(crate) fn work_order_batches(wo: &WorkOrder) -> Vec<BatchId> {
     let mut batches: Vec<BatchId> = wo
@@ -483,6 +545,26 @@ pub trait FactoryStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<WorkOrder>>;
 
+    /// Claims the factory's one stream for a new subscription and answers the claim's
+    /// generation: from the commit on, every older claim, in any process on this store, is
+    /// replaced (its pages are [`StreamPage::Replaced`]) and the other processes' readers
+    /// are woken to find out. `NotFound` for an unknown factory. See the
+    /// [module docs](self).
+    async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<i64>;
+
+    /// The next page of the stream holding claim `generation`: as
+    /// [`FactoryStore::factory_work_orders`] while the claim is the factory's newest,
+    /// [`StreamPage::Replaced`] once a newer one has committed (read in one snapshot with
+    /// the page, so no work order stored after the newer claim is ever in a page of an
+    /// older one).
+    async fn factory_stream_page(
+        &self,
+        factory: &str,
+        generation: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<StreamPage>;
+
     /// Acknowledges the factory's work orders up to `seq`: harmless to repeat or to send
     /// out of order; `OutOfRange` beyond the factory's last work order.
     async fn ack_work_orders(
@@ -524,6 +606,29 @@ impl<E: Engine> FactoryStore for E {
         let args = (factory, after, limit.clamp(1, FEED_PAGE));
         self.read(&args, |tx, (factory, after, limit)| {
             Box::pin(tx.work_orders_after(factory, *after, *limit))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<i64> {
+        self.call(Lane::Alone, factory.to_owned(), now, |tx, c| {
+            Box::pin(claim_stream(tx, &c.req, c.now))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn factory_stream_page(
+        &self,
+        factory: &str,
+        generation: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<StreamPage> {
+        let args = (factory, generation, after, limit.clamp(1, FEED_PAGE));
+        self.read(&args, |tx, (factory, generation, after, limit)| {
+            Box::pin(stream_page(tx, factory, *generation, *after, *limit))
         })
         .await
     }

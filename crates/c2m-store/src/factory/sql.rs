@@ -70,6 +70,32 @@ impl<D: Backend> Tx<'_, D> {
         D::query(sql, (factory, seq, now)).run(self).await
     }
 
+    /// Raises the factory's stream generation (1 at its first claim) and answers the new
+    /// number. On PostgreSQL the upsert holds the row's lock to the commit, so concurrent
+    /// claims take turns and each answers its own number.
+    pub(crate) async fn raise_stream_generation(
+        &mut self,
+        factory: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let sql = "INSERT INTO factory_streams (factory_id, generation, claimed_at) \
+             VALUES ($1, 1, $2) ON CONFLICT (factory_id) DO UPDATE SET \
+             generation = factory_streams.generation + 1, claimed_at = excluded.claimed_at \
+             RETURNING generation";
+        D::query(sql, (factory, now))
+            .fetch_one(self)
+            .await?
+            .int("generation")
+    }
+
+    /// The factory's newest stream claim, if it ever had one.
+    pub(crate) async fn stream_generation(&mut self, factory: &str) -> Result<Option<i64>> {
+        let sql = "SELECT generation FROM factory_streams WHERE factory_id = $1";
+        D::query(sql, (factory,))
+            .optional(self, |r| r.int("generation"))
+            .await
+    }
+
     /// The factory's work orders with a sequence number above `after`, in order.
     pub(crate) async fn work_orders_after(
         &mut self,
