@@ -72,6 +72,7 @@ pub use levers::{
 pub use purchasing::{
     a_promise_gives_due_dates_and_plans_give_ship_dates,
     purchase_orders_are_received_once_and_return_on_rejection,
+    receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
 };
 
 /// A fresh, empty database for one test case, and ways to look at it.
@@ -172,6 +173,7 @@ macro_rules! conformance_cases {
             // The promise and purchase orders (`conformance/purchasing.rs`).
             a_promise_gives_due_dates_and_plans_give_ship_dates,
             purchase_orders_are_received_once_and_return_on_rejection,
+            receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
         }
     };
 }
