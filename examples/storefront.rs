@@ -14,7 +14,7 @@
 //! cargo run --example storefront -- cancel-purchase-order --purchase-order pur_...
 //! cargo run --example storefront -- watch [--campaign cmp_...] [--after 0]   # events, live
 //! cargo run --example storefront -- webhook add http://127.0.0.1:8088/hooks '*'  # admin
-//! cargo run --example storefront -- webhook list | enable ID | disable ID | replay ID SEQ | deliveries ID
+//! cargo run --example storefront -- webhook list | enable ID | disable ID | delete ID | replay ID SEQ | deliveries ID
 //! cargo run --example storefront -- advice cmp_... # admin: falling short? what to do
 //! cargo run --example storefront -- insights cmp_... --format table|csv|svg
 //! cargo run --example storefront -- extend cmp_... --days 3      # admin: the levers
@@ -228,7 +228,7 @@ enum Cmd {
     Close { id: String },
     /// (Admin) Cancel the campaign: refunds everything not yet in production.
     CancelCampaign { id: String },
-    /// (Admin) Webhook endpoints: register, list, enable, disable, replay, deliveries.
+    /// (Admin) Webhook endpoints: register, list, enable, disable, delete, replay, deliveries.
     #[command(subcommand)]
     Webhook(WebhookCmd),
 }
@@ -247,6 +247,9 @@ enum WebhookCmd {
     Enable { id: String },
     /// Disable an endpoint.
     Disable { id: String },
+    /// Delete an endpoint for good: nothing more is sent to it, not even a pending retry
+    /// (its delivery log stays readable with `deliveries`).
+    Delete { id: String },
     /// Deliver again every event after `after_seq`.
     Replay { id: String, after_seq: i64 },
     /// An endpoint's delivery attempts.
@@ -688,6 +691,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .into_inner();
                 endpoint_json(&e)
             }
+            WebhookCmd::Delete { id } => {
+                let e = webhooks
+                    .delete_endpoint(pb::DeleteEndpointRequest { endpoint_id: id })
+                    .await?
+                    .into_inner();
+                endpoint_json(&e)
+            }
             WebhookCmd::Replay { id, after_seq } => {
                 let e = webhooks
                     .replay_endpoint(pb::ReplayEndpointRequest {
@@ -1108,6 +1118,7 @@ fn endpoint_json(e: &pb::WebhookEndpoint) -> serde_json::Value {
         "failing_since": e.failing_since.as_ref().map(rfc3339),
         "next_attempt_at": e.next_attempt_at.as_ref().map(rfc3339),
         "created_at": e.created_at.as_ref().map(rfc3339),
+        "deleted_at": e.deleted_at.as_ref().map(rfc3339),
     })
 }
 

@@ -19,7 +19,7 @@ use c2m_proto::v1::purchasing_service_client::PurchasingServiceClient;
 use tonic::transport::Channel;
 
 use crate::common::{
-    assert_refused, error_meta, import, pg_admin_url, place, ts, Clients, TestServer,
+    assert_refused, error_meta, export, import, pg_admin_url, place, ts, Clients, TestServer,
 };
 
 /// Steel at 100 a kg below 150 kg, 70 from 150 kg; a kettle takes 2 kg, a pot 3 kg.
@@ -869,5 +869,175 @@ async fn nothing_to_plan_says_what_waits_beyond_the_horizon() {
     assert_eq!(error_meta(&e, "dueAfterHorizon").as_deref(), Some("1"));
     assert_eq!(error_meta(&e, "noFactory").as_deref(), Some("0"));
     assert!(e.message().contains("1 batch wait"), "{e:?}");
+    server.shutdown().await;
+}
+
+/// Lamps take one housing (counted in pieces) and a little glue (kg). The offer's minimum
+/// of 8 housings makes a batch of 5 buy 8: 3 of them free stock once they arrive.
+const LAMPS: &str = r#"
+name = "lamps"
+currency = "CNY"
+
+[[products]]
+sku = "lamp"
+demand = 0
+bom = { housing = 1.0, glue = 0.1 }
+
+[[materials]]
+id = "housing"
+unit = "pcs"
+on_hand = 0.0
+
+[[materials]]
+id = "glue"
+unit = "kg"
+on_hand = 100.0
+
+[[factories]]
+id = "f1"
+capacity_hours = 100.0
+
+[[factories.lines]]
+sku = "lamp"
+unit_cost = 1000.0
+hours_per_unit = 0.5
+
+[[suppliers]]
+id = "partsco"
+lead_days = 0
+
+[[suppliers.offers]]
+material = "housing"
+moq = 8.0
+breaks = [{ min_qty = 0.0, unit_price = 10.0 }]
+"#;
+
+/// A material counted in pieces is received whole: 2.5 housings are refused
+/// (INVALID_ARGUMENT, `INVALID_FIELD` naming the field, the material and the value) and
+/// nothing is counted; a catalogue holding 1.5 housings is refused the same way. A receipt
+/// on an order whose material left the catalogue (`DeleteCatalogueEntry` after the plan)
+/// is refused with `MATERIAL_NOT_IN_CATALOGUE` naming the material; once the merchant adds
+/// it back, the receipt counts its free part as stock. Before, the 2.5 were taken, and the
+/// receipt on the removed material was recorded while its 3 free housings were lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_are_received_whole_and_a_removed_material_is_not_received_into_nothing() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    import(&mut c, "lamps", LAMPS, pb::ImportMode::Replace)
+        .await
+        .expect("catalogue");
+    let cmp = c
+        .campaigns
+        .create_campaign(campaign("cmp-lamp", "lamp", 5, 14, start()))
+        .await
+        .expect("campaign")
+        .into_inner();
+    c.preorders
+        .place_preorder(place("lamp-1", &cmp.id, "con_1", 5))
+        .await
+        .expect("locks");
+    let plan = run_cycle(&mut c, "lamp-cycle").await;
+    let po = plan
+        .purchase_orders
+        .iter()
+        .find(|p| p.material_id == "housing")
+        .expect("housings bought")
+        .clone();
+    assert!(close(po.quantity, 8.0), "{po:?}");
+    let mut p = purchasing(&c);
+    let receive = |key: &str, qty: f64| pb::ReceivePurchaseOrderRequest {
+        idempotency_key: key.into(),
+        purchase_order_id: po.id.clone(),
+        quantity: qty,
+    };
+    let on_hand = |text: String, id: &str| {
+        let s = c2m_planner::Scenario::from_toml_str(&text).expect("a scenario");
+        s.materials.iter().find(|m| m.id == id).map(|m| m.on_hand)
+    };
+
+    let half = p
+        .receive_purchase_order(receive("rcv-half", 2.5))
+        .await
+        .expect_err("2.5 housings");
+    assert_refused(&half, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(error_meta(&half, "field").as_deref(), Some("quantity"));
+    assert_eq!(error_meta(&half, "material").as_deref(), Some("housing"));
+    assert_eq!(error_meta(&half, "value").as_deref(), Some("2.5"));
+    assert!(half.message().contains("housing"), "{half:?}");
+    let got = p
+        .get_purchase_order(pb::GetPurchaseOrderRequest {
+            purchase_order_id: po.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.received, 0.0, "nothing was counted");
+
+    // The catalogue's own stock of a material counted in pieces is whole too.
+    let odd = "name = \"lamps\"\ncurrency = \"CNY\"\n\n[[materials]]\nid = \"housing\"\n\
+               unit = \"pcs\"\non_hand = 1.5\n";
+    let refused = import(&mut c, "odd-stock", odd, pb::ImportMode::Merge)
+        .await
+        .expect_err("1.5 housings in stock");
+    assert_refused(&refused, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(
+        error_meta(&refused, "field").as_deref(),
+        Some("materials[0].on_hand")
+    );
+    assert_eq!(error_meta(&refused, "material").as_deref(), Some("housing"));
+
+    // The merchant takes housings out of the lamp, drops their supplier, then removes
+    // them from the catalogue.
+    let lamp = "name = \"lamps\"\ncurrency = \"CNY\"\n\n[[products]]\nsku = \"lamp\"\n\
+                demand = 0\nbom = { glue = 0.1 }\n";
+    import(&mut c, "lamp-without", lamp, pb::ImportMode::Merge)
+        .await
+        .expect("lamp without housing");
+    for (kind, id) in [
+        (pb::CatalogueKind::Supplier, "partsco"),
+        (pb::CatalogueKind::Material, "housing"),
+    ] {
+        c.catalogue
+            .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
+                idempotency_key: format!("drop-{id}"),
+                kind: kind as i32,
+                id: id.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{id} removed: {e:?}"));
+    }
+    let gone = p
+        .receive_purchase_order(receive("rcv-gone", 8.0))
+        .await
+        .expect_err("no housing in the catalogue");
+    assert_refused(&gone, Code::FailedPrecondition, "MATERIAL_NOT_IN_CATALOGUE");
+    assert_eq!(error_meta(&gone, "material").as_deref(), Some("housing"));
+    assert_eq!(
+        error_meta(&gone, "purchaseOrderId").as_deref(),
+        Some(po.id.as_str())
+    );
+    let got = p
+        .get_purchase_order(pb::GetPurchaseOrderRequest {
+            purchase_order_id: po.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.received, 0.0, "nothing was recorded");
+
+    // Added back, the same receipt counts: 5 are the work order's, 3 are free stock.
+    let back = "name = \"lamps\"\ncurrency = \"CNY\"\n\n[[materials]]\nid = \"housing\"\n\
+                unit = \"pcs\"\non_hand = 0.0\n";
+    import(&mut c, "housing-back", back, pb::ImportMode::Merge)
+        .await
+        .expect("housing back");
+    let done = p
+        .receive_purchase_order(receive("rcv-back", 8.0))
+        .await
+        .expect("received")
+        .into_inner();
+    assert_eq!(done.state(), pb::PurchaseOrderState::Received);
+    let text = export(&mut c, pb::ScenarioFormat::Toml).await;
+    assert_eq!(on_hand(text, "housing"), Some(3.0));
     server.shutdown().await;
 }

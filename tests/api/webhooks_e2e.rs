@@ -853,3 +853,128 @@ async fn a_retried_registration_registers_one_endpoint() {
     assert_eq!(all.len(), 1, "{all:?}");
     server.shutdown().await;
 }
+
+/// `DeleteEndpoint`: a deleted endpoint receives nothing afterwards, not even the retry of
+/// an event that was failing and queued to be tried again, while an endpoint kept alive
+/// gets every later event; it leaves `ListEndpoints`, its delivery log stays, enabling it
+/// is NOT_FOUND, deleting it again (with the storefront example's `webhook delete`)
+/// answers the same, and an unknown id is NOT_FOUND. Before, no call deleted an endpoint:
+/// an admin could only disable it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_endpoint_receives_nothing_afterwards_not_even_a_queued_retry() {
+    let server = TestServer::sqlite_with(|s| {
+        s.webhook_max_backoff = StdDuration::from_secs(2);
+        s.webhook_disable_after = StdDuration::from_secs(3600);
+    })
+    .await;
+    let mut c = server.clients().await;
+    let mut admin = WebhookServiceClient::new(c.channel.clone());
+    let failing = Receiver::start(&[Answer::Status(500); 1000]).await;
+    let kept = Receiver::start(&[]).await;
+    let id = register(&c, &failing.url(), &["*"])
+        .await
+        .expect("register")
+        .endpoint
+        .expect("endpoint")
+        .id;
+    let kept_id = register(&c, &kept.url(), &["*"])
+        .await
+        .expect("register")
+        .endpoint
+        .expect("endpoint")
+        .id;
+    one_event(&mut c, "before").await;
+    kept.delivered(1, StdDuration::from_secs(20)).await;
+    let log = log_until(&mut admin, &id, |log| !log.is_empty()).await;
+    assert!(!log.is_empty() && !log[0].delivered, "{log:?}");
+    let e = admin
+        .list_endpoints(pb::ListEndpointsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .endpoints
+        .into_iter()
+        .find(|e| e.id == id)
+        .expect("listed");
+    assert!(e.next_attempt_at.is_some(), "a retry is queued: {e:?}");
+
+    let deleted = admin
+        .delete_endpoint(pb::DeleteEndpointRequest {
+            endpoint_id: id.clone(),
+        })
+        .await
+        .expect("delete")
+        .into_inner();
+    let sent_before = failing.got().len();
+    assert!(
+        deleted.deleted_at.is_some() && !deleted.enabled,
+        "{deleted:?}"
+    );
+    assert_eq!(deleted.next_attempt_at, None);
+
+    // Later events reach the endpoint kept, and the retries' times pass (the backoff is at
+    // most 2 s): nothing more reaches the deleted one.
+    one_event(&mut c, "after").await;
+    one_event(&mut c, "after-again").await;
+    kept.delivered(3, StdDuration::from_secs(20)).await;
+    tokio::time::sleep(StdDuration::from_secs(5)).await;
+    assert_eq!(
+        failing.got().len(),
+        sent_before,
+        "requests reached the deleted endpoint after its deletion"
+    );
+
+    let listed: Vec<String> = admin
+        .list_endpoints(pb::ListEndpointsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .endpoints
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(listed, [kept_id]);
+    let log = delivery_log(&mut admin, &id).await;
+    assert_eq!(log.len(), sent_before, "the log stays: {log:?}");
+    let enable = admin
+        .set_endpoint_enabled(pb::SetEndpointEnabledRequest {
+            endpoint_id: id.clone(),
+            enabled: true,
+        })
+        .await
+        .expect_err("a deleted endpoint cannot be enabled");
+    assert_refused(&enable, Code::NotFound, "NOT_FOUND");
+    let unknown = admin
+        .delete_endpoint(pb::DeleteEndpointRequest {
+            endpoint_id: "whe_unknown".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_refused(&unknown, Code::NotFound, "NOT_FOUND");
+
+    // Deleting again, with the storefront example, answers the same.
+    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
+        .await
+        .expect("built");
+    let out = tokio::process::Command::new(exe)
+        .args(["--addr", &format!("http://{}", server.addr)])
+        .args(["--token", "unused", "webhook", "delete", &id])
+        .output()
+        .await
+        .expect("storefront runs");
+    assert!(out.status.success(), "{out:?}");
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(again["enabled"], false);
+    let at = deleted.deleted_at.expect("deleted_at");
+    let at = chrono::DateTime::from_timestamp(at.seconds, at.nanos as u32).expect("time");
+    assert_eq!(
+        again["deleted_at"]
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()),
+        Some(at.into()),
+        "{again}"
+    );
+    assert_eq!(failing.got().len(), sent_before);
+    server.shutdown().await;
+}

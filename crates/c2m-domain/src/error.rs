@@ -20,6 +20,19 @@ pub enum DomainError {
     /// The request itself is malformed; retrying it unchanged can never succeed.
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: String, reason: String },
+    /// A quantity of a material counted in pieces (`crate::material`) that is not a whole
+    /// number: malformed like any invalid field (the same reason, `INVALID_FIELD`), with
+    /// the material, its unit and the value named for a program as well as a person.
+    #[error(
+        "invalid {field}: material {material} is counted in pieces ({unit}), \
+         so {value} must be a whole number"
+    )]
+    NotWholePieces {
+        field: String,
+        material: String,
+        unit: String,
+        value: String,
+    },
     /// The request is well formed but the current state forbids it (closed campaign,
     /// locked batch, sold out); it may succeed later or with other values. The
     /// [`Refusal`] says which rule refused it.
@@ -66,7 +79,9 @@ impl DomainError {
     /// The stable name of this error for machines (`ErrorInfo.reason`).
     pub fn reason(&self) -> &'static str {
         match self {
-            DomainError::InvalidArgument { .. } => "INVALID_FIELD",
+            DomainError::InvalidArgument { .. } | DomainError::NotWholePieces { .. } => {
+                "INVALID_FIELD"
+            }
             DomainError::Refused(r) => r.reason(),
             DomainError::NotFound { .. } => "NOT_FOUND",
             DomainError::Ahead { .. } => "CURSOR_AHEAD",
@@ -81,6 +96,17 @@ impl DomainError {
     pub fn metadata(&self) -> Vec<(&'static str, String)> {
         match self {
             DomainError::InvalidArgument { field, .. } => vec![("field", field.clone())],
+            DomainError::NotWholePieces {
+                field,
+                material,
+                unit,
+                value,
+            } => vec![
+                ("field", field.clone()),
+                ("material", material.clone()),
+                ("unit", unit.clone()),
+                ("value", value.clone()),
+            ],
             DomainError::Refused(r) => r.metadata(),
             DomainError::NotFound { entity, id } => {
                 vec![("entity", (*entity).to_owned()), ("id", id.clone())]
@@ -330,6 +356,17 @@ pub enum Refusal {
         purchase_order: String,
         state: String,
     },
+    /// Receiving on a purchase order whose material was removed from the catalogue since
+    /// the order was placed: the stock it frees would have no material to count under (and
+    /// whether it is counted in pieces is unknown), so the merchant adds it back first.
+    #[error(
+        "material `{material}` of purchase order {purchase_order} is no longer in the catalogue; \
+         add it back (ImportScenario, merge) before receiving, so the stock is counted"
+    )]
+    MaterialNotInCatalogue {
+        purchase_order: String,
+        material: String,
+    },
 }
 
 /// "1 unit", "2 units".
@@ -396,6 +433,7 @@ impl Refusal {
             OverReceived { .. } => "OVER_RECEIVED",
             PurchaseOrderCancelled { .. } => "PURCHASE_ORDER_CANCELLED",
             PurchaseOrderNotOpen { .. } => "PURCHASE_ORDER_NOT_OPEN",
+            MaterialNotInCatalogue { .. } => "MATERIAL_NOT_IN_CATALOGUE",
             CampaignEnded { .. } => "CAMPAIGN_ENDED",
             DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
             ThresholdNotLower { .. } => "THRESHOLD_NOT_LOWER",
@@ -512,6 +550,13 @@ impl Refusal {
                 ("purchaseOrderId", purchase_order.clone()),
                 ("outstanding", outstanding.clone()),
                 ("receiving", receiving.clone()),
+            ],
+            MaterialNotInCatalogue {
+                purchase_order,
+                material,
+            } => vec![
+                ("purchaseOrderId", purchase_order.clone()),
+                ("material", material.clone()),
             ],
             PurchaseOrderCancelled { purchase_order } => {
                 vec![("purchaseOrderId", purchase_order.clone())]

@@ -34,6 +34,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod ledger;
 pub mod levers;
+pub mod material;
 pub mod money;
 pub mod page;
 pub mod pooling;

@@ -39,6 +39,7 @@ use crate::services::preorder::PreorderSvc;
 use crate::services::purchasing::PurchasingSvc;
 use crate::services::webhooks::WebhookSvc;
 use crate::services::Ctx;
+use crate::store_lock::StoreLock;
 use crate::sweeper::Sweeper;
 use crate::tasks::supervise;
 use crate::tls::ServerTls;
@@ -52,6 +53,10 @@ pub struct Application {
     clock: Arc<dyn Clock>,
     /// The listener's TLS, checked at build; `None` serves plaintext.
     tls: Option<ServerTls>,
+    /// On SQLite, the store's lock ([`StoreLock`]), held until the server has stopped so
+    /// no second server runs its background tasks on the same file; `None` on PostgreSQL
+    /// (replicas share it by design) and for a store opened by the caller.
+    lock: Option<StoreLock>,
 }
 
 impl Application {
@@ -77,11 +82,19 @@ impl Application {
                 )
             })?;
         }
+        // Before the store is opened (and migrated): a second server on the same SQLite
+        // file stops here, naming the data directory.
+        let lock = match c2m_store::sqlite_path(&url) {
+            Some(db) => Some(StoreLock::acquire(&db)?),
+            None => None,
+        };
         let store = c2m_store::open(&url)
             .await
             .with_context(|| format!("cannot open the store at {}", redact(&url)))?;
         tracing::info!(backend = store.backend(), database = %redact(&url), "store open");
-        Self::assemble(settings, store, clock, tls).await
+        let mut app = Self::assemble(settings, store, clock, tls).await?;
+        app.lock = lock;
+        Ok(app)
     }
 
     /// Serves an already opened store (tests restart a server on the same store).
@@ -134,6 +147,7 @@ impl Application {
             store,
             clock,
             tls,
+            lock: None,
         })
     }
 
@@ -152,8 +166,11 @@ impl Application {
             store,
             clock,
             tls,
+            lock,
             ..
         } = self;
+        // Released when this returns, after every background task has stopped.
+        let _lock = lock;
         let plan_horizon = settings.plan_horizon().map_err(anyhow::Error::msg)?;
         // Said at start, where the operator who changed the horizon looks: a calendar an
         // older server stored without dates, written for another horizon, is refused by

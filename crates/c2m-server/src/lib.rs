@@ -18,6 +18,7 @@
 //!   catalogue ↔ scenario conversions.
 //! - [`sweeper`]: the background task that fails batches at their campaign's deadline.
 //! - [`tasks`]: background tasks restarted when they panic.
+//! - [`store_lock`]: one `c2m serve` per SQLite store (an OS lock beside the database).
 //! - [`webhooks`]: the webhook delivery worker (signed POSTs, retries with backoff and
 //!   jitter, disabling after sustained failure) and its HTTP client.
 //! - [`cli`]: the `c2m` command line.
@@ -37,6 +38,7 @@ pub mod limits;
 pub mod planning;
 pub mod services;
 pub mod status;
+pub mod store_lock;
 pub mod sweeper;
 pub mod tasks;
 pub mod tls;

@@ -373,8 +373,49 @@ pub fn catalogue_check(horizon: PlanHorizon) -> CatalogueCheck {
             }
         }
         let s = scenario_of(c, None)?;
-        s.validate().map(|_| ()).map_err(|e| scenario_error(&e))
+        s.validate().map_err(|e| scenario_error(&e))?;
+        whole_pieces(c)
     })
+}
+
+/// Every quantity of a material counted in pieces the catalogue holds is whole: its stock
+/// on hand and its offers' pack size, minimum order, maximum and price break thresholds
+/// (`c2m_domain::material`), as a receipt of it must be (`ReceivePurchaseOrder`). Checked
+/// after the planner's rules, which refuse a negative or non-finite number first.
+fn whole_pieces(c: &Catalogue) -> Result<(), DomainError> {
+    use c2m_domain::material::{check_quantity, counted_in_pieces};
+    let mut pieces = std::collections::HashMap::new();
+    for (i, m) in c.materials.iter().enumerate() {
+        check_quantity(
+            &format!("materials[{i}].on_hand"),
+            &m.id,
+            &m.unit,
+            m.on_hand,
+        )?;
+        if counted_in_pieces(&m.unit) {
+            pieces.insert(m.id.as_str(), m.unit.as_str());
+        }
+    }
+    for (i, s) in c.suppliers.iter().enumerate() {
+        for (j, o) in s.offers.iter().enumerate() {
+            let Some(unit) = pieces.get(o.material.as_str()) else {
+                continue;
+            };
+            let at = |f: &str| format!("suppliers[{i}].offers[{j}].{f}");
+            let check = |f: &str, v: f64| check_quantity(&at(f), &o.material, unit, v);
+            check("moq", o.moq)?;
+            if let Some(p) = o.pack_size {
+                check("pack_size", p)?;
+            }
+            if let Some(m) = o.max_qty {
+                check("max_qty", m)?;
+            }
+            for (k, b) in o.breaks.iter().enumerate() {
+                check(&format!("breaks[{k}].min_qty"), b.min_qty)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

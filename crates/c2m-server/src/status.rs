@@ -66,7 +66,9 @@ fn status(code: Code, message: String, reason: &str, metadata: Vec<(&str, String
 /// The gRPC code of a domain error: chosen by what the caller must do next.
 pub fn domain_code(e: &DomainError) -> Code {
     match e {
-        DomainError::InvalidArgument { .. } => Code::InvalidArgument,
+        DomainError::InvalidArgument { .. } | DomainError::NotWholePieces { .. } => {
+            Code::InvalidArgument
+        }
         DomainError::Refused(_) => Code::FailedPrecondition,
         DomainError::NotFound { .. } => Code::NotFound,
         DomainError::Ahead { .. } | DomainError::EventCursorAhead { .. } => Code::OutOfRange,

@@ -49,6 +49,7 @@ use c2m_domain::{Progress, WorkOrderState};
 
 pub mod events;
 pub use events::{
+    a_deleted_webhook_endpoint_is_never_claimed_again,
     concurrent_writes_are_numbered_in_commit_order, events_are_written_with_their_changes_in_order,
     refused_and_replayed_writes_append_no_event, ship_date_changes_are_events_when_the_date_moves,
     webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
@@ -71,6 +72,7 @@ pub use levers::{
 pub use purchasing::{
     a_promise_gives_due_dates_and_plans_give_ship_dates,
     purchase_orders_are_received_once_and_return_on_rejection,
+    receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
 };
 
 /// A fresh, empty database for one test case, and ways to look at it.
@@ -152,6 +154,7 @@ macro_rules! conformance_cases {
             refused_and_replayed_writes_append_no_event,
             concurrent_writes_are_numbered_in_commit_order,
             webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
+            a_deleted_webhook_endpoint_is_never_claimed_again,
             ship_date_changes_are_events_when_the_date_moves,
             // The merchant's levers and the forecast's input (`conformance/levers.rs`).
             extend_deadline_only_later_while_selling,
@@ -171,6 +174,7 @@ macro_rules! conformance_cases {
             // The promise and purchase orders (`conformance/purchasing.rs`).
             a_promise_gives_due_dates_and_plans_give_ship_dates,
             purchase_orders_are_received_once_and_return_on_rejection,
+            receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
         }
     };
 }

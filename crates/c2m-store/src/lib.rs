@@ -394,17 +394,23 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
 /// another scheme is refused ([`check_url`]).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     check_url(url).map_err(|e| StoreError::Database(sqlx::Error::Configuration(e.into())))?;
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
-    } else {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        Ok(std::sync::Arc::new(
-            sqlite::SqliteStore::open(std::path::Path::new(path)).await?,
-        ))
+    match sqlite_path(url) {
+        None => Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?)),
+        Some(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&path).await?)),
     }
+}
+
+/// The SQLite database file [`open`] opens for `url`; `None` for PostgreSQL. The server
+/// locks it so that one process serves it (`c2m_server::store_lock`).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    Some(std::path::PathBuf::from(path))
 }
 
 /// Domain errors pass through the store unchanged, so the server maps them in one place.

@@ -18,6 +18,15 @@
 //! worker whose lease expired (it hung longer than the lease) or was taken away (an admin
 //! replayed the endpoint) stops at its next write instead of moving the cursor. A lease is
 //! renewed by every delivery, and lasts longer than a delivery's timeout.
+//!
+//! # Deletion
+//!
+//! [`WebhookStore::delete_endpoint`] marks the endpoint deleted (`deleted_at`), takes its
+//! lease away and clears its pending retry and its secret, in one transaction. Every claim
+//! skips a deleted endpoint, so no retry already scheduled is ever attempted, and a worker
+//! that held the lease stops at its next write (as after a replay). The row stays so that
+//! its delivery log stays listable and its id is never given again; every other call about
+//! it answers `NotFound`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -71,6 +80,10 @@ pub struct Endpoint {
     pub failures: i64,
     /// When the next attempt is due, after a failure.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When an admin deleted it (nothing is sent to it from then on). Absent in the
+    /// registration answers stored before deletion existed, hence the default.
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// An endpoint leased to a worker, with what it needs to sign.
@@ -121,7 +134,7 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// the first answer and registers nothing.
     async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Registered>;
 
-    /// Every endpoint, oldest first.
+    /// Every endpoint not deleted, oldest first.
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>>;
 
     /// Enables (clearing its failures, due at once) or disables an endpoint; `NotFound` for
@@ -138,7 +151,14 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// `EventCursorAhead`; `NotFound` for an unknown id.
     async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint>;
 
-    /// The endpoint's attempts numbered above `after`, oldest first, at most `limit`.
+    /// Deletes an endpoint for good: nothing more is delivered to it, including a retry
+    /// already scheduled, and a worker holding its lease loses it. Deleting it again
+    /// answers the same (the endpoint as deleted); `NotFound` for an unknown id. Its
+    /// delivery log stays listable.
+    async fn delete_endpoint(&self, id: &str, now: DateTime<Utc>) -> Result<Endpoint>;
+
+    /// The endpoint's attempts numbered above `after`, oldest first, at most `limit`
+    /// (a deleted endpoint's too).
     async fn list_deliveries(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Delivery>>;
 
     /// Leases one endpoint that is due and has events to deliver to `owner` until
@@ -174,17 +194,17 @@ pub trait WebhookStore: Send + Sync + 'static {
 }
 
 const ENDPOINT: &str = "SELECT id, url, kinds, secret, cursor, created_at, disabled_at, \
-     disabled_reason, failing_since, failures, next_attempt_at FROM webhook_endpoints ";
+     disabled_reason, failing_since, failures, next_attempt_at, deleted_at FROM webhook_endpoints ";
 
 const DUE: &str = "SELECT id FROM webhook_endpoints \
-     WHERE disabled_at IS NULL \
+     WHERE disabled_at IS NULL AND deleted_at IS NULL \
      AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
      AND (lease_until IS NULL OR lease_until < $1) \
      AND cursor < (SELECT last_seq FROM event_counter WHERE id = 1) \
      ORDER BY id LIMIT 1";
 
 const DUE_SKIP_LOCKED: &str = "SELECT id FROM webhook_endpoints \
-     WHERE disabled_at IS NULL \
+     WHERE disabled_at IS NULL AND deleted_at IS NULL \
      AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
      AND (lease_until IS NULL OR lease_until < $1) \
      AND cursor < (SELECT last_seq FROM event_counter WHERE id = 1) \
@@ -204,6 +224,7 @@ fn endpoint(r: &impl Columns) -> Result<Endpoint> {
         failing_since: r.ts_opt("failing_since")?,
         failures: r.int("failures")?,
         next_attempt_at: r.ts_opt("next_attempt_at")?,
+        deleted_at: r.ts_opt("deleted_at")?,
     })
 }
 
@@ -239,10 +260,12 @@ impl<D: Backend> Tx<'_, D> {
             .await
     }
 
+    /// An endpoint that is not deleted (a deleted one is `NotFound`, as if it never was).
     async fn endpoint(&mut self, id: &str) -> Result<Endpoint> {
         self.endpoint_row(id)
             .await?
             .map(|(e, _)| e)
+            .filter(|e| e.deleted_at.is_none())
             .ok_or_else(|| endpoint_not_found(id))
     }
 
@@ -303,6 +326,28 @@ async fn set_enabled<D: Backend>(
         D::query(sql, (id, micros(now))).execute(tx).await?;
     }
     tx.endpoint(id).await
+}
+
+async fn delete<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) -> Result<Endpoint> {
+    let (e, _) = tx
+        .endpoint_row(id)
+        .await?
+        .ok_or_else(|| endpoint_not_found(id))?;
+    if e.deleted_at.is_some() {
+        return Ok(e);
+    }
+    // Disabled too, so that every reader that only knows `disabled_at` leaves it alone; the
+    // lease and the pending retry go, so no worker writes to it again; the secret goes,
+    // since nothing will ever be signed with it.
+    let sql = "UPDATE webhook_endpoints SET deleted_at = $2, \
+         disabled_at = COALESCE(disabled_at, $2), disabled_reason = 'deleted by an admin', \
+         next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, secret = '' \
+         WHERE id = $1";
+    D::query(sql, (id, micros(now))).execute(tx).await?;
+    tx.endpoint_row(id)
+        .await?
+        .map(|(e, _)| e)
+        .ok_or_else(|| endpoint_not_found(id))
 }
 
 async fn replay<D: Backend>(tx: &mut Tx<'_, D>, id: &str, after: i64) -> Result<Endpoint> {
@@ -430,7 +475,7 @@ impl<E: Engine> WebhookStore for E {
     }
 
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>> {
-        let sql = format!("{ENDPOINT}ORDER BY created_at, id");
+        let sql = format!("{ENDPOINT}WHERE deleted_at IS NULL ORDER BY created_at, id");
         let mut conn = self.readers().acquire().await?;
         E::D::query(&sql, ()).all(&mut conn, endpoint).await
     }
@@ -455,6 +500,14 @@ impl<E: Engine> WebhookStore for E {
             Box::pin(replay(tx, id, *after))
         });
         self.write(Lane::Alone, op).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn delete_endpoint(&self, id: &str, now: DateTime<Utc>) -> Result<Endpoint> {
+        self.call(Lane::Alone, id.to_owned(), now, |tx, c| {
+            Box::pin(delete(tx, &c.req, c.now))
+        })
+        .await
     }
 
     async fn list_deliveries(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Delivery>> {

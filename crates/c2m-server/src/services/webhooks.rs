@@ -1,5 +1,5 @@
-//! `WebhookService` (admin): register, list, enable and disable webhook endpoints, replay
-//! them from a sequence number, and read their delivery log. The worker that delivers is
+//! `WebhookService` (admin): register, list, enable, disable and delete webhook endpoints,
+//! replay them from a sequence number, and read their delivery log. The worker that delivers is
 //! [`crate::webhooks`]; the state is the store's (`c2m_store::webhooks`).
 
 use tonic::{Request, Response, Status};
@@ -33,6 +33,7 @@ fn endpoint(e: &Endpoint) -> pb::WebhookEndpoint {
             .next_attempt_at
             .filter(|_| e.disabled_at.is_none())
             .map(timestamp),
+        deleted_at: e.deleted_at.map(timestamp),
     }
 }
 
@@ -131,6 +132,22 @@ impl WebhookService for WebhookSvc {
             .replay_endpoint(&id, r.after_seq)
             .await
             .map_err(store_status)?;
+        Ok(Response::new(endpoint(&e)))
+    }
+
+    #[tracing::instrument(skip_all, fields(endpoint = %req.get_ref().endpoint_id))]
+    async fn delete_endpoint(
+        &self,
+        req: Request<pb::DeleteEndpointRequest>,
+    ) -> Result<Response<pb::WebhookEndpoint>, Status> {
+        let id = endpoint_id(&req.get_ref().endpoint_id)?;
+        let e = self
+            .0
+            .store
+            .delete_endpoint(&id, self.0.clock.now())
+            .await
+            .map_err(store_status)?;
+        tracing::info!(endpoint = %e.id, url = %e.url, "webhook endpoint deleted");
         Ok(Response::new(endpoint(&e)))
     }
 

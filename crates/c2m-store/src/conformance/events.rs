@@ -712,3 +712,129 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
     assert_eq!(got.len(), distinct.len(), "claimed twice: {got:?}");
     assert_eq!(got.len(), 6, "every due endpoint was claimed: {got:?}");
 }
+
+/// A deleted endpoint is never claimed again, not even for a retry that was due: its lease
+/// is taken away (the worker's next write changes nothing), it leaves the list, every other
+/// call about it is `NotFound`, deleting it again answers the same, and its delivery log
+/// stays listable. An unknown id is `NotFound`.
+pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixture>) {
+    use crate::webhooks::Outcome;
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    let now = t0() + Duration::hours(2);
+    let lease = now + Duration::minutes(1);
+    for n in [1, 2] {
+        store
+            .create_endpoint(&endpoint(n), now)
+            .await
+            .expect("endpoint");
+    }
+    place(&*store, &c.id, &consumer(1), 1).await.expect("first");
+    let event = store
+        .list_events(0, None, 10)
+        .await
+        .expect("events")
+        .remove(0);
+    // whe_1 fails and waits for a retry; whe_2 is leased, mid-delivery.
+    let claim = store
+        .claim_endpoint("w1", now, lease)
+        .await
+        .expect("claim")
+        .expect("due");
+    let (failing, leased) = if claim.endpoint.id == "whe_1" {
+        ("whe_1", "whe_2")
+    } else {
+        ("whe_2", "whe_1")
+    };
+    let retry_at = now + Duration::seconds(1);
+    let failed = Outcome::Failed {
+        retry_at,
+        disable: None,
+    };
+    assert!(store
+        .record_attempt("w1", &attempt(failing, &event, now, false), &failed)
+        .await
+        .expect("record"));
+    let other = store
+        .claim_endpoint("w2", now, lease)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(other.endpoint.id, leased);
+
+    let gone = store
+        .delete_endpoint(failing, now)
+        .await
+        .expect("delete the failing one");
+    assert_eq!(gone.deleted_at, Some(now));
+    assert_eq!(gone.next_attempt_at, None, "its retry is dropped");
+    let gone_leased = store
+        .delete_endpoint(leased, now)
+        .await
+        .expect("delete the leased one");
+    let later = now + Duration::hours(1);
+    assert_eq!(
+        store.delete_endpoint(failing, later).await.expect("again"),
+        gone,
+        "deleting again answers the same"
+    );
+    // The worker that held the lease stops at its next write.
+    let delivered = Outcome::Delivered { lease_until: lease };
+    assert!(!store
+        .record_attempt("w2", &attempt(leased, &event, now, true), &delivered)
+        .await
+        .expect("record"));
+    assert!(!store
+        .skip_events(leased, "w2", event.seq, lease)
+        .await
+        .expect("skip"));
+    // Past the retry, and with more events, neither is ever claimed.
+    place(&*store, &c.id, &consumer(2), 1)
+        .await
+        .expect("second");
+    assert!(claims_nothing(&*store, "w3", later, later + Duration::minutes(1)).await);
+    assert!(store.list_endpoints().await.expect("list").is_empty());
+    for id in [failing, leased] {
+        assert!(matches!(
+            store.set_endpoint_enabled(id, true, later).await,
+            Err(crate::StoreError::Domain(
+                c2m_domain::DomainError::NotFound { .. }
+            ))
+        ));
+        assert!(matches!(
+            store.replay_endpoint(id, 0).await,
+            Err(crate::StoreError::Domain(
+                c2m_domain::DomainError::NotFound { .. }
+            ))
+        ));
+    }
+    assert!(claims_nothing(&*store, "w3", later, later + Duration::minutes(1)).await);
+    assert_eq!(
+        store
+            .delete_endpoint(leased, later)
+            .await
+            .expect("again")
+            .deleted_at,
+        gone_leased.deleted_at
+    );
+    let log = store
+        .list_deliveries(failing, 0, 100)
+        .await
+        .expect("the log stays");
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        store
+            .list_deliveries(leased, 0, 100)
+            .await
+            .expect("log")
+            .len(),
+        1,
+        "the attempt under way when it was deleted is logged"
+    );
+    assert!(matches!(
+        store.delete_endpoint("whe_nope", now).await,
+        Err(crate::StoreError::Domain(
+            c2m_domain::DomainError::NotFound { .. }
+        ))
+    ));
+}

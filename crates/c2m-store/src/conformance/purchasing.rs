@@ -276,3 +276,141 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
         0.0
     );
 }
+
+/// A receipt of a material counted in pieces (the sample's `cord`, unit `pc`) is a whole
+/// number, named with the material and the value when it is not, except the exact rest of
+/// an order planned in decimals; a measured material (`steel`, kg) takes decimals. A
+/// receipt on an order whose material left the catalogue is refused
+/// (`MATERIAL_NOT_IN_CATALOGUE`) and writes nothing; once the material is back, the same
+/// receipt counts its stock. Before, the fraction was taken as stock, and the removed
+/// material's receipt was recorded while its freed stock went nowhere.
+pub async fn receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue(
+    fx: Arc<dyn Fixture>,
+) {
+    use c2m_domain::DomainError;
+    let store = fx.store();
+    use_sample_catalogue(&*store).await;
+    let b = locked_batch(&*store, "kettle-17-white").await;
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone()],
+        vec![part_order("f1", &b, 2)],
+    );
+    let po = |id: &str, material: &str, qty: f64, period: i64| NewPurchaseOrder {
+        id: id.into(),
+        supplier_id: "steel-co".into(),
+        material_id: material.into(),
+        quantity: qty,
+        unit_price: 80.0,
+        tier: 0,
+        packs: None,
+        order_period: period,
+        ordered_at: t0(),
+        expected_at: t0() + Duration::days(7),
+        batches: vec![b.id.clone()],
+        allocated: 0.0,
+    };
+    plan.purchase_orders = vec![
+        po("pur_cord", "cord", 10.0, 0),
+        po("pur_cord_decimal", "cord", 2.5, 1),
+        po("pur_steel", "steel", 10.0, 0),
+    ];
+    store.store_plan(&plan, t0()).await.expect("stored");
+
+    match store
+        .receive_purchase_order(&receive("pur_cord", 2.5), t0())
+        .await
+    {
+        Err(crate::StoreError::Domain(DomainError::NotWholePieces {
+            field,
+            material,
+            unit,
+            value,
+        })) => assert_eq!(
+            (
+                field.as_str(),
+                material.as_str(),
+                unit.as_str(),
+                value.as_str()
+            ),
+            ("quantity", "cord", "pc", "2.5")
+        ),
+        other => panic!("expected NotWholePieces, got {other:?}"),
+    }
+    let cord = store.get_purchase_order("pur_cord").await.unwrap();
+    assert_eq!(cord.received, 0.0, "a refused receipt writes nothing");
+    assert_eq!(on_hand(&*store, "cord").await, 0.0);
+    let r = store
+        .receive_purchase_order(&receive("pur_cord", 3.0), t0())
+        .await
+        .expect("whole pieces");
+    assert_eq!(r.received, 3.0);
+    assert_eq!(on_hand(&*store, "cord").await, 3.0);
+    let r = store
+        .receive_purchase_order(&receive("pur_steel", 2.5), t0())
+        .await
+        .expect("kilograms take decimals");
+    assert_eq!(r.received, 2.5);
+    // An order planned in decimals: whole pieces, then its exact rest.
+    store
+        .receive_purchase_order(&receive("pur_cord_decimal", 2.0), t0())
+        .await
+        .expect("whole pieces");
+    let r = store
+        .receive_purchase_order(&receive("pur_cord_decimal", 0.5), t0())
+        .await
+        .expect("the rest of the order");
+    assert_eq!(r.state, PurchaseOrderState::Received);
+    assert_eq!(on_hand(&*store, "cord").await, 5.5);
+
+    // The material leaves the catalogue: its receipt is refused and nothing is written.
+    super::change(
+        &*store,
+        crate::CatalogueEdit::Delete {
+            kind: crate::CatalogueKind::Material,
+            id: "cord".into(),
+        },
+        super::accept_all(),
+    )
+    .await
+    .expect("cord removed");
+    let version = store.catalogue().await.unwrap().version;
+    match receipt_refused(&*store, "pur_cord", 3.0).await {
+        Refusal::MaterialNotInCatalogue {
+            purchase_order,
+            material,
+        } => assert_eq!(
+            (purchase_order.as_str(), material.as_str()),
+            ("pur_cord", "cord")
+        ),
+        other => panic!("expected MATERIAL_NOT_IN_CATALOGUE, got {other:?}"),
+    }
+    let cord = store.get_purchase_order("pur_cord").await.unwrap();
+    assert_eq!(
+        (cord.received, cord.state),
+        (3.0, PurchaseOrderState::PartlyReceived)
+    );
+    assert_eq!(store.catalogue().await.unwrap().version, version);
+
+    // Back in the catalogue (with no stock), the receipt counts.
+    let mut back = crate::Catalogue::default();
+    back.materials.push(crate::catalogue::CatalogueMaterial {
+        id: "cord".into(),
+        unit: "pc".into(),
+        on_hand: 0.0,
+        holding_cost: 0.0,
+    });
+    super::change(
+        &*store,
+        crate::CatalogueEdit::Merge(back),
+        super::accept_all(),
+    )
+    .await
+    .expect("cord back");
+    let r = store
+        .receive_purchase_order(&receive("pur_cord", 3.0), t0())
+        .await
+        .expect("received");
+    assert_eq!(r.received, 6.0);
+    assert_eq!(on_hand(&*store, "cord").await, 3.0);
+}

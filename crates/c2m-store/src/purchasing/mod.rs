@@ -23,6 +23,12 @@
 //!   received becomes free stock, the rest a free receipt for the next cycle);
 //! - cancelling an order (only while nothing was received) stops it counting as a receipt.
 //!
+//! A receipt is refused (`MATERIAL_NOT_IN_CATALOGUE`) when the order's material left the
+//! catalogue since the order was placed: the stock it frees would be counted under no
+//! material and lost. A material counted in pieces (`c2m_domain::material`) is received
+//! in whole numbers, except for the exact rest of an order whose planned quantity was a
+//! decimal.
+//!
 //! # Layout and lock
 //!
 //! Types, the trait and the shared logic here, the SQL in `sql.rs` (one text for both
@@ -34,7 +40,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use c2m_domain::{BatchId, DomainError, IdempotencyKey, Page, PageRequest, Refusal};
+use c2m_domain::{material, BatchId, DomainError, IdempotencyKey, Page, PageRequest, Refusal};
 
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{Engine, Lane};
@@ -250,7 +256,23 @@ pub(crate) async fn receive<D: Backend>(
         PurchaseOrderState::Received => return Err(over_received(po, "0".into(), req.quantity)),
         _ => {}
     }
+    // The material must still be in the catalogue: the free part of the receipt becomes
+    // its stock on hand, which a removed material has nowhere to keep (the update would
+    // touch no row and the stock would be lost without a word).
+    let Some(unit) = tx.material_unit(&po.material_id).await? else {
+        return Err(DomainError::from(Refusal::MaterialNotInCatalogue {
+            purchase_order: po.id,
+            material: po.material_id,
+        })
+        .into());
+    };
     let outstanding = po.outstanding();
+    // A material counted in pieces arrives whole. The one exception is the exact rest of
+    // the order: a plan may have ordered a decimal quantity (an offer without a pack size),
+    // and the order must still be receivable in full.
+    if (req.quantity - outstanding).abs() > EPS {
+        material::check_quantity("quantity", &po.material_id, &unit, req.quantity)?;
+    }
     if req.quantity > outstanding + EPS {
         return Err(over_received(po, outstanding.to_string(), req.quantity));
     }
@@ -353,7 +375,10 @@ pub trait PurchasingStore: Send + Sync + 'static {
 
     /// Receives material: stock on hand grows by the part no work order was given.
     /// Idempotent by key. More than is still to arrive is `OVER_RECEIVED`; a cancelled
-    /// order is `PURCHASE_ORDER_CANCELLED`; nothing is written when refused.
+    /// order is `PURCHASE_ORDER_CANCELLED`; an order whose material left the catalogue is
+    /// `MATERIAL_NOT_IN_CATALOGUE`; a decimal quantity of a material counted in pieces is
+    /// `NotWholePieces` (unless it is exactly the rest of the order); nothing is written
+    /// when refused.
     async fn receive_purchase_order(
         &self,
         req: &ReceivePurchaseOrder,

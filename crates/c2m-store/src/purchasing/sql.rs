@@ -92,6 +92,19 @@ impl<D: Backend> Tx<'_, D> {
         paged(&rows, req, purchase_order)
     }
 
+    /// The unit of a material in the catalogue, `None` when it is not (any more) there;
+    /// locked to the transaction on PostgreSQL, so a delete of the material waits for a
+    /// receipt counting stock under it rather than racing it.
+    pub(crate) async fn material_unit(&mut self, material: &str) -> Result<Option<String>> {
+        let sql = D::locking(
+            "SELECT unit FROM catalogue_materials WHERE id = $1",
+            "SELECT unit FROM catalogue_materials WHERE id = $1 FOR UPDATE",
+        );
+        D::query(sql, (material,))
+            .optional(self, |r| r.text("unit"))
+            .await
+    }
+
     pub(crate) async fn set_allocated(&mut self, id: &str, allocated: f64) -> Result<()> {
         let sql = "UPDATE purchase_orders SET allocated = $2 WHERE id = $1";
         D::query(sql, (id, allocated.max(0.0))).run(self).await

@@ -1,0 +1,83 @@
+//! Materials' units of measure: which materials are counted in pieces, and the rule that a
+//! quantity of such a material (a receipt, stock on hand) is a whole number.
+//!
+//! A material's `unit` is free text in the scenario (`kg`, `l`, `pcs`), shown in reports.
+//! Most units measure (a receipt of 2.5 kg is fine), but a screw or a housing arrives
+//! whole: 2.5 pieces is a typing error, and counted as stock it would let a plan use half a
+//! part. The units below (any case, surrounding spaces ignored) say "counted in pieces";
+//! every other unit measures.
+
+use crate::DomainError;
+
+/// Units that count pieces (compared in lowercase, trimmed).
+pub const PIECE_UNITS: &[&str] = &[
+    "pc", "pcs", "piece", "pieces", "ea", "each", "unit", "units",
+];
+
+/// Quantities closer to a whole number than this are whole (they went through `f64`
+/// arithmetic, so 3 may arrive as 2.9999999999999996).
+const WHOLE_EPS: f64 = 1e-9;
+
+/// Whether a material with this unit is counted in pieces.
+pub fn counted_in_pieces(unit: &str) -> bool {
+    let unit = unit.trim().to_lowercase();
+    PIECE_UNITS.contains(&unit.as_str())
+}
+
+/// Whether `value` is a whole number (within rounding).
+pub fn is_whole(value: f64) -> bool {
+    value.is_finite() && (value - value.round()).abs() <= WHOLE_EPS
+}
+
+/// Refuses a quantity of `material` (field `field` of the request) that is not a whole
+/// number when the material is counted in pieces; any finite quantity of a measured
+/// material passes.
+pub fn check_quantity(
+    field: &str,
+    material: &str,
+    unit: &str,
+    value: f64,
+) -> Result<(), DomainError> {
+    if counted_in_pieces(unit) && !is_whole(value) {
+        return Err(DomainError::NotWholePieces {
+            field: field.to_owned(),
+            material: material.to_owned(),
+            unit: unit.trim().to_owned(),
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_are_whole_and_measures_are_not_checked() {
+        assert!(counted_in_pieces("pcs"));
+        assert!(counted_in_pieces(" PCS "));
+        assert!(counted_in_pieces("pc"));
+        assert!(!counted_in_pieces("kg"));
+        assert!(!counted_in_pieces("l"));
+        assert_eq!(check_quantity("quantity", "screw", "pcs", 3.0), Ok(()));
+        assert_eq!(
+            check_quantity("quantity", "screw", "pcs", 0.1 + 0.2 + 2.7),
+            Ok(())
+        );
+        assert_eq!(check_quantity("quantity", "steel", "kg", 2.5), Ok(()));
+        let e = check_quantity("quantity", "screw", "pcs", 2.5).unwrap_err();
+        assert_eq!(e.reason(), "INVALID_FIELD");
+        assert_eq!(
+            e.metadata(),
+            vec![
+                ("field", "quantity".to_owned()),
+                ("material", "screw".to_owned()),
+                ("unit", "pcs".to_owned()),
+                ("value", "2.5".to_owned()),
+            ]
+        );
+        assert!(e.to_string().contains("screw"), "{e}");
+        assert!(e.to_string().contains("2.5"), "{e}");
+    }
+}
