@@ -671,6 +671,17 @@ impl Db {
         }
     }
 
+    /// Returns once what the killed server sent can no longer land: on PostgreSQL its
+    /// sessions finish the statement they had received (a `COMMIT` too) before they notice
+    /// it is gone, so the checks, which read the store in several queries, wait for them.
+    /// A SQLite write cannot outlive its process.
+    async fn settle(&self) {
+        if let Db::Postgres(url) = self {
+            c2m_store::conformance::wait_for_other_sessions_to_end(url, Duration::from_secs(30))
+                .await;
+        }
+    }
+
     async fn open(&self) -> Opened {
         match self {
             Db::Sqlite(path) => Opened::Sqlite(SqliteStore::open(path).await.expect("open")),
@@ -1857,6 +1868,7 @@ async fn mixed_workload_across_sigkills(db: Db, dir: &std::path::Path) {
         let at = context(&format!("after kill {}", round + 1));
         let t = std::time::Instant::now();
         let journal = world.journal(|j| j.clone());
+        db.settle().await;
         let opened = db.open().await;
         let tally = check_store(
             &opened,
@@ -1991,6 +2003,7 @@ async fn mixed_workload_across_sigkills(db: Db, dir: &std::path::Path) {
     let at = context("at the end");
     let journal = world.journal(|j| j.clone());
     assert_eq!(journal.in_doubt(), 0, "{at}: calls left in doubt");
+    db.settle().await;
     let opened = db.open().await;
     let tally = check_store(
         &opened,

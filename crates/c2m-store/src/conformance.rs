@@ -421,6 +421,37 @@ pub async fn drop_pg_database(admin_url: &str, url: &str) {
 
 /// Runs one statement on the admin database, on a connection of its own; `what` says
 /// what it does if it fails.
+/// Waits until no session but this one is connected to the database at `url` (at most
+/// `limit`; panics after it: this is a test helper). When a process holding connections
+/// is killed, PostgreSQL finishes the statement each of its sessions had received (a
+/// `COMMIT` included) before it notices the client is gone: a test that reads the store
+/// right after a SIGKILL must wait for that, or a commit of the dead process can land
+/// between two of its reads.
+pub async fn wait_for_other_sessions_to_end(url: &str, limit: std::time::Duration) {
+    let mut conn = PgConnection::connect(url)
+        .await
+        .expect("connect to the test database");
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("count the sessions on the test database");
+        if others == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{others} sessions still on the test database {limit:?} after their process died"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    conn.close().await.ok();
+}
+
 async fn on_admin_database(admin_url: &str, sql: &str, what: &str) {
     let mut admin = PgConnection::connect(admin_url)
         .await
