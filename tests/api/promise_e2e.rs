@@ -912,6 +912,17 @@ moq = 8.0
 breaks = [{ min_qty = 0.0, unit_price = 10.0 }]
 "#;
 
+/// What the purchase order has received so far.
+async fn received(p: &mut PurchasingServiceClient<Channel>, id: &str) -> f64 {
+    p.get_purchase_order(pb::GetPurchaseOrderRequest {
+        purchase_order_id: id.to_owned(),
+    })
+    .await
+    .expect("get the purchase order")
+    .into_inner()
+    .received
+}
+
 /// A material counted in pieces is received whole: 2.5 housings are refused
 /// (INVALID_ARGUMENT, `INVALID_FIELD` naming the field, the material and the value) and
 /// nothing is counted; a catalogue holding 1.5 housings is refused the same way. A receipt
@@ -964,14 +975,7 @@ async fn pieces_are_received_whole_and_a_removed_material_is_not_received_into_n
     assert_eq!(error_meta(&half, "material").as_deref(), Some("housing"));
     assert_eq!(error_meta(&half, "value").as_deref(), Some("2.5"));
     assert!(half.message().contains("housing"), "{half:?}");
-    let got = p
-        .get_purchase_order(pb::GetPurchaseOrderRequest {
-            purchase_order_id: po.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(got.received, 0.0, "nothing was counted");
+    assert_eq!(received(&mut p, &po.id).await, 0.0, "nothing was counted");
 
     // The catalogue's own stock of a material counted in pieces is whole too.
     let odd = "name = \"lamps\"\ncurrency = \"CNY\"\n\n[[materials]]\nid = \"housing\"\n\
@@ -1016,14 +1020,7 @@ async fn pieces_are_received_whole_and_a_removed_material_is_not_received_into_n
         error_meta(&gone, "purchaseOrderId").as_deref(),
         Some(po.id.as_str())
     );
-    let got = p
-        .get_purchase_order(pb::GetPurchaseOrderRequest {
-            purchase_order_id: po.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner();
-    assert_eq!(got.received, 0.0, "nothing was recorded");
+    assert_eq!(received(&mut p, &po.id).await, 0.0, "nothing was recorded");
 
     // Added back, the same receipt counts: 5 are the work order's, 3 are free stock.
     let back = "name = \"lamps\"\ncurrency = \"CNY\"\n\n[[materials]]\nid = \"housing\"\n\

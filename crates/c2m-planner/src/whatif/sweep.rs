@@ -757,37 +757,27 @@ pub fn render_text(s: &Sweep) -> String {
                 }
                 out.push('\n');
             }
-            None if p.status == PointStatus::NoPlan => {
-                let late = if timed {
-                    format!("  {:>12}  {:>6}", "-", "-")
-                } else {
-                    String::new()
-                };
-                out.push_str(&format!(
-                    "{x:>12}  {:<16}  {:>16}  {:>14}{late}  {}\n",
-                    "NO PLAN",
-                    "-",
-                    "-",
-                    p.reason.as_deref().unwrap_or_default()
-                ));
-            }
             None => {
-                let short: Vec<String> = p
-                    .shortfalls
-                    .iter()
-                    .map(|f| format!("{} short by {}", f.sku, f.short_by))
-                    .collect();
+                // No costs: an infeasible point says what falls short, one with no
+                // plan why there is none.
+                let (status, why) = if p.status == PointStatus::NoPlan {
+                    ("NO PLAN", p.reason.clone().unwrap_or_default())
+                } else {
+                    let short: Vec<String> = p
+                        .shortfalls
+                        .iter()
+                        .map(|f| format!("{} short by {}", f.sku, f.short_by))
+                        .collect();
+                    ("INFEASIBLE", short.join(", "))
+                };
                 let late = if timed {
                     format!("  {:>12}  {:>6}", "-", "-")
                 } else {
                     String::new()
                 };
                 out.push_str(&format!(
-                    "{x:>12}  {:<16}  {:>16}  {:>14}{late}  {}\n",
-                    "INFEASIBLE",
-                    "-",
-                    "-",
-                    short.join(", ")
+                    "{x:>12}  {status:<16}  {:>16}  {:>14}{late}  {why}\n",
+                    "-", "-",
                 ));
             }
         }
