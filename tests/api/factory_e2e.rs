@@ -484,18 +484,8 @@ async fn the_factory_example_carries_on_when_the_server_restarts_mid_work_order(
     let flags = ["--listen", listen.as_str(), "--plan-every", "0"];
     let mut server = ServerProcess::spawn_with(&url, dir.path(), &flags).await;
     let mut c = Clients::connect(server.addr).await;
-    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
-        .await
-        .expect("import");
     // One factory left, so every cycle's work order is dongguan-1's.
-    c.catalogue
-        .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
-            idempotency_key: "no-ningbo".into(),
-            kind: pb::CatalogueKind::Factory as i32,
-            id: "ningbo-2".into(),
-        })
-        .await
-        .expect("delete ningbo-2");
+    phone_cases_made_by_dongguan_only(&mut c).await;
     for i in 0..ORDERS {
         locked_batch(&mut c, &format!("cmp-{i}"), "case-a", 10).await;
         let plan = run_planning(&mut c, &format!("cycle-{i}"))
@@ -640,18 +630,8 @@ async fn postgres_a_factory_resubscribing_through_another_replica_ends_its_old_s
     let two = ServerProcess::spawn_with(&url, dir.path(), &flags).await;
     let mut c1 = Clients::connect(one.addr).await;
     let c2 = Clients::connect(two.addr).await;
-    import(&mut c1, "import", PHONE_CASES, pb::ImportMode::Replace)
-        .await
-        .expect("import");
     // One factory left, so the cycle's work order is dongguan-1's.
-    c1.catalogue
-        .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
-            idempotency_key: "no-ningbo".into(),
-            kind: pb::CatalogueKind::Factory as i32,
-            id: "ningbo-2".into(),
-        })
-        .await
-        .expect("delete ningbo-2");
+    phone_cases_made_by_dongguan_only(&mut c1).await;
     let subscribe = |c: &Clients| {
         let mut factory = c.factory.clone();
         async move {
@@ -710,4 +690,19 @@ async fn postgres_a_factory_resubscribing_through_another_replica_ends_its_old_s
     drop(one);
     drop(two);
     c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}
+
+/// The phone-case catalogue with ningbo-2 removed: every work order is dongguan-1's.
+async fn phone_cases_made_by_dongguan_only(c: &mut Clients) {
+    import(c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    c.catalogue
+        .delete_catalogue_entry(pb::DeleteCatalogueEntryRequest {
+            idempotency_key: "no-ningbo".into(),
+            kind: pb::CatalogueKind::Factory as i32,
+            id: "ningbo-2".into(),
+        })
+        .await
+        .expect("delete ningbo-2");
 }
