@@ -367,6 +367,18 @@ pub enum Refusal {
         purchase_order: String,
         material: String,
     },
+    /// A material a work order takes from stock cannot leave the catalogue while its
+    /// factory may still reject the work order (issued or accepted): the rejection puts
+    /// the stock back, and there would be no material to count it under.
+    #[error(
+        "material `{material}` is taken from stock by work order {work_order}, which its \
+         factory may still reject and return it; remove the material once the work order \
+         is in production or rejected"
+    )]
+    MaterialInUse {
+        material: String,
+        work_order: String,
+    },
 }
 
 /// "1 unit", "2 units".
@@ -434,6 +446,7 @@ impl Refusal {
             PurchaseOrderCancelled { .. } => "PURCHASE_ORDER_CANCELLED",
             PurchaseOrderNotOpen { .. } => "PURCHASE_ORDER_NOT_OPEN",
             MaterialNotInCatalogue { .. } => "MATERIAL_NOT_IN_CATALOGUE",
+            MaterialInUse { .. } => "MATERIAL_IN_USE",
             CampaignEnded { .. } => "CAMPAIGN_ENDED",
             DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
             ThresholdNotLower { .. } => "THRESHOLD_NOT_LOWER",
@@ -557,6 +570,13 @@ impl Refusal {
             } => vec![
                 ("purchaseOrderId", purchase_order.clone()),
                 ("material", material.clone()),
+            ],
+            MaterialInUse {
+                material,
+                work_order,
+            } => vec![
+                ("material", material.clone()),
+                ("workOrderId", work_order.clone()),
             ],
             PurchaseOrderCancelled { purchase_order } => {
                 vec![("purchaseOrderId", purchase_order.clone())]

@@ -171,6 +171,7 @@ macro_rules! conformance_cases {
             // Factory delivery.
             factories_get_their_own_work_orders_and_rejections_requeue_units,
             a_factory_stream_claim_replaces_the_older_on_every_replica,
+            a_material_a_rejectable_work_order_takes_from_stock_stays,
             // The promise and purchase orders (`conformance/purchasing.rs`).
             a_promise_gives_due_dates_and_plans_give_ship_dates,
             purchase_orders_are_received_once_and_return_on_rejection,
@@ -2599,6 +2600,94 @@ fn work_order(factory: &str, batch: &Batch) -> NewWorkOrder {
 }
 
 /// A work order making `units` of the batch.
+/// A material that a work order takes from stock cannot leave the catalogue while its
+/// factory may still reject the work order (issued or accepted): the rejection puts the
+/// stock back on hand, which needs the material's row. It is refused with
+/// `MATERIAL_IN_USE`, by a delete and by a replacing import alike, naming the first such
+/// work order; once every such work order is in production or rejected, it may go.
+pub async fn a_material_a_rejectable_work_order_takes_from_stock_stays(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    use_sample_catalogue(&*store).await;
+    let b = locked_batch(&*store, "kettle-17-white").await;
+    let c = locked_batch(&*store, "kettle-17-white").await;
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone(), c.id.clone()],
+        vec![work_order("f1", &b), work_order("f2", &c)],
+    );
+    plan.reservations = vec![("steel".into(), 8.0)];
+    store.store_plan(&plan, t0()).await.expect("store");
+    let w1 = store.factory_work_orders("f1", 0, 10).await.unwrap()[0]
+        .id
+        .clone();
+    let w2 = store.factory_work_orders("f2", 0, 10).await.unwrap()[0]
+        .id
+        .clone();
+    let delete = || CatalogueEdit::Delete {
+        kind: CatalogueKind::Material,
+        id: "steel".into(),
+    };
+    let in_use = |work_order: &str| Refusal::MaterialInUse {
+        material: "steel".into(),
+        work_order: work_order.into(),
+    };
+    assert_eq!(
+        precondition(change(&*store, delete(), accept_all()).await),
+        in_use(&w1)
+    );
+    let mut without = sample_catalogue();
+    without.materials.retain(|m| m.id != "steel");
+    assert_eq!(
+        precondition(change(&*store, CatalogueEdit::Replace(without), accept_all()).await),
+        in_use(&w1)
+    );
+    let report = |factory: &'static str, w: String, progress: Progress| {
+        let store = store.clone();
+        async move {
+            store
+                .report_progress(&report_req(factory, &w, progress), t0())
+                .await
+                .expect("report")
+        }
+    };
+    report("f1", w1.clone(), Progress::Accepted).await;
+    assert_eq!(
+        precondition(change(&*store, delete(), accept_all()).await),
+        in_use(&w1),
+        "accepted, it may still be rejected"
+    );
+    report("f1", w1.clone(), Progress::InProduction).await;
+    assert_eq!(
+        precondition(change(&*store, delete(), accept_all()).await),
+        in_use(&w2),
+        "f1's is in production; f2's is still issued"
+    );
+    let steel = |c: &Catalogue| {
+        c.materials
+            .iter()
+            .find(|m| m.id == "steel")
+            .map(|m| m.on_hand)
+    };
+    let before = steel(&store.catalogue().await.unwrap()).expect("steel");
+    report(
+        "f2",
+        w2,
+        Progress::Rejected {
+            reason: "no capacity".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        steel(&store.catalogue().await.unwrap()),
+        Some(before + 4.0),
+        "the rejection returned f2's steel while the material was there"
+    );
+    change(&*store, delete(), accept_all())
+        .await
+        .expect("no work order may give steel back now");
+    assert_eq!(steel(&store.catalogue().await.unwrap()), None);
+}
+
 fn part_order(factory: &str, batch: &Batch, units: i64) -> NewWorkOrder {
     NewWorkOrder {
         factory_id: factory.into(),

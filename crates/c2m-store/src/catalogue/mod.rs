@@ -375,8 +375,10 @@ pub(crate) async fn change_catalogue<D: Backend>(
     let current = tx.lock_catalogue().await?;
     let next = apply(&current, &edit)?;
     let gone_products = removed(&current.products, &next.products, |p| &p.sku);
+    let gone_materials = removed(&current.materials, &next.materials, |m| &m.id);
     // The sku rule first: its error says more than the rules the removal would break.
     sku_rule(tx, &gone_products).await?;
+    material_rule(tx, &gone_materials).await?;
     currency_rule(tx, &current, &next).await?;
     check(&next)?;
 
@@ -384,10 +386,7 @@ pub(crate) async fn change_catalogue<D: Backend>(
     // product's row, so a delete waits for it, and the second check sees the new campaign.
     let deletes = [
         (CatalogueKind::Product, gone_products.clone()),
-        (
-            CatalogueKind::Material,
-            removed(&current.materials, &next.materials, |m| &m.id),
-        ),
+        (CatalogueKind::Material, gone_materials),
         (
             CatalogueKind::Factory,
             removed(&current.factories, &next.factories, |f| &f.id),
@@ -433,6 +432,31 @@ async fn sku_rule<D: Backend>(tx: &mut Tx<'_, D>, gone: &[String]) -> Result<()>
         Some(sku) => Err(DomainError::from(c2m_domain::Refusal::SkuInUse { sku }).into()),
         None => Ok(()),
     }
+}
+
+/// No material leaves the catalogue while a work order that takes it from stock may still
+/// be rejected (issued or accepted): a rejection puts that stock back on hand, and with
+/// no material row it would be lost. Work orders only move forward, so one found past
+/// those states stays so; a rejection takes the catalogue's lock too (through the planning
+/// lock), so it cannot slip in between this check and the delete.
+async fn material_rule<D: Backend>(tx: &mut Tx<'_, D>, gone: &[String]) -> Result<()> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    for wo in tx.rejectable_work_orders().await? {
+        let taken = wo
+            .materials
+            .iter()
+            .find(|m| m.supplier.is_none() && m.quantity > 0.0 && gone.contains(&m.material));
+        if let Some(m) = taken {
+            return Err(DomainError::from(c2m_domain::Refusal::MaterialInUse {
+                material: m.material.clone(),
+                work_order: wo.id,
+            })
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The check in `create_campaign`: the sku must be in the catalogue, and the campaign in

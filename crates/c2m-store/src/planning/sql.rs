@@ -99,6 +99,15 @@ impl<D: Backend> Tx<'_, D> {
         D::query(sql, ()).all(self, work_order).await
     }
 
+    /// Work orders their factory may still reject (issued or accepted), in sequence order.
+    pub(crate) async fn rejectable_work_orders(&mut self) -> Result<Vec<WorkOrder>> {
+        let sql = concat!(
+            work_order_select!(),
+            "WHERE state IN ('issued', 'accepted') ORDER BY factory_id, seq"
+        );
+        D::query(sql, ()).all(self, work_order).await
+    }
+
     /// Takes `reserve` of the material's stock on hand; false if there is not that much.
     pub(crate) async fn take_stock(&mut self, material: &str, reserve: f64) -> Result<bool> {
         let sql = "SELECT on_hand FROM catalogue_materials WHERE id = $1";
