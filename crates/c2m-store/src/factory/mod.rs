@@ -218,6 +218,13 @@ pub(crate) async fn known_position<D: Backend>(
     tx: &mut Tx<'_, D>,
     factory: &str,
 ) -> Result<FactoryPosition> {
+    require_known(tx, factory).await?;
+    tx.factory_position(factory).await
+}
+
+/// `InvalidArgument` for a blank factory id, `NotFound` for a factory the store has
+/// never heard of.
+async fn require_known<D: Backend>(tx: &mut Tx<'_, D>, factory: &str) -> Result<()> {
     if factory.trim().is_empty() {
         return Err(DomainError::invalid("factory_id", "must not be empty").into());
     }
@@ -228,7 +235,7 @@ pub(crate) async fn known_position<D: Backend>(
         }
         .into());
     }
-    tx.factory_position(factory).await
+    Ok(())
 }
 
 /// The error for a cursor or acknowledgement beyond the factory's last work order (the
@@ -330,7 +337,7 @@ pub(crate) async fn claim_stream<D: Backend>(
     factory: &str,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    known_position(tx, factory).await?;
+    require_known(tx, factory).await?;
     let generation = tx.raise_stream_generation(factory, micros(now)).await?;
     crate::events::wake_readers(tx).await?;
     Ok(generation)
