@@ -766,20 +766,11 @@ async fn the_storefront_example_shows_a_campaigns_terms_and_status() {
         })
         .await
         .expect("lower");
-    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
-        .await
-        .expect("built");
-    let addr = format!("http://{}", server.addr);
-    let show = |exe: std::path::PathBuf, addr: String, id: String| async move {
-        let out = tokio::process::Command::new(exe)
-            .args(["--addr", &addr, "--token", "unused", "campaign", &id])
-            .output()
-            .await
-            .expect("storefront runs");
-        assert!(out.status.success(), "{out:?}");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    let show = |id: String| async move {
+        let out = storefront(server.addr, &["campaign", &id]).await;
+        serde_json::from_slice::<serde_json::Value>(&out).expect("JSON")
     };
-    let shown = show(exe.clone(), addr.clone(), cmp.id.clone()).await;
+    let shown = show(cmp.id.clone()).await;
     assert_eq!(shown["status"], "open", "{shown}");
     assert_eq!(shown["threshold"], 40, "{shown}");
     let shown_deadline = shown["deadline"]
@@ -794,7 +785,7 @@ async fn the_storefront_example_shows_a_campaigns_terms_and_status() {
         })
         .await
         .expect("close");
-    let shown = show(exe, addr, cmp.id.clone()).await;
+    let shown = show(cmp.id.clone()).await;
     assert_eq!(shown["status"], "closed", "{shown}");
     assert!(shown["closed_at"].is_string(), "{shown}");
     server.shutdown().await;
@@ -906,22 +897,8 @@ async fn the_storefront_insights_table_says_none_under_an_empty_heading() {
         Duration::hours(1),
     )
     .await;
-    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
-        .await
-        .expect("built");
-    let out = tokio::process::Command::new(exe)
-        .args([
-            "--addr",
-            &format!("http://{}", server.addr),
-            "--token",
-            "unused",
-        ])
-        .args(["insights", &cmp.id, "--format", "table"])
-        .output()
-        .await
-        .expect("storefront runs");
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let out = storefront(server.addr, &["insights", &cmp.id, "--format", "table"]).await;
+    let text = String::from_utf8_lossy(&out).to_string();
     let after = text
         .split("top referrers")
         .nth(1)

@@ -189,6 +189,28 @@ pub async fn register(
     register_with_key(c, url, kinds, &format!("register-{}", uuid::Uuid::new_v4())).await
 }
 
+/// Registers an endpoint for every event type and answers its id.
+async fn registered_id(c: &Clients, url: &str) -> String {
+    register(c, url, &["*"])
+        .await
+        .expect("register")
+        .endpoint
+        .expect("endpoint")
+        .id
+}
+
+/// The endpoints `ListEndpoints` answers.
+async fn endpoints(
+    admin: &mut WebhookServiceClient<tonic::transport::Channel>,
+) -> Vec<pb::WebhookEndpoint> {
+    admin
+        .list_endpoints(pb::ListEndpointsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .endpoints
+}
+
 pub async fn register_with_key(
     c: &Clients,
     url: &str,
@@ -254,12 +276,7 @@ async fn a_receiver_gets_every_event_signed_in_order() {
     let some = register(&c, &two.url(), &["batch.locked", "batch.failed"])
         .await
         .expect("register");
-    let listed = admin
-        .list_endpoints(pb::ListEndpointsRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .endpoints;
+    let listed = endpoints(&mut admin).await;
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|e| e.enabled && e.cursor == 0));
 
@@ -450,12 +467,7 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
         "a hang costs the timeout: {:?}",
         log[2]
     );
-    let e = &admin
-        .list_endpoints(pb::ListEndpointsRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .endpoints[0];
+    let e = &endpoints(&mut admin).await[0];
     assert_eq!((e.failures, e.cursor, e.enabled), (0, 1, true));
 
     // Sustained failure disables the endpoint; enabled again, it resumes at its cursor.
@@ -463,13 +475,7 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
     one_event(&mut c, "down").await;
     let mut disabled = None;
     for _ in 0..100 {
-        let e = admin
-            .list_endpoints(pb::ListEndpointsRequest {})
-            .await
-            .expect("list")
-            .into_inner()
-            .endpoints
-            .remove(0);
+        let e = endpoints(&mut admin).await.remove(0);
         if !e.enabled {
             disabled = Some(e);
             break;
@@ -713,12 +719,7 @@ async fn a_receiver_that_answers_200_is_delivered_whatever_its_body_does() {
     let mut c = server.clients().await;
     let mut admin = WebhookServiceClient::new(c.channel.clone());
     let receiver = RawReceiver::start(&[RawAnswer::EndlessBody, RawAnswer::StalledBody]).await;
-    let id = register(&c, &receiver.url(), &["*"])
-        .await
-        .expect("register")
-        .endpoint
-        .expect("endpoint")
-        .id;
+    let id = registered_id(&c, &receiver.url()).await;
     one_event(&mut c, "endless").await;
     one_event(&mut c, "stalled").await;
     let log = log_until(&mut admin, &id, |log| log.len() >= 2).await;
@@ -784,31 +785,15 @@ async fn the_storefront_example_shows_when_a_failing_endpoint_is_tried_again() {
         .expect("bind");
     let url = format!("http://{}/hooks", closed.local_addr().expect("addr"));
     drop(closed);
-    let id = register(&c, &url, &["*"])
-        .await
-        .expect("register")
-        .endpoint
-        .expect("endpoint")
-        .id;
+    let id = registered_id(&c, &url).await;
     one_event(&mut c, "refused").await;
     let log = log_until(&mut admin, &id, |log| !log.is_empty()).await;
     assert!(!log.is_empty() && !log[0].delivered, "{log:?}");
-    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
-        .await
-        .expect("built");
-    let addr = format!("http://{}", server.addr);
-    let run = |args: Vec<String>| {
-        let (exe, addr) = (exe.clone(), addr.clone());
-        async move {
-            let out = tokio::process::Command::new(exe)
-                .args(["--addr", &addr, "--token", "unused", "webhook"])
-                .args(args)
-                .output()
-                .await
-                .expect("storefront runs");
-            assert!(out.status.success(), "{out:?}");
-            serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
-        }
+    let run = |args: Vec<String>| async move {
+        let mut all = vec!["webhook"];
+        all.extend(args.iter().map(String::as_str));
+        serde_json::from_slice::<serde_json::Value>(&storefront(server.addr, &all).await)
+            .expect("JSON")
     };
     let list = run(vec!["list".into()]).await;
     let e = &list[0];
@@ -844,12 +829,7 @@ async fn a_retried_registration_registers_one_endpoint() {
         .await
         .expect_err("no key");
     assert_refused(&missing, Code::InvalidArgument, "INVALID_FIELD");
-    let all = admin
-        .list_endpoints(pb::ListEndpointsRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .endpoints;
+    let all = endpoints(&mut admin).await;
     assert_eq!(all.len(), 1, "{all:?}");
     server.shutdown().await;
 }
@@ -871,28 +851,14 @@ async fn a_deleted_endpoint_receives_nothing_afterwards_not_even_a_queued_retry(
     let mut admin = WebhookServiceClient::new(c.channel.clone());
     let failing = Receiver::start(&[Answer::Status(500); 1000]).await;
     let kept = Receiver::start(&[]).await;
-    let id = register(&c, &failing.url(), &["*"])
-        .await
-        .expect("register")
-        .endpoint
-        .expect("endpoint")
-        .id;
-    let kept_id = register(&c, &kept.url(), &["*"])
-        .await
-        .expect("register")
-        .endpoint
-        .expect("endpoint")
-        .id;
+    let id = registered_id(&c, &failing.url()).await;
+    let kept_id = registered_id(&c, &kept.url()).await;
     one_event(&mut c, "before").await;
     kept.delivered(1, StdDuration::from_secs(20)).await;
     let log = log_until(&mut admin, &id, |log| !log.is_empty()).await;
     assert!(!log.is_empty() && !log[0].delivered, "{log:?}");
-    let e = admin
-        .list_endpoints(pb::ListEndpointsRequest {})
+    let e = endpoints(&mut admin)
         .await
-        .expect("list")
-        .into_inner()
-        .endpoints
         .into_iter()
         .find(|e| e.id == id)
         .expect("listed");
@@ -924,12 +890,8 @@ async fn a_deleted_endpoint_receives_nothing_afterwards_not_even_a_queued_retry(
         "requests reached the deleted endpoint after its deletion"
     );
 
-    let listed: Vec<String> = admin
-        .list_endpoints(pb::ListEndpointsRequest {})
+    let listed: Vec<String> = endpoints(&mut admin)
         .await
-        .expect("list")
-        .into_inner()
-        .endpoints
         .into_iter()
         .map(|e| e.id)
         .collect();
@@ -953,17 +915,8 @@ async fn a_deleted_endpoint_receives_nothing_afterwards_not_even_a_queued_retry(
     assert_refused(&unknown, Code::NotFound, "NOT_FOUND");
 
     // Deleting again, with the storefront example, answers the same.
-    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
-        .await
-        .expect("built");
-    let out = tokio::process::Command::new(exe)
-        .args(["--addr", &format!("http://{}", server.addr)])
-        .args(["--token", "unused", "webhook", "delete", &id])
-        .output()
-        .await
-        .expect("storefront runs");
-    assert!(out.status.success(), "{out:?}");
-    let again: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let out = storefront(server.addr, &["webhook", "delete", &id]).await;
+    let again: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
     assert_eq!(again["id"], id.as_str());
     assert_eq!(again["enabled"], false);
     let at = deleted.deleted_at.expect("deleted_at");

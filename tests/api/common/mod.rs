@@ -737,6 +737,22 @@ pub fn assert_refused(s: &tonic::Status, code: tonic::Code, why: &str) {
     assert_eq!((s.code(), reason(s).as_str()), (code, why), "{s:?}");
 }
 
+/// Runs the storefront example once against the server at `addr` (no access control, so
+/// any token), asserts it succeeded, and answers its standard output.
+pub async fn storefront(addr: std::net::SocketAddr, args: &[&str]) -> Vec<u8> {
+    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
+        .await
+        .expect("built");
+    let out = tokio::process::Command::new(exe)
+        .args(["--addr", &format!("http://{addr}"), "--token", "unused"])
+        .args(args)
+        .output()
+        .await
+        .expect("storefront runs");
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
 /// The path of an example's executable, built on first use with the cargo that runs the
 /// tests (same target directory and profile; a no-op when it is up to date). Cargo builds
 /// examples for `cargo test` but not for `cargo test --test api`, and gives integration
