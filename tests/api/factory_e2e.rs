@@ -191,6 +191,16 @@ async fn two_factories_one_rejects_and_the_batch_moves(server_addr: std::net::So
         .into_inner();
     assert_eq!((r.acked_seq, r.last_seq), (1, 1));
     c.factory.ack(ack("ningbo-2", 1)).await.expect("twice");
+    // 0 acknowledges nothing (what a heartbeat reports before any ack): the position.
+    let r = c
+        .factory
+        .ack(ack("ningbo-2", 0))
+        .await
+        .expect("ack 0")
+        .into_inner();
+    assert_eq!((r.acked_seq, r.last_seq), (1, 1));
+    let err = c.factory.ack(ack("ningbo-2", -1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     let err = c.factory.ack(ack("ningbo-2", 7)).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
 

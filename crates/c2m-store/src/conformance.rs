@@ -2915,9 +2915,14 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         DomainError::Ahead { factory, seq: 2, last: 1, .. } if factory == "f1"
     ));
     assert_eq!(
-        invalid_field(store.ack_work_orders("f1", 0, t0()).await),
+        invalid_field(store.ack_work_orders("f1", -1, t0()).await),
         "seq"
     );
+    // 0 acknowledges nothing (a heartbeat's `acked_seq` echoed back): the position, as it is.
+    let pos = store.ack_work_orders("f1", 0, t0()).await.expect("ack 0");
+    assert_eq!((pos.acked_seq, pos.last_seq), (1, 1));
+    let pos = store.ack_work_orders("f2", 0, t0()).await.expect("ack 0, none acked yet");
+    assert_eq!((pos.acked_seq, pos.last_seq), (0, 1));
     assert_eq!(store.factory_position("f1").await.unwrap().acked_seq, 1);
     assert_eq!(store.factory_position("f2").await.unwrap().acked_seq, 0);
 

@@ -197,8 +197,10 @@ pub(crate) async fn ack<D: Backend>(
     seq: i64,
     now: DateTime<Utc>,
 ) -> Result<FactoryPosition> {
-    if seq <= 0 {
-        return Err(DomainError::invalid("seq", format!("must be positive, got {seq}")).into());
+    // 0 acknowledges nothing: it is what a heartbeat reports for a factory that has not
+    // acknowledged yet, so a client echoing it back gets the position, not a refusal.
+    if seq < 0 {
+        return Err(DomainError::invalid("seq", format!("must not be negative, got {seq}")).into());
     }
     let pos = known_position(tx, factory).await?;
     if seq > pos.last_seq {
