@@ -4,8 +4,9 @@
 //! cargo run --release --example bench_forecast -- [--seed 1] [--campaigns 1000] [--json]
 //! ```
 //!
-//! For each of four arrival processes (steady Poisson; a launch rush decaying after
-//! launch; bursty, Markov-modulated arrivals; a late surge before the deadline) it
+//! For each of five arrival processes (steady Poisson; a launch rush decaying after
+//! launch; bursty, Markov-modulated arrivals; a late surge before the deadline; a flash of
+//! orders in the first minute, then steady) it
 //! simulates `--campaigns` campaigns, each with its merchant's earlier campaigns of the
 //! same sku (0 to 4 of them, which build the forecast's prior), order sizes from a skewed
 //! distribution, and cancellations that take units out of the open batch. Batches lock at
@@ -61,7 +62,8 @@ struct Args {
     /// Override the forecast's trend damping (fraction of the campaign).
     #[arg(long)]
     trend_damping: Option<f64>,
-    /// Run only the processes named (steady, decaying, bursty, late-surge); all by default.
+    /// Run only the processes named (steady, decaying, bursty, late-surge, flash); all by
+    /// default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Print the results as JSON instead of tables.
@@ -89,14 +91,16 @@ enum Process {
     Decaying,
     Bursty,
     LateSurge,
+    Flash,
 }
 
 impl Process {
-    const ALL: [Process; 4] = [
+    const ALL: [Process; 5] = [
         Process::Steady,
         Process::Decaying,
         Process::Bursty,
         Process::LateSurge,
+        Process::Flash,
     ];
 
     fn name(self) -> &'static str {
@@ -105,14 +109,16 @@ impl Process {
             Process::Decaying => "decaying",
             Process::Bursty => "bursty",
             Process::LateSurge => "late-surge",
+            Process::Flash => "flash",
         }
     }
 
     /// The mean demand shape (relative intensity) at `t` days in a campaign `d` days
-    /// long; for the bursty process its long-run mean.
+    /// long; for the bursty process its long-run mean; for the flash process without its
+    /// flash (see [`mean_shape`]).
     fn shape(self, t: f64, d: f64) -> f64 {
         match self {
-            Process::Steady => 1.0,
+            Process::Steady | Process::Flash => 1.0,
             Process::Decaying => 0.35 + 2.5 * (1.0 + t / 1.5).powf(-1.5),
             Process::Bursty => QUIET + (BURST - QUIET) * BURST_SHARE,
             Process::LateSurge => {
@@ -128,7 +134,7 @@ impl Process {
 
     fn max_shape(self) -> f64 {
         match self {
-            Process::Steady => 1.0,
+            Process::Steady | Process::Flash => 1.0,
             Process::Decaying => 2.85,
             Process::Bursty => BURST,
             Process::LateSurge => 1.0 + SURGE_GAIN,
@@ -144,6 +150,10 @@ const BURST_DAYS: f64 = 0.6;
 const BURST_SHARE: f64 = BURST_DAYS / (QUIET_DAYS + BURST_DAYS);
 const SURGE_DAYS: f64 = 4.0;
 const SURGE_GAIN: f64 = 5.0;
+/// The flash process: this share of a campaign's steady demand arrives on top of it in the
+/// first `FLASH_DAYS` (a minute: a post, a mailing, a script), as one Poisson rush.
+const FLASH_SHARE: f64 = 0.15;
+const FLASH_DAYS: f64 = 1.0 / 1440.0;
 
 fn mean_size() -> f64 {
     SIZES.iter().map(|(u, p)| *u as f64 * p).sum()
@@ -173,6 +183,9 @@ fn normal(rng: &mut StdRng) -> f64 {
 
 /// The mean of `shape` over a campaign, by the midpoint rule.
 fn mean_shape(p: Process, d: f64) -> f64 {
+    if let Process::Flash = p {
+        return 1.0 + FLASH_SHARE;
+    }
     let n = 2000;
     (0..n)
         .map(|i| p.shape((i as f64 + 0.5) * d / n as f64, d))
@@ -184,6 +197,14 @@ fn mean_shape(p: Process, d: f64) -> f64 {
 /// the shape is 1.
 fn arrival_times(rng: &mut StdRng, p: Process, level: f64, d: f64) -> Vec<f64> {
     let mut out = Vec::new();
+    if let Process::Flash = p {
+        let rate = level * d * FLASH_SHARE / FLASH_DAYS;
+        let mut s = exp_draw(rng, 1.0 / rate);
+        while s < FLASH_DAYS {
+            out.push(s);
+            s += exp_draw(rng, 1.0 / rate);
+        }
+    }
     match p {
         Process::Bursty => {
             // Two-state Markov switch, starting in its stationary distribution.
@@ -214,6 +235,8 @@ fn arrival_times(rng: &mut StdRng, p: Process, level: f64, d: f64) -> Vec<f64> {
             }
         }
     }
+    // The flash and the stream overlap in the first minute.
+    out.sort_by(f64::total_cmp);
     out
 }
 

@@ -24,6 +24,15 @@
 //!   number, so the level drops out; its prior spread is how far earlier campaigns strayed
 //!   from the profile ([`Prior::trend_sd`]). This is what catches a first campaign's launch
 //!   rush fading, or a surge once it has begun.
+//! - **Clumps.** Pre-orders placed moments apart (a shared link, a post, a script) are one
+//!   event, not independent evidence of the pace: arrivals closer together than a
+//!   hundredth of the expected gap between orders ([`CLUMP_FRACTION`]) count as one
+//!   arrival, at its first order's moment, in the campaign and in the earlier ones alike.
+//!   Without this, fifty orders in a campaign's first second read as a pace of millions a
+//!   day and made the forecast certain. Sizes stay the pre-orders' own: the units a clump
+//!   brought are in the batch already, and future arrivals are not expected to repeat it.
+//!   At the expected pace about one order in a hundred is merged away from the evidence
+//!   (one in ten at ten times that pace).
 //! - **Bursts.** Demand that comes in clumps is modelled as a negative-binomial process: a
 //!   count over `m` days at level `λ` varies by `λm(1 + βλ)` instead of `λm`, with `β`
 //!   ([`Prior::burstiness`]) measured on binned counts of the earlier campaigns and of the
@@ -358,14 +367,16 @@ fn exp_integral(c: f64, len: f64) -> f64 {
 pub struct Prior {
     /// How many campaigns it was built from.
     pub campaigns: usize,
-    /// Mean level of demand, in pre-orders per day where the profile is 1.
+    /// Mean level of demand, in arrivals (pre-orders, clumps counting once) per day where
+    /// the profile is 1.
     pub order_rate: f64,
     /// Gamma shape of the level across campaigns (larger: campaigns sell alike, the prior
     /// weighs more against a young campaign's own history).
     pub rate_shape: f64,
     /// The demand shape the earlier campaigns followed.
     pub profile: Profile,
-    /// Order sizes seen, as `(units, count)`, ascending by units.
+    /// Order sizes seen (every pre-order's, clumps or not), as `(units, count)`, ascending
+    /// by units.
     pub order_sizes: Vec<(i64, u64)>,
     /// Units cancelled per unit ordered.
     pub cancel_fraction: f64,
@@ -387,6 +398,47 @@ pub struct Prior {
 /// it from, as the change of log demand over the campaign's length: demand may end up
 /// several times higher or lower than its pace so far suggests.
 pub const DEFAULT_TREND_SD: f64 = 2.0;
+
+/// Arrivals closer together than this fraction of the expected gap between pre-orders are
+/// one clump (see the module docs). The expected gap is the one at the pace that fills the
+/// threshold over the campaign (or the prior's pace) for the campaign being forecast, and
+/// an earlier campaign's own mean gap for the prior: what a burst is depends on the pace.
+pub const CLUMP_FRACTION: f64 = 0.01;
+
+/// Arrivals with those closer than `gap_days` to the previous one merged into it: each
+/// clump is at its first order's moment and carries the units of all of them. Sorted by
+/// time; units saturate rather than overflow.
+fn clumped(arrivals: &[Arrival], gap_days: f64) -> Vec<Arrival> {
+    let mut sorted = arrivals.to_vec();
+    sorted.sort_by_key(|a| a.at);
+    let gap_ms = (gap_days * MS_PER_DAY).max(0.0);
+    let mut out: Vec<Arrival> = Vec::with_capacity(sorted.len());
+    let mut last: Option<DateTime<Utc>> = None;
+    for a in sorted {
+        match (out.last_mut(), last) {
+            (Some(clump), Some(prev)) if ((a.at - prev).num_milliseconds() as f64) < gap_ms => {
+                clump.units = clump.units.saturating_add(a.units);
+            }
+            _ => out.push(a),
+        }
+        last = Some(a.at);
+    }
+    out
+}
+
+/// An earlier campaign's history with its arrivals clumped at its own mean gap.
+fn clumped_history(h: &ArrivalHistory) -> ArrivalHistory {
+    let len = days_between(h.opens_at, h.deadline);
+    let gap = if h.arrivals.is_empty() {
+        0.0
+    } else {
+        CLUMP_FRACTION * len / h.arrivals.len() as f64
+    };
+    ArrivalHistory {
+        arrivals: clumped(&h.arrivals, gap),
+        ..h.clone()
+    }
+}
 
 /// Bins per campaign length in which the burstiness is measured.
 pub const BURST_BINS: usize = 10;
@@ -524,7 +576,8 @@ pub struct FillForecast {
 pub struct Evidence {
     /// Pre-orders in the campaign's history.
     pub orders_seen: usize,
-    /// The same after decaying old ones: what the estimate of the pace stands on.
+    /// Arrivals after merging clumps (pre-orders placed moments apart count once) and
+    /// decaying old ones: what the estimate of the pace stands on.
     pub effective_orders: f64,
     /// Estimated pre-orders per day now (posterior mean).
     pub order_rate_now: f64,
@@ -665,6 +718,9 @@ impl Prior {
         if campaigns.is_empty() {
             return Ok(None);
         }
+        let raw = campaigns;
+        let clumped: Vec<ArrivalHistory> = campaigns.iter().map(clumped_history).collect();
+        let campaigns = &clumped[..];
         // Bursts make a shape look significant that is not (a burst near the opening
         // looks like a launch rush), so the shape is chosen twice: once as if orders were
         // Poisson, then again with the log-likelihood divided by the overdispersion
@@ -762,7 +818,7 @@ impl Prior {
         let trend_sd = ((spread + DEFAULT_TREND_SD.powi(2)) / (trends.len() as f64 + 1.0)).sqrt();
         let mut sizes: std::collections::BTreeMap<i64, u64> = Default::default();
         let (mut ordered, mut cancelled) = (0i64, 0i64);
-        for h in campaigns {
+        for h in raw {
             for a in &h.arrivals {
                 *sizes.entry(a.units).or_default() += 1;
                 ordered = ordered.saturating_add(a.units);
@@ -1119,13 +1175,27 @@ impl FillModel {
             .half_life_fraction
             .map(|f| std::f64::consts::LN_2 / (f * length))
             .unwrap_or(0.0);
-        let weighted_orders: f64 = history
-            .arrivals
+        // Clumps at the expected pace: the faster of the one that fills the threshold and
+        // the prior's (a prior of campaigns that hardly sold must not merge a whole day).
+        let raw_units: f64 = history.arrivals.iter().map(|a| a.units as f64).sum();
+        let per_order = if history.arrivals.is_empty() {
+            1.0
+        } else {
+            raw_units / history.arrivals.len() as f64
+        };
+        let filling_rate = batch.threshold as f64 / per_order / length;
+        let expected_rate = match prior {
+            Some(p) => {
+                filling_rate.max(p.order_rate * profile.integral(0.0, length, length) / length)
+            }
+            None => filling_rate,
+        };
+        let arrivals = clumped(&history.arrivals, CLUMP_FRACTION / expected_rate);
+        let weighted_orders: f64 = arrivals
             .iter()
             .map(|a| (-k * (t_now - days_between(history.opens_at, a.at)).max(0.0)).exp())
             .sum();
-        let times: Vec<f64> = history
-            .arrivals
+        let times: Vec<f64> = arrivals
             .iter()
             .map(|a| days_between(history.opens_at, a.at))
             .collect();
@@ -1152,11 +1222,14 @@ impl FillModel {
         }
         .max(0.0);
 
+        // Sizes are the pre-orders', not the clumps': a clump is one event of the pace, and
+        // the units it brought are in the batch already; taking its total as a size future
+        // arrivals may have would expect the burst again and again.
         let sizes = size_distribution(&history.arrivals, prior);
         let mean_size = sizes.iter().map(|&(u, p)| u as f64 * p).sum();
         // Cancelled units per ordered unit: a Beta estimate whose prior is the earlier
         // campaigns' fraction (weight up to 200 units) or 5% worth 20 units.
-        let ordered: f64 = history.arrivals.iter().map(|a| a.units as f64).sum();
+        let ordered = raw_units;
         let cancelled: f64 = history.cancellations.iter().map(|c| c.units as f64).sum();
         let (prior_fraction, prior_weight) = match prior {
             Some(p) if p.units_ordered > 0 => {
@@ -1669,6 +1742,93 @@ mod tests {
             burstiness_bins: 1e6,
             trend_sd: 0.0,
         }
+    }
+
+    /// `n` single-unit orders `spacing_ms` apart from `start_ms` after opening.
+    fn burst(length: f64, n: usize, start_ms: i64, spacing_ms: i64) -> ArrivalHistory {
+        ArrivalHistory {
+            opens_at: t0(),
+            deadline: day(length),
+            arrivals: (0..n as i64)
+                .map(|i| Arrival {
+                    at: t0() + Duration::milliseconds(start_ms + i * spacing_ms),
+                    units: 1,
+                })
+                .collect(),
+            cancellations: vec![],
+        }
+    }
+
+    #[test]
+    fn orders_moments_apart_are_one_clump() {
+        let at = |ms: i64, units: i64| Arrival {
+            at: t0() + Duration::milliseconds(ms),
+            units,
+        };
+        // Out of order on purpose; a gap of one minute merges what is closer than that,
+        // in a chain, and the clump sits at its first order.
+        let minute = 1.0 / 1440.0;
+        let got = clumped(
+            &[
+                at(50_000, 2),
+                at(0, 1),
+                at(200_000, 4),
+                at(100_000, 3),
+                at(250_000, i64::MAX),
+            ],
+            minute,
+        );
+        assert_eq!(got, vec![at(0, 6), at(200_000, i64::MAX)]);
+        assert_eq!(clumped(&[], minute), vec![]);
+        // A gap of nothing merges nothing, not even orders at the same millisecond.
+        assert_eq!(clumped(&[at(0, 1), at(0, 1)], 0.0).len(), 2);
+    }
+
+    #[test]
+    fn a_burst_in_the_first_second_is_not_a_pace() {
+        // 50 single-unit orders in the first second of a 30-day campaign that needs 1,000
+        // units. Counted as 50 independent orders over one second, that is a pace of four
+        // million a day: the forecast said 1.000 with a median of 48,306 units. It is one
+        // event: encouraging, not certain.
+        let config = ForecastConfig::default();
+        let history = burst(30.0, 50, 0, 20);
+        let now = t0() + Duration::seconds(1);
+        let batch = OpenBatch {
+            units: 50,
+            threshold: 1000,
+        };
+        let f = forecast(&history, batch, now, None, &config).unwrap();
+        assert!(
+            (0.3..0.95).contains(&f.lock_probability),
+            "a burst is one arrival: {f:?}"
+        );
+        assert!(f.projected_units_p50 < 5_000, "{f:?}");
+        assert_eq!(f.evidence.orders_seen, 50);
+        assert!((f.evidence.mean_order_units - 1.0).abs() < 1e-9, "{f:?}");
+        // An hour later with nothing since, the burst has not become a pace either.
+        let later = forecast(&history, batch, now + Duration::hours(1), None, &config).unwrap();
+        assert!(later.lock_probability < 0.95, "{later:?}");
+        // Ten orders in two seconds likewise.
+        let ten = forecast(
+            &burst(30.0, 10, 0, 200),
+            OpenBatch {
+                units: 10,
+                threshold: 1000,
+            },
+            t0() + Duration::seconds(2),
+            None,
+            &config,
+        )
+        .unwrap();
+        assert!(ten.lock_probability < 0.95, "{ten:?}");
+
+        // The same 50 orders spread over the first day are 50 pieces of evidence of the
+        // pace, the burst one: the spread forecast's 80% interval is far narrower.
+        let spread = forecast(&even(30.0, 50, 0.0, 1.0), batch, day(1.0), None, &config).unwrap();
+        assert!(f.evidence.effective_orders < 1.0 + 1e-9, "{f:?}");
+        assert!(spread.evidence.effective_orders > 40.0, "{spread:?}");
+        let width = |f: &FillForecast| f.projected_units_p90 - f.projected_units_p10;
+        assert!(2 * width(&spread) < width(&f), "{spread:?}\n{f:?}");
     }
 
     fn step(until_days: f64, boost: f64) -> Step {
