@@ -2921,7 +2921,10 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     // 0 acknowledges nothing (a heartbeat's `acked_seq` echoed back): the position, as it is.
     let pos = store.ack_work_orders("f1", 0, t0()).await.expect("ack 0");
     assert_eq!((pos.acked_seq, pos.last_seq), (1, 1));
-    let pos = store.ack_work_orders("f2", 0, t0()).await.expect("ack 0, none acked yet");
+    let pos = store
+        .ack_work_orders("f2", 0, t0())
+        .await
+        .expect("ack 0, none acked yet");
     assert_eq!((pos.acked_seq, pos.last_seq), (0, 1));
     assert_eq!(store.factory_position("f1").await.unwrap().acked_seq, 1);
     assert_eq!(store.factory_position("f2").await.unwrap().acked_seq, 0);
