@@ -762,6 +762,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 })),
                 "forecast": a.forecast.as_ref().map(forecast_json),
                 "notes": a.notes,
+                "no_plan": a.no_plan.iter().map(|n| serde_json::json!({
+                    "volume": n.volume,
+                    "reason": n.reason,
+                })).collect::<Vec<_>>(),
             })
         }
         Cmd::Insights {

@@ -819,6 +819,80 @@ async fn a_threshold_beyond_the_planners_largest_demand_is_still_advised() {
     server.shutdown().await;
 }
 
+/// The shipped kettle catalogue (`kettle-17-white` alone is about 3 800 units of the two
+/// factories' hours).
+const KETTLE_CATALOGUE: &str = include_str!("../../examples/scenarios/kettle-c2m.toml");
+
+/// Volumes the planner finds no plan for reach the merchant: with a microsecond per volume
+/// (`--advice-time-limit`) the solver finds nothing and each volume's plan is the greedy
+/// rules' or none. At 30 CNY against costs over 30 CNY a unit no volume keeps the margin,
+/// so the scan walks its grid to the factories' limit, where the rules plan none: the
+/// advice lists those volumes (`no_plan`), a note says a threshold among them was not
+/// judged, and the note on the margin says it is about the volumes planned. Before, the
+/// advice's time limit was fixed at 2 s, so no server could be made to show this path.
+/// (HiGHS finds a plan even within a microsecond: the test needs the default microlp.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(feature = "highs", ignore = "HiGHS plans every volume even within 1µs")]
+async fn advice_names_the_volumes_the_planner_found_no_plan_for() {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::custom(
+        |s| s.advice_time_limit = std::time::Duration::from_micros(1),
+        Arc::new(clock.clone()),
+        None,
+    )
+    .await;
+    let mut c = server.clients().await;
+    import(&mut c, "kettles", KETTLE_CATALOGUE, pb::ImportMode::Replace)
+        .await
+        .expect("catalogue");
+    let mut req = campaign_request("cheap", 5_000);
+    req.unit_price_minor = 3_000;
+    req.deposit_minor = 1_000;
+    req.max_per_order = None;
+    req.deadline = Some(ts(start + Duration::days(5)));
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    orders(&mut c, &clock, &cmp.id, "cheap", 4, 10, Duration::hours(6)).await;
+
+    let advice = advice(&mut c, &cmp.id).await;
+    assert!(advice.lower_threshold.is_none(), "{advice:?}");
+    assert!(!advice.no_plan.is_empty(), "{advice:?}");
+    for n in &advice.no_plan {
+        assert!((1..5_000).contains(&n.volume), "{n:?}");
+        assert_eq!(n.reason, "no plan found within the time limit of 1µs");
+    }
+    assert!(
+        advice.no_plan.windows(2).all(|w| w[0].volume < w[1].volume),
+        "in volume order: {:?}",
+        advice.no_plan
+    );
+    let first = &advice.no_plan[0];
+    assert!(first.volume > 3_000, "near the factories' limit: {first:?}");
+    let unjudged = format!(
+        "the planner found no plan at {} of the volumes it priced below 5000 (the first at {} \
+         units: no plan found within the time limit of 1µs); a threshold among them was not \
+         judged",
+        advice.no_plan.len(),
+        first.volume
+    );
+    assert!(advice.notes.contains(&unjudged), "{:?}", advice.notes);
+    assert!(
+        advice.notes.contains(
+            &"no threshold below 5000 that the planner planned keeps a 15% margin at the \
+              planned cost"
+                .to_string()
+        ),
+        "{:?}",
+        advice.notes
+    );
+    server.shutdown().await;
+}
+
 /// Insights of a campaign that opened long before its orders come in buckets a client can
 /// take: a minute's buckets over twenty years (ten million) are refused, naming
 /// `bucket_seconds` and the narrowest width that fits, and that width is answered. Before,

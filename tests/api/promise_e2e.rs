@@ -771,6 +771,112 @@ async fn a_calendar_keeps_its_dates_as_cycles_move_and_the_horizon_changes() {
     server.shutdown().await;
 }
 
+/// Imports `text` with its calendars starting at `at`.
+async fn import_dated(
+    c: &mut Clients,
+    key: &str,
+    text: &str,
+    mode: pb::ImportMode,
+    at: DateTime<Utc>,
+) -> Result<pb::CatalogueChange, tonic::Status> {
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: key.into(),
+            text: text.into(),
+            format: pb::ScenarioFormat::Toml as i32,
+            mode: mode as i32,
+            calendar_starts_at: Some(ts(at)),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Calendars years apart cannot all keep their dates in one scenario a server can import
+/// (at most 520 periods): the export is refused, naming the factory whose calendar starts
+/// first and the one whose calendar ends last, with the dates and the periods, and writes
+/// nothing. Importing the old factory again with a calendar nearer the other, as the
+/// message says, makes the export one that imports back. Before, the export wrote a
+/// version 2 scenario of 586 periods, which every import refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendars_too_far_apart_for_one_scenario_refuse_the_export_naming_them() {
+    let t0 = start();
+    let old = t0 - Duration::days(11 * 365);
+    let server = TestServer::sqlite_with_clock(Arc::new(ManualClock::new(t0))).await;
+    let mut c = server.clients().await;
+    import_dated(
+        &mut c,
+        "old",
+        &with_calendar(12),
+        pb::ImportMode::Replace,
+        old,
+    )
+    .await
+    .expect("f1's calendar, eleven years ago");
+    let f9 = with_calendar(12).replace("id = \"f1\"", "id = \"f9\"");
+    import_dated(&mut c, "new", &f9, pb::ImportMode::Merge, t0)
+        .await
+        .expect("f9's calendar, from now");
+
+    // From f1's start to f9's end: 11 years and 12 weeks, 586 weeks.
+    let ends = t0 + Duration::weeks(12);
+    let periods = ((ends - old).num_days() + 6) / 7;
+    assert_eq!(periods, 586);
+    let e = c
+        .catalogue
+        .export_scenario(pb::ExportScenarioRequest { format: 0 })
+        .await
+        .expect_err("an export that could not be imported back");
+    assert_refused(&e, Code::FailedPrecondition, "CALENDARS_SPAN_TOO_LONG");
+    let meta = |k: &str| error_meta(&e, k);
+    assert_eq!(meta("firstFactoryId").as_deref(), Some("f1"));
+    assert_eq!(meta("startsAt"), Some(old.to_rfc3339()));
+    assert_eq!(meta("lastFactoryId").as_deref(), Some("f9"));
+    assert_eq!(meta("endsAt"), Some(ends.to_rfc3339()));
+    assert_eq!(meta("periods"), Some(periods.to_string()));
+    assert_eq!(meta("maxPeriods").as_deref(), Some("520"));
+    assert_eq!(meta("periodDays").as_deref(), Some("7"));
+    for said in [
+        "f1",
+        "f9",
+        "586 periods of 7 days",
+        "at most 520",
+        "imported back",
+    ] {
+        assert!(e.message().contains(said), "{said}: {}", e.message());
+    }
+
+    // f1 again, from now: the export is of twelve weeks and imports back.
+    import_dated(
+        &mut c,
+        "old-again",
+        &with_calendar(12),
+        pb::ImportMode::Merge,
+        t0,
+    )
+    .await
+    .expect("f1's calendar, from now");
+    let exported = c
+        .catalogue
+        .export_scenario(pb::ExportScenarioRequest { format: 0 })
+        .await
+        .expect("export")
+        .into_inner();
+    assert_eq!(exported.calendar_starts_at, Some(ts(t0)));
+    let s = c2m_planner::Scenario::from_toml_str(&exported.text).expect("a scenario");
+    assert_eq!(s.horizon.as_ref().map(|h| h.periods), Some(12));
+    c.catalogue
+        .import_scenario(pb::ImportScenarioRequest {
+            idempotency_key: "round-trip".into(),
+            text: exported.text,
+            format: 0,
+            mode: pb::ImportMode::Replace as i32,
+            calendar_starts_at: exported.calendar_starts_at,
+        })
+        .await
+        .expect("the export imports back");
+    server.shutdown().await;
+}
+
 /// A calendar stored before calendars had dates counts from each cycle's start; one
 /// written for another horizon is not silently dropped when the server is restarted with
 /// another: the cycle refuses, naming the factory, until the catalogue is imported again

@@ -337,6 +337,25 @@ pub enum Refusal {
         periods: i64,
         period_days: i64,
     },
+    /// `ExportScenario` with factory calendars too far apart: the version 2 scenario that
+    /// keeps every calendar on its dates would have more periods than a scenario may, so it
+    /// could not be imported back. Nothing is written; the calendars that span it are named.
+    #[error(
+        "the factories' calendars span {periods} periods of {period_days} days, from factory \
+         {first_factory}'s start at {starts_at} to factory {last_factory}'s end at {ends_at}; \
+         a scenario has at most {max_periods} periods, so the export could not be imported \
+         back: import one of these factories again with a calendar nearer the others, or \
+         without one"
+    )]
+    CalendarsSpanTooLong {
+        first_factory: String,
+        starts_at: DateTime<Utc>,
+        last_factory: String,
+        ends_at: DateTime<Utc>,
+        periods: i64,
+        max_periods: i64,
+        period_days: i64,
+    },
 
     // --- Purchase orders ---------------------------------------------------------------
     /// Receiving more than is still to arrive on a purchase order.
@@ -442,6 +461,7 @@ impl Refusal {
             StockChanged { .. } => "STOCK_CHANGED",
             WaitingSkuNotInCatalogue { .. } => "WAITING_SKU_NOT_IN_CATALOGUE",
             CalendarHorizonMismatch { .. } => "CALENDAR_HORIZON_MISMATCH",
+            CalendarsSpanTooLong { .. } => "CALENDARS_SPAN_TOO_LONG",
             OverReceived { .. } => "OVER_RECEIVED",
             PurchaseOrderCancelled { .. } => "PURCHASE_ORDER_CANCELLED",
             PurchaseOrderNotOpen { .. } => "PURCHASE_ORDER_NOT_OPEN",
@@ -534,6 +554,23 @@ impl Refusal {
                 ("factoryId", factory.clone()),
                 ("calendarPeriods", n(calendar_periods)),
                 ("periods", n(periods)),
+                ("periodDays", n(period_days)),
+            ],
+            CalendarsSpanTooLong {
+                first_factory,
+                starts_at,
+                last_factory,
+                ends_at,
+                periods,
+                max_periods,
+                period_days,
+            } => vec![
+                ("firstFactoryId", first_factory.clone()),
+                ("startsAt", t(starts_at)),
+                ("lastFactoryId", last_factory.clone()),
+                ("endsAt", t(ends_at)),
+                ("periods", n(periods)),
+                ("maxPeriods", n(max_periods)),
                 ("periodDays", n(period_days)),
             ],
             CurrencyMismatch {

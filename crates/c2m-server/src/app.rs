@@ -186,6 +186,7 @@ impl Application {
             store: store.clone(),
             clock: clock.clone(),
             plan_horizon,
+            advice_time_limit: settings.advice_time_limit,
         };
         let max = settings.max_message_bytes;
 

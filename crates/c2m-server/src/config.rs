@@ -58,6 +58,12 @@ pub struct Settings {
     #[arg(long, env = "C2M_PLAN_TIME_LIMIT", default_value = "30s", value_parser = parse_duration)]
     pub plan_time_limit: Duration,
 
+    /// Wall-clock limit for the solver on each volume GetAdvice prices (the advice plans
+    /// the sku at many volumes); a volume with no plan by then is reported in the advice
+    /// as not judged (`no_plan`), and the scan goes on.
+    #[arg(long, env = "C2M_ADVICE_TIME_LIMIT", default_value = "2s", value_parser = parse_duration)]
+    pub advice_time_limit: Duration,
+
     /// How far ahead a planning cycle plans, in days: batches due within it are planned
     /// (later ones wait for a later cycle), and factory calendars have one entry per
     /// period of it.
@@ -148,6 +154,7 @@ impl Settings {
             plan_every: Duration::ZERO,
             plan_when_waiting: 0,
             plan_time_limit: Duration::from_secs(20),
+            advice_time_limit: Duration::from_secs(2),
             plan_horizon_days: 84,
             plan_period_days: 7,
             factory_heartbeat: Duration::from_millis(500),
@@ -169,8 +176,8 @@ impl Settings {
     /// positive duration or count is needed (`--sweep-interval 0` panicked the sweeper on
     /// every start, so no deadline was ever enforced; `--request-timeout 0` failed every
     /// call; `--concurrency-per-connection 0` hung every call; `--plan-time-limit 0` left
-    /// every cycle to the greedy rules), and a planning horizon [`Settings::plan_horizon`]
-    /// refuses. Zero stays allowed where it means "off" (`--plan-every`,
+    /// every cycle to the greedy rules, and `--advice-time-limit 0` every advised volume),
+    /// and a planning horizon [`Settings::plan_horizon`] refuses. Zero stays allowed where it means "off" (`--plan-every`,
     /// `--plan-when-waiting`) or "no caching" (`--token-cache`). Checked before anything
     /// is created or opened.
     pub fn check(&self) -> Result<PlanHorizon, String> {
@@ -178,6 +185,7 @@ impl Settings {
             ("--sweep-interval", self.sweep_interval),
             ("--request-timeout", self.request_timeout),
             ("--plan-time-limit", self.plan_time_limit),
+            ("--advice-time-limit", self.advice_time_limit),
             ("--factory-heartbeat", self.factory_heartbeat),
             ("--factory-poll", self.factory_poll),
             ("--event-heartbeat", self.event_heartbeat),
@@ -343,10 +351,13 @@ mod tests {
         let ok = Settings::for_tests(PathBuf::from("x"));
         assert!(ok.check().is_ok());
         type Zero = fn(&mut Settings);
-        let cases: [(&str, Zero); 12] = [
+        let cases: [(&str, Zero); 13] = [
             ("--sweep-interval", |s| s.sweep_interval = Duration::ZERO),
             ("--request-timeout", |s| s.request_timeout = Duration::ZERO),
             ("--plan-time-limit", |s| s.plan_time_limit = Duration::ZERO),
+            ("--advice-time-limit", |s| {
+                s.advice_time_limit = Duration::ZERO
+            }),
             ("--factory-heartbeat", |s| {
                 s.factory_heartbeat = Duration::ZERO
             }),

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use c2m_domain::forecast::{FillForecast, FillModel, ForecastConfig, Prior};
 use c2m_domain::{CampaignId, CampaignStatus, Money};
-use c2m_planner::whatif::advice::{advise, AdviceSpec};
+use c2m_planner::whatif::advice::{advise, AdviceSpec, NoPlan};
 use c2m_store::{ForecastInput, Store, StoreError};
 
 /// A campaign's fitted forecast model and what it was fitted on.
@@ -98,17 +98,23 @@ pub struct Advice {
     pub extension: Option<ExtensionAdvice>,
     pub summary: String,
     pub notes: Vec<String>,
+    /// Volumes below the advised threshold (below the current one when none is advised)
+    /// the planner found no plan for within its time limit, in volume order, with why:
+    /// neither viable nor failing, so a threshold among them was not judged.
+    pub no_plan: Vec<NoPlan>,
 }
 
 /// Advises on the fitted campaign: the expected miss, the lowest threshold (below the
 /// current one) whose planned cost per unit keeps `margin` of the unit price, with its lock
 /// probability, and the shortest extension (whole days, up to [`MAX_EXTENSION_DAYS`]) that
-/// brings the lock probability to `target`. The planner runs on a blocking thread.
+/// brings the lock probability to `target`. The planner runs on a blocking thread, with
+/// `time_limit` for each volume it plans.
 pub async fn advice(
     store: &dyn Store,
     fitted: Fitted,
     margin: f64,
     target: f64,
+    time_limit: StdDuration,
 ) -> Result<Advice, StoreError> {
     let Fitted {
         input,
@@ -121,6 +127,7 @@ pub async fn advice(
         .map_or(terms.batch_threshold, |b| b.threshold);
     let deadline = model.deadline();
     let mut notes = Vec::new();
+    let mut no_plan = Vec::new();
 
     // No extension when the campaign is already on course: one would only move the
     // deadline (and could even read a hair lower than now, the forecast being a fit).
@@ -166,19 +173,28 @@ pub async fn advice(
                 step: (max / 20).max(1),
             };
             let mut opts = c2m_planner::whatif::scan_options();
-            opts.time_limit = StdDuration::from_secs(2);
+            opts.time_limit = time_limit;
             let solved =
                 tokio::task::spawn_blocking(move || advise(&base, &spec, &opts, &mut |_, _| {}))
                     .await;
             match solved {
                 Ok(Ok(a)) => {
-                    // The scan goes on past volumes the planner found no plan for;
-                    // the merchant is told a threshold among them was not judged.
-                    if let Some(first) = a.no_plan.first() {
+                    // The scan goes on past volumes the planner found no plan for. Those
+                    // below the advised threshold (all of them when none is advised) might
+                    // have kept the margin: the merchant is told they were not judged. The
+                    // others were planned only for the price ladder, which is not shown.
+                    let advised = a.minimum_viable.as_ref().map(|v| v.volume);
+                    no_plan = a
+                        .no_plan
+                        .into_iter()
+                        .filter(|n| advised.is_none_or(|v| n.volume < v))
+                        .collect();
+                    if let Some(first) = no_plan.first() {
                         notes.push(format!(
-                            "the planner found no plan at {} of the volumes it priced \
+                            "the planner found no plan at {} of the volumes it priced below {} \
                              (the first at {} units: {}); a threshold among them was not judged",
-                            a.no_plan.len(),
+                            no_plan.len(),
+                            advised.unwrap_or(threshold),
                             first.volume,
                             first.reason
                         ));
@@ -194,9 +210,15 @@ pub async fn advice(
                             });
                         }
                         None => notes.push(format!(
-                        "no threshold below {threshold} keeps a {:.0}% margin at the planned cost",
-                        margin * 100.0
-                    )),
+                            "no threshold below {threshold} {}keeps a {:.0}% margin at the \
+                             planned cost",
+                            if no_plan.is_empty() {
+                                ""
+                            } else {
+                                "that the planner planned "
+                            },
+                            margin * 100.0
+                        )),
                     }
                 }
                 Ok(Err(e)) => notes.push(format!("the planner could not price the sku: {e}")),
@@ -247,5 +269,6 @@ pub async fn advice(
         extension,
         summary,
         notes,
+        no_plan,
     })
 }

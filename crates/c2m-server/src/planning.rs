@@ -699,6 +699,12 @@ fn hours_over(
 /// capacity in the periods it does not cover. A calendar stored before calendars had dates
 /// is given as a cycle run now reads it. A catalogue with `material_deadline_days` cannot
 /// be a version 2 scenario and is exported as version 1, without its calendars.
+///
+/// Calendars so far apart that the scenario would have more periods than a scenario may
+/// ([`planner::validate::MAX_PERIODS`]) are refused (`CALENDARS_SPAN_TOO_LONG`, naming
+/// the factory whose calendar starts first and the one whose calendar ends last): such
+/// an export could not be imported back, and dropping a calendar's dates to fit would
+/// lose them on the way back without a word.
 pub fn export_of(
     c: &Catalogue,
     now: DateTime<Utc>,
@@ -719,19 +725,42 @@ pub fn export_of(
         return Ok((s, None));
     }
     let step = length.num_seconds();
+    let end = |&(_, k, (first, len)): &(usize, &FactoryCalendar, CalendarDates)| {
+        first + len * (k.hours.len() as i32)
+    };
+    // Periods from `start` to the end of the calendar that ends last.
+    let last = calendars.iter().max_by_key(|c| end(c));
+    let periods = last.map_or(1, |l| ((end(l) - start).num_seconds() + step - 1) / step);
+    // More periods than a scenario may have would be an export that cannot be imported
+    // back: refused, naming the calendars that span it, rather than written.
+    if periods > planner::validate::MAX_PERIODS {
+        let first = calendars.iter().min_by_key(|c| c.2 .0);
+        if let (Some(first), Some(last)) = (first, last) {
+            return Err(Refusal::CalendarsSpanTooLong {
+                first_factory: c.factories[first.0].id.clone(),
+                starts_at: start,
+                last_factory: c.factories[last.0].id.clone(),
+                ends_at: end(last),
+                periods,
+                max_periods: planner::validate::MAX_PERIODS,
+                period_days,
+            }
+            .into());
+        }
+    }
+    let periods = periods.max(1) as usize;
     let mut given: Vec<(usize, Vec<f64>)> = calendars
         .iter()
-        .map(|&(i, k, (first, len))| {
-            let end = first + len * (k.hours.len() as i32);
-            let periods = ((end - start).num_seconds() + step - 1) / step;
+        .map(|cal| {
+            let &(i, k, dates) = cal;
+            let periods = ((end(cal) - start).num_seconds() + step - 1) / step;
             let capacity = c.factories[i].capacity_hours;
             (
                 i,
-                hours_over(k, (first, len), capacity, start, length, periods as usize),
+                hours_over(k, dates, capacity, start, length, periods as usize),
             )
         })
         .collect();
-    let periods = given.iter().map(|(_, h)| h.len()).max().unwrap_or(0).max(1);
     for (i, hours) in &mut given {
         hours.resize(periods, c.factories[*i].capacity_hours);
         s.factories[*i].calendar = Some(std::mem::take(hours));

@@ -134,6 +134,14 @@ pub fn advice(campaign_id: &str, a: &Advice) -> pb::Advice {
         }),
         summary: a.summary.clone(),
         notes: a.notes.clone(),
+        no_plan: a
+            .no_plan
+            .iter()
+            .map(|n| pb::NoPlanVolume {
+                volume: n.volume,
+                reason: n.reason.clone(),
+            })
+            .collect(),
     }
 }
 

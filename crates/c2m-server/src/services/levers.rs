@@ -109,9 +109,15 @@ impl LeversService for LeversSvc {
             let refusal = c2m_domain::DomainError::from(c2m_domain::Refusal::NothingToForecast);
             return Err(crate::status::domain_status(&refusal));
         };
-        let advice = forecast::advice(&*self.0.store, fitted, margin, target)
-            .await
-            .map_err(store_status)?;
+        let advice = forecast::advice(
+            &*self.0.store,
+            fitted,
+            margin,
+            target,
+            self.0.advice_time_limit,
+        )
+        .await
+        .map_err(store_status)?;
         Ok(Response::new(conv::advice(&r.campaign_id, &advice)))
     }
 

@@ -26,4 +26,6 @@ pub struct Ctx {
     pub clock: Arc<dyn Clock>,
     /// The planning horizon, which factory calendars in the catalogue must match.
     pub plan_horizon: crate::config::PlanHorizon,
+    /// The solver's time limit on each volume `GetAdvice` prices (`--advice-time-limit`).
+    pub advice_time_limit: std::time::Duration,
 }
