@@ -313,6 +313,7 @@ impl Campaign {
         ArrivalHistory {
             opens_at: self.opens_at,
             deadline: self.at(self.length),
+            first_deadline: None,
             arrivals: self
                 .orders
                 .iter()

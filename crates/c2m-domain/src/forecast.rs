@@ -113,6 +113,14 @@ pub struct Cancellation {
 pub struct ArrivalHistory {
     pub opens_at: DateTime<Utc>,
     pub deadline: DateTime<Utc>,
+    /// The deadline the campaign opened with, when it has been extended since (`None`:
+    /// `deadline` is the first). Without earlier campaigns the forecast's prior pace is the
+    /// one that fills the threshold over this length, the merchant's guess of demand when
+    /// they set both; over the extended length it would spread the same threshold over
+    /// more days, and an extension would hardly move the forecast. Not read for an
+    /// earlier campaign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_deadline: Option<DateTime<Utc>>,
     pub arrivals: Vec<Arrival>,
     pub cancellations: Vec<Cancellation>,
 }
@@ -603,6 +611,9 @@ pub struct FillModel {
     now: f64,
     /// The campaign's length in days.
     length: f64,
+    /// Its length as it opened (before any extension): the default prior's pace fills the
+    /// threshold over it.
+    first_length: f64,
     units: i64,
     threshold: i64,
     profile: Profile,
@@ -1097,6 +1108,18 @@ impl FillModel {
             ));
         }
         validate_history(history, "history", now)?;
+        if let Some(first) = history.first_deadline {
+            if first <= history.opens_at {
+                return Err(DomainError::invalid(
+                    "history.first_deadline",
+                    format!(
+                        "{} is not after opens_at {}",
+                        first.to_rfc3339(),
+                        history.opens_at.to_rfc3339()
+                    ),
+                ));
+            }
+        }
         if let Some(p) = prior {
             if !p.profile.is_valid() {
                 return Err(DomainError::invalid(
@@ -1169,6 +1192,9 @@ impl FillModel {
         }
 
         let length = days_between(history.opens_at, history.deadline);
+        let first_length = history
+            .first_deadline
+            .map_or(length, |d| days_between(history.opens_at, d));
         let t_now = days_between(history.opens_at, now).min(length);
         let profile = prior.map(|p| p.profile.clone()).unwrap_or_default();
         let k = config
@@ -1183,7 +1209,7 @@ impl FillModel {
         } else {
             raw_units / history.arrivals.len() as f64
         };
-        let filling_rate = batch.threshold as f64 / per_order / length;
+        let filling_rate = batch.threshold as f64 / per_order / first_length;
         let expected_rate = match prior {
             Some(p) => {
                 filling_rate.max(p.order_rate * profile.integral(0.0, length, length) / length)
@@ -1245,6 +1271,7 @@ impl FillModel {
             opens_at: history.opens_at,
             now: t_now,
             length,
+            first_length,
             units: batch.units,
             threshold: batch.threshold,
             profile,
@@ -1323,13 +1350,16 @@ impl FillModel {
     /// long (the deadline term of the exposure, and the default prior, depend on it).
     fn posterior(&self, length: f64) -> Posterior {
         let prior_rate = self.prior_rate.unwrap_or_else(|| {
-            // The pace that fills one threshold over the campaign as fitted, net of
-            // cancels. Over the fitted length, not `length`: a what-if deadline must not
-            // move the prior's pace, or a later deadline would spread the same threshold
-            // over more days and the forecast of a campaign with few orders (which leans
-            // on this prior) would not move at all when its deadline is extended.
+            // The pace that fills one threshold over the campaign as it opened, net of
+            // cancels. Neither a what-if deadline (`length`) nor a real extension may move
+            // it, or a later deadline would spread the same threshold over more days and
+            // the forecast of a campaign with few orders (which leans on this prior) would
+            // hardly move when its deadline is extended.
             let orders = self.threshold as f64 / (self.mean_size * (1.0 - self.cancel_fraction));
-            let level = orders / self.profile.integral(0.0, self.length, self.length);
+            let level = orders
+                / self
+                    .profile
+                    .integral(0.0, self.first_length, self.first_length);
             self.prior_shape / level
         });
         let past = self
@@ -1698,6 +1728,7 @@ mod tests {
         ArrivalHistory {
             opens_at: t0(),
             deadline: day(length),
+            first_deadline: None,
             arrivals: (0..n)
                 .map(|i| Arrival {
                     at: day(from + (to - from) * (i as f64 + 0.5) / n as f64),
@@ -1715,6 +1746,7 @@ mod tests {
         ArrivalHistory {
             opens_at: t0(),
             deadline: day(length),
+            first_deadline: None,
             arrivals: (0..n)
                 .map(|i| {
                     let u = (i as f64 + 0.5) / n as f64 * total;
@@ -1749,6 +1781,7 @@ mod tests {
         ArrivalHistory {
             opens_at: t0(),
             deadline: day(length),
+            first_deadline: None,
             arrivals: (0..n as i64)
                 .map(|i| Arrival {
                     at: t0() + Duration::milliseconds(start_ms + i * spacing_ms),
@@ -1829,6 +1862,58 @@ mod tests {
         assert!(spread.evidence.effective_orders > 40.0, "{spread:?}");
         let width = |f: &FillForecast| f.projected_units_p90 - f.projected_units_p10;
         assert!(2 * width(&spread) < width(&f), "{spread:?}\n{f:?}");
+    }
+
+    #[test]
+    fn an_extended_first_campaign_keeps_the_pace_its_threshold_set() {
+        // 100 units in 10 days; three single-unit orders in the first half day. With so
+        // little evidence the forecast leans on the prior: without earlier campaigns, the
+        // pace that fills the threshold over the campaign as it opened.
+        let config = ForecastConfig::default();
+        let batch = OpenBatch {
+            units: 3,
+            threshold: 100,
+        };
+        let opened = even(10.0, 3, 0.0, 0.5);
+        let model = FillModel::fit(&opened, batch, day(0.5), None, &config).unwrap();
+        let before = model.forecast().lock_probability;
+        let what_if = model.lock_probability(100, day(30.0));
+        // The merchant extends it to 30 days: the next fit sees the new deadline and keeps
+        // the first.
+        let extended = ArrivalHistory {
+            deadline: day(30.0),
+            first_deadline: Some(day(10.0)),
+            ..opened.clone()
+        };
+        let after = forecast(&extended, batch, day(0.5), None, &config)
+            .unwrap()
+            .lock_probability;
+        // Without it, the threshold is spread over 30 days: what the forecast said before.
+        let spread = forecast(
+            &ArrivalHistory {
+                first_deadline: None,
+                ..extended.clone()
+            },
+            batch,
+            day(0.5),
+            None,
+            &config,
+        )
+        .unwrap()
+        .lock_probability;
+        assert!(after > before + 0.2, "{before} -> {after}");
+        assert!(
+            (after - what_if).abs() < 0.05,
+            "{after} against the advice's {what_if}"
+        );
+        assert!(after > spread + 0.1, "{after} against {spread}");
+
+        let mut bad = extended.clone();
+        bad.first_deadline = Some(t0());
+        assert_eq!(
+            field(forecast(&bad, batch, day(0.5), None, &config).unwrap_err()),
+            "history.first_deadline"
+        );
     }
 
     fn step(until_days: f64, boost: f64) -> Step {
@@ -2266,6 +2351,7 @@ mod tests {
             ArrivalHistory {
                 opens_at: t0(),
                 deadline: day(length),
+                first_deadline: None,
                 arrivals,
                 cancellations: vec![],
             }

@@ -129,6 +129,29 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
             .deadline,
         new
     );
+    // The forecast reads the new deadline and keeps the first, however often it moves.
+    let input = store
+        .forecast_input(&c.id, lever_at())
+        .await
+        .expect("input");
+    assert_eq!(
+        (input.history.deadline, input.history.first_deadline),
+        (new, Some(old))
+    );
+    let later = new + Duration::days(2);
+    store
+        .extend_deadline(&extend(&c.id, later), lever_at())
+        .await
+        .expect("extend again");
+    let input = store
+        .forecast_input(&c.id, lever_at())
+        .await
+        .expect("input");
+    assert_eq!(
+        (input.history.deadline, input.history.first_deadline),
+        (later, Some(old))
+    );
+    let new = later;
     // An order after the old deadline and before the new one is taken.
     let late = crate::PlacePreorder {
         idempotency_key: key(),
@@ -512,6 +535,7 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
     let input = store.forecast_input(&c.id, now).await.expect("input");
     assert_eq!(input.campaign.id, c.id);
     assert_eq!(input.history.arrivals.len(), 2);
+    assert_eq!(input.history.first_deadline, None, "never extended");
     assert_eq!(
         input.history.arrivals.iter().map(|a| a.units).sum::<i64>(),
         7

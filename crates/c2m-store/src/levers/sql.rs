@@ -99,7 +99,10 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &CampaignId,
         deadline: DateTime<Utc>,
     ) -> Result<()> {
-        let sql = "UPDATE campaigns SET deadline = $2 WHERE id = $1";
+        // The first deadline is kept for the forecast's prior pace (migration 0012); the
+        // right-hand sides read the row as it was.
+        let sql = "UPDATE campaigns SET first_deadline = COALESCE(first_deadline, deadline), \
+                   deadline = $2 WHERE id = $1";
         self.update_campaign(sql, campaign, deadline, "vanished")
             .await
     }
@@ -193,6 +196,13 @@ impl<D: Backend> Tx<'_, D> {
         let Some(this) = self.read_campaign(id).await? else {
             return Ok(None);
         };
+        let first_deadline = D::query(
+            "SELECT first_deadline FROM campaigns WHERE id = $1",
+            (id.as_str(),),
+        )
+        .optional(self, |r| r.ts_opt("first_deadline"))
+        .await?
+        .flatten();
         let open_batch = self.open_batch(id).await?.map(|b| OpenBatch {
             units: b.units,
             threshold: b.threshold,
@@ -236,6 +246,7 @@ impl<D: Backend> Tx<'_, D> {
             ArrivalHistory {
                 opens_at: opens,
                 deadline: ends,
+                first_deadline: None,
                 arrivals: mine
                     .iter()
                     .filter(|e| inside(e.at))
@@ -256,7 +267,10 @@ impl<D: Backend> Tx<'_, D> {
             .map(|c| history(c, c.selling_ends()))
             .collect();
         Ok(Some(ForecastInput {
-            history: history(&this, now),
+            history: ArrivalHistory {
+                first_deadline,
+                ..history(&this, now)
+            },
             campaign: this,
             open_batch,
             earlier,
