@@ -66,12 +66,22 @@ struct Args {
     /// default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Moments of each campaign at which it is forecast, as fractions of its length
+    /// (default 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97). Early ones (0.01) show how the
+    /// forecast starts, when a first campaign leans on the default prior.
+    #[arg(long, value_delimiter = ',')]
+    moments: Vec<f64>,
+    /// Override the forecast's default prior shape (its weight in orders without earlier
+    /// campaigns).
+    #[arg(long)]
+    prior_shape: Option<f64>,
     /// Print the results as JSON instead of tables.
     #[arg(long)]
     json: bool,
 }
 
-/// Moments of each campaign, as fractions of its length, at which it is forecast.
+/// Moments of each campaign, as fractions of its length, at which it is forecast, unless
+/// `--moments` says otherwise.
 const MOMENTS: [f64; 8] = [0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97];
 
 /// Order sizes: mostly single units, a tail of bulk buyers.
@@ -424,7 +434,7 @@ fn run_process(args: &Args, p: Process, rng: &mut StdRng, config: &ForecastConfi
         let d = rng.gen_range(14.0..35.0);
         let level = level_for(d) * merchant_mismatch * (0.3 * normal(rng)).exp();
         let c = simulate(rng, p, level, d, threshold, cancel_prob);
-        for (moment, m) in MOMENTS.into_iter().enumerate() {
+        for (moment, m) in args.moments().into_iter().enumerate() {
             let now = m * d;
             let (batch, units) = c.open_batch(now);
             let lock_at = c.locks.get(batch).copied();
@@ -535,7 +545,7 @@ fn mean(s: &[&Scored], f: impl Fn(&Scored) -> f64) -> f64 {
     s.iter().map(|x| f(x)).sum::<f64>() / s.len().max(1) as f64
 }
 
-fn report(p: Process, population: Population, all: &[Scored]) -> Report {
+fn report(p: Process, population: Population, all: &[Scored], moments: &[f64]) -> Report {
     let scored: Vec<&Scored> = all.iter().filter(|s| s.population == population).collect();
     let calibration: Vec<Bucket> = (0..10)
         .map(|b| {
@@ -558,7 +568,7 @@ fn report(p: Process, population: Population, all: &[Scored]) -> Report {
         .filter(|b| b.forecasts >= 100)
         .map(|b| (b.mean_forecast - b.locked).abs())
         .fold(0.0, f64::max);
-    let by_moment = MOMENTS
+    let by_moment = moments
         .iter()
         .enumerate()
         .map(|(i, &at)| {
@@ -596,6 +606,16 @@ fn report(p: Process, population: Population, all: &[Scored]) -> Report {
     }
 }
 
+impl Args {
+    fn moments(&self) -> Vec<f64> {
+        if self.moments.is_empty() {
+            MOMENTS.to_vec()
+        } else {
+            self.moments.clone()
+        }
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let mut config = ForecastConfig::default();
@@ -608,6 +628,14 @@ fn main() {
     if let Some(v) = args.trend_damping {
         config.trend_damping_fraction = v;
     }
+    if let Some(v) = args.prior_shape {
+        config.default_prior_shape = v;
+    }
+    let moments = args.moments();
+    if let Some(m) = moments.iter().find(|m| !(**m > 0.0 && **m < 1.0)) {
+        eprintln!("--moments: {m} is not a fraction of the campaign strictly between 0 and 1");
+        std::process::exit(2);
+    }
     let started = std::time::Instant::now();
     let reports: Vec<Report> = Process::ALL
         .iter()
@@ -618,7 +646,7 @@ fn main() {
             let mut rng =
                 StdRng::seed_from_u64(args.seed.wrapping_mul(1000).wrapping_add(i as u64));
             let scored = run_process(&args, p, &mut rng, &config);
-            Population::ALL.map(|population| report(p, population, &scored))
+            Population::ALL.map(|population| report(p, population, &scored, &moments))
         })
         .collect();
     if args.json {
@@ -632,7 +660,7 @@ fn main() {
         "bench_forecast: seed {}, {} campaigns per process, each forecast at {} moments, with a prior from {}..={} earlier campaigns of the merchant and again as a first campaign ({:.1} s)",
         args.seed,
         args.campaigns,
-        MOMENTS.len(),
+        moments.len(),
         args.min_past,
         args.max_past.max(args.min_past),
         started.elapsed().as_secs_f64()
@@ -660,12 +688,12 @@ fn main() {
     println!();
     println!("by moment of the forecast (fraction of the campaign elapsed): mean forecast / locked, Brier / naive Brier");
     print!("| process    | population     |");
-    for m in MOMENTS {
+    for m in &moments {
         print!(" {:>21} |", format!("at {m:.2}"));
     }
     println!();
     print!("|------------|----------------|");
-    for _ in MOMENTS {
+    for _ in &moments {
         print!("-----------------------|");
     }
     println!();
