@@ -293,6 +293,17 @@ async fn falling_short_advice_and_a_lower_threshold_that_locks_at_once() {
         lower.lock_probability > 0.99,
         "16 units are already in: {lower:?}"
     );
+    // The shortfall in words is per miss, not averaged over the outcomes that lock.
+    let short = advice.expected_miss_units
+        / (1.0 - advice.forecast.as_ref().expect("forecast").lock_probability);
+    assert!(
+        advice.summary.starts_with(&format!(
+            "at the current rate the batch is likely to miss: {:.2} chance to lock by the deadline, about {short:.0} units short if it does;",
+            advice.forecast.as_ref().expect("forecast").lock_probability
+        )),
+        "{}",
+        advice.summary
+    );
     assert!(
         advice.summary.contains("lowering the threshold to 15"),
         "{}",

@@ -231,10 +231,20 @@ pub async fn advice(
     let falling_short = forecast.lock_probability < target;
     let currency = terms.unit_price.currency;
     let mut summary = if falling_short {
-        format!(
-            "at the current rate the batch misses by about {:.0} units ({:.2} chance to lock by the deadline)",
-            forecast.expected_shortfall, forecast.lock_probability
-        )
+        // The expected shortfall averages over every outcome, the locking ones included
+        // (as 0): "misses by about 124 units" read as the likely outcome of a batch with a
+        // 0.71 chance to lock. Said per miss, it is what a miss would leave.
+        let p = forecast.lock_probability;
+        let short_if_missed = forecast.expected_shortfall / (1.0 - p).max(1e-9);
+        if p < 0.5 {
+            format!(
+                "at the current rate the batch is likely to miss: {p:.2} chance to lock by the deadline, about {short_if_missed:.0} units short if it does"
+            )
+        } else {
+            format!(
+                "the batch may miss: {p:.2} chance to lock by the deadline (the target is {target:.2}), about {short_if_missed:.0} units short if it does"
+            )
+        }
     } else {
         format!(
             "the batch is on course: {:.2} chance to lock by the deadline",
