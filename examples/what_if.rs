@@ -10,7 +10,9 @@
 //!
 //! A thin wrapper over `c2m_planner::whatif::cli::run`: this file does the
 //! I/O (files, the progress bar on standard error) and nothing else. Exit
-//! status: 0 on success, 1 with a message on standard error otherwise.
+//! status: 0 on success; 3 when the output is complete but for points the
+//! planner found no plan for (`NO PLAN`, `no_plan`; a stderr line says so);
+//! 1 with a message on standard error otherwise.
 
 use std::process::ExitCode;
 
@@ -58,6 +60,11 @@ fn main() -> ExitCode {
         Ok(out) => {
             // A closed pipe (`what_if ... | head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.stdout.as_bytes());
+            if out.code == c2m_planner::whatif::cli::EXIT_NO_PLAN {
+                eprintln!(
+                    "what_if: the planner found no plan at some points (status no_plan); the rest is complete"
+                );
+            }
             ExitCode::from(out.code)
         }
         Err(e) => {

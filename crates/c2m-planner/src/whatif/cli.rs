@@ -23,6 +23,21 @@ pub struct Output {
     pub code: u8,
 }
 
+/// Exit status of a `compare`, `sweep` or `advise` whose output is complete but for points
+/// the planner found no plan for (each reported with its reason): a script that reads
+/// only the status must not take a partial answer for a whole one. Infeasible points are
+/// answers, and exit 0.
+pub const EXIT_NO_PLAN: u8 = 3;
+
+/// `EXIT_NO_PLAN` when `any` point had no plan, else 0.
+fn code_for(any_no_plan: bool) -> u8 {
+    if any_no_plan {
+        EXIT_NO_PLAN
+    } else {
+        0
+    }
+}
+
 pub const USAGE: &str = "\
 usage:
   what_if compare BASE OVERLAY [--json|--csv] [--time-limit 60]
@@ -153,12 +168,15 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 .collect();
             let opts = with_time_limit(&flags, default_options())?;
             let c = compare::compare(&base_s, &variants, &opts)?;
-            ok(if flags.has("--json") {
-                compare::render_json(&c) + "\n"
-            } else if flags.has("--csv") {
-                compare::render_csv(&c)
-            } else {
-                compare::render_text(&c)
+            Ok(Output {
+                stdout: if flags.has("--json") {
+                    compare::render_json(&c) + "\n"
+                } else if flags.has("--csv") {
+                    compare::render_csv(&c)
+                } else {
+                    compare::render_text(&c)
+                },
+                code: code_for(c.columns.iter().any(|col| col.has_no_plan())),
             })
         }
         "sweep" => {
@@ -268,12 +286,19 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             if let Some(path) = flags.get("--svg")? {
                 env.write(&path, chart::render_svg(&s).as_bytes())?;
             }
-            ok(if flags.has("--csv") {
-                sweep::render_csv(&s)
-            } else if flags.has("--json") {
-                sweep::render_json(&s) + "\n"
-            } else {
-                sweep::render_text(&s)
+            Ok(Output {
+                stdout: if flags.has("--csv") {
+                    sweep::render_csv(&s)
+                } else if flags.has("--json") {
+                    sweep::render_json(&s) + "\n"
+                } else {
+                    sweep::render_text(&s)
+                },
+                code: code_for(
+                    s.points
+                        .iter()
+                        .any(|p| p.status == sweep::PointStatus::NoPlan),
+                ),
             })
         }
         "advise" => {
@@ -307,10 +332,13 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             };
             let opts = with_time_limit(&flags, scan_options())?;
             let a = advice::advise(&base_s, &spec, &opts, &mut |d, t| env.progress(d, t))?;
-            ok(if flags.has("--json") {
-                serde_json::to_string_pretty(&a).expect("advice serializes") + "\n"
-            } else {
-                advice::render_text(&a)
+            Ok(Output {
+                stdout: if flags.has("--json") {
+                    serde_json::to_string_pretty(&a).expect("advice serializes") + "\n"
+                } else {
+                    advice::render_text(&a)
+                },
+                code: code_for(!a.no_plan.is_empty()),
             })
         }
         "scenario" => {
