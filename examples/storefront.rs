@@ -159,9 +159,13 @@ enum Cmd {
         /// Only this supplier's.
         #[arg(long, default_value = "")]
         supplier: String,
-        /// Only those with material still to arrive (open or partly received).
-        #[arg(long)]
+        /// Only those to place now or still to arrive (open or partly received); planned
+        /// orders, whose order date is still ahead, are left out (see --planned).
+        #[arg(long, conflicts_with = "planned")]
         open: bool,
+        /// Only planned orders: open, with their order date still ahead (not yet to send).
+        #[arg(long)]
+        planned: bool,
         /// CSV with a header line instead of JSON.
         #[arg(long)]
         csv: bool,
@@ -588,6 +592,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::PurchaseOrders {
             supplier,
             open,
+            planned,
             csv,
         } => {
             let mut orders = Vec::new();
@@ -603,11 +608,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .await?
                     .into_inner();
                 orders.extend(page.purchase_orders.into_iter().filter(|p| {
-                    !open
+                    let state = p.state();
+                    (!open
                         || matches!(
-                            p.state(),
+                            state,
                             pb::PurchaseOrderState::Open | pb::PurchaseOrderState::PartlyReceived
-                        )
+                        ))
+                        && (!planned || state == pb::PurchaseOrderState::Planned)
                 }));
                 if page.next_page_token.is_empty() {
                     break;

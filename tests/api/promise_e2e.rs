@@ -1144,3 +1144,108 @@ async fn pieces_are_received_whole_and_a_removed_material_is_not_received_into_n
     assert_eq!(on_hand(text, "housing"), Some(3.0));
     server.shutdown().await;
 }
+
+/// A purchase the plan places in a later week is PLANNED until its order date: not yet to
+/// send to the supplier, listed apart from the orders to place now, and OPEN once the
+/// clock reaches its order date. Both factories are closed for the first three weeks and
+/// steel costs holding, so the kettles are made in week 3 or later (they are due in week 5)
+/// and their steel is bought in the week they are made.
+/// Before, such an order was OPEN at once, and the CSV for suppliers sent it weeks early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_placed_in_a_later_week_is_planned_until_its_order_date() {
+    let t0 = start();
+    let clock = Arc::new(ManualClock::new(t0));
+    let server = TestServer::sqlite_in(tempfile::tempdir().expect("tempdir"), clock.clone(), |s| {
+        s.plan_horizon_days = 84
+    })
+    .await;
+    let mut c = server.clients().await;
+    let closed_first = |id: &str| {
+        (
+            format!("[[factories]]\nid = \"{id}\"\ncapacity_hours = 100.0\n"),
+            format!(
+                "[[factories]]\nid = \"{id}\"\ncapacity_hours = [0.0, 0.0, 0.0{}]\n",
+                ", 100.0".repeat(9)
+            ),
+        )
+    };
+    let mut text = CATALOGUE.replace("demand = 0\n", "due = []\n")
+        + "\n[horizon]\nperiods = 12\nperiod_days = 7\n";
+    for id in ["f1", "f2"] {
+        let (from, to) = closed_first(id);
+        assert!(text.contains(&from));
+        text = text.replacen(&from, &to, 1);
+    }
+    import(&mut c, "closed-first", &text, pb::ImportMode::Replace)
+        .await
+        .expect("catalogue");
+    locked_kettles(&mut c, "later", 35, t0).await;
+    let plan = run_cycle(&mut c, "later-cycle").await;
+    assert_eq!(plan.purchase_orders.len(), 1, "{:?}", plan.purchase_orders);
+    let po = plan.purchase_orders[0].clone();
+    assert!((3..=4).contains(&po.order_period), "{po:?}");
+    let ordered_at = at(po.ordered_at.as_ref().expect("ordered_at"));
+    assert_eq!(ordered_at, t0 + Duration::days(7 * po.order_period));
+    assert_eq!(po.state(), pb::PurchaseOrderState::Planned);
+
+    let mut p = purchasing(&c);
+    let state_of = |p: &mut PurchasingServiceClient<Channel>, id: String| {
+        let mut p = p.clone();
+        async move {
+            p.get_purchase_order(pb::GetPurchaseOrderRequest {
+                purchase_order_id: id,
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .state()
+        }
+    };
+    let listed = |p: &mut PurchasingServiceClient<Channel>, state: pb::PurchaseOrderState| {
+        let mut p = p.clone();
+        async move {
+            p.list_purchase_orders(pb::ListPurchaseOrdersRequest {
+                state: state as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .purchase_orders
+            .into_iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        state_of(&mut p, po.id.clone()).await,
+        pb::PurchaseOrderState::Planned
+    );
+    assert_eq!(
+        listed(&mut p, pb::PurchaseOrderState::Planned).await,
+        [po.id.as_str()]
+    );
+    assert!(listed(&mut p, pb::PurchaseOrderState::Open)
+        .await
+        .is_empty());
+
+    // Its order date comes: it is due to be placed.
+    clock.advance(ordered_at - t0 - Duration::seconds(1));
+    assert_eq!(
+        state_of(&mut p, po.id.clone()).await,
+        pb::PurchaseOrderState::Planned
+    );
+    clock.advance(Duration::seconds(1));
+    assert_eq!(
+        state_of(&mut p, po.id.clone()).await,
+        pb::PurchaseOrderState::Open
+    );
+    assert_eq!(
+        listed(&mut p, pb::PurchaseOrderState::Open).await,
+        [po.id.as_str()]
+    );
+    assert!(listed(&mut p, pb::PurchaseOrderState::Planned)
+        .await
+        .is_empty());
+    server.shutdown().await;
+}

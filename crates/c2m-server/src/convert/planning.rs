@@ -1,10 +1,13 @@
 //! Plans, their summaries and work orders, protobuf side.
 
+use chrono::{DateTime, Utc};
 use tonic::Status;
 
 use c2m_proto::v1 as pb;
 use c2m_store::planning::WorkOrder;
-use c2m_store::{PlanStatus, PlanSummary, PurchaseOrder, PurchaseOrderState, StoredPlan};
+use c2m_store::{
+    OrderDate, PlanStatus, PlanSummary, PurchaseOrder, PurchaseOrderState, StoredPlan,
+};
 
 use super::{minor_money, timestamp};
 use crate::status::store_status;
@@ -85,7 +88,8 @@ pub fn work_order_state(s: c2m_domain::WorkOrderState) -> pb::WorkOrderState {
     }
 }
 
-pub fn plan(p: &StoredPlan) -> Result<pb::Plan, Status> {
+/// A stored plan; `now` tells its planned purchase orders from the due ones.
+pub fn plan(p: &StoredPlan, now: DateTime<Utc>) -> Result<pb::Plan, Status> {
     let cur = &p.summary.currency;
     let b: c2m_planner::CostBreakdown = serde_json::from_str(&p.cost_breakdown).map_err(|e| {
         store_status(c2m_store::StoreError::Corrupt(format!(
@@ -118,7 +122,11 @@ pub fn plan(p: &StoredPlan) -> Result<pb::Plan, Status> {
         plan_json: p.plan.clone(),
         batch_ids: p.batches.iter().map(|b| b.to_string()).collect(),
         work_orders: p.work_orders.iter().map(work_order).collect(),
-        purchase_orders: p.purchase_orders.iter().map(purchase_order).collect(),
+        purchase_orders: p
+            .purchase_orders
+            .iter()
+            .map(|o| purchase_order(o, now))
+            .collect(),
     })
 }
 
@@ -131,16 +139,26 @@ pub fn purchase_order_state(s: PurchaseOrderState) -> pb::PurchaseOrderState {
     }
 }
 
-/// A state filter: `None` for unspecified (every state).
+/// A state filter at `now`: the stored state, and for `PLANNED` and `OPEN` the side of
+/// `now` the order date is on (both are stored open; see [`PurchaseOrder::is_planned`]).
+/// `(None, None)` for unspecified (every state).
 pub fn purchase_order_state_filter(
     s: i32,
-) -> Result<Option<PurchaseOrderState>, c2m_domain::DomainError> {
+    now: DateTime<Utc>,
+) -> Result<(Option<PurchaseOrderState>, Option<OrderDate>), c2m_domain::DomainError> {
+    let stored = |state| Ok((Some(state), None));
     match pb::PurchaseOrderState::try_from(s) {
-        Ok(pb::PurchaseOrderState::Unspecified) => Ok(None),
-        Ok(pb::PurchaseOrderState::Open) => Ok(Some(PurchaseOrderState::Open)),
-        Ok(pb::PurchaseOrderState::PartlyReceived) => Ok(Some(PurchaseOrderState::PartlyReceived)),
-        Ok(pb::PurchaseOrderState::Received) => Ok(Some(PurchaseOrderState::Received)),
-        Ok(pb::PurchaseOrderState::Cancelled) => Ok(Some(PurchaseOrderState::Cancelled)),
+        Ok(pb::PurchaseOrderState::Unspecified) => Ok((None, None)),
+        Ok(pb::PurchaseOrderState::Planned) => {
+            Ok((Some(PurchaseOrderState::Open), Some(OrderDate::Ahead(now))))
+        }
+        Ok(pb::PurchaseOrderState::Open) => Ok((
+            Some(PurchaseOrderState::Open),
+            Some(OrderDate::Reached(now)),
+        )),
+        Ok(pb::PurchaseOrderState::PartlyReceived) => stored(PurchaseOrderState::PartlyReceived),
+        Ok(pb::PurchaseOrderState::Received) => stored(PurchaseOrderState::Received),
+        Ok(pb::PurchaseOrderState::Cancelled) => stored(PurchaseOrderState::Cancelled),
         Err(_) => Err(c2m_domain::DomainError::invalid(
             "state",
             format!("unknown state {s}"),
@@ -148,7 +166,9 @@ pub fn purchase_order_state_filter(
     }
 }
 
-pub fn purchase_order(p: &PurchaseOrder) -> pb::PurchaseOrder {
+/// A purchase order as the API shows it at `now`: `PLANNED` while open with its order date
+/// ahead.
+pub fn purchase_order(p: &PurchaseOrder, now: DateTime<Utc>) -> pb::PurchaseOrder {
     pb::PurchaseOrder {
         id: p.id.clone(),
         plan_id: p.plan_id.clone(),
@@ -165,7 +185,11 @@ pub fn purchase_order(p: &PurchaseOrder) -> pb::PurchaseOrder {
         batch_ids: p.batches.iter().map(|b| b.to_string()).collect(),
         allocated: p.allocated,
         received: p.received,
-        state: purchase_order_state(p.state) as i32,
+        state: if p.is_planned(now) {
+            pb::PurchaseOrderState::Planned as i32
+        } else {
+            purchase_order_state(p.state) as i32
+        },
         created_at: Some(timestamp(p.created_at)),
         state_at: Some(timestamp(p.state_at)),
         total: Some(minor_money(

@@ -58,7 +58,7 @@ impl PlanningService for PlanningSvc {
                     .get_plan(&plan_id)
                     .await
                     .map_err(store_status)?;
-                Ok(Response::new(plan(&p)?))
+                Ok(Response::new(plan(&p, self.ctx.clock.now())?))
             }
         }
     }
@@ -70,7 +70,7 @@ impl PlanningService for PlanningSvc {
     ) -> Result<Response<pb::Plan>, Status> {
         let id = convert::reference("plan_id", &req.get_ref().plan_id)?;
         let p = self.ctx.store.get_plan(&id).await.map_err(store_status)?;
-        Ok(Response::new(plan(&p)?))
+        Ok(Response::new(plan(&p, self.ctx.clock.now())?))
     }
 
     #[tracing::instrument(skip_all)]

@@ -27,12 +27,16 @@ impl PurchasingService for PurchasingSvc {
     ) -> Result<Response<pb::ListPurchaseOrdersResponse>, Status> {
         let r = req.into_inner();
         let page = PageRequest::parse(r.page_size, &r.page_token).map_err(|e| domain_status(&e))?;
+        let now = self.0.clock.now();
+        let (state, order_date) =
+            purchase_order_state_filter(r.state, now).map_err(|e| domain_status(&e))?;
         let filter = PurchaseOrderFilter {
             supplier_id: match r.supplier_id.trim() {
                 "" => None,
                 id => Some(convert::name("supplier_id", id)?),
             },
-            state: purchase_order_state_filter(r.state).map_err(|e| domain_status(&e))?,
+            state,
+            order_date,
         };
         let p = self
             .0
@@ -41,7 +45,7 @@ impl PurchasingService for PurchasingSvc {
             .await
             .map_err(store_status)?;
         Ok(Response::new(pb::ListPurchaseOrdersResponse {
-            purchase_orders: p.items.iter().map(purchase_order).collect(),
+            purchase_orders: p.items.iter().map(|o| purchase_order(o, now)).collect(),
             next_page_token: p.next_token(),
         }))
     }
@@ -58,7 +62,7 @@ impl PurchasingService for PurchasingSvc {
             .get_purchase_order(&id)
             .await
             .map_err(store_status)?;
-        Ok(Response::new(purchase_order(&p)))
+        Ok(Response::new(purchase_order(&p, self.0.clock.now())))
     }
 
     #[tracing::instrument(skip_all, fields(
@@ -94,7 +98,7 @@ impl PurchasingService for PurchasingSvc {
             .await
             .map_err(store_status)?;
         tracing::info!(state = p.state.as_str(), received = p.received, "received");
-        Ok(Response::new(purchase_order(&p)))
+        Ok(Response::new(purchase_order(&p, self.0.clock.now())))
     }
 
     #[tracing::instrument(skip_all, fields(
@@ -121,6 +125,6 @@ impl PurchasingService for PurchasingSvc {
             )
             .await
             .map_err(store_status)?;
-        Ok(Response::new(purchase_order(&p)))
+        Ok(Response::new(purchase_order(&p, self.0.clock.now())))
     }
 }

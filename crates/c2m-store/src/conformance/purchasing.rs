@@ -14,8 +14,8 @@ use super::{
 };
 use crate::planning::RunSchedule;
 use crate::{
-    CancelPurchaseOrder, NewPurchaseOrder, PlanStatus, PurchaseOrderFilter, PurchaseOrderState,
-    ReceivePurchaseOrder, Store,
+    CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PlanStatus, PurchaseOrderFilter,
+    PurchaseOrderState, ReceivePurchaseOrder, Store,
 };
 
 async fn on_hand(store: &dyn Store, material: &str) -> f64 {
@@ -156,7 +156,34 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
         .await
         .unwrap();
     assert_eq!(all.items.len(), 2);
+    // The second is ordered a week on: planned until then, due from then.
+    let by_date = |order_date| {
+        let store = &store;
+        async move {
+            let filter = PurchaseOrderFilter {
+                state: Some(PurchaseOrderState::Open),
+                order_date: Some(order_date),
+                ..Default::default()
+            };
+            let page = store
+                .list_purchase_orders(&filter, PageRequest::parse(10, "").unwrap())
+                .await
+                .unwrap();
+            page.items.into_iter().map(|p| p.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(by_date(OrderDate::Reached(t0())).await, ["pur_first"]);
+    assert_eq!(by_date(OrderDate::Ahead(t0())).await, ["pur_second"]);
+    let week = t0() + Duration::days(7);
+    assert_eq!(
+        by_date(OrderDate::Reached(week)).await,
+        ["pur_first", "pur_second"]
+    );
+    assert!(by_date(OrderDate::Ahead(week)).await.is_empty());
+    let second = store.get_purchase_order("pur_second").await.unwrap();
+    assert!(second.is_planned(t0()) && !second.is_planned(week));
     let first = store.get_purchase_order("pur_first").await.unwrap();
+    assert!(!first.is_planned(t0()));
     assert_eq!(
         (first.state, first.allocated, first.free_to_arrive()),
         (PurchaseOrderState::Open, 6.0, 4.0)
@@ -233,6 +260,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
     let filter = PurchaseOrderFilter {
         supplier_id: Some("steel-co".into()),
         state: Some(PurchaseOrderState::Cancelled),
+        order_date: None,
     };
     let cancelled = store
         .list_purchase_orders(&filter, PageRequest::parse(10, "").unwrap())

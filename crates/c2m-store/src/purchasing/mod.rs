@@ -152,6 +152,16 @@ impl PurchaseOrder {
         }
     }
 
+    /// Whether the order is planned rather than due to be placed: open, with its order
+    /// date still ahead of `now` (a plan buys in the period that balances price breaks
+    /// against holding, which may be weeks after the cycle). Nothing is stored for it: the
+    /// order becomes due when the clock reaches `ordered_at`, on every replica alike. A
+    /// planned order counts as a receipt for later cycles as an open one does, and may be
+    /// received (the supplier delivered early) or cancelled.
+    pub fn is_planned(&self, now: DateTime<Utc>) -> bool {
+        self.state == PurchaseOrderState::Open && self.ordered_at > now
+    }
+
     /// The part still to arrive that no work order was given: a receipt for the next cycle.
     pub fn free_to_arrive(&self) -> f64 {
         if self.state.is_outstanding() {
@@ -167,6 +177,18 @@ impl PurchaseOrder {
 pub struct PurchaseOrderFilter {
     pub supplier_id: Option<String>,
     pub state: Option<PurchaseOrderState>,
+    /// Only orders whose order date has come, or is still ahead, at a moment (see
+    /// [`PurchaseOrder::is_planned`]).
+    pub order_date: Option<OrderDate>,
+}
+
+/// Where an order's date stands against a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderDate {
+    /// `ordered_at` at or before the moment: due to be placed (or placed).
+    Reached(DateTime<Utc>),
+    /// `ordered_at` after it: planned.
+    Ahead(DateTime<Utc>),
 }
 
 /// Receiving material on a purchase order.

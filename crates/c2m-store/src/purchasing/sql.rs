@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use c2m_domain::{BatchId, Page, PageRequest};
 
-use super::{NewPurchaseOrder, PurchaseOrder, PurchaseOrderFilter, PurchaseOrderState};
+use super::{NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderFilter, PurchaseOrderState};
 use crate::dialect::{page_limit, Backend, Columns, Tx};
 use crate::planning::{from_json, json};
 use crate::pooling::paged;
@@ -80,13 +80,22 @@ impl<D: Backend> Tx<'_, D> {
         let sql = concat!(
             purchase_order_select!(),
             "WHERE seq > $1 AND ($2 = '' OR supplier_id = $2) AND ($3 = '' OR state = $3) \
+             AND ($5 = 0 OR ($5 = 1 AND ordered_at <= $6) OR ($5 = 2 AND ordered_at > $6)) \
              ORDER BY seq LIMIT $4"
         );
+        // $5 says which side of $6 the order date must be on (0: either).
+        let (side, at) = match filter.order_date {
+            None => (0i64, DateTime::<Utc>::UNIX_EPOCH),
+            Some(OrderDate::Reached(at)) => (1, at),
+            Some(OrderDate::Ahead(at)) => (2, at),
+        };
         let params = (
             req.after.unwrap_or(0),
             filter.supplier_id.clone().unwrap_or_default(),
             filter.state.map_or("", |s| s.as_str()),
             page_limit(req.size),
+            side,
+            at,
         );
         let rows = D::query(sql, params).fetch_all(self).await?;
         paged(&rows, req, purchase_order)
