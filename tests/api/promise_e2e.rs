@@ -1188,64 +1188,46 @@ async fn a_purchase_placed_in_a_later_week_is_planned_until_its_order_date() {
     assert_eq!(ordered_at, t0 + Duration::days(7 * po.order_period));
     assert_eq!(po.state(), pb::PurchaseOrderState::Planned);
 
-    let mut p = purchasing(&c);
-    let state_of = |p: &mut PurchasingServiceClient<Channel>, id: String| {
-        let mut p = p.clone();
+    // GetPurchaseOrder shows `state`, and listing by state finds it there and not under
+    // the other one.
+    let p = purchasing(&c);
+    let shown_as = |state: pb::PurchaseOrderState| {
+        let (mut p, id) = (p.clone(), po.id.clone());
         async move {
-            p.get_purchase_order(pb::GetPurchaseOrderRequest {
-                purchase_order_id: id,
-            })
-            .await
-            .expect("get")
-            .into_inner()
-            .state()
+            let got = p
+                .get_purchase_order(pb::GetPurchaseOrderRequest {
+                    purchase_order_id: id.clone(),
+                })
+                .await
+                .expect("get")
+                .into_inner();
+            assert_eq!(got.state(), state);
+            for s in [
+                pb::PurchaseOrderState::Planned,
+                pb::PurchaseOrderState::Open,
+            ] {
+                let ids: Vec<String> = p
+                    .list_purchase_orders(pb::ListPurchaseOrdersRequest {
+                        state: s as i32,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("list")
+                    .into_inner()
+                    .purchase_orders
+                    .into_iter()
+                    .map(|o| o.id)
+                    .collect();
+                let want = if s == state { vec![id.clone()] } else { vec![] };
+                assert_eq!(ids, want, "listed as {s:?}");
+            }
         }
     };
-    let listed = |p: &mut PurchasingServiceClient<Channel>, state: pb::PurchaseOrderState| {
-        let mut p = p.clone();
-        async move {
-            p.list_purchase_orders(pb::ListPurchaseOrdersRequest {
-                state: state as i32,
-                ..Default::default()
-            })
-            .await
-            .expect("list")
-            .into_inner()
-            .purchase_orders
-            .into_iter()
-            .map(|o| o.id)
-            .collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(
-        state_of(&mut p, po.id.clone()).await,
-        pb::PurchaseOrderState::Planned
-    );
-    assert_eq!(
-        listed(&mut p, pb::PurchaseOrderState::Planned).await,
-        [po.id.as_str()]
-    );
-    assert!(listed(&mut p, pb::PurchaseOrderState::Open)
-        .await
-        .is_empty());
-
+    shown_as(pb::PurchaseOrderState::Planned).await;
     // Its order date comes: it is due to be placed.
     clock.advance(ordered_at - t0 - Duration::seconds(1));
-    assert_eq!(
-        state_of(&mut p, po.id.clone()).await,
-        pb::PurchaseOrderState::Planned
-    );
+    shown_as(pb::PurchaseOrderState::Planned).await;
     clock.advance(Duration::seconds(1));
-    assert_eq!(
-        state_of(&mut p, po.id.clone()).await,
-        pb::PurchaseOrderState::Open
-    );
-    assert_eq!(
-        listed(&mut p, pb::PurchaseOrderState::Open).await,
-        [po.id.as_str()]
-    );
-    assert!(listed(&mut p, pb::PurchaseOrderState::Planned)
-        .await
-        .is_empty());
+    shown_as(pb::PurchaseOrderState::Open).await;
     server.shutdown().await;
 }

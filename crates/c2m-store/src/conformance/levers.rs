@@ -130,27 +130,21 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
         new
     );
     // The forecast reads the new deadline and keeps the first, however often it moves.
-    let input = store
-        .forecast_input(&c.id, lever_at())
-        .await
-        .expect("input");
-    assert_eq!(
-        (input.history.deadline, input.history.first_deadline),
-        (new, Some(old))
-    );
+    let deadlines = || async {
+        let h = store
+            .forecast_input(&c.id, lever_at())
+            .await
+            .expect("input")
+            .history;
+        (h.deadline, h.first_deadline)
+    };
+    assert_eq!(deadlines().await, (new, Some(old)));
     let later = new + Duration::days(2);
     store
         .extend_deadline(&extend(&c.id, later), lever_at())
         .await
         .expect("extend again");
-    let input = store
-        .forecast_input(&c.id, lever_at())
-        .await
-        .expect("input");
-    assert_eq!(
-        (input.history.deadline, input.history.first_deadline),
-        (later, Some(old))
-    );
+    assert_eq!(deadlines().await, (later, Some(old)));
     let new = later;
     // An order after the old deadline and before the new one is taken.
     let late = crate::PlacePreorder {
