@@ -773,6 +773,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     "volume": n.volume,
                     "reason": n.reason,
                 })).collect::<Vec<_>>(),
+                "not_reached": a.not_reached.iter().map(|r| serde_json::json!({
+                    "first": r.first,
+                    "last": r.last,
+                })).collect::<Vec<_>>(),
             })
         }
         Cmd::Insights {

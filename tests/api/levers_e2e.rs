@@ -904,6 +904,156 @@ async fn advice_names_the_volumes_the_planner_found_no_plan_for() {
     server.shutdown().await;
 }
 
+/// Forty factories of uneven hours whose setups cost in proportion to their hours: which
+/// to open for a volume is a subset sum, and microlp seldom proves a plan optimal within
+/// seconds (each volume above one factory's hours runs to its time limit), whatever the
+/// machine. Stock covers every part, so only the factories cost.
+fn slow_factories() -> String {
+    let mut text = format!(
+        "name = \"slow\"\ncurrency = \"CNY\"\n\n[[products]]\nsku = \"{CAMPAIGN_SKU}\"\n\
+         demand = 0\nbom = {{ part = 1 }}\n\n[[materials]]\nid = \"part\"\nunit = \"pcs\"\n\
+         on_hand = 1000000.0\nholding_cost = 0.0\n"
+    );
+    for i in 0..40u32 {
+        let hours = 600.0 + f64::from((i * 7919) % 997) + 0.371 * f64::from(i + 1);
+        text.push_str(&format!(
+            "\n[[factories]]\nid = \"f{i:02}\"\ncapacity_hours = {hours:.3}\n\n\
+             [[factories.lines]]\nsku = \"{CAMPAIGN_SKU}\"\nunit_cost = 100.0\n\
+             setup_cost = {:.2}\nmin_run = 1\nhours_per_unit = 1.0\nsetup_hours = 0.0\n",
+            hours * 20.0
+        ));
+    }
+    text
+}
+
+/// GetAdvice answers within the request's timeout, with what it judged, however many
+/// slow volumes its scan meets. With a 5 s `--request-timeout` and 4.5 s per volume
+/// (`--advice-time-limit`), the scan of a 20 001-unit threshold (twenty grid volumes, each
+/// above 1 000 units a subset sum the solver runs to its time limit on) would take minutes
+/// on a few cores; it ends a fifth of the call's budget before its deadline instead: the
+/// advice is OK within the 5 s, judges what it planned (1 000 units, proven optimal at
+/// once; no volume keeps the margin at 1 CNY a unit), names the volumes it did not reach
+/// (`not_reached`, the grid's stretch above the last grid volume planned) and says so in a
+/// note. Before, the call was answered DEADLINE_EXCEEDED at 5 s and the merchant had no
+/// advice at all. (HiGHS may prove these plans optimal in time: the test needs microlp.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    feature = "highs",
+    ignore = "HiGHS may plan every volume within its time"
+)]
+async fn advice_answers_within_the_request_timeout_naming_the_volumes_not_reached() {
+    let timeout = std::time::Duration::from_secs(5);
+    let took = advice_within(timeout, None).await;
+    assert!(took < timeout, "answered after {took:?}");
+}
+
+/// A client's own shorter deadline (`grpc-timeout`) ends the scan in time too: with the
+/// server's 60 s and the client's 5 s, the advice is OK within the 5 s, naming what it did
+/// not reach. Before, the client's deadline passed with no advice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    feature = "highs",
+    ignore = "HiGHS may plan every volume within its time"
+)]
+async fn advice_answers_within_the_clients_own_deadline_naming_the_volumes_not_reached() {
+    let timeout = std::time::Duration::from_secs(5);
+    let took = advice_within(std::time::Duration::from_secs(60), Some(timeout)).await;
+    assert!(took < timeout, "answered after {took:?}");
+}
+
+/// Asks for the advice on a campaign of [`slow_factories`] with 4.5 s per volume, a server
+/// whose `--request-timeout` is `server` and the client's deadline, and checks what it
+/// says (see above); answers how long the call took.
+async fn advice_within(
+    server: std::time::Duration,
+    client: Option<std::time::Duration>,
+) -> std::time::Duration {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::custom(
+        |s| {
+            s.request_timeout = server;
+            s.advice_time_limit = std::time::Duration::from_millis(4_500);
+        },
+        Arc::new(clock.clone()),
+        None,
+    )
+    .await;
+    let mut c = server.clients().await;
+    import(&mut c, "slow", &slow_factories(), pb::ImportMode::Replace)
+        .await
+        .expect("catalogue");
+    let mut req = campaign_request("slow", 20_001);
+    req.unit_price_minor = 100;
+    req.deposit_minor = 10;
+    req.max_per_order = None;
+    req.deadline = Some(ts(start + Duration::days(5)));
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    orders(&mut c, &clock, &cmp.id, "slow", 4, 10, Duration::hours(6)).await;
+
+    let asked = std::time::Instant::now();
+    let mut req = tonic::Request::new(pb::GetAdviceRequest {
+        campaign_id: cmp.id.clone(),
+        margin: 0.15,
+        target_probability: 0.8,
+    });
+    if let Some(t) = client {
+        req.set_timeout(t);
+    }
+    let advice = c.levers.get_advice(req).await.expect("advice").into_inner();
+    let took = asked.elapsed();
+    assert!(advice.lower_threshold.is_none(), "{advice:?}");
+    assert!(!advice.not_reached.is_empty(), "{advice:?}");
+    for r in &advice.not_reached {
+        assert!(
+            1 <= r.first && r.first <= r.last && r.last < 20_001,
+            "{r:?}"
+        );
+    }
+    assert!(
+        (advice.not_reached.windows(2)).all(|w| w[0].last < w[1].first),
+        "in volume order: {:?}",
+        advice.not_reached
+    );
+    // The last grid volume, up to the threshold, was not reached; 1 000 units was judged.
+    let last = advice.not_reached.last().expect("a range");
+    assert_eq!(last.last, 20_000, "{:?}", advice.not_reached);
+    assert!(
+        (advice.not_reached.iter()).all(|r| r.last < 1_000 || r.first > 1_000),
+        "{:?}",
+        advice.not_reached
+    );
+    let ranges: Vec<String> = (advice.not_reached.iter())
+        .map(|r| match r.last - r.first {
+            0 => r.first.to_string(),
+            _ => format!("{} to {}", r.first, r.last),
+        })
+        .collect();
+    let unreached = format!(
+        "the planner's scan ran out of time before it reached these volumes below 20001: {} \
+         (it ends before the call's deadline, and each volume may take up to 4.5s); a \
+         threshold among them was not judged",
+        ranges.join(", ")
+    );
+    assert!(advice.notes.contains(&unreached), "{:?}", advice.notes);
+    assert!(
+        advice.notes.contains(
+            &"no threshold below 20001 that the planner planned keeps a 15% margin at the \
+              planned cost"
+                .to_string()
+        ),
+        "{:?}",
+        advice.notes
+    );
+    server.shutdown().await;
+    took
+}
+
 /// Insights of a campaign that opened long before its orders come in buckets a client can
 /// take: a minute's buckets over twenty years (ten million) are refused, naming
 /// `bucket_seconds` and the narrowest width that fits, and that width is answered. Before,

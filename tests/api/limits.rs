@@ -165,6 +165,8 @@ async fn a_call_past_its_deadline_is_deadline_exceeded_and_planning_gets_its_tim
     let server = TestServer::sqlite_with(|s| {
         s.request_timeout = Duration::from_secs(2);
         s.plan_time_limit = Duration::from_secs(3);
+        // Shorter than the request timeout, as the server requires.
+        s.advice_time_limit = Duration::from_secs(1);
     })
     .await;
     let get = "/c2m.v1.CampaignService/GetCampaign";

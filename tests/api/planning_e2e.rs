@@ -242,6 +242,7 @@ async fn a_cycle_outlives_the_call_that_started_it() {
             clock: clock.clone(),
             plan_horizon: horizon,
             advice_time_limit: settings.advice_time_limit,
+            request_timeout: settings.request_timeout,
         },
         cycles: Arc::new(c2m_server::planning::PlanningCycles::new(
             server.store.clone(),

@@ -791,12 +791,85 @@ async fn import_dated(
         .map(|r| r.into_inner())
 }
 
+/// The refusal of calendars too far apart for one scenario, as export and import give it:
+/// f1's calendar starting at `old`, f9's ending twelve weeks after `t0`, 586 weeks.
+#[track_caller]
+fn assert_too_far_apart(e: &tonic::Status, old: DateTime<Utc>, t0: DateTime<Utc>, what: &str) {
+    let ends = t0 + Duration::weeks(12);
+    let periods = ((ends - old).num_days() + 6) / 7;
+    assert_eq!(periods, 586);
+    assert_refused(e, Code::FailedPrecondition, "CALENDARS_SPAN_TOO_LONG");
+    let meta = |k: &str| error_meta(e, k);
+    assert_eq!(meta("firstFactoryId").as_deref(), Some("f1"));
+    assert_eq!(meta("startsAt"), Some(old.to_rfc3339()));
+    assert_eq!(meta("lastFactoryId").as_deref(), Some("f9"));
+    assert_eq!(meta("endsAt"), Some(ends.to_rfc3339()));
+    assert_eq!(meta("periods"), Some(periods.to_string()));
+    assert_eq!(meta("maxPeriods").as_deref(), Some("520"));
+    assert_eq!(meta("periodDays").as_deref(), Some("7"));
+    for said in ["f1", "f9", "586 periods of 7 days", "at most 520", what] {
+        assert!(e.message().contains(said), "{said}: {}", e.message());
+    }
+}
+
 /// Calendars years apart cannot all keep their dates in one scenario a server can import
-/// (at most 520 periods): the export is refused, naming the factory whose calendar starts
-/// first and the one whose calendar ends last, with the dates and the periods, and writes
-/// nothing. Importing the old factory again with a calendar nearer the other, as the
-/// message says, makes the export one that imports back. Before, the export wrote a
-/// version 2 scenario of 586 periods, which every import refused.
+/// (at most 520 periods), so an import that would leave them so is refused as the export
+/// would be: `CALENDARS_SPAN_TOO_LONG`, naming the factory whose calendar starts first and
+/// the one whose calendar ends last, with the dates and the periods; nothing is written,
+/// and a retry under the key is refused again. The same factory nearer the other is taken.
+/// Before, the import was taken and only the export, later, refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendars_too_far_apart_for_one_scenario_refuse_the_import_naming_them() {
+    let t0 = start();
+    let old = t0 - Duration::days(11 * 365);
+    let server = TestServer::sqlite_with_clock(Arc::new(ManualClock::new(t0))).await;
+    let mut c = server.clients().await;
+    import_dated(
+        &mut c,
+        "old",
+        &with_calendar(12),
+        pb::ImportMode::Replace,
+        old,
+    )
+    .await
+    .expect("f1's calendar, eleven years ago");
+    let before = server.store.catalogue().await.expect("catalogue");
+    let f9 = with_calendar(12).replace("id = \"f1\"", "id = \"f9\"");
+    for _ in 0..2 {
+        let e = import_dated(&mut c, "new", &f9, pb::ImportMode::Merge, t0)
+            .await
+            .expect_err("f9's calendar, from now: eleven years after f1's");
+        assert_too_far_apart(&e, old, t0, "import one of these factories again");
+        let after = server.store.catalogue().await.expect("catalogue");
+        assert_eq!(after, before, "nothing written");
+    }
+    c.catalogue
+        .export_scenario(pb::ExportScenarioRequest { format: 0 })
+        .await
+        .expect("the catalogue still exports");
+
+    // 500 weeks after f1's start, f9's twelve weeks end within 520 periods of it.
+    let near = old + Duration::weeks(500);
+    import_dated(&mut c, "near", &f9, pb::ImportMode::Merge, near)
+        .await
+        .expect("f9's calendar, nearer f1's");
+    let exported = c
+        .catalogue
+        .export_scenario(pb::ExportScenarioRequest { format: 0 })
+        .await
+        .expect("export")
+        .into_inner();
+    assert_eq!(exported.calendar_starts_at, Some(ts(old)));
+    let s = c2m_planner::Scenario::from_toml_str(&exported.text).expect("a scenario");
+    assert_eq!(s.horizon.as_ref().map(|h| h.periods), Some(512));
+    server.shutdown().await;
+}
+
+/// A catalogue an older server let drift that far apart (it took any import) is refused
+/// at the export, naming the calendars, and writes nothing. Changes that do not widen the
+/// span are still taken, and importing the old factory again with a calendar nearer the
+/// other, as the message says, makes the export one that imports back. Before, the export
+/// wrote a version 2 scenario of 586 periods, which every import refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calendars_too_far_apart_for_one_scenario_refuse_the_export_naming_them() {
     let t0 = start();
@@ -812,38 +885,40 @@ async fn calendars_too_far_apart_for_one_scenario_refuse_the_export_naming_them(
     )
     .await
     .expect("f1's calendar, eleven years ago");
-    let f9 = with_calendar(12).replace("id = \"f1\"", "id = \"f9\"");
-    import_dated(&mut c, "new", &f9, pb::ImportMode::Merge, t0)
+    // f9's calendar from now, as an older server took it (this one refuses the import).
+    let mut catalogue = server.store.catalogue().await.expect("catalogue");
+    let mut f9 = catalogue.factories[0].clone();
+    assert_eq!(f9.id, "f1");
+    f9.id = "f9".into();
+    if let Some(cal) = f9.calendar.as_mut() {
+        cal.starts_at = Some(t0);
+    }
+    catalogue.factories.push(f9);
+    server
+        .store
+        .change_catalogue(
+            &c2m_store::ChangeCatalogue {
+                idempotency_key: c2m_domain::IdempotencyKey::parse("older").expect("key"),
+                edit: c2m_store::CatalogueEdit::Replace(catalogue),
+            },
+            Arc::new(|_, _| Ok(())),
+            t0,
+        )
         .await
-        .expect("f9's calendar, from now");
+        .expect("f9's calendar, from now, written as before");
 
-    // From f1's start to f9's end: 11 years and 12 weeks, 586 weeks.
-    let ends = t0 + Duration::weeks(12);
-    let periods = ((ends - old).num_days() + 6) / 7;
-    assert_eq!(periods, 586);
     let e = c
         .catalogue
         .export_scenario(pb::ExportScenarioRequest { format: 0 })
         .await
         .expect_err("an export that could not be imported back");
-    assert_refused(&e, Code::FailedPrecondition, "CALENDARS_SPAN_TOO_LONG");
-    let meta = |k: &str| error_meta(&e, k);
-    assert_eq!(meta("firstFactoryId").as_deref(), Some("f1"));
-    assert_eq!(meta("startsAt"), Some(old.to_rfc3339()));
-    assert_eq!(meta("lastFactoryId").as_deref(), Some("f9"));
-    assert_eq!(meta("endsAt"), Some(ends.to_rfc3339()));
-    assert_eq!(meta("periods"), Some(periods.to_string()));
-    assert_eq!(meta("maxPeriods").as_deref(), Some("520"));
-    assert_eq!(meta("periodDays").as_deref(), Some("7"));
-    for said in [
-        "f1",
-        "f9",
-        "586 periods of 7 days",
-        "at most 520",
-        "imported back",
-    ] {
-        assert!(e.message().contains(said), "{said}: {}", e.message());
-    }
+    assert_too_far_apart(&e, old, t0, "imported back");
+
+    // f9 again, on the same dates: the span is no wider, so the change is taken.
+    let f9 = with_calendar(12).replace("id = \"f1\"", "id = \"f9\"");
+    import_dated(&mut c, "f9-again", &f9, pb::ImportMode::Merge, t0)
+        .await
+        .expect("a change that does not widen the span");
 
     // f1 again, from now: the export is of twelve weeks and imports back.
     import_dated(
@@ -914,7 +989,7 @@ async fn an_undated_calendar_for_another_horizon_stops_planning_until_it_is_impo
                 idempotency_key: c2m_domain::IdempotencyKey::parse("undated").expect("key"),
                 edit: c2m_store::CatalogueEdit::Replace(catalogue),
             },
-            Arc::new(|_| Ok(())),
+            Arc::new(|_, _| Ok(())),
             t0,
         )
         .await

@@ -337,15 +337,17 @@ pub enum Refusal {
         periods: i64,
         period_days: i64,
     },
-    /// `ExportScenario` with factory calendars too far apart: the version 2 scenario that
-    /// keeps every calendar on its dates would have more periods than a scenario may, so it
-    /// could not be imported back. Nothing is written; the calendars that span it are named.
+    /// Factory calendars too far apart for one scenario: the version 2 scenario that keeps
+    /// every calendar on its dates would have more periods than a scenario may, so it could
+    /// not be imported back. `ExportScenario` refuses to write it, and a catalogue change
+    /// (`ImportScenario`) refuses to leave the calendars so. Nothing is written; the
+    /// calendars that span it are named.
     #[error(
         "the factories' calendars span {periods} periods of {period_days} days, from factory \
          {first_factory}'s start at {starts_at} to factory {last_factory}'s end at {ends_at}; \
-         a scenario has at most {max_periods} periods, so the export could not be imported \
-         back: import one of these factories again with a calendar nearer the others, or \
-         without one"
+         a scenario has at most {max_periods} periods, so an export of them could not be \
+         imported back: import one of these factories again with a calendar nearer the \
+         others, or without one"
     )]
     CalendarsSpanTooLong {
         first_factory: String,

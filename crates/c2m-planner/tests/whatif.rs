@@ -255,6 +255,7 @@ fn advice_sets_deposits_against_the_skus_own_share_of_materials() {
         ladder: Vec::new(),
         no_plan: Vec::new(),
         ladder_left_out: Vec::new(),
+        not_reached: Vec::new(),
     };
     let text = render_text(&a);
     assert!(
@@ -689,6 +690,45 @@ fn advice_goes_on_past_volumes_with_no_plan() {
         "{text}"
     );
     assert!(text.contains("price-ladder steps left out"), "{text}");
+}
+
+/// A scan given an end plans nothing once the end has passed: every volume
+/// is named as not reached (the grid's whole stretch, from 1 to `max`),
+/// none is taken as viable, failing or without a plan, and the text says so.
+/// With an end far off, nothing is left out.
+#[test]
+fn an_advice_scan_past_its_end_names_the_volumes_it_did_not_reach() {
+    use c2m_planner::whatif::advice::{advise_by, VolumeRange};
+    let spec = AdviceSpec {
+        sku: "kettle-17-white".into(),
+        price: 4900.0,
+        deposit: 1000.0,
+        margin: 0.15,
+        max: 3000,
+        step: 100,
+    };
+    let ended = std::time::Instant::now();
+    let a = advise_by(&kettle(), &spec, &no_time(), Some(ended), &mut |_, _| {})
+        .expect("an answer, of nothing judged");
+    assert_eq!(
+        a.not_reached,
+        [VolumeRange {
+            first: 1,
+            last: 3000
+        }]
+    );
+    assert_eq!(a.evaluated, 0);
+    assert!(a.minimum_viable.is_none() && a.no_plan.is_empty());
+    assert!(a.ladder.is_empty());
+    let text = c2m_planner::whatif::advice::render_text(&a);
+    assert!(text.contains("NOT REACHED before the scan's end"), "{text}");
+    assert!(text.contains("from 1 to 3000 units"), "{text}");
+
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let a =
+        advise_by(&kettle(), &spec, &no_time(), Some(far), &mut |_, _| {}).expect("the whole scan");
+    assert!(a.not_reached.is_empty(), "{:?}", a.not_reached);
+    assert!(a.minimum_viable.is_some());
 }
 
 /// A variant the planner finds no plan for is a column of its own with the

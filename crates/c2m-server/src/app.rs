@@ -187,6 +187,7 @@ impl Application {
             clock: clock.clone(),
             plan_horizon,
             advice_time_limit: settings.advice_time_limit,
+            request_timeout: settings.request_timeout,
         };
         let max = settings.max_message_bytes;
 

@@ -60,7 +60,9 @@ pub struct Settings {
 
     /// Wall-clock limit for the solver on each volume GetAdvice prices (the advice plans
     /// the sku at many volumes); a volume with no plan by then is reported in the advice
-    /// as not judged (`no_plan`), and the scan goes on.
+    /// as not judged (`no_plan`), and the scan goes on. Shorter than --request-timeout:
+    /// the whole scan ends before the call's deadline (volumes not reached by then are
+    /// reported, `not_reached`).
     #[arg(long, env = "C2M_ADVICE_TIME_LIMIT", default_value = "2s", value_parser = parse_duration)]
     pub advice_time_limit: Duration,
 
@@ -177,7 +179,8 @@ impl Settings {
     /// every start, so no deadline was ever enforced; `--request-timeout 0` failed every
     /// call; `--concurrency-per-connection 0` hung every call; `--plan-time-limit 0` left
     /// every cycle to the greedy rules, and `--advice-time-limit 0` every advised volume),
-    /// and a planning horizon [`Settings::plan_horizon`] refuses. Zero stays allowed where it means "off" (`--plan-every`,
+    /// an `--advice-time-limit` not shorter than `--request-timeout` (naming both), and a
+    /// planning horizon [`Settings::plan_horizon`] refuses. Zero stays allowed where it means "off" (`--plan-every`,
     /// `--plan-when-waiting`) or "no caching" (`--token-cache`). Checked before anything
     /// is created or opened.
     pub fn check(&self) -> Result<PlanHorizon, String> {
@@ -210,6 +213,16 @@ impl Settings {
             if n == 0 {
                 return Err(format!("{flag} must be at least 1"));
             }
+        }
+        // GetAdvice plans volume after volume within one call: a volume allowed the whole
+        // call's budget would leave the scan no time to answer with.
+        if self.advice_time_limit >= self.request_timeout {
+            return Err(format!(
+                "--advice-time-limit ({:?}) must be shorter than --request-timeout ({:?}): \
+                 GetAdvice plans many volumes, each for up to --advice-time-limit, and answers \
+                 within --request-timeout",
+                self.advice_time_limit, self.request_timeout
+            ));
         }
         if let Some(url) = &self.database_url {
             c2m_store::check_url(url).map_err(|e| format!("--database-url {url}: {e}"))?;
@@ -408,6 +421,22 @@ mod tests {
         let mut bad = ok;
         bad.plan_period_days = 0;
         assert!(bad.check().unwrap_err().starts_with("--plan-period-days"));
+    }
+
+    /// GetAdvice plans volume after volume within one call: a volume's time limit as long
+    /// as the call's would leave the scan nothing to answer with.
+    #[test]
+    fn an_advice_time_limit_not_below_the_request_timeout_is_refused_naming_both() {
+        let mut s = Settings::for_tests(PathBuf::from("x"));
+        s.request_timeout = Duration::from_secs(5);
+        for limit in [5, 6] {
+            s.advice_time_limit = Duration::from_secs(limit);
+            let e = s.check().unwrap_err();
+            assert!(e.starts_with("--advice-time-limit"), "{e}");
+            assert!(e.contains("--request-timeout (5s)"), "{e}");
+        }
+        s.advice_time_limit = Duration::from_millis(4_999);
+        assert!(s.check().is_ok());
     }
 
     #[test]

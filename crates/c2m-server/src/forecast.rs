@@ -6,14 +6,16 @@
 //! what-if example's own advice, run here on the catalogue as a scenario). This module only
 //! joins them.
 
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 
 use c2m_domain::forecast::{FillForecast, FillModel, ForecastConfig, Prior};
 use c2m_domain::{CampaignId, CampaignStatus, Money};
-use c2m_planner::whatif::advice::{advise, AdviceSpec, NoPlan};
+use c2m_planner::whatif::advice::{advise_by, AdviceSpec, NoPlan, VolumeRange};
 use c2m_store::{ForecastInput, Store, StoreError};
+
+use crate::limits::CallDeadline;
 
 /// A campaign's fitted forecast model and what it was fitted on.
 pub struct Fitted {
@@ -65,6 +67,21 @@ pub fn fit_input(input: ForecastInput, now: DateTime<Utc>) -> Option<Fitted> {
     }
 }
 
+/// When `GetAdvice`'s scan must end: a fifth of the call's budget before the call's
+/// deadline (`--request-timeout`, or the client's shorter `grpc-timeout`, as the limits
+/// layer gives it; `request_timeout` from now without one), so the advice is sent, with
+/// what was judged, well before the call would be answered DEADLINE_EXCEEDED: the last
+/// volume may overrun its share a little (the solver keeps its time limit to within its
+/// own granularity), and the answer still has to be built and sent.
+pub fn scan_end(call: Option<CallDeadline>, request_timeout: StdDuration) -> Instant {
+    let now = Instant::now();
+    let CallDeadline { at, limit } = call.unwrap_or(CallDeadline {
+        at: now.checked_add(request_timeout).unwrap_or(now),
+        limit: request_timeout,
+    });
+    at.checked_sub(limit / 5).unwrap_or(now)
+}
+
 /// The advice's defaults.
 pub const DEFAULT_MARGIN: f64 = 0.15;
 pub const DEFAULT_TARGET: f64 = 0.8;
@@ -102,19 +119,26 @@ pub struct Advice {
     /// the planner found no plan for within its time limit, in volume order, with why:
     /// neither viable nor failing, so a threshold among them was not judged.
     pub no_plan: Vec<NoPlan>,
+    /// Volumes the scan did not reach by its end ([`scan_end`]), below the advised
+    /// threshold (below the current one when none is advised), as ranges in volume order:
+    /// not judged either.
+    pub not_reached: Vec<VolumeRange>,
 }
 
 /// Advises on the fitted campaign: the expected miss, the lowest threshold (below the
 /// current one) whose planned cost per unit keeps `margin` of the unit price, with its lock
 /// probability, and the shortest extension (whole days, up to [`MAX_EXTENSION_DAYS`]) that
 /// brings the lock probability to `target`. The planner runs on a blocking thread, with
-/// `time_limit` for each volume it plans.
+/// `time_limit` for each volume it plans, and ends its scan by `scan_end`: the volumes it
+/// did not reach by then are listed (`not_reached`), with a note, and the advice is what
+/// it judged.
 pub async fn advice(
     store: &dyn Store,
     fitted: Fitted,
     margin: f64,
     target: f64,
     time_limit: StdDuration,
+    scan_end: Instant,
 ) -> Result<Advice, StoreError> {
     let Fitted {
         input,
@@ -128,6 +152,7 @@ pub async fn advice(
     let deadline = model.deadline();
     let mut notes = Vec::new();
     let mut no_plan = Vec::new();
+    let mut not_reached = Vec::new();
 
     // No extension when the campaign is already on course: one would only move the
     // deadline (and could even read a hair lower than now, the forecast being a fit).
@@ -174,9 +199,10 @@ pub async fn advice(
             };
             let mut opts = c2m_planner::whatif::scan_options();
             opts.time_limit = time_limit;
-            let solved =
-                tokio::task::spawn_blocking(move || advise(&base, &spec, &opts, &mut |_, _| {}))
-                    .await;
+            let solved = tokio::task::spawn_blocking(move || {
+                advise_by(&base, &spec, &opts, Some(scan_end), &mut |_, _| {})
+            })
+            .await;
             match solved {
                 Ok(Ok(a)) => {
                     // The scan goes on past volumes the planner found no plan for. Those
@@ -199,6 +225,30 @@ pub async fn advice(
                             first.reason
                         ));
                     }
+                    // Likewise the volumes the scan did not reach before its end.
+                    let below = advised.unwrap_or(threshold);
+                    not_reached = (a.not_reached.into_iter())
+                        .filter(|r| r.first < below)
+                        .map(|r| VolumeRange {
+                            first: r.first,
+                            last: r.last.min(below - 1),
+                        })
+                        .collect();
+                    if !not_reached.is_empty() {
+                        let ranges: Vec<String> = (not_reached.iter())
+                            .map(|r| match r.last - r.first {
+                                0 => r.first.to_string(),
+                                _ => format!("{} to {}", r.first, r.last),
+                            })
+                            .collect();
+                        notes.push(format!(
+                            "the planner's scan ran out of time before it reached these \
+                             volumes below {below}: {} (it ends before the call's deadline, \
+                             and each volume may take up to {time_limit:?}); a threshold among \
+                             them was not judged",
+                            ranges.join(", "),
+                        ));
+                    }
                     match a.minimum_viable {
                         Some(v) => {
                             let p = model.lock_probability(v.volume, deadline);
@@ -212,7 +262,7 @@ pub async fn advice(
                         None => notes.push(format!(
                             "no threshold below {threshold} {}keeps a {:.0}% margin at the \
                              planned cost",
-                            if no_plan.is_empty() {
+                            if no_plan.is_empty() && not_reached.is_empty() {
                                 ""
                             } else {
                                 "that the planner planned "
@@ -280,5 +330,6 @@ pub async fn advice(
         summary,
         notes,
         no_plan,
+        not_reached,
     })
 }

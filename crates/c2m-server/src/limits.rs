@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tonic::body::BoxBody;
@@ -75,7 +75,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<BoxBody>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<BoxBody>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         // A Uri clone shares its bytes (no copy per call on the hot path).
@@ -94,6 +94,9 @@ where
             None
         };
         let (limit, set_by) = self.limits.deadlines.limit(path, req.headers());
+        if let Some(at) = Instant::now().checked_add(limit) {
+            req.extensions_mut().insert(CallDeadline { at, limit });
+        }
         let call = inner.call(req);
         Box::pin(async move {
             let answer = match tokio::time::timeout(limit, call).await {
@@ -157,6 +160,15 @@ impl Deadlines {
             _ => (server, SetBy::Server),
         }
     }
+}
+
+/// When a call is answered DEADLINE_EXCEEDED, and its budget: in every call's request
+/// extensions (tonic hands them to the handler's `Request`), so a handler whose work can
+/// outlast the budget (`GetAdvice`'s scan) ends it in time and answers with what it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallDeadline {
+    pub at: Instant,
+    pub limit: Duration,
 }
 
 /// Whose deadline passed.

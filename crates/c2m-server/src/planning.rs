@@ -340,8 +340,12 @@ fn catalogue_names(c: &Catalogue) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// The check every catalogue change passes ([`CatalogueCheck`], given the catalogue before
+/// the change and after it): names a request can give back, calendars with one number per
+/// period of `horizon` when undated and hours that are numbers, the scenario rules, whole
+/// pieces, and calendars that fit one scenario ([`calendars_span_rule`]).
 pub fn catalogue_check(horizon: PlanHorizon) -> CatalogueCheck {
-    Arc::new(move |c: &Catalogue| {
+    Arc::new(move |before: &Catalogue, c: &Catalogue| {
         catalogue_names(c)?;
         for (i, f) in c.factories.iter().enumerate() {
             let Some(cal) = &f.calendar else { continue };
@@ -374,7 +378,8 @@ pub fn catalogue_check(horizon: PlanHorizon) -> CatalogueCheck {
         }
         let s = scenario_of(c, None)?;
         s.validate().map_err(|e| scenario_error(&e))?;
-        whole_pieces(c)
+        whole_pieces(c)?;
+        calendars_span_rule(before, c, horizon.period_days)
     })
 }
 
@@ -712,48 +717,26 @@ pub fn export_of(
 ) -> Result<(planner::Scenario, Option<DateTime<Utc>>), DomainError> {
     let mut s = scenario_of(c, None)?;
     let length = chrono::Duration::days(period_days);
-    let calendars: Vec<(usize, &FactoryCalendar, CalendarDates)> = (c.factories.iter().enumerate())
-        .filter_map(|(i, f)| {
-            let k = f.calendar.as_ref()?;
-            Some((i, k, k.dates().unwrap_or((now, length))))
-        })
-        .collect();
-    let Some(start) = calendars.iter().map(|(_, _, (first, _))| *first).min() else {
+    let calendars = dated_calendars(c, Some(now), length);
+    let Some(span) = calendars_span(&calendars, length) else {
         return Ok((s, None));
     };
     if c.material_deadline_days.is_some() {
         return Ok((s, None));
     }
-    let step = length.num_seconds();
-    let end = |&(_, k, (first, len)): &(usize, &FactoryCalendar, CalendarDates)| {
-        first + len * (k.hours.len() as i32)
-    };
-    // Periods from `start` to the end of the calendar that ends last.
-    let last = calendars.iter().max_by_key(|c| end(c));
-    let periods = last.map_or(1, |l| ((end(l) - start).num_seconds() + step - 1) / step);
     // More periods than a scenario may have would be an export that cannot be imported
     // back: refused, naming the calendars that span it, rather than written.
-    if periods > planner::validate::MAX_PERIODS {
-        let first = calendars.iter().min_by_key(|c| c.2 .0);
-        if let (Some(first), Some(last)) = (first, last) {
-            return Err(Refusal::CalendarsSpanTooLong {
-                first_factory: c.factories[first.0].id.clone(),
-                starts_at: start,
-                last_factory: c.factories[last.0].id.clone(),
-                ends_at: end(last),
-                periods,
-                max_periods: planner::validate::MAX_PERIODS,
-                period_days,
-            }
-            .into());
-        }
+    if span.periods > planner::validate::MAX_PERIODS {
+        return Err(span.refusal(c, period_days).into());
     }
-    let periods = periods.max(1) as usize;
+    let start = span.starts_at;
+    let step = length.num_seconds();
+    let periods = span.periods.max(1) as usize;
     let mut given: Vec<(usize, Vec<f64>)> = calendars
         .iter()
         .map(|cal| {
             let &(i, k, dates) = cal;
-            let periods = ((end(cal) - start).num_seconds() + step - 1) / step;
+            let periods = ((calendar_end(cal) - start).num_seconds() + step - 1) / step;
             let capacity = c.factories[i].capacity_hours;
             (
                 i,
@@ -770,6 +753,108 @@ pub fn export_of(
         period_days,
     });
     Ok((s, Some(start)))
+}
+
+/// A factory's calendar with its dates: (the factory's index, the calendar, its dates).
+type DatedCalendar<'a> = (usize, &'a FactoryCalendar, CalendarDates);
+
+/// The factories' calendars with their dates. A calendar stored before calendars had
+/// dates counts from each cycle's start: it is given from `undated_from` in periods of
+/// `length`, as a cycle run then reads it, or left out without `undated_from` (its dates
+/// move with the cycles, so no date of it is fixed).
+fn dated_calendars(
+    c: &Catalogue,
+    undated_from: Option<DateTime<Utc>>,
+    length: chrono::Duration,
+) -> Vec<DatedCalendar<'_>> {
+    (c.factories.iter().enumerate())
+        .filter_map(|(i, f)| {
+            let k = f.calendar.as_ref()?;
+            let dates = k.dates().or_else(|| Some((undated_from?, length)))?;
+            Some((i, k, dates))
+        })
+        .collect()
+}
+
+/// Where a dated calendar's last period ends.
+fn calendar_end(&(_, k, (first, len)): &DatedCalendar<'_>) -> DateTime<Utc> {
+    first + len * (k.hours.len() as i32)
+}
+
+/// The time the factories' calendars cover together, from the calendar that starts first
+/// to the one that ends last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CalendarsSpan {
+    /// The factory (its index) whose calendar starts first, and where.
+    first: usize,
+    starts_at: DateTime<Utc>,
+    /// The factory whose calendar ends last, and where.
+    last: usize,
+    ends_at: DateTime<Utc>,
+    /// Periods of the server's length from `starts_at` to `ends_at`, the last one partly.
+    periods: i64,
+}
+
+impl CalendarsSpan {
+    fn refusal(&self, c: &Catalogue, period_days: i64) -> Refusal {
+        Refusal::CalendarsSpanTooLong {
+            first_factory: c.factories[self.first].id.clone(),
+            starts_at: self.starts_at,
+            last_factory: c.factories[self.last].id.clone(),
+            ends_at: self.ends_at,
+            periods: self.periods,
+            max_periods: planner::validate::MAX_PERIODS,
+            period_days,
+        }
+    }
+}
+
+/// The span of `calendars` in periods of `length`; `None` without calendars.
+fn calendars_span(
+    calendars: &[DatedCalendar<'_>],
+    length: chrono::Duration,
+) -> Option<CalendarsSpan> {
+    let first = calendars.iter().min_by_key(|c| c.2 .0)?;
+    let last = calendars.iter().max_by_key(|c| calendar_end(c))?;
+    let (starts_at, ends_at) = (first.2 .0, calendar_end(last));
+    let step = length.num_seconds();
+    Some(CalendarsSpan {
+        first: first.0,
+        starts_at,
+        last: last.0,
+        ends_at,
+        periods: ((ends_at - starts_at).num_seconds() + step - 1) / step,
+    })
+}
+
+/// The factories' calendars must fit one scenario: from the start of the calendar that
+/// starts first to the end of the one that ends last, at most
+/// [`planner::validate::MAX_PERIODS`] periods of the server's length, so that
+/// `ExportScenario` can write them all on their dates in a scenario an import takes back
+/// ([`export_of`] refuses otherwise). A change that would leave them further apart is
+/// refused (`CALENDARS_SPAN_TOO_LONG`, naming the calendars that start first and end
+/// last), nothing written. Calendars stored before calendars had dates do not count: they
+/// count from each cycle's start, so no date of theirs is fixed (the export gives them
+/// from its own moment, and may still refuse for one). A catalogue an older server left
+/// spanning further (it accepted any dates) takes changes that do not widen the span, so
+/// it can be brought back by importing one of the named factories nearer the others.
+fn calendars_span_rule(
+    before: &Catalogue,
+    after: &Catalogue,
+    period_days: i64,
+) -> Result<(), DomainError> {
+    let length = chrono::Duration::days(period_days);
+    let Some(span) = calendars_span(&dated_calendars(after, None, length), length) else {
+        return Ok(());
+    };
+    if span.periods <= planner::validate::MAX_PERIODS {
+        return Ok(());
+    }
+    let was = calendars_span(&dated_calendars(before, None, length), length);
+    if was.is_some_and(|was| span.periods <= was.periods) {
+        return Ok(());
+    }
+    Err(span.refusal(after, period_days).into())
 }
 
 /// Which queued batches each product of a cycle's scenario makes, and the catalogue sku
@@ -1733,5 +1818,67 @@ mod tests {
         assert!(!makeable(queued("pot", &["f1"])), "only f1 makes pots");
         // A sku the catalogue lost is the cycle's to refuse by name, not this rule's.
         assert!(makeable(queued("toaster", &["f1", "f2"])));
+    }
+
+    /// The calendars of a change must fit one scenario (520 periods of the server's
+    /// length); an undated calendar has no fixed dates and does not count, and a catalogue
+    /// already spanning further takes changes that do not widen it.
+    #[test]
+    fn calendars_must_fit_one_scenario_unless_undated_or_no_further_apart_than_before() {
+        let t0 = Utc.with_ymd_and_hms(2030, 3, 4, 9, 0, 0).single().unwrap();
+        let factory = |id: &str, starts_at: Option<DateTime<Utc>>| CatalogueFactory {
+            id: id.into(),
+            capacity_hours: 100.0,
+            lines: vec![],
+            calendar: Some(FactoryCalendar {
+                hours: vec![100.0; 12],
+                period_days: starts_at.map(|_| 7),
+                starts_at,
+            }),
+        };
+        let of = |factories: Vec<CatalogueFactory>| Catalogue {
+            factories,
+            ..Catalogue::default()
+        };
+        let weeks = chrono::Duration::weeks;
+        let rule = |before: &Catalogue, after: &Catalogue| calendars_span_rule(before, after, 7);
+        let empty = Catalogue::default();
+        // 508 weeks apart and twelve long: 520 periods, the most a scenario has.
+        let fits = of(vec![
+            factory("a", Some(t0)),
+            factory("b", Some(t0 + weeks(508))),
+        ]);
+        assert!(rule(&empty, &fits).is_ok());
+        let apart = of(vec![
+            factory("a", Some(t0)),
+            factory("b", Some(t0 + weeks(509))),
+        ]);
+        let e = rule(&empty, &apart).unwrap_err();
+        assert_eq!(
+            e,
+            DomainError::from(Refusal::CalendarsSpanTooLong {
+                first_factory: "a".into(),
+                starts_at: t0,
+                last_factory: "b".into(),
+                ends_at: t0 + weeks(521),
+                periods: 521,
+                max_periods: 520,
+                period_days: 7,
+            })
+        );
+        // In days, the same calendars span more periods.
+        assert!(calendars_span_rule(&empty, &fits, 1).is_err());
+        // An undated calendar counts from each cycle's start: no dates of its own.
+        let undated = of(vec![factory("a", Some(t0)), factory("u", None)]);
+        assert!(rule(&empty, &undated).is_ok());
+        // Already that far apart (an older server): a change no wider is taken, a wider
+        // one is not; one that narrows the span, even if not enough, is.
+        assert!(rule(&apart, &apart).is_ok());
+        let wider = of(vec![
+            factory("a", Some(t0)),
+            factory("b", Some(t0 + weeks(600))),
+        ]);
+        assert!(rule(&apart, &wider).is_err());
+        assert!(rule(&wider, &apart).is_ok());
     }
 }

@@ -2184,7 +2184,7 @@ pub const SEEDED_SKUS: &[&str] = &[
 ];
 
 fn accept_all() -> CatalogueCheck {
-    Arc::new(|_: &Catalogue| Ok(()))
+    Arc::new(|_: &Catalogue, _: &Catalogue| Ok(()))
 }
 
 /// Adds the products of [`SEEDED_SKUS`] to the catalogue (run before every case).
@@ -2319,9 +2319,16 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
     read.version = 0;
     assert_eq!(read, sample, "what was written reads back in order");
 
-    // A check that refuses writes nothing.
-    let refuse: CatalogueCheck =
-        Arc::new(|_: &Catalogue| Err(DomainError::invalid("materials[0].on_hand", "no")));
+    // A check that refuses writes nothing. It is given the catalogue before the change
+    // and after it (a rule an older catalogue may break refuses only what makes it worse).
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let saw = seen.clone();
+    let refuse: CatalogueCheck = Arc::new(move |before: &Catalogue, after: &Catalogue| {
+        saw.lock()
+            .unwrap()
+            .push((before.materials[0].on_hand, after.materials[0].on_hand));
+        Err(DomainError::invalid("materials[0].on_hand", "no"))
+    });
     let mut more = sample.clone();
     more.materials[0].on_hand = 99.0;
     assert_eq!(
@@ -2329,6 +2336,7 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
         "materials[0].on_hand"
     );
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 10.0);
+    assert_eq!(seen.lock().unwrap().last(), Some(&(10.0, 99.0)));
 
     // Merge replaces by id and appends new entries.
     let fragment = Catalogue {

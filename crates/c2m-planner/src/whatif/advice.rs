@@ -31,9 +31,16 @@
 //! and leaves out a ladder step that needs it. A grid point with no plan is
 //! not a failing grid point: the unit scan below a passing point starts
 //! after the last grid point that was planned and failed.
+//!
+//! A scan may be given an end ([`advise_by`], for a caller that must answer
+//! by a deadline): no volume is started after it, a volume started near it
+//! is planned within the time left (and counts only if that plan is proven
+//! optimal), and the advice is what was judged by then, with the volumes the
+//! scan did not reach ([`Advice::not_reached`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -122,10 +129,43 @@ pub struct Advice {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub no_plan: Vec<NoPlan>,
     /// Break volumes whose ladder step is left out because it or the volume
-    /// below it has no plan.
+    /// below it has no plan (or was not reached).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ladder_left_out: Vec<i64>,
+    /// Volumes the scan did not reach before its end ([`advise_by`]), as
+    /// ranges in volume order: neither viable nor failing, like
+    /// [`Advice::no_plan`]. A range of the grid's stretch stands for the grid
+    /// volumes in it, as a full scan would have judged them. Empty without an
+    /// end, or when the scan finished before it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_reached: Vec<VolumeRange>,
 }
+
+/// Volumes `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VolumeRange {
+    pub first: i64,
+    pub last: i64,
+}
+
+/// Sorted, overlapping or adjacent ranges merged.
+fn merged(mut ranges: Vec<VolumeRange>) -> Vec<VolumeRange> {
+    ranges.retain(|r| r.first <= r.last);
+    ranges.sort_by_key(|r| (r.first, r.last));
+    let mut out: Vec<VolumeRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(prev) if r.first <= prev.last.saturating_add(1) => {
+                prev.last = prev.last.max(r.last);
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Less time than this left before a scan's end, and no volume is started.
+const LEAST_TIME_LEFT: Duration = Duration::from_millis(1);
 
 /// A volume of the scan with no plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -159,6 +199,38 @@ fn try_cost_at(
     let s = scenario_at(base, &q, volume as f64)?;
     let plan = super::plan_point(&s, opts).map_err(|e| format!("at {volume} units: {e}"))?;
     Ok(plan.map(|plan| volume_cost(&s, sku, volume, &plan)))
+}
+
+/// [`try_cost_at`] by the scan's `end`: `None` when the volume is not
+/// reached (less than [`LEAST_TIME_LEFT`] left), or when the time left cut
+/// its time limit short and it got no proven optimal plan within it (the
+/// end, not the volume, stopped the solver: a plan short of optimal, or no
+/// plan, says nothing of the volume).
+fn try_cost_by(
+    base: &Scenario,
+    sku: &str,
+    volume: i64,
+    opts: &SolveOptions,
+    end: Option<Instant>,
+) -> Result<Option<Result<VolumeCost, PlanError>>, String> {
+    let Some(end) = end else {
+        return try_cost_at(base, sku, volume, opts).map(Some);
+    };
+    let left = end.saturating_duration_since(Instant::now());
+    if left < LEAST_TIME_LEFT {
+        return Ok(None);
+    }
+    if left >= opts.time_limit {
+        return try_cost_at(base, sku, volume, opts).map(Some);
+    }
+    let short = SolveOptions {
+        time_limit: left,
+        ..opts.clone()
+    };
+    Ok(match try_cost_at(base, sku, volume, &short)? {
+        Ok(c) if c.status == PlanStatus::Optimal => Some(Ok(c)),
+        _ => None,
+    })
 }
 
 fn volume_cost(s: &Scenario, sku: &str, volume: i64, plan: &Plan) -> VolumeCost {
@@ -249,6 +321,21 @@ pub fn advise(
     opts: &SolveOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Advice, String> {
+    advise_by(base, spec, opts, None, progress)
+}
+
+/// [`advise`], ending the scan by `end` when one is given: no volume is
+/// started after it, one started near it is planned within the time left,
+/// and the advice is what was judged by then, with the volumes not reached
+/// ([`Advice::not_reached`]). It returns shortly after `end` at the latest
+/// (a solve keeps its time limit to within the solver's own granularity).
+pub fn advise_by(
+    base: &Scenario,
+    spec: &AdviceSpec,
+    opts: &SolveOptions,
+    end: Option<Instant>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Advice, String> {
     // Written so that NaN is refused too.
     if spec.price.is_nan() || spec.price <= 0.0 {
         return Err("the price must be positive".into());
@@ -273,10 +360,14 @@ pub fn advise(
         ));
     }
     let target = spec.price * (1.0 - spec.margin);
-    // Every volume planned: its cost, or why the planner found no plan.
+    // Every volume planned: its cost, or why the planner found no plan. A
+    // volume the scan's end left out is not in it.
     let mut cache: BTreeMap<i64, Result<VolumeCost, String>> = BTreeMap::new();
+    // Volumes the scan's end left out.
+    let mut not_reached: Vec<VolumeRange> = Vec::new();
     let threads = super::threads();
-    // Plans the volumes not planned yet, in parallel, into the cache.
+    // Plans the volumes not planned yet, in parallel, into the cache; those
+    // not reached by the end stay out of it.
     let eval_many = |vs: &[i64],
                      cache: &mut BTreeMap<i64, Result<VolumeCost, String>>,
                      progress: &mut dyn FnMut(usize)|
@@ -289,12 +380,13 @@ pub fn advise(
         let costs = super::par_map(
             &todo,
             threads,
-            |&v| try_cost_at(base, &spec.sku, v, opts),
+            |&v| try_cost_by(base, &spec.sku, v, opts, end),
             progress,
         )?;
         cache.extend(
             todo.into_iter()
-                .zip(costs.into_iter().map(|c| c.map_err(|e| e.to_string()))),
+                .zip(costs)
+                .filter_map(|(v, c)| Some((v, c?.map_err(|e| e.to_string())))),
         );
         Ok(())
     };
@@ -317,18 +409,37 @@ pub fn advise(
     let mut total = usize::try_from(grid_len).unwrap_or(usize::MAX) + 2 * marks.len();
     let mut done = 0;
     // The units from `from` up to `to` (excluded), in blocks of `threads`, up to the
-    // first viable one.
+    // first viable one. When the end leaves one out, the first viable one planned
+    // after it (in its block) is the answer, and the units from it up to that one
+    // (or up to `to`) were not reached.
     let first_viable = |from: i64,
                         to: i64,
-                        cache: &mut BTreeMap<i64, Result<VolumeCost, String>>|
+                        cache: &mut BTreeMap<i64, Result<VolumeCost, String>>,
+                        not_reached: &mut Vec<VolumeRange>|
      -> Result<Option<i64>, String> {
         let mut lo = from;
         while lo < to {
             let hi = lo.saturating_add(threads as i64).min(to);
             let sub: Vec<i64> = (lo..hi).collect();
             eval_many(&sub, cache, &mut |_| {})?;
-            if let Some(&w) = sub.iter().find(|w| passes(&cache[w])) {
+            let first_passing = |vs: &[i64]| {
+                vs.iter()
+                    .copied()
+                    .find(|w| cache.get(w).is_some_and(passes))
+            };
+            let u = (sub.iter())
+                .position(|w| !cache.contains_key(w))
+                .unwrap_or(sub.len());
+            if let Some(w) = first_passing(&sub[..u]) {
                 return Ok(Some(w));
+            }
+            if u < sub.len() {
+                let passing = first_passing(&sub[u..]);
+                not_reached.push(VolumeRange {
+                    first: sub[u],
+                    last: passing.unwrap_or(to) - 1,
+                });
+                return Ok(passing);
             }
             lo = hi;
         }
@@ -340,6 +451,8 @@ pub fn advise(
     let mut found = None;
     let mut infeasible_from = None;
     let mut prev = 0;
+    // The last grid point reached (planned, or found no plan for).
+    let mut reached = 0;
     let mut k = 1;
     'grid: while k <= grid_len {
         let block: Vec<i64> = (k..=grid_len.min(k + threads as i64 - 1))
@@ -350,7 +463,18 @@ pub fn advise(
         for &v in &block {
             done += 1;
             progress(done.min(total), total);
-            if infeasible(&cache[&v]) {
+            let Some(c) = cache.get(&v) else {
+                // The end came first: from the last grid point reached on,
+                // nothing was judged.
+                not_reached.push(VolumeRange {
+                    first: reached + 1,
+                    last: spec.max,
+                });
+                break 'grid;
+            };
+            reached = v;
+            let (short, pass, planned) = (infeasible(c), passes(c), c.is_ok());
+            if short {
                 // Demand is a lower bound, so every larger volume is
                 // infeasible too: nothing further can be viable. The
                 // volumes between the last grid point and this one may
@@ -360,14 +484,21 @@ pub fn advise(
                 // below it is looked at as for a passing grid point.
                 // A volume near the capacity limit may find no plan within the
                 // time limit: the bisection stops there, with `bad` still a
-                // volume that cannot be made.
+                // volume that cannot be made; so does the scan's end, and the
+                // volumes between are not reached.
                 let (mut ok, mut bad) = (prev, v);
                 while bad - ok > 1 {
                     let mid = ok + (bad - ok) / 2;
                     total += 1;
                     done += 1;
                     progress(done.min(total), total);
-                    let c = try_cost_at(base, &spec.sku, mid, opts)?;
+                    let Some(c) = try_cost_by(base, &spec.sku, mid, opts, end)? else {
+                        not_reached.push(VolumeRange {
+                            first: ok + 1,
+                            last: bad - 1,
+                        });
+                        break;
+                    };
                     let Ok(c) = c else {
                         cache.insert(mid, c.map_err(|e| e.to_string()));
                         break;
@@ -386,18 +517,20 @@ pub fn advise(
                     .find(|(_, c)| passes(c))
                     .map(|(&w, _)| w);
                 if let Some(w) = passing {
-                    found = Some(first_viable(prev + 1, w, &mut cache)?.unwrap_or(w));
+                    let first = first_viable(prev + 1, w, &mut cache, &mut not_reached)?;
+                    found = Some(first.unwrap_or(w));
                 }
                 break 'grid;
             }
-            if passes(&cache[&v]) {
-                found = Some(first_viable(prev + 1, v, &mut cache)?.unwrap_or(v));
+            if pass {
+                let first = first_viable(prev + 1, v, &mut cache, &mut not_reached)?;
+                found = Some(first.unwrap_or(v));
                 break 'grid;
             }
             // A grid point with no plan is not known to fail: the units
             // below a later passing point are scanned from the last one that
             // was planned and failed.
-            if cache[&v].is_ok() {
+            if planned {
                 prev = v;
             }
         }
@@ -423,6 +556,11 @@ pub fn advise(
     eval_many(&needed, &mut cache, &mut |d| {
         progress((before + d).min(total), total)
     })?;
+    not_reached.extend(
+        (needed.iter())
+            .filter(|v| !cache.contains_key(v))
+            .map(|&v| VolumeRange { first: v, last: v }),
+    );
     let planned = |v: i64| cache.get(&v).and_then(|c| c.as_ref().ok()).cloned();
     let minimum_viable = found.and_then(planned);
     let below_minimum = found.filter(|&v| v > 1).and_then(|v| planned(v - 1));
@@ -470,6 +608,7 @@ pub fn advise(
         ladder,
         no_plan,
         ladder_left_out,
+        not_reached: merged(not_reached),
     })
 }
 
@@ -587,6 +726,20 @@ pub fn render_text(a: &Advice) -> String {
         );
         for n in &a.no_plan {
             let _ = writeln!(out, "  at {}: {}", units(n.volume), n.reason);
+        }
+    }
+    if !a.not_reached.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNOT REACHED before the scan's end: neither viable nor failing, and a ladder \
+             step needing one is left out:"
+        );
+        for r in &a.not_reached {
+            if r.first == r.last {
+                let _ = writeln!(out, "  at {}", units(r.first));
+            } else {
+                let _ = writeln!(out, "  from {} to {} units", r.first, r.last);
+            }
         }
     }
     if !a.ladder_left_out.is_empty() {

@@ -142,6 +142,12 @@ pub fn advice(campaign_id: &str, a: &Advice) -> pb::Advice {
                 reason: n.reason.clone(),
             })
             .collect(),
+        not_reached: (a.not_reached.iter())
+            .map(|r| pb::VolumeRange {
+                first: r.first,
+                last: r.last,
+            })
+            .collect(),
     }
 }
 

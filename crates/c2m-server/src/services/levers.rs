@@ -6,6 +6,7 @@ use c2m_proto::v1::levers_service_server::LeversService;
 use super::Ctx;
 use crate::convert::{self, levers as conv};
 use crate::forecast;
+use crate::limits::CallDeadline;
 use crate::status::store_status;
 
 pub struct LeversSvc(pub Ctx);
@@ -98,6 +99,10 @@ impl LeversService for LeversSvc {
         &self,
         req: Request<pb::GetAdviceRequest>,
     ) -> Result<Response<pb::Advice>, Status> {
+        let scan_end = forecast::scan_end(
+            req.extensions().get::<CallDeadline>().copied(),
+            self.0.request_timeout,
+        );
         let r = req.into_inner();
         let id = convert::campaign_id(&r.campaign_id)?;
         let (margin, target) = conv::advice_params(&r)?;
@@ -115,6 +120,7 @@ impl LeversService for LeversSvc {
             margin,
             target,
             self.0.advice_time_limit,
+            scan_end,
         )
         .await
         .map_err(store_status)?;

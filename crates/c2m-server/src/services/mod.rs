@@ -28,4 +28,6 @@ pub struct Ctx {
     pub plan_horizon: crate::config::PlanHorizon,
     /// The solver's time limit on each volume `GetAdvice` prices (`--advice-time-limit`).
     pub advice_time_limit: std::time::Duration,
+    /// `--request-timeout`: a call's budget when the limits layer did not give one.
+    pub request_timeout: std::time::Duration,
 }

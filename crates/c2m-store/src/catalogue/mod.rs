@@ -5,8 +5,9 @@
 //! catalogue into a planner scenario and back without the store knowing the planner. The
 //! scenario *rules* (no negative quantities, known ids, sorted price breaks) are not
 //! repeated here: every change is checked by a [`CatalogueCheck`] the caller passes in
-//! (the server passes the planner's validation), on the catalogue as it would be after the
-//! change, inside the change's transaction.
+//! (the server passes the planner's validation and its own cross-entry rules), on the
+//! catalogue as it would be after the change, with the catalogue before it, inside the
+//! change's transaction.
 //!
 //! A change is written once, in `change_catalogue`, for both backends: read the
 //! catalogue under its lock, apply the change in memory, check it, write the difference,
@@ -239,8 +240,12 @@ pub struct ChangeCatalogue {
 }
 
 /// The rules a catalogue must satisfy, checked on the result of every change before it is
-/// written. The server passes the planner's scenario validation.
-pub type CatalogueCheck = Arc<dyn Fn(&Catalogue) -> Result<(), DomainError> + Send + Sync>;
+/// written: called with the catalogue before the change and the catalogue after it, so a
+/// rule that a catalogue written by an older server may already break can refuse only a
+/// change that makes it worse. The server passes the planner's scenario validation and its
+/// own rules across entries (the factories' calendars must fit one scenario).
+pub type CatalogueCheck =
+    Arc<dyn Fn(&Catalogue, &Catalogue) -> Result<(), DomainError> + Send + Sync>;
 
 /// What a change did (also the recorded response of its idempotency key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,7 +385,7 @@ pub(crate) async fn change_catalogue<D: Backend>(
     sku_rule(tx, &gone_products).await?;
     material_rule(tx, &gone_materials).await?;
     currency_rule(tx, &current, &next).await?;
-    check(&next)?;
+    check(&current, &next)?;
 
     // Deletes, then the sku rule again: on PostgreSQL a campaign being created holds its
     // product's row, so a delete waits for it, and the second check sees the new campaign.
@@ -513,8 +518,8 @@ pub trait CatalogueStore: Send + Sync + 'static {
     /// The whole catalogue, read in one snapshot.
     async fn catalogue(&self) -> Result<Catalogue>;
 
-    /// Applies the edit if the resulting catalogue passes `check` and no campaign's sku
-    /// disappears (`FailedPrecondition` naming the sku). Idempotent by key.
+    /// Applies the edit if the resulting catalogue passes `check` (given the catalogue
+    /// before the edit and after it) and no campaign's sku disappears (`FailedPrecondition` naming the sku). Idempotent by key.
     async fn change_catalogue(
         &self,
         req: &ChangeCatalogue,
