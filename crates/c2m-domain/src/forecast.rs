@@ -28,6 +28,8 @@
 //!   event, not independent evidence of the pace: arrivals closer together than a
 //!   hundredth of the expected gap between orders ([`CLUMP_FRACTION`]) count as one
 //!   arrival, at its first order's moment, in the campaign and in the earlier ones alike.
+//!   The expected gap shortens when the campaign's clumps come faster than expected (a
+//!   threshold set low against demand), so a hot stream is not merged into one.
 //!   Without this, fifty orders in a campaign's first second read as a pace of millions a
 //!   day and made the forecast certain. Sizes stay the pre-orders' own: the units a clump
 //!   brought are in the batch already, and future arrivals are not expected to repeat it.
@@ -432,6 +434,37 @@ fn clumped(arrivals: &[Arrival], gap_days: f64) -> Vec<Arrival> {
         last = Some(a.at);
     }
     out
+}
+
+/// The campaign's arrivals clumped at the pace it runs at: the expected pace, or faster
+/// when its clumps so far say so. A threshold set low against demand makes the expected
+/// gap long, and a hot stream's orders, each closer to the last than that, would chain
+/// into one clump; so the gap is shortened to a [`CLUMP_FRACTION`] of the gap between the
+/// clumps seen, until that no longer changes them. The pace seen is counted over at least
+/// a hundredth of the campaign, so a burst in its first second is still a burst. The gap
+/// only shrinks at each step, so this ends (within the number of arrivals).
+fn clumped_at_pace(
+    arrivals: &[Arrival],
+    expected_rate: f64,
+    now: f64,
+    length: f64,
+) -> Vec<Arrival> {
+    let window = now.max(CLUMP_FRACTION * length);
+    let mut gap = CLUMP_FRACTION / expected_rate;
+    let mut clumps = clumped(arrivals, gap);
+    loop {
+        let seen = clumps.len() as f64 / window;
+        let next = CLUMP_FRACTION / expected_rate.max(seen);
+        if next >= gap {
+            return clumps;
+        }
+        gap = next;
+        let again = clumped(arrivals, gap);
+        if again.len() == clumps.len() {
+            return again;
+        }
+        clumps = again;
+    }
 }
 
 /// An earlier campaign's history with its arrivals clumped at its own mean gap.
@@ -1217,7 +1250,7 @@ impl FillModel {
             }
             None => filling_rate,
         };
-        let arrivals = clumped(&history.arrivals, CLUMP_FRACTION / expected_rate);
+        let arrivals = clumped_at_pace(&history.arrivals, expected_rate, t_now, first_length);
         let weighted_orders: f64 = arrivals
             .iter()
             .map(|a| (-k * (t_now - days_between(history.opens_at, a.at)).max(0.0)).exp())
@@ -1918,6 +1951,45 @@ mod tests {
             field(forecast(&bad, batch, day(0.5), None, &config).unwrap_err()),
             "history.first_deadline"
         );
+    }
+
+    #[test]
+    fn a_hot_stream_against_a_low_threshold_is_not_one_clump() {
+        // 100 single-unit orders a day, one every 14.4 minutes, for a day, in a 30-day
+        // campaign whose threshold is 10 units: the threshold's pace is one order in three
+        // days, a hundredth of whose gap (43 minutes) is longer than the stream's gaps.
+        // Clumped at that gap the day would be one arrival; at the pace seen, each order is
+        // its own.
+        let config = ForecastConfig::default();
+        let f = forecast(
+            &even(30.0, 100, 0.0, 1.0),
+            OpenBatch {
+                units: 0,
+                threshold: 10,
+            },
+            day(1.0),
+            None,
+            &config,
+        )
+        .unwrap();
+        assert!(f.evidence.effective_orders > 90.0, "{f:?}");
+        // 24 a day, not 100: the weak default prior is one order over the three days the
+        // threshold's pace takes for one, which still weighs against one day of evidence.
+        // Merged into one clump the day read 0.5 a day.
+        assert!(f.evidence.order_rate_now > 20.0, "{f:?}");
+        // And the burst is still one arrival with the pace taken into account.
+        let b = forecast(
+            &burst(30.0, 50, 0, 20),
+            OpenBatch {
+                units: 50,
+                threshold: 1000,
+            },
+            t0() + Duration::seconds(1),
+            None,
+            &config,
+        )
+        .unwrap();
+        assert!(b.evidence.effective_orders < 1.0 + 1e-9, "{b:?}");
     }
 
     fn step(until_days: f64, boost: f64) -> Step {
