@@ -845,30 +845,14 @@ const KETTLE_CATALOGUE: &str = include_str!("../../examples/scenarios/kettle-c2m
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(feature = "highs", ignore = "HiGHS plans every volume even within 1µs")]
 async fn advice_names_the_volumes_the_planner_found_no_plan_for() {
-    let start = Utc::now();
-    let clock = ManualClock::new(start);
-    let server = TestServer::custom(
+    let (server, mut c, cmp) = advised_campaign(
         |s| s.advice_time_limit = std::time::Duration::from_micros(1),
-        Arc::new(clock.clone()),
-        None,
+        KETTLE_CATALOGUE,
+        "cheap",
+        5_000,
+        (3_000, 1_000),
     )
     .await;
-    let mut c = server.clients().await;
-    import(&mut c, "kettles", KETTLE_CATALOGUE, pb::ImportMode::Replace)
-        .await
-        .expect("catalogue");
-    let mut req = campaign_request("cheap", 5_000);
-    req.unit_price_minor = 3_000;
-    req.deposit_minor = 1_000;
-    req.max_per_order = None;
-    req.deadline = Some(ts(start + Duration::days(5)));
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
-    orders(&mut c, &clock, &cmp.id, "cheap", 4, 10, Duration::hours(6)).await;
 
     let advice = advice(&mut c, &cmp.id).await;
     assert!(advice.lower_threshold.is_none(), "{advice:?}");
@@ -902,6 +886,38 @@ async fn advice_names_the_volumes_the_planner_found_no_plan_for() {
         advice.notes
     );
     server.shutdown().await;
+}
+
+/// A server set up by `settings` with `catalogue`, and a five-day campaign `key` with
+/// `threshold`, `(unit price, deposit)` and no per-order cap, four orders of ten units
+/// placed six hours apart on its clock: what the advice tests ask about.
+async fn advised_campaign(
+    settings: impl FnOnce(&mut c2m_server::Settings),
+    catalogue: &str,
+    key: &str,
+    threshold: i64,
+    (price, deposit): (i64, i64),
+) -> (TestServer, Clients, pb::Campaign) {
+    let start = Utc::now();
+    let clock = ManualClock::new(start);
+    let server = TestServer::custom(settings, Arc::new(clock.clone()), None).await;
+    let mut c = server.clients().await;
+    import(&mut c, key, catalogue, pb::ImportMode::Replace)
+        .await
+        .expect("catalogue");
+    let mut req = campaign_request(key, threshold);
+    req.unit_price_minor = price;
+    req.deposit_minor = deposit;
+    req.max_per_order = None;
+    req.deadline = Some(ts(start + Duration::days(5)));
+    let cmp = c
+        .campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner();
+    orders(&mut c, &clock, &cmp.id, key, 4, 10, Duration::hours(6)).await;
+    (server, c, cmp)
 }
 
 /// Forty factories of uneven hours whose setups cost in proportion to their hours: which
@@ -968,33 +984,17 @@ async fn advice_within(
     server: std::time::Duration,
     client: Option<std::time::Duration>,
 ) -> std::time::Duration {
-    let start = Utc::now();
-    let clock = ManualClock::new(start);
-    let server = TestServer::custom(
+    let (server, mut c, cmp) = advised_campaign(
         |s| {
             s.request_timeout = server;
             s.advice_time_limit = std::time::Duration::from_millis(4_500);
         },
-        Arc::new(clock.clone()),
-        None,
+        &slow_factories(),
+        "slow",
+        20_001,
+        (100, 10),
     )
     .await;
-    let mut c = server.clients().await;
-    import(&mut c, "slow", &slow_factories(), pb::ImportMode::Replace)
-        .await
-        .expect("catalogue");
-    let mut req = campaign_request("slow", 20_001);
-    req.unit_price_minor = 100;
-    req.deposit_minor = 10;
-    req.max_per_order = None;
-    req.deadline = Some(ts(start + Duration::days(5)));
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
-    orders(&mut c, &clock, &cmp.id, "slow", 4, 10, Duration::hours(6)).await;
 
     let asked = std::time::Instant::now();
     let mut req = tonic::Request::new(pb::GetAdviceRequest {

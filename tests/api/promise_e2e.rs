@@ -812,14 +812,9 @@ fn assert_too_far_apart(e: &tonic::Status, old: DateTime<Utc>, t0: DateTime<Utc>
     }
 }
 
-/// Calendars years apart cannot all keep their dates in one scenario a server can import
-/// (at most 520 periods), so an import that would leave them so is refused as the export
-/// would be: `CALENDARS_SPAN_TOO_LONG`, naming the factory whose calendar starts first and
-/// the one whose calendar ends last, with the dates and the periods; nothing is written,
-/// and a retry under the key is refused again. The same factory nearer the other is taken.
-/// Before, the import was taken and only the export, later, refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calendars_too_far_apart_for_one_scenario_refuse_the_import_naming_them() {
+/// A server whose clock reads now (`t0`) with f1's twelve-week calendar imported as
+/// starting eleven years ago (`old`): the calendar tests' start.
+async fn f1_eleven_years_ago() -> (TestServer, Clients, DateTime<Utc>, DateTime<Utc>) {
     let t0 = start();
     let old = t0 - Duration::days(11 * 365);
     let server = TestServer::sqlite_with_clock(Arc::new(ManualClock::new(t0))).await;
@@ -833,6 +828,18 @@ async fn calendars_too_far_apart_for_one_scenario_refuse_the_import_naming_them(
     )
     .await
     .expect("f1's calendar, eleven years ago");
+    (server, c, t0, old)
+}
+
+/// Calendars years apart cannot all keep their dates in one scenario a server can import
+/// (at most 520 periods), so an import that would leave them so is refused as the export
+/// would be: `CALENDARS_SPAN_TOO_LONG`, naming the factory whose calendar starts first and
+/// the one whose calendar ends last, with the dates and the periods; nothing is written,
+/// and a retry under the key is refused again. The same factory nearer the other is taken.
+/// Before, the import was taken and only the export, later, refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendars_too_far_apart_for_one_scenario_refuse_the_import_naming_them() {
+    let (server, mut c, t0, old) = f1_eleven_years_ago().await;
     let before = server.store.catalogue().await.expect("catalogue");
     let f9 = with_calendar(12).replace("id = \"f1\"", "id = \"f9\"");
     for _ in 0..2 {
@@ -872,19 +879,7 @@ async fn calendars_too_far_apart_for_one_scenario_refuse_the_import_naming_them(
 /// wrote a version 2 scenario of 586 periods, which every import refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calendars_too_far_apart_for_one_scenario_refuse_the_export_naming_them() {
-    let t0 = start();
-    let old = t0 - Duration::days(11 * 365);
-    let server = TestServer::sqlite_with_clock(Arc::new(ManualClock::new(t0))).await;
-    let mut c = server.clients().await;
-    import_dated(
-        &mut c,
-        "old",
-        &with_calendar(12),
-        pb::ImportMode::Replace,
-        old,
-    )
-    .await
-    .expect("f1's calendar, eleven years ago");
+    let (server, mut c, t0, old) = f1_eleven_years_ago().await;
     // f9's calendar from now, as an older server took it (this one refuses the import).
     let mut catalogue = server.store.catalogue().await.expect("catalogue");
     let mut f9 = catalogue.factories[0].clone();
