@@ -714,12 +714,7 @@ async fn a_calendar_keeps_its_dates_as_cycles_move_and_the_horizon_changes() {
 
     // An export keeps the calendar: a version 2 scenario from the import's date, which,
     // imported back at the date the export names, plans the same hours.
-    let exported = c
-        .catalogue
-        .export_scenario(pb::ExportScenarioRequest { format: 0 })
-        .await
-        .expect("export")
-        .into_inner();
+    let exported = export_with_start(&mut c).await;
     let from = exported.calendar_starts_at.expect("the calendars' start");
     assert_eq!(
         from.seconds,
@@ -758,12 +753,7 @@ async fn a_calendar_keeps_its_dates_as_cycles_move_and_the_horizon_changes() {
         before,
         "the same hours on the same dates after the round trip"
     );
-    let twice = c
-        .catalogue
-        .export_scenario(pb::ExportScenarioRequest { format: 0 })
-        .await
-        .expect("export")
-        .into_inner();
+    let twice = export_with_start(&mut c).await;
     assert_eq!(
         (twice.text, twice.calendar_starts_at),
         (exported.text, Some(from))
@@ -810,6 +800,15 @@ fn assert_too_far_apart(e: &tonic::Status, old: DateTime<Utc>, t0: DateTime<Utc>
     for said in ["f1", "f9", "586 periods of 7 days", "at most 520", what] {
         assert!(e.message().contains(said), "{said}: {}", e.message());
     }
+}
+
+/// The catalogue exported (TOML), with its calendars' start.
+async fn export_with_start(c: &mut Clients) -> pb::ExportScenarioResponse {
+    c.catalogue
+        .export_scenario(pb::ExportScenarioRequest { format: 0 })
+        .await
+        .expect("export")
+        .into_inner()
 }
 
 /// A server whose clock reads now (`t0`) with f1's twelve-week calendar imported as
@@ -860,12 +859,7 @@ async fn calendars_too_far_apart_for_one_scenario_refuse_the_import_naming_them(
     import_dated(&mut c, "near", &f9, pb::ImportMode::Merge, near)
         .await
         .expect("f9's calendar, nearer f1's");
-    let exported = c
-        .catalogue
-        .export_scenario(pb::ExportScenarioRequest { format: 0 })
-        .await
-        .expect("export")
-        .into_inner();
+    let exported = export_with_start(&mut c).await;
     assert_eq!(exported.calendar_starts_at, Some(ts(old)));
     let s = c2m_planner::Scenario::from_toml_str(&exported.text).expect("a scenario");
     assert_eq!(s.horizon.as_ref().map(|h| h.periods), Some(512));
@@ -925,12 +919,7 @@ async fn calendars_too_far_apart_for_one_scenario_refuse_the_export_naming_them(
     )
     .await
     .expect("f1's calendar, from now");
-    let exported = c
-        .catalogue
-        .export_scenario(pb::ExportScenarioRequest { format: 0 })
-        .await
-        .expect("export")
-        .into_inner();
+    let exported = export_with_start(&mut c).await;
     assert_eq!(exported.calendar_starts_at, Some(ts(t0)));
     let s = c2m_planner::Scenario::from_toml_str(&exported.text).expect("a scenario");
     assert_eq!(s.horizon.as_ref().map(|h| h.periods), Some(12));
