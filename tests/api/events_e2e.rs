@@ -188,12 +188,7 @@ where
     req.max_per_order = None;
     req.deadline = Some(ts(start + Duration::days(3)));
     req.balance_window_seconds = Some(24 * 3600);
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
+    let cmp = created(c, req).await;
     let mut placed = Vec::new();
     for (who, qty) in [("alice", 2), ("bob", 1), ("carol", 1), ("dave", 1)] {
         let p = c

@@ -22,11 +22,7 @@ async fn campaign(
     let mut req = campaign_request(key, threshold);
     req.max_per_order = None;
     req.deadline = Some(ts(start + Duration::days(days)));
-    c.campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner()
+    created(c, req).await
 }
 
 /// A campaign for the catalogue's `lever-kettle` (imported first) with a deadline five
@@ -41,11 +37,7 @@ async fn kettle_campaign(
     req.sku = "lever-kettle".into();
     req.max_per_order = None;
     req.deadline = Some(ts(start + Duration::days(5)));
-    c.campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner()
+    created(c, req).await
 }
 
 /// The advice at the defaults (margin 0.15, target 0.8).
@@ -501,12 +493,7 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
     let mut req = campaign_request("cancel", 5);
     req.max_per_order = None;
     req.balance_window_seconds = Some(2 * 86_400);
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
+    let cmp = created(&mut c, req).await;
     clock.advance(Duration::minutes(1));
     let a = c
         .preorders
@@ -876,16 +863,18 @@ async fn advice_names_the_volumes_the_planner_found_no_plan_for() {
         first.volume
     );
     assert!(advice.notes.contains(&unjudged), "{:?}", advice.notes);
-    assert!(
-        advice.notes.contains(
-            &"no threshold below 5000 that the planner planned keeps a 15% margin at the \
-              planned cost"
-                .to_string()
-        ),
-        "{:?}",
-        advice.notes
-    );
+    assert_no_planned_threshold_keeps_the_margin(&advice, 5000);
     server.shutdown().await;
+}
+
+/// The note of an advice that found no threshold below `threshold`, among the volumes
+/// the planner planned, that keeps a 15% margin.
+fn assert_no_planned_threshold_keeps_the_margin(advice: &pb::Advice, threshold: i64) {
+    let note = format!(
+        "no threshold below {threshold} that the planner planned keeps a 15% margin at the \
+         planned cost"
+    );
+    assert!(advice.notes.contains(&note), "{:?}", advice.notes);
 }
 
 /// A server set up by `settings` with `catalogue`, and a five-day campaign `key` with
@@ -910,12 +899,7 @@ async fn advised_campaign(
     req.deposit_minor = deposit;
     req.max_per_order = None;
     req.deadline = Some(ts(start + Duration::days(5)));
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
+    let cmp = created(&mut c, req).await;
     orders(&mut c, &clock, &cmp.id, key, 4, 10, Duration::hours(6)).await;
     (server, c, cmp)
 }
@@ -1041,15 +1025,7 @@ async fn advice_within(
         ranges.join(", ")
     );
     assert!(advice.notes.contains(&unreached), "{:?}", advice.notes);
-    assert!(
-        advice.notes.contains(
-            &"no threshold below 20001 that the planner planned keeps a 15% margin at the \
-              planned cost"
-                .to_string()
-        ),
-        "{:?}",
-        advice.notes
-    );
+    assert_no_planned_threshold_keeps_the_margin(&advice, 20001);
     server.shutdown().await;
     took
 }
@@ -1065,12 +1041,7 @@ async fn insights_over_a_long_span_refuse_more_buckets_than_can_be_sent() {
     let mut req = campaign_request("long-ago", 50);
     req.opens_at = Some(ts(start - Duration::days(20 * 365)));
     req.deadline = Some(ts(start + Duration::days(3)));
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
+    let cmp = created(&mut c, req).await;
     orders(
         &mut c,
         &clock,

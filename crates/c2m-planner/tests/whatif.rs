@@ -565,6 +565,19 @@ fn advice_with_a_huge_max_plans_only_what_it_needs() {
     assert!(text.contains("minimum viable batch: 1 unit\n"), "{text}");
 }
 
+/// Advice on white kettles at 49.00 (10.00 deposit), a 15% margin, up to 3,000 in
+/// steps of 100: near the factories' capacity, where the tests below need to be.
+fn kettle_advice() -> AdviceSpec {
+    AdviceSpec {
+        sku: "kettle-17-white".into(),
+        price: 4900.0,
+        deposit: 1000.0,
+        margin: 0.15,
+        max: 3000,
+        step: 100,
+    }
+}
+
 /// Options under which the solver finds nothing: a microsecond is over before
 /// microlp has a plan, so each point's plan is the greedy rules' or none. On
 /// the kettle, the greedy rules plan 100 units of white but not 2,600 (close
@@ -651,14 +664,7 @@ fn a_point_with_no_plan_is_reported_and_the_sweep_goes_on() {
 /// that need one; the minimum viable batch is found among the others.
 #[test]
 fn advice_goes_on_past_volumes_with_no_plan() {
-    let spec = AdviceSpec {
-        sku: "kettle-17-white".into(),
-        price: 4900.0,
-        deposit: 1000.0,
-        margin: 0.15,
-        max: 3000,
-        step: 100,
-    };
+    let spec = kettle_advice();
     let a = advise(&kettle(), &spec, &no_time(), &mut |_, _| {}).expect("the scan goes on");
     assert!(
         !a.no_plan.is_empty(),
@@ -699,14 +705,7 @@ fn advice_goes_on_past_volumes_with_no_plan() {
 #[test]
 fn an_advice_scan_past_its_end_names_the_volumes_it_did_not_reach() {
     use c2m_planner::whatif::advice::{advise_by, VolumeRange};
-    let spec = AdviceSpec {
-        sku: "kettle-17-white".into(),
-        price: 4900.0,
-        deposit: 1000.0,
-        margin: 0.15,
-        max: 3000,
-        step: 100,
-    };
+    let spec = kettle_advice();
     let ended = std::time::Instant::now();
     let a = advise_by(&kettle(), &spec, &no_time(), Some(ended), &mut |_, _| {})
         .expect("an answer, of nothing judged");

@@ -463,6 +463,15 @@ pub fn campaign_request(key: &str, threshold: i64) -> pb::CreateCampaignRequest 
     }
 }
 
+/// Creates the campaign `req` describes; panics if the server refuses it.
+pub async fn created(c: &mut Clients, req: pb::CreateCampaignRequest) -> pb::Campaign {
+    c.campaigns
+        .create_campaign(req)
+        .await
+        .expect("campaign")
+        .into_inner()
+}
+
 pub fn place(key: &str, campaign: &str, consumer: &str, quantity: i64) -> pb::PlacePreorderRequest {
     pb::PlacePreorderRequest {
         idempotency_key: key.to_owned(),
@@ -656,12 +665,7 @@ pub async fn locked_batch(c: &mut Clients, key: &str, sku: &str, units: i64) -> 
     req.sku = sku.into();
     req.max_per_order = None;
     req.deposit_minor = req.unit_price_minor;
-    let cmp = c
-        .campaigns
-        .create_campaign(req)
-        .await
-        .expect("campaign")
-        .into_inner();
+    let cmp = created(c, req).await;
     let p = c
         .preorders
         .place_preorder(place(&format!("{key}-order"), &cmp.id, "consumer-1", units))
