@@ -75,6 +75,13 @@ struct Args {
     /// campaigns).
     #[arg(long)]
     prior_shape: Option<f64>,
+    /// Override the weight of the robust part of the level's prior (0: a plain Gamma).
+    #[arg(long)]
+    robust_weight: Option<f64>,
+    /// How far merchants set thresholds from their demand: the standard deviation of the
+    /// log of demand over the threshold's worth (0.6 by default).
+    #[arg(long, default_value_t = 0.6)]
+    mismatch: f64,
     /// Print the results as JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -421,7 +428,7 @@ fn run_process(args: &Args, p: Process, rng: &mut StdRng, config: &ForecastConfi
         let threshold = rng.gen_range(50..=300);
         let cancel_prob = rng.gen_range(0.02..0.15) * args.cancel_scale;
         let past = rng.gen_range(args.min_past..=args.max_past.max(args.min_past));
-        let merchant_mismatch = (0.6 * normal(rng)).exp();
+        let merchant_mismatch = (args.mismatch * normal(rng)).exp();
         let level_for = |d: f64| threshold as f64 / (mean_size() * d * mean_shape(p, d));
         let mut histories = Vec::with_capacity(past);
         for _ in 0..past {
@@ -631,6 +638,9 @@ fn main() {
     if let Some(v) = args.prior_shape {
         config.default_prior_shape = v;
     }
+    if let Some(v) = args.robust_weight {
+        config.robust_weight = v;
+    }
     let moments = args.moments();
     if let Some(m) = moments.iter().find(|m| !(**m > 0.0 && **m < 1.0)) {
         eprintln!("--moments: {m} is not a fraction of the campaign strictly between 0 and 1");
@@ -689,7 +699,7 @@ fn main() {
     println!("by moment of the forecast (fraction of the campaign elapsed): mean forecast / locked, Brier / naive Brier");
     print!("| process    | population     |");
     for m in &moments {
-        print!(" {:>21} |", format!("at {m:.2}"));
+        print!(" {:>21} |", format!("at {m}"));
     }
     println!();
     print!("|------------|----------------|");

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
             let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.stdout.as_bytes());
             if out.code == c2m_planner::whatif::cli::EXIT_NO_PLAN {
                 eprintln!(
-                    "what_if: the planner found no plan at some points (status no_plan); the rest is complete"
+                    "what_if: some points have no plan (status no_plan) or were not reached by --scan-limit; the rest is complete"
                 );
             }
             ExitCode::from(out.code)

@@ -315,6 +315,66 @@ fn advice_on_paper_and_on_the_kettle() {
 }
 
 #[test]
+fn advice_ends_at_its_scan_limit_and_says_what_it_did_not_reach() {
+    // Every unit from 1 to 5,000 on the kettle is thousands of plans; a scan limit of a
+    // fiftieth of a second reaches a few of them at most, lists the rest as not reached,
+    // and exits 3 (complete but for those volumes), as GetAdvice does at its deadline.
+    let args = [
+        "advise",
+        KETTLE,
+        "--sku",
+        "kettle-17-white",
+        "--price",
+        "49",
+        "--deposit",
+        "10",
+        "--margin",
+        "0.15",
+        "--step",
+        "1",
+        "--scan-limit",
+        "0.02",
+    ];
+    let started = std::time::Instant::now();
+    let out = what_if(&args);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the scan did not stop at its limit"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(c2m_planner::whatif::cli::EXIT_NO_PLAN)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("NOT REACHED before the scan's end"), "{text}");
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let a: Value = serde_json::from_slice(&what_if(&json_args).stdout).unwrap();
+    let last = a["not_reached"]
+        .as_array()
+        .and_then(|r| r.last())
+        .expect("volumes not reached");
+    assert_eq!(last["last"], 5000, "{a}");
+
+    let refused = what_if(&[
+        "advise",
+        KETTLE,
+        "--sku",
+        "kettle-17-white",
+        "--price",
+        "49",
+        "--margin",
+        "0.15",
+        "--scan-limit",
+        "0",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--scan-limit"));
+}
+
+#[test]
 fn scenario_tools_on_the_samples() {
     let dir = tempfile::tempdir().unwrap();
     for file in [KETTLE, INFEASIBLE, WEEKS] {

@@ -24,8 +24,9 @@ pub struct Output {
 }
 
 /// Exit status of a `compare`, `sweep` or `advise` whose output is complete but for points
-/// the planner found no plan for (each reported with its reason): a script that reads
-/// only the status must not take a partial answer for a whole one. Infeasible points are
+/// the planner found no plan for (each reported with its reason), or volumes an advice's
+/// `--scan-limit` did not reach: a script that reads only the status must not take a
+/// partial answer for a whole one. Infeasible points are
 /// answers, and exit 0.
 pub const EXIT_NO_PLAN: u8 = 3;
 
@@ -44,12 +45,13 @@ usage:
   what_if sweep BASE --demand SKU --from N --to N [--points 50] [--svg FILE] [--csv|--json] [--time-limit 5]
   what_if sweep BASE --price SUPPLIER:MATERIAL --sku SKU --from -20% --to +20% [--points 50] [--svg FILE] [--csv|--json] [--time-limit 5]
   what_if sweep BASE --lead-time SUPPLIER [--sku SKU] --from 0 --to 35 [--points DAYS+1] [--svg FILE] [--csv|--json] [--time-limit 5]
-  what_if advise BASE --sku SKU --price P --deposit D --margin 0.2 [--max 5000] [--step 50] [--json] [--time-limit 5]
+  what_if advise BASE --sku SKU --price P --deposit D --margin 0.2 [--max 5000] [--step 50] [--json] [--time-limit 5] [--scan-limit 60]
   what_if scenario validate FILE
   what_if scenario summary FILE
   what_if scenario convert IN OUT        (.json or .toml by extension)
 money (--price, --deposit) in major units of the scenario's currency;
 --time-limit: seconds per plan (sweep and advise solve many plans, one per core at a time);
+--scan-limit: seconds for the whole advice; volumes not reached by then are listed (exit 3);
 a scenario with a [horizon] (version 2) is compared, swept and advised the same way, with its lateness;
 --lead-time sweeps a supplier's lead time in whole days (--points defaults to one per day, at most 50)";
 
@@ -312,6 +314,7 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                     "--max",
                     "--step",
                     "--time-limit",
+                    "--scan-limit",
                 ],
             )?;
             let [base] = positional[..] else {
@@ -331,14 +334,27 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 step: flags.whole("--step")?.unwrap_or((max / 100).max(1)),
             };
             let opts = with_time_limit(&flags, scan_options())?;
-            let a = advice::advise(&base_s, &spec, &opts, &mut |d, t| env.progress(d, t))?;
+            // The whole scan's bound, as the server's GetAdvice has its call's deadline:
+            // without it a fine --step over a large --max plans for as long as it takes.
+            let end = match flags.num("--scan-limit")? {
+                Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => {
+                    Some(std::time::Instant::now() + std::time::Duration::from_secs_f64(t))
+                }
+                Some(t) => {
+                    return Err(format!(
+                        "--scan-limit: {t} is not a number of seconds in (0, 86400]"
+                    ))
+                }
+                None => None,
+            };
+            let a = advice::advise_by(&base_s, &spec, &opts, end, &mut |d, t| env.progress(d, t))?;
             Ok(Output {
                 stdout: if flags.has("--json") {
                     serde_json::to_string_pretty(&a).expect("advice serializes") + "\n"
                 } else {
                     advice::render_text(&a)
                 },
-                code: code_for(!a.no_plan.is_empty()),
+                code: code_for(!a.no_plan.is_empty() || !a.not_reached.is_empty()),
             })
         }
         "scenario" => {
