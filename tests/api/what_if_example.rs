@@ -44,6 +44,25 @@ fn scenario(path: &str) -> Scenario {
 }
 
 const KETTLE: &str = "examples/scenarios/kettle-c2m.toml";
+
+/// The advice of `docs/what-if.md` on the kettle, before any further flag.
+const KETTLE_ADVICE: [&str; 10] = [
+    "advise",
+    KETTLE,
+    "--sku",
+    "kettle-17-white",
+    "--price",
+    "49",
+    "--deposit",
+    "10",
+    "--margin",
+    "0.15",
+];
+
+/// [`KETTLE_ADVICE`] with `more` flags.
+fn kettle_advice(more: &[&'static str]) -> Vec<&'static str> {
+    [&KETTLE_ADVICE[..], more].concat()
+}
 const OVERLAY: &str = "examples/scenarios/kettle-what-if.toml";
 const INFEASIBLE: &str = "examples/scenarios/infeasible-capacity.toml";
 
@@ -269,19 +288,7 @@ fn advice_on_paper_and_on_the_kettle() {
 
     // The advice of `docs/what-if.md` on the kettle: whatever volume it names, a plan
     // solved directly must leave the margin there and not one unit below.
-    let out = stdout_ok(&[
-        "advise",
-        KETTLE,
-        "--sku",
-        "kettle-17-white",
-        "--price",
-        "49",
-        "--deposit",
-        "10",
-        "--margin",
-        "0.15",
-        "--json",
-    ]);
+    let out = stdout_ok(&kettle_advice(&["--json"]));
     let a: Value = serde_json::from_str(&out).unwrap();
     let target = 4_900.0 * 0.85;
     assert!((a["target_cost"].as_f64().unwrap() - target).abs() < 1e-6);
@@ -296,18 +303,7 @@ fn advice_on_paper_and_on_the_kettle() {
     };
     assert!(cost_at(v) <= target, "at {v}");
     assert!(cost_at(v - 1) > target, "at {}", v - 1);
-    let text = stdout_ok(&[
-        "advise",
-        KETTLE,
-        "--sku",
-        "kettle-17-white",
-        "--price",
-        "49",
-        "--deposit",
-        "10",
-        "--margin",
-        "0.15",
-    ]);
+    let text = stdout_ok(&KETTLE_ADVICE);
     assert!(
         text.contains(&format!("minimum viable batch: {v} units")),
         "{text}"
@@ -319,22 +315,7 @@ fn advice_ends_at_its_scan_limit_and_says_what_it_did_not_reach() {
     // Every unit from 1 to 5,000 on the kettle is thousands of plans; a scan limit of a
     // fiftieth of a second reaches a few of them at most, lists the rest as not reached,
     // and exits 3 (complete but for those volumes), as GetAdvice does at its deadline.
-    let args = [
-        "advise",
-        KETTLE,
-        "--sku",
-        "kettle-17-white",
-        "--price",
-        "49",
-        "--deposit",
-        "10",
-        "--margin",
-        "0.15",
-        "--step",
-        "1",
-        "--scan-limit",
-        "0.02",
-    ];
+    let args = kettle_advice(&["--step", "1", "--scan-limit", "0.02"]);
     let started = std::time::Instant::now();
     let out = what_if(&args);
     assert!(
@@ -349,8 +330,7 @@ fn advice_ends_at_its_scan_limit_and_says_what_it_did_not_reach() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("NOT REACHED before the scan's end"), "{text}");
-    let mut json_args = args.to_vec();
-    json_args.push("--json");
+    let json_args = kettle_advice(&["--step", "1", "--scan-limit", "0.02", "--json"]);
     let a: Value = serde_json::from_slice(&what_if(&json_args).stdout).unwrap();
     let last = a["not_reached"]
         .as_array()
