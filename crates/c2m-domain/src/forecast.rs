@@ -1440,11 +1440,22 @@ impl FillModel {
             let mean = shape / rate;
             let falls = |z: f64| (-ROBUST_TAIL * z.abs()).exp();
             let total: f64 = ROBUST_LEVELS.iter().map(|&z| falls(z)).sum();
-            components.extend(ROBUST_LEVELS.iter().map(|&z| LevelComponent {
-                weight: robust * falls(z) / total,
-                shape: ROBUST_SHAPE,
-                rate: ROBUST_SHAPE / (mean * z.exp()),
-            }));
+            for &z in &ROBUST_LEVELS {
+                let c = LevelComponent {
+                    weight: robust * falls(z) / total,
+                    shape: ROBUST_SHAPE,
+                    rate: ROBUST_SHAPE / (mean * z.exp()),
+                };
+                // The robust component at the core's own pace is the core itself when their
+                // shapes agree (the default prior's): one component, one recursion.
+                match components
+                    .iter_mut()
+                    .find(|o| o.shape == c.shape && (o.rate - c.rate).abs() <= 1e-12 * o.rate)
+                {
+                    Some(same) => same.weight += c.weight,
+                    None => components.push(c),
+                }
+            }
         }
         components
     }
@@ -1705,7 +1716,8 @@ impl FillModel {
             // Beyond the exact range.
             dist.cdf(need_u - 1)
         } else {
-            upto.iter().take(need_u).sum()
+            // The exact part as computed, and the light components as they are.
+            dist.exact_weight() * upto.iter().take(need_u).sum::<f64>() + dist.light_cdf(need_u - 1)
         };
         let lock_probability = (1.0 - below).clamp(0.0, 1.0);
         let expected_shortfall: f64 = upto
@@ -1717,6 +1729,14 @@ impl FillModel {
         // Lock-time distribution: P(locked by t) on a grid from now to the deadline.
         let steps = self.config.lock_time_steps.max(2);
         let span = self.length - self.now;
+        // A component that adds next to nothing to the chance of locking by the deadline
+        // adds less by any earlier moment (its units only grow with time): leaving it out
+        // of the grid spares a recursion per point, which matters when the orders have
+        // spread the weight over several slow components (a campaign far behind its pace).
+        let counts: Vec<bool> = orders
+            .iter()
+            .map(|&c| c.0 - CompoundMixture::new(&[c], &self.sizes).cdf(need_u - 1) >= 1e-9)
+            .collect();
         let grid: Vec<(f64, f64)> = (0..=steps)
             .map(|i| {
                 let t = self.now + span * i as f64 / steps as f64;
@@ -1725,8 +1745,18 @@ impl FillModel {
                 } else if i == steps {
                     lock_probability
                 } else {
-                    let orders = self.orders_until(t, self.length);
-                    1.0 - CompoundMixture::new(&orders, &self.sizes).cdf(need_u - 1)
+                    // The grid only places the lock-time moments, so components under
+                    // GRID_EXACT_WEIGHT are taken as normal here: each exact one costs a
+                    // recursion as long as the units needed at every point.
+                    let orders: Vec<(f64, f64, f64)> = self
+                        .orders_until(t, self.length)
+                        .into_iter()
+                        .zip(&counts)
+                        .filter_map(|(c, &counts)| counts.then_some(c))
+                        .collect();
+                    orders.iter().map(|c| c.0).sum::<f64>()
+                        - CompoundMixture::exact_above(&orders, &self.sizes, GRID_EXACT_WEIGHT)
+                            .cdf(need_u - 1)
                 };
                 (t, f)
             })
@@ -1910,9 +1940,24 @@ struct CompoundMixture<'a> {
 /// Mixture components lighter than this are approximated (see [`CompoundMixture`]).
 const EXACT_WEIGHT: f64 = 1e-3;
 
+/// The same on the lock-time grid, whose probabilities only place the moments by which the
+/// batch has locked with probability 10%, 50% and 90%: components under it move a point
+/// of the grid by their weight times the normal approximation's error, about a
+/// thousandth.
+const GRID_EXACT_WEIGHT: f64 = 0.02;
+
 impl<'a> CompoundMixture<'a> {
     /// From `(weight, r, mean)` per component, as [`FillModel::orders_until`] gives them.
     fn new(components: &[(f64, f64, f64)], sizes: &'a [(usize, f64)]) -> Self {
+        Self::exact_above(components, sizes, EXACT_WEIGHT)
+    }
+
+    /// [`CompoundMixture::new`] with components lighter than `exact_weight` taken as normal.
+    fn exact_above(
+        components: &[(f64, f64, f64)],
+        sizes: &'a [(usize, f64)],
+        exact_weight: f64,
+    ) -> Self {
         let (size_mean, size_second) = sizes.iter().fold((0.0, 0.0), |(m, s), &(u, w)| {
             let u = u as f64;
             (m + u * w, s + u * u * w)
@@ -1926,12 +1971,12 @@ impl<'a> CompoundMixture<'a> {
         CompoundMixture {
             parts: components
                 .iter()
-                .filter(|c| c.0 >= EXACT_WEIGHT)
+                .filter(|c| c.0 >= exact_weight)
                 .map(|&(w, r, mean)| (w, CompoundNegBinomial::new(r, mean, sizes)))
                 .collect(),
             light: components
                 .iter()
-                .filter(|c| c.0 < EXACT_WEIGHT)
+                .filter(|c| c.0 < exact_weight)
                 .map(normal)
                 .collect(),
             normal: components.iter().map(normal).collect(),
@@ -1951,28 +1996,39 @@ impl<'a> CompoundMixture<'a> {
         (self.parts.iter().map(|(w, d)| w * d.cdf(x)).sum::<f64>() + self.light_cdf(x)).min(1.0)
     }
 
-    /// `P(X = x)` from 0 through at least `through`, continuing until the mixture's CDF
-    /// reaches `until_cdf`: the components' recursions run side by side, so a component
-    /// with a long tail is not followed further than the mixture needs.
+    /// The weight of the components computed exactly.
+    fn exact_weight(&self) -> f64 {
+        self.parts.iter().map(|(w, _)| w).sum()
+    }
+
+    /// `P(X = x)` of the exact part, from 0 through at least `through`, continuing until
+    /// its CDF reaches `until_cdf`, with the exact components' weights taken as the whole
+    /// (the light ones, each under [`EXACT_WEIGHT`], would cost a normal CDF per unit and
+    /// component, more than the recursions themselves, to move a quantile by a fraction of
+    /// their weight). The components' recursions run side by side, so a component with a
+    /// long tail is not followed further than the mixture needs; the stop is checked every
+    /// few units (a few values more do no harm).
     fn pmf(&self, through: usize, until_cdf: Option<f64>) -> Vec<f64> {
-        if let ([(w, only)], []) = (self.parts.as_slice(), self.light.as_slice()) {
-            return only
-                .pmf(through, until_cdf)
-                .into_iter()
-                .map(|f| w * f)
-                .collect();
+        const CHECK_EVERY: usize = 16;
+        let total = self.exact_weight();
+        if let [(_, only)] = self.parts.as_slice() {
+            return only.pmf(through, until_cdf);
         }
         let mut runs: Vec<(f64, PanjerRun<'_, 'a>)> = self
             .parts
             .iter()
-            .map(|(w, d)| (*w, PanjerRun::new(d)))
+            .map(|(w, d)| (*w / total, PanjerRun::new(d)))
             .collect();
         let mut len = 1;
         loop {
-            let cdf: f64 =
-                runs.iter().map(|(w, r)| w * r.cdf()).sum::<f64>() + self.light_cdf(len - 1);
-            if (len > through && until_cdf.is_none_or(|c| cdf >= c)) || len > MAX_EXACT_UNITS {
+            if len > MAX_EXACT_UNITS {
                 break;
+            }
+            if len > through && (len - 1) % CHECK_EVERY == 0 {
+                let cdf: f64 = runs.iter().map(|(w, r)| w * r.cdf()).sum();
+                if until_cdf.is_none_or(|c| cdf >= c) {
+                    break;
+                }
             }
             for (_, run) in &mut runs {
                 run.advance();
@@ -1984,12 +2040,6 @@ impl<'a> CompoundMixture<'a> {
             for (x, f) in run.into_pmf().into_iter().enumerate() {
                 pmf[x] += w * f;
             }
-        }
-        let mut below = 0.0;
-        for (x, f) in pmf.iter_mut().enumerate() {
-            let upto = self.light_cdf(x);
-            *f += upto - below;
-            below = upto;
         }
         pmf
     }
@@ -3153,20 +3203,24 @@ mod tests {
         let components = [(0.7, 2.5, 40.0), (0.2995, 4.0, 10.0), (0.0005, 2.0, 60.0)];
         let mix = CompoundMixture::new(&components, &sizes);
         assert_eq!((mix.parts.len(), mix.light.len()), (2, 1));
+        // The PMF is the exact part's, its weights taken as the whole.
         let pmf = mix.pmf(3000, None);
         let total: f64 = pmf.iter().sum();
         let first: f64 = pmf.iter().enumerate().map(|(x, f)| x as f64 * f).sum();
         assert!((total - 1.0).abs() < 1e-9, "{total}");
-        // E[X] = Σ w·E[N]·E[S] with E[S] = 2.5; the light part, normal, puts its mass below
-        // zero at zero, which moves the mean by a small part of its weight.
-        let expected = 2.5 * (0.7 * 40.0 + 0.2995 * 10.0 + 0.0005 * 60.0);
-        assert!((first - expected).abs() < 0.01, "{first} vs {expected}");
-        // The CDF agrees with the PMF, and the exact parts with their own recursion.
-        let upto: f64 = pmf.iter().take(51).sum();
-        assert!((mix.cdf(50) - upto).abs() < 1e-9);
+        // E[X] = Σ w·E[N]·E[S] / Σ w with E[S] = 2.5.
+        let expected = 2.5 * (0.7 * 40.0 + 0.2995 * 10.0) / 0.9995;
+        assert!((first - expected).abs() < 1e-6, "{first} vs {expected}");
+        // The CDF is the whole mixture's: the exact parts by their own recursions, the
+        // light one normal.
         let by_parts = 0.7 * CompoundNegBinomial::new(2.5, 40.0, &sizes).cdf(50)
             + 0.2995 * CompoundNegBinomial::new(4.0, 10.0, &sizes).cdf(50);
+        let upto: f64 = pmf.iter().take(51).sum();
+        assert!((mix.cdf(50) - (0.9995 * upto + mix.light_cdf(50))).abs() < 1e-9);
         assert!(mix.cdf(50) - by_parts > 0.0 && mix.cdf(50) - by_parts < 0.0005);
+        // A component wholly below 50 units would add its whole weight.
+        let light = normal_mixture_cdf(&[(0.0005, 2.5 * 60.0, 10.0)], 50);
+        assert!(light < 1e-9, "{light}");
     }
 
     #[test]
