@@ -33,6 +33,40 @@ use crate::validate::ValidatedScenario;
 
 use super::model::{bounds, build, Options};
 
+/// Whether the planner adds the product decomposition's Lagrangian cuts to
+/// the HiGHS model (an experiment's switch, see `docs/planning-time.md`).
+static CUTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Switches the experiment's cuts on or off for this process.
+#[doc(hidden)]
+pub fn set_decomposition_cuts(on: bool) {
+    CUTS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn decomposition_cuts() -> bool {
+    CUTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The cuts as rows of a built model.
+pub(crate) fn cut_rows(cuts: &[Cut], layout: &super::model::Layout) -> Vec<good_lp::Constraint> {
+    cuts.iter()
+        .filter_map(|c| {
+            let mut e = good_lp::Expression::default();
+            for &(k, a) in &c.terms {
+                let var = match k {
+                    Key::Run(t, i) => layout.lines[t][i]?.x.v,
+                    Key::Setup(t, i) => layout.lines[t][i]?.y.v,
+                    Key::Backlog(p, t) => layout.backlog[p][t]?.v,
+                };
+                e += a * var;
+            }
+            // A little below the block's least value: float noise must not
+            // cut off the optimum.
+            Some(e.geq(c.rhs - 1e-7 * (1.0 + c.rhs.abs())))
+        })
+        .collect()
+}
+
 /// What the decomposition found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecompositionBound {
@@ -263,10 +297,33 @@ enum Kind {
     },
 }
 
+/// A column of the tight model that a block decides, by what it is (the
+/// same in every build of the model, split integers or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// Units of line `i` in period `t`.
+    Run(usize, usize),
+    /// Setup of line `i` in period `t`.
+    Setup(usize, usize),
+    /// Backlog of product `p` at the end of period `t`.
+    Backlog(usize, usize),
+}
+
+/// A valid inequality `sum coef * column >= rhs` from one block: the least
+/// of the duals' combination over the block's feasible set (Lagrangian cut).
+/// Added to the MILP, one per block taken from the same iteration, they lift
+/// its LP to at least that iteration's Lagrangian bound.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cut {
+    pub terms: Vec<(Key, f64)>,
+    pub rhs: f64,
+}
+
 /// One subproblem: its link rows (`var - sum lambda value^k = 0`), its
 /// convexity row (`sum lambda = 1`), and what it decides.
 struct Block {
     links: Vec<(highs::Row, usize)>,
+    keys: Vec<Key>,
     convexity: (highs::Row, usize),
     kind: Kind,
 }
@@ -553,6 +610,16 @@ pub fn decomposition_bound(
     by: Decomposition,
     time_limit: Duration,
 ) -> Result<DecompositionBound, DecompositionError> {
+    decompose(v, by, time_limit).map(|(d, _)| d)
+}
+
+/// [`decomposition_bound`] with the Lagrangian cuts of the iteration that
+/// gave the bound.
+pub(crate) fn decompose(
+    v: &ValidatedScenario,
+    by: Decomposition,
+    time_limit: Duration,
+) -> Result<(DecompositionBound, Vec<Cut>), DecompositionError> {
     let started = Instant::now();
     if !v.is_timed() {
         return Err(DecompositionError::NotTimed);
@@ -604,6 +671,7 @@ pub fn decomposition_bound(
             for t in 0..n {
                 for fi in 0..s.factories.len() {
                     let mut links = Vec::new();
+                    let mut keys = Vec::new();
                     let mut items = Vec::new();
                     let mut run = Vec::new();
                     for (i, l) in v.lines().iter().enumerate() {
@@ -616,6 +684,7 @@ pub fn decomposition_bound(
                         let line = v.line(*l);
                         links.push(link(&mut model, cols[lv.x.i]));
                         links.push(link(&mut model, cols[lv.y.i]));
+                        keys.extend([Key::Run(t, i), Key::Setup(t, i)]);
                         items.push(Item {
                             a: 0.0,
                             b: 0.0,
@@ -633,6 +702,7 @@ pub fn decomposition_bound(
                     let convexity = (model.add_row(1.0..=1.0, []), model.num_rows() - 1);
                     let blk = Block {
                         links,
+                        keys,
                         convexity,
                         kind: Kind::FactoryPeriod {
                             items,
@@ -651,6 +721,7 @@ pub fn decomposition_bound(
             let cd = super::model::cumulative_due(v);
             for (p, prod) in s.products.iter().enumerate() {
                 let mut links = Vec::new();
+                let mut keys = Vec::new();
                 let mut slots = Vec::new();
                 let mut run = Vec::new();
                 for t in 0..n {
@@ -671,6 +742,7 @@ pub fn decomposition_bound(
                         });
                         links.push(link(&mut model, cols[lv.x.i]));
                         links.push(link(&mut model, cols[lv.y.i]));
+                        keys.extend([Key::Run(t, i), Key::Setup(t, i)]);
                         let q = start.x[t][i] as f64;
                         run.extend([q, if q > 0.0 { 1.0 } else { 0.0 }]);
                     }
@@ -682,6 +754,7 @@ pub fn decomposition_bound(
                     if let Some(bv) = bv {
                         backlog[t] = Some((links.len(), 0.0));
                         links.push(link(&mut model, cols[bv.i]));
+                        keys.push(Key::Backlog(p, t));
                         run.push(behind[t] as f64);
                     }
                 }
@@ -693,6 +766,7 @@ pub fn decomposition_bound(
                 let convexity = (model.add_row(1.0..=1.0, []), model.num_rows() - 1);
                 let blk = Block {
                     links,
+                    keys,
                     convexity,
                     kind: Kind::Product {
                         slots,
@@ -709,6 +783,7 @@ pub fn decomposition_bound(
     }
 
     let mut best = root_lp;
+    let mut cuts = Vec::new();
     let mut master = f64::INFINITY;
     let mut iterations = 0;
     let mut columns = 0;
@@ -726,16 +801,30 @@ pub fn decomposition_bound(
         let duals = sol.dual_rows();
         let mut total_rc = 0.0;
         let mut new_cols = Vec::new();
+        let mut these_cuts = Vec::new();
         for (k, blk) in blocks.iter_mut().enumerate() {
             let mu = duals[blk.convexity.1];
             let (value, run) = blk.price(duals);
+            these_cuts.push(Cut {
+                terms: blk
+                    .keys
+                    .iter()
+                    .zip(&blk.links)
+                    .map(|(&k, &(_, r))| (k, duals[r]))
+                    .filter(|&(_, c)| c != 0.0)
+                    .collect(),
+                rhs: value,
+            });
             let rc = value - mu;
             total_rc += rc.min(0.0);
             if rc < -REDUCED_COST_TOLERANCE * (1.0 + z.abs()) {
                 new_cols.push((k, run));
             }
         }
-        best = best.max(z + total_rc);
+        if z + total_rc > best {
+            best = z + total_rc;
+            cuts = these_cuts;
+        }
         if new_cols.is_empty() || started.elapsed() >= time_limit {
             converged = new_cols.is_empty();
             break;
@@ -746,15 +835,18 @@ pub fn decomposition_bound(
             columns += 1;
         }
     }
-    Ok(DecompositionBound {
-        bound: best,
-        root_lp,
-        master,
-        iterations,
-        columns,
-        converged,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((
+        DecompositionBound {
+            bound: best,
+            root_lp,
+            master,
+            iterations,
+            columns,
+            converged,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        cuts,
+    ))
 }
 
 /// A column is added when its reduced cost is below minus this times the
