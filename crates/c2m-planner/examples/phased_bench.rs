@@ -36,8 +36,6 @@ fn main() {
         Some("microlp") => SolverKind::Microlp,
         _ => SolverKind::Highs,
     };
-    #[cfg(feature = "highs")]
-    c2m_planner::set_decomposition_cuts(args.iter().any(|a| a == "dwcuts"));
     let opts = SolveOptions {
         solver,
         time_limit: Duration::from_secs_f64(limit),

@@ -41,8 +41,8 @@ pub use greedy::greedy_plan;
 pub use model::Formulation;
 #[cfg(feature = "highs")]
 pub use phased::decompose::{
-    decomposition_bound, partial_integrality_bound, set_decomposition_cuts, Decomposition,
-    DecompositionBound, DecompositionError, KeepIntegers,
+    decomposition_bound, partial_integrality_bound, Decomposition, DecompositionBound,
+    DecompositionError, KeepIntegers,
 };
 pub use plan::{
     round_money, Binding, Completions, Consolidation, CostBreakdown, Diagnosis, ExactCosts,

@@ -270,30 +270,7 @@ fn plan_timed(
         }
         other => other,
     };
-    #[allow(unused_mut)]
-    let (mut problem, layout) = phased::model::build(v, &build);
-    #[cfg(feature = "highs")]
-    if phased::decompose::decomposition_cuts()
-        && opts.solver == SolverKind::Highs
-        && opts.formulation == Formulation::Tight
-        && !proven_infeasible
-    {
-        let cutting = Instant::now();
-        match phased::decompose::decompose(
-            v,
-            phased::decompose::Decomposition::Product,
-            time_limit / 4,
-        ) {
-            Ok((d, cuts)) => {
-                tracing::debug!(bound = d.bound, seconds = d.seconds, "decomposition cuts");
-                problem
-                    .constraints
-                    .extend(phased::decompose::cut_rows(&cuts, &layout));
-            }
-            Err(e) => tracing::debug!(error = %e, "no decomposition cuts"),
-        }
-        time_limit = time_limit.saturating_sub(cutting.elapsed());
-    }
+    let (problem, layout) = phased::model::build(v, &build);
     let start = match (&start_plan, opts.warm_start) {
         (Some(d), true) => Some(layout.start_values(v, d)),
         _ => None,

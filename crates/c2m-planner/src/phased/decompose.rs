@@ -1,26 +1,35 @@
 //! A lower bound of the planner's own: the Dantzig-Wolfe relaxation of the
-//! version 2 model by factory and period.
+//! version 2 model, by factory and period or by product.
 //!
 //! `docs/planning-time.md` found the gap left by HiGHS to be mostly the
-//! bound, and mostly production under shared factory hours: the LP runs a
-//! product on its cheapest line with fractional setups, because with whole
-//! setups the factory's hours are full. Here each factory-period's run sets
-//! (its hours row with setup hours, minimum runs, the per-period run bounds,
-//! integer runs, binary setups) are a subproblem whose convex hull replaces
-//! its LP relaxation; everything else (material flow, orders and tiers, dues,
-//! lateness, the tight model's valid inequalities) stays as the LP of the
-//! tight model. The master is that LP with `x_lt = sum_k lambda_k x^k_lt` and
-//! `y_lt = sum_k lambda_k y^k_lt` per line and period, and `sum_k lambda_k = 1`
-//! per factory-period, solved by HiGHS; columns come from an exact pricing
-//! (enumeration of the lines switched on, a bounded knapsack for the units).
+//! bound, and much of it production under shared factory hours: the LP runs
+//! a product on its cheapest line with fractional setups. Two decompositions
+//! test where that relaxation is weak ([`Decomposition`]):
+//!
+//! - each factory-period's run sets (its hours row with setup hours, minimum
+//!   runs, the per-period run bounds, integer runs, binary setups) as a
+//!   block, priced exactly by enumerating the lines switched on and a bounded
+//!   knapsack for the units;
+//! - each product's runs over all its lines and periods against its dues (a
+//!   capacitated lot-sizing problem; the hours stay in the master), priced
+//!   exactly by a dynamic programme over the units made so far.
+//!
+//! Everything else (material flow, orders and tiers, the hours where not in
+//! a block, the tight model's valid inequalities) stays as the LP of the
+//! tight model. The master is that LP with `x_lt = sum_k lambda_k x^k_lt`
+//! and `y_lt = sum_k lambda_k y^k_lt` (and the backlog, by product) per block
+//! and `sum_k lambda_k = 1`, solved and re-solved from its basis by HiGHS.
 //!
 //! The bound reported is the Lagrangian (Farley) bound of each iteration,
-//! `z_master + sum of the factory-periods' least reduced costs`: the master's
-//! duals, with each convexity dual lowered by its subproblem's least reduced
-//! cost, are feasible for the dual of the full master, so it is a lower
-//! bound whether or not the column generation has converged. The restricted
-//! master's value itself is not one before convergence and is not reported
-//! as a bound.
+//! `z_master + sum of the blocks' least reduced costs`: the master's duals,
+//! with each convexity dual lowered by its block's least reduced cost, are
+//! feasible for the dual of the full master, so it is a lower bound whether
+//! or not the column generation has converged. The restricted master's
+//! value itself is not one before convergence and is not reported as a bound.
+//!
+//! Measured in the seventh round of `docs/planning-time.md`: neither bound
+//! exceeds HiGHS's own at the benchmark's limits, so the planner does not
+//! use them; they stay as measuring tools (`examples/phased_dw.rs`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -32,40 +41,6 @@ use crate::model::Formulation;
 use crate::validate::ValidatedScenario;
 
 use super::model::{bounds, build, Options};
-
-/// Whether the planner adds the product decomposition's Lagrangian cuts to
-/// the HiGHS model (an experiment's switch, see `docs/planning-time.md`).
-static CUTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Switches the experiment's cuts on or off for this process.
-#[doc(hidden)]
-pub fn set_decomposition_cuts(on: bool) {
-    CUTS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-pub(crate) fn decomposition_cuts() -> bool {
-    CUTS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// The cuts as rows of a built model.
-pub(crate) fn cut_rows(cuts: &[Cut], layout: &super::model::Layout) -> Vec<good_lp::Constraint> {
-    cuts.iter()
-        .filter_map(|c| {
-            let mut e = good_lp::Expression::default();
-            for &(k, a) in &c.terms {
-                let var = match k {
-                    Key::Run(t, i) => layout.lines[t][i]?.x.v,
-                    Key::Setup(t, i) => layout.lines[t][i]?.y.v,
-                    Key::Backlog(p, t) => layout.backlog[p][t]?.v,
-                };
-                e += a * var;
-            }
-            // A little below the block's least value: float noise must not
-            // cut off the optimum.
-            Some(e.geq(c.rhs - 1e-7 * (1.0 + c.rhs.abs())))
-        })
-        .collect()
-}
 
 /// What the decomposition found.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +56,8 @@ pub struct DecompositionBound {
     /// Master solves.
     pub iterations: usize,
     /// Columns generated (besides the start's and the empty run sets).
+    /// A block's column is one decision of the block (a run set, or a
+    /// product's runs over the horizon).
     pub columns: usize,
     /// No column with a negative reduced cost was left.
     pub converged: bool,
@@ -98,6 +75,8 @@ pub enum DecompositionError {
     Solver(String),
     #[error("the time limit passed before the first master was solved")]
     TimeLimit,
+    #[error("product {0} can be made in more units than the pricing's table holds")]
+    TooManyUnits(usize),
 }
 
 /// One line's part of a factory-period subproblem: cost `a` per unit and
@@ -128,9 +107,9 @@ fn price(items: &[Item], cap: f64) -> (f64, Vec<(f64, bool)>) {
         i: usize,
         left: f64,
         base: f64,
-        on: &mut Vec<bool>,
+        on: &mut [bool],
         best: &mut f64,
-        best_sol: &mut Vec<(f64, bool)>,
+        best_sol: &mut [(f64, bool)],
     ) {
         if i == items.len() {
             leaf(items, left, base, on, best, best_sol);
@@ -165,7 +144,7 @@ fn leaf(
     base: f64,
     on: &[bool],
     best: &mut f64,
-    best_sol: &mut Vec<(f64, bool)>,
+    best_sol: &mut [(f64, bool)],
 ) {
     // Profitable extras: (profit per unit, hours per unit, most units, item).
     let mut gain_free = 0.0;
@@ -227,14 +206,14 @@ fn knap(
     j: usize,
     left: f64,
     value: f64,
-    cur: &mut Vec<f64>,
+    cur: &mut [f64],
     best: &mut f64,
-    best_e: &mut Vec<f64>,
+    best_e: &mut [f64],
 ) {
     if j == extras.len() {
         if value > *best {
             *best = value;
-            best_e.clone_from(cur);
+            best_e.copy_from_slice(cur);
         }
         return;
     }
@@ -297,33 +276,10 @@ enum Kind {
     },
 }
 
-/// A column of the tight model that a block decides, by what it is (the
-/// same in every build of the model, split integers or not).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Key {
-    /// Units of line `i` in period `t`.
-    Run(usize, usize),
-    /// Setup of line `i` in period `t`.
-    Setup(usize, usize),
-    /// Backlog of product `p` at the end of period `t`.
-    Backlog(usize, usize),
-}
-
-/// A valid inequality `sum coef * column >= rhs` from one block: the least
-/// of the duals' combination over the block's feasible set (Lagrangian cut).
-/// Added to the MILP, one per block taken from the same iteration, they lift
-/// its LP to at least that iteration's Lagrangian bound.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Cut {
-    pub terms: Vec<(Key, f64)>,
-    pub rhs: f64,
-}
-
 /// One subproblem: its link rows (`var - sum lambda value^k = 0`), its
 /// convexity row (`sum lambda = 1`), and what it decides.
 struct Block {
     links: Vec<(highs::Row, usize)>,
-    keys: Vec<Key>,
     convexity: (highs::Row, usize),
     kind: Kind,
 }
@@ -386,7 +342,7 @@ fn period_costs(slots: &[Slot], most: usize) -> Vec<(f64, Vec<(f64, bool)>)> {
         by_cost.sort_by(|&i, &j| slots[i].a.total_cmp(&slots[j].a));
         let first = lo.max(0.0) as usize;
         let last = (hi.min(most as f64)) as usize;
-        for q in first..=last {
+        for (q, slot) in out.iter_mut().enumerate().take(last + 1).skip(first) {
             // Fill beyond the minimums, cheapest unit first (costs are linear).
             let mut extra = q as f64 - lo;
             let mut cost = base;
@@ -400,8 +356,8 @@ fn period_costs(slots: &[Slot], most: usize) -> Vec<(f64, Vec<(f64, bool)>)> {
                 cost += slots[j].a * e;
                 extra -= e;
             }
-            if cost < out[q].0 {
-                out[q] = (cost, x);
+            if cost < slot.0 {
+                *slot = (cost, x);
             }
         }
     }
@@ -537,7 +493,6 @@ fn translate(v: &ValidatedScenario, integer: impl Fn(usize) -> bool) -> Translat
         let rhs = -e.constant();
         let factors: Vec<(highs::Col, f64)> = e
             .linear_coefficients()
-            .into_iter()
             .map(|(var, a)| (cols[index[&var]], a))
             .collect();
         if c.is_equality() {
@@ -610,16 +565,6 @@ pub fn decomposition_bound(
     by: Decomposition,
     time_limit: Duration,
 ) -> Result<DecompositionBound, DecompositionError> {
-    decompose(v, by, time_limit).map(|(d, _)| d)
-}
-
-/// [`decomposition_bound`] with the Lagrangian cuts of the iteration that
-/// gave the bound.
-pub(crate) fn decompose(
-    v: &ValidatedScenario,
-    by: Decomposition,
-    time_limit: Duration,
-) -> Result<(DecompositionBound, Vec<Cut>), DecompositionError> {
     let started = Instant::now();
     if !v.is_timed() {
         return Err(DecompositionError::NotTimed);
@@ -671,7 +616,6 @@ pub(crate) fn decompose(
             for t in 0..n {
                 for fi in 0..s.factories.len() {
                     let mut links = Vec::new();
-                    let mut keys = Vec::new();
                     let mut items = Vec::new();
                     let mut run = Vec::new();
                     for (i, l) in v.lines().iter().enumerate() {
@@ -684,7 +628,6 @@ pub(crate) fn decompose(
                         let line = v.line(*l);
                         links.push(link(&mut model, cols[lv.x.i]));
                         links.push(link(&mut model, cols[lv.y.i]));
-                        keys.extend([Key::Run(t, i), Key::Setup(t, i)]);
                         items.push(Item {
                             a: 0.0,
                             b: 0.0,
@@ -702,7 +645,6 @@ pub(crate) fn decompose(
                     let convexity = (model.add_row(1.0..=1.0, []), model.num_rows() - 1);
                     let blk = Block {
                         links,
-                        keys,
                         convexity,
                         kind: Kind::FactoryPeriod {
                             items,
@@ -721,7 +663,6 @@ pub(crate) fn decompose(
             let cd = super::model::cumulative_due(v);
             for (p, prod) in s.products.iter().enumerate() {
                 let mut links = Vec::new();
-                let mut keys = Vec::new();
                 let mut slots = Vec::new();
                 let mut run = Vec::new();
                 for t in 0..n {
@@ -742,7 +683,6 @@ pub(crate) fn decompose(
                         });
                         links.push(link(&mut model, cols[lv.x.i]));
                         links.push(link(&mut model, cols[lv.y.i]));
-                        keys.extend([Key::Run(t, i), Key::Setup(t, i)]);
                         let q = start.x[t][i] as f64;
                         run.extend([q, if q > 0.0 { 1.0 } else { 0.0 }]);
                     }
@@ -754,7 +694,6 @@ pub(crate) fn decompose(
                     if let Some(bv) = bv {
                         backlog[t] = Some((links.len(), 0.0));
                         links.push(link(&mut model, cols[bv.i]));
-                        keys.push(Key::Backlog(p, t));
                         run.push(behind[t] as f64);
                     }
                 }
@@ -762,11 +701,16 @@ pub(crate) fn decompose(
                     continue;
                 }
                 let hi_sum: f64 = slots.iter().map(|s| s.hi).sum();
-                let most = b.max_made[p].min(hi_sum).min(1e7).floor() as i64;
+                // The pricing's table has a row per unit made: refuse
+                // rather than cut a block short.
+                let most = b.max_made[p].min(hi_sum).floor();
+                if most > MOST_UNITS {
+                    return Err(DecompositionError::TooManyUnits(p));
+                }
+                let most = most as i64;
                 let convexity = (model.add_row(1.0..=1.0, []), model.num_rows() - 1);
                 let blk = Block {
                     links,
-                    keys,
                     convexity,
                     kind: Kind::Product {
                         slots,
@@ -783,7 +727,6 @@ pub(crate) fn decompose(
     }
 
     let mut best = root_lp;
-    let mut cuts = Vec::new();
     let mut master = f64::INFINITY;
     let mut iterations = 0;
     let mut columns = 0;
@@ -801,30 +744,16 @@ pub(crate) fn decompose(
         let duals = sol.dual_rows();
         let mut total_rc = 0.0;
         let mut new_cols = Vec::new();
-        let mut these_cuts = Vec::new();
         for (k, blk) in blocks.iter_mut().enumerate() {
             let mu = duals[blk.convexity.1];
             let (value, run) = blk.price(duals);
-            these_cuts.push(Cut {
-                terms: blk
-                    .keys
-                    .iter()
-                    .zip(&blk.links)
-                    .map(|(&k, &(_, r))| (k, duals[r]))
-                    .filter(|&(_, c)| c != 0.0)
-                    .collect(),
-                rhs: value,
-            });
             let rc = value - mu;
             total_rc += rc.min(0.0);
             if rc < -REDUCED_COST_TOLERANCE * (1.0 + z.abs()) {
                 new_cols.push((k, run));
             }
         }
-        if z + total_rc > best {
-            best = z + total_rc;
-            cuts = these_cuts;
-        }
+        best = best.max(z + total_rc);
         if new_cols.is_empty() || started.elapsed() >= time_limit {
             converged = new_cols.is_empty();
             break;
@@ -835,19 +764,19 @@ pub(crate) fn decompose(
             columns += 1;
         }
     }
-    Ok((
-        DecompositionBound {
-            bound: best,
-            root_lp,
-            master,
-            iterations,
-            columns,
-            converged,
-            seconds: started.elapsed().as_secs_f64(),
-        },
-        cuts,
-    ))
+    Ok(DecompositionBound {
+        bound: best,
+        root_lp,
+        master,
+        iterations,
+        columns,
+        converged,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
+
+/// The most units of one product the product pricing tabulates.
+const MOST_UNITS: f64 = 1e6;
 
 /// A column is added when its reduced cost is below minus this times the
 /// master's value: smaller ones are HiGHS's tolerances, not a better bound.
@@ -890,6 +819,117 @@ mod tests {
         let mut best = 0.0;
         go(items, 0, cap, 0.0, &mut best);
         best
+    }
+
+    /// The product pricing is exact: it matches brute force over every
+    /// integer point of random small product blocks.
+    #[test]
+    fn product_pricing_matches_brute_force() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..300 {
+            let periods = rng.gen_range(1..=3);
+            let mut slots = Vec::new();
+            for t in 0..periods {
+                for _ in 0..rng.gen_range(0..=2) {
+                    let lo = rng.gen_range(0..3) as f64;
+                    slots.push(Slot {
+                        t,
+                        x: 2 * slots.len(),
+                        a: rng.gen_range(-5.0..5.0),
+                        b: rng.gen_range(-10.0..10.0),
+                        lo,
+                        hi: lo + rng.gen_range(0..4) as f64,
+                    });
+                }
+            }
+            let mut cd = Vec::new();
+            let mut acc = 0;
+            for _ in 0..periods {
+                acc += rng.gen_range(0..3);
+                cd.push(acc);
+            }
+            let firm = rng.gen_bool(0.5);
+            let n_links = 2 * slots.len() + periods;
+            let backlog: Vec<Option<(usize, f64)>> = (0..periods)
+                .map(|t| {
+                    (!firm && t + 1 < periods)
+                        .then(|| (2 * slots.len() + t, rng.gen_range(-2.0..4.0)))
+                })
+                .collect();
+            let most = rng.gen_range(0..12);
+            let (value, vals) = price_product(&slots, &cd, firm, &backlog, most, n_links);
+            // Brute force: every choice of units per slot.
+            let mut want = f64::INFINITY;
+            let mut x = vec![0.0; slots.len()];
+            fn go(
+                j: usize,
+                slots: &[Slot],
+                x: &mut Vec<f64>,
+                eval: &dyn Fn(&[f64]) -> f64,
+                want: &mut f64,
+            ) {
+                if j == slots.len() {
+                    *want = want.min(eval(x));
+                    return;
+                }
+                x[j] = 0.0;
+                go(j + 1, slots, x, eval, want);
+                let mut q = slots[j].lo;
+                while q <= slots[j].hi {
+                    x[j] = q;
+                    go(j + 1, slots, x, eval, want);
+                    q += 1.0;
+                }
+                x[j] = 0.0;
+            }
+            let eval = |x: &[f64]| -> f64 {
+                let mut cost = 0.0;
+                let mut made = vec![0.0; periods];
+                for (sl, &q) in slots.iter().zip(x) {
+                    made[sl.t] += q;
+                    cost += sl.a * q;
+                }
+                // Setups: on when units are made, or a zero run with a
+                // negative setup cost and no minimum.
+                for (sl, &q) in slots.iter().zip(x) {
+                    if q > 0.0 || (sl.lo == 0.0 && sl.b < 0.0) {
+                        cost += sl.b;
+                    }
+                }
+                let mut c = 0.0;
+                for t in 0..periods {
+                    c += made[t];
+                    let short = (cd[t] as f64 - c).max(0.0);
+                    if (firm || t + 1 == periods) && short > 0.0 {
+                        return f64::INFINITY;
+                    }
+                    if let Some((_, d)) = backlog[t] {
+                        cost += d * if d >= 0.0 { short } else { cd[t] as f64 };
+                    }
+                }
+                if c > most as f64 {
+                    return f64::INFINITY;
+                }
+                cost
+            };
+            go(0, &slots, &mut x, &eval, &mut want);
+            assert!(
+                (value - want).abs() < 1e-6 || (value.is_infinite() && want.is_infinite()),
+                "{value} against {want}"
+            );
+            if value.is_finite() {
+                // The column returned has that value.
+                let mut got = 0.0;
+                for sl in &slots {
+                    got += sl.a * vals[sl.x] + sl.b * vals[sl.x + 1];
+                }
+                for &(i, d) in backlog.iter().flatten() {
+                    got += d * vals[i];
+                }
+                assert!((got - value).abs() < 1e-6, "column {got} against {value}");
+            }
+        }
     }
 
     /// The pricing is exact: it matches brute force on random small blocks.
@@ -965,8 +1005,8 @@ mod against_optima {
         ];
         let mut compared = 0;
         let mut raised = 0;
-        for size in sizes {
-            for seed in 1..=10 {
+        for (size, seeds) in sizes.into_iter().zip([10, 4]) {
+            for seed in 1..=seeds {
                 let v = random_timed_scenario(seed, size).validate().unwrap();
                 let mut found = Vec::new();
                 for by in [Decomposition::FactoryPeriod, Decomposition::Product] {
