@@ -39,6 +39,11 @@ pub mod whatif;
 
 pub use greedy::greedy_plan;
 pub use model::Formulation;
+#[cfg(feature = "highs")]
+pub use phased::decompose::{
+    decomposition_bound, partial_integrality_bound, Decomposition, DecompositionBound,
+    DecompositionError, KeepIntegers,
+};
 pub use plan::{
     round_money, Binding, Completions, Consolidation, CostBreakdown, Diagnosis, ExactCosts,
     FactoryPeriods, JustInTime, LateUnits, LatenessChoice, NamedSeries, NamedValues, OnTime,

@@ -11,6 +11,8 @@
 //! - [`verify`]: the independent check of a version 2 plan;
 //! - [`explain`]: explanations per period and the infeasibility diagnosis.
 
+#[cfg(feature = "highs")]
+pub(crate) mod decompose;
 pub(crate) mod explain;
 pub(crate) mod greedy;
 pub(crate) mod improve;
