@@ -806,6 +806,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
         split: !splits.is_empty(),
         trivially_infeasible,
         feasibility_tolerance: crate::solve::TIGHT_TOLERANCE,
+        root_reduced_cost: false,
     };
     (problem, layout)
 }
