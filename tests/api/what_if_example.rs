@@ -338,18 +338,7 @@ fn advice_ends_at_its_scan_limit_and_says_what_it_did_not_reach() {
         .expect("volumes not reached");
     assert_eq!(last["last"], 5000, "{a}");
 
-    let refused = what_if(&[
-        "advise",
-        KETTLE,
-        "--sku",
-        "kettle-17-white",
-        "--price",
-        "49",
-        "--margin",
-        "0.15",
-        "--scan-limit",
-        "0",
-    ]);
+    let refused = what_if(&kettle_advice(&["--scan-limit", "0"]));
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--scan-limit"));
 }

@@ -17,9 +17,11 @@
 // A measuring program: its output is the point.
 #![allow(clippy::print_stdout)]
 
+mod common;
+
 use std::time::Duration;
 
-use c2m_planner::generate::{random_timed_scenario, TimedSize};
+use c2m_planner::generate::random_timed_scenario;
 use c2m_planner::{
     decomposition_bound, partial_integrality_bound, plan, Decomposition, Formulation, KeepIntegers,
     SolveOptions, SolverKind,
@@ -27,19 +29,7 @@ use c2m_planner::{
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let size = match args.first().map(String::as_str) {
-        Some("large") => TimedSize::LARGE,
-        Some("small") => TimedSize::SMALL,
-        _ => TimedSize::MEDIUM,
-    };
-    let (from, to) = match args.get(1).and_then(|s| s.split_once('-')) {
-        Some((a, b)) => (a.parse().unwrap_or(1), b.parse().unwrap_or(3)),
-        None => {
-            let one = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
-            (one, one)
-        }
-    };
-    let limit: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20.0);
+    let (size, from, to, limit) = common::size_seeds_limit(&args);
     let flag = |f: &str| args.iter().skip(3).any(|a| a == f);
     let prove = flag("prove");
     let by = if flag("product") {

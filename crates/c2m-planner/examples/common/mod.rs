@@ -1,0 +1,23 @@
+//! What the planner's measuring programs share: their first three arguments.
+
+use c2m_planner::generate::TimedSize;
+
+/// `SIZE SEEDS LIMIT` from the command line (`medium 1-6 20`): the generated size
+/// (`small`, `medium` or `large`; medium otherwise), the seeds (`N` or `A-B`; 1-3 when
+/// unreadable) and the seconds per scenario (20 by default).
+pub fn size_seeds_limit(args: &[String]) -> (TimedSize, u64, u64, f64) {
+    let size = match args.first().map(String::as_str) {
+        Some("large") => TimedSize::LARGE,
+        Some("small") => TimedSize::SMALL,
+        _ => TimedSize::MEDIUM,
+    };
+    let (from, to) = match args.get(1).and_then(|s| s.split_once('-')) {
+        Some((a, b)) => (a.parse().unwrap_or(1), b.parse().unwrap_or(3)),
+        None => {
+            let one = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+            (one, one)
+        }
+    };
+    let limit: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20.0);
+    (size, from, to, limit)
+}
