@@ -2220,6 +2220,18 @@ mod tests {
     }
 
     /// A prior that is all but certain of the level: orders of `size` units, no cancels.
+    /// The forecast with the default configuration and with [`plain_gamma`], side by side.
+    fn robust_and_plain(
+        history: &ArrivalHistory,
+        batch: OpenBatch,
+        now: DateTime<Utc>,
+    ) -> (FillForecast, FillForecast) {
+        (
+            forecast(history, batch, now, None, &ForecastConfig::default()).unwrap(),
+            forecast(history, batch, now, None, &plain_gamma()).unwrap(),
+        )
+    }
+
     /// The default configuration without the robust part of the level's prior, for the
     /// tests that check the Gamma-Poisson arithmetic against its closed form.
     fn plain_gamma() -> ForecastConfig {
@@ -3234,8 +3246,7 @@ mod tests {
             units: 0,
             threshold: 10,
         };
-        let robust = forecast(&history, batch, day(1.0), None, &ForecastConfig::default()).unwrap();
-        let plain = forecast(&history, batch, day(1.0), None, &plain_gamma()).unwrap();
+        let (robust, plain) = robust_and_plain(&history, batch, day(1.0));
         assert!(plain.evidence.order_rate_now < 40.0, "{plain:?}");
         assert!(
             (80.0..120.0).contains(&robust.evidence.order_rate_now),
@@ -3265,9 +3276,7 @@ mod tests {
             units: 50,
             threshold: 100,
         };
-        let robust =
-            forecast(&history, batch, day(10.0), None, &ForecastConfig::default()).unwrap();
-        let plain = forecast(&history, batch, day(10.0), None, &plain_gamma()).unwrap();
+        let (robust, plain) = robust_and_plain(&history, batch, day(10.0));
         assert!(
             (robust.lock_probability - plain.lock_probability).abs() < 0.03,
             "{robust:?} vs {plain:?}"

@@ -16,7 +16,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use c2m_planner::generate::random_timed_scenario;
 use c2m_planner::{plan, verify_plan, Formulation, SolveOptions, SolverKind};
 
 fn main() {
@@ -35,14 +34,7 @@ fn main() {
         shadow_prices: false,
     };
     let (mut sum_plan, mut sum_bound) = (0.0, 0.0);
-    for seed in from..=to {
-        let v = match random_timed_scenario(seed, size).validate() {
-            Ok(v) => v,
-            Err(e) => {
-                println!("seed {seed}: invalid scenario: {e}");
-                continue;
-            }
-        };
+    for (seed, v) in common::scenarios(size, from, to) {
         let started = Instant::now();
         match plan(&v, &opts) {
             Ok(p) => {

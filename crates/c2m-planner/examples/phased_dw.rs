@@ -21,7 +21,6 @@ mod common;
 
 use std::time::Duration;
 
-use c2m_planner::generate::random_timed_scenario;
 use c2m_planner::{
     decomposition_bound, partial_integrality_bound, plan, Decomposition, Formulation, KeepIntegers,
     SolveOptions, SolverKind,
@@ -38,14 +37,7 @@ fn main() {
         Decomposition::FactoryPeriod
     };
     let (mut sum_lp, mut sum_bound) = (0.0, 0.0);
-    for seed in from..=to {
-        let v = match random_timed_scenario(seed, size).validate() {
-            Ok(v) => v,
-            Err(e) => {
-                println!("seed {seed}: invalid scenario: {e}");
-                continue;
-            }
-        };
+    for (seed, v) in common::scenarios(size, from, to) {
         match decomposition_bound(&v, by, Duration::from_secs_f64(limit)) {
             Ok(d) => {
                 sum_lp += d.root_lp;
