@@ -195,6 +195,24 @@ impl<'a> Keyed<'a> {
         }
     }
 
+    /// The shape of a write idempotent by key: the answer recorded for the key if it was
+    /// used before ([`Keyed::replay`]), or else `write`'s answer, recorded for the key in
+    /// the same transaction. A write that must look its key up again under a lock it takes
+    /// (a pre-order's change, a lever) replays and records itself.
+    pub(crate) async fn run<D: Backend, T: Serialize + DeserializeOwned>(
+        &self,
+        tx: &mut Tx<'_, D>,
+        now: DateTime<Utc>,
+        write: impl AsyncFnOnce(&mut Tx<'_, D>) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(done) = self.replay(tx).await? {
+            return Ok(done);
+        }
+        let done = write(tx).await?;
+        self.record(tx, &done, now).await?;
+        Ok(done)
+    }
+
     /// If the key was used before: the recorded response when the fingerprint matches,
     /// [`DomainError::IdempotencyConflict`] when it does not.
     pub(crate) async fn replay<D: Backend, T: DeserializeOwned>(

@@ -289,23 +289,21 @@ async fn create<D: Backend>(
         &e.idempotency_key,
         &(&e.url, &e.kinds),
     );
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(done);
-    }
-    let kinds = serde_json::to_string(&e.kinds)
-        .map_err(|err| StoreError::Corrupt(format!("webhook kinds: {err}")))?;
-    let cursor = tx.last_seq().await?;
-    let sql = "INSERT INTO webhook_endpoints (id, url, kinds, secret, cursor, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)";
-    D::query(sql, (&e.id, &e.url, kinds, &e.secret, cursor, micros(now)))
-        .execute(tx)
-        .await?;
-    let done = Registered {
-        endpoint: tx.endpoint(&e.id).await?,
-        secret: e.secret.clone(),
-    };
-    key.record(tx, &done, now).await?;
-    Ok(done)
+    key.run(tx, now, async |tx| {
+        let kinds = serde_json::to_string(&e.kinds)
+            .map_err(|err| StoreError::Corrupt(format!("webhook kinds: {err}")))?;
+        let cursor = tx.last_seq().await?;
+        let sql = "INSERT INTO webhook_endpoints (id, url, kinds, secret, cursor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)";
+        D::query(sql, (&e.id, &e.url, kinds, &e.secret, cursor, micros(now)))
+            .execute(tx)
+            .await?;
+        Ok(Registered {
+            endpoint: tx.endpoint(&e.id).await?,
+            secret: e.secret.clone(),
+        })
+    })
+    .await
 }
 
 async fn set_enabled<D: Backend>(

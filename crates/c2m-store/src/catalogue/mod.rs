@@ -374,58 +374,56 @@ pub(crate) async fn change_catalogue<D: Backend>(
     let edit = date_calendars(&req.edit, now);
     let now = micros(now);
     let key = Keyed::new(OP_CHANGE_CATALOGUE, &req.idempotency_key, req);
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(done);
-    }
-    let current = tx.lock_catalogue().await?;
-    let next = apply(&current, &edit)?;
-    let gone_products = removed(&current.products, &next.products, |p| &p.sku);
-    let gone_materials = removed(&current.materials, &next.materials, |m| &m.id);
-    // The sku rule first: its error says more than the rules the removal would break.
-    sku_rule(tx, &gone_products).await?;
-    material_rule(tx, &gone_materials).await?;
-    currency_rule(tx, &current, &next).await?;
-    check(&current, &next)?;
+    key.run(tx, now, async |tx| {
+        let current = tx.lock_catalogue().await?;
+        let next = apply(&current, &edit)?;
+        let gone_products = removed(&current.products, &next.products, |p| &p.sku);
+        let gone_materials = removed(&current.materials, &next.materials, |m| &m.id);
+        // The sku rule first: its error says more than the rules the removal would break.
+        sku_rule(tx, &gone_products).await?;
+        material_rule(tx, &gone_materials).await?;
+        currency_rule(tx, &current, &next).await?;
+        check(&current, &next)?;
 
-    // Deletes, then the sku rule again: on PostgreSQL a campaign being created holds its
-    // product's row, so a delete waits for it, and the second check sees the new campaign.
-    let deletes = [
-        (CatalogueKind::Product, gone_products.clone()),
-        (CatalogueKind::Material, gone_materials),
-        (
-            CatalogueKind::Factory,
-            removed(&current.factories, &next.factories, |f| &f.id),
-        ),
-        (
-            CatalogueKind::Supplier,
-            removed(&current.suppliers, &next.suppliers, |s| &s.id),
-        ),
-    ];
-    for (kind, ids) in &deletes {
-        if !ids.is_empty() {
-            tx.delete_catalogue_entries(*kind, ids).await?;
+        // Deletes, then the sku rule again: on PostgreSQL a campaign being created holds its
+        // product's row, so a delete waits for it, and the second check sees the new campaign.
+        let deletes = [
+            (CatalogueKind::Product, gone_products.clone()),
+            (CatalogueKind::Material, gone_materials),
+            (
+                CatalogueKind::Factory,
+                removed(&current.factories, &next.factories, |f| &f.id),
+            ),
+            (
+                CatalogueKind::Supplier,
+                removed(&current.suppliers, &next.suppliers, |s| &s.id),
+            ),
+        ];
+        for (kind, ids) in &deletes {
+            if !ids.is_empty() {
+                tx.delete_catalogue_entries(*kind, ids).await?;
+            }
         }
-    }
-    sku_rule(tx, &gone_products).await?;
-    let (old, new) = (&current, &next);
-    let upserts = changed(&old.products, &new.products, Entry::Product)
-        .chain(changed(&old.materials, &new.materials, Entry::Material))
-        .chain(changed(&old.factories, &new.factories, Entry::Factory))
-        .chain(changed(&old.suppliers, &new.suppliers, Entry::Supplier));
-    for (pos, entry) in upserts {
-        tx.upsert_entry(pos, entry).await?;
-    }
-    let version = current.version + 1;
-    tx.set_catalogue_meta(&next, version, now).await?;
-    let changed = CatalogueChanged {
-        version,
-        products: next.products.len() as i64,
-        materials: next.materials.len() as i64,
-        factories: next.factories.len() as i64,
-        suppliers: next.suppliers.len() as i64,
-    };
-    key.record(tx, &changed, now).await?;
-    Ok(changed)
+        sku_rule(tx, &gone_products).await?;
+        let (old, new) = (&current, &next);
+        let upserts = changed(&old.products, &new.products, Entry::Product)
+            .chain(changed(&old.materials, &new.materials, Entry::Material))
+            .chain(changed(&old.factories, &new.factories, Entry::Factory))
+            .chain(changed(&old.suppliers, &new.suppliers, Entry::Supplier));
+        for (pos, entry) in upserts {
+            tx.upsert_entry(pos, entry).await?;
+        }
+        let version = current.version + 1;
+        tx.set_catalogue_meta(&next, version, now).await?;
+        Ok(CatalogueChanged {
+            version,
+            products: next.products.len() as i64,
+            materials: next.materials.len() as i64,
+            factories: next.factories.len() as i64,
+            suppliers: next.suppliers.len() as i64,
+        })
+    })
+    .await
 }
 
 /// Refuses to remove a product some campaign sells.

@@ -261,75 +261,74 @@ pub(crate) async fn report<D: Backend>(
 ) -> Result<WorkOrderStatus> {
     let now = micros(now);
     let key = Keyed::new(OP_REPORT_PROGRESS, &req.idempotency_key, req);
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(done);
-    }
-    req.progress.validate()?;
-    known_position(tx, &req.factory_id).await?;
-    let rejection = matches!(req.progress, Progress::Rejected { .. });
-    if rejection {
-        // A rejection changes the queue and the stock: serialise with stored plans.
-        tx.lock_planning().await?;
-    }
-    let Some((wo, mut tally, state_at)) = tx
-        .factory_work_order(&req.factory_id, &req.work_order_id)
-        .await?
-    else {
-        return Err(DomainError::NotFound {
-            entity: "work order",
-            id: req.work_order_id.clone(),
+    key.run(tx, now, async |tx| {
+        req.progress.validate()?;
+        known_position(tx, &req.factory_id).await?;
+        let rejection = matches!(req.progress, Progress::Rejected { .. });
+        if rejection {
+            // A rejection changes the queue and the stock: serialise with stored plans.
+            tx.lock_planning().await?;
         }
-        .into());
-    };
-    if tally.ordered.is_empty() {
-        for run in &wo.runs {
-            *tally.ordered.entry(run.sku.clone()).or_default() += run.quantity;
-        }
-    }
-    let t = production::apply(&wo.id, wo.state, &tally, &req.progress)?;
-    let mut status = WorkOrderStatus {
-        work_order_id: wo.id.clone(),
-        factory_id: wo.factory_id.clone(),
-        seq: wo.seq,
-        state: t.state,
-        tally: t.tally.clone(),
-        state_at,
-        requeued_batches: Vec::new(),
-    };
-    if t.changed {
-        let batches = work_order_batches(&wo);
-        let before = batch_production(tx, &batches).await?;
-        tx.set_work_order_state(&wo, &req.progress, &t, now).await?;
-        status.state_at = Some(now);
-        if let Progress::Rejected { reason } = &req.progress {
-            for b in &batches {
-                tx.exclude_factory(b, &wo.factory_id, reason, now).await?;
-                tx.release_plan_batch(&wo.plan_id, b).await?;
+        let Some((wo, mut tally, state_at)) = tx
+            .factory_work_order(&req.factory_id, &req.work_order_id)
+            .await?
+        else {
+            return Err(DomainError::NotFound {
+                entity: "work order",
+                id: req.work_order_id.clone(),
             }
-            // Its materials go back to the pool: stock to stock on hand, its share of each
-            // purchase order released (see `crate::purchasing`).
-            let mut returned = false;
-            for m in wo.materials.iter().filter(|m| m.quantity > 0.0) {
-                match (&m.supplier, &m.purchase_order) {
-                    (None, _) => {
-                        tx.return_stock(&m.material, m.quantity).await?;
-                        returned = true;
-                    }
-                    (Some(_), Some(po)) => {
-                        returned |= crate::purchasing::release(tx, po, m.quantity).await?;
-                    }
-                    (Some(_), None) => {}
+            .into());
+        };
+        if tally.ordered.is_empty() {
+            for run in &wo.runs {
+                *tally.ordered.entry(run.sku.clone()).or_default() += run.quantity;
+            }
+        }
+        let t = production::apply(&wo.id, wo.state, &tally, &req.progress)?;
+        let mut status = WorkOrderStatus {
+            work_order_id: wo.id.clone(),
+            factory_id: wo.factory_id.clone(),
+            seq: wo.seq,
+            state: t.state,
+            tally: t.tally.clone(),
+            state_at,
+            requeued_batches: Vec::new(),
+        };
+        if t.changed {
+            let batches = work_order_batches(&wo);
+            let before = batch_production(tx, &batches).await?;
+            tx.set_work_order_state(&wo, &req.progress, &t, now).await?;
+            status.state_at = Some(now);
+            if let Progress::Rejected { reason } = &req.progress {
+                for b in &batches {
+                    tx.exclude_factory(b, &wo.factory_id, reason, now).await?;
+                    tx.release_plan_batch(&wo.plan_id, b).await?;
                 }
+                // Its materials go back to the pool: stock to stock on hand, its share of each
+                // purchase order released (see `crate::purchasing`).
+                let mut returned = false;
+                for m in wo.materials.iter().filter(|m| m.quantity > 0.0) {
+                    match (&m.supplier, &m.purchase_order) {
+                        (None, _) => {
+                            tx.return_stock(&m.material, m.quantity).await?;
+                            returned = true;
+                        }
+                        (Some(_), Some(po)) => {
+                            returned |= crate::purchasing::release(tx, po, m.quantity).await?;
+                        }
+                        (Some(_), None) => {}
+                    }
+                }
+                if returned {
+                    tx.bump_catalogue_version(now).await?;
+                }
+                status.requeued_batches = batches.clone();
             }
-            if returned {
-                tx.bump_catalogue_version(now).await?;
-            }
-            status.requeued_batches = batches.clone();
+            production_events(tx, &batches, &before, now).await?;
         }
-        production_events(tx, &batches, &before, now).await?;
-    }
-    key.record(tx, &status, now).await?;
-    Ok(status)
+        Ok(status)
+    })
+    .await
 }
 
 /// Claims the factory's one stream (see the module docs): raises its generation and

@@ -148,23 +148,23 @@ pub(crate) async fn create_campaign<D: Backend>(
 ) -> Result<Campaign> {
     let now = micros(now);
     let key = Keyed::new(OP_CREATE_CAMPAIGN, &req.idempotency_key, &req.spec);
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(done);
-    }
-    let mut terms = req.spec.validate(now)?;
-    crate::catalogue::require_product(tx, &terms.sku, terms.unit_price.currency.as_str()).await?;
-    terms.opens_at = micros(terms.opens_at);
-    terms.deadline = micros(terms.deadline);
-    let campaign = Campaign {
-        id: CampaignId::generate(),
-        terms,
-        created_at: now,
-        closed_at: None,
-        cancelled_at: None,
-    };
-    tx.insert_campaign(&campaign).await?;
-    key.record(tx, &campaign, now).await?;
-    Ok(campaign)
+    key.run(tx, now, async |tx| {
+        let mut terms = req.spec.validate(now)?;
+        let currency = terms.unit_price.currency.as_str();
+        crate::catalogue::require_product(tx, &terms.sku, currency).await?;
+        terms.opens_at = micros(terms.opens_at);
+        terms.deadline = micros(terms.deadline);
+        let campaign = Campaign {
+            id: CampaignId::generate(),
+            terms,
+            created_at: now,
+            closed_at: None,
+            cancelled_at: None,
+        };
+        tx.insert_campaign(&campaign).await?;
+        Ok(campaign)
+    })
+    .await
 }
 
 /// One placement of a run ([`place_preorders`]): the request, when it arrived, and the

@@ -226,7 +226,7 @@ fn freed(allocated: f64, before: f64, after: f64) -> f64 {
 /// orders; `STOCK_CHANGED` when it is no longer free (received, cancelled or given away
 /// since the scenario was built).
 pub(crate) async fn allocate<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) -> Result<()> {
-    let po = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
+    let po = order(tx, id).await?;
     if po.free_to_arrive() + EPS < qty {
         return Err(DomainError::from(Refusal::StockChanged {
             material: po.material_id,
@@ -260,58 +260,60 @@ pub(crate) async fn receive<D: Backend>(
     now: DateTime<Utc>,
 ) -> Result<PurchaseOrder> {
     let now = micros(now);
-    let key = Keyed::new(OP_RECEIVE, &req.idempotency_key, req);
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(done);
-    }
-    if !(req.quantity.is_finite() && req.quantity > 0.0) {
-        return Err(DomainError::invalid(
-            "quantity",
-            format!("must be a positive number, got {}", req.quantity),
-        )
-        .into());
-    }
     let id = req.purchase_order_id.as_str();
-    let po = lock_order(tx, id).await?;
-    match po.state {
-        PurchaseOrderState::Cancelled => return Err(cancelled(po)),
-        PurchaseOrderState::Received => return Err(over_received(po, "0".into(), req.quantity)),
-        _ => {}
-    }
-    // The material must still be in the catalogue: the free part of the receipt becomes
-    // its stock on hand, which a removed material has nowhere to keep (the update would
-    // touch no row and the stock would be lost without a word).
-    let Some(unit) = tx.material_unit(&po.material_id).await? else {
-        return Err(DomainError::from(Refusal::MaterialNotInCatalogue {
-            purchase_order: po.id,
-            material: po.material_id,
-        })
-        .into());
-    };
-    let outstanding = po.outstanding();
-    // A material counted in pieces arrives whole. The one exception is the exact rest of
-    // the order: a plan may have ordered a decimal quantity (an offer without a pack size),
-    // and the order must still be receivable in full.
-    if (req.quantity - outstanding).abs() > EPS {
-        material::check_quantity("quantity", &po.material_id, &unit, req.quantity)?;
-    }
-    if req.quantity > outstanding + EPS {
-        return Err(over_received(po, outstanding.to_string(), req.quantity));
-    }
-    let received = (po.received + req.quantity).min(po.quantity);
-    let state = if received + EPS >= po.quantity {
-        PurchaseOrderState::Received
-    } else {
-        PurchaseOrderState::PartlyReceived
-    };
-    tx.record_receipt(id, req.quantity, received, state, now)
-        .await?;
-    let free = freed(po.allocated, po.received, received);
-    if free > EPS {
-        tx.return_stock(&po.material_id, free).await?;
-        tx.bump_catalogue_version(now).await?;
-    }
-    answer(tx, &key, id, now).await
+    let key = Keyed::new(OP_RECEIVE, &req.idempotency_key, req);
+    key.run(tx, now, async |tx| {
+        if !(req.quantity.is_finite() && req.quantity > 0.0) {
+            return Err(DomainError::invalid(
+                "quantity",
+                format!("must be a positive number, got {}", req.quantity),
+            )
+            .into());
+        }
+        let po = lock_order(tx, id).await?;
+        match po.state {
+            PurchaseOrderState::Cancelled => return Err(cancelled(po)),
+            PurchaseOrderState::Received => {
+                return Err(over_received(po, "0".into(), req.quantity))
+            }
+            _ => {}
+        }
+        // The material must still be in the catalogue: the free part of the receipt
+        // becomes its stock on hand, which a removed material has nowhere to keep (the
+        // update would touch no row and the stock would be lost without a word).
+        let Some(unit) = tx.material_unit(&po.material_id).await? else {
+            return Err(DomainError::from(Refusal::MaterialNotInCatalogue {
+                purchase_order: po.id,
+                material: po.material_id,
+            })
+            .into());
+        };
+        let outstanding = po.outstanding();
+        // A material counted in pieces arrives whole. The one exception is the exact rest
+        // of the order: a plan may have ordered a decimal quantity (an offer without a pack
+        // size), and the order must still be receivable in full.
+        if (req.quantity - outstanding).abs() > EPS {
+            material::check_quantity("quantity", &po.material_id, &unit, req.quantity)?;
+        }
+        if req.quantity > outstanding + EPS {
+            return Err(over_received(po, outstanding.to_string(), req.quantity));
+        }
+        let received = (po.received + req.quantity).min(po.quantity);
+        let state = if received + EPS >= po.quantity {
+            PurchaseOrderState::Received
+        } else {
+            PurchaseOrderState::PartlyReceived
+        };
+        tx.record_receipt(id, req.quantity, received, state, now)
+            .await?;
+        let free = freed(po.allocated, po.received, received);
+        if free > EPS {
+            tx.return_stock(&po.material_id, free).await?;
+            tx.bump_catalogue_version(now).await?;
+        }
+        order(tx, id).await
+    })
+    .await
 }
 
 /// Cancels an open purchase order. Idempotent by key.
@@ -321,45 +323,39 @@ pub(crate) async fn cancel<D: Backend>(
     now: DateTime<Utc>,
 ) -> Result<PurchaseOrder> {
     let now = micros(now);
-    let key = Keyed::new(OP_CANCEL, &req.idempotency_key, req);
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(done);
-    }
     let id = req.purchase_order_id.as_str();
-    let po = lock_order(tx, id).await?;
-    match po.state {
-        PurchaseOrderState::Open => {}
-        PurchaseOrderState::Cancelled => return Err(cancelled(po)),
-        other => {
-            return Err(DomainError::from(Refusal::PurchaseOrderNotOpen {
-                purchase_order: po.id,
-                state: other.as_str().to_owned(),
-            })
-            .into())
+    let key = Keyed::new(OP_CANCEL, &req.idempotency_key, req);
+    key.run(tx, now, async |tx| {
+        let po = lock_order(tx, id).await?;
+        match po.state {
+            PurchaseOrderState::Open => {}
+            PurchaseOrderState::Cancelled => return Err(cancelled(po)),
+            other => {
+                return Err(DomainError::from(Refusal::PurchaseOrderNotOpen {
+                    purchase_order: po.id,
+                    state: other.as_str().to_owned(),
+                })
+                .into())
+            }
         }
-    }
-    tx.set_purchase_order_state(id, PurchaseOrderState::Cancelled, now)
-        .await?;
-    answer(tx, &key, id, now).await
+        tx.set_purchase_order_state(id, PurchaseOrderState::Cancelled, now)
+            .await?;
+        order(tx, id).await
+    })
+    .await
 }
 
 /// The order a receipt or a cancel changes, under the planning lock: a change to an order
 /// and a plan that allocates it take turns.
 async fn lock_order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder> {
     tx.lock_planning().await?;
-    tx.purchase_order(id).await?.ok_or_else(|| not_found(id))
+    order(tx, id).await
 }
 
-/// The order as a change left it, recorded as the answer to the change's key.
-async fn answer<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    key: &Keyed<'_>,
-    id: &str,
-    now: DateTime<Utc>,
-) -> Result<PurchaseOrder> {
-    let done = tx.purchase_order(id).await?.ok_or_else(|| not_found(id))?;
-    key.record(tx, &done, now).await?;
-    Ok(done)
+/// The order, `NotFound` when there is none; as a change left it, the answer recorded for
+/// the change's key.
+async fn order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder> {
+    tx.purchase_order(id).await?.ok_or_else(|| not_found(id))
 }
 
 /// The refusal of a change to an order that was cancelled (under another key).
