@@ -213,6 +213,26 @@ impl<'a> Keyed<'a> {
         Ok(done)
     }
 
+    /// [`Keyed::run`] for a write that takes a lock first (its campaign's): the key is looked
+    /// up before anything that could refuse the request, and again once `lock` holds the
+    /// lock (a send of the key may have committed while this one waited, on another
+    /// replica, or, for writes that are not grouped, on this one, and must be replayed
+    /// rather than refused as a second one); then `write` is given what `lock` found.
+    pub(crate) async fn run_locked<D: Backend, L, T: Serialize + DeserializeOwned>(
+        &self,
+        tx: &mut Tx<'_, D>,
+        now: DateTime<Utc>,
+        lock: impl AsyncFnOnce(&mut Tx<'_, D>) -> Result<L>,
+        write: impl AsyncFnOnce(&mut Tx<'_, D>, L) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(done) = self.replay(tx).await? {
+            return Ok(done);
+        }
+        let locked = lock(tx).await?;
+        self.run(tx, now, async move |tx| write(tx, locked).await)
+            .await
+    }
+
     /// If the key was used before: the recorded response when the fingerprint matches,
     /// [`DomainError::IdempotencyConflict`] when it does not.
     pub(crate) async fn replay<D: Backend, T: DeserializeOwned>(

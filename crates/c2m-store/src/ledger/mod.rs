@@ -43,7 +43,7 @@ use crate::dialect::{micros, Backend, Tx};
 use crate::events::preorder_ref;
 use crate::idempotency::Keyed;
 use crate::payment::PaymentProvider;
-use crate::pooling::{lock_preorder, UnderLock};
+use crate::pooling::lock_preorder;
 use crate::Result;
 use crate::{BalanceWindowOutcome, PayBalance, StoreError};
 
@@ -347,26 +347,25 @@ pub(crate) async fn pay_balance<D: Backend>(
     let now = micros(now);
     let key = Keyed::new(OP_PAY_BALANCE, &req.idempotency_key, req);
     let consumer = req.consumer_id.as_ref();
-    let mut preorder = match lock_preorder(tx, &key, &req.preorder_id, consumer).await? {
-        UnderLock::Replayed(done) => return Ok(done),
-        UnderLock::Found(found) => found.0,
-    };
-    let due = ledger::check_balance_payment(&preorder, req.amount, now)?;
-    if due.minor > 0 {
-        post_movement(tx, provider, Movement::Balance, &preorder, due, now).await?;
-    }
-    tx.set_balance_paid(&preorder.id, now).await?;
-    preorder.money.balance_paid_at = Some(now);
-    tx.emit(
-        &preorder.campaign_id,
-        Some(&preorder.batch_id),
-        now,
-        EventData::BalancePaid {
-            preorder: preorder_ref(&preorder, Some(due)),
-        },
-    );
-    key.record(tx, &preorder, now).await?;
-    Ok(preorder)
+    let lock = async |tx: &mut Tx<'_, D>| lock_preorder(tx, &req.preorder_id, consumer).await;
+    key.run_locked(tx, now, lock, async |tx, (mut preorder, _)| {
+        let due = ledger::check_balance_payment(&preorder, req.amount, now)?;
+        if due.minor > 0 {
+            post_movement(tx, provider, Movement::Balance, &preorder, due, now).await?;
+        }
+        tx.set_balance_paid(&preorder.id, now).await?;
+        preorder.money.balance_paid_at = Some(now);
+        tx.emit(
+            &preorder.campaign_id,
+            Some(&preorder.batch_id),
+            now,
+            EventData::BalancePaid {
+                preorder: preorder_ref(&preorder, Some(due)),
+            },
+        );
+        Ok(preorder)
+    })
+    .await
 }
 
 /// Closes a locked batch's balance window if it has passed at `now`: every unpaid balance

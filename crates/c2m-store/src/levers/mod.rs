@@ -232,70 +232,66 @@ pub(crate) async fn pull<D: Backend>(
     let now = micros(now);
     let key = lever.key();
     let id = lever.campaign_id();
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(done);
-    }
-    let mut campaign = tx
-        .lock_campaign(id)
-        .await?
-        .ok_or_else(|| campaign_not_found(id))?;
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(done);
-    }
-    let (outcome, change, refunds) = match lever {
-        Lever::Extend(req) => {
-            let deadline = micros(req.deadline);
-            levers::may_extend_deadline(&campaign, deadline, now)?;
-            tx.set_deadline(&campaign.id, deadline).await?;
-            campaign.terms.deadline = deadline;
-            (LeverOutcome::of(campaign), "deadline_extended", Vec::new())
-        }
-        Lever::Lower(req) => {
-            let threshold = req.batch_threshold;
-            levers::may_lower_threshold(&campaign, threshold, now)?;
-            tx.set_threshold(&campaign.id, threshold).await?;
-            campaign.terms.batch_threshold = threshold;
-            let mut outcome = LeverOutcome::of(campaign);
-            if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-                if levers::locks_at(open.units, threshold) {
-                    outcome.locked_batch =
-                        Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
-                }
+    let lock_campaign = async |tx: &mut Tx<'_, D>| {
+        let campaign = tx.lock_campaign(id).await?;
+        campaign.ok_or_else(|| campaign_not_found(id))
+    };
+    key.run_locked(tx, now, lock_campaign, async |tx, mut campaign| {
+        let (outcome, change, refunds) = match lever {
+            Lever::Extend(req) => {
+                let deadline = micros(req.deadline);
+                levers::may_extend_deadline(&campaign, deadline, now)?;
+                tx.set_deadline(&campaign.id, deadline).await?;
+                campaign.terms.deadline = deadline;
+                (LeverOutcome::of(campaign), "deadline_extended", Vec::new())
             }
-            (outcome, "threshold_lowered", Vec::new())
-        }
-        Lever::Close(_) => {
-            levers::may_close(&campaign, now)?;
-            tx.set_campaign_ended(&campaign.id, "closed_at", now)
-                .await?;
-            campaign.closed_at = Some(now);
-            let mut outcome = LeverOutcome::of(campaign);
-            if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-                if levers::locks_at(open.units, open.threshold) {
-                    outcome.locked_batch =
-                        Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
-                } else {
+            Lever::Lower(req) => {
+                let threshold = req.batch_threshold;
+                levers::may_lower_threshold(&campaign, threshold, now)?;
+                tx.set_threshold(&campaign.id, threshold).await?;
+                campaign.terms.batch_threshold = threshold;
+                let mut outcome = LeverOutcome::of(campaign);
+                if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+                    if levers::locks_at(open.units, threshold) {
+                        outcome.locked_batch =
+                            Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+                    }
+                }
+                (outcome, "threshold_lowered", Vec::new())
+            }
+            Lever::Close(_) => {
+                levers::may_close(&campaign, now)?;
+                tx.set_campaign_ended(&campaign.id, "closed_at", now)
+                    .await?;
+                campaign.closed_at = Some(now);
+                let mut outcome = LeverOutcome::of(campaign);
+                if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+                    if levers::locks_at(open.units, open.threshold) {
+                        outcome.locked_batch =
+                            Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+                    } else {
+                        fail(tx, provider, &mut outcome, open, now).await?;
+                    }
+                }
+                (outcome, "closed", Vec::new())
+            }
+            Lever::Cancel(_) => {
+                levers::may_cancel(&campaign)?;
+                tx.set_campaign_ended(&campaign.id, "cancelled_at", now)
+                    .await?;
+                campaign.cancelled_at = Some(now);
+                let mut outcome = LeverOutcome::of(campaign);
+                if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
                     fail(tx, provider, &mut outcome, open, now).await?;
                 }
+                let refunds = refund_locked_batches(tx, provider, &mut outcome, now).await?;
+                (outcome, "cancelled", refunds)
             }
-            (outcome, "closed", Vec::new())
-        }
-        Lever::Cancel(_) => {
-            levers::may_cancel(&campaign)?;
-            tx.set_campaign_ended(&campaign.id, "cancelled_at", now)
-                .await?;
-            campaign.cancelled_at = Some(now);
-            let mut outcome = LeverOutcome::of(campaign);
-            if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-                fail(tx, provider, &mut outcome, open, now).await?;
-            }
-            let refunds = refund_locked_batches(tx, provider, &mut outcome, now).await?;
-            (outcome, "cancelled", refunds)
-        }
-    };
-    campaign_changed(tx, &outcome, change, refunds, now);
-    key.record(tx, &outcome, now).await?;
-    Ok(outcome)
+        };
+        campaign_changed(tx, &outcome, change, refunds, now);
+        Ok(outcome)
+    })
+    .await
 }
 
 /// Refunds in full every locked batch of a cancelled campaign that no live work order

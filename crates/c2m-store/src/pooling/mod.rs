@@ -27,7 +27,6 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use sqlx::{Postgres, Sqlite};
 
 use c2m_domain::ledger::LedgerTxn;
@@ -492,30 +491,16 @@ fn placed_event<D: Backend>(
     );
 }
 
-/// What a cancel or a payment finds once it holds the pre-order's campaign's lock.
-pub(crate) enum UnderLock<T> {
-    /// The answer recorded for the key: a send of it committed while this one waited.
-    Replayed(T),
-    /// The pre-order as it is now, and its campaign.
-    Found(Box<(Preorder, Campaign)>),
-}
-
-/// The pre-order a request names, read again once its campaign's lock is held (a batch may
-/// have locked or failed, a window closed, meanwhile). The key is looked up before anything
-/// that could refuse the request, and again under the lock: a send of it may have
-/// committed while this one waited (on another replica, or, for writes that are not
-/// grouped, on this one), and must be replayed rather than refused as a second one. A
-/// consumer naming a pre-order that is not theirs gets `NotFound`, exactly as for an id
-/// that does not exist, so ids cannot be probed for other consumers' orders.
-pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
+/// The pre-order a request names and its campaign, whose lock it takes: the lock of a
+/// cancel or a payment ([`Keyed::run_locked`]). The pre-order is read again once the lock
+/// is held (a batch may have locked or failed, a window closed, meanwhile). A consumer
+/// naming a pre-order that is not theirs gets `NotFound`, exactly as for an id that does
+/// not exist, so ids cannot be probed for other consumers' orders.
+pub(crate) async fn lock_preorder<D: Backend>(
     tx: &mut Tx<'_, D>,
-    key: &Keyed<'_>,
     id: &PreorderId,
     consumer: Option<&ConsumerId>,
-) -> Result<UnderLock<T>> {
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(UnderLock::Replayed(done));
-    }
+) -> Result<(Preorder, Campaign)> {
     let first = named(tx.preorder(id).await?, id)?;
     if consumer.is_some_and(|c| *c != first.consumer_id) {
         return Err(preorder_not_found(id));
@@ -523,11 +508,8 @@ pub(crate) async fn lock_preorder<D: Backend, T: DeserializeOwned>(
     let campaign = tx.lock_campaign(&first.campaign_id).await?;
     let campaign = campaign
         .ok_or_else(|| StoreError::Corrupt(format!("pre-order {} has no campaign", first.id)))?;
-    if let Some(done) = key.replay(tx).await? {
-        return Ok(UnderLock::Replayed(done));
-    }
     let preorder = named(tx.preorder(id).await?, id)?;
-    Ok(UnderLock::Found(Box::new((preorder, campaign))))
+    Ok((preorder, campaign))
 }
 
 /// The pre-order read, or `NotFound` for the id asked for.
@@ -544,47 +526,45 @@ pub(crate) async fn cancel_preorder<D: Backend>(
     let now = micros(now);
     let key = Keyed::new(OP_CANCEL_PREORDER, &req.idempotency_key, req);
     let consumer = req.consumer_id.as_ref();
-    let (mut preorder, campaign) = match lock_preorder(tx, &key, &req.preorder_id, consumer).await?
-    {
-        UnderLock::Replayed(done) => return Ok(done),
-        UnderLock::Found(found) => *found,
-    };
-    if preorder.cancelled_at.is_some() {
-        return Err(DomainError::from(c2m_domain::Refusal::AlreadyCancelled).into());
-    }
-    let batch = tx.open_batch(&campaign.id).await?;
-    let batch_open = preorder.status == PreorderStatus::Pooled;
-    pooling::may_cancel(batch_open, campaign.terms.deadline, now)?;
-    let batch = batch.filter(|b| b.id == preorder.batch_id).ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "pre-order {} is pooled but its batch is not the campaign's open batch",
-            preorder.id
-        ))
-    })?;
-    let units = batch.units - preorder.quantity;
-    if units < 0 {
-        return Err(StoreError::Corrupt(format!(
-            "batch {} would hold {units} units",
-            batch.id
-        )));
-    }
-    tx.set_cancelled(&preorder.id, now).await?;
-    tx.set_batch_units(&batch.id, units).await?;
-    ledger::release_deposit(tx, provider, &mut preorder, now).await?;
-    preorder.cancelled_at = Some(now);
-    preorder.status = PreorderStatus::Cancelled;
-    tx.emit(
-        &campaign.id,
-        Some(&batch.id),
-        now,
-        EventData::PreorderCancelled {
-            preorder: preorder_ref(&preorder, Some(preorder.deposit_total)),
-            batch_units: units,
-            threshold: batch.threshold,
-        },
-    );
-    key.record(tx, &preorder, now).await?;
-    Ok(preorder)
+    let lock = async |tx: &mut Tx<'_, D>| lock_preorder(tx, &req.preorder_id, consumer).await;
+    key.run_locked(tx, now, lock, async |tx, (mut preorder, campaign)| {
+        if preorder.cancelled_at.is_some() {
+            return Err(DomainError::from(c2m_domain::Refusal::AlreadyCancelled).into());
+        }
+        let batch = tx.open_batch(&campaign.id).await?;
+        let batch_open = preorder.status == PreorderStatus::Pooled;
+        pooling::may_cancel(batch_open, campaign.terms.deadline, now)?;
+        let batch = batch.filter(|b| b.id == preorder.batch_id).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "pre-order {} is pooled but its batch is not the campaign's open batch",
+                preorder.id
+            ))
+        })?;
+        let units = batch.units - preorder.quantity;
+        if units < 0 {
+            return Err(StoreError::Corrupt(format!(
+                "batch {} would hold {units} units",
+                batch.id
+            )));
+        }
+        tx.set_cancelled(&preorder.id, now).await?;
+        tx.set_batch_units(&batch.id, units).await?;
+        ledger::release_deposit(tx, provider, &mut preorder, now).await?;
+        preorder.cancelled_at = Some(now);
+        preorder.status = PreorderStatus::Cancelled;
+        tx.emit(
+            &campaign.id,
+            Some(&batch.id),
+            now,
+            EventData::PreorderCancelled {
+                preorder: preorder_ref(&preorder, Some(preorder.deposit_total)),
+                batch_units: units,
+                threshold: batch.threshold,
+            },
+        );
+        Ok(preorder)
+    })
+    .await
 }
 
 pub(crate) async fn fail_open_batch_at_deadline<D: Backend>(
