@@ -168,6 +168,19 @@ pub(crate) fn campaign_not_found(id: &CampaignId) -> StoreError {
     .into()
 }
 
+/// Whether a list of a campaign's rows that came back `empty` is an answer: `NotFound`
+/// when it is empty because the campaign does not exist (looked up only then).
+async fn of_campaign<D: Backend>(
+    readers: &Pool<D>,
+    campaign: &CampaignId,
+    empty: bool,
+) -> Result<()> {
+    if empty && !pooling::campaign_exists(readers, campaign).await? {
+        return Err(campaign_not_found(campaign));
+    }
+    Ok(())
+}
+
 /// A placement as a run of placements takes it.
 fn placing(c: &Call<PlacePreorder>) -> Placing<'_> {
     Placing {
@@ -237,9 +250,7 @@ impl<E: Engine> Store for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn list_batches(&self, campaign_id: &CampaignId) -> Result<Vec<Batch>> {
         let batches = pooling::list_batches(self.readers(), campaign_id).await?;
-        if batches.is_empty() && !pooling::campaign_exists(self.readers(), campaign_id).await? {
-            return Err(campaign_not_found(campaign_id));
-        }
+        of_campaign(self.readers(), campaign_id, batches.is_empty()).await?;
         Ok(batches)
     }
 
@@ -320,9 +331,7 @@ impl<E: Engine> Store for E {
         page: PageRequest,
     ) -> Result<Page<LedgerEntry>> {
         let entries = ledger::list_ledger(self.readers(), campaign, page).await?;
-        if entries.items.is_empty() && !pooling::campaign_exists(self.readers(), campaign).await? {
-            return Err(campaign_not_found(campaign));
-        }
+        of_campaign(self.readers(), campaign, entries.items.is_empty()).await?;
         Ok(entries)
     }
 
