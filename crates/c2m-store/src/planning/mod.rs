@@ -260,19 +260,30 @@ struct PlanRef {
     plan_id: String,
 }
 
-/// Stores a cycle's plan; returns its id. See the module docs.
+/// Stores a cycle's plan; returns its id. Idempotent by the plan's key, when it has one
+/// (an on-demand cycle's). See the module docs.
 pub(crate) async fn store_plan<D: Backend>(
     tx: &mut Tx<'_, D>,
     new: &NewPlan,
     now: DateTime<Utc>,
 ) -> Result<String> {
     let now = micros(now);
-    let key = new.idempotency_key.as_ref().map(run_planning);
-    if let Some(key) = &key {
-        if let Some(done) = key.replay::<D, PlanRef>(tx).await? {
-            return Ok(done.plan_id);
-        }
-    }
+    let Some(key) = new.idempotency_key.as_ref().map(run_planning) else {
+        return store_new_plan(tx, new, now).await;
+    };
+    let store = async |tx: &mut Tx<'_, D>| {
+        let plan_id = store_new_plan(tx, new, now).await?;
+        Ok(PlanRef { plan_id })
+    };
+    Ok(key.run(tx, now, store).await?.plan_id)
+}
+
+/// [`store_plan`] past its key (none, or not used before): the plan written.
+async fn store_new_plan<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    new: &NewPlan,
+    now: DateTime<Utc>,
+) -> Result<String> {
     if new.batches.is_empty() {
         return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan {
             due_later: 0,
@@ -359,10 +370,6 @@ pub(crate) async fn store_plan<D: Backend>(
     }
     if holds {
         crate::factory::production_events(tx, &new.batches, &before, now).await?;
-    }
-    if let Some(key) = &key {
-        let plan_id = id.clone();
-        key.record(tx, &PlanRef { plan_id }, now).await?;
     }
     Ok(id)
 }
