@@ -358,8 +358,10 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
         EventData::BatchLocked { ships_by, .. } => assert_eq!(*ships_by, Some(due)),
         other => panic!("{other:?}"),
     }
+    // The campaign's events since the last look.
     let mut seen = events.len();
-    let mut next = |all: Vec<Event>| {
+    let mut next = async || {
+        let all = all_events(&*store, 0, Some(&c.id)).await;
         let new = all[seen..].to_vec();
         seen = all.len();
         new
@@ -410,7 +412,7 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
         .store_plan(&scheduled("f1", late, Some("f1 is closed")), t0())
         .await
         .expect("plan");
-    let new = next(all_events(&*store, 0, Some(&c.id)).await);
+    let new = next().await;
     assert_eq!(
         kinds(&new),
         ["production.stage_changed", "ship_date.changed"]
@@ -432,7 +434,7 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
         .report_progress(&report_req("f1", &wo.id, Progress::Accepted), t0())
         .await
         .expect("accepted");
-    let new = next(all_events(&*store, 0, Some(&c.id)).await);
+    let new = next().await;
     assert_eq!(kinds(&new), ["production.stage_changed"]);
 
     // Rejected: the units wait for a plan again, and the date is the promise.
@@ -443,7 +445,7 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
         .report_progress(&report_req("f1", &wo.id, reject.clone()), t0())
         .await
         .expect("rejected");
-    let new = next(all_events(&*store, 0, Some(&c.id)).await);
+    let new = next().await;
     assert_eq!(
         kinds(&new),
         ["production.stage_changed", "ship_date.changed"]
@@ -464,7 +466,7 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
         .report_progress(&report_req("f2", &wo.id, reject), t0())
         .await
         .expect("rejected again");
-    let new = next(all_events(&*store, 0, Some(&c.id)).await);
+    let new = next().await;
     assert_eq!(
         kinds(&new),
         ["production.stage_changed", "production.stage_changed"]
@@ -503,10 +505,20 @@ fn attempt(
     }
 }
 
-/// An endpoint starts at the last event; a claim leases it to one worker; a delivery moves
-/// its cursor, a failure makes it wait and gives the lease up; a replay moves the cursor
-/// back (or refuses a number ahead) and takes the lease away; a disabled endpoint is not
-/// claimed. With two replicas claiming at once, each endpoint goes to one of them.
+/// What `owner` claims at `now`, leased until `lease_until`: `None` when each endpoint is
+/// leased, done, or waiting.
+async fn claimed(
+    store: &dyn Store,
+    owner: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    lease_until: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::webhooks::Claim> {
+    store
+        .claim_endpoint(owner, now, lease_until)
+        .await
+        .expect("claim")
+}
+
 /// Whether `owner` finds no endpoint to claim at `now` (each leased, done, or waiting).
 async fn claims_nothing(
     store: &dyn Store,
@@ -514,13 +526,22 @@ async fn claims_nothing(
     now: chrono::DateTime<chrono::Utc>,
     lease_until: chrono::DateTime<chrono::Utc>,
 ) -> bool {
-    store
-        .claim_endpoint(owner, now, lease_until)
-        .await
-        .expect("claim")
-        .is_none()
+    claimed(store, owner, now, lease_until).await.is_none()
 }
 
+/// The first event after `seq`.
+async fn event_after(store: &dyn Store, seq: i64) -> Event {
+    store
+        .list_events(seq, None, 10)
+        .await
+        .expect("events")
+        .remove(0)
+}
+
+/// An endpoint starts at the last event; a claim leases it to one worker; a delivery moves
+/// its cursor, a failure makes it wait and gives the lease up; a replay moves the cursor
+/// back (or refuses a number ahead) and takes the lease away; a disabled endpoint is not
+/// claimed. With two replicas claiming at once, each endpoint goes to one of them.
 pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx: Arc<dyn Fixture>) {
     use crate::webhooks::Outcome;
     let store = fx.store();
@@ -557,29 +578,17 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         ))
     ));
     assert_eq!(store.list_endpoints().await.expect("list").len(), 1);
-    assert!(store
-        .claim_endpoint("w1", now, lease)
-        .await
-        .expect("claim")
-        .is_none());
+    assert!(claimed(&*store, "w1", now, lease).await.is_none());
     place(&*store, &c.id, &consumer(2), 1)
         .await
         .expect("second");
-    let claim = store
-        .claim_endpoint("w1", now, lease)
-        .await
-        .expect("claim")
-        .expect("due");
+    let claim = claimed(&*store, "w1", now, lease).await.expect("due");
     assert_eq!(
         (claim.endpoint.id.as_str(), claim.secret.as_str()),
         ("whe_1", "whsec_1")
     );
     assert!(claims_nothing(&*store, "w2", now, lease).await, "leased");
-    let second = store
-        .list_events(1, None, 10)
-        .await
-        .expect("events")
-        .remove(0);
+    let second = event_after(&*store, 1).await;
     let delivered = Outcome::Delivered { lease_until: lease };
     assert!(store
         .record_attempt("w1", &attempt("whe_1", &second, now, true), &delivered)
@@ -592,16 +601,8 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
     assert!(claims_nothing(&*store, "w2", now, lease).await, "done");
 
     place(&*store, &c.id, &consumer(3), 1).await.expect("third");
-    let third = store
-        .list_events(2, None, 10)
-        .await
-        .expect("events")
-        .remove(0);
-    store
-        .claim_endpoint("w2", now, lease)
-        .await
-        .expect("claim")
-        .expect("due");
+    let third = event_after(&*store, 2).await;
+    claimed(&*store, "w2", now, lease).await.expect("due");
     let failed = Outcome::Failed {
         retry_at: now + Duration::hours(1),
         disable: None,
@@ -614,10 +615,8 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
     assert_eq!((e.cursor, e.failures, e.failing_since), (2, 1, Some(now)));
     assert!(claims_nothing(&*store, "w1", now, lease).await, "waits");
     let later = now + Duration::hours(2);
-    store
-        .claim_endpoint("w1", later, later + Duration::minutes(1))
+    claimed(&*store, "w1", later, later + Duration::minutes(1))
         .await
-        .expect("claim")
         .expect("due again");
 
     // A replay takes the lease away: the old owner's next write changes nothing.
@@ -646,11 +645,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         .await
         .expect("disable");
     assert!(e.disabled_at.is_some());
-    assert!(store
-        .claim_endpoint("w1", later, lease)
-        .await
-        .expect("claim")
-        .is_none());
+    assert!(claimed(&*store, "w1", later, lease).await.is_none());
     let e = store
         .set_endpoint_enabled("whe_1", true, later)
         .await
@@ -659,10 +654,8 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         (e.disabled_at, e.failures, e.failing_since),
         (None, 0, None)
     );
-    assert!(store
-        .claim_endpoint("w1", later, later + Duration::minutes(1))
+    assert!(claimed(&*store, "w1", later, later + Duration::minutes(1))
         .await
-        .expect("claim")
         .is_some());
     let log = store
         .list_deliveries("whe_1", 0, 100)
@@ -730,17 +723,9 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
             .expect("endpoint");
     }
     place(&*store, &c.id, &consumer(1), 1).await.expect("first");
-    let event = store
-        .list_events(0, None, 10)
-        .await
-        .expect("events")
-        .remove(0);
+    let event = event_after(&*store, 0).await;
     // whe_1 fails and waits for a retry; whe_2 is leased, mid-delivery.
-    let claim = store
-        .claim_endpoint("w1", now, lease)
-        .await
-        .expect("claim")
-        .expect("due");
+    let claim = claimed(&*store, "w1", now, lease).await.expect("due");
     let (failing, leased) = if claim.endpoint.id == "whe_1" {
         ("whe_1", "whe_2")
     } else {
@@ -755,11 +740,7 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
         .record_attempt("w1", &attempt(failing, &event, now, false), &failed)
         .await
         .expect("record"));
-    let other = store
-        .claim_endpoint("w2", now, lease)
-        .await
-        .expect("claim")
-        .expect("due");
+    let other = claimed(&*store, "w2", now, lease).await.expect("due");
     assert_eq!(other.endpoint.id, leased);
 
     let gone = store
