@@ -14,8 +14,8 @@ use super::{
 };
 use crate::planning::RunSchedule;
 use crate::{
-    CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PlanStatus, PurchaseOrderFilter,
-    PurchaseOrderState, ReceivePurchaseOrder, Store,
+    CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PlanStatus, PurchaseOrder,
+    PurchaseOrderFilter, PurchaseOrderState, ReceivePurchaseOrder, Store,
 };
 
 async fn on_hand(store: &dyn Store, material: &str) -> f64 {
@@ -42,13 +42,16 @@ fn cancel(id: &str) -> CancelPurchaseOrder {
     }
 }
 
+/// Receiving `quantity` on the order `id` under a fresh key.
+async fn receipt(store: &dyn Store, id: &str, quantity: f64) -> crate::Result<PurchaseOrder> {
+    store
+        .receive_purchase_order(&receive(id, quantity), t0())
+        .await
+}
+
 /// The refusal of receiving `quantity` on the order `id` under a fresh key.
 async fn receipt_refused(store: &dyn Store, id: &str, quantity: f64) -> Refusal {
-    precondition(
-        store
-            .receive_purchase_order(&receive(id, quantity), t0())
-            .await,
-    )
+    precondition(receipt(store, id, quantity).await)
 }
 
 /// The refusal of cancelling the order `id` under a fresh key.
@@ -214,11 +217,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
         other => panic!("expected OVER_RECEIVED, got {other:?}"),
     }
     assert_eq!(
-        invalid_field(
-            store
-                .receive_purchase_order(&receive("pur_first", 0.0), t0())
-                .await
-        ),
+        invalid_field(receipt(&*store, "pur_first", 0.0).await),
         "quantity"
     );
     assert_eq!(
@@ -229,10 +228,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
             .received,
         4.0
     );
-    let r = store
-        .receive_purchase_order(&receive("pur_first", 6.0), t0())
-        .await
-        .unwrap();
+    let r = receipt(&*store, "pur_first", 6.0).await.unwrap();
     assert_eq!((r.state, r.received), (PurchaseOrderState::Received, 10.0));
     assert_eq!(
         on_hand(&*store, "steel").await,
@@ -345,10 +341,7 @@ pub async fn receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue
     ];
     store.store_plan(&plan, t0()).await.expect("stored");
 
-    match store
-        .receive_purchase_order(&receive("pur_cord", 2.5), t0())
-        .await
-    {
+    match receipt(&*store, "pur_cord", 2.5).await {
         Err(crate::StoreError::Domain(DomainError::NotWholePieces {
             field,
             material,
@@ -368,24 +361,20 @@ pub async fn receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue
     let cord = store.get_purchase_order("pur_cord").await.unwrap();
     assert_eq!(cord.received, 0.0, "a refused receipt writes nothing");
     assert_eq!(on_hand(&*store, "cord").await, 0.0);
-    let r = store
-        .receive_purchase_order(&receive("pur_cord", 3.0), t0())
+    let r = receipt(&*store, "pur_cord", 3.0)
         .await
         .expect("whole pieces");
     assert_eq!(r.received, 3.0);
     assert_eq!(on_hand(&*store, "cord").await, 3.0);
-    let r = store
-        .receive_purchase_order(&receive("pur_steel", 2.5), t0())
+    let r = receipt(&*store, "pur_steel", 2.5)
         .await
         .expect("kilograms take decimals");
     assert_eq!(r.received, 2.5);
     // An order planned in decimals: whole pieces, then its exact rest.
-    store
-        .receive_purchase_order(&receive("pur_cord_decimal", 2.0), t0())
+    receipt(&*store, "pur_cord_decimal", 2.0)
         .await
         .expect("whole pieces");
-    let r = store
-        .receive_purchase_order(&receive("pur_cord_decimal", 0.5), t0())
+    let r = receipt(&*store, "pur_cord_decimal", 0.5)
         .await
         .expect("the rest of the order");
     assert_eq!(r.state, PurchaseOrderState::Received);
@@ -435,10 +424,7 @@ pub async fn receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue
     )
     .await
     .expect("cord back");
-    let r = store
-        .receive_purchase_order(&receive("pur_cord", 3.0), t0())
-        .await
-        .expect("received");
+    let r = receipt(&*store, "pur_cord", 3.0).await.expect("received");
     assert_eq!(r.received, 6.0);
     assert_eq!(on_hand(&*store, "cord").await, 3.0);
 }
