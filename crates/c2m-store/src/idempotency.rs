@@ -1,6 +1,8 @@
 //! Idempotency keys, shared by every mutating operation of every feature: look the key up
 //! first ([`Keyed::replay`]), record it with the response in the same transaction as the
-//! write ([`Keyed::record`]).
+//! write ([`Keyed::record`]). Most writes do both through [`Keyed::run`], or
+//! [`Keyed::run_locked`] when they look the key up again under a lock they take; a run of
+//! placements looks all its keys up at once and records them with its rows.
 //!
 //! The lock that makes a key's rules safe is the feature's own (a placement's key is looked
 //! up again once the campaign's lock is held, so a send that waited for the lock replays
