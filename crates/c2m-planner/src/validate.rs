@@ -13,6 +13,13 @@ use crate::scenario::{FieldError, Line, Offer, Scenario, ScenarioError};
 /// integer bounds in `i32`, and no real batch comes near this.
 pub const MAX_UNITS: i64 = 1_000_000_000;
 
+/// The largest quantity or amount of money (in minor units) a scenario may hold:
+/// 10^15, ten trillion in major units, far above any real stock, price or capacity.
+/// Finite is not enough: the model multiplies these (stock by its holding cost, a
+/// quantity by its price), and 10^300 of stock at 10^300 a unit made an infinite
+/// objective on which every solve failed.
+pub const MAX_NUMBER: f64 = 1e15;
+
 /// The most periods a horizon may have: ten years of weeks. The model grows
 /// with the square of the periods in places; no planning cycle comes near.
 pub const MAX_PERIODS: i64 = 520;
@@ -176,12 +183,14 @@ impl Checker {
         });
     }
 
-    /// A quantity or amount of money: finite and not negative.
+    /// A quantity or amount of money: finite, not negative, at most [`MAX_NUMBER`].
     fn non_negative(&mut self, path: impl FnOnce() -> String, v: f64) {
         if !v.is_finite() {
             self.err(path(), format!("must be a finite number, got {v}"));
         } else if v < 0.0 {
             self.err(path(), format!("must not be negative, got {v}"));
+        } else if v > MAX_NUMBER {
+            self.err(path(), format!("must be at most {MAX_NUMBER:e}, got {v:e}"));
         }
     }
 

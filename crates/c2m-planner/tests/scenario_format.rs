@@ -159,6 +159,40 @@ fn unsorted_and_duplicate_breaks() {
     assert!(e[0].1.contains("duplicate"), "{}", e[0].1);
 }
 
+/// Finite is not enough: numbers past `MAX_NUMBER` are refused naming their place (an
+/// outside client's material with 10^300 on hand at 10^300 a unit to hold made every
+/// planning cycle fail), and a scenario with numbers at the bound still plans.
+#[test]
+fn numbers_past_the_bound_are_refused_and_numbers_at_it_plan() {
+    let huge = SMALL
+        .replace("on_hand = 20.0", "on_hand = 1e300")
+        .replace("holding_cost = 150.0", "holding_cost = 1e300");
+    let e = errors(&huge);
+    let places: Vec<_> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        places,
+        ["materials[0].on_hand", "materials[0].holding_cost"]
+    );
+    assert!(e[0].1.contains("at most 1e15"), "{}", e[0].1);
+    let just_over = SMALL.replace("setup_cost = 50000.0", "setup_cost = 1.0000001e15");
+    assert_eq!(paths(&just_over), ["factories[0].lines[0].setup_cost"]);
+
+    // An unused material at the bound, as in the client's catalogue: plans.
+    let at_bound = format!(
+        "{SMALL}\n[[materials]]\nid = \"spare\"\nunit = \"kg\"\non_hand = {:?}\nholding_cost = {:?}\n",
+        c2m_planner::validate::MAX_NUMBER,
+        c2m_planner::validate::MAX_NUMBER
+    );
+    let v = Scenario::from_toml_str(&at_bound)
+        .unwrap()
+        .validate()
+        .unwrap();
+    for p in common::solve_all(&v) {
+        assert_eq!(p.status, PlanStatus::Optimal, "{}", p.solver);
+        verify_plan(&v, &p).unwrap();
+    }
+}
+
 #[test]
 fn duplicate_ids() {
     let dup_material = SMALL.replace("id = \"ink\"", "id = \"tpu\"");

@@ -526,9 +526,19 @@ impl PlanningCycles {
             ..planner::SolveOptions::default()
         };
         let solving = validated.clone();
-        let plan = tokio::task::spawn_blocking(move || planner::plan(&solving, &opts))
-            .await
-            .map_err(|e| CycleError::Join(e.to_string()))??;
+        let solve = tokio::task::spawn_blocking(move || planner::plan(&solving, &opts));
+        let limit = self.time_limit;
+        let plan = watched(solve, overrun_warning(limit), |ran| {
+            tracing::warn!(
+                ran_s = ran.as_secs(),
+                limit_s = limit.as_secs_f64(),
+                batches = queue.len(),
+                "the planning solve is still running, far past its time limit: the solver \
+                 is not answering its clock; this process plans nothing else until it returns"
+            )
+        })
+        .await
+        .map_err(|e| CycleError::Join(e.to_string()))??;
         tracing::info!(
             status = %plan.status,
             total = plan.total_cost,
@@ -548,6 +558,44 @@ impl PlanningCycles {
             plan_id,
             status: new.status,
         })
+    }
+}
+
+/// When a solve still running counts as overrunning its time limit: twice the limit,
+/// and at least [`OVERRUN_GRACE`] past it. A solver may overshoot its limit a little
+/// (it looks at the clock between steps, and the start search and the explanations come
+/// on top), so the watch allows that before it says anything.
+pub fn overrun_warning(limit: Duration) -> Duration {
+    (limit * 2).max(limit + OVERRUN_GRACE)
+}
+
+/// How far past its time limit a solve may run before [`watched`] warns.
+pub const OVERRUN_GRACE: Duration = Duration::from_secs(30);
+
+/// Awaits a solve on its blocking thread, calling `overrunning` with the time it has run
+/// when it passes `first` and again each time that doubles, until it returns.
+///
+/// Why a watch and not a timeout: a blocking thread cannot be stopped from outside, so
+/// abandoning the solve would leave it burning a core while the next cycle started
+/// another. Solvers end themselves at their time limit; when one does not (HiGHS did
+/// not, once, inside a heuristic that never looked at the clock: docs/planning-time.md),
+/// the cycle must not go quiet. The warnings say it is stuck, in the log an operator
+/// watches, and the cycle goes on waiting for the answer.
+pub async fn watched<T>(
+    mut solve: tokio::task::JoinHandle<T>,
+    first: Duration,
+    mut overrunning: impl FnMut(Duration),
+) -> Result<T, tokio::task::JoinError> {
+    let started = tokio::time::Instant::now();
+    let mut next = first;
+    loop {
+        match tokio::time::timeout_at(started + next, &mut solve).await {
+            Ok(answer) => return answer,
+            Err(_) => {
+                overrunning(started.elapsed());
+                next *= 2;
+            }
+        }
     }
 }
 
@@ -1469,6 +1517,54 @@ pub async fn run_schedule(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    /// A solve that does not return is reported at the first mark and each time its
+    /// running time doubles, and its answer still comes through when it does return.
+    #[tokio::test]
+    async fn a_solve_past_its_limit_is_reported_until_it_returns() {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let solve = tokio::task::spawn_blocking(move || {
+            released.recv().unwrap();
+            42
+        });
+        let mut reports = Vec::new();
+        let answer = watched(solve, Duration::from_millis(40), |ran| {
+            reports.push(ran);
+            if reports.len() == 3 {
+                release.send(()).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(answer, 42);
+        assert_eq!(reports.len(), 3, "{reports:?}");
+        for (ran, mark) in reports.iter().zip([40, 80, 160]) {
+            assert!(*ran >= Duration::from_millis(mark), "{reports:?}");
+        }
+    }
+
+    /// A solve that returns within its mark is not reported.
+    #[tokio::test]
+    async fn a_solve_within_its_limit_is_not_reported() {
+        let solve = tokio::task::spawn_blocking(|| "plan");
+        let mut reports = 0;
+        let answer = watched(solve, Duration::from_secs(60), |_| reports += 1).await;
+        assert_eq!(answer.unwrap(), "plan");
+        assert_eq!(reports, 0);
+    }
+
+    /// The mark allows a short limit its grace and a long one as much again.
+    #[test]
+    fn the_overrun_mark_is_twice_the_limit_and_at_least_the_grace_past_it() {
+        assert_eq!(
+            overrun_warning(Duration::from_secs(10)),
+            Duration::from_secs(40)
+        );
+        assert_eq!(
+            overrun_warning(Duration::from_secs(60)),
+            Duration::from_secs(120)
+        );
+    }
 
     fn world(frozen: Vec<WorkOrder>) -> World {
         World {
