@@ -603,6 +603,31 @@ async fn hostile_grpc_traffic_is_answered_and_memory_stays_bounded() {
     timed("shutdown", server.shutdown()).await;
 }
 
+/// A refusal that quotes what the client sent reaches it as written, `%` and all: the
+/// message in `grpc-message` (percent-encoded on the wire) and its copy inside the
+/// `google.rpc.Status` details are the same text, so a client that checks they agree
+/// (Python's `grpc_status` does) keeps the details. Before, `po_%41%42` arrived as `po_AB`.
+#[tokio::test]
+async fn a_refusal_quoting_a_percent_sign_reaches_the_client_as_written() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    for id in ["po_%41%42", "po_100%", "po_%zz%25"] {
+        let e = c
+            .preorders
+            .get_preorder(pb::GetPreorderRequest {
+                preorder_id: id.into(),
+            })
+            .await
+            .expect_err("no such pre-order");
+        assert_refused(&e, Code::NotFound, "NOT_FOUND");
+        assert!(e.message().contains(id), "{id}: {e:?}");
+        let details = tonic_types::Status::decode(e.details()).expect("google.rpc.Status");
+        assert_eq!(details.message, e.message(), "{id}");
+        assert_eq!(details.code, Code::NotFound as i32);
+    }
+    server.shutdown().await;
+}
+
 /// INVALID_ARGUMENT, reason INVALID_FIELD, naming `field`.
 fn assert_invalid_field(e: &tonic::Status, field: &str) {
     assert_refused(e, Code::InvalidArgument, "INVALID_FIELD");

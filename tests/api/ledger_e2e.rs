@@ -305,6 +305,23 @@ async fn ladder_balances_forfeit_and_failure_leave_every_minor_unit_in_place() {
             (pb::BatchStatus::Failed, 2),
         ]
     );
+    // The batches say what left them: units stay the units each locked with, and bob's
+    // 2 forfeited units are shown beside them (what an outside client missed: a batch
+    // whose orders were all forfeited still looked full).
+    let left: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            (
+                b.units_forfeited,
+                b.balance_due_by.is_some(),
+                b.ready_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        left,
+        vec![(2, true, true), (0, true, true), (0, false, false)]
+    );
     let ready = server.store.batches_ready_for_planning(100).await.unwrap();
     let ready: Vec<_> = ready
         .iter()

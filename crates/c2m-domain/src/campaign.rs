@@ -295,6 +295,9 @@ impl CampaignSpec {
             .max_per_order
             .map(|v| positive("max_per_order", v))
             .transpose()?;
+        if let Some(per_order) = max_per_order {
+            affordable("max_per_order", per_order)?;
+        }
         if let (Some(per_order), Some(cap)) = (max_per_order, batch_cap) {
             if per_order > cap {
                 return Err(DomainError::invalid(
@@ -578,6 +581,19 @@ mod tests {
             (s.batch_threshold, s.batch_cap, s.total_cap) = change;
             assert_eq!(field_of(s.validate(now).unwrap_err()), field);
         }
+        // A per-order limit no campaign could hold is refused naming that limit, not the
+        // price (an outside client's 2^63 - 1 and 10^15 were blamed on `unit_price`).
+        for per_order in [i64::MAX, 1_000_000_000_000_000, 1_001] {
+            let mut s = top.clone();
+            (s.batch_cap, s.max_per_order) = (None, Some(per_order));
+            assert_eq!(field_of(s.validate(now).unwrap_err()), "max_per_order");
+        }
+        let mut ordinary = spec(now);
+        (ordinary.batch_cap, ordinary.max_per_order) = (None, Some(1_000_000_000_000_000));
+        assert_eq!(
+            field_of(ordinary.validate(now).unwrap_err()),
+            "max_per_order"
+        );
     }
 
     #[test]

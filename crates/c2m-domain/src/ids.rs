@@ -22,9 +22,11 @@ macro_rules! id_type {
                 $name(format!(concat!($prefix, "_{}"), Uuid::now_v7().simple()))
             }
 
-            /// An id received from a client: non-empty, at most 128 printable ASCII characters.
+            /// An id received from a client: without its surrounding spaces (a reference
+            /// copied with a space around it names the same record, as with
+            /// [`parse_ref`]), non-empty, at most 128 printable ASCII characters.
             pub fn parse(s: &str) -> Result<Self, DomainError> {
-                parse_token($field, s).map(|s| $name(s.to_owned()))
+                parse_ref($field, s).map($name)
             }
 
             /// An id read back from the store, trusted because only `parse` or `generate`
@@ -157,6 +159,12 @@ mod tests {
     #[test]
     fn references_follow_the_token_rules() {
         assert_eq!(parse_ref("plan_id", " pln_1 ").unwrap(), "pln_1");
+        // Every id type reads a reference the same way (an outside client's
+        // `GetCampaign(" cmp_… ")` was refused where `GetPlan(" pln_… ")` was not).
+        assert_eq!(CampaignId::parse(" cmp_1\t").unwrap().as_str(), "cmp_1");
+        assert_eq!(PreorderId::parse("po_1 ").unwrap().as_str(), "po_1");
+        assert_eq!(ConsumerId::parse(" alice").unwrap().as_str(), "alice");
+        assert!(CampaignId::parse(" ").is_err());
         for bad in ["", "  ", "a b", "x\u{7f}"] {
             let e = parse_ref("plan_id", bad).unwrap_err();
             assert!(

@@ -60,7 +60,23 @@ fn status(code: Code, message: String, reason: &str, metadata: Vec<(&str, String
         .map(|(k, v)| (k.to_owned(), cut(v, MAX_METADATA_VALUE)))
         .collect();
     let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
-    Status::with_error_details(code, bounded(message), details)
+    let message = bounded(message);
+    let detailed = Status::with_error_details(code, message.clone(), details);
+    Status::with_details(
+        code,
+        header_message(&message),
+        detailed.details().to_vec().into(),
+    )
+}
+
+/// The message as it goes into `grpc-message`, which gRPC percent-encodes. tonic 0.12
+/// encodes spaces and controls but not `%` itself, so a message quoting a client's `%41`
+/// reached clients as `A`, no longer the copy inside `google.rpc.Status`, and clients that
+/// check the two agree (Python's `grpc_status`) threw the details away. Escaping `%` here
+/// makes the header decode to the message as written; tonic's own encoding leaves the
+/// escape alone.
+fn header_message(message: &str) -> String {
+    message.replace('%', "%25")
 }
 
 /// The gRPC code of a domain error: chosen by what the caller must do next.

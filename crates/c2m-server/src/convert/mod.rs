@@ -308,6 +308,9 @@ pub fn batch(b: &Batch) -> pb::Batch {
         created_at: Some(timestamp(b.created_at)),
         locked_at: b.locked_at.map(timestamp),
         failed_at: b.failed_at.map(timestamp),
+        units_forfeited: b.forfeited_units,
+        balance_due_by: b.balance_due_by.map(timestamp),
+        ready_at: b.ready_at.map(timestamp),
     }
 }
 
