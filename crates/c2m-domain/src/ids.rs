@@ -122,13 +122,25 @@ pub(crate) fn text(field: &str, v: &str, max: usize) -> Result<String, DomainErr
             format!("must be at most {max} characters"),
         ));
     }
-    if t.chars().any(char::is_control) {
+    if t.chars().any(breaks_a_line) {
         return Err(DomainError::invalid(
             field,
-            "must not contain control characters",
+            "must not contain control characters (line or paragraph separators and text \
+             direction overrides included)",
         ));
     }
     Ok(t.to_owned())
+}
+
+/// Characters that would break or disguise a line the text is shown in: the C0 and C1
+/// controls, Unicode's line and paragraph separators (a log line or a CSV row ends there
+/// for many readers) and the bidirectional embeddings, overrides and isolates (they
+/// reorder what follows them, so a title could show other text than it holds). The
+/// left-to-right and right-to-left marks stay allowed: names in Hebrew or Arabic carry
+/// them, and they reorder nothing beyond themselves.
+fn breaks_a_line(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks a client-supplied token (id or key): the rules are deliberately narrow so that
@@ -155,6 +167,22 @@ pub(crate) fn parse_token<'a>(field: &str, s: &'a str) -> Result<&'a str, Domain
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_refuses_what_would_break_or_disguise_a_line() {
+        for bad in [
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "\u{202E}evil",
+            "x\u{2066}y",
+            "tab\there",
+        ] {
+            assert!(text("title", bad, 100).is_err(), "{bad:?}");
+        }
+        for good in ["שלום\u{200F} kettle", "水壶 2", "emoji 👩\u{200D}🍳"] {
+            assert_eq!(text("title", good, 100).unwrap(), good);
+        }
+    }
 
     #[test]
     fn references_follow_the_token_rules() {

@@ -286,13 +286,18 @@ pub async fn advice(
         // 0.71 chance to lock. Said per miss, it is what a miss would leave.
         let p = forecast.lock_probability;
         let short_if_missed = forecast.expected_shortfall / (1.0 - p).max(1e-9);
+        let unit_word = if short_if_missed.round() == 1.0 {
+            "unit"
+        } else {
+            "units"
+        };
         if p < 0.5 {
             format!(
-                "at the current rate the batch is likely to miss: {p:.2} chance to lock by the deadline, about {short_if_missed:.0} units short if it does"
+                "at the current rate the batch is likely to miss: {p:.2} chance to lock by the deadline, about {short_if_missed:.0} {unit_word} short if it does"
             )
         } else {
             format!(
-                "the batch may miss: {p:.2} chance to lock by the deadline (the target is {target:.2}), about {short_if_missed:.0} units short if it does"
+                "the batch may miss: {p:.2} chance to lock by the deadline (the target is {target:.2}), about {short_if_missed:.0} {unit_word} short if it does"
             )
         }
     } else {
