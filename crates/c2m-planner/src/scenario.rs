@@ -501,11 +501,18 @@ impl From<FieldError> for ScenarioError {
 }
 
 /// Renders a serde path the way the contract writes places:
-/// `suppliers[2].offers[0].breaks[1].min_qty`.
+/// `suppliers[2].offers[0].breaks[1].min_qty`. A path that ends inside an object
+/// before its next key was read (a syntax error, or text that ends there) names that
+/// object (`(top level)` for the file itself), not a `?` for the key it never saw.
 fn render_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let known = segments
+        .iter()
+        .rposition(|s| !matches!(s, Segment::Unknown))
+        .map_or(0, |i| i + 1);
     let mut out = String::new();
-    for seg in path.iter() {
+    for seg in &segments[..known] {
         match seg {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
             Segment::Map { key } | Segment::Enum { variant: key } => {

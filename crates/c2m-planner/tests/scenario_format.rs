@@ -236,6 +236,16 @@ fn json_is_the_same_structure_and_round_trips() {
         err.to_string().starts_with("suppliers[0].lead_time"),
         "{err}"
     );
+    // Text that is not JSON names the object it broke off in, never a `?` (an outside
+    // client's import of `{` was refused naming field `?`).
+    let place = |text: &str| match Scenario::from_json_str(text).unwrap_err() {
+        ScenarioError::Parse { path, .. } => path,
+        other => panic!("{other}"),
+    };
+    assert_eq!(place("{"), "(top level)");
+    assert_eq!(place("{\"name\": \"x\", "), "(top level)");
+    let cut = &json[..json.find("\"lead_days\"").unwrap()];
+    assert_eq!(place(cut), "suppliers[0]");
 }
 
 // The kettle sample: every solver and formulation agree on one optimum, and
