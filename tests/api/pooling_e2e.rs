@@ -265,7 +265,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
                 deposit_minor: 40_000,
                 ..campaign_request("b1", 5)
             },
-            "deposit",
+            "deposit_minor",
         ),
         (
             pb::CreateCampaignRequest {
@@ -300,7 +300,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
                 unit_price_minor: -1,
                 ..campaign_request("b6", 5)
             },
-            "unit_price",
+            "unit_price_minor",
         ),
         (
             pb::CreateCampaignRequest {
@@ -326,6 +326,17 @@ async fn bad_input_names_the_field_and_writes_nothing() {
                 ..campaign_request("b8", 5)
             },
             "deadline",
+        ),
+        // A tier above the base price: named as the request names it.
+        (
+            pb::CreateCampaignRequest {
+                price_ladder: vec![pb::PriceTier {
+                    min_units: 3,
+                    unit_price_minor: 50_000,
+                }],
+                ..campaign_request("b9", 5)
+            },
+            "price_ladder[0].unit_price_minor",
         ),
     ];
     for (req, field) in cases {
@@ -495,7 +506,10 @@ async fn money_that_would_overflow_is_refused_up_front() {
         };
         let err = c.campaigns.create_campaign(req).await.unwrap_err();
         assert_refused(&err, Code::InvalidArgument, "INVALID_FIELD");
-        assert_eq!(error_meta(&err, "field").as_deref(), Some("unit_price"));
+        assert_eq!(
+            error_meta(&err, "field").as_deref(),
+            Some("unit_price_minor")
+        );
     }
     // The highest price: 1,000 units are 10^15 minor units, the most a campaign holds.
     let top = c

@@ -19,7 +19,9 @@ use c2m_domain::{
     MoneyState, Preorder, PreorderId, PreorderStatus, PriceTier,
 };
 use c2m_proto::v1 as pb;
-use c2m_store::{CancelPreorder, CreateCampaign, PayBalance, PlacePreorder, PreorderFilter};
+use c2m_store::{
+    CancelPreorder, CreateCampaign, PayBalance, PlacePreorder, PreorderFilter, StoreError,
+};
 
 use crate::status::domain_status;
 
@@ -102,6 +104,26 @@ pub fn campaign_id(s: &str) -> Result<CampaignId, Status> {
 
 pub fn preorder_id(s: &str) -> Result<PreorderId, Status> {
     PreorderId::parse(s).map_err(invalid)
+}
+
+/// A refusal of `CreateCampaign` naming the request's own field: the domain's terms say
+/// `unit_price`, `deposit` and `price_ladder[i].unit_price`, where the request has
+/// `unit_price_minor`, `deposit_minor` and `price_ladder[i].unit_price_minor`, and a
+/// client maps `field` onto its request (or its form) by that name.
+pub fn campaign_request_field(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Domain(DomainError::InvalidArgument { field, reason }) => {
+            let field = match field.as_str() {
+                "unit_price" | "deposit" => format!("{field}_minor"),
+                f if f.starts_with("price_ladder[") && f.ends_with("].unit_price") => {
+                    format!("{field}_minor")
+                }
+                _ => field,
+            };
+            StoreError::Domain(DomainError::InvalidArgument { field, reason })
+        }
+        other => other,
+    }
 }
 
 pub fn create_campaign(r: pb::CreateCampaignRequest) -> Result<CreateCampaign, Status> {

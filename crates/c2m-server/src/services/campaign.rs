@@ -24,7 +24,7 @@ impl CampaignService for CampaignSvc {
             .store
             .create_campaign(&cmd, now)
             .await
-            .map_err(store_status)?;
+            .map_err(|e| store_status(convert::campaign_request_field(e)))?;
         tracing::info!(campaign = %c.id, sku = %c.terms.sku, "campaign created");
         // The status is shown as of now, read again: a resend may be answered with the
         // campaign its twin created after this request read the clock (on another
