@@ -186,7 +186,9 @@ pub async fn advice(
     let mut lower_threshold = None;
     match crate::planning::scenario_of(&catalogue, None) {
         Err(e) => notes.push(format!("the catalogue cannot price the sku: {e}")),
-        Ok(base) if threshold > 1 => {
+        Ok(mut base) if threshold > 1 => {
+            // Priced as a cycle would buy: pieces whole.
+            crate::planning::whole_piece_orders(&mut base);
             // No larger than the planner takes: a threshold may be larger (a cheap sku).
             let max = (threshold - 1).min(c2m_planner::validate::MAX_UNITS);
             let spec = AdviceSpec {

@@ -1071,7 +1071,30 @@ pub fn cycle_scenario(
         }
     }
     products.receipts.sort_by_key(|r| r.2);
+    whole_piece_orders(&mut scenario);
     Ok((scenario, products))
+}
+
+/// A cycle buys a material counted in pieces ([`c2m_domain::material::counted_in_pieces`])
+/// in whole pieces: an offer of one without a pack size is planned with packs of one.
+/// The contract's model buys any quantity where no pack size is given, which for a
+/// material measured in kilograms is right, but a purchase order for 12.5 housings is
+/// not one a supplier can fill (receipts of pieces are whole numbers too). A bill of
+/// materials may still use a fraction of a piece per unit (a sheet cut four ways): the
+/// need may be fractional, the order is not. The stored scenario shows the packs, so
+/// `plan` reproduces the cycle's plan from it. The advice prices volumes the same way.
+pub(crate) fn whole_piece_orders(scenario: &mut planner::Scenario) {
+    let pieces: Vec<String> = scenario
+        .materials
+        .iter()
+        .filter(|m| c2m_domain::material::counted_in_pieces(&m.unit))
+        .map(|m| m.id.clone())
+        .collect();
+    for offer in scenario.suppliers.iter_mut().flat_map(|s| &mut s.offers) {
+        if offer.pack_size.is_none() && pieces.contains(&offer.material) {
+            offer.pack_size = Some(1.0);
+        }
+    }
 }
 
 fn status_of(s: planner::PlanStatus) -> PlanStatus {
@@ -1914,6 +1937,85 @@ mod tests {
         assert!(!makeable(queued("pot", &["f1"])), "only f1 makes pots");
         // A sku the catalogue lost is the cycle's to refuse by name, not this rule's.
         assert!(makeable(queued("toaster", &["f1", "f2"])));
+    }
+
+    /// A cycle orders a material counted in pieces in whole pieces, even from an offer
+    /// without a pack size, while a measured material keeps its decimals: a quarter of a
+    /// housing per kettle for 10 kettles is 3 housings bought, not 2.5.
+    #[test]
+    fn pieces_are_bought_whole_and_measured_materials_as_needed() {
+        let text = r#"
+name = "pieces"
+currency = "CNY"
+
+[[products]]
+sku = "kettle"
+demand = 10
+bom = { housing = 0.25, steel = 0.25 }
+
+[[materials]]
+id = "housing"
+unit = "pcs"
+on_hand = 0.0
+
+[[materials]]
+id = "steel"
+unit = "kg"
+on_hand = 0.0
+
+[[factories]]
+id = "f1"
+capacity_hours = 100.0
+
+[[factories.lines]]
+sku = "kettle"
+unit_cost = 100.0
+setup_cost = 0.0
+min_run = 0
+hours_per_unit = 1.0
+setup_hours = 0.0
+
+[[suppliers]]
+id = "parts"
+lead_days = 0
+
+[[suppliers.offers]]
+material = "housing"
+moq = 0.0
+order_cost = 0.0
+breaks = [{ min_qty = 0.0, unit_price = 1000.0 }]
+
+[[suppliers.offers]]
+material = "steel"
+moq = 0.0
+order_cost = 0.0
+breaks = [{ min_qty = 0.0, unit_price = 1000.0 }]
+"#;
+        let bought = |whole: bool| {
+            let mut s = planner::Scenario::from_toml_str(text).unwrap();
+            if whole {
+                whole_piece_orders(&mut s);
+            }
+            let v = s.validate().unwrap();
+            let plan = planner::plan(&v, &planner::SolveOptions::default()).unwrap();
+            planner::verify_plan(&v, &plan).unwrap();
+            let mut q: Vec<(String, f64)> = plan
+                .purchases
+                .iter()
+                .map(|p| (p.material.clone(), p.quantity))
+                .collect();
+            q.sort_by(|a, b| a.0.cmp(&b.0));
+            q
+        };
+        let close = |got: Vec<(String, f64)>, want: [(&str, f64); 2]| {
+            assert_eq!(got.len(), 2, "{got:?}");
+            for ((m, q), (wm, wq)) in got.iter().zip(want) {
+                assert_eq!(m, wm);
+                assert!((q - wq).abs() < 1e-6, "{got:?}");
+            }
+        };
+        close(bought(false), [("housing", 2.5), ("steel", 2.5)]);
+        close(bought(true), [("housing", 3.0), ("steel", 2.5)]);
     }
 
     /// The calendars of a change must fit one scenario (520 periods of the server's
