@@ -471,6 +471,75 @@ async fn absurd_counts_from_a_factory_are_refused_and_the_store_writes_on() {
     server.shutdown().await;
 }
 
+/// A work order shipped in full takes no further shipment or quality check, and the
+/// refusal (`WORK_ORDER_STATE`) says why in its message and its `report`: the work order is
+/// shipped in full. It used to say a further shipment had "no quality check reported" and
+/// a further check that "production has not started", of a work order that had been made,
+/// checked and shipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_on_a_shipped_work_order_are_refused_as_shipped_in_full() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    locked_batch(&mut c, "cmp-a", "case-a", 20).await;
+    let plan = run_planning(&mut c, "cycle").await.expect("plan");
+    let wo = plan.work_orders.first().expect("a work order").clone();
+    let (factory, made): (&str, i64) = (&wo.factory_id, wo.runs.iter().map(|r| r.quantity).sum());
+    let ship = |n: i64| {
+        pb::report_request::Progress::Shipped(pb::Shipped {
+            quantities: vec![pb::ShippedQuantity {
+                sku: "case-a".into(),
+                quantity: n,
+            }],
+        })
+    };
+    let check = |passed: i64| {
+        pb::report_request::Progress::QualityCheck(pb::QualityCheck { passed, failed: 0 })
+    };
+    let mut last = None;
+    for (i, progress) in [
+        pb::report_request::Progress::Accepted(pb::Accepted {}),
+        pb::report_request::Progress::InProduction(pb::InProduction {}),
+        check(made),
+        ship(made),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let done = c
+            .factory
+            .report(report(&format!("p-{i}"), factory, &wo.id, progress))
+            .await
+            .expect("progress")
+            .into_inner();
+        last = Some(done.state());
+    }
+    assert_eq!(last, Some(pb::WorkOrderState::Shipped));
+
+    for (key, progress, what) in [
+        ("ship-again", ship(1), "a shipment"),
+        ("check-again", check(1), "a quality check"),
+    ] {
+        let err = c
+            .factory
+            .report(report(key, factory, &wo.id, progress))
+            .await
+            .expect_err(key);
+        assert_refused(&err, Code::FailedPrecondition, "WORK_ORDER_STATE");
+        let said = format!("{what} (the work order is shipped in full)");
+        assert_eq!(
+            error_meta(&err, "state").as_deref(),
+            Some("shipped"),
+            "{key}"
+        );
+        assert_eq!(error_meta(&err, "report").as_deref(), Some(said.as_str()));
+        assert!(err.message().contains(&said), "{key}: {}", err.message());
+    }
+    server.shutdown().await;
+}
+
 /// The `factory` example as a user runs it (`--progress`), its server killed while it
 /// works through its work orders and started again on the same address and database: the
 /// example resubscribes and finishes every work order, as its docs promise ("survives

@@ -1030,6 +1030,46 @@ async fn advice_within(
     took
 }
 
+/// A client deadline that leaves the scan less than `--advice-time-limit` per volume still
+/// judges every volume the planner settles in that time: here all of them. With 20 s per
+/// volume and the client's 10 s (the scan ends at 8 s), each volume's solve gets the time
+/// left; a threshold of 100 000 kettles puts the scan's first grid volume (4 999) past the
+/// factories' capacity, the solver proves it cannot be made, and the scan bisects down to
+/// the largest volume that can and advises a lower threshold. Such a proof used to count
+/// only with the whole time limit, so under a deadline below `--advice-time-limit` / 0.8
+/// (2.5 s by default) the advice judged nothing and said the scan "ran out of time" before
+/// every volume from 1 to 99 999, answering at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advice_under_a_short_client_deadline_judges_the_volumes_it_has_time_for() {
+    let (server, mut c, cmp) = advised_campaign(
+        |s| {
+            s.request_timeout = std::time::Duration::from_secs(60);
+            s.advice_time_limit = std::time::Duration::from_secs(20);
+        },
+        KETTLE_CATALOGUE,
+        "short",
+        100_000,
+        (39_900, 5_000),
+    )
+    .await;
+    let mut req = tonic::Request::new(pb::GetAdviceRequest {
+        campaign_id: cmp.id.clone(),
+        margin: 0.15,
+        target_probability: 0.8,
+    });
+    req.set_timeout(std::time::Duration::from_secs(10));
+    let advice = c.levers.get_advice(req).await.expect("advice").into_inner();
+    assert!(advice.not_reached.is_empty(), "{advice:?}");
+    assert!(
+        !advice.notes.iter().any(|n| n.contains("ran out of time")),
+        "{:?}",
+        advice.notes
+    );
+    let lower = advice.lower_threshold.expect("a lower threshold");
+    assert!((1..4_999).contains(&lower.batch_threshold), "{lower:?}");
+    server.shutdown().await;
+}
+
 /// Insights of a campaign that opened long before its orders come in buckets a client can
 /// take: a minute's buckets over twenty years (ten million) are refused, naming
 /// `bucket_seconds` and the narrowest width that fits, and that width is answered. Before,

@@ -423,6 +423,76 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     server.shutdown().await;
 }
 
+/// A page token continues the listing it came from and no other: a `ListPreorders` token
+/// of campaign B's pre-orders, passed with campaign A's filter, used to return none of A's
+/// (the cursor is a store-wide position, so it skipped A's older order), and was taken by
+/// `ListCampaigns` too. Both are refused naming `page_token`, as a token the server never
+/// issued is; with its own listing the token goes on to the next page.
+#[tokio::test]
+async fn a_page_token_is_refused_by_any_listing_but_its_own() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let mut ids = Vec::new();
+    for key in ["cmp-a", "cmp-b"] {
+        let created = c.campaigns.create_campaign(campaign_request(key, 50)).await;
+        ids.push(created.expect("campaign").into_inner().id);
+    }
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+    c.preorders
+        .place_preorder(place("pa", &a, "con_a", 1))
+        .await
+        .expect("A's order");
+    for i in 0..5 {
+        c.preorders
+            .place_preorder(place(&format!("pb-{i}"), &b, "con_b", 1))
+            .await
+            .expect("B's order");
+    }
+    let listing = |campaign: &str, page_token: &str| pb::ListPreordersRequest {
+        campaign_id: campaign.into(),
+        page_size: 2,
+        page_token: page_token.into(),
+        ..Default::default()
+    };
+    let first = c
+        .preorders
+        .list_preorders(listing(&b, ""))
+        .await
+        .expect("B's first page")
+        .into_inner();
+    let token = first.next_page_token;
+    assert!(!token.is_empty());
+
+    let other_filter = c
+        .preorders
+        .list_preorders(listing(&a, &token))
+        .await
+        .expect_err("B's token with A's filter");
+    let other_call = c
+        .campaigns
+        .list_campaigns(pb::ListCampaignsRequest {
+            page_size: 0,
+            page_token: token.clone(),
+        })
+        .await
+        .expect_err("a ListPreorders token in ListCampaigns");
+    for err in [other_filter, other_call] {
+        assert_refused(&err, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(error_meta(&err, "field").as_deref(), Some("page_token"));
+    }
+
+    let next = c
+        .preorders
+        .list_preorders(listing(&b, &token))
+        .await
+        .expect("B's next page")
+        .into_inner();
+    assert_eq!(next.preorders.len(), 2);
+    let ids = |p: &[pb::Preorder]| p.iter().map(|p| p.id.clone()).collect::<HashSet<_>>();
+    assert!(ids(&first.preorders).is_disjoint(&ids(&next.preorders)));
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn health_and_reflection_are_served() {
     use prost::Message;

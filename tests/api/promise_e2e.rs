@@ -596,6 +596,53 @@ async fn bad_promises_and_calendars_are_refused_naming_the_field() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().contains("calendar_starts_at"), "{e:?}");
+    // A horizon of no period, or of more than a scenario may have, and a calendar of
+    // another length than its horizon are refused naming the field, and nothing is
+    // written: a horizon of 0 periods with an empty calendar used to store the factory
+    // with no hours.
+    for (key, periods, hours, field, says) in [
+        (
+            "cal-none",
+            "0",
+            "",
+            "horizon.periods",
+            "between 1 and 520, got 0",
+        ),
+        (
+            "cal-huge",
+            "9223372036854775807",
+            "5.0",
+            "horizon.periods",
+            "between 1 and 520",
+        ),
+        (
+            "cal-short",
+            "3",
+            "5.0, 5.0",
+            "factories[0].capacity_hours",
+            "3 periods, got 2",
+        ),
+        (
+            "cal-empty",
+            "3",
+            "",
+            "factories[0].capacity_hours",
+            "3 periods, got 0",
+        ),
+    ] {
+        let text = format!(
+            "name = \"cal\"\ncurrency = \"CNY\"\n\n[horizon]\nperiods = {periods}\n\
+             period_days = 7\n\n[[factories]]\nid = \"f1\"\ncapacity_hours = [{hours}]\n"
+        );
+        let e = import(&mut c, key, &text, pb::ImportMode::Merge)
+            .await
+            .expect_err(key);
+        assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(error_meta(&e, "field").as_deref(), Some(field), "{key}");
+        assert!(e.message().contains(says), "{key}: {e:?}");
+    }
+    let exported = export(&mut c, pb::ScenarioFormat::Toml).await;
+    assert!(!exported.contains("\"f1\""), "nothing written: {exported}");
     // A calendar is dates: it may cover fewer weeks than the horizon, or more.
     for weeks in [5, 12, 20] {
         import(

@@ -56,7 +56,7 @@ pub use ledger::{
     Account, CampaignMoney, HoldState, LedgerEntry, LedgerTxn, MoneyState, Posting, TxnKind,
 };
 pub use money::{Currency, Money};
-pub use page::{Page, PageRequest};
+pub use page::{Page, PageQuery, PageRequest};
 pub use pooling::{Admission, PoolState};
 pub use preorder::{Batch, BatchStatus, Preorder, PreorderMoney, PreorderSource, PreorderStatus};
 pub use pricing::{PriceLadder, PriceTier, TierPosition};

@@ -205,11 +205,21 @@ pub fn apply(
 ) -> Result<Transition, DomainError> {
     use WorkOrderState as S;
     report.validate()?;
-    let refuse = |what: &str| {
+    // Why the state refuses a report, said from the state itself: a work order that ended
+    // (rejected, or shipped in full) takes no report, and says so; one still under way
+    // names what the report needs (`under_way`). A reason written for the states before
+    // (a shipment "no quality check has been reported") was false of a work order that
+    // had passed its check and shipped.
+    let refuse = |what: &str, under_way: &str| {
+        let why = match state {
+            S::Rejected => "the factory rejected the work order",
+            S::Shipped => "the work order is shipped in full",
+            _ => under_way,
+        };
         Err(Refusal::WorkOrderState {
             work_order: work_order.to_owned(),
             state: state.to_string(),
-            report: what.to_owned(),
+            report: format!("{what} ({why})"),
         }
         .into())
     };
@@ -225,21 +235,22 @@ pub fn apply(
         Progress::Accepted => match state {
             S::Issued => S::Accepted,
             S::Accepted => return same(state),
-            _ => return refuse("accepted"),
+            _ => return refuse("accepted", "production has started"),
         },
         Progress::Rejected { .. } => match state {
             S::Issued | S::Accepted => S::Rejected,
             S::Rejected => return same(state),
             _ => {
                 return refuse(
-                    "rejected (production has started; report a failed quality check instead)",
+                    "rejected",
+                    "production has started; report a failed quality check instead",
                 )
             }
         },
         Progress::InProduction => match state {
             S::Issued | S::Accepted => S::InProduction,
             S::InProduction => return same(state),
-            _ => return refuse("in production"),
+            _ => return refuse("in production", "a quality check has been reported"),
         },
         Progress::QualityCheck { passed, failed } => match state {
             S::InProduction | S::QcFailed | S::QcPassed => {
@@ -278,7 +289,7 @@ pub fn apply(
                     S::QcFailed
                 }
             }
-            _ => return refuse("a quality check (production has not started)"),
+            _ => return refuse("a quality check", "production has not started"),
         },
         Progress::Shipped { quantities } => match state {
             // Units whose last check failed are not fit to ship: rework, check again, and
@@ -323,7 +334,7 @@ pub fn apply(
                     state
                 }
             }
-            _ => return refuse("a shipment (no quality check has been reported)"),
+            _ => return refuse("a shipment", "no quality check has been reported"),
         },
     };
     Ok(Transition {
@@ -393,6 +404,48 @@ mod tests {
         assert_eq!(late.reason(), "WORK_ORDER_STATE");
         assert!(apply("wo", S::Rejected, &t, &Progress::Accepted).is_err());
         assert!(apply("wo", S::Issued, &t, &ship(1)).is_err());
+    }
+
+    /// A shipped work order takes no further shipment or check, and the refusal says it is
+    /// shipped in full: it used to say no quality check had been reported, or that
+    /// production had not started, of a work order that had passed its check and shipped.
+    #[test]
+    fn a_shipped_work_order_refuses_reports_as_shipped_in_full() {
+        let passed = apply(
+            "wo",
+            S::InProduction,
+            &tally(),
+            &Progress::QualityCheck {
+                passed: 10,
+                failed: 0,
+            },
+        )
+        .unwrap();
+        let shipped = apply("wo", passed.state, &passed.tally, &ship(10)).unwrap();
+        assert_eq!(shipped.state, S::Shipped);
+        let check = Progress::QualityCheck {
+            passed: 1,
+            failed: 0,
+        };
+        for (report, what) in [(ship(1), "a shipment"), (check, "a quality check")] {
+            let refused = apply("wo", shipped.state, &shipped.tally, &report).unwrap_err();
+            assert_eq!(
+                refused,
+                DomainError::Refused(Refusal::WorkOrderState {
+                    work_order: "wo".into(),
+                    state: "shipped".into(),
+                    report: format!("{what} (the work order is shipped in full)"),
+                })
+            );
+        }
+        // Before production the reasons are what the work order still needs.
+        let early = apply("wo", S::Accepted, &tally(), &ship(1)).unwrap_err();
+        assert!(
+            early
+                .to_string()
+                .contains("no quality check has been reported"),
+            "{early}"
+        );
     }
 
     #[test]

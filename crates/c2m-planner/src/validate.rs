@@ -171,6 +171,93 @@ impl TryFrom<Scenario> for ValidatedScenario {
     }
 }
 
+impl Scenario {
+    /// Checks the horizon and the factories' capacity (one number, or a calendar of one
+    /// number per period of the horizon), the rules of [`Scenario::validate`] that
+    /// concern them and no other: for a caller that keeps only a scenario's catalogue,
+    /// which it checks on its own (the server's `ImportScenario`, whose merge may name
+    /// products another import brought), and would otherwise keep a calendar of no
+    /// period, or a horizon no scenario may have, without a word.
+    pub fn validate_calendars(&self) -> Result<(), ScenarioError> {
+        let mut c = Checker { errors: Vec::new() };
+        let horizon = horizon_rules(&mut c, self);
+        for fi in 0..self.factories.len() {
+            calendar_rules(&mut c, self, fi, horizon);
+        }
+        if c.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ScenarioError::Invalid(c.errors))
+        }
+    }
+}
+
+/// The horizon's rules: `(T, D)` when the scenario has a horizon and it is valid.
+fn horizon_rules(c: &mut Checker, s: &Scenario) -> Option<(usize, i64)> {
+    s.horizon.and_then(|h| {
+        let mut ok = true;
+        if h.periods < 1 || h.periods > MAX_PERIODS {
+            c.err(
+                "horizon.periods".into(),
+                format!("must be between 1 and {MAX_PERIODS}, got {}", h.periods),
+            );
+            ok = false;
+        }
+        if h.period_days < 1 {
+            c.err(
+                "horizon.period_days".into(),
+                format!("must be at least 1, got {}", h.period_days),
+            );
+            ok = false;
+        }
+        ok.then_some((h.periods as usize, h.period_days))
+    })
+}
+
+/// The rules of factory `fi`'s capacity, given the valid horizon (`None` for a version 1
+/// scenario, or a horizon that broke its rules), and its hours per period: one number,
+/// not negative, or with a horizon a calendar of one such number per period.
+fn calendar_rules(
+    c: &mut Checker,
+    s: &Scenario,
+    fi: usize,
+    horizon: Option<(usize, i64)>,
+) -> Vec<f64> {
+    let f = &s.factories[fi];
+    let periods = horizon.map_or(1, |(t, _)| t);
+    match &f.calendar {
+        None => {
+            c.non_negative(
+                || format!("factories[{fi}].capacity_hours"),
+                f.capacity_hours,
+            );
+            vec![f.capacity_hours; periods]
+        }
+        Some(cal) => {
+            if s.horizon.is_none() {
+                c.err(
+                    format!("factories[{fi}].capacity_hours"),
+                    "a list of hours per period needs a [horizon]",
+                );
+            } else if cal.len() != periods && horizon.is_some() {
+                c.err(
+                    format!("factories[{fi}].capacity_hours"),
+                    format!(
+                        "a calendar needs one number per period: {periods} periods, got {}",
+                        cal.len()
+                    ),
+                );
+            }
+            for (t, &h) in cal.iter().enumerate() {
+                c.non_negative(|| format!("factories[{fi}].capacity_hours[{t}]"), h);
+            }
+            let mut row = cal.clone();
+            row.resize(periods, 0.0);
+            row
+        }
+    }
+}
+
 struct Checker {
     errors: Vec<FieldError>,
 }
@@ -249,24 +336,7 @@ impl Scenario {
         }
         // `T` and `D` when the horizon is valid; the per-period rules below
         // are checked only then.
-        let horizon = s.horizon.and_then(|h| {
-            let mut ok = true;
-            if h.periods < 1 || h.periods > MAX_PERIODS {
-                c.err(
-                    "horizon.periods".into(),
-                    format!("must be between 1 and {MAX_PERIODS}, got {}", h.periods),
-                );
-                ok = false;
-            }
-            if h.period_days < 1 {
-                c.err(
-                    "horizon.period_days".into(),
-                    format!("must be at least 1, got {}", h.period_days),
-                );
-                ok = false;
-            }
-            ok.then_some((h.periods as usize, h.period_days))
-        });
+        let horizon = horizon_rules(&mut c, s);
         let periods = horizon.map_or(1, |(t, _)| t);
         let timed = s.horizon.is_some();
         // A period index of a v2 list: inside the horizon.
@@ -373,38 +443,7 @@ impl Scenario {
                 "factory id",
                 &f.id,
             );
-            match &f.calendar {
-                None => {
-                    c.non_negative(
-                        || format!("factories[{fi}].capacity_hours"),
-                        f.capacity_hours,
-                    );
-                    hours.push(vec![f.capacity_hours; periods]);
-                }
-                Some(cal) => {
-                    if !timed {
-                        c.err(
-                            format!("factories[{fi}].capacity_hours"),
-                            "a list of hours per period needs a [horizon]",
-                        );
-                    } else if cal.len() != periods && horizon.is_some() {
-                        c.err(
-                            format!("factories[{fi}].capacity_hours"),
-                            format!(
-                                "a calendar needs one number per period: {periods} periods, \
-                                 got {}",
-                                cal.len()
-                            ),
-                        );
-                    }
-                    for (t, &h) in cal.iter().enumerate() {
-                        c.non_negative(|| format!("factories[{fi}].capacity_hours[{t}]"), h);
-                    }
-                    let mut row = cal.clone();
-                    row.resize(periods, 0.0);
-                    hours.push(row);
-                }
-            }
+            hours.push(calendar_rules(&mut c, s, fi, horizon));
             let mut line_skus = HashSet::new();
             for (li, l) in f.lines.iter().enumerate() {
                 let at = |field: &str| format!("factories[{fi}].lines[{li}].{field}");

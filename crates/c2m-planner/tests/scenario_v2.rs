@@ -214,6 +214,35 @@ fn a_bad_horizon() {
     assert_eq!(paths(&text), vec!["horizon.weeks"]);
 }
 
+/// The horizon's and the calendars' rules alone (`validate_calendars`, which the server's
+/// import checks the scenarios it keeps only the catalogue of by) are the full
+/// validation's: a horizon of no period or of more than 520, and a calendar of another
+/// length, named at their place; other rules (an unknown sku) are not its business.
+#[test]
+fn validate_calendars_checks_the_horizon_and_calendars_as_validate_does() {
+    let calendar_paths = |text: &str| -> Vec<String> {
+        let s = Scenario::from_toml_str(text).unwrap();
+        match s.validate_calendars() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.field_errors().into_iter().map(|e| e.path).collect(),
+        }
+    };
+    assert!(calendar_paths(SMALL).is_empty());
+    let none = SMALL
+        .replace("periods = 4", "periods = 0")
+        .replace("[ 10.0, 10.0, 0.0, 10.0 ]", "[]");
+    assert_eq!(calendar_paths(&none), ["horizon.periods"]);
+    assert_eq!(paths(&none), ["horizon.periods"]);
+    let huge = SMALL.replace("periods = 4", "periods = 9223372036854775807");
+    assert_eq!(calendar_paths(&huge), ["horizon.periods"]);
+    let empty = SMALL.replace("[ 10.0, 10.0, 0.0, 10.0 ]", "[]");
+    assert_eq!(calendar_paths(&empty), ["factories[0].capacity_hours"]);
+    assert_eq!(paths(&empty), ["factories[0].capacity_hours"]);
+    let unknown_sku = SMALL.replace("sku = \"p\"\nunit_cost", "sku = \"q\"\nunit_cost");
+    assert!(calendar_paths(&unknown_sku).is_empty());
+    assert_eq!(paths(&unknown_sku), ["factories[0].lines[0].sku"]);
+}
+
 #[test]
 fn demand_with_a_horizon_and_due_without_one() {
     let text = SMALL.replace("late_cost = 5.0", "late_cost = 5.0\ndemand = 30");

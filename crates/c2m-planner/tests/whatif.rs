@@ -730,6 +730,44 @@ fn an_advice_scan_past_its_end_names_the_volumes_it_did_not_reach() {
     assert!(a.minimum_viable.is_some());
 }
 
+/// A scan whose end leaves each volume less than its time limit judges a volume
+/// the solver proves cannot be made: with a first grid volume past the
+/// factories' capacity (3,809 units of white alone), the scan bisects down to
+/// the largest volume they make and advises as a scan without an end does,
+/// reaching every volume. An infeasible plan used to count only when the
+/// volume had its whole time limit, so a call's short deadline left the whole
+/// scan "not reached".
+#[test]
+fn an_advice_scan_with_less_time_than_its_limit_judges_infeasible_volumes() {
+    use c2m_planner::whatif::advice::advise_by;
+    use std::time::{Duration, Instant};
+    let spec = AdviceSpec {
+        max: 99_999,
+        step: 4_999,
+        ..kettle_advice()
+    };
+    let opts = c2m_planner::SolveOptions {
+        time_limit: Duration::from_secs(3600),
+        ..scan_options()
+    };
+    // The other products' demand is not the scan's: without it each plan takes milliseconds.
+    let mut base = kettle();
+    for p in &mut base.products {
+        p.demand = 0;
+    }
+    let full = advise_by(&base, &spec, &opts, None, &mut |_, _| {}).expect("the whole scan");
+    let end = Instant::now() + Duration::from_secs(600);
+    let short = advise_by(&base, &spec, &opts, Some(end), &mut |_, _| {}).expect("in time");
+    assert!(short.not_reached.is_empty(), "{:?}", short.not_reached);
+    let infeasible_from = short.infeasible_from.expect("the capacity is found");
+    assert!((1..4_999).contains(&infeasible_from), "{infeasible_from}");
+    assert_eq!(short.infeasible_from, full.infeasible_from);
+    let advised =
+        |a: &c2m_planner::whatif::advice::Advice| a.minimum_viable.as_ref().map(|v| v.volume);
+    assert!(advised(&short).is_some());
+    assert_eq!(advised(&short), advised(&full));
+}
+
 /// A variant the planner finds no plan for is a column of its own with the
 /// reason, in every output, and the other columns are compared as usual (it
 /// used to end the comparison).

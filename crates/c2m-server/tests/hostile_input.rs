@@ -24,7 +24,7 @@ use tonic::{Code, Status};
 use c2m_domain::pooling::admit;
 use c2m_domain::{
     Campaign, CampaignId, CampaignProgress, CampaignSpec, CampaignStatus, Currency, DomainError,
-    Money, PageRequest, PoolState,
+    Money, PageQuery, PageRequest, PoolState,
 };
 use c2m_proto::v1 as pb;
 use c2m_server::convert;
@@ -328,16 +328,31 @@ fn timestamps_parse_or_name_their_field() {
     });
 }
 
+/// Any page token either reads back as the position the server issued it for, with the
+/// query it was issued for, or is refused naming its field: a token of another query (or
+/// an older server's, which names none) never reads as a position.
 #[test]
 fn page_requests_parse_or_name_their_field() {
+    let this = PageQuery::new("ListPreorders", &["", "cmp-a"]);
+    let other = PageQuery::new("ListPreorders", &["", "cmp-b"]);
+    let issued = |n: i64, q: PageQuery| {
+        c2m_domain::Page::<()> {
+            items: vec![],
+            next_after: Some(n),
+        }
+        .next_token(q)
+    };
     let token = prop_oneof![
         text(),
         any::<i64>().prop_map(|n| format!("p{n}")),
         any::<u64>().prop_map(|n| format!("p{n}")),
+        (any::<i64>(), any::<bool>())
+            .prop_map(move |(n, mine)| issued(n, if mine { this } else { other })),
+        (any::<i64>(), any::<u64>()).prop_map(|(n, q)| format!("p{n}.{q:016x}")),
     ];
     let size = prop_oneof![any::<u32>(), 0u32..600];
     proptest!(config(1000), |(size in size, token in token)| {
-        match PageRequest::parse(size, &token) {
+        match PageRequest::parse(size, &token, this) {
             Ok(p) => {
                 prop_assert!((1..=c2m_domain::page::MAX_PAGE_SIZE).contains(&p.size));
                 prop_assert!(size <= c2m_domain::page::MAX_PAGE_SIZE);
@@ -345,10 +360,8 @@ fn page_requests_parse_or_name_their_field() {
                     None => prop_assert!(token.is_empty()),
                     Some(n) => {
                         prop_assert!(n >= 0);
-                        // The token the server would issue for this position reads back.
-                        let issued = c2m_domain::Page::<()> { items: vec![], next_after: Some(n) }
-                            .next_token();
-                        prop_assert_eq!(PageRequest::parse(size, &issued).unwrap().after, Some(n));
+                        // Only the token the server issued for this position and query.
+                        prop_assert_eq!(&token, &issued(n, this));
                     }
                 }
             }

@@ -35,8 +35,9 @@
 //! A scan may be given an end ([`advise_by`], for a caller that must answer
 //! by a deadline): no volume is started after it, a volume started near it
 //! is planned within the time left (and counts only if that plan is proven
-//! optimal), and the advice is what was judged by then, with the volumes the
-//! scan did not reach ([`Advice::not_reached`]).
+//! optimal, or the volume proven infeasible), and the advice is what was
+//! judged by then, with the volumes the scan did not reach
+//! ([`Advice::not_reached`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -203,9 +204,14 @@ fn try_cost_at(
 
 /// [`try_cost_at`] by the scan's `end`: `None` when the volume is not
 /// reached (less than [`LEAST_TIME_LEFT`] left), or when the time left cut
-/// its time limit short and it got no proven optimal plan within it (the
-/// end, not the volume, stopped the solver: a plan short of optimal, or no
-/// plan, says nothing of the volume).
+/// its time limit short and it got neither a proven optimal plan nor a
+/// proof that the volume cannot be made within it (the end, not the volume,
+/// stopped the solver: a plan short of optimal, or no plan, says nothing of
+/// the volume). An infeasible volume is judged: the solver proved it (its
+/// plan is the best partial plan, whose cost the advice does not use), and
+/// the scan's bisection needs it. It used to count as not reached, so a scan
+/// whose first grid volume was past the factories' capacity judged nothing
+/// whenever the call's deadline left less than the time limit.
 fn try_cost_by(
     base: &Scenario,
     sku: &str,
@@ -228,7 +234,7 @@ fn try_cost_by(
         ..opts.clone()
     };
     Ok(match try_cost_at(base, sku, volume, &short)? {
-        Ok(c) if c.status == PlanStatus::Optimal => Some(Ok(c)),
+        Ok(c) if matches!(c.status, PlanStatus::Optimal | PlanStatus::Infeasible) => Some(Ok(c)),
         _ => None,
     })
 }

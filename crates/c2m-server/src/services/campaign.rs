@@ -62,7 +62,8 @@ impl CampaignService for CampaignSvc {
         req: Request<pb::ListCampaignsRequest>,
     ) -> Result<Response<pb::ListCampaignsResponse>, Status> {
         let r = req.into_inner();
-        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token)
+        let query = c2m_domain::PageQuery::new("ListCampaigns", &[]);
+        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token, query)
             .map_err(|e| crate::status::domain_status(&e))?;
         let p = self
             .0
@@ -73,7 +74,7 @@ impl CampaignService for CampaignSvc {
         let now = self.0.clock.now();
         Ok(Response::new(pb::ListCampaignsResponse {
             campaigns: p.items.iter().map(|c| convert::campaign(c, now)).collect(),
-            next_page_token: p.next_token(),
+            next_page_token: p.next_token(query),
         }))
     }
 

@@ -31,6 +31,13 @@ impl CatalogueService for CatalogueSvc {
             Scenario::from_toml_str(&r.text)
         }
         .map_err(|e| domain_status(&scenario_error(&e)))?;
+        // The catalogue keeps the factories' calendars and not the horizon, and checks the
+        // catalogue it keeps as a scenario without one: the horizon and each calendar's
+        // length against it are checked here, or a horizon of no period (or of billions)
+        // and a calendar of no hours were stored without a word.
+        parsed
+            .validate_calendars()
+            .map_err(|e| domain_status(&scenario_error(&e)))?;
         let now = self.0.clock.now();
         let calendars_start = (r.calendar_starts_at.as_ref())
             .map(|t| convert::parse_timestamp("calendar_starts_at", t))

@@ -36,7 +36,8 @@ impl LedgerService for LedgerSvc {
     ) -> Result<Response<pb::ListLedgerEntriesResponse>, Status> {
         let r = req.into_inner();
         let id = convert::campaign_id(&r.campaign_id)?;
-        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token)
+        let query = c2m_domain::PageQuery::new("ListLedgerEntries", &[id.as_str()]);
+        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token, query)
             .map_err(|e| domain_status(&e))?;
         let p = self
             .0
@@ -46,7 +47,7 @@ impl LedgerService for LedgerSvc {
             .map_err(store_status)?;
         Ok(Response::new(pb::ListLedgerEntriesResponse {
             entries: p.items.iter().map(convert::ledger_entry).collect(),
-            next_page_token: p.next_token(),
+            next_page_token: p.next_token(query),
         }))
     }
 }

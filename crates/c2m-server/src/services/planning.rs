@@ -79,7 +79,8 @@ impl PlanningService for PlanningSvc {
         req: Request<pb::ListPlansRequest>,
     ) -> Result<Response<pb::ListPlansResponse>, Status> {
         let r = req.into_inner();
-        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token)
+        let query = c2m_domain::PageQuery::new("ListPlans", &[]);
+        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token, query)
             .map_err(|e| domain_status(&e))?;
         let p = self
             .ctx
@@ -89,7 +90,7 @@ impl PlanningService for PlanningSvc {
             .map_err(store_status)?;
         Ok(Response::new(pb::ListPlansResponse {
             plans: p.items.iter().map(summary).collect(),
-            next_page_token: p.next_token(),
+            next_page_token: p.next_token(query),
         }))
     }
 

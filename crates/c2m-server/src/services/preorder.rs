@@ -2,6 +2,7 @@ use tonic::{Request, Response, Status};
 
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::preorder_service_server::PreorderService;
+use c2m_store::PreorderFilter;
 
 use super::Ctx;
 use crate::convert;
@@ -88,7 +89,13 @@ impl PreorderService for PreorderSvc {
     ) -> Result<Response<pb::ListPreordersResponse>, Status> {
         let r = req.into_inner();
         let filter = convert::preorder_filter(&r.consumer_id, &r.campaign_id)?;
-        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token)
+        let (consumer, campaign) = match &filter {
+            PreorderFilter::Consumer(c) => (c.as_str(), ""),
+            PreorderFilter::Campaign(k) => ("", k.as_str()),
+            PreorderFilter::ConsumerInCampaign(c, k) => (c.as_str(), k.as_str()),
+        };
+        let query = c2m_domain::PageQuery::new("ListPreorders", &[consumer, campaign]);
+        let page = c2m_domain::PageRequest::parse(r.page_size, &r.page_token, query)
             .map_err(|e| domain_status(&e))?;
         let p = self
             .0
@@ -101,7 +108,7 @@ impl PreorderService for PreorderSvc {
             .await?;
         Ok(Response::new(pb::ListPreordersResponse {
             preorders,
-            next_page_token: p.next_token(),
+            next_page_token: p.next_token(query),
         }))
     }
 

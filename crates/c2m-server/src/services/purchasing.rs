@@ -26,7 +26,6 @@ impl PurchasingService for PurchasingSvc {
         req: Request<pb::ListPurchaseOrdersRequest>,
     ) -> Result<Response<pb::ListPurchaseOrdersResponse>, Status> {
         let r = req.into_inner();
-        let page = PageRequest::parse(r.page_size, &r.page_token).map_err(|e| domain_status(&e))?;
         let now = self.0.clock.now();
         let (state, order_date) =
             purchase_order_state_filter(r.state, now).map_err(|e| domain_status(&e))?;
@@ -38,6 +37,17 @@ impl PurchasingService for PurchasingSvc {
             state,
             order_date,
         };
+        // The state as asked, not the dates it reads as now: a listing of the orders due
+        // to be placed goes on as the clock moves.
+        let query = c2m_domain::PageQuery::new(
+            "ListPurchaseOrders",
+            &[
+                filter.supplier_id.as_deref().unwrap_or(""),
+                &r.state.to_string(),
+            ],
+        );
+        let page =
+            PageRequest::parse(r.page_size, &r.page_token, query).map_err(|e| domain_status(&e))?;
         let p = self
             .0
             .store
@@ -46,7 +56,7 @@ impl PurchasingService for PurchasingSvc {
             .map_err(store_status)?;
         Ok(Response::new(pb::ListPurchaseOrdersResponse {
             purchase_orders: p.items.iter().map(|o| purchase_order(o, now)).collect(),
-            next_page_token: p.next_token(),
+            next_page_token: p.next_token(query),
         }))
     }
 

@@ -68,10 +68,7 @@ pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fix
         let r = try_create(&*store, s).await;
         assert_eq!(invalid_field(r), "ships_within_days");
     }
-    let listed = store
-        .list_campaigns(PageRequest::parse(10, "").unwrap())
-        .await
-        .unwrap();
+    let listed = store.list_campaigns(PageRequest::first(10)).await.unwrap();
     assert!(listed.items.is_empty(), "a refused campaign wrote nothing");
 
     use_sample_catalogue(&*store).await;
@@ -152,10 +149,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
     let stored = store.get_plan(&plan_id).await.unwrap();
     assert_eq!(stored.purchase_orders.len(), 2);
     let all = store
-        .list_purchase_orders(
-            &PurchaseOrderFilter::default(),
-            PageRequest::parse(10, "").unwrap(),
-        )
+        .list_purchase_orders(&PurchaseOrderFilter::default(), PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(all.items.len(), 2);
@@ -169,7 +163,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
                 ..Default::default()
             };
             let page = store
-                .list_purchase_orders(&filter, PageRequest::parse(10, "").unwrap())
+                .list_purchase_orders(&filter, PageRequest::first(10))
                 .await
                 .unwrap();
             page.items.into_iter().map(|p| p.id).collect::<Vec<_>>()
@@ -259,7 +253,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
         order_date: None,
     };
     let cancelled = store
-        .list_purchase_orders(&filter, PageRequest::parse(10, "").unwrap())
+        .list_purchase_orders(&filter, PageRequest::first(10))
         .await
         .unwrap();
     assert_eq!(cancelled.items.len(), 1);
