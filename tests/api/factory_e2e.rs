@@ -405,29 +405,13 @@ async fn a_subscription_ends_cleanly_when_the_server_shuts_down() {
 async fn absurd_counts_from_a_factory_are_refused_and_the_store_writes_on() {
     let server = TestServer::sqlite().await;
     let mut c = server.clients().await;
-    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
-        .await
-        .expect("import");
-    locked_batch(&mut c, "cmp-a", "case-a", 20).await;
-    let plan = run_planning(&mut c, "cycle").await.expect("plan");
-    let wo = plan.work_orders.first().expect("a work order").clone();
+    let wo = planned_case_a(&mut c).await;
     let (factory, made): (&str, i64) = (&wo.factory_id, wo.runs.iter().map(|r| r.quantity).sum());
-    let ship = |n: i64| {
-        pb::report_request::Progress::Shipped(pb::Shipped {
-            quantities: vec![pb::ShippedQuantity {
-                sku: "case-a".into(),
-                quantity: n,
-            }],
-        })
-    };
-    let check = |passed: i64, failed: i64| {
-        pb::report_request::Progress::QualityCheck(pb::QualityCheck { passed, failed })
-    };
     for (i, progress) in [
         pb::report_request::Progress::Accepted(pb::Accepted {}),
         pb::report_request::Progress::InProduction(pb::InProduction {}),
         check(made, 0),
-        ship(1),
+        ship_case_a(1),
     ]
     .into_iter()
     .enumerate()
@@ -439,7 +423,11 @@ async fn absurd_counts_from_a_factory_are_refused_and_the_store_writes_on() {
     }
 
     for (key, progress, field) in [
-        ("huge-ship", ship(i64::MAX), "shipped.quantities[case-a]"),
+        (
+            "huge-ship",
+            ship_case_a(i64::MAX),
+            "shipped.quantities[case-a]",
+        ),
         ("huge-check", check(i64::MAX, i64::MAX), "quality_check"),
         ("over-check", check(made + 1, 0), "quality_check"),
     ] {
@@ -455,7 +443,7 @@ async fn absurd_counts_from_a_factory_are_refused_and_the_store_writes_on() {
     // The store still writes, and the tally is what the accepted reports made it.
     let rest = c
         .factory
-        .report(report("rest", factory, &wo.id, ship(made - 1)))
+        .report(report("rest", factory, &wo.id, ship_case_a(made - 1)))
         .await
         .expect("the rest ships")
         .into_inner();
@@ -471,6 +459,32 @@ async fn absurd_counts_from_a_factory_are_refused_and_the_store_writes_on() {
     server.shutdown().await;
 }
 
+/// The phone-case catalogue imported, a locked batch of 20 `case-a`, and the work order a
+/// planning cycle makes of it.
+async fn planned_case_a(c: &mut Clients) -> pb::WorkOrder {
+    import(c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    locked_batch(c, "cmp-a", "case-a", 20).await;
+    let plan = run_planning(c, "cycle").await.expect("plan");
+    plan.work_orders.first().expect("a work order").clone()
+}
+
+/// A shipment of `n` units of `case-a`.
+fn ship_case_a(n: i64) -> pb::report_request::Progress {
+    pb::report_request::Progress::Shipped(pb::Shipped {
+        quantities: vec![pb::ShippedQuantity {
+            sku: "case-a".into(),
+            quantity: n,
+        }],
+    })
+}
+
+/// A quality check.
+fn check(passed: i64, failed: i64) -> pb::report_request::Progress {
+    pb::report_request::Progress::QualityCheck(pb::QualityCheck { passed, failed })
+}
+
 /// A work order shipped in full takes no further shipment or quality check, and the
 /// refusal (`WORK_ORDER_STATE`) says why in its message and its `report`: the work order is
 /// shipped in full. It used to say a further shipment had "no quality check reported" and
@@ -480,30 +494,14 @@ async fn absurd_counts_from_a_factory_are_refused_and_the_store_writes_on() {
 async fn reports_on_a_shipped_work_order_are_refused_as_shipped_in_full() {
     let server = TestServer::sqlite().await;
     let mut c = server.clients().await;
-    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
-        .await
-        .expect("import");
-    locked_batch(&mut c, "cmp-a", "case-a", 20).await;
-    let plan = run_planning(&mut c, "cycle").await.expect("plan");
-    let wo = plan.work_orders.first().expect("a work order").clone();
+    let wo = planned_case_a(&mut c).await;
     let (factory, made): (&str, i64) = (&wo.factory_id, wo.runs.iter().map(|r| r.quantity).sum());
-    let ship = |n: i64| {
-        pb::report_request::Progress::Shipped(pb::Shipped {
-            quantities: vec![pb::ShippedQuantity {
-                sku: "case-a".into(),
-                quantity: n,
-            }],
-        })
-    };
-    let check = |passed: i64| {
-        pb::report_request::Progress::QualityCheck(pb::QualityCheck { passed, failed: 0 })
-    };
     let mut last = None;
     for (i, progress) in [
         pb::report_request::Progress::Accepted(pb::Accepted {}),
         pb::report_request::Progress::InProduction(pb::InProduction {}),
-        check(made),
-        ship(made),
+        check(made, 0),
+        ship_case_a(made),
     ]
     .into_iter()
     .enumerate()
@@ -519,8 +517,8 @@ async fn reports_on_a_shipped_work_order_are_refused_as_shipped_in_full() {
     assert_eq!(last, Some(pb::WorkOrderState::Shipped));
 
     for (key, progress, what) in [
-        ("ship-again", ship(1), "a shipment"),
-        ("check-again", check(1), "a quality check"),
+        ("ship-again", ship_case_a(1), "a shipment"),
+        ("check-again", check(1, 0), "a quality check"),
     ] {
         let err = c
             .factory
