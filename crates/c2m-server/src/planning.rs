@@ -1944,53 +1944,7 @@ mod tests {
     /// housing per kettle for 10 kettles is 3 housings bought, not 2.5.
     #[test]
     fn pieces_are_bought_whole_and_measured_materials_as_needed() {
-        let text = r#"
-name = "pieces"
-currency = "CNY"
-
-[[products]]
-sku = "kettle"
-demand = 10
-bom = { housing = 0.25, steel = 0.25 }
-
-[[materials]]
-id = "housing"
-unit = "pcs"
-on_hand = 0.0
-
-[[materials]]
-id = "steel"
-unit = "kg"
-on_hand = 0.0
-
-[[factories]]
-id = "f1"
-capacity_hours = 100.0
-
-[[factories.lines]]
-sku = "kettle"
-unit_cost = 100.0
-setup_cost = 0.0
-min_run = 0
-hours_per_unit = 1.0
-setup_hours = 0.0
-
-[[suppliers]]
-id = "parts"
-lead_days = 0
-
-[[suppliers.offers]]
-material = "housing"
-moq = 0.0
-order_cost = 0.0
-breaks = [{ min_qty = 0.0, unit_price = 1000.0 }]
-
-[[suppliers.offers]]
-material = "steel"
-moq = 0.0
-order_cost = 0.0
-breaks = [{ min_qty = 0.0, unit_price = 1000.0 }]
-"#;
+        let text = include_str!("../tests/data/pieces.toml");
         let bought = |whole: bool| {
             let mut s = planner::Scenario::from_toml_str(text).unwrap();
             if whole {
