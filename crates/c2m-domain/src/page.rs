@@ -10,32 +10,26 @@
 //! starts again from its first page.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::DomainError;
+use crate::{DomainError, Fingerprint};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 500;
 
-/// The query a page token continues: the call and its filter, as a fingerprint (the first
-/// 64 bits of a SHA-256 of them), so a token stays short whatever the filter.
+/// The query a page token continues: the call and its filter, as a fingerprint (the
+/// first 64 bits of the request fingerprint idempotency keys use,
+/// [`Fingerprint::of`]), so a token stays short whatever the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageQuery(u64);
 
 impl PageQuery {
     /// The query of `call` (the RPC, `ListPreorders`) with `filter`: its fields as the
-    /// server read them, always in the same order, an absent one empty. Each part is
-    /// hashed with its length, so no two lists of parts are the same text.
+    /// server read them, always in the same order, an absent one empty (hashed as a JSON
+    /// list, so no two lists of parts are the same text).
     pub fn new(call: &str, filter: &[&str]) -> Self {
-        let mut h = Sha256::new();
-        for part in std::iter::once(call).chain(filter.iter().copied()) {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        let digest = h.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        PageQuery(u64::from_be_bytes(first))
+        // A fingerprint is 64 hex digits, so its first 16 always read as a u64.
+        let fingerprint = Fingerprint::of(call, &filter);
+        PageQuery(u64::from_str_radix(&fingerprint.as_str()[..16], 16).unwrap_or_default())
     }
 }
 
