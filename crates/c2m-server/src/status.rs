@@ -259,18 +259,38 @@ pub fn edge_status(e: Edge) -> Status {
     status(code, message, reason, metadata)
 }
 
-/// A planning cycle's failure. The scenario rules name the place (INVALID_ARGUMENT); a
-/// solver failure or a time limit with no plan at all is UNAVAILABLE (try again, perhaps
-/// with a longer limit), logged here.
+/// A planning cycle's failure. The scenario rules name the place (INVALID_ARGUMENT). A
+/// time limit that passed before the solver or the rules found any plan is UNAVAILABLE,
+/// reason `PLANNING_TIMED_OUT`: the waiting batches stay queued, and a later cycle (or a
+/// less loaded machine, or a longer `--plan-time-limit`) may find one. A solver that
+/// fails outright on a scenario validation accepted is INTERNAL, reason
+/// `PLANNING_FAILED`: running the same cycle again fails the same way until the catalogue
+/// or the queue changes, so telling the client to retry (as UNAVAILABLE did) was false
+/// advice. Both are logged here; the solver's own words are kept in the message (they
+/// name the solver and its status, nothing of the store).
 pub fn cycle_status(e: crate::planning::CycleError) -> Status {
     use crate::planning::CycleError;
+    use c2m_planner::PlanError;
     match e {
         CycleError::Store(s) => store_status(s),
         CycleError::Scenario(s) => domain_status(&crate::planning::scenario_error(&s)),
-        CycleError::Planner(p) => {
-            tracing::error!(error = %p, "planning cycle failed");
+        CycleError::Planner(PlanError::NoSolution(limit)) => {
+            tracing::warn!(?limit, "planning cycle found no plan within its time limit");
             status(
                 Code::Unavailable,
+                format!(
+                    "planning found no plan within its time limit of {} ms; the batches stay \
+                     queued for the next cycle",
+                    limit.as_millis()
+                ),
+                "PLANNING_TIMED_OUT",
+                vec![("timeLimitMs", limit.as_millis().to_string())],
+            )
+        }
+        CycleError::Planner(PlanError::Solver(p)) => {
+            tracing::error!(error = %p, "planning cycle failed");
+            status(
+                Code::Internal,
                 format!("planning failed: {p}"),
                 "PLANNING_FAILED",
                 vec![],
@@ -344,6 +364,38 @@ mod tests {
                 .error_info()
                 .map(|i| i.reason.clone()),
             Some("OVERLOADED".into())
+        );
+    }
+
+    #[test]
+    fn a_cycle_out_of_time_may_be_retried_and_a_failed_solver_may_not() {
+        use crate::planning::CycleError;
+        use c2m_planner::{PlanError, SolverError, SolverKind};
+        let reason = |s: &Status| {
+            s.get_error_details()
+                .error_info()
+                .map(|i| (i.reason.clone(), i.metadata.clone()))
+                .expect("ErrorInfo")
+        };
+        let timed_out = cycle_status(CycleError::Planner(PlanError::NoSolution(
+            std::time::Duration::from_millis(1500),
+        )));
+        assert_eq!(timed_out.code(), Code::Unavailable);
+        let (r, metadata) = reason(&timed_out);
+        assert_eq!(r, "PLANNING_TIMED_OUT");
+        assert_eq!(metadata["timeLimitMs"], "1500");
+        let failed = cycle_status(CycleError::Planner(PlanError::Solver(
+            SolverError::Failed {
+                solver: SolverKind::Microlp,
+                message: "numerical trouble".into(),
+            },
+        )));
+        assert_eq!(failed.code(), Code::Internal);
+        assert_eq!(reason(&failed).0, "PLANNING_FAILED");
+        assert!(
+            failed.message().contains("numerical trouble"),
+            "{}",
+            failed.message()
         );
     }
 }
