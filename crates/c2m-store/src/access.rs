@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use c2m_domain::Role;
 
 use crate::dialect::{Backend, Columns, Tx};
-use crate::engine::{Engine, Lane};
+use crate::engine::{Call, Engine, Lane};
 use crate::Result;
 use crate::StoreError;
 
@@ -121,7 +121,7 @@ impl<E: Engine> TokenStore for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
         self.call(Lane::Alone, id.to_owned(), now, |tx, c| {
-            Box::pin(revoke(tx, &c.req, c.now))
+            Box::pin(revoke(tx, c))
         })
         .await
     }
@@ -136,7 +136,8 @@ impl<E: Engine> TokenStore for E {
 }
 
 /// Revokes a token that exists (`NotFound` otherwise); false if it already was revoked.
-async fn revoke<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) -> Result<bool> {
+async fn revoke<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<bool> {
+    let (id, now) = (&c.req, c.now);
     if tx.token(id).await?.is_none() {
         return Err(c2m_domain::DomainError::NotFound {
             entity: "token",
@@ -144,5 +145,5 @@ async fn revoke<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) ->
         }
         .into());
     }
-    tx.revoke_token(id, crate::dialect::micros(now)).await
+    tx.revoke_token(id, now).await
 }

@@ -23,7 +23,7 @@ use c2m_domain::{
     LedgerEntry, Page, PageRequest, Preorder, PreorderId,
 };
 
-use crate::dialect::{Backend, Dialect, Tx};
+use crate::dialect::{micros, Backend, Dialect, Tx};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::pooling::{Placing, OP_CANCEL_PREORDER, OP_PLACE_PREORDER};
 use crate::writer::{Op, RunFn};
@@ -139,7 +139,7 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn call_of<R>(&self, req: R, now: DateTime<Utc>) -> Call<R> {
         Call {
             req,
-            now,
+            now: micros(now),
             provider: self.provider().clone(),
         }
     }
@@ -147,9 +147,11 @@ pub(crate) trait Engine: Send + Sync + 'static {
 
 /// What a write runs on besides its transaction: its request, owned so that the write can
 /// wait in a writer's queue, the time of the call, and the provider its money movements
-/// are shown to (which the writes that move no money leave alone).
+/// are shown to (which the writes that move no money leave alone). A write takes it whole
+/// (a write that needs no provider names what it uses: `&Call { ref req, now, .. }`).
 pub(crate) struct Call<R> {
     pub(crate) req: R,
+    /// The time of the call, to the microsecond (what the store keeps of a time).
     pub(crate) now: DateTime<Utc>,
     provider: Arc<dyn PaymentProvider>,
 }
@@ -181,15 +183,6 @@ async fn of_campaign<D: Backend>(
     Ok(())
 }
 
-/// A placement as a run of placements takes it.
-fn placing(c: &Call<PlacePreorder>) -> Placing<'_> {
-    Placing {
-        req: &c.req,
-        now: c.now,
-        provider: c.provider(),
-    }
-}
-
 #[async_trait]
 impl<E: Engine> Store for E {
     fn backend(&self) -> &'static str {
@@ -199,7 +192,7 @@ impl<E: Engine> Store for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn create_campaign(&self, req: &CreateCampaign, now: DateTime<Utc>) -> Result<Campaign> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(pooling::create_campaign(tx, &c.req, c.now))
+            Box::pin(pooling::create_campaign(tx, c))
         })
         .await
     }
@@ -217,10 +210,10 @@ impl<E: Engine> Store for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn place_preorder(&self, req: &PlacePreorder, now: DateTime<Utc>) -> Result<Preorder> {
         let op = Op::new(self.call_of(req.clone(), now), |tx, c| {
-            Box::pin(pooling::place_preorder(tx, c.provider(), &c.req, c.now))
+            Box::pin(pooling::place_preorder(tx, c))
         })
         .key(OP_PLACE_PREORDER, req.idempotency_key.as_str())
-        .placement(placing, |answer| answer);
+        .placement(Placing::of, |answer| answer);
         self.write(Lane::Campaign(&req.campaign_id), op).await
     }
 
@@ -241,7 +234,7 @@ impl<E: Engine> Store for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn cancel_preorder(&self, req: &CancelPreorder, now: DateTime<Utc>) -> Result<Preorder> {
         let op = Op::new(self.call_of(req.clone(), now), |tx, c| {
-            Box::pin(pooling::cancel_preorder(tx, c.provider(), &c.req, c.now))
+            Box::pin(pooling::cancel_preorder(tx, c))
         })
         .key(OP_CANCEL_PREORDER, req.idempotency_key.as_str());
         self.write(Lane::Preorder(&req.preorder_id), op).await
@@ -270,12 +263,7 @@ impl<E: Engine> Store for E {
         now: DateTime<Utc>,
     ) -> Result<DeadlineOutcome> {
         self.call(Lane::Alone, campaign_id.clone(), now, |tx, c| {
-            Box::pin(pooling::fail_open_batch_at_deadline(
-                tx,
-                c.provider(),
-                &c.req,
-                c.now,
-            ))
+            Box::pin(pooling::fail_open_batch_at_deadline(tx, c))
         })
         .await
     }
@@ -283,7 +271,7 @@ impl<E: Engine> Store for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn pay_balance(&self, req: &PayBalance, now: DateTime<Utc>) -> Result<Preorder> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(ledger::pay_balance(tx, c.provider(), &c.req, c.now))
+            Box::pin(ledger::pay_balance(tx, c))
         })
         .await
     }
@@ -304,12 +292,7 @@ impl<E: Engine> Store for E {
         now: DateTime<Utc>,
     ) -> Result<BalanceWindowOutcome> {
         self.call(Lane::Alone, batch.clone(), now, |tx, c| {
-            Box::pin(ledger::close_balance_window(
-                tx,
-                c.provider(),
-                &c.req,
-                c.now,
-            ))
+            Box::pin(ledger::close_balance_window(tx, c))
         })
         .await
     }

@@ -55,8 +55,8 @@ use c2m_domain::events::EventData;
 use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
 use c2m_domain::{BatchId, DomainError, IdempotencyKey};
 
-use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Engine, Lane};
+use crate::dialect::{Backend, Tx};
+use crate::engine::{Call, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::planning::WorkOrder;
 use crate::Result;
@@ -193,10 +193,9 @@ pub(crate) struct BatchShare {
 /// `OutOfRange`.
 pub(crate) async fn ack<D: Backend>(
     tx: &mut Tx<'_, D>,
-    factory: &str,
-    seq: i64,
-    now: DateTime<Utc>,
+    c: &Call<(String, i64)>,
 ) -> Result<FactoryPosition> {
+    let (factory, seq, now) = (&c.req.0, c.req.1, c.now);
     // 0 acknowledges nothing: it is what a heartbeat reports for a factory that has not
     // acknowledged yet, so a client echoing it back gets the position, not a refusal.
     if seq < 0 {
@@ -207,7 +206,7 @@ pub(crate) async fn ack<D: Backend>(
         return Err(ahead("acknowledged", factory, seq, pos.last_seq));
     }
     if seq > pos.acked_seq {
-        tx.raise_factory_ack(factory, seq, micros(now)).await?;
+        tx.raise_factory_ack(factory, seq, now).await?;
     }
     Ok(FactoryPosition {
         last_seq: pos.last_seq,
@@ -256,10 +255,9 @@ pub fn ahead(what: &'static str, factory: &str, seq: i64, last: i64) -> StoreErr
 /// Idempotent by key; a report that repeats the current state records nothing.
 pub(crate) async fn report<D: Backend>(
     tx: &mut Tx<'_, D>,
-    req: &ReportProgress,
-    now: DateTime<Utc>,
+    c: &Call<ReportProgress>,
 ) -> Result<WorkOrderStatus> {
-    let now = micros(now);
+    let (req, now) = (&c.req, c.now);
     let key = Keyed::new(OP_REPORT_PROGRESS, &req.idempotency_key, req);
     key.run(tx, now, async |tx| {
         req.progress.validate()?;
@@ -333,13 +331,10 @@ pub(crate) async fn report<D: Backend>(
 
 /// Claims the factory's one stream (see the module docs): raises its generation and
 /// answers the new number; `NotFound` for a factory the store has never heard of.
-pub(crate) async fn claim_stream<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    factory: &str,
-    now: DateTime<Utc>,
-) -> Result<i64> {
+pub(crate) async fn claim_stream<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<i64> {
+    let (factory, now) = (&c.req, c.now);
     require_known(tx, factory).await?;
-    let generation = tx.raise_stream_generation(factory, micros(now)).await?;
+    let generation = tx.raise_stream_generation(factory, now).await?;
     crate::events::wake_readers(tx).await?;
     Ok(generation)
 }
@@ -621,7 +616,7 @@ impl<E: Engine> FactoryStore for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<i64> {
         self.call(Lane::Alone, factory.to_owned(), now, |tx, c| {
-            Box::pin(claim_stream(tx, &c.req, c.now))
+            Box::pin(claim_stream(tx, c))
         })
         .await
     }
@@ -649,8 +644,7 @@ impl<E: Engine> FactoryStore for E {
         now: DateTime<Utc>,
     ) -> Result<FactoryPosition> {
         self.call(Lane::Alone, (factory.to_owned(), seq), now, |tx, c| {
-            let (factory, seq) = &c.req;
-            Box::pin(ack(tx, factory, *seq, c.now))
+            Box::pin(ack(tx, c))
         })
         .await
     }
@@ -662,7 +656,7 @@ impl<E: Engine> FactoryStore for E {
         now: DateTime<Utc>,
     ) -> Result<WorkOrderStatus> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(report(tx, &c.req, c.now))
+            Box::pin(report(tx, c))
         })
         .await
     }

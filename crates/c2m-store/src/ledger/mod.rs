@@ -40,6 +40,7 @@ use c2m_domain::events::{EventData, PreorderRef};
 use c2m_domain::Batch;
 
 use crate::dialect::{micros, Backend, Tx};
+use crate::engine::Call;
 use crate::events::preorder_ref;
 use crate::idempotency::Keyed;
 use crate::payment::PaymentProvider;
@@ -340,11 +341,9 @@ async fn settle<D: Backend>(
 /// A consumer naming a pre-order that is not theirs gets `NotFound`, as for cancel.
 pub(crate) async fn pay_balance<D: Backend>(
     tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    req: &PayBalance,
-    now: DateTime<Utc>,
+    c: &Call<PayBalance>,
 ) -> Result<Preorder> {
-    let now = micros(now);
+    let (req, now, provider) = (&c.req, c.now, c.provider());
     let key = Keyed::new(OP_PAY_BALANCE, &req.idempotency_key, req);
     let consumer = req.consumer_id.as_ref();
     let lock = async |tx: &mut Tx<'_, D>| lock_preorder(tx, &req.preorder_id, consumer).await;
@@ -374,11 +373,9 @@ pub(crate) async fn pay_balance<D: Backend>(
 /// ready is left alone.
 pub(crate) async fn close_balance_window<D: Backend>(
     tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    batch_id: &BatchId,
-    now: DateTime<Utc>,
+    c: &Call<BatchId>,
 ) -> Result<BalanceWindowOutcome> {
-    let now = micros(now);
+    let (batch_id, now, provider) = (&c.req, c.now, c.provider());
     let first = tx.batch(batch_id).await?.ok_or_else(|| {
         StoreError::Domain(DomainError::NotFound {
             entity: "batch",

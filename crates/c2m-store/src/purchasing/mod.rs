@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use c2m_domain::{material, BatchId, DomainError, IdempotencyKey, Page, PageRequest, Refusal};
 
-use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Engine, Lane};
+use crate::dialect::{Backend, Tx};
+use crate::engine::{Call, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::Result;
 use crate::StoreError;
@@ -256,10 +256,9 @@ pub(crate) async fn release<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) 
 /// Receives material on a purchase order. Idempotent by key; see the module docs.
 pub(crate) async fn receive<D: Backend>(
     tx: &mut Tx<'_, D>,
-    req: &ReceivePurchaseOrder,
-    now: DateTime<Utc>,
+    c: &Call<ReceivePurchaseOrder>,
 ) -> Result<PurchaseOrder> {
-    let now = micros(now);
+    let (req, now) = (&c.req, c.now);
     let id = req.purchase_order_id.as_str();
     let key = Keyed::new(OP_RECEIVE, &req.idempotency_key, req);
     key.run(tx, now, async |tx| {
@@ -319,10 +318,9 @@ pub(crate) async fn receive<D: Backend>(
 /// Cancels an open purchase order. Idempotent by key.
 pub(crate) async fn cancel<D: Backend>(
     tx: &mut Tx<'_, D>,
-    req: &CancelPurchaseOrder,
-    now: DateTime<Utc>,
+    c: &Call<CancelPurchaseOrder>,
 ) -> Result<PurchaseOrder> {
-    let now = micros(now);
+    let (req, now) = (&c.req, c.now);
     let id = req.purchase_order_id.as_str();
     let key = Keyed::new(OP_CANCEL, &req.idempotency_key, req);
     key.run(tx, now, async |tx| {
@@ -446,7 +444,7 @@ impl<E: Engine> PurchasingStore for E {
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(receive(tx, &c.req, c.now))
+            Box::pin(receive(tx, c))
         })
         .await
     }
@@ -458,7 +456,7 @@ impl<E: Engine> PurchasingStore for E {
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder> {
         self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(cancel(tx, &c.req, c.now))
+            Box::pin(cancel(tx, c))
         })
         .await
     }
