@@ -139,11 +139,7 @@ impl<E: Engine> TokenStore for E {
 async fn revoke<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<bool> {
     let (id, now) = (&c.req, c.now);
     if tx.token(id).await?.is_none() {
-        return Err(c2m_domain::DomainError::NotFound {
-            entity: "token",
-            id: id.to_owned(),
-        }
-        .into());
+        return Err(StoreError::not_found("token", id.as_str()));
     }
     tx.revoke_token(id, now).await
 }

@@ -19,8 +19,8 @@ use futures::future::BoxFuture;
 use sqlx::{Database, Pool};
 
 use c2m_domain::{
-    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
-    LedgerEntry, Page, PageRequest, Preorder, PreorderId,
+    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, LedgerEntry, Page,
+    PageRequest, Preorder, PreorderId,
 };
 
 use crate::dialect::{micros, Backend, Dialect, Tx};
@@ -163,11 +163,7 @@ impl<R> Call<R> {
 }
 
 pub(crate) fn campaign_not_found(id: &CampaignId) -> StoreError {
-    DomainError::NotFound {
-        entity: "campaign",
-        id: id.as_str().to_owned(),
-    }
-    .into()
+    StoreError::not_found("campaign", id.as_str())
 }
 
 /// Whether a list of a campaign's rows that came back `empty` is an answer: `NotFound`

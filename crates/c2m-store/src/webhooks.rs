@@ -244,11 +244,7 @@ fn delivery(r: &impl Columns) -> Result<Delivery> {
 }
 
 fn endpoint_not_found(id: &str) -> StoreError {
-    DomainError::NotFound {
-        entity: "webhook endpoint",
-        id: id.to_owned(),
-    }
-    .into()
+    StoreError::not_found("webhook endpoint", id)
 }
 
 /// The webhook tables.

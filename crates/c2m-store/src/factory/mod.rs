@@ -230,11 +230,7 @@ async fn require_known<D: Backend>(tx: &mut Tx<'_, D>, factory: &str) -> Result<
         return Err(DomainError::invalid("factory_id", "must not be empty").into());
     }
     if !tx.factory_known(factory).await? {
-        return Err(DomainError::NotFound {
-            entity: "factory",
-            id: factory.to_owned(),
-        }
-        .into());
+        return Err(StoreError::not_found("factory", factory));
     }
     Ok(())
 }
@@ -271,11 +267,7 @@ pub(crate) async fn report<D: Backend>(
             .factory_work_order(&req.factory_id, &req.work_order_id)
             .await?
         else {
-            return Err(DomainError::NotFound {
-                entity: "work order",
-                id: req.work_order_id.clone(),
-            }
-            .into());
+            return Err(StoreError::not_found("work order", &req.work_order_id));
         };
         if tally.ordered.is_empty() {
             for run in &wo.runs {

@@ -32,8 +32,7 @@ use chrono::{DateTime, Utc};
 
 use c2m_domain::ledger::{self, Account, HoldState, LedgerTxn, TxnKind};
 use c2m_domain::{
-    BatchId, BatchStatus, Campaign, CampaignId, DomainError, Money, Preorder, PreorderId,
-    PreorderStatus,
+    BatchId, BatchStatus, Campaign, CampaignId, Money, Preorder, PreorderId, PreorderStatus,
 };
 
 use c2m_domain::events::{EventData, PreorderRef};
@@ -180,15 +179,7 @@ impl Movement {
 
 /// Shows a movement to the payment provider, which may refuse it.
 pub(crate) fn show(provider: &dyn PaymentProvider, txn: &LedgerTxn) -> Result<()> {
-    match txn.kind() {
-        TxnKind::Hold => provider.hold(txn)?,
-        TxnKind::Release => provider.release(txn)?,
-        TxnKind::Capture => provider.capture(txn)?,
-        TxnKind::Balance => provider.charge(txn)?,
-        TxnKind::Forfeit | TxnKind::Settle => provider.pay_out(txn)?,
-        TxnKind::Refund => provider.refund(txn)?,
-    }
-    Ok(())
+    Ok(provider.movement(txn)?)
 }
 
 /// The hold of a pre-order's deposit (consumer → holds), shown to the provider; the
@@ -376,12 +367,10 @@ pub(crate) async fn close_balance_window<D: Backend>(
     c: &Call<BatchId>,
 ) -> Result<BalanceWindowOutcome> {
     let (batch_id, now, provider) = (&c.req, c.now, c.provider());
-    let first = tx.batch(batch_id).await?.ok_or_else(|| {
-        StoreError::Domain(DomainError::NotFound {
-            entity: "batch",
-            id: batch_id.as_str().to_owned(),
-        })
-    })?;
+    let first = tx
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("batch", batch_id.as_str()))?;
     let campaign = tx
         .lock_campaign(&first.campaign_id)
         .await?

@@ -395,11 +395,7 @@ pub(crate) struct WorkOrderBody {
 }
 
 pub(crate) fn plan_not_found(id: &str) -> StoreError {
-    DomainError::NotFound {
-        entity: "plan",
-        id: id.to_owned(),
-    }
-    .into()
+    StoreError::not_found("plan", id)
 }
 
 pub(crate) fn json<T: Serialize>(v: &T) -> Result<String> {

@@ -38,7 +38,7 @@ use c2m_domain::{
 use c2m_domain::events::EventData;
 
 use crate::dialect::{micros, Backend, Dialect, Tx};
-use crate::engine::Call;
+use crate::engine::{campaign_not_found, Call};
 use crate::events::preorder_ref;
 use crate::idempotency::{Keyed, StoredResponse};
 use crate::ledger::{self, KeyRecord, Placement};
@@ -125,20 +125,8 @@ impl PoolSnapshot {
     }
 }
 
-fn campaign_not_found(id: &CampaignId) -> StoreError {
-    DomainError::NotFound {
-        entity: "campaign",
-        id: id.as_str().to_owned(),
-    }
-    .into()
-}
-
 pub(crate) fn preorder_not_found(id: &PreorderId) -> StoreError {
-    DomainError::NotFound {
-        entity: "preorder",
-        id: id.as_str().to_owned(),
-    }
-    .into()
+    StoreError::not_found("preorder", id.as_str())
 }
 
 pub(crate) async fn create_campaign<D: Backend>(

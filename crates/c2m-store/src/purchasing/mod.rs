@@ -209,11 +209,7 @@ pub struct CancelPurchaseOrder {
 }
 
 pub(crate) fn not_found(id: &str) -> StoreError {
-    DomainError::NotFound {
-        entity: "purchase order",
-        id: id.to_owned(),
-    }
-    .into()
+    StoreError::not_found("purchase order", id)
 }
 
 /// Stock that becomes free when `received` grows from `before` to `after` on an order with
