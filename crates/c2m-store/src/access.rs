@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use c2m_domain::Role;
 
 use crate::dialect::{Backend, Columns, Tx};
-use crate::engine::{Call, Engine, Lane};
+use crate::engine::{Call, Engine};
 use crate::Result;
 use crate::StoreError;
 
@@ -112,7 +112,7 @@ fn role(s: &str) -> Result<Role> {
 impl<E: Engine> TokenStore for E {
     #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
     async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<()> {
-        self.call(Lane::Alone, t.clone(), now, |tx, c| {
+        self.alone(t.clone(), now, |tx, c| {
             Box::pin(tx.insert_token(&c.req, c.now))
         })
         .await
@@ -120,10 +120,8 @@ impl<E: Engine> TokenStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
-        self.call(Lane::Alone, id.to_owned(), now, |tx, c| {
-            Box::pin(revoke(tx, c))
-        })
-        .await
+        self.alone(id.to_owned(), now, |tx, c| Box::pin(revoke(tx, c)))
+            .await
     }
 
     async fn token(&self, id: &str) -> Result<Option<StoredToken>> {

@@ -135,6 +135,17 @@ pub(crate) trait Engine: Send + Sync + 'static {
         self.write(lane, Op::new(self.call_of(req, now), run)).await
     }
 
+    /// [`Engine::call`] in a transaction of its own ([`Lane::Alone`]): every write but a
+    /// campaign's placements, cancels and levers.
+    async fn alone<R: Owned, T: Owned>(
+        &self,
+        req: R,
+        now: DateTime<Utc>,
+        run: RunFn<Self::D, Call<R>, T>,
+    ) -> Result<T> {
+        self.call(Lane::Alone, req, now, run).await
+    }
+
     /// The arguments of a write of `req` made at `now`.
     fn call_of<R>(&self, req: R, now: DateTime<Utc>) -> Call<R> {
         Call {
@@ -187,7 +198,7 @@ impl<E: Engine> Store for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn create_campaign(&self, req: &CreateCampaign, now: DateTime<Utc>) -> Result<Campaign> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
+        self.alone(req.clone(), now, |tx, c| {
             Box::pin(pooling::create_campaign(tx, c))
         })
         .await
@@ -258,7 +269,7 @@ impl<E: Engine> Store for E {
         campaign_id: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<DeadlineOutcome> {
-        self.call(Lane::Alone, campaign_id.clone(), now, |tx, c| {
+        self.alone(campaign_id.clone(), now, |tx, c| {
             Box::pin(pooling::fail_open_batch_at_deadline(tx, c))
         })
         .await
@@ -266,7 +277,7 @@ impl<E: Engine> Store for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn pay_balance(&self, req: &PayBalance, now: DateTime<Utc>) -> Result<Preorder> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
+        self.alone(req.clone(), now, |tx, c| {
             Box::pin(ledger::pay_balance(tx, c))
         })
         .await
@@ -287,7 +298,7 @@ impl<E: Engine> Store for E {
         batch: &BatchId,
         now: DateTime<Utc>,
     ) -> Result<BalanceWindowOutcome> {
-        self.call(Lane::Alone, batch.clone(), now, |tx, c| {
+        self.alone(batch.clone(), now, |tx, c| {
             Box::pin(ledger::close_balance_window(tx, c))
         })
         .await

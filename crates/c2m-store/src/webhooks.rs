@@ -456,7 +456,7 @@ async fn release<D: Backend>(tx: &mut Tx<'_, D>, endpoint: &str, owner: &str) ->
 impl<E: Engine> WebhookStore for E {
     #[tracing::instrument(skip(self, e), fields(id = %e.id, url = %e.url), err(level = "debug"))]
     async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Registered> {
-        self.call(Lane::Alone, e.clone(), now, |tx, c| Box::pin(create(tx, c)))
+        self.alone(e.clone(), now, |tx, c| Box::pin(create(tx, c)))
             .await
     }
 
@@ -473,7 +473,7 @@ impl<E: Engine> WebhookStore for E {
         enabled: bool,
         now: DateTime<Utc>,
     ) -> Result<Endpoint> {
-        self.call(Lane::Alone, (id.to_owned(), enabled), now, |tx, c| {
+        self.alone((id.to_owned(), enabled), now, |tx, c| {
             Box::pin(set_enabled(tx, c))
         })
         .await
@@ -489,10 +489,8 @@ impl<E: Engine> WebhookStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn delete_endpoint(&self, id: &str, now: DateTime<Utc>) -> Result<Endpoint> {
-        self.call(Lane::Alone, id.to_owned(), now, |tx, c| {
-            Box::pin(delete(tx, c))
-        })
-        .await
+        self.alone(id.to_owned(), now, |tx, c| Box::pin(delete(tx, c)))
+            .await
     }
 
     async fn list_deliveries(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Delivery>> {

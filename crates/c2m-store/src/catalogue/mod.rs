@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use c2m_domain::{DomainError, IdempotencyKey};
 
 use crate::dialect::{Backend, Tx};
-use crate::engine::{Call, Engine, Lane};
+use crate::engine::{Call, Engine};
 use crate::idempotency::Keyed;
 use crate::Result;
 
@@ -538,7 +538,7 @@ impl<E: Engine> CatalogueStore for E {
         check: CatalogueCheck,
         now: DateTime<Utc>,
     ) -> Result<CatalogueChanged> {
-        self.call(Lane::Alone, (req.clone(), check), now, |tx, c| {
+        self.alone((req.clone(), check), now, |tx, c| {
             Box::pin(change_catalogue(tx, c))
         })
         .await

@@ -56,7 +56,7 @@ use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
 use c2m_domain::{BatchId, DomainError, IdempotencyKey};
 
 use crate::dialect::{Backend, Tx};
-use crate::engine::{Call, Engine, Lane};
+use crate::engine::{Call, Engine};
 use crate::idempotency::Keyed;
 use crate::planning::WorkOrder;
 use crate::Result;
@@ -607,7 +607,7 @@ impl<E: Engine> FactoryStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<i64> {
-        self.call(Lane::Alone, factory.to_owned(), now, |tx, c| {
+        self.alone(factory.to_owned(), now, |tx, c| {
             Box::pin(claim_stream(tx, c))
         })
         .await
@@ -635,10 +635,8 @@ impl<E: Engine> FactoryStore for E {
         seq: i64,
         now: DateTime<Utc>,
     ) -> Result<FactoryPosition> {
-        self.call(Lane::Alone, (factory.to_owned(), seq), now, |tx, c| {
-            Box::pin(ack(tx, c))
-        })
-        .await
+        self.alone((factory.to_owned(), seq), now, |tx, c| Box::pin(ack(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self, req), fields(work_order = %req.work_order_id), err(level = "debug"))]
@@ -647,10 +645,8 @@ impl<E: Engine> FactoryStore for E {
         req: &ReportProgress,
         now: DateTime<Utc>,
     ) -> Result<WorkOrderStatus> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(report(tx, c))
-        })
-        .await
+        self.alone(req.clone(), now, |tx, c| Box::pin(report(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -37,7 +37,7 @@ use c2m_domain::ids::{PlanId, WorkOrderId};
 use c2m_domain::{Batch, BatchId, DomainError, IdempotencyKey, Page, PageRequest};
 
 use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Call, Engine, Lane};
+use crate::engine::{Call, Engine};
 use crate::idempotency::Keyed;
 use crate::Result;
 use crate::StoreError;
@@ -447,10 +447,8 @@ impl<E: Engine> PlanningStore for E {
 
     #[tracing::instrument(skip(self, plan), err(level = "debug"))]
     async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String> {
-        self.call(Lane::Alone, plan.clone(), now, |tx, c| {
-            Box::pin(store_plan(tx, c))
-        })
-        .await
+        self.alone(plan.clone(), now, |tx, c| Box::pin(store_plan(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use c2m_domain::{material, BatchId, DomainError, IdempotencyKey, Page, PageRequest, Refusal};
 
 use crate::dialect::{Backend, Tx};
-use crate::engine::{Call, Engine, Lane};
+use crate::engine::{Call, Engine};
 use crate::idempotency::Keyed;
 use crate::Result;
 use crate::StoreError;
@@ -439,10 +439,8 @@ impl<E: Engine> PurchasingStore for E {
         req: &ReceivePurchaseOrder,
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(receive(tx, c))
-        })
-        .await
+        self.alone(req.clone(), now, |tx, c| Box::pin(receive(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self, req), fields(po = %req.purchase_order_id), err(level = "debug"))]
@@ -451,9 +449,7 @@ impl<E: Engine> PurchasingStore for E {
         req: &CancelPurchaseOrder,
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(cancel(tx, c))
-        })
-        .await
+        self.alone(req.clone(), now, |tx, c| Box::pin(cancel(tx, c)))
+            .await
     }
 }
