@@ -54,9 +54,10 @@ pub(crate) const OP_CANCEL_PREORDER: &str = "cancel_preorder";
 mod sql;
 
 pub(crate) use sql::{
-    batch, batch_columns, batch_transitions, campaign, campaign_columns, campaign_exists,
-    campaign_of, campaign_progress, campaigns_past_deadline, currency, due, get_preorder,
-    list_batches, list_campaigns, list_preorders, paged, preorder, preorder_select, CAMPAIGN,
+    batch, batch_columns, batch_select, batch_transitions, campaign, campaign_columns,
+    campaign_exists, campaign_of, campaign_progress, campaign_select, campaigns_past_deadline,
+    currency, due, get_preorder, list_batches, list_campaigns, list_preorders, paged, preorder,
+    preorder_select, CAMPAIGN,
 };
 
 /// The one statement of the pooling SQL whose text differs: the pool snapshot binds its
