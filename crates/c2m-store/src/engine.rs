@@ -158,8 +158,8 @@ pub(crate) trait Engine: Send + Sync + 'static {
 
 /// What a write runs on besides its transaction: its request, owned so that the write can
 /// wait in a writer's queue, the time of the call, and the provider its money movements
-/// are shown to (which the writes that move no money leave alone). A write takes it whole
-/// (a write that needs no provider names what it uses: `&Call { ref req, now, .. }`).
+/// are shown to (which the writes that move no money leave alone). A write function takes
+/// it whole, `(tx, c: &Call<R>)`, and takes out what it uses.
 pub(crate) struct Call<R> {
     pub(crate) req: R,
     /// The time of the call, to the microsecond (what the store keeps of a time).
