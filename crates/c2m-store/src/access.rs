@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use c2m_domain::Role;
 
 use crate::dialect::{Backend, Columns, Tx};
-use crate::engine::{Engine, Lane};
+use crate::engine::{Call, Engine};
 use crate::Result;
 use crate::StoreError;
 
@@ -112,7 +112,7 @@ fn role(s: &str) -> Result<Role> {
 impl<E: Engine> TokenStore for E {
     #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
     async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<()> {
-        self.call(Lane::Alone, t.clone(), now, |tx, c| {
+        self.alone(t.clone(), now, |tx, c| {
             Box::pin(tx.insert_token(&c.req, c.now))
         })
         .await
@@ -120,10 +120,8 @@ impl<E: Engine> TokenStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
-        self.call(Lane::Alone, id.to_owned(), now, |tx, c| {
-            Box::pin(revoke(tx, &c.req, c.now))
-        })
-        .await
+        self.alone(id.to_owned(), now, |tx, c| Box::pin(revoke(tx, c)))
+            .await
     }
 
     async fn token(&self, id: &str) -> Result<Option<StoredToken>> {
@@ -136,13 +134,10 @@ impl<E: Engine> TokenStore for E {
 }
 
 /// Revokes a token that exists (`NotFound` otherwise); false if it already was revoked.
-async fn revoke<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) -> Result<bool> {
+async fn revoke<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<bool> {
+    let (id, now) = (&c.req, c.now);
     if tx.token(id).await?.is_none() {
-        return Err(c2m_domain::DomainError::NotFound {
-            entity: "token",
-            id: id.to_owned(),
-        }
-        .into());
+        return Err(StoreError::not_found("token", id.as_str()));
     }
-    tx.revoke_token(id, crate::dialect::micros(now)).await
+    tx.revoke_token(id, now).await
 }

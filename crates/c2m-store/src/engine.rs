@@ -19,11 +19,11 @@ use futures::future::BoxFuture;
 use sqlx::{Database, Pool};
 
 use c2m_domain::{
-    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, DomainError,
-    LedgerEntry, Page, PageRequest, Preorder, PreorderId,
+    Batch, BatchId, Campaign, CampaignId, CampaignMoney, CampaignProgress, LedgerEntry, Page,
+    PageRequest, Preorder, PreorderId,
 };
 
-use crate::dialect::{Backend, Dialect, Tx};
+use crate::dialect::{micros, Backend, Dialect, Tx};
 use crate::payment::{LedgerOnly, PaymentProvider};
 use crate::pooling::{Placing, OP_CANCEL_PREORDER, OP_PLACE_PREORDER};
 use crate::writer::{Op, RunFn};
@@ -135,11 +135,22 @@ pub(crate) trait Engine: Send + Sync + 'static {
         self.write(lane, Op::new(self.call_of(req, now), run)).await
     }
 
+    /// [`Engine::call`] in a transaction of its own ([`Lane::Alone`]): every write but a
+    /// campaign's placements, cancels and levers.
+    async fn alone<R: Owned, T: Owned>(
+        &self,
+        req: R,
+        now: DateTime<Utc>,
+        run: RunFn<Self::D, Call<R>, T>,
+    ) -> Result<T> {
+        self.call(Lane::Alone, req, now, run).await
+    }
+
     /// The arguments of a write of `req` made at `now`.
     fn call_of<R>(&self, req: R, now: DateTime<Utc>) -> Call<R> {
         Call {
             req,
-            now,
+            now: micros(now),
             provider: self.provider().clone(),
         }
     }
@@ -147,9 +158,11 @@ pub(crate) trait Engine: Send + Sync + 'static {
 
 /// What a write runs on besides its transaction: its request, owned so that the write can
 /// wait in a writer's queue, the time of the call, and the provider its money movements
-/// are shown to (which the writes that move no money leave alone).
+/// are shown to (which the writes that move no money leave alone). A write function takes
+/// it whole, `(tx, c: &Call<R>)`, and takes out what it uses.
 pub(crate) struct Call<R> {
     pub(crate) req: R,
+    /// The time of the call, to the microsecond (what the store keeps of a time).
     pub(crate) now: DateTime<Utc>,
     provider: Arc<dyn PaymentProvider>,
 }
@@ -161,11 +174,7 @@ impl<R> Call<R> {
 }
 
 pub(crate) fn campaign_not_found(id: &CampaignId) -> StoreError {
-    DomainError::NotFound {
-        entity: "campaign",
-        id: id.as_str().to_owned(),
-    }
-    .into()
+    StoreError::not_found("campaign", id.as_str())
 }
 
 /// Whether a list of a campaign's rows that came back `empty` is an answer: `NotFound`
@@ -181,15 +190,6 @@ async fn of_campaign<D: Backend>(
     Ok(())
 }
 
-/// A placement as a run of placements takes it.
-fn placing(c: &Call<PlacePreorder>) -> Placing<'_> {
-    Placing {
-        req: &c.req,
-        now: c.now,
-        provider: c.provider(),
-    }
-}
-
 #[async_trait]
 impl<E: Engine> Store for E {
     fn backend(&self) -> &'static str {
@@ -198,8 +198,8 @@ impl<E: Engine> Store for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn create_campaign(&self, req: &CreateCampaign, now: DateTime<Utc>) -> Result<Campaign> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(pooling::create_campaign(tx, &c.req, c.now))
+        self.alone(req.clone(), now, |tx, c| {
+            Box::pin(pooling::create_campaign(tx, c))
         })
         .await
     }
@@ -217,10 +217,10 @@ impl<E: Engine> Store for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn place_preorder(&self, req: &PlacePreorder, now: DateTime<Utc>) -> Result<Preorder> {
         let op = Op::new(self.call_of(req.clone(), now), |tx, c| {
-            Box::pin(pooling::place_preorder(tx, c.provider(), &c.req, c.now))
+            Box::pin(pooling::place_preorder(tx, c))
         })
         .key(OP_PLACE_PREORDER, req.idempotency_key.as_str())
-        .placement(placing, |answer| answer);
+        .placement(Placing::of, |answer| answer);
         self.write(Lane::Campaign(&req.campaign_id), op).await
     }
 
@@ -241,7 +241,7 @@ impl<E: Engine> Store for E {
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn cancel_preorder(&self, req: &CancelPreorder, now: DateTime<Utc>) -> Result<Preorder> {
         let op = Op::new(self.call_of(req.clone(), now), |tx, c| {
-            Box::pin(pooling::cancel_preorder(tx, c.provider(), &c.req, c.now))
+            Box::pin(pooling::cancel_preorder(tx, c))
         })
         .key(OP_CANCEL_PREORDER, req.idempotency_key.as_str());
         self.write(Lane::Preorder(&req.preorder_id), op).await
@@ -269,21 +269,16 @@ impl<E: Engine> Store for E {
         campaign_id: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<DeadlineOutcome> {
-        self.call(Lane::Alone, campaign_id.clone(), now, |tx, c| {
-            Box::pin(pooling::fail_open_batch_at_deadline(
-                tx,
-                c.provider(),
-                &c.req,
-                c.now,
-            ))
+        self.alone(campaign_id.clone(), now, |tx, c| {
+            Box::pin(pooling::fail_open_batch_at_deadline(tx, c))
         })
         .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn pay_balance(&self, req: &PayBalance, now: DateTime<Utc>) -> Result<Preorder> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(ledger::pay_balance(tx, c.provider(), &c.req, c.now))
+        self.alone(req.clone(), now, |tx, c| {
+            Box::pin(ledger::pay_balance(tx, c))
         })
         .await
     }
@@ -303,13 +298,8 @@ impl<E: Engine> Store for E {
         batch: &BatchId,
         now: DateTime<Utc>,
     ) -> Result<BalanceWindowOutcome> {
-        self.call(Lane::Alone, batch.clone(), now, |tx, c| {
-            Box::pin(ledger::close_balance_window(
-                tx,
-                c.provider(),
-                &c.req,
-                c.now,
-            ))
+        self.alone(batch.clone(), now, |tx, c| {
+            Box::pin(ledger::close_balance_window(tx, c))
         })
         .await
     }

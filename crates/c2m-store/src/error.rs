@@ -23,6 +23,16 @@ pub enum StoreError {
     Panicked(String),
 }
 
+impl StoreError {
+    /// `NotFound`: the request names a `entity` with this `id` that the store does not have.
+    pub(crate) fn not_found(entity: &'static str, id: impl Into<String>) -> StoreError {
+        StoreError::Domain(DomainError::NotFound {
+            entity,
+            id: id.into(),
+        })
+    }
+}
+
 /// Whether a database error may pass if the call is retried unchanged: the connection or
 /// the pool failed, or the database gave up on a lock, a serialization conflict or its
 /// own shutdown. Anything else (an arithmetic overflow, a constraint the data breaks, a

@@ -16,24 +16,23 @@
 
 use c2m_domain::{DomainError, LedgerTxn};
 
-/// A payment system behind the ledger. Each method is called with the movement just
-/// recorded; an error refuses the movement and rolls the whole store call back.
+/// A payment system behind the ledger.
 pub trait PaymentProvider: Send + Sync + 'static {
     /// For logs and the money summary.
     fn name(&self) -> &'static str;
-    /// A deposit is authorised and held on the consumer's payment method.
-    fn hold(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
-    /// A held deposit is captured (the batch locked).
-    fn capture(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
-    /// A held deposit is released in full (cancel, or the batch failed): the refund.
-    fn release(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
-    /// The consumer pays the balance.
-    fn charge(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
-    /// Captured money goes to the merchant (settlement or forfeit).
-    fn pay_out(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
-    /// Captured money (deposit and paid balance) goes back to the consumer: the merchant
-    /// cancelled the campaign.
-    fn refund(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
+
+    /// Called with each movement just recorded; an error refuses the movement and rolls the
+    /// whole store call back. What the payment system is asked to do is the movement's
+    /// [`LedgerTxn::kind`]:
+    ///
+    /// - `Hold`: a deposit is authorised and held on the consumer's payment method;
+    /// - `Capture`: a held deposit is captured (the batch locked);
+    /// - `Release`: a held deposit is released in full (cancel, or the batch failed);
+    /// - `Balance`: the consumer pays the balance (a charge);
+    /// - `Forfeit`, `Settle`: captured money goes to the merchant (a pay-out);
+    /// - `Refund`: captured money (deposit and paid balance) goes back to the consumer: the
+    ///   merchant cancelled the campaign.
+    fn movement(&self, movement: &LedgerTxn) -> Result<(), DomainError>;
 }
 
 /// The built-in provider: the ledger is the whole record; nothing is sent anywhere.
@@ -44,22 +43,8 @@ impl PaymentProvider for LedgerOnly {
     fn name(&self) -> &'static str {
         "ledger-only"
     }
-    fn hold(&self, _: &LedgerTxn) -> Result<(), DomainError> {
-        Ok(())
-    }
-    fn capture(&self, _: &LedgerTxn) -> Result<(), DomainError> {
-        Ok(())
-    }
-    fn release(&self, _: &LedgerTxn) -> Result<(), DomainError> {
-        Ok(())
-    }
-    fn charge(&self, _: &LedgerTxn) -> Result<(), DomainError> {
-        Ok(())
-    }
-    fn refund(&self, _: &LedgerTxn) -> Result<(), DomainError> {
-        Ok(())
-    }
-    fn pay_out(&self, _: &LedgerTxn) -> Result<(), DomainError> {
+
+    fn movement(&self, _: &LedgerTxn) -> Result<(), DomainError> {
         Ok(())
     }
 }

@@ -35,7 +35,7 @@ use c2m_domain::{DomainError, IdempotencyKey};
 use serde::{Deserialize, Serialize};
 
 use crate::dialect::{micros, Backend, Columns, Dialect, Tx};
-use crate::engine::{Engine, Lane};
+use crate::engine::{Call, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::writer::Op;
 use crate::Result;
@@ -244,11 +244,7 @@ fn delivery(r: &impl Columns) -> Result<Delivery> {
 }
 
 fn endpoint_not_found(id: &str) -> StoreError {
-    DomainError::NotFound {
-        entity: "webhook endpoint",
-        id: id.to_owned(),
-    }
-    .into()
+    StoreError::not_found("webhook endpoint", id)
 }
 
 /// The webhook tables.
@@ -278,11 +274,8 @@ impl<D: Backend> Tx<'_, D> {
 /// The operation name of a registration's idempotency key.
 pub(crate) const OP_REGISTER_ENDPOINT: &str = "register_webhook_endpoint";
 
-async fn create<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    e: &NewEndpoint,
-    now: DateTime<Utc>,
-) -> Result<Registered> {
+async fn create<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<NewEndpoint>) -> Result<Registered> {
+    let (e, now) = (&c.req, c.now);
     // The request is the URL and the kinds; the id and secret are made for it.
     let key = Keyed::new(
         OP_REGISTER_ENDPOINT,
@@ -295,7 +288,7 @@ async fn create<D: Backend>(
         let cursor = tx.last_seq().await?;
         let sql = "INSERT INTO webhook_endpoints (id, url, kinds, secret, cursor, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)";
-        D::query(sql, (&e.id, &e.url, kinds, &e.secret, cursor, micros(now)))
+        D::query(sql, (&e.id, &e.url, kinds, &e.secret, cursor, now))
             .execute(tx)
             .await?;
         Ok(Registered {
@@ -306,12 +299,8 @@ async fn create<D: Backend>(
     .await
 }
 
-async fn set_enabled<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    id: &str,
-    enabled: bool,
-    now: DateTime<Utc>,
-) -> Result<Endpoint> {
+async fn set_enabled<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<(String, bool)>) -> Result<Endpoint> {
+    let (id, enabled, now) = (&c.req.0, c.req.1, c.now);
     tx.endpoint(id).await?;
     if enabled {
         let sql = "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, \
@@ -321,12 +310,13 @@ async fn set_enabled<D: Backend>(
         let sql = "UPDATE webhook_endpoints SET disabled_at = $2, \
              disabled_reason = 'disabled by an admin', lease_owner = NULL, lease_until = NULL \
              WHERE id = $1 AND disabled_at IS NULL";
-        D::query(sql, (id, micros(now))).execute(tx).await?;
+        D::query(sql, (id, now)).execute(tx).await?;
     }
     tx.endpoint(id).await
 }
 
-async fn delete<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) -> Result<Endpoint> {
+async fn delete<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<Endpoint> {
+    let (id, now) = (&c.req, c.now);
     let (e, _) = tx
         .endpoint_row(id)
         .await?
@@ -341,7 +331,7 @@ async fn delete<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) ->
          disabled_at = COALESCE(disabled_at, $2), disabled_reason = 'deleted by an admin', \
          next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL, secret = '' \
          WHERE id = $1";
-    D::query(sql, (id, micros(now))).execute(tx).await?;
+    D::query(sql, (id, now)).execute(tx).await?;
     tx.endpoint_row(id)
         .await?
         .map(|(e, _)| e)
@@ -466,10 +456,8 @@ async fn release<D: Backend>(tx: &mut Tx<'_, D>, endpoint: &str, owner: &str) ->
 impl<E: Engine> WebhookStore for E {
     #[tracing::instrument(skip(self, e), fields(id = %e.id, url = %e.url), err(level = "debug"))]
     async fn create_endpoint(&self, e: &NewEndpoint, now: DateTime<Utc>) -> Result<Registered> {
-        self.call(Lane::Alone, e.clone(), now, |tx, c| {
-            Box::pin(create(tx, &c.req, c.now))
-        })
-        .await
+        self.alone(e.clone(), now, |tx, c| Box::pin(create(tx, c)))
+            .await
     }
 
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>> {
@@ -485,9 +473,8 @@ impl<E: Engine> WebhookStore for E {
         enabled: bool,
         now: DateTime<Utc>,
     ) -> Result<Endpoint> {
-        self.call(Lane::Alone, (id.to_owned(), enabled), now, |tx, c| {
-            let (id, enabled) = &c.req;
-            Box::pin(set_enabled(tx, id, *enabled, c.now))
+        self.alone((id.to_owned(), enabled), now, |tx, c| {
+            Box::pin(set_enabled(tx, c))
         })
         .await
     }
@@ -502,10 +489,8 @@ impl<E: Engine> WebhookStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn delete_endpoint(&self, id: &str, now: DateTime<Utc>) -> Result<Endpoint> {
-        self.call(Lane::Alone, id.to_owned(), now, |tx, c| {
-            Box::pin(delete(tx, &c.req, c.now))
-        })
-        .await
+        self.alone(id.to_owned(), now, |tx, c| Box::pin(delete(tx, c)))
+            .await
     }
 
     async fn list_deliveries(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Delivery>> {

@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use c2m_domain::{DomainError, IdempotencyKey};
 
-use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Engine, Lane};
+use crate::dialect::{Backend, Tx};
+use crate::engine::{Call, Engine};
 use crate::idempotency::Keyed;
 use crate::Result;
 
@@ -367,12 +367,10 @@ fn changed<'a, T: PartialEq + Sync>(
 
 pub(crate) async fn change_catalogue<D: Backend>(
     tx: &mut Tx<'_, D>,
-    req: &ChangeCatalogue,
-    check: &CatalogueCheck,
-    now: DateTime<Utc>,
+    c: &Call<(ChangeCatalogue, CatalogueCheck)>,
 ) -> Result<CatalogueChanged> {
+    let ((req, check), now) = (&c.req, c.now);
     let edit = date_calendars(&req.edit, now);
-    let now = micros(now);
     let key = Keyed::new(OP_CHANGE_CATALOGUE, &req.idempotency_key, req);
     key.run(tx, now, async |tx| {
         let current = tx.lock_catalogue().await?;
@@ -540,9 +538,8 @@ impl<E: Engine> CatalogueStore for E {
         check: CatalogueCheck,
         now: DateTime<Utc>,
     ) -> Result<CatalogueChanged> {
-        self.call(Lane::Alone, (req.clone(), check), now, |tx, c| {
-            let (req, check) = &c.req;
-            Box::pin(change_catalogue(tx, req, check, c.now))
+        self.alone((req.clone(), check), now, |tx, c| {
+            Box::pin(change_catalogue(tx, c))
         })
         .await
     }

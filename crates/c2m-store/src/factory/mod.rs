@@ -55,8 +55,8 @@ use c2m_domain::events::EventData;
 use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
 use c2m_domain::{BatchId, DomainError, IdempotencyKey};
 
-use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Engine, Lane};
+use crate::dialect::{Backend, Tx};
+use crate::engine::{Call, Engine};
 use crate::idempotency::Keyed;
 use crate::planning::WorkOrder;
 use crate::Result;
@@ -193,10 +193,9 @@ pub(crate) struct BatchShare {
 /// `OutOfRange`.
 pub(crate) async fn ack<D: Backend>(
     tx: &mut Tx<'_, D>,
-    factory: &str,
-    seq: i64,
-    now: DateTime<Utc>,
+    c: &Call<(String, i64)>,
 ) -> Result<FactoryPosition> {
+    let (factory, seq, now) = (&c.req.0, c.req.1, c.now);
     // 0 acknowledges nothing: it is what a heartbeat reports for a factory that has not
     // acknowledged yet, so a client echoing it back gets the position, not a refusal.
     if seq < 0 {
@@ -207,7 +206,7 @@ pub(crate) async fn ack<D: Backend>(
         return Err(ahead("acknowledged", factory, seq, pos.last_seq));
     }
     if seq > pos.acked_seq {
-        tx.raise_factory_ack(factory, seq, micros(now)).await?;
+        tx.raise_factory_ack(factory, seq, now).await?;
     }
     Ok(FactoryPosition {
         last_seq: pos.last_seq,
@@ -231,11 +230,7 @@ async fn require_known<D: Backend>(tx: &mut Tx<'_, D>, factory: &str) -> Result<
         return Err(DomainError::invalid("factory_id", "must not be empty").into());
     }
     if !tx.factory_known(factory).await? {
-        return Err(DomainError::NotFound {
-            entity: "factory",
-            id: factory.to_owned(),
-        }
-        .into());
+        return Err(StoreError::not_found("factory", factory));
     }
     Ok(())
 }
@@ -256,10 +251,9 @@ pub fn ahead(what: &'static str, factory: &str, seq: i64, last: i64) -> StoreErr
 /// Idempotent by key; a report that repeats the current state records nothing.
 pub(crate) async fn report<D: Backend>(
     tx: &mut Tx<'_, D>,
-    req: &ReportProgress,
-    now: DateTime<Utc>,
+    c: &Call<ReportProgress>,
 ) -> Result<WorkOrderStatus> {
-    let now = micros(now);
+    let (req, now) = (&c.req, c.now);
     let key = Keyed::new(OP_REPORT_PROGRESS, &req.idempotency_key, req);
     key.run(tx, now, async |tx| {
         req.progress.validate()?;
@@ -273,11 +267,7 @@ pub(crate) async fn report<D: Backend>(
             .factory_work_order(&req.factory_id, &req.work_order_id)
             .await?
         else {
-            return Err(DomainError::NotFound {
-                entity: "work order",
-                id: req.work_order_id.clone(),
-            }
-            .into());
+            return Err(StoreError::not_found("work order", &req.work_order_id));
         };
         if tally.ordered.is_empty() {
             for run in &wo.runs {
@@ -333,13 +323,10 @@ pub(crate) async fn report<D: Backend>(
 
 /// Claims the factory's one stream (see the module docs): raises its generation and
 /// answers the new number; `NotFound` for a factory the store has never heard of.
-pub(crate) async fn claim_stream<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    factory: &str,
-    now: DateTime<Utc>,
-) -> Result<i64> {
+pub(crate) async fn claim_stream<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<i64> {
+    let (factory, now) = (&c.req, c.now);
     require_known(tx, factory).await?;
-    let generation = tx.raise_stream_generation(factory, micros(now)).await?;
+    let generation = tx.raise_stream_generation(factory, now).await?;
     crate::events::wake_readers(tx).await?;
     Ok(generation)
 }
@@ -620,8 +607,8 @@ impl<E: Engine> FactoryStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<i64> {
-        self.call(Lane::Alone, factory.to_owned(), now, |tx, c| {
-            Box::pin(claim_stream(tx, &c.req, c.now))
+        self.alone(factory.to_owned(), now, |tx, c| {
+            Box::pin(claim_stream(tx, c))
         })
         .await
     }
@@ -648,11 +635,8 @@ impl<E: Engine> FactoryStore for E {
         seq: i64,
         now: DateTime<Utc>,
     ) -> Result<FactoryPosition> {
-        self.call(Lane::Alone, (factory.to_owned(), seq), now, |tx, c| {
-            let (factory, seq) = &c.req;
-            Box::pin(ack(tx, factory, *seq, c.now))
-        })
-        .await
+        self.alone((factory.to_owned(), seq), now, |tx, c| Box::pin(ack(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self, req), fields(work_order = %req.work_order_id), err(level = "debug"))]
@@ -661,10 +645,8 @@ impl<E: Engine> FactoryStore for E {
         req: &ReportProgress,
         now: DateTime<Utc>,
     ) -> Result<WorkOrderStatus> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(report(tx, &c.req, c.now))
-        })
-        .await
+        self.alone(req.clone(), now, |tx, c| Box::pin(report(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -32,14 +32,14 @@ use chrono::{DateTime, Utc};
 
 use c2m_domain::ledger::{self, Account, HoldState, LedgerTxn, TxnKind};
 use c2m_domain::{
-    BatchId, BatchStatus, Campaign, CampaignId, DomainError, Money, Preorder, PreorderId,
-    PreorderStatus,
+    BatchId, BatchStatus, Campaign, CampaignId, Money, Preorder, PreorderId, PreorderStatus,
 };
 
 use c2m_domain::events::{EventData, PreorderRef};
 use c2m_domain::Batch;
 
 use crate::dialect::{micros, Backend, Tx};
+use crate::engine::Call;
 use crate::events::preorder_ref;
 use crate::idempotency::Keyed;
 use crate::payment::PaymentProvider;
@@ -179,15 +179,7 @@ impl Movement {
 
 /// Shows a movement to the payment provider, which may refuse it.
 pub(crate) fn show(provider: &dyn PaymentProvider, txn: &LedgerTxn) -> Result<()> {
-    match txn.kind() {
-        TxnKind::Hold => provider.hold(txn)?,
-        TxnKind::Release => provider.release(txn)?,
-        TxnKind::Capture => provider.capture(txn)?,
-        TxnKind::Balance => provider.charge(txn)?,
-        TxnKind::Forfeit | TxnKind::Settle => provider.pay_out(txn)?,
-        TxnKind::Refund => provider.refund(txn)?,
-    }
-    Ok(())
+    Ok(provider.movement(txn)?)
 }
 
 /// The hold of a pre-order's deposit (consumer → holds), shown to the provider; the
@@ -340,11 +332,9 @@ async fn settle<D: Backend>(
 /// A consumer naming a pre-order that is not theirs gets `NotFound`, as for cancel.
 pub(crate) async fn pay_balance<D: Backend>(
     tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    req: &PayBalance,
-    now: DateTime<Utc>,
+    c: &Call<PayBalance>,
 ) -> Result<Preorder> {
-    let now = micros(now);
+    let (req, now, provider) = (&c.req, c.now, c.provider());
     let key = Keyed::new(OP_PAY_BALANCE, &req.idempotency_key, req);
     let consumer = req.consumer_id.as_ref();
     let lock = async |tx: &mut Tx<'_, D>| lock_preorder(tx, &req.preorder_id, consumer).await;
@@ -374,17 +364,13 @@ pub(crate) async fn pay_balance<D: Backend>(
 /// ready is left alone.
 pub(crate) async fn close_balance_window<D: Backend>(
     tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    batch_id: &BatchId,
-    now: DateTime<Utc>,
+    c: &Call<BatchId>,
 ) -> Result<BalanceWindowOutcome> {
-    let now = micros(now);
-    let first = tx.batch(batch_id).await?.ok_or_else(|| {
-        StoreError::Domain(DomainError::NotFound {
-            entity: "batch",
-            id: batch_id.as_str().to_owned(),
-        })
-    })?;
+    let (batch_id, now, provider) = (&c.req, c.now, c.provider());
+    let first = tx
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("batch", batch_id.as_str()))?;
     let campaign = tx
         .lock_campaign(&first.campaign_id)
         .await?

@@ -15,7 +15,7 @@ use c2m_domain::{
 use super::{one_batch, Placement, Subject};
 use crate::dialect::{exactly, one, page, page_limit, Backend, Columns, Dialect, Tx};
 use crate::engine::campaign_not_found;
-use crate::pooling::{batch, batch_columns, currency, due, preorder, preorder_select};
+use crate::pooling::{batch, batch_select, currency, due, preorder, preorder_select};
 use crate::Result;
 use crate::{LedgerAudit, StoreError};
 
@@ -172,7 +172,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     pub(crate) async fn batch(&mut self, id: &BatchId) -> Result<Option<Batch>> {
-        let sql = concat!("SELECT ", batch_columns!(), " FROM batches WHERE id = $1");
+        let sql = concat!(batch_select!(), "WHERE id = $1");
         D::query(sql, (id.as_str(),)).optional(self, batch).await
     }
 
@@ -200,9 +200,9 @@ pub(crate) async fn batches_ready_for_planning<D: Dialect>(
     limit: u32,
 ) -> Result<Vec<Batch>> {
     let sql = concat!(
-        "SELECT ",
-        batch_columns!(),
-        " FROM batches WHERE ready_at IS NOT NULL AND refunded_at IS NULL ORDER BY ready_at, campaign_id, seq LIMIT $1"
+        batch_select!(),
+        "WHERE ready_at IS NOT NULL AND refunded_at IS NULL \
+         ORDER BY ready_at, campaign_id, seq LIMIT $1"
     );
     D::query(sql, (i64::from(limit),))
         .all(&mut pool.acquire().await?, batch)

@@ -32,7 +32,7 @@ use c2m_domain::forecast::{ArrivalHistory, OpenBatch};
 use c2m_domain::{levers, Batch, BatchStatus, Campaign, CampaignId, IdempotencyKey};
 
 use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{campaign_not_found, Engine, Lane};
+use crate::engine::{campaign_not_found, Call, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::ledger;
 use crate::payment::PaymentProvider;
@@ -223,13 +223,8 @@ impl Lever {
 /// else the lever applied to the locked campaign, told to subscribers
 /// ([`campaign_changed`], with the refunds of locked batches it gave back, if any) and
 /// recorded as the answer to its key.
-pub(crate) async fn pull<D: Backend>(
-    tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    lever: &Lever,
-    now: DateTime<Utc>,
-) -> Result<LeverOutcome> {
-    let now = micros(now);
+pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Result<LeverOutcome> {
+    let (lever, now, provider) = (&c.req, c.now, c.provider());
     let key = lever.key();
     let id = lever.campaign_id();
     let lock_campaign = async |tx: &mut Tx<'_, D>| {
@@ -447,7 +442,7 @@ async fn pull_lever<E: Engine>(
     let campaign = lever.campaign_id().clone();
     store
         .call(Lane::Campaign(&campaign), lever, now, |tx, c| {
-            Box::pin(pull(tx, c.provider(), &c.req, c.now))
+            Box::pin(pull(tx, c))
         })
         .await
 }

@@ -11,7 +11,7 @@ use c2m_domain::{Batch, BatchId, Campaign, CampaignId, Preorder, PreorderSource}
 
 use super::{ForecastInput, EARLIER_CAMPAIGNS, MIN_PRIOR_SELLING};
 use crate::dialect::{one, Backend, Columns, Tx, Value};
-use crate::pooling::{batch, batch_columns, campaign, CAMPAIGN};
+use crate::pooling::{batch, batch_select, campaign, campaign_select, CAMPAIGN};
 use crate::Result;
 use crate::StoreError;
 
@@ -162,10 +162,8 @@ impl<D: Backend> Tx<'_, D> {
     /// The campaign's locked batches not refunded yet, in sequence order.
     pub(crate) async fn refundable_batches(&mut self, campaign: &CampaignId) -> Result<Vec<Batch>> {
         let sql = concat!(
-            "SELECT ",
-            batch_columns!(),
-            " FROM batches WHERE campaign_id = $1 AND status = 'locked' AND refunded_at IS NULL \
-             ORDER BY seq"
+            batch_select!(),
+            "WHERE campaign_id = $1 AND status = 'locked' AND refunded_at IS NULL ORDER BY seq"
         );
         D::query(sql, (campaign.as_str(),)).all(self, batch).await
     }
@@ -208,9 +206,8 @@ impl<D: Backend> Tx<'_, D> {
             threshold: b.threshold,
         });
         let sql = concat!(
-            "SELECT ",
-            crate::pooling::campaign_columns!(),
-            " FROM campaigns WHERE sku = $1 AND id <> $2 AND created_at <= $3 ORDER BY seq DESC"
+            campaign_select!(),
+            "WHERE sku = $1 AND id <> $2 AND created_at <= $3 ORDER BY seq DESC"
         );
         let mut earlier: Vec<Campaign> = D::query(sql, (this.terms.sku.as_str(), id.as_str(), now))
             .all(self, campaign)

@@ -37,7 +37,7 @@ use c2m_domain::ids::{PlanId, WorkOrderId};
 use c2m_domain::{Batch, BatchId, DomainError, IdempotencyKey, Page, PageRequest};
 
 use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Engine, Lane};
+use crate::engine::{Call, Engine};
 use crate::idempotency::Keyed;
 use crate::Result;
 use crate::StoreError;
@@ -264,10 +264,9 @@ struct PlanRef {
 /// (an on-demand cycle's). See the module docs.
 pub(crate) async fn store_plan<D: Backend>(
     tx: &mut Tx<'_, D>,
-    new: &NewPlan,
-    now: DateTime<Utc>,
+    c: &Call<NewPlan>,
 ) -> Result<String> {
-    let now = micros(now);
+    let (new, now) = (&c.req, c.now);
     let Some(key) = new.idempotency_key.as_ref().map(run_planning) else {
         return store_new_plan(tx, new, now).await;
     };
@@ -396,11 +395,7 @@ pub(crate) struct WorkOrderBody {
 }
 
 pub(crate) fn plan_not_found(id: &str) -> StoreError {
-    DomainError::NotFound {
-        entity: "plan",
-        id: id.to_owned(),
-    }
-    .into()
+    StoreError::not_found("plan", id)
 }
 
 pub(crate) fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -452,10 +447,8 @@ impl<E: Engine> PlanningStore for E {
 
     #[tracing::instrument(skip(self, plan), err(level = "debug"))]
     async fn store_plan(&self, plan: &NewPlan, now: DateTime<Utc>) -> Result<String> {
-        self.call(Lane::Alone, plan.clone(), now, |tx, c| {
-            Box::pin(store_plan(tx, &c.req, c.now))
-        })
-        .await
+        self.alone(plan.clone(), now, |tx, c| Box::pin(store_plan(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

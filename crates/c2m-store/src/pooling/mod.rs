@@ -38,6 +38,7 @@ use c2m_domain::{
 use c2m_domain::events::EventData;
 
 use crate::dialect::{micros, Backend, Dialect, Tx};
+use crate::engine::{campaign_not_found, Call};
 use crate::events::preorder_ref;
 use crate::idempotency::{Keyed, StoredResponse};
 use crate::ledger::{self, KeyRecord, Placement};
@@ -53,9 +54,10 @@ pub(crate) const OP_CANCEL_PREORDER: &str = "cancel_preorder";
 mod sql;
 
 pub(crate) use sql::{
-    batch, batch_columns, batch_transitions, campaign, campaign_columns, campaign_exists,
-    campaign_of, campaign_progress, campaigns_past_deadline, currency, due, get_preorder,
-    list_batches, list_campaigns, list_preorders, paged, preorder, preorder_select, CAMPAIGN,
+    batch, batch_columns, batch_select, batch_transitions, campaign, campaign_columns,
+    campaign_exists, campaign_of, campaign_progress, campaign_select, campaigns_past_deadline,
+    currency, due, get_preorder, list_batches, list_campaigns, list_preorders, paged, preorder,
+    preorder_select, CAMPAIGN,
 };
 
 /// The one statement of the pooling SQL whose text differs: the pool snapshot binds its
@@ -124,28 +126,15 @@ impl PoolSnapshot {
     }
 }
 
-fn campaign_not_found(id: &CampaignId) -> StoreError {
-    DomainError::NotFound {
-        entity: "campaign",
-        id: id.as_str().to_owned(),
-    }
-    .into()
-}
-
 pub(crate) fn preorder_not_found(id: &PreorderId) -> StoreError {
-    DomainError::NotFound {
-        entity: "preorder",
-        id: id.as_str().to_owned(),
-    }
-    .into()
+    StoreError::not_found("preorder", id.as_str())
 }
 
 pub(crate) async fn create_campaign<D: Backend>(
     tx: &mut Tx<'_, D>,
-    req: &CreateCampaign,
-    now: DateTime<Utc>,
+    c: &Call<CreateCampaign>,
 ) -> Result<Campaign> {
-    let now = micros(now);
+    let (req, now) = (&c.req, c.now);
     let key = Keyed::new(OP_CREATE_CAMPAIGN, &req.idempotency_key, &req.spec);
     key.run(tx, now, async |tx| {
         let mut terms = req.spec.validate(now)?;
@@ -175,15 +164,23 @@ pub(crate) struct Placing<'a> {
     pub provider: &'a dyn PaymentProvider,
 }
 
+impl Placing<'_> {
+    /// A placement as a run of placements takes it.
+    pub(crate) fn of(c: &Call<PlacePreorder>) -> Placing<'_> {
+        Placing {
+            req: &c.req,
+            now: c.now,
+            provider: c.provider(),
+        }
+    }
+}
+
 /// Places one pre-order: a run of one.
 pub(crate) async fn place_preorder<D: Backend>(
     tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    req: &PlacePreorder,
-    now: DateTime<Utc>,
+    c: &Call<PlacePreorder>,
 ) -> Result<Preorder> {
-    let one = Placing { req, now, provider };
-    place_preorders(tx, &req.campaign_id, &[one])
+    place_preorders(tx, &c.req.campaign_id, &[Placing::of(c)])
         .await?
         .pop()
         .unwrap_or_else(|| Err(StoreError::Corrupt("a run of one gave no result".into())))
@@ -279,7 +276,6 @@ impl<'a> RunState<'a> {
         placing: &Placing<'a>,
     ) -> Result<Result<Preorder>> {
         let Placing { req, now, provider } = *placing;
-        let now = micros(now);
         let key = Keyed::new(OP_PLACE_PREORDER, &req.idempotency_key, req);
         match key.replay_stored(self.recorded.get(key.key.as_str())) {
             Ok(Some(done)) => return Ok(Ok(done)),
@@ -519,11 +515,9 @@ fn named(preorder: Option<Preorder>, id: &PreorderId) -> Result<Preorder> {
 
 pub(crate) async fn cancel_preorder<D: Backend>(
     tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    req: &CancelPreorder,
-    now: DateTime<Utc>,
+    c: &Call<CancelPreorder>,
 ) -> Result<Preorder> {
-    let now = micros(now);
+    let (req, now, provider) = (&c.req, c.now, c.provider());
     let key = Keyed::new(OP_CANCEL_PREORDER, &req.idempotency_key, req);
     let consumer = req.consumer_id.as_ref();
     let lock = async |tx: &mut Tx<'_, D>| lock_preorder(tx, &req.preorder_id, consumer).await;
@@ -569,11 +563,9 @@ pub(crate) async fn cancel_preorder<D: Backend>(
 
 pub(crate) async fn fail_open_batch_at_deadline<D: Backend>(
     tx: &mut Tx<'_, D>,
-    provider: &dyn PaymentProvider,
-    campaign_id: &CampaignId,
-    now: DateTime<Utc>,
+    c: &Call<CampaignId>,
 ) -> Result<DeadlineOutcome> {
-    let now = micros(now);
+    let (campaign_id, now, provider) = (&c.req, c.now, c.provider());
     let campaign = tx
         .lock_campaign(campaign_id)
         .await?

@@ -35,6 +35,28 @@ macro_rules! batch_columns {
     };
 }
 
+/// `SELECT` of the columns [`campaign`] reads `FROM campaigns `, for a `WHERE` to follow.
+macro_rules! campaign_select {
+    () => {
+        concat!(
+            "SELECT ",
+            $crate::pooling::campaign_columns!(),
+            " FROM campaigns "
+        )
+    };
+}
+
+/// `SELECT` of the columns [`batch`] reads `FROM batches `, for a `WHERE` to follow.
+macro_rules! batch_select {
+    () => {
+        concat!(
+            "SELECT ",
+            $crate::pooling::batch_columns!(),
+            " FROM batches "
+        )
+    };
+}
+
 /// The columns [`preorder`] reads, plus `seq`, for `FROM preorders p JOIN batches b`.
 macro_rules! preorder_select {
     () => {
@@ -47,19 +69,11 @@ macro_rules! preorder_select {
     };
 }
 
-pub(crate) use {batch_columns, campaign_columns, preorder_select};
+pub(crate) use {batch_columns, batch_select, campaign_columns, campaign_select, preorder_select};
 
 /// A campaign by id; PostgreSQL's writers lock its row, which is the campaign's lock.
-pub(crate) const CAMPAIGN: &str = concat!(
-    "SELECT ",
-    campaign_columns!(),
-    " FROM campaigns WHERE id = $1"
-);
-const CAMPAIGN_FOR_UPDATE: &str = concat!(
-    "SELECT ",
-    campaign_columns!(),
-    " FROM campaigns WHERE id = $1 FOR UPDATE"
-);
+pub(crate) const CAMPAIGN: &str = concat!(campaign_select!(), "WHERE id = $1");
+const CAMPAIGN_FOR_UPDATE: &str = concat!(campaign_select!(), "WHERE id = $1 FOR UPDATE");
 
 pub(crate) const PREORDER: &str = concat!(preorder_select!(), "WHERE p.id = $1");
 
@@ -219,9 +233,8 @@ const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, sku, title, currency, 
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
 const OPEN_BATCH: &str = concat!(
-    "SELECT ",
-    batch_columns!(),
-    " FROM batches WHERE campaign_id = $1 AND status = 'open'"
+    batch_select!(),
+    "WHERE campaign_id = $1 AND status = 'open'"
 );
 
 const INSERT_BATCH: &str = "INSERT INTO batches (id, campaign_id, seq, status, units, \
@@ -269,11 +282,7 @@ pub(crate) async fn list_campaigns<D: Dialect>(
     pool: &Pool<D>,
     req: PageRequest,
 ) -> Result<Page<Campaign>> {
-    let sql = concat!(
-        "SELECT ",
-        campaign_columns!(),
-        " FROM campaigns WHERE seq > $1 ORDER BY seq LIMIT $2"
-    );
+    let sql = concat!(campaign_select!(), "WHERE seq > $1 ORDER BY seq LIMIT $2");
     let params = (req.after.unwrap_or(0), page_limit(req.size));
     let rows = D::query(sql, params)
         .fetch_all(&mut pool.acquire().await?)
@@ -342,11 +351,7 @@ pub(crate) async fn list_batches<D: Dialect>(
     pool: &Pool<D>,
     campaign: &CampaignId,
 ) -> Result<Vec<Batch>> {
-    let sql = concat!(
-        "SELECT ",
-        batch_columns!(),
-        " FROM batches WHERE campaign_id = $1 ORDER BY seq"
-    );
+    let sql = concat!(batch_select!(), "WHERE campaign_id = $1 ORDER BY seq");
     D::query(sql, (campaign.as_str(),))
         .all(&mut pool.acquire().await?, batch)
         .await

@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use c2m_domain::{material, BatchId, DomainError, IdempotencyKey, Page, PageRequest, Refusal};
 
-use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Engine, Lane};
+use crate::dialect::{Backend, Tx};
+use crate::engine::{Call, Engine};
 use crate::idempotency::Keyed;
 use crate::Result;
 use crate::StoreError;
@@ -209,11 +209,7 @@ pub struct CancelPurchaseOrder {
 }
 
 pub(crate) fn not_found(id: &str) -> StoreError {
-    DomainError::NotFound {
-        entity: "purchase order",
-        id: id.to_owned(),
-    }
-    .into()
+    StoreError::not_found("purchase order", id)
 }
 
 /// Stock that becomes free when `received` grows from `before` to `after` on an order with
@@ -256,10 +252,9 @@ pub(crate) async fn release<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) 
 /// Receives material on a purchase order. Idempotent by key; see the module docs.
 pub(crate) async fn receive<D: Backend>(
     tx: &mut Tx<'_, D>,
-    req: &ReceivePurchaseOrder,
-    now: DateTime<Utc>,
+    c: &Call<ReceivePurchaseOrder>,
 ) -> Result<PurchaseOrder> {
-    let now = micros(now);
+    let (req, now) = (&c.req, c.now);
     let id = req.purchase_order_id.as_str();
     let key = Keyed::new(OP_RECEIVE, &req.idempotency_key, req);
     key.run(tx, now, async |tx| {
@@ -319,10 +314,9 @@ pub(crate) async fn receive<D: Backend>(
 /// Cancels an open purchase order. Idempotent by key.
 pub(crate) async fn cancel<D: Backend>(
     tx: &mut Tx<'_, D>,
-    req: &CancelPurchaseOrder,
-    now: DateTime<Utc>,
+    c: &Call<CancelPurchaseOrder>,
 ) -> Result<PurchaseOrder> {
-    let now = micros(now);
+    let (req, now) = (&c.req, c.now);
     let id = req.purchase_order_id.as_str();
     let key = Keyed::new(OP_CANCEL, &req.idempotency_key, req);
     key.run(tx, now, async |tx| {
@@ -445,10 +439,8 @@ impl<E: Engine> PurchasingStore for E {
         req: &ReceivePurchaseOrder,
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(receive(tx, &c.req, c.now))
-        })
-        .await
+        self.alone(req.clone(), now, |tx, c| Box::pin(receive(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self, req), fields(po = %req.purchase_order_id), err(level = "debug"))]
@@ -457,9 +449,7 @@ impl<E: Engine> PurchasingStore for E {
         req: &CancelPurchaseOrder,
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder> {
-        self.call(Lane::Alone, req.clone(), now, |tx, c| {
-            Box::pin(cancel(tx, &c.req, c.now))
-        })
-        .await
+        self.alone(req.clone(), now, |tx, c| Box::pin(cancel(tx, c)))
+            .await
     }
 }
