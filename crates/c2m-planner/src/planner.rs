@@ -266,39 +266,6 @@ fn plan_timed(
                 "start improved"
             );
             time_limit = time_limit.saturating_sub(searching.elapsed());
-            #[cfg(feature = "highs")]
-            let better = {
-                let fo: f64 = std::env::var("C2M_FO")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0.0);
-                let per: f64 = std::env::var("C2M_FO_PER")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(2.0);
-                if fo > 0.0 && opts.solver == SolverKind::Highs {
-                    let refining = Instant::now();
-                    let share = opts.time_limit.mul_f64(fo).min(time_limit / 2);
-                    let (refined, stats) = phased::refine::refine(
-                        v,
-                        &better,
-                        refining + share,
-                        Duration::from_secs_f64(per),
-                    );
-                    eprintln!(
-                        "fo: {:.1} s, {} solves, {} improved, {:.0} -> {:.0}",
-                        refining.elapsed().as_secs_f64(),
-                        stats.solves,
-                        stats.improved,
-                        better.costs(v).total(),
-                        refined.costs(v).total()
-                    );
-                    time_limit = time_limit.saturating_sub(refining.elapsed());
-                    refined
-                } else {
-                    better
-                }
-            };
             Some(better)
         }
         other => other,

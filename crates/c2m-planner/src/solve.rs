@@ -341,7 +341,6 @@ mod highs_backend {
                 .map_err(|e| fail(format!("cannot set option {name}: {e:?}")))
         };
         set("time_limit", time_limit.as_secs_f64().max(0.001))?;
-
         if has_integers {
             set("mip_rel_gap", mip_gap.max(0.0))?;
             // See `TIGHT_TOLERANCE`.
@@ -353,10 +352,6 @@ mod highs_backend {
                         "cannot set option mip_heuristic_run_root_reduced_cost: {e:?}"
                     ))
                 })?;
-        }
-        if std::env::var("C2M_HIGHS_LOG").is_ok() {
-            m.try_set_option("output_flag", true).ok();
-            m.try_set_option("log_to_console", true).ok();
         }
         if split {
             // Presolve would merge each split integer back into one column

@@ -17,8 +17,6 @@ pub(crate) mod explain;
 pub(crate) mod greedy;
 pub(crate) mod improve;
 pub(crate) mod model;
-#[cfg(feature = "highs")]
-pub(crate) mod refine;
 pub(crate) mod verify;
 
 use crate::plan::{

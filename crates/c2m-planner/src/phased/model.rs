@@ -52,26 +52,6 @@ pub(crate) struct Options {
     /// Add the supply assignment rows (tight model, firm dues; measured
     /// with HiGHS only, see `docs/planning-time.md`).
     pub assign_supply: bool,
-    /// Fix-and-optimize: every decision outside a neighbourhood is fixed
-    /// to a plan's (see [`Keep`]).
-    pub keep: Option<Keep>,
-}
-
-/// A neighbourhood of a plan for fix-and-optimize: the runs of the lines
-/// and the orders of the materials marked free stay decisions of the
-/// model; every other run (units and setup) and order (tier and quantity)
-/// is fixed to the plan's by its bounds. The plan must keep the model's
-/// rules and bounds, so it is a plan of the restricted model too.
-#[derive(Debug, Clone)]
-pub(crate) struct Keep {
-    pub plan: Schedule,
-    /// Per line (indexed like [`ValidatedScenario::lines`]).
-    pub free_line: Vec<bool>,
-    /// Per material.
-    pub free_material: Vec<bool>,
-    /// Whether a free material's orders keep the plan's tiers (whether
-    /// and at which break each order is placed), only their quantities free.
-    pub keep_tiers: bool,
 }
 
 /// The most order tiers for which the tight model gets its supply
@@ -396,25 +376,14 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             if u < min_run.max(1.0) {
                 continue; // cannot run in this period
             }
-            let kept = opts
-                .keep
-                .as_ref()
-                .filter(|k| fixed.is_none() && !k.free_line[i])
-                .map(|k| k.plan.x[t][i]);
-            let (x, y) = match (fixed, kept) {
-                (None, Some(q)) => {
-                    let on = q > 0;
-                    let y = add(&mut vars, variable().min(on as u8).max(on as u8));
-                    let x = add(&mut vars, variable().min(q as f64).max(q as f64));
-                    (x, y)
-                }
-                (Some(d), _) => {
+            let (x, y) = match fixed {
+                Some(d) => {
                     let on = d.x[t][i] > 0;
                     let y = add(&mut vars, variable().min(on as u8).max(on as u8));
                     let x = add(&mut vars, variable().min(0.0).max(if on { u } else { 0.0 }));
                     (x, y)
                 }
-                (None, None) => {
+                None => {
                     has_integers = true;
                     let y = add(&mut vars, variable().binary());
                     let x = if opts.split_integers && u > SPLIT_ABOVE && u <= SPLIT_AT_MOST {
@@ -452,46 +421,23 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             let a = t + o.lead_periods;
             let bounds = order_tiers(v, oi, b.need_from[o.material][a], f);
             let fixed_tier = fixed.map(|d| d.buy[t][oi].map(|(k, _)| k));
-            // An order kept as the plan has it: its tier and quantity.
-            let kept = opts
-                .keep
-                .as_ref()
-                .filter(|k| fixed.is_none() && !k.free_material[o.material])
-                .map(|k| k.plan.buy[t][oi]);
-            let keep_tiers = opts
-                .keep
-                .as_ref()
-                .filter(|k| fixed.is_none() && k.keep_tiers)
-                .map(|k| k.plan.buy[t][oi]);
             let mut tiers = Vec::new();
             let mut total_q = Expression::default();
             let mut total_z = Expression::default();
             let mut max_hi: f64 = 0.0;
             for (k, bk) in bounds.iter().enumerate() {
                 let Some((lo, hi)) = *bk else { continue };
-                let z = match (fixed_tier, kept) {
-                    (Some(ft), _) => {
+                let z = match fixed_tier {
+                    Some(ft) => {
                         let on = ft == Some(k);
                         add(&mut vars, variable().min(on as u8).max(on as u8))
                     }
-                    (None, Some(b)) => {
-                        let on = matches!(b, Some((kk, _)) if kk == k);
-                        add(&mut vars, variable().min(on as u8).max(on as u8))
-                    }
-                    (None, None) if keep_tiers.is_some() => {
-                        let on = matches!(keep_tiers, Some(Some((kk, _))) if kk == k);
-                        add(&mut vars, variable().min(on as u8).max(on as u8))
-                    }
-                    (None, None) => {
+                    None => {
                         has_integers = true;
                         add(&mut vars, variable().binary())
                     }
                 };
-                let q = match kept {
-                    Some(Some((kk, qq))) if kk == k => add(&mut vars, variable().min(qq).max(qq)),
-                    Some(_) => add(&mut vars, variable().min(0.0).max(0.0)),
-                    None => add(&mut vars, variable().min(0.0).max(hi)),
-                };
+                let q = add(&mut vars, variable().min(0.0).max(hi));
                 max_hi = max_hi.max(hi);
                 objective += offer.breaks[k].unit_price * q.v + offer.order_cost * z.v;
                 constraints.push(Expression::from(q.v).leq(hi * z.v));
@@ -522,7 +468,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             let pack_var = offer.pack().map(|p| {
                 let max_n = (max_hi / p + 1e-9).floor();
                 let def = variable().min(0.0).max(max_n);
-                let nv = if fixed.is_some() || kept.is_some() {
+                let nv = if fixed.is_some() {
                     add(&mut vars, def)
                 } else if opts.split_integers && max_n > SPLIT_ABOVE && max_n <= SPLIT_AT_MOST {
                     has_integers = true;
