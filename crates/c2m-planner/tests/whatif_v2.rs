@@ -695,3 +695,25 @@ fn lead_times_past_the_horizon_are_planned_once() {
         .filter(|p| p.x >= 28.0)
         .all(|p| p.total_cost == Some(1900)));
 }
+
+/// A lead-time sweep's default number of points (one per day, at most 50) for a range
+/// wider than a usize: the day count saturated the conversion and one more overflowed,
+/// a panic in a debug build and `a sweep takes 2 to 500 points, got 0` (points the user
+/// never gave) in a release one. It is 50 points, as for any range over 49 days.
+#[test]
+fn a_lead_time_sweep_over_a_huge_range_takes_fifty_points() {
+    let mut env = Mem::default();
+    env.0.insert("lead.toml".into(), LEAD.into());
+    let out = cli(
+        &mut env,
+        "sweep lead.toml --lead-time slow --from 0 --to 1e300 --json",
+    )
+    .unwrap();
+    let json: Value = serde_json::from_str(&out).unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 50);
+    assert_eq!(points[0]["x"], 0.0);
+    // Slow delivers within the horizon only at 0 days; every longer lead time is past
+    // the horizon's four weeks: two models.
+    assert_eq!(env.1, 2);
+}

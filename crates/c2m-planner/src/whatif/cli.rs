@@ -258,7 +258,9 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             let to = flags.num("--to")?.ok_or("--to is required")?;
             let default_points = match quantity {
                 // One point per whole day, at most 50.
-                Quantity::LeadTime { .. } => ((to - from).abs().round() as usize + 1).min(50),
+                // Capped before the conversion: `--to 1e300` saturates a usize, and one
+                // more overflowed (a panic in a debug build, 0 points in a release one).
+                Quantity::LeadTime { .. } => (to - from).abs().round().min(49.0) as usize + 1,
                 _ => 50,
             };
             let points = match flags.whole("--points")? {
