@@ -525,3 +525,34 @@ fn points_with_no_plan_exit_3_with_the_rest_complete() {
         out.stdout
     );
 }
+
+/// An option given twice is refused, naming it: only the first was read, so
+/// `--demand a --demand b` swept `a` alone and `--points 2 --points 3` planned two
+/// points, without a word.
+#[test]
+fn an_option_given_twice_is_refused() {
+    let mut env = Mem::with(&[("k.toml", KETTLE), ("ov.toml", KETTLE_OVERLAY)]);
+    for (args, twice) in [
+        (
+            "sweep k.toml --demand kettle-17-white --demand kettle-17-sage --from 0 --to 10 --points 2",
+            "--demand",
+        ),
+        (
+            "sweep k.toml --demand kettle-17-white --from 0 --to 10 --points 2 --points 3",
+            "--points",
+        ),
+        (
+            "sweep k.toml --demand kettle-17-white --from 0 --to 10 --points 2 --csv --csv",
+            "--csv",
+        ),
+        (
+            "advise k.toml --sku kettle-17-white --price 49 --price 59 --margin 0.1",
+            "--price",
+        ),
+        ("compare k.toml ov.toml --time-limit 1 --time-limit 2", "--time-limit"),
+    ] {
+        let e = cli(&mut env, args).unwrap_err();
+        assert_eq!(e, format!("{twice} is given twice: give it once"), "{args}");
+    }
+    assert!(env.progress.is_empty(), "nothing was planned");
+}

@@ -110,11 +110,18 @@ impl Flags {
             .map(|v| parse_num(&v).map_err(|e| format!("{name}: {e}")))
             .transpose()
     }
-    /// Rejects options not in `known` (flags and valued options).
+    /// Rejects options not in `known` (flags and valued options), and an option given
+    /// twice: only the first would be read, and `--demand a --demand b` would sweep `a`
+    /// alone without a word.
     fn check(&self, flags: &[&str], valued: &[&str]) -> Result<(), String> {
         let mut i = 0;
+        let mut seen: Vec<&str> = Vec::new();
         while i < self.0.len() {
             let a = self.0[i].as_str();
+            if (valued.contains(&a) || flags.contains(&a)) && seen.contains(&a) {
+                return Err(format!("{a} is given twice: give it once"));
+            }
+            seen.push(a);
             if valued.contains(&a) {
                 i += 2;
             } else if flags.contains(&a) {
