@@ -526,6 +526,40 @@ fn points_with_no_plan_exit_3_with_the_rest_complete() {
     );
 }
 
+/// A price beyond any money a scenario may hold (`--price 1e308` is infinite once in
+/// minor units) is refused before anything is planned. It was taken: the advice printed
+/// `price inf CNY`, `margin NaN%` and a minimum viable batch of 1 unit, and its JSON
+/// `"price": null`.
+#[test]
+fn advise_refuses_a_price_beyond_any_money() {
+    let mut env = Mem::with(&[("mug.toml", MUG)]);
+    for args in [
+        "--price 1e308 --deposit 10",
+        "--price 1e308 --deposit 1e308",
+        "--price 1e14",
+    ] {
+        let e = cli(
+            &mut env,
+            &format!("advise mug.toml --sku mug --margin 0.2 {args}"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("the price must be positive and at most 1e15 minor units"),
+            "{args}: {e}"
+        );
+    }
+    assert!(env.progress.is_empty(), "nothing was planned");
+    // The largest price a scenario's money allows is still advised on.
+    let out = cli(
+        &mut env,
+        "advise mug.toml --sku mug --price 1e13 --margin 0.2 --max 100 --json",
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["price"], 1e15, "{}", out.stdout);
+    assert!(json["target_cost"].is_number(), "{}", out.stdout);
+}
+
 /// An option given twice is refused, naming it: only the first was read, so
 /// `--demand a --demand b` swept `a` alone and `--points 2 --points 3` planned two
 /// points, without a word.

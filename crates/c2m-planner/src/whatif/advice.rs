@@ -47,7 +47,7 @@ use serde::Serialize;
 
 use super::sweep::{break_volumes, scenario_at, BreakMark, Quantity};
 use crate::report::{major, unit_price};
-use crate::validate::MAX_UNITS;
+use crate::validate::{MAX_NUMBER, MAX_UNITS};
 use crate::{Plan, PlanError, PlanStatus, Scenario, SolveOptions};
 
 /// The campaign and the search.
@@ -342,9 +342,14 @@ pub fn advise_by(
     end: Option<Instant>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Advice, String> {
-    // Written so that NaN is refused too.
-    if spec.price.is_nan() || spec.price <= 0.0 {
-        return Err("the price must be positive".into());
+    // Written so that NaN is refused too; an infinite price (`--price 1e308` in major
+    // units) would leave an infinite target and a margin of NaN at every volume.
+    if !(spec.price > 0.0 && spec.price <= MAX_NUMBER) {
+        return Err(format!(
+            "the price must be positive and at most {MAX_NUMBER:e} minor units \
+             (as any money in a scenario), got {}",
+            spec.price
+        ));
     }
     if !(0.0..1.0).contains(&spec.margin) {
         return Err("the margin must be in [0, 1)".into());
