@@ -590,3 +590,44 @@ fn an_option_given_twice_is_refused() {
     }
     assert!(env.progress.is_empty(), "nothing was planned");
 }
+
+/// A demand sweep from 0 units: the point at 0 has a plan (it makes none of the sku) but
+/// no cost per unit, there being no unit to put a cost on. It showed `0.00` (CSV
+/// `0.0000`, JSON `0`), and the chart drew the curve from 0 at 0 units up to the real
+/// cost per unit, with an axis from 0 that flattened the rest. It is `-` in the table,
+/// empty in CSV, `null` in JSON, and not drawn (nor drawn as infeasible).
+#[test]
+fn a_demand_sweep_has_no_cost_per_unit_at_zero_units() {
+    let mut env = Mem::with(&[("mug.toml", MUG)]);
+    let csv = cli(
+        &mut env,
+        "sweep mug.toml --demand mug --from 0 --to 100 --points 2 --csv --svg mug.svg",
+    )
+    .unwrap();
+    let rows: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(rows[1], "0,optimal,0,0,,", "{}", csv.stdout);
+    assert!(rows[2].starts_with("100,optimal,0,"), "{}", csv.stdout);
+    assert!(!rows[2].contains(",,"), "{}", csv.stdout);
+    let svg = &env.files["mug.svg"];
+    assert_eq!(svg.matches(r#"class="point""#).count(), 1, "{svg}");
+    assert!(!svg.contains(r#"class="infeasible""#), "{svg}");
+    let json = cli(
+        &mut env,
+        "sweep mug.toml --demand mug --from 0 --to 100 --points 2 --json",
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(v["points"][0]["cost_per_unit"].is_null(), "{}", json.stdout);
+    assert!(
+        v["points"][1]["cost_per_unit"].is_number(),
+        "{}",
+        json.stdout
+    );
+    let text = cli(
+        &mut env,
+        "sweep mug.toml --demand mug --from 0 --to 100 --points 2",
+    )
+    .unwrap();
+    let zero = text.stdout.lines().nth(1).unwrap();
+    assert!(zero.trim_end().ends_with(" -"), "{}", text.stdout);
+}

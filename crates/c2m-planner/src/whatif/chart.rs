@@ -19,6 +19,9 @@
 //! with `data-proven="false"` and its gap in its title, and one `<text
 //! class="unproven-note">` says what hollow means.
 //!
+//! A demand sweep's point at 0 units has a plan but no cost per unit (there
+//! is no unit to put it on): it is not drawn, and the curve starts after it.
+//!
 //! A point with no plan (status `no_plan`: the planner found none) has no
 //! cost either, and nothing is known of it: one grey `<text class="no-plan">`
 //! question mark standing on the x axis, with the reason in its title, and a legend
@@ -128,7 +131,7 @@ pub fn render_svg(s: &Sweep) -> String {
     let infeasible: Vec<f64> = s
         .points
         .iter()
-        .filter(|p| primary(s, p).is_none() && p.status != PointStatus::NoPlan)
+        .filter(|p| p.status == PointStatus::Infeasible)
         .map(|p| p.x)
         .collect();
     let no_plan: Vec<&SweepPoint> = s

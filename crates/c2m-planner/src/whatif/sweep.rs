@@ -130,7 +130,8 @@ pub struct SweepPoint {
     /// `None` where the point is infeasible or has no plan.
     pub total_cost: Option<i64>,
     /// Full cost per demanded unit of the reported sku (minor units); NaN
-    /// (`null` in JSON) where the point is infeasible or has no plan.
+    /// (`null` in JSON) where the point is infeasible or has no plan, and at a
+    /// demand of 0 units in a demand sweep (no unit to put a cost on).
     pub cost_per_unit: f64,
     /// What the best partial plan cannot make, where the point is infeasible.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -376,10 +377,16 @@ pub fn run_sweep(
                 .iter()
                 .position(|d| d == k)
                 .expect("every key is planned");
-            SweepPoint {
+            let mut point = SweepPoint {
                 x,
                 ..planned[i].clone()
+            };
+            // No units of the sku, no cost per unit: the planner's 0 for a sku with
+            // nothing to make is not a price, and drew the curve down to 0 at 0 units.
+            if matches!(spec.quantity, Quantity::Demand { .. }) && x.round() <= 0.0 {
+                point.cost_per_unit = f64::NAN;
             }
+            point
         })
         .collect();
     let (swept, label, breaks) = match &spec.quantity {
@@ -683,8 +690,14 @@ pub fn render_csv(s: &Sweep) -> String {
         let gap = p.gap.map_or(String::new(), |g| g.to_string());
         match p.total_cost {
             Some(t) => out.push_str(&format!(
-                "{},{},{gap},{t},{:.4},{late}\n",
-                p.x, p.status, p.cost_per_unit
+                "{},{},{gap},{t},{},{late}\n",
+                p.x,
+                p.status,
+                if p.cost_per_unit.is_finite() {
+                    format!("{:.4}", p.cost_per_unit)
+                } else {
+                    String::new()
+                }
             )),
             None => out.push_str(&format!(
                 "{},{},{gap},,,{late}{}\n",
@@ -743,7 +756,11 @@ pub fn render_text(s: &Sweep) -> String {
                     "{x:>12}  {:<16}  {:>16}  {:>14}",
                     status_cell(p),
                     major(t as f64, cur),
-                    major(p.cost_per_unit, cur)
+                    if p.cost_per_unit.is_finite() {
+                        major(p.cost_per_unit, cur)
+                    } else {
+                        "-".to_string()
+                    }
                 ));
                 if timed {
                     out.push_str(&format!(
