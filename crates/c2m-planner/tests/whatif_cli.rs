@@ -631,3 +631,22 @@ fn a_demand_sweep_has_no_cost_per_unit_at_zero_units() {
     let zero = text.stdout.lines().nth(1).unwrap();
     assert!(zero.trim_end().ends_with(" -"), "{}", text.stdout);
 }
+
+/// `--sku` with `--demand` is refused: a demand sweep reports the swept sku, and the
+/// `--sku` (even one the scenario lacks) was read by nothing, so `--demand white --sku
+/// sage` printed white's cost per unit for a planner who asked for sage's.
+#[test]
+fn a_demand_sweep_refuses_sku() {
+    let mut env = Mem::with(&[("k.toml", KETTLE)]);
+    for sku in ["kettle-17-sage", "nonexistent"] {
+        let e = cli(
+            &mut env,
+            &format!(
+                "sweep k.toml --demand kettle-17-white --sku {sku} --from 100 --to 200 --points 2"
+            ),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("--sku is not for a demand sweep"), "{e}");
+    }
+    assert!(env.progress.is_empty(), "nothing was planned");
+}

@@ -233,7 +233,16 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 flags.get("--price")?,
                 flags.get("--lead-time")?,
             ) {
-                (Some(sku), None, None) => (Quantity::Demand { sku: sku.clone() }, sku),
+                (Some(sku), None, None) => {
+                    // The sku reported is the one swept; a --sku here was read by nothing,
+                    // and the table answered for another sku than the one asked for.
+                    if flags.get("--sku")?.is_some() {
+                        return Err("--sku is not for a demand sweep: it reports the cost \
+                                    per unit of the sku whose demand it sweeps (--demand SKU)"
+                            .into());
+                    }
+                    (Quantity::Demand { sku: sku.clone() }, sku)
+                }
                 (None, Some(p), None) => {
                     let (s, m) = p.split_once(':').ok_or("--price takes SUPPLIER:MATERIAL")?;
                     (
