@@ -650,3 +650,63 @@ fn a_demand_sweep_refuses_sku() {
     }
     assert!(env.progress.is_empty(), "nothing was planned");
 }
+
+/// A variant that asks no unit of an sku has no cost per unit for it: it showed `0.00`
+/// (CSV `0.0000`, JSON `0`), the planner's placeholder for an sku with nothing to make,
+/// beside the base's real cost. It is `-` in the table, empty in CSV, and absent from
+/// the column's `cost_per_unit` in JSON.
+#[test]
+fn compare_has_no_cost_per_unit_for_an_sku_without_demand() {
+    let overlay = "[[variants]]\nname = \"no-white\"\n\
+                   changes = [ { set = \"products.kettle-17-white.demand\", value = 0 } ]\n";
+    let mut env = Mem::with(&[("k.toml", KETTLE), ("ov.toml", overlay)]);
+    let text = cli(&mut env, "compare k.toml ov.toml").unwrap().stdout;
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("per unit kettle-17-white"))
+        .unwrap();
+    assert!(row.trim_end().ends_with(" -"), "{text}");
+    assert!(!row.contains("0.00"), "{text}");
+    let csv = cli(&mut env, "compare k.toml ov.toml --csv")
+        .unwrap()
+        .stdout;
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let white = header
+        .iter()
+        .position(|h| *h == "cost_per_unit:kettle-17-white")
+        .unwrap();
+    let variant = csv.lines().find(|l| l.starts_with("no-white,")).unwrap();
+    assert_eq!(variant.split(',').nth(white), Some(""), "{csv}");
+    let json = cli(&mut env, "compare k.toml ov.toml --json")
+        .unwrap()
+        .stdout;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let columns = v["columns"].as_array().unwrap();
+    assert!(columns[0]["cost_per_unit"]["kettle-17-white"].is_number());
+    assert!(
+        columns[1]["cost_per_unit"].get("kettle-17-white").is_none(),
+        "{json}"
+    );
+    assert!(columns[1]["cost_per_unit"]["kettle-17-sage"].is_number());
+}
+
+/// A price sweep whose `--sku` the scenario asks no unit of has no cost per unit at any
+/// point (it showed 0.00 at each).
+#[test]
+fn a_price_sweep_of_an_sku_without_demand_has_no_cost_per_unit() {
+    let no_sage = KETTLE.replace("demand = 650", "demand = 0");
+    let mut env = Mem::with(&[("k.toml", &no_sage)]);
+    let csv = cli(
+        &mut env,
+        "sweep k.toml --price ningbo-steel:steel-304 --sku kettle-17-sage --from -10% --to 10% --points 2 --csv",
+    )
+    .unwrap()
+    .stdout;
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    for row in rows {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert_eq!(fields[1], "optimal", "{csv}");
+        assert_eq!(fields[4], "", "{csv}");
+    }
+}

@@ -43,7 +43,8 @@ pub struct Column {
     pub gap: Option<f64>,
     pub total_cost: Option<i64>,
     pub cost_breakdown: Option<CostBreakdown>,
-    /// Per sku, minor units per demanded unit (empty when infeasible).
+    /// Per sku, minor units per demanded unit (empty when infeasible; an sku the
+    /// column's scenario asks no unit of is left out).
     pub cost_per_unit: BTreeMap<String, f64>,
     /// Products the best partial plan cannot make enough of, and by how
     /// many units (empty unless infeasible).
@@ -126,8 +127,15 @@ pub fn compare(
         .iter()
         .zip(&plans)
         .enumerate()
-        .map(|(i, ((name, _), plan))| match plan {
-            Ok(plan) => column(name, plan, if i == 0 { None } else { base_plan }),
+        .map(|(i, ((name, scenario), plan))| match plan {
+            Ok(plan) => {
+                let mut c = column(name, plan, if i == 0 { None } else { base_plan });
+                // An sku the column asks no unit of has no cost per unit (the planner's
+                // 0.00 read as a price): `-` in the table, empty in CSV, absent in JSON.
+                c.cost_per_unit
+                    .retain(|sku, _| super::units_asked(scenario, sku) > 0);
+                c
+            }
             Err(e) => no_plan_column(name, e),
         })
         .collect();

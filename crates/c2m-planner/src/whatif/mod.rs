@@ -62,6 +62,19 @@ pub fn plan_point(s: &Scenario, opts: &SolveOptions) -> Result<Result<Plan, Plan
     }
 }
 
+/// Units of `sku` the scenario asks for: its demand, or in version 2 its total due; 0 for
+/// an sku it lacks. With none, the sku has no cost per unit (the planner's 0.00 for it is
+/// no price, and what-if output shows none).
+pub(crate) fn units_asked(s: &Scenario, sku: &str) -> i64 {
+    s.products.iter().find(|p| p.sku == sku).map_or(0, |p| {
+        if s.horizon.is_some() {
+            p.total_due()
+        } else {
+            p.demand
+        }
+    })
+}
+
 /// The options the what-if tools solve with: the defaults without shadow
 /// prices, which they never show and which cost one LP per resource.
 pub fn default_options() -> SolveOptions {

@@ -383,7 +383,11 @@ pub fn run_sweep(
             };
             // No units of the sku, no cost per unit: the planner's 0 for a sku with
             // nothing to make is not a price, and drew the curve down to 0 at 0 units.
-            if matches!(spec.quantity, Quantity::Demand { .. }) && x.round() <= 0.0 {
+            let units = match spec.quantity {
+                Quantity::Demand { .. } => x.round() as i64,
+                _ => super::units_asked(base, &spec.sku),
+            };
+            if units <= 0 {
                 point.cost_per_unit = f64::NAN;
             }
             point
