@@ -36,7 +36,16 @@ fn parse_args() -> Result<Args, String> {
     let mut svg = None;
     let mut opts = SolveOptions::default();
     let mut it = std::env::args().skip(1);
+    let mut seen: Vec<String> = Vec::new();
     while let Some(a) = it.next() {
+        // Each option once: the last one given was taken without a word, so
+        // `--svg a.svg --svg b.svg` wrote only b.svg.
+        if a.starts_with('-') {
+            if seen.contains(&a) {
+                return Err(format!("{a} is given twice: give it once"));
+            }
+            seen.push(a.clone());
+        }
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
             "--json" => json = true,

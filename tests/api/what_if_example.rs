@@ -440,3 +440,30 @@ fn lead_time_sweep_on_kettle_weeks() {
         assert_eq!(lateness, late * 800, "{row:?}");
     }
 }
+
+/// The `plan` example refuses an option given twice, naming it, and writes nothing: the
+/// last one given was taken without a word, so `--svg a.svg --svg b.svg` wrote b.svg
+/// alone and a planner looked for a.svg.
+#[test]
+fn plan_example_refuses_an_option_given_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.svg");
+    let b = dir.path().join("b.svg");
+    let plan = crate::common::example_binary("plan");
+    let out = Command::new(plan)
+        .current_dir(ROOT)
+        .args([
+            KETTLE,
+            "--svg",
+            a.to_str().unwrap(),
+            "--svg",
+            b.to_str().unwrap(),
+        ])
+        .output()
+        .expect("the example runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--svg is given twice"), "{err}");
+    assert!(!a.exists() && !b.exists());
+}
