@@ -710,3 +710,21 @@ fn a_price_sweep_of_an_sku_without_demand_has_no_cost_per_unit() {
         assert_eq!(fields[4], "", "{csv}");
     }
 }
+
+/// An output named as its own input is refused before anything is read or written: `sweep
+/// k.toml ... --svg k.toml` wrote the chart over the scenario, and `scenario convert k.toml
+/// k.toml` rewrote the planner's file without its comments.
+#[test]
+fn an_output_over_its_own_input_is_refused() {
+    let mut env = Mem::with(&[("k.toml", KETTLE)]);
+    let e = cli(
+        &mut env,
+        "sweep k.toml --demand kettle-17-white --from 100 --to 200 --points 2 --svg k.toml",
+    )
+    .unwrap_err();
+    assert!(e.contains("would write the chart over the scenario"), "{e}");
+    let e = cli(&mut env, "scenario convert k.toml k.toml").unwrap_err();
+    assert!(e.contains("would be written over its own input"), "{e}");
+    assert_eq!(env.files["k.toml"], KETTLE);
+    assert!(env.progress.is_empty(), "nothing was planned");
+}

@@ -216,6 +216,11 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             if flags.has("--csv") && flags.has("--json") {
                 return Err("give one of --csv or --json".into());
             }
+            if flags.get("--svg")?.as_deref() == Some(base.as_str()) {
+                return Err(format!(
+                    "--svg {base} would write the chart over the scenario: give another file"
+                ));
+            }
             let base_s = load(env, base)?;
             // The sku whose cost per unit is reported: --sku, else the first.
             let sku_or_first = || -> Result<String, String> {
@@ -395,6 +400,12 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                         return Err(format!(
                             "convert: {output}: the output's extension picks the format, \
                              .toml or .json"
+                        ));
+                    }
+                    if input == output {
+                        return Err(format!(
+                            "convert: {output} would be written over its own input: give \
+                             another file"
                         ));
                     }
                     let s = load(env, input)?;
