@@ -728,3 +728,23 @@ fn an_output_over_its_own_input_is_refused() {
     assert_eq!(env.files["k.toml"], KETTLE);
     assert!(env.progress.is_empty(), "nothing was planned");
 }
+
+/// A comparison whose plans are not proven optimal says so: a column with no bound known
+/// read a bare `feasible`, and nothing under the table said that its cost is only the best
+/// found in time, so a variant could read cheaper than the base (a closed week saving
+/// money) by the solver alone. The status reads `feasible (gap ?)`, as a sweep's
+/// `feasible ?`, with a note like the sweep's.
+#[test]
+fn compare_says_when_its_plans_are_not_proven_optimal() {
+    let mut env = Mem::with(&[("k.toml", KETTLE), ("ov.toml", KETTLE_OVERLAY)]);
+    // No time to prove anything: the greedy rules' plans, with no bound.
+    let text = cli(&mut env, "compare k.toml ov.toml --time-limit 0.000001")
+        .unwrap()
+        .stdout;
+    let status = text.lines().find(|l| l.starts_with("status")).unwrap();
+    assert!(status.contains("feasible (gap ?)"), "{text}");
+    assert!(text.contains("NOT PROVEN OPTIMAL in "), "{text}");
+    // Proven plans need no note.
+    let text = cli(&mut env, "compare k.toml ov.toml").unwrap().stdout;
+    assert!(!text.contains("NOT PROVEN"), "{text}");
+}

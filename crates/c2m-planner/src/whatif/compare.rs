@@ -305,6 +305,9 @@ pub fn render_text(c: &Comparison) -> String {
                 _ if k.is_infeasible() => "INFEASIBLE".to_string(),
                 _ if k.has_no_plan() => "NO PLAN".to_string(),
                 Some(g) if k.status == "feasible" => format!("feasible (gap {:.2}%)", g * 100.0),
+                // No bound known: as a sweep's `feasible ?`, not a bare `feasible` that
+                // reads as settled.
+                None if k.status == "feasible" => "feasible (gap ?)".to_string(),
                 _ => k.status.clone(),
             })
             .collect(),
@@ -495,6 +498,18 @@ pub fn render_text(c: &Comparison) -> String {
             out,
             "INFEASIBLE: no plan meets demand, so no costs are shown; short: units of demand \
              the best partial plan cannot make"
+        );
+    }
+    let unproven = c.columns.iter().filter(|k| k.status == "feasible").count();
+    if unproven > 0 {
+        let _ = writeln!(
+            out,
+            "NOT PROVEN OPTIMAL in {unproven} of {} columns (feasible): the best plan found \
+             within the time limit; the percentage is its gap to the best lower bound known \
+             (? when none is), so its cost may be that much too high and a variant may look \
+             cheaper or dearer than the base by the solver, not the scenario (a longer \
+             --time-limit narrows it)",
+            c.columns.len()
         );
     }
     if c.columns.iter().any(Column::has_no_plan) {
