@@ -716,4 +716,12 @@ fn a_lead_time_sweep_over_a_huge_range_takes_fifty_points() {
     // Slow delivers within the horizon only at 0 days; every longer lead time is past
     // the horizon's four weeks: two models.
     assert_eq!(env.1, 2);
+    // A range under a day: two points, not one refused as `got 1`.
+    let out = cli(
+        &mut env,
+        "sweep lead.toml --lead-time slow --from 0.2 --to 0.4 --json",
+    )
+    .unwrap();
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["points"].as_array().unwrap().len(), 2);
 }

@@ -281,7 +281,11 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 // One point per whole day, at most 50.
                 // Capped before the conversion: `--to 1e300` saturates a usize, and one
                 // more overflowed (a panic in a debug build, 0 points in a release one).
-                Quantity::LeadTime { .. } => (to - from).abs().round().min(49.0) as usize + 1,
+                // At least two: `--from 0.2 --to 0.4` gave one point, refused as if the
+                // user had asked for it.
+                Quantity::LeadTime { .. } => {
+                    (to - from).abs().round().clamp(1.0, 49.0) as usize + 1
+                }
                 _ => 50,
             };
             let points = match flags.whole("--points")? {
