@@ -767,6 +767,34 @@ async fn urls_the_worker_cannot_send_to_as_written_are_refused() {
     server.shutdown().await;
 }
 
+/// A URL's scheme is case-insensitive (RFC 3986): an endpoint registered as
+/// `HTTP://host:port/...` is registered and delivered to like `http://`. Before, it was
+/// refused as "must be an http:// or https:// URL".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheme_in_upper_case_is_registered_and_delivered_to() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let receiver = Receiver::start(&[]).await;
+    let url = format!("HTTP://{}/hooks/c2m", receiver.addr);
+    let endpoint = register(&c, &url, &["preorder.placed"])
+        .await
+        .expect("an upper-case scheme is registered")
+        .endpoint
+        .expect("endpoint");
+    assert_eq!(endpoint.url, url, "the URL is kept as given");
+    let order = one_event(&mut c, "upper").await;
+    let got = receiver.delivered(1, StdDuration::from_secs(20)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].data.kind(), "preorder.placed", "{got:?}");
+    assert!(
+        serde_json::to_string(&got[0])
+            .expect("json")
+            .contains(&order),
+        "the event is the order's: {got:?}"
+    );
+    server.shutdown().await;
+}
+
 /// The storefront example's `webhook list` and `webhook deliveries` show when things
 /// happen: a failing endpoint's `failing_since` and `next_attempt_at`, and each attempt's
 /// time. Before, neither list had a time, so an admin could not tell when a failing

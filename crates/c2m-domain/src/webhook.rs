@@ -97,7 +97,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Checks a webhook endpoint's URL: `http://` or `https://`, a host, a port (if any) from
+/// Checks a webhook endpoint's URL: `http://` or `https://` (in any case), a host, a port (if any) from
 /// 1 to 65535, no credentials (`user:password@`: they would be sent in the `Host` header,
 /// not as authentication), ASCII only (other characters percent-encoded), no spaces or
 /// control characters, at most 2000 characters. Errors name the field `url`.
@@ -112,12 +112,14 @@ pub fn check_url(url: &str) -> Result<(), crate::DomainError> {
     if !url.is_ascii() {
         return bad("must be ASCII (percent-encode other characters, as %C3%BC for \u{fc})");
     }
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
+    // A scheme is case-insensitive (RFC 3986, section 3.1): `HTTPS://` is `https://`,
+    // and the delivery client reads it so too.
+    let scheme_len = url.find("://").unwrap_or(0);
+    let scheme = &url[..scheme_len];
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
         return bad("must be an http:// or https:// URL");
-    };
+    }
+    let rest = &url[scheme_len + 3..];
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
         return bad(
@@ -197,8 +199,14 @@ mod tests {
         assert!(check_url("http://[::1]:8080/hooks?shop=1").is_ok());
         assert!(check_url("http://[::1]/").is_ok());
         assert!(check_url("https://shop.example:65535/caf%C3%A9#top").is_ok());
+        // The scheme in any case, as RFC 3986 reads it.
+        assert!(check_url("HTTP://127.0.0.1:8080/").is_ok());
+        assert!(check_url("Https://shop.example/").is_ok());
         for bad in [
             "ftp://shop.example/",
+            "httpx://shop.example/",
+            "HTTP:/shop.example/",
+            "://shop.example/",
             "shop.example/hook",
             "https://",
             "https:///path",
