@@ -2,11 +2,9 @@
 //! constraints that bind, shadow prices, and for an infeasible scenario the
 //! reasons demand cannot be met.
 
-use std::time::Duration;
-
 use crate::model::{build, BuildOptions, Formulation, RowRef};
-use crate::plan::{Binding, Decisions, Diagnosis, NamedValues, ShadowPrices};
-use crate::solve::{solve_model, Outcome, SolverError, SolverKind};
+use crate::plan::{Binding, Decisions, Diagnosis, ExplanationMissing, NamedValues, ShadowPrices};
+use crate::solve::ExplainLps;
 use crate::validate::ValidatedScenario;
 
 const EPS: f64 = 1e-6;
@@ -167,14 +165,14 @@ pub(crate) fn binding(v: &ValidatedScenario, d: &Decisions) -> Vec<Binding> {
 /// continuous: how much the total would fall with one more unit.
 ///
 /// With HiGHS they are the LP duals; microlp gives no duals, so there they
-/// are finite differences over a small step (one LP per row).
+/// are finite differences over a small step (one LP per row). Every LP is held
+/// to the explanations' time (`lps`); if it runs out, there are no prices.
 pub(crate) fn shadow_prices(
     v: &ValidatedScenario,
     d: &Decisions,
-    solver: SolverKind,
-) -> Result<ShadowPrices, SolverError> {
+    lps: &ExplainLps,
+) -> Result<ShadowPrices, ExplanationMissing> {
     let s = v.scenario();
-    let limit = Duration::from_secs(30);
     // The plain formulation on purpose: the tight bounds are derived from
     // the factory hours and stock, so with them one more hour or unit could
     // be blocked by a bound instead of showing its value.
@@ -186,12 +184,10 @@ pub(crate) fn shadow_prices(
     };
     let base = build(v, &opts);
     let layout = base.layout();
-    let Outcome::Solved(raw) = solve_model(base, solver, limit, 0.0, None)? else {
-        return Ok(ShadowPrices::default());
-    };
+    let raw = lps.solve(base)?;
     let base_obj = raw.best_bound.unwrap_or(0.0);
     // Value of one more unit of the resource behind `row`, in money.
-    let value = |row: Option<usize>, which: RowRef| -> Result<f64, SolverError> {
+    let value = |row: Option<usize>, which: RowRef| -> Result<f64, ExplanationMissing> {
         let Some(row) = row else { return Ok(0.0) };
         if let Some(duals) = &raw.row_duals {
             return Ok(-duals[row]);
@@ -204,10 +200,8 @@ pub(crate) fn shadow_prices(
                 ..opts.clone()
             },
         );
-        match solve_model(model, solver, limit, 0.0, None)? {
-            Outcome::Solved(r) => Ok((base_obj - r.best_bound.unwrap_or(base_obj)) / STEP),
-            _ => Ok(0.0),
-        }
+        let r = lps.solve(model)?;
+        Ok((base_obj - r.best_bound.unwrap_or(base_obj)) / STEP)
     };
     let round = |x: f64| {
         let r = (x * 1e4).round() / 1e4;

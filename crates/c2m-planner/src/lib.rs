@@ -45,10 +45,10 @@ pub use phased::decompose::{
     DecompositionError, KeepIntegers,
 };
 pub use plan::{
-    round_money, Binding, Completions, Consolidation, CostBreakdown, Diagnosis, ExactCosts,
-    FactoryPeriods, JustInTime, LateUnits, LatenessChoice, NamedSeries, NamedValues, OnTime,
-    PeriodCapacity, PeriodShadowPrices, Plan, PlanStatus, Purchase, Run, ShadowPrices, Shortfall,
-    TimeExplanation,
+    explanation_budget, round_money, Binding, Completions, Consolidation, CostBreakdown, Diagnosis,
+    ExactCosts, ExplanationMissing, FactoryPeriods, JustInTime, LateUnits, LatenessChoice,
+    NamedSeries, NamedValues, OnTime, PeriodCapacity, PeriodShadowPrices, Plan, PlanStatus,
+    Purchase, Run, ShadowPrices, Shortfall, TimeExplanation,
 };
 pub use planner::{plan, PlanError};
 pub use scenario::{

@@ -190,6 +190,48 @@ pub struct ShadowPrices {
     pub factory_hours: NamedValues,
 }
 
+/// Why shadow prices are missing from a plan that asked for them. They take
+/// solves of their own after the plan's (one LP with HiGHS; with microlp one
+/// LP per binding row), and those are held to the explanations' time
+/// ([`explanation_budget`]) so that `--time-limit` bounds the whole call.
+/// Prices cut short are left out rather than shown with zeros for the rows not
+/// reached: a zero says "one more unit is worth nothing".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum ExplanationMissing {
+    /// The explanations' time ran out before every price was computed.
+    OutOfTime { budget_seconds: f64 },
+    /// A solve the prices need failed or ended without a solution.
+    SolverFailed { message: String },
+}
+
+impl std::fmt::Display for ExplanationMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExplanationMissing::OutOfTime { budget_seconds } => write!(
+                f,
+                "not computed within the explanations' {} s (a quarter of the time limit, at \
+                 most 30 s): a longer time limit gives them",
+                // Three significant digits, no trailing zeros: 0.00005, 1.25, 30.
+                format!("{:.3e}", budget_seconds)
+                    .parse::<f64>()
+                    .unwrap_or(*budget_seconds)
+            ),
+            ExplanationMissing::SolverFailed { message } => {
+                write!(f, "not computed: a solve they need failed ({message})")
+            }
+        }
+    }
+}
+
+/// How long the explanations that solve again (shadow prices, and what a late
+/// product would cost on time) may take after the plan's own solve: a quarter of
+/// the time limit, at most 30 s. The time limit is the plan's; this keeps the
+/// whole call within 1.25 times it.
+pub fn explanation_budget(time_limit: std::time::Duration) -> std::time::Duration {
+    (time_limit / 4).min(std::time::Duration::from_secs(30))
+}
+
 /// A factory and some of its periods.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactoryPeriods {
@@ -238,6 +280,9 @@ pub struct TimeExplanation {
     pub lateness: Vec<LatenessChoice>,
     /// Shadow prices per period (runs, setups and tiers fixed).
     pub shadow_prices: Option<PeriodShadowPrices>,
+    /// Why `shadow_prices` is missing when they were asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_prices_missing: Option<ExplanationMissing>,
     /// Buying across periods compared with buying each period's need
     /// separately, for the plan's own production.
     pub consolidation: Option<Consolidation>,
@@ -361,6 +406,9 @@ pub struct Plan {
     pub cost_per_unit: NamedValues,
     pub binding: Vec<Binding>,
     pub shadow_prices: Option<ShadowPrices>,
+    /// Why `shadow_prices` is missing when they were asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_prices_missing: Option<ExplanationMissing>,
     pub diagnosis: Option<Diagnosis>,
     /// Version 2: explanations period by period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -650,6 +698,7 @@ pub(crate) fn plan_from_decisions(
         cost_per_unit: NamedValues::default(),
         binding: Vec::new(),
         shadow_prices: None,
+        shadow_prices_missing: None,
         diagnosis: None,
         time: None,
     }

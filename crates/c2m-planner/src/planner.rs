@@ -9,9 +9,10 @@ use crate::explain;
 use crate::greedy::greedy_decisions;
 use crate::model::{build_split, BuildOptions, Formulation};
 use crate::phased::{self, plan_from_schedule, Schedule};
-use crate::plan::{plan_from_decisions, Decisions, Plan, PlanStatus};
+use crate::plan::{explanation_budget, plan_from_decisions, Decisions, Plan, PlanStatus};
 use crate::plan::{LatenessChoice, OnTime, TimeExplanation};
-use crate::solve::{solve_model, Outcome, SolveOptions, SolverError, SolverKind};
+use crate::solve::SolverKind;
+use crate::solve::{limit_until, solve_model, ExplainLps, Outcome, SolveOptions, SolverError};
 use crate::validate::ValidatedScenario;
 
 /// Relative gaps at or below this are treated as proven optimal: solvers
@@ -111,9 +112,13 @@ pub fn plan(v: &ValidatedScenario, opts: &SolveOptions) -> Result<Plan, PlanErro
     plan.cost_per_unit = explain::cost_per_unit(v, &decisions);
     plan.binding = explain::binding(v, &decisions);
     if opts.shadow_prices && plan.status != PlanStatus::Infeasible {
-        match explain::shadow_prices(v, &decisions, opts.solver) {
+        let lps = ExplainLps::new(opts.solver, explanation_budget(opts.time_limit));
+        match explain::shadow_prices(v, &decisions, &lps) {
             Ok(sp) => plan.shadow_prices = Some(sp),
-            Err(e) => tracing::warn!(error = %e, "no shadow prices"),
+            Err(missing) => {
+                tracing::warn!(%missing, "no shadow prices");
+                plan.shadow_prices_missing = Some(missing);
+            }
         }
     }
     plan.solve_seconds = started.elapsed().as_secs_f64();
@@ -323,14 +328,21 @@ fn plan_timed(
             just_in_time: phased::explain::just_in_time(v, &schedule),
             lateness: Vec::new(),
             shadow_prices: None,
+            shadow_prices_missing: None,
             consolidation: Some(phased::explain::consolidation(v, &schedule)),
         };
         if opts.shadow_prices {
-            match phased::explain::shadow_prices(v, &schedule, opts.solver) {
+            // One budget for both: the shadow prices' LPs, then what each late product
+            // would cost on time.
+            let lps = ExplainLps::new(opts.solver, explanation_budget(opts.time_limit));
+            match phased::explain::shadow_prices(v, &schedule, &lps) {
                 Ok(sp) => time.shadow_prices = Some(sp),
-                Err(e) => tracing::warn!(error = %e, "no shadow prices"),
+                Err(missing) => {
+                    tracing::warn!(%missing, "no shadow prices");
+                    time.shadow_prices_missing = Some(missing);
+                }
             }
-            time.lateness = lateness_choices(v, opts, &plan, &schedule)?;
+            time.lateness = lateness_choices(v, opts, &plan, &schedule, lps.until)?;
         }
         plan.time = Some(time);
     }
@@ -340,13 +352,16 @@ fn plan_timed(
 
 /// For each product with late units: what its lateness costs, and what the
 /// cheapest plan that makes it on time would cost more (one more solve per
-/// late product, within a quarter of the time limit and at most 10 s). Lateness was chosen because it is
-/// cheaper than every on-time alternative, or because there is none.
+/// late product, within a quarter of the time limit, at most 10 s, and not past
+/// `until`, the end of the explanations' time: `Unknown` once it has passed).
+/// Lateness was chosen because it is cheaper than every on-time alternative, or
+/// because there is none.
 fn lateness_choices(
     v: &ValidatedScenario,
     opts: &SolveOptions,
     plan: &Plan,
     d: &Schedule,
+    until: Instant,
 ) -> Result<Vec<LatenessChoice>, PlanError> {
     let s = v.scenario();
     let made = d.made(v);
@@ -359,7 +374,20 @@ fn lateness_choices(
         if unit_periods == 0 {
             continue;
         }
-        let (problem, layout) = phased::model::build(
+        let choice = |on_time| LatenessChoice {
+            sku: prod.sku.clone(),
+            unit_periods,
+            cost: late_cost * unit_periods as f64,
+            on_time,
+        };
+        // A quarter of the plan's own limit, at most 10 s, within the explanations'
+        // time: the bound it proves is a valid "at least" whenever it stops.
+        let Some(limit) = limit_until(until, (opts.time_limit / 4).min(Duration::from_secs(10)))
+        else {
+            out.push(choice(OnTime::Unknown));
+            continue;
+        };
+        let (problem, _) = phased::model::build(
             v,
             &phased::model::Options {
                 formulation: opts.formulation,
@@ -368,11 +396,7 @@ fn lateness_choices(
                 ..Default::default()
             },
         );
-        let _ = layout;
         let total = plan.exact_costs.total();
-        // A quarter of the plan's own limit, at most 10 s: the bound it
-        // proves is a valid "at least" whenever it stops.
-        let limit = (opts.time_limit / 4).min(Duration::from_secs(10));
         let on_time = match solve_model(problem, opts.solver, limit, opts.mip_gap, None)? {
             Outcome::Infeasible => OnTime::Impossible,
             Outcome::NoSolution => OnTime::Unknown,
@@ -384,12 +408,7 @@ fn lateness_choices(
                 None => OnTime::Unknown,
             },
         };
-        out.push(LatenessChoice {
-            sku: prod.sku.clone(),
-            unit_periods,
-            cost: late_cost * unit_periods as f64,
-            on_time,
-        });
+        out.push(choice(on_time));
     }
     Ok(out)
 }

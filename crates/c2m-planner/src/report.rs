@@ -387,6 +387,9 @@ pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
         }
         t.render(&mut out);
     }
+    if let Some(missing) = &plan.shadow_prices_missing {
+        let _ = writeln!(out, "Shadow prices: {missing}.");
+    }
     out
 }
 

@@ -183,6 +183,62 @@ pub enum SolverError {
     Failed { solver: SolverKind, message: String },
 }
 
+/// A solve's time limit given what is left until `deadline`, at most `cap`; `None` when
+/// less than a millisecond is left (a solve given no time would only fail).
+pub(crate) fn limit_until(deadline: Instant, cap: Duration) -> Option<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    (left >= Duration::from_millis(1)).then(|| left.min(cap))
+}
+
+/// The LPs behind an explanation (shadow prices), each held to what is left of the
+/// explanations' time ([`crate::plan::explanation_budget`]) and at most 30 s. An LP that
+/// does not finish is an explanation missing, never a zero.
+pub(crate) struct ExplainLps {
+    pub solver: SolverKind,
+    pub until: Instant,
+    pub budget: Duration,
+}
+
+impl ExplainLps {
+    pub fn new(solver: SolverKind, budget: Duration) -> ExplainLps {
+        ExplainLps {
+            solver,
+            until: Instant::now() + budget,
+            budget,
+        }
+    }
+
+    fn out_of_time(&self) -> crate::plan::ExplanationMissing {
+        crate::plan::ExplanationMissing::OutOfTime {
+            budget_seconds: self.budget.as_secs_f64(),
+        }
+    }
+
+    /// Solves `model` to optimality within the time left.
+    pub fn solve(
+        &self,
+        model: impl Into<Problem>,
+    ) -> Result<RawSolution, crate::plan::ExplanationMissing> {
+        use crate::plan::ExplanationMissing::SolverFailed;
+        let limit = limit_until(self.until, Duration::from_secs(30)).ok_or(self.out_of_time())?;
+        match solve_model(model, self.solver, limit, 0.0, None) {
+            Ok(Outcome::Solved(raw)) if raw.finished => Ok(raw),
+            Ok(Outcome::Solved(_) | Outcome::NoSolution) if Instant::now() >= self.until => {
+                Err(self.out_of_time())
+            }
+            Ok(Outcome::Solved(_) | Outcome::NoSolution) => Err(SolverFailed {
+                message: format!("an LP did not finish within {:.1} s", limit.as_secs_f64()),
+            }),
+            Ok(Outcome::Infeasible) => Err(SolverFailed {
+                message: "the LP with the plan's decisions fixed is infeasible".into(),
+            }),
+            Err(e) => Err(SolverFailed {
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
 /// Solves a built model.
 pub(crate) fn solve_model(
     model: impl Into<Problem>,

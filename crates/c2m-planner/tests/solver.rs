@@ -140,3 +140,36 @@ fn an_unavailable_solver_is_an_error_not_a_panic() {
         }
     }
 }
+
+/// A version 1 plan's shadow prices are held to the explanations' time too (a quarter
+/// of the time limit): with none left they are missing and say why, not zeros.
+#[test]
+fn shadow_prices_without_time_left_are_missing_not_zero() {
+    let text = include_str!("../../../examples/scenarios/kettle-c2m.toml");
+    let v = c2m_planner::Scenario::from_toml_str(text)
+        .unwrap()
+        .validate()
+        .unwrap();
+    for &solver in SolverKind::available() {
+        let mut opts = SolveOptions {
+            solver,
+            time_limit: Duration::from_secs(30),
+            ..SolveOptions::default()
+        };
+        let p = plan(&v, &opts).unwrap();
+        assert!(p.shadow_prices.is_some(), "{solver:?}");
+        assert_eq!(p.shadow_prices_missing, None, "{solver:?}");
+        opts.time_limit = Duration::from_micros(200);
+        let p = plan(&v, &opts).unwrap();
+        assert_eq!(p.shadow_prices, None, "{solver:?}");
+        assert_eq!(
+            p.shadow_prices_missing,
+            Some(c2m_planner::ExplanationMissing::OutOfTime {
+                budget_seconds: 50e-6
+            }),
+            "{solver:?}"
+        );
+        let text = c2m_planner::report::render_text(&v, &p);
+        assert!(text.contains("Shadow prices: not computed"), "{text}");
+    }
+}

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use c2m_planner::generate::{random_timed_scenario, TimedSize};
 use c2m_planner::{
-    greedy_plan, plan, verify_plan, Formulation, Plan, PlanStatus, Rule, Scenario, SolveOptions,
-    SolverKind, ValidatedScenario,
+    greedy_plan, plan, verify_plan, ExplanationMissing, Formulation, Plan, PlanStatus, Rule,
+    Scenario, SolveOptions, SolverKind, ValidatedScenario,
 };
 
 const WEEKS: &str = include_str!("../../../examples/scenarios/kettle-weeks.toml");
@@ -251,4 +251,52 @@ fn the_diagnosis_names_only_the_materials_that_cannot_cover_the_shortfall() {
     );
     assert!(d.missing_offers.is_empty());
     assert!(d.supplier_caps.is_empty());
+}
+
+/// Shadow prices take solves of their own after the plan's (with microlp one LP per
+/// binding row: hundreds on a long horizon), and they are held to the explanations'
+/// time, a quarter of the time limit, so that the limit bounds the whole call. With the
+/// time they need they are there; with none left they are missing and say why, rather
+/// than shown with zeros. Before, `plan --time-limit 5` on kettle-weeks stretched to 104
+/// weeks took 15-21 s, the prices alone 10-16 s past the limit.
+#[test]
+fn shadow_prices_are_held_to_the_explanations_time() {
+    let v = weeks();
+    for &solver in SolverKind::available() {
+        let mut o = options(solver, 30);
+        o.shadow_prices = true;
+        let p = plan(&v, &o).unwrap();
+        let t = p.time.as_ref().expect("a version 2 plan explains itself");
+        assert!(t.shadow_prices.is_some(), "{solver:?}: {t:?}");
+        assert_eq!(t.shadow_prices_missing, None, "{solver:?}");
+
+        // A limit that leaves the explanations no time to solve anything: the plan is
+        // what the start search found, its prices are missing, and what each late
+        // product would cost on time is unknown.
+        o.time_limit = Duration::from_micros(200);
+        let p = plan(&v, &o).unwrap();
+        let t = p.time.as_ref().expect("a version 2 plan explains itself");
+        assert_eq!(t.shadow_prices, None, "{solver:?}");
+        assert_eq!(
+            t.shadow_prices_missing,
+            Some(ExplanationMissing::OutOfTime {
+                budget_seconds: 50e-6
+            }),
+            "{solver:?}"
+        );
+        assert!(
+            t.lateness
+                .iter()
+                .all(|l| l.on_time == c2m_planner::OnTime::Unknown),
+            "{solver:?}: {:?}",
+            t.lateness
+        );
+        assert!(rules(&v, &p).is_empty(), "{solver:?}: {:?}", rules(&v, &p));
+        // The report says so in words.
+        let text = c2m_planner::report::render_text(&v, &p);
+        assert!(
+            text.contains("Shadow prices: not computed within the explanations' 0.00005 s"),
+            "{text}"
+        );
+    }
 }

@@ -3,13 +3,11 @@
 //! periods saved, shadow prices per period, and, for an infeasible
 //! scenario, which products cannot be completed and why.
 
-use std::time::Duration;
-
 use crate::plan::{
-    Consolidation, Diagnosis, FactoryPeriods, JustInTime, NamedSeries, PeriodCapacity,
-    PeriodShadowPrices,
+    Consolidation, Diagnosis, ExplanationMissing, FactoryPeriods, JustInTime, NamedSeries,
+    PeriodCapacity, PeriodShadowPrices,
 };
-use crate::solve::{solve_model, Outcome, SolverError, SolverKind};
+use crate::solve::ExplainLps;
 use crate::validate::ValidatedScenario;
 
 use super::greedy::lot_for_lot;
@@ -112,14 +110,15 @@ pub(crate) fn consolidation(v: &ValidatedScenario, d: &Schedule) -> Consolidatio
 /// arriving at the start of a period, and from one more hour of a factory in
 /// a period. HiGHS gives the duals; for microlp they are finite differences,
 /// computed only for the rows that bind (a row with slack is worth nothing).
+/// Every LP is held to the explanations' time (`lps`); if it runs out, there
+/// are no prices (a long horizon with microlp has hundreds of binding rows).
 pub(crate) fn shadow_prices(
     v: &ValidatedScenario,
     d: &Schedule,
-    solver: SolverKind,
-) -> Result<PeriodShadowPrices, SolverError> {
+    lps: &ExplainLps,
+) -> Result<PeriodShadowPrices, ExplanationMissing> {
     let s = v.scenario();
     let n = v.periods();
-    let limit = Duration::from_secs(30);
     // The plain formulation, as in version 1: the tight bounds come from
     // the hours and stock, and would block the extra unit being priced.
     let opts = Options {
@@ -128,13 +127,11 @@ pub(crate) fn shadow_prices(
         ..Options::default()
     };
     let (problem, layout) = build(v, &opts);
-    let Outcome::Solved(raw) = solve_model(problem, solver, limit, 0.0, None)? else {
-        return Ok(PeriodShadowPrices::default());
-    };
+    let raw = lps.solve(problem)?;
     let base = raw.best_bound.unwrap_or(0.0);
     let stock = d.stock(v);
     let used_hours = hours_used(v, d);
-    let value = |row: Option<usize>, which: Row, binds: bool| -> Result<f64, SolverError> {
+    let value = |row: Option<usize>, which: Row, binds: bool| -> Result<f64, ExplanationMissing> {
         let Some(row) = row else { return Ok(0.0) };
         if let Some(duals) = &raw.row_duals {
             return Ok(-duals[row]);
@@ -150,10 +147,8 @@ pub(crate) fn shadow_prices(
                 ..opts.clone()
             },
         );
-        match solve_model(problem, solver, limit, 0.0, None)? {
-            Outcome::Solved(r) => Ok((base - r.best_bound.unwrap_or(base)) / STEP),
-            _ => Ok(0.0),
-        }
+        let r = lps.solve(problem)?;
+        Ok((base - r.best_bound.unwrap_or(base)) / STEP)
     };
     let round = |x: f64| {
         let r = (x * 1e4).round() / 1e4;

@@ -298,6 +298,7 @@ pub(crate) fn plan_from_schedule(
         cost_per_unit: NamedValues::default(),
         binding: Vec::new(),
         shadow_prices: None,
+        shadow_prices_missing: None,
         diagnosis: None,
         time: None,
     }

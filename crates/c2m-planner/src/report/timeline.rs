@@ -516,4 +516,7 @@ fn write_explanations(out: &mut String, s: &Scenario, plan: &Plan) {
             out.push('\n');
         }
     }
+    if let Some(missing) = &time.shadow_prices_missing {
+        let _ = writeln!(out, "Shadow prices: {missing}.\n");
+    }
 }
