@@ -913,6 +913,73 @@ async fn calendars_too_far_apart_for_one_scenario_refuse_the_import_naming_them(
     server.shutdown().await;
 }
 
+/// A catalogue holds `material_deadline_days` (version 1) or factory calendars (version
+/// 2), never both, so its export keeps what it holds: the version 2 kettle-weeks merged
+/// into the catalogue of kettle-c2m.toml (deadline 14 days) is refused naming both,
+/// `DEADLINE_WITH_CALENDARS`, nothing written (again under the same key); imported with
+/// `Replace` it is taken, and merging a version 1 file with a deadline into it is refused
+/// the same way (the whole kettle-c2m.toml merged is taken: its Cixi, without a calendar,
+/// replaces the calendared one). Before, the merge was taken and the export wrote version 1 without Cixi's closed
+/// week, so an export edited and imported again opened it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_and_calendars_are_never_in_one_catalogue() {
+    let v1 = include_str!("../../examples/scenarios/kettle-c2m.toml");
+    let v2 = include_str!("../../examples/scenarios/kettle-weeks.toml");
+    let t0 = start();
+    let server = TestServer::sqlite_with_clock(Arc::new(ManualClock::new(t0))).await;
+    let mut c = server.clients().await;
+    import_dated(&mut c, "v1", v1, pb::ImportMode::Replace, t0)
+        .await
+        .expect("kettle-c2m, with material_deadline_days = 14");
+    let before = server.store.catalogue().await.expect("catalogue");
+    assert_eq!(before.material_deadline_days, Some(14));
+    for _ in 0..2 {
+        let e = import_dated(&mut c, "merge-v2", v2, pb::ImportMode::Merge, t0)
+            .await
+            .expect_err("a calendar merged into a catalogue with a deadline");
+        assert_refused(&e, Code::FailedPrecondition, "DEADLINE_WITH_CALENDARS");
+        assert_eq!(
+            error_meta(&e, "materialDeadlineDays").as_deref(),
+            Some("14")
+        );
+        assert_eq!(error_meta(&e, "factoryId").as_deref(), Some("cixi-1"));
+        assert!(e.message().contains("REPLACE"), "{}", e.message());
+        assert_eq!(
+            server.store.catalogue().await.expect("catalogue"),
+            before,
+            "nothing written"
+        );
+    }
+
+    import_dated(&mut c, "replace-v2", v2, pb::ImportMode::Replace, t0)
+        .await
+        .expect("the whole catalogue as version 2");
+    let weeks = server.store.catalogue().await.expect("catalogue");
+    assert_eq!(weeks.material_deadline_days, None);
+    // A version 1 file with a deadline and one material, merged: Cixi keeps its calendar.
+    let deadline = "name = \"deadline\"\ncurrency = \"CNY\"\nmaterial_deadline_days = 14\n\n\
+                    [[materials]]\nid = \"steel-304\"\nunit = \"kg\"\non_hand = 200.0\n";
+    let e = import_dated(&mut c, "merge-v1", deadline, pb::ImportMode::Merge, t0)
+        .await
+        .expect_err("a deadline merged into a catalogue with calendars");
+    assert_refused(&e, Code::FailedPrecondition, "DEADLINE_WITH_CALENDARS");
+    assert_eq!(error_meta(&e, "factoryId").as_deref(), Some("cixi-1"));
+    assert_eq!(server.store.catalogue().await.expect("catalogue"), weeks);
+
+    // What it holds, its export keeps: version 2, Cixi closed in week 4.
+    let exported = export_with_start(&mut c).await;
+    assert_eq!(exported.calendar_starts_at, Some(ts(t0)));
+    let s = c2m_planner::Scenario::from_toml_str(&exported.text).expect("a scenario");
+    let cixi = s.factories.iter().find(|f| f.id == "cixi-1").expect("cixi");
+    assert_eq!(
+        cixi.calendar.as_ref().map(|h| h[4]),
+        Some(0.0),
+        "{:?}",
+        cixi.calendar
+    );
+    server.shutdown().await;
+}
+
 /// A catalogue an older server let drift that far apart (it took any import) is refused
 /// at the export, naming the calendars, and writes nothing. Changes that do not widen the
 /// span are still taken, and importing the old factory again with a calendar nearer the

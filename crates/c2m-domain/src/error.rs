@@ -358,6 +358,21 @@ pub enum Refusal {
         max_periods: i64,
         period_days: i64,
     },
+    /// A catalogue change that would leave the catalogue with both `material_deadline_days`
+    /// (a version 1 rule: offers slower than the deadline are not used) and a factory
+    /// calendar (version 2). No scenario holds both, so its export would lose one of them
+    /// without a word (it wrote version 1 without the calendars). Nothing is written.
+    #[error(
+        "this import would leave the catalogue with material_deadline_days = \
+         {material_deadline_days} (version 1 only) and a calendar for factory {factory} \
+         (version 2); no scenario holds both, so an export would lose one: import the whole \
+         catalogue as a version 2 scenario with REPLACE (lead times per period replace the \
+         deadline), or leave material_deadline_days out of a version 1 file"
+    )]
+    DeadlineWithCalendars {
+        material_deadline_days: i64,
+        factory: String,
+    },
 
     // --- Purchase orders ---------------------------------------------------------------
     /// Receiving more than is still to arrive on a purchase order.
@@ -464,6 +479,7 @@ impl Refusal {
             WaitingSkuNotInCatalogue { .. } => "WAITING_SKU_NOT_IN_CATALOGUE",
             CalendarHorizonMismatch { .. } => "CALENDAR_HORIZON_MISMATCH",
             CalendarsSpanTooLong { .. } => "CALENDARS_SPAN_TOO_LONG",
+            DeadlineWithCalendars { .. } => "DEADLINE_WITH_CALENDARS",
             OverReceived { .. } => "OVER_RECEIVED",
             PurchaseOrderCancelled { .. } => "PURCHASE_ORDER_CANCELLED",
             PurchaseOrderNotOpen { .. } => "PURCHASE_ORDER_NOT_OPEN",
@@ -574,6 +590,13 @@ impl Refusal {
                 ("periods", n(periods)),
                 ("maxPeriods", n(max_periods)),
                 ("periodDays", n(period_days)),
+            ],
+            DeadlineWithCalendars {
+                material_deadline_days,
+                factory,
+            } => vec![
+                ("materialDeadlineDays", n(material_deadline_days)),
+                ("factoryId", factory.clone()),
             ],
             CurrencyMismatch {
                 campaign,

@@ -379,8 +379,33 @@ pub fn catalogue_check(horizon: PlanHorizon) -> CatalogueCheck {
         let s = scenario_of(c, None)?;
         s.validate().map_err(|e| scenario_error(&e))?;
         whole_pieces(c)?;
+        deadline_with_calendars_rule(before, c)?;
         calendars_span_rule(before, c, horizon.period_days)
     })
+}
+
+/// A catalogue holds `material_deadline_days` (version 1) or factory calendars (version 2),
+/// not both: no scenario has both, so `ExportScenario` would lose one of them on the way
+/// back (it wrote version 1 without the calendars: an export edited and imported with
+/// `Replace` opened the closed weeks). The change that would make the pair is refused
+/// (`DEADLINE_WITH_CALENDARS`): a version 2 file merged into a catalogue imported from a
+/// version 1 file with a deadline, or a version 1 file with a deadline merged into one
+/// with calendars. A catalogue an older server left with both is not refused for changes
+/// that keep it so (its export stays version 1, as documented); a change that keeps both
+/// and was not already both is.
+fn deadline_with_calendars_rule(before: &Catalogue, after: &Catalogue) -> Result<(), DomainError> {
+    fn both(c: &Catalogue) -> Option<(i64, &str)> {
+        let calendared = c.factories.iter().find(|f| f.calendar.is_some())?;
+        Some((c.material_deadline_days?, calendared.id.as_str()))
+    }
+    match both(after) {
+        Some((days, factory)) if both(before).is_none() => Err(Refusal::DeadlineWithCalendars {
+            material_deadline_days: days,
+            factory: factory.to_owned(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Every quantity of a material counted in pieces the catalogue holds is whole: its stock
@@ -751,7 +776,9 @@ fn hours_over(
 /// with them (as they do for calendars imported into this server), and the factory's
 /// capacity in the periods it does not cover. A calendar stored before calendars had dates
 /// is given as a cycle run now reads it. A catalogue with `material_deadline_days` cannot
-/// be a version 2 scenario and is exported as version 1, without its calendars.
+/// be a version 2 scenario and is exported as version 1, without its calendars: imports no
+/// longer make that pair ([`deadline_with_calendars_rule`]), but an older server's may hold
+/// it.
 ///
 /// Calendars so far apart that the scenario would have more periods than a scenario may
 /// ([`planner::validate::MAX_PERIODS`]) are refused (`CALENDARS_SPAN_TOO_LONG`, naming
