@@ -560,6 +560,25 @@ fn advise_refuses_a_price_beyond_any_money() {
     assert!(json["target_cost"].is_number(), "{}", out.stdout);
 }
 
+/// A `--step` larger than `--max` is refused, naming both: the scan tried `--max` alone
+/// and the report read "every 1000 units up to 1". A step equal to the maximum is taken.
+#[test]
+fn advise_refuses_a_step_beyond_its_maximum() {
+    let mut env = Mem::with(&[("mug.toml", MUG)]);
+    let e = cli(
+        &mut env,
+        "advise mug.toml --sku mug --price 20 --margin 0.2 --max 1 --step 1000",
+    )
+    .unwrap_err();
+    assert!(e.contains("--step 1000 is more than --max 1"), "{e}");
+    assert!(env.progress.is_empty(), "nothing was planned");
+    cli(
+        &mut env,
+        "advise mug.toml --sku mug --price 20 --margin 0.2 --max 10 --step 10 --json",
+    )
+    .expect("a step equal to the maximum");
+}
+
 /// An option given twice is refused, naming it: only the first was read, so
 /// `--demand a --demand b` swept `a` alone and `--points 2 --points 3` planned two
 /// points, without a word.

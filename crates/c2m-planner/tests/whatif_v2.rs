@@ -716,12 +716,45 @@ fn a_lead_time_sweep_over_a_huge_range_takes_fifty_points() {
     // Slow delivers within the horizon only at 0 days; every longer lead time is past
     // the horizon's four weeks: two models.
     assert_eq!(env.1, 2);
-    // A range under a day: two points, not one refused as `got 1`.
+    // A range under a day is not refused as `got 1` point: it is swept, and its one
+    // whole day (0) is one row, not the same row twice.
     let out = cli(
         &mut env,
-        "sweep lead.toml --lead-time slow --from 0.2 --to 0.4 --json",
+        "sweep lead.toml --lead-time slow --from 0.2 --to 0.4 --json --svg lead.svg",
     )
     .unwrap();
     let json: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(json["points"].as_array().unwrap().len(), 2);
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert_eq!(points[0]["x"], 0.0);
+    let svg = &env.0["lead.svg"];
+    assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+}
+
+/// More points than whole values in the range give each whole value once: a demand
+/// sweep from 1 to 3 units in 10 points has three rows, 1, 2 and 3, where it had ten
+/// (1, 1, 1, 2, 2, 2, 2, 3, 3, 3: the same plans again).
+#[test]
+fn more_points_than_whole_values_give_each_value_once() {
+    let mut env = Mem::default();
+    env.0.insert("lead.toml".into(), LEAD.into());
+    let out = cli(
+        &mut env,
+        "sweep lead.toml --demand p --from 1 --to 3 --points 10 --json",
+    )
+    .unwrap();
+    let json: Value = serde_json::from_str(&out).unwrap();
+    let xs: Vec<f64> = json["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["x"].as_f64().unwrap())
+        .collect();
+    assert_eq!(xs, [1.0, 2.0, 3.0]);
+    let out = cli(
+        &mut env,
+        "sweep lead.toml --lead-time slow --from 0 --to 2 --points 9 --csv",
+    )
+    .unwrap();
+    assert_eq!(out.lines().count(), 1 + 3, "a header and days 0, 1, 2:\n{out}");
 }

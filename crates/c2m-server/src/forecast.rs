@@ -172,13 +172,13 @@ pub async fn advice(
         .flatten();
     if now_p >= target {
         notes.push(format!(
-            "already a {:.0}% chance to lock by the deadline: no extension needed",
-            now_p * 100.0
+            "already a {}% chance to lock by the deadline: no extension needed",
+            computed_percent(now_p)
         ));
     } else if extension.is_none() {
         notes.push(format!(
-            "no extension of up to {MAX_EXTENSION_DAYS} days reaches a {:.0}% chance to lock",
-            target * 100.0
+            "no extension of up to {MAX_EXTENSION_DAYS} days reaches a {}% chance to lock",
+            given_percent(target)
         ));
     }
 
@@ -262,14 +262,14 @@ pub async fn advice(
                             });
                         }
                         None => notes.push(format!(
-                            "no threshold below {threshold} {}keeps a {:.0}% margin at the \
+                            "no threshold below {threshold} {}keeps a {}% margin at the \
                              planned cost",
                             if no_plan.is_empty() && not_reached.is_empty() {
                                 ""
                             } else {
                                 "that the planner planned "
                             },
-                            margin * 100.0
+                            given_percent(margin)
                         )),
                     }
                 }
@@ -295,26 +295,29 @@ pub async fn advice(
         };
         if p < 0.5 {
             format!(
-                "at the current rate the batch is likely to miss: {p:.2} chance to lock by the deadline, about {short_if_missed:.0} {unit_word} short if it does"
+                "at the current rate the batch is likely to miss: {} chance to lock by the deadline, about {short_if_missed:.0} {unit_word} short if it does",
+                chance(p)
             )
         } else {
             format!(
-                "the batch may miss: {p:.2} chance to lock by the deadline (the target is {target:.2}), about {short_if_missed:.0} {unit_word} short if it does"
+                "the batch may miss: {} chance to lock by the deadline (the target is {}), about {short_if_missed:.0} {unit_word} short if it does",
+                below(p, target),
+                given(target)
             )
         }
     } else {
         format!(
-            "the batch is on course: {:.2} chance to lock by the deadline",
-            forecast.lock_probability
+            "the batch is on course: {} chance to lock by the deadline",
+            chance(forecast.lock_probability)
         )
     };
     if let Some(t) = &lower_threshold {
         summary.push_str(&format!(
-            "; lowering the threshold to {} keeps cost per unit at {} (margin {:.0}%) and gives a {:.2} chance to lock",
+            "; lowering the threshold to {} keeps cost per unit at {} (margin {}%) and gives a {} chance to lock",
             t.threshold,
             Money::new(t.cost_per_unit.round() as i64, currency),
-            t.margin * 100.0,
-            t.lock_probability
+            computed_percent(t.margin),
+            chance(t.lock_probability)
         ));
     }
     if let Some(x) = &extension {
@@ -324,8 +327,8 @@ pub async fn advice(
             format!("{} days", x.days)
         };
         summary.push_str(&format!(
-            "; extending by {days} gives {:.2}",
-            x.lock_probability
+            "; extending by {days} gives {}",
+            chance(x.lock_probability)
         ));
     }
     Ok(Advice {
@@ -339,4 +342,87 @@ pub async fn advice(
         no_plan,
         not_reached,
     })
+}
+
+/// A number the merchant gave (a target chance or margin, as a fraction) as a percentage
+/// with the digits it has, up to three decimals: 20%, 99.9%, 12.5%. Whole percents
+/// printed a margin of 0.999 as "keeps a 100% margin".
+fn given_percent(x: f64) -> String {
+    given(x * 100.0)
+}
+
+/// `x` with the decimals it has, at most three: 0.8, 12.5, 20.
+fn given(x: f64) -> String {
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_owned()
+}
+
+/// A computed chance (a fraction) as whole percents, with decimals only where whole
+/// percents would say 0% or 100% of a chance that is neither.
+fn computed_percent(x: f64) -> String {
+    let pct = x * 100.0;
+    for d in 0..3 {
+        let s = format!("{pct:.d$}");
+        let shown: f64 = s.parse().unwrap_or(pct);
+        if !((shown >= 100.0 && pct < 100.0) || (shown <= 0.0 && pct > 0.0)) {
+            return s;
+        }
+    }
+    format!("{pct:.3}")
+}
+
+/// A computed chance with two decimals, more only where two would say 0.00 or 1.00 of a
+/// chance that is neither ("a 1.00 chance to lock" for 0.996).
+fn chance(p: f64) -> String {
+    for d in 2..6 {
+        let s = format!("{p:.d$}");
+        let shown: f64 = s.parse().unwrap_or(p);
+        if !((shown >= 1.0 && p < 1.0) || (shown <= 0.0 && p > 0.0)) {
+            return s;
+        }
+    }
+    format!("{p:.6}")
+}
+
+/// A chance `p` below `target` with the digits that show it below (two, or more where
+/// two would print them alike: "0.80 chance (the target is 0.8)" for 0.7996).
+fn below(p: f64, target: f64) -> String {
+    for d in 2..6 {
+        let s = format!("{p:.d$}");
+        if s.parse::<f64>().is_ok_and(|shown| shown < target) {
+            return s;
+        }
+    }
+    format!("{p:.6}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The summary's numbers say what they are: a margin of 0.999 is not "100%", a chance
+    /// of 0.7996 under a target of 0.8 is not "0.80 (the target is 0.80)", a chance of
+    /// 0.996 is not "100%".
+    #[test]
+    fn percentages_and_chances_keep_the_digits_that_matter() {
+        assert_eq!(given_percent(0.2), "20");
+        assert_eq!(given_percent(0.999), "99.9");
+        assert_eq!(given_percent(0.125), "12.5");
+        assert_eq!(given(0.8), "0.8");
+        assert_eq!(given(0.85), "0.85");
+        assert_eq!(computed_percent(0.42), "42");
+        assert_eq!(computed_percent(0.996), "99.6");
+        assert_eq!(computed_percent(0.99996), "99.996");
+        assert_eq!(computed_percent(1.0), "100");
+        assert_eq!(computed_percent(0.001), "0.1");
+        assert_eq!(below(0.71, 0.8), "0.71");
+        assert_eq!(below(0.7996, 0.8), "0.7996");
+        assert_eq!(below(0.79951, 0.8), "0.7995");
+        assert_eq!(chance(0.42), "0.42");
+        assert_eq!(chance(0.996), "0.996");
+        assert_eq!(chance(1.0), "1.00");
+        assert_eq!(chance(0.0), "0.00");
+        assert_eq!(chance(0.0004), "0.0004");
+    }
 }

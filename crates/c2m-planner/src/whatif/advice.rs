@@ -364,6 +364,14 @@ pub fn advise_by(
     if spec.max < 1 || spec.step < 1 {
         return Err("--max and --step must be at least 1".into());
     }
+    // A step past the largest volume scans that volume alone, and the report read
+    // "every 1000 units up to 1".
+    if spec.step > spec.max {
+        return Err(format!(
+            "--step {} is more than --max {}: the scan goes every --step units up to --max",
+            spec.step, spec.max
+        ));
+    }
     if spec.max > MAX_UNITS {
         return Err(format!(
             "--max must be at most {MAX_UNITS} (the largest demand the planner takes), got {}",

@@ -182,10 +182,12 @@ impl Sweep {
     }
 }
 
-/// The values a sweep visits.
+/// The values a sweep visits: `points` evenly from `from` to `to`, rounded to whole units
+/// (demand) or days (lead time) and then each value once, so a range with fewer whole
+/// values than points has fewer points.
 pub fn values(spec: &SweepSpec) -> Vec<f64> {
     let n = spec.points.max(1);
-    (0..n)
+    let mut xs: Vec<f64> = (0..n)
         .map(|i| {
             let t = if n == 1 {
                 0.0
@@ -198,7 +200,11 @@ pub fn values(spec: &SweepSpec) -> Vec<f64> {
                 Quantity::Price { .. } => x,
             }
         })
-        .collect()
+        .collect();
+    // Whole units and days, each once: more points than whole values in the range
+    // (`--from 1 --to 3 --points 10`) repeated rows of the same plan.
+    xs.dedup();
+    xs
 }
 
 /// The base with the swept quantity set to `x`.
