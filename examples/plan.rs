@@ -104,6 +104,11 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let path = path.ok_or_else(|| USAGE.to_string())?;
+    if let Some(svg) = svg.as_deref().filter(|svg| files::same_file(svg, &path)) {
+        return Err(format!(
+            "--svg {svg} would write the schedule over the scenario {path}: give another file"
+        ));
+    }
     Ok(Args {
         path,
         json,
@@ -161,3 +166,6 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     }
 }
+
+#[path = "common/files.rs"]
+mod files;

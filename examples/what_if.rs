@@ -32,6 +32,10 @@ impl Env for Real {
         std::fs::write(path, contents).map_err(|e| format!("cannot write {path}: {e}"))
     }
 
+    fn same_file(&mut self, a: &str, b: &str) -> bool {
+        files::same_file(a, b)
+    }
+
     fn progress(&mut self, done: usize, total: usize) {
         let bar = self.bar.get_or_insert_with(|| {
             let b = ProgressBar::new(total as u64);
@@ -73,3 +77,6 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[path = "common/files.rs"]
+mod files;

@@ -467,3 +467,84 @@ fn plan_example_refuses_an_option_given_twice() {
     assert!(err.contains("--svg is given twice"), "{err}");
     assert!(!a.exists() && !b.exists());
 }
+
+/// An output that is the input under another spelling is refused as the same spelling
+/// is (`what_if` sweep and convert, and the `plan` example's `--svg`, which had no check at
+/// all): `./k.toml` and `k.toml`, a path through its directory, a hard link. The paths were
+/// compared as text, so `sweep k.toml ... --svg ./k.toml` wrote the chart over the
+/// scenario. A new file beside the scenario is still written.
+#[test]
+fn an_output_over_its_input_by_another_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let kettle = std::fs::read_to_string(Path::new(ROOT).join(KETTLE)).unwrap();
+    std::fs::write(dir.path().join("k.toml"), &kettle).unwrap();
+    std::fs::hard_link(dir.path().join("k.toml"), dir.path().join("link.toml")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(example())
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("the example runs")
+    };
+    let sweep = |svg: &str| {
+        run(&[
+            "sweep",
+            "k.toml",
+            "--demand",
+            "kettle-17-white",
+            "--from",
+            "100",
+            "--to",
+            "200",
+            "--points",
+            "2",
+            "--svg",
+            svg,
+        ])
+    };
+    for svg in ["./k.toml", "sub/../k.toml", "link.toml"] {
+        let out = sweep(svg);
+        assert_eq!(out.status.code(), Some(1), "--svg {svg}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("would write the chart over the scenario"),
+            "{svg}: {err}"
+        );
+    }
+    for output in ["./k.toml", "link.toml"] {
+        let out = run(&["scenario", "convert", "k.toml", output]);
+        assert_eq!(out.status.code(), Some(1), "convert to {output}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("would be written over its own input"),
+            "{output}: {err}"
+        );
+    }
+    // The plan example's schedule likewise.
+    let plan = crate::common::example_binary("plan");
+    for svg in ["k.toml", "./link.toml"] {
+        let out = Command::new(&plan)
+            .current_dir(dir.path())
+            .args(["k.toml", "--svg", svg])
+            .output()
+            .expect("the example runs");
+        assert_eq!(out.status.code(), Some(1), "plan --svg {svg}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("would write the schedule over the scenario"),
+            "{svg}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("k.toml")).unwrap(),
+        kettle
+    );
+    let out = sweep("sub/chart.svg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("sub/chart.svg").exists());
+}

@@ -756,5 +756,9 @@ fn more_points_than_whole_values_give_each_value_once() {
         "sweep lead.toml --lead-time slow --from 0 --to 2 --points 9 --csv",
     )
     .unwrap();
-    assert_eq!(out.lines().count(), 1 + 3, "a header and days 0, 1, 2:\n{out}");
+    assert_eq!(
+        out.lines().count(),
+        1 + 3,
+        "a header and days 0, 1, 2:\n{out}"
+    );
 }

@@ -12,6 +12,12 @@ use crate::{Scenario, SolveOptions};
 pub trait Env {
     fn read(&mut self, path: &str) -> Result<String, String>;
     fn write(&mut self, path: &str, contents: &[u8]) -> Result<(), String>;
+    /// Whether two paths name one file (an output about to be written over an input).
+    /// By their text here; a real file system also sees `./k.toml` and `k.toml`, links
+    /// and other spellings of one file.
+    fn same_file(&mut self, a: &str, b: &str) -> bool {
+        a == b
+    }
     /// Called as work proceeds: `done` of `total` plans solved.
     fn progress(&mut self, done: usize, total: usize);
 }
@@ -216,9 +222,10 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             if flags.has("--csv") && flags.has("--json") {
                 return Err("give one of --csv or --json".into());
             }
-            if flags.get("--svg")?.as_deref() == Some(base.as_str()) {
+            if let Some(svg) = flags.get("--svg")?.filter(|svg| env.same_file(svg, base)) {
                 return Err(format!(
-                    "--svg {base} would write the chart over the scenario: give another file"
+                    "--svg {svg} would write the chart over the scenario {base}: give another \
+                     file"
                 ));
             }
             let base_s = load(env, base)?;
@@ -406,7 +413,7 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                              .toml or .json"
                         ));
                     }
-                    if input == output {
+                    if env.same_file(input, output) {
                         return Err(format!(
                             "convert: {output} would be written over its own input: give \
                              another file"
