@@ -71,6 +71,7 @@ pub use levers::{
 };
 pub use purchasing::{
     a_promise_gives_due_dates_and_plans_give_ship_dates,
+    changes_sent_to_two_replicas_at_once_answer_as_the_first,
     purchase_orders_are_received_once_and_return_on_rejection,
     receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
 };
@@ -177,6 +178,7 @@ macro_rules! conformance_cases {
             a_promise_gives_due_dates_and_plans_give_ship_dates,
             purchase_orders_are_received_once_and_return_on_rejection,
             receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
+            changes_sent_to_two_replicas_at_once_answer_as_the_first,
         }
     };
 }
