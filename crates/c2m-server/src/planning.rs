@@ -503,14 +503,8 @@ impl PlanningCycles {
     #[tracing::instrument(skip(self))]
     pub async fn run(&self, key: Option<IdempotencyKey>) -> Result<CycleOutcome, CycleError> {
         let _one = self.running.lock().await;
-        if let Some(k) = &key {
-            if let Some(plan_id) = self.store.replayed_plan(k).await? {
-                let p = self.store.get_plan(&plan_id).await?;
-                return Ok(CycleOutcome::Planned {
-                    plan_id,
-                    status: p.summary.status,
-                });
-            }
+        if let Some(done) = self.replayed(key.as_ref()).await? {
+            return Ok(done);
         }
         let now = self.clock.now();
         let world = World {
@@ -537,6 +531,11 @@ impl PlanningCycles {
             );
         }
         if queue.is_empty() {
+            // A cycle run with this key on another replica may have taken the batches
+            // since the key was looked up: its plan is the answer, not "nothing to plan".
+            if let Some(done) = self.replayed(key.as_ref()).await? {
+                return Ok(done);
+            }
             return Ok(CycleOutcome::Idle {
                 due_later: later.len(),
                 no_factory: stuck.len(),
@@ -583,6 +582,22 @@ impl PlanningCycles {
             plan_id,
             status: new.status,
         })
+    }
+
+    /// The plan a cycle already run with `key` stored (on any replica), if any.
+    async fn replayed(
+        &self,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<CycleOutcome>, CycleError> {
+        let Some(k) = key else { return Ok(None) };
+        let Some(plan_id) = self.store.replayed_plan(k).await? else {
+            return Ok(None);
+        };
+        let p = self.store.get_plan(&plan_id).await?;
+        Ok(Some(CycleOutcome::Planned {
+            plan_id,
+            status: p.summary.status,
+        }))
     }
 }
 

@@ -71,6 +71,7 @@ pub use levers::{
 };
 pub use purchasing::{
     a_promise_gives_due_dates_and_plans_give_ship_dates,
+    changes_sent_to_two_replicas_at_once_answer_as_the_first,
     purchase_orders_are_received_once_and_return_on_rejection,
     receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
 };
@@ -168,6 +169,7 @@ macro_rules! conformance_cases {
             catalogue_changes_and_the_sku_rule,
             // Planning.
             plans_take_batches_once_and_number_work_orders_per_factory,
+            one_planning_key_sent_to_two_replicas_stores_one_plan,
             // Factory delivery.
             factories_get_their_own_work_orders_and_rejections_requeue_units,
             a_factory_stream_claim_replaces_the_older_on_every_replica,
@@ -176,6 +178,7 @@ macro_rules! conformance_cases {
             a_promise_gives_due_dates_and_plans_give_ship_dates,
             purchase_orders_are_received_once_and_return_on_rejection,
             receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
+            changes_sent_to_two_replicas_at_once_answer_as_the_first,
         }
     };
 }
@@ -2717,6 +2720,42 @@ fn part_order(factory: &str, batch: &Batch, units: i64) -> NewWorkOrder {
         }],
         due_at: t0() + Duration::days(30),
     }
+}
+
+/// A planning cycle's key sent to two replicas at once (a `RunPlanning` retried on another
+/// replica while the first still ran): one plan is stored, and every send answers it. A
+/// send that looked the key up before the first plan committed and then waited for the
+/// planning lock must replay that plan, not be refused because its batches no longer wait.
+pub async fn one_planning_key_sent_to_two_replicas_stores_one_plan(fx: Arc<dyn Fixture>) {
+    let stores = [fx.store(), fx.replica().await];
+    use_sample_catalogue(&*stores[0]).await;
+    for round in 0..5 {
+        let a = locked_batch(&*stores[0], "kettle-17-white").await;
+        let b = locked_batch(&*stores[1], "kettle-17-white").await;
+        let mut plan = new_plan(
+            PlanStatus::Optimal,
+            vec![a.id.clone(), b.id.clone()],
+            vec![work_order("f1", &a), work_order("f2", &b)],
+        );
+        plan.reservations = vec![];
+        plan.idempotency_key = Some(key());
+        let id = one_key_at_once(&stores, &format!("round {round}: store plan"), move |s| {
+            let plan = plan.clone();
+            async move { s.store_plan(&plan, t0()).await }
+        })
+        .await;
+        let got = stores[1].get_plan(&id).await.expect("the plan");
+        assert_eq!(got.work_orders.len(), 2, "round {round}");
+        assert!(
+            stores[0].planning_queue().await.unwrap().is_empty(),
+            "round {round}"
+        );
+    }
+    let plans = stores[0]
+        .list_plans(PageRequest::first(100))
+        .await
+        .expect("plans");
+    assert_eq!(plans.items.len(), 5, "one plan per round");
 }
 
 pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<dyn Fixture>) {

@@ -6,7 +6,12 @@
 //!
 //! The lock that makes a key's rules safe is the feature's own (a placement's key is looked
 //! up again once the campaign's lock is held, so a send that waited for the lock replays
-//! its twin's answer); the database backs it with the primary key `(operation, key)`: two
+//! its twin's answer). Every write that can be refused by the state its lock guards looks
+//! its key up again under that lock ([`Keyed::run_locked`]: the campaign's, the
+//! catalogue's, the planning lock for plans and purchase orders, the work order's for a
+//! factory's report): otherwise a send that waited while its twin committed on another
+//! replica is refused by the state the twin left (the batches planned, the entry deleted,
+//! the order received or cancelled, the work order shipped). The database backs it with the primary key `(operation, key)`: two
 //! sends racing past their locks (on PostgreSQL, different campaigns' locks) cannot both
 //! record, and the loser's transaction is run again
 //! ([`crate::dialect::Dialect::retryable`]), when it finds the key recorded.

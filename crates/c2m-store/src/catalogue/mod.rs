@@ -372,8 +372,11 @@ pub(crate) async fn change_catalogue<D: Backend>(
     let ((req, check), now) = (&c.req, c.now);
     let edit = date_calendars(&req.edit, now);
     let key = Keyed::new(OP_CHANGE_CATALOGUE, &req.idempotency_key, req);
-    key.run(tx, now, async |tx| {
-        let current = tx.lock_catalogue().await?;
+    // The key is looked up again once the catalogue's lock is held: the same change sent
+    // to another replica may have committed while this one waited (a delete would then
+    // find its entry gone), and its answer is this one's.
+    let lock = async |tx: &mut Tx<'_, D>| tx.lock_catalogue().await;
+    key.run_locked(tx, now, lock, async |tx, current| {
         let next = apply(&current, &edit)?;
         let gone_products = removed(&current.products, &next.products, |p| &p.sku);
         let gone_materials = removed(&current.materials, &next.materials, |m| &m.id);

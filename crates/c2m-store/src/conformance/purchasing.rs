@@ -8,14 +8,15 @@ use chrono::Duration;
 use c2m_domain::{BatchStatus, PageRequest, Progress, Refusal};
 
 use super::{
-    batch_production, batches, consumer, create, invalid_field, key, locked_batch, new_plan,
-    not_found, part_order, place, precondition, report_req, spec, t0, try_create,
-    use_sample_catalogue, Fixture,
+    accept_all, batch_production, batches, consumer, create, invalid_field, key, locked_batch,
+    new_plan, not_found, one_key_at_once, part_order, place, precondition, report_req, spec, t0,
+    try_create, use_sample_catalogue, Fixture,
 };
 use crate::planning::RunSchedule;
 use crate::{
-    CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PlanStatus, PurchaseOrder,
-    PurchaseOrderFilter, PurchaseOrderState, ReceivePurchaseOrder, Store,
+    CancelPurchaseOrder, CatalogueEdit, CatalogueKind, ChangeCatalogue, NewPurchaseOrder,
+    OrderDate, PlanStatus, PurchaseOrder, PurchaseOrderFilter, PurchaseOrderState,
+    ReceivePurchaseOrder, Store,
 };
 
 async fn on_hand(store: &dyn Store, material: &str) -> f64 {
@@ -421,4 +422,103 @@ pub async fn receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue
     let r = receipt(&*store, "pur_cord", 3.0).await.expect("received");
     assert_eq!(r.received, 6.0);
     assert_eq!(on_hand(&*store, "cord").await, 3.0);
+}
+
+/// A catalogue delete, a purchase order's receipt of everything outstanding and its cancel,
+/// and a factory's shipment in full, each with one key sent to two replicas at once: every
+/// send answers as the first. The writes take a lock (the catalogue's, the planning lock,
+/// the work order's) after looking the key up; a send that waited for the lock while the
+/// other committed must replay that answer, not be refused by the state it left (the entry
+/// gone, nothing left to receive, the order cancelled, the work order shipped).
+pub async fn changes_sent_to_two_replicas_at_once_answer_as_the_first(fx: Arc<dyn Fixture>) {
+    let stores = [fx.store(), fx.replica().await];
+    use_sample_catalogue(&*stores[0]).await;
+
+    let delete = ChangeCatalogue {
+        idempotency_key: key(),
+        edit: CatalogueEdit::Delete {
+            kind: CatalogueKind::Product,
+            id: "toaster".into(),
+        },
+    };
+    one_key_at_once(&stores, "delete a product", move |s| {
+        let delete = delete.clone();
+        async move { s.change_catalogue(&delete, accept_all(), t0()).await }
+    })
+    .await;
+    let left = stores[1].catalogue().await.expect("catalogue");
+    assert!(left.products.iter().all(|p| p.sku != "toaster"));
+
+    let b = locked_batch(&*stores[0], "kettle-17-white").await;
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone()],
+        vec![part_order("f1", &b, 2)],
+    );
+    let po = |id: &str, quantity: f64, period: i64| NewPurchaseOrder {
+        id: id.into(),
+        supplier_id: "steel-co".into(),
+        material_id: "steel".into(),
+        quantity,
+        unit_price: 50.0,
+        tier: 0,
+        packs: Some((quantity / 5.0) as i64),
+        order_period: period,
+        ordered_at: t0() + Duration::days(7 * period),
+        expected_at: t0() + Duration::days(7 * period + 7),
+        batches: vec![b.id.clone()],
+        allocated: 0.0,
+    };
+    plan.purchase_orders = vec![po("pur_whole", 10.0, 0), po("pur_cancelled", 5.0, 1)];
+    stores[0].store_plan(&plan, t0()).await.expect("plan");
+
+    let before = on_hand(&*stores[0], "steel").await;
+    let req = receive("pur_whole", 10.0);
+    let received = one_key_at_once(&stores, "receive everything", move |s| {
+        let req = req.clone();
+        async move { s.receive_purchase_order(&req, t0()).await }
+    })
+    .await;
+    assert_eq!(received.state, PurchaseOrderState::Received);
+    assert_eq!(
+        on_hand(&*stores[0], "steel").await,
+        before + 10.0,
+        "received once"
+    );
+    let req = cancel("pur_cancelled");
+    let cancelled = one_key_at_once(&stores, "cancel", move |s| {
+        let req = req.clone();
+        async move { s.cancel_purchase_order(&req, t0()).await }
+    })
+    .await;
+    assert_eq!(cancelled.state, PurchaseOrderState::Cancelled);
+
+    let w = stores[0].factory_work_orders("f1", 0, 10).await.unwrap()[0]
+        .id
+        .clone();
+    for progress in [
+        Progress::InProduction,
+        Progress::QualityCheck {
+            passed: 2,
+            failed: 0,
+        },
+    ] {
+        stores[0]
+            .report_progress(&report_req("f1", &w, progress), t0())
+            .await
+            .expect("progress");
+    }
+    let shipped = report_req(
+        "f1",
+        &w,
+        Progress::Shipped {
+            quantities: [("kettle-17-white".to_string(), 2)].into_iter().collect(),
+        },
+    );
+    let status = one_key_at_once(&stores, "ship in full", move |s| {
+        let shipped = shipped.clone();
+        async move { s.report_progress(&shipped, t0()).await }
+    })
+    .await;
+    assert_eq!(status.state, c2m_domain::WorkOrderState::Shipped);
 }

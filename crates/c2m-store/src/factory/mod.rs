@@ -255,18 +255,22 @@ pub(crate) async fn report<D: Backend>(
 ) -> Result<WorkOrderStatus> {
     let (req, now) = (&c.req, c.now);
     let key = Keyed::new(OP_REPORT_PROGRESS, &req.idempotency_key, req);
-    key.run(tx, now, async |tx| {
+    let rejection = matches!(req.progress, Progress::Rejected { .. });
+    // The work order's lock, then the key again: the same report sent to another replica
+    // may have committed while this one waited, and its answer is this one's (not a
+    // refusal from the state it left, such as a shipment of a work order shipped in full).
+    let lock = async |tx: &mut Tx<'_, D>| {
         req.progress.validate()?;
         known_position(tx, &req.factory_id).await?;
-        let rejection = matches!(req.progress, Progress::Rejected { .. });
         if rejection {
             // A rejection changes the queue and the stock: serialise with stored plans.
             tx.lock_planning().await?;
         }
-        let Some((wo, mut tally, state_at)) = tx
-            .factory_work_order(&req.factory_id, &req.work_order_id)
-            .await?
-        else {
+        tx.factory_work_order(&req.factory_id, &req.work_order_id)
+            .await
+    };
+    key.run_locked(tx, now, lock, async |tx, locked| {
+        let Some((wo, mut tally, state_at)) = locked else {
             return Err(StoreError::not_found("work order", &req.work_order_id));
         };
         if tally.ordered.is_empty() {

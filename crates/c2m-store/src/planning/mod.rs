@@ -270,11 +270,15 @@ pub(crate) async fn store_plan<D: Backend>(
     let Some(key) = new.idempotency_key.as_ref().map(run_planning) else {
         return store_new_plan(tx, new, now).await;
     };
-    let store = async |tx: &mut Tx<'_, D>| {
+    // The key is looked up again once the planning lock is held: a cycle run with the same
+    // key on another replica may have stored its plan while this one waited for the lock,
+    // and its plan is the answer (not a refusal that the batches no longer wait).
+    let lock = async |tx: &mut Tx<'_, D>| tx.lock_planning().await;
+    let store = async |tx: &mut Tx<'_, D>, ()| {
         let plan_id = store_new_plan(tx, new, now).await?;
         Ok(PlanRef { plan_id })
     };
-    Ok(key.run(tx, now, store).await?.plan_id)
+    Ok(key.run_locked(tx, now, lock, store).await?.plan_id)
 }
 
 /// [`store_plan`] past its key (none, or not used before): the plan written.

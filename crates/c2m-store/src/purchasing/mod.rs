@@ -257,7 +257,12 @@ pub(crate) async fn receive<D: Backend>(
     let (req, now) = (&c.req, c.now);
     let id = req.purchase_order_id.as_str();
     let key = Keyed::new(OP_RECEIVE, &req.idempotency_key, req);
-    key.run(tx, now, async |tx| {
+    // Under the planning lock (a change to an order and a plan that allocates it take
+    // turns) the key is looked up again: the same receipt sent to another replica may have
+    // committed while this one waited, and its answer is this one's (not a refusal that
+    // nothing is left to receive).
+    let lock = async |tx: &mut Tx<'_, D>| tx.lock_planning().await;
+    key.run_locked(tx, now, lock, async |tx, ()| {
         if !(req.quantity.is_finite() && req.quantity > 0.0) {
             return Err(DomainError::invalid(
                 "quantity",
@@ -265,7 +270,7 @@ pub(crate) async fn receive<D: Backend>(
             )
             .into());
         }
-        let po = lock_order(tx, id).await?;
+        let po = order(tx, id).await?;
         match po.state {
             PurchaseOrderState::Cancelled => return Err(cancelled(po)),
             PurchaseOrderState::Received => {
@@ -319,8 +324,10 @@ pub(crate) async fn cancel<D: Backend>(
     let (req, now) = (&c.req, c.now);
     let id = req.purchase_order_id.as_str();
     let key = Keyed::new(OP_CANCEL, &req.idempotency_key, req);
-    key.run(tx, now, async |tx| {
-        let po = lock_order(tx, id).await?;
+    // Under the planning lock, the key looked up again (as for a receipt).
+    let lock = async |tx: &mut Tx<'_, D>| tx.lock_planning().await;
+    key.run_locked(tx, now, lock, async |tx, ()| {
+        let po = order(tx, id).await?;
         match po.state {
             PurchaseOrderState::Open => {}
             PurchaseOrderState::Cancelled => return Err(cancelled(po)),
@@ -337,13 +344,6 @@ pub(crate) async fn cancel<D: Backend>(
         order(tx, id).await
     })
     .await
-}
-
-/// The order a receipt or a cancel changes, under the planning lock: a change to an order
-/// and a plan that allocates it take turns.
-async fn lock_order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder> {
-    tx.lock_planning().await?;
-    order(tx, id).await
 }
 
 /// The order, `NotFound` when there is none; as a change left it, the answer recorded for
