@@ -532,3 +532,80 @@ async fn a_revoked_token_ends_the_streams_it_opened() {
     assert_refused(&work_end, Code::Unauthenticated, "TOKEN_INVALID");
     server.shutdown().await;
 }
+
+/// Three replicas started together on one fresh PostgreSQL database all find no admin:
+/// exactly one stores its token and writes `admin.token`, the others write nothing (and
+/// leave no `admin.token.*.new` behind), and that one token works on every replica. Before,
+/// each stored an admin token and wrote its own file (two or three active admins in four
+/// tries; replicas sharing a data directory kept the last file written, the other tokens
+/// held by nobody), against access-control.md's "no second admin while one is active".
+/// Then two replicas sharing one data directory, on a second fresh database: one token,
+/// in the one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_starting_together_make_one_admin_token() {
+    let Some(pg) = pg_admin_url() else { return };
+    let url = c2m_store::conformance::fresh_pg_database(&pg).await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let flags = ["--database-url", url.as_str()];
+    let (a, b, c) = tokio::join!(
+        serve(dirs[0].path(), &flags),
+        serve(dirs[1].path(), &flags),
+        serve(dirs[2].path(), &flags)
+    );
+    let files: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("admin.token")).ok())
+        .collect();
+    assert_eq!(files.len(), 1, "one replica writes admin.token");
+    for d in &dirs {
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".new"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+    let store = c2m_store::open(&url).await.expect("store");
+    let admins: Vec<_> = store
+        .tokens()
+        .await
+        .expect("tokens")
+        .into_iter()
+        .filter(|t| t.role == Role::Admin)
+        .collect();
+    assert_eq!(admins.len(), 1, "{admins:?}");
+    let token = files[0].trim();
+    for (i, (_, addr)) in [&a, &b, &c].into_iter().enumerate() {
+        let mut admin = Clients::connect_as(*addr, Some(token)).await;
+        import(
+            &mut admin,
+            &format!("import-{i}"),
+            PHONE_CASES,
+            pb::ImportMode::Replace,
+        )
+        .await
+        .expect("the one admin token works on every replica");
+    }
+    drop((a, b, c));
+
+    let url = c2m_store::conformance::fresh_pg_database(&pg).await;
+    let shared = tempfile::tempdir().unwrap();
+    let flags = ["--database-url", url.as_str()];
+    let (a, b) = tokio::join!(serve(shared.path(), &flags), serve(shared.path(), &flags));
+    let token = std::fs::read_to_string(shared.path().join("admin.token")).expect("one file");
+    let store = c2m_store::open(&url).await.expect("store");
+    let admins = store.tokens().await.expect("tokens");
+    assert_eq!(admins.len(), 1, "{admins:?}");
+    for (i, (_, addr)) in [&a, &b].into_iter().enumerate() {
+        let mut admin = Clients::connect_as(*addr, Some(token.trim())).await;
+        import(
+            &mut admin,
+            &format!("import-{i}"),
+            PHONE_CASES,
+            pb::ImportMode::Replace,
+        )
+        .await
+        .expect("the file holds the stored token");
+    }
+}

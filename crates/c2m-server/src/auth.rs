@@ -105,6 +105,15 @@ fn hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
+/// Whether `token` (`c2m_<id>_<secret>`) is `stored`'s and not revoked.
+pub fn is_active_token(stored: &StoredToken, token: &str) -> bool {
+    parse(token.trim()).is_some_and(|(id, secret)| {
+        id == stored.id
+            && stored.revoked_at.is_none()
+            && bool::from(hash(secret).as_bytes().ct_eq(stored.secret_hash.as_bytes()))
+    })
+}
+
 /// Splits `c2m_<id>_<secret>`; `None` for anything else.
 fn parse(token: &str) -> Option<(&str, &str)> {
     let rest = token.strip_prefix("c2m_")?;

@@ -217,12 +217,42 @@ pub enum AdminBootstrap {
 /// import a catalogue through the API again, and the only way back would be `c2m token
 /// create` on the store, which whoever can restart the server can run anyway). Does nothing
 /// while an active admin token exists, so a restart makes no second one.
+///
+/// Replicas starting together on one database all find no admin: the token is stored as
+/// that decision's (`create_bootstrap_admin`, numbered by the admin tokens the store had),
+/// so one replica's is kept and the others write no file (`Ok(None)`, logged). The token
+/// is written to `admin.token.<id>.new` first and renamed once it is stored: a crash before
+/// the store keeps no token, one after leaves the file, which the next start finishes
+/// renaming when its token is the store's (else removes), so the admin is never locked
+/// out and no file holds a token the store does not.
 pub async fn bootstrap_admin(
     store: &dyn c2m_store::Store,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<Option<AdminBootstrap>> {
     use anyhow::Context;
+    let path = data_dir.join("admin.token");
     let tokens = store.tokens().await?;
+    // Starts that stopped between storing their token and renaming its file (a file per
+    // start: replicas sharing a data directory must not write each other's).
+    for entry in std::fs::read_dir(data_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("admin.token.") && name.ends_with(".new")) {
+            continue;
+        }
+        let pending = entry.path();
+        let text = std::fs::read_to_string(&pending).unwrap_or_default();
+        if tokens
+            .iter()
+            .any(|t| crate::auth::is_active_token(t, &text))
+        {
+            std::fs::rename(&pending, &path)
+                .with_context(|| format!("renaming {}", pending.display()))?;
+            tracing::warn!(path = %path.display(), "finished writing the admin token a stopped start stored");
+        } else {
+            std::fs::remove_file(&pending)
+                .with_context(|| format!("removing {}", pending.display()))?;
+        }
+    }
     let admins = || tokens.iter().filter(|t| t.role == c2m_domain::Role::Admin);
     if admins().any(|t| t.revoked_at.is_none()) {
         return Ok(None);
@@ -235,17 +265,49 @@ pub async fn bootstrap_admin(
     };
     let issued = crate::auth::issue(c2m_domain::Role::Admin, None, label)?;
     std::fs::create_dir_all(data_dir)?;
-    let path = data_dir.join("admin.token");
-    write_private(&path, &format!("{}\n", issued.token))
-        .with_context(|| format!("writing {}", path.display()))?;
-    store
-        .create_token(&issued.stored, chrono::Utc::now())
-        .await?;
+    let pending = data_dir.join(format!("admin.token.{}.new", issued.stored.id));
+    write_private(&pending, &format!("{}\n", issued.token))
+        .with_context(|| format!("writing {}", pending.display()))?;
+    let seq = admins().count() as i64;
+    let stored = store
+        .create_bootstrap_admin(&issued.stored, seq, chrono::Utc::now())
+        .await;
+    if !matches!(stored, Ok(true)) {
+        std::fs::remove_file(&pending)
+            .with_context(|| format!("removing {}", pending.display()))?;
+    }
+    if !stored? {
+        tracing::info!(
+            "another server on this store wrote the admin token at the same time: it is in \
+             that server's data directory (admin.token)"
+        );
+        return Ok(None);
+    }
+    match std::fs::rename(&pending, &path) {
+        Ok(()) => {}
+        // Another start sharing this data directory found the stored token's file and
+        // renamed it first.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::fs::read_to_string(&path).is_ok_and(|t| t.trim() == issued.token) => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("renaming {} to {}", pending.display(), path.display()))
+        }
+    }
+    sync_dir(data_dir);
     Ok(Some(if first {
         AdminBootstrap::FirstStart(path)
     } else {
         AdminBootstrap::AllRevoked(path)
     }))
+}
+
+/// Makes a rename in `dir` durable (best effort: not every platform can open a directory).
+fn sync_dir(dir: &std::path::Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {

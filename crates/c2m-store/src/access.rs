@@ -4,8 +4,8 @@
 //!
 //! The types, [`TokenStore`] (implemented once, here) and the SQL (one text for both
 //! backends) are all in this module. No lock is needed: each write is one statement on one
-//! row (an insert under the token's primary key, a revocation guarded by
-//! `revoked_at IS NULL`).
+//! row (an insert under the token's primary key, or under a bootstrap admin's unique
+//! `bootstrap_seq`; a revocation guarded by `revoked_at IS NULL`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -43,6 +43,18 @@ pub struct StoredToken {
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<()>;
+    /// Stores the admin token a server makes when the store has no active admin, as the
+    /// `seq`th such decision (`seq`: the number of admin tokens the store had, revoked ones
+    /// included); false, storing nothing, when another server already stored one with the
+    /// same `seq`. Replicas that start together on one database all see no admin and make
+    /// a token each; only the first is kept, so the store has one admin token that someone
+    /// holds rather than several whose secrets were written nowhere.
+    async fn create_bootstrap_admin(
+        &self,
+        t: &NewToken,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Revokes a token; `NotFound` if there is none with that id. Revoking twice is
     /// harmless (false the second time).
     async fn revoke_token(&self, id: &str, now: DateTime<Utc>) -> Result<bool>;
@@ -73,6 +85,29 @@ impl<D: Backend> Tx<'_, D> {
             now,
         );
         D::query(sql, params).run(self).await
+    }
+
+    /// Inserts `t` as the `seq`th bootstrap admin; false when that `seq` is taken
+    /// (`api_tokens_bootstrap`, migration 0013).
+    pub(crate) async fn insert_bootstrap_admin(
+        &mut self,
+        t: &NewToken,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let sql = "INSERT INTO api_tokens \
+             (id, secret_hash, role, factory_id, label, created_at, bootstrap_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (bootstrap_seq) DO NOTHING";
+        let params = (
+            &t.id,
+            &t.secret_hash,
+            t.role.as_str(),
+            &t.factory,
+            &t.label,
+            now,
+            seq,
+        );
+        Ok(D::query(sql, params).execute(self).await? == 1)
     }
 
     /// Marks the token revoked; false if there is no such token or it already was.
@@ -114,6 +149,19 @@ impl<E: Engine> TokenStore for E {
     async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<()> {
         self.alone(t.clone(), now, |tx, c| {
             Box::pin(tx.insert_token(&c.req, c.now))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
+    async fn create_bootstrap_admin(
+        &self,
+        t: &NewToken,
+        seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.alone((t.clone(), seq), now, |tx, c| {
+            Box::pin(tx.insert_bootstrap_admin(&c.req.0, c.req.1, c.now))
         })
         .await
     }

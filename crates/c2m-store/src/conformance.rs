@@ -170,6 +170,8 @@ macro_rules! conformance_cases {
             // Planning.
             plans_take_batches_once_and_number_work_orders_per_factory,
             one_planning_key_sent_to_two_replicas_stores_one_plan,
+            // Access tokens.
+            one_bootstrap_admin_per_decision_across_replicas,
             // Factory delivery.
             factories_get_their_own_work_orders_and_rejections_requeue_units,
             a_factory_stream_claim_replaces_the_older_on_every_replica,
@@ -1556,6 +1558,58 @@ where
         assert_eq!(a, first, "{what}: one key, two answers");
     }
     first
+}
+
+/// Replicas starting together on one database each find no admin and make one: exactly
+/// one stores it (a `seq` is taken once), the others store nothing; after every admin is
+/// revoked the next `seq` is free again, and tokens made otherwise never collide.
+pub async fn one_bootstrap_admin_per_decision_across_replicas(fx: Arc<dyn Fixture>) {
+    let stores = [fx.store(), fx.replica().await];
+    let token = |i: usize| crate::NewToken {
+        id: format!("boot{i:012}"),
+        secret_hash: format!("{i:064}"),
+        role: c2m_domain::Role::Admin,
+        factory: None,
+        label: "first admin (admin.token)".into(),
+    };
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move { store.create_bootstrap_admin(&token(i), 0, t0()).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        if h.await.expect("task").expect("no error, stored or not") {
+            won.push(i);
+        }
+    }
+    assert_eq!(won.len(), 1, "one of eight stored: {won:?}");
+    let tokens = stores[1].tokens().await.expect("tokens");
+    assert_eq!(
+        tokens.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        [token(won[0]).id]
+    );
+    // Tokens made otherwise (no seq) are not compared with each other.
+    for i in 10..12 {
+        stores[0]
+            .create_token(&token(i), t0())
+            .await
+            .expect("an admin made by an admin");
+    }
+    for t in stores[0].tokens().await.expect("tokens") {
+        stores[0].revoke_token(&t.id, t0()).await.expect("revoke");
+    }
+    // Every admin revoked: three admin tokens exist, so the next decision is seq 3.
+    assert!(!stores[1]
+        .create_bootstrap_admin(&token(20), 0, t0())
+        .await
+        .expect("seq 0 is taken"));
+    assert!(stores[1]
+        .create_bootstrap_admin(&token(21), 3, t0())
+        .await
+        .expect("seq 3"));
+    assert_eq!(stores[0].tokens().await.expect("tokens").len(), 4);
 }
 
 /// The same key sent at once to two replicas, for a write that can happen only once: an
