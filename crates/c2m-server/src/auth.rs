@@ -182,16 +182,16 @@ impl Authenticator {
         let (id, secret) = parse(token).ok_or_else(bad)?;
         let stored = self.lookup(id).await?.ok_or_else(bad)?;
         let given = hash(secret);
-        if !bool::from(given.as_bytes().ct_eq(stored.secret_hash.as_bytes())) {
+        if !bool::from(given.as_bytes().ct_eq(stored.token.secret_hash.as_bytes())) {
             return Err(bad());
         }
         if stored.revoked_at.is_some() {
             return Err(bad());
         }
         Ok(Principal {
-            token_id: stored.id,
-            role: stored.role,
-            factory: stored.factory,
+            token_id: stored.token.id,
+            role: stored.token.role,
+            factory: stored.token.factory,
         })
     }
 

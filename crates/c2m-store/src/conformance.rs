@@ -36,7 +36,7 @@ use crate::catalogue::{
     OfferPriceBreak, SupplierOffer,
 };
 use crate::engine::Engine;
-use crate::planning::{MaterialDelivery, NewWorkOrder, RunBatch, WorkOrderRun};
+use crate::planning::{MaterialDelivery, NewWorkOrder, PlanDetail, RunBatch, WorkOrderRun};
 use crate::postgres::PgStore;
 use crate::sqlite::{SqliteOptions, SqliteStore};
 use crate::{
@@ -2583,21 +2583,23 @@ fn new_plan(status: PlanStatus, batches: Vec<BatchId>, work_orders: Vec<NewWorkO
         status,
         currency: "CNY".into(),
         total_cost: 1234,
-        cost_breakdown: "{}".into(),
         gap: if status == PlanStatus::Optimal {
             Some(0.0)
         } else {
             None
         },
         solver: "test".into(),
-        solve_seconds: 0.5,
-        diagnosis: (status == PlanStatus::Infeasible).then(|| "{\"reasons\":[]}".to_owned()),
-        scenario: "name = \"x\"".into(),
-        plan: "{}".into(),
-        catalogue_version: 1,
-        batches,
+        detail: PlanDetail {
+            cost_breakdown: "{}".into(),
+            solve_seconds: 0.5,
+            diagnosis: (status == PlanStatus::Infeasible).then(|| "{\"reasons\":[]}".to_owned()),
+            scenario: "name = \"x\"".into(),
+            plan: "{}".into(),
+            catalogue_version: 1,
+            batches,
+            reservations: vec![("steel".into(), 4.0)],
+        },
         work_orders,
-        reservations: vec![("steel".into(), 4.0)],
         purchase_orders: vec![],
         allocations: vec![],
     }
@@ -2623,7 +2625,7 @@ pub async fn a_material_a_rejectable_work_order_takes_from_stock_stays(fx: Arc<d
         vec![b.id.clone(), c.id.clone()],
         vec![work_order("f1", &b), work_order("f2", &c)],
     );
-    plan.reservations = vec![("steel".into(), 8.0)];
+    plan.detail.reservations = vec![("steel".into(), 8.0)];
     store.store_plan(&plan, t0()).await.expect("store");
     let w1 = store.factory_work_orders("f1", 0, 10).await.unwrap()[0]
         .id
@@ -2770,7 +2772,11 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     );
     let got = store.get_plan(&infeasible).await.expect("get");
     assert_eq!(got.summary.status, PlanStatus::Infeasible);
-    assert!(got.diagnosis.is_some() && got.work_orders.is_empty() && got.reservations.is_empty());
+    assert!(
+        got.detail.diagnosis.is_some()
+            && got.work_orders.is_empty()
+            && got.detail.reservations.is_empty()
+    );
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 10.0);
 
     // A feasible plan holds both batches, reserves stock, numbers work orders per factory.
@@ -2798,15 +2804,15 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     let seqs: Vec<(&str, i64)> = got
         .work_orders
         .iter()
-        .map(|w| (w.factory_id.as_str(), w.seq))
+        .map(|w| (w.order.factory_id.as_str(), w.seq))
         .collect();
     assert_eq!(seqs, vec![("f1", 1), ("f1", 2), ("f2", 1)]);
     assert!(got
         .work_orders
         .iter()
         .all(|w| w.state == c2m_domain::WorkOrderState::Issued));
-    assert_eq!(got.work_orders[0].runs, plan.work_orders[0].runs);
-    assert_eq!(got.reservations, vec![("steel".to_owned(), 4.0)]);
+    assert_eq!(got.work_orders[0].order.runs, plan.work_orders[0].runs);
+    assert_eq!(got.detail.reservations, vec![("steel".to_owned(), 4.0)]);
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 6.0);
 
     // A batch whose units are all in work orders is not planned again.
@@ -2815,7 +2821,7 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
         vec![a.id.clone()],
         vec![work_order("f1", &a)],
     );
-    twice.reservations.clear();
+    twice.detail.reservations.clear();
     assert_eq!(
         precondition(store.store_plan(&twice, t0()).await),
         Refusal::BatchNotWaiting {
@@ -2829,14 +2835,14 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
         vec![c.id.clone()],
         vec![work_order("f2", &c)],
     );
-    greedy.reservations = vec![("steel".into(), 7.0)];
+    greedy.detail.reservations = vec![("steel".into(), 7.0)];
     assert_eq!(
         precondition(store.store_plan(&greedy, t0()).await),
         Refusal::StockChanged {
             material: "steel".into()
         }
     );
-    greedy.reservations = vec![("steel".into(), 6.0)];
+    greedy.detail.reservations = vec![("steel".into(), 6.0)];
     let third = store.store_plan(&greedy, t0()).await.expect("store third");
     let got = store.get_plan(&third).await.unwrap();
     assert_eq!(got.work_orders[0].seq, 2, "f2's sequence continues");
@@ -2894,7 +2900,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         vec![b.id.clone(), c.id.clone()],
         vec![part_order("f1", &b, 1), f2],
     );
-    plan.reservations = vec![("steel".into(), 8.0)];
+    plan.detail.reservations = vec![("steel".into(), 8.0)];
     let p1 = store.store_plan(&plan, t0()).await.expect("store");
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 2.0);
 
@@ -2905,7 +2911,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     assert_eq!(f2_orders.len(), 1);
     assert!(f1_orders
         .iter()
-        .all(|w| w.factory_id == "f1" && w.plan_id == p1));
+        .all(|w| w.order.factory_id == "f1" && w.plan_id == p1));
     assert_eq!((f1_orders[0].seq, f2_orders[0].seq), (1, 1));
     assert!(store
         .factory_work_orders("f1", 1, 100)
@@ -3018,7 +3024,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         vec![b.id.clone()],
         vec![part_order("f2", &b, 2)],
     );
-    too_much.reservations.clear();
+    too_much.detail.reservations.clear();
     assert!(matches!(
         precondition(store.store_plan(&too_much, t0()).await),
         Refusal::UnitsNotWaiting { waiting: 1, .. }
@@ -3028,7 +3034,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         vec![b.id.clone()],
         vec![part_order("f2", &b, 1)],
     );
-    replan.reservations.clear();
+    replan.detail.reservations.clear();
     let p2 = store.store_plan(&replan, t0()).await.expect("replan");
     assert!(store.planning_queue().await.unwrap().is_empty());
     let f2_orders = store.factory_work_orders("f2", 1, 100).await.unwrap();
