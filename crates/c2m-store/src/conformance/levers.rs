@@ -500,7 +500,8 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
         .expect("close earlier");
     // Two that are no prior: one closed two hours after it opened, one cancelled. Each has
     // one order of 9 units before the lever stops it.
-    let stops: [(fn(&CampaignId) -> Lever, _); 2] = [(close, lever_at()), (cancel_all, closed_at)];
+    type Stop = fn(&CampaignId) -> Lever;
+    let stops: [(Stop, _); 2] = [(close, lever_at()), (cancel_all, closed_at)];
     for (who, (stop, at)) in (7..).zip(stops) {
         let c = create(&*store, spec(50, None)).await;
         place(&*store, &c.id, &consumer(who), 9)
