@@ -572,7 +572,7 @@ async fn postgres_replicas_starting_together_make_one_admin_token() {
         .await
         .expect("tokens")
         .into_iter()
-        .filter(|t| t.role == Role::Admin)
+        .filter(|t| t.token.role == Role::Admin)
         .collect();
     assert_eq!(admins.len(), 1, "{admins:?}");
     let token = files[0].trim();

@@ -1334,8 +1334,8 @@ async fn check_store(
                 "{at}: work order {} stored twice",
                 w.id
             );
-            assert_eq!(w.factory_id, f, "{at}");
-            for r in &w.runs {
+            assert_eq!(w.order.factory_id, f, "{at}");
+            for r in &w.order.runs {
                 for rb in &r.batches {
                     *planned.entry(rb.batch_id.as_str().to_owned()).or_default() += rb.units;
                 }

@@ -108,9 +108,13 @@ fn hash(secret: &str) -> String {
 /// Whether `token` (`c2m_<id>_<secret>`) is `stored`'s and not revoked.
 pub fn is_active_token(stored: &StoredToken, token: &str) -> bool {
     parse(token.trim()).is_some_and(|(id, secret)| {
-        id == stored.id
+        id == stored.token.id
             && stored.revoked_at.is_none()
-            && bool::from(hash(secret).as_bytes().ct_eq(stored.secret_hash.as_bytes()))
+            && bool::from(
+                hash(secret)
+                    .as_bytes()
+                    .ct_eq(stored.token.secret_hash.as_bytes()),
+            )
     })
 }
 
@@ -191,16 +195,16 @@ impl Authenticator {
         let (id, secret) = parse(token).ok_or_else(bad)?;
         let stored = self.lookup(id).await?.ok_or_else(bad)?;
         let given = hash(secret);
-        if !bool::from(given.as_bytes().ct_eq(stored.secret_hash.as_bytes())) {
+        if !bool::from(given.as_bytes().ct_eq(stored.token.secret_hash.as_bytes())) {
             return Err(bad());
         }
         if stored.revoked_at.is_some() {
             return Err(bad());
         }
         Ok(Principal {
-            token_id: stored.id,
-            role: stored.role,
-            factory: stored.factory,
+            token_id: stored.token.id,
+            role: stored.token.role,
+            factory: stored.token.factory,
         })
     }
 

@@ -183,13 +183,18 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::List { store } => {
-            for t in store.open().await?.tokens().await? {
+            for c2m_store::StoredToken {
+                token: t,
+                revoked_at,
+                ..
+            } in store.open().await?.tokens().await?
+            {
                 println!(
                     "{}  {:<10} {:<14} {:<8} {}",
                     t.id,
                     t.role,
                     t.factory.as_deref().unwrap_or("-"),
-                    if t.revoked_at.is_some() {
+                    if revoked_at.is_some() {
                         "revoked"
                     } else {
                         "active"
@@ -253,7 +258,11 @@ pub async fn bootstrap_admin(
                 .with_context(|| format!("removing {}", pending.display()))?;
         }
     }
-    let admins = || tokens.iter().filter(|t| t.role == c2m_domain::Role::Admin);
+    let admins = || {
+        tokens
+            .iter()
+            .filter(|t| t.token.role == c2m_domain::Role::Admin)
+    };
     if admins().any(|t| t.revoked_at.is_none()) {
         return Ok(None);
     }

@@ -29,8 +29,8 @@ use c2m_store::planning::{
     MaterialDelivery, NewWorkOrder, RunBatch, RunSchedule, WorkOrder, WorkOrderRun,
 };
 use c2m_store::{
-    Catalogue, CatalogueCheck, NewPlan, NewPurchaseOrder, PlanStatus, PurchaseOrder, QueuedBatch,
-    Store, StoreError,
+    Catalogue, CatalogueCheck, NewPlan, NewPurchaseOrder, PlanDetail, PlanStatus, PurchaseOrder,
+    QueuedBatch, Store, StoreError,
 };
 
 use crate::config::PlanHorizon;
@@ -730,8 +730,8 @@ impl World {
         for run in self
             .frozen
             .iter()
-            .filter(|w| w.factory_id == f.id)
-            .flat_map(|w| &w.runs)
+            .filter(|w| w.order.factory_id == f.id)
+            .flat_map(|w| &w.order.runs)
         {
             let Some(s) = &run.schedule else { continue };
             let span = (s.ends_at - s.starts_at).num_seconds().max(1) as f64;
@@ -1095,11 +1095,11 @@ pub fn cycle_scenario(
         let Some(m) = scenario
             .materials
             .iter_mut()
-            .find(|m| m.id == po.material_id)
+            .find(|m| m.id == po.order.material_id)
         else {
             continue;
         };
-        let Some(period) = world.arrival_period(po.expected_at) else {
+        let Some(period) = world.arrival_period(po.order.expected_at) else {
             continue;
         };
         if free > 1e-9 {
@@ -1107,9 +1107,12 @@ pub fn cycle_scenario(
                 period,
                 quantity: free,
             });
-            products
-                .receipts
-                .push((po.id.clone(), po.material_id.clone(), period, free));
+            products.receipts.push((
+                po.order.id.clone(),
+                po.order.material_id.clone(),
+                period,
+                free,
+            ));
         }
     }
     products.receipts.sort_by_key(|r| r.2);
@@ -1176,21 +1179,23 @@ fn new_plan(
         status,
         currency: scenario.currency.clone(),
         total_cost: plan.total_cost,
-        cost_breakdown: to_json(&plan.cost_breakdown)?,
         gap: plan.gap.is_finite().then_some(plan.gap),
         solver: plan.solver.clone(),
-        solve_seconds: plan.solve_seconds,
-        diagnosis: plan
-            .diagnosis
-            .as_ref()
-            .map(|d| to_json(&products.for_people(d)))
-            .transpose()?,
-        scenario: scenario.to_toml_string()?,
-        plan: planner::report::render_json(plan),
-        catalogue_version: catalogue.version,
-        batches: queue.iter().map(|q| q.batch.id.clone()).collect(),
+        detail: PlanDetail {
+            cost_breakdown: to_json(&plan.cost_breakdown)?,
+            solve_seconds: plan.solve_seconds,
+            diagnosis: plan
+                .diagnosis
+                .as_ref()
+                .map(|d| to_json(&products.for_people(d)))
+                .transpose()?,
+            scenario: scenario.to_toml_string()?,
+            plan: planner::report::render_json(plan),
+            catalogue_version: catalogue.version,
+            batches: queue.iter().map(|q| q.batch.id.clone()).collect(),
+            reservations: split.reservations,
+        },
         work_orders: split.work_orders,
-        reservations: split.reservations,
         purchase_orders: split.purchase_orders,
         allocations: split.allocations,
     })
@@ -1466,8 +1471,8 @@ fn work_orders(
                         let supplier = world
                             .purchase_orders
                             .iter()
-                            .find(|p| p.id == id)
-                            .map(|p| p.supplier_id.clone());
+                            .find(|p| p.order.id == id)
+                            .map(|p| p.order.supplier_id.clone());
                         (supplier, Some(id))
                     }
                     From::New(i) => {
@@ -1709,13 +1714,15 @@ mod tests {
         let wo = WorkOrder {
             id: "wo_1".into(),
             plan_id: "pln_1".into(),
-            factory_id: "f1".into(),
             seq: 1,
-            // Half of a week's 14 hours falls before this cycle, half in its period 0;
-            // a run a week later takes its 20 hours from period 1.
-            runs: vec![run(-3.5, 3.5, 14.0), run(7.0, 14.0, 20.0)],
-            materials: vec![],
-            due_at: now,
+            order: NewWorkOrder {
+                factory_id: "f1".into(),
+                // Half of a week's 14 hours falls before this cycle, half in its period 0;
+                // a run a week later takes its 20 hours from period 1.
+                runs: vec![run(-3.5, 3.5, 14.0), run(7.0, 14.0, 20.0)],
+                materials: vec![],
+                due_at: now,
+            },
             created_at: now,
             state: c2m_domain::WorkOrderState::Accepted,
         };

@@ -27,14 +27,11 @@ pub struct NewToken {
     pub label: String,
 }
 
-/// A stored token.
+/// A stored token: the token as it was given to [`TokenStore::create_token`], and when it
+/// was stored and revoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
-    pub id: String,
-    pub secret_hash: String,
-    pub role: Role,
-    pub factory: Option<String>,
-    pub label: String,
+    pub token: NewToken,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -128,12 +125,15 @@ impl<D: Backend> Tx<'_, D> {
 }
 
 fn stored_token(r: &impl Columns) -> Result<StoredToken> {
-    Ok(StoredToken {
+    let token = NewToken {
         id: r.text("id")?,
         secret_hash: r.text("secret_hash")?,
         role: role(&r.text("role")?)?,
         factory: r.text_opt("factory_id")?,
         label: r.text("label")?,
+    };
+    Ok(StoredToken {
+        token,
         created_at: r.ts("created_at")?,
         revoked_at: r.ts_opt("revoked_at")?,
     })

@@ -36,7 +36,7 @@ use crate::catalogue::{
     OfferPriceBreak, SupplierOffer,
 };
 use crate::engine::Engine;
-use crate::planning::{MaterialDelivery, NewWorkOrder, RunBatch, WorkOrderRun};
+use crate::planning::{MaterialDelivery, NewWorkOrder, PlanDetail, RunBatch, WorkOrderRun};
 use crate::postgres::PgStore;
 use crate::sqlite::{SqliteOptions, SqliteStore};
 use crate::{
@@ -908,18 +908,25 @@ pub async fn create_campaign_is_idempotent(fx: Arc<dyn Fixture>) {
     assert_eq!(listed.items, vec![first]);
 }
 
+/// A retry of a pre-order write with the first send's key (`again`) answers as the first
+/// send did, and a read of the pre-order gives that answer too.
+async fn answers_as_first(
+    store: &dyn Store,
+    first: &Preorder,
+    again: Result<Preorder, StoreError>,
+) {
+    assert_eq!(*first, again.expect("retry"));
+    assert_eq!(store.get_preorder(&first.id).await.expect("get"), *first);
+}
+
 pub async fn place_preorder_is_idempotent(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     let c = create(&*store, spec(10, None)).await;
     let req = place_req(&c.id, &consumer(1), 3);
     let now = t0() + Duration::hours(1);
     let first = store.place_preorder(&req, now).await.expect("place");
-    let again = store
-        .place_preorder(&req, now + Duration::seconds(3))
-        .await
-        .expect("retry");
-    assert_eq!(first, again);
-    assert_eq!(store.get_preorder(&first.id).await.expect("get"), first);
+    let again = store.place_preorder(&req, now + Duration::seconds(3)).await;
+    answers_as_first(&*store, &first, again).await;
 
     let mut other = req.clone();
     other.quantity = 4;
@@ -980,10 +987,8 @@ pub async fn cancel_preorder_is_idempotent(fx: Arc<dyn Fixture>) {
     assert_eq!(first.cancelled_at, Some(now));
     let again = store
         .cancel_preorder(&req, now + Duration::seconds(1))
-        .await
-        .expect("retry");
-    assert_eq!(first, again);
-    assert_eq!(store.get_preorder(&a.id).await.expect("get"), first);
+        .await;
+    answers_as_first(&*store, &first, again).await;
     // A new key for the same cancellation is refused: it is already cancelled.
     assert_eq!(
         precondition(cancel(&*store, &a.id, Some(&who), now).await),
@@ -1587,7 +1592,10 @@ pub async fn one_bootstrap_admin_per_decision_across_replicas(fx: Arc<dyn Fixtur
     assert_eq!(won.len(), 1, "one of eight stored: {won:?}");
     let tokens = stores[1].tokens().await.expect("tokens");
     assert_eq!(
-        tokens.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        tokens
+            .iter()
+            .map(|t| t.token.id.clone())
+            .collect::<Vec<_>>(),
         [token(won[0]).id]
     );
     // Tokens made otherwise (no seq) are not compared with each other.
@@ -1598,7 +1606,10 @@ pub async fn one_bootstrap_admin_per_decision_across_replicas(fx: Arc<dyn Fixtur
             .expect("an admin made by an admin");
     }
     for t in stores[0].tokens().await.expect("tokens") {
-        stores[0].revoke_token(&t.id, t0()).await.expect("revoke");
+        stores[0]
+            .revoke_token(&t.token.id, t0())
+            .await
+            .expect("revoke");
     }
     // Every admin revoked: three admin tokens exist, so the next decision is seq 3.
     assert!(!stores[1]
@@ -2640,21 +2651,23 @@ fn new_plan(status: PlanStatus, batches: Vec<BatchId>, work_orders: Vec<NewWorkO
         status,
         currency: "CNY".into(),
         total_cost: 1234,
-        cost_breakdown: "{}".into(),
         gap: if status == PlanStatus::Optimal {
             Some(0.0)
         } else {
             None
         },
         solver: "test".into(),
-        solve_seconds: 0.5,
-        diagnosis: (status == PlanStatus::Infeasible).then(|| "{\"reasons\":[]}".to_owned()),
-        scenario: "name = \"x\"".into(),
-        plan: "{}".into(),
-        catalogue_version: 1,
-        batches,
+        detail: PlanDetail {
+            cost_breakdown: "{}".into(),
+            solve_seconds: 0.5,
+            diagnosis: (status == PlanStatus::Infeasible).then(|| "{\"reasons\":[]}".to_owned()),
+            scenario: "name = \"x\"".into(),
+            plan: "{}".into(),
+            catalogue_version: 1,
+            batches,
+            reservations: vec![("steel".into(), 4.0)],
+        },
         work_orders,
-        reservations: vec![("steel".into(), 4.0)],
         purchase_orders: vec![],
         allocations: vec![],
     }
@@ -2680,7 +2693,7 @@ pub async fn a_material_a_rejectable_work_order_takes_from_stock_stays(fx: Arc<d
         vec![b.id.clone(), c.id.clone()],
         vec![work_order("f1", &b), work_order("f2", &c)],
     );
-    plan.reservations = vec![("steel".into(), 8.0)];
+    plan.detail.reservations = vec![("steel".into(), 8.0)];
     store.store_plan(&plan, t0()).await.expect("store");
     let w1 = store.factory_work_orders("f1", 0, 10).await.unwrap()[0]
         .id
@@ -2791,7 +2804,7 @@ pub async fn one_planning_key_sent_to_two_replicas_stores_one_plan(fx: Arc<dyn F
             vec![a.id.clone(), b.id.clone()],
             vec![work_order("f1", &a), work_order("f2", &b)],
         );
-        plan.reservations = vec![];
+        plan.detail.reservations = vec![];
         plan.idempotency_key = Some(key());
         let id = one_key_at_once(&stores, &format!("round {round}: store plan"), move |s| {
             let plan = plan.clone();
@@ -2863,7 +2876,11 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     );
     let got = store.get_plan(&infeasible).await.expect("get");
     assert_eq!(got.summary.status, PlanStatus::Infeasible);
-    assert!(got.diagnosis.is_some() && got.work_orders.is_empty() && got.reservations.is_empty());
+    assert!(
+        got.detail.diagnosis.is_some()
+            && got.work_orders.is_empty()
+            && got.detail.reservations.is_empty()
+    );
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 10.0);
 
     // A feasible plan holds both batches, reserves stock, numbers work orders per factory.
@@ -2891,15 +2908,15 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     let seqs: Vec<(&str, i64)> = got
         .work_orders
         .iter()
-        .map(|w| (w.factory_id.as_str(), w.seq))
+        .map(|w| (w.order.factory_id.as_str(), w.seq))
         .collect();
     assert_eq!(seqs, vec![("f1", 1), ("f1", 2), ("f2", 1)]);
     assert!(got
         .work_orders
         .iter()
         .all(|w| w.state == c2m_domain::WorkOrderState::Issued));
-    assert_eq!(got.work_orders[0].runs, plan.work_orders[0].runs);
-    assert_eq!(got.reservations, vec![("steel".to_owned(), 4.0)]);
+    assert_eq!(got.work_orders[0].order.runs, plan.work_orders[0].runs);
+    assert_eq!(got.detail.reservations, vec![("steel".to_owned(), 4.0)]);
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 6.0);
 
     // A batch whose units are all in work orders is not planned again.
@@ -2908,7 +2925,7 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
         vec![a.id.clone()],
         vec![work_order("f1", &a)],
     );
-    twice.reservations.clear();
+    twice.detail.reservations.clear();
     assert_eq!(
         precondition(store.store_plan(&twice, t0()).await),
         Refusal::BatchNotWaiting {
@@ -2922,14 +2939,14 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
         vec![c.id.clone()],
         vec![work_order("f2", &c)],
     );
-    greedy.reservations = vec![("steel".into(), 7.0)];
+    greedy.detail.reservations = vec![("steel".into(), 7.0)];
     assert_eq!(
         precondition(store.store_plan(&greedy, t0()).await),
         Refusal::StockChanged {
             material: "steel".into()
         }
     );
-    greedy.reservations = vec![("steel".into(), 6.0)];
+    greedy.detail.reservations = vec![("steel".into(), 6.0)];
     let third = store.store_plan(&greedy, t0()).await.expect("store third");
     let got = store.get_plan(&third).await.unwrap();
     assert_eq!(got.work_orders[0].seq, 2, "f2's sequence continues");
@@ -2987,7 +3004,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         vec![b.id.clone(), c.id.clone()],
         vec![part_order("f1", &b, 1), f2],
     );
-    plan.reservations = vec![("steel".into(), 8.0)];
+    plan.detail.reservations = vec![("steel".into(), 8.0)];
     let p1 = store.store_plan(&plan, t0()).await.expect("store");
     assert_eq!(store.catalogue().await.unwrap().materials[0].on_hand, 2.0);
 
@@ -2998,7 +3015,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     assert_eq!(f2_orders.len(), 1);
     assert!(f1_orders
         .iter()
-        .all(|w| w.factory_id == "f1" && w.plan_id == p1));
+        .all(|w| w.order.factory_id == "f1" && w.plan_id == p1));
     assert_eq!((f1_orders[0].seq, f2_orders[0].seq), (1, 1));
     assert!(store
         .factory_work_orders("f1", 1, 100)
@@ -3111,7 +3128,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         vec![b.id.clone()],
         vec![part_order("f2", &b, 2)],
     );
-    too_much.reservations.clear();
+    too_much.detail.reservations.clear();
     assert!(matches!(
         precondition(store.store_plan(&too_much, t0()).await),
         Refusal::UnitsNotWaiting { waiting: 1, .. }
@@ -3121,7 +3138,7 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         vec![b.id.clone()],
         vec![part_order("f2", &b, 1)],
     );
-    replan.reservations.clear();
+    replan.detail.reservations.clear();
     let p2 = store.store_plan(&replan, t0()).await.expect("replan");
     assert!(store.planning_queue().await.unwrap().is_empty());
     let f2_orders = store.factory_work_orders("f2", 1, 100).await.unwrap();

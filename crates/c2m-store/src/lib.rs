@@ -120,11 +120,11 @@ pub use factory::{
     WorkOrderStatus,
 };
 pub use levers::{
-    CancelCampaign, CloseCampaign, ExtendDeadline, ForecastInput, Insights, LeverOutcome,
+    CancelCampaign, CloseCampaign, ExtendDeadline, ForecastInput, Insights, Lever, LeverOutcome,
     LeversStore, LowerThreshold, SourceCount, UnitsAt,
 };
 pub use planning::{
-    NewPlan, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
+    NewPlan, PlanDetail, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
 };
 pub use purchasing::{
     CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderFilter,

@@ -39,8 +39,8 @@ use c2m_domain::{
 };
 use c2m_store::sqlite::SqliteStore;
 use c2m_store::{
-    CancelCampaign, CancelPreorder, CloseCampaign, CreateCampaign, ExtendDeadline, LeversStore,
-    LowerThreshold, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
+    CancelCampaign, CancelPreorder, CloseCampaign, CreateCampaign, ExtendDeadline, Lever,
+    LeversStore, LowerThreshold, PayBalance, PlacePreorder, PreorderFilter, Store, StoreError,
 };
 
 const SKU: &str = "prop-widget";
@@ -363,11 +363,14 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                     deadline: to,
                 };
                 let before = store.get_campaign(&campaign.id).await.expect("get");
-                let r = store.extend_deadline(&req, now).await;
+                let r = store.pull_lever(&Lever::Extend(req.clone()), now).await;
                 if selling && hours > 0 {
                     let out = r.map_err(|e| TestCaseError::fail(format!("extend: {e:?}")))?;
                     prop_assert_eq!(out.campaign.terms.deadline, to);
-                    let again = store.extend_deadline(&req, now).await.expect("retry");
+                    let again = store
+                        .pull_lever(&Lever::Extend(req.clone()), now)
+                        .await
+                        .expect("retry");
                     prop_assert_eq!(again, out);
                     model.deadline = to;
                 } else {
@@ -391,12 +394,15 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                     .into_iter()
                     .find(|b| b.status == BatchStatus::Open);
                 let before = store.campaign_money(&campaign.id).await.expect("money");
-                let r = store.lower_threshold(&req, now).await;
+                let r = store.pull_lever(&Lever::Lower(req.clone()), now).await;
                 if selling && by > 0 && to > 0 {
                     let out = r.map_err(|e| TestCaseError::fail(format!("lower: {e:?}")))?;
                     let locks = open.as_ref().is_some_and(|b| b.units >= to);
                     prop_assert_eq!(out.locked_batch.is_some(), locks);
-                    let again = store.lower_threshold(&req, now).await.expect("retry");
+                    let again = store
+                        .pull_lever(&Lever::Lower(req.clone()), now)
+                        .await
+                        .expect("retry");
                     prop_assert_eq!(again, out);
                     model.threshold = to;
                 } else {
@@ -411,10 +417,13 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                     idempotency_key: key(&mut keys),
                     campaign_id: campaign.id.clone(),
                 };
-                let r = store.close_campaign(&req, now).await;
+                let r = store.pull_lever(&Lever::Close(req.clone()), now).await;
                 if selling {
                     let out = r.map_err(|e| TestCaseError::fail(format!("close: {e:?}")))?;
-                    let again = store.close_campaign(&req, now).await.expect("retry");
+                    let again = store
+                        .pull_lever(&Lever::Close(req.clone()), now)
+                        .await
+                        .expect("retry");
                     prop_assert_eq!(again, out);
                     model.closed = true;
                     model.deadline_swept = true;
@@ -428,7 +437,7 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                     campaign_id: campaign.id.clone(),
                 };
                 let before = store.campaign_money(&campaign.id).await.expect("money");
-                let r = store.cancel_campaign(&req, now).await;
+                let r = store.pull_lever(&Lever::Cancel(req.clone()), now).await;
                 if !model.cancelled {
                     let out = r.map_err(|e| TestCaseError::fail(format!("cancel: {e:?}")))?;
                     let after = store.campaign_money(&campaign.id).await.expect("money");
@@ -437,7 +446,10 @@ async fn run_case(db: &mut Db, t: Terms, ops: Vec<Op>, case: u64) -> Result<(), 
                     prop_assert_eq!(after.refunded - before.refunded, out.refunded_minor);
                     prop_assert_eq!(after.escrow, 0, "escrow left after a cancel: {:?}", after);
                     prop_assert_eq!(after.held, 0);
-                    let again = store.cancel_campaign(&req, now).await.expect("retry");
+                    let again = store
+                        .pull_lever(&Lever::Cancel(req.clone()), now)
+                        .await
+                        .expect("retry");
                     prop_assert_eq!(again, out);
                     model.cancelled = true;
                     model.deadline_swept = true;

@@ -36,9 +36,10 @@ pub fn work_order(w: &WorkOrder) -> pb::WorkOrder {
     pb::WorkOrder {
         id: w.id.clone(),
         plan_id: w.plan_id.clone(),
-        factory_id: w.factory_id.clone(),
+        factory_id: w.order.factory_id.clone(),
         seq: w.seq,
         runs: w
+            .order
             .runs
             .iter()
             .map(|r| pb::ProductionRun {
@@ -60,6 +61,7 @@ pub fn work_order(w: &WorkOrder) -> pb::WorkOrder {
             })
             .collect(),
         materials: w
+            .order
             .materials
             .iter()
             .map(|m| pb::MaterialDelivery {
@@ -69,7 +71,7 @@ pub fn work_order(w: &WorkOrder) -> pb::WorkOrder {
                 purchase_order_id: m.purchase_order.clone().unwrap_or_default(),
             })
             .collect(),
-        due_at: Some(timestamp(w.due_at)),
+        due_at: Some(timestamp(w.order.due_at)),
         state: work_order_state(w.state) as i32,
         created_at: Some(timestamp(w.created_at)),
     }
@@ -91,12 +93,13 @@ pub fn work_order_state(s: c2m_domain::WorkOrderState) -> pb::WorkOrderState {
 /// A stored plan; `now` tells its planned purchase orders from the due ones.
 pub fn plan(p: &StoredPlan, now: DateTime<Utc>) -> Result<pb::Plan, Status> {
     let cur = &p.summary.currency;
-    let b: c2m_planner::CostBreakdown = serde_json::from_str(&p.cost_breakdown).map_err(|e| {
-        store_status(c2m_store::StoreError::Corrupt(format!(
-            "cost breakdown: {e}"
-        )))
-    })?;
-    let diagnosis = match &p.diagnosis {
+    let b: c2m_planner::CostBreakdown =
+        serde_json::from_str(&p.detail.cost_breakdown).map_err(|e| {
+            store_status(c2m_store::StoreError::Corrupt(format!(
+                "cost breakdown: {e}"
+            )))
+        })?;
+    let diagnosis = match &p.detail.diagnosis {
         Some(d) => {
             serde_json::from_str::<c2m_planner::Diagnosis>(d)
                 .map_err(|e| {
@@ -116,11 +119,11 @@ pub fn plan(p: &StoredPlan, now: DateTime<Utc>) -> Result<pb::Plan, Status> {
             holding: Some(minor_money(b.holding, cur)),
             lateness: Some(minor_money(b.lateness, cur)),
         }),
-        solve_seconds: p.solve_seconds,
+        solve_seconds: p.detail.solve_seconds,
         diagnosis,
-        scenario_toml: p.scenario.clone(),
-        plan_json: p.plan.clone(),
-        batch_ids: p.batches.iter().map(|b| b.to_string()).collect(),
+        scenario_toml: p.detail.scenario.clone(),
+        plan_json: p.detail.plan.clone(),
+        batch_ids: p.detail.batches.iter().map(|b| b.to_string()).collect(),
         work_orders: p.work_orders.iter().map(work_order).collect(),
         purchase_orders: p
             .purchase_orders
@@ -169,21 +172,22 @@ pub fn purchase_order_state_filter(
 /// A purchase order as the API shows it at `now`: `PLANNED` while open with its order date
 /// ahead.
 pub fn purchase_order(p: &PurchaseOrder, now: DateTime<Utc>) -> pb::PurchaseOrder {
+    let o = &p.order;
     pb::PurchaseOrder {
-        id: p.id.clone(),
+        id: o.id.clone(),
         plan_id: p.plan_id.clone(),
-        supplier_id: p.supplier_id.clone(),
-        material_id: p.material_id.clone(),
-        quantity: p.quantity,
-        unit_price: p.unit_price,
+        supplier_id: o.supplier_id.clone(),
+        material_id: o.material_id.clone(),
+        quantity: o.quantity,
+        unit_price: o.unit_price,
         currency: p.currency.clone(),
-        tier: p.tier,
-        packs: p.packs,
-        order_period: p.order_period,
-        ordered_at: Some(timestamp(p.ordered_at)),
-        expected_at: Some(timestamp(p.expected_at)),
-        batch_ids: p.batches.iter().map(|b| b.to_string()).collect(),
-        allocated: p.allocated,
+        tier: o.tier,
+        packs: o.packs,
+        order_period: o.order_period,
+        ordered_at: Some(timestamp(o.ordered_at)),
+        expected_at: Some(timestamp(o.expected_at)),
+        batch_ids: o.batches.iter().map(|b| b.to_string()).collect(),
+        allocated: o.allocated,
         received: p.received,
         state: if p.is_planned(now) {
             pb::PurchaseOrderState::Planned as i32
@@ -193,7 +197,7 @@ pub fn purchase_order(p: &PurchaseOrder, now: DateTime<Utc>) -> pb::PurchaseOrde
         created_at: Some(timestamp(p.created_at)),
         state_at: Some(timestamp(p.state_at)),
         total: Some(minor_money(
-            c2m_planner::round_money(p.quantity * p.unit_price),
+            c2m_planner::round_money(o.quantity * o.unit_price),
             &p.currency,
         )),
     }

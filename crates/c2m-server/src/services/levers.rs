@@ -3,6 +3,8 @@ use tonic::{Request, Response, Status};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::levers_service_server::LeversService;
 
+use c2m_store::Lever;
+
 use super::Ctx;
 use crate::convert::{self, levers as conv};
 use crate::forecast;
@@ -23,7 +25,7 @@ impl LeversService for LeversSvc {
         let out = self
             .0
             .store
-            .extend_deadline(&cmd, now)
+            .pull_lever(&Lever::Extend(cmd), now)
             .await
             .map_err(store_status)?;
         tracing::info!(deadline = %out.campaign.terms.deadline, "deadline extended");
@@ -40,7 +42,7 @@ impl LeversService for LeversSvc {
         let out = self
             .0
             .store
-            .lower_threshold(&cmd, now)
+            .pull_lever(&Lever::Lower(cmd), now)
             .await
             .map_err(store_status)?;
         tracing::info!(
@@ -61,7 +63,7 @@ impl LeversService for LeversSvc {
         let out = self
             .0
             .store
-            .close_campaign(&cmd, now)
+            .pull_lever(&Lever::Close(cmd), now)
             .await
             .map_err(store_status)?;
         tracing::info!(
@@ -82,7 +84,7 @@ impl LeversService for LeversSvc {
         let out = self
             .0
             .store
-            .cancel_campaign(&cmd, now)
+            .pull_lever(&Lever::Cancel(cmd), now)
             .await
             .map_err(store_status)?;
         tracing::info!(

@@ -449,6 +449,7 @@ async fn material_rule<D: Backend>(tx: &mut Tx<'_, D>, gone: &[String]) -> Resul
     }
     for wo in tx.rejectable_work_orders().await? {
         let taken = wo
+            .order
             .materials
             .iter()
             .find(|m| m.supplier.is_none() && m.quantity > 0.0 && gone.contains(&m.material));

@@ -15,8 +15,8 @@ use super::{
     consumer, create, invalid_field, key, not_found, place, precondition, spec, t0, Fixture,
 };
 use crate::{
-    CancelCampaign, CloseCampaign, ExtendDeadline, LeverOutcome, LowerThreshold, PageRequest,
-    PayBalance, Store, StoreError,
+    CancelCampaign, CloseCampaign, ExtendDeadline, Lever, LeverOutcome, LowerThreshold,
+    PageRequest, PayBalance, Store, StoreError,
 };
 
 fn cny(minor: i64) -> Money {
@@ -39,34 +39,34 @@ fn refused<T: std::fmt::Debug>(
     (refusal.reason(), refusal.metadata())
 }
 
-fn extend(c: &CampaignId, deadline: DateTime<Utc>) -> ExtendDeadline {
-    ExtendDeadline {
+fn extend(c: &CampaignId, deadline: DateTime<Utc>) -> Lever {
+    Lever::Extend(ExtendDeadline {
         idempotency_key: key(),
         campaign_id: c.clone(),
         deadline,
-    }
+    })
 }
 
-fn lower(c: &CampaignId, batch_threshold: i64) -> LowerThreshold {
-    LowerThreshold {
+fn lower(c: &CampaignId, batch_threshold: i64) -> Lever {
+    Lever::Lower(LowerThreshold {
         idempotency_key: key(),
         campaign_id: c.clone(),
         batch_threshold,
-    }
+    })
 }
 
-fn close(c: &CampaignId) -> CloseCampaign {
-    CloseCampaign {
+fn close(c: &CampaignId) -> Lever {
+    Lever::Close(CloseCampaign {
         idempotency_key: key(),
         campaign_id: c.clone(),
-    }
+    })
 }
 
-fn cancel_all(c: &CampaignId) -> CancelCampaign {
-    CancelCampaign {
+fn cancel_all(c: &CampaignId) -> Lever {
+    Lever::Cancel(CancelCampaign {
         idempotency_key: key(),
         campaign_id: c.clone(),
-    }
+    })
 }
 
 /// The ledger's kinds for one campaign, counted.
@@ -92,12 +92,12 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
 
     let (reason, meta) = refused(
         store
-            .extend_deadline(&extend(&c.id, t0() - Duration::days(1)), lever_at())
+            .pull_lever(&extend(&c.id, t0() - Duration::days(1)), lever_at())
             .await,
     );
     assert_eq!(reason, "DEADLINE_NOT_LATER");
     assert!(meta.contains(&("field", "deadline".into())), "{meta:?}");
-    let (reason, _) = refused(store.extend_deadline(&extend(&c.id, old), lever_at()).await);
+    let (reason, _) = refused(store.pull_lever(&extend(&c.id, old), lever_at()).await);
     assert_eq!(reason, "DEADLINE_NOT_LATER");
     let unchanged = store.get_campaign(&c.id).await.expect("get");
     assert_eq!(
@@ -106,19 +106,18 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
     );
 
     let req = extend(&c.id, new);
-    let first = store
-        .extend_deadline(&req, lever_at())
-        .await
-        .expect("extend");
+    let first = store.pull_lever(&req, lever_at()).await.expect("extend");
     assert_eq!(first.campaign.terms.deadline, new);
     let again = store
-        .extend_deadline(&req, lever_at() + Duration::hours(1))
+        .pull_lever(&req, lever_at() + Duration::hours(1))
         .await
         .expect("retry");
     assert_eq!(again, first, "a retry answers as the first time");
     let mut other = req.clone();
-    other.deadline = new + Duration::days(1);
-    super::conflict(store.extend_deadline(&other, lever_at()).await);
+    if let Lever::Extend(r) = &mut other {
+        r.deadline = new + Duration::days(1);
+    }
+    super::conflict(store.pull_lever(&other, lever_at()).await);
     assert_eq!(
         store
             .get_campaign(&c.id)
@@ -141,7 +140,7 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
     assert_eq!(deadlines().await, (new, Some(old)));
     let later = new + Duration::days(2);
     store
-        .extend_deadline(&extend(&c.id, later), lever_at())
+        .pull_lever(&extend(&c.id, later), lever_at())
         .await
         .expect("extend again");
     assert_eq!(deadlines().await, (later, Some(old)));
@@ -167,14 +166,14 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
     // Once the deadline passed, no lever extends it.
     let (reason, meta) = refused(
         store
-            .extend_deadline(&extend(&c.id, new + Duration::days(5)), new)
+            .pull_lever(&extend(&c.id, new + Duration::days(5)), new)
             .await,
     );
     assert_eq!(reason, "CAMPAIGN_ENDED");
     assert!(meta.contains(&("field", "deadline".into())), "{meta:?}");
     not_found(
         store
-            .extend_deadline(&extend(&CampaignId::generate(), new), lever_at())
+            .pull_lever(&extend(&CampaignId::generate(), new), lever_at())
             .await,
         "campaign",
     );
@@ -200,19 +199,19 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
     let a = place(&*store, &c.id, &consumer(1), 4).await.expect("a");
     let b = place(&*store, &c.id, &consumer(2), 3).await.expect("b");
 
-    let (reason, meta) = refused(store.lower_threshold(&lower(&c.id, 11), lever_at()).await);
+    let (reason, meta) = refused(store.pull_lever(&lower(&c.id, 11), lever_at()).await);
     assert_eq!(reason, "THRESHOLD_NOT_LOWER");
     assert!(
         meta.contains(&("field", "batch_threshold".into())),
         "{meta:?}"
     );
     assert_eq!(
-        invalid_field(store.lower_threshold(&lower(&c.id, 0), lever_at()).await),
+        invalid_field(store.pull_lever(&lower(&c.id, 0), lever_at()).await),
         "batch_threshold"
     );
     // Above the units pooled: lowered, nothing locks.
     let eight = store
-        .lower_threshold(&lower(&c.id, 8), lever_at())
+        .pull_lever(&lower(&c.id, 8), lever_at())
         .await
         .expect("lower to 8");
     assert!(eight.locked_batch.is_none());
@@ -223,7 +222,7 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
     // At or below the units pooled: it locks now, at the tier of 7 units (36 900).
     let req = lower(&c.id, 6);
     let six = store
-        .lower_threshold(&req, lever_at())
+        .pull_lever(&req, lever_at())
         .await
         .expect("lower to 6");
     let locked = six.locked_batch.clone().expect("the open batch locked");
@@ -239,7 +238,7 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
         assert_eq!(p.money.balance_due, Some(cny(q * 36_900 - q * 5_000)));
     }
     let again = store
-        .lower_threshold(&req, lever_at() + Duration::hours(1))
+        .pull_lever(&req, lever_at() + Duration::hours(1))
         .await
         .expect("retry");
     assert_eq!(again, six, "a retry answers as the first time");
@@ -262,7 +261,7 @@ pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(fx: 
     let b = place(&*store, &c.id, &consumer(2), 2).await.expect("b");
 
     let req = close(&c.id);
-    let first = store.close_campaign(&req, lever_at()).await.expect("close");
+    let first = store.pull_lever(&req, lever_at()).await.expect("close");
     assert_eq!(first.campaign.closed_at, Some(lever_at()));
     let failed = first.failed_batch.clone().expect("the open batch failed");
     assert_eq!(failed.status, BatchStatus::Failed);
@@ -273,11 +272,11 @@ pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(fx: 
         assert_eq!(p.status, PreorderStatus::RefundDue);
     }
     let again = store
-        .close_campaign(&req, lever_at() + Duration::hours(1))
+        .pull_lever(&req, lever_at() + Duration::hours(1))
         .await
         .expect("retry");
     assert_eq!(again, first);
-    let (reason, meta) = refused(store.close_campaign(&close(&c.id), lever_at()).await);
+    let (reason, meta) = refused(store.pull_lever(&close(&c.id), lever_at()).await);
     assert_eq!(reason, "CAMPAIGN_ENDED");
     assert!(meta.contains(&("field", "campaign_id".into())), "{meta:?}");
     assert!(meta.contains(&("how", "was closed".into())), "{meta:?}");
@@ -307,7 +306,7 @@ pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(fx: 
     assert_eq!(kinds(&*store, &c.id, TxnKind::Release).await, 2);
     // A closed campaign may still be cancelled (nothing is left to refund here).
     let cancelled = store
-        .cancel_campaign(&cancel_all(&c.id), lever_at())
+        .pull_lever(&cancel_all(&c.id), lever_at())
         .await
         .expect("cancel a closed campaign");
     assert_eq!(cancelled.preorders_refunded, 0);
@@ -347,17 +346,14 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
         .expect("pay a");
 
     let req = cancel_all(&c.id);
-    let out = store
-        .cancel_campaign(&req, lever_at())
-        .await
-        .expect("cancel");
+    let out = store.pull_lever(&req, lever_at()).await.expect("cancel");
     assert_eq!(out.campaign.cancelled_at, Some(lever_at()));
     assert_eq!(out.deposits_released, 1, "the open batch's deposit");
     assert_eq!(out.preorders_refunded, 2);
     assert_eq!(out.refunded_minor, 3 * price + 2 * dep);
     assert_eq!(out.batches_in_production, 0);
     let again = store
-        .cancel_campaign(&req, lever_at() + Duration::hours(1))
+        .pull_lever(&req, lever_at() + Duration::hours(1))
         .await
         .expect("retry");
     assert_eq!(again, out);
@@ -399,11 +395,11 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
             .count(),
         1
     );
-    let (reason, meta) = refused(store.cancel_campaign(&cancel_all(&c.id), lever_at()).await);
+    let (reason, meta) = refused(store.pull_lever(&cancel_all(&c.id), lever_at()).await);
     assert_eq!(reason, "CAMPAIGN_ENDED");
     assert!(meta.contains(&("how", "was cancelled".into())), "{meta:?}");
     // Levers on a cancelled campaign are refused.
-    let (reason, _) = refused(store.close_campaign(&close(&c.id), lever_at()).await);
+    let (reason, _) = refused(store.pull_lever(&close(&c.id), lever_at()).await);
     assert_eq!(reason, "CAMPAIGN_ENDED");
     // An order is told the campaign was cancelled, not that its deadline passed.
     let late = precondition(place(&*store, &c.id, &consumer(9), 1).await);
@@ -468,7 +464,7 @@ pub async fn cancel_campaign_takes_a_settled_batch_back_from_the_merchant(fx: Ar
     let before = check_ledger(&*store, &c.id).await;
     assert_eq!(before.merchant, 3 * 39_900, "settled at lock");
     let out: LeverOutcome = store
-        .cancel_campaign(&cancel_all(&c.id), lever_at())
+        .pull_lever(&cancel_all(&c.id), lever_at())
         .await
         .expect("cancel");
     assert_eq!(out.preorders_refunded, 2);
@@ -499,26 +495,20 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
     }
     let closed_at = lever_at() + Duration::days(1);
     store
-        .close_campaign(&close(&earlier.id), closed_at)
+        .pull_lever(&close(&earlier.id), closed_at)
         .await
         .expect("close earlier");
-    // Two that are no prior: one closed two hours after it opened, one cancelled.
-    let short = create(&*store, spec(50, None)).await;
-    place(&*store, &short.id, &consumer(7), 9)
-        .await
-        .expect("short");
-    store
-        .close_campaign(&close(&short.id), lever_at())
-        .await
-        .expect("close short");
-    let voided = create(&*store, spec(50, None)).await;
-    place(&*store, &voided.id, &consumer(8), 9)
-        .await
-        .expect("voided");
-    store
-        .cancel_campaign(&cancel_all(&voided.id), closed_at)
-        .await
-        .expect("cancel voided");
+    // Two that are no prior: one closed two hours after it opened, one cancelled. Each has
+    // one order of 9 units before the lever stops it.
+    type Stop = fn(&CampaignId) -> Lever;
+    let stops: [(Stop, _); 2] = [(close, lever_at()), (cancel_all, closed_at)];
+    for (who, (stop, at)) in (7..).zip(stops) {
+        let c = create(&*store, spec(50, None)).await;
+        place(&*store, &c.id, &consumer(who), 9)
+            .await
+            .expect("place");
+        store.pull_lever(&stop(&c.id), at).await.expect("stop");
+    }
     let c = create(&*store, spec(20, None)).await;
     let a = place(&*store, &c.id, &consumer(1), 2).await.expect("a");
     place(&*store, &c.id, &consumer(2), 5).await.expect("b");

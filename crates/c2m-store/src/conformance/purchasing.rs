@@ -102,14 +102,17 @@ pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fix
     });
     wo.runs[0].batches[0].late_reason = Some("f1 is closed until then".into());
     let mut plan = new_plan(PlanStatus::Optimal, vec![b.id.clone()], vec![wo]);
-    plan.reservations = vec![];
+    plan.detail.reservations = vec![];
     store.store_plan(&plan, t0()).await.expect("stored");
     let p = batch_production(&*store, &[&b]).await;
     assert_eq!(p[0].planned_ship_at, Some(ends));
     assert_eq!(p[0].late_reason.as_deref(), Some("f1 is closed until then"));
     let frozen = store.frozen_work_orders().await.unwrap();
     assert_eq!(frozen.len(), 1);
-    assert_eq!(frozen[0].runs[0].schedule.as_ref().unwrap().ends_at, ends);
+    assert_eq!(
+        frozen[0].order.runs[0].schedule.as_ref().unwrap().ends_at,
+        ends
+    );
 }
 
 pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<dyn Fixture>) {
@@ -167,7 +170,10 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
                 .list_purchase_orders(&filter, PageRequest::first(10))
                 .await
                 .unwrap();
-            page.items.into_iter().map(|p| p.id).collect::<Vec<_>>()
+            page.items
+                .into_iter()
+                .map(|p| p.order.id)
+                .collect::<Vec<_>>()
         }
     };
     assert_eq!(by_date(OrderDate::Reached(t0())).await, ["pur_first"]);
@@ -183,7 +189,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
     let first = store.get_purchase_order("pur_first").await.unwrap();
     assert!(!first.is_planned(t0()));
     assert_eq!(
-        (first.state, first.allocated, first.free_to_arrive()),
+        (first.state, first.order.allocated, first.free_to_arrive()),
         (PurchaseOrderState::Open, 6.0, 4.0)
     );
     assert_eq!(first.currency, "CNY");
@@ -258,7 +264,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
         .await
         .unwrap();
     assert_eq!(cancelled.items.len(), 1);
-    assert_eq!(cancelled.items[0].id, "pur_second");
+    assert_eq!(cancelled.items[0].order.id, "pur_second");
     assert!(store
         .outstanding_purchase_orders()
         .await
@@ -291,6 +297,7 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
             .get_purchase_order("pur_first")
             .await
             .unwrap()
+            .order
             .allocated,
         0.0
     );

@@ -274,14 +274,14 @@ pub(crate) async fn report<D: Backend>(
             return Err(StoreError::not_found("work order", &req.work_order_id));
         };
         if tally.ordered.is_empty() {
-            for run in &wo.runs {
+            for run in &wo.order.runs {
                 *tally.ordered.entry(run.sku.clone()).or_default() += run.quantity;
             }
         }
         let t = production::apply(&wo.id, wo.state, &tally, &req.progress)?;
         let mut status = WorkOrderStatus {
             work_order_id: wo.id.clone(),
-            factory_id: wo.factory_id.clone(),
+            factory_id: wo.order.factory_id.clone(),
             seq: wo.seq,
             state: t.state,
             tally: t.tally.clone(),
@@ -295,13 +295,14 @@ pub(crate) async fn report<D: Backend>(
             status.state_at = Some(now);
             if let Progress::Rejected { reason } = &req.progress {
                 for b in &batches {
-                    tx.exclude_factory(b, &wo.factory_id, reason, now).await?;
+                    tx.exclude_factory(b, &wo.order.factory_id, reason, now)
+                        .await?;
                     tx.release_plan_batch(&wo.plan_id, b).await?;
                 }
                 // Its materials go back to the pool: stock to stock on hand, its share of each
                 // purchase order released (see `crate::purchasing`).
                 let mut returned = false;
-                for m in wo.materials.iter().filter(|m| m.quantity > 0.0) {
+                for m in wo.order.materials.iter().filter(|m| m.quantity > 0.0) {
                     match (&m.supplier, &m.purchase_order) {
                         (None, _) => {
                             tx.return_stock(&m.material, m.quantity).await?;
@@ -355,6 +356,7 @@ pub(crate) async fn stream_page<D: Backend>(
 /// The batches a work order makes units of, each once.
 pub(crate) fn work_order_batches(wo: &WorkOrder) -> Vec<BatchId> {
     let mut batches: Vec<BatchId> = wo
+        .order
         .runs
         .iter()
         .flat_map(|r| r.batches.iter().map(|b| b.batch_id.clone()))

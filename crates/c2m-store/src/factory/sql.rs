@@ -145,7 +145,14 @@ impl<D: Backend> Tx<'_, D> {
         let sql = "INSERT INTO work_order_events (work_order_id, factory_id, kind, state, \
              body, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         let body = event_body(progress)?;
-        let params = (&wo.id, &wo.factory_id, progress.kind(), state, body, now);
+        let params = (
+            &wo.id,
+            &wo.order.factory_id,
+            progress.kind(),
+            state,
+            body,
+            now,
+        );
         D::query(sql, params).run(self).await
     }
 

@@ -2,10 +2,10 @@
 //! once for both backends.
 //!
 //! - Types: the requests ([`ExtendDeadline`], [`LowerThreshold`], [`CloseCampaign`],
-//!   [`CancelCampaign`]), their answer ([`LeverOutcome`]), what the fill forecast reads
-//!   ([`ForecastInput`]) and a campaign's demand ([`Insights`]).
-//! - Logic: [`pull`], the one write of every lever ([`Lever`]: extend, lower, close,
-//!   cancel). Whether a lever may be pulled is the domain's
+//!   [`CancelCampaign`]), each a [`Lever`], their answer ([`LeverOutcome`]), what the fill
+//!   forecast reads ([`ForecastInput`]) and a campaign's demand ([`Insights`]).
+//! - Logic: [`pull`], the one write of every lever (extend, lower, close, cancel), which
+//!   [`LeversStore::pull_lever`] runs in the campaign's lane. Whether a lever may be pulled is the domain's
 //!   ([`c2m_domain::levers`]); what it does to the open batch reuses the pooling paths (a
 //!   batch that meets its threshold locks through [`Tx::end_batch`] and
 //!   [`ledger::lock_batch_money`], as a placement locks it; a batch that cannot fails
@@ -141,37 +141,9 @@ pub const MIN_PRIOR_SELLING: chrono::Duration = chrono::Duration::days(1);
 /// backend.
 #[async_trait]
 pub trait LeversStore: Send + Sync + 'static {
-    /// Moves the deadline later. Idempotent by key; `CAMPAIGN_ENDED` once it stopped
-    /// selling, `DEADLINE_NOT_LATER` for a deadline not after the current one.
-    async fn extend_deadline(
-        &self,
-        req: &ExtendDeadline,
-        now: DateTime<Utc>,
-    ) -> Result<LeverOutcome>;
-
-    /// Lowers the threshold; the open batch locks at once, at the tier its units reach, if
-    /// it meets the new one. Idempotent by key; `CAMPAIGN_ENDED`, `THRESHOLD_NOT_LOWER`.
-    async fn lower_threshold(
-        &self,
-        req: &LowerThreshold,
-        now: DateTime<Utc>,
-    ) -> Result<LeverOutcome>;
-
-    /// Stops selling now: the open batch locks if it meets its threshold, otherwise fails
-    /// and every deposit in it is released. Idempotent by key; `CAMPAIGN_ENDED` once the
-    /// campaign stopped selling.
-    async fn close_campaign(&self, req: &CloseCampaign, now: DateTime<Utc>)
-        -> Result<LeverOutcome>;
-
-    /// Cancels the campaign: stops selling, fails the open batch (deposits released) and
-    /// refunds every pre-order of a locked batch that no live work order makes (captured
-    /// deposit and paid balance, once each). Idempotent by key; `CAMPAIGN_ENDED` if it was
-    /// cancelled before.
-    async fn cancel_campaign(
-        &self,
-        req: &CancelCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<LeverOutcome>;
+    /// Pulls a lever (see [`Lever`]). Idempotent by key (scoped by the lever); a refusal
+    /// writes nothing.
+    async fn pull_lever(&self, lever: &Lever, now: DateTime<Utc>) -> Result<LeverOutcome>;
 
     /// What the fill forecast reads; `NotFound` for an unknown campaign.
     async fn forecast_input(
@@ -187,11 +159,22 @@ pub trait LeversStore: Send + Sync + 'static {
         -> Result<Insights>;
 }
 
-/// A lever's request, as [`pull`] takes it: the one write every lever is.
-pub(crate) enum Lever {
+/// A merchant's lever: the one write every lever is ([`LeversStore::pull_lever`]).
+#[derive(Debug, Clone)]
+pub enum Lever {
+    /// Moves the deadline later. `CAMPAIGN_ENDED` once the campaign stopped selling,
+    /// `DEADLINE_NOT_LATER` for a deadline not after the current one.
     Extend(ExtendDeadline),
+    /// Lowers the threshold; the open batch locks at once, at the tier its units reach, if
+    /// it meets the new one. `CAMPAIGN_ENDED`, `THRESHOLD_NOT_LOWER`.
     Lower(LowerThreshold),
+    /// Stops selling now: the open batch locks if it meets its threshold, otherwise fails
+    /// and every deposit in it is released. `CAMPAIGN_ENDED` once the campaign stopped
+    /// selling.
     Close(CloseCampaign),
+    /// Cancels the campaign: stops selling, fails the open batch (deposits released) and
+    /// refunds every pre-order of a locked batch that no live work order makes (captured
+    /// deposit and paid balance, once each). `CAMPAIGN_ENDED` if it was cancelled before.
     Cancel(CancelCampaign),
 }
 
@@ -248,8 +231,7 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
                 let mut outcome = LeverOutcome::of(campaign);
                 if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
                     if levers::locks_at(open.units, threshold) {
-                        outcome.locked_batch =
-                            Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+                        lock(tx, provider, &mut outcome, &open, now).await?;
                     }
                 }
                 (outcome, "threshold_lowered", Vec::new())
@@ -262,8 +244,7 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
                 let mut outcome = LeverOutcome::of(campaign);
                 if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
                     if levers::locks_at(open.units, open.threshold) {
-                        outcome.locked_batch =
-                            Some(lock(tx, provider, &outcome.campaign, &open, now).await?);
+                        lock(tx, provider, &mut outcome, &open, now).await?;
                     } else {
                         fail(tx, provider, &mut outcome, open, now).await?;
                     }
@@ -342,15 +323,16 @@ fn campaign_changed<D: Backend>(
 async fn lock<D: Backend>(
     tx: &mut Tx<'_, D>,
     provider: &dyn PaymentProvider,
-    campaign: &Campaign,
+    outcome: &mut LeverOutcome,
     open: &Batch,
     now: DateTime<Utc>,
-) -> Result<Batch> {
+) -> Result<()> {
     tx.end_batch(&open.id, BatchStatus::Locked, now).await?;
-    ledger::lock_batch_money(tx, provider, campaign, open, open.units, now).await?;
-    tx.batch(&open.id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("batch {} vanished", open.id)))
+    ledger::lock_batch_money(tx, provider, &outcome.campaign, open, open.units, now).await?;
+    let locked = tx.batch(&open.id).await?;
+    outcome.locked_batch =
+        Some(locked.ok_or_else(|| StoreError::Corrupt(format!("batch {} vanished", open.id)))?);
+    Ok(())
 }
 
 /// Fails the open batch and releases every hold in it, as the deadline does.
@@ -368,40 +350,13 @@ async fn fail<D: Backend>(
 
 #[async_trait]
 impl<E: Engine> LeversStore for E {
+    /// Every lever is one write, in its campaign's lane (grouped with the campaign's other
+    /// writes, under its lock).
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn extend_deadline(
-        &self,
-        req: &ExtendDeadline,
-        now: DateTime<Utc>,
-    ) -> Result<LeverOutcome> {
-        pull_lever(self, Lever::Extend(req.clone()), now).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn lower_threshold(
-        &self,
-        req: &LowerThreshold,
-        now: DateTime<Utc>,
-    ) -> Result<LeverOutcome> {
-        pull_lever(self, Lever::Lower(req.clone()), now).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn close_campaign(
-        &self,
-        req: &CloseCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<LeverOutcome> {
-        pull_lever(self, Lever::Close(req.clone()), now).await
-    }
-
-    #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn cancel_campaign(
-        &self,
-        req: &CancelCampaign,
-        now: DateTime<Utc>,
-    ) -> Result<LeverOutcome> {
-        pull_lever(self, Lever::Cancel(req.clone()), now).await
+    async fn pull_lever(&self, lever: &Lever, now: DateTime<Utc>) -> Result<LeverOutcome> {
+        let lane = Lane::Campaign(lever.campaign_id());
+        self.call(lane, lever.clone(), now, |tx, c| Box::pin(pull(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -430,19 +385,4 @@ impl<E: Engine> LeversStore for E {
         .await?
         .ok_or_else(|| campaign_not_found(campaign))
     }
-}
-
-/// Every lever is one write, in its campaign's lane (grouped with the campaign's other
-/// writes, under its lock).
-async fn pull_lever<E: Engine>(
-    store: &E,
-    lever: Lever,
-    now: DateTime<Utc>,
-) -> Result<LeverOutcome> {
-    let campaign = lever.campaign_id().clone();
-    store
-        .call(Lane::Campaign(&campaign), lever, now, |tx, c| {
-            Box::pin(pull(tx, c))
-        })
-        .await
 }

@@ -174,17 +174,15 @@ pub struct NewWorkOrder {
     pub due_at: DateTime<Utc>,
 }
 
-/// A stored work order: its id (for recognising a redelivery) and its number in the
-/// factory's sequence (for resuming delivery).
+/// A stored work order: the factory's part of the plan as the plan gave it, its id (for
+/// recognising a redelivery) and its number in the factory's sequence (for resuming
+/// delivery).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkOrder {
     pub id: String,
     pub plan_id: String,
-    pub factory_id: String,
     pub seq: i64,
-    pub runs: Vec<WorkOrderRun>,
-    pub materials: Vec<MaterialDelivery>,
-    pub due_at: DateTime<Utc>,
+    pub order: NewWorkOrder,
     pub created_at: DateTime<Utc>,
     /// Where it stands at the factory (issued until the factory reports).
     pub state: c2m_domain::WorkOrderState,
@@ -199,11 +197,25 @@ pub struct NewPlan {
     pub currency: String,
     /// Minor units, rounded once by the planner.
     pub total_cost: i64,
-    /// The planner's cost breakdown, as JSON.
-    pub cost_breakdown: String,
     /// Relative MIP gap; `None` when unknown (no bound).
     pub gap: Option<f64>,
     pub solver: String,
+    pub detail: PlanDetail,
+    pub work_orders: Vec<NewWorkOrder>,
+    /// The plan's purchases, stored as purchase orders with it.
+    pub purchase_orders: Vec<crate::purchasing::NewPurchaseOrder>,
+    /// Quantities of earlier open purchase orders (still to arrive, not yet allocated)
+    /// that this plan's work orders use: (purchase order id, quantity).
+    pub allocations: Vec<(String, f64)>,
+}
+
+/// What is stored of a plan besides its summary and its parts (work orders, purchase
+/// orders): what the planner said, what the plan was made from, and what it takes. Read back
+/// as it was given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanDetail {
+    /// The planner's cost breakdown, as JSON.
+    pub cost_breakdown: String,
     pub solve_seconds: f64,
     /// Why demand cannot be met (infeasible plans), as JSON.
     pub diagnosis: Option<String>,
@@ -215,14 +227,8 @@ pub struct NewPlan {
     pub catalogue_version: i64,
     /// The batches the cycle took (all of them, even when infeasible).
     pub batches: Vec<BatchId>,
-    pub work_orders: Vec<NewWorkOrder>,
     /// Stock on hand the plan uses, per material; taken from the catalogue when stored.
     pub reservations: Vec<(String, f64)>,
-    /// The plan's purchases, stored as purchase orders with it.
-    pub purchase_orders: Vec<crate::purchasing::NewPurchaseOrder>,
-    /// Quantities of earlier open purchase orders (still to arrive, not yet allocated)
-    /// that this plan's work orders use: (purchase order id, quantity).
-    pub allocations: Vec<(String, f64)>,
 }
 
 /// A plan as listed.
@@ -242,15 +248,8 @@ pub struct PlanSummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPlan {
     pub summary: PlanSummary,
-    pub cost_breakdown: String,
-    pub solve_seconds: f64,
-    pub diagnosis: Option<String>,
-    pub scenario: String,
-    pub plan: String,
-    pub catalogue_version: i64,
-    pub batches: Vec<BatchId>,
+    pub detail: PlanDetail,
     pub work_orders: Vec<WorkOrder>,
-    pub reservations: Vec<(String, f64)>,
     pub purchase_orders: Vec<crate::purchasing::PurchaseOrder>,
 }
 
@@ -287,7 +286,7 @@ async fn store_new_plan<D: Backend>(
     new: &NewPlan,
     now: DateTime<Utc>,
 ) -> Result<String> {
-    if new.batches.is_empty() {
+    if new.detail.batches.is_empty() {
         return Err(DomainError::from(c2m_domain::Refusal::NothingToPlan {
             due_later: 0,
             no_factory: 0,
@@ -301,7 +300,7 @@ async fn store_new_plan<D: Backend>(
         .into_iter()
         .map(|q| (q.batch.id, q.units_to_plan))
         .collect();
-    if let Some(gone) = new.batches.iter().find(|b| !queued.contains_key(b)) {
+    if let Some(gone) = new.detail.batches.iter().find(|b| !queued.contains_key(b)) {
         return Err(DomainError::from(c2m_domain::Refusal::BatchNotWaiting {
             batch: gone.to_string(),
         })
@@ -328,14 +327,14 @@ async fn store_new_plan<D: Backend>(
     }
     let id = PlanId::generate().into_string();
     let holds = new.status != PlanStatus::Infeasible;
-    let before = crate::factory::batch_production(tx, &new.batches).await?;
+    let before = crate::factory::batch_production(tx, &new.detail.batches).await?;
     tx.insert_plan(&id, new, now).await?;
-    for b in &new.batches {
+    for b in &new.detail.batches {
         tx.insert_plan_batch(&id, b, holds).await?;
     }
     if holds {
         let mut reserved = false;
-        for (material, qty) in new.reservations.iter().filter(|(_, q)| *q > 0.0) {
+        for (material, qty) in new.detail.reservations.iter().filter(|(_, q)| *q > 0.0) {
             if !tx.take_stock(material, *qty).await? {
                 return Err(DomainError::from(c2m_domain::Refusal::StockChanged {
                     material: material.clone(),
@@ -353,11 +352,11 @@ async fn store_new_plan<D: Backend>(
             let wo = WorkOrder {
                 id: WorkOrderId::generate().into_string(),
                 plan_id: id.clone(),
-                factory_id: w.factory_id.clone(),
                 seq,
-                runs: w.runs.clone(),
-                materials: w.materials.clone(),
-                due_at: micros(w.due_at),
+                order: NewWorkOrder {
+                    due_at: micros(w.due_at),
+                    ..w.clone()
+                },
                 created_at: now,
                 state: c2m_domain::WorkOrderState::Issued,
             };
@@ -372,7 +371,7 @@ async fn store_new_plan<D: Backend>(
         }
     }
     if holds {
-        crate::factory::production_events(tx, &new.batches, &before, now).await?;
+        crate::factory::production_events(tx, &new.detail.batches, &before, now).await?;
     }
     Ok(id)
 }

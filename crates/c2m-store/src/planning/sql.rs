@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use c2m_domain::{BatchId, Page, PageRequest, WorkOrderState};
 
 use super::{
-    from_json, json, NewPlan, PlanStatus, PlanSummary, QueuedBatch, StoredPlan, WorkOrder,
-    WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
+    from_json, json, NewPlan, NewWorkOrder, PlanDetail, PlanStatus, PlanSummary, QueuedBatch,
+    StoredPlan, WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
 };
 use crate::dialect::{page_limit, Backend, Columns, Tx};
 use crate::pooling::{batch, batch_columns, paged};
@@ -147,14 +147,14 @@ impl<D: Backend> Tx<'_, D> {
             p.status.as_str(),
             &p.currency,
             p.total_cost,
-            &p.cost_breakdown,
+            &p.detail.cost_breakdown,
             p.gap,
             &p.solver,
-            p.solve_seconds,
-            &p.diagnosis,
-            &p.scenario,
-            &p.plan,
-            p.catalogue_version,
+            p.detail.solve_seconds,
+            &p.detail.diagnosis,
+            &p.detail.scenario,
+            &p.detail.plan,
+            p.detail.catalogue_version,
             now,
         );
         D::query(INSERT_PLAN, params).run(self).await
@@ -186,21 +186,21 @@ impl<D: Backend> Tx<'_, D> {
     /// The work order and the units of each batch it makes (per sku).
     pub(crate) async fn insert_work_order(&mut self, wo: &WorkOrder) -> Result<()> {
         let body = WorkOrderBody {
-            runs: wo.runs.clone(),
-            materials: wo.materials.clone(),
+            runs: wo.order.runs.clone(),
+            materials: wo.order.materials.clone(),
         };
         let params = (
             &wo.id,
             &wo.plan_id,
-            &wo.factory_id,
+            &wo.order.factory_id,
             wo.seq,
             json(&body)?,
-            wo.due_at,
+            wo.order.due_at,
             wo.created_at,
         );
         D::query(INSERT_WORK_ORDER, params).execute(self).await?;
         let mut units: Vec<(BatchId, String, i64)> = Vec::new();
-        for run in &wo.runs {
+        for run in &wo.order.runs {
             for b in &run.batches {
                 match units
                     .iter_mut()
@@ -238,9 +238,7 @@ impl<D: Backend> Tx<'_, D> {
         let reservation = |x: &D::Row| Ok((x.text("material_id")?, x.real("quantity")?));
         let reservations = D::query(sql, (id,)).all(self, reservation).await?;
         let purchase_orders = self.plan_purchase_orders(id).await?;
-        Ok(Some(StoredPlan {
-            purchase_orders,
-            summary: plan_summary(&r)?,
+        let detail = PlanDetail {
             cost_breakdown: r.text("cost_breakdown")?,
             solve_seconds: r.real("solve_seconds")?,
             diagnosis: r.text_opt("diagnosis")?,
@@ -248,8 +246,13 @@ impl<D: Backend> Tx<'_, D> {
             plan: r.text("plan")?,
             catalogue_version: r.int("catalogue_version")?,
             batches,
-            work_orders,
             reservations,
+        };
+        Ok(Some(StoredPlan {
+            summary: plan_summary(&r)?,
+            detail,
+            work_orders,
+            purchase_orders,
         }))
     }
 
@@ -304,14 +307,17 @@ pub(crate) fn work_order_state(s: &str) -> Result<WorkOrderState> {
 /// Columns: those of `work_order_select!`.
 pub(crate) fn work_order(w: &impl Columns) -> Result<WorkOrder> {
     let body: WorkOrderBody = from_json("work order", &w.text("body")?)?;
-    Ok(WorkOrder {
-        id: w.text("id")?,
-        plan_id: w.text("plan_id")?,
+    let order = NewWorkOrder {
         factory_id: w.text("factory_id")?,
-        seq: w.int("seq")?,
         runs: body.runs,
         materials: body.materials,
         due_at: w.ts("due_at")?,
+    };
+    Ok(WorkOrder {
+        id: w.text("id")?,
+        plan_id: w.text("plan_id")?,
+        seq: w.int("seq")?,
+        order,
         created_at: w.ts("created_at")?,
         state: work_order_state(&w.text("state")?)?,
     })

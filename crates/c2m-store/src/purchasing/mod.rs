@@ -119,23 +119,14 @@ pub struct NewPurchaseOrder {
     pub allocated: f64,
 }
 
-/// A stored purchase order.
+/// A stored purchase order: the purchase as the plan placed it, and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PurchaseOrder {
-    pub id: String,
+    /// The purchase (flattened: a recorded answer reads as it did before it was nested).
+    #[serde(flatten)]
+    pub order: NewPurchaseOrder,
     pub plan_id: String,
-    pub supplier_id: String,
-    pub material_id: String,
-    pub quantity: f64,
-    pub unit_price: f64,
-    pub tier: i64,
-    pub packs: Option<i64>,
     pub currency: String,
-    pub order_period: i64,
-    pub ordered_at: DateTime<Utc>,
-    pub expected_at: DateTime<Utc>,
-    pub batches: Vec<BatchId>,
-    pub allocated: f64,
     pub received: f64,
     pub state: PurchaseOrderState,
     pub created_at: DateTime<Utc>,
@@ -146,7 +137,7 @@ impl PurchaseOrder {
     /// What is still to arrive.
     pub fn outstanding(&self) -> f64 {
         if self.state.is_outstanding() {
-            (self.quantity - self.received).max(0.0)
+            (self.order.quantity - self.received).max(0.0)
         } else {
             0.0
         }
@@ -159,13 +150,13 @@ impl PurchaseOrder {
     /// planned order counts as a receipt for later cycles as an open one does, and may be
     /// received (the supplier delivered early) or cancelled.
     pub fn is_planned(&self, now: DateTime<Utc>) -> bool {
-        self.state == PurchaseOrderState::Open && self.ordered_at > now
+        self.state == PurchaseOrderState::Open && self.order.ordered_at > now
     }
 
     /// The part still to arrive that no work order was given: a receipt for the next cycle.
     pub fn free_to_arrive(&self) -> f64 {
         if self.state.is_outstanding() {
-            (self.quantity - self.received.max(self.allocated)).max(0.0)
+            (self.order.quantity - self.received.max(self.order.allocated)).max(0.0)
         } else {
             0.0
         }
@@ -225,11 +216,11 @@ pub(crate) async fn allocate<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64)
     let po = order(tx, id).await?;
     if po.free_to_arrive() + EPS < qty {
         return Err(DomainError::from(Refusal::StockChanged {
-            material: po.material_id,
+            material: po.order.material_id,
         })
         .into());
     }
-    tx.set_allocated(id, po.allocated + qty).await
+    tx.set_allocated(id, po.order.allocated + qty).await
 }
 
 /// Releases `qty` of an order's allocation (a rejected work order's share): what of it was
@@ -238,12 +229,12 @@ pub(crate) async fn release<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) 
     let Some(po) = tx.purchase_order(id).await? else {
         return Ok(false);
     };
-    let allocated = (po.allocated - qty).max(0.0);
+    let allocated = (po.order.allocated - qty).max(0.0);
     tx.set_allocated(id, allocated).await?;
     // Received units beyond the allocation are free; lowering the allocation frees more.
-    let back = (po.received - allocated).max(0.0) - (po.received - po.allocated).max(0.0);
+    let back = (po.received - allocated).max(0.0) - (po.received - po.order.allocated).max(0.0);
     if back > EPS {
-        tx.return_stock(&po.material_id, back).await?;
+        tx.return_stock(&po.order.material_id, back).await?;
         return Ok(true);
     }
     Ok(false)
@@ -281,10 +272,10 @@ pub(crate) async fn receive<D: Backend>(
         // The material must still be in the catalogue: the free part of the receipt
         // becomes its stock on hand, which a removed material has nowhere to keep (the
         // update would touch no row and the stock would be lost without a word).
-        let Some(unit) = tx.material_unit(&po.material_id).await? else {
+        let Some(unit) = tx.material_unit(&po.order.material_id).await? else {
             return Err(DomainError::from(Refusal::MaterialNotInCatalogue {
-                purchase_order: po.id,
-                material: po.material_id,
+                purchase_order: po.order.id,
+                material: po.order.material_id,
             })
             .into());
         };
@@ -293,22 +284,22 @@ pub(crate) async fn receive<D: Backend>(
         // of the order: a plan may have ordered a decimal quantity (an offer without a pack
         // size), and the order must still be receivable in full.
         if (req.quantity - outstanding).abs() > EPS {
-            material::check_quantity("quantity", &po.material_id, &unit, req.quantity)?;
+            material::check_quantity("quantity", &po.order.material_id, &unit, req.quantity)?;
         }
         if req.quantity > outstanding + EPS {
             return Err(over_received(po, outstanding.to_string(), req.quantity));
         }
-        let received = (po.received + req.quantity).min(po.quantity);
-        let state = if received + EPS >= po.quantity {
+        let received = (po.received + req.quantity).min(po.order.quantity);
+        let state = if received + EPS >= po.order.quantity {
             PurchaseOrderState::Received
         } else {
             PurchaseOrderState::PartlyReceived
         };
         tx.record_receipt(id, req.quantity, received, state, now)
             .await?;
-        let free = freed(po.allocated, po.received, received);
+        let free = freed(po.order.allocated, po.received, received);
         if free > EPS {
-            tx.return_stock(&po.material_id, free).await?;
+            tx.return_stock(&po.order.material_id, free).await?;
             tx.bump_catalogue_version(now).await?;
         }
         order(tx, id).await
@@ -333,7 +324,7 @@ pub(crate) async fn cancel<D: Backend>(
             PurchaseOrderState::Cancelled => return Err(cancelled(po)),
             other => {
                 return Err(DomainError::from(Refusal::PurchaseOrderNotOpen {
-                    purchase_order: po.id,
+                    purchase_order: po.order.id,
                     state: other.as_str().to_owned(),
                 })
                 .into())
@@ -355,7 +346,7 @@ async fn order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder
 /// The refusal of a change to an order that was cancelled (under another key).
 fn cancelled(po: PurchaseOrder) -> StoreError {
     DomainError::from(Refusal::PurchaseOrderCancelled {
-        purchase_order: po.id,
+        purchase_order: po.order.id,
     })
     .into()
 }
@@ -363,7 +354,7 @@ fn cancelled(po: PurchaseOrder) -> StoreError {
 /// The refusal of a receipt of more than is still to arrive.
 fn over_received(po: PurchaseOrder, outstanding: String, receiving: f64) -> StoreError {
     DomainError::from(Refusal::OverReceived {
-        purchase_order: po.id,
+        purchase_order: po.order.id,
         outstanding,
         receiving: receiving.to_string(),
     })

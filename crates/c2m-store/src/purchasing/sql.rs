@@ -153,21 +153,24 @@ impl<D: Backend> Tx<'_, D> {
 fn purchase_order(r: &impl Columns) -> Result<PurchaseOrder> {
     let state = r.text("state")?;
     let batches: Vec<String> = from_json("purchase order batches", &r.text("batches")?)?;
-    Ok(PurchaseOrder {
+    let order = NewPurchaseOrder {
         id: r.text("id")?,
-        plan_id: r.text("plan_id")?,
         supplier_id: r.text("supplier_id")?,
         material_id: r.text("material_id")?,
         quantity: r.real("quantity")?,
         unit_price: r.real("unit_price")?,
         tier: r.int("tier")?,
         packs: r.int_opt("packs")?,
-        currency: r.text("currency")?,
         order_period: r.int("order_period")?,
         ordered_at: r.ts("ordered_at")?,
         expected_at: r.ts("expected_at")?,
         batches: batches.into_iter().map(BatchId::from_trusted).collect(),
         allocated: r.real("allocated")?,
+    };
+    Ok(PurchaseOrder {
+        order,
+        plan_id: r.text("plan_id")?,
+        currency: r.text("currency")?,
         received: r.real("received")?,
         state: PurchaseOrderState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("purchase order state {state:?}")))?,
