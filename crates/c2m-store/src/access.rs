@@ -70,26 +70,12 @@ macro_rules! token_select {
 
 /// The token table.
 impl<D: Backend> Tx<'_, D> {
-    pub(crate) async fn insert_token(&mut self, t: &NewToken, now: DateTime<Utc>) -> Result<()> {
-        let sql = "INSERT INTO api_tokens (id, secret_hash, role, factory_id, label, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)";
-        let params = (
-            &t.id,
-            &t.secret_hash,
-            t.role.as_str(),
-            &t.factory,
-            &t.label,
-            now,
-        );
-        D::query(sql, params).run(self).await
-    }
-
-    /// Inserts `t` as the `seq`th bootstrap admin; false when that `seq` is taken
-    /// (`api_tokens_bootstrap`, migration 0013).
-    pub(crate) async fn insert_bootstrap_admin(
+    /// Inserts `t`; with `bootstrap_seq`, as that bootstrap admin (false, inserting
+    /// nothing, when another server took the seq: `api_tokens_bootstrap`, migration 0013).
+    pub(crate) async fn insert_token(
         &mut self,
         t: &NewToken,
-        seq: i64,
+        bootstrap_seq: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let sql = "INSERT INTO api_tokens \
@@ -102,7 +88,7 @@ impl<D: Backend> Tx<'_, D> {
             &t.factory,
             &t.label,
             now,
-            seq,
+            bootstrap_seq,
         );
         Ok(D::query(sql, params).execute(self).await? == 1)
     }
@@ -147,10 +133,10 @@ fn role(s: &str) -> Result<Role> {
 impl<E: Engine> TokenStore for E {
     #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
     async fn create_token(&self, t: &NewToken, now: DateTime<Utc>) -> Result<()> {
-        self.alone(t.clone(), now, |tx, c| {
-            Box::pin(tx.insert_token(&c.req, c.now))
-        })
-        .await
+        // Without a bootstrap seq nothing conflicts but the id, which is an error.
+        self.alone((t.clone(), None), now, |tx, c| Box::pin(insert(tx, c)))
+            .await
+            .map(drop)
     }
 
     #[tracing::instrument(skip(self, t), fields(id = %t.id), err(level = "debug"))]
@@ -160,10 +146,8 @@ impl<E: Engine> TokenStore for E {
         seq: i64,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.alone((t.clone(), seq), now, |tx, c| {
-            Box::pin(tx.insert_bootstrap_admin(&c.req.0, c.req.1, c.now))
-        })
-        .await
+        self.alone((t.clone(), Some(seq)), now, |tx, c| Box::pin(insert(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -179,6 +163,11 @@ impl<E: Engine> TokenStore for E {
     async fn tokens(&self) -> Result<Vec<StoredToken>> {
         self.read(&(), |tx, _| Box::pin(tx.tokens())).await
     }
+}
+
+/// Stores a token, as a bootstrap admin when a seq is given ([`Tx::insert_token`]).
+async fn insert<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<(NewToken, Option<i64>)>) -> Result<bool> {
+    tx.insert_token(&c.req.0, c.req.1, c.now).await
 }
 
 /// Revokes a token that exists (`NotFound` otherwise); false if it already was revoked.

@@ -132,18 +132,10 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
     let mut plan = new_plan(PlanStatus::Optimal, vec![b.id.clone()], vec![wo]);
     plan.idempotency_key = Some(key());
     let po = |id: &str, qty: f64, allocated: f64, period: i64| NewPurchaseOrder {
-        id: id.into(),
-        supplier_id: "steel-co".into(),
-        material_id: "steel".into(),
-        quantity: qty,
         unit_price: 80.0,
         tier: 1,
-        packs: Some((qty / 5.0) as i64),
-        order_period: period,
-        ordered_at: t0() + Duration::days(7 * period),
-        expected_at: t0() + Duration::days(7 * period + 7),
-        batches: vec![b.id.clone()],
         allocated,
+        ..steel_order(id, qty, period, &b)
     };
     plan.purchase_orders = vec![po("pur_first", 10.0, 6.0, 0), po("pur_second", 5.0, 0.0, 1)];
     let plan_id = store.store_plan(&plan, t0()).await.expect("stored");
@@ -462,21 +454,10 @@ pub async fn changes_sent_to_two_replicas_at_once_answer_as_the_first(fx: Arc<dy
         vec![b.id.clone()],
         vec![part_order("f1", &b, 2)],
     );
-    let po = |id: &str, quantity: f64, period: i64| NewPurchaseOrder {
-        id: id.into(),
-        supplier_id: "steel-co".into(),
-        material_id: "steel".into(),
-        quantity,
-        unit_price: 50.0,
-        tier: 0,
-        packs: Some((quantity / 5.0) as i64),
-        order_period: period,
-        ordered_at: t0() + Duration::days(7 * period),
-        expected_at: t0() + Duration::days(7 * period + 7),
-        batches: vec![b.id.clone()],
-        allocated: 0.0,
-    };
-    plan.purchase_orders = vec![po("pur_whole", 10.0, 0), po("pur_cancelled", 5.0, 1)];
+    plan.purchase_orders = vec![
+        steel_order("pur_whole", 10.0, 0, &b),
+        steel_order("pur_cancelled", 5.0, 1, &b),
+    ];
     stores[0].store_plan(&plan, t0()).await.expect("plan");
 
     let before = on_hand(&*stores[0], "steel").await;
@@ -528,4 +509,24 @@ pub async fn changes_sent_to_two_replicas_at_once_answer_as_the_first(fx: Arc<dy
     })
     .await;
     assert_eq!(status.state, c2m_domain::WorkOrderState::Shipped);
+}
+
+/// A purchase order of `quantity` kg of steel (packs of 5 kg) from steel-co for batch `b`,
+/// ordered in week `period` and expected a week later, at 50 a kg (tier 0), nothing
+/// allocated from stock.
+fn steel_order(id: &str, quantity: f64, period: i64, b: &c2m_domain::Batch) -> NewPurchaseOrder {
+    NewPurchaseOrder {
+        id: id.into(),
+        supplier_id: "steel-co".into(),
+        material_id: "steel".into(),
+        quantity,
+        unit_price: 50.0,
+        tier: 0,
+        packs: Some((quantity / 5.0) as i64),
+        order_period: period,
+        ordered_at: t0() + Duration::days(7 * period),
+        expected_at: t0() + Duration::days(7 * period + 7),
+        batches: vec![b.id.clone()],
+        allocated: 0.0,
+    }
 }
