@@ -361,28 +361,26 @@ fn given(x: f64) -> String {
 /// A computed chance (a fraction) as whole percents, with decimals only where whole
 /// percents would say 0% or 100% of a chance that is neither.
 fn computed_percent(x: f64) -> String {
-    let pct = x * 100.0;
-    for d in 0..3 {
-        let s = format!("{pct:.d$}");
-        let shown: f64 = s.parse().unwrap_or(pct);
-        if !((shown >= 100.0 && pct < 100.0) || (shown <= 0.0 && pct > 0.0)) {
-            return s;
-        }
-    }
-    format!("{pct:.3}")
+    off_the_ends(x * 100.0, 100.0, 0)
 }
 
 /// A computed chance with two decimals, more only where two would say 0.00 or 1.00 of a
 /// chance that is neither ("a 1.00 chance to lock" for 0.996).
 fn chance(p: f64) -> String {
-    for d in 2..6 {
-        let s = format!("{p:.d$}");
-        let shown: f64 = s.parse().unwrap_or(p);
-        if !((shown >= 1.0 && p < 1.0) || (shown <= 0.0 && p > 0.0)) {
+    off_the_ends(p, 1.0, 2)
+}
+
+/// `x` (between 0 and `full`) with `digits` decimals, or up to four more where fewer would
+/// print 0 or `full` for a value that is neither.
+fn off_the_ends(x: f64, full: f64, digits: usize) -> String {
+    for d in digits..digits + 4 {
+        let s = format!("{x:.d$}");
+        let shown: f64 = s.parse().unwrap_or(x);
+        if !((shown >= full && x < full) || (shown <= 0.0 && x > 0.0)) {
             return s;
         }
     }
-    format!("{p:.6}")
+    format!("{x:.0$}", digits + 4)
 }
 
 /// A chance `p` below `target` with the digits that show it below (two, or more where
