@@ -228,8 +228,9 @@ pub enum AdminBootstrap {
 /// so one replica's is kept and the others write no file (`Ok(None)`, logged). The token
 /// is written to `admin.token.<id>.new` first and renamed once it is stored: a crash before
 /// the store keeps no token, one after leaves the file, which the next start finishes
-/// renaming when its token is the store's (else removes), so the admin is never locked
-/// out and no file holds a token the store does not.
+/// renaming when its token is the store's (else removes, once it is a minute old: a
+/// younger one may be another start's on a shared directory, not yet stored), so the
+/// admin is never locked out.
 pub async fn bootstrap_admin(
     store: &dyn c2m_store::Store,
     data_dir: &std::path::Path,
@@ -253,7 +254,9 @@ pub async fn bootstrap_admin(
             std::fs::rename(&pending, &path)
                 .with_context(|| format!("renaming {}", pending.display()))?;
             tracing::warn!(path = %path.display(), "finished writing the admin token a stopped start stored");
-        } else {
+        } else if stale(&pending) {
+            // A start that stopped before the store took its token. A younger file may be
+            // another start's on this directory, between writing it and storing its token.
             std::fs::remove_file(&pending)
                 .with_context(|| format!("removing {}", pending.display()))?;
         }
@@ -310,6 +313,15 @@ pub async fn bootstrap_admin(
     } else {
         AdminBootstrap::AllRevoked(path)
     }))
+}
+
+/// Whether a pending admin token file is older than a start takes to store its token.
+fn stale(pending: &std::path::Path) -> bool {
+    std::fs::metadata(pending)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(60))
 }
 
 /// Makes a rename in `dir` durable (best effort: not every platform can open a directory).
