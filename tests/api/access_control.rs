@@ -576,17 +576,7 @@ async fn postgres_replicas_starting_together_make_one_admin_token() {
         .collect();
     assert_eq!(admins.len(), 1, "{admins:?}");
     let token = files[0].trim();
-    for (i, (_, addr)) in [&a, &b, &c].into_iter().enumerate() {
-        let mut admin = Clients::connect_as(*addr, Some(token)).await;
-        import(
-            &mut admin,
-            &format!("import-{i}"),
-            PHONE_CASES,
-            pb::ImportMode::Replace,
-        )
-        .await
-        .expect("the one admin token works on every replica");
-    }
+    imports_as_admin(&[a.1, b.1, c.1], token).await;
     drop((a, b, c));
 
     let url = c2m_store::conformance::fresh_pg_database(&pg).await;
@@ -597,8 +587,13 @@ async fn postgres_replicas_starting_together_make_one_admin_token() {
     let store = c2m_store::open(&url).await.expect("store");
     let admins = store.tokens().await.expect("tokens");
     assert_eq!(admins.len(), 1, "{admins:?}");
-    for (i, (_, addr)) in [&a, &b].into_iter().enumerate() {
-        let mut admin = Clients::connect_as(*addr, Some(token.trim())).await;
+    imports_as_admin(&[a.1, b.1], token.trim()).await;
+}
+
+/// Imports the catalogue on every server at `addrs` with `token`: it is an admin's there.
+async fn imports_as_admin(addrs: &[std::net::SocketAddr], token: &str) {
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut admin = Clients::connect_as(*addr, Some(token)).await;
         import(
             &mut admin,
             &format!("import-{i}"),
@@ -606,6 +601,6 @@ async fn postgres_replicas_starting_together_make_one_admin_token() {
             pb::ImportMode::Replace,
         )
         .await
-        .expect("the file holds the stored token");
+        .unwrap_or_else(|e| panic!("the admin token works on the server at {addr}: {e:?}"));
     }
 }
