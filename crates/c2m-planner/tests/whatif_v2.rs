@@ -213,6 +213,51 @@ fn lead_time_sweep() -> sweep::Sweep {
     run_sweep(&lead(), &spec, &default_options(), &mut |_, _| {}).unwrap()
 }
 
+/// A sweep of one value (a range under a day) draws its point in the middle of an axis
+/// of whole days, not at the left edge of an axis from 14 to 15 labelled in fractions.
+#[test]
+fn a_one_point_lead_time_chart_has_whole_days_and_its_point_in_the_middle() {
+    let spec = SweepSpec {
+        quantity: Quantity::LeadTime {
+            supplier: "slow".into(),
+        },
+        from: 14.0,
+        to: 14.4,
+        points: 3,
+        sku: "p".into(),
+    };
+    let s = run_sweep(&lead(), &spec, &default_options(), &mut |_, _| {}).unwrap();
+    assert_eq!(s.points.len(), 1);
+    let svg = chart::render_svg(&s);
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed");
+    let labels: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("xtick"))
+        .filter_map(|g| g.descendants().find(|n| n.has_tag_name("text")))
+        .filter_map(|t| t.text())
+        .collect();
+    assert_eq!(labels, ["13", "14", "15"], "{svg}");
+    let x_of = |class: &str| -> Vec<f64> {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(class))
+            .filter_map(|n| n.attribute("cx").or(n.attribute("x1")))
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let ticks: Vec<f64> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("xtick"))
+        .filter_map(|g| g.descendants().find(|n| n.has_tag_name("line")))
+        .map(|l| l.attribute("x1").unwrap().parse().unwrap())
+        .collect();
+    let point = x_of("point");
+    assert_eq!(point.len(), 1);
+    assert!(
+        (point[0] - ticks[1]).abs() < 1.0,
+        "{point:?} against {ticks:?}"
+    );
+}
+
 #[test]
 fn lead_time_sweep_moves_cost_and_lateness_as_on_paper() {
     let s = lead_time_sweep();

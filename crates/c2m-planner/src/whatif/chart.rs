@@ -50,10 +50,12 @@ const BOTTOM: f64 = 60.0;
 
 /// "Nice" tick values covering `[lo, hi]`, about `n` of them, each with its label: as
 /// many decimals as the step needs and no more (`86,500`, `0.25`), never the float noise
-/// of a sum (`86684.03500000002`).
-fn ticks(lo: f64, hi: f64, n: usize) -> Vec<(f64, String)> {
+/// of a sum (`86684.03500000002`). With `whole`, the step is at least 1: an axis of days
+/// or units has no tick at 6.25 days.
+fn ticks(lo: f64, hi: f64, n: usize, whole: bool) -> Vec<(f64, String)> {
     let span = (hi - lo).abs().max(1e-9);
     let raw = span / n as f64;
+    let raw = if whole { raw.max(1.0) } else { raw };
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0]
         .iter()
@@ -150,8 +152,18 @@ pub fn render_svg(s: &Sweep) -> String {
     if !x0.is_finite() {
         (x0, x1) = (0.0, 1.0);
     }
+    // Demand and lead time are swept in whole units and days.
+    let whole = !is_price;
     if x1 - x0 < 1e-9 {
-        x1 = x0 + 1.0;
+        // One value: it stands in the middle of an axis one step to each side (a day or
+        // a unit; five points of price), not at the left edge of an axis of fractions.
+        // Days and units are never negative: a lone 0 starts its axis.
+        (x0, x1) = if whole {
+            let lo = (x0 - 1.0).max(0.0);
+            (lo, lo + 2.0)
+        } else {
+            (x0 - 0.05, x1 + 0.05)
+        };
     }
     let (y0, y1) = span(pts.iter().map(|p| p.1), false);
     let (l0, l1) = span(late_pts.iter().map(|p| p.1), true);
@@ -192,7 +204,7 @@ pub fn render_svg(s: &Sweep) -> String {
         H - BOTTOM,
         H - BOTTOM
     );
-    for (t, text) in ticks(x0, x1, 8) {
+    for (t, text) in ticks(x0, x1, 8, whole) {
         let label = if is_price {
             format!("{:+.0}%", t * 100.0)
         } else {
@@ -208,7 +220,7 @@ pub fn render_svg(s: &Sweep) -> String {
             esc(&label)
         );
     }
-    for (t, text) in ticks(y0, y1, 6) {
+    for (t, text) in ticks(y0, y1, 6, false) {
         let _ = writeln!(
             out,
             r##"<g class="ytick"><line x1="{LEFT}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#eee"/><text x="{2}" y="{3:.1}" text-anchor="end">{4}</text></g>"##,
@@ -239,7 +251,7 @@ pub fn render_svg(s: &Sweep) -> String {
             r#"<line class="axes" x1="{xr}" y1="{TOP}" x2="{xr}" y2="{}" stroke="{LATENESS}"/>"#,
             H - BOTTOM
         );
-        for (t, text) in ticks(l0, l1, 6) {
+        for (t, text) in ticks(l0, l1, 6, false) {
             let _ = writeln!(
                 out,
                 r#"<g class="ltick"><line x1="{xr}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="{LATENESS}"/><text x="{2}" y="{3:.1}" fill="{LATENESS}">{4}</text></g>"#,
@@ -467,17 +479,17 @@ mod tests {
     #[test]
     fn tick_labels_have_the_step_s_decimals_and_no_float_noise() {
         let (lo, hi) = span([86_684.03; 8].into_iter(), false);
-        let t = ticks(lo, hi, 6);
+        let t = ticks(lo, hi, 6, false);
         assert!(t.len() >= 3, "{t:?}");
         assert!(
             t.iter().all(|(_, s)| !s.contains('.')),
             "whole numbers: {t:?}"
         );
         assert!(t.iter().any(|(v, _)| *v < 86_684.03) && t.iter().any(|(v, _)| *v > 86_684.03));
-        let t = ticks(0.0, 1.0, 5);
+        let t = ticks(0.0, 1.0, 5, false);
         let labels: Vec<&str> = t.iter().map(|(_, s)| s.as_str()).collect();
         assert_eq!(labels, ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
-        let t = ticks(0.1, 0.7, 6);
+        let t = ticks(0.1, 0.7, 6, false);
         assert!(t.iter().all(|(_, s)| s.len() <= 3), "{t:?}");
         assert_eq!(span([0.0, 0.0].into_iter(), true), (0.0, 1.0));
     }
