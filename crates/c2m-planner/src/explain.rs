@@ -2,9 +2,9 @@
 //! constraints that bind, shadow prices, and for an infeasible scenario the
 //! reasons demand cannot be met.
 
-use crate::model::{build, BuildOptions, Formulation, RowRef};
+use crate::model::{build, BuildOptions, Formulation, RowRef, PROBE_STEP};
 use crate::plan::{Binding, Decisions, Diagnosis, ExplanationMissing, NamedValues, ShadowPrices};
-use crate::solve::ExplainLps;
+use crate::solve::{ExplainLps, SolverKind};
 use crate::validate::ValidatedScenario;
 
 const EPS: f64 = 1e-6;
@@ -165,14 +165,20 @@ pub(crate) fn binding(v: &ValidatedScenario, d: &Decisions) -> Vec<Binding> {
 /// continuous: how much the total would fall with one more unit.
 ///
 /// With HiGHS they are the LP duals; microlp gives no duals, so there they
-/// are finite differences over a small step (one LP per row). Every LP is held
-/// to the explanations' time (`lps`); if it runs out, there are no prices.
+/// are finite differences over a small step, each row's from the one LP
+/// re-solved with that row's probe column moved. The LPs are held to the
+/// explanations' time (`lps`); if it runs out, there are no prices.
 pub(crate) fn shadow_prices(
     v: &ValidatedScenario,
     d: &Decisions,
     lps: &ExplainLps,
 ) -> Result<ShadowPrices, ExplanationMissing> {
     let s = v.scenario();
+    let rows: Vec<RowRef> = (0..s.materials.len())
+        .map(RowRef::Material)
+        .chain((0..s.factories.len()).map(RowRef::Capacity))
+        .collect();
+    let duals = lps.solver == SolverKind::Highs;
     // The plain formulation on purpose: the tight bounds are derived from
     // the factory hours and stock, so with them one more hour or unit could
     // be blocked by a bound instead of showing its value.
@@ -180,28 +186,37 @@ pub(crate) fn shadow_prices(
         formulation: Formulation::BigM,
         elastic: false,
         fixed: Some(d.clone()),
-        rhs_delta: None,
+        probes: if duals { Vec::new() } else { rows.clone() },
     };
-    let base = build(v, &opts);
-    let layout = base.layout();
-    let raw = lps.solve(base)?;
-    let base_obj = raw.best_bound.unwrap_or(0.0);
-    // Value of one more unit of the resource behind `row`, in money.
-    let value = |row: Option<usize>, which: RowRef| -> Result<f64, ExplanationMissing> {
-        let Some(row) = row else { return Ok(0.0) };
-        if let Some(duals) = &raw.row_duals {
-            return Ok(-duals[row]);
-        }
-        const STEP: f64 = 0.1;
-        let model = build(
-            v,
-            &BuildOptions {
-                rhs_delta: Some((which, STEP)),
-                ..opts.clone()
-            },
-        );
-        let r = lps.solve(model)?;
-        Ok((base_obj - r.best_bound.unwrap_or(base_obj)) / STEP)
+    let model = build(v, &opts);
+    let layout = model.layout();
+    // Value of one more unit of the resource behind each row, in money.
+    let values: Vec<f64> = if duals {
+        let raw = lps.solve(model)?;
+        let Some(duals) = raw.row_duals else {
+            return Err(ExplanationMissing::SolverFailed {
+                message: "HiGHS gave no duals for the LP".into(),
+            });
+        };
+        rows.iter()
+            .map(|row| {
+                let index = match *row {
+                    RowRef::Material(m) => layout.material_rows[m],
+                    RowRef::Capacity(f) => layout.capacity_rows[f],
+                };
+                index.map_or(0.0, |i| -duals[i])
+            })
+            .collect()
+    } else {
+        let columns: Vec<usize> = layout.probes.iter().flatten().map(|p| p.i).collect();
+        let mut found = lps
+            .differences(model.into(), &columns, PROBE_STEP)?
+            .into_iter();
+        layout
+            .probes
+            .iter()
+            .map(|p| p.and_then(|_| found.next()).unwrap_or(0.0))
+            .collect()
     };
     let round = |x: f64| {
         let r = (x * 1e4).round() / 1e4;
@@ -211,18 +226,21 @@ pub(crate) fn shadow_prices(
             r
         }
     };
-    let mut materials = Vec::new();
-    for (m, mat) in s.materials.iter().enumerate() {
-        // One more unit on hand also adds its holding cost if it is left over;
-        // the row's dual already carries that where the row binds.
-        let row_value = value(layout.material_rows[m], RowRef::Material(m))?;
-        materials.push((mat.id.clone(), round(row_value - mat.holding_cost)));
-    }
-    let mut factory_hours = Vec::new();
-    for (f, fac) in s.factories.iter().enumerate() {
-        let h = value(layout.capacity_rows[f], RowRef::Capacity(f))?;
-        factory_hours.push((fac.id.clone(), round(h)));
-    }
+    let (materials, hours) = values.split_at(s.materials.len());
+    // One more unit on hand also adds its holding cost if it is left over;
+    // the row's value already carries that where the row binds.
+    let materials = s
+        .materials
+        .iter()
+        .zip(materials)
+        .map(|(mat, value)| (mat.id.clone(), round(value - mat.holding_cost)))
+        .collect();
+    let factory_hours = s
+        .factories
+        .iter()
+        .zip(hours)
+        .map(|(fac, h)| (fac.id.clone(), round(*h)))
+        .collect();
     Ok(ShadowPrices {
         materials: NamedValues(materials),
         factory_hours: NamedValues(factory_hours),

@@ -96,9 +96,10 @@ pub(crate) struct BuildOptions {
     /// Fix the run and tier decisions to these and relax the integer
     /// quantities: the LP whose duals are the shadow prices.
     pub fixed: Option<Decisions>,
-    /// Added to the right-hand side of one row: finite-difference shadow
-    /// prices for solvers that give no duals.
-    pub rhs_delta: Option<(RowRef, f64)>,
+    /// A probe column for each of these rows, in `[0, PROBE_STEP]` at no cost: one more
+    /// unit on hand, one more hour. Fixed at 0 it is the plain model; fixed at the step,
+    /// the row's finite difference (shadow prices for a solver without duals).
+    pub probes: Vec<RowRef>,
 }
 
 /// A row whose dual is reported.
@@ -120,7 +121,12 @@ pub(crate) struct Layout {
     pub offers: Vec<Option<OfferVars>>,
     pub shortfall: Vec<Option<Var>>,
     pub splits: Vec<Split>,
+    /// The probe column of each of `BuildOptions::probes`, in its order.
+    pub probes: Vec<Option<Var>>,
 }
+
+/// How far a probe column moves its row: a tenth of a unit or an hour.
+pub(crate) const PROBE_STEP: f64 = 0.1;
 
 /// An integer quantity written as `whole = step * high + low` with two
 /// integer columns of small range (`low < step`), `whole` itself continuous.
@@ -184,6 +190,8 @@ pub(crate) struct Model {
     /// presolve merges them back, so the HiGHS back end turns presolve off
     /// when there are any.
     pub splits: Vec<Split>,
+    /// The probe column of each of `BuildOptions::probes`, in its order.
+    pub probes: Vec<Option<Var>>,
     pub has_integers: bool,
     /// Demand no line can meet: infeasible before any solver looks.
     pub trivially_infeasible: bool,
@@ -662,20 +670,21 @@ pub(crate) fn build_split(
     }
     let mut constant = 0.0;
     let mut material_rows = vec![None; s.materials.len()];
+    let mut probes = vec![None; opts.probes.len()];
     for (m, mat) in s.materials.iter().enumerate() {
         constant += mat.holding_cost * mat.on_hand;
         if mat.holding_cost != 0.0 {
             objective += mat.holding_cost * (bought[m].clone() - consumption[m].clone());
         }
         if touched[m] {
-            let mut rhs = mat.on_hand;
-            if let Some((RowRef::Material(mm), d)) = opts.rhs_delta {
-                if mm == m {
-                    rhs += d;
-                }
+            let mut lhs = consumption[m].clone() - bought[m].clone();
+            if let Some(i) = opts.probes.iter().position(|r| *r == RowRef::Material(m)) {
+                let e = add(&mut vars, variable().min(0.0).max(PROBE_STEP));
+                lhs -= e.v;
+                probes[i] = Some(e);
             }
             material_rows[m] = Some(constraints.len());
-            constraints.push((consumption[m].clone() - bought[m].clone()).leq(rhs));
+            constraints.push(lhs.leq(mat.on_hand));
         }
     }
 
@@ -692,14 +701,13 @@ pub(crate) fn build_split(
             }
         }
         if any {
-            let mut rhs = fac.capacity_hours;
-            if let Some((RowRef::Capacity(ff), d)) = opts.rhs_delta {
-                if ff == fi {
-                    rhs += d;
-                }
+            if let Some(i) = opts.probes.iter().position(|r| *r == RowRef::Capacity(fi)) {
+                let e = add(&mut vars, variable().min(0.0).max(PROBE_STEP));
+                hours -= e.v;
+                probes[i] = Some(e);
             }
             capacity_rows[fi] = Some(constraints.len());
-            constraints.push(hours.leq(rhs));
+            constraints.push(hours.leq(fac.capacity_hours));
         }
     }
 
@@ -750,6 +758,7 @@ pub(crate) fn build_split(
         offers,
         shortfall,
         splits,
+        probes,
         has_integers,
         trivially_infeasible,
     }
@@ -766,6 +775,7 @@ impl Model {
             offers: self.offers.clone(),
             shortfall: self.shortfall.clone(),
             splits: self.splits.clone(),
+            probes: self.probes.clone(),
         }
     }
 }

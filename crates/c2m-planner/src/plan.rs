@@ -192,7 +192,7 @@ pub struct ShadowPrices {
 
 /// Why shadow prices are missing from a plan that asked for them. They take
 /// solves of their own after the plan's (one LP with HiGHS; with microlp one
-/// LP per binding row), and those are held to the explanations' time
+/// LP, then a re-solve from its basis per binding row), and those are held to the explanations' time
 /// ([`explanation_budget`]) so that `--time-limit` bounds the whole call.
 /// Prices cut short are left out rather than shown with zeros for the rows not
 /// reached: a zero says "one more unit is worth nothing".

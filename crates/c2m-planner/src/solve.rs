@@ -239,6 +239,32 @@ impl ExplainLps {
     }
 }
 
+impl ExplainLps {
+    /// Finite differences of an LP's value: for each probe column (by index in
+    /// `Problem::all`, each in `[0, step]`), how much the optimum falls per unit when
+    /// that column is fixed at `step` rather than 0, the others at 0. The LP is solved
+    /// once; each probe is re-solved from the base's basis (a few dual simplex pivots,
+    /// not a solve from scratch: a long horizon has hundreds of binding rows). For a
+    /// solver without this (HiGHS gives duals instead), `SolverFailed`.
+    pub fn differences(
+        &self,
+        model: Problem,
+        probes: &[usize],
+        step: f64,
+    ) -> Result<Vec<f64>, crate::plan::ExplanationMissing> {
+        match self.solver {
+            #[cfg(feature = "microlp")]
+            SolverKind::Microlp => microlp_differences::differences(self, model, probes, step),
+            other => {
+                let _ = (model, probes, step);
+                Err(crate::plan::ExplanationMissing::SolverFailed {
+                    message: format!("{} gives no finite differences here", other.name()),
+                })
+            }
+        }
+    }
+}
+
 /// Solves a built model.
 pub(crate) fn solve_model(
     model: impl Into<Problem>,
@@ -358,6 +384,101 @@ mod microlp_backend {
             Err(ResolutionError::Other(m)) if m.contains("Time limit") => Ok(Outcome::NoSolution),
             Err(e) => Err(fail(e.to_string())),
         }
+    }
+}
+
+#[cfg(feature = "microlp")]
+mod microlp_differences {
+    use super::*;
+    use crate::plan::ExplanationMissing;
+    use good_lp::{ResolutionError, SolverModel, WithTimeLimit};
+
+    /// `f` with microlp's internal assertions as a failure, not a panic (as `solve`).
+    fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ExplanationMissing> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+            ExplanationMissing::SolverFailed {
+                message: "microlp stopped on an internal check".into(),
+            }
+        })
+    }
+
+    /// One edit of a solved LP (a column fixed), re-solved from its basis; an edit cut
+    /// off by the time limit is the explanations' time running out.
+    fn edited(
+        lps: &ExplainLps,
+        outcome: Result<microlp::SolveOutcome, microlp::Error>,
+    ) -> Result<microlp::Solution, ExplanationMissing> {
+        let failed = |message: String| ExplanationMissing::SolverFailed { message };
+        match outcome {
+            Ok(o) => match o.into_solution() {
+                Ok(sol) if sol.status() == microlp::SolutionStatus::Optimal => Ok(sol),
+                Ok(_) | Err(_) if Instant::now() >= lps.until => Err(lps.out_of_time()),
+                Ok(_) | Err(_) => Err(failed("an LP probe did not finish".into())),
+            },
+            Err(microlp::Error::Infeasible) => Err(failed(
+                "the LP with the plan's decisions fixed is infeasible".into(),
+            )),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    }
+
+    pub(in crate::solve) fn differences(
+        lps: &ExplainLps,
+        model: Problem,
+        probes: &[usize],
+        step: f64,
+    ) -> Result<Vec<f64>, ExplanationMissing> {
+        let limit =
+            limit_until(lps.until, Duration::from_secs(30)).ok_or_else(|| lps.out_of_time())?;
+        let Problem {
+            vars,
+            objective,
+            constraints,
+            ..
+        } = model;
+        let mut problem = vars
+            .minimise(objective)
+            .using(good_lp::microlp)
+            .with_time_limit(limit.as_secs_f64());
+        for c in constraints {
+            problem.add_constraint(c);
+        }
+        let base = match guarded(|| problem.solve())? {
+            Ok(sol) => sol.into_inner(),
+            Err(ResolutionError::Other(m)) if m.contains("Time limit") => {
+                return Err(lps.out_of_time())
+            }
+            Err(ResolutionError::Infeasible) => {
+                return Err(ExplanationMissing::SolverFailed {
+                    message: "the LP with the plan's decisions fixed is infeasible".into(),
+                })
+            }
+            Err(e) => {
+                return Err(ExplanationMissing::SolverFailed {
+                    message: e.to_string(),
+                })
+            }
+        };
+        if base.status() != microlp::SolutionStatus::Optimal {
+            return Err(lps.out_of_time());
+        }
+        // good_lp adds its variables to microlp one for one, in order.
+        let columns: Vec<microlp::Variable> = base.iter().map(|(c, _)| c).collect();
+        let mut base = base;
+        for &j in probes {
+            base = edited(lps, guarded(|| base.fix_var(columns[j], 0.0))?)?;
+        }
+        let value = base.objective();
+        let mut out = Vec::with_capacity(probes.len());
+        for &j in probes {
+            if Instant::now() >= lps.until {
+                return Err(lps.out_of_time());
+            }
+            let moved = edited(lps, guarded(|| base.fix_var(columns[j], step))?)?;
+            out.push((value - moved.objective()) / step);
+            base = edited(lps, guarded(|| moved.fix_var(columns[j], 0.0))?)?;
+        }
+        Ok(out)
     }
 }
 

@@ -406,3 +406,50 @@ fn a_plan_the_lot_for_lot_rules_miss() {
         assert_eq!(orders(&p), vec![("s".into(), 80.0, 1.0, 0, 2)]);
     }
 }
+
+// Shadow prices per period, worked by hand. 10 units of p due by the end of period 0.
+// Factory f makes a unit in an hour at 100 but has 6 hours in period 0 (100 in period
+// 1); factory g makes one at 130 with hours to spare. The material costs 10 with no
+// lead time and nothing on hand. The plan: 6 at f and 4 at g in period 0, 10 bought:
+// 600 + 520 + 100 = 1220.
+//   One more hour at f in period 0 moves a unit from g to f: saves 130 - 100 = 30.
+//   An hour at f in period 1 is worth nothing (nothing is made there).
+//   One more unit of m arriving at the start of period 0 saves buying one: 10.
+// HiGHS reads them from the LP's duals, microlp from the one LP re-solved with each
+// binding row moved; both must say the same.
+#[test]
+fn shadow_prices_per_period_are_worth_what_they_save() {
+    let text = weeks(
+        2,
+        "due = [ { period = 0, quantity = 10 } ]",
+        "on_hand = 0.0",
+        "[ 6.0, 100.0 ]",
+        "hours_per_unit = 1.0",
+        &PLAIN_OFFER.replace("LEAD", "0"),
+    )
+    .replace(
+        "\n[[suppliers]]",
+        r#"
+[[factories]]
+id = "g"
+capacity_hours = 100.0
+[[factories.lines]]
+sku = "p"
+unit_cost = 130.0
+hours_per_unit = 1.0
+
+[[suppliers]]"#,
+    );
+    let v = scenario(&text);
+    for p in solve_all(&v) {
+        assert_eq!(p.total_cost, 1220);
+        let time = p.time.as_ref().unwrap();
+        let sp = time.shadow_prices.as_ref().expect("shadow prices");
+        let f = sp.factory_hours.get("f").unwrap();
+        assert!((f[0] - 30.0).abs() < 1e-6, "{sp:?}");
+        assert_eq!(f[1], 0.0, "{sp:?}");
+        assert_eq!(sp.factory_hours.get("g"), Some(&[0.0, 0.0][..]), "{sp:?}");
+        let m = sp.materials.get("m").unwrap();
+        assert!((m[0] - 10.0).abs() < 1e-6, "{sp:?}");
+    }
+}

@@ -253,8 +253,8 @@ fn the_diagnosis_names_only_the_materials_that_cannot_cover_the_shortfall() {
     assert!(d.supplier_caps.is_empty());
 }
 
-/// Shadow prices take solves of their own after the plan's (with microlp one LP per
-/// binding row: hundreds on a long horizon), and they are held to the explanations'
+/// Shadow prices take solves of their own after the plan's (with microlp one LP and a
+/// re-solve per binding row: hundreds on a long horizon), and they are held to the explanations'
 /// time, a quarter of the time limit, so that the limit bounds the whole call. With the
 /// time they need they are there; with none left they are missing and say why, rather
 /// than shown with zeros. Before, `plan --time-limit 5` on kettle-weeks stretched to 104

@@ -7,11 +7,11 @@ use crate::plan::{
     Consolidation, Diagnosis, ExplanationMissing, FactoryPeriods, JustInTime, NamedSeries,
     PeriodCapacity, PeriodShadowPrices,
 };
-use crate::solve::ExplainLps;
+use crate::solve::{ExplainLps, SolverKind};
 use crate::validate::ValidatedScenario;
 
 use super::greedy::lot_for_lot;
-use super::model::{build, first_arrival, Options, Row};
+use super::model::{build, first_arrival, Options, Row, PROBE_STEP};
 use super::{shortfall, Schedule};
 
 const EPS: f64 = 1e-6;
@@ -109,9 +109,11 @@ pub(crate) fn consolidation(v: &ValidatedScenario, d: &Schedule) -> Consolidatio
 /// fixed and quantities relaxed: the saving from one more unit of material
 /// arriving at the start of a period, and from one more hour of a factory in
 /// a period. HiGHS gives the duals; for microlp they are finite differences,
-/// computed only for the rows that bind (a row with slack is worth nothing).
-/// Every LP is held to the explanations' time (`lps`); if it runs out, there
-/// are no prices (a long horizon with microlp has hundreds of binding rows).
+/// computed only for the rows that bind (a row with slack is worth nothing), each
+/// from the one LP's basis with that row's probe column moved (a long horizon has
+/// hundreds of binding rows: re-solving each LP from scratch took minutes).
+/// The LPs are held to the explanations' time (`lps`); if it runs out, there
+/// are no prices.
 pub(crate) fn shadow_prices(
     v: &ValidatedScenario,
     d: &Schedule,
@@ -119,36 +121,65 @@ pub(crate) fn shadow_prices(
 ) -> Result<PeriodShadowPrices, ExplanationMissing> {
     let s = v.scenario();
     let n = v.periods();
+    let stock = d.stock(v);
+    let used_hours = hours_used(v, d);
+    // One more unit is worth something only where stock runs out at or after t; one
+    // more hour only where the hours are used up.
+    let mut binding = Vec::new();
+    for m in 0..s.materials.len() {
+        for t in 0..n {
+            if stock[m][t..].iter().any(|&q| q <= EPS * q.abs().max(1.0)) {
+                binding.push(Row::Material(m, t));
+            }
+        }
+    }
+    for (f, used) in used_hours.iter().enumerate() {
+        for (t, (&used, &cap)) in used.iter().zip(v.hours(f)).enumerate() {
+            if used >= cap - EPS * cap.max(1.0) {
+                binding.push(Row::Capacity(f, t));
+            }
+        }
+    }
+    let duals = lps.solver == SolverKind::Highs;
     // The plain formulation, as in version 1: the tight bounds come from
     // the hours and stock, and would block the extra unit being priced.
     let opts = Options {
         formulation: crate::model::Formulation::BigM,
         fixed: Some(d.clone()),
+        probes: if duals { Vec::new() } else { binding.clone() },
         ..Options::default()
     };
     let (problem, layout) = build(v, &opts);
-    let raw = lps.solve(problem)?;
-    let base = raw.best_bound.unwrap_or(0.0);
-    let stock = d.stock(v);
-    let used_hours = hours_used(v, d);
-    let value = |row: Option<usize>, which: Row, binds: bool| -> Result<f64, ExplanationMissing> {
-        let Some(row) = row else { return Ok(0.0) };
-        if let Some(duals) = &raw.row_duals {
-            return Ok(-duals[row]);
-        }
-        if !binds {
-            return Ok(0.0);
-        }
-        const STEP: f64 = 0.1;
-        let (problem, _) = build(
-            v,
-            &Options {
-                rhs_delta: Some((which, STEP)),
-                ..opts.clone()
-            },
-        );
-        let r = lps.solve(problem)?;
-        Ok((base - r.best_bound.unwrap_or(base)) / STEP)
+    let price: Box<dyn Fn(Row) -> f64> = if duals {
+        let raw = lps.solve(problem)?;
+        let Some(duals) = raw.row_duals else {
+            return Err(ExplanationMissing::SolverFailed {
+                message: "HiGHS gave no duals for the LP".into(),
+            });
+        };
+        let layout = &layout;
+        Box::new(move |row| {
+            let index = match row {
+                Row::Material(m, t) => layout.material_rows[m][t],
+                Row::Capacity(f, t) => layout.capacity_rows[f][t],
+            };
+            index.map_or(0.0, |i| -duals[i])
+        })
+    } else {
+        let present: Vec<(Row, usize)> = binding
+            .iter()
+            .zip(&layout.probes)
+            .filter_map(|(&row, probe)| probe.map(|p| (row, p.i)))
+            .collect();
+        let columns: Vec<usize> = present.iter().map(|&(_, i)| i).collect();
+        let values = lps.differences(problem, &columns, PROBE_STEP)?;
+        let found: Vec<(Row, f64)> = present.iter().map(|&(r, _)| r).zip(values).collect();
+        Box::new(move |row| {
+            found
+                .iter()
+                .find(|(r, _)| *r == row)
+                .map_or(0.0, |&(_, value)| value)
+        })
     };
     let round = |x: f64| {
         let r = (x * 1e4).round() / 1e4;
@@ -158,34 +189,24 @@ pub(crate) fn shadow_prices(
             r
         }
     };
-    let mut materials = Vec::new();
-    for (m, mat) in s.materials.iter().enumerate() {
-        let mut row = Vec::with_capacity(n);
-        for t in 0..n {
-            // One more unit is worth something only where stock runs out
-            // at or after t.
-            let binds = stock[m][t..].iter().any(|&q| q <= EPS * q.abs().max(1.0));
-            row.push(round(value(
-                layout.material_rows[m][t],
-                Row::Material(m, t),
-                binds,
-            )?));
-        }
-        materials.push((mat.id.clone(), row));
-    }
-    let mut factory_hours = Vec::new();
-    for (f, fac) in s.factories.iter().enumerate() {
-        let mut row = Vec::with_capacity(n);
-        for (t, (&used, &cap)) in used_hours[f].iter().zip(v.hours(f)).enumerate() {
-            let binds = used >= cap - EPS * cap.max(1.0);
-            row.push(round(value(
-                layout.capacity_rows[f][t],
-                Row::Capacity(f, t),
-                binds,
-            )?));
-        }
-        factory_hours.push((fac.id.clone(), row));
-    }
+    let materials = s
+        .materials
+        .iter()
+        .enumerate()
+        .map(|(m, mat)| {
+            let row = (0..n).map(|t| round(price(Row::Material(m, t)))).collect();
+            (mat.id.clone(), row)
+        })
+        .collect();
+    let factory_hours = s
+        .factories
+        .iter()
+        .enumerate()
+        .map(|(f, fac)| {
+            let row = (0..n).map(|t| round(price(Row::Capacity(f, t)))).collect();
+            (fac.id.clone(), row)
+        })
+        .collect();
     Ok(PeriodShadowPrices {
         materials: NamedSeries(materials),
         factory_hours: NamedSeries(factory_hours),

@@ -41,9 +41,11 @@ pub(crate) struct Options {
     /// Fix runs, setups and tiers to these and relax integer quantities:
     /// the LP whose duals are the shadow prices.
     pub fixed: Option<Schedule>,
-    /// Added to the right-hand side of one row (finite-difference shadow
-    /// prices for solvers without duals).
-    pub rhs_delta: Option<(Row, f64)>,
+    /// A probe column for each of these rows, in `[0, PROBE_STEP]` at no cost: one
+    /// more unit of the material arriving, one more hour of the factory. Fixed at 0 it
+    /// is the plain model; fixed at the step, the row's finite difference (shadow prices
+    /// for a solver without duals, each re-solved from the base LP's basis).
+    pub probes: Vec<Row>,
     /// This product may not be late (the alternative a lateness
     /// explanation prices).
     pub on_time: Option<usize>,
@@ -80,7 +82,13 @@ pub(crate) struct Layout {
     pub material_rows: Vec<Vec<Option<usize>>>,
     pub capacity_rows: Vec<Vec<Option<usize>>>,
     pub splits: Vec<Split>,
+    /// The probe column of each of `Options::probes`, in its order (`None`: the row is
+    /// not in the model).
+    pub probes: Vec<Option<Var>>,
 }
+
+/// How far a probe column moves its row: a tenth of a unit or an hour.
+pub(crate) const PROBE_STEP: f64 = 0.1;
 
 /// Bounds from the data, per period.
 #[derive(Debug, Clone)]
@@ -597,6 +605,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
     }
     let mut stock = Vec::with_capacity(s.materials.len());
     let mut material_rows = vec![vec![None; n]; s.materials.len()];
+    let mut probes = vec![None; opts.probes.len()];
     for (m, mat) in s.materials.iter().enumerate() {
         let mut row_vars: Vec<Var> = Vec::with_capacity(n);
         for t in 0..n {
@@ -612,10 +621,10 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             } else {
                 lhs -= row_vars[t - 1].v;
             }
-            if let Some((Row::Material(mm, tt), d)) = opts.rhs_delta {
-                if (mm, tt) == (m, t) {
-                    rhs += d;
-                }
+            if let Some(i) = opts.probes.iter().position(|r| *r == Row::Material(m, t)) {
+                let e = add(&mut vars, variable().min(0.0).max(PROBE_STEP));
+                lhs -= e.v;
+                probes[i] = Some(e);
             }
             material_rows[m][t] = Some(constraints.len());
             constraints.push(lhs.eq(rhs));
@@ -638,11 +647,11 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
                 }
             }
             if any {
-                let mut rhs = v.hours(fi)[t];
-                if let Some((Row::Capacity(ff, tt), d)) = opts.rhs_delta {
-                    if (ff, tt) == (fi, t) {
-                        rhs += d;
-                    }
+                let rhs = v.hours(fi)[t];
+                if let Some(i) = opts.probes.iter().position(|r| *r == Row::Capacity(fi, t)) {
+                    let e = add(&mut vars, variable().min(0.0).max(PROBE_STEP));
+                    hours -= e.v;
+                    probes[i] = Some(e);
                 }
                 capacity_rows[fi][t] = Some(constraints.len());
                 constraints.push(hours.leq(rhs));
@@ -796,6 +805,7 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
         material_rows,
         capacity_rows,
         splits: splits.clone(),
+        probes,
     };
     let problem = Problem {
         vars,

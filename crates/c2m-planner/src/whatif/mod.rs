@@ -76,7 +76,7 @@ pub(crate) fn units_asked(s: &Scenario, sku: &str) -> i64 {
 }
 
 /// The options the what-if tools solve with: the defaults without shadow
-/// prices, which they never show and which cost one LP per resource.
+/// prices, which they never show and which cost LPs of their own.
 pub fn default_options() -> SolveOptions {
     SolveOptions {
         shadow_prices: false,
