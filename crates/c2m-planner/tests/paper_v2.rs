@@ -119,6 +119,19 @@ fn a_lead_time_forces_an_order_one_period_early() {
     }
 }
 
+/// A second factory `g` with 100 hours a week, making `p` at 130 a unit in an hour (put in
+/// front of the suppliers of a [`weeks`] scenario).
+const FACTORY_G: &str = r#"
+[[factories]]
+id = "g"
+capacity_hours = 100.0
+[[factories.lines]]
+sku = "p"
+unit_cost = 130.0
+hours_per_unit = 1.0
+
+[[suppliers]]"#;
+
 /// 60 due at the end of period 1 and 60 at the end of period 2, one hour a
 /// unit and 60 hours a week: one batch per week, in periods 1 and 2 (no
 /// stock and a 1-week lead time make period 0 impossible). Offer: 10 a unit,
@@ -202,19 +215,7 @@ fn a_closed_week_moves_the_run_to_another_factory() {
         "hours_per_unit = 1.0",
         &PLAIN_OFFER.replace("LEAD", "7"),
     )
-    .replace(
-        "\n[[suppliers]]",
-        r#"
-[[factories]]
-id = "g"
-capacity_hours = 100.0
-[[factories.lines]]
-sku = "p"
-unit_cost = 130.0
-hours_per_unit = 1.0
-
-[[suppliers]]"#,
-    );
+    .replace("\n[[suppliers]]", FACTORY_G);
     let v = scenario(&text);
     for p in solve_all(&v) {
         assert_eq!(p.status, PlanStatus::Optimal);
@@ -427,19 +428,7 @@ fn shadow_prices_per_period_are_worth_what_they_save() {
         "hours_per_unit = 1.0",
         &PLAIN_OFFER.replace("LEAD", "0"),
     )
-    .replace(
-        "\n[[suppliers]]",
-        r#"
-[[factories]]
-id = "g"
-capacity_hours = 100.0
-[[factories.lines]]
-sku = "p"
-unit_cost = 130.0
-hours_per_unit = 1.0
-
-[[suppliers]]"#,
-    );
+    .replace("\n[[suppliers]]", FACTORY_G);
     let v = scenario(&text);
     for p in solve_all(&v) {
         assert_eq!(p.total_cost, 1220);

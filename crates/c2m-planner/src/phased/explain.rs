@@ -189,27 +189,17 @@ pub(crate) fn shadow_prices(
             r
         }
     };
-    let materials = s
-        .materials
-        .iter()
-        .enumerate()
-        .map(|(m, mat)| {
-            let row = (0..n).map(|t| round(price(Row::Material(m, t)))).collect();
-            (mat.id.clone(), row)
-        })
-        .collect();
-    let factory_hours = s
-        .factories
-        .iter()
-        .enumerate()
-        .map(|(f, fac)| {
-            let row = (0..n).map(|t| round(price(Row::Capacity(f, t)))).collect();
-            (fac.id.clone(), row)
-        })
-        .collect();
+    // Per material or factory (its id), the price of its row in each period.
+    let series = |ids: Vec<&String>, row: fn(usize, usize) -> Row| {
+        let rows = ids.into_iter().enumerate().map(|(i, id)| {
+            let prices = (0..n).map(|t| round(price(row(i, t)))).collect();
+            (id.clone(), prices)
+        });
+        NamedSeries(rows.collect())
+    };
     Ok(PeriodShadowPrices {
-        materials: NamedSeries(materials),
-        factory_hours: NamedSeries(factory_hours),
+        materials: series(s.materials.iter().map(|m| &m.id).collect(), Row::Material),
+        factory_hours: series(s.factories.iter().map(|f| &f.id).collect(), Row::Capacity),
     })
 }
 
