@@ -126,9 +126,9 @@ pub(crate) fn shadow_prices(
     // One more unit is worth something only where stock runs out at or after t; one
     // more hour only where the hours are used up.
     let mut binding = Vec::new();
-    for m in 0..s.materials.len() {
+    for (m, stock) in stock.iter().enumerate() {
         for t in 0..n {
-            if stock[m][t..].iter().any(|&q| q <= EPS * q.abs().max(1.0)) {
+            if stock[t..].iter().any(|&q| q <= EPS * q.abs().max(1.0)) {
                 binding.push(Row::Material(m, t));
             }
         }
