@@ -121,7 +121,7 @@ pub use factory::{
 };
 pub use levers::{
     CancelCampaign, CloseCampaign, ExtendDeadline, ForecastInput, Insights, Lever, LeverOutcome,
-    LeversStore, LowerThreshold, SourceCount, UnitsAt,
+    LeversStore, LowerThreshold, SourceCount, Sources, UnitsAt,
 };
 pub use planning::{
     NewPlan, PlanDetail, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,

@@ -608,26 +608,27 @@ pub async fn insights_split_the_demand_and_add_up(fx: Arc<dyn Fixture>) {
     let i = store.insights(&c.id, 3600, 2).await.expect("insights");
     assert_eq!((i.preorders, i.units, i.cancelled_units), (5, 15, 0));
     let total = |v: &[crate::SourceCount]| v.iter().map(|s| s.units).sum::<i64>();
-    assert_eq!(total(&i.by_channel), 15);
-    assert_eq!(total(&i.by_region), 15);
-    assert_eq!(total(&i.by_referrer), 15);
+    assert_eq!(total(&i.sources.by_channel), 15);
+    assert_eq!(total(&i.sources.by_region), 15);
+    assert_eq!(total(&i.sources.by_referrer), 15);
     let units_of = |v: &[crate::SourceCount], k: &str| {
         v.iter()
             .find(|s| s.key == k)
             .map(|s| (s.preorders, s.units))
     };
-    assert_eq!(units_of(&i.by_channel, "app"), Some((2, 5)));
-    assert_eq!(units_of(&i.by_channel, "wechat"), Some((2, 5)));
-    assert_eq!(units_of(&i.by_channel, ""), Some((1, 5)));
-    assert_eq!(units_of(&i.by_region, "SH"), Some((3, 7)));
+    assert_eq!(units_of(&i.sources.by_channel, "app"), Some((2, 5)));
+    assert_eq!(units_of(&i.sources.by_channel, "wechat"), Some((2, 5)));
+    assert_eq!(units_of(&i.sources.by_channel, ""), Some((1, 5)));
+    assert_eq!(units_of(&i.sources.by_region, "SH"), Some((3, 7)));
     assert_eq!(
-        i.top_referrers
+        i.sources
+            .top_referrers
             .iter()
             .map(|s| (s.key.as_str(), s.units))
             .collect::<Vec<_>>(),
         vec![("con_1", 4), ("con_2", 4)],
         "largest first, then by key; never the empty key: {:?}",
-        i.top_referrers
+        i.sources.top_referrers
     );
     // Hour buckets from the opening (t0 + 30 min): 10, 20, 40 min → 0; 100 → 1; 170 → 2.
     let per_bucket: Vec<(i64, i64)> = i
