@@ -127,8 +127,8 @@ pub use planning::{
     NewPlan, PlanDetail, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
 };
 pub use purchasing::{
-    CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderFilter,
-    PurchaseOrderState, PurchasingStore, ReceivePurchaseOrder,
+    CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderChange,
+    PurchaseOrderFilter, PurchaseOrderState, PurchasingStore, ReceivePurchaseOrder,
 };
 pub use webhooks::WebhookStore;
 
