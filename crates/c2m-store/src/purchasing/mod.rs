@@ -363,8 +363,8 @@ async fn cancel<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) ->
     Ok(())
 }
 
-/// The order, `NotFound` when there is none; as a change left it, the answer recorded for
-/// the change's key.
+/// The order, `NotFound` when there is none: what `get_purchase_order` answers, and, as a
+/// change left it, the answer recorded for the change's key.
 async fn order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder> {
     tx.purchase_order(id).await?.ok_or_else(|| not_found(id))
 }
@@ -428,9 +428,7 @@ impl<E: Engine> PurchasingStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder> {
-        self.read(id, |tx, id| Box::pin(tx.purchase_order(id)))
-            .await?
-            .ok_or_else(|| not_found(id))
+        self.read(id, |tx, id| Box::pin(order(tx, id))).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
