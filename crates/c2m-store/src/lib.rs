@@ -121,14 +121,14 @@ pub use factory::{
 };
 pub use levers::{
     CancelCampaign, CloseCampaign, ExtendDeadline, ForecastInput, Insights, Lever, LeverOutcome,
-    LeversStore, LowerThreshold, SourceCount, UnitsAt,
+    LeversStore, LowerThreshold, SourceCount, Sources, UnitsAt,
 };
 pub use planning::{
     NewPlan, PlanDetail, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
 };
 pub use purchasing::{
-    CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderFilter,
-    PurchaseOrderState, PurchasingStore, ReceivePurchaseOrder,
+    CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderChange,
+    PurchaseOrderFilter, PurchaseOrderState, PurchasingStore, ReceivePurchaseOrder,
 };
 pub use webhooks::WebhookStore;
 

@@ -5,7 +5,9 @@ use tonic::{Request, Response, Status};
 use c2m_domain::{DomainError, PageRequest};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::purchasing_service_server::PurchasingService;
-use c2m_store::{CancelPurchaseOrder, PurchaseOrderFilter, ReceivePurchaseOrder};
+use c2m_store::{
+    CancelPurchaseOrder, PurchaseOrderChange, PurchaseOrderFilter, ReceivePurchaseOrder,
+};
 
 use super::Ctx;
 use crate::convert;
@@ -97,12 +99,12 @@ impl PurchasingService for PurchasingSvc {
         let p = self
             .0
             .store
-            .receive_purchase_order(
-                &ReceivePurchaseOrder {
+            .change_purchase_order(
+                &PurchaseOrderChange::Receive(ReceivePurchaseOrder {
                     idempotency_key,
                     purchase_order_id,
                     quantity: r.quantity,
-                },
+                }),
                 now,
             )
             .await
@@ -126,11 +128,11 @@ impl PurchasingService for PurchasingSvc {
         let p = self
             .0
             .store
-            .cancel_purchase_order(
-                &CancelPurchaseOrder {
+            .change_purchase_order(
+                &PurchaseOrderChange::Cancel(CancelPurchaseOrder {
                     idempotency_key,
                     purchase_order_id,
-                },
+                }),
                 now,
             )
             .await

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use c2m_domain::{
-    BatchStatus, CampaignId, Currency, HoldState, Money, MoneyState, PreorderId, PreorderStatus,
-    PriceTier, TxnKind,
+    BatchId, BatchStatus, CampaignId, Currency, HoldState, Money, MoneyState, PreorderId,
+    PreorderStatus, PriceTier, TxnKind,
 };
 
 use super::{
@@ -160,10 +160,13 @@ pub async fn ledger_follows_preorders_through_lock_pay_and_forfeit(fx: Arc<dyn F
     let mut expected = vec![pa.batch_id.clone(), pc.batch_id.clone()];
     expected.sort();
     assert_eq!(due, expected);
-    let first = store
-        .close_balance_window(&pa.batch_id, due_by)
-        .await
-        .expect("close 1");
+    let close = async |batch: &BatchId| {
+        store
+            .close_balance_window(batch, due_by)
+            .await
+            .expect("close")
+    };
+    let first = close(&pa.batch_id).await;
     assert_eq!(first.forfeited, 1);
     let batch1 = first.batch.expect("closed");
     assert_eq!(
@@ -171,15 +174,9 @@ pub async fn ledger_follows_preorders_through_lock_pay_and_forfeit(fx: Arc<dyn F
         (5, 2, 3)
     );
     assert_eq!(batch1.ready_at, Some(due_by));
-    let again = store
-        .close_balance_window(&pa.batch_id, due_by)
-        .await
-        .expect("close 1 again");
+    let again = close(&pa.batch_id).await;
     assert_eq!((again.batch, again.forfeited), (None, 0));
-    let second = store
-        .close_balance_window(&pc.batch_id, due_by)
-        .await
-        .expect("close 2");
+    let second = close(&pc.batch_id).await;
     assert_eq!(second.forfeited, 0);
 
     let pb = store.get_preorder(&pb.id).await.expect("b");

@@ -69,6 +69,16 @@ fn cancel_all(c: &CampaignId) -> Lever {
     })
 }
 
+/// Sends the lever `req` again an hour later, under its key: the retry answers as the first
+/// send did (`first`).
+async fn retry_answers_as(store: &dyn Store, req: &Lever, first: &LeverOutcome) {
+    let again = store
+        .pull_lever(req, lever_at() + Duration::hours(1))
+        .await
+        .expect("retry");
+    assert_eq!(again, *first, "a retry answers as the first time");
+}
+
 /// The ledger's kinds for one campaign, counted.
 async fn kinds(store: &dyn Store, c: &CampaignId, kind: TxnKind) -> usize {
     store
@@ -108,11 +118,7 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
     let req = extend(&c.id, new);
     let first = store.pull_lever(&req, lever_at()).await.expect("extend");
     assert_eq!(first.campaign.terms.deadline, new);
-    let again = store
-        .pull_lever(&req, lever_at() + Duration::hours(1))
-        .await
-        .expect("retry");
-    assert_eq!(again, first, "a retry answers as the first time");
+    retry_answers_as(&*store, &req, &first).await;
     let mut other = req.clone();
     if let Lever::Extend(r) = &mut other {
         r.deadline = new + Duration::days(1);
@@ -237,11 +243,7 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
         assert_eq!(p.money.hold, HoldState::Captured);
         assert_eq!(p.money.balance_due, Some(cny(q * 36_900 - q * 5_000)));
     }
-    let again = store
-        .pull_lever(&req, lever_at() + Duration::hours(1))
-        .await
-        .expect("retry");
-    assert_eq!(again, six, "a retry answers as the first time");
+    retry_answers_as(&*store, &req, &six).await;
     let m = check_ledger(&*store, &c.id).await;
     assert_eq!((m.held, m.captured), (0, 7 * 5_000));
     assert_eq!(kinds(&*store, &c.id, TxnKind::Capture).await, 2);
@@ -271,11 +273,7 @@ pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(fx: 
         assert_eq!(p.money.hold, HoldState::Released);
         assert_eq!(p.status, PreorderStatus::RefundDue);
     }
-    let again = store
-        .pull_lever(&req, lever_at() + Duration::hours(1))
-        .await
-        .expect("retry");
-    assert_eq!(again, first);
+    retry_answers_as(&*store, &req, &first).await;
     let (reason, meta) = refused(store.pull_lever(&close(&c.id), lever_at()).await);
     assert_eq!(reason, "CAMPAIGN_ENDED");
     assert!(meta.contains(&("field", "campaign_id".into())), "{meta:?}");
@@ -352,11 +350,7 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
     assert_eq!(out.preorders_refunded, 2);
     assert_eq!(out.refunded_minor, 3 * price + 2 * dep);
     assert_eq!(out.batches_in_production, 0);
-    let again = store
-        .pull_lever(&req, lever_at() + Duration::hours(1))
-        .await
-        .expect("retry");
-    assert_eq!(again, out);
+    retry_answers_as(&*store, &req, &out).await;
     // The events: the open batch's failure with o's deposit, then the cancel with the
     // locked batch's refunds (A's deposit and paid balance, B's deposit), once.
     let events = super::events::all_events(&*store, 0, Some(&c.id)).await;
@@ -608,26 +602,27 @@ pub async fn insights_split_the_demand_and_add_up(fx: Arc<dyn Fixture>) {
     let i = store.insights(&c.id, 3600, 2).await.expect("insights");
     assert_eq!((i.preorders, i.units, i.cancelled_units), (5, 15, 0));
     let total = |v: &[crate::SourceCount]| v.iter().map(|s| s.units).sum::<i64>();
-    assert_eq!(total(&i.by_channel), 15);
-    assert_eq!(total(&i.by_region), 15);
-    assert_eq!(total(&i.by_referrer), 15);
+    assert_eq!(total(&i.sources.by_channel), 15);
+    assert_eq!(total(&i.sources.by_region), 15);
+    assert_eq!(total(&i.sources.by_referrer), 15);
     let units_of = |v: &[crate::SourceCount], k: &str| {
         v.iter()
             .find(|s| s.key == k)
             .map(|s| (s.preorders, s.units))
     };
-    assert_eq!(units_of(&i.by_channel, "app"), Some((2, 5)));
-    assert_eq!(units_of(&i.by_channel, "wechat"), Some((2, 5)));
-    assert_eq!(units_of(&i.by_channel, ""), Some((1, 5)));
-    assert_eq!(units_of(&i.by_region, "SH"), Some((3, 7)));
+    assert_eq!(units_of(&i.sources.by_channel, "app"), Some((2, 5)));
+    assert_eq!(units_of(&i.sources.by_channel, "wechat"), Some((2, 5)));
+    assert_eq!(units_of(&i.sources.by_channel, ""), Some((1, 5)));
+    assert_eq!(units_of(&i.sources.by_region, "SH"), Some((3, 7)));
     assert_eq!(
-        i.top_referrers
+        i.sources
+            .top_referrers
             .iter()
             .map(|s| (s.key.as_str(), s.units))
             .collect::<Vec<_>>(),
         vec![("con_1", 4), ("con_2", 4)],
         "largest first, then by key; never the empty key: {:?}",
-        i.top_referrers
+        i.sources.top_referrers
     );
     // Hour buckets from the opening (t0 + 30 min): 10, 20, 40 min → 0; 100 → 1; 170 → 2.
     let per_bucket: Vec<(i64, i64)> = i

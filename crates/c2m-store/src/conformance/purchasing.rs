@@ -15,8 +15,8 @@ use super::{
 use crate::planning::RunSchedule;
 use crate::{
     CancelPurchaseOrder, CatalogueEdit, CatalogueKind, ChangeCatalogue, NewPurchaseOrder,
-    OrderDate, PlanStatus, PurchaseOrder, PurchaseOrderFilter, PurchaseOrderState,
-    ReceivePurchaseOrder, Store,
+    OrderDate, PlanStatus, PurchaseOrder, PurchaseOrderChange, PurchaseOrderFilter,
+    PurchaseOrderState, ReceivePurchaseOrder, Store,
 };
 
 async fn on_hand(store: &dyn Store, material: &str) -> f64 {
@@ -46,7 +46,7 @@ fn cancel(id: &str) -> CancelPurchaseOrder {
 /// Receiving `quantity` on the order `id` under a fresh key.
 async fn receipt(store: &dyn Store, id: &str, quantity: f64) -> crate::Result<PurchaseOrder> {
     store
-        .receive_purchase_order(&receive(id, quantity), t0())
+        .change_purchase_order(&PurchaseOrderChange::Receive(receive(id, quantity)), t0())
         .await
 }
 
@@ -57,7 +57,8 @@ async fn receipt_refused(store: &dyn Store, id: &str, quantity: f64) -> Refusal 
 
 /// The refusal of cancelling the order `id` under a fresh key.
 async fn cancel_refused(store: &dyn Store, id: &str) -> Refusal {
-    precondition(store.cancel_purchase_order(&cancel(id), t0()).await)
+    let change = PurchaseOrderChange::Cancel(cancel(id));
+    precondition(store.change_purchase_order(&change, t0()).await)
 }
 
 pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fixture>) {
@@ -192,13 +193,13 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
     );
 
     // Receiving in two parts; a retry with the same key counts once.
-    let part = receive("pur_first", 4.0);
-    let r = store.receive_purchase_order(&part, t0()).await.unwrap();
+    let part = PurchaseOrderChange::Receive(receive("pur_first", 4.0));
+    let r = store.change_purchase_order(&part, t0()).await.unwrap();
     assert_eq!(
         (r.state, r.received),
         (PurchaseOrderState::PartlyReceived, 4.0)
     );
-    assert_eq!(store.receive_purchase_order(&part, t0()).await.unwrap(), r);
+    assert_eq!(store.change_purchase_order(&part, t0()).await.unwrap(), r);
     assert_eq!(
         on_hand(&*store, "steel").await,
         6.0,
@@ -234,10 +235,10 @@ pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<d
     ));
 
     // Cancelling an open order; a cancelled order receives nothing.
-    let c = cancel("pur_second");
-    let done = store.cancel_purchase_order(&c, t0()).await.unwrap();
+    let c = PurchaseOrderChange::Cancel(cancel("pur_second"));
+    let done = store.change_purchase_order(&c, t0()).await.unwrap();
     assert_eq!(done.state, PurchaseOrderState::Cancelled);
-    assert_eq!(store.cancel_purchase_order(&c, t0()).await.unwrap(), done);
+    assert_eq!(store.change_purchase_order(&c, t0()).await.unwrap(), done);
     assert!(matches!(
         cancel_refused(&*store, "pur_second").await,
         Refusal::PurchaseOrderCancelled { .. }
@@ -461,10 +462,10 @@ pub async fn changes_sent_to_two_replicas_at_once_answer_as_the_first(fx: Arc<dy
     stores[0].store_plan(&plan, t0()).await.expect("plan");
 
     let before = on_hand(&*stores[0], "steel").await;
-    let req = receive("pur_whole", 10.0);
+    let req = PurchaseOrderChange::Receive(receive("pur_whole", 10.0));
     let received = one_key_at_once(&stores, "receive everything", move |s| {
         let req = req.clone();
-        async move { s.receive_purchase_order(&req, t0()).await }
+        async move { s.change_purchase_order(&req, t0()).await }
     })
     .await;
     assert_eq!(received.state, PurchaseOrderState::Received);
@@ -473,10 +474,10 @@ pub async fn changes_sent_to_two_replicas_at_once_answer_as_the_first(fx: Arc<dy
         before + 10.0,
         "received once"
     );
-    let req = cancel("pur_cancelled");
+    let req = PurchaseOrderChange::Cancel(cancel("pur_cancelled"));
     let cancelled = one_key_at_once(&stores, "cancel", move |s| {
         let req = req.clone();
-        async move { s.cancel_purchase_order(&req, t0()).await }
+        async move { s.change_purchase_order(&req, t0()).await }
     })
     .await;
     assert_eq!(cancelled.state, PurchaseOrderState::Cancelled);

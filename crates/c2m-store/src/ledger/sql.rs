@@ -293,23 +293,23 @@ pub(crate) fn ledger_txn_id() -> String {
 /// campaign of 110 transactions next to a hot one, in bench_scale's empty phase). A
 /// subquery in the select list cannot be turned into that join.
 static CAMPAIGN_MONEY: LazyLock<String> = LazyLock::new(|| {
-    let kind = |k: &str| {
+    let kind = |k: TxnKind| {
         format!(
-            "CAST(COALESCE(SUM(CASE WHEN x.kind = '{k}' THEN x.positive END), 0) AS BIGINT) \
-             AS kind_{k}"
+            "CAST(COALESCE(SUM(CASE WHEN x.kind = '{}' THEN x.positive END), 0) AS BIGINT) \
+             AS {}",
+            k.as_str(),
+            kind_column(k)
         )
     };
     let account = |prefix: &str| {
         format!(
             "(SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_postings \
-             WHERE account = '{prefix}:' || c.id) AS account_{prefix}"
+             WHERE account = '{prefix}:' || c.id) AS {}",
+            account_column(prefix)
         )
     };
-    let kinds: Vec<String> = TxnKind::ALL.iter().map(|k| kind(k.as_str())).collect();
-    let kind_names: Vec<String> = TxnKind::ALL
-        .iter()
-        .map(|k| format!("m.kind_{}", k.as_str()))
-        .collect();
+    let kinds: Vec<String> = TxnKind::ALL.map(kind).into();
+    let kind_names: Vec<String> = TxnKind::ALL.map(|k| format!("m.{}", kind_column(k))).into();
     let accounts: Vec<String> = ["holds", "escrow", "merchant"].map(account).into();
     format!(
         "SELECT c.id, c.currency, {}, {}, \
@@ -335,21 +335,36 @@ static CAMPAIGN_MONEY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The column of [`CAMPAIGN_MONEY`] with the total of one kind of movement.
+fn kind_column(kind: TxnKind) -> String {
+    format!("kind_{}", kind.as_str())
+}
+
+/// The column of [`CAMPAIGN_MONEY`] with the balance of one of the campaign's accounts
+/// (`holds`, `escrow`, `merchant`).
+fn account_column(prefix: &str) -> String {
+    format!("account_{prefix}")
+}
+
+/// A row of [`CAMPAIGN_MONEY`]; its generated columns are named here as the query names
+/// them ([`kind_column`], [`account_column`]).
 fn campaign_money_row(r: &impl Columns) -> Result<CampaignMoney> {
+    let kind = |k: TxnKind| r.int(&kind_column(k));
+    let account = |prefix: &str| r.int(&account_column(prefix));
     Ok(CampaignMoney {
         campaign_id: CampaignId::from_trusted(r.text("id")?),
         currency: currency(&r.text("currency")?)?,
-        deposited: r.int("kind_hold")?,
-        held: r.int("account_holds")?,
-        captured: r.int("kind_capture")?,
-        released: r.int("kind_release")?,
-        balances_paid: r.int("kind_balance")?,
+        deposited: kind(TxnKind::Hold)?,
+        held: account("holds")?,
+        captured: kind(TxnKind::Capture)?,
+        released: kind(TxnKind::Release)?,
+        balances_paid: kind(TxnKind::Balance)?,
         balances_outstanding: r.int("outstanding")?,
-        forfeited: r.int("kind_forfeit")?,
-        settled: r.int("kind_settle")?,
-        escrow: r.int("account_escrow")?,
-        merchant: r.int("account_merchant")?,
-        refunded: r.int("kind_refund")?,
+        forfeited: kind(TxnKind::Forfeit)?,
+        settled: kind(TxnKind::Settle)?,
+        escrow: account("escrow")?,
+        merchant: account("merchant")?,
+        refunded: kind(TxnKind::Refund)?,
         refunded_by_merchant: r.int("refunded_by_merchant")?,
     })
 }

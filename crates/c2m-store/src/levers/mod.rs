@@ -42,7 +42,7 @@ use crate::StoreError;
 
 mod sql;
 
-pub use sql::{Insights, SourceCount, UnitsAt};
+pub use sql::{Insights, SourceCount, Sources, UnitsAt};
 
 pub(crate) const OP_EXTEND_DEADLINE: &str = "extend_deadline";
 pub(crate) const OP_LOWER_THRESHOLD: &str = "lower_threshold";

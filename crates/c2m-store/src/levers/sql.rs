@@ -29,13 +29,8 @@ pub struct Insights {
     /// One bucket per `bucket_secs` from the campaign's opening to its last pre-order
     /// (empty buckets included), in time order.
     pub units_over_time: Vec<UnitsAt>,
-    /// By channel, region and referrer: largest first; the key is empty for pre-orders
-    /// that did not say.
-    pub by_channel: Vec<SourceCount>,
-    pub by_region: Vec<SourceCount>,
-    pub by_referrer: Vec<SourceCount>,
-    /// The referrers (never the empty key) who brought the most units, at most `top`.
-    pub top_referrers: Vec<SourceCount>,
+    /// Where the pre-orders came from.
+    pub sources: Sources,
     /// Distinct consumers of the campaign.
     pub consumers: i64,
     /// Of those, the ones who had pre-ordered in a campaign created before this one (any
@@ -51,6 +46,20 @@ pub struct UnitsAt {
     pub units: i64,
     /// Units ordered from the opening to the end of this bucket.
     pub cumulative_units: i64,
+}
+
+/// A campaign's pre-orders and units by what their requests said of their source: the
+/// four lists are read and shown together (one per source column, and the top referrers
+/// taken from the referrers' list), so they are one value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sources {
+    /// By channel, region and referrer: largest first; the key is empty for pre-orders
+    /// that did not say.
+    pub by_channel: Vec<SourceCount>,
+    pub by_region: Vec<SourceCount>,
+    pub by_referrer: Vec<SourceCount>,
+    /// The referrers (never the empty key) who brought the most units, at most `top`.
+    pub top_referrers: Vec<SourceCount>,
 }
 
 /// Pre-orders and units under one value of a source (a channel, a region, a referrer).
@@ -327,15 +336,7 @@ impl<D: Backend> Tx<'_, D> {
                 }
             })
             .collect();
-        let by_channel = self.split(id, "channel").await?;
-        let by_region = self.split(id, "region").await?;
-        let by_referrer = self.split(id, "referrer").await?;
-        let top_referrers = by_referrer
-            .iter()
-            .filter(|s| !s.key.is_empty())
-            .take(top.max(0) as usize)
-            .cloned()
-            .collect();
+        let sources = self.sources(id, top).await?;
         let sql = "SELECT COUNT(DISTINCT p.consumer_id) AS consumers, \
              COUNT(DISTINCT CASE WHEN EXISTS (SELECT 1 FROM preorders q \
                  JOIN campaigns e ON e.id = q.campaign_id \
@@ -352,11 +353,27 @@ impl<D: Backend> Tx<'_, D> {
             cancelled_units,
             bucket_secs,
             units_over_time,
+            sources,
+        }))
+    }
+
+    /// The campaign's [`Sources`], with at most `top` top referrers.
+    async fn sources(&mut self, id: &CampaignId, top: i64) -> Result<Sources> {
+        let by_channel = self.split(id, "channel").await?;
+        let by_region = self.split(id, "region").await?;
+        let by_referrer = self.split(id, "referrer").await?;
+        let top_referrers = by_referrer
+            .iter()
+            .filter(|s| !s.key.is_empty())
+            .take(top.max(0) as usize)
+            .cloned()
+            .collect();
+        Ok(Sources {
             by_channel,
             by_region,
             by_referrer,
             top_referrers,
-        }))
+        })
     }
 
     /// Pre-orders and units of the campaign by one source column, largest first.

@@ -240,105 +240,131 @@ pub(crate) async fn release<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) 
     Ok(false)
 }
 
-/// Receives material on a purchase order. Idempotent by key; see the module docs.
-pub(crate) async fn receive<D: Backend>(
+/// A change to one purchase order: the one write [`PurchasingStore::change_purchase_order`]
+/// makes (both kinds are idempotent by key and take the planning lock, so they share one
+/// opening, [`change_order`]). Nothing is written when a change is refused.
+#[derive(Debug, Clone)]
+pub enum PurchaseOrderChange {
+    /// Receives material: stock on hand grows by the part no work order was given. More
+    /// than is still to arrive is `OVER_RECEIVED`; a cancelled order is
+    /// `PURCHASE_ORDER_CANCELLED`; an order whose material left the catalogue is
+    /// `MATERIAL_NOT_IN_CATALOGUE`; a decimal quantity of a material counted in pieces is
+    /// `NotWholePieces` (unless it is exactly the rest of the order).
+    Receive(ReceivePurchaseOrder),
+    /// Cancels an open order (nothing received yet): `PURCHASE_ORDER_NOT_OPEN` otherwise,
+    /// `PURCHASE_ORDER_CANCELLED` when it already is (under another key).
+    Cancel(CancelPurchaseOrder),
+}
+
+/// Changes a purchase order (see [`PurchaseOrderChange`]) and answers it as the change
+/// left it. Idempotent by key; see the module docs.
+async fn change_order<D: Backend>(
     tx: &mut Tx<'_, D>,
-    c: &Call<ReceivePurchaseOrder>,
+    c: &Call<PurchaseOrderChange>,
 ) -> Result<PurchaseOrder> {
-    let (req, now) = (&c.req, c.now);
-    let id = req.purchase_order_id.as_str();
-    let key = Keyed::new(OP_RECEIVE, &req.idempotency_key, req);
+    let (change, now) = (&c.req, c.now);
+    let (key, id) = match change {
+        PurchaseOrderChange::Receive(r) => (
+            Keyed::new(OP_RECEIVE, &r.idempotency_key, r),
+            &r.purchase_order_id,
+        ),
+        PurchaseOrderChange::Cancel(r) => (
+            Keyed::new(OP_CANCEL, &r.idempotency_key, r),
+            &r.purchase_order_id,
+        ),
+    };
     // Under the planning lock (a change to an order and a plan that allocates it take
-    // turns) the key is looked up again: the same receipt sent to another replica may have
+    // turns) the key is looked up again: the same change sent to another replica may have
     // committed while this one waited, and its answer is this one's (not a refusal that
-    // nothing is left to receive).
+    // nothing is left to receive, or that the order is no longer open).
     let lock = async |tx: &mut Tx<'_, D>| tx.lock_planning().await;
     key.run_locked(tx, now, lock, async |tx, ()| {
-        if !(req.quantity.is_finite() && req.quantity > 0.0) {
-            return Err(DomainError::invalid(
-                "quantity",
-                format!("must be a positive number, got {}", req.quantity),
-            )
-            .into());
-        }
-        let po = order(tx, id).await?;
-        match po.state {
-            PurchaseOrderState::Cancelled => return Err(cancelled(po)),
-            PurchaseOrderState::Received => {
-                return Err(over_received(po, "0".into(), req.quantity))
-            }
-            _ => {}
-        }
-        // The material must still be in the catalogue: the free part of the receipt
-        // becomes its stock on hand, which a removed material has nowhere to keep (the
-        // update would touch no row and the stock would be lost without a word).
-        let Some(unit) = tx.material_unit(&po.order.material_id).await? else {
-            return Err(DomainError::from(Refusal::MaterialNotInCatalogue {
-                purchase_order: po.order.id,
-                material: po.order.material_id,
-            })
-            .into());
-        };
-        let outstanding = po.outstanding();
-        // A material counted in pieces arrives whole. The one exception is the exact rest
-        // of the order: a plan may have ordered a decimal quantity (an offer without a pack
-        // size), and the order must still be receivable in full.
-        if (req.quantity - outstanding).abs() > EPS {
-            material::check_quantity("quantity", &po.order.material_id, &unit, req.quantity)?;
-        }
-        if req.quantity > outstanding + EPS {
-            return Err(over_received(po, outstanding.to_string(), req.quantity));
-        }
-        let received = (po.received + req.quantity).min(po.order.quantity);
-        let state = if received + EPS >= po.order.quantity {
-            PurchaseOrderState::Received
-        } else {
-            PurchaseOrderState::PartlyReceived
-        };
-        tx.record_receipt(id, req.quantity, received, state, now)
-            .await?;
-        let free = freed(po.order.allocated, po.received, received);
-        if free > EPS {
-            tx.return_stock(&po.order.material_id, free).await?;
-            tx.bump_catalogue_version(now).await?;
+        match change {
+            PurchaseOrderChange::Receive(req) => receive(tx, req, now).await?,
+            PurchaseOrderChange::Cancel(_) => cancel(tx, id, now).await?,
         }
         order(tx, id).await
     })
     .await
 }
 
-/// Cancels an open purchase order. Idempotent by key.
-pub(crate) async fn cancel<D: Backend>(
+/// Receives material on a purchase order (under [`change_order`]'s lock).
+async fn receive<D: Backend>(
     tx: &mut Tx<'_, D>,
-    c: &Call<CancelPurchaseOrder>,
-) -> Result<PurchaseOrder> {
-    let (req, now) = (&c.req, c.now);
+    req: &ReceivePurchaseOrder,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let id = req.purchase_order_id.as_str();
-    let key = Keyed::new(OP_CANCEL, &req.idempotency_key, req);
-    // Under the planning lock, the key looked up again (as for a receipt).
-    let lock = async |tx: &mut Tx<'_, D>| tx.lock_planning().await;
-    key.run_locked(tx, now, lock, async |tx, ()| {
-        let po = order(tx, id).await?;
-        match po.state {
-            PurchaseOrderState::Open => {}
-            PurchaseOrderState::Cancelled => return Err(cancelled(po)),
-            other => {
-                return Err(DomainError::from(Refusal::PurchaseOrderNotOpen {
-                    purchase_order: po.order.id,
-                    state: other.as_str().to_owned(),
-                })
-                .into())
-            }
-        }
-        tx.set_purchase_order_state(id, PurchaseOrderState::Cancelled, now)
-            .await?;
-        order(tx, id).await
-    })
-    .await
+    if !(req.quantity.is_finite() && req.quantity > 0.0) {
+        return Err(DomainError::invalid(
+            "quantity",
+            format!("must be a positive number, got {}", req.quantity),
+        )
+        .into());
+    }
+    let po = order(tx, id).await?;
+    match po.state {
+        PurchaseOrderState::Cancelled => return Err(cancelled(po)),
+        PurchaseOrderState::Received => return Err(over_received(po, "0".into(), req.quantity)),
+        _ => {}
+    }
+    // The material must still be in the catalogue: the free part of the receipt
+    // becomes its stock on hand, which a removed material has nowhere to keep (the
+    // update would touch no row and the stock would be lost without a word).
+    let Some(unit) = tx.material_unit(&po.order.material_id).await? else {
+        return Err(DomainError::from(Refusal::MaterialNotInCatalogue {
+            purchase_order: po.order.id,
+            material: po.order.material_id,
+        })
+        .into());
+    };
+    let outstanding = po.outstanding();
+    // A material counted in pieces arrives whole. The one exception is the exact rest
+    // of the order: a plan may have ordered a decimal quantity (an offer without a pack
+    // size), and the order must still be receivable in full.
+    if (req.quantity - outstanding).abs() > EPS {
+        material::check_quantity("quantity", &po.order.material_id, &unit, req.quantity)?;
+    }
+    if req.quantity > outstanding + EPS {
+        return Err(over_received(po, outstanding.to_string(), req.quantity));
+    }
+    let received = (po.received + req.quantity).min(po.order.quantity);
+    let state = if received + EPS >= po.order.quantity {
+        PurchaseOrderState::Received
+    } else {
+        PurchaseOrderState::PartlyReceived
+    };
+    tx.record_receipt(id, req.quantity, received, state, now)
+        .await?;
+    let free = freed(po.order.allocated, po.received, received);
+    if free > EPS {
+        tx.return_stock(&po.order.material_id, free).await?;
+        tx.bump_catalogue_version(now).await?;
+    }
+    Ok(())
 }
 
-/// The order, `NotFound` when there is none; as a change left it, the answer recorded for
-/// the change's key.
+/// Cancels an open purchase order (under [`change_order`]'s lock).
+async fn cancel<D: Backend>(tx: &mut Tx<'_, D>, id: &str, now: DateTime<Utc>) -> Result<()> {
+    let po = order(tx, id).await?;
+    match po.state {
+        PurchaseOrderState::Open => {}
+        PurchaseOrderState::Cancelled => return Err(cancelled(po)),
+        other => {
+            return Err(DomainError::from(Refusal::PurchaseOrderNotOpen {
+                purchase_order: po.order.id,
+                state: other.as_str().to_owned(),
+            })
+            .into())
+        }
+    }
+    tx.set_purchase_order_state(id, PurchaseOrderState::Cancelled, now)
+        .await?;
+    Ok(())
+}
+
+/// The order, `NotFound` when there is none: what `get_purchase_order` answers, and, as a
+/// change left it, the answer recorded for the change's key.
 async fn order<D: Backend>(tx: &mut Tx<'_, D>, id: &str) -> Result<PurchaseOrder> {
     tx.purchase_order(id).await?.ok_or_else(|| not_found(id))
 }
@@ -376,23 +402,12 @@ pub trait PurchasingStore: Send + Sync + 'static {
     /// Every order with material still to arrive (open or partly received), oldest first.
     async fn outstanding_purchase_orders(&self) -> Result<Vec<PurchaseOrder>>;
 
-    /// Receives material: stock on hand grows by the part no work order was given.
-    /// Idempotent by key. More than is still to arrive is `OVER_RECEIVED`; a cancelled
-    /// order is `PURCHASE_ORDER_CANCELLED`; an order whose material left the catalogue is
-    /// `MATERIAL_NOT_IN_CATALOGUE`; a decimal quantity of a material counted in pieces is
-    /// `NotWholePieces` (unless it is exactly the rest of the order); nothing is written
+    /// Receives material on an order or cancels it (see [`PurchaseOrderChange`]) and
+    /// answers the order as the change left it. Idempotent by key; nothing is written
     /// when refused.
-    async fn receive_purchase_order(
+    async fn change_purchase_order(
         &self,
-        req: &ReceivePurchaseOrder,
-        now: DateTime<Utc>,
-    ) -> Result<PurchaseOrder>;
-
-    /// Cancels an open order (nothing received yet): `PURCHASE_ORDER_NOT_OPEN` otherwise,
-    /// `PURCHASE_ORDER_CANCELLED` when it already is (under another key). Idempotent by key.
-    async fn cancel_purchase_order(
-        &self,
-        req: &CancelPurchaseOrder,
+        change: &PurchaseOrderChange,
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder>;
 }
@@ -413,9 +428,7 @@ impl<E: Engine> PurchasingStore for E {
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn get_purchase_order(&self, id: &str) -> Result<PurchaseOrder> {
-        self.read(id, |tx, id| Box::pin(tx.purchase_order(id)))
-            .await?
-            .ok_or_else(|| not_found(id))
+        self.read(id, |tx, id| Box::pin(order(tx, id))).await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
@@ -424,23 +437,13 @@ impl<E: Engine> PurchasingStore for E {
             .await
     }
 
-    #[tracing::instrument(skip(self, req), fields(po = %req.purchase_order_id), err(level = "debug"))]
-    async fn receive_purchase_order(
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn change_purchase_order(
         &self,
-        req: &ReceivePurchaseOrder,
+        change: &PurchaseOrderChange,
         now: DateTime<Utc>,
     ) -> Result<PurchaseOrder> {
-        self.alone(req.clone(), now, |tx, c| Box::pin(receive(tx, c)))
-            .await
-    }
-
-    #[tracing::instrument(skip(self, req), fields(po = %req.purchase_order_id), err(level = "debug"))]
-    async fn cancel_purchase_order(
-        &self,
-        req: &CancelPurchaseOrder,
-        now: DateTime<Utc>,
-    ) -> Result<PurchaseOrder> {
-        self.alone(req.clone(), now, |tx, c| Box::pin(cancel(tx, c)))
+        self.alone(change.clone(), now, |tx, c| Box::pin(change_order(tx, c)))
             .await
     }
 }
