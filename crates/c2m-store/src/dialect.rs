@@ -276,14 +276,6 @@ impl<'q, D: Dialect> Statement<'q, D> {
         Ok(())
     }
 
-    /// Runs several statements sent as one ([`Run::results`], SQLite only); how many rows
-    /// each changed, in order.
-    pub(crate) async fn counts(self, on: &mut impl Conn<D>) -> Result<Vec<u64>> {
-        let (sql, args) = self.ready()?;
-        let results = on.conn().results(sql, args).await?;
-        Ok(results.iter().map(D::rows_affected).collect())
-    }
-
     pub(crate) async fn fetch_all(self, on: &mut impl Conn<D>) -> Result<Vec<D::Row>> {
         let (sql, args) = self.ready()?;
         Ok(on.conn().rows(sql, args).await?)
@@ -373,15 +365,6 @@ pub(crate) trait Run<D: Database>: Send {
         args: D::Arguments<'q>,
     ) -> BoxFuture<'e, Result<Option<D::Row>, sqlx::Error>>;
 
-    /// Runs several statements separated by `;`, with one set of arguments (`$n` is the
-    /// same value in each), in one hand-off to the connection's thread: SQLite only
-    /// (PostgreSQL prepares one statement at a time). Each one's result, in order.
-    fn results<'e, 'q: 'e>(
-        &'e mut self,
-        sql: &'q str,
-        args: D::Arguments<'q>,
-    ) -> BoxFuture<'e, Result<Vec<D::QueryResult>, sqlx::Error>>;
-
     /// Runs statements without arguments, several separated by `;` if need be, in one
     /// round trip (PostgreSQL's simple query protocol).
     fn batch<'e>(&'e mut self, sql: &'e str) -> BoxFuture<'e, Result<(), sqlx::Error>>;
@@ -416,19 +399,6 @@ where
         args: D::Arguments<'q>,
     ) -> BoxFuture<'e, Result<Option<D::Row>, sqlx::Error>> {
         Box::pin(sqlx::query_with(sql, args).fetch_optional(self))
-    }
-
-    fn results<'e, 'q: 'e>(
-        &'e mut self,
-        sql: &'q str,
-        args: D::Arguments<'q>,
-    ) -> BoxFuture<'e, Result<Vec<D::QueryResult>, sqlx::Error>> {
-        use futures::TryStreamExt;
-        Box::pin(
-            self.fetch_many(sqlx::query_with(sql, args))
-                .try_filter_map(|step| async move { Ok(step.left()) })
-                .try_collect(),
-        )
     }
 
     fn batch<'e>(&'e mut self, sql: &'e str) -> BoxFuture<'e, Result<(), sqlx::Error>> {

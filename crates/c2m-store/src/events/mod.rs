@@ -75,11 +75,6 @@ pub(crate) trait EventsSql: Dialect {
     /// stream claim, `crate::factory`); `None` where no other process reads the store
     /// (SQLite: this process's readers wake after every commit anyway).
     const WAKE_READERS: Option<&'static str>;
-    /// The counter's raise by `$2` and the insert of the rows `$1`, numbered after the
-    /// counter's previous value, as two statements sent as one ([`crate::dialect::Statement::counts`]):
-    /// one hand-off to the connection's thread where each statement is one (SQLite);
-    /// `None` where the two go separately (PostgreSQL).
-    const RAISE_AND_INSERT: Option<&'static str>;
 }
 
 impl EventsSql for Sqlite {
@@ -88,13 +83,6 @@ impl EventsSql for Sqlite {
          SELECT $2 + key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
          value ->> 5 FROM json_each($1) ORDER BY key";
     const WAKE_READERS: Option<&'static str> = None;
-    const RAISE_AND_INSERT: Option<&'static str> = Some(
-        "UPDATE event_counter SET last_seq = last_seq + $2 WHERE id = 1; \
-         INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
-         SELECT (SELECT last_seq FROM event_counter WHERE id = 1) - $2 + 1 + key, \
-         value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
-         FROM json_each($1) ORDER BY key",
-    );
 }
 
 impl EventsSql for Postgres {
@@ -109,7 +97,6 @@ impl EventsSql for Postgres {
     // watching with `LISTEN` by hand.
     const WAKE_READERS: Option<&'static str> =
         Some("SELECT pg_notify('c2m_events', 'wake') AS notified");
-    const RAISE_AND_INSERT: Option<&'static str> = None;
 }
 
 /// Raises the counter by `$1`; the new last number. See the module docs.
@@ -180,6 +167,11 @@ pub(crate) async fn flush<D: Backend>(tx: &mut Tx<'_, D>) -> Result<()> {
     }
     let events = std::mem::take(&mut tx.events);
     let n = events.len() as i64;
+    let last = D::query(RAISE_COUNTER, (n,))
+        .fetch_one(tx)
+        .await?
+        .int("last_seq")?;
+    let first = last - n + 1;
     let mut rows = Vec::with_capacity(events.len());
     for e in &events {
         let data = serde_json::to_string(&e.data)
@@ -194,24 +186,6 @@ pub(crate) async fn flush<D: Backend>(tx: &mut Tx<'_, D>) -> Result<()> {
         ]));
     }
     let rows = serde_json::Value::Array(rows).to_string();
-    if let Some(sql) = D::RAISE_AND_INSERT {
-        let counts = D::sql(sql)
-            .bind(crate::dialect::Value::Json(&rows))
-            .bind(n)
-            .counts(tx)
-            .await?;
-        if counts[..] != [1, n as u64] {
-            return Err(StoreError::Corrupt(format!(
-                "the events' counter and insert changed {counts:?} rows, not [1, {n}]"
-            )));
-        }
-        return Ok(());
-    }
-    let last = D::query(RAISE_COUNTER, (n,))
-        .fetch_one(tx)
-        .await?
-        .int("last_seq")?;
-    let first = last - n + 1;
     D::sql(D::INSERT_EVENTS)
         .bind(crate::dialect::Value::Json(&rows))
         .bind(first)
