@@ -6,12 +6,12 @@
 //! - Durability: `synchronous=FULL`, so a write is on disk (in the WAL) before it is
 //!   acknowledged; `foreign_keys` on; a busy timeout for other processes on the same file.
 //! - Writers: SQLite allows one writer at a time, so the store keeps exactly one writer
-//!   connection, used by one task, and starts every write transaction with `BEGIN
-//!   IMMEDIATE`. Writes queue on the task's channel instead of meeting `SQLITE_BUSY` when a
-//!   read transaction tries to upgrade; the campaign "lock" of the pooling rule, and every
-//!   other feature's lock, is this one write lock (which is why the dialect takes no row
-//!   locks). A second process on the same file is serialised by `BEGIN IMMEDIATE` and the
-//!   busy timeout.
+//!   connection, used by one task (on a thread of its own in a server: `spawn_writer`),
+//!   and starts every write transaction with `BEGIN IMMEDIATE`. Writes queue on the task's
+//!   channel instead of meeting `SQLITE_BUSY` when a read transaction tries to upgrade; the
+//!   campaign "lock" of the pooling rule, and every other feature's lock, is this one write
+//!   lock (which is why the dialect takes no row locks). A second process on the same file
+//!   is serialised by `BEGIN IMMEDIATE` and the busy timeout.
 //! - Group commit: the writer runs the writes queued together (up to
 //!   [`SqliteOptions::max_group`], any campaigns) as one group in one transaction and
 //!   commits once; see `crate::writer` for why every call keeps the semantics of its own
