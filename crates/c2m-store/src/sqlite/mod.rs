@@ -228,9 +228,10 @@ impl SqliteStore {
 
 /// Starts the writer task. On a multi-threaded runtime (the server) it runs on a thread of
 /// its own, in a runtime of its own: the group's path is serial (each statement a hop to
-/// sqlx's connection thread and back), and on the server's runtime every hop back waited
-/// its turn behind the request tasks. On a current-thread runtime (tests) it is a task of
-/// that runtime, as the tests' grouping expects.
+/// sqlx's connection thread and back), and on the server's runtime each hop back could
+/// wait its turn behind the request tasks (docs/benchmarks.md: it helped when other work
+/// competed for the cores). On a current-thread runtime (tests) it is a task of that
+/// runtime, as the tests' grouping expects.
 fn spawn_writer(
     write_loop: impl std::future::Future<Output = SqliteConnection> + Send + 'static,
 ) -> Result<oneshot::Receiver<SqliteConnection>> {
