@@ -16,7 +16,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Sqlite};
+use futures::TryStreamExt;
+use sqlx::{Executor, Postgres, Sqlite};
 
 use c2m_domain::{CampaignId, HoldState, LedgerTxn, Money, Preorder, PreorderId};
 
@@ -25,6 +26,7 @@ use super::{Placement, Subject};
 use crate::dialect::{exactly, Conn, Dialect, Tx};
 use crate::sqlite::micros_of;
 use crate::Result;
+use crate::StoreError;
 
 /// The ledger's several-row writes (see the module docs). Each backend's rows are checked
 /// by the caller ([`Tx::insert_placements`], ...) where a count is returned.
@@ -180,7 +182,10 @@ impl LedgerSql for Sqlite {
         Ok(done.rows_affected())
     }
 
-    /// Four statements for the whole run however many orders.
+    /// Five statements for the whole run however many orders, sent as one: sqlx runs
+    /// them one after another on the connection's thread in one hand-off (each statement
+    /// sent alone was a hop to that thread and back, while the writer holds the one write
+    /// lock), and reports each one's count.
     async fn insert_placements(
         tx: &mut Tx<'_, Sqlite>,
         placements: &[Placement<'_>],
@@ -212,36 +217,55 @@ impl LedgerSql for Sqlite {
                 ]));
             }
         }
-        sqlx::query(
-            "INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, unit_price, \
-             deposit_total, currency, created_at) \
-             SELECT value ->> 0, $2, value ->> 1, $3, value ->> 2, value ->> 3, value ->> 4, \
-             value ->> 5, value ->> 6 FROM json_each($1) ORDER BY key",
-        )
-        .bind(json_rows(orders))
-        .bind(first.campaign_id.as_str())
-        .bind(first.batch_id.as_str())
-        .execute(tx.conn())
-        .await?;
-        txns.insert(tx, &first.campaign_id).await?;
-        if !keys.is_empty() {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 \
-                 FROM json_each($1) ORDER BY key",
-            )
-            .bind(json_rows(keys))
-            .execute(tx.conn())
-            .await?;
-        }
-        let done = sqlx::query("UPDATE batches SET units = $2 WHERE id = $1 AND status = 'open'")
+        let legs = txns.legs.len();
+        let query = sqlx::query(PLACEMENTS)
+            .bind(json_rows(orders))
+            .bind(first.campaign_id.as_str())
             .bind(first.batch_id.as_str())
-            .bind(batch_units)
-            .execute(tx.conn())
+            .bind(json_rows(txns.txns))
+            .bind(json_rows(txns.legs))
+            .bind(json_rows(keys))
+            .bind(batch_units);
+        let counts: Vec<u64> = tx
+            .conn()
+            .fetch_many(query)
+            .try_filter_map(|step| async move { Ok(step.left().map(|done| done.rows_affected())) })
+            .try_collect()
             .await?;
-        Ok(done.rows_affected())
+        let [_, _, postings, _, batch_rows] = counts[..] else {
+            return Err(StoreError::Corrupt(format!(
+                "the placements' statements reported {} results, not 5",
+                counts.len()
+            )));
+        };
+        exactly(postings, legs, || {
+            "a ledger posting found no transaction".to_owned()
+        })?;
+        Ok(batch_rows)
     }
 }
+
+/// A run of placements on SQLite ([`LedgerSql::insert_placements`]): the pre-orders
+/// (`$1`, in campaign `$2` and batch `$3`), their holds' transactions (`$4`, in order, so
+/// their `seq` follows it) and legs (`$5`, joined to them by id), the idempotency records
+/// (`$6`, possibly none), and the batch's units (`$7`) if it is still open. Rows are JSON
+/// arrays read with `json_each`, as in [`TxnRows::insert`].
+const PLACEMENTS: &str = "\
+    INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, unit_price, \
+    deposit_total, currency, created_at) \
+    SELECT value ->> 0, $2, value ->> 1, $3, value ->> 2, value ->> 3, value ->> 4, \
+    value ->> 5, value ->> 6 FROM json_each($1) ORDER BY key; \
+    INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
+    SELECT value ->> 0, $2, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+    value ->> 5 FROM json_each($4) ORDER BY key; \
+    INSERT INTO ledger_postings (txn_seq, account, amount) \
+    SELECT t.seq, l.value ->> 1, l.value ->> 2 \
+    FROM json_each($5) AS l JOIN ledger_txns t ON t.id = l.value ->> 0 \
+    ORDER BY l.key; \
+    INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 \
+    FROM json_each($6) ORDER BY key; \
+    UPDATE batches SET units = $7 WHERE id = $3 AND status = 'open'";
 
 // ---------------------------------------------------------------------------------------
 // PostgreSQL: one array per column, read with `UNNEST`.

@@ -6,12 +6,12 @@
 //! - Durability: `synchronous=FULL`, so a write is on disk (in the WAL) before it is
 //!   acknowledged; `foreign_keys` on; a busy timeout for other processes on the same file.
 //! - Writers: SQLite allows one writer at a time, so the store keeps exactly one writer
-//!   connection, used by one task, and starts every write transaction with `BEGIN
-//!   IMMEDIATE`. Writes queue on the task's channel instead of meeting `SQLITE_BUSY` when a
-//!   read transaction tries to upgrade; the campaign "lock" of the pooling rule, and every
-//!   other feature's lock, is this one write lock (which is why the dialect takes no row
-//!   locks). A second process on the same file is serialised by `BEGIN IMMEDIATE` and the
-//!   busy timeout.
+//!   connection, used by one task (on a thread of its own in a server: `spawn_writer`),
+//!   and starts every write transaction with `BEGIN IMMEDIATE`. Writes queue on the task's
+//!   channel instead of meeting `SQLITE_BUSY` when a read transaction tries to upgrade; the
+//!   campaign "lock" of the pooling rule, and every other feature's lock, is this one write
+//!   lock (which is why the dialect takes no row locks). A second process on the same file
+//!   is serialised by `BEGIN IMMEDIATE` and the busy timeout.
 //! - Group commit: the writer runs the writes queued together (up to
 //!   [`SqliteOptions::max_group`], any campaigns) as one group in one transaction and
 //!   commits once; see `crate::writer` for why every call keeps the semantics of its own
@@ -33,8 +33,7 @@ use sqlx::sqlite::{
     SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Arguments, ConnectOptions, Connection, Row, Sqlite};
-use tokio::sync::{mpsc, Mutex};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use c2m_domain::BatchId;
 
@@ -81,8 +80,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     /// The queue of the writer task, the only user of the connection that writes.
     jobs: mpsc::Sender<Box<dyn Queued<Sqlite>>>,
-    /// The writer task; it gives its connection back when it ends.
-    writer: Mutex<Option<JoinHandle<SqliteConnection>>>,
+    /// Where the writer task gives its connection back when it ends.
+    writer: Mutex<Option<oneshot::Receiver<SqliteConnection>>>,
     counters: Arc<Counters>,
     /// The readers: a small pool; in WAL mode they read a consistent snapshot while the
     /// writer works.
@@ -175,12 +174,12 @@ impl SqliteStore {
             .await?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        let writer = tokio::spawn(write_loop(
+        let writer = spawn_writer(write_loop(
             writer,
             queue,
             settings.max_group,
             counters.clone(),
-        ));
+        ))?;
         Ok(SqliteStore {
             jobs,
             writer: Mutex::new(Some(writer)),
@@ -214,7 +213,9 @@ impl SqliteStore {
                         tracing::warn!(error = %e, "closing the sqlite writer");
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "the sqlite writer task failed"),
+                Err(_) => {
+                    tracing::warn!("the sqlite writer ended without giving its connection back")
+                }
             }
         }
     }
@@ -223,6 +224,37 @@ impl SqliteStore {
     pub async fn batch_transitions(&self, batch: &BatchId) -> Result<Vec<BatchTransition>> {
         crate::pooling::batch_transitions(&self.base.pool, batch).await
     }
+}
+
+/// Starts the writer task. On a multi-threaded runtime (the server) it runs on a thread of
+/// its own, in a runtime of its own: the group's path is serial (each statement a hop to
+/// sqlx's connection thread and back), and on the server's runtime each hop back could
+/// wait its turn behind the request tasks (docs/benchmarks.md: it helped when other work
+/// competed for the cores). On a current-thread runtime (tests) it is a task of that
+/// runtime, as the tests' grouping expects.
+fn spawn_writer(
+    write_loop: impl std::future::Future<Output = SqliteConnection> + Send + 'static,
+) -> Result<oneshot::Receiver<SqliteConnection>> {
+    let (done, handle) = oneshot::channel();
+    let work = async move {
+        let conn = write_loop.await;
+        // Dropped here, in a runtime, if the store was dropped without `close`.
+        drop(done.send(conn));
+    };
+    let flavor = tokio::runtime::Handle::current().runtime_flavor();
+    if flavor == tokio::runtime::RuntimeFlavor::CurrentThread {
+        tokio::spawn(work);
+        return Ok(handle);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+    std::thread::Builder::new()
+        .name("c2m-sqlite-writer".into())
+        .spawn(move || runtime.block_on(work))
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+    Ok(handle)
 }
 
 /// The writer task: takes the first write waiting and, without waiting for more, every
