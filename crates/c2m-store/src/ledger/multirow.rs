@@ -71,6 +71,37 @@ fn json_rows(rows: Vec<serde_json::Value>) -> String {
     serde_json::Value::Array(rows).to_string()
 }
 
+/// The ledger transactions of a JSON array of rows (`rows`, in order: `json_each` yields
+/// rows in array order, so their `seq` follows it) in campaign `campaign`; the parameters'
+/// numbers are the caller's ([`TxnRows::insert`], [`PLACEMENTS`]).
+macro_rules! txns_sql {
+    ($rows:literal, $campaign:literal) => {
+        concat!(
+            "INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
+             SELECT value ->> 0, ",
+            $campaign,
+            ", value ->> 1, value ->> 2, value ->> 3, \
+             value ->> 4, value ->> 5 FROM json_each(",
+            $rows,
+            ") ORDER BY key"
+        )
+    };
+}
+
+/// The legs of a JSON array of rows (`rows`), joined to their transactions by id.
+macro_rules! legs_sql {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO ledger_postings (txn_seq, account, amount) \
+             SELECT t.seq, l.value ->> 1, l.value ->> 2 \
+             FROM json_each(",
+            $rows,
+            ") AS l JOIN ledger_txns t ON t.id = l.value ->> 0 \
+             ORDER BY l.key"
+        )
+    };
+}
+
 /// Ledger transactions and their legs, gathered for [`TxnRows::insert`].
 #[derive(Default)]
 struct TxnRows {
@@ -102,25 +133,16 @@ impl TxnRows {
         if self.txns.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
-             SELECT value ->> 0, $2, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-             value ->> 5 FROM json_each($1) ORDER BY key",
-        )
-        .bind(json_rows(self.txns))
-        .bind(campaign.as_str())
-        .execute(tx.conn())
-        .await?;
+        sqlx::query(txns_sql!("$1", "$2"))
+            .bind(json_rows(self.txns))
+            .bind(campaign.as_str())
+            .execute(tx.conn())
+            .await?;
         let legs = self.legs.len();
-        let done = sqlx::query(
-            "INSERT INTO ledger_postings (txn_seq, account, amount) \
-             SELECT t.seq, l.value ->> 1, l.value ->> 2 \
-             FROM json_each($1) AS l JOIN ledger_txns t ON t.id = l.value ->> 0 \
-             ORDER BY l.key",
-        )
-        .bind(json_rows(self.legs))
-        .execute(tx.conn())
-        .await?;
+        let done = sqlx::query(legs_sql!("$1"))
+            .bind(json_rows(self.legs))
+            .execute(tx.conn())
+            .await?;
         exactly(done.rows_affected(), legs, || {
             "a ledger posting found no transaction".to_owned()
         })
@@ -250,22 +272,19 @@ impl LedgerSql for Sqlite {
 /// their `seq` follows it) and legs (`$5`, joined to them by id), the idempotency records
 /// (`$6`, possibly none), and the batch's units (`$7`) if it is still open. Rows are JSON
 /// arrays read with `json_each`, as in [`TxnRows::insert`].
-const PLACEMENTS: &str = "\
-    INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, unit_price, \
-    deposit_total, currency, created_at) \
-    SELECT value ->> 0, $2, value ->> 1, $3, value ->> 2, value ->> 3, value ->> 4, \
-    value ->> 5, value ->> 6 FROM json_each($1) ORDER BY key; \
-    INSERT INTO ledger_txns (id, campaign_id, preorder_id, batch_id, kind, currency, at) \
-    SELECT value ->> 0, $2, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-    value ->> 5 FROM json_each($4) ORDER BY key; \
-    INSERT INTO ledger_postings (txn_seq, account, amount) \
-    SELECT t.seq, l.value ->> 1, l.value ->> 2 \
-    FROM json_each($5) AS l JOIN ledger_txns t ON t.id = l.value ->> 0 \
-    ORDER BY l.key; \
-    INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
-    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 \
-    FROM json_each($6) ORDER BY key; \
-    UPDATE batches SET units = $7 WHERE id = $3 AND status = 'open'";
+const PLACEMENTS: &str = concat!(
+    "INSERT INTO preorders (id, campaign_id, consumer_id, batch_id, quantity, unit_price, \
+     deposit_total, currency, created_at) \
+     SELECT value ->> 0, $2, value ->> 1, $3, value ->> 2, value ->> 3, value ->> 4, \
+     value ->> 5, value ->> 6 FROM json_each($1) ORDER BY key; ",
+    txns_sql!("$4", "$2"),
+    "; ",
+    legs_sql!("$5"),
+    "; INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 \
+     FROM json_each($6) ORDER BY key; \
+     UPDATE batches SET units = $7 WHERE id = $3 AND status = 'open'"
+);
 
 // ---------------------------------------------------------------------------------------
 // PostgreSQL: one array per column, read with `UNNEST`.
