@@ -314,6 +314,23 @@ mod microlp_backend {
         WithTimeLimit,
     };
 
+    /// The model handed to microlp with its rows, minimised within `time_limit`.
+    pub(super) fn problem(
+        vars: ProblemVariables,
+        objective: Expression,
+        constraints: Vec<Constraint>,
+        time_limit: Duration,
+    ) -> good_lp::solvers::microlp::MicroLpProblem {
+        let mut problem = vars
+            .minimise(objective)
+            .using(good_lp::microlp)
+            .with_time_limit(time_limit.as_secs_f64());
+        for c in constraints {
+            problem.add_constraint(c);
+        }
+        problem
+    }
+
     pub(super) fn solve(
         model: Problem,
         time_limit: Duration,
@@ -332,10 +349,7 @@ mod microlp_backend {
             has_integers,
             ..
         } = model;
-        let mut problem = vars
-            .minimise(objective)
-            .using(good_lp::microlp)
-            .with_time_limit(time_limit.as_secs_f64());
+        let mut problem = problem(vars, objective, constraints, time_limit);
         if mip_gap > 0.0 {
             problem = problem
                 .with_mip_gap(mip_gap as f32)
@@ -343,9 +357,6 @@ mod microlp_backend {
         }
         if let Some(start) = start {
             problem = problem.with_initial_solution(all.iter().copied().zip(start));
-        }
-        for c in constraints {
-            problem.add_constraint(c);
         }
         // microlp checks its own numerics with assertions, which can fire on valid but
         // numerically extreme models (1e300 prices, denormal pack sizes). A solver that
@@ -391,7 +402,7 @@ mod microlp_backend {
 mod microlp_differences {
     use super::*;
     use crate::plan::ExplanationMissing;
-    use good_lp::{ResolutionError, SolverModel, WithTimeLimit};
+    use good_lp::{ResolutionError, SolverModel};
 
     /// `f` with microlp's internal assertions as a failure, not a panic (as `solve`).
     fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ExplanationMissing> {
@@ -436,13 +447,7 @@ mod microlp_differences {
             constraints,
             ..
         } = model;
-        let mut problem = vars
-            .minimise(objective)
-            .using(good_lp::microlp)
-            .with_time_limit(limit.as_secs_f64());
-        for c in constraints {
-            problem.add_constraint(c);
-        }
+        let problem = super::microlp_backend::problem(vars, objective, constraints, limit);
         let base = match guarded(|| problem.solve())? {
             Ok(sol) => sol.into_inner(),
             Err(ResolutionError::Other(m)) if m.contains("Time limit") => {
