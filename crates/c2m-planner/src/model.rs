@@ -806,7 +806,9 @@ impl Layout {
 
     /// Reads the decisions back from solver values, removing float noise:
     /// runs are rounded to whole units, a tier counts as chosen when its
-    /// binary is set, and pack quantities are made exact multiples.
+    /// binary is set, and pack quantities are made exact multiples. An
+    /// order is then in the tier its quantity reaches by the contract's rule
+    /// (`Decisions::price_by_rule`): at a break exactly, the break's tier.
     pub(crate) fn decisions(&self, v: &ValidatedScenario, vals: &[f64]) -> Decisions {
         let mut d = Decisions::empty(v);
         for (i, lv) in self.lines.iter().enumerate() {
@@ -818,6 +820,7 @@ impl Layout {
                 d.buy[oi] = ov.read(v.offer(v.offers()[oi]).pack(), vals);
             }
         }
+        d.price_by_rule(v);
         d
     }
 }

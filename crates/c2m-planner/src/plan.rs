@@ -20,7 +20,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::scenario::Horizon;
-use crate::validate::ValidatedScenario;
+use crate::validate::{OfferRef, ValidatedScenario};
 
 /// How good the plan is known to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -573,6 +573,16 @@ impl Decisions {
         bought
     }
 
+    /// Puts every order in the tier its quantity reaches by the contract's
+    /// rule (see [`tier_by_rule`]); the quantities stay as they are.
+    pub fn price_by_rule(&mut self, v: &ValidatedScenario) {
+        for (o, b) in v.offers().iter().zip(self.buy.iter_mut()) {
+            if let Some((k, q)) = b {
+                *k = tier_by_rule(v, *o, *k, *q);
+            }
+        }
+    }
+
     /// The five cost parts, exactly as the model's objective defines them.
     pub fn costs(&self, v: &ValidatedScenario) -> ExactCosts {
         let s = v.scenario();
@@ -601,6 +611,17 @@ impl Decisions {
     }
 }
 
+/// The tier of an order of `q` from offer `o` that the solver or the rules
+/// put in tier `k`, by the contract's rule (`planning-model.md`, constraint
+/// 5): the tier whose break `q` reaches, so that `q` exactly at a break is
+/// priced at that break's tier. The MILP's closure `Q_ok <= next_min_qty *
+/// z_ok` lets a solver leave such a `q` in the tier below, at that tier's
+/// price: the same price where the prices do not rise at the break, a lower
+/// one where they do, and a plan is checked (and reported) by the rule.
+pub(crate) fn tier_by_rule(v: &ValidatedScenario, o: OfferRef, k: usize, q: f64) -> usize {
+    crate::verify::reached_tier(v.offer(o), q).unwrap_or(k)
+}
+
 /// Removes float noise from a quantity read back from a solver or summed:
 /// tiny negatives become 0 and values are kept to 9 decimals.
 pub(crate) fn clean(v: f64) -> f64 {
@@ -620,6 +641,9 @@ pub(crate) fn plan_from_decisions(
     solver: &str,
 ) -> Plan {
     let s = v.scenario();
+    let mut priced = d.clone();
+    priced.price_by_rule(v);
+    let d = &priced;
     let runs = v
         .lines()
         .iter()

@@ -330,11 +330,11 @@ pub(crate) fn check_order(
         ),
         (None, None) => {}
     }
-    // The tier the quantity reaches; at a break exactly, the model
-    // (constraint 5) also allows the tier below, so either price is
-    // accepted there.
-    let reached = offer.breaks.iter().rposition(|b| b.min_qty <= q + tol(q));
-    match reached {
+    // The tier the quantity reaches. At a break exactly that is the break's
+    // own tier: the contract prices "a quantity exactly at a break ... at
+    // that break's tier (the next one up in quantity) when a plan is
+    // checked" (constraint 5), whatever the MILP's closure allows.
+    match reached_tier(offer, q) {
         None => bad(
             Rule::Tier,
             format!(
@@ -343,10 +343,7 @@ pub(crate) fn check_order(
             ),
         ),
         Some(k) => {
-            let at_break = k > 0 && (offer.breaks[k].min_qty - q).abs() <= tol(q);
-            let ok = offer.breaks[k].unit_price == p.unit_price
-                || (at_break && offer.breaks[k - 1].unit_price == p.unit_price);
-            if !ok {
+            if offer.breaks[k].unit_price != p.unit_price {
                 bad(
                     Rule::Tier,
                     format!(
@@ -358,4 +355,11 @@ pub(crate) fn check_order(
         }
     }
     true
+}
+
+/// The price tier a quantity `q` of an offer reaches under the contract's
+/// rule (`min_qty_k <= Q < min_qty_{k+1}`; a quantity at a break, to the
+/// solver's tolerance, is in that break's tier): `None` below the first break.
+pub(crate) fn reached_tier(offer: &Offer, q: f64) -> Option<usize> {
+    offer.breaks.iter().rposition(|b| b.min_qty <= q + tol(q))
 }

@@ -20,8 +20,8 @@ pub(crate) mod model;
 pub(crate) mod verify;
 
 use crate::plan::{
-    clean, round_money, Completions, ExactCosts, LateUnits, NamedSeries, NamedValues, Plan,
-    PlanStatus, Purchase, Run, Shortfall,
+    clean, round_money, tier_by_rule, Completions, ExactCosts, LateUnits, NamedSeries, NamedValues,
+    Plan, PlanStatus, Purchase, Run, Shortfall,
 };
 use crate::validate::ValidatedScenario;
 
@@ -114,6 +114,18 @@ impl Schedule {
             .collect()
     }
 
+    /// Puts every order in the tier its quantity reaches by the contract's
+    /// rule (see `plan::tier_by_rule`); the quantities stay as they are.
+    pub fn price_by_rule(&mut self, v: &ValidatedScenario) {
+        for orders in &mut self.buy {
+            for (o, b) in v.offers().iter().zip(orders.iter_mut()) {
+                if let Some((k, q)) = b {
+                    *k = tier_by_rule(v, *o, *k, *q);
+                }
+            }
+        }
+    }
+
     /// The six cost parts, exactly as the model's objective defines them.
     pub fn costs(&self, v: &ValidatedScenario) -> ExactCosts {
         let s = v.scenario();
@@ -204,6 +216,9 @@ pub(crate) fn plan_from_schedule(
     solver: &str,
 ) -> Plan {
     let s = v.scenario();
+    let mut priced = d.clone();
+    priced.price_by_rule(v);
+    let d = &priced;
     let mut runs = Vec::new();
     for (t, xs) in d.x.iter().enumerate() {
         for (l, &q) in v.lines().iter().zip(xs) {

@@ -865,7 +865,8 @@ impl Layout {
     }
 
     /// Reads a schedule back from solver values, removing float noise as
-    /// version 1 does (`model::Layout::decisions`).
+    /// version 1 does (`model::Layout::decisions`), each order in the tier
+    /// its quantity reaches by the contract's rule (`Schedule::price_by_rule`).
     pub(crate) fn schedule(&self, v: &ValidatedScenario, vals: &[f64]) -> Schedule {
         let mut d = Schedule::empty(v);
         for (t, row) in self.lines.iter().enumerate() {
@@ -882,6 +883,7 @@ impl Layout {
                 }
             }
         }
+        d.price_by_rule(v);
         d
     }
 }
