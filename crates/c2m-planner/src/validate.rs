@@ -192,6 +192,79 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// [`Scenario::validate_calendars`] and the ids' rules of [`Scenario::validate`]: no
+    /// empty id, and no id twice in one list (products, materials, factories, suppliers,
+    /// a factory's lines, a supplier's offers). For a caller that keeps a scenario's
+    /// catalogue and merges it into another (the server's `ImportScenario` in `Merge`
+    /// mode), where the merged catalogue is checked on its own: an id given twice in the
+    /// file merged into one entry there, the last silently winning.
+    pub fn validate_catalogue_part(&self) -> Result<(), ScenarioError> {
+        let mut c = Checker { errors: Vec::new() };
+        let horizon = horizon_rules(&mut c, self);
+        for fi in 0..self.factories.len() {
+            calendar_rules(&mut c, self, fi, horizon);
+        }
+        let mut seen = HashMap::new();
+        for (i, p) in self.products.iter().enumerate() {
+            c.id(&mut seen, format!("products[{i}].sku"), "sku", &p.sku);
+        }
+        let mut seen = HashMap::new();
+        for (i, m) in self.materials.iter().enumerate() {
+            c.id(
+                &mut seen,
+                format!("materials[{i}].id"),
+                "material id",
+                &m.id,
+            );
+        }
+        let mut seen = HashMap::new();
+        for (fi, f) in self.factories.iter().enumerate() {
+            c.id(
+                &mut seen,
+                format!("factories[{fi}].id"),
+                "factory id",
+                &f.id,
+            );
+            let mut skus = HashSet::new();
+            for (li, l) in f.lines.iter().enumerate() {
+                if !skus.insert(l.sku.as_str()) {
+                    c.err(
+                        format!("factories[{fi}].lines[{li}].sku"),
+                        format!("duplicate line for `{}` in factory `{}`", l.sku, f.id),
+                    );
+                }
+            }
+        }
+        let mut seen = HashMap::new();
+        for (si, sup) in self.suppliers.iter().enumerate() {
+            c.id(
+                &mut seen,
+                format!("suppliers[{si}].id"),
+                "supplier id",
+                &sup.id,
+            );
+            let mut materials = HashSet::new();
+            for (oi, o) in sup.offers.iter().enumerate() {
+                if !materials.insert(o.material.as_str()) {
+                    c.err(
+                        format!("suppliers[{si}].offers[{oi}].material"),
+                        format!(
+                            "duplicate offer for `{}` from supplier `{}`",
+                            o.material, sup.id
+                        ),
+                    );
+                }
+            }
+        }
+        if c.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ScenarioError::Invalid(c.errors))
+        }
+    }
+}
+
 /// The horizon's rules: `(T, D)` when the scenario has a horizon and it is valid.
 fn horizon_rules(c: &mut Checker, s: &Scenario) -> Option<(usize, i64)> {
     s.horizon.and_then(|h| {
