@@ -43,10 +43,21 @@ pub fn check_quantity(
             field: field.to_owned(),
             material: material.to_owned(),
             unit: unit.trim().to_owned(),
-            value: value.to_string(),
+            value: shown(value),
         });
     }
     Ok(())
+}
+
+/// `value` as the refusal shows it: as written for everyday numbers (2.5), in scientific
+/// notation beyond them (1e-300, which `to_string` wrote out as 301 digits, cut short in the
+/// error's metadata).
+fn shown(value: f64) -> String {
+    if value != 0.0 && !(1e-6..1e15).contains(&value.abs()) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
 }
 
 /// A receipt of `value` of `material` (field `field`), as it is counted: a material counted
@@ -72,7 +83,7 @@ pub fn receipt_quantity(
             field: field.to_owned(),
             material: material.to_owned(),
             unit: unit.trim().to_owned(),
-            value: value.to_string(),
+            value: shown(value),
         });
     }
     Ok(whole)
@@ -96,6 +107,10 @@ mod tests {
         for tiny in [1e-300, 5e-10] {
             let e = receipt_quantity("quantity", "screw", "pcs", tiny).unwrap_err();
             assert_eq!(e.reason(), "INVALID_FIELD");
+            assert!(
+                e.metadata().contains(&("value", format!("{tiny:e}"))),
+                "{e}"
+            );
             assert!(
                 e.metadata().contains(&("material", "screw".to_owned())),
                 "{e}"

@@ -87,7 +87,7 @@ impl Change {
         if let (Some(p), Some(v)) = (&self.set, &self.value) {
             format!("set {p} = {v}")
         } else if let (Some(p), Some(by)) = (&self.scale, self.by) {
-            format!("scale {p} by {by}")
+            format!("scale {p} by {by:?}")
         } else if let Some(p) = &self.remove {
             format!("remove {p}")
         } else {
@@ -425,7 +425,7 @@ fn scaled(v: &Value, by: f64) -> Result<Value, String> {
             // 2^63 is the first float beyond i64::MAX.
             if x >= 9_223_372_036_854_775_808.0 || x < -9_223_372_036_854_775_808.0 {
                 return Err(format!(
-                    "{i} scaled by {by} is {x:e}, beyond the largest whole number ({})",
+                    "{i} scaled by {by:?} is {x:e}, beyond the largest whole number ({})",
                     i64::MAX
                 ));
             }
@@ -434,7 +434,7 @@ fn scaled(v: &Value, by: f64) -> Result<Value, String> {
         None => {
             let x = v.as_f64().unwrap_or(0.0) * by;
             if !x.is_finite() {
-                return Err(format!("{v} scaled by {by} is not a finite number"));
+                return Err(format!("{v} scaled by {by:?} is not a finite number"));
             }
             Ok(Value::from(x))
         }
