@@ -423,7 +423,8 @@ fn scaled(v: &Value, by: f64) -> Result<Value, String> {
         Some(i) => {
             let x = (i as f64 * by).round();
             // 2^63 is the first float beyond i64::MAX.
-            if x >= 9_223_372_036_854_775_808.0 || x < -9_223_372_036_854_775_808.0 {
+            const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+            if !(-TWO_63..TWO_63).contains(&x) {
                 return Err(format!(
                     "{i} scaled by {by:?} is {x:e}, beyond the largest whole number ({})",
                     i64::MAX
