@@ -511,7 +511,10 @@ fn the_command_line_sweeps_a_lead_time() {
         "sweep lead.toml --lead-time slow --from -7 --to 7",
     )
     .unwrap_err();
-    assert!(e.contains("a lead time cannot be negative"), "{e}");
+    assert!(
+        e.contains("--from: a lead time cannot be negative, got -7"),
+        "{e}"
+    );
 
     // compare and scenario summary accept the v2 scenario too.
     let out = cli(&mut env, "compare lead.toml ov.toml --csv").unwrap();
