@@ -657,12 +657,40 @@ async fn bad_promises_and_calendars_are_refused_naming_the_field() {
             "{mode:?}"
         );
     }
+    // What the catalogue does not keep is checked too: a due period outside the horizon
+    // and a late cost that is no number were taken (and dropped) without a word.
+    let with_product = |due: &str, late: &str| {
+        format!(
+            "name = \"dues\"\ncurrency = \"CNY\"\n\n[horizon]\nperiods = 3\nperiod_days = 7\n\n\
+             [[products]]\nsku = \"pot\"\ndue = [ {{ period = {due}, quantity = 5 }} ]\n\
+             late_cost = {late}\nbom = {{}}\n"
+        )
+    };
+    for (key, text, field) in [
+        (
+            "due-out",
+            with_product("3", "1.0"),
+            "products[0].due[0].period",
+        ),
+        (
+            "late-nan",
+            with_product("1", "nan"),
+            "products[0].late_cost",
+        ),
+    ] {
+        let e = import(&mut c, key, &text, pb::ImportMode::Merge)
+            .await
+            .expect_err(key);
+        assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(error_meta(&e, "field").as_deref(), Some(field), "{key}");
+    }
     let exported = export(&mut c, pb::ScenarioFormat::Toml).await;
     assert!(!exported.contains("\"f1\""), "nothing written: {exported}");
     assert!(
         !exported.contains("\"steel\""),
         "nothing written: {exported}"
     );
+    assert!(!exported.contains("\"pot\""), "nothing written: {exported}");
     // A calendar is dates: it may cover fewer weeks than the horizon, or more.
     for weeks in [5, 12, 20] {
         import(
