@@ -641,8 +641,56 @@ async fn bad_promises_and_calendars_are_refused_naming_the_field() {
         assert_eq!(error_meta(&e, "field").as_deref(), Some(field), "{key}");
         assert!(e.message().contains(says), "{key}: {e:?}");
     }
+    // An id given twice in one file is refused in a merge as in a replace, naming the
+    // second: a merge used to fold the two into one entry, the last silently winning.
+    let twice = "name = \"twice\"\ncurrency = \"CNY\"\n\n[[materials]]\nid = \"steel\"\n\
+                 unit = \"kg\"\non_hand = 180.0\n\n[[materials]]\nid = \"steel\"\nunit = \"kg\"\n\
+                 on_hand = 1.0\n";
+    for mode in [pb::ImportMode::Merge, pb::ImportMode::Replace] {
+        let e = import(&mut c, &format!("twice-{mode:?}"), twice, mode)
+            .await
+            .expect_err("an id twice");
+        assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(
+            error_meta(&e, "field").as_deref(),
+            Some("materials[1].id"),
+            "{mode:?}"
+        );
+    }
+    // What the catalogue does not keep is checked too: a due period outside the horizon
+    // and a late cost that is no number were taken (and dropped) without a word.
+    let with_product = |due: &str, late: &str| {
+        format!(
+            "name = \"dues\"\ncurrency = \"CNY\"\n\n[horizon]\nperiods = 3\nperiod_days = 7\n\n\
+             [[products]]\nsku = \"pot\"\ndue = [ {{ period = {due}, quantity = 5 }} ]\n\
+             late_cost = {late}\nbom = {{}}\n"
+        )
+    };
+    for (key, text, field) in [
+        (
+            "due-out",
+            with_product("3", "1.0"),
+            "products[0].due[0].period",
+        ),
+        (
+            "late-nan",
+            with_product("1", "nan"),
+            "products[0].late_cost",
+        ),
+    ] {
+        let e = import(&mut c, key, &text, pb::ImportMode::Merge)
+            .await
+            .expect_err(key);
+        assert_refused(&e, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(error_meta(&e, "field").as_deref(), Some(field), "{key}");
+    }
     let exported = export(&mut c, pb::ScenarioFormat::Toml).await;
     assert!(!exported.contains("\"f1\""), "nothing written: {exported}");
+    assert!(
+        !exported.contains("\"steel\""),
+        "nothing written: {exported}"
+    );
+    assert!(!exported.contains("\"pot\""), "nothing written: {exported}");
     // A calendar is dates: it may cover fewer weeks than the horizon, or more.
     for weeks in [5, 12, 20] {
         import(

@@ -740,8 +740,9 @@ async fn a_receiver_that_answers_200_is_delivered_whatever_its_body_does() {
 /// A URL the worker could not deliver to as written is refused at registration, naming
 /// `url`: a port beyond 65535 (the worker fell back to port 80, so the events went to
 /// another service), credentials before the host (they went out in the `Host` header),
-/// and characters that are not ASCII (sent raw, not percent-encoded). Before, all three
-/// were registered.
+/// characters that are not ASCII (sent raw, not percent-encoded), and a host in brackets
+/// that is not an IPv6 address (`[::1]x` went to `[::1]:80`, `[zz]` and `[]` to no host).
+/// Before, all of them were registered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urls_the_worker_cannot_send_to_as_written_are_refused() {
     let server = TestServer::sqlite().await;
@@ -752,6 +753,9 @@ async fn urls_the_worker_cannot_send_to_as_written_are_refused() {
         "http://shop.example:80a/hooks",
         "https://user:secret@shop.example/hooks",
         "https://shop.example/h\u{00fc}ks",
+        "http://[::1]x/hooks",
+        "http://[zz]:8088/hooks",
+        "http://[]/hooks",
     ] {
         let s = register(&c, url, &["*"]).await.expect_err(url);
         assert_refused(&s, Code::InvalidArgument, "INVALID_FIELD");

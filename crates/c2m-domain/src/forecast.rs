@@ -1737,7 +1737,21 @@ impl FillModel {
             .iter()
             .map(|&c| c.0 - CompoundMixture::new(&[c], &self.sizes).cdf(need_u - 1) >= 1e-9)
             .collect();
-        let grid: Vec<(f64, f64)> = (0..=steps)
+        let locked_by = |t: f64| -> f64 {
+            // The grid only places the lock-time moments, so components under
+            // GRID_EXACT_WEIGHT are taken as normal here: each exact one costs a
+            // recursion as long as the units needed at every point.
+            let orders: Vec<(f64, f64, f64)> = self
+                .orders_until(t, self.length)
+                .into_iter()
+                .zip(&counts)
+                .filter_map(|(c, &counts)| counts.then_some(c))
+                .collect();
+            orders.iter().map(|c| c.0).sum::<f64>()
+                - CompoundMixture::exact_above(&orders, &self.sizes, GRID_EXACT_WEIGHT)
+                    .cdf(need_u - 1)
+        };
+        let mut grid: Vec<(f64, f64)> = (0..=steps)
             .map(|i| {
                 let t = self.now + span * i as f64 / steps as f64;
                 let f = if i == 0 {
@@ -1745,22 +1759,12 @@ impl FillModel {
                 } else if i == steps {
                     lock_probability
                 } else {
-                    // The grid only places the lock-time moments, so components under
-                    // GRID_EXACT_WEIGHT are taken as normal here: each exact one costs a
-                    // recursion as long as the units needed at every point.
-                    let orders: Vec<(f64, f64, f64)> = self
-                        .orders_until(t, self.length)
-                        .into_iter()
-                        .zip(&counts)
-                        .filter_map(|(c, &counts)| counts.then_some(c))
-                        .collect();
-                    orders.iter().map(|c| c.0).sum::<f64>()
-                        - CompoundMixture::exact_above(&orders, &self.sizes, GRID_EXACT_WEIGHT)
-                            .cdf(need_u - 1)
+                    locked_by(t)
                 };
                 (t, f)
             })
             .collect();
+        refine_lock_grid(&mut grid, locked_by);
         let lock_by = |q: f64| -> Option<DateTime<Utc>> {
             if lock_probability < q || lock_probability <= 0.0 {
                 return None;
@@ -1939,6 +1943,40 @@ struct CompoundMixture<'a> {
 
 /// Mixture components lighter than this are approximated (see [`CompoundMixture`]).
 const EXACT_WEIGHT: f64 = 1e-3;
+
+/// The most of the lock-time probability one interval of the grid may hold before
+/// [`refine_lock_grid`] splits it: quantiles and the mean are interpolated linearly inside
+/// an interval, which is only as good as the interval is small against the distribution.
+const GRID_MAX_MASS: f64 = 0.05;
+
+/// The shortest interval [`refine_lock_grid`] splits, in days (a minute).
+const GRID_MIN_DAYS: f64 = 1.0 / 1440.0;
+
+/// The most points [`refine_lock_grid`] adds (each costs a recursion like a grid point).
+const GRID_MAX_EXTRA: usize = 96;
+
+/// Splits the lock-time grid's intervals (`(t, P(locked by t))`, `t` in days) that hold
+/// more than [`GRID_MAX_MASS`] of the probability at their middle, the heaviest first,
+/// until none does (or they are a minute long, or [`GRID_MAX_EXTRA`] points were added).
+/// Evenly spaced points alone put a campaign extended by years into one interval: a batch
+/// that locks within days at its pace was said to lock by p10 in 2051 and by p50 in 2151
+/// (a deadline in 9999), and one extended by a year showed p50 three days late.
+fn refine_lock_grid(grid: &mut Vec<(f64, f64)>, locked_by: impl Fn(f64) -> f64) {
+    for _ in 0..GRID_MAX_EXTRA {
+        let heaviest = grid
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[1].0 - w[0].0 > GRID_MIN_DAYS)
+            .map(|(i, w)| (i, w[1].1 - w[0].1))
+            .filter(|&(_, mass)| mass > GRID_MAX_MASS)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((i, _)) = heaviest else { break };
+        let t = (grid[i].0 + grid[i + 1].0) / 2.0;
+        // Kept within its neighbours: the probability of having locked only grows.
+        let f = locked_by(t).clamp(grid[i].1, grid[i + 1].1);
+        grid.insert(i + 1, (t, f));
+    }
+}
 
 /// The same on the lock-time grid, whose probabilities only place the moments by which the
 /// batch has locked with probability 10%, 50% and 90%: components under it move a point
@@ -2807,6 +2845,50 @@ mod tests {
         assert!(p10 < expected && expected < p90, "{f:?}");
         // About 60 more units at 10 a day (less cancels): about 6.3 days from now.
         assert!((days_between(day(8.0), p50) - 6.3).abs() < 1.0, "{f:?}");
+    }
+
+    /// A deadline extended far does not move the moments by which a batch locks at its
+    /// pace: the evenly spaced grid put them all in its first interval (a batch locking
+    /// within days was said to lock by p10 in 2051 and p50 in 2151 for a deadline in 9999,
+    /// and a year's extension moved p50 three days later).
+    #[test]
+    fn lock_times_do_not_move_when_the_deadline_moves_far() {
+        let moments = |length: f64| {
+            let mut h = even(length, 80, 0.0, 8.0);
+            h.first_deadline = Some(day(20.0));
+            let f = forecast(
+                &h,
+                OpenBatch {
+                    units: 40,
+                    threshold: 100,
+                },
+                day(8.0),
+                None,
+                &ForecastConfig::default(),
+            )
+            .unwrap();
+            (
+                days_between(day(8.0), f.lock_by_p10.unwrap()),
+                days_between(day(8.0), f.lock_by_p50.unwrap()),
+                days_between(day(8.0), f.lock_by_p90.unwrap()),
+                days_between(day(8.0), f.expected_lock_at.unwrap()),
+            )
+        };
+        let (p10, p50, p90, _) = moments(20.0);
+        for length in [385.0, 3_650.0, 2_900_000.0] {
+            let (q10, q50, q90, mean) = moments(length);
+            for (near, far) in [(p10, q10), (p50, q50), (p90, q90)] {
+                assert!((near - far).abs() < 0.3, "{length}: {near} against {far}");
+            }
+            // The mean given a lock by the deadline takes in the slow tail of the pace's
+            // posterior, which a deadline centuries away lets in; a decade's does not.
+            if length < 4_000.0 {
+                assert!(
+                    mean < 30.0,
+                    "{length}: expected to lock {mean} days from now"
+                );
+            }
+        }
     }
 
     #[test]

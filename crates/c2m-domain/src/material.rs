@@ -43,15 +43,81 @@ pub fn check_quantity(
             field: field.to_owned(),
             material: material.to_owned(),
             unit: unit.trim().to_owned(),
-            value: value.to_string(),
+            value: shown(value),
         });
     }
     Ok(())
 }
 
+/// `value` as the refusal shows it: as written for everyday numbers (2.5), in scientific
+/// notation beyond them (1e-300, which `to_string` wrote out as 301 digits, cut short in the
+/// error's metadata).
+fn shown(value: f64) -> String {
+    if value != 0.0 && !(1e-6..1e15).contains(&value.abs()) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
+}
+
+/// A receipt of `value` of `material` (field `field`), as it is counted: a material counted
+/// in pieces arrives in whole pieces, at least one, and its quantity is the whole number
+/// it stands for (3 for 2.9999999999999996), so stock and the order's `received` stay whole;
+/// a quantity that is no piece at all (1e-300, which [`is_whole`] would take for 0) is
+/// refused like 2.5 pieces, or it would turn an open order into a partly received one with
+/// nothing received, which could then no longer be cancelled. A measured material's
+/// quantity is taken as it is.
+pub fn receipt_quantity(
+    field: &str,
+    material: &str,
+    unit: &str,
+    value: f64,
+) -> Result<f64, DomainError> {
+    if !counted_in_pieces(unit) {
+        return Ok(value);
+    }
+    check_quantity(field, material, unit, value)?;
+    let whole = value.round();
+    if whole < 1.0 {
+        return Err(DomainError::NotWholePieces {
+            field: field.to_owned(),
+            material: material.to_owned(),
+            unit: unit.trim().to_owned(),
+            value: shown(value),
+        });
+    }
+    Ok(whole)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receipt_of_pieces_is_a_whole_number_of_at_least_one() {
+        assert_eq!(receipt_quantity("quantity", "screw", "pcs", 3.0), Ok(3.0));
+        assert_eq!(
+            receipt_quantity("quantity", "screw", "pcs", 1.000_000_000_1),
+            Ok(1.0)
+        );
+        assert_eq!(
+            receipt_quantity("quantity", "steel", "kg", 1e-300),
+            Ok(1e-300)
+        );
+        for tiny in [1e-300, 5e-10] {
+            let e = receipt_quantity("quantity", "screw", "pcs", tiny).unwrap_err();
+            assert_eq!(e.reason(), "INVALID_FIELD");
+            assert!(
+                e.metadata().contains(&("value", format!("{tiny:e}"))),
+                "{e}"
+            );
+            assert!(
+                e.metadata().contains(&("material", "screw".to_owned())),
+                "{e}"
+            );
+        }
+        assert!(receipt_quantity("quantity", "screw", "pcs", 2.5).is_err());
+    }
 
     #[test]
     fn pieces_are_whole_and_measures_are_not_checked() {

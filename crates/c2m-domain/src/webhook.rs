@@ -99,7 +99,8 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// Checks a webhook endpoint's URL: `http://` or `https://` (in any case), a host, a port (if any) from
 /// 1 to 65535, no credentials (`user:password@`: they would be sent in the `Host` header,
-/// not as authentication), ASCII only (other characters percent-encoded), no spaces or
+/// not as authentication), brackets only around an IPv6 address, ASCII only (other
+/// characters percent-encoded), no spaces or
 /// control characters, at most 2000 characters. Errors name the field `url`.
 pub fn check_url(url: &str) -> Result<(), crate::DomainError> {
     let bad = |why: &str| Err(crate::DomainError::invalid("url", why));
@@ -137,6 +138,17 @@ pub fn check_url(url: &str) -> Result<(), crate::DomainError> {
     };
     if host.is_empty() {
         return bad("must name a host");
+    }
+    // Brackets hold an IPv6 address and nothing else: `[::1]x`, `[zz]` and `[]` were
+    // taken, and the worker then connected to another host than the URL names, or to none.
+    if host.starts_with('[') || host.contains(']') {
+        let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+        if literal.is_none_or(|a| a.parse::<std::net::Ipv6Addr>().is_err()) {
+            return Err(crate::DomainError::invalid(
+                "url",
+                format!("the host {host:?} is not an IPv6 address in brackets, as [::1]"),
+            ));
+        }
     }
     if let Some(port) = port {
         let valid = !port.is_empty()
@@ -198,6 +210,7 @@ mod tests {
         assert!(check_url("http://127.0.0.1:8080/").is_ok());
         assert!(check_url("http://[::1]:8080/hooks?shop=1").is_ok());
         assert!(check_url("http://[::1]/").is_ok());
+        assert!(check_url("http://[2001:db8::7]:443/h").is_ok());
         assert!(check_url("https://shop.example:65535/caf%C3%A9#top").is_ok());
         // The scheme in any case, as RFC 3986 reads it.
         assert!(check_url("HTTP://127.0.0.1:8080/").is_ok());
@@ -218,6 +231,12 @@ mod tests {
             "http://shop.example:/",
             "http://shop.example:8o/",
             "http://[::1]:99999/",
+            "http://[::1]x/",
+            "http://[::1]x:80/",
+            "http://[zz]/",
+            "http://[]/",
+            "http://[127.0.0.1]/",
+            "http://a]b/",
             "https://user:pw@shop.example/",
             "https://shop.example/caf\u{e9}",
         ] {

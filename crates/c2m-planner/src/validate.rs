@@ -192,6 +192,85 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// The rules of [`Scenario::validate`] a part of a scenario must keep on its own: the
+    /// horizon and calendars ([`Scenario::validate_calendars`]); the ids (none empty, none
+    /// twice in one list: products, materials, factories, suppliers, a factory's lines, a
+    /// supplier's offers); and each product's demand, `due` and `late_cost` and each
+    /// material's `receipts`. For a caller that keeps a scenario's catalogue, which it
+    /// checks on its own once merged (the server's `ImportScenario`): an id given twice in
+    /// the file merged into one entry there, the last silently winning, and a due period
+    /// outside the horizon or a NaN late cost were taken because the catalogue does not
+    /// keep them. Rules across entries (a line naming an unknown product) are not checked.
+    pub fn validate_catalogue_part(&self) -> Result<(), ScenarioError> {
+        let mut c = Checker { errors: Vec::new() };
+        let horizon = horizon_rules(&mut c, self);
+        for fi in 0..self.factories.len() {
+            calendar_rules(&mut c, self, fi, horizon);
+        }
+        let timed = self.horizon.is_some();
+        let mut seen = HashMap::new();
+        for (i, p) in self.products.iter().enumerate() {
+            c.id(&mut seen, format!("products[{i}].sku"), "sku", &p.sku);
+            demand_rules(&mut c, i, p, timed, horizon);
+        }
+        let mut seen = HashMap::new();
+        for (i, m) in self.materials.iter().enumerate() {
+            c.id(
+                &mut seen,
+                format!("materials[{i}].id"),
+                "material id",
+                &m.id,
+            );
+            receipt_rules(&mut c, i, m, timed, horizon);
+        }
+        let mut seen = HashMap::new();
+        for (fi, f) in self.factories.iter().enumerate() {
+            c.id(
+                &mut seen,
+                format!("factories[{fi}].id"),
+                "factory id",
+                &f.id,
+            );
+            let mut skus = HashSet::new();
+            for (li, l) in f.lines.iter().enumerate() {
+                if !skus.insert(l.sku.as_str()) {
+                    c.err(
+                        format!("factories[{fi}].lines[{li}].sku"),
+                        format!("duplicate line for `{}` in factory `{}`", l.sku, f.id),
+                    );
+                }
+            }
+        }
+        let mut seen = HashMap::new();
+        for (si, sup) in self.suppliers.iter().enumerate() {
+            c.id(
+                &mut seen,
+                format!("suppliers[{si}].id"),
+                "supplier id",
+                &sup.id,
+            );
+            let mut materials = HashSet::new();
+            for (oi, o) in sup.offers.iter().enumerate() {
+                if !materials.insert(o.material.as_str()) {
+                    c.err(
+                        format!("suppliers[{si}].offers[{oi}].material"),
+                        format!(
+                            "duplicate offer for `{}` from supplier `{}`",
+                            o.material, sup.id
+                        ),
+                    );
+                }
+            }
+        }
+        if c.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ScenarioError::Invalid(c.errors))
+        }
+    }
+}
+
 /// The horizon's rules: `(T, D)` when the scenario has a horizon and it is valid.
 fn horizon_rules(c: &mut Checker, s: &Scenario) -> Option<(usize, i64)> {
     s.horizon.and_then(|h| {
@@ -339,19 +418,6 @@ impl Scenario {
         let horizon = horizon_rules(&mut c, s);
         let periods = horizon.map_or(1, |(t, _)| t);
         let timed = s.horizon.is_some();
-        // A period index of a v2 list: inside the horizon.
-        let in_horizon = |c: &mut Checker, path: String, t: i64| -> Option<usize> {
-            let (n, _) = horizon?;
-            if t < 0 || t >= n as i64 {
-                c.err(
-                    path,
-                    format!("period {t} is outside the horizon (periods 0 to {})", n - 1),
-                );
-                None
-            } else {
-                Some(t as usize)
-            }
-        };
 
         let mut material_ids = HashMap::new();
         let mut receipts = Vec::with_capacity(s.materials.len());
@@ -364,23 +430,7 @@ impl Scenario {
             );
             c.non_negative(|| format!("materials[{i}].on_hand"), m.on_hand);
             c.non_negative(|| format!("materials[{i}].holding_cost"), m.holding_cost);
-            let mut arriving = vec![0.0; periods];
-            if !timed && !m.receipts.is_empty() {
-                c.err(
-                    format!("materials[{i}].receipts"),
-                    "receipts arrive in periods: they need a [horizon]",
-                );
-            }
-            for (j, r) in m.receipts.iter().enumerate() {
-                let at = |field: &str| format!("materials[{i}].receipts[{j}].{field}");
-                c.non_negative(|| at("quantity"), r.quantity);
-                if let Some(t) = in_horizon(&mut c, at("period"), r.period) {
-                    if r.quantity.is_finite() && r.quantity > 0.0 {
-                        arriving[t] += r.quantity;
-                    }
-                }
-            }
-            receipts.push(arriving);
+            receipts.push(receipt_rules(&mut c, i, m, timed, horizon));
         }
         let material_index: HashMap<&str, usize> = s
             .materials
@@ -395,24 +445,7 @@ impl Scenario {
         let mut due = Vec::with_capacity(s.products.len());
         for (i, p) in s.products.iter().enumerate() {
             c.id(&mut skus, format!("products[{i}].sku"), "sku", &p.sku);
-            if timed {
-                due.push(self_check_due(&mut c, i, p, periods, &in_horizon));
-            } else {
-                c.units(|| format!("products[{i}].demand"), p.demand);
-                if !p.due.is_empty() {
-                    c.err(
-                        format!("products[{i}].due"),
-                        "due quantities per period need a [horizon]; without one, give `demand`",
-                    );
-                }
-                if p.late_cost.is_some() {
-                    c.err(
-                        format!("products[{i}].late_cost"),
-                        "lateness is counted in periods: it needs a [horizon]",
-                    );
-                }
-                due.push(vec![p.demand.max(0)]);
-            }
+            due.push(demand_rules(&mut c, i, p, timed, horizon));
             let mut row = Vec::new();
             for (mid, &qty) in &p.bom {
                 let path = || format!("products[{i}].bom.{mid}");
@@ -580,13 +613,89 @@ impl Scenario {
 
 /// The `due` list of a version 2 product: periods inside the horizon, each
 /// at most once, whole units not negative. Returns the units due per period.
+/// A period index of a v2 list: inside the horizon (`None`, with the error, when not; and
+/// when the horizon is missing or broke its own rules, already reported).
+fn in_horizon(
+    c: &mut Checker,
+    horizon: Option<(usize, i64)>,
+    path: String,
+    t: i64,
+) -> Option<usize> {
+    let (n, _) = horizon?;
+    if t < 0 || t >= n as i64 {
+        c.err(
+            path,
+            format!("period {t} is outside the horizon (periods 0 to {})", n - 1),
+        );
+        None
+    } else {
+        Some(t as usize)
+    }
+}
+
+/// A material's `receipts`: only with a horizon, each inside it, quantities not negative.
+/// Returns what arrives per period.
+fn receipt_rules(
+    c: &mut Checker,
+    i: usize,
+    m: &crate::scenario::Material,
+    timed: bool,
+    horizon: Option<(usize, i64)>,
+) -> Vec<f64> {
+    let mut arriving = vec![0.0; horizon.map_or(1, |(t, _)| t)];
+    if !timed && !m.receipts.is_empty() {
+        c.err(
+            format!("materials[{i}].receipts"),
+            "receipts arrive in periods: they need a [horizon]",
+        );
+    }
+    for (j, r) in m.receipts.iter().enumerate() {
+        let at = |field: &str| format!("materials[{i}].receipts[{j}].{field}");
+        c.non_negative(|| at("quantity"), r.quantity);
+        if let Some(t) = in_horizon(c, horizon, at("period"), r.period) {
+            if r.quantity.is_finite() && r.quantity > 0.0 {
+                arriving[t] += r.quantity;
+            }
+        }
+    }
+    arriving
+}
+
+/// A product's demand: `due` per period and `late_cost` with a horizon, `demand` without
+/// one. Returns the units due per period.
+fn demand_rules(
+    c: &mut Checker,
+    i: usize,
+    p: &crate::scenario::Product,
+    timed: bool,
+    horizon: Option<(usize, i64)>,
+) -> Vec<i64> {
+    if timed {
+        return self_check_due(c, i, p, horizon);
+    }
+    c.units(|| format!("products[{i}].demand"), p.demand);
+    if !p.due.is_empty() {
+        c.err(
+            format!("products[{i}].due"),
+            "due quantities per period need a [horizon]; without one, give `demand`",
+        );
+    }
+    if p.late_cost.is_some() {
+        c.err(
+            format!("products[{i}].late_cost"),
+            "lateness is counted in periods: it needs a [horizon]",
+        );
+    }
+    vec![p.demand.max(0)]
+}
+
 fn self_check_due(
     c: &mut Checker,
     i: usize,
     p: &crate::scenario::Product,
-    periods: usize,
-    in_horizon: &impl Fn(&mut Checker, String, i64) -> Option<usize>,
+    horizon: Option<(usize, i64)>,
 ) -> Vec<i64> {
+    let periods = horizon.map_or(1, |(t, _)| t);
     let mut row = vec![0i64; periods];
     let mut first_at: HashMap<i64, usize> = HashMap::new();
     let mut total = 0i64;
@@ -604,7 +713,7 @@ fn self_check_due(
             continue;
         }
         first_at.insert(d.period, j);
-        if let Some(t) = in_horizon(c, at("period"), d.period) {
+        if let Some(t) = in_horizon(c, horizon, at("period"), d.period) {
             if (0..=MAX_UNITS).contains(&d.quantity) {
                 row[t] = d.quantity;
                 total += d.quantity;

@@ -243,6 +243,53 @@ fn validate_calendars_checks_the_horizon_and_calendars_as_validate_does() {
     assert_eq!(paths(&unknown_sku), ["factories[0].lines[0].sku"]);
 }
 
+/// What a caller that keeps only a scenario's catalogue checks
+/// (`validate_catalogue_part`): the horizon and calendars, ids given twice in one list,
+/// and each product's dues and late cost and each material's receipts, named at their
+/// place as the full validation names them.
+#[test]
+fn validate_catalogue_part_names_an_id_given_twice() {
+    let part_paths = |text: &str| -> Vec<String> {
+        let s = Scenario::from_toml_str(text).unwrap();
+        match s.validate_catalogue_part() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.field_errors().into_iter().map(|e| e.path).collect(),
+        }
+    };
+    assert!(part_paths(SMALL).is_empty());
+    let twice = format!("{SMALL}\n[[materials]]\nid = \"m\"\nunit = \"kg\"\non_hand = 1.0\n");
+    assert_eq!(part_paths(&twice), paths(&twice));
+    assert_eq!(part_paths(&twice).len(), 1, "{:?}", part_paths(&twice));
+    assert!(
+        part_paths(&twice)[0].starts_with("materials["),
+        "{:?}",
+        part_paths(&twice)
+    );
+    let none = SMALL.replace("periods = 4", "periods = 0");
+    assert_eq!(part_paths(&none), ["horizon.periods"]);
+    // Dues, late costs and receipts, which a catalogue does not keep, are checked as the
+    // full validation checks them.
+    for text in [
+        SMALL.replace(
+            "{ period = 3, quantity = 20 }",
+            "{ period = 4, quantity = 20 }",
+        ),
+        SMALL.replace("late_cost = 5.0", "late_cost = nan"),
+        SMALL.replace("late_cost = 5.0", "late_cost = -1.0"),
+        SMALL.replace(
+            "{ period = 1, quantity = 4.0 }",
+            "{ period = 9, quantity = 4.0 }",
+        ),
+        SMALL.replace("quantity = 20", "quantity = 9223372036854775807"),
+    ] {
+        assert!(!part_paths(&text).is_empty(), "{text}");
+        assert_eq!(part_paths(&text), paths(&text), "{text}");
+    }
+    // Other rules (an unknown sku) are the merged catalogue's business.
+    let unknown_sku = SMALL.replace("sku = \"p\"\nunit_cost", "sku = \"q\"\nunit_cost");
+    assert!(part_paths(&unknown_sku).is_empty());
+}
+
 #[test]
 fn demand_with_a_horizon_and_due_without_one() {
     let text = SMALL.replace("late_cost = 5.0", "late_cost = 5.0\ndemand = 30");

@@ -112,6 +112,25 @@ fn bad_v2_overlays_name_the_variant_and_the_place() {
     // A calendar period past its end.
     let e = variant(r#"{ set = "factories.f.capacity_hours[4]", value = 1.0 }"#).unwrap_err();
     assert!(e.contains("there is no [4]"), "{e}");
+    // A scale no whole number holds: it saturated to i64::MAX days a period, planned
+    // without a word.
+    let e = variant(r#"{ scale = "horizon.period_days", by = 1e300 }"#).unwrap_err();
+    assert!(e.contains("scale horizon.period_days by"), "{e}");
+    assert!(e.contains("beyond the largest whole number"), "{e}");
+    let e = variant(r#"{ scale = "products.p.due", by = 1e300 }"#).unwrap_err();
+    assert!(e.contains("beyond the largest whole number"), "{e}");
+    // ... nor any float: infinity became null.
+    let e = variant(r#"{ scale = "products.p.late_cost", by = 1.7e308 }"#).unwrap_err();
+    assert!(e.contains("is not a finite number"), "{e}");
+    // A value that is no number: NaN read as "null cannot replace" the number.
+    for bad in ["nan", "inf", "[1.0, nan]"] {
+        let e = variant(&format!(
+            r#"{{ set = "products.p.late_cost", value = {bad} }}"#
+        ))
+        .unwrap_err();
+        assert!(e.contains("`value` must be a finite number"), "{bad}: {e}");
+        assert!(!e.contains("null"), "{bad}: {e}");
+    }
 }
 
 /// By hand, with the base at 1,700 (see `LEAD`):
@@ -492,7 +511,10 @@ fn the_command_line_sweeps_a_lead_time() {
         "sweep lead.toml --lead-time slow --from -7 --to 7",
     )
     .unwrap_err();
-    assert!(e.contains("a lead time cannot be negative"), "{e}");
+    assert!(
+        e.contains("--from: a lead time cannot be negative, got -7"),
+        "{e}"
+    );
 
     // compare and scenario summary accept the v2 scenario too.
     let out = cli(&mut env, "compare lead.toml ov.toml --csv").unwrap();

@@ -308,14 +308,20 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 points,
                 sku,
             };
-            match spec.quantity {
-                Quantity::Demand { .. } if spec.from < 0.0 || spec.to < 0.0 => {
-                    return Err("a demand cannot be negative".into());
-                }
-                Quantity::LeadTime { .. } if spec.from < 0.0 || spec.to < 0.0 => {
-                    return Err("a lead time cannot be negative".into());
-                }
-                _ => {}
+            // The option that is negative is named (`--to` is above `--from`, so it is
+            // negative only when both are).
+            let what = match spec.quantity {
+                Quantity::Demand { .. } => Some("a demand"),
+                Quantity::LeadTime { .. } => Some("a lead time"),
+                _ => None,
+            };
+            if let Some(what) = what.filter(|_| spec.from < 0.0 || spec.to < 0.0) {
+                let (flag, v) = if spec.from < 0.0 {
+                    ("--from", spec.from)
+                } else {
+                    ("--to", spec.to)
+                };
+                return Err(format!("{flag}: {what} cannot be negative, got {v}"));
             }
             let opts = with_time_limit(&flags, scan_options())?;
             let s = sweep::run_sweep(&base_s, &spec, &opts, &mut |d, t| env.progress(d, t))?;

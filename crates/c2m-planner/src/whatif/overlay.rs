@@ -87,7 +87,7 @@ impl Change {
         if let (Some(p), Some(v)) = (&self.set, &self.value) {
             format!("set {p} = {v}")
         } else if let (Some(p), Some(by)) = (&self.scale, self.by) {
-            format!("scale {p} by {by}")
+            format!("scale {p} by {by:?}")
         } else if let Some(p) = &self.remove {
             format!("remove {p}")
         } else {
@@ -183,6 +183,14 @@ impl Overlay {
                 if c.scale.is_some() != c.by.is_some() {
                     return Err(OverlayError(format!(
                         "{}: `by` goes with `scale`, and only with it",
+                        at()
+                    )));
+                }
+                // NaN and infinity have no JSON, so the change would set `null` and be
+                // refused as "null cannot replace" a number the file never said.
+                if let Some(bad) = c.value.as_ref().and_then(non_finite) {
+                    return Err(OverlayError(format!(
+                        "{}: `value` must be a finite number, not {bad}",
                         at()
                     )));
                 }
@@ -396,11 +404,41 @@ fn locate<'a>(doc: &'a mut Value, parts: &[Part]) -> Result<Slot<'a>, String> {
     Err("the path is empty".to_string())
 }
 
-/// A number times `by`; whole numbers stay whole (rounded).
-fn scaled(v: &Value, by: f64) -> Value {
+/// The first number of `v` (a value or a list or table of them) that is not finite.
+fn non_finite(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some(*f),
+        toml::Value::Array(items) => items.iter().find_map(non_finite),
+        toml::Value::Table(t) => t.values().find_map(non_finite),
+        _ => None,
+    }
+}
+
+/// A number times `by`; whole numbers stay whole (rounded). A product that no whole
+/// number or no finite number holds is an error: `as i64` saturated it (a period of
+/// 9223372036854775807 days was planned without a word), and an infinite float became
+/// `null`.
+fn scaled(v: &Value, by: f64) -> Result<Value, String> {
     match v.as_i64() {
-        Some(i) => Value::from((i as f64 * by).round() as i64),
-        None => Value::from(v.as_f64().unwrap_or(0.0) * by),
+        Some(i) => {
+            let x = (i as f64 * by).round();
+            // 2^63 is the first float beyond i64::MAX.
+            const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+            if !(-TWO_63..TWO_63).contains(&x) {
+                return Err(format!(
+                    "{i} scaled by {by:?} is {x:e}, beyond the largest whole number ({})",
+                    i64::MAX
+                ));
+            }
+            Ok(Value::from(x as i64))
+        }
+        None => {
+            let x = v.as_f64().unwrap_or(0.0) * by;
+            if !x.is_finite() {
+                return Err(format!("{v} scaled by {by:?} is not a finite number"));
+            }
+            Ok(Value::from(x))
+        }
     }
 }
 
@@ -459,7 +497,7 @@ fn apply_change(doc: &mut Value, c: &Change) -> Result<(), String> {
                     other => Some(other),
                 };
                 match target {
-                    Some(v) if v.is_number() => *v = scaled(v, by),
+                    Some(v) if v.is_number() => *v = scaled(v, by)?,
                     _ => {
                         return Err(format!(
                             "`{key}` holds entries without a number or a `quantity` to scale"
@@ -472,7 +510,7 @@ fn apply_change(doc: &mut Value, c: &Change) -> Result<(), String> {
         if !value.is_number() {
             return Err(format!("`{key}` is not a number"));
         }
-        *value = scaled(value, by);
+        *value = scaled(value, by)?;
         return Ok(());
     }
     if let Some(path) = &c.remove {

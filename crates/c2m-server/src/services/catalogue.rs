@@ -34,9 +34,10 @@ impl CatalogueService for CatalogueSvc {
         // The catalogue keeps the factories' calendars and not the horizon, and checks the
         // catalogue it keeps as a scenario without one: the horizon and each calendar's
         // length against it are checked here, or a horizon of no period (or of billions)
-        // and a calendar of no hours were stored without a word.
+        // and a calendar of no hours were stored without a word. So are the file's ids: a
+        // merge folds an id given twice into one entry (the last won, without a word).
         parsed
-            .validate_calendars()
+            .validate_catalogue_part()
             .map_err(|e| domain_status(&scenario_error(&e)))?;
         let now = self.0.clock.now();
         let calendars_start = (r.calendar_starts_at.as_ref())

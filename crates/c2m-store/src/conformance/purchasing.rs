@@ -356,7 +356,24 @@ pub async fn receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue
     let cord = store.get_purchase_order("pur_cord").await.unwrap();
     assert_eq!(cord.received, 0.0, "a refused receipt writes nothing");
     assert_eq!(on_hand(&*store, "cord").await, 0.0);
-    let r = receipt(&*store, "pur_cord", 3.0)
+    // No piece at all (1e-300 rounds to 0) is refused too: taken, it would have made the
+    // open order partly received with nothing received, and so no longer cancellable.
+    for tiny in [1e-300, 5e-10] {
+        match receipt(&*store, "pur_cord", tiny).await {
+            Err(crate::StoreError::Domain(DomainError::NotWholePieces { field, .. })) => {
+                assert_eq!(field, "quantity")
+            }
+            other => panic!("expected NotWholePieces for {tiny}, got {other:?}"),
+        }
+    }
+    let cord = store.get_purchase_order("pur_cord").await.unwrap();
+    assert_eq!(cord.state, PurchaseOrderState::Open, "nothing written");
+    // A count a hair off a whole number is that number: `received` and stock stay whole.
+    let r = receipt(&*store, "pur_cord", 1.000_000_000_1)
+        .await
+        .expect("one piece");
+    assert_eq!(r.received, 1.0);
+    let r = receipt(&*store, "pur_cord", 2.0)
         .await
         .expect("whole pieces");
     assert_eq!(r.received, 3.0);

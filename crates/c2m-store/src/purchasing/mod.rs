@@ -322,19 +322,22 @@ async fn receive<D: Backend>(
     // A material counted in pieces arrives whole. The one exception is the exact rest
     // of the order: a plan may have ordered a decimal quantity (an offer without a pack
     // size), and the order must still be receivable in full.
-    if (req.quantity - outstanding).abs() > EPS {
-        material::check_quantity("quantity", &po.order.material_id, &unit, req.quantity)?;
-    }
-    if req.quantity > outstanding + EPS {
+    // Pieces are counted as the whole number sent, so `received` and the stock stay whole.
+    let quantity = if (req.quantity - outstanding).abs() > EPS {
+        material::receipt_quantity("quantity", &po.order.material_id, &unit, req.quantity)?
+    } else {
+        req.quantity
+    };
+    if quantity > outstanding + EPS {
         return Err(over_received(po, outstanding.to_string(), req.quantity));
     }
-    let received = (po.received + req.quantity).min(po.order.quantity);
+    let received = (po.received + quantity).min(po.order.quantity);
     let state = if received + EPS >= po.order.quantity {
         PurchaseOrderState::Received
     } else {
         PurchaseOrderState::PartlyReceived
     };
-    tx.record_receipt(id, req.quantity, received, state, now)
+    tx.record_receipt(id, quantity, received, state, now)
         .await?;
     let free = freed(po.order.allocated, po.received, received);
     if free > EPS {
