@@ -1020,30 +1020,52 @@ fn insights_table(i: &pb::Insights) -> String {
         ("referrer", &i.by_referrer),
         ("top referrers", &i.top_referrers),
     ] {
+        let key = |r: &pb::SourceCount| {
+            if r.key.is_empty() {
+                "(not given)".to_owned()
+            } else {
+                r.key.clone()
+            }
+        };
+        // As wide as the widest key (a referrer may be 64 characters), so the numbers
+        // stay in line and no key is cut.
+        let width = rows.iter().map(|r| cells(&key(r))).fold(25, usize::max);
         let _ = writeln!(
             out,
-            "\n{:<25} {:>10} {:>7} {:>6}",
-            title, "pre-orders", "units", "share"
+            "\n{} {:>10} {:>7} {:>6}",
+            pad(title, width),
+            "pre-orders",
+            "units",
+            "share"
         );
         if rows.is_empty() {
             // No order named one (top referrers), or no orders at all.
             let _ = writeln!(out, "(none)");
         }
         for r in rows.iter() {
-            let key = if r.key.is_empty() {
-                "(not given)"
-            } else {
-                &r.key
-            };
             let share = 100.0 * r.units as f64 / i.units.max(1) as f64;
             let _ = writeln!(
                 out,
-                "{:<25} {:>10} {:>7} {:>5.1}%",
-                key, r.preorders, r.units, share
+                "{} {:>10} {:>7} {:>5.1}%",
+                pad(&key(r), width),
+                r.preorders,
+                r.units,
+                share
             );
         }
     }
     out
+}
+
+/// How many terminal cells `s` takes: a CJK character takes two, so padding by characters
+/// (`{:<25}`) put the numbers after a channel named 微信 two cells out of line.
+fn cells(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
+/// `s` followed by spaces to `width` terminal cells.
+fn pad(s: &str, width: usize) -> String {
+    format!("{s}{}", " ".repeat(width.saturating_sub(cells(s))))
 }
 
 /// `1 unit`, `2 units`: a count with its noun as people write it.

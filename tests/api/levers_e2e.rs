@@ -1152,3 +1152,60 @@ async fn the_storefront_insights_table_says_none_under_an_empty_heading() {
     assert_eq!(after.lines().nth(1), Some("(none)"), "{text}");
     server.shutdown().await;
 }
+
+/// The storefront example's insights table keeps its numbers in line whatever the keys: a
+/// channel in Chinese (two terminal cells a character) and a referrer longer than the
+/// key column. Before, `{:<25}` padded by characters, so the numbers after 微信 stood two
+/// cells right of the others, and a long referrer pushed its row's numbers out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_insights_table_lines_up_wide_and_long_keys() {
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
+    let cmp = campaign(&mut c, "wide-keys", 50, start, 3).await;
+    let long_referrer = "con_a_referrer_whose_id_is_forty_chars_x";
+    assert_eq!(long_referrer.len(), 40);
+    for (i, channel) in ["微信", "app", "微信小程序"].into_iter().enumerate() {
+        clock.advance(Duration::hours(1));
+        let mut req = place(&format!("wide-{i}"), &cmp.id, &format!("con_w{i}"), 1);
+        req.channel = Some(channel.into());
+        req.referrer = (i == 1).then(|| long_referrer.into());
+        c.preorders.place_preorder(req).await.expect("order");
+    }
+    let out = storefront(server.addr, &["insights", &cmp.id, "--format", "table"]).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    // Terminal cells, counted independently of the example: the CJK ideographs here take
+    // two, everything else one.
+    let cells = |line: &str| -> usize {
+        line.chars()
+            .map(|ch| {
+                if ('\u{4e00}'..='\u{9fff}').contains(&ch) {
+                    2
+                } else {
+                    1
+                }
+            })
+            .sum()
+    };
+    for heading in ["channel", "referrer"] {
+        let section: Vec<&str> = text
+            .split("\n\n")
+            .find(|s| s.starts_with(heading))
+            .unwrap_or_else(|| panic!("a {heading} table in {text}"))
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(section.len() >= 3, "{heading}: {section:?}");
+        let widths: Vec<usize> = section.iter().map(|l| cells(l)).collect();
+        assert!(
+            widths.iter().all(|&w| w == widths[0]),
+            "{heading}: rows of {widths:?} cells:\n{}",
+            section.join("\n")
+        );
+    }
+    for key in ["微信", "微信小程序", long_referrer] {
+        assert!(
+            text.lines().any(|l| l.starts_with(key)),
+            "{key} in full in {text}"
+        );
+    }
+    server.shutdown().await;
+}
