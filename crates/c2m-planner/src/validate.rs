@@ -172,32 +172,11 @@ impl TryFrom<Scenario> for ValidatedScenario {
 }
 
 impl Scenario {
-    /// Checks the horizon and the factories' capacity (one number, or a calendar of one
-    /// number per period of the horizon), the rules of [`Scenario::validate`] that
-    /// concern them and no other: for a caller that keeps only a scenario's catalogue,
-    /// which it checks on its own (the server's `ImportScenario`, whose merge may name
-    /// products another import brought), and would otherwise keep a calendar of no
-    /// period, or a horizon no scenario may have, without a word.
-    pub fn validate_calendars(&self) -> Result<(), ScenarioError> {
-        let mut c = Checker { errors: Vec::new() };
-        let horizon = horizon_rules(&mut c, self);
-        for fi in 0..self.factories.len() {
-            calendar_rules(&mut c, self, fi, horizon);
-        }
-        if c.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ScenarioError::Invalid(c.errors))
-        }
-    }
-}
-
-impl Scenario {
     /// The rules of [`Scenario::validate`] a part of a scenario must keep on its own: the
-    /// horizon and calendars ([`Scenario::validate_calendars`]); the ids (none empty, none
-    /// twice in one list: products, materials, factories, suppliers, a factory's lines, a
-    /// supplier's offers); and each product's demand, `due` and `late_cost` and each
-    /// material's `receipts`. For a caller that keeps a scenario's catalogue, which it
+    /// horizon and the factories' capacity (one number, or a calendar of one number per
+    /// period of the horizon); the ids (none empty, none twice in one list: products,
+    /// materials, factories, suppliers, a factory's lines, a supplier's offers); and each
+    /// product's demand, `due` and `late_cost` and each material's `receipts`. For a caller that keeps a scenario's catalogue, which it
     /// checks on its own once merged (the server's `ImportScenario`): an id given twice in
     /// the file merged into one entry there, the last silently winning, and a due period
     /// outside the horizon or a NaN late cost were taken because the catalogue does not

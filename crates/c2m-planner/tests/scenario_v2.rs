@@ -214,15 +214,15 @@ fn a_bad_horizon() {
     assert_eq!(paths(&text), vec!["horizon.weeks"]);
 }
 
-/// The horizon's and the calendars' rules alone (`validate_calendars`, which the server's
+/// The horizon's and the calendars' rules of `validate_catalogue_part` (what the server's
 /// import checks the scenarios it keeps only the catalogue of by) are the full
 /// validation's: a horizon of no period or of more than 520, and a calendar of another
 /// length, named at their place; other rules (an unknown sku) are not its business.
 #[test]
-fn validate_calendars_checks_the_horizon_and_calendars_as_validate_does() {
+fn a_catalogue_part_s_horizon_and_calendars_are_checked_as_validate_does() {
     let calendar_paths = |text: &str| -> Vec<String> {
         let s = Scenario::from_toml_str(text).unwrap();
-        match s.validate_calendars() {
+        match s.validate_catalogue_part() {
             Ok(()) => Vec::new(),
             Err(e) => e.field_errors().into_iter().map(|e| e.path).collect(),
         }
