@@ -121,7 +121,7 @@ fn save_cursor(path: &PathBuf, seq: i64) -> anyhow::Result<()> {
 /// Checks, before subscribing, that the cursor file can be written: a directory that
 /// does not exist was found only after the first work order had been reported (taken to
 /// shipped, or rejected), with an error that named no file.
-fn check_cursor_writable(path: &PathBuf) -> anyhow::Result<()> {
+fn check_cursor_writable(path: &std::path::Path) -> anyhow::Result<()> {
     let tmp = path.with_extension("cursor.tmp");
     std::fs::File::create(&tmp)
         .and_then(|_| std::fs::remove_file(&tmp))
