@@ -90,3 +90,44 @@ fn a_token_command_on_a_sqlite_url_without_a_store_creates_nothing() {
     refused(&out, "no c2m store at");
     assert!(!typo.exists(), "nothing created at {}", typo.display());
 }
+
+/// A token's label is shown on its one `token list` line: a newline in it made a line of
+/// its own there. A label with a control character is refused naming `--label`, and no
+/// token is made.
+#[test]
+fn a_token_label_with_a_control_character_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store as `c2m serve` makes it, without running a server.
+    let db = dir.path().join("c2m.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c2m_store::open(&format!("sqlite://{}", db.display())))
+        .expect("a store");
+    for bad in ["a\nb", "tab\there", "bell\u{7}"] {
+        let out = c2m(
+            &["token", "create", "--role", "admin", "--label", bad],
+            dir.path(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?}: {out:?}");
+        assert!(
+            stderr.contains("--label") && stderr.contains("control character"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "no token printed: {out:?}");
+    }
+    let out = c2m(
+        &[
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--label",
+            "ops on-call, 微信",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = c2m(&["token", "list"], dir.path());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}

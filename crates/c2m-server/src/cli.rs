@@ -79,6 +79,18 @@ impl StoreArgs {
     }
 }
 
+/// A token's label is shown on its `token list` line: a newline or another control
+/// character in it broke the one-line-per-token listing (a label "a\nb" printed a line
+/// that began with "b").
+fn label(s: &str) -> Result<String, String> {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "a label is one line of text; it holds the control character {c:?}"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a token and print it (shown this once; only its hash is kept).
@@ -88,8 +100,8 @@ pub enum TokenCommand {
         /// The factory a factory token acts for.
         #[arg(long)]
         factory: Option<String>,
-        /// A note for `token list` (who holds it).
-        #[arg(long, default_value = "")]
+        /// A note for `token list` (who holds it); one line, no control characters.
+        #[arg(long, default_value = "", value_parser = label)]
         label: String,
         #[command(flatten)]
         store: StoreArgs,
