@@ -131,3 +131,25 @@ fn a_token_label_with_a_control_character_is_refused() {
     let listed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(listed.lines().count(), 1, "{listed}");
 }
+
+/// A refused `--database-url` is named in the error without its password (standard error
+/// goes to logs): `postgress://user:PASSWORD@...`, one letter off, printed the password.
+#[test]
+fn a_refused_database_url_is_shown_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgress://c2m:hunter2@db.internal/c2m";
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", url][..],
+        &["token", "list", "--database-url", url][..],
+    ] {
+        let out = c2m(args, dir.path());
+        refused(
+            &out,
+            "--database-url \"postgress://c2m:***@db.internal/c2m\": ",
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("hunter2"),
+            "{out:?}"
+        );
+    }
+}

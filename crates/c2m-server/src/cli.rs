@@ -49,14 +49,15 @@ impl StoreArgs {
     async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn c2m_store::Store>> {
         match &self.database_url {
             Some(url) => {
+                let shown = crate::app::redact(url);
                 c2m_store::check_url(url)
-                    .map_err(|e| anyhow::anyhow!("--database-url {url:?}: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("--database-url {shown:?}: {e}"))?;
                 // A SQLite URL must name a store a server made, as --data-dir must:
                 // `sqlite://typo.db` made a new database and put the token there.
                 if let Some(db) = c2m_store::sqlite_path(url) {
                     if !db.is_file() {
                         anyhow::bail!(
-                            "--database-url {url:?}: no c2m store at {}: `c2m serve` creates \
+                            "--database-url {shown:?}: no c2m store at {}: `c2m serve` creates \
                              it on its first start; pass the --database-url the server uses",
                             db.display()
                         );

@@ -13,12 +13,14 @@ pub struct Settings {
     #[arg(long, env = "C2M_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Directory for the embedded SQLite database, created if missing.
+    /// Directory for the embedded SQLite database `c2m.db`, created if missing; the first
+    /// admin token is written here as `admin.token` whichever store is used.
     #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
     /// Database URL: `postgres://...` for PostgreSQL, `sqlite://PATH` for another SQLite
-    /// file. Defaults to `DATA_DIR/c2m.db`.
+    /// file. Defaults to `DATA_DIR/c2m.db`. Another scheme, or a URL naming no file (empty,
+    /// `sqlite::memory:`), is refused.
     #[arg(long, env = "C2M_DATABASE_URL")]
     pub database_url: Option<String>,
 
@@ -240,7 +242,8 @@ impl Settings {
             ));
         }
         if let Some(url) = &self.database_url {
-            c2m_store::check_url(url).map_err(|e| format!("--database-url {url:?}: {e}"))?;
+            c2m_store::check_url(url)
+                .map_err(|e| format!("--database-url {:?}: {e}", crate::app::redact(url)))?;
         }
         self.plan_horizon()
     }
@@ -468,6 +471,14 @@ mod tests {
             set(&mut s, MAX_CONCURRENCY);
             assert!(s.check().is_ok(), "{flag}");
         }
+        // A refused URL's password is not shown (it goes to logs).
+        let mut s = ok.clone();
+        s.database_url = Some("postgress://u:hunter2@h/db".into());
+        let e = s.check().unwrap_err();
+        assert!(
+            e.starts_with("--database-url \"postgress://u:***@h/db\": "),
+            "{e}"
+        );
         // The horizon is part of the check.
         let mut bad = ok;
         bad.plan_period_days = 0;
