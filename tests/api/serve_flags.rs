@@ -153,3 +153,43 @@ fn a_refused_database_url_is_shown_without_its_password() {
         );
     }
 }
+
+/// `c2m token` on a PostgreSQL database no server has started on (the wrong database
+/// named, `.../postgres` for `.../c2m`) made c2m's tables there and put the token in them,
+/// exit 0. It is refused, and the database is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_token_command_on_a_database_without_a_store_creates_nothing() {
+    let Some(admin) = crate::common::pg_admin_url() else {
+        return;
+    };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["token", "create", "--role", "admin", "--database-url", &url][..],
+        &["token", "list", "--database-url", &url][..],
+    ] {
+        let out = tokio::task::spawn_blocking({
+            let (args, dir) = (
+                args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                dir.path().to_owned(),
+            );
+            move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                c2m(&args, &dir)
+            }
+        })
+        .await
+        .unwrap();
+        refused(&out, "no c2m store in this database");
+    }
+    assert!(
+        !c2m_store::store_exists(&url).await.unwrap(),
+        "no c2m tables made"
+    );
+    // Once a server has made the store, the same command works.
+    drop(c2m_store::open(&url).await.expect("the store"));
+    assert!(c2m_store::store_exists(&url).await.unwrap());
+    let out = c2m(&["token", "list", "--database-url", &url], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}

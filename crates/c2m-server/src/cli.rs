@@ -52,15 +52,23 @@ impl StoreArgs {
                 let shown = crate::app::redact(url);
                 c2m_store::check_url(url)
                     .map_err(|e| anyhow::anyhow!("--database-url {shown:?}: {e}"))?;
-                // A SQLite URL must name a store a server made, as --data-dir must:
-                // `sqlite://typo.db` made a new database and put the token there.
-                if let Some(db) = c2m_store::sqlite_path(url) {
-                    if !db.is_file() {
-                        anyhow::bail!(
-                            "--database-url {shown:?}: no c2m store at {}: `c2m serve` creates \
-                             it on its first start; pass the --database-url the server uses",
+                // The URL must name a store a server made, as --data-dir must:
+                // `sqlite://typo.db` made a new database, and a PostgreSQL URL naming
+                // another database (`.../postgres` for `.../c2m`) had c2m's tables made in
+                // it, and the token put there.
+                if !c2m_store::store_exists(url).await? {
+                    match c2m_store::sqlite_path(url) {
+                        Some(db) => anyhow::bail!(
+                            "--database-url {shown:?}: no c2m store at {}: `c2m serve` \
+                             creates it on its first start; pass the --database-url the \
+                             server uses",
                             db.display()
-                        );
+                        ),
+                        None => anyhow::bail!(
+                            "--database-url {shown:?}: no c2m store in this database (no c2m \
+                             tables): `c2m serve` creates them on its first start; pass the \
+                             --database-url the server uses"
+                        ),
                     }
                 }
             }

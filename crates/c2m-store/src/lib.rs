@@ -422,6 +422,17 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     }
 }
 
+/// Whether `url` names a c2m store that exists already (a server has started on it): for
+/// SQLite, its file; for PostgreSQL, its tables. Creates nothing (unlike [`open`], which
+/// creates and migrates), so `c2m token` can refuse a URL that names the wrong database.
+pub async fn store_exists(url: &str) -> Result<bool> {
+    check_url(url).map_err(|e| StoreError::Database(sqlx::Error::Configuration(e.into())))?;
+    match sqlite_path(url) {
+        Some(path) => Ok(path.is_file()),
+        None => postgres::store_exists(url).await,
+    }
+}
+
 /// The SQLite database file [`open`] opens for `url`; `None` for PostgreSQL. The server
 /// locks it so that one process serves it (`c2m_server::store_lock`).
 pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
