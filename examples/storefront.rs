@@ -437,7 +437,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "id": c.id,
                 "sku": c.sku,
                 "threshold": c.batch_threshold,
-                "deadline": time(&c.deadline),
+                "deadline": c.deadline.map(|t| rfc3339(&t)),
                 "ships_within_days": c.ships_within_days,
                 "balance_window_seconds": c.balance_window_seconds,
             })
