@@ -62,7 +62,7 @@ struct Args {
     #[arg(long)]
     progress: bool,
     /// Reject every work order with this reason (its batches go back to planning).
-    #[arg(long, conflicts_with = "progress")]
+    #[arg(long, conflicts_with = "progress", value_parser = reason)]
     reject: Option<String>,
     /// Stop after this many new work orders (for scripts); runs until Ctrl-C otherwise.
     #[arg(long)]
@@ -75,11 +75,31 @@ fn cursor_path(a: &Args) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("factory-{}.cursor", a.factory)))
 }
 
+/// A rejection must say why (the server refuses an empty reason): refused here, before
+/// subscribing, rather than at the first work order.
+fn reason(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("a rejection must say why: give a reason".into());
+    }
+    Ok(s.to_owned())
+}
+
 fn load_cursor(path: &PathBuf) -> anyhow::Result<Option<i64>> {
     match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s.trim().parse().with_context(|| {
-            format!("{} does not hold a sequence number", path.display())
-        })?)),
+        Ok(s) => {
+            let seq: i64 = s
+                .trim()
+                .parse()
+                .with_context(|| format!("{} does not hold a sequence number", path.display()))?;
+            if seq < 0 {
+                anyhow::bail!(
+                    "{} holds {seq}, not a sequence number (0 or more): delete the file to \
+                     start from the server's acknowledged cursor",
+                    path.display()
+                );
+            }
+            Ok(Some(seq))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -89,11 +109,23 @@ fn load_cursor(path: &PathBuf) -> anyhow::Result<Option<i64>> {
 fn save_cursor(path: &PathBuf, seq: i64) -> anyhow::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("cursor.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{seq}")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{seq}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("cannot write the cursor file {}", path.display()))
+}
+
+/// Checks, before subscribing, that the cursor file can be written: a directory that
+/// does not exist was found only after the first work order had been reported (taken to
+/// shipped, or rejected), with an error that named no file.
+fn check_cursor_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let tmp = path.with_extension("cursor.tmp");
+    std::fs::File::create(&tmp)
+        .and_then(|_| std::fs::remove_file(&tmp))
+        .with_context(|| format!("cannot write the cursor file {}", path.display()))
 }
 
 fn print_work_order(w: &pb::WorkOrder) {
@@ -227,6 +259,7 @@ mod client;
 async fn run(args: Args) -> anyhow::Result<()> {
     let path = cursor_path(&args);
     let mut cursor = load_cursor(&path)?;
+    check_cursor_writable(&path)?;
     let mut seen: HashSet<String> = HashSet::new();
     let mut handled = 0usize;
     let mut backoff = Duration::from_millis(200);

@@ -94,9 +94,16 @@ enum Cmd {
         max_per_order: Option<i64>,
         #[arg(long)]
         max_per_consumer: Option<i64>,
-        /// Deadline, in days from now.
+        /// Deadline, in days from now. Counted from each run's now, so a retry with the
+        /// same `--key` a moment later is another request (refused `ALREADY_EXISTS`): to
+        /// retry, give `--deadline`.
         #[arg(long, default_value_t = 7.0, value_parser = days)]
         deadline_days: f64,
+        /// Deadline as a date (midnight UTC) or an RFC 3339 time, instead of
+        /// `--deadline-days`: the same on every run, so a retry with `--key` is the same
+        /// request.
+        #[arg(long, value_parser = parse_start, conflicts_with = "deadline_days")]
+        deadline: Option<DateTime<Utc>>,
         /// The delivery promise: a locked batch ships within this many days of its lock
         /// (the server's default, six weeks, when not given).
         #[arg(long)]
@@ -216,11 +223,16 @@ enum Cmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
-    /// (Admin) Extend the deadline by some days.
+    /// (Admin) Extend the deadline by some days (`--days`, from the deadline it has now, so
+    /// a retry with the same `--key` after it worked is another request) or to a date
+    /// (`--to`, the same on every run).
     Extend {
         id: String,
-        #[arg(long, value_parser = days)]
-        days: f64,
+        #[arg(long, value_parser = days, required_unless_present = "to")]
+        days: Option<f64>,
+        /// The new deadline: a date (midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_parser = parse_start, conflicts_with = "days")]
+        to: Option<DateTime<Utc>>,
     },
     /// (Admin) Lower the threshold (the open batch locks at once if it meets it).
     LowerThreshold {
@@ -264,7 +276,8 @@ enum WebhookCmd {
     },
 }
 
-/// A date (midnight UTC) or an RFC 3339 time, for `--calendar-starts`.
+/// A date (midnight UTC) or an RFC 3339 time, for `--calendar-starts`, `create-campaign
+/// --deadline` and `extend --to`.
 fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
@@ -389,11 +402,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             max_per_order,
             max_per_consumer,
             deadline_days,
+            deadline,
             ships_within_days,
             balance_window_hours,
         } => {
-            let deadline =
-                Utc::now() + chrono::Duration::seconds((deadline_days * 86_400.0) as i64);
+            let deadline = deadline.unwrap_or_else(|| {
+                Utc::now() + chrono::Duration::seconds((deadline_days * 86_400.0) as i64)
+            });
             let c = campaigns
                 .create_campaign(pb::CreateCampaignRequest {
                     idempotency_key: key,
@@ -410,7 +425,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     opens_at: None,
                     deadline: Some(prost_types::Timestamp {
                         seconds: deadline.timestamp(),
-                        nanos: 0,
+                        nanos: deadline.timestamp_subsec_nanos() as i32,
                     }),
                     ships_within_days,
                     balance_window_seconds: balance_window_hours.map(|h| h.saturating_mul(3600)),
@@ -422,7 +437,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "id": c.id,
                 "sku": c.sku,
                 "threshold": c.batch_threshold,
-                "deadline": deadline.to_rfc3339(),
+                "deadline": c.deadline.map(|t| rfc3339(&t)),
                 "ships_within_days": c.ships_within_days,
                 "balance_window_seconds": c.balance_window_seconds,
             })
@@ -805,24 +820,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        Cmd::Extend { id, days } => {
-            let current = campaigns
-                .get_campaign(pb::GetCampaignRequest {
-                    campaign_id: id.clone(),
-                })
-                .await?
-                .into_inner()
-                .campaign
-                .and_then(|c| c.deadline)
-                .context("the campaign has no deadline")?;
+        Cmd::Extend { id, days, to } => {
+            let deadline = match (to, days) {
+                (Some(to), _) => prost_types::Timestamp {
+                    seconds: to.timestamp(),
+                    nanos: to.timestamp_subsec_nanos() as i32,
+                },
+                (None, days) => {
+                    let current = campaigns
+                        .get_campaign(pb::GetCampaignRequest {
+                            campaign_id: id.clone(),
+                        })
+                        .await?
+                        .into_inner()
+                        .campaign
+                        .and_then(|c| c.deadline)
+                        .context("the campaign has no deadline")?;
+                    prost_types::Timestamp {
+                        seconds: current.seconds + (days.unwrap_or(0.0) * 86_400.0) as i64,
+                        nanos: current.nanos,
+                    }
+                }
+            };
             let o = levers
                 .extend_deadline(pb::ExtendDeadlineRequest {
                     idempotency_key: key.clone(),
                     campaign_id: id,
-                    deadline: Some(prost_types::Timestamp {
-                        seconds: current.seconds + (days * 86_400.0) as i64,
-                        nanos: current.nanos,
-                    }),
+                    deadline: Some(deadline),
                 })
                 .await?
                 .into_inner();

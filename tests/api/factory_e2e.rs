@@ -783,3 +783,81 @@ async fn phone_cases_made_by_dongguan_only(c: &mut Clients) {
         .await
         .expect("delete ningbo-2");
 }
+
+/// The `factory` example refuses what it cannot work with before it subscribes: a
+/// `--reject` without a reason (the server refuses it, but only at the first work order,
+/// after printing it), a cursor file in a directory that does not exist (found only after
+/// the first work order had been reported all the way to shipped, with an error naming no
+/// file) and a cursor file holding a negative number. Each names what is wrong and the
+/// work order is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_example_refuses_a_bad_reason_or_cursor_file_before_any_report() {
+    let exe = tokio::task::spawn_blocking(|| example_binary("factory"))
+        .await
+        .expect("build");
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let negative = dir.path().join("negative.cursor");
+    std::fs::write(&negative, "-3\n").expect("cursor file");
+    let missing = dir.path().join("no-such-dir").join("dongguan-1.cursor");
+    let run = |extra: Vec<String>| {
+        let exe = exe.clone();
+        let addr = format!("http://{}", server.addr);
+        let data = dir.path().to_owned();
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                tokio::process::Command::new(exe)
+                    .args(["--addr", &addr, "--factory", "dongguan-1", "--data-dir"])
+                    .arg(&data)
+                    .args(["--exit-after", "1"])
+                    .args(extra)
+                    .output(),
+            )
+            .await
+            .expect("the example stops at once")
+            .expect("the example runs")
+        }
+    };
+    let cases = [
+        (
+            vec!["--reject".to_owned(), " ".to_owned()],
+            "a rejection must say why".to_owned(),
+        ),
+        (
+            vec![
+                "--progress".to_owned(),
+                "--cursor-file".to_owned(),
+                missing.display().to_string(),
+            ],
+            format!("cannot write the cursor file {}", missing.display()),
+        ),
+        (
+            vec![
+                "--progress".to_owned(),
+                "--cursor-file".to_owned(),
+                negative.display().to_string(),
+            ],
+            format!("{} holds -3", negative.display()),
+        ),
+    ];
+    for (args, says) in cases {
+        let out = run(args.clone()).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&says),
+            "{args:?}: expected {says:?} in {stderr}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("subscribing"),
+            "{args:?}: refused before subscribing: {out:?}"
+        );
+    }
+    assert!(!missing.parent().unwrap().exists());
+    server.shutdown().await;
+}

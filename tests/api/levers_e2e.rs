@@ -1209,3 +1209,78 @@ async fn the_storefront_insights_table_lines_up_wide_and_long_keys() {
     }
     server.shutdown().await;
 }
+
+/// `storefront create-campaign` and `extend` run again with the same `--key` (a retry
+/// after a timeout) must be the same request: with `--deadline-days` / `--days` counted
+/// from the run's own now (or the deadline the first run had already moved), the retry
+/// was refused `IDEMPOTENCY_KEY_REUSED`. With `--deadline` / `--to` it answers the
+/// original, and `create-campaign` prints the deadline the server stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storefront_retries_with_a_key_and_a_date_are_the_same_request() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    ensure_skus(&mut c, &[CAMPAIGN_SKU]).await;
+    let deadline = (Utc::now() + Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    let create = [
+        "create-campaign",
+        "--sku",
+        CAMPAIGN_SKU,
+        "--threshold",
+        "5",
+        "--deadline",
+        deadline.as_str(),
+        "--key",
+        "retry-create",
+    ];
+    let first: serde_json::Value =
+        serde_json::from_slice(&storefront(server.addr, &create).await).expect("JSON");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let again: serde_json::Value =
+        serde_json::from_slice(&storefront(server.addr, &create).await).expect("JSON");
+    assert_eq!(first, again, "the retry answers the original");
+    let id = first["id"].as_str().expect("an id").to_owned();
+    let stored = c
+        .campaigns
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: id.clone(),
+        })
+        .await
+        .expect("the campaign")
+        .into_inner()
+        .campaign
+        .and_then(|c| c.deadline)
+        .expect("a deadline");
+    let printed = first["deadline"]
+        .as_str()
+        .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+        .unwrap_or_else(|| panic!("a deadline in {first}"));
+    assert_eq!(printed.timestamp(), stored.seconds, "{first}");
+    assert_eq!(
+        printed.format("%Y-%m-%d").to_string(),
+        deadline,
+        "midnight UTC of the date given"
+    );
+
+    let to = (Utc::now() + Duration::days(20))
+        .format("%Y-%m-%d")
+        .to_string();
+    let extend = [
+        "extend",
+        id.as_str(),
+        "--to",
+        to.as_str(),
+        "--key",
+        "retry-extend",
+    ];
+    let first = storefront(server.addr, &extend).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let again = storefront(server.addr, &extend).await;
+    assert_eq!(first, again, "the retry answers the original");
+    let shown: serde_json::Value = serde_json::from_slice(&first).expect("JSON");
+    assert!(
+        shown["deadline"].as_str().unwrap_or("").starts_with(&to),
+        "{shown}"
+    );
+}

@@ -27,6 +27,7 @@ mod planning_e2e;
 mod pooling_e2e;
 mod postgres_e2e;
 mod promise_e2e;
+mod serve_flags;
 mod serve_lock;
 mod threshold_race;
 mod tls;

@@ -403,8 +403,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// Hides the password in a database URL before it is logged.
-fn redact(url: &str) -> String {
+/// Hides the password in a database URL before it is logged or shown in an error.
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

@@ -48,8 +48,30 @@ impl StoreArgs {
     /// the running server would refuse that token with no hint why.
     async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn c2m_store::Store>> {
         match &self.database_url {
-            Some(url) => c2m_store::check_url(url)
-                .map_err(|e| anyhow::anyhow!("--database-url {url}: {e}"))?,
+            Some(url) => {
+                let shown = crate::app::redact(url);
+                c2m_store::check_url(url)
+                    .map_err(|e| anyhow::anyhow!("--database-url {shown:?}: {e}"))?;
+                // The URL must name a store a server made, as --data-dir must:
+                // `sqlite://typo.db` made a new database, and a PostgreSQL URL naming
+                // another database (`.../postgres` for `.../c2m`) had c2m's tables made in
+                // it, and the token put there.
+                if !c2m_store::store_exists(url).await? {
+                    match c2m_store::sqlite_path(url) {
+                        Some(db) => anyhow::bail!(
+                            "--database-url {shown:?}: no c2m store at {}: `c2m serve` \
+                             creates it on its first start; pass the --database-url the \
+                             server uses",
+                            db.display()
+                        ),
+                        None => anyhow::bail!(
+                            "--database-url {shown:?}: no c2m store in this database (no c2m \
+                             tables): `c2m serve` creates them on its first start; pass the \
+                             --database-url the server uses"
+                        ),
+                    }
+                }
+            }
             None => {
                 let db = self.data_dir.join("c2m.db");
                 if !db.is_file() {
@@ -66,6 +88,18 @@ impl StoreArgs {
     }
 }
 
+/// A token's label is shown on its `token list` line: a newline or another control
+/// character in it broke the one-line-per-token listing (a label "a\nb" printed a line
+/// that began with "b").
+fn label(s: &str) -> Result<String, String> {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "a label is one line of text; it holds the control character {c:?}"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a token and print it (shown this once; only its hash is kept).
@@ -75,8 +109,8 @@ pub enum TokenCommand {
         /// The factory a factory token acts for.
         #[arg(long)]
         factory: Option<String>,
-        /// A note for `token list` (who holds it).
-        #[arg(long, default_value = "")]
+        /// A note for `token list` (who holds it); one line, no control characters.
+        #[arg(long, default_value = "", value_parser = label)]
         label: String,
         #[command(flatten)]
         store: StoreArgs,

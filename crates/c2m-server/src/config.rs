@@ -13,12 +13,14 @@ pub struct Settings {
     #[arg(long, env = "C2M_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Directory for the embedded SQLite database, created if missing.
+    /// Directory for the embedded SQLite database `c2m.db`, created if missing; the first
+    /// admin token is written here as `admin.token` whichever store is used.
     #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
     /// Database URL: `postgres://...` for PostgreSQL, `sqlite://PATH` for another SQLite
-    /// file. Defaults to `DATA_DIR/c2m.db`.
+    /// file. Defaults to `DATA_DIR/c2m.db`. Another scheme, or a URL naming no file (empty,
+    /// `sqlite::memory:`), is refused.
     #[arg(long, env = "C2M_DATABASE_URL")]
     pub database_url: Option<String>,
 
@@ -214,6 +216,21 @@ impl Settings {
                 return Err(format!("{flag} must be at least 1"));
             }
         }
+        // Both limits are semaphores, which hold at most `MAX_PERMITS` permits: a larger
+        // one panicked the server at start (`--max-in-flight`) or on the first connection
+        // (`--concurrency-per-connection`).
+        let permits = [
+            ("--max-in-flight", self.max_in_flight),
+            (
+                "--concurrency-per-connection",
+                self.concurrency_per_connection,
+            ),
+        ];
+        for (flag, n) in permits {
+            if n > MAX_CONCURRENCY {
+                return Err(format!("{flag} must be at most {MAX_CONCURRENCY}, got {n}"));
+            }
+        }
         // GetAdvice plans volume after volume within one call: a volume allowed the whole
         // call's budget would leave the scan no time to answer with.
         if self.advice_time_limit >= self.request_timeout {
@@ -225,7 +242,8 @@ impl Settings {
             ));
         }
         if let Some(url) = &self.database_url {
-            c2m_store::check_url(url).map_err(|e| format!("--database-url {url}: {e}"))?;
+            c2m_store::check_url(url)
+                .map_err(|e| format!("--database-url {:?}: {e}", crate::app::redact(url)))?;
         }
         self.plan_horizon()
     }
@@ -266,6 +284,10 @@ impl Settings {
         }
     }
 }
+
+/// Largest `--max-in-flight` and `--concurrency-per-connection`: the most permits a
+/// semaphore holds.
+pub const MAX_CONCURRENCY: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// Most periods a planning horizon may have (the model grows with them).
 pub const MAX_PLAN_PERIODS: i64 = 104;
@@ -405,7 +427,22 @@ mod tests {
             let mut s = ok.clone();
             s.database_url = Some(url.into());
             let e = s.check().unwrap_err();
-            assert!(e.starts_with(&format!("--database-url {url}: ")), "{e}");
+            assert!(e.starts_with(&format!("--database-url {url:?}: ")), "{e}");
+        }
+        // A URL naming no file is refused: SQLite took it as a private in-memory or
+        // temporary database (the server failed after saying it was ready).
+        for url in [
+            "",
+            " ",
+            "sqlite://",
+            "sqlite:",
+            "sqlite::memory:",
+            ":memory:",
+        ] {
+            let mut s = ok.clone();
+            s.database_url = Some(url.into());
+            let e = s.check().unwrap_err();
+            assert!(e.starts_with(&format!("--database-url {url:?}: ")), "{e}");
         }
         for url in [
             "postgres://h/db",
@@ -417,6 +454,31 @@ mod tests {
             s.database_url = Some(url.into());
             assert!(s.check().is_ok(), "{url}");
         }
+        // A limit a semaphore cannot hold is refused naming the flag (it panicked).
+        for (flag, set) in [
+            (
+                "--max-in-flight",
+                (|s, n| s.max_in_flight = n) as fn(&mut Settings, usize),
+            ),
+            ("--concurrency-per-connection", |s, n| {
+                s.concurrency_per_connection = n
+            }),
+        ] {
+            let mut s = ok.clone();
+            set(&mut s, usize::MAX);
+            let e = s.check().unwrap_err();
+            assert!(e.starts_with(&format!("{flag} must be at most")), "{e}");
+            set(&mut s, MAX_CONCURRENCY);
+            assert!(s.check().is_ok(), "{flag}");
+        }
+        // A refused URL's password is not shown (it goes to logs).
+        let mut s = ok.clone();
+        s.database_url = Some("postgress://u:hunter2@h/db".into());
+        let e = s.check().unwrap_err();
+        assert!(
+            e.starts_with("--database-url \"postgress://u:***@h/db\": "),
+            "{e}"
+        );
         // The horizon is part of the check.
         let mut bad = ok;
         bad.plan_period_days = 0;

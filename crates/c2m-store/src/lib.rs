@@ -367,7 +367,29 @@ pub trait Store:
 /// (`sqlite:PATH`), or a bare file path for SQLite. Any other scheme is refused: it used to
 /// be taken as a file path, so `mysql://db/c2m` or a mistyped `postgress://...` ran the
 /// server on a new SQLite file named after the URL, without a word.
+///
+/// A URL that names no file is refused too: an empty one (`--database-url ""`, or
+/// `C2M_DATABASE_URL=` set empty), `sqlite://` or `sqlite::memory:`. SQLite took each as a
+/// private in-memory or temporary database: the server failed after saying it was ready,
+/// and `c2m token create` printed a token into a database gone when it exited.
 pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    if let Some(path) = sqlite_path(url) {
+        let path = path.to_string_lossy();
+        if path.trim().is_empty() {
+            return Err(
+                "names no database: leave it unset for DATA_DIR/c2m.db, or give \
+                        postgres://user:pass@host/db or sqlite://PATH"
+                    .into(),
+            );
+        }
+        if path == ":memory:" {
+            return Err(
+                "an in-memory SQLite database is gone when the process ends: \
+                        give sqlite://PATH of a file"
+                    .into(),
+            );
+        }
+    }
     let Some((scheme, rest)) = url.split_once(':') else {
         return Ok(());
     };
@@ -397,6 +419,17 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     match sqlite_path(url) {
         None => Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?)),
         Some(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&path).await?)),
+    }
+}
+
+/// Whether `url` names a c2m store that exists already (a server has started on it): for
+/// SQLite, its file; for PostgreSQL, its tables. Creates nothing (unlike [`open`], which
+/// creates and migrates), so `c2m token` can refuse a URL that names the wrong database.
+pub async fn store_exists(url: &str) -> Result<bool> {
+    check_url(url).map_err(|e| StoreError::Database(sqlx::Error::Configuration(e.into())))?;
+    match sqlite_path(url) {
+        Some(path) => Ok(path.is_file()),
+        None => postgres::store_exists(url).await,
     }
 }
 

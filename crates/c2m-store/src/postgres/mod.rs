@@ -193,6 +193,18 @@ async fn first_connection(options: &PgConnectOptions, wait: Duration) -> Result<
     }
 }
 
+/// Whether the database holds a c2m store (its tables exist: a server has started on it).
+/// One connection, one read: nothing is created or migrated.
+pub async fn store_exists(url: &str) -> Result<bool> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(&connect_options(url)?).await?;
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('api_tokens') IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    Ok(exists)
+}
+
 /// The session settings of every connection (the probe uses them too):
 ///
 /// - `idle_in_transaction_session_timeout`: a replica that stalls inside a transaction

@@ -1,0 +1,195 @@
+//! `c2m serve` and `c2m token` refuse settings they cannot run with, naming the flag,
+//! with status 1 and no panic, before anything is created.
+
+use std::path::Path;
+use std::process::Output;
+
+fn c2m(args: &[&str], dir: &Path) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("C2M_DATABASE_URL")
+        .output()
+        .expect("c2m runs")
+}
+
+fn refused(out: &Output, says: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{says}: {out:?}");
+    assert!(stderr.contains(says), "expected {says:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing announced or printed: {out:?}"
+    );
+}
+
+/// `--max-in-flight` and `--concurrency-per-connection` are semaphores: a count above
+/// what one holds panicked the server, at start or on the first connection.
+#[test]
+fn concurrency_limits_a_semaphore_cannot_hold_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--max-in-flight", "--concurrency-per-connection"] {
+        let out = c2m(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                flag,
+                "18446744073709551615",
+            ],
+            dir.path(),
+        );
+        refused(&out, &format!("{flag} must be at most"));
+    }
+}
+
+/// A database URL that names no file (empty, as `C2M_DATABASE_URL=` in an env file gives,
+/// `sqlite://`, `sqlite::memory:`) was opened by SQLite as a private temporary database:
+/// the server said it was ready and then failed with "no such table: api_tokens", and
+/// `c2m token create` printed a token nobody could use, exit 0.
+#[test]
+fn a_database_url_naming_no_file_is_refused_by_serve_and_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for url in ["", "sqlite://", "sqlite::memory:"] {
+        let out = c2m(
+            &["serve", "--listen", "127.0.0.1:0", "--database-url", url],
+            &data,
+        );
+        refused(&out, &format!("--database-url {url:?}: "));
+        let out = c2m(
+            &["token", "create", "--role", "admin", "--database-url", url],
+            &data,
+        );
+        refused(&out, &format!("--database-url {url:?}: "));
+    }
+    assert!(!data.exists(), "nothing created");
+}
+
+/// `c2m token` never creates a store: a `--database-url sqlite://PATH` with no store at
+/// PATH (a typo) is refused as a `--data-dir` without `c2m.db` is. It made a new database
+/// there and put the token in it, which the running server then refused.
+#[test]
+fn a_token_command_on_a_sqlite_url_without_a_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", typo.display());
+    for args in [
+        &["token", "create", "--role", "admin", "--database-url", &url][..],
+        &["token", "list", "--database-url", &url][..],
+    ] {
+        let out = c2m(args, dir.path());
+        refused(&out, "no c2m store at");
+    }
+    let bare = typo.display().to_string();
+    let out = c2m(&["token", "list", "--database-url", &bare], dir.path());
+    refused(&out, "no c2m store at");
+    assert!(!typo.exists(), "nothing created at {}", typo.display());
+}
+
+/// A token's label is shown on its one `token list` line: a newline in it made a line of
+/// its own there. A label with a control character is refused naming `--label`, and no
+/// token is made.
+#[test]
+fn a_token_label_with_a_control_character_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store as `c2m serve` makes it, without running a server.
+    let db = dir.path().join("c2m.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c2m_store::open(&format!("sqlite://{}", db.display())))
+        .expect("a store");
+    for bad in ["a\nb", "tab\there", "bell\u{7}"] {
+        let out = c2m(
+            &["token", "create", "--role", "admin", "--label", bad],
+            dir.path(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?}: {out:?}");
+        assert!(
+            stderr.contains("--label") && stderr.contains("control character"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "no token printed: {out:?}");
+    }
+    let out = c2m(
+        &[
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--label",
+            "ops on-call, 微信",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = c2m(&["token", "list"], dir.path());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}
+
+/// A refused `--database-url` is named in the error without its password (standard error
+/// goes to logs): `postgress://user:PASSWORD@...`, one letter off, printed the password.
+#[test]
+fn a_refused_database_url_is_shown_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgress://c2m:hunter2@db.internal/c2m";
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", url][..],
+        &["token", "list", "--database-url", url][..],
+    ] {
+        let out = c2m(args, dir.path());
+        refused(
+            &out,
+            "--database-url \"postgress://c2m:***@db.internal/c2m\": ",
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("hunter2"),
+            "{out:?}"
+        );
+    }
+}
+
+/// `c2m token` on a PostgreSQL database no server has started on (the wrong database
+/// named, `.../postgres` for `.../c2m`) made c2m's tables there and put the token in them,
+/// exit 0. It is refused, and the database is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_token_command_on_a_database_without_a_store_creates_nothing() {
+    let Some(admin) = crate::common::pg_admin_url() else {
+        return;
+    };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["token", "create", "--role", "admin", "--database-url", &url][..],
+        &["token", "list", "--database-url", &url][..],
+    ] {
+        let out = tokio::task::spawn_blocking({
+            let (args, dir) = (
+                args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                dir.path().to_owned(),
+            );
+            move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                c2m(&args, &dir)
+            }
+        })
+        .await
+        .unwrap();
+        refused(&out, "no c2m store in this database");
+    }
+    assert!(
+        !c2m_store::store_exists(&url).await.unwrap(),
+        "no c2m tables made"
+    );
+    // Once a server has made the store, the same command works.
+    drop(c2m_store::open(&url).await.expect("the store"));
+    assert!(c2m_store::store_exists(&url).await.unwrap());
+    let out = c2m(&["token", "list", "--database-url", &url], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}
