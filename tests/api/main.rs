@@ -26,6 +26,8 @@ mod mixed_crash;
 mod planning_e2e;
 mod pooling_e2e;
 mod postgres_e2e;
+#[cfg(unix)]
+mod private_files;
 mod promise_e2e;
 mod serve_flags;
 mod serve_lock;

@@ -75,7 +75,7 @@ impl Application {
         let tls = ServerTls::from_settings(&settings)?;
         let url = settings.database_url();
         if settings.database_url.is_none() {
-            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            create_private_dir(&settings.data_dir).with_context(|| {
                 format!(
                     "cannot create data directory {}",
                     settings.data_dir.display()
@@ -451,4 +451,15 @@ mod tests {
             "sqlite://data/c2m.db"
         );
     }
+}
+
+/// Creates `dir` (and any missing parent) readable by the owner alone (0700 on Unix): it
+/// holds the store, with its webhook signing secrets, and `admin.token`. A directory that
+/// exists keeps the mode its owner gave it.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }

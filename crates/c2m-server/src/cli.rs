@@ -310,7 +310,7 @@ pub async fn bootstrap_admin(
         "admin after every admin token was revoked (admin.token)"
     };
     let issued = crate::auth::issue(c2m_domain::Role::Admin, None, label)?;
-    std::fs::create_dir_all(data_dir)?;
+    crate::app::create_private_dir(data_dir)?;
     let pending = data_dir.join(format!("admin.token.{}.new", issued.stored.id));
     write_private(&pending, &format!("{}\n", issued.token))
         .with_context(|| format!("writing {}", pending.display()))?;

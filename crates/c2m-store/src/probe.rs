@@ -64,7 +64,7 @@ pub async fn raw_write_rate(url: &str, orders: usize, concurrency: usize) -> Res
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
         let path = Path::new(path);
-        crate::sqlite::create_parent_dir(path).await?;
+        crate::sqlite::create_database_file(path).await?;
         let mut conn = crate::sqlite::connect_options(path).connect().await?;
         conn.batch(SQLITE_TABLES).await?;
         // One writer, as the store's: the orders take the connection in turn.

@@ -104,14 +104,37 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
         .pragma("temp_store", "memory")
 }
 
-/// Creates the file's folder if it is missing.
-pub(crate) async fn create_parent_dir(path: &Path) -> Result<()> {
+/// Creates the database file's folder if it is missing, and the file itself if it is
+/// missing, both readable by the owner alone (0700 and 0600 on Unix): the store holds
+/// webhook signing secrets and token hashes, and SQLite would create the file with the
+/// process's umask (0644 under the usual 022), readable by every local user. SQLite gives
+/// its `-wal` and `-shm` files the database file's mode. A folder or file that exists
+/// keeps the mode its owner gave it.
+pub(crate) async fn create_database_file(path: &Path) -> Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || create_private(&path))
+        .await
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(std::io::Error::other(e))))?
+        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))
+}
+
+fn create_private(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
     }
-    Ok(())
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    match file.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// SQLite's dialect: timestamps are INTEGER microseconds since the Unix epoch, a JSON
@@ -164,7 +187,7 @@ impl SqliteStore {
     #[tracing::instrument(err)]
     pub async fn open_with(path: &Path, options: SqliteOptions) -> Result<Self> {
         let settings = options;
-        create_parent_dir(path).await?;
+        create_database_file(path).await?;
         let options = connect_options(path);
         let mut writer = options.connect().await?;
         MIGRATOR.run_direct(&mut writer).await?;
