@@ -11,7 +11,6 @@ use crate::common::*;
 use c2m_domain::Role;
 use c2m_proto::v1 as pb;
 use prost::Message;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::codec::ProstCodec;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -280,17 +279,7 @@ async fn serve(
         .kill_on_drop(true)
         .spawn()
         .expect("c2m binary starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("server prints its address within a minute")
-        .expect("read stdout")
-        .expect("a line on stdout");
-    let addr = line
-        .strip_prefix("c2m listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("an address");
+    let addr = listening(&mut child).await;
     (child, addr)
 }
 

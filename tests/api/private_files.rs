@@ -8,10 +8,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+
+use crate::common::listening;
 
 /// The file's permission bits in octal, as `ls` and `chmod` write them.
 fn mode(path: &Path) -> String {
@@ -40,16 +40,7 @@ async fn a_new_data_directory_and_its_store_are_private_whatever_the_umask() {
         .kill_on_drop(true)
         .spawn()
         .expect("c2m starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("the server prints its address within a minute")
-    .expect("stdout")
-    .unwrap_or_else(|| panic!("the server stopped without serving: {child:?}"));
-    assert!(line.starts_with("c2m listening on "), "{line}");
+    listening(&mut child).await;
 
     assert_eq!(mode(&parent), "700", "{}", parent.display());
     assert_eq!(mode(&dir), "700", "{}", dir.display());

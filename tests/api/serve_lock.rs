@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::common::listening;
 
 fn serve_command(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_c2m"));
@@ -32,16 +33,7 @@ fn serve_command(dir: &Path) -> Command {
 /// Starts `c2m serve` on `dir` and waits for its `c2m listening on` line.
 async fn serve(dir: &Path) -> Child {
     let mut child = serve_command(dir).spawn().expect("c2m starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("the server prints its address within a minute")
-    .expect("stdout")
-    .unwrap_or_else(|| panic!("the server stopped without serving: {child:?}"));
-    assert!(line.starts_with("c2m listening on "), "{line}");
+    listening(&mut child).await;
     child
 }
 

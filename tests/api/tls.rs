@@ -14,7 +14,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tonic::Code;
 
@@ -604,17 +603,7 @@ async fn the_binary_serves_mutual_tls_from_its_flags() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("the server starts")
-        .unwrap()
-        .expect("a line");
-    let addr: std::net::SocketAddr = line
-        .strip_prefix("c2m listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = listening(&mut child).await;
     let admin = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
         .trim()

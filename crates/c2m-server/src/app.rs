@@ -422,6 +422,17 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// Creates `dir` (and any missing parent) readable by the owner alone (0700 on Unix): it
+/// holds the store, with its webhook signing secrets, and `admin.token`. A directory that
+/// exists keeps the mode its owner gave it.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 #[cfg(test)]
 mod tests {
     /// A setting the server cannot run with is refused before the data directory or the
@@ -451,15 +462,4 @@ mod tests {
             "sqlite://data/c2m.db"
         );
     }
-}
-
-/// Creates `dir` (and any missing parent) readable by the owner alone (0700 on Unix): it
-/// holds the store, with its webhook signing secrets, and `admin.token`. A directory that
-/// exists keeps the mode its owner gave it.
-pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }

@@ -384,18 +384,7 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("c2m binary starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("server prints its address within a minute")
-            .expect("read stdout")
-            .expect("a line on stdout");
-        let addr = line
-            .strip_prefix("c2m listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("an address");
+        let addr = listening(&mut child).await;
         ensure_skus(&mut Clients::connect(addr).await, &[CAMPAIGN_SKU]).await;
         ServerProcess { addr, child }
     }
@@ -403,6 +392,24 @@ impl ServerProcess {
     pub fn kill(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// Waits, a minute at most, for the first line a `c2m serve` child (its standard output
+/// piped) prints, `c2m listening on ADDR`, and returns the address.
+pub async fn listening(child: &mut Child) -> SocketAddr {
+    let stdout = child.stdout.take().expect("the server's stdout is piped");
+    let line = tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .expect("the server prints its address within a minute")
+    .expect("read stdout")
+    .unwrap_or_else(|| panic!("the server stopped without serving: {child:?}"));
+    line.strip_prefix("c2m listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("an address")
 }
 
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
