@@ -805,14 +805,25 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         }
     }
     let out = cmd.output().expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo build --example {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let exe = String::from_utf8_lossy(&out.stdout)
+    let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect();
+    // Under --message-format=json the compiler's own words (a type error, a linker that
+    // ran out of disk) arrive on stdout as JSON; stderr only says "could not compile".
+    // A failure shows both, or a CI log says nothing about why.
+    assert!(
+        out.status.success(),
+        "cargo build --example {name} failed:\n{}\n{}",
+        messages
+            .iter()
+            .filter(|m| m["reason"] == "compiler-message")
+            .filter_map(|m| m["message"]["rendered"].as_str())
+            .collect::<String>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = messages
+        .iter()
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .expect("cargo reports the example's executable");
