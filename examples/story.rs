@@ -47,8 +47,9 @@ struct Args {
     /// The catalogue to import (replacing the server's).
     #[arg(long, default_value = "examples/scenarios/kettle-c2m.toml")]
     catalogue: std::path::PathBuf,
-    /// Units that lock a batch, per campaign.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..))]
+    /// Units that lock a batch, per campaign: at most 10,000, since the story places
+    /// pre-orders one at a time until each batch locks (1e8 ran for days).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=10_000))]
     threshold: i64,
 }
 

@@ -649,12 +649,9 @@ async fn the_factory_example_carries_on_when_the_server_restarts_mid_work_order(
     );
 }
 
-/// The `factory` example with a cursor file from another server's data (the server was
-/// started afresh, the file stayed) stops, as a cursor ahead of the server will not heal,
-/// and names the file to delete: the refusal alone ("the factory's cursor does not belong
-/// to this server's data") left the user to guess that `factory-<id>.cursor` was meant.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_factory_example_names_a_stale_cursor_file() {
+/// The `factory` example built, a server holding the phone-case catalogue, and a
+/// temporary folder for the example's files: where the example's own checks are tested.
+async fn factory_example_on_phone_cases() -> (std::path::PathBuf, TestServer, tempfile::TempDir) {
     let exe = tokio::task::spawn_blocking(|| example_binary("factory"))
         .await
         .expect("build");
@@ -664,6 +661,16 @@ async fn the_factory_example_names_a_stale_cursor_file() {
         .await
         .expect("import");
     let dir = tempfile::tempdir().expect("temporary folder");
+    (exe, server, dir)
+}
+
+/// The `factory` example with a cursor file from another server's data (the server was
+/// started afresh, the file stayed) stops, as a cursor ahead of the server will not heal,
+/// and names the file to delete: the refusal alone ("the factory's cursor does not belong
+/// to this server's data") left the user to guess that `factory-<id>.cursor` was meant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_example_names_a_stale_cursor_file() {
+    let (exe, server, dir) = factory_example_on_phone_cases().await;
     let cursor = dir.path().join("dongguan-1.cursor");
     std::fs::write(&cursor, "7\n").expect("cursor file");
     let out = tokio::time::timeout(
@@ -792,15 +799,7 @@ async fn phone_cases_made_by_dongguan_only(c: &mut Clients) {
 /// work order is left alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_factory_example_refuses_a_bad_reason_or_cursor_file_before_any_report() {
-    let exe = tokio::task::spawn_blocking(|| example_binary("factory"))
-        .await
-        .expect("build");
-    let server = TestServer::sqlite().await;
-    let mut c = server.clients().await;
-    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
-        .await
-        .expect("import");
-    let dir = tempfile::tempdir().expect("temporary folder");
+    let (exe, server, dir) = factory_example_on_phone_cases().await;
     let negative = dir.path().join("negative.cursor");
     std::fs::write(&negative, "-3\n").expect("cursor file");
     let missing = dir.path().join("no-such-dir").join("dongguan-1.cursor");

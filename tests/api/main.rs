@@ -31,6 +31,7 @@ mod private_files;
 mod promise_e2e;
 mod serve_flags;
 mod serve_lock;
+mod story_example;
 mod threshold_race;
 mod tls;
 mod webhooks_e2e;

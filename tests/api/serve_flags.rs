@@ -92,17 +92,17 @@ fn a_token_command_on_a_sqlite_url_without_a_store_creates_nothing() {
 }
 
 /// A token's label is shown on its one `token list` line: a newline in it made a line of
-/// its own there. A label with a control character is refused naming `--label`, and no
-/// token is made.
+/// its own there. A label with a control character (or a text direction override), or
+/// over 200 characters, is refused naming `--label`, and no token is made.
 #[test]
-fn a_token_label_with_a_control_character_is_refused() {
+fn a_token_label_that_is_not_one_short_line_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     // A store as `c2m serve` makes it, without running a server.
     let db = dir.path().join("c2m.db");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(c2m_store::open(&format!("sqlite://{}", db.display())))
         .expect("a store");
-    for bad in ["a\nb", "tab\there", "bell\u{7}"] {
+    for bad in ["a\nb", "tab\there", "bell\u{7}", "\u{202e}txt.exe"] {
         let out = c2m(
             &["token", "create", "--role", "admin", "--label", bad],
             dir.path(),
@@ -115,6 +115,18 @@ fn a_token_label_with_a_control_character_is_refused() {
         );
         assert!(out.stdout.is_empty(), "no token printed: {out:?}");
     }
+    // A label is a line, not a document: over 200 characters it is refused too.
+    let long = "微".repeat(201);
+    let out = c2m(
+        &["token", "create", "--role", "admin", "--label", &long],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        stderr.contains("--label") && stderr.contains("at most 200 characters"),
+        "{stderr}"
+    );
     let out = c2m(
         &[
             "token",
@@ -122,7 +134,7 @@ fn a_token_label_with_a_control_character_is_refused() {
             "--role",
             "admin",
             "--label",
-            "ops on-call, 微信",
+            &format!("ops on-call, 微信 {}", "x".repeat(180)),
         ],
         dir.path(),
     );

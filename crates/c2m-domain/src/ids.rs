@@ -109,6 +109,15 @@ pub fn parse_name(field: &str, s: &str) -> Result<String, DomainError> {
     text(field, s, MAX_NAME_CHARS)
 }
 
+/// A note people attach to a record for other people (a token's label, shown on its one
+/// `token list` line): the rules of [`parse_name`], but it may be empty (no note).
+pub fn parse_label(field: &str, s: &str) -> Result<String, DomainError> {
+    if s.trim().is_empty() {
+        return Ok(String::new());
+    }
+    text(field, s, MAX_NAME_CHARS)
+}
+
 /// Text people write (a name, a title, a label): trimmed, not empty, at most `max`
 /// characters, no control characters (they would break a log line, a CSV row or a header).
 pub(crate) fn text(field: &str, v: &str, max: usize) -> Result<String, DomainError> {

@@ -216,6 +216,13 @@ impl Settings {
                 return Err(format!("{flag} must be at least 1"));
             }
         }
+        // See MIN_MESSAGE_BYTES: one byte started a server that refused every call.
+        if self.max_message_bytes < MIN_MESSAGE_BYTES {
+            return Err(format!(
+                "--max-message-bytes must be at least {MIN_MESSAGE_BYTES} (16 KiB), got {}",
+                self.max_message_bytes
+            ));
+        }
         // Both limits are semaphores, which hold at most `MAX_PERMITS` permits: a larger
         // one panicked the server at start (`--max-in-flight`) or on the first connection
         // (`--concurrency-per-connection`).
@@ -288,6 +295,12 @@ impl Settings {
 /// Largest `--max-in-flight` and `--concurrency-per-connection`: the most permits a
 /// semaphore holds.
 pub const MAX_CONCURRENCY: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
+/// The smallest `--max-message-bytes` the server starts with. The limit bounds memory;
+/// one byte, accepted before, started a server that refused every call. 16 KiB is a floor,
+/// not a recommendation: under it a larger request or page answers `OUT_OF_RANGE`, and
+/// the event stream splits a large event into parts that fit.
+pub const MIN_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// Most periods a planning horizon may have (the model grows with them).
 pub const MAX_PLAN_PERIODS: i64 = 104;
@@ -454,6 +467,19 @@ mod tests {
             s.database_url = Some(url.into());
             assert!(s.check().is_ok(), "{url}");
         }
+        // A message limit too small for the API's own calls is refused naming the flag.
+        for n in [1, MIN_MESSAGE_BYTES - 1] {
+            let mut s = ok.clone();
+            s.max_message_bytes = n;
+            let e = s.check().unwrap_err();
+            assert!(
+                e.starts_with("--max-message-bytes must be at least 16384"),
+                "{e}"
+            );
+        }
+        let mut s = ok.clone();
+        s.max_message_bytes = MIN_MESSAGE_BYTES;
+        assert!(s.check().is_ok());
         // A limit a semaphore cannot hold is refused naming the flag (it panicked).
         for (flag, set) in [
             (
