@@ -710,4 +710,21 @@ fn client_tls_options_are_checked_against_the_address() {
     assert!(c2m_server::tls::ClientTls::default()
         .endpoint("http://127.0.0.1:50051")
         .is_ok());
+    // An address without a scheme, or with another one, is named as such before any
+    // connection: the clients said "is `c2m serve` running?" over tonic's "scheme is
+    // missing" found at connect.
+    for (addr, says) in [
+        ("nope", "no scheme"),
+        ("127.0.0.1:50051", "no scheme"),
+        ("ftp://127.0.0.1:50051", "the scheme is \"ftp\""),
+    ] {
+        let e = c2m_server::tls::ClientTls::default()
+            .endpoint(addr)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{addr}: {says}")) && e.contains("http://HOST:PORT"),
+            "{e}"
+        );
+    }
 }

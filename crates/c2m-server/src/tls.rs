@@ -398,7 +398,23 @@ impl ClientTls {
             addr: addr.to_owned(),
             problem: format!("not a valid address: {}", error_chain(&e)),
         })?;
-        let https = endpoint.uri().scheme_str() == Some("https");
+        // Without a scheme ("nope", "127.0.0.1:50051") tonic fails only at connect, with
+        // "scheme is missing", which the clients then wrapped in "is `c2m serve` running?".
+        let https = match endpoint.uri().scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            other => return Err(TlsError::Address {
+                addr: addr.to_owned(),
+                problem: match other {
+                    None => {
+                        "no scheme: write http://HOST:PORT, or https://HOST:PORT for TLS".to_owned()
+                    }
+                    Some(s) => format!(
+                        "the scheme is {s:?}: write http://HOST:PORT, or https://HOST:PORT for TLS"
+                    ),
+                },
+            }),
+        };
         if !https {
             for (flag, given) in [
                 ("--tls-ca", self.tls_ca.is_some()),
