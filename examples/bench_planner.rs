@@ -151,7 +151,11 @@ fn parse() -> Result<Config, String> {
                     .collect::<Result<_, _>>()?;
             }
             "--write-scenarios" => c.write_to = Some(value()?),
-            "-h" | "--help" => return Err(USAGE.into()),
+            // As `plan --help`: the usage on standard output, exit 0 (it was an error, exit 1).
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }

@@ -145,6 +145,18 @@ fn bench_planner_refuses_time_limits_and_gaps_plan_refuses() {
 }
 
 #[test]
+fn bench_planner_help_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(crate::common::example_binary("bench_planner"))
+        .arg("--help")
+        .current_dir(dir.path())
+        .output()
+        .expect("the example runs");
+    assert!(out.status.success(), "exit {:?}", out.status.code());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("usage: bench_planner"));
+}
+
+#[test]
 fn webhook_receiver_refuses_an_empty_secret_and_names_an_address_it_cannot_take() {
     refused("webhook_receiver", &["--secret", ""], "--secret");
     refused(
