@@ -35,13 +35,16 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+#[path = "common/flags.rs"]
+mod flags;
+
 #[derive(Parser)]
 struct Args {
     /// Seed of the simulation; the same seed prints the same figures.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Campaigns simulated per process.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = flags::count)]
     campaigns: usize,
     /// Most earlier campaigns a merchant has (each campaign draws `--min-past ..=` this
     /// many).
@@ -51,20 +54,20 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     min_past: usize,
     /// Scale of the cancellation probability (0 turns cancellations off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = flags::non_negative)]
     cancel_scale: f64,
     /// Override the forecast's half-life (fraction of the campaign; 0 means no decay).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::non_negative)]
     half_life: Option<f64>,
     /// Override the forecast's trend prior (change of log demand over the campaign).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::non_negative)]
     trend_sd: Option<f64>,
     /// Override the forecast's trend damping (fraction of the campaign).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::positive)]
     trend_damping: Option<f64>,
     /// Run only the processes named (steady, decaying, bursty, late-surge, flash); all by
     /// default.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = ["steady", "decaying", "bursty", "late-surge", "flash"])]
     only: Vec<String>,
     /// Moments of each campaign at which it is forecast, as fractions of its length
     /// (default 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.97). Early ones (0.01) show how the
@@ -73,14 +76,14 @@ struct Args {
     moments: Vec<f64>,
     /// Override the forecast's default prior shape (its weight in orders without earlier
     /// campaigns).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::positive)]
     prior_shape: Option<f64>,
     /// Override the weight of the robust part of the level's prior (0: a plain Gamma).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::fraction)]
     robust_weight: Option<f64>,
     /// How far merchants set thresholds from their demand: the standard deviation of the
     /// log of demand over the threshold's worth (0.6 by default).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.6, value_parser = flags::non_negative)]
     mismatch: f64,
     /// Print the results as JSON instead of tables.
     #[arg(long)]

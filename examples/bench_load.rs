@@ -69,25 +69,28 @@ use c2m_server::{Application, Settings};
 
 const SKU: &str = "bench-load-sku";
 
+#[path = "common/flags.rs"]
+mod flags;
+
 #[derive(Parser, Clone)]
 #[command(
     about = "Open-loop pre-order load at a fixed rate: latency percentiles, shedding, memory"
 )]
 struct Args {
     /// Offered rate of the steady phase, orders per second.
-    #[arg(long, default_value_t = 500.0)]
+    #[arg(long, default_value_t = 500.0, value_parser = flags::rate)]
     rate: f64,
     /// Length of the steady and of the overload phase, seconds.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = flags::seconds)]
     duration: f64,
     /// Unreported warm-up at the steady rate before phase 1, seconds.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = flags::seconds_or_zero)]
     warmup: f64,
     /// gRPC connections the load is spread over.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = flags::count)]
     connections: usize,
     /// Campaigns the orders are spread over (each campaign is one lock).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = flags::count)]
     campaigns: usize,
     /// `max_in_flight` of the in-process server the overload is offered to (ignored with
     /// --addr).
@@ -98,10 +101,11 @@ struct Args {
     #[arg(long, default_value_t = 1024)]
     steady_max_in_flight: usize,
     /// Fixed offered rate of the overload phase; default: --overload-factor x capacity.
-    #[arg(long)]
+    #[arg(long, value_parser = flags::rate)]
     overload_rate: Option<f64>,
-    /// Overload rate as a multiple of the capacity measured by the closed-loop probe.
-    #[arg(long, default_value_t = 4.0)]
+    /// Overload rate as a multiple of the capacity measured by the closed-loop probe (the
+    /// rate is at most 1,000,000 orders a second whatever the capacity).
+    #[arg(long, default_value_t = 4.0, value_parser = flags::positive)]
     overload_factor: f64,
     /// Run only the steady phase.
     #[arg(long)]
@@ -111,13 +115,13 @@ struct Args {
     #[arg(long)]
     compare_unlimited: bool,
     /// Closed-loop clients of the capacity probe.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = flags::count)]
     probe_concurrency: usize,
     /// Length of the capacity probe, seconds.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = flags::seconds)]
     probe_seconds: f64,
     /// Client-side deadline of each call, seconds.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = flags::seconds)]
     timeout: f64,
     /// Target a running server instead of starting one.
     #[arg(long)]
@@ -754,7 +758,7 @@ async fn run(
         probe.peak_rss_kib = memory.peak_kib();
         let rate = args
             .overload_rate
-            .unwrap_or(args.overload_factor * probe.ok_per_sec().max(1.0));
+            .unwrap_or((args.overload_factor * probe.ok_per_sec().max(1.0)).min(flags::MAX_RATE));
         phases.push(probe);
 
         let load = if overload_addr == addr {

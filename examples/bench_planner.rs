@@ -102,12 +102,29 @@ fn parse() -> Result<Config, String> {
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
-            "--seeds" => c.seeds = value()?.parse().map_err(|e| format!("--seeds: {e}"))?,
+            "--seeds" => {
+                c.seeds = value()?.parse().map_err(|e| format!("--seeds: {e}"))?;
+                if c.seeds == 0 {
+                    return Err("--seeds: must be at least 1 (0 solves nothing)".into());
+                }
+            }
+            // As the `plan` example checks them: NaN or a negative time limit panicked in
+            // `Duration::from_secs_f64`, and a NaN gap was printed as the target.
             "--time-limit" => {
                 let s: f64 = value()?.parse().map_err(|e| format!("--time-limit: {e}"))?;
+                if !(s > 0.0 && s <= 86_400.0) {
+                    return Err(format!(
+                        "--time-limit: {s} is not a number of seconds in (0, 86400]"
+                    ));
+                }
                 c.time_limit = Some(Duration::from_secs_f64(s));
             }
-            "--gap" => c.gap = value()?.parse().map_err(|e| format!("--gap: {e}"))?,
+            "--gap" => {
+                c.gap = value()?.parse().map_err(|e| format!("--gap: {e}"))?;
+                if !(0.0..1.0).contains(&c.gap) {
+                    return Err("--gap must be in [0, 1)".into());
+                }
+            }
             "--sizes" => {
                 let v = value()?;
                 c.sizes = v.split(',').map(shape).collect::<Result<_, _>>()?;
@@ -134,7 +151,11 @@ fn parse() -> Result<Config, String> {
                     .collect::<Result<_, _>>()?;
             }
             "--write-scenarios" => c.write_to = Some(value()?),
-            "-h" | "--help" => return Err(USAGE.into()),
+            // As `plan --help`: the usage on standard output, exit 0 (it was an error, exit 1).
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }

@@ -57,6 +57,8 @@ use c2m_server::{Application, Settings};
 
 #[path = "common/bench.rs"]
 mod bench;
+#[path = "common/flags.rs"]
+mod flags;
 use bench::{closed_loop, ms};
 use tonic_health::pb::health_client::HealthClient;
 
@@ -99,12 +101,12 @@ breaks = [{ min_qty = 0.0, unit_price = 10.0 }]
     about = "Durable pre-orders per second on one hot campaign, next to the store's raw rate"
 )]
 struct Args {
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = flags::count)]
     orders: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = flags::count)]
     concurrency: usize,
     /// Units per batch; each lock is part of the measured work.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..))]
     threshold: i64,
     /// Benchmark this database instead of a fresh SQLite file.
     #[arg(long)]
@@ -122,7 +124,7 @@ struct Args {
     #[command(flatten)]
     tls: ClientTls,
     /// gRPC connections the load is spread over.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = flags::count)]
     connections: usize,
     /// Skip the outbox rounds (events off and on, and the delivery lag).
     #[arg(long)]
@@ -376,7 +378,16 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. The raw durable write rate of the same store (before the server takes load).
     let raw = if args.addr.is_empty() || args.database_url.is_some() {
-        Some(c2m_store::probe::raw_write_rate(&url, args.orders, args.concurrency).await?)
+        Some(
+            c2m_store::probe::raw_write_rate(&url, args.orders, args.concurrency)
+                .await
+                .with_context(|| {
+                    format!(
+                        "--database-url {}: the raw store probe",
+                        c2m_server::app::redact(&url)
+                    )
+                })?,
+        )
     } else {
         None
     };

@@ -51,6 +51,8 @@ use tonic::transport::Channel;
 
 #[path = "common/bench.rs"]
 mod bench;
+#[path = "common/flags.rs"]
+mod flags;
 use bench::{closed_loop, ms, Loop};
 
 #[derive(Parser)]
@@ -59,37 +61,37 @@ use bench::{closed_loop, ms, Loop};
 )]
 struct Args {
     /// Campaigns the preload creates.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = flags::count)]
     campaigns: usize,
     /// Pre-orders the preload places (1 to 3 units each).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = flags::count)]
     preorders: usize,
     /// Consumers the preload's pre-orders come from.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 50_000, value_parser = flags::count)]
     consumers: usize,
     /// Products in the catalogue (each campaign sells one).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = flags::count)]
     skus: usize,
     /// Batches waiting for the measured planning cycle.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = flags::count)]
     ready_batches: usize,
     /// Pre-orders placed on the hot campaign over gRPC.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 5_000, value_parser = flags::count)]
     hot_orders: usize,
     /// Calls per read measurement.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = flags::count)]
     samples: usize,
     /// Pre-orders of the consumer whose list is read.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = flags::count)]
     probe_orders: usize,
     /// Concurrent gRPC clients, and concurrent preload tasks.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = flags::count)]
     concurrency: usize,
     /// gRPC connections the load is spread over.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = flags::count)]
     connections: usize,
     /// Time limit of the measured planning cycle, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     plan_time_limit: u64,
     /// Benchmark this database instead of a fresh SQLite file (it should be empty).
     #[arg(long)]

@@ -50,7 +50,16 @@ struct State {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // An empty secret (`--secret "$UNSET"`) verified nothing: every delivery was answered
+    // 400 as badly signed, and c2m retried it until the endpoint was disabled.
+    if args.secret.trim().is_empty() {
+        anyhow::bail!(
+            "--secret is empty: give the endpoint's secret (whsec_…, shown when it was registered)"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {}: cannot listen there: {e}", args.listen))?;
     println!("listening on http://{}", listener.local_addr()?);
     let state = Arc::new(State {
         secret: args.secret,

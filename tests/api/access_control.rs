@@ -120,7 +120,8 @@ async fn every_rpc_refuses_the_wrong_caller_with_the_right_status() {
         .unwrap();
 
     let methods = every_method();
-    assert!(methods.len() >= 21, "{methods:?}");
+    // As many as docs/reliability.md counts (38): fewer means the descriptor set was misread.
+    assert!(methods.len() >= 38, "{methods:?}");
     let mut seen_services = BTreeSet::new();
     for (path, streaming) in &methods {
         seen_services.insert(path.split('/').nth(1).unwrap().to_owned());

@@ -12,6 +12,7 @@ mod common;
 
 mod access_control;
 mod architecture;
+mod bench_flags;
 mod deadline_e2e;
 mod docs_links;
 mod events_crash;

@@ -403,8 +403,9 @@ impl Clock for SystemClock {
     }
 }
 
-/// Hides the password in a database URL before it is logged or shown in an error.
-pub(crate) fn redact(url: &str) -> String {
+/// Hides the password in a database URL before it is logged or shown in an error (public
+/// for the benchmarks, which name the `--database-url` they were given).
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

@@ -203,6 +203,23 @@ impl Settings {
                 return Err(format!("{flag} must be longer than 0"));
             }
         }
+        // At most MAX_DURATION, as `c2m serve` parses them: Settings built in code (the
+        // benchmarks, an embedding program) skip that parser, and `bench_scale
+        // --plan-time-limit 18446744073709551615` panicked the planning cycle with
+        // "overflow when multiplying duration by scalar".
+        let bounded = positive.into_iter().chain([
+            ("--plan-every", self.plan_every),
+            ("--webhook-disable-after", self.webhook_disable_after),
+            ("--token-cache", self.token_cache),
+        ]);
+        for (flag, d) in bounded {
+            if d > MAX_DURATION {
+                return Err(format!(
+                    "{flag} must be at most {} days",
+                    MAX_DURATION.as_secs() / 86_400
+                ));
+            }
+        }
         let counts = [
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-in-flight", self.max_in_flight),
@@ -428,6 +445,17 @@ mod tests {
             let e = s.check().unwrap_err();
             assert!(e.starts_with(flag), "{flag}: {e}");
         }
+        // Longer than `c2m serve` parses (Settings made in code): refused, not a panic.
+        let mut long = ok.clone();
+        long.plan_time_limit = Duration::from_secs(u64::MAX);
+        let e = long.check().unwrap_err();
+        assert!(
+            e.starts_with("--plan-time-limit must be at most 36500 days"),
+            "{e}"
+        );
+        let mut long = ok.clone();
+        long.plan_every = MAX_DURATION + Duration::from_secs(1);
+        assert!(long.check().unwrap_err().starts_with("--plan-every"));
         // Zero where it means off, or no caching, stays allowed.
         let mut off = ok.clone();
         off.plan_every = Duration::ZERO;

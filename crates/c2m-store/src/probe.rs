@@ -9,7 +9,6 @@
 //! `probe_orders` and `probe_batches` are created for the run and dropped after it; they
 //! are not part of the migrations.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +40,12 @@ pub struct ProbeReport {
 #[tracing::instrument(skip(url), err)]
 pub async fn raw_write_rate(url: &str, orders: usize, concurrency: usize) -> Result<ProbeReport> {
     let concurrency = concurrency.max(1);
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    // The store's own reading of the URL, before anything is created: a mistyped scheme
+    // (`postgress://u:pw@h/db`) was taken as a relative SQLite path, and the probe made
+    // directories named after the URL, password included, before the server refused it.
+    crate::check_url(url)
+        .map_err(|e| StoreError::Database(sqlx::Error::Configuration(e.into())))?;
+    let Some(path) = crate::sqlite_path(url) else {
         let pool = PgPoolOptions::new()
             .max_connections(crate::postgres::DEFAULT_POOL_SIZE)
             .acquire_timeout(Duration::from_secs(30))
@@ -57,28 +61,22 @@ pub async fn raw_write_rate(url: &str, orders: usize, concurrency: usize) -> Res
         pool.acquire().await?.batch(DROP_TABLES).await?;
         pool.close().await;
         let (elapsed, latencies) = measured?;
-        Ok(report("postgres", concurrency, elapsed, latencies))
-    } else {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        let path = Path::new(path);
-        crate::sqlite::create_database_file(path).await?;
-        let mut conn = crate::sqlite::connect_options(path).connect().await?;
-        conn.batch(SQLITE_TABLES).await?;
-        // One writer, as the store's: the orders take the connection in turn.
-        let writer = Arc::new(Mutex::new(conn));
-        let w = writer.clone();
-        let measured = drive(orders, concurrency, move |i| {
-            let w = w.clone();
-            async move { order::<Sqlite>(&mut *w.lock().await, i).await }
-        })
-        .await;
-        writer.lock().await.batch(DROP_TABLES).await?;
-        let (elapsed, latencies) = measured?;
-        Ok(report("sqlite", concurrency, elapsed, latencies))
-    }
+        return Ok(report("postgres", concurrency, elapsed, latencies));
+    };
+    crate::sqlite::create_database_file(&path).await?;
+    let mut conn = crate::sqlite::connect_options(&path).connect().await?;
+    conn.batch(SQLITE_TABLES).await?;
+    // One writer, as the store's: the orders take the connection in turn.
+    let writer = Arc::new(Mutex::new(conn));
+    let w = writer.clone();
+    let measured = drive(orders, concurrency, move |i| {
+        let w = w.clone();
+        async move { order::<Sqlite>(&mut *w.lock().await, i).await }
+    })
+    .await;
+    writer.lock().await.batch(DROP_TABLES).await?;
+    let (elapsed, latencies) = measured?;
+    Ok(report("sqlite", concurrency, elapsed, latencies))
 }
 
 /// How many bytes the database `url` names takes on disk: for SQLite the database file with
@@ -232,4 +230,24 @@ where
         latencies.extend(done);
     }
     Ok((started.elapsed(), latencies))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A URL the store refuses is refused by the probe too, before anything is created.
+    /// It was read as a relative SQLite path: `bench_pooling --database-url
+    /// postgress://u:secret@h/db` made the directories `postgress:/u:secret@h/` in the
+    /// working directory (the password in a file name) before the server refused the URL.
+    #[tokio::test]
+    async fn a_url_the_store_refuses_creates_nothing() {
+        let made = std::path::Path::new("probetypo:");
+        let refused = super::raw_write_rate("probetypo://u:secret@h/db", 1, 1).await;
+        let existed = made.exists();
+        let _ = std::fs::remove_dir_all(made);
+        let err = refused
+            .expect_err("an unknown scheme is refused")
+            .to_string();
+        assert!(err.contains("is not a database c2m can use"), "{err}");
+        assert!(!existed, "the probe created {}", made.display());
+    }
 }

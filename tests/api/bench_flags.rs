@@ -1,0 +1,167 @@
+//! The benchmark and helper binaries as a user types them: a value they cannot use is
+//! refused naming its flag, before anything starts, never a panic, a hang or a report of
+//! what did not happen. Each case fails at argument parsing (or at the first check of a
+//! URL or an address), so the module runs in seconds once the examples are built.
+//!
+//! Before: `bench_load --duration NaN` (or `=-1`, and `--timeout`, `--probe-seconds`)
+//! panicked in `Duration::from_secs_f64`, `--rate inf` ran an open loop of `u64::MAX`
+//! orders, `--rate NaN` printed "offered NaN"; `bench_pooling --concurrency 0` printed "0
+//! concurrent clients" after running one, and `--database-url postgress://u:secret@h/db`
+//! made the directories `postgress:/u:secret@h/` before the server refused the URL;
+//! `bench_scale --campaigns 0` and `--skus 0` panicked on an empty list, and
+//! `--plan-time-limit 18446744073709551615` panicked the in-process server's planning
+//! cycle; `bench_forecast --trend-sd NaN` (and other overrides the model refuses)
+//! panicked, `--half-life -1` was quietly "no decay" and `--only nope` printed empty
+//! tables; `bench_planner --time-limit NaN` panicked; `webhook_receiver --secret ""`
+//! answered every delivery 400.
+
+use std::process::Command;
+
+fn run(example: &str, args: &[&str], cwd: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(crate::common::example_binary(example))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("C2M_TOKEN")
+        .output()
+        .expect("the example runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `example args` exits with a failure that is not a panic, naming `flag`.
+fn refused(example: &str, args: &[&str], flag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(example, args, dir.path());
+    assert!(
+        matches!(code, Some(c) if c != 0 && c != 101) && !stderr.contains("panicked"),
+        "{example} {args:?}: exit {code:?}, not a refusal:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(flag),
+        "{example} {args:?}: the error does not name {flag}:\n{stderr}"
+    );
+    let made: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(made.is_empty(), "{example} {args:?} created {made:?}");
+}
+
+#[test]
+fn bench_load_refuses_numbers_it_cannot_use() {
+    for (args, flag) in [
+        (&["--rate", "NaN"][..], "--rate"),
+        (&["--rate", "inf"], "--rate"),
+        (&["--rate", "0"], "--rate"),
+        (&["--rate", "1e300"], "--rate"),
+        (&["--duration", "NaN"], "--duration"),
+        (&["--duration=-1"], "--duration"),
+        (&["--warmup=-1"], "--warmup"),
+        (&["--timeout=-1"], "--timeout"),
+        (&["--probe-seconds", "NaN"], "--probe-seconds"),
+        (&["--overload-factor", "NaN"], "--overload-factor"),
+        (&["--overload-rate=-5"], "--overload-rate"),
+        (&["--connections", "0"], "--connections"),
+        (&["--campaigns", "0"], "--campaigns"),
+        (&["--probe-concurrency", "0"], "--probe-concurrency"),
+    ] {
+        refused("bench_load", args, flag);
+    }
+}
+
+#[test]
+fn bench_pooling_refuses_zeros_and_a_url_of_another_scheme() {
+    for (args, flag) in [
+        (&["--orders", "0"][..], "--orders"),
+        (&["--concurrency", "0"], "--concurrency"),
+        (&["--connections", "0"], "--connections"),
+        (&["--threshold", "0"], "--threshold"),
+    ] {
+        refused("bench_pooling", args, flag);
+    }
+    // Refused by the store's own reading of the URL, creating nothing (checked by
+    // `refused`) and showing no password.
+    let args = [
+        "--orders",
+        "1",
+        "--database-url",
+        "postgress://u:secret@h/db",
+    ];
+    refused("bench_pooling", &args, "--database-url");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, stderr) = run("bench_pooling", &args, dir.path());
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
+
+#[test]
+fn bench_scale_refuses_empty_lists_and_endless_time_limits() {
+    for (args, flag) in [
+        (&["--campaigns", "0"][..], "--campaigns"),
+        (&["--skus", "0"], "--skus"),
+        (&["--consumers", "0"], "--consumers"),
+        (&["--samples", "0"], "--samples"),
+        (&["--plan-time-limit", "0"], "--plan-time-limit"),
+        (
+            &["--plan-time-limit", "18446744073709551615"],
+            "--plan-time-limit",
+        ),
+    ] {
+        refused("bench_scale", args, flag);
+    }
+}
+
+#[test]
+fn bench_forecast_refuses_overrides_the_model_refuses() {
+    for (args, flag) in [
+        (&["--trend-sd", "NaN"][..], "--trend-sd"),
+        (&["--trend-sd=-1"], "--trend-sd"),
+        (&["--trend-damping", "0"], "--trend-damping"),
+        (&["--prior-shape", "0"], "--prior-shape"),
+        (&["--robust-weight", "2"], "--robust-weight"),
+        (&["--half-life=-1"], "--half-life"),
+        (&["--half-life", "NaN"], "--half-life"),
+        (&["--mismatch", "NaN"], "--mismatch"),
+        (&["--cancel-scale=-1"], "--cancel-scale"),
+        (&["--campaigns", "0"], "--campaigns"),
+        (&["--only", "nope"], "--only"),
+    ] {
+        refused("bench_forecast", args, flag);
+    }
+}
+
+#[test]
+fn bench_planner_refuses_time_limits_and_gaps_plan_refuses() {
+    for (args, flag) in [
+        (&["--time-limit", "NaN"][..], "--time-limit"),
+        (&["--time-limit", "0"], "--time-limit"),
+        (&["--gap", "NaN"], "--gap"),
+        (&["--seeds", "0"], "--seeds"),
+    ] {
+        refused("bench_planner", args, flag);
+    }
+}
+
+#[test]
+fn bench_planner_help_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(crate::common::example_binary("bench_planner"))
+        .arg("--help")
+        .current_dir(dir.path())
+        .output()
+        .expect("the example runs");
+    assert!(out.status.success(), "exit {:?}", out.status.code());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("usage: bench_planner"));
+}
+
+#[test]
+fn webhook_receiver_refuses_an_empty_secret_and_names_an_address_it_cannot_take() {
+    refused("webhook_receiver", &["--secret", ""], "--secret");
+    refused(
+        "webhook_receiver",
+        &["--secret", "whsec_x", "--listen", "192.0.2.1:8088"],
+        "--listen",
+    );
+}
