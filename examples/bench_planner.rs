@@ -111,10 +111,11 @@ fn parse() -> Result<Config, String> {
             // As the `plan` example checks them: NaN or a negative time limit panicked in
             // `Duration::from_secs_f64`, and a NaN gap was printed as the target.
             "--time-limit" => {
-                let s: f64 = value()?.parse().map_err(|e| format!("--time-limit: {e}"))?;
+                let given = value()?;
+                let s: f64 = given.parse().map_err(|e| format!("--time-limit: {e}"))?;
                 if !(s > 0.0 && s <= 86_400.0) {
                     return Err(format!(
-                        "--time-limit: {s} is not a number of seconds in (0, 86400]"
+                        "--time-limit: {given} is not a number of seconds in (0, 86400]"
                     ));
                 }
                 c.time_limit = Some(Duration::from_secs_f64(s));

@@ -65,12 +65,12 @@ fn parse_args() -> Result<Args, String> {
                 opts.solver = s;
             }
             "--time-limit" => {
-                let secs: f64 = value("--time-limit")?
-                    .parse()
-                    .map_err(|e| format!("--time-limit: {e}"))?;
+                let given = value("--time-limit")?;
+                let secs: f64 = given.parse().map_err(|e| format!("--time-limit: {e}"))?;
+                // Named as written: 1e300 printed as an f64 is 301 digits.
                 if !(secs > 0.0 && secs <= 86_400.0) {
                     return Err(format!(
-                        "--time-limit: {secs} is not a number of seconds in (0, 86400]"
+                        "--time-limit: {given} is not a number of seconds in (0, 86400]"
                     ));
                 }
                 opts.time_limit = Duration::from_secs_f64(secs);

@@ -144,6 +144,28 @@ fn bench_planner_refuses_time_limits_and_gaps_plan_refuses() {
     }
 }
 
+/// A time limit out of range is named as it was written: `1e300` was printed back as an
+/// f64, 301 digits, by both planner binaries.
+#[test]
+fn planner_time_limits_out_of_range_are_named_as_written() {
+    let scenario = format!(
+        "{}/examples/scenarios/kettle-c2m.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for (example, args) in [
+        ("bench_planner", vec!["--time-limit", "1e300"]),
+        ("plan", vec![scenario.as_str(), "--time-limit", "1e300"]),
+    ] {
+        refused(example, &args, "--time-limit");
+        let dir = tempfile::tempdir().unwrap();
+        let (_, stderr) = run(example, &args, dir.path());
+        assert!(
+            stderr.contains("--time-limit: 1e300 is not a number of seconds in (0, 86400]"),
+            "{example}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn bench_planner_help_is_not_an_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -400,20 +400,20 @@ impl ClientTls {
         })?;
         // Without a scheme ("nope", "127.0.0.1:50051") tonic fails only at connect, with
         // "scheme is missing", which the clients then wrapped in "is `c2m serve` running?".
+        const WRITE: &str = "write http://HOST:PORT, or https://HOST:PORT for TLS";
         let https = match endpoint.uri().scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            other => return Err(TlsError::Address {
-                addr: addr.to_owned(),
-                problem: match other {
-                    None => {
-                        "no scheme: write http://HOST:PORT, or https://HOST:PORT for TLS".to_owned()
-                    }
-                    Some(s) => format!(
-                        "the scheme is {s:?}: write http://HOST:PORT, or https://HOST:PORT for TLS"
-                    ),
-                },
-            }),
+            other => {
+                let problem = match other {
+                    None => format!("no scheme: {WRITE}"),
+                    Some(s) => format!("the scheme is {s:?}: {WRITE}"),
+                };
+                return Err(TlsError::Address {
+                    addr: addr.to_owned(),
+                    problem,
+                });
+            }
         };
         if !https {
             for (flag, given) in [
