@@ -786,6 +786,32 @@ async fn the_storefront_example_shows_a_campaigns_terms_and_status() {
     let shown = show(cmp.id.clone()).await;
     assert_eq!(shown["status"], "closed", "{shown}");
     assert!(shown["closed_at"].is_string(), "{shown}");
+
+    // A reader that went away (`storefront campaign ID | head -c0`) ends the example
+    // quietly with success; it panicked ("failed printing to stdout"), exit status 101.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let exe = tokio::task::spawn_blocking(|| crate::common::example_binary("storefront"))
+        .await
+        .expect("built");
+    let out = tokio::process::Command::new(exe)
+        .args([
+            "--addr",
+            &format!("http://{}", server.addr),
+            "--token",
+            "unused",
+        ])
+        .args(["campaign", &cmp.id])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        // Not `output()`: it pipes stdout whatever was set.
+        .spawn()
+        .expect("storefront starts")
+        .wait_with_output()
+        .await
+        .expect("storefront runs");
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
     server.shutdown().await;
 }
 
