@@ -430,7 +430,7 @@ fn run_process(args: &Args, p: Process, rng: &mut StdRng, config: &ForecastConfi
         // buyers cancel, and how many campaigns of this sku they ran before.
         let threshold = rng.gen_range(50..=300);
         let cancel_prob = rng.gen_range(0.02..0.15) * args.cancel_scale;
-        let past = rng.gen_range(args.min_past..=args.max_past.max(args.min_past));
+        let past = rng.gen_range(args.min_past..=args.max_past);
         let merchant_mismatch = (args.mismatch * normal(rng)).exp();
         let level_for = |d: f64| threshold as f64 / (mean_size() * d * mean_shape(p, d));
         let mut histories = Vec::with_capacity(past);
@@ -626,6 +626,9 @@ impl Args {
     }
 }
 
+/// The most earlier campaigns a simulated merchant may have (`--max-past`).
+const MAX_PAST: usize = 100;
+
 fn main() {
     let args = Args::parse();
     let mut config = ForecastConfig::default();
@@ -647,6 +650,22 @@ fn main() {
     let moments = args.moments();
     if let Some(m) = moments.iter().find(|m| !(**m > 0.0 && **m < 1.0)) {
         eprintln!("--moments: {m} is not a fraction of the campaign strictly between 0 and 1");
+        std::process::exit(2);
+    }
+    // A range the wrong way round ran `--min-past..=--min-past` without a word, and a
+    // merchant with a million earlier campaigns ran for minutes building its prior.
+    if args.min_past > args.max_past {
+        eprintln!(
+            "--min-past ({}) must not be more than --max-past ({})",
+            args.min_past, args.max_past
+        );
+        std::process::exit(2);
+    }
+    if args.max_past > MAX_PAST {
+        eprintln!(
+            "--max-past must be at most {MAX_PAST}, got {}",
+            args.max_past
+        );
         std::process::exit(2);
     }
     let started = std::time::Instant::now();
@@ -675,7 +694,7 @@ fn main() {
         args.campaigns,
         moments.len(),
         args.min_past,
-        args.max_past.max(args.min_past),
+        args.max_past,
         started.elapsed().as_secs_f64()
     );
     println!();

@@ -127,6 +127,8 @@ fn bench_forecast_refuses_overrides_the_model_refuses() {
         (&["--cancel-scale=-1"], "--cancel-scale"),
         (&["--campaigns", "0"], "--campaigns"),
         (&["--only", "nope"], "--only"),
+        (&["--min-past", "5", "--max-past", "2"], "--min-past"),
+        (&["--max-past", "1000000"], "--max-past"),
     ] {
         refused("bench_forecast", args, flag);
     }
