@@ -29,68 +29,60 @@ fn number(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// Seconds in (0, 1 day].
-pub fn seconds(s: &str) -> Result<f64, String> {
+/// `s` as a finite number that `ok` accepts, else what it `must` be.
+fn within(s: &str, ok: impl Fn(f64) -> bool, must: impl FnOnce() -> String) -> Result<f64, String> {
     let v = number(s)?;
-    if v > 0.0 && v <= MAX_SECONDS {
+    if ok(v) {
         Ok(v)
     } else {
-        Err(format!(
-            "must be more than 0 and at most {MAX_SECONDS} seconds"
-        ))
+        Err(must())
     }
+}
+
+/// Seconds in (0, 1 day].
+pub fn seconds(s: &str) -> Result<f64, String> {
+    within(
+        s,
+        |v| v > 0.0 && v <= MAX_SECONDS,
+        || format!("must be more than 0 and at most {MAX_SECONDS} seconds"),
+    )
 }
 
 /// Seconds in [0, 1 day] (0 turns the step off).
 pub fn seconds_or_zero(s: &str) -> Result<f64, String> {
-    let v = number(s)?;
-    if (0.0..=MAX_SECONDS).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("must be between 0 and {MAX_SECONDS} seconds"))
-    }
+    within(
+        s,
+        |v| (0.0..=MAX_SECONDS).contains(&v),
+        || format!("must be between 0 and {MAX_SECONDS} seconds"),
+    )
 }
 
 /// Orders a second in (0, 1,000,000].
 pub fn rate(s: &str) -> Result<f64, String> {
-    let v = number(s)?;
-    if v > 0.0 && v <= MAX_RATE {
-        Ok(v)
-    } else {
-        Err(format!(
-            "must be more than 0 and at most {MAX_RATE} orders a second"
-        ))
-    }
+    within(
+        s,
+        |v| v > 0.0 && v <= MAX_RATE,
+        || format!("must be more than 0 and at most {MAX_RATE} orders a second"),
+    )
 }
 
 /// A finite number above 0 (a factor, a shape).
 pub fn positive(s: &str) -> Result<f64, String> {
-    let v = number(s)?;
-    if v > 0.0 {
-        Ok(v)
-    } else {
-        Err("must be more than 0".into())
-    }
+    within(s, |v| v > 0.0, || "must be more than 0".into())
 }
 
 /// A finite number, 0 or more (a scale, a standard deviation).
 pub fn non_negative(s: &str) -> Result<f64, String> {
-    let v = number(s)?;
-    if v >= 0.0 {
-        Ok(v)
-    } else {
-        Err("must be 0 or more".into())
-    }
+    within(s, |v| v >= 0.0, || "must be 0 or more".into())
 }
 
 /// A fraction in [0, 1).
 pub fn fraction(s: &str) -> Result<f64, String> {
-    let v = number(s)?;
-    if (0.0..1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("must be at least 0 and less than 1".into())
-    }
+    within(
+        s,
+        |v| (0.0..1.0).contains(&v),
+        || "must be at least 0 and less than 1".into(),
+    )
 }
 
 /// A count of at least 1 (orders, clients, connections, campaigns, samples).

@@ -791,17 +791,8 @@ async fn the_storefront_example_shows_a_campaigns_terms_and_status() {
     // quietly with success; it panicked ("failed printing to stdout"), exit status 101.
     let (reader, writer) = std::io::pipe().expect("a pipe");
     drop(reader);
-    let exe = tokio::task::spawn_blocking(|| crate::common::example_binary("storefront"))
+    let out = crate::common::storefront_command(server.addr, &["campaign", &cmp.id])
         .await
-        .expect("built");
-    let out = tokio::process::Command::new(exe)
-        .args([
-            "--addr",
-            &format!("http://{}", server.addr),
-            "--token",
-            "unused",
-        ])
-        .args(["campaign", &cmp.id])
         .stdout(writer)
         .stderr(std::process::Stdio::piped())
         // Not `output()`: it pipes stdout whatever was set.

@@ -751,17 +751,28 @@ pub fn assert_refused(s: &tonic::Status, code: tonic::Code, why: &str) {
 /// Runs the storefront example once against the server at `addr` (no access control, so
 /// any token), asserts it succeeded, and answers its standard output.
 pub async fn storefront(addr: std::net::SocketAddr, args: &[&str]) -> Vec<u8> {
-    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
+    let out = storefront_command(addr, args)
         .await
-        .expect("built");
-    let out = tokio::process::Command::new(exe)
-        .args(["--addr", &format!("http://{addr}"), "--token", "unused"])
-        .args(args)
         .output()
         .await
         .expect("storefront runs");
     assert!(out.status.success(), "{out:?}");
     out.stdout
+}
+
+/// The `storefront` example (built on first use) as a command against `addr`, with `args`,
+/// for a test that needs its own standard streams.
+pub async fn storefront_command(
+    addr: std::net::SocketAddr,
+    args: &[&str],
+) -> tokio::process::Command {
+    let exe = tokio::task::spawn_blocking(|| example_binary("storefront"))
+        .await
+        .expect("built");
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["--addr", &format!("http://{addr}"), "--token", "unused"])
+        .args(args);
+    cmd
 }
 
 /// The path of an example's executable, built on first use with the cargo that runs the
