@@ -24,7 +24,9 @@
 //! power-law decay, a quadratic ramp, a two-state Markov switch), so the model is
 //! scored on demand it does not describe exactly.
 
-#![allow(clippy::print_stdout)]
+#[macro_use]
+#[path = "common/out.rs"]
+mod out;
 
 use c2m_domain::forecast::{
     Arrival, ArrivalHistory, Cancellation, FillModel, ForecastConfig, OpenBatch, Prior,
@@ -682,13 +684,13 @@ fn main() {
         })
         .collect();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&reports).expect("reports serialise")
         );
         return;
     }
-    println!(
+    outln!(
         "bench_forecast: seed {}, {} campaigns per process, each forecast at {} moments, with a prior from {}..={} earlier campaigns of the merchant and again as a first campaign ({:.1} s)",
         args.seed,
         args.campaigns,
@@ -697,11 +699,11 @@ fn main() {
         args.max_past,
         started.elapsed().as_secs_f64()
     );
-    println!();
-    println!("| process    | population     | forecasts | locked | Brier  | naive  | naive smoothed | worst bucket gap | locked by p10/p50/p90 | target |");
-    println!("|------------|----------------|----------:|-------:|-------:|-------:|---------------:|-----------------:|-----------------------|--------|");
+    outln!();
+    outln!("| process    | population     | forecasts | locked | Brier  | naive  | naive smoothed | worst bucket gap | locked by p10/p50/p90 | target |");
+    outln!("|------------|----------------|----------:|-------:|-------:|-------:|---------------:|-----------------:|-----------------------|--------|");
     for r in &reports {
-        println!(
+        outln!(
             "| {:<10} | {:<14} | {:>9} | {:>6.3} | {:.4} | {:.4} | {:>14.4} | {:>16.3} | {:.2} / {:.2} / {:.2}    | {} |",
             r.process,
             r.population,
@@ -717,55 +719,60 @@ fn main() {
             if r.meets_target { "met" } else { "MISSED" }
         );
     }
-    println!();
-    println!("by moment of the forecast (fraction of the campaign elapsed): mean forecast / locked, Brier / naive Brier");
-    print!("| process    | population     |");
+    outln!();
+    outln!("by moment of the forecast (fraction of the campaign elapsed): mean forecast / locked, Brier / naive Brier");
+    out!("| process    | population     |");
     for m in &moments {
-        print!(" {:>21} |", format!("at {m}"));
+        out!(" {:>21} |", format!("at {m}"));
     }
-    println!();
-    print!("|------------|----------------|");
+    outln!();
+    out!("|------------|----------------|");
     for _ in &moments {
-        print!("-----------------------|");
+        out!("-----------------------|");
     }
-    println!();
+    outln!();
     for r in &reports {
-        print!("| {:<10} | {:<14} |", r.process, r.population);
+        out!("| {:<10} | {:<14} |", r.process, r.population);
         for m in &r.by_moment {
-            print!(
+            out!(
                 " {:.2}/{:.2} {:.3}/{:.3} |",
-                m.mean_forecast, m.locked, m.brier, m.brier_naive
+                m.mean_forecast,
+                m.locked,
+                m.brier,
+                m.brier_naive
             );
         }
-        println!();
+        outln!();
     }
     for pair in reports.chunks(2) {
-        println!();
-        println!("calibration, {}:", pair[0].process);
-        print!("| bucket    |");
+        outln!();
+        outln!("calibration, {}:", pair[0].process);
+        out!("| bucket    |");
         for r in pair {
-            print!(" {:<14}: forecasts | mean  | locked |", r.population);
+            out!(" {:<14}: forecasts | mean  | locked |", r.population);
         }
-        println!();
-        print!("|-----------|");
+        outln!();
+        out!("|-----------|");
         for _ in pair {
-            print!("--------------------------:|------:|-------:|");
+            out!("--------------------------:|------:|-------:|");
         }
-        println!();
+        outln!();
         for b in 0..10 {
-            print!("| {:<9} |", format!("{}-{}%", b * 10, (b + 1) * 10));
+            out!("| {:<9} |", format!("{}-{}%", b * 10, (b + 1) * 10));
             for r in pair {
                 let c = &r.calibration[b];
                 if c.forecasts == 0 {
-                    print!(" {:>25} |     - |      - |", 0);
+                    out!(" {:>25} |     - |      - |", 0);
                 } else {
-                    print!(
+                    out!(
                         " {:>25} | {:.3} | {:>6.3} |",
-                        c.forecasts, c.mean_forecast, c.locked
+                        c.forecasts,
+                        c.mean_forecast,
+                        c.locked
                     );
                 }
             }
-            println!();
+            outln!();
         }
     }
 }

@@ -48,6 +48,10 @@
 //!
 //! This is a benchmark, not a test: it asserts nothing but prints figures.
 
+#[macro_use]
+#[path = "common/out.rs"]
+mod out;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -526,7 +530,6 @@ fn catalogue() -> String {
     )
 }
 
-#[allow(clippy::print_stdout)]
 fn main() -> anyhow::Result<()> {
     c2m_server::cli::init_tracing_with_default("warn");
     let args = Args::parse();
@@ -604,16 +607,17 @@ fn main() -> anyhow::Result<()> {
             "campaigns": args.campaigns,
             "phases": phases.iter().map(Phase::json).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "c2m load benchmark: single-unit pre-orders, open loop (latency from the due time), \
              {} connections, {} campaigns",
-            args.connections, args.campaigns
+            args.connections,
+            args.campaigns
         );
         match &args.addr {
-            Some(a) => println!("server: {a} (its own settings)"),
-            None => println!(
+            Some(a) => outln!("server: {a} (its own settings)"),
+            None => outln!(
                 "servers: in this process, SQLite (WAL, synchronous=FULL) in temp dirs, \
                  max_in_flight {} (steady, capacity), {} (overload), {} (no limit); \
                  the generator shares the machine ({} CPUs)",
@@ -625,9 +629,9 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or(0)
             ),
         }
-        println!();
+        outln!();
         for line in table(&phases) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
 

@@ -26,13 +26,15 @@
 //! plan is checked with `verify_plan`.
 
 // Printing the plan is what this program is for.
-#![allow(clippy::print_stdout)]
-
 const USAGE: &str = "usage: bench_planner [--seeds N] [--time-limit SECS] [--gap G] \
     [--sizes small,medium,large,weeks-small,weeks-medium,weeks-large] \
     [--solvers highs,microlp] [--models tight,big-m] [--write-scenarios DIR]\n\
     Generated scenarios solved with each solver and model, next to the greedy plan; \
     the time limit defaults to 10 s (30 s for weeks-*).";
+
+#[macro_use]
+#[path = "common/out.rs"]
+mod out;
 
 use std::time::{Duration, Instant};
 
@@ -154,7 +156,7 @@ fn parse() -> Result<Config, String> {
             "--write-scenarios" => c.write_to = Some(value()?),
             // As `plan --help`: the usage on standard output, exit 0 (it was an error, exit 1).
             "-h" | "--help" => {
-                println!("{USAGE}");
+                outln!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
@@ -172,20 +174,29 @@ fn main() {
         }
     };
     match c.time_limit {
-        Some(l) => println!(
+        Some(l) => outln!(
             "time limit {:.0} s, gap target {:e}; 'optimal' means proven within the gap target",
             l.as_secs_f64(),
             c.gap
         ),
-        None => println!(
+        None => outln!(
             "time limit 10 s (30 s for w-*), gap target {:e}; 'optimal' means proven within \
              the gap target; w-* greedy is lot-for-lot MRP",
             c.gap
         ),
     }
-    println!(
+    outln!(
         "{:<8} {:>4} {:<8} {:<7} {:>9} {:>10} {:>10} {:>15} {:>15} {:>9}",
-        "size", "seed", "solver", "model", "result", "seconds", "gap", "total", "greedy", "saving"
+        "size",
+        "seed",
+        "solver",
+        "model",
+        "result",
+        "seconds",
+        "gap",
+        "total",
+        "greedy",
+        "saving"
     );
     for (name, size) in &c.sizes {
         let time_limit = c.time_limit.unwrap_or(size.default_limit());
@@ -193,7 +204,7 @@ fn main() {
             let v = match size.scenario(seed).validate() {
                 Ok(v) => v,
                 Err(e) => {
-                    println!("{name} {seed}: generated scenario invalid: {e}");
+                    outln!("{name} {seed}: generated scenario invalid: {e}");
                     continue;
                 }
             };
@@ -253,7 +264,7 @@ fn main() {
                             } else {
                                 "-".to_string()
                             };
-                            println!(
+                            outln!(
                                 "{:<8} {:>4} {:<8} {:<7} {:>9} {:>10.3} {:>10} {:>15} {:>15} {:>9}",
                                 name,
                                 seed,
@@ -267,7 +278,7 @@ fn main() {
                                 saving
                             );
                         }
-                        Err(e) => println!(
+                        Err(e) => outln!(
                             "{:<8} {:>4} {:<8} {:<7} {:>9} {:>10.3} {:>10} {:>15} {:>15} {:>9}  ({e})",
                             name,
                             seed,

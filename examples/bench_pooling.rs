@@ -30,6 +30,10 @@
 //! order's answer (after the commit: a lower bound, negative when the event arrived
 //! first). This is a benchmark, not a test: it asserts nothing but prints figures.
 
+#[macro_use]
+#[path = "common/out.rs"]
+mod out;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -365,7 +369,6 @@ fn lags(got: &Receipts, acks: &Acks) -> ((f64, f64, usize), (f64, f64, usize)) {
     (quantiles(from_write), quantiles(from_ack))
 }
 
-#[allow(clippy::print_stdout)]
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     c2m_server::cli::init_tracing_with_default("warn");
@@ -510,14 +513,16 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
-    println!(
+    outln!(
         "c2m pooling benchmark: {} single-unit pre-orders, {} concurrent clients, threshold {}",
-        args.orders, args.concurrency, args.threshold
+        args.orders,
+        args.concurrency,
+        args.threshold
     );
     if addrs.len() > 1 {
-        println!("servers: {} replicas ({})", addrs.len(), addrs.join(", "));
+        outln!("servers: {} replicas ({})", addrs.len(), addrs.join(", "));
     }
-    println!(
+    outln!(
         "store: {}",
         if !args.addr.is_empty() && args.database_url.is_none() {
             "the running server's (not probed)"
@@ -527,19 +532,22 @@ async fn main() -> anyhow::Result<()> {
             "sqlite (WAL, synchronous=FULL)"
         }
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<34} {:>12} {:>10} {:>10}",
-        "", "orders/s", "p50 ms", "p99 ms"
+        "",
+        "orders/s",
+        "p50 ms",
+        "p99 ms"
     );
-    println!(
+    outln!(
         "{:<34} {:>12.0} {:>10.2} {:>10.2}",
         "gRPC PlacePreorder (accepted)",
         rate,
         orders.p50_ms(),
         orders.p99_ms()
     );
-    println!(
+    outln!(
         "{:<34} {:>12.0} {:>10.2} {:>10.2}",
         "no-op RPC: health Check",
         noop.rate,
@@ -547,37 +555,38 @@ async fn main() -> anyhow::Result<()> {
         noop.p99_ms()
     );
     if let Some(raw) = &raw {
-        println!(
+        outln!(
             "{:<34} {:>12.0} {:>10.2} {:>10.2}",
             "raw store: 1 insert+update txn",
             raw.orders_per_sec,
             ms(raw.p50),
             ms(raw.p99)
         );
-        println!();
-        println!(
+        outln!();
+        outln!(
             "service / raw store rate: {:.2}x",
             rate / raw.orders_per_sec
         );
     }
     if raw.is_none() {
-        println!();
+        outln!();
     }
-    println!("service / no-op RPC rate: {:.2}x", rate / noop.rate);
+    outln!("service / no-op RPC rate: {:.2}x", rate / noop.rate);
     if noop.refused > 0 {
-        println!("no-op calls refused: {}", noop.refused);
+        outln!("no-op calls refused: {}", noop.refused);
     }
     if refused > 0 {
-        println!("refused: {refused}");
+        outln!("refused: {refused}");
     }
     if let Some((off, on, delivered, events, all_hooked, all_streamed, hook, stream)) = &outbox {
-        println!();
-        println!(
-            "the outbox: the same orders on fresh campaigns of the same server, in this order"
-        );
-        println!(
+        outln!();
+        outln!("the outbox: the same orders on fresh campaigns of the same server, in this order");
+        outln!(
             "{:<34} {:>12} {:>10} {:>10}",
-            "", "orders/s", "p50 ms", "p99 ms"
+            "",
+            "orders/s",
+            "p50 ms",
+            "p99 ms"
         );
         for (name, l) in [
             ("events on (the first run)", &orders),
@@ -585,7 +594,7 @@ async fn main() -> anyhow::Result<()> {
             ("events on", on),
             ("events on, webhook + stream", delivered),
         ] {
-            println!(
+            outln!(
                 "{:<34} {:>12.0} {:>10.2} {:>10.2}",
                 name,
                 l.rate,
@@ -593,20 +602,23 @@ async fn main() -> anyhow::Result<()> {
                 l.p99_ms()
             );
         }
-        println!(
+        outln!(
             "events on / off (mean of the two plain on runs): {:.2}x",
             (orders.rate + on.rate) / 2.0 / off.rate
         );
-        println!();
-        println!(
+        outln!();
+        outln!(
             "delivery lag of the last round's {events} events (ms): {:<10} {:>8} {:>8} {:>8}",
-            "", "p50", "p99", "events"
+            "",
+            "p50",
+            "p99",
+            "events"
         );
         for (name, ok, ((w50, w99, wn), (a50, a99, an))) in [
             ("webhook", all_hooked, hook),
             ("Subscribe stream", all_streamed, stream),
         ] {
-            println!(
+            outln!(
                 "{:<20} from occurred_at   {:>8.1} {:>8.1} {:>8}{}",
                 name,
                 w50,
@@ -618,9 +630,12 @@ async fn main() -> anyhow::Result<()> {
                     "  (not all arrived in time)"
                 }
             );
-            println!(
+            outln!(
                 "{:<20} from the answer    {:>8.1} {:>8.1} {:>8}",
-                "", a50, a99, an
+                "",
+                a50,
+                a99,
+                an
             );
         }
     }

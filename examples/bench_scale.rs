@@ -29,6 +29,10 @@
 //! process's resident memory before and after the preload. A benchmark, not a test: it
 //! asserts nothing.
 
+#[macro_use]
+#[path = "common/out.rs"]
+mod out;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -520,7 +524,6 @@ async fn measure(
     })
 }
 
-#[allow(clippy::print_stdout)]
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     c2m_server::cli::init_tracing_with_default("warn");
@@ -578,7 +581,7 @@ async fn main() -> anyhow::Result<()> {
     let loaded = measure(&store, &channels, &args, &url, "loaded", now).await?;
     let rss_end = rss_mib();
 
-    println!(
+    outln!(
         "c2m scale benchmark: {} campaigns, {} pre-orders over {} consumers, {} skus; store: {}",
         args.campaigns,
         args.preorders,
@@ -590,19 +593,22 @@ async fn main() -> anyhow::Result<()> {
             "sqlite (WAL, synchronous=FULL)"
         }
     );
-    println!(
+    outln!(
         "preload: {:.1} s ({:.0} pre-orders/s through Store::place_preorder, {} tasks)",
         preload_time.as_secs_f64(),
         args.preorders as f64 / preload_time.as_secs_f64(),
         args.concurrency
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<36} {:>18} {:>18} {:>8}",
-        "", "empty store", "loaded store", "ratio"
+        "",
+        "empty store",
+        "loaded store",
+        "ratio"
     );
     let rate_row = |name: &str, e: &Loop, l: &Loop| {
-        println!(
+        outln!(
             "{:<36} {:>16.0}/s {:>16.0}/s {:>7.2}x",
             name,
             e.rate,
@@ -611,7 +617,7 @@ async fn main() -> anyhow::Result<()> {
         );
     };
     let lat_row = |name: &str, e: f64, l: f64| {
-        println!("{:<36} {:>15.2} ms {:>15.2} ms {:>7.2}x", name, e, l, l / e);
+        outln!("{:<36} {:>15.2} ms {:>15.2} ms {:>7.2}x", name, e, l, l / e);
     };
     rate_row("hot campaign: PlacePreorder rate", &empty.hot, &loaded.hot);
     lat_row(
@@ -642,7 +648,7 @@ async fn main() -> anyhow::Result<()> {
         lat_row(&format!("{name} p99"), e.p99_ms(), l.p99_ms());
     }
     lat_row("planning cycle", ms(empty.plan), ms(loaded.plan));
-    println!(
+    outln!(
         "{:<36} {:>18} {:>18}",
         "planning cycle: plan status, batches",
         format!("{} {}", empty.plan_status, empty.planned_batches),
@@ -662,9 +668,9 @@ async fn main() -> anyhow::Result<()> {
         .map(|l| l.refused)
         .sum();
     if refused > 0 {
-        println!("calls refused: {refused}");
+        outln!("calls refused: {refused}");
     }
-    println!();
+    outln!();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     // Scaled up from a small preload, the store's fixed cost (pages, the log, PostgreSQL's
     // relation files) read as the size of a million pre-orders: 100 of them "took" 79,958
@@ -677,28 +683,33 @@ async fn main() -> anyhow::Result<()> {
     } else {
         format!("size per million pre-orders measured from {PER_MILLION_FROM} pre-orders up")
     };
-    println!(
+    outln!(
         "database: {:.1} MiB empty, {:.1} MiB loaded: {per_million}",
         mib(bytes_before),
         mib(bytes_after),
     );
     if !url.starts_with("postgres") {
-        println!(
+        outln!(
             "write-ahead log: {:.1} MiB after the preload, {:.1} MiB at the end (counted above)",
             mib(wal_after_preload),
             mib(c2m_store::probe::wal_bytes(&url).await)
         );
     }
-    println!(
+    outln!(
         "resident memory (this process: server and clients): {:.0} MiB before the preload, \
          {:.0} MiB after it, {:.0} MiB at the end, {:.0} MiB peak",
-        rss_before.total, rss_after_preload.total, rss_end.total, rss_end.peak
+        rss_before.total,
+        rss_after_preload.total,
+        rss_end.total,
+        rss_end.peak
     );
-    println!(
+    outln!(
         "  of which heap and stacks (RssAnon): {:.0} MiB before the preload, {:.0} MiB after it, \
          {:.0} MiB at the end; the rest is file pages (the program, and on SQLite the \
          database pages the readers have mapped)",
-        rss_before.anon, rss_after_preload.anon, rss_end.anon
+        rss_before.anon,
+        rss_after_preload.anon,
+        rss_end.anon
     );
     let _ = stop.send(());
     server.await??;

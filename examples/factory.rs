@@ -19,6 +19,10 @@
 //! including while a work order is being reported or acknowledged (a server restart): the
 //! work order comes again and its reports replay.
 
+#[macro_use]
+#[path = "common/out.rs"]
+mod out;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -135,9 +139,11 @@ fn print_work_order(w: &pb::WorkOrder) {
         .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_default();
-    println!(
+    outln!(
         "work order #{} {} (plan {}), due {due}",
-        w.seq, w.id, w.plan_id
+        w.seq,
+        w.id,
+        w.plan_id
     );
     for r in &w.runs {
         let batches: Vec<String> = r
@@ -145,7 +151,7 @@ fn print_work_order(w: &pb::WorkOrder) {
             .iter()
             .map(|b| format!("{} x{}", b.batch_id, b.units))
             .collect();
-        println!(
+        outln!(
             "  make {:>6} x {:<20} for {}",
             r.quantity,
             r.sku,
@@ -158,9 +164,10 @@ fn print_work_order(w: &pb::WorkOrder) {
         } else {
             format!("supplier {}", m.supplier)
         };
-        println!(
+        outln!(
             "  expect {:>10.3} {:<18} from {from}",
-            m.quantity, m.material
+            m.quantity,
+            m.material
         );
     }
 }
@@ -184,7 +191,7 @@ async fn report(
         .await
         .with_context(|| format!("reporting {step} on {}", w.id))?
         .into_inner();
-    println!("  reported {step}: now {:?}", r.state());
+    outln!("  reported {step}: now {:?}", r.state());
     Ok(())
 }
 
@@ -237,7 +244,7 @@ async fn process(args: &Args, client: &mut Client, w: &pb::WorkOrder) -> anyhow:
                 if e.downcast_ref::<tonic::Status>()
                     .is_some_and(|s| s.code() == tonic::Code::FailedPrecondition) =>
             {
-                println!("  {step}: already done")
+                outln!("  {step}: already done")
             }
             Err(e) => return Err(e),
         }
@@ -265,7 +272,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(200);
     // Built once: a bad TLS file is an error now, not a reason to retry for ever.
     let endpoint = args.tls.endpoint(&args.addr)?;
-    println!(
+    outln!(
         "factory {} subscribing to {} {}",
         args.factory,
         args.addr,
@@ -352,7 +359,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Some(pb::factory_event::Event::WorkOrder(w)) => {
                     if !seen.insert(w.id.clone()) || cursor.is_some_and(|c| w.seq <= c) {
-                        println!("work order #{} {} again: already handled", w.seq, w.id);
+                        outln!("work order #{} {} again: already handled", w.seq, w.id);
                         continue;
                     }
                     print_work_order(&w);
@@ -431,7 +438,7 @@ async fn acknowledge(client: &mut Client, factory: &str, seq: i64) -> anyhow::Re
 /// processed yet.
 fn show_heartbeat(h: &pb::Heartbeat) {
     if h.last_seq > h.acked_seq {
-        println!(
+        outln!(
             "heartbeat: {} work order(s) not yet acknowledged (last #{}, acked #{})",
             h.last_seq - h.acked_seq,
             h.last_seq,

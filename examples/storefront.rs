@@ -301,21 +301,8 @@ fn days(s: &str) -> Result<f64, String> {
     Ok(d)
 }
 
-/// Writes `text` to standard output. A reader that went away (`storefront ... | head`,
-/// `watch` into a pager that was closed) ends the program quietly with success, as
-/// ripgrep and other command-line tools do: `print!` panicked there ("failed printing to
-/// stdout"), exit status 101. Any other failure to write is an error, said on stderr.
-fn print_out(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("storefront: cannot write to standard output: {e}");
-        std::process::exit(1);
-    }
-}
+#[path = "common/out.rs"]
+mod out;
 
 #[path = "common/client.rs"]
 mod client;
@@ -653,7 +640,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 page_token = page.next_page_token;
             }
             if csv {
-                print_out(&purchase_orders_csv(&orders));
+                out::text(&purchase_orders_csv(&orders));
                 return Ok(());
             }
             serde_json::Value::Array(orders.iter().map(purchase_order_json).collect())
@@ -827,7 +814,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "svg" => insights_svg(&i, Utc::now()),
                 other => anyhow::bail!("--format must be table, csv or svg, not {other:?}"),
             };
-            print_out(&text);
+            out::text(&text);
             return Ok(());
         }
         Cmd::Extend { id, days, to } => {
@@ -894,7 +881,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             outcome_json(&o, &key)
         }
     };
-    print_out(&format!("{}\n", serde_json::to_string_pretty(&out)?));
+    out::text(&format!("{}\n", serde_json::to_string_pretty(&out)?));
     Ok(())
 }
 
@@ -1157,7 +1144,7 @@ async fn watch(
                     }
                     whole.to_string()
                 };
-                print_out(&format!("{line}\n"));
+                out::text(&format!("{line}\n"));
             }
             Some(pb::event_stream_message::Message::Heartbeat(h)) => {
                 eprintln!(

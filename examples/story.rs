@@ -16,6 +16,10 @@
 //! watches each factory's stream itself (without acknowledging, so a real factory client
 //! still gets everything) and prints what arrives.
 
+#[macro_use]
+#[path = "common/out.rs"]
+mod out;
+
 use std::time::Duration;
 
 use anyhow::Context;
@@ -100,7 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    println!(
+    outln!(
         "1. catalogue {} imported (version {})",
         args.catalogue.display(),
         change.version
@@ -136,9 +140,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             })
             .await?
             .into_inner();
-        println!(
+        outln!(
             "2. campaign {} for {sku}, threshold {}, ships within {} days of its batch locking",
-            c.id, c.batch_threshold, c.ships_within_days
+            c.id,
+            c.batch_threshold,
+            c.ships_within_days
         );
         ids.push((c.id, sku));
     }
@@ -172,7 +178,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let promised = seen.ship_date.as_ref().map_or(String::new(), |d| {
                     format!(", promised to ship by {}", day(&d.promised_by))
                 });
-                println!(
+                outln!(
                     "3. {sku}: batch {} locked after {n} pre-orders{promised}",
                     p.batch_id
                 );
@@ -192,7 +198,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .into_inner();
     let s = plan.summary.clone().unwrap_or_default();
     let total = s.total_cost.clone().unwrap_or_default();
-    println!(
+    outln!(
         "4. plan {}: {}, total {} for {} batches, solved by {} in {:.2} s",
         s.id,
         s.status()
@@ -207,7 +213,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         plan.solve_seconds
     );
     for d in &plan.diagnosis {
-        println!("   {d}");
+        outln!("   {d}");
     }
 
     // 5. Each factory's stream delivers its work order.
@@ -259,7 +265,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
             })
             .collect();
-        println!(
+        outln!(
             "5. {} received work order #{} {}: {}",
             got.factory_id,
             got.seq,
@@ -295,7 +301,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 day(&d.promised_by)
             )
         });
-        println!(
+        outln!(
             "6. pre-order {}: {}, production {}{ship}",
             p.id,
             name(p.status().as_str_name(), "PREORDER_STATUS_"),
@@ -305,7 +311,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ))
         );
     }
-    println!(
+    outln!(
         "\nRun `cargo run --example factory -- --factory {} --progress` to take the orders \
          through production.",
         plan.work_orders

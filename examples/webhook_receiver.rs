@@ -11,7 +11,9 @@
 //!
 //! `--fail-first N` answers the first N deliveries with 500, to watch the retries.
 
-#![allow(clippy::print_stdout)]
+#[macro_use]
+#[path = "common/out.rs"]
+mod out;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -60,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen {}: cannot listen there: {e}", args.listen))?;
-    println!("listening on http://{}", listener.local_addr()?);
+    outln!("listening on http://{}", listener.local_addr()?);
     let state = Arc::new(State {
         secret: args.secret,
         seen: Mutex::new(HashSet::new()),
@@ -107,7 +109,7 @@ async fn handle(req: hyper::Request<Incoming>, state: &State) -> hyper::Response
         now,
         DEFAULT_TOLERANCE_SECS,
     ) {
-        println!("refused a delivery: {e}");
+        outln!("refused a delivery: {e}");
         // The sender's log shows this answer: say which check failed.
         return answer(
             400,
@@ -122,14 +124,14 @@ async fn handle(req: hyper::Request<Incoming>, state: &State) -> hyper::Response
         let mut left = state.fail_left.lock().expect("lock");
         if *left > 0 {
             *left -= 1;
-            println!("(answering 500 on purpose; {left} more to fail)");
+            outln!("(answering 500 on purpose; {left} more to fail)");
             return answer(500, "try again");
         }
     }
     let event: Event = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => {
-            println!("a signed body that is not an event: {e}");
+            outln!("a signed body that is not an event: {e}");
             return answer(400, "not an event");
         }
     };
@@ -139,11 +141,11 @@ async fn handle(req: hyper::Request<Incoming>, state: &State) -> hyper::Response
         .expect("lock")
         .insert(event.id.as_str().to_owned())
     {
-        println!("#{} {}: a duplicate, ignored", event.seq, event.id);
+        outln!("#{} {}: a duplicate, ignored", event.seq, event.id);
         return answer(200, "duplicate");
     }
     for line in messages(&event) {
-        println!("#{} {}", event.seq, line);
+        outln!("#{} {}", event.seq, line);
     }
     answer(200, "ok")
 }

@@ -189,3 +189,53 @@ fn webhook_receiver_refuses_an_empty_secret_and_names_an_address_it_cannot_take(
         "--listen",
     );
 }
+
+/// Runs `example args` with its standard output a pipe whose reader has already gone
+/// (`example | head` once head has what it wanted): exit status and standard error.
+// `std::io::pipe` is Rust 1.87 (the crate's MSRV is 1.85): a test helper, run by the
+// toolchain that builds the tests; the library code does not use it.
+#[allow(clippy::incompatible_msrv)]
+fn into_closed_pipe(example: &str, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(crate::common::example_binary(example))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the example starts")
+        .wait_with_output()
+        .expect("the example runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An example whose reader goes away ends quietly with success, as `storefront` does:
+/// `println!` panicked there ("failed printing to stdout: Broken pipe", exit 101), e.g.
+/// `bench_forecast --json | head -c 100`, and `webhook_receiver ... | grep` once grep
+/// ended. The receiver is the long-running case: it writes its first line at once and
+/// would otherwise wait for deliveries.
+#[test]
+fn examples_end_quietly_when_their_reader_goes_away() {
+    for (example, args) in [
+        (
+            "bench_forecast",
+            &["--campaigns", "3", "--only", "steady", "--json"][..],
+        ),
+        (
+            "webhook_receiver",
+            &["--listen", "127.0.0.1:0", "--secret", "whsec_pipe"],
+        ),
+    ] {
+        let (code, stderr) = into_closed_pipe(example, args);
+        assert_eq!(
+            code,
+            Some(0),
+            "{example} {args:?}: exit {code:?}:\n{stderr}"
+        );
+        assert!(stderr.is_empty(), "{example} {args:?} said:\n{stderr}");
+    }
+}

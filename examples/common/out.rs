@@ -1,0 +1,65 @@
+//! Standard output for the examples, ended quietly when its reader goes away.
+//!
+//! `println!` panics when standard output is a pipe whose reader has closed
+//! (`factory --progress | head`, `bench_forecast --json | head -c 100`: "failed printing
+//! to stdout: Broken pipe", exit 101). A reader that has read what it wanted is not an
+//! error the user should see, so the examples write through here: a broken pipe ends the
+//! process with success, any other write error ends it with a message and failure.
+//!
+//! Include it first in an example (`#[macro_use] #[path = "common/out.rs"] mod out;`)
+//! so that [`outln!`] and [`out!`] are in scope for the code below it.
+
+#![allow(dead_code, unused_macros)] // each example uses some of them
+
+use std::io::Write;
+
+/// Writes `text` as it is (a whole report at once).
+pub fn text(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    ended(written);
+}
+
+/// Writes one formatted line; what [`outln!`] expands to.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    ended(written);
+}
+
+/// Writes formatted text without a newline (a table row built in parts); what [`out!`]
+/// expands to.
+pub fn part(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    ended(out.write_fmt(args));
+}
+
+fn ended(written: std::io::Result<()>) {
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` that ends the process quietly on a closed pipe (see the module's doc).
+macro_rules! outln {
+    () => {
+        $crate::out::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::out::line(format_args!($($arg)*))
+    };
+}
+
+/// `print!` that ends the process quietly on a closed pipe (see the module's doc).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::out::part(format_args!($($arg)*))
+    };
+}
