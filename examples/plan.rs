@@ -158,14 +158,16 @@ fn main() -> ExitCode {
     } else {
         report::render_text(&scenario, &plan)
     };
-    // A closed pipe (`plan ... | head`) is not an error worth a panic.
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    out::report(&out);
     if plan.status == PlanStatus::Infeasible {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     }
 }
+
+#[path = "common/out.rs"]
+mod out;
 
 #[path = "common/files.rs"]
 mod files;

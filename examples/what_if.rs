@@ -62,8 +62,7 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(out) => {
-            // A closed pipe (`what_if ... | head`) is not an error worth a panic.
-            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.stdout.as_bytes());
+            out::report(&out.stdout);
             if out.code == c2m_planner::whatif::cli::EXIT_NO_PLAN {
                 eprintln!(
                     "what_if: some points have no plan (status no_plan) or were not reached by --scan-limit; the rest is complete"
@@ -77,6 +76,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[path = "common/out.rs"]
+mod out;
 
 #[path = "common/files.rs"]
 mod files;

@@ -20,6 +20,19 @@ pub fn text(text: &str) {
     ended(written);
 }
 
+/// Writes a program's one report: as [`text`], but a reader that went away returns here
+/// (the caller still ends with the status the report's content calls for, e.g. `plan`'s
+/// 2 for an infeasible scenario) while any other failure to write (a full disk under
+/// `> file`) still ends the process with a message and failure, where ignoring every
+/// error exited 0 with the file cut short.
+pub fn report(text: &str) {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        written => ended(written),
+    }
+}
+
 /// Writes one formatted line; what [`outln!`] expands to.
 pub fn line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();

@@ -190,18 +190,13 @@ fn webhook_receiver_refuses_an_empty_secret_and_names_an_address_it_cannot_take(
     );
 }
 
-/// Runs `example args` with its standard output a pipe whose reader has already gone
-/// (`example | head` once head has what it wanted): exit status and standard error.
-// `std::io::pipe` is Rust 1.87 (the crate's MSRV is 1.85): a test helper, run by the
-// toolchain that builds the tests; the library code does not use it.
-#[allow(clippy::incompatible_msrv)]
+/// Runs `example args` with its standard output a pipe whose reader has already gone:
+/// exit status and standard error.
 fn into_closed_pipe(example: &str, args: &[&str]) -> (Option<i32>, String) {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
-    drop(reader);
     let out = Command::new(crate::common::example_binary(example))
         .args(args)
         .env("RUST_BACKTRACE", "0")
-        .stdout(writer)
+        .stdout(crate::common::closed_pipe())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the example starts")

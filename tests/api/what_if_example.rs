@@ -548,3 +548,45 @@ fn an_output_over_its_input_by_another_name_is_refused() {
     );
     assert!(dir.path().join("sub/chart.svg").exists());
 }
+
+/// `plan` and `what_if` write their report once: into a full disk (`/dev/full`, as
+/// `> file` on a full file system) that is an error, exit 1 naming standard output,
+/// where both ignored every write error and exited 0 with nothing written; a reader that
+/// goes away (`| head`) is still no error, and `plan` still exits 2 for an infeasible
+/// scenario when its reader has gone.
+#[test]
+fn a_report_that_cannot_be_written_is_an_error_and_a_closed_pipe_is_not() {
+    let cases: [(&str, Vec<&str>, i32); 3] = [
+        ("plan", vec![KETTLE], 0),
+        ("plan", vec![INFEASIBLE], 2),
+        ("what_if", vec!["scenario", "summary", KETTLE], 0),
+    ];
+    for (example, args, code) in cases {
+        let run = |stdout: std::process::Stdio| {
+            Command::new(crate::common::example_binary(example))
+                .current_dir(ROOT)
+                .args(&args)
+                .stdout(stdout)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("the example starts")
+                .wait_with_output()
+                .expect("the example runs")
+        };
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = run(full.into());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{example} {args:?}: {err}");
+        assert!(
+            err.contains("cannot write to standard output"),
+            "{example} {args:?}: {err}"
+        );
+        let out = run(crate::common::closed_pipe());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{example} {args:?}: {err}");
+        assert!(!err.contains("panicked"), "{example} {args:?}: {err}");
+    }
+}

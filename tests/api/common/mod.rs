@@ -775,6 +775,17 @@ pub async fn storefront_command(
     cmd
 }
 
+/// The writing end of a pipe whose reader has gone (`example | head` once head has
+/// what it wanted), for an example's standard output.
+// `std::io::pipe` is Rust 1.87 (the crate's MSRV is 1.85): a test helper, run by the
+// toolchain that builds the tests; the library code does not use it.
+#[allow(clippy::incompatible_msrv)]
+pub fn closed_pipe() -> std::process::Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer.into()
+}
+
 /// The path of an example's executable, built on first use with the cargo that runs the
 /// tests (same target directory and profile; a no-op when it is up to date). Cargo builds
 /// examples for `cargo test` but not for `cargo test --test api`, and gives integration
