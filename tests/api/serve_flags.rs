@@ -205,3 +205,100 @@ async fn postgres_a_token_command_on_a_database_without_a_store_creates_nothing(
     assert!(out.status.success(), "{out:?}");
     c2m_store::conformance::drop_pg_database(&admin, &url).await;
 }
+
+/// `c2m` with its standard output somewhere it cannot write. `token create > /dev/full`
+/// panicked ("failed printing to stdout", exit 101) after storing a token nobody had; it
+/// now fails with status 1 naming the stored token's id and how to revoke it, and that
+/// revoke works. `token list | head` ends quietly; `serve` with its standard output on a
+/// full disk panicked at start, and now serves (it logs that the line was not written).
+#[test]
+fn a_standard_output_that_cannot_be_written_is_said_not_panicked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c2m.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c2m_store::open(&format!("sqlite://{}", db.display())))
+        .expect("a store");
+    let run = |args: &[&str], stdout: std::process::Stdio| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("C2M_DATABASE_URL")
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("c2m starts")
+            .wait_with_output()
+            .expect("c2m runs")
+    };
+    let full = || -> std::process::Stdio {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full")
+            .into()
+    };
+
+    let out = run(&["token", "create", "--role", "admin"], full());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let id = stderr
+        .split("c2m token revoke ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no revoke command named: {stderr}"))
+        .to_owned();
+    let listed = c2m(&["token", "list"], dir.path());
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("active")),
+        "{id} in {listed}"
+    );
+    let revoked = c2m(&["token", "revoke", &id], dir.path());
+    assert!(revoked.status.success(), "{revoked:?}");
+    let listed = c2m(&["token", "list"], dir.path());
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("revoked")),
+        "{id} in {listed}"
+    );
+
+    let out = run(&["token", "list"], crate::common::closed_pipe());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+
+    // The server, its one line unwritable: it says so and goes on serving.
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-auth"])
+        .arg("--data-dir")
+        .arg(dir.path().join("served"))
+        .env("RUST_LOG", "warn")
+        .env_remove("C2M_DATABASE_URL")
+        .stdout(full())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("c2m serve starts");
+    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut said = String::new();
+    let warned = loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            break false;
+        }
+        said.push_str(&line);
+        if line.contains("cannot write the listening address") {
+            break true;
+        }
+    };
+    let running = server.try_wait().expect("status").is_none();
+    server.kill().ok();
+    server.wait().ok();
+    assert!(warned && running, "serve said: {said}");
+}

@@ -1,5 +1,6 @@
 //! The `c2m` command line.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -161,10 +162,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             // The one line on standard output: scripts and tests read the bound address
-            // from it (useful with --listen 127.0.0.1:0).
-            #[allow(clippy::print_stdout)]
-            {
-                println!("c2m listening on {}", app.local_addr());
+            // from it (useful with --listen 127.0.0.1:0). Where it cannot be written
+            // (standard output closed, or a full disk) nobody reads it either: the server
+            // says so in its log and serves, where `println!` panicked it at start.
+            if let Err(e) = say(format_args!("c2m listening on {}", app.local_addr())) {
+                tracing::warn!(error = %e, "cannot write the listening address to standard output");
             }
             app.run_until(shutdown_signal()).await
         }
@@ -172,7 +174,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-#[allow(clippy::print_stdout)]
 async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     use c2m_domain::Role;
     let now = chrono::Utc::now();
@@ -197,7 +198,13 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 }
             }
             store.create_token(&issued.stored, now).await?;
-            println!("{}", issued.token);
+            let id = &issued.stored.id;
+            say(format_args!("{}", issued.token)).with_context(|| {
+                format!(
+                    "token {id} was stored but could not be written to standard output, so \
+                     nobody has it: revoke it with `c2m token revoke {id}`"
+                )
+            })?;
         }
         TokenCommand::Revoke { id, store } => {
             let id = id
@@ -205,11 +212,13 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 .and_then(|r| r.split('_').next())
                 .unwrap_or(&id)
                 .to_owned();
-            if store.open().await?.revoke_token(&id, now).await? {
-                println!("revoked {id}");
+            let line = if store.open().await?.revoke_token(&id, now).await? {
+                format!("revoked {id}")
             } else {
-                println!("{id} was already revoked");
-            }
+                format!("{id} was already revoked")
+            };
+            quiet_on_closed_pipe(say(format_args!("{line}")))
+                .context("cannot write to standard output")?;
         }
         TokenCommand::List { store } => {
             for c2m_store::StoredToken {
@@ -218,7 +227,7 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 ..
             } in store.open().await?.tokens().await?
             {
-                println!(
+                let listed = say(format_args!(
                     "{}  {:<10} {:<14} {:<8} {}",
                     t.id,
                     t.role,
@@ -229,11 +238,35 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                         "active"
                     },
                     t.label
-                );
+                ));
+                match listed {
+                    Ok(()) => {}
+                    // `c2m token list | head` has what it wanted: stop there, quietly.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+                    Err(e) => return Err(e).context("cannot write the tokens to standard output"),
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Writes one line to standard output. `println!` panics when it cannot (a full disk under
+/// `> token.txt`, standard output closed): the command line says why instead.
+fn say(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+}
+
+/// A reader that went away (`| head`) is not a failure of the command.
+fn quiet_on_closed_pipe(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// Why [`bootstrap_admin`] wrote an admin token.
