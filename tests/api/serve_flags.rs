@@ -5,15 +5,28 @@ use std::path::Path;
 use std::process::Output;
 
 fn c2m(args: &[&str], dir: &Path) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
-        .args(args)
+    c2m_command(args, dir).output().expect("c2m runs")
+}
+
+/// `c2m args --data-dir dir`, warnings logged, no backtraces, no database URL from the
+/// environment.
+fn c2m_command(args: &[&str], dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_c2m"));
+    c.args(args)
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
         .env("RUST_BACKTRACE", "0")
-        .env_remove("C2M_DATABASE_URL")
-        .output()
-        .expect("c2m runs")
+        .env_remove("C2M_DATABASE_URL");
+    c
+}
+
+/// A store in `dir` as `c2m serve` makes it, without running a server.
+fn sqlite_store(dir: &Path) {
+    let db = dir.join("c2m.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c2m_store::open(&format!("sqlite://{}", db.display())))
+        .expect("a store");
 }
 
 fn refused(out: &Output, says: &str) {
@@ -97,11 +110,7 @@ fn a_token_command_on_a_sqlite_url_without_a_store_creates_nothing() {
 #[test]
 fn a_token_label_that_is_not_one_short_line_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    // A store as `c2m serve` makes it, without running a server.
-    let db = dir.path().join("c2m.db");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(c2m_store::open(&format!("sqlite://{}", db.display())))
-        .expect("a store");
+    sqlite_store(dir.path());
     for bad in ["a\nb", "tab\there", "bell\u{7}", "\u{202e}txt.exe"] {
         let out = c2m(
             &["token", "create", "--role", "admin", "--label", bad],
@@ -214,18 +223,9 @@ async fn postgres_a_token_command_on_a_database_without_a_store_creates_nothing(
 #[test]
 fn a_standard_output_that_cannot_be_written_is_said_not_panicked() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("c2m.db");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(c2m_store::open(&format!("sqlite://{}", db.display())))
-        .expect("a store");
+    sqlite_store(dir.path());
     let run = |args: &[&str], stdout: std::process::Stdio| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("RUST_LOG", "warn")
-            .env("RUST_BACKTRACE", "0")
-            .env_remove("C2M_DATABASE_URL")
+        c2m_command(args, dir.path())
             .stdout(stdout)
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -251,36 +251,29 @@ fn a_standard_output_that_cannot_be_written_is_said_not_panicked() {
         .and_then(|rest| rest.split('`').next())
         .unwrap_or_else(|| panic!("no revoke command named: {stderr}"))
         .to_owned();
-    let listed = c2m(&["token", "list"], dir.path());
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(
-        listed
-            .lines()
-            .any(|l| l.starts_with(&id) && l.contains("active")),
-        "{id} in {listed}"
-    );
+    // The token's line in `token list` says `state`.
+    let listed_as = |state: &str| {
+        let listed = c2m(&["token", "list"], dir.path());
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(&id) && l.contains(state)),
+            "{id} {state} in {listed}"
+        );
+    };
+    listed_as("active");
     let revoked = c2m(&["token", "revoke", &id], dir.path());
     assert!(revoked.status.success(), "{revoked:?}");
-    let listed = c2m(&["token", "list"], dir.path());
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(
-        listed
-            .lines()
-            .any(|l| l.starts_with(&id) && l.contains("revoked")),
-        "{id} in {listed}"
-    );
+    listed_as("revoked");
 
     let out = run(&["token", "list"], crate::common::closed_pipe());
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(out.stderr.is_empty(), "{out:?}");
 
     // The server, its one line unwritable: it says so and goes on serving.
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-auth"])
-        .arg("--data-dir")
-        .arg(dir.path().join("served"))
-        .env("RUST_LOG", "warn")
-        .env_remove("C2M_DATABASE_URL")
+    let served = dir.path().join("served");
+    let mut server = c2m_command(&["serve", "--listen", "127.0.0.1:0", "--no-auth"], &served)
         .stdout(full())
         .stderr(std::process::Stdio::piped())
         .spawn()
