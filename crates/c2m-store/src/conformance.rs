@@ -67,7 +67,9 @@ pub use levers::{
     cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
     close_campaign_fails_the_open_batch_and_releases_every_deposit,
     extend_deadline_only_later_while_selling, forecast_input_reads_arrivals_and_earlier_campaigns,
-    insights_split_the_demand_and_add_up, lower_threshold_locks_the_open_batch_at_its_tier,
+    insights_split_the_demand_and_add_up,
+    levers_that_waited_behind_the_deadline_find_the_campaign_ended,
+    lower_threshold_locks_the_open_batch_at_its_tier,
 };
 pub use purchasing::{
     a_promise_gives_due_dates_and_plans_give_ship_dates,
@@ -159,6 +161,7 @@ macro_rules! conformance_cases {
             ship_date_changes_are_events_when_the_date_moves,
             // The merchant's levers and the forecast's input (`conformance/levers.rs`).
             extend_deadline_only_later_while_selling,
+            levers_that_waited_behind_the_deadline_find_the_campaign_ended,
             lower_threshold_locks_the_open_batch_at_its_tier,
             close_campaign_fails_the_open_batch_and_releases_every_deposit,
             cancel_campaign_refunds_deposits_and_balances_once,

@@ -185,6 +185,52 @@ pub async fn extend_deadline_only_later_while_selling(fx: Arc<dyn Fixture>) {
     );
 }
 
+/// A lever sent just before the deadline can wait for the campaign's lock while the sweeper
+/// fails the open batch at the deadline. Selling ended then, whatever moment the lever was
+/// sent at (as for an order that waited so: `place_preorders`), so an extension, a lower
+/// threshold or a close that runs after the failure is refused `CAMPAIGN_ENDED`, as it
+/// would be a moment later, and writes nothing. Before, the extension was taken: the
+/// campaign showed a later deadline and sold nothing (every order `CAMPAIGN_CLOSED` "passed
+/// its deadline" naming a deadline days ahead).
+pub async fn levers_that_waited_behind_the_deadline_find_the_campaign_ended(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    let dl = c.terms.deadline;
+    place(&*store, &c.id, &consumer(1), 2).await.expect("place");
+    let swept = store
+        .fail_open_batch_at_deadline(&c.id, dl)
+        .await
+        .expect("sweep");
+    assert!(
+        swept.failed_batch.is_some(),
+        "the deadline failed the batch"
+    );
+    // Sent a millisecond before the deadline, run after the sweeper's failure.
+    let sent = dl - Duration::milliseconds(1);
+    for lever in [
+        extend(&c.id, dl + Duration::days(3)),
+        lower(&c.id, 1),
+        close(&c.id),
+    ] {
+        let (reason, meta) = refused(store.pull_lever(&lever, sent).await);
+        assert_eq!(reason, "CAMPAIGN_ENDED", "{lever:?}");
+        assert!(
+            meta.contains(&("how", "passed its deadline".into())),
+            "{meta:?}"
+        );
+    }
+    let after = store.get_campaign(&c.id).await.expect("get").campaign;
+    assert_eq!(after.terms.deadline, dl, "the deadline did not move");
+    assert_eq!(after.terms.batch_threshold, 10);
+    assert_eq!(after.closed_at, None);
+    // A cancel still refunds what there is to refund (nothing here).
+    let cancelled = store
+        .pull_lever(&cancel_all(&c.id), sent)
+        .await
+        .expect("cancel after the deadline");
+    assert_eq!(cancelled.preorders_refunded, 0);
+}
+
 /// Lowering the threshold below the open batch's units locks it at once, in the same
 /// transaction, at the ladder tier its units reached, capturing every deposit; raising it
 /// is refused and writes nothing.

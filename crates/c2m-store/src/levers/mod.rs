@@ -218,14 +218,16 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
         let (outcome, change, refunds) = match lever {
             Lever::Extend(req) => {
                 let deadline = micros(req.deadline);
-                levers::may_extend_deadline(&campaign, deadline, now)?;
+                let at = judged_at(tx, &campaign, now).await?;
+                levers::may_extend_deadline(&campaign, deadline, at)?;
                 tx.set_deadline(&campaign.id, deadline).await?;
                 campaign.terms.deadline = deadline;
                 (LeverOutcome::of(campaign), "deadline_extended", Vec::new())
             }
             Lever::Lower(req) => {
                 let threshold = req.batch_threshold;
-                levers::may_lower_threshold(&campaign, threshold, now)?;
+                let at = judged_at(tx, &campaign, now).await?;
+                levers::may_lower_threshold(&campaign, threshold, at)?;
                 tx.set_threshold(&campaign.id, threshold).await?;
                 campaign.terms.batch_threshold = threshold;
                 let mut outcome = LeverOutcome::of(campaign);
@@ -237,7 +239,7 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
                 (outcome, "threshold_lowered", Vec::new())
             }
             Lever::Close(_) => {
-                levers::may_close(&campaign, now)?;
+                levers::may_close(&campaign, judged_at(tx, &campaign, now).await?)?;
                 tx.set_campaign_ended(&campaign.id, "closed_at", now)
                     .await?;
                 campaign.closed_at = Some(now);
@@ -268,6 +270,29 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
         Ok(outcome)
     })
     .await
+}
+
+/// The moment a lever that needs the campaign selling (extend, lower, close) is judged at:
+/// its own, unless the deadline's failure of the open batch committed while the lever, sent
+/// before the deadline, waited for the campaign's lock (behind the sweeper on this replica's
+/// writer, or its row lock held by another replica's). Selling ended with that failure, so
+/// the lever is judged at the deadline and refused `CAMPAIGN_ENDED`, as it would be a
+/// moment later; a placement that waited so is refused the same way
+/// ([`pooling::place_preorders`]). Judged at its own moment, an extension was taken: the
+/// campaign showed a later deadline, open, and refused every order (its newest batch had
+/// failed). A batch fails only when selling ends (the deadline, a close, a cancel), and a
+/// close or cancel ends the campaign itself, so a failed newest batch of a campaign that
+/// was neither closed nor cancelled is the deadline's.
+async fn judged_at<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    campaign: &Campaign,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>> {
+    let deadline = campaign.terms.deadline;
+    if campaign.ended(now).is_none() && tx.newest_batch_failed(&campaign.id).await? {
+        return Ok(deadline);
+    }
+    Ok(now)
 }
 
 /// Refunds in full every locked batch of a cancelled campaign that no live work order
