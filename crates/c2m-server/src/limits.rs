@@ -94,12 +94,23 @@ where
             None
         };
         let (limit, set_by) = self.limits.deadlines.limit(path, req.headers());
-        if let Some(at) = Instant::now().checked_add(limit) {
+        // The deadline is taken here, not when the future below is first polled: tonic
+        // still runs its own timer for a client's `grpc-timeout`, outside this layer, and
+        // starts it just after this `call` returns. Started first, this deadline is never
+        // later than tonic's, so the two cannot fall either side of a timer tick and let
+        // tonic answer first (CANCELLED "Timeout expired", without the reason and
+        // metadata); taken at the first poll, under load, they did.
+        let deadline = Instant::now().checked_add(limit);
+        if let Some(at) = deadline {
             req.extensions_mut().insert(CallDeadline { at, limit });
         }
         let call = inner.call(req);
         Box::pin(async move {
-            let answer = match tokio::time::timeout(limit, call).await {
+            let answered = match deadline {
+                Some(at) => tokio::time::timeout_at(at.into(), call).await,
+                None => Ok(call.await),
+            };
+            let answer = match answered {
                 Ok(answer) => answer,
                 Err(_) => {
                     let path = uri.path();
