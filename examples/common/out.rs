@@ -15,9 +15,7 @@ use std::io::Write;
 
 /// Writes `text` as it is (a whole report at once).
 pub fn text(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-    ended(written);
+    ended(write(|out| out.write_all(text.as_bytes())));
 }
 
 /// Writes a program's one report: as [`text`], but a reader that went away returns here
@@ -26,8 +24,7 @@ pub fn text(text: &str) {
 /// `> file`) still ends the process with a message and failure, where ignoring every
 /// error exited 0 with the file cut short.
 pub fn report(text: &str) {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match write(|out| out.write_all(text.as_bytes())) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         written => ended(written),
     }
@@ -35,19 +32,23 @@ pub fn report(text: &str) {
 
 /// Writes one formatted line; what [`outln!`] expands to.
 pub fn line(args: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    let written = out
-        .write_fmt(args)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
-    ended(written);
+    ended(write(|out| {
+        out.write_fmt(args).and_then(|()| out.write_all(b"\n"))
+    }));
 }
 
 /// Writes formatted text without a newline (a table row built in parts); what [`out!`]
 /// expands to.
 pub fn part(args: std::fmt::Arguments<'_>) {
+    ended(write(|out| out.write_fmt(args)));
+}
+
+/// Runs `f` on standard output, locked, and flushes, so a failure shows here.
+fn write(
+    f: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    ended(out.write_fmt(args));
+    f(&mut out).and_then(|()| out.flush())
 }
 
 fn ended(written: std::io::Result<()>) {
