@@ -562,8 +562,8 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
         .expect_err("cancelling twice");
     assert_refused(&twice, Code::FailedPrecondition, "CAMPAIGN_ENDED");
 
-    // The campaign's events end with the open batch's failure (oli's deposit released)
-    // and one `campaign.changed` carrying each refund of the locked batch.
+    // The campaign's events end with one `campaign.changed` carrying each refund of the
+    // locked batch, then the open batch's failure it caused (oli's deposit released).
     let mut watch = crate::events_e2e::Watch::open(&c, Some(0), &cmp.id)
         .await
         .expect("subscribe");
@@ -602,11 +602,11 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
     assert_eq!(
         tail,
         [
+            ("campaign.changed", refunds),
             (
                 "batch.failed",
                 vec![(oli.id, "oli".to_owned(), Some(5_000))]
             ),
-            ("campaign.changed", refunds),
         ]
     );
     assert_eq!(

@@ -290,6 +290,25 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
         assert_eq!(p.money.balance_due, Some(cny(q * 36_900 - q * 5_000)));
     }
     retry_answers_as(&*store, &req, &six).await;
+    // The cause, then its effects: the threshold lowered to 6, then the batch locked at 6
+    // with its balances due, numbered one after another (one commit; a receiver never
+    // reads a lock below the threshold it knows).
+    let events = super::events::all_events(&*store, 0, Some(&c.id)).await;
+    let tail: Vec<_> = events[events.len() - 4..]
+        .iter()
+        .map(|e| e.data.kind())
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "campaign.changed",
+            "batch.locked",
+            "balance.due",
+            "balance.due"
+        ]
+    );
+    let seqs: Vec<_> = events[events.len() - 4..].iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     let m = check_ledger(&*store, &c.id).await;
     assert_eq!((m.held, m.captured), (0, 7 * 5_000));
     assert_eq!(kinds(&*store, &c.id, TxnKind::Capture).await, 2);
@@ -397,8 +416,9 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
     assert_eq!(out.refunded_minor, 3 * price + 2 * dep);
     assert_eq!(out.batches_in_production, 0);
     retry_answers_as(&*store, &req, &out).await;
-    // The events: the open batch's failure with o's deposit, then the cancel with the
-    // locked batch's refunds (A's deposit and paid balance, B's deposit), once.
+    // The events: the cancel with the locked batch's refunds (A's deposit and paid
+    // balance, B's deposit), once, then the open batch's failure it caused, with o's
+    // deposit.
     let events = super::events::all_events(&*store, 0, Some(&c.id)).await;
     let tail: Vec<_> = events[events.len() - 2..]
         .iter()
@@ -421,11 +441,11 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
     assert_eq!(
         tail,
         [
+            ("campaign.changed", refunds),
             (
                 "batch.failed",
                 vec![(o.id.clone(), consumer(3), Some(cny(dep)))]
             ),
-            ("campaign.changed", refunds),
         ]
     );
     assert_eq!(

@@ -123,12 +123,34 @@ impl<D: Backend> Tx<'_, D> {
         at: chrono::DateTime<chrono::Utc>,
         data: EventData,
     ) {
-        self.events.push(NewEvent {
+        let mark = self.events.len();
+        self.emit_at(mark, campaign, batch, at, data);
+    }
+
+    /// Where the next event would go: a mark for [`Tx::emit_at`].
+    pub(crate) fn event_mark(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Appends an event at `mark` (from [`Tx::event_mark`]), before the events emitted
+    /// since: for a cause known in full only after its effects (a lever's
+    /// `campaign.changed`, which lists the refunds it gave, comes before the lock, failure
+    /// and refunds it caused).
+    pub(crate) fn emit_at(
+        &mut self,
+        mark: usize,
+        campaign: &CampaignId,
+        batch: Option<&BatchId>,
+        at: chrono::DateTime<chrono::Utc>,
+        data: EventData,
+    ) {
+        let event = NewEvent {
             campaign_id: campaign.clone(),
             batch_id: batch.cloned(),
             occurred_at: micros(at),
             data,
-        });
+        };
+        self.events.insert(mark.min(self.events.len()), event);
     }
 }
 

@@ -215,6 +215,7 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
         campaign.ok_or_else(|| campaign_not_found(id))
     };
     key.run_locked(tx, now, lock_campaign, async |tx, mut campaign| {
+        let mark = tx.event_mark();
         let (outcome, change, refunds) = match lever {
             Lever::Extend(req) => {
                 let deadline = micros(req.deadline);
@@ -266,7 +267,7 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
                 (outcome, "cancelled", refunds)
             }
         };
-        campaign_changed(tx, &outcome, change, refunds, now);
+        campaign_changed(tx, mark, &outcome, change, refunds, now);
         Ok(outcome)
     })
     .await
@@ -319,18 +320,22 @@ async fn refund_locked_batches<D: Backend>(
 }
 
 /// Tells subscribers what the lever changed (`campaign.changed`), in the lever's own
-/// transaction; a lock or failure it caused has its own event besides. `refunds` are the
-/// refunds of locked batches the change gave back (a cancel); the open batch's released
-/// deposits are in its `batch.failed`.
+/// transaction; a lock or failure it caused has its own event besides, after this one
+/// (at `mark`, taken before the lever acted: the cause, then its effects, so a receiver
+/// that reads a lock below the threshold it knows has already read the threshold lowered).
+/// `refunds` are the refunds of locked batches the change gave back (a cancel); the open
+/// batch's released deposits are in its `batch.failed`.
 fn campaign_changed<D: Backend>(
     tx: &mut Tx<'_, D>,
+    mark: usize,
     outcome: &LeverOutcome,
     change: &str,
     refunds: Vec<PreorderRef>,
     now: DateTime<Utc>,
 ) {
     let c = &outcome.campaign;
-    tx.emit(
+    tx.emit_at(
+        mark,
         &c.id,
         None,
         now,
