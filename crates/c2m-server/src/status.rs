@@ -119,6 +119,11 @@ pub fn store_status(e: StoreError) -> Status {
             tracing::error!(error = %err, "migration error");
             internal()
         }
+        // Only opening a store meets it; a call never does.
+        err @ StoreError::NewerSchema { .. } => {
+            tracing::error!(error = %err, "the database is newer than this build");
+            internal()
+        }
         StoreError::Corrupt(msg) => {
             tracing::error!(%msg, "corrupt data");
             internal()

@@ -1,4 +1,5 @@
 use c2m_domain::DomainError;
+use sqlx::migrate::Migrator;
 use thiserror::Error;
 
 /// What can go wrong in the store. The server maps these to gRPC statuses in one function;
@@ -14,6 +15,17 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer c2m: it has a migration this build does not
+    /// know. This build's statements were not written for those tables, so it opens
+    /// nothing and changes nothing (sqlx's own words, "previously applied but is missing
+    /// in the resolved migrations", do not tell an operator that the binary is the old
+    /// one; see docs/reliability.md, upgrading).
+    #[error(
+        "the database was migrated by a newer c2m: it has migration {applied}, and this c2m \
+         knows migrations up to {known}; run the newer c2m (or a later one) against it, or \
+         restore the backup taken before the upgrade"
+    )]
+    NewerSchema { applied: i64, known: i64 },
     /// Stored data broke an invariant the code relies on (a bug or manual tampering).
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -24,6 +36,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A failed migration as the store reports it: [`StoreError::NewerSchema`] where the
+    /// database has a migration `migrator` does not, else [`StoreError::Migrate`].
+    pub(crate) fn migration(e: sqlx::migrate::MigrateError, migrator: &Migrator) -> StoreError {
+        match e {
+            sqlx::migrate::MigrateError::VersionMissing(applied) => StoreError::NewerSchema {
+                applied,
+                known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+            },
+            e => StoreError::Migrate(e),
+        }
+    }
+
     /// `NotFound`: the request names a `entity` with this `id` that the store does not have.
     pub(crate) fn not_found(entity: &'static str, id: impl Into<String>) -> StoreError {
         StoreError::Domain(DomainError::NotFound {

@@ -126,7 +126,10 @@ impl PgStore {
             .test_before_acquire(false)
             .connect_with(connect)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::migration(e, &MIGRATOR))?;
         let max_group = options.max_group.clamp(1, MAX_GROUP);
         Ok(PgStore {
             writers: Arc::new(Writers::new(pool.clone(), max_group)),

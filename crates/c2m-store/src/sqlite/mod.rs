@@ -190,7 +190,10 @@ impl SqliteStore {
         create_database_file(path).await?;
         let options = connect_options(path);
         let mut writer = options.connect().await?;
-        MIGRATOR.run_direct(&mut writer).await?;
+        MIGRATOR
+            .run_direct(&mut writer)
+            .await
+            .map_err(|e| StoreError::migration(e, &MIGRATOR))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options.pragma("mmap_size", READER_MMAP_BYTES.to_string()))
