@@ -63,6 +63,7 @@ pub use ledger::{
     ledger_follows_preorders_through_lock_pay_and_forfeit,
 };
 pub use levers::{
+    an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading,
     cancel_campaign_refunds_deposits_and_balances_once,
     cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
     close_campaign_fails_the_open_batch_and_releases_every_deposit,
@@ -88,6 +89,9 @@ pub trait Fixture: Send + Sync + 'static {
     async fn replica(&self) -> Arc<dyn Store>;
     /// The batch's transition record, read past the trait.
     async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition>;
+    /// Runs `sql` on the database past the store: for upgrade cases, to leave rows as an
+    /// older c2m left them (what a migration could not fill in).
+    async fn execute_past_the_store(&self, sql: &str);
     /// Releases the database (closes connections, drops a PostgreSQL test database).
     async fn teardown(&self);
 }
@@ -161,6 +165,7 @@ macro_rules! conformance_cases {
             ship_date_changes_are_events_when_the_date_moves,
             // The merchant's levers and the forecast's input (`conformance/levers.rs`).
             extend_deadline_only_later_while_selling,
+            an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading,
             levers_that_waited_behind_the_deadline_find_the_campaign_ended,
             lower_threshold_locks_the_open_batch_at_its_tier,
             close_campaign_fails_the_open_batch_and_releases_every_deposit,
@@ -242,6 +247,13 @@ impl<S: Engine> Stores<S> {
             .await
             .expect("read transitions")
     }
+
+    /// [`Fixture::execute_past_the_store`], on a connection of the store's pool.
+    async fn execute(&self, sql: &str) {
+        use crate::dialect::Run;
+        let mut conn = self.store.readers().acquire().await.expect("a connection");
+        conn.batch(sql).await.expect("the statement past the store");
+    }
 }
 
 /// A SQLite database file in a temporary folder that is removed on teardown.
@@ -289,6 +301,10 @@ impl Fixture for SqliteFixture {
 
     async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
         self.stores.transitions(batch).await
+    }
+
+    async fn execute_past_the_store(&self, sql: &str) {
+        self.stores.execute(sql).await
     }
 
     async fn teardown(&self) {}
@@ -373,6 +389,10 @@ impl Fixture for PgFixture {
 
     async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
         self.stores.transitions(batch).await
+    }
+
+    async fn execute_past_the_store(&self, sql: &str) {
+        self.stores.execute(sql).await
     }
 
     async fn teardown(&self) {

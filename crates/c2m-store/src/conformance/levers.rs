@@ -231,6 +231,55 @@ pub async fn levers_that_waited_behind_the_deadline_find_the_campaign_ended(fx: 
     assert_eq!(cancelled.preorders_refunded, 0);
 }
 
+/// A campaign extended by a c2m from before first deadlines were kept (migration 0012) has
+/// none, and extending it again must not take its extended deadline for the first one: the
+/// forecast keeps its old reading (docs/forecast.md). The store cannot make that history
+/// through its trait, so the case extends once and then clears the column, as such a c2m
+/// left it.
+pub async fn an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading(
+    fx: Arc<dyn Fixture>,
+) {
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    let once = c.terms.deadline + Duration::days(10);
+    store
+        .pull_lever(&extend(&c.id, once), lever_at())
+        .await
+        .expect("extend");
+    fx.execute_past_the_store(&format!(
+        "UPDATE campaigns SET first_deadline = NULL WHERE id = '{}'",
+        c.id.as_str()
+    ))
+    .await;
+    let twice = once + Duration::days(10);
+    store
+        .pull_lever(&extend(&c.id, twice), lever_at())
+        .await
+        .expect("extend again");
+    let h = store
+        .forecast_input(&c.id, lever_at())
+        .await
+        .expect("input")
+        .history;
+    assert_eq!((h.deadline, h.first_deadline), (twice, None));
+
+    // A campaign never extended still keeps its first deadline from its first extension.
+    let d = create(&*store, spec(10, None)).await;
+    store
+        .pull_lever(&extend(&d.id, once), lever_at())
+        .await
+        .expect("extend the other");
+    let h = store
+        .forecast_input(&d.id, lever_at())
+        .await
+        .expect("input")
+        .history;
+    assert_eq!(
+        (h.deadline, h.first_deadline),
+        (once, Some(d.terms.deadline))
+    );
+}
+
 /// Lowering the threshold below the open batch's units locks it at once, in the same
 /// transaction, at the ladder tier its units reached, capturing every deposit; raising it
 /// is refused and writes nothing.

@@ -109,8 +109,16 @@ impl<D: Backend> Tx<'_, D> {
         deadline: DateTime<Utc>,
     ) -> Result<()> {
         // The first deadline is kept for the forecast's prior pace (migration 0012); the
-        // right-hand sides read the row as it was.
-        let sql = "UPDATE campaigns SET first_deadline = COALESCE(first_deadline, deadline), \
+        // right-hand sides read the row as it was. A campaign extended before that column
+        // existed has none and a `deadline_extended` event (every extension has one, and
+        // this one's is not written yet): its deadline is not its first, so it keeps none
+        // (the forecast's old reading, docs/forecast.md) rather than taking an extended
+        // deadline for the first.
+        let sql = "UPDATE campaigns SET first_deadline = COALESCE(first_deadline, \
+                   CASE WHEN EXISTS (SELECT 1 FROM events WHERE campaign_id = $1 \
+                   AND kind = 'campaign.changed' \
+                   AND data LIKE '%\"change\":\"deadline_extended\"%') \
+                   THEN NULL ELSE deadline END), \
                    deadline = $2 WHERE id = $1";
         self.update_campaign(sql, campaign, deadline, "vanished")
             .await
