@@ -295,3 +295,68 @@ fn a_standard_output_that_cannot_be_written_is_said_not_panicked() {
     server.wait().ok();
     assert!(warned && running, "serve said: {said}");
 }
+
+/// Runs one statement on the SQLite store in `dir`, past c2m: what another c2m left.
+fn sqlite_sql(dir: &Path, sql: &str) -> Vec<i64> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c2m_store::conformance::sqlite_past_the_store(
+        &dir.join("c2m.db"),
+        sql,
+    ))
+}
+
+/// `c2m token` on a store an older c2m made (and may be serving) refuses, naming both
+/// migration numbers, and changes nothing: it opened the store, which applied this build's
+/// migrations under the running server, and that server could not start on it again (QA
+/// pass eight). A store a newer c2m migrated is refused naming the newer c2m.
+#[test]
+fn a_token_command_neither_upgrades_an_older_store_nor_opens_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    sqlite_store(dir.path());
+    let applied = "SELECT version FROM _sqlx_migrations ORDER BY version";
+    let mut versions = sqlite_sql(dir.path(), applied);
+    let known = versions.pop().expect("migrations");
+    let older = *versions.last().expect("more than one migration");
+    // As the c2m before this build's newest migration left the store.
+    sqlite_sql(
+        dir.path(),
+        &format!("DELETE FROM _sqlx_migrations WHERE version = {known} RETURNING version"),
+    );
+    for args in [
+        &["token", "list"][..],
+        &["token", "create", "--role", "admin"][..],
+        &["token", "revoke", "0123456789abcdef"][..],
+    ] {
+        let out = c2m(args, dir.path());
+        refused(&out, "was made by an older c2m");
+        refused(
+            &out,
+            &format!("it has migrations up to {older}; this c2m's go up to {known}"),
+        );
+    }
+    assert_eq!(
+        sqlite_sql(dir.path(), applied),
+        versions,
+        "nothing upgraded"
+    );
+    assert_eq!(
+        sqlite_sql(dir.path(), "SELECT COUNT(*) FROM api_tokens"),
+        [0],
+        "no token stored"
+    );
+
+    // As a newer c2m left a store: one migration more than this build has.
+    let newer = tempfile::tempdir().unwrap();
+    sqlite_store(newer.path());
+    sqlite_sql(
+        newer.path(),
+        "INSERT INTO _sqlx_migrations \
+         (version, description, installed_on, success, checksum, execution_time) \
+         VALUES (9999, 'newer', CURRENT_TIMESTAMP, 1, X'00', 1) RETURNING version",
+    );
+    let out = c2m(&["token", "list"], newer.path());
+    refused(
+        &out,
+        "the database was migrated by a newer c2m: it has migration 9999",
+    );
+}

@@ -85,7 +85,22 @@ impl StoreArgs {
                 }
             }
         }
-        Ok(c2m_store::open(&self.url()).await?)
+        // Opening migrates: on a store an older c2m serves, that would upgrade it under
+        // the running server, which then could not start on it again (QA pass eight).
+        let url = self.url();
+        let schema = c2m_store::schema(&url).await?;
+        if schema.applied < schema.known {
+            anyhow::bail!(
+                "the store at {} was made by an older c2m (it has migrations up to {}; this \
+                 c2m's go up to {}): `c2m token` does not upgrade a store, since a server of \
+                 the older c2m could not start on it again; use the c2m that serves it, or \
+                 start this c2m's `serve` on it first to upgrade it (docs/upgrading.md)",
+                crate::app::redact(&url),
+                schema.applied,
+                schema.known
+            );
+        }
+        Ok(c2m_store::open(&url).await?)
     }
 }
 

@@ -74,6 +74,7 @@ pub use levers::{
 };
 pub use purchasing::{
     a_promise_gives_due_dates_and_plans_give_ship_dates,
+    an_older_promise_before_the_balance_is_due_moves_after_it,
     changes_sent_to_two_replicas_at_once_answer_as_the_first,
     purchase_orders_are_received_once_and_return_on_rejection,
     receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
@@ -186,6 +187,7 @@ macro_rules! conformance_cases {
             a_material_a_rejectable_work_order_takes_from_stock_stays,
             // The promise and purchase orders (`conformance/purchasing.rs`).
             a_promise_gives_due_dates_and_plans_give_ship_dates,
+            an_older_promise_before_the_balance_is_due_moves_after_it,
             purchase_orders_are_received_once_and_return_on_rejection,
             receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
             changes_sent_to_two_replicas_at_once_answer_as_the_first,
@@ -308,6 +310,24 @@ impl Fixture for SqliteFixture {
     }
 
     async fn teardown(&self) {}
+}
+
+/// Runs one statement on the SQLite database at `path`, past the store (for tests that
+/// leave a store as another c2m left it), and returns the first column of its rows, as
+/// integers.
+pub async fn sqlite_past_the_store(path: &std::path::Path, sql: &str) -> Vec<i64> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .expect("connect");
+    let rows: Vec<(i64,)> = sqlx::query_as(sql)
+        .fetch_all(&mut conn)
+        .await
+        .expect("statement");
+    conn.close().await.expect("close");
+    rows.into_iter().map(|(v,)| v).collect()
 }
 
 /// The PostgreSQL server the PostgreSQL tests may create databases on

@@ -19,7 +19,7 @@ pub enum StoreError {
     /// know. This build's statements were not written for those tables, so it opens
     /// nothing and changes nothing (sqlx's own words, "previously applied but is missing
     /// in the resolved migrations", do not tell an operator that the binary is the old
-    /// one; see docs/reliability.md, upgrading).
+    /// one; see docs/upgrading.md).
     #[error(
         "the database was migrated by a newer c2m: it has migration {applied}, and this c2m \
          knows migrations up to {known}; run the newer c2m (or a later one) against it, or \

@@ -433,6 +433,49 @@ pub async fn store_exists(url: &str) -> Result<bool> {
     }
 }
 
+/// Which migrations a store has, against those this build has. [`open`] applies what is
+/// missing (and refuses a store with a migration this build lacks,
+/// [`StoreError::NewerSchema`]); `c2m token` opens a store only when the two agree, so that
+/// it never upgrades a store under a running server of an older c2m, which could not
+/// start on it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
+    /// The newest migration applied to the store (0: none).
+    pub applied: i64,
+    /// The newest migration this build has.
+    pub known: i64,
+}
+
+impl Schema {
+    fn newest(migrator: &sqlx::migrate::Migrator) -> i64 {
+        migrator.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// The newest migration sqlx recorded as applied on `conn` (both databases keep its
+    /// table alike; no table: none).
+    async fn applied<'c, DB, E>(conn: E) -> Result<i64>
+    where
+        DB: sqlx::Database,
+        E: sqlx::Executor<'c, Database = DB>,
+        for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+        for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
+    {
+        let sql = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let (applied,): (i64,) = sqlx::query_as(sql).fetch_one(conn).await?;
+        Ok(applied)
+    }
+}
+
+/// The [`Schema`] of the store at `url`; creates and migrates nothing (see
+/// [`store_exists`] first: a missing store is an error here).
+pub async fn schema(url: &str) -> Result<Schema> {
+    check_url(url).map_err(|e| StoreError::Database(sqlx::Error::Configuration(e.into())))?;
+    match sqlite_path(url) {
+        Some(path) => sqlite::schema(&path).await,
+        None => postgres::schema(url).await,
+    }
+}
+
 /// The SQLite database file [`open`] opens for `url`; `None` for PostgreSQL. The server
 /// locks it so that one process serves it (`c2m_server::store_lock`).
 pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {

@@ -37,6 +37,11 @@ fn assert_newer_schema(err: StoreError, known: i64) {
     }
 }
 
+/// What `c2m_store::schema` says of a store: its newest migration against this build's.
+fn schema(applied: i64, known: i64) -> c2m_store::Schema {
+    c2m_store::Schema { applied, known }
+}
+
 #[tokio::test]
 async fn sqlite_refuses_a_database_a_newer_c2m_migrated() {
     use sqlx::Connection;
@@ -48,6 +53,9 @@ async fn sqlite_refuses_a_database_a_newer_c2m_migrated() {
         .close()
         .await;
     let url = format!("sqlite://{}", path.display());
+    let latest = latest_migration("sqlite");
+    let read = || async { c2m_store::schema(&url).await.expect("schema") };
+    assert_eq!(read().await, schema(latest, latest));
     let mut conn = sqlx::SqliteConnection::connect(&url)
         .await
         .expect("connect");
@@ -57,12 +65,13 @@ async fn sqlite_refuses_a_database_a_newer_c2m_migrated() {
         .await
         .expect("insert");
     conn.close().await.expect("close");
+    assert_eq!(read().await, schema(9999, latest));
 
     let err = match c2m_store::sqlite::SqliteStore::open(&path).await {
         Ok(_) => panic!("an older c2m opened a newer database"),
         Err(e) => e,
     };
-    assert_newer_schema(err, latest_migration("sqlite"));
+    assert_newer_schema(err, latest);
 }
 
 #[tokio::test]
@@ -78,6 +87,7 @@ async fn postgres_refuses_a_database_a_newer_c2m_migrated() {
             .expect("a fresh store")
             .close()
             .await;
+        let before = c2m_store::schema(&url).await.expect("schema");
         let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
         sqlx::query(FUTURE)
             .bind(vec![0u8])
@@ -85,13 +95,19 @@ async fn postgres_refuses_a_database_a_newer_c2m_migrated() {
             .await
             .expect("insert");
         conn.close().await.expect("close");
-        c2m_store::postgres::PgStore::connect(&url).await
+        let after = c2m_store::schema(&url).await.expect("schema");
+        let opened = c2m_store::postgres::PgStore::connect(&url).await;
+        (before, after, opened)
     }
     .await;
     c2m_store::conformance::drop_pg_database(&admin, &url).await;
-    let err = match outcome {
+    let (before, after, opened) = outcome;
+    let latest = latest_migration("postgres");
+    assert_eq!(before, schema(latest, latest));
+    assert_eq!(after, schema(9999, latest));
+    let err = match opened {
         Ok(_) => panic!("an older c2m opened a newer database"),
         Err(e) => e,
     };
-    assert_newer_schema(err, latest_migration("postgres"));
+    assert_newer_schema(err, latest);
 }

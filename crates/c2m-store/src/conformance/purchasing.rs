@@ -116,6 +116,57 @@ pub async fn a_promise_gives_due_dates_and_plans_give_ship_dates(fx: Arc<dyn Fix
     );
 }
 
+/// Campaigns created before the promise (migration 0009) were given 42 days whatever their
+/// balance window: with a window of 50 days, promised to ship 8 days before a balance was
+/// due (QA pass eight). Migration 0014 gives exactly those campaigns the promise the rule
+/// gives a campaign without one (the window plus 28 days: 78), and leaves a promise that
+/// could be kept as it was. The case leaves two campaigns as such a c2m left them, then
+/// opens the store again with the migration to run.
+pub async fn an_older_promise_before_the_balance_is_due_moves_after_it(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let day = 86_400;
+    let mut s = spec(5, None);
+    s.balance_window_secs = Some(50 * day);
+    let long = create(&*store, s).await;
+    assert_eq!(long.terms.ships_within_days, 78, "the rule today");
+    let mut s = spec(5, None);
+    s.balance_window_secs = Some(20 * day);
+    s.ships_within_days = Some(42);
+    let kept = create(&*store, s).await;
+    let mut s = spec(5, None);
+    s.balance_window_secs = Some(41 * day + 1);
+    s.ships_within_days = Some(43);
+    let tight = create(&*store, s).await;
+    let full_price = create(&*store, {
+        let mut s = spec(5, None);
+        s.deposit = s.unit_price;
+        s.ships_within_days = Some(10);
+        s
+    })
+    .await;
+    // As a c2m before migration 0009 left them (its default, 42 days), and as if
+    // migration 0014 had not run yet.
+    fx.execute_past_the_store(&format!(
+        "UPDATE campaigns SET ships_within_days = 42 WHERE id IN ('{}', '{}'); \
+         DELETE FROM _sqlx_migrations WHERE version = 14",
+        long.id.as_str(),
+        tight.id.as_str()
+    ))
+    .await;
+    let promise = |store: Arc<dyn Store>, id: crate::CampaignId| async move {
+        let c = store.get_campaign(&id).await.expect("campaign");
+        c.campaign.terms.ships_within_days
+    };
+    assert_eq!(promise(store.clone(), long.id.clone()).await, 42);
+
+    let upgraded = fx.replica().await;
+    assert_eq!(promise(upgraded.clone(), long.id.clone()).await, 50 + 28);
+    assert_eq!(promise(upgraded.clone(), kept.id.clone()).await, 42);
+    // 41 days and a second is 42 whole days: 42 was not longer, so 42 + 28.
+    assert_eq!(promise(upgraded.clone(), tight.id.clone()).await, 42 + 28);
+    assert_eq!(promise(upgraded, full_price.id.clone()).await, 10);
+}
+
 pub async fn purchase_orders_are_received_once_and_return_on_rejection(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     use_sample_catalogue(&*store).await;

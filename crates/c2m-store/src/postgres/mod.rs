@@ -208,6 +208,19 @@ pub async fn store_exists(url: &str) -> Result<bool> {
     Ok(exists)
 }
 
+/// The store's [`crate::Schema`]: the newest migration applied and the newest this build
+/// has. Creates and migrates nothing.
+pub async fn schema(url: &str) -> Result<crate::Schema> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(&connect_options(url)?).await?;
+    let applied = crate::Schema::applied(&mut conn).await;
+    let _ = conn.close().await;
+    Ok(crate::Schema {
+        applied: applied?,
+        known: crate::Schema::newest(&MIGRATOR),
+    })
+}
+
 /// The session settings of every connection (the probe uses them too):
 ///
 /// - `idle_in_transaction_session_timeout`: a replica that stalls inside a transaction

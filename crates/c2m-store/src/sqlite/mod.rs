@@ -89,6 +89,24 @@ pub struct SqliteStore {
 }
 
 /// The connection settings every connection to the file uses (the probe uses them too).
+/// The store's [`crate::Schema`]: the newest migration applied and the newest this build
+/// has. Opens the file read-only: creates and migrates nothing.
+pub async fn schema(path: &Path) -> Result<crate::Schema> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .connect()
+        .await?;
+    let applied = crate::Schema::applied(&mut conn).await;
+    let _ = conn.close().await;
+    Ok(crate::Schema {
+        applied: applied?,
+        known: crate::Schema::newest(&MIGRATOR),
+    })
+}
+
 pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
