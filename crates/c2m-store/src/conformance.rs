@@ -90,9 +90,13 @@ pub trait Fixture: Send + Sync + 'static {
     async fn replica(&self) -> Arc<dyn Store>;
     /// The batch's transition record, read past the trait.
     async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition>;
-    /// Runs `sql` on the database past the store: for upgrade cases, to leave rows as an
-    /// older c2m left them (what a migration could not fill in).
-    async fn execute_past_the_store(&self, sql: &str);
+    /// The database's URL, for reads and writes past the store.
+    fn database_url(&self) -> String;
+    /// Runs `sql` (one statement or several) on the database past the store: for upgrade
+    /// cases, to leave rows as an older c2m left them (what a migration could not fill in).
+    async fn execute_past_the_store(&self, sql: &str) {
+        run_script(&self.database_url(), sql).await
+    }
     /// Releases the database (closes connections, drops a PostgreSQL test database).
     async fn teardown(&self);
 }
@@ -249,13 +253,6 @@ impl<S: Engine> Stores<S> {
             .await
             .expect("read transitions")
     }
-
-    /// [`Fixture::execute_past_the_store`], on a connection of the store's pool.
-    async fn execute(&self, sql: &str) {
-        use crate::dialect::Run;
-        let mut conn = self.store.readers().acquire().await.expect("a connection");
-        conn.batch(sql).await.expect("the statement past the store");
-    }
 }
 
 /// A SQLite database file in a temporary folder that is removed on teardown.
@@ -294,6 +291,10 @@ impl Fixture for SqliteFixture {
         self.stores.store.clone()
     }
 
+    fn database_url(&self) -> String {
+        format!("sqlite://{}", Self::file(&self.dir).display())
+    }
+
     async fn replica(&self) -> Arc<dyn Store> {
         let replica = SqliteStore::open_with(&Self::file(&self.dir), self.options)
             .await
@@ -303,10 +304,6 @@ impl Fixture for SqliteFixture {
 
     async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
         self.stores.transitions(batch).await
-    }
-
-    async fn execute_past_the_store(&self, sql: &str) {
-        self.stores.execute(sql).await
     }
 
     async fn teardown(&self) {}
@@ -328,6 +325,83 @@ pub async fn sqlite_past_the_store(path: &std::path::Path, sql: &str) -> Vec<i64
         .expect("statement");
     conn.close().await.expect("close");
     rows.into_iter().map(|(v,)| v).collect()
+}
+
+/// Runs a script of many statements (a dump an older c2m's store was saved as) on the
+/// database at `url`, past the store: SQLite creates the file; PostgreSQL needs the
+/// database to exist (see [`fresh_pg_database`]).
+pub async fn run_script(url: &str, script: &str) {
+    use sqlx::{ConnectOptions, Connection};
+    // Each backend's connection on its own, and `Executor::execute` rather than `raw_sql`:
+    // [`Fixture::execute_past_the_store`] needs a `Send` future, which the compiler cannot
+    // show for every lifetime of a function generic over the connection, nor of `raw_sql`.
+    let done = match crate::sqlite_path(url) {
+        Some(path) => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut conn = options
+                .create_if_missing(true)
+                .connect()
+                .await
+                .expect("connect");
+            let done = sqlx::Executor::execute(&mut conn, script).await.map(drop);
+            conn.close().await.expect("close");
+            done
+        }
+        None => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            let done = sqlx::Executor::execute(&mut conn, script).await.map(drop);
+            conn.close().await.expect("close");
+            done
+        }
+    };
+    done.expect("the script");
+}
+
+/// Every table of the database at `url` (sqlx's own and SQLite's included) with its number
+/// of rows, read past the store.
+pub async fn table_rows(url: &str) -> std::collections::BTreeMap<String, i64> {
+    use sqlx::{ConnectOptions, Connection};
+    match crate::sqlite_path(url) {
+        Some(path) => {
+            let conn = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .connect()
+                .await
+                .expect("connect");
+            count_rows(conn, "SELECT name FROM sqlite_master WHERE type = 'table'").await
+        }
+        None => {
+            let conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            let tables = "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'";
+            count_rows(conn, tables).await
+        }
+    }
+}
+
+/// [`table_rows`] on one connection of either backend: `tables` names the tables.
+async fn count_rows<C>(mut conn: C, tables: &str) -> std::collections::BTreeMap<String, i64>
+where
+    C: sqlx::Connection,
+    for<'e> &'e mut C: sqlx::Executor<'e, Database = C::Database>,
+    for<'q> <C::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, C::Database>,
+    for<'r> (String,): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+    for<'r> (i64,): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+{
+    let names: Vec<(String,)> = sqlx::query_as(tables)
+        .fetch_all(&mut conn)
+        .await
+        .expect("tables");
+    let mut rows = std::collections::BTreeMap::new();
+    for (name,) in names {
+        let sql = format!("SELECT COUNT(*) FROM \"{name}\"");
+        let (n,): (i64,) = sqlx::query_as(&sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        rows.insert(name, n);
+    }
+    conn.close().await.expect("close");
+    rows
 }
 
 /// The PostgreSQL server the PostgreSQL tests may create databases on
@@ -400,6 +474,10 @@ impl Fixture for PgFixture {
         self.stores.store.clone()
     }
 
+    fn database_url(&self) -> String {
+        self.url.clone()
+    }
+
     async fn replica(&self) -> Arc<dyn Store> {
         let replica = PgStore::connect_with_pool_size(&self.url, TEST_POOL_SIZE)
             .await
@@ -409,10 +487,6 @@ impl Fixture for PgFixture {
 
     async fn transitions(&self, batch: &BatchId) -> Vec<BatchTransition> {
         self.stores.transitions(batch).await
-    }
-
-    async fn execute_past_the_store(&self, sql: &str) {
-        self.stores.execute(sql).await
     }
 
     async fn teardown(&self) {

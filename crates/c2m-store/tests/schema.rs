@@ -21,10 +21,11 @@ fn latest_migration(backend: &str) -> i64 {
         .expect("at least one migration")
 }
 
-/// What a newer c2m leaves in sqlx's table: one more migration, applied.
+/// What a newer c2m leaves in sqlx's table: one more migration, applied (`CHECKSUM`: a
+/// byte string in the backend's SQL).
 const FUTURE: &str = "INSERT INTO _sqlx_migrations \
      (version, description, installed_on, success, checksum, execution_time) \
-     VALUES (9999, 'from a newer c2m', CURRENT_TIMESTAMP, TRUE, $1, 1)";
+     VALUES (9999, 'from a newer c2m', CURRENT_TIMESTAMP, TRUE, CHECKSUM, 1)";
 
 fn assert_newer_schema(err: StoreError, known: i64) {
     match &err {
@@ -37,77 +38,48 @@ fn assert_newer_schema(err: StoreError, known: i64) {
     }
 }
 
-/// What `c2m_store::schema` says of a store: its newest migration against this build's.
-fn schema(applied: i64, known: i64) -> c2m_store::Schema {
-    c2m_store::Schema { applied, known }
+/// A store made at `url`, then given a migration this build lacks: `c2m_store::schema`
+/// says so, and opening it is refused by name.
+async fn a_newer_database_is_refused(url: String, backend: &str, checksum: &str) {
+    drop(c2m_store::open(&url).await.expect("a fresh store"));
+    let latest = latest_migration(backend);
+    let schema = |applied| c2m_store::Schema {
+        applied,
+        known: latest,
+    };
+    let read = || async { c2m_store::schema(&url).await.expect("schema") };
+    assert_eq!(read().await, schema(latest));
+    let future = FUTURE.replace("CHECKSUM", checksum);
+    c2m_store::conformance::run_script(&url, &future).await;
+    assert_eq!(read().await, schema(9999));
+    let err = match c2m_store::open(&url).await {
+        Ok(_) => panic!("an older c2m opened a newer database"),
+        Err(e) => e,
+    };
+    assert_newer_schema(err, latest);
 }
 
 #[tokio::test]
 async fn sqlite_refuses_a_database_a_newer_c2m_migrated() {
-    use sqlx::Connection;
     let dir = tempfile::tempdir().expect("temporary folder");
-    let path = dir.path().join("c2m.db");
-    c2m_store::sqlite::SqliteStore::open(&path)
-        .await
-        .expect("a fresh store")
-        .close()
-        .await;
-    let url = format!("sqlite://{}", path.display());
-    let latest = latest_migration("sqlite");
-    let read = || async { c2m_store::schema(&url).await.expect("schema") };
-    assert_eq!(read().await, schema(latest, latest));
-    let mut conn = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("connect");
-    sqlx::query(FUTURE)
-        .bind(vec![0u8])
-        .execute(&mut conn)
-        .await
-        .expect("insert");
-    conn.close().await.expect("close");
-    assert_eq!(read().await, schema(9999, latest));
-
-    let err = match c2m_store::sqlite::SqliteStore::open(&path).await {
-        Ok(_) => panic!("an older c2m opened a newer database"),
-        Err(e) => e,
-    };
-    assert_newer_schema(err, latest);
+    let url = format!("sqlite://{}", dir.path().join("c2m.db").display());
+    a_newer_database_is_refused(url, "sqlite", "X'00'").await;
 }
 
 #[tokio::test]
 async fn postgres_refuses_a_database_a_newer_c2m_migrated() {
-    use sqlx::Connection;
     let Some(admin) = c2m_store::conformance::test_database_url() else {
         return;
     };
     let url = c2m_store::conformance::fresh_pg_database(&admin).await;
-    let outcome = async {
-        c2m_store::postgres::PgStore::connect(&url)
-            .await
-            .expect("a fresh store")
-            .close()
-            .await;
-        let before = c2m_store::schema(&url).await.expect("schema");
-        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-        sqlx::query(FUTURE)
-            .bind(vec![0u8])
-            .execute(&mut conn)
-            .await
-            .expect("insert");
-        conn.close().await.expect("close");
-        let after = c2m_store::schema(&url).await.expect("schema");
-        let opened = c2m_store::postgres::PgStore::connect(&url).await;
-        (before, after, opened)
-    }
-    .await;
+    let case = tokio::spawn(a_newer_database_is_refused(
+        url.clone(),
+        "postgres",
+        "'\\x00'::bytea",
+    ));
+    let outcome = case.await;
     c2m_store::conformance::drop_pg_database(&admin, &url).await;
-    let (before, after, opened) = outcome;
-    let latest = latest_migration("postgres");
-    assert_eq!(before, schema(latest, latest));
-    assert_eq!(after, schema(9999, latest));
-    let err = match opened {
-        Ok(_) => panic!("an older c2m opened a newer database"),
-        Err(e) => e,
-    };
-    assert_newer_schema(err, latest);
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

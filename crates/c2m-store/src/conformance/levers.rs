@@ -251,31 +251,25 @@ pub async fn an_extension_of_a_campaign_extended_before_first_deadlines_keeps_th
         c.id.as_str()
     ))
     .await;
+    // The deadline and the first deadline the forecast reads after extending to `to`.
+    let extended = |id: CampaignId, to| {
+        let store = store.clone();
+        async move {
+            store
+                .pull_lever(&extend(&id, to), lever_at())
+                .await
+                .expect("extend");
+            let h = store.forecast_input(&id, lever_at()).await.expect("input");
+            (h.history.deadline, h.history.first_deadline)
+        }
+    };
     let twice = once + Duration::days(10);
-    store
-        .pull_lever(&extend(&c.id, twice), lever_at())
-        .await
-        .expect("extend again");
-    let h = store
-        .forecast_input(&c.id, lever_at())
-        .await
-        .expect("input")
-        .history;
-    assert_eq!((h.deadline, h.first_deadline), (twice, None));
+    assert_eq!(extended(c.id.clone(), twice).await, (twice, None));
 
     // A campaign never extended still keeps its first deadline from its first extension.
     let d = create(&*store, spec(10, None)).await;
-    store
-        .pull_lever(&extend(&d.id, once), lever_at())
-        .await
-        .expect("extend the other");
-    let h = store
-        .forecast_input(&d.id, lever_at())
-        .await
-        .expect("input")
-        .history;
     assert_eq!(
-        (h.deadline, h.first_deadline),
+        extended(d.id.clone(), once).await,
         (once, Some(d.terms.deadline))
     );
 }
