@@ -327,6 +327,30 @@ pub async fn sqlite_past_the_store(path: &std::path::Path, sql: &str) -> Vec<i64
     rows.into_iter().map(|(v,)| v).collect()
 }
 
+/// Every migration this build applies, one line each as `migrations/released.txt` keeps
+/// them: the backend, the version, the description and the SHA-384 of its SQL as sqlx
+/// records it in a store. A store that applied a migration refuses a build whose copy of
+/// it differs (sqlx: "previously applied but has been modified"), so a released migration
+/// must never change: `tests/migrations.rs` holds the tree to that.
+pub fn migration_lines() -> Vec<String> {
+    let backends = [
+        ("sqlite", &crate::sqlite::MIGRATOR),
+        ("postgres", &crate::postgres::MIGRATOR),
+    ];
+    let mut lines = Vec::new();
+    for (backend, migrator) in backends {
+        for m in migrator.iter() {
+            let sum: String = m.checksum.iter().map(|b| format!("{b:02x}")).collect();
+            lines.push(format!(
+                "{backend} {:04} {} {sum}",
+                m.version,
+                m.description.replace(' ', "_")
+            ));
+        }
+    }
+    lines
+}
+
 /// Runs a script of many statements (a dump an older c2m's store was saved as) on the
 /// database at `url`, past the store: SQLite creates the file; PostgreSQL needs the
 /// database to exist (see [`fresh_pg_database`]).

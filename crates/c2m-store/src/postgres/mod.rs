@@ -55,7 +55,7 @@ pub use crate::writer::{WriterStats, ATTEMPTS};
 use crate::Result;
 use crate::{BatchTransition, StoreError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// Connections per store (per replica). PostgreSQL's default limit is 100 in all.
 pub const DEFAULT_POOL_SIZE: u32 = 10;

@@ -45,7 +45,7 @@ use crate::writer::{writer_gone, Counters, Job, Op, Queued};
 use crate::Result;
 use crate::{BatchTransition, StoreError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
