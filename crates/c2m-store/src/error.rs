@@ -42,7 +42,7 @@ impl StoreError {
         match e {
             sqlx::migrate::MigrateError::VersionMissing(applied) => StoreError::NewerSchema {
                 applied,
-                known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+                known: crate::Schema::newest(migrator),
             },
             e => StoreError::Migrate(e),
         }

@@ -447,7 +447,8 @@ pub struct Schema {
 }
 
 impl Schema {
-    fn newest(migrator: &sqlx::migrate::Migrator) -> i64 {
+    /// The newest migration `migrator` has.
+    pub(crate) fn newest(migrator: &sqlx::migrate::Migrator) -> i64 {
         migrator.iter().map(|m| m.version).max().unwrap_or(0)
     }
 

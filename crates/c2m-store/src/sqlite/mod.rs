@@ -88,7 +88,6 @@ pub struct SqliteStore {
     base: Base<Sqlite>,
 }
 
-/// The connection settings every connection to the file uses (the probe uses them too).
 /// The store's [`crate::Schema`]: the newest migration applied and the newest this build
 /// has. Opens the file read-only: creates and migrates nothing.
 pub async fn schema(path: &Path) -> Result<crate::Schema> {
@@ -107,6 +106,7 @@ pub async fn schema(path: &Path) -> Result<crate::Schema> {
     })
 }
 
+/// The connection settings every connection to the file uses (the probe uses them too).
 pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
