@@ -1,12 +1,14 @@
 //! A store written by an older c2m, opened by this one: nothing it wrote is lost or changed,
-//! and work goes on. The stores were made by the real binary of commit 18c2971 (migrations
-//! 0001-0005, before events, levers and the promise) through its gRPC API and saved as SQL
-//! text; `tests/fixtures/upgrade-18c2971/README.md` says what they hold and how they were
-//! made, and `manifest.json` what the old server answered about them. Each case loads a
-//! store into a fresh database, opens it (which applies every later migration) and compares
-//! with what the old server said: the tables' rows, each campaign's progress and batches,
-//! each campaign's money, the tokens, the planning queue and the factories' positions. Then
-//! it places orders that lock an old open batch and reads the ledger's audit again.
+//! and work goes on. The stores were made by the real binaries of two older commits through
+//! their gRPC API and saved as SQL text: 18c2971 (migrations 0001-0005, before events,
+//! levers and the promise) and 67dad10 (0001-0012: events, webhooks, levers, the promise,
+//! purchase orders, factory streams). `tests/fixtures/upgrade-<commit>/README.md` says what
+//! each holds and how it was made, and `manifest.json` what the old server answered about
+//! it. Each case loads a store into a fresh database, opens it (which applies every later
+//! migration) and compares with what the old server said: the tables' rows, each
+//! campaign's progress and batches, each campaign's money, the tokens, the planning queue,
+//! the plan, the factories' positions and the events. Then it places orders that lock an
+//! old open batch and reads the ledger's audit again.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +92,7 @@ async fn upgrade(url: String, commit: &'static str, store: &'static str) {
     money_reads_as_before(&*store, &m).await;
     tokens_read_as_before(&*store, &m).await;
     planning_and_factories_go_on(&*store, &m).await;
+    events_read_as_before(&*store, &m).await;
     an_old_open_batch_locks(store.clone(), &m).await;
 }
 
@@ -281,6 +284,34 @@ async fn planning_and_factories_go_on(store: &dyn Store, m: &Value) {
     assert_eq!((zs.last_seq, zs.acked_seq), (1, 0));
 }
 
+/// Every event the old c2m wrote (stores from after migration 0007) reads back in this
+/// build's types, numbered as before: a stream or webhook resuming after the upgrade gets
+/// them as they were.
+async fn events_read_as_before(store: &dyn Store, m: &Value) {
+    let Some(old) = m.get("events") else {
+        return; // before events existed
+    };
+    let mut kinds: BTreeMap<String, i64> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = store.list_events(after, None, 100).await.expect("events");
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            *kinds.entry(e.data.kind().to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(after, int(&old["last_seq"]), "the last event's number");
+    assert_eq!(store.last_event_seq().await.expect("last"), after);
+    let want: BTreeMap<String, i64> = old["kinds"]
+        .as_object()
+        .expect("kinds")
+        .iter()
+        .map(|(k, n)| (k.clone(), int(n)))
+        .collect();
+    assert_eq!(kinds, want, "events by kind");
+}
+
 /// Orders into the old open batch (deadline 2099) are pooled with the old ones and lock it
 /// at its threshold; the ledger still balances.
 async fn an_old_open_batch_locks(store: Arc<dyn Store>, m: &Value) {
@@ -355,4 +386,14 @@ async fn a_sqlite_store_of_18c2971_upgrades_without_losing_anything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_store_of_18c2971_upgrades_without_losing_anything() {
     postgres_store_of("18c2971").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_of_67dad10_upgrades_without_losing_anything() {
+    sqlite_store_of("67dad10").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_store_of_67dad10_upgrades_without_losing_anything() {
+    postgres_store_of("67dad10").await;
 }
