@@ -99,14 +99,14 @@ async fn worker(
         match store.claim_endpoint(&owner, now, now + lease).await {
             Ok(Some(claim)) => {
                 let id = claim.endpoint.id.clone();
-                match deliver(&*store, &*clock, &client, &settings, lease, claim).await {
+                match deliver(&*store, &*clock, &client, &settings, lease, &claim).await {
                     Ok(Some(retry_at)) => {
                         next_retry = Some(next_retry.map_or(retry_at, |r| r.min(retry_at)));
                     }
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(endpoint = %id, error = %e, "webhook delivery interrupted");
-                        let _ = store.release_endpoint(&id, &owner).await;
+                        let _ = store.release_endpoint(&claim).await;
                     }
                 }
                 continue;
@@ -138,7 +138,7 @@ async fn deliver(
     client: &HttpClient,
     settings: &WorkerSettings,
     lease: chrono::Duration,
-    claim: Claim,
+    claim: &Claim,
 ) -> Result<Option<DateTime<Utc>>, c2m_store::StoreError> {
     let Claim {
         endpoint,
@@ -151,7 +151,7 @@ async fn deliver(
     loop {
         let events = store.list_events(cursor, None, EVENTS_PAGE).await?;
         if events.is_empty() {
-            store.release_endpoint(&endpoint.id, &owner).await?;
+            store.release_endpoint(claim).await?;
             return Ok(None);
         }
         let mut skipped = None;
@@ -162,7 +162,7 @@ async fn deliver(
             }
             if let Some(seq) = skipped.take() {
                 let until = clock.now() + lease;
-                if !store.skip_events(&endpoint.id, &owner, seq, until).await? {
+                if !store.skip_events(claim, seq, until).await? {
                     return Ok(None);
                 }
             }
@@ -231,7 +231,7 @@ async fn deliver(
         }
         if let Some(seq) = skipped {
             let until = clock.now() + lease;
-            if !store.skip_events(&endpoint.id, &owner, seq, until).await? {
+            if !store.skip_events(claim, seq, until).await? {
                 return Ok(None);
             }
             cursor = seq;

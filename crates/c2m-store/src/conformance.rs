@@ -2674,7 +2674,7 @@ async fn batch_production(store: &dyn Store, batches: &[&Batch]) -> Vec<crate::B
 /// claims made at once through both stores each get their own number, the highest being
 /// the one that stands.
 pub async fn a_factory_stream_claim_replaces_the_older_on_every_replica(fx: Arc<dyn Fixture>) {
-    use crate::StreamPage;
+    use crate::{StreamClaim, StreamPage};
     let store = fx.store();
     let replica = fx.replica().await;
     use_sample_catalogue(&*store).await;
@@ -2685,13 +2685,9 @@ pub async fn a_factory_stream_claim_replaces_the_older_on_every_replica(fx: Arc<
         vec![work_order("f1", &b)],
     );
     store.store_plan(&plan, t0()).await.expect("store");
-    let page = |s: &Arc<dyn Store>, generation: i64| {
-        let s = s.clone();
-        async move {
-            s.factory_stream_page("f1", generation, 0, 100)
-                .await
-                .expect("page")
-        }
+    let page = |s: &Arc<dyn Store>, claim: &StreamClaim| {
+        let (s, claim) = (s.clone(), claim.clone());
+        async move { s.factory_stream_page(&claim, 0, 100).await.expect("page") }
     };
     let seqs = |p: StreamPage| match p {
         StreamPage::Current(orders) => orders.iter().map(|w| w.seq).collect::<Vec<_>>(),
@@ -2699,9 +2695,9 @@ pub async fn a_factory_stream_claim_replaces_the_older_on_every_replica(fx: Arc<
     };
 
     let first = store.claim_factory_stream("f1", t0()).await.expect("claim");
-    assert_eq!(seqs(page(&store, first).await), vec![1]);
+    assert_eq!(seqs(page(&store, &first).await), vec![1]);
     assert_eq!(
-        seqs(page(&replica, first).await),
+        seqs(page(&replica, &first).await),
         vec![1],
         "any store reads it"
     );
@@ -2711,13 +2707,20 @@ pub async fn a_factory_stream_claim_replaces_the_older_on_every_replica(fx: Arc<
         .claim_factory_stream("f1", t0())
         .await
         .expect("claim");
-    assert!(second > first, "{second} after {first}");
+    assert!(
+        second.generation > first.generation,
+        "{second:?} after {first:?}"
+    );
     for s in [&store, &replica] {
-        assert_eq!(page(s, first).await, StreamPage::Replaced);
-        assert_eq!(seqs(page(s, second).await), vec![1]);
+        assert_eq!(page(s, &first).await, StreamPage::Replaced);
+        assert_eq!(seqs(page(s, &second).await), vec![1]);
     }
+    let never = StreamClaim {
+        generation: second.generation + 1,
+        ..second.clone()
+    };
     assert_eq!(
-        page(&store, second + 1).await,
+        page(&store, &never).await,
         StreamPage::Replaced,
         "a number never claimed is not the newest"
     );
@@ -2731,12 +2734,12 @@ pub async fn a_factory_stream_claim_replaces_the_older_on_every_replica(fx: Arc<
         vec![part_order("f1", &c, 1), part_order("f2", &c, 1)],
     );
     replica.store_plan(&plan, t0()).await.expect("store");
-    assert_eq!(page(&store, first).await, StreamPage::Replaced);
-    assert_eq!(seqs(page(&store, second).await), vec![1, 2]);
+    assert_eq!(page(&store, &first).await, StreamPage::Replaced);
+    assert_eq!(seqs(page(&store, &second).await), vec![1, 2]);
 
     // Another factory's claim leaves f1's alone; unknown factories are refused.
     store.claim_factory_stream("f2", t0()).await.expect("f2");
-    assert_eq!(seqs(page(&replica, second).await), vec![1, 2]);
+    assert_eq!(seqs(page(&replica, &second).await), vec![1, 2]);
     not_found(store.claim_factory_stream("nowhere", t0()).await, "factory");
     assert_eq!(
         invalid_field(replica.claim_factory_stream(" ", t0()).await),
@@ -2753,15 +2756,15 @@ pub async fn a_factory_stream_claim_replaces_the_older_on_every_replica(fx: Arc<
         async move { s.claim_factory_stream("f1", t0()).await.expect("claim") }
     });
     let mut got = futures::future::join_all(claims).await;
-    got.sort_unstable();
+    got.sort_unstable_by_key(|c| c.generation);
     got.dedup();
     assert_eq!(got.len(), 8, "two claims got one number: {got:?}");
-    assert!(got[0] > second);
-    let newest = *got.last().expect("eight claims");
-    for g in got.iter().copied().filter(|g| *g != newest).chain([second]) {
-        assert_eq!(page(&replica, g).await, StreamPage::Replaced, "claim {g}");
+    assert!(got[0].generation > second.generation);
+    let newest = got.last().expect("eight claims").clone();
+    for g in got.iter().filter(|g| **g != newest).chain([&second]) {
+        assert_eq!(page(&replica, g).await, StreamPage::Replaced, "claim {g:?}");
     }
-    assert_eq!(seqs(page(&store, newest).await), vec![1, 2]);
+    assert_eq!(seqs(page(&store, &newest).await), vec![1, 2]);
 }
 
 /// Replaces the catalogue with [`sample_catalogue`]: the set-up of the cases that plan.

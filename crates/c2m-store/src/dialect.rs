@@ -33,11 +33,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::TryStreamExt;
 use sqlx::error::BoxDynError;
 use sqlx::pool::PoolConnection;
 use sqlx::{
-    Arguments, ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool,
-    Row,
+    Arguments, ColumnIndex, Connection, Database, Decode, Either, Encode, Executor, IntoArguments,
+    Pool, Row,
 };
 use sqlx::{Transaction, Type};
 
@@ -265,8 +267,14 @@ impl<'q, D: Dialect> Statement<'q, D> {
     /// Runs the statement on `on`; returns how many rows it changed.
     pub(crate) async fn execute(self, on: &mut impl Conn<D>) -> Result<u64> {
         let (sql, args) = self.ready()?;
-        let done = on.conn().run(sql, args).await?;
-        Ok(D::rows_affected(&done))
+        let mut results = on.conn().many(sql, args);
+        let mut changed = 0;
+        while let Some(result) = results.try_next().await? {
+            if let Either::Left(done) = result {
+                changed += D::rows_affected(&done);
+            }
+        }
+        Ok(changed)
     }
 
     /// Runs the statement on `on` for its effect alone, where the caller has no use for
@@ -278,12 +286,16 @@ impl<'q, D: Dialect> Statement<'q, D> {
 
     pub(crate) async fn fetch_all(self, on: &mut impl Conn<D>) -> Result<Vec<D::Row>> {
         let (sql, args) = self.ready()?;
-        Ok(on.conn().rows(sql, args).await?)
+        let rows = on.conn().many(sql, args);
+        Ok(rows
+            .try_filter_map(|r| async { Ok(r.right()) })
+            .try_collect()
+            .await?)
     }
 
     pub(crate) async fn fetch_optional(self, on: &mut impl Conn<D>) -> Result<Option<D::Row>> {
         let (sql, args) = self.ready()?;
-        Ok(on.conn().row(sql, args).await?)
+        Ok(on.conn().optional(sql, args).await?)
     }
 
     pub(crate) async fn fetch_one(self, on: &mut impl Conn<D>) -> Result<D::Row> {
@@ -345,25 +357,23 @@ impl<D: Database> Conn<D> for PoolConnection<D> {
 
 /// What a connection of backend `D` does for a [`Statement`]: sqlx's `Executor`, which is
 /// implemented for `&mut` connections, turned into methods of the connection itself so
-/// that [`Dialect`] can require it of its connection type.
+/// that [`Dialect`] can require it of its connection type. The two methods every sqlx
+/// driver implements: the others (a statement's effect, all its rows) are built on
+/// `many` in [`Statement`] just as sqlx builds them.
 pub(crate) trait Run<D: Database>: Send {
-    fn run<'e, 'q: 'e>(
+    /// Every result of the statement: rows, and the effect of each statement run.
+    fn many<'e, 'q: 'e>(
         &'e mut self,
         sql: &'q str,
         args: D::Arguments<'q>,
-    ) -> BoxFuture<'e, Result<D::QueryResult, sqlx::Error>>;
+    ) -> BoxStream<'e, sqlx::Result<Either<D::QueryResult, D::Row>>>;
 
-    fn rows<'e, 'q: 'e>(
+    /// The first row, if any (the driver may stop reading after it).
+    fn optional<'e, 'q: 'e>(
         &'e mut self,
         sql: &'q str,
         args: D::Arguments<'q>,
-    ) -> BoxFuture<'e, Result<Vec<D::Row>, sqlx::Error>>;
-
-    fn row<'e, 'q: 'e>(
-        &'e mut self,
-        sql: &'q str,
-        args: D::Arguments<'q>,
-    ) -> BoxFuture<'e, Result<Option<D::Row>, sqlx::Error>>;
+    ) -> BoxFuture<'e, sqlx::Result<Option<D::Row>>>;
 
     /// Runs statements without arguments, several separated by `;` if need be, in one
     /// round trip (PostgreSQL's simple query protocol).
@@ -377,27 +387,19 @@ where
     for<'e> &'e mut C: Executor<'e, Database = D>,
     for<'q> D::Arguments<'q>: IntoArguments<'q, D>,
 {
-    fn run<'e, 'q: 'e>(
+    fn many<'e, 'q: 'e>(
         &'e mut self,
         sql: &'q str,
         args: D::Arguments<'q>,
-    ) -> BoxFuture<'e, Result<D::QueryResult, sqlx::Error>> {
-        Box::pin(sqlx::query_with(sql, args).execute(self))
+    ) -> BoxStream<'e, sqlx::Result<Either<D::QueryResult, D::Row>>> {
+        self.fetch_many(sqlx::query_with(sql, args))
     }
 
-    fn rows<'e, 'q: 'e>(
+    fn optional<'e, 'q: 'e>(
         &'e mut self,
         sql: &'q str,
         args: D::Arguments<'q>,
-    ) -> BoxFuture<'e, Result<Vec<D::Row>, sqlx::Error>> {
-        Box::pin(sqlx::query_with(sql, args).fetch_all(self))
-    }
-
-    fn row<'e, 'q: 'e>(
-        &'e mut self,
-        sql: &'q str,
-        args: D::Arguments<'q>,
-    ) -> BoxFuture<'e, Result<Option<D::Row>, sqlx::Error>> {
+    ) -> BoxFuture<'e, sqlx::Result<Option<D::Row>>> {
         Box::pin(sqlx::query_with(sql, args).fetch_optional(self))
     }
 

@@ -116,8 +116,8 @@ pub use catalogue::{
 pub use error::{is_transient, StoreError};
 pub use events::EventStore;
 pub use factory::{
-    BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress, StreamPage,
-    WorkOrderStatus,
+    BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress, StreamClaim,
+    StreamPage, WorkOrderStatus,
 };
 pub use levers::{
     CancelCampaign, CloseCampaign, ExtendDeadline, ForecastInput, Insights, Lever, LeverOutcome,

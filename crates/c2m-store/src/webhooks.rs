@@ -86,7 +86,8 @@ pub struct Endpoint {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-/// An endpoint leased to a worker, with what it needs to sign.
+/// An endpoint leased to a worker, with what it needs to sign: the handle through which
+/// the worker moves the endpoint past events and gives the lease up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub endpoint: Endpoint,
@@ -179,18 +180,19 @@ pub trait WebhookStore: Send + Sync + 'static {
         outcome: &Outcome,
     ) -> Result<bool>;
 
-    /// Moves the cursor to `seq` past events the endpoint did not ask for; false if
-    /// `owner` no longer holds the lease.
+    /// Moves the claimed endpoint's cursor to `seq` past events it did not ask for and
+    /// renews the lease until `lease_until`; false if the claim's owner no longer holds
+    /// the lease.
     async fn skip_events(
         &self,
-        endpoint: &str,
-        owner: &str,
+        claim: &Claim,
         seq: i64,
         lease_until: DateTime<Utc>,
     ) -> Result<bool>;
 
-    /// Gives the lease up (nothing more to deliver for now).
-    async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<()>;
+    /// Gives the claim's lease up (nothing more to deliver for now); nothing if its owner
+    /// no longer holds it.
+    async fn release_endpoint(&self, claim: &Claim) -> Result<()>;
 }
 
 const ENDPOINT: &str = "SELECT id, url, kinds, secret, cursor, created_at, disabled_at, \
@@ -550,20 +552,24 @@ impl<E: Engine> WebhookStore for E {
 
     async fn skip_events(
         &self,
-        endpoint: &str,
-        owner: &str,
+        claim: &Claim,
         seq: i64,
         lease_until: DateTime<Utc>,
     ) -> Result<bool> {
-        let args = (endpoint.to_owned(), owner.to_owned(), seq, lease_until);
+        let args = (
+            claim.endpoint.id.clone(),
+            claim.owner.clone(),
+            seq,
+            lease_until,
+        );
         let op = Op::new(args, |tx, (endpoint, owner, seq, until)| {
             Box::pin(skip(tx, endpoint, owner, *seq, *until))
         });
         self.write(Lane::Alone, op.quiet()).await
     }
 
-    async fn release_endpoint(&self, endpoint: &str, owner: &str) -> Result<()> {
-        let args = (endpoint.to_owned(), owner.to_owned());
+    async fn release_endpoint(&self, claim: &Claim) -> Result<()> {
+        let args = (claim.endpoint.id.clone(), claim.owner.clone());
         let op = Op::new(args, |tx, (endpoint, owner)| {
             Box::pin(release(tx, endpoint, owner))
         });

@@ -27,7 +27,7 @@ use c2m_domain::{Clock, DomainError};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::factory_service_server::FactoryService;
 use c2m_store::factory::{ahead, FEED_PAGE};
-use c2m_store::{ReportProgress, Store, StreamPage};
+use c2m_store::{ReportProgress, Store, StreamClaim, StreamPage};
 
 use super::feed::{Feed, Source};
 use super::Ctx;
@@ -87,15 +87,15 @@ fn factory_id<T>(req: &Request<T>, requested: &str) -> Result<String, Status> {
 /// A factory's work orders after a cursor, as a [`Feed`] reads them.
 struct WorkOrders {
     store: Arc<dyn Store>,
-    factory: String,
     /// Ticks when this process stores a plan.
     wake: watch::Receiver<u64>,
     /// Ticks on every commit with events, here or (PostgreSQL) in another replica.
     commits: watch::Receiver<u64>,
-    /// This subscription's claim on the factory's one stream (the store's generation,
-    /// `c2m_store::factory`): every page is read with it, and the first page read after a
-    /// newer claim (from any replica) ends the stream with `STREAM_REPLACED`.
-    generation: i64,
+    /// This subscription's claim on the factory's one stream (the factory and the
+    /// store's generation, `c2m_store::factory`): every page is read with it, and the
+    /// first page read after a newer claim (from any replica) ends the stream with
+    /// `STREAM_REPLACED`.
+    claim: StreamClaim,
     clock: Arc<dyn Clock>,
 }
 
@@ -105,7 +105,7 @@ impl Source for WorkOrders {
     async fn page(&mut self, cursor: i64, limit: u32) -> Result<Vec<(i64, Self::Msg)>, Status> {
         let page = self
             .store
-            .factory_stream_page(&self.factory, self.generation, cursor, limit)
+            .factory_stream_page(&self.claim, cursor, limit)
             .await
             .map_err(store_status)?;
         let StreamPage::Current(page) = page else {
@@ -123,7 +123,7 @@ impl Source for WorkOrders {
     async fn heartbeat(&mut self, _cursor: i64) -> Result<Self::Msg, Status> {
         let pos = self
             .store
-            .factory_position(&self.factory)
+            .factory_position(&self.claim.factory)
             .await
             .map_err(store_status)?;
         Ok(heartbeat(pos, self.clock.now()))
@@ -177,10 +177,11 @@ impl FactoryService for FactorySvc {
         // Claimed only once the request is known to be good, so a bad one leaves the
         // factory's stream alone. From the claim's commit on, the older stream ends
         // wherever it is served (see `c2m_store::factory`).
-        let generation = store
+        let claim = store
             .claim_factory_stream(&factory, self.ctx.clock.now())
             .await
             .map_err(store_status)?;
+        let generation = claim.generation;
         tracing::info!(%factory, after, last = pos.last_seq, generation, "factory subscribed");
 
         let (tx, rx) = mpsc::channel::<Result<pb::FactoryEvent, Status>>(FEED_PAGE as usize);
@@ -199,8 +200,7 @@ impl FactoryService for FactorySvc {
             // (NOTIFY).
             commits: store.event_commits(),
             store,
-            factory,
-            generation,
+            claim,
             clock: self.ctx.clock.clone(),
         };
         tokio::spawn(feed.run(source, after, first));

@@ -17,21 +17,29 @@ const META: &str =
 const META_FOR_UPDATE: &str = "SELECT name, currency, material_deadline_days, version \
      FROM catalogue_meta WHERE id = 1 FOR UPDATE";
 
+/// Each table's rows in the catalogue's order, and its upsert.
+const PRODUCTS: &str = "SELECT sku, bom FROM catalogue_products ORDER BY position, sku";
 const UPSERT_PRODUCT: &str = "INSERT INTO catalogue_products (sku, position, bom) \
      VALUES ($1, $2, $3) \
      ON CONFLICT (sku) DO UPDATE SET position = excluded.position, bom = excluded.bom";
 
+const MATERIALS: &str = "SELECT id, unit, on_hand, holding_cost FROM catalogue_materials \
+     ORDER BY position, id";
 const UPSERT_MATERIAL: &str = "INSERT INTO catalogue_materials \
      (id, position, unit, on_hand, holding_cost) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET position = excluded.position, unit = excluded.unit, \
      on_hand = excluded.on_hand, holding_cost = excluded.holding_cost";
 
+const FACTORIES: &str = "SELECT id, capacity_hours, lines, calendar FROM catalogue_factories \
+     ORDER BY position, id";
 const UPSERT_FACTORY: &str = "INSERT INTO catalogue_factories \
      (id, position, capacity_hours, lines, calendar) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
      capacity_hours = excluded.capacity_hours, lines = excluded.lines, \
      calendar = excluded.calendar";
 
+const SUPPLIERS: &str =
+    "SELECT id, lead_days, offers FROM catalogue_suppliers ORDER BY position, id";
 const UPSERT_SUPPLIER: &str = "INSERT INTO catalogue_suppliers \
      (id, position, lead_days, offers) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
@@ -162,16 +170,13 @@ async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> R
         material_deadline_days: meta.int_opt("material_deadline_days")?,
         ..Catalogue::default()
     };
-    let sql = "SELECT sku, bom FROM catalogue_products ORDER BY position, sku";
     let product = |r: &D::Row| {
         Ok(CatalogueProduct {
             sku: r.text("sku")?,
             bom: from_json("bom", &r.text("bom")?)?,
         })
     };
-    c.products = D::query(sql, ()).all(tx, product).await?;
-    let sql = "SELECT id, unit, on_hand, holding_cost FROM catalogue_materials \
-         ORDER BY position, id";
+    c.products = D::query(PRODUCTS, ()).all(tx, product).await?;
     let material = |r: &D::Row| {
         Ok(CatalogueMaterial {
             id: r.text("id")?,
@@ -180,9 +185,7 @@ async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> R
             holding_cost: r.real("holding_cost")?,
         })
     };
-    c.materials = D::query(sql, ()).all(tx, material).await?;
-    let sql = "SELECT id, capacity_hours, lines, calendar FROM catalogue_factories \
-         ORDER BY position, id";
+    c.materials = D::query(MATERIALS, ()).all(tx, material).await?;
     let factory = |r: &D::Row| {
         Ok(CatalogueFactory {
             id: r.text("id")?,
@@ -194,8 +197,7 @@ async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> R
                 .transpose()?,
         })
     };
-    c.factories = D::query(sql, ()).all(tx, factory).await?;
-    let sql = "SELECT id, lead_days, offers FROM catalogue_suppliers ORDER BY position, id";
+    c.factories = D::query(FACTORIES, ()).all(tx, factory).await?;
     let supplier = |r: &D::Row| {
         Ok(CatalogueSupplier {
             id: r.text("id")?,
@@ -203,6 +205,6 @@ async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> R
             offers: from_json("offers", &r.text("offers")?)?,
         })
     };
-    c.suppliers = D::query(sql, ()).all(tx, supplier).await?;
+    c.suppliers = D::query(SUPPLIERS, ()).all(tx, supplier).await?;
     Ok(c)
 }

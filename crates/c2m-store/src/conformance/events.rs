@@ -582,10 +582,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         .record_attempt("w1", &attempt("whe_1", &second, now, true), &delivered)
         .await
         .expect("record"));
-    store
-        .release_endpoint("whe_1", "w1")
-        .await
-        .expect("release");
+    store.release_endpoint(&claim).await.expect("release");
     assert!(claims_nothing(&*store, "w2", now, lease).await, "done");
 
     place(&*store, &c.id, &consumer(3), 1).await.expect("third");
@@ -754,7 +751,7 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
         .await
         .expect("record"));
     assert!(!store
-        .skip_events(leased, "w2", event.seq, lease)
+        .skip_events(&other, event.seq, lease)
         .await
         .expect("skip"));
     // Past the retry, and with more events, neither is ever claimed.

@@ -69,6 +69,16 @@ pub(crate) const OP_REPORT_PROGRESS: &str = "report_progress";
 /// Most work orders one read of a factory's feed returns.
 pub const FEED_PAGE: u32 = 100;
 
+/// A subscription's claim on a factory's one stream
+/// ([`FactoryStore::claim_factory_stream`]): the factory and the generation the claim
+/// raised it to. Its pages are read with it, so a page is always asked for the factory
+/// the claim is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamClaim {
+    pub factory: String,
+    pub generation: i64,
+}
+
 /// What a factory's stream reads next ([`FactoryStore::factory_stream_page`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamPage {
@@ -327,26 +337,30 @@ pub(crate) async fn report<D: Backend>(
 }
 
 /// Claims the factory's one stream (see the module docs): raises its generation and
-/// answers the new number; `NotFound` for a factory the store has never heard of.
-pub(crate) async fn claim_stream<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<i64> {
+/// answers the claim with the new number; `NotFound` for a factory the store has never
+/// heard of.
+pub(crate) async fn claim<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<StreamClaim> {
     let (factory, now) = (&c.req, c.now);
     require_known(tx, factory).await?;
     let generation = tx.raise_stream_generation(factory, now).await?;
     crate::events::wake_readers(tx).await?;
-    Ok(generation)
+    Ok(StreamClaim {
+        factory: factory.clone(),
+        generation,
+    })
 }
 
-/// The page of the stream holding claim `generation`: the claim and the work orders read
-/// in one snapshot (the caller's), so a page never holds a work order stored after a
-/// newer claim.
+/// The page of the stream holding `claim`: the claim and the work orders read in one
+/// snapshot (the caller's), so a page never holds a work order stored after a newer
+/// claim.
 pub(crate) async fn stream_page<D: Backend>(
     tx: &mut Tx<'_, D>,
-    factory: &str,
-    generation: i64,
+    claim: &StreamClaim,
     after: i64,
     limit: u32,
 ) -> Result<StreamPage> {
-    if tx.stream_generation(factory).await? != Some(generation) {
+    let factory = &claim.factory;
+    if tx.stream_generation(factory).await? != Some(claim.generation) {
         return Ok(StreamPage::Replaced);
     }
     let page = tx.work_orders_after(factory, after, limit).await?;
@@ -546,22 +560,21 @@ pub trait FactoryStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<WorkOrder>>;
 
-    /// Claims the factory's one stream for a new subscription and answers the claim's
-    /// generation: from the commit on, every older claim, in any process on this store, is
+    /// Claims the factory's one stream for a new subscription and answers the claim
+    /// (its generation): from the commit on, every older claim, in any process on this store, is
     /// replaced (its pages are [`StreamPage::Replaced`]) and the other processes' readers
     /// are woken to find out. `NotFound` for an unknown factory. See the
     /// [module docs](self).
-    async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<i64>;
+    async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<StreamClaim>;
 
-    /// The next page of the stream holding claim `generation`: as
+    /// The next page of the stream holding `claim`: as
     /// [`FactoryStore::factory_work_orders`] while the claim is the factory's newest,
     /// [`StreamPage::Replaced`] once a newer one has committed (read in one snapshot with
     /// the page, so no work order stored after the newer claim is ever in a page of an
     /// older one).
     async fn factory_stream_page(
         &self,
-        factory: &str,
-        generation: i64,
+        claim: &StreamClaim,
         after: i64,
         limit: u32,
     ) -> Result<StreamPage>;
@@ -612,24 +625,21 @@ impl<E: Engine> FactoryStore for E {
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<i64> {
-        self.alone(factory.to_owned(), now, |tx, c| {
-            Box::pin(claim_stream(tx, c))
-        })
-        .await
+    async fn claim_factory_stream(&self, factory: &str, now: DateTime<Utc>) -> Result<StreamClaim> {
+        self.alone(factory.to_owned(), now, |tx, c| Box::pin(claim(tx, c)))
+            .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
     async fn factory_stream_page(
         &self,
-        factory: &str,
-        generation: i64,
+        claim: &StreamClaim,
         after: i64,
         limit: u32,
     ) -> Result<StreamPage> {
-        let args = (factory, generation, after, limit.clamp(1, FEED_PAGE));
-        self.read(&args, |tx, (factory, generation, after, limit)| {
-            Box::pin(stream_page(tx, factory, *generation, *after, *limit))
+        let args = (claim, after, limit.clamp(1, FEED_PAGE));
+        self.read(&args, |tx, (claim, after, limit)| {
+            Box::pin(stream_page(tx, claim, *after, *limit))
         })
         .await
     }
