@@ -20,6 +20,7 @@ mod events_e2e;
 mod factory_crash;
 mod factory_e2e;
 mod hostile_grpc;
+mod hostile_peers;
 mod ledger_e2e;
 mod levers_e2e;
 mod limits;

@@ -728,12 +728,58 @@ async fn a_receiver_that_answers_200_is_delivered_whatever_its_body_does() {
         .map(|d| (d.event_seq, d.attempt, d.status_code, d.delivered))
         .collect();
     assert_eq!(attempts, [(1, 1, 200, true), (2, 1, 200, true)], "{log:?}");
+    // Neither waited for its body to the timeout (2 s): the status decides, and a body
+    // that stalls after it gets half a second. Before, each such event cost the whole
+    // timeout, and receivers like this held every worker loop of the replica.
+    for d in &log {
+        assert!(
+            d.latency_ms < 1_500,
+            "event {}: {} ms",
+            d.event_seq,
+            d.latency_ms
+        );
+    }
     // The worker let go of both connections.
     let deadline = Instant::now() + StdDuration::from_secs(10);
     while receiver.closed() != [true, true] && Instant::now() < deadline {
         tokio::time::sleep(StdDuration::from_millis(50)).await;
     }
     assert_eq!(receiver.closed(), [true, true]);
+    server.shutdown().await;
+}
+
+/// A stop does not wait for a delivery in flight: with a receiver that never answers and a
+/// timeout of 30 s, the server stops at once, and the event is delivered after a restart
+/// (at least once). Before, the worker finished its attempt first (the whole timeout), and
+/// with a receiver that answered slowly, one attempt per event of its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_does_not_hold_a_shutdown() {
+    let mut server = TestServer::sqlite_with(|s| {
+        s.webhook_timeout = StdDuration::from_secs(30);
+        s.shutdown_grace = StdDuration::from_secs(60);
+    })
+    .await;
+    let mut c = server.clients().await;
+    let receiver = Receiver::start(&[Answer::Hang]).await;
+    registered_id(&c, &receiver.url()).await;
+    one_event(&mut c, "hang").await;
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while receiver.got().is_empty() {
+        assert!(Instant::now() < deadline, "the worker sends the event");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    server.begin_shutdown();
+    let dir = tokio::time::timeout(StdDuration::from_secs(20), server.shutdown())
+        .await
+        .expect("the server stops");
+    let took = started.elapsed();
+    assert!(took < StdDuration::from_secs(10), "{took:?}");
+
+    // The attempt cut off was not recorded: a restart sends the event again.
+    let dir = dir.expect("data directory");
+    let server = TestServer::sqlite_in(dir, Arc::new(c2m_server::SystemClock), |_| {}).await;
+    receiver.delivered(1, StdDuration::from_secs(20)).await;
     server.shutdown().await;
 }
 

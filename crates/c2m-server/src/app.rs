@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use c2m_domain::Clock;
@@ -289,12 +289,16 @@ impl Application {
                 .tls_config(tls.config())
                 .context("TLS settings refused")?;
         }
-        // TCP_NODELAY on every accepted connection: with Nagle's algorithm on (tonic 0.12's
-        // default for a listener it is handed), a small response waits for the client's
-        // delayed acknowledgement, about 40 ms, and every unary call's p50 sat at 44 ms.
-        let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-            .map_err(|e| anyhow::anyhow!("listener refused: {e}"))?;
-        let result = server
+        // Connections are accepted by a task of their own (`accept`), which closes the
+        // listener when shutdown begins: tonic keeps the stream it is handed until every
+        // connection has drained, so a listener inside it stayed open and a client
+        // arriving during the drain hung instead of being refused.
+        let (conns_tx, mut conns) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
+        let accept_task = tokio::spawn(accept(listener, conns_tx, stop_rx.clone()));
+        let incoming = futures::stream::poll_fn(move |cx| {
+            conns.poll_recv(cx).map(|c| c.map(Ok::<_, std::io::Error>))
+        });
+        let serve = server
             .layer(crate::limits::LimitsLayer::new(
                 settings.max_in_flight,
                 crate::limits::Deadlines::new(settings.request_timeout, settings.plan_time_limit),
@@ -375,18 +379,99 @@ impl Application {
                 tracing::info!("shutting down: draining in-flight requests");
                 // Long-lived streams (factory subscriptions) end now, so draining ends.
                 let _ = stop_on_shutdown.send(true);
-            })
-            .await;
-
-        let _ = stop_tx.send(true);
-        let _ = sweep_task.await;
-        let _ = plan_task.await;
-        let _ = webhook_task.await;
+            });
+        let tasks = [sweep_task, plan_task, webhook_task];
+        let aborts: Vec<_> = tasks
+            .iter()
+            .map(|t| t.abort_handle())
+            .chain([accept_task.abort_handle()])
+            .collect();
+        let drained = async {
+            let result = serve.await;
+            let _ = stop_tx.send(true);
+            let _ = accept_task.await;
+            for task in tasks {
+                let _ = task.await;
+            }
+            result
+        };
+        // However the peers behave (a connection that never sends a byte, a stream whose
+        // client stops reading, a webhook receiver that stalls), a stop ends within the
+        // grace: what is still open then is closed. Every write that was answered is
+        // stored already; a call cut off is answered by the connection closing, and its
+        // retry with the same key finds its first answer.
+        let grace = settings.shutdown_grace;
+        let result = tokio::select! {
+            result = drained => result,
+            () = async {
+                wait_for(stop_rx.clone()).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(
+                    ?grace,
+                    "still draining when the shutdown grace ran out: stopping now, closing what is open"
+                );
+                for task in aborts {
+                    task.abort();
+                }
+                Ok(())
+            }
+        };
         result.context("gRPC server failed")?;
         tracing::info!("c2m stopped");
         Ok(())
     }
 }
+
+/// Accepted connections waiting for the server to take them.
+const ACCEPT_QUEUE: usize = 64;
+
+/// Accepts connections until `stop`, then closes the listener (dropped here), so clients
+/// are refused from the start of a shutdown. Every connection gets TCP_NODELAY: with
+/// Nagle's algorithm on (tonic 0.12's default for a listener it is handed), a small
+/// response waited for the client's delayed acknowledgement, about 40 ms, and every unary
+/// call's p50 sat at 44 ms. An accept that fails (above all, out of file descriptors) is
+/// logged and retried after a pause: tonic's own listener ended its stream on one, and
+/// the server then stopped serving for good while the process lived on.
+async fn accept(
+    listener: TcpListener,
+    conns: tokio::sync::mpsc::Sender<TcpStream>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, _)) => {
+                if failing {
+                    tracing::info!("accepting connections again");
+                    failing = false;
+                }
+                let _ = tcp.set_nodelay(true);
+                if conns.send(tcp).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Logged once per run of failures, not once per retry.
+                if !failing {
+                    tracing::error!(error = %e, "cannot accept connections (retrying every 100 ms)");
+                    failing = true;
+                }
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    () = tokio::time::sleep(ACCEPT_RETRY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The pause after a failed accept.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;

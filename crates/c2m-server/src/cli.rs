@@ -176,6 +176,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     None => {}
                 }
             }
+            // Before the address is said: a signal from then on drains the server.
+            let first_signal = shutdown_signal();
             // The one line on standard output: scripts and tests read the bound address
             // from it (useful with --listen 127.0.0.1:0). Where it cannot be written
             // (standard output closed, or a full disk) nobody reads it either: the server
@@ -183,7 +185,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Err(e) = say(format_args!("c2m listening on {}", app.local_addr())) {
                 tracing::warn!(error = %e, "cannot write the listening address to standard output");
             }
-            app.run_until(shutdown_signal()).await
+            // The first signal starts the drain (bounded by --shutdown-grace); a second
+            // one stops at once, for an operator who will not wait.
+            let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+            let first = async {
+                first_signal.await;
+                let _ = first_tx.send(());
+            };
+            tokio::select! {
+                result = app.run_until(first) => result,
+                () = async {
+                    if first_rx.await.is_ok() {
+                        shutdown_signal().await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                } => {
+                    tracing::warn!("a second signal: stopping now, without waiting for the drain");
+                    Ok(())
+                }
+            }
         }
         Command::Token(cmd) => token(cmd).await,
     }
@@ -422,24 +443,29 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, whichever comes first. The handlers are
+/// installed when this is called, not when the future is first polled: the server calls
+/// it before it says it is listening, so a SIGTERM sent as soon as the address is printed
+/// drains the server instead of killing it (the default action, before the handler).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            let (Ok(mut term), Ok(mut int)) = (term, int) else {
+                // Without handlers the signals keep their default action (the process ends).
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

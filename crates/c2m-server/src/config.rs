@@ -37,6 +37,13 @@ pub struct Settings {
     #[arg(long, env = "C2M_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// On shutdown (SIGTERM or Ctrl-C), how long calls in flight and open streams have to
+    /// finish before the server stops anyway; new connections are refused from the
+    /// signal on, and a second signal stops the server at once. What was acknowledged is
+    /// stored either way: this bounds how long a stop can take, whatever the peers do.
+    #[arg(long, env = "C2M_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// Most calls handled at once across all connections; beyond it calls are refused at
     /// once with RESOURCE_EXHAUSTED (load shedding) rather than queued.
     #[arg(long, env = "C2M_MAX_IN_FLIGHT", default_value_t = 1024)]
@@ -153,6 +160,7 @@ impl Settings {
             sweep_interval: Duration::from_millis(100),
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
             concurrency_per_connection: 256,
             max_in_flight: 1024,
             plan_every: Duration::ZERO,
@@ -189,6 +197,7 @@ impl Settings {
         let positive = [
             ("--sweep-interval", self.sweep_interval),
             ("--request-timeout", self.request_timeout),
+            ("--shutdown-grace", self.shutdown_grace),
             ("--plan-time-limit", self.plan_time_limit),
             ("--advice-time-limit", self.advice_time_limit),
             ("--factory-heartbeat", self.factory_heartbeat),
@@ -416,9 +425,10 @@ mod tests {
         let ok = Settings::for_tests(PathBuf::from("x"));
         assert!(ok.check().is_ok());
         type Zero = fn(&mut Settings);
-        let cases: [(&str, Zero); 13] = [
+        let cases: [(&str, Zero); 14] = [
             ("--sweep-interval", |s| s.sweep_interval = Duration::ZERO),
             ("--request-timeout", |s| s.request_timeout = Duration::ZERO),
+            ("--shutdown-grace", |s| s.shutdown_grace = Duration::ZERO),
             ("--plan-time-limit", |s| s.plan_time_limit = Duration::ZERO),
             ("--advice-time-limit", |s| {
                 s.advice_time_limit = Duration::ZERO

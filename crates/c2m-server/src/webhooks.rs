@@ -18,7 +18,8 @@
 //! `https://`, trusting the system's CA bundle: `SSL_CERT_FILE`, or the usual paths), one
 //! connection per request; every request has the whole `timeout` to connect, send and
 //! receive its status, so a hanging receiver costs a timeout, never a stuck worker. The
-//! status is the answer: at most 64 KiB of the body is read (and discarded).
+//! status is the answer: at most 64 KiB of the body is read (and discarded), for at most
+//! half a second.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,7 +100,19 @@ async fn worker(
         match store.claim_endpoint(&owner, now, now + lease).await {
             Ok(Some(claim)) => {
                 let id = claim.endpoint.id.clone();
-                match deliver(&*store, &*clock, &client, &settings, lease, &claim).await {
+                // A stop does not wait for a delivery: a receiver that answers slowly,
+                // with a backlog of events, held the shutdown for the backlog times the
+                // timeout. The attempt in flight is not recorded, so its event is sent
+                // again later (delivery is at least once; receivers drop duplicates by
+                // the event id), and the lease is given back for another replica.
+                let delivery = tokio::select! {
+                    delivery = deliver(&*store, &*clock, &client, &settings, lease, &claim) => delivery,
+                    () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                        let _ = store.release_endpoint(&claim).await;
+                        return;
+                    }
+                };
+                match delivery {
                     Ok(Some(retry_at)) => {
                         next_retry = Some(next_retry.map_or(retry_at, |r| r.min(retry_at)));
                     }
@@ -168,7 +181,7 @@ async fn deliver(
             }
             let at = clock.now();
             let sent = client
-                .post(&endpoint.url, &secret, e, at, settings.timeout)
+                .post(&endpoint.url, secret, e, at, settings.timeout)
                 .await;
             let delivery = Delivery {
                 seq: 0,
@@ -218,7 +231,7 @@ async fn deliver(
                 endpoint = %endpoint.id, seq = e.seq, status = ?sent.status,
                 error = ?sent.error, latency_ms = delivery.latency_ms, "webhook attempt"
             );
-            let held = store.record_attempt(&owner, &delivery, &outcome).await?;
+            let held = store.record_attempt(owner, &delivery, &outcome).await?;
             if let Outcome::Failed { retry_at, disable } = &outcome {
                 return Ok((held && disable.is_none()).then_some(*retry_at));
             }
@@ -384,11 +397,17 @@ impl HttpClient {
 /// The most of an answer's body the worker reads (and discards) after its status.
 const BODY_READ_LIMIT: usize = 64 * 1024;
 
+/// The longest the worker waits for an answer's body after its status. A short body comes
+/// with the status or just after it; a 2xx whose body then stalled cost the whole timeout
+/// per event, and four such receivers with backlogs held every worker loop of a replica
+/// while the other endpoints waited.
+const BODY_READ_WINDOW: Duration = Duration::from_millis(500);
+
 /// Sends one request on a fresh HTTP/1.1 connection and reads the answer's status (put in
-/// `answered` as soon as it is in), then up to [`BODY_READ_LIMIT`] bytes of its body, which
-/// are discarded, so a receiver with a short answer is not cut off mid-answer. A larger,
-/// endless or stalled body is not waited for: the status decides, and the connection is
-/// closed.
+/// `answered` as soon as it is in), then up to [`BODY_READ_LIMIT`] bytes of its body for
+/// at most [`BODY_READ_WINDOW`], which are discarded, so a receiver with a short answer is
+/// not cut off mid-answer. A larger, endless or stalled body is not waited for: the status
+/// decides, and the connection is closed.
 async fn exchange<I>(
     io: I,
     request: http::Request<Body>,
@@ -409,13 +428,16 @@ where
         let status = response.status().as_u16();
         *answered = Some(status);
         let mut body = response.into_body();
-        let mut read = 0;
-        while read < BODY_READ_LIMIT {
-            match body.frame().await {
-                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
-                _ => break,
+        let read_body = async {
+            let mut read = 0;
+            while read < BODY_READ_LIMIT {
+                match body.frame().await {
+                    Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                    _ => break,
+                }
             }
-        }
+        };
+        let _ = tokio::time::timeout(BODY_READ_WINDOW, read_body).await;
         Ok(status)
     }
     .await;

@@ -202,6 +202,14 @@ impl TestServer {
         }
     }
 
+    /// Starts a graceful shutdown, as SIGTERM would, without waiting for it
+    /// ([`TestServer::shutdown`] waits).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Graceful shutdown, as SIGTERM would do; returns once the server has stopped, handing
     /// back its data directory (dropping it deletes the database).
     pub async fn shutdown(mut self) -> Option<tempfile::TempDir> {

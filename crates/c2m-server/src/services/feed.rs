@@ -64,7 +64,7 @@ impl<M: Send + 'static> Feed<M> {
             poll,
             page: limit,
         } = self;
-        if tx.send(Ok(first)).await.is_err() {
+        if !send(&tx, &mut stop, Ok(first)).await {
             return;
         }
         let mut last_sent = Instant::now();
@@ -73,13 +73,13 @@ impl<M: Send + 'static> Feed<M> {
             let page = match source.page(cursor, limit).await {
                 Ok(p) => p,
                 Err(s) => {
-                    let _ = tx.send(Err(s)).await;
+                    send(&tx, &mut stop, Err(s)).await;
                     return;
                 }
             };
             let full = page.len() as u32 == limit;
             for (seq, msg) in page {
-                if tx.send(Ok(msg)).await.is_err() {
+                if !send(&tx, &mut stop, Ok(msg)).await {
                     return;
                 }
                 cursor = seq;
@@ -103,10 +103,27 @@ impl<M: Send + 'static> Feed<M> {
                 Err(end) => Err(end),
             };
             let ended = beat.is_err();
-            if tx.send(beat).await.is_err() || ended {
+            if !send(&tx, &mut stop, beat).await || ended {
                 return;
             }
             last_sent = Instant::now();
         }
+    }
+}
+
+/// Sends `msg` on the stream unless the server stops first (false then, or when the
+/// client has gone). A client that stops reading fills the stream's queue, and a send
+/// waiting on that queue held the shutdown for as long as the client kept the
+/// connection; a message that fits the queue is still sent when the server is stopping
+/// (the stream's last word, `SHUTTING_DOWN`).
+async fn send<M>(
+    tx: &mpsc::Sender<Result<M, Status>>,
+    stop: &mut watch::Receiver<bool>,
+    msg: Result<M, Status>,
+) -> bool {
+    tokio::select! {
+        biased;
+        sent = tx.send(msg) => sent.is_ok(),
+        _ = stop.wait_for(|s| *s) => false,
     }
 }

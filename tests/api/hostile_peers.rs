@@ -1,0 +1,195 @@
+//! Peers that misbehave below the API: connections that never send a byte, or only the
+//! HTTP/2 preface, or go quiet after a call; more connections than the process has file
+//! descriptors. Found by an outside QA pass (pass nine): each held a shutdown for as long
+//! as the peer kept its connection, or (descriptors) ended serving for good while the
+//! process lived on, and a client arriving during a drain hung on a listener nobody
+//! accepted from.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::common::*;
+
+/// Asks the health service on a fresh connection; `None` if it does not answer SERVING
+/// within two seconds.
+async fn serving(addr: std::net::SocketAddr) -> Option<()> {
+    let ask = async {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+        let channel = endpoint.connect().await.ok()?;
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .ok()?;
+        (answer.into_inner().status == ServingStatus::Serving as i32).then_some(())
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A shutdown ends within `--shutdown-grace` whatever the connections do, and from its
+/// start new connections are refused at once. Before, a connection that sent nothing (or
+/// only the preface) held the drain for as long as its peer kept it open, and the
+/// listener stayed open, so a client arriving meanwhile hung until its own deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_ends_within_its_grace_whatever_idle_connections_do_and_refuses_new_ones() {
+    let mut server = TestServer::sqlite_with(|s| s.shutdown_grace = Duration::from_secs(3)).await;
+    let addr = server.addr;
+    let silent = TcpStream::connect(addr).await.expect("connect");
+    let mut preface = TcpStream::connect(addr).await.expect("connect");
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    let quiet = server.clients().await;
+    assert_eq!(serving(addr).await, Some(()), "serving before the stop");
+
+    let started = Instant::now();
+    server.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await;
+    assert!(
+        matches!(refused, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "a connection during the drain is refused at once: {refused:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(20), server.shutdown())
+        .await
+        .expect("the server stops within its grace, idle connections or not");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    drop((silent, preface, quiet));
+}
+
+/// Running out of file descriptors (more connections than the process may open) stops
+/// accepting only while it lasts: the failure is logged as an error, and once the
+/// connections close the server serves new ones again. Before, tonic's listener ended its
+/// stream on the first failed accept, so the server never accepted again, said so only
+/// at DEBUG, and exited with status 0 once the last connection closed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_pauses_accepting_and_serving_resumes() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_c2m"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-auth",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("c2m binary starts");
+    // Read as it comes, so a full pipe never stops the server.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = tokio::spawn({
+        let log = log.clone();
+        async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                log.lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    });
+    let addr = listening(&mut child).await;
+    assert_eq!(serving(addr).await, Some(()), "serving before");
+
+    // The kernel completes each connection (the listen backlog); the server accepts
+    // until it has no descriptor left.
+    let mut conns = Vec::new();
+    for _ in 0..400 {
+        // Past the listen backlog a connect waits for the kernel's retries: stop there.
+        match tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => conns.push(s),
+            _ => break,
+        }
+    }
+    // (That the server ran out is checked at the end, in its log.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(conns);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serving(addr).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the server does not serve again once the connections are closed"
+        );
+        assert!(
+            child.try_wait().expect("status").is_none(),
+            "the server stopped: {:?}",
+            child.try_wait()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.start_kill().expect("kill");
+    let _ = child.wait().await;
+    let _ = reader.await;
+    let log = log.lock().expect("lock").clone();
+    assert!(
+        log.contains("cannot accept connections"),
+        "the failure is logged as an error: {log}"
+    );
+}
+
+/// A second SIGTERM stops the server at once, for an operator who will not wait out the
+/// drain (here held by a connection that sends nothing, with a minute's grace). Before,
+/// a second signal, TERM or INT, was ignored.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_the_server_without_waiting_for_the_drain() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-auth"])
+        .args(["--shutdown-grace", "60s", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("c2m binary starts");
+    let addr = listening(&mut child).await;
+    let pid = child.id().expect("running").to_string();
+    let silent = TcpStream::connect(addr).await.expect("connect");
+    // Served (accepted and handed to the HTTP layer) before the signal.
+    assert_eq!(serving(addr).await, Some(()));
+    let term = || {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    term();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let early = child.try_wait().expect("status");
+    assert!(
+        early.is_none(),
+        "the first signal drains (the silent connection holds it): {early:?}"
+    );
+    term();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the second signal stops the server")
+        .expect("status");
+    assert!(status.success(), "{status:?}");
+    drop(silent);
+}
