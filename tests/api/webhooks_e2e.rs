@@ -39,6 +39,8 @@ pub enum Answer {
     Hang,
     /// Drops the connection without an answer.
     Close,
+    /// Answers 200 after this many milliseconds.
+    Slow(u64),
 }
 
 /// One request the receiver got.
@@ -177,6 +179,13 @@ async fn handle(
             Err(std::io::Error::other("hung"))
         }
         Answer::Close => Err(std::io::Error::other("closed on purpose")),
+        Answer::Slow(ms) => {
+            tokio::time::sleep(StdDuration::from_millis(ms)).await;
+            Ok(hyper::Response::builder()
+                .status(200)
+                .body(Full::new(Bytes::from_static(b"ok")))
+                .expect("response"))
+        }
     }
 }
 
@@ -745,6 +754,43 @@ async fn a_receiver_that_answers_200_is_delivered_whatever_its_body_does() {
         tokio::time::sleep(StdDuration::from_millis(50)).await;
     }
     assert_eq!(receiver.closed(), [true, true]);
+    server.shutdown().await;
+}
+
+/// Slow receivers with backlogs take turns with the others: eight endpoints answering 200
+/// after 600 ms, each with twelve events to deliver, and a ninth that answers at once,
+/// against the four worker loops of a replica: every endpoint gets its first event within
+/// a few seconds. Before, a loop kept its endpoint until the backlog was through (7.2 s
+/// here) and claims went by id, so four endpoints got nothing until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_receivers_take_turns_with_the_others() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let mut receivers = Vec::new();
+    for _ in 0..8 {
+        receivers.push(Receiver::start(&[Answer::Slow(600); 12]).await);
+    }
+    receivers.push(Receiver::start(&[]).await);
+    for r in &receivers {
+        registered_id(&c, &r.url()).await;
+    }
+    let started = Instant::now();
+    for i in 0..12 {
+        one_event(&mut c, &format!("turns-{i}")).await;
+    }
+    let placed = started.elapsed();
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    let waited = loop {
+        if receivers.iter().all(|r| !r.got().is_empty()) {
+            break started.elapsed();
+        }
+        assert!(Instant::now() < deadline, "every endpoint gets an event");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    };
+    assert!(
+        waited < placed + StdDuration::from_secs(5),
+        "every endpoint had its first event {waited:?} after the first order ({placed:?} to place them all)"
+    );
     server.shutdown().await;
 }
 

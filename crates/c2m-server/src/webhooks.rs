@@ -4,7 +4,8 @@
 //! A few worker loops run in each replica (under [`crate::tasks::supervise`]). Each claims
 //! one endpoint at a time from the store (a lease, `FOR UPDATE SKIP LOCKED` on PostgreSQL:
 //! see `c2m_store::webhooks`), reads the events after the endpoint's cursor and sends them
-//! one by one; a 2xx moves the cursor, anything else (a status, a refused or dropped
+//! one by one (for a turn of a second at most, then the endpoint waits behind the others
+//! that are due); a 2xx moves the cursor, anything else (a status, a refused or dropped
 //! connection, no answer within `timeout`) is logged as a failed attempt, and the endpoint
 //! waits `retry_delay` (one second doubling up to `max_backoff`, with jitter) before the
 //! same event is tried again; an endpoint that has failed for `disable_after` without a
@@ -158,6 +159,7 @@ async fn deliver(
         secret,
         owner,
     } = claim;
+    let turn = Instant::now();
     let mut cursor = endpoint.cursor;
     let mut failures = endpoint.failures;
     let mut failing_since = endpoint.failing_since;
@@ -241,6 +243,11 @@ async fn deliver(
             failures = 0;
             failing_since = None;
             cursor = e.seq;
+            if turn.elapsed() >= TURN {
+                // Other endpoints go first, then this one again where it stopped.
+                store.pass_endpoint(claim, clock.now()).await?;
+                return Ok(None);
+            }
         }
         if let Some(seq) = skipped {
             let until = clock.now() + lease;
@@ -251,6 +258,12 @@ async fn deliver(
         }
     }
 }
+
+/// How long a worker loop delivers to one endpoint before passing it on with events left
+/// (`WebhookStore::pass_endpoint`): a slow receiver with a long backlog takes turns with
+/// the other endpoints instead of holding the loop until it is through. Long enough that
+/// a receiver answering in milliseconds gets hundreds of events a claim.
+const TURN: Duration = Duration::from_secs(1);
 
 /// What one POST came to.
 #[derive(Debug, Clone)]

@@ -50,6 +50,7 @@ use c2m_domain::{Progress, WorkOrderState};
 pub mod events;
 pub use events::{
     a_deleted_webhook_endpoint_is_never_claimed_again,
+    a_passed_webhook_endpoint_waits_behind_the_others,
     concurrent_writes_are_numbered_in_commit_order, events_are_written_with_their_changes_in_order,
     refused_and_replayed_writes_append_no_event, ship_date_changes_are_events_when_the_date_moves,
     webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
@@ -167,6 +168,7 @@ macro_rules! conformance_cases {
             concurrent_writes_are_numbered_in_commit_order,
             webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
             a_deleted_webhook_endpoint_is_never_claimed_again,
+            a_passed_webhook_endpoint_waits_behind_the_others,
             ship_date_changes_are_events_when_the_date_moves,
             // The merchant's levers and the forecast's input (`conformance/levers.rs`).
             extend_deadline_only_later_while_selling,

@@ -193,24 +193,34 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Gives the claim's lease up (nothing more to deliver for now); nothing if its owner
     /// no longer holds it.
     async fn release_endpoint(&self, claim: &Claim) -> Result<()>;
+
+    /// Gives the claim's lease up with events still to deliver, at the end of the
+    /// worker's turn: the endpoint is due again at `now`, behind every due endpoint that
+    /// has waited longer (see the claim's order); nothing if its owner no longer holds it.
+    async fn pass_endpoint(&self, claim: &Claim, now: DateTime<Utc>) -> Result<()>;
 }
 
 const ENDPOINT: &str = "SELECT id, url, kinds, secret, cursor, created_at, disabled_at, \
      disabled_reason, failing_since, failures, next_attempt_at, deleted_at FROM webhook_endpoints ";
 
+/// The next endpoint to deliver to: one that is due, not leased, with events after its
+/// cursor. Endpoints with no attempt scheduled come first, then the others by how long
+/// they have been due (a retry, or an endpoint whose worker passed it on with events
+/// left, [`WebhookStore::pass_endpoint`]), so a slow endpoint with a long backlog takes
+/// turns with the rest instead of holding a worker loop until it is through.
 const DUE: &str = "SELECT id FROM webhook_endpoints \
      WHERE disabled_at IS NULL AND deleted_at IS NULL \
      AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
      AND (lease_until IS NULL OR lease_until < $1) \
      AND cursor < (SELECT last_seq FROM event_counter WHERE id = 1) \
-     ORDER BY id LIMIT 1";
+     ORDER BY next_attempt_at IS NOT NULL, next_attempt_at, id LIMIT 1";
 
 const DUE_SKIP_LOCKED: &str = "SELECT id FROM webhook_endpoints \
      WHERE disabled_at IS NULL AND deleted_at IS NULL \
      AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
      AND (lease_until IS NULL OR lease_until < $1) \
      AND cursor < (SELECT last_seq FROM event_counter WHERE id = 1) \
-     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
+     ORDER BY next_attempt_at IS NOT NULL, next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 fn endpoint(r: &impl Columns) -> Result<Endpoint> {
     let kinds: Vec<String> = serde_json::from_str(&r.text("kinds")?)
@@ -454,6 +464,17 @@ async fn release<D: Backend>(tx: &mut Tx<'_, D>, endpoint: &str, owner: &str) ->
     D::query(sql, (endpoint, owner)).run(tx).await
 }
 
+async fn pass<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    endpoint: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sql = "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = NULL, \
+         next_attempt_at = $3 WHERE id = $1 AND lease_owner = $2";
+    D::query(sql, (endpoint, owner, micros(now))).run(tx).await
+}
+
 #[async_trait]
 impl<E: Engine> WebhookStore for E {
     #[tracing::instrument(skip(self, e), fields(id = %e.id, url = %e.url), err(level = "debug"))]
@@ -572,6 +593,14 @@ impl<E: Engine> WebhookStore for E {
         let args = (claim.endpoint.id.clone(), claim.owner.clone());
         let op = Op::new(args, |tx, (endpoint, owner)| {
             Box::pin(release(tx, endpoint, owner))
+        });
+        self.write(Lane::Alone, op.quiet()).await
+    }
+
+    async fn pass_endpoint(&self, claim: &Claim, now: DateTime<Utc>) -> Result<()> {
+        let args = (claim.endpoint.id.clone(), claim.owner.clone(), now);
+        let op = Op::new(args, |tx, (endpoint, owner, now)| {
+            Box::pin(pass(tx, endpoint, owner, *now))
         });
         self.write(Lane::Alone, op.quiet()).await
     }

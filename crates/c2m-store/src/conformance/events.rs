@@ -530,6 +530,41 @@ async fn event_after(store: &dyn Store, seq: i64) -> Event {
 /// its cursor, a failure makes it wait and gives the lease up; a replay moves the cursor
 /// back (or refuses a number ahead) and takes the lease away; a disabled endpoint is not
 /// claimed. With two replicas claiming at once, each endpoint goes to one of them.
+/// A worker that passes an endpoint on at the end of its turn (events still to deliver)
+/// puts it behind the due endpoints that have waited longer: the next claim takes another
+/// endpoint, and the passed one is due again at once. Before, claims went by id, so a
+/// slow endpoint with a long backlog held a worker loop until it was through, and four
+/// of them every loop of a replica.
+pub async fn a_passed_webhook_endpoint_waits_behind_the_others(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(10, None)).await;
+    place(&*store, &c.id, &consumer(1), 1).await.expect("first");
+    let now = t0() + Duration::hours(2);
+    let lease = now + Duration::minutes(1);
+    for n in 1..=2 {
+        store
+            .create_endpoint(&endpoint(n), now)
+            .await
+            .expect("endpoint");
+    }
+    place(&*store, &c.id, &consumer(2), 1)
+        .await
+        .expect("second");
+    let first = claimed(&*store, "w1", now, lease).await.expect("due");
+    assert_eq!(first.endpoint.id, "whe_1", "by id while neither has waited");
+    store.pass_endpoint(&first, now).await.expect("pass");
+    let second = claimed(&*store, "w2", now, lease).await.expect("due");
+    assert_eq!(second.endpoint.id, "whe_2", "the passed one waits behind");
+    let third = claimed(&*store, "w3", now, lease).await.expect("due again");
+    assert_eq!(third.endpoint.id, "whe_1", "and is due at once");
+    // A pass from a worker that no longer holds the lease changes nothing.
+    store.pass_endpoint(&first, now).await.expect("stale pass");
+    assert!(
+        claims_nothing(&*store, "w4", now, lease).await,
+        "both leased"
+    );
+}
+
 pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx: Arc<dyn Fixture>) {
     use crate::webhooks::Outcome;
     let store = fx.store();
