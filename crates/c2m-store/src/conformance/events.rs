@@ -537,19 +537,16 @@ async fn event_after(store: &dyn Store, seq: i64) -> Event {
 /// of them every loop of a replica.
 pub async fn a_passed_webhook_endpoint_waits_behind_the_others(fx: Arc<dyn Fixture>) {
     let store = fx.store();
-    let c = create(&*store, spec(10, None)).await;
-    place(&*store, &c.id, &consumer(1), 1).await.expect("first");
-    let now = t0() + Duration::hours(2);
-    let lease = now + Duration::minutes(1);
+    let (now, lease) = (t0(), t0() + Duration::minutes(1));
     for n in 1..=2 {
         store
             .create_endpoint(&endpoint(n), now)
             .await
             .expect("endpoint");
     }
-    place(&*store, &c.id, &consumer(2), 1)
-        .await
-        .expect("second");
+    // An event for both to deliver.
+    let c = create(&*store, spec(10, None)).await;
+    place(&*store, &c.id, &consumer(1), 1).await.expect("order");
     let first = claimed(&*store, "w1", now, lease).await.expect("due");
     assert_eq!(first.endpoint.id, "whe_1", "by id while neither has waited");
     store.pass_endpoint(&first, now).await.expect("pass");
