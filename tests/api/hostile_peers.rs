@@ -193,3 +193,47 @@ async fn a_second_signal_stops_the_server_without_waiting_for_the_drain() {
     assert!(status.success(), "{status:?}");
     drop(silent);
 }
+
+/// A peer that stops answering (a client that vanished: a power cut, a network that
+/// dropped it) is sent an HTTP/2 PING once its connection has been quiet for
+/// `--keepalive-interval`, and closed when the PING goes unanswered for
+/// `--keepalive-timeout`. Before, nothing was sent on a quiet connection, so the server
+/// kept it (and its streams, and a file descriptor) until TCP gave up, if ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_is_pinged_and_its_connection_closed() {
+    let server = TestServer::sqlite_with(|s| {
+        s.keepalive_interval = Duration::from_millis(500);
+        s.keepalive_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut peer = TcpStream::connect(server.addr).await.expect("connect");
+    // The preface and an empty SETTINGS frame, then silence: nothing is ever answered.
+    peer.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    let read = async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = peer.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the server closes the connection");
+    // The frames' types (a frame: 3 bytes of length, its type, flags, stream id).
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len = u32::from_be_bytes([0, got[at], got[at + 1], got[at + 2]]) as usize;
+        types.push(got[at + 3]);
+        at += 9 + len;
+    }
+    const PING: u8 = 6;
+    assert!(types.contains(&PING), "a PING before closing: {types:?}");
+    server.shutdown().await;
+}

@@ -282,7 +282,9 @@ impl Application {
         if auth.is_none() {
             tracing::warn!("access control is off (--no-auth): every caller acts as admin");
         }
-        let mut server = tonic::transport::Server::builder();
+        let mut server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(settings.keepalive_interval))
+            .http2_keepalive_timeout(Some(settings.keepalive_timeout));
         if let Some(tls) = &tls {
             // Checked once already in `ServerTls::from_settings`, so this does not fail.
             server = server

@@ -44,6 +44,17 @@ pub struct Settings {
     #[arg(long, env = "C2M_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long a connection may go without a frame from its peer before the server sends
+    /// an HTTP/2 PING; one not answered within --keepalive-timeout closes the connection.
+    /// A client that vanished (power cut, a network that dropped it) is noticed so, and
+    /// its connection and streams closed, instead of being held until TCP gives up.
+    #[arg(long, env = "C2M_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// How long a keepalive PING may go unanswered before the connection is closed.
+    #[arg(long, env = "C2M_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
     /// Most calls handled at once across all connections; beyond it calls are refused at
     /// once with RESOURCE_EXHAUSTED (load shedding) rather than queued.
     #[arg(long, env = "C2M_MAX_IN_FLIGHT", default_value_t = 1024)]
@@ -161,6 +172,8 @@ impl Settings {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
             concurrency_per_connection: 256,
             max_in_flight: 1024,
             plan_every: Duration::ZERO,
@@ -198,6 +211,8 @@ impl Settings {
             ("--sweep-interval", self.sweep_interval),
             ("--request-timeout", self.request_timeout),
             ("--shutdown-grace", self.shutdown_grace),
+            ("--keepalive-interval", self.keepalive_interval),
+            ("--keepalive-timeout", self.keepalive_timeout),
             ("--plan-time-limit", self.plan_time_limit),
             ("--advice-time-limit", self.advice_time_limit),
             ("--factory-heartbeat", self.factory_heartbeat),
@@ -425,10 +440,16 @@ mod tests {
         let ok = Settings::for_tests(PathBuf::from("x"));
         assert!(ok.check().is_ok());
         type Zero = fn(&mut Settings);
-        let cases: [(&str, Zero); 14] = [
+        let cases: [(&str, Zero); 16] = [
             ("--sweep-interval", |s| s.sweep_interval = Duration::ZERO),
             ("--request-timeout", |s| s.request_timeout = Duration::ZERO),
             ("--shutdown-grace", |s| s.shutdown_grace = Duration::ZERO),
+            ("--keepalive-interval", |s| {
+                s.keepalive_interval = Duration::ZERO
+            }),
+            ("--keepalive-timeout", |s| {
+                s.keepalive_timeout = Duration::ZERO
+            }),
             ("--plan-time-limit", |s| s.plan_time_limit = Duration::ZERO),
             ("--advice-time-limit", |s| {
                 s.advice_time_limit = Duration::ZERO
