@@ -151,7 +151,8 @@ async fn running_out_of_file_descriptors_pauses_accepting_and_serving_resumes() 
 }
 
 /// A second SIGTERM stops the server at once, for an operator who will not wait out the
-/// drain (here held by a connection that sends nothing, with a minute's grace). Before,
+/// drain (here held by a connection that sent its preface and then nothing, with a
+/// minute's grace). Before,
 /// a second signal, TERM or INT, was ignored.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +169,12 @@ async fn a_second_signal_stops_the_server_without_waiting_for_the_drain() {
         .expect("c2m binary starts");
     let addr = listening(&mut child).await;
     let pid = child.id().expect("running").to_string();
-    let silent = TcpStream::connect(addr).await.expect("connect");
+    // A connection that sends the preface and then nothing holds the drain.
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
     // Served (accepted and handed to the HTTP layer) before the signal.
     assert_eq!(serving(addr).await, Some(()));
     let term = || {
@@ -235,5 +241,34 @@ async fn a_peer_that_stops_answering_is_pinged_and_its_connection_closed() {
     }
     const PING: u8 = 6;
     assert!(types.contains(&PING), "a PING before closing: {types:?}");
+    server.shutdown().await;
+}
+
+/// A connection whose peer sends nothing is closed after `--handshake-timeout` (here
+/// 500 ms) without reaching the server, which serves others meanwhile. Before, it was kept
+/// until shutdown (keepalive PINGs begin only after the HTTP/2 handshake), so enough of
+/// them ran the process out of descriptors, and each held the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_speaks_is_closed_after_the_handshake_timeout() {
+    let server =
+        TestServer::sqlite_with(|s| s.handshake_timeout = Duration::from_millis(500)).await;
+    let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+    let started = Instant::now();
+    let until_closed = async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = silent.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), until_closed)
+        .await
+        .expect("the server closes a silent connection");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "not before its time"
+    );
+    assert_eq!(serving(server.addr).await, Some(()), "others are served");
     server.shutdown().await;
 }

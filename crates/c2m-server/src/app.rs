@@ -296,7 +296,12 @@ impl Application {
         // connection has drained, so a listener inside it stayed open and a client
         // arriving during the drain hung instead of being refused.
         let (conns_tx, mut conns) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
-        let accept_task = tokio::spawn(accept(listener, conns_tx, stop_rx.clone()));
+        let accept_task = tokio::spawn(accept(
+            listener,
+            conns_tx,
+            stop_rx.clone(),
+            settings.handshake_timeout,
+        ));
         let incoming = futures::stream::poll_fn(move |cx| {
             conns.poll_recv(cx).map(|c| c.map(Ok::<_, std::io::Error>))
         });
@@ -439,6 +444,7 @@ async fn accept(
     listener: TcpListener,
     conns: tokio::sync::mpsc::Sender<TcpStream>,
     mut stop: watch::Receiver<bool>,
+    first_byte: std::time::Duration,
 ) {
     let mut failing = false;
     loop {
@@ -453,9 +459,7 @@ async fn accept(
                     failing = false;
                 }
                 let _ = tcp.set_nodelay(true);
-                if conns.send(tcp).await.is_err() {
-                    return;
-                }
+                tokio::spawn(first_word(tcp, conns.clone(), stop.clone(), first_byte));
             }
             Err(e) => {
                 // Logged once per run of failures, not once per retry.
@@ -469,6 +473,29 @@ async fn accept(
                 }
             }
         }
+    }
+}
+
+/// Hands `tcp` to the server once its peer has sent a byte (a gRPC client's HTTP/2
+/// preface, or a TLS ClientHello, comes at once); drops it when nothing came within
+/// `within` (`--handshake-timeout`), or at shutdown. A connection that never sends a byte
+/// held a descriptor and a place in the drain for as long as its peer liked: keepalive
+/// PINGs only begin once the HTTP/2 handshake is done.
+async fn first_word(
+    tcp: TcpStream,
+    conns: tokio::sync::mpsc::Sender<TcpStream>,
+    mut stop: watch::Receiver<bool>,
+    within: std::time::Duration,
+) {
+    let mut byte = [0u8; 1];
+    let spoke = tokio::select! {
+        _ = stop.wait_for(|s| *s) => false,
+        peeked = tokio::time::timeout(within, tcp.peek(&mut byte)) => {
+            matches!(peeked, Ok(Ok(n)) if n > 0)
+        }
+    };
+    if spoke {
+        let _ = conns.send(tcp).await;
     }
 }
 

@@ -51,6 +51,11 @@ pub struct Settings {
     #[arg(long, env = "C2M_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,
 
+    /// How long a new connection may stay silent: one whose peer has sent nothing by then
+    /// (not the HTTP/2 preface, not a TLS hello) is closed without reaching the server.
+    #[arg(long, env = "C2M_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
     /// How long a keepalive PING may go unanswered before the connection is closed.
     #[arg(long, env = "C2M_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
@@ -174,6 +179,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
             concurrency_per_connection: 256,
             max_in_flight: 1024,
             plan_every: Duration::ZERO,
@@ -213,6 +219,7 @@ impl Settings {
             ("--shutdown-grace", self.shutdown_grace),
             ("--keepalive-interval", self.keepalive_interval),
             ("--keepalive-timeout", self.keepalive_timeout),
+            ("--handshake-timeout", self.handshake_timeout),
             ("--plan-time-limit", self.plan_time_limit),
             ("--advice-time-limit", self.advice_time_limit),
             ("--factory-heartbeat", self.factory_heartbeat),
@@ -440,7 +447,7 @@ mod tests {
         let ok = Settings::for_tests(PathBuf::from("x"));
         assert!(ok.check().is_ok());
         type Zero = fn(&mut Settings);
-        let cases: [(&str, Zero); 16] = [
+        let cases: [(&str, Zero); 17] = [
             ("--sweep-interval", |s| s.sweep_interval = Duration::ZERO),
             ("--request-timeout", |s| s.request_timeout = Duration::ZERO),
             ("--shutdown-grace", |s| s.shutdown_grace = Duration::ZERO),
@@ -449,6 +456,9 @@ mod tests {
             }),
             ("--keepalive-timeout", |s| {
                 s.keepalive_timeout = Duration::ZERO
+            }),
+            ("--handshake-timeout", |s| {
+                s.handshake_timeout = Duration::ZERO
             }),
             ("--plan-time-limit", |s| s.plan_time_limit = Duration::ZERO),
             ("--advice-time-limit", |s| {
