@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use c2m_domain::Role;
 
-use crate::dialect::{Backend, Columns, Tx};
+use crate::dialect::{columns, Backend, Columns, Tx};
 use crate::engine::{Call, Engine};
 use crate::Result;
 use crate::StoreError;
@@ -111,18 +111,12 @@ impl<D: Backend> Tx<'_, D> {
 }
 
 fn stored_token(r: &impl Columns) -> Result<StoredToken> {
-    let token = NewToken {
-        id: r.text("id")?,
-        secret_hash: r.text("secret_hash")?,
+    let token = columns!(r => NewToken {
+        id: text, secret_hash: text, label: text;
         role: role(&r.text("role")?)?,
         factory: r.text_opt("factory_id")?,
-        label: r.text("label")?,
-    };
-    Ok(StoredToken {
-        token,
-        created_at: r.ts("created_at")?,
-        revoked_at: r.ts_opt("revoked_at")?,
-    })
+    });
+    Ok(columns!(r => StoredToken { created_at: ts, revoked_at: ts_opt; token }))
 }
 
 fn role(s: &str) -> Result<Role> {

@@ -411,6 +411,21 @@ where
     }
 }
 
+/// Builds a struct from a row whose columns are named like its fields, so that each name is
+/// written once and a field cannot read another field's column by a slip of the pen.
+///
+/// `columns!(r => Endpoint { id: text, cursor: int; kinds })` is
+/// `Endpoint { id: r.text("id")?, cursor: r.int("cursor")?, kinds }`: before the `;`,
+/// `field: method` pairs read with that [`Columns`] method; after it, ordinary struct-literal
+/// fields for what takes more than a read (a typed id, a parsed status, money with its
+/// currency). For use in a function returning [`Result`](crate::Result).
+macro_rules! columns {
+    ($r:ident => $ty:ident { $($field:ident: $get:ident),* $(,)? $(; $($rest:tt)*)? }) => {
+        $ty { $($field: $r.$get(stringify!($field))?,)* $($($rest)*)? }
+    };
+}
+pub(crate) use columns;
+
 /// Typed access to a row's columns, with decoding failures reported as [`StoreError`];
 /// the one place a row's timestamps are read in the backend's type.
 pub(crate) trait Columns {

@@ -34,7 +34,7 @@ use chrono::{DateTime, Utc};
 use c2m_domain::{DomainError, IdempotencyKey};
 use serde::{Deserialize, Serialize};
 
-use crate::dialect::{micros, Backend, Columns, Dialect, Tx};
+use crate::dialect::{columns, micros, Backend, Columns, Dialect, Tx};
 use crate::engine::{Call, Engine, Lane};
 use crate::idempotency::Keyed;
 use crate::writer::Op;
@@ -225,34 +225,20 @@ const DUE_SKIP_LOCKED: &str = "SELECT id FROM webhook_endpoints \
 fn endpoint(r: &impl Columns) -> Result<Endpoint> {
     let kinds: Vec<String> = serde_json::from_str(&r.text("kinds")?)
         .map_err(|e| StoreError::Corrupt(format!("webhook kinds: {e}")))?;
-    Ok(Endpoint {
-        id: r.text("id")?,
-        url: r.text("url")?,
+    Ok(columns!(r => Endpoint {
+        id: text, url: text, cursor: int, created_at: ts, disabled_at: ts_opt,
+        disabled_reason: text_opt, failing_since: ts_opt, failures: int,
+        next_attempt_at: ts_opt, deleted_at: ts_opt;
         kinds,
-        cursor: r.int("cursor")?,
-        created_at: r.ts("created_at")?,
-        disabled_at: r.ts_opt("disabled_at")?,
-        disabled_reason: r.text_opt("disabled_reason")?,
-        failing_since: r.ts_opt("failing_since")?,
-        failures: r.int("failures")?,
-        next_attempt_at: r.ts_opt("next_attempt_at")?,
-        deleted_at: r.ts_opt("deleted_at")?,
-    })
+    }))
 }
 
 fn delivery(r: &impl Columns) -> Result<Delivery> {
-    Ok(Delivery {
-        seq: r.int("seq")?,
-        endpoint_id: r.text("endpoint_id")?,
-        event_seq: r.int("event_seq")?,
-        event_id: r.text("event_id")?,
-        attempt: r.int("attempt")?,
-        status_code: r.int_opt("status_code")?,
-        error: r.text_opt("error")?,
-        latency_ms: r.int("latency_ms")?,
+    Ok(columns!(r => Delivery {
+        seq: int, endpoint_id: text, event_seq: int, event_id: text, attempt: int,
+        status_code: int_opt, error: text_opt, latency_ms: int, at: ts;
         delivered: r.int("delivered")? != 0,
-        at: r.ts("at")?,
-    })
+    }))
 }
 
 fn endpoint_not_found(id: &str) -> StoreError {

@@ -6,7 +6,7 @@ use super::{
     Catalogue, CatalogueFactory, CatalogueKind, CatalogueMaterial, CatalogueProduct,
     CatalogueSupplier, Entry,
 };
-use crate::dialect::{Backend, Columns, Tx};
+use crate::dialect::{columns, Backend, Columns, Tx};
 use crate::planning::{from_json, json};
 use crate::Result;
 
@@ -163,47 +163,36 @@ impl<D: Backend> Tx<'_, D> {
 /// The whole catalogue, its scenario-level row read with `meta`.
 async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> Result<Catalogue> {
     let meta = D::query(meta, ()).fetch_one(tx).await?;
-    let mut c = Catalogue {
-        version: meta.int("version")?,
-        name: meta.text("name")?,
-        currency: meta.text_opt("currency")?,
-        material_deadline_days: meta.int_opt("material_deadline_days")?,
+    let mut c = columns!(meta => Catalogue {
+        version: int, name: text, currency: text_opt, material_deadline_days: int_opt;
         ..Catalogue::default()
-    };
+    });
     let product = |r: &D::Row| {
-        Ok(CatalogueProduct {
-            sku: r.text("sku")?,
-            bom: from_json("bom", &r.text("bom")?)?,
-        })
+        Ok(columns!(r => CatalogueProduct { sku: text; bom: from_json("bom", &r.text("bom")?)? }))
     };
     c.products = D::query(PRODUCTS, ()).all(tx, product).await?;
     let material = |r: &D::Row| {
-        Ok(CatalogueMaterial {
-            id: r.text("id")?,
-            unit: r.text("unit")?,
-            on_hand: r.real("on_hand")?,
-            holding_cost: r.real("holding_cost")?,
-        })
+        Ok(columns!(r => CatalogueMaterial {
+            id: text, unit: text, on_hand: real, holding_cost: real
+        }))
     };
     c.materials = D::query(MATERIALS, ()).all(tx, material).await?;
     let factory = |r: &D::Row| {
-        Ok(CatalogueFactory {
-            id: r.text("id")?,
-            capacity_hours: r.real("capacity_hours")?,
+        Ok(columns!(r => CatalogueFactory {
+            id: text, capacity_hours: real;
             lines: from_json("lines", &r.text("lines")?)?,
             calendar: r
                 .text_opt("calendar")?
                 .map(|c| from_json("calendar", &c))
                 .transpose()?,
-        })
+        }))
     };
     c.factories = D::query(FACTORIES, ()).all(tx, factory).await?;
     let supplier = |r: &D::Row| {
-        Ok(CatalogueSupplier {
-            id: r.text("id")?,
-            lead_days: r.int("lead_days")?,
+        Ok(columns!(r => CatalogueSupplier {
+            id: text, lead_days: int;
             offers: from_json("offers", &r.text("offers")?)?,
-        })
+        }))
     };
     c.suppliers = D::query(SUPPLIERS, ()).all(tx, supplier).await?;
     Ok(c)

@@ -11,7 +11,7 @@ use super::{
     from_json, json, NewPlan, NewWorkOrder, PlanDetail, PlanStatus, PlanSummary, QueuedBatch,
     StoredPlan, WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
 };
-use crate::dialect::{page_limit, Backend, Columns, Tx};
+use crate::dialect::{columns, page_limit, Backend, Columns, Tx};
 use crate::pooling::{batch, batch_columns, paged};
 use crate::Result;
 use crate::StoreError;
@@ -238,16 +238,12 @@ impl<D: Backend> Tx<'_, D> {
         let reservation = |x: &D::Row| Ok((x.text("material_id")?, x.real("quantity")?));
         let reservations = D::query(sql, (id,)).all(self, reservation).await?;
         let purchase_orders = self.plan_purchase_orders(id).await?;
-        let detail = PlanDetail {
-            cost_breakdown: r.text("cost_breakdown")?,
-            solve_seconds: r.real("solve_seconds")?,
-            diagnosis: r.text_opt("diagnosis")?,
-            scenario: r.text("scenario")?,
-            plan: r.text("plan")?,
-            catalogue_version: r.int("catalogue_version")?,
+        let detail = columns!(r => PlanDetail {
+            cost_breakdown: text, solve_seconds: real, diagnosis: text_opt, scenario: text,
+            plan: text, catalogue_version: int;
             batches,
             reservations,
-        };
+        });
         Ok(Some(StoredPlan {
             summary: plan_summary(&r)?,
             detail,
@@ -307,32 +303,23 @@ pub(crate) fn work_order_state(s: &str) -> Result<WorkOrderState> {
 /// Columns: those of `work_order_select!`.
 pub(crate) fn work_order(w: &impl Columns) -> Result<WorkOrder> {
     let body: WorkOrderBody = from_json("work order", &w.text("body")?)?;
-    let order = NewWorkOrder {
-        factory_id: w.text("factory_id")?,
+    let order = columns!(w => NewWorkOrder {
+        factory_id: text, due_at: ts;
         runs: body.runs,
         materials: body.materials,
-        due_at: w.ts("due_at")?,
-    };
-    Ok(WorkOrder {
-        id: w.text("id")?,
-        plan_id: w.text("plan_id")?,
-        seq: w.int("seq")?,
+    });
+    Ok(columns!(w => WorkOrder {
+        id: text, plan_id: text, seq: int, created_at: ts;
         order,
-        created_at: w.ts("created_at")?,
         state: work_order_state(&w.text("state")?)?,
-    })
+    }))
 }
 
 /// Columns: those of `plan_summary_select!`.
 fn plan_summary(r: &impl Columns) -> Result<PlanSummary> {
-    Ok(PlanSummary {
-        id: r.text("id")?,
+    Ok(columns!(r => PlanSummary {
+        id: text, currency: text, total_cost: int, gap: real_opt, solver: text, created_at: ts;
         status: plan_status(&r.text("status")?)?,
-        currency: r.text("currency")?,
-        total_cost: r.int("total_cost")?,
-        gap: r.real_opt("gap")?,
-        solver: r.text("solver")?,
         batches: r.int("batch_count")?,
-        created_at: r.ts("created_at")?,
-    })
+    }))
 }

@@ -12,7 +12,7 @@ use c2m_domain::{
 };
 
 use super::PoolSnapshot;
-use crate::dialect::{one, page, page_limit, Backend, Columns, Dialect, Tx, Value};
+use crate::dialect::{columns, one, page, page_limit, Backend, Columns, Dialect, Tx, Value};
 use crate::engine::campaign_not_found;
 use crate::pooling::preorder_not_found;
 use crate::Result;
@@ -452,28 +452,19 @@ fn hold_state(s: &str) -> Result<HoldState> {
 /// price_ladder, balance_window_secs, ships_within_days, closed_at, cancelled_at`.
 pub(crate) fn campaign(r: &impl Columns) -> Result<Campaign> {
     let cur = currency(&r.text("currency")?)?;
-    Ok(Campaign {
+    let terms = columns!(r => CampaignTerms {
+        sku: text, title: text, batch_threshold: int, ships_within_days: int,
+        batch_cap: int_opt, max_per_order: int_opt, max_per_consumer: int_opt,
+        total_cap: int_opt, balance_window_secs: int_opt, opens_at: ts, deadline: ts;
+        unit_price: Money::new(r.int("unit_price")?, cur),
+        deposit: Money::new(r.int("deposit")?, cur),
+        price_ladder: ladder(&r.text("price_ladder")?)?,
+    });
+    Ok(columns!(r => Campaign {
+        created_at: ts, closed_at: ts_opt, cancelled_at: ts_opt;
         id: CampaignId::from_trusted(r.text("id")?),
-        terms: CampaignTerms {
-            sku: r.text("sku")?,
-            title: r.text("title")?,
-            unit_price: Money::new(r.int("unit_price")?, cur),
-            deposit: Money::new(r.int("deposit")?, cur),
-            batch_threshold: r.int("batch_threshold")?,
-            batch_cap: r.int_opt("batch_cap")?,
-            max_per_order: r.int_opt("max_per_order")?,
-            max_per_consumer: r.int_opt("max_per_consumer")?,
-            total_cap: r.int_opt("total_cap")?,
-            opens_at: r.ts("opens_at")?,
-            deadline: r.ts("deadline")?,
-            price_ladder: ladder(&r.text("price_ladder")?)?,
-            balance_window_secs: r.int_opt("balance_window_secs")?,
-            ships_within_days: r.int("ships_within_days")?,
-        },
-        created_at: r.ts("created_at")?,
-        closed_at: r.ts_opt("closed_at")?,
-        cancelled_at: r.ts_opt("cancelled_at")?,
-    })
+        terms,
+    }))
 }
 
 /// A [`PoolSnapshot`]: the open batch's columns (all null when there is none),
@@ -504,21 +495,14 @@ pub(crate) fn batch(r: &impl Columns) -> Result<Batch> {
         Some(minor) => Some(Money::new(minor, currency(&r.text("currency")?)?)),
         None => None,
     };
-    Ok(Batch {
+    Ok(columns!(r => Batch {
+        seq: int, units: int, threshold: int, forfeited_units: int, created_at: ts,
+        locked_at: ts_opt, failed_at: ts_opt, balance_due_by: ts_opt, ready_at: ts_opt;
         id: BatchId::from_trusted(r.text("id")?),
         campaign_id: CampaignId::from_trusted(r.text("campaign_id")?),
-        seq: r.int("seq")?,
         status: batch_status(&r.text("status")?)?,
-        units: r.int("units")?,
-        threshold: r.int("threshold")?,
-        created_at: r.ts("created_at")?,
-        locked_at: r.ts_opt("locked_at")?,
-        failed_at: r.ts_opt("failed_at")?,
         final_unit_price,
-        balance_due_by: r.ts_opt("balance_due_by")?,
-        forfeited_units: r.int("forfeited_units")?,
-        ready_at: r.ts_opt("ready_at")?,
-    })
+    }))
 }
 
 /// Columns: `id, campaign_id, consumer_id, batch_id, batch_seq, batch_status, quantity,
@@ -530,29 +514,26 @@ pub(crate) fn preorder(r: &impl Columns) -> Result<Preorder> {
     let cancelled_at = r.ts_opt("cancelled_at")?;
     let forfeited_at = r.ts_opt("forfeited_at")?;
     let batch = batch_status(&r.text("batch_status")?)?;
-    let money = PreorderMoney {
+    let money = columns!(r => PreorderMoney {
+        balance_paid_at: ts_opt, refunded_at: ts_opt;
         hold: hold_state(&r.text("hold_state")?)?,
         final_unit_price: r
             .int_opt("batch_final_unit_price")?
             .map(|m| Money::new(m, cur)),
         balance_due: r.int_opt("balance_due")?.map(|m| Money::new(m, cur)),
         balance_due_by: r.ts_opt("batch_balance_due_by")?,
-        balance_paid_at: r.ts_opt("balance_paid_at")?,
         forfeited_at,
-        refunded_at: r.ts_opt("refunded_at")?,
-    };
-    Ok(Preorder {
+    });
+    Ok(columns!(r => Preorder {
+        batch_seq: int, quantity: int, created_at: ts;
         id: PreorderId::from_trusted(r.text("id")?),
         campaign_id: CampaignId::from_trusted(r.text("campaign_id")?),
         consumer_id: ConsumerId::from_trusted(r.text("consumer_id")?),
         batch_id: BatchId::from_trusted(r.text("batch_id")?),
-        batch_seq: r.int("batch_seq")?,
-        quantity: r.int("quantity")?,
         unit_price: Money::new(r.int("unit_price")?, cur),
         deposit_total: Money::new(r.int("deposit_total")?, cur),
         status: PreorderStatus::derive(cancelled_at.is_some(), forfeited_at.is_some(), batch),
-        created_at: r.ts("created_at")?,
         cancelled_at,
         money,
-    })
+    }))
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use c2m_domain::{BatchId, Page, PageRequest};
 
 use super::{NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderFilter, PurchaseOrderState};
-use crate::dialect::{page_limit, Backend, Columns, Tx};
+use crate::dialect::{columns, page_limit, Backend, Columns, Tx};
 use crate::planning::{from_json, json};
 use crate::pooling::paged;
 use crate::Result;
@@ -153,28 +153,16 @@ impl<D: Backend> Tx<'_, D> {
 fn purchase_order(r: &impl Columns) -> Result<PurchaseOrder> {
     let state = r.text("state")?;
     let batches: Vec<String> = from_json("purchase order batches", &r.text("batches")?)?;
-    let order = NewPurchaseOrder {
-        id: r.text("id")?,
-        supplier_id: r.text("supplier_id")?,
-        material_id: r.text("material_id")?,
-        quantity: r.real("quantity")?,
-        unit_price: r.real("unit_price")?,
-        tier: r.int("tier")?,
-        packs: r.int_opt("packs")?,
-        order_period: r.int("order_period")?,
-        ordered_at: r.ts("ordered_at")?,
-        expected_at: r.ts("expected_at")?,
+    let order = columns!(r => NewPurchaseOrder {
+        id: text, supplier_id: text, material_id: text, quantity: real, unit_price: real,
+        tier: int, packs: int_opt, order_period: int, ordered_at: ts, expected_at: ts,
+        allocated: real;
         batches: batches.into_iter().map(BatchId::from_trusted).collect(),
-        allocated: r.real("allocated")?,
-    };
-    Ok(PurchaseOrder {
+    });
+    Ok(columns!(r => PurchaseOrder {
+        plan_id: text, currency: text, received: real, created_at: ts, state_at: ts;
         order,
-        plan_id: r.text("plan_id")?,
-        currency: r.text("currency")?,
-        received: r.real("received")?,
         state: PurchaseOrderState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("purchase order state {state:?}")))?,
-        created_at: r.ts("created_at")?,
-        state_at: r.ts("state_at")?,
-    })
+    }))
 }
