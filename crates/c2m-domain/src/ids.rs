@@ -88,6 +88,11 @@ id_type!(
     /// An event of the outbox: receivers of an at-least-once delivery drop duplicates by it.
     EventId, "evt", "event_id"
 );
+id_type!(
+    /// A webhook endpoint: made at registration, so endpoints sort by when they were
+    /// registered (and equally due ones are tried in that order).
+    WebhookEndpointId, "whe", "endpoint_id"
+);
 
 /// The most characters a catalogue id may have: [`parse_name`].
 pub const MAX_NAME_CHARS: usize = 200;

@@ -51,7 +51,7 @@ pub use campaign::{
 pub use clock::{Clock, ManualClock};
 pub use error::{DomainError, Refusal};
 pub use idempotency::{Fingerprint, IdempotencyKey};
-pub use ids::{BatchId, CampaignId, ConsumerId, EventId, PreorderId};
+pub use ids::{BatchId, CampaignId, ConsumerId, EventId, PreorderId, WebhookEndpointId};
 pub use ledger::{
     Account, CampaignMoney, HoldState, LedgerEntry, LedgerTxn, MoneyState, Posting, TxnKind,
 };

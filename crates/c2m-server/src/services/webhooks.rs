@@ -5,7 +5,7 @@
 use tonic::{Request, Response, Status};
 
 use c2m_domain::webhook::{check_kinds, check_url};
-use c2m_domain::DomainError;
+use c2m_domain::{DomainError, WebhookEndpointId};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::webhook_service_server::WebhookService;
 use c2m_store::webhooks::{Delivery, Endpoint, NewEndpoint};
@@ -74,7 +74,7 @@ impl WebhookService for WebhookSvc {
         check_kinds(&kinds).map_err(|e| domain_status(&e))?;
         let new = NewEndpoint {
             idempotency_key: crate::convert::idempotency_key(&r.idempotency_key)?,
-            id: format!("whe_{}", hex_id(8)),
+            id: WebhookEndpointId::generate().into_string(),
             url,
             kinds,
             secret: format!("whsec_{}", hex_id(24)),
