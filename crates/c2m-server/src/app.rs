@@ -301,6 +301,7 @@ impl Application {
             conns_tx,
             stop_rx.clone(),
             settings.handshake_timeout,
+            Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
         ));
         let incoming = futures::stream::poll_fn(move |cx| {
             conns.poll_recv(cx).map(|c| c.map(Ok::<_, std::io::Error>))
@@ -440,14 +441,42 @@ const ACCEPT_QUEUE: usize = 64;
 /// call's p50 sat at 44 ms. An accept that fails (above all, out of file descriptors) is
 /// logged and retried after a pause: tonic's own listener ended its stream on one, and
 /// the server then stopped serving for good while the process lived on.
+///
+/// Each connection holds one of `open`'s permits (`--max-connections`) from its accept
+/// until it closes; with none left, nothing is accepted until one comes back.
 async fn accept(
     listener: TcpListener,
-    conns: tokio::sync::mpsc::Sender<TcpStream>,
+    conns: tokio::sync::mpsc::Sender<Connection>,
     mut stop: watch::Receiver<bool>,
     first_byte: std::time::Duration,
+    open: Arc<tokio::sync::Semaphore>,
 ) {
-    let mut failing = false;
+    let (mut failing, mut full) = (false, false);
     loop {
+        let permit = match open.clone().try_acquire_owned() {
+            Ok(permit) => {
+                if full {
+                    tracing::info!("below --max-connections again");
+                    full = false;
+                }
+                permit
+            }
+            Err(_) => {
+                // Logged once per run at the limit, not once per connection let in.
+                if !full {
+                    tracing::warn!(
+                        "at --max-connections: a new connection is accepted only when one closes"
+                    );
+                    full = true;
+                }
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    permit = open.clone().acquire_owned() => {
+                        permit.expect("the semaphore is never closed")
+                    }
+                }
+            }
+        };
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             accepted = listener.accept() => accepted,
@@ -459,7 +488,8 @@ async fn accept(
                     failing = false;
                 }
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(first_word(tcp, conns.clone(), stop.clone(), first_byte));
+                let conn = Connection { tcp, _open: permit };
+                tokio::spawn(first_word(conn, conns.clone(), stop.clone(), first_byte));
             }
             Err(e) => {
                 // Logged once per run of failures, not once per retry.
@@ -482,20 +512,81 @@ async fn accept(
 /// held a descriptor and a place in the drain for as long as its peer liked: keepalive
 /// PINGs only begin once the HTTP/2 handshake is done.
 async fn first_word(
-    tcp: TcpStream,
-    conns: tokio::sync::mpsc::Sender<TcpStream>,
+    conn: Connection,
+    conns: tokio::sync::mpsc::Sender<Connection>,
     mut stop: watch::Receiver<bool>,
     within: std::time::Duration,
 ) {
     let mut byte = [0u8; 1];
     let spoke = tokio::select! {
         _ = stop.wait_for(|s| *s) => false,
-        peeked = tokio::time::timeout(within, tcp.peek(&mut byte)) => {
+        peeked = tokio::time::timeout(within, conn.tcp.peek(&mut byte)) => {
             matches!(peeked, Ok(Ok(n)) if n > 0)
         }
     };
     if spoke {
-        let _ = conns.send(tcp).await;
+        let _ = conns.send(conn).await;
+    }
+}
+
+/// An accepted connection and its place under `--max-connections`, given back when the
+/// server drops it (closed by either side, or at the end of a shutdown's grace).
+struct Connection {
+    tcp: TcpStream,
+    _open: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.tcp.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Connection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Connection {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
 

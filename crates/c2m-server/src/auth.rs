@@ -310,33 +310,30 @@ pub fn until_revoked<T: Send + 'static>(
     let Some(watch) = watch else {
         return Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
     };
-    let (tx, out) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut rx = rx;
-        let every = watch.auth.ttl.max(Duration::from_millis(50));
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                item = rx.recv() => match item {
-                    Some(item) => {
-                        if tx.send(item).await.is_err() {
-                            return;
+    let every = watch.auth.ttl.max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The check runs as the connection polls the stream, not in a task of its own: a task
+    // forwarding from `rx` sat in its send while the client did not read, noticing neither
+    // a revocation nor the end of `rx`, and outlived the connection. Polled here, a stream
+    // its client does not read costs nothing but itself, and goes with its connection.
+    Box::pin(futures::stream::unfold(
+        Some((rx, watch, tick)),
+        |state| async move {
+            let (mut rx, watch, mut tick) = state?;
+            loop {
+                tokio::select! {
+                    item = rx.recv() => return item.map(|item| (item, Some((rx, watch, tick)))),
+                    _ = tick.tick() => {
+                        if !watch.stands().await {
+                            tracing::info!(token = %watch.token_id, "stream ended: token revoked");
+                            return Some((Err(edge_status(Edge::TokenInvalid)), None));
                         }
                     }
-                    None => return,
-                },
-                _ = tick.tick() => {
-                    if !watch.stands().await {
-                        tracing::info!(token = %watch.token_id, "stream ended: token revoked");
-                        let _ = tx.send(Err(edge_status(Edge::TokenInvalid))).await;
-                        return;
-                    }
                 }
-                _ = tx.closed() => return,
             }
-        }
-    });
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))
+        },
+    ))
 }
 
 /// The tower layer that puts [`Authenticator::check`] in front of every call.

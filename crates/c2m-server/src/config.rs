@@ -65,6 +65,13 @@ pub struct Settings {
     #[arg(long, env = "C2M_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
 
+    /// Most connections open at once. At the limit the server stops accepting until one
+    /// closes (new clients wait in the kernel's backlog, then time out connecting), so a
+    /// flood of connections costs their count in descriptors and memory, not the
+    /// process's limit of descriptors, which the store and the open ones need too.
+    #[arg(long, env = "C2M_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
     /// Most requests handled at once on one connection; further ones wait.
     #[arg(long, env = "C2M_CONCURRENCY_PER_CONNECTION", default_value_t = 256)]
     pub concurrency_per_connection: usize,
@@ -182,6 +189,7 @@ impl Settings {
             handshake_timeout: Duration::from_secs(10),
             concurrency_per_connection: 256,
             max_in_flight: 1024,
+            max_connections: 10_000,
             plan_every: Duration::ZERO,
             plan_when_waiting: 0,
             plan_time_limit: Duration::from_secs(20),
@@ -254,6 +262,7 @@ impl Settings {
         let counts = [
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-in-flight", self.max_in_flight),
+            ("--max-connections", self.max_connections),
             (
                 "--concurrency-per-connection",
                 self.concurrency_per_connection,
@@ -271,11 +280,12 @@ impl Settings {
                 self.max_message_bytes
             ));
         }
-        // Both limits are semaphores, which hold at most `MAX_PERMITS` permits: a larger
+        // These limits are semaphores, which hold at most `MAX_PERMITS` permits: a larger
         // one panicked the server at start (`--max-in-flight`) or on the first connection
         // (`--concurrency-per-connection`).
         let permits = [
             ("--max-in-flight", self.max_in_flight),
+            ("--max-connections", self.max_connections),
             (
                 "--concurrency-per-connection",
                 self.concurrency_per_connection,
@@ -447,7 +457,7 @@ mod tests {
         let ok = Settings::for_tests(PathBuf::from("x"));
         assert!(ok.check().is_ok());
         type Zero = fn(&mut Settings);
-        let cases: [(&str, Zero); 17] = [
+        let cases: [(&str, Zero); 18] = [
             ("--sweep-interval", |s| s.sweep_interval = Duration::ZERO),
             ("--request-timeout", |s| s.request_timeout = Duration::ZERO),
             ("--shutdown-grace", |s| s.shutdown_grace = Duration::ZERO),
@@ -476,6 +486,7 @@ mod tests {
             }),
             ("--max-message-bytes", |s| s.max_message_bytes = 0),
             ("--max-in-flight", |s| s.max_in_flight = 0),
+            ("--max-connections", |s| s.max_connections = 0),
             ("--concurrency-per-connection", |s| {
                 s.concurrency_per_connection = 0
             }),
@@ -555,6 +566,7 @@ mod tests {
                 "--max-in-flight",
                 (|s, n| s.max_in_flight = n) as fn(&mut Settings, usize),
             ),
+            ("--max-connections", |s, n| s.max_connections = n),
             ("--concurrency-per-connection", |s, n| {
                 s.concurrency_per_connection = n
             }),
