@@ -5,7 +5,7 @@
 //! one endpoint at a time from the store (a lease, `FOR UPDATE SKIP LOCKED` on PostgreSQL:
 //! see `c2m_store::webhooks`), reads the events after the endpoint's cursor and sends them
 //! one by one (for a turn of a second at most, then the endpoint waits behind the others
-//! that are due); a 2xx moves the cursor, anything else (a status, a refused or dropped
+//! that are due); a 2xx moves the cursor (recorded in runs: [`Run`]), anything else (a status, a refused or dropped
 //! connection, no answer within `timeout`) is logged as a failed attempt, and the endpoint
 //! waits `retry_delay` (one second doubling up to `max_backoff`, with jitter) before the
 //! same event is tried again; an endpoint that has failed for `disable_after` without a
@@ -103,9 +103,10 @@ async fn worker(
                 let id = claim.endpoint.id.clone();
                 // A stop does not wait for a delivery: a receiver that answers slowly,
                 // with a backlog of events, held the shutdown for the backlog times the
-                // timeout. The attempt in flight is not recorded, so its event is sent
-                // again later (delivery is at least once; receivers drop duplicates by
-                // the event id), and the lease is given back for another replica.
+                // timeout. The attempt in flight, and those of the run not yet recorded
+                // (`Run`), are not recorded, so their events are sent again later
+                // (delivery is at least once; receivers drop duplicates by the event id),
+                // and the lease is given back for another replica.
                 let delivery = tokio::select! {
                     delivery = deliver(&*store, &*clock, &client, &settings, lease, &claim) => delivery,
                     () = async { let _ = stop.wait_for(|s| *s).await; } => {
@@ -163,9 +164,13 @@ async fn deliver(
     let mut cursor = endpoint.cursor;
     let mut failures = endpoint.failures;
     let mut failing_since = endpoint.failing_since;
+    let mut run = Run::default();
     loop {
         let events = store.list_events(cursor, None, EVENTS_PAGE).await?;
         if events.is_empty() {
+            if !run.record(store, owner, clock.now() + lease).await? {
+                return Ok(None);
+            }
             store.release_endpoint(claim).await?;
             return Ok(None);
         }
@@ -177,7 +182,9 @@ async fn deliver(
             }
             if let Some(seq) = skipped.take() {
                 let until = clock.now() + lease;
-                if !store.skip_events(claim, seq, until).await? {
+                if !run.record(store, owner, until).await?
+                    || !store.skip_events(claim, seq, until).await?
+                {
                     return Ok(None);
                 }
             }
@@ -197,11 +204,30 @@ async fn deliver(
                 delivered: sent.delivered(),
                 at,
             };
-            let outcome = if sent.delivered() {
-                Outcome::Delivered {
-                    lease_until: clock.now() + lease,
+            tracing::debug!(
+                endpoint = %endpoint.id, seq = e.seq, status = ?sent.status,
+                error = ?sent.error, latency_ms = delivery.latency_ms, "webhook attempt"
+            );
+            if sent.delivered() {
+                if !run
+                    .push(store, owner, delivery, clock.now() + lease)
+                    .await?
+                {
+                    return Ok(None);
                 }
-            } else {
+                failures = 0;
+                failing_since = None;
+                cursor = e.seq;
+                if turn.elapsed() >= TURN {
+                    // Other endpoints go first, then this one again where it stopped.
+                    if run.record(store, owner, clock.now() + lease).await? {
+                        store.pass_endpoint(claim, clock.now()).await?;
+                    }
+                    return Ok(None);
+                }
+                continue;
+            }
+            let (retry_at, disable) = {
                 failures += 1;
                 let since = *failing_since.get_or_insert(at);
                 let wait = retry_delay(
@@ -224,38 +250,106 @@ async fn deliver(
                 }
                 // The backoff counts from the attempt's end: from its start, a receiver
                 // that hangs until the timeout would be retried at once, every time.
-                Outcome::Failed {
-                    retry_at: clock.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
-                    disable,
-                }
+                let retry_at = clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                (retry_at, disable)
             };
-            tracing::debug!(
-                endpoint = %endpoint.id, seq = e.seq, status = ?sent.status,
-                error = ?sent.error, latency_ms = delivery.latency_ms, "webhook attempt"
-            );
-            let held = store.record_attempt(owner, &delivery, &outcome).await?;
-            if let Outcome::Failed { retry_at, disable } = &outcome {
-                return Ok((held && disable.is_none()).then_some(*retry_at));
-            }
-            if !held {
-                return Ok(None);
-            }
-            failures = 0;
-            failing_since = None;
-            cursor = e.seq;
-            if turn.elapsed() >= TURN {
-                // Other endpoints go first, then this one again where it stopped.
-                store.pass_endpoint(claim, clock.now()).await?;
-                return Ok(None);
-            }
+            // The failure ends the run: recorded with the deliveries before it.
+            let retried = disable.is_none();
+            let held = run
+                .fail(
+                    store,
+                    owner,
+                    delivery,
+                    &Outcome::Failed { retry_at, disable },
+                )
+                .await?;
+            return Ok((held && retried).then_some(retry_at));
         }
         if let Some(seq) = skipped {
             let until = clock.now() + lease;
-            if !store.skip_events(claim, seq, until).await? {
+            if !run.record(store, owner, until).await?
+                || !store.skip_events(claim, seq, until).await?
+            {
                 return Ok(None);
             }
             cursor = seq;
         }
+    }
+}
+
+/// Deliveries made and not yet recorded: the worker records the events a receiver took in
+/// runs of up to [`RUN_MAX`], or what it has after [`RUN_AGE`], in one store write each
+/// (`WebhookStore::record_attempts`) rather than one write per event, which capped an
+/// endpoint at a few hundred events a second (`docs/benchmarks.md`). A run is also
+/// recorded before the cursor moves otherwise (events skipped), at the end of a turn or
+/// of the backlog, and with the failure that ends it. What a crash or a stop loses is a
+/// run's worth of events delivered but not recorded, which are sent again: at least once,
+/// as always.
+#[derive(Default)]
+struct Run {
+    deliveries: Vec<Delivery>,
+    since: Option<Instant>,
+}
+
+/// The most deliveries recorded in one write.
+const RUN_MAX: usize = 64;
+
+/// The longest a delivery waits to be recorded while more follow (a slow receiver's
+/// deliveries are recorded one by one, as each takes longer than this).
+const RUN_AGE: Duration = Duration::from_millis(100);
+
+impl Run {
+    /// Adds a delivery, recording the run when it is full or old enough; false if the
+    /// lease was lost.
+    async fn push(
+        &mut self,
+        store: &dyn Store,
+        owner: &str,
+        delivery: Delivery,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, c2m_store::StoreError> {
+        self.deliveries.push(delivery);
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if self.deliveries.len() >= RUN_MAX || since.elapsed() >= RUN_AGE {
+            return self.record(store, owner, lease_until).await;
+        }
+        Ok(true)
+    }
+
+    /// Records what the run holds (nothing to do when empty); false if the lease was lost.
+    async fn record(
+        &mut self,
+        store: &dyn Store,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, c2m_store::StoreError> {
+        if self.deliveries.is_empty() {
+            return Ok(true);
+        }
+        let outcome = Outcome::Delivered { lease_until };
+        let held = store
+            .record_attempts(owner, &self.deliveries, &outcome)
+            .await?;
+        self.deliveries.clear();
+        self.since = None;
+        Ok(held)
+    }
+
+    /// Records the run ended by a failed attempt; false if the lease was lost.
+    async fn fail(
+        &mut self,
+        store: &dyn Store,
+        owner: &str,
+        failed: Delivery,
+        outcome: &Outcome,
+    ) -> Result<bool, c2m_store::StoreError> {
+        self.deliveries.push(failed);
+        let held = store
+            .record_attempts(owner, &self.deliveries, outcome)
+            .await?;
+        self.deliveries.clear();
+        self.since = None;
+        Ok(held)
     }
 }
 

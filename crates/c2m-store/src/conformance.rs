@@ -51,6 +51,7 @@ pub mod events;
 pub use events::{
     a_deleted_webhook_endpoint_is_never_claimed_again,
     a_passed_webhook_endpoint_waits_behind_the_others,
+    a_run_of_webhook_attempts_is_recorded_in_one_write,
     concurrent_writes_are_numbered_in_commit_order, events_are_written_with_their_changes_in_order,
     refused_and_replayed_writes_append_no_event, ship_date_changes_are_events_when_the_date_moves,
     webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
@@ -169,6 +170,7 @@ macro_rules! conformance_cases {
             webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
             a_deleted_webhook_endpoint_is_never_claimed_again,
             a_passed_webhook_endpoint_waits_behind_the_others,
+            a_run_of_webhook_attempts_is_recorded_in_one_write,
             ship_date_changes_are_events_when_the_date_moves,
             // The merchant's levers and the forecast's input (`conformance/levers.rs`).
             extend_deadline_only_later_while_selling,

@@ -114,7 +114,7 @@ pub struct Delivery {
     pub at: DateTime<Utc>,
 }
 
-/// What happened to an attempt, for [`WebhookStore::record_attempt`].
+/// What happened to the last of the attempts given to [`WebhookStore::record_attempts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A 2xx: the cursor moves to the event; the lease is renewed until `lease_until`.
@@ -171,12 +171,16 @@ pub trait WebhookStore: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Claim>>;
 
-    /// Logs an attempt and applies its outcome to the endpoint; false if `owner` no
-    /// longer holds the lease (the attempt is logged, the endpoint left alone).
-    async fn record_attempt(
+    /// Logs attempts at one endpoint's events, in order, in one write, and applies
+    /// `outcome` (that of the last) to the endpoint: the worker records the events a
+    /// receiver took in runs rather than one write each. Every attempt but the last must
+    /// be delivered, all at one endpoint, and there must be one at least (else
+    /// `InvalidArgument`, nothing written); false if `owner` no longer holds the lease
+    /// (the attempts are logged, the endpoint left alone).
+    async fn record_attempts(
         &self,
         owner: &str,
-        delivery: &Delivery,
+        deliveries: &[Delivery],
         outcome: &Outcome,
     ) -> Result<bool>;
 
@@ -381,27 +385,62 @@ async fn claim<D: Backend>(
     }))
 }
 
+/// Refuses a run of attempts [`WebhookStore::record_attempts`] cannot apply as one:
+/// none, attempts at two endpoints, or a failure before the last.
+fn check_run(deliveries: &[Delivery]) -> Result<()> {
+    let Some((last, before)) = deliveries.split_last() else {
+        return Err(StoreError::Domain(DomainError::invalid(
+            "deliveries",
+            "no attempt to record",
+        )));
+    };
+    if let Some(d) = before.iter().find(|d| d.endpoint_id != last.endpoint_id) {
+        return Err(StoreError::Domain(DomainError::invalid(
+            "deliveries",
+            format!(
+                "attempts at {} and {} in one run",
+                d.endpoint_id, last.endpoint_id
+            ),
+        )));
+    }
+    if let Some(d) = before.iter().find(|d| !d.delivered) {
+        return Err(StoreError::Domain(DomainError::invalid(
+            "deliveries",
+            format!(
+                "the failed attempt at event {} is not the last",
+                d.event_seq
+            ),
+        )));
+    }
+    Ok(())
+}
+
 async fn record<D: Backend>(
     tx: &mut Tx<'_, D>,
     owner: &str,
-    d: &Delivery,
+    deliveries: &[Delivery],
     outcome: &Outcome,
 ) -> Result<bool> {
+    let Some(d) = deliveries.last() else {
+        return Ok(true); // refused before: `check_run`
+    };
     let sql = "INSERT INTO webhook_deliveries (endpoint_id, event_seq, event_id, attempt, \
          status_code, error, latency_ms, delivered, at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-    let params = (
-        &d.endpoint_id,
-        d.event_seq,
-        &d.event_id,
-        d.attempt,
-        d.status_code,
-        &d.error,
-        d.latency_ms,
-        i64::from(d.delivered),
-        micros(d.at),
-    );
-    D::query(sql, params).execute(tx).await?;
+    for d in deliveries {
+        let params = (
+            &d.endpoint_id,
+            d.event_seq,
+            &d.event_id,
+            d.attempt,
+            d.status_code,
+            &d.error,
+            d.latency_ms,
+            i64::from(d.delivered),
+            micros(d.at),
+        );
+        D::query(sql, params).execute(tx).await?;
+    }
     let held = match outcome {
         Outcome::Delivered { lease_until } => {
             let sql = "UPDATE webhook_endpoints SET \
@@ -544,13 +583,14 @@ impl<E: Engine> WebhookStore for E {
         self.write(Lane::Alone, op.quiet()).await
     }
 
-    async fn record_attempt(
+    async fn record_attempts(
         &self,
         owner: &str,
-        delivery: &Delivery,
+        deliveries: &[Delivery],
         outcome: &Outcome,
     ) -> Result<bool> {
-        let args = (owner.to_owned(), delivery.clone(), outcome.clone());
+        check_run(deliveries)?;
+        let args = (owner.to_owned(), deliveries.to_vec(), outcome.clone());
         let op = Op::new(args, |tx, (owner, d, outcome)| {
             Box::pin(record(tx, owner, d, outcome))
         });

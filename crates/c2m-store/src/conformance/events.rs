@@ -562,6 +562,96 @@ pub async fn a_passed_webhook_endpoint_waits_behind_the_others(fx: Arc<dyn Fixtu
     );
 }
 
+/// The worker records the events a receiver took in runs: the attempts of one run are
+/// logged in order in one write, the cursor moves to the last, and a failure ending a run
+/// makes the endpoint wait at that event. A run with a failure before its end, or with
+/// attempts at two endpoints, or none, is refused and writes nothing.
+pub async fn a_run_of_webhook_attempts_is_recorded_in_one_write(fx: Arc<dyn Fixture>) {
+    use crate::webhooks::Outcome;
+    let store = fx.store();
+    let (now, lease) = (t0(), t0() + Duration::minutes(1));
+    for n in 1..=2 {
+        store
+            .create_endpoint(&endpoint(n), now)
+            .await
+            .expect("endpoint");
+    }
+    let c = create(&*store, spec(10, None)).await;
+    for n in 1..=4 {
+        place(&*store, &c.id, &consumer(n), 1).await.expect("order");
+    }
+    let events = store.list_events(0, None, 10).await.expect("events");
+    assert_eq!(events.len(), 4);
+    let claim = claimed(&*store, "w1", now, lease).await.expect("due");
+    assert_eq!(claim.endpoint.id, "whe_1");
+    let delivered = Outcome::Delivered { lease_until: lease };
+
+    // Refused whole: a failure before the end, two endpoints.
+    let failed_first = [
+        attempt("whe_1", &events[0], now, false),
+        attempt("whe_1", &events[1], now, true),
+    ];
+    let two_endpoints = [
+        attempt("whe_1", &events[0], now, true),
+        attempt("whe_2", &events[1], now, true),
+    ];
+    for run in [&failed_first[..], &two_endpoints[..]] {
+        assert!(matches!(
+            store.record_attempts("w1", run, &delivered).await,
+            Err(crate::StoreError::Domain(
+                c2m_domain::DomainError::InvalidArgument { .. }
+            ))
+        ));
+    }
+    let log = store.list_deliveries("whe_1", 0, 10).await.expect("log");
+    assert!(log.is_empty(), "nothing written: {log:?}");
+
+    // Three delivered in one run; the fourth fails in a run of its own.
+    let run: Vec<_> = events[..3]
+        .iter()
+        .map(|e| attempt("whe_1", e, now, true))
+        .collect();
+    assert!(store
+        .record_attempts("w1", &run, &delivered)
+        .await
+        .expect("run"));
+    let e = &store.list_endpoints().await.expect("list")[0];
+    assert_eq!((e.cursor, e.failures), (events[2].seq, 0));
+    let failed = Outcome::Failed {
+        retry_at: now + Duration::hours(1),
+        disable: None,
+    };
+    assert!(store
+        .record_attempts("w1", &[attempt("whe_1", &events[3], now, false)], &failed)
+        .await
+        .expect("failure"));
+    let e = &store.list_endpoints().await.expect("list")[0];
+    assert_eq!(
+        (e.cursor, e.failures),
+        (events[2].seq, 1),
+        "waits at the fourth"
+    );
+    let log = store.list_deliveries("whe_1", 0, 10).await.expect("log");
+    let logged: Vec<_> = log.iter().map(|d| (d.event_seq, d.delivered)).collect();
+    let expected: Vec<_> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.seq, i < 3))
+        .collect();
+    assert_eq!(logged, expected, "in order, each once");
+    assert!(
+        log.windows(2).all(|w| w[0].seq < w[1].seq),
+        "numbered in order"
+    );
+    // An empty run is refused.
+    assert!(matches!(
+        store.record_attempts("w1", &[], &delivered).await,
+        Err(crate::StoreError::Domain(
+            c2m_domain::DomainError::InvalidArgument { .. }
+        ))
+    ));
+}
+
 pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx: Arc<dyn Fixture>) {
     use crate::webhooks::Outcome;
     let store = fx.store();
@@ -611,7 +701,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
     let second = event_after(&*store, 1).await;
     let delivered = Outcome::Delivered { lease_until: lease };
     assert!(store
-        .record_attempt("w1", &attempt("whe_1", &second, now, true), &delivered)
+        .record_attempts("w1", &[attempt("whe_1", &second, now, true)], &delivered)
         .await
         .expect("record"));
     store.release_endpoint(&claim).await.expect("release");
@@ -625,7 +715,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         disable: None,
     };
     assert!(store
-        .record_attempt("w2", &attempt("whe_1", &third, now, false), &failed)
+        .record_attempts("w2", &[attempt("whe_1", &third, now, false)], &failed)
         .await
         .expect("record"));
     let e = &store.list_endpoints().await.expect("list")[0];
@@ -640,7 +730,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
     let e = store.replay_endpoint("whe_1", 0).await.expect("replay");
     assert_eq!(e.cursor, 0);
     assert!(!store
-        .record_attempt("w1", &attempt("whe_1", &third, later, true), &delivered)
+        .record_attempts("w1", &[attempt("whe_1", &third, later, true)], &delivered)
         .await
         .expect("record"));
     assert_eq!(store.list_endpoints().await.expect("list")[0].cursor, 0);
@@ -754,7 +844,7 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
         disable: None,
     };
     assert!(store
-        .record_attempt("w1", &attempt(failing, &event, now, false), &failed)
+        .record_attempts("w1", &[attempt(failing, &event, now, false)], &failed)
         .await
         .expect("record"));
     let other = claimed(&*store, "w2", now, lease).await.expect("due");
@@ -779,7 +869,7 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
     // The worker that held the lease stops at its next write.
     let delivered = Outcome::Delivered { lease_until: lease };
     assert!(!store
-        .record_attempt("w2", &attempt(leased, &event, now, true), &delivered)
+        .record_attempts("w2", &[attempt(leased, &event, now, true)], &delivered)
         .await
         .expect("record"));
     assert!(!store
