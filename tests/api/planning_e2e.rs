@@ -6,6 +6,7 @@
 use crate::common::*;
 use c2m_planner::{verify_plan, Plan, Scenario};
 use c2m_proto::v1 as pb;
+use std::time::Duration;
 use tonic::Code;
 
 async fn queued(c: &mut Clients) -> Vec<pb::QueuedBatch> {
@@ -293,4 +294,137 @@ async fn a_cycle_outlives_the_call_that_started_it() {
     assert_eq!(retry.summary.unwrap().id, stored[0].id);
     assert_eq!(list(c.clone()).await.len(), 1);
     server.shutdown().await;
+}
+
+/// A stop waits (within its grace) for a cycle run for a call whose client went away, and
+/// the cycle stores its plan: the retry with the key after a restart gets that plan, not a
+/// new solve. Before, the cycle ran detached from the drain, so the server stopped under
+/// it; in the binary the runtime then waited for the solve (24 s past a 5 s grace in a QA
+/// pass) and dropped the cycle before it could store anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_lets_a_cycle_whose_caller_went_away_store_its_plan() {
+    let clock: std::sync::Arc<dyn c2m_domain::Clock> = std::sync::Arc::new(c2m_server::SystemClock);
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut server = TestServer::sqlite_in(dir, clock.clone(), |s| {
+        s.plan_time_limit = Duration::from_secs(4)
+    })
+    .await;
+    let mut c = server.clients().await;
+    six_locked_kettle_batches(&mut c).await;
+    assert_eq!(queued(&mut c).await.len(), 6);
+
+    // The caller gives up after half a second; the cycle runs on.
+    let mut call = tonic::Request::new(pb::RunPlanningRequest {
+        idempotency_key: "the-cycle".into(),
+    });
+    call.set_timeout(Duration::from_millis(500));
+    // (The client's own timer may end it before the server's answer: either way.)
+    let gone = c.planning.run_planning(call).await.expect_err("cut short");
+    assert!(
+        matches!(gone.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{gone:?}"
+    );
+    drop(c);
+    server.begin_shutdown();
+    let dir = server.shutdown().await.expect("its folder");
+
+    // Right after the stop, the plan is stored; the retry answers it without solving.
+    let server = TestServer::sqlite_in(dir, clock, |_| {}).await;
+    let mut c = server.clients().await;
+    let plans = c
+        .planning
+        .list_plans(pb::ListPlansRequest::default())
+        .await
+        .expect("plans")
+        .into_inner()
+        .plans;
+    assert_eq!(
+        plans.len(),
+        1,
+        "the cycle's plan was stored before the stop ended"
+    );
+    let retried = run_planning(&mut c, "the-cycle").await.expect("the retry");
+    assert_eq!(retried.summary.expect("summary").id, plans[0].id);
+    assert!(queued(&mut c).await.is_empty(), "every batch planned");
+    server.shutdown().await;
+}
+
+/// The kettle catalogue and six locked batches of its three kettles: a cycle that takes
+/// the solver its whole time limit.
+async fn six_locked_kettle_batches(c: &mut Clients) {
+    let kettles = include_str!("../../examples/scenarios/kettle-c2m.toml");
+    import(c, "kettles", kettles, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    // Six locked batches: a cycle that takes the solver a while.
+    let batches = [
+        ("kettle-17-white", 310, 29),
+        ("kettle-17-white", 170, 43),
+        ("kettle-17-sage", 230, 36),
+        ("kettle-12-travel", 260, 50),
+        ("kettle-12-travel", 90, 64),
+        ("kettle-17-sage", 120, 71),
+    ];
+    for (n, (sku, units, ships)) in batches.into_iter().enumerate() {
+        let mut req = campaign_request(&format!("c{n}"), units);
+        req.sku = sku.into();
+        req.max_per_order = None;
+        req.deposit_minor = req.unit_price_minor;
+        req.ships_within_days = Some(ships);
+        let cmp = created(c, req).await;
+        c.preorders
+            .place_preorder(place(&format!("o{n}"), &cmp.id, "consumer-1", units))
+            .await
+            .expect("order");
+    }
+    assert_eq!(queued(c).await.len(), 6);
+}
+
+/// A stop does not wait for a solve past its grace: the binary exits about a second after
+/// the grace, with a solve of its whole 30 s time limit still running (its batches stay
+/// queued for the next cycle). Before, the runtime's drop waited for the solve's blocking
+/// thread, so the process outlived its grace by as long as the solver ran.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_does_not_wait_past_its_grace_for_a_solve() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-auth"])
+        .args([
+            "--plan-time-limit",
+            "30s",
+            "--shutdown-grace",
+            "1s",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("c2m binary starts");
+    let addr = listening(&mut child).await;
+    let mut c = Clients::connect(addr).await;
+    six_locked_kettle_batches(&mut c).await;
+    let call = tokio::spawn(async move { run_planning(&mut c, "cut-off").await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let signalled = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+        .await
+        .expect("the server stops")
+        .expect("status");
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "stopped {took:?} after the signal, with a grace of 1 s"
+    );
+    let answer = call.await.expect("the caller");
+    assert!(answer.is_err(), "the call was cut off: {answer:?}");
 }

@@ -272,6 +272,7 @@ impl Application {
             }
         }));
 
+        let detached_cycles = cycles.clone();
         let factory_certificates = tls.as_ref().is_some_and(|t| t.factory_certificates);
         let auth = (!settings.no_auth).then(|| {
             Arc::new(
@@ -396,6 +397,8 @@ impl Application {
             .collect();
         let drained = async {
             let result = serve.await;
+            // A cycle run for a call whose client went away stores its plan first.
+            detached_cycles.settled().await;
             let _ = stop_tx.send(true);
             let _ = accept_task.await;
             for task in tasks {

@@ -463,6 +463,24 @@ pub struct PlanningCycles {
     deliveries: crate::services::factory::Deliveries,
     /// One cycle at a time in this process.
     running: Mutex<()>,
+    /// How many cycles run for calls in tasks of their own ([`PlanningCycles::spawn`]).
+    detached: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Counts a detached cycle from its spawn until its task ends (or is dropped).
+struct Detached(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Detached {
+    fn new(count: &Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Detached(count.clone())
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 /// What a cycle did.
@@ -495,7 +513,30 @@ impl PlanningCycles {
             horizon,
             deliveries,
             running: Mutex::new(()),
+            detached: Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Runs a cycle with `key` in a task of its own (see `RunPlanning`: a call that ends
+    /// early must not drop the cycle), counted until it ends so that a stop waits for it
+    /// ([`PlanningCycles::settled`]).
+    pub fn spawn(
+        self: &Arc<Self>,
+        key: IdempotencyKey,
+    ) -> tokio::task::JoinHandle<Result<CycleOutcome, CycleError>> {
+        let (cycles, counted) = (self.clone(), Detached::new(&self.detached));
+        tokio::spawn(async move {
+            let _counted = counted;
+            cycles.run(Some(key)).await
+        })
+    }
+
+    /// Resolves once no detached cycle runs. A stop waits for this (within its grace):
+    /// a cycle whose caller had gone away was otherwise dropped at exit, after its solve
+    /// had run, with its plan never stored, so that the retry with its key solved again.
+    pub async fn settled(&self) {
+        let mut count = self.detached.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
     }
 
     /// Runs a cycle over every waiting batch due within the horizon. With a key, a cycle

@@ -33,13 +33,10 @@ impl PlanningService for PlanningSvc {
         // solve that may have run for the whole time limit and storing nothing, so that a
         // retry solved again from scratch, and was cut again. Detached, the cycle stores
         // its plan under the key, and the retry with the same key waits for it and gets it.
-        let cycles = self.cycles.clone();
-        let cycle = tokio::spawn(async move { cycles.run(Some(key)).await })
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "planning cycle task failed");
-                crate::status::internal()
-            })?;
+        let cycle = self.cycles.spawn(key).await.map_err(|e| {
+            tracing::error!(error = %e, "planning cycle task failed");
+            crate::status::internal()
+        })?;
         match cycle.map_err(cycle_status)? {
             CycleOutcome::Idle {
                 due_later,
