@@ -462,6 +462,113 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
     numbered_without_gaps(&all_events(&*store, 0, None).await);
 }
 
+/// A batch made in several late runs (two in one work order, or one in each of two) is late
+/// for the reason given with its last run, the one whose end is its expected date: the
+/// reason names that date. Before, the first late run's reason was given ("ships
+/// 2027-01-04 (7 days late)" beside an expected 2027-01-18 and 21 days late, in a QA
+/// pass).
+pub async fn a_late_batch_is_late_for_the_reason_of_its_last_run(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    change(
+        &*store,
+        CatalogueEdit::Replace(sample_catalogue()),
+        accept_all(),
+    )
+    .await
+    .expect("catalogue");
+    let mut s = spec(2, None);
+    s.deposit = s.unit_price;
+    s.ships_within_days = Some(20);
+    let c = create(&*store, s).await;
+    place(&*store, &c.id, &consumer(1), 2).await.expect("locks");
+    let b = batches(&*store, &c.id).await.remove(0);
+    let due = b.locked_at.expect("locked") + Duration::days(20);
+    // One unit in each run, ending `days` after the promise, late for `why`.
+    let run = |days: i64, why: &str| {
+        let ends_at = due + Duration::days(days);
+        let mut wo = part_order("f1", &b, 1);
+        wo.runs[0].schedule = Some(RunSchedule {
+            period: days,
+            starts_at: ends_at - Duration::days(7),
+            ends_at,
+            hours: 0.1,
+        });
+        wo.runs[0].batches[0].late_reason = Some(why.to_owned());
+        wo.runs.remove(0)
+    };
+    let order = |factory: &str, runs: Vec<crate::planning::WorkOrderRun>| {
+        let mut wo = part_order(factory, &b, 2);
+        wo.runs = runs;
+        wo
+    };
+    let latest = async || {
+        let all = all_events(&*store, 0, Some(&c.id)).await;
+        let last = all
+            .iter()
+            .rev()
+            .find(|e| matches!(e.data, EventData::ShipDateChanged { .. }))
+            .expect("a ship_date.changed");
+        match &last.data {
+            EventData::ShipDateChanged {
+                expected,
+                days_late,
+                late_reason,
+                ..
+            } => (*expected, *days_late, late_reason.clone()),
+            other => panic!("{other:?}"),
+        }
+    };
+    let reject = |factory: &'static str| {
+        let store = store.clone();
+        async move {
+            let wo = store
+                .factory_work_orders(factory, 0, 10)
+                .await
+                .expect("work orders");
+            let rejected = Progress::Rejected {
+                reason: "no capacity".into(),
+            };
+            store
+                .report_progress(
+                    &report_req(factory, &wo.last().expect("one").id, rejected),
+                    t0(),
+                )
+                .await
+                .expect("rejected");
+        }
+    };
+
+    // Two runs of one work order, the later second.
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone()],
+        vec![order("f1", vec![run(3, "first run"), run(9, "last run")])],
+    );
+    plan.detail.reservations = vec![];
+    store.store_plan(&plan, t0()).await.expect("plan");
+    assert_eq!(
+        latest().await,
+        (due + Duration::days(9), 9, Some("last run".to_owned()))
+    );
+    reject("f1").await;
+
+    // One run in each of two work orders, the later in the second.
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone()],
+        vec![
+            order("f1", vec![run(2, "f1's run")]),
+            order("f2", vec![run(5, "f2's run")]),
+        ],
+    );
+    plan.detail.reservations = vec![];
+    store.store_plan(&plan, t0()).await.expect("plan");
+    assert_eq!(
+        latest().await,
+        (due + Duration::days(5), 5, Some("f2's run".to_owned()))
+    );
+}
+
 fn endpoint(n: usize) -> crate::webhooks::NewEndpoint {
     crate::webhooks::NewEndpoint {
         idempotency_key: c2m_domain::IdempotencyKey::parse(&format!("endpoint-{n}"))

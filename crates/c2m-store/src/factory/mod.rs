@@ -193,7 +193,7 @@ pub(crate) struct BatchShare {
     pub units: i64,
     pub shipped_fraction: f64,
     /// The end of the last scheduled run making some of the batch (`None` if none is
-    /// scheduled), and the first late reason given for it.
+    /// scheduled), and the late reason given with the last late run.
     pub ends_at: Option<DateTime<Utc>>,
     pub late_reason: Option<String>,
 }
@@ -506,9 +506,16 @@ pub(crate) async fn batch_production<D: Backend>(
                 .collect::<Option<Vec<_>>>()
                 .and_then(|ends| ends.into_iter().max())
         };
+        // The reason given with the last run, whose end is the expected date it names.
         let late_reason = planned_ship_at
             .filter(|at| due_at.is_some_and(|due| *at > due))
-            .and_then(|_| shares.iter().find_map(|s| s.late_reason.clone()));
+            .and_then(|_| {
+                shares
+                    .iter()
+                    .filter(|s| s.late_reason.is_some())
+                    .max_by_key(|s| s.ends_at)
+                    .and_then(|s| s.late_reason.clone())
+            });
         out.push(BatchProduction {
             batch_id: b.clone(),
             in_production,

@@ -214,7 +214,13 @@ impl<D: Backend> Tx<'_, D> {
                     .map(|(run, _)| run.schedule.as_ref().map(|s| s.ends_at))
                     .collect::<Option<Vec<_>>>()
                     .and_then(|e| e.into_iter().max()),
-                late_reason: mine().find_map(|(_, x)| x.late_reason.clone()),
+                // The reason of the last late run: it names the date the share ends.
+                late_reason: mine()
+                    .filter_map(|(run, x)| {
+                        Some((run.schedule.as_ref()?.ends_at, x.late_reason.as_ref()?))
+                    })
+                    .max_by_key(|(ends_at, _)| *ends_at)
+                    .map(|(_, why)| why.clone()),
             })
         };
         D::query(sql, (batch.as_str(),)).all(self, share).await
