@@ -26,7 +26,7 @@ use c2m_store::catalogue::{
     FactoryLine, OfferPriceBreak, SupplierOffer,
 };
 use c2m_store::planning::{
-    MaterialDelivery, NewWorkOrder, RunBatch, RunSchedule, WorkOrder, WorkOrderRun,
+    Allocation, MaterialDelivery, NewWorkOrder, RunBatch, RunSchedule, WorkOrder, WorkOrderRun,
 };
 use c2m_store::{
     Catalogue, CatalogueCheck, NewPlan, NewPurchaseOrder, PlanDetail, PlanStatus, PurchaseOrder,
@@ -1248,7 +1248,7 @@ struct Split {
     work_orders: Vec<NewWorkOrder>,
     reservations: Vec<(String, f64)>,
     purchase_orders: Vec<NewPurchaseOrder>,
-    allocations: Vec<(String, f64)>,
+    allocations: Vec<Allocation>,
 }
 
 /// Why units made at `ends` ship after their promised day `due`: the date they ship, how
@@ -1487,7 +1487,7 @@ fn work_orders(
             .push((From::New(i), p.quantity));
     }
     let mut reserved: BTreeMap<String, f64> = BTreeMap::new();
-    let mut allocations: BTreeMap<String, f64> = BTreeMap::new();
+    let mut allocations: BTreeMap<String, Allocation> = BTreeMap::new();
     for w in &mut orders {
         for ((_, material), qty) in need.iter().filter(|((f, _), _)| *f == w.factory_id) {
             let mut left = *qty;
@@ -1508,7 +1508,17 @@ fn work_orders(
                     }
                     From::Open(i) => {
                         let id = products.receipts[i].0.clone();
-                        *allocations.entry(id.clone()).or_default() += take;
+                        let a = allocations.entry(id.clone()).or_insert_with(|| Allocation {
+                            purchase_order: id.clone(),
+                            quantity: 0.0,
+                            batches: Vec::new(),
+                        });
+                        a.quantity += take;
+                        for b in batches_of.get(&w.factory_id).into_iter().flatten() {
+                            if !a.batches.contains(b) {
+                                a.batches.push(b.clone());
+                            }
+                        }
                         let supplier = world
                             .purchase_orders
                             .iter()
@@ -1550,7 +1560,7 @@ fn work_orders(
         work_orders: orders,
         reservations: reserved.into_iter().collect(),
         purchase_orders,
-        allocations: allocations.into_iter().collect(),
+        allocations: allocations.into_values().collect(),
     }
 }
 

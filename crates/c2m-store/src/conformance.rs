@@ -76,6 +76,7 @@ pub use levers::{
     lower_threshold_locks_the_open_batch_at_its_tier,
 };
 pub use purchasing::{
+    a_later_plan_that_uses_an_earlier_order_adds_its_batches,
     a_promise_gives_due_dates_and_plans_give_ship_dates,
     an_older_promise_before_the_balance_is_due_moves_after_it,
     changes_sent_to_two_replicas_at_once_answer_as_the_first,
@@ -199,6 +200,7 @@ macro_rules! conformance_cases {
             a_promise_gives_due_dates_and_plans_give_ship_dates,
             an_older_promise_before_the_balance_is_due_moves_after_it,
             purchase_orders_are_received_once_and_return_on_rejection,
+            a_later_plan_that_uses_an_earlier_order_adds_its_batches,
             receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue,
             changes_sent_to_two_replicas_at_once_answer_as_the_first,
         }

@@ -583,6 +583,71 @@ pub async fn changes_sent_to_two_replicas_at_once_answer_as_the_first(fx: Arc<dy
 /// A purchase order of `quantity` kg of steel (packs of 5 kg) from steel-co for batch `b`,
 /// ordered in week `period` and expected a week later, at 50 a kg (tier 0), nothing
 /// allocated from stock.
+/// A later plan whose work orders use an earlier plan's open purchase order adds its
+/// batches to the order's, with the quantity; one that asks for more than is free is
+/// refused and changes neither. Before, the quantity was added but not the batches, so an
+/// order did not name every batch whose work orders use it (QA pass ten).
+pub async fn a_later_plan_that_uses_an_earlier_order_adds_its_batches(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    use_sample_catalogue(&*store).await;
+    let uses = |factory: &str, b: &c2m_domain::Batch, quantity: f64| {
+        let mut wo = part_order(factory, b, 2);
+        wo.materials = vec![crate::planning::MaterialDelivery {
+            material: "steel".into(),
+            supplier: Some("steel-co".into()),
+            quantity,
+            purchase_order: Some("pur_shared".into()),
+        }];
+        wo
+    };
+    let first = locked_batch(&*store, "kettle-17-white").await;
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        vec![first.id.clone()],
+        vec![uses("f1", &first, 6.0)],
+    );
+    plan.detail.reservations = vec![];
+    plan.purchase_orders = vec![NewPurchaseOrder {
+        allocated: 6.0,
+        ..steel_order("pur_shared", 10.0, 0, &first)
+    }];
+    store.store_plan(&plan, t0()).await.expect("first plan");
+
+    let second = locked_batch(&*store, "kettle-17-white").await;
+    let later = |b: &c2m_domain::Batch, quantity: f64| {
+        let mut plan = new_plan(
+            PlanStatus::Optimal,
+            vec![b.id.clone()],
+            vec![uses("f2", b, quantity)],
+        );
+        plan.detail.reservations = vec![];
+        plan.allocations = vec![crate::planning::Allocation {
+            purchase_order: "pur_shared".into(),
+            quantity,
+            batches: vec![b.id.clone()],
+        }];
+        plan
+    };
+    store
+        .store_plan(&later(&second, 3.0), t0())
+        .await
+        .expect("second plan");
+    let po = store.get_purchase_order("pur_shared").await.expect("order");
+    assert_eq!(po.order.allocated, 9.0);
+    assert_eq!(po.order.batches, [first.id.clone(), second.id.clone()]);
+
+    // One free unit left: a plan that wants two is refused, and the order stays as it was.
+    let third = locked_batch(&*store, "kettle-17-white").await;
+    let refused = store.store_plan(&later(&third, 2.0), t0()).await;
+    assert!(
+        matches!(precondition(refused), Refusal::StockChanged { .. }),
+        "two of one free"
+    );
+    let po = store.get_purchase_order("pur_shared").await.expect("order");
+    assert_eq!(po.order.allocated, 9.0);
+    assert_eq!(po.order.batches, [first.id, second.id]);
+}
+
 fn steel_order(id: &str, quantity: f64, period: i64, b: &c2m_domain::Batch) -> NewPurchaseOrder {
     NewPurchaseOrder {
         id: id.into(),

@@ -205,8 +205,17 @@ pub struct NewPlan {
     /// The plan's purchases, stored as purchase orders with it.
     pub purchase_orders: Vec<crate::purchasing::NewPurchaseOrder>,
     /// Quantities of earlier open purchase orders (still to arrive, not yet allocated)
-    /// that this plan's work orders use: (purchase order id, quantity).
-    pub allocations: Vec<(String, f64)>,
+    /// that this plan's work orders use.
+    pub allocations: Vec<Allocation>,
+}
+
+/// A quantity of an earlier purchase order that a new plan's work orders use, and their
+/// batches (added to the order's, which name every batch whose work orders use it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allocation {
+    pub purchase_order: String,
+    pub quantity: f64,
+    pub batches: Vec<BatchId>,
 }
 
 /// What is stored of a plan besides its summary and its parts (work orders, purchase
@@ -362,8 +371,8 @@ async fn store_new_plan<D: Backend>(
             };
             tx.insert_work_order(&wo).await?;
         }
-        for (po, qty) in new.allocations.iter().filter(|(_, q)| *q > 0.0) {
-            crate::purchasing::allocate(tx, po, *qty).await?;
+        for a in new.allocations.iter().filter(|a| a.quantity > 0.0) {
+            crate::purchasing::allocate(tx, a).await?;
         }
         for po in &new.purchase_orders {
             tx.insert_purchase_order(&id, po, &new.currency, now)

@@ -209,18 +209,28 @@ fn freed(allocated: f64, before: f64, after: f64) -> f64 {
     (after - allocated).max(0.0) - (before - allocated).max(0.0)
 }
 
-/// Gives `qty` of an earlier order's free quantity still to arrive to a new plan's work
-/// orders; `STOCK_CHANGED` when it is no longer free (received, cancelled or given away
-/// since the scenario was built).
-pub(crate) async fn allocate<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) -> Result<()> {
-    let po = order(tx, id).await?;
-    if po.free_to_arrive() + EPS < qty {
+/// Gives a quantity of an earlier order's free quantity still to arrive to a new plan's
+/// work orders, and adds their batches to the order's; `STOCK_CHANGED` when it is no longer
+/// free (received, cancelled or given away since the scenario was built).
+pub(crate) async fn allocate<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    a: &crate::planning::Allocation,
+) -> Result<()> {
+    let po = order(tx, &a.purchase_order).await?;
+    if po.free_to_arrive() + EPS < a.quantity {
         return Err(DomainError::from(Refusal::StockChanged {
             material: po.order.material_id,
         })
         .into());
     }
-    tx.set_allocated(id, po.order.allocated + qty).await
+    let mut batches = po.order.batches;
+    for b in &a.batches {
+        if !batches.contains(b) {
+            batches.push(b.clone());
+        }
+    }
+    tx.set_allocated(&a.purchase_order, po.order.allocated + a.quantity, &batches)
+        .await
 }
 
 /// Releases `qty` of an order's allocation (a rejected work order's share): what of it was
@@ -230,7 +240,7 @@ pub(crate) async fn release<D: Backend>(tx: &mut Tx<'_, D>, id: &str, qty: f64) 
         return Ok(false);
     };
     let allocated = (po.order.allocated - qty).max(0.0);
-    tx.set_allocated(id, allocated).await?;
+    tx.set_allocated(id, allocated, &po.order.batches).await?;
     // Received units beyond the allocation are free; lowering the allocation frees more.
     let back = (po.received - allocated).max(0.0) - (po.received - po.order.allocated).max(0.0);
     if back > EPS {

@@ -114,9 +114,18 @@ impl<D: Backend> Tx<'_, D> {
             .await
     }
 
-    pub(crate) async fn set_allocated(&mut self, id: &str, allocated: f64) -> Result<()> {
-        let sql = "UPDATE purchase_orders SET allocated = $2 WHERE id = $1";
-        D::query(sql, (id, allocated.max(0.0))).run(self).await
+    /// Sets what the order's work orders use, and the batches they make.
+    pub(crate) async fn set_allocated(
+        &mut self,
+        id: &str,
+        allocated: f64,
+        batches: &[BatchId],
+    ) -> Result<()> {
+        let batches: Vec<&str> = batches.iter().map(BatchId::as_str).collect();
+        let sql = "UPDATE purchase_orders SET allocated = $2, batches = $3 WHERE id = $1";
+        D::query(sql, (id, allocated.max(0.0), json(&batches)?))
+            .run(self)
+            .await
     }
 
     /// Appends the receipt and sets the order's received total and state.
