@@ -336,6 +336,7 @@ impl Campaign {
             opens_at: self.opens_at,
             deadline: self.at(self.length),
             first_deadline: None,
+            first_threshold: None,
             arrivals: self
                 .orders
                 .iter()

@@ -257,6 +257,42 @@ async fn on_course_advice_offers_no_extension() {
     server.shutdown().await;
 }
 
+/// Lowering the threshold to the advised one gives the lock probability the advice said
+/// it would: with no order and no time in between, `GetCampaign`'s forecast after the
+/// lever is the advice's figure (as after an extension). Before, the lowered threshold
+/// also lowered a first campaign's prior pace, so the forecast fell below the advice that
+/// had recommended it (0.90 advised, 0.76 shown, in a QA pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forecast_after_lowering_to_the_advised_threshold_is_the_advices() {
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
+    import(&mut c, "lever-kettle", LEVER_KETTLE, pb::ImportMode::Merge)
+        .await
+        .expect("catalogue");
+    let cmp = kettle_campaign(&mut c, "advised", 80, start).await;
+    // 4 units in a day: far below 80, below the 15 the advice names.
+    orders(&mut c, &clock, &cmp.id, "advised", 4, 1, Duration::hours(6)).await;
+    let advice = advice(&mut c, &cmp.id).await;
+    let lower = advice.lower_threshold.expect("a threshold");
+    assert_eq!(lower.batch_threshold, 15, "{advice:?}");
+    c.levers
+        .lower_threshold(pb::LowerThresholdRequest {
+            idempotency_key: "to-the-advice".into(),
+            campaign_id: cmp.id.clone(),
+            batch_threshold: lower.batch_threshold,
+        })
+        .await
+        .expect("lowered");
+    let forecast = progress(&mut c, &cmp.id).await.forecast.expect("still open");
+    assert_eq!(forecast.units_needed, 11);
+    assert!(
+        (forecast.lock_probability - lower.lock_probability).abs() < 1e-9,
+        "the forecast {} against the advice's {}",
+        forecast.lock_probability,
+        lower.lock_probability
+    );
+    server.shutdown().await;
+}
+
 /// A campaign falling short shows a low probability; the advice names the threshold the
 /// planner's costs allow (15, computed above by hand) with a better probability; lowering
 /// the threshold to it locks the open batch at once, capturing every deposit.

@@ -66,6 +66,7 @@ pub use ledger::{
     ledger_follows_preorders_through_lock_pay_and_forfeit,
 };
 pub use levers::{
+    a_lowering_of_a_campaign_lowered_before_first_thresholds_keeps_the_old_reading,
     an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading,
     cancel_campaign_refunds_deposits_and_balances_once,
     cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
@@ -178,6 +179,7 @@ macro_rules! conformance_cases {
             // The merchant's levers and the forecast's input (`conformance/levers.rs`).
             extend_deadline_only_later_while_selling,
             an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading,
+            a_lowering_of_a_campaign_lowered_before_first_thresholds_keeps_the_old_reading,
             levers_that_waited_behind_the_deadline_find_the_campaign_ended,
             lower_threshold_locks_the_open_batch_at_its_tier,
             close_campaign_fails_the_open_batch_and_releases_every_deposit,

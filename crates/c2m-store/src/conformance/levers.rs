@@ -313,6 +313,18 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
     assert_eq!(eight.campaign.terms.batch_threshold, 8);
     let open = super::batches(&*store, &c.id).await;
     assert_eq!((open[0].status, open[0].threshold), (BatchStatus::Open, 8));
+    // The forecast reads the open batch's new threshold and keeps the first.
+    let first = |store: Arc<dyn Store>, id: CampaignId| async move {
+        let input = store.forecast_input(&id, lever_at()).await.expect("input");
+        (
+            input.open_batch.map(|b| b.threshold),
+            input.history.first_threshold,
+        )
+    };
+    assert_eq!(
+        first(store.clone(), c.id.clone()).await,
+        (Some(8), Some(10))
+    );
 
     // At or below the units pooled: it locks now, at the tier of 7 units (36 900).
     let req = lower(&c.id, 6);
@@ -333,6 +345,11 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
         assert_eq!(p.money.balance_due, Some(cny(q * 36_900 - q * 5_000)));
     }
     retry_answers_as(&*store, &req, &six).await;
+    assert_eq!(
+        first(store.clone(), c.id.clone()).await,
+        (None, Some(10)),
+        "lowered again (and locked: no batch is open), the first stays"
+    );
     // The cause, then its effects: the threshold lowered to 6, then the batch locked at 6
     // with its balances due, numbered one after another (one commit; a receiver never
     // reads a lock below the threshold it knows).
@@ -359,6 +376,42 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
     let next = place(&*store, &c.id, &consumer(3), 6).await.expect("next");
     assert_eq!(next.status, PreorderStatus::Locked);
     assert_eq!(next.batch_seq, 2);
+}
+
+/// A campaign lowered by a c2m from before the first threshold was kept (it has none, and
+/// a `threshold_lowered` event) keeps none when lowered again: its threshold is not its
+/// first, and the forecast keeps its old reading. A campaign never lowered keeps its first
+/// from its first lowering. (As for extensions; the case lowers once and clears the column,
+/// as such a c2m left it.)
+pub async fn a_lowering_of_a_campaign_lowered_before_first_thresholds_keeps_the_old_reading(
+    fx: Arc<dyn Fixture>,
+) {
+    let store = fx.store();
+    let lowered = |id: CampaignId, to: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .pull_lever(&lower(&id, to), lever_at())
+                .await
+                .expect("lower");
+            store
+                .forecast_input(&id, lever_at())
+                .await
+                .expect("input")
+                .history
+                .first_threshold
+        }
+    };
+    let c = create(&*store, spec(10, None)).await;
+    assert_eq!(lowered(c.id.clone(), 9).await, Some(10));
+    fx.execute_past_the_store(&format!(
+        "UPDATE campaigns SET first_threshold = NULL WHERE id = '{}'",
+        c.id.as_str()
+    ))
+    .await;
+    assert_eq!(lowered(c.id.clone(), 8).await, None);
+    let d = create(&*store, spec(10, None)).await;
+    assert_eq!(lowered(d.id.clone(), 7).await, Some(10));
 }
 
 /// Closing stops selling: the open batch (short of its threshold) fails and every deposit
@@ -623,6 +676,7 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
     assert_eq!(input.campaign.id, c.id);
     assert_eq!(input.history.arrivals.len(), 2);
     assert_eq!(input.history.first_deadline, None, "never extended");
+    assert_eq!(input.history.first_threshold, None, "never lowered");
     assert_eq!(
         input.history.arrivals.iter().map(|a| a.units).sum::<i64>(),
         7

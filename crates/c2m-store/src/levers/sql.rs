@@ -130,7 +130,15 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &CampaignId,
         threshold: i64,
     ) -> Result<()> {
-        let sql = "UPDATE campaigns SET batch_threshold = $2 WHERE id = $1";
+        // The first threshold is kept for the forecast's prior pace (migration 0015), as
+        // the first deadline is (see `set_deadline`): a campaign lowered before the column
+        // existed keeps none, its lowered threshold not being its first.
+        let sql = "UPDATE campaigns SET first_threshold = COALESCE(first_threshold, \
+                   CASE WHEN EXISTS (SELECT 1 FROM events WHERE campaign_id = $1 \
+                   AND kind = 'campaign.changed' \
+                   AND data LIKE '%\"change\":\"threshold_lowered\"%') \
+                   THEN NULL ELSE batch_threshold END), \
+                   batch_threshold = $2 WHERE id = $1";
         self.update_campaign(sql, campaign, threshold, "vanished")
             .await?;
         let sql = "UPDATE batches SET threshold = $2 WHERE campaign_id = $1 AND status = 'open'";
@@ -211,13 +219,14 @@ impl<D: Backend> Tx<'_, D> {
         let Some(this) = self.read_campaign(id).await? else {
             return Ok(None);
         };
-        let first_deadline = D::query(
-            "SELECT first_deadline FROM campaigns WHERE id = $1",
+        let firsts = |r: &D::Row| Ok((r.ts_opt("first_deadline")?, r.int_opt("first_threshold")?));
+        let (first_deadline, first_threshold) = D::query(
+            "SELECT first_deadline, first_threshold FROM campaigns WHERE id = $1",
             (id.as_str(),),
         )
-        .optional(self, |r| r.ts_opt("first_deadline"))
+        .optional(self, firsts)
         .await?
-        .flatten();
+        .unwrap_or_default();
         let open_batch = self.open_batch(id).await?.map(|b| OpenBatch {
             units: b.units,
             threshold: b.threshold,
@@ -261,6 +270,7 @@ impl<D: Backend> Tx<'_, D> {
                 opens_at: opens,
                 deadline: ends,
                 first_deadline: None,
+                first_threshold: None,
                 arrivals: mine
                     .iter()
                     .filter(|e| inside(e.at))
@@ -283,6 +293,7 @@ impl<D: Backend> Tx<'_, D> {
         Ok(Some(ForecastInput {
             history: ArrivalHistory {
                 first_deadline,
+                first_threshold,
                 ..history(&this, now)
             },
             campaign: this,
