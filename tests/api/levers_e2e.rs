@@ -282,7 +282,10 @@ async fn the_forecast_after_lowering_to_the_advised_threshold_is_the_advices() {
         })
         .await
         .expect("lowered");
-    let forecast = progress(&mut c, &cmp.id).await.forecast.expect("still open");
+    let forecast = progress(&mut c, &cmp.id)
+        .await
+        .forecast
+        .expect("still open");
     assert_eq!(forecast.units_needed, 11);
     assert!(
         (forecast.lock_probability - lower.lock_probability).abs() < 1e-9,

@@ -388,22 +388,10 @@ async fn six_locked_kettle_batches(c: &mut Clients) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_does_not_wait_past_its_grace_for_a_solve() {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_c2m"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-auth"])
-        .args([
-            "--plan-time-limit",
-            "30s",
-            "--shutdown-grace",
-            "1s",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("c2m binary starts");
-    let addr = listening(&mut child).await;
+    let url = format!("sqlite://{}", dir.path().join("c2m.db").display());
+    let flags = ["--plan-time-limit", "30s", "--shutdown-grace", "1s"];
+    let ServerProcess { addr, mut child } =
+        ServerProcess::spawn_with(&url, dir.path(), &flags).await;
     let mut c = Clients::connect(addr).await;
     six_locked_kettle_batches(&mut c).await;
     let call = tokio::spawn(async move { run_planning(&mut c, "cut-off").await });

@@ -330,16 +330,19 @@ pub async fn concurrent_writes_are_numbered_in_commit_order(fx: Arc<dyn Fixture>
     }
 }
 
-/// A locked batch's ship date moves with its plan, and only then is there an event:
-/// `batch.locked` carries the promise; a plan that ships later writes `ship_date.changed`
-/// (from the promise to the plan's date, the days late and the plan's reason); a factory's
-/// acceptance leaves the date alone (no event); its rejection sends the date back to the
-/// promise (an event); a plan that ships exactly on the promise, and a rejection of it,
-/// leave the date where it was (no event).
-pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixture>) {
-    let store = fx.store();
+/// On the sample catalogue, a campaign promising to ship within 20 days whose first
+/// batch (one pre-order of 2 units, paid in full) has locked: the campaign, the pre-order,
+/// the batch and the date it is promised by.
+async fn locked_with_a_promise(
+    store: &dyn Store,
+) -> (
+    c2m_domain::Campaign,
+    c2m_domain::Preorder,
+    c2m_domain::Batch,
+    chrono::DateTime<chrono::Utc>,
+) {
     change(
-        &*store,
+        store,
         CatalogueEdit::Replace(sample_catalogue()),
         accept_all(),
     )
@@ -348,10 +351,22 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
     let mut s = spec(2, None);
     s.deposit = s.unit_price;
     s.ships_within_days = Some(20);
-    let c = create(&*store, s).await;
-    let p = place(&*store, &c.id, &consumer(1), 2).await.expect("locks");
-    let b = batches(&*store, &c.id).await.remove(0);
+    let c = create(store, s).await;
+    let p = place(store, &c.id, &consumer(1), 2).await.expect("locks");
+    let b = batches(store, &c.id).await.remove(0);
     let due = b.locked_at.expect("locked") + Duration::days(20);
+    (c, p, b, due)
+}
+
+/// A locked batch's ship date moves with its plan, and only then is there an event:
+/// `batch.locked` carries the promise; a plan that ships later writes `ship_date.changed`
+/// (from the promise to the plan's date, the days late and the plan's reason); a factory's
+/// acceptance leaves the date alone (no event); its rejection sends the date back to the
+/// promise (an event); a plan that ships exactly on the promise, and a rejection of it,
+/// leave the date where it was (no event).
+pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let (c, p, b, due) = locked_with_a_promise(&*store).await;
     let events = all_events(&*store, 0, Some(&c.id)).await;
     assert_eq!(kinds(&events), ["preorder.placed", "batch.locked"]);
     match &events[1].data {
@@ -469,20 +484,7 @@ pub async fn ship_date_changes_are_events_when_the_date_moves(fx: Arc<dyn Fixtur
 /// pass).
 pub async fn a_late_batch_is_late_for_the_reason_of_its_last_run(fx: Arc<dyn Fixture>) {
     let store = fx.store();
-    change(
-        &*store,
-        CatalogueEdit::Replace(sample_catalogue()),
-        accept_all(),
-    )
-    .await
-    .expect("catalogue");
-    let mut s = spec(2, None);
-    s.deposit = s.unit_price;
-    s.ships_within_days = Some(20);
-    let c = create(&*store, s).await;
-    place(&*store, &c.id, &consumer(1), 2).await.expect("locks");
-    let b = batches(&*store, &c.id).await.remove(0);
-    let due = b.locked_at.expect("locked") + Duration::days(20);
+    let (c, _, b, due) = locked_with_a_promise(&*store).await;
     // One unit in each run, ending `days` after the promise, late for `why`.
     let run = |days: i64, why: &str| {
         let ends_at = due + Duration::days(days);
@@ -645,15 +647,8 @@ async fn event_after(store: &dyn Store, seq: i64) -> Event {
 pub async fn a_passed_webhook_endpoint_waits_behind_the_others(fx: Arc<dyn Fixture>) {
     let store = fx.store();
     let (now, lease) = (t0(), t0() + Duration::minutes(1));
-    for n in 1..=2 {
-        store
-            .create_endpoint(&endpoint(n), now)
-            .await
-            .expect("endpoint");
-    }
     // An event for both to deliver.
-    let c = create(&*store, spec(10, None)).await;
-    place(&*store, &c.id, &consumer(1), 1).await.expect("order");
+    two_endpoints_and_orders(&*store, 1).await;
     let first = claimed(&*store, "w1", now, lease).await.expect("due");
     assert_eq!(first.endpoint.id, "whe_1", "by id while neither has waited");
     store.pass_endpoint(&first, now).await.expect("pass");
@@ -669,6 +664,21 @@ pub async fn a_passed_webhook_endpoint_waits_behind_the_others(fx: Arc<dyn Fixtu
     );
 }
 
+/// Two endpoints (`whe_1`, `whe_2`) registered at [`t0`], then a campaign with `orders`
+/// single-unit pre-orders: an event each for both endpoints to deliver.
+async fn two_endpoints_and_orders(store: &dyn Store, orders: usize) {
+    for n in 1..=2 {
+        store
+            .create_endpoint(&endpoint(n), t0())
+            .await
+            .expect("endpoint");
+    }
+    let c = create(store, spec(10, None)).await;
+    for n in 1..=orders {
+        place(store, &c.id, &consumer(n), 1).await.expect("order");
+    }
+}
+
 /// The worker records the events a receiver took in runs: the attempts of one run are
 /// logged in order in one write, the cursor moves to the last, and a failure ending a run
 /// makes the endpoint wait at that event. A run with a failure before its end, or with
@@ -677,16 +687,7 @@ pub async fn a_run_of_webhook_attempts_is_recorded_in_one_write(fx: Arc<dyn Fixt
     use crate::webhooks::Outcome;
     let store = fx.store();
     let (now, lease) = (t0(), t0() + Duration::minutes(1));
-    for n in 1..=2 {
-        store
-            .create_endpoint(&endpoint(n), now)
-            .await
-            .expect("endpoint");
-    }
-    let c = create(&*store, spec(10, None)).await;
-    for n in 1..=4 {
-        place(&*store, &c.id, &consumer(n), 1).await.expect("order");
-    }
+    two_endpoints_and_orders(&*store, 4).await;
     let events = store.list_events(0, None, 10).await.expect("events");
     assert_eq!(events.len(), 4);
     let claim = claimed(&*store, "w1", now, lease).await.expect("due");

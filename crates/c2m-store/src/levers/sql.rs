@@ -79,6 +79,35 @@ struct Event {
     cancelled_at: Option<DateTime<Utc>>,
 }
 
+/// Sets a campaign's `$column` to `$2`, keeping the value it had in `$first` the first
+/// time it moves (the forecast's prior pace reads the deadline and threshold the campaign
+/// opened with). The right-hand sides read the row as it was. A campaign moved before
+/// `$first` existed has none and a `campaign.changed` event of kind `$change` (every move
+/// has one, and this one's is not written yet): its value is not its first, so it keeps
+/// none (the forecast's old reading, docs/forecast.md) rather than taking a moved value
+/// for the first.
+macro_rules! keeping_the_first {
+    ($column:literal, $first:literal, $change:literal) => {
+        concat!(
+            "UPDATE campaigns SET ",
+            $first,
+            " = COALESCE(",
+            $first,
+            ", ",
+            "CASE WHEN EXISTS (SELECT 1 FROM events WHERE campaign_id = $1 ",
+            "AND kind = 'campaign.changed' ",
+            "AND data LIKE '%\"change\":\"",
+            $change,
+            "\"%') ",
+            "THEN NULL ELSE ",
+            $column,
+            " END), ",
+            $column,
+            " = $2 WHERE id = $1"
+        )
+    };
+}
+
 impl<D: Backend> Tx<'_, D> {
     /// Writes where a pre-order's demand came from, when the request said (one row; most
     /// pre-orders say nothing and cost nothing here).
@@ -108,18 +137,8 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &CampaignId,
         deadline: DateTime<Utc>,
     ) -> Result<()> {
-        // The first deadline is kept for the forecast's prior pace (migration 0012); the
-        // right-hand sides read the row as it was. A campaign extended before that column
-        // existed has none and a `deadline_extended` event (every extension has one, and
-        // this one's is not written yet): its deadline is not its first, so it keeps none
-        // (the forecast's old reading, docs/forecast.md) rather than taking an extended
-        // deadline for the first.
-        let sql = "UPDATE campaigns SET first_deadline = COALESCE(first_deadline, \
-                   CASE WHEN EXISTS (SELECT 1 FROM events WHERE campaign_id = $1 \
-                   AND kind = 'campaign.changed' \
-                   AND data LIKE '%\"change\":\"deadline_extended\"%') \
-                   THEN NULL ELSE deadline END), \
-                   deadline = $2 WHERE id = $1";
+        // The first deadline is kept for the forecast's prior pace (migration 0012).
+        let sql = keeping_the_first!("deadline", "first_deadline", "deadline_extended");
         self.update_campaign(sql, campaign, deadline, "vanished")
             .await
     }
@@ -130,15 +149,8 @@ impl<D: Backend> Tx<'_, D> {
         campaign: &CampaignId,
         threshold: i64,
     ) -> Result<()> {
-        // The first threshold is kept for the forecast's prior pace (migration 0015), as
-        // the first deadline is (see `set_deadline`): a campaign lowered before the column
-        // existed keeps none, its lowered threshold not being its first.
-        let sql = "UPDATE campaigns SET first_threshold = COALESCE(first_threshold, \
-                   CASE WHEN EXISTS (SELECT 1 FROM events WHERE campaign_id = $1 \
-                   AND kind = 'campaign.changed' \
-                   AND data LIKE '%\"change\":\"threshold_lowered\"%') \
-                   THEN NULL ELSE batch_threshold END), \
-                   batch_threshold = $2 WHERE id = $1";
+        // The first threshold is kept for the forecast's prior pace (migration 0015).
+        let sql = keeping_the_first!("batch_threshold", "first_threshold", "threshold_lowered");
         self.update_campaign(sql, campaign, threshold, "vanished")
             .await?;
         let sql = "UPDATE batches SET threshold = $2 WHERE campaign_id = $1 AND status = 'open'";
