@@ -1514,11 +1514,7 @@ fn work_orders(
                             batches: Vec::new(),
                         });
                         a.quantity += take;
-                        for b in batches_of.get(&w.factory_id).into_iter().flatten() {
-                            if !a.batches.contains(b) {
-                                a.batches.push(b.clone());
-                            }
-                        }
+                        add_batches(&mut a.batches, batches_of.get(&w.factory_id));
                         let supplier = world
                             .purchase_orders
                             .iter()
@@ -1529,11 +1525,7 @@ fn work_orders(
                     From::New(i) => {
                         let p = &mut purchase_orders[i];
                         p.allocated += take;
-                        for b in batches_of.get(&w.factory_id).into_iter().flatten() {
-                            if !p.batches.contains(b) {
-                                p.batches.push(b.clone());
-                            }
-                        }
+                        add_batches(&mut p.batches, batches_of.get(&w.factory_id));
                         (Some(p.supplier_id.clone()), Some(p.id.clone()))
                     }
                 };
@@ -1561,6 +1553,16 @@ fn work_orders(
         reservations: reserved.into_iter().collect(),
         purchase_orders,
         allocations: allocations.into_values().collect(),
+    }
+}
+
+/// Adds the batches of a factory's work order (if it has any) to those a purchase order
+/// names, each once.
+fn add_batches(to: &mut Vec<BatchId>, of: Option<&Vec<BatchId>>) {
+    for b in of.into_iter().flatten() {
+        if !to.contains(b) {
+            to.push(b.clone());
+        }
     }
 }
 

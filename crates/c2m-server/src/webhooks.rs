@@ -164,11 +164,11 @@ async fn deliver(
     let mut cursor = endpoint.cursor;
     let mut failures = endpoint.failures;
     let mut failing_since = endpoint.failing_since;
-    let mut run = Run::default();
+    let mut run = Run::new(store, owner);
     loop {
         let events = store.list_events(cursor, None, EVENTS_PAGE).await?;
         if events.is_empty() {
-            if !run.record(store, owner, clock.now() + lease).await? {
+            if !run.record(clock.now() + lease).await? {
                 return Ok(None);
             }
             store.release_endpoint(claim).await?;
@@ -182,9 +182,7 @@ async fn deliver(
             }
             if let Some(seq) = skipped.take() {
                 let until = clock.now() + lease;
-                if !run.record(store, owner, until).await?
-                    || !store.skip_events(claim, seq, until).await?
-                {
+                if !run.record(until).await? || !store.skip_events(claim, seq, until).await? {
                     return Ok(None);
                 }
             }
@@ -209,10 +207,7 @@ async fn deliver(
                 error = ?sent.error, latency_ms = delivery.latency_ms, "webhook attempt"
             );
             if sent.delivered() {
-                if !run
-                    .push(store, owner, delivery, clock.now() + lease)
-                    .await?
-                {
+                if !run.push(delivery, clock.now() + lease).await? {
                     return Ok(None);
                 }
                 failures = 0;
@@ -220,7 +215,7 @@ async fn deliver(
                 cursor = e.seq;
                 if turn.elapsed() >= TURN {
                     // Other endpoints go first, then this one again where it stopped.
-                    if run.record(store, owner, clock.now() + lease).await? {
+                    if run.record(clock.now() + lease).await? {
                         store.pass_endpoint(claim, clock.now()).await?;
                     }
                     return Ok(None);
@@ -256,20 +251,13 @@ async fn deliver(
             // The failure ends the run: recorded with the deliveries before it.
             let retried = disable.is_none();
             let held = run
-                .fail(
-                    store,
-                    owner,
-                    delivery,
-                    &Outcome::Failed { retry_at, disable },
-                )
+                .fail(delivery, Outcome::Failed { retry_at, disable })
                 .await?;
             return Ok((held && retried).then_some(retry_at));
         }
         if let Some(seq) = skipped {
             let until = clock.now() + lease;
-            if !run.record(store, owner, until).await?
-                || !store.skip_events(claim, seq, until).await?
-            {
+            if !run.record(until).await? || !store.skip_events(claim, seq, until).await? {
                 return Ok(None);
             }
             cursor = seq;
@@ -285,8 +273,9 @@ async fn deliver(
 /// of the backlog, and with the failure that ends it. What a crash or a stop loses is a
 /// run's worth of events delivered but not recorded, which are sent again: at least once,
 /// as always.
-#[derive(Default)]
-struct Run {
+struct Run<'a> {
+    store: &'a dyn Store,
+    owner: &'a str,
     deliveries: Vec<Delivery>,
     since: Option<Instant>,
 }
@@ -298,54 +287,56 @@ const RUN_MAX: usize = 64;
 /// deliveries are recorded one by one, as each takes longer than this).
 const RUN_AGE: Duration = Duration::from_millis(100);
 
-impl Run {
+impl<'a> Run<'a> {
+    /// An empty run of `owner`'s deliveries, recorded in `store`.
+    fn new(store: &'a dyn Store, owner: &'a str) -> Self {
+        Run {
+            store,
+            owner,
+            deliveries: Vec::new(),
+            since: None,
+        }
+    }
+
     /// Adds a delivery, recording the run when it is full or old enough; false if the
     /// lease was lost.
     async fn push(
         &mut self,
-        store: &dyn Store,
-        owner: &str,
         delivery: Delivery,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, c2m_store::StoreError> {
         self.deliveries.push(delivery);
         let since = *self.since.get_or_insert_with(Instant::now);
         if self.deliveries.len() >= RUN_MAX || since.elapsed() >= RUN_AGE {
-            return self.record(store, owner, lease_until).await;
+            return self.record(lease_until).await;
         }
         Ok(true)
     }
 
     /// Records what the run holds (nothing to do when empty); false if the lease was lost.
-    async fn record(
-        &mut self,
-        store: &dyn Store,
-        owner: &str,
-        lease_until: DateTime<Utc>,
-    ) -> Result<bool, c2m_store::StoreError> {
+    async fn record(&mut self, lease_until: DateTime<Utc>) -> Result<bool, c2m_store::StoreError> {
         if self.deliveries.is_empty() {
             return Ok(true);
         }
-        let outcome = Outcome::Delivered { lease_until };
-        let held = store
-            .record_attempts(owner, &self.deliveries, &outcome)
-            .await?;
-        self.deliveries.clear();
-        self.since = None;
-        Ok(held)
+        self.write(Outcome::Delivered { lease_until }).await
     }
 
     /// Records the run ended by a failed attempt; false if the lease was lost.
     async fn fail(
         &mut self,
-        store: &dyn Store,
-        owner: &str,
         failed: Delivery,
-        outcome: &Outcome,
+        outcome: Outcome,
     ) -> Result<bool, c2m_store::StoreError> {
         self.deliveries.push(failed);
-        let held = store
-            .record_attempts(owner, &self.deliveries, outcome)
+        self.write(outcome).await
+    }
+
+    /// The one store write of a run, its last attempt's `outcome` applied; the run is
+    /// empty after it.
+    async fn write(&mut self, outcome: Outcome) -> Result<bool, c2m_store::StoreError> {
+        let held = self
+            .store
+            .record_attempts(self.owner, &self.deliveries, &outcome)
             .await?;
         self.deliveries.clear();
         self.since = None;
