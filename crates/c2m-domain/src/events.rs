@@ -135,11 +135,20 @@ pub enum EventData {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         refunds: Vec<PreorderRef>,
     },
+    /// A locked batch of a cancelled campaign was refunded after the cancel: the cancel left
+    /// it alone because a work order made it, and that factory has since rejected the work,
+    /// so nothing makes it any more. Each pre-order got back its captured deposit and paid
+    /// balance (`amount`), as the cancel's own refunds.
+    #[serde(rename = "batch.refunded")]
+    BatchRefunded {
+        batch_seq: i64,
+        preorders: Vec<PreorderRef>,
+    },
 }
 
 impl EventData {
     /// Every kind, as the API names them.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "preorder.placed",
         "preorder.cancelled",
         "batch.locked",
@@ -150,6 +159,7 @@ impl EventData {
         "production.stage_changed",
         "ship_date.changed",
         "campaign.changed",
+        "batch.refunded",
         // A webhook endpoint may ask for every kind.
         "*",
     ];
@@ -167,6 +177,7 @@ impl EventData {
             EventData::ProductionStageChanged { .. } => "production.stage_changed",
             EventData::ShipDateChanged { .. } => "ship_date.changed",
             EventData::CampaignChanged { .. } => "campaign.changed",
+            EventData::BatchRefunded { .. } => "batch.refunded",
         }
     }
 
@@ -182,7 +193,8 @@ impl EventData {
             EventData::BatchLocked { preorders, .. }
             | EventData::BatchFailed { preorders, .. }
             | EventData::ProductionStageChanged { preorders, .. }
-            | EventData::ShipDateChanged { preorders, .. } => Some(preorders),
+            | EventData::ShipDateChanged { preorders, .. }
+            | EventData::BatchRefunded { preorders, .. } => Some(preorders),
             EventData::CampaignChanged { refunds, .. } => Some(refunds),
             _ => None,
         }
@@ -210,7 +222,8 @@ impl EventData {
             EventData::BatchLocked { preorders, .. }
             | EventData::BatchFailed { preorders, .. }
             | EventData::ProductionStageChanged { preorders, .. }
-            | EventData::ShipDateChanged { preorders, .. } => preorders.iter().collect(),
+            | EventData::ShipDateChanged { preorders, .. }
+            | EventData::BatchRefunded { preorders, .. } => preorders.iter().collect(),
             EventData::CampaignChanged { refunds, .. } => refunds.iter().collect(),
         }
     }

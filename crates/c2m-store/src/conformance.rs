@@ -67,6 +67,7 @@ pub use ledger::{
 };
 pub use levers::{
     a_lowering_of_a_campaign_lowered_before_first_thresholds_keeps_the_old_reading,
+    a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_makes,
     an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading,
     cancel_campaign_refunds_deposits_and_balances_once,
     cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
@@ -185,6 +186,7 @@ macro_rules! conformance_cases {
             close_campaign_fails_the_open_batch_and_releases_every_deposit,
             cancel_campaign_refunds_deposits_and_balances_once,
             cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
+            a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_makes,
             forecast_input_reads_arrivals_and_earlier_campaigns,
             insights_split_the_demand_and_add_up,
             // The catalogue.

@@ -638,6 +638,147 @@ pub async fn cancel_campaign_takes_a_settled_batch_back_from_the_merchant(fx: Ar
     );
 }
 
+/// A cancel leaves a locked batch that a work order makes (`batches_in_production`). When
+/// that factory rejects the work, nothing makes the batch any more: the rejection refunds
+/// it (`batch.refunded`) instead of sending it back to the planning queue for a campaign
+/// the merchant cancelled. A batch another factory still makes in part stays in
+/// production, and its rejected units wait for a plan as usual.
+pub async fn a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_makes(
+    fx: Arc<dyn Fixture>,
+) {
+    use super::{batch_production, locked_batch, new_plan, part_order, report_req};
+    use crate::{PlanStatus, ProductionStage};
+    use c2m_domain::production::Progress;
+
+    let store = fx.store();
+    super::use_sample_catalogue(&*store).await;
+    // Two campaigns, one locked batch of 2 units each, paid in full at lock (settled).
+    let b = locked_batch(&*store, "kettle-17-white").await;
+    let c = locked_batch(&*store, "kettle-17-white").await;
+    let price = 39_900;
+    // f1 makes all of b and one unit of c; f2 makes c's other unit.
+    let mut f1 = part_order("f1", &b, 2);
+    f1.runs.extend(part_order("f1", &c, 1).runs);
+    let plan = new_plan(
+        PlanStatus::Optimal,
+        vec![b.id.clone(), c.id.clone()],
+        vec![f1, part_order("f2", &c, 1)],
+    );
+    store.store_plan(&plan, t0()).await.expect("plan");
+    for batch in [&b, &c] {
+        let out = store
+            .pull_lever(&cancel_all(&batch.campaign_id), lever_at())
+            .await
+            .expect("cancel");
+        assert_eq!(
+            (out.batches_in_production, out.preorders_refunded),
+            (1, 0),
+            "the cancel leaves a batch a work order makes"
+        );
+    }
+    let marks: Vec<i64> = {
+        let mut m = Vec::new();
+        for batch in [&b, &c] {
+            let events = super::events::all_events(&*store, 0, Some(&batch.campaign_id)).await;
+            m.push(events.last().map_or(0, |e| e.seq));
+        }
+        m
+    };
+
+    let w1 = store.factory_work_orders("f1", 0, 10).await.expect("f1")[0]
+        .id
+        .clone();
+    let reject = report_req(
+        "f1",
+        &w1,
+        Progress::Rejected {
+            reason: "no capacity".into(),
+        },
+    );
+    let status = store
+        .report_progress(&reject, lever_at() + Duration::hours(1))
+        .await
+        .expect("reject");
+    assert_eq!(
+        status.requeued_batches,
+        vec![c.id.clone()],
+        "b is refunded, not queued again; c's unit waits for a plan"
+    );
+    assert_eq!(
+        store
+            .report_progress(&reject, lever_at() + Duration::hours(2))
+            .await
+            .expect("replay"),
+        status
+    );
+    let queue = store.planning_queue().await.expect("queue");
+    assert_eq!(
+        queue
+            .iter()
+            .map(|q| (q.batch.id.clone(), q.units_to_plan))
+            .collect::<Vec<_>>(),
+        vec![(c.id.clone(), 1)]
+    );
+
+    // b's consumer has the full price back, from the merchant (the batch had settled).
+    let preorders = store
+        .list_preorders(
+            &crate::PreorderFilter::Campaign(b.campaign_id.clone()),
+            PageRequest::first(100),
+        )
+        .await
+        .expect("preorders");
+    let [bp] = &preorders.items[..] else {
+        panic!("one pre-order: {:?}", preorders.items);
+    };
+    assert_eq!(bp.batch_id, b.id);
+    assert_eq!(bp.status, PreorderStatus::Cancelled);
+    assert_eq!(bp.money.refunded_at, Some(lever_at() + Duration::hours(1)));
+    let m = check_ledger(&*store, &b.campaign_id).await;
+    assert_eq!(
+        (m.refunded, m.refunded_by_merchant, m.merchant),
+        (2 * price, 2 * price, 0)
+    );
+    assert_eq!(kinds(&*store, &b.campaign_id, TxnKind::Refund).await, 1);
+    // c is still in production at f2: nothing refunded.
+    let m = check_ledger(&*store, &c.campaign_id).await;
+    assert_eq!((m.refunded, m.merchant), (0, 2 * price));
+    let production = batch_production(&*store, &[&c]).await;
+    assert_eq!(production[0].stage, ProductionStage::AwaitingPlan);
+
+    // What subscribers heard: b's refund, once, and no talk of b awaiting a plan; c's
+    // unit back in the queue.
+    let after = |i: usize, batch: &c2m_domain::Batch| {
+        let store = store.clone();
+        let campaign = batch.campaign_id.clone();
+        let mark = marks[i];
+        async move {
+            super::events::all_events(&*store, mark, Some(&campaign))
+                .await
+                .into_iter()
+                .map(|e| {
+                    let refs: Vec<_> = e
+                        .data
+                        .preorders()
+                        .iter()
+                        .map(|p| (p.consumer_id.clone(), p.amount))
+                        .collect();
+                    (e.data.kind(), refs)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        after(0, &b).await,
+        vec![("batch.refunded", vec![(consumer(1), Some(cny(2 * price)))])]
+    );
+    let c_kinds: Vec<_> = after(1, &c).await.into_iter().map(|(k, _)| k).collect();
+    assert!(
+        c_kinds.contains(&"production.stage_changed") && !c_kinds.contains(&"batch.refunded"),
+        "{c_kinds:?}"
+    );
+}
+
 /// The forecast reads the campaign's own arrivals and consumer cancellations up to now, its
 /// open batch, and the earlier campaigns of the sku that stopped selling, whole: not one
 /// the merchant cancelled, nor one that sold for less than a day.

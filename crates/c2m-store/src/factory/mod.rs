@@ -327,13 +327,79 @@ pub(crate) async fn report<D: Backend>(
                 if returned {
                     tx.bump_catalogue_version(now).await?;
                 }
-                status.requeued_batches = batches.clone();
+                let mut requeued = Vec::with_capacity(batches.len());
+                for b in &batches {
+                    if !refund_if_cancelled(tx, c.provider(), b, now).await? {
+                        requeued.push(b.clone());
+                    }
+                }
+                status.requeued_batches = requeued;
             }
-            production_events(tx, &batches, &before, now).await?;
+            // A batch the rejection refunded has no production to tell of: its
+            // `batch.refunded` says what happened to it.
+            let told: Vec<BatchId> = match &req.progress {
+                Progress::Rejected { .. } => status.requeued_batches.clone(),
+                _ => batches,
+            };
+            production_events(tx, &told, &before, now).await?;
         }
         Ok(status)
     })
     .await
+}
+
+/// Refunds a locked batch of a cancelled campaign that a rejection has just left with no
+/// live work order; whether it did. The cancel refunds every locked batch nothing makes
+/// and leaves a batch in a work order alone (production may have begun); once the factory
+/// rejects that work, nothing makes the batch, and planning it again for a campaign the
+/// merchant cancelled would spend materials on goods nobody is waiting for while its
+/// consumers' money stays held. So the rejection refunds it, as the cancel would have had
+/// the rejection come first (the same movements, `batch.refunded` instead of a line in the
+/// cancel's `campaign.changed`). A batch still made in part by another factory's work order
+/// stays: it is in production, and its rejected units are planned again.
+///
+/// The caller holds the planning lock and the work order's row; the campaign's lock comes
+/// after them, then the batches' (the order every writer takes them in). A cancel holds
+/// the campaign's lock while it looks, so a cancel and a rejection take turns: the later
+/// sees the earlier's commit, and the batch is neither left by both nor refunded twice.
+async fn refund_if_cancelled<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn crate::payment::PaymentProvider,
+    batch: &BatchId,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(b) = tx.batch(batch).await? else {
+        return Ok(false);
+    };
+    let Some(campaign) = tx.lock_campaign(&b.campaign_id).await? else {
+        return Err(StoreError::Corrupt(format!(
+            "batch {} has no campaign {}",
+            b.id, b.campaign_id
+        )));
+    };
+    if campaign.cancelled_at.is_none() {
+        return Ok(false);
+    }
+    // Locked and not refunded yet (the cancel refunded every other one), and made by no
+    // other factory's work order.
+    let refundable = tx.refundable_batches(&campaign.id).await?;
+    let Some(b) = refundable.into_iter().find(|x| x.id == *batch) else {
+        return Ok(false);
+    };
+    if tx.in_production(batch).await? {
+        return Ok(false);
+    }
+    let done = crate::ledger::refund_locked_batch(tx, provider, &campaign, &b, now).await?;
+    tx.emit(
+        &campaign.id,
+        Some(&b.id),
+        now,
+        EventData::BatchRefunded {
+            batch_seq: b.seq,
+            preorders: done.refs,
+        },
+    );
+    Ok(true)
 }
 
 /// Claims the factory's one stream (see the module docs): raises its generation and

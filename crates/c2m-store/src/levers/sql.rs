@@ -196,13 +196,27 @@ impl<D: Backend> Tx<'_, D> {
         one(done, || format!("campaign {campaign} {unchanged}"))
     }
 
-    /// The campaign's locked batches not refunded yet, in sequence order.
+    /// The campaign's locked batches not refunded yet, in sequence order, with their rows' locks
+    /// (PostgreSQL): whether such a batch is in production, and so whether it may be
+    /// refunded, must not change until the refund commits. A plan takes its batches' locks
+    /// before it reads the queue (`Tx::lock_batches`), so a plan and a refund of the same
+    /// batch take turns, and the later sees what the earlier did. Batch locks are always the
+    /// last a writer takes, in id order, so they close no cycle.
     pub(crate) async fn refundable_batches(&mut self, campaign: &CampaignId) -> Result<Vec<Batch>> {
-        let sql = concat!(
+        const PLAIN: &str = concat!(
             batch_select!(),
-            "WHERE campaign_id = $1 AND status = 'locked' AND refunded_at IS NULL ORDER BY seq"
+            "WHERE campaign_id = $1 AND status = 'locked' AND refunded_at IS NULL ORDER BY id"
         );
-        D::query(sql, (campaign.as_str(),)).all(self, batch).await
+        const LOCKED: &str = concat!(
+            batch_select!(),
+            "WHERE campaign_id = $1 AND status = 'locked' AND refunded_at IS NULL ORDER BY id \
+             FOR UPDATE"
+        );
+        let mut batches = D::query(D::locking(PLAIN, LOCKED), (campaign.as_str(),))
+            .all(self, batch)
+            .await?;
+        batches.sort_by_key(|b| b.seq);
+        Ok(batches)
     }
 
     /// Whether a live (not rejected) work order makes units of the batch: it is in

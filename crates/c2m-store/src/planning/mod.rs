@@ -303,6 +303,7 @@ async fn store_new_plan<D: Backend>(
         .into());
     }
     tx.lock_planning().await?;
+    tx.lock_batches(&new.detail.batches).await?;
     let queued: std::collections::HashMap<BatchId, i64> = tx
         .queued_batches()
         .await?

@@ -62,6 +62,29 @@ impl<D: Backend> Tx<'_, D> {
         Ok(())
     }
 
+    /// Takes the rows' locks of the batches a plan would take (PostgreSQL; SQLite's one
+    /// writer has them), one at a time in id order, the order every batch lock is taken
+    /// in. A cancel's refund locks the batches it looks at too (`Tx::refundable_batches`),
+    /// so the queue read after this sees a refund that committed first, and a refund after
+    /// sees the plan's work orders.
+    pub(crate) async fn lock_batches(&mut self, batches: &[BatchId]) -> Result<()> {
+        if !D::ROW_LOCKS {
+            return Ok(());
+        }
+        let mut ids: Vec<&BatchId> = batches.iter().collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            D::query(
+                "SELECT id FROM batches WHERE id = $1 FOR UPDATE",
+                (id.as_str(),),
+            )
+            .fetch_optional(self)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// The batches selected by [`QUEUED_BATCHES`], oldest lock first.
     pub(crate) async fn queued_batches(&mut self) -> Result<Vec<QueuedBatch>> {
         let rows = D::query(&QUEUED, ()).fetch_all(self).await?;
