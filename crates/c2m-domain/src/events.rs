@@ -116,6 +116,10 @@ pub enum EventData {
         /// Whether `expected` is a plan's (true) or the promise while units wait for one.
         #[serde(default)]
         planned: bool,
+        /// Whether every unit has shipped: `expected` is then when the last one did (the
+        /// plan's date gives way to what happened). Absent while not shipped.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shipped: bool,
         /// Why the plan ships after the promise, when it does.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         late_reason: Option<String>,

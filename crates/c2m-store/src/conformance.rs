@@ -52,7 +52,7 @@ pub use events::{
     a_deleted_webhook_endpoint_is_never_claimed_again,
     a_late_batch_is_late_for_the_reason_of_its_last_run,
     a_passed_webhook_endpoint_waits_behind_the_others,
-    a_run_of_webhook_attempts_is_recorded_in_one_write,
+    a_run_of_webhook_attempts_is_recorded_in_one_write, a_shipped_batch_shows_when_it_shipped,
     concurrent_writes_are_numbered_in_commit_order, events_are_written_with_their_changes_in_order,
     refused_and_replayed_writes_append_no_event, ship_date_changes_are_events_when_the_date_moves,
     webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,
@@ -177,6 +177,7 @@ macro_rules! conformance_cases {
             a_run_of_webhook_attempts_is_recorded_in_one_write,
             ship_date_changes_are_events_when_the_date_moves,
             a_late_batch_is_late_for_the_reason_of_its_last_run,
+            a_shipped_batch_shows_when_it_shipped,
             // The merchant's levers and the forecast's input (`conformance/levers.rs`).
             extend_deadline_only_later_while_selling,
             an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading,

@@ -405,7 +405,8 @@ pub fn batch_production(b: &c2m_store::BatchProduction) -> pb::BatchProduction {
     }
 }
 
-/// A locked batch's ship date: the promise until every unit is planned, then the plan's.
+/// A locked batch's ship date: the promise until every unit is planned, then the plan's,
+/// then, once every unit has shipped, when the last one did.
 pub fn ship_date(b: &c2m_store::BatchProduction) -> Option<pb::ShipDate> {
     let due = b.due_at?;
     let expected = b.expected_ship_at().unwrap_or(due);
@@ -418,6 +419,7 @@ pub fn ship_date(b: &c2m_store::BatchProduction) -> Option<pb::ShipDate> {
         late,
         days_late,
         late_reason: b.why_late().unwrap_or_default(),
+        shipped: b.shipped_at.is_some(),
     })
 }
 

@@ -635,6 +635,94 @@ async fn event_after(store: &dyn Store, seq: i64) -> Event {
         .remove(0)
 }
 
+/// Once every unit has shipped, the date a batch shows is when the last one did, not the
+/// plan's: a batch planned on time that ships two days after its promise is two days late
+/// for that (`ship_date.changed`, `shipped`), and a part shipment changes nothing.
+pub async fn a_shipped_batch_shows_when_it_shipped(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let (c, _, b, due) = locked_with_a_promise(&*store).await;
+    let planned = due - Duration::days(3);
+    let mut wo = part_order("f1", &b, 2);
+    wo.runs[0].schedule = Some(RunSchedule {
+        period: 1,
+        starts_at: planned - Duration::days(7),
+        ends_at: planned,
+        hours: 0.2,
+    });
+    let mut plan = new_plan(PlanStatus::Optimal, vec![b.id.clone()], vec![wo]);
+    plan.detail.reservations = vec![];
+    store.store_plan(&plan, t0()).await.expect("plan");
+    let wo = store.factory_work_orders("f1", 0, 10).await.expect("f1")[0].clone();
+    let ship = |n: i64| Progress::Shipped {
+        quantities: [("kettle-17-white".to_string(), n)].into_iter().collect(),
+    };
+    let report = async |progress: Progress, at| {
+        store
+            .report_progress(&report_req("f1", &wo.id, progress), at)
+            .await
+            .expect("report");
+    };
+    let production = async || {
+        store
+            .batch_production(std::slice::from_ref(&b.id))
+            .await
+            .expect("production")
+            .remove(0)
+    };
+    for progress in [
+        Progress::Accepted,
+        Progress::InProduction,
+        Progress::QualityCheck {
+            passed: 2,
+            failed: 0,
+        },
+    ] {
+        report(progress, t0()).await;
+    }
+    let part_at = due - Duration::days(1);
+    report(ship(1), part_at).await;
+    let half = production().await;
+    assert_eq!(
+        (half.shipped_at, half.expected_ship_at()),
+        (None, Some(planned))
+    );
+    let mark = all_events(&*store, 0, Some(&c.id)).await.len();
+
+    let shipped = due + Duration::days(2);
+    report(ship(1), shipped).await;
+    let done = production().await;
+    assert_eq!(done.shipped_at, Some(shipped));
+    assert_eq!(done.expected_ship_at(), Some(shipped));
+    assert_eq!(done.days_late(), 2);
+    let why = format!(
+        "shipped on {}, after the {} the plan gave",
+        shipped.date_naive(),
+        planned.date_naive()
+    );
+    assert_eq!(done.why_late(), Some(why.clone()));
+    let new = all_events(&*store, 0, Some(&c.id)).await.split_off(mark);
+    assert_eq!(
+        kinds(&new),
+        ["production.stage_changed", "ship_date.changed"]
+    );
+    match &new[1].data {
+        EventData::ShipDateChanged {
+            previous,
+            expected,
+            days_late,
+            planned: from_a_plan,
+            shipped: is_shipped,
+            late_reason,
+            ..
+        } => {
+            assert_eq!((*previous, *expected), (Some(planned), shipped));
+            assert_eq!((*days_late, *from_a_plan, *is_shipped), (2, true, true));
+            assert_eq!(late_reason.as_deref(), Some(why.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// An endpoint starts at the last event; a claim leases it to one worker; a delivery moves
 /// its cursor, a failure makes it wait and gives the lease up; a replay moves the cursor
 /// back (or refuses a number ahead) and takes the lease away; a disabled endpoint is not

@@ -158,13 +158,17 @@ pub struct BatchProduction {
     pub planned_ship_at: Option<DateTime<Utc>>,
     /// Why the plan ships it after its due date, when it does.
     pub late_reason: Option<String>,
+    /// When every unit has shipped: the moment the last work order making it reported it
+    /// shipped in full. From then on that is the date consumers are told, not the plan's.
+    pub shipped_at: Option<DateTime<Utc>>,
 }
 
 impl BatchProduction {
-    /// The date its consumers are told: the plan's when every unit is planned, else the
-    /// promise; `None` for a batch without a promise (not locked).
+    /// The date its consumers are told: when it shipped, once every unit has; the plan's
+    /// when every unit is planned; else the promise. `None` for a batch without a promise
+    /// (not locked).
     pub fn expected_ship_at(&self) -> Option<DateTime<Utc>> {
-        self.planned_ship_at.or(self.due_at)
+        self.shipped_at.or(self.planned_ship_at).or(self.due_at)
     }
 
     /// Whole days the expected date is after the promised one ([`c2m_domain::days_late`]:
@@ -176,13 +180,25 @@ impl BatchProduction {
         }
     }
 
-    /// Why it is late, when it is: the plan's reason, or a general one.
+    /// Why it is late, when it is: the plan's reason, or a general one. A batch that
+    /// shipped later than its plan said is late for that, not for the plan's reason.
     pub fn why_late(&self) -> Option<String> {
-        (self.days_late() > 0).then(|| {
-            self.late_reason
-                .clone()
-                .unwrap_or_else(|| "the plan completes the batch after its promised date".into())
-        })
+        if self.days_late() == 0 {
+            return None;
+        }
+        let planned_day = self.planned_ship_at.map(|at| at.date_naive());
+        match self.shipped_at {
+            Some(at) if planned_day.is_none_or(|day| at.date_naive() > day) => Some(format!(
+                "shipped on {}, after the {} the plan gave",
+                at.date_naive(),
+                planned_day.map_or_else(|| "date".to_owned(), |d| d.to_string())
+            )),
+            _ => {
+                Some(self.late_reason.clone().unwrap_or_else(|| {
+                    "the plan completes the batch after its promised date".into()
+                }))
+            }
+        }
     }
 }
 
@@ -196,6 +212,8 @@ pub(crate) struct BatchShare {
     /// scheduled), and the late reason given with the last late run.
     pub ends_at: Option<DateTime<Utc>>,
     pub late_reason: Option<String>,
+    /// When the work order reported it shipped in full (its state's moment, shipped).
+    pub shipped_at: Option<DateTime<Utc>>,
 }
 
 /// Acknowledges the factory's work orders up to `seq`. Acknowledging twice, or an older
@@ -511,6 +529,7 @@ pub(crate) async fn production_events<D: Backend>(
                     promised,
                     days_late: after.days_late(),
                     planned: after.planned_ship_at.is_some(),
+                    shipped: after.shipped_at.is_some(),
                     late_reason: after.why_late(),
                     preorders,
                 },
@@ -582,6 +601,15 @@ pub(crate) async fn batch_production<D: Backend>(
                     .max_by_key(|s| s.ends_at)
                     .and_then(|s| s.late_reason.clone())
             });
+        let shipped_at = if stage == ProductionStage::Shipped {
+            shares
+                .iter()
+                .map(|s| s.shipped_at)
+                .collect::<Option<Vec<_>>>()
+                .and_then(|at| at.into_iter().max())
+        } else {
+            None
+        };
         out.push(BatchProduction {
             batch_id: b.clone(),
             in_production,
@@ -591,6 +619,7 @@ pub(crate) async fn batch_production<D: Backend>(
             due_at,
             planned_ship_at,
             late_reason,
+            shipped_at,
         });
     }
     Ok(out)

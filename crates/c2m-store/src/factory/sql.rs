@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 
-use c2m_domain::production::{Progress, Tally, Transition};
+use c2m_domain::production::{Progress, Tally, Transition, WorkOrderState};
 use c2m_domain::BatchId;
 
 use super::{event_body, parse_tally, shipped_fraction, BatchShare, FactoryPosition};
@@ -192,7 +192,8 @@ impl<D: Backend> Tx<'_, D> {
 
     /// The live (not rejected) work orders' shares of a batch.
     pub(crate) async fn batch_shares(&mut self, batch: &BatchId) -> Result<Vec<BatchShare>> {
-        let sql = "SELECT w.state, w.tally, w.body, x.sku, x.units FROM work_order_batches x \
+        let sql = "SELECT w.state, w.state_at, w.tally, w.body, x.sku, x.units \
+             FROM work_order_batches x \
              JOIN work_orders w ON w.id = x.work_order_id \
              WHERE x.batch_id = $1 AND w.state <> 'rejected' ORDER BY w.id";
         let share = |r: &D::Row| {
@@ -206,8 +207,13 @@ impl<D: Backend> Tx<'_, D> {
                         .map(move |x| (run, x))
                 })
             };
+            let state = work_order_state(&r.text("state")?)?;
             Ok(BatchShare {
-                state: work_order_state(&r.text("state")?)?,
+                state,
+                shipped_at: match state {
+                    WorkOrderState::Shipped => r.ts_opt("state_at")?,
+                    _ => None,
+                },
                 units: r.int("units")?,
                 shipped_fraction: shipped_fraction(&tally, &r.text("sku")?),
                 ends_at: mine()
