@@ -157,6 +157,8 @@ pub type Expected = Vec<(&'static str, Vec<(String, Option<i64>)>)>;
 pub struct Dates {
     pub promised: DateTime<Utc>,
     pub planned: DateTime<Utc>,
+    /// When the factory reported the last unit shipped (the server's clock).
+    pub shipped: DateTime<Utc>,
 }
 
 fn time(t: &Option<prost_types::Timestamp>) -> DateTime<Utc> {
@@ -167,7 +169,7 @@ fn time(t: &Option<prost_types::Timestamp>) -> DateTime<Utc> {
 /// Drives a campaign (threshold 4, balances due within a day, deadline in three days):
 /// alice 2, bob 1, carol 1 lock batch 1; dave opens batch 2; alice and bob pay, carol
 /// forfeits; batch 2 fails at the deadline and dave is refunded; planning and a factory
-/// take batch 1 to shipped. `wait` returns once `kind` was seen (the server's sweeper
+/// take batch 1 to shipped (the date moves to the shipment's). `wait` returns once `kind` was seen (the server's sweeper
 /// acts on its own tick). Returns the campaign id, the events it implies, and the ship
 /// dates the pre-orders show once planned.
 pub async fn drive_campaign<W, Fut>(
@@ -233,6 +235,7 @@ where
     let dates = Dates {
         promised: time(&shown.promised_by),
         planned: w.runs.iter().map(|r| time(&r.ends_at)).max().expect("runs"),
+        shipped: clock.now(),
     };
     assert_eq!(time(&shown.expected_at), dates.planned, "{shown:?}");
     assert!(shown.planned);
@@ -287,7 +290,8 @@ where
         ("production.stage_changed", paid.clone()),
         ("production.stage_changed", paid.clone()),
         ("production.stage_changed", paid.clone()),
-        ("production.stage_changed", paid),
+        ("production.stage_changed", paid.clone()),
+        ("ship_date.changed", paid),
     ];
     (cmp.id, expected, dates)
 }
@@ -332,7 +336,12 @@ pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected, dates
         })
         .collect();
     assert_eq!(stages, STAGES);
-    match &events.last().expect("events").data {
+    let last_stage = events
+        .iter()
+        .rev()
+        .find(|e| e.data.kind() == "production.stage_changed")
+        .expect("a stage");
+    match &last_stage.data {
         EventData::ProductionStageChanged {
             units_shipped,
             paid_units,
@@ -368,6 +377,7 @@ pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected, dates
                 promised,
                 days_late,
                 planned,
+                shipped,
                 late_reason,
                 ..
             } => Some((
@@ -375,7 +385,7 @@ pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected, dates
                 *expected,
                 *promised,
                 *days_late,
-                *planned,
+                (*planned, *shipped),
                 late_reason.as_ref().is_some_and(|r| !r.is_empty()),
             )),
             _ => None,
@@ -385,17 +395,29 @@ pub fn check_driven(events: &[Event], campaign: &str, expected: &Expected, dates
     let days_late = (dates.planned.date_naive() - dates.promised.date_naive())
         .num_days()
         .max(0);
+    assert!(dates.shipped < dates.promised, "the factory ships early");
     assert_eq!(
         moved,
-        [(
-            Some(dates.promised),
-            dates.planned,
-            dates.promised,
-            days_late,
-            true,
-            days_late > 0,
-        )],
-        "one move, from the promise to the plan's date; a reason when late"
+        [
+            (
+                Some(dates.promised),
+                dates.planned,
+                dates.promised,
+                days_late,
+                (true, false),
+                days_late > 0,
+            ),
+            (
+                Some(dates.planned),
+                dates.shipped,
+                dates.promised,
+                0,
+                (true, true),
+                false,
+            )
+        ],
+        "two moves: from the promise to the plan's date (a reason when late), then to the \
+         shipment's"
     );
 }
 
