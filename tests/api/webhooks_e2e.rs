@@ -51,6 +51,8 @@ pub struct Got {
     pub answer: Answer,
     /// When the request arrived.
     pub at: Instant,
+    /// The connection it came on: the receiver numbers the connections it accepts.
+    pub conn: usize,
 }
 
 /// A real HTTP server that records every request and answers from a script (then 200).
@@ -71,7 +73,7 @@ impl Receiver {
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
         let (g, s) = (got.clone(), script.clone());
         let task = tokio::spawn(async move {
-            loop {
+            for conn in 0.. {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
@@ -79,7 +81,7 @@ impl Receiver {
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<Incoming>| {
                         let (g, s) = (g.clone(), s.clone());
-                        async move { handle(req, g, s).await }
+                        async move { handle(req, g, s, conn).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -144,6 +146,7 @@ async fn handle(
     req: hyper::Request<Incoming>,
     got: Arc<Mutex<Vec<Got>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
+    conn: usize,
 ) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
     let signature = req
         .headers()
@@ -168,6 +171,7 @@ async fn handle(
         signature,
         answer,
         at: Instant::now(),
+        conn,
     });
     match answer {
         Answer::Status(s) => Ok(hyper::Response::builder()
@@ -790,6 +794,37 @@ async fn slow_receivers_take_turns_with_the_others() {
     assert!(
         waited < placed + StdDuration::from_secs(5),
         "every endpoint had its first event {waited:?} after the first order ({placed:?} to place them all)"
+    );
+    server.shutdown().await;
+}
+
+/// Events to one receiver go over one kept-alive connection: a burst of orders is delivered
+/// on the connection the first event opened (before, each event opened a connection of its
+/// own, a TCP handshake per event). When the receiver drops that connection, the attempt
+/// fails as any dropped connection does, and the retry opens a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_to_one_receiver_share_a_kept_alive_connection() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let r = Receiver::start(&[]).await;
+    registered_id(&c, &r.url()).await;
+    for i in 0..8 {
+        one_event(&mut c, &format!("kept-{i}")).await;
+    }
+    r.delivered(8, StdDuration::from_secs(20)).await;
+    let conns = |r: &Receiver| r.got().iter().map(|g| g.conn).collect::<Vec<_>>();
+    let got = conns(&r);
+    assert!(got.len() >= 8 && got.iter().all(|&c| c == 0), "{got:?}");
+
+    r.answer_next(&[Answer::Close]);
+    one_event(&mut c, "kept-after-close").await;
+    r.delivered(9, StdDuration::from_secs(20)).await;
+    let answers: Vec<_> = r.got().iter().map(|g| (g.conn, g.answer)).collect();
+    let n = answers.len();
+    assert_eq!(
+        answers[n - 2..],
+        [(0, Answer::Close), (1, Answer::Status(200))],
+        "the dropped connection's event is retried on a new one: {answers:?}"
     );
     server.shutdown().await;
 }

@@ -16,11 +16,12 @@
 //! change commits, and delivery reads them afterwards.
 //!
 //! The HTTP client is hyper's HTTP/1.1 connection over a TCP stream (and rustls for
-//! `https://`, trusting the system's CA bundle: `SSL_CERT_FILE`, or the usual paths), one
-//! connection per request; every request has the whole `timeout` to connect, send and
-//! receive its status, so a hanging receiver costs a timeout, never a stuck worker. The
-//! status is the answer: at most 64 KiB of the body is read (and discarded), for at most
-//! half a second.
+//! `https://`, trusting the system's CA bundle: `SSL_CERT_FILE`, or the usual paths),
+//! kept open between requests to the same origin ([`HttpClient`]); every request has the
+//! whole `timeout` to connect (or take a kept connection), send and receive its status, so
+//! a hanging receiver costs a timeout, never a stuck worker. The status is the answer: at
+//! most 64 KiB of the body is read (and discarded), for at most half a second; a
+//! connection whose answer was not read to its end is closed, not kept.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -372,10 +373,52 @@ impl Sent {
     }
 }
 
-/// One HTTP/1.1 connection per request, plain or over rustls.
+/// HTTP/1.1 over TCP, plain or over rustls, keeping a receiver's connection open between
+/// requests: a burst of events to one endpoint goes over one connection instead of a TCP
+/// (and TLS) handshake per event. One client serves all of a replica's worker loops; a
+/// connection is used by one request at a time (taken from the idle set, put back after a
+/// complete answer).
 pub struct HttpClient {
     tls: Option<tokio_rustls::TlsConnector>,
+    idle: std::sync::Mutex<Vec<Idle>>,
 }
+
+/// Where a connection goes: a connection is reused only for the same scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+/// An open connection: the request side, and the task driving the connection (aborted, and
+/// the connection closed, when this is dropped).
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Body>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// A connection waiting for the next request to its origin.
+struct Idle {
+    origin: Origin,
+    conn: Conn,
+    since: Instant,
+}
+
+/// How long a connection may wait unused before it is closed rather than reused. Receivers
+/// close idle connections on timers of their own (Node's default is 5 s); a connection they
+/// closed is seen before it is used (`SendRequest::is_closed`) unless the close crosses the
+/// request on the wire, which this keeps unlikely.
+const IDLE_FOR: Duration = Duration::from_secs(4);
+
+/// The most idle connections kept, over all origins.
+const IDLE_MAX: usize = 64;
 
 impl Default for HttpClient {
     fn default() -> Self {
@@ -387,7 +430,10 @@ impl HttpClient {
     /// A client trusting the system's CA bundle for `https://` (without one, https
     /// deliveries fail with that reason and are retried).
     pub fn new() -> Self {
-        HttpClient { tls: system_tls() }
+        HttpClient {
+            tls: system_tls(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     /// POSTs `event` as JSON to `url`, signed with `secret` at `at`, within `timeout`.
@@ -429,6 +475,11 @@ impl HttpClient {
         }
     }
 
+    /// How many connections wait idle (for tests and the benchmark's curiosity).
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().map_or(0, |idle| idle.len())
+    }
+
     async fn send(
         &self,
         url: &str,
@@ -461,10 +512,6 @@ impl HttpClient {
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into());
-        let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
         let request = http::Request::post(path)
             .header(http::header::HOST, authority)
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -472,24 +519,107 @@ impl HttpClient {
             .header(SIGNATURE_HEADER, signature)
             .body(Body::from(body))
             .map_err(|e| format!("request: {e}"))?;
-        if https {
+        let origin = Origin {
+            https,
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port,
+        };
+        let request = match self.reused(&origin).await {
+            Some(conn) => match exchange(conn, request, answered).await {
+                Ok((status, conn)) => return Ok(self.answered(origin, status, conn)),
+                // The connection went before the request was written (the receiver closed
+                // it as it was taken): the request goes on a new one. Once written, it is
+                // not sent again here: the receiver may have it, and a failed attempt is
+                // retried by the worker after its backoff like any other.
+                Err(Failed::Unsent(request)) => *request,
+                Err(Failed::Error(e)) => return Err(e),
+            },
+            None => request,
+        };
+        let conn = self.connect(&origin).await?;
+        match exchange(conn, request, answered).await {
+            Ok((status, conn)) => Ok(self.answered(origin, status, conn)),
+            Err(Failed::Unsent(_)) => Err("send: the connection closed at once".into()),
+            Err(Failed::Error(e)) => Err(e),
+        }
+    }
+
+    /// An idle connection to `origin` that is still open and ready, if there is one.
+    async fn reused(&self, origin: &Origin) -> Option<Conn> {
+        loop {
+            let mut conn = {
+                let mut idle = self.idle.lock().ok()?;
+                idle.retain(|i| i.since.elapsed() < IDLE_FOR && !i.conn.sender.is_closed());
+                let newest = idle.iter().rposition(|i| i.origin == *origin)?;
+                idle.remove(newest).conn
+            };
+            if conn.sender.ready().await.is_ok() {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Puts a connection whose answer was read in full back for the next request.
+    fn answered(&self, origin: Origin, status: u16, conn: Option<Conn>) -> u16 {
+        if let (Some(conn), Ok(mut idle)) = (conn, self.idle.lock()) {
+            if !conn.sender.is_closed() {
+                if idle.len() >= IDLE_MAX {
+                    idle.remove(0);
+                }
+                idle.push(Idle {
+                    origin,
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+        }
+        status
+    }
+
+    /// A new connection to `origin`: TCP, then TLS for `https`, then the HTTP/1.1
+    /// handshake, its driver spawned.
+    async fn connect(&self, origin: &Origin) -> Result<Conn, String> {
+        let tcp = TcpStream::connect((origin.host.as_str(), origin.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        if origin.https {
             let tls = self
                 .tls
                 .as_ref()
                 .ok_or("https: no CA bundle found (set SSL_CERT_FILE)")?;
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(
-                host.trim_matches(['[', ']']).to_owned(),
-            )
-            .map_err(|e| format!("server name: {e}"))?;
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(origin.host.clone())
+                .map_err(|e| format!("server name: {e}"))?;
             let stream = tls
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
-            exchange(TokioIo::new(stream), request, answered).await
+            handshake(TokioIo::new(stream)).await
         } else {
-            exchange(TokioIo::new(tcp), request, answered).await
+            handshake(TokioIo::new(tcp)).await
         }
     }
+}
+
+/// The HTTP/1.1 handshake on `io`, with the connection's driver spawned.
+async fn handshake<I>(io: I) -> Result<Conn, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Conn { sender, driver })
+}
+
+/// Why an exchange gave no status.
+enum Failed {
+    /// The connection failed before the request was written; here it is back.
+    Unsent(Box<http::Request<Body>>),
+    Error(String),
 }
 
 /// The most of an answer's body the worker reads (and discards) after its status.
@@ -501,46 +631,44 @@ const BODY_READ_LIMIT: usize = 64 * 1024;
 /// while the other endpoints waited.
 const BODY_READ_WINDOW: Duration = Duration::from_millis(500);
 
-/// Sends one request on a fresh HTTP/1.1 connection and reads the answer's status (put in
-/// `answered` as soon as it is in), then up to [`BODY_READ_LIMIT`] bytes of its body for
-/// at most [`BODY_READ_WINDOW`], which are discarded, so a receiver with a short answer is
-/// not cut off mid-answer. A larger, endless or stalled body is not waited for: the status
-/// decides, and the connection is closed.
-async fn exchange<I>(
-    io: I,
+/// Sends one request on `conn` and reads the answer's status (put in `answered` as soon as
+/// it is in), then up to [`BODY_READ_LIMIT`] bytes of its body for at most
+/// [`BODY_READ_WINDOW`], which are discarded, so a receiver with a short answer is not cut
+/// off mid-answer. The connection comes back for reuse only when the body was read to its
+/// end: a larger, endless or stalled body is not waited for; the status decides, and the
+/// connection is closed.
+async fn exchange(
+    mut conn: Conn,
     request: http::Request<Body>,
     answered: &mut Option<u16>,
-) -> Result<u16, String>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let conn = tokio::spawn(conn);
-    let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let status = response.status().as_u16();
-        *answered = Some(status);
-        let mut body = response.into_body();
-        let read_body = async {
-            let mut read = 0;
-            while read < BODY_READ_LIMIT {
-                match body.frame().await {
-                    Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
-                    _ => break,
-                }
+) -> Result<(u16, Option<Conn>), Failed> {
+    let response = match conn.sender.try_send_request(request).await {
+        Ok(response) => response,
+        Err(mut e) => {
+            return Err(match e.take_message() {
+                Some(request) => Failed::Unsent(Box::new(request)),
+                None => Failed::Error(format!("send: {}", e.into_error())),
+            })
+        }
+    };
+    let status = response.status().as_u16();
+    *answered = Some(status);
+    let mut body = response.into_body();
+    let read_body = async {
+        let mut read = 0;
+        while read < BODY_READ_LIMIT {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                Some(Err(_)) => return false,
+                None => return true,
             }
-        };
-        let _ = tokio::time::timeout(BODY_READ_WINDOW, read_body).await;
-        Ok(status)
-    }
-    .await;
-    conn.abort();
-    result
+        }
+        false
+    };
+    let complete = tokio::time::timeout(BODY_READ_WINDOW, read_body)
+        .await
+        .unwrap_or(false);
+    Ok((status, complete.then_some(conn)))
 }
 
 /// rustls trusting the system's CA bundle, if one is found.
