@@ -197,7 +197,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("planning")?
         .into_inner();
     let s = plan.summary.clone().unwrap_or_default();
-    let total = s.total_cost.clone().unwrap_or_default();
+    // An infeasible plan has no cost.
+    let total = s.total_cost.clone().map_or_else(
+        || "no cost".to_owned(),
+        |total| {
+            c2m_domain::Currency::parse(&total.currency)
+                .map(|c| c2m_domain::Money::new(total.minor, c).to_string())
+                .unwrap_or_else(|_| format!("{} {} (minor units)", total.minor, total.currency))
+        },
+    );
     outln!(
         "4. plan {}: {}, total {} for {} batches, solved by {} in {:.2} s",
         s.id,
@@ -205,9 +213,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .as_str_name()
             .trim_start_matches("PLAN_STATUS_")
             .to_lowercase(),
-        c2m_domain::Currency::parse(&total.currency)
-            .map(|c| c2m_domain::Money::new(total.minor, c).to_string())
-            .unwrap_or_else(|_| format!("{} {} (minor units)", total.minor, total.currency)),
+        total,
         s.batches,
         s.solver,
         plan.solve_seconds

@@ -150,6 +150,11 @@ async fn one_cycle_plans_two_campaigns_that_share_a_material() {
         .expect("infeasible cycle is stored");
     let s = infeasible.summary.unwrap();
     assert_eq!(s.status, pb::PlanStatus::Infeasible as i32);
+    assert_eq!(
+        (&s.total_cost, s.gap),
+        (&None, None),
+        "no plan, no cost: {s:?}"
+    );
     assert!(!infeasible.diagnosis.is_empty());
     assert!(infeasible.work_orders.is_empty());
     let q = queued(&mut c).await;

@@ -606,7 +606,7 @@ impl PlanningCycles {
         .map_err(|e| CycleError::Join(e.to_string()))??;
         tracing::info!(
             status = %plan.status,
-            total = plan.total_cost,
+            total = ?(plan.status != planner::PlanStatus::Infeasible).then_some(plan.total_cost),
             batches = queue.len(),
             purchases = plan.purchases.len(),
             solver = %plan.solver,

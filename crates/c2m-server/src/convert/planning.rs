@@ -20,12 +20,16 @@ fn plan_status(s: PlanStatus) -> i32 {
     }) as i32
 }
 
+/// A plan's summary. An infeasible plan has no cost and no gap: the solver's figures for
+/// it (a relaxation it gave up on) are no plan's, and a client reading "135,400, gap 0"
+/// beside INFEASIBLE would take them for one.
 pub fn summary(p: &PlanSummary) -> pb::PlanSummary {
+    let feasible = p.status != PlanStatus::Infeasible;
     pb::PlanSummary {
         id: p.id.clone(),
         status: plan_status(p.status),
-        total_cost: Some(minor_money(p.total_cost, &p.currency)),
-        gap: p.gap,
+        total_cost: feasible.then(|| minor_money(p.total_cost, &p.currency)),
+        gap: p.gap.filter(|_| feasible),
         solver: p.solver.clone(),
         batches: p.batches,
         created_at: Some(timestamp(p.created_at)),
