@@ -374,6 +374,10 @@ impl Application {
                     poll: settings.event_poll,
                     stop: stop_rx.clone(),
                     max_bytes: max,
+                    tail: Arc::new(crate::services::tail::Tail::new(
+                        ctx.store.clone(),
+                        settings.event_poll,
+                    )),
                 })
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),

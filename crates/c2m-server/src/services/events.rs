@@ -7,7 +7,9 @@
 //! [`c2m_store::EventStore::event_commits`]), or the poll interval, in case a wake-up was
 //! missed. The store numbers events in commit order (`c2m_store::events`), so reading
 //! `seq > cursor` never skips one: each event is sent once per subscription, in order, and
-//! a subscriber that reconnects from its last number misses nothing.
+//! a subscriber that reconnects from its last number misses nothing. A caught-up stream
+//! reads through the process's [`Tail`], so a commit costs one store read however many
+//! streams it wakes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use c2m_store::events::EVENTS_PAGE;
 use c2m_store::Store;
 
 use super::feed::{Feed, Source};
+use super::tail::Tail;
 use super::Ctx;
 use crate::convert::{self, timestamp};
 use crate::status::{domain_status, store_status};
@@ -38,6 +41,8 @@ pub struct EventSvc {
     pub stop: watch::Receiver<bool>,
     /// The largest message the stream may send (`--max-message-bytes`).
     pub max_bytes: usize,
+    /// The newest events, read once per commit for all of this process's streams.
+    pub tail: Arc<Tail>,
 }
 
 type EventStream =
@@ -137,17 +142,31 @@ struct Events {
     wake: watch::Receiver<u64>,
     clock: Arc<dyn Clock>,
     max_bytes: usize,
+    tail: Arc<Tail>,
 }
 
 impl Source for Events {
     type Msg = pb::EventStreamMessage;
 
     async fn page(&mut self, cursor: i64, limit: u32) -> Result<Vec<(i64, Self::Msg)>, Status> {
-        let page = self
-            .store
-            .list_events(cursor, self.campaign.as_ref(), limit)
+        let campaign = self.campaign.as_ref();
+        let tail = self
+            .tail
+            .after(cursor, campaign, limit as usize)
             .await
             .map_err(store_status)?;
+        let page: Vec<Arc<Event>> = match tail {
+            Some(events) => events,
+            // Behind the tail: the store, as a stream read before there was one.
+            None => self
+                .store
+                .list_events(cursor, campaign, limit)
+                .await
+                .map_err(store_status)?
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+        };
         let mut out = Vec::with_capacity(page.len());
         for e in &page {
             // The parts of one event share its seq: the feed's cursor passes it once the
@@ -217,6 +236,7 @@ impl EventService for EventSvc {
             wake,
             clock: self.ctx.clock.clone(),
             max_bytes: self.max_bytes,
+            tail: self.tail.clone(),
         };
         tokio::spawn(feed.run(source, after, first));
         Ok(Response::new(crate::auth::until_revoked(watch, rx)))

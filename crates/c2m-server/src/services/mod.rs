@@ -17,6 +17,7 @@ pub mod levers;
 pub mod planning;
 pub mod preorder;
 pub mod purchasing;
+pub mod tail;
 pub mod webhooks;
 
 /// What every service needs: the store and the clock (injectable so tests control time).
