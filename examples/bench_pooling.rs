@@ -133,6 +133,11 @@ struct Args {
     /// Skip the outbox rounds (events off and on, and the delivery lag).
     #[arg(long)]
     no_outbox: bool,
+    /// Event streams open (live, every campaign) during the last outbox round: the first
+    /// measures the lag, the others are storefronts listening too, each checked for every
+    /// event.
+    #[arg(long, default_value_t = 1, value_parser = flags::count)]
+    subscribers: usize,
 }
 
 type Auth = Bearer;
@@ -490,6 +495,18 @@ async fn main() -> anyhow::Result<()> {
             auth.clone(),
             streamed.clone(),
         ));
+        let listeners: Vec<(Receipts, tokio::task::JoinHandle<anyhow::Result<()>>)> = (1..args
+            .subscribers)
+            .map(|i| {
+                let got: Receipts = Arc::default();
+                let task = tokio::spawn(subscriber(
+                    channels[i % channels.len()].clone(),
+                    auth.clone(),
+                    got.clone(),
+                ));
+                (got, task)
+            })
+            .collect();
         let acks: Acks = Arc::default();
         let campaign = new_campaign(channels[0].clone(), auth.clone(), args.threshold).await?;
         let first = last_seq(channels[0].clone(), auth.clone()).await?;
@@ -499,6 +516,11 @@ async fn main() -> anyhow::Result<()> {
         let all_hooked = received(&hooked, last, Duration::from_secs(120)).await;
         let all_streamed = received(&streamed, last, Duration::from_secs(30)).await;
         stream.abort();
+        let mut listened = usize::from(all_streamed);
+        for (got, task) in listeners {
+            listened += usize::from(received(&got, last, Duration::from_secs(30)).await);
+            task.abort();
+        }
         Some((
             off,
             on,
@@ -508,6 +530,7 @@ async fn main() -> anyhow::Result<()> {
             all_streamed,
             lags(&hooked, &acks),
             lags(&streamed, &acks),
+            listened,
         ))
     } else {
         None
@@ -578,7 +601,9 @@ async fn main() -> anyhow::Result<()> {
     if refused > 0 {
         outln!("refused: {refused}");
     }
-    if let Some((off, on, delivered, events, all_hooked, all_streamed, hook, stream)) = &outbox {
+    if let Some((off, on, delivered, events, all_hooked, all_streamed, hook, stream, listened)) =
+        &outbox
+    {
         outln!();
         outln!("the outbox: the same orders on fresh campaigns of the same server, in this order");
         outln!(
@@ -588,11 +613,15 @@ async fn main() -> anyhow::Result<()> {
             "p50 ms",
             "p99 ms"
         );
+        let with_streams = match args.subscribers {
+            1 => "events on, webhook + stream".to_owned(),
+            n => format!("events on, webhook + {n} streams"),
+        };
         for (name, l) in [
             ("events on (the first run)", &orders),
             ("events off", off),
             ("events on", on),
-            ("events on, webhook + stream", delivered),
+            (with_streams.as_str(), delivered),
         ] {
             outln!(
                 "{:<34} {:>12.0} {:>10.2} {:>10.2}",
@@ -606,6 +635,12 @@ async fn main() -> anyhow::Result<()> {
             "events on / off (mean of the two plain on runs): {:.2}x",
             (orders.rate + on.rate) / 2.0 / off.rate
         );
+        if args.subscribers > 1 {
+            outln!(
+                "streams that got every event of the last round: {listened} of {}",
+                args.subscribers
+            );
+        }
         outln!();
         outln!(
             "delivery lag of the last round's {events} events (ms): {:<10} {:>8} {:>8} {:>8}",

@@ -377,6 +377,7 @@ impl Application {
                     tail: Arc::new(crate::services::tail::Tail::new(
                         ctx.store.clone(),
                         settings.event_poll,
+                        max,
                     )),
                 })
                 .max_decoding_message_size(max)

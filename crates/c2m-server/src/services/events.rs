@@ -155,18 +155,22 @@ impl Source for Events {
             .after(cursor, campaign, limit as usize)
             .await
             .map_err(store_status)?;
-        let page: Vec<Arc<Event>> = match tail {
-            Some(events) => events,
-            // Behind the tail: the store, as a stream read before there was one.
-            None => self
-                .store
-                .list_events(cursor, campaign, limit)
-                .await
-                .map_err(store_status)?
-                .into_iter()
-                .map(Arc::new)
-                .collect(),
-        };
+        if let Some(tailed) = tail {
+            let mut out = Vec::with_capacity(tailed.len());
+            for t in &tailed {
+                for event in t.parts.as_ref().map_err(Clone::clone)? {
+                    let message = Some(pb::event_stream_message::Message::Event(event.clone()));
+                    out.push((t.event.seq, pb::EventStreamMessage { message }));
+                }
+            }
+            return Ok(out);
+        }
+        // Behind the tail: the store, as a stream read before there was one.
+        let page = self
+            .store
+            .list_events(cursor, campaign, limit)
+            .await
+            .map_err(store_status)?;
         let mut out = Vec::with_capacity(page.len());
         for e in &page {
             // The parts of one event share its seq: the feed's cursor passes it once the

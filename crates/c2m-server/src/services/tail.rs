@@ -7,7 +7,8 @@
 //! group commit, all asking for the same few rows. A caught-up stream now asks the
 //! [`Tail`] instead: the first to ask after a commit reads what is new, once, while the
 //! others wait for that read (one at a time, under the tail's lock), and every stream
-//! then takes its events (of its campaign, if it has one) from memory.
+//! then takes its events (of its campaign, if it has one) from memory, already encoded as
+//! the stream's messages: a hundred streams cost one read and one encoding per event.
 //!
 //! Why this never skips an event: the store numbers events in commit order, so the
 //! events after a sequence number, read at any moment, are every event committed after it
@@ -28,8 +29,10 @@ use tokio::time::Instant;
 
 use c2m_domain::events::Event;
 use c2m_domain::CampaignId;
+use c2m_proto::v1 as pb;
 use c2m_store::events::EVENTS_PAGE;
 use c2m_store::{Store, StoreError};
+use tonic::Status;
 
 /// The most events the tail keeps: enough for every stream to catch up through a burst
 /// between two of its reads; a stream further behind reads the store.
@@ -40,7 +43,16 @@ pub struct Tail {
     store: Arc<dyn Store>,
     /// The longest a read is trusted without a wake-up (the streams' poll interval).
     fresh_for: Duration,
+    /// The largest stream message (`--max-message-bytes`): what the parts are cut to.
+    max_bytes: usize,
     state: Mutex<State>,
+}
+
+/// An event the tail holds, with the stream messages it is sent as
+/// ([`super::events::store_event_parts`]), or the status that ends a stream reaching it.
+pub struct Tailed {
+    pub event: Event,
+    pub parts: Result<Vec<pb::StoreEvent>, Status>,
 }
 
 struct State {
@@ -58,15 +70,16 @@ struct State {
 struct Window {
     base: i64,
     upto: i64,
-    events: VecDeque<Arc<Event>>,
+    events: VecDeque<Arc<Tailed>>,
 }
 
 impl Tail {
-    pub fn new(store: Arc<dyn Store>, fresh_for: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, fresh_for: Duration, max_bytes: usize) -> Self {
         let wake = store.event_commits();
         Tail {
             store,
             fresh_for,
+            max_bytes,
             state: Mutex::new(State {
                 window: None,
                 wake,
@@ -84,7 +97,7 @@ impl Tail {
         cursor: i64,
         campaign: Option<&CampaignId>,
         limit: usize,
-    ) -> Result<Option<Vec<Arc<Event>>>, StoreError> {
+    ) -> Result<Option<Vec<Arc<Tailed>>>, StoreError> {
         let mut state = self.state.lock().await;
         let version = *state.wake.borrow_and_update();
         let stale = state.window.is_none()
@@ -102,12 +115,12 @@ impl Tail {
             return Ok(None);
         }
         // The events are in seq order: skip to the first after the cursor.
-        let from = window.events.partition_point(|e| e.seq <= cursor);
+        let from = window.events.partition_point(|t| t.event.seq <= cursor);
         Ok(Some(
             window
                 .events
                 .range(from..)
-                .filter(|e| campaign.is_none_or(|c| e.campaign_id == *c))
+                .filter(|t| campaign.is_none_or(|c| t.event.campaign_id == *c))
                 .take(limit)
                 .cloned()
                 .collect(),
@@ -141,13 +154,14 @@ impl Tail {
                 .list_events(window.upto, None, EVENTS_PAGE)
                 .await?;
             let full = page.len() == EVENTS_PAGE as usize;
-            for e in page {
-                window.upto = e.seq;
-                window.events.push_back(Arc::new(e));
+            for event in page {
+                window.upto = event.seq;
+                let parts = super::events::store_event_parts(&event, self.max_bytes);
+                window.events.push_back(Arc::new(Tailed { event, parts }));
             }
             while window.events.len() > TAIL_MAX {
                 if let Some(dropped) = window.events.pop_front() {
-                    window.base = dropped.seq;
+                    window.base = dropped.event.seq;
                 }
             }
             if !full {
@@ -231,8 +245,8 @@ mod tests {
         store.place_preorder(&req, Utc::now()).await.unwrap();
     }
 
-    fn seqs(events: &[Arc<Event>]) -> Vec<i64> {
-        events.iter().map(|e| e.seq).collect()
+    fn seqs(events: &[Arc<Tailed>]) -> Vec<i64> {
+        events.iter().map(|t| t.event.seq).collect()
     }
 
     /// Ten caught-up streams after a commit cost one store read between them, each gets
@@ -250,10 +264,15 @@ mod tests {
         let (a, b) = (campaign(&*store).await, campaign(&*store).await);
         order(&*store, &a).await;
         let base = store.last_event_seq().await.unwrap();
-        let tail = Tail::new(store.clone(), Duration::from_secs(3600));
+        let tail = Tail::new(store.clone(), Duration::from_secs(3600), 4 << 20);
         // The tail starts at the store's last event: a cursor before it is behind.
         assert!(tail.after(base - 1, None, 100).await.unwrap().is_none());
-        assert_eq!(tail.after(base, None, 100).await.unwrap(), Some(vec![]));
+        let empty = tail
+            .after(base, None, 100)
+            .await
+            .unwrap()
+            .expect("caught up");
+        assert!(empty.is_empty());
 
         order(&*store, &a).await;
         order(&*store, &b).await;
@@ -265,7 +284,7 @@ mod tests {
         assert_eq!(tail.reads().await, reads + 1, "one read for ten streams");
         let only_b = tail.after(base, Some(&b), 100).await.unwrap().unwrap();
         assert_eq!(seqs(&only_b), [base + 2]);
-        assert_eq!(only_b[0].campaign_id, b);
+        assert_eq!(only_b[0].event.campaign_id, b);
         let first = tail.after(base, None, 1).await.unwrap().unwrap();
         assert_eq!(seqs(&first), [base + 1]);
         let caught_up = tail.after(base + 2, None, 100).await.unwrap().unwrap();
@@ -275,12 +294,15 @@ mod tests {
             reads + 1,
             "nothing committed, nothing read"
         );
-        // What the store says, from the same cursor.
+        // What the store says, from the same cursor, and the messages a stream reading it
+        // would send.
         let stored = store.list_events(base, None, 100).await.unwrap();
         let tailed = tail.after(base, None, 100).await.unwrap().unwrap();
-        assert_eq!(
-            stored,
-            tailed.iter().map(|e| (**e).clone()).collect::<Vec<_>>()
-        );
+        for (e, t) in stored.iter().zip(&tailed) {
+            assert_eq!(*e, t.event);
+            let parts = super::super::events::store_event_parts(e, 4 << 20).unwrap();
+            assert_eq!(t.parts.as_ref().unwrap(), &parts);
+        }
+        assert_eq!(stored.len(), tailed.len());
     }
 }
