@@ -65,6 +65,11 @@ pub struct Batch {
     /// it locked with nothing left to pay.
     #[serde(default)]
     pub ready_at: Option<DateTime<Utc>>,
+    /// When the locked batch was refunded in full because its campaign was cancelled (at
+    /// the cancel, or later when the factory making it rejected the work): it is not made.
+    /// Its status stays locked: it did lock, and its money is in the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_at: Option<DateTime<Utc>>,
 }
 
 impl Batch {

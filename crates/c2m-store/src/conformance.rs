@@ -66,6 +66,7 @@ pub use ledger::{
     ledger_follows_preorders_through_lock_pay_and_forfeit,
 };
 pub use levers::{
+    a_cancel_and_a_plan_racing_for_a_batch_take_turns,
     a_lowering_of_a_campaign_lowered_before_first_thresholds_keeps_the_old_reading,
     a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_makes,
     an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading,
@@ -188,6 +189,7 @@ macro_rules! conformance_cases {
             cancel_campaign_refunds_deposits_and_balances_once,
             cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
             a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_makes,
+            a_cancel_and_a_plan_racing_for_a_batch_take_turns,
             forecast_input_reads_arrivals_and_earlier_campaigns,
             insights_split_the_demand_and_add_up,
             // The catalogue.

@@ -333,6 +333,7 @@ pub fn batch(b: &Batch) -> pb::Batch {
         units_forfeited: b.forfeited_units,
         balance_due_by: b.balance_due_by.map(timestamp),
         ready_at: b.ready_at.map(timestamp),
+        refunded_at: b.refunded_at.map(timestamp),
     }
 }
 

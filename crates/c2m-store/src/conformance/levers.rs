@@ -592,6 +592,21 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
     );
     let ready = store.batches_ready_for_planning(10).await.expect("ready");
     assert!(ready.iter().all(|r| r.campaign_id != c.id));
+    let shown: Vec<_> = store
+        .list_batches(&c.id)
+        .await
+        .expect("batches")
+        .iter()
+        .map(|b| (b.status, b.refunded_at))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (BatchStatus::Locked, Some(lever_at())),
+            (BatchStatus::Failed, None)
+        ],
+        "the locked batch shows its refund; the failed one released its deposits"
+    );
 
     let m = check_ledger(&*store, &c.id).await;
     assert_eq!(m.refunded, 3 * price + 2 * dep);
@@ -740,6 +755,11 @@ pub async fn a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_m
         (2 * price, 2 * price, 0)
     );
     assert_eq!(kinds(&*store, &b.campaign_id, TxnKind::Refund).await, 1);
+    let shown = store.list_batches(&b.campaign_id).await.expect("batches");
+    assert_eq!(
+        (shown[0].status, shown[0].refunded_at),
+        (BatchStatus::Locked, Some(lever_at() + Duration::hours(1)))
+    );
     // c is still in production at f2: nothing refunded.
     let m = check_ledger(&*store, &c.campaign_id).await;
     assert_eq!((m.refunded, m.merchant), (0, 2 * price));
@@ -777,6 +797,70 @@ pub async fn a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_m
         c_kinds.contains(&"production.stage_changed") && !c_kinds.contains(&"batch.refunded"),
         "{c_kinds:?}"
     );
+}
+
+/// A cancel and a plan for the same batch, sent together to two replicas, take turns: the
+/// batch ends either planned (the cancel counted it in production and refunded nothing)
+/// or refunded (the plan refused, `BATCH_NOT_WAITING`), never both: refunded consumers
+/// whose goods a factory was told to make, or a cancel that refunded nothing and left no
+/// plan.
+pub async fn a_cancel_and_a_plan_racing_for_a_batch_take_turns(fx: Arc<dyn Fixture>) {
+    use super::{locked_batch, new_plan, part_order};
+    use crate::PlanStatus;
+
+    let store = fx.store();
+    super::use_sample_catalogue(&*store).await;
+    let replica = fx.replica().await;
+    let (mut planned, mut refunded) = (0, 0);
+    for round in 0..12 {
+        let b = locked_batch(&*store, "kettle-17-white").await;
+        let mut plan = new_plan(
+            PlanStatus::Optimal,
+            vec![b.id.clone()],
+            vec![part_order("f1", &b, 2)],
+        );
+        plan.detail.reservations.clear();
+        let (planner, canceller) = if round % 2 == 0 {
+            (store.clone(), replica.clone())
+        } else {
+            (replica.clone(), store.clone())
+        };
+        let cancel = cancel_all(&b.campaign_id);
+        let (stored, cancelled) = tokio::join!(
+            tokio::spawn(async move { planner.store_plan(&plan, t0()).await }),
+            tokio::spawn(async move { canceller.pull_lever(&cancel, lever_at()).await }),
+        );
+        let cancelled = cancelled.expect("task").expect("cancel");
+        match stored.expect("task") {
+            Ok(_) => {
+                planned += 1;
+                assert_eq!(
+                    (
+                        cancelled.batches_in_production,
+                        cancelled.preorders_refunded
+                    ),
+                    (1, 0),
+                    "round {round}: planned, so in production and not refunded"
+                );
+                let m = check_ledger(&*store, &b.campaign_id).await;
+                assert_eq!(m.refunded, 0, "round {round}");
+            }
+            Err(e) => {
+                refunded += 1;
+                let refusal: Refusal = precondition(Err::<(), _>(e));
+                assert_eq!(refusal.reason(), "BATCH_NOT_WAITING", "round {round}");
+                assert_eq!(
+                    (
+                        cancelled.batches_in_production,
+                        cancelled.preorders_refunded
+                    ),
+                    (0, 1),
+                    "round {round}: not planned, so refunded"
+                );
+            }
+        }
+    }
+    assert_eq!(planned + refunded, 12);
 }
 
 /// The forecast reads the campaign's own arrivals and consumer cancellations up to now, its

@@ -75,7 +75,7 @@ impl PoolSql for Sqlite {
     const POOL_SNAPSHOT: &'static str =
         "SELECT b.id, b.campaign_id, b.seq, b.status, b.units, b.threshold, b.created_at, \
          b.locked_at, b.failed_at, b.final_unit_price, b.balance_due_by, b.forfeited_units, \
-         b.ready_at, \
+         b.ready_at, b.refunded_at, \
          (SELECT COALESCE(SUM(units - forfeited_units), 0) FROM batches \
           WHERE campaign_id = $1 AND status IN ('open', 'locked')) AS campaign_units, \
          (SELECT json_group_object(s.consumer_id, s.units) FROM ( \
@@ -94,7 +94,7 @@ impl PoolSql for Postgres {
     const POOL_SNAPSHOT: &'static str =
         "SELECT b.id, b.campaign_id, b.seq, b.status, b.units, b.threshold, b.created_at, \
          b.locked_at, b.failed_at, b.final_unit_price, b.balance_due_by, b.forfeited_units, \
-         b.ready_at, \
+         b.ready_at, b.refunded_at, \
          (SELECT COALESCE(SUM(units - forfeited_units), 0)::BIGINT FROM batches \
           WHERE campaign_id = $1 AND status IN ('open', 'locked')) AS campaign_units, \
          (SELECT COALESCE(json_object_agg(s.consumer_id, s.units), '{}')::text FROM ( \
@@ -427,6 +427,7 @@ impl<'a> RunState<'a> {
             balance_due_by: None,
             forfeited_units: 0,
             ready_at: None,
+            refunded_at: None,
         })
     }
 

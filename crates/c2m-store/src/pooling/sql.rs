@@ -31,7 +31,7 @@ macro_rules! campaign_columns {
 macro_rules! batch_columns {
     () => {
         "id, campaign_id, seq, status, units, threshold, created_at, locked_at, failed_at, \
-         final_unit_price, currency, balance_due_by, forfeited_units, ready_at"
+         final_unit_price, currency, balance_due_by, forfeited_units, ready_at, refunded_at"
     };
 }
 
@@ -497,7 +497,8 @@ pub(crate) fn batch(r: &impl Columns) -> Result<Batch> {
     };
     Ok(columns!(r => Batch {
         seq: int, units: int, threshold: int, forfeited_units: int, created_at: ts,
-        locked_at: ts_opt, failed_at: ts_opt, balance_due_by: ts_opt, ready_at: ts_opt;
+        locked_at: ts_opt, failed_at: ts_opt, balance_due_by: ts_opt, ready_at: ts_opt,
+        refunded_at: ts_opt;
         id: BatchId::from_trusted(r.text("id")?),
         campaign_id: CampaignId::from_trusted(r.text("campaign_id")?),
         status: batch_status(&r.text("status")?)?,
