@@ -303,12 +303,14 @@ impl TokenWatch {
 /// leaked factory token's work order feed, a consumer's event stream) ran on for as long
 /// as the client kept it, though the docs promise a revoked token stops working within
 /// `--token-cache`.
-pub fn until_revoked<T: Send + 'static>(
+pub(crate) fn until_revoked<T: prost::Message + Send + 'static>(
     watch: Option<TokenWatch>,
-    rx: tokio::sync::mpsc::Receiver<Result<T, Status>>,
+    rx: crate::services::feed::QueueRx<T>,
 ) -> Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>> {
     let Some(watch) = watch else {
-        return Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+        return Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
     };
     let every = watch.auth.ttl.max(Duration::from_millis(50));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use c2m_domain::events::Event;
@@ -225,7 +225,7 @@ impl EventService for EventSvc {
         let after = start_cursor(r.after_seq, last).map_err(|e| domain_status(&e))?;
         tracing::info!(after, last, "event subscription");
 
-        let (tx, rx) = mpsc::channel::<Result<pb::EventStreamMessage, Status>>(64);
+        let (tx, rx) = super::feed::queue::<pb::EventStreamMessage>(64, super::feed::QUEUE_BYTES);
         let first = heartbeat(last, after, self.ctx.clock.now());
         let feed = Feed {
             tx,

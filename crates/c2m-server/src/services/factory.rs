@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use c2m_domain::{Clock, DomainError};
@@ -184,7 +184,8 @@ impl FactoryService for FactorySvc {
         let generation = claim.generation;
         tracing::info!(%factory, after, last = pos.last_seq, generation, "factory subscribed");
 
-        let (tx, rx) = mpsc::channel::<Result<pb::FactoryEvent, Status>>(FEED_PAGE as usize);
+        let (tx, rx) =
+            super::feed::queue::<pb::FactoryEvent>(FEED_PAGE as usize, super::feed::QUEUE_BYTES);
         let first = heartbeat(pos, self.ctx.clock.now());
         let feed = Feed {
             tx,

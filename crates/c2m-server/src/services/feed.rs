@@ -5,9 +5,10 @@
 //! goes, when the server shuts down (`SHUTTING_DOWN`), when the store fails (its status),
 //! or when the source says so (a factory's stream replaced by a newer one).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{sleep, sleep_until, Instant};
 use tonic::Status;
 
@@ -40,9 +41,71 @@ enum Next {
     Beat,
 }
 
+/// The bytes a stream's queue holds at most (two messages of the default
+/// `--max-message-bytes`; a larger message waits alone).
+pub(crate) const QUEUE_BYTES: usize = 8 << 20;
+
+/// A stream's queue between its loop and the connection, bounded in messages and in
+/// bytes. Bounded in messages alone, a client that stopped reading held up to that many
+/// messages of up to `--max-message-bytes` each in memory (64 of 4 MiB: 256 MiB for one
+/// stream of large events); now what waits is at most `bytes` (a message larger than that
+/// waits alone).
+pub(crate) fn queue<M>(messages: usize, bytes: usize) -> (Queue<M>, QueueRx<M>) {
+    let (tx, rx) = mpsc::channel(messages);
+    let budget = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+    let bytes = Arc::new(Semaphore::new(budget as usize));
+    (
+        Queue {
+            tx,
+            bytes: bytes.clone(),
+            budget,
+        },
+        QueueRx { rx, bytes, budget },
+    )
+}
+
+/// The sending side of [`queue`].
+pub(crate) struct Queue<M> {
+    tx: mpsc::Sender<Result<M, Status>>,
+    bytes: Arc<Semaphore>,
+    budget: u32,
+}
+
+impl<M> Queue<M> {
+    /// Resolves when the receiving side is gone.
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
+/// The receiving side of [`queue`]: each message taken gives its bytes back.
+pub(crate) struct QueueRx<M> {
+    rx: mpsc::Receiver<Result<M, Status>>,
+    bytes: Arc<Semaphore>,
+    budget: u32,
+}
+
+impl<M: prost::Message> QueueRx<M> {
+    pub(crate) async fn recv(&mut self) -> Option<Result<M, Status>> {
+        let item = self.rx.recv().await?;
+        if let Ok(m) = &item {
+            self.bytes.add_permits(cost(m, self.budget) as usize);
+        }
+        Some(item)
+    }
+}
+
+/// The bytes a message holds of a queue's budget: its encoded size, at most the whole
+/// budget (so a message larger than the budget waits alone rather than forever).
+fn cost<M: prost::Message>(m: &M, budget: u32) -> u32 {
+    u32::try_from(m.encoded_len())
+        .unwrap_or(u32::MAX)
+        .clamp(1, budget)
+}
+
 /// How a stream runs, whatever it reads.
 pub(crate) struct Feed<M> {
-    pub tx: mpsc::Sender<Result<M, Status>>,
+    pub tx: Queue<M>,
     /// Becomes true when the server shuts down.
     pub stop: watch::Receiver<bool>,
     /// A heartbeat is sent when nothing was sent for this long.
@@ -53,7 +116,7 @@ pub(crate) struct Feed<M> {
     pub page: u32,
 }
 
-impl<M: Send + 'static> Feed<M> {
+impl<M: prost::Message + Send + 'static> Feed<M> {
     /// Sends `first` (the stream is up, and where it stands), then the rows after
     /// `cursor` as they come, until the stream ends.
     pub(crate) async fn run<S: Source<Msg = M>>(self, mut source: S, mut cursor: i64, first: M) {
@@ -116,14 +179,75 @@ impl<M: Send + 'static> Feed<M> {
 /// waiting on that queue held the shutdown for as long as the client kept the
 /// connection; a message that fits the queue is still sent when the server is stopping
 /// (the stream's last word, `SHUTTING_DOWN`).
-async fn send<M>(
-    tx: &mpsc::Sender<Result<M, Status>>,
+async fn send<M: prost::Message>(
+    tx: &Queue<M>,
     stop: &mut watch::Receiver<bool>,
     msg: Result<M, Status>,
 ) -> bool {
+    let cost = msg.as_ref().map_or(0, |m| cost(m, tx.budget));
     tokio::select! {
         biased;
-        sent = tx.send(msg) => sent.is_ok(),
+        sent = async {
+            // The bytes first, then the message's place in the queue; the receiver gives
+            // the bytes back when it takes the message.
+            let Ok(permit) = tx.bytes.acquire_many(cost).await else {
+                return false;
+            };
+            let sent = tx.tx.send(msg).await.is_ok();
+            if sent {
+                permit.forget();
+            }
+            sent
+        } => sent,
         _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of about `n` bytes.
+    fn of(n: usize) -> prost_types::Any {
+        prost_types::Any {
+            type_url: String::new(),
+            value: vec![0; n],
+        }
+    }
+
+    /// A client that does not read holds at most the queue's bytes: with 10,000 bytes,
+    /// three messages of 3,000 wait and the fourth does not get in until one is taken; a
+    /// message larger than the budget waits alone.
+    #[tokio::test]
+    async fn a_queue_holds_its_bytes_and_no_more() {
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let (tx, mut rx) = queue::<prost_types::Any>(64, 10_000);
+        for _ in 0..3 {
+            assert!(send(&tx, &mut stop, Ok(of(3_000))).await);
+        }
+        let fourth = tokio::time::timeout(Duration::from_millis(200), async {
+            send(&tx, &mut stop, Ok(of(3_000))).await
+        });
+        assert!(fourth.await.is_err(), "the fourth waits for room");
+        assert!(rx.recv().await.expect("first").is_ok());
+        assert!(send(&tx, &mut stop, Ok(of(3_000))).await, "room again");
+        for _ in 0..3 {
+            rx.recv().await.expect("queued").expect("a message");
+        }
+        assert!(
+            send(&tx, &mut stop, Ok(of(50_000))).await,
+            "a large one, alone"
+        );
+        let next = tokio::time::timeout(Duration::from_millis(200), async {
+            send(&tx, &mut stop, Ok(of(10))).await
+        });
+        assert!(
+            next.await.is_err(),
+            "nothing beside a message of the whole budget"
+        );
+        // A status costs nothing.
+        let (tx, _rx) = queue::<prost_types::Any>(64, 10);
+        assert!(send(&tx, &mut stop, Ok(of(100))).await);
+        assert!(send(&tx, &mut stop, Err(Status::aborted("x"))).await);
     }
 }

@@ -11,7 +11,7 @@ pub mod campaign;
 pub mod catalogue;
 pub mod events;
 pub mod factory;
-mod feed;
+pub(crate) mod feed;
 pub mod ledger;
 pub mod levers;
 pub mod planning;
