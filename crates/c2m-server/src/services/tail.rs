@@ -38,6 +38,10 @@ use tonic::Status;
 /// between two of its reads; a stream further behind reads the store.
 const TAIL_MAX: usize = 4096;
 
+/// The most bytes of encoded messages the tail keeps, whatever the count: a lock of tens
+/// of thousands of pre-orders is megabytes, and 4,096 of those would be gigabytes.
+const TAIL_BYTES: usize = 64 << 20;
+
 /// The newest events, shared by this process's event streams (see the module docs).
 pub struct Tail {
     store: Arc<dyn Store>,
@@ -45,6 +49,8 @@ pub struct Tail {
     fresh_for: Duration,
     /// The largest stream message (`--max-message-bytes`): what the parts are cut to.
     max_bytes: usize,
+    /// The most events, and bytes of them, kept ([`TAIL_MAX`], [`TAIL_BYTES`]).
+    keep: (usize, usize),
     state: Mutex<State>,
 }
 
@@ -53,6 +59,15 @@ pub struct Tail {
 pub struct Tailed {
     pub event: Event,
     pub parts: Result<Vec<pb::StoreEvent>, Status>,
+}
+
+impl Tailed {
+    /// What the tail counts against [`TAIL_BYTES`]: the encoded parts' size.
+    fn bytes(&self) -> usize {
+        self.parts.as_ref().map_or(0, |parts| {
+            parts.iter().map(prost::Message::encoded_len).sum()
+        })
+    }
 }
 
 struct State {
@@ -71,15 +86,28 @@ struct Window {
     base: i64,
     upto: i64,
     events: VecDeque<Arc<Tailed>>,
+    /// The encoded size of `events`.
+    bytes: usize,
 }
 
 impl Tail {
     pub fn new(store: Arc<dyn Store>, fresh_for: Duration, max_bytes: usize) -> Self {
+        Self::keeping(store, fresh_for, max_bytes, (TAIL_MAX, TAIL_BYTES))
+    }
+
+    /// A tail keeping at most `keep.0` events and `keep.1` bytes of them.
+    fn keeping(
+        store: Arc<dyn Store>,
+        fresh_for: Duration,
+        max_bytes: usize,
+        keep: (usize, usize),
+    ) -> Self {
         let wake = store.event_commits();
         Tail {
             store,
             fresh_for,
             max_bytes,
+            keep,
             state: Mutex::new(State {
                 window: None,
                 wake,
@@ -144,6 +172,7 @@ impl Tail {
                     base: last,
                     upto: last,
                     events: VecDeque::new(),
+                    bytes: 0,
                 })
             }
         };
@@ -157,12 +186,16 @@ impl Tail {
             for event in page {
                 window.upto = event.seq;
                 let parts = super::events::store_event_parts(&event, self.max_bytes);
-                window.events.push_back(Arc::new(Tailed { event, parts }));
+                let tailed = Tailed { event, parts };
+                window.bytes += tailed.bytes();
+                window.events.push_back(Arc::new(tailed));
             }
-            while window.events.len() > TAIL_MAX {
-                if let Some(dropped) = window.events.pop_front() {
-                    window.base = dropped.event.seq;
-                }
+            while window.events.len() > self.keep.0 || window.bytes > self.keep.1 {
+                let Some(dropped) = window.events.pop_front() else {
+                    break;
+                };
+                window.base = dropped.event.seq;
+                window.bytes -= dropped.bytes();
             }
             if !full {
                 return Ok(());
@@ -304,5 +337,47 @@ mod tests {
             assert_eq!(t.parts.as_ref().unwrap(), &parts);
         }
         assert_eq!(stored.len(), tailed.len());
+    }
+
+    /// The tail keeps at most its bytes: with room for one event, only the newest is kept,
+    /// and a stream at the one before is sent to the store.
+    #[tokio::test]
+    async fn the_tail_keeps_at_most_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            c2m_store::sqlite::SqliteStore::open(&dir.path().join("c2m.db"))
+                .await
+                .unwrap(),
+        );
+        catalogue(&*store).await;
+        let a = campaign(&*store).await;
+        order(&*store, &a).await;
+        let one = store.list_events(0, None, 1).await.unwrap();
+        let size = super::super::events::store_event_parts(&one[0], 4 << 20)
+            .unwrap()
+            .iter()
+            .map(prost::Message::encoded_len)
+            .sum::<usize>();
+        let base = store.last_event_seq().await.unwrap();
+        let tail = Tail::keeping(
+            store.clone(),
+            Duration::from_secs(3600),
+            4 << 20,
+            (100, size * 3 / 2),
+        );
+        assert!(tail
+            .after(base, None, 10)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty());
+        order(&*store, &a).await;
+        order(&*store, &a).await;
+        let newest = tail.after(base + 1, None, 10).await.unwrap().unwrap();
+        assert_eq!(seqs(&newest), [base + 2]);
+        assert!(
+            tail.after(base, None, 10).await.unwrap().is_none(),
+            "the event before the newest was dropped: read the store"
+        );
     }
 }
