@@ -278,6 +278,19 @@ mod tests {
         store.place_preorder(&req, Utc::now()).await.unwrap();
     }
 
+    /// A fresh SQLite store (in a directory removed with the guard) whose catalogue sells
+    /// the campaigns' product.
+    async fn store_selling_kettles() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            c2m_store::sqlite::SqliteStore::open(&dir.path().join("c2m.db"))
+                .await
+                .unwrap(),
+        );
+        catalogue(&*store).await;
+        (dir, store)
+    }
+
     fn seqs(events: &[Arc<Tailed>]) -> Vec<i64> {
         events.iter().map(|t| t.event.seq).collect()
     }
@@ -287,13 +300,7 @@ mod tests {
     /// older than the tail is sent to the store.
     #[tokio::test]
     async fn streams_share_one_read_per_commit_and_a_stream_behind_reads_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            c2m_store::sqlite::SqliteStore::open(&dir.path().join("c2m.db"))
-                .await
-                .unwrap(),
-        );
-        catalogue(&*store).await;
+        let (_dir, store) = store_selling_kettles().await;
         let (a, b) = (campaign(&*store).await, campaign(&*store).await);
         order(&*store, &a).await;
         let base = store.last_event_seq().await.unwrap();
@@ -343,13 +350,7 @@ mod tests {
     /// and a stream at the one before is sent to the store.
     #[tokio::test]
     async fn the_tail_keeps_at_most_its_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            c2m_store::sqlite::SqliteStore::open(&dir.path().join("c2m.db"))
-                .await
-                .unwrap(),
-        );
-        catalogue(&*store).await;
+        let (_dir, store) = store_selling_kettles().await;
         let a = campaign(&*store).await;
         order(&*store, &a).await;
         let one = store.list_events(0, None, 1).await.unwrap();
