@@ -155,29 +155,29 @@ impl Source for Events {
             .after(cursor, campaign, limit as usize)
             .await
             .map_err(store_status)?;
-        if let Some(tailed) = tail {
-            let mut out = Vec::with_capacity(tailed.len());
-            for t in &tailed {
-                for event in t.parts.as_ref().map_err(Clone::clone)? {
-                    let message = Some(pb::event_stream_message::Message::Event(event.clone()));
-                    out.push((t.event.seq, pb::EventStreamMessage { message }));
-                }
-            }
-            return Ok(out);
-        }
-        // Behind the tail: the store, as a stream read before there was one.
-        let page = self
-            .store
-            .list_events(cursor, campaign, limit)
-            .await
-            .map_err(store_status)?;
-        let mut out = Vec::with_capacity(page.len());
-        for e in &page {
+        // Each event with its stream messages: kept in the tail, or, behind it, encoded from
+        // the store's rows as a stream read before there was a tail.
+        let events: Vec<(i64, Vec<pb::StoreEvent>)> = match tail {
+            Some(tailed) => tailed
+                .iter()
+                .map(|t| Ok((t.event.seq, t.parts.clone()?)))
+                .collect::<Result<_, Status>>()?,
+            None => self
+                .store
+                .list_events(cursor, campaign, limit)
+                .await
+                .map_err(store_status)?
+                .iter()
+                .map(|e| Ok((e.seq, store_event_parts(e, self.max_bytes)?)))
+                .collect::<Result<_, Status>>()?,
+        };
+        let mut out = Vec::with_capacity(events.len());
+        for (seq, parts) in events {
             // The parts of one event share its seq: the feed's cursor passes it once the
             // last is sent.
-            for event in store_event_parts(e, self.max_bytes)? {
+            for event in parts {
                 let message = Some(pb::event_stream_message::Message::Event(event));
-                out.push((e.seq, pb::EventStreamMessage { message }));
+                out.push((seq, pb::EventStreamMessage { message }));
             }
         }
         Ok(out)
