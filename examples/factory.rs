@@ -239,6 +239,12 @@ async fn process(args: &Args, client: &mut Client, w: &pb::WorkOrder) -> anyhow:
     for (step, progress) in steps {
         match report(client, &args.factory, w, step, progress).await {
             Ok(()) => {}
+            // Withdrawn while this client worked (its campaign was cancelled): the notice
+            // follows on the stream; nothing more to make.
+            Err(e) if withdrawn(&e) => {
+                outln!("  {step}: refused, the work order was withdrawn");
+                return Ok(());
+            }
             // Already past this step (a restart in the middle): go on.
             Err(e)
                 if e.downcast_ref::<tonic::Status>()
@@ -250,6 +256,18 @@ async fn process(args: &Args, client: &mut Client, w: &pb::WorkOrder) -> anyhow:
         }
     }
     Ok(())
+}
+
+/// Whether a report was refused because the work order was withdrawn (the typed reason
+/// `WORK_ORDER_STATE` with state `withdrawn`).
+fn withdrawn(e: &anyhow::Error) -> bool {
+    use tonic_types::StatusExt;
+    e.downcast_ref::<tonic::Status>()
+        .and_then(|s| s.get_error_details().error_info().cloned())
+        .is_some_and(|info| {
+            info.reason == "WORK_ORDER_STATE"
+                && info.metadata.get("state").map(String::as_str) == Some("withdrawn")
+        })
 }
 
 #[tokio::main]
@@ -363,6 +381,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         continue;
                     }
                     print_work_order(&w);
+                    if w.state() == pb::WorkOrderState::Withdrawn {
+                        // Sent again after it was withdrawn: its notice follows.
+                        outln!("  withdrawn: nothing to make");
+                        save_cursor(&path, w.seq)?;
+                        cursor = Some(w.seq);
+                        continue;
+                    }
                     // The server going away mid-way (a restart, a dropped connection) is
                     // a reason to resubscribe, not to stop: the work order is delivered
                     // again after the saved cursor and its reports, keyed by work order and
@@ -390,6 +415,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                     if args.exit_after.is_some_and(|n| handled >= n) {
                         return Ok(());
+                    }
+                }
+                Some(pb::factory_event::Event::Withdrawn(w)) => {
+                    if cursor.is_some_and(|c| w.seq <= c) {
+                        continue;
+                    }
+                    outln!(
+                        "work order #{} {} withdrawn (#{}): {}",
+                        w.work_order_seq,
+                        w.work_order_id,
+                        w.seq,
+                        w.reason
+                    );
+                    save_cursor(&path, w.seq)?;
+                    cursor = Some(w.seq);
+                    if let Err(e) = acknowledge(&mut client, &args.factory, w.seq).await {
+                        if lasting(&e) {
+                            return Err(e);
+                        }
+                        eprintln!("cannot acknowledge #{} ({e:#}); resubscribing", w.seq);
+                        break;
                     }
                 }
                 None => {}

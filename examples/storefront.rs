@@ -977,6 +977,7 @@ fn outcome_json(o: &pb::LeverOutcome, key: &str) -> serde_json::Value {
         "preorders_refunded": o.preorders_refunded,
         "refunded_minor": o.refunded.as_ref().map(|m| m.minor),
         "batches_in_production": o.batches_in_production,
+        "work_orders_withdrawn": o.work_orders_withdrawn,
         "idempotency_key": key,
     })
 }

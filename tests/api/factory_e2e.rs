@@ -53,6 +53,24 @@ impl Feed {
         .expect("a work order arrives in time")
     }
 
+    /// The next withdrawal notice, skipping heartbeats; panics at a work order, or after
+    /// `within`.
+    async fn withdrawal(&mut self, within: Duration) -> pb::WorkOrderWithdrawn {
+        tokio::time::timeout(within, async {
+            loop {
+                match self.rx.recv().await.expect("stream open").event {
+                    Some(pb::factory_event::Event::Withdrawn(w)) => return w,
+                    Some(pb::factory_event::Event::WorkOrder(w)) => {
+                        panic!("a work order where a withdrawal was expected: {w:?}")
+                    }
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("a withdrawal arrives in time")
+    }
+
     /// Reads for `span` and returns the work orders seen, and whether a heartbeat came.
     async fn drain(&mut self, span: Duration) -> (Vec<pb::WorkOrder>, bool) {
         let mut orders = Vec::new();
@@ -62,6 +80,9 @@ impl Feed {
                 match e.event {
                     Some(pb::factory_event::Event::WorkOrder(w)) => orders.push(w),
                     Some(pb::factory_event::Event::Heartbeat(_)) => beat = true,
+                    Some(pb::factory_event::Event::Withdrawn(w)) => {
+                        panic!("no withdrawal is expected here: {w:?}")
+                    }
                     None => {}
                 }
             }
@@ -858,5 +879,252 @@ async fn the_factory_example_refuses_a_bad_reason_or_cursor_file_before_any_repo
         );
     }
     assert!(!missing.parent().unwrap().exists());
+    server.shutdown().await;
+}
+
+/// A merchant cancels a campaign whose batch is planned but not yet accepted: the factory's
+/// open stream is told at once (a `withdrawn` entry numbered after the work order), its
+/// reports on the work order are refused as withdrawn, the consumer is refunded, and the
+/// plan shows the work order WITHDRAWN. A factory that resumes from the start gets the work
+/// order (WITHDRAWN) and then the notice, and acknowledges the notice's number.
+async fn a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(
+    server_addr: std::net::SocketAddr,
+) {
+    let mut c = Clients::connect(server_addr).await;
+    import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let mut req = campaign_request("cmp-w", 10);
+    req.sku = "case-a".into();
+    req.max_per_order = None;
+    req.deposit_minor = req.unit_price_minor;
+    let cmp = created(&mut c, req).await;
+    let order = c
+        .preorders
+        .place_preorder(place("w-order", &cmp.id, "consumer-1", 12))
+        .await
+        .expect("order")
+        .into_inner();
+    assert_eq!(order.status, pb::PreorderStatus::Locked as i32);
+    let plan = run_planning(&mut c, "cycle-w").await.expect("cycle");
+    let [planned] = &plan.work_orders[..] else {
+        panic!("one work order: {plan:?}");
+    };
+    let factory = planned.factory_id.clone();
+    let mut feed = Feed::open(&c, &factory, None).await.expect("subscribe");
+    let w = feed.work_order(Duration::from_secs(5)).await;
+    assert_eq!((w.id.as_str(), w.seq), (planned.id.as_str(), 1));
+    assert_eq!(w.state(), pb::WorkOrderState::Issued);
+
+    let out = c
+        .levers
+        .cancel_campaign(pb::CancelCampaignRequest {
+            idempotency_key: "cancel-w".into(),
+            campaign_id: cmp.id.clone(),
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(
+        (
+            out.work_orders_withdrawn,
+            out.batches_in_production,
+            out.preorders_refunded
+        ),
+        (1, 0, 1),
+        "{out:?}"
+    );
+    assert_eq!(
+        out.refunded.as_ref().map(|m| m.minor),
+        Some(12 * order.unit_price.as_ref().expect("price").minor),
+        "the full price comes back"
+    );
+
+    let notice = feed.withdrawal(Duration::from_secs(5)).await;
+    assert_eq!(
+        (
+            notice.seq,
+            notice.work_order_id.as_str(),
+            notice.work_order_seq
+        ),
+        (2, w.id.as_str(), 1)
+    );
+    assert!(notice.reason.contains(&cmp.id), "{notice:?}");
+    assert!(notice.at.is_some());
+
+    // Every report on it is refused, typed, and says withdrawn.
+    for (key, progress) in [
+        (
+            "accept-w",
+            pb::report_request::Progress::Accepted(pb::Accepted {}),
+        ),
+        (
+            "start-w",
+            pb::report_request::Progress::InProduction(pb::InProduction {}),
+        ),
+    ] {
+        let err = c
+            .factory
+            .report(report(key, &factory, &w.id, progress))
+            .await
+            .expect_err("a withdrawn work order takes no report");
+        assert_refused(&err, Code::FailedPrecondition, "WORK_ORDER_STATE");
+        assert_eq!(error_meta(&err, "state").as_deref(), Some("withdrawn"));
+    }
+    let stored = c
+        .planning
+        .get_plan(pb::GetPlanRequest {
+            plan_id: plan.summary.as_ref().expect("summary").id.clone(),
+        })
+        .await
+        .expect("plan")
+        .into_inner();
+    assert_eq!(stored.work_orders[0].state(), pb::WorkOrderState::Withdrawn);
+    let p = c
+        .preorders
+        .get_preorder(pb::GetPreorderRequest {
+            preorder_id: order.id.clone(),
+        })
+        .await
+        .expect("pre-order")
+        .into_inner();
+    assert_eq!(p.status(), pb::PreorderStatus::Cancelled);
+    let q = c
+        .planning
+        .list_queued_batches(pb::ListQueuedBatchesRequest {})
+        .await
+        .expect("queue")
+        .into_inner();
+    assert!(q.batches.is_empty(), "nothing to plan again: {q:?}");
+
+    // Resuming from the start: the work order as it is now, then the notice; the notice's
+    // number is the factory's last and is acknowledged like a work order's.
+    drop(feed);
+    let mut again = Feed::open(&c, &factory, Some(0))
+        .await
+        .expect("resubscribe");
+    let redelivered = again.work_order(Duration::from_secs(5)).await;
+    assert_eq!(
+        (redelivered.id.as_str(), redelivered.state()),
+        (w.id.as_str(), pb::WorkOrderState::Withdrawn)
+    );
+    assert_eq!(again.withdrawal(Duration::from_secs(5)).await, notice);
+    let acked = c
+        .factory
+        .ack(pb::AckRequest {
+            factory_id: factory.clone(),
+            seq: 2,
+        })
+        .await
+        .expect("ack the notice")
+        .into_inner();
+    assert_eq!((acked.acked_seq, acked.last_seq), (2, 2));
+    let err = c
+        .factory
+        .ack(pb::AckRequest {
+            factory_id: factory.clone(),
+            seq: 3,
+        })
+        .await
+        .expect_err("past the notice");
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    let (rest, _) = again.drain(Duration::from_millis(300)).await;
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_cancel_withdraws_a_work_order_the_factory_has_not_accepted() {
+    let server = TestServer::sqlite().await;
+    a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(server.addr).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_cancel_withdraws_a_work_order_the_factory_has_not_accepted() {
+    let Some(admin) = pg_admin_url() else { return };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let server = TestServer::with_database(&url).await;
+    a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(server.addr).await;
+    server.shutdown().await;
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}
+
+/// The `factory` example after a cancel withdrew its first work order: resuming from the
+/// start, it receives that work order already withdrawn and leaves it, prints the notice
+/// and acknowledges its number, then makes the next work order (numbered after the
+/// notice) all the way to shipped and exits. It used to know nothing of withdrawals: the
+/// notice was an event it dropped, and its reports on the withdrawn work order were
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_example_leaves_a_withdrawn_work_order_and_makes_the_next() {
+    let (exe, server, dir) = factory_example_on_phone_cases().await;
+    let mut c = server.clients().await;
+    phone_cases_made_by_dongguan_only(&mut c).await;
+    let mut req = campaign_request("cmp-gone", 10);
+    req.sku = "case-a".into();
+    req.max_per_order = None;
+    req.deposit_minor = req.unit_price_minor;
+    let gone = created(&mut c, req).await;
+    c.preorders
+        .place_preorder(place("gone-order", &gone.id, "consumer-1", 10))
+        .await
+        .expect("order");
+    let first = run_planning(&mut c, "cycle-1").await.expect("plan");
+    let out = c
+        .levers
+        .cancel_campaign(pb::CancelCampaignRequest {
+            idempotency_key: "cancel-gone".into(),
+            campaign_id: gone.id.clone(),
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(out.work_orders_withdrawn, 1);
+    locked_batch(&mut c, "cmp-kept", "case-a", 10).await;
+    let second = run_planning(&mut c, "cycle-2").await.expect("plan");
+    assert_eq!(second.work_orders[0].seq, 3, "after the notice's number");
+
+    let run = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(exe)
+            .args(["--addr", &format!("http://{}", server.addr)])
+            .args(["--factory", "dongguan-1", "--progress", "--exit-after", "1"])
+            .arg("--cursor-file")
+            .arg(dir.path().join("dongguan-1.cursor"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output(),
+    )
+    .await
+    .expect("the example finishes")
+    .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    let withdrawn = &first.work_orders[0].id;
+    assert!(
+        stdout.contains(&format!(
+            "work order #1 {withdrawn} withdrawn (#2): campaign"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("withdrawn: nothing to make"), "{stdout}");
+    let orders = all_work_orders(&mut c).await;
+    let states: Vec<_> = orders.iter().map(|w| (w.seq, w.state())).collect();
+    assert!(
+        states.contains(&(1, pb::WorkOrderState::Withdrawn))
+            && states.contains(&(3, pb::WorkOrderState::Shipped)),
+        "{states:?}"
+    );
+    let acked = c
+        .factory
+        .ack(pb::AckRequest {
+            factory_id: "dongguan-1".into(),
+            seq: 0,
+        })
+        .await
+        .expect("position")
+        .into_inner();
+    assert_eq!((acked.acked_seq, acked.last_seq), (3, 3));
     server.shutdown().await;
 }

@@ -17,6 +17,11 @@
 //! spent material and hours, and a problem is a failed quality check, not a rejection.
 //! Reporting the state a work order is already in (accepting twice, starting twice) is
 //! harmless: nothing changes, and the answer says so.
+//!
+//! One move is not the factory's: a work order still `issued` (the factory has neither
+//! accepted nor started it) is `withdrawn` when the merchant cancels its campaign and it
+//! makes nothing else (`c2m_store::levers`). A withdrawn work order takes no report, as a
+//! rejected one.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,6 +44,9 @@ pub enum WorkOrderState {
     QcFailed,
     /// Every unit of the work order has shipped.
     Shipped,
+    /// Taken back before the factory accepted it: its campaign was cancelled, and its
+    /// batches' consumers refunded. The factory's stream tells it so.
+    Withdrawn,
 }
 
 impl WorkOrderState {
@@ -51,6 +59,7 @@ impl WorkOrderState {
             WorkOrderState::QcPassed => "qc_passed",
             WorkOrderState::QcFailed => "qc_failed",
             WorkOrderState::Shipped => "shipped",
+            WorkOrderState::Withdrawn => "withdrawn",
         }
     }
 
@@ -63,15 +72,17 @@ impl WorkOrderState {
             "qc_passed" => WorkOrderState::QcPassed,
             "qc_failed" => WorkOrderState::QcFailed,
             "shipped" => WorkOrderState::Shipped,
+            "withdrawn" => WorkOrderState::Withdrawn,
             _ => return None,
         })
     }
 
     /// How far along production is, for summarising a batch made by several work orders
-    /// (the batch is as far as its slowest work order). Rejected work orders do not count.
+    /// (the batch is as far as its slowest work order). Rejected and withdrawn work orders
+    /// do not count.
     pub fn rank(self) -> u8 {
         match self {
-            WorkOrderState::Issued | WorkOrderState::Rejected => 0,
+            WorkOrderState::Issued | WorkOrderState::Rejected | WorkOrderState::Withdrawn => 0,
             WorkOrderState::Accepted => 1,
             WorkOrderState::InProduction => 2,
             WorkOrderState::QcPassed | WorkOrderState::QcFailed => 3,
@@ -213,6 +224,7 @@ pub fn apply(
     let refuse = |what: &str, under_way: &str| {
         let why = match state {
             S::Rejected => "the factory rejected the work order",
+            S::Withdrawn => "the work order was withdrawn: its campaign was cancelled",
             S::Shipped => "the work order is shipped in full",
             _ => under_way,
         };
@@ -446,6 +458,45 @@ mod tests {
                 .contains("no quality check has been reported"),
             "{early}"
         );
+    }
+
+    /// A withdrawn work order takes no report at all, not even the one that would have
+    /// repeated its state before it was withdrawn, and the refusal says why.
+    #[test]
+    fn a_withdrawn_work_order_refuses_every_report() {
+        let reports = [
+            (Progress::Accepted, "accepted"),
+            (
+                Progress::Rejected {
+                    reason: "no capacity".into(),
+                },
+                "rejected",
+            ),
+            (Progress::InProduction, "in production"),
+            (
+                Progress::QualityCheck {
+                    passed: 1,
+                    failed: 0,
+                },
+                "a quality check",
+            ),
+        ];
+        for (report, what) in reports {
+            let refused = apply("wo", S::Withdrawn, &tally(), &report).unwrap_err();
+            assert_eq!(
+                refused,
+                DomainError::Refused(Refusal::WorkOrderState {
+                    work_order: "wo".into(),
+                    state: "withdrawn".into(),
+                    report: format!(
+                        "{what} (the work order was withdrawn: its campaign was cancelled)"
+                    ),
+                })
+            );
+        }
+        assert!(apply("wo", S::Withdrawn, &tally(), &ship(1)).is_err());
+        assert_eq!(WorkOrderState::parse("withdrawn"), Some(S::Withdrawn));
+        assert_eq!(S::Withdrawn.rank(), 0);
     }
 
     #[test]

@@ -1778,6 +1778,7 @@ mod tests {
             },
             created_at: now,
             state: c2m_domain::WorkOrderState::Accepted,
+            withdrawn: None,
         };
         let w = world(vec![wo]);
         let mut f = CatalogueFactory {

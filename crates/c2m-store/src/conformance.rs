@@ -67,6 +67,8 @@ pub use ledger::{
 };
 pub use levers::{
     a_cancel_and_a_plan_racing_for_a_batch_take_turns,
+    a_cancel_and_an_acceptance_racing_take_turns,
+    a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_those,
     a_lowering_of_a_campaign_lowered_before_first_thresholds_keeps_the_old_reading,
     a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_makes,
     an_extension_of_a_campaign_extended_before_first_deadlines_keeps_the_old_reading,
@@ -190,6 +192,8 @@ macro_rules! conformance_cases {
             cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
             a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_makes,
             a_cancel_and_a_plan_racing_for_a_batch_take_turns,
+            a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_those,
+            a_cancel_and_an_acceptance_racing_take_turns,
             forecast_input_reads_arrivals_and_earlier_campaigns,
             insights_split_the_demand_and_add_up,
             // The catalogue.
@@ -2705,7 +2709,7 @@ pub async fn a_factory_stream_claim_replaces_the_older_on_every_replica(fx: Arc<
         async move { s.factory_stream_page(&claim, 0, 100).await.expect("page") }
     };
     let seqs = |p: StreamPage| match p {
-        StreamPage::Current(orders) => orders.iter().map(|w| w.seq).collect::<Vec<_>>(),
+        StreamPage::Current(orders) => orders.iter().map(|w| w.seq()).collect::<Vec<_>>(),
         StreamPage::Replaced => panic!("the newest claim was replaced"),
     };
 

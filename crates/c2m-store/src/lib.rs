@@ -116,15 +116,16 @@ pub use catalogue::{
 pub use error::{is_transient, StoreError};
 pub use events::EventStore;
 pub use factory::{
-    BatchProduction, FactoryPosition, FactoryStore, ProductionStage, ReportProgress, StreamClaim,
-    StreamPage, WorkOrderStatus,
+    BatchProduction, FactoryPosition, FactoryStore, FeedEntry, ProductionStage, ReportProgress,
+    StreamClaim, StreamPage, WorkOrderStatus,
 };
 pub use levers::{
     CancelCampaign, CloseCampaign, ExtendDeadline, ForecastInput, Insights, Lever, LeverOutcome,
     LeversStore, LowerThreshold, SourceCount, Sources, UnitsAt,
 };
 pub use planning::{
-    NewPlan, PlanDetail, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan, WorkOrder,
+    NewPlan, PlanDetail, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan,
+    Withdrawal, WorkOrder,
 };
 pub use purchasing::{
     CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderChange,

@@ -25,6 +25,27 @@ pub fn heartbeat(
     }
 }
 
+/// A feed entry as the factory's stream sends it: a work order, or the notice that one was
+/// withdrawn.
+pub fn feed_entry(e: &c2m_store::FeedEntry) -> pb::FactoryEvent {
+    use pb::factory_event::Event;
+    let event = match e {
+        c2m_store::FeedEntry::WorkOrder(wo) => Event::WorkOrder(super::planning::work_order(wo)),
+        c2m_store::FeedEntry::Withdrawn(wo) => Event::Withdrawn(pb::WorkOrderWithdrawn {
+            seq: e.seq(),
+            work_order_id: wo.id.clone(),
+            work_order_seq: wo.seq,
+            reason: wo
+                .withdrawn
+                .as_ref()
+                .map(|w| w.reason.clone())
+                .unwrap_or_default(),
+            at: wo.withdrawn.as_ref().map(|w| timestamp(w.at)),
+        }),
+    };
+    pb::FactoryEvent { event: Some(event) }
+}
+
 pub fn progress(s: &WorkOrderStatus) -> pb::WorkOrderProgress {
     pb::WorkOrderProgress {
         work_order_id: s.work_order_id.clone(),

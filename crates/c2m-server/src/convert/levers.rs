@@ -63,6 +63,7 @@ pub fn lever_outcome(o: &LeverOutcome, now: chrono::DateTime<chrono::Utc>) -> pb
         preorders_refunded: o.preorders_refunded,
         refunded: Some(money(Money::new(o.refunded_minor, currency))),
         batches_in_production: o.batches_in_production,
+        work_orders_withdrawn: o.work_orders_withdrawn,
     }
 }
 

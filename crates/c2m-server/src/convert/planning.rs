@@ -91,6 +91,7 @@ pub fn work_order_state(s: c2m_domain::WorkOrderState) -> pb::WorkOrderState {
         S::QcPassed => pb::WorkOrderState::QcPassed,
         S::QcFailed => pb::WorkOrderState::QcFailed,
         S::Shipped => pb::WorkOrderState::Shipped,
+        S::Withdrawn => pb::WorkOrderState::Withdrawn,
     }
 }
 

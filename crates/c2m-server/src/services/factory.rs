@@ -1,7 +1,8 @@
 //! `FactoryService`: work orders streamed to each factory, acknowledgements, progress.
 //!
 //! A subscription is a loop over the store, not a fan-out of in-memory events: it reads
-//! the factory's work orders after its cursor (a page at a time), sends them, and when it
+//! the factory's feed after its cursor (a page at a time: its work orders, and the notices
+//! of those withdrawn by a cancel, `c2m_store::FeedEntry`), sends them, and when it
 //! has caught up waits for a sign that more may exist: a plan stored by this process
 //! (the [`Deliveries`] signal), a commit with events (on PostgreSQL a `NOTIFY` from any
 //! replica: a stored plan appends `production.stage_changed` events, see
@@ -32,8 +33,7 @@ use c2m_store::{ReportProgress, Store, StreamClaim, StreamPage};
 use super::feed::{Feed, Source};
 use super::Ctx;
 use crate::convert;
-use crate::convert::factory::{heartbeat, progress, report_progress};
-use crate::convert::planning::work_order;
+use crate::convert::factory::{feed_entry, heartbeat, progress, report_progress};
 use crate::status::{domain_status, edge_status, store_status, Edge};
 
 /// Tells subscriptions in this process that new work orders may have been stored.
@@ -111,13 +111,7 @@ impl Source for WorkOrders {
         let StreamPage::Current(page) = page else {
             return Err(edge_status(Edge::StreamReplaced));
         };
-        Ok(page
-            .iter()
-            .map(|wo| {
-                let event = Some(pb::factory_event::Event::WorkOrder(work_order(wo)));
-                (wo.seq, pb::FactoryEvent { event })
-            })
-            .collect())
+        Ok(page.iter().map(|e| (e.seq(), feed_entry(e))).collect())
     }
 
     async fn heartbeat(&mut self, _cursor: i64) -> Result<Self::Msg, Status> {

@@ -91,6 +91,7 @@ impl LeversService for LeversSvc {
             released = out.deposits_released,
             refunded = out.preorders_refunded,
             in_production = out.batches_in_production,
+            withdrawn = out.work_orders_withdrawn,
             "campaign cancelled"
         );
         Ok(Response::new(conv::lever_outcome(&out, self.0.clock.now())))

@@ -803,7 +803,10 @@ pub async fn a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_m
 /// batch ends either planned (the cancel counted it in production and refunded nothing)
 /// or refunded (the plan refused, `BATCH_NOT_WAITING`), never both: refunded consumers
 /// whose goods a factory was told to make, or a cancel that refunded nothing and left no
-/// plan.
+/// plan. The plan's work order also makes another campaign's batch, so a cancel after it
+/// cannot withdraw it (that is
+/// `a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_those`): this race is
+/// about the cancel's look at production.
 pub async fn a_cancel_and_a_plan_racing_for_a_batch_take_turns(fx: Arc<dyn Fixture>) {
     use super::{locked_batch, new_plan, part_order};
     use crate::PlanStatus;
@@ -814,10 +817,13 @@ pub async fn a_cancel_and_a_plan_racing_for_a_batch_take_turns(fx: Arc<dyn Fixtu
     let (mut planned, mut refunded) = (0, 0);
     for round in 0..12 {
         let b = locked_batch(&*store, "kettle-17-white").await;
+        let other = locked_batch(&*store, "kettle-17-white").await;
+        let mut order = part_order("f1", &b, 2);
+        order.runs.extend(part_order("f1", &other, 2).runs);
         let mut plan = new_plan(
             PlanStatus::Optimal,
-            vec![b.id.clone()],
-            vec![part_order("f1", &b, 2)],
+            vec![b.id.clone(), other.id.clone()],
+            vec![order],
         );
         plan.detail.reservations.clear();
         let (planner, canceller) = if round % 2 == 0 {
@@ -861,6 +867,249 @@ pub async fn a_cancel_and_a_plan_racing_for_a_batch_take_turns(fx: Arc<dyn Fixtu
         }
     }
     assert_eq!(planned + refunded, 12);
+}
+
+/// A cancel withdraws a work order no factory has accepted yet when nothing else needs it,
+/// and refunds its batch; it leaves every other work order where it is:
+///
+/// - f1 makes a1 only, issued: withdrawn, a1 refunded;
+/// - f2 makes a2 and one unit of a3, accepted: stays (a2 and a3 in production);
+/// - f3 makes a3's other unit, issued: stays, since a3 stays in production at f2 and a
+///   withdrawn unit would be planned again for a cancelled campaign;
+/// - f4 makes a4 and another campaign's batch, issued: stays, since that campaign's
+///   consumers are waiting for it.
+///
+/// The withdrawal is numbered in f1's sequence after its work order, so f1's feed tells it
+/// and its next work order takes the number after; the steel the work order took goes back
+/// on hand; reports on it are refused as withdrawn; a retry of the cancel answers as the
+/// first time.
+pub async fn a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_those(
+    fx: Arc<dyn Fixture>,
+) {
+    use super::{locked_batch, new_plan, part_order, report_req};
+    use crate::{FeedEntry, PlanStatus, StreamPage};
+    use c2m_domain::production::Progress;
+    use c2m_domain::WorkOrderState;
+
+    let store = fx.store();
+    super::use_sample_catalogue(&*store).await;
+    let steel = async || {
+        let cat = store.catalogue().await.expect("catalogue");
+        cat.materials
+            .iter()
+            .find(|m| m.id == "steel")
+            .map(|m| m.on_hand)
+            .expect("steel")
+    };
+    // Campaign a: four batches of 2 units, each locked by its own consumer.
+    let mut terms = spec(2, None);
+    terms.sku = "kettle-17-white".into();
+    terms.deposit = terms.unit_price;
+    let a = create(&*store, terms).await;
+    for who in 1..=4 {
+        place(&*store, &a.id, &consumer(who), 2)
+            .await
+            .expect("locks");
+    }
+    let mut ours: Vec<_> = store
+        .list_batches(&a.id)
+        .await
+        .expect("batches")
+        .into_iter()
+        .filter(|b| b.status == BatchStatus::Locked)
+        .collect();
+    ours.sort_by_key(|b| b.seq);
+    let [a1, a2, a3, a4] = &ours[..] else {
+        panic!("four locked batches: {ours:?}");
+    };
+    let theirs = locked_batch(&*store, "kettle-17-white").await;
+    let mut f2 = part_order("f2", a2, 2);
+    f2.runs.extend(part_order("f2", a3, 1).runs);
+    let mut f4 = part_order("f4", a4, 2);
+    f4.runs.extend(part_order("f4", &theirs, 2).runs);
+    let mut plan = new_plan(
+        PlanStatus::Optimal,
+        [a1, a2, a3, a4, &theirs].map(|b| b.id.clone()).to_vec(),
+        vec![part_order("f1", a1, 2), f2, part_order("f3", a3, 1), f4],
+    );
+    plan.detail.reservations = vec![("steel".into(), 8.0)];
+    let before = steel().await;
+    store.store_plan(&plan, t0()).await.expect("plan");
+    assert_eq!(steel().await, before - 8.0);
+    let only = async |factory: &str| {
+        let mut orders = store
+            .factory_work_orders(factory, 0, 10)
+            .await
+            .expect("feed");
+        assert_eq!(orders.len(), 1, "{factory}: {orders:?}");
+        orders.remove(0)
+    };
+    let (w1, w2) = (only("f1").await, only("f2").await);
+    store
+        .report_progress(&report_req("f2", &w2.id, Progress::Accepted), t0())
+        .await
+        .expect("f2 accepts");
+
+    let cancel = cancel_all(&a.id);
+    let out = store.pull_lever(&cancel, lever_at()).await.expect("cancel");
+    assert_eq!(
+        (
+            out.work_orders_withdrawn,
+            out.batches_in_production,
+            out.preorders_refunded,
+            out.refunded_minor
+        ),
+        (1, 3, 1, 2 * 39_900),
+        "{out:?}"
+    );
+    retry_answers_as(&*store, &cancel, &out).await;
+
+    // f1's feed: its work order, then the notice at the next number.
+    let claim = store
+        .claim_factory_stream("f1", lever_at())
+        .await
+        .expect("claim");
+    let StreamPage::Current(feed) = store
+        .factory_stream_page(&claim, 0, 10)
+        .await
+        .expect("page")
+    else {
+        panic!("the newest claim reads");
+    };
+    let [FeedEntry::WorkOrder(first), FeedEntry::Withdrawn(notice)] = &feed[..] else {
+        panic!("a work order, then its withdrawal: {feed:?}");
+    };
+    assert_eq!((first.id.as_str(), first.seq), (w1.id.as_str(), 1));
+    assert_eq!(first.state, WorkOrderState::Withdrawn);
+    let w = notice.withdrawn.as_ref().expect("withdrawal");
+    assert_eq!((feed[1].seq(), w.at), (2, lever_at()));
+    assert!(w.reason.contains(a.id.as_str()), "{w:?}");
+    let pos = store.factory_position("f1").await.expect("position");
+    assert_eq!(pos.last_seq, 2);
+    for f in ["f2", "f3", "f4"] {
+        let wo = only(f).await;
+        assert_ne!(wo.state, WorkOrderState::Withdrawn, "{f}");
+        assert!(wo.withdrawn.is_none(), "{f}");
+        assert_eq!(store.factory_position(f).await.expect(f).last_seq, 1);
+    }
+    // Its steel (4) is back on hand; reports on it are refused, naming the state.
+    assert_eq!(steel().await, before - 4.0);
+    let accept = store
+        .report_progress(&report_req("f1", &w1.id, Progress::Accepted), lever_at())
+        .await;
+    let (reason, meta) = refused(accept);
+    assert_eq!(reason, "WORK_ORDER_STATE");
+    assert!(
+        meta.contains(&("state", "withdrawn".to_owned())),
+        "{meta:?}"
+    );
+
+    // a1's consumer has the full price back; the rest wait for their goods.
+    let m = check_ledger(&*store, &a.id).await;
+    assert_eq!(m.refunded, 2 * 39_900);
+    let shown = store.list_batches(&a.id).await.expect("batches");
+    let refunded: Vec<_> = shown
+        .iter()
+        .filter(|b| b.refunded_at.is_some())
+        .map(|b| b.id.clone())
+        .collect();
+    assert_eq!(refunded, vec![a1.id.clone()]);
+    assert!(store.planning_queue().await.expect("queue").is_empty());
+
+    // f1's next work order takes the number after the notice.
+    let next = locked_batch(&*store, "kettle-17-white").await;
+    let mut later = new_plan(
+        PlanStatus::Optimal,
+        vec![next.id.clone()],
+        vec![part_order("f1", &next, 2)],
+    );
+    later.detail.reservations.clear();
+    store
+        .store_plan(&later, lever_at())
+        .await
+        .expect("later plan");
+    let orders = store.factory_work_orders("f1", 2, 10).await.expect("feed");
+    assert_eq!(orders.iter().map(|w| w.seq).collect::<Vec<_>>(), vec![3]);
+}
+
+/// A cancel and a factory's acceptance of the work order it would withdraw, sent together
+/// to two replicas, take turns: either the acceptance commits first and the cancel leaves
+/// the batch in production, or the cancel withdraws the work order, refunds the batch, and
+/// the acceptance is refused as withdrawn. Never an accepted work order for refunded
+/// consumers.
+pub async fn a_cancel_and_an_acceptance_racing_take_turns(fx: Arc<dyn Fixture>) {
+    use super::{locked_batch, new_plan, part_order, report_req};
+    use crate::PlanStatus;
+    use c2m_domain::production::Progress;
+    use c2m_domain::WorkOrderState;
+
+    let store = fx.store();
+    super::use_sample_catalogue(&*store).await;
+    let replica = fx.replica().await;
+    let (mut accepted, mut withdrawn) = (0, 0);
+    for round in 0..12 {
+        let b = locked_batch(&*store, "kettle-17-white").await;
+        let mut plan = new_plan(
+            PlanStatus::Optimal,
+            vec![b.id.clone()],
+            vec![part_order("f1", &b, 2)],
+        );
+        plan.detail.reservations.clear();
+        store.store_plan(&plan, t0()).await.expect("plan");
+        let wo = store
+            .factory_work_orders("f1", 0, 100)
+            .await
+            .expect("feed")
+            .into_iter()
+            .find(|w| {
+                w.order
+                    .runs
+                    .iter()
+                    .any(|r| r.batches.iter().any(|x| x.batch_id == b.id))
+            })
+            .expect("the round's work order");
+        let (acceptor, canceller) = if round % 2 == 0 {
+            (store.clone(), replica.clone())
+        } else {
+            (replica.clone(), store.clone())
+        };
+        let accept = report_req("f1", &wo.id, Progress::Accepted);
+        let cancel = cancel_all(&b.campaign_id);
+        let (acc, out) = tokio::join!(
+            tokio::spawn(async move { acceptor.report_progress(&accept, lever_at()).await }),
+            tokio::spawn(async move { canceller.pull_lever(&cancel, lever_at()).await }),
+        );
+        let out = out.expect("task").expect("cancel");
+        let m = check_ledger(&*store, &b.campaign_id).await;
+        match acc.expect("task") {
+            Ok(status) => {
+                accepted += 1;
+                assert_eq!(status.state, WorkOrderState::Accepted, "round {round}");
+                assert_eq!(
+                    (out.work_orders_withdrawn, out.batches_in_production),
+                    (0, 1),
+                    "round {round}: accepted first, so the cancel leaves it"
+                );
+                assert_eq!(m.refunded, 0, "round {round}");
+            }
+            Err(e) => {
+                withdrawn += 1;
+                let (reason, meta) = refused(Err::<(), _>(e));
+                assert_eq!(reason, "WORK_ORDER_STATE", "round {round}");
+                assert!(
+                    meta.contains(&("state", "withdrawn".to_owned())),
+                    "{meta:?}"
+                );
+                assert_eq!(
+                    (out.work_orders_withdrawn, out.preorders_refunded),
+                    (1, 1),
+                    "round {round}: withdrawn first, so refunded"
+                );
+                assert_eq!(m.refunded, 2 * 39_900, "round {round}");
+            }
+        }
+    }
+    assert_eq!(accepted + withdrawn, 12);
 }
 
 /// The forecast reads the campaign's own arrivals and consumer cancellations up to now, its

@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use c2m_domain::events::EventData;
 use c2m_domain::production::{self, Progress, Tally, WorkOrderState};
-use c2m_domain::{BatchId, DomainError, IdempotencyKey};
+use c2m_domain::{BatchId, CampaignId, DomainError, IdempotencyKey};
 
 use crate::dialect::{Backend, Tx};
 use crate::engine::{Call, Engine};
@@ -79,12 +79,33 @@ pub struct StreamClaim {
     pub generation: i64,
 }
 
+/// One entry of a factory's feed: the numbers of its sequence go to its work orders and to
+/// the notices of those withdrawn before it accepted them (a cancelled campaign's, see
+/// `crate::levers`), so a factory that resumes from a number learns both, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedEntry {
+    /// A work order, at its own number, in the state it is in now.
+    WorkOrder(WorkOrder),
+    /// A work order withdrawn, at its notice's number ([`WorkOrder::withdrawn`]).
+    Withdrawn(WorkOrder),
+}
+
+impl FeedEntry {
+    /// The entry's number in the factory's sequence.
+    pub fn seq(&self) -> i64 {
+        match self {
+            FeedEntry::WorkOrder(wo) => wo.seq,
+            FeedEntry::Withdrawn(wo) => wo.withdrawn.as_ref().map_or(wo.seq, |w| w.seq),
+        }
+    }
+}
+
 /// What a factory's stream reads next ([`FactoryStore::factory_stream_page`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamPage {
-    /// The stream still holds the factory's newest claim: its work orders after the
-    /// cursor, in sequence order (empty when it has caught up).
-    Current(Vec<WorkOrder>),
+    /// The stream still holds the factory's newest claim: its feed after the cursor, in
+    /// sequence order (empty when it has caught up).
+    Current(Vec<FeedEntry>),
     /// A newer claim (a later `Subscribe`, in any process on this store) replaced the
     /// stream's: it must end without sending anything more.
     Replaced,
@@ -327,24 +348,7 @@ pub(crate) async fn report<D: Backend>(
                         .await?;
                     tx.release_plan_batch(&wo.plan_id, b).await?;
                 }
-                // Its materials go back to the pool: stock to stock on hand, its share of each
-                // purchase order released (see `crate::purchasing`).
-                let mut returned = false;
-                for m in wo.order.materials.iter().filter(|m| m.quantity > 0.0) {
-                    match (&m.supplier, &m.purchase_order) {
-                        (None, _) => {
-                            tx.return_stock(&m.material, m.quantity).await?;
-                            returned = true;
-                        }
-                        (Some(_), Some(po)) => {
-                            returned |= crate::purchasing::release(tx, po, m.quantity).await?;
-                        }
-                        (Some(_), None) => {}
-                    }
-                }
-                if returned {
-                    tx.bump_catalogue_version(now).await?;
-                }
+                return_materials(tx, &wo, now).await?;
                 let mut requeued = Vec::with_capacity(batches.len());
                 for b in &batches {
                     if !refund_if_cancelled(tx, c.provider(), b, now).await? {
@@ -364,6 +368,105 @@ pub(crate) async fn report<D: Backend>(
         Ok(status)
     })
     .await
+}
+
+/// Gives a work order that will make nothing (rejected or withdrawn) back its materials:
+/// stock to stock on hand, its share of each purchase order released (see
+/// `crate::purchasing`). The caller holds the planning lock.
+async fn return_materials<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    wo: &WorkOrder,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut returned = false;
+    for m in wo.order.materials.iter().filter(|m| m.quantity > 0.0) {
+        match (&m.supplier, &m.purchase_order) {
+            (None, _) => {
+                tx.return_stock(&m.material, m.quantity).await?;
+                returned = true;
+            }
+            (Some(_), Some(po)) => {
+                returned |= crate::purchasing::release(tx, po, m.quantity).await?;
+            }
+            (Some(_), None) => {}
+        }
+    }
+    if returned {
+        tx.bump_catalogue_version(now).await?;
+    }
+    Ok(())
+}
+
+/// The work orders a cancel of `campaign` may withdraw, locked, in id order: those still
+/// `issued` (the factory has neither accepted nor started them) that make units of the
+/// campaign's batches. Taken before the campaign's lock, after the planning lock (the order
+/// every writer of both takes them in), so an acceptance racing the cancel either commits
+/// first, and the cancel sees it accepted, or waits and is refused as withdrawn.
+pub(crate) async fn lock_withdrawable<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    campaign: &CampaignId,
+) -> Result<Vec<WorkOrder>> {
+    let mut out = Vec::new();
+    for id in tx.issued_work_orders_of(campaign).await? {
+        if let Some(wo) = tx.lock_work_order(&id).await? {
+            if wo.state == WorkOrderState::Issued {
+                out.push(wo);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Withdraws, for the cancel of `campaign`, each of `candidates` (from
+/// [`lock_withdrawable`]) whose withdrawal leaves no batch of it made in part: a work order
+/// that makes a batch of another campaign stays (that campaign's consumers are waiting for
+/// it), and so does one that makes a batch another live work order also makes (an accepted
+/// one, or one that stays by this rule), since the batch stays in production and its
+/// withdrawn units would be planned again for a campaign the merchant cancelled. What is
+/// left is withdrawn: its state, a notice numbered in its factory's sequence, its
+/// materials back, its batches no longer in its plan; the cancel then refunds the batches
+/// nothing makes any more. Answers how many it withdrew.
+pub(crate) async fn withdraw_for_cancel<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    campaign: &CampaignId,
+    candidates: Vec<WorkOrder>,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let mut ours = std::collections::BTreeSet::new();
+    for b in tx.refundable_batches(campaign).await? {
+        ours.insert(b.id);
+    }
+    let mut chosen: Vec<WorkOrder> = candidates
+        .into_iter()
+        .filter(|wo| work_order_batches(wo).iter().all(|b| ours.contains(b)))
+        .collect();
+    // Until nothing changes: a batch made by a live work order not chosen keeps every
+    // chosen work order making it.
+    loop {
+        let mut keep = std::collections::BTreeSet::new();
+        for wo in &chosen {
+            for b in work_order_batches(wo) {
+                let live = tx.live_work_orders_making(&b).await?;
+                if live.iter().any(|id| !chosen.iter().any(|c| c.id == *id)) {
+                    keep.insert(wo.id.clone());
+                }
+            }
+        }
+        if keep.is_empty() {
+            break;
+        }
+        chosen.retain(|wo| !keep.contains(&wo.id));
+    }
+    let reason = format!("campaign {campaign} was cancelled");
+    for wo in &chosen {
+        let seq = tx.next_work_order_seq(&wo.order.factory_id).await?;
+        tx.withdraw_work_order(wo, seq, &reason, now).await?;
+        for b in work_order_batches(wo) {
+            tx.release_plan_batch(&wo.plan_id, &b).await?;
+        }
+        return_materials(tx, wo, now).await?;
+    }
+    Ok(chosen.len() as i64)
 }
 
 /// Refunds a locked batch of a cancelled campaign that a rejection has just left with no
@@ -447,7 +550,7 @@ pub(crate) async fn stream_page<D: Backend>(
     if tx.stream_generation(factory).await? != Some(claim.generation) {
         return Ok(StreamPage::Replaced);
     }
-    let page = tx.work_orders_after(factory, after, limit).await?;
+    let page = tx.feed_after(factory, after, limit).await?;
     Ok(StreamPage::Current(page))
 }
 
@@ -573,7 +676,9 @@ pub(crate) async fn batch_production<D: Backend>(
                 .min_by_key(|s| s.rank())
                 .unwrap_or(WorkOrderState::Issued);
             match slowest {
-                WorkOrderState::Issued | WorkOrderState::Rejected => ProductionStage::Planned,
+                WorkOrderState::Issued | WorkOrderState::Rejected | WorkOrderState::Withdrawn => {
+                    ProductionStage::Planned
+                }
                 WorkOrderState::Accepted => ProductionStage::Accepted,
                 WorkOrderState::InProduction => ProductionStage::InProduction,
                 WorkOrderState::QcPassed | WorkOrderState::QcFailed => {
@@ -653,8 +758,10 @@ pub trait FactoryStore: Send + Sync + 'static {
     /// catalogue nor with work orders.
     async fn factory_position(&self, factory: &str) -> Result<FactoryPosition>;
 
-    /// The factory's work orders numbered above `after`, in sequence order, at most
-    /// `limit` (capped at [`FEED_PAGE`]).
+    /// The factory's work orders among its feed's next `limit` entries (capped at
+    /// [`FEED_PAGE`]) numbered above `after`, in sequence order; withdrawal notices are
+    /// left out (a withdrawn work order is in its own place, as
+    /// [`c2m_domain::WorkOrderState::Withdrawn`]).
     async fn factory_work_orders(
         &self,
         factory: &str,
@@ -720,10 +827,18 @@ impl<E: Engine> FactoryStore for E {
         limit: u32,
     ) -> Result<Vec<WorkOrder>> {
         let args = (factory, after, limit.clamp(1, FEED_PAGE));
-        self.read(&args, |tx, (factory, after, limit)| {
-            Box::pin(tx.work_orders_after(factory, *after, *limit))
-        })
-        .await
+        let feed = self
+            .read(&args, |tx, (factory, after, limit)| {
+                Box::pin(tx.feed_after(factory, *after, *limit))
+            })
+            .await?;
+        Ok(feed
+            .into_iter()
+            .filter_map(|e| match e {
+                FeedEntry::WorkOrder(wo) => Some(wo),
+                FeedEntry::Withdrawn(_) => None,
+            })
+            .collect())
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]

@@ -5,15 +5,16 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 
 use c2m_domain::production::{Progress, Tally, Transition, WorkOrderState};
-use c2m_domain::BatchId;
+use c2m_domain::{BatchId, CampaignId};
 
-use super::{event_body, parse_tally, shipped_fraction, BatchShare, FactoryPosition};
+use super::{event_body, parse_tally, shipped_fraction, BatchShare, FactoryPosition, FeedEntry};
 use crate::dialect::{Backend, Columns, Tx};
 use crate::planning::{
-    from_json, json, work_order, work_order_select, work_order_state, WorkOrder, WorkOrderBody,
-    QUEUED_BATCHES, UNPLANNED_UNITS,
+    from_json, json, work_order, work_order_columns, work_order_select, work_order_state,
+    WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
 };
 use crate::Result;
+use crate::StoreError;
 
 /// One of the factory's work orders; PostgreSQL's report writers lock its row, so two
 /// reports on one work order take turns (SQLite's one writer does already).
@@ -41,11 +42,7 @@ impl<D: Backend> Tx<'_, D> {
     }
 
     pub(crate) async fn factory_position(&mut self, factory: &str) -> Result<FactoryPosition> {
-        let sql = "SELECT COALESCE(MAX(seq), 0) AS seq FROM work_orders WHERE factory_id = $1";
-        let last_seq = D::query(sql, (factory,))
-            .fetch_one(self)
-            .await?
-            .int("seq")?;
+        let last_seq = self.last_factory_seq(factory).await?;
         let sql = "SELECT acked_seq FROM factory_cursors WHERE factory_id = $1";
         let acked = D::query(sql, (factory,));
         let acked = acked.optional(self, |r| r.int("acked_seq")).await?;
@@ -96,19 +93,94 @@ impl<D: Backend> Tx<'_, D> {
             .await
     }
 
-    /// The factory's work orders with a sequence number above `after`, in order.
-    pub(crate) async fn work_orders_after(
+    /// The factory's feed after `after`, in sequence order: its work orders numbered
+    /// above it, and the withdrawal notices numbered above it (a withdrawn work order's
+    /// row, at its notice's number).
+    pub(crate) async fn feed_after(
         &mut self,
         factory: &str,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<WorkOrder>> {
+    ) -> Result<Vec<FeedEntry>> {
         let sql = concat!(
-            work_order_select!(),
-            "WHERE factory_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            "SELECT ",
+            work_order_columns!(),
+            ", seq AS feed_seq FROM work_orders WHERE factory_id = $1 AND seq > $2 \
+             UNION ALL SELECT ",
+            work_order_columns!(),
+            ", withdrawn_seq AS feed_seq FROM work_orders \
+             WHERE factory_id = $1 AND withdrawn_seq > $2 ORDER BY feed_seq LIMIT $3"
         );
         D::query(sql, (factory, after, i64::from(limit)))
-            .all(self, work_order)
+            .all(self, |r| {
+                let wo = work_order(r)?;
+                Ok(if r.int("feed_seq")? == wo.seq {
+                    FeedEntry::WorkOrder(wo)
+                } else {
+                    FeedEntry::Withdrawn(wo)
+                })
+            })
+            .await
+    }
+
+    /// The work orders still `issued` that make units of the campaign's batches, by id.
+    pub(crate) async fn issued_work_orders_of(
+        &mut self,
+        campaign: &CampaignId,
+    ) -> Result<Vec<String>> {
+        let sql = "SELECT DISTINCT w.id FROM work_order_batches x \
+             JOIN work_orders w ON w.id = x.work_order_id \
+             JOIN batches b ON b.id = x.batch_id \
+             WHERE b.campaign_id = $1 AND w.state = 'issued' ORDER BY w.id";
+        D::query(sql, (campaign.as_str(),))
+            .all(self, |r| r.text("id"))
+            .await
+    }
+
+    /// A work order by id, its row locked on PostgreSQL (SQLite's one writer has it).
+    pub(crate) async fn lock_work_order(&mut self, id: &str) -> Result<Option<WorkOrder>> {
+        const PLAIN: &str = concat!(work_order_select!(), "WHERE id = $1");
+        const LOCKED: &str = concat!(work_order_select!(), "WHERE id = $1 FOR UPDATE");
+        D::query(D::locking(PLAIN, LOCKED), (id,))
+            .optional(self, work_order)
+            .await
+    }
+
+    /// The live (neither rejected nor withdrawn) work orders making units of the batch.
+    pub(crate) async fn live_work_orders_making(&mut self, batch: &BatchId) -> Result<Vec<String>> {
+        let sql = "SELECT DISTINCT w.id FROM work_order_batches x \
+             JOIN work_orders w ON w.id = x.work_order_id \
+             WHERE x.batch_id = $1 AND w.state <> 'rejected' ORDER BY w.id";
+        D::query(sql, (batch.as_str(),))
+            .all(self, |r| r.text("id"))
+            .await
+    }
+
+    /// Withdraws the work order: stored as 'rejected' with its notice's number and reason
+    /// (migration 0016 says why), and recorded in its history as `withdrawn`.
+    pub(crate) async fn withdraw_work_order(
+        &mut self,
+        wo: &WorkOrder,
+        seq: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = "UPDATE work_orders SET state = 'rejected', withdrawn_seq = $2, \
+             withdrawn_reason = $3, state_at = $4 WHERE id = $1 AND state = 'issued'";
+        let n = D::query(sql, (&wo.id, seq, reason, now))
+            .execute(self)
+            .await?;
+        if n != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "work order {} was not issued when withdrawn",
+                wo.id
+            )));
+        }
+        let sql = "INSERT INTO work_order_events (work_order_id, factory_id, kind, state, \
+             body, created_at) VALUES ($1, $2, 'withdrawn', 'withdrawn', $3, $4)";
+        let body = json(&serde_json::json!({ "reason": reason, "seq": seq }))?;
+        D::query(sql, (&wo.id, &wo.order.factory_id, body, now))
+            .run(self)
             .await
     }
 

@@ -21,7 +21,9 @@
 //! sees the new threshold, one after a close is refused. A lever updates the campaign's row,
 //! which a group of writes may hold a copy of ([`Tx::hold_campaign`]); the lever drops that
 //! copy, so the writes after it in the group read the row again. Each lever is idempotent
-//! by its key (scoped by the lever's name), and a refusal writes nothing.
+//! by its key (scoped by the lever's name), and a refusal writes nothing. A cancel takes
+//! the planning lock and the rows of the work orders it may withdraw first, before the
+//! campaign's: the order a rejection takes them in (`crate::factory`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,6 +35,7 @@ use c2m_domain::{levers, Batch, BatchStatus, Campaign, CampaignId, IdempotencyKe
 
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{campaign_not_found, Call, Engine, Lane};
+use crate::factory;
 use crate::idempotency::Keyed;
 use crate::ledger;
 use crate::payment::PaymentProvider;
@@ -75,7 +78,8 @@ pub struct CloseCampaign {
     pub campaign_id: CampaignId,
 }
 
-/// Cancel the campaign and refund every pre-order not yet in production.
+/// Cancel the campaign, withdraw the work orders no factory has accepted yet where that
+/// leaves no batch made in part, and refund every pre-order not in production.
 #[derive(Debug, Clone, Serialize)]
 pub struct CancelCampaign {
     #[serde(skip)]
@@ -100,6 +104,11 @@ pub struct LeverOutcome {
     pub refunded_minor: i64,
     /// Locked batches a cancel left alone because a live work order makes them.
     pub batches_in_production: i64,
+    /// Work orders a cancel withdrew: still issued (no factory had accepted or started
+    /// them) and making nothing the cancel leaves (`crate::factory::withdraw_for_cancel`).
+    /// Their batches are refunded with the rest. Absent from answers recorded before it.
+    #[serde(default)]
+    pub work_orders_withdrawn: i64,
 }
 
 impl LeverOutcome {
@@ -112,6 +121,7 @@ impl LeverOutcome {
             preorders_refunded: 0,
             refunded_minor: 0,
             batches_in_production: 0,
+            work_orders_withdrawn: 0,
         }
     }
 }
@@ -211,65 +221,86 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
     let key = lever.key();
     let id = lever.campaign_id();
     let lock_campaign = async |tx: &mut Tx<'_, D>| {
+        // A cancel may withdraw work orders no factory accepted yet, which changes the
+        // planning queue and the stock: the planning lock, then those work orders' rows,
+        // come before the campaign's (the order every writer takes them in).
+        let withdrawable = match lever {
+            Lever::Cancel(_) => {
+                tx.lock_planning().await?;
+                factory::lock_withdrawable(tx, id).await?
+            }
+            _ => Vec::new(),
+        };
         let campaign = tx.lock_campaign(id).await?;
-        campaign.ok_or_else(|| campaign_not_found(id))
+        Ok((
+            campaign.ok_or_else(|| campaign_not_found(id))?,
+            withdrawable,
+        ))
     };
-    key.run_locked(tx, now, lock_campaign, async |tx, mut campaign| {
-        let mark = tx.event_mark();
-        let (outcome, change, refunds) = match lever {
-            Lever::Extend(req) => {
-                let deadline = micros(req.deadline);
-                let at = judged_at(tx, &campaign, now).await?;
-                levers::may_extend_deadline(&campaign, deadline, at)?;
-                tx.set_deadline(&campaign.id, deadline).await?;
-                campaign.terms.deadline = deadline;
-                (LeverOutcome::of(campaign), "deadline_extended", Vec::new())
-            }
-            Lever::Lower(req) => {
-                let threshold = req.batch_threshold;
-                let at = judged_at(tx, &campaign, now).await?;
-                levers::may_lower_threshold(&campaign, threshold, at)?;
-                tx.set_threshold(&campaign.id, threshold).await?;
-                campaign.terms.batch_threshold = threshold;
-                let mut outcome = LeverOutcome::of(campaign);
-                if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-                    if levers::locks_at(open.units, threshold) {
-                        lock(tx, provider, &mut outcome, &open, now).await?;
-                    }
+    key.run_locked(
+        tx,
+        now,
+        lock_campaign,
+        async |tx, (mut campaign, withdrawable)| {
+            let mark = tx.event_mark();
+            let (outcome, change, refunds) = match lever {
+                Lever::Extend(req) => {
+                    let deadline = micros(req.deadline);
+                    let at = judged_at(tx, &campaign, now).await?;
+                    levers::may_extend_deadline(&campaign, deadline, at)?;
+                    tx.set_deadline(&campaign.id, deadline).await?;
+                    campaign.terms.deadline = deadline;
+                    (LeverOutcome::of(campaign), "deadline_extended", Vec::new())
                 }
-                (outcome, "threshold_lowered", Vec::new())
-            }
-            Lever::Close(_) => {
-                levers::may_close(&campaign, judged_at(tx, &campaign, now).await?)?;
-                tx.set_campaign_ended(&campaign.id, "closed_at", now)
-                    .await?;
-                campaign.closed_at = Some(now);
-                let mut outcome = LeverOutcome::of(campaign);
-                if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-                    if levers::locks_at(open.units, open.threshold) {
-                        lock(tx, provider, &mut outcome, &open, now).await?;
-                    } else {
+                Lever::Lower(req) => {
+                    let threshold = req.batch_threshold;
+                    let at = judged_at(tx, &campaign, now).await?;
+                    levers::may_lower_threshold(&campaign, threshold, at)?;
+                    tx.set_threshold(&campaign.id, threshold).await?;
+                    campaign.terms.batch_threshold = threshold;
+                    let mut outcome = LeverOutcome::of(campaign);
+                    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+                        if levers::locks_at(open.units, threshold) {
+                            lock(tx, provider, &mut outcome, &open, now).await?;
+                        }
+                    }
+                    (outcome, "threshold_lowered", Vec::new())
+                }
+                Lever::Close(_) => {
+                    levers::may_close(&campaign, judged_at(tx, &campaign, now).await?)?;
+                    tx.set_campaign_ended(&campaign.id, "closed_at", now)
+                        .await?;
+                    campaign.closed_at = Some(now);
+                    let mut outcome = LeverOutcome::of(campaign);
+                    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
+                        if levers::locks_at(open.units, open.threshold) {
+                            lock(tx, provider, &mut outcome, &open, now).await?;
+                        } else {
+                            fail(tx, provider, &mut outcome, open, now).await?;
+                        }
+                    }
+                    (outcome, "closed", Vec::new())
+                }
+                Lever::Cancel(_) => {
+                    levers::may_cancel(&campaign)?;
+                    tx.set_campaign_ended(&campaign.id, "cancelled_at", now)
+                        .await?;
+                    campaign.cancelled_at = Some(now);
+                    let mut outcome = LeverOutcome::of(campaign);
+                    if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
                         fail(tx, provider, &mut outcome, open, now).await?;
                     }
+                    outcome.work_orders_withdrawn =
+                        factory::withdraw_for_cancel(tx, &outcome.campaign.id, withdrawable, now)
+                            .await?;
+                    let refunds = refund_locked_batches(tx, provider, &mut outcome, now).await?;
+                    (outcome, "cancelled", refunds)
                 }
-                (outcome, "closed", Vec::new())
-            }
-            Lever::Cancel(_) => {
-                levers::may_cancel(&campaign)?;
-                tx.set_campaign_ended(&campaign.id, "cancelled_at", now)
-                    .await?;
-                campaign.cancelled_at = Some(now);
-                let mut outcome = LeverOutcome::of(campaign);
-                if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
-                    fail(tx, provider, &mut outcome, open, now).await?;
-                }
-                let refunds = refund_locked_batches(tx, provider, &mut outcome, now).await?;
-                (outcome, "cancelled", refunds)
-            }
-        };
-        campaign_changed(tx, mark, &outcome, change, refunds, now);
-        Ok(outcome)
-    })
+            };
+            campaign_changed(tx, mark, &outcome, change, refunds, now);
+            Ok(outcome)
+        },
+    )
     .await
 }
 

@@ -44,7 +44,7 @@ use crate::StoreError;
 
 mod sql;
 
-pub(crate) use sql::{work_order, work_order_select, work_order_state};
+pub(crate) use sql::{work_order, work_order_columns, work_order_select, work_order_state};
 
 pub(crate) const OP_RUN_PLANNING: &str = "run_planning";
 
@@ -186,6 +186,20 @@ pub struct WorkOrder {
     pub created_at: DateTime<Utc>,
     /// Where it stands at the factory (issued until the factory reports).
     pub state: c2m_domain::WorkOrderState,
+    /// When it was withdrawn (state `Withdrawn`), the notice its factory's stream sends.
+    pub withdrawn: Option<Withdrawal>,
+}
+
+/// A work order taken back before its factory accepted it (a cancelled campaign's; see
+/// `crate::levers`). The factory learns it from its stream, in sequence with its work
+/// orders: the notice takes the next number of the factory's sequence, as a work order does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Withdrawal {
+    /// The notice's number in the factory's sequence (after the work order's own).
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    /// Why, for the factory's planners ("campaign cmp_... was cancelled").
+    pub reason: String,
 }
 
 /// The result of one planning cycle, to be stored.
@@ -369,6 +383,7 @@ async fn store_new_plan<D: Backend>(
                 },
                 created_at: now,
                 state: c2m_domain::WorkOrderState::Issued,
+                withdrawn: None,
             };
             tx.insert_work_order(&wo).await?;
         }

@@ -9,7 +9,7 @@ use c2m_domain::{BatchId, Page, PageRequest, WorkOrderState};
 
 use super::{
     from_json, json, NewPlan, NewWorkOrder, PlanDetail, PlanStatus, PlanSummary, QueuedBatch,
-    StoredPlan, WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
+    StoredPlan, Withdrawal, WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
 };
 use crate::dialect::{columns, page_limit, Backend, Columns, Tx};
 use crate::pooling::{batch, batch_columns, paged};
@@ -32,14 +32,24 @@ macro_rules! plan_summary_select {
 }
 
 /// The columns [`work_order`] reads (and `tally`, `state_at`), for `FROM work_orders`.
-macro_rules! work_order_select {
+macro_rules! work_order_columns {
     () => {
-        "SELECT id, plan_id, factory_id, seq, body, due_at, created_at, state, tally, \
-         state_at FROM work_orders "
+        "id, plan_id, factory_id, seq, body, due_at, created_at, state, tally, state_at, \
+         withdrawn_seq, withdrawn_reason"
     };
 }
 
-pub(crate) use work_order_select;
+macro_rules! work_order_select {
+    () => {
+        concat!(
+            "SELECT ",
+            $crate::planning::work_order_columns!(),
+            " FROM work_orders "
+        )
+    };
+}
+
+pub(crate) use {work_order_columns, work_order_select};
 
 /// The batches waiting for a plan ([`QUEUED_BATCHES`]), their sku and units to plan.
 static QUEUED: LazyLock<String> = LazyLock::new(|| {
@@ -153,9 +163,19 @@ impl<D: Backend> Tx<'_, D> {
         D::query(sql, (now,)).run(self).await
     }
 
-    /// The next number in the factory's work order sequence.
+    /// The next number in the factory's sequence, whose numbers go to its work orders and
+    /// to the notices of withdrawn ones (`crate::factory::withdraw`). The caller holds the
+    /// planning lock, as every writer of a number does, so two never take the same.
     pub(crate) async fn next_work_order_seq(&mut self, factory: &str) -> Result<i64> {
-        let sql = "SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM work_orders WHERE factory_id = $1";
+        Ok(self.last_factory_seq(factory).await? + 1)
+    }
+
+    /// The factory's last number: of a work order, or of a withdrawal notice (0 before its
+    /// first). Two maxima, each read from its index.
+    pub(crate) async fn last_factory_seq(&mut self, factory: &str) -> Result<i64> {
+        let sql = "SELECT COALESCE(MAX(s), 0) AS seq FROM (\
+             SELECT MAX(seq) AS s FROM work_orders WHERE factory_id = $1 UNION ALL \
+             SELECT MAX(withdrawn_seq) FROM work_orders WHERE factory_id = $1) AS t";
         D::query(sql, (factory,)).fetch_one(self).await?.int("seq")
     }
 
@@ -331,10 +351,33 @@ pub(crate) fn work_order(w: &impl Columns) -> Result<WorkOrder> {
         runs: body.runs,
         materials: body.materials,
     });
+    // A withdrawn work order is stored as 'rejected' with its notice's number (migration
+    // 0016 says why); it is read as what it is.
+    let withdrawn = match w.int_opt("withdrawn_seq")? {
+        None => None,
+        Some(seq) => Some(Withdrawal {
+            seq,
+            at: match w.ts_opt("state_at")? {
+                Some(at) => at,
+                None => {
+                    let id = w.text("id")?;
+                    return Err(StoreError::Corrupt(format!(
+                        "withdrawn work order {id} has no time"
+                    )));
+                }
+            },
+            reason: w.text_opt("withdrawn_reason")?.unwrap_or_default(),
+        }),
+    };
+    let state = match withdrawn {
+        Some(_) => WorkOrderState::Withdrawn,
+        None => work_order_state(&w.text("state")?)?,
+    };
     Ok(columns!(w => WorkOrder {
         id: text, plan_id: text, seq: int, created_at: ts;
         order,
-        state: work_order_state(&w.text("state")?)?,
+        state,
+        withdrawn,
     }))
 }
 
