@@ -466,6 +466,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "cancelled_at": time(&c.cancelled_at),
                 "open_batch_units": p.open_batch_units,
                 "units_to_threshold": p.units_to_threshold,
+                "units_available": p.units_available,
                 "open_batch_seq": p.open_batch_seq,
                 "batches_locked": p.batches_locked,
                 "batches_failed": p.batches_failed,

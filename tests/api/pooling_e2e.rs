@@ -166,6 +166,78 @@ async fn campaign_create_is_idempotent_and_progress_is_reported() {
     server.shutdown().await;
 }
 
+/// A campaign with a total cap tells consumers what is left to order
+/// (`units_available`): it falls with each order (a locked batch's units count too) to 0,
+/// where an order is refused `SOLD_OUT` and the campaign stays OPEN; a consumer's cancel
+/// gives the room back, and the next order fits again. Without a total cap the figure is
+/// absent.
+#[tokio::test]
+async fn a_capped_campaign_shows_what_is_left_and_sells_again_after_a_cancel() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let mut req = campaign_request("capped", 4);
+    req.total_cap = Some(6);
+    let cmp = created(&mut c, req).await;
+    let uncapped = created(&mut c, campaign_request("uncapped", 4)).await;
+    async fn progress(c: &mut Clients, id: &str) -> pb::CampaignProgress {
+        c.campaigns
+            .get_campaign(pb::GetCampaignRequest {
+                campaign_id: id.into(),
+            })
+            .await
+            .expect("progress")
+            .into_inner()
+    }
+    assert_eq!(progress(&mut c, &cmp.id).await.units_available, Some(6));
+    assert_eq!(progress(&mut c, &uncapped.id).await.units_available, None);
+    let mut order = async |key: &str, who: &str, units: i64| {
+        c.preorders
+            .place_preorder(place(key, &cmp.id, who, units))
+            .await
+            .map(|r| r.into_inner())
+    };
+    order("a", "alice", 2).await.expect("a");
+    order("b", "bob", 2)
+        .await
+        .expect("b, which locks the first batch");
+    let c_order = order("c", "cat", 2).await.expect("c");
+    let full = progress(&mut c, &cmp.id).await;
+    assert_eq!(
+        (
+            full.batches_locked,
+            full.units_committed,
+            full.units_available
+        ),
+        (1, 6, Some(0))
+    );
+    assert_eq!(
+        full.campaign.as_ref().map(|c| c.status()),
+        Some(pb::CampaignStatus::Open)
+    );
+    let refused = c
+        .preorders
+        .place_preorder(place("d", &cmp.id, "dan", 1))
+        .await
+        .expect_err("sold out");
+    assert_refused(&refused, Code::FailedPrecondition, "SOLD_OUT");
+
+    c.preorders
+        .cancel_preorder(pb::CancelPreorderRequest {
+            idempotency_key: "cancel-c".into(),
+            preorder_id: c_order.id.clone(),
+            consumer_id: "cat".into(),
+        })
+        .await
+        .expect("cancel");
+    assert_eq!(progress(&mut c, &cmp.id).await.units_available, Some(2));
+    c.preorders
+        .place_preorder(place("d-again", &cmp.id, "dan", 2))
+        .await
+        .expect("fits again");
+    assert_eq!(progress(&mut c, &cmp.id).await.units_available, Some(0));
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn cancel_is_allowed_only_while_the_batch_is_open() {
     let server = TestServer::sqlite().await;

@@ -500,6 +500,20 @@ pub struct CampaignProgress {
     pub units_committed: i64,
 }
 
+impl CampaignProgress {
+    /// Units that can still be ordered at `now`, when the campaign has a total cap: the cap
+    /// less the units committed (0 when it is sold out, or no longer sells). `None` without
+    /// a total cap. A campaign at its cap stays open rather than becoming "sold out" for
+    /// good: a consumer's cancel frees room, and this figure shows it.
+    pub fn units_available(&self, now: DateTime<Utc>) -> Option<i64> {
+        let cap = self.campaign.terms.total_cap?;
+        Some(match self.campaign.status(now) {
+            CampaignStatus::Closed => 0,
+            _ => (cap - self.units_committed).max(0),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +544,41 @@ mod tests {
             DomainError::InvalidArgument { field, .. } => field,
             other => panic!("expected InvalidArgument, got {other:?}"),
         }
+    }
+
+    /// What is left under the total cap: the cap less what is committed, never below 0,
+    /// 0 once the campaign no longer sells, none without a cap.
+    #[test]
+    fn units_available_are_the_cap_less_what_is_committed() {
+        let now = Utc::now();
+        let mut s = spec(now);
+        s.total_cap = Some(100);
+        let campaign = Campaign {
+            id: CampaignId::generate(),
+            terms: s.validate(now).unwrap(),
+            created_at: now,
+            closed_at: None,
+            cancelled_at: None,
+        };
+        let progress = |committed| CampaignProgress {
+            campaign: campaign.clone(),
+            open_batch_units: 0,
+            open_batch_seq: None,
+            batches_locked: 0,
+            batches_failed: 0,
+            units_committed: committed,
+        };
+        assert_eq!(progress(40).units_available(now), Some(60));
+        assert_eq!(progress(100).units_available(now), Some(0), "sold out");
+        let later = campaign.terms.deadline + Duration::seconds(1);
+        assert_eq!(
+            progress(40).units_available(later),
+            Some(0),
+            "past the deadline"
+        );
+        let mut uncapped = progress(40);
+        uncapped.campaign.terms.total_cap = None;
+        assert_eq!(uncapped.units_available(now), None);
     }
 
     #[test]

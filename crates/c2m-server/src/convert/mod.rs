@@ -308,6 +308,7 @@ pub fn progress(p: &CampaignProgress, now: DateTime<Utc>) -> pb::CampaignProgres
         units_to_next_tier: tier.next.filter(|_| open).map_or(0, |(units, _)| units),
         next_tier_unit_price: tier.next.filter(|_| open).map(|(_, price)| money(price)),
         forecast: None,
+        units_available: p.units_available(now),
     }
 }
 
