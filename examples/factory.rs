@@ -485,7 +485,7 @@ async fn acknowledge(client: &mut Client, factory: &str, seq: i64) -> anyhow::Re
 fn show_heartbeat(h: &pb::Heartbeat) {
     if h.last_seq > h.acked_seq {
         outln!(
-            "heartbeat: {} work order(s) not yet acknowledged (last #{}, acked #{})",
+            "heartbeat: {} number(s) not yet acknowledged, work orders or withdrawals (last #{}, acked #{})",
             h.last_seq - h.acked_seq,
             h.last_seq,
             h.acked_seq

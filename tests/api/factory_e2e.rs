@@ -722,7 +722,8 @@ async fn the_factory_example_names_a_stale_cursor_file() {
 /// one PostgreSQL database (polling once a minute, so only a wake-up can be this quick),
 /// dongguan-1 subscribes through the first, then through the second: the first stream ends
 /// with ABORTED (`STREAM_REPLACED`) within seconds, having sent no work order, and a plan
-/// stored afterwards, through the first replica, reaches the second replica's stream only.
+/// stored afterwards, through the first replica, reaches the second replica's stream only,
+/// and so does the withdrawal of its work order when the merchant cancels through the first.
 /// Before the claim was kept in the store, the rule held per process: both streams stayed
 /// open and both received the work order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -790,6 +791,35 @@ async fn postgres_a_factory_resubscribing_through_another_replica_ends_its_old_s
     );
     let (more, _) = new.drain(Duration::from_millis(500)).await;
     assert!(more.is_empty(), "sent once: {more:?}");
+
+    // The merchant cancels through the first replica before dongguan-1 accepts: the work
+    // order is withdrawn, and the second replica's stream tells the factory within
+    // seconds (it polls once a minute: only the cancel's NOTIFY can wake it this soon).
+    let campaigns = c1
+        .campaigns
+        .list_campaigns(pb::ListCampaignsRequest {
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .expect("campaigns")
+        .into_inner()
+        .campaigns;
+    let out = c1
+        .levers
+        .cancel_campaign(pb::CancelCampaignRequest {
+            idempotency_key: "cancel-a".into(),
+            campaign_id: campaigns[0].id.clone(),
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(out.work_orders_withdrawn, 1, "{out:?}");
+    let notice = new.withdrawal(Duration::from_secs(10)).await;
+    assert_eq!(
+        (notice.seq, notice.work_order_id.as_str()),
+        (2, got.id.as_str())
+    );
 
     drop(new);
     drop(one);
