@@ -33,7 +33,10 @@ async fn calls_beyond_the_in_flight_limit_are_shed_not_queued() {
                     .preorders
                     .place_preorder(place(&format!("shed-{conn}-{i}"), &id, "c", 1))
                     .await;
-                (r.map(|_| ()).map_err(|s| s.code()), started.elapsed())
+                (
+                    r.map(|_| ()).map_err(|s| (s.code(), reason(&s))),
+                    started.elapsed(),
+                )
             }));
         }
     }
@@ -42,7 +45,9 @@ async fn calls_beyond_the_in_flight_limit_are_shed_not_queued() {
     for t in tasks {
         match t.await.unwrap() {
             (Ok(()), _) => served += 1,
-            (Err(Code::ResourceExhausted), d) => {
+            (Err((Code::ResourceExhausted, why)), d) => {
+                // Shed on arrival or when its message arrived: the same typed answer.
+                assert_eq!(why, "OVERLOADED");
                 shed += 1;
                 slowest_shed = slowest_shed.max(d);
             }
@@ -63,6 +68,104 @@ async fn calls_beyond_the_in_flight_limit_are_shed_not_queued() {
         .sum();
     assert_eq!(units, served as i64);
     eprintln!("served {served}, shed {shed}, slowest shed answer {slowest_shed:?}");
+    server.shutdown().await;
+}
+
+/// Calls whose messages never arrive hold no slot of `--max-in-flight`: a client that opens
+/// calls and sends a few bytes of each (here six, on one connection, against two slots)
+/// used to hold every slot until its deadlines passed, and every other client's calls were
+/// shed. Now the others are served; the slow calls take a slot only once their message is
+/// whole, and are then served too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_whose_messages_have_not_arrived_hold_no_slot() {
+    use tonic::codegen::{http, Bytes};
+
+    let server = TestServer::sqlite_with(|s| s.max_in_flight = 2).await;
+    let mut c = server.clients().await;
+    let cmp = created(&mut c, campaign_request("slow", 50)).await;
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let (h2, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let message = pb::GetCampaignRequest {
+        campaign_id: cmp.id.clone(),
+    };
+    let payload = prost::Message::encode_to_vec(&message);
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&payload);
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        let mut h2 = h2.clone().ready().await.expect("ready");
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("http://c2m/c2m.v1.CampaignService/GetCampaign")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("request");
+        let (answer, mut body) = h2.send_request(req, false).expect("send");
+        // Three bytes of the five-byte prefix, and then nothing for now.
+        body.send_data(Bytes::copy_from_slice(&framed[..3]), false)
+            .expect("a first part");
+        slow.push((answer, body));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..4 {
+        let p = c
+            .campaigns
+            .get_campaign(pb::GetCampaignRequest {
+                campaign_id: cmp.id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("call {i} beside six slow ones: {e:?}"));
+        assert_eq!(p.into_inner().campaign.map(|c| c.id), Some(cmp.id.clone()));
+    }
+    // The rest of each slow message: each is served (at most two at a time).
+    let mut answers = Vec::new();
+    for (answer, mut body) in slow {
+        body.send_data(Bytes::copy_from_slice(&framed[3..]), true)
+            .expect("the rest");
+        answers.push(answer);
+    }
+    let mut served = 0;
+    for answer in answers {
+        let response = tokio::time::timeout(Duration::from_secs(30), answer)
+            .await
+            .expect("answered in time")
+            .expect("a response");
+        assert_eq!(response.status(), http::StatusCode::OK);
+        // A refusal comes in the headers alone; an answer has its status in trailers.
+        let status = match tonic::Status::from_header_map(response.headers()) {
+            Some(status) => status,
+            None => {
+                let mut body = response.into_body();
+                while let Some(chunk) = body.data().await {
+                    let chunk = chunk.expect("body");
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                }
+                let trailers = body.trailers().await.expect("trailers");
+                trailers
+                    .as_ref()
+                    .and_then(tonic::Status::from_header_map)
+                    .expect("a status")
+            }
+        };
+        match status.code() {
+            Code::Ok => served += 1,
+            // Two slots, six calls completing together: one shed when its message
+            // arrives is answered as one shed on arrival, with its reason.
+            Code::ResourceExhausted => assert_eq!(reason(&status), "OVERLOADED"),
+            other => panic!("{other:?}: {status:?}"),
+        }
+    }
+    assert!(
+        served > 0,
+        "the slow calls are served once their messages arrive"
+    );
     server.shutdown().await;
 }
 
