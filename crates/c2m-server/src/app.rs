@@ -297,12 +297,14 @@ impl Application {
         // connection has drained, so a listener inside it stayed open and a client
         // arriving during the drain hung instead of being refused.
         let (conns_tx, mut conns) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
+        let cut = Cut::default();
         let accept_task = tokio::spawn(accept(
             listener,
             conns_tx,
             stop_rx.clone(),
             settings.handshake_timeout,
             Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
+            cut.clone(),
         ));
         let incoming = futures::stream::poll_fn(move |cx| {
             conns.poll_recv(cx).map(|c| c.map(Ok::<_, std::io::Error>))
@@ -430,6 +432,8 @@ impl Application {
                 for task in aborts {
                     task.abort();
                 }
+                // tonic's connection tasks outlive its server future: end them too.
+                cut.now();
                 Ok(())
             }
         };
@@ -458,6 +462,7 @@ async fn accept(
     mut stop: watch::Receiver<bool>,
     first_byte: std::time::Duration,
     open: Arc<tokio::sync::Semaphore>,
+    cut: Cut,
 ) {
     let (mut failing, mut full) = (false, false);
     loop {
@@ -496,7 +501,11 @@ async fn accept(
                     failing = false;
                 }
                 let _ = tcp.set_nodelay(true);
-                let conn = Connection { tcp, _open: permit };
+                let conn = Connection {
+                    tcp,
+                    _open: permit,
+                    cut: cut.watch(),
+                };
                 tokio::spawn(first_word(conn, conns.clone(), stop.clone(), first_byte));
             }
             Err(e) => {
@@ -538,10 +547,69 @@ async fn first_word(
 }
 
 /// An accepted connection and its place under `--max-connections`, given back when the
-/// server drops it (closed by either side, or at the end of a shutdown's grace).
+/// server drops it (closed by either side, or at the end of a shutdown's grace: [`Cut`]).
 struct Connection {
     tcp: TcpStream,
     _open: tokio::sync::OwnedSemaphorePermit,
+    cut: CutWatch,
+}
+
+/// Ends every connection still open when a shutdown's grace runs out. tonic serves each
+/// connection on a task of its own, which dropping its server future does not end, so a
+/// connection whose peer kept it open (a stream it still read, an HTTP/2 handshake it
+/// never finished) lived on after [`Application::run_until`] returned, with its task and
+/// its place under `--max-connections`, in a process that embeds the server and goes on.
+/// Once cut, a connection reads its end and refuses writes, so hyper ends it and the task
+/// with it.
+#[derive(Clone, Default)]
+struct Cut {
+    notify: Arc<tokio::sync::Notify>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Cut {
+    /// A connection's view of the cut. Registered at once, so a cut that comes before the
+    /// connection is first read still reaches it.
+    fn watch(&self) -> CutWatch {
+        let mut notified = Box::pin(self.notify.clone().notified_owned());
+        notified.as_mut().enable();
+        CutWatch {
+            notified,
+            done: self.done.clone(),
+            cut: false,
+        }
+    }
+
+    /// Cuts every connection, and any accepted from now on.
+    fn now(&self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+}
+
+struct CutWatch {
+    notified: std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+    cut: bool,
+}
+
+impl CutWatch {
+    /// Whether the connection is cut; otherwise the task is woken when it is.
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        if !self.cut {
+            self.cut = self.done.load(std::sync::atomic::Ordering::SeqCst)
+                || self.notified.as_mut().poll(cx).is_ready();
+        }
+        self.cut
+    }
+}
+
+/// What a cut connection's writes answer.
+fn cut_off() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the server stopped: its shutdown grace ran out",
+    )
 }
 
 impl tonic::transport::server::Connected for Connection {
@@ -558,6 +626,10 @@ impl tokio::io::AsyncRead for Connection {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        if self.cut.poll(cx) {
+            // The end of the connection, as if the peer had closed it.
+            return std::task::Poll::Ready(Ok(()));
+        }
         std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
     }
 }
@@ -568,6 +640,9 @@ impl tokio::io::AsyncWrite for Connection {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.cut.poll(cx) {
+            return std::task::Poll::Ready(Err(cut_off()));
+        }
         std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
 
@@ -576,6 +651,9 @@ impl tokio::io::AsyncWrite for Connection {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.cut.poll(cx) {
+            return std::task::Poll::Ready(Err(cut_off()));
+        }
         std::pin::Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
     }
 
@@ -587,6 +665,9 @@ impl tokio::io::AsyncWrite for Connection {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        if self.cut.poll(cx) {
+            return std::task::Poll::Ready(Err(cut_off()));
+        }
         std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
     }
 
