@@ -384,21 +384,36 @@ async fn two_factories_one_rejects_and_the_batch_moves(server_addr: std::net::So
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
+/// Runs `case` against an in-process server on a fresh SQLite store.
+async fn on_sqlite<F: std::future::Future<Output = ()>>(
+    case: impl FnOnce(std::net::SocketAddr) -> F,
+) {
+    let server = TestServer::sqlite().await;
+    case(server.addr).await;
+    server.shutdown().await;
+}
+
+/// Runs `case` against an in-process server on a fresh PostgreSQL database (skipped, and
+/// said so, without `TEST_DATABASE_URL`; refused in CI).
+async fn on_postgres<F: std::future::Future<Output = ()>>(
+    case: impl FnOnce(std::net::SocketAddr) -> F,
+) {
+    let Some(admin) = pg_admin_url() else { return };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let server = TestServer::with_database(&url).await;
+    case(server.addr).await;
+    server.shutdown().await;
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_two_factories_one_rejects_and_the_batch_moves() {
-    let server = TestServer::sqlite().await;
-    two_factories_one_rejects_and_the_batch_moves(server.addr).await;
-    server.shutdown().await;
+    on_sqlite(two_factories_one_rejects_and_the_batch_moves).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_factories_one_rejects_and_the_batch_moves() {
-    let Some(admin) = pg_admin_url() else { return };
-    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
-    let server = TestServer::with_database(&url).await;
-    two_factories_one_rejects_and_the_batch_moves(server.addr).await;
-    server.shutdown().await;
-    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+    on_postgres(two_factories_one_rejects_and_the_batch_moves).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1064,19 +1079,12 @@ async fn a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_cancel_withdraws_a_work_order_the_factory_has_not_accepted() {
-    let server = TestServer::sqlite().await;
-    a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(server.addr).await;
-    server.shutdown().await;
+    on_sqlite(a_cancel_withdraws_a_work_order_the_factory_has_not_accepted).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_cancel_withdraws_a_work_order_the_factory_has_not_accepted() {
-    let Some(admin) = pg_admin_url() else { return };
-    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
-    let server = TestServer::with_database(&url).await;
-    a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(server.addr).await;
-    server.shutdown().await;
-    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+    on_postgres(a_cancel_withdraws_a_work_order_the_factory_has_not_accepted).await;
 }
 
 /// The `factory` example after a cancel withdrew its first work order: resuming from the

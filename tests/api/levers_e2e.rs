@@ -82,16 +82,6 @@ async fn orders(
     out
 }
 
-async fn progress(c: &mut Clients, id: &str) -> pb::CampaignProgress {
-    c.campaigns
-        .get_campaign(pb::GetCampaignRequest {
-            campaign_id: id.into(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-}
-
 async fn money(c: &mut Clients, id: &str) -> pb::CampaignMoney {
     let mut ledger =
         c2m_proto::v1::ledger_service_client::LedgerServiceClient::new(c.channel.clone());

@@ -179,15 +179,6 @@ async fn a_capped_campaign_shows_what_is_left_and_sells_again_after_a_cancel() {
     req.total_cap = Some(6);
     let cmp = created(&mut c, req).await;
     let uncapped = created(&mut c, campaign_request("uncapped", 4)).await;
-    async fn progress(c: &mut Clients, id: &str) -> pb::CampaignProgress {
-        c.campaigns
-            .get_campaign(pb::GetCampaignRequest {
-                campaign_id: id.into(),
-            })
-            .await
-            .expect("progress")
-            .into_inner()
-    }
     assert_eq!(progress(&mut c, &cmp.id).await.units_available, Some(6));
     assert_eq!(progress(&mut c, &uncapped.id).await.units_available, None);
     let mut order = async |key: &str, who: &str, units: i64| {

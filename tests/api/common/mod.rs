@@ -478,6 +478,17 @@ pub fn campaign_request(key: &str, threshold: i64) -> pb::CreateCampaignRequest 
     }
 }
 
+/// The campaign's progress (`GetCampaign`); panics if the server refuses.
+pub async fn progress(c: &mut Clients, id: &str) -> pb::CampaignProgress {
+    c.campaigns
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: id.into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+}
+
 /// Creates the campaign `req` describes; panics if the server refuses it.
 pub async fn created(c: &mut Clients, req: pb::CreateCampaignRequest) -> pb::Campaign {
     c.campaigns
