@@ -95,7 +95,10 @@ impl<D: Backend> Tx<'_, D> {
 
     /// The factory's feed after `after`, in sequence order: its work orders numbered
     /// above it, and the withdrawal notices numbered above it (a withdrawn work order's
-    /// row, at its notice's number).
+    /// row, at its notice's number). A work order comes before a notice of the same number,
+    /// which only a plan stored by a replica older than migration 0016 can make
+    /// (upgrading.md): a client that skips numbers it has seen then still gets the work
+    /// order, and a notice it misses is of a work order that refuses every report.
     pub(crate) async fn feed_after(
         &mut self,
         factory: &str,
@@ -105,16 +108,16 @@ impl<D: Backend> Tx<'_, D> {
         let sql = concat!(
             "SELECT ",
             work_order_columns!(),
-            ", seq AS feed_seq FROM work_orders WHERE factory_id = $1 AND seq > $2 \
-             UNION ALL SELECT ",
+            ", seq AS feed_seq, CAST(0 AS BIGINT) AS notice FROM work_orders \
+             WHERE factory_id = $1 AND seq > $2 UNION ALL SELECT ",
             work_order_columns!(),
-            ", withdrawn_seq AS feed_seq FROM work_orders \
-             WHERE factory_id = $1 AND withdrawn_seq > $2 ORDER BY feed_seq LIMIT $3"
+            ", withdrawn_seq AS feed_seq, CAST(1 AS BIGINT) AS notice FROM work_orders \
+             WHERE factory_id = $1 AND withdrawn_seq > $2 ORDER BY feed_seq, notice LIMIT $3"
         );
         D::query(sql, (factory, after, i64::from(limit)))
             .all(self, |r| {
                 let wo = work_order(r)?;
-                Ok(if r.int("feed_seq")? == wo.seq {
+                Ok(if r.int("notice")? == 0 {
                     FeedEntry::WorkOrder(wo)
                 } else {
                     FeedEntry::Withdrawn(wo)
