@@ -138,6 +138,10 @@ pub enum EventData {
         /// Pre-orders refunded by the change (deposits and paid balances), with the amount.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         refunds: Vec<PreorderRef>,
+        /// Work orders the change withdrew from their factories (a cancel: work orders no
+        /// factory had accepted yet), by id; their batches' pre-orders are among `refunds`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        withdrawn_work_orders: Vec<String>,
     },
     /// A locked batch of a cancelled campaign was refunded after the cancel: the cancel left
     /// it alone because a work order made it, and that factory has since rejected the work,

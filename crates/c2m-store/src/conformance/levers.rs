@@ -964,6 +964,23 @@ pub async fn a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_tho
     );
     retry_answers_as(&*store, &cancel, &out).await;
 
+    // The merchant's event names the withdrawn work order; a1's refund is among its refunds.
+    let events = super::events::all_events(&*store, 0, Some(&a.id)).await;
+    let changed = events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.data {
+            c2m_domain::events::EventData::CampaignChanged {
+                change,
+                refunds,
+                withdrawn_work_orders,
+                ..
+            } => Some((change.clone(), refunds.len(), withdrawn_work_orders.clone())),
+            _ => None,
+        })
+        .expect("campaign.changed");
+    assert_eq!(changed, ("cancelled".to_owned(), 1, vec![w1.id.clone()]));
+
     // f1's feed: its work order, then the notice at the next number.
     let claim = store
         .claim_factory_stream("f1", lever_at())

@@ -425,13 +425,13 @@ pub(crate) async fn lock_withdrawable<D: Backend>(
 /// withdrawn units would be planned again for a campaign the merchant cancelled. What is
 /// left is withdrawn: its state, a notice numbered in its factory's sequence, its
 /// materials back, its batches no longer in its plan; the cancel then refunds the batches
-/// nothing makes any more. Answers how many it withdrew.
+/// nothing makes any more. Answers the ids of those it withdrew, in id order.
 pub(crate) async fn withdraw_for_cancel<D: Backend>(
     tx: &mut Tx<'_, D>,
     campaign: &CampaignId,
     candidates: Vec<WorkOrder>,
     now: DateTime<Utc>,
-) -> Result<i64> {
+) -> Result<Vec<String>> {
     let mut ours = std::collections::BTreeSet::new();
     for b in tx.refundable_batches(campaign).await? {
         ours.insert(b.id);
@@ -466,7 +466,7 @@ pub(crate) async fn withdraw_for_cancel<D: Backend>(
         }
         return_materials(tx, wo, now).await?;
     }
-    Ok(chosen.len() as i64)
+    Ok(chosen.into_iter().map(|wo| wo.id).collect())
 }
 
 /// Refunds a locked batch of a cancelled campaign that a rejection has just left with no

@@ -243,14 +243,15 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
         lock_campaign,
         async |tx, (mut campaign, withdrawable)| {
             let mark = tx.event_mark();
-            let (outcome, change, refunds) = match lever {
+            let (outcome, change, refunds, withdrawn) = match lever {
                 Lever::Extend(req) => {
                     let deadline = micros(req.deadline);
                     let at = judged_at(tx, &campaign, now).await?;
                     levers::may_extend_deadline(&campaign, deadline, at)?;
                     tx.set_deadline(&campaign.id, deadline).await?;
                     campaign.terms.deadline = deadline;
-                    (LeverOutcome::of(campaign), "deadline_extended", Vec::new())
+                    let outcome = LeverOutcome::of(campaign);
+                    (outcome, "deadline_extended", Vec::new(), Vec::new())
                 }
                 Lever::Lower(req) => {
                     let threshold = req.batch_threshold;
@@ -264,7 +265,7 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
                             lock(tx, provider, &mut outcome, &open, now).await?;
                         }
                     }
-                    (outcome, "threshold_lowered", Vec::new())
+                    (outcome, "threshold_lowered", Vec::new(), Vec::new())
                 }
                 Lever::Close(_) => {
                     levers::may_close(&campaign, judged_at(tx, &campaign, now).await?)?;
@@ -279,7 +280,7 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
                             fail(tx, provider, &mut outcome, open, now).await?;
                         }
                     }
-                    (outcome, "closed", Vec::new())
+                    (outcome, "closed", Vec::new(), Vec::new())
                 }
                 Lever::Cancel(_) => {
                     levers::may_cancel(&campaign)?;
@@ -290,14 +291,15 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
                     if let Some(open) = tx.open_batch(&outcome.campaign.id).await? {
                         fail(tx, provider, &mut outcome, open, now).await?;
                     }
-                    outcome.work_orders_withdrawn =
+                    let withdrawn =
                         factory::withdraw_for_cancel(tx, &outcome.campaign.id, withdrawable, now)
                             .await?;
+                    outcome.work_orders_withdrawn = withdrawn.len() as i64;
                     let refunds = refund_locked_batches(tx, provider, &mut outcome, now).await?;
-                    (outcome, "cancelled", refunds)
+                    (outcome, "cancelled", refunds, withdrawn)
                 }
             };
-            campaign_changed(tx, mark, &outcome, change, refunds, now);
+            campaign_changed(tx, mark, &outcome, change, (refunds, withdrawn), now);
             Ok(outcome)
         },
     )
@@ -354,14 +356,15 @@ async fn refund_locked_batches<D: Backend>(
 /// transaction; a lock or failure it caused has its own event besides, after this one
 /// (at `mark`, taken before the lever acted: the cause, then its effects, so a receiver
 /// that reads a lock below the threshold it knows has already read the threshold lowered).
-/// `refunds` are the refunds of locked batches the change gave back (a cancel); the open
-/// batch's released deposits are in its `batch.failed`.
+/// `refunds` are the refunds of locked batches the change gave back (a cancel), and
+/// `withdrawn` the work orders it withdrew from their factories; the open batch's released
+/// deposits are in its `batch.failed`.
 fn campaign_changed<D: Backend>(
     tx: &mut Tx<'_, D>,
     mark: usize,
     outcome: &LeverOutcome,
     change: &str,
-    refunds: Vec<PreorderRef>,
+    (refunds, withdrawn): (Vec<PreorderRef>, Vec<String>),
     now: DateTime<Utc>,
 ) {
     let c = &outcome.campaign;
@@ -375,6 +378,7 @@ fn campaign_changed<D: Backend>(
             deadline: Some(c.terms.deadline),
             threshold: Some(c.terms.batch_threshold),
             refunds,
+            withdrawn_work_orders: withdrawn,
         },
     );
 }
