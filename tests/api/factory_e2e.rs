@@ -820,15 +820,9 @@ async fn postgres_a_factory_resubscribing_through_another_replica_ends_its_old_s
         .expect("campaigns")
         .into_inner()
         .campaigns;
-    let out = c1
-        .levers
-        .cancel_campaign(pb::CancelCampaignRequest {
-            idempotency_key: "cancel-a".into(),
-            campaign_id: campaigns[0].id.clone(),
-        })
+    let out = cancel_campaign(&mut c1, "cancel-a", &campaigns[0].id)
         .await
-        .expect("cancel")
-        .into_inner();
+        .expect("cancel");
     assert_eq!(out.work_orders_withdrawn, 1, "{out:?}");
     let notice = new.withdrawal(Duration::from_secs(10)).await;
     assert_eq!(
@@ -939,11 +933,7 @@ async fn a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(
     import(&mut c, "import", PHONE_CASES, pb::ImportMode::Replace)
         .await
         .expect("import");
-    let mut req = campaign_request("cmp-w", 10);
-    req.sku = "case-a".into();
-    req.max_per_order = None;
-    req.deposit_minor = req.unit_price_minor;
-    let cmp = created(&mut c, req).await;
+    let cmp = ready_campaign(&mut c, "cmp-w", "case-a").await;
     let order = c
         .preorders
         .place_preorder(place("w-order", &cmp.id, "consumer-1", 12))
@@ -961,15 +951,9 @@ async fn a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(
     assert_eq!((w.id.as_str(), w.seq), (planned.id.as_str(), 1));
     assert_eq!(w.state(), pb::WorkOrderState::Issued);
 
-    let out = c
-        .levers
-        .cancel_campaign(pb::CancelCampaignRequest {
-            idempotency_key: "cancel-w".into(),
-            campaign_id: cmp.id.clone(),
-        })
+    let out = cancel_campaign(&mut c, "cancel-w", &cmp.id)
         .await
-        .expect("cancel")
-        .into_inner();
+        .expect("cancel");
     assert_eq!(
         (
             out.work_orders_withdrawn,
@@ -1098,25 +1082,15 @@ async fn the_factory_example_leaves_a_withdrawn_work_order_and_makes_the_next() 
     let (exe, server, dir) = factory_example_on_phone_cases().await;
     let mut c = server.clients().await;
     phone_cases_made_by_dongguan_only(&mut c).await;
-    let mut req = campaign_request("cmp-gone", 10);
-    req.sku = "case-a".into();
-    req.max_per_order = None;
-    req.deposit_minor = req.unit_price_minor;
-    let gone = created(&mut c, req).await;
+    let gone = ready_campaign(&mut c, "cmp-gone", "case-a").await;
     c.preorders
         .place_preorder(place("gone-order", &gone.id, "consumer-1", 10))
         .await
         .expect("order");
     let first = run_planning(&mut c, "cycle-1").await.expect("plan");
-    let out = c
-        .levers
-        .cancel_campaign(pb::CancelCampaignRequest {
-            idempotency_key: "cancel-gone".into(),
-            campaign_id: gone.id.clone(),
-        })
+    let out = cancel_campaign(&mut c, "cancel-gone", &gone.id)
         .await
-        .expect("cancel")
-        .into_inner();
+        .expect("cancel");
     assert_eq!(out.work_orders_withdrawn, 1);
     locked_batch(&mut c, "cmp-kept", "case-a", 10).await;
     let second = run_planning(&mut c, "cycle-2").await.expect("plan");

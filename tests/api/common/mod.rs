@@ -684,14 +684,34 @@ pub async fn export(c: &mut Clients, format: pb::ScenarioFormat) -> String {
         .text
 }
 
-/// A campaign for `sku` with threshold 10 and one locked batch of `units` (10..=20). The
-/// deposit is the full price, so the batch is ready for production at lock.
-pub async fn locked_batch(c: &mut Clients, key: &str, sku: &str, units: i64) -> String {
+/// A campaign for `sku` with threshold 10, no per-order limit, and the full price as
+/// deposit, so a batch is ready for production when it locks.
+pub async fn ready_campaign(c: &mut Clients, key: &str, sku: &str) -> pb::Campaign {
     let mut req = campaign_request(key, 10);
     req.sku = sku.into();
     req.max_per_order = None;
     req.deposit_minor = req.unit_price_minor;
-    let cmp = created(c, req).await;
+    created(c, req).await
+}
+
+/// Cancels the campaign (`CancelCampaign` under `key`).
+pub async fn cancel_campaign(
+    c: &mut Clients,
+    key: &str,
+    campaign: &str,
+) -> Result<pb::LeverOutcome, tonic::Status> {
+    c.levers
+        .cancel_campaign(pb::CancelCampaignRequest {
+            idempotency_key: key.into(),
+            campaign_id: campaign.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// A campaign for `sku` ([`ready_campaign`]) and one locked batch of `units` (10..=20).
+pub async fn locked_batch(c: &mut Clients, key: &str, sku: &str, units: i64) -> String {
+    let cmp = ready_campaign(c, key, sku).await;
     let p = c
         .preorders
         .place_preorder(place(&format!("{key}-order"), &cmp.id, "consumer-1", units))
