@@ -98,6 +98,17 @@ impl Drop for Feed {
     }
 }
 
+/// Acknowledges `factory`'s numbers up to `seq` (0: asks the position).
+async fn ack(c: &mut Clients, factory: &str, seq: i64) -> Result<pb::AckResponse, tonic::Status> {
+    c.factory
+        .ack(pb::AckRequest {
+            factory_id: factory.into(),
+            seq,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
 fn report(
     key: &str,
     factory: &str,
@@ -670,15 +681,7 @@ async fn the_factory_example_carries_on_when_the_server_restarts_mid_work_order(
             .map(|w| (w.seq, w.state()))
             .collect::<Vec<_>>()
     );
-    let acked = c
-        .factory
-        .ack(pb::AckRequest {
-            factory_id: "dongguan-1".into(),
-            seq: 1,
-        })
-        .await
-        .expect("ack")
-        .into_inner();
+    let acked = ack(&mut c, "dongguan-1", 1).await.expect("ack");
     assert_eq!(
         acked.acked_seq, ORDERS as i64,
         "the last acknowledgement arrived"
@@ -1038,24 +1041,9 @@ async fn a_cancel_withdraws_a_work_order_the_factory_has_not_accepted(
         (w.id.as_str(), pb::WorkOrderState::Withdrawn)
     );
     assert_eq!(again.withdrawal(Duration::from_secs(5)).await, notice);
-    let acked = c
-        .factory
-        .ack(pb::AckRequest {
-            factory_id: factory.clone(),
-            seq: 2,
-        })
-        .await
-        .expect("ack the notice")
-        .into_inner();
+    let acked = ack(&mut c, &factory, 2).await.expect("ack the notice");
     assert_eq!((acked.acked_seq, acked.last_seq), (2, 2));
-    let err = c
-        .factory
-        .ack(pb::AckRequest {
-            factory_id: factory.clone(),
-            seq: 3,
-        })
-        .await
-        .expect_err("past the notice");
+    let err = ack(&mut c, &factory, 3).await.expect_err("past the notice");
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     let (rest, _) = again.drain(Duration::from_millis(300)).await;
     assert!(rest.is_empty(), "{rest:?}");
@@ -1128,15 +1116,7 @@ async fn the_factory_example_leaves_a_withdrawn_work_order_and_makes_the_next() 
             && states.contains(&(3, pb::WorkOrderState::Shipped)),
         "{states:?}"
     );
-    let acked = c
-        .factory
-        .ack(pb::AckRequest {
-            factory_id: "dongguan-1".into(),
-            seq: 0,
-        })
-        .await
-        .expect("position")
-        .into_inner();
+    let acked = ack(&mut c, "dongguan-1", 0).await.expect("position");
     assert_eq!((acked.acked_seq, acked.last_seq), (3, 3));
     server.shutdown().await;
 }

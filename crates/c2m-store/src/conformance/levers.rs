@@ -69,6 +69,19 @@ fn cancel_all(c: &CampaignId) -> Lever {
     })
 }
 
+/// A plan with one work order, at f1, making 2 units of each of `batches`, taking no
+/// stock.
+fn f1_makes(batches: &[&c2m_domain::Batch]) -> crate::NewPlan {
+    let mut order = super::part_order("f1", batches[0], 2);
+    for b in &batches[1..] {
+        order.runs.extend(super::part_order("f1", b, 2).runs);
+    }
+    let ids = batches.iter().map(|b| b.id.clone()).collect();
+    let mut plan = super::new_plan(crate::PlanStatus::Optimal, ids, vec![order]);
+    plan.detail.reservations.clear();
+    plan
+}
+
 /// Sends the lever `req` again an hour later, under its key: the retry answers as the first
 /// send did (`first`).
 async fn retry_answers_as(store: &dyn Store, req: &Lever, first: &LeverOutcome) {
@@ -808,8 +821,7 @@ pub async fn a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_m
 /// `a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_those`): this race is
 /// about the cancel's look at production.
 pub async fn a_cancel_and_a_plan_racing_for_a_batch_take_turns(fx: Arc<dyn Fixture>) {
-    use super::{locked_batch, new_plan, part_order};
-    use crate::PlanStatus;
+    use super::locked_batch;
 
     let store = fx.store();
     super::use_sample_catalogue(&*store).await;
@@ -818,14 +830,7 @@ pub async fn a_cancel_and_a_plan_racing_for_a_batch_take_turns(fx: Arc<dyn Fixtu
     for round in 0..12 {
         let b = locked_batch(&*store, "kettle-17-white").await;
         let other = locked_batch(&*store, "kettle-17-white").await;
-        let mut order = part_order("f1", &b, 2);
-        order.runs.extend(part_order("f1", &other, 2).runs);
-        let mut plan = new_plan(
-            PlanStatus::Optimal,
-            vec![b.id.clone(), other.id.clone()],
-            vec![order],
-        );
-        plan.detail.reservations.clear();
+        let plan = f1_makes(&[&b, &other]);
         let (planner, canceller) = if round % 2 == 0 {
             (store.clone(), replica.clone())
         } else {
@@ -1035,14 +1040,8 @@ pub async fn a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_tho
 
     // f1's next work order takes the number after the notice.
     let next = locked_batch(&*store, "kettle-17-white").await;
-    let mut later = new_plan(
-        PlanStatus::Optimal,
-        vec![next.id.clone()],
-        vec![part_order("f1", &next, 2)],
-    );
-    later.detail.reservations.clear();
     store
-        .store_plan(&later, lever_at())
+        .store_plan(&f1_makes(&[&next]), lever_at())
         .await
         .expect("later plan");
     let orders = store.factory_work_orders("f1", 2, 10).await.expect("feed");
@@ -1055,8 +1054,7 @@ pub async fn a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_tho
 /// the acceptance is refused as withdrawn. Never an accepted work order for refunded
 /// consumers.
 pub async fn a_cancel_and_an_acceptance_racing_take_turns(fx: Arc<dyn Fixture>) {
-    use super::{locked_batch, new_plan, part_order, report_req};
-    use crate::PlanStatus;
+    use super::{locked_batch, report_req};
     use c2m_domain::production::Progress;
     use c2m_domain::WorkOrderState;
 
@@ -1066,13 +1064,10 @@ pub async fn a_cancel_and_an_acceptance_racing_take_turns(fx: Arc<dyn Fixture>) 
     let (mut accepted, mut withdrawn) = (0, 0);
     for round in 0..12 {
         let b = locked_batch(&*store, "kettle-17-white").await;
-        let mut plan = new_plan(
-            PlanStatus::Optimal,
-            vec![b.id.clone()],
-            vec![part_order("f1", &b, 2)],
-        );
-        plan.detail.reservations.clear();
-        store.store_plan(&plan, t0()).await.expect("plan");
+        store
+            .store_plan(&f1_makes(&[&b]), t0())
+            .await
+            .expect("plan");
         let wo = store
             .factory_work_orders("f1", 0, 100)
             .await

@@ -440,18 +440,29 @@ pub(crate) async fn withdraw_for_cancel<D: Backend>(
         .into_iter()
         .filter(|wo| work_order_batches(wo).iter().all(|b| ours.contains(b)))
         .collect();
+    // The live work orders making each batch, read once.
+    let batches: std::collections::BTreeSet<BatchId> =
+        chosen.iter().flat_map(work_order_batches).collect();
+    let mut makers = std::collections::BTreeMap::new();
+    for b in batches {
+        let live = tx.live_work_orders_making(&b).await?;
+        makers.insert(b, live);
+    }
     // Until nothing changes: a batch made by a live work order not chosen keeps every
     // chosen work order making it.
     loop {
-        let mut keep = std::collections::BTreeSet::new();
-        for wo in &chosen {
-            for b in work_order_batches(wo) {
-                let live = tx.live_work_orders_making(&b).await?;
-                if live.iter().any(|id| !chosen.iter().any(|c| c.id == *id)) {
-                    keep.insert(wo.id.clone());
-                }
-            }
-        }
+        let kept = |wo: &WorkOrder| {
+            work_order_batches(wo).iter().any(|b| {
+                makers[b]
+                    .iter()
+                    .any(|id| !chosen.iter().any(|c| c.id == *id))
+            })
+        };
+        let keep: Vec<String> = chosen
+            .iter()
+            .filter(|wo| kept(wo))
+            .map(|wo| wo.id.clone())
+            .collect();
         if keep.is_empty() {
             break;
         }
