@@ -62,7 +62,9 @@ struct Args {
 #[derive(Subcommand)]
 enum Cmd {
     /// Load the catalogue (products, materials, factories, suppliers) from a scenario file;
-    /// a campaign's sku must be in the catalogue. Demands in the file are ignored.
+    /// a campaign's sku must be in the catalogue. The file is a whole scenario (each product
+    /// with its `demand`, or `due` with a horizon), but demands are not kept: campaigns are
+    /// the demand.
     ImportCatalogue {
         /// A scenario file, `.toml` or `.json`.
         file: std::path::PathBuf,

@@ -353,6 +353,12 @@ async fn the_binary_bootstraps_an_admin_and_manages_tokens() {
         listed.contains("dongguan-1") && !listed.contains(&factory[21..]),
         "{listed}"
     );
+    // One line a token, its columns lined up whatever the role's length (they drifted).
+    let state_at: Vec<_> = (listed.lines())
+        .map(|l| l.find("active").expect("every token is active"))
+        .collect();
+    assert_eq!(state_at.len(), 2, "{listed}");
+    assert!(state_at.iter().all(|&at| at == state_at[0]), "{listed}");
     let mut f = Clients::connect_as(addr, Some(&factory)).await;
     let first = f
         .factory

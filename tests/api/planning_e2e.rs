@@ -201,9 +201,63 @@ async fn scenario_errors_name_the_place_and_campaign_skus_stay() {
         "{err:?}"
     );
 
+    // A made-up currency is refused at the import, by the rule campaigns are held to:
+    // taken, it left a catalogue no campaign could ever be created on.
+    let made_up = PHONE_CASES.replace("currency = \"CNY\"", "currency = \"ABC\"");
+    assert_ne!(made_up, PHONE_CASES);
+    let export = async |c: &mut Clients| {
+        let r = (c
+            .catalogue
+            .export_scenario(pb::ExportScenarioRequest::default())
+            .await)
+            .expect("export")
+            .into_inner();
+        (r.version, r.text)
+    };
+    let before = export(&mut c).await;
+    let err = import(&mut c, "abc", &made_up, pb::ImportMode::Replace)
+        .await
+        .unwrap_err();
+    assert_refused(&err, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(error_meta(&err, "field").as_deref(), Some("currency"));
+    assert!(
+        err.message().contains("not an ISO 4217 currency"),
+        "{err:?}"
+    );
+    assert_eq!(export(&mut c).await, before, "nothing written");
+
     import(&mut c, "good", PHONE_CASES, pb::ImportMode::Replace)
         .await
         .expect("import");
+    // A product factory lines make is not deleted from under them: the catalogue's state
+    // refuses it (the request is well formed), naming who makes it.
+    let delete = |key: &str, kind: pb::CatalogueKind, id: &str| pb::DeleteCatalogueEntryRequest {
+        idempotency_key: key.into(),
+        kind: kind as i32,
+        id: id.into(),
+    };
+    let err = (c.catalogue)
+        .delete_catalogue_entry(delete("del-b", pb::CatalogueKind::Product, "case-b"))
+        .await
+        .unwrap_err();
+    assert_refused(&err, Code::FailedPrecondition, "ENTRY_IN_USE");
+    let meta = |k| error_meta(&err, k);
+    assert_eq!(
+        [
+            meta("kind"),
+            meta("id"),
+            meta("usedByKind"),
+            meta("usedBy"),
+            meta("uses")
+        ],
+        ["product", "case-b", "factory", "dongguan-1", "2"].map(|v| Some(v.to_owned()))
+    );
+    let err = (c.catalogue)
+        .delete_catalogue_entry(delete("del-ink", pb::CatalogueKind::Material, "ink"))
+        .await
+        .unwrap_err();
+    assert_refused(&err, Code::FailedPrecondition, "ENTRY_IN_USE");
+    assert_eq!(error_meta(&err, "usedBy").as_deref(), Some("case-a"));
     locked_batch(&mut c, "cmp-a", "case-a", 10).await;
     let err = c
         .catalogue

@@ -415,6 +415,26 @@ pub enum Refusal {
         material: String,
         work_order: String,
     },
+    /// An entry other entries of the catalogue name cannot be deleted alone: a product a
+    /// factory's line makes, a material a product's bill of materials takes or a supplier
+    /// offers. The delete is well formed and succeeds once those entries no longer name
+    /// it, so this is the catalogue's state refusing it, not a malformed request.
+    #[error(
+        "{kind} `{id}` is named by {used_by_kind} `{used_by}`{}; import {} again without it \
+         (a merge replaces just that entry), then delete the {kind}",
+        match .uses - 1 { 0 => String::new(), 1 => " and one more entry".into(), n => format!(" and {n} more entries") },
+        if *.uses > 1 { "those entries" } else { "that entry" }
+    )]
+    EntryInUse {
+        /// `product` or `material`.
+        kind: &'static str,
+        id: String,
+        /// `factory`, `product` or `supplier`: what names it first.
+        used_by_kind: &'static str,
+        used_by: String,
+        /// How many entries name it.
+        uses: i64,
+    },
 }
 
 /// "1 unit", "2 units".
@@ -485,6 +505,7 @@ impl Refusal {
             PurchaseOrderNotOpen { .. } => "PURCHASE_ORDER_NOT_OPEN",
             MaterialNotInCatalogue { .. } => "MATERIAL_NOT_IN_CATALOGUE",
             MaterialInUse { .. } => "MATERIAL_IN_USE",
+            EntryInUse { .. } => "ENTRY_IN_USE",
             CampaignEnded { .. } => "CAMPAIGN_ENDED",
             DeadlineNotLater { .. } => "DEADLINE_NOT_LATER",
             ThresholdNotLower { .. } => "THRESHOLD_NOT_LOWER",
@@ -639,6 +660,19 @@ impl Refusal {
             } => vec![
                 ("material", material.clone()),
                 ("workOrderId", work_order.clone()),
+            ],
+            EntryInUse {
+                kind,
+                id,
+                used_by_kind,
+                used_by,
+                uses,
+            } => vec![
+                ("kind", (*kind).to_owned()),
+                ("id", id.clone()),
+                ("usedByKind", (*used_by_kind).to_owned()),
+                ("usedBy", used_by.clone()),
+                ("uses", n(uses)),
             ],
             PurchaseOrderCancelled { purchase_order } => {
                 vec![("purchaseOrderId", purchase_order.clone())]

@@ -714,6 +714,10 @@ pub struct Evidence {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FillModel {
     opens_at: DateTime<Utc>,
+    /// The deadline as the campaign has it: `opens_at` plus `length` in float days is
+    /// within a millisecond of it, not on it, and an extension advised from that read
+    /// 23:59:59.999 where the merchant had set midnight.
+    deadline: DateTime<Utc>,
     /// Days since the campaign opened.
     now: f64,
     /// The campaign's length in days.
@@ -1392,6 +1396,7 @@ impl FillModel {
             .clamp(0.0, 0.95);
 
         let mut model = FillModel {
+            deadline: history.deadline,
             opens_at: history.opens_at,
             now: t_now,
             length,
@@ -1656,7 +1661,7 @@ impl FillModel {
 
     /// The deadline the model was fitted with.
     pub fn deadline(&self) -> DateTime<Utc> {
-        self.at(self.length)
+        self.deadline
     }
 
     fn at(&self, t: f64) -> DateTime<Utc> {
@@ -2406,6 +2411,42 @@ mod tests {
         assert!(spread.evidence.effective_orders > 40.0, "{spread:?}");
         let width = |f: &FillForecast| f.projected_units_p90 - f.projected_units_p10;
         assert!(2 * width(&spread) < width(&f), "{spread:?}\n{f:?}");
+    }
+
+    /// The model's deadline is the campaign's to the microsecond: the advice adds whole
+    /// days to it. Taken as the opening plus the length in float days it read 23:59:59.999
+    /// for a midnight deadline of a campaign opened at an odd instant (a QA pass).
+    #[test]
+    fn the_model_keeps_the_campaigns_deadline_exactly() {
+        let opens_at =
+            Utc.with_ymd_and_hms(2026, 12, 7, 9, 50, 44).unwrap() + Duration::microseconds(123_457);
+        let deadline = Utc.with_ymd_and_hms(2027, 2, 8, 0, 0, 0).unwrap();
+        let history = ArrivalHistory {
+            opens_at,
+            deadline,
+            first_deadline: None,
+            first_threshold: None,
+            arrivals: (1..=3)
+                .map(|h| Arrival {
+                    at: opens_at + Duration::hours(h),
+                    units: 1,
+                })
+                .collect(),
+            cancellations: vec![],
+        };
+        let batch = OpenBatch {
+            units: 3,
+            threshold: 100,
+        };
+        let now = opens_at + Duration::days(1);
+        let config = ForecastConfig::default();
+        let model = FillModel::fit(&history, batch, now, None, &config).unwrap();
+        assert_eq!(model.deadline(), deadline);
+        assert_ne!(
+            model.at(model.length),
+            deadline,
+            "the float path is off by a hair here, so this test tells the two apart"
+        );
     }
 
     #[test]

@@ -257,25 +257,36 @@ async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
                 .context("cannot write to standard output")?;
         }
         TokenCommand::List { store } => {
-            for c2m_store::StoredToken {
-                token: t,
-                revoked_at,
-                ..
-            } in store.open().await?.tokens().await?
-            {
-                let listed = say(format_args!(
-                    "{}  {:<10} {:<14} {:<8} {}",
-                    t.id,
-                    t.role,
-                    t.factory.as_deref().unwrap_or("-"),
-                    if revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
+            let rows: Vec<[String; 5]> = (store.open().await?.tokens().await?)
+                .into_iter()
+                .map(
+                    |c2m_store::StoredToken {
+                         token: t,
+                         revoked_at,
+                         ..
+                     }| {
+                        let state = if revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        [
+                            t.id.to_string(),
+                            t.role.to_string(),
+                            t.factory.unwrap_or_else(|| "-".into()),
+                            state.into(),
+                            t.label,
+                        ]
                     },
-                    t.label
-                ));
-                match listed {
+                )
+                .collect();
+            // Columns as wide as their widest entry (a role's `Display` ignores a width, and
+            // factory ids have no bound), so every column lines up.
+            let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+            let (role, factory, state) = (width(1), width(2), width(3));
+            for [id, r, f, s, label] in &rows {
+                let line = format!("{id}  {r:<role$}  {f:<factory$}  {s:<state$}  {label}");
+                match say(format_args!("{}", line.trim_end())) {
                     Ok(()) => {}
                     // `c2m token list | head` has what it wanted: stop there, quietly.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
 use c2m_domain::ids::PurchaseOrderId;
-use c2m_domain::{BatchId, Clock, DomainError, IdempotencyKey, Refusal};
+use c2m_domain::{BatchId, Clock, Currency, DomainError, IdempotencyKey, Refusal};
 use c2m_planner as planner;
 use c2m_store::catalogue::{
     CatalogueFactory, CatalogueMaterial, CatalogueProduct, CatalogueSupplier, FactoryCalendar,
@@ -183,11 +183,16 @@ pub fn catalogue_of(
             ));
         }
     }
+    // The scenario contract asks only for three capital letters; the service holds the
+    // catalogue to the rule campaigns are held to, or a catalogue in a made-up code (`ABC`)
+    // was imported and then no campaign could be created on it: not in `ABC` (no ISO 4217
+    // currency), not in any other (`CURRENCY_MISMATCH`).
+    let currency = Currency::parse(&s.currency)?;
     let period_days = s.horizon.as_ref().map(|h| h.period_days);
     Ok(Catalogue {
         version: 0,
         name: s.name.clone(),
-        currency: Some(s.currency.clone()),
+        currency: Some(currency.as_str().to_owned()),
         material_deadline_days: s.material_deadline_days,
         products: s
             .products

@@ -308,6 +308,44 @@ pub(crate) fn apply(current: &Catalogue, edit: &CatalogueEdit) -> Result<Catalog
     Ok(next)
 }
 
+/// Refuses to delete a product or material that other entries name (`ENTRY_IN_USE`): the
+/// catalogue left behind would name something it no longer has. Found here rather than
+/// by the scenario check every change passes, which would refuse it too, but as a
+/// malformed request naming a place in the stored catalogue the delete does not have.
+/// Checked after the rules that read the store: a product a campaign sells is
+/// `SKU_IN_USE` whatever its lines, which says more.
+fn in_use(c: &Catalogue, kind: CatalogueKind, id: &str) -> Result<(), DomainError> {
+    let users: Vec<(&'static str, &str)> = match kind {
+        CatalogueKind::Product => c
+            .factories
+            .iter()
+            .filter(|f| f.lines.iter().any(|l| l.sku == id))
+            .map(|f| ("factory", f.id.as_str()))
+            .collect(),
+        CatalogueKind::Material => (c.products.iter())
+            .filter(|p| p.bom.contains_key(id))
+            .map(|p| ("product", p.sku.as_str()))
+            .chain(
+                (c.suppliers.iter())
+                    .filter(|s| s.offers.iter().any(|o| o.material == id))
+                    .map(|s| ("supplier", s.id.as_str())),
+            )
+            .collect(),
+        CatalogueKind::Factory | CatalogueKind::Supplier => Vec::new(),
+    };
+    match users.first() {
+        None => Ok(()),
+        Some(&(used_by_kind, used_by)) => Err(c2m_domain::Refusal::EntryInUse {
+            kind: kind.as_str(),
+            id: id.to_owned(),
+            used_by_kind,
+            used_by: used_by.to_owned(),
+            uses: users.len() as i64,
+        }
+        .into()),
+    }
+}
+
 fn is_empty(c: &Catalogue) -> bool {
     c.products.is_empty()
         && c.materials.is_empty()
@@ -383,6 +421,9 @@ pub(crate) async fn change_catalogue<D: Backend>(
         // The sku rule first: its error says more than the rules the removal would break.
         sku_rule(tx, &gone_products).await?;
         material_rule(tx, &gone_materials).await?;
+        if let CatalogueEdit::Delete { kind, id } = &edit {
+            in_use(&current, *kind, id)?;
+        }
         currency_rule(tx, &current, &next).await?;
         check(&current, &next)?;
 
@@ -603,5 +644,113 @@ mod tests {
             .map(|f| f.calendar.as_ref().unwrap().starts_at)
             .collect();
         assert_eq!(starts, [Some(now), Some(given)]);
+    }
+
+    /// A product a factory's line makes, or a material a bill of materials takes or a
+    /// supplier offers, is not deleted alone: `ENTRY_IN_USE` names the first entry that
+    /// names it and counts them; once they no longer do, the same delete goes through.
+    #[test]
+    fn a_delete_of_an_entry_others_name_is_refused_until_they_do_not() {
+        let line = |sku: &str| FactoryLine {
+            sku: sku.into(),
+            unit_cost: 1.0,
+            setup_cost: 0.0,
+            min_run: 0,
+            hours_per_unit: 0.1,
+            setup_hours: 0.0,
+        };
+        let factory = |id: &str, lines| CatalogueFactory {
+            id: id.into(),
+            capacity_hours: 40.0,
+            lines,
+            calendar: None,
+        };
+        let offer = SupplierOffer {
+            material: "steel".into(),
+            moq: 0.0,
+            pack_size: None,
+            max_qty: None,
+            order_cost: 0.0,
+            breaks: vec![OfferPriceBreak {
+                min_qty: 0.0,
+                unit_price: 2.0,
+            }],
+        };
+        let c = Catalogue {
+            products: ["kettle", "pot"]
+                .map(|sku| CatalogueProduct {
+                    sku: sku.into(),
+                    bom: BTreeMap::from([("steel".to_owned(), 1.0)]),
+                })
+                .into(),
+            materials: vec![CatalogueMaterial {
+                id: "steel".into(),
+                unit: "kg".into(),
+                on_hand: 0.0,
+                holding_cost: 0.0,
+            }],
+            factories: vec![
+                factory("f1", vec![line("pot")]),
+                factory("f2", vec![line("kettle")]),
+                factory("f3", vec![line("pot"), line("kettle")]),
+            ],
+            suppliers: vec![CatalogueSupplier {
+                id: "s1".into(),
+                lead_days: 0,
+                offers: vec![offer],
+            }],
+            ..Catalogue::default()
+        };
+        // As `change_catalogue` runs them, without the rules that read the store.
+        let delete = |c: &Catalogue, kind, id: &str| {
+            let next = apply(
+                c,
+                &CatalogueEdit::Delete {
+                    kind,
+                    id: id.into(),
+                },
+            )?;
+            in_use(c, kind, id).map(|()| next)
+        };
+        let refused = |kind, id: &str, used_by_kind, used_by: &str, uses| {
+            Err(DomainError::Refused(c2m_domain::Refusal::EntryInUse {
+                kind,
+                id: id.into(),
+                used_by_kind,
+                used_by: used_by.into(),
+                uses,
+            }))
+        };
+        assert_eq!(
+            delete(&c, CatalogueKind::Product, "kettle"),
+            refused("product", "kettle", "factory", "f2", 2)
+        );
+        assert_eq!(
+            delete(&c, CatalogueKind::Material, "steel"),
+            refused("material", "steel", "product", "kettle", 3)
+        );
+        let Err(e) = delete(&c, CatalogueKind::Product, "kettle") else {
+            unreachable!()
+        };
+        assert_eq!(e.reason(), "ENTRY_IN_USE");
+        assert!(
+            e.to_string()
+                .starts_with("product `kettle` is named by factory `f2` and one more entry;"),
+            "{e}"
+        );
+        // Not found is said before in use, and entries nothing names go.
+        assert!(matches!(
+            delete(&c, CatalogueKind::Product, "pan"),
+            Err(DomainError::NotFound { .. })
+        ));
+        let without_f1 = delete(&c, CatalogueKind::Factory, "f1").unwrap();
+        assert_eq!(without_f1.factories.len(), 2);
+
+        // The lines gone (each factory imported again without them), the product goes.
+        let mut no_lines = c.clone();
+        no_lines.factories[1].lines.clear();
+        no_lines.factories[2].lines.retain(|l| l.sku != "kettle");
+        let after = delete(&no_lines, CatalogueKind::Product, "kettle").unwrap();
+        assert_eq!(after.products.len(), 1);
     }
 }

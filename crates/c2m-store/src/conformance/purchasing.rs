@@ -443,7 +443,22 @@ pub async fn receipts_count_pieces_whole_and_only_for_materials_in_the_catalogue
     assert_eq!(r.state, PurchaseOrderState::Received);
     assert_eq!(on_hand(&*store, "cord").await, 5.5);
 
-    // The material leaves the catalogue: its receipt is refused and nothing is written.
+    // The material leaves the catalogue (the kettle's bill of materials first, or the
+    // delete is ENTRY_IN_USE): its receipt is refused and nothing is written.
+    let mut kettle = (store.catalogue().await.unwrap().products.into_iter())
+        .find(|p| p.sku == "kettle-17-white")
+        .expect("the sample's kettle");
+    kettle.bom.remove("cord");
+    super::change(
+        &*store,
+        crate::CatalogueEdit::Merge(crate::Catalogue {
+            products: vec![kettle],
+            ..crate::Catalogue::default()
+        }),
+        super::accept_all(),
+    )
+    .await
+    .expect("the kettle without its cord");
     super::change(
         &*store,
         crate::CatalogueEdit::Delete {
