@@ -526,7 +526,7 @@ fn table(phases: &[Phase]) -> Vec<String> {
 /// A catalogue with the one product the campaigns sell (merged, nothing else changes).
 fn catalogue() -> String {
     format!(
-        "name = \"bench load\"\ncurrency = \"CNY\"\n\n[[products]]\nsku = \"{SKU}\"\ndemand = 0\n"
+        "name = \"bench load\"\ncurrency = \"CNY\"\n\n[[products]]\nsku = \"{SKU}\"\ndemand = 0\nbom = {{}}\n"
     )
 }
 

@@ -167,6 +167,7 @@ currency = "CNY"
 [[products]]
 sku = "lever-kettle"
 demand = 0
+bom = {}
 
 [[factories]]
 id = "foshan-1"

@@ -253,6 +253,7 @@ currency = "CNY"
 [[products]]
 sku = "tls-mug"
 demand = 0
+bom = {}
 
 [[factories]]
 id = "cixi-1"

@@ -318,7 +318,15 @@ pub fn render_text(v: &ValidatedScenario, plan: &Plan) -> String {
         let _ = writeln!(out, "Cost per unit (full cost per demanded unit):");
         let mut t = Table::new(&["sku", "cost per unit"], &[false, true]);
         for (sku, c) in plan.cost_per_unit.iter() {
-            t.row(vec![sku.to_string(), money(c.round() as i64, cur)]);
+            // A partial plan that makes none of a sku has no cost for it: 0.00 read as
+            // free units.
+            let made = plan.runs.iter().any(|r| r.sku == sku && r.quantity > 0);
+            let shown = if made || c > 0.0 {
+                money(c.round() as i64, cur)
+            } else {
+                "-".to_string()
+            };
+            t.row(vec![sku.to_string(), shown]);
         }
         t.render(&mut out);
         out.push('\n');

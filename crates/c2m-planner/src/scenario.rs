@@ -256,7 +256,9 @@ struct ProductFile {
     late_cost: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due: Option<Vec<Due>>,
-    #[serde(default)]
+    /// Required, as the contract marks only what may be left out: a file that lost its
+    /// `[products.bom]` table was planned as needing no material, cheap and wrong. A
+    /// product of nothing bought writes `bom = {}`.
     bom: BTreeMap<String, f64>,
 }
 

@@ -516,8 +516,10 @@ impl Scenario {
                 c.non_negative(|| at("order_cost"), o.order_cost);
                 if let Some(p) = o.pack_size {
                     c.non_negative(|| at("pack_size"), p);
-                    if p > 0.0 && p.is_finite() && (o.max_qty.unwrap_or(0.0) / p) > MAX_UNITS as f64
-                    {
+                    // A `max_qty` that is not a finite number is refused on its own; it
+                    // said "pack_size: too small" first, of a pack size that was fine.
+                    let max = o.max_qty.filter(|m| m.is_finite()).unwrap_or(0.0);
+                    if p > 0.0 && p.is_finite() && (max / p) > MAX_UNITS as f64 {
                         c.err(at("pack_size"), "too small for the quantities offered");
                     }
                 }

@@ -211,6 +211,7 @@ currency = "USD"
 [[products]]
 sku = "p"
 demand = {demand}
+bom = {{}}
 
 {factories}
 "#
@@ -472,6 +473,7 @@ currency = "EUR"
 [[products]]
 sku = "orphan"
 demand = 5
+bom = {}
 "#,
     );
     for p in solve_all(&v) {

@@ -344,6 +344,158 @@ fn a_second_setup_is_cheaper_than_costly_lateness() {
     }
 }
 
+// Two products share 10 kg of `m` on hand, 10 of each due in period 0; `a`
+// may never be late, `b` may (5 a unit a period). More `m` arrives from period
+// 2 (lead 14 days), and period 2 has 5 hours (1 a unit). Whatever the plan, 15
+// units can be made: 10 from what is on hand, 5 in period 2. The best partial
+// plan keeps the never-late promise: `a` gets the 10 on hand, `b` makes 5 in
+// period 2 and is short by 5 at the end. (It once gave the stock to `b`, which
+// may be late, and named `a` short though `a` alone can be made in full.) The
+// diagnosis names `b`'s causes: the hours of period 2, and `m`, whose stock
+// before its first arrival covers 10 of the 20 both need by then.
+#[test]
+fn a_partial_plan_keeps_the_never_late_promise_with_a_shared_material() {
+    let v = scenario(&format!(
+        r#"
+name = "shared"
+currency = "CNY"
+
+[horizon]
+periods = 3
+period_days = 7
+
+[[products]]
+sku = "a"
+bom = {{ m = 1.0 }}
+due = [ {{ period = 0, quantity = 10 }} ]
+
+[[products]]
+sku = "b"
+bom = {{ m = 1.0 }}
+due = [ {{ period = 0, quantity = 10 }} ]
+late_cost = 5.0
+
+[[materials]]
+id = "m"
+unit = "kg"
+on_hand = 10.0
+
+[[factories]]
+id = "f"
+capacity_hours = [100.0, 100.0, 5.0]
+
+[[factories.lines]]
+sku = "a"
+unit_cost = 100.0
+hours_per_unit = 1.0
+
+[[factories.lines]]
+sku = "b"
+unit_cost = 100.0
+hours_per_unit = 1.0
+{}"#,
+        PLAIN_OFFER.replace("LEAD", "14")
+    ));
+    for p in solve_all(&v) {
+        assert_eq!(p.status, PlanStatus::Infeasible);
+        let short: Vec<_> = (p.shortfalls.iter())
+            .map(|s| (s.sku.as_str(), s.short_by, s.period))
+            .collect();
+        assert_eq!(short, vec![("b", 5, Some(0))], "{}", p.solver);
+        let made = |sku: &str| -> Vec<(i64, usize)> {
+            (p.runs.iter())
+                .filter(|r| r.sku == sku)
+                .map(|r| (r.quantity, r.period.unwrap()))
+                .collect()
+        };
+        assert_eq!(made("a"), vec![(10, 0)]);
+        assert_eq!(made("b"), vec![(5, 2)]);
+        let d = p.diagnosis.as_ref().unwrap();
+        assert_eq!(d.reasons.len(), 1, "{:?}", d.reasons);
+        assert_eq!(
+            d.reasons[0],
+            "`b` is short by 5 at the end of the horizon (behind from period 0): `f` uses \
+             all its hours in period 2; material `m`: no offer arrives before period 2, and \
+             the 10 on hand and received by period 1 cover 10 of the 20 needed by then \
+             (with `a`)"
+        );
+    }
+}
+
+// `p` (never late) has 10 due in period 0 and 4 kg of `m` on hand; `m` first
+// arrives in period 1. `q` (no material, may be late) has 100 due in period 1,
+// which has 20 hours, so the partial plan fills period 0's 100 hours with `q` and
+// `p`. `p` is short by 6 from period 0 because of `m` alone: more hours in period
+// 0 would not make one more `p`, so the diagnosis does not name them (it said
+// "`f` uses all its hours in periods 0", a QA pass found).
+#[test]
+fn hours_filled_by_others_are_no_reason_when_a_material_explains_the_shortfall() {
+    let v = scenario(
+        r#"
+name = "t3"
+currency = "CNY"
+
+[horizon]
+periods = 3
+period_days = 7
+
+[[products]]
+sku = "p"
+due = [ { period = 0, quantity = 10 }, { period = 2, quantity = 5 } ]
+bom = { m = 1.0 }
+
+[[products]]
+sku = "q"
+due = [ { period = 1, quantity = 100 } ]
+late_cost = 3.0
+bom = { }
+
+[[materials]]
+id = "m"
+unit = "kg"
+on_hand = 4.0
+
+[[factories]]
+id = "f"
+capacity_hours = [ 100.0, 20.0, 20.0 ]
+
+[[factories.lines]]
+sku = "p"
+unit_cost = 1.0
+hours_per_unit = 1.0
+
+[[factories.lines]]
+sku = "q"
+unit_cost = 1.0
+hours_per_unit = 1.0
+
+[[suppliers]]
+id = "s"
+lead_days = 3
+
+[[suppliers.offers]]
+material = "m"
+breaks = [ { min_qty = 0.0, unit_price = 10.0 } ]
+"#,
+    );
+    for p in solve_all(&v) {
+        assert_eq!(p.status, PlanStatus::Infeasible);
+        let short: Vec<_> = (p.shortfalls.iter())
+            .map(|s| (s.sku.as_str(), s.short_by, s.period))
+            .collect();
+        assert_eq!(short, vec![("p", 6, Some(0))], "{}", p.solver);
+        let d = p.diagnosis.as_ref().unwrap();
+        assert_eq!(
+            d.reasons,
+            vec![
+                "`p` is short by 6 from period 0: material `m`: no offer arrives before period \
+                 1 (s/m: 3 days, first arrival in period 1), and the 4 on hand and received by \
+                 period 0 cover 4 units of the 10 due by then"
+            ]
+        );
+    }
+}
+
 // 10 due by the end of period 1, never late; no stock; the only offer has a
 // lead of 14 days = 2 weeks, so the material arrives in period 2 at the
 // earliest. No plan makes the 10 by period 1: infeasible. The best partial

@@ -101,6 +101,33 @@ fn unknown_field_names_the_field_and_its_place() {
     assert!(e[0].1.contains("unknown field `colour`"), "{}", e[0].1);
 }
 
+/// A product without `bom` is refused, not planned as needing no material: the contract
+/// marks what may be left out, and a file that lost its `[products.bom]` table was
+/// planned cheap and wrong (a QA pass).
+#[test]
+fn a_product_without_its_bom_is_refused() {
+    let text = SMALL.replace("bom = { tpu = 0.045, ink = 0.002 }\n", "");
+    assert_ne!(text, SMALL);
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "products[0]");
+    assert!(e[0].1.contains("missing field `bom`"), "{}", e[0].1);
+    // A product of nothing bought says so.
+    let none = SMALL.replace("bom = { tpu = 0.045, ink = 0.002 }", "bom = {}");
+    Scenario::from_toml_str(&none).unwrap().validate().unwrap();
+}
+
+/// A `max_qty` that is no number is the one error: the pack size beside it is fine (it
+/// was refused as "too small for the quantities offered" first).
+#[test]
+fn an_infinite_max_qty_is_its_own_error_only() {
+    let text = SMALL.replace("max_qty = 10000.0", "max_qty = inf");
+    assert_eq!(
+        paths(&text),
+        vec!["suppliers[0].offers[0].max_qty".to_string()]
+    );
+}
+
 #[test]
 fn unknown_top_level_field() {
     let text = format!("horizon = 3\n{SMALL}");

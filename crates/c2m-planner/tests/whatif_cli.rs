@@ -221,6 +221,17 @@ changes = [ { set = "factories.cixi-1.capacity_hrs", value = 100.0 } ]"#,
         e.contains("factories.cixi-1 has no field `capacity_hrs`"),
         "{e}"
     );
+    // The horizon is a field of the contract: a version 1 scenario is told why an
+    // overlay cannot add one (it was "has no field `horizon`").
+    let e = compare_err(
+        r#"[[variants]]
+name = "weeks"
+changes = [ { set = "horizon", value = { periods = 4, period_days = 7 } } ]"#,
+    );
+    assert!(
+        e.contains("the scenario is version 1 (no [horizon]): an overlay cannot add a horizon"),
+        "{e}"
+    );
     // A negative capacity: the variant and the scenario's field.
     let e = compare_err(
         r#"[[variants]]

@@ -515,6 +515,16 @@ fn the_command_line_sweeps_a_lead_time() {
         e.contains("--from: a lead time cannot be negative, got -7"),
         "{e}"
     );
+    // Whole days, as in a file: half a day is refused, not rounded up to one.
+    let e = cli(
+        &mut env,
+        "sweep lead.toml --lead-time slow --from 0.5 --to 7",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("--from (0.5) must be a whole number of days for a lead-time sweep"),
+        "{e}"
+    );
 
     // compare and scenario summary accept the v2 scenario too.
     let out = cli(&mut env, "compare lead.toml ov.toml --csv").unwrap();
@@ -783,19 +793,18 @@ fn a_lead_time_sweep_over_a_huge_range_takes_fifty_points() {
     // Slow delivers within the horizon only at 0 days; every longer lead time is past
     // the horizon's four weeks: two models.
     assert_eq!(env.1, 2);
-    // A range under a day is not refused as `got 1` point: it is swept, and its one
-    // whole day (0) is one row, not the same row twice.
-    let out = cli(
+    // A range under a day is refused as what it is, days that are not whole (it was
+    // swept as its one whole day, 0, after a QA pass found it refused as `got 1` point).
+    let e = cli(
         &mut env,
-        "sweep lead.toml --lead-time slow --from 0.2 --to 0.4 --json --svg lead.svg",
+        "sweep lead.toml --lead-time slow --from 0.2 --to 0.4 --json --svg under.svg",
     )
-    .unwrap();
-    let json: Value = serde_json::from_str(&out).unwrap();
-    let points = json["points"].as_array().unwrap();
-    assert_eq!(points.len(), 1, "{points:?}");
-    assert_eq!(points[0]["x"], 0.0);
-    let svg = &env.0["lead.svg"];
-    assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    .unwrap_err();
+    assert!(
+        e.contains("--from (0.2) must be a whole number of days"),
+        "{e}"
+    );
+    assert!(!env.0.contains_key("under.svg"));
 }
 
 /// More points than whole values in the range give each whole value once: a demand

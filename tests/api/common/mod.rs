@@ -442,7 +442,9 @@ pub const CAMPAIGN_SKU: &str = "kettle-17-white";
 pub async fn ensure_skus(c: &mut Clients, skus: &[&str]) {
     let mut text = String::from("name = \"test products\"\ncurrency = \"CNY\"\n");
     for sku in skus {
-        text.push_str(&format!("\n[[products]]\nsku = \"{sku}\"\ndemand = 0\n"));
+        text.push_str(&format!(
+            "\n[[products]]\nsku = \"{sku}\"\ndemand = 0\nbom = {{}}\n"
+        ));
     }
     c.catalogue
         .import_scenario(pb::ImportScenarioRequest {

@@ -203,6 +203,19 @@ pub(crate) fn shadow_prices(
     })
 }
 
+/// `period 3` or `periods 0-2, 5`.
+fn in_periods(periods: &[usize]) -> String {
+    match periods {
+        [one] => format!("period {one}"),
+        _ => format!("periods {}", ranges(periods)),
+    }
+}
+
+/// A quantity for people: to a millionth, without float noise.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 /// Ranges of consecutive periods, for people: `0-2, 5`.
 fn ranges(periods: &[usize]) -> String {
     let mut out: Vec<String> = Vec::new();
@@ -298,7 +311,7 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                 .push(format!("{head}: no factory has a line for it"));
             continue;
         }
-        let mut why = Vec::new();
+        let mut hours_why = Vec::new();
         let mut seen_factories = Vec::new();
         for l in &lines {
             if seen_factories.contains(&l.factory) {
@@ -312,7 +325,7 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                 .filter(|&t| v.hours(l.factory)[t] + EPS >= min_hours)
                 .collect();
             if fits.is_empty() {
-                why.push(format!(
+                hours_why.push(format!(
                     "its minimum run at `{}` needs {min_hours} hours, more than any period \
                      0-{until} has",
                     fac.id
@@ -329,35 +342,91 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                 .filter(|&t| v.hours(l.factory)[t] <= 0.0)
                 .collect();
             if !full.is_empty() {
-                why.push(format!(
-                    "`{}` uses all its hours in periods {}",
+                hours_why.push(format!(
+                    "`{}` uses all its hours in {}",
                     fac.id,
-                    ranges(&full)
+                    in_periods(&full)
                 ));
             }
             if !closed.is_empty() {
-                why.push(format!(
-                    "`{}` is closed in periods {}",
-                    fac.id,
-                    ranges(&closed)
-                ));
+                hours_why.push(format!("`{}` is closed in {}", fac.id, in_periods(&closed)));
             }
         }
         // The units that must be made by `until`: a material is a cause only
-        // when what can be on hand by then does not cover them.
+        // when what can be on hand by then does not cover them, the product's
+        // own or, shared, those of every product due by then that takes it.
         let due_by: i64 = v.due(p)[..=until].iter().sum();
+        let mut material_why = Vec::new();
+        // Whether a material alone leaves the product short of every unit it is short
+        // of: then the hours the partial plan filled are not why (more of them would
+        // not make a unit), and naming them sent people to the wrong lever.
+        let mut explained = false;
         for &(m, a) in v.bom(p) {
             let mat = &s.materials[m];
             if a <= 0.0 {
                 continue;
             }
+            let sharers: Vec<usize> = (0..s.products.len())
+                .filter(|&q| v.bom(q).iter().any(|&(mq, aq)| mq == m && aq > 0.0))
+                .collect();
+            let shared_need = |t: usize| -> f64 {
+                (sharers.iter())
+                    .map(|&q| {
+                        let aq = v
+                            .bom(q)
+                            .iter()
+                            .find(|&&(mq, _)| mq == m)
+                            .map_or(0.0, |x| x.1);
+                        aq * v.due(q)[..=t].iter().sum::<i64>() as f64
+                    })
+                    .sum()
+            };
+            let others = |p: usize| -> String {
+                (sharers.iter())
+                    .filter(|&&q| q != p && v.due(q).iter().any(|&d| d > 0))
+                    .map(|&q| format!("`{}`", s.products[q].sku))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let Some(have) = obtainable_by(v, m, until) else {
-                // An offer without a cap arrives in time: any quantity can.
+                // An offer without a cap arrives in time: any quantity can, but only
+                // from its first arrival. When what is on hand before then does not
+                // cover what is due before then of every product taking it, the rest
+                // waits for that period, and the hours from then on.
+                let from = first[m];
+                if from == 0 || from > until {
+                    continue;
+                }
+                let before = obtainable_by(v, m, from - 1).unwrap_or(f64::INFINITY);
+                let need = shared_need(from - 1);
+                if before + 1e-9 >= need {
+                    continue;
+                }
+                let with = others(p);
+                material_why.push(format!(
+                    "material `{}`: no offer arrives before period {from}, and the {} on hand \
+                     and received by period {} cover {} of the {} needed by then{}",
+                    mat.id,
+                    round6(before),
+                    from - 1,
+                    round6(before),
+                    round6(need),
+                    if with.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (with {with})")
+                    }
+                ));
                 continue;
             };
             let covers = ((have / a) + 1e-9).floor();
-            if covers >= due_by as f64 {
+            let own_short = covers < due_by as f64;
+            let need = shared_need(until);
+            if !own_short && have + 1e-9 >= need {
                 continue;
+            }
+            if own_short && due_by as f64 - covers >= short as f64 {
+                explained = true;
             }
             let offers: Vec<String> = v
                 .offers()
@@ -420,14 +489,30 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
             } else {
                 "on hand, received and ordered up to the caps"
             };
-            why.push(format!(
-                "material `{}`: {arrival}, and the {} {source} by period {until} cover {} \
-                 units of the {due_by} due by then",
-                mat.id,
-                (have * 1e6).round() / 1e6,
-                covers
-            ));
+            material_why.push(if own_short {
+                format!(
+                    "material `{}`: {arrival}, and the {} {source} by period {until} cover {} \
+                     units of the {due_by} due by then",
+                    mat.id,
+                    round6(have),
+                    covers
+                )
+            } else {
+                // Enough for this product alone, not for every product due by then
+                // that takes it: the partial plan gave it to the others.
+                format!(
+                    "material `{}` is shared: {arrival}, and the {} {source} by period \
+                     {until} cover {} of the {} needed by then with {}",
+                    mat.id,
+                    round6(have),
+                    round6(have),
+                    round6(need),
+                    others(p)
+                )
+            });
         }
+        let mut why = if explained { Vec::new() } else { hours_why };
+        why.extend(material_why);
         if why.is_empty() {
             why.push("the hours and materials left cannot cover it".to_string());
         }

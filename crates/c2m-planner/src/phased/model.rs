@@ -700,12 +700,23 @@ pub(crate) fn build(v: &ValidatedScenario, opts: &Options) -> (Problem, Layout) 
             }
             if opts.elastic && (last || !may_be_late) {
                 let e = add(&mut vars, variable().min(0.0).max(need));
-                // A unit missing at the end costs more than one late in every period.
-                let weight = if may_be_late {
-                    pen * (n as f64 + 1.0)
-                } else {
-                    pen
-                };
+                // The best partial plan meets the firm dues first, then makes as much
+                // as it can of the rest. A unit never made (short at the end) costs the
+                // same for every product, more than any lateness; a firm product's unit
+                // short at one of its due periods costs `n + 1` such units more. So a
+                // partial plan keeps a never-late product's promise while it can and
+                // names as short the products the firm ones leave no room for. (A unit of
+                // a product that may be late weighed nine firm units here, and a partial
+                // plan gave a shared material to those, leaving a never-late product
+                // short that could be made in full.)
+                let unmade = pen * (n as f64 + 1.0);
+                let mut weight = 0.0;
+                if last {
+                    weight += unmade;
+                }
+                if !may_be_late && due_now {
+                    weight += unmade * (n as f64 + 1.0);
+                }
                 objective += weight * e.v;
                 made += e.v;
                 elastic[p][t] = Some(e);

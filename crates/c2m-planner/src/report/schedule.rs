@@ -38,10 +38,12 @@ use svg_escape as esc;
 const SKU_COLOURS: &[&str] = &[
     "#3867a8", "#d9822b", "#3a8f4b", "#8a5cb8", "#b8504b", "#2b9aa8", "#9a8a2e", "#c4569b",
 ];
-/// One colour per material (arrivals and stock curves), in scenario order.
+/// One colour per material (arrivals and stock curves), in scenario order: hues the
+/// first skus do not have, so steel's stock is not read as the first kettle's runs (they
+/// were the same blue, orange and green, a QA pass found).
 const MATERIAL_COLOURS: &[&str] = &[
-    "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7",
-    "#79706e", "#8cd17d",
+    "#6a3d9a", "#a6611a", "#1b9e77", "#e7298a", "#7f7f7f", "#bcbd22", "#17becf", "#8c510a",
+    "#fb9a99", "#35978f",
 ];
 const LATE: &str = "#c62828";
 const INK: &str = "#222";
@@ -599,18 +601,12 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
             String::new()
         }
     );
-    let mut subtitle = format!(
+    let subtitle = format!(
         "total {} ({status}) · {late_text} · {} · {}",
         money(plan.total_cost, &plan.currency),
         count(plan.runs.len(), "run"),
         count(plan.purchases.len(), "purchase order")
     );
-    for sf in &plan.shortfalls {
-        let _ = write!(subtitle, " · {} short by {}", sf.sku, sf.short_by);
-        if let Some(t) = sf.period {
-            let _ = write!(subtitle, " from {name} {t}");
-        }
-    }
 
     // Wide enough for the grid, the purchase labels, the legend and the title.
     let w = [
@@ -624,6 +620,39 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
     .into_iter()
     .fold(0.0, f64::max)
     .ceil();
+    // The products short, wrapped to that width beneath the legend: on one line after
+    // the subtitle they set the picture's width (1,749 px for three products, the
+    // schedule in its left half).
+    let items: Vec<String> = (plan.shortfalls.iter())
+        .map(|sf| match sf.period {
+            Some(t) => format!("{} short by {} from {name} {t}", sf.sku, sf.short_by),
+            None => format!("{} short by {}", sf.sku, sf.short_by),
+        })
+        .collect();
+    let mut short_lines: Vec<String> = Vec::new();
+    for item in items {
+        match short_lines.last_mut() {
+            Some(line) if 12.0 + text_width(&format!("{line} · {item}"), FONT) + RIGHT <= w => {
+                let _ = write!(line, " · {item}");
+            }
+            _ => short_lines.push(if short_lines.is_empty() {
+                format!("Short: {item}")
+            } else {
+                item
+            }),
+        }
+    }
+    let mut shortfalls = String::new();
+    let mut h = h;
+    for line in &short_lines {
+        let _ = writeln!(
+            shortfalls,
+            r#"<text class="shortfalls" x="12" y="{:.1}" fill="{LATE}">{}</text>"#,
+            h - 4.0,
+            esc(&fit(line, w - 12.0 - RIGHT, FONT))
+        );
+        h += 18.0;
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -651,6 +680,7 @@ pub fn schedule_svg(v: &ValidatedScenario, plan: &Plan) -> String {
     out.push_str(&lines);
     out.push_str(&body);
     out.push_str(&legend);
+    out.push_str(&shortfalls);
     out.push_str("</svg>\n");
     out
 }

@@ -498,7 +498,8 @@ fn write_explanations(out: &mut String, s: &Scenario, plan: &Plan) {
             let _ = writeln!(
                 out,
                 "Shadow prices per period (saving from one more unit in that period, runs \
-                 and tiers fixed; {cur}):"
+                 and tiers fixed; {cur}; `{NONE}` is none, and a resource with none in any \
+                 period is not listed, as 0.0 in the JSON):"
             );
             let mut t = grid(&["resource"], n, &[]);
             for (label, r) in rows {

@@ -323,6 +323,20 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 };
                 return Err(format!("{flag}: {what} cannot be negative, got {v}"));
             }
+            // Lead times and demands are whole numbers everywhere else (`lead_days = 5.5`
+            // in a file is refused); a sweep from 0.5 days was rounded to 1 without a word.
+            let whole = match spec.quantity {
+                Quantity::LeadTime { .. } => Some("days for a lead-time sweep"),
+                Quantity::Demand { .. } => Some("units for a demand sweep"),
+                _ => None,
+            };
+            if let Some(what) = whole {
+                for (flag, x) in [("--from", spec.from), ("--to", spec.to)] {
+                    if x.fract() != 0.0 {
+                        return Err(format!("{flag} ({x}) must be a whole number of {what}"));
+                    }
+                }
+            }
             let opts = with_time_limit(&flags, scan_options())?;
             let s = sweep::run_sweep(&base_s, &spec, &opts, &mut |d, t| env.progress(d, t))?;
             if let Some(path) = flags.get("--svg")? {

@@ -334,6 +334,14 @@ fn locate<'a>(doc: &'a mut Value, parts: &[Part]) -> Result<Slot<'a>, String> {
                     fields.sort_unstable();
                     return Err(if is_bom {
                         format!("{where_} has no material `{name}`")
+                    } else if name == "horizon" && where_ == "the scenario" {
+                        // A field of the contract, but an overlay cannot turn version 1
+                        // into version 2: every product's `demand` would have to become
+                        // `due` per period.
+                        "the scenario is version 1 (no [horizon]): an overlay cannot add a \
+                         horizon, since its products give `demand`, not `due` per period; \
+                         write the scenario as version 2 to change it in time"
+                            .to_string()
                     } else {
                         format!(
                             "{where_} has no field `{name}` (fields: {})",
