@@ -490,12 +490,20 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                 "on hand, received and ordered up to the caps"
             };
             material_why.push(if own_short {
+                // Shared, the partial plan may have given it to the others: the product
+                // made fewer than it covers alone (none, in a QA pass's scenario).
+                let with = others(p);
                 format!(
                     "material `{}`: {arrival}, and the {} {source} by period {until} cover {} \
-                     units of the {due_by} due by then",
+                     units of the {due_by} due by then{}",
                     mat.id,
                     round6(have),
-                    covers
+                    covers,
+                    if with.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", shared with {with}")
+                    }
                 )
             } else {
                 // Enough for this product alone, not for every product due by then
