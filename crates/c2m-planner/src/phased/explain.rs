@@ -366,25 +366,22 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
             if a <= 0.0 {
                 continue;
             }
-            let sharers: Vec<usize> = (0..s.products.len())
-                .filter(|&q| v.bom(q).iter().any(|&(mq, aq)| mq == m && aq > 0.0))
+            // The products taking `m`, with how much a unit.
+            let sharers: Vec<(usize, f64)> = (0..s.products.len())
+                .filter_map(|q| {
+                    let &(_, aq) = v.bom(q).iter().find(|&&(mq, aq)| mq == m && aq > 0.0)?;
+                    Some((q, aq))
+                })
                 .collect();
             let shared_need = |t: usize| -> f64 {
                 (sharers.iter())
-                    .map(|&q| {
-                        let aq = v
-                            .bom(q)
-                            .iter()
-                            .find(|&&(mq, _)| mq == m)
-                            .map_or(0.0, |x| x.1);
-                        aq * v.due(q)[..=t].iter().sum::<i64>() as f64
-                    })
+                    .map(|&(q, aq)| aq * v.due(q)[..=t].iter().sum::<i64>() as f64)
                     .sum()
             };
-            let others = |p: usize| -> String {
+            let others = || -> String {
                 (sharers.iter())
-                    .filter(|&&q| q != p && v.due(q).iter().any(|&d| d > 0))
-                    .map(|&q| format!("`{}`", s.products[q].sku))
+                    .filter(|&&(q, _)| q != p && v.due(q).iter().any(|&d| d > 0))
+                    .map(|&(q, _)| format!("`{}`", s.products[q].sku))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -402,7 +399,7 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                 if before + 1e-9 >= need {
                     continue;
                 }
-                let with = others(p);
+                let with = others();
                 material_why.push(format!(
                     "material `{}`: no offer arrives before period {from}, and the {} on hand \
                      and received by period {} cover {} of the {} needed by then{}",
@@ -492,7 +489,7 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
             material_why.push(if own_short {
                 // Shared, the partial plan may have given it to the others: the product
                 // made fewer than it covers alone (none, in a QA pass's scenario).
-                let with = others(p);
+                let with = others();
                 format!(
                     "material `{}`: {arrival}, and the {} {source} by period {until} cover {} \
                      units of the {due_by} due by then{}",
@@ -515,7 +512,7 @@ pub(crate) fn diagnose(v: &ValidatedScenario, d: &Schedule) -> Diagnosis {
                     round6(have),
                     round6(have),
                     round6(need),
-                    others(p)
+                    others()
                 )
             });
         }

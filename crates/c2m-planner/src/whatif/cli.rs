@@ -310,30 +310,27 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
             };
             // The option that is negative is named (`--to` is above `--from`, so it is
             // negative only when both are).
-            let what = match spec.quantity {
-                Quantity::Demand { .. } => Some("a demand"),
-                Quantity::LeadTime { .. } => Some("a lead time"),
+            // Demands and lead times are whole numbers, not negative, as in a file
+            // (`lead_days = 5.5` is refused): a sweep from 0.5 days was rounded to 1
+            // without a word. The option that is wrong is named (`--to` is above `--from`,
+            // so it is negative only when both are).
+            let counted = match spec.quantity {
+                Quantity::Demand { .. } => Some(("a demand", "units for a demand sweep")),
+                Quantity::LeadTime { .. } => Some(("a lead time", "days for a lead-time sweep")),
                 _ => None,
             };
-            if let Some(what) = what.filter(|_| spec.from < 0.0 || spec.to < 0.0) {
-                let (flag, v) = if spec.from < 0.0 {
-                    ("--from", spec.from)
-                } else {
-                    ("--to", spec.to)
-                };
-                return Err(format!("{flag}: {what} cannot be negative, got {v}"));
-            }
-            // Lead times and demands are whole numbers everywhere else (`lead_days = 5.5`
-            // in a file is refused); a sweep from 0.5 days was rounded to 1 without a word.
-            let whole = match spec.quantity {
-                Quantity::LeadTime { .. } => Some("days for a lead-time sweep"),
-                Quantity::Demand { .. } => Some("units for a demand sweep"),
-                _ => None,
-            };
-            if let Some(what) = whole {
+            if let Some((what, whole)) = counted {
+                if spec.from < 0.0 || spec.to < 0.0 {
+                    let (flag, v) = if spec.from < 0.0 {
+                        ("--from", spec.from)
+                    } else {
+                        ("--to", spec.to)
+                    };
+                    return Err(format!("{flag}: {what} cannot be negative, got {v}"));
+                }
                 for (flag, x) in [("--from", spec.from), ("--to", spec.to)] {
                     if x.fract() != 0.0 {
-                        return Err(format!("{flag} ({x}) must be a whole number of {what}"));
+                        return Err(format!("{flag} ({x}) must be a whole number of {whole}"));
                     }
                 }
             }
