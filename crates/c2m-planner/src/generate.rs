@@ -91,6 +91,153 @@ fn round_to(v: f64, step: f64) -> f64 {
     (v / step).round() * step
 }
 
+/// How a generator draws its suppliers and their offers. The two generators
+/// differ only in these numbers; each draws in the same order, so a seed's
+/// scenario is the same as it was before the two shared this code.
+struct SupplyShape {
+    /// Lead days of the slow quarter of the suppliers, and of the rest.
+    slow_lead: (i64, i64),
+    fast_lead: (i64, i64),
+    /// Every material gets an offer from a supplier at most this many days away.
+    reachable_days: i64,
+    /// The first break above the base price, as a share of the need, and how
+    /// each next break's quantity grows and its price falls.
+    first_break: (f64, f64),
+    break_growth: (f64, f64),
+    break_discount: (f64, f64),
+    /// An MOQ (30 % of offers) and a cap (30 % of the offers that may be capped),
+    /// as shares of the need.
+    moq: (f64, f64),
+    cap: (f64, f64),
+    order_cost_chance: f64,
+}
+
+/// The single-cycle generator's suppliers: needs are what the horizon's
+/// demand takes beyond the stock on hand.
+const SUPPLY_V1: SupplyShape = SupplyShape {
+    slow_lead: (16, 30),
+    fast_lead: (2, 14),
+    reachable_days: 15,
+    first_break: (0.3, 0.8),
+    break_growth: (1.4, 2.5),
+    break_discount: (0.85, 0.97),
+    moq: (0.1, 0.4),
+    cap: (0.5, 1.2),
+    order_cost_chance: 0.6,
+};
+
+/// The time-phased generator's suppliers: needs are one batch's, so breaks
+/// run from about one batch to the whole horizon.
+const SUPPLY_V2: SupplyShape = SupplyShape {
+    slow_lead: (15, 30),
+    fast_lead: (2, 12),
+    reachable_days: 7,
+    first_break: (0.8, 1.6),
+    break_growth: (1.5, 2.5),
+    break_discount: (0.88, 0.97),
+    moq: (0.1, 0.5),
+    cap: (0.8, 2.0),
+    order_cost_chance: 0.7,
+};
+
+/// About one supplier per two materials, each material offered by one to three
+/// of them, one of which is within `reachable_days` and never capped (caps make
+/// plans split, not fail). `need[m]` scales material `m`'s breaks, MOQs, caps
+/// and packs.
+fn suppliers(
+    r: &mut Rng,
+    materials: &[Material],
+    base_price: &[f64],
+    need: &[f64],
+    max_breaks: usize,
+    shape: &SupplyShape,
+) -> Vec<Supplier> {
+    let n_sup = (materials.len() / 2).max(2);
+    let lead: Vec<i64> = (0..n_sup)
+        .map(|s| {
+            let (lo, hi) = if s % 4 == 3 {
+                shape.slow_lead
+            } else {
+                shape.fast_lead
+            };
+            r.int(lo, hi)
+        })
+        .collect();
+    let reachable = |s: usize| lead[s] <= shape.reachable_days;
+    let mut offers: Vec<Vec<Offer>> = vec![Vec::new(); n_sup];
+    for (m, material) in materials.iter().enumerate() {
+        let need = need[m];
+        let n_off = r.int(1, 3) as usize;
+        let mut chosen = r.pick(n_sup, n_off);
+        if !chosen.iter().any(|&s| reachable(s)) {
+            chosen[0] = (0..n_sup)
+                .map(|k| (m * 7 + k) % n_sup)
+                .find(|&s| reachable(s))
+                .unwrap_or(0);
+        }
+        chosen.sort_unstable();
+        chosen.dedup();
+        let anchor = chosen.iter().copied().find(|&s| reachable(s));
+        for &s in &chosen {
+            let n_breaks = r.int(1, max_breaks as i64) as usize;
+            let mut breaks = vec![PriceBreak {
+                min_qty: 0.0,
+                unit_price: round_to(base_price[m] * r.range(0.9, 1.2), 1.0),
+            }];
+            let mut q = need * r.range(shape.first_break.0, shape.first_break.1);
+            for _ in 1..n_breaks {
+                let last = breaks[breaks.len() - 1];
+                let min_qty = round_to(q, 10.0).max(last.min_qty + 10.0);
+                let unit_price = round_to(
+                    last.unit_price * r.range(shape.break_discount.0, shape.break_discount.1),
+                    1.0,
+                );
+                breaks.push(PriceBreak {
+                    min_qty,
+                    unit_price,
+                });
+                q *= r.range(shape.break_growth.0, shape.break_growth.1);
+            }
+            let pack_size = if r.chance(0.5) {
+                let p = [5.0, 10.0, 25.0, 50.0, 100.0][r.int(0, 4) as usize];
+                Some(if need < 20.0 * p { 1.0 } else { p })
+            } else {
+                None
+            };
+            let capped = Some(s) != anchor;
+            offers[s].push(Offer {
+                material: material.id.clone(),
+                moq: if r.chance(0.3) {
+                    round_to(need * r.range(shape.moq.0, shape.moq.1), 5.0)
+                } else {
+                    0.0
+                },
+                pack_size,
+                max_qty: if capped && r.chance(0.3) {
+                    Some(round_to(need * r.range(shape.cap.0, shape.cap.1), 10.0).max(10.0))
+                } else {
+                    None
+                },
+                order_cost: if r.chance(shape.order_cost_chance) {
+                    round_to(r.range(1000.0, 50_000.0), 100.0)
+                } else {
+                    0.0
+                },
+                breaks,
+            });
+        }
+    }
+    offers
+        .into_iter()
+        .enumerate()
+        .map(|(s, offers)| Supplier {
+            id: format!("s{s:03}"),
+            lead_days: lead[s],
+            offers,
+        })
+        .collect()
+}
+
 /// A realistic-looking random scenario: products with 2 to 6 materials,
 /// 1 to 3 lines each, factories loaded to roughly 60-90 %, 1 to 3 offers per
 /// material from suppliers of varied lead times (some past the 15-day
@@ -181,90 +328,19 @@ pub fn random_scenario(seed: u64, size: Size) -> Scenario {
         })
         .collect();
 
-    // Suppliers: about one per two materials.
-    let n_sup = (size.materials / 2).max(2);
-    let lead: Vec<i64> = (0..n_sup)
-        .map(|s| {
-            if s % 4 == 3 {
-                r.int(16, 30)
-            } else {
-                r.int(2, 14)
-            }
-        })
+    // Suppliers: about one per two materials; lead times of 2 to 30 days, a
+    // quarter of them slow (16 to 30 days), some past the 15-day deadline.
+    let need: Vec<f64> = (0..size.materials)
+        .map(|m| (usage[m] - materials[m].on_hand).max(1.0))
         .collect();
-    let mut offers: Vec<Vec<Offer>> = vec![Vec::new(); n_sup];
-    for m in 0..size.materials {
-        let need = (usage[m] - materials[m].on_hand).max(1.0);
-        let n_off = r.int(1, 3) as usize;
-        let mut chosen = r.pick(n_sup, n_off);
-        // One fast supplier for every material, so most scenarios are feasible.
-        let fast = (0..n_sup)
-            .map(|k| (m * 7 + k) % n_sup)
-            .find(|&s| lead[s] <= 15)
-            .unwrap_or(0);
-        if !chosen.iter().any(|&s| lead[s] <= 15) {
-            chosen[0] = fast;
-        }
-        chosen.sort_unstable();
-        chosen.dedup();
-        // The first fast supplier is never capped: caps make plans split,
-        // not fail.
-        let anchor = chosen.iter().copied().find(|&s| lead[s] <= 15);
-        for &s in &chosen {
-            let n_breaks = r.int(1, size.max_breaks as i64) as usize;
-            let mut breaks = vec![PriceBreak {
-                min_qty: 0.0,
-                unit_price: round_to(base_price[m] * r.range(0.9, 1.2), 1.0),
-            }];
-            let mut q = need * r.range(0.3, 0.8);
-            for _ in 1..n_breaks {
-                let min_qty = round_to(q, 10.0).max(breaks.last().unwrap().min_qty + 10.0);
-                let unit_price =
-                    round_to(breaks.last().unwrap().unit_price * r.range(0.85, 0.97), 1.0);
-                breaks.push(PriceBreak {
-                    min_qty,
-                    unit_price,
-                });
-                q *= r.range(1.4, 2.5);
-            }
-            let pack_size = if r.chance(0.5) {
-                let p = [5.0, 10.0, 25.0, 50.0, 100.0][r.int(0, 4) as usize];
-                Some(if need < 20.0 * p { 1.0 } else { p })
-            } else {
-                None
-            };
-            let capped = Some(s) != anchor;
-            offers[s].push(Offer {
-                material: materials[m].id.clone(),
-                moq: if r.chance(0.3) {
-                    round_to(need * r.range(0.1, 0.4), 5.0)
-                } else {
-                    0.0
-                },
-                pack_size,
-                max_qty: if capped && r.chance(0.3) {
-                    Some(round_to(need * r.range(0.5, 1.2), 10.0).max(10.0))
-                } else {
-                    None
-                },
-                order_cost: if r.chance(0.6) {
-                    round_to(r.range(1000.0, 50_000.0), 100.0)
-                } else {
-                    0.0
-                },
-                breaks,
-            });
-        }
-    }
-    let suppliers = offers
-        .into_iter()
-        .enumerate()
-        .map(|(s, offers)| Supplier {
-            id: format!("s{s:03}"),
-            lead_days: lead[s],
-            offers,
-        })
-        .collect();
+    let suppliers = suppliers(
+        &mut r,
+        &materials,
+        &base_price,
+        &need,
+        size.max_breaks,
+        &SUPPLY_V1,
+    );
 
     Scenario {
         name: format!(
@@ -470,90 +546,20 @@ pub fn random_timed_scenario(seed: u64, size: TimedSize) -> Scenario {
         .collect();
 
     // Suppliers: about one per two materials; lead times of 2 to 30 days,
-    // a quarter of them slow (2 to 4 weeks).
-    let n_sup = (size.materials / 2).max(2);
-    let lead: Vec<i64> = (0..n_sup)
-        .map(|s| {
-            if s % 4 == 3 {
-                r.int(15, 30)
-            } else {
-                r.int(2, 12)
-            }
-        })
+    // a quarter of them slow (2 to 4 weeks). Breaks from about one batch's
+    // need to the horizon's.
+    let per_batch: Vec<f64> = usage
+        .iter()
+        .map(|u| u.iter().sum::<f64>().max(1.0) / (t_n as f64 - first_due as f64).max(1.0))
         .collect();
-    let mut offers: Vec<Vec<Offer>> = vec![Vec::new(); n_sup];
-    for m in 0..size.materials {
-        let total: f64 = usage[m].iter().sum::<f64>().max(1.0);
-        let per_batch = total / (t_n as f64 - first_due as f64).max(1.0);
-        let n_off = r.int(1, 3) as usize;
-        let mut chosen = r.pick(n_sup, n_off);
-        // One supplier within a week for every material.
-        let fast = (0..n_sup)
-            .map(|k| (m * 7 + k) % n_sup)
-            .find(|&s| lead[s] <= 7)
-            .unwrap_or(0);
-        if !chosen.iter().any(|&s| lead[s] <= 7) {
-            chosen[0] = fast;
-        }
-        chosen.sort_unstable();
-        chosen.dedup();
-        let anchor = chosen.iter().copied().find(|&s| lead[s] <= 7);
-        for &s in &chosen {
-            let n_breaks = r.int(1, size.max_breaks as i64) as usize;
-            let mut breaks = vec![PriceBreak {
-                min_qty: 0.0,
-                unit_price: round_to(base_price[m] * r.range(0.9, 1.2), 1.0),
-            }];
-            // Breaks from about one batch's need to the horizon's.
-            let mut q = per_batch * r.range(0.8, 1.6);
-            for _ in 1..n_breaks {
-                let min_qty = round_to(q, 10.0).max(breaks.last().unwrap().min_qty + 10.0);
-                let unit_price =
-                    round_to(breaks.last().unwrap().unit_price * r.range(0.88, 0.97), 1.0);
-                breaks.push(PriceBreak {
-                    min_qty,
-                    unit_price,
-                });
-                q *= r.range(1.5, 2.5);
-            }
-            let pack_size = if r.chance(0.5) {
-                let p = [5.0, 10.0, 25.0, 50.0, 100.0][r.int(0, 4) as usize];
-                Some(if per_batch < 20.0 * p { 1.0 } else { p })
-            } else {
-                None
-            };
-            let capped = Some(s) != anchor;
-            offers[s].push(Offer {
-                material: materials[m].id.clone(),
-                moq: if r.chance(0.3) {
-                    round_to(per_batch * r.range(0.1, 0.5), 5.0)
-                } else {
-                    0.0
-                },
-                pack_size,
-                max_qty: if capped && r.chance(0.3) {
-                    Some(round_to(per_batch * r.range(0.8, 2.0), 10.0).max(10.0))
-                } else {
-                    None
-                },
-                order_cost: if r.chance(0.7) {
-                    round_to(r.range(1000.0, 50_000.0), 100.0)
-                } else {
-                    0.0
-                },
-                breaks,
-            });
-        }
-    }
-    let suppliers = offers
-        .into_iter()
-        .enumerate()
-        .map(|(s, offers)| Supplier {
-            id: format!("s{s:03}"),
-            lead_days: lead[s],
-            offers,
-        })
-        .collect();
+    let suppliers = suppliers(
+        &mut r,
+        &materials,
+        &base_price,
+        &per_batch,
+        size.max_breaks,
+        &SUPPLY_V2,
+    );
 
     Scenario {
         name: format!(

@@ -348,15 +348,26 @@ pub(crate) fn tier_bounds(
                     let hi = next.min(cap).min(BIG_M.max(10.0 * need.min(BIG_M)));
                     Some((min_k, hi))
                 }
-                Formulation::Tight => {
-                    let lo = ceil_pack(min_k.max(o.moq), pack);
-                    let useful = ceil_pack(min_k.max(o.moq).max(need), pack);
-                    let hi = floor_pack(next.min(cap), pack).min(useful);
-                    (hi >= lo - 1e-9 && hi > 0.0).then_some((lo, hi.max(lo)))
-                }
+                Formulation::Tight => tight_tier(min_k, next.min(cap), o.moq, pack, need),
             }
         })
         .collect()
+}
+
+/// The tight `(lower, upper)` of a tier starting at `min_k` and ending below
+/// `end` (the next break or the cap, whichever is lower), as [`tier_bounds`]
+/// argues it; version 2 uses it with the need counted from an order's arrival.
+pub(crate) fn tight_tier(
+    min_k: f64,
+    end: f64,
+    moq: f64,
+    pack: Option<f64>,
+    need: f64,
+) -> Option<(f64, f64)> {
+    let lo = ceil_pack(min_k.max(moq), pack);
+    let useful = ceil_pack(min_k.max(moq).max(need), pack);
+    let hi = floor_pack(end, pack).min(useful);
+    (hi >= lo - 1e-9 && hi > 0.0).then_some((lo, hi.max(lo)))
 }
 
 /// Per material, what every plan that meets demand must buy at least.

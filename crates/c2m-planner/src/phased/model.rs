@@ -13,8 +13,8 @@
 use good_lp::{variable, Constraint, Expression, ProblemVariables, VariableDefinition};
 
 use crate::model::{
-    ceil_pack, floor_pack, split_integer, start_splits, Formulation, LineVars, OfferVars, Split,
-    TierVars, Var, HUGE_UNITS, SPLIT_ABOVE, SPLIT_AT_MOST,
+    split_integer, start_splits, tight_tier, Formulation, LineVars, OfferVars, Split, TierVars,
+    Var, HUGE_UNITS, SPLIT_ABOVE, SPLIT_AT_MOST,
 };
 use crate::solve::Problem;
 use crate::validate::ValidatedScenario;
@@ -314,12 +314,7 @@ fn order_tiers(
                     let m = need + o.moq + pack.unwrap_or(0.0) + min_k;
                     Some((min_k, next.min(cap).min(m)))
                 }
-                Formulation::Tight => {
-                    let lo = ceil_pack(min_k.max(o.moq), pack);
-                    let useful = ceil_pack(min_k.max(o.moq).max(need), pack);
-                    let hi = floor_pack(next.min(cap), pack).min(useful);
-                    (hi >= lo - 1e-9 && hi > 0.0).then_some((lo, hi.max(lo)))
-                }
+                Formulation::Tight => tight_tier(min_k, next.min(cap), o.moq, pack, need),
             }
         })
         .collect()
