@@ -66,6 +66,7 @@ pub use ledger::{
     ledger_follows_preorders_through_lock_pay_and_forfeit,
 };
 pub use levers::{
+    a_cancel_after_a_balance_window_leaves_its_forfeits_forfeited,
     a_cancel_and_a_plan_racing_for_a_batch_take_turns,
     a_cancel_and_an_acceptance_racing_take_turns,
     a_cancel_withdraws_the_work_orders_no_factory_accepted_and_only_those,
@@ -189,6 +190,7 @@ macro_rules! conformance_cases {
             lower_threshold_locks_the_open_batch_at_its_tier,
             close_campaign_fails_the_open_batch_and_releases_every_deposit,
             cancel_campaign_refunds_deposits_and_balances_once,
+            a_cancel_after_a_balance_window_leaves_its_forfeits_forfeited,
             cancel_campaign_takes_a_settled_batch_back_from_the_merchant,
             a_rejection_refunds_a_cancelled_campaigns_batch_that_nothing_else_makes,
             a_cancel_and_a_plan_racing_for_a_batch_take_turns,

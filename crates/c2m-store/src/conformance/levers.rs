@@ -633,6 +633,90 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
     assert_eq!(kinds(&*store, &c.id, TxnKind::Refund).await, 2);
 }
 
+/// A cancel after a balance window has passed, before the sweeper closed it, finds the
+/// unpaid deposits forfeited, as the sweeper would have left them: the window is judged by
+/// the clock (a late payment is refused at once), not by when the sweeper comes by. The
+/// payer gets everything back from the merchant (the batch settled when its window
+/// closed); the one who did not pay gets nothing back, and the forfeit's event comes
+/// before the cancel's.
+pub async fn a_cancel_after_a_balance_window_leaves_its_forfeits_forfeited(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let mut s = spec(5, None);
+    s.balance_window_secs = Some(600);
+    let c = create(&*store, s).await;
+    let price = 39_900;
+    let dep = 5_000;
+    let a = place(&*store, &c.id, &consumer(1), 3).await.expect("a");
+    let b = place(&*store, &c.id, &consumer(2), 2)
+        .await
+        .expect("b (locks the batch)");
+    assert_eq!(b.status, PreorderStatus::Locked);
+    store
+        .pay_balance(
+            &PayBalance {
+                idempotency_key: key(),
+                preorder_id: a.id.clone(),
+                consumer_id: None,
+                amount: cny(3 * price - 3 * dep),
+            },
+            placed_at() + Duration::minutes(5),
+        )
+        .await
+        .expect("pay a");
+    // lever_at() is an hour after the lock: the ten-minute window has passed, and no
+    // sweeper has closed it.
+    let late = PayBalance {
+        idempotency_key: key(),
+        preorder_id: b.id.clone(),
+        consumer_id: None,
+        amount: cny(2 * price - 2 * dep),
+    };
+    let refused_late = precondition(store.pay_balance(&late, lever_at()).await);
+    assert_eq!(refused_late.reason(), "BALANCE_WINDOW_CLOSED");
+
+    let req = cancel_all(&c.id);
+    let out = store.pull_lever(&req, lever_at()).await.expect("cancel");
+    assert_eq!(out.preorders_refunded, 1, "only the payer: {out:?}");
+    assert_eq!(out.refunded_minor, 3 * price);
+    retry_answers_as(&*store, &req, &out).await;
+
+    let b_now = store.get_preorder(&b.id).await.expect("b");
+    assert_eq!(b_now.money.forfeited_at, Some(lever_at()));
+    assert_eq!(b_now.money.refunded_at, None);
+    let a_now = store.get_preorder(&a.id).await.expect("a");
+    assert_eq!(a_now.money.refunded_at, Some(lever_at()));
+
+    let m = check_ledger(&*store, &c.id).await;
+    assert_eq!(m.forfeited, 2 * dep);
+    assert_eq!(m.refunded, 3 * price);
+    assert_eq!(
+        m.refunded_by_merchant,
+        3 * price,
+        "settled when the window closed"
+    );
+    assert_eq!((m.escrow, m.merchant), (0, 2 * dep), "{m:?}");
+    assert_eq!(m.balances_outstanding, 0);
+
+    let events = super::events::all_events(&*store, 0, Some(&c.id)).await;
+    let kinds: Vec<_> = events.iter().map(|e| e.data.kind()).collect();
+    let forfeit = kinds.iter().position(|k| *k == "deposit.forfeited");
+    let changed = kinds.iter().position(|k| *k == "campaign.changed");
+    assert!(
+        matches!((forfeit, changed), (Some(f), Some(c)) if f < c),
+        "the forfeit, then the cancel: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "deposit.forfeited").count(),
+        1
+    );
+    // The sweeper, coming by later, finds nothing left to close.
+    let due = store
+        .batches_past_balance_window(lever_at() + Duration::days(1), 10)
+        .await
+        .expect("due");
+    assert!(due.is_empty(), "{due:?}");
+}
+
 /// A batch whose deposit was the full price settled to the merchant at lock: a cancel
 /// takes the refund back from the merchant, to the minor unit.
 pub async fn cancel_campaign_takes_a_settled_batch_back_from_the_merchant(fx: Arc<dyn Fixture>) {

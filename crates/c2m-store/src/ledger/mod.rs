@@ -379,6 +379,20 @@ pub(crate) async fn close_balance_window<D: Backend>(
         .batch(batch_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("batch {batch_id} vanished")))?;
+    close_window_if_passed(tx, provider, &campaign, &batch, now).await
+}
+
+/// The body of [`close_balance_window`], for a caller that holds the campaign's lock and
+/// has read the batch under it: the sweeper, and a cancel, which must find the deposits
+/// the window forfeited forfeited whether or not the sweeper has come by yet.
+pub(crate) async fn close_window_if_passed<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    campaign: &Campaign,
+    batch: &c2m_domain::Batch,
+    now: DateTime<Utc>,
+) -> Result<BalanceWindowOutcome> {
+    let batch_id = &batch.id;
     let nothing = BalanceWindowOutcome {
         batch: None,
         forfeited: 0,
@@ -407,7 +421,7 @@ pub(crate) async fn close_balance_window<D: Backend>(
         );
         forfeited += 1;
     }
-    settle(tx, provider, &campaign, batch_id, now).await?;
+    settle(tx, provider, campaign, batch_id, now).await?;
     let batch = tx
         .batch(batch_id)
         .await?

@@ -242,7 +242,7 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
         now,
         lock_campaign,
         async |tx, (mut campaign, withdrawable)| {
-            let mark = tx.event_mark();
+            let mut mark = tx.event_mark();
             let (outcome, change, refunds, withdrawn) = match lever {
                 Lever::Extend(req) => {
                     let deadline = micros(req.deadline);
@@ -284,6 +284,12 @@ pub(crate) async fn pull<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<Lever>) -> Res
                 }
                 Lever::Cancel(_) => {
                     levers::may_cancel(&campaign)?;
+                    // A balance window that has passed forfeited its unpaid deposits then,
+                    // not when the sweeper comes by: close it first, as the sweeper would
+                    // have, so the cancel refunds only what was still the consumers'. Its
+                    // events come before the cancel's, in the order things happened.
+                    close_passed_windows(tx, provider, &campaign, now).await?;
+                    mark = tx.event_mark();
                     tx.set_campaign_ended(&campaign.id, "cancelled_at", now)
                         .await?;
                     campaign.cancelled_at = Some(now);
@@ -327,6 +333,20 @@ async fn judged_at<D: Backend>(
         return Ok(deadline);
     }
     Ok(now)
+}
+
+/// Closes the balance window of every locked batch of `campaign` whose window has passed
+/// at `now` and that the sweeper has not closed yet ([`ledger::close_window_if_passed`]).
+async fn close_passed_windows<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    provider: &dyn PaymentProvider,
+    campaign: &Campaign,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for batch in tx.refundable_batches(&campaign.id).await? {
+        ledger::close_window_if_passed(tx, provider, campaign, &batch, now).await?;
+    }
+    Ok(())
 }
 
 /// Refunds in full every locked batch of a cancelled campaign that no live work order
