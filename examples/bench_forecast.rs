@@ -56,7 +56,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     min_past: usize,
     /// Scale of the cancellation probability (0 turns cancellations off).
-    #[arg(long, default_value_t = 1.0, value_parser = flags::non_negative)]
+    #[arg(long, default_value_t = 1.0, value_parser = cancel_scale)]
     cancel_scale: f64,
     /// Override the forecast's half-life (fraction of the campaign; 0 means no decay).
     #[arg(long, value_parser = flags::non_negative)]
@@ -85,11 +85,34 @@ struct Args {
     robust_weight: Option<f64>,
     /// How far merchants set thresholds from their demand: the standard deviation of the
     /// log of demand over the threshold's worth (0.6 by default).
-    #[arg(long, default_value_t = 0.6, value_parser = flags::non_negative)]
+    #[arg(long, default_value_t = 0.6, value_parser = mismatch)]
     mismatch: f64,
     /// Print the results as JSON instead of tables.
     #[arg(long)]
     json: bool,
+}
+
+/// `--cancel-scale`: a campaign's cancellation probability is drawn between 0.02 and 0.15
+/// and multiplied by this, so above 6 it could pass 0.9 (and 1, which is no probability).
+fn cancel_scale(s: &str) -> Result<f64, String> {
+    let v = flags::non_negative(s)?;
+    if v <= 6.0 {
+        Ok(v)
+    } else {
+        Err("must be at most 6 (cancellation probabilities of 0.02-0.15 times it)".into())
+    }
+}
+
+/// `--mismatch`: a standard deviation of the log of demand. At 3 one merchant in six
+/// already sells twenty times its threshold or a twentieth of it; at 100 the simulated
+/// demand ran to astronomical numbers of orders, and the run never ended.
+fn mismatch(s: &str) -> Result<f64, String> {
+    let v = flags::non_negative(s)?;
+    if v <= 3.0 {
+        Ok(v)
+    } else {
+        Err("must be at most 3 (a standard deviation of the log of demand)".into())
+    }
 }
 
 /// Moments of each campaign, as fractions of its length, at which it is forecast, unless

@@ -98,11 +98,11 @@ struct Args {
     campaigns: usize,
     /// `max_in_flight` of the in-process server the overload is offered to (ignored with
     /// --addr).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = flags::count)]
     max_in_flight: usize,
     /// `max_in_flight` of the in-process server of the steady phase and the capacity
     /// probe (the server's default; ignored with --addr).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = flags::count)]
     steady_max_in_flight: usize,
     /// Fixed offered rate of the overload phase; default: --overload-factor x capacity.
     #[arg(long, value_parser = flags::rate)]
@@ -530,7 +530,11 @@ fn catalogue() -> String {
     )
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    out::finish(benchmark())
+}
+
+fn benchmark() -> anyhow::Result<()> {
     c2m_server::cli::init_tracing_with_default("warn");
     let args = Args::parse();
 

@@ -100,7 +100,13 @@ fn parse() -> Result<Config, String> {
         models: vec![Formulation::Tight, Formulation::BigM],
         write_to: None,
     };
-    let mut it = std::env::args().skip(1);
+    // `--flag=value` as well as `--flag value` (`--seeds=-1` was an unknown argument).
+    let mut it = std::env::args()
+        .skip(1)
+        .flat_map(|a| match a.split_once('=') {
+            Some((flag, v)) if flag.starts_with("--") => vec![flag.to_owned(), v.to_owned()],
+            _ => vec![a],
+        });
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -153,7 +159,15 @@ fn parse() -> Result<Config, String> {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            "--write-scenarios" => c.write_to = Some(value()?),
+            // Checked here, before hours of solving: a directory that is not there was
+            // reported per scenario on standard error, and the run still exited 0.
+            "--write-scenarios" => {
+                let dir = value()?;
+                if !std::path::Path::new(&dir).is_dir() {
+                    return Err(format!("--write-scenarios {dir}: not a directory"));
+                }
+                c.write_to = Some(dir);
+            }
             // As `plan --help`: the usage on standard output, exit 0 (it was an error, exit 1).
             "-h" | "--help" => {
                 outln!("{USAGE}");
@@ -168,9 +182,10 @@ fn parse() -> Result<Config, String> {
 fn main() {
     let c = match parse() {
         Ok(c) => c,
+        // A usage error, as clap's in the other benchmarks: exit status 2.
         Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
+            eprintln!("error: {e}");
+            std::process::exit(2);
         }
     };
     match c.time_limit {
@@ -212,7 +227,8 @@ fn main() {
                 let path = format!("{dir}/{}.toml", v.scenario().name);
                 let text = v.scenario().to_toml_string().expect("scenario writes");
                 if let Err(e) = std::fs::write(&path, text) {
-                    eprintln!("cannot write {path}: {e}");
+                    eprintln!("error: cannot write {path}: {e}");
+                    std::process::exit(1);
                 }
             }
             let greedy = greedy_plan(&v);

@@ -375,7 +375,11 @@ fn lags(got: &Receipts, acks: &Acks) -> ((f64, f64, usize), (f64, f64, usize)) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    out::finish(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     c2m_server::cli::init_tracing_with_default("warn");
     let args = Args::parse();
     let dir = tempfile::tempdir()?;

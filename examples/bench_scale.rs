@@ -406,7 +406,8 @@ async fn measure(
     let hot = create(
         &**store,
         format!("hot-{tag}"),
-        spec("sku-001".into(), 100, 10_000, 1_000, now),
+        // The second product (the first with `--skus 1`, which has no other).
+        spec(format!("sku-{:03}", 1 % args.skus), 100, 10_000, 1_000, now),
         now,
     )
     .await?;
@@ -525,7 +526,11 @@ async fn measure(
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    out::finish(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     c2m_server::cli::init_tracing_with_default("warn");
     let args = Args::parse();
     let dir = tempfile::tempdir()?;

@@ -50,7 +50,11 @@ struct State {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    out::finish(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     // An empty secret (`--secret "$UNSET"`) verified nothing: every delivery was answered
     // 400 as badly signed, and c2m retried it until the endpoint was disabled.

@@ -77,3 +77,34 @@ macro_rules! out {
         $crate::out::part(format_args!($($arg)*))
     };
 }
+
+/// How a benchmark or tool ends: success, or one `error: …` line on standard error and
+/// exit status 1. A call the server refused shows as the status it chose, with the reason
+/// from its details (`Unauthenticated: ... [TOKEN_INVALID]`), wherever it sits in the
+/// error's chain of causes; anything else shows with its causes on the same line. A `main`
+/// returning `anyhow::Result` printed `Error: …` with a stack backtrace whenever
+/// `RUST_BACKTRACE` was set, and a refusal's details as raw bytes.
+pub fn finish(result: anyhow::Result<()>) -> std::process::ExitCode {
+    let Err(e) = result else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    let causes: Vec<String> = e
+        .chain()
+        .map(|cause| match cause.downcast_ref::<tonic::Status>() {
+            Some(s) => c2m_server::auth::status_line(s),
+            None => cause.to_string(),
+        })
+        .collect();
+    // A cause that repeats the one before it (a wrapper that shows its source) once.
+    let mut line = String::new();
+    for c in causes {
+        if !line.ends_with(&c) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&c);
+        }
+    }
+    eprintln!("error: {line}");
+    std::process::ExitCode::FAILURE
+}

@@ -129,6 +129,9 @@ fn bench_forecast_refuses_overrides_the_model_refuses() {
         (&["--only", "nope"], "--only"),
         (&["--min-past", "5", "--max-past", "2"], "--min-past"),
         (&["--max-past", "1000000"], "--max-past"),
+        // A run that never ended, its memory growing, and a probability above 1.
+        (&["--mismatch", "100"], "--mismatch"),
+        (&["--cancel-scale", "100"], "--cancel-scale"),
     ] {
         refused("bench_forecast", args, flag);
     }
@@ -141,8 +144,14 @@ fn bench_planner_refuses_time_limits_and_gaps_plan_refuses() {
         (&["--time-limit", "0"], "--time-limit"),
         (&["--gap", "NaN"], "--gap"),
         (&["--seeds", "0"], "--seeds"),
+        (&["--seeds=-1"], "--seeds"),
+        // Refused before any solving; it was reported per scenario and the run exited 0.
+        (&["--write-scenarios", "no-such-dir"], "--write-scenarios"),
     ] {
         refused("bench_planner", args, flag);
+        let dir = tempfile::tempdir().unwrap();
+        let (code, _) = run("bench_planner", args, dir.path());
+        assert_eq!(code, Some(2), "{args:?}: a usage error, as clap's");
     }
 }
 
@@ -166,6 +175,39 @@ fn planner_time_limits_out_of_range_are_named_as_written() {
             "{example}: {stderr}"
         );
     }
+}
+
+/// The in-process servers' limits are named as given: `--steady-max-in-flight 0` was
+/// refused as `--max-in-flight`, and `--max-in-flight 0` started a server first.
+#[test]
+fn bench_load_names_the_limit_it_refuses() {
+    for flag in ["--max-in-flight", "--steady-max-in-flight"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, stderr) = run("bench_load", &[flag, "0"], dir.path());
+        assert_eq!(code, Some(2), "{flag} 0: {stderr}");
+        assert!(
+            stderr.contains(&format!("'{flag} <")),
+            "{flag} 0 is not named:\n{stderr}"
+        );
+    }
+}
+
+/// An error of a benchmark or the receiver is one `error:` line, without the stack
+/// backtrace `main` returning an error printed when `RUST_BACKTRACE` was set.
+#[test]
+fn tools_end_with_one_error_line_not_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(crate::common::example_binary("webhook_receiver"))
+        .args(["--secret", ""])
+        .current_dir(dir.path())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("the example runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: --secret is empty"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]
@@ -233,4 +275,55 @@ fn examples_end_quietly_when_their_reader_goes_away() {
         );
         assert!(stderr.is_empty(), "{example} {args:?} said:\n{stderr}");
     }
+}
+
+/// `bench_scale` with one product runs: its hot campaign sold `sku-001`, which a
+/// catalogue of one product (`sku-000`) does not have, and every such run failed.
+#[test]
+fn bench_scale_runs_with_a_single_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(crate::common::example_binary("bench_scale"))
+        .args([
+            "--campaigns",
+            "3",
+            "--preorders",
+            "30",
+            "--consumers",
+            "5",
+            "--skus",
+            "1",
+            "--ready-batches",
+            "1",
+            "--hot-orders",
+            "20",
+            "--samples",
+            "5",
+            "--probe-orders",
+            "3",
+            "--concurrency",
+            "4",
+            "--connections",
+            "1",
+            "--plan-time-limit",
+            "5",
+        ])
+        .current_dir(dir.path())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the example runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "exit {:?}:\n{stderr}",
+        out.status.code()
+    );
+    assert!(stdout.contains("1 skus"), "{stdout}");
+    let hot = stdout
+        .lines()
+        .find(|l| l.starts_with("hot campaign: PlacePreorder rate"))
+        .unwrap_or_else(|| panic!("no hot campaign line:\n{stdout}"));
+    assert!(hot.ends_with('x'), "{hot}");
 }
