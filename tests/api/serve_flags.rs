@@ -360,3 +360,31 @@ fn a_token_command_neither_upgrades_an_older_store_nor_opens_a_newer_one() {
         "the database was migrated by a newer c2m: it has migration 9999",
     );
 }
+
+/// A PostgreSQL URL without a database is refused before anything is created (PostgreSQL
+/// would connect to the database named after the user, and c2m installed its tables
+/// there), and a refused start is the error and its causes, without the stack backtrace
+/// printed whenever `RUST_BACKTRACE` was set.
+#[test]
+fn a_postgres_url_naming_no_database_is_refused_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 9 of a documentation address: nothing is reached before the refusal.
+    let url = "postgres://postgres@192.0.2.1:9/";
+    let out = c2m_command(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", url],
+        dir.path(),
+    )
+    .env("RUST_BACKTRACE", "1")
+    .env_remove("PGDATABASE")
+    .output()
+    .expect("c2m runs");
+    refused(&out, &format!("--database-url {url:?}: names no database"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("Error: "), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing created in the data directory"
+    );
+}

@@ -522,6 +522,31 @@ mod tests {
             let e = s.check().unwrap_err();
             assert!(e.starts_with(&format!("--database-url {url:?}: ")), "{e}");
         }
+        // A PostgreSQL URL without a database: c2m installed itself in the database named
+        // after the user. With one, as a path or `dbname`, it is taken.
+        // (`PGDATABASE` would name one: this case needs it unset, as it is in CI.)
+        let no_env_database = std::env::var_os("PGDATABASE").is_none();
+        for url in [
+            "postgres://postgres@h/",
+            "postgres://postgres@h",
+            "postgresql://h:5432/",
+        ]
+        .into_iter()
+        .filter(|_| no_env_database)
+        {
+            let mut s = ok.clone();
+            s.database_url = Some(url.into());
+            let e = s.check().unwrap_err();
+            assert!(
+                e.starts_with(&format!("--database-url {url:?}: names no database")),
+                "{e}"
+            );
+        }
+        for url in ["postgres://postgres@h/c2m", "postgres://h/?dbname=c2m"] {
+            let mut s = ok.clone();
+            s.database_url = Some(url.into());
+            assert!(s.check().is_ok(), "{url}: {:?}", s.check());
+        }
         // A URL naming no file is refused: SQLite took it as a private in-memory or
         // temporary database (the server failed after saying it was ready).
         for url in [

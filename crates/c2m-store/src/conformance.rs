@@ -478,6 +478,29 @@ pub fn test_database_url() -> Option<String> {
     }
 }
 
+/// The CA certificate (PEM file) that signed the test PostgreSQL's server certificate
+/// (`TEST_DATABASE_TLS_CA`), for the cases that connect over TLS; `None` when it is not
+/// set, which under `CI` fails the test instead, as [`test_database_url`] does: `.ci/run`
+/// starts its PostgreSQL with TLS on and sets it.
+pub fn test_database_tls_ca() -> Option<String> {
+    match std::env::var("TEST_DATABASE_TLS_CA") {
+        Ok(ca) if !ca.is_empty() => Some(ca),
+        _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !ci,
+                "TEST_DATABASE_TLS_CA is not set but CI is: the TLS case must run in CI"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: the PostgreSQL TLS case (TEST_DATABASE_TLS_CA is not set; see docs/testing.md)"
+            );
+            None
+        }
+    }
+}
+
 /// A fresh PostgreSQL database, created through an admin URL and dropped on teardown.
 pub struct PgFixture {
     admin_url: String,

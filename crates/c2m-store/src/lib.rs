@@ -403,12 +403,30 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     match scheme {
         "sqlite" => Ok(()),
-        "postgres" | "postgresql" if rest.starts_with("//") => Ok(()),
+        "postgres" | "postgresql" if rest.starts_with("//") => postgres_names_a_database(url),
         _ if is_scheme => Err(format!(
             "`{scheme}:` is not a database c2m can use: postgres://user:pass@host/db for \
              PostgreSQL, sqlite://PATH for SQLite"
         )),
         _ => Ok(()),
+    }
+}
+
+/// A PostgreSQL URL must name its database (`postgres://host/c2m`, `?dbname=c2m`, or
+/// `PGDATABASE`). Without one PostgreSQL connects to the database named after the user, and
+/// c2m installed its tables there (`postgres://postgres@host/` put them in `postgres`)
+/// while its log showed only the URL.
+fn postgres_names_a_database(url: &str) -> std::result::Result<(), String> {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| e.to_string())?;
+    match options.get_database() {
+        Some(db) if !db.trim().is_empty() => Ok(()),
+        _ => Err(
+            "names no database: give it as the URL's path, postgres://user:pass@host/DATABASE \
+                  (PostgreSQL would otherwise pick the database named after the user, and c2m \
+                  would install itself there)"
+                .into(),
+        ),
     }
 }
 

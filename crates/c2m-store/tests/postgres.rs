@@ -152,3 +152,91 @@ async fn every_statement_leaves_each_ledger_transaction_balanced() {
     conn.close().await.ok();
     c2m_store::conformance::Fixture::teardown(&fx).await;
 }
+
+/// A production PostgreSQL usually wants TLS. The store speaks it (sqlx with rustls, the
+/// system's root certificates, `sslrootcert` for a private CA): with `sslmode=verify-full`
+/// and the test server's CA the store opens, migrates, and every session of its pool is
+/// encrypted (PostgreSQL's own `pg_stat_ssl` says so); `sslmode=require` encrypts without
+/// verifying. A CA that did not sign the server's certificate is refused at once, naming
+/// the certificate: before, sqlx had no TLS at all, and `sslmode=require` was retried for
+/// 30 seconds as a database not up yet, then failed with "built without TLS support".
+#[tokio::test]
+async fn the_store_speaks_tls_to_postgres_and_verifies_the_server() {
+    use sqlx::{ConnectOptions, Connection};
+    let Some(admin) = c2m_store::conformance::test_database_url() else {
+        return;
+    };
+    let Some(ca) = c2m_store::conformance::test_database_tls_ca() else {
+        return;
+    };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let name = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with = |params: &str| {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}{params}")
+    };
+    let encrypted_sessions = async |admin: &str| -> (i64, i64) {
+        let mut conn = c2m_store::postgres::connect_options(admin)
+            .expect("options")
+            .connect()
+            .await
+            .expect("admin connection");
+        let row: (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+        )
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_ssl");
+        conn.close().await.ok();
+        row
+    };
+
+    for params in [
+        format!("sslmode=verify-full&sslrootcert={ca}"),
+        "sslmode=require".to_owned(),
+    ] {
+        let store = c2m_store::open(&with(&params))
+            .await
+            .unwrap_or_else(|e| panic!("open with {params}: {e}"));
+        store.ping().await.expect("ping");
+        let (sessions, encrypted) = encrypted_sessions(&admin).await;
+        assert!(sessions >= 1, "{params}: no session of the store");
+        assert_eq!(encrypted, sessions, "{params}: a session in plain text");
+        drop(store);
+    }
+
+    // Another CA: refused at once (not retried as a database starting up).
+    let other = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = params.self_signed(&other).expect("a CA of nobody's");
+    let dir = tempfile::tempdir().expect("dir");
+    let other_path = dir.path().join("other-ca.pem");
+    std::fs::write(&other_path, other_ca.pem()).expect("write");
+    let started = std::time::Instant::now();
+    let err = match c2m_store::open(&with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        other_path.display()
+    )))
+    .await
+    {
+        Ok(_) => panic!("a server certificate that CA did not sign was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "retried for {:?}: {err}",
+        started.elapsed()
+    );
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}

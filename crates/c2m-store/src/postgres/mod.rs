@@ -169,7 +169,7 @@ const FIRST_CONNECTION_WAIT: Duration = Duration::from_secs(30);
 /// seconds in silence for that. Here a failure that may pass (connection refused, the
 /// database starting up) is logged with its cause and retried each second for up to
 /// `wait`, and the last cause is the error; one that will not pass (a wrong password, a
-/// database that does not exist) is the error at once.
+/// database that does not exist, a TLS failure) is the error at once.
 async fn first_connection(options: &PgConnectOptions, wait: Duration) -> Result<()> {
     use sqlx::Connection;
     let started = std::time::Instant::now();
@@ -180,6 +180,14 @@ async fn first_connection(options: &PgConnectOptions, wait: Duration) -> Result<
             Ok(conn) => {
                 let _ = conn.close().await;
                 return Ok(());
+            }
+            // A TLS failure at connection does not pass by waiting, and was retried for the
+            // whole wait: a server without TLS under `sslmode=require` (sqlx's `Tls`), a
+            // certificate the root certificates do not verify or a name it does not carry
+            // (rustls's refusal, which sqlx passes on as I/O of invalid data).
+            Err(e @ sqlx::Error::Tls(_)) => return Err(e.into()),
+            Err(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(sqlx::Error::Io(e).into())
             }
             Err(e) if crate::error::is_transient(&e) && started.elapsed() < wait => {
                 if attempt == 1 || attempt % 10 == 0 {
