@@ -57,6 +57,7 @@ struct Args {
     /// the admin token a local server wrote to DATA_DIR/admin.token, for trying it out.
     #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Where a local server keeps its data (for admin.token).
     #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
     /// Where the last processed sequence number is kept between runs.

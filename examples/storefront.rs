@@ -84,11 +84,13 @@ enum Cmd {
         title: String,
         #[arg(long, default_value = "CNY")]
         currency: String,
-        #[arg(long, default_value_t = 39_900)]
+        // Negative numbers are passed on for the server to refuse naming its field:
+        // `--price -1` was "unexpected argument '-1' found", naming no flag.
+        #[arg(long, default_value_t = 39_900, allow_negative_numbers = true)]
         price: i64,
-        #[arg(long, default_value_t = 5_000)]
+        #[arg(long, default_value_t = 5_000, allow_negative_numbers = true)]
         deposit: i64,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
         threshold: i64,
         #[arg(long)]
         batch_cap: Option<i64>,
@@ -99,7 +101,7 @@ enum Cmd {
         /// Deadline, in days from now. Counted from each run's now, so a retry with the
         /// same `--key` a moment later is another request (refused `ALREADY_EXISTS`): to
         /// retry, give `--deadline`.
-        #[arg(long, default_value_t = 7.0, value_parser = days)]
+        #[arg(long, default_value_t = 7.0, value_parser = days, allow_negative_numbers = true)]
         deadline_days: f64,
         /// Deadline as a date (midnight UTC) or an RFC 3339 time, instead of
         /// `--deadline-days`: the same on every run, so a retry with `--key` is the same
@@ -230,7 +232,12 @@ enum Cmd {
     /// (`--to`, the same on every run).
     Extend {
         id: String,
-        #[arg(long, value_parser = days, required_unless_present = "to")]
+        #[arg(
+            long,
+            value_parser = days,
+            required_unless_present = "to",
+            allow_negative_numbers = true
+        )]
         days: Option<f64>,
         /// The new deadline: a date (midnight UTC) or an RFC 3339 time.
         #[arg(long, value_parser = parse_start, conflicts_with = "days")]
@@ -283,6 +290,18 @@ enum WebhookCmd {
 fn parse_start(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    // A date in the right shape that the calendar lacks (`2027-13-45`) was told "premature
+    // end of input", the RFC 3339 parser's view of it.
+    let shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if shape {
+        return Err(format!(
+            "{s} is no date: months run 1-12, days as the month has them"
+        ));
     }
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))

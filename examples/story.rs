@@ -46,6 +46,7 @@ struct Args {
     /// An admin token; by default the one a local server wrote to DATA_DIR/admin.token.
     #[arg(long, env = "C2M_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Where a local server keeps its data (for admin.token).
     #[arg(long, env = "C2M_DATA_DIR", default_value = "data")]
     data_dir: std::path::PathBuf,
     /// The catalogue to import (replacing the server's).

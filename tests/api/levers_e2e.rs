@@ -1329,3 +1329,50 @@ async fn storefront_retries_with_a_key_and_a_date_are_the_same_request() {
         "{shown}"
     );
 }
+
+/// `storefront` passes a negative number on, for the server to refuse naming its field:
+/// `--price -1` and `extend ID --days -2` were "unexpected argument '-1' found", naming no
+/// flag, while `--price=-1` worked. A date the calendar lacks is called that (it was
+/// "premature end of input").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storefront_takes_negative_numbers_to_the_server_and_names_bad_dates() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    ensure_skus(&mut c, &[CAMPAIGN_SKU]).await;
+    let run = async |args: &[&str]| {
+        let out = storefront_command(server.addr, args)
+            .await
+            .output()
+            .await
+            .expect("storefront runs");
+        assert!(!out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let price = run(&["create-campaign", "--sku", CAMPAIGN_SKU, "--price", "-1"]).await;
+    assert!(
+        price.contains("InvalidArgument") && price.contains("INVALID_FIELD"),
+        "{price}"
+    );
+    let date = run(&[
+        "create-campaign",
+        "--sku",
+        CAMPAIGN_SKU,
+        "--deadline",
+        "2027-13-45",
+    ])
+    .await;
+    assert!(
+        date.contains("--deadline") && date.contains("2027-13-45 is no date"),
+        "{date}"
+    );
+    let created: serde_json::Value = serde_json::from_slice(
+        &storefront(server.addr, &["create-campaign", "--sku", CAMPAIGN_SKU]).await,
+    )
+    .expect("JSON");
+    let id = created["id"].as_str().expect("an id");
+    let days = run(&["extend", id, "--days", "-2"]).await;
+    assert!(
+        !days.contains("unexpected argument") && days.contains("FailedPrecondition"),
+        "{days}"
+    );
+}

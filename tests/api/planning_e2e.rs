@@ -475,3 +475,46 @@ async fn a_stop_does_not_wait_past_its_grace_for_a_solve() {
     let answer = call.await.expect("the caller");
     assert!(answer.is_err(), "the call was cut off: {answer:?}");
 }
+
+/// Replicas take turns at scheduled cycles: while another replica of the store holds the
+/// cycle's turn (here, a lease taken through the store as a second replica would take
+/// it), this server's schedule plans nothing, however long batches wait; once the turn
+/// is given up, its next tick plans them. Before, every replica's schedule solved the same
+/// queue at the same moment, and all but one threw the solve away when storing it found
+/// the batches planned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_cycle_waits_its_turn_behind_another_replica() {
+    let server = TestServer::sqlite_with(|s| s.plan_when_waiting = 1).await;
+    let mut c = server.clients().await;
+    import(&mut c, "import-1", PHONE_CASES, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let now = chrono::Utc::now();
+    assert!(server
+        .store
+        .take_cycle_lease("another-replica", now, now + chrono::Duration::hours(1))
+        .await
+        .expect("lease"));
+    locked_batch(&mut c, "cmp-a", "case-a", 20).await;
+    // The schedule looks each second; give it several.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        queued(&mut c).await.len(),
+        1,
+        "planned during another's turn"
+    );
+    server
+        .store
+        .release_cycle_lease("another-replica", chrono::Utc::now())
+        .await
+        .expect("release");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !queued(&mut c).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not planned after the turn was given up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.shutdown().await;
+}

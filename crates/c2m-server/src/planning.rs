@@ -1574,7 +1574,8 @@ fn add_batches(to: &mut Vec<BatchId>, of: Option<&Vec<BatchId>>) {
 /// The scheduled cycles: every `every` (if not zero), and whenever at least `when_waiting`
 /// batches wait (if not zero; checked each second). A scheduled cycle is skipped when the
 /// queue and the catalogue are exactly as at the last cycle that left batches queued
-/// (an infeasible cycle is not repeated until something changes).
+/// (an infeasible cycle is not repeated until something changes), and when another
+/// replica of the store holds the cycle's turn (`PlanningStore::take_cycle_lease`).
 pub async fn run_schedule(
     cycles: Arc<PlanningCycles>,
     every: Duration,
@@ -1592,6 +1593,13 @@ pub async fn run_schedule(
     };
     let mut last_full = tokio::time::Instant::now();
     let mut last_tried: Option<(Vec<BatchId>, i64)> = None;
+    // This replica's name for the cycle's turn, and how long a turn is held at most: the
+    // solve's limit and then some for the reads and the plan's write; a replica that
+    // dies holding it holds it no longer.
+    let owner = format!("schedule-{}", crate::webhooks::hex_id(6));
+    // (`--plan-time-limit` is at most a day.)
+    let lease = chrono::Duration::from_std(cycles.time_limit).unwrap_or(chrono::Duration::days(1))
+        + chrono::Duration::seconds(60);
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -1619,7 +1627,32 @@ pub async fn run_schedule(
         if last_tried.as_ref() == Some(&state) {
             continue;
         }
-        match cycles.run(None).await {
+        // The replicas' schedules tick on their own: one of them solves the queue, the
+        // others skip this tick (they all solved it, and all but one threw the solve away
+        // when storing found the batches planned). Real time, as the webhook worker's
+        // leases: a test's business clock may stand still or jump.
+        let now = Utc::now();
+        match cycles
+            .store
+            .take_cycle_lease(&owner, now, now + lease)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("scheduled cycle: another replica is running one");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "planning schedule: cannot take the cycle's turn");
+                continue;
+            }
+        }
+        let outcome = cycles.run(None).await;
+        if let Err(e) = cycles.store.release_cycle_lease(&owner, Utc::now()).await {
+            // It runs out by itself at `now + lease`.
+            tracing::warn!(error = %e, "planning schedule: cannot give the cycle's turn up");
+        }
+        match outcome {
             Ok(CycleOutcome::Planned {
                 status: PlanStatus::Infeasible,
                 plan_id,

@@ -203,6 +203,7 @@ macro_rules! conformance_cases {
             // Planning.
             plans_take_batches_once_and_number_work_orders_per_factory,
             one_planning_key_sent_to_two_replicas_stores_one_plan,
+            scheduled_cycles_take_turns_by_one_lease,
             // Access tokens.
             one_bootstrap_admin_per_decision_across_replicas,
             // Factory delivery.
@@ -3024,6 +3025,62 @@ pub async fn one_planning_key_sent_to_two_replicas_stores_one_plan(fx: Arc<dyn F
         .await
         .expect("plans");
     assert_eq!(plans.items.len(), 5, "one plan per round");
+}
+
+/// Scheduled cycles take turns across replicas by one lease: held, it is refused to
+/// another owner and renewed for its own; given up, or past its time, another takes it at
+/// once; a release by an owner that does not hold it changes nothing; and owners racing
+/// for a free lease on two replicas get it exactly once.
+pub async fn scheduled_cycles_take_turns_by_one_lease(fx: Arc<dyn Fixture>) {
+    let (a, b) = (fx.store(), fx.replica().await);
+    let t = t0();
+    let s = Duration::seconds;
+    let take = async |store: &Arc<dyn Store>, owner: &str, at, until| {
+        store
+            .take_cycle_lease(owner, at, until)
+            .await
+            .expect("take")
+    };
+    assert!(take(&a, "r1", t, t + s(60)).await, "free: taken");
+    assert!(!take(&b, "r2", t + s(1), t + s(61)).await, "held by r1");
+    assert!(take(&a, "r1", t + s(2), t + s(90)).await, "renewed by r1");
+    b.release_cycle_lease("r2", t + s(3))
+        .await
+        .expect("release");
+    assert!(
+        !take(&b, "r2", t + s(3), t + s(63)).await,
+        "not r2's to give up"
+    );
+    a.release_cycle_lease("r1", t + s(4))
+        .await
+        .expect("release");
+    assert!(
+        take(&b, "r2", t + s(4), t + s(64)).await,
+        "given up: taken at once"
+    );
+    // r2 dies holding it: refused until its time has passed, then taken.
+    assert!(
+        !take(&a, "r3", t + s(63), t + s(120)).await,
+        "r2's until t+64"
+    );
+    assert!(
+        take(&a, "r3", t + s(64), t + s(120)).await,
+        "r2's lease ran out"
+    );
+
+    a.release_cycle_lease("r3", t + s(200))
+        .await
+        .expect("release");
+    for round in 0..5 {
+        let at = t + s(300 + 100 * round);
+        let (ox, oy) = (format!("x{round}"), format!("y{round}"));
+        let (x, y) = tokio::join!(take(&a, &ox, at, at + s(60)), take(&b, &oy, at, at + s(60)),);
+        assert!(x ^ y, "round {round}: exactly one of the two ({x}, {y})");
+        let holder = if x { ox } else { oy };
+        a.release_cycle_lease(&holder, at + s(1))
+            .await
+            .expect("release");
+    }
 }
 
 pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<dyn Fixture>) {

@@ -348,7 +348,7 @@ pub fn advise_by(
         return Err(format!(
             "the price must be positive and at most {MAX_NUMBER:e} minor units \
              (as any money in a scenario), got {}",
-            spec.price
+            super::shown(spec.price)
         ));
     }
     if !(0.0..1.0).contains(&spec.margin) {

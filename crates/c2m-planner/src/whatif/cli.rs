@@ -105,9 +105,10 @@ impl Flags {
     fn whole(&self, name: &str) -> Result<Option<i64>, String> {
         match self.num(name)? {
             None => Ok(None),
-            Some(x) if x.fract() != 0.0 || x.abs() >= 9.0e18 => {
-                Err(format!("{name}: `{x}` is not a whole number"))
-            }
+            Some(x) if x.fract() != 0.0 || x.abs() >= 9.0e18 => Err(format!(
+                "{name}: `{}` is not a whole number",
+                super::shown(x)
+            )),
             Some(x) => Ok(Some(x as i64)),
         }
     }
@@ -167,6 +168,10 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
     match cmd.as_str() {
         "compare" => {
             flags.check(&["--json", "--csv"], &["--time-limit"])?;
+            // As sweep: `--json --csv` printed JSON without a word.
+            if flags.has("--csv") && flags.has("--json") {
+                return Err("give one of --csv or --json".into());
+            }
             let [base, overlay] = positional[..] else {
                 return Err(format!("compare needs BASE and OVERLAY\n{USAGE}"));
             };
@@ -330,8 +335,23 @@ pub fn run(args: &[String], env: &mut dyn Env) -> Result<Output, String> {
                 }
                 for (flag, x) in [("--from", spec.from), ("--to", spec.to)] {
                     if x.fract() != 0.0 {
-                        return Err(format!("{flag} ({x}) must be a whole number of {whole}"));
+                        return Err(format!(
+                            "{flag} ({}) must be a whole number of {whole}",
+                            super::shown(x)
+                        ));
                     }
+                }
+                // Named here: `--to 1e20` was refused at the first point past it, as that
+                // point's scenario, with the demand saturated to 9223372036854775807.
+                if matches!(spec.quantity, Quantity::Demand { .. })
+                    && spec.to > crate::validate::MAX_UNITS as f64
+                {
+                    return Err(format!(
+                        "--to: a demand must be at most {} (the largest the planner takes), \
+                         got {}",
+                        crate::validate::MAX_UNITS,
+                        super::shown(spec.to)
+                    ));
                 }
             }
             let opts = with_time_limit(&flags, scan_options())?;

@@ -75,6 +75,16 @@ pub(crate) fn units_asked(s: &Scenario, sku: &str) -> i64 {
     })
 }
 
+/// A number as a person reads it in a message: as written up to a billion billion, else
+/// in exponent form (`1e300` was echoed as three hundred digits).
+pub(crate) fn shown(x: f64) -> String {
+    if x.abs() < 1e15 {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// The options the what-if tools solve with: the defaults without shadow
 /// prices, which they never show and which cost LPs of their own.
 pub fn default_options() -> SolveOptions {

@@ -350,7 +350,7 @@ pub fn run_sweep(
         super::threads(),
         |&x| {
             let s = scenario_at(base, &spec.quantity, x)?;
-            super::plan_point(&s, opts).map_err(|e| format!("at {x}: {e}"))
+            super::plan_point(&s, opts).map_err(|e| format!("at {}: {e}", super::shown(x)))
         },
         &mut |done| progress(done, total),
     )?;

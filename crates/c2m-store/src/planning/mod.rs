@@ -37,8 +37,9 @@ use c2m_domain::ids::{PlanId, WorkOrderId};
 use c2m_domain::{Batch, BatchId, DomainError, IdempotencyKey, Page, PageRequest};
 
 use crate::dialect::{micros, Backend, Tx};
-use crate::engine::{Call, Engine};
+use crate::engine::{Call, Engine, Lane};
 use crate::idempotency::Keyed;
+use crate::writer::Op;
 use crate::Result;
 use crate::StoreError;
 
@@ -458,6 +459,21 @@ pub trait PlanningStore: Send + Sync + 'static {
 
     /// Plans, newest first.
     async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>>;
+
+    /// Takes the turn of the next scheduled planning cycle for `owner` until `until`,
+    /// unless another owner holds it at `now`; true when `owner` holds it after the call
+    /// (taken, or renewed). The replicas of one store take turns by it, so that one of
+    /// them solves the queue rather than each of them (migration 0017).
+    async fn take_cycle_lease(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Gives `owner`'s turn up at `now` (its cycle ended), so the next scheduled cycle of
+    /// any replica may run; nothing when another owner holds it.
+    async fn release_cycle_lease(&self, owner: &str, now: DateTime<Utc>) -> Result<()>;
 }
 
 #[async_trait]
@@ -496,4 +512,54 @@ impl<E: Engine> PlanningStore for E {
     async fn list_plans(&self, page: PageRequest) -> Result<Page<PlanSummary>> {
         self.read(&page, |tx, page| Box::pin(tx.plans(*page))).await
     }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn take_cycle_lease(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let op = Op::new((owner.to_owned(), now, until), |tx, (owner, now, until)| {
+            Box::pin(take_lease(tx, owner, *now, *until))
+        });
+        self.write(Lane::Alone, op.quiet()).await
+    }
+
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    async fn release_cycle_lease(&self, owner: &str, now: DateTime<Utc>) -> Result<()> {
+        let op = Op::new((owner.to_owned(), now), |tx, (owner, now)| {
+            Box::pin(release_lease(tx, owner, *now))
+        });
+        self.write(Lane::Alone, op.quiet()).await
+    }
+}
+
+/// The one row's lease, taken when free (none yet, or expired at `now`) or already
+/// `owner`'s. On PostgreSQL two replicas inserting at once meet at the row: the second
+/// waits for the first's commit and then finds the lease held, so it updates nothing.
+async fn take_lease<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool> {
+    let sql = "INSERT INTO planning_lease (id, owner, lease_until) VALUES (1, $1, $3) \
+         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, \
+         lease_until = excluded.lease_until \
+         WHERE planning_lease.owner = excluded.owner OR planning_lease.lease_until <= $2";
+    let taken = D::query(sql, (owner, micros(now), micros(until)))
+        .execute(tx)
+        .await?;
+    Ok(taken == 1)
+}
+
+async fn release_lease<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sql = "UPDATE planning_lease SET lease_until = $2 WHERE id = 1 AND owner = $1";
+    D::query(sql, (owner, micros(now))).execute(tx).await?;
+    Ok(())
 }
