@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use c2m_domain::{
-    BatchStatus, CampaignId, Currency, HoldState, Money, PreorderStatus, PriceTier, Refusal,
-    TxnKind,
+    BatchStatus, Campaign, CampaignId, Currency, HoldState, Money, Preorder, PreorderStatus,
+    PriceTier, Refusal, TxnKind,
 };
 
 use super::ledger::check_ledger;
@@ -484,38 +484,45 @@ pub async fn close_campaign_fails_the_open_batch_and_releases_every_deposit(fx: 
     assert_eq!(cancelled.preorders_refunded, 0);
 }
 
-/// Cancelling refunds every pre-order not in production, each exactly once, through the
-/// ledger: a locked batch's captured deposits and paid balances (from escrow), the open
-/// batch's held deposits (released); a forfeited deposit stays forfeited. The refunded
-/// batch leaves the balance-window sweep; a second cancel is refused.
-pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixture>) {
-    let store = fx.store();
+/// A campaign at threshold 5 locked by A (3 units) and B (2), with the balance window
+/// given, and A's balance paid five minutes after placing; B's not.
+async fn locked_with_a_paid(store: &dyn Store, window_secs: i64) -> (Campaign, Preorder, Preorder) {
     let mut s = spec(5, None);
-    s.balance_window_secs = Some(24 * 3600);
-    let c = create(&*store, s).await;
-    let price = 39_900;
-    let dep = 5_000;
-    let a = place(&*store, &c.id, &consumer(1), 3).await.expect("a");
-    let b = place(&*store, &c.id, &consumer(2), 2)
+    s.balance_window_secs = Some(window_secs);
+    let c = create(store, s).await;
+    let a = place(store, &c.id, &consumer(1), 3).await.expect("a");
+    let b = place(store, &c.id, &consumer(2), 2)
         .await
-        .expect("b (locks batch 1)");
+        .expect("b (locks the batch)");
     assert_eq!(b.status, PreorderStatus::Locked);
-    let o = place(&*store, &c.id, &consumer(3), 1)
-        .await
-        .expect("o (open batch 2)");
-    // A pays its balance; B does not (yet).
     store
         .pay_balance(
             &PayBalance {
                 idempotency_key: key(),
                 preorder_id: a.id.clone(),
                 consumer_id: None,
-                amount: cny(3 * price - 3 * dep),
+                amount: cny(3 * 39_900 - 3 * 5_000),
             },
             placed_at() + Duration::minutes(5),
         )
         .await
         .expect("pay a");
+    (c, a, b)
+}
+
+/// Cancelling refunds every pre-order not in production, each exactly once, through the
+/// ledger: a locked batch's captured deposits and paid balances (from escrow), the open
+/// batch's held deposits (released); a forfeited deposit stays forfeited. The refunded
+/// batch leaves the balance-window sweep; a second cancel is refused.
+pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let price = 39_900;
+    let dep = 5_000;
+    // A pays its balance; B does not (yet).
+    let (c, a, b) = locked_with_a_paid(&*store, 24 * 3600).await;
+    let o = place(&*store, &c.id, &consumer(3), 1)
+        .await
+        .expect("o (open batch 2)");
 
     let req = cancel_all(&c.id);
     let out = store.pull_lever(&req, lever_at()).await.expect("cancel");
@@ -641,28 +648,9 @@ pub async fn cancel_campaign_refunds_deposits_and_balances_once(fx: Arc<dyn Fixt
 /// before the cancel's.
 pub async fn a_cancel_after_a_balance_window_leaves_its_forfeits_forfeited(fx: Arc<dyn Fixture>) {
     let store = fx.store();
-    let mut s = spec(5, None);
-    s.balance_window_secs = Some(600);
-    let c = create(&*store, s).await;
     let price = 39_900;
     let dep = 5_000;
-    let a = place(&*store, &c.id, &consumer(1), 3).await.expect("a");
-    let b = place(&*store, &c.id, &consumer(2), 2)
-        .await
-        .expect("b (locks the batch)");
-    assert_eq!(b.status, PreorderStatus::Locked);
-    store
-        .pay_balance(
-            &PayBalance {
-                idempotency_key: key(),
-                preorder_id: a.id.clone(),
-                consumer_id: None,
-                amount: cny(3 * price - 3 * dep),
-            },
-            placed_at() + Duration::minutes(5),
-        )
-        .await
-        .expect("pay a");
+    let (c, a, b) = locked_with_a_paid(&*store, 600).await;
     // lever_at() is an hour after the lock: the ten-minute window has passed, and no
     // sweeper has closed it.
     let late = PayBalance {
