@@ -524,8 +524,17 @@ mod tests {
         }
         // A PostgreSQL URL without a database: c2m installed itself in the database named
         // after the user. With one, as a path or `dbname`, it is taken.
-        // (`PGDATABASE` would name one: this case needs it unset, as it is in CI.)
+        // (`PGDATABASE` would name one: this case needs it unset, as it is in CI; the
+        // e2e case `a_postgres_url_naming_no_database_...` runs c2m without it either way.)
         let no_env_database = std::env::var_os("PGDATABASE").is_none();
+        if !no_env_database {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: the URL-without-a-database case of zeros_that_would_break_the_server_are_refused_naming_the_flag \
+                 (PGDATABASE is set)"
+            );
+        }
         for url in [
             "postgres://postgres@h/",
             "postgres://postgres@h",

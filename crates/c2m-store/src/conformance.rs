@@ -456,27 +456,13 @@ where
 /// (or `CI=1`) a missing database fails the test instead, so a CI run can never pass
 /// without its PostgreSQL suites. Every PostgreSQL test of the workspace asks here.
 pub fn test_database_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "TEST_DATABASE_URL is not set but CI is: the PostgreSQL suites must run in CI"
-            );
-            static SAID: std::sync::Once = std::sync::Once::new();
-            // Written to the process's stderr, not through `eprintln!`, which the test
-            // harness captures and hides for passing tests: the skip must be seen.
-            SAID.call_once(|| {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: the PostgreSQL cases of this test binary (TEST_DATABASE_URL is not set; see docs/testing.md)"
-                );
-            });
-            None
-        }
-    }
+    static SAID: std::sync::Once = std::sync::Once::new();
+    required_in_ci(
+        "TEST_DATABASE_URL",
+        "the PostgreSQL suites must run in CI",
+        "the PostgreSQL cases of this test binary",
+        &SAID,
+    )
 }
 
 /// The CA certificate (PEM file) that signed the test PostgreSQL's server certificate
@@ -484,19 +470,37 @@ pub fn test_database_url() -> Option<String> {
 /// set, which under `CI` fails the test instead, as [`test_database_url`] does: `.ci/run`
 /// starts its PostgreSQL with TLS on and sets it.
 pub fn test_database_tls_ca() -> Option<String> {
-    match std::env::var("TEST_DATABASE_TLS_CA") {
-        Ok(ca) if !ca.is_empty() => Some(ca),
+    static SAID: std::sync::Once = std::sync::Once::new();
+    required_in_ci(
+        "TEST_DATABASE_TLS_CA",
+        "the TLS case must run in CI",
+        "the PostgreSQL TLS case",
+        &SAID,
+    )
+}
+
+/// The value of `var`, or `None` when it is unset or empty: then, under `CI=true` (or
+/// `CI=1`), a failure saying `why`; otherwise `what` is said skipped, once a process.
+/// Written to the process's stderr, not through `eprintln!`, which the test harness
+/// captures and hides for passing tests: the skip must be seen.
+fn required_in_ci(
+    var: &str,
+    why: &str,
+    what: &str,
+    said: &'static std::sync::Once,
+) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
         _ => {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !ci,
-                "TEST_DATABASE_TLS_CA is not set but CI is: the TLS case must run in CI"
-            );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: the PostgreSQL TLS case (TEST_DATABASE_TLS_CA is not set; see docs/testing.md)"
-            );
+            assert!(!ci, "{var} is not set but CI is: {why}");
+            said.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: {what} ({var} is not set; see docs/testing.md)"
+                );
+            });
             None
         }
     }
