@@ -1452,3 +1452,77 @@ async fn a_purchase_placed_in_a_later_week_is_planned_until_its_order_date() {
     shown_as(pb::PurchaseOrderState::Open).await;
     server.shutdown().await;
 }
+
+/// A factory's flat `capacity_hours` are hours per period of the server that imported
+/// them, and a server planning in other periods (a replica given another
+/// `--plan-period-days`, or a restart with one) reads the same hours per day. Imported in
+/// weeks at 35 hours, the factory has 70 hours a fortnight: 60 lamps, an hour each, due
+/// within the first fortnight, are on time, and the export in fortnights says 70. Before,
+/// the fortnight server read 35 hours a fortnight and showed 25 of them late.
+#[tokio::test]
+async fn a_capacity_imported_in_weeks_counts_per_day_in_fortnights() {
+    const LAMPS: &str = r#"
+name = "lamps"
+currency = "CNY"
+
+[[products]]
+sku = "lamp"
+demand = 0
+bom = {}
+
+[[factories]]
+id = "f1"
+capacity_hours = 35.0
+
+[[factories.lines]]
+sku = "lamp"
+unit_cost = 100.0
+hours_per_unit = 1.0
+"#;
+    let clock = Arc::new(ManualClock::new(start()));
+    let weeks = TestServer::sqlite_in(tempfile::tempdir().expect("tempdir"), clock.clone(), |s| {
+        (s.plan_horizon_days, s.plan_period_days) = (28, 7)
+    })
+    .await;
+    let mut c = weeks.clients().await;
+    import(&mut c, "lamps", LAMPS, pb::ImportMode::Replace)
+        .await
+        .expect("import");
+    let dir = weeks.shutdown().await.expect("its data directory");
+
+    let fortnights = TestServer::sqlite_in(dir, clock.clone(), |s| {
+        (s.plan_horizon_days, s.plan_period_days) = (28, 14)
+    })
+    .await;
+    let mut c = fortnights.clients().await;
+    let mut req = crate::common::campaign_request("lamps", 60);
+    req.sku = "lamp".into();
+    req.max_per_order = None;
+    req.deposit_minor = req.unit_price_minor;
+    req.ships_within_days = Some(14);
+    let cmp = crate::common::created(&mut c, req).await;
+    let order = c
+        .preorders
+        .place_preorder(place("lamps-order", &cmp.id, "consumer-1", 60))
+        .await
+        .expect("order")
+        .into_inner();
+    let plan = run_cycle(&mut c, "fortnight-cycle").await;
+    assert_eq!(plan.batch_ids.len(), 1);
+    let made: i64 = plan
+        .work_orders
+        .iter()
+        .flat_map(|w| &w.runs)
+        .filter(|r| r.period == Some(0))
+        .map(|r| r.quantity)
+        .sum();
+    assert_eq!(made, 60, "all 60 in the first fortnight: {plan:?}");
+    let shipped = ship_date(&mut c, &order.id).await;
+    assert!(shipped.planned && !shipped.late, "{shipped:?}");
+    let exported = export(&mut c, pb::ScenarioFormat::Toml).await;
+    assert!(
+        exported.contains("capacity_hours = 70.0"),
+        "the export gives hours per fortnight: {exported}"
+    );
+    fortnights.shutdown().await;
+}

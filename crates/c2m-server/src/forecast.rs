@@ -131,7 +131,7 @@ pub struct Advice {
 /// brings the lock probability to `target`. The planner runs on a blocking thread, with
 /// `time_limit` for each volume it plans, and ends its scan by `scan_end`: the volumes it
 /// did not reach by then are listed (`not_reached`), with a note, and the advice is what
-/// it judged.
+/// it judged. The sku is priced as one period's plan, in periods of `period_days`.
 pub async fn advice(
     store: &dyn Store,
     fitted: Fitted,
@@ -139,6 +139,7 @@ pub async fn advice(
     target: f64,
     time_limit: StdDuration,
     scan_end: Instant,
+    period_days: i64,
 ) -> Result<Advice, StoreError> {
     let Fitted {
         input,
@@ -187,8 +188,10 @@ pub async fn advice(
     match crate::planning::scenario_of(&catalogue, None) {
         Err(e) => notes.push(format!("the catalogue cannot price the sku: {e}")),
         Ok(mut base) if threshold > 1 => {
-            // Priced as a cycle would buy: pieces whole.
+            // Priced as a cycle would buy: pieces whole, and a period's hours of this
+            // server's periods.
             crate::planning::whole_piece_orders(&mut base);
+            crate::planning::hours_per_period(&mut base, &catalogue, period_days);
             // No larger than the planner takes: a threshold may be larger (a cheap sku).
             let max = (threshold - 1).min(c2m_planner::validate::MAX_UNITS);
             let spec = AdviceSpec {

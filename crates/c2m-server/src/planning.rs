@@ -218,6 +218,9 @@ pub fn catalogue_of(
             .map(|f| CatalogueFactory {
                 id: f.id.clone(),
                 capacity_hours: f.capacity_hours,
+                // Hours per period of this server: kept with them, so that a cycle in
+                // other periods (another replica's, a restart's) reads the same hours.
+                capacity_period_days: Some(horizon.period_days),
                 calendar: f.calendar.clone().map(|hours| FactoryCalendar {
                     hours,
                     period_days,
@@ -765,13 +768,13 @@ impl World {
                 hours_over(
                     c,
                     dates,
-                    f.capacity_hours,
+                    capacity_per(f, dates.1),
                     self.now,
                     self.period_length(),
                     periods,
                 )
             }
-            None => vec![f.capacity_hours; periods],
+            None => vec![capacity_per(f, self.period_length()); periods],
         };
         for run in self
             .frozen
@@ -793,6 +796,29 @@ impl World {
 
 /// Where a calendar's period 0 starts, and its periods' length.
 type CalendarDates = (DateTime<Utc>, chrono::Duration);
+
+/// Sets the flat `capacity_hours` of `s`, made from `c` by [`scenario_of`], to hours per
+/// period of `period_days` (see [`capacity_per`]): what a one-period plan of this server
+/// may use, whichever period the catalogue's hours were imported in.
+pub fn hours_per_period(s: &mut planner::Scenario, c: &Catalogue, period_days: i64) {
+    let length = chrono::Duration::days(period_days);
+    for (f, cf) in s.factories.iter_mut().zip(&c.factories) {
+        f.capacity_hours = capacity_per(cf, length);
+    }
+}
+
+/// A factory's flat capacity as hours per period of `length`: its `capacity_hours` count
+/// per period of the server that imported them (`capacity_period_days`), so a cycle or an
+/// export in other periods scales them by the days. A factory stored before the store kept
+/// that period has its hours per period of whoever reads them, as it always had.
+fn capacity_per(f: &CatalogueFactory, length: chrono::Duration) -> f64 {
+    match f.capacity_period_days {
+        Some(days) if length != chrono::Duration::days(days) => {
+            f.capacity_hours * length.num_seconds() as f64 / (days * 86_400) as f64
+        }
+        _ => f.capacity_hours,
+    }
+}
 
 /// A calendar's hours over `periods` periods of `length` from `from`: each period gets the
 /// hours of the calendar periods it overlaps, in proportion, and `capacity` per period
@@ -853,6 +879,9 @@ pub fn export_of(
 ) -> Result<(planner::Scenario, Option<DateTime<Utc>>), DomainError> {
     let mut s = scenario_of(c, None)?;
     let length = chrono::Duration::days(period_days);
+    // The file's `capacity_hours` are hours per period of this server, as an import of
+    // it will read them.
+    hours_per_period(&mut s, c, period_days);
     let calendars = dated_calendars(c, Some(now), length);
     let Some(span) = calendars_span(&calendars, length) else {
         return Ok((s, None));
@@ -873,7 +902,7 @@ pub fn export_of(
         .map(|cal| {
             let &(i, k, dates) = cal;
             let periods = ((calendar_end(cal) - start).num_seconds() + step - 1) / step;
-            let capacity = c.factories[i].capacity_hours;
+            let capacity = capacity_per(&c.factories[i], dates.1);
             (
                 i,
                 hours_over(k, dates, capacity, start, length, periods as usize),
@@ -881,7 +910,7 @@ pub fn export_of(
         })
         .collect();
     for (i, hours) in &mut given {
-        hours.resize(periods, c.factories[*i].capacity_hours);
+        hours.resize(periods, capacity_per(&c.factories[*i], length));
         s.factories[*i].calendar = Some(std::mem::take(hours));
     }
     s.horizon = Some(planner::Horizon {
@@ -1822,6 +1851,7 @@ mod tests {
         let mut f = CatalogueFactory {
             id: "f1".into(),
             capacity_hours: 40.0,
+            capacity_period_days: None,
             lines: vec![],
             calendar: None,
         };
@@ -1851,6 +1881,41 @@ mod tests {
         );
     }
 
+    /// A flat capacity counts per period of the server that imported it: a cycle in
+    /// fortnights gives a factory of 35 hours a week 70 hours a period, not 35 (a replica
+    /// with other periods read it so), and so does the stretch past a dated calendar. A
+    /// factory stored before the store kept the period reads as it did.
+    #[test]
+    fn a_capacity_counts_per_the_period_it_was_imported_in() {
+        let in_days = |period_days: i64, periods: i64| World {
+            horizon: PlanHorizon {
+                periods,
+                period_days,
+            },
+            ..world(vec![])
+        };
+        let mut f = CatalogueFactory {
+            id: "f1".into(),
+            capacity_hours: 35.0,
+            capacity_period_days: Some(7),
+            lines: vec![],
+            calendar: None,
+        };
+        assert_eq!(in_days(7, 2).calendar(&f).unwrap(), [35.0, 35.0]);
+        assert_eq!(in_days(14, 2).calendar(&f).unwrap(), [70.0, 70.0]);
+        assert_eq!(in_days(1, 2).calendar(&f).unwrap(), [5.0, 5.0]);
+        // Two weeks of calendar, the second closed, then the capacity.
+        f.calendar = Some(FactoryCalendar {
+            hours: vec![40.0, 0.0],
+            period_days: Some(7),
+            starts_at: Some(in_days(14, 1).now),
+        });
+        assert_eq!(in_days(14, 2).calendar(&f).unwrap(), [40.0, 70.0]);
+        f.calendar = None;
+        f.capacity_period_days = None;
+        assert_eq!(in_days(14, 2).calendar(&f).unwrap(), [35.0, 35.0]);
+    }
+
     fn undated(hours: Vec<f64>) -> FactoryCalendar {
         FactoryCalendar {
             hours,
@@ -1869,6 +1934,7 @@ mod tests {
         let f = CatalogueFactory {
             id: "f1".into(),
             capacity_hours: 40.0,
+            capacity_period_days: None,
             lines: vec![],
             // Four weeks from the import, the fourth closed.
             calendar: Some(FactoryCalendar {
@@ -2050,6 +2116,7 @@ mod tests {
         let factory = |id: &str, skus: &[&str]| CatalogueFactory {
             id: id.into(),
             capacity_hours: 40.0,
+            capacity_period_days: None,
             lines: skus.iter().map(|s| line(s)).collect(),
             calendar: None,
         };
@@ -2122,6 +2189,7 @@ mod tests {
         let factory = |id: &str, starts_at: Option<DateTime<Utc>>| CatalogueFactory {
             id: id.into(),
             capacity_hours: 100.0,
+            capacity_period_days: None,
             lines: vec![],
             calendar: Some(FactoryCalendar {
                 hours: vec![100.0; 12],

@@ -2511,6 +2511,7 @@ fn sample_catalogue() -> Catalogue {
         factories: vec![CatalogueFactory {
             id: "f1".into(),
             capacity_hours: 100.0,
+            capacity_period_days: Some(7),
             lines: vec![FactoryLine {
                 sku: "kettle-17-white".into(),
                 unit_cost: 1000.0,

@@ -124,6 +124,7 @@ impl LeversService for LeversSvc {
             target,
             self.0.advice_time_limit,
             scan_end,
+            self.0.plan_horizon.period_days,
         )
         .await
         .map_err(store_status)?;

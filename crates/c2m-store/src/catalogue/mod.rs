@@ -77,7 +77,14 @@ pub struct CatalogueMaterial {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogueFactory {
     pub id: String,
+    /// Hours per planning period, in every period a calendar does not cover.
     pub capacity_hours: f64,
+    /// The length in days of the period `capacity_hours` counts (the importing server's
+    /// `--plan-period-days`), so that a cycle in other periods gives each the same hours
+    /// per day; `None` for a factory stored before the store kept it, whose hours count
+    /// per period of whichever server reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_period_days: Option<i64>,
     pub lines: Vec<FactoryLine>,
     /// Hours period by period from a date on (a closed week is 0); `None` means
     /// `capacity_hours` in every period.
@@ -626,6 +633,7 @@ mod tests {
         let factory = |id: &str, starts_at| CatalogueFactory {
             id: id.into(),
             capacity_hours: 40.0,
+            capacity_period_days: None,
             lines: vec![],
             calendar: Some(FactoryCalendar {
                 hours: vec![40.0],
@@ -662,6 +670,7 @@ mod tests {
         let factory = |id: &str, lines| CatalogueFactory {
             id: id.into(),
             capacity_hours: 40.0,
+            capacity_period_days: None,
             lines,
             calendar: None,
         };

@@ -30,12 +30,15 @@ const UPSERT_MATERIAL: &str = "INSERT INTO catalogue_materials \
      ON CONFLICT (id) DO UPDATE SET position = excluded.position, unit = excluded.unit, \
      on_hand = excluded.on_hand, holding_cost = excluded.holding_cost";
 
-const FACTORIES: &str = "SELECT id, capacity_hours, lines, calendar FROM catalogue_factories \
+const FACTORIES: &str = "SELECT id, capacity_hours, capacity_period_days, lines, calendar \
+     FROM catalogue_factories \
      ORDER BY position, id";
 const UPSERT_FACTORY: &str = "INSERT INTO catalogue_factories \
-     (id, position, capacity_hours, lines, calendar) VALUES ($1, $2, $3, $4, $5) \
+     (id, position, capacity_hours, capacity_period_days, lines, calendar) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (id) DO UPDATE SET position = excluded.position, \
-     capacity_hours = excluded.capacity_hours, lines = excluded.lines, \
+     capacity_hours = excluded.capacity_hours, \
+     capacity_period_days = excluded.capacity_period_days, lines = excluded.lines, \
      calendar = excluded.calendar";
 
 const SUPPLIERS: &str =
@@ -95,7 +98,14 @@ impl<D: Backend> Tx<'_, D> {
                 D::query(UPSERT_MATERIAL, params)
             }
             Entry::Factory(f) => {
-                let params = (&f.id, pos, f.capacity_hours, json(&f.lines)?, &calendar);
+                let params = (
+                    &f.id,
+                    pos,
+                    f.capacity_hours,
+                    f.capacity_period_days,
+                    json(&f.lines)?,
+                    &calendar,
+                );
                 D::query(UPSERT_FACTORY, params)
             }
             Entry::Supplier(s) => {
@@ -179,7 +189,7 @@ async fn read_catalogue<D: Backend>(tx: &mut Tx<'_, D>, meta: &'static str) -> R
     c.materials = D::query(MATERIALS, ()).all(tx, material).await?;
     let factory = |r: &D::Row| {
         Ok(columns!(r => CatalogueFactory {
-            id: text, capacity_hours: real;
+            id: text, capacity_hours: real, capacity_period_days: int_opt;
             lines: from_json("lines", &r.text("lines")?)?,
             calendar: r
                 .text_opt("calendar")?
