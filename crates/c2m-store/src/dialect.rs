@@ -500,12 +500,39 @@ pub(crate) struct Tx<'c, D: Database> {
 impl<D: Dialect> Tx<'static, D> {
     /// Begins a write transaction ([`Dialect::BEGIN_WRITE`]) on a connection of the pool.
     pub(crate) async fn write(pool: &Pool<D>) -> Result<Self, sqlx::Error> {
-        Ok(Self::new(pool.begin_with(D::BEGIN_WRITE).await?))
+        Ok(Self::new(begin_whole(pool, D::BEGIN_WRITE).await?))
     }
 
     /// Begins a read that sees one snapshot ([`Dialect::BEGIN_SNAPSHOT`]).
     pub(crate) async fn snapshot(pool: &Pool<D>) -> Result<Self, sqlx::Error> {
-        Ok(Self::new(pool.begin_with(D::BEGIN_SNAPSHOT).await?))
+        Ok(Self::new(begin_whole(pool, D::BEGIN_SNAPSHOT).await?))
+    }
+}
+
+/// `pool.begin_with(statement)`, run to its end whatever becomes of the caller.
+///
+/// sqlx 0.8's `begin_with` is not cancel-safe on SQLite: dropped after the connection's
+/// thread has run `BEGIN` and before sqlx has checked it (another round trip to that
+/// thread), it leaves no `Transaction` to roll back, and the connection goes back to the
+/// pool inside a transaction. Every later `begin_with` on it then fails ("attempted to
+/// call begin_with at non-zero transaction depth"), and one of those dropped in turn stops
+/// the connection's thread, which can hang the pool. A caller is dropped whenever its
+/// client's deadline or `--request-timeout` passes mid-call: QA saw every `GetCampaign`
+/// fail after a storm of short deadlines, until a restart. Begun in a task of its own, the
+/// transaction is either handed over whole or, when nobody waits for it any more, dropped
+/// whole (rolled back, and its connection checked on the way back to the pool). A dropped
+/// caller costs only its transaction: the steps after `BEGIN` are sqlx's to clean up on
+/// drop, and it does.
+async fn begin_whole<D: Dialect>(
+    pool: &Pool<D>,
+    statement: &'static str,
+) -> Result<Transaction<'static, D>, sqlx::Error> {
+    let pool = pool.clone();
+    match tokio::spawn(async move { pool.begin_with(statement).await }).await {
+        Ok(begun) => begun,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only a runtime shutting down cancels the task.
+        Err(e) => Err(sqlx::Error::Io(std::io::Error::other(e))),
     }
 }
 
@@ -620,4 +647,41 @@ pub(crate) fn page<T>(mut rows: Vec<(i64, T)>, size: u32) -> Page<T> {
 /// The SQL `LIMIT` for a page: one more than its size.
 pub(crate) fn page_limit(size: u32) -> i64 {
     i64::from(size.max(1)) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Sqlite;
+
+    /// Snapshots begun and dropped at every step (polled a few times, with a pause for the
+    /// connection's thread between, then dropped) leave the pool whole: each later snapshot
+    /// begins, none hangs. With `pool.begin_with` awaited in place, this pool failed within
+    /// the first hundred rounds ("non-zero transaction depth"), then hung.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshots_dropped_midway_leave_the_pool_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap();
+        let within = std::time::Duration::from_secs(5);
+        for i in 0..1_000usize {
+            let mut begin = Box::pin(Tx::<Sqlite>::snapshot(&pool));
+            for _ in 0..1 + i % 4 {
+                if futures::poll!(begin.as_mut()).is_ready() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(10 * (1 + i as u64 % 9)));
+            }
+            drop(begin);
+            let next = tokio::time::timeout(within, Tx::<Sqlite>::snapshot(&pool))
+                .await
+                .unwrap_or_else(|_| panic!("round {i}: hung"))
+                .unwrap_or_else(|e| panic!("round {i}: {e}"));
+            next.commit().await.unwrap();
+        }
+    }
 }
