@@ -464,17 +464,19 @@ async fn a_revoked_token_ends_the_streams_it_opened() {
         server.store.create_token(&t.stored, now).await.unwrap();
     }
     let channel = admin.channel.clone();
-    let mut events =
-        EventServiceClient::with_interceptor(channel.clone(), Bearer::new(Some(&storefront.token)))
-            .subscribe(pb::SubscribeEventsRequest {
-                after_seq: None,
-                campaign_id: String::new(),
-            })
-            .await
-            .expect("event stream opens")
-            .into_inner();
+    let mut events = EventServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer::new(Some(&storefront.token)).unwrap(),
+    )
+    .subscribe(pb::SubscribeEventsRequest {
+        after_seq: None,
+        campaign_id: String::new(),
+    })
+    .await
+    .expect("event stream opens")
+    .into_inner();
     let mut work =
-        FactoryServiceClient::with_interceptor(channel, Bearer::new(Some(&factory.token)))
+        FactoryServiceClient::with_interceptor(channel, Bearer::new(Some(&factory.token)).unwrap())
             .subscribe(pb::SubscribeRequest {
                 factory_id: "dongguan-1".into(),
                 after_seq: None,

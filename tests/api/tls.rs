@@ -265,6 +265,54 @@ unit_cost = 100.0
 hours_per_unit = 0.01
 "#;
 
+/// Under TLS, `--handshake-timeout` (here 500 ms) covers the TLS handshake and the HTTP/2
+/// preface after it: a peer that sends a few bytes of a ClientHello, or finishes the
+/// handshake and sends nothing, is closed, and others are served. Before, tonic's TLS
+/// accept and hyper's wait for the preface had no deadline: such connections stayed open
+/// (QA saw them after 180 s), each holding a place under `--max-connections`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_handshake_that_stops_before_http2_is_closed_after_the_handshake_timeout() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_rustls::rustls;
+    let pki = Pki::new();
+    let server = TestServer::sqlite_with_tls(
+        |s| {
+            s.tls_cert = Some(pki.cert_file.clone());
+            s.tls_key = Some(pki.key_file.clone());
+            s.handshake_timeout = Duration::from_millis(500);
+        },
+        pki.ca.trust(),
+    )
+    .await;
+    let at_least = Duration::from_millis(400);
+    // The first bytes of a TLS record, then nothing.
+    let mut partial = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    partial.write_all(b"\x16\x03\x01").await.unwrap();
+    closed_after(&mut partial, at_least, "a partial ClientHello").await;
+    // A whole handshake (the server's certificate verified, h2 agreed), then no preface.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pki.ca.pem().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("the TLS handshake completes");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    closed_after(&mut tls, at_least, "TLS without the HTTP/2 preface").await;
+    let storefront = token(&server, Role::Storefront, None).await;
+    list_campaigns(&server, Some(pki.ca.trust()), &storefront)
+        .await
+        .expect("others are served");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_binds_a_factory_token_to_its_certificate() {
     let pki = Pki::new();

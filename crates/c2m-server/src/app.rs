@@ -27,6 +27,7 @@ use c2m_proto::v1::purchasing_service_server::PurchasingServiceServer;
 use c2m_proto::v1::webhook_service_server::WebhookServiceServer;
 use c2m_store::Store;
 
+use crate::handshake::{handshake, Greeted};
 use crate::planning::PlanningCycles;
 use crate::services::campaign::CampaignSvc;
 use crate::services::catalogue::CatalogueSvc;
@@ -283,15 +284,11 @@ impl Application {
         if auth.is_none() {
             tracing::warn!("access control is off (--no-auth): every caller acts as admin");
         }
-        let mut server = tonic::transport::Server::builder()
+        // TLS is not tonic's: the accept path does the handshakes, under the deadline
+        // (`crate::handshake`), and hands tonic connections already past them.
+        let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(settings.keepalive_interval))
             .http2_keepalive_timeout(Some(settings.keepalive_timeout));
-        if let Some(tls) = &tls {
-            // Checked once already in `ServerTls::from_settings`, so this does not fail.
-            server = server
-                .tls_config(tls.config())
-                .context("TLS settings refused")?;
-        }
         // Connections are accepted by a task of their own (`accept`), which closes the
         // listener when shutdown begins: tonic keeps the stream it is handed until every
         // connection has drained, so a listener inside it stayed open and a client
@@ -303,6 +300,7 @@ impl Application {
             conns_tx,
             stop_rx.clone(),
             settings.handshake_timeout,
+            tls.as_ref().map(ServerTls::acceptor),
             Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
             cut.clone(),
         ));
@@ -458,9 +456,10 @@ const ACCEPT_QUEUE: usize = 64;
 /// until it closes; with none left, nothing is accepted until one comes back.
 async fn accept(
     listener: TcpListener,
-    conns: tokio::sync::mpsc::Sender<Connection>,
+    conns: tokio::sync::mpsc::Sender<Greeted<Connection>>,
     mut stop: watch::Receiver<bool>,
-    first_byte: std::time::Duration,
+    handshake_within: std::time::Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     open: Arc<tokio::sync::Semaphore>,
     cut: Cut,
 ) {
@@ -506,7 +505,13 @@ async fn accept(
                     _open: permit,
                     cut: cut.watch(),
                 };
-                tokio::spawn(first_word(conn, conns.clone(), stop.clone(), first_byte));
+                tokio::spawn(greet(
+                    conn,
+                    conns.clone(),
+                    stop.clone(),
+                    handshake_within,
+                    tls.clone(),
+                ));
             }
             Err(e) => {
                 // Logged once per run of failures, not once per retry.
@@ -523,26 +528,34 @@ async fn accept(
     }
 }
 
-/// Hands `tcp` to the server once its peer has sent a byte (a gRPC client's HTTP/2
-/// preface, or a TLS ClientHello, comes at once); drops it when nothing came within
-/// `within` (`--handshake-timeout`), or at shutdown. A connection that never sends a byte
-/// held a descriptor and a place in the drain for as long as its peer liked: keepalive
-/// PINGs only begin once the HTTP/2 handshake is done.
-async fn first_word(
+/// Hands a connection to the server once its handshake is done (TLS, when on, and the
+/// HTTP/2 client preface: [`crate::handshake`]); drops it when that is not done within
+/// `within` (`--handshake-timeout`), or at shutdown. Before, the deadline ended at the
+/// first byte, and a peer that sent a byte and stalled held its connection for good:
+/// keepalive PINGs only begin once the HTTP/2 handshake is done.
+async fn greet(
     conn: Connection,
-    conns: tokio::sync::mpsc::Sender<Connection>,
+    conns: tokio::sync::mpsc::Sender<Greeted<Connection>>,
     mut stop: watch::Receiver<bool>,
     within: std::time::Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let mut byte = [0u8; 1];
-    let spoke = tokio::select! {
-        _ = stop.wait_for(|s| *s) => false,
-        peeked = tokio::time::timeout(within, conn.tcp.peek(&mut byte)) => {
-            matches!(peeked, Ok(Ok(n)) if n > 0)
-        }
+    let peer = conn.tcp.peer_addr().ok();
+    let greeted = tokio::select! {
+        _ = stop.wait_for(|s| *s) => return,
+        done = tokio::time::timeout(within, handshake(conn, peer, tls.as_ref())) => done,
     };
-    if spoke {
-        let _ = conns.send(conn).await;
+    match greeted {
+        Ok(Ok(conn)) => {
+            let _ = conns.send(conn).await;
+        }
+        // Debug, not a warning: port scanners and health probes of load balancers do this.
+        Ok(Err(error)) => tracing::debug!(?peer, %error, "connection closed before HTTP/2"),
+        Err(_) => tracing::debug!(
+            ?peer,
+            ?within,
+            "connection closed: no handshake (TLS and the HTTP/2 preface) within --handshake-timeout"
+        ),
     }
 }
 
@@ -610,14 +623,6 @@ fn cut_off() -> std::io::Error {
         std::io::ErrorKind::ConnectionAborted,
         "the server stopped: its shutdown grace ran out",
     )
-}
-
-impl tonic::transport::server::Connected for Connection {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.tcp.connect_info()
-    }
 }
 
 impl tokio::io::AsyncRead for Connection {

@@ -42,7 +42,6 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::body::BoxBody;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
 
 use c2m_domain::{DomainError, Principal, Role};
@@ -186,10 +185,11 @@ impl Authenticator {
         let Some(value) = header else {
             return Err(edge_status(Edge::TokenMissing));
         };
+        // The scheme is case-insensitive (RFC 9110, 11.1): `BEARER` is `Bearer`.
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| edge_status(Edge::TokenMalformed))?;
         let bad = || edge_status(Edge::TokenInvalid);
         let (id, secret) = parse(token).ok_or_else(bad)?;
@@ -385,17 +385,14 @@ where
             return Box::pin(inner.call(req));
         };
         Box::pin(async move {
-            let header = req
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            // tonic puts the connection's TLS details in every request's extensions; the
-            // first certificate is the client's own (the rest is its chain).
+            let header = authorization(req.headers());
+            // tonic puts the connection's details (what the handshake found) in every
+            // request's extensions; the first certificate is the client's own (the rest is
+            // its chain).
             let certs = req
                 .extensions()
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|info| info.peer_certs());
+                .get::<crate::handshake::PeerInfo>()
+                .and_then(|info| info.certs.clone());
             let client_cert = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
             match auth
                 .check(req.uri().path(), header.as_deref(), client_cert)
@@ -422,6 +419,23 @@ where
 
 #[cfg(test)]
 mod tests {
+    /// A token with a line break inside is refused, not left out; the whitespace around a
+    /// token (a file's last newline) is trimmed; no token sends nothing.
+    #[test]
+    fn a_bearer_refuses_a_token_a_header_cannot_carry() {
+        assert_eq!(
+            Bearer::new(Some("c2m_abc\ndef")).err(),
+            Some(UnsendableToken)
+        );
+        assert_eq!(
+            Bearer::new(Some("c2m_abc\u{e9}")).err(),
+            Some(UnsendableToken)
+        );
+        let b = Bearer::new(Some(" c2m_abc\n")).unwrap();
+        assert_eq!(b.0.unwrap().to_str().unwrap(), "Bearer c2m_abc");
+        assert!(Bearer::new(None).unwrap().0.is_none());
+    }
+
     use super::*;
 
     #[test]
@@ -446,6 +460,69 @@ mod tests {
         assert!(allowed_roles("PreorderService/PlacePreorder").contains(&Role::Storefront));
         assert!(!allowed_roles("PreorderService/PlacePreorder").contains(&Role::Factory));
         assert!(allowed_roles("FactoryService/Report").contains(&Role::Factory));
+    }
+
+    /// The scheme is read whatever its case; a header that is not `Bearer <token>`, two
+    /// headers, and a value outside visible ASCII are each told apart from a missing one.
+    /// Before, `BEARER` was malformed while `bearer` passed, a non-ASCII value was
+    /// `TOKEN_MISSING`, and of two headers the first one counted.
+    #[tokio::test]
+    async fn the_authorization_header_is_read_as_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            c2m_store::sqlite::SqliteStore::open(&dir.path().join("c2m.db"))
+                .await
+                .unwrap(),
+        );
+        let t = issue(Role::Storefront, None, "shop").unwrap();
+        store
+            .create_token(&t.stored, chrono::Utc::now())
+            .await
+            .unwrap();
+        let auth = Authenticator::new(store, Duration::from_secs(2));
+        let reason = |r: Result<Principal, Status>| match r {
+            Ok(_) => "OK".to_owned(),
+            Err(s) => tonic_types::StatusExt::get_details_error_info(&s)
+                .map(|i| i.reason)
+                .unwrap_or_default(),
+        };
+        let headers = |values: &[&[u8]]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(
+                    http::header::AUTHORIZATION,
+                    http::HeaderValue::from_bytes(v).unwrap(),
+                );
+            }
+            authorization(&h)
+        };
+        for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
+            let h = headers(&[format!("{scheme} {}", t.token).as_bytes()]);
+            assert_eq!(
+                reason(auth.authenticate(h.as_deref()).await),
+                "OK",
+                "{scheme}"
+            );
+        }
+        let ours = format!("Bearer {}", t.token);
+        let cases: [(&[&[u8]], &str); 5] = [
+            (&[], "TOKEN_MISSING"),
+            (&[b"Basic dXNlcjpwYXNz"], "TOKEN_MALFORMED"),
+            (&[b"Bearer c2m_\xc3\xa9t\xc3\xa9"], "TOKEN_INVALID"),
+            (&[b"B\xc3\xa9arer x"], "TOKEN_MALFORMED"),
+            (
+                &[b"Bearer c2m_not_ours", ours.as_bytes()],
+                "TOKEN_MALFORMED",
+            ),
+        ];
+        for (values, want) in cases {
+            let h = headers(values);
+            assert_eq!(
+                reason(auth.authenticate(h.as_deref()).await),
+                want,
+                "{values:?}"
+            );
+        }
     }
 
     /// A panic while the token cache was locked must not turn every later call into a
@@ -483,17 +560,48 @@ mod tests {
     }
 }
 
+/// The `authorization` header as `authenticate` reads it. A value with bytes outside
+/// visible ASCII is read as it is (such a token is no token of ours: `TOKEN_INVALID`, or
+/// `TOKEN_MALFORMED` without the scheme), not taken for a missing header; and two headers
+/// are refused (`TOKEN_MALFORMED`, as an empty value is) rather than the first one
+/// believed, whichever a proxy put first.
+fn authorization(headers: &http::HeaderMap) -> Option<String> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(String::new());
+    }
+    Some(String::from_utf8_lossy(first.as_bytes()).into_owned())
+}
+
 /// The client side, for the example binaries and tests: sends `authorization: Bearer
 /// <token>` on every call (nothing without a token).
 #[derive(Clone, Default)]
 pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl Bearer {
-    /// `None` if the token cannot be a header value (it is then not a c2m token anyway).
-    pub fn new(token: Option<&str>) -> Bearer {
-        Bearer(token.and_then(|t| format!("Bearer {}", t.trim()).parse().ok()))
+    /// Refuses a token that cannot be a header value: leaving it out would have the server
+    /// answer `TOKEN_MISSING` about a token the user did give (a newline pasted into it).
+    pub fn new(token: Option<&str>) -> Result<Bearer, UnsendableToken> {
+        let Some(t) = token.map(str::trim) else {
+            return Ok(Bearer(None));
+        };
+        if !t.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err(UnsendableToken);
+        }
+        let value = format!("Bearer {t}").parse().map_err(|_| UnsendableToken)?;
+        Ok(Bearer(Some(value)))
     }
 }
+
+/// A token holding a character an HTTP header cannot carry (a newline or another control
+/// character, or one outside ASCII): no c2m token does, so it was mistyped or mangled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the token cannot be sent: it holds a character a header cannot carry (a line break, \
+     another control character, or one outside ASCII); check --token or C2M_TOKEN"
+)]
+pub struct UnsendableToken;
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {

@@ -4,6 +4,8 @@
 //!   TLS, the factory's client certificate).
 //! - [`tls`]: the listener's TLS and client CA from `--tls-*` files, the names a client
 //!   certificate gives a factory, and the client side the example binaries share.
+//! - [`handshake`]: a connection's TLS handshake and HTTP/2 preface, under
+//!   `--handshake-timeout`, before tonic sees it; who the peer is, for [`auth`].
 //! - [`config`]: settings from flags and environment variables.
 //! - [`app`]: [`app::Application`] binds a listener, opens the store and serves until a
 //!   shutdown future resolves; `main` and the tests use the same path.
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod forecast;
+pub mod handshake;
 pub mod limits;
 pub mod planning;
 pub mod services;

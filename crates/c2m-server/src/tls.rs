@@ -24,7 +24,8 @@ use std::fmt;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use tokio_rustls::rustls;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::Settings;
@@ -113,6 +114,14 @@ struct PemCertificates {
     first: CertificateNames,
 }
 
+/// A PEM file holding an encrypted key (PKCS#8's `ENCRYPTED PRIVATE KEY`, or OpenSSL's
+/// traditional `Proc-Type: 4,ENCRYPTED` header), which rustls does not read.
+fn is_encrypted(pem: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(pem);
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+}
+
 /// A private key PEM file, checked to hold a key rustls can read.
 fn read_key(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     let pem = read(flag, path)?;
@@ -123,6 +132,11 @@ fn read_key(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     };
     match rustls_pemfile::private_key(&mut Cursor::new(&pem)) {
         Ok(Some(_)) => Ok(pem),
+        Ok(None) if is_encrypted(&pem) => Err(bad(
+            "the private key is encrypted (a passphrase): c2m reads unencrypted keys only; \
+             write one with `openssl pkey -in KEY -out PLAIN-KEY` and keep it owner-only"
+                .into(),
+        )),
         Ok(None) => Err(bad(
             "no private key in the file (expected a PEM `BEGIN PRIVATE KEY`, \
              `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY` block)"
@@ -131,6 +145,70 @@ fn read_key(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
         Err(e) => Err(bad(format!("not valid PEM: {e}"))),
     }
 }
+
+/// The listener's rustls configuration, as tonic 0.12 builds it from the same files (its
+/// `TlsAcceptor::new`): the chain and key, client certificates verified against the client
+/// CA bundle but optional (tokens authenticate storefronts and admins), ALPN `h2`. The
+/// error says what to fix: a key that belongs to another certificate of the chain means
+/// the chain is out of order, which rustls reports only as a key mismatch.
+fn server_config(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<Vec<u8>>,
+) -> Result<rustls::ServerConfig, String> {
+    let chain = rustls_pemfile::certs(&mut Cursor::new(chain_pem))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the certificate chain: {e}"))?;
+    let key = || match rustls_pemfile::private_key(&mut Cursor::new(key_pem)) {
+        Ok(Some(key)) => Ok(key),
+        _ => Err("no private key".to_owned()),
+    };
+    let builder = || -> Result<_, String> {
+        let builder = rustls::ServerConfig::builder();
+        Ok(match &client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut Cursor::new(pem)) {
+                    let cert = cert.map_err(|e| format!("--tls-client-ca: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("--tls-client-ca: a CA rustls cannot use: {e}"))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder(roots.into())
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| format!("--tls-client-ca: {e}"))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        })
+    };
+    let mut config = match builder()?.with_single_cert(chain.clone(), key()?) {
+        Ok(config) => config,
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            let belongs = (1..chain.len()).find(|&i| {
+                let alone = vec![chain[i].clone()];
+                builder().is_ok_and(|b| key().is_ok_and(|k| b.with_single_cert(alone, k).is_ok()))
+            });
+            return Err(match belongs {
+                Some(i) => format!(
+                    "the private key belongs to certificate {} of the chain, not the first: \
+                     the server's own certificate must come first, then its issuers \
+                     (KeyMismatch)",
+                    i + 1
+                ),
+                None => "the private key does not belong to the certificate (KeyMismatch)".into(),
+            });
+        }
+        Err(e) => return Err(format!("{e} ({SUPPORTED_KEYS})")),
+    };
+    config.alpn_protocols.push(b"h2".to_vec());
+    Ok(config)
+}
+
+/// The keys the listener's rustls (with ring) signs with.
+const SUPPORTED_KEYS: &str =
+    "c2m's TLS takes RSA keys of 2048 bits or more, ECDSA keys on P-256 or P-384, or Ed25519";
 
 /// `error: cause: cause`, for errors from libraries whose `Display` is only the outer layer
 /// (tonic's is "transport error").
@@ -166,8 +244,15 @@ fn certificate_and_key<'a>(
 }
 
 /// The listener's TLS, loaded and checked at start.
+///
+/// The server does its handshakes itself ([`ServerTls::acceptor`], in the accept path of
+/// `app.rs`), not through tonic's TLS, so that `--handshake-timeout` covers the whole
+/// handshake: tonic's waited without a deadline, and a peer that sent a few bytes of a
+/// ClientHello, or finished the handshake and sent nothing, held its connection (and a
+/// place under `--max-connections`) for good. The configuration is tonic's own: the same
+/// rustls provider, ALPN `h2`, and client certificates optional under a client CA.
 pub struct ServerTls {
-    config: ServerTlsConfig,
+    acceptor: tokio_rustls::TlsAcceptor,
     /// `--tls-client-ca` is set: factory tokens need a certificate naming their factory.
     pub factory_certificates: bool,
     cert: PathBuf,
@@ -187,33 +272,21 @@ impl ServerTls {
         };
         let chain_pem = read_certificates("--tls-cert", cert)?;
         let key_pem = read_key("--tls-key", key)?;
-        let mut config =
-            ServerTlsConfig::new().identity(Identity::from_pem(&chain_pem.pem, &key_pem));
-        let mut client_cas = 0;
-        if let Some(ca) = &s.tls_client_ca {
-            let bundle = read_certificates("--tls-client-ca", ca)?;
-            client_cas = bundle.count;
-            config = config
-                .client_ca_root(Certificate::from_pem(&bundle.pem))
-                .client_auth_optional(true);
-        }
-        // tonic hands the files to rustls here; doing it now makes a key that does not
-        // belong to the certificate (or a CA rustls cannot use) a start-up error.
-        Server::builder().tls_config(config.clone()).map_err(|e| {
-            let why = error_chain(&e);
-            let why = why.strip_prefix("transport error: ").unwrap_or(&why);
-            TlsError::Rejected {
+        let client_bundle = match &s.tls_client_ca {
+            Some(ca) => Some(read_certificates("--tls-client-ca", ca)?),
+            None => None,
+        };
+        let client_cas = client_bundle.as_ref().map_or(0, |b| b.count);
+        // The files go to rustls now: a key that does not belong to the certificate (or a
+        // CA rustls cannot use) is a start-up error, not a failed first handshake.
+        let config = server_config(&chain_pem.pem, &key_pem, client_bundle.map(|b| b.pem))
+            .map_err(|problem| TlsError::Rejected {
                 cert: cert.clone(),
                 key: key.clone(),
-                problem: if why.contains("KeyMismatch") {
-                    format!("the private key does not belong to the certificate ({why})")
-                } else {
-                    why.to_owned()
-                },
-            }
-        })?;
+                problem,
+            })?;
         Ok(Some(ServerTls {
-            config,
+            acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
             factory_certificates: s.tls_client_ca.is_some(),
             cert: cert.clone(),
             client_ca: s.tls_client_ca.clone(),
@@ -222,8 +295,9 @@ impl ServerTls {
         }))
     }
 
-    pub fn config(&self) -> ServerTlsConfig {
-        self.config.clone()
+    /// What the accept path hands each connection to.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.acceptor.clone()
     }
 
     /// Says at start what the listener does, so an operator can see it in the log.

@@ -281,7 +281,7 @@ impl Clients {
 
     /// Clients on an open channel that present `token` on every call.
     pub fn on(channel: Channel, token: Option<&str>) -> Clients {
-        let b = Bearer::new(token);
+        let b = Bearer::new(token).expect("a token a header can carry");
         Clients {
             campaigns: CampaignServiceClient::with_interceptor(channel.clone(), b.clone()),
             preorders: PreorderServiceClient::with_interceptor(channel.clone(), b.clone()),
@@ -418,6 +418,32 @@ pub async fn listening(child: &mut Child) -> SocketAddr {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
         .expect("an address")
+}
+
+/// Waits for the server to close `conn` (end of stream, or a reset), which it must do
+/// after `--handshake-timeout` (`at_least`) and well within 10 s.
+pub async fn closed_after<S: tokio::io::AsyncRead + Unpin>(
+    conn: &mut S,
+    at_least: Duration,
+    what: &str,
+) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let until_closed = async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = conn.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), until_closed)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still open after 10 s"));
+    assert!(
+        started.elapsed() >= at_least,
+        "{what}: closed before its time"
+    );
 }
 
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {

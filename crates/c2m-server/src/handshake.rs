@@ -1,0 +1,217 @@
+//! A connection's handshake, under one deadline: TLS when the listener has it, then the
+//! HTTP/2 client preface. Only a connection past both is handed to tonic.
+//!
+//! Why here and not in tonic: tonic 0.12's TLS accept has no deadline, and hyper waits
+//! for the preface without one (HTTP/2 keepalive PINGs begin only after it). A peer that
+//! sent one byte of a ClientHello, the whole ClientHello, a finished TLS handshake and
+//! nothing after, or half of the preface held its connection, a descriptor and a place
+//! under `--max-connections` for as long as it liked; enough of them shut every client
+//! out, and each held a shutdown for its whole grace. `--handshake-timeout` now bounds
+//! everything before the first HTTP/2 frame.
+//!
+//! The preface is read here and given back to hyper unchanged ([`Greeted`] replays it), so
+//! the HTTP/2 layer sees the connection from its first byte, as before.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::server::TlsStream;
+
+/// What every HTTP/2 client sends first (RFC 9113, section 3.4).
+pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Who is on the other end of a connection, in every request's extensions (tonic puts a
+/// connection's `ConnectInfo` there): its address, and under TLS the certificate chain the
+/// client presented and rustls verified (the client's own first), if any.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub remote: Option<SocketAddr>,
+    pub certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+}
+
+/// A connection past its handshake: the preface it sent is read again first.
+pub struct Greeted<IO> {
+    io: Transport<IO>,
+    replayed: usize,
+    info: PeerInfo,
+}
+
+enum Transport<IO> {
+    Plain(IO),
+    Tls(Box<TlsStream<IO>>),
+}
+
+/// Why a connection was dropped before tonic saw it (logged at debug with its peer).
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    #[error("closed or failed before the HTTP/2 preface: {0}")]
+    Read(io::Error),
+    #[error("not HTTP/2: the first bytes are not the client preface")]
+    NotHttp2,
+}
+
+/// TLS (with `tls`), then the preface. The caller puts the deadline on the whole of it.
+pub async fn handshake<IO>(
+    io: IO,
+    remote: Option<SocketAddr>,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+) -> Result<Greeted<IO>, HandshakeError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut io, certs) = match tls {
+        None => (Transport::Plain(io), None),
+        Some(acceptor) => {
+            let stream = acceptor.accept(io).await.map_err(HandshakeError::Tls)?;
+            let certs = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect()));
+            (Transport::Tls(Box::new(stream)), certs)
+        }
+    };
+    let mut head = [0u8; PREFACE.len()];
+    io.read_exact(&mut head)
+        .await
+        .map_err(HandshakeError::Read)?;
+    if &head != PREFACE {
+        return Err(HandshakeError::NotHttp2);
+    }
+    Ok(Greeted {
+        io,
+        replayed: 0,
+        info: PeerInfo { remote, certs },
+    })
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Transport<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Transport::Tls(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Greeted<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.replayed < PREFACE.len() {
+            let rest = &PREFACE[this.replayed..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.replayed += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Greeted<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Transport::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Transport::Tls(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Transport::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Transport::Tls(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Transport::Plain(io) => io.is_write_vectored(),
+            Transport::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Transport::Plain(io) => Pin::new(io).poll_flush(cx),
+            Transport::Tls(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Transport::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Transport::Tls(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
+impl<IO> tonic::transport::server::Connected for Greeted<IO> {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// The preface is read, checked and given back whole, however small the reads; what
+    /// follows it comes after, untouched. Anything else is refused.
+    #[tokio::test]
+    async fn the_preface_is_checked_and_replayed() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(PREFACE).await.unwrap();
+        client.write_all(b"\x00\x00\x00\x04").await.unwrap();
+        let mut greeted = handshake(server, None, None).await.expect("a preface");
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 5];
+        while seen.len() < PREFACE.len() + 4 {
+            let n = greeted.read(&mut byte).await.unwrap();
+            seen.extend_from_slice(&byte[..n]);
+        }
+        assert_eq!(&seen[..24], PREFACE);
+        assert_eq!(&seen[24..], b"\x00\x00\x00\x04");
+
+        let (mut client, server) = tokio::io::duplex(64);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: c2m\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(matches!(
+            handshake(server, None, None).await,
+            Err(HandshakeError::NotHttp2)
+        ));
+        let (client, server) = tokio::io::duplex(64);
+        drop(client);
+        assert!(matches!(
+            handshake(server, None, None).await,
+            Err(HandshakeError::Read(_))
+        ));
+    }
+}
