@@ -136,8 +136,9 @@ struct Args {
     /// TLS for an https:// --addr.
     #[command(flatten)]
     tls: ClientTls,
-    /// Process id of the --addr server, for its peak memory.
-    #[arg(long)]
+    /// Process id of the --addr server, for its peak memory (only with --addr: without
+    /// it the server is this process).
+    #[arg(long, requires = "addr", value_parser = clap::value_parser!(u32).range(1..))]
     server_pid: Option<u32>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
@@ -673,7 +674,7 @@ fn start_server(
 
 /// Connects, adds the product to the catalogue and creates the campaigns.
 async fn setup(args: &Args, addr: &str) -> anyhow::Result<Load> {
-    let auth = Bearer::new(args.token.as_deref());
+    let auth = Bearer::new(args.token.as_deref())?;
     let endpoint = args.tls.endpoint(addr)?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {

@@ -422,7 +422,7 @@ async fn run() -> anyhow::Result<()> {
             (vec![addr], Some((tx, task)))
         }
     };
-    let auth = Bearer::new(args.token.as_deref());
+    let auth = Bearer::new(args.token.as_deref())?;
     let mut channels = Vec::new();
     for i in 0..args.connections.max(addrs.len()) {
         let addr = &addrs[i % addrs.len()];
@@ -452,7 +452,7 @@ async fn run() -> anyhow::Result<()> {
     //    much of the wire an order's own work leaves.
     let orders = place_orders(&args, &channels, auth.clone(), campaign, None).await?;
     let noop = {
-        let auth = Bearer::new(args.token.as_deref());
+        let auth = auth.clone();
         closed_loop(
             args.orders,
             args.concurrency,

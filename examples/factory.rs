@@ -283,6 +283,8 @@ async fn main() -> std::process::ExitCode {
 mod client;
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // A token no header can carry is refused before anything is written or tried.
+    let bearer = Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref())?;
     let path = cursor_path(&args);
     let mut cursor = load_cursor(&path)?;
     check_cursor_writable(&path)?;
@@ -303,10 +305,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     loop {
         let stream = async {
             let channel = endpoint.connect().await?;
-            let mut client = FactoryServiceClient::with_interceptor(
-                channel,
-                Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref()),
-            );
+            let mut client = FactoryServiceClient::with_interceptor(channel, bearer.clone());
             let stream = client
                 .subscribe(pb::SubscribeRequest {
                     factory_id: args.factory.clone(),

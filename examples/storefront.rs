@@ -218,10 +218,12 @@ enum Cmd {
     /// (Admin) Who the demand is: units over time, by channel, region and referrer.
     Insights {
         id: String,
-        /// Width of a time bucket, in seconds.
-        #[arg(long, default_value_t = 86_400)]
+        /// Width of a time bucket, in seconds, at least 60 (the API reads 0 as its
+        /// default; here 0 is refused, since the default is written out).
+        #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..))]
         bucket_seconds: i64,
-        #[arg(long, default_value_t = 10)]
+        /// How many referrers to list, the most ordering first.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..))]
         top: i64,
         /// `table`, `csv` (units over time) or `svg` (units over time with the forecast band).
         #[arg(long, default_value = "table")]
@@ -337,13 +339,14 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // A token no header can carry is refused before any connection is tried.
+    let bearer = Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref())?;
     let channel = args
         .tls
         .endpoint(&args.addr)?
         .connect()
         .await
         .with_context(|| format!("cannot reach c2m at {}; is `c2m serve` running?", args.addr))?;
-    let bearer = Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref());
     let mut catalogue = CatalogueServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut campaigns = CampaignServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut preorders = PreorderServiceClient::with_interceptor(channel.clone(), bearer.clone());

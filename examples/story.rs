@@ -71,13 +71,14 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    // A token no header can carry is refused before any connection is tried.
+    let bearer = Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref())?;
     let channel = args
         .tls
         .endpoint(&args.addr)?
         .connect()
         .await
         .with_context(|| format!("cannot reach {}; is `c2m serve` running?", args.addr))?;
-    let bearer = Bearer::new(client_token(args.token.clone(), &args.data_dir).as_deref());
     let mut catalogue = CatalogueServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut campaigns = CampaignServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut preorders = PreorderServiceClient::with_interceptor(channel.clone(), bearer.clone());

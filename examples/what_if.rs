@@ -64,8 +64,14 @@ fn main() -> ExitCode {
         Ok(out) => {
             out::report(&out.stdout);
             if out.code == c2m_planner::whatif::cli::EXIT_NO_PLAN {
+                // Only an advice has a --scan-limit to name.
+                let scanned = if args.first().map(String::as_str) == Some("advise") {
+                    " or were not reached by --scan-limit"
+                } else {
+                    ""
+                };
                 eprintln!(
-                    "what_if: some points have no plan (status no_plan) or were not reached by --scan-limit; the rest is complete"
+                    "what_if: some points have no plan (status no_plan){scanned}; the rest is complete"
                 );
             }
             ExitCode::from(out.code)

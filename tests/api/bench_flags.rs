@@ -54,6 +54,12 @@ fn refused(example: &str, args: &[&str], flag: &str) {
 fn bench_load_refuses_numbers_it_cannot_use() {
     for (args, flag) in [
         (&["--rate", "NaN"][..], "--rate"),
+        // A server's pid is only for a server at --addr, and never 0.
+        (&["--server-pid", "4242"], "--addr"),
+        (
+            &["--addr", "http://127.0.0.1:9", "--server-pid", "0"],
+            "--server-pid",
+        ),
         (&["--rate", "inf"], "--rate"),
         (&["--rate", "0"], "--rate"),
         (&["--rate", "1e300"], "--rate"),
@@ -208,6 +214,51 @@ fn tools_end_with_one_error_line_not_a_backtrace() {
     assert!(stderr.starts_with("error: --secret is empty"), "{stderr}");
     assert!(!stderr.contains("backtrace"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// A token a header cannot carry (a line break pasted into it) is refused naming the
+/// flag, before a connection is tried; it was dropped, and the server answered
+/// `TOKEN_MISSING` about a token the user had given.
+#[test]
+fn clients_refuse_a_token_a_header_cannot_carry() {
+    let token = "c2m_abc\ndef";
+    let addr = "http://127.0.0.1:9";
+    refused(
+        "storefront",
+        &["--addr", addr, "--token", token, "campaign", "cmp_x"],
+        "--token",
+    );
+    refused("story", &["--addr", addr, "--token", token], "--token");
+    refused(
+        "factory",
+        &["--addr", addr, "--token", token, "--factory", "f1"],
+        "--token",
+    );
+    refused(
+        "bench_load",
+        &["--addr", addr, "--token", token, "--duration", "1"],
+        "--token",
+    );
+}
+
+/// `storefront insights --top 0` and `--bucket-seconds 0` are refused naming the flag:
+/// they quietly meant the defaults (the API's reading of 0), not what was typed.
+#[test]
+fn storefront_insights_refuses_zero_counts() {
+    for flag in ["--top", "--bucket-seconds"] {
+        refused(
+            "storefront",
+            &[
+                "--addr",
+                "http://127.0.0.1:9",
+                "insights",
+                "cmp_x",
+                flag,
+                "0",
+            ],
+            flag,
+        );
+    }
 }
 
 #[test]

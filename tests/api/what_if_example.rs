@@ -182,6 +182,21 @@ fn compare_table_and_csv() {
     assert_eq!(row[at("shortfalls")], "kettle-12-travel:400");
 }
 
+/// A compare whose points have no plan within a time limit too short for any exits 3
+/// and says so without naming `--scan-limit`, which only an advice has.
+#[test]
+fn compare_without_plans_exits_3_naming_no_scan_limit() {
+    let out = what_if(&["compare", KETTLE, OVERLAY, "--time-limit", "1e-9"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(c2m_planner::whatif::cli::EXIT_NO_PLAN)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("some points have no plan"), "{stderr}");
+    assert!(!stderr.contains("--scan-limit"), "{stderr}");
+}
+
 /// The sweep of `docs/what-if.md`: 50 points, 100 to 5000 white kettles, with a chart.
 #[test]
 fn kettle_sweep_writes_a_chart() {
@@ -328,6 +343,8 @@ fn advice_ends_at_its_scan_limit_and_says_what_it_did_not_reach() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not reached by --scan-limit"), "{stderr}");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("NOT REACHED before the scan's end"), "{text}");
     let json_args = kettle_advice(&["--step", "1", "--scan-limit", "0.02", "--json"]);
