@@ -333,7 +333,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     }
                     return Err(e.context("cannot subscribe"));
                 }
-                eprintln!("cannot reach the server ({e:#}); retrying in {backoff:?}");
+                let why = match e.downcast_ref::<tonic::Status>() {
+                    Some(s) => c2m_server::auth::status_line(s),
+                    None => format!("{e:#}"),
+                };
+                eprintln!("cannot reach the server ({why}); retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
@@ -459,7 +463,7 @@ fn lasting(e: &anyhow::Error) -> bool {
                 | tonic::Code::Unauthenticated
                 | tonic::Code::PermissionDenied
                 | tonic::Code::FailedPrecondition
-        )
+        ) || c2m_server::auth::certificate_refused(s)
     })
 }
 

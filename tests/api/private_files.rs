@@ -45,7 +45,13 @@ async fn a_new_data_directory_and_its_store_are_private_whatever_the_umask() {
     assert_eq!(mode(&parent), "700", "{}", parent.display());
     assert_eq!(mode(&dir), "700", "{}", dir.display());
     // While the server runs, SQLite's write-ahead log and its index sit beside the store.
-    for file in ["c2m.db", "c2m.db-wal", "c2m.db-shm", "admin.token"] {
+    for file in [
+        "c2m.db",
+        "c2m.db-wal",
+        "c2m.db-shm",
+        "admin.token",
+        "c2m.db.lock",
+    ] {
         let path = dir.join(file);
         assert_eq!(mode(&path), "600", "{}", path.display());
     }

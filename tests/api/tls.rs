@@ -403,6 +403,14 @@ async fn mutual_tls_binds_a_factory_token_to_its_certificate() {
         .expect("TLS without a client certificate");
     let s = ack(&bare, &cixi, 1).await;
     assert_refused(&s, Code::Unauthenticated, "CLIENT_CERTIFICATE_REQUIRED");
+    // A call its role may never make is refused for the role, certificate or not (it was
+    // CLIENT_CERTIFICATE_REQUIRED, sending the operator off to fix a certificate).
+    let s = Clients::on(bare.clone(), Some(&cixi))
+        .preorders
+        .place_preorder(place("by-a-factory", "cmp_x", "con-1", 1))
+        .await
+        .unwrap_err();
+    assert_refused(&s, Code::PermissionDenied, "ROLE_NOT_ALLOWED");
 
     // A certificate naming cixi-1 from a CA the server does not trust: the handshake is
     // refused, so the call never reaches access control.

@@ -69,15 +69,18 @@ impl Principal {
             (Role::Factory, Some(own)) if requested.is_empty() || requested == own => {
                 Ok(own.clone())
             }
-            (Role::Factory, Some(own)) => Err(DomainError::PermissionDenied(format!(
-                "this token is bound to factory {own}; it cannot act for factory {requested}"
-            ))),
+            (Role::Factory, Some(own)) => Err(DomainError::PermissionDenied {
+                role: self.role.to_string(),
+                own: Some(own.clone()),
+                requested: requested.to_owned(),
+            }),
             (Role::Admin, _) if !requested.is_empty() => Ok(requested.to_owned()),
             (Role::Admin, _) => Err(DomainError::invalid("factory_id", "is required")),
-            _ => Err(DomainError::PermissionDenied(format!(
-                "a {} token cannot act for a factory",
-                self.role
-            ))),
+            _ => Err(DomainError::PermissionDenied {
+                role: self.role.to_string(),
+                own: None,
+                requested: requested.to_owned(),
+            }),
         }
     }
 }
@@ -116,17 +119,27 @@ mod tests {
         let f = p(Role::Factory, Some("cixi-1"));
         assert_eq!(f.factory_scope("").unwrap(), "cixi-1");
         assert_eq!(f.factory_scope("cixi-1").unwrap(), "cixi-1");
-        assert!(matches!(
-            f.factory_scope("zhongshan-2"),
-            Err(DomainError::PermissionDenied(_))
-        ));
+        let e = f.factory_scope("zhongshan-2").unwrap_err();
+        assert_eq!(e.reason(), "NOT_PERMITTED");
+        assert_eq!(
+            e.metadata(),
+            [
+                ("role", "factory".to_owned()),
+                ("factoryId", "cixi-1".to_owned()),
+                ("requestedFactoryId", "zhongshan-2".to_owned()),
+            ]
+        );
+        assert_eq!(
+            e.to_string(),
+            "this token is bound to factory cixi-1; it cannot act for factory zhongshan-2"
+        );
         assert_eq!(
             p(Role::Admin, None).factory_scope("zhongshan-2").unwrap(),
             "zhongshan-2"
         );
         assert!(matches!(
             p(Role::Storefront, None).factory_scope("cixi-1"),
-            Err(DomainError::PermissionDenied(_))
+            Err(DomainError::PermissionDenied { .. })
         ));
     }
 

@@ -60,9 +60,17 @@ pub enum DomainError {
         "event sequence number {seq} is ahead of the last event ({last}); resume from {last} or lower"
     )]
     EventCursorAhead { seq: i64, last: i64 },
-    /// The caller is known but its role may not do this (or not for this factory).
-    #[error("{0}")]
-    PermissionDenied(String),
+    /// The caller is known but may not act for this factory: a factory token naming
+    /// another factory (`own` is its own), or a token of a role that acts for none.
+    #[error("{}", match own {
+        Some(own) => format!("this token is bound to factory {own}; it cannot act for factory {requested}"),
+        None => format!("a {role} token cannot act for a factory"),
+    })]
+    PermissionDenied {
+        role: String,
+        own: Option<String>,
+        requested: String,
+    },
     /// An idempotency key was reused for a different request.
     #[error("idempotency key {key:?} was already used for a different request")]
     IdempotencyConflict { key: String },
@@ -86,7 +94,7 @@ impl DomainError {
             DomainError::NotFound { .. } => "NOT_FOUND",
             DomainError::Ahead { .. } => "CURSOR_AHEAD",
             DomainError::EventCursorAhead { .. } => "EVENT_CURSOR_AHEAD",
-            DomainError::PermissionDenied(_) => "NOT_PERMITTED",
+            DomainError::PermissionDenied { .. } => "NOT_PERMITTED",
             DomainError::IdempotencyConflict { .. } => "IDEMPOTENCY_KEY_REUSED",
         }
     }
@@ -125,7 +133,16 @@ impl DomainError {
             DomainError::EventCursorAhead { seq, last } => {
                 vec![("seq", seq.to_string()), ("last", last.to_string())]
             }
-            DomainError::PermissionDenied(_) => vec![],
+            DomainError::PermissionDenied {
+                role,
+                own,
+                requested,
+            } => {
+                let mut m = vec![("role", role.clone())];
+                m.extend(own.iter().map(|f| ("factoryId", f.clone())));
+                m.push(("requestedFactoryId", requested.clone()));
+                m
+            }
             DomainError::IdempotencyConflict { key } => vec![("idempotencyKey", key.clone())],
         }
     }

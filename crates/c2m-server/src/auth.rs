@@ -252,13 +252,16 @@ impl Authenticator {
             return Ok(None);
         };
         let principal = self.authenticate(header).await?;
-        self.check_factory_certificate(&principal, client_cert)?;
+        // The role first: a call the role may never make is refused as such, not sent off
+        // to fix a certificate that would not help (the token is verified already, so the
+        // order tells nothing more).
         if !allowed_roles(method).contains(&principal.role) {
             return Err(edge_status(Edge::RoleNotAllowed {
                 role: principal.role.to_string(),
                 method: method.to_owned(),
             }));
         }
+        self.check_factory_certificate(&principal, client_cert)?;
         Ok(Some(principal))
     }
 }
@@ -525,6 +528,49 @@ mod tests {
         }
     }
 
+    /// A call that died at the handshake reads as what happened, each cause once, and a
+    /// refused client certificate is told apart (and is lasting, for the factory client).
+    #[test]
+    fn a_transport_error_shows_its_causes_once_and_names_a_refused_certificate() {
+        #[derive(Debug)]
+        struct Cause(&'static str, Option<Arc<Cause>>);
+        impl std::fmt::Display for Cause {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Cause {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|c| c as _)
+            }
+        }
+        let failed = |chain: Cause| {
+            let mut s = Status::unknown("transport error");
+            s.set_source(Arc::new(chain));
+            s
+        };
+        let alert = failed(Cause(
+            "connection error",
+            Some(Arc::new(Cause("received fatal alert: UnknownCA", None))),
+        ));
+        assert_eq!(
+            status_line(&alert),
+            "Unknown: transport error: connection error: received fatal alert: UnknownCA"
+        );
+        assert!(certificate_refused(&alert));
+        let hint = client_hint(&alert, "https://h:1", true, std::path::Path::new("data"));
+        assert!(hint.unwrap().contains("--tls-client-ca"));
+        let doubled = failed(Cause(
+            "invalid peer certificate: UnknownIssuer",
+            Some(Arc::new(Cause("UnknownIssuer", None))),
+        ));
+        assert_eq!(
+            status_line(&doubled),
+            "Unknown: transport error: invalid peer certificate: UnknownIssuer"
+        );
+        assert!(!certificate_refused(&doubled));
+    }
+
     /// A panic while the token cache was locked must not turn every later call into a
     /// panic (the independent client's defect 3).
     #[tokio::test]
@@ -628,12 +674,48 @@ pub fn client_token(given: Option<String>, data_dir: &std::path::Path) -> Option
 /// [BATCH_CAP]`), instead of tonic's debug form with the details as raw bytes.
 pub fn status_line(s: &Status) -> String {
     use tonic_types::StatusExt;
-    let reason = s
-        .get_error_details()
-        .error_info()
-        .map(|i| format!(" [{}]", i.reason))
-        .unwrap_or_default();
-    format!("{:?}: {}{reason}", s.code(), s.message())
+    match s.get_error_details().error_info() {
+        Some(i) => format!("{:?}: {} [{}]", s.code(), s.message(), i.reason),
+        // Not the server's answer (a transport error: a TLS alert, a reset): its causes
+        // say what happened, where tonic's message is only "transport error".
+        None => format!("{:?}: {}", s.code(), causes(s)),
+    }
+}
+
+/// A status's message and the causes beneath it, `message: cause: cause`, each said once:
+/// rustls's and hyper's errors repeat their source in their own text ("invalid peer
+/// certificate: UnknownIssuer: invalid peer certificate: UnknownIssuer").
+pub fn causes(s: &Status) -> String {
+    let mut out = s.message().to_owned();
+    let mut next = std::error::Error::source(s);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+/// The TLS alerts a server sends when it refuses a client certificate: lasting, until the
+/// certificate changes (a factory's client stops on them rather than retrying for ever).
+const CERTIFICATE_ALERTS: [&str; 6] = [
+    "UnknownCA",
+    "CertificateExpired",
+    "BadCertificate",
+    "UnsupportedCertificate",
+    "CertificateUnknown",
+    "CertificateRevoked",
+];
+
+/// Whether a failed call is the server refusing this client's certificate at the
+/// handshake (a fatal TLS alert naming it).
+pub fn certificate_refused(s: &Status) -> bool {
+    let text = causes(s);
+    text.contains("received fatal alert")
+        && CERTIFICATE_ALERTS.iter().any(|alert| text.contains(alert))
 }
 
 /// What a client could do about a refused call, when the refusal alone does not say:
@@ -658,6 +740,19 @@ pub fn client_hint(
         s.code(),
         tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
     ) && reason.is_none();
+    if dropped && certificate_refused(s) {
+        return Some(
+            "the server refused this client certificate: check that --tls-cert is signed by \
+             the server's --tls-client-ca, valid now, and made for client authentication \
+             (clientAuth)"
+                .into(),
+        );
+    }
+    if dropped && addr.starts_with("https://") && causes(s).contains("InvalidContentType") {
+        return Some(format!(
+            "the server at {addr} answered in plaintext: it serves without TLS, so use http://"
+        ));
+    }
     if dropped && addr.starts_with("http://") {
         return Some(format!(
             "the call ended without an answer from c2m; if the server at {addr} serves TLS \
@@ -681,6 +776,23 @@ pub fn client_error(
             Some(hint) => format!("error: {}\nhint: {hint}", status_line(s)),
             None => format!("error: {}", status_line(s)),
         },
-        None => format!("error: {e:#}"),
+        None => {
+            let mut out = String::from("error: ");
+            for cause in e.chain() {
+                let text = cause.to_string();
+                if !out.contains(&text) {
+                    if out.len() > "error: ".len() {
+                        out.push_str(": ");
+                    }
+                    out.push_str(&text);
+                }
+            }
+            // A connection that failed before any call: its TLS alert is the same hint.
+            let status = e.chain().find_map(|c| c.downcast_ref::<Status>());
+            match status.and_then(|s| client_hint(s, addr, token_given, data_dir)) {
+                Some(hint) => format!("{out}\nhint: {hint}"),
+                None => out,
+            }
+        }
     }
 }

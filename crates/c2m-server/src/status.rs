@@ -88,7 +88,7 @@ pub fn domain_code(e: &DomainError) -> Code {
         DomainError::Refused(_) => Code::FailedPrecondition,
         DomainError::NotFound { .. } => Code::NotFound,
         DomainError::Ahead { .. } | DomainError::EventCursorAhead { .. } => Code::OutOfRange,
-        DomainError::PermissionDenied(_) => Code::PermissionDenied,
+        DomainError::PermissionDenied { .. } => Code::PermissionDenied,
         DomainError::IdempotencyConflict { .. } => Code::AlreadyExists,
     }
 }

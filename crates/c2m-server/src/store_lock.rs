@@ -76,14 +76,14 @@ impl StoreLock {
             lock: path.clone(),
             source,
         };
-        // Not truncated on open: the holder's pid must survive a refused contender.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        // Not truncated on open: the holder's pid must survive a refused contender. Owner
+        // only, whatever the umask, as everything `serve` creates (a data directory shared
+        // with others would otherwise hold a lock file anyone may write).
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(io)?;
         if !file.try_lock_exclusive().map_err(io)? {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
