@@ -1376,3 +1376,139 @@ async fn storefront_takes_negative_numbers_to_the_server_and_names_bad_dates() {
         "{days}"
     );
 }
+
+/// A forecast that takes longer than the call's budget holds neither the progress call nor
+/// anything else. A campaign of a million units at one minor unit each, one order in: its
+/// forecast takes seconds in a debug build. With `--request-timeout 1s`, `GetCampaign`
+/// answers within its deadline (without the forecast, unless it was done within the
+/// budget), and health checks sent meanwhile are answered at once. Before, the forecast
+/// ran on the request workers: `GetCampaign` answered after 12 s whatever the timeout, and
+/// other calls waited behind it (QA 13-B saw 18 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_forecast_holds_neither_the_progress_nor_other_calls() {
+    let server = TestServer::sqlite_with(|s| {
+        s.request_timeout = std::time::Duration::from_secs(1);
+        s.advice_time_limit = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let mut c = server.clients().await;
+    let mut req = campaign_request("a-million", 1_000_000);
+    (req.unit_price_minor, req.deposit_minor, req.max_per_order) = (1, 1, None);
+    let cmp = created(&mut c, req).await;
+    c.preorders
+        .place_preorder(place("first", &cmp.id, "con-1", 7))
+        .await
+        .expect("an order");
+    let get = |mut c: Clients, id: String| async move {
+        let started = std::time::Instant::now();
+        let p = c
+            .campaigns
+            .get_campaign(pb::GetCampaignRequest { campaign_id: id })
+            .await
+            .map(|r| r.into_inner());
+        (started.elapsed(), p)
+    };
+    let (one, two) = (
+        tokio::spawn(get(c.clone(), cmp.id.clone())),
+        tokio::spawn(get(c.clone(), cmp.id.clone())),
+    );
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("health");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "a health check waited {:?} behind the forecasts",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for call in [one, two] {
+        let (took, answered) = call.await.unwrap();
+        let progress = answered.expect("the progress, not DEADLINE_EXCEEDED");
+        assert_eq!(progress.units_to_threshold, 1_000_000 - 7, "{progress:?}");
+        assert!(
+            took < std::time::Duration::from_millis(1_500),
+            "answered after {took:?}"
+        );
+    }
+    server.shutdown().await;
+}
+
+/// A campaign whose total cap leaves its open batch short of the threshold (a cap of 14 on
+/// batches of 10: the second batch holds 4 and can take no more) cannot lock by orders: its forecast says so (no chance, no lock times, at least the units the cap
+/// leaves it short, nothing projected past the cap), and so does the advice (no extension,
+/// a note naming the cap and the threshold that can lock). The same orders without the cap
+/// forecast a fair chance. Before, a sold-out campaign read 0.73 to lock, with 58 units
+/// projected where the cap allowed 4, and was advised a 12-day extension (QA 13-B). The
+/// sku has no factory here, and the advice says the planner cannot make it (it said no
+/// threshold kept the margin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_total_cap_short_of_the_threshold_forecasts_no_lock() {
+    let (start, clock, server, mut c) = on_a_manual_clock().await;
+    let capped = {
+        let mut req = campaign_request("capped", 10);
+        req.max_per_order = None;
+        req.total_cap = Some(14);
+        req.deadline = Some(ts(start + Duration::days(10)));
+        created(&mut c, req).await
+    };
+    let free = campaign(&mut c, "free", 10, start, 10).await;
+    // Ten units lock the first batch; four open the second, which the cap of 14 leaves
+    // six short with no room.
+    for id in [&capped.id, &free.id] {
+        orders(&mut c, &clock, id, id, 7, 2, Duration::hours(2)).await;
+    }
+    let forecast = |p: pb::CampaignProgress| p.forecast.expect("a forecast");
+    let open = forecast(progress(&mut c, &free.id).await);
+    assert!(open.lock_probability > 0.3, "{open:?}");
+
+    let sold_out = progress(&mut c, &capped.id).await;
+    assert_eq!(sold_out.units_available, Some(0));
+    let f = forecast(sold_out);
+    assert_eq!(f.lock_probability, 0.0, "{f:?}");
+    assert!(
+        f.expected_lock_at.is_none() && f.lock_by_p90.is_none(),
+        "{f:?}"
+    );
+    assert!(f.expected_shortfall >= 6.0, "{f:?}");
+    assert!(
+        f.projected_units_p90 <= 4 && f.projected_units_mean <= 4.0,
+        "{f:?}"
+    );
+
+    let a = advice(&mut c, &capped.id).await;
+    assert!(a.extension.is_none(), "{a:?}");
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.contains("total cap leaves room for 0")
+                && n.contains("a threshold of at most 4 can")),
+        "{:?}",
+        a.notes
+    );
+    // The test catalogue has the sku but no factory to make it: the advice says so, not
+    // that no threshold keeps the margin (it did).
+    assert!(
+        a.notes
+            .iter()
+            .any(|n| n.contains("cannot make kettle-17-white at any volume")),
+        "{:?}",
+        a.notes
+    );
+    assert!(
+        !a.notes.iter().any(|n| n.contains("keeps a 15% margin")),
+        "{:?}",
+        a.notes
+    );
+    server.shutdown().await;
+}

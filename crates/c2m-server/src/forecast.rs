@@ -21,7 +21,48 @@ use crate::limits::CallDeadline;
 pub struct Fitted {
     pub input: ForecastInput,
     pub model: FillModel,
+    /// The forecast, within the campaign's total cap ([`within_cap`]).
     pub forecast: FillForecast,
+    /// Units the total cap still leaves for orders; `None` without a cap.
+    pub room: Option<i64>,
+}
+
+impl Fitted {
+    /// The chance the open batch locks at `threshold` by `deadline`: the model's, or none
+    /// when the total cap leaves too little room for the units it would still need.
+    pub fn lock_probability(&self, threshold: i64, deadline: DateTime<Utc>) -> f64 {
+        let open = self.input.open_batch.map_or(0, |b| b.units);
+        if self.room.is_some_and(|room| threshold - open > room) {
+            return 0.0;
+        }
+        self.model.lock_probability(threshold, deadline)
+    }
+}
+
+/// The forecast of a campaign with a total cap, which the demand model knows nothing of:
+/// no order past the cap is taken, so the open batch holds at most its units plus `room`
+/// more. When that is short of its threshold it cannot lock by orders (a lower threshold
+/// can): no chance, no lock times, and at least the units the cap leaves it short as the
+/// expected shortfall. Before, a sold-out campaign's batch read 0.73 to lock, with up to
+/// 58 units projected where the cap allowed 4.
+pub fn within_cap(mut f: FillForecast, open_units: i64, room: Option<i64>) -> FillForecast {
+    let Some(room) = room else { return f };
+    let most = open_units.saturating_add(room);
+    if f.units_needed > room {
+        f.lock_probability = 0.0;
+        (
+            f.expected_lock_at,
+            f.lock_by_p10,
+            f.lock_by_p50,
+            f.lock_by_p90,
+        ) = (None, None, None, None);
+        f.expected_shortfall = f.expected_shortfall.max((f.units_needed - room) as f64);
+    }
+    f.projected_units_mean = f.projected_units_mean.min(most as f64);
+    f.projected_units_p10 = f.projected_units_p10.min(most);
+    f.projected_units_p50 = f.projected_units_p50.min(most);
+    f.projected_units_p90 = f.projected_units_p90.min(most);
+    f
 }
 
 /// Fits the forecast of the campaign's open batch at `now`: `None` when there is nothing to
@@ -33,7 +74,43 @@ pub async fn fit(
     now: DateTime<Utc>,
 ) -> Result<Option<Fitted>, StoreError> {
     let input = store.forecast_input(campaign, now).await?;
-    Ok(fit_input(input, now))
+    Ok(off_runtime(move || fit_input(input, now)).await)
+}
+
+/// How many forecasts (fits, and the advice's extension search) compute at once: one a
+/// core. More wait their turn.
+static FORECASTS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        std::sync::Arc::new(tokio::sync::Semaphore::new(cores))
+    });
+
+/// Runs forecast maths on a blocking thread, holding one of [`FORECASTS`]' places until it
+/// returns, also when its caller has gone away (its answer is then dropped).
+///
+/// Why: its cost grows with the units the batch still needs (the exact distribution is
+/// computed through them: about a second at 100,000 units, ten at a million, in a debug
+/// build), and on the runtime's workers it held them: `GetCampaign` on a campaign with a
+/// threshold of 1.5 million answered after 12 s whatever `--request-timeout` said (no
+/// timer can fire in a task that does not yield), and four such calls held every other
+/// call for 18 s. Off the runtime, a deadline answers on time and other calls go on; at
+/// most one such computation a core runs at once.
+pub async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let place = FORECASTS
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the forecasts' semaphore is never closed");
+    let done = tokio::task::spawn_blocking(move || {
+        let _place = place;
+        work()
+    })
+    .await;
+    match done {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a forecast's blocking task was cancelled: {e}"),
+    }
 }
 
 /// [`fit`] on an input already read.
@@ -51,13 +128,15 @@ pub fn fit_input(input: ForecastInput, now: DateTime<Utc>) -> Option<Fitted> {
             &ForecastConfig::default(),
         )
     });
+    let room = (input.campaign.terms.total_cap).map(|cap| (cap - input.units_committed).max(0));
     match fitted {
         Ok(model) => {
-            let forecast = model.forecast();
+            let forecast = within_cap(model.forecast(), batch.units, room);
             Some(Fitted {
                 input,
                 model,
                 forecast,
+                room,
             })
         }
         Err(e) => {
@@ -141,37 +220,44 @@ pub async fn advice(
     scan_end: Instant,
     period_days: i64,
 ) -> Result<Advice, StoreError> {
-    let Fitted {
-        input,
-        model,
-        forecast,
-    } = fitted;
-    let terms = input.campaign.terms.clone();
-    let threshold = input
-        .open_batch
-        .map_or(terms.batch_threshold, |b| b.threshold);
-    let deadline = model.deadline();
+    let terms = fitted.input.campaign.terms.clone();
+    let threshold = (fitted.input.open_batch).map_or(terms.batch_threshold, |b| b.threshold);
+    let deadline = fitted.model.deadline();
     let mut notes = Vec::new();
     let mut no_plan = Vec::new();
     let mut not_reached = Vec::new();
 
     // No extension when the campaign is already on course: one would only move the
-    // deadline (and could even read a hair lower than now, the forecast being a fit).
-    let now_p = model.lock_probability(threshold, deadline);
-    let extension = (now_p < target)
-        .then(|| {
-            (1..=MAX_EXTENSION_DAYS).find_map(|days| {
-                let later = deadline + Duration::days(days);
-                let p = model.lock_probability(threshold, later);
-                (p >= target && p > now_p).then_some(ExtensionAdvice {
-                    days,
-                    deadline: later,
-                    lock_probability: p,
+    // deadline (and could even read a hair lower than now, the forecast being a fit). Up
+    // to sixty forecasts: off the runtime, as the fit ([`off_runtime`]).
+    let (fitted, now_p, extension) = off_runtime(move || {
+        let now_p = fitted.lock_probability(threshold, deadline);
+        let extension = (now_p < target)
+            .then(|| {
+                (1..=MAX_EXTENSION_DAYS).find_map(|days| {
+                    let later = deadline + Duration::days(days);
+                    let p = fitted.lock_probability(threshold, later);
+                    (p >= target && p > now_p).then_some(ExtensionAdvice {
+                        days,
+                        deadline: later,
+                        lock_probability: p,
+                    })
                 })
             })
-        })
-        .flatten();
-    if now_p >= target {
+            .flatten();
+        (fitted, now_p, extension)
+    })
+    .await;
+    let open = fitted.input.open_batch.map_or(0, |b| b.units);
+    let capped = fitted.room.filter(|&room| threshold - open > room);
+    if let Some(room) = capped {
+        notes.push(format!(
+            "the total cap leaves room for {room} more units and the open batch needs {}: no \
+             order can lock it and no extension helps; a threshold of at most {} can",
+            threshold - open,
+            open + room
+        ));
+    } else if now_p >= target {
         notes.push(format!(
             "already a {}% chance to lock by the deadline: no extension needed",
             computed_percent(now_p)
@@ -256,13 +342,25 @@ pub async fn advice(
                     }
                     match a.minimum_viable {
                         Some(v) => {
-                            let p = model.lock_probability(v.volume, deadline);
+                            let p = fitted.lock_probability(v.volume, deadline);
                             lower_threshold = Some(ThresholdAdvice {
                                 threshold: v.volume,
                                 cost_per_unit: v.cost_per_unit,
                                 margin: 1.0 - v.cost_per_unit / terms.unit_price.minor as f64,
                                 lock_probability: p,
                             });
+                        }
+                        // Not even the smallest volume can be made: that is what to say,
+                        // not that no threshold keeps the margin (QA 13: a sku no factory
+                        // makes read as a pricing question).
+                        None if a.infeasible_from.is_some_and(|v| v <= a.step) => {
+                            notes.push(format!(
+                                "the planner cannot make {} at any volume (not even {} \
+                                 units): no factory line makes it, or its materials cannot be \
+                                 had; no threshold can be advised until the catalogue can",
+                                terms.sku,
+                                a.infeasible_from.unwrap_or(1)
+                            ))
                         }
                         None => notes.push(format!(
                             "no threshold below {threshold} {}keeps a {}% margin at the \
@@ -283,6 +381,7 @@ pub async fn advice(
         Ok(_) => notes.push("the threshold is 1 unit and cannot be lowered".into()),
     }
 
+    let forecast = &fitted.forecast;
     let falling_short = forecast.lock_probability < target;
     let currency = terms.unit_price.currency;
     let mut summary = if falling_short {
@@ -335,8 +434,8 @@ pub async fn advice(
         ));
     }
     Ok(Advice {
-        expected_miss: forecast.expected_shortfall,
-        forecast,
+        expected_miss: fitted.forecast.expected_shortfall,
+        forecast: fitted.forecast,
         falling_short,
         lower_threshold,
         extension,

@@ -38,6 +38,14 @@ impl CampaignService for CampaignSvc {
         &self,
         req: Request<pb::GetCampaignRequest>,
     ) -> Result<Response<pb::CampaignProgress>, Status> {
+        // The forecast has until a fifth of the call's budget before its deadline, as an
+        // advice's scan has: past that, the progress is answered without it.
+        let forecast_until = crate::forecast::scan_end(
+            req.extensions()
+                .get::<crate::limits::CallDeadline>()
+                .copied(),
+            self.0.request_timeout,
+        );
         let id = convert::campaign_id(&req.get_ref().campaign_id)?;
         let p = self.0.store.get_campaign(&id).await.map_err(store_status)?;
         let now = self.0.clock.now();
@@ -46,12 +54,22 @@ impl CampaignService for CampaignSvc {
             // Read after the progress, in a snapshot of its own: a placement in between
             // shows in the forecast's units and not in the progress's, never the reverse
             // in a way that matters (the forecast is an estimate).
-            let fitted = crate::forecast::fit(&*self.0.store, &id, now)
-                .await
-                .map_err(store_status)?;
-            shown.forecast = fitted
-                .as_ref()
-                .map(|f| convert::levers::fill_forecast(&f.forecast));
+            let fit = crate::forecast::fit(&*self.0.store, &id, now);
+            match tokio::time::timeout_at(forecast_until.into(), fit).await {
+                Ok(fitted) => {
+                    shown.forecast = fitted
+                        .map_err(store_status)?
+                        .as_ref()
+                        .map(|f| convert::levers::fill_forecast(&f.forecast));
+                }
+                // The storefront's progress call is not held for an estimate (a threshold
+                // of millions of units takes seconds to forecast).
+                Err(_) => tracing::warn!(
+                    campaign = %id,
+                    "the fill forecast was not done within the call's budget: the progress \
+                     is answered without it"
+                ),
+            }
         }
         Ok(Response::new(shown))
     }

@@ -338,6 +338,13 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
         first(store.clone(), c.id.clone()).await,
         (Some(8), Some(10))
     );
+    // And what the total cap counts, as the campaign's progress does.
+    let input = store
+        .forecast_input(&c.id, lever_at())
+        .await
+        .expect("input");
+    let progress = store.get_campaign(&c.id).await.expect("get");
+    assert_eq!((input.units_committed, progress.units_committed), (7, 7));
 
     // At or below the units pooled: it locks now, at the tier of 7 units (36 900).
     let req = lower(&c.id, 6);

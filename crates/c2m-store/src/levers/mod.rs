@@ -139,6 +139,9 @@ pub struct ForecastInput {
     pub history: ArrivalHistory,
     pub open_batch: Option<OpenBatch>,
     pub earlier: Vec<ArrivalHistory>,
+    /// Units in the campaign's open and locked batches, what its total cap counts (as
+    /// `CampaignProgress::units_committed`): with the cap, how many more can be ordered.
+    pub units_committed: i64,
 }
 
 /// How many earlier campaigns of the sku the forecast's prior is built from, at most.

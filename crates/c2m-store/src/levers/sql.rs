@@ -257,6 +257,14 @@ impl<D: Backend> Tx<'_, D> {
             units: b.units,
             threshold: b.threshold,
         });
+        let units_committed = D::query(
+            "SELECT CAST(COALESCE(SUM(units - forfeited_units), 0) AS BIGINT) AS committed \
+             FROM batches WHERE campaign_id = $1 AND status IN ('open', 'locked')",
+            (id.as_str(),),
+        )
+        .fetch_one(self)
+        .await?
+        .int("committed")?;
         let sql = concat!(
             campaign_select!(),
             "WHERE sku = $1 AND id <> $2 AND created_at <= $3 ORDER BY seq DESC"
@@ -325,6 +333,7 @@ impl<D: Backend> Tx<'_, D> {
             campaign: this,
             open_batch,
             earlier,
+            units_committed,
         }))
     }
 
