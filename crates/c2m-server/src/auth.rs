@@ -465,12 +465,9 @@ mod tests {
         assert!(allowed_roles("FactoryService/Report").contains(&Role::Factory));
     }
 
-    /// The scheme is read whatever its case; a header that is not `Bearer <token>`, two
-    /// headers, and a value outside visible ASCII are each told apart from a missing one.
-    /// Before, `BEARER` was malformed while `bearer` passed, a non-ASCII value was
-    /// `TOKEN_MISSING`, and of two headers the first one counted.
-    #[tokio::test]
-    async fn the_authorization_header_is_read_as_sent() {
+    /// An authenticator on a store of its own (in the returned folder) that knows one
+    /// storefront token, which it returns.
+    async fn storefront_authenticator() -> (tempfile::TempDir, Authenticator, IssuedToken) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(
             c2m_store::sqlite::SqliteStore::open(&dir.path().join("c2m.db"))
@@ -482,7 +479,16 @@ mod tests {
             .create_token(&t.stored, chrono::Utc::now())
             .await
             .unwrap();
-        let auth = Authenticator::new(store, Duration::from_secs(2));
+        (dir, Authenticator::new(store, Duration::from_secs(2)), t)
+    }
+
+    /// The scheme is read whatever its case; a header that is not `Bearer <token>`, two
+    /// headers, and a value outside visible ASCII are each told apart from a missing one.
+    /// Before, `BEARER` was malformed while `bearer` passed, a non-ASCII value was
+    /// `TOKEN_MISSING`, and of two headers the first one counted.
+    #[tokio::test]
+    async fn the_authorization_header_is_read_as_sent() {
+        let (_dir, auth, t) = storefront_authenticator().await;
         let reason = |r: Result<Principal, Status>| match r {
             Ok(_) => "OK".to_owned(),
             Err(s) => tonic_types::StatusExt::get_details_error_info(&s)
@@ -575,18 +581,7 @@ mod tests {
     /// panic (the independent client's defect 3).
     #[tokio::test]
     async fn a_poisoned_cache_does_not_fail_later_calls() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            c2m_store::sqlite::SqliteStore::open(&dir.path().join("c2m.db"))
-                .await
-                .unwrap(),
-        );
-        let t = issue(Role::Storefront, None, "shop").unwrap();
-        store
-            .create_token(&t.stored, chrono::Utc::now())
-            .await
-            .unwrap();
-        let auth = Authenticator::new(store, Duration::from_secs(2));
+        let (_dir, auth, t) = storefront_authenticator().await;
         std::thread::scope(|s| {
             let holder = s.spawn(|| {
                 let _guard = auth.cache.lock().unwrap();
