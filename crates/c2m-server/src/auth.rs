@@ -681,15 +681,20 @@ pub fn status_line(s: &Status) -> String {
 /// rustls's and hyper's errors repeat their source in their own text ("invalid peer
 /// certificate: UnknownIssuer: invalid peer certificate: UnknownIssuer").
 pub fn causes(s: &Status) -> String {
-    let mut out = s.message().to_owned();
-    let mut next = std::error::Error::source(s);
-    while let Some(cause) = next {
-        let text = cause.to_string();
+    let sources = std::iter::successors(std::error::Error::source(s), |e| e.source());
+    said_once(std::iter::once(s.message().to_owned()).chain(sources.map(|e| e.to_string())))
+}
+
+/// Texts joined with `: `, each left out when what is already said contains it.
+fn said_once(texts: impl IntoIterator<Item = String>) -> String {
+    let mut out = String::new();
+    for text in texts {
         if !out.contains(&text) {
-            out.push_str(": ");
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
             out.push_str(&text);
         }
-        next = cause.source();
     }
     out
 }
@@ -772,16 +777,7 @@ pub fn client_error(
             None => format!("error: {}", status_line(s)),
         },
         None => {
-            let mut out = String::from("error: ");
-            for cause in e.chain() {
-                let text = cause.to_string();
-                if !out.contains(&text) {
-                    if out.len() > "error: ".len() {
-                        out.push_str(": ");
-                    }
-                    out.push_str(&text);
-                }
-            }
+            let out = format!("error: {}", said_once(e.chain().map(|c| c.to_string())));
             // A connection that failed before any call: its TLS alert is the same hint.
             let status = e.chain().find_map(|c| c.downcast_ref::<Status>());
             match status.and_then(|s| client_hint(s, addr, token_given, data_dir)) {
