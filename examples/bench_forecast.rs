@@ -87,6 +87,12 @@ struct Args {
     /// log of demand over the threshold's worth (0.6 by default).
     #[arg(long, default_value_t = 0.6, value_parser = mismatch)]
     mismatch: f64,
+    /// Scale of thresholds and demand: thresholds are drawn from 50..=300 times this, with
+    /// demand to match (the same order sizes, so this many times the orders). At 100 and
+    /// more the forecasts pass their exact range and are smoothed (docs/forecast.md); a
+    /// smaller `--campaigns` keeps such a run short.
+    #[arg(long, default_value_t = 1, value_parser = scale)]
+    scale: usize,
     /// Print the results as JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -100,6 +106,17 @@ fn cancel_scale(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err("must be at most 6 (cancellation probabilities of 0.02-0.15 times it)".into())
+    }
+}
+
+/// `--scale`: at 10,000 a threshold is up to three million units, about a million orders
+/// simulated per campaign; more would run for hours.
+fn scale(s: &str) -> Result<usize, String> {
+    let v = flags::count(s)?;
+    if v <= 10_000 {
+        Ok(v)
+    } else {
+        Err("must be at most 10000 (thresholds of up to 3 million units)".into())
     }
 }
 
@@ -454,7 +471,7 @@ fn run_process(args: &Args, p: Process, rng: &mut StdRng, config: &ForecastConfi
     for _ in 0..args.campaigns {
         // The merchant: how they set thresholds against their demand, how often their
         // buyers cancel, and how many campaigns of this sku they ran before.
-        let threshold = rng.gen_range(50..=300);
+        let threshold = rng.gen_range(50..=300) * args.scale as i64;
         let cancel_prob = rng.gen_range(0.02..0.15) * args.cancel_scale;
         let past = rng.gen_range(args.min_past..=args.max_past);
         let merchant_mismatch = (args.mismatch * normal(rng)).exp();
@@ -715,9 +732,14 @@ fn main() {
         return;
     }
     outln!(
-        "bench_forecast: seed {}, {} campaigns per process, each forecast at {} moments, with a prior from {}..={} earlier campaigns of the merchant and again as a first campaign ({:.1} s)",
+        "bench_forecast: seed {}, {} campaigns per process{}, each forecast at {} moments, with a prior from {}..={} earlier campaigns of the merchant and again as a first campaign ({:.1} s)",
         args.seed,
         args.campaigns,
+        if args.scale == 1 {
+            String::new()
+        } else {
+            format!(", thresholds of {}..={} units", 50 * args.scale, 300 * args.scale)
+        },
         moments.len(),
         args.min_past,
         args.max_past,

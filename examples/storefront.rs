@@ -1035,8 +1035,8 @@ fn insights_table(i: &pb::Insights) -> String {
     if let Some(f) = &i.forecast {
         let _ = writeln!(
             out,
-            "forecast: {:.2} chance to lock by the deadline; {} needed; at the deadline {}..{} units (p10..p90), {} behind it",
-            f.lock_probability,
+            "forecast: {} chance to lock by the deadline; {} needed; at the deadline {}..{} units (p10..p90), {} behind it",
+            c2m_domain::forecast::chance_text(f.lock_probability),
             count(f.units_needed, "unit"),
             f.projected_units_p10,
             f.projected_units_p90,
@@ -1238,7 +1238,11 @@ fn nice_step(raw: f64) -> f64 {
 /// A count short enough for an axis: `950`, `12.5k`, `3.2M`, `11.6G`.
 fn short_count(u: f64) -> String {
     let u = u.round();
-    for (div, suffix) in [(1e9, "G"), (1e6, "M"), (1e3, "k")] {
+    if u.abs() >= 1e18 {
+        // Past the suffixes: "5e18", not "5000000P".
+        return format!("{u:.1e}");
+    }
+    for (div, suffix) in [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")] {
         if u.abs() >= 10.0 * div || (u.abs() >= div && div >= 1e6) {
             let v = u / div;
             return if v.fract().abs() < 0.05 {

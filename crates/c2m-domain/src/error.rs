@@ -33,6 +33,21 @@ pub enum DomainError {
         unit: String,
         value: String,
     },
+    /// Insights asked for in time buckets too narrow for the campaign's span: malformed
+    /// like any invalid field (`INVALID_FIELD`, field `bucket_seconds`), with the
+    /// narrowest width that fits for a program to ask again with (it was in the message
+    /// only; QA 13-B).
+    #[error(
+        "invalid bucket_seconds: {bucket_secs}-second buckets from the opening to the last \
+         pre-order are {buckets}, more than {max}: ask for buckets of at least {narrowest} \
+         seconds"
+    )]
+    TooManyBuckets {
+        bucket_secs: i64,
+        buckets: i64,
+        max: i64,
+        narrowest: i64,
+    },
     /// The request is well formed but the current state forbids it (closed campaign,
     /// locked batch, sold out); it may succeed later or with other values. The
     /// [`Refusal`] says which rule refused it.
@@ -87,9 +102,9 @@ impl DomainError {
     /// The stable name of this error for machines (`ErrorInfo.reason`).
     pub fn reason(&self) -> &'static str {
         match self {
-            DomainError::InvalidArgument { .. } | DomainError::NotWholePieces { .. } => {
-                "INVALID_FIELD"
-            }
+            DomainError::InvalidArgument { .. }
+            | DomainError::NotWholePieces { .. }
+            | DomainError::TooManyBuckets { .. } => "INVALID_FIELD",
             DomainError::Refused(r) => r.reason(),
             DomainError::NotFound { .. } => "NOT_FOUND",
             DomainError::Ahead { .. } => "CURSOR_AHEAD",
@@ -114,6 +129,18 @@ impl DomainError {
                 ("material", material.clone()),
                 ("unit", unit.clone()),
                 ("value", value.clone()),
+            ],
+            DomainError::TooManyBuckets {
+                bucket_secs,
+                buckets,
+                max,
+                narrowest,
+            } => vec![
+                ("field", "bucket_seconds".to_owned()),
+                ("bucketSeconds", bucket_secs.to_string()),
+                ("buckets", buckets.to_string()),
+                ("maxBuckets", max.to_string()),
+                ("minBucketSeconds", narrowest.to_string()),
             ],
             DomainError::Refused(r) => r.metadata(),
             DomainError::NotFound { entity, id } => {
@@ -842,6 +869,12 @@ mod tests {
                 last: 3,
             },
             DomainError::IdempotencyConflict { key: "k".into() },
+            DomainError::TooManyBuckets {
+                bucket_secs: 60,
+                buckets: 50_001,
+                max: 50_000,
+                narrowest: 61,
+            },
         ];
         for e in samples {
             let reason = e.reason();

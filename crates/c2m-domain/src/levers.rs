@@ -110,7 +110,8 @@ pub const MAX_INSIGHT_BUCKETS: i64 = 50_000;
 
 /// May the units over time, `span_secs` from the opening to the last pre-order, be told in
 /// buckets of `bucket_secs` (positive)? At most [`MAX_INSIGHT_BUCKETS`] of them; otherwise
-/// `INVALID_FIELD` naming `bucket_seconds`, with the narrowest width that fits.
+/// [`DomainError::TooManyBuckets`] (`INVALID_FIELD` naming `bucket_seconds`), with the
+/// narrowest width that fits.
 pub fn check_insight_buckets(span_secs: i64, bucket_secs: i64) -> Result<(), DomainError> {
     let span = span_secs.max(0);
     let buckets = span / bucket_secs.max(1) + 1;
@@ -119,14 +120,12 @@ pub fn check_insight_buckets(span_secs: i64, bucket_secs: i64) -> Result<(), Dom
     }
     // `span / w + 1 <= MAX` holds exactly when `w > span / MAX`.
     let narrowest = span / MAX_INSIGHT_BUCKETS + 1;
-    Err(DomainError::invalid(
-        "bucket_seconds",
-        format!(
-            "{bucket_secs}-second buckets from the opening to the last pre-order are \
-             {buckets}, more than {MAX_INSIGHT_BUCKETS}: ask for buckets of at least \
-             {narrowest} seconds"
-        ),
-    ))
+    Err(DomainError::TooManyBuckets {
+        bucket_secs,
+        buckets,
+        max: MAX_INSIGHT_BUCKETS,
+        narrowest,
+    })
 }
 
 #[cfg(test)]
@@ -180,6 +179,12 @@ mod tests {
             "{meta:?}"
         );
         assert!(e.to_string().contains("at least 61 seconds"), "{e}");
+        // The width that fits is there for a program too, not only in the message.
+        assert!(
+            meta.contains(&("minBucketSeconds", "61".to_owned()))
+                && meta.contains(&("maxBuckets", MAX_INSIGHT_BUCKETS.to_string())),
+            "{meta:?}"
+        );
         assert!(check_insight_buckets(span, 61).is_ok());
         assert!(check_insight_buckets(span, 60 * 60).is_ok());
     }

@@ -10,7 +10,9 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 
-use c2m_domain::forecast::{FillForecast, FillModel, ForecastConfig, Prior};
+use c2m_domain::forecast::{
+    chance_text as chance, off_the_ends, FillForecast, FillModel, ForecastConfig, Prior,
+};
 use c2m_domain::{CampaignId, CampaignStatus, Money};
 use c2m_planner::whatif::advice::{advise_by, AdviceSpec, NoPlan, VolumeRange};
 use c2m_store::{ForecastInput, Store, StoreError};
@@ -88,9 +90,11 @@ static FORECASTS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
 /// Runs forecast maths on a blocking thread, holding one of [`FORECASTS`]' places until it
 /// returns, also when its caller has gone away (its answer is then dropped).
 ///
-/// Why: its cost grows with the units the batch still needs (the exact distribution is
+/// Why: its cost grew with the units the batch still needs (the exact distribution was
 /// computed through them: about a second at 100,000 units, ten at a million, in a debug
-/// build), and on the runtime's workers it held them: `GetCampaign` on a campaign with a
+/// build; it now stops at a budget of work, a few tenths of a second in a debug build at
+/// the most, and an advice's extension search costs up to sixty of those), and on the
+/// runtime's workers it held them: `GetCampaign` on a campaign with a
 /// threshold of 1.5 million answered after 12 s whatever `--request-timeout` said (no
 /// timer can fire in a task that does not yield), and four such calls held every other
 /// call for 18 s. Off the runtime, a deadline answers on time and other calls go on; at
@@ -116,7 +120,7 @@ pub async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 's
 /// [`fit`] on an input already read.
 pub fn fit_input(input: ForecastInput, now: DateTime<Utc>) -> Option<Fitted> {
     let batch = input.open_batch?;
-    if input.campaign.status(now) != CampaignStatus::Open {
+    if input.progress.campaign.status(now) != CampaignStatus::Open {
         return None;
     }
     let fitted = Prior::from_campaigns(&input.earlier).and_then(|prior| {
@@ -128,7 +132,9 @@ pub fn fit_input(input: ForecastInput, now: DateTime<Utc>) -> Option<Fitted> {
             &ForecastConfig::default(),
         )
     });
-    let room = (input.campaign.terms.total_cap).map(|cap| (cap - input.units_committed).max(0));
+    let progress = &input.progress;
+    let room =
+        (progress.campaign.terms.total_cap).map(|cap| (cap - progress.units_committed).max(0));
     match fitted {
         Ok(model) => {
             let forecast = within_cap(model.forecast(), batch.units, room);
@@ -140,7 +146,7 @@ pub fn fit_input(input: ForecastInput, now: DateTime<Utc>) -> Option<Fitted> {
             })
         }
         Err(e) => {
-            tracing::warn!(campaign = %input.campaign.id, error = %e, "no forecast");
+            tracing::warn!(campaign = %input.progress.campaign.id, error = %e, "no forecast");
             None
         }
     }
@@ -220,7 +226,7 @@ pub async fn advice(
     scan_end: Instant,
     period_days: i64,
 ) -> Result<Advice, StoreError> {
-    let terms = fitted.input.campaign.terms.clone();
+    let terms = fitted.input.progress.campaign.terms.clone();
     let threshold = (fitted.input.open_batch).map_or(terms.batch_threshold, |b| b.threshold);
     let deadline = fitted.model.deadline();
     let mut notes = Vec::new();
@@ -415,7 +421,7 @@ pub async fn advice(
     };
     if let Some(t) = &lower_threshold {
         summary.push_str(&format!(
-            "; lowering the threshold to {} keeps cost per unit at {} (margin {}%) and gives a {} chance to lock",
+            "; lowering the threshold to {} keeps cost per unit at {} (margin {}%) and its chance to lock is {}",
             t.threshold,
             Money::new(t.cost_per_unit.round() as i64, currency),
             computed_percent(t.margin),
@@ -466,25 +472,6 @@ fn computed_percent(x: f64) -> String {
     off_the_ends(x * 100.0, 100.0, 0)
 }
 
-/// A computed chance with two decimals, more only where two would say 0.00 or 1.00 of a
-/// chance that is neither ("a 1.00 chance to lock" for 0.996).
-fn chance(p: f64) -> String {
-    off_the_ends(p, 1.0, 2)
-}
-
-/// `x` (between 0 and `full`) with `digits` decimals, or up to four more where fewer would
-/// print 0 or `full` for a value that is neither.
-fn off_the_ends(x: f64, full: f64, digits: usize) -> String {
-    for d in digits..digits + 4 {
-        let s = format!("{x:.d$}");
-        let shown: f64 = s.parse().unwrap_or(x);
-        if !((shown >= full && x < full) || (shown <= 0.0 && x > 0.0)) {
-            return s;
-        }
-    }
-    format!("{x:.0$}", digits + 4)
-}
-
 /// A chance `p` below `target` with the digits that show it below (two, or more where
 /// two would print them alike: "0.80 chance (the target is 0.8)" for 0.7996).
 fn below(p: f64, target: f64) -> String {
@@ -524,5 +511,10 @@ mod tests {
         assert_eq!(chance(1.0), "1.00");
         assert_eq!(chance(0.0), "0.00");
         assert_eq!(chance(0.0004), "0.0004");
+        // Past six decimals, what a chance is not, in words (six zeros read as none).
+        assert_eq!(chance(3e-9), "under 0.000001");
+        assert_eq!(chance(1.0 - 3e-9), "over 0.999999");
+        assert_eq!(computed_percent(0.9999996), "over 99.9999");
+        assert_eq!(computed_percent(2e-9), "under 0.0001");
     }
 }

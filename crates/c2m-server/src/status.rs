@@ -82,9 +82,9 @@ fn header_message(message: &str) -> String {
 /// The gRPC code of a domain error: chosen by what the caller must do next.
 pub fn domain_code(e: &DomainError) -> Code {
     match e {
-        DomainError::InvalidArgument { .. } | DomainError::NotWholePieces { .. } => {
-            Code::InvalidArgument
-        }
+        DomainError::InvalidArgument { .. }
+        | DomainError::NotWholePieces { .. }
+        | DomainError::TooManyBuckets { .. } => Code::InvalidArgument,
         DomainError::Refused(_) => Code::FailedPrecondition,
         DomainError::NotFound { .. } => Code::NotFound,
         DomainError::Ahead { .. } | DomainError::EventCursorAhead { .. } => Code::OutOfRange,

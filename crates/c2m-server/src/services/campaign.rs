@@ -51,16 +51,17 @@ impl CampaignService for CampaignSvc {
         let now = self.0.clock.now();
         let mut shown = convert::progress(&p, now);
         if p.open_batch_seq.is_some() && p.campaign.status(now) == CampaignStatus::Open {
-            // Read after the progress, in a snapshot of its own: a placement in between
-            // shows in the forecast's units and not in the progress's, never the reverse
-            // in a way that matters (the forecast is an estimate).
+            // The forecast reads the progress again in its own snapshot, and that one is
+            // shown with it: read apart, a placement in between could leave the
+            // progress's units to the threshold and the forecast's units needed apart,
+            // even by a batch (QA 13-B). The first read stands when there is no forecast.
             let fit = crate::forecast::fit(&*self.0.store, &id, now);
             match tokio::time::timeout_at(forecast_until.into(), fit).await {
                 Ok(fitted) => {
-                    shown.forecast = fitted
-                        .map_err(store_status)?
-                        .as_ref()
-                        .map(|f| convert::levers::fill_forecast(&f.forecast));
+                    if let Some(f) = fitted.map_err(store_status)? {
+                        shown = convert::progress(&f.input.progress, now);
+                        shown.forecast = Some(convert::levers::fill_forecast(&f.forecast));
+                    }
                 }
                 // The storefront's progress call is not held for an estimate (a threshold
                 // of millions of units takes seconds to forecast).

@@ -344,7 +344,8 @@ pub async fn lower_threshold_locks_the_open_batch_at_its_tier(fx: Arc<dyn Fixtur
         .await
         .expect("input");
     let progress = store.get_campaign(&c.id).await.expect("get");
-    assert_eq!((input.units_committed, progress.units_committed), (7, 7));
+    assert_eq!(input.progress, progress);
+    assert_eq!(progress.units_committed, 7);
 
     // At or below the units pooled: it locks now, at the tier of 7 units (36 900).
     let req = lower(&c.id, 6);
@@ -1238,7 +1239,7 @@ pub async fn forecast_input_reads_arrivals_and_earlier_campaigns(fx: Arc<dyn Fix
         .expect("cancel a");
     let now = closed_at + Duration::hours(1);
     let input = store.forecast_input(&c.id, now).await.expect("input");
-    assert_eq!(input.campaign.id, c.id);
+    assert_eq!(input.progress.campaign.id, c.id);
     assert_eq!(input.history.arrivals.len(), 2);
     assert_eq!(input.history.first_deadline, None, "never extended");
     assert_eq!(input.history.first_threshold, None, "never lowered");

@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 
 use c2m_domain::events::{EventData, PreorderRef};
 use c2m_domain::forecast::{ArrivalHistory, OpenBatch};
-use c2m_domain::{levers, Batch, BatchStatus, Campaign, CampaignId, IdempotencyKey};
+use c2m_domain::{
+    levers, Batch, BatchStatus, Campaign, CampaignId, CampaignProgress, IdempotencyKey,
+};
 
 use crate::dialect::{micros, Backend, Tx};
 use crate::engine::{campaign_not_found, Call, Engine, Lane};
@@ -126,8 +128,9 @@ impl LeverOutcome {
     }
 }
 
-/// What the fill forecast of a campaign reads, in one snapshot: the campaign, its arrivals
-/// up to `now`, its open batch, and the earlier campaigns of the same sku that have stopped
+/// What the fill forecast of a campaign reads, in one snapshot: the campaign's progress
+/// (as `get_campaign` gives it), its arrivals up to `now`, its open batch, and the earlier
+/// campaigns of the same sku that have stopped
 /// selling (newest first, at most [`EARLIER_CAMPAIGNS`]), each with its whole history. An
 /// earlier campaign the merchant cancelled, or that sold for less than
 /// [`MIN_PRIOR_SELLING`], is not among them: the one was voided and the other says nothing
@@ -135,13 +138,15 @@ impl LeverOutcome {
 /// of millions of orders a day).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForecastInput {
-    pub campaign: Campaign,
+    /// The campaign and its batches as `get_campaign` reads them, in the forecast's
+    /// snapshot: the progress shown beside the forecast is this one, so the two agree on
+    /// the open batch and its units under concurrent orders (read apart, the forecast's
+    /// units needed could be another batch's). Its `units_committed` is what the total
+    /// cap counts: with the cap, how many more can be ordered.
+    pub progress: CampaignProgress,
     pub history: ArrivalHistory,
     pub open_batch: Option<OpenBatch>,
     pub earlier: Vec<ArrivalHistory>,
-    /// Units in the campaign's open and locked batches, what its total cap counts (as
-    /// `CampaignProgress::units_committed`): with the cap, how many more can be ordered.
-    pub units_committed: i64,
 }
 
 /// How many earlier campaigns of the sku the forecast's prior is built from, at most.

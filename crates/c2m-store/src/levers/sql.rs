@@ -11,7 +11,7 @@ use c2m_domain::{Batch, BatchId, Campaign, CampaignId, Preorder, PreorderSource}
 
 use super::{ForecastInput, EARLIER_CAMPAIGNS, MIN_PRIOR_SELLING};
 use crate::dialect::{one, Backend, Columns, Tx, Value};
-use crate::pooling::{batch, batch_select, campaign, campaign_select, CAMPAIGN};
+use crate::pooling::{batch, batch_select, campaign, campaign_progress_on, campaign_select};
 use crate::Result;
 use crate::StoreError;
 
@@ -229,22 +229,16 @@ impl<D: Backend> Tx<'_, D> {
         Ok(row.int("n")? > 0)
     }
 
-    /// The campaign, read without its lock (the forecast's and the insights' snapshot).
-    async fn read_campaign(&mut self, id: &CampaignId) -> Result<Option<Campaign>> {
-        D::query(CAMPAIGN, (id.as_str(),))
-            .optional(self, campaign)
-            .await
-    }
-
     /// What the fill forecast reads (see [`ForecastInput`]); `None` for an unknown campaign.
     pub(crate) async fn forecast_input(
         &mut self,
         id: &CampaignId,
         now: DateTime<Utc>,
     ) -> Result<Option<ForecastInput>> {
-        let Some(this) = self.read_campaign(id).await? else {
+        let Some(progress) = campaign_progress_on::<D>(self, id).await? else {
             return Ok(None);
         };
+        let this = progress.campaign.clone();
         let firsts = |r: &D::Row| Ok((r.ts_opt("first_deadline")?, r.int_opt("first_threshold")?));
         let (first_deadline, first_threshold) = D::query(
             "SELECT first_deadline, first_threshold FROM campaigns WHERE id = $1",
@@ -257,14 +251,6 @@ impl<D: Backend> Tx<'_, D> {
             units: b.units,
             threshold: b.threshold,
         });
-        let units_committed = D::query(
-            "SELECT CAST(COALESCE(SUM(units - forfeited_units), 0) AS BIGINT) AS committed \
-             FROM batches WHERE campaign_id = $1 AND status IN ('open', 'locked')",
-            (id.as_str(),),
-        )
-        .fetch_one(self)
-        .await?
-        .int("committed")?;
         let sql = concat!(
             campaign_select!(),
             "WHERE sku = $1 AND id <> $2 AND created_at <= $3 ORDER BY seq DESC"
@@ -330,10 +316,9 @@ impl<D: Backend> Tx<'_, D> {
                 first_threshold,
                 ..history(&this, now)
             },
-            campaign: this,
+            progress,
             open_batch,
             earlier,
-            units_committed,
         }))
     }
 
@@ -344,9 +329,10 @@ impl<D: Backend> Tx<'_, D> {
         bucket_secs: i64,
         top: i64,
     ) -> Result<Option<Insights>> {
-        let Some(this) = self.read_campaign(id).await? else {
+        let Some(progress) = campaign_progress_on::<D>(self, id).await? else {
             return Ok(None);
         };
+        let this = progress.campaign.clone();
         let bucket_secs = bucket_secs.max(60);
         let sql = "SELECT p.created_at, p.quantity, p.cancelled_at FROM preorders p \
              WHERE p.campaign_id = $1 ORDER BY p.seq";

@@ -55,9 +55,9 @@ mod sql;
 
 pub(crate) use sql::{
     batch, batch_columns, batch_select, batch_transitions, campaign, campaign_columns,
-    campaign_exists, campaign_of, campaign_progress, campaign_select, campaigns_past_deadline,
-    currency, due, get_preorder, list_batches, list_campaigns, list_preorders, paged, preorder,
-    preorder_select, CAMPAIGN,
+    campaign_exists, campaign_of, campaign_progress, campaign_progress_on, campaign_select,
+    campaigns_past_deadline, currency, due, get_preorder, list_batches, list_campaigns,
+    list_preorders, paged, preorder, preorder_select,
 };
 
 /// The one statement of the pooling SQL whose text differs: the pool snapshot binds its

@@ -12,7 +12,7 @@ use c2m_domain::{
 };
 
 use super::PoolSnapshot;
-use crate::dialect::{columns, one, page, page_limit, Backend, Columns, Dialect, Tx, Value};
+use crate::dialect::{columns, one, page, page_limit, Backend, Columns, Conn, Dialect, Tx, Value};
 use crate::engine::campaign_not_found;
 use crate::pooling::preorder_not_found;
 use crate::Result;
@@ -250,6 +250,19 @@ pub(crate) async fn campaign_progress<D: Dialect>(
     pool: &Pool<D>,
     id: &CampaignId,
 ) -> Result<CampaignProgress> {
+    let mut conn = pool.acquire().await?;
+    campaign_progress_on::<D>(&mut conn, id)
+        .await?
+        .ok_or_else(|| campaign_not_found(id))
+}
+
+/// [`campaign_progress`] on a connection or in a transaction (the fill forecast reads it in
+/// its own snapshot, so that what it shows agrees with the forecast); `None` for an unknown
+/// campaign.
+pub(crate) async fn campaign_progress_on<D: Dialect>(
+    on: &mut impl Conn<D>,
+    id: &CampaignId,
+) -> Result<Option<CampaignProgress>> {
     let progress = |r: &D::Row| {
         Ok(CampaignProgress {
             campaign: campaign(r)?,
@@ -260,9 +273,8 @@ pub(crate) async fn campaign_progress<D: Dialect>(
             units_committed: r.int("committed")?,
         })
     };
-    let mut conn = pool.acquire().await?;
     D::query(PROGRESS, (id.as_str(),))
-        .found(&mut conn, progress, || campaign_not_found(id))
+        .optional(on, progress)
         .await
 }
 
