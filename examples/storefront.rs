@@ -1355,18 +1355,21 @@ fn insights_svg(i: &pb::Insights, now: chrono::DateTime<Utc>) -> String {
         );
         let _ = writeln!(
             s,
-            r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c0392b" stroke-dasharray="3 3"/><text x="{:.1}" y="{:.1}" fill="#c0392b">open batch locks at {lock}</text>"##,
+            r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c0392b" stroke-dasharray="3 3"/><text x="{:.1}" y="{:.1}" fill="#c0392b">open batch locks at {}</text>"##,
             y(lock as f64),
             w - right,
             y(lock as f64),
             left + 6.0,
-            y(lock as f64) - 5.0
+            y(lock as f64) - 5.0,
+            c2m_planner::report::grouped(lock)
         );
         let _ = writeln!(
             s,
-            r##"<text x="{:.1}" y="{:.1}" fill="#2c6aa8" text-anchor="end">forecast p10..p90 at the deadline: {p10}..{p90}</text>"##,
+            r##"<text x="{:.1}" y="{:.1}" fill="#2c6aa8" text-anchor="end">forecast p10..p90 at the deadline: {}..{}</text>"##,
             x1 - 4.0,
-            y(p90 as f64) - 6.0
+            y(p90 as f64) - 6.0,
+            c2m_planner::report::grouped(p10),
+            c2m_planner::report::grouped(p90)
         );
     }
     // Cumulative units ordered, through the end of each bucket.

@@ -60,19 +60,30 @@ pub fn amount(minor: i64, currency: &str) -> String {
     let places = minor_digits(currency);
     let scale = 10u64.pow(places as u32);
     let (major, fraction) = (abs / scale, abs % scale);
-    let digits = major.to_string();
-    let mut grouped = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
+    let grouped = in_thousands(&major.to_string());
     if places == 0 {
         format!("{sign}{grouped}")
     } else {
         format!("{sign}{grouped}.{fraction:0places$}")
     }
+}
+
+/// A count grouped in thousands, as amounts are: `1,990,119,676,620,397`.
+pub fn grouped(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    format!("{sign}{}", in_thousands(&n.unsigned_abs().to_string()))
+}
+
+/// Decimal digits with a comma before each group of three from the right.
+fn in_thousands(digits: &str) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// A unit price (minor units, possibly fractional) in major units like every other amount,
@@ -415,5 +426,15 @@ mod tests {
         assert_eq!(unit_price(2.5, "JPY"), "2.5");
         assert_eq!(unit_price(1500.0, "KWD"), "1.500");
         assert_eq!(money(215_000, "CNY"), "2,150.00 CNY");
+    }
+
+    #[test]
+    fn counts_are_grouped_in_thousands_as_amounts_are() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(-1_234_567), "-1,234,567");
+        assert_eq!(grouped(i64::MIN), "-9,223,372,036,854,775,808");
+        assert_eq!(money(-123_456_789, "JPY"), "-123,456,789 JPY");
     }
 }
