@@ -392,11 +392,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         cursor = Some(w.seq);
                         continue;
                     }
+                    // Delivered again already shipped or rejected (a cursor reset, another
+                    // client of the factory): nothing left to report. Sending its steps
+                    // again replayed their first answers, printed as if current ("now
+                    // Accepted" for a shipped work order: QA 14).
+                    let finished = matches!(
+                        w.state(),
+                        pb::WorkOrderState::Shipped | pb::WorkOrderState::Rejected
+                    );
+                    if finished {
+                        outln!("  already {:?}: nothing left to report", w.state());
+                    }
                     // The server going away mid-way (a restart, a dropped connection) is
                     // a reason to resubscribe, not to stop: the work order is delivered
                     // again after the saved cursor and its reports, keyed by work order and
                     // step, replay what was done. (This client used to exit on it.)
-                    if let Err(e) = process(&args, &mut client, &w).await {
+                    let processed = if finished {
+                        Ok(())
+                    } else {
+                        process(&args, &mut client, &w).await
+                    };
+                    if let Err(e) = processed {
                         if lasting(&e) {
                             return Err(e);
                         }

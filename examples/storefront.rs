@@ -603,6 +603,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             "sku": b.sku,
                             "units_to_plan": b.units_to_plan,
                             "excluded_factories": b.excluded_factories,
+                            "rejections": b.rejections.iter().map(|x| serde_json::json!({
+                                "factory_id": x.factory_id,
+                                "reason": x.reason,
+                                "rejected_at": x.rejected_at.as_ref().map(rfc3339),
+                            })).collect::<Vec<_>>(),
                             "last_plan": b.last_plan.as_ref().map(|p| p.id.clone()),
                         })
                     })
@@ -723,6 +728,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .set_endpoint_enabled(pb::SetEndpointEnabledRequest {
                         endpoint_id: id,
                         enabled: true,
+                        idempotency_key: key.clone(),
                     })
                     .await?
                     .into_inner();
@@ -733,6 +739,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .set_endpoint_enabled(pb::SetEndpointEnabledRequest {
                         endpoint_id: id,
                         enabled: false,
+                        idempotency_key: key.clone(),
                     })
                     .await?
                     .into_inner();
@@ -740,7 +747,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             WebhookCmd::Delete { id } => {
                 let e = webhooks
-                    .delete_endpoint(pb::DeleteEndpointRequest { endpoint_id: id })
+                    .delete_endpoint(pb::DeleteEndpointRequest {
+                        endpoint_id: id,
+                        idempotency_key: key.clone(),
+                    })
                     .await?
                     .into_inner();
                 endpoint_json(&e)
@@ -750,6 +760,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .replay_endpoint(pb::ReplayEndpointRequest {
                         endpoint_id: id,
                         after_seq,
+                        idempotency_key: key.clone(),
                     })
                     .await?
                     .into_inner();

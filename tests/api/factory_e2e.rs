@@ -275,6 +275,19 @@ async fn two_factories_one_rejects_and_the_batch_moves(server_addr: std::net::So
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].batch.as_ref().unwrap().id, a);
     assert_eq!(q[0].excluded_factories, vec!["ningbo-2".to_owned()]);
+    // The planners see why (the reason was stored and shown nowhere: QA 14).
+    let why: Vec<(&str, &str, bool)> = q[0]
+        .rejections
+        .iter()
+        .map(|x| {
+            (
+                x.factory_id.as_str(),
+                x.reason.as_str(),
+                x.rejected_at.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(why, vec![("ningbo-2", "mould cracked", true)]);
     assert_eq!(q[0].units_to_plan, 20);
     assert_eq!(
         stage(&stage_of(&mut c, &a_order.id).await),
@@ -733,6 +746,54 @@ async fn the_factory_example_names_a_stale_cursor_file() {
             && stderr.contains("delete the file"),
         "{stderr}"
     );
+    server.shutdown().await;
+}
+
+/// The `factory` example given a work order already shipped (its cursor file reset to 0)
+/// has nothing to report on it: it says so, and acknowledges it. It used to send every
+/// step again and print their replayed first answers as if current ("reported accepted:
+/// now Accepted" for a shipped work order: QA 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_factory_example_reports_nothing_on_a_work_order_already_shipped() {
+    let (exe, server, dir) = factory_example_on_phone_cases().await;
+    let mut c = server.clients().await;
+    phone_cases_made_by_dongguan_only(&mut c).await;
+    locked_batch(&mut c, "cmp-0", "case-a", 10).await;
+    run_planning(&mut c, "cycle-0").await.expect("plan");
+    let cursor = dir.path().join("dongguan-1.cursor");
+    let run = || async {
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(&exe)
+                .args(["--addr", &format!("http://{}", server.addr)])
+                .args(["--factory", "dongguan-1", "--progress", "--exit-after", "1"])
+                .arg("--cursor-file")
+                .arg(&cursor)
+                .arg("--data-dir")
+                .arg(dir.path())
+                .output(),
+        )
+        .await
+        .expect("the example ends after one work order")
+        .expect("the example runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = run().await;
+    assert!(first.contains("reported shipped"), "{first}");
+    std::fs::write(&cursor, "0\n").expect("cursor reset");
+    let again = run().await;
+    assert!(
+        again.contains("already Shipped: nothing left to report") && !again.contains("reported"),
+        "{again}"
+    );
+    let position = ack(&mut c, "dongguan-1", 0).await.expect("position");
+    assert_eq!((position.acked_seq, position.last_seq), (1, 1));
     server.shutdown().await;
 }
 

@@ -682,6 +682,15 @@ async fn cancelled_campaign_refunds_deposits_and_balances_to_the_minor_unit() {
         if p.id == a.id || p.id == b.id {
             assert_eq!(p.money_state, pb::MoneyState::Refunded as i32, "{p:?}");
             assert!(p.refunded_at.is_some());
+            // The amount is on the pre-order: the captured deposit and the paid balance.
+            assert_eq!(
+                minor(&p.refunded),
+                minor(&p.deposit_captured) + minor(&p.balance_paid),
+                "{p:?}"
+            );
+            assert!(minor(&p.refunded) > 0, "{p:?}");
+        } else {
+            assert_eq!(minor(&p.refunded), 0, "{p:?}");
         }
     }
     server.shutdown().await;

@@ -331,21 +331,40 @@ async fn a_receiver_gets_every_event_signed_in_order() {
         .replay_endpoint(pb::ReplayEndpointRequest {
             endpoint_id: id.clone(),
             after_seq: 99,
+            idempotency_key: "replay-ahead".into(),
         })
         .await
         .expect_err("ahead");
     assert_refused(&s, Code::OutOfRange, "EVENT_CURSOR_AHEAD");
-    admin
+    // Like every change, a replay needs its key.
+    let s = admin
         .replay_endpoint(pb::ReplayEndpointRequest {
             endpoint_id: id.clone(),
-            after_seq: expected.len() as i64 - 2,
+            after_seq: 0,
+            idempotency_key: String::new(),
         })
         .await
-        .expect("replay");
+        .expect_err("no key");
+    assert_refused(&s, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(
+        crate::common::error_meta(&s, "field").as_deref(),
+        Some("idempotency_key")
+    );
+    let replay = pb::ReplayEndpointRequest {
+        endpoint_id: id.clone(),
+        after_seq: expected.len() as i64 - 2,
+        idempotency_key: "replay-last-two".into(),
+    };
+    admin.replay_endpoint(replay.clone()).await.expect("replay");
     let again = all
         .delivered(expected.len() + 2, StdDuration::from_secs(10))
         .await;
     assert_eq!(again[expected.len()..], events[expected.len() - 2..]);
+    // Its retry (the first answer lost, say) answers the same and sends nothing again: the
+    // range went out a second time (QA 14).
+    admin.replay_endpoint(replay).await.expect("retried replay");
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(all.got().len(), expected.len() + 2, "nothing sent again");
     // The log's bounds are checked like any other field.
     for (after, limit, field) in [(-1, 10, "after"), (0, 1001, "limit")] {
         let e = admin
@@ -508,6 +527,7 @@ async fn failing_hanging_and_closing_receivers_get_retries() {
         .set_endpoint_enabled(pb::SetEndpointEnabledRequest {
             endpoint_id: id,
             enabled: true,
+            idempotency_key: "enable".into(),
         })
         .await
         .expect("enable");
@@ -1026,6 +1046,7 @@ async fn a_deleted_endpoint_receives_nothing_afterwards_not_even_a_queued_retry(
     let deleted = admin
         .delete_endpoint(pb::DeleteEndpointRequest {
             endpoint_id: id.clone(),
+            idempotency_key: "delete".into(),
         })
         .await
         .expect("delete")
@@ -1061,6 +1082,7 @@ async fn a_deleted_endpoint_receives_nothing_afterwards_not_even_a_queued_retry(
         .set_endpoint_enabled(pb::SetEndpointEnabledRequest {
             endpoint_id: id.clone(),
             enabled: true,
+            idempotency_key: "enable-deleted".into(),
         })
         .await
         .expect_err("a deleted endpoint cannot be enabled");
@@ -1068,6 +1090,7 @@ async fn a_deleted_endpoint_receives_nothing_afterwards_not_even_a_queued_retry(
     let unknown = admin
         .delete_endpoint(pb::DeleteEndpointRequest {
             endpoint_id: "whe_unknown".into(),
+            idempotency_key: "delete-unknown".into(),
         })
         .await
         .expect_err("unknown");

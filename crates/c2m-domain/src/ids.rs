@@ -152,7 +152,7 @@ pub(crate) fn text(field: &str, v: &str, max: usize) -> Result<String, DomainErr
 /// reorder what follows them, so a title could show other text than it holds). The
 /// left-to-right and right-to-left marks stay allowed: names in Hebrew or Arabic carry
 /// them, and they reorder nothing beyond themselves.
-fn breaks_a_line(c: char) -> bool {
+pub(crate) fn breaks_a_line(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }

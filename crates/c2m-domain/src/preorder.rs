@@ -181,9 +181,26 @@ impl Preorder {
         self.deposit_if(self.money.hold == HoldState::Captured)
     }
 
-    /// The deposit given back in full: what the consumer sees as refunded.
+    /// The deposit's hold released in full, never captured (a batch that failed, a
+    /// pre-order cancelled while its batch was open, a campaign cancelled before its batch
+    /// locked). A captured deposit given back is [`Preorder::refunded`].
     pub fn deposit_released(&self) -> Money {
         self.deposit_if(self.money.hold == HoldState::Released)
+    }
+
+    /// What a cancelled campaign gave back once it refunded the pre-order (`refunded_at`):
+    /// the captured deposit and the paid balance; zero otherwise. A refunded pre-order read
+    /// 0 released and left the consumer's "you were refunded 200.00" to be worked out (QA
+    /// 14).
+    pub fn refunded(&self) -> Money {
+        let currency = self.deposit_total.currency;
+        if self.money.refunded_at.is_none() {
+            return Money::zero(currency);
+        }
+        // Both are bounded by the pre-order's price, validated far below i64.
+        (self.deposit_captured())
+            .checked_add(self.balance_paid())
+            .unwrap_or_else(|| Money::new(i64::MAX, currency))
     }
 
     pub fn deposit_forfeited(&self) -> Money {

@@ -129,6 +129,15 @@ impl Progress {
                 "rejected.reason",
                 "at most 2000 bytes",
             )),
+            // Shown to the planners (the queue) and logged: the rule of all text people
+            // write (QA 14: an escape sequence and a text direction override were kept).
+            Progress::Rejected { reason } if reason.chars().any(crate::ids::breaks_a_line) => {
+                Err(DomainError::invalid(
+                    "rejected.reason",
+                    "must not contain control characters (line or paragraph separators and \
+                     text direction overrides included)",
+                ))
+            }
             Progress::QualityCheck { passed, failed } => {
                 if *passed < 0 {
                     return Err(DomainError::invalid(
@@ -266,23 +275,39 @@ pub fn apply(
         },
         Progress::QualityCheck { passed, failed } => match state {
             S::InProduction | S::QcFailed | S::QcPassed => {
-                // One check looks at units of this work order, so it counts at most as many
-                // as it makes; the running totals are then bounded by the checks made, and
-                // checked sums keep a factory's report from wrapping them (a check of
-                // i64::MAX units made the totals negative, or panicked a debug build's
-                // writer).
+                // One check looks at units of this work order still at the factory: at
+                // most the units made less those shipped (a re-check of units that passed
+                // before, after a part shipment, may fail and stop the rest). Before, a
+                // check was bounded by the units made alone, shipped ones included (QA 14).
+                // The running totals count every check's units, a unit checked twice
+                // twice (docs/factories.md), and checked sums keep a factory's report from
+                // wrapping them (a check of i64::MAX units made the totals negative, or
+                // panicked a debug build's writer).
                 let units = tally
                     .ordered
                     .values()
                     .fold(0i64, |n, q| n.saturating_add(*q));
+                let shipped = tally
+                    .shipped
+                    .values()
+                    .fold(0i64, |n, q| n.saturating_add(*q));
+                let here = units.saturating_sub(shipped);
                 let counted = passed + failed; // validated: no overflow
-                if units > 0 && counted > units {
+                if units > 0 && counted > here {
                     return Err(DomainError::invalid(
                         "quality_check",
-                        format!(
-                            "a check of {counted} units in work order {work_order}, which makes \
-                             {units}"
-                        ),
+                        if shipped == 0 {
+                            format!(
+                                "a check of {counted} units in work order {work_order}, which \
+                                 makes {units}"
+                            )
+                        } else {
+                            format!(
+                                "a check of {counted} units in work order {work_order}, which \
+                                 makes {units} and has shipped {shipped}: at most {here} are \
+                                 left to check"
+                            )
+                        },
                     ));
                 }
                 let total = |field: &str, was: i64, more: i64| {
@@ -512,6 +537,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("rejected.reason"), "{e}");
+        // Shown to planners and logged: no escape sequences, line breaks or text
+        // direction overrides.
+        for bad in ["bad\x1b[31mred", "two\nlines", "evil\u{202e}txt"] {
+            let e = Progress::Rejected { reason: bad.into() }
+                .validate()
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("rejected.reason")
+                    && e.to_string().contains("control characters"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(Progress::Rejected {
+            reason: "模具开裂 (mould cracked)".into()
+        }
+        .validate()
+        .is_ok());
         let e = apply(
             "wo",
             S::InProduction,
@@ -612,5 +654,30 @@ mod tests {
                 .reason(),
             "QUALITY_CHECK_FAILED"
         );
+        // A check looks only at units still at the factory: 6 after 4 shipped.
+        let seven = apply(
+            "wo",
+            part.state,
+            &part.tally,
+            &Progress::QualityCheck {
+                passed: 7,
+                failed: 0,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            seven.to_string().contains("at most 6 are left to check"),
+            "{seven}"
+        );
+        assert!(apply(
+            "wo",
+            part.state,
+            &part.tally,
+            &Progress::QualityCheck {
+                passed: 6,
+                failed: 0,
+            },
+        )
+        .is_ok());
     }
 }

@@ -3231,6 +3231,15 @@ pub async fn plans_take_batches_once_and_number_work_orders_per_factory(fx: Arc<
     not_found(store.get_plan("pln_nope").await, "plan");
 }
 
+/// A rejection as the queue shows it, made at `t0()` (the moment of the test's reports).
+fn rejection_at_t0(factory: &str, reason: &str) -> crate::FactoryRejection {
+    crate::FactoryRejection {
+        factory_id: factory.into(),
+        reason: reason.into(),
+        at: t0(),
+    }
+}
+
 fn report_req(factory: &str, work_order: &str, progress: Progress) -> ReportProgress {
     ReportProgress {
         idempotency_key: key(),
@@ -3334,8 +3343,9 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         Err(StoreError::Domain(DomainError::IdempotencyConflict { .. })) => {}
         other => panic!("expected a key conflict, got {other:?}"),
     }
+    let again_req = report_req("f1", &w1, Progress::Accepted);
     let again = store
-        .report_progress(&report_req("f1", &w1, Progress::Accepted), t0())
+        .report_progress(&again_req, t0())
         .await
         .expect("accept again");
     assert_eq!(again.state, WorkOrderState::Accepted);
@@ -3368,6 +3378,11 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     assert_eq!(queue[0].batch.id, b.id);
     assert_eq!(queue[0].units_to_plan, 1);
     assert_eq!(queue[0].excluded_factories, vec!["f1".to_owned()]);
+    // With the reason f1 gave, for the planners (it was stored and never shown: QA 14).
+    assert_eq!(
+        queue[0].rejections,
+        vec![rejection_at_t0("f1", "line 2 down for maintenance")]
+    );
     assert_eq!(
         queue[0].last_plan.as_ref().map(|p| p.id.as_str()),
         Some(p1.as_str()),
@@ -3411,19 +3426,53 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         (2, p2.as_str())
     );
 
+    // Each factory's keys are its own: f2 reports under the key f1 accepted with, and
+    // that is f2's report, not refused as f1's; f2 probing another key f1 used learns
+    // nothing of it (the work order it names is not found, as any other's). Keys were
+    // shared, and both were ALREADY_EXISTS (QA 14).
+    let mut under_f1s_key = report_req("f2", &w2, Progress::InProduction);
+    under_f1s_key.idempotency_key = accept.idempotency_key.clone();
+    let started = store
+        .report_progress(&under_f1s_key, t0())
+        .await
+        .expect("f2's report under a key f1 used");
+    assert_eq!(started.state, WorkOrderState::InProduction);
+    assert_eq!(
+        store
+            .report_progress(&under_f1s_key, t0())
+            .await
+            .expect("replayed"),
+        started
+    );
+    let mut probe = report_req("f2", "wo_made_up", Progress::Accepted);
+    probe.idempotency_key = again_req.idempotency_key.clone();
+    not_found(store.report_progress(&probe, t0()).await, "work order");
+
     // f2 takes its first work order through to shipping, in parts.
-    for progress in [
-        Progress::InProduction,
+    let check = report_req(
+        "f2",
+        &w2,
         Progress::QualityCheck {
             passed: 3,
             failed: 0,
         },
-    ] {
-        store
-            .report_progress(&report_req("f2", &w2, progress), t0())
-            .await
-            .expect("progress");
-    }
+    );
+    let checked = store.report_progress(&check, t0()).await.expect("check");
+    // A key recorded before keys had scopes (under the bare operation, as an older c2m
+    // left it) still replays its own request, so a retry across the upgrade is not
+    // counted twice; to another factory it is no refusal.
+    fx.execute_past_the_store(&format!(
+        "UPDATE idempotency_keys SET operation = 'report_progress' WHERE key = '{}'",
+        check.idempotency_key.as_str()
+    ))
+    .await;
+    assert_eq!(
+        store.report_progress(&check, t0()).await.expect("replay"),
+        checked
+    );
+    let mut other = report_req("f1", "wo_made_up", Progress::Accepted);
+    other.idempotency_key = check.idempotency_key.clone();
+    not_found(store.report_progress(&other, t0()).await, "work order");
     let ship = |n: i64| Progress::Shipped {
         quantities: [("kettle-17-white".to_string(), n)].into_iter().collect(),
     };

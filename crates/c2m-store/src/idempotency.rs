@@ -16,6 +16,10 @@
 //! record, and the loser's transaction is run again
 //! ([`crate::dialect::Dialect::retryable`]), when it finds the key recorded.
 //!
+//! A key belongs to its operation, and for a factory's reports to the factory as well
+//! ([`Keyed::scoped`]): the operation column then names both, so one factory's keys never
+//! refuse or reveal another's.
+//!
 //! The SQL is written once, for [`Tx`]; looking several keys up in one statement binds the
 //! keys as one list value, so only its SQL text differs ([`KeysSql`]).
 
@@ -162,14 +166,14 @@ impl<D: Backend> Tx<'_, D> {
         response: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let operation = key.operation;
+        let operation = key.recorded_operation();
         self.keys
             .remove(&(operation.to_owned(), key.key.as_str().to_owned()));
         D::query(
             "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
             (
-                operation,
+                operation.as_str(),
                 key.key.as_str(),
                 key.fingerprint.as_str(),
                 Value::Json(response),
@@ -185,9 +189,18 @@ impl<D: Backend> Tx<'_, D> {
 /// fingerprint: what a write looks up first and records with its answer.
 pub(crate) struct Keyed<'a> {
     pub operation: &'static str,
+    /// Whose keys these are, for an operation whose callers each keep their own (a
+    /// factory's reports: [`Keyed::scoped`]); `None` where every caller allowed the
+    /// operation shares its keys (the merchant's and the storefront's writes).
+    pub scope: Option<&'a str>,
     pub key: &'a IdempotencyKey,
     pub fingerprint: Fingerprint,
 }
+
+/// Between an operation's name and the scope it is recorded under: a control character,
+/// which no operation name has and no scope (a catalogue id) may contain, so no two
+/// scopes' names meet.
+const SCOPE_SEPARATOR: char = '\u{1f}';
 
 impl<'a> Keyed<'a> {
     pub(crate) fn new(
@@ -197,8 +210,34 @@ impl<'a> Keyed<'a> {
     ) -> Self {
         Keyed {
             operation,
+            scope: None,
             key,
             fingerprint: Fingerprint::of(operation, request),
+        }
+    }
+
+    /// [`Keyed::new`] for a caller with keys of its own: recorded under the operation and
+    /// `scope`, so one caller's key neither refuses another's request that happens to use
+    /// the same key, nor tells it the key was used. Two factories that each numbered their
+    /// reports by their own stream's `seq` had the second refused `ALREADY_EXISTS`, and a
+    /// factory could probe for another's keys (QA 14).
+    pub(crate) fn scoped(
+        operation: &'static str,
+        scope: &'a str,
+        key: &'a IdempotencyKey,
+        request: &impl Serialize,
+    ) -> Self {
+        Keyed {
+            scope: Some(scope),
+            ..Keyed::new(operation, key, request)
+        }
+    }
+
+    /// The `operation` column the key is recorded under.
+    pub(crate) fn recorded_operation(&self) -> String {
+        match self.scope {
+            Some(scope) => format!("{}{SCOPE_SEPARATOR}{scope}", self.operation),
+            None => self.operation.to_owned(),
         }
     }
 
@@ -247,8 +286,19 @@ impl<'a> Keyed<'a> {
         tx: &mut Tx<'_, D>,
     ) -> Result<Option<T>> {
         let stored = tx
-            .idempotency_get(self.operation, self.key.as_str())
+            .idempotency_get(&self.recorded_operation(), self.key.as_str())
             .await?;
+        if stored.is_none() && self.scope.is_some() {
+            // Recorded before keys had scopes: the same request (the fingerprint names the
+            // caller) is replayed, so a retry across the upgrade is not applied twice; a
+            // key another caller used then is not this one's, and is no refusal.
+            let legacy = tx
+                .idempotency_get(self.operation, self.key.as_str())
+                .await?;
+            if let Some(legacy) = legacy.filter(|l| l.fingerprint == self.fingerprint.as_str()) {
+                return self.replay_stored(Some(&legacy));
+            }
+        }
         self.replay_stored(stored.as_ref())
     }
 

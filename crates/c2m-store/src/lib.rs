@@ -124,8 +124,8 @@ pub use levers::{
     LeversStore, LowerThreshold, SourceCount, Sources, UnitsAt,
 };
 pub use planning::{
-    NewPlan, PlanDetail, PlanStatus, PlanSummary, PlanningStore, QueuedBatch, StoredPlan,
-    Withdrawal, WorkOrder,
+    FactoryRejection, NewPlan, PlanDetail, PlanStatus, PlanSummary, PlanningStore, QueuedBatch,
+    StoredPlan, Withdrawal, WorkOrder,
 };
 pub use purchasing::{
     CancelPurchaseOrder, NewPurchaseOrder, OrderDate, PurchaseOrder, PurchaseOrderChange,

@@ -139,24 +139,40 @@ pub trait WebhookStore: Send + Sync + 'static {
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>>;
 
     /// Enables (clearing its failures, due at once) or disables an endpoint; `NotFound` for
-    /// an unknown id.
+    /// an unknown id. Idempotent by `key`: a retry answers the first change and changes
+    /// nothing (a late retry of a disable switched off an endpoint another admin had
+    /// enabled since: QA 14).
     async fn set_endpoint_enabled(
         &self,
         id: &str,
         enabled: bool,
+        key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Result<Endpoint>;
 
     /// Delivers again every event after `after_seq`: the cursor moves there (back or
     /// forward) and any lease is taken away. A number beyond the last event is
-    /// `EventCursorAhead`; `NotFound` for an unknown id.
-    async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint>;
+    /// `EventCursorAhead`; `NotFound` for an unknown id. Idempotent by `key`: a retry
+    /// answers the first and moves nothing (a retried replay sent the range again, a
+    /// whole history for a replay from 0: QA 14).
+    async fn replay_endpoint(
+        &self,
+        id: &str,
+        after_seq: i64,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<Endpoint>;
 
     /// Deletes an endpoint for good: nothing more is delivered to it, including a retry
     /// already scheduled, and a worker holding its lease loses it. Deleting it again
     /// answers the same (the endpoint as deleted); `NotFound` for an unknown id. Its
-    /// delivery log stays listable.
-    async fn delete_endpoint(&self, id: &str, now: DateTime<Utc>) -> Result<Endpoint>;
+    /// delivery log stays listable. Idempotent by `key`, as every admin change.
+    async fn delete_endpoint(
+        &self,
+        id: &str,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<Endpoint>;
 
     /// The endpoint's attempts numbered above `after`, oldest first, at most `limit`
     /// (a deleted endpoint's too).
@@ -301,24 +317,51 @@ async fn create<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<NewEndpoint>) -> Result
     .await
 }
 
-async fn set_enabled<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<(String, bool)>) -> Result<Endpoint> {
-    let (id, enabled, now) = (&c.req.0, c.req.1, c.now);
-    tx.endpoint(id).await?;
-    if enabled {
-        let sql = "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, \
-             failures = 0, failing_since = NULL, next_attempt_at = NULL WHERE id = $1";
-        D::query(sql, (id,)).execute(tx).await?;
-    } else {
-        let sql = "UPDATE webhook_endpoints SET disabled_at = $2, \
-             disabled_reason = 'disabled by an admin', lease_owner = NULL, lease_until = NULL \
-             WHERE id = $1 AND disabled_at IS NULL";
-        D::query(sql, (id, now)).execute(tx).await?;
-    }
-    tx.endpoint(id).await
+/// The operation names of the admin changes' idempotency keys.
+pub(crate) const OP_SET_ENDPOINT_ENABLED: &str = "set_webhook_endpoint_enabled";
+pub(crate) const OP_REPLAY_ENDPOINT: &str = "replay_webhook_endpoint";
+pub(crate) const OP_DELETE_ENDPOINT: &str = "delete_webhook_endpoint";
+
+async fn set_enabled<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    c: &Call<(String, bool, IdempotencyKey)>,
+) -> Result<Endpoint> {
+    let ((id, enabled, key), now) = (&c.req, c.now);
+    let keyed = Keyed::new(OP_SET_ENDPOINT_ENABLED, key, &(id, enabled));
+    keyed
+        .run(tx, now, async |tx| {
+            tx.endpoint(id).await?;
+            if *enabled {
+                let sql = "UPDATE webhook_endpoints SET disabled_at = NULL, \
+                     disabled_reason = NULL, failures = 0, failing_since = NULL, \
+                     next_attempt_at = NULL WHERE id = $1";
+                D::query(sql, (id,)).execute(tx).await?;
+            } else {
+                let sql = "UPDATE webhook_endpoints SET disabled_at = $2, \
+                     disabled_reason = 'disabled by an admin', lease_owner = NULL, \
+                     lease_until = NULL WHERE id = $1 AND disabled_at IS NULL";
+                D::query(sql, (id, now)).execute(tx).await?;
+            }
+            tx.endpoint(id).await
+        })
+        .await
 }
 
-async fn delete<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<Endpoint> {
-    let (id, now) = (&c.req, c.now);
+async fn delete<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    c: &Call<(String, IdempotencyKey)>,
+) -> Result<Endpoint> {
+    let ((id, key), now) = (&c.req, c.now);
+    Keyed::new(OP_DELETE_ENDPOINT, key, id)
+        .run(tx, now, async |tx| delete_now(tx, id, now).await)
+        .await
+}
+
+async fn delete_now<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Endpoint> {
     let (e, _) = tx
         .endpoint_row(id)
         .await?
@@ -340,7 +383,17 @@ async fn delete<D: Backend>(tx: &mut Tx<'_, D>, c: &Call<String>) -> Result<Endp
         .ok_or_else(|| endpoint_not_found(id))
 }
 
-async fn replay<D: Backend>(tx: &mut Tx<'_, D>, id: &str, after: i64) -> Result<Endpoint> {
+async fn replay<D: Backend>(
+    tx: &mut Tx<'_, D>,
+    c: &Call<(String, i64, IdempotencyKey)>,
+) -> Result<Endpoint> {
+    let ((id, after, key), now) = (&c.req, c.now);
+    Keyed::new(OP_REPLAY_ENDPOINT, key, &(id, after))
+        .run(tx, now, async |tx| replay_now(tx, id, *after).await)
+        .await
+}
+
+async fn replay_now<D: Backend>(tx: &mut Tx<'_, D>, id: &str, after: i64) -> Result<Endpoint> {
     tx.endpoint(id).await?;
     if after < 0 {
         return Err(DomainError::invalid(
@@ -519,26 +572,40 @@ impl<E: Engine> WebhookStore for E {
         &self,
         id: &str,
         enabled: bool,
+        key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Result<Endpoint> {
-        self.alone((id.to_owned(), enabled), now, |tx, c| {
+        self.alone((id.to_owned(), enabled, key.clone()), now, |tx, c| {
             Box::pin(set_enabled(tx, c))
         })
         .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn replay_endpoint(&self, id: &str, after_seq: i64) -> Result<Endpoint> {
-        let op = Op::new((id.to_owned(), after_seq), |tx, (id, after)| {
-            Box::pin(replay(tx, id, *after))
-        });
-        self.write(Lane::Alone, op).await
+    async fn replay_endpoint(
+        &self,
+        id: &str,
+        after_seq: i64,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<Endpoint> {
+        self.alone((id.to_owned(), after_seq, key.clone()), now, |tx, c| {
+            Box::pin(replay(tx, c))
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self), err(level = "debug"))]
-    async fn delete_endpoint(&self, id: &str, now: DateTime<Utc>) -> Result<Endpoint> {
-        self.alone(id.to_owned(), now, |tx, c| Box::pin(delete(tx, c)))
-            .await
+    async fn delete_endpoint(
+        &self,
+        id: &str,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<Endpoint> {
+        self.alone((id.to_owned(), key.clone()), now, |tx, c| {
+            Box::pin(delete(tx, c))
+        })
+        .await
     }
 
     async fn list_deliveries(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Delivery>> {

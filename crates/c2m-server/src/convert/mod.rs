@@ -386,6 +386,7 @@ pub fn preorder(p: &Preorder) -> pb::Preorder {
         production: None,
         ship_date: None,
         refunded_at: p.money.refunded_at.map(timestamp),
+        refunded: Some(money(p.refunded())),
     }
 }
 

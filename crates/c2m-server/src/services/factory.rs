@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use c2m_domain::{Clock, DomainError};
+use c2m_domain::{Clock, DomainError, Progress};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::factory_service_server::FactoryService;
 use c2m_store::factory::{ahead, FEED_PAGE};
@@ -235,6 +235,10 @@ impl FactoryService for FactorySvc {
             work_order_id: convert::reference("work_order_id", &r.work_order_id)?,
             progress: report_progress(r.progress)?,
         };
+        let rejected = match &cmd.progress {
+            Progress::Rejected { reason } => Some(reason.clone()),
+            _ => None,
+        };
         let s = self
             .ctx
             .store
@@ -246,6 +250,7 @@ impl FactoryService for FactorySvc {
                 work_order = %s.work_order_id,
                 factory = %s.factory_id,
                 batches = s.requeued_batches.len(),
+                reason = rejected.as_deref().unwrap_or(""),
                 "work order rejected; its batches wait for planning again"
             );
         } else {

@@ -109,6 +109,15 @@ impl PlanningService for PlanningSvc {
                     batch: Some(convert::batch(&q.batch)),
                     sku: q.sku.clone(),
                     excluded_factories: q.excluded_factories.clone(),
+                    rejections: q
+                        .rejections
+                        .iter()
+                        .map(|x| pb::FactoryRejection {
+                            factory_id: x.factory_id.clone(),
+                            reason: x.reason.clone(),
+                            rejected_at: Some(convert::timestamp(x.at)),
+                        })
+                        .collect(),
                     units_to_plan: q.units_to_plan,
                     last_plan: q.last_plan.as_ref().map(summary),
                     due_at: Some(convert::timestamp(q.due_at)),

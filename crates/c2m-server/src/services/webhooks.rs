@@ -110,10 +110,11 @@ impl WebhookService for WebhookSvc {
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
         let r = req.into_inner();
         let id = endpoint_id(&r.endpoint_id)?;
+        let key = crate::convert::idempotency_key(&r.idempotency_key)?;
         let e = self
             .0
             .store
-            .set_endpoint_enabled(&id, r.enabled, self.0.clock.now())
+            .set_endpoint_enabled(&id, r.enabled, &key, self.0.clock.now())
             .await
             .map_err(store_status)?;
         Ok(Response::new(endpoint(&e)))
@@ -126,10 +127,11 @@ impl WebhookService for WebhookSvc {
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
         let r = req.into_inner();
         let id = endpoint_id(&r.endpoint_id)?;
+        let key = crate::convert::idempotency_key(&r.idempotency_key)?;
         let e = self
             .0
             .store
-            .replay_endpoint(&id, r.after_seq)
+            .replay_endpoint(&id, r.after_seq, &key, self.0.clock.now())
             .await
             .map_err(store_status)?;
         Ok(Response::new(endpoint(&e)))
@@ -140,11 +142,13 @@ impl WebhookService for WebhookSvc {
         &self,
         req: Request<pb::DeleteEndpointRequest>,
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        let id = endpoint_id(&req.get_ref().endpoint_id)?;
+        let r = req.into_inner();
+        let id = endpoint_id(&r.endpoint_id)?;
+        let key = crate::convert::idempotency_key(&r.idempotency_key)?;
         let e = self
             .0
             .store
-            .delete_endpoint(&id, self.0.clock.now())
+            .delete_endpoint(&id, &key, self.0.clock.now())
             .await
             .map_err(store_status)?;
         tracing::info!(endpoint = %e.id, url = %e.url, "webhook endpoint deleted");

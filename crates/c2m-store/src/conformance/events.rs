@@ -923,14 +923,17 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         .expect("due again");
 
     // A replay takes the lease away: the old owner's next write changes nothing.
-    let e = store.replay_endpoint("whe_1", 0).await.expect("replay");
+    let e = store
+        .replay_endpoint("whe_1", 0, &key(), later)
+        .await
+        .expect("replay");
     assert_eq!(e.cursor, 0);
     assert!(!store
         .record_attempts("w1", &[attempt("whe_1", &third, later, true)], &delivered)
         .await
         .expect("record"));
     assert_eq!(store.list_endpoints().await.expect("list")[0].cursor, 0);
-    match store.replay_endpoint("whe_1", 4).await {
+    match store.replay_endpoint("whe_1", 4, &key(), later).await {
         Err(crate::StoreError::Domain(c2m_domain::DomainError::EventCursorAhead {
             seq: 4,
             last: 3,
@@ -938,25 +941,58 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        store.replay_endpoint("whe_nope", 0).await,
+        store.replay_endpoint("whe_nope", 0, &key(), later).await,
         Err(crate::StoreError::Domain(
             c2m_domain::DomainError::NotFound { .. }
         ))
     ));
+    let disable = key();
     let e = store
-        .set_endpoint_enabled("whe_1", false, later)
+        .set_endpoint_enabled("whe_1", false, &disable, later)
         .await
         .expect("disable");
     assert!(e.disabled_at.is_some());
     assert!(claimed(&*store, "w1", later, lease).await.is_none());
     let e = store
-        .set_endpoint_enabled("whe_1", true, later)
+        .set_endpoint_enabled("whe_1", true, &key(), later)
         .await
         .expect("enable");
     assert_eq!(
         (e.disabled_at, e.failures, e.failing_since),
         (None, 0, None)
     );
+    // Every change is idempotent by its key: a late retry of the disable answers as the
+    // disable did and leaves the endpoint enabled (it switched it off again: QA 14); a
+    // retried replay answers the first and moves the cursor nowhere.
+    let retried = store
+        .set_endpoint_enabled("whe_1", false, &disable, later)
+        .await
+        .expect("retried disable");
+    assert!(retried.disabled_at.is_some(), "the first answer");
+    assert_eq!(
+        store.list_endpoints().await.expect("list")[0].disabled_at,
+        None
+    );
+    let to_two = key();
+    let e = store
+        .replay_endpoint("whe_1", 2, &to_two, later)
+        .await
+        .expect("replay after 2");
+    assert_eq!(e.cursor, 2);
+    store
+        .replay_endpoint("whe_1", 0, &key(), later)
+        .await
+        .expect("replay from the start");
+    let again = store
+        .replay_endpoint("whe_1", 2, &to_two, later)
+        .await
+        .expect("retried replay");
+    assert_eq!(again.cursor, 2, "the first answer");
+    assert_eq!(store.list_endpoints().await.expect("list")[0].cursor, 0);
+    match store.replay_endpoint("whe_1", 1, &to_two, later).await {
+        Err(crate::StoreError::Domain(c2m_domain::DomainError::IdempotencyConflict { .. })) => {}
+        other => panic!("the key with another replay: {other:?}"),
+    }
     assert!(claimed(&*store, "w1", later, later + Duration::minutes(1))
         .await
         .is_some());
@@ -985,7 +1021,7 @@ pub async fn webhook_endpoints_are_claimed_once_and_resume_from_their_cursor(fx:
             .await
             .expect("endpoint");
         store
-            .replay_endpoint(&format!("whe_{n}"), 0)
+            .replay_endpoint(&format!("whe_{n}"), 0, &key(), now)
             .await
             .expect("from the start");
     }
@@ -1047,18 +1083,21 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
     assert_eq!(other.endpoint.id, leased);
 
     let gone = store
-        .delete_endpoint(failing, now)
+        .delete_endpoint(failing, &key(), now)
         .await
         .expect("delete the failing one");
     assert_eq!(gone.deleted_at, Some(now));
     assert_eq!(gone.next_attempt_at, None, "its retry is dropped");
     let gone_leased = store
-        .delete_endpoint(leased, now)
+        .delete_endpoint(leased, &key(), now)
         .await
         .expect("delete the leased one");
     let later = now + Duration::hours(1);
     assert_eq!(
-        store.delete_endpoint(failing, later).await.expect("again"),
+        store
+            .delete_endpoint(failing, &key(), later)
+            .await
+            .expect("again"),
         gone,
         "deleting again answers the same"
     );
@@ -1080,13 +1119,13 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
     assert!(store.list_endpoints().await.expect("list").is_empty());
     for id in [failing, leased] {
         assert!(matches!(
-            store.set_endpoint_enabled(id, true, later).await,
+            store.set_endpoint_enabled(id, true, &key(), later).await,
             Err(crate::StoreError::Domain(
                 c2m_domain::DomainError::NotFound { .. }
             ))
         ));
         assert!(matches!(
-            store.replay_endpoint(id, 0).await,
+            store.replay_endpoint(id, 0, &key(), later).await,
             Err(crate::StoreError::Domain(
                 c2m_domain::DomainError::NotFound { .. }
             ))
@@ -1095,7 +1134,7 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
     assert!(claims_nothing(&*store, "w3", later, later + Duration::minutes(1)).await);
     assert_eq!(
         store
-            .delete_endpoint(leased, later)
+            .delete_endpoint(leased, &key(), later)
             .await
             .expect("again")
             .deleted_at,
@@ -1116,7 +1155,7 @@ pub async fn a_deleted_webhook_endpoint_is_never_claimed_again(fx: Arc<dyn Fixtu
         "the attempt under way when it was deleted is logged"
     );
     assert!(matches!(
-        store.delete_endpoint("whe_nope", now).await,
+        store.delete_endpoint("whe_nope", &key(), now).await,
         Err(crate::StoreError::Domain(
             c2m_domain::DomainError::NotFound { .. }
         ))

@@ -303,7 +303,13 @@ pub(crate) async fn report<D: Backend>(
     c: &Call<ReportProgress>,
 ) -> Result<WorkOrderStatus> {
     let (req, now) = (&c.req, c.now);
-    let key = Keyed::new(OP_REPORT_PROGRESS, &req.idempotency_key, req);
+    // Each factory's keys are its own (a factory numbers its reports as it likes).
+    let key = Keyed::scoped(
+        OP_REPORT_PROGRESS,
+        &req.factory_id,
+        &req.idempotency_key,
+        req,
+    );
     let rejection = matches!(req.progress, Progress::Rejected { .. });
     // The work order's lock, then the key again: the same report sent to another replica
     // may have committed while this one waited, and its answer is this one's (not a

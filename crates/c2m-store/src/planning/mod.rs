@@ -100,6 +100,14 @@ impl PlanStatus {
     }
 }
 
+/// A factory's rejection of a batch's work: why, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactoryRejection {
+    pub factory_id: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
 /// A batch waiting for a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedBatch {
@@ -111,6 +119,9 @@ pub struct QueuedBatch {
     pub units_to_plan: i64,
     /// Factories that rejected the batch and must not be given it again.
     pub excluded_factories: Vec<String>,
+    /// Their rejections, with the reason each factory gave (by factory id, as
+    /// `excluded_factories`): what a planner reads before letting a factory make it again.
+    pub rejections: Vec<FactoryRejection>,
     /// The last plan that took the batch and let it go again (infeasible, or rejected).
     pub last_plan: Option<PlanSummary>,
     /// The date the batch is promised to ship by: its lock plus the campaign's promise.

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use c2m_domain::{BatchId, Page, PageRequest, WorkOrderState};
 
 use super::{
-    from_json, json, NewPlan, NewWorkOrder, PlanDetail, PlanStatus, PlanSummary, QueuedBatch,
-    StoredPlan, Withdrawal, WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
+    from_json, json, FactoryRejection, NewPlan, NewWorkOrder, PlanDetail, PlanStatus, PlanSummary,
+    QueuedBatch, StoredPlan, Withdrawal, WorkOrder, WorkOrderBody, QUEUED_BATCHES, UNPLANNED_UNITS,
 };
 use crate::dialect::{columns, page_limit, Backend, Columns, Tx};
 use crate::pooling::{batch, batch_columns, paged};
@@ -102,8 +102,16 @@ impl<D: Backend> Tx<'_, D> {
         for r in &rows {
             let batch = batch(r)?;
             let id = (batch.id.as_str(),);
-            let excluded = D::query(EXCLUSIONS, id);
-            let excluded_factories = excluded.all(self, |x| x.text("factory_id")).await?;
+            let rejections = D::query(EXCLUSIONS, id)
+                .all(self, |x| {
+                    Ok(FactoryRejection {
+                        factory_id: x.text("factory_id")?,
+                        reason: x.text("reason")?,
+                        at: x.ts("created_at")?,
+                    })
+                })
+                .await?;
+            let excluded_factories = rejections.iter().map(|x| x.factory_id.clone()).collect();
             let last_plan = D::query(LAST_PLAN, id).optional(self, plan_summary).await?;
             let locked_at = batch.locked_at.ok_or_else(|| {
                 StoreError::Corrupt(format!("queued batch {} not locked", batch.id))
@@ -116,6 +124,7 @@ impl<D: Backend> Tx<'_, D> {
                 units_to_plan: r.int("units_to_plan")?,
                 batch,
                 excluded_factories,
+                rejections,
                 last_plan,
             });
         }
@@ -307,8 +316,8 @@ impl<D: Backend> Tx<'_, D> {
     }
 }
 
-const EXCLUSIONS: &str =
-    "SELECT factory_id FROM batch_factory_exclusions WHERE batch_id = $1 ORDER BY factory_id";
+const EXCLUSIONS: &str = "SELECT factory_id, reason, created_at FROM batch_factory_exclusions \
+     WHERE batch_id = $1 ORDER BY factory_id";
 
 /// The last plan that took batch `$1` and let it go again (infeasible, or rejected).
 const LAST_PLAN: &str = concat!(
