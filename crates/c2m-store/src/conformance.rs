@@ -3459,13 +3459,23 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     );
     let checked = store.report_progress(&check, t0()).await.expect("check");
     // A key recorded before keys had scopes (under the bare operation, as an older c2m
-    // left it) still replays its own request, so a retry across the upgrade is not
-    // counted twice; to another factory it is no refusal.
+    // left it) is still f2's: its request replays (a retry across the upgrade is not
+    // counted twice) and another is refused (it was applied, and the true retry then
+    // refused: QA 15); to another factory it is no refusal.
     fx.execute_past_the_store(&format!(
         "UPDATE idempotency_keys SET operation = 'report_progress' WHERE key = '{}'",
         check.idempotency_key.as_str()
     ))
     .await;
+    let mut changed = check.clone();
+    changed.progress = Progress::QualityCheck {
+        passed: 1,
+        failed: 0,
+    };
+    match store.report_progress(&changed, t0()).await {
+        Err(StoreError::Domain(DomainError::IdempotencyConflict { .. })) => {}
+        other => panic!("f2's old key with another check: {other:?}"),
+    }
     assert_eq!(
         store.report_progress(&check, t0()).await.expect("replay"),
         checked

@@ -190,9 +190,10 @@ impl<D: Backend> Tx<'_, D> {
 pub(crate) struct Keyed<'a> {
     pub operation: &'static str,
     /// Whose keys these are, for an operation whose callers each keep their own (a
-    /// factory's reports: [`Keyed::scoped`]); `None` where every caller allowed the
-    /// operation shares its keys (the merchant's and the storefront's writes).
-    pub scope: Option<&'a str>,
+    /// factory's reports: [`Keyed::scoped`]), with the field of a recorded answer that
+    /// names them; `None` where every caller allowed the operation shares its keys (the
+    /// merchant's and the storefront's writes).
+    pub scope: Option<(&'a str, &'static str)>,
     pub key: &'a IdempotencyKey,
     pub fingerprint: Fingerprint,
 }
@@ -221,14 +222,20 @@ impl<'a> Keyed<'a> {
     /// the same key, nor tells it the key was used. Two factories that each numbered their
     /// reports by their own stream's `seq` had the second refused `ALREADY_EXISTS`, and a
     /// factory could probe for another's keys (QA 14).
+    ///
+    /// `owner_field` is the field of the answer that names the caller (a report's
+    /// `factory_id`): a key recorded before keys had scopes, under the bare operation, is
+    /// this caller's when its answer names it, and then replays or conflicts as any of its
+    /// keys; one naming another caller is no concern of this one.
     pub(crate) fn scoped(
         operation: &'static str,
         scope: &'a str,
+        owner_field: &'static str,
         key: &'a IdempotencyKey,
         request: &impl Serialize,
     ) -> Self {
         Keyed {
-            scope: Some(scope),
+            scope: Some((scope, owner_field)),
             ..Keyed::new(operation, key, request)
         }
     }
@@ -236,8 +243,27 @@ impl<'a> Keyed<'a> {
     /// The `operation` column the key is recorded under.
     pub(crate) fn recorded_operation(&self) -> String {
         match self.scope {
-            Some(scope) => format!("{}{SCOPE_SEPARATOR}{scope}", self.operation),
+            Some((scope, _)) => format!("{}{SCOPE_SEPARATOR}{scope}", self.operation),
             None => self.operation.to_owned(),
+        }
+    }
+
+    /// Whether a key recorded under the bare operation, before keys had scopes, is this
+    /// caller's: its answer names this caller (or names none that can be read, which is
+    /// taken as this caller's, so that a retry is replayed or refused, never applied
+    /// twice).
+    fn owns_legacy(&self, stored: &StoredResponse) -> bool {
+        let Some((scope, field)) = self.scope else {
+            return true;
+        };
+        let answer: Option<serde_json::Value> = serde_json::from_str(&stored.response).ok();
+        match answer
+            .as_ref()
+            .and_then(|a| a.get(field))
+            .and_then(|v| v.as_str())
+        {
+            Some(owner) => owner == scope,
+            None => true,
         }
     }
 
@@ -289,13 +315,16 @@ impl<'a> Keyed<'a> {
             .idempotency_get(&self.recorded_operation(), self.key.as_str())
             .await?;
         if stored.is_none() && self.scope.is_some() {
-            // Recorded before keys had scopes: the same request (the fingerprint names the
-            // caller) is replayed, so a retry across the upgrade is not applied twice; a
-            // key another caller used then is not this one's, and is no refusal.
+            // Recorded before keys had scopes: this caller's (its answer names it) replays
+            // the same request and refuses another, as any of its keys, so a retry across
+            // the upgrade is neither applied twice nor, after a different request under
+            // its key, refused (QA 15: a legacy key ignored when the request differed let
+            // the other request through, and the true retry was then refused). Another
+            // caller's is no concern of this one.
             let legacy = tx
                 .idempotency_get(self.operation, self.key.as_str())
                 .await?;
-            if let Some(legacy) = legacy.filter(|l| l.fingerprint == self.fingerprint.as_str()) {
+            if let Some(legacy) = legacy.filter(|l| self.owns_legacy(l)) {
                 return self.replay_stored(Some(&legacy));
             }
         }

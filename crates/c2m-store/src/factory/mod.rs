@@ -307,6 +307,7 @@ pub(crate) async fn report<D: Backend>(
     let key = Keyed::scoped(
         OP_REPORT_PROGRESS,
         &req.factory_id,
+        "factory_id",
         &req.idempotency_key,
         req,
     );
