@@ -2573,6 +2573,19 @@ pub async fn catalogue_changes_and_the_sku_rule(fx: Arc<dyn Fixture>) {
         .await
         .expect("replayed");
     assert_eq!(first, again, "a retry replays the first answer");
+    // What the receiving server adds from its own flags (the period its factories' hours
+    // count) is not part of the request: the same import through a server with other
+    // flags, or one from before it was added, is a retry, not "a different request"
+    // (QA 15: refused ALREADY_EXISTS after an upgrade).
+    let mut other_flags = req.clone();
+    if let CatalogueEdit::Replace(c) = &mut other_flags.edit {
+        c.factories[0].capacity_period_days = Some(14);
+    }
+    let through_another = store
+        .change_catalogue(&other_flags, accept_all(), t0())
+        .await
+        .expect("replayed through a server with other flags");
+    assert_eq!(first, through_another);
     let mut read = store.catalogue().await.expect("read");
     assert_eq!(read.version, first.version);
     read.version = 0;
@@ -3458,12 +3471,12 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
         },
     );
     let checked = store.report_progress(&check, t0()).await.expect("check");
-    // A key recorded before keys had scopes (under the bare operation, as an older c2m
-    // left it) is still f2's: its request replays (a retry across the upgrade is not
+    // A key recorded before keys had scopes (only under the bare operation, as an older
+    // c2m left it) is still f2's: its request replays (a retry across the upgrade is not
     // counted twice) and another is refused (it was applied, and the true retry then
     // refused: QA 15); to another factory it is no refusal.
     fx.execute_past_the_store(&format!(
-        "UPDATE idempotency_keys SET operation = 'report_progress' WHERE key = '{}'",
+        "DELETE FROM idempotency_keys WHERE key = '{}' AND operation <> 'report_progress'",
         check.idempotency_key.as_str()
     ))
     .await;
@@ -3486,11 +3499,27 @@ pub async fn factories_get_their_own_work_orders_and_rejections_requeue_units(
     let ship = |n: i64| Progress::Shipped {
         quantities: [("kettle-17-white".to_string(), n)].into_iter().collect(),
     };
+    let part_req = report_req("f2", &w2, ship(2));
     let part = store
-        .report_progress(&report_req("f2", &w2, ship(2)), t0())
+        .report_progress(&part_req, t0())
         .await
         .expect("ship part");
     assert_eq!(part.state, WorkOrderState::QcPassed);
+    // The key is recorded the old way too, so an older replica of a rolling upgrade, which
+    // looks only there, replays a retry instead of shipping twice (QA 15: a part shipment
+    // counted twice): with the per-factory record gone, the retry is still replayed.
+    fx.execute_past_the_store(&format!(
+        "DELETE FROM idempotency_keys WHERE key = '{}' AND operation <> 'report_progress'",
+        part_req.idempotency_key.as_str()
+    ))
+    .await;
+    assert_eq!(
+        store
+            .report_progress(&part_req, t0())
+            .await
+            .expect("replay"),
+        part
+    );
     assert_eq!(
         invalid_field(
             store

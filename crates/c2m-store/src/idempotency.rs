@@ -181,7 +181,28 @@ impl<D: Backend> Tx<'_, D> {
             ),
         )
         .run(self)
-        .await
+        .await?;
+        if key.scope.is_some() {
+            // Recorded the old way too, under the bare operation, unless another caller's
+            // key already holds that place: an older replica of a rolling upgrade looks
+            // only there, and would apply a retry of this request a second time (QA 15: a
+            // part shipment and a quality check counted twice). This replica reads that
+            // place only as a caller's own older key (`Keyed::replay`).
+            D::query(
+                "INSERT INTO idempotency_keys (operation, key, fingerprint, response, \
+                 created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (operation, key) DO NOTHING",
+                (
+                    key.operation,
+                    key.key.as_str(),
+                    key.fingerprint.as_str(),
+                    Value::Json(response),
+                    now,
+                ),
+            )
+            .run(self)
+            .await?;
+        }
+        Ok(())
     }
 }
 

@@ -246,6 +246,23 @@ pub struct ChangeCatalogue {
     pub edit: CatalogueEdit,
 }
 
+impl ChangeCatalogue {
+    /// The change as its sender wrote it, for its key's fingerprint: without what the
+    /// receiving server adds from its own flags (each factory's `capacity_period_days`,
+    /// its `--plan-period-days`). With them, the same import retried after an upgrade to
+    /// 0018, or through a replica with other flags, was "a different request" and
+    /// refused `ALREADY_EXISTS` (QA 15).
+    pub fn as_sent(&self) -> ChangeCatalogue {
+        let mut sent = self.clone();
+        if let CatalogueEdit::Replace(c) | CatalogueEdit::Merge(c) = &mut sent.edit {
+            for f in &mut c.factories {
+                f.capacity_period_days = None;
+            }
+        }
+        sent
+    }
+}
+
 /// The rules a catalogue must satisfy, checked on the result of every change before it is
 /// written: called with the catalogue before the change and the catalogue after it, so a
 /// rule that a catalogue written by an older server may already break can refuse only a
@@ -416,7 +433,7 @@ pub(crate) async fn change_catalogue<D: Backend>(
 ) -> Result<CatalogueChanged> {
     let ((req, check), now) = (&c.req, c.now);
     let edit = date_calendars(&req.edit, now);
-    let key = Keyed::new(OP_CHANGE_CATALOGUE, &req.idempotency_key, req);
+    let key = Keyed::new(OP_CHANGE_CATALOGUE, &req.idempotency_key, &req.as_sent());
     // The key is looked up again once the catalogue's lock is held: the same change sent
     // to another replica may have committed while this one waited (a delete would then
     // find its entry gone), and its answer is this one's.
