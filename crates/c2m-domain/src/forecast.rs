@@ -1926,9 +1926,10 @@ impl<'a> CompoundNegBinomial<'a> {
         run.into_pmf()
     }
 
-    #[cfg(test)]
+    /// `P(X <= x)`, exactly: the recursion through `x` and no further (its caller keeps
+    /// `x` within its exact range).
     fn cdf(&self, x: usize) -> f64 {
-        self.pmf(x, None, usize::MAX).iter().sum::<f64>().min(1.0)
+        self.pmf(x, None, x).iter().sum::<f64>().min(1.0)
     }
 }
 
@@ -2137,9 +2138,7 @@ impl<'a> CompoundMixture<'a> {
         if x > self.exact_units {
             return self.smooth_cdf(x);
         }
-        let exact: f64 = (self.parts.iter())
-            .map(|(w, d)| w * d.pmf(x, None, x).iter().sum::<f64>().min(1.0))
-            .sum();
+        let exact: f64 = (self.parts.iter()).map(|(w, d)| w * d.cdf(x)).sum();
         (exact + self.light_cdf(x)).min(1.0)
     }
 

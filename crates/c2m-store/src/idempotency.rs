@@ -169,42 +169,45 @@ impl<D: Backend> Tx<'_, D> {
         let operation = key.recorded_operation();
         self.keys
             .remove(&(operation.to_owned(), key.key.as_str().to_owned()));
-        D::query(
-            "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+        let row = |operation| {
             (
-                operation.as_str(),
+                operation,
                 key.key.as_str(),
                 key.fingerprint.as_str(),
                 Value::Json(response),
                 now,
-            ),
-        )
-        .run(self)
-        .await?;
+            )
+        };
+        D::query(INSERT_KEY, row(operation.as_str()))
+            .run(self)
+            .await?;
         if key.scope.is_some() {
             // Recorded the old way too, under the bare operation, unless another caller's
             // key already holds that place: an older replica of a rolling upgrade looks
             // only there, and would apply a retry of this request a second time (QA 15: a
             // part shipment and a quality check counted twice). This replica reads that
             // place only as a caller's own older key (`Keyed::replay`).
-            D::query(
-                "INSERT INTO idempotency_keys (operation, key, fingerprint, response, \
-                 created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (operation, key) DO NOTHING",
-                (
-                    key.operation,
-                    key.key.as_str(),
-                    key.fingerprint.as_str(),
-                    Value::Json(response),
-                    now,
-                ),
-            )
-            .run(self)
-            .await?;
+            D::query(INSERT_KEY_UNLESS_HELD, row(key.operation))
+                .run(self)
+                .await?;
         }
         Ok(())
     }
 }
+
+macro_rules! insert_key {
+    () => {
+        "INSERT INTO idempotency_keys (operation, key, fingerprint, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5)"
+    };
+}
+
+/// Records a key: operation, key, fingerprint, response, moment.
+const INSERT_KEY: &str = insert_key!();
+
+/// The same where no key holds the place yet (a scoped key's record the old way).
+const INSERT_KEY_UNLESS_HELD: &str =
+    concat!(insert_key!(), " ON CONFLICT (operation, key) DO NOTHING");
 
 /// A request's idempotency key under its operation's name, with the request's
 /// fingerprint: what a write looks up first and records with its answer.
