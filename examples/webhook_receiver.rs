@@ -2,7 +2,8 @@
 //! (`C2M-Signature`, HMAC-SHA256 over the timestamp and the raw body, with
 //! `c2m_domain::webhook::verify`), refuses forgeries and stale replays with 400, drops
 //! duplicates by event id (delivery is at least once), and prints what it would tell the
-//! consumer.
+//! consumer. An event of a kind it does not know (a newer c2m's) is acknowledged with 200
+//! and named, so the events after it still come.
 //!
 //! ```text
 //! cargo run --example storefront -- webhook add http://127.0.0.1:8088/hooks '*'
@@ -132,26 +133,42 @@ async fn handle(req: hyper::Request<Incoming>, state: &State) -> hyper::Response
             return answer(500, "try again");
         }
     }
-    let event: Event = match serde_json::from_slice(&body) {
+    // The envelope first: every event has one, whatever its kind. A kind or a field this
+    // receiver does not know (a newer c2m's) is acknowledged, not refused: a refusal would
+    // be retried until c2m disabled the endpoint, and every event after it would wait.
+    let envelope: Envelope = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => {
             outln!("a signed body that is not an event: {e}");
             return answer(400, "not an event");
         }
     };
-    if !state
-        .seen
-        .lock()
-        .expect("lock")
-        .insert(event.id.as_str().to_owned())
-    {
-        outln!("#{} {}: a duplicate, ignored", event.seq, event.id);
+    if !state.seen.lock().expect("lock").insert(envelope.id.clone()) {
+        outln!("#{} {}: a duplicate, ignored", envelope.seq, envelope.id);
         return answer(200, "duplicate");
     }
-    for line in messages(&event) {
-        outln!("#{} {}", event.seq, line);
+    match serde_json::from_slice::<Event>(&body) {
+        Ok(event) => {
+            for line in messages(&event) {
+                outln!("#{} {}", event.seq, line);
+            }
+        }
+        Err(_) => outln!(
+            "#{} {}: a kind this receiver does not know ({}), acknowledged",
+            envelope.seq,
+            envelope.id,
+            envelope.kind
+        ),
     }
     answer(200, "ok")
+}
+
+/// What every event has, whatever its kind.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    seq: i64,
+    id: String,
+    kind: String,
 }
 
 /// In major units with the currency's own digits (`Money`'s display: `321.75 CNY`).

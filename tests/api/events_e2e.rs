@@ -725,3 +725,271 @@ async fn an_event_larger_than_a_message_comes_in_parts_and_the_stream_goes_on() 
     assert_eq!(preorders.len(), ORDERS);
     server.shutdown().await;
 }
+
+/// What a newer replica writes in a rolling upgrade reaches subscribers and webhooks whole
+/// through this one: an event of a kind this release does not know, and a known kind with
+/// a field it does not know, put in the store past the server as a newer c2m would write
+/// them. The stream sends each as stored (the unknown kind in parts when it is too large
+/// for a message, split by its `preorders`), the webhook gets the same JSON, and both go
+/// on to the events after them. Before, such an event was corrupt data to the server:
+/// every stream from before it ended `INTERNAL` at it, and the webhook stopped there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_a_newer_release_are_delivered_whole() {
+    const LIMIT: usize = 16 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c2m.db");
+    let server = TestServer::sqlite_in(dir, Arc::new(c2m_server::SystemClock), |s| {
+        s.max_message_bytes = LIMIT
+    })
+    .await;
+    let mut c = server.clients().await;
+    let receiver = crate::webhooks_e2e::Receiver::start(&[]).await;
+    crate::webhooks_e2e::register(&c, &receiver.url(), &["*"])
+        .await
+        .expect("register");
+    let cmp = created(&mut c, campaign_request("newer-release", 10)).await;
+    c.preorders
+        .place_preorder(place("newer-1", &cmp.id, "alice", 1))
+        .await
+        .expect("order");
+
+    let (renamed, _) = write_as_a_newer_release(&db, &cmp.id).await;
+    c.preorders
+        .place_preorder(place("newer-2", &cmp.id, "bob", 1))
+        .await
+        .expect("an order after them");
+
+    // The stream, from the start: every event, the newer ones as stored.
+    let mut stream = EventServiceClient::new(c.channel.clone())
+        .subscribe(pb::SubscribeEventsRequest {
+            after_seq: Some(0),
+            campaign_id: cmp.id.clone(),
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let mut got: Vec<pb::StoreEvent> = Vec::new();
+    tokio::time::timeout(StdDuration::from_secs(20), async {
+        while got.last().is_none_or(|e| e.seq < 4) {
+            match stream.message().await.expect("no error").expect("open") {
+                pb::EventStreamMessage {
+                    message: Some(pb::event_stream_message::Message::Event(e)),
+                } => got.push(e),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("four events in time; got {got:?}"));
+    let seqs: Vec<(i64, &str)> = got.iter().map(|e| (e.seq, e.kind.as_str())).collect();
+    let parts = got.iter().filter(|e| e.seq == 2).count();
+    assert!(parts >= 2, "the long newer event comes in parts: {seqs:?}");
+    let mut whole: Vec<serde_json::Value> = Vec::new();
+    for e in got.iter().filter(|e| e.seq == 2) {
+        assert!(e.json.len() <= LIMIT, "a part fits a message");
+        assert_eq!(
+            (e.kind.as_str(), e.id.as_str()),
+            ("campaign.renamed", "evt_newer_0")
+        );
+        assert_eq!(e.parts as usize, parts);
+        let v: serde_json::Value = serde_json::from_str(&e.json).expect("JSON");
+        assert_eq!(v["name"], "Kettle \"Pro\" \u{2014} second run");
+        whole.extend(v["preorders"].as_array().expect("a list").iter().cloned());
+    }
+    assert_eq!(
+        serde_json::Value::Array(whole),
+        serde_json::from_str::<serde_json::Value>(&renamed).unwrap()["preorders"],
+        "the parts list every pre-order once, in order, as stored"
+    );
+    let on_stream_paid = got.iter().find(|e| e.seq == 3).expect("event 3");
+    assert_eq!(on_stream_paid.kind, "balance.paid");
+    let v: serde_json::Value = serde_json::from_str(&on_stream_paid.json).expect("JSON");
+    assert_eq!(v["paid_with"]["last4"], "4242", "{v}");
+    assert_eq!(v["seq"], 3);
+    assert_eq!(got.last().map(|e| e.kind.as_str()), Some("preorder.placed"));
+
+    // The webhook: the same four, whole (a webhook has no message limit), and the
+    // known kind's body is the stream's JSON byte for byte.
+    let started = std::time::Instant::now();
+    let bodies = loop {
+        let bodies: Vec<serde_json::Value> = receiver
+            .got()
+            .iter()
+            .filter(|g| g.answer == crate::webhooks_e2e::Answer::Status(200))
+            .map(|g| serde_json::from_slice(&g.body).expect("JSON"))
+            .collect();
+        if bodies.len() >= 4 {
+            break bodies;
+        }
+        assert!(
+            started.elapsed() < StdDuration::from_secs(20),
+            "four deliveries in time; got {bodies:?}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    };
+    let kinds: Vec<(&str, i64)> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap_or(""),
+                b["seq"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("preorder.placed", 1),
+            ("campaign.renamed", 2),
+            ("balance.paid", 3),
+            ("preorder.placed", 4)
+        ]
+    );
+    let mut renamed_sent = bodies[1].clone();
+    for envelope in ["seq", "id", "campaign_id", "occurred_at"] {
+        renamed_sent
+            .as_object_mut()
+            .expect("an object")
+            .remove(envelope);
+    }
+    assert_eq!(
+        renamed_sent,
+        serde_json::from_str::<serde_json::Value>(&renamed).unwrap()
+    );
+    let paid_body = receiver
+        .got()
+        .into_iter()
+        .find(|g| serde_json::from_slice::<serde_json::Value>(&g.body).is_ok_and(|v| v["seq"] == 3))
+        .expect("the paid event delivered");
+    assert_eq!(paid_body.body, on_stream_paid.json.as_bytes());
+    server.shutdown().await;
+}
+
+/// The webhook receiver example, as a shop would copy it, acknowledges an event of a kind
+/// it does not know (a newer c2m's) and names it, so the events after it still come. It
+/// answered 400 "not an event", which c2m retries until it disables the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_receiver_example_acknowledges_a_kind_it_does_not_know() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c2m.db");
+    let server = TestServer::sqlite_in(dir, Arc::new(c2m_server::SystemClock), |_| {}).await;
+    let mut c = server.clients().await;
+    // A free port for the receiver: its URL is registered before it starts, with the
+    // secret the registration answers.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let registered =
+        crate::webhooks_e2e::register(&c, &format!("http://127.0.0.1:{port}/hooks/c2m"), &["*"])
+            .await
+            .expect("register");
+    let exe = tokio::task::spawn_blocking(|| example_binary("webhook_receiver"))
+        .await
+        .expect("built");
+    let mut receiver = tokio::process::Command::new(exe)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--secret", &registered.secret])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the receiver runs");
+    let stdout = receiver.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+
+    let cmp = created(&mut c, campaign_request("newer-receiver", 10)).await;
+    c.preorders
+        .place_preorder(place("newer-r-1", &cmp.id, "alice", 1))
+        .await
+        .expect("order");
+    write_as_a_newer_release(&db, &cmp.id).await;
+    c.preorders
+        .place_preorder(place("newer-r-2", &cmp.id, "bob", 1))
+        .await
+        .expect("an order after them");
+    let mut printed = Vec::new();
+    tokio::time::timeout(StdDuration::from_secs(30), async {
+        while !printed.iter().any(|l: &String| l.starts_with("#4 ")) {
+            match lines.next_line().await.expect("read") {
+                Some(line) => printed.push(line),
+                None => panic!("the receiver ended: {printed:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the event after the newer ones in time: {printed:?}"));
+    let _ = receiver.start_kill();
+    let of = |seq: &str| -> Vec<&String> {
+        printed
+            .iter()
+            .filter(|l| l.starts_with(&format!("#{seq} ")))
+            .collect()
+    };
+    assert_eq!(
+        of("2"),
+        ["#2 evt_newer_0: a kind this receiver does not know (campaign.renamed), acknowledged"],
+        "{printed:?}"
+    );
+    assert!(
+        of("3").iter().any(|l| l.contains("alice")),
+        "a known kind with a new field reads as its kind: {printed:?}"
+    );
+    assert!(
+        printed
+            .iter()
+            .all(|l| !l.contains("refused") && !l.contains("not an event")),
+        "{printed:?}"
+    );
+    server.shutdown().await;
+}
+
+/// Appends two events past the server, as a newer c2m writes them (the counter raised with
+/// each): `campaign.renamed`, a kind this release does not know, listing 400 pre-orders;
+/// and `balance.paid` with a field this release does not know. Answers their bodies.
+async fn write_as_a_newer_release(db: &std::path::Path, campaign: &str) -> (String, String) {
+    // A kind with a list of pre-orders too long for one message, and a known kind with a
+    // field of its own.
+    let listed: Vec<serde_json::Value> = (0..400)
+        .map(|i| {
+            serde_json::json!({
+                "preorder_id": format!("po_{i:04}"),
+                "consumer_id": format!("consumer-{i:04}"),
+                "quantity": 1,
+                "loyalty": {"tier": "gold", "points": [i, 2.5]},
+            })
+        })
+        .collect();
+    let renamed = serde_json::json!({
+        "kind": "campaign.renamed",
+        "name": "Kettle \"Pro\" \u{2014} second run",
+        "preorders": listed,
+    })
+    .to_string();
+    let paid = serde_json::json!({
+        "kind": "balance.paid",
+        "preorder": {"preorder_id": "po_x", "consumer_id": "alice", "quantity": 1,
+                     "amount": {"minor": 34_900, "currency": "CNY"}},
+        "paid_with": {"method": "card", "last4": "4242"},
+    })
+    .to_string();
+    let micros = Utc::now().timestamp_micros();
+    for (i, (kind, body)) in [("campaign.renamed", &renamed), ("balance.paid", &paid)]
+        .into_iter()
+        .enumerate()
+    {
+        let sql = format!(
+            "INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
+             SELECT last_seq + 1, 'evt_newer_{i}', '{}', NULL, '{kind}', {micros}, '{}' \
+             FROM event_counter WHERE id = 1 RETURNING seq",
+            campaign,
+            body.replace('\'', "''")
+        );
+        c2m_store::conformance::sqlite_past_the_store(db, &sql).await;
+        c2m_store::conformance::sqlite_past_the_store(
+            db,
+            "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
+        )
+        .await;
+    }
+    (renamed, paid)
+}

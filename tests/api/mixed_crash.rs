@@ -1419,7 +1419,10 @@ async fn check_events(db: &Opened, at: &str) -> usize {
         if page.is_empty() {
             break;
         }
-        events.extend(page);
+        events.extend(page.into_iter().map(|e| {
+            e.typed()
+                .unwrap_or_else(|| panic!("{at}: a kind written here reads typed: {e:?}"))
+        }));
     }
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as i64 + 1, "{at}: events numbered without gaps");

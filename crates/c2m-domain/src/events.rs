@@ -208,6 +208,12 @@ impl EventData {
         }
     }
 
+    /// How many pre-orders its list holds (0 for an event that names one or none).
+    #[cfg(test)]
+    fn list_len(&self) -> usize {
+        self.clone().list_mut().map_or(0, |l| l.len())
+    }
+
     /// The same event listing only the pre-orders in `range` of its list (an event too
     /// large for one stream message is sent as such parts). `None` for an event that
     /// carries one pre-order, not a list.
@@ -261,6 +267,213 @@ pub struct Event {
     pub occurred_at: DateTime<Utc>,
     #[serde(flatten)]
     pub data: EventData,
+}
+
+/// The names an event's envelope takes in its JSON; a stored body's field of one of these
+/// names is not delivered (the envelope's wins).
+const ENVELOPE: [&str; 5] = ["seq", "id", "campaign_id", "batch_id", "occurred_at"];
+
+/// An event as the store holds it and the stream and webhooks deliver it: the envelope
+/// typed, the body (`kind` and the kind's fields) the JSON its writer stored, kept as
+/// written.
+///
+/// Why not [`Event`]: in a rolling upgrade a newer replica writes kinds and fields an older
+/// one does not know. Read into [`EventData`] (a closed enum whose structs drop unknown
+/// fields), such an event would stop every stream and webhook of the older replica at it,
+/// or reach receivers without its new fields. Kept as written, an older replica delivers
+/// it whole, the same bytes the newer one would send; [`StoredEvent::data`] is the typed
+/// view for code that needs one, `None` for a kind this release does not know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Store-wide, increasing in commit order within a campaign; the stream's cursor.
+    pub seq: i64,
+    /// `evt_…`: receivers drop duplicates by it.
+    pub id: EventId,
+    pub campaign_id: CampaignId,
+    pub batch_id: Option<BatchId>,
+    pub occurred_at: DateTime<Utc>,
+    body: EventBody,
+}
+
+/// A stored body: its fields in the order written, each value the JSON text as stored.
+#[derive(Debug, Clone)]
+struct EventBody {
+    kind: String,
+    fields: Vec<(String, Box<serde_json::value::RawValue>)>,
+}
+
+/// Equal when stored alike: the same fields in the same order, each the same text.
+impl PartialEq for EventBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields.len() == other.fields.len()
+            && (self.fields.iter().zip(&other.fields))
+                .all(|((n, v), (m, w))| n == m && v.get() == w.get())
+    }
+}
+
+/// Why a stored body cannot be read: not a JSON object, or no `kind` string in it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredEventError {
+    #[error("the body is not a JSON object: {0}")]
+    NotAnObject(serde_json::Error),
+    #[error("the body has no `kind` string")]
+    NoKind,
+}
+
+impl<'de> Deserialize<'de> for EventBody {
+    fn deserialize<De: serde::Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Vec<(String, Box<serde_json::value::RawValue>)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(fields)
+            }
+        }
+        let fields = d.deserialize_map(Fields)?;
+        Ok(EventBody {
+            kind: String::new(),
+            fields,
+        })
+    }
+}
+
+/// The body's fields in their order, each as stored.
+impl Serialize for EventBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.fields.len()))?;
+        for (name, value) in &self.fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl EventBody {
+    fn parse(text: &str) -> Result<EventBody, StoredEventError> {
+        let mut body: EventBody =
+            serde_json::from_str(text).map_err(StoredEventError::NotAnObject)?;
+        body.kind = body
+            .field("kind")
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .ok_or(StoredEventError::NoKind)?;
+        Ok(body)
+    }
+
+    fn field(&self, name: &str) -> Option<&serde_json::value::RawValue> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| &**v)
+    }
+
+    /// The event's list of pre-orders, as [`StoredEvent::with_preorders`] splits it: its
+    /// `preorders` array, or else its `refunds` array (a campaign change's). The same
+    /// rule for every kind, so a kind this release does not know splits as its writer's
+    /// would, if it names its list as the known kinds do.
+    fn list(&self) -> Option<(usize, Vec<Box<serde_json::value::RawValue>>)> {
+        ["preorders", "refunds"].iter().find_map(|name| {
+            let i = self.fields.iter().position(|(n, _)| n == name)?;
+            let items: Vec<Box<serde_json::value::RawValue>> =
+                serde_json::from_str(self.fields[i].1.get()).ok()?;
+            Some((i, items))
+        })
+    }
+}
+
+impl StoredEvent {
+    /// The event read from its stored columns; `body` is the stored JSON of its
+    /// [`EventData`] (or a newer release's kind).
+    pub fn from_stored(
+        seq: i64,
+        id: EventId,
+        campaign_id: CampaignId,
+        batch_id: Option<BatchId>,
+        occurred_at: DateTime<Utc>,
+        body: &str,
+    ) -> Result<StoredEvent, StoredEventError> {
+        Ok(StoredEvent {
+            seq,
+            id,
+            campaign_id,
+            batch_id,
+            occurred_at,
+            body: EventBody::parse(body)?,
+        })
+    }
+
+    /// The kind's name, as stored (`preorder.placed`, ..., or a newer release's).
+    pub fn kind(&self) -> &str {
+        &self.body.kind
+    }
+
+    /// The typed body, `None` for a kind this release does not know (fields it does not
+    /// know are left out, as they are from [`Event`]).
+    pub fn data(&self) -> Option<EventData> {
+        serde_json::from_str(&serde_json::to_string(&self.body).ok()?).ok()
+    }
+
+    /// The event as a receiver reads it, when its kind is known here.
+    pub fn typed(&self) -> Option<Event> {
+        Some(Event {
+            seq: self.seq,
+            id: self.id.clone(),
+            campaign_id: self.campaign_id.clone(),
+            batch_id: self.batch_id.clone(),
+            occurred_at: self.occurred_at,
+            data: self.data()?,
+        })
+    }
+
+    /// How many pre-orders the event lists (its `preorders`, or a change's `refunds`); 0
+    /// for an event that names one pre-order or none.
+    pub fn listed(&self) -> usize {
+        self.body.list().map_or(0, |(_, items)| items.len())
+    }
+
+    /// The same event listing only the pre-orders in `range` of its list (an event too
+    /// large for one stream message is sent as such parts); every other field as stored.
+    /// `None` when it lists none, or `range` is not within the list.
+    pub fn with_preorders(&self, range: std::ops::Range<usize>) -> Option<StoredEvent> {
+        let (i, items) = self.body.list()?;
+        let part = items.get(range)?;
+        let text = serde_json::to_string(part).ok()?;
+        let mut out = self.clone();
+        out.body.fields[i].1 = serde_json::value::RawValue::from_string(text).ok()?;
+        Some(out)
+    }
+}
+
+/// The envelope's fields, then the body's as stored: for an event this release wrote, the
+/// same JSON as its [`Event`]'s, byte for byte.
+impl Serialize for StoredEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("campaign_id", &self.campaign_id)?;
+        if let Some(b) = &self.batch_id {
+            map.serialize_entry("batch_id", b)?;
+        }
+        map.serialize_entry("occurred_at", &self.occurred_at)?;
+        for (name, value) in &self.body.fields {
+            if !ENVELOPE.contains(&name.as_str()) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 #[cfg(test)]
@@ -319,5 +532,182 @@ mod tests {
             assert!(EventData::is_kind(k), "{k}");
         }
         assert!(!EventData::is_kind("batch.exploded"));
+    }
+
+    fn po(id: &str, amount: Option<i64>) -> PreorderRef {
+        PreorderRef {
+            preorder_id: PreorderId::parse(id).unwrap(),
+            consumer_id: ConsumerId::parse("alice").unwrap(),
+            quantity: 2,
+            amount: amount.map(cny),
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// An event as the store would read it back: its body as written.
+    fn stored(e: &Event) -> StoredEvent {
+        StoredEvent::from_stored(
+            e.seq,
+            e.id.clone(),
+            e.campaign_id.clone(),
+            e.batch_id.clone(),
+            e.occurred_at,
+            &serde_json::to_string(&e.data).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn samples() -> Vec<Event> {
+        let datas = [
+            EventData::BatchLocked {
+                batch_seq: 1,
+                units: 4,
+                final_unit_price: cny(39_900),
+                preorders: vec![po("po_1", Some(69_800)), po("po_2", Some(0))],
+                balance_due_by: Some(at("2026-12-03T10:00:00.123456Z")),
+                ships_by: None,
+            },
+            EventData::CampaignChanged {
+                change: "cancelled".into(),
+                deadline: None,
+                threshold: None,
+                refunds: vec![po("po_1", Some(5_000)), po("po_2", None)],
+                withdrawn_work_orders: vec![],
+            },
+            EventData::ShipDateChanged {
+                batch_seq: 2,
+                previous: None,
+                expected: at("2027-01-18T00:00:00Z"),
+                promised: at("2027-01-11T00:00:00Z"),
+                days_late: 7,
+                planned: true,
+                shipped: false,
+                late_reason: Some("capacity \"wk\" \u{2014} full".into()),
+                preorders: vec![po("po_3", None)],
+            },
+            EventData::BalancePaid {
+                preorder: po("po_4", Some(63_800)),
+            },
+        ];
+        datas
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| Event {
+                seq: i as i64 + 1,
+                id: EventId::parse(&format!("evt_{i}")).unwrap(),
+                campaign_id: CampaignId::parse("cmp_1").unwrap(),
+                batch_id: (i % 2 == 0).then(|| BatchId::parse("bat_1").unwrap()),
+                occurred_at: at("2026-12-01T10:00:00.5Z"),
+                data,
+            })
+            .collect()
+    }
+
+    /// What this release writes, read back and delivered, is what its typed event would
+    /// send: the same bytes, so a receiver sees no change from keeping bodies as stored.
+    #[test]
+    fn a_stored_event_sends_the_bytes_its_typed_event_would() {
+        for e in samples() {
+            let s = stored(&e);
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                serde_json::to_string(&e).unwrap()
+            );
+            assert_eq!(s.kind(), e.data.kind());
+            assert_eq!(s.typed().as_ref(), Some(&e));
+            assert_eq!(s.listed(), e.data.list_len());
+        }
+    }
+
+    /// A kind this release does not know, and a field it does not know on a kind it does,
+    /// are delivered as their writer stored them (a newer replica, in a rolling upgrade).
+    #[test]
+    fn a_newer_releases_kinds_and_fields_pass_through_whole() {
+        let body = r#"{"kind":"campaign.renamed","name":"Kettle \"Pro\"","preorders":[{"preorder_id":"po_1","consumer_id":"a","quantity":1},{"preorder_id":"po_2","consumer_id":"b","quantity":3,"tier":{"x":[1,2.5,null]}}],"seq":99}"#;
+        let e = StoredEvent::from_stored(
+            7,
+            EventId::parse("evt_7").unwrap(),
+            CampaignId::parse("cmp_1").unwrap(),
+            None,
+            at("2026-12-01T10:00:00Z"),
+            body,
+        )
+        .unwrap();
+        assert_eq!(e.kind(), "campaign.renamed");
+        assert_eq!(e.data(), None);
+        assert_eq!(e.typed(), None);
+        assert_eq!(e.listed(), 2);
+        let sent = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            sent,
+            concat!(
+                r#"{"seq":7,"id":"evt_7","campaign_id":"cmp_1","occurred_at":"2026-12-01T10:00:00Z","#,
+                r#""kind":"campaign.renamed","name":"Kettle \"Pro\"","preorders":[{"preorder_id":"po_1","consumer_id":"a","quantity":1},{"preorder_id":"po_2","consumer_id":"b","quantity":3,"tier":{"x":[1,2.5,null]}}]}"#
+            ),
+            "the envelope's own `seq` wins over a body's"
+        );
+        let second = e.with_preorders(1..2).unwrap();
+        let v: serde_json::Value = serde_json::to_value(&second).unwrap();
+        assert_eq!(v["preorders"].as_array().unwrap().len(), 1);
+        assert_eq!(v["preorders"][0]["tier"]["x"][1], 2.5);
+        assert_eq!(v["name"], "Kettle \"Pro\"");
+        assert_eq!(e.with_preorders(1..3), None);
+
+        let mut paid = serde_json::to_value(&samples()[3].data).unwrap();
+        paid["paid_with"] = serde_json::json!({"method": "card"});
+        let e = StoredEvent::from_stored(
+            4,
+            EventId::parse("evt_4").unwrap(),
+            CampaignId::parse("cmp_1").unwrap(),
+            None,
+            at("2026-12-01T10:00:00Z"),
+            &paid.to_string(),
+        )
+        .unwrap();
+        assert_eq!(e.data(), Some(samples()[3].data.clone()));
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["paid_with"]["method"], "card");
+        assert_eq!(v["preorder"]["amount"]["minor"], 63_800);
+    }
+
+    /// An event too large for one stream message is split by its list whatever its kind,
+    /// and each part is the typed event's part.
+    #[test]
+    fn parts_list_the_slices_and_keep_every_other_field() {
+        for e in samples() {
+            let s = stored(&e);
+            for range in [0..1, 1..2, 0..2] {
+                let typed = e.data.with_preorders(range.clone());
+                let part = s.with_preorders(range);
+                assert_eq!(part.as_ref().and_then(StoredEvent::data), typed);
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_with_a_kind_is_refused() {
+        let read = |body: &str| {
+            StoredEvent::from_stored(
+                1,
+                EventId::parse("evt_1").unwrap(),
+                CampaignId::parse("cmp_1").unwrap(),
+                None,
+                at("2026-12-01T10:00:00Z"),
+                body,
+            )
+        };
+        assert!(matches!(read("[1]"), Err(StoredEventError::NotAnObject(_))));
+        assert!(matches!(
+            read("{\"kind\":"),
+            Err(StoredEventError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            read("{\"kind\":7}"),
+            Err(StoredEventError::NoKind)
+        ));
+        assert!(matches!(read("{}"), Err(StoredEventError::NoKind)));
     }
 }

@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use c2m_domain::events::Event;
+use c2m_domain::events::StoredEvent;
 use c2m_domain::webhook::{retry_delay, sign, wants, SIGNATURE_HEADER};
 use c2m_domain::Clock;
 use c2m_store::events::EVENTS_PAGE;
@@ -177,7 +177,7 @@ async fn deliver(
         }
         let mut skipped = None;
         for e in &events {
-            if !wants(&endpoint.kinds, e.data.kind()) {
+            if !wants(&endpoint.kinds, e.kind()) {
                 skipped = Some(e.seq);
                 continue;
             }
@@ -441,7 +441,7 @@ impl HttpClient {
         &self,
         url: &str,
         secret: &str,
-        event: &Event,
+        event: &StoredEvent,
         at: DateTime<Utc>,
         timeout: Duration,
     ) -> Sent {

@@ -51,7 +51,7 @@ pub mod events;
 pub use events::{
     a_deleted_webhook_endpoint_is_never_claimed_again,
     a_late_batch_is_late_for_the_reason_of_its_last_run,
-    a_passed_webhook_endpoint_waits_behind_the_others,
+    a_newer_releases_events_are_read_as_stored, a_passed_webhook_endpoint_waits_behind_the_others,
     a_run_of_webhook_attempts_is_recorded_in_one_write, a_shipped_batch_shows_when_it_shipped,
     concurrent_writes_are_numbered_in_commit_order, events_are_written_with_their_changes_in_order,
     refused_and_replayed_writes_append_no_event, ship_date_changes_are_events_when_the_date_moves,
@@ -173,6 +173,7 @@ macro_rules! conformance_cases {
             balance_window_closes_once_under_racing_sweepers,
             // Events (`conformance/events.rs`).
             events_are_written_with_their_changes_in_order,
+            a_newer_releases_events_are_read_as_stored,
             refused_and_replayed_writes_append_no_event,
             concurrent_writes_are_numbered_in_commit_order,
             webhook_endpoints_are_claimed_once_and_resume_from_their_cursor,

@@ -298,7 +298,7 @@ async fn events_read_as_before(store: &dyn Store, m: &Value) {
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in &page {
-            *kinds.entry(e.data.kind().to_owned()).or_default() += 1;
+            *kinds.entry(e.kind().to_owned()).or_default() += 1;
         }
     }
     assert_eq!(after, int(&old["last_seq"]), "the last event's number");

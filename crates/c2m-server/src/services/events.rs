@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use c2m_domain::events::Event;
+use c2m_domain::events::StoredEvent;
 use c2m_domain::{CampaignId, Clock, DomainError};
 use c2m_proto::v1 as pb;
 use c2m_proto::v1::event_service_server::EventService;
@@ -57,11 +57,11 @@ const ENVELOPE_BYTES: usize = 64;
 /// of pre-orders), parts that each list the next slice of its pre-orders. Sent whole, such
 /// an event ended the stream with `OUT_OF_RANGE` at the same place on every resume, so the
 /// subscriber could never get past it.
-pub fn store_event_parts(e: &Event, max_bytes: usize) -> Result<Vec<pb::StoreEvent>, Status> {
+pub fn store_event_parts(e: &StoredEvent, max_bytes: usize) -> Result<Vec<pb::StoreEvent>, Status> {
     let budget = max_bytes.saturating_sub(ENVELOPE_BYTES);
     let whole = convert::events::store_event(e).map_err(store_status)?;
     let size = prost::Message::encoded_len(&whole);
-    let count = e.data.preorders().len();
+    let count = e.listed();
     if size <= budget {
         return Ok(vec![whole]);
     }
@@ -70,7 +70,7 @@ pub fn store_event_parts(e: &Event, max_bytes: usize) -> Result<Vec<pb::StoreEve
             "event {} ({}, {size} bytes) does not fit a stream message of \
              --max-message-bytes {max_bytes}, even split by its pre-orders",
             e.seq,
-            e.data.kind()
+            e.kind()
         ))
     };
     if budget == 0 || count < 2 {
@@ -84,11 +84,10 @@ pub fn store_event_parts(e: &Event, max_bytes: usize) -> Result<Vec<pb::StoreEve
         let n = count.div_ceil(chunk);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let data = (e.data)
+            let slice = e
                 .with_preorders(i * chunk..((i + 1) * chunk).min(count))
                 .ok_or_else(too_large)?;
-            let mut part =
-                convert::events::store_event(&Event { data, ..e.clone() }).map_err(store_status)?;
+            let mut part = convert::events::store_event(&slice).map_err(store_status)?;
             if prost::Message::encoded_len(&part) > budget {
                 break;
             }

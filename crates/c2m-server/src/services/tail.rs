@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
-use c2m_domain::events::Event;
+use c2m_domain::events::StoredEvent;
 use c2m_domain::CampaignId;
 use c2m_proto::v1 as pb;
 use c2m_store::events::EVENTS_PAGE;
@@ -57,7 +57,7 @@ pub struct Tail {
 /// An event the tail holds, with the stream messages it is sent as
 /// ([`super::events::store_event_parts`]), or the status that ends a stream reaching it.
 pub struct Tailed {
-    pub event: Event,
+    pub event: StoredEvent,
     pub parts: Result<Vec<pb::StoreEvent>, Status>,
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use futures::future::join_all;
 
-use c2m_domain::events::{Event, EventData};
+use c2m_domain::events::{Event, EventData, StoredEvent};
 use c2m_domain::{CampaignId, Currency, Money, PreorderId};
 
 use super::{
@@ -39,14 +39,89 @@ pub async fn all_events(
             .expect("list events");
         let Some(last) = page.last() else { break };
         cursor = last.seq;
-        out.extend(page);
+        out.extend(typed(page));
     }
     out
+}
+
+/// The events read back typed: every kind this release writes is one it reads.
+fn typed(page: Vec<StoredEvent>) -> impl Iterator<Item = Event> {
+    page.into_iter().map(|e| {
+        e.typed()
+            .unwrap_or_else(|| panic!("a kind written here reads typed: {e:?}"))
+    })
 }
 
 /// The events' kinds, in order.
 fn kinds(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.data.kind()).collect()
+}
+
+/// Events a newer release wrote (in a rolling upgrade, through a newer replica) are read
+/// as stored: a kind this release does not know, and a field it does not know on a kind it
+/// does, come back whole, in their place in the sequence, and the events after them are
+/// read as before. Before, such a row was corrupt data and every read from before it
+/// failed (an older replica's streams ended at it, its webhooks stopped).
+pub async fn a_newer_releases_events_are_read_as_stored(fx: Arc<dyn Fixture>) {
+    let store = fx.store();
+    let c = create(&*store, spec(5, None)).await;
+    place(&*store, &c.id, &consumer(1), 1).await.expect("first");
+    let renamed = r#"{"kind":"campaign.renamed","name":"Kettle ''Pro''","preorders":[{"preorder_id":"po_1","consumer_id":"a","quantity":1,"tier":{"x":[1,2.5,null]}}]}"#;
+    let placed_json = {
+        let first = store.list_events(0, None, 1).await.expect("first event");
+        let mut v = serde_json::to_value(&first[0]).expect("JSON");
+        let body = v.as_object_mut().expect("an object");
+        for envelope in ["seq", "id", "campaign_id", "batch_id", "occurred_at"] {
+            body.remove(envelope);
+        }
+        body.insert(
+            "channel".into(),
+            serde_json::json!({"app": "ios", "v": [3, 1]}),
+        );
+        serde_json::to_string(&v).expect("JSON")
+    };
+    // Written past the store as a newer c2m writes them: the counter raised with them.
+    fx.execute_past_the_store(&format!(
+        "INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
+         SELECT 2, 'evt_newer_2', campaign_id, batch_id, 'campaign.renamed', occurred_at, \
+         '{renamed}' FROM events WHERE seq = 1; \
+         INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
+         SELECT 3, 'evt_newer_3', campaign_id, batch_id, 'preorder.placed', occurred_at, \
+         '{placed_json}' FROM events WHERE seq = 1; \
+         UPDATE event_counter SET last_seq = 3 WHERE id = 1;"
+    ))
+    .await;
+    place(&*store, &c.id, &consumer(2), 1)
+        .await
+        .expect("after them");
+    for campaign in [None, Some(&c.id)] {
+        let events = store.list_events(0, campaign, 10).await.expect("read");
+        let kinds: Vec<(i64, &str)> = events.iter().map(|e| (e.seq, e.kind())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, "preorder.placed"),
+                (2, "campaign.renamed"),
+                (3, "preorder.placed"),
+                (4, "preorder.placed")
+            ]
+        );
+        assert_eq!(events[1].data(), None);
+        let sent = serde_json::to_value(&events[1]).expect("JSON");
+        assert_eq!(sent["name"], "Kettle 'Pro'");
+        assert_eq!(sent["preorders"][0]["tier"]["x"][1], 2.5);
+        assert_eq!(sent["id"], "evt_newer_2");
+        assert_eq!(events[1].listed(), 1);
+        let sent = serde_json::to_value(&events[2]).expect("JSON");
+        assert_eq!(sent["channel"]["v"][0], 3, "{sent}");
+        assert_eq!(
+            events[2].data(),
+            events[0].data(),
+            "its known fields read typed"
+        );
+        assert!(events[3].typed().is_some());
+    }
+    assert_eq!(store.last_event_seq().await.expect("last"), 4);
 }
 
 /// Numbers are 1, 2, 3, ...: increasing, no gap, no repeat.
@@ -264,7 +339,7 @@ pub async fn concurrent_writes_are_numbered_in_commit_order(fx: Arc<dyn Fixture>
                     cursor = last.seq;
                 }
                 let empty = page.is_empty();
-                seen.extend(page);
+                seen.extend(typed(page));
                 if finished && empty {
                     return seen;
                 }
@@ -584,7 +659,7 @@ fn endpoint(n: usize) -> crate::webhooks::NewEndpoint {
 
 fn attempt(
     endpoint: &str,
-    event: &Event,
+    event: &StoredEvent,
     at: chrono::DateTime<chrono::Utc>,
     ok: bool,
 ) -> crate::webhooks::Delivery {
@@ -627,12 +702,9 @@ async fn claims_nothing(
 }
 
 /// The first event after `seq`.
-async fn event_after(store: &dyn Store, seq: i64) -> Event {
-    store
-        .list_events(seq, None, 10)
-        .await
-        .expect("events")
-        .remove(0)
+async fn event_after(store: &dyn Store, seq: i64) -> StoredEvent {
+    let page = store.list_events(seq, None, 10).await.expect("events");
+    page.into_iter().next().expect("an event after")
 }
 
 /// Once every unit has shipped, the date a batch shows is when the last one did, not the

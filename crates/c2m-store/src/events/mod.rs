@@ -1,7 +1,7 @@
 //! Storefront events: the transactional outbox (what consumers and merchants hear about,
 //! [`c2m_domain::events`]) and its store-wide sequence.
 //!
-//! - Types: the domain's ([`Event`], [`NewEvent`], [`EventData`]); [`EventStore`] is this
+//! - Types: the domain's ([`StoredEvent`], [`NewEvent`], [`EventData`]); [`EventStore`] is this
 //!   feature's trait.
 //! - Logic: a write appends its events to its transaction ([`Tx::emit`]), next to the
 //!   change that causes them (`pooling`, `ledger`, `planning`, `factory`); the writer
@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Sqlite};
 use tokio::sync::watch;
 
-use c2m_domain::events::{Event, EventData, NewEvent, PreorderRef};
+use c2m_domain::events::{EventData, NewEvent, PreorderRef, StoredEvent};
 use c2m_domain::{BatchId, CampaignId, EventId, Money, Preorder};
 
 use crate::dialect::{micros, Backend, Columns, Dialect, Tx};
@@ -226,17 +226,19 @@ pub(crate) async fn wake_readers<D: Backend>(tx: &mut Tx<'_, D>) -> Result<()> {
     }
 }
 
-fn event<D: Dialect>(r: &D::Row) -> Result<Event> {
-    let data: EventData = serde_json::from_str(&r.text("data")?)
-        .map_err(|e| StoreError::Corrupt(format!("stored event data: {e}")))?;
-    Ok(Event {
-        seq: r.int("seq")?,
-        id: EventId::from_trusted(r.text("id")?),
-        campaign_id: CampaignId::from_trusted(r.text("campaign_id")?),
-        batch_id: r.text_opt("batch_id")?.map(BatchId::from_trusted),
-        occurred_at: r.ts("occurred_at")?,
-        data,
-    })
+/// An event as stored, its body kept as written: a kind or field of a newer release
+/// passes through this one whole ([`StoredEvent`]).
+fn event<D: Dialect>(r: &D::Row) -> Result<StoredEvent> {
+    let seq = r.int("seq")?;
+    StoredEvent::from_stored(
+        seq,
+        EventId::from_trusted(r.text("id")?),
+        CampaignId::from_trusted(r.text("campaign_id")?),
+        r.text_opt("batch_id")?.map(BatchId::from_trusted),
+        r.ts("occurred_at")?,
+        &r.text("data")?,
+    )
+    .map_err(|e| StoreError::Corrupt(format!("stored event {seq}: {e}")))
 }
 
 /// Events numbered above `after`, in sequence order, at most `limit` (capped at
@@ -246,7 +248,7 @@ pub(crate) async fn list_events<D: Backend>(
     after: i64,
     campaign: Option<&CampaignId>,
     limit: u32,
-) -> Result<Vec<Event>> {
+) -> Result<Vec<StoredEvent>> {
     let limit = i64::from(limit.clamp(1, EVENTS_PAGE));
     let mut conn = pool.acquire().await?;
     let q = match campaign {
@@ -278,7 +280,7 @@ pub trait EventStore: Send + Sync + 'static {
         after: i64,
         campaign: Option<&CampaignId>,
         limit: u32,
-    ) -> Result<Vec<Event>>;
+    ) -> Result<Vec<StoredEvent>>;
 
     /// The number of the last event committed (0 before the first).
     async fn last_event_seq(&self) -> Result<i64>;
@@ -297,7 +299,7 @@ impl<E: Engine> EventStore for E {
         after: i64,
         campaign: Option<&CampaignId>,
         limit: u32,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<Vec<StoredEvent>> {
         list_events(self.readers(), after, campaign, limit).await
     }
 
