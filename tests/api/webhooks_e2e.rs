@@ -422,6 +422,42 @@ async fn one_event(c: &mut Clients, key: &str) -> String {
         .id
 }
 
+/// Each retry comes at its backoff, not at the next poll: with a poll of a minute, four
+/// failures in a row (backoffs of at most 1, 2, 4 and 8 s) are tried again within those
+/// times. A worker loop kept only its earliest retry, and once that was tried and failed
+/// again the past time hid the next one, which then waited for a poll (QA 16: 4.3 s where
+/// the backoff said 1-2 s; here it would be a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_retry_comes_at_its_backoff_not_at_the_poll() {
+    let server = TestServer::sqlite_with(|s| {
+        s.event_poll = StdDuration::from_secs(60);
+        s.webhook_max_backoff = StdDuration::from_secs(60);
+    })
+    .await;
+    let mut c = server.clients().await;
+    let failing = Receiver::start(&[Answer::Status(500); 4]).await;
+    register(&c, &failing.url(), &["*"])
+        .await
+        .expect("register");
+    one_event(&mut c, "backoff").await;
+    failing.delivered(1, StdDuration::from_secs(30)).await;
+    let got = failing.got();
+    assert_eq!(got.len(), 5, "four failures, then the delivery");
+    for (i, w) in got.windows(2).enumerate() {
+        let gap = w[1].at - w[0].at;
+        // The backoff after failure n is 2^(n-1) s scaled by [0.5, 1]; a second on top
+        // for a busy machine.
+        let most = StdDuration::from_secs((1 << i) + 1);
+        assert!(
+            gap <= most,
+            "retry {} came {gap:?} after the failure before it (backoff at most {:?})",
+            i + 1,
+            StdDuration::from_secs(1 << i)
+        );
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_hanging_and_closing_receivers_get_retries() {
     let server = TestServer::sqlite_with(|s| {

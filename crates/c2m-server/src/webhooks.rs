@@ -91,8 +91,8 @@ async fn worker(
     // Longer than any request, so a lease outlives the delivery it covers.
     let lease = chrono::Duration::from_std(settings.timeout * 3 + Duration::from_secs(5))
         .unwrap_or(chrono::Duration::minutes(1));
-    // The earliest retry this loop scheduled: it looks again then, not only at the poll.
-    let mut next_retry: Option<DateTime<Utc>> = None;
+    // The retries this loop scheduled: it looks again at each, not only at the poll.
+    let mut retries = Retries::default();
     loop {
         if *stop.borrow() {
             return;
@@ -116,9 +116,7 @@ async fn worker(
                     }
                 };
                 match delivery {
-                    Ok(Some(retry_at)) => {
-                        next_retry = Some(next_retry.map_or(retry_at, |r| r.min(retry_at)));
-                    }
+                    Ok(Some(retry_at)) => retries.add(retry_at),
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(endpoint = %id, error = %e, "webhook delivery interrupted");
@@ -130,19 +128,42 @@ async fn worker(
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "claiming a webhook endpoint failed"),
         }
-        let mut wait = settings.poll;
-        if let Some(at) = next_retry {
-            if at <= now {
-                next_retry = None;
-            } else {
-                wait = wait.min((at - now).to_std().unwrap_or_default());
-            }
-        }
+        let wait = retries.wait(clock.now(), settings.poll);
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = wake.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// The retries a worker loop scheduled, so it wakes for each when it is due rather than at
+/// the next poll. It kept only the earliest: once that one was tried and failed again, the
+/// earlier time (now past) hid the new one, and the retry waited for the poll (QA 16: 4.3 s
+/// after a second failure where the backoff said 1-2 s). Every time is kept, up to
+/// [`Retries::MAX`] (past that, the latest are dropped: they wait for the poll at worst).
+#[derive(Debug, Default)]
+struct Retries(std::collections::BTreeSet<DateTime<Utc>>);
+
+impl Retries {
+    const MAX: usize = 1024;
+
+    fn add(&mut self, at: DateTime<Utc>) {
+        self.0.insert(at);
+        if self.0.len() > Self::MAX {
+            self.0.pop_last();
+        }
+    }
+
+    /// How long to sleep at `now`: until the first retry still to come, at most `poll`.
+    /// Retries due by `now` are forgotten: the claim just before found nothing due, so
+    /// another loop or replica has them.
+    fn wait(&mut self, now: DateTime<Utc>, poll: Duration) -> Duration {
+        self.0.retain(|t| *t > now);
+        self.0
+            .first()
+            .and_then(|at| (*at - now).to_std().ok())
+            .map_or(poll, |until| until.min(poll))
     }
 }
 
@@ -713,4 +734,43 @@ pub fn hex_id(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("a time")
+    }
+
+    /// A retry scheduled after an earlier one was tried (and failed again) is waited for:
+    /// the earlier one, past, no longer hides it.
+    #[test]
+    fn a_loop_wakes_for_each_retry_it_scheduled() {
+        let poll = Duration::from_secs(5);
+        let mut r = Retries::default();
+        r.add(at(1));
+        assert_eq!(r.wait(at(0), poll), Duration::from_secs(1));
+        // Tried at 1, failed again: the next is at 3.
+        r.add(at(3));
+        assert_eq!(r.wait(at(1), poll), Duration::from_secs(2));
+        r.add(at(20));
+        assert_eq!(
+            r.wait(at(3), poll),
+            poll,
+            "a retry past the poll waits for the poll"
+        );
+        assert_eq!(r.wait(at(18), poll), Duration::from_secs(2));
+        assert_eq!(r.wait(at(20), poll), poll, "nothing left to come");
+        for i in 0..2 * Retries::MAX as i64 {
+            r.add(at(100 + i));
+        }
+        assert_eq!(r.0.len(), Retries::MAX);
+        assert_eq!(
+            r.wait(at(99), poll),
+            Duration::from_secs(1),
+            "the earliest kept"
+        );
+    }
 }
