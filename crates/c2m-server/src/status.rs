@@ -124,6 +124,10 @@ pub fn store_status(e: StoreError) -> Status {
             tracing::error!(error = %err, "the database is newer than this build");
             internal()
         }
+        err @ StoreError::MigrationBlocked { .. } => {
+            tracing::error!(error = %err, "a migration could not take its lock");
+            internal()
+        }
         StoreError::Corrupt(msg) => {
             tracing::error!(%msg, "corrupt data");
             internal()

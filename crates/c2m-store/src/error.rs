@@ -26,6 +26,25 @@ pub enum StoreError {
          restore the backup taken before the upgrade"
     )]
     NewerSchema { applied: i64, known: i64 },
+    /// A PostgreSQL migration could not take a lock it needs within the wait
+    /// ([`PgOptions::migration_wait`](crate::postgres::PgOptions::migration_wait)): other
+    /// sessions held it (a long transaction on a table the migration alters, or another
+    /// c2m migrating). Every migration before it is applied; nothing of it is.
+    #[error(
+        "{} waited {waited_secs} s for a lock other sessions hold, and gave up: {holders}. \
+         End those sessions or let them finish, then start c2m again; the migrations before \
+         it are applied, nothing of it is",
+        migration.map_or("the migrations".to_string(), |m| format!("migration {m}"))
+    )]
+    MigrationBlocked {
+        /// The migration that waited, if it had begun (else the advisory lock of another
+        /// c2m migrating, or sqlx's own table).
+        migration: Option<i64>,
+        waited_secs: u64,
+        /// The sessions that held the lock when last looked at, as `pg_stat_activity`
+        /// shows them.
+        holders: String,
+    },
     /// Stored data broke an invariant the code relies on (a bug or manual tampering).
     #[error("corrupt data: {0}")]
     Corrupt(String),

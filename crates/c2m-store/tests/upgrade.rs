@@ -397,3 +397,143 @@ async fn a_sqlite_store_of_67dad10_upgrades_without_losing_anything() {
 async fn a_postgres_store_of_67dad10_upgrades_without_losing_anything() {
     postgres_store_of("67dad10").await;
 }
+
+/// A start whose migrations need a table that a long transaction holds (a report, the
+/// backup `pg_dump` upgrading.md asks for, an older replica's session) waits for it in
+/// short attempts that give way, so the other sessions' statements on the table wait at
+/// most about one attempt's two seconds at a time; when its wait runs out it fails naming
+/// the session that holds the lock, with the migrations before it applied; and a start
+/// whose wait outlasts the transaction migrates once it ends. Before, one attempt held
+/// every statement on `campaigns` for ten seconds, then failed with sqlx's words alone
+/// (QA 16: a placement through the older replica took 9.9 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_behind_a_long_transaction_gives_way_and_names_it() {
+    let Some(admin) = c2m_store::conformance::test_database_url() else {
+        return;
+    };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let outcome = tokio::spawn(behind_a_long_transaction(url.clone())).await;
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn behind_a_long_transaction(url: String) {
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+    use std::time::{Duration, Instant};
+    let m = manifest("67dad10", "pg");
+    let dump = std::fs::read_to_string(fixtures("67dad10").join(text(&m["dump"]))).expect("dump");
+    c2m_store::conformance::run_script(&url, &dump).await;
+    let applied = |url: String| async move {
+        let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let v: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&mut c)
+            .await
+            .expect("versions");
+        c.close().await.ok();
+        v
+    };
+    assert_eq!(applied(url.clone()).await, 12);
+
+    // The report: a transaction that has read `campaigns` (which migration 0015 alters).
+    let mut report = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .expect("url")
+        .application_name("month-end-report")
+        .connect()
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut report)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT count(*) FROM campaigns")
+        .execute(&mut report)
+        .await
+        .expect("read");
+    // Another session reads `campaigns` every 100 ms while the start migrates, as an older
+    // replica serving would, and keeps its longest wait.
+    let reader = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut c = c2m_store::postgres::connect_options(&url)
+                .expect("options")
+                .connect()
+                .await
+                .expect("connect");
+            let mut longest = Duration::ZERO;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(7) {
+                let at = Instant::now();
+                sqlx::query("SELECT count(*) FROM campaigns")
+                    .execute(&mut c)
+                    .await
+                    .expect("an older replica's read");
+                longest = longest.max(at.elapsed());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            longest
+        })
+    };
+
+    let short = c2m_store::postgres::PgOptions {
+        migration_wait: Duration::from_secs(6),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let refused = c2m_store::postgres::PgStore::connect_with(&url, short).await;
+    let took = started.elapsed();
+    let Err(e) = refused else {
+        panic!("migrated behind an open transaction")
+    };
+    let said = e.to_string();
+    match &e {
+        c2m_store::StoreError::MigrationBlocked {
+            migration, holders, ..
+        } => {
+            assert_eq!(*migration, Some(15), "{said}");
+            assert!(
+                holders.contains("month-end-report") && holders.contains("FROM campaigns"),
+                "the holder is named: {said}"
+            );
+        }
+        other => panic!("not a blocked migration: {other}"),
+    }
+    assert!(said.contains("start c2m again"), "{said}");
+    assert!(took < Duration::from_secs(12), "gave up after {took:?}");
+    assert_eq!(
+        applied(url.clone()).await,
+        14,
+        "the migrations before it applied"
+    );
+    let longest = reader.await.expect("reader");
+    assert!(
+        longest < Duration::from_secs(5),
+        "a read of the table waited {longest:?} behind the migration"
+    );
+
+    // A start that outlasts the report migrates once it ends.
+    let start = {
+        let url = url.clone();
+        tokio::spawn(async move { c2m_store::postgres::PgStore::connect(&url).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!start.is_finished(), "migrated while the report was open");
+    sqlx::query("COMMIT")
+        .execute(&mut report)
+        .await
+        .expect("commit");
+    let store = tokio::time::timeout(Duration::from_secs(20), start)
+        .await
+        .expect("migrated soon after the report ended")
+        .expect("task")
+        .expect("opened");
+    let newest = c2m_store::conformance::migration_lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("postgres ")?.get(..4)?.parse::<i64>().ok())
+        .max();
+    assert_eq!(Some(applied(url.clone()).await), newest);
+    store.close().await;
+    report.close().await.ok();
+}

@@ -27,6 +27,7 @@
 //!   row lock and the constraints still order and check the writers of every replica.
 
 mod listener;
+mod migrate;
 mod writers;
 
 use std::str::FromStr;
@@ -74,13 +75,21 @@ pub struct PgOptions {
     /// Most placements and cancels of one campaign committed together in one transaction,
     /// at most [`MAX_GROUP`]; 1 turns group commit off.
     pub max_group: usize,
+    /// How long a start waits for the locks its migrations need, in attempts that give way
+    /// to the other sessions (`migrate`), before it fails naming who holds them.
+    pub migration_wait: Duration,
 }
+
+/// [`PgOptions::migration_wait`] by default: long enough for a report or a backup to end,
+/// or another replica's migrations.
+pub const DEFAULT_MIGRATION_WAIT: Duration = Duration::from_secs(300);
 
 impl Default for PgOptions {
     fn default() -> Self {
         PgOptions {
             pool_size: DEFAULT_POOL_SIZE,
             max_group: MAX_GROUP,
+            migration_wait: DEFAULT_MIGRATION_WAIT,
         }
     }
 }
@@ -97,7 +106,8 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects with [`DEFAULT_POOL_SIZE`] connections and applies the migrations (sqlx
-    /// holds an advisory lock while migrating, so replicas may start together).
+    /// holds an advisory lock while migrating, so replicas may start together; a migration
+    /// waits for the locks it needs in short attempts, `migrate`).
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with_pool_size(url, DEFAULT_POOL_SIZE).await
     }
@@ -126,10 +136,7 @@ impl PgStore {
             .test_before_acquire(false)
             .connect_with(connect)
             .await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::migration(e, &MIGRATOR))?;
+        migrate::migrate(&connect_options(url)?, &pool, options.migration_wait).await?;
         let max_group = options.max_group.clamp(1, MAX_GROUP);
         Ok(PgStore {
             writers: Arc::new(Writers::new(pool.clone(), max_group)),
