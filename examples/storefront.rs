@@ -139,6 +139,12 @@ enum Cmd {
         #[arg(long)]
         referrer: Option<String>,
     },
+    /// One pre-order, whole: its money (deposit, balance, refunds), its batch's production
+    /// stage and units shipped, and its ship date against the promise.
+    Preorder { id: String },
+    /// (Admin) A campaign's money: what consumers deposited and paid, what is held, what
+    /// went to the merchant, what was refunded (docs/money.md).
+    Money { campaign: String },
     /// List pre-orders of a consumer and/or a campaign.
     Preorders {
         #[arg(long, default_value = "")]
@@ -531,6 +537,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             preorder_json(&p, Some(&key))
+        }
+        Cmd::Preorder { id } => {
+            let p = preorders
+                .get_preorder(pb::GetPreorderRequest { preorder_id: id })
+                .await?
+                .into_inner();
+            preorder_detail_json(&p)
+        }
+        Cmd::Money { campaign } => {
+            let mut ledger =
+                c2m_proto::v1::ledger_service_client::LedgerServiceClient::with_interceptor(
+                    channel.clone(),
+                    bearer.clone(),
+                );
+            let m = ledger
+                .get_campaign_money(pb::GetCampaignMoneyRequest {
+                    campaign_id: campaign,
+                })
+                .await?
+                .into_inner();
+            let minor = |m: &Option<pb::Money>| m.as_ref().map(|m| m.minor);
+            serde_json::json!({
+                "campaign_id": m.campaign_id,
+                "currency": m.deposited.as_ref().map(|m| m.currency.clone()),
+                "deposited": minor(&m.deposited),
+                "held": minor(&m.held),
+                "captured": minor(&m.captured),
+                "released": minor(&m.released),
+                "balances_paid": minor(&m.balances_paid),
+                "balances_outstanding": minor(&m.balances_outstanding),
+                "forfeited": minor(&m.forfeited),
+                "settled": minor(&m.settled),
+                "escrow": minor(&m.escrow),
+                "merchant": minor(&m.merchant),
+                "refunded": minor(&m.refunded),
+                "refunded_by_merchant": minor(&m.refunded_by_merchant),
+            })
         }
         Cmd::Preorders { consumer, campaign } => {
             // Every page: the server answers 50 at a time, and a list that stopped at the
@@ -943,6 +986,7 @@ fn purchase_order_json(p: &pb::PurchaseOrder) -> serde_json::Value {
         "ordered": date(&p.ordered_at),
         "expected": date(&p.expected_at),
         "received": p.received,
+        "allocated": p.allocated,
         "state": p.state().as_str_name(),
         "batches": p.batch_ids,
     })
@@ -1432,6 +1476,61 @@ fn preorder_json(p: &pb::Preorder, key: Option<&str>) -> serde_json::Value {
         "quantity": p.quantity,
         "status": status_name(pb::PreorderStatus::try_from(p.status).map(|s| s.as_str_name())),
         "deposit_total": p.deposit_total.as_ref().map(|m| m.minor),
+        "stage": p.production.as_ref().map(|x| stage_name(x.stage())),
+        "ships": p.ship_date.as_ref().map(|d| date(&d.expected_at)),
         "idempotency_key": key,
+    })
+}
+
+/// A production stage as the API names it, without the enum's prefix (`in_production`).
+fn stage_name(s: pb::ProductionStage) -> String {
+    s.as_str_name()
+        .trim_start_matches("PRODUCTION_STAGE_")
+        .to_lowercase()
+}
+
+/// Everything `GetPreorder` says of a pre-order; money in minor units of `currency`.
+fn preorder_detail_json(p: &pb::Preorder) -> serde_json::Value {
+    let minor = |m: &Option<pb::Money>| m.as_ref().map(|m| m.minor);
+    let at = |t: &Option<prost_types::Timestamp>| t.as_ref().map(rfc3339);
+    serde_json::json!({
+        "id": p.id,
+        "campaign_id": p.campaign_id,
+        "consumer_id": p.consumer_id,
+        "batch_id": p.batch_id,
+        "batch_seq": p.batch_seq,
+        "quantity": p.quantity,
+        "status": status_name(pb::PreorderStatus::try_from(p.status).map(|s| s.as_str_name())),
+        "created_at": at(&p.created_at),
+        "cancelled_at": at(&p.cancelled_at),
+        "currency": p.unit_price.as_ref().map(|m| m.currency.clone()),
+        "unit_price": minor(&p.unit_price),
+        "final_unit_price": minor(&p.final_unit_price),
+        "deposit_total": minor(&p.deposit_total),
+        "deposit_held": minor(&p.deposit_held),
+        "deposit_captured": minor(&p.deposit_captured),
+        "deposit_released": minor(&p.deposit_released),
+        "deposit_forfeited": minor(&p.deposit_forfeited),
+        "balance_due": minor(&p.balance_due),
+        "balance_due_by": at(&p.balance_due_by),
+        "balance_paid": minor(&p.balance_paid),
+        "balance_paid_at": at(&p.balance_paid_at),
+        "forfeited_at": at(&p.forfeited_at),
+        "refunded": minor(&p.refunded),
+        "refunded_at": at(&p.refunded_at),
+        "production": p.production.as_ref().map(|x| serde_json::json!({
+            "stage": stage_name(x.stage()),
+            "units_shipped": x.units_shipped,
+            "units_awaiting_plan": x.units_awaiting_plan,
+        })),
+        "ship_date": p.ship_date.as_ref().map(|d| serde_json::json!({
+            "promised_by": at(&d.promised_by),
+            "expected_at": at(&d.expected_at),
+            "planned": d.planned,
+            "shipped": d.shipped,
+            "late": d.late,
+            "days_late": d.days_late,
+            "late_reason": (!d.late_reason.is_empty()).then_some(&d.late_reason),
+        })),
     })
 }

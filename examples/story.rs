@@ -35,11 +35,13 @@ use c2m_proto::v1::preorder_service_client::PreorderServiceClient;
 use c2m_server::auth::{client_token, Bearer};
 use c2m_server::tls::ClientTls;
 
+const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
+
 #[derive(Parser)]
 #[command(about = "Drive the whole c2m story against a running server")]
 struct Args {
     /// The server's address (`https://...` for TLS, with --tls-ca).
-    #[arg(long, env = "C2M_ADDR", default_value = "http://127.0.0.1:50051")]
+    #[arg(long, env = "C2M_ADDR", default_value = DEFAULT_ADDR)]
     addr: String,
     #[command(flatten)]
     tls: ClientTls,
@@ -293,21 +295,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Names as the API spells them, without the enum prefix: "locked", "planned".
         let name = |s: &str, prefix: &str| s.trim_start_matches(prefix).to_lowercase();
         let ship = p.ship_date.as_ref().map_or(String::new(), |d| {
-            let when = if d.planned {
-                "planned to ship"
-            } else {
-                "promised"
-            };
             let late = if d.late {
                 format!(", {} days late ({})", d.days_late, d.late_reason)
             } else {
                 ", on time".to_owned()
             };
-            format!(
-                "; {when} {} against the promise {}{late}",
-                day(&d.expected_at),
-                day(&d.promised_by)
-            )
+            // Before a plan the expected date is the promise itself: "promised X against
+            // the promise X" said nothing.
+            if d.planned {
+                format!(
+                    "; planned to ship {} against the promise {}{late}",
+                    day(&d.expected_at),
+                    day(&d.promised_by)
+                )
+            } else {
+                format!(
+                    "; waiting for a plan, promised to ship by {}{late}",
+                    day(&d.promised_by)
+                )
+            }
         });
         outln!(
             "6. pre-order {}: {}, production {}{ship}",
@@ -319,14 +325,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ))
         );
     }
+    let factory = plan
+        .work_orders
+        .first()
+        .map_or("cixi-1", |w| w.factory_id.as_str());
+    let tls_note = if args.addr.starts_with("https://") {
+        ", adding the factory's own `--tls-cert`, `--tls-key` and `--token` where the server \
+         asks for client certificates,"
+    } else {
+        ""
+    };
     outln!(
-        "\nRun `cargo run --example factory -- --factory {} --progress` to take the orders \
-         through production.",
-        plan.work_orders
-            .first()
-            .map_or("cixi-1", |w| w.factory_id.as_str())
+        "\nRun `{}`{tls_note} to take the orders through production.",
+        factory_command(&args, factory)
     );
     Ok(())
+}
+
+/// The `factory` example's command for `factory`, reaching the server as this story did:
+/// the same address and CA. The bare command, printed after a story over TLS, was refused.
+fn factory_command(args: &Args, factory: &str) -> String {
+    let mut cmd = format!("cargo run --example factory -- --factory {factory} --progress");
+    if args.addr != DEFAULT_ADDR {
+        cmd.push_str(&format!(" --addr {}", args.addr));
+    }
+    if let Some(ca) = &args.tls.tls_ca {
+        cmd.push_str(&format!(" --tls-ca {}", ca.display()));
+    }
+    cmd
 }
 
 /// A timestamp as its UTC date, or "?" when absent.

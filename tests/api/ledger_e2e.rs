@@ -423,3 +423,80 @@ async fn ladder_balances_forfeit_and_failure_leave_every_minor_unit_in_place() {
     );
     server.shutdown().await;
 }
+
+/// `storefront preorder ID` shows a pre-order whole, as `GetPreorder` does (its money, its
+/// batch's stage and its ship date against the promise), and `storefront money CAMPAIGN`
+/// the campaign's money as `GetCampaignMoney` does. The CLI had neither (QA 16): a user
+/// the docs sent to a pre-order's ship date or to the ledger had no way there but gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_shows_a_preorder_whole_and_a_campaigns_money() {
+    let server = TestServer::sqlite().await;
+    let mut c = server.clients().await;
+    let cmp = created(&mut c, campaign_request("cli-money", 3)).await;
+    let a = c
+        .preorders
+        .place_preorder(place("cli-a", &cmp.id, "alice", 2))
+        .await
+        .expect("alice")
+        .into_inner();
+    c.preorders
+        .place_preorder(place("cli-b", &cmp.id, "bob", 1))
+        .await
+        .expect("bob locks");
+    let api = c
+        .preorders
+        .get_preorder(pb::GetPreorderRequest {
+            preorder_id: a.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    let shown: serde_json::Value =
+        serde_json::from_slice(&storefront(server.addr, &["preorder", &a.id]).await).expect("JSON");
+    let minor = |m: &Option<pb::Money>| m.as_ref().map(|m| m.minor);
+    assert_eq!(shown["id"], a.id.as_str());
+    assert_eq!(shown["status"], "PREORDER_STATUS_LOCKED", "{shown}");
+    assert_eq!(shown["balance_due"].as_i64(), minor(&api.balance_due));
+    assert_eq!(
+        shown["deposit_captured"].as_i64(),
+        minor(&api.deposit_captured)
+    );
+    assert!(minor(&api.balance_due).unwrap_or(0) > 0, "{api:?}");
+    let ship = api
+        .ship_date
+        .as_ref()
+        .expect("a locked batch has a ship date");
+    assert_eq!(
+        shown["ship_date"]["promised_by"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp()),
+        ship.promised_by.as_ref().map(|t| t.seconds),
+        "{shown}"
+    );
+    assert_eq!(shown["ship_date"]["planned"], false);
+    assert_eq!(
+        shown["production"].is_null(),
+        api.production.is_none(),
+        "{shown}"
+    );
+
+    let money = LedgerServiceClient::new(c.channel.clone())
+        .get_campaign_money(pb::GetCampaignMoneyRequest {
+            campaign_id: cmp.id.clone(),
+        })
+        .await
+        .expect("money")
+        .into_inner();
+    let shown: serde_json::Value =
+        serde_json::from_slice(&storefront(server.addr, &["money", &cmp.id]).await).expect("JSON");
+    assert_eq!(shown["deposited"].as_i64(), minor(&money.deposited));
+    assert_eq!(shown["captured"].as_i64(), minor(&money.captured));
+    assert_eq!(
+        shown["balances_outstanding"].as_i64(),
+        minor(&money.balances_outstanding)
+    );
+    assert_eq!(shown["deposited"].as_i64(), Some(3 * 5_000), "{shown}");
+    assert_eq!(shown["currency"], "CNY");
+    server.shutdown().await;
+}

@@ -388,3 +388,23 @@ fn a_postgres_url_naming_no_database_is_refused_without_a_backtrace() {
         "nothing created in the data directory"
     );
 }
+
+/// A data directory that is a symbolic link to a folder not made yet is named as such,
+/// with where it points; the error was "File exists", naming neither (QA 16).
+#[tokio::test]
+async fn a_data_directory_linked_to_nothing_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("data");
+    let target = dir.path().join("not-made-yet");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let settings = c2m_server::Settings::for_tests(link.clone());
+    let Err(e) = c2m_server::Application::build(settings).await else {
+        panic!("started on a dangling link");
+    };
+    let said = format!("{e:#}");
+    assert!(
+        said.contains("is a symbolic link to") && said.contains("not-made-yet"),
+        "{said}"
+    );
+    assert!(!target.exists(), "nothing made where it points");
+}

@@ -314,11 +314,14 @@ pub enum Refusal {
     // --- The merchant's levers (extend, lower, close, cancel) ---------------------------
     /// The campaign no longer sells (its deadline passed, or it was closed or cancelled),
     /// so the lever cannot apply; `field` is the request field that cannot be honoured.
-    #[error("the campaign {how} at {}; {field} cannot be changed", .ended_at.to_rfc3339())]
+    #[error("the campaign {how} at {}; {refused}", .ended_at.to_rfc3339())]
     CampaignEnded {
         field: &'static str,
         how: &'static str,
         ended_at: DateTime<Utc>,
+        /// What cannot be done, in words ("it cannot be closed"): the field alone read as
+        /// if the request had tried to change it ("campaign_id cannot be changed", QA 16).
+        refused: &'static str,
     },
     /// A deadline may only move later (and so never into the past).
     #[error(
@@ -732,6 +735,7 @@ impl Refusal {
                 field,
                 how,
                 ended_at,
+                ..
             } => vec![
                 ("field", (*field).to_owned()),
                 ("how", (*how).to_owned()),

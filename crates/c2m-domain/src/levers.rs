@@ -22,12 +22,14 @@ fn running(
     campaign: &Campaign,
     now: DateTime<Utc>,
     field: &'static str,
+    refused: &'static str,
 ) -> Result<(), DomainError> {
     match campaign.ended(now) {
         Some((how, ended_at)) => Err(Refusal::CampaignEnded {
             field,
             how,
             ended_at,
+            refused,
         }
         .into()),
         None => Ok(()),
@@ -42,7 +44,12 @@ pub fn may_extend_deadline(
     deadline: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), DomainError> {
-    running(campaign, now, "deadline")?;
+    running(
+        campaign,
+        now,
+        "deadline",
+        "its deadline can no longer be extended",
+    )?;
     if deadline <= campaign.terms.deadline {
         return Err(Refusal::DeadlineNotLater {
             field: "deadline",
@@ -67,7 +74,12 @@ pub fn may_lower_threshold(
             format!("must be positive, got {threshold}"),
         ));
     }
-    running(campaign, now, "batch_threshold")?;
+    running(
+        campaign,
+        now,
+        "batch_threshold",
+        "its threshold can no longer be lowered",
+    )?;
     if threshold >= campaign.terms.batch_threshold {
         return Err(Refusal::ThresholdNotLower {
             field: "batch_threshold",
@@ -87,7 +99,7 @@ pub fn locks_at(units: i64, threshold: i64) -> bool {
 
 /// May the campaign be closed now? Only while it sells (or before it opens).
 pub fn may_close(campaign: &Campaign, now: DateTime<Utc>) -> Result<(), DomainError> {
-    running(campaign, now, "campaign_id")
+    running(campaign, now, "campaign_id", "it can no longer be closed")
 }
 
 /// May the campaign be cancelled now? Once: a closed campaign (or one past its deadline)
@@ -98,6 +110,7 @@ pub fn may_cancel(campaign: &Campaign) -> Result<(), DomainError> {
             field: "campaign_id",
             how: "was cancelled",
             ended_at: at,
+            refused: "it cannot be cancelled again",
         }
         .into()),
         None => Ok(()),
@@ -249,11 +262,18 @@ mod tests {
         let e = may_close(&c, now).expect_err("closed");
         assert_eq!(e.reason(), "CAMPAIGN_ENDED");
         assert!(e.metadata().contains(&("field", "campaign_id".into())));
+        // The message says what cannot be done, not that the field cannot change.
+        assert_eq!(
+            e.to_string(),
+            "the campaign was closed at 2030-01-01T00:00:00+00:00; it can no longer be closed"
+        );
         assert!(may_cancel(&c).is_ok());
         c.cancelled_at = Some(now);
-        assert_eq!(
-            may_cancel(&c).expect_err("twice").reason(),
-            "CAMPAIGN_ENDED"
+        let e = may_cancel(&c).expect_err("twice");
+        assert_eq!(e.reason(), "CAMPAIGN_ENDED");
+        assert!(
+            e.to_string().ends_with("; it cannot be cancelled again"),
+            "{e}"
         );
         assert_eq!(c.status(now), CampaignStatus::Closed);
     }

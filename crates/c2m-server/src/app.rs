@@ -77,10 +77,21 @@ impl Application {
         let url = settings.database_url();
         if settings.database_url.is_none() {
             create_private_dir(&settings.data_dir).with_context(|| {
-                format!(
-                    "cannot create data directory {}",
-                    settings.data_dir.display()
-                )
+                // A symbolic link to a folder not made yet: "File exists" alone did not
+                // say that the name is a link, nor where it points.
+                match std::fs::read_link(&settings.data_dir) {
+                    Ok(target) if !settings.data_dir.exists() => format!(
+                        "cannot create data directory {}: it is a symbolic link to {}, \
+                         which does not exist; create that folder, or give another \
+                         --data-dir",
+                        settings.data_dir.display(),
+                        target.display()
+                    ),
+                    _ => format!(
+                        "cannot create data directory {}",
+                        settings.data_dir.display()
+                    ),
+                }
             })?;
         }
         // Before the store is opened (and migrated): a second server on the same SQLite

@@ -51,8 +51,9 @@ pub struct Settings {
     #[arg(long, env = "C2M_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub keepalive_interval: Duration,
 
-    /// How long a new connection may stay silent: one whose peer has sent nothing by then
-    /// (not the HTTP/2 preface, not a TLS hello) is closed without reaching the server.
+    /// How long a new connection has to finish its handshake: one whose peer has not
+    /// completed the TLS handshake (when TLS is on) and the HTTP/2 client preface by then
+    /// (silent, or stalled part way) is closed without reaching the server.
     #[arg(long, env = "C2M_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 

@@ -120,7 +120,7 @@ impl PgStore {
         Self::connect_with(url, options).await
     }
 
-    #[tracing::instrument(skip(url), err)]
+    #[tracing::instrument(skip(url))]
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
         let connect = connect_options(url)?;
         first_connection(&connect, FIRST_CONNECTION_WAIT).await?;

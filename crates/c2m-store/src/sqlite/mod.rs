@@ -202,7 +202,7 @@ impl SqliteStore {
         Self::open_with(path, SqliteOptions::default()).await
     }
 
-    #[tracing::instrument(err)]
+    #[tracing::instrument]
     pub async fn open_with(path: &Path, options: SqliteOptions) -> Result<Self> {
         let settings = options;
         create_database_file(path).await?;
