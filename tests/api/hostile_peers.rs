@@ -191,10 +191,11 @@ async fn a_second_signal_stops_the_server_without_waiting_for_the_drain() {
         .expect("c2m binary starts");
     let addr = listening(&mut child).await;
     let pid = child.id().expect("running").to_string();
-    // A connection that sends the preface and then nothing holds the drain.
+    // A connection that sends the preface (with its SETTINGS) and then nothing holds the
+    // drain.
     let mut silent = TcpStream::connect(addr).await.expect("connect");
     silent
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
         .expect("preface");
     // Served (accepted and handed to the HTTP layer) before the signal.
@@ -267,20 +268,26 @@ async fn a_peer_that_stops_answering_is_pinged_and_its_connection_closed() {
 }
 
 /// A connection whose peer sends nothing, or stops before the end of the HTTP/2 preface
-/// (one byte; half the preface), is closed after `--handshake-timeout` (here 500 ms)
+/// (one byte; half the preface; its 24 bytes without the SETTINGS frame that must follow
+/// them; half of that frame), is closed after `--handshake-timeout` (here 500 ms)
 /// without reaching the server, which serves others meanwhile. Before, a silent one was
 /// kept until shutdown (keepalive PINGs begin only after the HTTP/2 handshake), so enough
 /// of them ran the process out of descriptors, and each held the drain; and the deadline
-/// ended at the first byte, so one byte was enough to stay for good.
+/// ended at the first byte, so one byte was enough to stay for good. The 24 bytes alone
+/// were taken as the whole preface, and such a connection stayed until the keepalive
+/// (QA 16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_stops_before_http2_is_closed_after_the_handshake_timeout() {
     let server =
         TestServer::sqlite_with(|s| s.handshake_timeout = Duration::from_millis(500)).await;
     let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let with_settings = [preface, b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"].concat();
     for (what, sent) in [
         ("silent", &[][..]),
         ("one byte", &preface[..1]),
         ("half the preface", &preface[..12]),
+        ("the preface without its SETTINGS", preface),
+        ("half a SETTINGS frame", &with_settings[..28]),
     ] {
         let mut conn = TcpStream::connect(server.addr).await.expect("connect");
         conn.write_all(sent).await.expect("write");

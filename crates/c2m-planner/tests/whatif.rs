@@ -332,6 +332,24 @@ fn check_svg(svg: &str, points: usize, infeasible: usize, breaks: usize) {
         .map(|n| n.attribute("points").unwrap().split(' ').count())
         .sum();
     assert_eq!(curve_points, points);
+    // Break labels paint over the curve and the points (later in the document), so the
+    // curve never cuts their letters; the dashed lines go under it.
+    let order = |c: &str| {
+        doc.descendants()
+            .enumerate()
+            .filter(|(_, n)| n.attribute("class") == Some(c))
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    let last_drawn = order("curve")
+        .into_iter()
+        .chain(order("point"))
+        .max()
+        .unwrap_or(0);
+    assert!(order("break-label").iter().all(|&i| i > last_drawn));
+    assert!(order("break")
+        .iter()
+        .all(|&i| order("curve").iter().all(|&c| i < c)));
     // Every coordinate is a finite number inside the drawing.
     let (w, h): (f64, f64) = (
         doc.root_element()

@@ -148,11 +148,8 @@ pub fn init_tracing() {
 /// Colours only on a terminal: a log redirected to a file or a collector gets plain text.
 pub fn init_tracing_with_default(level: &str) {
     use std::io::IsTerminal;
-    // PostgreSQL's notices (sqlx logs them at info: "relation \"_sqlx_migrations\" already
-    // exists, skipping" at every start) are for a DBA, not the service's log; its warnings
-    // still show.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx::postgres::notice=warn")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{}", c2m_store::QUIET_LOGS)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -9,8 +9,13 @@
 //! out, and each held a shutdown for its whole grace. `--handshake-timeout` now bounds
 //! everything before the first HTTP/2 frame.
 //!
-//! The preface is read here and given back to hyper unchanged ([`Greeted`] replays it), so
-//! the HTTP/2 layer sees the connection from its first byte, as before.
+//! The client preface is the 24 bytes of [`PREFACE`] and the SETTINGS frame that must
+//! follow them (RFC 9113, section 3.4); both are read here. With only the 24 bytes read,
+//! a peer that sent them and nothing more was past the deadline but not past the
+//! handshake: hyper waited for its SETTINGS with no deadline, and only the keepalive
+//! (a minute and more) closed it (QA 16). The bytes read are given back to hyper
+//! unchanged ([`Greeted`] replays them), so the HTTP/2 layer sees the connection from its
+//! first byte, as before.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,9 +39,18 @@ pub struct PeerInfo {
     pub certs: Option<Arc<Vec<CertificateDer<'static>>>>,
 }
 
+/// The type of an HTTP/2 SETTINGS frame.
+const SETTINGS: u8 = 0x4;
+/// The largest frame a peer may send before the settings say otherwise
+/// (`SETTINGS_MAX_FRAME_SIZE`'s initial value): the most a preface's SETTINGS may carry.
+const MAX_FIRST_FRAME: usize = 16_384;
+
 /// A connection past its handshake: the preface it sent is read again first.
 pub struct Greeted<IO> {
     io: Transport<IO>,
+    /// The preface as read (the 24 bytes and the SETTINGS frame), and how much of it the
+    /// HTTP/2 layer has had.
+    head: Vec<u8>,
     replayed: usize,
     info: PeerInfo,
 }
@@ -55,6 +69,8 @@ pub enum HandshakeError {
     Read(io::Error),
     #[error("not HTTP/2: the first bytes are not the client preface")]
     NotHttp2,
+    #[error("the client preface is not followed by a SETTINGS frame")]
+    NoSettings,
 }
 
 /// TLS (with `tls`), then the preface. The caller puts the deadline on the whole of it.
@@ -78,15 +94,31 @@ where
             (Transport::Tls(Box::new(stream)), certs)
         }
     };
-    let mut head = [0u8; PREFACE.len()];
-    io.read_exact(&mut head)
+    // The 24 bytes, then the SETTINGS frame's 9-byte header (length, type, flags, stream),
+    // then its payload.
+    let mut head = vec![0u8; PREFACE.len() + 9];
+    io.read_exact(&mut head[..PREFACE.len()])
         .await
         .map_err(HandshakeError::Read)?;
-    if &head != PREFACE {
+    if head[..PREFACE.len()] != PREFACE[..] {
         return Err(HandshakeError::NotHttp2);
     }
+    io.read_exact(&mut head[PREFACE.len()..])
+        .await
+        .map_err(HandshakeError::Read)?;
+    let frame = &head[PREFACE.len()..];
+    let length = u32::from_be_bytes([0, frame[0], frame[1], frame[2]]) as usize;
+    if frame[3] != SETTINGS || length > MAX_FIRST_FRAME {
+        return Err(HandshakeError::NoSettings);
+    }
+    let start = head.len();
+    head.resize(start + length, 0);
+    io.read_exact(&mut head[start..])
+        .await
+        .map_err(HandshakeError::Read)?;
     Ok(Greeted {
         io,
+        head,
         replayed: 0,
         info: PeerInfo { remote, certs },
     })
@@ -112,8 +144,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Greeted<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.replayed < PREFACE.len() {
-            let rest = &PREFACE[this.replayed..];
+        if this.replayed < this.head.len() {
+            let rest = &this.head[this.replayed..];
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);
             this.replayed += n;
@@ -181,22 +213,55 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    /// The preface is read, checked and given back whole, however small the reads; what
-    /// follows it comes after, untouched. Anything else is refused.
+    /// A SETTINGS frame with one setting (`SETTINGS_ENABLE_PUSH` = 0).
+    const SETTINGS_FRAME: &[u8] = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00";
+
+    /// The preface (the 24 bytes and the SETTINGS frame) is read, checked and given back
+    /// whole, however small the reads; what follows it comes after, untouched. Anything
+    /// else is refused.
     #[tokio::test]
     async fn the_preface_is_checked_and_replayed() {
         let (mut client, server) = tokio::io::duplex(64);
         client.write_all(PREFACE).await.unwrap();
+        client.write_all(SETTINGS_FRAME).await.unwrap();
         client.write_all(b"\x00\x00\x00\x04").await.unwrap();
         let mut greeted = handshake(server, None, None).await.expect("a preface");
         let mut seen = Vec::new();
         let mut byte = [0u8; 5];
-        while seen.len() < PREFACE.len() + 4 {
+        let whole = PREFACE.len() + SETTINGS_FRAME.len() + 4;
+        while seen.len() < whole {
             let n = greeted.read(&mut byte).await.unwrap();
             seen.extend_from_slice(&byte[..n]);
         }
         assert_eq!(&seen[..24], PREFACE);
-        assert_eq!(&seen[24..], b"\x00\x00\x00\x04");
+        assert_eq!(&seen[24..24 + SETTINGS_FRAME.len()], SETTINGS_FRAME);
+        assert_eq!(&seen[24 + SETTINGS_FRAME.len()..], b"\x00\x00\x00\x04");
+
+        // The 24 bytes without their SETTINGS are not a handshake: it goes on waiting (the
+        // caller's deadline ends it), as with half of a SETTINGS frame.
+        for sent in [&[][..], &SETTINGS_FRAME[..5], &SETTINGS_FRAME[..12]] {
+            let (mut client, server) = tokio::io::duplex(64);
+            client.write_all(PREFACE).await.unwrap();
+            client.write_all(sent).await.unwrap();
+            let waiting = tokio::time::timeout(
+                std::time::Duration::from_millis(100),
+                handshake(server, None, None),
+            )
+            .await;
+            assert!(waiting.is_err(), "{sent:?}: not past the handshake");
+            drop(client);
+        }
+        // Another frame first (a PING) is refused.
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(PREFACE).await.unwrap();
+        client
+            .write_all(b"\x00\x00\x08\x06\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        assert!(matches!(
+            handshake(server, None, None).await,
+            Err(HandshakeError::NoSettings)
+        ));
 
         let (mut client, server) = tokio::io::duplex(64);
         client

@@ -108,6 +108,12 @@ mod error;
 /// What every store call answers: most fail with a [`StoreError`], so it is the default
 /// error, and a signature names only what the call returns.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+/// Log filter directives for what the store's driver says that is not the service's
+/// business, for a log's default filter: PostgreSQL's notices (sqlx logs them at info:
+/// "relation \"_sqlx_migrations\" already exists, skipping" at every start, and on
+/// standard error of `c2m token`) are for a DBA; their warnings still show.
+pub const QUIET_LOGS: &str = "sqlx::postgres::notice=warn";
+
 pub use access::{NewToken, StoredToken, TokenStore};
 pub use catalogue::{
     Catalogue, CatalogueChanged, CatalogueCheck, CatalogueEdit, CatalogueKind, CatalogueStore,

@@ -44,8 +44,10 @@ const LATENESS: &str = "#d9822b";
 const TOP: f64 = 50.0;
 /// About how long one character of a break label is at its font size (10).
 const LABEL_CHAR: f64 = 5.6;
-/// Labels whose lines are closer than this (px) would overlap side by side.
-const LABEL_GAP: f64 = 11.0;
+/// Labels whose lines are closer than this (px) would overlap side by side: a label's
+/// text is about 10 px across, and its halo 1.5 px more on each side (at 11, the labels of
+/// lines 10 px apart touched, QA 16).
+const LABEL_GAP: f64 = 14.0;
 const BOTTOM: f64 = 60.0;
 
 /// "Nice" tick values covering `[lo, hi]`, about `n` of them, each with its label: as
@@ -272,9 +274,11 @@ pub fn render_svg(s: &Sweep) -> String {
     }
     // Price breaks. Each label runs up its line from the axis; a label whose line is too
     // close to an earlier one to stand beside it starts above that one instead (and on
-    // the line's other side when the column is full), so close breaks stay readable. A
-    // white halo keeps a label legible where it crosses the curve.
+    // the line's other side when the column is full), so close breaks stay readable. The
+    // lines go under the curve, the labels over it (after the points), each with a white
+    // halo, so the curve cannot cut a label's letters (it did when they went first).
     let mut placed: Vec<(f64, f64)> = Vec::new(); // (label x, top of its text)
+    let mut labels = String::new();
     for b in &s.breaks {
         let x = px(b.volume as f64);
         let _ = writeln!(
@@ -312,7 +316,7 @@ pub fn render_svg(s: &Sweep) -> String {
         }
         placed.push((lx, y - len));
         let _ = writeln!(
-            out,
+            labels,
             r##"<text class="break-label" x="{lx:.1}" y="{y:.1}" fill="#c33" font-size="10" stroke="white" stroke-width="3" paint-order="stroke" transform="rotate(-90 {lx:.1} {y:.1})">{text}</text>"##,
         );
     }
@@ -383,6 +387,7 @@ pub fn render_svg(s: &Sweep) -> String {
             );
         }
     }
+    out.push_str(&labels);
     if s.points.iter().any(|p| p.status == PointStatus::Feasible) {
         let _ = writeln!(
             out,
