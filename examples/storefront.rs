@@ -557,7 +557,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
-            let minor = |m: &Option<pb::Money>| m.as_ref().map(|m| m.minor);
             serde_json::json!({
                 "campaign_id": m.campaign_id,
                 "currency": m.deposited.as_ref().map(|m| m.currency.clone()),
@@ -1482,6 +1481,11 @@ fn preorder_json(p: &pb::Preorder, key: Option<&str>) -> serde_json::Value {
     })
 }
 
+/// An amount in minor units, if there is one.
+fn minor(m: &Option<pb::Money>) -> Option<i64> {
+    m.as_ref().map(|m| m.minor)
+}
+
 /// A production stage as the API names it, without the enum's prefix (`in_production`).
 fn stage_name(s: pb::ProductionStage) -> String {
     s.as_str_name()
@@ -1491,7 +1495,6 @@ fn stage_name(s: pb::ProductionStage) -> String {
 
 /// Everything `GetPreorder` says of a pre-order; money in minor units of `currency`.
 fn preorder_detail_json(p: &pb::Preorder) -> serde_json::Value {
-    let minor = |m: &Option<pb::Money>| m.as_ref().map(|m| m.minor);
     let at = |t: &Option<prost_types::Timestamp>| t.as_ref().map(rfc3339);
     serde_json::json!({
         "id": p.id,
