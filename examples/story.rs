@@ -346,11 +346,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// the same address and CA. The bare command, printed after a story over TLS, was refused.
 fn factory_command(args: &Args, factory: &str) -> String {
     let mut cmd = format!("cargo run --example factory -- --factory {factory} --progress");
+    // A path with a space or a quote is quoted as a shell would need it.
+    let quoted = |s: String| {
+        if s.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        } else {
+            s
+        }
+    };
     if args.addr != DEFAULT_ADDR {
-        cmd.push_str(&format!(" --addr {}", args.addr));
+        cmd.push_str(&format!(" --addr {}", quoted(args.addr.clone())));
     }
     if let Some(ca) = &args.tls.tls_ca {
-        cmd.push_str(&format!(" --tls-ca {}", ca.display()));
+        cmd.push_str(&format!(" --tls-ca {}", quoted(ca.display().to_string())));
     }
     cmd
 }

@@ -147,14 +147,26 @@ async fn handle(req: hyper::Request<Incoming>, state: &State) -> hyper::Response
         outln!("#{} {}: a duplicate, ignored", envelope.seq, envelope.id);
         return answer(200, "duplicate");
     }
+    if !EventData::is_kind(&envelope.kind) {
+        outln!(
+            "#{} {}: a kind this receiver does not know ({}), acknowledged",
+            envelope.seq,
+            envelope.id,
+            envelope.kind
+        );
+        return answer(200, "ok");
+    }
     match serde_json::from_slice::<Event>(&body) {
         Ok(event) => {
             for line in messages(&event) {
                 outln!("#{} {}", event.seq, line);
             }
         }
-        Err(_) => outln!(
-            "#{} {}: a kind this receiver does not know ({}), acknowledged",
+        // A kind it knows that does not read as that kind is not something to pass over
+        // quietly: said, and acknowledged all the same (a refusal would stop the endpoint
+        // at it for good; the event stays in c2m's log to replay once the receiver reads it).
+        Err(e) => outln!(
+            "#{} {}: a {} this receiver cannot read ({e}); acknowledged, look at it",
             envelope.seq,
             envelope.id,
             envelope.kind

@@ -318,6 +318,11 @@ pub enum StoredEventError {
     NotAnObject(serde_json::Error),
     #[error("the body has no `kind` string")]
     NoKind,
+    /// A field named twice: readers disagree on which one counts (serde's derive refuses
+    /// the body, `JSON.parse` keeps the last, this type would read the first), so the
+    /// body is not passed on as if it meant one thing.
+    #[error("the body names the field `{0}` twice")]
+    DuplicateField(String),
 }
 
 impl<'de> Deserialize<'de> for EventBody {
@@ -363,6 +368,11 @@ impl EventBody {
     fn parse(text: &str) -> Result<EventBody, StoredEventError> {
         let mut body: EventBody =
             serde_json::from_str(text).map_err(StoredEventError::NotAnObject)?;
+        let mut names: Vec<&str> = body.fields.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(StoredEventError::DuplicateField(w[0].to_owned()));
+        }
         body.kind = body
             .field("kind")
             .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
@@ -591,6 +601,41 @@ mod tests {
             EventData::BalancePaid {
                 preorder: po("po_4", Some(63_800)),
             },
+            EventData::PreorderPlaced {
+                preorder: po("po_5", Some(10_000)),
+                batch_seq: 3,
+                batch_units: 7,
+                threshold: 10,
+            },
+            EventData::PreorderCancelled {
+                preorder: po("po_5", Some(10_000)),
+                batch_units: 5,
+                threshold: 10,
+            },
+            EventData::BatchFailed {
+                batch_seq: 3,
+                units: 5,
+                threshold: 10,
+                preorders: vec![po("po_6", Some(5_000))],
+            },
+            EventData::BalanceDue {
+                preorder: po("po_7", Some(29_900)),
+                due_by: at("2026-12-08T00:00:00Z"),
+            },
+            EventData::DepositForfeited {
+                preorder: po("po_7", Some(10_000)),
+            },
+            EventData::ProductionStageChanged {
+                batch_seq: 1,
+                stage: "in_production".into(),
+                units_shipped: 0,
+                paid_units: 4,
+                preorders: vec![po("po_1", None), po("po_2", None)],
+            },
+            EventData::BatchRefunded {
+                batch_seq: 1,
+                preorders: vec![po("po_1", Some(79_800))],
+            },
         ];
         datas
             .into_iter()
@@ -610,6 +655,10 @@ mod tests {
     /// send: the same bytes, so a receiver sees no change from keeping bodies as stored.
     #[test]
     fn a_stored_event_sends_the_bytes_its_typed_event_would() {
+        let kinds: Vec<&str> = samples().iter().map(|e| e.data.kind()).collect();
+        for k in EventData::KINDS.iter().filter(|k| **k != "*") {
+            assert!(kinds.contains(k), "a sample of every kind: {k} has none");
+        }
         for e in samples() {
             let s = stored(&e);
             assert_eq!(
@@ -709,5 +758,9 @@ mod tests {
             Err(StoredEventError::NoKind)
         ));
         assert!(matches!(read("{}"), Err(StoredEventError::NoKind)));
+        assert!(matches!(
+            read(r#"{"kind":"balance.paid","kind":"batch.failed"}"#),
+            Err(StoredEventError::DuplicateField(f)) if f == "kind"
+        ));
     }
 }

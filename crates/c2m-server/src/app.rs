@@ -85,7 +85,13 @@ impl Application {
                          which does not exist; create that folder, or give another \
                          --data-dir",
                         settings.data_dir.display(),
-                        target.display()
+                        // A relative target is relative to the link's folder, not to
+                        // where c2m runs.
+                        settings
+                            .data_dir
+                            .parent()
+                            .map_or(target.clone(), |dir| dir.join(&target))
+                            .display()
                     ),
                     _ => format!(
                         "cannot create data directory {}",

@@ -71,6 +71,8 @@ pub enum HandshakeError {
     NotHttp2,
     #[error("the client preface is not followed by a SETTINGS frame")]
     NoSettings,
+    #[error("the preface's SETTINGS frame claims {0} bytes, more than a first frame may carry")]
+    SettingsTooLarge(usize),
 }
 
 /// TLS (with `tls`), then the preface. The caller puts the deadline on the whole of it.
@@ -108,8 +110,11 @@ where
         .map_err(HandshakeError::Read)?;
     let frame = &head[PREFACE.len()..];
     let length = u32::from_be_bytes([0, frame[0], frame[1], frame[2]]) as usize;
-    if frame[3] != SETTINGS || length > MAX_FIRST_FRAME {
+    if frame[3] != SETTINGS {
         return Err(HandshakeError::NoSettings);
+    }
+    if length > MAX_FIRST_FRAME {
+        return Err(HandshakeError::SettingsTooLarge(length));
     }
     let start = head.len();
     head.resize(start + length, 0);
@@ -149,6 +154,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Greeted<IO> {
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);
             this.replayed += n;
+            if this.replayed == this.head.len() {
+                // Given back whole: a connection does not keep its preface (up to 16 KiB)
+                // for its life.
+                this.head = Vec::new();
+                this.replayed = 0;
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
@@ -261,6 +272,17 @@ mod tests {
         assert!(matches!(
             handshake(server, None, None).await,
             Err(HandshakeError::NoSettings)
+        ));
+        // A SETTINGS frame longer than a first frame may be is refused before its payload.
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(PREFACE).await.unwrap();
+        client
+            .write_all(b"\x10\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        assert!(matches!(
+            handshake(server, None, None).await,
+            Err(HandshakeError::SettingsTooLarge(1_048_576))
         ));
 
         let (mut client, server) = tokio::io::duplex(64);

@@ -93,6 +93,7 @@ async fn worker(
         .unwrap_or(chrono::Duration::minutes(1));
     // The retries this loop scheduled: it looks again at each, not only at the poll.
     let mut retries = Retries::default();
+    let mut claim_failed = false;
     loop {
         if *stop.borrow() {
             return;
@@ -125,10 +126,20 @@ async fn worker(
                 }
                 continue;
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "claiming a webhook endpoint failed"),
+            // Nothing was due at `now`: retries up to then are another loop's or replica's.
+            Ok(None) => retries.forget_until(now),
+            // Nothing was looked at: every retry is still to be tried, after the poll (a
+            // store that refuses claims is not asked again at once).
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a webhook endpoint failed");
+                claim_failed = true;
+            }
         }
-        let wait = retries.wait(clock.now(), settings.poll);
+        let wait = if std::mem::take(&mut claim_failed) {
+            settings.poll
+        } else {
+            retries.wait(clock.now(), settings.poll)
+        };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = wake.changed() => {}
@@ -155,15 +166,20 @@ impl Retries {
         }
     }
 
-    /// How long to sleep at `now`: until the first retry still to come, at most `poll`.
-    /// Retries due by `now` are forgotten: the claim just before found nothing due, so
-    /// another loop or replica has them.
-    fn wait(&mut self, now: DateTime<Utc>, poll: Duration) -> Duration {
-        self.0.retain(|t| *t > now);
-        self.0
-            .first()
-            .and_then(|at| (*at - now).to_std().ok())
-            .map_or(poll, |until| until.min(poll))
+    /// Forgets the retries due by `claimed_at`, when a claim made then found nothing due:
+    /// another loop or replica has them. Only up to the claim's own time: a retry that
+    /// fell due between the claim and now was not looked for, and is waited for (not to
+    /// wait for the poll instead).
+    fn forget_until(&mut self, claimed_at: DateTime<Utc>) {
+        self.0.retain(|t| *t > claimed_at);
+    }
+
+    /// How long to sleep at `now`: until the first retry kept (none, if it is due
+    /// already: the loop looks again at once), at most `poll`.
+    fn wait(&self, now: DateTime<Utc>, poll: Duration) -> Duration {
+        self.0.first().map_or(poll, |at| {
+            (*at - now).to_std().unwrap_or_default().min(poll)
+        })
     }
 }
 
@@ -752,17 +768,25 @@ mod tests {
         let mut r = Retries::default();
         r.add(at(1));
         assert_eq!(r.wait(at(0), poll), Duration::from_secs(1));
-        // Tried at 1, failed again: the next is at 3.
+        // Tried at 1 (the claim found it), failed again: the next is at 3.
         r.add(at(3));
+        r.forget_until(at(1));
         assert_eq!(r.wait(at(1), poll), Duration::from_secs(2));
         r.add(at(20));
+        // At 3 another loop took it: the claim found nothing.
+        r.forget_until(at(3));
         assert_eq!(
             r.wait(at(3), poll),
             poll,
             "a retry past the poll waits for the poll"
         );
         assert_eq!(r.wait(at(18), poll), Duration::from_secs(2));
-        assert_eq!(r.wait(at(20), poll), poll, "nothing left to come");
+        // Claimed at 19 (nothing due), the clock read at 21 for the sleep: the retry at
+        // 20 was not looked for, so the loop looks again at once.
+        r.forget_until(at(19));
+        assert_eq!(r.wait(at(21), poll), Duration::ZERO);
+        r.forget_until(at(21));
+        assert_eq!(r.wait(at(21), poll), poll, "nothing left to come");
         for i in 0..2 * Retries::MAX as i64 {
             r.add(at(100 + i));
         }

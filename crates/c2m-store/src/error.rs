@@ -31,10 +31,15 @@ pub enum StoreError {
     /// sessions held it (a long transaction on a table the migration alters, or another
     /// c2m migrating). Every migration before it is applied; nothing of it is.
     #[error(
-        "{} waited {waited_secs} s for a lock other sessions hold, and gave up: {holders}. \
-         End those sessions or let them finish, then start c2m again; the migrations before \
-         it are applied, nothing of it is",
-        migration.map_or("the migrations".to_string(), |m| format!("migration {m}"))
+        "{} waited {waited_secs} s for a lock other sessions hold or wait for ahead of it, \
+         and gave up: {holders}. End the session holding it (the longest open transaction, \
+         usually) or let it finish, then start c2m again; {}",
+        migration.map_or("the migrations".to_string(), |m| format!("migration {m}")),
+        if migration.is_some() {
+            "the migrations before it are applied, nothing of it is"
+        } else {
+            "the migrations applied so far stay applied"
+        }
     )]
     MigrationBlocked {
         /// The migration that waited, if it had begun (else the advisory lock of another

@@ -61,10 +61,10 @@ pub fn store_event_parts(e: &StoredEvent, max_bytes: usize) -> Result<Vec<pb::St
     let budget = max_bytes.saturating_sub(ENVELOPE_BYTES);
     let whole = convert::events::store_event(e).map_err(store_status)?;
     let size = prost::Message::encoded_len(&whole);
-    let count = e.listed();
     if size <= budget {
         return Ok(vec![whole]);
     }
+    let count = e.listed();
     let too_large = || {
         Status::out_of_range(format!(
             "event {} ({}, {size} bytes) does not fit a stream message of \

@@ -54,6 +54,9 @@ async fn attempts(conn: &mut PgConnection, pool: &PgPool, wait: Duration) -> Res
     loop {
         let mut holders = Vec::new();
         let outcome = {
+            // `run_direct` on this one connection: `Migrator::run(&mut conn)` goes through
+            // `Acquire`, whose future the compiler cannot show to be `Send` for every
+            // lifetime (the store's futures must be). The version is pinned by Cargo.lock.
             let run = MIGRATOR.run_direct(&mut *conn);
             tokio::pin!(run);
             tokio::select! {
@@ -81,13 +84,24 @@ async fn attempts(conn: &mut PgConnection, pool: &PgPool, wait: Duration) -> Res
                 None => return Err(StoreError::migration(e, &MIGRATOR)),
             },
         };
+        // Give way for real: sqlx only queues the failed migration's ROLLBACK for the
+        // connection's next use, and the advisory lock of an attempt that fails stays
+        // held (it returns before unlocking). Until then the session sits idle in an
+        // aborted transaction, holding whatever the migration had locked before the
+        // statement that timed out, through the whole pause. This statement sends the
+        // rollback and releases the advisory lock; the next attempt takes it again.
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *conn)
+            .await?;
         let waited = started.elapsed();
         if waited + PAUSE >= wait {
             return Err(StoreError::MigrationBlocked {
                 migration,
                 waited_secs: waited.as_secs(),
                 holders: if holders.is_empty() {
-                    "sessions that had ended by the time they were looked for".into()
+                    "sessions not seen (the wait had begun before the look, or the look \
+                     failed)"
+                        .into()
                 } else {
                     holders.join("; ")
                 },
@@ -117,28 +131,44 @@ fn lock_timed_out(e: &sqlx::migrate::MigrateError) -> Option<Option<i64>> {
     (db.code().as_deref() == Some("55P03")).then_some(migration)
 }
 
-/// The sessions that block the session `pid`, each as an operator would look it up:
-/// `pid 4242 (application "psql", idle in transaction for 14 s: SELECT count(*) ...)`.
+/// The sessions that block the session `pid` (those holding the lock, and those queued
+/// for it ahead of the migration), each as an operator would look it up: `pid 4242 (user
+/// "postgres", application "psql", idle in transaction, transaction open 14 s: SELECT
+/// count(*) ...)`. PostgreSQL shows another role's state, transaction start and statement
+/// only to a superuser or a member of `pg_read_all_stats`; without that they read as
+/// unknown (the user and application are always shown).
 async fn lock_holders(pool: &PgPool, pid: i32) -> Vec<String> {
     let rows = sqlx::query(
-        "SELECT pid, COALESCE(application_name, '') AS application, \
-         COALESCE(state, '') AS state, \
-         CAST(COALESCE(EXTRACT(EPOCH FROM now() - xact_start), 0) AS BIGINT) AS open_secs, \
+        "SELECT pid, COALESCE(usename, '') AS role, \
+         COALESCE(application_name, '') AS application, \
+         COALESCE(state, 'state unknown') AS state, \
+         CAST(EXTRACT(EPOCH FROM now() - xact_start) AS BIGINT) AS open_secs, \
          LEFT(REGEXP_REPLACE(COALESCE(query, ''), '\\s+', ' ', 'g'), 120) AS query \
-         FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids($1)) ORDER BY pid",
+         FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids($1)) ORDER BY xact_start",
     )
     .bind(pid)
     .fetch_all(pool)
     .await;
-    let Ok(rows) = rows else { return Vec::new() };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read pg_stat_activity for a migration's wait");
+            return Vec::new();
+        }
+    };
     rows.iter()
         .map(|r| {
+            let open = r
+                .get::<Option<i64>, _>("open_secs")
+                .map_or("transaction start unknown".to_string(), |s| {
+                    format!("transaction open {s} s")
+                });
             format!(
-                "pid {} (application {:?}, {} for {} s: {})",
+                "pid {} (user {:?}, application {:?}, {}, {open}: {})",
                 r.get::<i32, _>("pid"),
+                r.get::<String, _>("role"),
                 r.get::<String, _>("application"),
                 r.get::<String, _>("state"),
-                r.get::<i64, _>("open_secs"),
                 r.get::<String, _>("query"),
             )
         })
