@@ -1195,34 +1195,29 @@ async fn watch(
     // A large event comes in parts (docs/events.md): printed once, whole, after its last
     // part, so a line is always a whole event and `--after` the last seq printed resumes
     // without losing part of one.
-    let mut pending: Option<serde_json::Value> = None;
+    let mut pending: Vec<String> = Vec::new();
     while let Some(m) = stream.message().await? {
         match m.message {
             Some(pb::event_stream_message::Message::Event(e)) => {
                 let line = if e.parts <= 1 {
                     e.json
                 } else {
-                    let part: serde_json::Value = serde_json::from_str(&e.json)?;
-                    let whole = match pending.take() {
-                        Some(mut whole) if e.part > 0 => {
-                            for list in ["preorders", "refunds"] {
-                                if let (
-                                    Some(serde_json::Value::Array(all)),
-                                    Some(serde_json::Value::Array(more)),
-                                ) = (whole.get_mut(list), part.get(list))
-                                {
-                                    all.extend(more.iter().cloned());
-                                }
-                            }
-                            whole
-                        }
-                        _ => part,
-                    };
+                    // A part 0 starts an event afresh (a resumed stream sends it whole).
+                    if e.part == 0 {
+                        pending.clear();
+                    }
+                    pending.push(e.json);
                     if e.part + 1 < e.parts {
-                        pending = Some(whole);
                         continue;
                     }
-                    whole.to_string()
+                    // Joined as sent: the fields in their order, every number with its
+                    // digits (through serde_json::Value the keys came out sorted and a
+                    // long integer became a float).
+                    let whole = c2m_domain::events::join_parts(&pending).ok_or_else(|| {
+                        anyhow::anyhow!("event {}: its parts do not join into one", e.seq)
+                    })?;
+                    pending.clear();
+                    whole
                 };
                 out::text(&format!("{line}\n"));
             }

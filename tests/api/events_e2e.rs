@@ -865,6 +865,64 @@ async fn events_of_a_newer_release_are_delivered_whole() {
     server.shutdown().await;
 }
 
+/// An event too large for a stream message that has no list of pre-orders to split by
+/// ends the stream (`OUT_OF_RANGE`, as events.md says), but only after the events before
+/// it: they came in the same page, and the whole page was withheld, so a subscriber never
+/// got them (QA 17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_sent_ends_the_stream_after_the_events_before_it() {
+    const LIMIT: usize = 16 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c2m.db");
+    let server = TestServer::sqlite_in(dir, Arc::new(c2m_server::SystemClock), |s| {
+        s.max_message_bytes = LIMIT
+    })
+    .await;
+    let mut c = server.clients().await;
+    let cmp = created(&mut c, campaign_request("too-large", 10)).await;
+    for (i, who) in ["alice", "bob"].into_iter().enumerate() {
+        c.preorders
+            .place_preorder(place(&format!("too-large-{i}"), &cmp.id, who, 1))
+            .await
+            .expect("order");
+    }
+    let body =
+        serde_json::json!({"kind": "campaign.noted", "note": "x".repeat(2 * LIMIT)}).to_string();
+    let sql = format!(
+        "INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
+         SELECT last_seq + 1, 'evt_too_large', '{}', NULL, 'campaign.noted', {}, '{body}' \
+         FROM event_counter WHERE id = 1 RETURNING seq",
+        cmp.id,
+        Utc::now().timestamp_micros()
+    );
+    c2m_store::conformance::sqlite_past_the_store(&db, &sql).await;
+    c2m_store::conformance::sqlite_past_the_store(
+        &db,
+        "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
+    )
+    .await;
+    let mut watch = Watch::open(&c, Some(0), &cmp.id).await.expect("subscribe");
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(StdDuration::from_secs(20), async {
+        loop {
+            match watch.rx.recv().await {
+                Some(Ok(pb::EventStreamMessage {
+                    message: Some(pb::event_stream_message::Message::Event(e)),
+                })) => got.push(e.seq),
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return Some(status),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends in time");
+    assert_eq!(got, [1, 2], "the events before it are sent");
+    let status = ended.expect("ended with a status");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    server.shutdown().await;
+}
+
 /// The webhook receiver example, as a shop would copy it, acknowledges an event of a kind
 /// it does not know (a newer c2m's) and names it, so the events after it still come. It
 /// answered 400 "not an event", which c2m retries until it disables the endpoint.

@@ -641,6 +641,49 @@ async fn postgres_two_replicas_deliver_each_event_once_per_endpoint() {
     c2m_store::conformance::drop_pg_database(&admin, &url).await;
 }
 
+/// An event the store cannot read (a body that is not JSON: a bug or a hand edit) stops
+/// each endpoint's deliveries at it, but the worker loops back off: store errors in a row
+/// wait the poll, doubling. They went again at once, and one such row kept every loop of
+/// every replica claiming, failing and logging (QA 17: 3,900 PostgreSQL transactions a
+/// second from two idle replicas). Counted here as the database's transactions over four
+/// seconds, with a poll of 200 ms: a tight loop makes thousands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_corrupt_event_does_not_spin_the_webhook_workers() {
+    use c2m_store::conformance::pg_transactions as transactions;
+    let Some(admin) = pg_admin_url() else { return };
+    let url = c2m_store::conformance::fresh_pg_database(&admin).await;
+    let server = TestServer::sqlite_with(|s| {
+        s.database_url = Some(url.clone());
+        s.event_poll = StdDuration::from_millis(200);
+    })
+    .await;
+    let mut c = server.clients().await;
+    let r = Receiver::start(&[]).await;
+    register(&c, &r.url(), &["*"]).await.expect("register");
+    one_event(&mut c, "corrupt-before").await;
+    r.delivered(1, StdDuration::from_secs(20)).await;
+    c2m_store::conformance::run_script(
+        &url,
+        "INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
+         SELECT last_seq + 1, 'evt_corrupt', 'cmp_x', NULL, 'preorder.placed', now(), \
+         'not json {' FROM event_counter WHERE id = 1; \
+         UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1; \
+         NOTIFY c2m_events, 'corrupt';",
+    )
+    .await;
+    tokio::time::sleep(StdDuration::from_secs(1)).await;
+    let before = transactions(&url).await;
+    tokio::time::sleep(StdDuration::from_secs(4)).await;
+    let during = transactions(&url).await - before;
+    assert!(
+        during < 400,
+        "{during} transactions in 4 s with one corrupt event and nothing else to do"
+    );
+    assert_eq!(r.got().len(), 1, "nothing past the corrupt event");
+    server.shutdown().await;
+    c2m_store::conformance::drop_pg_database(&admin, &url).await;
+}
+
 /// How the raw receiver below answers each request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RawAnswer {

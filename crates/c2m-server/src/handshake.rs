@@ -110,7 +110,10 @@ where
         .map_err(HandshakeError::Read)?;
     let frame = &head[PREFACE.len()..];
     let length = u32::from_be_bytes([0, frame[0], frame[1], frame[2]]) as usize;
-    if frame[3] != SETTINGS {
+    // A SETTINGS frame on stream 0 that is not an acknowledgement (flag 0x1): an ACK, or
+    // one on a stream, is not what a preface sends (it was taken as one, QA 17).
+    let stream = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]) & 0x7fff_ffff;
+    if frame[3] != SETTINGS || frame[4] & 0x1 != 0 || stream != 0 {
         return Err(HandshakeError::NoSettings);
     }
     if length > MAX_FIRST_FRAME {
@@ -273,6 +276,19 @@ mod tests {
             handshake(server, None, None).await,
             Err(HandshakeError::NoSettings)
         ));
+        // A SETTINGS acknowledgement, or SETTINGS on a stream, does not open a connection.
+        for frame in [
+            &b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"[..],
+            &b"\x00\x00\x00\x04\x00\x00\x00\x00\x01"[..],
+        ] {
+            let (mut client, server) = tokio::io::duplex(64);
+            client.write_all(PREFACE).await.unwrap();
+            client.write_all(frame).await.unwrap();
+            assert!(matches!(
+                handshake(server, None, None).await,
+                Err(HandshakeError::NoSettings)
+            ));
+        }
         // A SETTINGS frame longer than a first frame may be is refused before its payload.
         let (mut client, server) = tokio::io::duplex(64);
         client.write_all(PREFACE).await.unwrap();

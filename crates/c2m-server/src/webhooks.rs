@@ -93,7 +93,11 @@ async fn worker(
         .unwrap_or(chrono::Duration::minutes(1));
     // The retries this loop scheduled: it looks again at each, not only at the poll.
     let mut retries = Retries::default();
-    let mut claim_failed = false;
+    // Store errors in a row (a claim refused, a delivery interrupted: the store down, or an
+    // event it cannot read): the loop waits the poll, doubling with each, before it tries
+    // again. It went again at once, and one corrupt event kept every loop of every replica
+    // claiming, failing and logging in a tight loop (QA 17: 1,000 lines a second).
+    let mut trouble: u32 = 0;
     loop {
         if *stop.borrow() {
             return;
@@ -117,36 +121,68 @@ async fn worker(
                     }
                 };
                 match delivery {
-                    Ok(Some(retry_at)) => retries.add(retry_at),
-                    Ok(None) => {}
+                    Ok(Some(retry_at)) => {
+                        trouble = 0;
+                        retries.add(retry_at);
+                        continue;
+                    }
+                    Ok(None) => {
+                        trouble = 0;
+                        continue;
+                    }
                     Err(e) => {
-                        tracing::warn!(endpoint = %id, error = %e, "webhook delivery interrupted");
+                        trouble += 1;
+                        tracing::warn!(
+                            endpoint = %id, error = %e, in_a_row = trouble,
+                            "webhook delivery interrupted"
+                        );
                         let _ = store.release_endpoint(&claim).await;
                     }
                 }
-                continue;
             }
             // Nothing was due at `now`: retries up to then are another loop's or replica's.
-            Ok(None) => retries.forget_until(now),
-            // Nothing was looked at: every retry is still to be tried, after the poll (a
-            // store that refuses claims is not asked again at once).
+            Ok(None) => {
+                trouble = 0;
+                retries.forget_until(now);
+            }
+            // Nothing was looked at: every retry is still to be tried, after the wait.
             Err(e) => {
-                tracing::warn!(error = %e, "claiming a webhook endpoint failed");
-                claim_failed = true;
+                trouble += 1;
+                tracing::warn!(error = %e, in_a_row = trouble, "claiming a webhook endpoint failed");
             }
         }
-        let wait = if std::mem::take(&mut claim_failed) {
-            settings.poll
-        } else {
-            retries.wait(clock.now(), settings.poll)
+        let wait = match trouble {
+            0 => retries.wait(clock.now(), settings.poll),
+            n => trouble_wait(n, settings.poll),
+        };
+        // After store errors, new events do not cut the wait short: under a steady flow of
+        // commits that would be the tight loop again.
+        let woken = async {
+            if trouble == 0 {
+                let _ = wake.changed().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
         };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            _ = wake.changed() => {}
+            () = woken => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
+
+/// How long a worker loop waits after `n` store errors in a row: the poll, doubling with
+/// each, at most [`MAX_TROUBLE_WAIT`] (and never less than a tenth of a second, whatever
+/// the poll).
+fn trouble_wait(n: u32, poll: Duration) -> Duration {
+    let base = poll.max(Duration::from_millis(100));
+    base.saturating_mul(1 << n.saturating_sub(1).min(16))
+        .min(MAX_TROUBLE_WAIT)
+}
+
+/// The longest a worker loop waits after store errors before it tries again.
+const MAX_TROUBLE_WAIT: Duration = Duration::from_secs(300);
 
 /// The retries a worker loop scheduled, so it wakes for each when it is due rather than at
 /// the next poll. It kept only the earliest: once that one was tried and failed again, the
@@ -758,6 +794,17 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("a time")
+    }
+
+    #[test]
+    fn store_errors_in_a_row_wait_longer_each_time() {
+        let poll = Duration::from_secs(5);
+        assert_eq!(trouble_wait(1, poll), poll);
+        assert_eq!(trouble_wait(2, poll), 2 * poll);
+        assert_eq!(trouble_wait(4, poll), 8 * poll);
+        assert_eq!(trouble_wait(30, poll), MAX_TROUBLE_WAIT);
+        assert_eq!(trouble_wait(u32::MAX, poll), MAX_TROUBLE_WAIT);
+        assert_eq!(trouble_wait(1, Duration::ZERO), Duration::from_millis(100));
     }
 
     /// A retry scheduled after an earlier one was tried (and failed again) is waited for:

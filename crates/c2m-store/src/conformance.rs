@@ -404,6 +404,23 @@ pub async fn run_script(url: &str, script: &str) {
     done.expect("the script");
 }
 
+/// The transactions PostgreSQL has counted for the database at `url` (committed and
+/// rolled back, `pg_stat_database`; a busy session's are counted within a second or so,
+/// an idle one's later), for tests that look at how hard the server works the database.
+pub async fn pg_transactions(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let n: i64 = sqlx::query_scalar(
+        "SELECT CAST(xact_commit + xact_rollback AS BIGINT) FROM pg_stat_database \
+         WHERE datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("pg_stat_database");
+    conn.close().await.ok();
+    n
+}
+
 /// Every table of the database at `url` (sqlx's own and SQLite's included) with its number
 /// of rows, read past the store.
 pub async fn table_rows(url: &str) -> std::collections::BTreeMap<String, i64> {

@@ -156,22 +156,33 @@ impl Source for Events {
             .map_err(store_status)?;
         // Each event with its stream messages: kept in the tail, or, behind it, encoded from
         // the store's rows as a stream read before there was a tail.
-        let events: Vec<(i64, Vec<pb::StoreEvent>)> = match tail {
+        let events: Vec<(i64, Result<Vec<pb::StoreEvent>, Status>)> = match tail {
             Some(tailed) => tailed
                 .iter()
-                .map(|t| Ok((t.event.seq, t.parts.clone()?)))
-                .collect::<Result<_, Status>>()?,
+                .map(|t| (t.event.seq, t.parts.clone()))
+                .collect(),
             None => self
                 .store
                 .list_events(cursor, campaign, limit)
                 .await
                 .map_err(store_status)?
                 .iter()
-                .map(|e| Ok((e.seq, store_event_parts(e, self.max_bytes)?)))
-                .collect::<Result<_, Status>>()?,
+                .map(|e| (e.seq, store_event_parts(e, self.max_bytes)))
+                .collect(),
         };
         let mut out = Vec::with_capacity(events.len());
         for (seq, parts) in events {
+            // An event that cannot be sent ends the stream, but only once the events before
+            // it are sent: ended at once, the page's earlier events were withheld, and a
+            // subscriber resuming after the last one it had never got them (QA 17).
+            let parts = match parts {
+                Ok(parts) => parts,
+                Err(status) if out.is_empty() => {
+                    tracing::warn!(seq, status = %status.message(), "an event ends its streams");
+                    return Err(status);
+                }
+                Err(_) => break,
+            };
             // The parts of one event share its seq: the feed's cursor passes it once the
             // last is sent.
             for event in parts {

@@ -163,11 +163,18 @@ async fn lock_holders(pool: &PgPool, pid: i32) -> Vec<String> {
                 .map_or("transaction start unknown".to_string(), |s| {
                     format!("transaction open {s} s")
                 });
+            let application = r.get::<String, _>("application");
+            // Another replica (migrating, or serving and queued ahead): not a session to
+            // end (QA 17: two replicas starting together, each named the other's).
+            let replica = if application == "c2m" {
+                " [another c2m replica: let it finish]"
+            } else {
+                ""
+            };
             format!(
-                "pid {} (user {:?}, application {:?}, {}, {open}: {})",
+                "pid {} (user {:?}, application {application:?}, {}, {open}: {}){replica}",
                 r.get::<i32, _>("pid"),
                 r.get::<String, _>("role"),
-                r.get::<String, _>("application"),
                 r.get::<String, _>("state"),
                 r.get::<String, _>("query"),
             )
