@@ -736,12 +736,7 @@ async fn an_event_larger_than_a_message_comes_in_parts_and_the_stream_goes_on() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_a_newer_release_are_delivered_whole() {
     const LIMIT: usize = 16 * 1024;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("c2m.db");
-    let server = TestServer::sqlite_in(dir, Arc::new(c2m_server::SystemClock), |s| {
-        s.max_message_bytes = LIMIT
-    })
-    .await;
+    let (server, db) = server_with_its_database(LIMIT).await;
     let mut c = server.clients().await;
     let receiver = crate::webhooks_e2e::Receiver::start(&[]).await;
     crate::webhooks_e2e::register(&c, &receiver.url(), &["*"])
@@ -872,12 +867,7 @@ async fn events_of_a_newer_release_are_delivered_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_that_cannot_be_sent_ends_the_stream_after_the_events_before_it() {
     const LIMIT: usize = 16 * 1024;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("c2m.db");
-    let server = TestServer::sqlite_in(dir, Arc::new(c2m_server::SystemClock), |s| {
-        s.max_message_bytes = LIMIT
-    })
-    .await;
+    let (server, db) = server_with_its_database(LIMIT).await;
     let mut c = server.clients().await;
     let cmp = created(&mut c, campaign_request("too-large", 10)).await;
     for (i, who) in ["alice", "bob"].into_iter().enumerate() {
@@ -888,19 +878,7 @@ async fn an_event_that_cannot_be_sent_ends_the_stream_after_the_events_before_it
     }
     let body =
         serde_json::json!({"kind": "campaign.noted", "note": "x".repeat(2 * LIMIT)}).to_string();
-    let sql = format!(
-        "INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
-         SELECT last_seq + 1, 'evt_too_large', '{}', NULL, 'campaign.noted', {}, '{body}' \
-         FROM event_counter WHERE id = 1 RETURNING seq",
-        cmp.id,
-        Utc::now().timestamp_micros()
-    );
-    c2m_store::conformance::sqlite_past_the_store(&db, &sql).await;
-    c2m_store::conformance::sqlite_past_the_store(
-        &db,
-        "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
-    )
-    .await;
+    append_past_the_server(&db, &cmp.id, "evt_too_large", "campaign.noted", &body).await;
     let mut watch = Watch::open(&c, Some(0), &cmp.id).await.expect("subscribe");
     let mut got = Vec::new();
     let ended = tokio::time::timeout(StdDuration::from_secs(20), async {
@@ -928,9 +906,7 @@ async fn an_event_that_cannot_be_sent_ends_the_stream_after_the_events_before_it
 /// answered 400 "not an event", which c2m retries until it disables the endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_receiver_example_acknowledges_a_kind_it_does_not_know() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("c2m.db");
-    let server = TestServer::sqlite_in(dir, Arc::new(c2m_server::SystemClock), |_| {}).await;
+    let (server, db) = server_with_its_database(4 << 20).await;
     let mut c = server.clients().await;
     // A free port for the receiver: its URL is registered before it starts, with the
     // secret the registration answers.
@@ -1030,24 +1006,47 @@ async fn write_as_a_newer_release(db: &std::path::Path, campaign: &str) -> (Stri
         "paid_with": {"method": "card", "last4": "4242"},
     })
     .to_string();
-    let micros = Utc::now().timestamp_micros();
     for (i, (kind, body)) in [("campaign.renamed", &renamed), ("balance.paid", &paid)]
         .into_iter()
         .enumerate()
     {
-        let sql = format!(
-            "INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
-             SELECT last_seq + 1, 'evt_newer_{i}', '{}', NULL, '{kind}', {micros}, '{}' \
-             FROM event_counter WHERE id = 1 RETURNING seq",
-            campaign,
-            body.replace('\'', "''")
-        );
-        c2m_store::conformance::sqlite_past_the_store(db, &sql).await;
-        c2m_store::conformance::sqlite_past_the_store(
-            db,
-            "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
-        )
-        .await;
+        append_past_the_server(db, campaign, &format!("evt_newer_{i}"), kind, body).await;
     }
     (renamed, paid)
+}
+
+/// Appends one event to the SQLite store `db` past the server, numbered next and with the
+/// counter raised, as another c2m writing it would.
+async fn append_past_the_server(
+    db: &std::path::Path,
+    campaign: &str,
+    id: &str,
+    kind: &str,
+    body: &str,
+) {
+    let sql = format!(
+        "INSERT INTO events (seq, id, campaign_id, batch_id, kind, occurred_at, data) \
+         SELECT last_seq + 1, '{id}', '{campaign}', NULL, '{kind}', {}, '{}' \
+         FROM event_counter WHERE id = 1 RETURNING seq",
+        Utc::now().timestamp_micros(),
+        body.replace('\'', "''")
+    );
+    c2m_store::conformance::sqlite_past_the_store(db, &sql).await;
+    c2m_store::conformance::sqlite_past_the_store(
+        db,
+        "UPDATE event_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
+    )
+    .await;
+}
+
+/// A server on SQLite in a folder of its own, with `--max-message-bytes` at `limit`, and
+/// the path of its database (for writes past it).
+async fn server_with_its_database(limit: usize) -> (TestServer, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c2m.db");
+    let server = TestServer::sqlite_in(dir, Arc::new(c2m_server::SystemClock), |s| {
+        s.max_message_bytes = limit
+    })
+    .await;
+    (server, db)
 }
