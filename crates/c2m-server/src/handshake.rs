@@ -230,6 +230,14 @@ mod tests {
     /// A SETTINGS frame with one setting (`SETTINGS_ENABLE_PUSH` = 0).
     const SETTINGS_FRAME: &[u8] = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00";
 
+    /// The handshake of a peer that sends the 24 bytes and then `frame` (and stays).
+    async fn after_preface(frame: &[u8]) -> Result<(), HandshakeError> {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(PREFACE).await.unwrap();
+        client.write_all(frame).await.unwrap();
+        handshake(server, None, None).await.map(drop)
+    }
+
     /// The preface (the 24 bytes and the SETTINGS frame) is read, checked and given back
     /// whole, however small the reads; what follows it comes after, untouched. Anything
     /// else is refused.
@@ -265,39 +273,21 @@ mod tests {
             assert!(waiting.is_err(), "{sent:?}: not past the handshake");
             drop(client);
         }
-        // Another frame first (a PING) is refused.
-        let (mut client, server) = tokio::io::duplex(64);
-        client.write_all(PREFACE).await.unwrap();
-        client
-            .write_all(b"\x00\x00\x08\x06\x00\x00\x00\x00\x00")
-            .await
-            .unwrap();
-        assert!(matches!(
-            handshake(server, None, None).await,
-            Err(HandshakeError::NoSettings)
-        ));
-        // A SETTINGS acknowledgement, or SETTINGS on a stream, does not open a connection.
+        // Another frame first (a PING) is refused; so are a SETTINGS acknowledgement and
+        // SETTINGS on a stream, which do not open a connection.
         for frame in [
+            &b"\x00\x00\x08\x06\x00\x00\x00\x00\x00"[..],
             &b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"[..],
             &b"\x00\x00\x00\x04\x00\x00\x00\x00\x01"[..],
         ] {
-            let (mut client, server) = tokio::io::duplex(64);
-            client.write_all(PREFACE).await.unwrap();
-            client.write_all(frame).await.unwrap();
-            assert!(matches!(
-                handshake(server, None, None).await,
-                Err(HandshakeError::NoSettings)
-            ));
+            assert!(
+                matches!(after_preface(frame).await, Err(HandshakeError::NoSettings)),
+                "{frame:?}"
+            );
         }
         // A SETTINGS frame longer than a first frame may be is refused before its payload.
-        let (mut client, server) = tokio::io::duplex(64);
-        client.write_all(PREFACE).await.unwrap();
-        client
-            .write_all(b"\x10\x00\x00\x04\x00\x00\x00\x00\x00")
-            .await
-            .unwrap();
         assert!(matches!(
-            handshake(server, None, None).await,
+            after_preface(b"\x10\x00\x00\x04\x00\x00\x00\x00\x00").await,
             Err(HandshakeError::SettingsTooLarge(1_048_576))
         ));
 
