@@ -173,8 +173,7 @@ async fn running_out_of_file_descriptors_pauses_accepting_and_serving_resumes() 
 }
 
 /// A second SIGTERM stops the server at once, for an operator who will not wait out the
-/// drain (here held by a connection that sent its preface and then nothing, with a
-/// minute's grace). Before,
+/// drain (here held by a call whose request never ends, with a minute's grace). Before,
 /// a second signal, TERM or INT, was ignored.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,15 +190,16 @@ async fn a_second_signal_stops_the_server_without_waiting_for_the_drain() {
         .expect("c2m binary starts");
     let addr = listening(&mut child).await;
     let pid = child.id().expect("running").to_string();
-    // A connection that sends the preface (with its SETTINGS) and then nothing holds the
-    // drain.
-    let mut silent = TcpStream::connect(addr).await.expect("connect");
-    silent
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .expect("preface");
-    // Served (accepted and handed to the HTTP layer) before the signal.
+    // A call whose request is never finished (its headers sent, its message never) holds
+    // the drain: the server waits for the message. (A connection that sent only the
+    // preface held it too while the preface was read by hyper; since the handshake reads
+    // the whole preface, an idle connection is closed at once by the drain, and whether
+    // the signal came before hyper had it was a race.)
+    let silent = call_never_finished(addr).await;
+    // Served (another call, on its own connection) after the call's headers were sent,
+    // and a moment more for the server to have them.
     assert_eq!(serving(addr).await, Some(()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let term = || {
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -221,6 +221,33 @@ async fn a_second_signal_stops_the_server_without_waiting_for_the_drain() {
         .expect("status");
     assert!(status.success(), "{status:?}");
     drop(silent);
+}
+
+/// A gRPC call to the server at `addr` whose request stream stays open: headers sent, no
+/// message, no end. Answers what keeps it open (drop it to end the call).
+async fn call_never_finished(
+    addr: std::net::SocketAddr,
+) -> (
+    h2::client::SendRequest<tonic::codegen::Bytes>,
+    h2::SendStream<tonic::codegen::Bytes>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tonic::codegen::http;
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut ready = client.clone().ready().await.expect("ready");
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("http://c2m/c2m.v1.CampaignService/GetCampaign")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let (_response, stream) = ready.send_request(request, false).expect("sent");
+    (client, stream, task)
 }
 
 /// A peer that stops answering (a client that vanished: a power cut, a network that
