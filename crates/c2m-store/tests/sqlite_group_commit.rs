@@ -1,8 +1,9 @@
 //! Group commit on SQLite: concurrent writes share transactions, and the results are the
 //! same as one transaction each (the conformance suite checks the semantics both ways).
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration as StdDuration, Instant};
 
 use c2m_domain::{CampaignSpec, ConsumerId, IdempotencyKey, PreorderStatus};
 use c2m_store::sqlite::{SqliteOptions, SqliteStore};
@@ -16,11 +17,18 @@ async fn place_many(max_group: usize) -> (c2m_store::sqlite::WriterStats, std::t
             .await
             .expect("open"),
     );
+    let elapsed = place_200(&store).await;
+    (store.writer_stats(), elapsed)
+}
+
+/// 200 single-unit orders on a new campaign from 40 tasks at once; checks that its 8
+/// batches locked once each, and returns how long the orders took.
+async fn place_200(store: &Arc<SqliteStore>) -> std::time::Duration {
     let now = Utc
         .with_ymd_and_hms(2030, 3, 1, 9, 0, 0)
         .single()
         .expect("time");
-    c2m_store::conformance::ensure_products(&*store, &["mug"]).await;
+    c2m_store::conformance::ensure_products(&**store, &["mug"]).await;
     let campaign = store
         .create_campaign(
             &CreateCampaign {
@@ -87,7 +95,7 @@ async fn place_many(max_group: usize) -> (c2m_store::sqlite::WriterStats, std::t
         (progress.batches_locked, progress.units_committed),
         (8, 200)
     );
-    (store.writer_stats(), elapsed)
+    elapsed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -99,4 +107,36 @@ async fn concurrent_writes_share_transactions() {
     assert_eq!(grouped.writes, 202);
     assert!(grouped.transactions < grouped.writes, "{grouped:?}");
     assert_eq!(alone.transactions, alone.writes);
+}
+
+/// The database file's length: it grows only when a checkpoint copies pages from the
+/// write-ahead log into it.
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("the database file").len()
+}
+
+/// Committed pages reach the database file from the store's checkpointer, with no commit
+/// of the writer's doing it (200 orders are far below the writer's own checkpoint, 10,000
+/// pages; SQLite's default of 1,000 would not copy them either), and `close` closes the
+/// checkpointer's connection too, so the last connection to close removes the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_copies_commits_and_close_removes_the_log() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join("c2m.db");
+    let wal = dir.path().join("c2m.db-wal");
+    let store = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    let opened = file_len(&path);
+    place_200(&store).await;
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while file_len(&path) <= opened && Instant::now() < deadline {
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert!(
+        file_len(&path) > opened,
+        "the file stayed at {opened} bytes: nothing copied the log's pages into it"
+    );
+    assert!(wal.exists(), "the store is open, so its log is there");
+    let store = Arc::try_unwrap(store).unwrap_or_else(|_| panic!("the store is still shared"));
+    store.close().await;
+    assert!(!wal.exists(), "close left the write-ahead log behind");
 }

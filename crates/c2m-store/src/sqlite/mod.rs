@@ -18,6 +18,8 @@
 //!   transaction.
 //! - Readers: a small pool; in WAL mode they read a consistent snapshot while the writer
 //!   works.
+//! - Checkpoints: a connection of its own copies the log's committed pages back into the
+//!   file beside the writer (`Checkpointer`), so the writer's commits only append.
 //! - Type binding: timestamps are INTEGER microseconds since the Unix epoch (UTC), a
 //!   recorded response is TEXT, a list of values one JSON array.
 
@@ -60,6 +62,24 @@ const READERS: u32 = 4;
 /// through SQLite's ordinary writes, so a full disk or an I/O error while writing stays
 /// an error rather than a signal. Address space, not memory: pages are mapped as read.
 const READER_MMAP_BYTES: u64 = 1 << 30;
+
+/// Pages the write-ahead log may hold before the writer's own commit copies them back into
+/// the file (SQLite's `wal_autocheckpoint`; its default is 1,000 pages, 4 MB). The copying
+/// is the checkpointer's ([`checkpoint_loop`]), off the writer's path; this is the
+/// backstop for when it falls behind, and what makes the log start again from its
+/// beginning under a steady stream of writes: a passive checkpoint never catches a writer
+/// that keeps appending, while the writer's own finds almost every page already copied.
+/// The cost is a log of up to 40 MB (recovery after a crash reads it: well under a second).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// The size SQLite truncates the write-ahead log back to after a checkpoint has reset it
+/// (`journal_size_limit`): a log that grew past [`WAL_AUTOCHECKPOINT_PAGES`] while a long
+/// read held the checkpoints back does not keep that size on disk.
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 << 20;
+
+/// How often the checkpointer looks for commits it has not copied yet.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
+
 /// Writes that may wait for the writer before callers are held back.
 const QUEUE: usize = 1024;
 
@@ -82,6 +102,8 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Box<dyn Queued<Sqlite>>>,
     /// Where the writer task gives its connection back when it ends.
     writer: Mutex<Option<oneshot::Receiver<SqliteConnection>>>,
+    /// Stops the checkpointer, which closes its connection before the writer's closes.
+    checkpointer: Checkpointer,
     counters: Arc<Counters>,
     /// The readers: a small pool; in WAL mode they read a consistent snapshot while the
     /// writer works.
@@ -207,17 +229,27 @@ impl SqliteStore {
         let settings = options;
         create_database_file(path).await?;
         let options = connect_options(path);
-        let mut writer = options.connect().await?;
+        let mut writer = options
+            .clone()
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string())
+            .connect()
+            .await?;
         MIGRATOR
             .run_direct(&mut writer)
             .await
             .map_err(|e| StoreError::migration(e, &MIGRATOR))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(options.pragma("mmap_size", READER_MMAP_BYTES.to_string()))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("mmap_size", READER_MMAP_BYTES.to_string()),
+            )
             .await?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
+        let checkpointer = Checkpointer::start(options.connect().await?, &counters);
         let writer = spawn_writer(write_loop(
             writer,
             queue,
@@ -227,6 +259,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             jobs,
             writer: Mutex::new(Some(writer)),
+            checkpointer,
             counters,
             base: Base::new(readers),
         })
@@ -246,10 +279,15 @@ impl SqliteStore {
     /// Finishes the queued writes and closes the connections, checkpointing the WAL.
     pub async fn close(self) {
         let SqliteStore {
-            jobs, writer, base, ..
+            jobs,
+            writer,
+            checkpointer,
+            base,
+            ..
         } = self;
         drop(jobs);
         base.pool.close().await;
+        checkpointer.stop().await;
         if let Some(handle) = writer.into_inner() {
             match handle.await {
                 Ok(conn) => {
@@ -267,6 +305,75 @@ impl SqliteStore {
     /// The append-only transition record of a batch, oldest first (for audits and tests).
     pub async fn batch_transitions(&self, batch: &BatchId) -> Result<Vec<BatchTransition>> {
         crate::pooling::batch_transitions(&self.base.pool, batch).await
+    }
+}
+
+/// The task that copies the write-ahead log's committed pages back into the database file
+/// (a passive checkpoint), on a connection of its own, after commits.
+///
+/// Why not SQLite's default, where the commit that takes the log past 1,000 pages does it:
+/// that commit is the one writer's, and every write queued behind it waits while it copies
+/// the pages and flushes the file. Here the copying runs on another thread beside the
+/// writer, which then only appends to the log; a passive checkpoint takes no lock a writer
+/// or reader waits for. Durability is unchanged: a commit is on disk once it is in the log
+/// (`synchronous=FULL`), whenever it is copied. Measured on a hot campaign
+/// (docs/benchmarks.md, 2026-12-08): 13-16 % more placements a second in the medians of
+/// five alternated rounds, and a lower p99 in every round.
+struct Checkpointer {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// Starts the loop on `conn`. It ends when told to stop, or when the store and its
+    /// writer are gone (a store dropped without `close`).
+    fn start(conn: SqliteConnection, counters: &Arc<Counters>) -> Checkpointer {
+        let (stop, stopped) = oneshot::channel();
+        let done = tokio::spawn(checkpoint_loop(conn, Arc::downgrade(counters), stopped));
+        Checkpointer { stop, done }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if self.done.await.is_err() {
+            tracing::warn!("the sqlite checkpointer ended abnormally");
+        }
+    }
+}
+
+/// Every [`CHECKPOINT_EVERY`], if the writer has begun a transaction since the last look,
+/// checkpoints passively. A checkpoint that fails is logged at debug level and tried again
+/// at the next commit: the writer's backstop ([`WAL_AUTOCHECKPOINT_PAGES`]) still bounds the
+/// log.
+async fn checkpoint_loop(
+    mut conn: SqliteConnection,
+    counters: std::sync::Weak<Counters>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {}
+        }
+        let Some(begun) = counters.upgrade().map(|c| c.snapshot().transactions) else {
+            break;
+        };
+        if begun == seen {
+            continue;
+        }
+        seen = begun;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_optional(&mut conn)
+            .await
+        {
+            tracing::debug!(error = %e, "a passive checkpoint failed; the next commit tries again");
+        }
+    }
+    if let Err(e) = conn.close().await {
+        tracing::debug!(error = %e, "closing the sqlite checkpointer's connection");
     }
 }
 
