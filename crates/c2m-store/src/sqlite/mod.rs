@@ -35,7 +35,7 @@ use sqlx::sqlite::{
     SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Arguments, ConnectOptions, Connection, Row, Sqlite};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use c2m_domain::BatchId;
 
@@ -77,7 +77,8 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 /// read held the checkpoints back does not keep that size on disk.
 const WAL_SIZE_LIMIT_BYTES: u64 = 64 << 20;
 
-/// How often the checkpointer looks for commits it has not copied yet.
+/// The checkpointer's pause after a group before it checkpoints: the groups committed
+/// meanwhile are copied by the same checkpoint.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 
 /// Writes that may wait for the writer before callers are held back.
@@ -249,12 +250,14 @@ impl SqliteStore {
             .await?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        let checkpointer = Checkpointer::start(options.connect().await?, &counters);
+        let wrote = Arc::new(Notify::new());
+        let checkpointer = Checkpointer::start(options.connect().await?, wrote.clone());
         let writer = spawn_writer(write_loop(
             writer,
             queue,
             settings.max_group,
             counters.clone(),
+            wrote,
         ))?;
         Ok(SqliteStore {
             jobs,
@@ -325,11 +328,11 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the loop on `conn`. It ends when told to stop, or when the store and its
-    /// writer are gone (a store dropped without `close`).
-    fn start(conn: SqliteConnection, counters: &Arc<Counters>) -> Checkpointer {
+    /// Starts the loop on `conn`, woken by `wrote` after each of the writer's groups. It
+    /// ends when told to stop, or when the store is dropped without `close`.
+    fn start(conn: SqliteConnection, wrote: Arc<Notify>) -> Checkpointer {
         let (stop, stopped) = oneshot::channel();
-        let done = tokio::spawn(checkpoint_loop(conn, Arc::downgrade(counters), stopped));
+        let done = tokio::spawn(checkpoint_loop(conn, wrote, stopped));
         Checkpointer { stop, done }
     }
 
@@ -341,35 +344,30 @@ impl Checkpointer {
     }
 }
 
-/// Every [`CHECKPOINT_EVERY`], if the writer has begun a transaction since the last look,
-/// checkpoints passively. A checkpoint that fails is logged at debug level and tried again
-/// at the next commit: the writer's backstop ([`WAL_AUTOCHECKPOINT_PAGES`]) still bounds the
+/// After the writer's groups, checkpoints passively, at most once every
+/// [`CHECKPOINT_EVERY`] (the groups committed meanwhile join the next one); an idle store
+/// is not woken. A checkpoint that fails is logged at debug level and tried again after
+/// the next group: the writer's backstop ([`WAL_AUTOCHECKPOINT_PAGES`]) still bounds the
 /// log.
 async fn checkpoint_loop(
     mut conn: SqliteConnection,
-    counters: std::sync::Weak<Counters>,
+    wrote: Arc<Notify>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = 0;
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            _ = tick.tick() => {}
+            _ = wrote.notified() => {}
         }
-        let Some(begun) = counters.upgrade().map(|c| c.snapshot().transactions) else {
-            break;
-        };
-        if begun == seen {
-            continue;
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
         }
-        seen = begun;
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .fetch_optional(&mut conn)
             .await
         {
-            tracing::debug!(error = %e, "a passive checkpoint failed; the next commit tries again");
+            tracing::debug!(error = %e, "a passive checkpoint failed; the next group tries again");
         }
     }
     if let Err(e) = conn.close().await {
@@ -416,6 +414,7 @@ async fn write_loop(
     mut jobs: mpsc::Receiver<Box<dyn Queued<Sqlite>>>,
     max_group: usize,
     counters: Arc<Counters>,
+    wrote: Arc<Notify>,
 ) -> SqliteConnection {
     let max_group = max_group.max(1);
     let mut group = Vec::with_capacity(max_group);
@@ -429,6 +428,7 @@ async fn write_loop(
         }
         crate::writer::run(&mut conn, None, &mut group, &counters).await;
         group.clear();
+        wrote.notify_one();
     }
     conn
 }
