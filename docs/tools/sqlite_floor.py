@@ -13,8 +13,10 @@ gRPC, no Rust: what is left when everything but SQLite is free.
     python3 docs/tools/sqlite_floor.py [product|noresp|nohold|noevents]
 
 Environment: N orders (20000), G orders a group (32), AUTOCKPT the writer's
-wal_autocheckpoint in pages (1000, SQLite's default), CKPT_EVERY seconds between passive
-checkpoints from a second connection (none), DROP comma-separated indexes to drop, DB the
+wal_autocheckpoint in pages (1000, SQLite's default; 0 turns checkpoints off, and then
+the log's length is what was written to it, printed per order), CKPT_EVERY seconds
+between passive checkpoints from a second connection, on a timer (none; the store's
+checkpointer is woken by its writer instead), DROP comma-separated indexes to drop, DB the
 file (/tmp/c2m-sqlite-floor.db). Variants: noresp stores empty idempotency answers,
 nohold writes no hold transactions, noevents no events. Python's sqlite3 and Python's own
 time are in the figures, so read them against each other, not as the product's.
@@ -22,6 +24,8 @@ time are in the figures, so read them against each other, not as the product's.
 import collections, glob, json, os, random, sqlite3, sys, threading, time, uuid
 
 variant = sys.argv[1] if len(sys.argv) > 1 else 'product'
+if variant not in ('product', 'noresp', 'nohold', 'noevents'):
+    sys.exit(f'unknown variant {variant!r}: product, noresp, nohold or noevents')
 N = int(os.environ.get('N', '20000'))
 G = int(os.environ.get('G', '32'))
 THRESHOLD = 100
@@ -176,3 +180,5 @@ print(f'commit p50 {1e3 * commits[len(commits) // 2]:.2f} ms, '
       f'p99 {1e3 * commits[len(commits) * 99 // 100]:.2f} ms')
 wal = os.path.getsize(path + '-wal') if os.path.exists(path + '-wal') else 0
 print(f'file {os.path.getsize(path) / placed:,.0f} B an order, log now {wal / 2**20:.1f} MiB')
+if os.environ.get('AUTOCKPT') == '0' and not os.environ.get('CKPT_EVERY'):
+    print(f'log written: {wal / placed:,.0f} B an order (no checkpoint ran)')
