@@ -145,5 +145,11 @@ async fn the_checkpointer_copies_commits_and_close_removes_the_log() {
     assert!(wal.exists(), "the store is open, so its log is there");
     let store = Arc::try_unwrap(store).unwrap_or_else(|_| panic!("the store is still shared"));
     store.close().await;
+    // sqlx finishes a closed connection on its own thread, so the last one to close (the
+    // one that removes the log) may finish just after `close` returns.
+    let deadline = Instant::now() + StdDuration::from_secs(5);
+    while wal.exists() && Instant::now() < deadline {
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
     assert!(!wal.exists(), "close left the write-ahead log behind");
 }
