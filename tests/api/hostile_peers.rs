@@ -232,20 +232,13 @@ async fn call_never_finished(
     h2::SendStream<tonic::codegen::Bytes>,
     tokio::task::JoinHandle<()>,
 ) {
-    use tonic::codegen::http;
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
     let task = tokio::spawn(async move {
         let _ = connection.await;
     });
     let mut ready = client.clone().ready().await.expect("ready");
-    let request = http::Request::builder()
-        .method("POST")
-        .uri("http://c2m/c2m.v1.CampaignService/GetCampaign")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("request");
+    let request = raw_get_campaign_request();
     let (_response, stream) = ready.send_request(request, false).expect("sent");
     (client, stream, task)
 }

@@ -100,13 +100,7 @@ async fn calls_whose_messages_have_not_arrived_hold_no_slot() {
     let mut slow = Vec::new();
     for _ in 0..6 {
         let mut h2 = h2.clone().ready().await.expect("ready");
-        let req = http::Request::builder()
-            .method("POST")
-            .uri("http://c2m/c2m.v1.CampaignService/GetCampaign")
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .expect("request");
+        let req = raw_get_campaign_request();
         let (answer, mut body) = h2.send_request(req, false).expect("send");
         // Three bytes of the five-byte prefix, and then nothing for now.
         body.send_data(Bytes::copy_from_slice(&framed[..3]), false)

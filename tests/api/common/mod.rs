@@ -920,3 +920,15 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     built.insert(name.to_owned(), exe.clone());
     exe
 }
+
+/// The headers of a gRPC call to `GetCampaign` sent by hand over a raw HTTP/2 connection
+/// (`h2`), for tests that hold a call open or send its body in pieces.
+pub fn raw_get_campaign_request() -> tonic::codegen::http::Request<()> {
+    tonic::codegen::http::Request::builder()
+        .method("POST")
+        .uri("http://c2m/c2m.v1.CampaignService/GetCampaign")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request")
+}
